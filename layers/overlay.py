@@ -1,0 +1,224 @@
+"""Assemble a container's root filesystem from unpacked layers.
+
+Three methods, best first: the kernel's overlayfs mounted inside the user
+namespace (``userxattr``), ``fuse-overlayfs``, or a private copy of the layers.
+The choice is probed once (by trying), cached in ``probe.json``, and can be
+forced in the config file (``storage.overlay``).
+
+``mount_rootfs``/``unmount_rootfs`` run as root of the user namespace, in the
+container's (private) mount namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from dataclasses import asdict, dataclass
+
+from layers import whiteout
+from rootless import atomic, proc, syscalls
+from rootless.errors import HostError, RootlessError
+from rootless.paths import Paths
+
+METHODS = ("kernel", "fuse", "copy")
+PROBE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Probe:
+    method: str
+    kernel_ok: bool
+    kernel_detail: str
+    fuse_ok: bool
+    fuse_detail: str
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class RootfsPlan:
+    """What to mount at ``merged``: data, built by the engine, executed in the namespace."""
+
+    method: str
+    lowers: tuple[str, ...]  # top layer first
+    upper: str
+    work: str
+    merged: str
+    copy_dir: str
+
+
+def _probe_key() -> str:
+    fuse = proc.which("fuse-overlayfs") or ""
+    return f"v{PROBE_VERSION} {os.uname().release} {fuse}"
+
+
+def probe(paths: Paths, userns_call, refresh: bool = False) -> Probe:
+    """The best working method on this host and storage (cached)."""
+    key = _probe_key()
+    if not refresh:
+        try:
+            cached = atomic.read_json(paths.probe_file)
+            if cached.get("key") == key:
+                return Probe(**cached)
+        except (OSError, ValueError, TypeError):
+            pass
+    os.makedirs(paths.tmp, exist_ok=True)
+    base = os.path.join(paths.tmp, f"probe-{os.getpid()}-{time.monotonic_ns()}")
+    for d in ("lower", "upper", "work", "merged", "fupper", "fwork"):
+        os.makedirs(os.path.join(base, d))
+    try:
+        result = userns_call(_probe_in_ns, base)
+    except RootlessError as e:
+        result = {"kernel_ok": False, "kernel_detail": str(e), "fuse_ok": False, "fuse_detail": str(e)}
+    finally:
+        from layers.store import remove_trees
+        try:
+            userns_call(remove_trees, [base])
+        except RootlessError:
+            pass
+    method = "kernel" if result["kernel_ok"] else "fuse" if result["fuse_ok"] else "copy"
+    p = Probe(method=method, key=key, **result)
+    try:
+        atomic.write_json(paths.probe_file, asdict(p))
+    except OSError:
+        pass
+    return p
+
+
+def _probe_in_ns(base: str) -> dict:
+    syscalls.unshare(syscalls.CLONE_NEWNS)
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    j = lambda d: os.path.join(base, d)  # noqa: E731
+    out = {}
+    try:
+        syscalls.mount("overlay", j("merged"), "overlay", 0,
+                       f"lowerdir={j('lower')},upperdir={j('upper')},workdir={j('work')},userxattr")
+        syscalls.umount2(j("merged"), syscalls.MNT_DETACH)
+        out.update(kernel_ok=True, kernel_detail="overlay mounts in a user namespace (userxattr)")
+    except OSError as e:
+        out.update(kernel_ok=False, kernel_detail=f"overlay mount refused: {os.strerror(e.errno or 0)}")
+    try:
+        _fuse_mount(j("lower"), j("fupper"), j("fwork"), j("merged"))
+        syscalls.umount2(j("merged"), syscalls.MNT_DETACH)
+        out.update(fuse_ok=True, fuse_detail=f"{proc.which('fuse-overlayfs')} works with /dev/fuse")
+    except (OSError, RootlessError) as e:
+        out.update(fuse_ok=False, fuse_detail=str(e))
+    return out
+
+
+def _fuse_mount(lowerdir: str, upper: str, work: str, merged: str) -> None:
+    exe = proc.which("fuse-overlayfs")
+    if not exe:
+        raise HostError("fuse-overlayfs is not installed", "install the fuse-overlayfs package")
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        raise HostError("/dev/fuse is not accessible", "ask an administrator to `chmod 0666 /dev/fuse`")
+    proc.run([exe, "-o", f"lowerdir={lowerdir},upperdir={upper},workdir={work}", merged], timeout=30)
+
+
+def choose(configured: str, paths: Paths, userns_call) -> str:
+    if configured in METHODS:
+        return configured
+    return probe(paths, userns_call).method
+
+
+# ---- in the namespace ------------------------------------------------------------
+def mount_rootfs(plan: RootfsPlan) -> None:
+    if plan.method == "kernel":
+        # Relative lower paths keep the option string short (it is limited to a page).
+        layers_dir = os.path.dirname(plan.lowers[0])
+        cwd = os.getcwd()
+        os.chdir(layers_dir)
+        try:
+            lower = ":".join(os.path.basename(p) for p in plan.lowers)
+            syscalls.mount("overlay", plan.merged, "overlay", 0,
+                           f"lowerdir={lower},upperdir={plan.upper},workdir={plan.work},userxattr")
+        finally:
+            os.chdir(cwd)
+    elif plan.method == "fuse":
+        _fuse_mount(":".join(plan.lowers), plan.upper, plan.work, plan.merged)
+    elif plan.method == "copy":
+        if not os.path.isdir(plan.copy_dir):
+            build_copy(plan.lowers, plan.copy_dir)
+        syscalls.mount(plan.copy_dir, plan.merged, None, syscalls.MS_BIND | syscalls.MS_REC)
+    else:
+        raise RootlessError(f"unknown overlay method {plan.method!r}", "use kernel, fuse or copy")
+
+
+def unmount_rootfs(plan: RootfsPlan) -> None:
+    try:
+        syscalls.umount2(plan.merged, syscalls.MNT_DETACH)
+    except OSError:
+        pass
+
+
+def build_copy(lowers_top_first: tuple[str, ...], dest: str) -> None:
+    """The ``copy`` method: apply the layers bottom-up into a private directory."""
+    tmp = f"{dest}.tmp-{os.getpid()}"
+    os.mkdir(tmp, 0o755)
+    for layer in reversed(lowers_top_first):
+        _copy_meta(layer, tmp)
+        _merge_dir(layer, tmp)
+    os.rename(tmp, dest)
+
+
+def _remove(path: str) -> None:
+    from layers.store import remove_trees
+    if os.path.isdir(path) and not os.path.islink(path):
+        remove_trees([path])
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def _copy_meta(src: str, dst: str, st: os.stat_result | None = None) -> None:
+    st = st or os.lstat(src)
+    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _merge_dir(src: str, dst: str, links: dict | None = None) -> None:
+    links = {} if links is None else links
+    with os.scandir(src) as it:
+        entries = list(it)
+    for e in entries:
+        s, d = e.path, os.path.join(dst, e.name)
+        st = e.stat(follow_symlinks=False)
+        if whiteout.is_whiteout_stat(st):
+            _remove(d)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if os.path.lexists(d) and (os.path.islink(d) or not os.path.isdir(d)):
+                _remove(d)
+            if os.path.isdir(d) and whiteout.is_opaque(s):
+                _remove(d)
+            if not os.path.isdir(d):
+                os.mkdir(d, 0o700)
+            _merge_dir(s, d, links)
+            _copy_meta(s, d, st)
+            continue
+        _remove(d)
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(s), d)
+        elif stat.S_ISREG(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in links:
+                os.link(links[key], d)
+                continue
+            _copy_file(s, d)
+            links[key] = d
+        elif stat.S_ISFIFO(st.st_mode):
+            os.mkfifo(d)
+        else:
+            continue
+        _copy_meta(s, d, st)
+
+
+def _copy_file(src: str, dst: str) -> None:
+    with open(src, "rb") as fi, open(dst, "xb") as fo:
+        size = os.fstat(fi.fileno()).st_size
+        while size > 0:
+            n = os.copy_file_range(fi.fileno(), fo.fileno(), size)
+            if n == 0:
+                break
+            size -= n

@@ -1,0 +1,316 @@
+"""The content-addressed image store: blobs, unpacked layers, image records and tags.
+
+Image records and tags live in one JSON file (``images.json``) written
+atomically under the store lock. Blobs are named by digest; layers are
+unpacked once (as root of the user namespace, through the injected
+``userns_call``) into ``layers/HEX`` and appear there by an atomic rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from layers import reference
+from rootless import atomic, locking
+from rootless.errors import Conflict, ImageNotFound, RootlessError
+from rootless.paths import Paths
+
+UsernsCall = Callable[..., Any]  # userns_call(fn, *args) -> fn's result, run as root of the userns
+
+INDEX_VERSION = 1
+
+
+@dataclass
+class LayerRef:
+    diff_id: str
+    blob: str
+    media_type: str
+    size: int = 0
+
+    def to_json(self) -> dict:
+        return {"diff_id": self.diff_id, "blob": self.blob, "media_type": self.media_type, "size": self.size}
+
+
+def now_iso() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class ImageStore:
+    def __init__(self, paths: Paths, userns_call: UsernsCall, idmap_key: str):
+        self.paths = paths
+        self.userns_call = userns_call
+        self.idmap_key = idmap_key
+
+    # ---- index ---------------------------------------------------------------
+    def _read_index(self) -> dict:
+        try:
+            data = atomic.read_json(self.paths.images_file)
+        except FileNotFoundError:
+            return {"version": INDEX_VERSION, "images": {}}
+        except (OSError, ValueError) as e:
+            raise RootlessError(f"image index {self.paths.images_file} is unreadable: {e}",
+                                "restore it from a backup or run `rootless system reset`") from None
+        if not isinstance(data, dict) or not isinstance(data.get("images"), dict):
+            raise RootlessError(f"image index {self.paths.images_file} is corrupt",
+                                "run `rootless system reset` to start over")
+        return data
+
+    def images(self) -> list[dict]:
+        return sorted(self._read_index()["images"].values(), key=lambda r: r.get("loaded", ""), reverse=True)
+
+    def resolve(self, name: str) -> dict:
+        """An image record by reference, full id or unique id prefix."""
+        images = self._read_index()["images"]
+        hexpart = name.removeprefix("sha256:")
+        if hexpart and len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart):
+            found = [r for i, r in images.items() if i.removeprefix("sha256:").startswith(hexpart)]
+            if len(found) == 1 and (len(hexpart) >= 12 or name.startswith("sha256:") or not _looks_like_name(name, images)):
+                return found[0]
+            if len(found) > 1 and not _looks_like_name(name, images):
+                raise RootlessError(f"image id prefix {name!r} is ambiguous", "give more characters of the id")
+        ref = reference.parse(name)
+        for rec in images.values():
+            if ref.digest and ref.digest in rec.get("repo_digests", []):
+                return rec
+            if ref.tag and str(ref) in rec.get("repo_tags", []):
+                return rec
+        raise ImageNotFound(f"image {str(ref)!r} not found locally",
+                            "load it with `rootless load -i FILE` or create it with `rootless import`")
+
+    # ---- blobs ---------------------------------------------------------------
+    def has_blob(self, digest: str) -> bool:
+        return os.path.exists(self.paths.blob(digest))
+
+    def put_blob(self, stream: BinaryIO, expected: str | None = None, expected_size: int | None = None,
+                 what: str = "blob") -> tuple[str, int, bool]:
+        """Copy ``stream`` into the store; (digest, size, newly_added). Verifies ``expected``."""
+        from rootless.errors import InvalidImage
+        os.makedirs(self.paths.tmp, exist_ok=True)
+        tmp = os.path.join(self.paths.tmp, f"blob-{os.getpid()}-{time.monotonic_ns()}")
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "wb") as out:
+                while True:
+                    chunk = stream.read(1 << 20)
+                    if not chunk:
+                        break
+                    h.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = "sha256:" + h.hexdigest()
+            if expected and digest != expected:
+                raise InvalidImage(f"{what}: digest {digest} does not match {expected}",
+                                   "the archive is corrupt; export or download it again")
+            if expected_size is not None and size != expected_size:
+                raise InvalidImage(f"{what}: size {size} does not match the descriptor's {expected_size}")
+            final = self.paths.blob(digest)
+            added = not os.path.exists(final)
+            os.rename(tmp, final)
+            return digest, size, added
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def put_blob_bytes(self, data: bytes) -> tuple[str, bool]:
+        import io
+        digest, _, added = self.put_blob(io.BytesIO(data))
+        return digest, added
+
+    def read_blob(self, digest: str) -> bytes:
+        with open(self.paths.blob(digest), "rb") as f:
+            return f.read()
+
+    def remove_blobs(self, digests: Iterable[str]) -> None:
+        for d in digests:
+            try:
+                os.unlink(self.paths.blob(d))
+            except FileNotFoundError:
+                pass
+
+    # ---- layers --------------------------------------------------------------
+    def layer_present(self, diff_id: str) -> bool:
+        return os.path.isdir(self.paths.layer(diff_id))
+
+    def check_idmap(self) -> None:
+        """Layers on disk carry the owners of one id map; refuse to mix two."""
+        try:
+            recorded = atomic.read_json(self.paths.idmap_file).get("key")
+        except (FileNotFoundError, ValueError, AttributeError):
+            atomic.write_json(self.paths.idmap_file, {"key": self.idmap_key})
+            return
+        if recorded != self.idmap_key:
+            raise RootlessError(
+                f"the store {self.paths.root} was unpacked with another id map ({recorded}); now {self.idmap_key}",
+                "run `rootless system reset` (or use another --root) after changing /etc/subuid or userns.idmap")
+
+    def unpack_layers(self, layers: list[LayerRef]) -> list[str]:
+        """Unpack the missing ones (one user-namespace helper for all); the diff ids added."""
+        missing = [lr for lr in layers if not self.layer_present(lr.diff_id)]
+        if not missing:
+            return []
+        self.check_idmap()
+        jobs = []
+        for lr in missing:
+            jobs.append({"blob": self.paths.blob(lr.blob), "diff_id": lr.diff_id,
+                         "dest": self.paths.layer(lr.diff_id),
+                         "tmp": os.path.join(self.paths.layers, f".tmp-{lr.diff_id[7:19]}-{os.getpid()}-{time.monotonic_ns()}")})
+        results = self.userns_call(_unpack_jobs, jobs)
+        for lr, res in zip(missing, results, strict=True):
+            lr.size = res["size"]
+        return [lr.diff_id for lr in missing]
+
+    def remove_layers(self, diff_ids: Iterable[str]) -> None:
+        doomed = []
+        for d in diff_ids:
+            src = self.paths.layer(d)
+            if os.path.isdir(src):
+                dst = os.path.join(self.paths.layers, f".del-{d[7:19]}-{os.getpid()}-{time.monotonic_ns()}")
+                os.rename(src, dst)
+                doomed.append(dst)
+        if doomed:
+            self.userns_call(remove_trees, doomed)
+
+    # ---- images --------------------------------------------------------------
+    def register(self, config_bytes: bytes, layers: list[LayerRef], tags: list[str],
+                 manifest_digest: str | None = None) -> tuple[dict, list[str]]:
+        """Record an image (its blobs and layers are already in place); (record, tags moved)."""
+        image_id = sha256_bytes(config_bytes)
+        config = json.loads(config_bytes)
+        with locking.locked(self.paths.store_lock):
+            index = self._read_index()
+            images = index["images"]
+            rec = images.get(image_id) or {
+                "id": image_id,
+                "layers": [lr.to_json() for lr in layers],
+                "repo_tags": [],
+                "repo_digests": [],
+                "created": config.get("created", ""),
+                "size": sum(lr.size for lr in layers),
+                "manifest_digest": manifest_digest,
+            }
+            rec["loaded"] = now_iso()
+            for tag in tags:
+                for other in images.values():
+                    if other is not rec and tag in other.get("repo_tags", []):
+                        other["repo_tags"].remove(tag)
+                if tag not in rec["repo_tags"]:
+                    rec["repo_tags"].append(tag)
+            images[image_id] = rec
+            atomic.write_json(self.paths.images_file, index)
+        return rec, tags
+
+    def config(self, rec: dict) -> dict:
+        try:
+            return json.loads(self.read_blob(rec["id"]))
+        except (OSError, ValueError) as e:
+            raise RootlessError(f"image {rec['id'][7:19]}: config blob unreadable ({e})",
+                                "remove the image with `rootless rmi -f` and load it again") from None
+
+    def remove(self, name: str, force: bool, in_use: Callable[[str], list[str]],
+               layers_in_use: Callable[[], set[str]]) -> list[str]:
+        """``rmi``: untag or delete; lines like Docker's (Untagged: / Deleted:)."""
+        out: list[str] = []
+        with locking.locked(self.paths.store_lock):
+            index = self._read_index()
+            images = index["images"]
+            rec = self._resolve_in(images, name)
+            by_tag = name in rec["repo_tags"] or _normalised(name) in rec["repo_tags"]
+            if by_tag and len(rec["repo_tags"]) > 1:
+                tag = name if name in rec["repo_tags"] else _normalised(name)
+                rec["repo_tags"].remove(tag)
+                atomic.write_json(self.paths.images_file, index)
+                return [f"Untagged: {_familiar(tag)}"]
+            users = in_use(rec["id"])
+            if users and not force:
+                raise Conflict(f"unable to remove image {name}: it is used by container {users[0][:12]}",
+                               "remove the container first (`rootless rm`) or use `rootless rmi -f`")
+            if not by_tag and len(rec["repo_tags"]) > 1 and not force:
+                raise Conflict(f"unable to delete {rec['id'][7:19]} (must be forced): image is referenced in multiple repositories")
+            out += [f"Untagged: {_familiar(t)}" for t in rec["repo_tags"]]
+            del images[rec["id"]]
+            atomic.write_json(self.paths.images_file, index)
+            out.append(f"Deleted: {rec['id']}")
+            keep_layers = layers_in_use() | {lr["diff_id"] for r in images.values() for lr in r["layers"]}
+            keep_blobs = {r["id"] for r in images.values()} | {lr["blob"] for r in images.values() for lr in r["layers"]}
+            doomed_layers = [lr["diff_id"] for lr in rec["layers"] if lr["diff_id"] not in keep_layers]
+            doomed_blobs = [b for b in [rec["id"]] + [lr["blob"] for lr in rec["layers"]] if b not in keep_blobs]
+            self.remove_blobs(doomed_blobs)
+            self.remove_layers(doomed_layers)
+        return out
+
+    def _resolve_in(self, images: dict, name: str) -> dict:
+        # resolve() re-reads the index; under the lock we must use the copy we will write.
+        rec = self.resolve(name)
+        return images[rec["id"]]
+
+
+def _normalised(name: str) -> str:
+    try:
+        return str(reference.parse(name))
+    except RootlessError:
+        return name
+
+
+def _familiar(tag: str) -> str:
+    ref = reference.parse(tag)
+    return f"{ref.familiar_repository}:{ref.tag}"
+
+
+def _looks_like_name(name: str, images: dict) -> bool:
+    """True if ``name`` is also a tag in the store (a tag wins over an id prefix, as in Docker)."""
+    try:
+        full = str(reference.parse(name))
+    except RootlessError:
+        return False
+    return any(full in r.get("repo_tags", []) for r in images.values())
+
+
+# ---- run as root of the user namespace --------------------------------------------
+def _unpack_jobs(jobs: list[dict]) -> list[dict]:
+    from layers.unpack import unpack_layer
+    results = []
+    for job in jobs:
+        os.mkdir(job["tmp"], 0o755)
+        try:
+            res = unpack_layer(job["blob"], job["tmp"], job["diff_id"], what=f"layer {job['diff_id'][7:19]}")
+            try:
+                os.rename(job["tmp"], job["dest"])
+            except OSError:
+                if not os.path.isdir(job["dest"]):  # lost a race with another unpack: fine
+                    raise
+                remove_trees([job["tmp"]])
+        except BaseException:
+            remove_trees([job["tmp"]])
+            raise
+        results.append(res)
+    return results
+
+
+def remove_trees(paths: list[str]) -> None:
+    """rm -rf as root of the user namespace (files of subordinate uids, read-only dirs)."""
+    def onerror(func, path, exc_info):  # make read-only directories writable and retry
+        parent = os.path.dirname(path)
+        try:
+            os.chmod(parent, 0o700)
+            func(path)
+        except OSError:
+            pass
+
+    for p in paths:
+        if os.path.lexists(p):
+            shutil.rmtree(p, onerror=onerror)

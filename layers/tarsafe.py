@@ -1,0 +1,42 @@
+"""One validator for every tar member the tool reads (layers, archives, rootfs tarballs)."""
+
+from __future__ import annotations
+
+import posixpath
+import tarfile
+
+from rootless.errors import InvalidImage
+
+
+def clean_name(name: str, what: str) -> str:
+    """A member name as a relative path with no ``..``; raises for hostile names.
+
+    ``./a/b`` and ``a//b/`` become ``a/b``; the archive root (``.`` or ``./``) becomes ``""``.
+    """
+    if "\x00" in name:
+        raise InvalidImage(f"{what}: member name contains a NUL byte")
+    if name.startswith("/"):
+        raise InvalidImage(f"{what}: absolute path {name!r} in archive", "the archive is hostile or broken")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InvalidImage(f"{what}: path {name!r} escapes the archive root", "the archive is hostile or broken")
+    return "/".join(parts)
+
+
+def check_member(m: tarfile.TarInfo, what: str) -> str:
+    """Validate one layer member; its cleaned name."""
+    name = clean_name(m.name, what)
+    if m.ischr() or m.isblk():
+        raise InvalidImage(f"{what}: device node {name!r} in layer", "images may not carry device nodes")
+    if m.islnk():
+        target = clean_name(m.linkname, what)
+        if not target:
+            raise InvalidImage(f"{what}: hardlink {name!r} points to the archive root")
+    elif not (m.isreg() or m.isdir() or m.issym() or m.isfifo()):
+        raise InvalidImage(f"{what}: unsupported member type {m.type!r} for {name!r}")
+    return name
+
+
+def safe_join(root: str, rel: str) -> str:
+    """Join a cleaned relative name onto ``root`` (no symlinks followed here)."""
+    return posixpath.join(root, rel) if rel else root

@@ -1,0 +1,243 @@
+"""Unpack one layer tar into a directory, safely, as root of the user namespace.
+
+Every member is validated (:mod:`layers.tarsafe`); every file is created
+relative to an open directory fd, never through a symlink (``O_NOFOLLOW`` at
+each step), so a hostile layer cannot write outside its directory. OCI
+whiteouts become overlay whiteouts (:mod:`layers.whiteout`). The uncompressed
+stream is hashed on the way and must match the expected diff id.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import hashlib
+import os
+import stat
+import tarfile
+import zlib
+from typing import BinaryIO
+
+from layers import tarsafe, whiteout
+from rootless.errors import InvalidImage, RootlessError
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CHUNK = 1 << 20
+_KEEP_XATTRS = ("user.", "security.capability")
+
+
+class HashingReader:
+    """A read-only stream that hashes what passes through it."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+def open_decompressed(f: BinaryIO) -> BinaryIO:
+    """Wrap ``f`` in the decompressor its magic bytes call for."""
+    head = f.peek(4)[:4] if hasattr(f, "peek") else b""
+    if head[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=f, mode="rb")
+    if head == b"\x28\xb5\x2f\xfd":
+        raise InvalidImage("zstd-compressed layers are not supported yet", "recompress the layer with gzip")
+    return f
+
+
+class _Dirs:
+    """Open directory fds below the layer root, walked without following symlinks."""
+
+    def __init__(self, root_fd: int, what: str):
+        self.root_fd = root_fd
+        self.what = what
+        self.cache: dict[str, int] = {}
+
+    def open(self, rel: str, create: bool) -> int:
+        if not rel:
+            return self.root_fd
+        fd = self.cache.get(rel)
+        if fd is not None:
+            return fd
+        parent_rel, _, name = rel.rpartition("/")
+        parent = self.open(parent_rel, create)
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise InvalidImage(f"{self.what}: {rel!r} does not exist") from None
+            os.mkdir(name, 0o755, dir_fd=parent)
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise InvalidImage(f"{self.what}: path {rel!r} goes through a symlink or a file",
+                                   "the layer tries to write outside its directory") from None
+            raise
+        if len(self.cache) >= 256:
+            self.close()
+        self.cache[rel] = fd
+        return fd
+
+    def close(self) -> None:
+        for fd in self.cache.values():
+            os.close(fd)
+        self.cache.clear()
+
+
+def _chown(name: str, uid: int, gid: int, dir_fd: int | None = None, fd: int | None = None) -> None:
+    try:
+        if fd is not None:
+            os.fchown(fd, uid, gid)
+        else:
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as e:
+        # EINVAL: the owner is not mapped (single-uid map or a uid beyond the range):
+        # the file stays owned by container root, that is by the user.
+        if e.errno not in (errno.EINVAL, errno.EPERM):
+            raise
+
+
+def _set_xattrs(fd: int, m: tarfile.TarInfo) -> None:
+    for key, value in m.pax_headers.items():
+        if not key.startswith("SCHILY.xattr."):
+            continue
+        name = key[len("SCHILY.xattr."):]
+        if not name.startswith(_KEEP_XATTRS):
+            continue
+        try:
+            os.setxattr(f"/proc/self/fd/{fd}", name, value.encode("utf-8", "surrogateescape"))
+        except OSError:
+            pass
+
+
+def _clear(parent: int, name: str, rel: str, keep_dir: bool, what: str) -> bool:
+    """Remove an earlier entry at ``name``; True if a directory was kept."""
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        if keep_dir:
+            return True
+        raise InvalidImage(f"{what}: {rel!r} replaces a directory of the same layer")
+    os.unlink(name, dir_fd=parent)
+    return False
+
+
+def unpack_layer(blob: str, dest: str, expected_diff_id: str | None = None, what: str = "layer") -> dict:
+    """Unpack ``blob`` (a tar, maybe gzip) into the existing empty directory ``dest``.
+
+    Returns ``{"diff_id": ..., "size": ...}``.
+    """
+    root_fd = os.open(dest, _DIR_FLAGS)
+    dirs = _Dirs(root_fd, what)
+    dir_times: list[tuple[str, int]] = []
+    size = 0
+    try:
+        with open(blob, "rb") as raw:
+            reader = HashingReader(open_decompressed(raw))
+            try:
+                with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tf:
+                    for m in tf:
+                        size += _extract(tf, m, dirs, dir_times, what)
+                reader.drain()
+            except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+                raise InvalidImage(f"{what}: truncated or corrupt tar ({e})") from None
+        for rel, mtime in reversed(dir_times):
+            fd = dirs.open(rel, create=False)
+            os.utime(fd, (mtime, mtime))
+    except OSError as e:
+        raise RootlessError(f"{what}: unpacking failed: {e.strerror or e}") from None
+    finally:
+        dirs.close()
+        os.close(root_fd)
+    digest = reader.digest()
+    if expected_diff_id and digest != expected_diff_id:
+        raise InvalidImage(f"{what}: content digest {digest} does not match diff id {expected_diff_id}",
+                           "the archive is corrupt; fetch or export it again")
+    return {"diff_id": digest, "size": size}
+
+
+def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: _Dirs, dir_times: list, what: str) -> int:
+    rel = tarsafe.check_member(m, what)
+    if not rel:  # the layer's root directory
+        os.fchmod(dirs.root_fd, m.mode & 0o7777)
+        _chown("", m.uid, m.gid, fd=dirs.root_fd)
+        return 0
+    parent_rel, _, name = rel.rpartition("/")
+    parent = dirs.open(parent_rel, create=True)
+
+    if name == whiteout.OPAQUE_MARKER:
+        whiteout.mark_opaque(parent)
+        return 0
+    if name.startswith(whiteout.WH_PREFIX):
+        target = name[len(whiteout.WH_PREFIX):]
+        if target in ("", ".", ".."):
+            raise InvalidImage(f"{what}: bad whiteout {rel!r}")
+        _clear(parent, target, rel, keep_dir=False, what=what)
+        whiteout.make_whiteout(target, parent)
+        return 0
+
+    if m.isdir():
+        if not _clear(parent, name, rel, keep_dir=True, what=what):
+            os.mkdir(name, 0o700, dir_fd=parent)
+        fd = dirs.open(rel, create=False)
+        _chown(name, m.uid, m.gid, fd=fd)
+        os.fchmod(fd, m.mode & 0o7777)
+        _set_xattrs(fd, m)
+        dir_times.append((rel, int(m.mtime)))
+        return 0
+
+    _clear(parent, name, rel, keep_dir=False, what=what)
+    if m.isreg():
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=parent)
+        try:
+            src = tf.extractfile(m)
+            remaining = m.size
+            while remaining:
+                chunk = src.read(min(_CHUNK, remaining))
+                if not chunk:
+                    raise InvalidImage(f"{what}: truncated file {rel!r}")
+                remaining -= len(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            _chown(name, m.uid, m.gid, fd=fd)
+            os.fchmod(fd, m.mode & 0o7777)
+            _set_xattrs(fd, m)
+            os.utime(fd, (int(m.mtime), int(m.mtime)))
+        finally:
+            os.close(fd)
+        return m.size
+    if m.issym():
+        os.symlink(m.linkname, name, dir_fd=parent)
+    elif m.islnk():
+        target = tarsafe.clean_name(m.linkname, what)
+        t_parent_rel, _, t_name = target.rpartition("/")
+        t_parent = dirs.open(t_parent_rel, create=False)
+        try:
+            os.link(t_name, name, src_dir_fd=t_parent, dst_dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            raise InvalidImage(f"{what}: hardlink {rel!r} to missing {target!r}") from None
+        except PermissionError:
+            raise InvalidImage(f"{what}: hardlink {rel!r} to {target!r} is not allowed") from None
+        return 0
+    elif m.isfifo():
+        os.mkfifo(name, m.mode & 0o777, dir_fd=parent)
+    _chown(name, m.uid, m.gid, dir_fd=parent)
+    os.utime(name, (int(m.mtime), int(m.mtime)), dir_fd=parent, follow_symlinks=False)
+    return 0

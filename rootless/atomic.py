@@ -1,0 +1,44 @@
+"""Atomic file writes: write a temporary file, fsync it, rename it into place."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+
+def write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a torn one."""
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, f".tmp-{os.path.basename(path)}-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def write_json(path: str, obj: Any, mode: int = 0o644) -> None:
+    write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode(), mode)
+
+
+def read_json(path: str) -> Any:
+    with open(path, "rb") as f:
+        return json.loads(f.read())
+
+
+def fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,345 @@
+"""The in-namespace side of a container, top to bottom.
+
+Two processes, both already root of the container's user namespace:
+
+``sandbox`` (the keeper) unshares the other namespaces, mounts the root
+filesystem, forks the container process, waits for it, then unmounts and
+cleans up. ``container`` (PID 1 of the new pid namespace) applies the mount
+plan, pivots into the root, takes on the user's identity and execs the
+command. Failures travel back to the parent over the channel as typed errors.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import socket
+import termios
+from dataclasses import dataclass
+
+from layers.overlay import RootfsPlan, mount_rootfs, unmount_rootfs
+from rootless import rootfs, syscalls, users
+from rootless.channel import Channel
+from rootless.errors import CommandNotExecutable, CommandNotFound, RootlessError, from_oserror
+from rootless.mountplan import Op
+from rootless.spec import ContainerSpec
+from rootless.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
+
+# Docker's default capability set; every other capability leaves the bounding set.
+DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+                "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    spec: ContainerSpec
+    rootfs: RootfsPlan
+    mounts: tuple[Op, ...]
+    run_dir: str
+    remove_dirs: tuple[str, ...] = ()  # removed when the container ends (--rm)
+    winsize: bytes | None = None
+
+
+class Step:
+    """Names the step in progress so a failure says where it happened."""
+
+    name = "container setup"
+
+    @classmethod
+    def at(cls, name: str) -> None:
+        cls.name = name
+
+
+# ---- the keeper -----------------------------------------------------------------
+def sandbox(plan: LaunchPlan, ch: Channel) -> int:
+    spec = plan.spec
+    os.setsid()  # the terminal's signals reach the CLI only; it forwards them
+    try:
+        Step.at("unshare namespaces")
+        flags = (syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
+                 | syscalls.CLONE_NEWPID | syscalls.CLONE_NEWCGROUP)
+        if spec.network != "host":
+            flags |= syscalls.CLONE_NEWNET
+        syscalls.unshare(flags)
+        Step.at("make / private")
+        syscalls.mount(None, "/", None, MS_REC | syscalls.MS_PRIVATE)
+        if spec.network != "host":
+            Step.at("bring up lo")
+            from netstack import loopback
+            loopback.bring_up()
+        Step.at(f"mount the root filesystem ({plan.rootfs.method})")
+        os.makedirs(plan.rootfs.merged, exist_ok=True)
+        mount_rootfs(plan.rootfs)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _container_entry(plan, ch)
+            ch.send("pid", pid=pid, start=_start_time(pid))
+            for sig in FORWARDED:
+                signal.signal(sig, lambda s, _f: _kill(pid, s))
+            status = _wait(pid)
+        finally:
+            unmount_rootfs(plan.rootfs)
+        return _code(status)
+    except OSError as e:
+        raise from_oserror(Step.name, e) from None
+    finally:
+        _cleanup(plan)
+
+
+def _cleanup(plan: LaunchPlan) -> None:
+    from layers.store import remove_trees
+    doomed = [plan.run_dir, *plan.remove_dirs]
+    try:
+        remove_trees([d for d in doomed if os.path.lexists(d)])
+    except OSError:
+        pass
+
+
+def _wait(pid: int) -> int:
+    while True:
+        wpid, status = os.waitpid(-1, 0)
+        if wpid == pid:
+            return status
+
+
+def _code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _start_time(pid: int) -> str:
+    from rootless.state import pid_start_time
+    return pid_start_time(pid)
+
+
+# ---- PID 1 of the container -------------------------------------------------------
+def _container_entry(plan: LaunchPlan, ch: Channel) -> None:
+    code = 125
+    try:
+        container(plan, ch)
+    except RootlessError as e:
+        ch.send_error(e)
+        code = e.exit_code
+    except OSError as e:
+        ch.send_error(from_oserror(Step.name, e))
+    except BaseException as e:  # noqa: BLE001
+        ch.send_error(e, Step.name)
+    finally:
+        os._exit(code)
+
+
+def container(plan: LaunchPlan, ch: Channel) -> None:
+    spec = plan.spec
+    import prctl
+
+    prctl.set_pdeathsig(signal.SIGKILL)
+    Step.at("unshare the container's mount namespace")
+    syscalls.unshare(syscalls.CLONE_NEWNS)  # pivot_root must not move the keeper's root
+
+    root = plan.rootfs.merged
+    for op in plan.mounts:
+        Step.at(f"{op.kind} {op.target}")
+        apply_op(root, op)
+
+    Step.at("pivot_root")
+    os.chdir(root)
+    syscalls.pivot_root(".", ".")
+    syscalls.umount2(".", syscalls.MNT_DETACH)
+    os.chdir("/")
+
+    Step.at("sethostname")
+    socket.sethostname(spec.hostname)
+
+    Step.at("resolve the user")
+    user = users.resolve(spec.user, _read("/etc/passwd"), _read("/etc/group"))
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in spec.env)
+    env.setdefault("HOME", user.home)
+
+    Step.at("set up stdio")
+    _stdio(spec, ch, plan.winsize)
+
+    Step.at(f"working directory {spec.workdir}")
+    os.makedirs(spec.workdir, exist_ok=True)
+
+    Step.at("capabilities")
+    keep = {getattr(prctl, f"CAP_{c}") for c in DEFAULT_CAPS}
+    last = int(_read("/proc/sys/kernel/cap_last_cap") or 40)
+    for cap in range(last + 1):
+        if cap not in keep:
+            try:
+                prctl.capbset_drop(cap)
+            except (OSError, ValueError):
+                pass
+    prctl.set_no_new_privs(1)
+
+    Step.at("set the user's identity")
+    os.setgroups(list(user.groups))
+    os.setresgid(user.gid, user.gid, user.gid)
+    os.setresuid(user.uid, user.uid, user.uid)
+    try:
+        os.chdir(spec.workdir)
+    except OSError as e:
+        raise RootlessError(f"cannot enter the working directory {spec.workdir}: {e.strerror}") from None
+
+    exe = find_executable(spec.argv[0], env.get("PATH", ""))
+    if spec.init:
+        _init_reaper(exe, spec, env, ch)
+    _exec(exe, spec.argv, env)
+
+
+def apply_op(root: str, op: Op) -> None:
+    target = rootfs.resolve(root, op.target)
+    if op.kind == "symlink":
+        if os.path.lexists(target):
+            os.unlink(target)
+        os.symlink(op.source, target)
+        return
+    if op.kind in ("mask", "readonly"):
+        _best_effort(target, op.kind)
+        return
+    if op.is_file:
+        if not os.path.lexists(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    else:
+        os.makedirs(target, exist_ok=True)
+    try:
+        if op.kind == "bind":
+            syscalls.mount(op.source, target, None, MS_BIND | (op.flags & MS_REC))
+            if op.flags & MS_RDONLY:
+                _remount_ro(target)
+        else:
+            syscalls.mount(op.source, target, op.fstype, op.flags, op.data)
+    except OSError as e:
+        if e.errno == errno.EPERM and op.fallback:
+            for alt in op.fallback:
+                apply_op(root, alt)
+            return
+        raise
+
+
+def _locked_flags(path: str) -> int:
+    """The flags a remount in a user namespace must keep (the kernel locks them)."""
+    f = os.statvfs(path).f_flag
+    flags = f & (MS_NOSUID | MS_NODEV | MS_NOEXEC | 1024 | 2048)  # + noatime, nodiratime
+    if f & 4096:  # ST_RELATIME
+        flags |= 1 << 21
+    return flags
+
+
+def _remount_ro(target: str) -> None:
+    syscalls.mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | _locked_flags(target))
+
+
+def _best_effort(target: str, kind: str) -> None:
+    if not os.path.lexists(target):
+        return
+    try:
+        if kind == "mask":
+            if os.path.isdir(target):
+                syscalls.mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0")
+            else:
+                syscalls.mount("/dev/null", target, None, MS_BIND)
+        else:
+            syscalls.mount(target, target, None, MS_BIND | MS_REC)
+            _remount_ro(target)
+    except OSError:
+        pass
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _stdio(spec: ContainerSpec, ch: Channel, winsize: bytes | None) -> None:
+    if spec.tty:
+        master, slave = os.openpty()  # /dev/ptmx -> the container's own devpts
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        if winsize:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, winsize)
+        for fd in (0, 1, 2):
+            os.dup2(slave, fd)
+        if slave > 2:
+            os.close(slave)
+        ch.send("tty", fds=[master])
+        os.close(master)
+        return
+    os.setsid()
+    if not spec.interactive:
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+
+
+def find_executable(name: str, path: str) -> str:
+    """``$PATH`` lookup inside the container, with Docker's messages and exit codes."""
+    candidates = [name] if "/" in name else [os.path.join(d or ".", name) for d in path.split(":")]
+    denied = None
+    for c in candidates:
+        if os.path.isfile(c):
+            if os.access(c, os.X_OK):
+                return c
+            denied = c
+        elif os.path.isdir(c) and "/" in name:
+            raise CommandNotExecutable(f'exec "{name}": is a directory')
+    if denied:
+        raise CommandNotExecutable(f'exec "{name}": permission denied')
+    if "/" in name:
+        raise CommandNotFound(f'exec "{name}": stat {name}: no such file or directory')
+    raise CommandNotFound(f'exec "{name}": executable file not found in $PATH')
+
+
+def _reset_signals() -> None:
+    for sig in range(1, signal.NSIG):
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _exec(exe: str, argv: tuple[str, ...], env: dict[str, str]) -> None:
+    _reset_signals()
+    try:
+        os.execve(exe, list(argv), env)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            raise CommandNotFound(f'exec "{argv[0]}": no such file or directory (missing interpreter?)') from None
+        if e.errno == errno.ENOEXEC:
+            raise CommandNotExecutable(f'exec "{argv[0]}": exec format error') from None
+        raise CommandNotExecutable(f'exec "{argv[0]}": {e.strerror}') from None
+
+
+def _init_reaper(exe: str, spec: ContainerSpec, env: dict[str, str], ch: Channel) -> None:
+    """``--init``: stay PID 1, run the command as a child, forward signals, reap zombies."""
+    pid = os.fork()
+    if pid == 0:
+        os.setpgid(0, 0)
+        if spec.tty:
+            signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+            os.tcsetpgrp(0, os.getpid())
+        _exec(exe, spec.argv, env)
+    ch.close()
+    for sig in FORWARDED + (signal.SIGWINCH,):
+        signal.signal(sig, lambda s, _f: _kill(pid, s))
+    status = _wait(pid)
+    os._exit(_code(status))

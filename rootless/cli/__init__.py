@@ -1,0 +1,1 @@
+"""The ``rootless`` command line: parse, call the engine, render. Nothing else."""

@@ -1,0 +1,68 @@
+"""The user's configuration file, ``$XDG_CONFIG_HOME/rootless/config.toml``.
+
+Example::
+
+    [storage]
+    root = "/scratch/me/rootless"   # default: $XDG_DATA_HOME/rootless
+    overlay = "auto"                # auto | kernel | fuse | copy
+
+    [userns]
+    idmap = "auto"                  # auto | single
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from rootless.errors import RootlessError
+
+OVERLAY_METHODS = ("auto", "kernel", "fuse", "copy")
+IDMAP_MODES = ("auto", "single")
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str | None = None
+    root: str | None = None
+    overlay: str = "auto"
+    idmap: str = "auto"
+
+
+def config_path() -> str:
+    if os.environ.get("ROOTLESS_CONFIG"):
+        return os.environ["ROOTLESS_CONFIG"]
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "rootless", "config.toml")
+
+
+def load(path: str | None = None) -> Config:
+    path = path or config_path()
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return Config()
+    except OSError as e:
+        raise RootlessError(f"cannot read config {path}: {e.strerror}") from None
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise RootlessError(f"bad config {path}: {e}", "fix the TOML syntax at that line") from None
+    storage = data.get("storage", {})
+    userns = data.get("userns", {})
+    overlay = storage.get("overlay", "auto")
+    idmap = userns.get("idmap", "auto")
+    if overlay not in OVERLAY_METHODS:
+        raise RootlessError(f"bad config {path}: storage.overlay = {overlay!r}",
+                            f"use one of: {', '.join(OVERLAY_METHODS)}")
+    if idmap not in IDMAP_MODES:
+        raise RootlessError(f"bad config {path}: userns.idmap = {idmap!r}",
+                            f"use one of: {', '.join(IDMAP_MODES)}")
+    root = storage.get("root")
+    return Config(path=path, root=os.path.expanduser(root) if root else None, overlay=overlay, idmap=idmap)

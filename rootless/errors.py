@@ -1,0 +1,77 @@
+"""The exception tree and Docker's exit codes.
+
+Library code raises these; only the CLI's error boundary prints them, as an
+``error:`` line and an optional ``hint:`` line, and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+EXIT_TOOL = 125  # the tool itself failed (Docker: daemon error)
+EXIT_NOT_EXECUTABLE = 126  # the command exists but cannot be executed
+EXIT_NOT_FOUND = 127  # the command was not found
+
+
+class RootlessError(Exception):
+    """An expected failure: a one-line message, a hint, an exit code."""
+
+    exit_code = EXIT_TOOL
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(RootlessError):
+    """Bad flags or arguments."""
+
+
+class ImageNotFound(RootlessError):
+    pass
+
+
+class ContainerNotFound(RootlessError):
+    pass
+
+
+class Conflict(RootlessError):
+    """A name or object already in use."""
+
+
+class InvalidImage(RootlessError):
+    """A malformed, truncated or hostile archive, manifest or layer."""
+
+
+class HostError(RootlessError):
+    """The host lacks something the tool needs (a helper, a kernel feature)."""
+
+
+class CommandNotFound(RootlessError):
+    exit_code = EXIT_NOT_FOUND
+
+
+class CommandNotExecutable(RootlessError):
+    exit_code = EXIT_NOT_EXECUTABLE
+
+
+# errno -> what usually fixes it, for failures of kernel calls.
+ERRNO_HINTS = {
+    _errno.EPERM: "the kernel refused: check `rootless info` (user namespaces, AppArmor, sysctls)",
+    _errno.EACCES: "permission denied: check ownership of the storage directory and `rootless info`",
+    _errno.ENOSPC: "no space (or no more namespaces: see /proc/sys/user/max_user_namespaces)",
+    _errno.EUSERS: "too many nested user namespaces",
+    _errno.ENODEV: "the kernel lacks this filesystem type",
+}
+
+
+def from_oserror(step: str, exc: OSError) -> RootlessError:
+    """A RootlessError for a failed kernel call, naming the step and a fix."""
+    msg = f"{step}: {exc.strerror or exc}"
+    return RootlessError(msg, ERRNO_HINTS.get(exc.errno or 0))

@@ -1,0 +1,171 @@
+"""The parent side of a foreground container: start it, relay its terminal, forward signals.
+
+The dialogue with the in-namespace side (:mod:`rootless.child`) is:
+``userns`` -> (maps written) ``mapped`` -> ``tty`` (the pty master, with -t) ->
+``pid`` (the container's pid) -> EOF when the keeper exits; an ``error``
+message at any point carries the failure and its exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import selectors
+import signal
+import termios
+import tty as ttymod
+from collections.abc import Callable
+
+from rootless import child, userns
+from rootless.errors import RootlessError
+from rootless.idmap import IdMapping
+
+
+class _Forwarder:
+    """Forward the CLI's signals to the container (queued until its pid is known)."""
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.pending: list[int] = []
+        self.old = {}
+
+    def install(self) -> None:
+        for sig in child.FORWARDED:
+            self.old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, sig: int, _frame) -> None:
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+        else:
+            self.pending.append(sig)
+
+    def started(self, pid: int) -> None:
+        self.pid = pid
+        for sig in self.pending:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        self.pending.clear()
+
+    def restore(self) -> None:
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+
+
+def terminal_size() -> bytes | None:
+    for fd in (0, 1, 2):
+        if os.isatty(fd):
+            with contextlib.suppress(OSError):
+                return fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+    return None
+
+
+def run(plan: child.LaunchPlan, mapping: IdMapping, on_started: Callable[[int, str], None]) -> int:
+    """Run the container in the foreground; its exit code (an error raises RootlessError)."""
+    fwd = _Forwarder()
+    fwd.install()
+    master = -1
+    error: dict | None = None
+    try:
+        keeper, ch = userns.fork_into_userns(mapping, lambda c: child.sandbox(plan, c))
+        try:
+            sel = selectors.DefaultSelector()
+            sel.register(ch.fileno(), selectors.EVENT_READ, "channel")
+            with _RawTerminal(plan.spec.tty and plan.spec.interactive) as raw:
+                while sel.get_map():
+                    for key, _ in sel.select():
+                        if key.data == "channel":
+                            msg, fds = ch.recv()
+                            if msg is None:
+                                if master >= 0:
+                                    _drain(master)
+                                for k in list(sel.get_map().values()):
+                                    sel.unregister(k.fileobj)
+                                continue
+                            if msg["type"] == "tty" and fds:
+                                master = fds[0]
+                                _start_tty_relay(sel, master, plan.spec.interactive, raw)
+                            elif msg["type"] == "pid":
+                                fwd.started(msg["pid"])
+                                on_started(msg["pid"], msg.get("start", ""))
+                            elif msg["type"] == "error":
+                                error = msg
+                        elif key.data == "master":
+                            if not _copy(master, 1):
+                                sel.unregister(master)
+                        elif key.data == "stdin":
+                            if not _copy(0, master):
+                                sel.unregister(0)
+                                with contextlib.suppress(OSError):
+                                    os.write(master, b"\x04")  # EOF for the line discipline
+        finally:
+            ch.close()
+            code = userns.reap(keeper)
+    finally:
+        fwd.restore()
+        if master >= 0:
+            os.close(master)
+    if error is not None:
+        raise RootlessError(error["message"], error.get("hint"), error.get("exit_code"))
+    return code
+
+
+def _start_tty_relay(sel: selectors.BaseSelector, master: int, interactive: bool, raw: _RawTerminal) -> None:
+    sel.register(master, selectors.EVENT_READ, "master")
+    if interactive:
+        sel.register(0, selectors.EVENT_READ, "stdin")
+    if raw.active:
+        def winch(_s, _f):
+            size = terminal_size()
+            if size:
+                with contextlib.suppress(OSError):
+                    fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+        signal.signal(signal.SIGWINCH, winch)
+
+
+def _copy(src: int, dst: int) -> bool:
+    try:
+        data = os.read(src, 65536)
+    except OSError as e:
+        if e.errno == errno.EIO:  # the pty's other side is gone
+            return False
+        raise
+    if not data:
+        return False
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(dst, view):]
+        except BlockingIOError:
+            selectors.DefaultSelector().select(0.01)
+    return True
+
+
+def _drain(master: int) -> None:
+    os.set_blocking(master, False)
+    try:
+        while _copy(master, 1):
+            pass
+    except BlockingIOError:
+        pass
+
+
+class _RawTerminal:
+    """Put the CLI's terminal in raw mode for an interactive tty session, and restore it."""
+
+    def __init__(self, wanted: bool):
+        self.active = wanted and os.isatty(0)
+        self.saved = None
+
+    def __enter__(self) -> _RawTerminal:
+        if self.active:
+            self.saved = termios.tcgetattr(0)
+            ttymod.setraw(0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
+            signal.signal(signal.SIGWINCH, signal.SIG_DFL)

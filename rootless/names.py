@@ -1,0 +1,35 @@
+"""Container ids and generated names (``adjective_scientist``, like Docker's)."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+
+_ADJECTIVES = (
+    "brave", "calm", "clever", "cool", "eager", "elegant", "fervent", "focused", "gallant", "gentle",
+    "happy", "jolly", "keen", "kind", "lucid", "modest", "nifty", "patient", "quirky", "relaxed",
+    "serene", "sharp", "stoic", "sweet", "tender", "upbeat", "vibrant", "wizardly", "youthful", "zealous",
+)
+_SCIENTISTS = (
+    "agnesi", "babbage", "bohr", "curie", "darwin", "einstein", "euler", "faraday", "fermi", "gauss",
+    "hopper", "hypatia", "kepler", "khayyam", "lamarr", "lovelace", "maxwell", "meitner", "noether",
+    "pascal", "ramanujan", "ritchie", "shannon", "tesla", "thompson", "torvalds", "turing", "wozniak",
+    "yonath", "zuse",
+)
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+def new_id() -> str:
+    return os.urandom(32).hex()
+
+
+def generate(taken: set[str]) -> str:
+    rng = random.SystemRandom()
+    for attempt in range(100):
+        name = f"{rng.choice(_ADJECTIVES)}_{rng.choice(_SCIENTISTS)}"
+        if attempt > 10:
+            name += str(rng.randint(0, 9999))
+        if name not in taken:
+            return name
+    return "c_" + new_id()[:12]

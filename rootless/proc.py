@@ -1,0 +1,42 @@
+"""The one place that starts external programs.
+
+Argv lists only, never a shell. Failures become RootlessError naming the
+program, its exit code and the last line it printed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from rootless.errors import HostError, RootlessError
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin")
+
+
+def run(argv: list[str], *, timeout: float = 60, check: bool = True, input: bytes | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a helper to completion, capturing its output."""
+    try:
+        cp = subprocess.run(argv, input=input, capture_output=True, timeout=timeout, env=env,
+                            stdin=None if input is not None else subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise HostError(f"{argv[0]} not found", f"install the package that provides {os.path.basename(argv[0])}") from None
+    except subprocess.TimeoutExpired:
+        raise RootlessError(f"{os.path.basename(argv[0])} did not finish within {timeout:g}s") from None
+    if check and cp.returncode != 0:
+        last = (cp.stderr or cp.stdout).decode(errors="replace").strip().splitlines()
+        detail = last[-1] if last else f"exit code {cp.returncode}"
+        raise RootlessError(f"{os.path.basename(argv[0])} failed: {detail}")
+    return cp
+
+
+def spawn(argv: list[str], **kwargs) -> subprocess.Popen:
+    """Start a long-lived helper; the caller registers it for cleanup at once."""
+    try:
+        return subprocess.Popen(argv, **kwargs)
+    except FileNotFoundError:
+        raise HostError(f"{argv[0]} not found", f"install the package that provides {os.path.basename(argv[0])}") from None

@@ -1,0 +1,128 @@
+"""Run Python code as root of a new user namespace whose maps the parent writes.
+
+``fork_into_userns`` is the one primitive: the child unshares CLONE_NEWUSER,
+tells the parent, the parent writes the maps (newuidmap/newgidmap or the
+single-uid map), and the child becomes uid 0 in the namespace. The store uses
+it to unpack and remove layers so that files keep their image owners; the
+launcher builds the container on it; ``rootless unshare`` execs a command in it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from rootless import idmap, syscalls
+from rootless.channel import Channel
+from rootless.errors import RootlessError
+
+
+def become_root(ch: Channel, mapping: idmap.IdMapping) -> None:
+    """Child side: new user namespace, wait for the maps, then uid/gid 0 inside."""
+    syscalls.unshare(syscalls.CLONE_NEWUSER)
+    ch.send("userns")
+    ch.expect("mapped")
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    if mapping.mode == "subid":
+        os.setgroups([])
+
+
+def fork_into_userns(mapping: idmap.IdMapping, child: Callable[[Channel], int | None]) -> tuple[int, Channel]:
+    """Fork; in the child become root of a new user namespace and run ``child(channel)``.
+
+    The child's return value is its exit code; an exception travels back over the
+    channel as an error message. Returns the child's pid and the parent's end.
+    """
+    parent_end, child_end = Channel.pair()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 125
+        try:
+            parent_end.close()
+            become_root(child_end, mapping)
+            code = child(child_end) or 0
+        except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
+            child_end.send_error(e, "user namespace")
+            code = getattr(e, "exit_code", 125)
+        finally:
+            os._exit(code)
+    child_end.close()
+    try:
+        parent_end.expect("userns")
+        idmap.write_maps(pid, mapping)
+        parent_end.send("mapped")
+    except BaseException:
+        reap(pid, kill=True)
+        parent_end.close()
+        raise
+    return pid, parent_end
+
+
+def reap(pid: int, kill: bool = False) -> int:
+    """Wait for ``pid`` (killing it first if asked); its Docker-style exit code."""
+    if kill:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except ChildProcessError:
+            return 0
+    return exit_code(status)
+
+
+def exit_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def call(mapping: idmap.IdMapping, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` as root of a fresh user namespace; return its (JSON-able) result."""
+    def child(ch: Channel) -> int:
+        ch.send("result", value=fn(*args))
+        return 0
+
+    pid, ch = fork_into_userns(mapping, child)
+    try:
+        msg = ch.expect("result")
+    finally:
+        ch.close()
+        code = reap(pid)
+    if code != 0:
+        raise RootlessError(f"user namespace helper failed with exit code {code}")
+    return msg["value"]
+
+
+def exec_in_userns(mapping: idmap.IdMapping, argv: list[str], mount_ns: bool = True) -> int:
+    """``rootless unshare``: run a command as root of the user namespace; its exit code."""
+    def child(ch: Channel) -> int:
+        if mount_ns:
+            syscalls.unshare(syscalls.CLONE_NEWNS)
+        env = dict(os.environ, ROOTLESS_UNSHARE="1")
+        ch.send("exec")
+        try:
+            os.execvpe(argv[0], argv, env)
+        except FileNotFoundError:
+            raise RootlessError(f"{argv[0]}: command not found", exit_code=127) from None
+        except PermissionError:
+            raise RootlessError(f"{argv[0]}: permission denied", exit_code=126) from None
+
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
+    pid, ch = fork_into_userns(mapping, child)
+    try:
+        msg, _ = ch.recv()
+        if msg and msg["type"] == "error":
+            reap(pid)
+            raise RootlessError(msg["message"], msg.get("hint"), msg.get("exit_code"))
+        return reap(pid)
+    finally:
+        ch.close()
+        for s, h in old.items():
+            signal.signal(s, h)
