@@ -41,6 +41,7 @@ class LaunchPlan:
     run_dir: str
     remove_dirs: tuple[str, ...] = ()  # removed when the container ends (--rm)
     winsize: bytes | None = None
+    single_uid: bool = False  # the user namespace maps one uid: no other user to switch to
 
 
 class Step:
@@ -59,8 +60,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
     os.setsid()  # the terminal's signals reach the CLI only; it forwards them
     try:
         Step.at("unshare namespaces")
-        flags = (syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
-                 | syscalls.CLONE_NEWPID | syscalls.CLONE_NEWCGROUP)
+        flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWCGROUP
         if spec.network != "host":
             flags |= syscalls.CLONE_NEWNET
         syscalls.unshare(flags)
@@ -74,6 +74,9 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
         os.makedirs(plan.rootfs.merged, exist_ok=True)
         mount_rootfs(plan.rootfs)
         try:
+            # After the mount: fuse-overlayfs must not become PID 1 of the new pid namespace.
+            Step.at("unshare the pid namespace")
+            syscalls.unshare(syscalls.CLONE_NEWPID)
             pid = os.fork()
             if pid == 0:
                 _container_entry(plan, ch)
@@ -185,7 +188,12 @@ def container(plan: LaunchPlan, ch: Channel) -> None:
     prctl.set_no_new_privs(1)
 
     Step.at("set the user's identity")
-    os.setgroups(list(user.groups))
+    if plan.single_uid and (user.uid, user.gid) != (0, 0):
+        ch.send("warning", message=f"user {spec.user!r} (uid {user.uid}) does not exist in a single-uid user "
+                f"namespace: running as root of the container instead (configure /etc/subuid to fix)")
+        user = users.User(0, 0, (0,), user.home)
+    if not plan.single_uid:
+        os.setgroups(list(user.groups))
     os.setresgid(user.gid, user.gid, user.gid)
     os.setresuid(user.uid, user.uid, user.uid)
     try:
@@ -339,6 +347,9 @@ def _init_reaper(exe: str, spec: ContainerSpec, env: dict[str, str], ch: Channel
             os.tcsetpgrp(0, os.getpid())
         _exec(exe, spec.argv, env)
     ch.close()
+    import prctl
+    prctl.set_name("rootless-init")
+    prctl.set_proctitle("rootless-init")
     for sig in FORWARDED + (signal.SIGWINCH,):
         signal.signal(sig, lambda s, _f: _kill(pid, s))
     status = _wait(pid)

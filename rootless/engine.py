@@ -181,6 +181,7 @@ def run(ctx: Context, opts) -> int:
         run_dir=run_dir,
         remove_dirs=(ctx.paths.container(cid),) if cspec.remove else (),
         winsize=launcher.terminal_size() if cspec.tty else None,
+        single_uid=ctx.mapping.mode == "single",
     )
 
     def started(pid: int, start: str) -> None:

@@ -14,6 +14,7 @@ import fcntl
 import os
 import selectors
 import signal
+import sys
 import termios
 import tty as ttymod
 from collections.abc import Callable
@@ -92,6 +93,8 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, on_started: Callable[[int, s
                                 on_started(msg["pid"], msg.get("start", ""))
                             elif msg["type"] == "error":
                                 error = msg
+                            elif msg["type"] == "warning":
+                                print(f"rootless: warning: {msg['message']}", file=sys.stderr, flush=True)
                         elif key.data == "master":
                             if not _copy(master, 1):
                                 sel.unregister(master)
@@ -162,7 +165,7 @@ class _RawTerminal:
     def __enter__(self) -> _RawTerminal:
         if self.active:
             self.saved = termios.tcgetattr(0)
-            ttymod.setraw(0)
+            ttymod.setraw(0, termios.TCSANOW)  # keep what was typed ahead
         return self
 
     def __exit__(self, *exc) -> None:

@@ -323,14 +323,11 @@ def nearest_existing(path: str) -> str:
 
 
 def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    value, unit = float(n), "B"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024:
-            break
-    return f"{value:.1f} {unit}"
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    exp = 0
+    while n >= 1024 ** (exp + 1) and exp < len(units) - 1:
+        exp += 1
+    return f"{n} B" if exp == 0 else f"{n / 1024 ** exp:.1f} {units[exp]}"
 
 
 def check_storage(root: str, existing: str, fstype: str, mountpoint: str, free: int,
@@ -450,14 +447,14 @@ def _guard(name: str, fn: Callable[[], Check]) -> Check:
 
 def run_checks(paths: Paths, cfg: Config, overlay_probe: Callable[[], Probe]) -> list[Check]:
     """All checks, in a fixed order; ``overlay_probe`` returns the (cached) overlay probe."""
-    user, uid, _gid = idmap.current_user()
+    me = idmap.current_user()
+    user, uid, _gid = me
     cfg_file = cfg.path or config.config_path()
     texts = {kind: read_text(f"/etc/{kind}") for kind in ("subuid", "subgid")}
     helpers = {h: proc.which(h) for h in ("newuidmap", "newgidmap")}
     usable = {h: _usable(p) for h, p in helpers.items()}
     helpers_ok = all(usable.values())
-    mapping = idmap.plan(cfg.idmap, texts["subuid"] or "", texts["subgid"] or "", helpers_ok,
-                         idmap.current_user())
+    mapping = idmap.plan(cfg.idmap, texts["subuid"] or "", texts["subgid"] or "", helpers_ok, me)
     return [
         _guard("user namespaces", host_userns),
         _guard("apparmor userns", host_apparmor),

@@ -1,0 +1,124 @@
+"""Shared fixtures: test images built from the host's busybox, a per-test storage root,
+and the installed ``rootless`` CLI run as a subprocess.
+
+The namespace tests must run as an unprivileged user: a session guard refuses
+to run them as root (as root they would prove nothing about rootless use).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BUSYBOX = "/bin/busybox"
+
+
+def pytest_collection_modifyitems(config, items):
+    needs_userns = [i for i in items if i.get_closest_marker("userns")]
+    if needs_userns and os.geteuid() == 0 and not os.environ.get("ROOTLESS_TESTS_ALLOW_ROOT"):
+        pytest.exit(
+            "refusing to run the namespace tests as root: they must prove rootless use. "
+            "Run them as an unprivileged user, e.g. `runuser -u USER -- .venv/bin/just test` "
+            "(`.ci/run` creates such a user).", returncode=3)
+
+
+def _load_mkimages():
+    spec = importlib.util.spec_from_file_location("mkimages", REPO / "scripts" / "mkimages.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory) -> Path:
+    """The test images (busybox, layered, demo) in every format, built once per session."""
+    if not os.path.exists(BUSYBOX):
+        pytest.fail(f"{BUSYBOX} is missing: install busybox-static (scripts/setup.sh does)")
+    out = tmp_path_factory.mktemp("images")
+    _load_mkimages().build_all(str(out), BUSYBOX)
+    return out
+
+
+def rootless_argv() -> list[str]:
+    exe = shutil.which("rootless", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    return [exe] if exe else [sys.executable, "-m", "rootless.cli.main"]
+
+
+@dataclass
+class Result:
+    argv: list[str]
+    code: int
+    out: str
+    err: str
+
+
+class Rootless:
+    """The CLI with this test's own storage root, config and runtime directory."""
+
+    def __init__(self, base: Path, overlay: str = "auto", idmap: str = "auto"):
+        self.base = base
+        self.root = base / "store"
+        self.runtime = base / "run"
+        self.runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.config = base / "config.toml"
+        self.configure(overlay=overlay, idmap=idmap)
+
+    def configure(self, overlay: str = "auto", idmap: str = "auto") -> None:
+        self.config.write_text(f'[storage]\noverlay = "{overlay}"\n\n[userns]\nidmap = "{idmap}"\n')
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(ROOTLESS_ROOT=str(self.root), ROOTLESS_CONFIG=str(self.config),
+                   XDG_RUNTIME_DIR=str(self.runtime))
+        return env
+
+    def __call__(self, *args: str, input: bytes | str | None = None, timeout: float = 120,
+                 expect: int | None = 0) -> Result:
+        argv = rootless_argv() + [str(a) for a in args]
+        if isinstance(input, str):
+            input = input.encode()
+        try:
+            cp = subprocess.run(argv, input=input, capture_output=True, timeout=timeout, env=self.env,
+                                stdin=None if input is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            pytest.fail(f"timed out after {timeout}s: {shlex.join(argv)}\nstdout: {e.stdout!r}\nstderr: {e.stderr!r}")
+        res = Result(argv, cp.returncode, cp.stdout.decode(errors="replace"), cp.stderr.decode(errors="replace"))
+        if expect is not None and res.code != expect:
+            pytest.fail(f"{shlex.join(argv)}\nexit code {res.code}, expected {expect}\n"
+                        f"--- stdout\n{res.out}\n--- stderr\n{res.err}")
+        return res
+
+    def load(self, images: Path, name: str, fmt: str = "tar") -> None:
+        path = images / {"tar": f"{name}.tar", "oci": f"{name}.oci", "oci-tar": f"{name}-oci.tar",
+                         "dir": f"{name}.dir"}[fmt]
+        self("load", "-i", path)
+
+    def leftovers(self) -> list[str]:
+        """Anything a finished command should not have left behind in the store or runtime dir."""
+        found = []
+        for sub in ("tmp", "layers"):
+            d = self.root / sub
+            if d.is_dir():
+                found += [str(p) for p in d.iterdir() if p.name.startswith((".tmp", ".del", "blob-", "probe-"))]
+        return found
+
+
+@pytest.fixture
+def rl(tmp_path) -> Rootless:
+    return Rootless(tmp_path)
+
+
+@pytest.fixture(params=["kernel", "fuse", "copy"])
+def rl_method(request, tmp_path) -> Rootless:
+    """The same test once per root filesystem method."""
+    return Rootless(tmp_path, overlay=request.param)

@@ -1,0 +1,82 @@
+"""Tests for layers/tarsafe.py: the validator of every tar member the tool reads."""
+
+import tarfile
+
+import pytest
+
+from layers import tarsafe
+from rootless.errors import InvalidImage
+
+
+@pytest.mark.parametrize("name, clean", [
+    ("a", "a"),
+    ("./a/b", "a/b"),
+    ("a//b/", "a/b"),
+    ("a/./b/.", "a/b"),
+    (".", ""),
+    ("./", ""),
+    ("", ""),
+    ("a/..b", "a/..b"),  # a name that merely starts with dots is fine
+    ("...", "..."),
+])
+def test_clean_name(name, clean):
+    assert tarsafe.clean_name(name, "layer") == clean
+
+
+@pytest.mark.parametrize("name, message", [
+    ("/etc/passwd", "absolute path"),
+    ("//etc", "absolute path"),
+    ("..", "escapes"),
+    ("../x", "escapes"),
+    ("a/../../b", "escapes"),
+    ("a/../b", "escapes"),  # any ".." component is refused, even one that stays inside
+    ("./a/b/..", "escapes"),
+    ("a\x00b", "NUL"),
+])
+def test_clean_name_rejects(name, message):
+    with pytest.raises(InvalidImage, match=message) as e:
+        tarsafe.clean_name(name, "layer 1234")
+    assert str(e.value).startswith("layer 1234: ")
+
+
+def member(name: str, type_: bytes, linkname: str = "") -> tarfile.TarInfo:
+    m = tarfile.TarInfo(name)
+    m.type = type_
+    m.linkname = linkname
+    return m
+
+
+@pytest.mark.parametrize("m, clean", [
+    (member("./bin/sh", tarfile.REGTYPE), "bin/sh"),
+    (member("etc/", tarfile.DIRTYPE), "etc"),
+    (member("run/fifo", tarfile.FIFOTYPE), "run/fifo"),
+    (member("bin/ls", tarfile.SYMTYPE, "/bin/busybox"), "bin/ls"),  # absolute symlink targets are fine
+    (member("bin/up", tarfile.SYMTYPE, "../../../x"), "bin/up"),  # symlinks are resolved in the root
+    (member("bin/cat", tarfile.LNKTYPE, "./bin/busybox"), "bin/cat"),
+    (member("./", tarfile.DIRTYPE), ""),
+])
+def test_check_member_accepts(m, clean):
+    assert tarsafe.check_member(m, "layer") == clean
+
+
+@pytest.mark.parametrize("m, message", [
+    (member("dev/null", tarfile.CHRTYPE), "device node"),
+    (member("dev/sda", tarfile.BLKTYPE), "device node"),
+    (member("bin/x", tarfile.LNKTYPE, "../x"), "escapes"),
+    (member("bin/x", tarfile.LNKTYPE, "/etc/shadow"), "absolute path"),
+    (member("bin/x", tarfile.LNKTYPE, "."), "archive root"),
+    (member("/abs", tarfile.REGTYPE), "absolute path"),
+    (member("a/../../b", tarfile.DIRTYPE), "escapes"),
+    (member("odd", b"V"), "unsupported member type"),  # a GNU volume header
+])
+def test_check_member_rejects(m, message):
+    with pytest.raises(InvalidImage, match=message):
+        tarsafe.check_member(m, "layer")
+
+
+@pytest.mark.parametrize("root, rel, joined", [
+    ("/r", "", "/r"),
+    ("/r", "a/b", "/r/a/b"),
+])
+def test_safe_join(root, rel, joined):
+    assert tarsafe.safe_join(root, rel) == joined
