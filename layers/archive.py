@@ -13,6 +13,7 @@ import io
 import json
 import os
 import platform
+import re
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MT_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 MT_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 _MAX_JSON = 16 << 20
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass
@@ -52,7 +54,9 @@ class _Source:
             for m in self.tar.getmembers():
                 self.members[tarsafe.clean_name(m.name, f"archive {path}")] = m
         except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-            raise InvalidImage(f"cannot read archive {path}: {e}", "the file is truncated or not a tar archive") from None
+            detail = "not a tar archive" if isinstance(e, tarfile.ReadError) else str(e).splitlines()[0]
+            raise InvalidImage(f"cannot read archive {path}: {detail}",
+                               "the file is truncated or not an image archive") from None
 
     def exists(self, name: str) -> bool:
         name = tarsafe.clean_name(name, self.path)
@@ -137,8 +141,12 @@ def _parse_config(data: bytes, what: str) -> dict:
         config = json.loads(data)
     except ValueError:
         raise InvalidImage(f"{what}: image config is not valid JSON") from None
-    if not isinstance(config, dict) or not isinstance(config.get("rootfs", {}).get("diff_ids"), list):
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list):
         raise InvalidImage(f"{what}: image config has no rootfs.diff_ids")
+    for d in rootfs["diff_ids"]:
+        if not isinstance(d, str) or not _DIGEST_RE.match(d):
+            raise InvalidImage(f"{what}: invalid diff id {d!r} in the image config")
     return config
 
 
@@ -193,6 +201,10 @@ def load(store: ImageStore, path: str) -> list[Loaded]:
         else:
             raise InvalidImage(f"{path} is neither a docker-archive nor an OCI image layout",
                                "expected manifest.json (docker save) or oci-layout + index.json")
+    except (TypeError, AttributeError, KeyError) as e:
+        imp.rollback()
+        raise InvalidImage(f"{path}: malformed image metadata ({type(e).__name__}: {e})",
+                           "the archive's JSON files do not follow the image format") from None
     except BaseException:
         imp.rollback()
         raise
@@ -207,7 +219,8 @@ def _load_docker(src: _Source, imp: _Import) -> list[Loaded]:
         raise InvalidImage(f"{src.path}: manifest.json is not a list of images")
     out = []
     for entry in manifest:
-        if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) or not isinstance(entry.get("Layers"), list):
+        if (not isinstance(entry, dict) or not isinstance(entry.get("Config"), str)
+                or not isinstance(entry.get("Layers"), list) or not all(isinstance(x, str) for x in entry["Layers"])):
             raise InvalidImage(f"{src.path}: manifest.json entry lacks Config or Layers")
         with src.open(entry["Config"]) as f:
             config_bytes = f.read(_MAX_JSON)
@@ -217,7 +230,10 @@ def _load_docker(src: _Source, imp: _Import) -> list[Loaded]:
             with src.open(name) as f:
                 digest, _ = imp.put(f, what=f"{what} layer {i + 1}")
             blobs.append((digest, _layer_media_type(imp.store, digest)))
-        out.append(_store_image(imp, config_bytes, blobs, _tags_from(entry.get("RepoTags") or [], src.path), what))
+        repo_tags = entry.get("RepoTags") or []
+        if not isinstance(repo_tags, list):
+            raise InvalidImage(f"{src.path}: manifest.json RepoTags is not a list")
+        out.append(_store_image(imp, config_bytes, blobs, _tags_from(repo_tags, src.path), what))
     return out
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-from rootless import atomic
-
 HOST_RESOLV = "/etc/resolv.conf"
 HOST_HOSTS = "/etc/hosts"
 
@@ -57,6 +55,7 @@ def write(directory: str, hostname: str, network: str) -> dict[str, str]:
     out = {}
     for cpath, text in files.items():
         host = os.path.join(directory, os.path.basename(cpath))
-        atomic.write_bytes(host, text.encode())
+        with open(host, "w") as f:  # a fresh private runtime directory: nothing to make atomic
+            f.write(text)
         out[cpath] = host
     return out

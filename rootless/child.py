@@ -17,10 +17,11 @@ import os
 import signal
 import socket
 import termios
+import time
 from dataclasses import dataclass
 
 from layers.overlay import RootfsPlan, mount_rootfs, unmount_rootfs
-from rootless import rootfs, syscalls, users
+from rootless import rootfs, syscalls, timing, users
 from rootless.channel import Channel
 from rootless.errors import CommandNotExecutable, CommandNotFound, RootlessError, from_oserror
 from rootless.mountplan import Op
@@ -81,9 +82,11 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             if pid == 0:
                 _container_entry(plan, ch)
             ch.send("pid", pid=pid, start=_start_time(pid))
+            _mark(ch, "forked")
             for sig in FORWARDED:
                 signal.signal(sig, lambda s, _f: _kill(pid, s))
             status = _wait(pid)
+            _mark(ch, "exited")
         finally:
             unmount_rootfs(plan.rootfs)
         return _code(status)
@@ -100,6 +103,11 @@ def _cleanup(plan: LaunchPlan) -> None:
         remove_trees([d for d in doomed if os.path.lexists(d)])
     except OSError:
         pass
+
+
+def _mark(ch: Channel, name: str) -> None:
+    if timing.FILE:
+        ch.send("mark", name=name, t=time.monotonic())
 
 
 def _wait(pid: int) -> int:
@@ -202,6 +210,7 @@ def container(plan: LaunchPlan, ch: Channel) -> None:
         raise RootlessError(f"cannot enter the working directory {spec.workdir}: {e.strerror}") from None
 
     exe = find_executable(spec.argv[0], env.get("PATH", ""))
+    _mark(ch, "exec")
     if spec.init:
         _init_reaper(exe, spec, env, ch)
     _exec(exe, spec.argv, env)

@@ -46,7 +46,7 @@ def load(path: str | None = None) -> Config:
         return Config()
     except OSError as e:
         raise RootlessError(f"cannot read config {path}: {e.strerror}") from None
-    if sys.version_info >= (3, 11):
+    if sys.version_info >= (3, 11):  # noqa: UP036 - tomli stays the fallback the design names
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
@@ -56,6 +56,13 @@ def load(path: str | None = None) -> Config:
         raise RootlessError(f"bad config {path}: {e}", "fix the TOML syntax at that line") from None
     storage = data.get("storage", {})
     userns = data.get("userns", {})
+    for section, value in (("storage", storage), ("userns", userns)):
+        if not isinstance(value, dict):
+            raise RootlessError(f"bad config {path}: [{section}] must be a table", "see README: Configuration")
+    for key, value in (("storage.root", storage.get("root", "")), ("storage.overlay", storage.get("overlay", "")),
+                       ("userns.idmap", userns.get("idmap", ""))):
+        if not isinstance(value, str):
+            raise RootlessError(f"bad config {path}: {key} must be a string")
     overlay = storage.get("overlay", "auto")
     idmap = userns.get("idmap", "auto")
     if overlay not in OVERLAY_METHODS:

@@ -129,6 +129,8 @@ def rmi(ctx: Context, names: list[str], force: bool) -> list[str]:
 # ---- containers ----------------------------------------------------------------------
 def run(ctx: Context, opts) -> int:
     """``rootless run`` in the foreground; the container's exit code."""
+    from rootless import timing
+    timing.mark("engine")
     from layers import reference
     from layers.overlay import RootfsPlan
     from netstack import etcfiles
@@ -190,11 +192,15 @@ def run(ctx: Context, opts) -> int:
                                started_at=state.now_iso())
 
     try:
+        timing.mark("launch")
         code = launcher.run(plan, ctx.mapping, started)
     except RootlessError as e:
         _finish(ctx, cid, cspec.remove, e.exit_code, str(e))
         raise
+    timing.mark("reaped")
     _finish(ctx, cid, cspec.remove, code, "")
+    timing.mark("done")
+    timing.dump()
     return code
 
 

@@ -19,7 +19,7 @@ import termios
 import tty as ttymod
 from collections.abc import Callable
 
-from rootless import child, userns
+from rootless import child, timing, userns
 from rootless.errors import RootlessError
 from rootless.idmap import IdMapping
 
@@ -93,6 +93,8 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, on_started: Callable[[int, s
                                 on_started(msg["pid"], msg.get("start", ""))
                             elif msg["type"] == "error":
                                 error = msg
+                            elif msg["type"] == "mark":
+                                timing.mark(msg["name"], msg["t"])
                             elif msg["type"] == "warning":
                                 print(f"rootless: warning: {msg['message']}", file=sys.stderr, flush=True)
                         elif key.data == "master":

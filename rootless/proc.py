@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
+from typing import TYPE_CHECKING
 
 from rootless.errors import HostError, RootlessError
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 def which(name: str) -> str | None:
@@ -20,6 +23,7 @@ def which(name: str) -> str | None:
 def run(argv: list[str], *, timeout: float = 60, check: bool = True, input: bytes | None = None,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run a helper to completion, capturing its output."""
+    import subprocess  # not at module level: most commands never start a helper
     try:
         cp = subprocess.run(argv, input=input, capture_output=True, timeout=timeout, env=env,
                             stdin=None if input is not None else subprocess.DEVNULL)
@@ -36,6 +40,7 @@ def run(argv: list[str], *, timeout: float = 60, check: bool = True, input: byte
 
 def spawn(argv: list[str], **kwargs) -> subprocess.Popen:
     """Start a long-lived helper; the caller registers it for cleanup at once."""
+    import subprocess
     try:
         return subprocess.Popen(argv, **kwargs)
     except FileNotFoundError:

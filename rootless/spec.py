@@ -70,9 +70,11 @@ class ContainerSpec:
 def parse_env_file(text: str, path: str, host_env: dict[str, str]) -> list[str]:
     out = []
     for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
+        line = line.lstrip()  # Docker keeps a value's trailing spaces
         if not line or line.startswith("#"):
             continue
+        if "=" not in line:
+            line = line.rstrip()
         out.extend(merge_env_arg(line, host_env, f"{path}:{n}"))
     return out
 

@@ -86,6 +86,8 @@ class _null:
 
 def lookup(paths: Paths, ref: str) -> dict:
     """A record by full id, unique id prefix or name."""
+    if not ref:
+        raise ContainerNotFound("no such container: (empty name)")
     recs = all_records(paths)
     for r in recs:
         if r.get("name") == ref or r["id"] == ref:

@@ -52,7 +52,10 @@ def fork_into_userns(mapping: idmap.IdMapping, child: Callable[[Channel], int | 
     child_end.close()
     try:
         parent_end.expect("userns")
+        from rootless import timing
+        timing.mark("forked-userns")
         idmap.write_maps(pid, mapping)
+        timing.mark("mapped")
         parent_end.send("mapped")
     except BaseException:
         reap(pid, kill=True)

@@ -575,9 +575,23 @@ def build_all(out_dir: str, busybox: str = DEFAULT_BUSYBOX,
     return written
 
 
+EMBEDDED_DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "rootless", "data", "demo-image.tar.gz")
+
+
+def write_embedded_demo(path: str = EMBEDDED_DEMO, busybox: str = DEFAULT_BUSYBOX) -> str:
+    """The demo image as a gzip'ed docker-archive, shipped in the package for `just demo`."""
+    image = define_images(busybox)["demo"]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_file_atomic(path, gzip_bytes(listing_to_tar(docker_listing(image))))
+    return path
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", help="output directory")
+    parser.add_argument("--embed-demo", action="store_true",
+                        help=f"(re)write the embedded demo image {EMBEDDED_DEMO}")
     parser.add_argument("--busybox", default=DEFAULT_BUSYBOX,
                         help=f"static busybox binary (default {DEFAULT_BUSYBOX})")
     parser.add_argument("--only", default=None,
@@ -594,8 +608,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not args.out and not args.embed_demo:
+        print("mkimages: error: give --out DIR and/or --embed-demo", file=sys.stderr)
+        return 2
     try:
-        written = build_all(args.out, args.busybox, args.only)
+        written = build_all(args.out, args.busybox, args.only) if args.out else {}
+        if args.embed_demo:
+            written["embedded demo"] = write_embedded_demo(busybox=args.busybox)
     except (OSError, subprocess.CalledProcessError) as exc:
         print(f"mkimages: error: {exc}", file=sys.stderr)
         return 1

@@ -21,7 +21,7 @@ def human_size(n: float) -> str:
     """Decimal units with 3 significant digits, as ``docker images`` prints them."""
     units = ["B", "kB", "MB", "GB", "TB", "PB"]
     i = 0
-    while n >= 1000 and i < len(units) - 1:
+    while i < len(units) - 1 and float(f"{n:.3g}") >= 1000:
         n /= 1000.0
         i += 1
     return f"{n:.3g}{units[i]}"
@@ -54,7 +54,7 @@ def human_duration(seconds: float) -> str:
         return "About a minute"
     if m < 60:
         return f"{m} minutes"
-    h = round(s / 3600)
+    h = int(s / 3600 + 0.5)
     if h == 1:
         return "About an hour"
     if h < 48:
@@ -72,4 +72,4 @@ def ago(iso: str, now: float | None = None) -> str:
     t = parse_time(iso)
     if t is None:
         return "N/A"
-    return human_duration((now or time.time()) - t) + " ago"
+    return human_duration((time.time() if now is None else now) - t) + " ago"

@@ -75,10 +75,12 @@ def image_config(diff_ids: list[str]) -> bytes:
     }, sort_keys=True).encode()
 
 
-def docker_archive(path: Path, layers: list[bytes], *, diff_ids: list[str] | None = None,
-                   manifest: bytes | None = None, extra: list[Member] = ()) -> Path:
+def docker_archive(path: Path, layers: list[bytes], *, diff_ids: list | None = None,
+                   manifest: bytes | None = None, config: bytes | None = None,
+                   extra: list[Member] = ()) -> Path:
     """A ``docker save`` tar of ``layers``; the config's diff ids match them unless given."""
-    config = image_config([sha256(layer) for layer in layers] if diff_ids is None else diff_ids)
+    if config is None:
+        config = image_config([sha256(layer) for layer in layers] if diff_ids is None else diff_ids)
     config_name = sha256(config)[7:] + ".json"
     layer_names = [f"layer{i}/layer.tar" for i in range(len(layers))]
     if manifest is None:
@@ -173,10 +175,12 @@ def escape(rl, outside) -> str:
     return os.path.relpath(outside, rl.root / "layers" / "some-layer")
 
 
-def refuse_load(rl, path: Path, outside: Path) -> str:
+def refuse_load(rl, path: Path, outside: Path, reason: str = "") -> str:
+    """``load -i path`` fails (for ``reason``), and neither the store nor ``outside`` changed."""
     before = snapshot(outside)
     res = rl("load", "-i", path, expect=125)
     assert_one_error(res.err)
+    assert reason in res.err
     assert_store_empty(rl)
     assert snapshot(outside) == before
     return res.err
@@ -202,14 +206,29 @@ def hostile_layers(outside: Path, escape: str) -> dict[str, list[Member]]:
     }
 
 
-HOSTILE = list(hostile_layers(Path("/x"), "../x"))
+# what the error says for each case (so we know the right check refused it)
+HOSTILE_REASONS = {
+    "absolute-path": "absolute path",
+    "dotdot": "escapes the archive root",
+    "dotdot-inside-name": "escapes the archive root",
+    "symlink-escape-absolute": "goes through a symlink",
+    "symlink-escape-relative": "goes through a symlink",
+    "symlink-escape-nested": "goes through a symlink",
+    "hardlink-escape-relative": "escapes the archive root",
+    "hardlink-escape-absolute": "absolute path",
+    "symlink-then-hardlink": "goes through a symlink",
+    "char-device": "device node",
+    "block-device": "device node",
+    "bad-whiteout-dot": "bad whiteout",
+    "bad-whiteout-dotdot": "bad whiteout",
+}
 
 
-@pytest.mark.parametrize("case", HOSTILE)
+@pytest.mark.parametrize("case", list(HOSTILE_REASONS))
 def test_hostile_layer_refused(rl, tmp_path, outside, escape, case):
     layer = tar_bytes([directory("etc"), file("etc/hostname", b"x\n")] +
                       hostile_layers(outside, escape)[case])
-    refuse_load(rl, docker_archive(tmp_path / "hostile.tar", [layer]), outside)
+    refuse_load(rl, docker_archive(tmp_path / "hostile.tar", [layer]), outside, HOSTILE_REASONS[case])
 
 
 @pytest.mark.parametrize("case", ["absolute-path", "dotdot", "symlink-escape-absolute",
@@ -220,6 +239,7 @@ def test_hostile_rootfs_import_refused(rl, tmp_path, outside, escape, case):
     before = snapshot(outside)
     res = rl("import", tarball, "hostile:1", expect=125)
     assert_one_error(res.err)
+    assert HOSTILE_REASONS[case] in res.err
     assert_store_empty(rl)
     assert snapshot(outside) == before
 
@@ -234,6 +254,7 @@ def test_hostile_second_layer_keeps_existing_image(rl, images, tmp_path, outside
     before = snapshot(outside)
     res = rl("load", "-i", docker_archive(tmp_path / "h.tar", [base, hostile]), expect=125)
     assert_one_error(res.err)
+    assert "goes through a symlink" in res.err
     assert snapshot(outside) == before
     assert rl.leftovers() == []
     assert listing(rl.root / "layers") == layers
@@ -321,6 +342,30 @@ def _oci_tar_blob_digest_mismatch(tmp_path: Path, images: Path, outside: Path) -
     return path
 
 
+def _layers_not_strings(tmp_path: Path, images: Path, outside: Path) -> Path:
+    config_name = sha256(image_config([sha256(GOOD_LAYER)]))[7:] + ".json"
+    manifest = json.dumps([{"Config": config_name, "Layers": [1]}]).encode()
+    return docker_archive(tmp_path / "a.tar", [GOOD_LAYER], manifest=manifest)
+
+
+def _config_not_object(tmp_path: Path, images: Path, outside: Path) -> Path:
+    return docker_archive(tmp_path / "a.tar", [GOOD_LAYER], config=b"[]")
+
+
+def _config_rootfs_not_object(tmp_path: Path, images: Path, outside: Path) -> Path:
+    return docker_archive(tmp_path / "a.tar", [GOOD_LAYER], config=b'{"rootfs": []}')
+
+
+def _config_diff_id_not_string(tmp_path: Path, images: Path, outside: Path) -> Path:
+    return docker_archive(tmp_path / "a.tar", [GOOD_LAYER], diff_ids=[5])
+
+
+def _oci_index_entry_not_object(tmp_path: Path, images: Path, outside: Path) -> Path:
+    d = oci_layout(tmp_path / "oci", [GOOD_LAYER])
+    (d / "index.json").write_text('{"schemaVersion": 2, "manifests": ["not a descriptor"]}')
+    return d
+
+
 def _archive_member_absolute(tmp_path: Path, images: Path, outside: Path) -> Path:
     return docker_archive(tmp_path / "a.tar", [GOOD_LAYER], extra=[file(str(outside / "pwned"))])
 
@@ -350,28 +395,37 @@ def _archive_dir_symlinked_layer(tmp_path: Path, images: Path, outside: Path) ->
     return d
 
 
-MALFORMED: dict[str, Callable[[Path, Path, Path], Path]] = {
-    "truncated-archive": _truncated_archive,
-    "truncated-gzip-layer": _truncated_gzip_layer,
-    "truncated-layer-tar": _truncated_layer_tar,
-    "not-a-tar": _not_a_tar,
-    "manifest-not-json": _manifest_not_json,
-    "manifest-without-layers": _manifest_without_layers,
-    "diff-ids-count-mismatch": _diff_ids_count_mismatch,
-    "layer-digest-mismatch": _layer_digest_mismatch,
-    "oci-blob-digest-mismatch": _oci_blob_digest_mismatch,
-    "oci-tar-blob-digest-mismatch": _oci_tar_blob_digest_mismatch,
-    "oci-index-missing-blob": _oci_index_missing_blob,
-    "archive-member-absolute": _archive_member_absolute,
-    "archive-member-dotdot": _archive_member_dotdot,
-    "archive-dir-layer-outside": _archive_dir_layer_outside,
-    "archive-dir-symlinked-layer": _archive_dir_symlinked_layer,
+Builder = Callable[[Path, Path, Path], Path]  # (tmp_path, images, outside) -> archive path
+
+MALFORMED: dict[str, tuple[Builder, str]] = {  # case -> (builder, what the error says)
+    "truncated-archive": (_truncated_archive, "cannot read archive"),
+    "truncated-gzip-layer": (_truncated_gzip_layer, "truncated or corrupt"),
+    "truncated-layer-tar": (_truncated_layer_tar, "truncated or corrupt"),
+    "not-a-tar": (_not_a_tar, "cannot read archive"),
+    "manifest-not-json": (_manifest_not_json, "not valid JSON"),
+    "manifest-without-layers": (_manifest_without_layers, "lacks Config or Layers"),
+    "diff-ids-count-mismatch": (_diff_ids_count_mismatch, "1 layers but 2 diff ids"),
+    "layer-digest-mismatch": (_layer_digest_mismatch, "does not match diff id"),
+    "oci-blob-digest-mismatch": (_oci_blob_digest_mismatch, "does not match"),
+    "oci-tar-blob-digest-mismatch": (_oci_tar_blob_digest_mismatch, "does not match"),
+    "oci-index-missing-blob": (_oci_index_missing_blob, "is missing"),
+    "archive-member-absolute": (_archive_member_absolute, "absolute path"),
+    "archive-member-dotdot": (_archive_member_dotdot, "escapes the archive root"),
+    "archive-dir-layer-outside": (_archive_dir_layer_outside, "escapes the archive root"),
+    "archive-dir-symlinked-layer": (_archive_dir_symlinked_layer, "points outside the directory"),
+    # JSON of the wrong shape: must be refused like any other broken archive
+    "manifest-layers-not-strings": (_layers_not_strings, ""),
+    "config-not-object": (_config_not_object, "no rootfs.diff_ids"),
+    "config-rootfs-not-object": (_config_rootfs_not_object, ""),
+    "config-diff-id-not-string": (_config_diff_id_not_string, ""),
+    "oci-index-entry-not-object": (_oci_index_entry_not_object, ""),
 }
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_malformed_archive_refused(rl, images, tmp_path, outside, case):
-    refuse_load(rl, MALFORMED[case](tmp_path, images, outside), outside)
+    build, reason = MALFORMED[case]
+    refuse_load(rl, build(tmp_path, images, outside), outside, reason)
 
 
 def test_valid_docker_archive_from_helper_loads(rl, tmp_path):
@@ -390,8 +444,8 @@ def test_valid_oci_layout_from_helper_loads(rl, tmp_path):
 # ---- the store stays usable --------------------------------------------------------------------
 def test_valid_load_after_failed_load(rl, images, tmp_path, outside, escape):
     layer = tar_bytes(hostile_layers(outside, escape)["symlink-escape-absolute"])
-    refuse_load(rl, docker_archive(tmp_path / "hostile.tar", [layer]), outside)
-    refuse_load(rl, _truncated_archive(tmp_path, images, outside), outside)
+    refuse_load(rl, docker_archive(tmp_path / "hostile.tar", [layer]), outside, "symlink")
+    refuse_load(rl, _truncated_archive(tmp_path, images, outside), outside, "cannot read archive")
     rl.load(images, "busybox")
     assert rl.leftovers() == []
     assert rl("images", "-q").out.strip() != ""

@@ -73,10 +73,14 @@ def test_parse_env_file_names_the_bad_line():
         spec.parse_env_file("A=1\n=oops\n", "env.list", HOST_ENV)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_env_file strips trailing whitespace from values "
-                                       "(line.strip()); Docker passes an env-file value through untrimmed")
-def test_parse_env_file_keeps_trailing_whitespace_of_values():
-    assert spec.parse_env_file("A=x  \n", "env.list", HOST_ENV) == ["A=x  "]
+@pytest.mark.parametrize("text, env", [
+    ("A=x  \n", ["A=x  "]),  # Docker passes a value through untrimmed
+    ("  A= x \t\n", ["A= x \t"]),
+    ("LANG  \n", ["LANG=C.UTF-8"]),  # a bare name is trimmed
+    ("\tMISSING \n", []),
+])
+def test_parse_env_file_whitespace(text, env):
+    assert spec.parse_env_file(text, "env.list", HOST_ENV) == env
 
 
 @pytest.mark.parametrize("base, overrides, merged", [

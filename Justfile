@@ -1,0 +1,39 @@
+# rootless: recipes. `just` comes from PyPI (rust-just) into .venv by scripts/setup.sh.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := justfile_directory() / ".venv"
+py := venv / "bin" / "python"
+
+# List the recipes.
+default:
+    @just --list
+
+# Install host packages (root/sudo) or list them, create .venv, install rootless, run the demo.
+setup:
+    scripts/setup.sh
+
+# Run a real container from the embedded demo image (no network needed).
+demo:
+    {{venv}}/bin/rootless load -i rootless/data/demo-image.tar.gz
+    {{venv}}/bin/rootless run --rm rootless-demo
+
+# The whole test suite (as an unprivileged user: the namespace tests refuse root).
+test *ARGS:
+    {{py}} -m pytest -n 2 {{ARGS}}
+
+# Benchmarks beside the references this machine has (unshare+chroot floor, podman).
+bench *ARGS:
+    {{py}} scripts/bench.py {{ARGS}}
+
+# Style and the import direction between packages.
+lint:
+    {{venv}}/bin/ruff check rootless layers netstack scripts tests
+    {{py}} -m pytest -q -p no:randomly tests/unit/test_layering.py
+
+# Build the test images into a directory.
+images out="out/images":
+    {{py}} scripts/mkimages.py --out {{out}}
+
+# Rebuild the embedded demo image from the host's busybox.
+embed-demo:
+    {{py}} scripts/mkimages.py --embed-demo

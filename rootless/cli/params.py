@@ -1,0 +1,82 @@
+"""How commands declare their parameters, without importing typer.
+
+Each command is a plain function whose parameter defaults are ``Opt``/``Arg``
+declarations. The same declarations drive two parsers: typer (help, errors,
+everything) and a small fast parser for well-formed command lines, so that
+start-up does not pay for building the whole typer application.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+REQUIRED = ...
+
+
+@dataclass(frozen=True)
+class Opt:
+    decls: tuple[str, ...]
+    default: Any = None
+    help: str = ""
+    envvar: str | None = None
+    metavar: str | None = None
+
+
+@dataclass(frozen=True)
+class Arg:
+    default: Any = REQUIRED
+    help: str = ""
+    metavar: str | None = None
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    decl: Opt | Arg
+    type: Any  # bool, str, int or list[str]
+
+    @property
+    def is_list(self) -> bool:
+        return getattr(self.type, "__origin__", None) is list
+
+    @property
+    def is_flag(self) -> bool:
+        return self.type is bool
+
+
+@dataclass(frozen=True)
+class Command:
+    path: tuple[str, ...]
+    func: Callable[..., int | None]
+    interspersed: bool = True  # False: everything after the first argument is an argument (run, exec)
+    params: tuple[Param, ...] = field(default=())
+
+    @property
+    def help(self) -> str:
+        import inspect
+        return inspect.getdoc(self.func) or ""
+
+
+COMMANDS: dict[tuple[str, ...], Command] = {}
+GROUPS: dict[str, str] = {}
+
+
+def group(name: str, help: str) -> None:
+    GROUPS[name] = help
+
+
+def command(*path: str, interspersed: bool = True):
+    """Register a command function; its first parameter ``ctx`` receives the Context."""
+    def register(func):
+        # Read the code object rather than ``inspect.signature``: this runs for every
+        # command at every start-up. Annotations are real types (commands.py does not
+        # use postponed evaluation).
+        code = func.__code__
+        names = code.co_varnames[:code.co_argcount]
+        defaults = dict(zip(names[len(names) - len(func.__defaults__ or ()):], func.__defaults__ or (), strict=True))
+        params = tuple(Param(n, defaults[n], func.__annotations__[n]) for n in names if n != "ctx")
+        COMMANDS[path] = Command(path, func, interspersed, params)
+        return func
+    return register

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# From a fresh Debian 12 / Ubuntu machine to a running rootless container, in one command.
+#
+#  1. host packages and settings, when root or passwordless sudo is available;
+#     otherwise a list of what an administrator must do, and we carry on with what exists;
+#  2. a virtualenv in .venv with rootless (and the test tools) installed;
+#  3. a real container from the embedded demo image (no network needed).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(python3 python3-venv python3-dev gcc libcap-dev uidmap fuse-overlayfs fuse3 slirp4netns
+          busybox-static iproute2)
+TARGET_USER=${SUDO_USER:-$(id -un)}
+say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+warn() { printf '\033[1;33msetup: warning:\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31msetup: error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo "$@"
+    else return 99
+    fi
+}
+
+missing_packages() {
+    local p out=()
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || out+=("$p")
+    done
+    echo "${out[@]}"
+}
+
+has_subids() { grep -qE "^($1|$(id -u "$1")):" /etc/subuid 2>/dev/null && grep -qE "^($1|$(id -u "$1")):" /etc/subgid 2>/dev/null; }
+
+next_subid_start() {  # after every range in use, so ranges never overlap
+    awk -F: 'BEGIN{m=100000} {e=$2+$3; if (e>m) m=e} END{print m}' /etc/subuid /etc/subgid 2>/dev/null
+}
+
+host_setup() {
+    local todo=() missing
+    missing=$(missing_packages)
+    if [ -n "$missing" ]; then
+        say "installing host packages: $missing"
+        if as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+           as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null; then :
+        else todo+=("sudo apt-get install -y $missing"); fi
+    fi
+    for dev in /dev/fuse /dev/net/tun; do
+        if [ -e "$dev" ] && ! [ -r "$dev" -a -w "$dev" ]; then
+            say "making $dev usable by unprivileged users (mode 0666, as on most distributions)"
+            as_root chmod 0666 "$dev" || todo+=("sudo chmod 0666 $dev")
+        fi
+    done
+    if [ "$TARGET_USER" != root ] && ! has_subids "$TARGET_USER"; then
+        local start; start=$(next_subid_start)
+        say "giving $TARGET_USER subordinate ids $start-$((start + 65535))"
+        as_root usermod --add-subuids "$start-$((start + 65535))" --add-subgids "$start-$((start + 65535))" \
+            "$TARGET_USER" || todo+=("sudo usermod --add-subuids $start-$((start + 65535)) --add-subgids $start-$((start + 65535)) $TARGET_USER")
+    fi
+    if [ ${#todo[@]} -gt 0 ]; then
+        warn "no root or passwordless sudo here; ask an administrator to run:"
+        printf '    %s\n' "${todo[@]}" >&2
+        warn "carrying on with what this machine has (\`rootless info\` tells what degrades)"
+    fi
+}
+
+python_setup() {
+    command -v python3 >/dev/null || die "python3 is missing: ask an administrator to install python3 python3-venv"
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python >= 3.11 is needed ($(python3 -V))"
+    if [ ! -x .venv/bin/python ]; then
+        say "creating .venv"
+        python3 -m venv .venv || die "python3 -m venv failed: install python3-venv"
+    fi
+    say "installing rootless and the test tools into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+    # compat mode: a plain path in a .pth file, so start-up does not import an import hook
+    .venv/bin/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat ||
+        die "pip install failed (python-prctl needs gcc, python3-dev and libcap-dev)"
+}
+
+demo() {
+    local rl=.venv/bin/rootless
+    say "host diagnosis (rootless info):"
+    "$rl" info | sed 's/^/    /'
+    say "loading the embedded demo image and running it:"
+    "$rl" load -i rootless/data/demo-image.tar.gz || die "loading the demo image failed"
+    "$rl" run --rm rootless-demo || die "the demo container failed: see \`rootless info\` and README's troubleshooting"
+    say "done. Try: .venv/bin/rootless run --rm -it rootless-demo sh"
+    say "the test suite: .venv/bin/just test"
+}
+
+host_setup
+python_setup
+demo

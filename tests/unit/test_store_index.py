@@ -1,0 +1,232 @@
+"""Tests for layers/store.py without user namespaces: blobs, the image index, tags and id maps."""
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from layers.store import ImageStore, LayerRef
+from rootless.errors import Conflict, ImageNotFound, InvalidImage, RootlessError
+from rootless.paths import Paths
+
+BUSYBOX = "docker.io/library/busybox:latest"
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def config_bytes(n: int) -> bytes:
+    return json.dumps({"created": f"2025-01-0{n % 9 + 1}T00:00:00Z", "n": n}).encode()
+
+
+def layer(n: int) -> LayerRef:
+    return LayerRef(diff_id=sha(b"diff%d" % n), blob=sha(b"blob%d" % n),
+                    media_type="application/vnd.oci.image.layer.v1.tar+gzip", size=100 * n)
+
+
+@pytest.fixture
+def paths(tmp_path) -> Paths:
+    p = Paths(root=str(tmp_path / "store"), runroot=str(tmp_path / "run"))
+    p.ensure()
+    return p
+
+
+@pytest.fixture
+def store(paths) -> ImageStore:
+    return ImageStore(paths, userns_call=lambda fn, *a: fn(*a), idmap_key="k")
+
+
+def register(store: ImageStore, n: int, *tags: str) -> dict:
+    rec, _ = store.register(config_bytes(n), [layer(n)], list(tags))
+    return rec
+
+
+# ---- blobs ---------------------------------------------------------------------------
+def test_put_blob(store, paths):
+    data = b"x" * 3_000_000
+    digest, size, added = store.put_blob(io.BytesIO(data), expected=sha(data), expected_size=len(data))
+    assert (digest, size, added) == (sha(data), len(data), True)
+    assert store.has_blob(digest) and store.read_blob(digest) == data
+    assert store.put_blob(io.BytesIO(data), expected=sha(data)) == (digest, len(data), False)
+    assert os.listdir(paths.tmp) == []
+    assert store.put_blob_bytes(b"small") == (sha(b"small"), True)
+
+
+@pytest.mark.parametrize("expected, expected_size, message", [
+    (sha(b"other"), None, "does not match"),
+    ("sha256:" + "0" * 64, 4, "digest"),
+    (None, 5, "size 4 does not match the descriptor's 5"),
+    (sha(b"data"), 3, "size 4 does not match"),
+])
+def test_put_blob_mismatch_leaves_nothing(store, paths, expected, expected_size, message):
+    with pytest.raises(InvalidImage, match=message):
+        store.put_blob(io.BytesIO(b"data"), expected=expected, expected_size=expected_size, what="layer x")
+    assert os.listdir(paths.blobs) == []
+    assert os.listdir(paths.tmp) == []
+    assert not store.has_blob(sha(b"data"))
+
+
+@pytest.mark.parametrize("digest", ["sha256:abc", "md5:" + "0" * 64, "sha256:" + "G" * 64, "../../etc"])
+def test_blob_paths_refuse_bad_digests(store, digest):
+    with pytest.raises(RootlessError, match="invalid digest"):
+        store.has_blob(digest)
+
+
+# ---- register and resolve ----------------------------------------------------------------
+def test_register_records_the_image(store):
+    rec, moved = store.register(config_bytes(1), [layer(1), layer(2)], [BUSYBOX], manifest_digest=sha(b"m"))
+    assert moved == [BUSYBOX]
+    assert rec["id"] == sha(config_bytes(1))
+    assert rec["layers"] == [layer(1).to_json(), layer(2).to_json()]
+    assert rec["repo_tags"] == [BUSYBOX] and rec["size"] == 300
+    assert rec["created"] == "2025-01-02T00:00:00Z" and rec["manifest_digest"] == sha(b"m")
+    assert store.images() == [rec]
+
+
+def test_register_again_adds_tags_once(store):
+    register(store, 1, BUSYBOX)
+    rec = register(store, 1, BUSYBOX, "docker.io/library/busybox:1")
+    assert rec["repo_tags"] == [BUSYBOX, "docker.io/library/busybox:1"]
+    assert len(store.images()) == 1
+
+
+@pytest.fixture
+def two(store):
+    a = register(store, 1, BUSYBOX, "localhost:5000/a/b:tag")
+    b = register(store, 2, "docker.io/user/app:1")
+    return a, b
+
+
+@pytest.mark.parametrize("name, which", [
+    ("busybox", 0),
+    ("busybox:latest", 0),
+    (BUSYBOX, 0),
+    ("localhost:5000/a/b:tag", 0),
+    ("user/app:1", 1),
+])
+def test_resolve_by_tag(store, two, name, which):
+    assert store.resolve(name) == two[which]
+
+
+def test_resolve_by_id(store, two):
+    for rec in two:
+        hexid = rec["id"][7:]
+        for name in (rec["id"], hexid, hexid[:12], "sha256:" + hexid[:12], "sha256:" + hexid[:3]):
+            assert store.resolve(name)["id"] == rec["id"], name
+
+
+def ids_sharing_a_first_digit() -> tuple[int, int]:
+    seen: dict[str, int] = {}
+    for n in range(100):
+        first = sha(config_bytes(n))[7]
+        if first in seen:
+            return seen[first], n
+        seen[first] = n
+    raise AssertionError("unreachable: 17 ids always share a first hex digit")
+
+
+def test_resolve_ambiguous_prefix(store):
+    a, b = ids_sharing_a_first_digit()
+    register(store, a)
+    register(store, b)
+    prefix = sha(config_bytes(a))[7]
+    for name in (prefix, "sha256:" + prefix):
+        with pytest.raises(RootlessError, match="ambiguous"):
+            store.resolve(name)
+
+
+def test_a_tag_wins_over_a_short_id_prefix(store):
+    a = register(store, 1)
+    prefix = a["id"][7:10]
+    b = register(store, 2, f"docker.io/library/{prefix}:latest")
+    assert store.resolve(prefix) == b
+    assert store.resolve("sha256:" + prefix) == a
+
+
+@pytest.mark.parametrize("name", ["nothere", "busybox:2", "user/app", "sha256:" + "f" * 64, "f" * 64])
+def test_resolve_unknown(store, two, name):
+    assert not any(r["id"].startswith("sha256:f") for r in two)  # the test ids are fixed
+    with pytest.raises(ImageNotFound, match="not found locally"):
+        store.resolve(name)
+
+
+def test_resolve_in_an_empty_store(store):
+    with pytest.raises(ImageNotFound):
+        store.resolve("busybox")
+
+
+def test_moving_a_tag_leaves_the_old_image_untagged(store):
+    first = register(store, 1, BUSYBOX)
+    second = register(store, 2, BUSYBOX)
+    recs = {r["id"]: r for r in store.images()}
+    assert recs[first["id"]]["repo_tags"] == []
+    assert recs[second["id"]]["repo_tags"] == [BUSYBOX]
+    assert store.resolve("busybox")["id"] == second["id"]
+    assert store.resolve(first["id"])["id"] == first["id"]  # still there, by id
+
+
+def test_images_newest_first(store):
+    ids = [register(store, n)["id"] for n in range(3)]
+    assert [r["id"] for r in store.images()] == ids[::-1]
+
+
+# ---- corrupt index ------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["{not json", "", "[]", '{"images": []}', '"x"', '{"version": 1}'])
+def test_corrupt_index(store, paths, text):
+    Path(paths.images_file).write_text(text)
+    for call in (store.images, lambda: store.resolve("busybox"), lambda: register(store, 1, BUSYBOX)):
+        with pytest.raises(RootlessError) as e:
+            call()
+        assert paths.images_file in str(e.value)
+        assert "system reset" in e.value.hint
+
+
+# ---- id maps ----------------------------------------------------------------------------
+def test_check_idmap(store, paths):
+    store.check_idmap()  # records the key
+    assert json.loads(Path(paths.idmap_file).read_text()) == {"key": "k"}
+    store.check_idmap()  # the same key again: fine
+    other = ImageStore(paths, userns_call=lambda fn, *a: fn(*a), idmap_key="single uid=0:1000:1 gid=0:1000:1")
+    with pytest.raises(RootlessError, match="another id map") as e:
+        other.check_idmap()
+    assert "(k)" in str(e.value) and "system reset" in e.value.hint
+
+
+@pytest.mark.parametrize("text", ["{broken", "[]", ""])
+def test_check_idmap_rewrites_an_unreadable_record(store, paths, text):
+    Path(paths.idmap_file).write_text(text)
+    store.check_idmap()
+    assert json.loads(Path(paths.idmap_file).read_text()) == {"key": "k"}
+
+
+def test_unpack_layers_with_nothing_missing(store, paths):
+    os.mkdir(paths.layer(layer(1).diff_id))
+    assert store.unpack_layers([layer(1)]) == []
+    assert not os.path.exists(paths.idmap_file)  # nothing unpacked, nothing recorded
+
+
+# ---- remove (rmi) -------------------------------------------------------------------------
+def test_remove_untags_then_deletes(store, paths):
+    lr = layer(1)
+    store.put_blob_bytes(config_bytes(1))
+    os.mkdir(paths.layer(lr.diff_id))
+    register(store, 1, BUSYBOX, "docker.io/library/busybox:1")
+    no_users = lambda _id: []  # noqa: E731
+    assert store.remove("busybox:1", False, no_users, set) == ["Untagged: busybox:1"]
+    out = store.remove("busybox", False, no_users, set)
+    assert out == ["Untagged: busybox:latest", f"Deleted: {sha(config_bytes(1))}"]
+    assert store.images() == []
+    assert not store.has_blob(sha(config_bytes(1)))
+    assert not os.path.exists(paths.layer(lr.diff_id))
+    assert os.listdir(paths.layers) == []
+
+
+def test_remove_refuses_an_image_in_use(store):
+    register(store, 1, BUSYBOX)
+    with pytest.raises(Conflict, match="used by container 0123456789ab"):
+        store.remove("busybox", False, lambda _id: ["0123456789ab" + "c" * 52], set)
+    assert store.resolve("busybox")["repo_tags"] == [BUSYBOX]
