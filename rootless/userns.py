@@ -109,8 +109,7 @@ def exec_in_userns(mapping: idmap.IdMapping, argv: list[str], mount_ns: bool = T
         if mount_ns:
             syscalls.unshare(syscalls.CLONE_NEWNS)
         env = dict(os.environ, ROOTLESS_UNSHARE="1")
-        ch.send("exec")
-        try:
+        try:  # the channel is close-on-exec: the parent sees EOF when the exec worked
             os.execvpe(argv[0], argv, env)
         except FileNotFoundError:
             raise RootlessError(f"{argv[0]}: command not found", exit_code=127) from None
@@ -121,7 +120,7 @@ def exec_in_userns(mapping: idmap.IdMapping, argv: list[str], mount_ns: bool = T
     pid, ch = fork_into_userns(mapping, child)
     try:
         msg, _ = ch.recv()
-        if msg and msg["type"] == "error":
+        if msg is not None and msg["type"] == "error":
             reap(pid)
             raise RootlessError(msg["message"], msg.get("hint"), msg.get("exit_code"))
         return reap(pid)

@@ -1,0 +1,76 @@
+"""The fast parser must read a command line exactly as the typer application does, or decline."""
+
+from __future__ import annotations
+
+import pytest
+
+from rootless.cli import commands  # noqa: F401 - registers the commands
+from rootless.cli import fast, typer_app
+from rootless.cli.params import COMMANDS
+
+
+def typer_parse(argv: list[str]):
+    import typer
+    seen = {}
+
+    def invoke(cmd, kwargs):
+        seen["path"], seen["kwargs"] = cmd.path, kwargs
+
+    def on_globals(root, debug):
+        seen["root"], seen["debug"] = root, debug
+
+    app = typer_app.build(invoke, on_globals)
+    typer.main.get_command(app).main(args=argv, prog_name="rootless", standalone_mode=False)
+    return seen
+
+
+def norm(kwargs: dict) -> dict:
+    return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in kwargs.items()}
+
+
+SAME = [
+    ["images"], ["images", "-q"], ["images", "--quiet"],
+    ["--root", "/x", "images", "-q"], ["--root=/x", "--debug", "images"],
+    ["load", "-i", "a.tar"], ["load", "--input=a.tar"], ["load", "-ia.tar"],
+    ["import", "f.tar"], ["import", "f.tar", "name:tag"],
+    ["rmi", "a", "b", "-f"], ["rmi", "-f", "a"],
+    ["run", "busybox"], ["run", "--rm", "busybox", "true"],
+    ["run", "-it", "--rm", "busybox", "sh", "-c", "echo hi"],
+    ["run", "-e", "A=1", "-eB=2", "--env", "C", "--env=D=4", "busybox", "env"],
+    ["run", "--env-file", "x", "--env-file=y", "-w", "/w", "-u", "app:users", "busybox"],
+    ["run", "--entrypoint", "", "busybox", "ls", "-la", "--rm"],
+    ["run", "--name", "n", "-h", "host", "--network", "host", "--init", "busybox", "--", "x"],
+    ["run", "--net=none", "-i", "busybox", "cat", "-"],
+    ["run", "-ite", "K=V", "busybox"],
+    ["info"], ["info", "--format", "json"], ["info", "-f", "json"],
+    ["unshare"], ["unshare", "rm", "-rf", "/x"],
+    ["system", "reset", "-f"], ["version"],
+]
+
+
+@pytest.mark.parametrize("argv", SAME, ids=[" ".join(a) or "(none)" for a in SAME])
+def test_fast_parser_agrees_with_typer(argv):
+    got = fast.parse(argv)
+    assert got is not None, "the fast parser should handle this well-formed line"
+    want = typer_parse(argv)
+    assert got.command.path == want["path"]
+    assert norm(got.kwargs) == norm(want["kwargs"])
+    assert (got.root, got.debug) == (want.get("root"), want.get("debug"))
+
+
+DECLINED = [
+    [], ["--help"], ["run", "--help"], ["images", "--help"], ["nosuchcommand"], ["run"],
+    ["run", "--bogus", "busybox"], ["run", "-e"], ["images", "extra"], ["run", "--rm=yes", "busybox"],
+    ["system"], ["system", "nope"], ["load"], ["rmi"], ["--root"], ["-x", "images"],
+]
+
+
+@pytest.mark.parametrize("argv", DECLINED, ids=[" ".join(a) or "(none)" for a in DECLINED])
+def test_fast_parser_declines_what_typer_should_report(argv):
+    assert fast.parse(argv) is None
+
+
+def test_every_command_has_help_and_typer_builds():
+    for path, cmd in COMMANDS.items():
+        assert cmd.help, path
+    typer_parse(["version"])
