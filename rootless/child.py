@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from layers.overlay import RootfsPlan, mount_rootfs, unmount_rootfs
-from rootless import rootfs, syscalls, timing, users
+from rootless import proc, rootfs, syscalls, timing, users
 from rootless.channel import Channel
 from rootless.errors import CommandNotExecutable, CommandNotFound, RootlessError, from_oserror
 from rootless.mountplan import Op
@@ -209,7 +209,7 @@ def container(plan: LaunchPlan, ch: Channel) -> None:
     except OSError as e:
         raise RootlessError(f"cannot enter the working directory {spec.workdir}: {e.strerror}") from None
 
-    exe = find_executable(spec.argv[0], env.get("PATH", ""))
+    exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))
     _mark(ch, "exec")
     if spec.init:
         _init_reaper(exe, spec, env, ch)
@@ -303,24 +303,6 @@ def _stdio(spec: ContainerSpec, ch: Channel, winsize: bytes | None) -> None:
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-
-
-def find_executable(name: str, path: str) -> str:
-    """``$PATH`` lookup inside the container, with Docker's messages and exit codes."""
-    candidates = [name] if "/" in name else [os.path.join(d or ".", name) for d in path.split(":")]
-    denied = None
-    for c in candidates:
-        if os.path.isfile(c):
-            if os.access(c, os.X_OK):
-                return c
-            denied = c
-        elif os.path.isdir(c) and "/" in name:
-            raise CommandNotExecutable(f'exec "{name}": is a directory')
-    if denied:
-        raise CommandNotExecutable(f'exec "{name}": permission denied')
-    if "/" in name:
-        raise CommandNotFound(f'exec "{name}": stat {name}: no such file or directory')
-    raise CommandNotFound(f'exec "{name}": executable file not found in $PATH')
 
 
 def _reset_signals() -> None:

@@ -10,7 +10,7 @@ import os
 import shutil
 from typing import TYPE_CHECKING
 
-from rootless.errors import HostError, RootlessError
+from rootless.errors import CommandNotExecutable, CommandNotFound, HostError, RootlessError
 
 if TYPE_CHECKING:
     import subprocess
@@ -45,3 +45,21 @@ def spawn(argv: list[str], **kwargs) -> subprocess.Popen:
         return subprocess.Popen(argv, **kwargs)
     except FileNotFoundError:
         raise HostError(f"{argv[0]} not found", f"install the package that provides {os.path.basename(argv[0])}") from None
+
+
+def find_executable(name: str, path: str) -> str:
+    """``$PATH`` lookup inside the container, with Docker's messages and exit codes."""
+    candidates = [name] if "/" in name else [os.path.join(d or ".", name) for d in path.split(":")]
+    denied = None
+    for c in candidates:
+        if os.path.isfile(c):
+            if os.access(c, os.X_OK):
+                return c
+            denied = c
+        elif os.path.isdir(c) and "/" in name:
+            raise CommandNotExecutable(f'exec "{name}": is a directory')
+    if denied:
+        raise CommandNotExecutable(f'exec "{name}": permission denied')
+    if "/" in name:
+        raise CommandNotFound(f'exec "{name}": stat {name}: no such file or directory')
+    raise CommandNotFound(f'exec "{name}": executable file not found in $PATH')

@@ -108,13 +108,11 @@ def exec_in_userns(mapping: idmap.IdMapping, argv: list[str], mount_ns: bool = T
     def child(ch: Channel) -> int:
         if mount_ns:
             syscalls.unshare(syscalls.CLONE_NEWNS)
+        from rootless import proc
         env = dict(os.environ, ROOTLESS_UNSHARE="1")
-        try:  # the channel is close-on-exec: the parent sees EOF when the exec worked
-            os.execvpe(argv[0], argv, env)
-        except FileNotFoundError:
-            raise RootlessError(f"{argv[0]}: command not found", exit_code=127) from None
-        except PermissionError:
-            raise RootlessError(f"{argv[0]}: permission denied", exit_code=126) from None
+        exe = proc.find_executable(argv[0], env.get("PATH", ""))
+        # The channel is close-on-exec: the parent sees EOF when the exec worked.
+        os.execve(exe, argv, env)
 
     old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
     pid, ch = fork_into_userns(mapping, child)

@@ -22,15 +22,16 @@ pytestmark = pytest.mark.userns
 
 
 @pytest.fixture
-def bb(rl, images) -> Rootless:
-    rl.load(images, "busybox")
-    return rl
+def bb(rl_method, images) -> Rootless:
+    """busybox loaded; every test using it runs once per root filesystem method."""
+    rl_method.load(images, "busybox")
+    return rl_method
 
 
 @pytest.fixture
-def layered(rl, images) -> Rootless:
-    rl.load(images, "layered")
-    return rl
+def layered(rl_method, images) -> Rootless:
+    rl_method.load(images, "layered")
+    return rl_method
 
 
 def sh(rl: Rootless, script: str, *flags: str, image: str = "busybox", expect: int | None = 0, **kw):
@@ -109,7 +110,7 @@ def test_killed_container_is_137_and_rm_leaves_nothing(bb):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         # --rm keeps no state record, so find the container's pid through the process tree.
-        pid = wait_for(lambda: _find_proc("sleep 60"), what="the container process")
+        pid = wait_for(lambda: _find_proc("sleep 60", p.pid), what="the container process")
         os.kill(pid, signal.SIGKILL)
         assert p.wait(timeout=30) == 137
     finally:
@@ -117,16 +118,27 @@ def test_killed_container_is_137_and_rm_leaves_nothing(bb):
     assert_nothing_left(bb)
 
 
-def _find_proc(cmdline: str) -> int:
+def _find_proc(cmdline: str, ancestor: int) -> int:
+    """The pid of a descendant of ``ancestor`` running ``cmdline``."""
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 with open(f"/proc/{d}/cmdline", "rb") as f:
-                    if f.read().replace(b"\0", b" ").strip() == cmdline.encode():
+                    if f.read().replace(b"\0", b" ").strip() == cmdline.encode() and _descends(int(d), ancestor):
                         return int(d)
             except OSError:
                 continue
     return 0
+
+
+def _descends(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+        pid = int(data[data.rfind(")") + 2:].split()[1])
+    return False
 
 
 def test_killed_without_rm_records_137(bb):
@@ -204,6 +216,36 @@ def test_interactive_tty_session(bb):
     code, out = _run_in_pty(bb, ["run", "--rm", "-it", "busybox", "sh"], send=b"echo $((6*7))\nexit 5\n")
     assert code == 5, out
     assert b"42" in out
+
+
+def test_tty_window_size_follows_the_terminal(bb):
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 20, 60, 0, 0))
+    p = subprocess.Popen(rootless_argv() + ["run", "--rm", "-it", "busybox", "sh"], env=bb.env,
+                         stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    try:
+        out = b""
+
+        def read_until(marker: bytes) -> bool:
+            nonlocal out
+            while marker not in out:
+                r, _, _ = select.select([master], [], [], 30)
+                if not r:
+                    return False
+                out += os.read(master, 65536)
+            return True
+
+        os.write(master, b"stty size; echo first-done\n")
+        assert read_until(b"20 60"), out
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 42, 133, 0, 0))
+        p.send_signal(signal.SIGWINCH)  # what the terminal would send to its foreground process
+        os.write(master, b"stty size; exit\n")
+        assert read_until(b"42 133"), out
+        assert p.wait(timeout=30) == 0
+    finally:
+        p.kill()
+        os.close(slave)
+        os.close(master)
 
 
 def test_no_tty_without_t(bb):

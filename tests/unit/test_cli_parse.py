@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from rootless.cli import commands  # noqa: F401 - registers the commands
-from rootless.cli import fast, typer_app
+from rootless.cli import (
+    commands,  # noqa: F401 - registers the commands
+    fast,
+    typer_app,
+)
 from rootless.cli.params import COMMANDS
 
 
