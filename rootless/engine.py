@@ -248,4 +248,6 @@ def system_reset(ctx: Context) -> None:
 def info(ctx: Context):
     from layers import overlay
     from rootless import preflight
-    return preflight.run_checks(ctx.paths, ctx.config, lambda: overlay.probe(ctx.paths, ctx.userns_call))
+    # A diagnosis probes afresh (and refreshes the cache) rather than trusting an old result.
+    return preflight.run_checks(ctx.paths, ctx.config,
+                                lambda: overlay.probe(ctx.paths, ctx.userns_call, refresh=True))

@@ -214,23 +214,30 @@ class Podman:
             f.write(PODMAN_CONF)
         self.pause_pid_file = os.path.join(xdg, "libpod", "tmp", "pause.pid")
         self.env = dict(os.environ, CONTAINERS_CONF=conf, XDG_RUNTIME_DIR=xdg)
-        self.argv = [exe, "--root", self.root, "--runroot", os.path.join(base, "pmrun"),
+        self.runroot = os.path.join(base, "pmrun")
+        self.argv = [exe, "--root", self.root, "--runroot", self.runroot,
                      "--storage-driver", "overlay"]
 
     def run_argv(self) -> list[str]:
         return self.argv + ["run", "--rm", "--network", "none", PODMAN_IMAGE, "true"]
 
     def cleanup(self) -> None:
-        """Remove podman's storage (files of subordinate uids) and stop its pause process."""
-        for argv in (self.argv + ["system", "reset", "-f"],
-                     self.argv + ["unshare", "rm", "-rf", self.root]):
-            if not os.path.exists(self.root):
-                break
+        """Remove podman's storage (files of subordinate uids) and stop its pause process.
+
+        Not ``podman system reset``: besides --root it resets state of the user's own
+        (podman machines under ~/.config/containers/podman). ``podman unshare`` keeps
+        ``ROOT/overlay`` bind-mounted, hence the umount before the removal.
+        """
+        if os.path.exists(self.root):
+            script = 'umount "$1" 2>/dev/null; rm -rf "$2" "$3"'
+            argv = self.argv + ["unshare", "sh", "-c", script, "sh",
+                                os.path.join(self.root, "overlay"), self.root, self.runroot]
             subprocess.run(argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=TIMEOUT, check=False)
         self._stop_pause_process()
 
     def _stop_pause_process(self) -> None:
+        """Stop the pause process podman started for our private runtime dir (and only it)."""
         try:
             with open(self.pause_pid_file) as f:
                 pid = int(f.read().strip())
@@ -238,11 +245,24 @@ class Podman:
                 comm = f.read().strip()
         except (OSError, ValueError):
             return
-        if comm in ("catatonit", "podman", "podman pause"):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except OSError:
-                pass
+        if comm not in ("catatonit", "podman", "podman pause"):
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            return
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and process_alive(pid):
+            time.sleep(0.02)
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def first_line(text: str) -> str:
