@@ -71,21 +71,26 @@ class ImageStore:
         return sorted(self._read_index()["images"].values(), key=lambda r: r.get("loaded", ""), reverse=True)
 
     def resolve(self, name: str) -> dict:
-        """An image record by reference, full id or unique id prefix."""
+        """An image record by reference (a tag wins, as in Docker), full id or unique id prefix."""
         images = self._read_index()["images"]
+        try:
+            ref = reference.parse(name)
+        except RootlessError:
+            ref = None
+        if ref is not None:
+            for rec in images.values():
+                if (ref.digest and ref.digest in rec.get("repo_digests", [])) or \
+                        (ref.tag and str(ref) in rec.get("repo_tags", [])):
+                    return rec
         hexpart = name.removeprefix("sha256:")
         if hexpart and len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart):
-            found = [r for i, r in images.items() if i.removeprefix("sha256:").startswith(hexpart)]
-            if len(found) == 1 and (len(hexpart) >= 12 or name.startswith("sha256:") or not _looks_like_name(name, images)):
+            found = [r for i, r in images.items() if i[7:].startswith(hexpart)]
+            if len(found) == 1:
                 return found[0]
-            if len(found) > 1 and not _looks_like_name(name, images):
+            if len(found) > 1:
                 raise RootlessError(f"image id prefix {name!r} is ambiguous", "give more characters of the id")
-        ref = reference.parse(name)
-        for rec in images.values():
-            if ref.digest and ref.digest in rec.get("repo_digests", []):
-                return rec
-            if ref.tag and str(ref) in rec.get("repo_tags", []):
-                return rec
+        if ref is None:
+            reference.parse(name)  # raises the reference's own error
         raise ImageNotFound(f"image {str(ref)!r} not found locally",
                             "load it with `rootless load -i FILE` or create it with `rootless import`")
 
@@ -269,15 +274,6 @@ def _normalised(name: str) -> str:
 def _familiar(tag: str) -> str:
     ref = reference.parse(tag)
     return f"{ref.familiar_repository}:{ref.tag}"
-
-
-def _looks_like_name(name: str, images: dict) -> bool:
-    """True if ``name`` is also a tag in the store (a tag wins over an id prefix, as in Docker)."""
-    try:
-        full = str(reference.parse(name))
-    except RootlessError:
-        return False
-    return any(full in r.get("repo_tags", []) for r in images.values())
 
 
 # ---- run as root of the user namespace --------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from rootless.atomic import read_text
+
 HOST_RESOLV = "/etc/resolv.conf"
 HOST_HOSTS = "/etc/hosts"
 
@@ -37,20 +39,13 @@ def resolv_text(host_resolv: str, network: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
 
 def write(directory: str, hostname: str, network: str) -> dict[str, str]:
     """Write the three files into ``directory``; container path -> host path."""
     files = {
         "/etc/hostname": hostname + "\n",
-        "/etc/hosts": hosts_text(hostname, network, _read(HOST_HOSTS)),
-        "/etc/resolv.conf": resolv_text(_read(HOST_RESOLV), network),
+        "/etc/hosts": hosts_text(hostname, network, read_text(HOST_HOSTS)),
+        "/etc/resolv.conf": resolv_text(read_text(HOST_RESOLV), network),
     }
     out = {}
     for cpath, text in files.items():

@@ -36,6 +36,15 @@ def read_json(path: str) -> Any:
         return json.loads(f.read())
 
 
+def read_text(path: str) -> str:
+    """A small text file's content, or "" when it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def fsync_dir(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

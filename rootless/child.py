@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from layers.overlay import RootfsPlan, mount_rootfs, unmount_rootfs
 from rootless import proc, rootfs, syscalls, timing, users
+from rootless.atomic import read_text
 from rootless.channel import Channel
 from rootless.errors import CommandNotExecutable, CommandNotFound, RootlessError, from_oserror
 from rootless.mountplan import Op
@@ -174,7 +175,7 @@ def container(plan: LaunchPlan, ch: Channel) -> None:
     socket.sethostname(spec.hostname)
 
     Step.at("resolve the user")
-    user = users.resolve(spec.user, _read("/etc/passwd"), _read("/etc/group"))
+    user = users.resolve(spec.user, read_text("/etc/passwd"), read_text("/etc/group"))
     env = dict(e.split("=", 1) if "=" in e else (e, "") for e in spec.env)
     env.setdefault("HOME", user.home)
 
@@ -186,7 +187,7 @@ def container(plan: LaunchPlan, ch: Channel) -> None:
 
     Step.at("capabilities")
     keep = {getattr(prctl, f"CAP_{c}") for c in DEFAULT_CAPS}
-    last = int(_read("/proc/sys/kernel/cap_last_cap") or 40)
+    last = int(read_text("/proc/sys/kernel/cap_last_cap") or 40)
     for cap in range(last + 1):
         if cap not in keep:
             try:
@@ -275,13 +276,6 @@ def _best_effort(target: str, kind: str) -> None:
     except OSError:
         pass
 
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def _stdio(spec: ContainerSpec, ch: Channel, winsize: bytes | None) -> None:

@@ -12,6 +12,7 @@ import pwd
 from dataclasses import dataclass, field
 
 from rootless import proc
+from rootless.atomic import read_text
 from rootless.errors import RootlessError
 
 SUBUID = "/etc/subuid"
@@ -63,13 +64,6 @@ def parse_subids(text: str, user: str, uid: int) -> list[tuple[int, int]]:
     return ranges
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
 
 def current_user() -> tuple[str, int, int]:
     uid, gid = os.getuid(), os.getgid()
@@ -102,8 +96,8 @@ def plan(mode: str = "auto", subuid_text: str | None = None, subgid_text: str | 
         return single
     if helpers_ok is None:
         helpers_ok = helper_usable(proc.which("newuidmap")) and helper_usable(proc.which("newgidmap"))
-    subuids = parse_subids(_read(SUBUID) if subuid_text is None else subuid_text, name, uid)
-    subgids = parse_subids(_read(SUBGID) if subgid_text is None else subgid_text, name, uid)
+    subuids = parse_subids(read_text(SUBUID) if subuid_text is None else subuid_text, name, uid)
+    subgids = parse_subids(read_text(SUBGID) if subgid_text is None else subgid_text, name, uid)
     fix = (f"ask an administrator to run `usermod --add-subuids 100000-165535 "
            f"--add-subgids 100000-165535 {name}` (package uidmap)")
     if not helpers_ok:

@@ -92,9 +92,7 @@ def _params(cmd: Command, args: list[str]) -> dict:
                 values[p.name] = True
                 continue
             if not eq:
-                if i >= len(args):
-                    raise _GiveUp
-                value, i = args[i], i + 1
+                value, i = _next(args, i)
             _set(values, p, value)
             continue
         j = 1
@@ -106,9 +104,7 @@ def _params(cmd: Command, args: list[str]) -> dict:
                 continue
             value = a[j + 1:]
             if not value:
-                if i >= len(args):
-                    raise _GiveUp
-                value, i = args[i], i + 1
+                value, i = _next(args, i)
             _set(values, p, value)
             break
     _assign(cmd, positionals, values)
@@ -119,6 +115,13 @@ def _params(cmd: Command, args: list[str]) -> dict:
                 raise _GiveUp
             values[p.name] = list(default) if isinstance(default, list) else default
     return values
+
+
+def _next(args: list[str], i: int) -> tuple[str, int]:
+    """The option's value in the next argument."""
+    if i >= len(args):
+        raise _GiveUp
+    return args[i], i + 1
 
 
 def _give_up() -> Param:
