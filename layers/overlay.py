@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from dataclasses import asdict, dataclass
+from collections import namedtuple
 
 from layers import whiteout
 from rootless import atomic, proc, syscalls
@@ -25,26 +25,11 @@ METHODS = ("kernel", "fuse", "copy")
 PROBE_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Probe:
-    method: str
-    kernel_ok: bool
-    kernel_detail: str
-    fuse_ok: bool
-    fuse_detail: str
-    key: str = ""
+Probe = namedtuple("Probe", "method kernel_ok kernel_detail fuse_ok fuse_detail key", defaults=("",))
 
-
-@dataclass(frozen=True)
-class RootfsPlan:
-    """What to mount at ``merged``: data, built by the engine, executed in the namespace."""
-
-    method: str
-    lowers: tuple[str, ...]  # top layer first
-    upper: str
-    work: str
-    merged: str
-    copy_dir: str
+# What to mount at ``merged``: data built by the engine, executed in the namespace.
+# ``lowers``: the layer directories, top layer first.
+RootfsPlan = namedtuple("RootfsPlan", "method lowers upper work merged copy_dir")
 
 
 def _probe_key() -> str:
@@ -79,7 +64,7 @@ def probe(paths: Paths, userns_call, refresh: bool = False) -> Probe:
     method = "kernel" if result["kernel_ok"] else "fuse" if result["fuse_ok"] else "copy"
     p = Probe(method=method, key=key, **result)
     try:
-        atomic.write_json(paths.probe_file, asdict(p))
+        atomic.write_json(paths.probe_file, p._asdict())
     except OSError:
         pass
     return p

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import namedtuple
 
 from rootless.errors import UsageError
 
@@ -19,12 +19,10 @@ _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 _DOMAIN_RE = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?$|^\[[0-9a-fA-F:]+\](?::[0-9]+)?$")
 
 
-@dataclass(frozen=True)
-class Reference:
-    registry: str
-    path: str
-    tag: str | None = None
-    digest: str | None = None
+class Reference(namedtuple("Reference", "registry path tag digest", defaults=(None, None))):
+    """A normalised image reference: registry, repository path, tag and/or digest."""
+
+    __slots__ = ()
 
     @property
     def repository(self) -> str:

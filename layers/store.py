@@ -8,31 +8,32 @@ unpacked once (as root of the user namespace, through the injected
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, BinaryIO
 
 from layers import reference
 from rootless import atomic, locking
 from rootless.errors import Conflict, ImageNotFound, RootlessError
 from rootless.paths import Paths
 
-UsernsCall = Callable[..., Any]  # userns_call(fn, *args) -> fn's result, run as root of the userns
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
+
 
 INDEX_VERSION = 1
 
 
-@dataclass
 class LayerRef:
-    diff_id: str
-    blob: str
-    media_type: str
-    size: int = 0
+    """One layer of an image: its diff id, its blob, the blob's media type, its unpacked size."""
+
+    __slots__ = ("diff_id", "blob", "media_type", "size")
+
+    def __init__(self, diff_id: str, blob: str, media_type: str, size: int = 0):
+        self.diff_id, self.blob, self.media_type, self.size = diff_id, blob, media_type, size
 
     def to_json(self) -> dict:
         return {"diff_id": self.diff_id, "blob": self.blob, "media_type": self.media_type, "size": self.size}
@@ -44,11 +45,12 @@ def now_iso() -> str:
 
 
 def sha256_bytes(data: bytes) -> str:
+    import hashlib
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 class ImageStore:
-    def __init__(self, paths: Paths, userns_call: UsernsCall, idmap_key: str):
+    def __init__(self, paths: Paths, userns_call: Callable[..., Any], idmap_key: str):
         self.paths = paths
         self.userns_call = userns_call
         self.idmap_key = idmap_key
@@ -101,6 +103,8 @@ class ImageStore:
     def put_blob(self, stream: BinaryIO, expected: str | None = None, expected_size: int | None = None,
                  what: str = "blob") -> tuple[str, int, bool]:
         """Copy ``stream`` into the store; (digest, size, newly_added). Verifies ``expected``."""
+        import hashlib
+
         from rootless.errors import InvalidImage
         os.makedirs(self.paths.tmp, exist_ok=True)
         tmp = os.path.join(self.paths.tmp, f"blob-{os.getpid()}-{time.monotonic_ns()}")

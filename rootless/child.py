@@ -18,9 +18,9 @@ import signal
 import socket
 import termios
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 
-from layers.overlay import RootfsPlan, mount_rootfs, unmount_rootfs
+from layers.overlay import mount_rootfs, unmount_rootfs
 from rootless import proc, rootfs, syscalls, timing, users
 from rootless.atomic import read_text
 from rootless.channel import Channel
@@ -35,15 +35,10 @@ DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW",
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
-@dataclass(frozen=True)
-class LaunchPlan:
-    spec: ContainerSpec
-    rootfs: RootfsPlan
-    mounts: tuple[Op, ...]
-    run_dir: str
-    remove_dirs: tuple[str, ...] = ()  # removed when the container ends (--rm)
-    winsize: bytes | None = None
-    single_uid: bool = False  # the user namespace maps one uid: no other user to switch to
+# Everything the namespace side needs, built by the engine. ``remove_dirs`` are removed when the
+# container ends (--rm); ``single_uid``: the user namespace maps one uid, no other user to switch to.
+LaunchPlan = namedtuple("LaunchPlan", "spec rootfs mounts run_dir remove_dirs winsize single_uid",
+                        defaults=((), None, False))
 
 
 class Step:

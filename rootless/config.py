@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from collections import namedtuple
 
 from rootless.errors import RootlessError
 
@@ -22,12 +22,7 @@ OVERLAY_METHODS = ("auto", "kernel", "fuse", "copy")
 IDMAP_MODES = ("auto", "single")
 
 
-@dataclass(frozen=True)
-class Config:
-    path: str | None = None
-    root: str | None = None
-    overlay: str = "auto"
-    idmap: str = "auto"
+Config = namedtuple("Config", "path root overlay idmap", defaults=(None, None, "auto", "auto"))
 
 
 def config_path() -> str:

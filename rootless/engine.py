@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from collections import namedtuple
 from functools import cached_property
 
 from rootless import config as configmod
@@ -16,13 +16,13 @@ from rootless.errors import RootlessError, UsageError
 from rootless.paths import Paths, default_root, default_runroot
 
 
-@dataclass
 class Context:
     """Paths, settings and probed features for one command (no module-level state)."""
 
-    root: str | None = None
-    debug: bool = False
-    warned: set = field(default_factory=set)
+    def __init__(self, root: str | None = None, debug: bool = False):
+        self.root = root
+        self.debug = debug
+        self.warned: set[str] = set()
 
     @cached_property
     def config(self) -> configmod.Config:
@@ -80,13 +80,7 @@ def import_rootfs(ctx: Context, path: str, name: str | None) -> str:
     return archive.import_rootfs(ctx.store, path, name).id
 
 
-@dataclass(frozen=True)
-class ImageRow:
-    repository: str
-    tag: str
-    id: str
-    created: str
-    size: int
+ImageRow = namedtuple("ImageRow", "repository tag id created size")
 
 
 def images(ctx: Context) -> list[ImageRow]:

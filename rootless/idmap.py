@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 from rootless import proc
 from rootless.atomic import read_text
@@ -19,19 +19,14 @@ SUBUID = "/etc/subuid"
 SUBGID = "/etc/subgid"
 
 
-@dataclass(frozen=True)
-class Range:
-    inside: int
-    outside: int
-    count: int
+Range = namedtuple("Range", "inside outside count")
 
 
-@dataclass(frozen=True)
-class IdMapping:
-    mode: str  # "subid" or "single"
-    uids: tuple[Range, ...]
-    gids: tuple[Range, ...]
-    warning: str | None = field(default=None, compare=False)
+class IdMapping(namedtuple("IdMapping", "mode uids gids warning", defaults=(None,))):
+    """``mode`` is "subid" or "single"; ``uids``/``gids`` are tuples of Range; ``warning`` says
+    why the single-uid fallback was taken (None when it was asked for or not taken)."""
+
+    __slots__ = ()
 
     @property
     def key(self) -> str:
@@ -132,8 +127,10 @@ def write_maps(pid: int, mapping: IdMapping) -> None:
             raise RootlessError(f"cannot write the id map of pid {pid}: {e.strerror}",
                                 "check `rootless info` (user namespaces)") from None
         return
+    argvs = []
     for helper, ranges in (("newgidmap", mapping.gids), ("newuidmap", mapping.uids)):
         argv = [proc.which(helper) or helper, str(pid)]
         for r in ranges:
             argv += [str(r.inside), str(r.outside), str(r.count)]
-        proc.run(argv, timeout=10)
+        argvs.append(argv)
+    proc.run_all(argvs, timeout=10)  # both at once: the container waits for them

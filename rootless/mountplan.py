@@ -6,7 +6,7 @@ target resolved inside the new root by :func:`rootless.rootfs.resolve`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 from rootless.syscalls import (
     MS_BIND,
@@ -26,16 +26,10 @@ MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", 
 READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
-@dataclass(frozen=True)
-class Op:
-    kind: str  # mount | bind | symlink | mask | readonly
-    target: str  # a path inside the container
-    source: str | None = None
-    fstype: str | None = None
-    flags: int = 0
-    data: str | None = None
-    is_file: bool = False  # the mount point is a file, not a directory
-    fallback: tuple = ()  # ops to run instead if this one fails with EPERM
+# kind: mount | bind | symlink | mask | readonly; target: a path inside the container;
+# is_file: the mount point is a file; fallback: ops to run instead if this one fails with EPERM.
+Op = namedtuple("Op", "kind target source fstype flags data is_file fallback",
+                defaults=(None, None, 0, None, False, ()))
 
 
 def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None) -> list[Op]:

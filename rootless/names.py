@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import re
 
 _ADJECTIVES = (
@@ -24,12 +23,15 @@ def new_id() -> str:
     return os.urandom(32).hex()
 
 
+def _pick(words: tuple[str, ...]) -> str:
+    return words[int.from_bytes(os.urandom(4), "little") % len(words)]
+
+
 def generate(taken: set[str]) -> str:
-    rng = random.SystemRandom()
     for attempt in range(100):
-        name = f"{rng.choice(_ADJECTIVES)}_{rng.choice(_SCIENTISTS)}"
+        name = f"{_pick(_ADJECTIVES)}_{_pick(_SCIENTISTS)}"
         if attempt > 10:
-            name += str(rng.randint(0, 9999))
+            name += str(int.from_bytes(os.urandom(2), "little") % 10000)
         if name not in taken:
             return name
     return "c_" + new_id()[:12]

@@ -19,10 +19,9 @@ Runtime (volatile, ``$XDG_RUNTIME_DIR/rootless/KEY`` or ``/tmp/rootless-run-UID/
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
-from dataclasses import dataclass
+from collections import namedtuple
 
 from rootless.errors import RootlessError
 
@@ -40,17 +39,18 @@ def default_root(configured: str | None = None) -> str:
 
 
 def default_runroot(root: str) -> str:
-    key = hashlib.sha256(root.encode()).hexdigest()[:12]
+    import zlib  # a short stable key per storage root (cheaper to import than hashlib)
+    key = f"{zlib.crc32(root.encode()):08x}"
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isdir(xdg) and os.access(xdg, os.W_OK):
         return os.path.join(xdg, "rootless", key)
     return os.path.join(f"/tmp/rootless-run-{os.getuid()}", key)
 
 
-@dataclass(frozen=True)
-class Paths:
-    root: str
-    runroot: str
+class Paths(namedtuple("Paths", "root runroot")):
+    """The storage root and the runtime root; every path below them comes from here."""
+
+    __slots__ = ()
 
     # storage
     @property

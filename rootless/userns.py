@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
-from typing import Any
 
 from rootless import idmap, syscalls
 from rootless.channel import Channel
 from rootless.errors import RootlessError
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def become_root(ch: Channel, mapping: idmap.IdMapping) -> None:

@@ -191,9 +191,8 @@ def extract_rootfs(tar_path: str, dest: str) -> str:
 def rootless_env(base: str) -> dict[str, str]:
     """Environment for a private rootless store, config and runtime dir under ``base``."""
     os.makedirs(os.path.join(base, "run"), mode=0o700)
+    # No config file (the defaults, as most users run), and never the user's own one.
     config = os.path.join(base, "config.toml")
-    with open(config, "w") as f:
-        f.write('[storage]\noverlay = "auto"\n\n[userns]\nidmap = "auto"\n')
     env = dict(os.environ)
     env.pop("ROOTLESS_TIMING", None)
     env.update(ROOTLESS_ROOT=os.path.join(base, "store"), ROOTLESS_CONFIG=config,

@@ -8,20 +8,15 @@ arguments. Then the full typer application parses the line and reports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
-from rootless.cli.params import COMMANDS, GROUPS, REQUIRED, Arg, Command, Opt, Param
+from rootless.cli.params import COMMANDS, GROUPS, REQUIRED, Arg, Command, Opt, Param  # noqa: F401
 
 GLOBAL_FLAGS = {"--debug"}
 GLOBAL_VALUES = {"--root"}
 
 
-@dataclass
-class Parsed:
-    command: Command
-    kwargs: dict
-    root: str | None = None
-    debug: bool = False
+Parsed = namedtuple("Parsed", "command kwargs root debug", defaults=(None, False))
 
 
 class _GiveUp(Exception):

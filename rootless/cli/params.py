@@ -8,34 +8,20 @@ start-up does not pay for building the whole typer application.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections import namedtuple
 
 REQUIRED = ...
 
 
-@dataclass(frozen=True)
-class Opt:
-    decls: tuple[str, ...]
-    default: Any = None
-    help: str = ""
-    envvar: str | None = None
-    metavar: str | None = None
+# Value types on the start-up path are namedtuples: importing dataclasses costs ~8 ms per command.
+Opt = namedtuple("Opt", "decls default help envvar metavar", defaults=(None, "", None, None))
+Arg = namedtuple("Arg", "default help metavar", defaults=(REQUIRED, "", None))
 
 
-@dataclass(frozen=True)
-class Arg:
-    default: Any = REQUIRED
-    help: str = ""
-    metavar: str | None = None
+class Param(namedtuple("Param", "name decl type")):
+    """One parameter: its name, its Opt/Arg declaration and its type (bool, str, int, list[str])."""
 
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    decl: Opt | Arg
-    type: Any  # bool, str, int or list[str]
+    __slots__ = ()
 
     @property
     def is_list(self) -> bool:
@@ -46,12 +32,11 @@ class Param:
         return self.type is bool
 
 
-@dataclass(frozen=True)
-class Command:
-    path: tuple[str, ...]
-    func: Callable[..., int | None]
-    interspersed: bool = True  # False: everything after the first argument is an argument (run, exec)
-    params: tuple[Param, ...] = field(default=())
+class Command(namedtuple("Command", "path func interspersed params", defaults=(True, ()))):
+    """A registered command; ``interspersed=False``: everything after the first argument is an
+    argument (run, unshare)."""
+
+    __slots__ = ()
 
     @property
     def help(self) -> str:

@@ -64,7 +64,7 @@ SINGLE = IdMapping("single", (Range(0, 1000, 1),), (Range(0, 1001, 1),))
 ])
 def test_plan_falls_back_to_single_with_a_warning(subuid, subgid, helpers_ok, why):
     m = idmap.plan("auto", subuid, subgid, helpers_ok=helpers_ok, user=ALICE)
-    assert m == SINGLE
+    assert m._replace(warning=None) == SINGLE
     assert why in m.warning
     assert "usermod --add-subuids" in m.warning and "alice" in m.warning
 
@@ -86,7 +86,7 @@ def test_key_is_stable_and_describes_the_mapping():
 def test_key_ignores_the_warning_but_not_the_ranges():
     warned = idmap.plan("auto", "", "", helpers_ok=True, user=ALICE)
     quiet = idmap.plan("single", user=ALICE)
-    assert warned.key == quiet.key and warned == quiet
+    assert warned.key == quiet.key and warned._replace(warning=None) == quiet
     other = idmap.plan("auto", "alice:100000:1000\n", "alice:100000:1000\n", helpers_ok=True, user=ALICE)
     wider = idmap.plan("auto", "alice:100000:2000\n", "alice:100000:2000\n", helpers_ok=True, user=ALICE)
     assert len({warned.key, other.key, wider.key}) == 3
