@@ -113,6 +113,26 @@ class Rootless:
         return found
 
 
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind(tmp_path_factory):
+    """At the end of the session: no process, mount or runtime directory of the tests' stores remains."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    procs = []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) != os.getpid():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if base.encode() in f.read():
+                        procs.append(d)
+            except OSError:
+                continue
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line for line in f if base in line]
+    assert not procs, f"processes of the tests' stores are still running: {procs}"
+    assert not mounts, f"mounts of the tests' stores remain: {mounts}"
+
+
 @pytest.fixture
 def rl(tmp_path) -> Rootless:
     return Rootless(tmp_path)

@@ -397,3 +397,39 @@ def test_rm_leaves_nothing(rl_method, images):
     rl_method.load(images, "busybox")
     rl_method("run", "--rm", "busybox", "sh", "-c", "echo data > /file; mkdir -p /a/b/c")
     assert_nothing_left(rl_method)
+
+
+def test_rm_cleans_up_even_when_the_cli_is_killed(bb):
+    p = subprocess.Popen(rootless_argv() + ["run", "--rm", "busybox", "sh", "-c", "echo up; sleep 0.5"], env=bb.env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline() == b"up\n"
+    p.kill()  # the keeper outlives the CLI, lets the container finish and removes it
+    p.wait(timeout=30)
+    wait_for(lambda: not any((bb.root / "containers").iterdir()), what="the container's removal")
+    wait_for(lambda: str(bb.root) not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                                         text=True).stdout, what="its helpers to end")
+    assert_nothing_left(bb)
+
+
+def test_image_symlinks_cannot_redirect_mounts_outside_the_root(rl, images, tmp_path):
+    """/dev, /proc and /etc/hosts of a hostile image point at host paths: mounts stay inside the root."""
+    import io
+    import tarfile
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    with tarfile.open(images / "busybox-rootfs.tar") as src:
+        members = [(m, src.extractfile(m).read() if m.isfile() else None) for m in src.getmembers()
+                   if not m.name.startswith(("dev", "proc", "etc/hosts"))]
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as out:
+        for m, data in members:
+            out.addfile(m, io.BytesIO(data) if data is not None else None)
+        for name, target in (("dev", str(outside / "dev")), ("proc", "../../../../" + str(outside / "proc")),
+                             ("etc/hosts", str(outside / "hosts"))):
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = tarfile.SYMTYPE, target
+            out.addfile(link)
+    rl("import", evil, "evil:1")
+    r = rl("run", "--rm", "evil:1", "/bin/sh", "-c", "ls /proc/self/ns >/dev/null && cat /etc/hosts | head -1")
+    assert "localhost" in r.out
+    assert list(outside.iterdir()) == []
