@@ -27,7 +27,7 @@ bench *ARGS:
 
 # Style and the import direction between packages.
 lint:
-    {{venv}}/bin/ruff check rootless layers netstack scripts tests
+    {{venv}}/bin/ruff check --no-cache rootless layers netstack scripts tests
     {{py}} -m pytest -q -p no:randomly tests/unit/test_layering.py
 
 # Build the test images into a directory.
