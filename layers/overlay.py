@@ -91,13 +91,14 @@ def _probe_in_ns(base: str) -> dict:
     return out
 
 
-def _fuse_mount(lowerdir: str, upper: str, work: str, merged: str) -> None:
+def _fuse_mount(lowerdir: str, upper: str | None, work: str | None, merged: str) -> None:
     exe = proc.which("fuse-overlayfs")
     if not exe:
         raise HostError("fuse-overlayfs is not installed", "install the fuse-overlayfs package")
     if not os.access("/dev/fuse", os.R_OK | os.W_OK):
         raise HostError("/dev/fuse is not accessible", "ask an administrator to `chmod 0666 /dev/fuse`")
-    proc.run([exe, "-o", f"lowerdir={lowerdir},upperdir={upper},workdir={work}", merged], timeout=30)
+    opts = f"lowerdir={lowerdir}" + (f",upperdir={upper},workdir={work}" if upper else "")
+    proc.run([exe, "-o", opts, merged], timeout=30)
 
 
 def choose(configured: str, paths: Paths, userns_call) -> str:
@@ -127,6 +128,15 @@ def mount_rootfs(plan: RootfsPlan) -> None:
         syscalls.mount(plan.copy_dir, plan.merged, None, syscalls.MS_BIND | syscalls.MS_REC)
     else:
         raise RootlessError(f"unknown overlay method {plan.method!r}", "use kernel, fuse or copy")
+
+
+def mount_readonly(plan: RootfsPlan, target: str) -> None:
+    """The container's files, read-only, at ``target``: its writable layer as the top lower layer."""
+    lowers = (plan.upper, *plan.lowers)
+    if plan.method == "fuse":
+        _fuse_mount(":".join(lowers), None, None, target)
+        return
+    syscalls.mount("overlay", target, "overlay", syscalls.MS_RDONLY, f"lowerdir={':'.join(lowers)},userxattr")
 
 
 def unmount_rootfs(plan: RootfsPlan) -> None:

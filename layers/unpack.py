@@ -137,8 +137,8 @@ def _clear(parent: int, name: str, rel: str, keep_dir: bool, what: str) -> bool:
     return False
 
 
-def unpack_layer(blob: str, dest: str, expected_diff_id: str | None = None, what: str = "layer") -> dict:
-    """Unpack ``blob`` (a tar, maybe gzip) into the existing empty directory ``dest``.
+def unpack_layer(blob: str | int, dest: str, expected_diff_id: str | None = None, what: str = "layer") -> dict:
+    """Unpack ``blob`` (a path or an open fd of a tar, maybe gzip) into the existing directory ``dest``.
 
     Returns ``{"diff_id": ..., "size": ...}``.
     """
@@ -147,7 +147,7 @@ def unpack_layer(blob: str, dest: str, expected_diff_id: str | None = None, what
     dir_times: list[tuple[str, int]] = []
     size = 0
     try:
-        with open(blob, "rb") as raw:
+        with (open(blob, "rb") if isinstance(blob, str) else os.fdopen(os.dup(blob), "rb")) as raw:
             reader = HashingReader(open_decompressed(raw))
             try:
                 with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tf:
@@ -237,7 +237,8 @@ def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: _Dirs, dir_times: li
             raise InvalidImage(f"{what}: hardlink {rel!r} to {target!r} is not allowed") from None
         return 0
     elif m.isfifo():
-        os.mkfifo(name, m.mode & 0o777, dir_fd=parent)
+        os.mkfifo(name, 0o600, dir_fd=parent)
+        os.chmod(name, m.mode & 0o7777, dir_fd=parent)  # not subject to the umask
     _chown(name, m.uid, m.gid, dir_fd=parent)
     os.utime(name, (int(m.mtime), int(m.mtime)), dir_fd=parent, follow_symlinks=False)
     return 0

@@ -21,7 +21,7 @@ import time
 from collections import namedtuple
 
 from layers.overlay import mount_rootfs, unmount_rootfs
-from rootless import proc, rootfs, syscalls, timing, users
+from rootless import monitor, proc, rootfs, state, syscalls, timing, users
 from rootless.atomic import read_text
 from rootless.channel import Channel
 from rootless.errors import CommandNotExecutable, CommandNotFound, RootlessError, from_oserror
@@ -36,9 +36,11 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
 
 
 # Everything the namespace side needs, built by the engine. ``remove_dirs`` are removed when the
-# container ends (--rm); ``single_uid``: the user namespace maps one uid, no other user to switch to.
-LaunchPlan = namedtuple("LaunchPlan", "spec rootfs mounts run_dir remove_dirs winsize single_uid",
-                        defaults=((), None, False))
+# container ends (--rm); ``single_uid``: the user namespace maps one uid, no other user to switch to;
+# ``attached``: a CLI waits and shows the output (else the keeper detaches from the terminal);
+# ``paths``: the store, where the keeper records the container's state and writes its log.
+LaunchPlan = namedtuple("LaunchPlan", "spec rootfs mounts run_dir paths remove_dirs winsize single_uid attached",
+                        defaults=((), None, False, True))
 
 
 class Step:
@@ -55,6 +57,9 @@ class Step:
 def sandbox(plan: LaunchPlan, ch: Channel) -> int:
     spec = plan.spec
     os.setsid()  # the terminal's signals reach the CLI only; it forwards them
+    if not plan.attached:
+        _detach_from_terminal()
+    code, error = 125, ""
     try:
         Step.at("unshare namespaces")
         flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWCGROUP
@@ -74,22 +79,53 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             # After the mount: fuse-overlayfs must not become PID 1 of the new pid namespace.
             Step.at("unshare the pid namespace")
             syscalls.unshare(syscalls.CLONE_NEWPID)
+            stdio = monitor.Stdio(spec.tty, spec.interactive, plan.attached)
             pid = os.fork()
             if pid == 0:
-                _container_entry(plan, ch)
-            ch.send("pid", pid=pid, start=_start_time(pid))
+                _container_entry(plan, ch, stdio)
+            stdio.connect_keeper()
+            start = _start_time(pid)
+            state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
+                               keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
+                               started_at=state.now_iso(), exit_code=0, error="")
+            ch.send("pid", pid=pid, start=start)
             _mark(ch, "forked")
             for sig in FORWARDED:
                 signal.signal(sig, lambda s, _f: _kill(pid, s))
-            status = _wait(pid)
+            monitor.supervise(stdio, ch, plan.paths.container_log(spec.id))
+            code = _code(_wait(pid))
             _mark(ch, "exited")
         finally:
             unmount_rootfs(plan.rootfs)
-        return _code(status)
+        return code
     except OSError as e:
-        raise from_oserror(Step.name, e) from None
+        err = from_oserror(Step.name, e)
+        error = err.message
+        raise err from None
+    except RootlessError as e:
+        error = e.message
+        raise
     finally:
-        _cleanup(plan)
+        _finish(plan, code, error)
+
+
+def _detach_from_terminal() -> None:
+    """A detached keeper holds no terminal and no pipe of the CLI (``$(rootless run -d ...)`` returns)."""
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def _finish(plan: LaunchPlan, code: int, error: str) -> None:
+    """Record the exit (or remove the container with --rm), then remove the runtime files."""
+    if not plan.spec.remove:
+        try:
+            state.update_state(plan.paths, plan.spec.id, status="exited", pid=0, exit_code=code, error=error,
+                               finished_at=state.now_iso(), keeper=0)
+        except (OSError, RootlessError):
+            pass
+    _cleanup(plan)
 
 
 def _cleanup(plan: LaunchPlan) -> None:
@@ -127,15 +163,14 @@ def _kill(pid: int, sig: int) -> None:
 
 
 def _start_time(pid: int) -> str:
-    from rootless.state import pid_start_time
-    return pid_start_time(pid)
+    return state.pid_start_time(pid)
 
 
 # ---- PID 1 of the container -------------------------------------------------------
-def _container_entry(plan: LaunchPlan, ch: Channel) -> None:
+def _container_entry(plan: LaunchPlan, ch: Channel, stdio: monitor.Stdio) -> None:
     code = 125
     try:
-        container(plan, ch)
+        container(plan, ch, stdio)
     except RootlessError as e:
         ch.send_error(e)
         code = e.exit_code
@@ -147,7 +182,7 @@ def _container_entry(plan: LaunchPlan, ch: Channel) -> None:
         os._exit(code)
 
 
-def container(plan: LaunchPlan, ch: Channel) -> None:
+def container(plan: LaunchPlan, ch: Channel, stdio: monitor.Stdio) -> None:
     spec = plan.spec
     import prctl
 
@@ -169,16 +204,30 @@ def container(plan: LaunchPlan, ch: Channel) -> None:
     Step.at("sethostname")
     socket.sethostname(spec.hostname)
 
-    Step.at("resolve the user")
-    user = users.resolve(spec.user, read_text("/etc/passwd"), read_text("/etc/group"))
-    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in spec.env)
-    env.setdefault("HOME", user.home)
-
     Step.at("set up stdio")
-    _stdio(spec, ch, plan.winsize)
+    _stdio(spec, stdio, plan.winsize)
 
     Step.at(f"working directory {spec.workdir}")
     os.makedirs(spec.workdir, exist_ok=True)
+
+    env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch)
+    exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))
+    _mark(ch, "exec")
+    if spec.init:
+        _init_reaper(exe, spec, env, ch)
+    _exec(exe, spec.argv, env)
+
+
+def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: Channel) -> dict[str, str]:
+    """Inside the container's root: resolve the user in its /etc/passwd and /etc/group, keep
+    Docker's default capabilities only, set no_new_privs, become the user, enter ``workdir``.
+    The process environment (with HOME from passwd unless set)."""
+    import prctl
+
+    Step.at("resolve the user")
+    user = users.resolve(user_spec, read_text("/etc/passwd"), read_text("/etc/group"))
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in env_list)
+    env.setdefault("HOME", user.home)
 
     Step.at("capabilities")
     keep = {getattr(prctl, f"CAP_{c}") for c in DEFAULT_CAPS}
@@ -192,24 +241,19 @@ def container(plan: LaunchPlan, ch: Channel) -> None:
     prctl.set_no_new_privs(1)
 
     Step.at("set the user's identity")
-    if plan.single_uid and (user.uid, user.gid) != (0, 0):
-        ch.send("warning", message=f"user {spec.user!r} (uid {user.uid}) does not exist in a single-uid user "
+    if single_uid and (user.uid, user.gid) != (0, 0):
+        ch.send("warning", message=f"user {user_spec!r} (uid {user.uid}) does not exist in a single-uid user "
                 f"namespace: running as root of the container instead (configure /etc/subuid to fix)")
         user = users.User(0, 0, (0,), user.home)
-    if not plan.single_uid:
+    if not single_uid:
         os.setgroups(list(user.groups))
     os.setresgid(user.gid, user.gid, user.gid)
     os.setresuid(user.uid, user.uid, user.uid)
     try:
-        os.chdir(spec.workdir)
+        os.chdir(workdir)
     except OSError as e:
-        raise RootlessError(f"cannot enter the working directory {spec.workdir}: {e.strerror}") from None
-
-    exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))
-    _mark(ch, "exec")
-    if spec.init:
-        _init_reaper(exe, spec, env, ch)
-    _exec(exe, spec.argv, env)
+        raise CommandNotExecutable(f"cannot enter the working directory {workdir}: {e.strerror}") from None
+    return env
 
 
 def apply_op(root: str, op: Op) -> None:
@@ -273,10 +317,10 @@ def _best_effort(target: str, kind: str) -> None:
 
 
 
-def _stdio(spec: ContainerSpec, ch: Channel, winsize: bytes | None) -> None:
+def _stdio(spec: ContainerSpec, stdio: monitor.Stdio, winsize: bytes | None) -> None:
+    os.setsid()
     if spec.tty:
         master, slave = os.openpty()  # /dev/ptmx -> the container's own devpts
-        os.setsid()
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
         if winsize:
             fcntl.ioctl(slave, termios.TIOCSWINSZ, winsize)
@@ -284,14 +328,9 @@ def _stdio(spec: ContainerSpec, ch: Channel, winsize: bytes | None) -> None:
             os.dup2(slave, fd)
         if slave > 2:
             os.close(slave)
-        ch.send("tty", fds=[master])
+        stdio.send_master(master)  # the keeper logs the terminal's output
         os.close(master)
-        return
-    os.setsid()
-    if not spec.interactive:
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
+    stdio.connect_child(spec.interactive)
 
 
 def _reset_signals() -> None:

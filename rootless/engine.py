@@ -12,7 +12,7 @@ from collections import namedtuple
 from functools import cached_property
 
 from rootless import config as configmod
-from rootless.errors import RootlessError, UsageError
+from rootless.errors import RootlessError
 from rootless.paths import Paths, default_root, default_runroot
 
 
@@ -97,6 +97,25 @@ def images(ctx: Context) -> list[ImageRow]:
     return rows
 
 
+def image_inspect(ctx: Context, name: str) -> dict:
+    """Docker-compatible ``image inspect`` JSON."""
+    from layers import reference
+    rec = ctx.store.resolve(name)
+    config = ctx.store.config(rec)
+    tags = []
+    for t in rec.get("repo_tags") or []:
+        ref = reference.parse(t)
+        tags.append(f"{ref.familiar_repository}:{ref.tag}")
+    return {
+        "Id": rec["id"], "RepoTags": tags, "RepoDigests": rec.get("repo_digests", []),
+        "Created": config.get("created", ""), "Author": config.get("author", ""),
+        "Config": config.get("config") or {}, "Architecture": config.get("architecture", ""),
+        "Os": config.get("os", ""), "Size": rec.get("size", 0),
+        "RootFS": {"Type": "layers", "Layers": [lr["diff_id"] for lr in rec["layers"]]},
+        "History": config.get("history", []),
+    }
+
+
 def rmi(ctx: Context, names: list[str], force: bool) -> list[str]:
     from rootless import state
     out = []
@@ -104,6 +123,7 @@ def rmi(ctx: Context, names: list[str], force: bool) -> list[str]:
 
     def in_use(image_id: str) -> list[str]:
         return [r["id"] for r in state.all_records(ctx.paths) if r.get("spec", {}).get("image_id") == image_id]
+
 
     def layers_in_use() -> set[str]:
         return {d for r in state.all_records(ctx.paths) for d in r.get("spec", {}).get("layers", [])}
@@ -120,104 +140,19 @@ def rmi(ctx: Context, names: list[str], force: bool) -> list[str]:
     return out
 
 
-# ---- containers ----------------------------------------------------------------------
-def run(ctx: Context, opts) -> int:
-    """``rootless run`` in the foreground; the container's exit code."""
-    from rootless import timing
-    timing.mark("engine")
-    from layers import reference
-    from layers.overlay import RootfsPlan
-    from netstack import etcfiles
-    from rootless import child, launcher, mountplan, names, spec, state
-    from rootless.errors import Conflict
-
-    image = ctx.store.resolve(opts.image)
-    image_config = ctx.store.config(image)
-    ctx.store.unpack_layers(_layer_refs(image))
-    env_texts = {}
-    for path in opts.env_files:
-        try:
-            with open(path) as f:
-                env_texts[path] = f.read()
-        except OSError as e:
-            raise UsageError(f"open {path}: {e.strerror.lower()}") from None
-    tags = image.get("repo_tags") or []
-    image_name = _familiar(reference, tags[0]) if tags else image["id"][7:19]
-    method = ctx.overlay_method()
-    if ctx.mapping.warning:
-        ctx.warn(ctx.mapping.warning)
-
-    for _attempt in range(5):
-        cid = names.new_id()
-        taken = {r.get("name") for r in state.all_records(ctx.paths)} if not opts.name else set()
-        name = opts.name or names.generate(taken)
-        cspec = spec.build(opts, cid, name, image, image_config, image_name, dict(os.environ), env_texts)
-        try:
-            state.create(ctx.paths, cspec, method, generated_name=not opts.name)
-            break
-        except Conflict:
-            if opts.name:
-                raise
-    else:  # pragma: no cover
-        raise RootlessError("could not generate a unique container name")
-
-    run_dir = ctx.paths.run_dir(cid)
-    os.makedirs(run_dir, 0o700, exist_ok=True)
-    etc_files = etcfiles.write(run_dir, cspec.hostname, cspec.network)
-    rootfs = RootfsPlan(
-        method=method,
-        lowers=tuple(ctx.paths.layer(d) for d in reversed(cspec.layers)),
-        upper=ctx.paths.upper(cid), work=ctx.paths.work(cid), merged=ctx.paths.merged(cid),
-        copy_dir=ctx.paths.copy_rootfs(cid),
-    )
-    plan = child.LaunchPlan(
-        spec=cspec, rootfs=rootfs,
-        mounts=tuple(mountplan.plan(etc_files, own_netns=cspec.network != "host",
-                                    pts_gid=5 if ctx.mapping.mode == "subid" else None)),
-        run_dir=run_dir,
-        remove_dirs=(ctx.paths.container(cid),) if cspec.remove else (),
-        winsize=launcher.terminal_size() if cspec.tty else None,
-        single_uid=ctx.mapping.mode == "single",
-    )
-
-    def started(pid: int, start: str) -> None:
-        if not cspec.remove:
-            state.update_state(ctx.paths, cid, status="running", pid=pid, pid_start=start,
-                               started_at=state.now_iso())
-
-    try:
-        timing.mark("launch")
-        code = launcher.run(plan, ctx.mapping, started)
-    except RootlessError as e:
-        _finish(ctx, cid, cspec.remove, e.exit_code, str(e))
-        raise
-    timing.mark("reaped")
-    _finish(ctx, cid, cspec.remove, code, "")
-    timing.mark("done")
-    timing.dump()
-    return code
-
-
-def _finish(ctx: Context, cid: str, remove: bool, code: int, error: str) -> None:
-    from rootless import state
-    if remove:
-        # The keeper removed the container's files; make sure no empty record remains.
-        cdir = ctx.paths.container(cid)
-        if os.path.isdir(cdir):
-            from layers.store import remove_trees
-            ctx.userns_call(remove_trees, [cdir])
-        return
-    state.update_state(ctx.paths, cid, status="exited", pid=0, exit_code=code, error=error,
-                       finished_at=state.now_iso())
-
-
-def _layer_refs(image: dict):
+# ---- containers: see rootless/containers.py ------------------------------------------
+def layer_refs(image: dict):
     from layers.store import LayerRef
     return [LayerRef(lr["diff_id"], lr["blob"], lr["media_type"], lr.get("size", 0)) for lr in image["layers"]]
 
 
-def _familiar(reference, tag: str) -> str:
-    ref = reference.parse(tag)
+def familiar_name(image: dict) -> str:
+    """How Docker shows an image: its first tag (``busybox:latest``), else its short id."""
+    from layers import reference
+    tags = image.get("repo_tags") or []
+    if not tags:
+        return image["id"][7:19]
+    ref = reference.parse(tags[0])
     return f"{ref.familiar_repository}:{ref.tag}"
 
 

@@ -38,7 +38,7 @@ class ImageNotFound(RootlessError):
 
 
 class ContainerNotFound(RootlessError):
-    pass
+    exit_code = 1  # Docker's CLI exits 1 for a missing container (125 is for `run`)
 
 
 class Conflict(RootlessError):

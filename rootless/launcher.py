@@ -9,7 +9,6 @@ message at any point carries the failure and its exit code.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import selectors
@@ -17,7 +16,6 @@ import signal
 import sys
 import termios
 import tty as ttymod
-from collections.abc import Callable
 
 from rootless import child, timing, userns
 from rootless.errors import RootlessError
@@ -63,51 +61,60 @@ def terminal_size() -> bytes | None:
     return None
 
 
-def run(plan: child.LaunchPlan, mapping: IdMapping, on_started: Callable[[int, str], None]) -> int:
-    """Run the container in the foreground; its exit code (an error raises RootlessError)."""
+DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q, Docker's default
+
+
+def run(plan: child.LaunchPlan, mapping: IdMapping) -> int | None:
+    """Start the container; attached: wait and return its exit code; detached: return None once
+    it runs. A failure to start raises RootlessError (with the container's exit code for 126/127)."""
+    attached = plan.attached
     fwd = _Forwarder()
-    fwd.install()
+    if attached:
+        fwd.install()
     master = -1
     error: dict | None = None
+    code: int | None = None
     try:
         keeper, ch = userns.fork_into_userns(mapping, lambda c: child.sandbox(plan, c))
         try:
             sel = selectors.DefaultSelector()
             sel.register(ch.fileno(), selectors.EVENT_READ, "channel")
-            with _RawTerminal(plan.spec.tty and plan.spec.interactive) as raw:
+            detach = _DetachKeys(DETACH_KEYS)
+            with _RawTerminal(attached and plan.spec.tty and plan.spec.interactive) as raw:
                 while sel.get_map():
                     for key, _ in sel.select():
-                        if key.data == "channel":
-                            msg, fds = ch.recv()
-                            if msg is None:
-                                if master >= 0:
-                                    _drain(master)
-                                for k in list(sel.get_map().values()):
-                                    sel.unregister(k.fileobj)
-                                continue
-                            if msg["type"] == "tty" and fds:
-                                master = fds[0]
-                                _start_tty_relay(sel, master, plan.spec.interactive, raw)
-                            elif msg["type"] == "pid":
-                                fwd.started(msg["pid"])
-                                on_started(msg["pid"], msg.get("start", ""))
-                            elif msg["type"] == "error":
-                                error = msg
-                            elif msg["type"] == "mark":
-                                timing.mark(msg["name"], msg["t"])
-                            elif msg["type"] == "warning":
-                                print(f"rootless: warning: {msg['message']}", file=sys.stderr, flush=True)
-                        elif key.data == "master":
-                            if not _copy(master, 1):
-                                sel.unregister(master)
-                        elif key.data == "stdin":
-                            if not _copy(0, master):
+                        if key.data == "stdin":
+                            data = _read_stdin()
+                            if data is None:  # EOF
                                 sel.unregister(0)
                                 with contextlib.suppress(OSError):
                                     os.write(master, b"\x04")  # EOF for the line discipline
+                            elif detach.feed(data, master):
+                                ch.send("detach")
+                                return None
+                            continue
+                        msg, fds = ch.recv()
+                        if msg is None:  # the keeper has exited
+                            sel.unregister(ch.fileno())
+                            with contextlib.suppress(KeyError, ValueError):
+                                sel.unregister(0)
+                        elif msg["type"] == "tty" and fds:
+                            master = fds[0]
+                            _start_input_relay(sel, master, plan.spec.interactive, raw)
+                        elif msg["type"] == "pid":
+                            fwd.started(msg["pid"])
+                            if not attached:
+                                return None
+                        elif msg["type"] == "error":
+                            error = msg
+                        elif msg["type"] == "mark":
+                            timing.mark(msg["name"], msg["t"])
+                        elif msg["type"] == "warning":
+                            print(f"rootless: warning: {msg['message']}", file=sys.stderr, flush=True)
         finally:
             ch.close()
-            code = userns.reap(keeper)
+            if attached or error is not None:
+                code = userns.reap(keeper)
     finally:
         fwd.restore()
         if master >= 0:
@@ -117,8 +124,47 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, on_started: Callable[[int, s
     return code
 
 
-def _start_tty_relay(sel: selectors.BaseSelector, master: int, interactive: bool, raw: _RawTerminal) -> None:
-    sel.register(master, selectors.EVENT_READ, "master")
+class _DetachKeys:
+    """Recognise the detach sequence in typed input; pass everything else to the container."""
+
+    def __init__(self, keys: bytes):
+        self.keys = keys
+        self.pending = b""
+
+    def feed(self, data: bytes, master: int) -> bool:
+        out = b""
+        for b in data:
+            ch = bytes([b])
+            if self.keys.startswith(self.pending + ch):
+                self.pending += ch
+                if self.pending == self.keys:
+                    return True
+                continue
+            out += self.pending + ch
+            self.pending = b""
+        if out:
+            _write_all(master, out)
+        return False
+
+
+def _read_stdin() -> bytes | None:
+    try:
+        data = os.read(0, 65536)
+    except OSError:
+        return None
+    return data or None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            selectors.DefaultSelector().select(0.01)
+
+
+def _start_input_relay(sel: selectors.BaseSelector, master: int, interactive: bool, raw: _RawTerminal) -> None:
     if interactive:
         sel.register(0, selectors.EVENT_READ, "stdin")
     if raw.active:
@@ -128,33 +174,6 @@ def _start_tty_relay(sel: selectors.BaseSelector, master: int, interactive: bool
                 with contextlib.suppress(OSError):
                     fcntl.ioctl(master, termios.TIOCSWINSZ, size)
         signal.signal(signal.SIGWINCH, winch)
-
-
-def _copy(src: int, dst: int) -> bool:
-    try:
-        data = os.read(src, 65536)
-    except OSError as e:
-        if e.errno == errno.EIO:  # the pty's other side is gone
-            return False
-        raise
-    if not data:
-        return False
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(dst, view):]
-        except BlockingIOError:
-            selectors.DefaultSelector().select(0.01)
-    return True
-
-
-def _drain(master: int) -> None:
-    os.set_blocking(master, False)
-    try:
-        while _copy(master, 1):
-            pass
-    except BlockingIOError:
-        pass
 
 
 class _RawTerminal:

@@ -9,7 +9,7 @@ Storage (persistent, ``$XDG_DATA_HOME/rootless`` unless overridden)::
     probe.json            cached host probes (overlay method)
     blobs/sha256/HEX      compressed layers, configs, manifests
     layers/HEX/           unpacked layers, named by diff id
-    containers/ID/        container.json, upper/, work/, rootfs/ (copy method)
+    containers/ID/        container.json, ctr.log, upper/, work/, rootfs/ (copy method)
     tmp/                  staging for atomic imports
 
 Runtime (volatile, ``$XDG_RUNTIME_DIR/rootless/KEY`` or ``/tmp/rootless-run-UID/KEY``)::
@@ -103,6 +103,9 @@ class Paths(namedtuple("Paths", "root runroot")):
 
     def container_record(self, cid: str) -> str:
         return os.path.join(self.containers, cid, "container.json")
+
+    def container_log(self, cid: str) -> str:
+        return os.path.join(self.containers, cid, "ctr.log")
 
     def container_lock(self, cid: str) -> str:
         return os.path.join(self.containers, cid, "lock")

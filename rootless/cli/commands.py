@@ -9,6 +9,7 @@ import sys
 from rootless.cli.params import Arg, Opt, command, group
 
 group("system", "Manage the store and the host.")
+group("container", "Manage containers.")
 
 
 # ---- images ------------------------------------------------------------------------------
@@ -69,14 +70,309 @@ def run(ctx,
         hostname: str = Opt(("-h", "--hostname"), None, "Container host name."),
         name: str = Opt(("--name",), None, "Name the container."),
         network: str = Opt(("--network", "--net"), "none", "none | host"),
-        init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies.")):
+        init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
+        detach: bool = Opt(("-d", "--detach"), False, "Run in the background and print the container ID.")):
     """Run a command in a new container."""
-    from rootless import engine
+    from rootless import containers
+    result = containers.run(ctx, _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user,
+                                              entrypoint, hostname, name, network, init), detach)
+    if detach:
+        print(result)
+        return 0
+    return result
+
+
+def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname, name,
+                 network, init):
     from rootless.spec import RunOptions
-    opts = RunOptions(image=image, command=tuple(command or ()), entrypoint=entrypoint, env=tuple(env),
+    return RunOptions(image=image, command=tuple(command or ()), entrypoint=entrypoint, env=tuple(env),
                       env_files=tuple(env_file), workdir=workdir, user=user, hostname=hostname, name=name,
                       network=network, init=init, rm=rm, interactive=interactive, tty=tty)
-    return engine.run(ctx, opts)
+
+
+@command("create", interspersed=False, params_of=run, without=("detach",))
+def create(ctx, **kw):
+    """Create a new container without starting it."""
+    from rootless import containers
+    print(containers.create(ctx, _run_options(**kw))["id"])
+
+
+@command("start")
+def start(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+          attach: bool = Opt(("-a", "--attach"), False, "Attach stdout/stderr and wait for the exit."),
+          interactive: bool = Opt(("-i", "--interactive"), False, "Attach stdin.")):
+    """Start one or more stopped containers."""
+    from rootless import containers
+    if attach and len(containers_) > 1:
+        from rootless.errors import UsageError
+        raise UsageError("you cannot start and attach multiple containers at once")
+    code = 0
+    for ref in containers_:
+        rec = containers.lookup(ctx, ref)
+        if attach:
+            code = containers.start(ctx, rec, attached=True)
+        elif not containers.is_running(rec):
+            containers.start(ctx, rec, attached=False)
+            print(ref)
+        else:
+            print(ref)
+    return code
+
+
+def _each(ctx, refs: list[str], action) -> int:
+    """Apply ``action`` to each container and print its reference; like Docker, an error for one
+    container is reported and the others still get done; the exit code is then 1."""
+    from rootless import containers
+    from rootless.errors import RootlessError
+    code = 0
+    for ref in refs:
+        try:
+            action(containers.lookup(ctx, ref))
+            print(ref, flush=True)
+        except RootlessError as e:
+            print(f"rootless: error: {e.message}", file=sys.stderr)
+            code = 1
+    return code
+
+
+@command("stop")
+def stop(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+         time_: int = Opt(("-t", "--time"), None, "Seconds to wait before killing (default 10).")):
+    """Stop running containers: the stop signal, then SIGKILL after the grace period."""
+    from rootless import containers
+    return _each(ctx, containers_, lambda rec: containers.stop(ctx, rec, time_))
+
+
+@command("restart")
+def restart(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+            time_: int = Opt(("-t", "--time"), None, "Seconds to wait before killing (default 10).")):
+    """Restart containers."""
+    from rootless import containers
+    return _each(ctx, containers_, lambda rec: containers.restart(ctx, rec, time_))
+
+
+@command("kill")
+def kill(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+         signal_: str = Opt(("-s", "--signal"), "KILL", "Signal to send (name or number).")):
+    """Send a signal to running containers."""
+    from rootless import containers
+    return _each(ctx, containers_, lambda rec: containers.kill(ctx, rec, signal_))
+
+
+@command("rm")
+def rm(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+       force: bool = Opt(("-f", "--force"), False, "Kill and remove a running container."),
+       volumes: bool = Opt(("-v", "--volumes"), False, "Remove anonymous volumes too.")):
+    """Remove containers."""
+    from rootless import containers
+    return _each(ctx, containers_, lambda rec: containers.remove(ctx, rec, force))
+
+
+@command("wait")
+def wait(ctx, containers_: list[str] = Arg(metavar="CONTAINER...")):
+    """Block until containers stop, then print their exit codes."""
+    from rootless import containers
+    for ref in containers_:
+        rec = containers.wait(ctx, containers.lookup(ctx, ref))
+        print(rec["state"].get("exit_code", 0))
+
+
+@command("exec", interspersed=False)
+def exec_(ctx, container: str = Arg(metavar="CONTAINER"), command: list[str] = Arg(metavar="COMMAND [ARG...]"),
+          detach: bool = Opt(("-d", "--detach"), False, "Run the command in the background."),
+          interactive: bool = Opt(("-i", "--interactive"), False, "Keep stdin open."),
+          tty: bool = Opt(("-t", "--tty"), False, "Allocate a pseudo-terminal."),
+          env: list[str] = Opt(("-e", "--env"), [], "Set environment variables."),
+          user: str = Opt(("-u", "--user"), None, "name|uid[:group|gid]"),
+          workdir: str = Opt(("-w", "--workdir"), None, "Working directory inside the container.")):
+    """Run a command in a running container."""
+    import os as _os
+
+    from rootless import containers, execute, launcher
+    from rootless.spec import merge_env_arg
+    rec = containers.lookup(ctx, container)
+    extra = [e for arg in env for e in merge_env_arg(arg, dict(_os.environ))]
+    return execute.run(rec, list(command), extra, user, workdir, tty, interactive, detach,
+                       ctx.mapping.mode == "single", launcher.terminal_size() if tty else None) or 0
+
+
+@command("top")
+def top(ctx, container: str = Arg(metavar="CONTAINER")):
+    """Show the processes of a container (host pids)."""
+    from rootless import containers, views
+    from rootless.cli import render
+    rec = containers.lookup(ctx, container)
+    if not containers.is_running(rec):
+        from rootless.errors import Conflict
+        raise Conflict(f"container {rec['id'][:12]} is not running", exit_code=1)
+    rows = views.top_rows(rec["state"]["pid"])
+    print(render.table(["UID", "PID", "PPID", "STIME", "TIME", "CMD"], rows))
+
+
+@command("commit")
+def commit(ctx, container: str = Arg(metavar="CONTAINER"), reference: str = Arg(None, metavar="[REPOSITORY[:TAG]]"),
+           message: str = Opt(("-m", "--message"), None, "Commit message."),
+           author: str = Opt(("-a", "--author"), None, "Author."),
+           change: list[str] = Opt(("-c", "--change"), [], "Dockerfile instruction (CMD, ENV, ...)."),
+           pause: bool = Opt(("-p", "--pause"), True, "Accepted for compatibility: commits do not pause.")):
+    """Create a new image from a container's changes."""
+    from rootless import containers
+    print(containers.commit(ctx, containers.lookup(ctx, container), reference, author, message, change))
+
+
+@command("export")
+def export(ctx, container: str = Arg(metavar="CONTAINER"),
+           output: str = Opt(("-o", "--output"), None, "Write to a file instead of stdout.")):
+    """Export a container's filesystem as a tar archive."""
+    import os as _os
+
+    from rootless import containers
+    from rootless.errors import UsageError
+    rec = containers.lookup(ctx, container)
+    if output is None and sys.stdout.isatty():
+        raise UsageError("cowardly refusing to write a tar archive to a terminal", "use -o FILE or redirect")
+    if output is None:
+        sys.stdout.flush()
+        containers.export(ctx, rec, _os.dup(1))
+        return
+    tmp = f"{output}.tmp-{_os.getpid()}"
+    fd = _os.open(tmp, _os.O_WRONLY | _os.O_CREAT | _os.O_TRUNC, 0o644)
+    try:
+        containers.export(ctx, rec, fd)
+        _os.rename(tmp, output)
+    finally:
+        if _os.path.exists(tmp):
+            _os.unlink(tmp)
+
+
+@command("cp")
+def cp(ctx, src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST")):
+    """Copy files between a container and the host: CONTAINER:PATH HOST_PATH or the reverse."""
+    from rootless import containers
+    from rootless.errors import UsageError
+
+    def split(arg: str):
+        head, sep, path = arg.partition(":")
+        return (head, path) if sep and "/" not in head and head else (None, arg)
+
+    (sc, sp), (dc, dp) = split(src), split(dest)
+    if (sc is None) == (dc is None):
+        raise UsageError("copying between containers or between host paths is not supported",
+                         "give exactly one side as CONTAINER:PATH")
+    if sc is not None:
+        containers.copy_out(ctx, containers.lookup(ctx, sc), sp, dp)
+    else:
+        containers.copy_in(ctx, containers.lookup(ctx, dc), sp, dp)
+
+
+@command("rename")
+def rename(ctx, container: str = Arg(metavar="CONTAINER"), new_name: str = Arg(metavar="NEW_NAME")):
+    """Rename a container."""
+    from rootless import containers
+    containers.rename(ctx, containers.lookup(ctx, container), new_name)
+
+
+@command("container", "prune")
+def container_prune(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
+    """Remove all stopped containers."""
+    from rootless import containers
+    removed = containers.prune(ctx)
+    if removed:
+        print("Deleted Containers:\n" + "\n".join(removed))
+    print(f"Total reclaimed space: {len(removed)} containers")
+
+
+@command("ps")
+def ps(ctx, all_: bool = Opt(("-a", "--all"), False, "Show all containers (default: running)."),
+       quiet: bool = Opt(("-q", "--quiet"), False, "Only show container IDs."),
+       last: int = Opt(("-n", "--last"), None, "Show the N last created containers (all states)."),
+       latest: bool = Opt(("-l", "--latest"), False, "Show the latest created container."),
+       filter_: list[str] = Opt(("-f", "--filter"), [], "status=, name=, id=, ancestor=, label="),
+       format_: str = Opt(("--format",), None, "Go template, or table TEMPLATE."),
+       no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate output.")):
+    """List containers."""
+    from rootless import containers, views
+    from rootless.cli import render
+    recs = sorted(containers.all_current(ctx), key=lambda r: r.get("created", ""), reverse=True)
+    if last is not None or latest:
+        recs = recs[: 1 if latest else last]
+    elif not all_ and not any(f.startswith("status=") for f in filter_):
+        recs = [r for r in recs if containers.is_running(r)]
+    recs = [r for r in recs if views.matches(r, filter_)]
+    rows = [views.ps_row(r, trunc=not no_trunc) for r in recs]
+    if quiet:
+        if rows:
+            print("\n".join(r["ID"] for r in rows))
+        return
+    if format_:
+        out = render.formatted(format_, rows, views.PS_HEADERS)
+        if out:
+            print(out)
+        return
+    print(render.table([views.PS_HEADERS[k] for k in views.PS_DEFAULT], [[r[k] for k in views.PS_DEFAULT] for r in rows]))
+
+
+@command("inspect")
+def inspect(ctx, objects: list[str] = Arg(metavar="NAME|ID..."),
+            format_: str = Opt(("-f", "--format"), None, "Go template."),
+            type_: str = Opt(("--type",), None, "container or image")):
+    """Low-level information on containers (and images) as JSON."""
+    from rootless import containers, views
+    from rootless.cli import render
+    from rootless.errors import ContainerNotFound, RootlessError
+    found, errors = [], []
+    for ref in objects:
+        try:
+            if type_ in (None, "container"):
+                try:
+                    found.append(views.inspect(containers.lookup(ctx, ref), ctx.paths))
+                    continue
+                except ContainerNotFound:
+                    if type_ == "container":
+                        raise
+            from rootless import engine
+            found.append(engine.image_inspect(ctx, ref))
+        except RootlessError:
+            errors.append(ref)
+    if format_:
+        out = render.formatted(format_, found, {})
+        if out:
+            print(out)
+    else:
+        import json
+        print(json.dumps(found, indent=4))
+    if errors:
+        raise ContainerNotFound(f"no such object: {errors[0]}")
+
+
+@command("logs")
+def logs(ctx, container: str = Arg(metavar="CONTAINER"),
+         follow: bool = Opt(("-f", "--follow"), False, "Follow the output until the container stops."),
+         tail: str = Opt(("-n", "--tail"), "all", "Number of lines from the end (or all)."),
+         timestamps: bool = Opt(("-t", "--timestamps"), False, "Show timestamps."),
+         since: str = Opt(("--since",), None, "Since a timestamp or a relative time (10m, 1h30m)."),
+         until: str = Opt(("--until",), None, "Until a timestamp or a relative time.")):
+    """Show what a container wrote to stdout and stderr."""
+    import time as _time
+
+    from rootless import containers
+    from rootless import logs as logmod
+    from rootless.errors import UsageError
+    rec = containers.lookup(ctx, container)
+    now = _time.time_ns()
+    n = None if tail in ("all", "-1") else (int(tail) if tail.isdigit() else None)
+    if n is None and tail not in ("all", "-1"):
+        raise UsageError(f"invalid --tail value {tail!r}")
+    since_ns = logmod.parse_since(since, now) if since else None
+    until_ns = logmod.parse_since(until, now) if until else None
+    path = ctx.paths.container_log(rec["id"])
+    if follow:
+        def running() -> bool:
+            return containers.is_running(containers.lookup(ctx, rec["id"]))
+        entries = logmod.follow(path, running, since_ns=since_ns, tail=n)
+    else:
+        entries = logmod.read(path, tail=n, since_ns=since_ns, until_ns=until_ns)
+    logmod.render(entries, timestamps, sys.stdout.buffer, sys.stderr.buffer)
 
 
 # ---- system ----------------------------------------------------------------------------------

@@ -52,9 +52,18 @@ def group(name: str, help: str) -> None:
     GROUPS[name] = help
 
 
-def command(*path: str, interspersed: bool = True):
-    """Register a command function; its first parameter ``ctx`` receives the Context."""
+def command(*path: str, interspersed: bool = True, params_of=None, without: tuple[str, ...] = ()):
+    """Register a command function; its first parameter ``ctx`` receives the Context.
+
+    ``params_of``: take the parameters of another command function (``create`` has ``run``'s
+    flags), less ``without``; the function then receives them as keyword arguments.
+    """
     def register(func):
+        if params_of is not None:
+            base = next(c for c in COMMANDS.values() if c.func is params_of)
+            params = tuple(p for p in base.params if p.name not in without)
+            COMMANDS[path] = Command(path, func, interspersed, params)
+            return func
         # Read the code object rather than ``inspect.signature``: this runs for every
         # command at every start-up. Annotations are real types (commands.py does not
         # use postponed evaluation).

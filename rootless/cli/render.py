@@ -17,6 +17,12 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def formatted(fmt: str, rows: list[dict], headers: dict[str, str]) -> str:
+    """``--format``: a Go template per row, or ``table TEMPLATE`` with a header and aligned columns."""
+    from rootless import gotemplate
+    return gotemplate.render_rows(gotemplate.unescape(fmt), rows, headers)
+
+
 def human_size(n: float) -> str:
     """Decimal units with 3 significant digits, as ``docker images`` prints them."""
     units = ["B", "kB", "MB", "GB", "TB", "PB"]

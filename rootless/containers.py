@@ -1,0 +1,376 @@
+"""Container use cases: create, start, run, stop, kill, rm, wait, restart, rename, prune, ps,
+inspect, logs. Each takes the CLI's Context; none prints.
+
+A container's keeper (``rootless.child.sandbox``) records its running and exited states
+itself, so a record stays right when the CLI that started it is gone; ``current`` reconciles
+a record whose keeper died without recording (killed, or the machine rebooted).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from rootless import state
+from rootless.errors import Conflict, RootlessError, UsageError
+
+UNKNOWN_EXIT = 137  # the keeper died without recording the exit: as if killed
+
+
+# ---- records -----------------------------------------------------------------------------
+def current(ctx, rec: dict) -> dict:
+    """The record with a dead keeper reconciled: exited, runtime files and helpers gone."""
+    st = rec.get("state", {})
+    if st.get("status") != "running" or _alive(st.get("keeper", 0), st.get("keeper_start", "")):
+        return rec
+    cid = rec["id"]
+    _kill_helpers(ctx.paths.merged(cid))
+    _remove_runtime(ctx.paths.run_dir(cid))
+    if rec.get("spec", {}).get("remove"):
+        _remove_container_files(ctx, cid)
+        return dict(rec, state=dict(st, status="removed"))
+    return state.update_state(ctx.paths, cid, status="exited", pid=0, keeper=0, exit_code=UNKNOWN_EXIT,
+                              error="the container's keeper died (killed, or the machine restarted)",
+                              finished_at=state.now_iso()) or rec
+
+
+def lookup(ctx, ref: str) -> dict:
+    return current(ctx, state.lookup(ctx.paths, ref))
+
+
+def all_current(ctx) -> list[dict]:
+    recs = [current(ctx, r) for r in state.all_records(ctx.paths) if not r.get("corrupt")]
+    return [r for r in recs if r["state"].get("status") != "removed"]
+
+
+def is_running(rec: dict) -> bool:
+    return rec["state"].get("status") == "running"
+
+
+def _alive(pid: int, start: str) -> bool:
+    return bool(pid) and state.pid_start_time(pid) == start
+
+
+def _kill_helpers(merged: str) -> None:
+    """fuse-overlayfs outlives a keeper killed with SIGKILL; it names the mount point."""
+    needle = merged.encode()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"fuse-overlayfs") and needle in args:
+            try:
+                os.kill(int(d), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _remove_runtime(run_dir: str) -> None:
+    import shutil
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _remove_container_files(ctx, cid: str) -> None:
+    from layers.store import remove_trees
+    cdir = ctx.paths.container(cid)
+    if os.path.isdir(cdir):
+        doomed = os.path.join(ctx.paths.containers, f".del-{cid}")
+        os.rename(cdir, doomed)  # gone from every listing at once
+        ctx.userns_call(remove_trees, [doomed])
+
+
+# ---- create / start / run -------------------------------------------------------------------
+def create(ctx, opts) -> dict:
+    """A container record and its writable layer, from an image and the run options."""
+    from rootless import engine, names, spec
+    image = ctx.store.resolve(opts.image)
+    image_config = ctx.store.config(image)
+    ctx.store.unpack_layers(engine.layer_refs(image))
+    env_texts = {}
+    for path in opts.env_files:
+        try:
+            with open(path) as f:
+                env_texts[path] = f.read()
+        except OSError as e:
+            raise UsageError(f"open {path}: {e.strerror.lower()}") from None
+    method = ctx.overlay_method()
+    image_name = engine.familiar_name(image)
+    for _attempt in range(5):
+        cid = names.new_id()
+        taken = {r.get("name") for r in state.all_records(ctx.paths)} if not opts.name else set()
+        name = opts.name or names.generate(taken)
+        cspec = spec.build(opts, cid, name, image, image_config, image_name, dict(os.environ), env_texts)
+        try:
+            return state.create(ctx.paths, cspec, method, generated_name=not opts.name)
+        except Conflict:
+            if opts.name:
+                raise
+    raise RootlessError("could not generate a unique container name")  # pragma: no cover
+
+
+def start(ctx, rec: dict, attached: bool) -> int | None:
+    """Start a created or exited container; attached: its exit code; detached: None once running."""
+    from rootless import launcher, timing
+    if is_running(rec):
+        raise Conflict(f"container {rec['name']} is already running")
+    if ctx.mapping.warning:
+        ctx.warn(ctx.mapping.warning)
+    plan = _launch_plan(ctx, rec, attached)
+    timing.mark("launch")
+    try:
+        code = launcher.run(plan, ctx.mapping)
+    finally:
+        if plan.spec.remove and attached:
+            _remove_container_files(ctx, rec["id"])  # the keeper removed them; a failed start may not have
+    timing.mark("reaped")
+    return code
+
+
+def _launch_plan(ctx, rec: dict, attached: bool):
+    from layers.overlay import RootfsPlan
+    from netstack import etcfiles
+    from rootless import child, launcher, mountplan
+    from rootless.spec import ContainerSpec
+    cspec = ContainerSpec.from_json(rec["spec"])
+    cid = cspec.id
+    run_dir = ctx.paths.run_dir(cid)
+    os.makedirs(run_dir, 0o700, exist_ok=True)
+    etc_files = etcfiles.write(run_dir, cspec.hostname, cspec.network)
+    rootfs = RootfsPlan(method=rec.get("rootfs_method", "kernel"),
+                        lowers=tuple(ctx.paths.layer(d) for d in reversed(cspec.layers)),
+                        upper=ctx.paths.upper(cid), work=ctx.paths.work(cid), merged=ctx.paths.merged(cid),
+                        copy_dir=ctx.paths.copy_rootfs(cid))
+    return child.LaunchPlan(
+        spec=cspec, rootfs=rootfs,
+        mounts=tuple(mountplan.plan(etc_files, own_netns=cspec.network != "host",
+                                    pts_gid=5 if ctx.mapping.mode == "subid" else None)),
+        run_dir=run_dir, paths=ctx.paths,
+        remove_dirs=(ctx.paths.container(cid),) if cspec.remove else (),
+        winsize=launcher.terminal_size() if cspec.tty and attached else None,
+        single_uid=ctx.mapping.mode == "single",
+        attached=attached,
+    )
+
+
+def run(ctx, opts, detach: bool) -> int | str:
+    """``run``: the exit code (foreground) or the container id (detached)."""
+    from rootless import timing
+    timing.mark("engine")
+    rec = create(ctx, opts)
+    code = start(ctx, rec, attached=not detach)
+    timing.mark("done")
+    timing.dump()
+    return rec["id"] if detach else code
+
+
+# ---- stop / kill / wait / rm ------------------------------------------------------------------
+def signal_number(name: str | int) -> int:
+    s = str(name).upper().removeprefix("SIG")
+    if s.isdigit():
+        return int(s)
+    try:
+        return int(signal.Signals["SIG" + s])
+    except KeyError:
+        raise UsageError(f"invalid signal: {name}") from None
+
+
+def kill(ctx, rec: dict, sig: str | int = "KILL") -> None:
+    if not is_running(rec):
+        raise Conflict(f"cannot kill container {rec['name']}: it is not running")
+    try:
+        os.kill(rec["state"]["pid"], signal_number(sig))
+    except ProcessLookupError:
+        pass
+
+
+def wait(ctx, rec: dict, timeout: float | None = None) -> dict:
+    """Block until the container is no longer running; its record."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        rec = current(ctx, state.lookup(ctx.paths, rec["id"])) if _exists(ctx, rec) else dict(
+            rec, state=dict(rec["state"], status="removed"))
+        if not is_running(rec):
+            return rec
+        if deadline is not None and time.monotonic() >= deadline:
+            return rec
+        _wait_for_pid(rec["state"].get("keeper", 0), delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _exists(ctx, rec: dict) -> bool:
+    return os.path.exists(ctx.paths.container_record(rec["id"]))
+
+
+def _wait_for_pid(pid: int, seconds: float) -> None:
+    """Sleep up to ``seconds``, returning early when ``pid`` exits (pidfd where the kernel has it)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        time.sleep(seconds)
+        return
+    try:
+        import select
+        select.select([fd], [], [], seconds)
+    finally:
+        os.close(fd)
+
+
+def stop(ctx, rec: dict, timeout: float | None = None) -> None:
+    """The image's STOPSIGNAL (default SIGTERM), ``timeout`` seconds (default 10), then SIGKILL."""
+    if not is_running(rec):
+        return
+    spec = rec.get("spec", {})
+    kill(ctx, rec, spec.get("stop_signal") or "TERM")
+    rec = wait(ctx, rec, 10 if timeout is None else timeout)
+    if is_running(rec):
+        kill(ctx, rec, "KILL")
+        wait(ctx, rec)
+
+
+def remove(ctx, rec: dict, force: bool) -> None:
+    if is_running(rec):
+        if not force:
+            raise Conflict(f"you cannot remove a running container {rec['id']}. Stop the container before "
+                           "attempting removal or force remove")
+        kill(ctx, rec, "KILL")
+        wait(ctx, rec)
+    from rootless import locking
+    with locking.locked(ctx.paths.containers_lock):
+        _remove_container_files(ctx, rec["id"])
+    _remove_runtime(ctx.paths.run_dir(rec["id"]))
+
+
+def restart(ctx, rec: dict, timeout: float | None) -> None:
+    stop(ctx, rec, timeout)
+    start(ctx, lookup(ctx, rec["id"]), attached=False)
+
+
+def rename(ctx, rec: dict, new_name: str) -> None:
+    from rootless import atomic, locking
+    from rootless.names import NAME_RE
+    if not NAME_RE.match(new_name):
+        raise UsageError(f"invalid container name {new_name!r}", "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    with locking.locked(ctx.paths.containers_lock):
+        for other in state.all_records(ctx.paths):
+            if other.get("name") == new_name and other["id"] != rec["id"]:
+                raise Conflict(f'the container name "/{new_name}" is already in use by container "{other["id"]}"',
+                               "remove (or rename) that container to be able to reuse that name")
+        with locking.locked(ctx.paths.container_lock(rec["id"])):
+            fresh = state.lookup(ctx.paths, rec["id"])
+            fresh["name"] = new_name
+            fresh["spec"]["name"] = new_name
+            atomic.write_json(ctx.paths.container_record(rec["id"]), fresh)
+
+
+def prune(ctx) -> list[str]:
+    removed = []
+    for rec in all_current(ctx):
+        if not is_running(rec):
+            remove(ctx, rec, force=False)
+            removed.append(rec["id"])
+    return removed
+
+
+# ---- files: commit, export, cp ------------------------------------------------------------------
+def commit(ctx, rec: dict, ref: str | None, author: str | None, message: str | None,
+           changes: list[str]) -> str:
+    """A new image: the container's image plus its writable layer (pause-free: a running container
+    keeps running, and what it writes during the commit may or may not be in the layer)."""
+    import json
+
+    from layers import imageconfig, reference
+    from layers.archive import MT_LAYER_TAR
+    from layers.store import LayerRef, now_iso
+    from rootless import engine, fsaccess
+    spec = rec["spec"]
+    base = ctx.store.resolve(spec["image_id"])
+    base_config = ctx.store.config(base)
+    container_config = imageconfig.apply_changes(
+        imageconfig.container_config_from_spec(spec, base_config.get("config") or {}), changes)
+    tags = []
+    if ref:
+        r = reference.parse(ref)
+        tags = [f"{r.repository}:{r.tag or 'latest'}"]
+    squash = rec.get("rootfs_method") == "copy"  # no writable layer apart: the whole tree becomes one
+    src = ctx.paths.copy_rootfs(rec["id"]) if squash else ctx.paths.upper(rec["id"])
+    os.makedirs(ctx.paths.tmp, exist_ok=True)
+    tmp = os.path.join(ctx.paths.tmp, f"commit-{rec['id'][:12]}-{os.getpid()}.tar")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            info = ctx.userns_call(fsaccess.tar_layer, src, fd, squash)
+        finally:
+            os.close(fd)
+        with open(tmp, "rb") as f:
+            blob, _size, _added = ctx.store.put_blob(f, expected=info["diff_id"], what="commit")
+    finally:
+        os.unlink(tmp)
+    layer = LayerRef(info["diff_id"], blob, MT_LAYER_TAR, info["size"])
+    ctx.store.unpack_layers([layer])
+    base_for = dict(base_config, rootfs={"type": "layers", "diff_ids": []}, history=[]) if squash else base_config
+    config = imageconfig.committed_config(
+        base_for, container_config, info["diff_id"], author=author, comment=message, created=now_iso(),
+        created_by=f"rootless commit {rec['name']}" + (f" ({message})" if message else ""))
+    layers = ([] if squash else engine.layer_refs(base)) + [layer]
+    config_bytes = json.dumps(config, separators=(",", ":")).encode()
+    ctx.store.put_blob_bytes(config_bytes)
+    image, _ = ctx.store.register(config_bytes, layers, tags)
+    return image["id"]
+
+
+def export(ctx, rec: dict, out_fd: int) -> None:
+    from rootless import fsaccess
+    fsaccess.call(ctx, rec, fsaccess.export_tree, out_fd)
+
+
+def copy_out(ctx, rec: dict, src: str, dest: str) -> None:
+    """``cp CONTAINER:SRC DEST``: into DEST if it is a directory, else as DEST."""
+    import tempfile
+
+    from layers.store import remove_trees
+    from layers.unpack import unpack_layer
+    from rootless import fsaccess
+    os.makedirs(ctx.paths.tmp, exist_ok=True)
+    with tempfile.TemporaryFile(dir=ctx.paths.tmp) as f:
+        fsaccess.call(ctx, rec, fsaccess.tar_tree, src, os.dup(f.fileno()))
+        name = os.path.basename(src.rstrip("/")) or "."
+        target_dir = dest if os.path.isdir(dest) else os.path.dirname(os.path.abspath(dest))
+        if not os.path.isdir(target_dir):
+            raise RootlessError(f"no such directory: {target_dir}", exit_code=1)
+        tmp = tempfile.mkdtemp(dir=target_dir, prefix=".rootless-cp-")
+        try:
+            f.seek(0)
+            unpack_layer(f.fileno(), tmp, what="cp")
+            os.replace(os.path.join(tmp, name), os.path.join(dest, name) if os.path.isdir(dest) else dest)
+        finally:
+            remove_trees([tmp])
+
+
+def copy_in(ctx, rec: dict, src: str, dest: str) -> None:
+    """``cp SRC CONTAINER:DEST``: files become the container root's (Docker's rule)."""
+    import tarfile
+    import tempfile
+
+    from rootless import fsaccess
+    if not os.path.lexists(src):
+        raise RootlessError(f"no such file or directory: {src}", exit_code=1)
+    name = os.path.basename(os.path.abspath(src))
+
+    def as_root(info):
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return None if info.ischr() or info.isblk() else info
+
+    os.makedirs(ctx.paths.tmp, exist_ok=True)
+    with tempfile.TemporaryFile(dir=ctx.paths.tmp) as f:
+        with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            tf.add(src, arcname=name, filter=as_root)
+        f.flush()
+        f.seek(0)
+        fsaccess.call(ctx, rec, fsaccess.untar_into, dest, os.dup(f.fileno()), name, writable=True)

@@ -1,0 +1,206 @@
+"""``rootless exec``: a new process in a running container.
+
+The CLI forks a helper that joins the container's namespaces through
+``/proc/PID/ns`` (the user namespace first: it grants the rights to join the
+others; then mount, uts, ipc, network, cgroup and pid) and forks the process
+itself, which becomes a member of the container's pid namespace, takes the
+container's environment and the user's identity, and execs. With ``-t`` its
+pty comes from the container's devpts and the CLI relays it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+
+from rootless import child, syscalls, userns
+from rootless.channel import Channel
+from rootless.errors import Conflict, RootlessError
+
+# Joined in this order: the user namespace first, pid last (it applies to children only).
+NAMESPACES = (("user", syscalls.CLONE_NEWUSER), ("mnt", syscalls.CLONE_NEWNS), ("uts", syscalls.CLONE_NEWUTS),
+              ("ipc", syscalls.CLONE_NEWIPC), ("net", syscalls.CLONE_NEWNET), ("cgroup", syscalls.CLONE_NEWCGROUP),
+              ("pid", syscalls.CLONE_NEWPID))
+
+
+def open_namespaces(pid: int, only: tuple[int, ...] | None = None) -> list[tuple[int, int]]:
+    """Open the container's namespace files now, so a pid reused later cannot redirect us."""
+    fds = []
+    own = {name: os.stat(f"/proc/self/ns/{name}").st_ino for name, _ in NAMESPACES}
+    try:
+        for name, flag in NAMESPACES:
+            if only is not None and flag not in only:
+                continue
+            path = f"/proc/{pid}/ns/{name}"
+            if os.stat(path).st_ino == own[name]:
+                continue  # shared with us (--network host): nothing to join
+            fds.append((os.open(path, os.O_RDONLY | os.O_CLOEXEC), flag))
+    except OSError as e:
+        for fd, _ in fds:
+            os.close(fd)
+        raise RootlessError(f"cannot open the namespaces of the container (pid {pid}): {e.strerror}") from None
+    return fds
+
+
+def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: str | None,
+        tty: bool, interactive: bool, detach: bool, single_uid: bool, winsize: bytes | None) -> int | None:
+    if rec["state"].get("status") != "running":
+        raise Conflict(f"container {rec['id'][:12]} is not running", "start it with `rootless start`",
+                       exit_code=1)
+    spec = rec["spec"]
+    ns = open_namespaces(rec["state"]["pid"])
+    from rootless.spec import merge_env
+    full_env = merge_env(list(spec.get("env", [])), env)
+    parent_end, child_end = Channel.pair()
+    helper = os.fork()
+    if helper == 0:
+        code = 125
+        try:
+            parent_end.close()
+            code = _helper(ns, child_end, argv, full_env, user if user is not None else spec.get("user", ""),
+                           workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize)
+        except BaseException as e:  # noqa: BLE001 - it travels back to the CLI
+            child_end.send_error(e, child.Step.name)
+            code = getattr(e, "exit_code", 125)
+        finally:
+            os._exit(code)
+    child_end.close()
+    for fd, _ in ns:
+        os.close(fd)
+    return _parent(helper, parent_end, tty, interactive, detach)
+
+
+def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_uid, winsize) -> int:
+    # Everything the process needs is imported now: inside the container's mount namespace this
+    # installation's files are out of sight.
+    import fcntl  # noqa: F401
+    import termios  # noqa: F401
+
+    import prctl  # noqa: F401
+
+    from rootless import proc, users  # noqa: F401
+    child.Step.at("join the container's namespaces")
+    for fd, flag in ns:
+        syscalls.setns(fd, flag)
+        os.close(fd)
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    pid = os.fork()
+    if pid == 0:  # in the container's pid namespace now
+        code = 125
+        try:
+            os.setsid()
+            _stdio(ch, tty, interactive, winsize)
+            full_env = child.take_identity(user, env, workdir, single_uid, ch)
+            from rootless import proc
+            exe = proc.find_executable(argv[0], full_env.get("PATH", ""))
+            child._exec(exe, tuple(argv), full_env)
+        except BaseException as e:  # noqa: BLE001
+            ch.send_error(e, child.Step.name)
+            code = getattr(e, "exit_code", 125)
+        finally:
+            os._exit(code)
+    ch.send("pid", pid=pid)
+    for sig in child.FORWARDED:
+        signal.signal(sig, lambda s, _f: child._kill(pid, s))
+    _, status = os.waitpid(pid, 0)
+    return userns.exit_code(status)
+
+
+def _stdio(ch: Channel, tty: bool, interactive: bool, winsize: bytes | None) -> None:
+    import fcntl
+    import termios
+    if tty:
+        master, slave = os.openpty()  # the container's /dev/ptmx
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        if winsize:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, winsize)
+        for fd in (0, 1, 2):
+            os.dup2(slave, fd)
+        if slave > 2:
+            os.close(slave)
+        ch.send("tty", fds=[master])
+        os.close(master)
+    elif not interactive:
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+
+
+def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool) -> int | None:
+    from rootless.launcher import _Forwarder, _RawTerminal, _write_all
+    fwd = _Forwarder()
+    fwd.install()
+    master = -1
+    error = None
+    sel = selectors.DefaultSelector()
+    sel.register(ch.fileno(), selectors.EVENT_READ, "channel")
+    try:
+        with _RawTerminal(tty and interactive) as raw:
+            while sel.get_map():
+                for key, _ in sel.select():
+                    if key.data == "master":
+                        data = _read(master)
+                        if data:
+                            _write_all(1, data)
+                        else:
+                            sel.unregister(master)
+                        continue
+                    if key.data == "stdin":
+                        data = _read(0)
+                        if data:
+                            _write_all(master, data)
+                        else:
+                            sel.unregister(0)
+                        continue
+                    msg, fds = ch.recv()
+                    if msg is None:
+                        sel.unregister(ch.fileno())
+                    elif msg["type"] == "pid":
+                        fwd.started(msg["pid"])
+                        if detach:
+                            return None
+                    elif msg["type"] == "tty" and fds:
+                        master = fds[0]
+                        sel.register(master, selectors.EVENT_READ, "master")
+                        if interactive:
+                            sel.register(0, selectors.EVENT_READ, "stdin")
+                        if raw.active:
+                            _follow_window_size(master)
+                    elif msg["type"] == "error":
+                        error = msg
+                    elif msg["type"] == "warning":
+                        import sys
+                        print(f"rootless: warning: {msg['message']}", file=sys.stderr, flush=True)
+        code = userns.reap(helper)
+    finally:
+        fwd.restore()
+        ch.close()
+        if master >= 0:
+            os.close(master)
+    if error is not None:
+        raise RootlessError(error["message"], error.get("hint"), error.get("exit_code"))
+    return code
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return b""
+
+
+def _follow_window_size(master: int) -> None:
+    import fcntl
+    import termios
+
+    from rootless.launcher import terminal_size
+
+    def winch(_s, _f):
+        size = terminal_size()
+        if size:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+    signal.signal(signal.SIGWINCH, winch)

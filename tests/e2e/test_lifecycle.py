@@ -1,0 +1,244 @@
+"""Containers as objects that outlive a command: detached runs, the keeper, logs, stop/start, rm."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import Rootless, rootless_argv
+
+pytestmark = pytest.mark.userns
+
+
+@pytest.fixture
+def bb(rl, images) -> Rootless:
+    rl.load(images, "busybox")
+    return rl
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def inspect(rl: Rootless, ref: str) -> dict:
+    return json.loads(rl("inspect", ref).out)[0]
+
+
+def status(rl: Rootless, ref: str) -> str:
+    return rl("inspect", "-f", "{{.State.Status}}", ref).out.strip()
+
+
+def test_run_detached_prints_the_id_and_keeps_running(bb):
+    r = bb("run", "-d", "--name", "bg", "busybox", "sh", "-c", "echo started; sleep 30")
+    cid = r.out.strip()
+    assert len(cid) == 64 and all(c in "0123456789abcdef" for c in cid)
+    assert status(bb, "bg") == "running"
+    assert bb("ps", "-q").out.split() == [cid[:12]]
+    wait_for(lambda: "started" in bb("logs", "bg").out, what="the log")
+    bb("rm", "-f", "bg")
+    assert bb("ps", "-aq").out == ""
+
+
+def test_detached_run_returns_at_once_in_a_command_substitution(bb):
+    # The keeper must not hold the CLI's stdout: `$(rootless run -d ...)` returns while it runs.
+    p = subprocess.run(["sh", "-c", "id=$(\"$@\"); echo \"$id\""] + ["sh"] + rootless_argv()
+                       + ["run", "-d", "busybox", "sleep", "30"], env=bb.env, capture_output=True, timeout=20)
+    assert p.returncode == 0 and len(p.stdout.strip()) == 64
+    bb("rm", "-f", p.stdout.decode().strip())
+
+
+def test_file_survives_stop_start_and_is_gone_after_rm_and_new_run(bb):
+    bb("run", "-d", "--name", "keep", "busybox", "sh", "-c", "echo kept > /data.txt; sleep 30")
+    wait_for(lambda: bb("logs", "keep").code == 0 and status(bb, "keep") == "running", what="running")
+    bb("stop", "-t", "1", "keep")
+    assert status(bb, "keep") == "exited"
+    st = inspect(bb, "keep")["State"]
+    assert st["ExitCode"] == 137 and st["Running"] is False  # sh ignores SIGTERM as PID 1
+    bb("start", "keep")
+    assert status(bb, "keep") == "running"
+    r = bb("run", "--rm", "busybox", "cat", "/data.txt", expect=1)
+    assert "No such file" in r.err
+    bb("stop", "-t", "0", "keep")
+    bb("rm", "keep")
+    bb("run", "--name", "keep", "busybox", "sh", "-c", "test ! -e /data.txt")
+
+
+def test_start_again_keeps_settings_and_the_writable_layer(bb):
+    bb("create", "--name", "c1", "-e", "FOO=bar", "-w", "/work", "busybox", "sh", "-c",
+       'echo "$FOO $(pwd)"; echo x >> /count; wc -l < /count')
+    assert status(bb, "c1") == "created"
+    assert bb("start", "-a", "c1").out == "bar /work\n1\n"
+    assert bb("start", "-a", "c1").out == "bar /work\n2\n"
+    assert bb("logs", "c1").out == "bar /work\n1\nbar /work\n2\n"
+
+
+def test_logs_streams_and_follow_ends_when_the_container_stops(bb):
+    bb("run", "-d", "--name", "talker", "busybox", "sh", "-c",
+       "for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.2; done")
+    r = bb("logs", "-f", "talker", timeout=30)
+    assert r.out == "out1\nout2\nout3\n"
+    assert r.err == "err1\nerr2\nerr3\n"
+    assert bb("logs", "--tail", "1", "talker").out == "out3\n"
+    stamped = bb("logs", "-t", "talker").out.splitlines()
+    assert stamped[0].endswith(" out1") and stamped[0][:4].isdigit() and "T" in stamped[0]
+
+
+def test_foreground_run_is_logged_too(bb):
+    bb("run", "--name", "fg", "busybox", "sh", "-c", "echo to-terminal")
+    assert bb("logs", "fg").out == "to-terminal\n"
+
+
+def test_stop_uses_the_stop_signal_and_records_the_exit(bb):
+    bb("run", "-d", "--name", "graceful", "busybox", "sh", "-c",
+       'trap "echo bye; exit 3" TERM; echo ready; while :; do sleep 0.1; done')
+    wait_for(lambda: "ready" in bb("logs", "graceful").out, what="ready")
+    bb("stop", "graceful")
+    st = inspect(bb, "graceful")["State"]
+    assert st["Status"] == "exited" and st["ExitCode"] == 3
+    assert "bye" in bb("logs", "graceful").out
+    assert "Exited (3)" in bb("ps", "-a").out
+
+
+def test_kill_and_wait(bb):
+    bb("run", "-d", "--name", "victim", "busybox", "sleep", "60")
+    p = subprocess.Popen(rootless_argv() + ["wait", "victim"], env=bb.env, stdout=subprocess.PIPE, text=True)
+    bb("kill", "-s", "USR1", "victim")  # sleep dies of SIGUSR1 only if it has no handler: PID 1 ignores it
+    assert status(bb, "victim") == "running"
+    bb("kill", "victim")
+    assert p.communicate(timeout=30)[0].strip() == "137"
+    assert "cannot kill container victim: it is not running" in bb("kill", "victim", expect=1).err
+
+
+def test_rm_of_a_running_container_is_refused_without_f(bb):
+    bb("run", "-d", "--name", "busy", "busybox", "sleep", "60")
+    r = bb("rm", "busy", expect=1)
+    assert "cannot remove a running container" in r.err and "force remove" in r.err
+    bb("rm", "-f", "busy")
+    assert bb("ps", "-aq").out == ""
+
+
+def test_ps_columns_status_filters_and_format(bb):
+    bb("run", "--name", "done0", "busybox", "true")
+    bb("run", "-d", "--name", "up1", "busybox", "sleep", "30")
+    header = bb("ps", "-a").out.splitlines()[0]
+    for col in ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"):
+        assert col in header
+    out = bb("ps", "-a").out
+    assert "Exited (0)" in out and "Up " in out and " ago" in out
+    assert bb("ps", "--format", "{{.Names}}").out.split() == ["up1"]
+    assert sorted(bb("ps", "-a", "--format", "{{.Names}} {{.State}}").out.splitlines()) == [
+        "done0 exited", "up1 running"]
+    assert bb("ps", "-a", "--filter", "status=exited", "--format", "{{.Names}}").out.split() == ["done0"]
+    assert bb("ps", "-a", "--filter", "name=up", "-q").out.split() == [inspect(bb, "up1")["Id"][:12]]
+    assert bb("ps", "-a", "--filter", "ancestor=busybox", "-q").out.count("\n") == 2
+    assert bb("ps", "-l", "--format", "{{.Names}}").out.strip() == "up1"
+    table = bb("ps", "--format", "table {{.ID}}\\t{{.Names}}").out.splitlines()
+    assert table[0].split() == ["CONTAINER", "ID", "NAMES"] and table[1].split()[1] == "up1"
+    assert "template" in bb("ps", "--format", "{{.Nope | nosuchfunc}}", expect=125).err
+    bb("rm", "-f", "up1")
+
+
+def test_inspect_is_docker_shaped(bb):
+    bb("run", "--name", "ins", "-e", "K=V", "busybox", "sh", "-c", "exit 4")
+    data = inspect(bb, "ins")
+    for key in ("Id", "Name", "Created", "Path", "Args", "State", "Config", "HostConfig", "Mounts",
+                "NetworkSettings", "Image", "GraphDriver"):
+        assert key in data, key
+    assert data["Name"] == "/ins" and data["Path"] == "sh" and data["Args"] == ["-c", "exit 4"]
+    assert data["State"]["ExitCode"] == 4 and data["State"]["Status"] == "exited"
+    for key in ("Status", "Running", "Paused", "Restarting", "OOMKilled", "Dead", "Pid", "ExitCode", "Error",
+                "StartedAt", "FinishedAt"):
+        assert key in data["State"], key
+    assert "K=V" in data["Config"]["Env"]
+    assert bb("inspect", "-f", "{{.Name}} {{.State.ExitCode}}", "ins").out == "/ins 4\n"
+    assert json.loads(bb("inspect", "-f", "{{json .Config}}", "ins").out)["Env"] == data["Config"]["Env"]
+    r = bb("inspect", "nosuch", expect=1)
+    assert "no such object" in r.err.lower() or "no such container" in r.err.lower()
+
+
+def test_ids_prefixes_and_names(bb):
+    cid = bb("create", "busybox", "true").out.strip()
+    name = inspect(bb, cid[:5])["Name"].lstrip("/")
+    assert "_" in name  # a generated adjective_scientist name
+    bb("rename", name, "renamed")
+    assert inspect(bb, "renamed")["Id"] == cid
+    bb("rm", cid[:12])
+    assert bb("ps", "-aq").out == ""
+
+
+def test_container_prune(bb):
+    bb("run", "busybox", "true")
+    bb("run", "busybox", "true")
+    bb("run", "-d", "--name", "alive", "busybox", "sleep", "30")
+    bb("container", "prune", "-f")
+    assert bb("ps", "-a", "--format", "{{.Names}}").out.split() == ["alive"]
+    bb("rm", "-f", "alive")
+
+
+def test_concurrent_run_d_and_rm_f(bb):
+    n = 20
+    procs = [subprocess.Popen(rootless_argv() + ["run", "-d", "--name", f"c{i}", "busybox", "sleep", "30"],
+                              env=bb.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(n)]
+    ids = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        ids.append(out.decode().strip())
+    names = sorted(bb("ps", "--format", "{{.Names}}").out.split())
+    assert names == sorted(f"c{i}" for i in range(n))
+    assert len(set(ids)) == n
+    procs = [subprocess.Popen(rootless_argv() + ["rm", "-f", f"c{i}"], env=bb.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for i in range(n)]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    assert bb("ps", "-aq").out == ""
+    assert [d for d in (bb.root / "containers").iterdir()] == []
+
+
+def test_name_clash_between_racing_clis(bb):
+    procs = [subprocess.Popen(rootless_argv() + ["create", "--name", "same", "busybox", "true"], env=bb.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(6)]
+    codes = [p.wait(timeout=60) for p in procs]
+    assert codes.count(0) == 1 and codes.count(125) == 5
+    assert len(bb("ps", "-aq").out.split()) == 1
+
+
+def test_a_killed_keeper_is_reconciled(bb):
+    bb("run", "-d", "--name", "orphan", "busybox", "sleep", "60")
+    keeper = inspect(bb, "orphan")["State"]["Pid"]
+    with open(bb.root / "containers" / inspect(bb, "orphan")["Id"] / "container.json") as f:
+        keeper = json.load(f)["state"]["keeper"]
+    os.kill(keeper, signal.SIGKILL)
+    wait_for(lambda: status(bb, "orphan") == "exited", what="reconciliation")
+    assert inspect(bb, "orphan")["State"]["ExitCode"] == 137
+    bb("start", "orphan")
+    assert status(bb, "orphan") == "running"
+    bb("rm", "-f", "orphan")
+
+
+def test_a_wiped_runtime_dir_is_reconciled(bb):
+    """A "reboot": every process gone and the runtime directory wiped."""
+    import shutil
+    bb("run", "-d", "--name", "boot", "busybox", "sleep", "60")
+    with open(bb.root / "containers" / inspect(bb, "boot")["Id"] / "container.json") as f:
+        st = json.load(f)["state"]
+    os.kill(st["keeper"], signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{st['pid']}"), what="the container to die")
+    shutil.rmtree(bb.runtime / "rootless")
+    assert status(bb, "boot") == "exited"
+    bb("start", "boot")
+    assert status(bb, "boot") == "running"
+    bb("rm", "-f", "boot")
