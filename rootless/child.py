@@ -21,13 +21,14 @@ import time
 from collections import namedtuple
 
 from layers.overlay import mount_rootfs, unmount_rootfs
-from rootless import monitor, proc, rootfs, state, syscalls, timing, users
+from rootless import exitwatch, monitor, proc, rootfs, state, syscalls, timing, users
 from rootless.atomic import read_text
 from rootless.channel import Channel
 from rootless.errors import CommandNotExecutable, CommandNotFound, RootlessError, from_oserror
 from rootless.mountplan import Op
 from rootless.spec import ContainerSpec
 from rootless.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
+from rootless.views import DAEMON_HINT
 
 # Docker's default capability set; every other capability leaves the bounding set.
 DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
@@ -78,12 +79,17 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
         try:
             # After the mount: fuse-overlayfs must not become PID 1 of the new pid namespace.
             Step.at("unshare the pid namespace")
+            Step.at("listen on the attach socket")
+            attach_sock = monitor.listen(plan.run_dir)
+            Step.at("unshare the pid namespace")
             syscalls.unshare(syscalls.CLONE_NEWPID)
             stdio = monitor.Stdio(spec.tty, spec.interactive, plan.attached)
             pid = os.fork()
             if pid == 0:
                 _container_entry(plan, ch, stdio)
             stdio.connect_keeper()
+            # Only now: until PID 1 has handed over its pty, nothing here would resume its stops.
+            watch = None if spec.init else exitwatch.ExitWatch(pid)
             start = _start_time(pid)
             state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
                                keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
@@ -92,9 +98,15 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             _mark(ch, "forked")
             for sig in FORWARDED:
                 signal.signal(sig, lambda s, _f: _kill(pid, s))
-            monitor.supervise(stdio, ch, plan.paths.container_log(spec.id))
-            code = _code(_wait(pid))
+            monitor.supervise(stdio, ch, plan.paths.container_log(spec.id), attach_sock, watch)
+            while watch and watch.active:  # PID 1 may wait in its exit stop
+                watch.tick()
+                time.sleep(0.001)
+            status = watch.final_status if watch and watch.final_status is not None else _wait(pid)
+            code = _code(status)
             _mark(ch, "exited")
+            if code == 0 and watch and watch.left_children:
+                error = DAEMON_HINT
         finally:
             unmount_rootfs(plan.rootfs)
         return code

@@ -113,17 +113,19 @@ def create(ctx, opts) -> dict:
     raise RootlessError("could not generate a unique container name")  # pragma: no cover
 
 
-def start(ctx, rec: dict, attached: bool) -> int | None:
+def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11") -> int | None:
     """Start a created or exited container; attached: its exit code; detached: None once running."""
     from rootless import launcher, timing
     if is_running(rec):
         raise Conflict(f"container {rec['name']} is already running")
+    if rec["state"].get("mounted_by"):
+        unmount(ctx, rec)  # one writer of the writable layer at a time
     if ctx.mapping.warning:
         ctx.warn(ctx.mapping.warning)
     plan = _launch_plan(ctx, rec, attached)
     timing.mark("launch")
     try:
-        code = launcher.run(plan, ctx.mapping)
+        code = launcher.run(plan, ctx.mapping, detach_keys)
     finally:
         if plan.spec.remove and attached:
             _remove_container_files(ctx, rec["id"])  # the keeper removed them; a failed start may not have
@@ -157,12 +159,12 @@ def _launch_plan(ctx, rec: dict, attached: bool):
     )
 
 
-def run(ctx, opts, detach: bool) -> int | str:
+def run(ctx, opts, detach: bool, detach_keys: bytes = b"\x10\x11") -> int | str:
     """``run``: the exit code (foreground) or the container id (detached)."""
     from rootless import timing
     timing.mark("engine")
     rec = create(ctx, opts)
-    code = start(ctx, rec, attached=not detach)
+    code = start(ctx, rec, attached=not detach, detach_keys=detach_keys)
     timing.mark("done")
     timing.dump()
     return rec["id"] if detach else code
@@ -234,6 +236,8 @@ def stop(ctx, rec: dict, timeout: float | None = None) -> None:
 
 
 def remove(ctx, rec: dict, force: bool) -> None:
+    if rec["state"].get("mounted_by"):
+        unmount(ctx, rec)
     if is_running(rec):
         if not force:
             raise Conflict(f"you cannot remove a running container {rec['id']}. Stop the container before "
@@ -374,3 +378,59 @@ def copy_in(ctx, rec: dict, src: str, dest: str) -> None:
         f.flush()
         f.seek(0)
         fsaccess.call(ctx, rec, fsaccess.untar_into, dest, os.dup(f.fileno()), name, writable=True)
+
+
+# ---- mount / unmount: the root filesystem for chroot-like access from the host --------------------
+def mount(ctx, rec: dict) -> str:
+    """A path to the container's merged root filesystem, readable from the host side.
+
+    A running container's is seen through its keeper (``/proc/KEEPER/root``); a stopped one is
+    mounted by a small holder process that keeps it until ``unmount``."""
+    st = rec["state"]
+    if is_running(rec):
+        return f"/proc/{st['keeper']}/root{ctx.paths.merged(rec['id'])}"
+    holder = st.get("mounted_by", 0)
+    if _alive(holder, st.get("mounted_by_start", "")):
+        return f"/proc/{holder}/root{ctx.paths.merged(rec['id'])}"
+    from rootless import userns
+    plan = _launch_plan(ctx, rec, attached=False).rootfs
+    os.makedirs(plan.merged, exist_ok=True)
+    pid, ch = userns.fork_into_userns(ctx.mapping, lambda c: _hold_mount(plan, c))
+    try:
+        ch.expect("mounted")
+    except BaseException:
+        userns.reap(pid)
+        raise
+    finally:
+        ch.close()
+    state.update_state(ctx.paths, rec["id"], mounted_by=pid, mounted_by_start=state.pid_start_time(pid))
+    return f"/proc/{pid}/root{plan.merged}"
+
+
+def _hold_mount(plan, ch) -> int:
+    from layers import overlay
+    from rootless import syscalls
+    syscalls.unshare(syscalls.CLONE_NEWNS)
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    overlay.mount_rootfs(plan)
+    os.setsid()
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda _s, _f: stop.append(1))
+    ch.send("mounted")
+    ch.close()
+    while not stop:
+        signal.pause()
+    overlay.unmount_rootfs(plan)  # fuse-overlayfs ends with its mount
+    return 0
+
+
+def unmount(ctx, rec: dict) -> None:
+    st = rec["state"]
+    holder = st.get("mounted_by", 0)
+    if _alive(holder, st.get("mounted_by_start", "")):
+        os.kill(holder, signal.SIGTERM)
+        _wait_for_pid(holder, 10)
+    state.update_state(ctx.paths, rec["id"], mounted_by=0, mounted_by_start="")

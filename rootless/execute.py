@@ -59,6 +59,12 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
         code = 125
         try:
             parent_end.close()
+            if detach:  # like Docker: the output of `exec -d` goes nowhere, the caller's pipes are let go
+                null = os.open("/dev/null", os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                os.close(null)
+                os.setsid()
             code = _helper(ns, child_end, argv, full_env, user if user is not None else spec.get("user", ""),
                            workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize)
         except BaseException as e:  # noqa: BLE001 - it travels back to the CLI
@@ -156,8 +162,13 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
                             sel.unregister(0)
                         continue
                     msg, fds = ch.recv()
-                    if msg is None:
-                        sel.unregister(ch.fileno())
+                    if msg is None:  # the helper is gone: show what is left of the output, then stop
+                        if master >= 0:
+                            os.set_blocking(master, False)
+                            while data := _read(master):
+                                _write_all(1, data)
+                        for k in list(sel.get_map().values()):
+                            sel.unregister(k.fileobj)
                     elif msg["type"] == "pid":
                         fwd.started(msg["pid"])
                         if detach:
@@ -188,7 +199,7 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
 def _read(fd: int) -> bytes:
     try:
         return os.read(fd, 65536)
-    except OSError:
+    except OSError:  # EIO once the pty's last user is gone, EAGAIN when drained
         return b""
 
 

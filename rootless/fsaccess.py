@@ -111,6 +111,11 @@ def _same_fs(dev: int, top: str):
 
 def export_tree(root: str, out_fd: int) -> dict:
     from layers.commit import layer_from_tree
+    if root == "/":  # inside a running container: its root filesystem alone, not /proc, /sys, /dev
+        syscalls.unshare(syscalls.CLONE_NEWNS)  # a private copy of the container's mounts
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        syscalls.mount("/", "/proc", None, syscalls.MS_BIND)  # not recursive: no submounts
+        root = "/proc"
     with os.fdopen(out_fd, "wb") as out:
         return layer_from_tree(root, out)
 

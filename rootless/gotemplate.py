@@ -31,8 +31,13 @@ The data is JSON-like: dicts, lists, str, int, float, bool and None. None
 prints as ``<nil>``, like a nil pointer in Docker's structs. A callable stored
 in a dict acts as a Go method: ``{{.Label "k"}}`` calls it with ``"k"``.
 
-Docker's list output: ``split_table``, ``unescape``, ``header_row`` and
-``render_rows`` (``table`` formats get a header row and tabwriter columns).
+Docker's list output: ``split_table`` (the ``table`` prefix), ``unescape``
+(``\\t``, ``\\n``), ``compile_format`` (both, then compile; sets
+``Template.is_table``), ``header_row`` / ``Template.header`` (each field
+becomes its column title; json, join, split, upper, lower, title and truncate
+return it unchanged, as in Docker), ``tabwrite`` (Go's tabwriter as Docker
+sets it up: cells padded to the widest plus 3, at least 10) and
+``render_rows``.
 """
 
 from __future__ import annotations
@@ -174,7 +179,9 @@ def _float_g(f: float) -> str:
 
 # --- json (Docker's: compact, no HTML escaping, keys in the dict's order) ---
 
-_JSON_ESC = re.compile('[\x00-\x1f"\\\\\u2028\u2029\ud800-\udfff]')
+# Regular expressions are compiled on first use (re caches them): importing
+# this module must stay cheap for commands that never see a template.
+_JSON_ESC = '[\x00-\x1f"\\\\\u2028\u2029\ud800-\udfff]'
 _JSON_SHORT = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
                "\b": "\\b", "\f": "\\f"}
 
@@ -205,7 +212,7 @@ def _json(v) -> str:
     if isinstance(v, float):
         return _json_float(v)
     if isinstance(v, str):
-        return '"' + _JSON_ESC.sub(_json_char, v) + '"'
+        return '"' + re.sub(_JSON_ESC, _json_char, v) + '"'
     if isinstance(v, (list, tuple)):
         return "[" + ",".join(map(_json, v)) + "]"
     if isinstance(v, dict):
@@ -215,7 +222,7 @@ def _json(v) -> str:
 
 # --- printf ---------------------------------------------------------------
 
-_VERB = re.compile(r"%([-+# 0]*)(\*|\d*)(?:\.(\*|\d*))?(.?)", re.S)
+_VERB = r"(?s)%([-+# 0]*)(\*|\d*)(?:\.(\*|\d*))?(.?)"
 _QUOTE_ESC = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f",
               "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 
@@ -329,7 +336,7 @@ def _printf(fmt: str, *args) -> str:
     """Go's fmt.Sprintf, including its in-band complaints (``%!d(string=x)``)."""
     out, args, pos = [], list(args), 0
     used = 0
-    for m in _VERB.finditer(fmt):
+    for m in re.finditer(_VERB, fmt):
         out.append(fmt[pos:m.start()])
         pos = m.end()
         flags, width, prec, verb = m.groups()
@@ -428,7 +435,8 @@ def _index(item, *keys):
         if isinstance(item, dict):
             if not isinstance(key, str):
                 raise _Err(f"value has type {_gotype(key)}; should be string")
-            item = _lookup(item, key)
+            # Docker's maps (labels, env) hold strings: a missing key is the empty string there.
+            item = item.get(key, "")
             continue
         if not isinstance(item, (list, tuple, str)):
             raise _Err(f"can't index item of type {_gotype(item)}")
@@ -530,7 +538,7 @@ _SPACE = " \t\r\n"
 _TERMINATORS = _SPACE + ".,|:()"
 _KEYWORDS = frozenset({"if", "else", "end", "range", "with", "break", "continue",
                        "define", "template", "block"})
-_TOKEN = re.compile(r"""
+_TOKEN = r"""
     (?P<space>[ \t\r\n]+)
   | (?P<num>[+-]?\.?\d(?:[eE][+-]|[\w.])*)
   | (?P<field>\.\w+)
@@ -541,11 +549,11 @@ _TOKEN = re.compile(r"""
   | (?P<raw>`[^`]*`)
   | (?P<char>'(?:[^'\\\n]|\\.)*')
   | (?P<op>:=|[=|(),])
-""", re.X)
+"""
 _UNTERMINATED = {'"': "unterminated quoted string", "`": "unterminated raw quoted string",
                  "'": "unterminated character constant"}
-_ESCAPE = re.compile(r"\\(?:([abfnrtv\\'\"])|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})"
-                     r"|U([0-9a-fA-F]{8})|([0-7]{3})|(.?))", re.S)
+_ESCAPE = (r"(?s)\\(?:([abfnrtv\\'\"])|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})"
+           r"|U([0-9a-fA-F]{8})|([0-7]{3})|(.?))")
 _SIMPLE_ESC = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
                "v": "\v", "\\": "\\", "'": "'", '"': '"'}
 
@@ -568,7 +576,7 @@ def _unquote(body: str, quote: str) -> str:
         if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
             raise ValueError(m.group())
         return chr(code)
-    return _ESCAPE.sub(one, body)
+    return re.sub(_ESCAPE, one, body)
 
 
 def _number(text: str) -> int | float | None:
@@ -630,12 +638,12 @@ class _Lexer:
 
     def action(self, pos: int) -> tuple[int, bool]:
         """Tokens up to the closing ``}}``; returns (where text resumes, trim it)."""
-        text = self.text
+        text, token = self.text, re.compile(_TOKEN, re.X)
         while True:
             if text.startswith("}}", pos):
                 self.toks.append(_Tok("}}", None, pos, pos + 2))
                 return pos + 2, False
-            m = _TOKEN.match(text, pos)
+            m = token.match(text, pos)
             if m is None:
                 if pos >= len(text):
                     self.fail("unclosed action", len(text))
@@ -647,7 +655,7 @@ class _Lexer:
                 return end + 3, True
             if kind in ("num", "field", "dot", "var", "ident") and not (
                     end >= len(text) or text[end] in _TERMINATORS or text.startswith("}}", end)):
-                self.fail(f"bad character {_quote(text[end])} after {m.group()!r}", end)
+                self.fail(f"bad character {_quote(text[end])} after {_quote(m.group())}", end)
             if kind != "space":
                 self.toks.append(self.token(kind, m.group(), pos, end))
             else:

@@ -64,7 +64,7 @@ def terminal_size() -> bytes | None:
 DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q, Docker's default
 
 
-def run(plan: child.LaunchPlan, mapping: IdMapping) -> int | None:
+def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_KEYS) -> int | None:
     """Start the container; attached: wait and return its exit code; detached: return None once
     it runs. A failure to start raises RootlessError (with the container's exit code for 126/127)."""
     attached = plan.attached
@@ -74,12 +74,13 @@ def run(plan: child.LaunchPlan, mapping: IdMapping) -> int | None:
     master = -1
     error: dict | None = None
     code: int | None = None
+    detached = False  # by the detach keys: the keeper goes on without us
     try:
         keeper, ch = userns.fork_into_userns(mapping, lambda c: child.sandbox(plan, c))
         try:
             sel = selectors.DefaultSelector()
             sel.register(ch.fileno(), selectors.EVENT_READ, "channel")
-            detach = _DetachKeys(DETACH_KEYS)
+            detach = _DetachKeys(detach_keys)
             with _RawTerminal(attached and plan.spec.tty and plan.spec.interactive) as raw:
                 while sel.get_map():
                     for key, _ in sel.select():
@@ -91,6 +92,7 @@ def run(plan: child.LaunchPlan, mapping: IdMapping) -> int | None:
                                     os.write(master, b"\x04")  # EOF for the line discipline
                             elif detach.feed(data, master):
                                 ch.send("detach")
+                                detached = True
                                 return None
                             continue
                         msg, fds = ch.recv()
@@ -113,7 +115,7 @@ def run(plan: child.LaunchPlan, mapping: IdMapping) -> int | None:
                             print(f"rootless: warning: {msg['message']}", file=sys.stderr, flush=True)
         finally:
             ch.close()
-            if attached or error is not None:
+            if (attached and not detached) or error is not None:
                 code = userns.reap(keeper)
     finally:
         fwd.restore()
@@ -131,7 +133,8 @@ class _DetachKeys:
         self.keys = keys
         self.pending = b""
 
-    def feed(self, data: bytes, master: int) -> bool:
+    def feed(self, data: bytes, master: int | None, sink=None) -> bool:
+        """Pass ``data`` on (to ``master``, or ``sink.write``); True when the keys were typed."""
         out = b""
         for b in data:
             ch = bytes([b])
@@ -143,7 +146,10 @@ class _DetachKeys:
             out += self.pending + ch
             self.pending = b""
         if out:
-            _write_all(master, out)
+            if sink is not None:
+                sink.write(out)
+            else:
+                _write_all(master, out)
         return False
 
 

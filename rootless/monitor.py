@@ -37,8 +37,8 @@ class Stdio:
             err_r, self.err_w = os.pipe()
             self.fds = {"stdout": out_r, "stderr": err_r}
             self._child = [self.out_w, self.err_w]
-        if interactive and not attached:
-            # Detached with -i: stdin stays open (nothing writes yet) instead of reading EOF.
+        if interactive and not attached and not tty:
+            # Detached with -i: stdin stays open (for `attach`) instead of reading EOF.
             self.stdin_r, self.stdin_w = os.pipe()
             self._child.append(self.stdin_r)
 
@@ -70,12 +70,48 @@ class Stdio:
                 self.fds = {"stdout": self.master}
 
 
-def supervise(stdio: Stdio, ch: Channel, log_path: str) -> None:
-    """Relay output until the container's last writer is gone."""
+# The attach socket speaks SOCK_SEQPACKET datagrams whose first byte says what they carry.
+ATTACH_SOCKET = "attach.sock"
+OUT, ERR = b"o", b"e"  # keeper -> client: output of the container
+IN, WINSIZE, CLOSE_STDIN = b"i", b"w", b"c"  # client -> keeper
+
+
+def _short(directory: str, name: str, use) -> None:
+    """Socket paths are limited to 108 bytes: reach ``directory`` through a short fd path."""
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        use(f"/proc/self/fd/{fd}/{name}")
+    finally:
+        os.close(fd)
+
+
+def listen(directory: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    _short(directory, ATTACH_SOCKET, sock.bind)
+    sock.listen(8)
+    return sock
+
+
+def connect(directory: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        _short(directory, ATTACH_SOCKET, sock.connect)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def supervise(stdio: Stdio, ch: Channel, log_path: str, attach_sock: socket.socket | None, watch) -> None:
+    """Relay output until the container's last writer is gone; meanwhile let ``watch`` (an
+    ``exitwatch.ExitWatch`` or None) handle PID 1's stops, woken by SIGCHLD."""
+    import signal
+
     from rootless.logs import LogWriter
 
     log = LogWriter(log_path)
     terminal = {"stdout": 1, "stderr": 2} if stdio.attached else {}
+    clients: list[socket.socket] = []
     sel = selectors.DefaultSelector()
     for name, fd in stdio.fds.items():
         sel.register(fd, selectors.EVENT_READ, name)
@@ -83,15 +119,40 @@ def supervise(stdio: Stdio, ch: Channel, log_path: str) -> None:
         sel.register(ch.fileno(), selectors.EVENT_READ, None)
         if stdio.master >= 0:
             ch.send("tty", fds=[stdio.master])  # the CLI writes input and sets the window size
+    if attach_sock is not None:
+        sel.register(attach_sock, selectors.EVENT_READ, "listen")
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.signal(signal.SIGCHLD, lambda _s, _f: None)
+    signal.set_wakeup_fd(wake_w)
+    sel.register(wake_r, selectors.EVENT_READ, "sigchld")
     open_outputs = len(stdio.fds)
     try:
         while open_outputs:
-            for key, _ in sel.select():
+            events = sel.select(watch.timeout() if watch else None)
+            if watch:
+                watch.tick()
+            for key, _ in events:
+                if key.data == "sigchld":
+                    while _read(wake_r):
+                        pass
+                    continue
                 if key.data is None:  # a message from the attached CLI, or its end
                     msg, _fds = ch.recv()
                     if msg is None or msg["type"] == "detach":
                         sel.unregister(key.fileobj)
                         terminal = {}
+                    continue
+                if key.data == "listen":
+                    client, _ = attach_sock.accept()
+                    client.setblocking(False)
+                    clients.append(client)
+                    sel.register(client, selectors.EVENT_READ, "client")
+                    continue
+                if key.data == "client":
+                    if not _from_client(key.fileobj, stdio):
+                        sel.unregister(key.fileobj)
+                        clients.remove(key.fileobj)
+                        key.fileobj.close()
                     continue
                 data = _read(key.fileobj)
                 if not data:
@@ -101,14 +162,59 @@ def supervise(stdio: Stdio, ch: Channel, log_path: str) -> None:
                 log.write(key.data, data)
                 if key.data in terminal and not _write(terminal[key.data], data):
                     terminal = {}
+                _broadcast(clients, sel, (OUT if key.data == "stdout" else ERR) + data)
     finally:
+        signal.set_wakeup_fd(-1)
+        os.close(wake_r)
+        os.close(wake_w)
         log.close()
         sel.close()
+        for c in clients:
+            c.close()
+
+
+def _from_client(client: socket.socket, stdio: Stdio) -> bool:
+    """Input, window size or end of input from an attached client; False when it is gone."""
+    try:
+        msg = client.recv(65537)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    if not msg:
+        return False
+    kind, data = msg[:1], msg[1:]
+    target = stdio.master if stdio.master >= 0 else stdio.stdin_w
+    if kind == IN and target >= 0:
+        _write(target, data)
+    elif kind == WINSIZE and stdio.master >= 0:
+        import fcntl
+        import termios
+        try:
+            fcntl.ioctl(stdio.master, termios.TIOCSWINSZ, data[:8])
+        except OSError:
+            pass
+    elif kind == CLOSE_STDIN and stdio.stdin_w >= 0:
+        os.close(stdio.stdin_w)
+        stdio.stdin_w = -1
+    return True
+
+
+def _broadcast(clients: list, sel, msg: bytes) -> None:
+    for c in list(clients):
+        try:
+            c.send(msg)
+        except OSError:  # gone, or too slow to keep up: detach it
+            sel.unregister(c)
+            clients.remove(c)
+            c.close()
 
 
 def _read(fd: int) -> bytes:
     try:
         return os.read(fd, 65536)
+    except BlockingIOError:
+        return b""
     except OSError as e:
         if e.errno == errno.EIO:  # the pty's last slave closed
             return b""

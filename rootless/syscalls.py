@@ -68,5 +68,23 @@ def umount2(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), flags), f"umount {target}")
 
 
+PTRACE_CONT = 7
+PTRACE_DETACH = 17
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_LISTEN = 0x4208
+PTRACE_O_TRACEEXIT = 0x40
+PTRACE_EVENT_EXIT = 6
+PTRACE_EVENT_STOP = 128
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+_libc.ptrace.restype = ctypes.c_long
+
+
+def ptrace(request: int, pid: int, addr: int = 0, data: int = 0) -> None:
+    if _libc.ptrace(request, pid, addr, data) == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"ptrace: {os.strerror(err)}")
+
+
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(SYS_pivot_root, _b(new_root), _b(put_old)), "pivot_root")

@@ -3,7 +3,7 @@
 
 Usage::
 
-    python scripts/bench.py [--runs N | --quick] [--json FILE]
+    python scripts/bench.py [--runs N | --quick] [--only run|lifecycle] [--json FILE]
 
 Run it as a normal, unprivileged user: the point is rootless containers.
 Everything happens in one temporary directory that is removed at the end
@@ -40,6 +40,34 @@ into phases from the marks ``rootless`` records (CLOCK_MONOTONIC, see
 start and imports) and after ``done`` (interpreter exit) is not observable
 from the inside; it is reported as the wall time minus ``main -> done``.
 
+A second group, the container life cycle (``--only lifecycle``; both groups run
+by default), measures what a container costs once it outlives a command:
+
+``keeper rss``
+    VmRSS (with RssAnon, RssFile, RssShmem and, when readable, the PSS) from
+    ``/proc/KEEPER/status`` of the keepers of 3 idle detached
+    ``busybox sleep 300`` containers, read 1 s after they all run (target: at
+    most 15 MB; MB here is 10^6 bytes). The RSS of the container process
+    (PID 1, ``sleep``) is reported beside it for context. With podman, the
+    same for conmon, the supervisor it starts per container.
+``run -d + stop``
+    ``rootless run -d --name bN --network none busybox sleep 300`` followed by
+    ``rootless stop -t 0 bN``: the sum of both commands' wall times, measured
+    per iteration (the ``rm`` after it is not timed); the same with podman.
+``ps -a 500``
+    ``rootless ps -a`` with 500 containers in the store (target: under
+    300 ms): one made by ``rootless create``, 499 more records written with the
+    project's own ``rootless.state.create`` (``rootless create`` one by one
+    would take some 20 s), with that container's image, layers, command and
+    environment.
+``exec``
+    ``rootless exec NAME true`` in a running detached container; with podman
+    ``podman exec ID true`` (target: at most half of podman's time).
+
+Every container made is removed (``rm -f``, then the keepers and podman
+containers left by an interruption are killed) and the temporary directory
+is removed, also when a command fails or the run is interrupted.
+
 The script exits 0 even when a target is missed (it measures, it does not
 test) and non-zero only when something failed to run.
 """
@@ -70,6 +98,16 @@ TIMEOUT = 120  # seconds for any single command
 
 CLI_TARGET_MS = 120.0
 PODMAN_RATIO_TARGET = 0.5
+
+GROUPS = ("run", "lifecycle")
+KEEPER_RSS_TARGET_MB = 15.0
+PS_TARGET_MS = 300.0
+EXEC_RATIO_TARGET = 0.5
+PS_CONTAINERS = 500
+RSS_CONTAINERS = 3
+RSS_SETTLE = 1.0  # seconds the detached containers idle before their memory is read
+RUNNING_TIMEOUT = 30.0  # seconds for a detached container to be recorded running
+SLEEPER = ["sleep", "300"]
 
 PODMAN_IMAGE = "localhost/busybox:latest"
 PODMAN_CONF = """\
@@ -219,6 +257,16 @@ class Podman:
 
     def run_argv(self) -> list[str]:
         return self.argv + ["run", "--rm", "--network", "none", PODMAN_IMAGE, "true"]
+
+    def run_detached_argv(self, name: str | None = None) -> list[str]:
+        named = ["--name", name] if name else []
+        return self.argv + ["run", "-d", *named, "--network", "none", PODMAN_IMAGE, *SLEEPER]
+
+    def remove_all_containers(self) -> None:
+        """``rm -f`` every container of this private storage (only ours are in it)."""
+        subprocess.run(self.argv + ["rm", "--all", "--force", "--time", "0"], env=self.env,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=TIMEOUT, check=False)
 
     def cleanup(self) -> None:
         """Remove podman's storage (files of subordinate uids) and stop its pause process.
@@ -374,6 +422,303 @@ def breakdown(walls: list[float], marks: list[dict[str, float]]) -> dict:
 
 
 # --------------------------------------------------------------------------
+# Lifecycle
+# --------------------------------------------------------------------------
+
+
+def pid_start(pid: int) -> str:
+    """The start time of ``pid`` (field 22 of /proc/PID/stat), "" when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return ""
+    return fields[19] if len(fields) > 19 else ""
+
+
+def memory_kb(pid: int) -> dict[str, int | None]:
+    """VmRSS, RssAnon, RssFile, RssShmem (kB) of ``pid``, and its Pss when readable."""
+    wanted = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
+    found: dict[str, int | None] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in wanted:
+                    found[key] = int(value.split()[0])
+    except (OSError, ValueError, IndexError) as e:
+        raise BenchError(f"cannot read the memory of pid {pid}: {e}") from None
+    if "VmRSS" not in found:
+        raise BenchError(f"pid {pid} has no VmRSS (is it a zombie?)")
+    found["Pss"] = None
+    try:  # needs ptrace read access: may be refused
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    found["Pss"] = int(line.split()[1])
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return found
+
+
+def kb_to_mb(kb: float) -> float:
+    return kb * 1024 / 1e6
+
+
+def repo_modules():
+    """``rootless.paths``, ``rootless.spec`` and ``rootless.state`` of this repository."""
+    root = os.path.dirname(HERE)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from rootless import paths, spec, state
+    return paths, spec, state
+
+
+class Lifecycle:
+    """Detached containers in the private rootless store (and podman's), and their removal."""
+
+    def __init__(self, rootless: list[str], env: dict[str, str], pm: Podman | None):
+        self.rootless = rootless
+        self.env = env
+        self.pm = pm
+        self.root = env["ROOTLESS_ROOT"]
+        self.containers = os.path.join(self.root, "containers")
+
+    def rl(self, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+        return run_checked(self.rootless + list(args), self.env, capture)
+
+    def pm_cmd(self, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+        return run_checked(self.pm.argv + list(args), self.pm.env, capture)
+
+    def record(self, cid: str) -> dict | None:
+        try:
+            with open(os.path.join(self.containers, cid, "container.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def records(self) -> list[dict]:
+        try:
+            ids = [d for d in os.listdir(self.containers) if not d.startswith(".")]
+        except OSError:
+            return []
+        return [r for r in map(self.record, ids) if isinstance(r, dict)]
+
+    def run_detached(self, name: str) -> str:
+        """``run -d``; the container's id."""
+        cp = self.rl("run", "-d", "--name", name, "--network", "none", "busybox", *SLEEPER,
+                     capture=True)
+        return cp.stdout.decode().strip()
+
+    def wait_running(self, cid: str) -> dict:
+        """The record once it says running with a live keeper and container process."""
+        deadline = time.monotonic() + RUNNING_TIMEOUT
+        while True:
+            rec = self.record(cid) or {}
+            st = rec.get("state", {})
+            if st.get("status") == "running" and st.get("keeper") and st.get("pid"):
+                if process_alive(st["keeper"]) and process_alive(st["pid"]):
+                    return rec
+            elif st.get("status") not in (None, "created", "running"):
+                raise BenchError(f"container {cid[:12]} is {st.get('status')}: "
+                                 f"{st.get('error') or 'exit code ' + str(st.get('exit_code'))}")
+            if time.monotonic() >= deadline:
+                raise BenchError(f"container {cid[:12]} not running after {RUNNING_TIMEOUT:.0f} s")
+            time.sleep(0.01)
+
+    def cleanup(self) -> None:
+        """Remove every container that still runs; kill whatever an interruption left behind."""
+        if self.pm:
+            self.pm.remove_all_containers()
+        running = [r for r in self.records() if r.get("state", {}).get("status") == "running"]
+        if running:
+            subprocess.run(self.rootless + ["rm", "-f"] + [r["id"] for r in running], env=self.env,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=TIMEOUT, check=False)
+        for rec in running:  # the keeper takes its container along (PR_SET_PDEATHSIG)
+            st = rec["state"]
+            for pid, start in ((st.get("keeper"), st.get("keeper_start")), (st.get("pid"), st.get("pid_start"))):
+                if pid and start and pid_start(pid) == start:
+                    kill_quietly(pid)
+        self.kill_strays()
+
+    def kill_strays(self) -> None:
+        """Kill any process still working on this store: a keeper whose start an
+        interruption cut short before its record said running, or a CLI."""
+        needle = b"ROOTLESS_ROOT=" + self.root.encode()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    environ = f.read().split(b"\0")
+            except OSError:
+                continue
+            if needle in environ:
+                kill_quietly(int(entry))
+
+
+def kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def measure_keeper_rss(lc: Lifecycle) -> tuple[dict[str, list[float]], dict, list[str], list[str]]:
+    """Start the idle detached containers (left running, for exec) and read their memory."""
+    names = [f"rss{i}" for i in range(RSS_CONTAINERS)]
+    recs = [lc.wait_running(lc.run_detached(name)) for name in names]
+    pm_ids = []
+    if lc.pm:
+        pm_ids = [run_checked(lc.pm.run_detached_argv(), lc.pm.env, capture=True)
+                  .stdout.decode().strip() for _ in names]
+    time.sleep(RSS_SETTLE)
+    keepers = [memory_kb(r["state"]["keeper"]) for r in recs]
+    ctrs = [memory_kb(r["state"]["pid"]) for r in recs]
+    samples = {"keeper rss (MB)": [kb_to_mb(m["VmRSS"]) for m in keepers],
+               "container rss (MB)": [kb_to_mb(m["VmRSS"]) for m in ctrs]}
+    detail: dict = {"keeper_kb": keepers, "container_kb": ctrs}
+    if lc.pm:
+        conmons = []
+        for pid_text in (lc.pm_cmd("inspect", "-f", "{{.State.ConmonPid}}", cid, capture=True)
+                         .stdout.decode().strip() for cid in pm_ids):
+            if not pid_text.isdigit() or int(pid_text) == 0:
+                raise BenchError(f"podman inspect gave no conmon pid ({pid_text!r})")
+            conmons.append(memory_kb(int(pid_text)))
+        samples["conmon rss (MB)"] = [kb_to_mb(m["VmRSS"]) for m in conmons]
+        detail["conmon_kb"] = conmons
+    return samples, detail, names, pm_ids
+
+
+def measure_run_stop(start, stop, remove, env: dict[str, str], runs: int) -> dict[str, list[float]]:
+    """Per iteration: ``start(name)`` then ``stop(name)`` timed, ``remove(name)`` not."""
+    out: dict[str, list[float]] = {"total": [], "run -d": [], "stop": []}
+    for i in range(WARMUP + runs):
+        name = f"b{i}"
+        t0 = time.perf_counter()
+        run_checked(start(name), env)
+        t1 = time.perf_counter()
+        run_checked(stop(name), env)
+        t2 = time.perf_counter()
+        run_checked(remove(name), env)
+        if i >= WARMUP:
+            out["total"].append((t2 - t0) * 1000.0)
+            out["run -d"].append((t1 - t0) * 1000.0)
+            out["stop"].append((t2 - t1) * 1000.0)
+    return out
+
+
+def fill_store(lc: Lifecycle, count: int) -> list[str]:
+    """``count`` containers in the store: one from ``rootless create``, the rest written with
+    ``rootless.state.create`` from its image, layers and command. The ids written."""
+    paths_mod, spec_mod, state_mod = repo_modules()
+    ref = lc.record(lc.rl("create", "--name", "ps000", "busybox", "true", capture=True)
+                    .stdout.decode().strip())
+    if not ref:
+        raise BenchError("rootless create wrote no readable record")
+    rs = ref["spec"]
+    paths = paths_mod.Paths(root=lc.root, runroot=os.path.join(lc.env["XDG_RUNTIME_DIR"], "rootless"))
+    method = ref.get("rootfs_method") or "kernel"
+    written = []
+    for i in range(1, count):
+        cid = os.urandom(32).hex()
+        env = tuple(f"HOSTNAME={cid[:12]}" if e.startswith("HOSTNAME=") else e for e in rs["env"])
+        cspec = spec_mod.ContainerSpec(
+            id=cid, name=f"ps{i:03d}", image_id=rs["image_id"], image_name=rs["image_name"],
+            layers=tuple(rs["layers"]), argv=tuple(rs["argv"]), env=env, user=rs.get("user", ""),
+            workdir=rs.get("workdir", "/"), hostname=cid[:12])
+        state_mod.create(paths, cspec, method, generated_name=False)
+        written.append(cid)
+    return written
+
+
+def bench_lifecycle(lc: Lifecycle, runs: int) -> dict:
+    """The lifecycle figures; containers are removed as it goes (lc.cleanup() for the rest)."""
+    samples, detail, names, pm_ids = measure_keeper_rss(lc)
+
+    samples["rootless exec (ms)"] = measure(lc.rootless + ["exec", names[0], "true"], runs, lc.env)
+    if lc.pm:
+        samples["podman exec (ms)"] = measure(lc.pm.argv + ["exec", pm_ids[0], "true"], runs,
+                                              lc.pm.env)
+    lc.rl("rm", "-f", *names)
+    if lc.pm:
+        lc.pm_cmd("rm", "-f", "-t", "0", *pm_ids)
+
+    rl = lc.rootless
+    rs = measure_run_stop(
+        lambda n: rl + ["run", "-d", "--name", n, "--network", "none", "busybox", *SLEEPER],
+        lambda n: rl + ["stop", "-t", "0", n], lambda n: rl + ["rm", "-f", n], lc.env, runs)
+    samples["rootless run -d + stop (ms)"] = rs["total"]
+    detail["rootless run -d + stop"] = {"run -d": rs["run -d"], "stop": rs["stop"]}
+    if lc.pm:
+        pm = lc.pm
+        ps = measure_run_stop(pm.run_detached_argv, lambda n: pm.argv + ["stop", "-t", "0", n],
+                              lambda n: pm.argv + ["rm", "-f", "-t", "0", n], pm.env, runs)
+        samples["podman run -d + stop (ms)"] = ps["total"]
+        detail["podman run -d + stop"] = {"run -d": ps["run -d"], "stop": ps["stop"]}
+
+    written = fill_store(lc, PS_CONTAINERS)
+    try:
+        listed = lc.rl("ps", "-aq", capture=True).stdout.decode().split()
+        if len(listed) != PS_CONTAINERS:
+            raise BenchError(f"rootless ps -aq lists {len(listed)} containers, "
+                             f"{PS_CONTAINERS} are in the store")
+        samples[f"ps -a {PS_CONTAINERS} (ms)"] = measure(rl + ["ps", "-a"], runs, lc.env)
+    finally:
+        for cid in written:  # plain files of ours (never started): no user namespace needed
+            shutil.rmtree(os.path.join(lc.containers, cid), ignore_errors=True)
+    lc.rl("rm", "ps000")
+
+    order = ["keeper rss (MB)", "conmon rss (MB)", "container rss (MB)",
+             "rootless run -d + stop (ms)", "podman run -d + stop (ms)",
+             f"ps -a {PS_CONTAINERS} (ms)", "rootless exec (ms)", "podman exec (ms)"]
+    samples = {k: samples[k] for k in order if k in samples}
+    results = {name: stats(s) for name, s in samples.items()}
+    return {"results": results, "samples": samples, "detail": summarize_detail(detail),
+            "targets": lifecycle_targets(results), "containers": {"rss": RSS_CONTAINERS,
+                                                                 "ps": PS_CONTAINERS}}
+
+
+def summarize_detail(detail: dict) -> dict:
+    """Medians (MB) of each memory figure, the raw kB readings, and the run -d / stop split (ms)."""
+    out: dict = {"raw": detail}
+    for key in ("keeper_kb", "container_kb", "conmon_kb"):
+        if key not in detail:
+            continue
+        fields = {}
+        for field in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "Pss"):
+            values = [m.get(field) for m in detail[key]]
+            known = [v for v in values if v is not None]
+            fields[field] = kb_to_mb(statistics.median(known)) if len(known) == len(values) else None
+        out[key.removesuffix("_kb") + " (MB medians)"] = fields
+    for key in ("rootless run -d + stop", "podman run -d + stop"):
+        if key in detail:
+            out[key + " (ms medians)"] = {k: statistics.median(v) for k, v in detail[key].items()}
+    return out
+
+
+def lifecycle_targets(results: dict) -> dict:
+    keeper = results["keeper rss (MB)"]["median"]
+    out = {"keeper rss (MB)": {"value": keeper, "target": KEEPER_RSS_TARGET_MB,
+                               "pass": keeper <= KEEPER_RSS_TARGET_MB}}
+    if "conmon rss (MB)" in results:
+        out["keeper rss / conmon rss"] = {"value": keeper / results["conmon rss (MB)"]["median"]}
+    if "podman exec (ms)" in results:
+        value = results["rootless exec (ms)"]["median"] / results["podman exec (ms)"]["median"]
+        out["rootless exec / podman exec"] = {"value": value, "target": EXEC_RATIO_TARGET,
+                                              "pass": value <= EXEC_RATIO_TARGET}
+    if "podman run -d + stop (ms)" in results:
+        out["run -d + stop: rootless / podman"] = {
+            "value": results["rootless run -d + stop (ms)"]["median"]
+            / results["podman run -d + stop (ms)"]["median"]}
+    ps = results[f"ps -a {PS_CONTAINERS} (ms)"]["median"]
+    out[f"ps -a {PS_CONTAINERS} (ms)"] = {"value": ps, "target": PS_TARGET_MS, "pass": ps < PS_TARGET_MS}
+    return out
+
+
+# --------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------
 
@@ -399,13 +744,20 @@ def ratios(results: dict) -> dict:
     return out
 
 
-def report(facts: dict, results: dict, podman_note: str, rat: dict, bd: dict) -> None:
+def report_host(facts: dict) -> None:
     print("host")
     for key in ("kernel", "cpus", "cpu", "python", "podman", "overlay"):
         if facts.get(key) is not None:
             print(f"  {key + ':':9} {facts[key]}")
     print()
 
+
+def report(facts: dict, results: dict, podman_note: str, rat: dict, bd: dict) -> None:
+    report_host(facts)
+    report_run(results, podman_note, rat, bd)
+
+
+def report_run(results: dict, podman_note: str, rat: dict, bd: dict) -> None:
     print(f"{'measurement':<14} {'median':>8} {'p10':>8} {'p90':>8} {'min':>8} {'max':>8} {'runs':>5}   (ms)")
     for name, s in results.items():
         print(f"{name:<14} {s['median']:8.1f} {s['p10']:8.1f} {s['p90']:8.1f} "
@@ -439,6 +791,50 @@ def report(facts: dict, results: dict, podman_note: str, rat: dict, bd: dict) ->
     print(f"  {'main -> done':<18} {fmt_ms(bd['main_to_done']):>7}  total inside the CLI")
 
 
+def report_lifecycle(lc: dict, podman_note: str) -> None:
+    results, detail, targets = lc["results"], lc["detail"], lc["targets"]
+    print(f"{'lifecycle':<28} {'median':>8} {'p10':>8} {'p90':>8} {'min':>8} {'max':>8} {'runs':>5}")
+    for name, s in results.items():
+        print(f"{name:<28} {s['median']:8.1f} {s['p10']:8.1f} {s['p90']:8.1f} "
+              f"{s['min']:8.1f} {s['max']:8.1f} {s['runs']:5d}")
+    if podman_note:
+        print(f"podman: unavailable ({podman_note})")
+    n = lc["containers"]["rss"]
+    for who, key in (("keeper", "keeper (MB medians)"), ("container PID 1", "container (MB medians)"),
+                     ("conmon", "conmon (MB medians)")):
+        m = detail.get(key)
+        if m:
+            parts = "".join(f"{sep}{label} {fmt_ms(m.get(field))}" for sep, label, field in (
+                (" = ", "anon", "RssAnon"), (" + ", "file", "RssFile"), (" + ", "shmem", "RssShmem"),
+                (", ", "PSS", "Pss")) if m.get(field) is not None)
+            print(f"  {who} (median of {n}): VmRSS {m['VmRSS']:.1f} MB{parts}")
+    for who in ("rootless", "podman"):
+        m = detail.get(f"{who} run -d + stop (ms medians)")
+        if m:
+            print(f"  {who} run -d + stop: run -d {m['run -d']:.1f} ms + stop {m['stop']:.1f} ms (medians)")
+    print()
+
+    print("lifecycle ratios")
+    k = targets["keeper rss (MB)"]
+    print(f"  keeper rss                   {k['value']:6.1f}   target <= {k['target']:.0f} MB   "
+          f"{verdict(k['pass'])}")
+    kc = targets.get("keeper rss / conmon rss")
+    print(f"  keeper rss / conmon rss      {kc['value']:6.2f}" if kc
+          else "  keeper rss / conmon rss         n/a   (no podman)")
+    ex = targets.get("rootless exec / podman exec")
+    if ex:
+        print(f"  rootless exec / podman exec  {ex['value']:6.2f}   target <= {ex['target']:.2f}  "
+              f"{verdict(ex['pass'])}")
+    else:
+        print("  rootless exec / podman exec     n/a   (no podman)")
+    rs = targets.get("run -d + stop: rootless / podman")
+    print(f"  run -d + stop / podman       {rs['value']:6.2f}" if rs
+          else "  run -d + stop / podman          n/a   (no podman)")
+    ps = targets[f"ps -a {PS_CONTAINERS} (ms)"]
+    print(f"  ps -a with {PS_CONTAINERS} containers    {ps['value']:6.1f}   target <  "
+          f"{ps['target']:.0f} ms  {verdict(ps['pass'])}")
+
+
 # --------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------
@@ -450,6 +846,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"measured runs per figure, after {WARMUP} warm-ups (default {DEFAULT_RUNS})")
     parser.add_argument("--quick", action="store_true", help=f"same as --runs {QUICK_RUNS}")
     parser.add_argument("--json", metavar="FILE", help="also write all figures as JSON to FILE")
+    parser.add_argument("--only", choices=GROUPS,
+                        help="measure one group: run (rootless run --rm against the floor and podman) "
+                             "or lifecycle (keeper memory, run -d + stop, ps -a, exec); default both")
     args = parser.parse_args(argv)
     if args.quick:
         args.runs = QUICK_RUNS
@@ -458,12 +857,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def bench(tmp: str, runs: int) -> dict:
-    """Set everything up under ``tmp``, measure, and return all figures."""
+def bench(tmp: str, runs: int, groups: tuple[str, ...] = GROUPS) -> dict:
+    """Set everything up under ``tmp``, measure the groups, and return all figures."""
     rootless = [rootless_exe()]
     images = build_images(os.path.join(tmp, "images"))
     image_tar = images["busybox.tar"]
-    rootfs = extract_rootfs(images["busybox-rootfs.tar"], os.path.join(tmp, "rootfs"))
 
     env = rootless_env(os.path.join(tmp, "rl"))
     empty_env = rootless_env(os.path.join(tmp, "rl-empty"))
@@ -471,35 +869,58 @@ def bench(tmp: str, runs: int) -> dict:
     facts = host_facts(rootless, env)
 
     pm, podman_note = setup_podman(tmp, image_tar)
+    lc = Lifecycle(rootless, env, pm)
+    figures = {"host": facts, "runs": runs, "warmup": WARMUP, "groups": list(groups),
+               "podman_unavailable": podman_note or None}
     try:
-        run_argv = rootless + ["run", "--rm", "--network", "none", "busybox", "true"]
-        plain_env = dict(os.environ)
-        plain_env.pop("ROOTLESS_TIMING", None)
-        samples = {
-            "floor": measure([find_tool("unshare"), "-Urmpf", "--mount-proc",
-                              find_tool("chroot"), rootfs, "/bin/true"], runs, plain_env),
-            "python": measure([sys.executable, "-c", "pass"], runs, plain_env),
-            "cli startup": measure(rootless + ["images", "-q"], runs, empty_env),
-            "rootless run": measure(run_argv, runs, env),
-        }
-        if pm:
-            samples["podman run"] = measure(pm.run_argv(), runs, pm.env)
-
-        timing_file = os.path.join(tmp, "timing.jsonl")
-        walls = measure(run_argv, runs, dict(env, ROOTLESS_TIMING=timing_file))
-        bd = breakdown(walls, read_marks(timing_file, runs))
+        if "run" in groups:
+            rootfs = extract_rootfs(images["busybox-rootfs.tar"], os.path.join(tmp, "rootfs"))
+            figures.update(bench_run(rootless, env, empty_env, rootfs, pm, tmp, runs))
+        if "lifecycle" in groups:
+            figures["lifecycle"] = bench_lifecycle(lc, runs)
     finally:
+        cleanup(rootless, lc, pm, (env, empty_env))
+    return figures
+
+
+def cleanup(rootless: list[str], lc: Lifecycle, pm: Podman | None,
+            envs: tuple[dict[str, str], ...]) -> None:
+    """Containers, podman's storage and the stores; a Ctrl-C does not cut it short."""
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        lc.cleanup()
         if pm:
             pm.cleanup()
-        for e in (env, empty_env):
+        for e in envs:
             subprocess.run(rootless + ["system", "reset", "-f"], env=e, stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=TIMEOUT,
                            check=False)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def bench_run(rootless: list[str], env: dict[str, str], empty_env: dict[str, str], rootfs: str,
+              pm: Podman | None, tmp: str, runs: int) -> dict:
+    """The ``rootless run --rm`` group: the floor, the references, the run and its breakdown."""
+    run_argv = rootless + ["run", "--rm", "--network", "none", "busybox", "true"]
+    plain_env = dict(os.environ)
+    plain_env.pop("ROOTLESS_TIMING", None)
+    samples = {
+        "floor": measure([find_tool("unshare"), "-Urmpf", "--mount-proc",
+                          find_tool("chroot"), rootfs, "/bin/true"], runs, plain_env),
+        "python": measure([sys.executable, "-c", "pass"], runs, plain_env),
+        "cli startup": measure(rootless + ["images", "-q"], runs, empty_env),
+        "rootless run": measure(run_argv, runs, env),
+    }
+    if pm:
+        samples["podman run"] = measure(pm.run_argv(), runs, pm.env)
+
+    timing_file = os.path.join(tmp, "timing.jsonl")
+    walls = measure(run_argv, runs, dict(env, ROOTLESS_TIMING=timing_file))
+    bd = breakdown(walls, read_marks(timing_file, runs))
 
     results = {name: stats(s) for name, s in samples.items()}
-    return {"host": facts, "runs": runs, "warmup": WARMUP, "results": results,
-            "samples": samples, "podman_unavailable": podman_note or None,
-            "ratios": ratios(results), "breakdown": bd}
+    return {"results": results, "samples": samples, "ratios": ratios(results), "breakdown": bd}
 
 
 def remove_tree(path: str) -> None:
@@ -521,7 +942,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tmp = tempfile.mkdtemp(prefix="rootless-bench.")
     try:
-        figures = bench(tmp, args.runs)
+        figures = bench(tmp, args.runs, (args.only,) if args.only else GROUPS)
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 1
@@ -530,8 +951,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         remove_tree(tmp)
-    report(figures["host"], figures["results"], figures["podman_unavailable"] or "",
-           figures["ratios"], figures["breakdown"])
+    podman_note = figures["podman_unavailable"] or ""
+    report_host(figures["host"])
+    if "results" in figures:
+        report_run(figures["results"], podman_note, figures["ratios"], figures["breakdown"])
+    if "lifecycle" in figures:
+        if "results" in figures:
+            print()
+        report_lifecycle(figures["lifecycle"], podman_note)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2, sort_keys=True)

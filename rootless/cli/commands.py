@@ -71,11 +71,13 @@ def run(ctx,
         name: str = Opt(("--name",), None, "Name the container."),
         network: str = Opt(("--network", "--net"), "none", "none | host"),
         init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
-        detach: bool = Opt(("-d", "--detach"), False, "Run in the background and print the container ID.")):
+        detach: bool = Opt(("-d", "--detach"), False, "Run in the background and print the container ID."),
+        detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach from a -it session.")):
     """Run a command in a new container."""
-    from rootless import containers
+    from rootless import attach, containers
     result = containers.run(ctx, _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user,
-                                              entrypoint, hostname, name, network, init), detach)
+                                              entrypoint, hostname, name, network, init), detach,
+                            attach.parse_detach_keys(detach_keys))
     if detach:
         print(result)
         return 0
@@ -90,7 +92,7 @@ def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, u
                       network=network, init=init, rm=rm, interactive=interactive, tty=tty)
 
 
-@command("create", interspersed=False, params_of=run, without=("detach",))
+@command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))
 def create(ctx, **kw):
     """Create a new container without starting it."""
     from rootless import containers
@@ -265,6 +267,34 @@ def cp(ctx, src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST")):
         containers.copy_in(ctx, containers.lookup(ctx, dc), sp, dp)
 
 
+@command("attach")
+def attach(ctx, container: str = Arg(metavar="CONTAINER"),
+           no_stdin: bool = Opt(("--no-stdin",), False, "Do not attach stdin."),
+           detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach (the container keeps running)."),
+           sig_proxy: bool = Opt(("--sig-proxy",), True, "Accepted: signals are proxied without a tty.")):
+    """Attach to a running container's input and output."""
+    from rootless import attach as attachmod
+    from rootless import containers
+    rec = containers.lookup(ctx, container)
+    return attachmod.attach(ctx, rec, not no_stdin and bool(rec["spec"].get("interactive")),
+                            attachmod.parse_detach_keys(detach_keys)) or 0
+
+
+@command("mount")
+def mount(ctx, container: str = Arg(metavar="CONTAINER")):
+    """Print a path to a container's root filesystem (chroot-like access from the host)."""
+    from rootless import containers
+    print(containers.mount(ctx, containers.lookup(ctx, container)))
+
+
+@command("unmount")
+def unmount(ctx, container: str = Arg(metavar="CONTAINER")):
+    """Release what `rootless mount` holds for a stopped container."""
+    from rootless import containers
+    containers.unmount(ctx, containers.lookup(ctx, container))
+    print(container)
+
+
 @command("rename")
 def rename(ctx, container: str = Arg(metavar="CONTAINER"), new_name: str = Arg(metavar="NEW_NAME")):
     """Rename a container."""
@@ -363,8 +393,11 @@ def logs(ctx, container: str = Arg(metavar="CONTAINER"),
     n = None if tail in ("all", "-1") else (int(tail) if tail.isdigit() else None)
     if n is None and tail not in ("all", "-1"):
         raise UsageError(f"invalid --tail value {tail!r}")
-    since_ns = logmod.parse_since(since, now) if since else None
-    until_ns = logmod.parse_since(until, now) if until else None
+    try:
+        since_ns = logmod.parse_since(since, now) if since else None
+        until_ns = logmod.parse_since(until, now) if until else None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     path = ctx.paths.container_log(rec["id"])
     if follow:
         def running() -> bool:
@@ -373,6 +406,9 @@ def logs(ctx, container: str = Arg(metavar="CONTAINER"),
     else:
         entries = logmod.read(path, tail=n, since_ns=since_ns, until_ns=until_ns)
     logmod.render(entries, timestamps, sys.stdout.buffer, sys.stderr.buffer)
+    from rootless.views import DAEMON_HINT
+    if containers.lookup(ctx, rec["id"])["state"].get("error") == DAEMON_HINT:
+        print(f"rootless: hint: {DAEMON_HINT}", file=sys.stderr)
 
 
 # ---- system ----------------------------------------------------------------------------------

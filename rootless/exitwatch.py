@@ -1,0 +1,92 @@
+"""Did the container's PID 1 leave processes behind when it exited?
+
+A daemon that forks into the background and exits ends the container at once
+(its children die with the pid namespace). To say so, the keeper watches PID 1
+during its first second with ``PTRACE_SEIZE`` + ``PTRACE_O_TRACEEXIT``: at the
+exit stop, before the kernel kills the rest of the namespace, PID 1's
+children are still listed in ``/proc``. Every other stop is passed through
+(signals re-delivered, group stops kept), and after the first second the
+keeper detaches. Where ptrace is not allowed the watch is simply off.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from rootless import syscalls
+
+WINDOW = 1.0  # seconds
+
+
+class ExitWatch:
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.start = time.monotonic()
+        self.active = False
+        self.detaching = False
+        self.left_children = False
+        self.final_status: int | None = None  # set if a wait here reaped PID 1 itself
+        try:
+            syscalls.ptrace(syscalls.PTRACE_SEIZE, pid, 0, syscalls.PTRACE_O_TRACEEXIT)
+            self.active = True
+        except OSError:
+            pass
+
+    def timeout(self) -> float | None:
+        """How long the keeper may sleep before ``tick`` must run."""
+        if not self.active or self.detaching:
+            return None
+        return max(0.0, self.start + WINDOW - time.monotonic())
+
+    def tick(self) -> None:
+        """Handle pending stops of PID 1; after the window, detach."""
+        if not self.active:
+            return
+        if not self.detaching and time.monotonic() - self.start >= WINDOW:
+            self.detaching = True
+            try:
+                syscalls.ptrace(syscalls.PTRACE_INTERRUPT, self.pid)
+            except OSError:
+                self.active = False
+                return
+        while self.active:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG | 0x40000000)  # __WALL
+            except ChildProcessError:
+                self.active = False
+                return
+            if pid == 0:
+                return
+            if not os.WIFSTOPPED(status):
+                self.final_status = status
+                self.active = False
+                return
+            self._stopped(status)
+
+    def _stopped(self, status: int) -> None:
+        event, sig = status >> 16, os.WSTOPSIG(status)
+        try:
+            if event == syscalls.PTRACE_EVENT_EXIT:
+                self.left_children = self._has_children() and time.monotonic() - self.start < WINDOW
+                self._detach()
+            elif event == syscalls.PTRACE_EVENT_STOP:
+                if self.detaching:
+                    self._detach()
+                else:
+                    syscalls.ptrace(syscalls.PTRACE_LISTEN, self.pid)
+            else:  # a signal on its way to PID 1: deliver it
+                syscalls.ptrace(syscalls.PTRACE_CONT, self.pid, 0, sig)
+        except OSError:
+            self.active = False
+
+    def _detach(self) -> None:
+        syscalls.ptrace(syscalls.PTRACE_DETACH, self.pid)
+        self.active = False
+
+    def _has_children(self) -> bool:
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
+                return bool(f.read().split())
+        except OSError:
+            return False
