@@ -286,12 +286,17 @@ def container_config_from_spec(spec_json: dict, base_config: dict) -> dict:
         base_config = base_config.get("config") or {}
     out = copy.deepcopy(base_config or {})
     argv = list(spec_json.get("argv") or [])
-    entrypoint = list(out.get("Entrypoint") or [])
-    if entrypoint and argv[:len(entrypoint)] == entrypoint:
-        cmd = argv[len(entrypoint):]
+    entrypoint = spec_json.get("entrypoint")
+    if entrypoint is None:  # a record without it: infer from the base image
+        entrypoint = list(out.get("Entrypoint") or [])
+        if argv[:len(entrypoint)] != entrypoint:
+            entrypoint = []
+    entrypoint = list(entrypoint)
+    cmd = argv[len(entrypoint):]
+    if entrypoint:
+        out["Entrypoint"] = entrypoint
     else:
         out.pop("Entrypoint", None)
-        cmd = argv
     _put(out, "Cmd", cmd)
     _put(out, "Env", [e for e in spec_json.get("env") or [] if not e.startswith("HOSTNAME=")])
     _put(out, "User", spec_json.get("user") or "")

@@ -40,8 +40,10 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
 # container ends (--rm); ``single_uid``: the user namespace maps one uid, no other user to switch to;
 # ``attached``: a CLI waits and shows the output (else the keeper detaches from the terminal);
 # ``paths``: the store, where the keeper records the container's state and writes its log.
-LaunchPlan = namedtuple("LaunchPlan", "spec rootfs mounts run_dir paths remove_dirs winsize single_uid attached",
-                        defaults=((), None, False, True))
+# ``stdin``: an attached CLI gives its stdin (run -i, start -a -i); else stdin waits for `attach`.
+LaunchPlan = namedtuple("LaunchPlan",
+                        "spec rootfs mounts run_dir paths remove_dirs winsize single_uid attached stdin",
+                        defaults=((), None, False, True, True))
 
 
 class Step:
@@ -83,7 +85,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             attach_sock = monitor.listen(plan.run_dir)
             Step.at("unshare the pid namespace")
             syscalls.unshare(syscalls.CLONE_NEWPID)
-            stdio = monitor.Stdio(spec.tty, spec.interactive, plan.attached)
+            stdio = monitor.Stdio(spec.tty, spec.interactive, plan.attached, plan.attached and plan.stdin)
             pid = os.fork()
             if pid == 0:
                 _container_entry(plan, ch, stdio)

@@ -113,7 +113,7 @@ def create(ctx, opts) -> dict:
     raise RootlessError("could not generate a unique container name")  # pragma: no cover
 
 
-def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11") -> int | None:
+def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdin: bool = True) -> int | None:
     """Start a created or exited container; attached: its exit code; detached: None once running."""
     from rootless import launcher, timing
     if is_running(rec):
@@ -122,7 +122,7 @@ def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11") -> i
         unmount(ctx, rec)  # one writer of the writable layer at a time
     if ctx.mapping.warning:
         ctx.warn(ctx.mapping.warning)
-    plan = _launch_plan(ctx, rec, attached)
+    plan = _launch_plan(ctx, rec, attached)._replace(stdin=stdin)
     timing.mark("launch")
     try:
         code = launcher.run(plan, ctx.mapping, detach_keys)

@@ -81,7 +81,7 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
             sel = selectors.DefaultSelector()
             sel.register(ch.fileno(), selectors.EVENT_READ, "channel")
             detach = _DetachKeys(detach_keys)
-            with _RawTerminal(attached and plan.spec.tty and plan.spec.interactive) as raw:
+            with _RawTerminal(attached and plan.spec.tty and plan.spec.interactive and plan.stdin) as raw:
                 while sel.get_map():
                     for key, _ in sel.select():
                         if key.data == "stdin":
@@ -102,7 +102,7 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
                                 sel.unregister(0)
                         elif msg["type"] == "tty" and fds:
                             master = fds[0]
-                            _start_input_relay(sel, master, plan.spec.interactive, raw)
+                            _start_input_relay(sel, master, plan.spec.interactive and plan.stdin, raw)
                         elif msg["type"] == "pid":
                             fwd.started(msg["pid"])
                             if not attached:
@@ -197,5 +197,6 @@ class _RawTerminal:
 
     def __exit__(self, *exc) -> None:
         if self.saved is not None:
-            termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
+            with contextlib.suppress(OSError):  # the terminal may be gone (closed window)
+                termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
             signal.signal(signal.SIGWINCH, signal.SIG_DFL)

@@ -21,7 +21,9 @@ from rootless.channel import Channel
 class Stdio:
     """The container's stdio, created by the keeper before it forks the container."""
 
-    def __init__(self, tty: bool, interactive: bool, attached: bool):
+    def __init__(self, tty: bool, interactive: bool, attached: bool, cli_stdin: bool):
+        """``attached``: a CLI shows the output; ``cli_stdin``: that CLI's stdin is the container's
+        (else, with -i, a pipe kept open for `attach`)."""
         self.tty = tty
         self.attached = attached
         self.master = -1
@@ -37,7 +39,7 @@ class Stdio:
             err_r, self.err_w = os.pipe()
             self.fds = {"stdout": out_r, "stderr": err_r}
             self._child = [self.out_w, self.err_w]
-        if interactive and not attached and not tty:
+        if interactive and not cli_stdin and not tty:
             # Detached with -i: stdin stays open (for `attach`) instead of reading EOF.
             self.stdin_r, self.stdin_w = os.pipe()
             self._child.append(self.stdin_r)

@@ -25,10 +25,12 @@ RunOptions = namedtuple(
 class ContainerSpec(namedtuple(
         "ContainerSpec",
         "id name image_id image_name layers argv env user workdir hostname "
-        "network init tty interactive remove labels stop_signal",
-        defaults=("none", False, False, False, False, None, "SIGTERM"))):
-    """What a container runs. ``layers``: diff ids, bottom first; ``env``: KEY=VALUE (HOME is
-    added from the user's passwd entry at start); ``labels``: a dict (None becomes {})."""
+        "network init tty interactive remove labels stop_signal entrypoint",
+        defaults=("none", False, False, False, False, None, "SIGTERM", None))):
+    """What a container runs. ``layers``: diff ids, bottom first; ``argv``: entrypoint + cmd;
+    ``entrypoint``: the part of argv that is the entrypoint (Docker's Config.Entrypoint; None when
+    unknown); ``env``: KEY=VALUE (HOME is added from the user's passwd entry at start);
+    ``labels``: a dict (None becomes {})."""
 
     __slots__ = ()
 
@@ -80,6 +82,13 @@ def merge_env(base: list[str], overrides: list[str]) -> list[str]:
     return [f"{k}={v}" for k, v in env.items()]
 
 
+def split_command(image_cfg: dict, command: tuple[str, ...], entrypoint: str | None) -> tuple[list, list]:
+    """(entrypoint, cmd) by Docker's rule: --entrypoint replaces the image's entrypoint and drops its CMD."""
+    if entrypoint is not None:
+        return ([entrypoint] if entrypoint else []), list(command)
+    return list(image_cfg.get("Entrypoint") or []), list(command) or list(image_cfg.get("Cmd") or [])
+
+
 def command_line(image_cfg: dict, command: tuple[str, ...], entrypoint: str | None) -> list[str]:
     """Docker's rule: --entrypoint replaces the image's entrypoint and drops its CMD."""
     if entrypoint is not None:
@@ -123,4 +132,5 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         interactive=opts.interactive, remove=opts.rm,
         labels=dict(cfg.get("Labels") or {}),
         stop_signal=cfg.get("StopSignal") or "SIGTERM",
+        entrypoint=tuple(split_command(cfg, opts.command, opts.entrypoint)[0]),
     )

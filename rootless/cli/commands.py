@@ -112,7 +112,7 @@ def start(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
     for ref in containers_:
         rec = containers.lookup(ctx, ref)
         if attach:
-            code = containers.start(ctx, rec, attached=True)
+            code = containers.start(ctx, rec, attached=True, stdin=interactive)
         elif not containers.is_running(rec):
             containers.start(ctx, rec, attached=False)
             print(ref)
