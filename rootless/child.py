@@ -331,17 +331,24 @@ def _best_effort(target: str, kind: str) -> None:
 
 
 
+def open_terminal(winsize: bytes | None) -> int:
+    """A pty from the container's own devpts (/dev/ptmx) as this session's terminal and stdio;
+    the master, for the caller to hand over and close."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    if winsize:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, winsize)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+    return master
+
+
 def _stdio(spec: ContainerSpec, stdio: monitor.Stdio, winsize: bytes | None) -> None:
     os.setsid()
     if spec.tty:
-        master, slave = os.openpty()  # /dev/ptmx -> the container's own devpts
-        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-        if winsize:
-            fcntl.ioctl(slave, termios.TIOCSWINSZ, winsize)
-        for fd in (0, 1, 2):
-            os.dup2(slave, fd)
-        if slave > 2:
-            os.close(slave)
+        master = open_terminal(winsize)
         stdio.send_master(master)  # the keeper logs the terminal's output
         os.close(master)
     stdio.connect_child(spec.interactive)

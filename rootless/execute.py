@@ -10,7 +10,6 @@ pty comes from the container's devpts and the CLI relays it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import selectors
 import signal
@@ -116,17 +115,8 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
 
 
 def _stdio(ch: Channel, tty: bool, interactive: bool, winsize: bytes | None) -> None:
-    import fcntl
-    import termios
     if tty:
-        master, slave = os.openpty()  # the container's /dev/ptmx
-        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-        if winsize:
-            fcntl.ioctl(slave, termios.TIOCSWINSZ, winsize)
-        for fd in (0, 1, 2):
-            os.dup2(slave, fd)
-        if slave > 2:
-            os.close(slave)
+        master = child.open_terminal(winsize)
         ch.send("tty", fds=[master])
         os.close(master)
     elif not interactive:
@@ -136,7 +126,7 @@ def _stdio(ch: Channel, tty: bool, interactive: bool, winsize: bytes | None) -> 
 
 
 def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool) -> int | None:
-    from rootless.launcher import _Forwarder, _RawTerminal, _write_all
+    from rootless.launcher import _Forwarder, _RawTerminal, _write_all, follow_window_size
     fwd = _Forwarder()
     fwd.install()
     master = -1
@@ -179,7 +169,7 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
                         if interactive:
                             sel.register(0, selectors.EVENT_READ, "stdin")
                         if raw.active:
-                            _follow_window_size(master)
+                            follow_window_size(master)
                     elif msg["type"] == "error":
                         error = msg
                     elif msg["type"] == "warning":
@@ -201,17 +191,3 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # EIO once the pty's last user is gone, EAGAIN when drained
         return b""
-
-
-def _follow_window_size(master: int) -> None:
-    import fcntl
-    import termios
-
-    from rootless.launcher import terminal_size
-
-    def winch(_s, _f):
-        size = terminal_size()
-        if size:
-            with contextlib.suppress(OSError):
-                fcntl.ioctl(master, termios.TIOCSWINSZ, size)
-    signal.signal(signal.SIGWINCH, winch)

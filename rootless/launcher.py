@@ -174,12 +174,17 @@ def _start_input_relay(sel: selectors.BaseSelector, master: int, interactive: bo
     if interactive:
         sel.register(0, selectors.EVENT_READ, "stdin")
     if raw.active:
-        def winch(_s, _f):
-            size = terminal_size()
-            if size:
-                with contextlib.suppress(OSError):
-                    fcntl.ioctl(master, termios.TIOCSWINSZ, size)
-        signal.signal(signal.SIGWINCH, winch)
+        follow_window_size(master)
+
+
+def follow_window_size(master: int) -> None:
+    """Give the pty the size of the CLI's terminal whenever that changes (SIGWINCH)."""
+    def winch(_s, _f):
+        size = terminal_size()
+        if size:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+    signal.signal(signal.SIGWINCH, winch)
 
 
 class _RawTerminal:

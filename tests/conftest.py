@@ -113,6 +113,24 @@ class Rootless:
         return found
 
 
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    """Poll ``predicate`` with a deadline (never a bare sleep as synchronisation); its value."""
+    import time
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def status(rl: Rootless, ref: str) -> str:
+    return rl("inspect", "-f", "{{.State.Status}}", ref).out.strip()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind(tmp_path_factory):
     """At the end of the session: no process, mount or runtime directory of the tests' stores remains."""

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.conftest import Rootless, rootless_argv
+from tests.conftest import Rootless, rootless_argv, status, wait_for
 
 pytestmark = pytest.mark.userns
 
@@ -22,22 +22,6 @@ pytestmark = pytest.mark.userns
 def bb(rl, images) -> Rootless:
     rl.load(images, "busybox")
     return rl
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def status(rl: Rootless, ref: str) -> str:
-    return rl("inspect", "-f", "{{.State.Status}}", ref).out.strip()
 
 
 class Terminal:

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.conftest import Result, Rootless, rootless_argv
+from tests.conftest import Result, Rootless, rootless_argv, status, wait_for
 
 pytestmark = pytest.mark.userns
 
@@ -48,22 +48,6 @@ def one(rl, images):
     rl.load(images, "layered")
     yield rl
     _remove_all(rl)
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def status(rl: Rootless, ref: str) -> str:
-    return rl("inspect", "-f", "{{.State.Status}}", ref).out.strip()
 
 
 def pid_of(rl: Rootless, ref: str) -> int:

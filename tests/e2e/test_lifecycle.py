@@ -6,11 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
-from tests.conftest import Rootless, rootless_argv
+from tests.conftest import Rootless, rootless_argv, status, wait_for
 
 pytestmark = pytest.mark.userns
 
@@ -21,24 +20,8 @@ def bb(rl, images) -> Rootless:
     return rl
 
 
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def inspect(rl: Rootless, ref: str) -> dict:
     return json.loads(rl("inspect", ref).out)[0]
-
-
-def status(rl: Rootless, ref: str) -> str:
-    return rl("inspect", "-f", "{{.State.Status}}", ref).out.strip()
 
 
 def test_run_detached_prints_the_id_and_keeps_running(bb):

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.conftest import Rootless, rootless_argv
+from tests.conftest import Rootless, rootless_argv, wait_for
 
 pytestmark = pytest.mark.userns
 
@@ -36,18 +36,6 @@ def layered(rl_method, images) -> Rootless:
 
 def sh(rl: Rootless, script: str, *flags: str, image: str = "busybox", expect: int | None = 0, **kw):
     return rl("run", "--rm", *flags, image, "sh", "-c", script, expect=expect, **kw)
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def running_pid(rl: Rootless) -> int:
