@@ -43,6 +43,15 @@ def open_namespaces(pid: int, only: tuple[int, ...] | None = None) -> list[tuple
     return fds
 
 
+def join(ns: list[tuple[int, int]]) -> None:
+    """Enter the namespaces opened by ``open_namespaces`` (in their order) as root of the first."""
+    for fd, flag in ns:
+        syscalls.setns(fd, flag)
+        os.close(fd)
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+
+
 def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: str | None,
         tty: bool, interactive: bool, detach: bool, single_uid: bool, winsize: bytes | None) -> int | None:
     if rec["state"].get("status") != "running":
@@ -52,26 +61,18 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
     ns = open_namespaces(rec["state"]["pid"])
     from rootless.spec import merge_env
     full_env = merge_env(list(spec.get("env", [])), env)
-    parent_end, child_end = Channel.pair()
-    helper = os.fork()
-    if helper == 0:
-        code = 125
-        try:
-            parent_end.close()
-            if detach:  # like Docker: the output of `exec -d` goes nowhere, the caller's pipes are let go
-                null = os.open("/dev/null", os.O_RDWR)
-                for fd in (0, 1, 2):
-                    os.dup2(null, fd)
-                os.close(null)
-                os.setsid()
-            code = _helper(ns, child_end, argv, full_env, user if user is not None else spec.get("user", ""),
-                           workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize)
-        except BaseException as e:  # noqa: BLE001 - it travels back to the CLI
-            child_end.send_error(e, child.Step.name)
-            code = getattr(e, "exit_code", 125)
-        finally:
-            os._exit(code)
-    child_end.close()
+
+    def helper_main(ch: Channel) -> int:
+        if detach:  # like Docker: the output of `exec -d` goes nowhere, the caller's pipes are let go
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+            os.setsid()
+        return _helper(ns, ch, argv, full_env, user if user is not None else spec.get("user", ""),
+                       workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize)
+
+    helper, parent_end = userns.fork_child(helper_main, "exec")
     for fd, _ in ns:
         os.close(fd)
     return _parent(helper, parent_end, tty, interactive, detach)
@@ -87,11 +88,7 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
 
     from rootless import proc, users  # noqa: F401
     child.Step.at("join the container's namespaces")
-    for fd, flag in ns:
-        syscalls.setns(fd, flag)
-        os.close(fd)
-    os.setresgid(0, 0, 0)
-    os.setresuid(0, 0, 0)
+    join(ns)
     pid = os.fork()
     if pid == 0:  # in the container's pid namespace now
         code = 125

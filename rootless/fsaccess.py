@@ -55,25 +55,15 @@ def _call_mounted(plan, view: str, writable: bool, fn, args):
 
 
 def _call_entered(pid: int, fn, args):
-    from rootless.execute import open_namespaces
+    from rootless.execute import join, open_namespaces
     ns = open_namespaces(pid, only=(syscalls.CLONE_NEWUSER, syscalls.CLONE_NEWNS))
-    parent_end, child_end = Channel.pair()
-    helper = os.fork()
-    if helper == 0:
-        code = 125
-        try:
-            parent_end.close()
-            for fd, flag in ns:
-                syscalls.setns(fd, flag)
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
-            child_end.send("result", value=fn("/", *args))
-            code = 0
-        except BaseException as e:  # noqa: BLE001 - it travels back
-            child_end.send_error(e, "enter the container")
-        finally:
-            os._exit(code)
-    child_end.close()
+
+    def inside(ch: Channel) -> int:
+        join(ns)
+        ch.send("result", value=fn("/", *args))
+        return 0
+
+    helper, parent_end = userns.fork_child(inside, "enter the container")
     for fd, _ in ns:
         os.close(fd)
     try:

@@ -33,26 +33,33 @@ def become_root(ch: Channel, mapping: idmap.IdMapping) -> None:
         os.setgroups([])
 
 
-def fork_into_userns(mapping: idmap.IdMapping, child: Callable[[Channel], int | None]) -> tuple[int, Channel]:
-    """Fork; in the child become root of a new user namespace and run ``child(channel)``.
-
-    The child's return value is its exit code; an exception travels back over the
-    channel as an error message. Returns the child's pid and the parent's end.
-    """
+def fork_child(child: Callable[[Channel], int | None], step: str) -> tuple[int, Channel]:
+    """Fork and run ``child(channel)`` in the child, whose return value is its exit code; an
+    exception travels back over the channel as an error (naming ``step``). The child's pid and
+    the parent's end of the channel."""
     parent_end, child_end = Channel.pair()
     pid = os.fork()
     if pid == 0:  # child
         code = 125
         try:
             parent_end.close()
-            become_root(child_end, mapping)
             code = child(child_end) or 0
         except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
-            child_end.send_error(e, "user namespace")
+            child_end.send_error(e, step)
             code = getattr(e, "exit_code", 125)
         finally:
             os._exit(code)
     child_end.close()
+    return pid, parent_end
+
+
+def fork_into_userns(mapping: idmap.IdMapping, child: Callable[[Channel], int | None]) -> tuple[int, Channel]:
+    """Fork; in the child become root of a new user namespace and run ``child(channel)``."""
+    def enter(ch: Channel) -> int | None:
+        become_root(ch, mapping)
+        return child(ch)
+
+    pid, parent_end = fork_child(enter, "user namespace")
     try:
         parent_end.expect("userns")
         from rootless import timing
