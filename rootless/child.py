@@ -77,6 +77,8 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             loopback.bring_up()
         Step.at(f"mount the root filesystem ({plan.rootfs.method})")
         os.makedirs(plan.rootfs.merged, exist_ok=True)
+        import prctl
+        prctl.set_child_subreaper(1)  # fuse-overlayfs daemonizes: it stays ours to reap
         mount_rootfs(plan.rootfs)
         try:
             # After the mount: fuse-overlayfs must not become PID 1 of the new pid namespace.
@@ -111,6 +113,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
                 error = DAEMON_HINT
         finally:
             unmount_rootfs(plan.rootfs)
+            _reap_helpers()
         return code
     except OSError as e:
         err = from_oserror(Step.name, e)
@@ -121,6 +124,18 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
         raise
     finally:
         _finish(plan, code, error)
+
+
+def _reap_helpers(timeout: float = 2.0) -> None:
+    """Wait for the helpers left to the keeper (fuse-overlayfs ends once unmounted): no zombie."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.005)
 
 
 def _detach_from_terminal() -> None:
