@@ -92,7 +92,9 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             if pid == 0:
                 _container_entry(plan, ch, stdio)
             stdio.connect_keeper()
-            # Only now: until PID 1 has handed over its pty, nothing here would resume its stops.
+            # Only now: until PID 1 has handed over its pty, nothing here would resume its stops;
+            # and only after SIGCHLD wakes the keeper, so that no stop goes unnoticed.
+            wakeup = monitor.Wakeup()
             watch = None if spec.init else exitwatch.ExitWatch(pid)
             start = _start_time(pid)
             state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
@@ -102,10 +104,9 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             _mark(ch, "forked")
             for sig in FORWARDED:
                 signal.signal(sig, lambda s, _f: _kill(pid, s))
-            monitor.supervise(stdio, ch, plan.paths.container_log(spec.id), attach_sock, watch)
-            while watch and watch.active:  # PID 1 may wait in its exit stop
-                watch.tick()
-                time.sleep(0.001)
+            monitor.supervise(stdio, ch, plan.paths.container_log(spec.id), attach_sock, watch, wakeup)
+            if watch:
+                watch.finish()  # PID 1 may wait in its exit stop
             status = watch.final_status if watch and watch.final_status is not None else _wait(pid)
             code = _code(status)
             _mark(ch, "exited")

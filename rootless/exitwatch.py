@@ -11,12 +11,14 @@ keeper detaches. Where ptrace is not allowed the watch is simply off.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
 from rootless import syscalls
 
 WINDOW = 1.0  # seconds
+POLL = 0.05
 
 
 class ExitWatch:
@@ -34,10 +36,13 @@ class ExitWatch:
             pass
 
     def timeout(self) -> float | None:
-        """How long the keeper may sleep before ``tick`` must run."""
-        if not self.active or self.detaching:
+        """How long the keeper may sleep before ``tick`` must run. While tracing, it also polls:
+        a stopped PID 1 must never wait on a wakeup that went astray."""
+        if not self.active:
             return None
-        return max(0.0, self.start + WINDOW - time.monotonic())
+        if self.detaching:
+            return POLL
+        return min(POLL, max(0.0, self.start + WINDOW - time.monotonic()))
 
     def tick(self) -> None:
         """Handle pending stops of PID 1; after the window, detach."""
@@ -65,6 +70,7 @@ class ExitWatch:
             self._stopped(status)
 
     def _stopped(self, status: int) -> None:
+        """Every stop reported here is resumed here, one way or another."""
         event, sig = status >> 16, os.WSTOPSIG(status)
         try:
             if event == syscalls.PTRACE_EVENT_EXIT:
@@ -78,11 +84,24 @@ class ExitWatch:
             else:  # a signal on its way to PID 1: deliver it
                 syscalls.ptrace(syscalls.PTRACE_CONT, self.pid, 0, sig)
         except OSError:
-            self.active = False
+            self._detach(sig if event == 0 else 0)
 
-    def _detach(self) -> None:
-        syscalls.ptrace(syscalls.PTRACE_DETACH, self.pid)
+    def _detach(self, sig: int = 0) -> None:
+        try:
+            syscalls.ptrace(syscalls.PTRACE_DETACH, self.pid, 0, sig)
+        except OSError as e:
+            if e.errno != errno.ESRCH:  # not stopped (yet): the next tick tries again
+                self.detaching = True
+                return
         self.active = False
+
+    def finish(self) -> None:
+        """After the container's output has ended: resume and release PID 1 until it is gone."""
+        self.detaching = True
+        while self.active:
+            self.tick()
+            if self.active:
+                time.sleep(0.001)
 
     def _has_children(self) -> bool:
         try:

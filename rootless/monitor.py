@@ -104,11 +104,30 @@ def connect(directory: str) -> socket.socket:
     return sock
 
 
-def supervise(stdio: Stdio, ch: Channel, log_path: str, attach_sock: socket.socket | None, watch) -> None:
+class Wakeup:
+    """SIGCHLD as a readable pipe for the keeper's selector."""
+
+    def __init__(self) -> None:
+        import signal
+        self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.signal(signal.SIGCHLD, lambda _s, _f: None)
+        signal.set_wakeup_fd(self.w)
+
+    def drain(self) -> None:
+        while _read(self.r):
+            pass
+
+    def close(self) -> None:
+        import signal
+        signal.set_wakeup_fd(-1)
+        os.close(self.r)
+        os.close(self.w)
+
+
+def supervise(stdio: Stdio, ch: Channel, log_path: str, attach_sock: socket.socket | None, watch,
+              wakeup: Wakeup) -> None:
     """Relay output until the container's last writer is gone; meanwhile let ``watch`` (an
     ``exitwatch.ExitWatch`` or None) handle PID 1's stops, woken by SIGCHLD."""
-    import signal
-
     from rootless.logs import LogWriter
 
     log = LogWriter(log_path)
@@ -123,10 +142,7 @@ def supervise(stdio: Stdio, ch: Channel, log_path: str, attach_sock: socket.sock
             ch.send("tty", fds=[stdio.master])  # the CLI writes input and sets the window size
     if attach_sock is not None:
         sel.register(attach_sock, selectors.EVENT_READ, "listen")
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.signal(signal.SIGCHLD, lambda _s, _f: None)
-    signal.set_wakeup_fd(wake_w)
-    sel.register(wake_r, selectors.EVENT_READ, "sigchld")
+    sel.register(wakeup.r, selectors.EVENT_READ, "sigchld")
     open_outputs = len(stdio.fds)
     try:
         while open_outputs:
@@ -135,8 +151,7 @@ def supervise(stdio: Stdio, ch: Channel, log_path: str, attach_sock: socket.sock
                 watch.tick()
             for key, _ in events:
                 if key.data == "sigchld":
-                    while _read(wake_r):
-                        pass
+                    wakeup.drain()
                     continue
                 if key.data is None:  # a message from the attached CLI, or its end
                     msg, _fds = ch.recv()
@@ -166,9 +181,7 @@ def supervise(stdio: Stdio, ch: Channel, log_path: str, attach_sock: socket.sock
                     terminal = {}
                 _broadcast(clients, sel, (OUT if key.data == "stdout" else ERR) + data)
     finally:
-        signal.set_wakeup_fd(-1)
-        os.close(wake_r)
-        os.close(wake_w)
+        wakeup.close()
         log.close()
         sel.close()
         for c in clients:
