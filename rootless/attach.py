@@ -37,7 +37,7 @@ def parse_detach_keys(spec: str) -> bytes:
 def attach(ctx, rec: dict, stdin: bool, detach_keys: bytes) -> int | None:
     """Relay until the container ends (its exit code) or the user detaches (None)."""
     from rootless import containers
-    from rootless.launcher import _DetachKeys, _Forwarder, _RawTerminal, _write_all, terminal_size
+    from rootless.launcher import DetachKeys, Forwarder, RawTerminal, terminal_size, write_all
     if not containers.is_running(rec):
         raise Conflict(f"you cannot attach to a stopped container {rec['id'][:12]}", "start it first", exit_code=1)
     tty = bool(rec["spec"].get("tty"))
@@ -45,7 +45,7 @@ def attach(ctx, rec: dict, stdin: bool, detach_keys: bytes) -> int | None:
         sock = monitor.connect(ctx.paths.run_dir(rec["id"]))
     except OSError as e:
         raise RootlessError(f"cannot attach to {rec['name']}: {e.strerror}") from None
-    fwd = _Forwarder()
+    fwd = Forwarder()
     if not tty:  # Docker's --sig-proxy: the CLI's signals go to the container
         fwd.install()
         fwd.started(rec["state"]["pid"])
@@ -53,15 +53,15 @@ def attach(ctx, rec: dict, stdin: bool, detach_keys: bytes) -> int | None:
     sel.register(sock, selectors.EVENT_READ, "sock")
     if stdin:
         sel.register(0, selectors.EVENT_READ, "stdin")
-    detach = _DetachKeys(detach_keys)
+    detach = DetachKeys(detach_keys)
 
-    class _Sender:  # what _DetachKeys writes to: the keeper, as input
+    class _Sender:  # what DetachKeys writes to: the keeper, as input
         @staticmethod
         def write(data: bytes) -> None:
             sock.send(monitor.IN + data)
 
     try:
-        with _RawTerminal(tty and stdin) as raw:
+        with RawTerminal(tty and stdin) as raw:
             if tty:
                 _send_size(sock, terminal_size())
                 if raw.active:
@@ -72,7 +72,7 @@ def attach(ctx, rec: dict, stdin: bool, detach_keys: bytes) -> int | None:
                         msg = sock.recv(65537)
                         if not msg:
                             return containers.wait(ctx, rec)["state"].get("exit_code", 0)
-                        _write_all(1 if msg[:1] == monitor.OUT else 2, msg[1:])
+                        write_all(1 if msg[:1] == monitor.OUT else 2, msg[1:])
                         continue
                     data = _read_stdin()
                     if data is None:

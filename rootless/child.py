@@ -103,7 +103,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             ch.send("pid", pid=pid, start=start)
             _mark(ch, "forked")
             for sig in FORWARDED:
-                signal.signal(sig, lambda s, _f: _kill(pid, s))
+                signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
             monitor.supervise(stdio, ch, plan.paths.container_log(spec.id), attach_sock, watch, wakeup)
             if watch:
                 watch.finish()  # PID 1 may wait in its exit stop
@@ -185,7 +185,7 @@ def _code(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def _kill(pid: int, sig: int) -> None:
+def kill_quietly(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
@@ -245,7 +245,7 @@ def container(plan: LaunchPlan, ch: Channel, stdio: monitor.Stdio) -> None:
     _mark(ch, "exec")
     if spec.init:
         _init_reaper(exe, spec, env, ch)
-    _exec(exe, spec.argv, env)
+    exec_command(exe, spec.argv, env)
 
 
 def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: Channel) -> dict[str, str]:
@@ -381,7 +381,7 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def _exec(exe: str, argv: tuple[str, ...], env: dict[str, str]) -> None:
+def exec_command(exe: str, argv: tuple[str, ...], env: dict[str, str]) -> None:
     _reset_signals()
     try:
         os.execve(exe, list(argv), env)
@@ -401,12 +401,12 @@ def _init_reaper(exe: str, spec: ContainerSpec, env: dict[str, str], ch: Channel
         if spec.tty:
             signal.signal(signal.SIGTTOU, signal.SIG_IGN)
             os.tcsetpgrp(0, os.getpid())
-        _exec(exe, spec.argv, env)
+        exec_command(exe, spec.argv, env)
     ch.close()
     import prctl
     prctl.set_name("rootless-init")
     prctl.set_proctitle("rootless-init")
     for sig in FORWARDED + (signal.SIGWINCH,):
-        signal.signal(sig, lambda s, _f: _kill(pid, s))
+        signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
     status = _wait(pid)
     os._exit(_code(status))

@@ -98,7 +98,7 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
             full_env = child.take_identity(user, env, workdir, single_uid, ch)
             from rootless import proc
             exe = proc.find_executable(argv[0], full_env.get("PATH", ""))
-            child._exec(exe, tuple(argv), full_env)
+            child.exec_command(exe, tuple(argv), full_env)
         except BaseException as e:  # noqa: BLE001
             ch.send_error(e, child.Step.name)
             code = getattr(e, "exit_code", 125)
@@ -106,7 +106,7 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
             os._exit(code)
     ch.send("pid", pid=pid)
     for sig in child.FORWARDED:
-        signal.signal(sig, lambda s, _f: child._kill(pid, s))
+        signal.signal(sig, lambda s, _f: child.kill_quietly(pid, s))
     _, status = os.waitpid(pid, 0)
     return userns.exit_code(status)
 
@@ -123,28 +123,28 @@ def _stdio(ch: Channel, tty: bool, interactive: bool, winsize: bytes | None) -> 
 
 
 def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool) -> int | None:
-    from rootless.launcher import _Forwarder, _RawTerminal, _write_all, follow_window_size
-    fwd = _Forwarder()
+    from rootless.launcher import Forwarder, RawTerminal, follow_window_size, write_all
+    fwd = Forwarder()
     fwd.install()
     master = -1
     error = None
     sel = selectors.DefaultSelector()
     sel.register(ch.fileno(), selectors.EVENT_READ, "channel")
     try:
-        with _RawTerminal(tty and interactive) as raw:
+        with RawTerminal(tty and interactive) as raw:
             while sel.get_map():
                 for key, _ in sel.select():
                     if key.data == "master":
                         data = _read(master)
                         if data:
-                            _write_all(1, data)
+                            write_all(1, data)
                         else:
                             sel.unregister(master)
                         continue
                     if key.data == "stdin":
                         data = _read(0)
                         if data:
-                            _write_all(master, data)
+                            write_all(master, data)
                         else:
                             sel.unregister(0)
                         continue
@@ -153,7 +153,7 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
                         if master >= 0:
                             os.set_blocking(master, False)
                             while data := _read(master):
-                                _write_all(1, data)
+                                write_all(1, data)
                         for k in list(sel.get_map().values()):
                             sel.unregister(k.fileobj)
                     elif msg["type"] == "pid":

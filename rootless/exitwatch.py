@@ -11,7 +11,6 @@ keeper detaches. Where ptrace is not allowed the watch is simply off.
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 
@@ -53,8 +52,7 @@ class ExitWatch:
             try:
                 syscalls.ptrace(syscalls.PTRACE_INTERRUPT, self.pid)
             except OSError:
-                self.active = False
-                return
+                pass  # exiting: its exit stop (or exit) comes through waitpid below
         while self.active:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG | 0x40000000)  # __WALL
@@ -87,12 +85,18 @@ class ExitWatch:
             self._detach(sig if event == 0 else 0)
 
     def _detach(self, sig: int = 0) -> None:
+        """Only a successful detach, or PID 1's exit seen by waitpid, ends the watch: ESRCH may
+        just mean "not stopped right now", and a traced PID 1 left alone could wait forever."""
         try:
             syscalls.ptrace(syscalls.PTRACE_DETACH, self.pid, 0, sig)
-        except OSError as e:
-            if e.errno != errno.ESRCH:  # not stopped (yet): the next tick tries again
-                self.detaching = True
-                return
+        except OSError:
+            self.detaching = True  # the next stop is detached
+            if sig:
+                try:  # do not lose the signal it was stopped for
+                    syscalls.ptrace(syscalls.PTRACE_CONT, self.pid, 0, sig)
+                except OSError:
+                    pass
+            return
         self.active = False
 
     def finish(self) -> None:

@@ -22,7 +22,7 @@ from rootless.errors import RootlessError
 from rootless.idmap import IdMapping
 
 
-class _Forwarder:
+class Forwarder:
     """Forward the CLI's signals to the container (queued until its pid is known)."""
 
     def __init__(self) -> None:
@@ -68,7 +68,7 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
     """Start the container; attached: wait and return its exit code; detached: return None once
     it runs. A failure to start raises RootlessError (with the container's exit code for 126/127)."""
     attached = plan.attached
-    fwd = _Forwarder()
+    fwd = Forwarder()
     if attached:
         fwd.install()
     master = -1
@@ -80,8 +80,8 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
         try:
             sel = selectors.DefaultSelector()
             sel.register(ch.fileno(), selectors.EVENT_READ, "channel")
-            detach = _DetachKeys(detach_keys)
-            with _RawTerminal(attached and plan.spec.tty and plan.spec.interactive and plan.stdin) as raw:
+            detach = DetachKeys(detach_keys)
+            with RawTerminal(attached and plan.spec.tty and plan.spec.interactive and plan.stdin) as raw:
                 while sel.get_map():
                     for key, _ in sel.select():
                         if key.data == "stdin":
@@ -126,7 +126,7 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
     return code
 
 
-class _DetachKeys:
+class DetachKeys:
     """Recognise the detach sequence in typed input; pass everything else to the container."""
 
     def __init__(self, keys: bytes):
@@ -149,7 +149,7 @@ class _DetachKeys:
             if sink is not None:
                 sink.write(out)
             else:
-                _write_all(master, out)
+                write_all(master, out)
         return False
 
 
@@ -161,7 +161,7 @@ def _read_stdin() -> bytes | None:
     return data or None
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         try:
@@ -170,7 +170,7 @@ def _write_all(fd: int, data: bytes) -> None:
             selectors.DefaultSelector().select(0.01)
 
 
-def _start_input_relay(sel: selectors.BaseSelector, master: int, interactive: bool, raw: _RawTerminal) -> None:
+def _start_input_relay(sel: selectors.BaseSelector, master: int, interactive: bool, raw: RawTerminal) -> None:
     if interactive:
         sel.register(0, selectors.EVENT_READ, "stdin")
     if raw.active:
@@ -187,14 +187,14 @@ def follow_window_size(master: int) -> None:
     signal.signal(signal.SIGWINCH, winch)
 
 
-class _RawTerminal:
+class RawTerminal:
     """Put the CLI's terminal in raw mode for an interactive tty session, and restore it."""
 
     def __init__(self, wanted: bool):
         self.active = wanted and os.isatty(0)
         self.saved = None
 
-    def __enter__(self) -> _RawTerminal:
+    def __enter__(self) -> RawTerminal:
         if self.active:
             self.saved = termios.tcgetattr(0)
             ttymod.setraw(0, termios.TCSANOW)  # keep what was typed ahead
