@@ -226,3 +226,19 @@ def test_a_wiped_runtime_dir_is_reconciled(bb):
     bb("start", "boot")
     assert status(bb, "boot") == "running"
     bb("rm", "-f", "boot")
+
+
+def test_stop_right_after_start_never_hangs(bb):
+    """The keeper watches PID 1's first second with ptrace: signals in that second must go through."""
+    def loop(prefix: str) -> subprocess.Popen:
+        script = "; ".join(
+            f'"$R" run -d --name {prefix}{i} busybox sleep 300 >/dev/null && "$R" stop -t 0 {prefix}{i} >/dev/null'
+            for i in range(8))
+        return subprocess.Popen(["sh", "-c", script], env=dict(bb.env, R=rootless_argv()[0]),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    loops = [loop(p) for p in "xyz"]
+    for p in loops:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    states = bb("ps", "-a", "--format", "{{.State}}").out.split()
+    assert states == ["exited"] * 24
