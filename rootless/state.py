@@ -67,21 +67,17 @@ def create(paths: Paths, spec: ContainerSpec, rootfs_method: str, generated_name
 
 
 def update_state(paths: Paths, cid: str, **changes) -> dict | None:
-    with locking.locked(paths.container_lock(cid)) if os.path.isdir(paths.container(cid)) else _null():
-        rec = _read(paths, cid)
-        if rec is None or rec.get("corrupt"):
-            return None
-        rec["state"].update(changes)
-        atomic.write_json(paths.container_record(cid), rec)
-        return rec
-
-
-class _null:
-    def __enter__(self):
+    """Change a container's state under its lock; None if the container is gone."""
+    try:
+        with locking.locked(paths.container_lock(cid)):
+            rec = _read(paths, cid)
+            if rec is None or rec.get("corrupt"):
+                return None
+            rec["state"].update(changes)
+            atomic.write_json(paths.container_record(cid), rec)
+            return rec
+    except FileNotFoundError:  # removed meanwhile (rm -f, --rm)
         return None
-
-    def __exit__(self, *a):
-        return False
 
 
 def lookup(paths: Paths, ref: str) -> dict:
