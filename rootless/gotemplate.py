@@ -419,10 +419,18 @@ def _len(v) -> int:
     raise _Err(f"len of type {_gotype(v)}")
 
 
+class Struct(dict):
+    """A dict that stands for a Go struct: a field it lacks is an error, not ``<no value>``."""
+
+    type_name = "struct"
+
+
 def _lookup(d: dict, key):
     try:
         return d[key]
     except KeyError:
+        if isinstance(d, Struct):
+            raise _Err(f"can't evaluate field {key} in type {d.type_name}") from None
         return _MISSING
 
 

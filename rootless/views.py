@@ -138,6 +138,21 @@ def top_rows(pid: int) -> list[list[str]]:
     return rows
 
 
+# In Docker's types these are maps (any key may be asked for); every other object is a struct.
+_MAPS = {"Labels", "ExposedPorts", "Volumes", "Ports", "Networks", "Data", "PortBindings"}
+
+
+def template_data(obj, name: str = ""):
+    """``obj`` for a Go template: structs where Docker has structs, so a mistyped field is an error."""
+    from rootless.gotemplate import Struct
+    if isinstance(obj, dict):
+        converted = {k: template_data(v, k) for k, v in obj.items()}
+        return converted if name in _MAPS else Struct(converted)
+    if isinstance(obj, list):
+        return [template_data(v) for v in obj]
+    return obj
+
+
 def inspect(rec: dict, paths) -> dict:
     """Docker-compatible ``inspect`` JSON of a container."""
     spec, st, cid = rec["spec"], rec["state"], rec["id"]

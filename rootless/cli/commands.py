@@ -335,8 +335,8 @@ def ps(ctx, all_: bool = Opt(("-a", "--all"), False, "Show all containers (defau
             print("\n".join(r["ID"] for r in rows))
         return
     if format_:
-        out = render.formatted(format_, rows, views.PS_HEADERS)
-        if out:
+        out = render.formatted(format_, [views.template_data(r) for r in rows], views.PS_HEADERS)
+        if rows or out:
             print(out)
         return
     print(render.table([views.PS_HEADERS[k] for k in views.PS_DEFAULT], [[r[k] for k in views.PS_DEFAULT] for r in rows]))
@@ -365,9 +365,9 @@ def inspect(ctx, objects: list[str] = Arg(metavar="NAME|ID..."),
         except RootlessError:
             errors.append(ref)
     if format_:
-        out = render.formatted(format_, found, {})
-        if out:
-            print(out)
+        out = render.formatted(format_, [views.template_data(f) for f in found], {})
+        if found:
+            print(out)  # one line per object, empty ones included (as Docker)
     else:
         import json
         print(json.dumps(found, indent=4))

@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
         code = e.exit_code
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:  # `rootless ps | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        code = 0
     except Exception as e:  # noqa: BLE001 - the boundary
         code = _other_error(e, EXIT_TOOL)
     _exit(code)

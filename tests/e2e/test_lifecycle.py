@@ -242,3 +242,15 @@ def test_stop_right_after_start_never_hangs(bb):
         assert p.returncode == 0, err
     states = bb("ps", "-a", "--format", "{{.State}}").out.split()
     assert states == ["exited"] * 24
+
+
+def test_format_errors_for_unknown_fields_and_quiet_broken_pipes(bb):
+    bb("run", "--name", "f1", "busybox", "true")
+    assert "can't evaluate field Nope" in bb("ps", "-a", "--format", "{{.Nope}}", expect=125).err
+    assert "can't evaluate field Nope" in bb("inspect", "-f", "{{.State.Nope}}", "f1", expect=125).err
+    assert bb("inspect", "-f", '{{index .Config.Labels "absent"}}', "f1").out == "\n"  # a map: empty, as Docker
+    for i in range(30):
+        bb("create", "--name", f"many{i}", "busybox", "true")
+    p = subprocess.run(["sh", "-c", '"$R" ps -a | head -1'], env=dict(bb.env, R=rootless_argv()[0]),
+                       capture_output=True, text=True, timeout=60)
+    assert "CONTAINER ID" in p.stdout and "internal error" not in p.stderr
