@@ -68,6 +68,8 @@ def attach(ctx, rec: dict, stdin: bool, detach_keys: bytes) -> int | None:
                     signal.signal(signal.SIGWINCH, lambda _s, _f: _send_size(sock, terminal_size()))
             while True:
                 for key, _ in sel.select():
+                    if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
+                        continue
                     if key.data == "sock":
                         msg = sock.recv(65537)
                         if not msg:

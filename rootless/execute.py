@@ -134,6 +134,8 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
         with RawTerminal(tty and interactive) as raw:
             while sel.get_map():
                 for key, _ in sel.select():
+                    if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
+                        continue
                     if key.data == "master":
                         data = _read(master)
                         if data:

@@ -84,6 +84,8 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
             with RawTerminal(attached and plan.spec.tty and plan.spec.interactive and plan.stdin) as raw:
                 while sel.get_map():
                     for key, _ in sel.select():
+                        if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
+                            continue
                         if key.data == "stdin":
                             data = _read_stdin()
                             if data is None:  # EOF

@@ -150,6 +150,8 @@ def supervise(stdio: Stdio, ch: Channel, log_path: str, attach_sock: socket.sock
             if watch:
                 watch.tick()
             for key, _ in events:
+                if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
+                    continue
                 if key.data == "sigchld":
                     wakeup.drain()
                     continue
