@@ -54,11 +54,14 @@ def pid_of(rl: Rootless, ref: str) -> int:
     return int(rl("inspect", "-f", "{{.State.Pid}}", ref).out)
 
 
-def sleeper(rl: Rootless, name: str, *flags: str, script: str | None = None) -> str:
+def sleeper(rl: Rootless, name: str, *flags: str, script: str | None = None, settle: bool = True) -> str:
     """A detached busybox container that stays up (``script`` first, then ``sleep 300`` as PID 1)."""
     args = ["sh", "-c", f"{script}; exec sleep 300"] if script else ["sleep", "300"]
     cid = rl("run", "-d", "--name", name, *flags, "busybox", *args).out.strip()
     wait_for(lambda: status(rl, name) == "running", what=f"{name} to run")
+    if script and settle:  # the script is done once PID 1 has become `sleep 300`
+        wait_for(lambda: rl("exec", name, "cat", "/proc/1/cmdline", expect=None).out.startswith("sleep"),
+                 what=f"{name}'s script")
     return cid
 
 
@@ -436,13 +439,14 @@ def test_export_of_a_running_container(one, tmp_path):
 def test_restart_gives_a_new_pid_1_and_keeps_files(bb):
     sleeper(bb, "again", script="echo x >> /count")
     old = pid_of(bb, "again")
-    assert bb("exec", "again", "cat", "/count").out == "x\n"
+    wait_for(lambda: bb("exec", "again", "cat", "/count", expect=None).out == "x\n", what="the first run's line")
     assert bb("restart", "-t", "0", "again").out == "again\n"
     assert status(bb, "again") == "running"
     new = pid_of(bb, "again")
     assert new and new != old
     assert not os.path.exists(f"/proc/{old}") or old == new
-    assert bb("exec", "again", "cat", "/count").out == "x\nx\n"  # the same writable layer, run again
+    # The same writable layer, run again: the script appends a second line.
+    wait_for(lambda: bb("exec", "again", "cat", "/count", expect=None).out == "x\nx\n", what="the second line")
     bb("stop", "-t", "0", "again")
     bb("restart", "-t", "0", "again")  # a stopped container is started
     assert status(bb, "again") == "running"
@@ -456,7 +460,7 @@ def rfc3339(ns: int) -> str:
 
 
 def test_logs_since_and_until(one):
-    sleeper(one, "talk", script="echo one; echo err-one >&2; while [ ! -e /go ]; do sleep 0.02; done; echo two")
+    sleeper(one, "talk", script="echo one; echo err-one >&2; while [ ! -e /go ]; do sleep 0.02; done; echo two", settle=False)
     wait_for(lambda: one("logs", "talk").out == "one\n", what="the first output")
     between = time.time_ns()
     stamps = one("logs", "-t", "talk").out.split()
