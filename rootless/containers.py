@@ -100,9 +100,11 @@ def create(ctx, opts) -> dict:
             raise UsageError(f"open {path}: {e.strerror.lower()}") from None
     method = ctx.overlay_method()
     image_name = engine.familiar_name(image)
-    for _attempt in range(5):
+    taken: set[str] = set()  # the store is scanned (under its lock) by state.create; again only on a clash
+    for attempt in range(5):
         cid = names.new_id()
-        taken = {r.get("name") for r in state.all_records(ctx.paths)} if not opts.name else set()
+        if attempt and not opts.name:
+            taken = {r.get("name") for r in state.all_records(ctx.paths)}
         name = opts.name or names.generate(taken)
         cspec = spec.build(opts, cid, name, image, image_config, image_name, dict(os.environ), env_texts)
         try:
