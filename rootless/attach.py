@@ -7,7 +7,6 @@ ctrl-p ctrl-q) leave the container running.
 
 from __future__ import annotations
 
-import os
 import selectors
 import signal
 import socket
@@ -37,7 +36,14 @@ def parse_detach_keys(spec: str) -> bytes:
 def attach(ctx, rec: dict, stdin: bool, detach_keys: bytes) -> int | None:
     """Relay until the container ends (its exit code) or the user detaches (None)."""
     from rootless import containers
-    from rootless.launcher import DetachKeys, Forwarder, RawTerminal, terminal_size, write_all
+    from rootless.launcher import (
+        DetachKeys,
+        Forwarder,
+        RawTerminal,
+        read_stdin,
+        terminal_size,
+        write_all,
+    )
     if not containers.is_running(rec):
         raise Conflict(f"you cannot attach to a stopped container {rec['id'][:12]}", "start it first", exit_code=1)
     tty = bool(rec["spec"].get("tty"))
@@ -76,7 +82,7 @@ def attach(ctx, rec: dict, stdin: bool, detach_keys: bytes) -> int | None:
                             return containers.wait(ctx, rec)["state"].get("exit_code", 0)
                         write_all(1 if msg[:1] == monitor.OUT else 2, msg[1:])
                         continue
-                    data = _read_stdin()
+                    data = read_stdin()
                     if data is None:
                         sel.unregister(0)
                         sock.send(monitor.CLOSE_STDIN)
@@ -93,10 +99,3 @@ def _send_size(sock: socket.socket, size: bytes | None) -> None:
             sock.send(monitor.WINSIZE + size)
         except OSError:
             pass
-
-
-def _read_stdin() -> bytes | None:
-    try:
-        return os.read(0, 65536) or None
-    except OSError:
-        return None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import array
 import json
-import os
 import socket
 
 from rootless.errors import RootlessError
@@ -78,11 +77,3 @@ class Channel:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def close_fds(fds: list[int]) -> None:
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass

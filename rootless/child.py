@@ -21,14 +21,13 @@ import time
 from collections import namedtuple
 
 from layers.overlay import mount_rootfs, unmount_rootfs
-from rootless import exitwatch, monitor, proc, rootfs, state, syscalls, timing, users
+from rootless import exitwatch, monitor, proc, rootfs, state, syscalls, timing, userns, users
 from rootless.atomic import read_text
 from rootless.channel import Channel
 from rootless.errors import CommandNotExecutable, CommandNotFound, RootlessError, from_oserror
 from rootless.mountplan import Op
 from rootless.spec import ContainerSpec
 from rootless.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
-from rootless.views import DAEMON_HINT
 
 # Docker's default capability set; every other capability leaves the bounding set.
 DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
@@ -108,10 +107,10 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             if watch:
                 watch.finish()  # PID 1 may wait in its exit stop
             status = watch.final_status if watch and watch.final_status is not None else _wait(pid)
-            code = _code(status)
+            code = userns.exit_code(status)
             _mark(ch, "exited")
             if code == 0 and watch and watch.left_children:
-                error = DAEMON_HINT
+                error = state.DAEMON_HINT
         finally:
             unmount_rootfs(plan.rootfs)
             _reap_helpers()
@@ -177,12 +176,6 @@ def _wait(pid: int) -> int:
         wpid, status = os.waitpid(-1, 0)
         if wpid == pid:
             return status
-
-
-def _code(status: int) -> int:
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.waitstatus_to_exitcode(status)
 
 
 def kill_quietly(pid: int, sig: int) -> None:
@@ -409,4 +402,4 @@ def _init_reaper(exe: str, spec: ContainerSpec, env: dict[str, str], ch: Channel
     for sig in FORWARDED + (signal.SIGWINCH,):
         signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
     status = _wait(pid)
-    os._exit(_code(status))
+    os._exit(userns.exit_code(status))

@@ -135,8 +135,17 @@ def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdi
     return code
 
 
-def _launch_plan(ctx, rec: dict, attached: bool):
+def rootfs_plan(ctx, rec: dict):
+    """Where a container's root filesystem comes from and goes (pure: nothing is written)."""
     from layers.overlay import RootfsPlan
+    cid = rec["id"]
+    return RootfsPlan(method=rec.get("rootfs_method", "kernel"),
+                      lowers=tuple(ctx.paths.layer(d) for d in reversed(rec["spec"]["layers"])),
+                      upper=ctx.paths.upper(cid), work=ctx.paths.work(cid), merged=ctx.paths.merged(cid),
+                      copy_dir=ctx.paths.copy_rootfs(cid))
+
+
+def _launch_plan(ctx, rec: dict, attached: bool):
     from netstack import etcfiles
     from rootless import child, launcher, mountplan
     from rootless.spec import ContainerSpec
@@ -145,12 +154,8 @@ def _launch_plan(ctx, rec: dict, attached: bool):
     run_dir = ctx.paths.run_dir(cid)
     os.makedirs(run_dir, 0o700, exist_ok=True)
     etc_files = etcfiles.write(run_dir, cspec.hostname, cspec.network)
-    rootfs = RootfsPlan(method=rec.get("rootfs_method", "kernel"),
-                        lowers=tuple(ctx.paths.layer(d) for d in reversed(cspec.layers)),
-                        upper=ctx.paths.upper(cid), work=ctx.paths.work(cid), merged=ctx.paths.merged(cid),
-                        copy_dir=ctx.paths.copy_rootfs(cid))
     return child.LaunchPlan(
-        spec=cspec, rootfs=rootfs,
+        spec=cspec, rootfs=rootfs_plan(ctx, rec),
         mounts=tuple(mountplan.plan(etc_files, own_netns=cspec.network != "host",
                                     pts_gid=5 if ctx.mapping.mode == "subid" else None)),
         run_dir=run_dir, paths=ctx.paths,
@@ -258,10 +263,8 @@ def restart(ctx, rec: dict, timeout: float | None) -> None:
 
 
 def rename(ctx, rec: dict, new_name: str) -> None:
-    from rootless import atomic, locking
-    from rootless.names import NAME_RE
-    if not NAME_RE.match(new_name):
-        raise UsageError(f"invalid container name {new_name!r}", "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    from rootless import atomic, locking, names
+    names.check(new_name)
     with locking.locked(ctx.paths.containers_lock):
         for other in state.all_records(ctx.paths):
             if other.get("name") == new_name and other["id"] != rec["id"]:
@@ -395,7 +398,7 @@ def mount(ctx, rec: dict) -> str:
     if _alive(holder, st.get("mounted_by_start", "")):
         return f"/proc/{holder}/root{ctx.paths.merged(rec['id'])}"
     from rootless import userns
-    plan = _launch_plan(ctx, rec, attached=False).rootfs
+    plan = rootfs_plan(ctx, rec)
     os.makedirs(plan.merged, exist_ok=True)
     pid, ch = userns.fork_into_userns(ctx.mapping, lambda c: _hold_mount(plan, c))
     try:

@@ -25,8 +25,8 @@ def call(ctx, rec: dict, fn, *args, writable: bool = False):
     """``fn(root, *args)`` with the container's root filesystem at ``root``; fn's JSON-able result."""
     if rec["state"].get("status") == "running":
         return _call_entered(rec["state"]["pid"], fn, args)
-    from rootless.containers import _launch_plan
-    plan = _launch_plan(ctx, rec, attached=False).rootfs
+    from rootless.containers import rootfs_plan
+    plan = rootfs_plan(ctx, rec)
     view = os.path.join(ctx.paths.run_dir(rec["id"]) + "-view")
     os.makedirs(view, 0o700, exist_ok=True)
     try:

@@ -87,7 +87,7 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
                         if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
                             continue
                         if key.data == "stdin":
-                            data = _read_stdin()
+                            data = read_stdin()
                             if data is None:  # EOF
                                 sel.unregister(0)
                                 with contextlib.suppress(OSError):
@@ -155,7 +155,8 @@ class DetachKeys:
         return False
 
 
-def _read_stdin() -> bytes | None:
+def read_stdin() -> bytes | None:
+    """A chunk of the CLI's stdin; None at its end."""
     try:
         data = os.read(0, 65536)
     except OSError:

@@ -19,6 +19,12 @@ _SCIENTISTS = (
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
+def check(name: str) -> None:
+    if not NAME_RE.match(name):
+        from rootless.errors import UsageError
+        raise UsageError(f"invalid container name {name!r}", "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+
+
 def new_id() -> str:
     return os.urandom(32).hex()
 

@@ -88,15 +88,6 @@ def run_all(argvs: list[list[str]], timeout: float = 10) -> None:
                 pass
 
 
-def spawn(argv: list[str], **kwargs) -> subprocess.Popen:
-    """Start a long-lived helper; the caller registers it for cleanup at once."""
-    import subprocess
-    try:
-        return subprocess.Popen(argv, **kwargs)
-    except FileNotFoundError:
-        raise HostError(f"{argv[0]} not found", f"install the package that provides {os.path.basename(argv[0])}") from None
-
-
 def find_executable(name: str, path: str) -> str:
     """``$PATH`` lookup inside the container, with Docker's messages and exit codes."""
     candidates = [name] if "/" in name else [os.path.join(d or ".", name) for d in path.split(":")]

@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import time
 
-from rootless import atomic, locking
-from rootless.errors import Conflict, ContainerNotFound, RootlessError, UsageError
-from rootless.names import NAME_RE
+from rootless import atomic, locking, names
+from rootless.errors import Conflict, ContainerNotFound, RootlessError
 from rootless.paths import Paths
 from rootless.spec import ContainerSpec
 
 RECORD_VERSION = 1
+# The error recorded when PID 1 exited 0 within a second leaving children (see rootless/exitwatch.py).
+DAEMON_HINT = ("the main process exited within a second and left processes behind: if it is a daemon "
+               "that forks into the background, run it in the foreground (for example nginx's `daemon off;`)")
 
 
 def now_iso() -> str:
@@ -43,8 +45,7 @@ def all_records(paths: Paths) -> list[dict]:
 
 def create(paths: Paths, spec: ContainerSpec, rootfs_method: str, generated_name: bool) -> dict:
     """Reserve the name and write the record; raises Conflict if the name is taken."""
-    if not NAME_RE.match(spec.name):
-        raise UsageError(f"invalid container name {spec.name!r}", "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    names.check(spec.name)
     rec = {
         "version": RECORD_VERSION, "id": spec.id, "name": spec.name, "created": now_iso(),
         "rootfs_method": rootfs_method, "spec": spec.to_json(),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
+from rootless import state
+
 ZERO_TIME = "0001-01-01T00:00:00Z"
-DAEMON_HINT = ("the main process exited within a second and left processes behind: if it is a daemon "
-               "that forks into the background, run it in the foreground (for example nginx's `daemon off;`)")
 
 
 def _since(iso: str, now: float) -> str:
@@ -22,7 +22,7 @@ def status_text(rec: dict, now: float | None = None) -> str:
     if st["status"] == "running":
         return f"Up {_since(st.get('started_at', ''), now)}"
     if st["status"] == "exited":
-        hint = " (it left processes behind: a daemon?)" if st.get("error") == DAEMON_HINT else ""
+        hint = " (it left processes behind: a daemon?)" if st.get("error") == state.DAEMON_HINT else ""
         return f"Exited ({st.get('exit_code', 0)}) {_since(st.get('finished_at', ''), now)} ago{hint}"
     return st["status"].capitalize()
 

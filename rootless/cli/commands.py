@@ -406,7 +406,7 @@ def logs(ctx, container: str = Arg(metavar="CONTAINER"),
     else:
         entries = logmod.read(path, tail=n, since_ns=since_ns, until_ns=until_ns)
     logmod.render(entries, timestamps, sys.stdout.buffer, sys.stderr.buffer)
-    from rootless.views import DAEMON_HINT
+    from rootless.state import DAEMON_HINT
     if containers.lookup(ctx, rec["id"])["state"].get("error") == DAEMON_HINT:
         print(f"rootless: hint: {DAEMON_HINT}", file=sys.stderr)
 
