@@ -10,9 +10,13 @@ HOST_RESOLV = "/etc/resolv.conf"
 HOST_HOSTS = "/etc/hosts"
 
 
-def hosts_text(hostname: str, network: str, host_hosts: str = "") -> str:
+def hosts_text(hostname: str, network: str, host_hosts: str = "", name: str = "", own_ip: str | None = None,
+               extra: tuple = ()) -> str:
+    """Docker's layout: localhost and the IPv6 names, then ``--add-host`` and link entries
+    (``extra``: (address, names) pairs), then the container's own address with its hostname
+    and name. ``own_ip`` None: no address of its own (``none``), 127.0.1.1 stands in."""
     if network == "host":
-        return host_hosts
+        return host_hosts + "".join(f"{ip}\t{names}\n" for ip, names in extra)
     lines = [
         "127.0.0.1\tlocalhost",
         "::1\tlocalhost ip6-localhost ip6-loopback",
@@ -20,33 +24,43 @@ def hosts_text(hostname: str, network: str, host_hosts: str = "") -> str:
         "ff00::0\tip6-mcastprefix",
         "ff02::1\tip6-allnodes",
         "ff02::2\tip6-allrouters",
-        f"127.0.1.1\t{hostname}",
     ]
+    lines += [f"{ip}\t{names}" for ip, names in extra]
+    own = " ".join(dict.fromkeys(n for n in (hostname, name) if n))
+    lines.append(f"{own_ip or '127.0.1.1'}\t{own}")
     return "\n".join(lines) + "\n"
 
 
-def resolv_text(host_resolv: str, network: str) -> str:
-    """Docker's rule: the host's file, without loopback name servers unless the network is the host's."""
-    if network == "host":
-        return host_resolv
+def resolv_text(host_resolv: str, network: str, dns: tuple = (), search: tuple = (), options: tuple = (),
+                resolver: str | None = None) -> str:
+    """Docker's rule: the host's file, without loopback name servers unless the network is the
+    host's; ``resolver`` (slirp4netns's built-in one) replaces the host's name servers; ``--dns``,
+    ``--dns-search`` (``.``: none) and ``--dns-option`` replace their kind of line."""
     out = []
     for line in host_resolv.splitlines():
         fields = line.split()
-        if fields[:1] == ["nameserver"] and len(fields) > 1 and (
-                fields[1].startswith("127.") or fields[1] == "::1"):
+        key = fields[0] if fields else ""
+        if key == "nameserver" and (dns or resolver or (network != "host" and len(fields) > 1 and (
+                fields[1].startswith("127.") or fields[1] == "::1"))):
+            continue
+        if key in ("search", "domain") and search:
+            continue
+        if key == "options" and options:
             continue
         out.append(line)
+    servers = list(dns) or ([resolver] if resolver else [])
+    out += [f"nameserver {s}" for s in servers]
+    if search and list(search) != ["."]:
+        out.append("search " + " ".join(search))
+    if options:
+        out.append("options " + " ".join(options))
+    if network == "host" and not (dns or search or options):
+        return host_resolv
     return "\n".join(out) + "\n"
 
 
-
-def write(directory: str, hostname: str, network: str) -> dict[str, str]:
-    """Write the three files into ``directory``; container path -> host path."""
-    files = {
-        "/etc/hostname": hostname + "\n",
-        "/etc/hosts": hosts_text(hostname, network, read_text(HOST_HOSTS)),
-        "/etc/resolv.conf": resolv_text(read_text(HOST_RESOLV), network),
-    }
+def write(directory: str, files: dict[str, str]) -> dict[str, str]:
+    """Write ``{container path: text}`` into ``directory``; container path -> host path."""
     out = {}
     for cpath, text in files.items():
         host = os.path.join(directory, os.path.basename(cpath))
@@ -54,3 +68,8 @@ def write(directory: str, hostname: str, network: str) -> dict[str, str]:
             f.write(text)
         out[cpath] = host
     return out
+
+
+def host_files() -> tuple[str, str]:
+    """The host's /etc/hosts and /etc/resolv.conf."""
+    return read_text(HOST_HOSTS), read_text(HOST_RESOLV)

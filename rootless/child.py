@@ -40,9 +40,10 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
 # ``attached``: a CLI waits and shows the output (else the keeper detaches from the terminal);
 # ``paths``: the store, where the keeper records the container's state and writes its log.
 # ``stdin``: an attached CLI gives its stdin (run -i, start -a -i); else stdin waits for `attach`.
+# ``net``: the network plan (rootless.network.NetPlan), with the published ports already bound.
 LaunchPlan = namedtuple("LaunchPlan",
-                        "spec rootfs mounts run_dir paths remove_dirs winsize single_uid attached stdin",
-                        defaults=((), None, False, True, True))
+                        "spec rootfs mounts run_dir paths remove_dirs winsize single_uid attached stdin net",
+                        defaults=((), None, False, True, True, None))
 
 
 class Step:
@@ -57,33 +58,56 @@ class Step:
 
 # ---- the keeper -----------------------------------------------------------------
 def sandbox(plan: LaunchPlan, ch: Channel) -> int:
-    spec = plan.spec
+    spec, net = plan.spec, plan.net
     os.setsid()  # the terminal's signals reach the CLI only; it forwards them
     if not plan.attached:
         _detach_from_terminal()
     code, error = 125, ""
+    helpers = Helpers()
     try:
+        if net.kind == "slirp4netns":
+            Step.at("fork the slirp4netns spawner")  # now: it must stay in the host's network namespace
+            from netstack.slirp import Slirp
+            helpers.slirp = Slirp(plan.run_dir)
         Step.at("unshare namespaces")
         flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWCGROUP
-        if spec.network != "host":
+        if net.kind in ("slirp4netns", "none"):
             flags |= syscalls.CLONE_NEWNET
         syscalls.unshare(flags)
+        if net.kind == "container":
+            Step.at("join the network namespace of the other container")
+            syscalls.setns(net.join_fds[1], syscalls.CLONE_NEWNET)
         Step.at("make / private")
         syscalls.mount(None, "/", None, MS_REC | syscalls.MS_PRIVATE)
-        if spec.network != "host":
+        if flags & syscalls.CLONE_NEWNET:
             Step.at("bring up lo")
             from netstack import loopback
             loopback.bring_up()
+        if helpers.slirp:
+            Step.at("start slirp4netns")
+            _start_slirp(helpers.slirp, net)
+        link_listeners = []
+        if net.links:
+            Step.at("set up the link namespace")
+            from netstack import links
+            link_listeners = links.setup(net.links)
         Step.at(f"mount the root filesystem ({plan.rootfs.method})")
         os.makedirs(plan.rootfs.merged, exist_ok=True)
         import prctl
         prctl.set_child_subreaper(1)  # fuse-overlayfs daemonizes: it stays ours to reap
         mount_rootfs(plan.rootfs)
         try:
-            # After the mount: fuse-overlayfs must not become PID 1 of the new pid namespace.
-            Step.at("unshare the pid namespace")
+            mac = ""
+            if helpers.slirp:
+                Step.at("wait for slirp4netns")
+                helpers.slirp.wait_ready()
+                mac = _slirp_ready(helpers.slirp, net)
+            if net.bound or net.door or link_listeners:
+                Step.at("start the port relay")
+                helpers.relay = _start_relay(plan, link_listeners)
             Step.at("listen on the attach socket")
             attach_sock = monitor.listen(plan.run_dir)
+            # After the mount: fuse-overlayfs must not become PID 1 of the new pid namespace.
             Step.at("unshare the pid namespace")
             syscalls.unshare(syscalls.CLONE_NEWPID)
             stdio = monitor.Stdio(spec.tty, spec.interactive, plan.attached, plan.attached and plan.stdin)
@@ -96,9 +120,11 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             wakeup = monitor.Wakeup()
             watch = None if spec.init else exitwatch.ExitWatch(pid)
             start = _start_time(pid)
+            from rootless import network
             state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
                                keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
-                               started_at=state.now_iso(), exit_code=0, error="")
+                               started_at=state.now_iso(), exit_code=0, error="",
+                               net=network.state_fields(net, mac))
             ch.send("pid", pid=pid, start=start)
             _mark(ch, "forked")
             for sig in FORWARDED:
@@ -112,7 +138,9 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             if code == 0 and watch and watch.left_children:
                 error = state.DAEMON_HINT
         finally:
+            helpers.stop_relay()
             unmount_rootfs(plan.rootfs)
+            helpers.stop_slirp()
             _reap_helpers()
         return code
     except OSError as e:
@@ -123,7 +151,96 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
         error = e.message
         raise
     finally:
+        helpers.stop_relay()
+        helpers.stop_slirp()
         _finish(plan, code, error)
+
+
+class Helpers:
+    """The keeper's network helpers, ended in reverse order of their start."""
+
+    def __init__(self):
+        self.slirp = None
+        self.relay = None  # (pid, stop fd)
+
+    def stop_relay(self) -> None:
+        if self.relay:
+            pid, stop = self.relay
+            self.relay = None
+            os.close(stop)  # the relay returns when its end of the pipe reads EOF
+            kill_quietly(pid, signal.SIGTERM)
+
+    def stop_slirp(self) -> None:
+        if self.slirp:
+            slirp, self.slirp = self.slirp, None
+            slirp.stop()
+
+
+def _start_slirp(proc, net) -> None:
+    from netstack import slirp
+    fds = proc.fds()
+    proc.start(slirp.argv(net.features, f"/proc/{os.getpid()}/ns/net", fds["ready"], fds["exit"], fds["api"],
+                          net.options, net.mac))
+
+
+def _slirp_ready(proc, net) -> str:
+    """slirp4netns is up: forward the ports it handles itself; the tap's MAC address."""
+    from netstack import netlink, slirp, slirp_api
+    if net.handler == "slirp4netns":
+        for b in net.bound:
+            Step.at(f"publish {b.host_ip}:{b.host_port}->{b.container_port}/{b.proto} with slirp4netns")
+            slirp_api.add_hostfwd(proc.run_dir, slirp.API_SOCKET, b.proto, b.host_ip, b.host_port,
+                                  b.container_port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ctl:
+        return netlink.hardware_address(ctl, slirp.TAP)
+
+
+def _start_relay(plan: LaunchPlan, link_listeners: list) -> tuple[int, int]:
+    """Fork the port relay (before the pid namespace: it must not become PID 1 there). It holds the
+    published ports, the link listeners and the door; the keeper keeps none of them."""
+    from netstack import relay
+    net = plan.net
+    door = relay.listen_door(plan.run_dir) if net.door else None
+    socks = [b.sock for b in net.bound if b.sock is not None] + [s for s, _d, _p in link_listeners]
+    if door:
+        socks.append(door)
+    stop_r, stop_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import prctl
+            prctl.set_pdeathsig(signal.SIGKILL)
+            prctl.set_name("rootless-relay")
+            _close_all_but({stop_r} | {s.fileno() for s in socks})
+            r = relay.Relay(net.target_ip)
+            for b in net.bound:
+                if b.sock is not None:
+                    r.publish(b.sock, b.proto, b.container_port)
+            for s, door_dir, port in link_listeners:
+                r.link(s, door_dir, port)
+            if door:
+                r.door(door)
+            r.run(stop_r)
+        finally:
+            os._exit(0)
+    os.close(stop_r)
+    for s in socks:
+        s.close()
+    return pid, stop_w
+
+
+def _close_all_but(keep: set[int]) -> None:
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    keep = keep | {0, 1, 2}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _reap_helpers(timeout: float = 2.0) -> None:
@@ -151,7 +268,7 @@ def _finish(plan: LaunchPlan, code: int, error: str) -> None:
     if not plan.spec.remove:
         try:
             state.update_state(plan.paths, plan.spec.id, status="exited", pid=0, exit_code=code, error=error,
-                               finished_at=state.now_iso(), keeper=0)
+                               finished_at=state.now_iso(), keeper=0, net={})
         except (OSError, RootlessError):
             pass
     _cleanup(plan)

@@ -98,6 +98,7 @@ def create(ctx, opts) -> dict:
                 env_texts[path] = f.read()
         except OSError as e:
             raise UsageError(f"open {path}: {e.strerror.lower()}") from None
+    opts = _resolve_network_refs(ctx, opts)
     method = ctx.overlay_method()
     image_name = engine.familiar_name(image)
     taken: set[str] = set()  # the store is scanned (under its lock) by state.create; again only on a clash
@@ -106,13 +107,47 @@ def create(ctx, opts) -> dict:
         if attempt and not opts.name:
             taken = {r.get("name") for r in state.all_records(ctx.paths)}
         name = opts.name or names.generate(taken)
-        cspec = spec.build(opts, cid, name, image, image_config, image_name, dict(os.environ), env_texts)
+        cspec = _shared_hostname(ctx, spec.build(opts, cid, name, image, image_config, image_name,
+                                                 dict(os.environ), env_texts))
         try:
             return state.create(ctx.paths, cspec, method, generated_name=not opts.name)
         except Conflict:
             if opts.name:
                 raise
     raise RootlessError("could not generate a unique container name")  # pragma: no cover
+
+
+def _resolve_network_refs(ctx, opts):
+    """``--link NAME`` and ``--network container:NAME`` name existing containers: keep their ids."""
+    from netstack import spec as netspec
+    links = []
+    for text in opts.links:
+        link = netspec.parse_link(text)
+        try:
+            target = lookup(ctx, link.name)
+        except RootlessError:
+            raise UsageError(f"could not get container for {link.name}", "--link names an existing container") from None
+        links.append(f"{target['id']}:{link.alias}")
+    network = opts.network
+    mode = netspec.parse_network(network)
+    if mode.kind == "container":
+        try:
+            target = lookup(ctx, mode.container)
+        except RootlessError:
+            raise UsageError(f"no such container: {mode.container}",
+                             "--network container:NAME names an existing container") from None
+        network = f"container:{target['id']}"
+    return opts._replace(links=tuple(links), network=network)
+
+
+def _shared_hostname(ctx, cspec):
+    """``container:``: the same network, the same host name as the other container."""
+    from rootless.spec import merge_env
+    if not cspec.network.startswith("container:"):
+        return cspec
+    hostname = lookup(ctx, cspec.network.partition(":")[2])["spec"].get("hostname") or cspec.hostname
+    env = [e for e in cspec.env if not e.startswith("HOSTNAME=")]
+    return cspec._replace(hostname=hostname, env=tuple(merge_env([f"HOSTNAME={hostname}"], env)))
 
 
 def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdin: bool = True) -> int | None:
@@ -124,12 +159,18 @@ def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdi
         unmount(ctx, rec)  # one writer of the writable layer at a time
     if ctx.mapping.warning:
         ctx.warn(ctx.mapping.warning)
-    plan = _launch_plan(ctx, rec, attached)._replace(stdin=stdin)
-    timing.mark("launch")
+    remove = rec["spec"].get("remove")
     try:
+        plan = _launch_plan(ctx, rec, attached)._replace(stdin=stdin)
+        timing.mark("launch")
         code = launcher.run(plan, ctx.mapping, detach_keys)
+    except BaseException:
+        if remove:
+            _remove_container_files(ctx, rec["id"])  # a failed start of a --rm container leaves nothing
+            _remove_runtime(ctx.paths.run_dir(rec["id"]))
+        raise
     finally:
-        if plan.spec.remove and attached:
+        if remove and attached:
             _remove_container_files(ctx, rec["id"])  # the keeper removed them; a failed start may not have
     timing.mark("reaped")
     return code
@@ -147,16 +188,23 @@ def rootfs_plan(ctx, rec: dict):
 
 def _launch_plan(ctx, rec: dict, attached: bool):
     from netstack import etcfiles
-    from rootless import child, launcher, mountplan
-    from rootless.spec import ContainerSpec
+    from rootless import child, launcher, mountplan, network
+    from rootless.spec import ContainerSpec, merge_env
     cspec = ContainerSpec.from_json(rec["spec"])
     cid = cspec.id
     run_dir = ctx.paths.run_dir(cid)
     os.makedirs(run_dir, 0o700, exist_ok=True)
-    etc_files = etcfiles.write(run_dir, cspec.hostname, cspec.network)
+    net = network.prepare(ctx, cspec)
+    try:
+        etc_files = etcfiles.write(run_dir, network.etc_files(ctx, cspec, net))
+    except BaseException:
+        network.close(net)
+        raise
+    if net.links:
+        cspec = cspec._replace(env=tuple(merge_env(network.link_env(cspec, net), list(cspec.env))))
     return child.LaunchPlan(
-        spec=cspec, rootfs=rootfs_plan(ctx, rec),
-        mounts=tuple(mountplan.plan(etc_files, own_netns=cspec.network != "host",
+        spec=cspec, rootfs=rootfs_plan(ctx, rec), net=net,
+        mounts=tuple(mountplan.plan(etc_files, own_netns=net.kind != "host",
                                     pts_gid=5 if ctx.mapping.mode == "subid" else None)),
         run_dir=run_dir, paths=ctx.paths,
         remove_dirs=(ctx.paths.container(cid),) if cspec.remove else (),

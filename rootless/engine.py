@@ -56,6 +56,17 @@ class Context:
         from layers.store import ImageStore
         return ImageStore(self.paths, self.userns_call, self.mapping.key)
 
+    def slirp_features(self):
+        """slirp4netns's path, version and options (probed once per binary, cached in the runroot)."""
+        from netstack import slirp
+        from rootless import proc
+        from rootless.errors import HostError
+        exe = proc.which("slirp4netns")
+        if not exe:
+            raise HostError("slirp4netns not found: the default network needs it",
+                            "install it (apt-get install slirp4netns), or use --network none")
+        return slirp.probe(exe, os.path.join(self.paths.runroot, "slirp4netns.json"))
+
     def overlay_method(self) -> str:
         from layers import overlay
         return overlay.choose(self.config.overlay, self.paths, self.userns_call)

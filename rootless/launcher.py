@@ -76,7 +76,15 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
     code: int | None = None
     detached = False  # by the detach keys: the keeper goes on without us
     try:
-        keeper, ch = userns.fork_into_userns(mapping, lambda c: child.sandbox(plan, c))
+        try:
+            if plan.net is not None and plan.net.join_fds:  # container: network: its user namespace too
+                keeper, ch = userns.fork_joining(plan.net.join_fds[0], mapping, lambda c: child.sandbox(plan, c))
+            else:
+                keeper, ch = userns.fork_into_userns(mapping, lambda c: child.sandbox(plan, c))
+        finally:
+            if plan.net is not None:
+                from rootless import network
+                network.close(plan.net)  # the keeper holds the ports now; a failed start frees them
         try:
             sel = selectors.DefaultSelector()
             sel.register(ch.fileno(), selectors.EVENT_READ, "channel")

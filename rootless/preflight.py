@@ -211,10 +211,19 @@ def check_fuse(path: str | None, version: str | None, dev_exists: bool, dev_ok: 
     return Check(name, "ok", detail, "the fuse-overlayfs method is available")
 
 
-def check_slirp(path: str | None, version: str | None, tun_exists: bool, tun_ok: bool) -> Check:
-    """The slirp4netns binary and /dev/net/tun."""
+SLIRP_FEATURES = (("enable-sandbox", "sandbox"), ("enable-seccomp", "seccomp"), ("enable-ipv6", "ipv6"),
+                  ("macaddress", "mac address"), ("api-socket", "API socket"),
+                  ("disable-host-loopback", "host loopback hidden"))
+
+
+def check_slirp(path: str | None, version: str | None, tun_exists: bool, tun_ok: bool,
+                libslirp: str = "", options: tuple = ()) -> Check:
+    """The slirp4netns binary (version, libslirp, the features we use) and /dev/net/tun."""
     name = "slirp4netns"
     found = f"{path} ({version or 'version unknown'})" if path else "not installed"
+    if path and (libslirp or options):
+        feats = ", ".join(label for opt, label in SLIRP_FEATURES if opt in options)
+        found = f"{path} ({version or 'version unknown'}, libslirp {libslirp or 'unknown'}; features: {feats or 'none'})"
     detail = f"{found}; {_device('/dev/net/tun', tun_exists, tun_ok)}"
     fixes = []
     if not path:
@@ -414,7 +423,12 @@ def host_fuse() -> Check:
 
 def host_slirp() -> Check:
     exe = proc.which("slirp4netns")
-    return check_slirp(exe, tool_version(exe), *_rw("/dev/net/tun"))
+    if not exe:
+        return check_slirp(None, None, *_rw("/dev/net/tun"))
+    from netstack import slirp
+    f = slirp.probe(exe)
+    return check_slirp(exe, f"slirp4netns version {f.version}" if f.version else None, *_rw("/dev/net/tun"),
+                       libslirp=f.libslirp, options=f.options)
 
 
 def host_cgroups() -> Check:

@@ -12,25 +12,30 @@ from collections import namedtuple
 from rootless.errors import UsageError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-NETWORKS = ("none", "host")
 
 
 # Value types on the start-up path are namedtuples: importing dataclasses costs ~8 ms per command.
 RunOptions = namedtuple(
     "RunOptions",
-    "image command entrypoint env env_files workdir user hostname name network init rm interactive tty",
-    defaults=((), None, (), (), None, None, None, None, "none", False, False, False, False))
+    "image command entrypoint env env_files workdir user hostname name network init rm interactive tty "
+    "publish publish_all expose links add_hosts dns dns_search dns_options mac_address",
+    defaults=((), None, (), (), None, None, None, None, "slirp4netns", False, False, False, False,
+              (), False, (), (), (), (), (), (), None))
 
 
 class ContainerSpec(namedtuple(
         "ContainerSpec",
         "id name image_id image_name layers argv env user workdir hostname "
-        "network init tty interactive remove labels stop_signal entrypoint",
-        defaults=("none", False, False, False, False, None, "SIGTERM", None))):
+        "network init tty interactive remove labels stop_signal entrypoint "
+        "ports publish_all exposed links add_hosts dns dns_search dns_options mac",
+        defaults=("none", False, False, False, False, None, "SIGTERM", None,
+                  (), False, (), (), (), (), (), (), None))):
     """What a container runs. ``layers``: diff ids, bottom first; ``argv``: entrypoint + cmd;
     ``entrypoint``: the part of argv that is the entrypoint (Docker's Config.Entrypoint; None when
     unknown); ``env``: KEY=VALUE (HOME is added from the user's passwd entry at start);
-    ``labels``: a dict (None becomes {})."""
+    ``labels``: a dict (None becomes {}). Network: ``network`` as given (``container:ID`` resolved
+    to an id); ``ports``: PortMapping fields as lists; ``exposed``: "80/tcp" strings (the image's,
+    --expose'd and published); ``links``: [linked id, alias]; ``add_hosts``: [host, ip]."""
 
     __slots__ = ()
 
@@ -47,7 +52,8 @@ class ContainerSpec(namedtuple(
 
     @classmethod
     def from_json(cls, d: dict) -> ContainerSpec:
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in cls._fields}
+        kw = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+              for k, v in d.items() if k in cls._fields}
         return cls(**kw)
 
 
@@ -106,8 +112,7 @@ def command_line(image_cfg: dict, command: tuple[str, ...], entrypoint: str | No
 def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict, image_name: str,
           host_env: dict[str, str], env_file_texts: dict[str, str]) -> ContainerSpec:
     cfg = image_config.get("config") or {}
-    if opts.network not in NETWORKS:
-        raise UsageError(f"network {opts.network!r} not supported yet", "use --network none or --network host")
+    net = network_fields(opts, cfg.get("ExposedPorts"))
     workdir = opts.workdir if opts.workdir is not None else (cfg.get("WorkingDir") or "/")
     if not workdir.startswith("/"):
         raise UsageError(f"the working directory {workdir!r} is invalid, it needs to be an absolute path")
@@ -128,9 +133,37 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         env=tuple(env),
         user=opts.user if opts.user is not None else (cfg.get("User") or ""),
         workdir=os.path.normpath(workdir),
-        hostname=hostname, network=opts.network, init=opts.init, tty=opts.tty,
+        hostname=hostname, init=opts.init, tty=opts.tty, **net,
         interactive=opts.interactive, remove=opts.rm,
         labels=dict(cfg.get("Labels") or {}),
         stop_signal=cfg.get("StopSignal") or "SIGTERM",
         entrypoint=tuple(split_command(cfg, opts.command, opts.entrypoint)[0]),
     )
+
+
+def network_fields(opts: RunOptions, image_exposed: dict | None) -> dict:
+    """The spec's network fields from the flags, with Docker's conflicts refused."""
+    from netstack import spec as netspec
+    mode = netspec.parse_network(opts.network)
+    ports = [m for text in opts.publish for m in netspec.parse_publish(text)]
+    links = [netspec.parse_link(text) for text in opts.links]
+    add_hosts = [netspec.parse_add_host(text) for text in opts.add_hosts]
+    dns = netspec.check_dns(tuple(opts.dns))
+    mac = netspec.check_mac(opts.mac_address)
+    if mode.kind == "container":
+        for given, what in ((ports or opts.publish_all, "port publishing"), (links, "links"),
+                            (dns or opts.dns_search or opts.dns_options, "DNS settings"),
+                            (add_hosts, "--add-host"), (opts.hostname, "--hostname"), (mac, "--mac-address"),
+                            (opts.expose, "--expose")):
+            if given:
+                raise UsageError(f"conflicting options: {what} and the container type network mode",
+                                 "the container shares the network of the other container: set these there")
+    if mode.kind == "host" and links:
+        raise UsageError("conflicting options: host type networking can't be used with links")
+    if mac and mode.kind != "slirp4netns":
+        raise UsageError(f"--mac-address needs the slirp4netns network, not {mode.kind}")
+    exposed = netspec.exposed_ports(image_exposed, tuple(opts.expose), tuple(ports))
+    network = opts.network if mode.kind in ("container", "slirp4netns") and ":" in opts.network else mode.kind
+    return dict(network=network, ports=tuple(tuple(m) for m in ports), publish_all=bool(opts.publish_all),
+                exposed=tuple(exposed), links=tuple(tuple(lk) for lk in links), add_hosts=tuple(add_hosts),
+                dns=dns, dns_search=tuple(opts.dns_search), dns_options=tuple(opts.dns_options), mac=mac)

@@ -74,6 +74,20 @@ def fork_into_userns(mapping: idmap.IdMapping, child: Callable[[Channel], int | 
     return pid, parent_end
 
 
+def fork_joining(user_fd: int, mapping: idmap.IdMapping, child: Callable[[Channel], int | None]) -> tuple[int, Channel]:
+    """Fork; in the child join the user namespace ``user_fd`` (another container's, which this user
+    owns), become root there and run ``child(channel)``."""
+    def enter(ch: Channel) -> int | None:
+        syscalls.setns(user_fd, syscalls.CLONE_NEWUSER)
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+        if mapping.mode == "subid":
+            os.setgroups([])
+        return child(ch)
+
+    return fork_child(enter, "join the user namespace of the other container")
+
+
 def reap(pid: int, kill: bool = False) -> int:
     """Wait for ``pid`` (killing it first if asked); its Docker-style exit code."""
     if kill:

@@ -47,7 +47,7 @@ def ps_row(rec: dict, trunc: bool = True, now: float | None = None) -> dict:
         "RunningFor": f"{_since(rec.get('created', ''), now)} ago",
         "Status": status_text(rec, now),
         "State": rec["state"]["status"],
-        "Ports": "",
+        "Ports": ports_text(rec),
         "Names": rec["name"],
         "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
         "Mounts": "",
@@ -153,6 +153,69 @@ def template_data(obj, name: str = ""):
     return obj
 
 
+def _live_ports(rec: dict) -> list[dict]:
+    st = rec["state"]
+    return (st.get("net") or {}).get("ports", []) if st.get("status") == "running" else []
+
+
+def ports_text(rec: dict) -> str:
+    """ps's PORTS: the published ports while running, else the exposed ones (as Docker)."""
+    from netstack.spec import format_port
+    live = _live_ports(rec)
+    if live:
+        return ", ".join(format_port(m) for m in live)
+    return ", ".join(rec["spec"].get("exposed", []))
+
+
+def port_lines(rec: dict, port: str | None = None) -> list[str]:
+    """``port``: ``80/tcp -> 0.0.0.0:8080`` lines, or only the host side for ``port``."""
+    live = sorted(_live_ports(rec), key=lambda m: (m["container_port"], m["proto"], m["host_port"]))
+    if port is None:
+        return [f"{m['container_port']}/{m['proto']} -> {_host(m)}" for m in live]
+    num, _, proto = port.partition("/")
+    return [_host(m) for m in live if str(m["container_port"]) == num and m["proto"] == (proto or "tcp")]
+
+
+def _host(m: dict) -> str:
+    ip = m["host_ip"]
+    return f"[{ip}]:{m['host_port']}" if ":" in ip else f"{ip}:{m['host_port']}"
+
+
+def _port_map(rec: dict) -> dict:
+    """NetworkSettings.Ports: every exposed port, with its host bindings (null if none)."""
+    out = {p: None for p in rec["spec"].get("exposed", [])}
+    for m in _live_ports(rec):
+        key = f"{m['container_port']}/{m['proto']}"
+        out[key] = (out.get(key) or []) + [{"HostIp": m["host_ip"], "HostPort": str(m["host_port"])}]
+    return out
+
+
+def _port_bindings(spec: dict) -> dict:
+    out: dict = {}
+    for host_ip, host_port, host_end, cport, proto in spec.get("ports", []):
+        hp = "" if not host_port else (str(host_port) if host_end == host_port else f"{host_port}-{host_end}")
+        out.setdefault(f"{cport}/{proto}", []).append({"HostIp": host_ip, "HostPort": hp})
+    return out
+
+
+def _network_settings(rec: dict, paths) -> dict:
+    spec, st = rec["spec"], rec["state"]
+    net = (st.get("net") or {}) if st.get("status") == "running" else {}
+    mode = spec.get("network", "none")
+    kind = mode.partition(":")[0]
+    ip, gw, mac = net.get("ip", ""), net.get("gateway", ""), net.get("mac", "")
+    networks = {}
+    if kind in ("slirp4netns", "none", "host"):
+        networks[kind] = {"IPAddress": ip, "IPPrefixLen": 24 if ip else 0, "Gateway": gw, "MacAddress": mac,
+                          "Aliases": None, "Links": None, "NetworkID": kind, "EndpointID": ""}
+    return {
+        "Bridge": "", "SandboxID": "", "HairpinMode": False,
+        "SandboxKey": f"/proc/{st.get('keeper')}/ns/net" if net and kind != "host" else "",
+        "Ports": _port_map(rec), "IPAddress": ip, "IPPrefixLen": 24 if ip else 0, "Gateway": gw,
+        "MacAddress": mac, "Networks": networks,
+    }
+
+
 def inspect(rec: dict, paths) -> dict:
     """Docker-compatible ``inspect`` JSON of a container."""
     spec, st, cid = rec["spec"], rec["state"], rec["id"]
@@ -181,7 +244,12 @@ def inspect(rec: dict, paths) -> dict:
         "HostConfig": {
             "AutoRemove": bool(spec.get("remove")), "NetworkMode": spec.get("network", "none"),
             "Init": bool(spec.get("init")), "LogConfig": {"Type": "json-file", "Config": {}},
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "Binds": None, "PortBindings": {},
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "Binds": None,
+            "PortBindings": _port_bindings(spec), "PublishAllPorts": bool(spec.get("publish_all")),
+            "Links": [f"/{_link_name(paths, t)}:/{rec['name']}/{a}" for t, a in spec.get("links", [])] or None,
+            "Dns": list(spec.get("dns", [])), "DnsSearch": list(spec.get("dns_search", [])),
+            "DnsOptions": list(spec.get("dns_options", [])),
+            "ExtraHosts": [f"{h}:{ip}" for h, ip in spec.get("add_hosts", [])] or None,
         },
         "GraphDriver": {
             "Name": rec.get("rootfs_method", "overlay"),
@@ -200,7 +268,17 @@ def inspect(rec: dict, paths) -> dict:
             "Volumes": None, "WorkingDir": spec.get("workdir", ""),
             "Entrypoint": list(spec["entrypoint"]) if spec.get("entrypoint") else None,
             "Labels": spec.get("labels") or {}, "StopSignal": spec.get("stop_signal", "SIGTERM"),
+            "ExposedPorts": {p: {} for p in spec.get("exposed", [])} or None,
+            "MacAddress": spec.get("mac") or "",
         },
-        "NetworkSettings": {"Networks": {spec.get("network", "none"): {}}, "Ports": {}, "IPAddress": "",
-                            "Gateway": "", "MacAddress": ""},
+        "NetworkSettings": _network_settings(rec, paths),
     }
+
+
+def _link_name(paths, cid: str) -> str:
+    """A linked container's current name (its id if it is gone)."""
+    from rootless import state
+    try:
+        return state.lookup(paths, cid)["name"]
+    except Exception:  # noqa: BLE001 - a removed or unreadable record: show the id
+        return cid[:12]

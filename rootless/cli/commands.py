@@ -69,15 +69,26 @@ def run(ctx,
         entrypoint: str = Opt(("--entrypoint",), None, "Override the image's entrypoint."),
         hostname: str = Opt(("-h", "--hostname"), None, "Container host name."),
         name: str = Opt(("--name",), None, "Name the container."),
-        network: str = Opt(("--network", "--net"), "none", "none | host"),
+        network: str = Opt(("--network", "--net"), "slirp4netns",
+                           "slirp4netns[:OPTIONS] | none | host | container:NAME"),
+        publish: list[str] = Opt(("-p", "--publish"), [], "Publish a port: [IP:][HOSTPORT:]PORT[/PROTO]."),
+        publish_all: bool = Opt(("-P", "--publish-all"), False, "Publish every exposed port on a free port."),
+        expose: list[str] = Opt(("--expose",), [], "Expose a port or a range (PORT[-END][/PROTO])."),
+        link: list[str] = Opt(("--link",), [], "Link to another container (NAME[:ALIAS])."),
+        add_host: list[str] = Opt(("--add-host",), [], "Add a line to /etc/hosts (HOST:IP)."),
+        dns: list[str] = Opt(("--dns",), [], "Set a DNS server."),
+        dns_search: list[str] = Opt(("--dns-search",), [], "Set a DNS search domain."),
+        dns_option: list[str] = Opt(("--dns-option", "--dns-opt"), [], "Set a DNS option."),
+        mac_address: str = Opt(("--mac-address",), None, "The container's MAC address (slirp4netns)."),
         init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
         detach: bool = Opt(("-d", "--detach"), False, "Run in the background and print the container ID."),
         detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach from a -it session.")):
     """Run a command in a new container."""
     from rootless import attach, containers
     result = containers.run(ctx, _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user,
-                                              entrypoint, hostname, name, network, init), detach,
-                            attach.parse_detach_keys(detach_keys))
+                                              entrypoint, hostname, name, network, init, publish, publish_all,
+                                              expose, link, add_host, dns, dns_search, dns_option, mac_address),
+                            detach, attach.parse_detach_keys(detach_keys))
     if detach:
         print(result)
         return 0
@@ -85,11 +96,15 @@ def run(ctx,
 
 
 def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname, name,
-                 network, init):
+                 network, init, publish=(), publish_all=False, expose=(), link=(), add_host=(), dns=(),
+                 dns_search=(), dns_option=(), mac_address=None):
     from rootless.spec import RunOptions
     return RunOptions(image=image, command=tuple(command or ()), entrypoint=entrypoint, env=tuple(env),
                       env_files=tuple(env_file), workdir=workdir, user=user, hostname=hostname, name=name,
-                      network=network, init=init, rm=rm, interactive=interactive, tty=tty)
+                      network=network, init=init, rm=rm, interactive=interactive, tty=tty,
+                      publish=tuple(publish), publish_all=publish_all, expose=tuple(expose), links=tuple(link),
+                      add_hosts=tuple(add_host), dns=tuple(dns), dns_search=tuple(dns_search),
+                      dns_options=tuple(dns_option), mac_address=mac_address)
 
 
 @command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))
@@ -209,6 +224,21 @@ def top(ctx, container: str = Arg(metavar="CONTAINER")):
         raise Conflict(f"container {rec['id'][:12]} is not running", exit_code=1)
     rows = views.top_rows(rec["state"]["pid"])
     print(render.table(["UID", "PID", "PPID", "STIME", "TIME", "CMD"], rows))
+
+
+@command("port")
+def port(ctx, container: str = Arg(metavar="CONTAINER"),
+         private_port: str = Arg(None, metavar="[PRIVATE_PORT[/PROTO]]")):
+    """List the port mappings of a container, or the host side of one port."""
+    from rootless import containers, views
+    from rootless.errors import RootlessError
+    rec = containers.lookup(ctx, container)
+    lines = views.port_lines(rec, private_port)
+    if private_port and not lines:
+        port_ = private_port if "/" in private_port else f"{private_port}/tcp"
+        raise RootlessError(f"no public port '{port_}' published for {container}", exit_code=1)
+    if lines:
+        print("\n".join(lines))
 
 
 @command("commit")

@@ -283,7 +283,7 @@ def test_hostname_and_etc_files(bb):
 
 
 def test_network_none_has_only_lo(bb):
-    r = sh(bb, "cat /proc/net/dev | tail -n +3 | cut -d: -f1; cat /sys/class/net/lo/operstate")
+    r = sh(bb, "cat /proc/net/dev | tail -n +3 | cut -d: -f1; cat /sys/class/net/lo/operstate", "--network", "none")
     names = r.out.split()
     assert names[0] == "lo" and len(names) == 2  # lo, then its operstate
     assert names[1] in ("unknown", "up")

@@ -69,28 +69,65 @@ def test_resolv_line_filter(line, kept):
     assert "search x" in out
 
 
-@pytest.mark.parametrize("network", ["none", "host"])
-def test_write_creates_three_files(tmp_path, network):
-    files = etcfiles.write(str(tmp_path), "box", network)
-    assert set(files) == {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
+FILES = {"/etc/hostname": "box\n", "/etc/hosts": "127.0.0.1\tlocalhost\n", "/etc/resolv.conf": "nameserver 10.0.2.3\n"}
+
+
+def test_write_creates_three_files(tmp_path):
+    files = etcfiles.write(str(tmp_path), FILES)
+    assert set(files) == set(FILES)
     for cpath, host in files.items():
         assert os.path.dirname(host) == str(tmp_path)
         assert os.path.basename(host) == os.path.basename(cpath)
-        assert os.path.isfile(host)
+        with open(host) as f:
+            assert f.read() == FILES[cpath]
     assert sorted(os.listdir(tmp_path)) == ["hostname", "hosts", "resolv.conf"]  # no temporaries left
-    assert (tmp_path / "hostname").read_text() == "box\n"
-    hosts = (tmp_path / "hosts").read_text()
-    resolv = (tmp_path / "resolv.conf").read_text()
-    if network == "host":
-        assert hosts == host_file(etcfiles.HOST_HOSTS)
-        assert resolv == host_file(etcfiles.HOST_RESOLV)
-    else:
-        assert "127.0.1.1\tbox" in hosts.splitlines()
-        assert resolv == etcfiles.resolv_text(host_file(etcfiles.HOST_RESOLV), "none")
 
 
 def test_write_replaces_existing_files(tmp_path):
-    etcfiles.write(str(tmp_path), "first", "none")
-    etcfiles.write(str(tmp_path), "second", "none")
+    etcfiles.write(str(tmp_path), FILES)
+    etcfiles.write(str(tmp_path), dict(FILES, **{"/etc/hostname": "second\n"}))
     assert (tmp_path / "hostname").read_text() == "second\n"
-    assert "127.0.1.1\tsecond" in (tmp_path / "hosts").read_text()
+
+
+def test_host_files_are_the_hosts():
+    assert etcfiles.host_files() == (host_file(etcfiles.HOST_HOSTS), host_file(etcfiles.HOST_RESOLV))
+
+
+def test_hosts_for_slirp4netns_with_links_and_extra_hosts():
+    text = etcfiles.hosts_text("box", "slirp4netns", HOST_HOSTS, "web", "10.0.2.100",
+                               (("10.1.1.1", "h"), ("10.0.3.2", "db 0123456789ab mydb")))
+    lines = text.splitlines()
+    assert lines[0] == "127.0.0.1\tlocalhost"
+    assert lines[-3:] == ["10.1.1.1\th", "10.0.3.2\tdb 0123456789ab mydb", "10.0.2.100\tbox web"]
+    assert "myhost" not in text
+
+
+def test_hosts_name_equal_to_hostname_once():
+    assert etcfiles.hosts_text("box", "none", "", "box").splitlines()[-1] == "127.0.1.1\tbox"
+
+
+def test_hosts_for_host_network_appends_extra_hosts():
+    assert etcfiles.hosts_text("box", "host", HOST_HOSTS, extra=(("1.2.3.4", "x"),)) == HOST_HOSTS + "1.2.3.4\tx\n"
+
+
+def test_resolv_for_slirp4netns_uses_its_resolver():
+    lines = etcfiles.resolv_text(HOST_RESOLV, "slirp4netns", resolver="10.0.2.3").splitlines()
+    assert [ln for ln in lines if ln.startswith("nameserver")] == ["nameserver 10.0.2.3"]
+    assert "search lan example.com" in lines and "options edns0 trust-ad" in lines
+
+
+def test_resolv_dns_flags_replace_their_lines():
+    lines = etcfiles.resolv_text(HOST_RESOLV, "slirp4netns", dns=("9.9.9.9", "2001:db8::53"), search=("a.test",),
+                                 options=("ndots:2",), resolver="10.0.2.3").splitlines()
+    assert [ln for ln in lines if not ln.startswith("#")] == [
+        "nameserver 9.9.9.9", "nameserver 2001:db8::53", "search a.test", "options ndots:2"]
+
+
+def test_resolv_dns_search_dot_means_none():
+    lines = etcfiles.resolv_text(HOST_RESOLV, "none", search=(".",)).splitlines()
+    assert not any(ln.startswith(("search", "domain")) for ln in lines)
+
+
+def test_resolv_host_network_with_dns_flag():
+    lines = etcfiles.resolv_text(HOST_RESOLV, "host", dns=("1.1.1.1",)).splitlines()
+    assert [ln for ln in lines if ln.startswith("nameserver")] == ["nameserver 1.1.1.1"]

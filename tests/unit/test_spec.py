@@ -109,7 +109,7 @@ def test_build_basic():
     assert s.layers == ("sha256:" + "a" * 64, "sha256:" + "b" * 64)
     assert s.argv == ("sh",)
     assert s.env == (f"HOSTNAME={CID[:12]}", f"PATH={DEFAULT_PATH}")
-    assert (s.user, s.workdir, s.hostname, s.network) == ("", "/", CID[:12], "none")
+    assert (s.user, s.workdir, s.hostname, s.network) == ("", "/", CID[:12], "slirp4netns")
     assert (s.init, s.tty, s.interactive, s.remove) == (False, False, False, False)
     assert s.labels == {} and s.stop_signal == "SIGTERM"
 
@@ -160,15 +160,52 @@ def test_build_relative_workdir_rejected(image_workdir, opt_workdir):
         build(RunOptions(image="i", command=("sh",), workdir=opt_workdir), {"WorkingDir": image_workdir})
 
 
-@pytest.mark.parametrize("network", ["host", "none"])
-def test_build_network_supported(network):
-    assert build(RunOptions(image="i", command=("sh",), network=network)).network == network
+@pytest.mark.parametrize("network, stored", [
+    ("host", "host"), ("none", "none"), ("slirp4netns", "slirp4netns"), ("bridge", "slirp4netns"),
+    ("default", "slirp4netns"), ("slirp4netns:allow_host_loopback=true", "slirp4netns:allow_host_loopback=true"),
+    ("container:" + "c" * 64, "container:" + "c" * 64),
+])
+def test_build_network_supported(network, stored):
+    assert build(RunOptions(image="i", command=("sh",), network=network)).network == stored
 
 
-@pytest.mark.parametrize("network", ["bridge", "slirp4netns", "container:x", ""])
-def test_build_network_unsupported(network):
-    with pytest.raises(UsageError, match="not supported"):
+@pytest.mark.parametrize("network, message", [
+    ("macvlan", "not found"), ("slirp4netns:bogus=1", "unknown slirp4netns option"),
+    ("slirp4netns:mtu=big", "mtu"), ("slirp4netns:port_handler=rootlesskit", "port_handler"),
+    ("container:", "needs a container"), ("host:x", "takes no options"),
+])
+def test_build_network_refused(network, message):
+    with pytest.raises(UsageError, match=message):
         build(RunOptions(image="i", command=("sh",), network=network))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (dict(publish=("80",)), "port publishing"), (dict(publish_all=True), "port publishing"),
+    (dict(links=("a:b",)), "links"), (dict(dns=("1.1.1.1",)), "DNS"), (dict(add_hosts=("h:1.2.3.4",)), "add-host"),
+    (dict(hostname="h"), "hostname"), (dict(expose=("80",)), "expose"),
+])
+def test_build_container_network_conflicts(flags, message):
+    with pytest.raises(UsageError, match=f"conflicting options: .*{message}"):
+        build(RunOptions(image="i", command=("sh",), network="container:" + "c" * 64, **flags))
+
+
+def test_build_host_network_refuses_links():
+    with pytest.raises(UsageError, match="host type networking can't be used with links"):
+        build(RunOptions(image="i", command=("sh",), network="host", links=("a:b",)))
+
+
+def test_build_network_fields():
+    s = build(RunOptions(image="i", command=("sh",), publish=("127.0.0.1:8080:80", "53/udp"), expose=("9000-9001",),
+                         links=("db", "cache:c"), add_hosts=("h:10.1.1.1",), dns=("9.9.9.9",), dns_search=("lan",),
+                         dns_options=("ndots:2",), mac_address="02:42:AC:11:00:02"),
+              {"ExposedPorts": {"443/tcp": {}}})
+    assert s.ports == (("127.0.0.1", 8080, 8080, 80, "tcp"), ("", 0, 0, 53, "udp"))
+    assert s.exposed == ("53/udp", "80/tcp", "443/tcp", "9000/tcp", "9001/tcp")
+    assert s.links == (("db", "db"), ("cache", "c"))
+    assert s.add_hosts == (("h", "10.1.1.1"),)
+    assert (s.dns, s.dns_search, s.dns_options, s.mac) == (("9.9.9.9",), ("lan",), ("ndots:2",), "02:42:ac:11:00:02")
+    again = ContainerSpec.from_json(json.loads(json.dumps(s.to_json())))
+    assert again == s
 
 
 @pytest.mark.parametrize("image_user, opt_user, user", [

@@ -1,0 +1,120 @@
+"""Legacy ``--link``: names, addresses and environment, and the namespace their listeners live in.
+
+A linking container gets a second, private network namespace (the *link namespace*) joined
+to its own by a veth pair: ``links0`` with 10.0.3.254/24 on the container's side, and on the
+other side one address per link, 10.0.3.2, 10.0.3.3, ... The link's listeners live there, so
+they never take a port from the container's own programs. Each client they accept is sent
+through the linked container's door (see ``netstack.relay``), which joins it to the port
+inside that container. No bridge, no NAT, nothing on the host's network.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import namedtuple
+
+SUBNET_PREFIX = "10.0.3."
+NETMASK = "255.255.255.0"
+CONTAINER_SIDE = "10.0.3.254"
+IFNAME = "links0"
+
+# One link as the keeper needs it: address here, alias, linked container's name and id,
+# its runtime directory (its door), its exposed ports ("80/tcp") and its environment.
+LinkPlan = namedtuple("LinkPlan", "address alias name cid door_dir ports env")
+
+
+def address(index: int) -> str:
+    return f"{SUBNET_PREFIX}{index + 2}"
+
+
+def _port_key(p: str) -> tuple[int, int]:
+    num, _, proto = p.partition("/")
+    return int(num), 0 if proto == "tcp" else 1
+
+
+def link_env(linking_name: str, link: LinkPlan) -> list[str]:
+    """The variables Docker sets for a link (its ``links.Link.ToEnv``), in Docker's order."""
+    alias = link.alias.upper().replace("-", "_")
+    ip = link.address
+    env = []
+    ports = sorted(link.ports, key=_port_key)
+    start = end = None
+    for i, p in enumerate(ports):
+        num, proto = int(p.split("/")[0]), p.split("/")[1]
+        if i == 0:
+            start = end = (num, proto)
+            env.append(f"{alias}_PORT={proto}://{ip}:{num}")
+        prefix = f"{alias}_PORT_{num}_{proto.upper()}"
+        env += [f"{prefix}={proto}://{ip}:{num}", f"{prefix}_ADDR={ip}", f"{prefix}_PORT={num}",
+                f"{prefix}_PROTO={proto}"]
+        if num == end[0] + 1 and proto == start[1]:
+            end = (num, proto)
+            if i < len(ports) - 1:
+                continue
+        if end != start:
+            prefix = f"{alias}_PORT_{start[0]}_{start[1].upper()}"
+            env += [f"{prefix}_START={start[1]}://{ip}:{start[0]}", f"{prefix}_PORT_START={start[0]}",
+                    f"{prefix}_END={end[1]}://{ip}:{end[0]}", f"{prefix}_PORT_END={end[0]}"]
+        start = end = (num, proto)
+    env.append(f"{alias}_NAME=/{linking_name}/{link.alias}")
+    for item in link.env:
+        key, eq, value = item.partition("=")
+        if eq and key not in ("HOME", "PATH"):
+            env.append(f"{alias}_ENV_{key}={value}")
+    return env
+
+
+def hosts_entries(links) -> list[tuple[str, str]]:
+    """``/etc/hosts`` lines as Docker writes them: address, then alias, short id and name."""
+    out = []
+    for link in links:
+        names = [link.alias, link.cid[:12], link.name]
+        out.append((link.address, " ".join(dict.fromkeys(names))))
+    return out
+
+
+def setup(links) -> list[tuple[socket.socket, str, int]]:
+    """Build the link namespace beside the current one and listen there on every linked TCP port:
+    ``(listener, linked door directory, port)`` for the relay. Returns in the container's namespace."""
+    from netstack import netlink
+    from rootless import syscalls
+    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    nl = netlink.route_socket()
+    ctl_own = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWNET)  # now in the link namespace
+        try:
+            other = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                netlink.set_up(ctl, "lo")
+                netlink.create_veth(nl, IFNAME, IFNAME, other)
+                netlink.set_address(ctl_own, IFNAME, CONTAINER_SIDE, NETMASK)
+                netlink.set_up(ctl_own, IFNAME)
+                for i, _link in enumerate(links):
+                    label = IFNAME if i == 0 else f"{IFNAME}:{i}"
+                    netlink.set_address(ctl, label, address(i), NETMASK)
+                netlink.set_up(ctl, IFNAME)
+                listeners = []
+                for link in links:
+                    for p in link.ports:
+                        num, _, proto = p.partition("/")
+                        if proto != "tcp":
+                            continue
+                        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                        s.bind((link.address, int(num)))
+                        s.listen(128)
+                        s.setblocking(False)
+                        listeners.append((s, link.door_dir, int(num)))
+            finally:
+                ctl.close()
+                os.close(other)
+        finally:
+            syscalls.setns(own, syscalls.CLONE_NEWNET)
+    finally:
+        os.close(own)
+        nl.close()
+        ctl_own.close()
+    return listeners

@@ -1,0 +1,255 @@
+"""The built-in relay with real sockets on loopback: bytes, half-close, resets, UDP, the door.
+
+The relay runs in a forked process (as in a container's keeper) in front of servers run by
+the test; nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import struct
+import threading
+
+import pytest
+
+from netstack import relay
+
+
+class RelayProcess:
+    open_stops: set[int] = set()  # every relay's stop pipe: a later fork must not keep an earlier one open
+
+    def __init__(self, setup):
+        self.stop_r, self.stop_w = os.pipe()
+        self.open_stops.add(self.stop_w)
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                for fd in self.open_stops:
+                    os.close(fd)
+                r = relay.Relay("127.0.0.1")
+                setup(r)
+                r.run(self.stop_r)
+            finally:
+                os._exit(0)
+        os.close(self.stop_r)
+
+    def stop(self):
+        self.open_stops.discard(self.stop_w)
+        os.close(self.stop_w)
+        _, status = os.waitpid(self.pid, 0)
+        return status
+
+
+def listener(kind=socket.SOCK_STREAM):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    if kind == socket.SOCK_STREAM:
+        s.listen(16)
+    return s
+
+
+def published(target_port: int, proto: str = "tcp"):
+    """A relay publishing a fresh host port to ``target_port``; (relay, host port)."""
+    sock = listener(socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    rp = RelayProcess(lambda r: r.publish(sock, proto, target_port))
+    sock.close()
+    return rp, port
+
+
+def serve(srv, handler):
+    def loop():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=handler, args=(conn,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+
+
+def recv_all(s) -> bytes:
+    if s.gettimeout() is None:
+        s.settimeout(30)  # a relay that loses a half-close fails the test instead of hanging it
+    chunks = []
+    while True:
+        data = s.recv(1 << 20)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+def hashing_server(conn):
+    """Read to EOF, answer the sha256 of what came, close."""
+    h = hashlib.sha256()
+    while True:
+        data = conn.recv(1 << 20)
+        if not data:
+            break
+        h.update(data)
+    conn.sendall(h.hexdigest().encode())
+    conn.close()
+
+
+@pytest.fixture
+def hashing():
+    srv = listener()
+    serve(srv, hashing_server)
+    yield srv.getsockname()[1]
+    srv.close()
+
+
+def test_large_transfer_and_half_close(hashing):
+    rp, port = published(hashing)
+    try:
+        payload = os.urandom(1 << 20) * 40  # 40 MB: many pipe fills, partial splices
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(payload)
+            c.shutdown(socket.SHUT_WR)  # the server sees EOF only if the relay passes the half-close on
+            assert recv_all(c).decode() == hashlib.sha256(payload).hexdigest()
+    finally:
+        rp.stop()
+
+
+def test_many_connections_at_once(hashing):
+    rp, port = published(hashing)
+    try:
+        conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(50)]
+        for i, c in enumerate(conns):
+            c.sendall(str(i).encode() * 1000)
+            c.shutdown(socket.SHUT_WR)
+        for i, c in enumerate(conns):
+            assert recv_all(c).decode() == hashlib.sha256(str(i).encode() * 1000).hexdigest()
+            c.close()
+    finally:
+        rp.stop()
+
+
+def test_server_to_client_stream_after_client_half_close():
+    srv = listener()
+
+    def talker(conn):
+        assert recv_all(conn) == b"go"
+        for _ in range(100):
+            conn.sendall(b"x" * 65536)
+        conn.close()
+    serve(srv, talker)
+    rp, port = published(srv.getsockname()[1])
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"go")
+            c.shutdown(socket.SHUT_WR)
+            assert len(recv_all(c)) == 100 * 65536
+    finally:
+        rp.stop()
+        srv.close()
+
+
+def test_refused_upstream_resets_the_client():
+    dead = listener()
+    dead_port = dead.getsockname()[1]
+    dead.close()  # nothing listens there now
+    rp, port = published(dead_port)
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.settimeout(10)
+            with pytest.raises((ConnectionResetError, BrokenPipeError)):
+                c.sendall(b"x")
+                if c.recv(1) == b"":
+                    raise ConnectionResetError
+    finally:
+        rp.stop()
+
+
+def test_upstream_reset_reaches_the_client():
+    srv = listener()
+
+    def resetter(conn):
+        conn.recv(1)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+    serve(srv, resetter)
+    rp, port = published(srv.getsockname()[1])
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.settimeout(10)
+            c.sendall(b"x")
+            with pytest.raises(ConnectionResetError):
+                while c.recv(65536):
+                    pass
+                raise ConnectionResetError  # an orderly EOF would be wrong, but is not what we got
+    finally:
+        rp.stop()
+        srv.close()
+
+
+def test_udp_echo_and_replies_per_client():
+    srv = listener(socket.SOCK_DGRAM)
+
+    def echo():
+        while True:
+            try:
+                data, addr = srv.recvfrom(65535)
+            except OSError:
+                return
+            srv.sendto(data.upper(), addr)
+    threading.Thread(target=echo, daemon=True).start()
+    rp, port = published(srv.getsockname()[1], "udp")
+    try:
+        clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+        for i, c in enumerate(clients):
+            c.settimeout(10)
+            c.sendto(f"hello {i}".encode(), ("127.0.0.1", port))
+        for i, c in enumerate(clients):
+            assert c.recvfrom(100)[0] == f"HELLO {i}".encode()
+            c.sendto(b"again", ("127.0.0.1", port))
+            assert c.recvfrom(100)[0] == b"AGAIN"
+            c.close()
+    finally:
+        rp.stop()
+        srv.close()
+
+
+def test_door_and_link_listener(tmp_path, hashing):
+    """A link listener sends its clients through another relay's door, which joins them to the port."""
+    door_dir = str(tmp_path)
+    door = relay.listen_door(door_dir)
+    linked = RelayProcess(lambda r: r.door(door))
+    door.close()
+    link_sock = listener()
+    link_sock.setblocking(False)
+    port = link_sock.getsockname()[1]
+    linking = RelayProcess(lambda r: r.link(link_sock, door_dir, hashing))
+    link_sock.close()
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"through the door")
+            c.shutdown(socket.SHUT_WR)
+            assert recv_all(c).decode() == hashlib.sha256(b"through the door").hexdigest()
+    finally:
+        linked.stop()
+    try:
+        # the linked side is gone: the client is refused (reset), not left hanging
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.settimeout(10)
+            with pytest.raises(ConnectionResetError):
+                c.sendall(b"x")
+                if c.recv(1) == b"":
+                    raise ConnectionResetError
+    finally:
+        linking.stop()
+
+
+def test_stop_ends_the_relay_and_frees_the_port(hashing):
+    rp, port = published(hashing)
+    status = rp.stop()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))  # the relay held the only copy
+    s.close()
+    assert signal.SIGTERM  # (the keeper also sends SIGTERM; the pipe alone is enough)
