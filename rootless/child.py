@@ -303,7 +303,7 @@ def kill_quietly(pid: int, sig: int) -> None:
 
 
 def _start_time(pid: int) -> str:
-    return state.pid_start_time(pid)
+    return state.pid_start_time(pid, zombie_ok=True)  # our own child: it may have exited already
 
 
 # ---- PID 1 of the container -------------------------------------------------------

@@ -36,6 +36,10 @@ def prepare(ctx, spec) -> NetPlan:
     target_ip = "10.0.2.100" if mode.kind == "slirp4netns" else "127.0.0.1"
     links = _links(ctx, spec)
     bound = _bind(spec, handler)
+    if handler == "slirp4netns" and not mode.options.get("allow_host_loopback") and any(
+            b.proto == "udp" for b in bound):
+        ctx.warn("slirp4netns's forwarder drops UDP replies to clients on the host's loopback unless "
+                 "allow_host_loopback=true (the built-in forwarder has no such limit)")
     return NetPlan(mode.kind, mode.options, features, None, bound, links,
                    door=bool(spec.exposed or spec.ports), target_ip=target_ip, handler=handler, mac=spec.mac)
 

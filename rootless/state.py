@@ -97,11 +97,14 @@ def lookup(paths: Paths, ref: str) -> dict:
     raise ContainerNotFound(f"no such container: {ref}")
 
 
-def pid_start_time(pid: int) -> str:
-    """Field 22 of /proc/PID/stat: with the pid, it identifies a process across pid reuse."""
+def pid_start_time(pid: int, zombie_ok: bool = False) -> str:
+    """Field 22 of /proc/PID/stat: with the pid, it identifies a process across pid reuse.
+    A zombie has none ("" as for a gone process): it is dead, whether or not it is reaped yet
+    (an orphan waits for an init that may be slow, or not reap at all in some sandboxes)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             data = f.read()
     except OSError:
         return ""
-    return data[data.rfind(")") + 2:].split()[19]
+    fields = data[data.rfind(")") + 2:].split()
+    return "" if fields[0] in ("Z", "X") and not zombie_ok else fields[19]

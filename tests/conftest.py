@@ -139,9 +139,9 @@ def nothing_left_behind(tmp_path_factory):
     procs = []
     for d in os.listdir("/proc"):
         if d.isdigit() and int(d) != os.getpid():
-            try:
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    if base.encode() in f.read():
+            try:  # the environment too: slirp4netns and the relay name no path, but inherit ROOTLESS_ROOT
+                with open(f"/proc/{d}/cmdline", "rb") as f, open(f"/proc/{d}/environ", "rb") as e:
+                    if base.encode() in f.read() or base.encode() in e.read():
                         procs.append(d)
             except OSError:
                 continue
