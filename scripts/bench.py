@@ -99,7 +99,10 @@ TIMEOUT = 120  # seconds for any single command
 CLI_TARGET_MS = 120.0
 PODMAN_RATIO_TARGET = 0.5
 
-GROUPS = ("run", "lifecycle")
+GROUPS = ("run", "lifecycle", "net")
+NET_BYTES = 2 * 10**9  # one transfer through a published port (issue 4: 2 GB)
+NET_ROUNDS = 3
+NET_SECONDS = 2.0
 KEEPER_RSS_TARGET_MB = 15.0
 PS_TARGET_MS = 300.0
 EXEC_RATIO_TARGET = 0.5
@@ -255,8 +258,10 @@ class Podman:
         self.argv = [exe, "--root", self.root, "--runroot", self.runroot,
                      "--storage-driver", "overlay"]
 
-    def run_argv(self) -> list[str]:
-        return self.argv + ["run", "--rm", "--network", "none", PODMAN_IMAGE, "true"]
+    image = PODMAN_IMAGE
+
+    def run_argv(self, network: str = "none") -> list[str]:
+        return self.argv + ["run", "--rm", "--network", network, PODMAN_IMAGE, "true"]
 
     def run_detached_argv(self, name: str | None = None) -> list[str]:
         named = ["--name", name] if name else []
@@ -758,10 +763,11 @@ def report(facts: dict, results: dict, podman_note: str, rat: dict, bd: dict) ->
 
 
 def report_run(results: dict, podman_note: str, rat: dict, bd: dict) -> None:
-    print(f"{'measurement':<14} {'median':>8} {'p10':>8} {'p90':>8} {'min':>8} {'max':>8} {'runs':>5}   (ms)")
+    print(f"{'measurement':<17} {'median':>8} {'p10':>8} {'p90':>8} {'min':>8} {'max':>8} {'runs':>5}   (ms)")
     for name, s in results.items():
-        print(f"{name:<14} {s['median']:8.1f} {s['p10']:8.1f} {s['p90']:8.1f} "
+        print(f"{name:<17} {s['median']:8.1f} {s['p10']:8.1f} {s['p90']:8.1f} "
               f"{s['min']:8.1f} {s['max']:8.1f} {s['runs']:5d}")
+    print("(run: --network none; run net: the default network, slirp4netns for both tools)")
     if podman_note:
         print(f"podman: unavailable ({podman_note})")
     print()
@@ -771,6 +777,8 @@ def report_run(results: dict, podman_note: str, rat: dict, bd: dict) -> None:
     if rr:
         print(f"  rootless run / podman run  {rr['value']:6.2f}   target <= {rr['target']:.2f}  "
               f"{verdict(rr['pass'])}")
+        net = results["rootless run net"]["median"] / results["podman run net"]["median"]
+        print(f"  with slirp4netns           {net:6.2f}   target <= {rr['target']:.2f}  {verdict(net <= rr['target'])}")
     else:
         print("  rootless run / podman run     n/a   (no podman)")
     print(f"  rootless run / floor       {rat['rootless run / floor']['value']:6.2f}")
@@ -847,8 +855,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help=f"same as --runs {QUICK_RUNS}")
     parser.add_argument("--json", metavar="FILE", help="also write all figures as JSON to FILE")
     parser.add_argument("--only", choices=GROUPS,
-                        help="measure one group: run (rootless run --rm against the floor and podman) "
-                             "or lifecycle (keeper memory, run -d + stop, ps -a, exec); default both")
+                        help="measure one group: run (rootless run --rm against the floor and podman), "
+                             "lifecycle (keeper memory, run -d + stop, ps -a, exec) or net (published-port "
+                             "throughput and connections per second); default all")
     args = parser.parse_args(argv)
     if args.quick:
         args.runs = QUICK_RUNS
@@ -878,6 +887,12 @@ def bench(tmp: str, runs: int, groups: tuple[str, ...] = GROUPS) -> dict:
             figures.update(bench_run(rootless, env, empty_env, rootfs, pm, tmp, runs))
         if "lifecycle" in groups:
             figures["lifecycle"] = bench_lifecycle(lc, runs)
+        if "net" in groups:
+            import bench_net
+            quick = runs <= QUICK_RUNS
+            figures["net"] = bench_net.bench_net(
+                rootless, env, pm, NET_BYTES // 8 if quick else NET_BYTES, NET_ROUNDS,
+                NET_SECONDS / 2 if quick else NET_SECONDS, lambda argv, e: run_checked(argv, e, capture=True))
     finally:
         cleanup(rootless, lc, pm, (env, empty_env))
     return figures
@@ -911,9 +926,12 @@ def bench_run(rootless: list[str], env: dict[str, str], empty_env: dict[str, str
         "python": measure([sys.executable, "-c", "pass"], runs, plain_env),
         "cli startup": measure(rootless + ["images", "-q"], runs, empty_env),
         "rootless run": measure(run_argv, runs, env),
+        # the default network: a slirp4netns per container, as podman's
+        "rootless run net": measure(rootless + ["run", "--rm", "busybox", "true"], runs, env),
     }
     if pm:
         samples["podman run"] = measure(pm.run_argv(), runs, pm.env)
+        samples["podman run net"] = measure(pm.run_argv("slirp4netns"), runs, pm.env)
 
     timing_file = os.path.join(tmp, "timing.jsonl")
     walls = measure(run_argv, runs, dict(env, ROOTLESS_TIMING=timing_file))
@@ -959,6 +977,10 @@ def main(argv: list[str] | None = None) -> int:
         if "results" in figures:
             print()
         report_lifecycle(figures["lifecycle"], podman_note)
+    if "net" in figures:
+        import bench_net
+        print()
+        bench_net.report(figures["net"], podman_note)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2, sort_keys=True)

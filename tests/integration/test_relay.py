@@ -18,8 +18,19 @@ import pytest
 from netstack import relay
 
 
+MOVERS = ["copy", "splice", "auto"]
+
+
+@pytest.fixture(params=MOVERS, autouse=True)
+def mover(request):
+    """Every test runs with each way of moving bytes (auto: copy, the clients here are local)."""
+    RelayProcess.mover = request.param
+    return request.param
+
+
 class RelayProcess:
     open_stops: set[int] = set()  # every relay's stop pipe: a later fork must not keep an earlier one open
+    mover = "auto"
 
     def __init__(self, setup):
         self.stop_r, self.stop_w = os.pipe()
@@ -29,7 +40,7 @@ class RelayProcess:
             try:
                 for fd in self.open_stops:
                     os.close(fd)
-                r = relay.Relay("127.0.0.1")
+                r = relay.Relay("127.0.0.1", self.mover)
                 setup(r)
                 r.run(self.stop_r)
             finally:
