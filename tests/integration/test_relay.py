@@ -17,7 +17,6 @@ import pytest
 
 from netstack import relay
 
-
 MOVERS = ["copy", "splice", "auto"]
 
 
