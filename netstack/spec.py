@@ -175,6 +175,8 @@ def parse_add_host(text: str) -> tuple[str, str]:
 
 
 def check_dns(servers: tuple[str, ...]) -> tuple[str, ...]:
+    if not servers:
+        return ()
     import ipaddress
     out = []
     for s in servers:

@@ -63,6 +63,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
     if not plan.attached:
         _detach_from_terminal()
     code, error = 125, ""
+    finished = False
     helpers = Helpers()
     try:
         if net.kind == "slirp4netns":
@@ -86,6 +87,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
         if helpers.slirp:
             Step.at("start slirp4netns")
             _start_slirp(helpers.slirp, net)
+            _mark(ch, "slirp")
         link_listeners = []
         if net.links:
             Step.at("set up the link namespace")
@@ -96,12 +98,14 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
         import prctl
         prctl.set_child_subreaper(1)  # fuse-overlayfs daemonizes: it stays ours to reap
         mount_rootfs(plan.rootfs)
+        _mark(ch, "mounted")
         try:
             mac = ""
             if helpers.slirp:
                 Step.at("wait for slirp4netns")
                 helpers.slirp.wait_ready()
                 mac = _slirp_ready(helpers.slirp, net)
+                _mark(ch, "net-ready")
             if net.bound or net.door or link_listeners:
                 Step.at("start the port relay")
                 helpers.relay = _start_relay(plan, link_listeners)
@@ -140,8 +144,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
         finally:
             helpers.stop_relay()
             unmount_rootfs(plan.rootfs)
-            helpers.stop_slirp()
-            _reap_helpers()
+        finished = True
         return code
     except OSError as e:
         err = from_oserror(Step.name, e)
@@ -152,8 +155,15 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
         raise
     finally:
         helpers.stop_relay()
-        helpers.stop_slirp()
+        if net.handler == "slirp4netns" and net.bound:
+            helpers.stop_slirp()  # it holds the host ports: free when the CLI returns
         _finish(plan, code, error)
+        if finished:
+            # The record is final and the ports free: an attached CLI returns now, without waiting
+            # for slirp4netns, whose exit (the kernel unregistering its tap) takes tens of ms.
+            _send_quietly(ch, "finished", code=code)
+        helpers.stop_slirp()
+        _reap_helpers()
 
 
 class Helpers:
@@ -241,6 +251,13 @@ def _close_all_but(keep: set[int]) -> None:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _send_quietly(ch: Channel, kind: str, **fields) -> None:
+    try:
+        ch.send(kind, **fields)
+    except OSError:
+        pass  # the CLI has gone (a detached run): nobody to tell
 
 
 def _reap_helpers(timeout: float = 2.0) -> None:

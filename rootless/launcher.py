@@ -75,6 +75,7 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
     error: dict | None = None
     code: int | None = None
     detached = False  # by the detach keys: the keeper goes on without us
+    finished = False  # the keeper said the container's end is recorded: it tidies up alone
     try:
         try:
             if plan.net is not None and plan.net.join_fds:  # container: network: its user namespace too
@@ -117,6 +118,12 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
                             fwd.started(msg["pid"])
                             if not attached:
                                 return None
+                        elif msg["type"] == "finished":  # the container's end is recorded
+                            code = msg["code"]
+                            finished = True
+                            sel.unregister(ch.fileno())
+                            with contextlib.suppress(KeyError, ValueError):
+                                sel.unregister(0)
                         elif msg["type"] == "error":
                             error = msg
                         elif msg["type"] == "mark":
@@ -125,7 +132,7 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
                             print(f"rootless: warning: {msg['message']}", file=sys.stderr, flush=True)
         finally:
             ch.close()
-            if (attached and not detached) or error is not None:
+            if error is not None or (attached and not detached and not finished):
                 code = userns.reap(keeper)
     finally:
         fwd.restore()

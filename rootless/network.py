@@ -57,10 +57,10 @@ def _mappings(spec):
 
 
 def _bind(spec, handler: str):
-    from netstack import ports
     maps = _mappings(spec)
     if not maps:
         return []
+    from netstack import ports
     return ports.bind(maps, keep=handler == "builtin")
 
 
@@ -112,12 +112,14 @@ def link_env(spec, net: NetPlan) -> list[str]:
 
 def etc_files(ctx, spec, net: NetPlan) -> dict[str, str]:
     """The texts of /etc/hostname, /etc/hosts and /etc/resolv.conf for this start."""
-    from netstack import etcfiles, links, slirp
+    from netstack import etcfiles, slirp
     if net.kind == "container":
         return _shared_etc_files(ctx, spec)
     host_hosts, host_resolv = etcfiles.host_files()
     extra = [(ip if ip != "host-gateway" else slirp.GATEWAY, host) for host, ip in spec.add_hosts]
-    extra += links.hosts_entries(net.links)
+    if net.links:
+        from netstack import links
+        extra += links.hosts_entries(net.links)
     own_ip = slirp.GUEST_IP if net.kind == "slirp4netns" else None
     resolver = slirp.DNS if net.kind == "slirp4netns" else None
     return {
@@ -154,8 +156,11 @@ def close(net: NetPlan) -> None:
 
 def state_fields(net: NetPlan, mac: str = "") -> dict:
     """What the container's state records about its network while it runs."""
-    from netstack import ports, slirp
-    fields = {"ports": ports.records(net.bound), "ip": "", "gateway": "", "mac": mac}
+    from netstack import slirp
+    fields = {"ports": [], "ip": "", "gateway": "", "mac": mac}
+    if net.bound:
+        from netstack import ports
+        fields["ports"] = ports.records(net.bound)
     if net.kind == "slirp4netns":
         fields.update(ip=slirp.GUEST_IP, gateway=slirp.GATEWAY)
     return fields
