@@ -162,6 +162,8 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             # The record is final and the ports free: an attached CLI returns now, without waiting
             # for slirp4netns, whose exit (the kernel unregistering its tap) takes tens of ms.
             _send_quietly(ch, "finished", code=code)
+            if plan.attached:
+                _detach_from_terminal()  # nor does a caller reading the CLI's output wait for us
         helpers.stop_slirp()
         _reap_helpers()
 

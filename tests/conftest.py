@@ -136,15 +136,25 @@ def nothing_left_behind(tmp_path_factory):
     """At the end of the session: no process, mount or runtime directory of the tests' stores remains."""
     yield
     base = str(tmp_path_factory.getbasetemp())
-    procs = []
-    for d in os.listdir("/proc"):
-        if d.isdigit() and int(d) != os.getpid():
-            try:  # the environment too: slirp4netns and the relay name no path, but inherit ROOTLESS_ROOT
-                with open(f"/proc/{d}/cmdline", "rb") as f, open(f"/proc/{d}/environ", "rb") as e:
-                    if base.encode() in f.read() or base.encode() in e.read():
-                        procs.append(d)
-            except OSError:
-                continue
+
+    def processes() -> list[str]:
+        procs = []
+        for d in os.listdir("/proc"):
+            if d.isdigit() and int(d) != os.getpid():
+                try:  # the environment too: slirp4netns and the relay name no path, but inherit ROOTLESS_ROOT
+                    with open(f"/proc/{d}/cmdline", "rb") as f, open(f"/proc/{d}/environ", "rb") as e:
+                        if base.encode() in f.read() or base.encode() in e.read():
+                            procs.append(d)
+                except OSError:
+                    continue
+        return procs
+
+    # A keeper tidies up for a few ms after an attached CLI returned (it no longer makes it wait
+    # for slirp4netns to exit): give it a moment, but no more.
+    import time
+    deadline = time.monotonic() + 5
+    while (procs := processes()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     with open("/proc/self/mountinfo") as f:
         mounts = [line for line in f if base in line]
     assert not procs, f"processes of the tests' stores are still running: {procs}"
