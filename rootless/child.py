@@ -176,11 +176,17 @@ class Helpers:
         self.relay = None  # (pid, stop fd)
 
     def stop_relay(self) -> None:
+        """End the relay and wait for it: once the container is recorded as stopped, its host
+        ports are free for the next container."""
         if self.relay:
             pid, stop = self.relay
             self.relay = None
             os.close(stop)  # the relay returns when its end of the pipe reads EOF
-            kill_quietly(pid, signal.SIGTERM)
+            kill_quietly(pid, signal.SIGKILL)  # it has nothing to tidy: its sockets close with it
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
 
     def stop_slirp(self) -> None:
         if self.slirp:
