@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections import namedtuple
 
-from rootless.errors import Conflict, RootlessError
+from rootless.errors import Conflict, RootlessError, UsageError
 
 # kind: slirp4netns | none | host | container; options: slirp4netns's; features: its probe;
 # join_fds: (user ns fd, net ns fd) of the container whose network is shared; bound: ports.Bound;
@@ -35,6 +35,11 @@ def prepare(ctx, spec) -> NetPlan:
     handler = mode.options.get("port_handler", "builtin") if mode.kind == "slirp4netns" else "builtin"
     target_ip = "10.0.2.100" if mode.kind == "slirp4netns" else "127.0.0.1"
     links = _links(ctx, spec)
+    if handler == "slirp4netns":
+        for m in _mappings(spec):
+            if ":" in m.host_ip:
+                raise UsageError(f"slirp4netns's forwarder cannot publish on an IPv6 host address ([{m.host_ip}])",
+                                 "use the built-in forwarder (drop port_handler=slirp4netns)")
     bound = _bind(spec, handler)
     if handler == "slirp4netns" and not mode.options.get("allow_host_loopback") and any(
             b.proto == "udp" for b in bound):

@@ -108,6 +108,33 @@ def test_published_httpd_is_fetched_from_the_host(bb, fwd):
     bb("rm", "-f", "web")
 
 
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this host has no IPv6 loopback")
+def test_ipv6_host_addresses(bb):
+    """The built-in forwarder: [::1] explicitly, and the default binding answers on both families."""
+    bb("run", "-d", "--name", "web", "-e", "MSG=six", "-p", "[::1]::80", "-p", "::80",
+       "busybox", "sh", "-c", HTTPD)
+    lines = sorted(bb("port", "web").out.splitlines())
+    assert lines[0].startswith("80/tcp -> 0.0.0.0:") and lines[1].startswith("80/tcp -> [::1]:")
+    both = int(lines[0].rsplit(":", 1)[1])
+    v6 = int(lines[1].rsplit(":", 1)[1])
+    assert fetch_eventually(f"http://[::1]:{v6}/") == "six\n"
+    assert fetch(f"http://[::1]:{both}/") == "six\n"
+    assert fetch(f"http://127.0.0.1:{both}/") == "six\n"
+    bb("rm", "-f", "web")
+    r = bb("run", "--rm", "--network", "slirp4netns:port_handler=slirp4netns", "-p", "[::1]::80", "busybox", "true",
+           expect=125)
+    assert "cannot publish on an IPv6 host address" in r.err
+
+
 def test_publish_all_publishes_exposed_ports(bb, fwd):
     bb("run", "-d", "--name", "web", "--network", fwd, "-P", "--expose", "80", "--expose", "7000-7001/udp",
        "-e", "MSG=all", "busybox", "sh", "-c", HTTPD)
