@@ -180,7 +180,12 @@ class _Pair:
         self.half_kind = half_kind
         self.halves = None
         self.closed = False
-        relay.watch(upstream, _WRITE, self)
+        try:
+            upstream.getpeername()  # on loopback the handshake is often done when connect returns
+        except OSError:
+            relay.watch(upstream, _WRITE, self)
+        else:
+            self._connected()
 
     # events ---------------------------------------------------------------------------------
     def handle(self, sock: socket.socket, events: int) -> None:
@@ -205,6 +210,11 @@ class _Pair:
             return
         kind = self.half_kind
         self.halves = (kind(self.relay, self.client, self.upstream), kind(self.relay, self.upstream, self.client))
+        try:
+            self._pump(self.halves[0])  # the client has usually spoken already: no event to wait for
+        except _Gone:
+            self.abort()
+            return
         self._update()
 
     # moving bytes -----------------------------------------------------------------------------
