@@ -2,9 +2,9 @@
 
 A linking container gets a second, private network namespace (the *link namespace*) joined
 to its own by a veth pair: ``links0`` with 10.0.3.254/24 on the container's side, and on the
-other side one address per link, 10.0.3.2, 10.0.3.3, ... The link's listeners live there, so
-they never take a port from the container's own programs. Each client they accept is sent
-through the linked container's door (see ``netstack.relay``), which joins it to the port
+other side one address per link, 10.0.3.2, 10.0.3.3, ... The link's sockets live there, so
+they never take a port from the container's own programs. Each TCP client they accept (each
+UDP client's flow) is sent through the linked container's door (see ``netstack.relay``), which joins it to the port
 inside that container. No bridge, no NAT, nothing on the host's network.
 """
 
@@ -74,9 +74,10 @@ def hosts_entries(links) -> list[tuple[str, str]]:
     return out
 
 
-def setup(links) -> list[tuple[socket.socket, str, int]]:
-    """Build the link namespace beside the current one and listen there on every linked TCP port:
-    ``(listener, linked door directory, port)`` for the relay. Returns in the container's namespace."""
+def setup(links) -> list[tuple[socket.socket, str, int, str]]:
+    """Build the link namespace beside the current one and listen there on every linked port:
+    ``(socket, linked door directory, port, proto)`` for the relay. Returns in the container's
+    namespace."""
     from netstack import netlink
     from rootless import syscalls
     own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -100,14 +101,14 @@ def setup(links) -> list[tuple[socket.socket, str, int]]:
                 for link in links:
                     for p in link.ports:
                         num, _, proto = p.partition("/")
-                        if proto != "tcp":
-                            continue
-                        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                        tcp = proto == "tcp"
+                        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
                         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                         s.bind((link.address, int(num)))
-                        s.listen(128)
+                        if tcp:
+                            s.listen(128)
                         s.setblocking(False)
-                        listeners.append((s, link.door_dir, int(num)))
+                        listeners.append((s, link.door_dir, int(num), proto))
             finally:
                 ctl.close()
                 os.close(other)

@@ -313,15 +313,138 @@ class _LinkPort:
             except OSError:
                 return
             try:
-                send_through_door(self.door_dir, client, self.port)
+                send_through_door(self.door_dir, client, self.port, "tcp")
             except OSError:
                 _reset(client)  # the linked container is not running: as a refused connection
             else:
                 client.close()
 
 
+class _LinkUdpPort:
+    """A UDP socket in the link namespace. Each client address gets a flow: one end of a
+    SOCK_SEQPACKET pair stays here, the other goes through the linked container's door, whose
+    relay sends the datagrams on from a UDP socket of its own and passes the replies back."""
+
+    def __init__(self, relay: Relay, sock: socket.socket, door_dir: str, port: int):
+        self.relay, self.sock, self.door_dir, self.port = relay, sock, door_dir, port
+        self.flows: dict = {}  # client address -> [pair end, last use, client address]
+        self.by_fd: dict = {}
+        relay.watch(sock, _READ, self)
+        relay.udp.append(self)
+
+    def handle(self, sock, _events) -> None:
+        now = time.monotonic()
+        if sock is self.sock:
+            for _ in range(64):
+                try:
+                    data, addr = self.sock.recvfrom(65535)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    return
+                flow = self.flows.get(addr) or self._open(addr, now)
+                if flow is None:
+                    continue  # the linked container is not running: the datagram is lost, as UDP allows
+                flow[1] = now
+                try:
+                    flow[0].send(data)
+                except OSError:
+                    self._close(addr)
+            return
+        flow = self.by_fd.get(sock.fileno())
+        if flow is None or flow[0] is not sock:
+            return
+        flow[1] = now
+        for _ in range(64):
+            try:
+                data = sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:  # the linked container's end is gone (it stopped)
+                self._close(flow[2])
+                return
+            try:
+                self.sock.sendto(data, flow[2])
+            except OSError:
+                pass
+
+    def _open(self, addr, now: float):
+        here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            send_through_door(self.door_dir, there, self.port, "udp")
+        except OSError:
+            here.close()
+            return None
+        finally:
+            there.close()
+        here.setblocking(False)
+        flow = self.flows[addr] = self.by_fd[here.fileno()] = [here, now, addr]
+        self.relay.watch(here, _READ, self)
+        return flow
+
+    def _close(self, addr) -> None:
+        flow = self.flows.pop(addr, None)
+        if flow:
+            self.relay.unwatch(flow[0])
+            self.by_fd.pop(flow[0].fileno(), None)
+            flow[0].close()
+
+    def sweep(self, now: float) -> None:
+        for addr, flow in list(self.flows.items()):
+            if now - flow[1] > UDP_IDLE:
+                self._close(addr)
+
+
+class _DoorUdpFlow:
+    """The linked side of a link's UDP flow: datagrams between the pair end and ``target``."""
+
+    def __init__(self, relay: Relay, end: socket.socket, target: tuple[str, int]):
+        self.relay, self.end = relay, end
+        self.up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.up.setblocking(False)
+        self.up.connect(target)
+        end.setblocking(False)
+        self.last = time.monotonic()
+        relay.watch(end, _READ, self)
+        relay.watch(self.up, _READ, self)
+        relay.udp.append(self)
+
+    def handle(self, sock, _events) -> None:
+        self.last = time.monotonic()
+        src, dst = (self.end, self.up) if sock is self.end else (self.up, self.end)
+        for _ in range(64):
+            try:
+                data = src.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                if src is self.up:
+                    return  # ICMP unreachable from the container: nothing listens (yet)
+                data = b""
+            if not data and src is self.end:
+                self.close()
+                return
+            try:
+                dst.send(data)
+            except OSError:
+                pass
+
+    def sweep(self, now: float) -> None:
+        if now - self.last > UDP_IDLE:
+            self.close()
+
+    def close(self) -> None:
+        if self in self.relay.udp:
+            self.relay.udp.remove(self)
+            for s in (self.end, self.up):
+                self.relay.unwatch(s)
+                s.close()
+
+
 class _Door:
-    """Client sockets sent by linking containers, each with the port it is for."""
+    """Sockets sent by linking containers: a TCP client, or one end of a UDP flow, with the port."""
 
     def __init__(self, relay: Relay, sock: socket.socket):
         self.relay, self.sock = relay, sock
@@ -335,14 +458,18 @@ class _Door:
                 return
             if not fds:
                 continue
-            client = socket.socket(fileno=fds[0])
             for extra in fds[1:]:
                 os.close(extra)
-            if len(msg) != 2:
-                _reset(client)
+            if len(msg) != 3 or msg[:1] not in (b"t", b"u"):
+                os.close(fds[0])
                 continue
+            port = struct.unpack("!H", msg[1:])[0]
+            if msg[:1] == b"u":
+                _DoorUdpFlow(self.relay, socket.socket(fileno=fds[0]), (self.relay.target_ip, port))
+                continue
+            client = socket.socket(fileno=fds[0])
             client.setblocking(False)
-            self.relay.join(client, (self.relay.target_ip, struct.unpack("!H", msg)[0]), local=True)
+            self.relay.join(client, (self.relay.target_ip, port), local=True)
 
 
 class _UdpPort:
@@ -353,6 +480,7 @@ class _UdpPort:
         self.flows: dict = {}  # client address -> [upstream socket, last use, client address]
         self.by_fd: dict = {}  # upstream fd -> the same flow
         relay.watch(sock, _READ, self)
+        relay.udp.append(self)
 
     def handle(self, sock, _events) -> None:
         now = time.monotonic()
@@ -411,7 +539,7 @@ class Relay:
         self.target_ip = target_ip
         self.mover = mover
         self.sel = selectors.DefaultSelector()
-        self.udp: list[_UdpPort] = []
+        self.udp: list = []  # what has UDP flows to sweep when idle
         self._scratch = None
 
     def scratch(self) -> memoryview:
@@ -466,10 +594,13 @@ class Relay:
         if proto == "tcp":
             _TcpPort(self, sock, (self.target_ip, port))
         else:
-            self.udp.append(_UdpPort(self, sock, (self.target_ip, port)))
+            _UdpPort(self, sock, (self.target_ip, port))
 
-    def link(self, sock: socket.socket, door_dir: str, port: int) -> None:
-        _LinkPort(self, sock, door_dir, port)
+    def link(self, sock: socket.socket, door_dir: str, port: int, proto: str = "tcp") -> None:
+        if proto == "tcp":
+            _LinkPort(self, sock, door_dir, port)
+        else:
+            _LinkUdpPort(self, sock, door_dir, port)
 
     def door(self, sock: socket.socket) -> None:
         _Door(self, sock)
@@ -489,8 +620,8 @@ class Relay:
                 handler.handle(sock, mask)
             if self.udp:
                 now = time.monotonic()
-                for port in self.udp:
-                    port.sweep(now)
+                for item in list(self.udp):
+                    item.sweep(now)
 
 
 def listen_door(directory: str) -> socket.socket:
@@ -504,12 +635,14 @@ def listen_door(directory: str) -> socket.socket:
     return sock
 
 
-def send_through_door(directory: str, client: socket.socket, port: int) -> None:
+def send_through_door(directory: str, sock: socket.socket, port: int, proto: str = "tcp") -> None:
+    """Give ``sock`` (a TCP client, or one end of a UDP flow's pair) to the relay behind the door
+    in ``directory``, for ``port``: one datagram, ``t``/``u`` and the port, the socket attached."""
     fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendmsg([struct.pack("!H", port)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                                   struct.pack("i", client.fileno()))],
-                       0, f"/proc/self/fd/{fd}/{DOOR}")
+            s.sendmsg([proto[:1].encode() + struct.pack("!H", port)],
+                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", sock.fileno()))],
+                      0, f"/proc/self/fd/{fd}/{DOOR}")
     finally:
         os.close(fd)

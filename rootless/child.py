@@ -219,7 +219,7 @@ def _start_relay(plan: LaunchPlan, link_listeners: list) -> tuple[int, int]:
     from netstack import relay
     net = plan.net
     door = relay.listen_door(plan.run_dir) if net.door else None
-    socks = [b.sock for b in net.bound if b.sock is not None] + [s for s, _d, _p in link_listeners]
+    socks = [b.sock for b in net.bound if b.sock is not None] + [s for s, _d, _p, _k in link_listeners]
     if door:
         socks.append(door)
     stop_r, stop_w = os.pipe()
@@ -234,8 +234,8 @@ def _start_relay(plan: LaunchPlan, link_listeners: list) -> tuple[int, int]:
             for b in net.bound:
                 if b.sock is not None:
                     r.publish(b.sock, b.proto, b.container_port)
-            for s, door_dir, port in link_listeners:
-                r.link(s, door_dir, port)
+            for s, door_dir, port, proto in link_listeners:
+                r.link(s, door_dir, port, proto)
             if door:
                 r.door(door)
             r.run(stop_r)

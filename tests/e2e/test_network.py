@@ -135,6 +135,25 @@ def test_ipv6_host_addresses(bb):
     assert "cannot publish on an IPv6 host address" in r.err
 
 
+def test_port_ranges(bb, fwd):
+    """A container range gets one free host port each; a host range for one port takes a free one."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        first = taken.getsockname()[1]
+        if first > 65500:
+            pytest.skip("no room for a range above the taken port")
+        bb("run", "-d", "--name", "r", "--network", fwd, "-e", "MSG=range", "-p", "127.0.0.1::80-81",
+           "-p", f"127.0.0.1:{first}-{first + 20}:80", "busybox", "sh", "-c", HTTPD)
+        lines = bb("port", "r").out.splitlines()
+        assert [ln.split(" -> ")[0] for ln in lines] == ["80/tcp", "80/tcp", "81/tcp"]
+        in_range = [int(ln.rsplit(":", 1)[1]) for ln in lines if ln.startswith("80/tcp")]
+        assert any(first < p <= first + 20 for p in in_range)  # the taken first port was skipped
+        for p in in_range:
+            assert fetch_eventually(f"http://127.0.0.1:{p}/") == "range\n"
+    bb("rm", "-f", "r")
+
+
 def test_publish_all_publishes_exposed_ports(bb, fwd):
     bb("run", "-d", "--name", "web", "--network", fwd, "-P", "--expose", "80", "--expose", "7000-7001/udp",
        "-e", "MSG=all", "busybox", "sh", "-c", HTTPD)
@@ -449,3 +468,34 @@ def test_outbound_udp_and_dns_lookups(bb):
         assert "Address: 10.1.2.3" in r.out
     finally:
         srv.close()
+
+
+DNS_IN_NETNS = UDP_ECHO.split("s = socket.socket")[0] + r"""
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[2])))
+print("ready", flush=True)
+while True:
+    q, addr = s.recvfrom(512)
+    end = 12
+    while q[end]:
+        end += q[end] + 1
+    answer = bytes([0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 4, 5, 6])
+    s.sendto(q[:2] + bytes([0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]) + q[12:end + 5] + answer, addr)
+"""
+
+
+def test_link_reaches_exposed_udp_ports(bb):
+    """A UDP port the linked container exposes answers at the link's address (a DNS server there)."""
+    bb("run", "-d", "--name", "dns", "--expose", "5353/udp", "busybox", "sleep", "60")
+    server = subprocess.Popen([sys.executable, "-c", DNS_IN_NETNS, str(record(bb, "dns")["state"]["keeper"]),
+                               "5353"], stdout=subprocess.PIPE)
+    try:
+        assert server.stdout.readline() == b"ready\n"
+        r = bb("run", "--rm", "--link", "dns:ns", "busybox", "sh", "-c",
+               'echo "$NS_PORT_5353_UDP"; nslookup -type=a x.example.test "$NS_PORT_5353_UDP_ADDR:5353"')
+        assert r.out.splitlines()[0] == "udp://10.0.3.2:5353"
+        assert "Address: 10.4.5.6" in r.out
+    finally:
+        server.kill()
+        server.wait()
+        bb("rm", "-f", "dns")

@@ -263,3 +263,45 @@ def test_stop_ends_the_relay_and_frees_the_port(hashing):
     s.bind(("127.0.0.1", port))  # the relay held the only copy
     s.close()
     assert signal.SIGTERM  # (the keeper also sends SIGTERM; the pipe alone is enough)
+
+
+def test_udp_through_a_link_and_door(tmp_path):
+    """A link's UDP socket: each client's flow goes through the door to the linked relay."""
+    srv = listener(socket.SOCK_DGRAM)
+
+    def echo():
+        while True:
+            try:
+                data, addr = srv.recvfrom(65535)
+            except OSError:
+                return
+            srv.sendto(data[::-1], addr)
+    threading.Thread(target=echo, daemon=True).start()
+    door_dir = str(tmp_path)
+    door = relay.listen_door(door_dir)
+    linked = RelayProcess(lambda r: r.door(door))
+    door.close()
+    link_sock = listener(socket.SOCK_DGRAM)
+    link_sock.setblocking(False)
+    port = link_sock.getsockname()[1]
+    linking = RelayProcess(lambda r: r.link(link_sock, door_dir, srv.getsockname()[1], "udp"))
+    link_sock.close()
+    try:
+        clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+        for i, c in enumerate(clients):
+            c.settimeout(10)
+            c.sendto(f"abc{i}".encode(), ("127.0.0.1", port))
+        for i, c in enumerate(clients):
+            assert c.recvfrom(100)[0] == f"{i}cba".encode()
+        linked.stop()
+        clients[0].settimeout(0.3)
+        clients[0].sendto(b"lost", ("127.0.0.1", port))  # the linked side is gone: dropped, as UDP may
+        with pytest.raises(TimeoutError):
+            clients[0].recvfrom(100)
+        for c in clients:
+            c.close()
+    finally:
+        if linked.stop_w in RelayProcess.open_stops:
+            linked.stop()
+        linking.stop()
+        srv.close()
