@@ -133,19 +133,24 @@ class Slirp:
             data = os.read(self.ready_r, 16)
             if data:
                 return
-            raise RootlessError(f"slirp4netns failed: {self.log_tail()}", "see `rootless info` for the network checks")
+            why = self.log_tail()
+            hint = "see `rootless info` for the network checks, or use --network none"
+            if "/dev/net/tun" in why:
+                hint = "make /dev/net/tun usable (sudo chmod 0666 /dev/net/tun; sudo modprobe tun), or use --network none"
+            raise RootlessError(f"slirp4netns failed: {why}", hint)
 
     def api_path(self) -> str:
         return os.path.join(self.run_dir, API_SOCKET)
 
     def log_tail(self) -> str:
+        """What slirp4netns said, warnings left out, on one line."""
         try:
             with open(os.path.join(self.run_dir, LOG), "rb") as f:
-                lines = [ln for ln in f.read().decode(errors="replace").splitlines()
-                         if ln.strip() and not ln.startswith("WARNING")]
+                lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines()
+                         if ln.strip() and not ln.startswith(("WARNING", "sent tapfd", "received tapfd"))]
         except OSError:
             lines = []
-        return lines[-1] if lines else "no message"
+        return "; ".join(dict.fromkeys(lines[-4:])) if lines else "no message"
 
     def stop(self, timeout: float = 2.0) -> None:
         """End slirp4netns (its exit fd closes) and reap it."""

@@ -99,6 +99,8 @@ def create(ctx, opts) -> dict:
         except OSError as e:
             raise UsageError(f"open {path}: {e.strerror.lower()}") from None
     opts = _resolve_network_refs(ctx, opts)
+    if opts.network.partition(":")[0] in ("slirp4netns", "bridge", "default", "private", ""):
+        ctx.slirp_features()  # no slirp4netns: say so before a container is made
     method = ctx.overlay_method()
     image_name = engine.familiar_name(image)
     taken: set[str] = set()  # the store is scanned (under its lock) by state.create; again only on a clash

@@ -189,3 +189,14 @@ def test_argv_host_loopback_and_old_slirp():
     older = slirp.parse_probe("/bin/slirp4netns", "", "--configure --exit-fd --ready-fd")
     with pytest.raises(Exception, match="loopback"):
         slirp.argv(older, "/p", 3, 4, "/s", {}, None)
+
+
+def test_slirp_log_tail_is_one_informative_line(tmp_path):
+    (tmp_path / slirp.LOG).write_text('open("/dev/net/tun"): Permission denied\n'
+                                      "WARNING: Support for seccomp is experimental\nchild failed(1)\n"
+                                      "WARNING: Support for seccomp is experimental\n")
+    proc = object.__new__(slirp.Slirp)
+    proc.run_dir = str(tmp_path)
+    assert proc.log_tail() == 'open("/dev/net/tun"): Permission denied; child failed(1)'
+    (tmp_path / slirp.LOG).write_text("")
+    assert proc.log_tail() == "no message"
