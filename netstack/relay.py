@@ -65,6 +65,18 @@ class _Gone(Exception):
     """The peer reset or vanished: the pair is aborted."""
 
 
+def _io(call, *args, **kwargs):
+    """``call(...)``'s result; None when it would block; _Gone when the peer has gone."""
+    try:
+        return call(*args, **kwargs)
+    except BlockingIOError:
+        return None
+    except OSError as e:
+        if e.errno in _GONE:
+            raise _Gone from None
+        raise
+
+
 class _SpliceHalf:
     """One direction moved with splice: src -> pipe -> dst, the pages never copied to user space.
     Used when the client is remote: on loopback the spliced pages reach the receiver as many
@@ -81,14 +93,9 @@ class _SpliceHalf:
 
     def fill(self) -> int:
         """Move what src has into the pipe; the bytes moved (0: nothing yet, or the end: eof)."""
-        try:
-            n = os.splice(self.src.fileno(), self.w, PIPE_SIZE, flags=SPLICE)
-        except BlockingIOError:
+        n = _io(os.splice, self.src.fileno(), self.w, PIPE_SIZE, flags=SPLICE)
+        if n is None:
             return 0
-        except OSError as e:
-            if e.errno in _GONE:
-                raise _Gone from None
-            raise
         if n == 0:
             self.eof = True
         self.pending += n
@@ -96,14 +103,9 @@ class _SpliceHalf:
 
     def drain(self) -> None:
         while self.pending:
-            try:
-                n = os.splice(self.r, self.dst.fileno(), self.pending, flags=SPLICE)
-            except BlockingIOError:
+            n = _io(os.splice, self.r, self.dst.fileno(), self.pending, flags=SPLICE)
+            if n is None:
                 return
-            except OSError as e:
-                if e.errno in _GONE:
-                    raise _Gone from None
-                raise
             self.pending -= n
 
     def close(self) -> None:
@@ -127,14 +129,9 @@ class _CopyHalf:
     def fill(self) -> int:
         """Receive into the scratch buffer and send on at once; the bytes received."""
         view = self.relay.scratch()
-        try:
-            n = self.src.recv_into(view)
-        except BlockingIOError:
+        n = _io(self.src.recv_into, view)
+        if n is None:
             return 0
-        except OSError as e:
-            if e.errno in _GONE:
-                raise _Gone from None
-            raise
         if n == 0:
             self.eof = True
             return 0
@@ -153,14 +150,10 @@ class _CopyHalf:
     def _send(self, data: memoryview) -> int:
         total = 0
         while total < len(data):
-            try:
-                total += self.dst.send(data[total:])
-            except BlockingIOError:
+            n = _io(self.dst.send, data[total:])
+            if n is None:
                 break
-            except OSError as e:
-                if e.errno in _GONE:
-                    raise _Gone from None
-                raise
+            total += n
         return total
 
     def close(self) -> None:
@@ -320,83 +313,6 @@ class _LinkPort:
                 client.close()
 
 
-class _LinkUdpPort:
-    """A UDP socket in the link namespace. Each client address gets a flow: one end of a
-    SOCK_SEQPACKET pair stays here, the other goes through the linked container's door, whose
-    relay sends the datagrams on from a UDP socket of its own and passes the replies back."""
-
-    def __init__(self, relay: Relay, sock: socket.socket, door_dir: str, port: int):
-        self.relay, self.sock, self.door_dir, self.port = relay, sock, door_dir, port
-        self.flows: dict = {}  # client address -> [pair end, last use, client address]
-        self.by_fd: dict = {}
-        relay.watch(sock, _READ, self)
-        relay.udp.append(self)
-
-    def handle(self, sock, _events) -> None:
-        now = time.monotonic()
-        if sock is self.sock:
-            for _ in range(64):
-                try:
-                    data, addr = self.sock.recvfrom(65535)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError:
-                    return
-                flow = self.flows.get(addr) or self._open(addr, now)
-                if flow is None:
-                    continue  # the linked container is not running: the datagram is lost, as UDP allows
-                flow[1] = now
-                try:
-                    flow[0].send(data)
-                except OSError:
-                    self._close(addr)
-            return
-        flow = self.by_fd.get(sock.fileno())
-        if flow is None or flow[0] is not sock:
-            return
-        flow[1] = now
-        for _ in range(64):
-            try:
-                data = sock.recv(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
-            if not data:  # the linked container's end is gone (it stopped)
-                self._close(flow[2])
-                return
-            try:
-                self.sock.sendto(data, flow[2])
-            except OSError:
-                pass
-
-    def _open(self, addr, now: float):
-        here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            send_through_door(self.door_dir, there, self.port, "udp")
-        except OSError:
-            here.close()
-            return None
-        finally:
-            there.close()
-        here.setblocking(False)
-        flow = self.flows[addr] = self.by_fd[here.fileno()] = [here, now, addr]
-        self.relay.watch(here, _READ, self)
-        return flow
-
-    def _close(self, addr) -> None:
-        flow = self.flows.pop(addr, None)
-        if flow:
-            self.relay.unwatch(flow[0])
-            self.by_fd.pop(flow[0].fileno(), None)
-            flow[0].close()
-
-    def sweep(self, now: float) -> None:
-        for addr, flow in list(self.flows.items()):
-            if now - flow[1] > UDP_IDLE:
-                self._close(addr)
-
-
 class _DoorUdpFlow:
     """The linked side of a link's UDP flow: datagrams between the pair end and ``target``."""
 
@@ -472,38 +388,27 @@ class _Door:
             self.relay.join(client, (self.relay.target_ip, port), local=True)
 
 
-class _UdpPort:
-    """Datagrams from host clients to ``target``, replies back to each client."""
+class _UdpFlows:
+    """A UDP socket whose clients each get a flow: a socket of their own towards the other side,
+    whose replies go back to that client. Idle flows close. ``eof_ends``: an empty read or an
+    error ends the flow (a SOCK_SEQPACKET pair's end); for UDP an empty datagram is data."""
 
-    def __init__(self, relay: Relay, sock: socket.socket, target: tuple[str, int]):
-        self.relay, self.sock, self.target = relay, sock, target
-        self.flows: dict = {}  # client address -> [upstream socket, last use, client address]
-        self.by_fd: dict = {}  # upstream fd -> the same flow
+    eof_ends = False
+
+    def __init__(self, relay: Relay, sock: socket.socket):
+        self.relay, self.sock = relay, sock
+        self.flows: dict = {}  # client address -> [flow socket, last use, client address]
+        self.by_fd: dict = {}  # flow socket's fd -> the same flow
         relay.watch(sock, _READ, self)
         relay.udp.append(self)
+
+    def open_flow(self) -> socket.socket | None:
+        raise NotImplementedError
 
     def handle(self, sock, _events) -> None:
         now = time.monotonic()
         if sock is self.sock:
-            for _ in range(64):
-                try:
-                    data, addr = self.sock.recvfrom(65535)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError:
-                    return
-                flow = self.flows.get(addr)
-                if flow is None:
-                    up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    up.setblocking(False)
-                    up.connect(self.target)
-                    flow = self.flows[addr] = self.by_fd[up.fileno()] = [up, now, addr]
-                    self.relay.watch(up, _READ, self)
-                flow[1] = now
-                try:
-                    flow[0].send(data)
-                except OSError:
-                    pass
+            self._from_clients(now)
             return
         flow = self.by_fd.get(sock.fileno())
         if flow is None or flow[0] is not sock:
@@ -514,20 +419,94 @@ class _UdpPort:
                 data = sock.recv(65535)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:  # ICMP port unreachable from the container: nothing listens (yet)
+            except OSError:  # UDP: ICMP port unreachable (nothing listens yet); a pair: its other end is gone
+                data = None
+            if data is None or (not data and self.eof_ends):
+                if self.eof_ends:
+                    self._close(flow[2])
                 return
             try:
                 self.sock.sendto(data, flow[2])
             except OSError:
                 pass
 
+    def _from_clients(self, now: float) -> None:
+        for _ in range(64):
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            flow = self.flows.get(addr) or self._new_flow(addr, now)
+            if flow is None:
+                continue  # nothing on the other side (a linked container not running): lost, as UDP allows
+            flow[1] = now
+            try:
+                flow[0].send(data)
+            except OSError:
+                if self.eof_ends:
+                    self._close(addr)
+
+    def _new_flow(self, addr, now: float):
+        s = self.open_flow()
+        if s is None:
+            return None
+        s.setblocking(False)
+        flow = self.flows[addr] = self.by_fd[s.fileno()] = [s, now, addr]
+        self.relay.watch(s, _READ, self)
+        return flow
+
+    def _close(self, addr) -> None:
+        flow = self.flows.pop(addr, None)
+        if flow:
+            self.relay.unwatch(flow[0])
+            self.by_fd.pop(flow[0].fileno(), None)
+            flow[0].close()
+
     def sweep(self, now: float) -> None:
         for addr, flow in list(self.flows.items()):
             if now - flow[1] > UDP_IDLE:
-                self.relay.unwatch(flow[0])
-                self.by_fd.pop(flow[0].fileno(), None)
-                flow[0].close()
-                del self.flows[addr]
+                self._close(addr)
+
+
+class _UdpPort(_UdpFlows):
+    """A published UDP port: each client's flow is a socket connected to ``target`` here."""
+
+    def __init__(self, relay: Relay, sock: socket.socket, target: tuple[str, int]):
+        self.target = target
+        super().__init__(relay, sock)
+
+    def open_flow(self) -> socket.socket | None:
+        up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            up.connect(self.target)
+        except OSError:
+            up.close()
+            return None
+        return up
+
+
+class _LinkUdpPort(_UdpFlows):
+    """A link's UDP socket: each client's flow is one end of a SOCK_SEQPACKET pair whose other end
+    goes through the linked container's door; that relay sends the datagrams on and the replies back."""
+
+    eof_ends = True
+
+    def __init__(self, relay: Relay, sock: socket.socket, door_dir: str, port: int):
+        self.door_dir, self.port = door_dir, port
+        super().__init__(relay, sock)
+
+    def open_flow(self) -> socket.socket | None:
+        here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            send_through_door(self.door_dir, there, self.port, "udp")
+        except OSError:
+            here.close()
+            return None
+        finally:
+            there.close()
+        return here
 
 
 class Relay:

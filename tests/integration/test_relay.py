@@ -82,6 +82,46 @@ def serve(srv, handler):
     threading.Thread(target=loop, daemon=True).start()
 
 
+def udp_echo(transform) -> socket.socket:
+    """A UDP server answering each datagram with ``transform(datagram)``."""
+    srv = listener(socket.SOCK_DGRAM)
+
+    def echo():
+        while True:
+            try:
+                data, addr = srv.recvfrom(65535)
+            except OSError:
+                return
+            srv.sendto(transform(data), addr)
+    threading.Thread(target=echo, daemon=True).start()
+    return srv
+
+
+def linked_relays(door_dir: str, port: int, proto: str):
+    """A linked container's relay (its door in ``door_dir``) and a linking one whose link socket
+    forwards to ``port``: (linked, linking, the link socket's port)."""
+    door = relay.listen_door(door_dir)
+    linked = RelayProcess(lambda r: r.door(door))
+    door.close()
+    link_sock = listener(socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    link_sock.setblocking(False)
+    link_port = link_sock.getsockname()[1]
+    linking = RelayProcess(lambda r: r.link(link_sock, door_dir, port, proto))
+    link_sock.close()
+    return linked, linking, link_port
+
+
+def udp_clients(port: int, payloads: list[bytes]) -> list[socket.socket]:
+    """One client socket per payload, each having sent its payload to ``port``."""
+    clients = []
+    for p in payloads:
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.settimeout(10)
+        c.sendto(p, ("127.0.0.1", port))
+        clients.append(c)
+    return clients
+
+
 def recv_all(s) -> bytes:
     if s.gettimeout() is None:
         s.settimeout(30)  # a relay that loses a half-close fails the test instead of hanging it
@@ -198,22 +238,10 @@ def test_upstream_reset_reaches_the_client():
 
 
 def test_udp_echo_and_replies_per_client():
-    srv = listener(socket.SOCK_DGRAM)
-
-    def echo():
-        while True:
-            try:
-                data, addr = srv.recvfrom(65535)
-            except OSError:
-                return
-            srv.sendto(data.upper(), addr)
-    threading.Thread(target=echo, daemon=True).start()
+    srv = udp_echo(bytes.upper)
     rp, port = published(srv.getsockname()[1], "udp")
     try:
-        clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
-        for i, c in enumerate(clients):
-            c.settimeout(10)
-            c.sendto(f"hello {i}".encode(), ("127.0.0.1", port))
+        clients = udp_clients(port, [f"hello {i}".encode() for i in range(3)])
         for i, c in enumerate(clients):
             assert c.recvfrom(100)[0] == f"HELLO {i}".encode()
             c.sendto(b"again", ("127.0.0.1", port))
@@ -226,15 +254,7 @@ def test_udp_echo_and_replies_per_client():
 
 def test_door_and_link_listener(tmp_path, hashing):
     """A link listener sends its clients through another relay's door, which joins them to the port."""
-    door_dir = str(tmp_path)
-    door = relay.listen_door(door_dir)
-    linked = RelayProcess(lambda r: r.door(door))
-    door.close()
-    link_sock = listener()
-    link_sock.setblocking(False)
-    port = link_sock.getsockname()[1]
-    linking = RelayProcess(lambda r: r.link(link_sock, door_dir, hashing))
-    link_sock.close()
+    linked, linking, port = linked_relays(str(tmp_path), hashing, "tcp")
     try:
         with socket.create_connection(("127.0.0.1", port)) as c:
             c.sendall(b"through the door")
@@ -267,30 +287,10 @@ def test_stop_ends_the_relay_and_frees_the_port(hashing):
 
 def test_udp_through_a_link_and_door(tmp_path):
     """A link's UDP socket: each client's flow goes through the door to the linked relay."""
-    srv = listener(socket.SOCK_DGRAM)
-
-    def echo():
-        while True:
-            try:
-                data, addr = srv.recvfrom(65535)
-            except OSError:
-                return
-            srv.sendto(data[::-1], addr)
-    threading.Thread(target=echo, daemon=True).start()
-    door_dir = str(tmp_path)
-    door = relay.listen_door(door_dir)
-    linked = RelayProcess(lambda r: r.door(door))
-    door.close()
-    link_sock = listener(socket.SOCK_DGRAM)
-    link_sock.setblocking(False)
-    port = link_sock.getsockname()[1]
-    linking = RelayProcess(lambda r: r.link(link_sock, door_dir, srv.getsockname()[1], "udp"))
-    link_sock.close()
+    srv = udp_echo(lambda d: d[::-1])
+    linked, linking, port = linked_relays(str(tmp_path), srv.getsockname()[1], "udp")
     try:
-        clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
-        for i, c in enumerate(clients):
-            c.settimeout(10)
-            c.sendto(f"abc{i}".encode(), ("127.0.0.1", port))
+        clients = udp_clients(port, [f"abc{i}".encode() for i in range(2)])
         for i, c in enumerate(clients):
             assert c.recvfrom(100)[0] == f"{i}cba".encode()
         linked.stop()
