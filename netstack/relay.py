@@ -270,47 +270,50 @@ class _Pair:
             h.close()
 
 
-class _TcpPort:
-    """A listener whose clients are joined to ``target`` in this namespace."""
+class _Listener:
+    """A listening socket: each accepted client goes to ``take``."""
+
+    def __init__(self, relay: Relay, sock: socket.socket):
+        self.relay, self.sock = relay, sock
+        relay.watch(sock, _READ, self)
+
+    def handle(self, _sock, _events) -> None:
+        for _ in range(16):
+            try:
+                client, _addr = self.sock.accept()
+            except OSError:  # nothing more to accept (or no descriptor left: the client waits)
+                return
+            self.take(client)
+
+    def take(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class _TcpPort(_Listener):
+    """A published port: its clients are joined to ``target`` in this namespace."""
 
     def __init__(self, relay: Relay, sock: socket.socket, target: tuple[str, int]):
-        self.relay, self.sock, self.target = relay, sock, target
-        relay.watch(sock, _READ, self)
+        self.target = target
+        super().__init__(relay, sock)
 
-    def handle(self, _sock, _events) -> None:
-        for _ in range(16):
-            try:
-                client, _addr = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED):
-                    return
-                raise
-            self.relay.join(client, self.target)
+    def take(self, client: socket.socket) -> None:
+        self.relay.join(client, self.target)
 
 
-class _LinkPort:
-    """A listener in the link namespace whose clients go through a linked container's door."""
+class _LinkPort(_Listener):
+    """A listener in the link namespace: its clients go through a linked container's door."""
 
     def __init__(self, relay: Relay, sock: socket.socket, door_dir: str, port: int):
-        self.relay, self.sock, self.door_dir, self.port = relay, sock, door_dir, port
-        relay.watch(sock, _READ, self)
+        self.door_dir, self.port = door_dir, port
+        super().__init__(relay, sock)
 
-    def handle(self, _sock, _events) -> None:
-        for _ in range(16):
-            try:
-                client, _addr = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            try:
-                send_through_door(self.door_dir, client, self.port, "tcp")
-            except OSError:
-                _reset(client)  # the linked container is not running: as a refused connection
-            else:
-                client.close()
+    def take(self, client: socket.socket) -> None:
+        try:
+            send_through_door(self.door_dir, client, self.port, "tcp")
+        except OSError:
+            _reset(client)  # the linked container is not running: as a refused connection
+        else:
+            client.close()
 
 
 class _DoorUdpFlow:
@@ -359,18 +362,14 @@ class _DoorUdpFlow:
                 s.close()
 
 
-class _Door:
+class _Door(_Listener):
     """Sockets sent by linking containers: a TCP client, or one end of a UDP flow, with the port."""
-
-    def __init__(self, relay: Relay, sock: socket.socket):
-        self.relay, self.sock = relay, sock
-        relay.watch(sock, _READ, self)
 
     def handle(self, _sock, _events) -> None:
         for _ in range(16):
             try:
                 msg, fds, _flags, _addr = socket.recv_fds(self.sock, 16, 1)
-            except (BlockingIOError, InterruptedError):
+            except OSError:
                 return
             if not fds:
                 continue

@@ -101,7 +101,7 @@ PODMAN_RATIO_TARGET = 0.5
 
 GROUPS = ("run", "lifecycle", "net")
 NET_BYTES = 2 * 10**9  # one transfer through a published port (issue 4: 2 GB)
-NET_ROUNDS = 3
+NET_ROUNDS = 5
 NET_SECONDS = 2.0
 KEEPER_RSS_TARGET_MB = 15.0
 PS_TARGET_MS = 300.0
