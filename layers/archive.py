@@ -162,17 +162,9 @@ def _store_image(imp: _Import, config_bytes: bytes, layer_blobs: list[tuple[str,
     imp.added_layers += imp.store.unpack_layers(layers)
     for lr in layers:
         if not lr.size:
-            lr.size = _known_layer_size(imp.store, lr.diff_id)
+            lr.size = imp.store.known_layer_size(lr.diff_id)
     rec, _ = imp.store.register(config_bytes, layers, tags, manifest_digest)
     return Loaded(rec["id"], tags)
-
-
-def _known_layer_size(store: ImageStore, diff_id: str) -> int:
-    for rec in store.images():
-        for lr in rec["layers"]:
-            if lr["diff_id"] == diff_id and lr.get("size"):
-                return lr["size"]
-    return 0
 
 
 def _tags_from(names: list[str], what: str) -> list[str]:

@@ -183,6 +183,14 @@ class ImageStore:
             lr.size = res["size"]
         return [lr.diff_id for lr in missing]
 
+    def known_layer_size(self, diff_id: str) -> int:
+        """The unpacked size another image recorded for this layer (0 if none did)."""
+        for rec in self.images():
+            for lr in rec["layers"]:
+                if lr["diff_id"] == diff_id and lr.get("size"):
+                    return lr["size"]
+        return 0
+
     def remove_layers(self, diff_ids: Iterable[str]) -> None:
         doomed = []
         for d in diff_ids:
@@ -196,7 +204,7 @@ class ImageStore:
 
     # ---- images --------------------------------------------------------------
     def register(self, config_bytes: bytes, layers: list[LayerRef], tags: list[str],
-                 manifest_digest: str | None = None) -> tuple[dict, list[str]]:
+                 manifest_digest: str | None = None, repo_digests: list[str] = ()) -> tuple[dict, list[str]]:
         """Record an image (its blobs and layers are already in place); (record, tags moved)."""
         image_id = sha256_bytes(config_bytes)
         config = json.loads(config_bytes)
@@ -219,9 +227,24 @@ class ImageStore:
                         other["repo_tags"].remove(tag)
                 if tag not in rec["repo_tags"]:
                     rec["repo_tags"].append(tag)
+            for rd in repo_digests:
+                if rd not in rec.setdefault("repo_digests", []):
+                    rec["repo_digests"].append(rd)
             images[image_id] = rec
             atomic.write_json(self.paths.images_file, index)
         return rec, tags
+
+    def add_tag(self, image_id: str, tag: str) -> None:
+        """Point ``tag`` at the image (taking it from any other image)."""
+        with locking.locked(self.paths.store_lock):
+            index = self._read_index()
+            images = index["images"]
+            for other in images.values():
+                if tag in other.get("repo_tags", []):
+                    other["repo_tags"].remove(tag)
+            if tag not in images[image_id]["repo_tags"]:
+                images[image_id]["repo_tags"].append(tag)
+            atomic.write_json(self.paths.images_file, index)
 
     def config(self, rec: dict) -> dict:
         try:

@@ -8,6 +8,14 @@ Example::
 
     [userns]
     idmap = "auto"                  # auto | single
+
+    [registries]
+    insecure = ["myhost:5000"]      # plain HTTP or unverified TLS
+
+    [registries."docker.io"]        # one table per registry (host[:port])
+    mirrors = ["mirror.example:5000"]   # tried first, in order; then the registry itself
+    blocked = false                 # true: never contacted (pulls and pushes fail at once)
+    insecure = false
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ OVERLAY_METHODS = ("auto", "kernel", "fuse", "copy")
 IDMAP_MODES = ("auto", "single")
 
 
-Config = namedtuple("Config", "path root overlay idmap", defaults=(None, None, "auto", "auto"))
+# ``registries``: host -> {"mirrors": [...], "blocked": bool, "insecure": bool}
+Config = namedtuple("Config", "path root overlay idmap insecure registries",
+                    defaults=(None, None, "auto", "auto", (), {}))
 
 
 def config_path() -> str:
@@ -51,7 +61,8 @@ def load(path: str | None = None) -> Config:
         raise RootlessError(f"bad config {path}: {e}", "fix the TOML syntax at that line") from None
     storage = data.get("storage", {})
     userns = data.get("userns", {})
-    for section, value in (("storage", storage), ("userns", userns)):
+    registries = data.get("registries", {})
+    for section, value in (("storage", storage), ("userns", userns), ("registries", registries)):
         if not isinstance(value, dict):
             raise RootlessError(f"bad config {path}: [{section}] must be a table", "see README: Configuration")
     for key, value in (("storage.root", storage.get("root", "")), ("storage.overlay", storage.get("overlay", "")),
@@ -66,5 +77,28 @@ def load(path: str | None = None) -> Config:
     if idmap not in IDMAP_MODES:
         raise RootlessError(f"bad config {path}: userns.idmap = {idmap!r}",
                             f"use one of: {', '.join(IDMAP_MODES)}")
+    insecure = registries.get("insecure", [])
+    if not isinstance(insecure, list) or not all(isinstance(x, str) for x in insecure):
+        raise RootlessError(f"bad config {path}: registries.insecure must be a list of host[:port] strings")
+    per_registry = {}
+    for host, table in registries.items():
+        if host == "insecure":
+            continue
+        if not isinstance(table, dict):
+            raise RootlessError(f"bad config {path}: registries.{host} must be a table",
+                                'write it as [registries."host:port"]')
+        unknown = set(table) - {"mirrors", "blocked", "insecure"}
+        if unknown:
+            raise RootlessError(f"bad config {path}: registries.{host}: unknown key {sorted(unknown)[0]!r}",
+                                "known: mirrors, blocked, insecure")
+        mirrors = table.get("mirrors", [])
+        if not isinstance(mirrors, list) or not all(isinstance(m, str) and m for m in mirrors):
+            raise RootlessError(f"bad config {path}: registries.{host}.mirrors must be a list of host[:port]")
+        for key in ("blocked", "insecure"):
+            if not isinstance(table.get(key, False), bool):
+                raise RootlessError(f"bad config {path}: registries.{host}.{key} must be true or false")
+        per_registry[host] = {"mirrors": list(mirrors), "blocked": table.get("blocked", False),
+                              "insecure": table.get("insecure", False)}
     root = storage.get("root")
-    return Config(path=path, root=os.path.expanduser(root) if root else None, overlay=overlay, idmap=idmap)
+    return Config(path=path, root=os.path.expanduser(root) if root else None, overlay=overlay, idmap=idmap,
+                  insecure=tuple(insecure), registries=per_registry)

@@ -151,6 +151,120 @@ def rmi(ctx: Context, names: list[str], force: bool) -> list[str]:
     return out
 
 
+# ---- registries ------------------------------------------------------------------------
+RegistryOptions = namedtuple("RegistryOptions", "tls_verify creds platform quiet",
+                             defaults=(True, None, None, False))
+
+
+def _registry_kw(ctx: Context, registry: str, opts: RegistryOptions) -> dict:
+    """Connection settings for ``registry``: insecure (config or --tls-verify=false), CA directory
+    (certs.d, as Docker's), credentials (--creds USER:PASS). A blocked registry is an error."""
+    settings = ctx.config.registries.get(registry, {})
+    if settings.get("blocked"):
+        raise RootlessError(f"registry {registry} is blocked by the configuration ({ctx.config.path})",
+                            f'remove blocked = true from [registries."{registry}"]')
+    creds = None
+    if opts.creds:
+        user, sep, password = opts.creds.partition(":")
+        if not sep or not user:
+            raise RootlessError("--creds takes USER:PASSWORD")
+        creds = (user, password)
+    ca_dir = None
+    for base in (os.path.join(os.path.dirname(ctx.config.path or configmod.config_path()), "certs.d"),
+                 "/etc/containers/certs.d", "/etc/docker/certs.d"):
+        if os.path.isdir(os.path.join(base, registry)):
+            ca_dir = os.path.join(base, registry)
+            break
+    insecure = (not opts.tls_verify) or registry in ctx.config.insecure or settings.get("insecure", False)
+    return {"registry": registry, "creds": creds, "insecure": insecure, "ca_dir": ca_dir}
+
+
+def _pull_endpoints(ctx: Context, registry: str, opts: RegistryOptions) -> list[dict]:
+    """Where a pull from ``registry`` may come from: its mirrors (in order), then itself."""
+    out = []
+    for mirror in ctx.config.registries.get(registry, {}).get("mirrors", []):
+        kw = _registry_kw(ctx, mirror, opts)
+        kw["creds"] = kw["creds"] if opts.creds else None  # a mirror has its own credentials (or none)
+        out.append(kw)
+    try:
+        out.append(_registry_kw(ctx, registry, opts))
+    except RootlessError:
+        if not out:
+            raise  # blocked, and no mirror to use instead
+    return out
+
+
+def _say(opts: RegistryOptions):
+    if opts.quiet:
+        return None
+    return lambda line: print(line, file=sys.stderr, flush=True)
+
+
+def pull(ctx: Context, ref_text: str, opts: RegistryOptions = RegistryOptions()) -> str:
+    """``pull``: the reference pulled (Docker prints it on stdout)."""
+    from layers import manifest, reference
+    from layers import pull as pullmod
+    ref = reference.parse(ref_text)
+    platform = manifest.parse_platform(opts.platform) if opts.platform else None
+    pulled = pullmod.pull(ctx.store, ref_text, _pull_endpoints(ctx, ref.registry, opts), platform, say=_say(opts))
+    return str(pulled.reference) if ref.tag else f"{pulled.reference.repository}@{pulled.digest}"
+
+
+def ensure_image(ctx: Context, name: str, policy: str = "missing", opts: RegistryOptions = RegistryOptions()) -> dict:
+    """The image for ``run``/``create``: pulled when missing (``--pull missing``), always, or never."""
+    from rootless.errors import ImageNotFound
+    if policy not in ("missing", "always", "never"):
+        raise RootlessError(f"invalid --pull policy {policy!r}", "use missing, always or never")
+    if policy != "always":
+        try:
+            return ctx.store.resolve(name)
+        except ImageNotFound:
+            if policy == "never":
+                raise
+            if not opts.quiet:
+                print(f"Unable to find image '{name}' locally", file=sys.stderr, flush=True)
+    pull(ctx, name, opts)
+    return ctx.store.resolve(name)
+
+
+def push(ctx: Context, image: str, dest: str | None, opts: RegistryOptions = RegistryOptions()) -> str:
+    from layers import push as pushmod
+    from layers import reference
+    ref = reference.parse(dest or image)
+    kw = _registry_kw(ctx, ref.registry, opts)
+    del kw["registry"]
+    return pushmod.push(ctx.store, image, dest, say=_say(opts), **kw).digest
+
+
+def tag(ctx: Context, image: str, target: str) -> None:
+    from layers import reference
+    rec = ctx.store.resolve(image)
+    ref = reference.parse(target)
+    if ref.digest:
+        raise RootlessError(f"cannot tag with a digest: {target}")
+    ctx.store.add_tag(rec["id"], str(ref))
+
+
+def login(ctx: Context, registry: str, user: str, password: str, opts: RegistryOptions = RegistryOptions()) -> str:
+    """Check the credentials against the registry (GET /v2/ authenticated), then store them."""
+    from layers import auth
+    from layers.registry import Client
+    kw = _registry_kw(ctx, registry, opts)
+    client = Client(registry, "", (user, password), insecure=kw["insecure"], ca_dir=kw["ca_dir"],
+                    ref_text=registry)
+    client.scope = ""
+    try:
+        client.request("GET", "/v2/", what="login")
+    finally:
+        client.close()
+    return auth.store(registry, user, password)
+
+
+def logout(ctx: Context, registry: str) -> bool:
+    from layers import auth
+    return auth.remove(registry)
+
+
 # ---- containers: see rootless/containers.py ------------------------------------------
 def layer_refs(image: dict):
     from layers.store import LayerRef

@@ -72,14 +72,18 @@ class Rootless:
         self.config = base / "config.toml"
         self.configure(overlay=overlay, idmap=idmap)
 
-    def configure(self, overlay: str = "auto", idmap: str = "auto") -> None:
-        self.config.write_text(f'[storage]\noverlay = "{overlay}"\n\n[userns]\nidmap = "{idmap}"\n')
+    def configure(self, overlay: str = "auto", idmap: str = "auto", insecure: tuple[str, ...] = ()) -> None:
+        text = f'[storage]\noverlay = "{overlay}"\n\n[userns]\nidmap = "{idmap}"\n'
+        text += "\n[registries]\ninsecure = [" + ", ".join(f'"{h}"' for h in insecure) + "]\n"
+        # Tests never reach the internet: a short name's registry is never contacted.
+        text += '\n[registries."docker.io"]\nblocked = true\n'
+        self.config.write_text(text)
 
     @property
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(ROOTLESS_ROOT=str(self.root), ROOTLESS_CONFIG=str(self.config),
-                   XDG_RUNTIME_DIR=str(self.runtime))
+                   XDG_RUNTIME_DIR=str(self.runtime), REGISTRY_AUTH_FILE=str(self.base / "auth.json"))
         return env
 
     def __call__(self, *args: str, input: bytes | str | None = None, timeout: float = 120,

@@ -54,6 +54,74 @@ def rmi(ctx, images: list[str] = Arg(metavar="IMAGE..."),
         print(line)
 
 
+@command("pull")
+def pull(ctx, reference: str = Arg(metavar="NAME[:TAG|@DIGEST]"),
+         platform: str = Opt(("--platform",), None, "os/arch[/variant] from a multi-platform image."),
+         quiet: bool = Opt(("-q", "--quiet"), False, "No progress output."),
+         tls_verify: str = Opt(("--tls-verify",), "true", "false: plain HTTP or unverified TLS."),
+         creds: str = Opt(("--creds",), None, "USER:PASSWORD for the registry.")):
+    """Pull an image from a registry."""
+    from rootless import engine
+    print(engine.pull(ctx, reference, _registry_options(tls_verify, creds, platform, quiet)))
+
+
+def _registry_options(tls_verify: str, creds: str | None = None, platform: str | None = None, quiet: bool = False):
+    from rootless import engine
+    from rootless.errors import UsageError
+    if tls_verify not in ("true", "false"):
+        raise UsageError(f"--tls-verify takes true or false, not {tls_verify!r}")
+    return engine.RegistryOptions(tls_verify=tls_verify == "true", creds=creds, platform=platform, quiet=quiet)
+
+
+@command("push")
+def push(ctx, image: str = Arg(metavar="IMAGE"), destination: str = Arg(None, metavar="[DESTINATION]"),
+         quiet: bool = Opt(("-q", "--quiet"), False, "No progress output."),
+         tls_verify: str = Opt(("--tls-verify",), "true", "false: plain HTTP or unverified TLS."),
+         creds: str = Opt(("--creds",), None, "USER:PASSWORD for the registry.")):
+    """Push an image to a registry."""
+    from rootless import engine
+    engine.push(ctx, image, destination, _registry_options(tls_verify, creds, quiet=quiet))
+
+
+@command("tag")
+def tag(ctx, source: str = Arg(metavar="SOURCE_IMAGE"), target: str = Arg(metavar="TARGET_IMAGE[:TAG]")):
+    """Give an image another name."""
+    from rootless import engine
+    engine.tag(ctx, source, target)
+
+
+@command("login")
+def login(ctx, registry: str = Arg(metavar="REGISTRY"),
+          username: str = Opt(("-u", "--username"), None, "User name."),
+          password: str = Opt(("-p", "--password"), None, "Password (prefer --password-stdin)."),
+          password_stdin: bool = Opt(("--password-stdin",), False, "Read the password from stdin."),
+          tls_verify: str = Opt(("--tls-verify",), "true", "false: plain HTTP or unverified TLS.")):
+    """Log in to a registry (the credentials are checked, then saved with mode 0600)."""
+    from rootless import engine
+    from rootless.errors import UsageError
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    if not username:
+        username = input("Username: ") if sys.stdin.isatty() else None
+    if password is None and sys.stdin.isatty():
+        import getpass
+        password = getpass.getpass("Password: ")
+    if not username or password is None:
+        raise UsageError("login needs a user name and a password", "use -u USER --password-stdin")
+    engine.login(ctx, registry, username, password, _registry_options(tls_verify))
+    print("Login Succeeded!")
+
+
+@command("logout")
+def logout(ctx, registry: str = Arg(metavar="REGISTRY")):
+    """Forget the credentials of a registry."""
+    from rootless import engine
+    from rootless.errors import RootlessError
+    if not engine.logout(ctx, registry):
+        raise RootlessError(f"not logged in to {registry}", exit_code=1)
+    print(f"Removed login credentials for {registry}")
+
+
 # ---- containers ----------------------------------------------------------------------------
 @command("run", interspersed=False)
 def run(ctx,
@@ -81,13 +149,16 @@ def run(ctx,
         dns_option: list[str] = Opt(("--dns-option", "--dns-opt"), [], "Set a DNS option."),
         mac_address: str = Opt(("--mac-address",), None, "The container's MAC address (slirp4netns)."),
         init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
+        pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never."),
+        tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
         detach: bool = Opt(("-d", "--detach"), False, "Run in the background and print the container ID."),
         detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach from a -it session.")):
     """Run a command in a new container."""
     from rootless import attach, containers
     result = containers.run(ctx, _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user,
                                               entrypoint, hostname, name, network, init, publish, publish_all,
-                                              expose, link, add_host, dns, dns_search, dns_option, mac_address),
+                                              expose, link, add_host, dns, dns_search, dns_option, mac_address,
+                                              pull, tls_verify),
                             detach, attach.parse_detach_keys(detach_keys))
     if detach:
         print(result)
@@ -97,14 +168,16 @@ def run(ctx,
 
 def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname, name,
                  network, init, publish=(), publish_all=False, expose=(), link=(), add_host=(), dns=(),
-                 dns_search=(), dns_option=(), mac_address=None):
+                 dns_search=(), dns_option=(), mac_address=None, pull="missing", tls_verify="true"):
     from rootless.spec import RunOptions
+    _registry_options(tls_verify)  # checks the value
     return RunOptions(image=image, command=tuple(command or ()), entrypoint=entrypoint, env=tuple(env),
                       env_files=tuple(env_file), workdir=workdir, user=user, hostname=hostname, name=name,
                       network=network, init=init, rm=rm, interactive=interactive, tty=tty,
                       publish=tuple(publish), publish_all=publish_all, expose=tuple(expose), links=tuple(link),
                       add_hosts=tuple(add_host), dns=tuple(dns), dns_search=tuple(dns_search),
-                      dns_options=tuple(dns_option), mac_address=mac_address)
+                      dns_options=tuple(dns_option), mac_address=mac_address, pull=pull,
+                      tls_verify=tls_verify == "true")
 
 
 @command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))

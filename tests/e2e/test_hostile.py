@@ -454,9 +454,16 @@ def test_valid_load_after_failed_load(rl, images, tmp_path, outside, escape):
 
 # ---- simple failures ---------------------------------------------------------------------------
 def test_run_unknown_image(rl):
-    res = rl("run", "--rm", "nosuchimage:1", "true", expect=125)
+    res = rl("run", "--rm", "--pull", "never", "nosuchimage:1", "true", expect=125)
     assert_one_error(res.err)
-    assert "not found" in res.err
+    assert "not found locally" in res.err
+
+
+def test_run_unknown_image_from_a_blocked_registry(rl):
+    """The tests block docker.io: a missing short name is looked for there and refused at once."""
+    res = rl("run", "--rm", "nosuchimage:1", "true", expect=125)
+    assert res.err.startswith("Unable to find image 'nosuchimage:1' locally\n")
+    assert "registry docker.io is blocked by the configuration" in res.err
 
 
 def test_load_nonexistent_path(rl):

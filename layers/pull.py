@@ -1,0 +1,156 @@
+"""``pull``: a manifest (or an index and the platform's manifest), its config and layers, into the store.
+
+Every blob is verified (digest and size) before it is used; layers the store already has are
+not downloaded again; the missing ones download concurrently, then are unpacked in one
+user-namespace helper. The image is registered last, so an interrupted pull leaves no image
+(only verified blobs, which the next pull reuses).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import namedtuple
+
+from layers import auth, manifest, reference
+from layers.registry import Client, RegistryError
+from layers.store import ImageStore, LayerRef
+from rootless.errors import InvalidImage
+
+PARALLEL = 4
+Pulled = namedtuple("Pulled", "image digest reference")
+
+
+def client_for(ref: reference.Reference, creds=None, insecure: bool = False, push: bool = False,
+               ca_dir: str | None = None, registry: str | None = None) -> Client:
+    """A client for ``ref``'s repository at ``registry`` (default: the reference's own; a mirror's
+    host otherwise), with the stored credentials of that host unless ``creds`` are given."""
+    host = registry or ref.registry
+    return Client(host, ref.path, creds or auth.lookup(host), insecure=insecure,
+                  ca_dir=ca_dir, push=push, ref_text=str(ref))
+
+
+def fetch_manifest(client: Client, ref: reference.Reference, platform: manifest.Platform | None):
+    """(top-level digest, image manifest document) for ``ref``, through an index if need be."""
+    target = ref.digest or ref.tag
+    resp = client.request("GET", f"/v2/{ref.path}/manifests/{target}", {"Accept": manifest.ACCEPT},
+                          what="manifest")
+    digest = "sha256:" + hashlib.sha256(resp.body).hexdigest()
+    if ref.digest and digest != ref.digest:
+        raise InvalidImage(f"{ref}: the registry sent a manifest with digest {digest}")
+    mt, doc = manifest.parse(resp.body, resp.headers.get("Content-Type", ""), f"{ref} manifest")
+    if mt in manifest.INDEXES:
+        entry = manifest.choose(manifest.index_entries(doc, f"{ref} index"),
+                                platform or manifest.host_platform(), str(ref))
+        sub = client.request("GET", f"/v2/{ref.path}/manifests/{entry.digest}", {"Accept": manifest.ACCEPT},
+                             what="manifest")
+        if "sha256:" + hashlib.sha256(sub.body).hexdigest() != entry.digest:
+            raise InvalidImage(f"{ref}: the platform manifest does not match its digest {entry.digest}")
+        mt, doc = manifest.parse(sub.body, sub.headers.get("Content-Type", ""), f"{ref} manifest")
+        if mt not in manifest.MANIFESTS:
+            raise InvalidImage(f"{ref}: an index inside an index is not supported")
+    return digest, doc
+
+
+def fetch_blob(client: Client, store: ImageStore, desc: manifest.Descriptor, what: str) -> None:
+    """Download ``desc`` into the store, verified; nothing if the store has it."""
+    if store.has_blob(desc.digest):
+        return
+    if manifest.is_foreign(desc) and desc.urls:
+        _fetch_url(store, desc, what)
+        return
+    resp = client.request("GET", f"/v2/{client.repository}/blobs/{desc.digest}", ok=(200,), stream=True, what=what)
+    with resp.body as body:
+        store.put_blob(body, expected=desc.digest, expected_size=desc.size, what=f"{client.ref_text} {what}")
+
+
+def _fetch_url(store: ImageStore, desc: manifest.Descriptor, what: str) -> None:
+    """A foreign (non-distributable) layer: from the URLs its descriptor names."""
+    import urllib.request
+    last = None
+    for url in desc.urls:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r:
+                store.put_blob(r, expected=desc.digest, expected_size=desc.size, what=what)
+                return
+        except OSError as e:
+            last = e
+    raise RegistryError(f"{what}: cannot download the foreign layer {desc.digest[:19]} from {desc.urls[0]}: {last}")
+
+
+def _first_answering(ref: reference.Reference, endpoints: list[dict], platform):
+    """(client, digest, manifest) from the first endpoint (mirrors first) that has the image."""
+    last = None
+    for ep in endpoints:
+        client = client_for(ref, ep.get("creds"), ep.get("insecure", False), ca_dir=ep.get("ca_dir"),
+                            registry=ep.get("registry"))
+        try:
+            digest, doc = fetch_manifest(client, ref, platform)
+            return client, digest, doc
+        except RegistryError as e:
+            client.close()
+            last = e
+    raise last
+
+
+def pull(store: ImageStore, ref_text: str, endpoints: list[dict] | None = None,
+         platform: manifest.Platform | None = None, say=None) -> Pulled:
+    """Pull ``ref_text`` into ``store`` from the first of ``endpoints`` (``registry``, ``creds``,
+    ``insecure``, ``ca_dir``; default: the reference's registry) that has it; ``say(line)``
+    reports progress (None: quiet)."""
+    say = say or (lambda _line: None)
+    ref = reference.parse(ref_text)
+    say(f"{ref.tag or ref.digest}: Pulling from {ref.familiar_repository}")
+    client, digest, doc = _first_answering(ref, endpoints or [{}], platform)
+    try:
+        config_desc, layer_descs = manifest.image_parts(doc, str(ref))
+        fetch_blob(client, store, config_desc, "config")
+        config_bytes = store.read_blob(config_desc.digest)
+        diff_ids = _diff_ids(config_bytes, len(layer_descs), str(ref))
+        _download(client, store, layer_descs, say)
+    finally:
+        client.close()
+    refs = [LayerRef(d, desc.digest, desc.media_type or manifest.OCI_LAYER_GZIP) for d, desc in zip(diff_ids, layer_descs, strict=True)]
+    store.unpack_layers(refs)
+    for r in refs:
+        if not r.size:
+            r.size = store.known_layer_size(r.diff_id)
+    tags = [str(ref)] if ref.tag else []
+    image, _ = store.register(config_bytes, refs, tags, manifest_digest=digest,
+                              repo_digests=[f"{ref.repository}@{digest}"])
+    say(f"Digest: {digest}")
+    say(f"Status: Downloaded newer image for {ref.familiar_repository}:{ref.tag}" if ref.tag
+        else f"Status: Downloaded image for {ref.familiar_repository}@{digest}")
+    return Pulled(image, digest, ref)
+
+
+def _diff_ids(config_bytes: bytes, count: int, what: str) -> list[str]:
+    try:
+        config = json.loads(config_bytes)
+        diff_ids = config["rootfs"]["diff_ids"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidImage(f"{what}: the image config has no rootfs.diff_ids") from None
+    if not isinstance(diff_ids, list) or len(diff_ids) != count:
+        raise InvalidImage(f"{what}: {len(diff_ids) if isinstance(diff_ids, list) else 0} diff ids for {count} layers")
+    return diff_ids
+
+
+def _download(client: Client, store: ImageStore, descs: list[manifest.Descriptor], say) -> None:
+    missing = [d for d in dict.fromkeys(descs) if not store.has_blob(d.digest)]
+    for d in descs:
+        if d not in missing:
+            say(f"{d.digest[7:19]}: Already exists")
+    if not missing:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(desc):
+        fetch_blob(client, store, desc, f"layer {desc.digest[7:19]}")
+        say(f"{desc.digest[7:19]}: Pull complete")
+
+    with ThreadPoolExecutor(max_workers=min(PARALLEL, len(missing))) as pool:
+        futures = [pool.submit(one, d) for d in missing]
+        errors = [f.exception() for f in futures]
+    for e in errors:
+        if e is not None:
+            raise e

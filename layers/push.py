@@ -1,0 +1,120 @@
+"""``push``: an image's blobs (those the registry lacks), then its manifest.
+
+Blobs the repository already has (HEAD) are skipped; a blob another repository of the same
+registry has is mounted across (``?mount=&from=``) when the registry allows; the rest are
+uploaded in one PUT, or in chunks (PATCH) when larger than ``CHUNK``. The manifest (OCI) is
+put last, so a registry never names an image whose blobs it lacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import namedtuple
+
+from layers import manifest, reference
+from layers.pull import client_for
+from layers.registry import Client, RegistryError
+from layers.store import ImageStore
+from rootless.errors import RootlessError
+
+CHUNK = 64 << 20
+Pushed = namedtuple("Pushed", "digest size reference")
+
+
+def _blob_exists(client: Client, digest: str) -> bool:
+    resp = client.request("HEAD", f"/v2/{client.repository}/blobs/{digest}", ok=(200, 404), what="blob check")
+    return resp.status == 200
+
+
+def _location(client: Client, resp) -> str:
+    loc = resp.headers.get("Location", "")
+    if not loc:
+        raise RegistryError(f"{client.ref_text}: the registry gave no upload location")
+    if loc.startswith(("http://", "https://")):
+        from urllib.parse import urlsplit
+        parts = urlsplit(loc)
+        loc = parts.path + (f"?{parts.query}" if parts.query else "")
+    return loc
+
+
+def _with_digest(loc: str, digest: str) -> str:
+    return loc + ("&" if "?" in loc else "?") + f"digest={digest}"
+
+
+def upload_blob(client: Client, path: str, digest: str, size: int, mount_from: str | None = None) -> str:
+    """Put the blob at ``path`` into the repository; how: "exists", "mounted" or "uploaded"."""
+    if _blob_exists(client, digest):
+        return "exists"
+    start = f"/v2/{client.repository}/blobs/uploads/"
+    if mount_from and mount_from != client.repository:
+        resp = client.request("POST", f"{start}?mount={digest}&from={mount_from}", ok=(201, 202),
+                              what="blob mount")
+        if resp.status == 201:
+            return "mounted"
+    else:
+        resp = client.request("POST", start, ok=(202,), what="blob upload")
+    loc = _location(client, resp)
+    with open(path, "rb") as f:
+        if size <= CHUNK:
+            client.request("PUT", _with_digest(loc, digest),
+                           {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                           body=f.read(), ok=(201,), what="blob upload")
+            return "uploaded"
+        offset = 0
+        while offset < size:
+            chunk = f.read(CHUNK)
+            resp = client.request("PATCH", loc, {"Content-Type": "application/octet-stream",
+                                                 "Content-Length": str(len(chunk)),
+                                                 "Content-Range": f"{offset}-{offset + len(chunk) - 1}"},
+                                  body=chunk, ok=(202,), what="blob upload")
+            loc = _location(client, resp)
+            offset += len(chunk)
+        client.request("PUT", _with_digest(loc, digest), {"Content-Length": "0"}, body=b"", ok=(201,),
+                       what="blob upload")
+    return "uploaded"
+
+
+def push(store: ImageStore, image_ref: str, dest: str | None = None, creds=None, insecure: bool = False,
+         ca_dir: str | None = None, say=None) -> Pushed:
+    """Push the local image ``image_ref`` to ``dest`` (default: its own name)."""
+    say = say or (lambda _line: None)
+    rec = store.resolve(image_ref)
+    ref = reference.parse(dest or image_ref)
+    if ref.digest:
+        raise RegistryError(f"cannot push to a digest reference: {ref}", "push to a tag")
+    client = client_for(ref, creds, insecure, push=True, ca_dir=ca_dir)
+    try:
+        say(f"The push refers to repository [{ref.repository}]")
+        layers = []
+        for lr in rec["layers"]:
+            path = store.paths.blob(lr["blob"])
+            if not os.path.exists(path):
+                raise RegistryError(f"layer {lr['blob'][7:19]} of {image_ref} is not in the store",
+                                    "pull or load the image again")
+            size = os.path.getsize(path)
+            how = upload_blob(client, path, lr["blob"], size, _mount_source(store, rec, ref))
+            say(f"{lr['blob'][7:19]}: {'Layer already exists' if how == 'exists' else 'Mounted' if how == 'mounted' else 'Pushed'}")
+            layers.append((lr["blob"], size, lr.get("media_type", "")))
+        config_path = store.paths.blob(rec["id"])
+        upload_blob(client, config_path, rec["id"], os.path.getsize(config_path))
+        body = manifest.oci_manifest(rec["id"], os.path.getsize(config_path), layers)
+        client.request("PUT", f"/v2/{ref.path}/manifests/{ref.tag}", {"Content-Type": manifest.OCI_MANIFEST},
+                       body=body, ok=(201,), what="manifest")
+    finally:
+        client.close()
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    say(f"{ref.tag}: digest: {digest} size: {len(body)}")
+    return Pushed(digest, len(body), ref)
+
+
+def _mount_source(store: ImageStore, rec: dict, ref: reference.Reference) -> str | None:
+    """Another repository of the same registry this image came from (for a cross-repository mount)."""
+    for rd in rec.get("repo_digests", []):
+        try:
+            other = reference.parse(rd)
+        except RootlessError:  # a malformed stored digest reference: no mount
+            continue
+        if other.registry == ref.registry and other.path != ref.path:
+            return other.path
+    return None

@@ -1,0 +1,274 @@
+"""A client of the registry HTTP API v2: connections, authentication, retries, errors.
+
+One ``Client`` talks to one registry for one repository. HTTPS is the default; a registry
+configured as insecure (or named with ``--tls-verify=false``) is tried over HTTPS first and
+then over plain HTTP, without verifying certificates (podman's rule: no registry, not even one
+on the loopback address, is trusted without TLS unless the user says so). A 401 answer's
+``WWW-Authenticate`` challenge is followed: ``Basic`` with the stored (or given) credentials,
+``Bearer`` by fetching a token from the realm for the repository's scope (anonymously when
+there are no credentials). Connection errors, 429 and 5xx are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import namedtuple
+
+from rootless.errors import RootlessError
+
+USER_AGENT = "rootless/0.1"
+RETRIES = 4
+
+Response = namedtuple("Response", "status headers body")
+
+
+class RegistryError(RootlessError):
+    """A registry refused or failed a request (the message names the reference)."""
+
+
+def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Bearer realm="...",service="..."`` -> ("bearer", {...})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params: dict[str, str] = {}
+    i = 0
+    while i < len(rest):
+        eq = rest.find("=", i)
+        if eq < 0:
+            break
+        key = rest[i:eq].strip().lstrip(",").strip()
+        i = eq + 1
+        if i < len(rest) and rest[i] == '"':
+            end = rest.find('"', i + 1)
+            end = len(rest) if end < 0 else end
+            params[key.lower()] = rest[i + 1:end]
+            i = end + 1
+        else:
+            end = rest.find(",", i)
+            end = len(rest) if end < 0 else end
+            params[key.lower()] = rest[i:end].strip()
+            i = end
+        while i < len(rest) and rest[i] in ", ":
+            i += 1
+    return scheme.lower(), params
+
+
+class Client:
+    """``registry`` (host[:port]) and ``repository`` (path); ``creds``: (user, password) or None."""
+
+    def __init__(self, registry: str, repository: str, creds=None, insecure: bool = False,
+                 ca_dir: str | None = None, push: bool = False, ref_text: str = ""):
+        self.registry = "registry-1.docker.io" if registry == "docker.io" else registry
+        self.repository = repository
+        self.creds = creds
+        self.insecure = insecure
+        self.ca_dir = ca_dir
+        self.scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
+        self.ref_text = ref_text or f"{registry}/{repository}"
+        self.schemes = ["https", "http"] if self.insecure else ["https"]
+        self.auth_header: str | None = None
+        self.local = threading.local()
+        self.lock = threading.Lock()
+
+    # ---- connections -------------------------------------------------------------------------
+    def _ssl_context(self):
+        import ssl
+        if self.insecure:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            return ctx
+        ctx = ssl.create_default_context()
+        if self.ca_dir and os.path.isdir(self.ca_dir):
+            for name in sorted(os.listdir(self.ca_dir)):
+                if name.endswith(".crt"):
+                    ctx.load_verify_locations(os.path.join(self.ca_dir, name))
+            cert = [n for n in os.listdir(self.ca_dir) if n.endswith(".cert")]
+            for c in cert:
+                key = os.path.join(self.ca_dir, c[:-5] + ".key")
+                if os.path.exists(key):
+                    ctx.load_cert_chain(os.path.join(self.ca_dir, c), key)
+        return ctx
+
+    def _connection(self, scheme: str, host: str):
+        import http.client
+        conns = getattr(self.local, "conns", None)
+        if conns is None:
+            conns = self.local.conns = {}
+        key = (scheme, host)
+        conn = conns.get(key)
+        if conn is None:
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(host, timeout=60, context=self._ssl_context())
+            else:
+                conn = http.client.HTTPConnection(host, timeout=60)
+            conns[key] = conn
+        return conn
+
+    def _drop(self, scheme: str, host: str) -> None:
+        conn = getattr(self.local, "conns", {}).pop((scheme, host), None)
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        for conn in getattr(self.local, "conns", {}).values():
+            conn.close()
+        self.local.conns = {}
+
+    # ---- requests ----------------------------------------------------------------------------
+    def request(self, method: str, path: str, headers: dict | None = None, body=None,
+                ok: tuple[int, ...] = (200,), stream: bool = False, what: str = ""):
+        """One API call, authenticated and retried; a Response (``body`` is the open
+        HTTPResponse with ``stream``, else bytes)."""
+        last: Exception | None = None
+        for attempt in range(RETRIES):
+            if attempt:
+                time.sleep(min(0.2 * 2 ** attempt, 3.0))
+            try:
+                resp = self._send(method, path, headers or {}, body, stream)
+            except _Retry as e:
+                last = e.error
+                continue
+            if resp.status == 401 and self._authenticate(resp.headers.get("WWW-Authenticate", "")):
+                try:
+                    resp = self._send(method, path, headers or {}, body, stream)
+                except _Retry as e:
+                    last = e.error
+                    continue
+            if resp.status in ok:
+                return resp
+            if resp.status == 429 or resp.status >= 500:
+                last = self._error(resp, what)
+                retry_after = resp.headers.get("Retry-After", "")
+                if retry_after.isdigit():
+                    time.sleep(min(int(retry_after), 10))
+                continue
+            raise self._error(resp, what)
+        if isinstance(last, RootlessError):
+            raise last
+        raise RegistryError(f"{self.ref_text}: cannot reach {self.registry}: {last}",
+                            "check the registry's address and that it runs; for a plain-HTTP registry "
+                            "use --tls-verify=false or list it under [registries] insecure")
+
+    def _send(self, method: str, path: str, headers: dict, body, stream: bool):
+        import http.client
+        import socket
+        import ssl
+        h = {"User-Agent": USER_AGENT, **headers}
+        if self.auth_header and "Authorization" not in h:
+            h["Authorization"] = self.auth_header
+        errors = []
+        for scheme in list(self.schemes):
+            conn = self._connection(scheme, self.registry)
+            try:
+                if hasattr(body, "seek"):
+                    body.seek(0)
+                conn.request(method, path, body=body, headers=h)
+                resp = conn.getresponse()
+            except ssl.SSLError as e:
+                self._drop(scheme, self.registry)
+                if scheme == "https" and len(self.schemes) > 1:
+                    self.schemes = ["http"]  # an insecure registry speaking plain HTTP: stay with it
+                    errors.append(e)
+                    continue
+                raise RegistryError(f"{self.ref_text}: TLS with {self.registry} failed: {e.reason or e}",
+                                    "trust its CA (put ca.crt in the certs.d directory of the registry) or "
+                                    "use --tls-verify=false") from None
+            except (OSError, http.client.HTTPException) as e:
+                self._drop(scheme, self.registry)
+                if scheme == "https" and len(self.schemes) > 1 and isinstance(e, (ConnectionResetError,
+                                                                                 http.client.BadStatusLine,
+                                                                                 socket.timeout)):
+                    self.schemes = ["http"]
+                    errors.append(e)
+                    continue
+                raise _Retry(e) from None
+            if not stream:
+                data = resp.read()
+                return Response(resp.status, resp.headers, data)
+            if resp.status >= 300:
+                resp.read()
+            return Response(resp.status, resp.headers, resp)
+        raise _Retry(errors[-1] if errors else OSError("no scheme left"))
+
+    def _authenticate(self, challenge: str) -> bool:
+        """Follow a 401's challenge; True when there is something new to try."""
+        import base64
+        scheme, params = _parse_challenge(challenge)
+        if scheme == "basic":
+            if not self.creds:
+                return False
+            header = "Basic " + base64.b64encode(f"{self.creds[0]}:{self.creds[1]}".encode()).decode()
+            if header == self.auth_header:
+                return False
+            self.auth_header = header
+            return True
+        if scheme == "bearer" and params.get("realm"):
+            token = self._token(params)
+            header = f"Bearer {token}"
+            if header == self.auth_header:
+                return False
+            self.auth_header = header
+            return True
+        return False
+
+    def _token(self, params: dict) -> str:
+        import base64
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+        query = {"scope": params.get("scope") or self.scope}
+        if params.get("service"):
+            query["service"] = params["service"]
+        url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urllib.parse.urlencode(query)
+        req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+        if self.creds:
+            req.add_header("Authorization", "Basic " + base64.b64encode(
+                f"{self.creds[0]}:{self.creds[1]}".encode()).decode())
+        ctx = self._ssl_context() if url.startswith("https:") else None
+        try:
+            with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
+                doc = json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            if e.code in (401, 403):
+                raise RegistryError(f"{self.ref_text}: the token service refused the credentials ({e.code})",
+                                    f"log in again: rootless login {self.registry}") from None
+            raise RegistryError(f"{self.ref_text}: the token service answered {e.code}") from None
+        except (OSError, ValueError) as e:
+            raise RegistryError(f"{self.ref_text}: cannot get a token from {params['realm']}: {e}") from None
+        token = doc.get("token") or doc.get("access_token")
+        if not token:
+            raise RegistryError(f"{self.ref_text}: the token service gave no token")
+        return token
+
+    def _error(self, resp: Response, what: str) -> RegistryError:
+        detail = ""
+        try:
+            body = resp.body if isinstance(resp.body, (bytes, bytearray)) else b""
+            errs = json.loads(body).get("errors") or []
+            if errs:
+                detail = ": " + "; ".join(str(e.get("message") or e.get("code")) for e in errs)
+        except (ValueError, AttributeError):
+            pass
+        subject = f"{self.ref_text}" + (f" ({what})" if what else "")
+        if resp.status == 401:
+            return RegistryError(f"{subject}: authentication required by {self.registry}{detail}",
+                                 f"log in first: rootless login {self.registry}")
+        if resp.status == 403:
+            return RegistryError(f"{subject}: access denied by {self.registry}{detail}",
+                                 "check that this account may read (or write) the repository")
+        if resp.status == 404:
+            return RegistryError(f"{subject}: not found in {self.registry}{detail}",
+                                 "check the name and tag (rootless uses docker.io for short names)")
+        if resp.status == 429:
+            return RegistryError(f"{subject}: {self.registry} is limiting requests (429 Too Many Requests)",
+                                 "wait a while, or log in for a higher limit")
+        return RegistryError(f"{subject}: {self.registry} answered {resp.status}{detail}")
+
+
+class _Retry(Exception):
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error

@@ -1,0 +1,220 @@
+"""Images from and to a real registry (Debian's docker-registry on 127.0.0.1): push, pull, run's
+pull, errors, a corrupted blob, a multi-platform index, basic auth and login, TLS."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import urllib.request
+
+import pytest
+
+from tests.conftest import Rootless
+from tests.registryd import Registry
+
+pytestmark = pytest.mark.userns
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    r = Registry(tmp_path_factory.mktemp("registry"))
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def bb(rl, images, registry) -> Rootless:
+    rl.load(images, "busybox")
+    rl.configure(insecure=(registry.host,))
+    return rl
+
+
+def image_id(rl: Rootless, ref: str) -> str:
+    return rl("inspect", "-f", "{{.Id}}", ref).out.strip()
+
+
+def pushed_digest(r) -> tuple[str, int]:
+    m = re.search(r"digest: (sha256:[0-9a-f]{64}) size: (\d+)", r.err)
+    assert m, r.err
+    return m.group(1), int(m.group(2))
+
+
+def test_push_rmi_pull_run(bb, registry):
+    ref = f"{registry.host}/rt/busybox:v1"
+    local = image_id(bb, "busybox")
+    r = bb("push", "busybox", ref)
+    digest, _ = pushed_digest(r)
+    bb("rmi", "busybox")
+    assert bb("images", "-q").out == ""
+    r = bb("pull", ref)
+    assert r.out.strip() == ref
+    assert f"Digest: {digest}" in r.err
+    assert image_id(bb, ref) == local  # the same config, the same image
+    assert bb("inspect", "-f", "{{json .RepoDigests}}", ref).out.strip() == json.dumps([f"{registry.host}/rt/busybox@{digest}"])
+    assert bb("run", "--rm", ref, "echo", "pulled").out == "pulled\n"
+    again = bb("pull", ref)  # nothing to download a second time
+    assert "Already exists" in again.err and "Pull complete" not in again.err
+    by_digest = bb("pull", "-q", f"{registry.host}/rt/busybox@{digest}")
+    assert by_digest.out.strip() == f"{registry.host}/rt/busybox@{digest}" and by_digest.err == ""
+
+
+def test_run_pulls_what_is_missing(bb, registry):
+    ref = f"{registry.host}/rt/auto:1"
+    bb("push", "-q", "busybox", ref)
+    r = bb("run", "--rm", "--pull", "never", ref, "true", expect=125)
+    assert "not found locally" in r.err
+    r = bb("run", "--rm", ref, "echo", "ran")
+    assert r.out == "ran\n"
+    assert r.err.startswith(f"Unable to find image '{ref}' locally\n") and "Pulling from" in r.err
+    r = bb("run", "--rm", "--pull", "always", ref, "echo", "again")
+    assert r.out == "again\n" and "Pulling from" in r.err
+    r = bb("create", "--pull", "sometimes", ref, expect=125)
+    assert "invalid --pull policy" in r.err
+
+
+def test_missing_image_names_the_reference(bb, registry):
+    r = bb("pull", f"{registry.host}/no/such:tag", expect=125)
+    assert f"{registry.host}/no/such:tag" in r.err and "not found" in r.err
+    assert "Traceback" not in r.err
+
+
+def test_plain_http_needs_the_user_to_say_so(rl, images, registry):
+    rl.load(images, "busybox")
+    ref = f"{registry.host}/rt/plain:1"
+    r = rl("push", "busybox", ref, expect=125)
+    assert "tls-verify=false" in r.err and "Traceback" not in r.err
+    rl("push", "--tls-verify=false", "busybox", ref)
+    rl("rmi", "busybox")
+    rl("pull", "--tls-verify=false", ref)
+
+
+def test_corrupted_blob_is_refused_and_nothing_is_stored(bb, registry):
+    ref = f"{registry.host}/rt/corrupt:1"
+    bb("push", "busybox", ref)
+    rec = next(iter(json.loads((bb.root / "images.json").read_text())["images"].values()))
+    layer_blob = rec["layers"][0]["blob"]
+    path = registry.blob_path(layer_blob)
+    original = path.read_bytes()
+    try:
+        damaged = bytearray(original)
+        damaged[len(damaged) // 2] ^= 0xFF
+        path.write_bytes(bytes(damaged))
+        bb("rmi", "busybox")
+        r = bb("pull", ref, expect=125)
+        assert "does not match" in r.err and "Traceback" not in r.err
+        assert bb("images", "-q").out == ""
+        assert not any(layer_blob[7:] in p.name for p in bb.root.rglob("*"))  # not stored, not half-stored
+        assert bb.leftovers() == []
+    finally:
+        path.write_bytes(original)
+    bb("pull", ref)  # mended: the same pull works
+
+
+def test_multi_platform_index(bb, images, registry):
+    bb.load(images, "layered")
+    base = f"{registry.host}/multi"
+    amd, amd_size = pushed_digest(bb("push", "busybox", f"{base}:amd64"))
+    arm, arm_size = pushed_digest(bb("push", "layered", f"{base}:arm64"))
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm, "size": arm_size,
+         "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd, "size": amd_size,
+         "platform": {"os": "linux", "architecture": "amd64"}}]}
+    req = urllib.request.Request(f"http://{base.replace(registry.host, registry.host + '/v2')}/manifests/latest",
+                                 data=json.dumps(index).encode(), method="PUT",
+                                 headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    urllib.request.urlopen(req, timeout=10).close()
+    want = {"amd64": image_id(bb, "busybox"), "arm64": image_id(bb, "layered")}
+    bb("rmi", "-f", "busybox", "layered", f"{base}:amd64", f"{base}:arm64", expect=None)
+    bb("pull", "--platform", "linux/arm64", f"{base}:latest")
+    assert image_id(bb, f"{base}:latest") == want["arm64"]
+    bb("pull", "--platform", "linux/amd64", f"{base}:latest")
+    assert image_id(bb, f"{base}:latest") == want["amd64"]
+    r = bb("pull", "--platform", "linux/s390x", f"{base}:latest", expect=125)
+    assert "no image for linux/s390x" in r.err and "linux/arm64/v8" in r.err
+
+
+# ---- basic auth and login -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory):
+    r = Registry(tmp_path_factory.mktemp("auth-registry"), users={"alice": "s3cret"})
+    yield r
+    r.stop()
+
+
+def test_login_push_pull_logout(rl, images, auth_registry):
+    rl.load(images, "busybox")
+    rl.configure(insecure=(auth_registry.host,))
+    ref = f"{auth_registry.host}/alice/busybox:1"
+    r = rl("push", "busybox", ref, expect=125)
+    assert "authentication required" in r.err and f"rootless login {auth_registry.host}" in r.err
+    r = rl("login", "-u", "alice", "--password-stdin", auth_registry.host, input="wrong\n", expect=125)
+    assert "authentication required" in r.err
+    assert not (rl.base / "auth.json").exists()
+    r = rl("login", "-u", "alice", "--password-stdin", auth_registry.host, input="s3cret\n")
+    assert r.out == "Login Succeeded!\n"
+    auth_file = rl.base / "auth.json"
+    assert stat.S_IMODE(os.stat(auth_file).st_mode) == 0o600
+    assert auth_registry.host in json.loads(auth_file.read_text())["auths"]
+    rl("push", "busybox", ref)
+    rl("rmi", "busybox")
+    rl("pull", ref)
+    assert rl("logout", auth_registry.host).out == f"Removed login credentials for {auth_registry.host}\n"
+    rl("rmi", ref)
+    r = rl("pull", ref, expect=125)
+    assert "authentication required" in r.err
+    rl("pull", "--creds", "alice:s3cret", ref)  # one-off credentials, nothing saved
+    assert auth_registry.host not in json.loads(auth_file.read_text())["auths"]
+    r = rl("logout", auth_registry.host, expect=1)
+    assert "not logged in" in r.err
+
+
+# ---- TLS --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory):
+    r = Registry(tmp_path_factory.mktemp("tls-registry"), tls=True)
+    yield r
+    r.stop()
+
+
+def test_tls_registry_with_its_ca_in_certs_d(rl, images, tls_registry):
+    rl.load(images, "busybox")
+    ref = f"{tls_registry.host}/secure/busybox:1"
+    r = rl("push", "busybox", ref, expect=125)
+    assert "TLS" in r.err and "certs.d" in r.err
+    rl("push", "--tls-verify=false", "busybox", ref)  # a one-off: no verification
+    certs = rl.config.parent / "certs.d" / tls_registry.host
+    certs.mkdir(parents=True)
+    (certs / "ca.crt").write_bytes(tls_registry.ca.read_bytes())
+    rl("rmi", "busybox")
+    rl("pull", ref)  # verified with the CA from certs.d
+    assert rl("run", "--rm", ref, "echo", "tls").out == "tls\n"
+
+
+# ---- mirrors and blocked registries ---------------------------------------------------------------
+def test_short_names_come_from_mirrors_in_order(rl, images, registry):
+    """docker.io is blocked here (the tests never leave the machine): a dead mirror is skipped, the
+    next one serves ``library/...``, the name the image gets is still docker.io's."""
+    rl.load(images, "busybox")
+    rl.configure(insecure=(registry.host,))
+    rl("push", "busybox", f"{registry.host}/library/mirrored:1")
+    rl("rmi", "busybox")
+    text = rl.config.read_text().replace('[registries."docker.io"]\nblocked = true\n', "")
+    dead = "127.0.0.1:9"  # the discard port: nothing listens there
+    rl.config.write_text(text + f'\n[registries."docker.io"]\nmirrors = ["{dead}", "{registry.host}"]\n'
+                         "blocked = true\n"
+                         f'\n[registries."{dead}"]\ninsecure = true\n')
+    r = rl("pull", "mirrored:1")
+    assert r.out.strip() == "docker.io/library/mirrored:1"
+    assert rl("inspect", "-f", "{{json .RepoTags}}", "mirrored:1").out.strip() == '["mirrored:1"]'
+    assert rl("run", "--rm", "mirrored:1", "echo", "from a mirror").out == "from a mirror\n"
+    r = rl("push", "mirrored:1", expect=125)  # pushes never go to a mirror; docker.io is blocked
+    assert "registry docker.io is blocked" in r.err
+
+
+def test_bad_registry_config_is_named(rl):
+    rl.config.write_text('[registries."x:1"]\nmirrors = "not-a-list"\n')
+    r = rl("pull", "x:1/a:b", expect=125)
+    assert str(rl.config) in r.err and "mirrors must be a list" in r.err

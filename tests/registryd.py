@@ -1,0 +1,105 @@
+"""A real registry for the tests: Debian's ``docker-registry`` (distribution) on 127.0.0.1.
+
+Each instance has its own port, storage directory and configuration: plain HTTP, TLS with a
+CA the tests make (``openssl``), or htpasswd basic auth (bcrypt hashes from libcrypt).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+EXE = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bcrypt_hash(password: str) -> str:
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+
+
+def make_ca(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1: (ca.crt, server.crt, server.key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_crt = directory / "ca.key", directory / "ca.crt"
+    key, csr, crt = directory / "server.key", directory / "server.csr", directory / "server.crt"
+    ext = directory / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca_crt, "-days", "2",
+            "-subj", "/CN=rootless test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    openssl("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial", "-out", crt,
+            "-days", "2", "-extfile", ext)
+    return ca_crt, crt, key
+
+
+class Registry:
+    def __init__(self, base: Path, tls: bool = False, users: dict[str, str] | None = None):
+        if not os.path.exists(EXE):
+            pytest.fail("docker-registry is not installed (apt-get install docker-registry; scripts/setup.sh does)")
+        self.base = base
+        base.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.storage = base / "data"
+        self.ca = None
+        lines = ["version: 0.1", "log:", "  level: error", "  accesslog:", "    disabled: true", "storage:",
+                 "  filesystem:", f"    rootdirectory: {self.storage}", "  delete:", "    enabled: true",
+                 "http:", f"  addr: {self.host}"]
+        if tls:
+            self.ca, crt, key = make_ca(base / "tls")
+            lines += ["  tls:", f"    certificate: {crt}", f"    key: {key}"]
+        if users:
+            htpasswd = base / "htpasswd"
+            htpasswd.write_text("".join(f"{u}:{bcrypt_hash(p)}\n" for u, p in users.items()))
+            lines += ["auth:", "  htpasswd:", "    realm: rootless-test", f"    path: {htpasswd}"]
+        self.config = base / "config.yml"
+        self.config.write_text("\n".join(lines) + "\n")
+        self.scheme = "https" if tls else "http"
+        self.log = open(base / "registry.log", "wb")
+        self.proc = subprocess.Popen([EXE, "serve", str(self.config)], stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        self._wait()
+
+    def _wait(self) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.ca)) if self.ca else None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"docker-registry exited: {(self.base / 'registry.log').read_text()}")
+            try:
+                urllib.request.urlopen(f"{self.scheme}://{self.host}/v2/", timeout=2, context=ctx)
+                return
+            except urllib.error.HTTPError:
+                return  # 401 with auth: it answers
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail("docker-registry did not start")
+
+    def blob_path(self, digest: str) -> Path:
+        hexd = digest.removeprefix("sha256:")
+        return self.storage / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
