@@ -1,0 +1,153 @@
+"""Tests for the registry client's pure parts: manifests and platforms, challenges, credentials, config."""
+
+import json
+import os
+import stat
+
+import pytest
+
+from layers import auth, manifest
+from layers.registry import _parse_challenge
+from rootless import config
+from rootless.errors import InvalidImage, RootlessError, UsageError
+
+D = "sha256:" + "a" * 64
+E = "sha256:" + "b" * 64
+
+
+def desc(digest=D, size=10, mt=manifest.OCI_LAYER_GZIP, **kw):
+    return dict({"mediaType": mt, "digest": digest, "size": size}, **kw)
+
+
+def test_parse_manifest_and_parts():
+    doc = {"schemaVersion": 2, "mediaType": manifest.OCI_MANIFEST, "config": desc(E, 5, manifest.OCI_CONFIG),
+           "layers": [desc(), desc(E, 3, manifest.DOCKER_LAYER_TAR)]}
+    mt, parsed = manifest.parse(json.dumps(doc).encode())
+    assert mt == manifest.OCI_MANIFEST
+    config, layers = manifest.image_parts(parsed, "x")
+    assert config.digest == E and [lr.size for lr in layers] == [10, 3]
+
+
+def test_media_type_from_the_header_or_the_shape():
+    doc = {"schemaVersion": 2, "manifests": []}
+    assert manifest.parse(json.dumps(doc).encode(), manifest.DOCKER_LIST + "; charset=utf-8")[0] == manifest.DOCKER_LIST
+    assert manifest.parse(json.dumps(doc).encode())[0] == manifest.OCI_INDEX
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"not json", "not JSON"), (b"[]", "not a JSON object"),
+    (json.dumps({"schemaVersion": 1, "fsLayers": []}).encode(), "schema 1"),
+    (json.dumps({"schemaVersion": 2, "mediaType": "application/x-weird"}).encode(), "unsupported media type"),
+])
+def test_bad_manifests(data, message):
+    with pytest.raises(InvalidImage, match=message):
+        manifest.parse(data)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (desc(digest="sha256:xyz"), "bad digest"), (desc(digest="md5:" + "a" * 64), "bad digest"),
+    (desc(size=-1), "bad size"), (desc(size="10"), "bad size"), (desc(mt="application/x-tar"), "unsupported layer"),
+])
+def test_bad_descriptors(bad, message):
+    doc = {"config": desc(E, 5, manifest.OCI_CONFIG), "layers": [bad]}
+    with pytest.raises(InvalidImage, match=message):
+        manifest.image_parts(doc, "x")
+
+
+def plat(os_, arch, variant=""):
+    return manifest.Descriptor(manifest.OCI_MANIFEST, D, 1, (), manifest.Platform(os_, arch, variant))
+
+
+@pytest.mark.parametrize("want, index, chosen", [
+    (("linux", "amd64"), [plat("linux", "arm64", "v8"), plat("linux", "amd64")], 1),
+    (("linux", "arm64", "v8"), [plat("linux", "arm64"), plat("linux", "arm64", "v8")], 1),  # exact variant wins
+    (("linux", "arm64", "v8"), [plat("windows", "arm64"), plat("linux", "arm64")], 1),  # none given: matches
+    (("linux", "arm", "v7"), [plat("linux", "arm", "v6"), plat("linux", "arm", "v7")], 1),
+])
+def test_platform_choice(want, index, chosen):
+    assert manifest.choose(index, manifest.Platform(*want), "x") is index[chosen]
+
+
+def test_platform_missing_lists_what_there_is():
+    with pytest.raises(InvalidImage, match=r"no image for linux/s390x \(the index has: linux/amd64, linux/arm/v7\)"):
+        manifest.choose([plat("linux", "arm", "v7"), plat("linux", "amd64")], manifest.Platform("linux", "s390x"), "x")
+
+
+@pytest.mark.parametrize("text, ok", [("linux/amd64", True), ("linux/arm64/v8", True), ("linux", False),
+                                      ("linux//v7", False), ("a/b/c/d", False)])
+def test_parse_platform(text, ok):
+    if ok:
+        assert "/".join(x for x in manifest.parse_platform(text) if x) == text
+    else:
+        with pytest.raises(UsageError):
+            manifest.parse_platform(text)
+
+
+def test_oci_manifest_for_push_maps_docker_types():
+    doc = json.loads(manifest.oci_manifest(E, 5, [(D, 10, manifest.DOCKER_LAYER_TAR), (D, 10, manifest.DOCKER_LAYER)]))
+    assert [lr["mediaType"] for lr in doc["layers"]] == [manifest.OCI_LAYER, manifest.OCI_LAYER_GZIP]
+    assert doc["config"] == {"mediaType": manifest.OCI_CONFIG, "digest": E, "size": 5}
+
+
+@pytest.mark.parametrize("header, scheme, params", [
+    ('Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"',
+     "bearer", {"realm": "https://auth.example/token", "service": "registry.example", "scope": "repository:a/b:pull"}),
+    ('Basic realm="Registry Realm"', "basic", {"realm": "Registry Realm"}),
+    ("Bearer realm=https://x/t, service=x", "bearer", {"realm": "https://x/t", "service": "x"}),
+    ('Bearer realm="https://x/t",scope="repository:a:pull,push"', "bearer",
+     {"realm": "https://x/t", "scope": "repository:a:pull,push"}),
+])
+def test_parse_challenge(header, scheme, params):
+    assert _parse_challenge(header) == (scheme, params)
+
+
+def test_credentials_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert auth.lookup("r.example:5000") is None
+    path = auth.store("r.example:5000", "me", "pa:ss")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert auth.lookup("r.example:5000") == ("me", "pa:ss")
+    auth.store("docker.io", "hub", "x")
+    assert "https://index.docker.io/v1/" in json.loads((tmp_path / "auth.json").read_text())["auths"]
+    assert auth.lookup("docker.io") == ("hub", "x")
+    assert auth.remove("r.example:5000") and not auth.remove("r.example:5000")
+    assert auth.lookup("r.example:5000") is None
+
+
+def test_docker_config_is_read_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "none.json"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".docker").mkdir()
+    (tmp_path / ".docker" / "config.json").write_text(json.dumps(
+        {"auths": {"https://ghcr.example": {"username": "u", "password": "p"}}}))
+    assert auth.lookup("ghcr.example") == ("u", "p")
+
+
+def test_corrupt_credentials_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+    (tmp_path / "auth.json").write_text("{broken")
+    with pytest.raises(RootlessError, match="auth.json"):
+        auth.lookup("x")
+
+
+def test_registries_config(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[registries]\ninsecure = ["a:1"]\n\n[registries."docker.io"]\nmirrors = ["m:5000"]\nblocked = true\n')
+    c = config.load(str(p))
+    assert c.insecure == ("a:1",)
+    assert c.registries == {"docker.io": {"mirrors": ["m:5000"], "blocked": True, "insecure": False}}
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[registries]\ninsecure = "a"\n', "insecure must be a list"),
+    ('[registries."x"]\nmirrors = [1]\n', "mirrors must be a list"),
+    ('[registries."x"]\nblocked = "yes"\n', "blocked must be true or false"),
+    ('[registries."x"]\nlocation = "y"\n', "unknown key 'location'"),
+    ('[registries]\nx = 1\n', "must be a table"),
+])
+def test_bad_registries_config(tmp_path, text, message):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    with pytest.raises(RootlessError, match=message):
+        config.load(str(p))
