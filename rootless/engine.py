@@ -91,21 +91,150 @@ def import_rootfs(ctx: Context, path: str, name: str | None) -> str:
     return archive.import_rootfs(ctx.store, path, name).id
 
 
-ImageRow = namedtuple("ImageRow", "repository tag id created size")
+ImageRow = namedtuple("ImageRow", "repository tag id created size digest labels", defaults=("<none>", {}))
 
 
-def images(ctx: Context) -> list[ImageRow]:
+def images(ctx: Context, filters: list[str] = ()) -> list[ImageRow]:
+    """``images``: a row per tag (one for an untagged image), newest first, filtered as Docker:
+    ``dangling=true|false``, ``reference=PATTERN``, ``before=IMAGE``, ``since=IMAGE``,
+    ``label=KEY[=VALUE]``."""
     from layers import reference
+    recs = ctx.store.images()
+    checks = [_image_filter(ctx, f) for f in filters]
     rows = []
-    for rec in ctx.store.images():
+    for rec in recs:
         tags = rec.get("repo_tags") or []
-        if not tags:
-            rows.append(ImageRow("<none>", "<none>", rec["id"], rec.get("created", ""), rec.get("size", 0)))
-        for t in tags:
-            ref = reference.parse(t)
-            rows.append(ImageRow(ref.familiar_repository, ref.tag or "<none>", rec["id"], rec.get("created", ""),
-                                 rec.get("size", 0)))
+        labels = None
+        for t in tags or [None]:
+            ref = reference.parse(t) if t else None
+            row = ImageRow(ref.familiar_repository if ref else "<none>", ref.tag if ref else "<none>", rec["id"],
+                           rec.get("created", ""), rec.get("size", 0), _digest_for(rec, ref))
+            if any(c.needs_labels for c in checks) and labels is None:
+                labels = (ctx.store.config(rec).get("config") or {}).get("Labels") or {}
+            row = row._replace(labels=labels or {})
+            if all(c(rec, row) for c in checks):
+                rows.append(row)
     return rows
+
+
+def _digest_for(rec: dict, ref) -> str:
+    for rd in rec.get("repo_digests", []):
+        repo, _, digest = rd.partition("@")
+        if ref is None or repo == ref.repository:
+            return digest
+    return "<none>"
+
+
+class _Filter:
+    def __init__(self, fn, needs_labels: bool = False):
+        self.fn, self.needs_labels = fn, needs_labels
+
+    def __call__(self, rec: dict, row: ImageRow) -> bool:
+        return self.fn(rec, row)
+
+
+def _image_filter(ctx: Context, text: str) -> _Filter:
+    import fnmatch
+
+    from rootless.errors import UsageError
+    key, eq, value = text.partition("=")
+    if not eq:
+        raise UsageError(f"bad filter {text!r}", "use KEY=VALUE: dangling, reference, before, since, label")
+    if key == "dangling":
+        if value not in ("true", "false"):
+            raise UsageError(f"invalid filter 'dangling={value}'", "use dangling=true or dangling=false")
+        return _Filter(lambda rec, _row: (not rec.get("repo_tags")) == (value == "true"))
+    if key == "reference":
+        return _Filter(lambda _rec, row: row.repository != "<none>" and (
+            fnmatch.fnmatchcase(f"{row.repository}:{row.tag}", value) or fnmatch.fnmatchcase(row.repository, value)))
+    if key in ("before", "since"):
+        pivot = ctx.store.resolve(value).get("created", "")
+        if key == "before":
+            return _Filter(lambda rec, _row: rec.get("created", "") < pivot)
+        return _Filter(lambda rec, _row: rec.get("created", "") > pivot)
+    if key == "label":
+        lkey, leq, lvalue = value.partition("=")
+        return _Filter(lambda _rec, row: lkey in row.labels and (not leq or row.labels[lkey] == lvalue),
+                       needs_labels=True)
+    raise UsageError(f"invalid filter {key!r}", "use dangling, reference, before, since or label")
+
+
+HistoryRow = namedtuple("HistoryRow", "id created created_by size comment empty")
+
+
+def history(ctx: Context, name: str) -> list[HistoryRow]:
+    """``history``: the config's history, newest first, each layer's size beside the step that made it."""
+    rec = ctx.store.resolve(name)
+    config = ctx.store.config(rec)
+    layers = list(rec["layers"])
+    entries = config.get("history") or [{"created": config.get("created", ""), "created_by": ""}
+                                         for _ in layers]
+    rows = []
+    li = 0
+    for h in entries:
+        empty = bool(h.get("empty_layer"))
+        size = 0
+        if not empty and li < len(layers):
+            size = layers[li].get("size", 0)
+            li += 1
+        rows.append(HistoryRow("<missing>", h.get("created", ""), h.get("created_by", ""), size,
+                               h.get("comment", ""), empty))
+    rows.reverse()
+    if rows:
+        rows[0] = rows[0]._replace(id=rec["id"])
+    return rows
+
+
+def image_prune(ctx: Context, all_: bool) -> tuple[list[str], int]:
+    """Remove dangling images (``-a``: every image no container uses); (lines, bytes reclaimed)."""
+    from rootless import state
+    used = {r.get("spec", {}).get("image_id") for r in state.all_records(ctx.paths)}
+    lines, reclaimed = [], 0
+    for rec in ctx.store.images():
+        if rec["id"] in used or (rec.get("repo_tags") and not all_):
+            continue
+        try:
+            out = rmi(ctx, [rec["id"]], force=True)
+        except RootlessError:
+            continue
+        lines += out
+        reclaimed += rec.get("size", 0)
+    return lines, reclaimed
+
+
+DfRow = namedtuple("DfRow", "type total active size reclaimable")
+
+
+def system_df(ctx: Context) -> list[DfRow]:
+    from rootless import state
+    images = ctx.store.images()
+    recs = [r for r in state.all_records(ctx.paths) if not r.get("corrupt")]
+    used = {r.get("spec", {}).get("image_id") for r in recs}
+    size = sum(i.get("size", 0) for i in images)
+    unused = sum(i.get("size", 0) for i in images if i["id"] not in used)
+    running = [r for r in recs if r.get("state", {}).get("status") == "running"]
+
+    def tree_size(path: str) -> int:
+        total = 0
+        for root, _d, files in os.walk(path):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(root, f)).st_size
+                except OSError:
+                    pass
+        return total
+    sizes = {r["id"]: tree_size(ctx.paths.upper(r["id"])) for r in recs}
+    stopped = sum(v for k, v in sizes.items() if k not in {r["id"] for r in running})
+    return [DfRow("Images", len(images), len([i for i in images if i["id"] in used]), size, unused),
+            DfRow("Containers", len(recs), len(running), sum(sizes.values()), stopped),
+            DfRow("Local Volumes", 0, 0, 0, 0), DfRow("Build Cache", 0, 0, 0, 0)]
+
+
+def save(ctx: Context, names: list[str], output: str | None, fmt: str) -> None:
+    from layers import save as savemod
+    if not output and sys.stdout.isatty():
+        raise RootlessError("refusing to write an archive to a terminal", "use -o FILE, or redirect stdout")
+    savemod.save(ctx.store, names, output, fmt)
 
 
 def image_inspect(ctx: Context, name: str) -> dict:

@@ -9,6 +9,7 @@ import sys
 from rootless.cli.params import Arg, Opt, command, group
 
 group("system", "Manage the store and the host.")
+group("image", "Manage images.")
 group("container", "Manage containers.")
 
 
@@ -29,20 +30,96 @@ def import_(ctx, tarball: str = Arg(help="rootfs tarball (plain or gzip)"),
     print(engine.import_rootfs(ctx, tarball, reference))
 
 
+IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
+                 "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE"}
+
+
 @command("images")
-def images(ctx, quiet: bool = Opt(("-q", "--quiet"), False, "Only show image IDs.")):
+def images(ctx, quiet: bool = Opt(("-q", "--quiet"), False, "Only show image IDs."),
+           all_: bool = Opt(("-a", "--all"), False, "Show all images (there are no intermediate ones)."),
+           digests: bool = Opt(("--digests",), False, "Show digests."),
+           filter_: list[str] = Opt(("-f", "--filter"), [], "dangling=, reference=, before=, since=, label="),
+           format_: str = Opt(("--format",), None, "Go template, or table TEMPLATE."),
+           no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate the ids.")):
     """List images."""
     from rootless import engine
     from rootless.cli import render
-    rows = engine.images(ctx)
+    rows = engine.images(ctx, filter_)
+
+    def short(i: str) -> str:
+        return i if no_trunc else i[7:19]
     if quiet:
-        ids = list(dict.fromkeys(r.id[7:19] for r in rows))
+        ids = list(dict.fromkeys(short(r.id) for r in rows))
         if ids:
             print("\n".join(ids))
         return
-    print(render.table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
-                       [[r.repository, r.tag, r.id[7:19], render.ago(r.created), render.human_size(r.size)]
-                        for r in rows]))
+    data = [{"Repository": r.repository, "Tag": r.tag, "Digest": r.digest, "ID": short(r.id),
+             "CreatedSince": render.ago(r.created), "CreatedAt": r.created, "Size": render.human_size(r.size)}
+            for r in rows]
+    if format_:
+        out = render.formatted(format_, data, IMAGE_HEADERS)
+        if data or out:
+            print(out)
+        return
+    cols = ["Repository", "Tag"] + (["Digest"] if digests else []) + ["ID", "CreatedSince", "Size"]
+    print(render.table([IMAGE_HEADERS[c] for c in cols], [[d[c] for c in cols] for d in data]))
+
+
+@command("history")
+def history(ctx, image: str = Arg(metavar="IMAGE"),
+            no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate."),
+            quiet: bool = Opt(("-q", "--quiet"), False, "Only show image IDs."),
+            human: bool = Opt(("-H", "--human"), True, "Human-readable sizes and dates.")):
+    """Show the history of an image."""
+    from rootless import engine
+    from rootless.cli import render
+    rows = engine.history(ctx, image)
+    ident = [r.id if no_trunc or r.id == "<missing>" else r.id[7:19] for r in rows]
+    if quiet:
+        print("\n".join(ident))
+        return
+    table = []
+    for i, r in zip(ident, rows, strict=True):
+        by = r.created_by if no_trunc or len(r.created_by) <= 45 else r.created_by[:44] + "…"
+        table.append([i, render.ago(r.created) if human else r.created, by,
+                      render.human_size(r.size) if human else str(r.size), r.comment])
+    print(render.table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], table))
+
+
+@command("save")
+def save(ctx, images: list[str] = Arg(metavar="IMAGE..."),
+         output: str = Opt(("-o", "--output"), None, "Write to FILE (default: stdout, not a terminal)."),
+         format_: str = Opt(("--format",), "docker-archive", "docker-archive or oci-archive.")):
+    """Save images to a tar archive (load reads it back)."""
+    from rootless import engine
+    engine.save(ctx, images, output, format_)
+
+
+@command("image", "prune")
+def image_prune(ctx, all_: bool = Opt(("-a", "--all"), False, "Remove every image no container uses."),
+                force: bool = Opt(("-f", "--force"), False, "Do not ask (there is no prompt).")):
+    """Remove unused images (dangling ones; with -a every unused one)."""
+    from rootless import engine
+    from rootless.cli import render
+    lines, reclaimed = engine.image_prune(ctx, all_)
+    if lines:
+        print("Deleted Images:")
+        print("\n".join(lines))
+        print()
+    print(f"Total reclaimed space: {render.human_size(reclaimed)}")
+
+
+@command("system", "df")
+def system_df(ctx):
+    """Show disk usage of images and containers."""
+    from rootless import engine
+    from rootless.cli import render
+    rows = engine.system_df(ctx)
+
+    def pct(r) -> str:
+        return f"{render.human_size(r.reclaimable)} ({100 * r.reclaimable // r.size if r.size else 0}%)"
+    print(render.table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+                       [[r.type, str(r.total), str(r.active), render.human_size(r.size), pct(r)] for r in rows]))
 
 
 @command("rmi")
@@ -556,3 +633,32 @@ def version(ctx):
     """Show the version."""
     from rootless import __version__
     print(f"rootless version {__version__}")
+
+
+# ---- Docker's `image` group: the same commands under their other names ----------------------------
+def _alias(path: tuple[str, ...], target, interspersed: bool = True) -> None:
+    def alias(ctx, **kw):
+        return target(ctx, **kw)
+    alias.__doc__ = target.__doc__
+    command(*path, interspersed=interspersed, params_of=target)(alias)
+
+
+for _path, _target in ((("image", "ls"), images), (("image", "rm"), rmi), (("image", "history"), history),
+                       (("image", "pull"), pull), (("image", "push"), push), (("image", "tag"), tag),
+                       (("image", "save"), save), (("image", "load"), load)):
+    _alias(_path, _target)
+
+
+@command("image", "inspect")
+def image_inspect(ctx, images_: list[str] = Arg(metavar="IMAGE..."),
+                  format_: str = Opt(("-f", "--format"), None, "Go template.")):
+    """Low-level information on images as JSON."""
+    import json
+
+    from rootless import engine, views
+    from rootless.cli import render
+    found = [engine.image_inspect(ctx, ref) for ref in images_]
+    if format_:
+        print(render.formatted(format_, [views.template_data(f) for f in found], {}))
+    else:
+        print(json.dumps(found, indent=4))

@@ -1,0 +1,104 @@
+"""Image commands beyond load/run: images (digests, filters, formats), history, save/load round trips,
+tag, image prune, system df, the `image` group, rmi while a container uses the image."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import pytest
+
+from tests.conftest import Rootless
+
+pytestmark = pytest.mark.userns
+
+
+@pytest.fixture
+def two(rl, images) -> Rootless:
+    rl.load(images, "busybox")
+    rl.load(images, "layered")
+    return rl
+
+
+def ids(rl: Rootless, *args: str) -> list[str]:
+    return rl("images", "-q", *args).out.split()
+
+
+def image_id(rl: Rootless, ref: str) -> str:
+    return rl("inspect", "-f", "{{.Id}}", ref).out.strip()
+
+
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_save_rmi_load_round_trip(two, tmp_path, fmt):
+    before = {ref: (image_id(two, ref), two("inspect", "-f", "{{json .RootFS}}", ref).out) for ref in ("busybox", "layered")}
+    out = tmp_path / "images.tar"
+    two("save", "--format", fmt, "-o", out, "busybox", "layered")
+    with tarfile.open(out) as t:
+        names = t.getnames()
+    assert ("manifest.json" in names) == (fmt == "docker-archive")
+    assert ("index.json" in names and "oci-layout" in names) == (fmt == "oci-archive")
+    two("rmi", "busybox", "layered")
+    assert ids(two) == []
+    loaded = two("load", "-i", out).out
+    assert "busybox:latest" in loaded and "layered:latest" in loaded
+    for ref, (iid, rootfs) in before.items():
+        assert image_id(two, ref) == iid
+        assert two("inspect", "-f", "{{json .RootFS}}", ref).out == rootfs
+    assert two("run", "--rm", "layered", "true").code == 0
+
+
+def test_save_refuses_bad_input_and_leaves_nothing(two, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    r = two("save", "--format", "zip", "-o", out / "x.tar", "busybox", expect=125)
+    assert "unknown --format" in r.err
+    r = two("save", "-o", out / "y.tar", "busybox", "nosuch", expect=125)
+    assert "nosuch" in r.err
+    assert list(out.iterdir()) == []  # no archive, no temporary file
+
+
+def test_images_filters_and_formats(two):
+    two("tag", "busybox", "example.com/team/tool:2")
+    rows = two("images", "--format", "{{.Repository}}:{{.Tag}}").out.split()
+    assert sorted(rows) == ["busybox:latest", "example.com/team/tool:2", "layered:latest"]
+    assert two("images", "--filter", "reference=busy*", "--format", "{{.Repository}}").out.split() == ["busybox"]
+    assert two("images", "-f", "reference=example.com/*/*", "--format", "{{.Tag}}").out.split() == ["2"]
+    assert two("images", "-f", "dangling=true", "-q").out == ""
+    assert len(set(ids(two, "-f", "dangling=false"))) == 2
+    table = two("images", "--digests").out.splitlines()
+    assert table[0].split()[:3] == ["REPOSITORY", "TAG", "DIGEST"]
+    r = two("images", "-f", "color=blue", expect=125)
+    assert "invalid filter 'color'" in r.err
+
+
+def test_tag_moves_and_image_group(two):
+    two("tag", "busybox", "mine:1")
+    assert image_id(two, "mine:1") == image_id(two, "busybox")
+    two("tag", "layered", "mine:1")  # a tag names one image at a time
+    assert image_id(two, "mine:1") == image_id(two, "layered")
+    assert two("image", "ls", "-q").out == two("images", "-q").out
+    assert json.loads(two("image", "inspect", "busybox").out)[0]["RepoTags"] == ["busybox:latest"]
+    assert "Untagged: mine:1" in two("image", "rm", "mine:1").out
+
+
+def test_history(two):
+    lines = two("history", "layered").out.splitlines()
+    assert lines[0].split()[:2] == ["IMAGE", "CREATED"]
+    assert lines[1].startswith(image_id(two, "layered")[7:19])
+    assert all(ln.startswith("<missing>") for ln in lines[2:])
+    assert len(two("history", "-q", "layered").out.split()) == len(lines) - 1
+
+
+def test_rmi_refused_while_used_then_prune(two):
+    two("create", "--name", "user", "--network", "none", "busybox", "true")
+    r = two("rmi", "busybox", expect=125)
+    assert "used by container" in r.err
+    two("tag", "layered", "spare:1")
+    two("rmi", "layered")  # untags only: spare:1 still names it
+    assert "Total reclaimed space: 0B" in two("image", "prune").out  # nothing dangling
+    out = two("image", "prune", "-a", "-f").out
+    assert "Deleted Images:" in out and "spare:1" in out
+    assert ids(two) == [image_id(two, "busybox")[7:19]]  # the used one stays
+    df = two("system", "df").out.splitlines()
+    assert df[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert df[1].split()[:3] == ["Images", "1", "1"] and df[2].split()[:3] == ["Containers", "1", "0"]
