@@ -54,7 +54,12 @@ def open_decompressed(f: BinaryIO) -> BinaryIO:
     if head[:2] == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=f, mode="rb")
     if head == b"\x28\xb5\x2f\xfd":
-        raise InvalidImage("zstd-compressed layers are not supported yet", "recompress the layer with gzip")
+        try:
+            import zstandard
+        except ImportError:
+            raise InvalidImage("a zstd-compressed layer, and the zstandard module is missing",
+                               "install rootless with its dependencies (pip install zstandard)") from None
+        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
     return f
 
 
@@ -156,6 +161,10 @@ def unpack_layer(blob: str | int, dest: str, expected_diff_id: str | None = None
                 reader.drain()
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
                 raise InvalidImage(f"{what}: truncated or corrupt tar ({e})") from None
+            except Exception as e:  # noqa: BLE001 - zstandard.ZstdError: corrupt zstd data
+                if type(e).__module__.split(".")[0] != "zstandard" and type(e).__name__ != "ZstdError":
+                    raise
+                raise InvalidImage(f"{what}: corrupt zstd data ({e})") from None
         for rel, mtime in reversed(dir_times):
             fd = dirs.open(rel, create=False)
             os.utime(fd, (mtime, mtime))

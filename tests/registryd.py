@@ -103,3 +103,34 @@ class Registry:
         self.proc.kill()
         self.proc.wait()
         self.log.close()
+
+
+def api(registry: Registry, method: str, path: str, data: bytes | None = None, headers: dict | None = None):
+    """One raw registry API call (plain HTTP registries): (status, headers, body)."""
+    import urllib.error
+    req = urllib.request.Request(f"http://{registry.host}{path}", data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def upload_blob(registry: Registry, repo: str, data: bytes) -> str:
+    """Put ``data`` into ``repo`` as a blob (monolithic upload); its digest."""
+    import hashlib
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    status, headers, _ = api(registry, "POST", f"/v2/{repo}/blobs/uploads/")
+    assert status == 202, status
+    loc = headers["Location"].split(registry.host, 1)[-1]
+    status, _, body = api(registry, "PUT", loc + ("&" if "?" in loc else "?") + f"digest={digest}", data,
+                          {"Content-Type": "application/octet-stream"})
+    assert status == 201, (status, body)
+    return digest
+
+
+def put_manifest(registry: Registry, repo: str, tag: str, doc: dict) -> None:
+    import json
+    status, _, body = api(registry, "PUT", f"/v2/{repo}/manifests/{tag}", json.dumps(doc).encode(),
+                          {"Content-Type": doc["mediaType"]})
+    assert status == 201, (status, body)

@@ -218,3 +218,27 @@ def test_bad_registry_config_is_named(rl):
     rl.config.write_text('[registries."x:1"]\nmirrors = "not-a-list"\n')
     r = rl("pull", "x:1/a:b", expect=125)
     assert str(rl.config) in r.err and "mirrors must be a list" in r.err
+
+
+def test_zstd_layer(bb, registry):
+    """An image whose layer is zstd-compressed (made here, uploaded through the raw API)."""
+    import zstandard
+
+    from tests.registryd import put_manifest, upload_blob
+    rec = next(iter(json.loads((bb.root / "images.json").read_text())["images"].values()))
+    layer = (bb.root / "blobs" / "sha256" / rec["layers"][0]["blob"][7:]).read_bytes()
+    config = (bb.root / "blobs" / "sha256" / rec["id"][7:]).read_bytes()
+    zst = zstandard.ZstdCompressor(level=3).compress(layer)
+    layer_digest = upload_blob(registry, "zst/busybox", zst)
+    config_digest = upload_blob(registry, "zst/busybox", config)
+    put_manifest(registry, "zst/busybox", "1", {
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", "digest": layer_digest,
+                    "size": len(zst)}]})
+    bb("rmi", "busybox")
+    ref = f"{registry.host}/zst/busybox:1"
+    bb("pull", ref)
+    assert image_id(bb, ref) == rec["id"]  # the same diff ids: the same image
+    assert bb("run", "--rm", ref, "echo", "zstd").out == "zstd\n"
