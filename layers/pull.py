@@ -100,6 +100,7 @@ def pull(store: ImageStore, ref_text: str, endpoints: list[dict] | None = None,
     reports progress (None: quiet)."""
     say = say or (lambda _line: None)
     ref = reference.parse(ref_text)
+    store.sweep_tmp()  # what a killed pull left half-written
     say(f"{ref.tag or ref.digest}: Pulling from {ref.familiar_repository}")
     client, digest, doc = _first_answering(ref, endpoints or [{}], platform)
     try:

@@ -135,6 +135,26 @@ class ImageStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
+    def sweep_tmp(self) -> None:
+        """Remove the temporary blobs of processes that are gone (a killed pull or load)."""
+        try:
+            names = os.listdir(self.paths.tmp)
+        except FileNotFoundError:
+            return
+        for name in names:
+            parts = name.split("-")
+            if parts[0] != "blob" or len(parts) < 3 or not parts[1].isdigit():
+                continue
+            try:
+                os.kill(int(parts[1]), 0)
+            except ProcessLookupError:
+                try:
+                    os.unlink(os.path.join(self.paths.tmp, name))
+                except OSError:
+                    pass
+            except PermissionError:
+                pass  # a live process of someone else
+
     def put_blob_bytes(self, data: bytes) -> tuple[str, bool]:
         import io
         digest, _, added = self.put_blob(io.BytesIO(data))

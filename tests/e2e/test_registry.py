@@ -242,3 +242,63 @@ def test_zstd_layer(bb, registry):
     bb("pull", ref)
     assert image_id(bb, ref) == rec["id"]  # the same diff ids: the same image
     assert bb("run", "--rm", ref, "echo", "zstd").out == "zstd\n"
+
+
+def test_killed_pull_leaves_no_image_and_resumes(bb, registry):
+    """A pull killed while its big layer downloads: no image, no half blob; the next pull keeps the
+    layers that were finished ("Already exists") and completes."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import rootless_argv
+    bb("run", "--name", "big", "--network", "none", "busybox", "sh", "-c",
+       "head -c 300000000 /dev/urandom > /big")
+    ref = f"{registry.host}/rt/big:1"
+    bb("commit", "big", ref)
+    bb("rm", "big")
+    bb("push", "-q", ref)
+    recs = json.loads((bb.root / "images.json").read_text())["images"]
+    big = next(r for r in recs.values() if ref in r["repo_tags"])
+    small_blob, big_blob = big["layers"][0]["blob"], big["layers"][1]["blob"]
+    bb("rmi", "-f", ref, "busybox")
+    assert not (bb.root / "blobs" / "sha256" / small_blob[7:]).exists()
+    p = subprocess.Popen(rootless_argv() + ["pull", ref], env=bb.env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (bb.root / "blobs" / "sha256" / small_blob[7:]).exists() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    if (bb.root / "blobs" / "sha256" / big_blob[7:]).exists():
+        pytest.skip("the big layer finished before the pull could be killed (a very fast disk)")
+    assert bb("images", "-q").out == ""  # no partial image is visible
+    r = bb("pull", ref)
+    assert f"{small_blob[7:19]}: Already exists" in r.err and f"{big_blob[7:19]}: Pull complete" in r.err
+    assert image_id(bb, ref) == big["id"]
+    assert bb.leftovers() == []  # the killed pull's temporary blob was swept
+    assert bb("run", "--rm", "--network", "none", ref, "sh", "-c", "wc -c < /big").out.strip() == "300000000"
+
+
+def test_concurrent_pulls_of_one_image(rl, images, registry):
+    """Two shells pull the same image at once: both succeed, the store holds one copy."""
+    import subprocess
+
+    from tests.conftest import rootless_argv
+    rl.load(images, "layered")
+    rl.configure(insecure=(registry.host,))
+    ref = f"{registry.host}/rt/together:1"
+    rl("push", "-q", "layered", ref)
+    want = image_id(rl, "layered")
+    rl("rmi", "layered")
+    procs = [subprocess.Popen(rootless_argv() + ["pull", "-q", ref], env=rl.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(3)]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    assert [r[2] for r in results] == [0, 0, 0], results
+    assert rl("images", "-q").out.split() == [want[7:19]]
+    rec = json.loads((rl.root / "images.json").read_text())["images"][want]
+    blobs = sorted(p.name for p in (rl.root / "blobs" / "sha256").iterdir())
+    assert blobs == sorted({want[7:]} | {lr["blob"][7:] for lr in rec["layers"]})
+    assert sorted(p.name for p in (rl.root / "layers").iterdir()) == sorted(lr["diff_id"][7:] for lr in rec["layers"])
+    assert rl.leftovers() == []
+    assert rl("run", "--rm", "--network", "none", ref, "true").code == 0
