@@ -53,7 +53,7 @@ def make_ca(directory: Path) -> tuple[Path, Path, Path]:
 
 
 class Registry:
-    def __init__(self, base: Path, tls: bool = False, users: dict[str, str] | None = None):
+    def __init__(self, base: Path, tls: bool = False, users: dict[str, str] | None = None, token=None):
         if not os.path.exists(EXE):
             pytest.fail("docker-registry is not installed (apt-get install docker-registry; scripts/setup.sh does)")
         self.base = base
@@ -68,6 +68,9 @@ class Registry:
         if tls:
             self.ca, crt, key = make_ca(base / "tls")
             lines += ["  tls:", f"    certificate: {crt}", f"    key: {key}"]
+        if token is not None:
+            lines += ["auth:", "  token:", f"    realm: {token.realm}", f"    service: {token.service}",
+                      f"    issuer: {token.issuer}", f"    rootcertbundle: {token.cert}"]
         if users:
             htpasswd = base / "htpasswd"
             htpasswd.write_text("".join(f"{u}:{bcrypt_hash(p)}\n" for u, p in users.items()))
@@ -134,3 +137,79 @@ def put_manifest(registry: Registry, repo: str, tag: str, doc: dict) -> None:
     status, _, body = api(registry, "PUT", f"/v2/{repo}/manifests/{tag}", json.dumps(doc).encode(),
                           {"Content-Type": doc["mediaType"]})
     assert status == 201, (status, body)
+
+
+def _b64url(data: bytes) -> str:
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """A token service as the distribution token spec describes it: GET /token?service=&scope=
+    answers a JWT (RS256, the signing certificate in ``x5c``) granting the scope's actions to a
+    user with the right password, and only ``pull`` to anyone else."""
+
+    def __init__(self, base: Path, users: dict[str, str], service: str = "rootless-test", issuer: str = "test-issuer"):
+        import http.server
+        import threading
+        base.mkdir(parents=True, exist_ok=True)
+        self.key, self.cert = base / "token.key", base / "token.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key, "-out",
+                        self.cert, "-days", "2", "-subj", "/CN=token signer"], check=True, capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", self.cert, "-outform", "DER"], check=True,
+                             capture_output=True).stdout
+        import base64
+        self.x5c = base64.b64encode(der).decode()
+        self.users, self.service, self.issuer = users, service, issuer
+        self.requests: list[tuple[str, str]] = []  # (user or "", scope)
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer._answer(self)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.realm = f"http://127.0.0.1:{self.port}/token"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def _answer(self, h) -> None:
+        import base64
+        import json
+        from urllib.parse import parse_qs, urlsplit
+        q = parse_qs(urlsplit(h.path).query)
+        user = ""
+        auth = h.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            name, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            if self.users.get(name) != password:
+                h.send_response(401)
+                h.end_headers()
+                return
+            user = name
+        scope = q.get("scope", [""])[0]
+        self.requests.append((user, scope))
+        access = []
+        if scope:
+            kind, name, actions = scope.split(":")
+            granted = actions.split(",") if user else [a for a in actions.split(",") if a == "pull"]
+            access.append({"type": kind, "name": name, "actions": granted})
+        now = int(time.time())
+        claims = {"iss": self.issuer, "sub": user, "aud": q.get("service", [self.service])[0], "exp": now + 300,
+                  "nbf": now - 10, "iat": now, "jti": str(now) + str(len(self.requests)), "access": access}
+        header = {"alg": "RS256", "typ": "JWT", "x5c": [self.x5c]}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.key], input=signing_input.encode(),
+                             check=True, capture_output=True).stdout
+        body = json.dumps({"token": f"{signing_input}.{_b64url(sig)}", "expires_in": 300}).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

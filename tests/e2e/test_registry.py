@@ -302,3 +302,34 @@ def test_concurrent_pulls_of_one_image(rl, images, registry):
     assert sorted(p.name for p in (rl.root / "layers").iterdir()) == sorted(lr["diff_id"][7:] for lr in rec["layers"])
     assert rl.leftovers() == []
     assert rl("run", "--rm", "--network", "none", ref, "true").code == 0
+
+
+# ---- token auth ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory):
+    from tests.registryd import TokenServer
+    base = tmp_path_factory.mktemp("token-registry")
+    tokens = TokenServer(base / "tokens", users={"bob": "hunter2"})
+    r = Registry(base / "registry", token=tokens)
+    r.tokens = tokens
+    yield r
+    r.stop()
+    tokens.stop()
+
+
+def test_token_auth_anonymous_pull_and_authenticated_push(rl, images, token_registry):
+    rl.load(images, "busybox")
+    rl.configure(insecure=(token_registry.host,))
+    ref = f"{token_registry.host}/pub/busybox:1"
+    r = rl("push", "busybox", ref, expect=125)  # an anonymous token grants pull only
+    assert "authentication required" in r.err
+    r = rl("login", "-u", "bob", "--password-stdin", token_registry.host, input="wrong\n", expect=125)
+    assert "refused the credentials" in r.err
+    rl("login", "-u", "bob", "--password-stdin", token_registry.host, input="hunter2\n")
+    rl("push", "busybox", ref)
+    assert ("bob", "repository:pub/busybox:pull,push") in token_registry.tokens.requests
+    rl("logout", token_registry.host)
+    rl("rmi", "busybox")
+    rl("pull", ref)  # anonymously, with a token from the challenge's realm
+    assert ("", "repository:pub/busybox:pull") in token_registry.tokens.requests
+    assert rl("run", "--rm", "--network", "none", ref, "echo", "token").out == "token\n"
