@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import namedtuple
 
 from layers import auth, manifest, reference
@@ -108,11 +109,11 @@ def pull(store: ImageStore, ref_text: str, endpoints: list[dict] | None = None,
         fetch_blob(client, store, config_desc, "config")
         config_bytes = store.read_blob(config_desc.digest)
         diff_ids = _diff_ids(config_bytes, len(layer_descs), str(ref))
-        _download(client, store, layer_descs, say)
+        refs = [LayerRef(d, desc.digest, desc.media_type or manifest.OCI_LAYER_GZIP)
+                for d, desc in zip(diff_ids, layer_descs, strict=True)]
+        _fetch_and_unpack(client, store, refs, {d.digest: d for d in layer_descs}, say)
     finally:
         client.close()
-    refs = [LayerRef(d, desc.digest, desc.media_type or manifest.OCI_LAYER_GZIP) for d, desc in zip(diff_ids, layer_descs, strict=True)]
-    store.unpack_layers(refs)
     for r in refs:
         if not r.size:
             r.size = store.known_layer_size(r.diff_id)
@@ -134,6 +135,95 @@ def _diff_ids(config_bytes: bytes, count: int, what: str) -> list[str]:
     if not isinstance(diff_ids, list) or len(diff_ids) != count:
         raise InvalidImage(f"{what}: {len(diff_ids) if isinstance(diff_ids, list) else 0} diff ids for {count} layers")
     return diff_ids
+
+
+def _fetch_and_unpack(client: Client, store: ImageStore, refs: list[LayerRef], descs: dict, say) -> None:
+    """Download the missing blobs (concurrently) and unpack each missing layer as soon as its blob
+    is in the store, by up to two helpers in the user namespace: downloads and unpacking overlap."""
+    todo, seen = [], set()
+    for r in refs:
+        if store.layer_present(r.diff_id):
+            say(f"{r.blob[7:19]}: Already exists")
+        elif r.diff_id not in seen:
+            seen.add(r.diff_id)
+            todo.append(r)
+    if not todo:
+        return
+    store.check_idmap()
+    if store.userns_worker is None:  # no helpers to keep (a bare store): one pass after the other
+        _download(client, store, [descs[r.blob] for r in todo], say)
+        store.unpack_layers(todo)
+        return
+    import queue
+    import selectors
+    from concurrent.futures import ThreadPoolExecutor
+
+    from layers.store import unpack_one
+    workers = [store.userns_worker(unpack_one, "unpack") for _ in range(min(2, os.cpu_count() or 1, len(todo)))]
+    ready: queue.SimpleQueue = queue.SimpleQueue()
+    wake_r, wake_w = os.pipe()
+    by_blob: dict[str, list[LayerRef]] = {}
+    for r in todo:
+        by_blob.setdefault(r.blob, []).append(r)
+
+    def fetch(blob: str) -> None:
+        try:
+            fetch_blob(client, store, descs[blob], f"layer {blob[7:19]}")
+            say(f"{blob[7:19]}: Download complete")
+            for r in by_blob[blob]:
+                ready.put(r)
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            ready.put(e)
+        os.write(wake_w, b"x")
+
+    sel = selectors.DefaultSelector()
+    sel.register(wake_r, selectors.EVENT_READ, None)
+    pool = ThreadPoolExecutor(max_workers=min(PARALLEL, len(by_blob)))
+    try:
+        for blob in by_blob:
+            if store.has_blob(blob):  # left by an interrupted pull, verified: not downloaded again
+                say(f"{blob[7:19]}: Already downloaded")
+                for r in by_blob[blob]:
+                    ready.put(r)
+                os.write(wake_w, b"x")
+            else:
+                pool.submit(fetch, blob)
+        waiting: list[LayerRef] = []
+        free, busy = list(workers), {}
+        remaining = len(todo)
+        while remaining:
+            for key, _ in sel.select():
+                if key.data is None:
+                    os.read(wake_r, 64)
+                    while True:
+                        try:
+                            item = ready.get_nowait()
+                        except queue.Empty:
+                            break
+                        if isinstance(item, BaseException):
+                            raise item
+                        waiting.append(item)
+                    continue
+                w = key.data
+                sel.unregister(w)
+                lr = busy.pop(w)
+                free.append(w)
+                lr.size = w.result()["size"]
+                remaining -= 1
+                say(f"{lr.blob[7:19]}: Pull complete")
+            while free and waiting:
+                w = free.pop()
+                lr = waiting.pop(0)
+                w.submit(store.unpack_job(lr))
+                busy[w] = lr
+                sel.register(w, selectors.EVENT_READ, w)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for w in workers:
+            w.close()
+        sel.close()
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 def _download(client: Client, store: ImageStore, descs: list[manifest.Descriptor], say) -> None:

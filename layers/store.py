@@ -50,9 +50,11 @@ def sha256_bytes(data: bytes) -> str:
 
 
 class ImageStore:
-    def __init__(self, paths: Paths, userns_call: Callable[..., Any], idmap_key: str):
+    def __init__(self, paths: Paths, userns_call: Callable[..., Any], idmap_key: str,
+                 userns_worker: Callable[..., Any] | None = None):
         self.paths = paths
         self.userns_call = userns_call
+        self.userns_worker = userns_worker  # handler -> a helper in the user namespace taking jobs
         self.idmap_key = idmap_key
 
     # ---- index ---------------------------------------------------------------
@@ -187,17 +189,19 @@ class ImageStore:
                 f"the store {self.paths.root} was unpacked with another id map ({recorded}); now {self.idmap_key}",
                 "run `rootless system reset` (or use another --root) after changing /etc/subuid or userns.idmap")
 
+    def unpack_job(self, lr: LayerRef) -> dict:
+        """What a helper needs to unpack ``lr`` (its blob must be in the store)."""
+        return {"blob": self.paths.blob(lr.blob), "diff_id": lr.diff_id, "dest": self.paths.layer(lr.diff_id),
+                "tmp": os.path.join(self.paths.layers,
+                                    f".tmp-{lr.diff_id[7:19]}-{os.getpid()}-{time.monotonic_ns()}")}
+
     def unpack_layers(self, layers: list[LayerRef]) -> list[str]:
         """Unpack the missing ones (one user-namespace helper for all); the diff ids added."""
         missing = [lr for lr in layers if not self.layer_present(lr.diff_id)]
         if not missing:
             return []
         self.check_idmap()
-        jobs = []
-        for lr in missing:
-            jobs.append({"blob": self.paths.blob(lr.blob), "diff_id": lr.diff_id,
-                         "dest": self.paths.layer(lr.diff_id),
-                         "tmp": os.path.join(self.paths.layers, f".tmp-{lr.diff_id[7:19]}-{os.getpid()}-{time.monotonic_ns()}")})
+        jobs = [self.unpack_job(lr) for lr in missing]
         results = self.userns_call(_unpack_jobs, jobs)
         for lr, res in zip(missing, results, strict=True):
             lr.size = res["size"]
@@ -324,6 +328,10 @@ def _familiar(tag: str) -> str:
 
 
 # ---- run as root of the user namespace --------------------------------------------
+def unpack_one(job: dict) -> dict:
+    return _unpack_jobs([job])[0]
+
+
 def _unpack_jobs(jobs: list[dict]) -> list[dict]:
     from layers.unpack import unpack_layer
     results = []

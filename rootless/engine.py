@@ -54,7 +54,13 @@ class Context:
     @cached_property
     def store(self):
         from layers.store import ImageStore
-        return ImageStore(self.paths, self.userns_call, self.mapping.key)
+        return ImageStore(self.paths, self.userns_call, self.mapping.key, self.userns_worker)
+
+    def userns_worker(self, handler, what: str = "helper"):
+        from rootless import userns
+        if self.mapping.warning:
+            self.warn(self.mapping.warning)
+        return userns.Worker(self.mapping, handler, what)
 
     def slirp_features(self):
         """slirp4netns's path, version and options (probed once per binary, cached in the runroot)."""

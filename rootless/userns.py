@@ -127,6 +127,50 @@ def call(mapping: idmap.IdMapping, fn: Callable[..., Any], *args: Any) -> Any:
     return msg["value"]
 
 
+class Worker:
+    """A helper in a fresh user namespace that runs ``handler(job)`` for each job it is sent, one at
+    a time, and answers the (JSON-able) result or the error. Made before any thread exists (a
+    threaded process cannot enter a new user namespace); jobs can then come from anywhere."""
+
+    def __init__(self, mapping: idmap.IdMapping, handler: Callable[[Any], Any], what: str = "helper"):
+        self.what = what
+
+        def child(ch: Channel) -> int:
+            while True:
+                msg, _ = ch.recv()
+                if msg is None or msg["type"] != "job":
+                    return 0
+                try:
+                    value = handler(msg["job"])
+                except BaseException as e:  # noqa: BLE001 - the error goes back to the caller
+                    ch.send_error(e, what)
+                    continue
+                ch.send("result", value=value)
+
+        self.pid, self.ch = fork_into_userns(mapping, child)
+
+    def fileno(self) -> int:
+        return self.ch.fileno()
+
+    def submit(self, job: Any) -> None:
+        self.ch.send("job", job=job)
+
+    def result(self) -> Any:
+        """The answer to the job submitted last (raises its error)."""
+        return self.ch.expect("result")["value"]
+
+    def close(self) -> None:
+        # An explicit stop: EOF alone may never come, as a helper forked later holds a copy of our end.
+        try:
+            self.ch.send("stop")
+        except OSError:
+            pass
+        try:
+            self.ch.close()
+        finally:
+            reap(self.pid)
+
+
 def exec_in_userns(mapping: idmap.IdMapping, argv: list[str], mount_ns: bool = True) -> int:
     """``rootless unshare``: run a command as root of the user namespace; its exit code."""
     def child(ch: Channel) -> int:

@@ -99,7 +99,8 @@ TIMEOUT = 120  # seconds for any single command
 CLI_TARGET_MS = 120.0
 PODMAN_RATIO_TARGET = 0.5
 
-GROUPS = ("run", "lifecycle", "net")
+GROUPS = ("run", "lifecycle", "net", "pull")
+PULL_ROUNDS = 3
 NET_BYTES = 2 * 10**9  # one transfer through a published port (issue 4: 2 GB)
 NET_ROUNDS = 5
 NET_SECONDS = 2.0
@@ -856,8 +857,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="FILE", help="also write all figures as JSON to FILE")
     parser.add_argument("--only", choices=GROUPS,
                         help="measure one group: run (rootless run --rm against the floor and podman), "
-                             "lifecycle (keeper memory, run -d + stop, ps -a, exec) or net (published-port "
-                             "throughput and connections per second); default all")
+                             "lifecycle (keeper memory, run -d + stop, ps -a, exec), net (published-port "
+                             "throughput and connections per second) or pull (a 200 MB image from a local "
+                             "registry, beside podman and skopeo); default all")
     args = parser.parse_args(argv)
     if args.quick:
         args.runs = QUICK_RUNS
@@ -887,6 +889,11 @@ def bench(tmp: str, runs: int, groups: tuple[str, ...] = GROUPS) -> dict:
             figures.update(bench_run(rootless, env, empty_env, rootfs, pm, tmp, runs))
         if "lifecycle" in groups:
             figures["lifecycle"] = bench_lifecycle(lc, runs)
+        if "pull" in groups:
+            import bench_pull
+            base_layer, base_config = busybox_layer(image_tar)
+            figures["pull"] = bench_pull.bench_pull(rootless, env, pm, tmp, 1 if runs <= QUICK_RUNS else PULL_ROUNDS,
+                                                    base_layer, base_config, remove_tree)
         if "net" in groups:
             import bench_net
             quick = runs <= QUICK_RUNS
@@ -896,6 +903,16 @@ def bench(tmp: str, runs: int, groups: tuple[str, ...] = GROUPS) -> dict:
     finally:
         cleanup(rootless, lc, pm, (env, empty_env))
     return figures
+
+
+def busybox_layer(image_tar: str) -> tuple[bytes, dict]:
+    """The busybox test image's one layer (a tar) and its config, from its docker-archive."""
+    import tarfile
+    with tarfile.open(image_tar) as t:
+        manifest = json.load(t.extractfile("manifest.json"))[0]
+        layer = t.extractfile(manifest["Layers"][0]).read()
+        config = json.load(t.extractfile(manifest["Config"]))
+    return layer, config
 
 
 def cleanup(rootless: list[str], lc: Lifecycle, pm: Podman | None,
@@ -977,6 +994,10 @@ def main(argv: list[str] | None = None) -> int:
         if "results" in figures:
             print()
         report_lifecycle(figures["lifecycle"], podman_note)
+    if "pull" in figures:
+        import bench_pull
+        print()
+        bench_pull.report(figures["pull"], podman_note)
     if "net" in figures:
         import bench_net
         print()
