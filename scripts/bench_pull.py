@@ -132,6 +132,7 @@ os.write(int(sys.argv[1]), json.dumps({"code": os.waitstatus_to_exitcode(status)
 def timed(argv: list[str], env: dict | None = None) -> tuple[float, float]:
     """(seconds, peak RSS in MB of the command and the processes it waited for) of one run."""
     import sys
+    os.sync()  # the previous run's dirty pages are written before this one starts, not during it
     r, w = os.pipe()
     t0 = time.perf_counter()
     p = subprocess.Popen([sys.executable, "-c", _SPAWN, str(w), shutil.which(argv[0]) or argv[0], *argv[1:]],
@@ -200,6 +201,7 @@ def bench_pull(rootless: list[str], env: dict, pm, tmp: str, rounds: int, base_l
             if skopeo:
                 work = os.path.join(tmp, f"pull-sk-{i}")
                 os.makedirs(work)
+                os.sync()
                 t0 = time.perf_counter()
                 skopeo_and_unpack(skopeo, ref, work)
                 runs["skopeo copy + untar"].append((time.perf_counter() - t0, 0.0))
