@@ -30,7 +30,7 @@ OVERLAY_METHODS = ("auto", "kernel", "fuse", "copy")
 IDMAP_MODES = ("auto", "single")
 
 
-# ``registries``: host -> {"mirrors": [...], "blocked": bool, "insecure": bool}
+# ``registries``: host -> {"mirrors": [...], "blocked": bool, "insecure": bool} (the keys that are set)
 Config = namedtuple("Config", "path root overlay idmap insecure registries",
                     defaults=(None, None, "auto", "auto", (), {}))
 
@@ -42,13 +42,35 @@ def config_path() -> str:
     return os.path.join(base, "rootless", "config.toml")
 
 
+SYSTEM_CONFIG = "/etc/rootless/config.toml"
+
+
 def load(path: str | None = None) -> Config:
+    """The system-wide file (``/etc/rootless/config.toml``, or ``$ROOTLESS_SYSTEM_CONFIG``), then the
+    user's, whose settings win (a value left at its default does not override); the insecure lists
+    add up and registry tables merge host by host."""
     path = path or config_path()
+    system = _load_one(os.environ.get("ROOTLESS_SYSTEM_CONFIG") or SYSTEM_CONFIG)
+    user = _load_one(path)
+    if system is None:
+        return user or Config()
+    if user is None:
+        return system._replace(path=path)
+    registries = {h: dict(system.registries.get(h, {}), **user.registries.get(h, {}))
+                  for h in {*system.registries, *user.registries}}
+    return user._replace(root=user.root or system.root,
+                         overlay=user.overlay if user.overlay != "auto" else system.overlay,
+                         idmap=user.idmap if user.idmap != "auto" else system.idmap,
+                         insecure=tuple(dict.fromkeys(system.insecure + user.insecure)), registries=registries)
+
+
+def _load_one(path: str) -> Config | None:
+    """One file's settings (None when it does not exist)."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        return Config()
+        return None
     except OSError as e:
         raise RootlessError(f"cannot read config {path}: {e.strerror}") from None
     if sys.version_info >= (3, 11):  # noqa: UP036 - tomli stays the fallback the design names
@@ -97,8 +119,7 @@ def load(path: str | None = None) -> Config:
         for key in ("blocked", "insecure"):
             if not isinstance(table.get(key, False), bool):
                 raise RootlessError(f"bad config {path}: registries.{host}.{key} must be true or false")
-        per_registry[host] = {"mirrors": list(mirrors), "blocked": table.get("blocked", False),
-                              "insecure": table.get("insecure", False)}
+        per_registry[host] = dict(table)  # only what is set: a system file's other keys stay
     root = storage.get("root")
     return Config(path=path, root=os.path.expanduser(root) if root else None, overlay=overlay, idmap=idmap,
                   insecure=tuple(insecure), registries=per_registry)

@@ -83,7 +83,8 @@ class Rootless:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(ROOTLESS_ROOT=str(self.root), ROOTLESS_CONFIG=str(self.config),
-                   XDG_RUNTIME_DIR=str(self.runtime), REGISTRY_AUTH_FILE=str(self.base / "auth.json"))
+                   XDG_RUNTIME_DIR=str(self.runtime), REGISTRY_AUTH_FILE=str(self.base / "auth.json"),
+                   ROOTLESS_SYSTEM_CONFIG=str(self.base / "system-config.toml"))
         return env
 
     def __call__(self, *args: str, input: bytes | str | None = None, timeout: float = 120,

@@ -136,7 +136,7 @@ def test_registries_config(tmp_path):
     p.write_text('[registries]\ninsecure = ["a:1"]\n\n[registries."docker.io"]\nmirrors = ["m:5000"]\nblocked = true\n')
     c = config.load(str(p))
     assert c.insecure == ("a:1",)
-    assert c.registries == {"docker.io": {"mirrors": ["m:5000"], "blocked": True, "insecure": False}}
+    assert c.registries == {"docker.io": {"mirrors": ["m:5000"], "blocked": True}}
 
 
 @pytest.mark.parametrize("text, message", [
@@ -151,3 +151,19 @@ def test_bad_registries_config(tmp_path, text, message):
     p.write_text(text)
     with pytest.raises(RootlessError, match=message):
         config.load(str(p))
+
+
+def test_system_config_then_the_users(tmp_path, monkeypatch):
+    system, user = tmp_path / "system.toml", tmp_path / "user.toml"
+    system.write_text('[storage]\noverlay = "fuse"\nroot = "/srv/rl"\n\n[registries]\ninsecure = ["s:1"]\n\n'
+                      '[registries."docker.io"]\nmirrors = ["m:1"]\n')
+    user.write_text('[storage]\nroot = "/home/me/rl"\n\n[registries]\ninsecure = ["u:1"]\n\n'
+                    '[registries."docker.io"]\nblocked = true\n')
+    monkeypatch.setenv("ROOTLESS_SYSTEM_CONFIG", str(system))
+    c = config.load(str(user))
+    assert (c.root, c.overlay, c.insecure) == ("/home/me/rl", "fuse", ("s:1", "u:1"))
+    assert c.registries["docker.io"] == {"mirrors": ["m:1"], "blocked": True}
+    assert config.load(str(tmp_path / "none.toml")).overlay == "fuse"  # no user file: the system's
+    system.write_text("[storage\n")
+    with pytest.raises(RootlessError, match="system.toml"):
+        config.load(str(user))
