@@ -126,6 +126,30 @@ def pull(store: ImageStore, ref_text: str, endpoints: list[dict] | None = None,
     return Pulled(image, digest, ref)
 
 
+def list_tags(ref: reference.Reference, endpoints: list[dict]) -> list[str]:
+    """The repository's tags (``/tags/list``, following ``Link`` pages), from the first endpoint."""
+    last = None
+    for ep in endpoints or [{}]:
+        client = client_for(ref, ep.get("creds"), ep.get("insecure", False), ca_dir=ep.get("ca_dir"),
+                            registry=ep.get("registry"))
+        try:
+            tags, path = [], f"/v2/{ref.path}/tags/list?n=1000"
+            while path:
+                resp = client.request("GET", path, what="tag list")
+                try:
+                    tags += json.loads(resp.body).get("tags") or []
+                except (ValueError, AttributeError):
+                    raise InvalidImage(f"{ref.repository}: an unreadable tag list") from None
+                link = resp.headers.get("Link", "")
+                path = link[link.find("<") + 1:link.find(">")] if link.startswith("<") else ""
+            return tags
+        except RegistryError as e:
+            last = e
+        finally:
+            client.close()
+    raise last
+
+
 def _diff_ids(config_bytes: bytes, count: int, what: str) -> list[str]:
     try:
         config = json.loads(config_bytes)

@@ -335,6 +335,19 @@ def _say(opts: RegistryOptions):
     return lambda line: print(line, file=sys.stderr, flush=True)
 
 
+def pull_all_tags(ctx: Context, name: str, opts: RegistryOptions = RegistryOptions()) -> list[str]:
+    """``pull --all-tags``: every tag of the repository."""
+    from layers import pull as pullmod
+    from layers import reference
+    ref = reference.parse(name)
+    if ref.digest or (ref.tag and ref.tag != "latest") or name.rsplit("/", 1)[-1].count(":"):
+        raise RootlessError("--all-tags takes a repository name without a tag or digest")
+    tags = pullmod.list_tags(ref, _pull_endpoints(ctx, ref.registry, opts))
+    if not tags:
+        raise RootlessError(f"{ref.repository} has no tags")
+    return [pull(ctx, f"{ref.repository}:{t}", opts) for t in sorted(tags)]
+
+
 def pull(ctx: Context, ref_text: str, opts: RegistryOptions = RegistryOptions()) -> str:
     """``pull``: the reference pulled (Docker prints it on stdout)."""
     from layers import manifest, reference
@@ -360,6 +373,19 @@ def ensure_image(ctx: Context, name: str, policy: str = "missing", opts: Registr
                 print(f"Unable to find image '{name}' locally", file=sys.stderr, flush=True)
     pull(ctx, name, opts)
     return ctx.store.resolve(name)
+
+
+def push_all_tags(ctx: Context, name: str, opts: RegistryOptions = RegistryOptions()) -> list[str]:
+    """``push --all-tags``: every local tag of the repository ``name``."""
+    from layers import reference
+    ref = reference.parse(name)
+    if ref.digest or name.rsplit("/", 1)[-1].count(":"):
+        raise RootlessError("--all-tags takes a repository name without a tag")
+    tags = sorted(t for rec in ctx.store.images() for t in rec.get("repo_tags", [])
+                  if reference.parse(t).repository == ref.repository)
+    if not tags:
+        raise RootlessError(f"no local tags of {ref.repository} to push")
+    return [push(ctx, t, None, opts) for t in tags]
 
 
 def push(ctx: Context, image: str, dest: str | None, opts: RegistryOptions = RegistryOptions()) -> str:

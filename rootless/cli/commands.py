@@ -135,11 +135,16 @@ def rmi(ctx, images: list[str] = Arg(metavar="IMAGE..."),
 def pull(ctx, reference: str = Arg(metavar="NAME[:TAG|@DIGEST]"),
          platform: str = Opt(("--platform",), None, "os/arch[/variant] from a multi-platform image."),
          quiet: bool = Opt(("-q", "--quiet"), False, "No progress output."),
+         all_tags: bool = Opt(("-a", "--all-tags"), False, "Every tag of the repository."),
          tls_verify: str = Opt(("--tls-verify",), "true", "false: plain HTTP or unverified TLS."),
          creds: str = Opt(("--creds",), None, "USER:PASSWORD for the registry.")):
     """Pull an image from a registry."""
     from rootless import engine
-    print(engine.pull(ctx, reference, _registry_options(tls_verify, creds, platform, quiet)))
+    opts = _registry_options(tls_verify, creds, platform, quiet)
+    if all_tags:
+        print("\n".join(engine.pull_all_tags(ctx, reference, opts)))
+    else:
+        print(engine.pull(ctx, reference, opts))
 
 
 def _registry_options(tls_verify: str, creds: str | None = None, platform: str | None = None, quiet: bool = False):
@@ -153,11 +158,19 @@ def _registry_options(tls_verify: str, creds: str | None = None, platform: str |
 @command("push")
 def push(ctx, image: str = Arg(metavar="IMAGE"), destination: str = Arg(None, metavar="[DESTINATION]"),
          quiet: bool = Opt(("-q", "--quiet"), False, "No progress output."),
+         all_tags: bool = Opt(("-a", "--all-tags"), False, "Every local tag of the repository."),
          tls_verify: str = Opt(("--tls-verify",), "true", "false: plain HTTP or unverified TLS."),
          creds: str = Opt(("--creds",), None, "USER:PASSWORD for the registry.")):
     """Push an image to a registry."""
     from rootless import engine
-    engine.push(ctx, image, destination, _registry_options(tls_verify, creds, quiet=quiet))
+    from rootless.errors import UsageError
+    opts = _registry_options(tls_verify, creds, quiet=quiet)
+    if all_tags:
+        if destination:
+            raise UsageError("--all-tags pushes each tag to its own name: give no destination")
+        engine.push_all_tags(ctx, image, opts)
+    else:
+        engine.push(ctx, image, destination, opts)
 
 
 @command("tag")

@@ -335,3 +335,18 @@ def test_token_auth_anonymous_pull_and_authenticated_push(rl, images, token_regi
     rl("pull", ref)  # anonymously, with a token from the challenge's realm
     assert ("", "repository:pub/busybox:pull") in token_registry.tokens.requests
     assert rl("run", "--rm", "--network", "none", ref, "echo", "token").out == "token\n"
+
+
+def test_all_tags(bb, images, registry):
+    bb.load(images, "layered")
+    repo = f"{registry.host}/rt/many"
+    bb("tag", "busybox", f"{repo}:a")
+    bb("tag", "layered", f"{repo}:b")
+    bb("tag", "busybox", f"{repo}:c")
+    bb("push", "--all-tags", "-q", repo)
+    bb("rmi", "-f", f"{repo}:a", f"{repo}:b", f"{repo}:c", "busybox", "layered")
+    r = bb("pull", "--all-tags", "-q", repo)
+    assert r.out.split() == [f"{repo}:a", f"{repo}:b", f"{repo}:c"]
+    assert image_id(bb, f"{repo}:a") == image_id(bb, f"{repo}:c") != image_id(bb, f"{repo}:b")
+    r = bb("pull", "--all-tags", f"{repo}:a", expect=125)
+    assert "without a tag" in r.err
