@@ -53,7 +53,7 @@ def fetch_manifest(client: Client, ref: reference.Reference, platform: manifest.
     return digest, doc
 
 
-def fetch_blob(client: Client, store: ImageStore, desc: manifest.Descriptor, what: str) -> None:
+def fetch_blob(client: Client, store: ImageStore, desc: manifest.Descriptor, what: str, progress=None) -> None:
     """Download ``desc`` into the store, verified; nothing if the store has it."""
     if store.has_blob(desc.digest):
         return
@@ -62,7 +62,21 @@ def fetch_blob(client: Client, store: ImageStore, desc: manifest.Descriptor, wha
         return
     resp = client.request("GET", f"/v2/{client.repository}/blobs/{desc.digest}", ok=(200,), stream=True, what=what)
     with resp.body as body:
-        store.put_blob(body, expected=desc.digest, expected_size=desc.size, what=f"{client.ref_text} {what}")
+        store.put_blob(_Counting(body, desc, progress) if progress else body, expected=desc.digest,
+                       expected_size=desc.size, what=f"{client.ref_text} {what}")
+
+
+class _Counting:
+    """A stream that reports how much of ``desc`` has been read."""
+
+    def __init__(self, raw, desc: manifest.Descriptor, progress):
+        self.raw, self.desc, self.progress, self.done = raw, desc, progress, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.done += len(data)
+        self.progress(self.desc.digest, self.done, self.desc.size)
+        return data
 
 
 def _fetch_url(store: ImageStore, desc: manifest.Descriptor, what: str) -> None:
@@ -192,7 +206,7 @@ def _fetch_and_unpack(client: Client, store: ImageStore, refs: list[LayerRef], d
 
     def fetch(blob: str) -> None:
         try:
-            fetch_blob(client, store, descs[blob], f"layer {blob[7:19]}")
+            fetch_blob(client, store, descs[blob], f"layer {blob[7:19]}", getattr(say, "progress", None))
             say(f"{blob[7:19]}: Download complete")
             for r in by_blob[blob]:
                 ready.put(r)

@@ -330,9 +330,8 @@ def _pull_endpoints(ctx: Context, registry: str, opts: RegistryOptions) -> list[
 
 
 def _say(opts: RegistryOptions):
-    if opts.quiet:
-        return None
-    return lambda line: print(line, file=sys.stderr, flush=True)
+    from rootless import progress
+    return progress.reporter(opts.quiet)
 
 
 def pull_all_tags(ctx: Context, name: str, opts: RegistryOptions = RegistryOptions()) -> list[str]:

@@ -350,3 +350,31 @@ def test_all_tags(bb, images, registry):
     assert image_id(bb, f"{repo}:a") == image_id(bb, f"{repo}:c") != image_id(bb, f"{repo}:b")
     r = bb("pull", "--all-tags", f"{repo}:a", expect=125)
     assert "without a tag" in r.err
+
+
+def test_progress_on_a_terminal(bb, registry):
+    """On a terminal each layer's line is redrawn in place; -q prints nothing but the reference."""
+    import pty
+    import subprocess
+
+    from tests.conftest import rootless_argv
+    ref = f"{registry.host}/rt/tty:1"
+    bb("push", "-q", "busybox", ref)
+    bb("rmi", "busybox")
+    master, slave = pty.openpty()
+    p = subprocess.run(rootless_argv() + ["pull", ref], env=bb.env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=slave, timeout=120)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    tty_text = b"".join(chunks).decode(errors="replace")
+    assert p.returncode == 0 and p.stdout.decode().strip() == ref
+    assert "\x1b[1A" in tty_text and "Pull complete" in tty_text
