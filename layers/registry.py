@@ -139,6 +139,13 @@ class Client:
                     continue
             if resp.status in ok:
                 return resp
+            if resp.status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD") and \
+                    resp.headers.get("Location"):
+                try:  # blobs are often served from elsewhere (a CDN): no credentials go there
+                    return self._follow(method, resp.headers["Location"], stream)
+                except OSError as e:
+                    last = e
+                    continue
             if resp.status == 429 or resp.status >= 500:
                 last = self._error(resp, what)
                 retry_after = resp.headers.get("Retry-After", "")
@@ -188,10 +195,24 @@ class Client:
             if not stream:
                 data = resp.read()
                 return Response(resp.status, resp.headers, data)
-            if resp.status >= 300:
-                resp.read()
+            if resp.status >= 300:  # an error's body says why: keep it, there is no stream to give
+                return Response(resp.status, resp.headers, resp.read())
             return Response(resp.status, resp.headers, resp)
         raise _Retry(errors[-1] if errors else OSError("no scheme left"))
+
+    def _follow(self, method: str, location: str, stream: bool) -> Response:
+        import urllib.request
+        from urllib.parse import urljoin
+        scheme = self.schemes[0]
+        url = urljoin(f"{scheme}://{self.registry}/", location)
+        req = urllib.request.Request(url, method=method, headers={"User-Agent": USER_AGENT})
+        ctx = self._ssl_context() if url.startswith("https:") and urljoin(url, "/") == f"https://{self.registry}/" \
+            else None
+        resp = urllib.request.urlopen(req, timeout=60, context=ctx)
+        if stream:
+            return Response(resp.status, resp.headers, resp)
+        with resp:
+            return Response(resp.status, resp.headers, resp.read())
 
     def _authenticate(self, challenge: str) -> bool:
         """Follow a 401's challenge; True when there is something new to try."""

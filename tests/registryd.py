@@ -213,3 +213,80 @@ class TokenServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class FaultyProxy:
+    """An HTTP proxy in front of a real registry that answers some requests with an error first:
+    ``faults`` maps a path substring to a list of statuses used up one request at a time (then
+    requests pass through); ``always`` maps a path substring to a status given every time."""
+
+    def __init__(self, registry: Registry, faults: dict[str, list[int]] | None = None,
+                 always: dict[str, int] | None = None, redirect_blobs: bool = False):
+        import http.client
+        import http.server
+        import threading
+        self.faults = {k: list(v) for k, v in (faults or {}).items()}
+        self.always = dict(always or {})
+        self.seen: list[tuple[str, str, int]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _relay(self):
+                if redirect_blobs and self.command == "GET" and "/blobs/sha256:" in self.path:
+                    outer.seen.append((self.command, self.path, 307))
+                    self.send_response(307)  # as registries send blobs to a CDN
+                    self.send_header("Location", f"http://{registry.host}{self.path}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                status = outer._fault(self.path)
+                if status:
+                    outer.seen.append((self.command, self.path, status))
+                    body = b'{"errors":[{"code":"TOOMANYREQUESTS","message":"injected"}]}'
+                    self.send_response(status)
+                    if status == 429:
+                        self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                conn = http.client.HTTPConnection(registry.host, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                outer.seen.append((self.command, self.path, resp.status))
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v.replace(registry.host, outer.host))
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _relay
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def _fault(self, path: str) -> int:
+        for key, status in self.always.items():
+            if key in path:
+                return status
+        for key, statuses in self.faults.items():
+            if key in path and statuses:
+                return statuses.pop(0)
+        return 0
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

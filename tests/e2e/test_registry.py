@@ -378,3 +378,49 @@ def test_progress_on_a_terminal(bb, registry):
     tty_text = b"".join(chunks).decode(errors="replace")
     assert p.returncode == 0 and p.stdout.decode().strip() == ref
     assert "\x1b[1A" in tty_text and "Pull complete" in tty_text
+
+
+# ---- transient and persistent errors ---------------------------------------------------------------
+def test_transient_errors_are_retried_persistent_ones_named(bb, registry):
+    """A proxy in front of the real registry answers 429 and 503 first: the pull retries and works;
+    a blob that always fails with 500 ends the pull with the status and the reference named."""
+    from tests.registryd import FaultyProxy
+    ref = f"{registry.host}/rt/flaky:1"
+    bb("push", "-q", "busybox", ref)
+    rec = next(iter(json.loads((bb.root / "images.json").read_text())["images"].values()))
+    layer = rec["layers"][0]["blob"]
+    bb("rmi", "busybox")
+    proxy = FaultyProxy(registry, faults={"/manifests/": [429, 503], f"/blobs/{layer}": [502]})
+    try:
+        bb.configure(insecure=(registry.host, proxy.host))
+        bb("pull", f"{proxy.host}/rt/flaky:1")
+        statuses = [s for _m, _p, s in proxy.seen]
+        assert statuses[:3] == [429, 503, 200] and 502 in statuses
+        assert image_id(bb, f"{proxy.host}/rt/flaky:1") == rec["id"]
+    finally:
+        proxy.stop()
+    bb("rmi", f"{proxy.host}/rt/flaky:1")
+    broken = FaultyProxy(registry, always={"/blobs/": 500})
+    try:
+        bb.configure(insecure=(registry.host, broken.host))
+        r = bb("pull", f"{broken.host}/rt/flaky:1", expect=125)
+        assert f"{broken.host}/rt/flaky:1" in r.err and "answered 500" in r.err and "injected" in r.err
+        assert bb("images", "-q").out == "" and bb.leftovers() == []
+    finally:
+        broken.stop()
+
+
+def test_blobs_served_from_elsewhere_are_followed(bb, registry):
+    from tests.registryd import FaultyProxy
+    ref = f"{registry.host}/rt/redirected:1"
+    bb("push", "-q", "busybox", ref)
+    want = image_id(bb, "busybox")
+    bb("rmi", "busybox")
+    proxy = FaultyProxy(registry, redirect_blobs=True)
+    try:
+        bb.configure(insecure=(registry.host, proxy.host))
+        bb("pull", f"{proxy.host}/rt/redirected:1")
+        assert 307 in [s for _m, _p, s in proxy.seen]
+        assert image_id(bb, f"{proxy.host}/rt/redirected:1") == want
+    finally:
+        proxy.stop()
