@@ -424,3 +424,57 @@ def test_blobs_served_from_elsewhere_are_followed(bb, registry):
         assert image_id(bb, f"{proxy.host}/rt/redirected:1") == want
     finally:
         proxy.stop()
+
+
+# ---- interoperability with podman -------------------------------------------------------------------
+@pytest.fixture
+def podman(tmp_path):
+    """podman with its own storage, runtime dir and config (runc, cgroupfs: hybrid cgroups here)."""
+    import shutil
+    import subprocess
+    exe = shutil.which("podman")
+    if not exe:
+        pytest.skip("podman is not installed (the cross-check runs where it is)")
+    base = tmp_path / "podman"
+    (base / "xdg").mkdir(parents=True, mode=0o700)
+    conf = base / "containers.conf"
+    conf.write_text('[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
+    (base / "auth.json").write_text('{"auths": {}}')
+    env = dict(os.environ, CONTAINERS_CONF=str(conf), XDG_RUNTIME_DIR=str(base / "xdg"),
+               REGISTRY_AUTH_FILE=str(base / "auth.json"))
+    import tempfile
+    runroot = tempfile.mkdtemp(prefix="pmrun-")  # podman wants a runroot under 50 characters
+    argv = [exe, "--root", str(base / "root"), "--runroot", runroot, "--storage-driver", "vfs"]
+
+    def pm(*args, check=True):
+        cp = subprocess.run(argv + list(args), env=env, capture_output=True, text=True, timeout=120)
+        if check and cp.returncode:
+            pytest.fail(f"podman {' '.join(args)}: {cp.stderr}")
+        return cp
+    probe = pm("info", check=False)
+    if probe.returncode:
+        pytest.skip(f"podman does not work here: {probe.stderr.strip().splitlines()[-1:]}")
+    yield pm
+    pm("unshare", "rm", "-rf", str(base / "root"), check=False)
+    pm("system", "migrate", check=False)
+    pause = base / "xdg" / "libpod" / "tmp" / "pause.pid"
+    if pause.exists():
+        try:
+            os.kill(int(pause.read_text()), 9)
+        except (ValueError, OSError):
+            pass
+    shutil.rmtree(runroot, ignore_errors=True)
+
+
+def test_podman_pulls_what_we_push_and_we_pull_what_podman_pushes(bb, images, registry, podman):
+    ours = f"{registry.host}/x/ours:1"
+    bb("push", "-q", "busybox", ours)
+    podman("pull", "-q", "--tls-verify=false", ours)
+    assert podman("image", "inspect", "-f", "{{.Id}}", ours).stdout.strip() == image_id(bb, "busybox")[7:]
+    podman("load", "-q", "-i", str(images / "layered.tar"))
+    theirs = f"{registry.host}/x/theirs:1"
+    podman("push", "-q", "--tls-verify=false", "layered:latest", theirs)
+    bb("pull", theirs)
+    bb.load(images, "layered")
+    assert image_id(bb, theirs) == image_id(bb, "layered")
+    assert bb("run", "--rm", "--network", "none", theirs, "true").code == 0
