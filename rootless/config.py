@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections import namedtuple
 
@@ -43,6 +44,23 @@ def config_path() -> str:
 
 
 SYSTEM_CONFIG = "/etc/rootless/config.toml"
+
+
+def _line_of(text: str, table: tuple[str, ...], key: str | None) -> int:
+    """The line that sets ``key`` in ``[table]`` (or the table's header), 0 if not found."""
+    current: tuple[str, ...] = ()
+    for n, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            inner = stripped.strip("[]").strip()
+            current = tuple(part.strip().strip('"') for part in re.findall(r'"[^"]*"|[^.]+', inner))
+            if key is None and current == table:
+                return n
+            continue
+        name = stripped.split("=", 1)[0].strip().strip('"')
+        if key is not None and current == table and name == key:
+            return n
+    return 0
 
 
 def load(path: str | None = None) -> Config:
@@ -81,44 +99,50 @@ def _load_one(path: str) -> Config | None:
         data = tomllib.loads(raw.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise RootlessError(f"bad config {path}: {e}", "fix the TOML syntax at that line") from None
+    text = raw.decode()
+
+    def where(table: tuple[str, ...], key: str | None = None) -> str:
+        n = _line_of(text, table, key)
+        return f"{path}:{n}" if n else path
+
     storage = data.get("storage", {})
     userns = data.get("userns", {})
     registries = data.get("registries", {})
     for section, value in (("storage", storage), ("userns", userns), ("registries", registries)):
         if not isinstance(value, dict):
-            raise RootlessError(f"bad config {path}: [{section}] must be a table", "see README: Configuration")
+            raise RootlessError(f"bad config {where((section,))}: [{section}] must be a table", "see README: Configuration")
     for key, value in (("storage.root", storage.get("root", "")), ("storage.overlay", storage.get("overlay", "")),
                        ("userns.idmap", userns.get("idmap", ""))):
         if not isinstance(value, str):
-            raise RootlessError(f"bad config {path}: {key} must be a string")
+            raise RootlessError(f"bad config {where(tuple(key.split('.')[:1]), key.split('.')[1])}: {key} must be a string")
     overlay = storage.get("overlay", "auto")
     idmap = userns.get("idmap", "auto")
     if overlay not in OVERLAY_METHODS:
-        raise RootlessError(f"bad config {path}: storage.overlay = {overlay!r}",
+        raise RootlessError(f"bad config {where(('storage',), 'overlay')}: storage.overlay = {overlay!r}",
                             f"use one of: {', '.join(OVERLAY_METHODS)}")
     if idmap not in IDMAP_MODES:
-        raise RootlessError(f"bad config {path}: userns.idmap = {idmap!r}",
+        raise RootlessError(f"bad config {where(('userns',), 'idmap')}: userns.idmap = {idmap!r}",
                             f"use one of: {', '.join(IDMAP_MODES)}")
     insecure = registries.get("insecure", [])
     if not isinstance(insecure, list) or not all(isinstance(x, str) for x in insecure):
-        raise RootlessError(f"bad config {path}: registries.insecure must be a list of host[:port] strings")
+        raise RootlessError(f"bad config {where(('registries',), 'insecure')}: registries.insecure must be a list of host[:port] strings")
     per_registry = {}
     for host, table in registries.items():
         if host == "insecure":
             continue
         if not isinstance(table, dict):
-            raise RootlessError(f"bad config {path}: registries.{host} must be a table",
+            raise RootlessError(f"bad config {where(('registries',), host)}: registries.{host} must be a table",
                                 'write it as [registries."host:port"]')
         unknown = set(table) - {"mirrors", "blocked", "insecure"}
         if unknown:
-            raise RootlessError(f"bad config {path}: registries.{host}: unknown key {sorted(unknown)[0]!r}",
+            raise RootlessError(f"bad config {where(('registries', host), sorted(unknown)[0])}: registries.{host}: unknown key {sorted(unknown)[0]!r}",
                                 "known: mirrors, blocked, insecure")
         mirrors = table.get("mirrors", [])
         if not isinstance(mirrors, list) or not all(isinstance(m, str) and m for m in mirrors):
-            raise RootlessError(f"bad config {path}: registries.{host}.mirrors must be a list of host[:port]")
+            raise RootlessError(f"bad config {where(('registries', host), 'mirrors')}: registries.{host}.mirrors must be a list of host[:port]")
         for key in ("blocked", "insecure"):
             if not isinstance(table.get(key, False), bool):
-                raise RootlessError(f"bad config {path}: registries.{host}.{key} must be true or false")
+                raise RootlessError(f"bad config {where(('registries', host), key)}: registries.{host}.{key} must be true or false")
         per_registry[host] = dict(table)  # only what is set: a system file's other keys stay
     root = storage.get("root")
     return Config(path=path, root=os.path.expanduser(root) if root else None, overlay=overlay, idmap=idmap,

@@ -167,3 +167,16 @@ def test_system_config_then_the_users(tmp_path, monkeypatch):
     system.write_text("[storage\n")
     with pytest.raises(RootlessError, match="system.toml"):
         config.load(str(user))
+
+
+@pytest.mark.parametrize("text, line", [
+    ('[storage]\nroot = "/x"\noverlay = "zfs"\n', 3),
+    ('# c\n[registries]\n\ninsecure = "a"\n', 4),
+    ('[registries."docker.io"]\nmirrors = ["m:1"]\nblocked = "yes"\n', 3),
+    ('[userns]\nidmap = 5\n', 2),
+])
+def test_bad_config_names_file_and_line(tmp_path, text, line):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    with pytest.raises(RootlessError, match=rf"bad config {p}:{line}: "):
+        config.load(str(p))
