@@ -118,6 +118,21 @@ class Rootless:
         return found
 
 
+def drain_pty(master: int) -> bytes:
+    """Everything written to a pty whose other end is closed (EIO or EOF ends it); closes it."""
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return b"".join(chunks)
+
+
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
     """Poll ``predicate`` with a deadline (never a bare sleep as synchronisation); its value."""
     import time

@@ -357,7 +357,7 @@ def test_progress_on_a_terminal(bb, registry):
     import pty
     import subprocess
 
-    from tests.conftest import rootless_argv
+    from tests.conftest import drain_pty, rootless_argv
     ref = f"{registry.host}/rt/tty:1"
     bb("push", "-q", "busybox", ref)
     bb("rmi", "busybox")
@@ -365,17 +365,7 @@ def test_progress_on_a_terminal(bb, registry):
     p = subprocess.run(rootless_argv() + ["pull", ref], env=bb.env, stdin=subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=slave, timeout=120)
     os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    tty_text = b"".join(chunks).decode(errors="replace")
+    tty_text = drain_pty(master).decode(errors="replace")
     assert p.returncode == 0 and p.stdout.decode().strip() == ref
     assert "\x1b[1A" in tty_text and "Pull complete" in tty_text
 
