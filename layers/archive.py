@@ -12,7 +12,6 @@ import gzip
 import io
 import json
 import os
-import platform
 import re
 import tarfile
 import zlib
@@ -21,15 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from layers import manifest as manifest_types
 from layers import reference, tarsafe
 from layers.store import ImageStore, LayerRef, now_iso, sha256_bytes
 from rootless.errors import InvalidImage, UsageError
 
-MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MT_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
-MT_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MT_LAYER_TAR = manifest_types.OCI_LAYER
+MT_LAYER_GZIP = manifest_types.OCI_LAYER_GZIP
 _MAX_JSON = 16 << 20
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -247,11 +244,6 @@ def _read_blob_json(src: _Source, desc: dict, what: str) -> tuple[dict, bytes]:
     return obj, data
 
 
-def _host_platform() -> tuple[str, str]:
-    machine = platform.machine()
-    return "linux", {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
-
-
 def _load_oci(src: _Source, imp: _Import) -> list[Loaded]:
     index, _ = src.read_json("index.json")
     if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
@@ -268,8 +260,10 @@ def _load_oci(src: _Source, imp: _Import) -> list[Loaded]:
             names.append(ref_name)
         manifest_desc = desc
         manifest, mdata = _read_blob_json(src, desc, src.path)
-        if manifest.get("mediaType") in (MT_OCI_INDEX, MT_DOCKER_LIST) or "manifests" in manifest:
-            manifest_desc = _pick_platform(manifest, src.path)
+        if manifest.get("mediaType") in manifest_types.INDEXES or "manifests" in manifest:
+            entry = manifest_types.choose(manifest_types.index_entries(manifest, src.path),
+                                          manifest_types.host_platform(), src.path)
+            manifest_desc = {"digest": entry.digest, "size": entry.size}
             manifest, mdata = _read_blob_json(src, manifest_desc, src.path)
         if not isinstance(manifest.get("config"), dict) or not isinstance(manifest.get("layers"), list):
             raise InvalidImage(f"{src.path}: manifest {desc['digest']} lacks config or layers")
@@ -285,15 +279,6 @@ def _load_oci(src: _Source, imp: _Import) -> list[Loaded]:
     return out
 
 
-def _pick_platform(index: dict, what: str) -> dict:
-    os_name, arch = _host_platform()
-    for m in index.get("manifests", []):
-        p = m.get("platform") or {}
-        if p.get("os") == os_name and p.get("architecture") == arch:
-            return m
-    raise InvalidImage(f"{what}: no image for {os_name}/{arch} in the index")
-
-
 def import_rootfs(store: ImageStore, path: str, tag: str | None, changes: dict | None = None) -> Loaded:
     """``rootless import TARBALL [NAME[:TAG]]``: a rootfs tarball becomes a one-layer image."""
     from layers.unpack import HashingReader, open_decompressed
@@ -307,7 +292,7 @@ def import_rootfs(store: ImageStore, path: str, tag: str | None, changes: dict |
         with raw:
             reader = HashingReader(open_decompressed(io.BufferedReader(raw)))
             blob, _ = imp.put(reader, what=f"import {path}")
-        os_name, arch = _host_platform()
+        os_name, arch, _variant = manifest_types.host_platform()
         created = now_iso()
         config = {
             "architecture": arch, "os": os_name, "created": created,
