@@ -84,7 +84,11 @@ demo() {
     "$rl" info | sed 's/^/    /'
     say "loading the embedded demo image and running it:"
     "$rl" load -i rootless/data/demo-image.tar.gz || die "loading the demo image failed"
-    "$rl" run --rm rootless-demo || die "the demo container failed: see \`rootless info\` and README's troubleshooting"
+    if ! "$rl" run --rm rootless-demo; then
+        # Without a usable /dev/net/tun (no root to fix it) the default network cannot start.
+        warn "the demo with the default network (slirp4netns) failed; trying without a network"
+        "$rl" run --rm --network none rootless-demo || die "the demo container failed: see \`rootless info\` and README's troubleshooting"
+    fi
     say "done. Try: .venv/bin/rootless run --rm -it rootless-demo sh"
     say "the test suite: .venv/bin/just test"
 }
