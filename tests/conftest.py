@@ -177,8 +177,21 @@ def nothing_left_behind(tmp_path_factory):
         time.sleep(0.05)
     with open("/proc/self/mountinfo") as f:
         mounts = [line for line in f if base in line]
+    _give_back(base)
     assert not procs, f"processes of the tests' stores are still running: {procs}"
     assert not mounts, f"mounts of the tests' stores remain: {mounts}"
+
+
+def _give_back(base: str) -> None:
+    """Files the tests unpacked belong to subordinate uids, which pytest cannot delete when it
+    prunes old temporary directories: make them the user's again (root of the user namespace is
+    the user), so that they are pruned like any other and can be inspected meanwhile."""
+    if os.geteuid() == 0 or not os.path.isdir(base):
+        return
+    env = dict(os.environ, ROOTLESS_ROOT=os.path.join(base, ".give-back-store"))
+    subprocess.run(rootless_argv() + ["unshare", "chown", "-R", "-h", "0:0", base], env=env,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600,
+                   check=False)
 
 
 @pytest.fixture
