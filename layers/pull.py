@@ -53,17 +53,19 @@ def fetch_manifest(client: Client, ref: reference.Reference, platform: manifest.
     return digest, doc
 
 
-def fetch_blob(client: Client, store: ImageStore, desc: manifest.Descriptor, what: str, progress=None) -> None:
-    """Download ``desc`` into the store, verified; nothing if the store has it."""
+def fetch_blob(client: Client, store: ImageStore, desc: manifest.Descriptor, what: str, progress=None,
+               on_open=None) -> None:
+    """Download ``desc`` into the store, verified; nothing if the store has it. ``on_open(path)``:
+    see :meth:`ImageStore.put_blob`."""
     if store.has_blob(desc.digest):
         return
     if manifest.is_foreign(desc) and desc.urls:
-        _fetch_url(store, desc, what)
+        _fetch_url(store, desc, what, on_open)
         return
     resp = client.request("GET", f"/v2/{client.repository}/blobs/{desc.digest}", ok=(200,), stream=True, what=what)
     with resp.body as body:
         store.put_blob(_Counting(body, desc, progress) if progress else body, expected=desc.digest,
-                       expected_size=desc.size, what=f"{client.ref_text} {what}")
+                       expected_size=desc.size, what=f"{client.ref_text} {what}", on_open=on_open)
 
 
 class _Counting:
@@ -79,14 +81,14 @@ class _Counting:
         return data
 
 
-def _fetch_url(store: ImageStore, desc: manifest.Descriptor, what: str) -> None:
+def _fetch_url(store: ImageStore, desc: manifest.Descriptor, what: str, on_open=None) -> None:
     """A foreign (non-distributable) layer: from the URLs its descriptor names."""
     import urllib.request
     last = None
     for url in desc.urls:
         try:
             with urllib.request.urlopen(url, timeout=60) as r:
-                store.put_blob(r, expected=desc.digest, expected_size=desc.size, what=what)
+                store.put_blob(r, expected=desc.digest, expected_size=desc.size, what=what, on_open=on_open)
                 return
         except OSError as e:
             last = e
@@ -176,8 +178,10 @@ def _diff_ids(config_bytes: bytes, count: int, what: str) -> list[str]:
 
 
 def _fetch_and_unpack(client: Client, store: ImageStore, refs: list[LayerRef], descs: dict, say) -> None:
-    """Download the missing blobs (concurrently) and unpack each missing layer as soon as its blob
-    is in the store, by up to two helpers in the user namespace: downloads and unpacking overlap."""
+    """Download the missing blobs (concurrently) and unpack the missing layers by up to two
+    helpers in the user namespace, each layer while its blob is still arriving (streamed: the
+    helper follows the download's file). A layer is moved into place only once its blob is
+    verified too; what a failed pull unpacked is removed."""
     todo, seen = [], set()
     for r in refs:
         if store.layer_present(r.diff_id):
@@ -188,80 +192,159 @@ def _fetch_and_unpack(client: Client, store: ImageStore, refs: list[LayerRef], d
     if not todo:
         return
     store.check_idmap()
+    from layers.heap import keep_freed_memory
+    keep_freed_memory()  # before the helpers fork: they inherit it
     if store.userns_worker is None:  # no helpers to keep (a bare store): one pass after the other
         _download(client, store, [descs[r.blob] for r in todo], say)
         store.unpack_layers(todo)
         return
-    import queue
-    import selectors
-    from concurrent.futures import ThreadPoolExecutor
-
     from layers.store import unpack_one
     workers = [store.userns_worker(unpack_one, "unpack") for _ in range(min(2, os.cpu_count() or 1, len(todo)))]
-    ready: queue.SimpleQueue = queue.SimpleQueue()
-    wake_r, wake_w = os.pipe()
-    by_blob: dict[str, list[LayerRef]] = {}
-    for r in todo:
-        by_blob.setdefault(r.blob, []).append(r)
+    _Streamer(client, store, todo, descs, say, workers).run()
 
-    def fetch(blob: str) -> None:
+
+class _Streamer:
+    """The event loop of a streamed pull: download threads report their files' paths and their
+    outcomes through a queue (and a wake-up pipe); helpers answer on their channels."""
+
+    def __init__(self, client: Client, store: ImageStore, todo: list[LayerRef], descs: dict, say, workers):
+        self.client, self.store, self.descs, self.say = client, store, descs, say
+        self.workers, self.free, self.busy = workers, list(workers), {}
+        self.by_blob: dict[str, list[LayerRef]] = {}
+        for r in todo:
+            self.by_blob.setdefault(r.blob, []).append(r)
+        self.remaining = len(todo)
+        self.waiting: list[tuple[LayerRef, str | None]] = []  # (layer, growing file or None: stored)
+        self.verified: set[str] = set()
+        self.failed: dict[str, BaseException] = {}
+        self.unpacked: dict[str, list[dict]] = {}  # blob -> jobs of unpacked layers waiting for it
+        self.jobs: list[dict] = []
+
+    def run(self) -> None:
+        import queue
+        import selectors
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.wake_r, self.wake_w = os.pipe()
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.wake_r, selectors.EVENT_READ, None)
+        pool = ThreadPoolExecutor(max_workers=min(PARALLEL, len(self.by_blob)))
+        ok = False
         try:
-            fetch_blob(client, store, descs[blob], f"layer {blob[7:19]}", getattr(say, "progress", None))
-            say(f"{blob[7:19]}: Download complete")
-            for r in by_blob[blob]:
-                ready.put(r)
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            ready.put(e)
-        os.write(wake_w, b"x")
+            for blob in self.by_blob:
+                if self.store.has_blob(blob):  # left by an interrupted pull, verified: not downloaded again
+                    self.say(f"{blob[7:19]}: Already downloaded")
+                    self._event(("verified", blob, "stored"))
+                else:
+                    pool.submit(self._fetch, blob)
+            while self.remaining:
+                for key, _ in self.sel.select():
+                    if key.data is None:
+                        self._drain()
+                    else:
+                        self._answered(key.data)
+                self._assign()
+            ok = True
+        finally:
+            for w in self.busy:  # a helper in the middle of a job does not read its stop message
+                os.kill(w.pid, 9)
+            for blob in self.by_blob:
+                if blob not in self.verified and blob not in self.failed:
+                    self.failed[blob] = RegistryError("pull interrupted")
+            pool.shutdown(wait=True, cancel_futures=True)
+            for w in self.workers:
+                w.close()
+            self.sel.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            if not ok:
+                self.store.discard_unpacked(self.jobs)
 
-    sel = selectors.DefaultSelector()
-    sel.register(wake_r, selectors.EVENT_READ, None)
-    pool = ThreadPoolExecutor(max_workers=min(PARALLEL, len(by_blob)))
-    try:
-        for blob in by_blob:
-            if store.has_blob(blob):  # left by an interrupted pull, verified: not downloaded again
-                say(f"{blob[7:19]}: Already downloaded")
-                for r in by_blob[blob]:
-                    ready.put(r)
-                os.write(wake_w, b"x")
+    # ---- download threads ----
+    def _event(self, item) -> None:
+        self.events.put(item)
+        os.write(self.wake_w, b"x")
+
+    def _fetch(self, blob: str) -> None:
+        try:
+            fetch_blob(self.client, self.store, self.descs[blob], f"layer {blob[7:19]}",
+                       getattr(self.say, "progress", None), on_open=lambda path: self._event(("growing", blob, path)))
+            self._event(("verified", blob, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            self._event(("failed", blob, e))
+
+    # ---- main thread ----
+    def _drain(self) -> None:
+        import queue
+        os.read(self.wake_r, 4096)
+        while True:
+            try:
+                kind, blob, value = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "growing":
+                self.waiting += [(r, value) for r in self.by_blob[blob]]
+            elif kind == "failed":
+                self.failed[blob] = value
+                if not any(w_lr.blob == blob for w_lr in self.busy.values()):
+                    raise value  # no helper reads it: nothing better to wait for
             else:
-                pool.submit(fetch, blob)
-        waiting: list[LayerRef] = []
-        free, busy = list(workers), {}
-        remaining = len(todo)
-        while remaining:
-            for key, _ in sel.select():
-                if key.data is None:
-                    os.read(wake_r, 64)
-                    while True:
-                        try:
-                            item = ready.get_nowait()
-                        except queue.Empty:
-                            break
-                        if isinstance(item, BaseException):
-                            raise item
-                        waiting.append(item)
-                    continue
-                w = key.data
-                sel.unregister(w)
-                lr = busy.pop(w)
-                free.append(w)
-                lr.size = w.result()["size"]
-                remaining -= 1
-                say(f"{lr.blob[7:19]}: Pull complete")
-            while free and waiting:
-                w = free.pop()
-                lr = waiting.pop(0)
-                w.submit(store.unpack_job(lr))
-                busy[w] = lr
-                sel.register(w, selectors.EVENT_READ, w)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        for w in workers:
-            w.close()
-        sel.close()
-        os.close(wake_r)
-        os.close(wake_w)
+                self.verified.add(blob)
+                if value != "stored":
+                    self.say(f"{blob[7:19]}: Download complete")
+                streamed = self.unpacked.pop(blob, [])
+                for job in streamed:
+                    self._commit(job)
+                if not streamed and not any(lr.blob == blob for lr, _ in self.waiting) and \
+                        not any(lr.blob == blob for lr in self.busy.values()):
+                    self.waiting += [(r, None) for r in self.by_blob[blob]]  # not streamed: from the store
+
+    def _assign(self) -> None:
+        import selectors
+        while self.free and self.waiting:
+            lr, growing = self.waiting.pop(0)
+            w = self.free.pop()
+            job = self.store.unpack_job(lr, growing=growing, size=self.descs[lr.blob].size, commit=False)
+            self.jobs.append(job)
+            w.submit(job)
+            w.job = job
+            self.busy[w] = lr
+            self.sel.register(w, selectors.EVENT_READ, w)
+
+    def _answered(self, w) -> None:
+        self.sel.unregister(w)
+        lr = self.busy.pop(w)
+        self.free.append(w)
+        try:
+            lr.size = w.result()["size"]
+        except BaseException:
+            # A corrupt or abandoned download makes the helper fail too: the download's own
+            # error (a digest mismatch, a connection reset) is the one to report.
+            err = self._outcome(lr.blob)
+            if err is not None:
+                raise err from None
+            raise
+        if lr.blob in self.verified:
+            self._commit(w.job)
+        else:
+            self.unpacked.setdefault(lr.blob, []).append(w.job)
+
+    def _outcome(self, blob: str) -> BaseException | None:
+        """Wait for ``blob``'s download to end; its error, if it failed."""
+        import select
+        while blob not in self.verified and blob not in self.failed:
+            select.select([self.wake_r], [], [])
+            try:
+                self._drain()
+            except BaseException:  # noqa: BLE001 - recorded in self.failed, reported by the caller
+                pass
+        return self.failed.get(blob)
+
+    def _commit(self, job: dict) -> None:
+        self.store.commit_layer(job)
+        self.remaining -= 1
+        self.say(f"{job['blob'][-64:][:12]}: Pull complete")
 
 
 def _download(client: Client, store: ImageStore, descs: list[manifest.Descriptor], say) -> None:

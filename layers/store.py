@@ -103,8 +103,13 @@ class ImageStore:
         return os.path.exists(self.paths.blob(digest))
 
     def put_blob(self, stream: BinaryIO, expected: str | None = None, expected_size: int | None = None,
-                 what: str = "blob") -> tuple[str, int, bool]:
-        """Copy ``stream`` into the store; (digest, size, newly_added). Verifies ``expected``."""
+                 what: str = "blob", on_open: Callable[[str], None] | None = None) -> tuple[str, int, bool]:
+        """Copy ``stream`` into the store; (digest, size, newly_added). Verifies ``expected``.
+
+        ``on_open(path)`` is told the temporary file as soon as it exists, for a reader that
+        follows it as it grows (:class:`layers.unpack.GrowingFile`); the file is removed if the
+        copy fails and renamed into place (the same inode) when it is verified.
+        """
         import hashlib
 
         from rootless.errors import InvalidImage
@@ -114,6 +119,8 @@ class ImageStore:
         size = 0
         try:
             with open(tmp, "wb") as out:
+                if on_open:
+                    on_open(tmp)
                 while True:
                     chunk = stream.read(1 << 20)
                     if not chunk:
@@ -138,24 +145,16 @@ class ImageStore:
                 os.unlink(tmp)
 
     def sweep_tmp(self) -> None:
-        """Remove the temporary blobs of processes that are gone (a killed pull or load)."""
-        try:
-            names = os.listdir(self.paths.tmp)
-        except FileNotFoundError:
-            return
-        for name in names:
-            parts = name.split("-")
-            if parts[0] != "blob" or len(parts) < 3 or not parts[1].isdigit():
-                continue
+        """Remove what processes that are gone left half-written: temporary blobs, and layer
+        directories being unpacked or removed (a killed pull, load or rmi)."""
+        for name in _dead_owners(self.paths.tmp, "blob"):
             try:
-                os.kill(int(parts[1]), 0)
-            except ProcessLookupError:
-                try:
-                    os.unlink(os.path.join(self.paths.tmp, name))
-                except OSError:
-                    pass
-            except PermissionError:
-                pass  # a live process of someone else
+                os.unlink(os.path.join(self.paths.tmp, name))
+            except OSError:
+                pass
+        doomed = [os.path.join(self.paths.layers, n) for n in _dead_owners(self.paths.layers, ".tmp", ".del")]
+        if doomed:
+            self.userns_call(remove_trees, doomed)
 
     def put_blob_bytes(self, data: bytes) -> tuple[str, bool]:
         import io
@@ -189,11 +188,32 @@ class ImageStore:
                 f"the store {self.paths.root} was unpacked with another id map ({recorded}); now {self.idmap_key}",
                 "run `rootless system reset` (or use another --root) after changing /etc/subuid or userns.idmap")
 
-    def unpack_job(self, lr: LayerRef) -> dict:
-        """What a helper needs to unpack ``lr`` (its blob must be in the store)."""
-        return {"blob": self.paths.blob(lr.blob), "diff_id": lr.diff_id, "dest": self.paths.layer(lr.diff_id),
-                "tmp": os.path.join(self.paths.layers,
-                                    f".tmp-{lr.diff_id[7:19]}-{os.getpid()}-{time.monotonic_ns()}")}
+    def unpack_job(self, lr: LayerRef, growing: str | None = None, size: int = 0, commit: bool = True) -> dict:
+        """What a helper needs to unpack ``lr``: from its blob in the store, or from ``growing``, the
+        temporary file of its download, followed until it holds ``size`` bytes. With ``commit``
+        false the layer is left in the job's ``tmp`` directory for :meth:`commit_layer`."""
+        job = {"blob": self.paths.blob(lr.blob), "diff_id": lr.diff_id, "dest": self.paths.layer(lr.diff_id),
+               "tmp": os.path.join(self.paths.layers,
+                                   f".tmp-{lr.diff_id[7:19]}-{os.getpid()}-{time.monotonic_ns()}"),
+               "commit": commit}
+        if growing:
+            job.update(growing=growing, size=size)
+        return job
+
+    def commit_layer(self, job: dict) -> None:
+        """Move a layer unpacked with ``commit=False`` into place (its blob is now verified)."""
+        try:
+            os.rename(job["tmp"], job["dest"])
+        except OSError:
+            if not os.path.isdir(job["dest"]):
+                raise
+            self.userns_call(remove_trees, [job["tmp"]])  # another pull unpacked it meanwhile
+
+    def discard_unpacked(self, jobs: list[dict]) -> None:
+        """Remove what uncommitted jobs left (a failed pull)."""
+        doomed = [j["tmp"] for j in jobs if os.path.lexists(j["tmp"])]
+        if doomed:
+            self.userns_call(remove_trees, doomed)
 
     def unpack_layers(self, layers: list[LayerRef]) -> list[str]:
         """Unpack the missing ones (one user-namespace helper for all); the diff ids added."""
@@ -322,6 +342,26 @@ def _normalised(name: str) -> str:
         return name
 
 
+def _dead_owners(directory: str, *prefixes: str) -> list[str]:
+    """Names ``PREFIX-...-PID-NS`` in ``directory`` whose process PID is gone."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    dead = []
+    for name in names:
+        parts = name.split("-")
+        if parts[0] not in prefixes or len(parts) < 3 or not parts[-2].isdigit():
+            continue
+        try:
+            os.kill(int(parts[-2]), 0)
+        except ProcessLookupError:
+            dead.append(name)
+        except PermissionError:
+            pass  # a live process of someone else
+    return dead
+
+
 def _familiar(tag: str) -> str:
     ref = reference.parse(tag)
     return f"{ref.familiar_repository}:{ref.tag}"
@@ -338,7 +378,10 @@ def _unpack_jobs(jobs: list[dict]) -> list[dict]:
     for job in jobs:
         os.mkdir(job["tmp"], 0o755)
         try:
-            res = unpack_layer(job["blob"], job["tmp"], job["diff_id"], what=f"layer {job['diff_id'][7:19]}")
+            res = unpack_layer(_source(job), job["tmp"], job["diff_id"], what=f"layer {job['diff_id'][7:19]}")
+            if not job.get("commit", True):
+                results.append(res)
+                continue
             try:
                 os.rename(job["tmp"], job["dest"])
             except OSError:
@@ -350,6 +393,20 @@ def _unpack_jobs(jobs: list[dict]) -> list[dict]:
             raise
         results.append(res)
     return results
+
+
+def _source(job: dict):
+    """The job's blob: its download's growing file, or the stored blob (also when that download
+    has just finished and renamed the file)."""
+    if job.get("growing"):
+        import io
+
+        from layers.unpack import GrowingFile
+        try:
+            return io.BufferedReader(GrowingFile(job["growing"], job["size"]), 1 << 20)
+        except FileNotFoundError:
+            pass
+    return job["blob"]
 
 
 def remove_trees(paths: list[str]) -> None:

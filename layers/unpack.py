@@ -12,9 +12,11 @@ from __future__ import annotations
 import errno
 import gzip
 import hashlib
+import io
 import os
 import stat
 import tarfile
+import time
 import zlib
 from typing import BinaryIO
 
@@ -61,6 +63,50 @@ def open_decompressed(f: BinaryIO) -> BinaryIO:
                                "install rootless with its dependencies (pip install zstandard)") from None
         return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
     return f
+
+
+class Abandoned(RootlessError):
+    """The download a growing blob came from failed (its temporary file was removed)."""
+
+
+class GrowingFile(io.RawIOBase):
+    """A blob file still being downloaded, read as it grows until it holds ``size`` bytes.
+
+    The downloader writes the file and renames it into the store when it is verified (the open
+    file is the same); if the download fails it removes the file, and the reader stops with
+    :class:`Abandoned`. So does it when the process that asked for the unpacking is gone.
+    """
+
+    POLL = 0.002
+
+    def __init__(self, path: str, size: int):
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.size, self.pos = size, 0
+        self.parent = os.getppid()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        while True:
+            want = min(len(buf), self.size - self.pos)
+            if want <= 0:
+                return 0
+            n = os.readv(self.fd, [memoryview(buf)[:want]])
+            if n:
+                self.pos += n
+                return n
+            st = os.fstat(self.fd)
+            if st.st_size > self.pos:
+                continue
+            if st.st_nlink == 0 or os.getppid() != self.parent:
+                raise Abandoned("the layer's download was abandoned")
+            time.sleep(self.POLL)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
 
 
 class _Dirs:
@@ -142,8 +188,10 @@ def _clear(parent: int, name: str, rel: str, keep_dir: bool, what: str) -> bool:
     return False
 
 
-def unpack_layer(blob: str | int, dest: str, expected_diff_id: str | None = None, what: str = "layer") -> dict:
-    """Unpack ``blob`` (a path or an open fd of a tar, maybe gzip) into the existing directory ``dest``.
+def unpack_layer(blob: str | int | BinaryIO, dest: str, expected_diff_id: str | None = None,
+                 what: str = "layer") -> dict:
+    """Unpack ``blob`` (a path, an open fd or a binary stream of a tar, maybe gzip or zstd) into
+    the existing directory ``dest``.
 
     Returns ``{"diff_id": ..., "size": ...}``.
     """
@@ -152,10 +200,10 @@ def unpack_layer(blob: str | int, dest: str, expected_diff_id: str | None = None
     dir_times: list[tuple[str, int]] = []
     size = 0
     try:
-        with (open(blob, "rb") if isinstance(blob, str) else os.fdopen(os.dup(blob), "rb")) as raw:
+        with _open_blob(blob) as raw:
             reader = HashingReader(open_decompressed(raw))
             try:
-                with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tf:
+                with tarfile.open(fileobj=reader, mode="r|", errorlevel=2, bufsize=_CHUNK) as tf:
                     for m in tf:
                         size += _extract(tf, m, dirs, dir_times, what)
                 reader.drain()
@@ -178,6 +226,14 @@ def unpack_layer(blob: str | int, dest: str, expected_diff_id: str | None = None
         raise InvalidImage(f"{what}: content digest {digest} does not match diff id {expected_diff_id}",
                            "the archive is corrupt; fetch or export it again")
     return {"diff_id": digest, "size": size}
+
+
+def _open_blob(blob: str | int | BinaryIO) -> BinaryIO:
+    if isinstance(blob, str):
+        return open(blob, "rb")
+    if isinstance(blob, int):
+        return os.fdopen(os.dup(blob), "rb")
+    return blob
 
 
 def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: _Dirs, dir_times: list, what: str) -> int:

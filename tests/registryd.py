@@ -218,10 +218,13 @@ class TokenServer:
 class FaultyProxy:
     """An HTTP proxy in front of a real registry that answers some requests with an error first:
     ``faults`` maps a path substring to a list of statuses used up one request at a time (then
-    requests pass through); ``always`` maps a path substring to a status given every time."""
+    requests pass through); ``always`` maps a path substring to a status given every time;
+    ``stall`` maps a path substring to an event: the first half of such a GET's body is sent, the
+    rest only once the event is set."""
 
     def __init__(self, registry: Registry, faults: dict[str, list[int]] | None = None,
-                 always: dict[str, int] | None = None, redirect_blobs: bool = False):
+                 always: dict[str, int] | None = None, redirect_blobs: bool = False,
+                 stall: dict | None = None):
         import http.client
         import http.server
         import threading
@@ -269,7 +272,15 @@ class FaultyProxy:
                         self.send_header(k, v.replace(registry.host, outer.host))
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                if self.command != "HEAD":
+                gate = next((ev for key, ev in (stall or {}).items() if key in self.path), None)
+                if self.command == "HEAD":
+                    pass
+                elif gate is not None and self.command == "GET":
+                    self.wfile.write(data[:len(data) // 2])
+                    self.wfile.flush()
+                    gate.wait(60)
+                    self.wfile.write(data[len(data) // 2:])
+                else:
                     self.wfile.write(data)
                 conn.close()
 

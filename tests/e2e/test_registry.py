@@ -418,6 +418,49 @@ def test_blobs_served_from_elsewhere_are_followed(bb, registry):
         proxy.stop()
 
 
+def test_layers_unpack_while_their_blobs_download(bb, registry):
+    """Streamed: with a layer's download held at its middle, its first files are already unpacked
+    (in a temporary directory); the layer moves into place only when the whole blob is verified."""
+    import subprocess
+    import threading
+    import time
+
+    from tests.conftest import rootless_argv
+    from tests.registryd import FaultyProxy
+    bb("run", "--name", "halves", "--network", "none", "busybox", "sh", "-c",
+       "mkdir /d && for i in 1 2 3 4 5 6 7 8; do head -c 1000000 /dev/urandom > /d/f$i; done")
+    ref = f"{registry.host}/rt/halves:1"
+    bb("commit", "halves", ref)
+    bb("rm", "halves")
+    bb("push", "-q", ref)
+    rec = next(r for r in json.loads((bb.root / "images.json").read_text())["images"].values()
+               if ref in r["repo_tags"])
+    blob, diff_id = rec["layers"][1]["blob"], rec["layers"][1]["diff_id"]
+    bb("rmi", ref)
+    gate = threading.Event()
+    proxy = FaultyProxy(registry, stall={f"/blobs/{blob}": gate})
+    try:
+        bb.configure(insecure=(registry.host, proxy.host))
+        p = subprocess.Popen(rootless_argv() + ["pull", "-q", f"{proxy.host}/rt/halves:1"], env=bb.env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        layers, early = bb.root / "layers", []
+        deadline = time.monotonic() + 60
+        while not early and time.monotonic() < deadline:
+            early = [t for t in layers.glob(f".tmp-{diff_id[7:19]}-*") if (t / "d" / "f1").is_file()]
+            time.sleep(0.01)
+        assert early, "nothing was unpacked while the blob was half downloaded"
+        assert not (bb.root / "blobs" / "sha256" / blob[7:]).exists()  # the blob is not complete
+        assert not (layers / diff_id[7:]).exists()  # nor is the layer in place
+        gate.set()
+        assert p.wait(60) == 0, p.stderr.read()
+    finally:
+        gate.set()
+        proxy.stop()
+    assert bb.leftovers() == []
+    out = bb("run", "--rm", "--network", "none", f"{proxy.host}/rt/halves:1", "sh", "-c", "cat /d/* | wc -c").out
+    assert out.strip() == "8000000"
+
+
 # ---- interoperability with podman -------------------------------------------------------------------
 @pytest.fixture
 def podman(tmp_path):

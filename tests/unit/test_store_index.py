@@ -230,3 +230,97 @@ def test_remove_refuses_an_image_in_use(store):
     with pytest.raises(Conflict, match="used by container 0123456789ab"):
         store.remove("busybox", False, lambda _id: ["0123456789ab" + "c" * 52], set)
     assert store.resolve("busybox")["repo_tags"] == [BUSYBOX]
+
+
+# ---- streamed pulls: a blob read while it is written; what dead processes left -------------------
+def _dead_pid() -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def test_a_growing_blob_is_read_as_it_is_written(store, tmp_path):
+    import threading
+
+    from layers.unpack import GrowingFile
+    data = os.urandom(3 << 20)
+    seen = []
+    ready = threading.Event()
+
+    class Slow(io.RawIOBase):  # hands out the data in pieces, pausing between them
+        pos = 0
+
+        def read(self, n=-1):
+            if self.pos:
+                ready.wait(5)
+            piece = data[self.pos:self.pos + (1 << 20)]
+            self.pos += len(piece)
+            return piece
+
+    def reader():
+        g = GrowingFile(seen_path[0], len(data))
+        with io.BufferedReader(g) as f:
+            first = f.read(1000)
+            ready.set()  # the writer goes on only once the reader has had the first part
+            seen.append(first + f.read())
+
+    seen_path = []
+    t = None
+
+    def on_open(path):
+        nonlocal t
+        seen_path.append(path)
+        t = threading.Thread(target=reader)
+        t.start()
+    digest, size, _ = store.put_blob(Slow(), expected=sha(data), on_open=on_open)
+    t.join(10)
+    assert seen == [data] and size == len(data)
+    assert os.path.exists(store.paths.blob(digest))
+
+
+def test_a_failed_download_abandons_its_reader(store):
+    import threading
+
+    from layers.unpack import Abandoned, GrowingFile
+    outcome = []
+    started = threading.Event()
+
+    def on_open(path):
+        def reader():
+            try:
+                with io.BufferedReader(GrowingFile(path, 10 << 20)) as f:
+                    started.set()
+                    f.read()
+            except Abandoned as e:
+                outcome.append(e)
+        threading.Thread(target=reader).start()
+        started.wait(5)
+
+    with pytest.raises(InvalidImage, match="does not match"):
+        store.put_blob(io.BytesIO(b"x" * 1000), expected=sha(b"other"), on_open=on_open)
+    for _ in range(500):
+        if outcome:
+            break
+        import time
+        time.sleep(0.01)
+    assert len(outcome) == 1 and "abandoned" in str(outcome[0])
+    assert os.listdir(store.paths.tmp) == []
+
+
+def test_sweep_removes_what_dead_pulls_left(store, paths):
+    dead, live = _dead_pid(), os.getpid()
+    os.makedirs(paths.layers, exist_ok=True)
+    left = [os.path.join(paths.layers, f".tmp-0123456789ab-{dead}-1"),
+            os.path.join(paths.layers, f".del-0123456789ab-{dead}-2")]
+    kept = [os.path.join(paths.layers, f".tmp-0123456789ab-{live}-3"), os.path.join(paths.layers, "a" * 64)]
+    for d in left + kept:
+        os.makedirs(os.path.join(d, "sub"))
+    os.makedirs(paths.tmp, exist_ok=True)
+    for pid in (dead, live):
+        Path(paths.tmp, f"blob-{pid}-5").write_bytes(b"half")
+    store.sweep_tmp()
+    assert not any(os.path.exists(d) for d in left)
+    assert all(os.path.isdir(d) for d in kept)
+    assert os.listdir(paths.tmp) == [f"blob-{live}-5"]
