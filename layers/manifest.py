@@ -99,13 +99,20 @@ def index_entries(doc: dict, what: str) -> list[Descriptor]:
     return [_descriptor(d, what) for d in entries]
 
 
+def platform_matches(have: Platform | None, want: Platform) -> bool:
+    """Whether ``have`` serves for ``want`` (a missing variant on either side matches)."""
+    if have is None or have.os != want.os or have.architecture != want.architecture:
+        return False
+    return not want.variant or not have.variant or have.variant == want.variant
+
+
+def platform_text(p: Platform) -> str:
+    return "/".join(x for x in p if x)
+
+
 def choose(entries: list[Descriptor], want: Platform, what: str) -> Descriptor:
     """The index entry for ``want`` (a missing variant matches; arm64 accepts v8 or none)."""
-    def matches(p: Platform | None) -> bool:
-        if p is None or p.os != want.os or p.architecture != want.architecture:
-            return False
-        return not want.variant or not p.variant or p.variant == want.variant
-    found = [e for e in entries if matches(e.platform)]
+    found = [e for e in entries if platform_matches(e.platform, want)]
     if want.variant:  # an exact variant wins over an unspecified one
         exact = [e for e in found if e.platform.variant == want.variant]
         found = exact or found

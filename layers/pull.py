@@ -32,7 +32,8 @@ def client_for(ref: reference.Reference, creds=None, insecure: bool = False, pus
 
 
 def fetch_manifest(client: Client, ref: reference.Reference, platform: manifest.Platform | None):
-    """(top-level digest, image manifest document) for ``ref``, through an index if need be."""
+    """(top-level digest, image manifest document, the index entry's platform or None) for
+    ``ref``, through an index if need be."""
     target = ref.digest or ref.tag
     resp = client.request("GET", f"/v2/{ref.path}/manifests/{target}", {"Accept": manifest.ACCEPT},
                           what="manifest")
@@ -40,6 +41,7 @@ def fetch_manifest(client: Client, ref: reference.Reference, platform: manifest.
     if ref.digest and digest != ref.digest:
         raise InvalidImage(f"{ref}: the registry sent a manifest with digest {digest}")
     mt, doc = manifest.parse(resp.body, resp.headers.get("Content-Type", ""), f"{ref} manifest")
+    chosen = None
     if mt in manifest.INDEXES:
         entry = manifest.choose(manifest.index_entries(doc, f"{ref} index"),
                                 platform or manifest.host_platform(), str(ref))
@@ -50,7 +52,8 @@ def fetch_manifest(client: Client, ref: reference.Reference, platform: manifest.
         mt, doc = manifest.parse(sub.body, sub.headers.get("Content-Type", ""), f"{ref} manifest")
         if mt not in manifest.MANIFESTS:
             raise InvalidImage(f"{ref}: an index inside an index is not supported")
-    return digest, doc
+        chosen = entry.platform
+    return digest, doc, chosen
 
 
 def fetch_blob(client: Client, store: ImageStore, desc: manifest.Descriptor, what: str, progress=None,
@@ -96,14 +99,13 @@ def _fetch_url(store: ImageStore, desc: manifest.Descriptor, what: str, on_open=
 
 
 def _first_answering(ref: reference.Reference, endpoints: list[dict], platform):
-    """(client, digest, manifest) from the first endpoint (mirrors first) that has the image."""
+    """(client, digest, manifest, platform) from the first endpoint (mirrors first) that has the image."""
     last = None
     for ep in endpoints:
         client = client_for(ref, ep.get("creds"), ep.get("insecure", False), ca_dir=ep.get("ca_dir"),
                             registry=ep.get("registry"))
         try:
-            digest, doc = fetch_manifest(client, ref, platform)
-            return client, digest, doc
+            return (client, *fetch_manifest(client, ref, platform))
         except RegistryError as e:
             client.close()
             last = e
@@ -119,7 +121,7 @@ def pull(store: ImageStore, ref_text: str, endpoints: list[dict] | None = None,
     ref = reference.parse(ref_text)
     store.sweep_tmp()  # what a killed pull left half-written
     say(f"{ref.tag or ref.digest}: Pulling from {ref.familiar_repository}")
-    client, digest, doc = _first_answering(ref, endpoints or [{}], platform)
+    client, digest, doc, chosen = _first_answering(ref, endpoints or [{}], platform)
     try:
         config_desc, layer_descs = manifest.image_parts(doc, str(ref))
         fetch_blob(client, store, config_desc, "config")
@@ -135,7 +137,8 @@ def pull(store: ImageStore, ref_text: str, endpoints: list[dict] | None = None,
             r.size = store.known_layer_size(r.diff_id)
     tags = [str(ref)] if ref.tag else []
     image, _ = store.register(config_bytes, refs, tags, manifest_digest=digest,
-                              repo_digests=[f"{ref.repository}@{digest}"])
+                              repo_digests=[f"{ref.repository}@{digest}"],
+                              platform=manifest.platform_text(chosen) if chosen else None)
     say(f"Digest: {digest}")
     say(f"Status: Downloaded newer image for {ref.familiar_repository}:{ref.tag}" if ref.tag
         else f"Status: Downloaded image for {ref.familiar_repository}@{digest}")

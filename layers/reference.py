@@ -62,7 +62,7 @@ def parse(ref: str) -> Reference:
         if not _TAG_RE.match(tag):
             raise UsageError(f"invalid reference format: {orig!r} (bad tag)")
     first, _, rest = ref.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+    if rest and _is_domain(first):
         registry, path = first, rest
         if not _DOMAIN_RE.match(registry):
             raise UsageError(f"invalid reference format: {orig!r} (bad registry)")
@@ -76,3 +76,24 @@ def parse(ref: str) -> Reference:
     if tag is None and digest is None:
         tag = "latest"
     return Reference(registry, path, tag, digest)
+
+
+def _is_domain(first: str) -> bool:
+    """Whether a reference's first component names a registry (as Docker decides)."""
+    return "." in first or ":" in first or first == "localhost" or first != first.lower()
+
+
+def is_short(text: str) -> bool:
+    """A name without a registry (``busybox``, ``user/app:1``): looked for in the search list."""
+    first, sep, _ = text.partition("/")
+    return not (sep and _is_domain(first))
+
+
+def candidates(text: str, search: tuple[str, ...] | list[str] = (DEFAULT_REGISTRY,)) -> list[Reference]:
+    """The references ``text`` may mean, in order: one per registry of ``search`` for a short name
+    (``busybox`` -> ``docker.io/library/busybox:latest``, ``host:5000/busybox:latest``), else itself."""
+    if not is_short(text):
+        return [parse(text)]
+    first = parse(text)  # the name's own errors, as Docker words them
+    out = [parse(f"{r}/{text}") if r != DEFAULT_REGISTRY else first for r in search]
+    return list(dict.fromkeys(out)) or [first]

@@ -26,7 +26,10 @@ Response = namedtuple("Response", "status headers body")
 
 
 class RegistryError(RootlessError):
-    """A registry refused or failed a request (the message names the reference)."""
+    """A registry refused or failed a request (the message names the reference); ``status``: the
+    HTTP status when the registry answered one."""
+
+    status = 0
 
 
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -273,20 +276,25 @@ class Client:
                 detail = ": " + "; ".join(str(e.get("message") or e.get("code")) for e in errs)
         except (ValueError, AttributeError):
             pass
-        subject = f"{self.ref_text}" + (f" ({what})" if what else "")
-        if resp.status == 401:
+        err = self._status_error(resp.status, f"{self.ref_text}" + (f" ({what})" if what else ""), detail)
+        err.status = resp.status
+        return err
+
+    def _status_error(self, status: int, subject: str, detail: str) -> RegistryError:
+        if status == 401:
             return RegistryError(f"{subject}: authentication required by {self.registry}{detail}",
                                  f"log in first: rootless login {self.registry}")
-        if resp.status == 403:
+        if status == 403:
             return RegistryError(f"{subject}: access denied by {self.registry}{detail}",
                                  "check that this account may read (or write) the repository")
-        if resp.status == 404:
+        if status == 404:
             return RegistryError(f"{subject}: not found in {self.registry}{detail}",
-                                 "check the name and tag (rootless uses docker.io for short names)")
-        if resp.status == 429:
+                                 "check the name and tag (short names are looked for in registries.search, "
+                                 "default docker.io)")
+        if status == 429:
             return RegistryError(f"{subject}: {self.registry} is limiting requests (429 Too Many Requests)",
                                  "wait a while, or log in for a higher limit")
-        return RegistryError(f"{subject}: {self.registry} answered {resp.status}{detail}")
+        return RegistryError(f"{subject}: {self.registry} answered {status}{detail}")
 
 
 class _Retry(Exception):

@@ -51,8 +51,9 @@ def sha256_bytes(data: bytes) -> str:
 
 class ImageStore:
     def __init__(self, paths: Paths, userns_call: Callable[..., Any], idmap_key: str,
-                 userns_worker: Callable[..., Any] | None = None):
+                 userns_worker: Callable[..., Any] | None = None, search: tuple[str, ...] = ()):
         self.paths = paths
+        self.search = search or (reference.DEFAULT_REGISTRY,)  # registries for short names, in order
         self.userns_call = userns_call
         self.userns_worker = userns_worker  # handler -> a helper in the user namespace taking jobs
         self.idmap_key = idmap_key
@@ -75,17 +76,19 @@ class ImageStore:
         return sorted(self._read_index()["images"].values(), key=lambda r: r.get("loaded", ""), reverse=True)
 
     def resolve(self, name: str) -> dict:
-        """An image record by reference (a tag wins, as in Docker), full id or unique id prefix."""
+        """An image record by reference (a tag wins, as in Docker; a short name is tried with each
+        registry of the search list in turn), full id or unique id prefix."""
         images = self._read_index()["images"]
         try:
-            ref = reference.parse(name)
+            refs = reference.candidates(name, self.search)
         except RootlessError:
-            ref = None
-        if ref is not None:
+            refs = []
+        for ref in refs:
             for rec in images.values():
-                if (ref.digest and ref.digest in rec.get("repo_digests", [])) or \
+                if (ref.digest and f"{ref.repository}@{ref.digest}" in rec.get("repo_digests", [])) or \
                         (ref.tag and str(ref) in rec.get("repo_tags", [])):
                     return rec
+        ref = refs[0] if refs else None
         hexpart = name.removeprefix("sha256:")
         if hexpart and len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart):
             found = [r for i, r in images.items() if i[7:].startswith(hexpart)]
@@ -248,8 +251,10 @@ class ImageStore:
 
     # ---- images --------------------------------------------------------------
     def register(self, config_bytes: bytes, layers: list[LayerRef], tags: list[str],
-                 manifest_digest: str | None = None, repo_digests: list[str] = ()) -> tuple[dict, list[str]]:
-        """Record an image (its blobs and layers are already in place); (record, tags moved)."""
+                 manifest_digest: str | None = None, repo_digests: list[str] = (),
+                 platform: str | None = None) -> tuple[dict, list[str]]:
+        """Record an image (its blobs and layers are already in place); (record, tags moved).
+        ``platform``: the os/arch[/variant] of the index entry it was pulled as."""
         image_id = sha256_bytes(config_bytes)
         config = json.loads(config_bytes)
         with locking.locked(self.paths.store_lock):
@@ -265,6 +270,8 @@ class ImageStore:
                 "manifest_digest": manifest_digest,
             }
             rec["loaded"] = now_iso()
+            if platform:
+                rec["platform"] = platform
             for tag in tags:
                 for other in images.values():
                     if other is not rec and tag in other.get("repo_tags", []):
@@ -277,6 +284,16 @@ class ImageStore:
             images[image_id] = rec
             atomic.write_json(self.paths.images_file, index)
         return rec, tags
+
+    def platform_of(self, rec: dict) -> str:
+        """os/arch[/variant]: as pulled from an index, else as the image's config says."""
+        if rec.get("platform"):
+            return rec["platform"]
+        try:
+            config = json.loads(self.read_blob(rec["id"]))
+        except (OSError, ValueError):
+            return ""
+        return "/".join(str(config.get(k) or "") for k in ("os", "architecture", "variant")).rstrip("/")
 
     def add_tag(self, image_id: str, tag: str) -> None:
         """Point ``tag`` at the image (taking it from any other image)."""

@@ -10,6 +10,7 @@ Example::
     idmap = "auto"                  # auto | single
 
     [registries]
+    search = ["myhost:5000", "docker.io"]   # where short names (busybox) are looked for, in order
     insecure = ["myhost:5000"]      # plain HTTP or unverified TLS
 
     [registries."docker.io"]        # one table per registry (host[:port])
@@ -32,8 +33,9 @@ IDMAP_MODES = ("auto", "single")
 
 
 # ``registries``: host -> {"mirrors": [...], "blocked": bool, "insecure": bool} (the keys that are set)
-Config = namedtuple("Config", "path root overlay idmap insecure registries",
-                    defaults=(None, None, "auto", "auto", (), {}))
+# ``search``: registries for short names, in order (empty: docker.io alone)
+Config = namedtuple("Config", "path root overlay idmap insecure registries search",
+                    defaults=(None, None, "auto", "auto", (), {}, ()))
 
 
 def config_path() -> str:
@@ -79,7 +81,8 @@ def load(path: str | None = None) -> Config:
     return user._replace(root=user.root or system.root,
                          overlay=user.overlay if user.overlay != "auto" else system.overlay,
                          idmap=user.idmap if user.idmap != "auto" else system.idmap,
-                         insecure=tuple(dict.fromkeys(system.insecure + user.insecure)), registries=registries)
+                         insecure=tuple(dict.fromkeys(system.insecure + user.insecure)), registries=registries,
+                         search=user.search or system.search)
 
 
 def _load_one(path: str) -> Config | None:
@@ -126,9 +129,13 @@ def _load_one(path: str) -> Config | None:
     insecure = registries.get("insecure", [])
     if not isinstance(insecure, list) or not all(isinstance(x, str) for x in insecure):
         raise RootlessError(f"bad config {where(('registries',), 'insecure')}: registries.insecure must be a list of host[:port] strings")
+    search = registries.get("search", [])
+    if not isinstance(search, list) or not all(isinstance(x, str) and _is_registry(x) for x in search):
+        raise RootlessError(f"bad config {where(('registries',), 'search')}: registries.search must be a list of "
+                            "registry hosts (host[:port])", 'for example: search = ["docker.io"]')
     per_registry = {}
     for host, table in registries.items():
-        if host == "insecure":
+        if host in ("insecure", "search"):
             continue
         if not isinstance(table, dict):
             raise RootlessError(f"bad config {where(('registries',), host)}: registries.{host} must be a table",
@@ -146,4 +153,12 @@ def _load_one(path: str) -> Config | None:
         per_registry[host] = dict(table)  # only what is set: a system file's other keys stay
     root = storage.get("root")
     return Config(path=path, root=os.path.expanduser(root) if root else None, overlay=overlay, idmap=idmap,
-                  insecure=tuple(insecure), registries=per_registry)
+                  insecure=tuple(insecure), registries=per_registry, search=tuple(dict.fromkeys(search)))
+
+
+def _is_registry(host: str) -> bool:
+    from layers import reference
+    try:
+        return reference.parse(f"{host}/x").registry == host
+    except RootlessError:
+        return False

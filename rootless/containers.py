@@ -88,7 +88,8 @@ def _remove_container_files(ctx, cid: str) -> None:
 def create(ctx, opts) -> dict:
     """A container record and its writable layer, from an image and the run options."""
     from rootless import engine, names, spec
-    image = engine.ensure_image(ctx, opts.image, opts.pull, engine.RegistryOptions(tls_verify=opts.tls_verify))
+    image = engine.ensure_image(ctx, opts.image, opts.pull, engine.RegistryOptions(tls_verify=opts.tls_verify,
+                                                                                      platform=opts.platform))
     image_config = ctx.store.config(image)
     ctx.store.unpack_layers(engine.layer_refs(image))
     env_texts = {}

@@ -54,7 +54,7 @@ class Context:
     @cached_property
     def store(self):
         from layers.store import ImageStore
-        return ImageStore(self.paths, self.userns_call, self.mapping.key, self.userns_worker)
+        return ImageStore(self.paths, self.userns_call, self.mapping.key, self.userns_worker, self.config.search)
 
     def userns_worker(self, handler, what: str = "helper"):
         from rootless import userns
@@ -296,7 +296,8 @@ def _registry_kw(ctx: Context, registry: str, opts: RegistryOptions) -> dict:
     (certs.d, as Docker's), credentials (--creds USER:PASS). A blocked registry is an error."""
     settings = ctx.config.registries.get(registry, {})
     if settings.get("blocked"):
-        raise RootlessError(f"registry {registry} is blocked by the configuration ({ctx.config.path})",
+        from layers.registry import RegistryError
+        raise RegistryError(f"registry {registry} is blocked by the configuration ({ctx.config.path})",
                             f'remove blocked = true from [registries."{registry}"]')
     creds = None
     if opts.creds:
@@ -335,26 +336,52 @@ def _say(opts: RegistryOptions):
 
 
 def pull_all_tags(ctx: Context, name: str, opts: RegistryOptions = RegistryOptions()) -> list[str]:
-    """``pull --all-tags``: every tag of the repository."""
+    """``pull --all-tags``: every tag of the repository (of the first registry of the search list
+    that has it, for a short name)."""
     from layers import pull as pullmod
     from layers import reference
-    ref = reference.parse(name)
-    if ref.digest or (ref.tag and ref.tag != "latest") or name.rsplit("/", 1)[-1].count(":"):
+    if "@" in name or name.rsplit("/", 1)[-1].count(":"):
         raise RootlessError("--all-tags takes a repository name without a tag or digest")
-    tags = pullmod.list_tags(ref, _pull_endpoints(ctx, ref.registry, opts))
-    if not tags:
-        raise RootlessError(f"{ref.repository} has no tags")
+
+    def tags_of(ref):
+        tags = pullmod.list_tags(ref, _pull_endpoints(ctx, ref.registry, opts))
+        if not tags:
+            raise RootlessError(f"{ref.repository} has no tags")
+        return ref, tags
+    ref, tags = _first_registry(ctx, reference.candidates(name, ctx.store.search), tags_of, opts, name)
     return [pull(ctx, f"{ref.repository}:{t}", opts) for t in sorted(tags)]
 
 
 def pull(ctx: Context, ref_text: str, opts: RegistryOptions = RegistryOptions()) -> str:
-    """``pull``: the reference pulled (Docker prints it on stdout)."""
+    """``pull``: the reference pulled (Docker prints it on stdout). A short name is tried at each
+    registry of the search list in turn (``registries.search``, default docker.io alone)."""
     from layers import manifest, reference
     from layers import pull as pullmod
-    ref = reference.parse(ref_text)
     platform = manifest.parse_platform(opts.platform) if opts.platform else None
-    pulled = pullmod.pull(ctx.store, ref_text, _pull_endpoints(ctx, ref.registry, opts), platform, say=_say(opts))
-    return str(pulled.reference) if ref.tag else f"{pulled.reference.repository}@{pulled.digest}"
+
+    def one(ref):
+        pulled = pullmod.pull(ctx.store, str(ref), _pull_endpoints(ctx, ref.registry, opts), platform,
+                              say=_say(opts))
+        return str(pulled.reference) if ref.tag else f"{pulled.reference.repository}@{pulled.digest}"
+    return _first_registry(ctx, reference.candidates(ref_text, ctx.store.search), one, opts, ref_text)
+
+
+def _first_registry(ctx: Context, refs: list, fn, opts: RegistryOptions, name: str):
+    """``fn(ref)`` for the first of ``refs`` whose registry answers it; with several, a registry
+    that refuses, fails or is blocked passes the name on to the next, and the error names them all."""
+    from layers.registry import RegistryError
+    if len(refs) == 1:
+        return fn(refs[0])
+    errors = []
+    for ref in refs:
+        if not opts.quiet:
+            print(f"Trying to pull {ref}...", file=sys.stderr, flush=True)
+        try:
+            return fn(ref)
+        except RegistryError as e:  # also a blocked registry
+            errors.append(str(e))
+    raise RegistryError(f"{name}: not found in any registry of the search list ({len(refs)} tried): "
+                        + "; ".join(errors), "check the name, or registries.search in the configuration")
 
 
 def ensure_image(ctx: Context, name: str, policy: str = "missing", opts: RegistryOptions = RegistryOptions()) -> dict:
@@ -364,7 +391,12 @@ def ensure_image(ctx: Context, name: str, policy: str = "missing", opts: Registr
         raise RootlessError(f"invalid --pull policy {policy!r}", "use missing, always or never")
     if policy != "always":
         try:
-            return ctx.store.resolve(name)
+            rec = ctx.store.resolve(name)
+            if not opts.platform or _platform_fits(ctx, rec, opts.platform):
+                return rec
+            if policy == "never":
+                raise ImageNotFound(f"image {name!r} is here for {ctx.store.platform_of(rec) or 'another platform'}, "
+                                    f"not {opts.platform}", "pull it with --platform, or use --pull missing")
         except ImageNotFound:
             if policy == "never":
                 raise
@@ -372,6 +404,15 @@ def ensure_image(ctx: Context, name: str, policy: str = "missing", opts: Registr
                 print(f"Unable to find image '{name}' locally", file=sys.stderr, flush=True)
     pull(ctx, name, opts)
     return ctx.store.resolve(name)
+
+
+def _platform_fits(ctx: Context, rec: dict, wanted: str) -> bool:
+    from layers import manifest
+    want = manifest.parse_platform(wanted)  # a bad --platform is the user's error
+    try:
+        return manifest.platform_matches(manifest.parse_platform(ctx.store.platform_of(rec)), want)
+    except RootlessError:  # an image whose config names no usable platform
+        return False
 
 
 def push_all_tags(ctx: Context, name: str, opts: RegistryOptions = RegistryOptions()) -> list[str]:

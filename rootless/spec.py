@@ -18,9 +18,9 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RunOptions = namedtuple(
     "RunOptions",
     "image command entrypoint env env_files workdir user hostname name network init rm interactive tty "
-    "publish publish_all expose links add_hosts dns dns_search dns_options mac_address pull tls_verify",
+    "publish publish_all expose links add_hosts dns dns_search dns_options mac_address pull tls_verify platform",
     defaults=((), None, (), (), None, None, None, None, "slirp4netns", False, False, False, False,
-              (), False, (), (), (), (), (), (), None, "missing", True))
+              (), False, (), (), (), (), (), (), None, "missing", True, None))
 
 
 class ContainerSpec(namedtuple(

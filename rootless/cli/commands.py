@@ -241,6 +241,7 @@ def run(ctx,
         init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
         pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never."),
         tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
+        platform: str = Opt(("--platform",), None, "os/arch[/variant]: the image for that platform."),
         detach: bool = Opt(("-d", "--detach"), False, "Run in the background and print the container ID."),
         detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach from a -it session.")):
     """Run a command in a new container."""
@@ -248,7 +249,7 @@ def run(ctx,
     result = containers.run(ctx, _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user,
                                               entrypoint, hostname, name, network, init, publish, publish_all,
                                               expose, link, add_host, dns, dns_search, dns_option, mac_address,
-                                              pull, tls_verify),
+                                              pull, tls_verify, platform),
                             detach, attach.parse_detach_keys(detach_keys))
     if detach:
         print(result)
@@ -258,16 +259,19 @@ def run(ctx,
 
 def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname, name,
                  network, init, publish=(), publish_all=False, expose=(), link=(), add_host=(), dns=(),
-                 dns_search=(), dns_option=(), mac_address=None, pull="missing", tls_verify="true"):
+                 dns_search=(), dns_option=(), mac_address=None, pull="missing", tls_verify="true", platform=None):
     from rootless.spec import RunOptions
     _registry_options(tls_verify)  # checks the value
+    if platform:
+        from layers import manifest
+        manifest.parse_platform(platform)
     return RunOptions(image=image, command=tuple(command or ()), entrypoint=entrypoint, env=tuple(env),
                       env_files=tuple(env_file), workdir=workdir, user=user, hostname=hostname, name=name,
                       network=network, init=init, rm=rm, interactive=interactive, tty=tty,
                       publish=tuple(publish), publish_all=publish_all, expose=tuple(expose), links=tuple(link),
                       add_hosts=tuple(add_host), dns=tuple(dns), dns_search=tuple(dns_search),
                       dns_options=tuple(dns_option), mac_address=mac_address, pull=pull,
-                      tls_verify=tls_verify == "true")
+                      tls_verify=tls_verify == "true", platform=platform)
 
 
 @command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))

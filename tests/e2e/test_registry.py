@@ -58,6 +58,9 @@ def test_push_rmi_pull_run(bb, registry):
     assert "Already exists" in again.err and "Pull complete" not in again.err
     by_digest = bb("pull", "-q", f"{registry.host}/rt/busybox@{digest}")
     assert by_digest.out.strip() == f"{registry.host}/rt/busybox@{digest}" and by_digest.err == ""
+    r = bb("run", "--rm", "--pull", "never", f"{registry.host}/rt/busybox@{digest}", "echo", "by digest")
+    assert r.out == "by digest\n"  # found locally by its repository digest
+    r = bb("inspect", f"{registry.host}/other@{digest}", expect=1)  # another repository: not that image
 
 
 def test_run_pulls_what_is_missing(bb, registry):
@@ -134,6 +137,15 @@ def test_multi_platform_index(bb, images, registry):
     assert image_id(bb, f"{base}:latest") == want["amd64"]
     r = bb("pull", "--platform", "linux/s390x", f"{base}:latest", expect=125)
     assert "no image for linux/s390x" in r.err and "linux/arm64/v8" in r.err
+    # run/create --platform: a local image of another platform counts as missing
+    r = bb("run", "--rm", "--network", "none", "--pull", "never", "--platform", "linux/arm64", f"{base}:latest",
+           "true", expect=125)
+    assert "is here for linux/amd64, not linux/arm64" in r.err
+    bb("create", "--network", "none", "--platform", "linux/arm64", f"{base}:latest", "true")
+    assert image_id(bb, f"{base}:latest") == want["arm64"]
+    bb("run", "--rm", "--network", "none", "--pull", "never", "--platform", "linux/arm64/v8", f"{base}:latest", "true")
+    r = bb("run", "--rm", "--platform", "linux", f"{base}:latest", "true", expect=125)
+    assert "invalid platform 'linux'" in r.err
 
 
 # ---- basic auth and login -------------------------------------------------------------------
@@ -212,6 +224,33 @@ def test_short_names_come_from_mirrors_in_order(rl, images, registry):
     assert rl("run", "--rm", "mirrored:1", "echo", "from a mirror").out == "from a mirror\n"
     r = rl("push", "mirrored:1", expect=125)  # pushes never go to a mirror; docker.io is blocked
     assert "registry docker.io is blocked" in r.err
+
+
+def test_short_names_are_looked_for_in_the_search_list(bb, registry):
+    """``registries.search`` (here from the system-wide file): a short name is tried at each registry
+    in turn; one answering 404 and a blocked one pass it on; local short names resolve the same way."""
+    from tests.registryd import FaultyProxy
+    bb("push", "-q", "busybox", f"{registry.host}/searched:1")
+    bb("rmi", "busybox")
+    empty = FaultyProxy(registry, always={"/manifests/": 404})
+    try:
+        bb.configure(insecure=(registry.host, empty.host))
+        (bb.base / "system-config.toml").write_text(
+            f'[registries]\nsearch = ["{empty.host}", "docker.io", "{registry.host}"]\n')
+        r = bb("run", "--rm", "--network", "none", "searched:1", "echo", "found")
+        assert r.out == "found\n"
+        for host in (empty.host, "docker.io", registry.host):
+            assert f"Trying to pull {host}/" in r.err
+        assert bb("images", "--format", "{{.Repository}}:{{.Tag}}").out.split() == [f"{registry.host}/searched:1"]
+        assert bb("run", "--rm", "--network", "none", "--pull", "never", "searched:1", "echo", "local").out == "local\n"
+        r = bb("pull", "nowhere:1", expect=125)
+        assert "not found in any registry of the search list (3 tried)" in r.err
+        assert "blocked" in r.err and f"not found in {empty.host}" in r.err
+    finally:
+        empty.stop()
+    (bb.base / "system-config.toml").write_text('[registries]\nsearch = ["docker.io", "not a host"]\n')
+    r = bb("pull", "busybox", expect=125)
+    assert f"{bb.base / 'system-config.toml'}:2" in r.err and "registries.search" in r.err
 
 
 def test_bad_registry_config_is_named(rl):
@@ -461,6 +500,70 @@ def test_layers_unpack_while_their_blobs_download(bb, registry):
     assert out.strip() == "8000000"
 
 
+def test_foreign_layer_comes_from_its_urls(bb, registry):
+    """A foreign (non-distributable) layer is not in the registry: it is downloaded from the URLs
+    its descriptor names, verified like any blob; a URL that fails is a clear error, and no image."""
+    import gzip
+    import hashlib
+    import http.server
+    import io
+    import tarfile
+    import threading
+
+    from tests.registryd import api, put_manifest, upload_blob
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as t:
+        data = b"from elsewhere\n"
+        info = tarfile.TarInfo("foreign.txt")
+        info.size, info.mode = len(data), 0o644
+        t.addfile(info, io.BytesIO(data))
+    tar = raw.getvalue()
+    blob = gzip.compress(tar, mtime=0)
+    served = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            served.append(self.path)
+            body = blob if self.path == "/layer.tgz" else b"gone"
+            self.send_response(200 if self.path == "/layer.tgz" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        bb("push", "-q", "busybox", f"{registry.host}/rt/foreign:base")
+        _, _, body = api(registry, "GET", "/v2/rt/foreign/manifests/base",
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        base = json.loads(body)
+        assert base["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+        _, _, cbody = api(registry, "GET", f"/v2/rt/foreign/blobs/{base['config']['digest']}")
+        config = json.loads(cbody)
+        config["rootfs"]["diff_ids"].append("sha256:" + hashlib.sha256(tar).hexdigest())
+        cbytes = json.dumps(config).encode()
+        port = httpd.server_address[1]
+        for tag, url in (("1", f"http://127.0.0.1:{port}/layer.tgz"), ("broken", f"http://127.0.0.1:{port}/nothing")):
+            doc = dict(base, config=dict(base["config"], digest=upload_blob(registry, "rt/foreign", cbytes),
+                                         size=len(cbytes)))
+            doc["layers"] = base["layers"] + [{"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                                               "digest": "sha256:" + hashlib.sha256(blob).hexdigest(),
+                                               "size": len(blob), "urls": [url]}]
+            put_manifest(registry, "rt/foreign", tag, doc)
+        r = bb("pull", f"{registry.host}/rt/foreign:broken", expect=125)
+        assert "foreign layer" in r.err and "/nothing" in r.err and "Traceback" not in r.err
+        assert bb.leftovers() == []
+        bb("pull", f"{registry.host}/rt/foreign:1")
+        assert served == ["/nothing", "/layer.tgz"]
+        out = bb("run", "--rm", "--network", "none", f"{registry.host}/rt/foreign:1", "cat", "/foreign.txt").out
+        assert out == "from elsewhere\n"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 # ---- interoperability with podman -------------------------------------------------------------------
 @pytest.fixture
 def podman(tmp_path):
@@ -513,3 +616,45 @@ def test_podman_pulls_what_we_push_and_we_pull_what_podman_pushes(bb, images, re
     bb.load(images, "layered")
     assert image_id(bb, theirs) == image_id(bb, "layered")
     assert bb("run", "--rm", "--network", "none", theirs, "true").code == 0
+
+
+# ---- interoperability with skopeo -------------------------------------------------------------------
+@pytest.fixture
+def skopeo(tmp_path):
+    import shutil
+    import subprocess
+    exe = shutil.which("skopeo")
+    if not exe:
+        pytest.skip("skopeo is not installed (the cross-check runs where it is)")
+    auth = tmp_path / "skopeo-auth.json"
+    auth.write_text('{"auths": {}}')
+
+    def run(*args):
+        cp = subprocess.run([exe, *args], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, REGISTRY_AUTH_FILE=str(auth)))
+        if cp.returncode:
+            pytest.fail(f"skopeo {' '.join(args)}: {cp.stderr}")
+        return cp.stdout
+    return run
+
+
+def test_skopeo_copies_what_we_push_and_we_pull_what_skopeo_pushes(bb, images, registry, skopeo, tmp_path):
+    """Both directions through the registry: skopeo verifies every blob of our push (copying it to
+    a directory, blobs as they are) and finds our manifest digest; we pull and run what skopeo pushed from a
+    docker-archive, with the same image id as a local load."""
+    bb.load(images, "layered")
+    ours = f"{registry.host}/sk/ours:1"
+    digest, _ = pushed_digest(bb("push", "layered", ours))
+    info = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{ours}"))
+    assert info["Digest"] == digest and len(info["Layers"]) == 3
+    skopeo("copy", "--quiet", "--src-tls-verify=false", f"docker://{ours}", f"dir:{tmp_path / 'copy'}")
+    import hashlib
+    copied = (tmp_path / "copy" / "manifest.json").read_bytes()
+    assert "sha256:" + hashlib.sha256(copied).hexdigest() == digest  # copied as is: same manifest
+    for layer in json.loads(copied)["layers"]:
+        assert (tmp_path / "copy" / layer["digest"][7:]).stat().st_size == layer["size"]
+    theirs = f"{registry.host}/sk/theirs:1"
+    skopeo("copy", "--quiet", "--dest-tls-verify=false", f"docker-archive:{images / 'busybox.tar'}", f"docker://{theirs}")
+    bb("pull", theirs)
+    assert image_id(bb, theirs) == image_id(bb, "busybox")
+    assert bb("run", "--rm", "--network", "none", theirs, "echo", "via skopeo").out == "via skopeo\n"

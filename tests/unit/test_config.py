@@ -113,3 +113,18 @@ def test_wrong_types_are_config_errors(tmp_path, text, key):
     with pytest.raises(RootlessError, match="bad config") as e:
         config.load(path)
     assert path in str(e.value) and key in str(e.value)
+
+
+def test_search_list_is_read_and_the_users_wins(tmp_path, monkeypatch):
+    system = write(tmp_path, '[registries]\nsearch = ["sys.example:5000", "docker.io"]\n', "system.toml")
+    monkeypatch.setenv("ROOTLESS_SYSTEM_CONFIG", system)
+    assert config.load(write(tmp_path, "")).search == ("sys.example:5000", "docker.io")
+    user = write(tmp_path, '[registries]\nsearch = ["me.example", "me.example"]\n')
+    assert config.load(user).search == ("me.example",)
+
+
+@pytest.mark.parametrize("value", ['"docker.io"', '["not a host"]', '[""]', '[1]', '["a/b"]'])
+def test_bad_search_list_is_named_with_its_line(tmp_path, value):
+    path = write(tmp_path, f"[storage]\n\n[registries]\nsearch = {value}\n")
+    with pytest.raises(RootlessError, match=rf"{path}:4: registries.search must be a list"):
+        config.load(path)

@@ -72,3 +72,21 @@ def test_familiar_repository(ref, familiar):
 def test_parse_invalid(ref):
     with pytest.raises(UsageError, match="invalid reference format"):
         reference.parse(ref)
+
+
+@pytest.mark.parametrize("text, search, expected", [
+    ("busybox", ("docker.io",), ["docker.io/library/busybox:latest"]),
+    ("busybox", ("h:5000", "docker.io"), ["h:5000/busybox:latest", "docker.io/library/busybox:latest"]),
+    ("user/app:1", ("h.example", "docker.io"), ["h.example/user/app:1", "docker.io/user/app:1"]),
+    ("busybox@sha256:" + "a" * 64, ("h:1",), ["h:1/busybox@sha256:" + "a" * 64]),
+    ("h:1/busybox", ("docker.io", "x.example"), ["h:1/busybox:latest"]),  # not short: itself only
+    ("localhost/a", ("x.example",), ["localhost/a:latest"]),
+    ("busybox", (), ["docker.io/library/busybox:latest"]),
+])
+def test_short_name_candidates(text, search, expected):
+    assert [str(r) for r in reference.candidates(text, search)] == expected
+
+
+def test_candidates_keep_the_names_own_error():
+    with pytest.raises(UsageError, match="invalid reference format"):
+        reference.candidates("Bad", ("h:1",))
