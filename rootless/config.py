@@ -156,9 +156,9 @@ def _load_one(path: str) -> Config | None:
                   insecure=tuple(insecure), registries=per_registry, search=tuple(dict.fromkeys(search)))
 
 
+_HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$")
+
+
 def _is_registry(host: str) -> bool:
-    from layers import reference
-    try:
-        return reference.parse(f"{host}/x").registry == host
-    except RootlessError:
-        return False
+    """host[:port], as a reference's first component may name a registry."""
+    return bool(_HOST_RE.match(host))

@@ -64,9 +64,9 @@ class Registry:
         self.ca = None
         lines = ["version: 0.1", "log:", "  level: error", "  accesslog:", "    disabled: true", "storage:",
                  "  filesystem:", f"    rootdirectory: {self.storage}", "  delete:", "    enabled: true",
-                 "http:", f"  addr: {self.host}",
                  # foreign (non-distributable) layers may name URLs on this machine only
-                 "validation:", "  manifests:", "    urls:", "      allow:", "        - '^http://127\\.0\\.0\\.1:'"]
+                 "validation:", "  manifests:", "    urls:", "      allow:", "        - '^http://127\\.0\\.0\\.1:'",
+                 "http:", f"  addr: {self.host}"]
         if tls:
             self.ca, crt, key = make_ca(base / "tls")
             lines += ["  tls:", f"    certificate: {crt}", f"    key: {key}"]
@@ -90,6 +90,7 @@ class Registry:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.log.close()
                 pytest.fail(f"docker-registry exited: {(self.base / 'registry.log').read_text()}")
             try:
                 urllib.request.urlopen(f"{self.scheme}://{self.host}/v2/", timeout=2, context=ctx)
@@ -98,6 +99,7 @@ class Registry:
                 return  # 401 with auth: it answers
             except OSError:
                 time.sleep(0.05)
+        self.stop()
         pytest.fail("docker-registry did not start")
 
     def blob_path(self, digest: str) -> Path:
