@@ -658,3 +658,102 @@ def test_skopeo_copies_what_we_push_and_we_pull_what_skopeo_pushes(bb, images, r
     bb("pull", theirs)
     assert image_id(bb, theirs) == image_id(bb, "busybox")
     assert bb("run", "--rm", "--network", "none", theirs, "echo", "via skopeo").out == "via skopeo\n"
+
+
+# ---- push: cross-repository mounts, chunked uploads -----------------------------------------------
+def test_push_mounts_blobs_from_another_repository(bb, registry):
+    """An image pulled from one repository and pushed to another of the same registry: its layers
+    are mounted across (no upload), and the pushed image pulls and runs."""
+    from tests.registryd import FaultyProxy
+    bb("push", "-q", "busybox", f"{registry.host}/rt/source:1")
+    bb("rmi", "busybox")
+    proxy = FaultyProxy(registry)
+    try:
+        bb.configure(insecure=(registry.host, proxy.host))
+        src = f"{proxy.host}/rt/source:1"
+        bb("pull", "-q", src)
+        r = bb("push", src, f"{proxy.host}/rt/mounted:1")
+        assert "Mounted" in r.err
+        posts = [p for m, p, _s in proxy.seen if m == "POST"]
+        assert any("mount=sha256:" in p and "from=rt/source" in p for p in posts), posts
+        rec = next(iter(json.loads((bb.root / "images.json").read_text())["images"].values()))
+        layers = [lr["blob"] for lr in rec["layers"]]
+        uploads = [p for m, p, _s in proxy.seen if m in ("PUT", "PATCH") and "/blobs/uploads/" in p]
+        assert not [p for p in uploads if any(lr in p for lr in layers)], uploads  # no layer went up
+        bb("rmi", src)  # push SRC DEST (as podman) tags nothing here
+        assert bb("run", "--rm", f"{proxy.host}/rt/mounted:1", "echo", "mounted").out == "mounted\n"
+    finally:
+        proxy.stop()
+
+
+def test_big_blobs_go_up_in_chunks(registry, tmp_path, monkeypatch):
+    """A blob larger than the chunk size is uploaded with PATCH requests, one per chunk, then
+    closed with its digest; the registry holds exactly the bytes. Smaller ones go in one PUT."""
+    import hashlib
+
+    from layers import push
+    from layers.registry import Client
+    from tests.registryd import FaultyProxy
+    monkeypatch.setattr(push, "CHUNK", 256 << 10)
+    data = os.urandom((256 << 10) * 3 + 1000)
+    blob = tmp_path / "blob"
+    blob.write_bytes(data)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    proxy = FaultyProxy(registry)
+    try:
+        client = Client(proxy.host, "rt/chunked", insecure=True, push=True)
+        try:
+            assert push.upload_blob(client, str(blob), digest, len(data)) == "uploaded"
+            assert push.upload_blob(client, str(blob), digest, len(data)) == "exists"
+            small = tmp_path / "small"
+            small.write_bytes(b"small")
+            small_digest = "sha256:" + hashlib.sha256(b"small").hexdigest()
+            assert push.upload_blob(client, str(small), small_digest, 5) == "uploaded"
+        finally:
+            client.close()
+        methods = [m for m, _p, _s in proxy.seen]
+        assert methods.count("PATCH") == 4  # three full chunks and the rest
+        assert methods.count("PUT") == 2  # the big blob's closing PUT, the small one's monolithic PUT
+    finally:
+        proxy.stop()
+    with urllib.request.urlopen(f"http://{registry.host}/v2/rt/chunked/blobs/{digest}") as resp:
+        assert resp.read() == data
+
+
+def test_denied_and_rate_limited_pulls_name_the_reference(bb, registry):
+    """403 is not retried and says access is denied; a 429 that never ends is retried, then named."""
+    from tests.registryd import FaultyProxy
+    bb("push", "-q", "busybox", f"{registry.host}/rt/limited:1")
+    for status, words in ((403, "access denied by"), (429, "is limiting requests (429 Too Many Requests)")):
+        proxy = FaultyProxy(registry, always={"/manifests/": status})
+        try:
+            bb.configure(insecure=(registry.host, proxy.host))
+            ref = f"{proxy.host}/rt/limited:1"
+            r = bb("pull", ref, expect=125)
+            assert f"rootless: error: {ref} (manifest): " in r.err, r.err
+            assert f"{words} {proxy.host}" in r.err if status == 403 else f"{proxy.host} {words}" in r.err
+            assert "Traceback" not in r.err
+            tries = [s for _m, p, s in proxy.seen if "/manifests/" in p]
+            assert len(tries) == (1 if status == 403 else 4)
+        finally:
+            proxy.stop()
+
+
+def test_one_off_insecure_login_run_and_create(rl, images, registry, tls_registry, auth_registry):
+    """--tls-verify=false on login (a plain-HTTP registry nobody listed as insecure), run and create
+    (a TLS registry whose CA is not installed)."""
+    rl.load(images, "busybox")
+    r = rl("login", "-u", "alice", "--password-stdin", auth_registry.host, input="s3cret\n", expect=125)
+    assert "tls-verify=false" in r.err
+    r = rl("login", "--tls-verify=false", "-u", "alice", "--password-stdin", auth_registry.host, input="s3cret\n")
+    assert r.out == "Login Succeeded!\n"
+    ref = f"{tls_registry.host}/secure/oneoff:1"
+    rl("push", "-q", "--tls-verify=false", "busybox", ref)
+    r = rl("run", "--rm", ref, "true", expect=125)
+    assert "TLS" in r.err
+    assert rl("run", "--rm", "--tls-verify=false", ref, "echo", "unverified").out == "unverified\n"
+    rl("rmi", ref)
+    r = rl("create", "--name", "c1", ref, "true", expect=125)
+    assert "TLS" in r.err
+    rl("create", "--tls-verify=false", "--name", "c1", ref, "true")
+    assert rl("start", "-a", "c1").code == 0
