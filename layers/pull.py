@@ -220,7 +220,7 @@ class _Streamer:
         self.waiting: list[tuple[LayerRef, str | None]] = []  # (layer, growing file or None: stored)
         self.verified: set[str] = set()
         self.failed: dict[str, BaseException] = {}
-        self.unpacked: dict[str, list[dict]] = {}  # blob -> jobs of unpacked layers waiting for it
+        self.unpacked: dict[str, list[tuple[LayerRef, dict]]] = {}  # blob -> unpacked layers waiting for it
         self.jobs: list[dict] = []
 
     def run(self) -> None:
@@ -290,17 +290,17 @@ class _Streamer:
                 self.waiting += [(r, value) for r in self.by_blob[blob]]
             elif kind == "failed":
                 self.failed[blob] = value
-                if not any(w_lr.blob == blob for w_lr in self.busy.values()):
+                if not any(lr.blob == blob for lr, _job in self.busy.values()):
                     raise value  # no helper reads it: nothing better to wait for
             else:
                 self.verified.add(blob)
                 if value != "stored":
                     self.say(f"{blob[7:19]}: Download complete")
                 streamed = self.unpacked.pop(blob, [])
-                for job in streamed:
-                    self._commit(job)
+                for lr, job in streamed:
+                    self._commit(lr, job)
                 if not streamed and not any(lr.blob == blob for lr, _ in self.waiting) and \
-                        not any(lr.blob == blob for lr in self.busy.values()):
+                        not any(lr.blob == blob for lr, _job in self.busy.values()):
                     self.waiting += [(r, None) for r in self.by_blob[blob]]  # not streamed: from the store
 
     def _assign(self) -> None:
@@ -311,13 +311,12 @@ class _Streamer:
             job = self.store.unpack_job(lr, growing=growing, size=self.descs[lr.blob].size, commit=False)
             self.jobs.append(job)
             w.submit(job)
-            w.job = job
-            self.busy[w] = lr
+            self.busy[w] = (lr, job)
             self.sel.register(w, selectors.EVENT_READ, w)
 
     def _answered(self, w) -> None:
         self.sel.unregister(w)
-        lr = self.busy.pop(w)
+        lr, job = self.busy.pop(w)
         self.free.append(w)
         try:
             lr.size = w.result()["size"]
@@ -329,9 +328,9 @@ class _Streamer:
                 raise err from None
             raise
         if lr.blob in self.verified:
-            self._commit(w.job)
+            self._commit(lr, job)
         else:
-            self.unpacked.setdefault(lr.blob, []).append(w.job)
+            self.unpacked.setdefault(lr.blob, []).append((lr, job))
 
     def _outcome(self, blob: str) -> BaseException | None:
         """Wait for ``blob``'s download to end; its error, if it failed."""
@@ -344,10 +343,10 @@ class _Streamer:
                 pass
         return self.failed.get(blob)
 
-    def _commit(self, job: dict) -> None:
+    def _commit(self, lr: LayerRef, job: dict) -> None:
         self.store.commit_layer(job)
         self.remaining -= 1
-        self.say(f"{job['blob'][-64:][:12]}: Pull complete")
+        self.say(f"{lr.blob[7:19]}: Pull complete")
 
 
 def _download(client: Client, store: ImageStore, descs: list[manifest.Descriptor], say) -> None:

@@ -377,6 +377,32 @@ def overlay_method(rootless: list[str], env: dict[str, str]) -> str | None:
     return None
 
 
+def bytecode_fact() -> str | None:
+    """A warning when the tool's modules have no current bytecode that this user could write: each
+    start then compiles them and the start-up figures measure the compiler (a checkout owned by
+    another user, edited since it was last run by its owner)."""
+    import importlib.util
+    stale, unwritable = 0, False
+    for pkg in ("rootless", "layers", "netstack"):
+        spec = importlib.util.find_spec(pkg)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        for dirpath, _dirs, files in os.walk(spec.submodule_search_locations[0]):
+            for name in files:
+                if not name.endswith(".py"):
+                    continue
+                src = os.path.join(dirpath, name)
+                pyc = importlib.util.cache_from_source(src)
+                if not os.path.exists(pyc) or os.path.getmtime(pyc) < os.path.getmtime(src):
+                    stale += 1
+                    unwritable = unwritable or not os.access(os.path.dirname(pyc) if os.path.isdir(
+                        os.path.dirname(pyc)) else dirpath, os.W_OK)
+    if stale and unwritable:
+        return (f"WARNING: {stale} modules lack current bytecode that this user may write; start-up times "
+                "include compiling them (run `python -m compileall rootless layers netstack` as the owner)")
+    return None
+
+
 def host_facts(rootless: list[str], env: dict[str, str]) -> dict:
     podman = shutil.which("podman")
     return {
@@ -386,6 +412,7 @@ def host_facts(rootless: list[str], env: dict[str, str]) -> dict:
         "python": platform.python_version(),
         "podman": command_output([podman, "--version"]) if podman else None,
         "overlay": overlay_method(rootless, env),
+        "bytecode": bytecode_fact(),
     }
 
 
@@ -752,7 +779,7 @@ def ratios(results: dict) -> dict:
 
 def report_host(facts: dict) -> None:
     print("host")
-    for key in ("kernel", "cpus", "cpu", "python", "podman", "overlay"):
+    for key in ("kernel", "cpus", "cpu", "python", "podman", "overlay", "bytecode"):
         if facts.get(key) is not None:
             print(f"  {key + ':':9} {facts[key]}")
     print()
