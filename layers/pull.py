@@ -1,8 +1,9 @@
 """``pull``: a manifest (or an index and the platform's manifest), its config and layers, into the store.
 
 Every blob is verified (digest and size) before it is used; layers the store already has are
-not downloaded again; the missing ones download concurrently, then are unpacked in one
-user-namespace helper. The image is registered last, so an interrupted pull leaves no image
+not downloaded again; the missing ones download concurrently and are unpacked while they arrive
+by helpers in the user namespace. A download whose connection breaks off goes on from where it
+stopped (a Range request). The image is registered last, so an interrupted pull leaves no image
 (only verified blobs, which the next pull reuses).
 """
 
@@ -65,10 +66,68 @@ def fetch_blob(client: Client, store: ImageStore, desc: manifest.Descriptor, wha
     if manifest.is_foreign(desc) and desc.urls:
         _fetch_url(store, desc, what, on_open)
         return
-    resp = client.request("GET", f"/v2/{client.repository}/blobs/{desc.digest}", ok=(200,), stream=True, what=what)
-    with resp.body as body:
+    body = _Resuming(client, f"/v2/{client.repository}/blobs/{desc.digest}", desc.size, what)
+    try:
         store.put_blob(_Counting(body, desc, progress) if progress else body, expected=desc.digest,
                        expected_size=desc.size, what=f"{client.ref_text} {what}", on_open=on_open)
+    finally:
+        body.close()
+
+
+class _Resuming:
+    """A blob's body that outlives a dropped connection: the rest is asked for again from where
+    it broke off (``Range: bytes=N-``), at once and then with a growing backoff, up to
+    ``RETRIES`` times. From a server
+    that ignores the range and sends the whole blob again, the part already read is skipped."""
+
+    RETRIES = 5
+
+    def __init__(self, client: Client, path: str, size: int, what: str):
+        self.client, self.path, self.size, self.what = client, path, size, what
+        self.done = self.skip = self.breaks = 0
+        self.body = client.request("GET", path, ok=(200,), stream=True, what=what).body
+
+    def read(self, n: int = -1) -> bytes:
+        import http.client
+        while True:
+            try:
+                data = self.body.read(n)
+            except (OSError, http.client.HTTPException) as e:
+                self._resume(e)
+                continue
+            if self.skip and data:
+                cut = min(self.skip, len(data))
+                self.skip -= cut
+                data = data[cut:]
+                if not data:
+                    continue
+            if not data and self.done < self.size:
+                self._resume("the connection closed early")
+                continue
+            self.done += len(data)
+            return data
+
+    def _resume(self, error) -> None:
+        import time
+        self.breaks += 1
+        if self.breaks > self.RETRIES:
+            raise RegistryError(f"{self.client.ref_text} ({self.what}): the download broke off {self.breaks} times, "
+                                f"at {self.done} of {self.size} bytes; last: {error}",
+                                "check the network and pull again (finished layers are kept)")
+        self.body.close()
+        if self.breaks > 1:  # the first time at once: a dropped connection is usually just that
+            time.sleep(min(0.25 * 2 ** (self.breaks - 2), 2.0))
+        resp = self.client.request("GET", self.path, {"Range": f"bytes={self.done}-"}, ok=(200, 206),
+                                   stream=True, what=self.what)
+        if resp.status == 206 and not str(resp.headers.get("Content-Range", "")).startswith(f"bytes {self.done}-"):
+            resp.body.close()
+            raise RegistryError(f"{self.client.ref_text} ({self.what}): the registry answered the range "
+                                f"{self.done}- with {resp.headers.get('Content-Range')!r}")
+        self.skip = self.done if resp.status == 200 else 0
+        self.body = resp.body
+
+    def close(self) -> None:
+        self.body.close()
 
 
 class _Counting:

@@ -145,7 +145,7 @@ class Client:
             if resp.status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD") and \
                     resp.headers.get("Location"):
                 try:  # blobs are often served from elsewhere (a CDN): no credentials go there
-                    return self._follow(method, resp.headers["Location"], stream)
+                    return self._follow(method, resp.headers["Location"], stream, headers or {})
                 except OSError as e:
                     last = e
                     continue
@@ -203,12 +203,13 @@ class Client:
             return Response(resp.status, resp.headers, resp)
         raise _Retry(errors[-1] if errors else OSError("no scheme left"))
 
-    def _follow(self, method: str, location: str, stream: bool) -> Response:
+    def _follow(self, method: str, location: str, stream: bool, headers: dict) -> Response:
+        """The redirect's target, with the request's own headers (a Range) and no credentials."""
         import urllib.request
         from urllib.parse import urljoin
         scheme = self.schemes[0]
         url = urljoin(f"{scheme}://{self.registry}/", location)
-        req = urllib.request.Request(url, method=method, headers={"User-Agent": USER_AGENT})
+        req = urllib.request.Request(url, method=method, headers={"User-Agent": USER_AGENT, **headers})
         ctx = self._ssl_context() if url.startswith("https:") and urljoin(url, "/") == f"https://{self.registry}/" \
             else None
         resp = urllib.request.urlopen(req, timeout=60, context=ctx)

@@ -224,17 +224,22 @@ class FaultyProxy:
     ``faults`` maps a path substring to a list of statuses used up one request at a time (then
     requests pass through); ``always`` maps a path substring to a status given every time;
     ``stall`` maps a path substring to an event: the first half of such a GET's body is sent, the
-    rest only once the event is set."""
+    rest only once the event is set. ``cut`` maps a path substring to a count: that many answers
+    to such a GET (200 or 206) break off after half their body (the connection is closed);
+    ``ignore_range`` drops Range headers, as a server without range support. ``ranges``: the
+    Range headers asked for, in order."""
 
     def __init__(self, registry: Registry, faults: dict[str, list[int]] | None = None,
                  always: dict[str, int] | None = None, redirect_blobs: bool = False,
-                 stall: dict | None = None):
+                 stall: dict | None = None, cut: dict[str, int] | None = None, ignore_range: bool = False):
         import http.client
         import http.server
         import threading
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
         self.always = dict(always or {})
         self.seen: list[tuple[str, str, int]] = []
+        self.cut = dict(cut or {})
+        self.ranges: list[str] = []
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -266,6 +271,10 @@ class FaultyProxy:
                 body = self.rfile.read(length) if length else None
                 conn = http.client.HTTPConnection(registry.host, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                if "Range" in self.headers:
+                    outer.ranges.append(self.headers["Range"])
+                    if ignore_range:
+                        headers = {k: v for k, v in headers.items() if k.lower() != "range"}
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
@@ -277,8 +286,15 @@ class FaultyProxy:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 gate = next((ev for key, ev in (stall or {}).items() if key in self.path), None)
+                cut_key = next((key for key, n in outer.cut.items() if key in self.path and n), None)
                 if self.command == "HEAD":
                     pass
+                elif cut_key is not None and self.command == "GET" and resp.status in (200, 206):
+                    outer.cut[cut_key] -= 1
+                    self.wfile.write(data[:len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
                 elif gate is not None and self.command == "GET":
                     self.wfile.write(data[:len(data) // 2])
                     self.wfile.flush()

@@ -441,6 +441,42 @@ def test_transient_errors_are_retried_persistent_ones_named(bb, registry):
         broken.stop()
 
 
+def test_a_download_that_breaks_off_goes_on_from_where_it_stopped(bb, registry):
+    """The layer's connection is closed halfway, twice: the pull asks for the rest (a Range from
+    the byte it had) and completes. From a server that ignores ranges, the whole blob comes again
+    and the part already read is skipped. A blob that always breaks off ends the pull, named."""
+    from tests.registryd import FaultyProxy
+    ref = f"{registry.host}/rt/broken-off:1"
+    bb("push", "-q", "busybox", ref)
+    rec = next(iter(json.loads((bb.root / "images.json").read_text())["images"].values()))
+    layer = rec["layers"][0]["blob"]
+    size = registry.blob_path(layer).stat().st_size
+    bb("rmi", "busybox")
+    for ignore_range in (False, True):
+        proxy = FaultyProxy(registry, cut={f"/blobs/{layer}": 2}, ignore_range=ignore_range)
+        try:
+            bb.configure(insecure=(registry.host, proxy.host))
+            theirs = f"{proxy.host}/rt/broken-off:1"
+            bb("pull", theirs)
+            got = [s for m, p, s in proxy.seen if m == "GET" and layer in p]
+            assert got == ([200, 206, 206] if not ignore_range else [200, 200, 200]), got
+            half = size // 2
+            assert proxy.ranges == [f"bytes={half}-", f"bytes={half if ignore_range else half + (size - half) // 2}-"]
+            assert image_id(bb, theirs) == rec["id"]
+            assert bb("run", "--rm", theirs, "echo", "whole").out == "whole\n"
+            bb("rmi", theirs)
+        finally:
+            proxy.stop()
+    proxy = FaultyProxy(registry, cut={f"/blobs/{layer}": 100}, ignore_range=True)
+    try:
+        bb.configure(insecure=(registry.host, proxy.host))
+        r = bb("pull", f"{proxy.host}/rt/broken-off:1", expect=125)
+        assert "broke off 6 times" in r.err and f"{proxy.host}/rt/broken-off:1" in r.err
+        assert bb("images", "-q").out == "" and bb.leftovers() == []
+    finally:
+        proxy.stop()
+
+
 def test_blobs_served_from_elsewhere_are_followed(bb, registry):
     from tests.registryd import FaultyProxy
     ref = f"{registry.host}/rt/redirected:1"
