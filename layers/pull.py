@@ -58,38 +58,56 @@ def fetch_manifest(client: Client, ref: reference.Reference, platform: manifest.
 
 
 def fetch_blob(client: Client, store: ImageStore, desc: manifest.Descriptor, what: str, progress=None,
-               on_open=None) -> None:
-    """Download ``desc`` into the store, verified; nothing if the store has it. ``on_open(path)``:
+               on_open=None, say=None) -> None:
+    """Download ``desc`` into the store, verified; nothing if the store has it. What an earlier,
+    broken or killed, download of it left is gone on from (``say`` tells so). ``on_open(path)``:
     see :meth:`ImageStore.put_blob`."""
     if store.has_blob(desc.digest):
         return
     if manifest.is_foreign(desc) and desc.urls:
         _fetch_url(store, desc, what, on_open)
         return
-    body = _Resuming(client, f"/v2/{client.repository}/blobs/{desc.digest}", desc.size, what)
+    partial = store.open_partial(desc.digest, desc.size)  # None: another pull is downloading it
     try:
-        store.put_blob(_Counting(body, desc, progress) if progress else body, expected=desc.digest,
-                       expected_size=desc.size, what=f"{client.ref_text} {what}", on_open=on_open)
+        if store.has_blob(desc.digest):  # that other pull has just finished it
+            return
+        start = partial.have if partial else 0
+        if start and say:
+            say(f"{desc.digest[7:19]}: Resuming download at {_mb(start)} of {_mb(desc.size)}")
+        body = _Resuming(client, f"/v2/{client.repository}/blobs/{desc.digest}", desc.size, what, start)
+        try:
+            store.put_blob(_Counting(body, desc, progress, start) if progress else body, expected=desc.digest,
+                           expected_size=desc.size, what=f"{client.ref_text} {what}", on_open=on_open,
+                           partial=partial)
+        finally:
+            body.close()
     finally:
-        body.close()
+        if partial:
+            partial.close()
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f}MB"
 
 
 class _Resuming:
-    """A blob's body that outlives a dropped connection: the rest is asked for again from where
-    it broke off (``Range: bytes=N-``), at once and then with a growing backoff, up to
-    ``RETRIES`` times. From a server
-    that ignores the range and sends the whole blob again, the part already read is skipped."""
+    """A blob's body from byte ``start`` on, that outlives a dropped connection: the rest is
+    asked for again from where it broke off (``Range: bytes=N-``), at once and then with a
+    growing backoff, up to ``RETRIES`` times. From a server that ignores ranges and sends the
+    whole blob, the part already had is skipped."""
 
     RETRIES = 5
 
-    def __init__(self, client: Client, path: str, size: int, what: str):
+    def __init__(self, client: Client, path: str, size: int, what: str, start: int = 0):
         self.client, self.path, self.size, self.what = client, path, size, what
-        self.done = self.skip = self.breaks = 0
-        self.body = client.request("GET", path, ok=(200,), stream=True, what=what).body
+        self.done, self.skip, self.breaks = start, 0, 0
+        self.body = None
+        if start < size:
+            self._open()
 
     def read(self, n: int = -1) -> bytes:
         import http.client
-        while True:
+        while self.body is not None:
             try:
                 data = self.body.read(n)
             except (OSError, http.client.HTTPException) as e:
@@ -106,6 +124,7 @@ class _Resuming:
                 continue
             self.done += len(data)
             return data
+        return b""  # all of it was there already
 
     def _resume(self, error) -> None:
         import time
@@ -113,10 +132,16 @@ class _Resuming:
         if self.breaks > self.RETRIES:
             raise RegistryError(f"{self.client.ref_text} ({self.what}): the download broke off {self.breaks} times, "
                                 f"at {self.done} of {self.size} bytes; last: {error}",
-                                "check the network and pull again (finished layers are kept)")
-        self.body.close()
+                                "check the network and pull again (it goes on from there)")
+        self.close()
         if self.breaks > 1:  # the first time at once: a dropped connection is usually just that
             time.sleep(min(0.25 * 2 ** (self.breaks - 2), 2.0))
+        self._open()
+
+    def _open(self) -> None:
+        if not self.done:
+            self.body = self.client.request("GET", self.path, ok=(200,), stream=True, what=self.what).body
+            return
         resp = self.client.request("GET", self.path, {"Range": f"bytes={self.done}-"}, ok=(200, 206),
                                    stream=True, what=self.what)
         if resp.status == 206 and not str(resp.headers.get("Content-Range", "")).startswith(f"bytes {self.done}-"):
@@ -127,14 +152,16 @@ class _Resuming:
         self.body = resp.body
 
     def close(self) -> None:
-        self.body.close()
+        if self.body is not None:
+            self.body.close()
+            self.body = None
 
 
 class _Counting:
     """A stream that reports how much of ``desc`` has been read."""
 
-    def __init__(self, raw, desc: manifest.Descriptor, progress):
-        self.raw, self.desc, self.progress, self.done = raw, desc, progress, 0
+    def __init__(self, raw, desc: manifest.Descriptor, progress, start: int = 0):
+        self.raw, self.desc, self.progress, self.done = raw, desc, progress, start
 
     def read(self, n: int = -1) -> bytes:
         data = self.raw.read(n)
@@ -331,7 +358,8 @@ class _Streamer:
     def _fetch(self, blob: str) -> None:
         try:
             fetch_blob(self.client, self.store, self.descs[blob], f"layer {blob[7:19]}",
-                       getattr(self.say, "progress", None), on_open=lambda path: self._event(("growing", blob, path)))
+                       getattr(self.say, "progress", None), on_open=lambda path: self._event(("growing", blob, path)),
+                       say=self.say)
             self._event(("verified", blob, None))
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
             self._event(("failed", blob, e))
@@ -340,17 +368,17 @@ class _Streamer:
     def _drain(self) -> None:
         import queue
         os.read(self.wake_r, 4096)
+        failure = None
         while True:
             try:
                 kind, blob, value = self.events.get_nowait()
             except queue.Empty:
-                return
+                break
             if kind == "growing":
                 self.waiting += [(r, value) for r in self.by_blob[blob]]
             elif kind == "failed":
                 self.failed[blob] = value
-                if not any(lr.blob == blob for lr, _job in self.busy.values()):
-                    raise value  # no helper reads it: nothing better to wait for
+                failure = failure or value
             else:
                 self.verified.add(blob)
                 if value != "stored":
@@ -361,6 +389,8 @@ class _Streamer:
                 if not streamed and not any(lr.blob == blob for lr, _ in self.waiting) and \
                         not any(lr.blob == blob for lr, _job in self.busy.values()):
                     self.waiting += [(r, None) for r in self.by_blob[blob]]  # not streamed: from the store
+        if failure is not None:
+            raise failure  # helpers following a download's file are stopped on the way out
 
     def _assign(self) -> None:
         import selectors
@@ -418,7 +448,7 @@ def _download(client: Client, store: ImageStore, descs: list[manifest.Descriptor
     from concurrent.futures import ThreadPoolExecutor
 
     def one(desc):
-        fetch_blob(client, store, desc, f"layer {desc.digest[7:19]}")
+        fetch_blob(client, store, desc, f"layer {desc.digest[7:19]}", say=say)
         say(f"{desc.digest[7:19]}: Pull complete")
 
     with ThreadPoolExecutor(max_workers=min(PARALLEL, len(missing))) as pool:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 
 INDEX_VERSION = 1
+PARTIAL_DAYS = 7  # a partial download nobody went on with for this long is removed
 
 
 class LayerRef:
@@ -37,6 +38,19 @@ class LayerRef:
 
     def to_json(self) -> dict:
         return {"diff_id": self.diff_id, "blob": self.blob, "media_type": self.media_type, "size": self.size}
+
+
+class Partial:
+    """A download's file kept across pulls (see :meth:`ImageStore.open_partial`): its path, the
+    open locked fd, the hash of and count of the bytes it holds."""
+
+    __slots__ = ("path", "fd", "hasher", "have")
+
+    def __init__(self, path: str, fd: int, hasher, have: int):
+        self.path, self.fd, self.hasher, self.have = path, fd, hasher, have
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def now_iso() -> str:
@@ -106,26 +120,36 @@ class ImageStore:
         return os.path.exists(self.paths.blob(digest))
 
     def put_blob(self, stream: BinaryIO, expected: str | None = None, expected_size: int | None = None,
-                 what: str = "blob", on_open: Callable[[str], None] | None = None) -> tuple[str, int, bool]:
+                 what: str = "blob", on_open: Callable[[str], None] | None = None,
+                 partial: Partial | None = None) -> tuple[str, int, bool]:
         """Copy ``stream`` into the store; (digest, size, newly_added). Verifies ``expected``.
 
         ``on_open(path)`` is told the temporary file as soon as it exists, for a reader that
         follows it as it grows (:class:`layers.unpack.GrowingFile`); the file is removed if the
-        copy fails and renamed into place (the same inode) when it is verified.
+        copy fails and renamed into place (the same inode) when it is verified. With ``partial``
+        (:meth:`open_partial`) the stream goes on after what that file holds, and the file stays
+        for another try when the stream breaks (but not when the whole proves wrong).
         """
         import hashlib
 
         from rootless.errors import InvalidImage
-        os.makedirs(self.paths.tmp, exist_ok=True)
-        tmp = os.path.join(self.paths.tmp, f"blob-{os.getpid()}-{time.monotonic_ns()}")
-        h = hashlib.sha256()
-        size = 0
+        if partial is None:
+            os.makedirs(self.paths.tmp, exist_ok=True)
+            tmp = os.path.join(self.paths.tmp, f"blob-{os.getpid()}-{time.monotonic_ns()}")
+            out, h, size = open(tmp, "wb"), hashlib.sha256(), 0
+        else:
+            tmp, out, h, size = partial.path, open(os.dup(partial.fd), "ab"), partial.hasher, partial.have
+        keep = False
         try:
-            with open(tmp, "wb") as out:
+            with out:
                 if on_open:
                     on_open(tmp)
                 while True:
-                    chunk = stream.read(1 << 20)
+                    try:
+                        chunk = stream.read(1 << 20)
+                    except BaseException:
+                        keep = partial is not None  # what arrived is good so far: the next pull goes on from it
+                        raise
                     if not chunk:
                         break
                     h.update(chunk)
@@ -144,20 +168,84 @@ class ImageStore:
             os.rename(tmp, final)
             return digest, size, added
         finally:
-            if os.path.exists(tmp):
+            if not keep and os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def open_partial(self, digest: str, size: int) -> Partial | None:
+        """The file a download of ``digest`` writes to and that outlives a broken or killed pull
+        (``tmp/partial-HEX``), locked for this process, with what it holds already hashed; None
+        when another process is downloading that blob now. A file longer than ``size`` starts over."""
+        import fcntl
+        import hashlib
+        os.makedirs(self.paths.tmp, exist_ok=True)
+        path = os.path.join(self.paths.tmp, f"partial-{digest.removeprefix('sha256:')}")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            st = os.fstat(fd)
+            try:
+                here = os.stat(path)
+            except FileNotFoundError:
+                here = None
+            if here is None or (here.st_ino, here.st_dev) != (st.st_ino, st.st_dev):
+                os.close(fd)  # finished (renamed into place) or dropped by its holder before we locked it
+                return self.open_partial(digest, size)
+            if st.st_size > size:
+                os.ftruncate(fd, 0)
+            h, have = hashlib.sha256(), 0
+            while chunk := os.pread(fd, 1 << 20, have):
+                h.update(chunk)
+                have += len(chunk)
+        except BaseException:
+            os.close(fd)
+            raise
+        return Partial(path, fd, h, have)
 
     def sweep_tmp(self) -> None:
         """Remove what processes that are gone left half-written: temporary blobs, and layer
-        directories being unpacked or removed (a killed pull, load or rmi)."""
+        directories being unpacked or removed (a killed pull, load or rmi); and the partial
+        downloads nobody went on with for ``PARTIAL_DAYS``."""
         for name in _dead_owners(self.paths.tmp, "blob"):
             try:
                 os.unlink(os.path.join(self.paths.tmp, name))
             except OSError:
                 pass
+        self.drop_partials(PARTIAL_DAYS * 86400)
         doomed = [os.path.join(self.paths.layers, n) for n in _dead_owners(self.paths.layers, ".tmp", ".del")]
         if doomed:
             self.userns_call(remove_trees, doomed)
+
+    def drop_partials(self, older_than: float = 0) -> int:
+        """Remove the partial downloads untouched for ``older_than`` seconds that no pull is
+        going on with now; the bytes freed."""
+        import fcntl
+        before = time.time() - older_than
+        try:
+            names = [n for n in os.listdir(self.paths.tmp) if n.startswith("partial-")]
+        except FileNotFoundError:
+            return 0
+        freed = 0
+        for name in names:
+            path = os.path.join(self.paths.tmp, name)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if st.st_mtime <= before:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # not one being downloaded now
+                    os.unlink(path)
+                    freed += st.st_size
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        return freed
 
     def put_blob_bytes(self, data: bytes) -> tuple[str, bool]:
         import io

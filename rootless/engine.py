@@ -192,7 +192,8 @@ def history(ctx: Context, name: str) -> list[HistoryRow]:
 
 
 def image_prune(ctx: Context, all_: bool) -> tuple[list[str], int]:
-    """Remove dangling images (``-a``: every image no container uses); (lines, bytes reclaimed)."""
+    """Remove dangling images (``-a``: every image no container uses) and partial downloads;
+    (lines, bytes reclaimed)."""
     from rootless import state
     used = {r.get("spec", {}).get("image_id") for r in state.all_records(ctx.paths)}
     lines, reclaimed = [], 0
@@ -205,6 +206,7 @@ def image_prune(ctx: Context, all_: bool) -> tuple[list[str], int]:
             continue
         lines += out
         reclaimed += rec.get("size", 0)
+    reclaimed += ctx.store.drop_partials()  # what broken-off pulls downloaded, kept for going on
     return lines, reclaimed
 
 

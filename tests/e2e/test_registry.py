@@ -284,8 +284,8 @@ def test_zstd_layer(bb, registry):
 
 
 def test_killed_pull_leaves_no_image_and_resumes(bb, registry):
-    """A pull killed while its big layer downloads: no image, no half blob; the next pull keeps the
-    layers that were finished ("Already exists") and completes."""
+    """A pull killed while its big layer downloads: no image; the next pull keeps the layers that
+    were finished ("Already exists"), goes on with the big one from where it was, and completes."""
     import signal
     import subprocess
     import time
@@ -302,20 +302,29 @@ def test_killed_pull_leaves_no_image_and_resumes(bb, registry):
     small_blob, big_blob = big["layers"][0]["blob"], big["layers"][1]["blob"]
     bb("rmi", "-f", ref, "busybox")
     assert not (bb.root / "blobs" / "sha256" / small_blob[7:]).exists()
+    partial = bb.root / "tmp" / f"partial-{big_blob[7:]}"
+
+    def far_enough() -> bool:
+        return (bb.root / "blobs" / "sha256" / small_blob[7:]).exists() and \
+            partial.exists() and partial.stat().st_size >= 1 << 20
+
     p = subprocess.Popen(rootless_argv() + ["pull", ref], env=bb.env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while not (bb.root / "blobs" / "sha256" / small_blob[7:]).exists() and time.monotonic() < deadline:
+    while not far_enough() and time.monotonic() < deadline:
         time.sleep(0.002)
     p.send_signal(signal.SIGKILL)
     p.wait()
     if (bb.root / "blobs" / "sha256" / big_blob[7:]).exists():
         pytest.skip("the big layer finished before the pull could be killed (a very fast disk)")
     assert bb("images", "-q").out == ""  # no partial image is visible
+    kept = partial.stat().st_size
+    assert kept >= 1 << 20
     r = bb("pull", ref)
     assert f"{small_blob[7:19]}: Already" in r.err  # exists (unpacked) or downloaded (not yet unpacked)
     assert f"{small_blob[7:19]}: Download complete" not in r.err
-    assert f"{big_blob[7:19]}: Pull complete" in r.err
+    assert f"{big_blob[7:19]}: Resuming download at {kept / 1e6:.1f}MB" in r.err  # the half blob goes on
+    assert f"{big_blob[7:19]}: Pull complete" in r.err and not partial.exists()
     assert image_id(bb, ref) == big["id"]
     assert bb.leftovers() == []  # the killed pull's temporary blob was swept
     assert bb("run", "--rm", "--network", "none", ref, "sh", "-c", "wc -c < /big").out.strip() == "300000000"
@@ -467,14 +476,24 @@ def test_a_download_that_breaks_off_goes_on_from_where_it_stopped(bb, registry):
             bb("rmi", theirs)
         finally:
             proxy.stop()
+    partial = bb.root / "tmp" / f"partial-{layer[7:]}"
     proxy = FaultyProxy(registry, cut={f"/blobs/{layer}": 100}, ignore_range=True)
     try:
         bb.configure(insecure=(registry.host, proxy.host))
-        r = bb("pull", f"{proxy.host}/rt/broken-off:1", expect=125)
-        assert "broke off 6 times" in r.err and f"{proxy.host}/rt/broken-off:1" in r.err
-        assert bb("images", "-q").out == "" and bb.leftovers() == []
+        for pruned in (False, True):
+            r = bb("pull", f"{proxy.host}/rt/broken-off:1", expect=125)
+            assert "broke off 6 times" in r.err and f"{proxy.host}/rt/broken-off:1" in r.err
+            assert bb("images", "-q").out == "" and bb.leftovers() == []
+            assert partial.stat().st_size == size // 2  # what arrived is kept for the next pull
+            if not pruned:
+                r = bb("image", "prune", "-f")
+                assert r.out.strip().endswith(f"Total reclaimed space: {size // 2 / 1e6:.3g}MB"), r.out
+                assert not partial.exists()
     finally:
         proxy.stop()
+    r = bb("pull", f"{registry.host}/rt/broken-off:1")  # goes on from there
+    assert f"{layer[7:19]}: Resuming download at {size // 2 / 1e6:.1f}MB of {size / 1e6:.1f}MB" in r.err
+    assert image_id(bb, f"{registry.host}/rt/broken-off:1") == rec["id"] and not partial.exists()
 
 
 def test_blobs_served_from_elsewhere_are_followed(bb, registry):

@@ -324,3 +324,72 @@ def test_sweep_removes_what_dead_pulls_left(store, paths):
     assert not any(os.path.exists(d) for d in left)
     assert all(os.path.isdir(d) for d in kept)
     assert os.listdir(paths.tmp) == [f"blob-{live}-5"]
+
+
+# ---- partial downloads kept across pulls ----------------------------------------------------------
+class _Breaking(io.RawIOBase):
+    """``data``, then a connection error."""
+
+    def __init__(self, data: bytes):
+        self.data = io.BytesIO(data)
+
+    def read(self, n=-1):
+        chunk = self.data.read(n)
+        if not chunk:
+            raise ConnectionResetError("reset by peer")
+        return chunk
+
+
+def test_a_broken_download_is_kept_and_gone_on_with(store, paths):
+    data = os.urandom(3_000_000)
+    digest = sha(data)
+    part = store.open_partial(digest, len(data))
+    assert part.have == 0
+    with pytest.raises(ConnectionResetError):
+        store.put_blob(_Breaking(data[:1_200_000]), expected=digest, expected_size=len(data), partial=part)
+    part.close()
+    again = store.open_partial(digest, len(data))
+    assert again.have == 1_200_000 and again.hasher.hexdigest() == hashlib.sha256(data[:1_200_000]).hexdigest()
+    assert store.put_blob(io.BytesIO(data[1_200_000:]), expected=digest, expected_size=len(data),
+                          partial=again) == (digest, len(data), True)
+    again.close()
+    assert store.read_blob(digest) == data and os.listdir(paths.tmp) == []
+
+
+def test_a_partial_download_is_one_process_at_a_time(store, paths):
+    data = b"y" * 1000
+    part = store.open_partial(sha(data), len(data))
+    assert store.open_partial(sha(data), len(data)) is None  # locked: another pull downloads alone
+    part.close()
+    assert store.open_partial(sha(data), len(data)) is not None
+
+
+def test_a_wrong_partial_download_is_dropped(store, paths):
+    data = os.urandom(100_000)
+    part = store.open_partial(sha(data), len(data))
+    os.write(part.fd, b"garbage" * 100)
+    part.close()
+    part = store.open_partial(sha(data), len(data))
+    assert part.have == 700
+    with pytest.raises(InvalidImage, match="does not match"):
+        store.put_blob(io.BytesIO(data[700:]), expected=sha(data), expected_size=len(data), partial=part)
+    part.close()
+    assert os.listdir(paths.tmp) == []  # the next pull starts afresh
+    part = store.open_partial(sha(data), 10)
+    os.write(part.fd, data[:500])
+    part.close()
+    assert store.open_partial(sha(data), 10).have == 0  # longer than the blob: starts over
+
+
+def test_old_or_pruned_partial_downloads_are_removed_unless_in_use(store, paths):
+    old, fresh, busy = (store.open_partial(sha(b"%d" % i), 100) for i in range(3))
+    for p in (old, fresh, busy):
+        os.write(p.fd, b"z" * 10)
+    old.close()
+    fresh.close()
+    os.utime(old.path, (0, 0))
+    store.sweep_tmp()  # only what nobody went on with for days
+    assert sorted(os.listdir(paths.tmp)) == sorted(os.path.basename(p.path) for p in (fresh, busy))
+    assert store.drop_partials() == 10  # as image prune: every one not in use
+    assert os.listdir(paths.tmp) == [os.path.basename(busy.path)]
+    busy.close()
