@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections import namedtuple
 
 from layers import auth, manifest, reference
@@ -58,10 +59,10 @@ def fetch_manifest(client: Client, ref: reference.Reference, platform: manifest.
 
 
 def fetch_blob(client: Client, store: ImageStore, desc: manifest.Descriptor, what: str, progress=None,
-               on_open=None, say=None) -> None:
+               on_open=None, say=None, stop=None) -> None:
     """Download ``desc`` into the store, verified; nothing if the store has it. What an earlier,
     broken or killed, download of it left is gone on from (``say`` tells so). ``on_open(path)``:
-    see :meth:`ImageStore.put_blob`."""
+    see :meth:`ImageStore.put_blob`; ``stop``: an event that makes the download give up."""
     if store.has_blob(desc.digest):
         return
     if manifest.is_foreign(desc) and desc.urls:
@@ -74,7 +75,7 @@ def fetch_blob(client: Client, store: ImageStore, desc: manifest.Descriptor, wha
         start = partial.have if partial else 0
         if start and say:
             say(f"{desc.digest[7:19]}: Resuming download at {_mb(start)} of {_mb(desc.size)}")
-        body = _Resuming(client, f"/v2/{client.repository}/blobs/{desc.digest}", desc.size, what, start)
+        body = _Resuming(client, f"/v2/{client.repository}/blobs/{desc.digest}", desc.size, what, start, stop)
         try:
             store.put_blob(_Counting(body, desc, progress, start) if progress else body, expected=desc.digest,
                            expected_size=desc.size, what=f"{client.ref_text} {what}", on_open=on_open,
@@ -98,8 +99,8 @@ class _Resuming:
 
     RETRIES = 5
 
-    def __init__(self, client: Client, path: str, size: int, what: str, start: int = 0):
-        self.client, self.path, self.size, self.what = client, path, size, what
+    def __init__(self, client: Client, path: str, size: int, what: str, start: int = 0, stop=None):
+        self.client, self.path, self.size, self.what, self.stop = client, path, size, what, stop
         self.done, self.skip, self.breaks = start, 0, 0
         self.body = None
         if start < size:
@@ -108,6 +109,8 @@ class _Resuming:
     def read(self, n: int = -1) -> bytes:
         import http.client
         while self.body is not None:
+            if self.stop is not None and self.stop.is_set():
+                raise RegistryError(f"{self.client.ref_text} ({self.what}): the pull stopped")
             try:
                 data = self.body.read(n)
             except (OSError, http.client.HTTPException) as e:
@@ -308,6 +311,9 @@ class _Streamer:
         self.failed: dict[str, BaseException] = {}
         self.unpacked: dict[str, list[tuple[LayerRef, dict]]] = {}  # blob -> unpacked layers waiting for it
         self.jobs: list[dict] = []
+        self.stop = threading.Event()  # the pull failed or was interrupted: downloads give up
+        self.lock = threading.Lock()  # download threads' events against closing the wake-up pipe
+        self.closed = False
 
     def run(self) -> None:
         import queue
@@ -341,25 +347,33 @@ class _Streamer:
             for blob in self.by_blob:
                 if blob not in self.verified and blob not in self.failed:
                     self.failed[blob] = RegistryError("pull interrupted")
-            pool.shutdown(wait=True, cancel_futures=True)
+            # After a failure (or ctrl-C) downloads stop at their next read, and are not waited
+            # for: one stalled on a slow network must not hold the command. What they wrote
+            # stays for the next pull to go on from.
+            self.stop.set()
+            pool.shutdown(wait=ok, cancel_futures=True)
             for w in self.workers:
                 w.close()
             self.sel.close()
-            os.close(self.wake_r)
-            os.close(self.wake_w)
+            with self.lock:
+                self.closed = True
+                os.close(self.wake_r)
+                os.close(self.wake_w)
             if not ok:
                 self.store.discard_unpacked(self.jobs)
 
     # ---- download threads ----
     def _event(self, item) -> None:
-        self.events.put(item)
-        os.write(self.wake_w, b"x")
+        with self.lock:
+            if not self.closed:
+                self.events.put(item)
+                os.write(self.wake_w, b"x")
 
     def _fetch(self, blob: str) -> None:
         try:
             fetch_blob(self.client, self.store, self.descs[blob], f"layer {blob[7:19]}",
                        getattr(self.say, "progress", None), on_open=lambda path: self._event(("growing", blob, path)),
-                       say=self.say)
+                       say=self.say, stop=self.stop)
             self._event(("verified", blob, None))
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
             self._event(("failed", blob, e))

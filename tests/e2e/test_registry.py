@@ -521,16 +521,8 @@ def test_layers_unpack_while_their_blobs_download(bb, registry):
 
     from tests.conftest import rootless_argv
     from tests.registryd import FaultyProxy
-    bb("run", "--name", "halves", "--network", "none", "busybox", "sh", "-c",
-       "mkdir /d && for i in 1 2 3 4 5 6 7 8; do head -c 1000000 /dev/urandom > /d/f$i; done")
-    ref = f"{registry.host}/rt/halves:1"
-    bb("commit", "halves", ref)
-    bb("rm", "halves")
-    bb("push", "-q", ref)
-    rec = next(r for r in json.loads((bb.root / "images.json").read_text())["images"].values()
-               if ref in r["repo_tags"])
+    rec = _pushed_eight_megabytes(bb, registry, "halves")
     blob, diff_id = rec["layers"][1]["blob"], rec["layers"][1]["diff_id"]
-    bb("rmi", ref)
     gate = threading.Event()
     proxy = FaultyProxy(registry, stall={f"/blobs/{blob}": gate})
     try:
@@ -552,6 +544,60 @@ def test_layers_unpack_while_their_blobs_download(bb, registry):
         proxy.stop()
     assert bb.leftovers() == []
     out = bb("run", "--rm", "--network", "none", f"{proxy.host}/rt/halves:1", "sh", "-c", "cat /d/* | wc -c").out
+    assert out.strip() == "8000000"
+
+
+def _pushed_eight_megabytes(bb, registry, name: str) -> dict:
+    """busybox and a layer of eight 1 MB random files, pushed as rt/NAME:1, not kept locally."""
+    bb("run", "--name", name, "--network", "none", "busybox", "sh", "-c",
+       "mkdir /d && for i in 1 2 3 4 5 6 7 8; do head -c 1000000 /dev/urandom > /d/f$i; done")
+    ref = f"{registry.host}/rt/{name}:1"
+    bb("commit", name, ref)
+    bb("rm", name)
+    bb("push", "-q", ref)
+    rec = next(r for r in json.loads((bb.root / "images.json").read_text())["images"].values()
+               if ref in r["repo_tags"])
+    bb("rmi", ref)
+    return rec
+
+
+def test_ctrl_c_stops_a_stalled_pull_at_once_and_the_next_goes_on(bb, registry):
+    """A pull whose layer download stalls halfway is interrupted (SIGINT, as ctrl-C): it exits 130
+    without waiting for the stalled download, leaves no image and no half-unpacked layer, keeps
+    the half blob; the next pull goes on from there."""
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    from tests.conftest import rootless_argv
+    from tests.registryd import FaultyProxy
+    rec = _pushed_eight_megabytes(bb, registry, "stalled")
+    blob = rec["layers"][1]["blob"]
+    size = registry.blob_path(blob).stat().st_size
+    partial = bb.root / "tmp" / f"partial-{blob[7:]}"
+    kept = (size // 2) >> 20 << 20  # the proxy sends half; the pull writes whole megabytes
+    gate = threading.Event()
+    proxy = FaultyProxy(registry, stall={f"/blobs/{blob}": gate})
+    try:
+        bb.configure(insecure=(registry.host, proxy.host))
+        p = subprocess.Popen(rootless_argv() + ["pull", f"{proxy.host}/rt/stalled:1"], env=bb.env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not (partial.exists() and partial.stat().st_size == kept) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert partial.stat().st_size == kept
+        p.send_signal(signal.SIGINT)
+        assert p.wait(60) == 130 and not gate.is_set()  # ended while the download still stalled
+        assert bb("images", "--format", "{{.Repository}}").out.split() == ["busybox"] and bb.leftovers() == []
+        assert partial.stat().st_size == kept
+    finally:
+        gate.set()
+        proxy.stop()
+    r = bb("pull", f"{registry.host}/rt/stalled:1")
+    assert f"{blob[7:19]}: Resuming download at {kept / 1e6:.1f}MB" in r.err
+    assert image_id(bb, f"{registry.host}/rt/stalled:1") == rec["id"]
+    out = bb("run", "--rm", "--network", "none", f"{registry.host}/rt/stalled:1", "sh", "-c", "cat /d/* | wc -c").out
     assert out.strip() == "8000000"
 
 
