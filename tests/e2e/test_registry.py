@@ -665,15 +665,28 @@ def test_foreign_layer_comes_from_its_urls(bb, registry):
         httpd.server_close()
 
 
-# ---- interoperability with podman -------------------------------------------------------------------
+# ---- interoperability with podman and skopeo (CI installs both) -----------------------------------
+def _tool(name: str, argv_tail: tuple[str, ...] = (), env: dict | None = None):
+    """A runner of the installed tool ``name`` (the test is skipped where it is not): ``run(*args,
+    check=True)`` fails the test with the tool's stderr when it fails."""
+    import shutil
+    import subprocess
+    exe = shutil.which(name)
+    if not exe:
+        pytest.skip(f"{name} is not installed (the cross-check runs where it is)")
+
+    def run(*args, check=True):
+        cp = subprocess.run([exe, *argv_tail, *args], env=env, capture_output=True, text=True, timeout=120)
+        if check and cp.returncode:
+            pytest.fail(f"{name} {' '.join(args)}: {cp.stderr}")
+        return cp
+    return run
+
+
 @pytest.fixture
 def podman(tmp_path):
     """podman with its own storage, runtime dir and config (runc, cgroupfs: hybrid cgroups here)."""
     import shutil
-    import subprocess
-    exe = shutil.which("podman")
-    if not exe:
-        pytest.skip("podman is not installed (the cross-check runs where it is)")
     base = tmp_path / "podman"
     (base / "xdg").mkdir(parents=True, mode=0o700)
     conf = base / "containers.conf"
@@ -683,16 +696,14 @@ def podman(tmp_path):
                REGISTRY_AUTH_FILE=str(base / "auth.json"))
     import tempfile
     runroot = tempfile.mkdtemp(prefix="pmrun-")  # podman wants a runroot under 50 characters
-    argv = [exe, "--root", str(base / "root"), "--runroot", runroot, "--storage-driver", "vfs"]
-
-    def pm(*args, check=True):
-        cp = subprocess.run(argv + list(args), env=env, capture_output=True, text=True, timeout=120)
-        if check and cp.returncode:
-            pytest.fail(f"podman {' '.join(args)}: {cp.stderr}")
-        return cp
-    probe = pm("info", check=False)
-    if probe.returncode:
-        pytest.skip(f"podman does not work here: {probe.stderr.strip().splitlines()[-1:]}")
+    try:
+        pm = _tool("podman", ("--root", str(base / "root"), "--runroot", runroot, "--storage-driver", "vfs"), env)
+        probe = pm("info", check=False)
+        if probe.returncode:
+            pytest.skip(f"podman does not work here: {probe.stderr.strip().splitlines()[-1:]}")
+    except BaseException:  # skipped
+        shutil.rmtree(runroot, ignore_errors=True)
+        raise
     yield pm
     pm("unshare", "rm", "-rf", str(base / "root"), check=False)
     pm("system", "migrate", check=False)
@@ -722,21 +733,10 @@ def test_podman_pulls_what_we_push_and_we_pull_what_podman_pushes(bb, images, re
 # ---- interoperability with skopeo -------------------------------------------------------------------
 @pytest.fixture
 def skopeo(tmp_path):
-    import shutil
-    import subprocess
-    exe = shutil.which("skopeo")
-    if not exe:
-        pytest.skip("skopeo is not installed (the cross-check runs where it is)")
     auth = tmp_path / "skopeo-auth.json"
     auth.write_text('{"auths": {}}')
-
-    def run(*args):
-        cp = subprocess.run([exe, *args], capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, REGISTRY_AUTH_FILE=str(auth)))
-        if cp.returncode:
-            pytest.fail(f"skopeo {' '.join(args)}: {cp.stderr}")
-        return cp.stdout
-    return run
+    run = _tool("skopeo", env=dict(os.environ, REGISTRY_AUTH_FILE=str(auth)))
+    return lambda *args: run(*args).stdout
 
 
 def test_skopeo_copies_what_we_push_and_we_pull_what_skopeo_pushes(bb, images, registry, skopeo, tmp_path):
