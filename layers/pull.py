@@ -344,9 +344,6 @@ class _Streamer:
         finally:
             for w in self.busy:  # a helper in the middle of a job does not read its stop message
                 os.kill(w.pid, 9)
-            for blob in self.by_blob:
-                if blob not in self.verified and blob not in self.failed:
-                    self.failed[blob] = RegistryError("pull interrupted")
             # After a failure (or ctrl-C) downloads stop at their next read, and are not waited
             # for: one stalled on a slow network must not hold the command. What they wrote
             # stays for the next pull to go on from.
