@@ -289,14 +289,15 @@ def _detach_from_terminal() -> None:
 
 
 def _finish(plan: LaunchPlan, code: int, error: str) -> None:
-    """Record the exit (or remove the container with --rm), then remove the runtime files."""
+    """Remove the runtime files (and the container with --rm), then record the exit: a ``start``
+    right after ``stop`` returns makes the runtime directory anew, and it must stay its own."""
+    _cleanup(plan)
     if not plan.spec.remove:
         try:
             state.update_state(plan.paths, plan.spec.id, status="exited", pid=0, exit_code=code, error=error,
                                finished_at=state.now_iso(), keeper=0, net={})
         except (OSError, RootlessError):
             pass
-    _cleanup(plan)
 
 
 def _cleanup(plan: LaunchPlan) -> None:

@@ -356,3 +356,19 @@ def test_pid_start_time_with_parentheses_in_the_command_name(tmp_path):
 
 def test_pid_start_time_of_a_missing_process():
     assert state.pid_start_time(2**22 + 1) == ""  # above pid_max's largest possible value
+
+
+def test_a_keeper_removes_its_runtime_files_before_it_records_the_exit(tmp_path, monkeypatch):
+    """``stop`` returns once the exit is recorded and a ``start`` may make the runtime directory
+    anew at once (restart): by then the old keeper must be done removing it."""
+    from types import SimpleNamespace
+
+    from rootless import child
+    run_dir = tmp_path / "run" / "c1"
+    (run_dir / "sub").mkdir(parents=True)
+    seen = []
+    monkeypatch.setattr(child.state, "update_state", lambda *a, **kw: seen.append((run_dir.exists(), kw["status"])))
+    plan = SimpleNamespace(spec=SimpleNamespace(id="c1", remove=False), paths=None, run_dir=str(run_dir),
+                           remove_dirs=())
+    child._finish(plan, 3, "")
+    assert seen == [(False, "exited")]
