@@ -1,5 +1,6 @@
-"""Images: the content-addressed store, safe unpacking, overlay mounts and archives.
+"""Images: references, manifests, the registry client (pull, push, auth), the content-addressed
+store, safe unpacking, whiteouts, overlay mounts, commit and archives (docker-archive, OCI).
 
-Imports only the base modules of :mod:`rootless` (errors, proc, atomic, locking,
-paths); never the runtime.
+Imports only :mod:`rootless.base`; never :mod:`netstack`, the runtime or anything above. What
+must run in a user namespace (unpacking, removing trees) is handed in as a callable.
 """

@@ -23,7 +23,7 @@ from typing import BinaryIO
 from layers import manifest as manifest_types
 from layers import reference, tarsafe
 from layers.store import ImageStore, LayerRef, now_iso, sha256_bytes
-from rootless.errors import InvalidImage, UsageError
+from rootless.base.errors import InvalidImage, UsageError
 
 MT_LAYER_TAR = manifest_types.OCI_LAYER
 MT_LAYER_GZIP = manifest_types.OCI_LAYER_GZIP

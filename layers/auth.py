@@ -11,8 +11,8 @@ import base64
 import json
 import os
 
-from rootless import atomic, locking
-from rootless.errors import RootlessError
+from rootless.base import atomic, locking
+from rootless.base.errors import RootlessError
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 

@@ -18,7 +18,7 @@ import os
 import stat
 
 from layers import whiteout
-from rootless.errors import RootlessError
+from rootless.base.errors import RootlessError
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import posixpath
 
-from rootless.errors import UsageError
+from rootless.base.errors import UsageError
 
 SUPPORTED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "VOLUME", "WORKDIR", "STOPSIGNAL")
 _PROTOCOLS = ("tcp", "udp", "sctp")

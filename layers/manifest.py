@@ -9,7 +9,7 @@ import json
 import platform as _platform
 from collections import namedtuple
 
-from rootless.errors import InvalidImage, UsageError
+from rootless.base.errors import InvalidImage, UsageError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

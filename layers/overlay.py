@@ -17,9 +17,9 @@ import time
 from collections import namedtuple
 
 from layers import whiteout
-from rootless import atomic, proc, syscalls
-from rootless.errors import HostError, RootlessError
-from rootless.paths import Paths
+from rootless.base import atomic, proc, syscalls
+from rootless.base.errors import HostError, RootlessError
+from rootless.base.paths import Paths
 
 METHODS = ("kernel", "fuse", "copy")
 PROBE_VERSION = 1

@@ -18,7 +18,7 @@ from collections import namedtuple
 from layers import auth, manifest, reference
 from layers.registry import Client, RegistryError
 from layers.store import ImageStore, LayerRef
-from rootless.errors import InvalidImage
+from rootless.base.errors import InvalidImage
 
 PARALLEL = 4
 Pulled = namedtuple("Pulled", "image digest reference")

@@ -16,7 +16,7 @@ from layers import manifest, reference
 from layers.pull import client_for
 from layers.registry import Client, RegistryError
 from layers.store import ImageStore
-from rootless.errors import RootlessError
+from rootless.base.errors import RootlessError
 
 CHUNK = 64 << 20
 Pushed = namedtuple("Pushed", "digest size reference")

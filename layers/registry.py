@@ -17,7 +17,7 @@ import threading
 import time
 from collections import namedtuple
 
-from rootless.errors import RootlessError
+from rootless.base.errors import RootlessError
 
 USER_AGENT = "rootless/0.1"
 RETRIES = 4

@@ -18,7 +18,7 @@ import time
 
 from layers import manifest, reference
 from layers.store import ImageStore
-from rootless.errors import UsageError
+from rootless.base.errors import UsageError
 
 FORMATS = ("docker-archive", "oci-archive")
 

@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Iterable
 
 from layers import reference
-from rootless import atomic, locking
-from rootless.errors import Conflict, ImageNotFound, RootlessError
-from rootless.paths import Paths
+from rootless.base import atomic, locking
+from rootless.base.errors import Conflict, ImageNotFound, RootlessError
+from rootless.base.paths import Paths
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class ImageStore:
         """
         import hashlib
 
-        from rootless.errors import InvalidImage
+        from rootless.base.errors import InvalidImage
         if partial is None:
             os.makedirs(self.paths.tmp, exist_ok=True)
             tmp = os.path.join(self.paths.tmp, f"blob-{os.getpid()}-{time.monotonic_ns()}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 import tarfile
 
-from rootless.errors import InvalidImage
+from rootless.base.errors import InvalidImage
 
 
 def clean_name(name: str, what: str) -> str:

@@ -21,7 +21,7 @@ import zlib
 from typing import BinaryIO
 
 from layers import tarsafe, whiteout
-from rootless.errors import InvalidImage, RootlessError
+from rootless.base.errors import InvalidImage, RootlessError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20

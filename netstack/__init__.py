@@ -1,5 +1,6 @@
-"""Container networking: slirp4netns, port forwarding, links and /etc files.
+"""Container networking: ``--network``/``-p``/``--link``/``--dns`` parsing, slirp4netns (process,
+feature probe, API socket), published ports and the built-in relay, links (veth over netlink),
+loopback, and the generated /etc/hosts, /etc/resolv.conf and /etc/hostname.
 
-Empty for now: the foundation only offers ``--network none|host``, which the
-runtime handles itself. slirp4netns, published ports and links land here.
+Imports only :mod:`rootless.base`; never :mod:`layers`, the runtime or anything above.
 """

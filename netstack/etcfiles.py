@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from rootless.atomic import read_text
+from rootless.base.atomic import read_text
 
 HOST_RESOLV = "/etc/resolv.conf"
 HOST_HOSTS = "/etc/hosts"

@@ -79,7 +79,7 @@ def setup(links) -> list[tuple[socket.socket, str, int, str]]:
     ``(socket, linked door directory, port, proto)`` for the relay. Returns in the container's
     namespace."""
     from netstack import netlink
-    from rootless import syscalls
+    from rootless.base import syscalls
     own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     nl = netlink.route_socket()
     ctl_own = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -13,7 +13,7 @@ import socket
 from collections import namedtuple
 
 from netstack.spec import PortMapping
-from rootless.errors import RootlessError
+from rootless.base.errors import RootlessError
 
 # A published port once bound: where (host) and to what (container); ``sock`` for the relay.
 Bound = namedtuple("Bound", "host_ip host_port container_port proto sock")

@@ -15,7 +15,7 @@ import signal
 import time
 from collections import namedtuple
 
-from rootless.errors import RootlessError
+from rootless.base.errors import RootlessError
 
 GUEST_IP = "10.0.2.100"
 GATEWAY = "10.0.2.2"
@@ -40,12 +40,12 @@ def probe(exe: str, cache_file: str | None = None) -> Features:
                 return Features(exe, cached["version"], cached["libslirp"], tuple(cached["options"]))
         except (OSError, ValueError, KeyError):
             pass
-    from rootless import proc
+    from rootless.base import proc
     version = proc.run([exe, "--version"], timeout=10).stdout.decode(errors="replace")
     helptext = proc.run([exe, "--help"], timeout=10).stdout.decode(errors="replace")
     feats = parse_probe(exe, version, helptext)
     if cache_file:
-        from rootless.atomic import write_json
+        from rootless.base.atomic import write_json
         try:
             write_json(cache_file, {"key": key, "version": feats.version, "libslirp": feats.libslirp,
                                     "options": list(feats.options)})

@@ -6,7 +6,7 @@ import json
 import os
 import socket
 
-from rootless.errors import RootlessError
+from rootless.base.errors import RootlessError
 
 
 def request(directory: str, name: str, execute: str, arguments: dict | None = None, timeout: float = 5.0) -> dict:

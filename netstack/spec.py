@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from rootless.errors import UsageError
+from rootless.base.errors import UsageError
 
 # host_port 0: any free port; host_end: the last port of a host range (== host_port otherwise).
 PortMapping = namedtuple("PortMapping", "host_ip host_port host_end container_port proto")

@@ -36,7 +36,7 @@ min and max in milliseconds):
 Then a separate set of N ``rootless run`` runs with ``ROOTLESS_TIMING`` set
 (so the main figure is not measured with it) gives the breakdown of a run
 into phases from the marks ``rootless`` records (CLOCK_MONOTONIC, see
-``rootless/timing.py``). What happens before the ``main`` mark (interpreter
+``rootless/base/timing.py``). What happens before the ``main`` mark (interpreter
 start and imports) and after ``done`` (interpreter exit) is not observable
 from the inside; it is reported as the wall time minus ``main -> done``.
 
@@ -57,7 +57,7 @@ by default), measures what a container costs once it outlives a command:
 ``ps -a 500``
     ``rootless ps -a`` with 500 containers in the store (target: under
     300 ms): one made by ``rootless create``, 499 more records written with the
-    project's own ``rootless.state.create`` (``rootless create`` one by one
+    project's own ``rootless.runtime.state.create`` (``rootless create`` one by one
     would take some 20 s), with that container's image, layers, command and
     environment.
 ``exec``
@@ -500,11 +500,12 @@ def kb_to_mb(kb: float) -> float:
 
 
 def repo_modules():
-    """``rootless.paths``, ``rootless.spec`` and ``rootless.state`` of this repository."""
+    """``rootless.base.paths``, ``rootless.runtime.spec`` and ``rootless.runtime.state`` of this repository."""
     root = os.path.dirname(HERE)
     if root not in sys.path:
         sys.path.insert(0, root)
-    from rootless import paths, spec, state
+    from rootless.base import paths
+    from rootless.runtime import spec, state
     return paths, spec, state
 
 
@@ -645,7 +646,7 @@ def measure_run_stop(start, stop, remove, env: dict[str, str], runs: int) -> dic
 
 def fill_store(lc: Lifecycle, count: int) -> list[str]:
     """``count`` containers in the store: one from ``rootless create``, the rest written with
-    ``rootless.state.create`` from its image, layers and command. The ids written."""
+    ``rootless.runtime.state.create`` from its image, layers and command. The ids written."""
     paths_mod, spec_mod, state_mod = repo_modules()
     ref = lc.record(lc.rl("create", "--name", "ps000", "busybox", "true", capture=True)
                     .stdout.decode().strip())

@@ -17,8 +17,8 @@ group("container", "Manage containers.")
 @command("load")
 def load(ctx, input: str = Opt(("-i", "--input"), ..., "docker-archive or OCI layout (tar or directory)")):
     """Load an image from a docker-archive or an OCI layout."""
-    from rootless import engine
-    for line in engine.load(ctx, input):
+    from rootless.engine import images as image_ops
+    for line in image_ops.load(ctx, input):
         print(line)
 
 
@@ -26,8 +26,8 @@ def load(ctx, input: str = Opt(("-i", "--input"), ..., "docker-archive or OCI la
 def import_(ctx, tarball: str = Arg(help="rootfs tarball (plain or gzip)"),
             reference: str = Arg(None, metavar="[REPOSITORY[:TAG]]")):
     """Create an image from a rootfs tarball (one layer)."""
-    from rootless import engine
-    print(engine.import_rootfs(ctx, tarball, reference))
+    from rootless.engine import images as image_ops
+    print(image_ops.import_rootfs(ctx, tarball, reference))
 
 
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
@@ -42,9 +42,9 @@ def images(ctx, quiet: bool = Opt(("-q", "--quiet"), False, "Only show image IDs
            format_: str = Opt(("--format",), None, "Go template, or table TEMPLATE."),
            no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate the ids.")):
     """List images."""
-    from rootless import engine
     from rootless.cli import render
-    rows = engine.images(ctx, filter_)
+    from rootless.engine import images as image_ops
+    rows = image_ops.images(ctx, filter_)
 
     def short(i: str) -> str:
         return i if no_trunc else i[7:19]
@@ -71,9 +71,9 @@ def history(ctx, image: str = Arg(metavar="IMAGE"),
             quiet: bool = Opt(("-q", "--quiet"), False, "Only show image IDs."),
             human: bool = Opt(("-H", "--human"), True, "Human-readable sizes and dates.")):
     """Show the history of an image."""
-    from rootless import engine
     from rootless.cli import render
-    rows = engine.history(ctx, image)
+    from rootless.engine import images as image_ops
+    rows = image_ops.history(ctx, image)
     ident = [r.id if no_trunc or r.id == "<missing>" else r.id[7:19] for r in rows]
     if quiet:
         print("\n".join(ident))
@@ -91,17 +91,17 @@ def save(ctx, images: list[str] = Arg(metavar="IMAGE..."),
          output: str = Opt(("-o", "--output"), None, "Write to FILE (default: stdout, not a terminal)."),
          format_: str = Opt(("--format",), "docker-archive", "docker-archive or oci-archive.")):
     """Save images to a tar archive (load reads it back)."""
-    from rootless import engine
-    engine.save(ctx, images, output, format_)
+    from rootless.engine import images as image_ops
+    image_ops.save(ctx, images, output, format_)
 
 
 @command("image", "prune")
 def image_prune(ctx, all_: bool = Opt(("-a", "--all"), False, "Remove every image no container uses."),
                 force: bool = Opt(("-f", "--force"), False, "Do not ask (there is no prompt).")):
     """Remove unused images (dangling ones; with -a every unused one)."""
-    from rootless import engine
     from rootless.cli import render
-    lines, reclaimed = engine.image_prune(ctx, all_)
+    from rootless.engine import images as image_ops
+    lines, reclaimed = image_ops.image_prune(ctx, all_)
     if lines:
         print("Deleted Images:")
         print("\n".join(lines))
@@ -112,9 +112,9 @@ def image_prune(ctx, all_: bool = Opt(("-a", "--all"), False, "Remove every imag
 @command("system", "df")
 def system_df(ctx):
     """Show disk usage of images and containers."""
-    from rootless import engine
     from rootless.cli import render
-    rows = engine.system_df(ctx)
+    from rootless.engine import system
+    rows = system.system_df(ctx)
 
     def pct(r) -> str:
         return f"{render.human_size(r.reclaimable)} ({100 * r.reclaimable // r.size if r.size else 0}%)"
@@ -126,8 +126,8 @@ def system_df(ctx):
 def rmi(ctx, images: list[str] = Arg(metavar="IMAGE..."),
         force: bool = Opt(("-f", "--force"), False, "Remove even if containers use it.")):
     """Remove images."""
-    from rootless import engine
-    for line in engine.rmi(ctx, images, force):
+    from rootless.engine import images as image_ops
+    for line in image_ops.rmi(ctx, images, force):
         print(line)
 
 
@@ -139,20 +139,20 @@ def pull(ctx, reference: str = Arg(metavar="NAME[:TAG|@DIGEST]"),
          tls_verify: str = Opt(("--tls-verify",), "true", "false: plain HTTP or unverified TLS."),
          creds: str = Opt(("--creds",), None, "USER:PASSWORD for the registry.")):
     """Pull an image from a registry."""
-    from rootless import engine
+    from rootless.engine import images as image_ops
     opts = _registry_options(tls_verify, creds, platform, quiet)
     if all_tags:
-        print("\n".join(engine.pull_all_tags(ctx, reference, opts)))
+        print("\n".join(image_ops.pull_all_tags(ctx, reference, opts)))
     else:
-        print(engine.pull(ctx, reference, opts))
+        print(image_ops.pull(ctx, reference, opts))
 
 
 def _registry_options(tls_verify: str, creds: str | None = None, platform: str | None = None, quiet: bool = False):
-    from rootless import engine
-    from rootless.errors import UsageError
+    from rootless.base.errors import UsageError
+    from rootless.engine import images as image_ops
     if tls_verify not in ("true", "false"):
         raise UsageError(f"--tls-verify takes true or false, not {tls_verify!r}")
-    return engine.RegistryOptions(tls_verify=tls_verify == "true", creds=creds, platform=platform, quiet=quiet)
+    return image_ops.RegistryOptions(tls_verify=tls_verify == "true", creds=creds, platform=platform, quiet=quiet)
 
 
 @command("push")
@@ -162,22 +162,22 @@ def push(ctx, image: str = Arg(metavar="IMAGE"), destination: str = Arg(None, me
          tls_verify: str = Opt(("--tls-verify",), "true", "false: plain HTTP or unverified TLS."),
          creds: str = Opt(("--creds",), None, "USER:PASSWORD for the registry.")):
     """Push an image to a registry."""
-    from rootless import engine
-    from rootless.errors import UsageError
+    from rootless.base.errors import UsageError
+    from rootless.engine import images as image_ops
     opts = _registry_options(tls_verify, creds, quiet=quiet)
     if all_tags:
         if destination:
             raise UsageError("--all-tags pushes each tag to its own name: give no destination")
-        engine.push_all_tags(ctx, image, opts)
+        image_ops.push_all_tags(ctx, image, opts)
     else:
-        engine.push(ctx, image, destination, opts)
+        image_ops.push(ctx, image, destination, opts)
 
 
 @command("tag")
 def tag(ctx, source: str = Arg(metavar="SOURCE_IMAGE"), target: str = Arg(metavar="TARGET_IMAGE[:TAG]")):
     """Give an image another name."""
-    from rootless import engine
-    engine.tag(ctx, source, target)
+    from rootless.engine import images as image_ops
+    image_ops.tag(ctx, source, target)
 
 
 @command("login")
@@ -187,8 +187,8 @@ def login(ctx, registry: str = Arg(metavar="REGISTRY"),
           password_stdin: bool = Opt(("--password-stdin",), False, "Read the password from stdin."),
           tls_verify: str = Opt(("--tls-verify",), "true", "false: plain HTTP or unverified TLS.")):
     """Log in to a registry (the credentials are checked, then saved with mode 0600)."""
-    from rootless import engine
-    from rootless.errors import UsageError
+    from rootless.base.errors import UsageError
+    from rootless.engine import images as image_ops
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     if not username:
@@ -198,16 +198,16 @@ def login(ctx, registry: str = Arg(metavar="REGISTRY"),
         password = getpass.getpass("Password: ")
     if not username or password is None:
         raise UsageError("login needs a user name and a password", "use -u USER --password-stdin")
-    engine.login(ctx, registry, username, password, _registry_options(tls_verify))
+    image_ops.login(ctx, registry, username, password, _registry_options(tls_verify))
     print("Login Succeeded!")
 
 
 @command("logout")
 def logout(ctx, registry: str = Arg(metavar="REGISTRY")):
     """Forget the credentials of a registry."""
-    from rootless import engine
-    from rootless.errors import RootlessError
-    if not engine.logout(ctx, registry):
+    from rootless.base.errors import RootlessError
+    from rootless.engine import images as image_ops
+    if not image_ops.logout(ctx, registry):
         raise RootlessError(f"not logged in to {registry}", exit_code=1)
     print(f"Removed login credentials for {registry}")
 
@@ -245,7 +245,7 @@ def run(ctx,
         detach: bool = Opt(("-d", "--detach"), False, "Run in the background and print the container ID."),
         detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach from a -it session.")):
     """Run a command in a new container."""
-    from rootless import attach, containers
+    from rootless.engine import attach, containers
     result = containers.run(ctx, _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user,
                                               entrypoint, hostname, name, network, init, publish, publish_all,
                                               expose, link, add_host, dns, dns_search, dns_option, mac_address,
@@ -260,7 +260,7 @@ def run(ctx,
 def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname, name,
                  network, init, publish=(), publish_all=False, expose=(), link=(), add_host=(), dns=(),
                  dns_search=(), dns_option=(), mac_address=None, pull="missing", tls_verify="true", platform=None):
-    from rootless.spec import RunOptions
+    from rootless.runtime.spec import RunOptions
     _registry_options(tls_verify)  # checks the value
     if platform:
         from layers import manifest
@@ -277,7 +277,7 @@ def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, u
 @command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))
 def create(ctx, **kw):
     """Create a new container without starting it."""
-    from rootless import containers
+    from rootless.engine import containers
     print(containers.create(ctx, _run_options(**kw))["id"])
 
 
@@ -286,9 +286,9 @@ def start(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
           attach: bool = Opt(("-a", "--attach"), False, "Attach stdout/stderr and wait for the exit."),
           interactive: bool = Opt(("-i", "--interactive"), False, "Attach stdin.")):
     """Start one or more stopped containers."""
-    from rootless import containers
+    from rootless.engine import containers
     if attach and len(containers_) > 1:
-        from rootless.errors import UsageError
+        from rootless.base.errors import UsageError
         raise UsageError("you cannot start and attach multiple containers at once")
     code = 0
     for ref in containers_:
@@ -306,8 +306,8 @@ def start(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
 def _each(ctx, refs: list[str], action) -> int:
     """Apply ``action`` to each container and print its reference; like Docker, an error for one
     container is reported and the others still get done; the exit code is then 1."""
-    from rootless import containers
-    from rootless.errors import RootlessError
+    from rootless.base.errors import RootlessError
+    from rootless.engine import containers
     code = 0
     for ref in refs:
         try:
@@ -323,7 +323,7 @@ def _each(ctx, refs: list[str], action) -> int:
 def stop(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
          time_: int = Opt(("-t", "--time"), None, "Seconds to wait before killing (default 10).")):
     """Stop running containers: the stop signal, then SIGKILL after the grace period."""
-    from rootless import containers
+    from rootless.engine import containers
     return _each(ctx, containers_, lambda rec: containers.stop(ctx, rec, time_))
 
 
@@ -331,7 +331,7 @@ def stop(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
 def restart(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
             time_: int = Opt(("-t", "--time"), None, "Seconds to wait before killing (default 10).")):
     """Restart containers."""
-    from rootless import containers
+    from rootless.engine import containers
     return _each(ctx, containers_, lambda rec: containers.restart(ctx, rec, time_))
 
 
@@ -339,7 +339,7 @@ def restart(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
 def kill(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
          signal_: str = Opt(("-s", "--signal"), "KILL", "Signal to send (name or number).")):
     """Send a signal to running containers."""
-    from rootless import containers
+    from rootless.engine import containers
     return _each(ctx, containers_, lambda rec: containers.kill(ctx, rec, signal_))
 
 
@@ -348,14 +348,14 @@ def rm(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
        force: bool = Opt(("-f", "--force"), False, "Kill and remove a running container."),
        volumes: bool = Opt(("-v", "--volumes"), False, "Remove anonymous volumes too.")):
     """Remove containers."""
-    from rootless import containers
+    from rootless.engine import containers
     return _each(ctx, containers_, lambda rec: containers.remove(ctx, rec, force))
 
 
 @command("wait")
 def wait(ctx, containers_: list[str] = Arg(metavar="CONTAINER...")):
     """Block until containers stop, then print their exit codes."""
-    from rootless import containers
+    from rootless.engine import containers
     for ref in containers_:
         rec = containers.wait(ctx, containers.lookup(ctx, ref))
         print(rec["state"].get("exit_code", 0))
@@ -370,24 +370,19 @@ def exec_(ctx, container: str = Arg(metavar="CONTAINER"), command: list[str] = A
           user: str = Opt(("-u", "--user"), None, "name|uid[:group|gid]"),
           workdir: str = Opt(("-w", "--workdir"), None, "Working directory inside the container.")):
     """Run a command in a running container."""
-    import os as _os
-
-    from rootless import containers, execute, launcher
-    from rootless.spec import merge_env_arg
+    from rootless.engine import containers
     rec = containers.lookup(ctx, container)
-    extra = [e for arg in env for e in merge_env_arg(arg, dict(_os.environ))]
-    return execute.run(rec, list(command), extra, user, workdir, tty, interactive, detach,
-                       ctx.mapping.mode == "single", launcher.terminal_size() if tty else None) or 0
+    return containers.exec_in(ctx, rec, command, env, user, workdir, tty, interactive, detach) or 0
 
 
 @command("top")
 def top(ctx, container: str = Arg(metavar="CONTAINER")):
     """Show the processes of a container (host pids)."""
-    from rootless import containers, views
-    from rootless.cli import render
+    from rootless.cli import render, views
+    from rootless.engine import containers
     rec = containers.lookup(ctx, container)
     if not containers.is_running(rec):
-        from rootless.errors import Conflict
+        from rootless.base.errors import Conflict
         raise Conflict(f"container {rec['id'][:12]} is not running", exit_code=1)
     rows = views.top_rows(rec["state"]["pid"])
     print(render.table(["UID", "PID", "PPID", "STIME", "TIME", "CMD"], rows))
@@ -397,8 +392,9 @@ def top(ctx, container: str = Arg(metavar="CONTAINER")):
 def port(ctx, container: str = Arg(metavar="CONTAINER"),
          private_port: str = Arg(None, metavar="[PRIVATE_PORT[/PROTO]]")):
     """List the port mappings of a container, or the host side of one port."""
-    from rootless import containers, views
-    from rootless.errors import RootlessError
+    from rootless.base.errors import RootlessError
+    from rootless.cli import views
+    from rootless.engine import containers
     rec = containers.lookup(ctx, container)
     lines = views.port_lines(rec, private_port)
     if private_port and not lines:
@@ -415,7 +411,7 @@ def commit(ctx, container: str = Arg(metavar="CONTAINER"), reference: str = Arg(
            change: list[str] = Opt(("-c", "--change"), [], "Dockerfile instruction (CMD, ENV, ...)."),
            pause: bool = Opt(("-p", "--pause"), True, "Accepted for compatibility: commits do not pause.")):
     """Create a new image from a container's changes."""
-    from rootless import containers
+    from rootless.engine import containers
     print(containers.commit(ctx, containers.lookup(ctx, container), reference, author, message, change))
 
 
@@ -425,8 +421,8 @@ def export(ctx, container: str = Arg(metavar="CONTAINER"),
     """Export a container's filesystem as a tar archive."""
     import os as _os
 
-    from rootless import containers
-    from rootless.errors import UsageError
+    from rootless.base.errors import UsageError
+    from rootless.engine import containers
     rec = containers.lookup(ctx, container)
     if output is None and sys.stdout.isatty():
         raise UsageError("cowardly refusing to write a tar archive to a terminal", "use -o FILE or redirect")
@@ -447,8 +443,8 @@ def export(ctx, container: str = Arg(metavar="CONTAINER"),
 @command("cp")
 def cp(ctx, src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST")):
     """Copy files between a container and the host: CONTAINER:PATH HOST_PATH or the reverse."""
-    from rootless import containers
-    from rootless.errors import UsageError
+    from rootless.base.errors import UsageError
+    from rootless.engine import containers
 
     def split(arg: str):
         head, sep, path = arg.partition(":")
@@ -470,8 +466,8 @@ def attach(ctx, container: str = Arg(metavar="CONTAINER"),
            detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach (the container keeps running)."),
            sig_proxy: bool = Opt(("--sig-proxy",), True, "Accepted: signals are proxied without a tty.")):
     """Attach to a running container's input and output."""
-    from rootless import attach as attachmod
-    from rootless import containers
+    from rootless.engine import attach as attachmod
+    from rootless.engine import containers
     rec = containers.lookup(ctx, container)
     return attachmod.attach(ctx, rec, not no_stdin and bool(rec["spec"].get("interactive")),
                             attachmod.parse_detach_keys(detach_keys)) or 0
@@ -480,14 +476,14 @@ def attach(ctx, container: str = Arg(metavar="CONTAINER"),
 @command("mount")
 def mount(ctx, container: str = Arg(metavar="CONTAINER")):
     """Print a path to a container's root filesystem (chroot-like access from the host)."""
-    from rootless import containers
+    from rootless.engine import containers
     print(containers.mount(ctx, containers.lookup(ctx, container)))
 
 
 @command("unmount")
 def unmount(ctx, container: str = Arg(metavar="CONTAINER")):
     """Release what `rootless mount` holds for a stopped container."""
-    from rootless import containers
+    from rootless.engine import containers
     containers.unmount(ctx, containers.lookup(ctx, container))
     print(container)
 
@@ -495,14 +491,14 @@ def unmount(ctx, container: str = Arg(metavar="CONTAINER")):
 @command("rename")
 def rename(ctx, container: str = Arg(metavar="CONTAINER"), new_name: str = Arg(metavar="NEW_NAME")):
     """Rename a container."""
-    from rootless import containers
+    from rootless.engine import containers
     containers.rename(ctx, containers.lookup(ctx, container), new_name)
 
 
 @command("container", "prune")
 def container_prune(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
     """Remove all stopped containers."""
-    from rootless import containers
+    from rootless.engine import containers
     removed = containers.prune(ctx)
     if removed:
         print("Deleted Containers:\n" + "\n".join(removed))
@@ -518,8 +514,8 @@ def ps(ctx, all_: bool = Opt(("-a", "--all"), False, "Show all containers (defau
        format_: str = Opt(("--format",), None, "Go template, or table TEMPLATE."),
        no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate output.")):
     """List containers."""
-    from rootless import containers, views
-    from rootless.cli import render
+    from rootless.cli import render, views
+    from rootless.engine import containers
     recs = sorted(containers.all_current(ctx), key=lambda r: r.get("created", ""), reverse=True)
     if last is not None or latest:
         recs = recs[: 1 if latest else last]
@@ -544,9 +540,9 @@ def inspect(ctx, objects: list[str] = Arg(metavar="NAME|ID..."),
             format_: str = Opt(("-f", "--format"), None, "Go template."),
             type_: str = Opt(("--type",), None, "container or image")):
     """Low-level information on containers (and images) as JSON."""
-    from rootless import containers, views
-    from rootless.cli import render
-    from rootless.errors import ContainerNotFound, RootlessError
+    from rootless.base.errors import ContainerNotFound, RootlessError
+    from rootless.cli import render, views
+    from rootless.engine import containers
     found, errors = [], []
     for ref in objects:
         try:
@@ -557,8 +553,8 @@ def inspect(ctx, objects: list[str] = Arg(metavar="NAME|ID..."),
                 except ContainerNotFound:
                     if type_ == "container":
                         raise
-            from rootless import engine
-            found.append(engine.image_inspect(ctx, ref))
+            from rootless.engine import images as image_ops
+            found.append(image_ops.image_inspect(ctx, ref))
         except RootlessError:
             errors.append(ref)
     if format_:
@@ -580,69 +576,56 @@ def logs(ctx, container: str = Arg(metavar="CONTAINER"),
          since: str = Opt(("--since",), None, "Since a timestamp or a relative time (10m, 1h30m)."),
          until: str = Opt(("--until",), None, "Until a timestamp or a relative time.")):
     """Show what a container wrote to stdout and stderr."""
-    import time as _time
-
-    from rootless import containers
-    from rootless import logs as logmod
-    from rootless.errors import UsageError
+    from rootless.base.errors import UsageError
+    from rootless.cli import logview
+    from rootless.engine import containers
     rec = containers.lookup(ctx, container)
-    now = _time.time_ns()
     n = None if tail in ("all", "-1") else (int(tail) if tail.isdigit() else None)
     if n is None and tail not in ("all", "-1"):
         raise UsageError(f"invalid --tail value {tail!r}")
-    try:
-        since_ns = logmod.parse_since(since, now) if since else None
-        until_ns = logmod.parse_since(until, now) if until else None
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    path = ctx.paths.container_log(rec["id"])
-    if follow:
-        def running() -> bool:
-            return containers.is_running(containers.lookup(ctx, rec["id"]))
-        entries = logmod.follow(path, running, since_ns=since_ns, tail=n)
-    else:
-        entries = logmod.read(path, tail=n, since_ns=since_ns, until_ns=until_ns)
-    logmod.render(entries, timestamps, sys.stdout.buffer, sys.stderr.buffer)
-    from rootless.state import DAEMON_HINT
-    if containers.lookup(ctx, rec["id"])["state"].get("error") == DAEMON_HINT:
-        print(f"rootless: hint: {DAEMON_HINT}", file=sys.stderr)
+    entries = containers.log_entries(ctx, rec, follow, n, since, until)
+    logview.render(entries, timestamps, sys.stdout.buffer, sys.stderr.buffer)
+    hint = containers.daemon_hint(ctx, rec)
+    if hint:
+        print(f"rootless: hint: {hint}", file=sys.stderr)
 
 
 # ---- system ----------------------------------------------------------------------------------
 @command("info")
 def info(ctx, format: str = Opt(("-f", "--format"), None, "json")):
     """Diagnose the host: what works, what degrades, and how to fix it."""
-    from rootless import engine, preflight
-    from rootless.errors import UsageError
+    from rootless.base.errors import UsageError
+    from rootless.cli import infoview
+    from rootless.engine import system
     if format not in (None, "json"):
         raise UsageError(f"unsupported format {format!r}", "use --format json")
-    checks = engine.info(ctx)
+    checks = system.info(ctx)
     if format == "json":
         import json
-        print(json.dumps(preflight.to_json(checks), indent=2))
+        print(json.dumps(infoview.to_json(checks), indent=2))
     else:
-        print(preflight.render_text(checks))
+        print(infoview.render_text(checks))
 
 
 @command("unshare", interspersed=False)
 def unshare(ctx, command: list[str] = Arg(None, metavar="[COMMAND] [ARG...]")):
     """Run a command (default: your shell) as root of the user namespace, e.g. to remove files."""
-    from rootless import engine
-    return engine.unshare(ctx, command or [])
+    from rootless.engine import system
+    return system.unshare(ctx, command or [])
 
 
 @command("system", "reset")
 def system_reset(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
     """Remove all images, containers and layers of the store."""
-    from rootless import engine
-    from rootless.errors import UsageError
+    from rootless.base.errors import UsageError
+    from rootless.engine import system
     if not force:
         if not sys.stdin.isatty():
             raise UsageError("system reset needs confirmation", "use --force in scripts")
         answer = input(f"This removes everything under {ctx.paths.root}. Continue? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             return 1
-    engine.system_reset(ctx)
+    system.system_reset(ctx)
 
 
 @command("version")
@@ -672,9 +655,9 @@ def image_inspect(ctx, images_: list[str] = Arg(metavar="IMAGE..."),
     """Low-level information on images as JSON."""
     import json
 
-    from rootless import engine, views
-    from rootless.cli import render
-    found = [engine.image_inspect(ctx, ref) for ref in images_]
+    from rootless.cli import render, views
+    from rootless.engine import images as image_ops
+    found = [image_ops.image_inspect(ctx, ref) for ref in images_]
     if format_:
         print(render.formatted(format_, [views.template_data(f) for f in found], {}))
     else:

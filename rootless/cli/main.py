@@ -16,9 +16,14 @@ class _Globals:
     debug: bool = False
 
 
+def _progress(quiet: bool):
+    from rootless.cli import progress
+    return progress.reporter(quiet)
+
+
 def _invoke(cmd, kwargs: dict):
-    from rootless.engine import Context
-    return cmd.func(Context(root=_Globals.root, debug=_Globals.debug), **kwargs)
+    from rootless.engine.context import Context
+    return cmd.func(Context(root=_Globals.root, debug=_Globals.debug, progress=_progress), **kwargs)
 
 
 def _set_globals(root: str | None, debug: bool) -> None:
@@ -45,9 +50,9 @@ def _usage_error(e) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from rootless.errors import EXIT_TOOL, RootlessError
+    from rootless.base.errors import EXIT_TOOL, RootlessError
     argv = sys.argv[1:] if argv is None else argv
-    from rootless import timing
+    from rootless.base import timing
     timing.mark("main")
     try:
         from rootless.cli import (

@@ -19,7 +19,7 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 def formatted(fmt: str, rows: list[dict], headers: dict[str, str]) -> str:
     """``--format``: a Go template per row, or ``table TEMPLATE`` with a header and aligned columns."""
-    from rootless import gotemplate
+    from rootless.cli import gotemplate
     return gotemplate.render_rows(gotemplate.unescape(fmt), rows, headers)
 
 

@@ -7,8 +7,8 @@ import os
 import pytest
 
 from layers import overlay
-from rootless import idmap, userns
-from rootless.paths import Paths
+from rootless.base import idmap, userns
+from rootless.base.paths import Paths
 
 pytestmark = pytest.mark.userns
 
@@ -50,7 +50,7 @@ def test_files_owned_inside_map_to_subordinate_ids_outside(tmp_path):
 
 
 def test_child_errors_come_back_as_rootless_errors():
-    from rootless.errors import RootlessError
+    from rootless.base.errors import RootlessError
 
     def boom():
         raise RootlessError("it broke", "fix it", exit_code=42)

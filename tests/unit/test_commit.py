@@ -1,7 +1,7 @@
 """layers.commit: an overlay upper directory (or a whole tree) to a layer tar, and back.
 
 Whiteouts are character devices 0/0: creating them takes root, so the test bodies
-run as root of a user namespace (``rootless.userns.call``) when the tests run as
+run as root of a user namespace (``rootless.base.userns.call``) when the tests run as
 an unprivileged user, and directly when they run as root.
 """
 
@@ -20,8 +20,8 @@ from layers import whiteout
 from layers.commit import layer_from_tree, layer_from_upper
 from layers.store import remove_trees
 from layers.unpack import unpack_layer
-from rootless import idmap, userns
-from rootless.errors import RootlessError
+from rootless.base import idmap, userns
+from rootless.base.errors import RootlessError
 
 MTIME = 1_600_000_000
 LONG = "l" * 120

@@ -1,12 +1,12 @@
-"""Tests for rootless/config.py: the TOML configuration file."""
+"""Tests for rootless/base/config.py: the TOML configuration file."""
 
 import os
 
 import pytest
 
-from rootless import config
-from rootless.config import Config
-from rootless.errors import RootlessError
+from rootless.base import config
+from rootless.base.config import Config
+from rootless.base.errors import RootlessError
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Tests for rootless/gotemplate.py: Go text/template as Docker's --format uses it.
+"""Tests for rootless/cli/gotemplate.py: Go text/template as Docker's --format uses it.
 
 The expected outputs are what Go's text/template (with Docker's functions)
 prints for the same template over the same data decoded from JSON. The
@@ -10,9 +10,9 @@ import math
 
 import pytest
 
-from rootless import gotemplate
-from rootless.errors import UsageError
-from rootless.gotemplate import TemplateError
+from rootless.base.errors import UsageError
+from rootless.cli import gotemplate
+from rootless.cli.gotemplate import TemplateError
 
 ID = "4f2a9c1e7b3d8a6f0e5c2b1a9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e"
 

@@ -1,9 +1,9 @@
-"""Tests for rootless/idmap.py: subordinate id ranges and the mapping plan (pure, with injected host texts)."""
+"""Tests for rootless/base/idmap.py: subordinate id ranges and the mapping plan (pure, with injected host texts)."""
 
 import pytest
 
-from rootless import idmap
-from rootless.idmap import IdMapping, Range
+from rootless.base import idmap
+from rootless.base.idmap import IdMapping, Range
 
 ALICE = ("alice", 1000, 1001)
 

@@ -12,7 +12,7 @@ from layers.imageconfig import (
     container_config_from_spec,
     parse_change,
 )
-from rootless.errors import UsageError
+from rootless.base.errors import UsageError
 
 SH = ["/bin/sh", "-c"]
 
@@ -247,7 +247,7 @@ def test_config_from_spec_accepts_a_whole_image_config():
 
 
 def test_spec_json_round_trip_through_changes():
-    from rootless.spec import ContainerSpec
+    from rootless.runtime.spec import ContainerSpec
     spec = ContainerSpec(id="c" * 64, name="n", image_id="i", image_name="img", layers=("sha256:x",),
                          argv=("sleep", "1"), env=("HOSTNAME=h", "PATH=/bin"), user="", workdir="/w",
                          hostname="h", labels={"k": "v"})

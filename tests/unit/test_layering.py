@@ -1,64 +1,169 @@
-"""The import direction between packages (design: base modules <- layers, netstack <- runtime <- cli).
+"""The layers of the code, by folder, bottom to top (docs/architecture.md draws them):
 
-``layers`` and ``netstack`` may use only the base modules of ``rootless``;
-base modules import nothing from the runtime; nothing but the CLI imports typer.
+    rootless/base      imports nothing of the project
+    layers, netstack   base only (peers: neither imports the other)
+    rootless/runtime   base, layers, netstack
+    rootless/engine    everything below
+    rootless/cli       everything below (the only user of typer)
+
+Every import counts, including the ones inside functions: a lazy import keeps start-up lean,
+it is no way round the direction. No module may take part in an import circle.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
-BASE = {"rootless.errors", "rootless.atomic", "rootless.locking", "rootless.paths", "rootless.proc",
-        "rootless.syscalls", "rootless.config", "rootless.idmap", "rootless.channel", "rootless.userns"}
-RUNTIME_ONLY = {"rootless.engine", "rootless.launcher", "rootless.child", "rootless.cli", "rootless.state",
-                "rootless.spec", "rootless.mountplan", "rootless.users", "rootless.names", "rootless.rootfs",
-                "rootless.preflight"}
+# package -> its rank; a module may import its own package or any package of a lower rank
+RANKS = {"rootless.base": 0, "layers": 1, "netstack": 1, "rootless.runtime": 2, "rootless.engine": 3,
+         "rootless.cli": 4}
+ROOT_PACKAGES = ("rootless", "layers", "netstack")
 
 
-def imports_of(path: Path) -> set[str]:
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for pkg in ROOT_PACKAGES for p in sorted((REPO / pkg).rglob("*.py"))}
+
+
+def package_of(module: str) -> str | None:
+    """The layer a module belongs to (None: the bare ``rootless`` package, which holds the version)."""
+    for pkg in RANKS:
+        if module == pkg or module.startswith(pkg + "."):
+            return pkg
+    return None
+
+
+def _resolve(name: str) -> str | None:
+    """The project module an imported name lives in (``a.b.func`` -> ``a.b``); None if outside."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def imports_of(module: str) -> set[str]:
+    """Every name a module imports, at the top or inside functions (absolute, dotted)."""
+    path = MODULES[module]
     tree = ast.parse(path.read_text(), str(path))
+    here = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(here[:len(here) - node.level + 1] + ([base] if base else []))
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}
     return found
 
 
-def modules(pkg: str) -> list[Path]:
-    return sorted((REPO / pkg).rglob("*.py"))
+def project_imports(module: str) -> set[str]:
+    return {m for m in map(_resolve, imports_of(module)) if m and m != module}
 
 
-def test_layers_and_netstack_use_only_base_modules():
-    for pkg in ("layers", "netstack"):
-        for path in modules(pkg):
-            bad = {m for m in imports_of(path) if any(m == r or m.startswith(r + ".") for r in RUNTIME_ONLY)}
-            assert not bad, f"{path.relative_to(REPO)} imports the runtime: {sorted(bad)}"
+def test_every_module_belongs_to_a_layer():
+    loose = [m for m in MODULES if package_of(m) is None and m != "rootless"]
+    assert not loose, f"modules outside the layers (put each in rootless/base, runtime, engine or cli): {loose}"
 
 
-def test_base_modules_do_not_import_the_runtime():
-    for name in BASE:
-        path = REPO / (name.replace(".", "/") + ".py")
-        bad = {m for m in imports_of(path) if any(m == r or m.startswith(r + ".") for r in RUNTIME_ONLY)}
-        bad |= {m for m in imports_of(path) if m.startswith(("layers", "netstack"))}
-        assert not bad, f"{name} imports {sorted(bad)}"
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if package_of(m)))
+def test_imports_point_down(module):
+    pkg = package_of(module)
+    for target in sorted(project_imports(module)):
+        other = package_of(target)
+        if other is None or other == pkg:
+            continue
+        assert RANKS[other] < RANKS[pkg], (
+            f"{module} ({pkg}) imports {target} ({other}): {pkg} may import only "
+            f"{sorted(p for p, r in RANKS.items() if r < RANKS[pkg]) or 'nothing of the project'}")
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_find_cycles_sees_a_circle_through_a_lazy_import():
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle():
+    graph = {m: project_imports(m) for m in MODULES}
+    assert find_cycles(graph) == []
+
+
+def test_every_package_says_what_it_owns():
+    for pkg in ("rootless", *RANKS):
+        init = REPO / pkg.replace(".", "/") / "__init__.py"
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and "import" in doc.lower(), f"{init.relative_to(REPO)}: a docstring saying what it owns and may import"
 
 
 def test_only_the_cli_imports_typer():
-    for pkg in ("rootless", "layers", "netstack"):
-        for path in modules(pkg):
-            if "cli" in path.parts:
-                continue
-            assert "typer" not in imports_of(path), f"{path.relative_to(REPO)} imports typer"
+    for module in MODULES:
+        if package_of(module) != "rootless.cli":
+            assert not {m for m in imports_of(module) if m.split(".")[0] in ("typer", "click")}, module
 
 
 def test_only_proc_uses_subprocess():
-    for pkg in ("rootless", "layers", "netstack"):
-        for path in modules(pkg):
-            if path.name == "proc.py":
-                continue
-            assert "subprocess" not in imports_of(path), f"{path.relative_to(REPO)} imports subprocess"
+    for module in MODULES:
+        if module != "rootless.base.proc":
+            assert "subprocess" not in imports_of(module), f"{module} imports subprocess"
+
+
+def test_the_fast_cli_path_imports_neither_typer_nor_the_runtime():
+    """``rootless images -q`` parses and runs without typer and without the namespace runtime."""
+    code = ("import sys; sys.argv[1:] = ['--root', sys.argv[1], 'images', '-q']\n"
+            "from rootless.cli import main\n"
+            "import os; os._exit = lambda code: None\n"
+            "main.main()\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'click')"
+            " or m.startswith(('rootless.runtime', 'netstack')))\n"
+            "print(heavy, file=sys.stderr)")
+    import tempfile
+    with tempfile.TemporaryDirectory() as root:
+        res = subprocess.run([sys.executable, "-c", code, root], capture_output=True, text=True, cwd=REPO,
+                             timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == "[]", res.stderr

@@ -1,4 +1,4 @@
-"""Tests for rootless/logs.py: Docker's json-file logs written, read, followed and printed."""
+"""Tests for rootless/runtime/logs.py: Docker's json-file logs written, read, followed and printed."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from rootless import logs
-from rootless.logs import LogEntry, LogWriter
+from rootless.cli import logview
+from rootless.runtime import logs
+from rootless.runtime.logs import LogEntry, LogWriter
 
 REPO = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
@@ -25,7 +26,7 @@ TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
 
 
 class FakeTime:
-    """Stands in for the ``time`` module inside rootless.logs: time_ns() counts 1, 2, 3, ..."""
+    """Stands in for the ``time`` module inside rootless.runtime.logs: time_ns() counts 1, 2, 3, ..."""
 
     gmtime = staticmethod(time.gmtime)
     mktime = staticmethod(time.mktime)
@@ -430,7 +431,7 @@ def test_read_missing_and_empty(tmp_path, path):
 WRITER = r"""
 import os, sys, time
 sys.path.insert(0, sys.argv[1])
-from rootless.logs import LogWriter
+from rootless.runtime.logs import LogWriter
 
 log, flag, ack, n = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 w = LogWriter(log)
@@ -579,14 +580,14 @@ ENTRIES = [
 
 def test_render_text_streams():
     out, err = io.StringIO(), io.StringIO()
-    logs.render(ENTRIES, False, out, err)
+    logview.render(ENTRIES, False, out, err)
     assert out.getvalue() == "hello\npartial end\n"
     assert err.getvalue() == "oops ☃\n"
 
 
 def test_render_with_timestamps():
     out, err = io.StringIO(), io.StringIO()
-    logs.render(ENTRIES, True, out, err)
+    logview.render(ENTRIES, True, out, err)
     assert out.getvalue() == ("2023-11-14T22:13:20.000000005Z hello\n"
                               "2023-11-14T22:13:22.123456789Z partial"
                               "2023-11-14T22:13:23.000000000Z  end\n")
@@ -595,14 +596,14 @@ def test_render_with_timestamps():
 
 def test_render_binary_streams():
     out, err = io.BytesIO(), io.BytesIO()
-    logs.render(ENTRIES, False, out, err)
+    logview.render(ENTRIES, False, out, err)
     assert out.getvalue() == b"hello\npartial end\n"
     assert err.getvalue() == "oops ☃\n".encode()
     buffered = io.BufferedWriter(io.BytesIO())
-    logs.render(ENTRIES[:1], True, buffered, buffered)  # like sys.stdout.buffer
+    logview.render(ENTRIES[:1], True, buffered, buffered)  # like sys.stdout.buffer
     assert buffered.raw.getvalue() == b"2023-11-14T22:13:20.000000005Z hello\n"
     wrapper = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
-    logs.render(ENTRIES, False, wrapper, wrapper)
+    logview.render(ENTRIES, False, wrapper, wrapper)
     assert wrapper.buffer.getvalue() == "hello\noops ☃\npartial end\n".encode()
 
 
@@ -624,7 +625,7 @@ def test_render_unknown_file_like_objects():
             self.chunks.append(data)
 
     out, err = BytesSink(), TextSink()
-    logs.render(ENTRIES, False, out, err)
+    logview.render(ENTRIES, False, out, err)
     assert out.chunks == [b"hello\n", b"partial", b" end\n"]
     assert err.chunks == ["oops ☃\n"]
 
@@ -639,11 +640,11 @@ def test_render_flushes_each_entry_of_an_iterator():
             self.flushed.append(self.getvalue())
 
     out, err = Recorder(), Recorder()
-    logs.render(iter(ENTRIES), False, out, err)
+    logview.render(iter(ENTRIES), False, out, err)
     assert out.flushed == ["hello\n", "hello\npartial", "hello\npartial end\n"]
     assert err.flushed == ["oops ☃\n"]
     out, err = Recorder(), Recorder()
-    logs.render(ENTRIES, False, out, err)  # a list: flushed once at the end
+    logview.render(ENTRIES, False, out, err)  # a list: flushed once at the end
     assert out.flushed == ["hello\npartial end\n"]
     assert err.flushed == ["oops ☃\n"]
 
@@ -654,13 +655,13 @@ def test_write_read_render_round_trip(path):
         w.write("stderr", b"err 1\n")
         w.write("stdout", b"2\n")
     out, err = io.BytesIO(), io.BytesIO()
-    logs.render(logs.read(path), False, out, err)
+    logview.render(logs.read(path), False, out, err)
     assert out.getvalue() == b"out 1\nout 2\n"
     assert err.getvalue() == b"err 1\n"
 
 
 def test_import_is_cheap():
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import rootless.logs; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import rootless.runtime.logs; "
             "print(sorted(m for m in ('typing', 'dataclasses', 'datetime', 'calendar') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(REPO)],

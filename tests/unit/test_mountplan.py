@@ -1,9 +1,9 @@
-"""Tests for rootless/mountplan.py: the container's mounts as ordered data."""
+"""Tests for rootless/runtime/mountplan.py: the container's mounts as ordered data."""
 
 import pytest
 
-from rootless import mountplan
-from rootless.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC
+from rootless.base.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC
+from rootless.runtime import mountplan
 
 ETC = {"/etc/resolv.conf": "/run/x/resolv.conf", "/etc/hostname": "/run/x/hostname",
        "/etc/hosts": "/run/x/hosts"}

@@ -5,7 +5,7 @@ import pytest
 from netstack import links, slirp
 from netstack import spec as ns
 from netstack.spec import PortMapping as P
-from rootless.errors import UsageError
+from rootless.base.errors import UsageError
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -1,4 +1,4 @@
-"""Tests for rootless/preflight.py: the pure checks from sample host texts, and one real run."""
+"""Tests for rootless/engine/preflight.py: the pure checks from sample host texts, and one real run."""
 
 import json
 import os
@@ -6,10 +6,12 @@ import os
 import pytest
 
 from layers.overlay import Probe
-from rootless import idmap, preflight
-from rootless.config import Config
-from rootless.errors import HostError, RootlessError
-from rootless.paths import Paths
+from rootless.base import idmap
+from rootless.base.config import Config
+from rootless.base.errors import HostError, RootlessError
+from rootless.base.paths import Paths
+from rootless.cli import infoview
+from rootless.engine import preflight
 
 NAMES = ["user namespaces", "apparmor userns", "subuid", "subgid", "newuidmap", "newgidmap",
          "id mapping", "overlay", "fuse-overlayfs", "slirp4netns", "cgroups", "storage", "config",
@@ -282,14 +284,14 @@ def _sample():
 
 
 def test_to_json_shape():
-    data = preflight.to_json(_sample())
+    data = infoview.to_json(_sample())
     json.dumps(data)
     assert [set(d) for d in data] == [{"name", "status", "detail", "action", "fix"}] * 3
     assert data[0]["status"] == "ok" and data[0]["fix"] is None
 
 
 def test_render_text():
-    text = preflight.render_text(_sample())
+    text = infoview.render_text(_sample())
     lines = text.splitlines()
     assert lines[0].startswith("ok    user namespaces  max_user_namespaces=96365")
     assert "-> runs each container" in lines[0]
@@ -309,8 +311,8 @@ def test_run_checks_on_this_host(tmp_path, monkeypatch):
     assert by_name["overlay"].status == "ok"
     assert by_name["storage"].status in ("ok", "warn")
     assert not os.path.exists(paths.root)
-    preflight.render_text(checks)
-    json.dumps(preflight.to_json(checks))
+    infoview.render_text(checks)
+    json.dumps(infoview.to_json(checks))
 
 
 def test_run_checks_probe_error(tmp_path, monkeypatch):

@@ -1,8 +1,8 @@
-"""Tests for rootless/progress.py: terminal lines redrawn in place, plain lines elsewhere."""
+"""Tests for rootless/cli/progress.py: terminal lines redrawn in place, plain lines elsewhere."""
 
 import io
 
-from rootless import progress
+from rootless.cli import progress
 
 
 class Tty(io.StringIO):

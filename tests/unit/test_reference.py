@@ -4,7 +4,7 @@ import pytest
 
 from layers import reference
 from layers.reference import Reference
-from rootless.errors import UsageError
+from rootless.base.errors import UsageError
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 

@@ -8,8 +8,8 @@ import pytest
 
 from layers import auth, manifest
 from layers.registry import _parse_challenge
-from rootless import config
-from rootless.errors import InvalidImage, RootlessError, UsageError
+from rootless.base import config
+from rootless.base.errors import InvalidImage, RootlessError, UsageError
 
 D = "sha256:" + "a" * 64
 E = "sha256:" + "b" * 64

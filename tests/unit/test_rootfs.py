@@ -1,11 +1,11 @@
-"""Tests for rootless/rootfs.py: container paths resolved on a real tree, never leaving the root."""
+"""Tests for rootless/runtime/rootfs.py: container paths resolved on a real tree, never leaving the root."""
 
 import os
 
 import pytest
 
-from rootless import rootfs
-from rootless.errors import RootlessError
+from rootless.base.errors import RootlessError
+from rootless.runtime import rootfs
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
-"""Tests for rootless/spec.py: Docker's rules for the command line, the environment and the spec."""
+"""Tests for rootless/runtime/spec.py: Docker's rules for the command line, the environment and the spec."""
 
 import json
 
 import pytest
 
-from rootless import spec
-from rootless.errors import UsageError
-from rootless.spec import DEFAULT_PATH, ContainerSpec, RunOptions
+from rootless.base.errors import UsageError
+from rootless.runtime import spec
+from rootless.runtime.spec import DEFAULT_PATH, ContainerSpec, RunOptions
 
 CID = "0123456789ab" + "c" * 52
 IMAGE = {"id": "sha256:" + "1" * 64,

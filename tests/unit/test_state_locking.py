@@ -1,4 +1,4 @@
-"""Tests for rootless/locking.py, rootless/atomic.py and rootless/state.py, with real processes.
+"""Tests for rootless/base/locking.py, rootless/base/atomic.py and rootless/runtime/state.py, with real processes.
 
 Processes synchronise through marker files polled with a deadline (never a bare sleep)
 or through multiprocessing primitives; children are forked.
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from rootless import atomic, locking, state
-from rootless.errors import Conflict, ContainerNotFound, RootlessError, UsageError
-from rootless.paths import Paths
-from rootless.spec import ContainerSpec
+from rootless.base import atomic, locking
+from rootless.base.errors import Conflict, ContainerNotFound, RootlessError, UsageError
+from rootless.base.paths import Paths
+from rootless.runtime import state
+from rootless.runtime.spec import ContainerSpec
 
 CTX = multiprocessing.get_context("fork")
 DEADLINE = 30.0
@@ -363,7 +364,7 @@ def test_a_keeper_removes_its_runtime_files_before_it_records_the_exit(tmp_path,
     anew at once (restart): by then the old keeper must be done removing it."""
     from types import SimpleNamespace
 
-    from rootless import child
+    from rootless.runtime import child
     run_dir = tmp_path / "run" / "c1"
     (run_dir / "sub").mkdir(parents=True)
     seen = []

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from layers.store import ImageStore, LayerRef
-from rootless.errors import Conflict, ImageNotFound, InvalidImage, RootlessError
-from rootless.paths import Paths
+from rootless.base.errors import Conflict, ImageNotFound, InvalidImage, RootlessError
+from rootless.base.paths import Paths
 
 BUSYBOX = "docker.io/library/busybox:latest"
 

@@ -5,7 +5,7 @@ import tarfile
 import pytest
 
 from layers import tarsafe
-from rootless.errors import InvalidImage
+from rootless.base.errors import InvalidImage
 
 
 @pytest.mark.parametrize("name, clean", [

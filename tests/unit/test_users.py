@@ -1,10 +1,10 @@
-"""Tests for rootless/users.py: ``-u`` resolved through the image's /etc/passwd and /etc/group."""
+"""Tests for rootless/runtime/users.py: ``-u`` resolved through the image's /etc/passwd and /etc/group."""
 
 import pytest
 
-from rootless import users
-from rootless.errors import RootlessError
-from rootless.users import User
+from rootless.base.errors import RootlessError
+from rootless.runtime import users
+from rootless.runtime.users import User
 
 PASSWD = """\
 root:x:0:0:root:/root:/bin/sh

@@ -1,0 +1,136 @@
+"""User-namespace id maps: subordinate ranges, newuidmap/newgidmap, the single-uid fallback.
+
+Container uid 0 is the invoking user; container uids 1..N map to the user's
+``/etc/subuid`` ranges (likewise for gids). Without a range or without the
+setuid helpers the map is a single uid (container root = the user).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from collections import namedtuple
+
+from rootless.base import proc
+from rootless.base.atomic import read_text
+from rootless.base.errors import RootlessError
+
+SUBUID = "/etc/subuid"
+SUBGID = "/etc/subgid"
+
+
+Range = namedtuple("Range", "inside outside count")
+
+
+class IdMapping(namedtuple("IdMapping", "mode uids gids warning", defaults=(None,))):
+    """``mode`` is "subid" or "single"; ``uids``/``gids`` are tuples of Range; ``warning`` says
+    why the single-uid fallback was taken (None when it was asked for or not taken)."""
+
+    __slots__ = ()
+
+    @property
+    def key(self) -> str:
+        """A stable description, recorded with the store's unpacked layers."""
+        def fmt(ranges: tuple[Range, ...]) -> str:
+            return ",".join(f"{r.inside}:{r.outside}:{r.count}" for r in ranges)
+        return f"{self.mode} uid={fmt(self.uids)} gid={fmt(self.gids)}"
+
+    @property
+    def size(self) -> int:
+        return sum(r.count for r in self.uids)
+
+
+def parse_subids(text: str, user: str, uid: int) -> list[tuple[int, int]]:
+    """The (start, count) ranges of ``user`` (by name or uid) in a subuid/subgid file."""
+    ranges = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(":")
+        if len(parts) != 3 or parts[0] not in (user, str(uid)):
+            continue
+        try:
+            start, count = int(parts[1]), int(parts[2])
+        except ValueError:
+            continue
+        if count > 0 and start >= 0:
+            ranges.append((start, count))
+    return ranges
+
+
+
+def current_user() -> tuple[str, int, int]:
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    return name, uid, gid
+
+
+def helper_usable(path: str | None) -> bool:
+    """newuidmap/newgidmap must be setuid root or carry file capabilities."""
+    if not path:
+        return False
+    st = os.stat(path)
+    if st.st_mode & 0o4000 and st.st_uid == 0:
+        return True
+    try:
+        return bool(os.getxattr(path, "security.capability"))
+    except OSError:
+        return False
+
+
+def plan(mode: str = "auto", subuid_text: str | None = None, subgid_text: str | None = None,
+         helpers_ok: bool | None = None, user: tuple[str, int, int] | None = None) -> IdMapping:
+    """Decide the mapping (pure given its inputs; reads the host for those not given)."""
+    name, uid, gid = user or current_user()
+    single = IdMapping("single", (Range(0, uid, 1),), (Range(0, gid, 1),))
+    if mode == "single":
+        return single
+    if helpers_ok is None:
+        helpers_ok = helper_usable(proc.which("newuidmap")) and helper_usable(proc.which("newgidmap"))
+    subuids = parse_subids(read_text(SUBUID) if subuid_text is None else subuid_text, name, uid)
+    subgids = parse_subids(read_text(SUBGID) if subgid_text is None else subgid_text, name, uid)
+    fix = (f"ask an administrator to run `usermod --add-subuids 100000-165535 "
+           f"--add-subgids 100000-165535 {name}` (package uidmap)")
+    if not helpers_ok:
+        why = "newuidmap/newgidmap are missing or not setuid"
+    elif not subuids or not subgids:
+        why = f"no subordinate id range for {name} in {SUBUID} or {SUBGID}"
+    else:
+        return IdMapping("subid", _ranges(uid, subuids), _ranges(gid, subgids))
+    return IdMapping("single", single.uids, single.gids,
+                     warning=f"{why}: using a single-uid map (files of other uids become yours); to fix, {fix}")
+
+
+def _ranges(own: int, subs: list[tuple[int, int]]) -> tuple[Range, ...]:
+    out = [Range(0, own, 1)]
+    inside = 1
+    for start, count in subs:
+        out.append(Range(inside, start, count))
+        inside += count
+    return tuple(out)
+
+
+def write_maps(pid: int, mapping: IdMapping) -> None:
+    """Write the maps of the user namespace of ``pid`` (the child waits for this)."""
+    if mapping.mode == "single":
+        try:
+            with open(f"/proc/{pid}/setgroups", "w") as f:
+                f.write("deny")
+            for kind, rng in (("uid_map", mapping.uids[0]), ("gid_map", mapping.gids[0])):
+                with open(f"/proc/{pid}/{kind}", "w") as f:
+                    f.write(f"{rng.inside} {rng.outside} {rng.count}\n")
+        except OSError as e:
+            raise RootlessError(f"cannot write the id map of pid {pid}: {e.strerror}",
+                                "check `rootless info` (user namespaces)") from None
+        return
+    argvs = []
+    for helper, ranges in (("newgidmap", mapping.gids), ("newuidmap", mapping.uids)):
+        argv = [proc.which(helper) or helper, str(pid)]
+        for r in ranges:
+            argv += [str(r.inside), str(r.outside), str(r.count)]
+        argvs.append(argv)
+    proc.run_all(argvs, timeout=10)  # both at once: the container waits for them

@@ -1,0 +1,196 @@
+"""Run Python code as root of a new user namespace whose maps the parent writes.
+
+``fork_into_userns`` is the one primitive: the child unshares CLONE_NEWUSER,
+tells the parent, the parent writes the maps (newuidmap/newgidmap or the
+single-uid map), and the child becomes uid 0 in the namespace. The store uses
+it to unpack and remove layers so that files keep their image owners; the
+launcher builds the container on it; ``rootless unshare`` execs a command in it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+from rootless.base import idmap, syscalls
+from rootless.base.channel import Channel
+from rootless.base.errors import RootlessError
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def become_root(ch: Channel, mapping: idmap.IdMapping) -> None:
+    """Child side: new user namespace, wait for the maps, then uid/gid 0 inside."""
+    syscalls.unshare(syscalls.CLONE_NEWUSER)
+    ch.send("userns")
+    ch.expect("mapped")
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    if mapping.mode == "subid":
+        os.setgroups([])
+
+
+def fork_child(child: Callable[[Channel], int | None], step: str) -> tuple[int, Channel]:
+    """Fork and run ``child(channel)`` in the child, whose return value is its exit code; an
+    exception travels back over the channel as an error (naming ``step``). The child's pid and
+    the parent's end of the channel."""
+    parent_end, child_end = Channel.pair()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 125
+        try:
+            parent_end.close()
+            code = child(child_end) or 0
+        except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
+            child_end.send_error(e, step)
+            code = getattr(e, "exit_code", 125)
+        finally:
+            os._exit(code)
+    child_end.close()
+    return pid, parent_end
+
+
+def fork_into_userns(mapping: idmap.IdMapping, child: Callable[[Channel], int | None]) -> tuple[int, Channel]:
+    """Fork; in the child become root of a new user namespace and run ``child(channel)``."""
+    def enter(ch: Channel) -> int | None:
+        become_root(ch, mapping)
+        return child(ch)
+
+    pid, parent_end = fork_child(enter, "user namespace")
+    try:
+        parent_end.expect("userns")
+        from rootless.base import timing
+        timing.mark("forked-userns")
+        idmap.write_maps(pid, mapping)
+        timing.mark("mapped")
+        parent_end.send("mapped")
+    except BaseException:
+        reap(pid, kill=True)
+        parent_end.close()
+        raise
+    return pid, parent_end
+
+
+def fork_joining(user_fd: int, mapping: idmap.IdMapping, child: Callable[[Channel], int | None]) -> tuple[int, Channel]:
+    """Fork; in the child join the user namespace ``user_fd`` (another container's, which this user
+    owns), become root there and run ``child(channel)``."""
+    def enter(ch: Channel) -> int | None:
+        syscalls.setns(user_fd, syscalls.CLONE_NEWUSER)
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+        if mapping.mode == "subid":
+            os.setgroups([])
+        return child(ch)
+
+    return fork_child(enter, "join the user namespace of the other container")
+
+
+def reap(pid: int, kill: bool = False) -> int:
+    """Wait for ``pid`` (killing it first if asked); its Docker-style exit code."""
+    if kill:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except ChildProcessError:
+            return 0
+    return exit_code(status)
+
+
+def exit_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def call(mapping: idmap.IdMapping, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` as root of a fresh user namespace; return its (JSON-able) result."""
+    def child(ch: Channel) -> int:
+        ch.send("result", value=fn(*args))
+        return 0
+
+    pid, ch = fork_into_userns(mapping, child)
+    try:
+        msg = ch.expect("result")
+    finally:
+        ch.close()
+        code = reap(pid)
+    if code != 0:
+        raise RootlessError(f"user namespace helper failed with exit code {code}")
+    return msg["value"]
+
+
+class Worker:
+    """A helper in a fresh user namespace that runs ``handler(job)`` for each job it is sent, one at
+    a time, and answers the (JSON-able) result or the error. Made before any thread exists (a
+    threaded process cannot enter a new user namespace); jobs can then come from anywhere."""
+
+    def __init__(self, mapping: idmap.IdMapping, handler: Callable[[Any], Any], what: str = "helper"):
+        self.what = what
+
+        def child(ch: Channel) -> int:
+            while True:
+                msg, _ = ch.recv()
+                if msg is None or msg["type"] != "job":
+                    return 0
+                try:
+                    value = handler(msg["job"])
+                except BaseException as e:  # noqa: BLE001 - the error goes back to the caller
+                    ch.send_error(e, what)
+                    continue
+                ch.send("result", value=value)
+
+        self.pid, self.ch = fork_into_userns(mapping, child)
+
+    def fileno(self) -> int:
+        return self.ch.fileno()
+
+    def submit(self, job: Any) -> None:
+        self.ch.send("job", job=job)
+
+    def result(self) -> Any:
+        """The answer to the job submitted last (raises its error)."""
+        return self.ch.expect("result")["value"]
+
+    def close(self) -> None:
+        # An explicit stop: EOF alone may never come, as a helper forked later holds a copy of our end.
+        try:
+            self.ch.send("stop")
+        except OSError:
+            pass
+        try:
+            self.ch.close()
+        finally:
+            reap(self.pid)
+
+
+def exec_in_userns(mapping: idmap.IdMapping, argv: list[str], mount_ns: bool = True) -> int:
+    """``rootless unshare``: run a command as root of the user namespace; its exit code."""
+    def child(ch: Channel) -> int:
+        if mount_ns:
+            syscalls.unshare(syscalls.CLONE_NEWNS)
+        from rootless.base import proc
+        env = dict(os.environ, ROOTLESS_UNSHARE="1")
+        exe = proc.find_executable(argv[0], env.get("PATH", ""))
+        # The channel is close-on-exec: the parent sees EOF when the exec worked.
+        os.execve(exe, argv, env)
+
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
+    pid, ch = fork_into_userns(mapping, child)
+    try:
+        msg, _ = ch.recv()
+        if msg is not None and msg["type"] == "error":
+            reap(pid)
+            raise RootlessError(msg["message"], msg.get("hint"), msg.get("exit_code"))
+        return reap(pid)
+    finally:
+        ch.close()
+        for s, h in old.items():
+            signal.signal(s, h)

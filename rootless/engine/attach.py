@@ -1,0 +1,101 @@
+"""``rootless attach``: the CLI side of a running container's attach socket.
+
+Output arrives as it is written (no replay: that is ``logs``); typed input, the
+window size and the end of input go to the keeper; the detach keys (default
+ctrl-p ctrl-q) leave the container running.
+"""
+
+from __future__ import annotations
+
+import selectors
+import signal
+import socket
+
+from rootless.base.errors import Conflict, RootlessError, UsageError
+from rootless.runtime import keeper
+
+_KEYS = {"ctrl-@": 0, "ctrl-[": 27, "ctrl-\\": 28, "ctrl-]": 29, "ctrl-^": 30, "ctrl-_": 31}
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """Docker's ``--detach-keys``: ``ctrl-p,ctrl-q``, ``a,ctrl-b``..."""
+    out = bytearray()
+    for key in spec.split(","):
+        k = key.strip().lower()
+        if len(k) == 1:
+            out.append(ord(k))
+        elif k.startswith("ctrl-") and len(k) == 6 and "a" <= k[5] <= "z":
+            out.append(ord(k[5]) - ord("a") + 1)
+        elif k in _KEYS:
+            out.append(_KEYS[k])
+        else:
+            raise UsageError(f"invalid detach keys {spec!r}", "use a list like ctrl-p,ctrl-q")
+    return bytes(out)
+
+
+def attach(ctx, rec: dict, stdin: bool, detach_keys: bytes) -> int | None:
+    """Relay until the container ends (its exit code) or the user detaches (None)."""
+    from rootless.engine import containers
+    from rootless.runtime.terminal import (
+        DetachKeys,
+        Forwarder,
+        RawTerminal,
+        read_stdin,
+        terminal_size,
+        write_all,
+    )
+    if not containers.is_running(rec):
+        raise Conflict(f"you cannot attach to a stopped container {rec['id'][:12]}", "start it first", exit_code=1)
+    tty = bool(rec["spec"].get("tty"))
+    try:
+        sock = keeper.connect(ctx.paths.run_dir(rec["id"]))
+    except OSError as e:
+        raise RootlessError(f"cannot attach to {rec['name']}: {e.strerror}") from None
+    fwd = Forwarder()
+    if not tty:  # Docker's --sig-proxy: the CLI's signals go to the container
+        fwd.install()
+        fwd.started(rec["state"]["pid"])
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ, "sock")
+    if stdin:
+        sel.register(0, selectors.EVENT_READ, "stdin")
+    detach = DetachKeys(detach_keys)
+
+    class _Sender:  # what DetachKeys writes to: the keeper, as input
+        @staticmethod
+        def write(data: bytes) -> None:
+            sock.send(keeper.IN + data)
+
+    try:
+        with RawTerminal(tty and stdin) as raw:
+            if tty:
+                _send_size(sock, terminal_size())
+                if raw.active:
+                    signal.signal(signal.SIGWINCH, lambda _s, _f: _send_size(sock, terminal_size()))
+            while True:
+                for key, _ in sel.select():
+                    if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
+                        continue
+                    if key.data == "sock":
+                        msg = sock.recv(65537)
+                        if not msg:
+                            return containers.wait(ctx, rec)["state"].get("exit_code", 0)
+                        write_all(1 if msg[:1] == keeper.OUT else 2, msg[1:])
+                        continue
+                    data = read_stdin()
+                    if data is None:
+                        sel.unregister(0)
+                        sock.send(keeper.CLOSE_STDIN)
+                    elif detach.feed(data, None, sink=_Sender):
+                        return None
+    finally:
+        fwd.restore()
+        sock.close()
+
+
+def _send_size(sock: socket.socket, size: bytes | None) -> None:
+    if size:
+        try:
+            sock.send(keeper.WINSIZE + size)
+        except OSError:
+            pass

@@ -1,0 +1,431 @@
+"""Container use cases: create, start, run, stop, kill, rm, wait, restart, rename, prune, commit,
+export, cp, mount. Each takes the Context; none prints.
+
+A container's keeper (``rootless.runtime.child.sandbox``) records its running and exited states
+itself, so a record stays right when the CLI that started it is gone; ``rootless.runtime.records``
+reconciles a record whose keeper died without recording (killed, or the machine rebooted).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from rootless.base.errors import Conflict, RootlessError, UsageError
+from rootless.engine import images
+from rootless.runtime import records, state
+from rootless.runtime.records import all_current, current, is_running, lookup  # noqa: F401 - the CLI's look-ups
+
+
+# ---- create / start / run -------------------------------------------------------------------
+def create(ctx, opts) -> dict:
+    """A container record and its writable layer, from an image and the run options."""
+    from rootless.runtime import names, spec
+    image = images.ensure_image(ctx, opts.image, opts.pull, images.RegistryOptions(tls_verify=opts.tls_verify,
+                                                                                      platform=opts.platform))
+    image_config = ctx.store.config(image)
+    ctx.store.unpack_layers(images.layer_refs(image))
+    env_texts = {}
+    for path in opts.env_files:
+        try:
+            with open(path) as f:
+                env_texts[path] = f.read()
+        except OSError as e:
+            raise UsageError(f"open {path}: {e.strerror.lower()}") from None
+    opts = _resolve_network_refs(ctx, opts)
+    if opts.network.partition(":")[0] in ("slirp4netns", "bridge", "default", "private", ""):
+        ctx.slirp_features()  # no slirp4netns: say so before a container is made
+    method = ctx.overlay_method()
+    image_name = images.familiar_name(image)
+    taken: set[str] = set()  # the store is scanned (under its lock) by state.create; again only on a clash
+    for attempt in range(5):
+        cid = names.new_id()
+        if attempt and not opts.name:
+            taken = {r.get("name") for r in state.all_records(ctx.paths)}
+        name = opts.name or names.generate(taken)
+        cspec = _shared_hostname(ctx, spec.build(opts, cid, name, image, image_config, image_name,
+                                                 dict(os.environ), env_texts))
+        try:
+            return state.create(ctx.paths, cspec, method, generated_name=not opts.name)
+        except Conflict:
+            if opts.name:
+                raise
+    raise RootlessError("could not generate a unique container name")  # pragma: no cover
+
+
+def _resolve_network_refs(ctx, opts):
+    """``--link NAME`` and ``--network container:NAME`` name existing containers: keep their ids."""
+    from netstack import spec as netspec
+    links = []
+    for text in opts.links:
+        link = netspec.parse_link(text)
+        try:
+            target = lookup(ctx, link.name)
+        except RootlessError:
+            raise UsageError(f"could not get container for {link.name}", "--link names an existing container") from None
+        links.append(f"{target['id']}:{link.alias}")
+    network = opts.network
+    mode = netspec.parse_network(network)
+    if mode.kind == "container":
+        try:
+            target = lookup(ctx, mode.container)
+        except RootlessError:
+            raise UsageError(f"no such container: {mode.container}",
+                             "--network container:NAME names an existing container") from None
+        network = f"container:{target['id']}"
+    return opts._replace(links=tuple(links), network=network)
+
+
+def _shared_hostname(ctx, cspec):
+    """``container:``: the same network, the same host name as the other container."""
+    from rootless.runtime.spec import merge_env
+    if not cspec.network.startswith("container:"):
+        return cspec
+    hostname = lookup(ctx, cspec.network.partition(":")[2])["spec"].get("hostname") or cspec.hostname
+    env = [e for e in cspec.env if not e.startswith("HOSTNAME=")]
+    return cspec._replace(hostname=hostname, env=tuple(merge_env([f"HOSTNAME={hostname}"], env)))
+
+
+def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdin: bool = True) -> int | None:
+    """Start a created or exited container; attached: its exit code; detached: None once running."""
+    from rootless.base import timing
+    from rootless.runtime import launcher
+    if is_running(rec):
+        raise Conflict(f"container {rec['name']} is already running")
+    if rec["state"].get("mounted_by"):
+        unmount(ctx, rec)  # one writer of the writable layer at a time
+    if ctx.mapping.warning:
+        ctx.warn(ctx.mapping.warning)
+    remove = rec["spec"].get("remove")
+    try:
+        plan = _launch_plan(ctx, rec, attached)._replace(stdin=stdin)
+        timing.mark("launch")
+        code = launcher.run(plan, ctx.mapping, detach_keys)
+    except BaseException:
+        if remove:
+            records.remove_container_files(ctx, rec["id"])  # a failed start of a --rm container leaves nothing
+            records.remove_runtime(ctx.paths.run_dir(rec["id"]))
+        raise
+    finally:
+        if remove and attached:
+            records.remove_container_files(ctx, rec["id"])  # the keeper removed them; a failed start may not have
+    timing.mark("reaped")
+    return code
+
+
+def _launch_plan(ctx, rec: dict, attached: bool):
+    from netstack import etcfiles
+    from rootless.runtime import child, mountplan, network, terminal
+    from rootless.runtime.spec import ContainerSpec, merge_env
+    cspec = ContainerSpec.from_json(rec["spec"])
+    cid = cspec.id
+    run_dir = ctx.paths.run_dir(cid)
+    os.makedirs(run_dir, 0o700, exist_ok=True)
+    net = network.prepare(ctx, cspec)
+    try:
+        etc_files = etcfiles.write(run_dir, network.etc_files(ctx, cspec, net))
+    except BaseException:
+        network.close(net)
+        raise
+    if net.links:
+        cspec = cspec._replace(env=tuple(merge_env(network.link_env(cspec, net), list(cspec.env))))
+    return child.LaunchPlan(
+        spec=cspec, rootfs=records.rootfs_plan(ctx, rec), net=net,
+        mounts=tuple(mountplan.plan(etc_files, own_netns=net.kind != "host",
+                                    pts_gid=5 if ctx.mapping.mode == "subid" else None)),
+        run_dir=run_dir, paths=ctx.paths,
+        remove_dirs=(ctx.paths.container(cid),) if cspec.remove else (),
+        winsize=terminal.terminal_size() if cspec.tty and attached else None,
+        single_uid=ctx.mapping.mode == "single",
+        attached=attached,
+    )
+
+
+def run(ctx, opts, detach: bool, detach_keys: bytes = b"\x10\x11") -> int | str:
+    """``run``: the exit code (foreground) or the container id (detached)."""
+    from rootless.base import timing
+    timing.mark("engine")
+    rec = create(ctx, opts)
+    code = start(ctx, rec, attached=not detach, detach_keys=detach_keys)
+    timing.mark("done")
+    timing.dump()
+    return rec["id"] if detach else code
+
+
+# ---- exec / logs ------------------------------------------------------------------------------
+def exec_in(ctx, rec: dict, argv: list[str], env_args: list[str], user: str | None, workdir: str | None,
+            tty: bool, interactive: bool, detach: bool) -> int | None:
+    """``exec``: a process in the running container; its exit code (None: detached)."""
+    from rootless.runtime import execute, terminal
+    from rootless.runtime.spec import merge_env_arg
+    extra = [e for arg in env_args for e in merge_env_arg(arg, dict(os.environ))]
+    return execute.run(rec, list(argv), extra, user, workdir, tty, interactive, detach,
+                       ctx.mapping.mode == "single", terminal.terminal_size() if tty else None)
+
+
+def log_entries(ctx, rec: dict, follow: bool, tail: int | None, since: str | None, until: str | None):
+    """``logs``: the entries of the container's log (an iterator that waits for more while the
+    container runs, with ``follow``); ``since``/``until`` as Docker takes them."""
+    from rootless.runtime import logs
+    now = time.time_ns()
+    try:
+        since_ns = logs.parse_since(since, now) if since else None
+        until_ns = logs.parse_since(until, now) if until else None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    path = ctx.paths.container_log(rec["id"])
+    if follow:
+        return logs.follow(path, lambda: is_running(lookup(ctx, rec["id"])), since_ns=since_ns, tail=tail)
+    return logs.read(path, tail=tail, since_ns=since_ns, until_ns=until_ns)
+
+
+def daemon_hint(ctx, rec: dict) -> str | None:
+    """The hint for a container whose main process left daemons behind (its log ends early)."""
+    return state.DAEMON_HINT if lookup(ctx, rec["id"])["state"].get("error") == state.DAEMON_HINT else None
+
+
+# ---- stop / kill / wait / rm ------------------------------------------------------------------
+def signal_number(name: str | int) -> int:
+    s = str(name).upper().removeprefix("SIG")
+    if s.isdigit():
+        return int(s)
+    try:
+        return int(signal.Signals["SIG" + s])
+    except KeyError:
+        raise UsageError(f"invalid signal: {name}") from None
+
+
+def kill(ctx, rec: dict, sig: str | int = "KILL") -> None:
+    if not is_running(rec):
+        raise Conflict(f"cannot kill container {rec['name']}: it is not running")
+    try:
+        os.kill(rec["state"]["pid"], signal_number(sig))
+    except ProcessLookupError:
+        pass
+
+
+def wait(ctx, rec: dict, timeout: float | None = None) -> dict:
+    """Block until the container is no longer running; its record."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        rec = current(ctx, state.lookup(ctx.paths, rec["id"])) if _exists(ctx, rec) else dict(
+            rec, state=dict(rec["state"], status="removed"))
+        if not is_running(rec):
+            return rec
+        if deadline is not None and time.monotonic() >= deadline:
+            return rec
+        _wait_for_pid(rec["state"].get("keeper", 0), delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _exists(ctx, rec: dict) -> bool:
+    return os.path.exists(ctx.paths.container_record(rec["id"]))
+
+
+def _wait_for_pid(pid: int, seconds: float) -> None:
+    """Sleep up to ``seconds``, returning early when ``pid`` exits (pidfd where the kernel has it)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        time.sleep(seconds)
+        return
+    try:
+        import select
+        select.select([fd], [], [], seconds)
+    finally:
+        os.close(fd)
+
+
+def stop(ctx, rec: dict, timeout: float | None = None) -> None:
+    """The image's STOPSIGNAL (default SIGTERM), ``timeout`` seconds (default 10), then SIGKILL."""
+    if not is_running(rec):
+        return
+    spec = rec.get("spec", {})
+    kill(ctx, rec, spec.get("stop_signal") or "TERM")
+    rec = wait(ctx, rec, 10 if timeout is None else timeout)
+    if is_running(rec):
+        kill(ctx, rec, "KILL")
+        wait(ctx, rec)
+
+
+def remove(ctx, rec: dict, force: bool) -> None:
+    if rec["state"].get("mounted_by"):
+        unmount(ctx, rec)
+    if is_running(rec):
+        if not force:
+            raise Conflict(f"you cannot remove a running container {rec['id']}. Stop the container before "
+                           "attempting removal or force remove")
+        kill(ctx, rec, "KILL")
+        wait(ctx, rec)
+    from rootless.base import locking
+    with locking.locked(ctx.paths.containers_lock):
+        records.remove_container_files(ctx, rec["id"])
+    records.remove_runtime(ctx.paths.run_dir(rec["id"]))
+
+
+def restart(ctx, rec: dict, timeout: float | None) -> None:
+    stop(ctx, rec, timeout)
+    start(ctx, lookup(ctx, rec["id"]), attached=False)
+
+
+def rename(ctx, rec: dict, new_name: str) -> None:
+    from rootless.base import atomic, locking
+    from rootless.runtime import names
+    names.check(new_name)
+    with locking.locked(ctx.paths.containers_lock):
+        for other in state.all_records(ctx.paths):
+            if other.get("name") == new_name and other["id"] != rec["id"]:
+                raise Conflict(f'the container name "/{new_name}" is already in use by container "{other["id"]}"',
+                               "remove (or rename) that container to be able to reuse that name")
+        with locking.locked(ctx.paths.container_lock(rec["id"])):
+            fresh = state.lookup(ctx.paths, rec["id"])
+            fresh["name"] = new_name
+            fresh["spec"]["name"] = new_name
+            atomic.write_json(ctx.paths.container_record(rec["id"]), fresh)
+
+
+def prune(ctx) -> list[str]:
+    removed = []
+    for rec in all_current(ctx):
+        if not is_running(rec):
+            remove(ctx, rec, force=False)
+            removed.append(rec["id"])
+    return removed
+
+
+# ---- files: commit, export, cp ------------------------------------------------------------------
+def commit(ctx, rec: dict, ref: str | None, author: str | None, message: str | None,
+           changes: list[str]) -> str:
+    """A new image: the container's image plus its writable layer (pause-free: a running container
+    keeps running, and what it writes during the commit may or may not be in the layer)."""
+    import json
+
+    from layers import imageconfig, reference
+    from layers.archive import MT_LAYER_TAR
+    from layers.store import LayerRef, now_iso
+    from rootless.runtime import fsaccess
+    spec = rec["spec"]
+    base = ctx.store.resolve(spec["image_id"])
+    base_config = ctx.store.config(base)
+    container_config = imageconfig.apply_changes(
+        imageconfig.container_config_from_spec(spec, base_config.get("config") or {}), changes)
+    tags = []
+    if ref:
+        r = reference.parse(ref)
+        tags = [f"{r.repository}:{r.tag or 'latest'}"]
+    squash = rec.get("rootfs_method") == "copy"  # no writable layer apart: the whole tree becomes one
+    src = ctx.paths.copy_rootfs(rec["id"]) if squash else ctx.paths.upper(rec["id"])
+    os.makedirs(ctx.paths.tmp, exist_ok=True)
+    tmp = os.path.join(ctx.paths.tmp, f"commit-{rec['id'][:12]}-{os.getpid()}.tar")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            info = ctx.userns_call(fsaccess.tar_layer, src, fd, squash)
+        finally:
+            os.close(fd)
+        with open(tmp, "rb") as f:
+            blob, _size, _added = ctx.store.put_blob(f, expected=info["diff_id"], what="commit")
+    finally:
+        os.unlink(tmp)
+    layer = LayerRef(info["diff_id"], blob, MT_LAYER_TAR, info["size"])
+    ctx.store.unpack_layers([layer])
+    base_for = dict(base_config, rootfs={"type": "layers", "diff_ids": []}, history=[]) if squash else base_config
+    config = imageconfig.committed_config(
+        base_for, container_config, info["diff_id"], author=author, comment=message, created=now_iso(),
+        created_by=f"rootless commit {rec['name']}" + (f" ({message})" if message else ""))
+    layers = ([] if squash else images.layer_refs(base)) + [layer]
+    config_bytes = json.dumps(config, separators=(",", ":")).encode()
+    ctx.store.put_blob_bytes(config_bytes)
+    image, _ = ctx.store.register(config_bytes, layers, tags)
+    return image["id"]
+
+
+def export(ctx, rec: dict, out_fd: int) -> None:
+    from rootless.runtime import fsaccess
+    fsaccess.call(ctx, rec, fsaccess.export_tree, out_fd)
+
+
+def copy_out(ctx, rec: dict, src: str, dest: str) -> None:
+    """``cp CONTAINER:SRC DEST``: into DEST if it is a directory, else as DEST."""
+    import tempfile
+
+    from layers.store import remove_trees
+    from layers.unpack import unpack_layer
+    from rootless.runtime import fsaccess
+    os.makedirs(ctx.paths.tmp, exist_ok=True)
+    with tempfile.TemporaryFile(dir=ctx.paths.tmp) as f:
+        fsaccess.call(ctx, rec, fsaccess.tar_tree, src, os.dup(f.fileno()))
+        name = os.path.basename(src.rstrip("/")) or "."
+        target_dir = dest if os.path.isdir(dest) else os.path.dirname(os.path.abspath(dest))
+        if not os.path.isdir(target_dir):
+            raise RootlessError(f"no such directory: {target_dir}", exit_code=1)
+        tmp = tempfile.mkdtemp(dir=target_dir, prefix=".rootless-cp-")
+        try:
+            f.seek(0)
+            unpack_layer(f.fileno(), tmp, what="cp")
+            os.replace(os.path.join(tmp, name), os.path.join(dest, name) if os.path.isdir(dest) else dest)
+        finally:
+            remove_trees([tmp])
+
+
+def copy_in(ctx, rec: dict, src: str, dest: str) -> None:
+    """``cp SRC CONTAINER:DEST``: files become the container root's (Docker's rule)."""
+    import tarfile
+    import tempfile
+
+    from rootless.runtime import fsaccess
+    if not os.path.lexists(src):
+        raise RootlessError(f"no such file or directory: {src}", exit_code=1)
+    name = os.path.basename(os.path.abspath(src))
+
+    def as_root(info):
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return None if info.ischr() or info.isblk() else info
+
+    os.makedirs(ctx.paths.tmp, exist_ok=True)
+    with tempfile.TemporaryFile(dir=ctx.paths.tmp) as f:
+        with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            tf.add(src, arcname=name, filter=as_root)
+        f.flush()
+        f.seek(0)
+        fsaccess.call(ctx, rec, fsaccess.untar_into, dest, os.dup(f.fileno()), name, writable=True)
+
+
+# ---- mount / unmount: the root filesystem for chroot-like access from the host --------------------
+def mount(ctx, rec: dict) -> str:
+    """A path to the container's merged root filesystem, readable from the host side.
+
+    A running container's is seen through its keeper (``/proc/KEEPER/root``); a stopped one is
+    mounted by a small holder process that keeps it until ``unmount``."""
+    st = rec["state"]
+    if is_running(rec):
+        return f"/proc/{st['keeper']}/root{ctx.paths.merged(rec['id'])}"
+    holder = st.get("mounted_by", 0)
+    if records.alive(holder, st.get("mounted_by_start", "")):
+        return f"/proc/{holder}/root{ctx.paths.merged(rec['id'])}"
+    from rootless.base import userns
+    from rootless.runtime import fsaccess
+    plan = records.rootfs_plan(ctx, rec)
+    os.makedirs(plan.merged, exist_ok=True)
+    pid, ch = userns.fork_into_userns(ctx.mapping, lambda c: fsaccess.hold_mount(plan, c))
+    try:
+        ch.expect("mounted")
+    except BaseException:
+        userns.reap(pid)
+        raise
+    finally:
+        ch.close()
+    state.update_state(ctx.paths, rec["id"], mounted_by=pid, mounted_by_start=state.pid_start_time(pid))
+    return f"/proc/{pid}/root{plan.merged}"
+
+
+def unmount(ctx, rec: dict) -> None:
+    st = rec["state"]
+    holder = st.get("mounted_by", 0)
+    if records.alive(holder, st.get("mounted_by_start", "")):
+        os.kill(holder, signal.SIGTERM)
+        _wait_for_pid(holder, 10)
+    state.update_state(ctx.paths, rec["id"], mounted_by=0, mounted_by_start="")

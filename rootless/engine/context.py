@@ -1,0 +1,75 @@
+"""The Context: paths, settings and probed features for one command, built once by the CLI
+(or, later, the API server) and passed to every use case. No module-level state."""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import cached_property
+
+from rootless.base import config as configmod
+from rootless.base.paths import Paths, default_root, default_runroot
+
+
+class Context:
+    """Paths, settings and probed features for one command (no module-level state)."""
+
+    def __init__(self, root: str | None = None, debug: bool = False, progress=None):
+        self.root = root
+        self.debug = debug
+        # ``progress(quiet)``: a pull's or push's progress display (see rootless.cli.progress), or None.
+        self.progress = progress
+        self.warned: set[str] = set()
+
+    @cached_property
+    def config(self) -> configmod.Config:
+        return configmod.load()
+
+    @cached_property
+    def paths(self) -> Paths:
+        root = default_root(self.root or self.config.root)
+        p = Paths(root, default_runroot(root))
+        p.ensure()
+        return p
+
+    @cached_property
+    def mapping(self):
+        from rootless.base import idmap
+        return idmap.plan(self.config.idmap)
+
+    def warn(self, message: str) -> None:
+        if message not in self.warned:
+            self.warned.add(message)
+            print(f"rootless: warning: {message}", file=sys.stderr)
+
+    def userns_call(self, fn, *args):
+        from rootless.base import userns
+        if self.mapping.warning:
+            self.warn(self.mapping.warning)
+        return userns.call(self.mapping, fn, *args)
+
+    @cached_property
+    def store(self):
+        from layers.store import ImageStore
+        return ImageStore(self.paths, self.userns_call, self.mapping.key, self.userns_worker, self.config.search)
+
+    def userns_worker(self, handler, what: str = "helper"):
+        from rootless.base import userns
+        if self.mapping.warning:
+            self.warn(self.mapping.warning)
+        return userns.Worker(self.mapping, handler, what)
+
+    def slirp_features(self):
+        """slirp4netns's path, version and options (probed once per binary, cached in the runroot)."""
+        from netstack import slirp
+        from rootless.base import proc
+        from rootless.base.errors import HostError
+        exe = proc.which("slirp4netns")
+        if not exe:
+            raise HostError("slirp4netns not found: the default network needs it",
+                            "install it (apt-get install slirp4netns), or use --network none")
+        return slirp.probe(exe, os.path.join(self.paths.runroot, "slirp4netns.json"))
+
+    def overlay_method(self) -> str:
+        from layers import overlay
+        return overlay.choose(self.config.overlay, self.paths, self.userns_call)

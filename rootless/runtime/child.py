@@ -1,0 +1,557 @@
+"""The in-namespace side of a container, top to bottom.
+
+Two processes, both already root of the container's user namespace:
+
+``sandbox`` (the keeper) unshares the other namespaces, mounts the root
+filesystem, forks the container process, waits for it, then unmounts and
+cleans up. ``container`` (PID 1 of the new pid namespace) applies the mount
+plan, pivots into the root, takes on the user's identity and execs the
+command. Failures travel back to the parent over the channel as typed errors.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import socket
+import termios
+import time
+from collections import namedtuple
+
+from layers.overlay import mount_rootfs, unmount_rootfs
+from rootless.base import proc, syscalls, timing, userns
+from rootless.base.atomic import read_text
+from rootless.base.channel import Channel
+from rootless.base.errors import CommandNotExecutable, CommandNotFound, RootlessError, from_oserror
+from rootless.base.syscalls import (
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+)
+from rootless.runtime import exitwatch, keeper, rootfs, state, users
+from rootless.runtime.mountplan import Op
+from rootless.runtime.spec import ContainerSpec
+from rootless.runtime.terminal import FORWARDED
+
+# Docker's default capability set; every other capability leaves the bounding set.
+DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+                "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")
+
+
+# Everything the namespace side needs, built by the engine. ``remove_dirs`` are removed when the
+# container ends (--rm); ``single_uid``: the user namespace maps one uid, no other user to switch to;
+# ``attached``: a CLI waits and shows the output (else the keeper detaches from the terminal);
+# ``paths``: the store, where the keeper records the container's state and writes its log.
+# ``stdin``: an attached CLI gives its stdin (run -i, start -a -i); else stdin waits for `attach`.
+# ``net``: the network plan (rootless.runtime.network.NetPlan), with the published ports already bound.
+LaunchPlan = namedtuple("LaunchPlan",
+                        "spec rootfs mounts run_dir paths remove_dirs winsize single_uid attached stdin net",
+                        defaults=((), None, False, True, True, None))
+
+
+class Step:
+    """Names the step in progress so a failure says where it happened."""
+
+    name = "container setup"
+
+    @classmethod
+    def at(cls, name: str) -> None:
+        cls.name = name
+
+
+# ---- the keeper -----------------------------------------------------------------
+def sandbox(plan: LaunchPlan, ch: Channel) -> int:
+    spec, net = plan.spec, plan.net
+    os.setsid()  # the terminal's signals reach the CLI only; it forwards them
+    if not plan.attached:
+        _detach_from_terminal()
+    code, error = 125, ""
+    finished = False
+    helpers = Helpers()
+    try:
+        if net.kind == "slirp4netns":
+            Step.at("fork the slirp4netns spawner")  # now: it must stay in the host's network namespace
+            from netstack.slirp import Slirp
+            helpers.slirp = Slirp(plan.run_dir)
+        Step.at("unshare namespaces")
+        flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWCGROUP
+        if net.kind in ("slirp4netns", "none"):
+            flags |= syscalls.CLONE_NEWNET
+        syscalls.unshare(flags)
+        if net.kind == "container":
+            Step.at("join the network namespace of the other container")
+            syscalls.setns(net.join_fds[1], syscalls.CLONE_NEWNET)
+        Step.at("make / private")
+        syscalls.mount(None, "/", None, MS_REC | syscalls.MS_PRIVATE)
+        if flags & syscalls.CLONE_NEWNET:
+            Step.at("bring up lo")
+            from netstack import loopback
+            loopback.bring_up()
+        if helpers.slirp:
+            Step.at("start slirp4netns")
+            _start_slirp(helpers.slirp, net)
+            _mark(ch, "slirp")
+        link_listeners = []
+        if net.links:
+            Step.at("set up the link namespace")
+            from netstack import links
+            link_listeners = links.setup(net.links)
+        Step.at(f"mount the root filesystem ({plan.rootfs.method})")
+        os.makedirs(plan.rootfs.merged, exist_ok=True)
+        import prctl
+        prctl.set_child_subreaper(1)  # fuse-overlayfs daemonizes: it stays ours to reap
+        mount_rootfs(plan.rootfs)
+        _mark(ch, "mounted")
+        try:
+            mac = ""
+            if helpers.slirp:
+                Step.at("wait for slirp4netns")
+                helpers.slirp.wait_ready()
+                mac = _slirp_ready(helpers.slirp, net)
+                _mark(ch, "net-ready")
+            if net.bound or net.door or link_listeners:
+                Step.at("start the port relay")
+                helpers.relay = _start_relay(plan, link_listeners)
+            Step.at("listen on the attach socket")
+            attach_sock = keeper.listen(plan.run_dir)
+            # After the mount: fuse-overlayfs must not become PID 1 of the new pid namespace.
+            Step.at("unshare the pid namespace")
+            syscalls.unshare(syscalls.CLONE_NEWPID)
+            stdio = keeper.Stdio(spec.tty, spec.interactive, plan.attached, plan.attached and plan.stdin)
+            pid = os.fork()
+            if pid == 0:
+                _container_entry(plan, ch, stdio)
+            stdio.connect_keeper()
+            # Only now: until PID 1 has handed over its pty, nothing here would resume its stops;
+            # and only after SIGCHLD wakes the keeper, so that no stop goes unnoticed.
+            wakeup = keeper.Wakeup()
+            watch = None if spec.init else exitwatch.ExitWatch(pid)
+            start = _start_time(pid)
+            from rootless.runtime import network
+            state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
+                               keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
+                               started_at=state.now_iso(), exit_code=0, error="",
+                               net=network.state_fields(net, mac))
+            ch.send("pid", pid=pid, start=start)
+            _mark(ch, "forked")
+            for sig in FORWARDED:
+                signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
+            keeper.supervise(stdio, ch, plan.paths.container_log(spec.id), attach_sock, watch, wakeup)
+            if watch:
+                watch.finish()  # PID 1 may wait in its exit stop
+            status = watch.final_status if watch and watch.final_status is not None else _wait(pid)
+            code = userns.exit_code(status)
+            _mark(ch, "exited")
+            if code == 0 and watch and watch.left_children:
+                error = state.DAEMON_HINT
+        finally:
+            helpers.stop_relay()
+            unmount_rootfs(plan.rootfs)
+        finished = True
+        return code
+    except OSError as e:
+        err = from_oserror(Step.name, e)
+        error = err.message
+        raise err from None
+    except RootlessError as e:
+        error = e.message
+        raise
+    finally:
+        helpers.stop_relay()
+        if net.handler == "slirp4netns" and net.bound:
+            helpers.stop_slirp()  # it holds the host ports: free when the CLI returns
+        _finish(plan, code, error)
+        if finished:
+            # The record is final and the ports free: an attached CLI returns now, without waiting
+            # for slirp4netns, whose exit (the kernel unregistering its tap) takes tens of ms.
+            _send_quietly(ch, "finished", code=code)
+            if plan.attached:
+                _detach_from_terminal()  # nor does a caller reading the CLI's output wait for us
+        helpers.stop_slirp()
+        _reap_helpers()
+
+
+class Helpers:
+    """The keeper's network helpers, ended in reverse order of their start."""
+
+    def __init__(self):
+        self.slirp = None
+        self.relay = None  # (pid, stop fd)
+
+    def stop_relay(self) -> None:
+        """End the relay and wait for it: once the container is recorded as stopped, its host
+        ports are free for the next container."""
+        if self.relay:
+            pid, stop = self.relay
+            self.relay = None
+            os.close(stop)  # the relay returns when its end of the pipe reads EOF
+            kill_quietly(pid, signal.SIGKILL)  # it has nothing to tidy: its sockets close with it
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+    def stop_slirp(self) -> None:
+        if self.slirp:
+            slirp, self.slirp = self.slirp, None
+            slirp.stop()
+
+
+def _start_slirp(proc, net) -> None:
+    from netstack import slirp
+    fds = proc.fds()
+    proc.start(slirp.argv(net.features, f"/proc/{os.getpid()}/ns/net", fds["ready"], fds["exit"], fds["api"],
+                          net.options, net.mac))
+
+
+def _slirp_ready(proc, net) -> str:
+    """slirp4netns is up: forward the ports it handles itself; the tap's MAC address."""
+    from netstack import netlink, slirp, slirp_api
+    if net.handler == "slirp4netns":
+        for b in net.bound:
+            Step.at(f"publish {b.host_ip}:{b.host_port}->{b.container_port}/{b.proto} with slirp4netns")
+            slirp_api.add_hostfwd(proc.run_dir, slirp.API_SOCKET, b.proto, b.host_ip, b.host_port,
+                                  b.container_port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ctl:
+        return netlink.hardware_address(ctl, slirp.TAP)
+
+
+def _start_relay(plan: LaunchPlan, link_listeners: list) -> tuple[int, int]:
+    """Fork the port relay (before the pid namespace: it must not become PID 1 there). It holds the
+    published ports, the link listeners and the door; the keeper keeps none of them."""
+    from netstack import relay
+    net = plan.net
+    door = relay.listen_door(plan.run_dir) if net.door else None
+    socks = [b.sock for b in net.bound if b.sock is not None] + [s for s, _d, _p, _k in link_listeners]
+    if door:
+        socks.append(door)
+    stop_r, stop_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import prctl
+            prctl.set_pdeathsig(signal.SIGKILL)
+            prctl.set_name("rootless-relay")
+            _close_all_but({stop_r} | {s.fileno() for s in socks})
+            r = relay.Relay(net.target_ip)
+            for b in net.bound:
+                if b.sock is not None:
+                    r.publish(b.sock, b.proto, b.container_port)
+            for s, door_dir, port, proto in link_listeners:
+                r.link(s, door_dir, port, proto)
+            if door:
+                r.door(door)
+            r.run(stop_r)
+        finally:
+            os._exit(0)
+    os.close(stop_r)
+    for s in socks:
+        s.close()
+    return pid, stop_w
+
+
+def _close_all_but(keep: set[int]) -> None:
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    keep = keep | {0, 1, 2}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _send_quietly(ch: Channel, kind: str, **fields) -> None:
+    try:
+        ch.send(kind, **fields)
+    except OSError:
+        pass  # the CLI has gone (a detached run): nobody to tell
+
+
+def _reap_helpers(timeout: float = 2.0) -> None:
+    """Wait for the helpers left to the keeper (fuse-overlayfs ends once unmounted): no zombie."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.005)
+
+
+def _detach_from_terminal() -> None:
+    """A detached keeper holds no terminal and no pipe of the CLI (``$(rootless run -d ...)`` returns)."""
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def _finish(plan: LaunchPlan, code: int, error: str) -> None:
+    """Remove the runtime files (and the container with --rm), then record the exit: a ``start``
+    right after ``stop`` returns makes the runtime directory anew, and it must stay its own."""
+    _cleanup(plan)
+    if not plan.spec.remove:
+        try:
+            state.update_state(plan.paths, plan.spec.id, status="exited", pid=0, exit_code=code, error=error,
+                               finished_at=state.now_iso(), keeper=0, net={})
+        except (OSError, RootlessError):
+            pass
+
+
+def _cleanup(plan: LaunchPlan) -> None:
+    from layers.store import remove_trees
+    doomed = [plan.run_dir, *plan.remove_dirs]
+    try:
+        remove_trees([d for d in doomed if os.path.lexists(d)])
+    except OSError:
+        pass
+
+
+def _mark(ch: Channel, name: str) -> None:
+    if timing.FILE:
+        ch.send("mark", name=name, t=time.monotonic())
+
+
+def _wait(pid: int) -> int:
+    while True:
+        wpid, status = os.waitpid(-1, 0)
+        if wpid == pid:
+            return status
+
+
+def kill_quietly(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _start_time(pid: int) -> str:
+    return state.pid_start_time(pid, zombie_ok=True)  # our own child: it may have exited already
+
+
+# ---- PID 1 of the container -------------------------------------------------------
+def _container_entry(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
+    code = 125
+    try:
+        container(plan, ch, stdio)
+    except RootlessError as e:
+        ch.send_error(e)
+        code = e.exit_code
+    except OSError as e:
+        ch.send_error(from_oserror(Step.name, e))
+    except BaseException as e:  # noqa: BLE001
+        ch.send_error(e, Step.name)
+    finally:
+        os._exit(code)
+
+
+def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
+    spec = plan.spec
+    import prctl
+
+    prctl.set_pdeathsig(signal.SIGKILL)
+    Step.at("unshare the container's mount namespace")
+    syscalls.unshare(syscalls.CLONE_NEWNS)  # pivot_root must not move the keeper's root
+
+    root = plan.rootfs.merged
+    for op in plan.mounts:
+        Step.at(f"{op.kind} {op.target}")
+        apply_op(root, op)
+
+    Step.at("pivot_root")
+    os.chdir(root)
+    syscalls.pivot_root(".", ".")
+    syscalls.umount2(".", syscalls.MNT_DETACH)
+    os.chdir("/")
+
+    Step.at("sethostname")
+    socket.sethostname(spec.hostname)
+
+    Step.at("set up stdio")
+    _stdio(spec, stdio, plan.winsize)
+
+    Step.at(f"working directory {spec.workdir}")
+    os.makedirs(spec.workdir, exist_ok=True)
+
+    env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch)
+    exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))
+    _mark(ch, "exec")
+    if spec.init:
+        _init_reaper(exe, spec, env, ch)
+    exec_command(exe, spec.argv, env)
+
+
+def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: Channel) -> dict[str, str]:
+    """Inside the container's root: resolve the user in its /etc/passwd and /etc/group, keep
+    Docker's default capabilities only, set no_new_privs, become the user, enter ``workdir``.
+    The process environment (with HOME from passwd unless set)."""
+    import prctl
+
+    Step.at("resolve the user")
+    user = users.resolve(user_spec, read_text("/etc/passwd"), read_text("/etc/group"))
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in env_list)
+    env.setdefault("HOME", user.home)
+
+    Step.at("capabilities")
+    keep = {getattr(prctl, f"CAP_{c}") for c in DEFAULT_CAPS}
+    last = int(read_text("/proc/sys/kernel/cap_last_cap") or 40)
+    for cap in range(last + 1):
+        if cap not in keep:
+            try:
+                prctl.capbset_drop(cap)
+            except (OSError, ValueError):
+                pass
+    prctl.set_no_new_privs(1)
+
+    Step.at("set the user's identity")
+    if single_uid and (user.uid, user.gid) != (0, 0):
+        ch.send("warning", message=f"user {user_spec!r} (uid {user.uid}) does not exist in a single-uid user "
+                f"namespace: running as root of the container instead (configure /etc/subuid to fix)")
+        user = users.User(0, 0, (0,), user.home)
+    if not single_uid:
+        os.setgroups(list(user.groups))
+    os.setresgid(user.gid, user.gid, user.gid)
+    os.setresuid(user.uid, user.uid, user.uid)
+    try:
+        os.chdir(workdir)
+    except OSError as e:
+        raise CommandNotExecutable(f"cannot enter the working directory {workdir}: {e.strerror}") from None
+    return env
+
+
+def apply_op(root: str, op: Op) -> None:
+    target = rootfs.resolve(root, op.target)
+    if op.kind == "symlink":
+        if os.path.lexists(target):
+            os.unlink(target)
+        os.symlink(op.source, target)
+        return
+    if op.kind in ("mask", "readonly"):
+        _best_effort(target, op.kind)
+        return
+    if op.is_file:
+        if not os.path.lexists(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    else:
+        os.makedirs(target, exist_ok=True)
+    try:
+        if op.kind == "bind":
+            syscalls.mount(op.source, target, None, MS_BIND | (op.flags & MS_REC))
+            if op.flags & MS_RDONLY:
+                _remount_ro(target)
+        else:
+            syscalls.mount(op.source, target, op.fstype, op.flags, op.data)
+    except OSError as e:
+        if e.errno == errno.EPERM and op.fallback:
+            for alt in op.fallback:
+                apply_op(root, alt)
+            return
+        raise
+
+
+def _locked_flags(path: str) -> int:
+    """The flags a remount in a user namespace must keep (the kernel locks them)."""
+    f = os.statvfs(path).f_flag
+    flags = f & (MS_NOSUID | MS_NODEV | MS_NOEXEC | 1024 | 2048)  # + noatime, nodiratime
+    if f & 4096:  # ST_RELATIME
+        flags |= 1 << 21
+    return flags
+
+
+def _remount_ro(target: str) -> None:
+    syscalls.mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | _locked_flags(target))
+
+
+def _best_effort(target: str, kind: str) -> None:
+    if not os.path.lexists(target):
+        return
+    try:
+        if kind == "mask":
+            if os.path.isdir(target):
+                syscalls.mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0")
+            else:
+                syscalls.mount("/dev/null", target, None, MS_BIND)
+        else:
+            syscalls.mount(target, target, None, MS_BIND | MS_REC)
+            _remount_ro(target)
+    except OSError:
+        pass
+
+
+
+def open_terminal(winsize: bytes | None) -> int:
+    """A pty from the container's own devpts (/dev/ptmx) as this session's terminal and stdio;
+    the master, for the caller to hand over and close."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    if winsize:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, winsize)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+    return master
+
+
+def _stdio(spec: ContainerSpec, stdio: keeper.Stdio, winsize: bytes | None) -> None:
+    os.setsid()
+    if spec.tty:
+        master = open_terminal(winsize)
+        stdio.send_master(master)  # the keeper logs the terminal's output
+        os.close(master)
+    stdio.connect_child(spec.interactive)
+
+
+def _reset_signals() -> None:
+    for sig in range(1, signal.NSIG):
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def exec_command(exe: str, argv: tuple[str, ...], env: dict[str, str]) -> None:
+    _reset_signals()
+    try:
+        os.execve(exe, list(argv), env)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            raise CommandNotFound(f'exec "{argv[0]}": no such file or directory (missing interpreter?)') from None
+        if e.errno == errno.ENOEXEC:
+            raise CommandNotExecutable(f'exec "{argv[0]}": exec format error') from None
+        raise CommandNotExecutable(f'exec "{argv[0]}": {e.strerror}') from None
+
+
+def _init_reaper(exe: str, spec: ContainerSpec, env: dict[str, str], ch: Channel) -> None:
+    """``--init``: stay PID 1, run the command as a child, forward signals, reap zombies."""
+    pid = os.fork()
+    if pid == 0:
+        os.setpgid(0, 0)
+        if spec.tty:
+            signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+            os.tcsetpgrp(0, os.getpid())
+        exec_command(exe, spec.argv, env)
+    ch.close()
+    import prctl
+    prctl.set_name("rootless-init")
+    prctl.set_proctitle("rootless-init")
+    for sig in FORWARDED + (signal.SIGWINCH,):
+        signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
+    status = _wait(pid)
+    os._exit(userns.exit_code(status))

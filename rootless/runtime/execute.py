@@ -1,0 +1,195 @@
+"""``rootless exec``: a new process in a running container.
+
+The CLI forks a helper that joins the container's namespaces through
+``/proc/PID/ns`` (the user namespace first: it grants the rights to join the
+others; then mount, uts, ipc, network, cgroup and pid) and forks the process
+itself, which becomes a member of the container's pid namespace, takes the
+container's environment and the user's identity, and execs. With ``-t`` its
+pty comes from the container's devpts and the CLI relays it.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+
+from rootless.base import syscalls, userns
+from rootless.base.channel import Channel
+from rootless.base.errors import Conflict, RootlessError
+from rootless.runtime import child
+from rootless.runtime.terminal import FORWARDED
+
+# Joined in this order: the user namespace first, pid last (it applies to children only).
+NAMESPACES = (("user", syscalls.CLONE_NEWUSER), ("mnt", syscalls.CLONE_NEWNS), ("uts", syscalls.CLONE_NEWUTS),
+              ("ipc", syscalls.CLONE_NEWIPC), ("net", syscalls.CLONE_NEWNET), ("cgroup", syscalls.CLONE_NEWCGROUP),
+              ("pid", syscalls.CLONE_NEWPID))
+
+
+def open_namespaces(pid: int, only: tuple[int, ...] | None = None) -> list[tuple[int, int]]:
+    """Open the container's namespace files now, so a pid reused later cannot redirect us."""
+    fds = []
+    own = {name: os.stat(f"/proc/self/ns/{name}").st_ino for name, _ in NAMESPACES}
+    try:
+        for name, flag in NAMESPACES:
+            if only is not None and flag not in only:
+                continue
+            path = f"/proc/{pid}/ns/{name}"
+            if os.stat(path).st_ino == own[name]:
+                continue  # shared with us (--network host): nothing to join
+            fds.append((os.open(path, os.O_RDONLY | os.O_CLOEXEC), flag))
+    except OSError as e:
+        for fd, _ in fds:
+            os.close(fd)
+        raise RootlessError(f"cannot open the namespaces of the container (pid {pid}): {e.strerror}") from None
+    return fds
+
+
+def join(ns: list[tuple[int, int]]) -> None:
+    """Enter the namespaces opened by ``open_namespaces`` (in their order) as root of the first."""
+    for fd, flag in ns:
+        syscalls.setns(fd, flag)
+        os.close(fd)
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+
+
+def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: str | None,
+        tty: bool, interactive: bool, detach: bool, single_uid: bool, winsize: bytes | None) -> int | None:
+    if rec["state"].get("status") != "running":
+        raise Conflict(f"container {rec['id'][:12]} is not running", "start it with `rootless start`",
+                       exit_code=1)
+    spec = rec["spec"]
+    ns = open_namespaces(rec["state"]["pid"])
+    from rootless.runtime.spec import merge_env
+    full_env = merge_env(list(spec.get("env", [])), env)
+
+    def helper_main(ch: Channel) -> int:
+        if detach:  # like Docker: the output of `exec -d` goes nowhere, the caller's pipes are let go
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+            os.setsid()
+        return _helper(ns, ch, argv, full_env, user if user is not None else spec.get("user", ""),
+                       workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize)
+
+    helper, parent_end = userns.fork_child(helper_main, "exec")
+    for fd, _ in ns:
+        os.close(fd)
+    return _parent(helper, parent_end, tty, interactive, detach)
+
+
+def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_uid, winsize) -> int:
+    # Everything the process needs is imported now: inside the container's mount namespace this
+    # installation's files are out of sight.
+    import fcntl  # noqa: F401
+    import termios  # noqa: F401
+
+    import prctl  # noqa: F401
+
+    from rootless.base import proc
+    from rootless.runtime import users  # noqa: F401
+    child.Step.at("join the container's namespaces")
+    join(ns)
+    pid = os.fork()
+    if pid == 0:  # in the container's pid namespace now
+        code = 125
+        try:
+            os.setsid()
+            _stdio(ch, tty, interactive, winsize)
+            full_env = child.take_identity(user, env, workdir, single_uid, ch)
+            from rootless.base import proc
+            exe = proc.find_executable(argv[0], full_env.get("PATH", ""))
+            child.exec_command(exe, tuple(argv), full_env)
+        except BaseException as e:  # noqa: BLE001
+            ch.send_error(e, child.Step.name)
+            code = getattr(e, "exit_code", 125)
+        finally:
+            os._exit(code)
+    ch.send("pid", pid=pid)
+    for sig in FORWARDED:
+        signal.signal(sig, lambda s, _f: child.kill_quietly(pid, s))
+    _, status = os.waitpid(pid, 0)
+    return userns.exit_code(status)
+
+
+def _stdio(ch: Channel, tty: bool, interactive: bool, winsize: bytes | None) -> None:
+    if tty:
+        master = child.open_terminal(winsize)
+        ch.send("tty", fds=[master])
+        os.close(master)
+    elif not interactive:
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+
+
+def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool) -> int | None:
+    from rootless.runtime.terminal import Forwarder, RawTerminal, follow_window_size, write_all
+    fwd = Forwarder()
+    fwd.install()
+    master = -1
+    error = None
+    sel = selectors.DefaultSelector()
+    sel.register(ch.fileno(), selectors.EVENT_READ, "channel")
+    try:
+        with RawTerminal(tty and interactive) as raw:
+            while sel.get_map():
+                for key, _ in sel.select():
+                    if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
+                        continue
+                    if key.data == "master":
+                        data = _read(master)
+                        if data:
+                            write_all(1, data)
+                        else:
+                            sel.unregister(master)
+                        continue
+                    if key.data == "stdin":
+                        data = _read(0)
+                        if data:
+                            write_all(master, data)
+                        else:
+                            sel.unregister(0)
+                        continue
+                    msg, fds = ch.recv()
+                    if msg is None:  # the helper is gone: show what is left of the output, then stop
+                        if master >= 0:
+                            os.set_blocking(master, False)
+                            while data := _read(master):
+                                write_all(1, data)
+                        for k in list(sel.get_map().values()):
+                            sel.unregister(k.fileobj)
+                    elif msg["type"] == "pid":
+                        fwd.started(msg["pid"])
+                        if detach:
+                            return None
+                    elif msg["type"] == "tty" and fds:
+                        master = fds[0]
+                        sel.register(master, selectors.EVENT_READ, "master")
+                        if interactive:
+                            sel.register(0, selectors.EVENT_READ, "stdin")
+                        if raw.active:
+                            follow_window_size(master)
+                    elif msg["type"] == "error":
+                        error = msg
+                    elif msg["type"] == "warning":
+                        import sys
+                        print(f"rootless: warning: {msg['message']}", file=sys.stderr, flush=True)
+        code = userns.reap(helper)
+    finally:
+        fwd.restore()
+        ch.close()
+        if master >= 0:
+            os.close(master)
+    if error is not None:
+        raise RootlessError(error["message"], error.get("hint"), error.get("exit_code"))
+    return code
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO once the pty's last user is gone, EAGAIN when drained
+        return b""

@@ -1,0 +1,161 @@
+"""A container's files from the outside: commit, export, cp, as root of the user namespace.
+
+A running container is entered (its user and mount namespaces, joined through
+``/proc/PID/ns``: its root is then ``/``); a stopped one gets its root
+filesystem mounted in a private mount namespace for the duration of the call.
+Files of subordinate uids are only readable and writable there. Data crosses
+by file descriptors opened beforehand: inside, host paths may not exist.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tarfile  # noqa: F401 - imported before entering a container, where this install is out of sight
+
+from layers import commit as _commit  # noqa: F401 - the same
+from layers import store as _store  # noqa: F401 - the same
+from layers import unpack as _unpack  # noqa: F401 - the same
+from rootless.base import syscalls, userns
+from rootless.base.channel import Channel
+from rootless.base.errors import RootlessError
+from rootless.runtime import rootfs as _rootfs  # noqa: F401 - the same
+
+
+def call(ctx, rec: dict, fn, *args, writable: bool = False):
+    """``fn(root, *args)`` with the container's root filesystem at ``root``; fn's JSON-able result."""
+    if rec["state"].get("status") == "running":
+        return _call_entered(rec["state"]["pid"], fn, args)
+    from rootless.runtime.records import rootfs_plan
+    plan = rootfs_plan(ctx, rec)
+    view = os.path.join(ctx.paths.run_dir(rec["id"]) + "-view")
+    os.makedirs(view, 0o700, exist_ok=True)
+    try:
+        return ctx.userns_call(_call_mounted, plan, view, writable, fn, args)
+    finally:
+        try:
+            os.rmdir(view)
+        except OSError:
+            pass
+
+
+def _call_mounted(plan, view: str, writable: bool, fn, args):
+    from layers import overlay
+    syscalls.unshare(syscalls.CLONE_NEWNS)
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    if writable:
+        overlay.mount_rootfs(plan._replace(merged=view))
+    elif plan.method == "copy":
+        syscalls.mount(plan.copy_dir, view, None, syscalls.MS_BIND | syscalls.MS_REC)
+    else:  # read-only: the writable layer as the top lower layer, nothing written
+        overlay.mount_readonly(plan, view)
+    try:
+        return fn(view, *args)
+    finally:
+        overlay.unmount_rootfs(plan._replace(merged=view))
+
+
+def _call_entered(pid: int, fn, args):
+    from rootless.runtime.execute import join, open_namespaces
+    ns = open_namespaces(pid, only=(syscalls.CLONE_NEWUSER, syscalls.CLONE_NEWNS))
+
+    def inside(ch: Channel) -> int:
+        join(ns)
+        ch.send("result", value=fn("/", *args))
+        return 0
+
+    helper, parent_end = userns.fork_child(inside, "enter the container")
+    for fd, _ in ns:
+        os.close(fd)
+    try:
+        msg = parent_end.expect("result")
+    finally:
+        parent_end.close()
+        userns.reap(helper)
+    return msg["value"]
+
+
+# ---- what runs inside ------------------------------------------------------------------------
+def tar_tree(root: str, rel: str, out_fd: int) -> dict:
+    """Write a tar of ``rel`` (a path inside the container, resolved within ``root``) to ``out_fd``."""
+
+    from rootless.runtime import rootfs
+    src = rootfs.resolve(root, rel)
+    if not os.path.lexists(src):
+        raise RootlessError(f"could not find the file {rel} in container", exit_code=1)
+    with os.fdopen(out_fd, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+        base = os.path.basename(rel.rstrip("/")) or "."
+        tf.add(src, arcname=base, recursive=True, filter=_same_fs(os.lstat(src).st_dev, src))
+    return {}
+
+
+def _same_fs(dev: int, top: str):
+    """Leave out what is mounted below (``/proc``, ``/sys``, bind-mounted /etc files)."""
+    def keep(info):
+        path = os.path.join(top, info.name.split("/", 1)[1]) if "/" in info.name else top
+        try:
+            return info if os.lstat(path).st_dev == dev or path == top else None
+        except OSError:
+            return None
+    return keep
+
+
+def export_tree(root: str, out_fd: int) -> dict:
+    from layers.commit import layer_from_tree
+    if root == "/":  # inside a running container: its root filesystem alone, not /proc, /sys, /dev
+        syscalls.unshare(syscalls.CLONE_NEWNS)  # a private copy of the container's mounts
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        syscalls.mount("/", "/proc", None, syscalls.MS_BIND)  # not recursive: no submounts
+        root = "/proc"
+    with os.fdopen(out_fd, "wb") as out:
+        return layer_from_tree(root, out)
+
+
+def untar_into(root: str, rel: str, in_fd: int, name: str) -> dict:
+    """``cp`` into the container: the tar on ``in_fd`` (one top entry, ``name``) goes into the
+    directory ``rel``, or becomes ``rel`` when that does not exist (Docker's rule)."""
+    from layers.store import remove_trees
+    from layers.unpack import unpack_layer
+    from rootless.runtime import rootfs
+    dest = rootfs.resolve(root, rel)
+    if os.path.isdir(dest):
+        return unpack_layer(in_fd, dest, what="cp")
+    parent = os.path.dirname(dest)
+    if not os.path.isdir(parent):
+        raise RootlessError(f"no such directory in the container: {os.path.dirname(rel) or '/'}", exit_code=1)
+    tmp = os.path.join(parent, f".rootless-cp-{os.getpid()}")
+    os.mkdir(tmp, 0o700)
+    try:
+        res = unpack_layer(in_fd, tmp, what="cp")
+        os.replace(os.path.join(tmp, name), dest)
+        return res
+    finally:
+        remove_trees([tmp])
+
+
+def tar_layer(src: str, out_fd: int, squash: bool) -> dict:
+    """``commit``: the writable layer (or, for the copy method, the whole tree) as a layer tar."""
+    from layers.commit import layer_from_tree, layer_from_upper
+    with os.fdopen(out_fd, "wb", closefd=False) as out:
+        return (layer_from_tree if squash else layer_from_upper)(src, out)
+
+
+def hold_mount(plan, ch) -> int:
+    """In the user namespace: mount a stopped container's root filesystem privately and keep it
+    until SIGTERM (``rootless mount``)."""
+    from layers import overlay
+    syscalls.unshare(syscalls.CLONE_NEWNS)
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    overlay.mount_rootfs(plan)
+    os.setsid()
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda _s, _f: stop.append(1))
+    ch.send("mounted")
+    ch.close()
+    while not stop:
+        signal.pause()
+    overlay.unmount_rootfs(plan)  # fuse-overlayfs ends with its mount
+    return 0

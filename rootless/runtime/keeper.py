@@ -1,0 +1,249 @@
+"""The keeper's second job: supervise a running container (as conmon does for podman).
+
+It holds the container's stdio (pipes, or the pty master with ``-t``), writes
+every byte to the container's log (Docker's json-file format) and, while a CLI
+is attached (foreground ``run``, ``start -a``), also to that CLI's terminal;
+it hands the pty to the attached CLI for input and window size, stops
+forwarding when the CLI detaches or dies, and returns the container's wait
+status once its output has ended.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import socket
+
+from rootless.base.channel import Channel
+
+
+class Stdio:
+    """The container's stdio, created by the keeper before it forks the container."""
+
+    def __init__(self, tty: bool, interactive: bool, attached: bool, cli_stdin: bool):
+        """``attached``: a CLI shows the output; ``cli_stdin``: that CLI's stdin is the container's
+        (else, with -i, a pipe kept open for `attach`)."""
+        self.tty = tty
+        self.attached = attached
+        self.master = -1
+        self.stdin_w = -1
+        self.fds: dict[str, int] = {}  # what the keeper reads: stream name -> fd
+        self._child: list[int] = []
+        self.stdin_r = -1
+        if tty:
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            self.tty_keeper, self.tty_child = Channel(a), Channel(b)
+        else:
+            out_r, self.out_w = os.pipe()
+            err_r, self.err_w = os.pipe()
+            self.fds = {"stdout": out_r, "stderr": err_r}
+            self._child = [self.out_w, self.err_w]
+        if interactive and not cli_stdin and not tty:
+            # Detached with -i: stdin stays open (for `attach`) instead of reading EOF.
+            self.stdin_r, self.stdin_w = os.pipe()
+            self._child.append(self.stdin_r)
+
+    # -- in the container process, before exec
+    def connect_child(self, interactive: bool) -> None:
+        if not self.tty:
+            os.dup2(self.out_w, 1)
+            os.dup2(self.err_w, 2)
+        if self.stdin_r >= 0:
+            os.dup2(self.stdin_r, 0)
+        elif not interactive and not self.tty:
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
+
+    def send_master(self, master: int) -> None:
+        self.tty_child.send("tty", fds=[master])
+
+    # -- in the keeper, after the fork
+    def connect_keeper(self) -> None:
+        for fd in self._child:
+            os.close(fd)
+        if self.tty:
+            self.tty_child.close()
+            msg, fds = self.tty_keeper.recv()  # EOF if the container failed before its pty
+            self.tty_keeper.close()
+            if msg is not None and fds:
+                self.master = fds[0]
+                self.fds = {"stdout": self.master}
+
+
+# The attach socket speaks SOCK_SEQPACKET datagrams whose first byte says what they carry.
+ATTACH_SOCKET = "attach.sock"
+OUT, ERR = b"o", b"e"  # keeper -> client: output of the container
+IN, WINSIZE, CLOSE_STDIN = b"i", b"w", b"c"  # client -> keeper
+
+
+def _short(directory: str, name: str, use) -> None:
+    """Socket paths are limited to 108 bytes: reach ``directory`` through a short fd path."""
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        use(f"/proc/self/fd/{fd}/{name}")
+    finally:
+        os.close(fd)
+
+
+def listen(directory: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    _short(directory, ATTACH_SOCKET, sock.bind)
+    sock.listen(8)
+    return sock
+
+
+def connect(directory: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        _short(directory, ATTACH_SOCKET, sock.connect)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Wakeup:
+    """SIGCHLD as a readable pipe for the keeper's selector."""
+
+    def __init__(self) -> None:
+        import signal
+        self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.signal(signal.SIGCHLD, lambda _s, _f: None)
+        signal.set_wakeup_fd(self.w)
+
+    def drain(self) -> None:
+        while _read(self.r):
+            pass
+
+    def close(self) -> None:
+        import signal
+        signal.set_wakeup_fd(-1)
+        os.close(self.r)
+        os.close(self.w)
+
+
+def supervise(stdio: Stdio, ch: Channel, log_path: str, attach_sock: socket.socket | None, watch,
+              wakeup: Wakeup) -> None:
+    """Relay output until the container's last writer is gone; meanwhile let ``watch`` (an
+    ``exitwatch.ExitWatch`` or None) handle PID 1's stops, woken by SIGCHLD."""
+    from rootless.runtime.logs import LogWriter
+
+    log = LogWriter(log_path)
+    terminal = {"stdout": 1, "stderr": 2} if stdio.attached else {}
+    clients: list[socket.socket] = []
+    sel = selectors.DefaultSelector()
+    for name, fd in stdio.fds.items():
+        sel.register(fd, selectors.EVENT_READ, name)
+    if stdio.attached:
+        sel.register(ch.fileno(), selectors.EVENT_READ, None)
+        if stdio.master >= 0:
+            ch.send("tty", fds=[stdio.master])  # the CLI writes input and sets the window size
+    if attach_sock is not None:
+        sel.register(attach_sock, selectors.EVENT_READ, "listen")
+    sel.register(wakeup.r, selectors.EVENT_READ, "sigchld")
+    open_outputs = len(stdio.fds)
+    try:
+        while open_outputs:
+            events = sel.select(watch.timeout() if watch else None)
+            if watch:
+                watch.tick()
+            for key, _ in events:
+                if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
+                    continue
+                if key.data == "sigchld":
+                    wakeup.drain()
+                    continue
+                if key.data is None:  # a message from the attached CLI, or its end
+                    msg, _fds = ch.recv()
+                    if msg is None or msg["type"] == "detach":
+                        sel.unregister(key.fileobj)
+                        terminal = {}
+                    continue
+                if key.data == "listen":
+                    client, _ = attach_sock.accept()
+                    client.setblocking(False)
+                    clients.append(client)
+                    sel.register(client, selectors.EVENT_READ, "client")
+                    continue
+                if key.data == "client":
+                    if not _from_client(key.fileobj, stdio):
+                        sel.unregister(key.fileobj)
+                        clients.remove(key.fileobj)
+                        key.fileobj.close()
+                    continue
+                data = _read(key.fileobj)
+                if not data:
+                    sel.unregister(key.fileobj)
+                    open_outputs -= 1
+                    continue
+                log.write(key.data, data)
+                if key.data in terminal and not _write(terminal[key.data], data):
+                    terminal = {}
+                _broadcast(clients, sel, (OUT if key.data == "stdout" else ERR) + data)
+    finally:
+        wakeup.close()
+        log.close()
+        sel.close()
+        for c in clients:
+            c.close()
+
+
+def _from_client(client: socket.socket, stdio: Stdio) -> bool:
+    """Input, window size or end of input from an attached client; False when it is gone."""
+    try:
+        msg = client.recv(65537)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    if not msg:
+        return False
+    kind, data = msg[:1], msg[1:]
+    target = stdio.master if stdio.master >= 0 else stdio.stdin_w
+    if kind == IN and target >= 0:
+        _write(target, data)
+    elif kind == WINSIZE and stdio.master >= 0:
+        import fcntl
+        import termios
+        try:
+            fcntl.ioctl(stdio.master, termios.TIOCSWINSZ, data[:8])
+        except OSError:
+            pass
+    elif kind == CLOSE_STDIN and stdio.stdin_w >= 0:
+        os.close(stdio.stdin_w)
+        stdio.stdin_w = -1
+    return True
+
+
+def _broadcast(clients: list, sel, msg: bytes) -> None:
+    for c in list(clients):
+        try:
+            c.send(msg)
+        except OSError:  # gone, or too slow to keep up: detach it
+            sel.unregister(c)
+            clients.remove(c)
+            c.close()
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return b""
+    except OSError as e:
+        if e.errno == errno.EIO:  # the pty's last slave closed
+            return b""
+        raise
+
+
+def _write(fd: int, data: bytes) -> bool:
+    """Write to the attached terminal; False once it is gone."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,171 @@
+"""A container's network for one start, planned on the CLI's side before the keeper forks.
+
+``prepare`` binds the published ports (so that a port in use fails before anything runs),
+resolves links and ``container:`` targets (which must be running), and gives the generated
+/etc files. The keeper then follows the plan (see ``rootless.runtime.child.sandbox``): the netns,
+slirp4netns, the link namespace, the relay.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+
+from rootless.base.errors import Conflict, RootlessError, UsageError
+
+# kind: slirp4netns | none | host | container; options: slirp4netns's; features: its probe;
+# join_fds: (user ns fd, net ns fd) of the container whose network is shared; bound: ports.Bound;
+# links: links.LinkPlan; door: serve linking containers; target_ip: where published ports go
+# inside; handler: builtin | slirp4netns.
+NetPlan = namedtuple("NetPlan", "kind options features join_fds bound links door target_ip handler mac",
+                     defaults=(None, None, (), (), False, "127.0.0.1", "builtin", None))
+
+
+def prepare(ctx, spec) -> NetPlan:
+    """Everything for one start; published ports are bound (builtin relay) or checked (slirp4netns)."""
+    from netstack import spec as netspec
+    mode = netspec.parse_network(spec.network)
+    if mode.kind == "host":
+        if spec.ports or spec.publish_all:
+            ctx.warn("published ports are discarded when using host network mode")
+        return NetPlan("host", {})
+    if mode.kind == "container":
+        return NetPlan("container", {}, join_fds=_join_fds(ctx, mode.container))
+    features = ctx.slirp_features() if mode.kind == "slirp4netns" else None
+    handler = mode.options.get("port_handler", "builtin") if mode.kind == "slirp4netns" else "builtin"
+    target_ip = "10.0.2.100" if mode.kind == "slirp4netns" else "127.0.0.1"
+    links = _links(ctx, spec)
+    if handler == "slirp4netns":
+        for m in _mappings(spec):
+            if ":" in m.host_ip:
+                raise UsageError(f"slirp4netns's forwarder cannot publish on an IPv6 host address ([{m.host_ip}])",
+                                 "use the built-in forwarder (drop port_handler=slirp4netns)")
+    bound = _bind(spec, handler)
+    if handler == "slirp4netns" and not mode.options.get("allow_host_loopback") and any(
+            b.proto == "udp" for b in bound):
+        ctx.warn("slirp4netns's forwarder drops UDP replies to clients on the host's loopback unless "
+                 "allow_host_loopback=true (the built-in forwarder has no such limit)")
+    return NetPlan(mode.kind, mode.options, features, None, bound, links,
+                   door=bool(spec.exposed or spec.ports), target_ip=target_ip, handler=handler, mac=spec.mac)
+
+
+def _mappings(spec):
+    from netstack.spec import PortMapping
+    maps = [PortMapping(*m) for m in spec.ports]
+    if spec.publish_all:
+        published = {(m.container_port, m.proto) for m in maps}
+        for p in spec.exposed:
+            num, _, proto = p.partition("/")
+            if (int(num), proto) not in published:
+                maps.append(PortMapping("", 0, 0, int(num), proto))
+    return maps
+
+
+def _bind(spec, handler: str):
+    maps = _mappings(spec)
+    if not maps:
+        return []
+    from netstack import ports
+    return ports.bind(maps, keep=handler == "builtin")
+
+
+def _running(ctx, ref: str, why: str) -> dict:
+    from rootless.runtime import records
+    try:
+        rec = records.lookup(ctx, ref)
+    except RootlessError:
+        raise RootlessError(f"{why}: no such container: {ref}") from None
+    if not records.is_running(rec) or rec["state"].get("status") == "removed":
+        raise Conflict(f"{why}: container {rec['name']} is not running", f"start it first: rootless start {rec['name']}")
+    return rec
+
+
+def _join_fds(ctx, ref: str) -> tuple[int, int]:
+    rec = _running(ctx, ref, "cannot join the network of a container")
+    keeper = rec["state"]["keeper"]
+    try:
+        user = os.open(f"/proc/{keeper}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise RootlessError(f"cannot open the namespaces of container {rec['name']}: {e.strerror}") from None
+    try:
+        net = os.open(f"/proc/{keeper}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        os.close(user)
+        raise RootlessError(f"cannot open the namespaces of container {rec['name']}: {e.strerror}") from None
+    return user, net
+
+
+def _links(ctx, spec):
+    from netstack import links
+    out = []
+    for i, (cid, alias) in enumerate(spec.links):
+        rec = _running(ctx, cid, f"cannot link to {alias}")
+        target = rec["spec"]
+        env = [e for e in target.get("env", []) if e != f"HOSTNAME={target.get('hostname')}"]
+        out.append(links.LinkPlan(links.address(i), alias, rec["name"], rec["id"], ctx.paths.run_dir(rec["id"]),
+                                  tuple(target.get("exposed", ())), tuple(env)))
+    return out
+
+
+def link_env(spec, net: NetPlan) -> list[str]:
+    from netstack import links
+    out = []
+    for link in net.links:
+        out += links.link_env(spec.name, link)
+    return out
+
+
+def etc_files(ctx, spec, net: NetPlan) -> dict[str, str]:
+    """The texts of /etc/hostname, /etc/hosts and /etc/resolv.conf for this start."""
+    from netstack import etcfiles, slirp
+    if net.kind == "container":
+        return _shared_etc_files(ctx, spec)
+    host_hosts, host_resolv = etcfiles.host_files()
+    extra = [(ip if ip != "host-gateway" else slirp.GATEWAY, host) for host, ip in spec.add_hosts]
+    if net.links:
+        from netstack import links
+        extra += links.hosts_entries(net.links)
+    own_ip = slirp.GUEST_IP if net.kind == "slirp4netns" else None
+    resolver = slirp.DNS if net.kind == "slirp4netns" else None
+    return {
+        "/etc/hostname": spec.hostname + "\n",
+        "/etc/hosts": etcfiles.hosts_text(spec.hostname, net.kind, host_hosts, spec.name, own_ip, tuple(extra)),
+        "/etc/resolv.conf": etcfiles.resolv_text(host_resolv, net.kind, spec.dns, spec.dns_search,
+                                                 spec.dns_options, resolver),
+    }
+
+
+def _shared_etc_files(ctx, spec) -> dict[str, str]:
+    """``container:``: the other container's files (its names resolve the same way here)."""
+    from netstack import spec as netspec
+    ref = netspec.parse_network(spec.network).container
+    rec = _running(ctx, ref, "cannot join the network of a container")
+    out = {}
+    for cpath in ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf"):
+        try:
+            with open(os.path.join(ctx.paths.run_dir(rec["id"]), os.path.basename(cpath))) as f:
+                out[cpath] = f.read()
+        except OSError:
+            out[cpath] = ""
+    return out
+
+
+def close(net: NetPlan) -> None:
+    """The CLI's copies of the plan's descriptors (the keeper has its own)."""
+    for b in net.bound:
+        if b.sock is not None:
+            b.sock.close()
+    for fd in net.join_fds or ():
+        os.close(fd)
+
+
+def state_fields(net: NetPlan, mac: str = "") -> dict:
+    """What the container's state records about its network while it runs."""
+    from netstack import slirp
+    fields = {"ports": [], "ip": "", "gateway": "", "mac": mac}
+    if net.bound:
+        from netstack import ports
+        fields["ports"] = ports.records(net.bound)
+    if net.kind == "slirp4netns":
+        fields.update(ip=slirp.GUEST_IP, gateway=slirp.GATEWAY)
+    return fields

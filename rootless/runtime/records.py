@@ -1,0 +1,88 @@
+"""Container records as they are now: a record whose keeper died without recording its exit
+(killed, or the machine restarted) is reconciled on sight, and what a record implies (its root
+filesystem plan) is derived here, once, for the use cases and the runtime alike.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from rootless.runtime import state
+
+UNKNOWN_EXIT = 137  # the keeper died without recording the exit: as if killed
+
+
+def current(ctx, rec: dict) -> dict:
+    """The record with a dead keeper reconciled: exited, runtime files and helpers gone."""
+    st = rec.get("state", {})
+    if st.get("status") != "running" or alive(st.get("keeper", 0), st.get("keeper_start", "")):
+        return rec
+    cid = rec["id"]
+    kill_helpers(ctx.paths.merged(cid))
+    remove_runtime(ctx.paths.run_dir(cid))
+    if rec.get("spec", {}).get("remove"):
+        remove_container_files(ctx, cid)
+        return dict(rec, state=dict(st, status="removed"))
+    return state.update_state(ctx.paths, cid, status="exited", pid=0, keeper=0, exit_code=UNKNOWN_EXIT,
+                              error="the container's keeper died (killed, or the machine restarted)",
+                              finished_at=state.now_iso()) or rec
+
+
+def lookup(ctx, ref: str) -> dict:
+    return current(ctx, state.lookup(ctx.paths, ref))
+
+
+def all_current(ctx) -> list[dict]:
+    recs = [current(ctx, r) for r in state.all_records(ctx.paths) if not r.get("corrupt")]
+    return [r for r in recs if r["state"].get("status") != "removed"]
+
+
+def is_running(rec: dict) -> bool:
+    return rec["state"].get("status") == "running"
+
+
+def alive(pid: int, start: str) -> bool:
+    return bool(pid) and state.pid_start_time(pid) == start
+
+
+def kill_helpers(merged: str) -> None:
+    """fuse-overlayfs outlives a keeper killed with SIGKILL; it names the mount point."""
+    needle = merged.encode()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"fuse-overlayfs") and needle in args:
+            try:
+                os.kill(int(d), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def remove_runtime(run_dir: str) -> None:
+    import shutil
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def remove_container_files(ctx, cid: str) -> None:
+    from layers.store import remove_trees
+    cdir = ctx.paths.container(cid)
+    if os.path.isdir(cdir):
+        doomed = os.path.join(ctx.paths.containers, f".del-{cid}")
+        os.rename(cdir, doomed)  # gone from every listing at once
+        ctx.userns_call(remove_trees, [doomed])
+
+
+def rootfs_plan(ctx, rec: dict):
+    """Where a container's root filesystem comes from and goes (pure: nothing is written)."""
+    from layers.overlay import RootfsPlan
+    cid = rec["id"]
+    return RootfsPlan(method=rec.get("rootfs_method", "kernel"),
+                      lowers=tuple(ctx.paths.layer(d) for d in reversed(rec["spec"]["layers"])),
+                      upper=ctx.paths.upper(cid), work=ctx.paths.work(cid), merged=ctx.paths.merged(cid),
+                      copy_dir=ctx.paths.copy_rootfs(cid))

@@ -1,0 +1,169 @@
+"""What a container is: its options from the command line and the spec built from them.
+
+``build`` is pure: the image's config plus the options give a frozen
+``ContainerSpec``, which the record stores and the launcher executes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+
+from rootless.base.errors import UsageError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+# Value types on the start-up path are namedtuples: importing dataclasses costs ~8 ms per command.
+RunOptions = namedtuple(
+    "RunOptions",
+    "image command entrypoint env env_files workdir user hostname name network init rm interactive tty "
+    "publish publish_all expose links add_hosts dns dns_search dns_options mac_address pull tls_verify platform",
+    defaults=((), None, (), (), None, None, None, None, "slirp4netns", False, False, False, False,
+              (), False, (), (), (), (), (), (), None, "missing", True, None))
+
+
+class ContainerSpec(namedtuple(
+        "ContainerSpec",
+        "id name image_id image_name layers argv env user workdir hostname "
+        "network init tty interactive remove labels stop_signal entrypoint "
+        "ports publish_all exposed links add_hosts dns dns_search dns_options mac",
+        defaults=("none", False, False, False, False, None, "SIGTERM", None,
+                  (), False, (), (), (), (), (), (), None))):
+    """What a container runs. ``layers``: diff ids, bottom first; ``argv``: entrypoint + cmd;
+    ``entrypoint``: the part of argv that is the entrypoint (Docker's Config.Entrypoint; None when
+    unknown); ``env``: KEY=VALUE (HOME is added from the user's passwd entry at start);
+    ``labels``: a dict (None becomes {}). Network: ``network`` as given (``container:ID`` resolved
+    to an id); ``ports``: PortMapping fields as lists; ``exposed``: "80/tcp" strings (the image's,
+    --expose'd and published); ``links``: [linked id, alias]; ``add_hosts``: [host, ip]."""
+
+    __slots__ = ()
+
+    def __new__(cls, *args, **kwargs):
+        self = super().__new__(cls, *args, **kwargs)
+        return self if self.labels is not None else self._replace(labels={})
+
+    def to_json(self) -> dict:
+        d = self._asdict()
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> ContainerSpec:
+        kw = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+              for k, v in d.items() if k in cls._fields}
+        return cls(**kw)
+
+
+def parse_env_file(text: str, path: str, host_env: dict[str, str]) -> list[str]:
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.lstrip()  # Docker keeps a value's trailing spaces
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            line = line.rstrip()
+        out.extend(merge_env_arg(line, host_env, f"{path}:{n}"))
+    return out
+
+
+def merge_env_arg(arg: str, host_env: dict[str, str], where: str = "-e") -> list[str]:
+    """``K=V`` as is; ``K`` takes the host's value or is dropped (Docker's rule)."""
+    key, eq, _ = arg.partition("=")
+    if not key or key != key.strip() or " " in key:
+        raise UsageError(f"invalid environment variable {arg!r} ({where})")
+    if eq:
+        return [arg]
+    return [f"{key}={host_env[key]}"] if key in host_env else []
+
+
+def merge_env(base: list[str], overrides: list[str]) -> list[str]:
+    """Later values win; order of first appearance is kept."""
+    env: dict[str, str] = {}
+    for item in list(base) + list(overrides):
+        k, _, v = item.partition("=")
+        env[k] = v
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def split_command(image_cfg: dict, command: tuple[str, ...], entrypoint: str | None) -> tuple[list, list]:
+    """(entrypoint, cmd) by Docker's rule: --entrypoint replaces the image's entrypoint and drops its CMD."""
+    if entrypoint is not None:
+        return ([entrypoint] if entrypoint else []), list(command)
+    return list(image_cfg.get("Entrypoint") or []), list(command) or list(image_cfg.get("Cmd") or [])
+
+
+def command_line(image_cfg: dict, command: tuple[str, ...], entrypoint: str | None) -> list[str]:
+    """Docker's rule: --entrypoint replaces the image's entrypoint and drops its CMD."""
+    if entrypoint is not None:
+        ep = [entrypoint] if entrypoint else []
+        cmd = list(command)
+    else:
+        ep = list(image_cfg.get("Entrypoint") or [])
+        cmd = list(command) or list(image_cfg.get("Cmd") or [])
+    argv = ep + cmd
+    if not argv:
+        raise UsageError("no command specified", "give a command after the image name")
+    return argv
+
+
+def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict, image_name: str,
+          host_env: dict[str, str], env_file_texts: dict[str, str]) -> ContainerSpec:
+    cfg = image_config.get("config") or {}
+    net = network_fields(opts, cfg.get("ExposedPorts"))
+    workdir = opts.workdir if opts.workdir is not None else (cfg.get("WorkingDir") or "/")
+    if not workdir.startswith("/"):
+        raise UsageError(f"the working directory {workdir!r} is invalid, it needs to be an absolute path")
+    hostname = opts.hostname or cid[:12]
+    env = list(cfg.get("Env") or [])
+    if not any(e.startswith("PATH=") for e in env):
+        env.insert(0, f"PATH={DEFAULT_PATH}")
+    extra = []
+    for path in opts.env_files:
+        extra += parse_env_file(env_file_texts[path], path, host_env)
+    for arg in opts.env:
+        extra += merge_env_arg(arg, host_env)
+    env = merge_env([f"HOSTNAME={hostname}"] + env, extra)
+    return ContainerSpec(
+        id=cid, name=name, image_id=image["id"], image_name=image_name,
+        layers=tuple(lr["diff_id"] for lr in image["layers"]),
+        argv=tuple(command_line(cfg, opts.command, opts.entrypoint)),
+        env=tuple(env),
+        user=opts.user if opts.user is not None else (cfg.get("User") or ""),
+        workdir=os.path.normpath(workdir),
+        hostname=hostname, init=opts.init, tty=opts.tty, **net,
+        interactive=opts.interactive, remove=opts.rm,
+        labels=dict(cfg.get("Labels") or {}),
+        stop_signal=cfg.get("StopSignal") or "SIGTERM",
+        entrypoint=tuple(split_command(cfg, opts.command, opts.entrypoint)[0]),
+    )
+
+
+def network_fields(opts: RunOptions, image_exposed: dict | None) -> dict:
+    """The spec's network fields from the flags, with Docker's conflicts refused."""
+    from netstack import spec as netspec
+    mode = netspec.parse_network(opts.network)
+    ports = [m for text in opts.publish for m in netspec.parse_publish(text)]
+    links = [netspec.parse_link(text) for text in opts.links]
+    add_hosts = [netspec.parse_add_host(text) for text in opts.add_hosts]
+    dns = netspec.check_dns(tuple(opts.dns))
+    mac = netspec.check_mac(opts.mac_address)
+    if mode.kind == "container":
+        for given, what in ((ports or opts.publish_all, "port publishing"), (links, "links"),
+                            (dns or opts.dns_search or opts.dns_options, "DNS settings"),
+                            (add_hosts, "--add-host"), (opts.hostname, "--hostname"), (mac, "--mac-address"),
+                            (opts.expose, "--expose")):
+            if given:
+                raise UsageError(f"conflicting options: {what} and the container type network mode",
+                                 "the container shares the network of the other container: set these there")
+    if mode.kind == "host" and links:
+        raise UsageError("conflicting options: host type networking can't be used with links")
+    if mac and mode.kind != "slirp4netns":
+        raise UsageError(f"--mac-address needs the slirp4netns network, not {mode.kind}")
+    exposed = netspec.exposed_ports(image_exposed, tuple(opts.expose), tuple(ports))
+    network = opts.network if mode.kind in ("container", "slirp4netns") and ":" in opts.network else mode.kind
+    return dict(network=network, ports=tuple(tuple(m) for m in ports), publish_all=bool(opts.publish_all),
+                exposed=tuple(exposed), links=tuple(tuple(lk) for lk in links), add_hosts=tuple(add_hosts),
+                dns=dns, dns_search=tuple(opts.dns_search), dns_options=tuple(opts.dns_options), mac=mac)

@@ -1,0 +1,111 @@
+"""Container records: ``containers/ID/container.json``, written atomically under locks.
+
+The containers lock guards creation and removal (and so name uniqueness); a
+per-container lock guards state changes of one container.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from rootless.base import atomic, locking
+from rootless.base.errors import Conflict, ContainerNotFound, RootlessError
+from rootless.base.paths import Paths
+from rootless.runtime import names
+from rootless.runtime.spec import ContainerSpec
+
+RECORD_VERSION = 1
+# The error recorded when PID 1 exited 0 within a second leaving children (see rootless/runtime/exitwatch.py).
+DAEMON_HINT = ("the main process exited within a second and left processes behind: if it is a daemon "
+               "that forks into the background, run it in the foreground (for example nginx's `daemon off;`)")
+
+
+def now_iso() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def _read(paths: Paths, cid: str) -> dict | None:
+    try:
+        rec = atomic.read_json(paths.container_record(cid))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"id": cid, "name": "", "corrupt": True}
+    return rec
+
+
+def all_records(paths: Paths) -> list[dict]:
+    try:
+        ids = [d for d in os.listdir(paths.containers) if not d.startswith(".")]
+    except FileNotFoundError:
+        return []
+    return [r for r in (_read(paths, cid) for cid in ids) if r is not None]
+
+
+def create(paths: Paths, spec: ContainerSpec, rootfs_method: str, generated_name: bool) -> dict:
+    """Reserve the name and write the record; raises Conflict if the name is taken."""
+    names.check(spec.name)
+    rec = {
+        "version": RECORD_VERSION, "id": spec.id, "name": spec.name, "created": now_iso(),
+        "rootfs_method": rootfs_method, "spec": spec.to_json(),
+        "state": {"status": "created", "pid": 0, "pid_start": "", "exit_code": 0,
+                  "started_at": "", "finished_at": "", "error": ""},
+    }
+    with locking.locked(paths.containers_lock):
+        for other in all_records(paths):
+            if other.get("name") == spec.name:
+                if generated_name:
+                    raise Conflict("generated name clash", exit_code=125)
+                raise Conflict(f'the container name "/{spec.name}" is already in use by container "{other["id"]}"',
+                               "remove (or rename) that container to be able to reuse that name")
+        cdir = paths.container(spec.id)
+        os.mkdir(cdir, 0o700)
+        for d in (paths.upper(spec.id), paths.work(spec.id)):
+            os.mkdir(d, 0o755)
+        atomic.write_json(paths.container_record(spec.id), rec)
+    return rec
+
+
+def update_state(paths: Paths, cid: str, **changes) -> dict | None:
+    """Change a container's state under its lock; None if the container is gone."""
+    try:
+        with locking.locked(paths.container_lock(cid)):
+            rec = _read(paths, cid)
+            if rec is None or rec.get("corrupt"):
+                return None
+            rec["state"].update(changes)
+            atomic.write_json(paths.container_record(cid), rec)
+            return rec
+    except FileNotFoundError:  # removed meanwhile (rm -f, --rm)
+        return None
+
+
+def lookup(paths: Paths, ref: str) -> dict:
+    """A record by full id, unique id prefix or name."""
+    if not ref:
+        raise ContainerNotFound("no such container: (empty name)")
+    recs = all_records(paths)
+    for r in recs:
+        if r.get("name") == ref or r["id"] == ref:
+            return r
+    found = [r for r in recs if r["id"].startswith(ref)] if ref else []
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise RootlessError(f"container id prefix {ref!r} is ambiguous", "give more characters")
+    raise ContainerNotFound(f"no such container: {ref}")
+
+
+def pid_start_time(pid: int, zombie_ok: bool = False) -> str:
+    """Field 22 of /proc/PID/stat: with the pid, it identifies a process across pid reuse.
+    A zombie has none ("" as for a gone process): it is dead, whether or not it is reaped yet
+    (an orphan waits for an init that may be slow, or not reap at all in some sandboxes)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return ""
+    fields = data[data.rfind(")") + 2:].split()
+    return "" if fields[0] in ("Z", "X") and not zombie_ok else fields[19]
