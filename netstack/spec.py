@@ -60,18 +60,22 @@ def parse_network(text: str) -> NetworkMode:
     return NetworkMode("slirp4netns", options, None)
 
 
-def _port(text: str, what: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise UsageError(f"invalid {what} port {text!r} (a number from 1 to 65535)")
+def _port(text: str, what: str, given: str | None = None) -> int:
+    """A port number; the error quotes what the user typed (``given``: the whole of it)."""
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+        raise UsageError(f"invalid {what} port {given if given is not None else repr(text)} "
+                         "(a number from 1 to 65535)")
     return int(text)
 
 
-def _range(text: str, what: str) -> tuple[int, int]:
+def _range(text: str, what: str, spec: str | None = None) -> tuple[int, int]:
+    """``PORT`` or ``FIRST-LAST``; ``spec``, the whole flag value, is quoted in errors."""
+    given = repr(text) if spec is None or spec == text else f"{text!r} in {spec!r}"
     first, dash, last = text.partition("-")
-    lo = _port(first, what)
-    hi = _port(last, what) if dash else lo
+    lo = _port(first, what, given)
+    hi = _port(last, what, given) if dash else lo
     if hi < lo:
-        raise UsageError(f"invalid {what} port range {text!r}")
+        raise UsageError(f"invalid {what} port range {given}")
     return lo, hi
 
 
@@ -112,10 +116,10 @@ def parse_publish(text: str) -> list[PortMapping]:
             raise UsageError(f"invalid port mapping {text!r}",
                              "use [IP:][HOSTPORT:]CONTAINERPORT[/PROTO], IPv6 addresses in brackets")
     host, cont = parts
-    c_lo, c_hi = _range(cont, "container")
+    c_lo, c_hi = _range(cont, "container", text)
     if not host:
         return [PortMapping(host_ip, 0, 0, p, proto) for p in range(c_lo, c_hi + 1)]
-    h_lo, h_hi = _range(host, "host")
+    h_lo, h_hi = _range(host, "host", text)
     if c_lo == c_hi:  # one container port: any free host port of the range
         return [PortMapping(host_ip, h_lo, h_hi, c_lo, proto)]
     if h_hi - h_lo != c_hi - c_lo:

@@ -3,7 +3,7 @@
 
 Usage::
 
-    python scripts/bench.py [--runs N | --quick] [--only run|lifecycle] [--json FILE]
+    python scripts/bench.py [--runs N | --quick] [--only run|lifecycle|net|pull|logs] [--json FILE]
 
 Run it as a normal, unprivileged user: the point is rootless containers.
 Everything happens in one temporary directory that is removed at the end
@@ -64,6 +64,11 @@ by default), measures what a container costs once it outlives a command:
     ``rootless exec NAME true`` in a running detached container; with podman
     ``podman exec ID true`` (target: at most half of podman's time).
 
+The ``pull`` (``scripts/bench_pull.py``), ``net`` (``scripts/bench_net.py``) and ``logs``
+(``scripts/bench_logs.py``: run time, bytes on disk per byte of output and ``logs`` throughput
+for a ``yes`` flood and for 80-column lines, per log driver, beside podman's k8s-file) groups
+are described in their modules. Every group runs by default; ``--only`` picks one.
+
 Every container made is removed (``rm -f``, then the keepers and podman
 containers left by an interruption are killed) and the temporary directory
 is removed, also when a command fails or the run is interrupted.
@@ -99,7 +104,7 @@ TIMEOUT = 120  # seconds for any single command
 CLI_TARGET_MS = 120.0
 PODMAN_RATIO_TARGET = 0.5
 
-GROUPS = ("run", "lifecycle", "net", "pull")
+GROUPS = ("run", "lifecycle", "net", "pull", "logs")
 PULL_ROUNDS = 3
 NET_BYTES = 2 * 10**9  # one transfer through a published port (issue 4: 2 GB)
 NET_ROUNDS = 5
@@ -922,6 +927,9 @@ def bench(tmp: str, runs: int, groups: tuple[str, ...] = GROUPS) -> dict:
             base_layer, base_config = busybox_layer(image_tar)
             figures["pull"] = bench_pull.bench_pull(rootless, env, pm, tmp, 1 if runs <= QUICK_RUNS else PULL_ROUNDS,
                                                     base_layer, base_config, remove_tree)
+        if "logs" in groups:
+            import bench_logs
+            figures["logs"] = bench_logs.bench_logs(rootless, env, pm, 1 if runs <= QUICK_RUNS else 3)
         if "net" in groups:
             import bench_net
             quick = runs <= QUICK_RUNS
@@ -1030,6 +1038,9 @@ def main(argv: list[str] | None = None) -> int:
         import bench_net
         print()
         bench_net.report(figures["net"], podman_note)
+    if "logs" in figures:
+        import bench_logs
+        bench_logs.report(figures["logs"], podman_note)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2, sort_keys=True)

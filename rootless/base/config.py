@@ -13,6 +13,11 @@ Example::
     search = ["myhost:5000", "docker.io"]   # where short names (busybox) are looked for, in order
     insecure = ["myhost:5000"]      # plain HTTP or unverified TLS
 
+    [logs]                          # each container's log (Docker's --log-driver/--log-opt)
+    driver = "json-file"            # json-file | k8s-file | none
+    max_size = "20m"                # rotated at this size ("0": never); k, m, g are 1024-based
+    max_file = 5                    # files kept per container, the current one included
+
     [registries."docker.io"]        # one table per registry (host[:port])
     mirrors = ["mirror.example:5000"]   # tried first, in order; then the registry itself
     blocked = false                 # true: never contacted (pulls and pushes fail at once)
@@ -30,12 +35,38 @@ from rootless.base.errors import RootlessError
 
 OVERLAY_METHODS = ("auto", "kernel", "fuse", "copy")
 IDMAP_MODES = ("auto", "single")
+LOG_DRIVERS = ("json-file", "k8s-file", "none")
+# Bounded by default, as Docker's ``local`` driver is: 5 files of 20 MB per container.
+LOG_DEFAULTS = {"driver": "json-file", "max_size": 20 * 1024 * 1024, "max_file": 5}
 
 
 # ``registries``: host -> {"mirrors": [...], "blocked": bool, "insecure": bool} (the keys that are set)
 # ``search``: registries for short names, in order (empty: docker.io alone)
-Config = namedtuple("Config", "path root overlay idmap insecure registries search",
-                    defaults=(None, None, "auto", "auto", (), {}, ()))
+# ``logs``: the [logs] keys that are set (driver, max_size in bytes, max_file); see log_defaults
+Config = namedtuple("Config", "path root overlay idmap insecure registries search logs",
+                    defaults=(None, None, "auto", "auto", (), {}, (), {}))
+
+
+def log_defaults(cfg: Config) -> dict:
+    """Every container's log settings unless --log-driver/--log-opt say otherwise."""
+    return {**LOG_DEFAULTS, **cfg.logs}
+
+
+def parse_size(text: str) -> int:
+    """Docker's sizes (``max-size``): ``1048576``, ``100k``, ``10m``, ``1.5g`` (k = 1024), also
+    with ``b``/``ib`` after the unit (``10MB``, ``10MiB``). ValueError for anything else."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?", text.strip(), re.ASCII)
+    if m is None:
+        raise ValueError(f"invalid size: {text!r}")
+    return int(float(m[1]) * 1024 ** " kmgtp".index((m[2] or " ").lower()))
+
+
+def format_size(n: int) -> str:
+    """A size as ``parse_size`` reads it back, in the largest whole unit (``20m``, ``512k``)."""
+    for unit, scale in (("g", 1024 ** 3), ("m", 1024 ** 2), ("k", 1024)):
+        if n and n % scale == 0:
+            return f"{n // scale}{unit}"
+    return str(n)
 
 
 def config_path() -> str:
@@ -82,7 +113,7 @@ def load(path: str | None = None) -> Config:
                          overlay=user.overlay if user.overlay != "auto" else system.overlay,
                          idmap=user.idmap if user.idmap != "auto" else system.idmap,
                          insecure=tuple(dict.fromkeys(system.insecure + user.insecure)), registries=registries,
-                         search=user.search or system.search)
+                         search=user.search or system.search, logs={**system.logs, **user.logs})
 
 
 def _load_one(path: str) -> Config | None:
@@ -111,7 +142,8 @@ def _load_one(path: str) -> Config | None:
     storage = data.get("storage", {})
     userns = data.get("userns", {})
     registries = data.get("registries", {})
-    for section, value in (("storage", storage), ("userns", userns), ("registries", registries)):
+    logs = data.get("logs", {})
+    for section, value in (("storage", storage), ("userns", userns), ("registries", registries), ("logs", logs)):
         if not isinstance(value, dict):
             raise RootlessError(f"bad config {where((section,))}: [{section}] must be a table", "see README: Configuration")
     for key, value in (("storage.root", storage.get("root", "")), ("storage.overlay", storage.get("overlay", "")),
@@ -153,7 +185,41 @@ def _load_one(path: str) -> Config | None:
         per_registry[host] = dict(table)  # only what is set: a system file's other keys stay
     root = storage.get("root")
     return Config(path=path, root=os.path.expanduser(root) if root else None, overlay=overlay, idmap=idmap,
-                  insecure=tuple(insecure), registries=per_registry, search=tuple(dict.fromkeys(search)))
+                  insecure=tuple(insecure), registries=per_registry, search=tuple(dict.fromkeys(search)),
+                  logs=_logs_table(logs, where))
+
+
+def _logs_table(table: dict, where) -> dict:
+    """The [logs] keys that are set, checked: driver, max_size (bytes; 0 = no limit), max_file."""
+    unknown = set(table) - {"driver", "max_size", "max_file"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise RootlessError(f"bad config {where(('logs',), key)}: logs: unknown key {key!r}",
+                            "known: driver, max_size, max_file")
+    out = {}
+    if "driver" in table:
+        if table["driver"] not in LOG_DRIVERS:
+            raise RootlessError(f"bad config {where(('logs',), 'driver')}: logs.driver = {table['driver']!r}",
+                                f"use one of: {', '.join(LOG_DRIVERS)}")
+        out["driver"] = table["driver"]
+    if "max_size" in table:
+        value = table["max_size"]
+        try:
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                raise ValueError
+            out["max_size"] = value if isinstance(value, int) else parse_size(value)
+            if out["max_size"] < 0:
+                raise ValueError
+        except ValueError:
+            raise RootlessError(f"bad config {where(('logs',), 'max_size')}: logs.max_size = {value!r}",
+                                'use a size like "20m" or "512k" ("0": never rotate)') from None
+    if "max_file" in table:
+        value = table["max_file"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise RootlessError(f"bad config {where(('logs',), 'max_file')}: logs.max_file = {value!r}",
+                                "use a whole number of at least 1")
+        out["max_file"] = value
+    return out
 
 
 _HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$")

@@ -238,6 +238,8 @@ def run(ctx,
         dns_search: list[str] = Opt(("--dns-search",), [], "Set a DNS search domain."),
         dns_option: list[str] = Opt(("--dns-option", "--dns-opt"), [], "Set a DNS option."),
         mac_address: str = Opt(("--mac-address",), None, "The container's MAC address (slirp4netns)."),
+        log_driver: str = Opt(("--log-driver",), None, "Logging driver: json-file, k8s-file or none."),
+        log_opt: list[str] = Opt(("--log-opt",), [], "Log driver options: max-size=SIZE, max-file=N."),
         init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
         pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never."),
         tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
@@ -249,7 +251,7 @@ def run(ctx,
     result = containers.run(ctx, _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user,
                                               entrypoint, hostname, name, network, init, publish, publish_all,
                                               expose, link, add_host, dns, dns_search, dns_option, mac_address,
-                                              pull, tls_verify, platform),
+                                              pull, tls_verify, platform, log_driver, log_opt),
                             detach, attach.parse_detach_keys(detach_keys))
     if detach:
         print(result)
@@ -259,7 +261,8 @@ def run(ctx,
 
 def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname, name,
                  network, init, publish=(), publish_all=False, expose=(), link=(), add_host=(), dns=(),
-                 dns_search=(), dns_option=(), mac_address=None, pull="missing", tls_verify="true", platform=None):
+                 dns_search=(), dns_option=(), mac_address=None, pull="missing", tls_verify="true", platform=None,
+                 log_driver=None, log_opt=()):
     from rootless.runtime.spec import RunOptions
     _registry_options(tls_verify)  # checks the value
     if platform:
@@ -271,7 +274,8 @@ def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, u
                       publish=tuple(publish), publish_all=publish_all, expose=tuple(expose), links=tuple(link),
                       add_hosts=tuple(add_host), dns=tuple(dns), dns_search=tuple(dns_search),
                       dns_options=tuple(dns_option), mac_address=mac_address, pull=pull,
-                      tls_verify=tls_verify == "true", platform=platform)
+                      tls_verify=tls_verify == "true", platform=platform, log_driver=log_driver,
+                      log_opts=tuple(log_opt))
 
 
 @command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))
@@ -441,7 +445,8 @@ def export(ctx, container: str = Arg(metavar="CONTAINER"),
 
 
 @command("cp")
-def cp(ctx, src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST")):
+def cp(ctx, src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST"),
+       follow_link: bool = Opt(("-L", "--follow-link"), False, "Follow a symbolic link named by SRC.")):
     """Copy files between a container and the host: CONTAINER:PATH HOST_PATH or the reverse."""
     from rootless.base.errors import UsageError
     from rootless.engine import containers
@@ -455,7 +460,7 @@ def cp(ctx, src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST")):
         raise UsageError("copying between containers or between host paths is not supported",
                          "give exactly one side as CONTAINER:PATH")
     if sc is not None:
-        containers.copy_out(ctx, containers.lookup(ctx, sc), sp, dp)
+        containers.copy_out(ctx, containers.lookup(ctx, sc), sp, dp, follow_link)
     else:
         containers.copy_in(ctx, containers.lookup(ctx, dc), sp, dp)
 
@@ -605,6 +610,19 @@ def info(ctx, format: str = Opt(("-f", "--format"), None, "json")):
         print(json.dumps(infoview.to_json(checks), indent=2))
     else:
         print(infoview.render_text(checks))
+
+
+@command("system", "check")
+def system_check(ctx):
+    """Check the store: images, container records, runtime and leftover directories."""
+    from rootless.engine import system
+    problems = system.check(ctx)
+    for line in problems:
+        print(line)
+    if problems:
+        from rootless.base.errors import RootlessError
+        raise RootlessError(f"{len(problems)} problem(s) in the store {ctx.paths.root}", exit_code=1)
+    print(f"the store {ctx.paths.root} is consistent")
 
 
 @command("unshare", interspersed=False)

@@ -20,37 +20,63 @@ def _is_text(out: object) -> bool | None:
     return ("b" not in mode) if isinstance(mode, str) else None
 
 
-def render(entries: Iterable[LogEntry], timestamps: bool, out_stdout: IO, out_stderr: IO) -> None:
+def render(entries: Iterable[LogEntry | list[LogEntry]], timestamps: bool, out_stdout: IO,
+           out_stderr: IO) -> None:
     """Write each entry's text to the output of its stream, with ``timestamps`` prefixed by its
     RFC 3339 nano time and a space, as ``docker logs -t`` does.
 
     The outputs may be text or binary files (``sys.stdout.buffer``: text is
-    encoded as UTF-8). A list is flushed at the end; an iterator (such as
-    ``follow``) after each entry, as it may wait for the next one.
+    encoded as UTF-8). A list is written in runs of one stream and flushed at the
+    end; an iterator (such as ``follow``) is flushed after each item, as it may
+    wait for the next one: an entry, or a list of the entries that came at once.
     """
-    live = iter(entries) is entries
     kinds = {id(out_stdout): _is_text(out_stdout), id(out_stderr): _is_text(out_stderr)}
-    for e in entries:
-        out = out_stderr if e.stream == "stderr" else out_stdout
-        text = f"{format_time(e.time_ns)} {e.text}" if timestamps else e.text
-        kind = kinds[id(out)]
-        if kind:
-            out.write(text)
-        elif kind is False:
-            out.write(text.encode("utf-8", "replace"))
-        else:  # an unknown file-like object: try text, fall back to bytes
-            try:
-                out.write(text)
-                kinds[id(out)] = True
-            except TypeError:
-                out.write(text.encode("utf-8", "replace"))
-                kinds[id(out)] = False
-        if live:
-            _flush(out)
-    if not live:
+    if isinstance(entries, list):
+        _write_runs(entries, timestamps, out_stdout, out_stderr, kinds)
         _flush(out_stdout)
         if out_stderr is not out_stdout:
             _flush(out_stderr)
+        return
+    for item in entries:
+        for out in _write_runs(item if isinstance(item, list) else [item], timestamps, out_stdout, out_stderr,
+                               kinds):
+            _flush(out)
+
+
+def _write_runs(entries: list[LogEntry], timestamps: bool, out_stdout: IO, out_stderr: IO,
+                kinds: dict) -> list:
+    """Write ``entries``, one write per run of entries of one stream; the outputs written to."""
+    used = []
+    i, n = 0, len(entries)
+    while i < n:
+        stream = entries[i].stream
+        j = i + 1
+        while j < n and entries[j].stream == stream:
+            j += 1
+        run = entries[i:j]
+        text = "".join(f"{format_time(e.time_ns)} {e.text}" for e in run) if timestamps else \
+            "".join([e.text for e in run])
+        out = out_stderr if stream == "stderr" else out_stdout
+        _write(out, text, kinds)
+        if out not in used:
+            used.append(out)
+        i = j
+    return used
+
+
+def _write(out: IO, text: str, kinds: dict) -> None:
+    kind = kinds[id(out)]
+    if kind:
+        out.write(text)
+    elif kind is False:
+        out.write(text.encode("utf-8", "replace"))
+    else:  # an unknown file-like object: try text, fall back to bytes
+        try:
+            out.write(text)
+            kinds[id(out)] = True
+        except TypeError:
+            out.write(text.encode("utf-8", "replace"))
+            kinds[id(out)] = False
 
 
 def _flush(out: object) -> None:

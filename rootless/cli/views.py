@@ -24,6 +24,8 @@ def status_text(rec: dict, now: float | None = None) -> str:
     if st["status"] == "exited":
         hint = " (it left processes behind: a daemon?)" if st.get("error") == state.DAEMON_HINT else ""
         return f"Exited ({st.get('exit_code', 0)}) {_since(st.get('finished_at', ''), now)} ago{hint}"
+    if rec.get("corrupt"):
+        return "Dead (damaged record: rm -f it)"
     return st["status"].capitalize()
 
 
@@ -44,7 +46,7 @@ def ps_row(rec: dict, trunc: bool = True, now: float | None = None) -> dict:
         "Image": spec.get("image_name", ""),
         "Command": command_text(spec.get("argv", []), trunc),
         "CreatedAt": rec.get("created", ""),
-        "RunningFor": f"{_since(rec.get('created', ''), now)} ago",
+        "RunningFor": f"{_since(rec.get('created', ''), now)} ago" if rec.get("created") else "",
         "Status": status_text(rec, now),
         "State": rec["state"]["status"],
         "Ports": ports_text(rec),
@@ -243,7 +245,7 @@ def inspect(rec: dict, paths) -> dict:
         "Platform": "linux",
         "HostConfig": {
             "AutoRemove": bool(spec.get("remove")), "NetworkMode": spec.get("network", "none"),
-            "Init": bool(spec.get("init")), "LogConfig": {"Type": "json-file", "Config": {}},
+            "Init": bool(spec.get("init")), "LogConfig": _log_config(spec.get("log")),
             "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "Binds": None,
             "PortBindings": _port_bindings(spec), "PublishAllPorts": bool(spec.get("publish_all")),
             "Links": [f"/{_link_name(paths, t)}:/{rec['name']}/{a}" for t, a in spec.get("links", [])] or None,
@@ -273,6 +275,17 @@ def inspect(rec: dict, paths) -> dict:
         },
         "NetworkSettings": _network_settings(rec, paths),
     }
+
+
+def _log_config(log: dict | None) -> dict:
+    """HostConfig.LogConfig: the driver and its options as ``--log-opt`` takes them."""
+    if not log:
+        return {"Type": "json-file", "Config": {}}
+    from rootless.base.config import format_size
+    opts = {}
+    if log["driver"] != "none" and log.get("max_size"):
+        opts = {"max-size": format_size(log["max_size"]), "max-file": str(log.get("max_file", 1))}
+    return {"Type": log["driver"], "Config": opts}
 
 
 def _link_name(paths, cid: str) -> str:

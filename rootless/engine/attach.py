@@ -22,7 +22,7 @@ def parse_detach_keys(spec: str) -> bytes:
     out = bytearray()
     for key in spec.split(","):
         k = key.strip().lower()
-        if len(k) == 1:
+        if len(k) == 1 and k.isascii():  # a key of a terminal: one byte
             out.append(ord(k))
         elif k.startswith("ctrl-") and len(k) == 6 and "a" <= k[5] <= "z":
             out.append(ord(k[5]) - ord("a") + 1)
@@ -78,7 +78,9 @@ def attach(ctx, rec: dict, stdin: bool, detach_keys: bytes) -> int | None:
                         continue
                     if key.data == "sock":
                         msg = sock.recv(65537)
-                        if not msg:
+                        if msg[:1] == keeper.EXIT:
+                            return int(msg[1:])
+                        if not msg:  # a keeper that ended without saying: its record tells
                             return containers.wait(ctx, rec)["state"].get("exit_code", 0)
                         write_all(1 if msg[:1] == keeper.OUT else 2, msg[1:])
                         continue

@@ -12,7 +12,8 @@ import os
 import signal
 import time
 
-from rootless.base.errors import Conflict, RootlessError, UsageError
+from rootless.base import config
+from rootless.base.errors import Conflict, ContainerNotFound, RootlessError, UsageError
 from rootless.engine import images
 from rootless.runtime import records, state
 from rootless.runtime.records import all_current, current, is_running, lookup  # noqa: F401 - the CLI's look-ups
@@ -21,7 +22,8 @@ from rootless.runtime.records import all_current, current, is_running, lookup  #
 # ---- create / start / run -------------------------------------------------------------------
 def create(ctx, opts) -> dict:
     """A container record and its writable layer, from an image and the run options."""
-    from rootless.runtime import names, spec
+    from rootless.runtime import logs, names, spec
+    log = logs.log_config(opts.log_driver, opts.log_opts, config.log_defaults(ctx.config))  # before a pull
     image = images.ensure_image(ctx, opts.image, opts.pull, images.RegistryOptions(tls_verify=opts.tls_verify,
                                                                                       platform=opts.platform))
     image_config = ctx.store.config(image)
@@ -45,7 +47,8 @@ def create(ctx, opts) -> dict:
             taken = {r.get("name") for r in state.all_records(ctx.paths)}
         name = opts.name or names.generate(taken)
         cspec = _shared_hostname(ctx, spec.build(opts, cid, name, image, image_config, image_name,
-                                                 dict(os.environ), env_texts))
+                                                 dict(os.environ), env_texts, log))
+        check_user(ctx, cspec.user)
         try:
             return state.create(ctx.paths, cspec, method, generated_name=not opts.name)
         except Conflict:
@@ -91,6 +94,8 @@ def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdi
     """Start a created or exited container; attached: its exit code; detached: None once running."""
     from rootless.base import timing
     from rootless.runtime import launcher
+    if rec.get("corrupt"):
+        raise RootlessError(f"cannot start container {rec['id'][:12]}: {state.DAMAGED}")
     if is_running(rec):
         raise Conflict(f"container {rec['name']} is already running")
     if rec["state"].get("mounted_by"):
@@ -154,20 +159,35 @@ def run(ctx, opts, detach: bool, detach_keys: bytes = b"\x10\x11") -> int | str:
 
 
 # ---- exec / logs ------------------------------------------------------------------------------
+def check_user(ctx, user: str | None) -> None:
+    """A numeric ``-u`` that no process could have here is refused before anything starts (in a
+    single-uid map the container runs as root, with a warning, whatever the user)."""
+    from rootless.runtime import users
+    subid = ctx.mapping.mode == "subid"
+    users.check(user or "", sum(r.count for r in ctx.mapping.uids) if subid else None,
+                sum(r.count for r in ctx.mapping.gids) if subid else None)
+
+
 def exec_in(ctx, rec: dict, argv: list[str], env_args: list[str], user: str | None, workdir: str | None,
             tty: bool, interactive: bool, detach: bool) -> int | None:
     """``exec``: a process in the running container; its exit code (None: detached)."""
     from rootless.runtime import execute, terminal
     from rootless.runtime.spec import merge_env_arg
+    check_user(ctx, user)
     extra = [e for arg in env_args for e in merge_env_arg(arg, dict(os.environ))]
     return execute.run(rec, list(argv), extra, user, workdir, tty, interactive, detach,
                        ctx.mapping.mode == "single", terminal.terminal_size() if tty else None)
 
 
 def log_entries(ctx, rec: dict, follow: bool, tail: int | None, since: str | None, until: str | None):
-    """``logs``: the entries of the container's log (an iterator that waits for more while the
-    container runs, with ``follow``); ``since``/``until`` as Docker takes them."""
+    """``logs``: the entries of the container's log, rotated files included (an iterator that
+    waits for more while the container runs, with ``follow``); ``since``/``until`` as Docker
+    takes them. A container removed meanwhile ends the iterator, as in Docker."""
     from rootless.runtime import logs
+    driver = (rec["spec"].get("log") or {}).get("driver", "json-file")
+    if driver == "none":
+        raise RootlessError("configured logging driver does not support reading",
+                            f"container {rec['name']} was created with --log-driver none", exit_code=1)
     now = time.time_ns()
     try:
         since_ns = logs.parse_since(since, now) if since else None
@@ -176,20 +196,35 @@ def log_entries(ctx, rec: dict, follow: bool, tail: int | None, since: str | Non
         raise UsageError(str(e)) from None
     path = ctx.paths.container_log(rec["id"])
     if follow:
-        return logs.follow(path, lambda: is_running(lookup(ctx, rec["id"])), since_ns=since_ns, tail=tail)
-    return logs.read(path, tail=tail, since_ns=since_ns, until_ns=until_ns)
+        return logs.follow_batches(path, lambda: _still_running(ctx, rec["id"]), since_ns=since_ns, tail=tail,
+                                   until_ns=until_ns, fmt=driver)
+    return logs.read(path, tail=tail, since_ns=since_ns, until_ns=until_ns, fmt=driver)
+
+
+def _still_running(ctx, cid: str) -> bool:
+    try:
+        return is_running(lookup(ctx, cid))
+    except ContainerNotFound:  # removed (rm -f): nothing more will come
+        return False
 
 
 def daemon_hint(ctx, rec: dict) -> str | None:
     """The hint for a container whose main process left daemons behind (its log ends early)."""
-    return state.DAEMON_HINT if lookup(ctx, rec["id"])["state"].get("error") == state.DAEMON_HINT else None
+    try:
+        error = lookup(ctx, rec["id"])["state"].get("error")
+    except ContainerNotFound:
+        return None
+    return state.DAEMON_HINT if error == state.DAEMON_HINT else None
 
 
 # ---- stop / kill / wait / rm ------------------------------------------------------------------
 def signal_number(name: str | int) -> int:
+    """``KILL``, ``SIGKILL``, ``9``: a signal this kernel has (UsageError for anything else)."""
     s = str(name).upper().removeprefix("SIG")
-    if s.isdigit():
-        return int(s)
+    if s.isascii() and s.isdigit():
+        if int(s) in {int(v) for v in signal.valid_signals()}:
+            return int(s)
+        raise UsageError(f"invalid signal: {name}", "use a name (TERM, KILL, HUP, ...) or a number from 1 to 64")
     try:
         return int(signal.Signals["SIG" + s])
     except KeyError:
@@ -206,12 +241,24 @@ def kill(ctx, rec: dict, sig: str | int = "KILL") -> None:
 
 
 def wait(ctx, rec: dict, timeout: float | None = None) -> dict:
-    """Block until the container is no longer running; its record."""
+    """Block until the container is no longer running; its record (status "removed" if it went
+    meanwhile, with its exit code: what the keeper said, else 137 for a container that was running)."""
+    if timeout is None and is_running(rec):
+        code = _exit_from_keeper(ctx, rec)
+        if code is not None:
+            try:
+                return current(ctx, state.lookup(ctx.paths, rec["id"]))
+            except ContainerNotFound:
+                return dict(rec, state=dict(rec["state"], status="removed", exit_code=code))
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.005
     while True:
-        rec = current(ctx, state.lookup(ctx.paths, rec["id"])) if _exists(ctx, rec) else dict(
-            rec, state=dict(rec["state"], status="removed"))
+        try:
+            rec = current(ctx, state.lookup(ctx.paths, rec["id"]))
+        except ContainerNotFound:  # removed (rm -f, --rm) before its end was seen
+            st = rec["state"]
+            code = st.get("exit_code", 0) if st.get("status") == "exited" else records.UNKNOWN_EXIT
+            return dict(rec, state=dict(st, status="removed", exit_code=code))
         if not is_running(rec):
             return rec
         if deadline is not None and time.monotonic() >= deadline:
@@ -220,8 +267,25 @@ def wait(ctx, rec: dict, timeout: float | None = None) -> dict:
         delay = min(delay * 2, 0.1)
 
 
-def _exists(ctx, rec: dict) -> bool:
-    return os.path.exists(ctx.paths.container_record(rec["id"]))
+def _exit_from_keeper(ctx, rec: dict) -> int | None:
+    """The exit code the keeper tells its attach clients at the end (None: it could not be asked,
+    or it ended without saying)."""
+    from rootless.runtime import keeper
+    try:
+        sock = keeper.connect(ctx.paths.run_dir(rec["id"]))
+    except OSError:
+        return None
+    try:
+        while True:
+            msg = sock.recv(65537)
+            if not msg:
+                return None
+            if msg[:1] == keeper.EXIT:
+                return int(msg[1:])
+    except (OSError, ValueError):
+        return None
+    finally:
+        sock.close()
 
 
 def _wait_for_pid(pid: int, seconds: float) -> None:
@@ -251,6 +315,13 @@ def stop(ctx, rec: dict, timeout: float | None = None) -> None:
 
 
 def remove(ctx, rec: dict, force: bool) -> None:
+    if rec.get("corrupt"):  # a damaged record: its keeper, if any, is found by its attach socket
+        keeper = records.keeper_of(ctx, rec["id"])
+        if keeper and not force:
+            raise Conflict(f"you cannot remove a running container {rec['id']}. Stop the container before "
+                           "attempting removal or force remove")
+        if keeper:
+            records.kill_keeper_tree(keeper)
     if rec["state"].get("mounted_by"):
         unmount(ctx, rec)
     if is_running(rec):
@@ -347,8 +418,9 @@ def export(ctx, rec: dict, out_fd: int) -> None:
     fsaccess.call(ctx, rec, fsaccess.export_tree, out_fd)
 
 
-def copy_out(ctx, rec: dict, src: str, dest: str) -> None:
-    """``cp CONTAINER:SRC DEST``: into DEST if it is a directory, else as DEST."""
+def copy_out(ctx, rec: dict, src: str, dest: str, follow_link: bool = False) -> None:
+    """``cp CONTAINER:SRC DEST``: into DEST if it is a directory, else as DEST; a symlink SRC is
+    copied as a link unless ``follow_link`` (``-L``)."""
     import tempfile
 
     from layers.store import remove_trees
@@ -356,7 +428,7 @@ def copy_out(ctx, rec: dict, src: str, dest: str) -> None:
     from rootless.runtime import fsaccess
     os.makedirs(ctx.paths.tmp, exist_ok=True)
     with tempfile.TemporaryFile(dir=ctx.paths.tmp) as f:
-        fsaccess.call(ctx, rec, fsaccess.tar_tree, src, os.dup(f.fileno()))
+        fsaccess.call(ctx, rec, fsaccess.tar_tree, src, os.dup(f.fileno()), follow_link)
         name = os.path.basename(src.rstrip("/")) or "."
         target_dir = dest if os.path.isdir(dest) else os.path.dirname(os.path.abspath(dest))
         if not os.path.isdir(target_dir):

@@ -8,6 +8,7 @@ import sys
 from functools import cached_property
 
 from rootless.base import config as configmod
+from rootless.base.errors import RootlessError
 from rootless.base.paths import Paths, default_root, default_runroot
 
 
@@ -27,9 +28,15 @@ class Context:
 
     @cached_property
     def paths(self) -> Paths:
-        root = default_root(self.root or self.config.root)
+        # --root, then ROOTLESS_ROOT, then storage.root, then $XDG_DATA_HOME/rootless
+        root = os.path.abspath(self.root) if self.root else default_root(self.config.root)
         p = Paths(root, default_runroot(root))
-        p.ensure()
+        try:
+            p.ensure()
+        except OSError as e:
+            where = e.filename or root
+            raise RootlessError(f"cannot keep the store in {root}: {where}: {e.strerror}",
+                                "use a directory you can write (--root, ROOTLESS_ROOT or storage.root)") from None
         return p
 
     @cached_property

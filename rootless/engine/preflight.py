@@ -21,6 +21,7 @@ from rootless.base import config, idmap, proc
 from rootless.base.config import Config
 from rootless.base.errors import RootlessError
 from rootless.base.paths import Paths
+from rootless.runtime import state
 
 if TYPE_CHECKING:
     from layers.overlay import Probe
@@ -338,6 +339,30 @@ def check_config(path: str, exists: bool, cfg: Config) -> Check:
     return Check("config", "info", detail, "uses these settings")
 
 
+def check_logs(cfg: Config, config_file: str) -> Check:
+    """Each container's log: its driver and the cap that rotation keeps it under."""
+    logs = config.log_defaults(cfg)
+    if logs["driver"] == "none":
+        return Check("logs", "info", "driver none", "containers' output is not kept (logs shows nothing)",
+                     f"set [logs] driver in {config_file}, or --log-driver per container")
+    if not logs["max_size"]:
+        return Check("logs", "warn", f"{logs['driver']}, no size limit", "a chatty container can fill the disk",
+                     f"set [logs] max_size (for example \"20m\") in {config_file}")
+    cap = config.format_size(logs["max_size"])
+    return Check("logs", "ok", f"{logs['driver']}, rotated at {cap}, {logs['max_file']} file(s) kept",
+                 f"at most {config.format_size(logs['max_size'] * logs['max_file'])} per container "
+                 f"(--log-opt max-size=, max-file= or [logs] in the config to change)")
+
+
+def check_records(recs: list[dict]) -> Check:
+    """The store's container records: how many, and the damaged ones by id."""
+    bad = [r["id"][:12] for r in recs if r.get("corrupt")]
+    if not bad:
+        return Check("containers", "ok", f"{len(recs)} container record(s), all readable", "")
+    return Check("containers", "warn", f"{len(bad)} of {len(recs)} container records are damaged: {', '.join(bad)}",
+                 "ps -a shows them as Dead", f"remove them: rootless rm -f {' '.join(bad)}")
+
+
 def check_kernel(release: str) -> Check:
     return Check("kernel", "info", f"Linux {release}", "")
 
@@ -455,5 +480,7 @@ def run_checks(paths: Paths, cfg: Config, overlay_probe: Callable[[], Probe]) ->
         _guard("cgroups", host_cgroups),
         _guard("storage", lambda: host_storage(paths, cfg_file)),
         check_config(cfg_file, os.path.exists(cfg_file), cfg),
+        check_logs(cfg, cfg_file),
+        _guard("containers", lambda: check_records(state.all_records(paths))),
         check_kernel(os.uname().release),
     ]

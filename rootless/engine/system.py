@@ -1,4 +1,5 @@
-"""System use cases: ``info`` (the host diagnosis), ``system df``, ``system reset``, ``unshare``."""
+"""System use cases: ``info`` (the host diagnosis), ``system df``, ``system check``, ``system reset``,
+``unshare``."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ def system_df(ctx: Context) -> list[DfRow]:
                 except OSError:
                     pass
         return total
-    sizes = {r["id"]: tree_size(ctx.paths.upper(r["id"])) for r in recs}
+    from rootless.runtime import logs
+    sizes = {r["id"]: tree_size(ctx.paths.upper(r["id"])) + logs.size_on_disk(ctx.paths.container_log(r["id"]))
+             for r in recs}  # a container's writable layer and its log
     stopped = sum(v for k, v in sizes.items() if k not in {r["id"] for r in running})
     return [DfRow("Images", len(images), len([i for i in images if i["id"] in used]), size, unused),
             DfRow("Containers", len(recs), len(running), sum(sizes.values()), stopped),
@@ -58,3 +61,51 @@ def info(ctx: Context):
     # A diagnosis probes afresh (and refreshes the cache) rather than trusting an old result.
     return preflight.run_checks(ctx.paths, ctx.config,
                                 lambda: overlay.probe(ctx.paths, ctx.userns_call, refresh=True))
+
+
+def check(ctx: Context) -> list[str]:
+    """``system check``: what is wrong in the store, a line each (empty: nothing). Images whose
+    config or layers are missing, damaged container records, containers whose image is gone,
+    runtime directories and half-made or half-removed directories left by a killed command."""
+    from rootless.base.errors import RootlessError
+    from rootless.runtime import records
+    problems = []
+    try:
+        images = ctx.store.images()
+    except RootlessError as e:
+        images = []
+        problems.append(str(e))
+    image_ids = set()
+    for img in images:
+        image_ids.add(img["id"])
+        if not ctx.store.has_blob(img["id"]):
+            problems.append(f"image {img['id'][7:19]}: its config blob is missing")
+        for lr in img.get("layers", []):
+            if not ctx.store.layer_present(lr["diff_id"]):
+                problems.append(f"image {img['id'][7:19]}: layer {lr['diff_id'][7:19]} is missing "
+                                "(it is unpacked again on the next run)")
+    running = set()
+    for rec in records.all_current(ctx):
+        cid = rec["id"]
+        if rec.get("corrupt"):
+            problems.append(f"container {cid[:12]}: its record is damaged: remove it with `rootless rm -f {cid[:12]}`")
+            continue
+        if records.is_running(rec):
+            running.add(cid)
+        image = rec["spec"].get("image_id")
+        if image and image not in image_ids:
+            problems.append(f"container {cid[:12]} ({rec['name']}): its image {image[7:19]} is gone")
+    try:
+        run_dirs = [d for d in os.listdir(ctx.paths.runroot) if len(d) == 64]
+    except OSError:
+        run_dirs = []
+    for d in run_dirs:
+        if d not in running and os.path.isdir(ctx.paths.run_dir(d)):
+            problems.append(f"runtime directory {ctx.paths.run_dir(d)} of a container that is not running")
+    try:
+        leftovers = [d for d in os.listdir(ctx.paths.containers) if d.startswith((".new-", ".del-"))]
+    except OSError:
+        leftovers = []
+    for d in leftovers:
+        problems.append(f"{os.path.join(ctx.paths.containers, d)}: left by an interrupted create or rm")
+    return problems

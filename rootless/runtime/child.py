@@ -34,7 +34,7 @@ from rootless.base.syscalls import (
     MS_REC,
     MS_REMOUNT,
 )
-from rootless.runtime import exitwatch, keeper, rootfs, state, users
+from rootless.runtime import exitwatch, keeper, logs, rootfs, state, users
 from rootless.runtime.mountplan import Op
 from rootless.runtime.spec import ContainerSpec
 from rootless.runtime.terminal import FORWARDED
@@ -74,6 +74,8 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
     code, error = 125, ""
     finished = False
     helpers = Helpers()
+    attach_sock = None
+    clients: list = []  # attach clients (attach, wait): told the exit code at the end
     try:
         if net.kind == "slirp4netns":
             Step.at("fork the slirp4netns spawner")  # now: it must stay in the host's network namespace
@@ -142,7 +144,8 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             _mark(ch, "forked")
             for sig in FORWARDED:
                 signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
-            keeper.supervise(stdio, ch, plan.paths.container_log(spec.id), attach_sock, watch, wakeup)
+            keeper.supervise(stdio, ch, logs.open_writer(plan.paths.container_log(spec.id), spec.log),
+                             attach_sock, watch, wakeup, clients)
             if watch:
                 watch.finish()  # PID 1 may wait in its exit stop
             status = watch.final_status if watch and watch.final_status is not None else _wait(pid)
@@ -167,6 +170,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
         if net.handler == "slirp4netns" and net.bound:
             helpers.stop_slirp()  # it holds the host ports: free when the CLI returns
         _finish(plan, code, error)
+        keeper.farewell(clients, attach_sock, code if finished else None)
         if finished:
             # The record is final and the ports free: an attached CLI returns now, without waiting
             # for slirp4netns, whose exit (the kernel unregistering its tap) takes tens of ms.
@@ -420,10 +424,16 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
         ch.send("warning", message=f"user {user_spec!r} (uid {user.uid}) does not exist in a single-uid user "
                 f"namespace: running as root of the container instead (configure /etc/subuid to fix)")
         user = users.User(0, 0, (0,), user.home)
-    if not single_uid:
-        os.setgroups(list(user.groups))
-    os.setresgid(user.gid, user.gid, user.gid)
-    os.setresuid(user.uid, user.uid, user.uid)
+    try:
+        if not single_uid:
+            os.setgroups(list(user.groups))
+        os.setresgid(user.gid, user.gid, user.gid)
+        os.setresuid(user.uid, user.uid, user.uid)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        raise RootlessError(f"user {user_spec!r} (uid {user.uid}, gid {user.gid}) is not mapped in the user "
+                            "namespace", "use a user whose ids are below the size of your /etc/subuid range") from None
     try:
         os.chdir(workdir)
     except OSError as e:

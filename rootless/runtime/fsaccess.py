@@ -76,11 +76,12 @@ def _call_entered(pid: int, fn, args):
 
 
 # ---- what runs inside ------------------------------------------------------------------------
-def tar_tree(root: str, rel: str, out_fd: int) -> dict:
-    """Write a tar of ``rel`` (a path inside the container, resolved within ``root``) to ``out_fd``."""
+def tar_tree(root: str, rel: str, out_fd: int, follow_link: bool = False) -> dict:
+    """Write a tar of ``rel`` (a path inside the container, resolved within ``root``) to ``out_fd``;
+    a symlink named by ``rel`` goes in as a link unless ``follow_link`` (``cp -L``)."""
 
     from rootless.runtime import rootfs
-    src = rootfs.resolve(root, rel)
+    src = (rootfs.resolve if follow_link else rootfs.resolve_parent)(root, rel)
     if not os.path.lexists(src):
         raise RootlessError(f"could not find the file {rel} in container", exit_code=1)
     with os.fdopen(out_fd, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:

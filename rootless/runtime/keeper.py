@@ -75,6 +75,7 @@ class Stdio:
 # The attach socket speaks SOCK_SEQPACKET datagrams whose first byte says what they carry.
 ATTACH_SOCKET = "attach.sock"
 OUT, ERR = b"o", b"e"  # keeper -> client: output of the container
+EXIT = b"x"  # keeper -> client, last: the container's exit code, once its end is recorded
 IN, WINSIZE, CLOSE_STDIN = b"i", b"w", b"c"  # client -> keeper
 
 
@@ -124,15 +125,13 @@ class Wakeup:
         os.close(self.w)
 
 
-def supervise(stdio: Stdio, ch: Channel, log_path: str, attach_sock: socket.socket | None, watch,
-              wakeup: Wakeup) -> None:
-    """Relay output until the container's last writer is gone; meanwhile let ``watch`` (an
-    ``exitwatch.ExitWatch`` or None) handle PID 1's stops, woken by SIGCHLD."""
-    from rootless.runtime.logs import LogWriter
-
-    log = LogWriter(log_path)
+def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None, watch,
+              wakeup: Wakeup, clients: list[socket.socket]) -> None:
+    """Relay output until the container's last writer is gone, logging it to ``log`` (a
+    ``logs.LogWriter``, closed here); meanwhile let ``watch`` (an ``exitwatch.ExitWatch`` or
+    None) handle PID 1's stops, woken by SIGCHLD. The attach clients stay in ``clients`` for
+    :func:`farewell`."""
     terminal = {"stdout": 1, "stderr": 2} if stdio.attached else {}
-    clients: list[socket.socket] = []
     sel = selectors.DefaultSelector()
     for name, fd in stdio.fds.items():
         sel.register(fd, selectors.EVENT_READ, name)
@@ -186,8 +185,29 @@ def supervise(stdio: Stdio, ch: Channel, log_path: str, attach_sock: socket.sock
         wakeup.close()
         log.close()
         sel.close()
-        for c in clients:
-            c.close()
+
+
+def farewell(clients: list[socket.socket], attach_sock: socket.socket | None, code: int | None) -> None:
+    """Tell every attach client (those still queued on the socket too) the exit code, then close
+    them all: ``wait`` and ``attach`` learn the code even when the record is gone (``--rm``, ``rm -f``)."""
+    if attach_sock is not None:
+        attach_sock.setblocking(False)
+        while True:
+            try:
+                clients.append(attach_sock.accept()[0])
+            except OSError:
+                break
+        attach_sock.close()
+    for c in clients:
+        try:
+            if code is not None:
+                c.setblocking(True)
+                c.settimeout(1)
+                c.send(EXIT + str(code).encode())
+        except OSError:
+            pass
+        c.close()
+    clients.clear()
 
 
 def _from_client(client: socket.socket, stdio: Stdio) -> bool:

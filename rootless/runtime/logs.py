@@ -33,6 +33,7 @@ PARTIAL_LIMIT = 16 * 1024  # Docker's buffer: a line longer than this is split i
 STREAMS = ("stdout", "stderr")
 _BLOCK = 64 * 1024  # read size when scanning a file backwards for --tail
 _CHUNK = 1024 * 1024  # read size when following
+_READ_BLOCK = 8 * 1024 * 1024  # read size when reading a whole file
 _BATCH = 64 * 1024  # the writer issues one os.write per batch of whole lines up to about this size
 _NS = 1_000_000_000
 
@@ -166,6 +167,64 @@ def parse_since(value: str, now_ns: int | None = None) -> int:
             "or a relative time (10m, 1h30m)") from None
 
 
+# ---- settings -------------------------------------------------------------------------------
+_OPTS = ("max-size", "max-file")
+
+
+def log_config(driver: str | None, opts, default: dict) -> dict:
+    """A container's log settings from ``--log-driver`` and ``--log-opt KEY=VALUE`` over the
+    configured ``default`` (:func:`rootless.base.config.log_defaults`): ``{"driver": ...,
+    "max_size": bytes (0: no limit), "max_file": n}``. UsageError in Docker's words otherwise."""
+    from rootless.base.config import LOG_DRIVERS, parse_size
+    from rootless.base.errors import UsageError
+    cfg = dict(default)
+    if driver is not None:
+        if driver not in LOG_DRIVERS:
+            raise UsageError(f"unsupported log driver {driver!r}", f"use one of: {', '.join(LOG_DRIVERS)}")
+        cfg["driver"] = driver
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if not eq or not key:
+            raise UsageError(f"invalid log opt {opt!r}", "use KEY=VALUE, for example max-size=10m or max-file=3")
+        if key not in _OPTS or cfg["driver"] == "none":
+            raise UsageError(f"unknown log opt {key!r} for {cfg['driver']} log driver",
+                             "the json-file and k8s-file drivers take max-size and max-file")
+        if key == "max-size":
+            try:
+                size = parse_size(value)
+            except ValueError:
+                raise UsageError(f"invalid max-size {value!r}", "use a size like 10m, 100k or 1g") from None
+            if size <= 0:
+                raise UsageError(f"invalid max-size {value!r}: max-size must be a positive number")
+            cfg["max_size"] = size
+        elif not value.isascii() or not value.isdigit() or int(value) < 1:
+            raise UsageError(f"invalid max-file {value!r}: max-file cannot be less than 1")
+        else:
+            cfg["max_file"] = int(value)
+    return cfg
+
+
+def files(path: str) -> list[str]:
+    """A log's files, oldest first: the rotated ``PATH.N`` ... ``PATH.1``, then ``PATH``."""
+    rotated = []
+    n = 1
+    while os.path.exists(f"{path}.{n}"):
+        rotated.append(f"{path}.{n}")
+        n += 1
+    return [*reversed(rotated), path]
+
+
+def size_on_disk(path: str) -> int:
+    """The bytes a container's log takes, rotated files included."""
+    total = 0
+    for f in files(path):
+        try:
+            total += os.lstat(f).st_size
+        except OSError:
+            pass
+    return total
+
+
 # ---- writing ---------------------------------------------------------------------------------
 def _utf8_cut(buf: bytearray, limit: int) -> int:
     """Where to split ``buf`` at most ``limit`` bytes in without cutting a UTF-8 sequence."""
@@ -179,12 +238,86 @@ def _utf8_cut(buf: bytearray, limit: int) -> int:
     return limit
 
 
-class LogWriter:
-    """Append a container's output to a json-file log, line by line per stream."""
+def _has_long_line(buf: bytearray, start: int, end: int) -> bool:
+    """Whether a line of ``buf[start:end]`` (which ends with a newline) holds PARTIAL_LIMIT bytes
+    or more before its newline. Each window's last newline starts the next window, so this takes
+    a few steps per chunk whatever the lines' length."""
+    i = start
+    while end - i > PARTIAL_LIMIT:
+        nl = buf.rfind(b"\n", i, i + PARTIAL_LIMIT)
+        if nl < 0:
+            return True
+        i = nl + 1
+    return False
 
-    def __init__(self, path: str) -> None:
+
+_NEEDS_ESCAPE = None  # the bytes a JSON string cannot hold as they are (compiled on first use)
+
+
+def _json_block(stream: str, block: bytes, t: int) -> bytes:
+    """The json-file entries of ``block``: complete lines, all of time ``t``. Lines that need no
+    escaping (the common case) become entries by one ``replace`` over the whole block."""
+    global _NEEDS_ESCAPE
+    if _NEEDS_ESCAPE is None:
+        _NEEDS_ESCAPE = re.compile(rb'["\\\x00-\x09\x0b-\x1f]')
+    tail = f',"stream":"{stream}","time":"{format_time(t)}"}}\n'
+    if not _NEEDS_ESCAPE.search(block) and (block.isascii() or _valid_utf8(block)):
+        suffix = b'\\n"' + tail.encode()
+        return b'{"log":"' + block[:-1].replace(b"\n", suffix + b'{"log":"') + suffix
+    enc = _encode_string()
+    return "".join(['{"log":' + enc(line + "\n") + tail
+                    for line in block.decode("utf-8", "replace").split("\n")[:-1]]).encode()
+
+
+def _json_entry(stream: str, raw: bytes, t: int) -> bytes:
+    text = _encode_string()(raw.decode("utf-8", "replace"))
+    return f'{{"log":{text},"stream":"{stream}","time":"{format_time(t)}"}}\n'.encode()
+
+
+def _k8s_block(stream: str, block: bytes, t: int) -> bytes:
+    """Podman's k8s-file (the CRI log format): ``TIME STREAM F TEXT`` a line, nothing escaped."""
+    prefix = f"{format_time(t)} {stream} F ".encode()
+    return prefix + block[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
+
+
+def _k8s_entry(stream: str, raw: bytes, t: int) -> bytes:
+    """One k8s-file entry: ``F`` ends a line; ``P`` is a piece of one (its text has no newline)."""
+    if raw.endswith(b"\n"):
+        return f"{format_time(t)} {stream} F ".encode() + raw
+    return f"{format_time(t)} {stream} P ".encode() + raw + b"\n"
+
+
+def _valid_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _encode_string():
+    from json.encoder import encode_basestring  # C; what json.dumps(ensure_ascii=False) uses
+    return encode_basestring
+
+
+_FORMATS = {"json-file": (_json_block, _json_entry), "k8s-file": (_k8s_block, _k8s_entry)}
+
+
+class LogWriter:
+    """Append a container's output to its log, line by line per stream, in Docker's json-file
+    format (or podman's ``k8s-file``); with ``max_size`` the file is rotated as Docker's
+    json-file does (``PATH`` -> ``PATH.1`` -> ... -> ``PATH.{max_file - 1}``, the oldest
+    dropped; with ``max_file`` 1 the log starts afresh)."""
+
+    def __init__(self, path: str, fmt: str = "json-file", max_size: int = 0, max_file: int = 1) -> None:
+        if fmt not in _FORMATS:
+            raise ValueError(f"unknown log format {fmt!r}")
         self.path = path
+        self._block, self._entry = _FORMATS[fmt]
+        self.max_size = max_size
+        self.max_file = max(1, max_file)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._size = os.fstat(self._fd).st_size
         self._buf = {s: bytearray() for s in STREAMS}
         self._started = dict.fromkeys(STREAMS, 0)  # arrival time of each buffer's first byte
 
@@ -214,6 +347,13 @@ class LogWriter:
         size = 0
         p = 0
         while True:
+            if started == now:  # every entry from here on arrived now: its whole lines in one go
+                last = buf.rfind(b"\n", p)
+                if last >= p and not _has_long_line(buf, p, last + 1):
+                    block = self._block(stream, bytes(buf[p:last + 1]), now)
+                    out.append(block)
+                    size += len(block)
+                    p = last + 1
             q = buf.find(b"\n", p, p + PARTIAL_LIMIT)
             if q >= 0:
                 end = q + 1
@@ -221,7 +361,7 @@ class LogWriter:
                 end = p + _utf8_cut(buf[p:p + PARTIAL_LIMIT], PARTIAL_LIMIT)
             else:
                 break
-            line = _entry(stream, bytes(buf[p:end]), started)
+            line = self._entry(stream, bytes(buf[p:end]), started)
             out.append(line)
             size += len(line)
             p = end
@@ -239,7 +379,7 @@ class LogWriter:
         if buf is None:
             raise ValueError(f"unknown stream {stream!r}: expected stdout or stderr")
         if buf and self._fd >= 0:
-            self._emit([_entry(stream, bytes(buf), self._started[stream])])
+            self._emit([self._entry(stream, bytes(buf), self._started[stream])])
             buf.clear()
 
     def close(self) -> None:
@@ -257,31 +397,168 @@ class LogWriter:
         if not lines:
             return
         data = b"".join(lines)
+        while self.max_size and self._size + len(data) > self.max_size:
+            room = self.max_size - self._size
+            cut = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
+            if not cut:  # not one more whole entry fits
+                if self._size:
+                    self._rotate()
+                    continue
+                cut = data.find(b"\n") + 1 or len(data)  # an entry larger than max-size goes alone
+            self._append(data[:cut])
+            data = data[cut:]
+            self._rotate()
+        if data:
+            self._append(data)
+
+    def _append(self, data: bytes) -> None:
+        total = len(data)
         n = os.write(self._fd, data)  # whole lines in one append: readers never see a torn entry
         while n < len(data):  # a short write (disk full, signal): write the rest rather than lose it
             data = data[n:]
             n = os.write(self._fd, data)
+        self._size += total
+
+    def _rotate(self) -> None:
+        """The full file becomes ``PATH.1`` (older ones move up, the oldest goes); a new one starts."""
+        os.close(self._fd)
+        self._fd = -1
+        if self.max_file > 1:
+            for i in range(self.max_file - 1, 1, -1):
+                try:
+                    os.rename(f"{self.path}.{i - 1}", f"{self.path}.{i}")
+                except FileNotFoundError:
+                    pass
+            os.rename(self.path, f"{self.path}.1")
+        else:
+            os.unlink(self.path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._size = 0
 
 
-def _entry(stream: str, raw: bytes, t: int) -> bytes:
-    text = json.dumps(raw.decode("utf-8", "replace"), ensure_ascii=False)
-    return f'{{"log":{text},"stream":"{stream}","time":"{format_time(t)}"}}\n'.encode()
+class NullWriter:
+    """``--log-driver none``: the output goes to an attached CLI and is kept nowhere."""
+
+    closed = False
+
+    def write(self, stream: str, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def open_writer(path: str, config: dict | None):
+    """The writer a container's keeper logs to (``config`` from :func:`log_config`; None, for a
+    record made before logs had settings, is json-file without a limit)."""
+    config = config or {"driver": "json-file", "max_size": 0, "max_file": 1}
+    if config["driver"] == "none":
+        return NullWriter()
+    return LogWriter(path, config["driver"], config.get("max_size", 0), config.get("max_file", 1))
 
 
 # ---- reading ---------------------------------------------------------------------------------
 _decode = json.JSONDecoder().decode
+_JSON_LINE = None  # the writer's own entry shape (compiled on first use)
+_LAST_STAMP: list = [b"", 0]  # the last time field read, and its ns
 
 
 def _parse(line: bytes) -> LogEntry | None:
-    """The entry of one JSON line, or None for a malformed line."""
+    """The entry of one json-file line, or None for a malformed line. The writer's own shape is
+    matched directly (a JSON decode only where the text has escapes); anything else is decoded."""
+    global _JSON_LINE
+    if _JSON_LINE is None:
+        _JSON_LINE = re.compile(rb'\{"log":"([^"\\]*(?:\\.[^"\\]*)*)","stream":"(stdout|stderr)",'
+                                rb'"time":"([^"\\]*)"\}\n?')
+    m = _JSON_LINE.fullmatch(line)
+    if m is not None:
+        raw, stamp = m[1], m[3]
+        try:
+            if raw.endswith(b"\\n") and raw.count(b"\\") == 1:  # a whole line, nothing else escaped
+                text = raw[:-2].decode() + "\n"
+            elif b"\\" in raw:
+                text = _decode('"' + raw.decode() + '"')
+            else:
+                text = raw.decode()
+            if stamp != _LAST_STAMP[0]:  # entries written together share their time
+                _LAST_STAMP[:] = stamp, parse_time(stamp.decode())
+            return LogEntry(m[2].decode(), text, _LAST_STAMP[1])
+        except ValueError:  # JSON and UTF-8 errors are ValueErrors
+            return None
     try:
         obj = _decode(line.decode())
         text, stream, stamp = obj["log"], obj["stream"], obj["time"]
         if not (isinstance(text, str) and isinstance(stream, str) and isinstance(stamp, str)):
             return None
         return LogEntry(stream, text, parse_time(stamp))
-    except (ValueError, TypeError, KeyError, RecursionError):  # JSON and UTF-8 errors are ValueErrors
+    except (ValueError, TypeError, KeyError, RecursionError):
         return None
+
+
+def _parse_k8s(line: bytes) -> LogEntry | None:
+    """The entry of one k8s-file line (``TIME STREAM F|P TEXT``), or None for a malformed line."""
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    parts = line.split(b" ", 3)
+    if len(parts) < 3 or parts[1] not in (b"stdout", b"stderr") or parts[2] not in (b"F", b"P"):
+        return None
+    try:
+        t = parse_time(parts[0].decode())
+    except ValueError:
+        return None
+    text = parts[3].decode("utf-8", "replace") if len(parts) > 3 else ""
+    return LogEntry(parts[1].decode(), text + "\n" if parts[2] == b"F" else text, t)
+
+
+_PARSERS = {"json-file": _parse, "k8s-file": _parse_k8s}
+
+
+def _parser(fmt: str):
+    try:
+        return _PARSERS[fmt]
+    except KeyError:
+        raise ValueError(f"no log to read for the {fmt!r} log driver") from None
+
+
+_JSON_BLOCK = None  # the writer's entry shape, a line of a block (compiled on first use)
+_STREAM = {b"stdout": "stdout", b"stderr": "stderr"}
+
+
+def _entries(data: bytes, parse) -> list[LogEntry]:
+    """The entries of ``data`` (complete lines), malformed lines left out. A json-file block in
+    the writer's own shape (every line of it) is matched in one pass."""
+    if parse is _parse:
+        fast = _json_entries(data)
+        if fast is not None:
+            return fast
+    return [e for e in map(parse, data.split(b"\n")[:-1]) if e is not None]
+
+
+def _json_entries(data: bytes) -> list[LogEntry] | None:
+    global _JSON_BLOCK
+    if _JSON_BLOCK is None:
+        _JSON_BLOCK = re.compile(rb'^\{"log":"([^"\\\n]*(?:\\.[^"\\\n]*)*)","stream":"(stdout|stderr)",'
+                                 rb'"time":"([^"\\\n]*)"\}$', re.M)
+    found = _JSON_BLOCK.findall(data)
+    if len(found) != data.count(b"\n"):  # a line of another shape: each on its own
+        return None
+    out = []
+    append = out.append
+    last, t = None, 0
+    try:
+        for raw, stream, stamp in found:
+            if raw[-2:] == b"\\n" and raw.count(b"\\") == 1:
+                text = raw[:-2].decode() + "\n"
+            elif b"\\" in raw:
+                text = _decode('"' + raw.decode() + '"')
+            else:
+                text = raw.decode()
+            if stamp != last:
+                last, t = stamp, parse_time(stamp.decode())
+            append(LogEntry(_STREAM[stream], text, t))
+    except ValueError:  # an escape or a time that does not decode: each line on its own
+        return None
+    return out
 
 
 def _wanted(e: LogEntry, since_ns: int | None, until_ns: int | None) -> bool:
@@ -320,7 +597,7 @@ def _lines_backwards(fd: int, size: int) -> Iterator[tuple[bytes, int]]:
             end -= len(line) + 1
 
 
-def _tail(fd: int, tail: int) -> tuple[list[LogEntry], int]:
+def _tail(fd: int, tail: int, parse=_parse) -> tuple[list[LogEntry], int]:
     """The last ``tail`` valid entries in order, and where the complete lines end."""
     size = os.fstat(fd).st_size
     found: list[LogEntry] = []
@@ -329,7 +606,7 @@ def _tail(fd: int, tail: int) -> tuple[list[LogEntry], int]:
         for line, line_end in _lines_backwards(fd, size):
             if end is None:
                 end = line_end
-            e = _parse(line)
+            e = parse(line)
             if e is not None:
                 found.append(e)
                 if len(found) == tail:
@@ -346,19 +623,67 @@ def _complete_end(fd: int, size: int) -> int:
     return 0
 
 
-def _forward(f: IO[bytes]) -> Iterator[tuple[LogEntry | None, int]]:
-    """Every complete line's entry (None if malformed) with the offset after it."""
-    pos = 0
-    for line in f:
-        if not line.endswith(b"\n"):  # a torn last line
-            return
-        pos += len(line)
-        yield _parse(line), pos
+def _read_forward(fd: int, parse) -> tuple[list[LogEntry], int]:
+    """Every complete line's entry of the file, and the offset after the last complete line."""
+    out: list[LogEntry] = []
+    pos, carry = 0, b""
+    while True:
+        chunk = os.pread(fd, _READ_BLOCK, pos + len(carry))
+        if not chunk:
+            return out, pos
+        data = carry + chunk
+        cut = data.rfind(b"\n") + 1
+        out += _entries(data[:cut], parse)
+        pos += cut
+        carry = data[cut:]
+
+
+def _open_all(path: str) -> list[IO[bytes]]:
+    """The log's files that exist, opened oldest first. A rotation while they are listed and
+    opened (it renames them all) is seen by the current file's inode, and they are opened again."""
+    for _attempt in range(20):
+        before = _inode(path)
+        opened = [f for f in map(_open, files(path)) if f is not None]
+        if before is not None and _inode(path) == before:
+            return opened
+        for f in opened:
+            f.close()
+    return [f for f in map(_open, files(path)) if f is not None]  # a writer rotating without pause
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _read_files(opened: list[IO[bytes]], tail: int | None, parse) -> tuple[list[LogEntry], int]:
+    """The entries of the opened files in order (``tail``: the last that many, from the newest
+    file back), and where the complete lines of the newest end."""
+    if not opened:
+        return [], 0
+    if tail is None:
+        out: list[LogEntry] = []
+        end = 0
+        for f in opened:
+            entries, end = _read_forward(f.fileno(), parse)  # end: of the newest, in the end
+            out += entries
+        return out, end
+    found: list[LogEntry] = []
+    entries, end = _tail(opened[-1].fileno(), tail, parse)
+    found = entries
+    for f in reversed(opened[:-1]):
+        if len(found) >= tail:
+            break
+        older, _ = _tail(f.fileno(), tail - len(found), parse)
+        found = older + found
+    return found, end
 
 
 def read(path: str, tail: int | None = None, since_ns: int | None = None,
-         until_ns: int | None = None) -> list[LogEntry]:
-    """The log's entries, in order, skipping malformed lines and a torn last line.
+         until_ns: int | None = None, fmt: str = "json-file") -> list[LogEntry]:
+    """The log's entries, rotated files first, skipping malformed lines and a torn last line.
 
     ``tail`` keeps that many entries from the end (0: none, None: all); as in
     Docker, ``since_ns``/``until_ns`` (inclusive) then filter those. A missing
@@ -366,14 +691,16 @@ def read(path: str, tail: int | None = None, since_ns: int | None = None,
     """
     if tail is not None and tail < 0:
         raise ValueError("tail must be None or >= 0")
-    f = _open(path)
-    if f is None:
-        return []
-    with f:
-        if tail is not None:
-            entries, _end = _tail(f.fileno(), tail)
-            return [e for e in entries if _wanted(e, since_ns, until_ns)]
-        return [e for e, _end in _forward(f) if e is not None and _wanted(e, since_ns, until_ns)]
+    parse = _parser(fmt)
+    opened = _open_all(path)
+    try:
+        entries, _end = _read_files(opened, tail, parse)
+    finally:
+        for f in opened:
+            f.close()
+    if since_ns is None and until_ns is None:
+        return entries
+    return [e for e in entries if _wanted(e, since_ns, until_ns)]
 
 
 def _open(path: str) -> IO[bytes] | None:
@@ -383,11 +710,56 @@ def _open(path: str) -> IO[bytes] | None:
         return None
 
 
+def _rotated(path: str, fd: int) -> bool:
+    """Whether ``path`` is no longer the file open on ``fd`` (the writer rotated the log)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return True
+    own = os.fstat(fd)
+    return (st.st_ino, st.st_dev) != (own.st_ino, own.st_dev)
+
+
+def _after_rotation(path: str, f: IO[bytes], pos: int, pending: bytes,
+                    parse) -> tuple[list[LogEntry], IO[bytes] | None]:
+    """When the file a follower reads (``f``, read up to ``pos``) was rotated away: the entries it
+    has not read (the rest of ``f``, which the writer may have added to before renaming it, then
+    every rotated file newer than it: several rotations may come between two looks) and the
+    current file, opened, to read next (None if there is none yet). From one consistent listing."""
+    rest = pending + os.pread(f.fileno(), max(0, os.fstat(f.fileno()).st_size - pos), pos)
+    out = _entries(rest[:rest.rfind(b"\n") + 1], parse)
+    opened = _open_all(path)
+    if not opened or _inode(path) != os.fstat(opened[-1].fileno()).st_ino:
+        for g in opened:
+            g.close()
+        return out, None
+    own = os.fstat(f.fileno()).st_ino
+    *older, current = opened
+    inodes = [os.fstat(g.fileno()).st_ino for g in older]
+    # own dropped: what came between it and the current file cannot be placed for sure (inodes of
+    # dropped files are reused): go on with the current file, losing them as the writer did
+    start = inodes.index(own) + 1 if own in inodes else len(older)
+    for i, g in enumerate(older):
+        with g:
+            if i >= start:
+                out += _read_forward(g.fileno(), parse)[0]
+    return out, current
+
+
 def follow(path: str, is_running: Callable[[], bool], since_ns: int | None = None,
            tail: int | None = None, poll: float = 0.05,
-           until_ns: int | None = None) -> Iterator[LogEntry]:
+           until_ns: int | None = None, fmt: str = "json-file") -> Iterator[LogEntry]:
+    """:func:`follow_batches`, an entry at a time."""
+    for batch in follow_batches(path, is_running, since_ns, tail, poll, until_ns, fmt):
+        yield from batch
+
+
+def follow_batches(path: str, is_running: Callable[[], bool], since_ns: int | None = None,
+                   tail: int | None = None, poll: float = 0.05,
+                   until_ns: int | None = None, fmt: str = "json-file") -> Iterator[list[LogEntry]]:
     """Yield the log's entries (respecting ``tail``/``since_ns``), then new ones as they are
-    appended, until ``is_running()`` is False and no complete line is left to read.
+    appended (a list of what one read found, never empty), until ``is_running()`` is False and no complete line is left to read; a rotation
+    is followed into the new file.
 
     ``is_running`` is checked before the last read, so what was written just
     before the stop is still yielded. With ``until_ns`` the entries after it are
@@ -395,6 +767,7 @@ def follow(path: str, is_running: Callable[[], bool], since_ns: int | None = Non
     """
     if tail is not None and tail < 0:
         raise ValueError("tail must be None or >= 0")
+    parse = _parser(fmt)
     f = _open(path)
     while f is None:  # not created yet
         alive = is_running()
@@ -403,23 +776,26 @@ def follow(path: str, is_running: Callable[[], bool], since_ns: int | None = Non
             if not alive:
                 return
             time.sleep(poll)
-    with f:
-        fd = f.fileno()
-        if tail is not None:
-            entries, pos = _tail(fd, tail)
-            for e in entries:
-                if _wanted(e, since_ns, until_ns):
-                    yield e
-        else:
-            pos = 0
-            for e, end in _forward(f):
-                pos = end
-                if e is not None and _wanted(e, since_ns, until_ns):
-                    yield e
+    f.close()
+    opened = _open_all(path)
+    try:
+        entries, pos = _read_files(opened, tail, parse)
+    except BaseException:
+        opened[-1].close()
+        raise
+    finally:
+        for older in opened[:-1]:
+            older.close()
+    f = opened[-1]
+    try:
+        first = [e for e in entries if _wanted(e, since_ns, until_ns)]
+        if first:
+            yield first
         pending = b""
         while True:
             alive = is_running() and (until_ns is None or time.time_ns() <= until_ns)
             got = False
+            fd = f.fileno()
             while True:
                 chunk = os.pread(fd, _CHUNK, pos)
                 if not chunk:
@@ -429,10 +805,18 @@ def follow(path: str, is_running: Callable[[], bool], since_ns: int | None = Non
                 data = pending + chunk
                 cut = data.rfind(b"\n") + 1
                 pending = data[cut:]
-                for line in data[:cut].split(b"\n")[:-1]:
-                    e = _parse(line)
-                    if e is not None and _wanted(e, since_ns, until_ns):
-                        yield e
+                batch = [e for e in _entries(data[:cut], parse) if _wanted(e, since_ns, until_ns)]
+                if batch:
+                    yield batch
+            if _rotated(path, fd):  # go on with what came after this file, then the new one
+                missed, new = _after_rotation(path, f, pos, pending, parse)
+                if new is not None:
+                    f.close()
+                    f, pos, pending = new, 0, b""
+                    batch = [e for e in missed if _wanted(e, since_ns, until_ns)]
+                    if batch:
+                        yield batch
+                    continue
             if not alive:
                 return
             if not got:
@@ -440,3 +824,5 @@ def follow(path: str, is_running: Callable[[], bool], since_ns: int | None = Non
                     pos, pending = 0, b""
                     continue
                 time.sleep(poll)
+    finally:
+        f.close()

@@ -34,8 +34,54 @@ def lookup(ctx, ref: str) -> dict:
 
 
 def all_current(ctx) -> list[dict]:
-    recs = [current(ctx, r) for r in state.all_records(ctx.paths) if not r.get("corrupt")]
+    """Every container (damaged records too, as dead ones that ``rm -f`` removes)."""
+    recs = [current(ctx, r) for r in state.all_records(ctx.paths)]
     return [r for r in recs if r["state"].get("status") != "removed"]
+
+
+def keeper_of(ctx, cid: str) -> int:
+    """The pid of a container's keeper found without its record: the process listening on its
+    attach socket (SO_PEERCRED); 0 if none answers."""
+    import socket
+    import struct
+
+    from rootless.runtime import keeper
+    try:
+        s = keeper.connect(ctx.paths.run_dir(cid))
+    except OSError:
+        return 0
+    try:
+        pid, _uid, _gid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        return pid
+    finally:
+        s.close()
+
+
+def kill_keeper_tree(keeper: int) -> None:
+    """End a container whose record is lost: SIGKILL its processes (the keeper's children: PID 1
+    and the network helpers), then wait for the keeper, which unmounts and exits."""
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == keeper:
+                try:
+                    os.kill(int(d), signal.SIGKILL)
+                except OSError:
+                    pass
+    try:
+        fd = os.pidfd_open(keeper)
+    except OSError:
+        return
+    try:
+        import select
+        if not select.select([fd], [], [], 10)[0]:
+            os.kill(keeper, signal.SIGKILL)
+    finally:
+        os.close(fd)
 
 
 def is_running(rec: dict) -> bool:

@@ -41,3 +41,12 @@ def resolve(root: str, path: str) -> str:
         parts = [p for p in target.split("/") if p and p != "."]
         todo.extend(reversed(parts))
     return os.path.join(root, *done)
+
+
+def resolve_parent(root: str, path: str) -> str:
+    """As :func:`resolve`, but a symlink in the last component stays itself (``cp`` copies a
+    link as a link, as Docker does without ``-L``); a trailing ``/`` follows it, as in Docker."""
+    head, _, last = path.rpartition("/")
+    if last in ("", ".", ".."):
+        return resolve(root, path)
+    return os.path.join(resolve(root, head or "/"), last)

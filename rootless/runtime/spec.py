@@ -18,24 +18,26 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RunOptions = namedtuple(
     "RunOptions",
     "image command entrypoint env env_files workdir user hostname name network init rm interactive tty "
-    "publish publish_all expose links add_hosts dns dns_search dns_options mac_address pull tls_verify platform",
+    "publish publish_all expose links add_hosts dns dns_search dns_options mac_address pull tls_verify platform "
+    "log_driver log_opts",
     defaults=((), None, (), (), None, None, None, None, "slirp4netns", False, False, False, False,
-              (), False, (), (), (), (), (), (), None, "missing", True, None))
+              (), False, (), (), (), (), (), (), None, "missing", True, None, None, ()))
 
 
 class ContainerSpec(namedtuple(
         "ContainerSpec",
         "id name image_id image_name layers argv env user workdir hostname "
         "network init tty interactive remove labels stop_signal entrypoint "
-        "ports publish_all exposed links add_hosts dns dns_search dns_options mac",
+        "ports publish_all exposed links add_hosts dns dns_search dns_options mac log",
         defaults=("none", False, False, False, False, None, "SIGTERM", None,
-                  (), False, (), (), (), (), (), (), None))):
+                  (), False, (), (), (), (), (), (), None, None))):
     """What a container runs. ``layers``: diff ids, bottom first; ``argv``: entrypoint + cmd;
     ``entrypoint``: the part of argv that is the entrypoint (Docker's Config.Entrypoint; None when
     unknown); ``env``: KEY=VALUE (HOME is added from the user's passwd entry at start);
     ``labels``: a dict (None becomes {}). Network: ``network`` as given (``container:ID`` resolved
     to an id); ``ports``: PortMapping fields as lists; ``exposed``: "80/tcp" strings (the image's,
-    --expose'd and published); ``links``: [linked id, alias]; ``add_hosts``: [host, ip]."""
+    --expose'd and published); ``links``: [linked id, alias]; ``add_hosts``: [host, ip].
+    ``log``: the log settings (``rootless.runtime.logs.log_config``; None in older records)."""
 
     __slots__ = ()
 
@@ -110,7 +112,13 @@ def command_line(image_cfg: dict, command: tuple[str, ...], entrypoint: str | No
 
 
 def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict, image_name: str,
-          host_env: dict[str, str], env_file_texts: dict[str, str]) -> ContainerSpec:
+          host_env: dict[str, str], env_file_texts: dict[str, str], log: dict | None = None) -> ContainerSpec:
+    """``log``: the container's log settings (``logs.log_config``); None: from the flags over the
+    built-in defaults."""
+    if log is None:
+        from rootless.base.config import LOG_DEFAULTS
+        from rootless.runtime.logs import log_config
+        log = log_config(opts.log_driver, opts.log_opts, LOG_DEFAULTS)
     cfg = image_config.get("config") or {}
     net = network_fields(opts, cfg.get("ExposedPorts"))
     workdir = opts.workdir if opts.workdir is not None else (cfg.get("WorkingDir") or "/")
@@ -138,6 +146,7 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         labels=dict(cfg.get("Labels") or {}),
         stop_signal=cfg.get("StopSignal") or "SIGTERM",
         entrypoint=tuple(split_command(cfg, opts.command, opts.entrypoint)[0]),
+        log=log,
     )
 
 

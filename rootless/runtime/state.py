@@ -26,14 +26,30 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
+DAMAGED = "its record is unreadable (damaged or cut short): remove it with `rootless rm -f`"
+
+
+def damaged(cid: str, created: str = "") -> dict:
+    """What stands for a record that cannot be read: a dead container that ``rm -f`` removes."""
+    return {"version": RECORD_VERSION, "id": cid, "name": "", "created": created, "corrupt": True,
+            "spec": {}, "state": {"status": "dead", "pid": 0, "exit_code": 0, "error": DAMAGED,
+                                  "started_at": "", "finished_at": ""}}
+
+
+def _well_formed(rec) -> bool:
+    return (isinstance(rec, dict) and isinstance(rec.get("id"), str) and isinstance(rec.get("name"), str)
+            and isinstance(rec.get("spec"), dict) and isinstance(rec.get("state"), dict)
+            and isinstance(rec["state"].get("status"), str))
+
+
 def _read(paths: Paths, cid: str) -> dict | None:
     try:
         rec = atomic.read_json(paths.container_record(cid))
     except FileNotFoundError:
-        return None
+        return None if not os.path.isdir(paths.container(cid)) else damaged(cid)
     except (OSError, ValueError):
-        return {"id": cid, "name": "", "corrupt": True}
-    return rec
+        return damaged(cid)
+    return rec if _well_formed(rec) and rec["id"] == cid else damaged(cid)
 
 
 def all_records(paths: Paths) -> list[dict]:
@@ -60,11 +76,19 @@ def create(paths: Paths, spec: ContainerSpec, rootfs_method: str, generated_name
                     raise Conflict("generated name clash", exit_code=125)
                 raise Conflict(f'the container name "/{spec.name}" is already in use by container "{other["id"]}"',
                                "remove (or rename) that container to be able to reuse that name")
+        # Made aside and renamed into place: a listing never sees a container without its record.
         cdir = paths.container(spec.id)
-        os.mkdir(cdir, 0o700)
-        for d in (paths.upper(spec.id), paths.work(spec.id)):
-            os.mkdir(d, 0o755)
-        atomic.write_json(paths.container_record(spec.id), rec)
+        tmp = os.path.join(paths.containers, f".new-{spec.id}")
+        os.mkdir(tmp, 0o700)
+        try:
+            for d in (paths.upper(spec.id), paths.work(spec.id)):
+                os.mkdir(os.path.join(tmp, os.path.relpath(d, cdir)), 0o755)
+            atomic.write_json(os.path.join(tmp, os.path.relpath(paths.container_record(spec.id), cdir)), rec)
+            os.rename(tmp, cdir)
+        except BaseException:
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return rec
 
 

@@ -625,9 +625,12 @@ def test_render_unknown_file_like_objects():
             self.chunks.append(data)
 
     out, err = BytesSink(), TextSink()
-    logview.render(ENTRIES, False, out, err)
-    assert out.chunks == [b"hello\n", b"partial", b" end\n"]
+    logview.render(ENTRIES, False, out, err)  # a list: one write per run of one stream
+    assert out.chunks == [b"hello\n", b"partial end\n"]
     assert err.chunks == ["oops ☃\n"]
+    out, err = BytesSink(), TextSink()
+    logview.render(iter(ENTRIES), False, out, err)  # an iterator: a write per entry
+    assert out.chunks == [b"hello\n", b"partial", b" end\n"]
 
 
 def test_render_flushes_each_entry_of_an_iterator():

@@ -316,7 +316,8 @@ def test_corrupt_record_is_listed(paths, three):
     os.mkdir(paths.container(bad))
     Path(paths.container_record(bad)).write_text("{truncated")
     recs = {r["id"]: r for r in state.all_records(paths)}
-    assert recs[bad] == {"id": bad, "name": "", "corrupt": True}
+    assert recs[bad] == state.damaged(bad)
+    assert recs[bad]["corrupt"] is True and recs[bad]["state"]["status"] == "dead"
     assert state.lookup(paths, "bad")["corrupt"] is True
     assert state.update_state(paths, bad, status="running") is None
 

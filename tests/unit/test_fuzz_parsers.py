@@ -1,0 +1,153 @@
+"""Property tests: no input to a flag parser, nor any command line, ends in anything but a
+clear error (RootlessError, or typer's usage errors at the CLI's boundary): never an internal
+error with a traceback. Hostile inputs found once are kept in HOSTILE and always run."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from layers import manifest, reference
+from netstack import spec as netspec
+from rootless.base import config
+from rootless.base.errors import RootlessError
+from rootless.cli import commands, fast, main  # noqa: F401 - commands registers the verbs
+from rootless.cli.params import COMMANDS
+from rootless.engine import attach, containers
+from rootless.runtime import logs, users
+from rootless.runtime import spec as runspec
+
+HOSTILE = ["", " ", "-", "--", ":", "::", ":::", "-1", "80:-1", "4294967295", "99999999999", "0x10", "1e9",
+           "٣", "²", "\x00", "a\nb", "[", "[::1", "[]:80", "[::1]:", "/udp", "80/", "65536", "0-0", "5-3",
+           "${HOME}", "$(id)", "'", '"', "\\", "%s%n", "../../..", "/" * 300, "ä" * 5, "\udcff",
+           "1:2:3:4", "host-gateway", "container:", "slirp4netns:,,,", "none:x", "a" * 5000]
+
+TEXT = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=40),
+                 st.from_regex(r"[0-9a-z:\-/\[\].,=]{0,20}", fullmatch=True))
+
+
+def clear_error_only(fn, *args) -> None:
+    try:
+        fn(*args)
+    except RootlessError:
+        pass
+
+
+PARSERS = {
+    "network": netspec.parse_network,
+    "publish": netspec.parse_publish,
+    "expose": netspec.parse_expose,
+    "link": netspec.parse_link,
+    "add_host": netspec.parse_add_host,
+    "dns": lambda t: netspec.check_dns((t,)),
+    "mac": netspec.check_mac,
+    "env": lambda t: runspec.merge_env_arg(t, {"HOME": "/root"}),
+    "env_file": lambda t: runspec.parse_env_file(t, "env.list", {"A": "1"}),
+    "user": lambda t: users.resolve(t, "root:x:0:0::/root:/bin/sh\nbig:x:4294967295:0::/:/bin/sh\n",
+                                    "root:x:0:\nwheel:x:10:root\n"),
+    "user_check": lambda t: users.check(t, 65536, 65536),
+    "log_opt": lambda t: logs.log_config(None, [t], config.LOG_DEFAULTS),
+    "log_driver": lambda t: logs.log_config(t, [], config.LOG_DEFAULTS),
+    "signal": containers.signal_number,
+    "detach_keys": attach.parse_detach_keys,
+    "reference": reference.parse,
+    "platform": manifest.parse_platform,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=TEXT)
+def test_flag_parsers_give_a_clear_error_or_a_value(name, text):
+    clear_error_only(PARSERS[name], text)
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_flag_parsers_on_the_hostile_corpus(name):
+    for text in HOSTILE:
+        clear_error_only(PARSERS[name], text)
+
+
+@given(text=TEXT)
+@settings(max_examples=300, deadline=None)
+def test_time_parsers_raise_value_errors_only(text):
+    for fn in (logs.parse_since, logs.parse_duration, logs.parse_time, config.parse_size):
+        try:
+            fn(text)
+        except ValueError:
+            pass
+
+
+def test_uids_out_of_range_are_refused_before_anything_starts():
+    for spec in ("4294967295", "0:4294967295", "99999999999", "4294967296:0"):
+        with pytest.raises(RootlessError, match="out of range"):
+            users.check(spec)
+    with pytest.raises(RootlessError, match="uid 70000 is not mapped"):
+        users.check("70000", 65536, 65536)
+    with pytest.raises(RootlessError, match="gid 65536 is not mapped"):
+        users.check("0:65536", 65536, 65536)
+    users.check("65535:65535", 65536, 65536)
+    users.check("nobody")  # names are resolved in the image
+    with pytest.raises(RootlessError, match="out of range"):
+        users.resolve("big", "big:x:4294967295:0::/:/bin/sh\n", "")
+    with pytest.raises(RootlessError, match="unable to find user"):
+        users.resolve("٣", "", "")  # not an ASCII number: a name, which this image lacks
+
+
+def test_signal_numbers_the_kernel_does_not_have():
+    for bad in ("99", "0", "65", "-9", "SIGFOO", "", "٩"):
+        with pytest.raises(RootlessError, match="invalid signal"):
+            containers.signal_number(bad)
+    assert containers.signal_number("9") == 9 and containers.signal_number("sigterm") == 15
+
+
+def test_publish_errors_quote_what_was_typed():
+    with pytest.raises(RootlessError, match=r"invalid container port '-1' in '80:-1'"):
+        netspec.parse_publish("80:-1")
+    with pytest.raises(RootlessError, match=r"invalid host port 'x' in 'x:80'"):
+        netspec.parse_publish("x:80")
+
+
+# ---- whole command lines ---------------------------------------------------------------------
+WORDS = sorted({w for path in COMMANDS for w in path} | {d for c in COMMANDS.values() for p in c.params
+                                                         if hasattr(p.decl, "decls") for d in p.decl.decls})
+ARGV = st.lists(st.one_of(st.sampled_from(WORDS), TEXT, st.sampled_from(["--root", "--debug", "-it", "-e",
+                                                                          "--help", "-p", "--format"])),
+                max_size=8)
+
+
+def _typer_parse(argv: list[str]) -> None:
+    """typer's parse of the line, the command replaced by a no-op (nothing runs); whatever it
+    raises must be something the CLI's error boundary reports as a usage error, not internal."""
+    import contextlib
+    import io
+
+    import typer
+
+    from rootless.cli import typer_app
+    app = typer_app.build(lambda cmd, kwargs: 0, lambda root, debug: None)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            typer.main.get_command(app).main(args=argv, prog_name="rootless", standalone_mode=False)
+    except (SystemExit, RootlessError):
+        pass
+    except Exception as e:  # noqa: BLE001 - the boundary's verdict is the test
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            main._other_error(e, 125)
+        assert "rootless: internal error" not in err.getvalue(), f"{argv!r}: {e!r}"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(argv=ARGV)
+@example(argv=["run", "-p", "80:-1", "img"])
+@example(argv=["kill", "-s", "99", "c"])
+@example(argv=["--root"])
+@example(argv=["logs", "--tail", "-5", "c"])
+def test_any_command_line_parses_or_is_a_usage_error(argv):
+    try:
+        fast.parse(argv)
+    except RootlessError:
+        pass
+    _typer_parse(argv)
