@@ -1,6 +1,5 @@
 """Container networking: ``--network``/``-p``/``--link``/``--dns`` parsing, slirp4netns (process,
 feature probe, API socket), published ports and the built-in relay, links (veth over netlink),
-loopback, and the generated /etc/hosts, /etc/resolv.conf and /etc/hostname.
-
-Imports only :mod:`rootless.base`; never :mod:`layers`, the runtime or anything above.
+loopback, and the generated /etc/hosts, /etc/resolv.conf and /etc/hostname; it imports only
+:mod:`rootless.base`, never :mod:`layers`, the runtime or anything above.
 """

@@ -97,14 +97,16 @@ def bench_logs(rootless: list[str], env: dict, pm, rounds: int) -> dict:
                 subprocess.run(pm.argv + ["rm", "-f", name], env=pm.env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120)
             results[out_name]["podman k8s-file"] = {k: _median([s[k] for s in samples]) for k in samples[0]}
-    # the flood with the default settings: bounded on disk
+    # the flood with the default settings: bounded on disk (issue 12 measured 91 s and 1.9 GB before)
+    t = time.perf_counter()
     cid = subprocess.run(rootless + ["run", "-d", "--name", "logbench-default", "--network", "none", "busybox",
                                      "sh", "-c", "yes | head -c 52428800"], env=env, capture_output=True, text=True,
                          check=True, timeout=600).stdout.strip()
     subprocess.run(rootless + ["wait", cid], env=env, stdout=subprocess.DEVNULL, check=True, timeout=600)
+    flood_s = time.perf_counter() - t
     capped = _log_bytes(store, cid)
     subprocess.run(rootless + ["rm", "-f", cid], env=env, stdout=subprocess.DEVNULL, check=False, timeout=120)
-    return {"results": results, "default cap": {"flood bytes": 52428800, "log bytes on disk": capped,
+    return {"results": results, "default cap": {"flood bytes": 52428800, "run s": flood_s, "log bytes on disk": capped,
                                                 "cap": DEFAULT_CAP, "within cap": capped <= DEFAULT_CAP}}
 
 
@@ -118,5 +120,5 @@ def report(logs: dict, podman_note: str) -> None:
     if podman_note:
         print(f"  (podman: {podman_note})")
     cap = logs["default cap"]
-    print(f"  default settings: 50 MB of `yes` left {cap['log bytes on disk'] / 1e6:.1f} MB of log on disk "
+    print(f"  default settings: 50 MB of `yes` ran {cap['run s']:.1f} s and left {cap['log bytes on disk'] / 1e6:.1f} MB of log on disk "
           f"(cap {cap['cap'] / 1e6:.0f} MB): {'ok' if cap['within cap'] else 'OVER'}")

@@ -147,6 +147,23 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
     pytest.fail(f"timed out waiting for {what}")
 
 
+def one_error(r: Result, *needles: str) -> str:
+    """The single ``rootless: error:`` line of a failed command (a hint line may follow it)."""
+    assert "Traceback" not in r.err and "internal error" not in r.err, r.err
+    errors = [line for line in r.err.splitlines() if line.startswith("rootless: error: ")]
+    assert len(errors) == 1, r.err
+    assert len(r.err.splitlines()) <= 2, r.err
+    for needle in needles:
+        assert needle in errors[0], r.err
+    return errors[0]
+
+
+def inspect(rl: Rootless, ref: str) -> dict:
+    """``inspect REF``'s object."""
+    import json
+    return json.loads(rl("inspect", ref).out)[0]
+
+
 def status(rl: Rootless, ref: str) -> str:
     return rl("inspect", "-f", "{{.State.Status}}", ref).out.strip()
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.conftest import Result, Rootless, rootless_argv, status, wait_for
+from tests.conftest import Rootless, one_error, rootless_argv, status, wait_for
 
 pytestmark = pytest.mark.userns
 
@@ -67,17 +67,6 @@ def sleeper(rl: Rootless, name: str, *flags: str, script: str | None = None, set
 
 def exists_inside(rl: Rootless, name: str, path: str) -> bool:
     return rl("exec", name, "test", "-e", path, expect=None).code == 0
-
-
-def one_error(r: Result, *needles: str) -> str:
-    """The single ``rootless: error:`` line of a failed command (a hint line may follow it)."""
-    assert "Traceback" not in r.err and "internal error" not in r.err, r.err
-    errors = [line for line in r.err.splitlines() if line.startswith("rootless: error: ")]
-    assert len(errors) == 1, r.err
-    assert len(r.err.splitlines()) <= 2, r.err
-    for needle in needles:
-        assert needle in errors[0], r.err
-    return errors[0]
 
 
 def tar_names(path) -> set[str]:

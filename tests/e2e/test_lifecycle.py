@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import Rootless, rootless_argv, status, wait_for
+from tests.conftest import Rootless, inspect, rootless_argv, status, wait_for
 
 pytestmark = pytest.mark.userns
 
@@ -18,10 +18,6 @@ pytestmark = pytest.mark.userns
 def bb(rl, images) -> Rootless:
     rl.load(images, "busybox")
     return rl
-
-
-def inspect(rl: Rootless, ref: str) -> dict:
-    return json.loads(rl("inspect", ref).out)[0]
 
 
 def test_run_detached_prints_the_id_and_keeps_running(bb):

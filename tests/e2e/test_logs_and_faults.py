@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from tests.conftest import Rootless, rootless_argv, status, wait_for
+from tests.conftest import Rootless, inspect, one_error, rootless_argv, status, wait_for
 
 pytestmark = pytest.mark.userns
 
@@ -21,18 +21,6 @@ pytestmark = pytest.mark.userns
 def bb(rl, images) -> Rootless:
     rl.load(images, "busybox")
     return rl
-
-
-def inspect(rl: Rootless, ref: str) -> dict:
-    return json.loads(rl("inspect", ref).out)[0]
-
-
-def one_error(r, *words: str) -> None:
-    assert "Traceback" not in r.err and "internal error" not in r.err, r.err
-    lines = [ln for ln in r.err.splitlines() if ln.startswith("rootless: error:")]
-    assert len(lines) == 1, r.err
-    for w in words:
-        assert w in lines[0], r.err
 
 
 def log_files(rl: Rootless, cid: str) -> list[str]:

@@ -138,6 +138,7 @@ def test_every_package_says_what_it_owns():
         init = REPO / pkg.replace(".", "/") / "__init__.py"
         doc = ast.get_docstring(ast.parse(init.read_text()))
         assert doc and "import" in doc.lower(), f"{init.relative_to(REPO)}: a docstring saying what it owns and may import"
+        assert "\n\n" not in doc, f"{init.relative_to(REPO)}: one paragraph"
 
 
 def test_only_the_cli_imports_typer():
