@@ -460,7 +460,15 @@ def open_writer(path: str, config: dict | None):
 # ---- reading ---------------------------------------------------------------------------------
 _decode = json.JSONDecoder().decode
 _JSON_LINE = None  # the writer's own entry shape (compiled on first use)
-_LAST_STAMP: list = [b"", 0]  # the last time field read, and its ns
+
+
+def _json_text(raw: bytes) -> str:
+    """The text of an entry's ``log`` field, given the body of its JSON string."""
+    if raw[-2:] == b"\\n" and raw.count(b"\\") == 1:  # a whole line, nothing else escaped
+        return raw[:-2].decode() + "\n"
+    if b"\\" in raw:
+        return _decode('"' + raw.decode() + '"')
+    return raw.decode()
 
 
 def _parse(line: bytes) -> LogEntry | None:
@@ -472,17 +480,8 @@ def _parse(line: bytes) -> LogEntry | None:
                                 rb'"time":"([^"\\]*)"\}\n?')
     m = _JSON_LINE.fullmatch(line)
     if m is not None:
-        raw, stamp = m[1], m[3]
         try:
-            if raw.endswith(b"\\n") and raw.count(b"\\") == 1:  # a whole line, nothing else escaped
-                text = raw[:-2].decode() + "\n"
-            elif b"\\" in raw:
-                text = _decode('"' + raw.decode() + '"')
-            else:
-                text = raw.decode()
-            if stamp != _LAST_STAMP[0]:  # entries written together share their time
-                _LAST_STAMP[:] = stamp, parse_time(stamp.decode())
-            return LogEntry(m[2].decode(), text, _LAST_STAMP[1])
+            return LogEntry(m[2].decode(), _json_text(m[1]), parse_time(m[3].decode()))
         except ValueError:  # JSON and UTF-8 errors are ValueErrors
             return None
     try:
@@ -547,15 +546,9 @@ def _json_entries(data: bytes) -> list[LogEntry] | None:
     last, t = None, 0
     try:
         for raw, stream, stamp in found:
-            if raw[-2:] == b"\\n" and raw.count(b"\\") == 1:
-                text = raw[:-2].decode() + "\n"
-            elif b"\\" in raw:
-                text = _decode('"' + raw.decode() + '"')
-            else:
-                text = raw.decode()
-            if stamp != last:
+            if stamp != last:  # entries written together share their time
                 last, t = stamp, parse_time(stamp.decode())
-            append(LogEntry(_STREAM[stream], text, t))
+            append(LogEntry(_STREAM[stream], _json_text(raw), t))
     except ValueError:  # an escape or a time that does not decode: each line on its own
         return None
     return out
