@@ -54,14 +54,25 @@ def _write_runs(entries: list[LogEntry], timestamps: bool, out_stdout: IO, out_s
         while j < n and entries[j].stream == stream:
             j += 1
         run = entries[i:j]
-        text = "".join(f"{format_time(e.time_ns)} {e.text}" for e in run) if timestamps else \
-            "".join([e.text for e in run])
+        text = _stamped(run) if timestamps else "".join([e.text for e in run])
         out = out_stderr if stream == "stderr" else out_stdout
         _write(out, text, kinds)
         if out not in used:
             used.append(out)
         i = j
     return used
+
+
+def _stamped(run: list[LogEntry]) -> str:
+    """The entries' texts, each after its time (entries written together share it: formatted once)."""
+    parts = []
+    last, stamp = None, ""
+    for e in run:
+        if e.time_ns != last:
+            last, stamp = e.time_ns, format_time(e.time_ns) + " "
+        parts.append(stamp)
+        parts.append(e.text)
+    return "".join(parts)
 
 
 def _write(out: IO, text: str, kinds: dict) -> None:

@@ -545,10 +545,17 @@ def _json_entries(data: bytes) -> list[LogEntry] | None:
     append = out.append
     last, t = None, 0
     try:
-        for raw, stream, stamp in found:
+        # The texts in one go when the only escapes are the newlines ending whole lines (a JSON
+        # string holds no raw control character, so NUL separates them safely).
+        raws = b"\0".join([f[0] for f in found]) + b"\0"
+        if raws.count(b"\\") == raws.count(b"\\n\0"):
+            texts = raws.replace(b"\\n\0", b"\n\0").decode().split("\0")
+        else:
+            texts = [_json_text(f[0]) for f in found]
+        for (_raw, stream, stamp), text in zip(found, texts):
             if stamp != last:  # entries written together share their time
                 last, t = stamp, parse_time(stamp.decode())
-            append(LogEntry(_STREAM[stream], _json_text(raw), t))
+            append(LogEntry(_STREAM[stream], text, t))
     except ValueError:  # an escape or a time that does not decode: each line on its own
         return None
     return out
