@@ -41,6 +41,10 @@ class ContainerNotFound(RootlessError):
     exit_code = 1  # Docker's CLI exits 1 for a missing container (125 is for `run`)
 
 
+class VolumeNotFound(RootlessError):
+    exit_code = 1  # as for a container
+
+
 class Conflict(RootlessError):
     """A name or object already in use."""
 

@@ -120,6 +120,24 @@ class Paths(namedtuple("Paths", "root runroot")):
         return os.path.join(self.containers, cid, "rootfs")
 
     @property
+    def volumes(self) -> str:
+        return os.path.join(self.root, "volumes")
+
+    @property
+    def volumes_lock(self) -> str:
+        return os.path.join(self.root, "volumes.lock")
+
+    def volume(self, name: str) -> str:
+        return os.path.join(self.volumes, name)
+
+    def volume_data(self, name: str) -> str:
+        """What a container sees of the volume (Docker's layout: ``volumes/NAME/_data``)."""
+        return os.path.join(self.volumes, name, "_data")
+
+    def volume_record(self, name: str) -> str:
+        return os.path.join(self.volumes, name, "volume.json")
+
+    @property
     def tmp(self) -> str:
         return os.path.join(self.root, "tmp")
 
@@ -132,7 +150,7 @@ class Paths(namedtuple("Paths", "root runroot")):
 
     def ensure(self) -> None:
         """Create the storage and runtime directories (0700) and the version file."""
-        for d in (self.root, self.blobs, self.layers, self.containers, self.tmp):
+        for d in (self.root, self.blobs, self.layers, self.containers, self.volumes, self.tmp):
             os.makedirs(d, mode=0o700, exist_ok=True)
         ensure_private_dir(self.runroot)
         if not os.path.exists(self.version_file):

@@ -11,6 +11,7 @@ from rootless.cli.params import Arg, Opt, command, group
 group("system", "Manage the store and the host.")
 group("image", "Manage images.")
 group("container", "Manage containers.")
+group("volume", "Manage volumes.")
 
 
 # ---- images ------------------------------------------------------------------------------
@@ -240,6 +241,7 @@ def run(ctx,
         mac_address: str = Opt(("--mac-address",), None, "The container's MAC address (slirp4netns)."),
         log_driver: str = Opt(("--log-driver",), None, "Logging driver: json-file, k8s-file or none."),
         log_opt: list[str] = Opt(("--log-opt",), [], "Log driver options: max-size=SIZE, max-file=N."),
+        volume: list[str] = Opt(("-v", "--volume"), [], "Mount a volume or a host path: [NAME|/HOST:]/DST[:ro]."),
         init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
         pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never."),
         tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
@@ -251,7 +253,7 @@ def run(ctx,
     result = containers.run(ctx, _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user,
                                               entrypoint, hostname, name, network, init, publish, publish_all,
                                               expose, link, add_host, dns, dns_search, dns_option, mac_address,
-                                              pull, tls_verify, platform, log_driver, log_opt),
+                                              pull, tls_verify, platform, log_driver, log_opt, volume),
                             detach, attach.parse_detach_keys(detach_keys))
     if detach:
         print(result)
@@ -262,7 +264,7 @@ def run(ctx,
 def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname, name,
                  network, init, publish=(), publish_all=False, expose=(), link=(), add_host=(), dns=(),
                  dns_search=(), dns_option=(), mac_address=None, pull="missing", tls_verify="true", platform=None,
-                 log_driver=None, log_opt=()):
+                 log_driver=None, log_opt=(), volume=()):
     from rootless.runtime.spec import RunOptions
     _registry_options(tls_verify)  # checks the value
     if platform:
@@ -275,7 +277,7 @@ def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, u
                       add_hosts=tuple(add_host), dns=tuple(dns), dns_search=tuple(dns_search),
                       dns_options=tuple(dns_option), mac_address=mac_address, pull=pull,
                       tls_verify=tls_verify == "true", platform=platform, log_driver=log_driver,
-                      log_opts=tuple(log_opt))
+                      log_opts=tuple(log_opt), volumes=tuple(volume))
 
 
 @command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))
@@ -353,7 +355,7 @@ def rm(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
        volumes: bool = Opt(("-v", "--volumes"), False, "Remove anonymous volumes too.")):
     """Remove containers."""
     from rootless.engine import containers
-    return _each(ctx, containers_, lambda rec: containers.remove(ctx, rec, force))
+    return _each(ctx, containers_, lambda rec: containers.remove(ctx, rec, force, volumes))
 
 
 @command("wait")
@@ -593,6 +595,75 @@ def logs(ctx, container: str = Arg(metavar="CONTAINER"),
     hint = containers.daemon_hint(ctx, rec)
     if hint:
         print(f"rootless: hint: {hint}", file=sys.stderr)
+
+
+# ---- volumes ---------------------------------------------------------------------------------
+@command("volume", "create")
+def volume_create(ctx, name: str = Arg(None, metavar="[VOLUME]"),
+                  label: list[str] = Opt(("--label",), [], "Set a label (KEY=VALUE)."),
+                  driver: str = Opt(("-d", "--driver"), "local", "Only local.")):
+    """Create a volume."""
+    from rootless.base.errors import UsageError
+    from rootless.engine import volumes
+    if driver != "local":
+        raise UsageError(f"volume driver {driver!r} is not supported", "volumes are local directories")
+    print(volumes.create(ctx, name, label))
+
+
+@command("volume", "ls")
+def volume_ls(ctx, quiet: bool = Opt(("-q", "--quiet"), False, "Only show volume names."),
+              filter_: list[str] = Opt(("-f", "--filter"), [], "dangling=true|false, name=NAME, label=KEY[=VALUE]"),
+              format: str = Opt(("--format",), None, "Go template: {{.Name}}, {{.Driver}}, {{.Mountpoint}}")):
+    """List volumes."""
+    from rootless.cli import render
+    from rootless.engine import volumes
+    recs = volumes.ls(ctx, filter_)
+    if quiet:
+        print("\n".join(r["name"] for r in recs) if recs else "", end="\n" if recs else "")
+        return
+    rows = [{"Driver": "local", "Name": r["name"], "Mountpoint": ctx.paths.volume_data(r["name"]), "Scope": "local",
+             "Labels": ",".join(f"{k}={v}" for k, v in (r.get("labels") or {}).items()),
+             "CreatedAt": r.get("created", "")} for r in recs]
+    if format:
+        print(render.formatted(format, rows, {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT",
+                                              "Scope": "SCOPE", "Labels": "LABELS", "CreatedAt": "CREATED"}))
+        return
+    print(render.table(["DRIVER", "VOLUME NAME"], [["local", r["Name"]] for r in rows]))
+
+
+@command("volume", "inspect")
+def volume_inspect(ctx, names_: list[str] = Arg(metavar="VOLUME..."),
+                   format: str = Opt(("-f", "--format"), None, "Go template")):
+    """Show volumes as JSON."""
+    import json
+
+    from rootless.cli import render
+    from rootless.engine import volumes
+    found = [volumes.inspect(ctx, n) for n in names_]
+    if format:
+        print(render.formatted(format, found, {}))
+    else:
+        print(json.dumps(found, indent=4))
+
+
+@command("volume", "rm")
+def volume_rm(ctx, names_: list[str] = Arg(metavar="VOLUME..."),
+              force: bool = Opt(("-f", "--force"), False, "Remove even if containers use it.")):
+    """Remove volumes (not while a container uses one, unless -f)."""
+    from rootless.engine import volumes
+    for n in names_:
+        volumes.rm(ctx, n, force)
+        print(n)
+
+
+@command("volume", "prune")
+def volume_prune(ctx, all_: bool = Opt(("-a", "--all"), False, "Every unused volume, named ones too."),
+                 force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
+    """Remove unused anonymous volumes (-a: every unused volume)."""
+    from rootless.engine import volumes
+    removed = volumes.prune(ctx, all_)
+    if removed:
+        print("Deleted Volumes:\n" + "\n".join(removed))
 
 
 # ---- system ----------------------------------------------------------------------------------

@@ -260,7 +260,7 @@ def inspect(rec: dict, paths) -> dict:
                 "UpperDir": paths.upper(cid), "WorkDir": paths.work(cid), "MergedDir": paths.merged(cid),
             },
         },
-        "Mounts": [],
+        "Mounts": [_mount(m, paths) for m in spec.get("mounts") or ()],
         "Config": {
             "Hostname": spec.get("hostname", ""), "Domainname": "", "User": spec.get("user", ""),
             "AttachStdin": bool(spec.get("interactive")), "AttachStdout": True, "AttachStderr": True,
@@ -275,6 +275,16 @@ def inspect(rec: dict, paths) -> dict:
         },
         "NetworkSettings": _network_settings(rec, paths),
     }
+
+
+def _mount(m: dict, paths) -> dict:
+    """One of inspect's Mounts, as Docker shows it."""
+    if m["type"] == "volume":
+        return {"Type": "volume", "Name": m["name"], "Source": paths.volume_data(m["name"]),
+                "Destination": m["target"], "Driver": "local", "Mode": "" if m["rw"] else "ro", "RW": m["rw"],
+                "Propagation": ""}
+    return {"Type": "bind", "Source": m["source"], "Destination": m["target"], "Mode": "" if m["rw"] else "ro",
+            "RW": m["rw"], "Propagation": "rprivate"}
 
 
 def _log_config(log: dict | None) -> dict:

@@ -28,6 +28,8 @@ def create(ctx, opts) -> dict:
                                                                                       platform=opts.platform))
     image_config = ctx.store.config(image)
     ctx.store.unpack_layers(images.layer_refs(image))
+    from rootless.engine import volumes
+    mounts = volumes.mounts_for(ctx, opts.volumes, (image_config.get("config") or {}).get("Volumes"))
     env_texts = {}
     for path in opts.env_files:
         try:
@@ -47,7 +49,7 @@ def create(ctx, opts) -> dict:
             taken = {r.get("name") for r in state.all_records(ctx.paths)}
         name = opts.name or names.generate(taken)
         cspec = _shared_hostname(ctx, spec.build(opts, cid, name, image, image_config, image_name,
-                                                 dict(os.environ), env_texts, log))
+                                                 dict(os.environ), env_texts, log, mounts))
         check_user(ctx, cspec.user)
         try:
             return state.create(ctx.paths, cspec, method, generated_name=not opts.name)
@@ -121,6 +123,7 @@ def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdi
 
 def _launch_plan(ctx, rec: dict, attached: bool):
     from netstack import etcfiles
+    from rootless.engine import volumes
     from rootless.runtime import child, mountplan, network, terminal
     from rootless.runtime.spec import ContainerSpec, merge_env
     cspec = ContainerSpec.from_json(rec["spec"])
@@ -138,9 +141,13 @@ def _launch_plan(ctx, rec: dict, attached: bool):
     return child.LaunchPlan(
         spec=cspec, rootfs=records.rootfs_plan(ctx, rec), net=net,
         mounts=tuple(mountplan.plan(etc_files, own_netns=net.kind != "host",
-                                    pts_gid=5 if ctx.mapping.mode == "subid" else None)),
+                                    pts_gid=5 if ctx.mapping.mode == "subid" else None,
+                                    volumes=tuple((volumes.host_source(ctx, m), m["target"], not m["rw"],
+                                                   m["type"] == "volume") for m in cspec.mounts))),
         run_dir=run_dir, paths=ctx.paths,
-        remove_dirs=(ctx.paths.container(cid),) if cspec.remove else (),
+        # --rm: the container and its anonymous volumes (Docker's rule) go when it ends
+        remove_dirs=((ctx.paths.container(cid),) + tuple(ctx.paths.volume(m["name"]) for m in cspec.mounts
+                                                         if m.get("anonymous")) if cspec.remove else ()),
         winsize=terminal.terminal_size() if cspec.tty and attached else None,
         single_uid=ctx.mapping.mode == "single",
         attached=attached,
@@ -314,7 +321,8 @@ def stop(ctx, rec: dict, timeout: float | None = None) -> None:
         wait(ctx, rec)
 
 
-def remove(ctx, rec: dict, force: bool) -> None:
+def remove(ctx, rec: dict, force: bool, volumes: bool = False) -> None:
+    """``rm``: the container, and with ``volumes`` (``-v``) its anonymous volumes."""
     if rec.get("corrupt"):  # a damaged record: its keeper, if any, is found by its attach socket
         keeper = records.keeper_of(ctx, rec["id"])
         if keeper and not force:
@@ -334,6 +342,9 @@ def remove(ctx, rec: dict, force: bool) -> None:
     with locking.locked(ctx.paths.containers_lock):
         records.remove_container_files(ctx, rec["id"])
     records.remove_runtime(ctx.paths.run_dir(rec["id"]))
+    if volumes:
+        from rootless.engine import volumes as volumes_uc
+        volumes_uc.remove_anonymous(ctx, rec)
 
 
 def restart(ctx, rec: dict, timeout: float | None) -> None:

@@ -457,8 +457,10 @@ def apply_op(root: str, op: Op) -> None:
             os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
     else:
         os.makedirs(target, exist_ok=True)
+    if op.kind == "volume":
+        _fill(target, op.source)
     try:
-        if op.kind == "bind":
+        if op.kind in ("bind", "volume"):
             syscalls.mount(op.source, target, None, MS_BIND | (op.flags & MS_REC))
             if op.flags & MS_RDONLY:
                 _remount_ro(target)
@@ -470,6 +472,29 @@ def apply_op(root: str, op: Op) -> None:
                 apply_op(root, alt)
             return
         raise
+
+
+def _fill(image_dir: str, volume: str) -> None:
+    """An empty volume mounted over a directory of the image gets its files first, with their
+    owners, modes and times (Docker's copy-up)."""
+    import shutil
+    try:
+        if os.listdir(volume) or not os.listdir(image_dir):
+            return
+    except OSError:
+        return
+    shutil.copytree(image_dir, volume, symlinks=True, dirs_exist_ok=True, copy_function=shutil.copy2)
+    for top, dirs, files in os.walk(image_dir):
+        for name in [*dirs, *files]:
+            src = os.path.join(top, name)
+            dst = os.path.join(volume, os.path.relpath(src, image_dir))
+            st = os.lstat(src)
+            os.lchown(dst, st.st_uid, st.st_gid)
+            if not os.path.islink(dst):
+                os.chmod(dst, st.st_mode & 0o7777)  # again: a chown clears setuid and setgid
+    st = os.stat(image_dir)
+    os.chown(volume, st.st_uid, st.st_gid)
+    os.chmod(volume, st.st_mode & 0o7777)
 
 
 def _locked_flags(path: str) -> int:

@@ -549,10 +549,10 @@ def _json_entries(data: bytes) -> list[LogEntry] | None:
         # string holds no raw control character, so NUL separates them safely).
         raws = b"\0".join([f[0] for f in found]) + b"\0"
         if raws.count(b"\\") == raws.count(b"\\n\0"):
-            texts = raws.replace(b"\\n\0", b"\n\0").decode().split("\0")
+            texts = raws.replace(b"\\n\0", b"\n\0").decode().split("\0")[:-1]
         else:
             texts = [_json_text(f[0]) for f in found]
-        for (_raw, stream, stamp), text in zip(found, texts):
+        for (_raw, stream, stamp), text in zip(found, texts, strict=True):
             if stamp != last:  # entries written together share their time
                 last, t = stamp, parse_time(stamp.decode())
             append(LogEntry(_STREAM[stream], text, t))

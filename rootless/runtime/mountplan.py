@@ -6,6 +6,7 @@ target resolved inside the new root by :func:`rootless.runtime.rootfs.resolve`.
 
 from __future__ import annotations
 
+import os
 from collections import namedtuple
 
 from rootless.base.syscalls import (
@@ -26,13 +27,16 @@ MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", 
 READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
-# kind: mount | bind | symlink | mask | readonly; target: a path inside the container;
+# kind: mount | bind | volume | symlink | mask | readonly; target: a path inside the container
+# (``volume``: a bind of a volume, which the image's files there fill while it is empty);
 # is_file: the mount point is a file; fallback: ops to run instead if this one fails with EPERM.
 Op = namedtuple("Op", "kind target source fstype flags data is_file fallback",
                 defaults=(None, None, 0, None, False, ()))
 
 
-def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None) -> list[Op]:
+def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
+         volumes: tuple[tuple[str, str, bool, bool], ...] = ()) -> list[Op]:
+    """``volumes``: (host source, container target, read-only, a volume to fill) per mount."""
     ops = [Op("mount", "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)]
     ops.append(Op("mount", "/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"))
     ops += [Op("bind", f"/dev/{n}", f"/dev/{n}", flags=MS_BIND, is_file=True) for n in DEV_NODES]
@@ -47,6 +51,9 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None) -> lis
         ops.append(Op("mount", "/sys", "sysfs", "sysfs", sys_flags, fallback=(bind_sys,)))
     else:  # sysfs can only be mounted by the owner of the network namespace
         ops.append(bind_sys)
+    for source, target, readonly, fill in volumes:
+        ops.append(Op("volume" if fill else "bind", target, source, flags=MS_BIND | MS_REC | (MS_RDONLY if readonly else 0),
+                      is_file=not fill and not os.path.isdir(source)))
     for cpath, host in sorted(etc_files.items()):
         ops.append(Op("bind", cpath, host, flags=MS_BIND, is_file=True))
     ops += [Op("mask", p) for p in MASKED]

@@ -19,25 +19,26 @@ RunOptions = namedtuple(
     "RunOptions",
     "image command entrypoint env env_files workdir user hostname name network init rm interactive tty "
     "publish publish_all expose links add_hosts dns dns_search dns_options mac_address pull tls_verify platform "
-    "log_driver log_opts",
+    "log_driver log_opts volumes",
     defaults=((), None, (), (), None, None, None, None, "slirp4netns", False, False, False, False,
-              (), False, (), (), (), (), (), (), None, "missing", True, None, None, ()))
+              (), False, (), (), (), (), (), (), None, "missing", True, None, None, (), ()))
 
 
 class ContainerSpec(namedtuple(
         "ContainerSpec",
         "id name image_id image_name layers argv env user workdir hostname "
         "network init tty interactive remove labels stop_signal entrypoint "
-        "ports publish_all exposed links add_hosts dns dns_search dns_options mac log",
+        "ports publish_all exposed links add_hosts dns dns_search dns_options mac log mounts",
         defaults=("none", False, False, False, False, None, "SIGTERM", None,
-                  (), False, (), (), (), (), (), (), None, None))):
+                  (), False, (), (), (), (), (), (), None, None, ()))):
     """What a container runs. ``layers``: diff ids, bottom first; ``argv``: entrypoint + cmd;
     ``entrypoint``: the part of argv that is the entrypoint (Docker's Config.Entrypoint; None when
     unknown); ``env``: KEY=VALUE (HOME is added from the user's passwd entry at start);
     ``labels``: a dict (None becomes {}). Network: ``network`` as given (``container:ID`` resolved
     to an id); ``ports``: PortMapping fields as lists; ``exposed``: "80/tcp" strings (the image's,
     --expose'd and published); ``links``: [linked id, alias]; ``add_hosts``: [host, ip].
-    ``log``: the log settings (``rootless.runtime.logs.log_config``; None in older records)."""
+    ``log``: the log settings (``rootless.runtime.logs.log_config``; None in older records).
+    ``mounts``: volumes and bind mounts, dicts (``rootless.engine.volumes.mounts_for``)."""
 
     __slots__ = ()
 
@@ -112,7 +113,8 @@ def command_line(image_cfg: dict, command: tuple[str, ...], entrypoint: str | No
 
 
 def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict, image_name: str,
-          host_env: dict[str, str], env_file_texts: dict[str, str], log: dict | None = None) -> ContainerSpec:
+          host_env: dict[str, str], env_file_texts: dict[str, str], log: dict | None = None,
+          mounts: tuple[dict, ...] = ()) -> ContainerSpec:
     """``log``: the container's log settings (``logs.log_config``); None: from the flags over the
     built-in defaults."""
     if log is None:
@@ -147,6 +149,7 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         stop_signal=cfg.get("StopSignal") or "SIGTERM",
         entrypoint=tuple(split_command(cfg, opts.command, opts.entrypoint)[0]),
         log=log,
+        mounts=tuple(mounts),
     )
 
 

@@ -1,0 +1,141 @@
+"""Volume use cases: ``volume create|ls|inspect|rm|prune``, and the mounts a new container gets
+from ``-v`` and the image's ``VOLUME``s. Volumes outlive containers: only ``volume rm``/``prune``
+remove a named one; ``rm -v`` (and ``--rm``) remove a container's anonymous ones."""
+
+from __future__ import annotations
+
+import os
+
+from rootless.base.errors import Conflict, RootlessError, UsageError
+from rootless.runtime import names, state, volumes
+
+
+def create(ctx, name: str | None, labels: list[str] = ()) -> str:
+    """``volume create [NAME]``: the name (a new random one when none is given); an existing
+    volume of that name is kept, as Docker does."""
+    parsed = {}
+    for label in labels:
+        key, _, value = label.partition("=")
+        if not key:
+            raise UsageError(f"invalid label {label!r}", "use KEY=VALUE")
+        parsed[key] = value
+    rec, _made = volumes.create(ctx.paths, name or names.new_id(), parsed, anonymous=not name)
+    return rec["name"]
+
+
+def users(ctx, name: str) -> list[dict]:
+    """The containers (running or not) whose mounts name the volume."""
+    return [r for r in state.all_records(ctx.paths)
+            if any(m.get("name") == name for m in r.get("spec", {}).get("mounts") or ())]
+
+
+def _in_use(ctx) -> set[str]:
+    return {m.get("name") for r in state.all_records(ctx.paths) for m in r.get("spec", {}).get("mounts") or ()}
+
+
+def ls(ctx, filters: list[str] = ()) -> list[dict]:
+    recs = volumes.all_volumes(ctx.paths)
+    used = None
+    for f in filters:
+        key, eq, value = f.partition("=")
+        if not eq or key not in ("dangling", "name", "label"):
+            raise UsageError(f"invalid filter {f!r}", "use dangling=true|false, name=NAME or label=KEY[=VALUE]")
+        if key == "dangling":
+            if value not in ("true", "false", "1", "0"):
+                raise UsageError(f"invalid filter {f!r}", "dangling takes true or false")
+            used = _in_use(ctx) if used is None else used
+            want = value in ("true", "1")
+            recs = [r for r in recs if (r["name"] not in used) == want]
+        elif key == "name":
+            recs = [r for r in recs if value in r["name"]]
+        else:
+            k, has_v, v = value.partition("=")
+            recs = [r for r in recs if k in r["labels"] and (not has_v or r["labels"][k] == v)]
+    return recs
+
+
+def inspect(ctx, name: str) -> dict:
+    """Docker's ``volume inspect`` object."""
+    rec = volumes.get(ctx.paths, name)
+    return {"CreatedAt": rec.get("created", ""), "Driver": "local", "Labels": rec.get("labels") or {},
+            "Mountpoint": ctx.paths.volume_data(name), "Name": name, "Options": {}, "Scope": "local"}
+
+
+def rm(ctx, name: str, force: bool) -> None:
+    volumes.get(ctx.paths, name)
+    users_now = users(ctx, name)
+    if users_now and not force:
+        ids = ", ".join(r["id"] for r in users_now)
+        raise Conflict(f"remove {name}: volume is in use - [{ids}]",
+                       "remove those containers first (or use -f)", exit_code=1)
+    _remove(ctx, name)
+
+
+def _remove(ctx, name: str) -> None:
+    from layers.store import remove_trees
+    doomed = volumes.doom(ctx.paths, name)
+    if doomed:
+        ctx.userns_call(remove_trees, [doomed])  # the data may belong to subordinate uids
+
+
+def prune(ctx, all_: bool) -> list[str]:
+    """Unused volumes: the anonymous ones (``-a``: every one no container uses)."""
+    used = _in_use(ctx)
+    out = []
+    for rec in volumes.all_volumes(ctx.paths):
+        if rec["name"] not in used and (all_ or rec.get("anonymous")):
+            _remove(ctx, rec["name"])
+            out.append(rec["name"])
+    return out
+
+
+def remove_anonymous(ctx, rec: dict) -> None:
+    """``rm -v``: the container's anonymous volumes that no other container uses."""
+    others = {m.get("name") for r in state.all_records(ctx.paths) if r["id"] != rec["id"]
+              for m in r.get("spec", {}).get("mounts") or ()}
+    for m in rec.get("spec", {}).get("mounts") or ():
+        if m.get("anonymous") and m["name"] not in others:
+            _remove(ctx, m["name"])
+
+
+def mounts_for(ctx, specs: tuple[str, ...], image_volumes: dict | None) -> tuple[dict, ...]:
+    """The mounts of a new container: its ``-v`` flags (named volumes made when missing, host
+    directories made when missing, as Docker's ``-v`` does) and an anonymous volume for each of
+    the image's ``VOLUME``s that no flag covers. What the spec records (and inspect shows)."""
+    parsed = [volumes.parse(s) for s in specs]
+    targets = [m.target for m in parsed]
+    if len(set(targets)) != len(targets):
+        dup = next(t for t in targets if targets.count(t) > 1)
+        raise UsageError(f"duplicate mount point: {dup}")
+    parsed += [volumes.Mount("volume", "", os.path.normpath(t), False)
+               for t in sorted(image_volumes or {}) if os.path.normpath(t) not in targets and t.startswith("/")]
+    out = []
+    for m in parsed:
+        if m.type == "bind":
+            out.append({"type": "bind", "source": _host_dir(m.source), "target": m.target, "rw": not m.readonly})
+            continue
+        name = m.source or names.new_id()
+        rec, _made = volumes.create(ctx.paths, name, anonymous=not m.source)
+        # the image's files there go into the volume while it is empty (at each start), as in Docker
+        out.append({"type": "volume", "name": name, "target": m.target, "rw": not m.readonly,
+                    "anonymous": bool(rec.get("anonymous"))})
+    return tuple(out)
+
+
+def _host_dir(path: str) -> str:
+    """A bind mount's host side, resolved once (what the container gets is what was checked)."""
+    if not os.path.lexists(path):
+        try:
+            os.makedirs(path, 0o755)
+        except OSError as e:
+            raise RootlessError(f"cannot create the host directory {path} for a bind mount: {e.strerror}") from None
+    real = os.path.realpath(path)
+    if not os.path.exists(real):
+        raise RootlessError(f"bind mount source {path} does not exist")
+    if not os.access(real, os.R_OK):
+        raise RootlessError(f"bind mount source {path}: permission denied", "you can only share what you can read")
+    return real
+
+
+def host_source(ctx, mount: dict) -> str:
+    return ctx.paths.volume_data(mount["name"]) if mount["type"] == "volume" else mount["source"]

@@ -1,0 +1,139 @@
+"""Volumes and bind mounts, end to end as the unprivileged user: named and anonymous volumes,
+copy-up, sharing, read-only, host directories and files, rm -v, in-use refusal, inspect."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import Rootless, inspect, one_error, wait_for
+
+pytestmark = pytest.mark.userns
+
+
+@pytest.fixture
+def bb(rl, images) -> Rootless:
+    rl.load(images, "busybox")
+    return rl
+
+
+def test_a_named_volume_outlives_its_containers_and_is_shared(bb):
+    bb("run", "--rm", "-v", "data:/data", "busybox", "sh", "-c", "echo kept > /data/f")
+    assert bb("volume", "ls", "-q").out.split() == ["data"]
+    assert bb("run", "--rm", "-v", "data:/data", "busybox", "cat", "/data/f").out == "kept\n"
+    # one writes, the other reads at once
+    bb("run", "-d", "--name", "writer", "-v", "data:/data", "busybox", "sh", "-c",
+       "i=0; while :; do echo $i > /data/live; i=$((i+1)); sleep 0.05; done")
+    bb("run", "-d", "--name", "reader", "-v", "data:/data:ro", "busybox", "sleep", "60")
+    wait_for(lambda: bb("exec", "reader", "cat", "/data/live", expect=None).out.strip().isdigit(), what="shared")
+    r = bb("exec", "reader", "sh", "-c", "echo x > /data/nope", expect=None)
+    assert r.code != 0 and "Read-only file system" in r.err
+    r = bb("exec", "reader", "mount", "-o", "remount,rw", "/data", expect=None)
+    assert r.code != 0  # ro stays ro: the kernel locks the flag in the user namespace
+    host = inspect(bb, "writer")["Mounts"][0]
+    assert host == {"Type": "volume", "Name": "data", "Source": host["Source"], "Destination": "/data",
+                    "Driver": "local", "Mode": "", "RW": True, "Propagation": ""}
+    assert os.path.exists(os.path.join(host["Source"], "live"))
+    one_error(bb("volume", "rm", "data", expect=1), "volume is in use")
+    bb("rm", "-f", "writer", "reader")
+    assert (bb.root / "volumes" / "data" / "_data" / "f").read_text() == "kept\n"
+    bb("volume", "rm", "data")
+    assert bb("volume", "ls", "-q").out == ""
+
+
+def test_copy_up_of_image_content_with_owners(bb):
+    r = bb("run", "--rm", "-v", "etc:/etc", "busybox", "sh", "-c",
+           "ls /etc | sort | tr '\\n' ' '; stat -c '%a %u' /etc/passwd")
+    assert "passwd" in r.out and "group" in r.out
+    files = os.listdir(bb.root / "volumes" / "etc" / "_data")
+    assert "passwd" in files
+    bb("run", "--rm", "busybox", "sh", "-c", "true")
+    # not again once it has content: the volume's own files stay
+    bb("run", "--rm", "-v", "etc:/etc", "busybox", "sh", "-c", "rm /etc/group")
+    assert bb("run", "--rm", "-v", "etc:/etc", "busybox", "ls", "/etc/group", expect=None).code != 0
+
+
+def test_anonymous_volumes_from_v_and_rm_v(bb):
+    cid = bb("run", "-d", "-v", "/scratch", "busybox", "sh", "-c", "echo a > /scratch/a; sleep 60").out.strip()
+    name = inspect(bb, cid)["Mounts"][0]["Name"]
+    assert len(name) == 64 and bb("volume", "ls", "-q").out.split() == [name]
+    bb("rm", "-f", cid)
+    assert bb("volume", "ls", "-q").out.split() == [name]  # kept without -v
+    cid = bb("run", "-d", "-v", "/scratch", "busybox", "sleep", "60").out.strip()
+    other = inspect(bb, cid)["Mounts"][0]["Name"]
+    bb("rm", "-f", "-v", cid)
+    assert bb("volume", "ls", "-q").out.split() == [name]
+    bb("run", "--rm", "-v", "/scratch", "busybox", "true")  # --rm takes its anonymous volume along
+    assert bb("volume", "ls", "-q").out.split() == [name]
+    assert other not in bb("volume", "ls", "-q").out
+    assert bb("volume", "prune", "-f").out.split()[-1] == name
+    assert bb("volume", "ls", "-q").out == ""
+
+
+def test_bind_mounts_of_host_dirs_and_files(bb, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "in.txt").write_text("from host\n")
+    single = tmp_path / "single.conf"
+    single.write_text("one file\n")
+    made = tmp_path / "made" / "deep"
+    r = bb("run", "--rm", "-v", f"{shared}:/shared", "-v", f"{single}:/etc/single.conf:ro", "-v", f"{made}:/made",
+           "busybox", "sh", "-c", "cat /shared/in.txt /etc/single.conf; echo out > /shared/out.txt; "
+           "echo x > /etc/single.conf || echo refused; touch /made/m")
+    assert r.out == "from host\none file\nrefused\n"
+    assert (shared / "out.txt").read_text() == "out\n"
+    assert (shared / "out.txt").stat().st_uid == os.getuid()  # container root is the user out here
+    assert (made / "m").exists()  # -v makes a missing host directory
+    cid = bb("create", "-v", f"{shared}:/s:ro", "busybox", "true").out.strip()
+    m = inspect(bb, cid)["Mounts"][0]
+    assert m == {"Type": "bind", "Source": str(shared), "Destination": "/s", "Mode": "ro", "RW": False,
+                 "Propagation": "rprivate"}
+
+
+def test_a_file_made_by_another_uid_belongs_to_a_subordinate_uid(bb, tmp_path):
+    shared = tmp_path / "owned"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    bb("run", "--rm", "-u", "1000", "-v", f"{shared}:/o", "busybox", "touch", "/o/by1000")
+    assert (shared / "by1000").stat().st_uid != os.getuid()
+
+
+def test_a_symlink_in_the_image_cannot_send_a_mount_to_the_host(bb, tmp_path):
+    bb("run", "--name", "evil", "busybox", "sh", "-c", "ln -s / /escape; ln -s ../../../../tmp /up")
+    bb("commit", "evil", "evil")
+    outside = tmp_path / "marker"
+    bb("run", "--rm", "-v", "e1:/escape/target", "-v", "e2:/up/target", "evil", "true")
+    assert not os.path.exists("/target") and not os.path.exists("/tmp/target")
+    assert not outside.exists()
+
+
+def test_bad_volume_flags_are_one_line(bb):
+    one_error(bb("run", "-v", "data:relative", "busybox", "true", expect=125), "not an absolute path")
+    one_error(bb("run", "-v", "bad name:/d", "busybox", "true", expect=125), "invalid volume name")
+    one_error(bb("run", "-v", "a:/d", "-v", "b:/d", "busybox", "true", expect=125), "duplicate mount point")
+    one_error(bb("volume", "rm", "nosuch", expect=1), "no such volume")
+    one_error(bb("volume", "inspect", "nosuch", expect=1), "no such volume")
+    assert bb("ps", "-aq").out == ""
+
+
+def test_volume_commands(bb):
+    assert bb("volume", "create", "v1", "--label", "team=db").out == "v1\n"
+    assert bb("volume", "create", "v1").out == "v1\n"  # Docker keeps an existing one
+    anon = bb("volume", "create").out.strip()
+    assert len(anon) == 64
+    data = json.loads(bb("volume", "inspect", "v1").out)[0]
+    assert {k: data[k] for k in ("Name", "Driver", "Labels", "Scope")} == {
+        "Name": "v1", "Driver": "local", "Labels": {"team": "db"}, "Scope": "local"}
+    assert data["Mountpoint"].endswith("/volumes/v1/_data") and data["CreatedAt"]
+    assert bb("volume", "ls", "-q", "--filter", "label=team=db").out.split() == ["v1"]
+    assert bb("volume", "ls", "-q", "--filter", "name=v").out.split() == ["v1"]
+    bb("create", "--name", "user", "-v", "v1:/x", "busybox", "true")
+    assert bb("volume", "ls", "-q", "--filter", "dangling=true").out.split() == [anon]
+    assert "VOLUME NAME" in bb("volume", "ls").out
+    assert bb("volume", "prune", "-f").out.split()[-1] == anon  # anonymous ones only
+    bb("volume", "prune", "-f", "-a")  # v1 is used by a stopped container: it stays
+    assert bb("volume", "ls", "-q").out.split() == ["v1"]
+    bb("volume", "rm", "-f", "v1")
+    assert bb("volume", "ls", "-q").out == ""

@@ -1,0 +1,81 @@
+"""Tests for rootless/runtime/volumes.py: the -v flag as data, and the volume store."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rootless.base.errors import RootlessError, UsageError, VolumeNotFound
+from rootless.base.paths import Paths
+from rootless.runtime import volumes
+from rootless.runtime.volumes import Mount
+
+
+@pytest.mark.parametrize("text, want", [
+    ("/data", Mount("volume", "", "/data", False)),
+    ("/data:ro", Mount("volume", "", "/data", True)),
+    ("db:/var/lib/db", Mount("volume", "db", "/var/lib/db", False)),
+    ("db:/var/lib/db:ro", Mount("volume", "db", "/var/lib/db", True)),
+    ("db:/var/lib/db:rw,z", Mount("volume", "db", "/var/lib/db", False)),
+    ("/host/dir:/in", Mount("bind", "/host/dir", "/in", False)),
+    ("/host/dir/../x/:/in/./y:ro", Mount("bind", "/host/x", "/in/y", True)),
+    ("my.vol_1-2:/d", Mount("volume", "my.vol_1-2", "/d", False)),
+])
+def test_parse(text, want):
+    assert volumes.parse(text) == want
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "not an absolute path"),
+    ("data", "not an absolute path"),
+    ("db:data", "not an absolute path"),
+    ("db:/", "can't be '/'"),
+    ("/x:/y:rx", "invalid mode"),
+    ("/x:/y:ro,rw", "invalid mode"),
+    ("a:b:c:d", "invalid volume specification"),
+    ("./rel:/d", "invalid volume name"),
+    ("bad name:/d", "invalid volume name"),
+    ("-x:/d", "invalid volume name"),
+])
+def test_parse_refuses(text, message):
+    with pytest.raises(UsageError, match=message):
+        volumes.parse(text)
+
+
+@pytest.fixture
+def paths(tmp_path):
+    p = Paths(str(tmp_path / "store"), str(tmp_path / "run"))
+    p.ensure()
+    return p
+
+
+def test_create_is_atomic_idempotent_and_listed(paths):
+    rec, made = volumes.create(paths, "data", {"k": "v"})
+    assert made and rec["labels"] == {"k": "v"} and not rec["anonymous"]
+    assert os.path.isdir(paths.volume_data("data"))
+    again, made = volumes.create(paths, "data")
+    assert not made and again == rec
+    volumes.create(paths, "anon", anonymous=True)
+    assert [r["name"] for r in volumes.all_volumes(paths)] == ["anon", "data"]
+    assert not [n for n in os.listdir(paths.volumes) if n.startswith(".")]
+
+
+def test_get_and_a_damaged_record(paths):
+    volumes.create(paths, "v")
+    with open(paths.volume_record("v"), "w") as f:
+        f.write("{cut")
+    assert volumes.get(paths, "v")["name"] == "v"  # still there, with its data
+    with pytest.raises(VolumeNotFound, match="no such volume: nope"):
+        volumes.get(paths, "nope")
+    with pytest.raises(VolumeNotFound):
+        volumes.get(paths, "../containers")
+
+
+def test_doom_takes_it_out_of_the_listing(paths):
+    volumes.create(paths, "gone")
+    doomed = volumes.doom(paths, "gone")
+    assert doomed and os.path.isdir(doomed) and volumes.all_volumes(paths) == []
+    assert volumes.doom(paths, "gone") is None
+    with pytest.raises(RootlessError):
+        volumes.get(paths, "gone")
