@@ -3,7 +3,7 @@
 
 Usage::
 
-    python scripts/bench.py [--runs N | --quick] [--only run|lifecycle|net|pull|logs] [--json FILE]
+    python scripts/bench.py [--runs N | --quick] [--only run|lifecycle|net|pull|logs|volumes] [--json FILE]
 
 Run it as a normal, unprivileged user: the point is rootless containers.
 Everything happens in one temporary directory that is removed at the end
@@ -64,10 +64,12 @@ by default), measures what a container costs once it outlives a command:
     ``rootless exec NAME true`` in a running detached container; with podman
     ``podman exec ID true`` (target: at most half of podman's time).
 
-The ``pull`` (``scripts/bench_pull.py``), ``net`` (``scripts/bench_net.py``) and ``logs``
+The ``pull`` (``scripts/bench_pull.py``), ``net`` (``scripts/bench_net.py``), ``logs``
 (``scripts/bench_logs.py``: run time, bytes on disk per byte of output and ``logs`` throughput
-for a ``yes`` flood and for 80-column lines, per log driver, beside podman's k8s-file) groups
-are described in their modules. Every group runs by default; ``--only`` picks one.
+for a ``yes`` flood and for 80-column lines, per log driver, beside podman's k8s-file) and
+``volumes`` (``scripts/bench_volumes.py``: 1 GB written and read and 20k small files in a
+volume and in the root filesystem of each overlay method, beside the host) groups are described
+in their modules. Every group runs by default; ``--only`` picks one.
 
 Every container made is removed (``rm -f``, then the keepers and podman
 containers left by an interruption are killed) and the temporary directory
@@ -104,7 +106,7 @@ TIMEOUT = 120  # seconds for any single command
 CLI_TARGET_MS = 120.0
 PODMAN_RATIO_TARGET = 0.5
 
-GROUPS = ("run", "lifecycle", "net", "pull", "logs")
+GROUPS = ("run", "lifecycle", "net", "pull", "logs", "volumes")
 PULL_ROUNDS = 3
 NET_BYTES = 2 * 10**9  # one transfer through a published port (issue 4: 2 GB)
 NET_ROUNDS = 5
@@ -927,6 +929,10 @@ def bench(tmp: str, runs: int, groups: tuple[str, ...] = GROUPS) -> dict:
             base_layer, base_config = busybox_layer(image_tar)
             figures["pull"] = bench_pull.bench_pull(rootless, env, pm, tmp, 1 if runs <= QUICK_RUNS else PULL_ROUNDS,
                                                     base_layer, base_config, remove_tree)
+        if "volumes" in groups:
+            import bench_volumes
+            figures["volumes"] = bench_volumes.bench_volumes(rootless, dict(env, BENCH_IMAGE=image_tar), tmp,
+                                                             1 if runs <= QUICK_RUNS else 3)
         if "logs" in groups:
             import bench_logs
             figures["logs"] = bench_logs.bench_logs(rootless, env, pm, 1 if runs <= QUICK_RUNS else 3)
@@ -1038,6 +1044,9 @@ def main(argv: list[str] | None = None) -> int:
         import bench_net
         print()
         bench_net.report(figures["net"], podman_note)
+    if "volumes" in figures:
+        import bench_volumes
+        bench_volumes.report(figures["volumes"])
     if "logs" in figures:
         import bench_logs
         bench_logs.report(figures["logs"], podman_note)

@@ -241,7 +241,11 @@ def run(ctx,
         mac_address: str = Opt(("--mac-address",), None, "The container's MAC address (slirp4netns)."),
         log_driver: str = Opt(("--log-driver",), None, "Logging driver: json-file, k8s-file or none."),
         log_opt: list[str] = Opt(("--log-opt",), [], "Log driver options: max-size=SIZE, max-file=N."),
-        volume: list[str] = Opt(("-v", "--volume"), [], "Mount a volume or a host path: [NAME|/HOST:]/DST[:ro]."),
+        volume: list[str] = Opt(("-v", "--volume"), [], "Mount a volume or a host path: [NAME|/HOST:]/DST[:ro|rw|U]."),
+        mount: list[str] = Opt(("--mount",), [], "type=bind|volume|tmpfs,src=,dst=[,readonly][,tmpfs-size=]"),
+        tmpfs: list[str] = Opt(("--tmpfs",), [], "Mount a tmpfs: /DST[:size=64m,mode=1777,...]."),
+        volumes_from: list[str] = Opt(("--volumes-from",), [], "Mount every volume of a container: NAME[:ro|rw]."),
+        read_only: bool = Opt(("--read-only",), False, "Mount the root filesystem read-only."),
         init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
         pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never."),
         tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
@@ -253,7 +257,8 @@ def run(ctx,
     result = containers.run(ctx, _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user,
                                               entrypoint, hostname, name, network, init, publish, publish_all,
                                               expose, link, add_host, dns, dns_search, dns_option, mac_address,
-                                              pull, tls_verify, platform, log_driver, log_opt, volume),
+                                              pull, tls_verify, platform, log_driver, log_opt, volume, mount,
+                                              tmpfs, volumes_from, read_only),
                             detach, attach.parse_detach_keys(detach_keys))
     if detach:
         print(result)
@@ -264,7 +269,7 @@ def run(ctx,
 def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname, name,
                  network, init, publish=(), publish_all=False, expose=(), link=(), add_host=(), dns=(),
                  dns_search=(), dns_option=(), mac_address=None, pull="missing", tls_verify="true", platform=None,
-                 log_driver=None, log_opt=(), volume=()):
+                 log_driver=None, log_opt=(), volume=(), mount=(), tmpfs=(), volumes_from=(), read_only=False):
     from rootless.runtime.spec import RunOptions
     _registry_options(tls_verify)  # checks the value
     if platform:
@@ -277,7 +282,8 @@ def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, u
                       add_hosts=tuple(add_host), dns=tuple(dns), dns_search=tuple(dns_search),
                       dns_options=tuple(dns_option), mac_address=mac_address, pull=pull,
                       tls_verify=tls_verify == "true", platform=platform, log_driver=log_driver,
-                      log_opts=tuple(log_opt), volumes=tuple(volume))
+                      log_opts=tuple(log_opt), volumes=tuple(volume), mounts=tuple(mount), tmpfs=tuple(tmpfs),
+                      volumes_from=tuple(volumes_from), read_only=read_only)
 
 
 @command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))

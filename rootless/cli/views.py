@@ -245,6 +245,7 @@ def inspect(rec: dict, paths) -> dict:
         "Platform": "linux",
         "HostConfig": {
             "AutoRemove": bool(spec.get("remove")), "NetworkMode": spec.get("network", "none"),
+            "ReadonlyRootfs": bool(spec.get("read_only")),
             "Init": bool(spec.get("init")), "LogConfig": _log_config(spec.get("log")),
             "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "Binds": None,
             "PortBindings": _port_bindings(spec), "PublishAllPorts": bool(spec.get("publish_all")),
@@ -279,6 +280,9 @@ def inspect(rec: dict, paths) -> dict:
 
 def _mount(m: dict, paths) -> dict:
     """One of inspect's Mounts, as Docker shows it."""
+    if m["type"] == "tmpfs":
+        return {"Type": "tmpfs", "Source": "", "Destination": m["target"], "Mode": m.get("options", ""),
+                "RW": m["rw"], "Propagation": ""}
     if m["type"] == "volume":
         return {"Type": "volume", "Name": m["name"], "Source": paths.volume_data(m["name"]),
                 "Destination": m["target"], "Driver": "local", "Mode": "" if m["rw"] else "ro", "RW": m["rw"],

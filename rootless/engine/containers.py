@@ -29,7 +29,7 @@ def create(ctx, opts) -> dict:
     image_config = ctx.store.config(image)
     ctx.store.unpack_layers(images.layer_refs(image))
     from rootless.engine import volumes
-    mounts = volumes.mounts_for(ctx, opts.volumes, (image_config.get("config") or {}).get("Volumes"))
+    mounts = volumes.mounts_for(ctx, opts, (image_config.get("config") or {}).get("Volumes"))
     env_texts = {}
     for path in opts.env_files:
         try:
@@ -142,8 +142,7 @@ def _launch_plan(ctx, rec: dict, attached: bool):
         spec=cspec, rootfs=records.rootfs_plan(ctx, rec), net=net,
         mounts=tuple(mountplan.plan(etc_files, own_netns=net.kind != "host",
                                     pts_gid=5 if ctx.mapping.mode == "subid" else None,
-                                    volumes=tuple((volumes.host_source(ctx, m), m["target"], not m["rw"],
-                                                   m["type"] == "volume") for m in cspec.mounts))),
+                                    volumes=tuple(volumes.plan_entry(ctx, m) for m in cspec.mounts))),
         run_dir=run_dir, paths=ctx.paths,
         # --rm: the container and its anonymous volumes (Docker's rule) go when it ends
         remove_dirs=((ctx.paths.container(cid),) + tuple(ctx.paths.volume(m["name"]) for m in cspec.mounts

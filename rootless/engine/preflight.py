@@ -21,7 +21,7 @@ from rootless.base import config, idmap, proc
 from rootless.base.config import Config
 from rootless.base.errors import RootlessError
 from rootless.base.paths import Paths
-from rootless.runtime import state
+from rootless.runtime import state, volumes
 
 if TYPE_CHECKING:
     from layers.overlay import Probe
@@ -354,6 +354,12 @@ def check_logs(cfg: Config, config_file: str) -> Check:
                  f"(--log-opt max-size=, max-file= or [logs] in the config to change)")
 
 
+def check_volumes(paths: Paths, count: int) -> Check:
+    """Where volumes live (``-v NAME:/dst``, ``volume create``)."""
+    return Check("volumes", "info", f"{count} volume(s) in {paths.volumes}",
+                 "a volume's files are owned by whoever wrote them in a container (root there: you)")
+
+
 def check_records(recs: list[dict]) -> Check:
     """The store's container records: how many, and the damaged ones by id."""
     bad = [r["id"][:12] for r in recs if r.get("corrupt")]
@@ -482,5 +488,6 @@ def run_checks(paths: Paths, cfg: Config, overlay_probe: Callable[[], Probe]) ->
         check_config(cfg_file, os.path.exists(cfg_file), cfg),
         check_logs(cfg, cfg_file),
         _guard("containers", lambda: check_records(state.all_records(paths))),
+        _guard("volumes", lambda: check_volumes(paths, len(volumes.all_volumes(paths)))),
         check_kernel(os.uname().release),
     ]

@@ -98,28 +98,64 @@ def remove_anonymous(ctx, rec: dict) -> None:
             _remove(ctx, m["name"])
 
 
-def mounts_for(ctx, specs: tuple[str, ...], image_volumes: dict | None) -> tuple[dict, ...]:
-    """The mounts of a new container: its ``-v`` flags (named volumes made when missing, host
-    directories made when missing, as Docker's ``-v`` does) and an anonymous volume for each of
-    the image's ``VOLUME``s that no flag covers. What the spec records (and inspect shows)."""
-    parsed = [volumes.parse(s) for s in specs]
+def mounts_for(ctx, opts, image_volumes: dict | None) -> tuple[dict, ...]:
+    """The mounts of a new container: its ``-v``, ``--mount`` and ``--tmpfs`` flags (named
+    volumes made when missing; a ``-v`` host directory made when missing, as Docker's ``-v``
+    does), the mounts of each ``--volumes-from`` container, and an anonymous volume for each of
+    the image's ``VOLUME``s that nothing covers. What the spec records (and inspect shows)."""
+    parsed = [volumes.parse(s) for s in opts.volumes]
+    parsed += [volumes.parse_mount(s) for s in opts.mounts]
+    parsed += [volumes.parse_tmpfs(s) for s in opts.tmpfs]
     targets = [m.target for m in parsed]
     if len(set(targets)) != len(targets):
         dup = next(t for t in targets if targets.count(t) > 1)
         raise UsageError(f"duplicate mount point: {dup}")
+    inherited = _volumes_from(ctx, opts.volumes_from, set(targets))
+    targets += [m["target"] for m in inherited]
     parsed += [volumes.Mount("volume", "", os.path.normpath(t), False)
                for t in sorted(image_volumes or {}) if os.path.normpath(t) not in targets and t.startswith("/")]
     out = []
     for m in parsed:
-        if m.type == "bind":
-            out.append({"type": "bind", "source": _host_dir(m.source), "target": m.target, "rw": not m.readonly})
-            continue
-        name = m.source or names.new_id()
-        rec, _made = volumes.create(ctx.paths, name, anonymous=not m.source)
-        # the image's files there go into the volume while it is empty (at each start), as in Docker
-        out.append({"type": "volume", "name": name, "target": m.target, "rw": not m.readonly,
-                    "anonymous": bool(rec.get("anonymous"))})
-    return tuple(out)
+        if m.type == "tmpfs":
+            out.append({"type": "tmpfs", "target": m.target, "rw": not m.readonly, "options": m.options})
+        elif m.type == "bind":
+            if m.must_exist and not os.path.exists(m.source):
+                raise RootlessError(f"invalid mount config for type \"bind\": bind source path does not exist: "
+                                    f"{m.source}", "create it first (-v creates a missing directory, --mount does not)")
+            out.append({"type": "bind", "source": _host_dir(m.source), "target": m.target, "rw": not m.readonly,
+                        "chown": m.chown})
+        else:
+            name = m.source or names.new_id()
+            rec, _made = volumes.create(ctx.paths, name, anonymous=not m.source)
+            # the image's files there go into the volume while it is empty (at each start), as in Docker
+            out.append({"type": "volume", "name": name, "target": m.target, "rw": not m.readonly,
+                        "anonymous": bool(rec.get("anonymous")), "copy": m.copy, "chown": m.chown})
+    return tuple(out + inherited)
+
+
+def _volumes_from(ctx, refs: tuple[str, ...], taken: set[str]) -> list[dict]:
+    """``--volumes-from CONTAINER[:ro|rw]``: that container's volumes and bind mounts at the same
+    paths (running or not); a flag of this container for the same path wins."""
+    from rootless.runtime import records
+    out = []
+    for text in refs:
+        ref, _, mode = text.partition(":")
+        if mode not in ("", "ro", "rw"):
+            raise UsageError(f"invalid --volumes-from {text!r}", "use CONTAINER[:ro|rw]")
+        try:
+            rec = records.lookup(ctx, ref)
+        except RootlessError:
+            raise UsageError(f"no such container: {ref}", "--volumes-from names an existing container") from None
+        for m in rec.get("spec", {}).get("mounts") or ():
+            if m["type"] == "tmpfs" or m["target"] in taken:
+                continue
+            taken.add(m["target"])
+            # not this container's own: rm -v of it leaves them to the container that made them
+            shared = dict(m, anonymous=False, chown=False)
+            if mode:
+                shared["rw"] = mode == "rw"
+            out.append(shared)
+    return out
 
 
 def _host_dir(path: str) -> str:
@@ -137,5 +173,13 @@ def _host_dir(path: str) -> str:
     return real
 
 
-def host_source(ctx, mount: dict) -> str:
-    return ctx.paths.volume_data(mount["name"]) if mount["type"] == "volume" else mount["source"]
+def plan_entry(ctx, mount: dict) -> tuple:
+    """What ``mountplan.plan`` takes of a spec's mount: (kind, host source, target, read-only,
+    options)."""
+    if mount["type"] == "tmpfs":
+        return ("tmpfs", "tmpfs", mount["target"], not mount["rw"], mount.get("options", ""))
+    if mount["type"] == "volume":
+        kind = "volume" if mount.get("copy", True) else "bind"
+        return (kind, ctx.paths.volume_data(mount["name"]), mount["target"], not mount["rw"],
+                "U" if mount.get("chown") else "")
+    return ("bind", mount["source"], mount["target"], not mount["rw"], "U" if mount.get("chown") else "")

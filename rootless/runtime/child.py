@@ -370,9 +370,10 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
     syscalls.unshare(syscalls.CLONE_NEWNS)  # pivot_root must not move the keeper's root
 
     root = plan.rootfs.merged
+    owner = _owner(root, spec) if any(op.data == "U" for op in plan.mounts) else None
     for op in plan.mounts:
         Step.at(f"{op.kind} {op.target}")
-        apply_op(root, op)
+        apply_op(root, op, owner)
 
     Step.at("pivot_root")
     os.chdir(root)
@@ -388,6 +389,9 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
 
     Step.at(f"working directory {spec.workdir}")
     os.makedirs(spec.workdir, exist_ok=True)
+    if spec.read_only:
+        Step.at("make the root filesystem read-only")
+        _remount_ro("/")  # volumes, tmpfs, /dev, /proc are mounts of their own: they stay as they are
 
     env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch)
     exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))
@@ -441,7 +445,22 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
     return env
 
 
-def apply_op(root: str, op: Op) -> None:
+def _owner(root: str, spec: ContainerSpec) -> tuple[int, int]:
+    """The container user's uid and gid from the image's files, for ``:U`` before the pivot."""
+    passwd, group = (read_text(rootfs.resolve(root, p)) for p in ("/etc/passwd", "/etc/group"))
+    user = users.resolve(spec.user, passwd or "", group or "")
+    return user.uid, user.gid
+
+
+def _chown_tree(top: str, owner: tuple[int, int]) -> None:
+    """``:U``: the volume or host directory (and all in it) becomes the container user's."""
+    os.lchown(top, *owner)
+    for base, dirs, files in os.walk(top):
+        for name in [*dirs, *files]:
+            os.lchown(os.path.join(base, name), *owner)
+
+
+def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None) -> None:
     target = rootfs.resolve(root, op.target)
     if op.kind == "symlink":
         if os.path.lexists(target):
@@ -459,6 +478,8 @@ def apply_op(root: str, op: Op) -> None:
         os.makedirs(target, exist_ok=True)
     if op.kind == "volume":
         _fill(target, op.source)
+    if op.data == "U" and owner is not None:
+        _chown_tree(op.source, owner)
     try:
         if op.kind in ("bind", "volume"):
             syscalls.mount(op.source, target, None, MS_BIND | (op.flags & MS_REC))

@@ -35,8 +35,10 @@ Op = namedtuple("Op", "kind target source fstype flags data is_file fallback",
 
 
 def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
-         volumes: tuple[tuple[str, str, bool, bool], ...] = ()) -> list[Op]:
-    """``volumes``: (host source, container target, read-only, a volume to fill) per mount."""
+         volumes: tuple[tuple[str, str, str, bool, str], ...] = ()) -> list[Op]:
+    """``volumes``: (kind, host source, container target, read-only, options) per mount, kind
+    ``volume`` (a volume the image's files fill while it is empty), ``bind`` or ``tmpfs``;
+    options ``U`` (chown the source to the container's user first) or a tmpfs's options."""
     ops = [Op("mount", "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)]
     ops.append(Op("mount", "/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"))
     ops += [Op("bind", f"/dev/{n}", f"/dev/{n}", flags=MS_BIND, is_file=True) for n in DEV_NODES]
@@ -51,11 +53,32 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
         ops.append(Op("mount", "/sys", "sysfs", "sysfs", sys_flags, fallback=(bind_sys,)))
     else:  # sysfs can only be mounted by the owner of the network namespace
         ops.append(bind_sys)
-    for source, target, readonly, fill in volumes:
-        ops.append(Op("volume" if fill else "bind", target, source, flags=MS_BIND | MS_REC | (MS_RDONLY if readonly else 0),
-                      is_file=not fill and not os.path.isdir(source)))
+    for kind, source, target, readonly, options in volumes:
+        if kind == "tmpfs":
+            ops.append(_tmpfs(target, readonly, options))
+        else:
+            ops.append(Op(kind, target, source, flags=MS_BIND | MS_REC | (MS_RDONLY if readonly else 0),
+                          data=options or None, is_file=kind == "bind" and not os.path.isdir(source)))
     for cpath, host in sorted(etc_files.items()):
         ops.append(Op("bind", cpath, host, flags=MS_BIND, is_file=True))
     ops += [Op("mask", p) for p in MASKED]
     ops += [Op("readonly", p) for p in READONLY]
     return ops
+
+
+_TMPFS_FLAGS = {"ro": MS_RDONLY, "noexec": MS_NOEXEC, "nosuid": MS_NOSUID, "nodev": MS_NODEV}
+
+
+def _tmpfs(target: str, readonly: bool, options: str) -> Op:
+    """``--tmpfs``/``--mount type=tmpfs``: nosuid, nodev and noexec unless asked otherwise (Docker's
+    defaults); the rest of the options go to the kernel."""
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | (MS_RDONLY if readonly else 0)
+    data = []
+    for opt in [o for o in options.split(",") if o]:
+        if opt in _TMPFS_FLAGS:
+            flags |= _TMPFS_FLAGS[opt]
+        elif opt in ("exec", "suid", "dev", "rw"):
+            flags &= ~{"exec": MS_NOEXEC, "suid": MS_NOSUID, "dev": MS_NODEV, "rw": MS_RDONLY}[opt]
+        elif "=" in opt:
+            data.append(opt)
+    return Op("mount", target, "tmpfs", "tmpfs", flags, ",".join(data) or "mode=1777")

@@ -19,18 +19,18 @@ RunOptions = namedtuple(
     "RunOptions",
     "image command entrypoint env env_files workdir user hostname name network init rm interactive tty "
     "publish publish_all expose links add_hosts dns dns_search dns_options mac_address pull tls_verify platform "
-    "log_driver log_opts volumes",
+    "log_driver log_opts volumes mounts tmpfs volumes_from read_only",
     defaults=((), None, (), (), None, None, None, None, "slirp4netns", False, False, False, False,
-              (), False, (), (), (), (), (), (), None, "missing", True, None, None, (), ()))
+              (), False, (), (), (), (), (), (), None, "missing", True, None, None, (), (), (), (), (), False))
 
 
 class ContainerSpec(namedtuple(
         "ContainerSpec",
         "id name image_id image_name layers argv env user workdir hostname "
         "network init tty interactive remove labels stop_signal entrypoint "
-        "ports publish_all exposed links add_hosts dns dns_search dns_options mac log mounts",
+        "ports publish_all exposed links add_hosts dns dns_search dns_options mac log mounts read_only",
         defaults=("none", False, False, False, False, None, "SIGTERM", None,
-                  (), False, (), (), (), (), (), (), None, None, ()))):
+                  (), False, (), (), (), (), (), (), None, None, (), False))):
     """What a container runs. ``layers``: diff ids, bottom first; ``argv``: entrypoint + cmd;
     ``entrypoint``: the part of argv that is the entrypoint (Docker's Config.Entrypoint; None when
     unknown); ``env``: KEY=VALUE (HOME is added from the user's passwd entry at start);
@@ -150,6 +150,7 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         entrypoint=tuple(split_command(cfg, opts.command, opts.entrypoint)[0]),
         log=log,
         mounts=tuple(mounts),
+        read_only=opts.read_only,
     )
 
 

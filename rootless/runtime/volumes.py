@@ -22,10 +22,15 @@ from rootless.base.paths import Paths
 
 VOLUME_VERSION = 1
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
-MODES = ("ro", "rw", "z", "Z")  # z/Z (SELinux relabelling) are accepted and have nothing to do here
+MODES = ("ro", "rw", "z", "Z", "U")  # z/Z (SELinux relabelling) are accepted and have nothing to do here
 
-# type: volume | bind; source: a volume name ("" for a new anonymous one) or a host path
-Mount = namedtuple("Mount", "type source target readonly")
+# type: volume | bind | tmpfs; source: a volume name ("" for a new anonymous one) or a host path;
+# chown: give the source to the container's user first (``:U``, as podman has it); copy: an empty
+# volume gets the image's files first (off: volume-nocopy); options: a tmpfs's mount options.
+Mount = namedtuple("Mount", "type source target readonly chown copy options must_exist",
+                   defaults=(False, True, "", False))
+TMPFS_FLAGS = {"ro", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime",
+               "relatime", "strictatime"}
 
 
 def check_name(name: str) -> None:
@@ -54,10 +59,95 @@ def parse(text: str) -> Mount:
     if bad or ("ro" in opts and "rw" in opts):
         raise UsageError(f"invalid mode {mode!r} in volume specification {text!r}", "use ro or rw")
     if src.startswith("/"):
-        return Mount("bind", os.path.normpath(src), os.path.normpath(dst), "ro" in opts)
+        return Mount("bind", os.path.normpath(src), os.path.normpath(dst), "ro" in opts, "U" in opts)
     if src:
         check_name(src)
-    return Mount("volume", src, os.path.normpath(dst), "ro" in opts)
+    return Mount("volume", src, os.path.normpath(dst), "ro" in opts, "U" in opts)
+
+
+def _target(dst: str, text: str) -> str:
+    if not dst.startswith("/"):
+        raise UsageError(f"invalid mount {text!r}: the destination {dst!r} is not an absolute path")
+    if os.path.normpath(dst) == "/":
+        raise UsageError(f"invalid mount {text!r}: the destination can't be '/'")
+    return os.path.normpath(dst)
+
+
+def _truth(value: str, key: str, text: str) -> bool:
+    if value in ("", "true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise UsageError(f"invalid mount {text!r}: {key} takes true or false")
+
+
+def parse_mount(text: str) -> Mount:
+    """One ``--mount type=bind|volume|tmpfs,src=...,dst=...[,readonly][,volume-nocopy]
+    [,tmpfs-size=...][,tmpfs-mode=...]`` (Docker's keys and their aliases)."""
+    fields: dict[str, str] = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if not key:
+            continue
+        key = {"source": "src", "destination": "dst", "target": "dst", "ro": "readonly"}.get(key, key)
+        if key in fields:
+            raise UsageError(f"invalid mount {text!r}: {key} given twice")
+        fields[key] = value
+    kind = fields.pop("type", "volume")
+    if kind not in ("bind", "volume", "tmpfs"):
+        raise UsageError(f"invalid mount {text!r}: type {kind!r}", "use type=bind, volume or tmpfs")
+    if "dst" not in fields:
+        raise UsageError(f"invalid mount {text!r}: a destination (dst=) is needed")
+    dst = _target(fields.pop("dst"), text)
+    readonly = _truth(fields.pop("readonly"), "readonly", text) if "readonly" in fields else False
+    fields.pop("bind-propagation", None)
+    fields.pop("consistency", None)
+    if kind == "tmpfs":
+        opts = []
+        if "tmpfs-size" in fields:
+            size = fields.pop("tmpfs-size")
+            if not re.fullmatch(r"[0-9]+[kKmMgG%]?", size):
+                raise UsageError(f"invalid mount {text!r}: tmpfs-size {size!r}")
+            opts.append(f"size={size}")
+        if "tmpfs-mode" in fields:
+            mode = fields.pop("tmpfs-mode")
+            if not re.fullmatch(r"[0-7]{1,4}", mode):
+                raise UsageError(f"invalid mount {text!r}: tmpfs-mode {mode!r} (octal, such as 1777)")
+            opts.append(f"mode={mode}")
+        if fields.pop("src", ""):
+            raise UsageError(f"invalid mount {text!r}: a tmpfs has no source")
+        _no_more(fields, text)
+        return Mount("tmpfs", "", dst, readonly, options=",".join(opts))
+    src = fields.pop("src", "")
+    nocopy = _truth(fields.pop("volume-nocopy"), "volume-nocopy", text) if "volume-nocopy" in fields else False
+    _no_more(fields, text)
+    if kind == "bind":
+        if not src.startswith("/"):
+            raise UsageError(f"invalid mount {text!r}: a bind mount's source must be an absolute path")
+        return Mount("bind", os.path.normpath(src), dst, readonly, must_exist=True)
+    if src:
+        check_name(src)
+    return Mount("volume", src, dst, readonly, copy=not nocopy)
+
+
+def _no_more(fields: dict, text: str) -> None:
+    if fields:
+        raise UsageError(f"invalid mount {text!r}: unknown key {sorted(fields)[0]!r}")
+
+
+def parse_tmpfs(text: str) -> Mount:
+    """One ``--tmpfs /path[:opts]`` (mount options: size=, mode=, uid=, gid=, and flags)."""
+    dst, _, opts = text.partition(":")
+    target = _target(dst, text)
+    for opt in [o for o in opts.split(",") if o]:
+        key, eq, value = opt.partition("=")
+        if eq and key in ("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks") and re.fullmatch(r"[0-9]+[kKmMgG%]?", value):
+            continue
+        if not eq and opt in TMPFS_FLAGS:
+            continue
+        raise UsageError(f"invalid tmpfs option {opt!r} in {text!r}", "use size=, mode=, uid=, gid= or ro, noexec, ...")
+    return Mount("tmpfs", "", target, "ro" in opts.split(","), options=opts)
 
 
 def now_iso() -> str:

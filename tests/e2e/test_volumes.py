@@ -135,5 +135,72 @@ def test_volume_commands(bb):
     assert bb("volume", "prune", "-f").out.split()[-1] == anon  # anonymous ones only
     bb("volume", "prune", "-f", "-a")  # v1 is used by a stopped container: it stays
     assert bb("volume", "ls", "-q").out.split() == ["v1"]
+    bb("run", "--rm", "-v", "v1:/x", "busybox", "sh", "-c", "head -c 300000 /dev/zero > /x/blob")
+    row = [ln.split() for ln in bb("system", "df").out.splitlines() if ln.startswith("Local Volumes")][0]
+    assert row[2:4] == ["1", "1"] and row[4].endswith("kB")  # one volume, in use, 300 kB
+    assert "1 volume(s) in" in bb("info").out
     bb("volume", "rm", "-f", "v1")
     assert bb("volume", "ls", "-q").out == ""
+
+
+def test_volumes_from_chains_and_a_stopped_source(bb):
+    bb("create", "--name", "store", "-v", "/data", "-v", "named:/named", "busybox", "true")
+    bb("run", "--rm", "--volumes-from", "store", "busybox", "sh", "-c", "echo one > /data/f; echo two > /named/g")
+    bb("create", "--name", "middle", "--volumes-from", "store:ro", "busybox", "true")
+    r = bb("run", "--rm", "--volumes-from", "middle", "busybox", "sh", "-c",
+           "cat /data/f /named/g; echo x > /data/h || echo refused")
+    assert r.out == "one\ntwo\nrefused\n"  # the chain carries the mode
+    mounts = {m["Destination"]: m for m in inspect(bb, "middle")["Mounts"]}
+    assert set(mounts) == {"/data", "/named"} and not mounts["/data"]["RW"]
+    anon = mounts["/data"]["Name"]
+    bb("rm", "-v", "middle")  # its volumes were not its own
+    assert anon in bb("volume", "ls", "-q").out
+    one_error(bb("run", "--volumes-from", "nosuch", "busybox", "true", expect=125), "no such container")
+
+
+def test_backup_and_restore_with_volumes_from(bb, tmp_path):
+    bb("run", "--name", "data", "-v", "/data", "busybox", "sh", "-c", "mkdir /data/d; echo precious > /data/d/f")
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    bb("run", "--rm", "--volumes-from", "data", "-v", f"{backup}:/backup", "busybox",
+       "tar", "cf", "/backup/backup.tar", "/data")
+    assert (backup / "backup.tar").stat().st_size > 0
+    bb("run", "--name", "restored", "-v", "/data", "busybox", "true")
+    bb("run", "--rm", "--volumes-from", "restored", "-v", f"{backup}:/backup", "busybox", "sh", "-c",
+       "cd / && tar xf /backup/backup.tar")
+    assert bb("run", "--rm", "--volumes-from", "restored", "busybox", "cat", "/data/d/f").out == "precious\n"
+
+
+def test_commit_leaves_volume_data_out(bb):
+    bb("run", "--name", "c", "-v", "vol:/vol", "busybox", "sh", "-c", "echo in-volume > /vol/v; echo in-root > /r")
+    bb("commit", "c", "committed")
+    r = bb("run", "--rm", "committed", "sh", "-c", "cat /r; ls /vol 2>/dev/null | wc -l")
+    assert r.out.split() == ["in-root", "0"]
+
+
+def test_mount_flag_tmpfs_and_read_only_root(bb, tmp_path):
+    one_error(bb("run", "--mount", f"type=bind,src={tmp_path}/missing,dst=/m", "busybox", "true", expect=125),
+              "bind source path does not exist")
+    assert not (tmp_path / "missing").exists()
+    r = bb("run", "--rm", "--read-only", "--tmpfs", "/scratch:size=1m", "--mount", "type=volume,src=rw,dst=/rw",
+           "--mount", f"type=bind,src={tmp_path},dst=/host,readonly", "busybox", "sh", "-c",
+           "touch /nope 2>/dev/null || echo root-ro; touch /scratch/ok && echo tmpfs-rw; "
+           "touch /rw/ok && echo volume-rw; touch /host/x 2>/dev/null || echo bind-ro; "
+           "grep ' /scratch ' /proc/mounts | grep -c 'size=1024k'; touch /dev/shm/ok && echo shm-rw")
+    assert r.out.split() == ["root-ro", "tmpfs-rw", "volume-rw", "bind-ro", "1", "shm-rw"]
+    cid = bb("create", "--read-only", "--tmpfs", "/t", "busybox", "true").out.strip()
+    data = inspect(bb, cid)
+    assert data["HostConfig"]["ReadonlyRootfs"] is True
+    assert [m["Type"] for m in data["Mounts"]] == ["tmpfs"]
+
+
+def test_U_gives_the_source_to_the_container_user(bb, tmp_path):
+    owned = tmp_path / "u"
+    owned.mkdir()
+    (owned / "old").write_text("x")
+    r = bb("run", "--rm", "-u", "1000:1000", "-v", f"{owned}:/u:U", "busybox", "sh", "-c",
+           "stat -c %u:%g /u /u/old; touch /u/new && echo writable")
+    assert r.out.split() == ["1000:1000", "1000:1000", "writable"]
+    r = bb("run", "--rm", "-u", "1000", "-v", "uvol:/v:U", "busybox", "sh", "-c", "stat -c %u /v; touch /v/n && echo ok")
+    assert r.out.split() == ["1000", "ok"]
+    bb("unshare", "chown", "-R", "0:0", str(owned))  # give it back for pytest's clean-up

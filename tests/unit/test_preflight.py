@@ -15,7 +15,7 @@ from rootless.engine import preflight
 
 NAMES = ["user namespaces", "apparmor userns", "subuid", "subgid", "newuidmap", "newgidmap",
          "id mapping", "overlay", "fuse-overlayfs", "slirp4netns", "cgroups", "storage", "config",
-         "logs", "containers", "kernel"]
+         "logs", "containers", "volumes", "kernel"]
 STATUSES = {"ok", "warn", "fail", "info"}
 
 KERNEL_PROBE = Probe("kernel", True, "overlay mounts in a user namespace (userxattr)",

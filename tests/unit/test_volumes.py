@@ -79,3 +79,58 @@ def test_doom_takes_it_out_of_the_listing(paths):
     assert volumes.doom(paths, "gone") is None
     with pytest.raises(RootlessError):
         volumes.get(paths, "gone")
+
+
+@pytest.mark.parametrize("text, want", [
+    ("type=bind,src=/h,dst=/c", Mount("bind", "/h", "/c", False, must_exist=True)),
+    ("type=bind,source=/h,target=/c,readonly", Mount("bind", "/h", "/c", True, must_exist=True)),
+    ("type=bind,src=/h,destination=/c,ro=false", Mount("bind", "/h", "/c", False, must_exist=True)),
+    ("src=vol,dst=/c", Mount("volume", "vol", "/c", False)),
+    ("type=volume,dst=/c,volume-nocopy", Mount("volume", "", "/c", False, copy=False)),
+    ("type=tmpfs,dst=/t,tmpfs-size=64m,tmpfs-mode=1770", Mount("tmpfs", "", "/t", False, options="size=64m,mode=1770")),
+])
+def test_parse_mount(text, want):
+    assert volumes.parse_mount(text) == want
+
+
+@pytest.mark.parametrize("text, message", [
+    ("type=bind,dst=/c", "must be an absolute path"),
+    ("type=nfs,dst=/c", "type 'nfs'"),
+    ("src=v", "a destination"),
+    ("type=tmpfs,dst=/t,tmpfs-size=huge", "tmpfs-size"),
+    ("type=tmpfs,dst=/t,tmpfs-mode=999", "tmpfs-mode"),
+    ("type=tmpfs,src=x,dst=/t", "no source"),
+    ("dst=/c,readonly=maybe", "true or false"),
+    ("dst=/c,color=red", "unknown key 'color'"),
+    ("dst=/c,dst=/d", "given twice"),
+    ("type=volume,src=bad name,dst=/c", "invalid volume name"),
+])
+def test_parse_mount_refuses(text, message):
+    with pytest.raises(UsageError, match=message):
+        volumes.parse_mount(text)
+
+
+def test_parse_tmpfs_and_its_plan():
+    from rootless.base.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
+    from rootless.runtime import mountplan
+    m = volumes.parse_tmpfs("/run:size=64m,mode=1777,exec")
+    assert m == Mount("tmpfs", "", "/run", False, options="size=64m,mode=1777,exec")
+    op = mountplan.plan({}, True, None, volumes=(("tmpfs", "tmpfs", "/run", False, m.options),))[-len(mountplan.MASKED)
+                                                                                                   - len(mountplan.READONLY) - 1]
+    assert (op.kind, op.target, op.fstype, op.data) == ("mount", "/run", "tmpfs", "size=64m,mode=1777")
+    assert op.flags & (MS_NOSUID | MS_NODEV) and not op.flags & MS_NOEXEC and not op.flags & MS_RDONLY
+    assert volumes.parse_tmpfs("/t:ro").readonly
+    for bad in ("rel", "/t:size=lots", "/t:weird", "/"):
+        with pytest.raises(UsageError):
+            volumes.parse_tmpfs(bad)
+
+
+def test_volume_plan_entries_keep_ro_chown_and_copy():
+    from rootless.base.syscalls import MS_RDONLY
+    from rootless.runtime import mountplan
+    ops = mountplan.plan({}, True, None, volumes=(("volume", "/store/v/_data", "/data", True, "U"),
+                                                  ("bind", "/etc", "/host-etc", False, "")))
+    vol = next(o for o in ops if o.target == "/data")
+    bind = next(o for o in ops if o.target == "/host-etc")
+    assert (vol.kind, vol.data, bool(vol.flags & MS_RDONLY), vol.is_file) == ("volume", "U", True, False)
+    assert (bind.kind, bind.data, bool(bind.flags & MS_RDONLY)) == ("bind", None, False)

@@ -1,0 +1,128 @@
+"""The ``volumes`` group of ``scripts/bench.py``: file I/O in a named volume and in the
+container's own root filesystem, beside the host's (issue 13), in one run.
+
+Three workloads, each run by the same static busybox:
+
+- ``write 1 GB``: ``dd if=/dev/zero of=DIR/big bs=1M count=1024 conv=fsync``;
+- ``read 1 GB``: ``dd if=DIR/big of=/dev/null bs=1M`` (from the page cache, as a rerun reads);
+- ``20k files``: ``tar xf`` of 20,000 small files (and their directories) into DIR.
+
+Where: ``host`` (a directory of the bench's, by the host's busybox), ``volume`` (a named volume,
+``-v NAME:/vol``, in a container of the kernel-overlay store) and ``root kernel|fuse|copy`` (a
+directory of the container's root filesystem, once per root filesystem method the host has).
+Each figure is the median of ``rounds`` runs, timed around ``sh -c`` inside the container (so
+that starting it is not counted). Targets: the volume at least 0.9x the host's speed; the kernel
+overlay root within 1.5x of the host's time for the small files.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+
+BUSYBOX = "/bin/busybox"
+WORKLOADS = {  # the small files first: a disk still trimming a deleted 1 GB file slows them down
+    "20k files": "mkdir -p {d}/tree && tar xf {files} -C {d}/tree",
+    "write 1 GB": "dd if=/dev/zero of={d}/big bs=1M count=1024 conv=fsync 2>/dev/null",
+    "read 1 GB": "dd if={d}/big of=/dev/null bs=1M 2>/dev/null",
+}
+# busybox's date has no %N: /proc/uptime's centiseconds (the same clock in the container: its own
+# /proc shows the host's uptime)
+NOW = "$(cut -d' ' -f1 /proc/uptime | tr -d .)"
+# no sync: the small files are timed as a program sees them (this VM's disk takes seconds, and
+# varies, to flush them); the 1 GB write ends with its own fsync
+TIMED = "s=" + NOW + "; {work}; e=" + NOW + "; echo $((e - s))"
+
+
+def make_files_tar(path: str, count: int = 20000) -> None:
+    with tarfile.open(path, "w") as tf:
+        for i in range(count):
+            data = f"file {i}\n".encode()
+            info = tarfile.TarInfo(f"d{i // 500:03d}/f{i:05d}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+
+
+def _ns(argv: list[str], env: dict | None) -> float:
+    out = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True,
+                         timeout=900).stdout.split()
+    return int(out[-1]) / 100
+
+
+def _median(values: list[float]) -> float:
+    s = sorted(values)
+    return s[len(s) // 2]
+
+
+def bench_volumes(rootless: list[str], env: dict, tmp: str, rounds: int) -> dict:
+    files_dir = os.path.join(tmp, "volfiles")
+    os.makedirs(files_dir, exist_ok=True)
+    make_files_tar(os.path.join(files_dir, "files.tar"))
+    host_dir = os.path.join(tmp, "hostio")
+    os.makedirs(host_dir, exist_ok=True)
+    # name -> (argv that runs a shell script there, the directory, env)
+    places: dict[str, tuple[list[str], str, dict | None]] = {"host": ([BUSYBOX, "sh", "-c"], host_dir, None)}
+    containers = []
+
+    def start(name: str, store_env: dict, extra: list[str]) -> list[str]:
+        subprocess.run(rootless + ["run", "-d", "--name", name, "--network", "none", "-v", f"{files_dir}:/files:ro",
+                                   *extra, "busybox", "sleep", "3600"], env=store_env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, check=True, timeout=300)
+        containers.append((name, store_env))
+        return rootless + ["exec", name, "sh", "-c"]
+
+    try:
+        places["volume"] = (start("volbench-volume", env, ["-v", "benchvol:/vol"]), "/vol", env)
+        methods = {}
+        for method in ("kernel", "fuse", "copy"):
+            menv = dict(env, ROOTLESS_ROOT=os.path.join(tmp, f"volbench-{method}"),
+                        ROOTLESS_CONFIG=os.path.join(tmp, f"volbench-{method}.toml"))
+            with open(menv["ROOTLESS_CONFIG"], "w") as f:
+                f.write(f'[storage]\noverlay = "{method}"\n')
+            try:
+                subprocess.run(rootless + ["load", "-i", env["BENCH_IMAGE"]], env=menv, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True, timeout=300)
+                places[f"root {method}"] = (start(f"volbench-{method}", menv, []), "/work", menv)
+            except subprocess.CalledProcessError as e:
+                methods[method] = f"not available here: {e.stderr.strip().splitlines()[-1] if e.stderr else e}"
+        results: dict[str, dict[str, float]] = {}
+        for place, (argv, d, penv) in places.items():
+            for name, work in WORKLOADS.items():
+                files = os.path.join(files_dir, "files.tar") if place == "host" else "/files/files.tar"
+                times = []
+                for _ in range(rounds):
+                    if name != "read 1 GB":  # the read reads what the write left
+                        subprocess.run(argv + [f"mkdir -p {d}; rm -rf {d}/big {d}/tree; sync"], env=penv,
+                                       stdin=subprocess.DEVNULL, check=True, timeout=600)
+                    times.append(_ns(argv + [TIMED.format(work=work.format(d=d, files=files))], penv))
+                results.setdefault(place, {})[name] = _median(times)
+            subprocess.run(argv + [f"rm -rf {d}/big {d}/tree"], env=penv, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, check=False, timeout=300)
+    finally:
+        for name, cenv in containers:
+            subprocess.run(rootless + ["rm", "-f", "-v", name], env=cenv, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120)
+        subprocess.run(rootless + ["volume", "rm", "-f", "benchvol"], env=env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120)
+    host = results["host"]
+    ratios = {place: {name: host[name] / t if t else 0.0 for name, t in figures.items()}
+              for place, figures in results.items() if place != "host"}
+    return {"seconds": results, "speed vs host": ratios, "unavailable": methods}
+
+
+def report(vol: dict) -> None:
+    print("\nvolumes: seconds (median) and speed against the host (1.00 = as fast; a volume's target >= 0.9)")
+    names = list(WORKLOADS)
+    print(f"  {'where':14}" + "".join(f"{n:>22}" for n in names))
+    for place, figures in vol["seconds"].items():
+        ratio = vol["speed vs host"].get(place)
+        cells = [f"{figures[n]:8.2f} s" + (f" ({ratio[n]:4.2f}x)" if ratio else "        ") for n in names]
+        print(f"  {place:14}" + "".join(f"{c:>22}" for c in cells))
+    for method, why in vol["unavailable"].items():
+        print(f"  root {method}: {why}")
+    vol_ok = all(r >= 0.9 for r in vol["speed vs host"].get("volume", {}).values())
+    k = vol["speed vs host"].get("root kernel", {}).get("20k files")
+    print(f"  volume >= 0.9x host: {'ok' if vol_ok else 'MISSED'}; kernel overlay root, 20k files: "
+          f"{(1 / k if k else 0):.2f}x the host's time (target <= 1.5): {'ok' if k and 1 / k <= 1.5 else 'MISSED'}")
