@@ -204,3 +204,31 @@ def test_U_gives_the_source_to_the_container_user(bb, tmp_path):
     r = bb("run", "--rm", "-u", "1000", "-v", "uvol:/v:U", "busybox", "sh", "-c", "stat -c %u /v; touch /v/n && echo ok")
     assert r.out.split() == ["1000", "ok"]
     bb("unshare", "chown", "-R", "0:0", str(owned))  # give it back for pytest's clean-up
+
+
+def test_an_images_VOLUME_gets_an_anonymous_volume_with_its_files(bb):
+    bb("run", "--name", "base", "busybox", "sh", "-c", "mkdir -p /srv/data && echo seed > /srv/data/s && chown -R 1000:1000 /srv/data")
+    bb("commit", "-c", "VOLUME /srv/data", "base", "withvol")
+    cid = bb("run", "-d", "withvol", "sh", "-c", "cat /srv/data/s; stat -c %u /srv/data/s; echo new > /srv/data/n; sleep 60").out.strip()
+    wait_for(lambda: "1000" in bb("logs", cid).out, what="the output")
+    assert bb("logs", cid).out == "seed\n1000\n"  # copied up, owner kept
+    m = inspect(bb, cid)["Mounts"]
+    assert [(x["Type"], x["Destination"]) for x in m] == [("volume", "/srv/data")] and len(m[0]["Name"]) == 64
+    # -v for that path replaces the anonymous one
+    cid2 = bb("create", "-v", "mine:/srv/data", "withvol", "true").out.strip()
+    assert [x.get("Name") for x in inspect(bb, cid2)["Mounts"]] == ["mine"]
+    bb("rm", "-f", "-v", cid)
+    assert m[0]["Name"] not in bb("volume", "ls", "-q").out
+
+
+def test_volumes_in_single_uid_mode(rl, images, tmp_path):
+    rl.configure(idmap="single")
+    rl.load(images, "busybox")
+    shared = tmp_path / "single"
+    shared.mkdir()
+    r = rl("run", "--rm", "-v", "vol:/v", "-v", f"{shared}:/s", "busybox", "sh", "-c",
+           "echo a > /v/a; echo b > /s/b; cat /v/a")
+    assert r.out == "a\n"
+    assert (shared / "b").stat().st_uid == os.getuid()
+    assert (rl.root / "volumes" / "vol" / "_data" / "a").stat().st_uid == os.getuid()
+    assert rl("run", "--rm", "-v", "vol:/v", "busybox", "cat", "/v/a").out == "a\n"
