@@ -932,7 +932,7 @@ def bench(tmp: str, runs: int, groups: tuple[str, ...] = GROUPS) -> dict:
         if "volumes" in groups:
             import bench_volumes
             figures["volumes"] = bench_volumes.bench_volumes(rootless, dict(env, BENCH_IMAGE=image_tar), tmp,
-                                                             1 if runs <= QUICK_RUNS else 3)
+                                                             1 if runs <= QUICK_RUNS else 5)  # a start per place
         if "logs" in groups:
             import bench_logs
             figures["logs"] = bench_logs.bench_logs(rootless, env, pm, 1 if runs <= QUICK_RUNS else 3)

@@ -315,7 +315,14 @@ def _finish(plan: LaunchPlan, code: int, error: str) -> None:
 
 def _cleanup(plan: LaunchPlan) -> None:
     from layers.store import remove_trees
-    doomed = [plan.run_dir, *plan.remove_dirs]
+    doomed = [plan.run_dir]
+    for d in plan.remove_dirs:  # --rm: out of every listing at once (a record half removed would read as damaged)
+        aside = os.path.join(os.path.dirname(d), f".del-{os.path.basename(d)}")
+        try:
+            os.rename(d, aside)
+            doomed.append(aside)
+        except OSError:
+            doomed.append(d)
     try:
         remove_trees([d for d in doomed if os.path.lexists(d)])
     except OSError:
