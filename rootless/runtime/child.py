@@ -477,6 +477,9 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None) -> None:
     if op.kind in ("mask", "readonly"):
         _best_effort(target, op.kind)
         return
+    if op.kind == "remount_ro":
+        _remount_ro(target)
+        return
     if op.is_file:
         if not os.path.lexists(target):
             os.makedirs(os.path.dirname(target), exist_ok=True)

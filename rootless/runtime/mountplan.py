@@ -27,7 +27,8 @@ MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", 
 READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
-# kind: mount | bind | volume | symlink | mask | readonly; target: a path inside the container
+# kind: mount | bind | volume | symlink | mask | readonly | remount_ro (a mount made read-only,
+# not best effort as ``readonly`` is); target: a path inside the container
 # (``volume``: a bind of a volume, which the image's files there fill while it is empty);
 # is_file: the mount point is a file; fallback: ops to run instead if this one fails with EPERM.
 Op = namedtuple("Op", "kind target source fstype flags data is_file fallback",
@@ -53,14 +54,18 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
         ops.append(Op("mount", "/sys", "sysfs", "sysfs", sys_flags, fallback=(bind_sys,)))
     else:  # sysfs can only be mounted by the owner of the network namespace
         ops.append(bind_sys)
+    read_only = []
     for kind, source, target, readonly, options in volumes:
         if kind == "tmpfs":
             ops.append(_tmpfs(target, readonly, options))
-        else:
-            ops.append(Op(kind, target, source, flags=MS_BIND | MS_REC | (MS_RDONLY if readonly else 0),
-                          data=options or None, is_file=kind == "bind" and not os.path.isdir(source)))
+        else:  # read-only once the /etc files are in: their mount points may have to be made in it
+            ops.append(Op(kind, target, source, flags=MS_BIND | MS_REC, data=options or None,
+                          is_file=kind == "bind" and not os.path.isdir(source)))
+            if readonly:
+                read_only.append(Op("remount_ro", target))
     for cpath, host in sorted(etc_files.items()):
         ops.append(Op("bind", cpath, host, flags=MS_BIND, is_file=True))
+    ops += read_only
     ops += [Op("mask", p) for p in MASKED]
     ops += [Op("readonly", p) for p in READONLY]
     return ops

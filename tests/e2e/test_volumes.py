@@ -232,3 +232,17 @@ def test_volumes_in_single_uid_mode(rl, images, tmp_path):
     assert (shared / "b").stat().st_uid == os.getuid()
     assert (rl.root / "volumes" / "vol" / "_data" / "a").stat().st_uid == os.getuid()
     assert rl("run", "--rm", "-v", "vol:/v", "busybox", "cat", "/v/a").out == "a\n"
+
+
+def test_a_read_only_volume_over_etc_without_hosts_in_the_image(bb, tmp_path):
+    import tarfile
+    bb("create", "--name", "src", "busybox", "true")
+    bb("export", "-o", tmp_path / "full.tar", "src")
+    with tarfile.open(tmp_path / "full.tar") as full, tarfile.open(tmp_path / "bare.tar", "w") as bare:
+        for m in full.getmembers():
+            if m.name.removeprefix("./") not in ("etc/hosts", "etc/hostname", "etc/resolv.conf"):
+                bare.addfile(m, full.extractfile(m) if m.isfile() else None)
+    bb("import", tmp_path / "bare.tar", "nohosts")
+    r = bb("run", "--rm", "-v", "etcro:/etc:ro", "nohosts", "sh", "-c",
+           "grep -c localhost /etc/hosts; touch /etc/new 2>/dev/null || echo ro")
+    assert r.out.split()[-1] == "ro" and int(r.out.split()[0]) >= 1

@@ -128,9 +128,20 @@ def test_parse_tmpfs_and_its_plan():
 def test_volume_plan_entries_keep_ro_chown_and_copy():
     from rootless.base.syscalls import MS_RDONLY
     from rootless.runtime import mountplan
-    ops = mountplan.plan({}, True, None, volumes=(("volume", "/store/v/_data", "/data", True, "U"),
-                                                  ("bind", "/etc", "/host-etc", False, "")))
-    vol = next(o for o in ops if o.target == "/data")
+    ops = mountplan.plan({"/etc/hosts": "/run/x/hosts"}, True, None,
+                         volumes=(("volume", "/store/v/_data", "/data", True, "U"), ("bind", "/etc", "/host-etc", False, "")))
+    vol = next(o for o in ops if o.target == "/data" and o.kind == "volume")
     bind = next(o for o in ops if o.target == "/host-etc")
-    assert (vol.kind, vol.data, bool(vol.flags & MS_RDONLY), vol.is_file) == ("volume", "U", True, False)
+    assert (vol.kind, vol.data, vol.is_file) == ("volume", "U", False)
     assert (bind.kind, bind.data, bool(bind.flags & MS_RDONLY)) == ("bind", None, False)
+    # read-only after the /etc files are bound in (their mount points may be made in the volume)
+    kinds = [(o.kind, o.target) for o in ops]
+    assert kinds.index(("remount_ro", "/data")) > max(i for i, (k, t) in enumerate(kinds) if t.startswith("/etc/"))
+    assert ("remount_ro", "/host-etc") not in kinds
+
+
+def test_etc_files_in_a_read_only_volume_at_etc():
+    from rootless.runtime import mountplan
+    ops = mountplan.plan({"/etc/hosts": "/run/x/hosts"}, True, None, volumes=(("volume", "/v", "/etc", True, ""),))
+    kinds = [(o.kind, o.target) for o in ops]
+    assert kinds.index(("volume", "/etc")) < kinds.index(("bind", "/etc/hosts")) < kinds.index(("remount_ro", "/etc"))
