@@ -15,7 +15,7 @@ from rootless.base.errors import RootlessError
 from rootless.cli import commands, fast, main  # noqa: F401 - commands registers the verbs
 from rootless.cli.params import COMMANDS
 from rootless.engine import attach, containers
-from rootless.runtime import logs, users
+from rootless.runtime import logs, users, volumes
 from rootless.runtime import spec as runspec
 
 HOSTILE = ["", " ", "-", "--", ":", "::", ":::", "-1", "80:-1", "4294967295", "99999999999", "0x10", "1e9",
@@ -53,6 +53,10 @@ PARSERS = {
     "detach_keys": attach.parse_detach_keys,
     "reference": reference.parse,
     "platform": manifest.parse_platform,
+    "volume": volumes.parse,
+    "mount": volumes.parse_mount,
+    "tmpfs": volumes.parse_tmpfs,
+    "volume_name": volumes.check_name,
 }
 
 
