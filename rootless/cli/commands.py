@@ -625,7 +625,8 @@ def volume_ls(ctx, quiet: bool = Opt(("-q", "--quiet"), False, "Only show volume
     from rootless.engine import volumes
     recs = volumes.ls(ctx, filter_)
     if quiet:
-        print("\n".join(r["name"] for r in recs) if recs else "", end="\n" if recs else "")
+        if recs:
+            print("\n".join(r["name"] for r in recs))
         return
     rows = [{"Driver": "local", "Name": r["name"], "Mountpoint": ctx.paths.volume_data(r["name"]), "Scope": "local",
              "Labels": ",".join(f"{k}={v}" for k, v in (r.get("labels") or {}).items()),

@@ -322,19 +322,16 @@ def stop(ctx, rec: dict, timeout: float | None = None) -> None:
 
 def remove(ctx, rec: dict, force: bool, volumes: bool = False) -> None:
     """``rm``: the container, and with ``volumes`` (``-v``) its anonymous volumes."""
-    if rec.get("corrupt"):  # a damaged record: its keeper, if any, is found by its attach socket
-        keeper = records.keeper_of(ctx, rec["id"])
-        if keeper and not force:
-            raise Conflict(f"you cannot remove a running container {rec['id']}. Stop the container before "
-                           "attempting removal or force remove")
-        if keeper:
-            records.kill_keeper_tree(keeper)
+    # a damaged record says nothing: its keeper, if one runs, is found by its attach socket
+    keeper = records.keeper_of(ctx, rec["id"]) if rec.get("corrupt") else 0
+    if (keeper or is_running(rec)) and not force:
+        raise Conflict(f"you cannot remove a running container {rec['id']}. Stop the container before "
+                       "attempting removal or force remove")
+    if keeper:
+        records.kill_keeper_tree(keeper)
     if rec["state"].get("mounted_by"):
         unmount(ctx, rec)
     if is_running(rec):
-        if not force:
-            raise Conflict(f"you cannot remove a running container {rec['id']}. Stop the container before "
-                           "attempting removal or force remove")
         kill(ctx, rec, "KILL")
         wait(ctx, rec)
     from rootless.base import locking

@@ -19,30 +19,32 @@ def system_df(ctx: Context) -> list[DfRow]:
     size = sum(i.get("size", 0) for i in images)
     unused = sum(i.get("size", 0) for i in images if i["id"] not in used)
     running = [r for r in recs if r.get("state", {}).get("status") == "running"]
-
-    def tree_size(path: str) -> int:
-        total = 0
-        for root, _d, files in os.walk(path):
-            for f in files:
-                try:
-                    total += os.lstat(os.path.join(root, f)).st_size
-                except OSError:
-                    pass
-        return total
     from rootless.runtime import logs
-    sizes = {r["id"]: tree_size(ctx.paths.upper(r["id"])) + logs.size_on_disk(ctx.paths.container_log(r["id"]))
+    sizes = {r["id"]: _tree_size(ctx.paths.upper(r["id"])) + logs.size_on_disk(ctx.paths.container_log(r["id"]))
              for r in recs}  # a container's writable layer and its log
     stopped = sum(v for k, v in sizes.items() if k not in {r["id"] for r in running})
     return [DfRow("Images", len(images), len([i for i in images if i["id"] in used]), size, unused),
             DfRow("Containers", len(recs), len(running), sum(sizes.values()), stopped),
-            _volumes_row(ctx, recs, tree_size), DfRow("Build Cache", 0, 0, 0, 0)]
+            _volumes_row(ctx, recs), DfRow("Build Cache", 0, 0, 0, 0)]
 
 
-def _volumes_row(ctx: Context, recs: list[dict], tree_size) -> DfRow:
+def _tree_size(path: str) -> int:
+    total = 0
+    for root, _d, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _volumes_row(ctx: Context, recs: list[dict]) -> DfRow:
     """Volumes: their data; reclaimable is what no container uses."""
+    from rootless.engine.volumes import mounted
     from rootless.runtime import volumes
-    used = {m.get("name") for r in recs for m in r.get("spec", {}).get("mounts") or ()}
-    sizes = {v["name"]: tree_size(ctx.paths.volume_data(v["name"])) for v in volumes.all_volumes(ctx.paths)}
+    used = mounted(recs)
+    sizes = {v["name"]: _tree_size(ctx.paths.volume_data(v["name"])) for v in volumes.all_volumes(ctx.paths)}
     return DfRow("Local Volumes", len(sizes), len([n for n in sizes if n in used]), sum(sizes.values()),
                  sum(v for n, v in sizes.items() if n not in used))
 

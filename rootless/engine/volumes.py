@@ -23,14 +23,18 @@ def create(ctx, name: str | None, labels: list[str] = ()) -> str:
     return rec["name"]
 
 
+def mounted(recs) -> set[str]:
+    """The names of the volumes the containers of ``recs`` mount."""
+    return {m["name"] for r in recs for m in r.get("spec", {}).get("mounts") or () if m.get("name")}
+
+
 def users(ctx, name: str) -> list[dict]:
     """The containers (running or not) whose mounts name the volume."""
-    return [r for r in state.all_records(ctx.paths)
-            if any(m.get("name") == name for m in r.get("spec", {}).get("mounts") or ())]
+    return [r for r in state.all_records(ctx.paths) if name in mounted([r])]
 
 
 def _in_use(ctx) -> set[str]:
-    return {m.get("name") for r in state.all_records(ctx.paths) for m in r.get("spec", {}).get("mounts") or ()}
+    return mounted(state.all_records(ctx.paths))
 
 
 def ls(ctx, filters: list[str] = ()) -> list[dict]:
@@ -91,8 +95,7 @@ def prune(ctx, all_: bool) -> list[str]:
 
 def remove_anonymous(ctx, rec: dict) -> None:
     """``rm -v``: the container's anonymous volumes that no other container uses."""
-    others = {m.get("name") for r in state.all_records(ctx.paths) if r["id"] != rec["id"]
-              for m in r.get("spec", {}).get("mounts") or ()}
+    others = mounted(r for r in state.all_records(ctx.paths) if r["id"] != rec["id"])
     for m in rec.get("spec", {}).get("mounts") or ():
         if m.get("anonymous") and m["name"] not in others:
             _remove(ctx, m["name"])

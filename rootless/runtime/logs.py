@@ -206,12 +206,16 @@ def log_config(driver: str | None, opts, default: dict) -> dict:
 
 def files(path: str) -> list[str]:
     """A log's files, oldest first: the rotated ``PATH.N`` ... ``PATH.1``, then ``PATH``."""
-    rotated = []
-    n = 1
-    while os.path.exists(f"{path}.{n}"):
-        rotated.append(f"{path}.{n}")
-        n += 1
-    return [*reversed(rotated), path]
+    directory, base = os.path.split(path)
+    try:
+        names = os.listdir(directory or ".")
+    except FileNotFoundError:
+        return [path]
+    prefix = base + "."
+    numbers = sorted((int(n[len(prefix):]) for n in names
+                      if n.startswith(prefix) and n[len(prefix):].isascii() and n[len(prefix):].isdigit()),
+                     reverse=True)
+    return [f"{path}.{n}" for n in numbers] + [path]
 
 
 def size_on_disk(path: str) -> int:
@@ -459,7 +463,6 @@ def open_writer(path: str, config: dict | None):
 
 # ---- reading ---------------------------------------------------------------------------------
 _decode = json.JSONDecoder().decode
-_JSON_LINE = None  # the writer's own entry shape (compiled on first use)
 
 
 def _json_text(raw: bytes) -> str:
@@ -473,17 +476,10 @@ def _json_text(raw: bytes) -> str:
 
 def _parse(line: bytes) -> LogEntry | None:
     """The entry of one json-file line, or None for a malformed line. The writer's own shape is
-    matched directly (a JSON decode only where the text has escapes); anything else is decoded."""
-    global _JSON_LINE
-    if _JSON_LINE is None:
-        _JSON_LINE = re.compile(rb'\{"log":"([^"\\]*(?:\\.[^"\\]*)*)","stream":"(stdout|stderr)",'
-                                rb'"time":"([^"\\]*)"\}\n?')
-    m = _JSON_LINE.fullmatch(line)
-    if m is not None:
-        try:
-            return LogEntry(m[2].decode(), _json_text(m[1]), parse_time(m[3].decode()))
-        except ValueError:  # JSON and UTF-8 errors are ValueErrors
-            return None
+    matched as a block of one (:func:`_json_entries`); anything else is decoded as JSON."""
+    found = _json_entries(line if line.endswith(b"\n") else line + b"\n")
+    if found:
+        return found[0]
     try:
         obj = _decode(line.decode())
         text, stream, stamp = obj["log"], obj["stream"], obj["time"]
@@ -639,14 +635,19 @@ def _read_forward(fd: int, parse) -> tuple[list[LogEntry], int]:
 
 
 def _open_all(path: str) -> list[IO[bytes]]:
-    """The log's files that exist, opened oldest first. A rotation while they are listed and
-    opened (it renames them all) is seen by the current file's inode, and they are opened again."""
-    for _attempt in range(20):
-        before = _inode(path)
-        opened = [f for f in map(_open, files(path)) if f is not None]
-        if before is not None and _inode(path) == before:
-            return opened
-        for f in opened:
+    """The log's files that exist, opened oldest first, from one consistent look: a rotation
+    renames them all one by one, so the listing is taken again and every name must still be the
+    file opened under it; if not, they are opened again."""
+    opened: list[tuple[str, IO[bytes]]] = []
+    for _attempt in range(50):
+        names = files(path)
+        opened = [(n, f) for n, f in ((n, _open(n)) for n in names) if f is not None]
+        if not opened and names == [path]:
+            return []  # no log (yet)
+        if len(opened) == len(names) and files(path) == names and all(
+                _inode(n) == os.fstat(f.fileno()).st_ino for n, f in opened):
+            return [f for _n, f in opened]
+        for _n, f in opened:
             f.close()
     return [f for f in map(_open, files(path)) if f is not None]  # a writer rotating without pause
 
@@ -768,16 +769,14 @@ def follow_batches(path: str, is_running: Callable[[], bool], since_ns: int | No
     if tail is not None and tail < 0:
         raise ValueError("tail must be None or >= 0")
     parse = _parser(fmt)
-    f = _open(path)
-    while f is None:  # not created yet
+    opened = _open_all(path)
+    while not opened:  # not created yet (or between a rotation's rename and the new file)
         alive = is_running()
-        f = _open(path)
-        if f is None:
+        opened = _open_all(path)
+        if not opened:
             if not alive:
                 return
             time.sleep(poll)
-    f.close()
-    opened = _open_all(path)
     try:
         entries, pos = _read_files(opened, tail, parse)
     except BaseException:
