@@ -42,6 +42,8 @@ def check_name(name: str) -> None:
 def parse(text: str) -> Mount:
     """One ``-v``/``--volume`` value."""
     parts = text.split(":")
+    if "" in parts[:-1] or (len(parts) > 1 and not parts[-1]):
+        raise UsageError(f"invalid volume specification {text!r}: empty section between colons")
     if len(parts) == 1:
         src, dst, mode = "", parts[0], ""
     elif len(parts) == 2:

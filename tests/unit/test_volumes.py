@@ -37,6 +37,9 @@ def test_parse(text, want):
     ("./rel:/d", "invalid volume name"),
     ("bad name:/d", "invalid volume name"),
     ("-x:/d", "invalid volume name"),
+    (":/x", "empty section"),
+    ("v::/x", "empty section"),
+    ("v:/x:", "empty section"),
 ])
 def test_parse_refuses(text, message):
     with pytest.raises(UsageError, match=message):
