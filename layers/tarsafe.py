@@ -23,11 +23,25 @@ def clean_name(name: str, what: str) -> str:
     return "/".join(parts)
 
 
+def is_device(m: tarfile.TarInfo) -> bool:
+    """A character or block device member (what an unpack leaves out, but for whiteouts)."""
+    return m.ischr() or m.isblk()
+
+
+def is_whiteout_device(m: tarfile.TarInfo) -> bool:
+    """A character device 0/0: overlay's on-disk form of a whiteout (no real device has it)."""
+    return m.ischr() and m.devmajor == 0 and m.devminor == 0
+
+
 def check_member(m: tarfile.TarInfo, what: str) -> str:
-    """Validate one layer member; its cleaned name."""
+    """Validate one layer member; its cleaned name.
+
+    Device nodes pass (their names are checked like any other): the unpacker skips them, as a
+    user namespace cannot create them, but for the overlay whiteout form (:func:`is_whiteout_device`).
+    """
     name = clean_name(m.name, what)
-    if m.ischr() or m.isblk():
-        raise InvalidImage(f"{what}: device node {name!r} in layer", "images may not carry device nodes")
+    if is_device(m):
+        return name
     if m.islnk():
         target = clean_name(m.linkname, what)
         if not target:

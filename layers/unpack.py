@@ -3,8 +3,11 @@
 Every member is validated (:mod:`layers.tarsafe`); every file is created
 relative to an open directory fd, never through a symlink (``O_NOFOLLOW`` at
 each step), so a hostile layer cannot write outside its directory. OCI
-whiteouts become overlay whiteouts (:mod:`layers.whiteout`). The uncompressed
-stream is hashed on the way and must match the expected diff id.
+whiteouts become overlay whiteouts (:mod:`layers.whiteout`). Device nodes are
+skipped (a user namespace cannot create them, and a container gets its own
+``/dev``), as are hard links to them; a character device 0/0, overlay's form of
+a whiteout, becomes a whiteout. The uncompressed stream is hashed on the way and
+must match the expected diff id.
 """
 
 from __future__ import annotations
@@ -109,6 +112,19 @@ class GrowingFile(io.RawIOBase):
         super().close()
 
 
+class _Skipped:
+    """Device nodes left out of an unpack, and hard links to them, by cleaned name."""
+
+    def __init__(self):
+        self.names: set[str] = set()
+        self.count = 0
+
+    def add(self, rel: str) -> int:
+        self.names.add(rel)
+        self.count += 1
+        return 0
+
+
 class _Dirs:
     """Open directory fds below the layer root, walked without following symlinks."""
 
@@ -193,11 +209,13 @@ def unpack_layer(blob: str | int | BinaryIO, dest: str, expected_diff_id: str | 
     """Unpack ``blob`` (a path, an open fd or a binary stream of a tar, maybe gzip or zstd) into
     the existing directory ``dest``.
 
-    Returns ``{"diff_id": ..., "size": ...}``.
+    Returns ``{"diff_id": ..., "size": ..., "skipped_devices": ...}``, the last the number of
+    device members (and hard links to them) left out.
     """
     root_fd = os.open(dest, _DIR_FLAGS)
     dirs = _Dirs(root_fd, what)
     dir_times: list[tuple[str, int]] = []
+    skipped = _Skipped()
     size = 0
     try:
         with _open_blob(blob) as raw:
@@ -205,7 +223,7 @@ def unpack_layer(blob: str | int | BinaryIO, dest: str, expected_diff_id: str | 
             try:
                 with tarfile.open(fileobj=reader, mode="r|", errorlevel=2, bufsize=_CHUNK) as tf:
                     for m in tf:
-                        size += _extract(tf, m, dirs, dir_times, what)
+                        size += _extract(tf, m, dirs, dir_times, skipped, what)
                 reader.drain()
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
                 raise InvalidImage(f"{what}: truncated or corrupt tar ({e})") from None
@@ -225,7 +243,7 @@ def unpack_layer(blob: str | int | BinaryIO, dest: str, expected_diff_id: str | 
     if expected_diff_id and digest != expected_diff_id:
         raise InvalidImage(f"{what}: content digest {digest} does not match diff id {expected_diff_id}",
                            "the archive is corrupt; fetch or export it again")
-    return {"diff_id": digest, "size": size}
+    return {"diff_id": digest, "size": size, "skipped_devices": skipped.count}
 
 
 def _open_blob(blob: str | int | BinaryIO) -> BinaryIO:
@@ -236,9 +254,18 @@ def _open_blob(blob: str | int | BinaryIO) -> BinaryIO:
     return blob
 
 
-def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: _Dirs, dir_times: list, what: str) -> int:
+def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: _Dirs, dir_times: list, skipped: _Skipped,
+             what: str) -> int:
     rel = tarsafe.check_member(m, what)
+    if tarsafe.is_device(m) and not tarsafe.is_whiteout_device(m) \
+            and not rel.rpartition("/")[2].startswith(whiteout.WH_PREFIX):  # .wh. names: by name below
+        return skipped.add(rel)
+    if m.islnk() and tarsafe.clean_name(m.linkname, what) in skipped.names:
+        return skipped.add(rel)  # a hard link to a device node left out: the same inode
+    skipped.names.discard(rel)  # a later member of the same name replaces the device
     if not rel:  # the layer's root directory
+        if m.ischr():
+            raise InvalidImage(f"{what}: whiteout device for the layer's root")
         os.fchmod(dirs.root_fd, m.mode & 0o7777)
         _chown("", m.uid, m.gid, fd=dirs.root_fd)
         return 0
@@ -254,6 +281,10 @@ def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: _Dirs, dir_times: li
             raise InvalidImage(f"{what}: bad whiteout {rel!r}")
         _clear(parent, target, rel, keep_dir=False, what=what)
         whiteout.make_whiteout(target, parent)
+        return 0
+    if m.ischr():  # 0/0, overlay's whiteout form (other devices were skipped above)
+        _clear(parent, name, rel, keep_dir=False, what=what)
+        whiteout.make_whiteout(name, parent)
         return 0
 
     if m.isdir():

@@ -54,14 +54,16 @@ def member(name: str, type_: bytes, linkname: str = "") -> tarfile.TarInfo:
     (member("bin/up", tarfile.SYMTYPE, "../../../x"), "bin/up"),  # symlinks are resolved in the root
     (member("bin/cat", tarfile.LNKTYPE, "./bin/busybox"), "bin/cat"),
     (member("./", tarfile.DIRTYPE), ""),
+    (member("dev/null", tarfile.CHRTYPE), "dev/null"),  # device nodes pass: the unpacker skips them
+    (member("./dev/sda", tarfile.BLKTYPE), "dev/sda"),
 ])
 def test_check_member_accepts(m, clean):
     assert tarsafe.check_member(m, "layer") == clean
 
 
 @pytest.mark.parametrize("m, message", [
-    (member("dev/null", tarfile.CHRTYPE), "device node"),
-    (member("dev/sda", tarfile.BLKTYPE), "device node"),
+    (member("/dev/null", tarfile.CHRTYPE), "absolute path"),  # a device's name is checked like any other
+    (member("dev/../../sda", tarfile.BLKTYPE), "escapes"),
     (member("bin/x", tarfile.LNKTYPE, "../x"), "escapes"),
     (member("bin/x", tarfile.LNKTYPE, "/etc/shadow"), "absolute path"),
     (member("bin/x", tarfile.LNKTYPE, "."), "archive root"),
@@ -72,6 +74,25 @@ def test_check_member_accepts(m, clean):
 def test_check_member_rejects(m, message):
     with pytest.raises(InvalidImage, match=message):
         tarsafe.check_member(m, "layer")
+
+
+def device(type_: bytes, major: int, minor: int) -> tarfile.TarInfo:
+    m = member("dev/x", type_)
+    m.devmajor, m.devminor = major, minor
+    return m
+
+
+@pytest.mark.parametrize("m, is_device, is_whiteout", [
+    (device(tarfile.CHRTYPE, 5, 1), True, False),
+    (device(tarfile.CHRTYPE, 0, 0), True, True),  # overlay's whiteout form
+    (device(tarfile.BLKTYPE, 8, 0), True, False),
+    (device(tarfile.BLKTYPE, 0, 0), True, False),  # only a character device is a whiteout
+    (member("run/fifo", tarfile.FIFOTYPE), False, False),
+    (member("etc/x", tarfile.REGTYPE), False, False),
+])
+def test_device_kinds(m, is_device, is_whiteout):
+    assert tarsafe.is_device(m) is is_device
+    assert tarsafe.is_whiteout_device(m) is is_whiteout
 
 
 @pytest.mark.parametrize("root, rel, joined", [
