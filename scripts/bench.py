@@ -3,7 +3,7 @@
 
 Usage::
 
-    python scripts/bench.py [--runs N | --quick] [--only run|lifecycle|net|pull|logs|volumes] [--json FILE]
+    python scripts/bench.py [--runs N | --quick] [--only run|lifecycle|net|pull|logs|volumes|build] [--json FILE]
 
 Run it as a normal, unprivileged user: the point is rootless containers.
 Everything happens in one temporary directory that is removed at the end
@@ -68,8 +68,10 @@ The ``pull`` (``scripts/bench_pull.py``), ``net`` (``scripts/bench_net.py``), ``
 (``scripts/bench_logs.py``: run time, bytes on disk per byte of output and ``logs`` throughput
 for a ``yes`` flood and for 80-column lines, per log driver, beside podman's k8s-file) and
 ``volumes`` (``scripts/bench_volumes.py``: 1 GB written and read and 20k small files in a
-volume and in the root filesystem of each overlay method, beside the host) groups are described
-in their modules. Every group runs by default; ``--only`` picks one.
+volume and in the root filesystem of each overlay method, beside the host) and ``build``
+(``scripts/bench_build.py``: cold, fully cached and one-file-touched builds of a 12-instruction
+Dockerfile, beside ``podman build``) groups are described in their modules. Every group runs by
+default; ``--only`` picks one.
 
 Every container made is removed (``rm -f``, then the keepers and podman
 containers left by an interruption are killed) and the temporary directory
@@ -106,7 +108,7 @@ TIMEOUT = 120  # seconds for any single command
 CLI_TARGET_MS = 120.0
 PODMAN_RATIO_TARGET = 0.5
 
-GROUPS = ("run", "lifecycle", "net", "pull", "logs", "volumes")
+GROUPS = ("run", "lifecycle", "net", "pull", "logs", "volumes", "build")
 PULL_ROUNDS = 3
 NET_BYTES = 2 * 10**9  # one transfer through a published port (issue 4: 2 GB)
 NET_ROUNDS = 5
@@ -894,7 +896,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="measure one group: run (rootless run --rm against the floor and podman), "
                              "lifecycle (keeper memory, run -d + stop, ps -a, exec), net (published-port "
                              "throughput and connections per second) or pull (a 200 MB image from a local "
-                             "registry, beside podman and skopeo); default all")
+                             "registry, beside podman and skopeo), logs, volumes or build (cold, cached and "
+                             "touched builds of a Dockerfile, beside podman build); default all")
     args = parser.parse_args(argv)
     if args.quick:
         args.runs = QUICK_RUNS
@@ -936,6 +939,9 @@ def bench(tmp: str, runs: int, groups: tuple[str, ...] = GROUPS) -> dict:
         if "logs" in groups:
             import bench_logs
             figures["logs"] = bench_logs.bench_logs(rootless, env, pm, 1 if runs <= QUICK_RUNS else 3)
+        if "build" in groups:
+            import bench_build
+            figures["build"] = bench_build.bench_build(rootless, env, pm, tmp, runs)
         if "net" in groups:
             import bench_net
             quick = runs <= QUICK_RUNS
@@ -1050,11 +1056,14 @@ def main(argv: list[str] | None = None) -> int:
     if "logs" in figures:
         import bench_logs
         bench_logs.report(figures["logs"], podman_note)
+    if "build" in figures:
+        import bench_build
+        bench_build.report(figures["build"], podman_note)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2, sort_keys=True)
             f.write("\n")
-    return 0
+    return 1 if figures.get("build", {}).get("failed") else 0  # a rootless build failed: reported above
 
 
 if __name__ == "__main__":

@@ -1,0 +1,667 @@
+"""``build``: a Dockerfile's stages executed in order, each step cached.
+
+The builder owns the Dockerfile's semantics: which stages the target needs,
+ARG scoping, variable substitution, what each instruction does to the image
+config, the cache key of each step and the image it ends with. What touches
+the machine (pulling a base image, running a ``RUN`` step in a container,
+copying files into a root filesystem, fetching a URL, storing the result) is
+the :class:`Executor`'s, injected by the engine, so ``layers`` never imports
+the runtime. Imports ``rootless.base`` and ``layers`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import namedtuple
+
+from layers import buildcache, dockerfile, shellwords
+from layers.dockerfile import DockerfileError
+from rootless.base.errors import RootlessError
+
+DEFAULT_SHELL = ("/bin/sh", "-c")
+PROXY_ARGS = frozenset(("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+                        "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"))
+
+BuildOptions = namedtuple("BuildOptions", "build_args target no_cache pull labels network platform",
+                          defaults=({}, None, False, "missing", {}, "slirp4netns", None))
+
+
+class BuildError(RootlessError):
+    """A step failed; ``exit_code`` is the failed RUN's, as ``docker build`` reports it (1)."""
+
+
+class Stage:
+    """A stage while it is built: the image so far and the scope of its instructions."""
+
+    def __init__(self, spec: dockerfile.Stage, image: dict, chain: str, args: dict[str, str]):
+        self.spec = spec
+        self.image = image  # the image config (architecture, os, config, rootfs, history)
+        self.layers: list[dict] = list(image.pop("_layers", []))  # LayerRef JSON, bottom first
+        self.chain = chain
+        self.args = dict(args)  # ARGs in scope: name -> value
+        self.cmd_set = False
+        self.base_id = chain
+
+    @property
+    def config(self) -> dict:
+        return self.image.setdefault("config", {})
+
+    def env(self) -> dict[str, str]:
+        return dict(e.partition("=")[::2] for e in self.config.get("Env") or [])
+
+    def scope(self) -> dict[str, str]:
+        """What ``$VAR`` means in an instruction: the ARGs, then ENV over them."""
+        return {**self.args, **self.env()}
+
+    def shell(self) -> list[str]:
+        return list(self.config.get("Shell") or DEFAULT_SHELL)
+
+    def workdir(self) -> str:
+        return self.config.get("WorkingDir") or "/"
+
+    def diff_ids(self) -> list[str]:
+        return [lr["diff_id"] for lr in self.layers]
+
+
+class Executor:
+    """What the builder asks of the machine (the engine implements it)."""
+
+    def say(self, text: str) -> None: ...
+    def base(self, name: str, platform: str | None, pull: str) -> tuple[str, dict, list[dict]]:
+        """(image id, image config, layers) of a base image: local, else pulled."""
+        raise NotImplementedError
+    def run(self, stage: Stage, step: dict) -> dict:
+        """Run a RUN step on the stage's root filesystem; the layer it made (LayerRef JSON)."""
+        raise NotImplementedError
+    def files(self, stage: Stage, ops: list[dict]) -> dict | None:
+        """Apply file operations (copy, extract, mkdir) to the stage's root filesystem; the layer
+        (None when nothing changed and ``ops`` allow it)."""
+        raise NotImplementedError
+    def fetch(self, url: str, checksum: str | None) -> tuple[str, str, str | None]:
+        """(local path, sha256 digest, Last-Modified) of a downloaded ``ADD`` URL."""
+        raise NotImplementedError
+    def now(self) -> str:
+        raise NotImplementedError
+
+
+class Builder:
+    def __init__(self, df: dockerfile.Dockerfile, ctx, opts: BuildOptions, ex: Executor, store,
+                 cache_root: str, host_platform: tuple[str, str, str]):
+        self.df = df
+        self.ctx = ctx  # a layers.buildctx.BuildContext
+        self.opts = opts
+        self.ex = ex
+        self.store = store
+        self.cache_root = cache_root
+        self.host = host_platform  # os, architecture, variant
+        self.used_args: set[str] = set()
+        self.done: dict[int, Stage] = {}
+        self.step_no = 0
+        self.total = 0
+        self.meta = self._meta_args()
+
+    # ---- the whole build ------------------------------------------------------------------
+    def build(self) -> tuple[dict, list[dict]]:
+        """(image config, layers) of the target stage."""
+        target = self._target()
+        needed = self._needed(target)
+        self.total = sum(1 + len(s.instructions) for s in self.df.stages if s.index in needed)
+        for s in self.df.stages:
+            if s.index in needed:
+                self.done[s.index] = self._stage(s)
+        st = self.done[target.index]
+        unused = sorted(k for k in self.opts.build_args if k not in self.used_args and k not in PROXY_ARGS)
+        if unused:
+            self.ex.say(f"[Warning] one or more build-args {unused} were not consumed")
+        image = json.loads(json.dumps(st.image))
+        if self.opts.labels:
+            image["config"]["Labels"] = {**(image["config"].get("Labels") or {}), **self.opts.labels}
+        image["rootfs"] = {"type": "layers", "diff_ids": st.diff_ids()}
+        history = image.get("history") or []
+        image["created"] = history[-1]["created"] if history else self.ex.now()
+        return image, st.layers
+
+    def _target(self) -> dockerfile.Stage:
+        if self.opts.target is None:
+            return self.df.stages[-1]
+        for s in self.df.stages:
+            if s.name == self.opts.target.lower():
+                return s
+        raise DockerfileError(f"target stage {self.opts.target!r} could not be found",
+                              "name a stage of the Dockerfile (FROM ... AS NAME)")
+
+    def _needed(self, target: dockerfile.Stage) -> set[int]:
+        """The target and the stages it reads from (FROM, COPY --from, RUN --mount from=)."""
+        needed: set[int] = set()
+        todo = [target]
+        while todo:
+            s = todo.pop()
+            if s.index in needed:
+                continue
+            needed.add(s.index)
+            refs = [self._expand_meta(s.base)]
+            for ins in s.instructions:
+                if ins.cmd == "COPY" and "from" in ins.flags:
+                    refs.append(ins.flags["from"])
+                if ins.cmd == "RUN":
+                    for m in _as_tuple(ins.flags.get("mount")):
+                        refs.append(_mount_options(m).get("from", ""))
+            for ref in refs:
+                other = self._stage_ref(ref, s.index)
+                if other is not None:
+                    todo.append(other)
+        return needed
+
+    def _stage_ref(self, ref: str, before: int) -> dockerfile.Stage | None:
+        """The earlier stage ``ref`` names (its name or index), or None for an image."""
+        if not ref:
+            return None
+        for s in self.df.stages[:before]:
+            if s.name == ref.lower():
+                return s
+        if ref.isdigit():
+            n = int(ref)
+            if n >= before:
+                raise DockerfileError(f"stage {ref} is not an earlier stage of the Dockerfile",
+                                      "--from names a stage defined above it")
+            return self.df.stages[n]
+        return None
+
+    # ---- ARGs ---------------------------------------------------------------------------
+    def _platform_args(self) -> dict[str, str]:
+        os_, arch, variant = self.host
+        plat = f"{os_}/{arch}" + (f"/{variant}" if variant else "")
+        out = {}
+        for pre in ("BUILD", "TARGET"):
+            out.update({f"{pre}PLATFORM": plat, f"{pre}OS": os_, f"{pre}ARCH": arch, f"{pre}VARIANT": variant})
+        if self.opts.platform:
+            t_os, _, rest = self.opts.platform.partition("/")
+            t_arch, _, t_var = rest.partition("/")
+            out.update(TARGETPLATFORM=self.opts.platform, TARGETOS=t_os, TARGETARCH=t_arch, TARGETVARIANT=t_var)
+        return out
+
+    def _meta_args(self) -> dict[str, str]:
+        scope = self._platform_args()
+        for ins in self.df.meta_args:
+            for name, default in self._arg_words(ins, scope):
+                value = self.opts.build_args.get(name, default)
+                if name in self.opts.build_args:
+                    self.used_args.add(name)
+                if value is not None:
+                    scope[name] = value
+                else:
+                    scope.pop(name, None)
+        return scope
+
+    def _arg_words(self, ins, scope: dict) -> list[tuple[str, str | None]]:
+        out = []
+        for word in ins.args:
+            name, eq, default = word.partition("=")
+            if not name or not all(c.isalnum() or c == "_" for c in name):
+                raise DockerfileError(f"{ins.where(self.df.path)}: invalid ARG name {name!r}")
+            out.append((name, self._word(default, scope, ins) if eq else None))
+        return out
+
+    def _expand_meta(self, word: str) -> str:
+        return shellwords.expand_word(word, self.meta, self.df.escape)
+
+    # ---- substitution ---------------------------------------------------------------------
+    def _word(self, word: str, scope: dict, ins) -> str:
+        try:
+            return shellwords.expand_word(word, scope, self.df.escape)
+        except RootlessError as e:
+            raise DockerfileError(f"{ins.where(self.df.path)}: {e.message}") from None
+
+    def _words(self, st: Stage, ins, words=None) -> list[str]:
+        scope = st.scope()
+        return [self._word(w, scope, ins) for w in (ins.args if words is None else words)]
+
+    # ---- one stage --------------------------------------------------------------------------
+    def _stage(self, spec: dockerfile.Stage) -> Stage:
+        self._say_step(f"FROM {spec.base}" + (f" AS {spec.name}" if spec.name else ""))
+        st = self._from(spec)
+        triggers = (st.config.get("OnBuild") or [])
+        st.config["OnBuild"] = None
+        for text in triggers:
+            ins = dockerfile.parse_trigger(text, self.df.path, spec.line)
+            self.ex.say(f"--> running ONBUILD trigger: {text}")
+            self._instruction(st, ins)
+        for ins in spec.instructions:
+            self._say_step(_first_line(ins.original))
+            self._instruction(st, ins)
+        return st
+
+    def _say_step(self, text: str) -> None:
+        self.step_no += 1
+        self.ex.say(f"STEP {self.step_no}/{self.total}: {text}")
+
+    def _from(self, spec: dockerfile.Stage) -> Stage:
+        name = self._expand_meta(spec.base)
+        platform = self._expand_meta(spec.platform) if spec.platform else self.opts.platform
+        if not name:
+            raise DockerfileError(f"{self.df.path}:{spec.line}: FROM names no image (an empty ARG?)")
+        other = self._stage_ref(name, spec.index) if not name.isdigit() else None
+        if other is not None:
+            src = self.done[other.index]
+            image = json.loads(json.dumps(src.image))
+            image["_layers"] = list(src.layers)
+            st = Stage(spec, image, src.chain, {})
+            st.cmd_set = False
+            return st
+        if name == "scratch":
+            os_, arch, variant = self.host
+            image = {"architecture": arch, "os": os_, "config": {}, "rootfs": {"type": "layers", "diff_ids": []},
+                     "history": []}
+            if variant:
+                image["variant"] = variant
+            return Stage(spec, image, buildcache.key("scratch", []), {})
+        image_id, config, layers = self.ex.base(name, platform, self.opts.pull)
+        image = {k: v for k, v in config.items() if k in ("architecture", "os", "variant", "config", "history",
+                                                             "author", "os.version", "os.features")}
+        image.setdefault("config", {})
+        image.setdefault("history", [])
+        image["_layers"] = layers
+        return Stage(spec, image, image_id, {})
+
+    def _instruction(self, st: Stage, ins) -> None:
+        handler = getattr(self, "_do_" + ins.cmd.lower())
+        handler(st, ins)
+
+    def _step(self, st: Stage, ins, parts, work=None, created_by: str | None = None, empty_ok: bool = False) -> None:
+        """Look the step up in the cache, else do ``work`` (a layer or None) and cache it."""
+        k = buildcache.key(st.chain, [ins.cmd, parts])
+        entry = None if self.opts.no_cache else buildcache.get(self.cache_root, k, self.store)
+        if entry is not None:
+            if work is not None:
+                self.ex.say(f"--> Using cache {k[7:19]}")
+        else:
+            layer = work() if work is not None else None
+            history = {"created": self.ex.now(), "created_by": created_by or _created_by(ins)}
+            if layer is None:
+                history["empty_layer"] = True
+            entry = buildcache.put(self.cache_root, k, layer, history)
+            if work is not None:
+                self.ex.say(f"--> {k[7:19]}")
+        if entry["layer"]:
+            st.layers.append(entry["layer"])
+        st.image.setdefault("history", []).append(entry["history"])
+        st.chain = k
+
+    # ---- metadata instructions ----------------------------------------------------------------
+    def _do_arg(self, st: Stage, ins) -> None:
+        for name, default in self._arg_words(ins, st.scope()):
+            if name in self.opts.build_args:
+                value = self.opts.build_args[name]
+                self.used_args.add(name)
+            elif default is not None:
+                value = default
+            else:
+                value = self.meta.get(name)
+            if value is not None:
+                st.args[name] = value
+            else:
+                st.args.pop(name, None)
+        self._step(st, ins, sorted(st.args.items()))
+
+    def _do_env(self, st: Stage, ins) -> None:
+        scope = st.scope()
+        updates = []
+        for k, v in _pairs(ins, self.df.path):
+            k = self._word(k, scope, ins)
+            v = self._word(v, scope, ins)
+            updates.append((k, v))
+            scope[k] = v
+        env = [e for e in st.config.get("Env") or []]
+        for k, v in updates:
+            env = [e for e in env if e.partition("=")[0] != k] + [f"{k}={v}"]
+        st.config["Env"] = env
+        self._step(st, ins, updates, created_by=f"ENV {' '.join(f'{k}={v}' for k, v in updates)}")
+
+    def _do_label(self, st: Stage, ins) -> None:
+        scope = st.scope()
+        labels = dict(st.config.get("Labels") or {})
+        pairs = [(self._word(k, scope, ins), self._word(v, scope, ins)) for k, v in _pairs(ins, self.df.path)]
+        labels.update(pairs)
+        st.config["Labels"] = labels
+        self._step(st, ins, pairs, created_by=f"LABEL {' '.join(f'{k}={v}' for k, v in pairs)}")
+
+    def _do_maintainer(self, st: Stage, ins) -> None:
+        st.image["author"] = " ".join(ins.args)
+        self._step(st, ins, st.image["author"])
+
+    def _do_expose(self, st: Stage, ins) -> None:
+        ports = dict(st.config.get("ExposedPorts") or {})
+        for word in self._words(st, ins):
+            for p in _ports(word, ins.where(self.df.path)):
+                ports[p] = {}
+        st.config["ExposedPorts"] = ports
+        self._step(st, ins, sorted(ports))
+
+    def _do_volume(self, st: Stage, ins) -> None:
+        vols = dict(st.config.get("Volumes") or {})
+        for word in self._words(st, ins):
+            if not word.strip():
+                raise DockerfileError(f"{ins.where(self.df.path)}: VOLUME specified can not be an empty string")
+            vols[word] = {}
+        st.config["Volumes"] = vols
+        self._step(st, ins, sorted(vols))
+
+    def _do_user(self, st: Stage, ins) -> None:
+        st.config["User"] = self._words(st, ins)[0]
+        self._step(st, ins, st.config["User"])
+
+    def _do_workdir(self, st: Stage, ins) -> None:
+        path = self._words(st, ins)[0]
+        path = os.path.normpath(os.path.join(st.workdir(), path))
+        path = "/" + path.lstrip("/")
+        st.config["WorkingDir"] = path
+        self._step(st, ins, path, work=lambda: self.ex.files(st, [{"op": "mkdir", "dest": path}]),
+                   created_by=f"WORKDIR {path}")
+
+    def _do_cmd(self, st: Stage, ins) -> None:
+        st.config["Cmd"] = self._command(st, ins)
+        st.cmd_set = True
+        self._step(st, ins, st.config["Cmd"])
+
+    def _do_entrypoint(self, st: Stage, ins) -> None:
+        st.config["Entrypoint"] = self._command(st, ins) or None
+        if not st.cmd_set:
+            st.config["Cmd"] = None  # Docker: a new ENTRYPOINT drops the base image's CMD
+        self._step(st, ins, [st.config["Entrypoint"], st.config.get("Cmd")])
+
+    def _command(self, st: Stage, ins) -> list[str]:
+        if ins.json:
+            return list(ins.args)
+        text = " ".join(ins.args)
+        return st.shell() + [text] if text else []
+
+    def _do_shell(self, st: Stage, ins) -> None:
+        st.config["Shell"] = list(ins.args)
+        self._step(st, ins, st.config["Shell"])
+
+    def _do_stopsignal(self, st: Stage, ins) -> None:
+        sig = self._words(st, ins)[0]
+        _check_signal(sig, ins.where(self.df.path))
+        st.config["StopSignal"] = sig
+        self._step(st, ins, sig)
+
+    def _do_healthcheck(self, st: Stage, ins) -> None:
+        kind = ins.args[0].upper()
+        if kind == "NONE":
+            if len(ins.args) > 1:
+                raise DockerfileError(f"{ins.where(self.df.path)}: HEALTHCHECK NONE takes no other arguments")
+            hc: dict = {"Test": ["NONE"]}
+        else:
+            rest = list(ins.args[1:])
+            if not rest:
+                raise DockerfileError(f"{ins.where(self.df.path)}: HEALTHCHECK CMD requires a command")
+            hc = {"Test": ["CMD", *rest] if ins.json else ["CMD-SHELL", " ".join(rest)]}
+            for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
+                              ("start-interval", "StartInterval")):
+                if flag in ins.flags:
+                    hc[key] = parse_duration(ins.flags[flag], ins.where(self.df.path), flag)
+            if "retries" in ins.flags:
+                try:
+                    hc["Retries"] = int(ins.flags["retries"])
+                except ValueError:
+                    hc["Retries"] = -1
+                if hc["Retries"] < 1:
+                    raise DockerfileError(f"{ins.where(self.df.path)}: --retries must be at least 1")
+        st.config["Healthcheck"] = hc
+        self._step(st, ins, hc)
+
+    def _do_onbuild(self, st: Stage, ins) -> None:
+        trigger = ins.original.split(None, 1)[1].strip()
+        st.config["OnBuild"] = [*(st.config.get("OnBuild") or []), trigger]
+        self._step(st, ins, trigger)
+
+    # ---- RUN ------------------------------------------------------------------------------------
+    def _do_run(self, st: Stage, ins) -> None:
+        argv = self._run_argv(st, ins)
+        env_args = {k: v for k, v in st.args.items()}
+        for k in PROXY_ARGS & set(self.opts.build_args):
+            env_args.setdefault(k, self.opts.build_args[k])
+            self.used_args.add(k)
+        declared = {k: v for k, v in st.args.items()}
+        env = dict(env_args)
+        env.update(st.env())
+        mounts = [self._run_mount(st, ins, m) for m in _as_tuple(ins.flags.get("mount"))]
+        network = ins.flags.get("network") or self.opts.network
+        if network not in ("none", "host", "default", "slirp4netns"):
+            raise DockerfileError(f"{ins.where(self.df.path)}: RUN --network={network}: use none, host or default")
+        network = "slirp4netns" if network == "default" else network
+        step = {"argv": argv, "env": [f"{k}={v}" for k, v in env.items()], "user": st.config.get("User") or "",
+                "workdir": st.workdir(), "network": network, "mounts": mounts, "where": ins.where(self.df.path),
+                "text": _first_line(ins.original)}
+        shown = " ".join(argv) if ins.json else argv[-1]
+        prefix = f"|{len(declared)} " + " ".join(f"{k}={v}" for k, v in sorted(declared.items())) + " " if declared else ""
+        created_by = prefix + (" ".join(st.shell()) + " " + shown if not ins.json else shown)
+        key_mounts = [{k: v for k, v in m.items() if k != "source"} | {"digest": m.get("digest")} for m in mounts]
+        self._step(st, ins, [argv, sorted(declared.items()), step["user"], step["workdir"], key_mounts],
+                   work=lambda: self.ex.run(st, step), created_by=created_by)
+
+    def _run_argv(self, st: Stage, ins) -> list[str]:
+        if ins.json:
+            return list(ins.args)
+        text = " ".join(ins.args)  # the shell form: one string, the flags taken off
+        if not ins.heredocs:
+            return st.shell() + [text]
+        import re
+        only = re.fullmatch(r"<<-?(['\"]?)(\w+)\1", text.strip())
+        if only and len(ins.heredocs) == 1:
+            return st.shell() + [ins.heredocs[0][1]]  # RUN <<EOF: the heredoc is the script
+        bodies = ins.original.split("\n", 1)[1] if "\n" in ins.original else ""
+        return st.shell() + [text + "\n" + bodies.rstrip("\n")]  # the shell reads its own heredocs
+
+    def _run_mount(self, st: Stage, ins, text: str) -> dict:
+        opts = _mount_options(text)
+        kind = opts.get("type", "bind")
+        target = opts.get("target") or opts.get("dst") or opts.get("destination")
+        where = ins.where(self.df.path)
+        if not target:
+            raise DockerfileError(f"{where}: --mount={text}: the target is missing")
+        target = os.path.normpath(os.path.join(st.workdir(), target))
+        if kind == "cache":
+            ident = opts.get("id") or target
+            return {"type": "cache", "id": ident, "target": target, "rw": opts.get("readonly", "false") in ("false",),
+                    "uid": int(opts.get("uid", 0)), "gid": int(opts.get("gid", 0)),
+                    "mode": int(opts.get("mode", "755"), 8)}
+        if kind == "tmpfs":
+            return {"type": "tmpfs", "target": target, "rw": True}
+        if kind == "bind":
+            if opts.get("from"):
+                raise DockerfileError(f"{where}: RUN --mount=type=bind,from=... is not supported",
+                                      "COPY --from the stage first, or bind from the build context")
+            srcs = self.ctx.sources(opts.get("source") or opts.get("src") or ".", f"{where}: RUN --mount")
+            from layers import buildctx
+            return {"type": "bind", "source": srcs[0].path, "target": target,
+                    "rw": opts.get("rw", opts.get("readwrite", "false")) not in ("false",),
+                    "digest": buildctx.digest(srcs)}
+        raise DockerfileError(f"{where}: RUN --mount=type={kind} is not supported", "use type=cache, bind or tmpfs")
+
+    # ---- COPY / ADD -----------------------------------------------------------------------------
+    def _do_copy(self, st: Stage, ins) -> None:
+        self._files(st, ins, add=False)
+
+    def _do_add(self, st: Stage, ins) -> None:
+        self._files(st, ins, add=True)
+
+    def _files(self, st: Stage, ins, add: bool) -> None:
+        where = ins.where(self.df.path)
+        what = f"{where}: {ins.cmd}"
+        for flag in ("parents", "exclude", "keep-git-dir"):
+            if flag in ins.flags:
+                raise DockerfileError(f"{what} --{flag} is not supported")
+        words = self._words(st, ins)
+        *srcs, dest = words
+        heredocs = dict(ins.heredocs)
+        dest_dir = dest.endswith("/") or len(srcs) > 1
+        dest = os.path.normpath(os.path.join(st.workdir(), dest)) if dest not in ("", ".") else st.workdir()
+        chmod = None
+        if "chmod" in ins.flags:
+            try:
+                chmod = int(self._word(ins.flags["chmod"], st.scope(), ins), 8)
+            except ValueError:
+                raise DockerfileError(f"{what}: invalid --chmod {ins.flags['chmod']!r}", "give octal bits, like 755") from None
+        chown = self._word(ins.flags["chown"], st.scope(), ins) if "chown" in ins.flags else None
+        common = {"dest": dest, "dest_dir": dest_dir, "chown": chown, "chmod": chmod}
+        ops: list[dict] = []
+        parts: list = [dest, dest_dir, chown, chmod]
+        src_from = ins.flags.get("from")
+        if src_from:
+            src_from = self._word(src_from, st.scope(), ins)
+            other = self._stage_ref(src_from, st.spec.index)
+            if other is not None:
+                layers, chain = self.done[other.index].layers, self.done[other.index].chain
+            else:
+                chain, _config, layers = self.ex.base(src_from, None, "missing")
+            ops.append({"op": "copy_from", "layers": [lr["diff_id"] for lr in layers], "paths": srcs, **common})
+            parts += [chain, srcs]
+        else:
+            from layers import buildctx
+            sources = []
+            for s in srcs:
+                name = s[2:].lstrip("-").strip("'\"") if s.startswith("<<") else None
+                if name is not None and name in heredocs:
+                    content = heredocs[name]
+                    if not any(q in s for q in "'\""):  # an unquoted delimiter: $VAR expands
+                        esc = self.df.escape
+                        raw = "".join(esc + ch if ch in ("'", '"', esc) else ch for ch in content)
+                        content = self._word(raw, st.scope(), ins)
+                    ops.append({"op": "inline", "name": name, "content": content, **common})
+                    parts.append(["inline", name, content])
+                elif add and s.startswith(("http://", "https://")):
+                    checksum = self._word(ins.flags["checksum"], st.scope(), ins) if "checksum" in ins.flags else None
+                    try:
+                        path, sha, modified = self.ex.fetch(s, checksum)
+                    except RootlessError as e:
+                        raise BuildError(f"{what} {e.message}", e.hint, exit_code=1) from None
+                    name = os.path.basename(s.split("?", 1)[0].rstrip("/")) or "index.html"
+                    ops.append({"op": "url", "path": path, "name": name, "mtime": modified, **common})
+                    parts.append(["url", s, sha])
+                elif add and (s.startswith("git@") or s.endswith(".git")):
+                    raise DockerfileError(f"{what}: git sources are not supported", "clone in a RUN step instead")
+                else:
+                    found = self.ctx.sources(s, what)
+                    sources += found
+                    for src in found:
+                        kind = "extract" if add and not src.is_dir and _is_archive(src.path) else "copy"
+                        ops.append({"op": kind, "path": src.path, "name": src.name, "is_dir": src.is_dir,
+                                    "entries": list(src.entries), **common})
+            if sources:
+                parts.append(buildctx.digest(sources))
+            if "checksum" in ins.flags and not any(o["op"] == "url" for o in ops):
+                raise DockerfileError(f"{what}: --checksum works only with an http(s) source")
+        n_items = sum(len(o.get("entries", [1])) if o["op"] == "copy" else 1 for o in ops)
+        if n_items > 1 and not dest_dir and any(o["op"] == "copy" and not o.get("is_dir") for o in ops) \
+                and len(ops) > 1:
+            raise DockerfileError(f"{what}: when using {ins.cmd} with more than one source file, "
+                                  "the destination must be a directory and end with a /")
+        self._step(st, ins, parts, work=lambda: self.ex.files(st, ops),
+                   created_by=f"{ins.cmd} {' '.join(srcs)} {dest}")
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def _first_line(text: str) -> str:
+    return text.split("\n", 1)[0]
+
+
+def _created_by(ins) -> str:
+    return _first_line(ins.original)
+
+
+def _as_tuple(v) -> tuple:
+    if v is None:
+        return ()
+    return v if isinstance(v, tuple) else (v,)
+
+
+def _mount_options(text: str) -> dict[str, str]:
+    out = {}
+    for part in text.split(","):
+        k, eq, v = part.partition("=")
+        out[k.strip().lower()] = v.strip() if eq else "true"
+    return out
+
+
+def _pairs(ins, path: str) -> list[tuple[str, str]]:
+    args = list(ins.args)
+    if len(args) % 2:
+        raise DockerfileError(f"{ins.where(path)}: {ins.cmd} needs NAME=VALUE pairs")
+    pairs = list(zip(args[::2], args[1::2], strict=True))
+    for k, _ in pairs:
+        if not k:
+            raise DockerfileError(f"{ins.where(path)}: {ins.cmd} names can not be blank")
+    return pairs
+
+
+def _ports(word: str, where: str) -> list[str]:
+    port, _, proto = word.partition("/")
+    proto = (proto or "tcp").lower()
+    if proto not in ("tcp", "udp", "sctp"):
+        raise DockerfileError(f"{where}: invalid proto: {proto}")
+    lo, dash, hi = port.partition("-")
+    try:
+        a, b = int(lo), int(hi) if dash else int(lo)
+    except ValueError:
+        raise DockerfileError(f"{where}: invalid containerPort: {port}") from None
+    if not (0 < a <= b <= 65535):
+        raise DockerfileError(f"{where}: invalid port range: {port}")
+    return [f"{n}/{proto}" for n in range(a, b + 1)]
+
+
+def _check_signal(sig: str, where: str) -> None:
+    import signal
+    if sig.isdigit():
+        if 0 < int(sig) < 65:
+            return
+    else:
+        name = sig.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        if hasattr(signal, name) or name.startswith("SIGRTM"):
+            return
+    raise DockerfileError(f"{where}: invalid signal: {sig}")
+
+
+_UNITS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def parse_duration(text: str, where: str, flag: str) -> int:
+    """A Go duration (``30s``, ``1m30s``, ``100ms``) in nanoseconds."""
+    import re
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise DockerfileError(f"{where}: --{flag}: invalid duration {text!r}", "use a duration like 30s or 1m30s")
+    return int(sum(float(n) * _UNITS[u] for n, u in parts))
+
+
+def _is_archive(path: str) -> bool:
+    """ADD extracts a local tar (plain, gzip, bzip2, xz or zstd), recognised by its contents; any
+    other file, compressed or not, is copied as it is (Docker's rule)."""
+    import tarfile
+    try:
+        with _open_compressed(path) as f:
+            block = f.read(tarfile.BLOCKSIZE)
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        return True
+    except Exception:  # noqa: BLE001 - whatever a decompressor or the header check says: not a tar
+        return False
+
+
+def _open_compressed(path: str):
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head.startswith(b"\x1f\x8b"):
+        import gzip
+        return gzip.open(path, "rb")
+    if head.startswith(b"BZh"):
+        import bz2
+        return bz2.open(path, "rb")
+    if head.startswith(b"\xfd7zXZ\x00"):
+        import lzma
+        return lzma.open(path, "rb")
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        import zstandard
+        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+    return open(path, "rb")

@@ -1,0 +1,366 @@
+"""``build``: a Dockerfile built into an image of the store, with the runtime doing the work.
+
+:class:`layers.build.Builder` decides what each instruction means; this module
+is its :class:`Executor`: base images come from the store or a registry (as for
+``run``), ``RUN`` steps are containers started by the runtime in the same user
+namespace and store as ``run``'s, file steps go through
+:mod:`rootless.runtime.buildfs`, and every layer a step makes is stored as a
+blob and unpacked at once, ready for the next step. Nothing is tagged unless
+the whole build succeeds; a step's temporary container and directories are
+gone when the step ends, whatever its outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections import namedtuple
+
+from rootless.base.errors import RootlessError, UsageError
+from rootless.engine import images
+
+BuildRequest = namedtuple("BuildRequest", "context dockerfile dockerfile_text tags build_args target no_cache pull "
+                                          "labels quiet network platform",
+                          defaults=(None, None, (), {}, None, False, False, {}, False, "slirp4netns", None))
+
+
+def build(ctx, req: BuildRequest, say=None) -> str:
+    """Build; the new image's id. ``say(line)`` shows progress (None: silent)."""
+    from layers import build as builder
+    from layers import buildctx, dockerfile, reference
+    from layers.manifest import host_platform
+    from layers.store import LayerRef
+    tags, shown = [], []
+    for t in req.tags:
+        r = reference.parse(t)
+        tags.append(f"{r.repository}:{r.tag or 'latest'}")
+        shown.append(f"{r.familiar_repository}:{r.tag or 'latest'}")
+    bctx = buildctx.BuildContext.open(req.context)
+    text, path = _dockerfile(req, bctx.root)
+    df = dockerfile.parse(text, path)
+    if ctx.overlay_method() == "copy":
+        raise RootlessError("building needs an overlay filesystem (kernel overlay or fuse-overlayfs)",
+                            "install fuse-overlayfs, or use a kernel that mounts overlay in a user namespace")
+    ex = Executor(ctx, say or (lambda _t: None), req.quiet, req.network)
+    plat = host_platform()
+    opts = builder.BuildOptions(build_args=dict(req.build_args), target=req.target, no_cache=req.no_cache,
+                                pull="always" if req.pull else "missing", labels=dict(req.labels),
+                                network=req.network, platform=req.platform)
+    try:
+        b = builder.Builder(df, bctx, opts, ex, ctx.store, ctx.paths.root, (plat.os, plat.architecture, plat.variant))
+        config, layers = b.build()
+    finally:
+        ex.close()
+    config_bytes = json.dumps(config, separators=(",", ":")).encode()
+    ctx.store.put_blob_bytes(config_bytes)
+    refs = [LayerRef(lr["diff_id"], lr["blob"], lr["media_type"], lr.get("size", 0)) for lr in layers]
+    image, _ = ctx.store.register(config_bytes, refs, tags)
+    if say:
+        say(f"COMMIT {' '.join(shown)}".rstrip())
+        say(f"--> {image['id'][7:19]}")
+        for t in shown:
+            say(f"Successfully tagged {t}")
+    return image["id"]
+
+
+def _dockerfile(req: BuildRequest, root: str) -> tuple[str, str]:
+    if req.dockerfile_text is not None:
+        return req.dockerfile_text, "Dockerfile"
+    path = req.dockerfile or os.path.join(root, "Dockerfile")
+    if req.dockerfile and not os.path.isabs(path) and not os.path.exists(path):
+        path = os.path.join(root, req.dockerfile)
+    try:
+        with open(path) as f:
+            return f.read(), os.path.basename(path) if path.startswith(root) else path
+    except FileNotFoundError:
+        raise UsageError(f"cannot find the Dockerfile {path}", "give it with -f FILE, or put a Dockerfile in the context") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read the Dockerfile {path}: {e}") from None
+
+
+class Executor:
+    """The machine side of a build (see :class:`layers.build.Executor`)."""
+
+    def __init__(self, ctx, say, quiet: bool, network: str):
+        import tempfile
+        self.ctx = ctx
+        self.say = say
+        self.quiet = quiet
+        os.makedirs(ctx.paths.tmp, exist_ok=True)
+        self.tmp = tempfile.mkdtemp(dir=ctx.paths.tmp, prefix="build-")
+        self.n = 0
+        if network.partition(":")[0] in ("slirp4netns", "default", ""):
+            ctx.slirp_features()
+
+    def close(self) -> None:
+        from layers.store import remove_trees
+        if os.path.isdir(self.tmp):
+            self.ctx.userns_call(remove_trees, [self.tmp])
+
+    def now(self) -> str:
+        from layers.store import now_iso
+        return now_iso()
+
+    # ---- base images ------------------------------------------------------------------------
+    def base(self, name: str, platform: str | None, pull: str):
+        rec = images.ensure_image(self.ctx, name, pull, images.RegistryOptions(platform=platform, quiet=self.quiet))
+        self.ctx.store.unpack_layers(images.layer_refs(rec))
+        return rec["id"], self.ctx.store.config(rec), [dict(lr) for lr in rec["layers"]]
+
+    # ---- RUN --------------------------------------------------------------------------------
+    def run(self, stage, step: dict) -> dict:
+        from layers.build import BuildError
+        from rootless.engine import containers
+        from rootless.runtime import names, records, state
+        from rootless.runtime.spec import DEFAULT_PATH, ContainerSpec
+        if not stage.layers:
+            raise BuildError(f"{step['where']}: {step['text']}: the stage has no files to run a command in "
+                             "(FROM scratch without COPY)", exit_code=1)
+        cid = names.new_id()
+        env = list(step["env"])
+        if not any(e.startswith("PATH=") for e in env):
+            env.insert(0, f"PATH={DEFAULT_PATH}")
+        cspec = ContainerSpec(
+            id=cid, name=f"build-{cid[:12]}", image_id=stage.base_id, image_name="(build step)",
+            layers=tuple(stage.diff_ids()), argv=tuple(step["argv"]), env=tuple([f"HOSTNAME={cid[:12]}"] + env),
+            user=step["user"], workdir=step["workdir"], hostname=cid[:12], network=step["network"],
+            labels={"io.rootless.build": "step"}, log={"driver": "none", "max_size": 0, "max_file": 1},
+            mounts=tuple(self._mount(m) for m in step["mounts"]))
+        rec = state.create(self.ctx.paths, cspec, self.ctx.overlay_method(), generated_name=False)
+        try:
+            try:
+                with self._output() as captured:
+                    code = containers.start(self.ctx, rec, attached=True, stdin=False)
+            except RootlessError as e:
+                self._replay(captured)
+                raise BuildError(f"{step['where']}: {step['text']}: {e.message}", e.hint, exit_code=1) from None
+            if code != 0:
+                self._replay(captured)
+                raise BuildError(f"{step['where']}: {step['text']}: the command returned a non-zero code: {code}",
+                                 exit_code=1)
+            return self._store_layer(self.ctx.paths.upper(cid))
+        finally:
+            records.remove_container_files(self.ctx, cid)
+            records.remove_runtime(self.ctx.paths.run_dir(cid))
+
+    def _mount(self, m: dict) -> dict:
+        import hashlib
+        if m["type"] == "cache":
+            d = os.path.join(self.ctx.paths.root, "build-cache-mounts", hashlib.sha256(m["id"].encode()).hexdigest()[:32])
+            if not os.path.isdir(d):
+                os.makedirs(d, 0o700, exist_ok=True)
+                self.ctx.userns_call(_prepare_cache_dir, d, m["uid"], m["gid"], m["mode"])
+            return {"type": "bind", "source": d, "target": m["target"], "rw": m["rw"]}
+        if m["type"] == "tmpfs":
+            return {"type": "tmpfs", "target": m["target"], "rw": True, "options": ""}
+        return {"type": "bind", "source": m["source"], "target": m["target"], "rw": False}
+
+    @contextlib.contextmanager
+    def _output(self):
+        """The step's output: on stderr (stdout carries only the image id), or kept aside with -q."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        captured = None
+        try:
+            if self.quiet:
+                import tempfile
+                captured = tempfile.TemporaryFile(dir=self.tmp)
+                os.dup2(captured.fileno(), 1)
+                os.dup2(captured.fileno(), 2)
+            else:
+                os.dup2(2, 1)
+            yield captured
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+    def _replay(self, captured) -> None:
+        """With -q, a failed step's output is shown after all (its last 64 KiB)."""
+        if captured is None:
+            return
+        captured.seek(0, os.SEEK_END)
+        size = captured.tell()
+        captured.seek(max(0, size - 65536))
+        sys.stderr.buffer.write(captured.read())
+        sys.stderr.flush()
+
+    # ---- file steps ------------------------------------------------------------------------
+    def files(self, stage, ops: list[dict]) -> dict | None:
+        from layers.overlay import RootfsPlan
+        from rootless.runtime import buildfs
+        self.n += 1
+        d = os.path.join(self.tmp, f"step-{self.n}")
+        for sub in ("upper", "work", "root", "empty"):
+            os.makedirs(os.path.join(d, sub), 0o755)
+        method = self.ctx.overlay_method()
+        lowers = tuple(self.ctx.paths.layer(x) for x in reversed(stage.diff_ids())) or (os.path.join(d, "empty"),)
+        plan = RootfsPlan(method=method, lowers=lowers, upper=os.path.join(d, "upper"), work=os.path.join(d, "work"),
+                          merged=os.path.join(d, "root"), copy_dir=os.path.join(d, "copy"))
+        views = {"root": plan.merged}
+        src_plans = {}
+        for i, op in enumerate(ops):
+            if op["op"] == "copy_from":
+                view = os.path.join(d, f"src-{i}")
+                os.makedirs(view, 0o755)
+                views[i] = view
+                src_lowers = tuple(self.ctx.paths.layer(x) for x in reversed(op["layers"])) or (os.path.join(d, "empty"),)
+                src_plans[i] = RootfsPlan(method=method, lowers=src_lowers[1:] or (os.path.join(d, "empty"),),
+                                          upper=src_lowers[0], work="", merged=view, copy_dir="")
+        out = os.path.join(d, "layer.tar")
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            info = self.ctx.userns_call(buildfs.files_step, plan, ops, src_plans, views, fd)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if info.get("empty"):
+            return None
+        return self._put_layer(out, info)
+
+    # ---- layers ------------------------------------------------------------------------------
+    def _store_layer(self, upper: str) -> dict:
+        from rootless.runtime import fsaccess
+        self.n += 1
+        out = os.path.join(self.tmp, f"layer-{self.n}.tar")
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            info = self.ctx.userns_call(fsaccess.tar_layer, upper, fd, False)
+        finally:
+            os.close(fd)
+        return self._put_layer(out, info)
+
+    def _put_layer(self, path: str, info: dict) -> dict:
+        from layers.archive import MT_LAYER_TAR
+        from layers.store import LayerRef
+        with open(path, "rb") as f:
+            blob, _size, _added = self.ctx.store.put_blob(f, expected=info["diff_id"], what="build step")
+        os.unlink(path)
+        layer = LayerRef(info["diff_id"], blob, MT_LAYER_TAR, info["size"])
+        self.ctx.store.unpack_layers([layer])
+        return layer.to_json()
+
+    # ---- ADD URL ----------------------------------------------------------------------------
+    def fetch(self, url: str, checksum: str | None):
+        import hashlib
+        import urllib.error
+        import urllib.request
+        from email.utils import parsedate_to_datetime
+
+        from layers.build import BuildError
+        self.n += 1
+        path = os.path.join(self.tmp, f"url-{self.n}")
+        h = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp, open(path, "wb") as f:
+                modified = resp.headers.get("Last-Modified")
+                while chunk := resp.read(1 << 20):
+                    h.update(chunk)
+                    f.write(chunk)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise BuildError(f"{url}: download failed: {reason}", exit_code=1) from None
+        digest = "sha256:" + h.hexdigest()
+        if checksum and checksum != digest:
+            raise BuildError(f"{url}: checksum mismatch: expected {checksum}, got {digest}", exit_code=1)
+        mtime = None
+        if modified:
+            with contextlib.suppress(TypeError, ValueError):
+                mtime = parsedate_to_datetime(modified).timestamp()
+        return path, digest, mtime
+
+
+def _prepare_cache_dir(path: str, uid: int, gid: int, mode: int) -> None:
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+
+
+def builder_prune(ctx) -> tuple[int, int]:
+    """``builder prune``: forget the build cache and delete the layers only it kept; (entries, bytes)."""
+    from layers import buildcache
+    from layers.store import remove_trees
+    from rootless.base import locking
+    paths = buildcache.entries(ctx.paths.root)
+    cached = buildcache.layers_of(paths)
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
+    freed = 0
+    with locking.locked(ctx.paths.store_lock):
+        recs = ctx.store.images()
+        keep_layers = {lr["diff_id"] for r in recs for lr in r["layers"]}
+        from rootless.runtime import state
+        keep_layers |= {d for rec in state.all_records(ctx.paths) for d in rec.get("spec", {}).get("layers", [])}
+        keep_blobs = {lr["blob"] for r in recs for lr in r["layers"]}
+        for lr in cached:
+            if lr["diff_id"] not in keep_layers and ctx.store.layer_present(lr["diff_id"]):
+                freed += lr.get("size", 0)
+                ctx.store.remove_layers([lr["diff_id"]])
+            if lr["blob"] not in keep_blobs:
+                ctx.store.remove_blobs([lr["blob"]])
+    mounts = os.path.join(ctx.paths.root, "build-cache-mounts")
+    if os.path.isdir(mounts):
+        ctx.userns_call(remove_trees, [mounts])
+    return len(paths), freed
+
+
+# ---- what the CLI hands over -----------------------------------------------------------------
+@contextlib.contextmanager
+def context_from(context: str, file: str | None, stdin):
+    """(context directory, Dockerfile path, Dockerfile text) for ``build CONTEXT [-f FILE]``:
+    ``CONTEXT`` ``-`` reads a Dockerfile or a tar (plain or compressed) of the context from stdin;
+    ``-f -`` reads the Dockerfile alone from stdin."""
+    import tempfile
+    if context != "-":
+        if not os.path.isdir(context):
+            raise UsageError(f"the build context {context} is not a directory", "give a directory, or - for stdin")
+        if file == "-":
+            yield context, None, stdin.read().decode("utf-8", "replace")
+        else:
+            yield context, file, None
+        return
+    data = stdin.read()
+    with tempfile.TemporaryDirectory(prefix="rootless-context-") as d:
+        if _looks_like_tar(data):
+            import io
+
+            from layers.unpack import unpack_layer
+            unpack_layer(io.BufferedReader(io.BytesIO(data)), d, what="build context")
+            yield d, file, None
+        else:
+            yield d, None, data.decode("utf-8", "replace")
+
+
+def _looks_like_tar(data: bytes) -> bool:
+    if data.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd")):
+        return True
+    return len(data) >= 262 and data[257:262] == b"ustar"
+
+
+def parse_build_args(items: list[str], environ=None) -> dict[str, str]:
+    """``--build-arg K=V``; ``K`` alone takes the environment's value, or is left out (Docker)."""
+    env = os.environ if environ is None else environ
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid --build-arg {item!r}", "use KEY=VALUE")
+        if eq:
+            out[key] = value
+        elif key in env:
+            out[key] = env[key]
+    return out
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid --label {item!r}", "use KEY=VALUE")
+        out[key] = value
+    return out

@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "entrypoint args: $*"
+echo "user: $(id -u):$(id -g)"
