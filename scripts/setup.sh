@@ -9,7 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(python3 python3-venv python3-dev gcc libcap-dev uidmap fuse-overlayfs fuse3 slirp4netns
-          busybox-static iproute2 docker-registry openssl)
+          busybox-static iproute2 docker-registry openssl mmdebstrap)
 TARGET_USER=${SUDO_USER:-$(id -un)}
 say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 warn() { printf '\033[1;33msetup: warning:\033[0m %s\n' "$*" >&2; }
