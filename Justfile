@@ -34,6 +34,10 @@ lint:
 images out="out/images":
     {{py}} scripts/mkimages.py --out {{out}}
 
-# Rebuild the embedded demo image from the host's busybox.
+# Rebuild the embedded demo image: `rootless build` of examples/demo with the host's static busybox, no network.
 embed-demo:
-    {{py}} scripts/mkimages.py --embed-demo
+    mkdir -p out
+    tar -c -C examples/demo . -C /bin busybox | {{venv}}/bin/rootless build --network none -q -t rootless-demo -
+    {{venv}}/bin/rootless save -o out/demo-image.tar rootless-demo
+    gzip -n -9 -c out/demo-image.tar > rootless/data/demo-image.tar.gz
+    rm out/demo-image.tar

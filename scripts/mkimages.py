@@ -80,24 +80,13 @@ PASSWD = (
 )
 GROUP = "root:x:0:\nusers:x:100:app\napp:x:1000:\nnogroup:x:65534:\n"
 
-MOTD = (
-    "Hello from a rootless container!\n"
-    "\n"
-    "This container runs in a user namespace: root in here is just your own\n"
-    "unprivileged user out there, and no daemon or real root was needed.\n"
-    "The image files are read-only layers; your changes go to a private\n"
-    "writable layer on top.\n"
-)
-
-DEMO_SCRIPT = """#!/bin/sh
-# Show a little about the environment this container runs in.
-cat /etc/motd
-echo
-echo "id:        $(id)"
-echo "hostname:  $(hostname)"
-echo "processes: $(ls -d /proc/[0-9]* 2>/dev/null | wc -l)"
-echo "kernel:    $(uname -sr)"
-"""
+# The demo image's files live beside its Dockerfile (examples/demo), which `just embed-demo`
+# builds with `rootless build`; the test image "demo" here carries the same two files.
+_EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "demo")
+with open(os.path.join(_EXAMPLES, "motd")) as _f:
+    MOTD = _f.read()
+with open(os.path.join(_EXAMPLES, "demo.sh")) as _f:
+    DEMO_SCRIPT = _f.read()
 
 
 # --------------------------------------------------------------------------
@@ -575,23 +564,9 @@ def build_all(out_dir: str, busybox: str = DEFAULT_BUSYBOX,
     return written
 
 
-EMBEDDED_DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             "rootless", "data", "demo-image.tar.gz")
-
-
-def write_embedded_demo(path: str = EMBEDDED_DEMO, busybox: str = DEFAULT_BUSYBOX) -> str:
-    """The demo image as a gzip'ed docker-archive, shipped in the package for `just demo`."""
-    image = define_images(busybox)["demo"]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_file_atomic(path, gzip_bytes(listing_to_tar(docker_listing(image))))
-    return path
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="output directory")
-    parser.add_argument("--embed-demo", action="store_true",
-                        help=f"(re)write the embedded demo image {EMBEDDED_DEMO}")
     parser.add_argument("--busybox", default=DEFAULT_BUSYBOX,
                         help=f"static busybox binary (default {DEFAULT_BUSYBOX})")
     parser.add_argument("--only", default=None,
@@ -608,13 +583,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.out and not args.embed_demo:
-        print("mkimages: error: give --out DIR and/or --embed-demo", file=sys.stderr)
+    if not args.out:
+        print("mkimages: error: give --out DIR", file=sys.stderr)
         return 2
     try:
-        written = build_all(args.out, args.busybox, args.only) if args.out else {}
-        if args.embed_demo:
-            written["embedded demo"] = write_embedded_demo(busybox=args.busybox)
+        written = build_all(args.out, args.busybox, args.only)
     except (OSError, subprocess.CalledProcessError) as exc:
         print(f"mkimages: error: {exc}", file=sys.stderr)
         return 1

@@ -394,3 +394,66 @@ def test_labels_quiet_and_save_keep_the_config(bb, tmp_path):
         manifest = json.load(tf.extractfile("manifest.json"))
         config = json.load(tf.extractfile(manifest[0]["Config"]))
     assert config["config"]["Labels"]["team"] == "core" and len(config["history"]) == 1 + 6
+
+
+# ---- base images from a registry; pushing what was built ------------------------------------------
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    from tests.registryd import Registry
+    r = Registry(tmp_path_factory.mktemp("build-registry"))
+    yield r
+    r.stop()
+
+
+def test_from_pulls_what_is_missing_pull_always_pulls_and_the_result_pushes(rl, images, registry, tmp_path):
+    publisher = Rootless(tmp_path / "publisher")
+    publisher.configure(insecure=(registry.host,))
+    publisher.load(images, "busybox")
+    base = f"{registry.host}/lib/base:1"
+    publisher("push", "busybox", base)
+
+    rl.configure(insecure=(registry.host,))
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nRUN cat /marker 2>/dev/null || echo no-marker > /marker\n")
+    r = build(rl, ctx, "-t", "child")  # not here: pulled, as `docker build` does
+    assert "Unable to find image" in r.err
+    assert run_out(rl, "child", "cat", "/marker") == "no-marker\n"
+
+    # the registry's tag moves on; the local base stays what it was until --pull
+    (tmp_path / "newbase").mkdir()
+    (tmp_path / "newbase" / "Dockerfile").write_text("FROM busybox\nRUN echo new-base > /marker\n")
+    publisher("build", "-q", "-t", base, str(tmp_path / "newbase"))
+    publisher("push", base)
+    r = build(rl, ctx, "-t", "child")
+    assert "Unable to find image" not in r.err and "Using cache" in r.err
+    assert run_out(rl, "child", "cat", "/marker") == "no-marker\n"
+    r = build(rl, ctx, "--pull", "-t", "child")
+    assert "Using cache" not in r.err  # a new base: nothing of the old chain applies
+    assert run_out(rl, "child", "cat", "/marker") == "new-base\n"
+
+    # what was built pushes as it is: pulled elsewhere it is the same image
+    built = f"{registry.host}/lib/child:1"
+    rl("tag", "child", built)
+    rl("push", built)
+    publisher("pull", built)
+    assert inspect(publisher, built)["Id"] == inspect(rl, "child")["Id"]
+    assert run_out(publisher, built, "cat", "/marker") == "new-base\n"
+
+
+def test_the_embedded_demo_image_is_what_examples_demo_builds(rl, tmp_path):
+    """`just embed-demo`'s build, offline: FROM scratch, the host's busybox, the greeting."""
+    repo = DOCKERFILES.parents[1]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.add(repo / "examples" / "demo", arcname=".")
+        tf.add(os.path.realpath("/bin/busybox"), arcname="busybox")
+    r = rl("build", "--network", "none", "-q", "-t", "demo-built", "-", input=buf.getvalue(), timeout=300)
+    assert SHA256_ID.match(r.out.strip())
+    out = run_out(rl, "demo-built")
+    assert "Hello from a rootless container!" in out and "uid=0(root)" in out
+    rl("load", "-i", repo / "rootless" / "data" / "demo-image.tar.gz")
+    built, embedded = inspect(rl, "demo-built"), inspect(rl, "rootless-demo")
+    for key in ("Cmd", "Entrypoint", "Env", "Labels", "WorkingDir", "User"):
+        assert built["Config"].get(key) == embedded["Config"].get(key), key
+    assert len(built["RootFS"]["Layers"]) == len(embedded["RootFS"]["Layers"])
