@@ -127,7 +127,8 @@ class Executor:
             layers=tuple(stage.diff_ids()), argv=tuple(step["argv"]), env=tuple([f"HOSTNAME={cid[:12]}"] + env),
             user=step["user"], workdir=step["workdir"], hostname=cid[:12], network=step["network"],
             labels={"io.rootless.build": "step"}, log={"driver": "none", "max_size": 0, "max_file": 1},
-            mounts=tuple(self._mount(m) for m in step["mounts"]))
+            mounts=tuple(self._mount(m) for m in step["mounts"]),
+            no_new_privs=False)  # Docker's RUN steps may run setuid programs (sudo, su, ping)
         rec = state.create(self.ctx.paths, cspec, self.ctx.overlay_method(), generated_name=False)
         try:
             try:

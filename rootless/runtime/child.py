@@ -400,7 +400,7 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
         Step.at("make the root filesystem read-only")
         _remount_ro("/")  # volumes, tmpfs, /dev, /proc are mounts of their own: they stay as they are
 
-    env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch)
+    env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch, spec.no_new_privs)
     exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))
     _mark(ch, "exec")
     if spec.init:
@@ -408,10 +408,12 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
     exec_command(exe, spec.argv, env)
 
 
-def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: Channel) -> dict[str, str]:
+def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: Channel,
+                  no_new_privs: bool = True) -> dict[str, str]:
     """Inside the container's root: resolve the user in its /etc/passwd and /etc/group, keep
-    Docker's default capabilities only, set no_new_privs, become the user, enter ``workdir``.
-    The process environment (with HOME from passwd unless set)."""
+    Docker's default capabilities only, set no_new_privs (unless told not to: a build's RUN
+    steps run setuid programs, such as ``sudo``, as Docker's do), become the user, enter
+    ``workdir``. The process environment (with HOME from passwd unless set)."""
     import prctl
 
     Step.at("resolve the user")
@@ -428,7 +430,8 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
                 prctl.capbset_drop(cap)
             except (OSError, ValueError):
                 pass
-    prctl.set_no_new_privs(1)
+    if no_new_privs:
+        prctl.set_no_new_privs(1)
 
     Step.at("set the user's identity")
     if single_uid and (user.uid, user.gid) != (0, 0):

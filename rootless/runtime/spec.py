@@ -28,9 +28,10 @@ class ContainerSpec(namedtuple(
         "ContainerSpec",
         "id name image_id image_name layers argv env user workdir hostname "
         "network init tty interactive remove labels stop_signal entrypoint "
-        "ports publish_all exposed links add_hosts dns dns_search dns_options mac log mounts read_only",
+        "ports publish_all exposed links add_hosts dns dns_search dns_options mac log mounts read_only "
+        "no_new_privs",
         defaults=("none", False, False, False, False, None, "SIGTERM", None,
-                  (), False, (), (), (), (), (), (), None, None, (), False))):
+                  (), False, (), (), (), (), (), (), None, None, (), False, True))):
     """What a container runs. ``layers``: diff ids, bottom first; ``argv``: entrypoint + cmd;
     ``entrypoint``: the part of argv that is the entrypoint (Docker's Config.Entrypoint; None when
     unknown); ``env``: KEY=VALUE (HOME is added from the user's passwd entry at start);
@@ -38,7 +39,8 @@ class ContainerSpec(namedtuple(
     to an id); ``ports``: PortMapping fields as lists; ``exposed``: "80/tcp" strings (the image's,
     --expose'd and published); ``links``: [linked id, alias]; ``add_hosts``: [host, ip].
     ``log``: the log settings (``rootless.runtime.logs.log_config``; None in older records).
-    ``mounts``: volumes and bind mounts, dicts (``rootless.engine.volumes.mounts_for``)."""
+    ``mounts``: volumes and bind mounts, dicts (``rootless.engine.volumes.mounts_for``).
+    ``no_new_privs``: set the flag before exec (false for a build's RUN steps)."""
 
     __slots__ = ()
 

@@ -121,6 +121,8 @@ def test_apt_get_install_in_a_build(deb, tmp_path):
     assert re.search(r"drwxr-xr-x \d+ 33 +33 .* www", out), out  # www-data
     home = deb("run", "--rm", "--network", "none", "apt-demo", "ls", "-ln", "/home/dev").out
     assert re.search(r"1000 +1000 .* made-by-dev", home) and re.search(r"1000 +1000 .* whoami", home), home
+    # setuid programs work in RUN steps, as in Docker's (sudo, as USER dev, became root)
+    assert deb("run", "--rm", "--network", "none", "apt-demo", "cat", "sudo-uid").out == "0\n"
     # a rebuild takes everything from the cache, the mirror is not asked again
     again = deb("build", "-t", "apt-demo", str(ctx), timeout=300)
     assert again.out == r.out and "Using cache" in again.err and "Setting up" not in again.err
