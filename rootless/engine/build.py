@@ -91,13 +91,15 @@ class Executor:
         os.makedirs(ctx.paths.tmp, exist_ok=True)
         self.tmp = tempfile.mkdtemp(dir=ctx.paths.tmp, prefix="build-")
         self.n = 0
-        if network.partition(":")[0] in ("slirp4netns", "default", ""):
-            ctx.slirp_features()
 
     def close(self) -> None:
         from layers.store import remove_trees
-        if os.path.isdir(self.tmp):
-            self.ctx.userns_call(remove_trees, [self.tmp])
+        try:
+            os.rmdir(self.tmp)  # a build whose every step came from the cache made nothing here
+        except FileNotFoundError:
+            pass
+        except OSError:
+            self.ctx.userns_call(remove_trees, [self.tmp])  # files of subordinate uids: from inside
 
     def now(self) -> str:
         from layers.store import now_iso
@@ -118,6 +120,8 @@ class Executor:
         if not stage.layers:
             raise BuildError(f"{step['where']}: {step['text']}: the stage has no files to run a command in "
                              "(FROM scratch without COPY)", exit_code=1)
+        if step["network"] == "slirp4netns":
+            self.ctx.slirp_features()  # no slirp4netns: one line naming the fix (or --network none)
         cid = names.new_id()
         env = list(step["env"])
         if not any(e.startswith("PATH=") for e in env):

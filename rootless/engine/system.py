@@ -25,7 +25,7 @@ def system_df(ctx: Context) -> list[DfRow]:
     stopped = sum(v for k, v in sizes.items() if k not in {r["id"] for r in running})
     return [DfRow("Images", len(images), len([i for i in images if i["id"] in used]), size, unused),
             DfRow("Containers", len(recs), len(running), sum(sizes.values()), stopped),
-            _volumes_row(ctx, recs), DfRow("Build Cache", 0, 0, 0, 0)]
+            _volumes_row(ctx, recs), _build_cache_row(ctx, images)]
 
 
 def _tree_size(path: str) -> int:
@@ -47,6 +47,17 @@ def _volumes_row(ctx: Context, recs: list[dict]) -> DfRow:
     sizes = {v["name"]: _tree_size(ctx.paths.volume_data(v["name"])) for v in volumes.all_volumes(ctx.paths)}
     return DfRow("Local Volumes", len(sizes), len([n for n in sizes if n in used]), sum(sizes.values()),
                  sum(v for n, v in sizes.items() if n not in used))
+
+
+def _build_cache_row(ctx: Context, images: list[dict]) -> DfRow:
+    """The build cache: its entries; the size of the layers only it keeps (``builder prune``
+    frees that), "active" being the entries whose layer an image uses."""
+    from layers import buildcache
+    entries = buildcache.entries(ctx.paths.root)
+    layers = {lr["diff_id"]: lr.get("size", 0) for lr in buildcache.layers_of(entries)}
+    in_images = {lr["diff_id"] for i in images for lr in i["layers"]}
+    only_cache = sum(size for d, size in layers.items() if d not in in_images)
+    return DfRow("Build Cache", len(entries), len([d for d in layers if d in in_images]), only_cache, only_cache)
 
 
 def unshare(ctx: Context, argv: list[str]) -> int:

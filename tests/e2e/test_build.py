@@ -349,6 +349,7 @@ def test_concurrent_builds_share_the_cache(bb, tmp_path):
 def test_builder_prune(bb, tmp_path):
     ctx = context(tmp_path, "cache")
     build(bb, ctx, "-q", "-t", "c")
+    assert re.search(r"^Build Cache\s+6\s+5\s", bb("system", "df").out, re.M)  # 5 steps made layers "c" uses
     r = bb("builder", "prune", "-f")
     assert "Deleted build cache objects: 6" in r.out  # ARG, RUN, COPY, RUN, COPY, RUN
     r = build(bb, ctx, "-t", "c")
