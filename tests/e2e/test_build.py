@@ -458,3 +458,20 @@ def test_the_embedded_demo_image_is_what_examples_demo_builds(rl, tmp_path):
     for key in ("Cmd", "Entrypoint", "Env", "Labels", "WorkingDir", "User"):
         assert built["Config"].get(key) == embedded["Config"].get(key), key
     assert len(built["RootFS"]["Layers"]) == len(embedded["RootFS"]["Layers"])
+
+
+@pytest.mark.parametrize("method", ["fuse", "copy"])
+def test_other_root_filesystem_methods(tmp_path, images, method):
+    """fuse-overlayfs builds as the kernel's overlay does; the copy fallback says it cannot build."""
+    rl = Rootless(tmp_path / "store", overlay=method)
+    rl.load(images, "busybox")
+    ctx = context(tmp_path, "multistage")
+    if method == "copy":
+        r = rl("build", str(ctx), expect=125)
+        assert "building needs an overlay filesystem" in one_error(r, "overlay")
+        return
+    build(rl, ctx, "-t", "multi")
+    assert run_out(rl, "multi") == "compiled\n"
+    ls = run_out(rl, "multi", "ls", "-ln", "/from-dir/sub/artifact", "/chowned")
+    assert re.search(r"1234\s+1234 .* /from-dir/sub/artifact", ls) and re.search(r"\s42\s+42 .* /chowned", ls), ls
+    assert rl("ps", "-aq").out == "" and not rl.leftovers()
