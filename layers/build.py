@@ -302,19 +302,20 @@ class Builder:
                 st.args[name] = value
             else:
                 st.args.pop(name, None)
-        self._step(st, ins, sorted(st.args.items()))
+        # Not the values: a changed value misses where it is used (RUN's key has the ARGs in
+        # scope; other instructions' keys have their expanded words), not here (Docker's rule).
+        self._step(st, ins, list(ins.args))
 
     def _do_env(self, st: Stage, ins) -> None:
-        scope = st.scope()
-        updates = []
-        for k, v in _pairs(ins, self.df.path):
-            k = self._word(k, scope, ins)
-            v = self._word(v, scope, ins)
-            updates.append((k, v))
-            scope[k] = v
-        env = [e for e in st.config.get("Env") or []]
+        scope = st.scope()  # every pair sees the values from before the instruction (Docker's rule)
+        updates = [(self._word(k, scope, ins), self._word(v, scope, ins)) for k, v in _pairs(ins, self.df.path)]
+        env = list(st.config.get("Env") or [])
         for k, v in updates:
-            env = [e for e in env if e.partition("=")[0] != k] + [f"{k}={v}"]
+            at = next((i for i, e in enumerate(env) if e.partition("=")[0] == k), None)
+            if at is None:
+                env.append(f"{k}={v}")
+            else:
+                env[at] = f"{k}={v}"  # an override keeps its place
         st.config["Env"] = env
         self._step(st, ins, updates, created_by=f"ENV {' '.join(f'{k}={v}' for k, v in updates)}")
 
@@ -418,15 +419,15 @@ class Builder:
 
     # ---- RUN ------------------------------------------------------------------------------------
     def _do_run(self, st: Stage, ins) -> None:
-        argv = self._run_argv(st, ins)
-        env_args = {k: v for k, v in st.args.items()}
-        for k in PROXY_ARGS & set(self.opts.build_args):
-            env_args.setdefault(k, self.opts.build_args[k])
+        argv, scripts = self._run_argv(st, ins)
+        declared = dict(st.args)
+        env = dict(declared)
+        for k in PROXY_ARGS & set(self.opts.build_args):  # usable without an ARG, and not in the key
+            env.setdefault(k, self.opts.build_args[k])
             self.used_args.add(k)
-        declared = {k: v for k, v in st.args.items()}
-        env = dict(env_args)
         env.update(st.env())
         mounts = [self._run_mount(st, ins, m) for m in _as_tuple(ins.flags.get("mount"))]
+        mounts += [{"type": "script", "target": f"/dev/pipes/{name}", "content": body} for name, body in scripts]
         network = ins.flags.get("network") or self.opts.network
         if network not in ("none", "host", "default", "slirp4netns"):
             raise DockerfileError(f"{ins.where(self.df.path)}: RUN --network={network}: use none, host or default")
@@ -434,25 +435,31 @@ class Builder:
         step = {"argv": argv, "env": [f"{k}={v}" for k, v in env.items()], "user": st.config.get("User") or "",
                 "workdir": st.workdir(), "network": network, "mounts": mounts, "where": ins.where(self.df.path),
                 "text": _first_line(ins.original)}
-        shown = " ".join(argv) if ins.json else argv[-1]
+        shown = " ".join(argv) if ins.json or scripts else argv[-1]
         prefix = f"|{len(declared)} " + " ".join(f"{k}={v}" for k, v in sorted(declared.items())) + " " if declared else ""
-        created_by = prefix + (" ".join(st.shell()) + " " + shown if not ins.json else shown)
+        created_by = prefix + (" ".join(st.shell()) + " " + shown if not (ins.json or scripts) else shown)
         key_mounts = [{k: v for k, v in m.items() if k != "source"} | {"digest": m.get("digest")} for m in mounts]
         self._step(st, ins, [argv, sorted(declared.items()), step["user"], step["workdir"], key_mounts],
                    work=lambda: self.ex.run(st, step), created_by=created_by)
 
-    def _run_argv(self, st: Stage, ins) -> list[str]:
+    def _run_argv(self, st: Stage, ins) -> tuple[list[str], list[tuple[str, str]]]:
+        """The command of a RUN, and the heredoc scripts it executes as files ((name, content))."""
         if ins.json:
-            return list(ins.args)
+            return list(ins.args), []
         text = " ".join(ins.args)  # the shell form: one string, the flags taken off
         if not ins.heredocs:
-            return st.shell() + [text]
+            return st.shell() + [text], []
         import re
         only = re.fullmatch(r"<<-?(['\"]?)(\w+)\1", text.strip())
-        if only and len(ins.heredocs) == 1:
-            return st.shell() + [ins.heredocs[0][1]]  # RUN <<EOF: the heredoc is the script
+        if only and len(ins.heredocs) == 1:  # RUN <<EOF: the heredoc is the script
+            name, body = ins.heredocs[0]
+            if text.strip().startswith("<<-"):
+                body = "".join(line.lstrip("\t") for line in body.splitlines(keepends=True))
+            if body.startswith("#!"):  # its own interpreter: run as a file, where BuildKit puts it
+                return [f"/dev/pipes/{name}"], [(name, body)]
+            return st.shell() + [body], []
         bodies = ins.original.split("\n", 1)[1] if "\n" in ins.original else ""
-        return st.shell() + [text + "\n" + bodies.rstrip("\n")]  # the shell reads its own heredocs
+        return st.shell() + [text + "\n" + bodies.rstrip("\n")], []  # the shell reads its own heredocs
 
     def _run_mount(self, st: Stage, ins, text: str) -> dict:
         opts = _mount_options(text)
@@ -521,11 +528,13 @@ class Builder:
         else:
             from layers import buildctx
             sources = []
-            for s in srcs:
-                name = s[2:].lstrip("-").strip("'\"") if s.startswith("<<") else None
+            for raw_word, s in zip(ins.args[:-1], srcs, strict=True):
+                name = raw_word[2:].lstrip("-").strip("'\"") if raw_word.startswith("<<") else None
                 if name is not None and name in heredocs:
                     content = heredocs[name]
-                    if not any(q in s for q in "'\""):  # an unquoted delimiter: $VAR expands
+                    if raw_word.startswith("<<-"):  # <<-: leading tabs go
+                        content = "".join(line.lstrip("\t") for line in content.splitlines(keepends=True))
+                    if not any(q in raw_word for q in "'\""):  # an unquoted delimiter: $VAR expands
                         esc = self.df.escape
                         raw = "".join(esc + ch if ch in ("'", '"', esc) else ch for ch in content)
                         content = self._word(raw, st.scope(), ins)

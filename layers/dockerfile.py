@@ -26,6 +26,7 @@ _FLAGS = {
 _NO_FLAGS = ("CMD", "ENTRYPOINT", "ENV", "ARG", "LABEL", "MAINTAINER", "EXPOSE", "VOLUME", "USER",
              "WORKDIR", "SHELL", "STOPSIGNAL", "ONBUILD")
 KNOWN = frozenset(_FLAGS) | frozenset(_NO_FLAGS)
+_DIRECTIVES = ("syntax", "escape", "check")
 # Instructions whose arguments get ``$VAR`` substitution (Docker's list).
 EXPANDED = frozenset(("ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "VOLUME",
                       "WORKDIR", "ARG", "ONBUILD"))
@@ -82,7 +83,7 @@ def parse_trigger(text: str, path: str, line: int) -> Instruction:
     commands = _commands(text, path)
     if len(commands) != 1:
         raise DockerfileError(f"{path}:{line}: invalid ONBUILD trigger {text!r}")
-    ins = _instruction(commands[0], path)
+    ins = _instruction(commands[0], path, line)
     if ins.cmd in ("ONBUILD", "FROM", "MAINTAINER"):
         raise DockerfileError(f"{path}:{line}: {ins.cmd} isn't allowed as an ONBUILD trigger")
     return ins._replace(line=line)
@@ -95,9 +96,10 @@ def escape_of(text: str) -> str:
         if not line.startswith("#"):
             break
         key, eq, value = line[1:].partition("=")
-        if not eq:
-            break
-        if key.strip().lower() == "escape":
+        key = key.strip().lower()
+        if not eq or key not in _DIRECTIVES:
+            break  # a comment, or an unknown directive (a comment too): no directive after it
+        if key == "escape":
             value = value.strip()
             if value not in ("\\", "`"):
                 raise DockerfileError(f"invalid escape token {value!r} does not match ` or \\")
@@ -129,21 +131,24 @@ def _failing_line(text: str) -> int:
     return hi
 
 
-def _instruction(c, path: str) -> Instruction:
-    where = f"{path}:{c.start_line}"
-    if c.cmd not in KNOWN:
+def _instruction(c, path: str, line: int | None = None) -> Instruction:
+    """``line``: where the instruction is (an ONBUILD trigger is parsed apart, from line 1)."""
+    line = c.start_line if line is None else line
+    where = f"{path}:{line}"
+    cmd = c.cmd.upper()  # instructions are not case-sensitive
+    if cmd not in KNOWN:
         raise DockerfileError(f"{where}: unknown instruction: {c.cmd}")
     sub = None
-    if c.cmd == "ONBUILD":
+    if cmd == "ONBUILD":
         trigger = c.original.split(None, 1)[1] if len(c.original.split(None, 1)) > 1 else ""
         if not trigger.strip():
             raise DockerfileError(f"{where}: ONBUILD requires at least one argument")
-        sub = parse_trigger(trigger, path, c.start_line)
-    flags = _flags(c.cmd, c.flags, where)
+        sub = parse_trigger(trigger, path, line)
+    flags = _flags(cmd, c.flags, where)
     args = tuple(c.value)
-    _check_args(c.cmd, args, c.json, where)
-    return Instruction(c.cmd, args, flags, c.json, tuple((h.name, h.content) for h in c.heredocs),
-                       c.original, c.start_line, sub)
+    _check_args(cmd, args, c.json, where)
+    return Instruction(cmd, args, flags, c.json, tuple((h.name, h.content) for h in c.heredocs),
+                       c.original, line, sub)
 
 
 def _flags(cmd: str, raw: tuple, where: str) -> dict:

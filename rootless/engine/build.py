@@ -160,6 +160,13 @@ class Executor:
             return {"type": "bind", "source": d, "target": m["target"], "rw": m["rw"]}
         if m["type"] == "tmpfs":
             return {"type": "tmpfs", "target": m["target"], "rw": True, "options": ""}
+        if m["type"] == "script":  # a RUN heredoc with a #! line, executed as a file
+            self.n += 1
+            path = os.path.join(self.tmp, f"script-{self.n}")
+            with open(path, "w") as f:
+                f.write(m["content"])
+            os.chmod(path, 0o755)
+            return {"type": "bind", "source": path, "target": m["target"], "rw": False}
         return {"type": "bind", "source": m["source"], "target": m["target"], "rw": False}
 
     @contextlib.contextmanager

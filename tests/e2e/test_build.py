@@ -218,6 +218,15 @@ def test_multistage_copies_from_stages_and_images_and_skips_unneeded_stages(bb, 
     assert "target stage 'nosuch' could not be found" in one_error(r, "could not be found")
 
 
+def test_run_heredoc_with_its_own_interpreter(bb, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN <<EOT\n#!/bin/busybox sh\necho \"ran as $0\" > /shebang\nEOT\n")
+    build(bb, ctx, "-t", "shebang")
+    assert run_out(bb, "shebang", "cat", "/shebang") == "ran as /dev/pipes/EOT\n"
+    assert "pipes" not in run_out(bb, "shebang", "ls", "/dev")  # the script was mounted, never in a layer
+
+
 # ---- .dockerignore ------------------------------------------------------------------------------
 def test_dockerignore(bb, tmp_path):
     ctx = context(tmp_path, "dockerignore")
