@@ -858,3 +858,24 @@ def test_one_off_insecure_login_run_and_create(rl, images, registry, tls_registr
     assert "TLS" in r.err
     rl("create", "--tls-verify=false", "--name", "c1", ref, "true")
     assert rl("start", "-a", "c1").code == 0
+
+
+def test_a_built_image_saved_loads_into_podman_with_the_same_config(bb, podman, tmp_path):
+    """`build`, `save`, then another tool's `load`: the same config (so the same image id) and
+    the same layers, as `docker load` elsewhere would see them."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "hello.txt").write_text("hello\n")
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\nCOPY hello.txt /srv/\nRUN adduser -D -u 1000 app 2>/dev/null || echo app:x:1000:1000::/:/bin/sh"
+        " >> /etc/passwd; chown 1000 /srv/hello.txt\nENV MODE=built\nEXPOSE 8080\nUSER 1000\n"
+        "LABEL org.example.kind=built\nCMD [\"cat\", \"/srv/hello.txt\"]\n")
+    built = bb("build", "-q", "-t", "built:1", str(ctx), timeout=300).out.strip()
+    archive = tmp_path / "built.tar"
+    bb("save", "-o", str(archive), "built:1")
+    podman("load", "-q", "-i", str(archive))
+    assert podman("image", "inspect", "-f", "{{.Id}}", "built:1").stdout.strip() == built[7:]
+    theirs = json.loads(podman("image", "inspect", "built:1").stdout)[0]
+    assert theirs["Config"]["Cmd"] == ["cat", "/srv/hello.txt"] and theirs["Config"]["User"] == "1000"
+    assert theirs["Config"]["Labels"]["org.example.kind"] == "built" and "MODE=built" in theirs["Config"]["Env"]
+    assert len(theirs["RootFS"]["Layers"]) == 3  # busybox's, COPY's, RUN's
