@@ -508,7 +508,7 @@ def _source(job: dict):
 
         from layers.unpack import GrowingFile
         try:
-            return io.BufferedReader(GrowingFile(job["growing"], job["size"]), 1 << 20)
+            return io.BufferedReader(GrowingFile(job["growing"], job["size"], job["blob"]), 1 << 20)
         except FileNotFoundError:
             pass
     return job["blob"]

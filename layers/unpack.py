@@ -82,9 +82,15 @@ class GrowingFile(io.RawIOBase):
 
     POLL = 0.002
 
-    def __init__(self, path: str, size: int):
+    def __init__(self, path: str, size: int, final: str | None = None):
+        """``final``: where the verified blob lands. A partial download's path is shared by every
+        pull of the blob: by the time this opens it, the download may have been renamed to
+        ``final`` and another pull may have made a new, empty file of that name. A file that
+        stops growing while ``final`` is a different file is left for ``final``, at the same
+        offset (the same bytes, verified)."""
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self.size, self.pos = size, 0
+        self.final = final
         self.parent = os.getppid()
 
     def readable(self) -> bool:
@@ -102,9 +108,25 @@ class GrowingFile(io.RawIOBase):
             st = os.fstat(self.fd)
             if st.st_size > self.pos:
                 continue
+            if self.final is not None and self._switch_to_final(st):
+                continue
             if st.st_nlink == 0 or os.getppid() != self.parent:
                 raise Abandoned("the layer's download was abandoned")
             time.sleep(self.POLL)
+
+    def _switch_to_final(self, st: os.stat_result) -> bool:
+        try:
+            fd = os.open(self.final, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        if (os.fstat(fd).st_ino, os.fstat(fd).st_dev) == (st.st_ino, st.st_dev):
+            os.close(fd)  # the same file, renamed: nothing to switch to
+            return False
+        os.lseek(fd, self.pos, os.SEEK_SET)
+        os.close(self.fd)
+        self.fd = fd
+        self.final = None
+        return True
 
     def close(self) -> None:
         if not self.closed:

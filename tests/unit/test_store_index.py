@@ -393,3 +393,26 @@ def test_old_or_pruned_partial_downloads_are_removed_unless_in_use(store, paths)
     assert store.drop_partials() == 10  # as image prune: every one not in use
     assert os.listdir(paths.tmp) == [os.path.basename(busy.path)]
     busy.close()
+
+
+def test_a_reader_that_opened_a_newer_partial_file_finds_the_verified_blob(tmp_path):
+    """Concurrent pulls share a partial file's name: one renames its finished download into the
+    store, another makes a new empty file of the same name, and only then does the first pull's
+    unpack helper open the name. It must not wait for that empty file to grow (it never would):
+    it reads the verified blob instead."""
+    import threading
+
+    from layers.unpack import GrowingFile
+    data = os.urandom(3 << 20)
+    partial, final = tmp_path / "partial-x", tmp_path / "blob-x"
+    final.write_bytes(data)  # the download finished and was renamed into the store ...
+    partial.write_bytes(b"")  # ... and another pull made a new, empty partial file
+    out = []
+
+    def reader():
+        with io.BufferedReader(GrowingFile(str(partial), len(data), str(final))) as f:
+            out.append(f.read())
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    t.join(10)
+    assert out == [data]
