@@ -41,6 +41,7 @@ class FakeExecutor(Executor):
     def __init__(self, clock_start: int = 0):
         self.said: list[str] = []
         self.bases: list[str] = []
+        self.platforms: list[str | None] = []
         self.runs: list[dict] = []
         self.files_ops: list[list[dict]] = []
         self.clock = itertools.count(clock_start)
@@ -50,6 +51,7 @@ class FakeExecutor(Executor):
 
     def base(self, name, platform, pull):
         self.bases.append(name)
+        self.platforms.append(platform)
         config = copy.deepcopy(BASES.get(name, BASES["alpine"]))
         d = _digest("layer of " + name)
         return _digest(name), config, [{"diff_id": d, "blob": d, "media_type": "tar", "size": 0}]
@@ -727,3 +729,11 @@ def test_image_platform_of_scratch(tmp_path):
 def test_dockerfile_text_is_json_serialisable_config(tmp_path):
     b = build(tmp_path, CACHED, files={"a.txt": "a"})
     assert json.loads(json.dumps(b.image)) == b.image
+
+
+def test_copy_link_is_accepted_and_platform_reaches_from(tmp_path):
+    """`COPY --link` builds as a plain COPY; `--platform` (of the build or of FROM) is what the
+    base image is asked for."""
+    b = build(tmp_path, "FROM --platform=linux/arm64 alpine\nCOPY --link a.txt /a\n", files={"a.txt": "a"})
+    assert [(o["op"], o["dest"]) for o in b.ex.files_ops[-1]] == [("copy", "/a")]
+    assert b.ex.bases[-1] == "alpine" and b.ex.platforms[-1] == "linux/arm64"
