@@ -53,8 +53,11 @@ def fork_child(child: Callable[[Channel], int | None], step: str) -> tuple[int, 
     return pid, parent_end
 
 
-def fork_into_userns(mapping: idmap.IdMapping, child: Callable[[Channel], int | None]) -> tuple[int, Channel]:
-    """Fork; in the child become root of a new user namespace and run ``child(channel)``."""
+def fork_into_userns(mapping: idmap.IdMapping, child: Callable[[Channel], int | None],
+                     before_mapped: Callable[[int], object] | None = None) -> tuple[int, Channel]:
+    """Fork; in the child become root of a new user namespace and run ``child(channel)``.
+    ``before_mapped(pid)`` runs once the maps are written, before the child goes on (the
+    launcher puts the keeper in its cgroup there)."""
     def enter(ch: Channel) -> int | None:
         become_root(ch, mapping)
         return child(ch)
@@ -66,6 +69,8 @@ def fork_into_userns(mapping: idmap.IdMapping, child: Callable[[Channel], int | 
         timing.mark("forked-userns")
         idmap.write_maps(pid, mapping)
         timing.mark("mapped")
+        if before_mapped is not None:
+            before_mapped(pid)
         parent_end.send("mapped")
     except BaseException:
         reap(pid, kill=True)

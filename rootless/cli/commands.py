@@ -284,6 +284,16 @@ def run(ctx,
         tmpfs: list[str] = Opt(("--tmpfs",), [], "Mount a tmpfs: /DST[:size=64m,mode=1777,...]."),
         volumes_from: list[str] = Opt(("--volumes-from",), [], "Mount every volume of a container: NAME[:ro|rw]."),
         read_only: bool = Opt(("--read-only",), False, "Mount the root filesystem read-only."),
+        memory: str = Opt(("-m", "--memory"), None, "Memory limit (512m, 1g)."),
+        memory_reservation: str = Opt(("--memory-reservation",), None, "Memory soft limit."),
+        memory_swap: str = Opt(("--memory-swap",), None, "Memory plus swap limit (-1: unlimited swap)."),
+        cpus: str = Opt(("--cpus",), None, "Number of CPUs (1.5)."),
+        cpu_shares: str = Opt(("-c", "--cpu-shares"), None, "CPU shares (relative weight, 2-262144)."),
+        cpuset_cpus: str = Opt(("--cpuset-cpus",), None, "CPUs to run on (0-3, 0,1)."),
+        pids_limit: str = Opt(("--pids-limit",), None, "Process limit (-1: unlimited)."),
+        blkio_weight: str = Opt(("--blkio-weight",), None, "Block IO weight (10-1000)."),
+        device_read_bps: list[str] = Opt(("--device-read-bps",), [], "Read rate limit of a device (/dev/sda:1mb)."),
+        device_write_bps: list[str] = Opt(("--device-write-bps",), [], "Write rate limit of a device (/dev/sda:1mb)."),
         init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
         pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never."),
         tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
@@ -296,7 +306,9 @@ def run(ctx,
                                               entrypoint, hostname, name, network, init, publish, publish_all,
                                               expose, link, add_host, dns, dns_search, dns_option, mac_address,
                                               pull, tls_verify, platform, log_driver, log_opt, volume, mount,
-                                              tmpfs, volumes_from, read_only),
+                                              tmpfs, volumes_from, read_only, memory, memory_reservation,
+                                              memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit, blkio_weight,
+                                              device_read_bps, device_write_bps),
                             detach, attach.parse_detach_keys(detach_keys))
     if detach:
         print(result)
@@ -307,8 +319,16 @@ def run(ctx,
 def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname, name,
                  network, init, publish=(), publish_all=False, expose=(), link=(), add_host=(), dns=(),
                  dns_search=(), dns_option=(), mac_address=None, pull="missing", tls_verify="true", platform=None,
-                 log_driver=None, log_opt=(), volume=(), mount=(), tmpfs=(), volumes_from=(), read_only=False):
+                 log_driver=None, log_opt=(), volume=(), mount=(), tmpfs=(), volumes_from=(), read_only=False,
+                 memory=None, memory_reservation=None, memory_swap=None, cpus=None, cpu_shares=None,
+                 cpuset_cpus=None, pids_limit=None, blkio_weight=None, device_read_bps=(), device_write_bps=()):
     from rootless.runtime.spec import RunOptions
+    limit_flags = (memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
+                   blkio_weight, tuple(device_read_bps), tuple(device_write_bps))
+    limits = None
+    if any(limit_flags):
+        from rootless.runtime import cgroups
+        limits = cgroups.parse(cgroups.LimitOptions(*limit_flags))
     _registry_options(tls_verify)  # checks the value
     if platform:
         from layers import manifest
@@ -321,7 +341,7 @@ def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, u
                       dns_options=tuple(dns_option), mac_address=mac_address, pull=pull,
                       tls_verify=tls_verify == "true", platform=platform, log_driver=log_driver,
                       log_opts=tuple(log_opt), volumes=tuple(volume), mounts=tuple(mount), tmpfs=tuple(tmpfs),
-                      volumes_from=tuple(volumes_from), read_only=read_only)
+                      volumes_from=tuple(volumes_from), read_only=read_only, limits=limits)
 
 
 @command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))

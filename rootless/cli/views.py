@@ -253,6 +253,7 @@ def inspect(rec: dict, paths) -> dict:
             "Dns": list(spec.get("dns", [])), "DnsSearch": list(spec.get("dns_search", [])),
             "DnsOptions": list(spec.get("dns_options", [])),
             "ExtraHosts": [f"{h}:{ip}" for h, ip in spec.get("add_hosts", [])] or None,
+            **_limits(spec.get("limits") or {}),
         },
         "GraphDriver": {
             "Name": rec.get("rootfs_method", "overlay"),
@@ -289,6 +290,11 @@ def _mount(m: dict, paths) -> dict:
                 "Propagation": ""}
     return {"Type": "bind", "Source": m["source"], "Destination": m["target"], "Mode": "" if m["rw"] else "ro",
             "RW": m["rw"], "Propagation": "rprivate"}
+
+
+def _limits(limits: dict) -> dict:
+    from rootless.runtime.cgroups import host_config
+    return host_config(limits)
 
 
 def _log_config(log: dict | None) -> dict:

@@ -24,6 +24,9 @@ def create(ctx, opts) -> dict:
     """A container record and its writable layer, from an image and the run options."""
     from rootless.runtime import logs, names, spec
     log = logs.log_config(opts.log_driver, opts.log_opts, config.log_defaults(ctx.config))  # before a pull
+    if opts.limits:
+        from rootless.runtime import cgroups
+        cgroups.check(cgroups.detect(), opts.limits)  # a limit this host cannot hold: refused, not ignored
     image = images.ensure_image(ctx, opts.image, opts.pull, images.RegistryOptions(tls_verify=opts.tls_verify,
                                                                                       platform=opts.platform))
     image_config = ctx.store.config(image)

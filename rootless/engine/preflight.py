@@ -31,8 +31,7 @@ SINGLE_ACTION = "single-uid map: files of other uids in images become yours"
 FULL_RANGE = 65536
 CONTROLLERS = ("cpu", "memory", "pids", "io")
 CGROUP_ROOT = "/sys/fs/cgroup"
-CGROUP_ACTION = "resource limits (--memory, --cpus, --pids-limit) are ignored with a warning"
-DELEGATE_FIX = "enable systemd user delegation (Delegate=yes in a drop-in for user@.service)"
+CGROUP_ACTION = "resource limits (--memory, --cpus, --pids-limit, ...) are refused, in one line naming the fix"
 NETWORK_FS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "fuse.sshfs")
 LOW_SPACE = 1 << 30
 
@@ -225,63 +224,28 @@ def _unescape(field: str) -> str:
     return "".join(out)
 
 
-def cgroup_version(mounts_text: str, root: str = CGROUP_ROOT) -> str:
-    """"v2", "hybrid", "v1" or "none", from /proc/self/mounts."""
-    v1, v2_at = False, []
-    for line in mounts_text.splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        if fields[2] == "cgroup2":
-            v2_at.append(_unescape(fields[1]))
-        elif fields[2] == "cgroup":
-            v1 = True
-    if root in v2_at:
-        return "v2"
-    if v1:
-        return "hybrid" if v2_at else "v1"
-    return "none"
-
-
-def own_cgroup(cgroup_text: str) -> str | None:
-    """This process's v2 cgroup path (the ``0::/path`` line of /proc/self/cgroup)."""
-    for line in cgroup_text.splitlines():
-        if line.startswith("0::"):
-            return line[3:].strip() or "/"
-    return None
-
-
-def delegation_dir(start: str, top: str) -> str | None:
-    """The nearest directory from ``start`` up to ``top`` whose cgroup.subtree_control we may write."""
-    d, top = os.path.normpath(start), os.path.normpath(top)
-    while True:
-        if os.access(os.path.join(d, "cgroup.subtree_control"), os.W_OK):
-            return d
-        if d == top or not d.startswith(top + "/"):
-            return None
-        d = os.path.dirname(d)
-
-
 def check_cgroups(version: str, cgroup: str | None, delegated_at: str | None,
                   controllers: list[str]) -> Check:
-    """The cgroup version and, on v2, the controllers delegated to this user."""
+    """The cgroup version and, on v2, the controllers delegated to this user: which limit flags
+    this host enforces (the others are refused at ``run``, never ignored)."""
+    from rootless.runtime import cgroups
     name = "cgroups"
     if version != "v2":
         what = {"hybrid": "hybrid (cgroup v1 controllers, cgroup2 elsewhere)", "v1": "v1 only",
                 "none": "no cgroup filesystem mounted"}.get(version, version)
-        return Check(name, "warn", what, CGROUP_ACTION,
-                     "boot with systemd.unified_cgroup_hierarchy=1 and enable systemd user "
-                     "delegation (Delegate=yes)")
+        return Check(name, "warn", what, CGROUP_ACTION, cgroups.UNIFIED_FIX)
     if delegated_at is None:
         return Check(name, "warn", f"v2 unified; no writable cgroup above {cgroup or '?'}",
-                     CGROUP_ACTION, DELEGATE_FIX)
+                     CGROUP_ACTION, cgroups.DELEGATE_FIX)
     have = [c for c in CONTROLLERS if c in controllers]
     missing = [c for c in CONTROLLERS if c not in controllers]
+    flags = cgroups.enforceable(cgroups.Host(version, cgroup, delegated_at, tuple(controllers)))
     detail = f"v2 unified; delegated at {delegated_at}: {' '.join(have) or 'none'}"
     if missing:
         return Check(name, "warn", f"{detail} (missing {' '.join(missing)})",
-                     f"limits needing {', '.join(missing)} are ignored with a warning", DELEGATE_FIX)
-    return Check(name, "ok", detail, "applies resource limits in a delegated cgroup")
+                     f"enforces {' '.join(flags) or 'no limit'}; limits needing {', '.join(missing)} are refused",
+                     cgroups.DELEGATE_FIX)
+    return Check(name, "ok", detail, f"enforces {' '.join(flags)} in a delegated cgroup")
 
 
 def mount_of(mountinfo_text: str, path: str) -> tuple[str, str]:
@@ -437,14 +401,9 @@ def host_slirp() -> Check:
 
 
 def host_cgroups() -> Check:
-    version = cgroup_version(read_text("/proc/self/mounts") or "")
-    if version != "v2":
-        return check_cgroups(version, None, None, [])
-    cgroup = own_cgroup(read_text("/proc/self/cgroup") or "")
-    start = os.path.join(CGROUP_ROOT, (cgroup or "/").lstrip("/"))
-    at = delegation_dir(start, CGROUP_ROOT) if cgroup else None
-    controllers = (read_text(os.path.join(at, "cgroup.controllers")) or "").split() if at else []
-    return check_cgroups(version, cgroup, at, controllers)
+    from rootless.runtime import cgroups
+    host = cgroups.detect(CGROUP_ROOT)
+    return check_cgroups(host.version, host.own, host.delegated, list(host.controllers))
 
 
 def host_storage(paths: Paths, config_file: str) -> Check:

@@ -39,12 +39,21 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
     code: int | None = None
     detached = False  # by the detach keys: the keeper goes on without us
     finished = False  # the keeper said the container's end is recorded: it tidies up alone
+    placement = None
+    if plan.spec.limits:
+        from rootless.runtime import cgroups
+        placement = cgroups.Placement(cgroups.detect(), plan.spec.id, plan.spec.limits)
     try:
         try:
             if plan.net is not None and plan.net.join_fds:  # container: network: its user namespace too
+                if placement is not None:
+                    from rootless.base.errors import UsageError
+                    raise UsageError("resource limits with --network container: are not supported yet",
+                                     "set the limits on the other container")
                 keeper, ch = userns.fork_joining(plan.net.join_fds[0], mapping, lambda c: child.sandbox(plan, c))
             else:
-                keeper, ch = userns.fork_into_userns(mapping, lambda c: child.sandbox(plan, c))
+                keeper, ch = userns.fork_into_userns(mapping, lambda c: child.sandbox(plan, c),
+                                                     placement.adopt if placement is not None else None)
         finally:
             if plan.net is not None:
                 from rootless.runtime import network
@@ -79,6 +88,8 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
                             _start_input_relay(sel, master, plan.spec.interactive and plan.stdin, raw)
                         elif msg["type"] == "pid":
                             fwd.started(msg["pid"])
+                            if placement is not None:
+                                placement.settle(msg["pid"])  # the keeper and its helpers leave its cgroup
                             if not attached:
                                 return None
                         elif msg["type"] == "finished":  # the container's end is recorded

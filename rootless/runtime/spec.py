@@ -19,9 +19,9 @@ RunOptions = namedtuple(
     "RunOptions",
     "image command entrypoint env env_files workdir user hostname name network init rm interactive tty "
     "publish publish_all expose links add_hosts dns dns_search dns_options mac_address pull tls_verify platform "
-    "log_driver log_opts volumes mounts tmpfs volumes_from read_only",
+    "log_driver log_opts volumes mounts tmpfs volumes_from read_only limits",
     defaults=((), None, (), (), None, None, None, None, "slirp4netns", False, False, False, False,
-              (), False, (), (), (), (), (), (), None, "missing", True, None, None, (), (), (), (), (), False))
+              (), False, (), (), (), (), (), (), None, "missing", True, None, None, (), (), (), (), (), False, None))
 
 
 class ContainerSpec(namedtuple(
@@ -29,9 +29,9 @@ class ContainerSpec(namedtuple(
         "id name image_id image_name layers argv env user workdir hostname "
         "network init tty interactive remove labels stop_signal entrypoint "
         "ports publish_all exposed links add_hosts dns dns_search dns_options mac log mounts read_only "
-        "no_new_privs",
+        "no_new_privs limits",
         defaults=("none", False, False, False, False, None, "SIGTERM", None,
-                  (), False, (), (), (), (), (), (), None, None, (), False, True))):
+                  (), False, (), (), (), (), (), (), None, None, (), False, True, None))):
     """What a container runs. ``layers``: diff ids, bottom first; ``argv``: entrypoint + cmd;
     ``entrypoint``: the part of argv that is the entrypoint (Docker's Config.Entrypoint; None when
     unknown); ``env``: KEY=VALUE (HOME is added from the user's passwd entry at start);
@@ -40,7 +40,8 @@ class ContainerSpec(namedtuple(
     --expose'd and published); ``links``: [linked id, alias]; ``add_hosts``: [host, ip].
     ``log``: the log settings (``rootless.runtime.logs.log_config``; None in older records).
     ``mounts``: volumes and bind mounts, dicts (``rootless.engine.volumes.mounts_for``).
-    ``no_new_privs``: set the flag before exec (false for a build's RUN steps)."""
+    ``no_new_privs``: set the flag before exec (false for a build's RUN steps).
+    ``limits``: resource limits (``rootless.runtime.cgroups.parse``; None or {}: none)."""
 
     __slots__ = ()
 
@@ -153,6 +154,7 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         log=log,
         mounts=tuple(mounts),
         read_only=opts.read_only,
+        limits=dict(opts.limits or {}),
     )
 
 

@@ -12,6 +12,7 @@ from rootless.base.errors import HostError, RootlessError
 from rootless.base.paths import Paths
 from rootless.cli import infoview
 from rootless.engine import preflight
+from rootless.runtime import cgroups
 
 NAMES = ["user namespaces", "apparmor userns", "subuid", "subgid", "newuidmap", "newgidmap",
          "id mapping", "overlay", "fuse-overlayfs", "slirp4netns", "cgroups", "storage", "config",
@@ -188,14 +189,14 @@ cgroup /sys/fs/cgroup/pids cgroup rw,relatime,pids 0 0
     (MOUNTS_V2, "v2"), (MOUNTS_HYBRID, "hybrid"), (MOUNTS_V1, "v1"), ("", "none"),
 ])
 def test_cgroup_version(text, version):
-    assert preflight.cgroup_version(text) == version
+    assert cgroups.cgroup_version(text) == version
 
 
 @pytest.mark.parametrize("version", ["hybrid", "v1"])
 def test_cgroups_v1_or_hybrid_warn(version):
     c = preflight.check_cgroups(version, None, None, [])
     assert c.status == "warn"
-    assert c.action == "resource limits (--memory, --cpus, --pids-limit) are ignored with a warning"
+    assert c.action == "resource limits (--memory, --cpus, --pids-limit, ...) are refused, in one line naming the fix"
     assert "systemd.unified_cgroup_hierarchy=1" in c.fix and "Delegate=yes" in c.fix
 
 
@@ -209,23 +210,26 @@ def test_cgroups_v2(at, controllers, status):
     assert c.status == status
     if at and status == "warn":
         assert "missing cpu io" in c.detail
+        assert c.action.startswith("enforces --memory --memory-reservation --memory-swap --pids-limit;")
+    if status == "ok":
+        assert "--cpus" in c.action and "--device-read-bps" in c.action
 
 
 def test_own_cgroup():
-    assert preflight.own_cgroup("12:pids:/x\n0::/user.slice/app.scope\n") == "/user.slice/app.scope"
-    assert preflight.own_cgroup("0::/\n") == "/"
-    assert preflight.own_cgroup("4:memory:/x\n") is None
+    assert cgroups.own_cgroup("12:pids:/x\n0::/user.slice/app.scope\n") == "/user.slice/app.scope"
+    assert cgroups.own_cgroup("0::/\n") == "/"
+    assert cgroups.own_cgroup("4:memory:/x\n") is None
 
 
 def test_delegation_dir(tmp_path):
     top = tmp_path / "cg"
     leaf = top / "user.slice" / "user@1000.service" / "app.scope"
     leaf.mkdir(parents=True)
-    assert preflight.delegation_dir(str(leaf), str(top)) is None
+    assert cgroups.delegation_dir(str(leaf), str(top)) is None
     owned = top / "user.slice" / "user@1000.service"
     (owned / "cgroup.subtree_control").write_text("")
     (owned / "cgroup.controllers").write_text("cpu memory pids\n")
-    assert preflight.delegation_dir(str(leaf), str(top)) == str(owned)
+    assert cgroups.delegation_dir(str(leaf), str(top)) == str(owned)
 
 
 MOUNTINFO = """\

@@ -1,0 +1,383 @@
+"""Resource limits: Docker's flags as cgroup v2 files, where the host delegates them to the user.
+
+Pure parts first: :func:`parse` turns ``--memory``, ``--cpus``, ``--pids-limit``, ... into a
+limits dict (Docker's units and refusals), :func:`files` into the cgroup v2 files and values
+that enforce them, :func:`controllers` into the controllers they need. Then the host:
+:func:`detect` reads what this process may use (the cgroup version, a writable delegated
+cgroup, its controllers) and :func:`check` refuses, in one line naming the missing controller
+and the fix, any limit the host cannot enforce: a limit is never silently ignored. Placing a
+container in its cgroup is :class:`Placement`'s (a transient systemd scope when a user manager
+runs, else a directory below a delegated cgroup).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+
+from rootless.base.errors import HostError, UsageError
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+DELEGATE_FIX = ("let systemd delegate the controllers to users: a drop-in /etc/systemd/system/user@.service.d/"
+                "delegate.conf with [Service] Delegate=yes, then `systemctl daemon-reload` and log in again")
+UNIFIED_FIX = "boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2), then " + DELEGATE_FIX
+
+# flag -> (limits key, controller)
+FLAGS = {
+    "--memory": ("memory", "memory"), "--memory-reservation": ("memory_reservation", "memory"),
+    "--memory-swap": ("memory_swap", "memory"), "--cpus": ("nano_cpus", "cpu"),
+    "--cpu-shares": ("cpu_shares", "cpu"), "--cpuset-cpus": ("cpuset_cpus", "cpuset"),
+    "--pids-limit": ("pids_limit", "pids"), "--blkio-weight": ("blkio_weight", "io"),
+    "--device-read-bps": ("device_read_bps", "io"), "--device-write-bps": ("device_write_bps", "io"),
+}
+CONTROLLER_OF = {key: ctl for key, ctl in FLAGS.values()}
+FLAG_OF = {key: flag for flag, (key, _ctl) in FLAGS.items()}
+MIN_MEMORY = 6 * 1024 * 1024  # Docker's minimum
+CPU_PERIOD = 100_000
+
+LimitOptions = namedtuple("LimitOptions", "memory memory_reservation memory_swap cpus cpu_shares cpuset_cpus "
+                                          "pids_limit blkio_weight device_read_bps device_write_bps",
+                          defaults=(None,) * 8 + ((), ()))
+
+
+# ---- flags -> limits ---------------------------------------------------------------------------
+def parse(opts: LimitOptions) -> dict:
+    """The limits the flags ask for (only those given), in Docker's units and with its checks."""
+    out: dict = {}
+    if opts.memory is not None:
+        out["memory"] = _bytes(opts.memory, "--memory")
+        if out["memory"] < MIN_MEMORY:
+            raise UsageError("minimum memory limit allowed is 6MB", "give --memory 6m or more")
+    if opts.memory_reservation is not None:
+        out["memory_reservation"] = _bytes(opts.memory_reservation, "--memory-reservation")
+        if "memory" in out and out["memory_reservation"] > out["memory"]:
+            raise UsageError("minimum memory limit can not be less than memory reservation limit, "
+                             "see usage", "give --memory-reservation at most --memory")
+    if opts.memory_swap is not None:
+        swap = -1 if opts.memory_swap.strip() == "-1" else _bytes(opts.memory_swap, "--memory-swap")
+        if "memory" not in out:
+            raise UsageError("you should always set the memory limit when using memoryswap limit, see usage",
+                             "add --memory")
+        if swap != -1 and swap < out["memory"]:
+            raise UsageError("minimum memoryswap limit should be larger than memory limit, see usage",
+                             "--memory-swap is memory plus swap: give at least --memory")
+        out["memory_swap"] = swap
+    if opts.cpus is not None:
+        try:
+            cpus = float(opts.cpus)
+        except ValueError:
+            raise UsageError(f"invalid argument {opts.cpus!r} for \"--cpus\" flag") from None
+        ncpu = os.cpu_count() or 1
+        if cpus <= 0:
+            raise UsageError(f"range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
+        if cpus > ncpu:
+            raise UsageError(f"range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
+        out["nano_cpus"] = int(round(cpus * 1e9))
+    if opts.cpu_shares is not None:
+        out["cpu_shares"] = _int(opts.cpu_shares, "--cpu-shares", 2, 262144)
+    if opts.cpuset_cpus is not None:
+        out["cpuset_cpus"] = _cpuset(opts.cpuset_cpus)
+    if opts.pids_limit is not None:
+        n = _int(opts.pids_limit, "--pids-limit", -1, 2 ** 62)
+        if n > 0:  # 0 and -1: unlimited (Docker)
+            out["pids_limit"] = n
+    if opts.blkio_weight is not None:
+        w = _int(opts.blkio_weight, "--blkio-weight", 0, 1000)
+        if w and w < 10:
+            raise UsageError("range of blkio weight is from 10 to 1000")
+        if w:
+            out["blkio_weight"] = w
+    for key, items in (("device_read_bps", opts.device_read_bps), ("device_write_bps", opts.device_write_bps)):
+        if items:
+            out[key] = [_device_rate(text, FLAG_OF[key]) for text in items]
+    return out
+
+
+def _bytes(text: str, flag: str) -> int:
+    from rootless.base.config import parse_size
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise UsageError(f"invalid argument {text!r} for \"{flag}\" flag: invalid size",
+                         "use a size like 512m or 1g") from None
+
+
+def _int(text: str, flag: str, lo: int, hi: int) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise UsageError(f"invalid argument {text!r} for \"{flag}\" flag: not a number") from None
+    if not lo <= n <= hi:
+        raise UsageError(f"invalid argument {text!r} for \"{flag}\" flag: out of range ({lo} to {hi})")
+    return n
+
+
+def _cpuset(text: str) -> str:
+    ncpu = os.cpu_count() or 1
+    for part in text.split(","):
+        lo, dash, hi = part.partition("-")
+        try:
+            a, b = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise UsageError(f"invalid value {text!r} for cpuset cpus") from None
+        if not 0 <= a <= b or b >= ncpu:
+            raise UsageError(f"requested CPUs are not available - requested {text}, available: 0-{ncpu - 1}")
+    return text
+
+
+def _device_rate(text: str, flag: str) -> dict:
+    path, sep, rate = text.rpartition(":")
+    if not sep or not path.startswith("/"):
+        raise UsageError(f"invalid argument {text!r} for \"{flag}\" flag: use /dev/DEVICE:RATE")
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise UsageError(f"{flag}: {path}: {e.strerror.lower()}") from None
+    import stat as stat_
+    if not stat_.S_ISBLK(st.st_mode):
+        raise UsageError(f"{flag}: {path} is not a block device")
+    return {"path": path, "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+            "rate": _bytes(rate, flag)}
+
+
+# ---- limits -> cgroup v2 ------------------------------------------------------------------------
+def controllers(limits: dict) -> list[str]:
+    """The v2 controllers the limits need, in a stable order."""
+    return sorted({CONTROLLER_OF[k] for k in limits})
+
+
+def shares_to_weight(shares: int) -> int:
+    """cgroup v1 cpu.shares (2..262144) to v2 cpu.weight (1..10000), as runc and crun convert."""
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def files(limits: dict) -> dict[str, str]:
+    """The cgroup v2 files (relative to the container's cgroup) and what to write in them."""
+    out: dict[str, str] = {}
+    if "memory" in limits:
+        out["memory.max"] = str(limits["memory"])
+    if "memory_reservation" in limits:
+        out["memory.low"] = str(limits["memory_reservation"])
+    if "memory_swap" in limits:
+        swap = limits["memory_swap"]
+        out["memory.swap.max"] = "max" if swap == -1 else str(swap - limits["memory"])
+    if "nano_cpus" in limits:
+        out["cpu.max"] = f"{limits['nano_cpus'] * CPU_PERIOD // 10 ** 9} {CPU_PERIOD}"
+    if "cpu_shares" in limits:
+        out["cpu.weight"] = str(shares_to_weight(limits["cpu_shares"]))
+    if "cpuset_cpus" in limits:
+        out["cpuset.cpus"] = limits["cpuset_cpus"]
+    if "pids_limit" in limits:
+        out["pids.max"] = str(limits["pids_limit"])
+    if "blkio_weight" in limits:
+        out["io.weight"] = f"default {1 + (limits['blkio_weight'] - 10) * 9999 // 990}"
+    rates: dict[str, list[str]] = {}
+    for key, word in (("device_read_bps", "rbps"), ("device_write_bps", "wbps")):
+        for d in limits.get(key, []):
+            rates.setdefault(f"{d['major']}:{d['minor']}", []).append(f"{word}={d['rate']}")
+    if rates:
+        out["io.max"] = "\n".join(f"{dev} {' '.join(r)}" for dev, r in rates.items())
+    return out
+
+
+def host_config(limits: dict) -> dict:
+    """The limits as ``inspect`` shows them in HostConfig (Docker's names; 0: none)."""
+    return {
+        "Memory": limits.get("memory", 0), "MemoryReservation": limits.get("memory_reservation", 0),
+        "MemorySwap": limits.get("memory_swap", 0), "NanoCpus": limits.get("nano_cpus", 0),
+        "CpuShares": limits.get("cpu_shares", 0), "CpusetCpus": limits.get("cpuset_cpus", ""),
+        "PidsLimit": limits.get("pids_limit"), "BlkioWeight": limits.get("blkio_weight", 0),
+        "BlkioDeviceReadBps": [{"Path": d["path"], "Rate": d["rate"]} for d in limits.get("device_read_bps", [])],
+        "BlkioDeviceWriteBps": [{"Path": d["path"], "Rate": d["rate"]} for d in limits.get("device_write_bps", [])],
+    }
+
+
+# ---- the host -------------------------------------------------------------------------------------
+Host = namedtuple("Host", "version own delegated controllers")
+
+
+def cgroup_version(mounts_text: str, root: str = CGROUP_ROOT) -> str:
+    """"v2", "hybrid", "v1" or "none", from /proc/self/mounts."""
+    v1, v2_at = False, []
+    for line in mounts_text.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        if fields[2] == "cgroup2":
+            v2_at.append(fields[1].replace("\\040", " "))
+        elif fields[2] == "cgroup":
+            v1 = True
+    if root in v2_at:
+        return "v2"
+    if v1:
+        return "hybrid" if v2_at else "v1"
+    return "none"
+
+
+def own_cgroup(cgroup_text: str) -> str | None:
+    """This process's v2 cgroup path (the ``0::/path`` line of /proc/self/cgroup)."""
+    for line in cgroup_text.splitlines():
+        if line.startswith("0::"):
+            return line[3:].strip() or "/"
+    return None
+
+
+def delegation_dir(start: str, top: str) -> str | None:
+    """The nearest directory from ``start`` up to ``top`` whose cgroup.subtree_control we may write."""
+    d, top = os.path.normpath(start), os.path.normpath(top)
+    while True:
+        if os.access(os.path.join(d, "cgroup.subtree_control"), os.W_OK):
+            return d
+        if d == top or not d.startswith(top + "/"):
+            return None
+        d = os.path.dirname(d)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def user_slice_dir(root: str = CGROUP_ROOT) -> str | None:
+    """``user@UID.service``: what systemd delegates to this user (the transient scopes go there)."""
+    d = os.path.join(root, "user.slice", f"user-{os.getuid()}.slice", f"user@{os.getuid()}.service")
+    return d if os.path.isdir(d) else None
+
+
+def detect(root: str = CGROUP_ROOT) -> Host:
+    """What this process can use: the cgroup version, the nearest writable (delegated) cgroup at or
+    above its own (or the user manager's subtree) and the controllers available there."""
+    version = cgroup_version(_read("/proc/self/mounts"), root)
+    own = own_cgroup(_read("/proc/self/cgroup"))
+    if version != "v2" or own is None:
+        return Host(version, own, None, ())
+    delegated = delegation_dir(os.path.join(root, own.lstrip("/")), root)
+    if delegated is None or delegated == root:
+        delegated = user_slice_dir(root)
+        if delegated is not None and not os.access(os.path.join(delegated, "cgroup.subtree_control"), os.W_OK):
+            delegated = None
+    ctl = tuple(_read(os.path.join(delegated, "cgroup.controllers")).split()) if delegated else ()
+    return Host(version, own, delegated, ctl)
+
+
+def check(host: Host, limits: dict) -> None:
+    """Refuse, in one line, limits this host cannot enforce (never ignore one silently)."""
+    if not limits:
+        return
+    first = FLAG_OF[sorted(limits)[0]]
+    if host.version != "v2":
+        what = {"hybrid": "hybrid cgroups (v1 controllers)", "v1": "cgroup v1 only",
+                "none": "no cgroup filesystem"}.get(host.version, host.version)
+        raise HostError(f"{first} needs cgroup v2 with delegated controllers; this host has {what}", UNIFIED_FIX)
+    if host.delegated is None:
+        raise HostError(f"{first} needs a cgroup delegated to you; none is writable above {host.own or '?'}",
+                        DELEGATE_FIX)
+    missing = [c for c in controllers(limits) if c not in host.controllers]
+    if missing:
+        flag = next(FLAG_OF[k] for k in sorted(limits) if CONTROLLER_OF[k] in missing)
+        raise HostError(f"{flag} needs the {missing[0]} controller, which is not delegated to you "
+                        f"(delegated at {host.delegated}: {' '.join(host.controllers) or 'none'})", DELEGATE_FIX)
+
+
+def enforceable(host: Host) -> list[str]:
+    """The limit flags this host can enforce (for ``info``)."""
+    if host.version != "v2" or host.delegated is None:
+        return []
+    return [flag for flag, (_key, ctl) in FLAGS.items() if ctl in host.controllers]
+
+
+# ---- a container's place ----------------------------------------------------------------------------
+class Placement:
+    """A container's cgroups: ``SCOPE/ctr`` holds its processes and carries the limits,
+    ``SCOPE/keeper`` its keeper and helpers (so that they count against nothing of the
+    container's). SCOPE is a transient systemd scope (``rootless-ID.scope``, ``Delegate=yes``)
+    when the user's systemd answers (the one way to move a process out of a login session's
+    cgroup), else a directory below the delegated cgroup. The CLI, outside every namespace, does
+    the moves: the keeper is put in ``ctr`` before it makes the container's cgroup namespace and
+    forks its PID 1 (which so starts limited), then moved with its helpers to ``keeper``."""
+
+    def __init__(self, host: Host, cid: str, limits: dict, root: str = CGROUP_ROOT):
+        self.host, self.cid, self.limits, self.root = host, cid, limits, root
+        self.scope: str | None = None
+
+    def adopt(self, keeper: int) -> str:
+        """Put the keeper in the container's limited cgroup; that cgroup's path."""
+        self.scope = self._systemd_scope(keeper) or self._plain_dir(keeper)
+        ctr, kept = os.path.join(self.scope, "ctr"), os.path.join(self.scope, "keeper")
+        for d in (ctr, kept):
+            os.makedirs(d, exist_ok=True)
+        _write(os.path.join(ctr, "cgroup.procs"), str(keeper))  # the scope is empty now: controllers may go on
+        wanted = " ".join(f"+{c}" for c in controllers(self.limits))
+        if wanted:
+            _write(os.path.join(self.scope, "cgroup.subtree_control"), wanted)
+        for name, value in files(self.limits).items():
+            for line in value.splitlines():
+                _write(os.path.join(ctr, name), line)
+        return ctr
+
+    def settle(self, container_pid: int) -> None:
+        """Move what is not the container (the keeper, slirp4netns, the relay) to ``keeper``."""
+        ctr, kept = os.path.join(self.scope, "ctr"), os.path.join(self.scope, "keeper")
+        try:
+            ns = os.readlink(f"/proc/{container_pid}/ns/pid")
+        except OSError:
+            return  # it has already ended
+        for pid in _read(os.path.join(ctr, "cgroup.procs")).split():
+            try:
+                if os.readlink(f"/proc/{pid}/ns/pid") != ns:
+                    _write(os.path.join(kept, "cgroup.procs"), pid)
+            except OSError:
+                continue  # ended meanwhile
+
+    def _systemd_scope(self, pid: int) -> str | None:
+        from rootless.base import proc
+        if not os.environ.get("XDG_RUNTIME_DIR") or not os.path.exists(
+                os.path.join(os.environ["XDG_RUNTIME_DIR"], "bus")) or not proc.which("busctl"):
+            return None
+        name = f"rootless-{self.cid[:12]}.scope"
+        res = proc.run(["busctl", "--user", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                        "org.freedesktop.systemd1.Manager", "StartTransientUnit", "ssa(sv)a(sa(sv))", name, "fail",
+                        "3", "PIDs", "au", "1", str(pid), "Delegate", "b", "1", "CollectMode", "s",
+                        "inactive-or-failed", "0"], timeout=10, check=False)
+        if res.returncode != 0:
+            return None
+        import time
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the job moves the process; its cgroup says when
+            path = own_cgroup(_read(f"/proc/{pid}/cgroup")) or ""
+            if path.endswith("/" + name):
+                return os.path.join(self.root, path.lstrip("/"))
+            time.sleep(0.005)
+        return None
+
+    def _plain_dir(self, pid: int) -> str:
+        base = self.host.delegated
+        d = os.path.join(base, f"rootless-{self.cid[:12]}")
+        os.makedirs(d, exist_ok=True)
+        try:
+            _write(os.path.join(base, "cgroup.subtree_control"), " ".join(f"+{c}" for c in controllers(self.limits)))
+        except OSError as e:
+            raise HostError(f"cannot enable {' '.join(controllers(self.limits))} below {base}: {e.strerror}",
+                            "run it from a cgroup without processes of its own, or with a systemd user "
+                            "session (the limits then go to a transient scope)") from None
+        return d
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def remove(path: str) -> None:
+    """Remove a container's cgroup directories (empty ones; best effort: systemd collects a scope)."""
+    for d in (os.path.join(path, "ctr"), os.path.join(path, "keeper"), path):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass

@@ -1,0 +1,101 @@
+"""Resource limits: Docker's flags as cgroup v2 files, and the refusals of a host that cannot
+enforce them (a limit is never silently ignored)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rootless.base.errors import HostError, UsageError
+from rootless.runtime import cgroups
+from rootless.runtime.cgroups import LimitOptions
+
+
+@pytest.mark.parametrize("opts, limits, files", [
+    (LimitOptions(memory="512m"), {"memory": 512 << 20}, {"memory.max": str(512 << 20)}),
+    (LimitOptions(memory="1g", memory_swap="2g"), {"memory": 1 << 30, "memory_swap": 2 << 30},
+     {"memory.max": str(1 << 30), "memory.swap.max": str(1 << 30)}),
+    (LimitOptions(memory="64m", memory_swap="-1"), {"memory": 64 << 20, "memory_swap": -1},
+     {"memory.max": str(64 << 20), "memory.swap.max": "max"}),
+    (LimitOptions(memory="64m", memory_reservation="32m"), {"memory": 64 << 20, "memory_reservation": 32 << 20},
+     {"memory.max": str(64 << 20), "memory.low": str(32 << 20)}),
+    (LimitOptions(cpus="0.5"), {"nano_cpus": 500_000_000}, {"cpu.max": "50000 100000"}),
+    (LimitOptions(cpus="1"), {"nano_cpus": 1_000_000_000}, {"cpu.max": "100000 100000"}),
+    (LimitOptions(cpu_shares="1024"), {"cpu_shares": 1024}, {"cpu.weight": "39"}),
+    (LimitOptions(cpu_shares="2"), {"cpu_shares": 2}, {"cpu.weight": "1"}),
+    (LimitOptions(cpu_shares="262144"), {"cpu_shares": 262144}, {"cpu.weight": "10000"}),
+    (LimitOptions(cpuset_cpus="0"), {"cpuset_cpus": "0"}, {"cpuset.cpus": "0"}),
+    (LimitOptions(pids_limit="64"), {"pids_limit": 64}, {"pids.max": "64"}),
+    (LimitOptions(pids_limit="-1"), {}, {}),  # Docker: -1 and 0 are unlimited
+    (LimitOptions(pids_limit="0"), {}, {}),
+    (LimitOptions(blkio_weight="500"), {"blkio_weight": 500}, {"io.weight": "default 4950"}),
+])
+def test_flags_to_limits_to_files(opts, limits, files):
+    assert cgroups.parse(opts) == limits
+    assert cgroups.files(limits) == files
+
+
+def test_device_rates(tmp_path):
+    dev = next((p for p in ("/dev/loop0", "/dev/vda", "/dev/sda", "/dev/nvme0n1") if os.path.exists(p)), None)
+    if dev is None:
+        pytest.skip("no block device node to name")
+    st = os.stat(dev)
+    limits = cgroups.parse(LimitOptions(device_read_bps=(f"{dev}:1mb",), device_write_bps=(f"{dev}:2m",)))
+    assert cgroups.files(limits) == {"io.max": f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)} "
+                                               f"rbps={1 << 20} wbps={2 << 20}"}
+    assert cgroups.host_config(limits)["BlkioDeviceReadBps"] == [{"Path": dev, "Rate": 1 << 20}]
+
+
+@pytest.mark.parametrize("opts, message", [
+    (LimitOptions(memory="1k"), "minimum memory limit allowed is 6MB"),
+    (LimitOptions(memory="lots"), 'invalid argument \'lots\' for "--memory" flag'),
+    (LimitOptions(memory_swap="1g"), "you should always set the memory limit when using memoryswap limit"),
+    (LimitOptions(memory="1g", memory_swap="512m"), "minimum memoryswap limit should be larger than memory limit"),
+    (LimitOptions(memory="64m", memory_reservation="128m"), "can not be less than memory reservation"),
+    (LimitOptions(cpus="0"), "range of CPUs is from 0.01"),
+    (LimitOptions(cpus="1000"), "range of CPUs is from 0.01"),
+    (LimitOptions(cpus="two"), 'invalid argument \'two\' for "--cpus" flag'),
+    (LimitOptions(cpu_shares="1"), "out of range"),
+    (LimitOptions(cpuset_cpus="999"), "requested CPUs are not available"),
+    (LimitOptions(cpuset_cpus="a-b"), "invalid value 'a-b' for cpuset cpus"),
+    (LimitOptions(pids_limit="many"), "not a number"),
+    (LimitOptions(blkio_weight="5"), "range of blkio weight is from 10 to 1000"),
+    (LimitOptions(device_read_bps=("sda:1mb",)), "use /dev/DEVICE:RATE"),
+    (LimitOptions(device_read_bps=("/dev/null:1mb",)), "is not a block device"),
+])
+def test_bad_flags(opts, message):
+    with pytest.raises(UsageError) as e:
+        cgroups.parse(opts)
+    assert message in e.value.message
+
+
+def test_host_config_of_no_limits():
+    hc = cgroups.host_config({})
+    assert hc["Memory"] == 0 and hc["NanoCpus"] == 0 and hc["PidsLimit"] is None
+
+
+@pytest.mark.parametrize("host, limits, needle", [
+    (cgroups.Host("hybrid", "/", None, ()), {"memory": 1 << 30}, "--memory needs cgroup v2 with delegated "
+                                                                     "controllers; this host has hybrid cgroups"),
+    (cgroups.Host("v1", None, None, ()), {"pids_limit": 5}, "this host has cgroup v1 only"),
+    (cgroups.Host("v2", "/user.slice/user-1000.slice/session-1.scope", None, ()), {"nano_cpus": 10 ** 9},
+     "--cpus needs a cgroup delegated to you; none is writable above /user.slice"),
+    (cgroups.Host("v2", "/x", "/sys/fs/cgroup/x", ("memory", "pids")), {"nano_cpus": 10 ** 9, "memory": 1 << 30},
+     "--cpus needs the cpu controller, which is not delegated to you"),
+])
+def test_a_host_that_cannot_enforce_a_limit_refuses_it(host, limits, needle):
+    with pytest.raises(HostError) as e:
+        cgroups.check(host, limits)
+    assert needle in e.value.message and "\n" not in e.value.message
+    assert "Delegate=yes" in e.value.hint
+
+
+def test_a_host_that_can_enforce_says_nothing():
+    host = cgroups.Host("v2", "/x", "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service",
+                        ("cpu", "memory", "pids"))
+    cgroups.check(host, {"memory": 1 << 30, "nano_cpus": 10 ** 9, "pids_limit": 10})
+    cgroups.check(cgroups.Host("hybrid", "/", None, ()), {})  # no limits: nothing to refuse
+    assert cgroups.enforceable(host) == ["--memory", "--memory-reservation", "--memory-swap", "--cpus",
+                                         "--cpu-shares", "--pids-limit"]
+    assert cgroups.enforceable(cgroups.Host("hybrid", "/", None, ())) == []
