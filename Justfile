@@ -25,6 +25,10 @@ test *ARGS:
 bench *ARGS:
     {{py}} scripts/bench.py {{ARGS}}
 
+# Resource limits for real: tests/vm in the cgroup v2 guest of ../shared/vm (a few minutes, emulated).
+vm-test *ARGS:
+    PYTHON={{py}} scripts/vm-test.sh {{ARGS}}
+
 # Style and the import direction between packages.
 lint:
     {{venv}}/bin/ruff check --no-cache rootless layers netstack scripts tests

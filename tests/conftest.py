@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-BUSYBOX = "/bin/busybox"
+BUSYBOX = os.environ.get("ROOTLESS_TEST_BUSYBOX", "/bin/busybox")  # a static busybox
 
 
 def pytest_collection_modifyitems(config, items):

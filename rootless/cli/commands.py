@@ -458,6 +458,53 @@ def top(ctx, container: str = Arg(metavar="CONTAINER")):
     print(render.table(["UID", "PID", "PPID", "STIME", "TIME", "CMD"], rows))
 
 
+@command("stats")
+def stats(ctx, containers_: list[str] = Arg(None, metavar="[CONTAINER...]"),
+          all_: bool = Opt(("-a", "--all"), False, "Show every container (default: running ones)."),
+          no_stream: bool = Opt(("--no-stream",), False, "Print one sample and exit."),
+          format_: str = Opt(("--format",), None, "Go template, or table TEMPLATE."),
+          no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate output.")):
+    """Show containers' resource use (CPU, memory, network, block I/O, processes)."""
+    from rootless.cli import render, views
+    from rootless.engine import containers
+    while True:
+        recs = [containers.lookup(ctx, c) for c in containers_] if containers_ else containers.all_current(ctx)
+        if not all_ and not containers_:
+            recs = [r for r in recs if containers.is_running(r)]
+        rows = [views.stats_row(r, trunc=not no_trunc) for r in containers.stats(ctx, recs)]
+        if format_:
+            out = render.formatted(format_, rows, views.STATS_HEADERS)
+        else:
+            out = render.table([views.STATS_HEADERS[k] for k in views.STATS_DEFAULT],
+                               [[r[k] for k in views.STATS_DEFAULT] for r in rows])
+        if not no_stream and sys.stdout.isatty():
+            print("\033[2J\033[H", end="")
+        print(out, flush=True)
+        if no_stream:
+            return
+
+
+@command("update")
+def update(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+           memory: str = Opt(("-m", "--memory"), None, "Memory limit (512m, 1g)."),
+           memory_reservation: str = Opt(("--memory-reservation",), None, "Memory soft limit."),
+           memory_swap: str = Opt(("--memory-swap",), None, "Memory plus swap limit (-1: unlimited swap)."),
+           cpus: str = Opt(("--cpus",), None, "Number of CPUs (1.5)."),
+           cpu_shares: str = Opt(("-c", "--cpu-shares"), None, "CPU shares (relative weight, 2-262144)."),
+           cpuset_cpus: str = Opt(("--cpuset-cpus",), None, "CPUs to run on (0-3, 0,1)."),
+           pids_limit: str = Opt(("--pids-limit",), None, "Process limit."),
+           blkio_weight: str = Opt(("--blkio-weight",), None, "Block IO weight (10-1000).")):
+    """Change the resource limits of containers (running ones at once)."""
+    from rootless.base.errors import UsageError
+    from rootless.engine import containers
+    from rootless.runtime import cgroups
+    limits = cgroups.parse(cgroups.LimitOptions(memory, memory_reservation, memory_swap, cpus, cpu_shares,
+                                                cpuset_cpus, pids_limit, blkio_weight))
+    if not limits:
+        raise UsageError("you must provide one or more flags when using this command")
+    return _each(ctx, containers_, lambda rec: containers.update(ctx, rec, limits))
+
+
 @command("port")
 def port(ctx, container: str = Arg(metavar="CONTAINER"),
          private_port: str = Arg(None, metavar="[PRIVATE_PORT[/PROTO]]")):

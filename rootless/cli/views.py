@@ -230,7 +230,7 @@ def inspect(rec: dict, paths) -> dict:
         "Args": argv[1:],
         "State": {
             "Status": st["status"], "Running": running, "Paused": False, "Restarting": False,
-            "OOMKilled": False, "Dead": False, "Pid": st.get("pid", 0) if running else 0,
+            "OOMKilled": bool(st.get("oom_killed")), "Dead": False, "Pid": st.get("pid", 0) if running else 0,
             "ExitCode": st.get("exit_code", 0), "Error": st.get("error", ""),
             "StartedAt": st.get("started_at") or ZERO_TIME, "FinishedAt": st.get("finished_at") or ZERO_TIME,
         },
@@ -315,3 +315,30 @@ def _link_name(paths, cid: str) -> str:
         return state.lookup(paths, cid)["name"]
     except Exception:  # noqa: BLE001 - a removed or unreadable record: show the id
         return cid[:12]
+
+
+# ---- stats ---------------------------------------------------------------------------------------------
+STATS_HEADERS = {"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
+                 "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O",
+                 "PIDs": "PIDS"}
+STATS_DEFAULT = ("ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs")
+
+
+def stats_row(row, trunc: bool = True) -> dict:
+    """A ``containers.StatsRow`` as Docker's columns show it (binary units for memory, decimal
+    for I/O, as Docker prints them)."""
+    from rootless.cli.render import human_size
+    cid = row.id[:12] if trunc else row.id
+    return {"ID": cid, "Container": cid, "Name": row.name, "CPUPerc": f"{row.cpu_percent:.2f}%",
+            "MemUsage": f"{_binary(row.mem_usage)} / {_binary(row.mem_limit)}", "MemPerc": f"{row.mem_percent:.2f}%",
+            "NetIO": f"{human_size(row.net_rx)} / {human_size(row.net_tx)}",
+            "BlockIO": f"{human_size(row.block_read)} / {human_size(row.block_write)}", "PIDs": str(row.pids)}
+
+
+def _binary(n: float) -> str:
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n /= 1024.0
+        i += 1
+    return f"{n:.4g}{units[i]}"

@@ -93,6 +93,17 @@ def parse(opts: LimitOptions) -> dict:
     return out
 
 
+def parse_consistency(limits: dict) -> None:
+    """The rules between limits, for limits merged by ``update`` (``parse`` checks them too)."""
+    memory = limits.get("memory")
+    if "memory_reservation" in limits and memory and limits["memory_reservation"] > memory:
+        raise UsageError("minimum memory limit can not be less than memory reservation limit, see usage")
+    swap = limits.get("memory_swap")
+    if swap not in (None, -1) and (not memory or swap < memory):
+        raise UsageError("minimum memoryswap limit should be larger than memory limit, see usage",
+                         "--memory-swap is memory plus swap: give at least --memory")
+
+
 def _bytes(text: str, flag: str) -> int:
     from rootless.base.config import parse_size
     try:
@@ -305,6 +316,15 @@ class Placement:
 
     def adopt(self, keeper: int) -> str:
         """Put the keeper in the container's limited cgroup; that cgroup's path."""
+        try:
+            return self._adopt(keeper)
+        except OSError as e:
+            raise HostError(f"cannot give the container a cgroup of its own below {self.scope or self.host.delegated}: "
+                            f"{e.strerror or e}",
+                            "run it in a systemd user session (the limits then go to a transient scope), "
+                            "or from a delegated cgroup without processes of its own") from None
+
+    def _adopt(self, keeper: int) -> str:
         self.scope = self._systemd_scope(keeper) or self._plain_dir(keeper)
         ctr, kept = os.path.join(self.scope, "ctr"), os.path.join(self.scope, "keeper")
         for d in (ctr, kept):
@@ -334,14 +354,14 @@ class Placement:
 
     def _systemd_scope(self, pid: int) -> str | None:
         from rootless.base import proc
-        if not os.environ.get("XDG_RUNTIME_DIR") or not os.path.exists(
-                os.path.join(os.environ["XDG_RUNTIME_DIR"], "bus")) or not proc.which("busctl"):
+        env = _user_bus_env()
+        if env is None or not proc.which("busctl"):
             return None
         name = f"rootless-{self.cid[:12]}.scope"
         res = proc.run(["busctl", "--user", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
                         "org.freedesktop.systemd1.Manager", "StartTransientUnit", "ssa(sv)a(sa(sv))", name, "fail",
                         "3", "PIDs", "au", "1", str(pid), "Delegate", "b", "1", "CollectMode", "s",
-                        "inactive-or-failed", "0"], timeout=10, check=False)
+                        "inactive-or-failed", "0"], timeout=10, check=False, env=env)
         if res.returncode != 0:
             return None
         import time
@@ -374,6 +394,50 @@ def _write(path: str, text: str) -> None:
         os.close(fd)
 
 
+def attach(scope: str, pid: int) -> bool:
+    """Put ``pid`` (an ``exec``) in the container's cgroup: directly where this process may (a
+    shared delegated ancestor), else through the user's systemd (AttachProcessesToUnit, which may
+    move a process out of a login session's cgroup). Whether it worked."""
+    try:
+        _write(os.path.join(scope, "ctr", "cgroup.procs"), str(pid))
+        return True
+    except OSError:
+        pass
+    unit = os.path.basename(scope)
+    env = _user_bus_env()
+    if not unit.endswith(".scope") or env is None:
+        return False
+    from rootless.base import proc
+    if not proc.which("busctl"):
+        return False
+    res = proc.run(["busctl", "--user", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                    "org.freedesktop.systemd1.Manager", "AttachProcessesToUnit", "ssau", unit, "/ctr", "1", str(pid)],
+                   timeout=10, check=False, env=env)
+    return res.returncode == 0
+
+
+def _user_bus_env() -> dict | None:
+    """The environment for ``busctl --user``: the user manager's bus, wherever XDG_RUNTIME_DIR points."""
+    env = dict(os.environ)
+    if env.get("DBUS_SESSION_BUS_ADDRESS"):
+        return env
+    bus = next((b for b in (os.path.join(env.get("XDG_RUNTIME_DIR", ""), "bus"), f"/run/user/{os.getuid()}/bus")
+                if os.path.exists(b)), None)
+    if bus is None:
+        return None
+    env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={bus}"
+    return env
+
+
+def oom_kills(scope: str) -> int:
+    """How many processes of the container the OOM killer took (``ctr/memory.events``)."""
+    for line in _read(os.path.join(scope, "ctr", "memory.events")).splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value or 0)
+    return 0
+
+
 def remove(path: str) -> None:
     """Remove a container's cgroup directories (empty ones; best effort: systemd collects a scope)."""
     for d in (os.path.join(path, "ctr"), os.path.join(path, "keeper"), path):
@@ -381,3 +445,53 @@ def remove(path: str) -> None:
             os.rmdir(d)
         except OSError:
             pass
+
+
+# ---- reading and changing a running container's cgroup ------------------------------------------------
+Sample = namedtuple("Sample", "cpu_usec memory memory_limit pids io_read io_write")
+
+
+def sample(scope: str) -> Sample:
+    """What the container's cgroup says now (``stats``)."""
+    ctr = os.path.join(scope, "ctr")
+    cpu = 0
+    for line in _read(os.path.join(ctr, "cpu.stat")).splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            cpu = int(value)
+    memory = _int_file(os.path.join(ctr, "memory.current"))
+    limit_text = _read(os.path.join(ctr, "memory.max")).strip()
+    limit = int(limit_text) if limit_text.isdigit() else _host_memory()
+    rd = wr = 0
+    for line in _read(os.path.join(ctr, "io.stat")).splitlines():
+        for field in line.split()[1:]:
+            key, _, value = field.partition("=")
+            if key == "rbytes":
+                rd += int(value)
+            elif key == "wbytes":
+                wr += int(value)
+    return Sample(cpu, memory, limit, _int_file(os.path.join(ctr, "pids.current")), rd, wr)
+
+
+def _int_file(path: str) -> int:
+    text = _read(path).strip()
+    return int(text) if text.isdigit() else 0
+
+
+def _host_memory() -> int:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def update(scope: str, limits: dict) -> None:
+    """Write new limits into a running container's cgroup (``update``)."""
+    ctr = os.path.join(scope, "ctr")
+    for name, value in files(limits).items():
+        for line in value.splitlines():
+            try:
+                _write(os.path.join(ctr, name), line)
+            except OSError as e:
+                raise HostError(f"cannot set {name} of the container's cgroup: {e.strerror}",
+                                "the controller may not be delegated to you (see `rootless info`)") from None

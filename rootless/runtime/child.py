@@ -308,9 +308,20 @@ def _finish(plan: LaunchPlan, code: int, error: str) -> None:
     if not plan.spec.remove:
         try:
             state.update_state(plan.paths, plan.spec.id, status="exited", pid=0, exit_code=code, error=error,
-                               finished_at=state.now_iso(), keeper=0, net={})
+                               finished_at=state.now_iso(), keeper=0, net={}, oom_killed=_oom_killed(plan))
         except (OSError, RootlessError):
             pass
+
+
+def _oom_killed(plan: LaunchPlan) -> bool:
+    """Whether the kernel's OOM killer struck in the container's cgroup (its ``memory.events``;
+    the CLI recorded where the cgroup is when it placed the keeper)."""
+    if not plan.spec.limits:
+        return False
+    from rootless.runtime import cgroups
+    rec = state.read(plan.paths, plan.spec.id) or {}
+    where = rec.get("state", {}).get("cgroup")
+    return bool(where) and cgroups.oom_kills(where) > 0
 
 
 def _cleanup(plan: LaunchPlan) -> None:
@@ -477,7 +488,7 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None) -> None:
             os.unlink(target)
         os.symlink(op.source, target)
         return
-    if op.kind in ("mask", "readonly"):
+    if op.kind in ("mask", "readonly", "cgroup"):
         _best_effort(target, op.kind)
         return
     if op.kind == "remount_ro":
@@ -548,7 +559,9 @@ def _best_effort(target: str, kind: str) -> None:
     if not os.path.lexists(target):
         return
     try:
-        if kind == "mask":
+        if kind == "cgroup":  # seen from the container's cgroup namespace: its own cgroup is the root
+            syscalls.mount("cgroup2", target, "cgroup2", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        elif kind == "mask":
             if os.path.isdir(target):
                 syscalls.mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0")
             else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import selectors
 import signal
+import sys
 
 from rootless.base import syscalls, userns
 from rootless.base.channel import Channel
@@ -64,7 +65,11 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
     from rootless.runtime.spec import merge_env
     full_env = merge_env(list(spec.get("env", [])), env)
 
+    where = rec["state"].get("cgroup")  # the container's limits cover what exec starts too
+
     def helper_main(ch: Channel) -> int:
+        if where:
+            ch.expect("placed")
         if detach:  # like Docker: the output of `exec -d` goes nowhere, the caller's pipes are let go
             null = os.open("/dev/null", os.O_RDWR)
             for fd in (0, 1, 2):
@@ -77,6 +82,12 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
     helper, parent_end = userns.fork_child(helper_main, "exec")
     for fd, _ in ns:
         os.close(fd)
+    if where:
+        from rootless.runtime import cgroups
+        if not cgroups.attach(where, helper):
+            print("rootless: warning: the exec'd process could not join the container's cgroup: "
+                  "its limits do not cover it", file=sys.stderr)
+        parent_end.send("placed")
     return _parent(helper, parent_end, tty, interactive, detach)
 
 

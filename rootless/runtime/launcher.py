@@ -54,6 +54,9 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
             else:
                 keeper, ch = userns.fork_into_userns(mapping, lambda c: child.sandbox(plan, c),
                                                      placement.adopt if placement is not None else None)
+                if placement is not None:  # for OOMKilled, stats and update
+                    from rootless.runtime import state
+                    state.update_state(plan.paths, plan.spec.id, cgroup=placement.scope, oom_killed=False)
         finally:
             if plan.net is not None:
                 from rootless.runtime import network

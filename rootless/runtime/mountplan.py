@@ -28,7 +28,7 @@ READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trig
 
 
 # kind: mount | bind | volume | symlink | mask | readonly | remount_ro (a mount made read-only,
-# not best effort as ``readonly`` is); target: a path inside the container
+# not best effort as ``readonly`` is) | cgroup (the cgroup2 filesystem, read-only, best effort); target: a path inside the container
 # (``volume``: a bind of a volume, which the image's files there fill while it is empty);
 # is_file: the mount point is a file; fallback: ops to run instead if this one fails with EPERM.
 Op = namedtuple("Op", "kind target source fstype flags data is_file fallback",
@@ -52,6 +52,7 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
     bind_sys = Op("bind", "/sys", "/sys", flags=MS_BIND | MS_REC | MS_RDONLY)
     if own_netns:
         ops.append(Op("mount", "/sys", "sysfs", "sysfs", sys_flags, fallback=(bind_sys,)))
+        ops.append(Op("cgroup", "/sys/fs/cgroup"))  # its own cgroup (v2) as the root, read-only
     else:  # sysfs can only be mounted by the owner of the network namespace
         ops.append(bind_sys)
     read_only = []

@@ -117,7 +117,12 @@ def remove_runtime(run_dir: str) -> None:
 
 def remove_container_files(ctx, cid: str) -> None:
     from layers.store import remove_trees
+    from rootless.runtime import state
     cdir = ctx.paths.container(cid)
+    where = ((state.read(ctx.paths, cid) or {}).get("state") or {}).get("cgroup")
+    if where:  # a directory below a delegated cgroup (a systemd scope goes by itself)
+        from rootless.runtime import cgroups
+        cgroups.remove(where)
     if os.path.isdir(cdir):
         doomed = os.path.join(ctx.paths.containers, f".del-{cid}")
         os.rename(cdir, doomed)  # gone from every listing at once

@@ -42,6 +42,15 @@ def _well_formed(rec) -> bool:
             and isinstance(rec["state"].get("status"), str))
 
 
+def read(paths: Paths, cid: str) -> dict | None:
+    """A container's record as it is on disk (None if it is gone or damaged)."""
+    try:
+        rec = _read(paths, cid)
+    except (OSError, ValueError):
+        return None
+    return None if rec is None or rec.get("corrupt") else rec
+
+
 def _read(paths: Paths, cid: str) -> dict | None:
     try:
         rec = atomic.read_json(paths.container_record(cid))
@@ -92,14 +101,23 @@ def create(paths: Paths, spec: ContainerSpec, rootfs_method: str, generated_name
     return rec
 
 
+def update_spec(paths: Paths, cid: str, **changes) -> dict | None:
+    """Change a container's settings under its lock (``update``); None if it is gone."""
+    return _update(paths, cid, "spec", changes)
+
+
 def update_state(paths: Paths, cid: str, **changes) -> dict | None:
     """Change a container's state under its lock; None if the container is gone."""
+    return _update(paths, cid, "state", changes)
+
+
+def _update(paths: Paths, cid: str, part: str, changes: dict) -> dict | None:
     try:
         with locking.locked(paths.container_lock(cid)):
             rec = _read(paths, cid)
             if rec is None or rec.get("corrupt"):
                 return None
-            rec["state"].update(changes)
+            rec[part].update(changes)
             atomic.write_json(paths.container_record(cid), rec)
             return rec
     except FileNotFoundError:  # removed meanwhile (rm -f, --rm)

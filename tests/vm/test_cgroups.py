@@ -1,0 +1,112 @@
+"""Resource limits for real, in a guest with pure cgroup v2 and a delegated user subtree (this
+host has hybrid cgroups): `just vm-test` boots ../shared/vm's guest and runs this module there as
+its unprivileged user. Elsewhere the module is skipped, saying why; the refusals a host without
+delegation gives are tested on every host (tests/unit/test_cgroups.py, tests/e2e/test_limits.py)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+
+import pytest
+
+from tests.conftest import Rootless, inspect, wait_for
+
+pytestmark = [pytest.mark.userns, pytest.mark.skipif(
+    not os.environ.get("ROOTLESS_VM_TEST"),
+    reason="needs cgroup v2 with delegated controllers: run by `just vm-test` in the guest of ../shared/vm")]
+
+SERVICE = f"/sys/fs/cgroup/user.slice/user-{os.getuid()}.slice/user@{os.getuid()}.service"
+
+
+@pytest.fixture
+def bb(rl, images) -> Rootless:
+    rl.load(images, "busybox")
+    yield rl
+    ids = rl("ps", "-aq", expect=None).out.split()
+    if ids:
+        rl("rm", "-f", *ids, expect=None)
+
+
+def scope_of(cid: str) -> str:
+    found = glob.glob(f"{SERVICE}/**/rootless-{cid[:12]}*", recursive=True)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def test_the_container_and_its_keeper_have_cgroups_of_their_own(bb):
+    cid = bb("run", "-d", "--network", "none", "--pids-limit", "50", "--memory", "64m", "--cpus", "0.5",
+             "busybox", "sleep", "300").out.strip()
+    scope = scope_of(cid)
+    pid = inspect(bb, cid)["State"]["Pid"]
+    assert read(f"{scope}/ctr/cgroup.procs").split() == [str(pid)]  # the keeper and helpers are elsewhere
+    assert read(f"{scope}/keeper/cgroup.procs").split()
+    assert read(f"{scope}/ctr/pids.max").strip() == "50"
+    assert read(f"{scope}/ctr/memory.max").strip() == str(64 << 20)
+    assert read(f"{scope}/ctr/cpu.max").strip() == "50000 100000"
+    inside = bb("exec", cid, "sh", "-c", "cat /proc/self/cgroup /sys/fs/cgroup/pids.max").out.split()
+    assert inside == ["0::/", "50"]  # its own cgroup namespace, its limits at its root
+    hc = inspect(bb, cid)["HostConfig"]
+    assert (hc["PidsLimit"], hc["Memory"], hc["NanoCpus"]) == (50, 64 << 20, 500_000_000)
+
+
+def test_a_pids_limit_stops_a_fork_bomb(bb):
+    r = bb("run", "--rm", "--network", "none", "--pids-limit", "10", "busybox", "sh", "-c",
+           "for i in $(seq 40); do sleep 5 & done; wait", expect=None)
+    assert r.code != 0 and "can't fork" in r.err
+
+
+def test_a_memory_limit_oom_kills_and_inspect_says_so(bb):
+    r = bb("run", "--name", "oom", "--network", "none", "--memory", "32m", "--memory-swap", "32m", "busybox",
+           "sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived", expect=137)
+    assert "survived" not in r.out
+    st = inspect(bb, "oom")["State"]
+    assert st["OOMKilled"] is True and st["ExitCode"] == 137
+    assert "Exited (137)" in bb("ps", "-a", "--filter", "name=oom").out
+    bb("run", "--name", "fine", "--network", "none", "--memory", "32m", "busybox", "true")
+    assert inspect(bb, "fine")["State"]["OOMKilled"] is False
+
+
+def test_a_cpu_quota_throttles(bb):
+    cid = bb("run", "-d", "--network", "none", "--cpus", "0.2", "busybox", "sh", "-c",
+             "while :; do :; done").out.strip()
+    scope = scope_of(cid)
+
+    def throttled():
+        stat = dict(line.split() for line in read(f"{scope}/ctr/cpu.stat").splitlines())
+        return int(stat["nr_throttled"]) > 3 and stat
+    stat = wait_for(throttled, 60, "cpu.stat to count throttled periods")
+    assert int(stat["throttled_usec"]) > 0
+    cpu = float(bb("stats", "--no-stream", "--format", "{{.CPUPerc}}", cid).out.strip().rstrip("%"))
+    assert 5 < cpu < 35, cpu  # 20% of one CPU, give or take the emulated machine's noise
+
+
+def test_update_changes_a_running_limit_and_stats_shows_usage(bb):
+    cid = bb("run", "-d", "--network", "none", "--pids-limit", "50", "--memory", "64m", "busybox",
+             "sleep", "300").out.strip()
+    scope = scope_of(cid)
+    assert bb("update", "--pids-limit", "7", "--memory", "48m", cid).out.strip() == cid
+    assert read(f"{scope}/ctr/pids.max").strip() == "7"
+    assert read(f"{scope}/ctr/memory.max").strip() == str(48 << 20)
+    hc = inspect(bb, cid)["HostConfig"]
+    assert (hc["PidsLimit"], hc["Memory"]) == (7, 48 << 20)
+    row = json.loads(bb("stats", "--no-stream", "--format", "{{json .}}", cid).out)
+    assert row["MemUsage"].endswith("/ 48MiB") and row["PIDs"] == "1"
+    assert re.fullmatch(r"\d+\.\d\d%", row["CPUPerc"])
+
+
+def test_no_cgroup_is_left_after_rm(bb):
+    cid = bb("run", "-d", "--network", "none", "--pids-limit", "20", "busybox", "sleep", "300").out.strip()
+    assert scope_of(cid)
+    bb("rm", "-f", cid)
+    wait_for(lambda: not glob.glob(f"{SERVICE}/**/rootless-{cid[:12]}*", recursive=True), 30,
+             "the container's scope to go")
+    bb("run", "--rm", "--network", "none", "--memory", "64m", "busybox", "true")
+    wait_for(lambda: not glob.glob(f"{SERVICE}/**/rootless-*", recursive=True), 30, "every scope to go")
