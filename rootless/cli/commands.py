@@ -294,6 +294,11 @@ def run(ctx,
         blkio_weight: str = Opt(("--blkio-weight",), None, "Block IO weight (10-1000)."),
         device_read_bps: list[str] = Opt(("--device-read-bps",), [], "Read rate limit of a device (/dev/sda:1mb)."),
         device_write_bps: list[str] = Opt(("--device-write-bps",), [], "Write rate limit of a device (/dev/sda:1mb)."),
+        cap_add: list[str] = Opt(("--cap-add",), [], "Add a Linux capability (or ALL)."),
+        cap_drop: list[str] = Opt(("--cap-drop",), [], "Drop a Linux capability (or ALL)."),
+        privileged: bool = Opt(("--privileged",), False, "All capabilities, no masked paths, the host devices you may open."),
+        security_opt: list[str] = Opt(("--security-opt",), [], "no-new-privileges, seccomp=unconfined, ..."),
+        device: list[str] = Opt(("--device",), [], "Add a host device: /dev/HOST[:/dev/CONTAINER][:rwm]."),
         init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
         pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never."),
         tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
@@ -308,7 +313,8 @@ def run(ctx,
                                               pull, tls_verify, platform, log_driver, log_opt, volume, mount,
                                               tmpfs, volumes_from, read_only, memory, memory_reservation,
                                               memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit, blkio_weight,
-                                              device_read_bps, device_write_bps),
+                                              device_read_bps, device_write_bps, cap_add, cap_drop, privileged,
+                                              security_opt, device),
                             detach, attach.parse_detach_keys(detach_keys))
     if detach:
         print(result)
@@ -321,7 +327,8 @@ def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, u
                  dns_search=(), dns_option=(), mac_address=None, pull="missing", tls_verify="true", platform=None,
                  log_driver=None, log_opt=(), volume=(), mount=(), tmpfs=(), volumes_from=(), read_only=False,
                  memory=None, memory_reservation=None, memory_swap=None, cpus=None, cpu_shares=None,
-                 cpuset_cpus=None, pids_limit=None, blkio_weight=None, device_read_bps=(), device_write_bps=()):
+                 cpuset_cpus=None, pids_limit=None, blkio_weight=None, device_read_bps=(), device_write_bps=(),
+                 cap_add=(), cap_drop=(), privileged=False, security_opt=(), device=()):
     from rootless.runtime.spec import RunOptions
     limit_flags = (memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
                    blkio_weight, tuple(device_read_bps), tuple(device_write_bps))
@@ -341,7 +348,9 @@ def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, u
                       dns_options=tuple(dns_option), mac_address=mac_address, pull=pull,
                       tls_verify=tls_verify == "true", platform=platform, log_driver=log_driver,
                       log_opts=tuple(log_opt), volumes=tuple(volume), mounts=tuple(mount), tmpfs=tuple(tmpfs),
-                      volumes_from=tuple(volumes_from), read_only=read_only, limits=limits)
+                      volumes_from=tuple(volumes_from), read_only=read_only, limits=limits,
+                      cap_add=tuple(cap_add), cap_drop=tuple(cap_drop), privileged=privileged,
+                      security_opts=tuple(security_opt), devices=tuple(device))
 
 
 @command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))

@@ -254,6 +254,7 @@ def inspect(rec: dict, paths) -> dict:
             "DnsOptions": list(spec.get("dns_options", [])),
             "ExtraHosts": [f"{h}:{ip}" for h, ip in spec.get("add_hosts", [])] or None,
             **_limits(spec.get("limits") or {}),
+            **_security(spec),
         },
         "GraphDriver": {
             "Name": rec.get("rootfs_method", "overlay"),
@@ -290,6 +291,18 @@ def _mount(m: dict, paths) -> dict:
                 "Propagation": ""}
     return {"Type": "bind", "Source": m["source"], "Destination": m["target"], "Mode": "" if m["rw"] else "ro",
             "RW": m["rw"], "Propagation": "rprivate"}
+
+
+def _security(spec: dict) -> dict:
+    """CapAdd/CapDrop against Docker's default set, Privileged, SecurityOpt, Devices."""
+    from rootless.runtime.security import DEFAULT_CAPS
+    caps = spec.get("caps")
+    caps = set(DEFAULT_CAPS if caps is None else caps)
+    return {"CapAdd": sorted(caps - set(DEFAULT_CAPS)) or None, "CapDrop": sorted(set(DEFAULT_CAPS) - caps) or None,
+            "Privileged": bool(spec.get("privileged")),
+            "SecurityOpt": ["no-new-privileges"] if spec.get("no_new_privs") else None,
+            "Devices": [{"PathOnHost": h, "PathInContainer": c, "CgroupPermissions": "rwm"}
+                        for h, c in spec.get("devices") or []]}
 
 
 def _limits(limits: dict) -> dict:

@@ -143,7 +143,8 @@ def _launch_plan(ctx, rec: dict, attached: bool):
         cspec = cspec._replace(env=tuple(merge_env(network.link_env(cspec, net), list(cspec.env))))
     return child.LaunchPlan(
         spec=cspec, rootfs=records.rootfs_plan(ctx, rec), net=net,
-        mounts=tuple(mountplan.plan(etc_files, own_netns=net.kind != "host",
+        mounts=tuple(mountplan.plan(etc_files, own_netns=net.kind != "host", devices=_devices(cspec),
+                                    privileged=cspec.privileged,
                                     pts_gid=5 if ctx.mapping.mode == "subid" else None,
                                     volumes=tuple(volumes.plan_entry(ctx, m) for m in cspec.mounts))),
         run_dir=run_dir, paths=ctx.paths,
@@ -154,6 +155,16 @@ def _launch_plan(ctx, rec: dict, attached: bool):
         single_uid=ctx.mapping.mode == "single",
         attached=attached,
     )
+
+
+def _devices(cspec) -> tuple:
+    """``--device`` nodes, and with ``--privileged`` the host devices this user may open (now:
+    the node's permissions may have changed since ``create``)."""
+    if not cspec.privileged:
+        return tuple(tuple(d) for d in cspec.devices)
+    from rootless.runtime import mountplan, security
+    skip = set(mountplan.DEV_NODES) | set(mountplan.DEV_LINKS) | {"pts", "shm", "mqueue", "console"}
+    return security.host_devices(skip=skip) + tuple(tuple(d) for d in cspec.devices)
 
 
 def run(ctx, opts, detach: bool, detach_keys: bytes = b"\x10\x11") -> int | str:

@@ -36,13 +36,12 @@ from rootless.base.syscalls import (
 )
 from rootless.runtime import exitwatch, keeper, logs, rootfs, state, users
 from rootless.runtime.mountplan import Op
+from rootless.runtime.security import (  # every other capability leaves the bounding set
+    ALL_CAPS,
+    DEFAULT_CAPS,
+)
 from rootless.runtime.spec import ContainerSpec
 from rootless.runtime.terminal import FORWARDED
-
-# Docker's default capability set; every other capability leaves the bounding set.
-DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
-                "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")
-
 
 # Everything the namespace side needs, built by the engine. ``remove_dirs`` are removed when the
 # container ends (--rm); ``single_uid``: the user namespace maps one uid, no other user to switch to;
@@ -411,7 +410,7 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
         Step.at("make the root filesystem read-only")
         _remount_ro("/")  # volumes, tmpfs, /dev, /proc are mounts of their own: they stay as they are
 
-    env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch, spec.no_new_privs)
+    env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch, spec.no_new_privs, spec.caps)
     exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))
     _mark(ch, "exec")
     if spec.init:
@@ -420,7 +419,7 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
 
 
 def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: Channel,
-                  no_new_privs: bool = True) -> dict[str, str]:
+                  no_new_privs: bool = False, caps=None) -> dict[str, str]:
     """Inside the container's root: resolve the user in its /etc/passwd and /etc/group, keep
     Docker's default capabilities only, set no_new_privs (unless told not to: a build's RUN
     steps run setuid programs, such as ``sudo``, as Docker's do), become the user, enter
@@ -433,7 +432,8 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
     env.setdefault("HOME", user.home)
 
     Step.at("capabilities")
-    keep = {getattr(prctl, f"CAP_{c}") for c in DEFAULT_CAPS}
+    keep = {getattr(prctl, f"CAP_{c}") for c in (DEFAULT_CAPS if caps is None else caps) if hasattr(prctl, f"CAP_{c}")}
+    keep |= {n for n, c in enumerate(ALL_CAPS) if caps is not None and c in caps}  # names prctl may not know
     last = int(read_text("/proc/sys/kernel/cap_last_cap") or 40)
     for cap in range(last + 1):
         if cap not in keep:

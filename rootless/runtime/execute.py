@@ -77,7 +77,8 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
             os.close(null)
             os.setsid()
         return _helper(ns, ch, argv, full_env, user if user is not None else spec.get("user", ""),
-                       workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize)
+                       workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize,
+                       bool(spec.get("no_new_privs")), spec.get("caps"))
 
     helper, parent_end = userns.fork_child(helper_main, "exec")
     for fd, _ in ns:
@@ -91,7 +92,8 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
     return _parent(helper, parent_end, tty, interactive, detach)
 
 
-def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_uid, winsize) -> int:
+def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_uid, winsize,
+            no_new_privs: bool = False, caps=None) -> int:
     # Everything the process needs is imported now: inside the container's mount namespace this
     # installation's files are out of sight.
     import fcntl  # noqa: F401
@@ -109,7 +111,7 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
         try:
             os.setsid()
             _stdio(ch, tty, interactive, winsize)
-            full_env = child.take_identity(user, env, workdir, single_uid, ch)
+            full_env = child.take_identity(user, env, workdir, single_uid, ch, no_new_privs, caps)
             from rootless.base import proc
             exe = proc.find_executable(argv[0], full_env.get("PATH", ""))
             child.exec_command(exe, tuple(argv), full_env)

@@ -22,8 +22,8 @@ from rootless.base.syscalls import (
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
              "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx", "core": "/proc/kcore"}
-MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/acpi",
-          "/proc/scsi", "/sys/firmware")
+MASKED = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+          "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap")
 READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
@@ -36,10 +36,13 @@ Op = namedtuple("Op", "kind target source fstype flags data is_file fallback",
 
 
 def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
-         volumes: tuple[tuple[str, str, str, bool, str], ...] = ()) -> list[Op]:
+         volumes: tuple[tuple[str, str, str, bool, str], ...] = (), devices: tuple[tuple[str, str], ...] = (),
+         privileged: bool = False) -> list[Op]:
     """``volumes``: (kind, host source, container target, read-only, options) per mount, kind
     ``volume`` (a volume the image's files fill while it is empty), ``bind`` or ``tmpfs``;
-    options ``U`` (chown the source to the container's user first) or a tmpfs's options."""
+    options ``U`` (chown the source to the container's user first) or a tmpfs's options.
+    ``devices``: (host node, container path) pairs, bound (``--device``, ``--privileged``);
+    ``privileged``: nothing of /proc or /sys is masked or made read-only."""
     ops = [Op("mount", "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)]
     ops.append(Op("mount", "/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"))
     ops += [Op("bind", f"/dev/{n}", f"/dev/{n}", flags=MS_BIND, is_file=True) for n in DEV_NODES]
@@ -48,6 +51,7 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
     ops += [Op("symlink", f"/dev/{n}", t) for n, t in DEV_LINKS.items()]
     ops.append(Op("mount", "/dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k"))
     ops.append(Op("mount", "/dev/mqueue", "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC))
+    ops += [Op("bind", target, host, flags=MS_BIND, is_file=True) for host, target in devices]
     sys_flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
     bind_sys = Op("bind", "/sys", "/sys", flags=MS_BIND | MS_REC | MS_RDONLY)
     if own_netns:
@@ -67,8 +71,9 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
     for cpath, host in sorted(etc_files.items()):
         ops.append(Op("bind", cpath, host, flags=MS_BIND, is_file=True))
     ops += read_only
-    ops += [Op("mask", p) for p in MASKED]
-    ops += [Op("readonly", p) for p in READONLY]
+    if not privileged:
+        ops += [Op("mask", p) for p in MASKED]
+        ops += [Op("readonly", p) for p in READONLY]
     return ops
 
 

@@ -19,9 +19,11 @@ RunOptions = namedtuple(
     "RunOptions",
     "image command entrypoint env env_files workdir user hostname name network init rm interactive tty "
     "publish publish_all expose links add_hosts dns dns_search dns_options mac_address pull tls_verify platform "
-    "log_driver log_opts volumes mounts tmpfs volumes_from read_only limits",
+    "log_driver log_opts volumes mounts tmpfs volumes_from read_only limits cap_add cap_drop privileged "
+    "security_opts devices",
     defaults=((), None, (), (), None, None, None, None, "slirp4netns", False, False, False, False,
-              (), False, (), (), (), (), (), (), None, "missing", True, None, None, (), (), (), (), (), False, None))
+              (), False, (), (), (), (), (), (), None, "missing", True, None, None, (), (), (), (), (), False, None,
+              (), (), False, (), ()))
 
 
 class ContainerSpec(namedtuple(
@@ -29,9 +31,9 @@ class ContainerSpec(namedtuple(
         "id name image_id image_name layers argv env user workdir hostname "
         "network init tty interactive remove labels stop_signal entrypoint "
         "ports publish_all exposed links add_hosts dns dns_search dns_options mac log mounts read_only "
-        "no_new_privs limits",
+        "no_new_privs limits caps privileged devices",
         defaults=("none", False, False, False, False, None, "SIGTERM", None,
-                  (), False, (), (), (), (), (), (), None, None, (), False, True, None))):
+                  (), False, (), (), (), (), (), (), None, None, (), False, False, None, None, False, ()))):
     """What a container runs. ``layers``: diff ids, bottom first; ``argv``: entrypoint + cmd;
     ``entrypoint``: the part of argv that is the entrypoint (Docker's Config.Entrypoint; None when
     unknown); ``env``: KEY=VALUE (HOME is added from the user's passwd entry at start);
@@ -41,7 +43,10 @@ class ContainerSpec(namedtuple(
     ``log``: the log settings (``rootless.runtime.logs.log_config``; None in older records).
     ``mounts``: volumes and bind mounts, dicts (``rootless.engine.volumes.mounts_for``).
     ``no_new_privs``: set the flag before exec (false for a build's RUN steps).
-    ``limits``: resource limits (``rootless.runtime.cgroups.parse``; None or {}: none)."""
+    ``limits``: resource limits (``rootless.runtime.cgroups.parse``; None or {}: none).
+    ``caps``: the capability names the container keeps (None: Docker's default set);
+    ``privileged``: no masked paths, the host devices the user may open; ``devices``: (host node,
+    container path) pairs to bind."""
 
     __slots__ = ()
 
@@ -155,7 +160,16 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         mounts=tuple(mounts),
         read_only=opts.read_only,
         limits=dict(opts.limits or {}),
+        **_security_fields(opts),
     )
+
+
+def _security_fields(opts: RunOptions) -> dict:
+    from rootless.runtime import security
+    return dict(caps=security.capabilities(opts.cap_add, opts.cap_drop, opts.privileged),
+                privileged=bool(opts.privileged),
+                no_new_privs=security.security_opts(opts.security_opts)["no_new_privs"],
+                devices=tuple(tuple(d) for d in security.devices(opts.devices)))
 
 
 def network_fields(opts: RunOptions, image_exposed: dict | None) -> dict:

@@ -1,0 +1,126 @@
+"""Docker's security envelope without root: capabilities (--cap-add/--cap-drop/--privileged),
+no_new_privs (--security-opt), masked and read-only paths, --device; and what a container
+cannot reach whatever its flags (device nodes, host processes, host files)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rootless.runtime.security import ALL_CAPS
+from tests.conftest import Rootless, inspect
+
+pytestmark = pytest.mark.userns
+
+DOCKER_DEFAULT = 0xA80425FB
+
+
+@pytest.fixture
+def bb(rl, images) -> Rootless:
+    rl.load(images, "busybox")
+    yield rl
+    ids = rl("ps", "-aq", expect=None).out.split()
+    if ids:
+        rl("rm", "-f", *ids, expect=None)
+
+
+def sh(rl: Rootless, script: str, *flags: str, expect: int = 0) -> str:
+    return rl("run", "--rm", "--network", "none", *flags, "busybox", "sh", "-c", script, expect=expect).out
+
+
+def status(rl: Rootless, *flags: str) -> dict[str, str]:
+    out = sh(rl, "cat /proc/self/status", *flags)
+    return dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
+
+
+def last_cap() -> int:
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
+@pytest.mark.parametrize("flags, caps, nnp", [
+    ((), DOCKER_DEFAULT, "0"),
+    (("--cap-drop", "ALL"), 0, "0"),
+    (("--cap-drop", "ALL", "--cap-add", "NET_ADMIN", "--security-opt", "no-new-privileges"), 1 << 12, "1"),
+    (("--cap-add", "sys_admin", "--cap-drop", "CAP_CHOWN"), (DOCKER_DEFAULT | 1 << 21) & ~1, "0"),
+    (("--security-opt", "no-new-privileges=true"), DOCKER_DEFAULT, "1"),
+    (("--security-opt", "no-new-privileges:false"), DOCKER_DEFAULT, "0"),
+])
+def test_capabilities_and_no_new_privs(bb, flags, caps, nnp):
+    st = status(bb, *flags)
+    assert int(st["CapBnd"].strip(), 16) == caps and st["NoNewPrivs"].strip() == nnp
+
+
+def test_a_dropped_capability_is_gone_in_exec_too(bb):
+    cid = bb("run", "-d", "--network", "none", "--cap-drop", "CHOWN", "busybox", "sleep", "300").out.strip()
+    r = bb("exec", cid, "chown", "1", "/tmp", expect=1)
+    assert "Operation not permitted" in r.err
+    out = bb("exec", cid, "grep", "CapBnd", "/proc/self/status").out
+    assert int(out.split()[1], 16) == DOCKER_DEFAULT & ~1
+    hc = inspect(bb, cid)["HostConfig"]
+    assert hc["CapDrop"] == ["CHOWN"] and hc["CapAdd"] is None and hc["Privileged"] is False
+
+
+def test_masked_and_read_only_paths(bb):
+    out = sh(bb, "cat /proc/keys | wc -c; cat /proc/kcore | wc -c; ls /sys/firmware | wc -l; "
+                 "echo 1 > /proc/sysrq-trigger 2>/dev/null || echo ro")
+    assert out.split() == ["0", "0", "0", "ro"]
+
+
+def test_privileged(bb):
+    st = status(bb, "--privileged")
+    assert int(st["CapBnd"].strip(), 16) == (1 << (last_cap() + 1)) - 1
+    assert len(ALL_CAPS) >= last_cap() + 1
+    out = sh(bb, "cat /proc/keys | wc -c; ls /dev", "--privileged")
+    assert int(out.split()[0]) > 0  # not masked
+    usable = [n for n in ("fuse", "kvm", "loop-control") if os.path.exists(f"/dev/{n}")
+              and os.access(f"/dev/{n}", os.R_OK | os.W_OK)]
+    for name in usable:  # the host devices this user may open
+        assert name in out.split()[1:]
+    cid = bb("create", "--privileged", "busybox", "true").out.strip()
+    assert inspect(bb, cid)["HostConfig"]["Privileged"] is True
+
+
+def test_device(bb):
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        pytest.skip("/dev/fuse is not usable by this user")
+    out = sh(bb, "ls -l /dev/myfuse", "--device", "/dev/fuse:/dev/myfuse")
+    assert out.startswith("c") and "10, 229" in out
+    cid = bb("create", "--device", "/dev/fuse", "busybox", "true").out.strip()
+    assert inspect(bb, cid)["HostConfig"]["Devices"] == [
+        {"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"}]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--cap-add", "BOGUS"), "unknown capability: 'BOGUS'"),
+    (("--security-opt", "seccomp=/nonexistent.json"), "seccomp profiles are not supported yet"),
+    (("--security-opt", "nosuch"), "invalid --security-opt"),
+    (("--device", "/dev/nonexistent"), "--device /dev/nonexistent: no such file or directory"),
+    (("--device", "/etc/passwd"), "not a device node"),
+    (("--device", "/dev/null:/dev/x:rwz"), "invalid --device"),
+])
+def test_bad_security_flags(bb, flags, message):
+    r = bb("run", "--rm", *flags, "busybox", "true", expect=125)
+    assert message in r.err and len(r.err.splitlines()) <= 2
+    assert bb("ps", "-aq").out == ""
+
+
+# ---- what no flag opens --------------------------------------------------------------------------
+def test_mknod_of_a_device_fails_even_as_root_with_mknod(bb):
+    r = bb("run", "--rm", "--network", "none", "--cap-add", "ALL", "busybox", "mknod", "/tmp/mem", "c", "1", "1",
+           expect=1)
+    assert "Operation not permitted" in r.err
+
+
+def test_host_processes_cannot_be_signalled_or_seen(bb):
+    me = os.getpid()
+    out = sh(bb, f"kill -0 {me} 2>&1 || echo refused; ls /proc | grep -c '^[0-9]'")
+    assert "refused" in out and int(out.split()[-1]) < 5  # only the container's own processes
+
+
+def test_proc_1_root_is_the_containers_own_root(bb):
+    out = sh(bb, "ls /proc/1/root/; cat /proc/1/root/etc/hostname", "-h", "inside")
+    assert "bin" in out and out.strip().endswith("inside")
+    host_only = sh(bb, "test -e /proc/1/root/home/rltest && echo seen || echo unseen")
+    assert host_only.strip() == "unseen"
