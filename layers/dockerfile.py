@@ -110,6 +110,16 @@ def escape_of(text: str) -> str:
 # ---- the parser's output, checked ---------------------------------------------------------
 def _commands(text: str, path: str) -> tuple:
     import dockerfile
+    # The Go parser reads a C string: a NUL would cut the file short and an unpaired surrogate
+    # crashes it, so neither reaches it.
+    if "\x00" in text:
+        raise DockerfileError(f"{path}:{text.count(chr(10), 0, text.index(chr(0))) + 1}: a NUL byte",
+                              "a Dockerfile is UTF-8 text")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DockerfileError(f"{path}:{text.count(chr(10), 0, e.start) + 1}: not UTF-8 text",
+                              "a Dockerfile is UTF-8 text") from None
     try:
         return dockerfile.parse_string(text)
     except dockerfile.GoParseError as e:
@@ -135,6 +145,8 @@ def _instruction(c, path: str, line: int | None = None) -> Instruction:
     """``line``: where the instruction is (an ONBUILD trigger is parsed apart, from line 1)."""
     line = c.start_line if line is None else line
     where = f"{path}:{line}"
+    if not c.cmd:  # a lone continuation or escape character
+        raise DockerfileError(f"{where}: a line with no instruction: {(c.original or '').strip()!r}")
     cmd = c.cmd.upper()  # instructions are not case-sensitive
     if cmd not in KNOWN:
         raise DockerfileError(f"{where}: unknown instruction: {c.cmd}")

@@ -15,7 +15,9 @@ from rootless.base.errors import RootlessError
 from rootless.cli import commands, fast, main  # noqa: F401 - commands registers the verbs
 from rootless.cli.params import COMMANDS
 from rootless.engine import attach, containers
-from rootless.runtime import logs, users, volumes
+from layers import dockerfile, dockerignore, shellwords
+from rootless.engine import build as build_ops
+from rootless.runtime import cgroups, logs, security, users, volumes
 from rootless.runtime import spec as runspec
 
 HOSTILE = ["", " ", "-", "--", ":", "::", ":::", "-1", "80:-1", "4294967295", "99999999999", "0x10", "1e9",
@@ -57,6 +59,26 @@ PARSERS = {
     "mount": volumes.parse_mount,
     "tmpfs": volumes.parse_tmpfs,
     "volume_name": volumes.check_name,
+    "memory": lambda t: cgroups.parse(cgroups.LimitOptions(memory=t)),
+    "memory_swap": lambda t: cgroups.parse(cgroups.LimitOptions(memory="64m", memory_swap=t)),
+    "cpus": lambda t: cgroups.parse(cgroups.LimitOptions(cpus=t)),
+    "cpu_shares": lambda t: cgroups.parse(cgroups.LimitOptions(cpu_shares=t)),
+    "cpuset": lambda t: cgroups.parse(cgroups.LimitOptions(cpuset_cpus=t)),
+    "pids_limit": lambda t: cgroups.parse(cgroups.LimitOptions(pids_limit=t)),
+    "blkio_weight": lambda t: cgroups.parse(cgroups.LimitOptions(blkio_weight=t)),
+    "device_bps": lambda t: cgroups.parse(cgroups.LimitOptions(device_read_bps=(t,))),
+    "cap_add": lambda t: security.capabilities((t,), ()),
+    "cap_drop": lambda t: security.capabilities((), (t,)),
+    "security_opt": lambda t: security.security_opts((t,)),
+    "device": lambda t: security.devices((t,)),
+    "build_arg": lambda t: build_ops.parse_build_args([t], {}),
+    "label": lambda t: build_ops.parse_labels([t]),
+    "word": lambda t: shellwords.expand_word(t, {"A": "1", "EMPTY": ""}),
+    "words": lambda t: shellwords.expand_words(t, {"A": "a b"}),
+    "dockerignore": lambda t: dockerignore.Matcher(dockerignore.read_patterns(t)).excluded("a/b/c"),
+    "dockerfile": lambda t: dockerfile.parse(t),
+    "dockerfile_from": lambda t: dockerfile.parse(f"FROM {t}\nRUN x\n"),
+    "dockerfile_copy": lambda t: dockerfile.parse(f"FROM a\nCOPY {t}\n"),
 }
 
 
