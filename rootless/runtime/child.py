@@ -315,7 +315,7 @@ def _finish(plan: LaunchPlan, code: int, error: str) -> None:
 def _oom_killed(plan: LaunchPlan) -> bool:
     """Whether the kernel's OOM killer struck in the container's cgroup (its ``memory.events``;
     the CLI recorded where the cgroup is when it placed the keeper)."""
-    if not plan.spec.limits:
+    if not getattr(plan.spec, "limits", None):
         return False
     from rootless.runtime import cgroups
     rec = state.read(plan.paths, plan.spec.id) or {}

@@ -8,14 +8,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from layers import manifest, reference
+from layers import dockerfile, dockerignore, manifest, reference, shellwords
 from netstack import spec as netspec
 from rootless.base import config
 from rootless.base.errors import RootlessError
 from rootless.cli import commands, fast, main  # noqa: F401 - commands registers the verbs
 from rootless.cli.params import COMMANDS
 from rootless.engine import attach, containers
-from layers import dockerfile, dockerignore, shellwords
 from rootless.engine import build as build_ops
 from rootless.runtime import cgroups, logs, security, users, volumes
 from rootless.runtime import spec as runspec
