@@ -941,7 +941,7 @@ def bench(tmp: str, runs: int, groups: tuple[str, ...] = GROUPS) -> dict:
             figures["logs"] = bench_logs.bench_logs(rootless, env, pm, 1 if runs <= QUICK_RUNS else 3)
         if "build" in groups:
             import bench_build
-            figures["build"] = bench_build.bench_build(rootless, env, pm, tmp, runs)
+            figures["build"] = bench_build.bench_build(rootless, env, pm, tmp, runs, stats)
         if "net" in groups:
             import bench_net
             quick = runs <= QUICK_RUNS

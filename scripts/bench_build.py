@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import statistics
 import subprocess
 import time
 
@@ -113,16 +112,6 @@ def _cache_hits(cp: subprocess.CompletedProcess) -> int:
     return sum("Using cache" in ln for ln in (cp.stdout + "\n" + cp.stderr).splitlines())
 
 
-def _stats(samples: list[float]) -> dict:
-    if len(samples) >= 2:
-        deciles = statistics.quantiles(samples, n=10, method="inclusive")
-        p10, p90 = deciles[0], deciles[-1]
-    else:
-        p10 = p90 = samples[0]
-    return {"median": statistics.median(samples), "p10": p10, "p90": p90,
-            "min": min(samples), "max": max(samples), "runs": len(samples)}
-
-
 class Tool:
     """One builder: how to build, how to run the image, in which environment."""
 
@@ -179,8 +168,9 @@ def _tool_figures(tool: Tool, context: str, runs: int, out: dict) -> None:
         out["failures"][tool.name] = str(e)
 
 
-def bench_build(rootless: list[str], env: dict, pm, tmp: str, runs: int) -> dict:
-    """The build figures of rootless and (when ``pm``) podman; a failed build is in ``failures``."""
+def bench_build(rootless: list[str], env: dict, pm, tmp: str, runs: int, stats) -> dict:
+    """The build figures of rootless and (when ``pm``) podman; a failed build is in ``failures``.
+    ``stats``: bench.py's summary of a list of samples."""
     base = os.path.join(tmp, "build")
     context = os.path.join(base, "context")
     scratch = os.path.join(base, "tmp")  # TMPDIR of both tools: what they spill stays in the bench's dir
@@ -202,7 +192,7 @@ def bench_build(rootless: list[str], env: dict, pm, tmp: str, runs: int) -> dict
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
     order = [f"{t} {f}" for f in FIGURES for t in ("rootless", "podman")]
     out["samples"] = {k: out["samples"][k] for k in order if out["samples"].get(k)}
-    out["results"] = {k: _stats(v) for k, v in out["samples"].items()}
+    out["results"] = {k: stats(v) for k, v in out["samples"].items()}
     out["targets"] = targets(out["results"])
     out["failed"] = "rootless" in out["failures"]
     return out

@@ -216,6 +216,16 @@ def rl(tmp_path) -> Rootless:
     return Rootless(tmp_path)
 
 
+@pytest.fixture
+def busybox(rl, images) -> Rootless:
+    """busybox loaded; no container outlives the test, even a failed one."""
+    rl.load(images, "busybox")
+    yield rl
+    ids = rl("ps", "-aq", expect=None).out.split()
+    if ids:
+        rl("rm", "-f", *ids, expect=None)
+
+
 @pytest.fixture(params=["kernel", "fuse", "copy"])
 def rl_method(request, tmp_path) -> Rootless:
     """The same test once per root filesystem method."""

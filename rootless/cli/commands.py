@@ -46,6 +46,7 @@ def build(ctx, context: str = Arg(metavar="CONTEXT", help="a directory, or - for
           platform: str = Opt(("--platform",), None, "Target platform (os/arch); only the host's is built.")):
     """Build an image from a Dockerfile."""
     from rootless.engine import build as build_ops
+    from rootless.runtime.spec import parse_labels
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -53,7 +54,7 @@ def build(ctx, context: str = Arg(metavar="CONTEXT", help="a directory, or - for
         req = build_ops.BuildRequest(
             context=ctx_dir, dockerfile=dockerfile, dockerfile_text=text, tags=tuple(tag),
             build_args=build_ops.parse_build_args(build_arg), target=target, no_cache=no_cache, pull=pull,
-            labels=build_ops.parse_labels(label), quiet=quiet, network=network, platform=platform)
+            labels=parse_labels(label), quiet=quiet, network=network, platform=platform)
         image_id = build_ops.build(ctx, req, None if quiet else say)
     print(image_id if quiet else image_id)
 
@@ -252,6 +253,18 @@ def logout(ctx, registry: str = Arg(metavar="REGISTRY")):
 
 
 # ---- containers ----------------------------------------------------------------------------
+# The resource-limit flags, shared by `run`/`create` and `update`.
+LIMIT = {
+    "memory": Opt(("-m", "--memory"), None, "Memory limit (512m, 1g)."),
+    "memory_reservation": Opt(("--memory-reservation",), None, "Memory soft limit."),
+    "memory_swap": Opt(("--memory-swap",), None, "Memory plus swap limit (-1: unlimited swap)."),
+    "cpus": Opt(("--cpus",), None, "Number of CPUs (1.5)."),
+    "cpu_shares": Opt(("-c", "--cpu-shares"), None, "CPU shares (relative weight, 2-262144)."),
+    "cpuset_cpus": Opt(("--cpuset-cpus",), None, "CPUs to run on (0-3, 0,1)."),
+    "pids_limit": Opt(("--pids-limit",), None, "Process limit (-1: unlimited)."),
+    "blkio_weight": Opt(("--blkio-weight",), None, "Block IO weight (10-1000)."),
+}
+
 @command("run", interspersed=False)
 def run(ctx,
         image: str = Arg(metavar="IMAGE"),
@@ -284,14 +297,10 @@ def run(ctx,
         tmpfs: list[str] = Opt(("--tmpfs",), [], "Mount a tmpfs: /DST[:size=64m,mode=1777,...]."),
         volumes_from: list[str] = Opt(("--volumes-from",), [], "Mount every volume of a container: NAME[:ro|rw]."),
         read_only: bool = Opt(("--read-only",), False, "Mount the root filesystem read-only."),
-        memory: str = Opt(("-m", "--memory"), None, "Memory limit (512m, 1g)."),
-        memory_reservation: str = Opt(("--memory-reservation",), None, "Memory soft limit."),
-        memory_swap: str = Opt(("--memory-swap",), None, "Memory plus swap limit (-1: unlimited swap)."),
-        cpus: str = Opt(("--cpus",), None, "Number of CPUs (1.5)."),
-        cpu_shares: str = Opt(("-c", "--cpu-shares"), None, "CPU shares (relative weight, 2-262144)."),
-        cpuset_cpus: str = Opt(("--cpuset-cpus",), None, "CPUs to run on (0-3, 0,1)."),
-        pids_limit: str = Opt(("--pids-limit",), None, "Process limit (-1: unlimited)."),
-        blkio_weight: str = Opt(("--blkio-weight",), None, "Block IO weight (10-1000)."),
+        memory: str = LIMIT["memory"], memory_reservation: str = LIMIT["memory_reservation"],
+        memory_swap: str = LIMIT["memory_swap"], cpus: str = LIMIT["cpus"], cpu_shares: str = LIMIT["cpu_shares"],
+        cpuset_cpus: str = LIMIT["cpuset_cpus"], pids_limit: str = LIMIT["pids_limit"],
+        blkio_weight: str = LIMIT["blkio_weight"],
         device_read_bps: list[str] = Opt(("--device-read-bps",), [], "Read rate limit of a device (/dev/sda:1mb)."),
         device_write_bps: list[str] = Opt(("--device-write-bps",), [], "Write rate limit of a device (/dev/sda:1mb)."),
         cap_add: list[str] = Opt(("--cap-add",), [], "Add a Linux capability (or ALL)."),
@@ -495,14 +504,10 @@ def stats(ctx, containers_: list[str] = Arg(None, metavar="[CONTAINER...]"),
 
 @command("update")
 def update(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
-           memory: str = Opt(("-m", "--memory"), None, "Memory limit (512m, 1g)."),
-           memory_reservation: str = Opt(("--memory-reservation",), None, "Memory soft limit."),
-           memory_swap: str = Opt(("--memory-swap",), None, "Memory plus swap limit (-1: unlimited swap)."),
-           cpus: str = Opt(("--cpus",), None, "Number of CPUs (1.5)."),
-           cpu_shares: str = Opt(("-c", "--cpu-shares"), None, "CPU shares (relative weight, 2-262144)."),
-           cpuset_cpus: str = Opt(("--cpuset-cpus",), None, "CPUs to run on (0-3, 0,1)."),
-           pids_limit: str = Opt(("--pids-limit",), None, "Process limit."),
-           blkio_weight: str = Opt(("--blkio-weight",), None, "Block IO weight (10-1000).")):
+           memory: str = LIMIT["memory"], memory_reservation: str = LIMIT["memory_reservation"],
+           memory_swap: str = LIMIT["memory_swap"], cpus: str = LIMIT["cpus"], cpu_shares: str = LIMIT["cpu_shares"],
+           cpuset_cpus: str = LIMIT["cpuset_cpus"], pids_limit: str = LIMIT["pids_limit"],
+           blkio_weight: str = LIMIT["blkio_weight"]):
     """Change the resource limits of containers (running ones at once)."""
     from rootless.base.errors import UsageError
     from rootless.engine import containers

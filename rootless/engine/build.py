@@ -366,13 +366,3 @@ def parse_build_args(items: list[str], environ=None) -> dict[str, str]:
         elif key in env:
             out[key] = env[key]
     return out
-
-
-def parse_labels(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key:
-            raise UsageError(f"invalid --label {item!r}", "use KEY=VALUE")
-        out[key] = value
-    return out

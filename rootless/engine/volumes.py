@@ -13,13 +13,9 @@ from rootless.runtime import names, state, volumes
 def create(ctx, name: str | None, labels: list[str] = ()) -> str:
     """``volume create [NAME]``: the name (a new random one when none is given); an existing
     volume of that name is kept, as Docker does."""
-    parsed = {}
-    for label in labels:
-        key, _, value = label.partition("=")
-        if not key:
-            raise UsageError(f"invalid label {label!r}", "use KEY=VALUE")
-        parsed[key] = value
-    rec, _made = volumes.create(ctx.paths, name or names.new_id(), parsed, anonymous=not name)
+    from rootless.runtime.spec import parse_labels
+    rec, _made = volumes.create(ctx.paths, name or names.new_id(), parse_labels(labels, "label"),
+                                anonymous=not name)
     return rec["name"]
 
 

@@ -90,6 +90,17 @@ def merge_env_arg(arg: str, host_env: dict[str, str], where: str = "-e") -> list
     return [f"{key}={host_env[key]}"] if key in host_env else []
 
 
+def parse_labels(items, flag: str = "--label") -> dict[str, str]:
+    """``--label KEY=VALUE`` (KEY alone: an empty value), as ``build`` and ``volume create`` take them."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid {flag} {item!r}", "use KEY=VALUE")
+        out[key] = value
+    return out
+
+
 def merge_env(base: list[str], overrides: list[str]) -> list[str]:
     """Later values win; order of first appearance is kept."""
     env: dict[str, str] = {}

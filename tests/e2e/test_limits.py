@@ -19,12 +19,8 @@ CAN = set(cgroups.enforceable(HOST))
 
 
 @pytest.fixture
-def bb(rl, images) -> Rootless:
-    rl.load(images, "busybox")
-    yield rl
-    ids = rl("ps", "-aq", expect=None).out.split()
-    if ids:
-        rl("rm", "-f", *ids, expect=None)
+def bb(busybox) -> Rootless:
+    return busybox
 
 
 @pytest.mark.parametrize("flags", [("--memory", "64m"), ("--cpus", "0.5"), ("--pids-limit", "20"),

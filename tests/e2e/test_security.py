@@ -17,12 +17,8 @@ DOCKER_DEFAULT = 0xA80425FB
 
 
 @pytest.fixture
-def bb(rl, images) -> Rootless:
-    rl.load(images, "busybox")
-    yield rl
-    ids = rl("ps", "-aq", expect=None).out.split()
-    if ids:
-        rl("rm", "-f", *ids, expect=None)
+def bb(busybox) -> Rootless:
+    return busybox
 
 
 def sh(rl: Rootless, script: str, *flags: str, expect: int = 0) -> str:

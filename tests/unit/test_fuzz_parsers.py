@@ -71,7 +71,7 @@ PARSERS = {
     "security_opt": lambda t: security.security_opts((t,)),
     "device": lambda t: security.devices((t,)),
     "build_arg": lambda t: build_ops.parse_build_args([t], {}),
-    "label": lambda t: build_ops.parse_labels([t]),
+    "label": lambda t: runspec.parse_labels([t]),
     "word": lambda t: shellwords.expand_word(t, {"A": "1", "EMPTY": ""}),
     "words": lambda t: shellwords.expand_words(t, {"A": "a b"}),
     "dockerignore": lambda t: dockerignore.Matcher(dockerignore.read_patterns(t)).excluded("a/b/c"),

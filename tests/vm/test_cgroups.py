@@ -22,12 +22,8 @@ SERVICE = f"/sys/fs/cgroup/user.slice/user-{os.getuid()}.slice/user@{os.getuid()
 
 
 @pytest.fixture
-def bb(rl, images) -> Rootless:
-    rl.load(images, "busybox")
-    yield rl
-    ids = rl("ps", "-aq", expect=None).out.split()
-    if ids:
-        rl("rm", "-f", *ids, expect=None)
+def bb(busybox) -> Rootless:
+    return busybox
 
 
 def scope_of(cid: str) -> str:
