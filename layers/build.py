@@ -246,9 +246,7 @@ class Builder:
             src = self.done[other.index]
             image = json.loads(json.dumps(src.image))
             image["_layers"] = list(src.layers)
-            st = Stage(spec, image, src.chain, {})
-            st.cmd_set = False
-            return st
+            return Stage(spec, image, src.chain, {})
         if name == "scratch":
             os_, arch, variant = self.host
             image = {"architecture": arch, "os": os_, "config": {}, "rootfs": {"type": "layers", "diff_ids": []},
@@ -268,7 +266,7 @@ class Builder:
         handler = getattr(self, "_do_" + ins.cmd.lower())
         handler(st, ins)
 
-    def _step(self, st: Stage, ins, parts, work=None, created_by: str | None = None, empty_ok: bool = False) -> None:
+    def _step(self, st: Stage, ins, parts, work=None, created_by: str | None = None) -> None:
         """Look the step up in the cache, else do ``work`` (a layer or None) and cache it."""
         k = buildcache.key(st.chain, [ins.cmd, parts])
         entry = None if self.opts.no_cache else buildcache.get(self.cache_root, k, self.store)
@@ -503,7 +501,7 @@ class Builder:
         words = self._words(st, ins)
         *srcs, dest = words
         heredocs = dict(ins.heredocs)
-        dest_dir = dest.endswith("/") or len(srcs) > 1
+        dest_dir = dest.endswith("/") or dest in ("", ".", "..") or dest.endswith(("/.", "/.."))
         dest = os.path.normpath(os.path.join(st.workdir(), dest)) if dest not in ("", ".") else st.workdir()
         chmod = None
         if "chmod" in ins.flags:
@@ -562,9 +560,7 @@ class Builder:
                 parts.append(buildctx.digest(sources))
             if "checksum" in ins.flags and not any(o["op"] == "url" for o in ops):
                 raise DockerfileError(f"{what}: --checksum works only with an http(s) source")
-        n_items = sum(len(o.get("entries", [1])) if o["op"] == "copy" else 1 for o in ops)
-        if n_items > 1 and not dest_dir and any(o["op"] == "copy" and not o.get("is_dir") for o in ops) \
-                and len(ops) > 1:
+        if (len(ops) > 1 or len(srcs) > 1) and not dest_dir:  # several sources, named or matched by a glob
             raise DockerfileError(f"{what}: when using {ins.cmd} with more than one source file, "
                                   "the destination must be a directory and end with a /")
         self._step(st, ins, parts, work=lambda: self.ex.files(st, ops),

@@ -27,9 +27,6 @@ _NO_FLAGS = ("CMD", "ENTRYPOINT", "ENV", "ARG", "LABEL", "MAINTAINER", "EXPOSE",
              "WORKDIR", "SHELL", "STOPSIGNAL", "ONBUILD")
 KNOWN = frozenset(_FLAGS) | frozenset(_NO_FLAGS)
 _DIRECTIVES = ("syntax", "escape", "check")
-# Instructions whose arguments get ``$VAR`` substitution (Docker's list).
-EXPANDED = frozenset(("ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "VOLUME",
-                      "WORKDIR", "ARG", "ONBUILD"))
 
 
 class DockerfileError(UsageError):

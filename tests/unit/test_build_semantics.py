@@ -737,3 +737,20 @@ def test_copy_link_is_accepted_and_platform_reaches_from(tmp_path):
     b = build(tmp_path, "FROM --platform=linux/arm64 alpine\nCOPY --link a.txt /a\n", files={"a.txt": "a"})
     assert [(o["op"], o["dest"]) for o in b.ex.files_ops[-1]] == [("copy", "/a")]
     assert b.ex.bases[-1] == "alpine" and b.ex.platforms[-1] == "linux/arm64"
+
+
+@pytest.mark.parametrize("dockerfile, ok", [
+    ("FROM alpine\nCOPY a.txt b.txt /d\n", False),
+    ("FROM alpine\nCOPY a.txt b.txt /d/\n", True),
+    ("FROM alpine\nWORKDIR /w\nCOPY a.txt b.txt .\n", True),
+    ("FROM alpine\nCOPY *.txt /d\n", False),
+    ("FROM alpine\nCOPY --from=alpine /a /b /d\n", False),
+])
+def test_several_sources_need_a_directory_destination(tmp_path, dockerfile, ok):
+    """Docker's rule: several sources, named or matched, go into a directory written with a /."""
+    from layers.dockerfile import DockerfileError
+    if ok:
+        build(tmp_path, dockerfile, files={"a.txt": "a", "b.txt": "b"})
+    else:
+        with pytest.raises(DockerfileError, match="the destination must be a directory and end with a /"):
+            build(tmp_path, dockerfile, files={"a.txt": "a", "b.txt": "b"})
