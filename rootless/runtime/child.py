@@ -610,6 +610,7 @@ def _reset_signals() -> None:
 
 def exec_command(exe: str, argv: tuple[str, ...], env: dict[str, str]) -> None:
     _reset_signals()
+    _cloexec_beyond_stdio()
     try:
         os.execve(exe, list(argv), env)
     except OSError as e:
@@ -618,6 +619,22 @@ def exec_command(exe: str, argv: tuple[str, ...], env: dict[str, str]) -> None:
         if e.errno == errno.ENOEXEC:
             raise CommandNotExecutable(f'exec "{argv[0]}": exec format error') from None
         raise CommandNotExecutable(f'exec "{argv[0]}": {e.strerror}') from None
+
+
+def _cloexec_beyond_stdio() -> None:
+    """No descriptor but stdin, stdout and stderr crosses into the container's command: not the
+    CLI's (a shell's open files, a CI runner's pipes), not this runtime's. Marked close-on-exec
+    rather than closed, so that a failed exec can still be reported on the channel."""
+    try:
+        fds = [int(n) for n in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd > 2:
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.fcntl(fd, fcntl.F_GETFD) | fcntl.FD_CLOEXEC)
+            except OSError:
+                pass  # the directory listing's own descriptor, closed since
 
 
 def _init_reaper(exe: str, spec: ContainerSpec, env: dict[str, str], ch: Channel) -> None:

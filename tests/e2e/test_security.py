@@ -120,3 +120,33 @@ def test_proc_1_root_is_the_containers_own_root(bb):
     assert "bin" in out and out.strip().endswith("inside")
     host_only = sh(bb, "test -e /proc/1/root/home/rltest && echo seen || echo unseen")
     assert host_only.strip() == "unseen"
+
+
+def test_no_descriptor_of_the_cli_or_the_runtime_crosses_into_the_container(bb, tmp_path):
+    """A descriptor the calling shell left open (not close-on-exec) reaches neither the container's
+    command nor an exec'd one: only stdin, stdout and stderr do."""
+    import subprocess
+
+    from tests.conftest import rootless_argv
+    leaked = open(tmp_path / "secret", "w")  # noqa: SIM115 - held open across the calls
+    try:
+        os.set_inheritable(leaked.fileno(), True)
+
+        def fds(*args: str) -> list[str]:
+            cp = subprocess.run(rootless_argv() + list(args), env=bb.env, capture_output=True, text=True,
+                                timeout=120, pass_fds=(leaked.fileno(),), stdin=subprocess.DEVNULL)
+            assert cp.returncode == 0, cp.stderr
+            return cp.stdout.split()
+        assert fds("run", "--rm", "--network", "none", "busybox", "ls", "/proc/self/fd") == ["0", "1", "2", "3"]
+        cid = bb("run", "-d", "--network", "none", "busybox", "sleep", "300").out.strip()
+        assert fds("exec", cid, "ls", "/proc/self/fd") == ["0", "1", "2", "3"]  # 3: the directory ls reads
+    finally:
+        leaked.close()
+
+
+def test_the_tool_and_its_helpers_are_out_of_the_containers_sight(bb):
+    """The CVE-2019-5736 pattern: no process of the runtime (keeper, exec helper, the CLI's
+    interpreter) is visible inside, so none of their executables can be reached from there."""
+    cid = bb("run", "-d", "--network", "none", "busybox", "sleep", "300").out.strip()
+    out = bb("exec", cid, "sh", "-c", "for p in /proc/[0-9]*; do readlink $p/exe; done").out
+    assert set(out.split()) == {"/bin/busybox"}, out  # sleep, sh and the loop: the container's own
