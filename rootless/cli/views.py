@@ -300,7 +300,8 @@ def _security(spec: dict) -> dict:
     caps = set(DEFAULT_CAPS if caps is None else caps)
     return {"CapAdd": sorted(caps - set(DEFAULT_CAPS)) or None, "CapDrop": sorted(set(DEFAULT_CAPS) - caps) or None,
             "Privileged": bool(spec.get("privileged")),
-            "SecurityOpt": ["no-new-privileges"] if spec.get("no_new_privs") else None,
+            "SecurityOpt": (["no-new-privileges"] if spec.get("no_new_privs") else [])
+            + ([] if spec.get("seccomp", True) or spec.get("privileged") else ["seccomp=unconfined"]) or None,
             "Devices": [{"PathOnHost": h, "PathInContainer": c, "CgroupPermissions": "rwm"}
                         for h, c in spec.get("devices") or []]}
 

@@ -78,7 +78,7 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
             os.setsid()
         return _helper(ns, ch, argv, full_env, user if user is not None else spec.get("user", ""),
                        workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize,
-                       bool(spec.get("no_new_privs")), spec.get("caps"))
+                       bool(spec.get("no_new_privs")), spec.get("caps"), spec.get("seccomp", False))
 
     helper, parent_end = userns.fork_child(helper_main, "exec")
     for fd, _ in ns:
@@ -93,7 +93,7 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
 
 
 def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_uid, winsize,
-            no_new_privs: bool = False, caps=None) -> int:
+            no_new_privs: bool = False, caps=None, seccomp: bool = False) -> int:
     # Everything the process needs is imported now: inside the container's mount namespace this
     # installation's files are out of sight.
     import fcntl  # noqa: F401
@@ -102,7 +102,10 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
     import prctl  # noqa: F401
 
     from rootless.base import proc
-    from rootless.runtime import users  # noqa: F401
+    from rootless.runtime import security, users  # noqa: F401
+    if seccomp:
+        from rootless.base import seccomp as seccomp_
+        seccomp_.library()
     child.Step.at("join the container's namespaces")
     join(ns)
     pid = os.fork()
@@ -111,7 +114,7 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
         try:
             os.setsid()
             _stdio(ch, tty, interactive, winsize)
-            full_env = child.take_identity(user, env, workdir, single_uid, ch, no_new_privs, caps)
+            full_env = child.take_identity(user, env, workdir, single_uid, ch, no_new_privs, caps, seccomp)
             from rootless.base import proc
             exe = proc.find_executable(argv[0], full_env.get("PATH", ""))
             child.exec_command(exe, tuple(argv), full_env)

@@ -31,9 +31,9 @@ class ContainerSpec(namedtuple(
         "id name image_id image_name layers argv env user workdir hostname "
         "network init tty interactive remove labels stop_signal entrypoint "
         "ports publish_all exposed links add_hosts dns dns_search dns_options mac log mounts read_only "
-        "no_new_privs limits caps privileged devices",
+        "no_new_privs limits caps privileged devices seccomp",
         defaults=("none", False, False, False, False, None, "SIGTERM", None,
-                  (), False, (), (), (), (), (), (), None, None, (), False, False, None, None, False, ()))):
+                  (), False, (), (), (), (), (), (), None, None, (), False, False, None, None, False, (), True))):
     """What a container runs. ``layers``: diff ids, bottom first; ``argv``: entrypoint + cmd;
     ``entrypoint``: the part of argv that is the entrypoint (Docker's Config.Entrypoint; None when
     unknown); ``env``: KEY=VALUE (HOME is added from the user's passwd entry at start);
@@ -46,7 +46,8 @@ class ContainerSpec(namedtuple(
     ``limits``: resource limits (``rootless.runtime.cgroups.parse``; None or {}: none).
     ``caps``: the capability names the container keeps (None: Docker's default set);
     ``privileged``: no masked paths, the host devices the user may open; ``devices``: (host node,
-    container path) pairs to bind."""
+    container path) pairs to bind; ``seccomp``: load the default seccomp profile (not with
+    ``--privileged`` or ``--security-opt seccomp=unconfined``)."""
 
     __slots__ = ()
 
@@ -177,9 +178,10 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
 
 def _security_fields(opts: RunOptions) -> dict:
     from rootless.runtime import security
+    sec = security.security_opts(opts.security_opts)
     return dict(caps=security.capabilities(opts.cap_add, opts.cap_drop, opts.privileged),
-                privileged=bool(opts.privileged),
-                no_new_privs=security.security_opts(opts.security_opts)["no_new_privs"],
+                privileged=bool(opts.privileged), no_new_privs=sec["no_new_privs"],
+                seccomp=sec["seccomp"] and not opts.privileged,
                 devices=tuple(tuple(d) for d in security.devices(opts.devices)))
 
 

@@ -150,3 +150,19 @@ def test_the_tool_and_its_helpers_are_out_of_the_containers_sight(bb):
     cid = bb("run", "-d", "--network", "none", "busybox", "sleep", "300").out.strip()
     out = bb("exec", cid, "sh", "-c", "for p in /proc/[0-9]*; do readlink $p/exe; done").out
     assert set(out.split()) == {"/bin/busybox"}, out  # sleep, sh and the loop: the container's own
+
+
+@pytest.mark.parametrize("flags, mode, unshare", [
+    ((), "2", False),  # the default profile: filtered, and unshare needs CAP_SYS_ADMIN as in Docker's
+    (("--cap-add", "SYS_ADMIN"), "2", True),
+    (("--security-opt", "seccomp=unconfined"), "0", True),
+    (("--privileged",), "0", True),
+])
+def test_the_default_seccomp_profile(bb, flags, mode, unshare):
+    out = sh(bb, "grep '^Seccomp:' /proc/self/status; unshare -U true 2>/dev/null && echo unshared; true", *flags)
+    assert out.split()[1] == mode
+    assert ("unshared" in out) == unshare
+    cid = bb("run", "-d", "--network", "none", *flags, "busybox", "sleep", "300").out.strip()
+    assert bb("exec", cid, "grep", "^Seccomp:", "/proc/self/status").out.split()[1] == mode  # exec too
+    opts = inspect(bb, cid)["HostConfig"]["SecurityOpt"] or []
+    assert ("seccomp=unconfined" in opts) == (flags == ("--security-opt", "seccomp=unconfined"))

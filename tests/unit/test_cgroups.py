@@ -99,3 +99,15 @@ def test_a_host_that_can_enforce_says_nothing():
     assert cgroups.enforceable(host) == ["--memory", "--memory-reservation", "--memory-swap", "--cpus",
                                          "--cpu-shares", "--pids-limit"]
     assert cgroups.enforceable(cgroups.Host("hybrid", "/", None, ())) == []
+
+
+def test_the_seccomp_profile_follows_the_capabilities():
+    from rootless.runtime import security
+    default = security.seccomp_denied(None)
+    assert {"keyctl", "add_key", "mount", "unshare", "setns", "reboot", "init_module", "clock_settime",
+            "bpf", "open_by_handle_at"} <= set(default)
+    with_admin = security.seccomp_denied(security.capabilities(("SYS_ADMIN",), ()))
+    assert "mount" not in with_admin and "unshare" not in with_admin and "keyctl" in with_admin
+    everything = security.seccomp_denied(security.ALL_CAPS)
+    assert set(everything) == {n for n, cap in security.SECCOMP_DENIED.items() if cap is None}
+    assert all(cap is None or cap in security.ALL_CAPS for cap in security.SECCOMP_DENIED.values())
