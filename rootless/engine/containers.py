@@ -154,6 +154,7 @@ def _launch_plan(ctx, rec: dict, attached: bool):
         winsize=terminal.terminal_size() if cspec.tty and attached else None,
         single_uid=ctx.mapping.mode == "single",
         attached=attached,
+        seccomp=seccomp_program(ctx, rec["spec"]),
     )
 
 
@@ -196,7 +197,18 @@ def exec_in(ctx, rec: dict, argv: list[str], env_args: list[str], user: str | No
     check_user(ctx, user)
     extra = [e for arg in env_args for e in merge_env_arg(arg, dict(os.environ))]
     return execute.run(rec, list(argv), extra, user, workdir, tty, interactive, detach,
-                       ctx.mapping.mode == "single", terminal.terminal_size() if tty else None)
+                       ctx.mapping.mode == "single", terminal.terminal_size() if tty else None,
+                       seccomp_program(ctx, rec["spec"]))
+
+
+def seccomp_program(ctx, spec: dict) -> bytes | None:
+    """The BPF program of a container's seccomp profile (None: unconfined), compiled once per
+    profile and kept in the runtime directory."""
+    if not spec.get("seccomp", True) or spec.get("privileged"):
+        return None
+    from rootless.base import seccomp
+    from rootless.runtime.security import seccomp_denied
+    return seccomp.program(seccomp_denied(spec.get("caps")), ctx.paths.runroot)
 
 
 def log_entries(ctx, rec: dict, follow: bool, tail: int | None, since: str | None, until: str | None):

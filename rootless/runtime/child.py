@@ -50,8 +50,8 @@ from rootless.runtime.terminal import FORWARDED
 # ``stdin``: an attached CLI gives its stdin (run -i, start -a -i); else stdin waits for `attach`.
 # ``net``: the network plan (rootless.runtime.network.NetPlan), with the published ports already bound.
 LaunchPlan = namedtuple("LaunchPlan",
-                        "spec rootfs mounts run_dir paths remove_dirs winsize single_uid attached stdin net",
-                        defaults=((), None, False, True, True, None))
+                        "spec rootfs mounts run_dir paths remove_dirs winsize single_uid attached stdin net seccomp",
+                        defaults=((), None, False, True, True, None, None))
 
 
 class Step:
@@ -383,10 +383,6 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
     import prctl
 
     prctl.set_pdeathsig(signal.SIGKILL)
-    if spec.seccomp:
-        Step.at("open libseccomp")
-        from rootless.base import seccomp as seccomp_
-        seccomp_.library()  # now: inside the container's root the host's library is out of sight
     Step.at("unshare the container's mount namespace")
     syscalls.unshare(syscalls.CLONE_NEWNS)  # pivot_root must not move the keeper's root
 
@@ -415,7 +411,7 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
         _remount_ro("/")  # volumes, tmpfs, /dev, /proc are mounts of their own: they stay as they are
 
     env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch, spec.no_new_privs, spec.caps,
-                        spec.seccomp)
+                        plan.seccomp)
     exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))
     _mark(ch, "exec")
     if spec.init:
@@ -424,7 +420,7 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
 
 
 def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: Channel,
-                  no_new_privs: bool = False, caps=None, seccomp: bool = False) -> dict[str, str]:
+                  no_new_privs: bool = False, caps=None, seccomp: bytes | None = None) -> dict[str, str]:
     """Inside the container's root: resolve the user in its /etc/passwd and /etc/group, keep
     Docker's default capabilities only, set no_new_privs (unless told not to: a build's RUN
     steps run setuid programs, such as ``sudo``, as Docker's do), become the user, enter
@@ -448,11 +444,10 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
                 pass
     if no_new_privs:
         prctl.set_no_new_privs(1)
-    if seccomp:  # still root of the user namespace: no no_new_privs needed to load it
+    if seccomp:  # the profile's BPF program; still root of the user namespace: no no_new_privs needed
         Step.at("seccomp")
         from rootless.base import seccomp as seccomp_
-        from rootless.runtime.security import seccomp_denied
-        seccomp_.deny(seccomp_denied(caps))
+        seccomp_.load_bpf(seccomp)
 
     Step.at("set the user's identity")
     if single_uid and (user.uid, user.gid) != (0, 0):

@@ -56,7 +56,9 @@ def join(ns: list[tuple[int, int]]) -> None:
 
 
 def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: str | None,
-        tty: bool, interactive: bool, detach: bool, single_uid: bool, winsize: bytes | None) -> int | None:
+        tty: bool, interactive: bool, detach: bool, single_uid: bool, winsize: bytes | None,
+        seccomp: bytes | None = None) -> int | None:
+    """``seccomp``: the container's seccomp program (its profile's), loaded before the exec."""
     if rec["state"].get("status") != "running":
         raise Conflict(f"container {rec['id'][:12]} is not running", "start it with `rootless start`",
                        exit_code=1)
@@ -78,7 +80,7 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
             os.setsid()
         return _helper(ns, ch, argv, full_env, user if user is not None else spec.get("user", ""),
                        workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize,
-                       bool(spec.get("no_new_privs")), spec.get("caps"), spec.get("seccomp", False))
+                       bool(spec.get("no_new_privs")), spec.get("caps"), seccomp)
 
     helper, parent_end = userns.fork_child(helper_main, "exec")
     for fd, _ in ns:
@@ -93,7 +95,7 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
 
 
 def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_uid, winsize,
-            no_new_privs: bool = False, caps=None, seccomp: bool = False) -> int:
+            no_new_privs: bool = False, caps=None, seccomp: bytes | None = None) -> int:
     # Everything the process needs is imported now: inside the container's mount namespace this
     # installation's files are out of sight.
     import fcntl  # noqa: F401
@@ -102,10 +104,8 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
     import prctl  # noqa: F401
 
     from rootless.base import proc
-    from rootless.runtime import security, users  # noqa: F401
-    if seccomp:
-        from rootless.base import seccomp as seccomp_
-        seccomp_.library()
+    from rootless.base import seccomp as seccomp_  # noqa: F401
+    from rootless.runtime import users  # noqa: F401
     child.Step.at("join the container's namespaces")
     join(ns)
     pid = os.fork()

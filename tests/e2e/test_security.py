@@ -166,3 +166,10 @@ def test_the_default_seccomp_profile(bb, flags, mode, unshare):
     assert bb("exec", cid, "grep", "^Seccomp:", "/proc/self/status").out.split()[1] == mode  # exec too
     opts = inspect(bb, cid)["HostConfig"]["SecurityOpt"] or []
     assert ("seccomp=unconfined" in opts) == (flags == ("--security-opt", "seccomp=unconfined"))
+
+
+def test_every_namespace_of_the_container_is_its_own(bb):
+    cid = bb("run", "-d", "--network", "none", "busybox", "sleep", "300").out.strip()
+    pid = inspect(bb, cid)["State"]["Pid"]
+    for ns in ("user", "mnt", "pid", "net", "uts", "ipc", "cgroup"):
+        assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns

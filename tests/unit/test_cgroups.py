@@ -111,3 +111,32 @@ def test_the_seccomp_profile_follows_the_capabilities():
     everything = security.seccomp_denied(security.ALL_CAPS)
     assert set(everything) == {n for n, cap in security.SECCOMP_DENIED.items() if cap is None}
     assert all(cap is None or cap in security.ALL_CAPS for cap in security.SECCOMP_DENIED.values())
+
+
+def test_the_seccomp_program_is_compiled_once_per_profile(tmp_path, monkeypatch):
+    """The profile's BPF program is made by libseccomp once and then read from the cache; a
+    program loaded (with no_new_privs, as a plain process may) makes the denied call fail."""
+    import errno as errno_
+
+    from rootless.base import seccomp
+    denied = ("keyctl", "add_key", "no_such_call")
+    prog = seccomp.program(denied, str(tmp_path))
+    assert prog and len(prog) % 8 == 0
+    assert [p.name for p in tmp_path.iterdir()][0].startswith("seccomp-")
+    monkeypatch.setattr(seccomp, "compile_bpf", lambda names: pytest.fail("compiled again"))
+    assert seccomp.program(reversed(denied), str(tmp_path)) == prog
+    if os.uname().machine != "x86_64":
+        return  # keyctl's number below is x86_64's
+    pid = os.fork()
+    if pid == 0:
+        import ctypes
+        code = 1
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: a plain process may load a filter then
+            seccomp.load_bpf(prog)
+            ret = libc.syscall(250, 0, 0, 0, 0, 0)  # keyctl on x86_64
+            code = 0 if ret == -1 and ctypes.get_errno() == errno_.EPERM else 2
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] >> 8 == 0

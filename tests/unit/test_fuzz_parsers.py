@@ -176,3 +176,57 @@ def test_any_command_line_parses_or_is_a_usage_error(argv):
     except RootlessError:
         pass
     _typer_parse(argv)
+
+
+# ---- what images and --format bring: manifests, tar members, Go templates ---------------------------
+JSONISH = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10)),
+                       lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                               st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+                       max_leaves=12)
+MANIFEST_KEYS = st.fixed_dictionaries({}, optional={
+    "schemaVersion": st.one_of(st.just(2), JSONISH), "mediaType": st.one_of(st.sampled_from(sorted(manifest.MANIFESTS)),
+                                                                          JSONISH),
+    "config": JSONISH, "layers": JSONISH, "manifests": JSONISH})
+
+
+@given(doc=st.one_of(MANIFEST_KEYS, JSONISH), raw=st.binary(max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_manifests_from_a_registry_give_a_clear_error_or_parts(doc, raw):
+    import json
+    for data in (json.dumps(doc).encode(), raw):
+        try:
+            kind, parsed = manifest.parse(data, "", "manifest")
+            if kind in manifest.MANIFESTS:
+                manifest.image_parts(parsed, "manifest")
+            else:
+                manifest.index_entries(parsed, "index")
+        except RootlessError:
+            pass
+
+
+@given(name=TEXT, link=TEXT, kind=st.sampled_from([b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"g", b"x"]),
+       major=st.integers(0, 300), minor=st.integers(0, 300))
+@settings(max_examples=500, deadline=None)
+def test_tar_members_are_checked_or_refused_clearly(name, link, kind, major, minor):
+    import tarfile
+
+    from layers import tarsafe
+    m = tarfile.TarInfo(name)
+    m.type, m.linkname, m.devmajor, m.devminor = kind, link, major, minor
+    try:
+        rel = tarsafe.check_member(m, "layer")
+    except RootlessError:
+        return
+    assert not rel.startswith("/") and ".." not in rel.split("/")
+
+
+@given(template=st.one_of(TEXT, st.from_regex(r"(table )?\{\{[ .a-zA-Z|()\"0-9$:=-]{0,30}\}\}[a-z\\t]{0,5}",
+                                                fullmatch=True)))
+@settings(max_examples=500, deadline=None)
+def test_go_templates_give_a_clear_error_or_text(template):
+    from rootless.cli import gotemplate
+    rows = [{"ID": "abc", "Names": "x", "Labels": {"a": "b"}, "Ports": [1, 2], "Size": 3.5}]
+    try:
+        gotemplate.render_rows(template, rows, {"ID": "CONTAINER ID"})
+    except RootlessError:
+        pass
