@@ -213,9 +213,9 @@ class Builder:
         except RootlessError as e:
             raise DockerfileError(f"{ins.where(self.df.path)}: {e.message}") from None
 
-    def _words(self, st: Stage, ins, words=None) -> list[str]:
+    def _words(self, st: Stage, ins) -> list[str]:
         scope = st.scope()
-        return [self._word(w, scope, ins) for w in (ins.args if words is None else words)]
+        return [self._word(w, scope, ins) for w in ins.args]
 
     # ---- one stage --------------------------------------------------------------------------
     def _stage(self, spec: dockerfile.Stage) -> Stage:
@@ -275,7 +275,7 @@ class Builder:
                 self.ex.say(f"--> Using cache {k[7:19]}")
         else:
             layer = work() if work is not None else None
-            history = {"created": self.ex.now(), "created_by": created_by or _created_by(ins)}
+            history = {"created": self.ex.now(), "created_by": created_by or _first_line(ins.original)}
             if layer is None:
                 history["empty_layer"] = True
             entry = buildcache.put(self.cache_root, k, layer, history)
@@ -452,7 +452,7 @@ class Builder:
         if only and len(ins.heredocs) == 1:  # RUN <<EOF: the heredoc is the script
             name, body = ins.heredocs[0]
             if text.strip().startswith("<<-"):
-                body = "".join(line.lstrip("\t") for line in body.splitlines(keepends=True))
+                body = _strip_tabs(body)
             if body.startswith("#!"):  # its own interpreter: run as a file, where BuildKit puts it
                 return [f"/dev/pipes/{name}"], [(name, body)]
             return st.shell() + [body], []
@@ -530,8 +530,8 @@ class Builder:
                 name = raw_word[2:].lstrip("-").strip("'\"") if raw_word.startswith("<<") else None
                 if name is not None and name in heredocs:
                     content = heredocs[name]
-                    if raw_word.startswith("<<-"):  # <<-: leading tabs go
-                        content = "".join(line.lstrip("\t") for line in content.splitlines(keepends=True))
+                    if raw_word.startswith("<<-"):
+                        content = _strip_tabs(content)
                     if not any(q in raw_word for q in "'\""):  # an unquoted delimiter: $VAR expands
                         esc = self.df.escape
                         raw = "".join(esc + ch if ch in ("'", '"', esc) else ch for ch in content)
@@ -572,8 +572,9 @@ def _first_line(text: str) -> str:
     return text.split("\n", 1)[0]
 
 
-def _created_by(ins) -> str:
-    return _first_line(ins.original)
+def _strip_tabs(text: str) -> str:
+    """A ``<<-`` heredoc: its lines' leading tabs go."""
+    return "".join(line.lstrip("\t") for line in text.splitlines(keepends=True))
 
 
 def _as_tuple(v) -> tuple:
@@ -645,28 +646,12 @@ def _is_archive(path: str) -> bool:
     """ADD extracts a local tar (plain, gzip, bzip2, xz or zstd), recognised by its contents; any
     other file, compressed or not, is copied as it is (Docker's rule)."""
     import tarfile
+
+    from layers.unpack import open_decompressed
     try:
-        with _open_compressed(path) as f:
+        with open(path, "rb") as raw, open_decompressed(raw) as f:
             block = f.read(tarfile.BLOCKSIZE)
         tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
         return True
     except Exception:  # noqa: BLE001 - whatever a decompressor or the header check says: not a tar
         return False
-
-
-def _open_compressed(path: str):
-    with open(path, "rb") as f:
-        head = f.read(6)
-    if head.startswith(b"\x1f\x8b"):
-        import gzip
-        return gzip.open(path, "rb")
-    if head.startswith(b"BZh"):
-        import bz2
-        return bz2.open(path, "rb")
-    if head.startswith(b"\xfd7zXZ\x00"):
-        import lzma
-        return lzma.open(path, "rb")
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        import zstandard
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
-    return open(path, "rb")

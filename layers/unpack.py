@@ -54,11 +54,18 @@ class HashingReader:
 
 
 def open_decompressed(f: BinaryIO) -> BinaryIO:
-    """Wrap ``f`` in the decompressor its magic bytes call for."""
-    head = f.peek(4)[:4] if hasattr(f, "peek") else b""
+    """Wrap ``f`` in the decompressor its magic bytes call for: gzip, zstd, bzip2 or xz (the
+    last two: ``ADD``'s archives, and layers of tools that use them), else ``f`` itself."""
+    head = f.peek(6)[:6] if hasattr(f, "peek") else b""
     if head[:2] == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=f, mode="rb")
-    if head == b"\x28\xb5\x2f\xfd":
+    if head[:3] == b"BZh":
+        import bz2
+        return bz2.BZ2File(f)
+    if head == b"\xfd7zXZ\x00":
+        import lzma
+        return lzma.LZMAFile(f)
+    if head[:4] == b"\x28\xb5\x2f\xfd":
         try:
             import zstandard
         except ImportError:
@@ -249,10 +256,10 @@ def unpack_layer(blob: str | int | BinaryIO, dest: str, expected_diff_id: str | 
                 reader.drain()
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
                 raise InvalidImage(f"{what}: truncated or corrupt tar ({e})") from None
-            except Exception as e:  # noqa: BLE001 - zstandard.ZstdError: corrupt zstd data
-                if type(e).__module__.split(".")[0] != "zstandard" and type(e).__name__ != "ZstdError":
+            except Exception as e:  # noqa: BLE001 - zstandard.ZstdError, lzma.LZMAError: corrupt data
+                if type(e).__name__ not in ("ZstdError", "LZMAError"):
                     raise
-                raise InvalidImage(f"{what}: corrupt zstd data ({e})") from None
+                raise InvalidImage(f"{what}: corrupt compressed data ({e})") from None
         for rel, mtime in reversed(dir_times):
             fd = dirs.open(rel, create=False)
             os.utime(fd, (mtime, mtime))

@@ -301,19 +301,15 @@ def builder_prune(ctx) -> tuple[int, int]:
     for p in paths:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(p)
-    freed = 0
     with locking.locked(ctx.paths.store_lock):
         recs = ctx.store.images()
-        keep_layers = {lr["diff_id"] for r in recs for lr in r["layers"]}
-        from rootless.runtime import state
-        keep_layers |= {d for rec in state.all_records(ctx.paths) for d in rec.get("spec", {}).get("layers", [])}
+        keep_layers = {lr["diff_id"] for r in recs for lr in r["layers"]} | images.layers_in_use(ctx)
         keep_blobs = {lr["blob"] for r in recs for lr in r["layers"]}
-        for lr in cached:
-            if lr["diff_id"] not in keep_layers and ctx.store.layer_present(lr["diff_id"]):
-                freed += lr.get("size", 0)
-                ctx.store.remove_layers([lr["diff_id"]])
-            if lr["blob"] not in keep_blobs:
-                ctx.store.remove_blobs([lr["blob"]])
+        doomed = {lr["diff_id"]: lr for lr in cached
+                  if lr["diff_id"] not in keep_layers and ctx.store.layer_present(lr["diff_id"])}
+        freed = sum(lr.get("size", 0) for lr in doomed.values())
+        ctx.store.remove_layers(doomed)  # one user-namespace helper for all of them
+        ctx.store.remove_blobs({lr["blob"] for lr in cached} - keep_blobs)
     mounts = os.path.join(ctx.paths.root, "build-cache-mounts")
     if os.path.isdir(mounts):
         ctx.userns_call(remove_trees, [mounts])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import namedtuple
 
 from rootless.base import config
 from rootless.base.errors import Conflict, ContainerNotFound, RootlessError, UsageError
@@ -537,7 +538,7 @@ def unmount(ctx, rec: dict) -> None:
 
 
 # ---- resource limits: stats, update --------------------------------------------------------------
-StatsRow = __import__("collections").namedtuple(
+StatsRow = namedtuple(
     "StatsRow", "id name cpu_percent mem_usage mem_limit mem_percent net_rx net_tx block_read block_write pids")
 
 
@@ -562,7 +563,7 @@ def stats(ctx, recs: list[dict], interval: float = 0.5) -> list[StatsRow]:
             continue
         cpu = (b.cpu_usec - a.cpu_usec) / 1e6 / elapsed * 100 if elapsed > 0 else 0.0
         rx, tx = _net_bytes(r["state"]["pid"])
-        limit = b.memory_limit or cgroups._host_memory()
+        limit = b.memory_limit or cgroups.host_memory()
         rows.append(StatsRow(r["id"], r["name"], cpu, b.memory, limit, 100.0 * b.memory / limit if limit else 0.0,
                              rx, tx, b.io_read, b.io_write, b.pids))
     return rows

@@ -171,6 +171,12 @@ def image_inspect(ctx: Context, name: str) -> dict:
     }
 
 
+def layers_in_use(ctx: Context) -> set[str]:
+    """The layers some container (running or not) is made of."""
+    from rootless.runtime import state
+    return {d for r in state.all_records(ctx.paths) for d in r.get("spec", {}).get("layers", [])}
+
+
 def rmi(ctx: Context, names: list[str], force: bool) -> Iterator[str]:
     """Remove images; yields Docker's ``Untagged:``/``Deleted:`` lines as they go, then raises for
     the names that could not be removed (after the others are gone)."""
@@ -180,12 +186,9 @@ def rmi(ctx: Context, names: list[str], force: bool) -> Iterator[str]:
     def in_use(image_id: str) -> list[str]:
         return [r["id"] for r in state.all_records(ctx.paths) if r.get("spec", {}).get("image_id") == image_id]
 
-    def layers_in_use() -> set[str]:
-        return {d for r in state.all_records(ctx.paths) for d in r.get("spec", {}).get("layers", [])}
-
     for name in names:
         try:
-            yield from ctx.store.remove(name, force, in_use, layers_in_use)
+            yield from ctx.store.remove(name, force, in_use, lambda: layers_in_use(ctx))
         except RootlessError as e:
             errors.append(e)
     if errors:

@@ -97,8 +97,7 @@ def _apply(root: str, op: dict, src_root: str | None, owners: dict) -> None:
     elif kind == "extract":
         dest = _mkdirs(root, op["dest"], ids or (0, 0))
         from layers.unpack import unpack_layer
-        with _decompressed(op["path"]) as stream:
-            unpack_layer(stream, dest, what=f"ADD {os.path.basename(op['path'])}")
+        unpack_layer(op["path"], dest, what=f"ADD {os.path.basename(op['path'])}")  # any compression
     else:  # pragma: no cover - the builder makes only the kinds above
         raise RootlessError(f"unknown build file operation {kind!r}")
 
@@ -248,30 +247,3 @@ def _chown(path: str, ids: tuple[int, int]) -> None:
                                 "that id is not mapped into the user namespace",
                                 "add a subordinate id range for your user to /etc/subuid and /etc/subgid") from None
         raise
-
-
-class _decompressed:
-    """An archive file opened through the decompressor its magic bytes call for."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.f = None
-
-    def __enter__(self):
-        raw = open(self.path, "rb")
-        head = raw.read(6)
-        raw.seek(0)
-        if head.startswith(b"BZh"):
-            import bz2
-            self.f = bz2.BZ2File(raw)
-        elif head.startswith(b"\xfd7zXZ\x00"):
-            import lzma
-            self.f = lzma.LZMAFile(raw)
-        else:
-            self.f = raw  # plain, gzip and zstd: the unpacker recognises them
-        self._raw = raw
-        return self.f
-
-    def __exit__(self, *exc):
-        self.f.close()
-        self._raw.close()

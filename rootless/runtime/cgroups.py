@@ -461,7 +461,7 @@ def sample(scope: str) -> Sample:
             cpu = int(value)
     memory = _int_file(os.path.join(ctr, "memory.current"))
     limit_text = _read(os.path.join(ctr, "memory.max")).strip()
-    limit = int(limit_text) if limit_text.isdigit() else _host_memory()
+    limit = int(limit_text) if limit_text.isdigit() else host_memory()
     rd = wr = 0
     for line in _read(os.path.join(ctr, "io.stat")).splitlines():
         for field in line.split()[1:]:
@@ -478,7 +478,7 @@ def _int_file(path: str) -> int:
     return int(text) if text.isdigit() else 0
 
 
-def _host_memory() -> int:
+def host_memory() -> int:
     for line in _read("/proc/meminfo").splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024

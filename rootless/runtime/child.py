@@ -433,8 +433,8 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
     env.setdefault("HOME", user.home)
 
     Step.at("capabilities")
-    keep = {getattr(prctl, f"CAP_{c}") for c in (DEFAULT_CAPS if caps is None else caps) if hasattr(prctl, f"CAP_{c}")}
-    keep |= {n for n, c in enumerate(ALL_CAPS) if caps is not None and c in caps}  # names prctl may not know
+    wanted = set(DEFAULT_CAPS if caps is None else caps)
+    keep = {n for n, c in enumerate(ALL_CAPS) if c in wanted}  # ALL_CAPS is in the kernel's numbering
     last = int(read_text("/proc/sys/kernel/cap_last_cap") or 40)
     for cap in range(last + 1):
         if cap not in keep:
