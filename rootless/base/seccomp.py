@@ -1,10 +1,10 @@
 """libseccomp, the one place it is called (through ctypes; the library ships with systemd on every
-Debian and Ubuntu host): a filter that makes the listed system calls fail with EPERM.
+Debian and Ubuntu host): rules in, a classic BPF program out.
 
-The filter is compiled to a BPF program once (the runtime caches it by profile) and loaded in
-the container's process with prctl, after its capabilities are set and before it changes
-identity and execs: as root of its user namespace (CAP_SYS_ADMIN there is what the kernel asks
-for), so without no_new_privs, as Docker's containers run setuid programs under their profile.
+The program is compiled once per profile (the runtime caches it) and loaded in the container's
+process with prctl, after its capabilities are set and before it changes identity and execs: as
+root of its user namespace (CAP_SYS_ADMIN there is what the kernel asks for), so without
+no_new_privs, as Docker's containers run setuid programs under their profile.
 """
 
 from __future__ import annotations
@@ -16,95 +16,107 @@ import os
 
 from rootless.base.errors import HostError
 
-SCMP_ACT_ALLOW = 0x7FFF0000
-_ARCH_EXTRA = {"x86_64": (0x40000003, 0x4000003E),  # i386 and x32 programs, as Docker allows them
-               "aarch64": (0x40000028,)}  # 32-bit arm
+# libseccomp's ABI (seccomp.h): actions (the errno or trace value goes in the low 16 bits) and
+# argument comparisons, under the names Docker's profiles use.
+ACTIONS = {"SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000, "SCMP_ACT_KILL_PROCESS": 0x80000000,
+           "SCMP_ACT_TRAP": 0x00030000, "SCMP_ACT_ERRNO": 0x00050000, "SCMP_ACT_TRACE": 0x7FF00000,
+           "SCMP_ACT_LOG": 0x7FFC0000, "SCMP_ACT_ALLOW": 0x7FFF0000}
+OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5,
+       "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+ALLOW = ACTIONS["SCMP_ACT_ALLOW"]
 
 
-def _act_errno(code: int) -> int:
-    return 0x00050000 | (code & 0xFFFF)
+def action(name: str, value: int | None = None) -> int:
+    """The action number of ``name`` (a key of :data:`ACTIONS`); ``value`` is the errno of
+    SCMP_ACT_ERRNO (EPERM when None) or the message of SCMP_ACT_TRACE."""
+    code = ACTIONS[name]
+    if name == "SCMP_ACT_ERRNO":
+        return code | ((errno.EPERM if value is None else value) & 0xFFFF)
+    if name == "SCMP_ACT_TRACE":
+        return code | ((value or 0) & 0xFFFF)
+    return code
+
+
+@functools.lru_cache(maxsize=1)
+def _arg_cmp():
+    """``struct scmp_arg_cmp`` (made on first use: a Structure class costs a millisecond, and the
+    container's start only loads programs)."""
+    class ArgCmp(ctypes.Structure):
+        _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                    ("datum_b", ctypes.c_uint64)]
+    return ArgCmp
 
 
 @functools.lru_cache(maxsize=1)
 def library():
-    """libseccomp, opened once. Call it before the container's root replaces the host's: the
-    library stays mapped, its file need not be found afterwards."""
+    """libseccomp, opened once."""
     try:
         lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     except OSError:
-        raise HostError("libseccomp is missing: the default seccomp profile cannot be loaded",
+        raise HostError("libseccomp is missing: the seccomp profile cannot be compiled",
                         "install libseccomp2, or run with --security-opt seccomp=unconfined") from None
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-    lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
-    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+    lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                           ctypes.POINTER(_arg_cmp())]
     lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
     return lib
 
 
-def compile_bpf(syscalls) -> bytes:
-    """The filter as a classic BPF program (``struct sock_filter`` array): every call named in
-    ``syscalls`` fails with EPERM, the others are allowed (names this architecture lacks are
-    skipped). Nothing is loaded: the program is cached and loaded by :func:`load_bpf`."""
+class RuleError(ValueError):
+    """libseccomp refused a rule (the profile's fault): the message names the call."""
+
+
+def compile_bpf(default_action: int, arches, rules) -> bytes:
+    """A classic BPF program (``struct sock_filter`` array) for this machine's architecture and
+    ``arches`` (libseccomp names, like ``x86``), with the ``default_action`` and the ``rules``:
+    (action, system call name, ((arg index, op, datum a, datum b), ...)), the comparisons of one
+    rule all holding. Names no architecture has are skipped. Nothing is loaded here."""
     lib = library()
-    ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
+    ctx = lib.seccomp_init(default_action)
     if not ctx:
         raise HostError("libseccomp could not make a filter", "run with --security-opt seccomp=unconfined")
     try:
-        for arch in _ARCH_EXTRA.get(os.uname().machine, ()):
-            lib.seccomp_arch_add(ctx, arch)  # an arch the kernel lacks: refused, and that is fine
-        for name in syscalls:
+        for name in arches:
+            arch = lib.seccomp_arch_resolve_name(name.encode())
+            if arch:
+                lib.seccomp_arch_add(ctx, arch)  # already there, or one the kernel lacks: fine
+        for act, name, args in rules:
             nr = lib.seccomp_syscall_resolve_name(name.encode())
-            if nr >= 0:
-                lib.seccomp_rule_add(ctx, _act_errno(errno.EPERM), nr, 0)
-        r, w = os.pipe()
-        try:
-            rc = lib.seccomp_export_bpf(ctx, w)
-            os.close(w)
-            w = -1
+            if nr == -1:  # __NR_SCMP_ERROR: no architecture has it
+                continue
+            cmp = _arg_cmp()
+            array = (cmp * len(args))(*(cmp(*a) for a in args))
+            rc = lib.seccomp_rule_add_array(ctx, act, nr, len(args), array)
             if rc < 0:
-                raise HostError(f"libseccomp could not export the filter: {errno.errorcode.get(-rc, rc)}",
-                                "run with --security-opt seccomp=unconfined")
-            chunks = []
-            while chunk := os.read(r, 65536):
-                chunks.append(chunk)
-            return b"".join(chunks)
-        finally:
-            os.close(r)
-            if w >= 0:
-                os.close(w)
+                raise RuleError(f"the rule for {name} was refused by libseccomp: {os.strerror(-rc)}")
+        return _export(lib, ctx)
     finally:
         lib.seccomp_release(ctx)
 
 
-PROGRAM_VERSION = 1
-
-
-def program(syscalls, cache_dir: str) -> bytes:
-    """:func:`compile_bpf`'s program for ``syscalls``, compiled once per profile and kept in
-    ``cache_dir`` (``seccomp-KEY.bpf``, written atomically)."""
-    import binascii  # built in: hashlib's start-up cost is a millisecond of every run
-    names = sorted(set(syscalls))
-    text = f"{PROGRAM_VERSION} {os.uname().machine} {' '.join(names)}".encode()
-    key = f"{len(names)}-{binascii.crc32(text):08x}-{binascii.crc_hqx(text, 0):04x}"
-    path = os.path.join(cache_dir, f"seccomp-{key}.bpf")
+def _export(lib, ctx) -> bytes:
+    r, w = os.pipe()
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-        if data and len(data) % 8 == 0:
-            return data
-    except OSError:
-        pass
-    data = compile_bpf(names)
-    from rootless.base.atomic import write_bytes
-    try:
-        write_bytes(path, data, 0o600)
-    except OSError:
-        pass  # not cached: compiled again next time
-    return data
+        rc = lib.seccomp_export_bpf(ctx, w)
+        os.close(w)
+        w = -1
+        if rc < 0:
+            raise HostError(f"libseccomp could not export the filter: {os.strerror(-rc)}",
+                            "run with --security-opt seccomp=unconfined")
+        chunks = []
+        while chunk := os.read(r, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
 
 
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2

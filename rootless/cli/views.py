@@ -301,9 +301,20 @@ def _security(spec: dict) -> dict:
     return {"CapAdd": sorted(caps - set(DEFAULT_CAPS)) or None, "CapDrop": sorted(set(DEFAULT_CAPS) - caps) or None,
             "Privileged": bool(spec.get("privileged")),
             "SecurityOpt": (["no-new-privileges"] if spec.get("no_new_privs") else [])
-            + ([] if spec.get("seccomp", True) or spec.get("privileged") else ["seccomp=unconfined"]) or None,
+            + _seccomp_opt(spec) or None,
             "Devices": [{"PathOnHost": h, "PathInContainer": c, "CgroupPermissions": "rwm"}
                         for h, c in spec.get("devices") or []]}
+
+
+def _seccomp_opt(spec: dict) -> list[str]:
+    """Docker's SecurityOpt entry: seccomp=unconfined, or the text of a profile given by file."""
+    setting = spec.get("seccomp", True)
+    if spec.get("privileged") or setting is True:
+        return []
+    if not setting:
+        return ["seccomp=unconfined"]
+    import json
+    return ["seccomp=" + json.dumps(setting["profile"], separators=(",", ":"))]
 
 
 def _limits(limits: dict) -> dict:

@@ -55,6 +55,8 @@ def create(ctx, opts) -> dict:
         cspec = _shared_hostname(ctx, spec.build(opts, cid, name, image, image_config, image_name,
                                                  dict(os.environ), env_texts, log, mounts))
         check_user(ctx, cspec.user)
+        if isinstance(cspec.seccomp, dict):
+            seccomp_program(ctx, cspec._asdict())  # a profile libseccomp refuses: said now, no container made
         try:
             return state.create(ctx.paths, cspec, method, generated_name=not opts.name)
         except Conflict:
@@ -204,12 +206,11 @@ def exec_in(ctx, rec: dict, argv: list[str], env_args: list[str], user: str | No
 
 def seccomp_program(ctx, spec: dict) -> bytes | None:
     """The BPF program of a container's seccomp profile (None: unconfined), compiled once per
-    profile and kept in the runtime directory."""
+    profile and capabilities and kept in the runtime directory."""
     if not spec.get("seccomp", True) or spec.get("privileged"):
         return None
-    from rootless.base import seccomp
-    from rootless.runtime.security import seccomp_denied
-    return seccomp.program(seccomp_denied(spec.get("caps")), ctx.paths.runroot)
+    from rootless.runtime import seccompprofile
+    return seccompprofile.program(spec.get("seccomp", True), spec.get("caps"), ctx.paths.runroot)
 
 
 def log_entries(ctx, rec: dict, follow: bool, tail: int | None, since: str | None, until: str | None):

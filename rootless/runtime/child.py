@@ -25,6 +25,7 @@ from rootless.base import proc, syscalls, timing, userns
 from rootless.base.atomic import read_text
 from rootless.base.channel import Channel
 from rootless.base.errors import CommandNotExecutable, CommandNotFound, RootlessError, from_oserror
+from rootless.base.seccomp import load_bpf  # imported now: the container's root replaces the host's
 from rootless.base.syscalls import (
     MS_BIND,
     MS_NODEV,
@@ -446,8 +447,7 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
         prctl.set_no_new_privs(1)
     if seccomp:  # the profile's BPF program; still root of the user namespace: no no_new_privs needed
         Step.at("seccomp")
-        from rootless.base import seccomp as seccomp_
-        seccomp_.load_bpf(seccomp)
+        load_bpf(seccomp)
 
     Step.at("set the user's identity")
     if single_uid and (user.uid, user.gid) != (0, 0):

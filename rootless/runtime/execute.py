@@ -104,7 +104,6 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
     import prctl  # noqa: F401
 
     from rootless.base import proc
-    from rootless.base import seccomp as seccomp_  # noqa: F401
     from rootless.runtime import users  # noqa: F401
     child.Step.at("join the container's namespaces")
     join(ns)

@@ -51,27 +51,27 @@ def capabilities(cap_add=(), cap_drop=(), privileged: bool = False) -> tuple[str
 
 
 def security_opts(opts) -> dict:
-    """``--security-opt``: ``no-new-privileges[:true|=true|=false]``, ``seccomp=unconfined`` (no
-    seccomp filter); ``label=...`` and ``apparmor=unconfined`` are accepted (no label or AppArmor
-    profile is applied); anything else is refused."""
+    """``--security-opt`` (``KEY=VALUE``, or Docker's older ``KEY:VALUE``):
+    ``no-new-privileges[=true|false]``; ``seccomp=unconfined`` (no filter) or
+    ``seccomp=PROFILE.json`` (Docker's format: its path under ``seccomp``); ``label=...`` and
+    ``apparmor=unconfined`` are accepted (no label or AppArmor profile is applied); anything else
+    is refused."""
     out = {"no_new_privs": False, "seccomp": True}
     for text in opts:
-        key, sep, value = text.replace(":", "=", 1).partition("=") if text.startswith("no-new-privileges") \
-            else text.partition("=")
+        sep_char = "=" if "=" in text or text == "no-new-privileges" else ":"
+        key, sep, value = text.partition(sep_char)
         if key == "no-new-privileges":
             if sep and value.lower() not in ("true", "false", "1", "0"):
                 raise UsageError(f"invalid --security-opt {text!r}", "use no-new-privileges or no-new-privileges=false")
             out["no_new_privs"] = not sep or value.lower() in ("true", "1")
-        elif (key, value) == ("seccomp", "unconfined"):
-            out["seccomp"] = False
-        elif (key, value) == ("apparmor", "unconfined") or key == "label":
+        elif key == "seccomp" and value:
+            out["seccomp"] = False if value == "unconfined" else value
+        elif (key, value) == ("apparmor", "unconfined") or (key == "label" and value):
             continue
-        elif key == "seccomp":
-            raise UsageError(f"--security-opt {text}: seccomp profiles are not supported yet",
-                             "use --security-opt seccomp=unconfined, or leave it out")
         else:
             raise UsageError(f"invalid --security-opt: {text!r}",
-                             "use no-new-privileges, seccomp=unconfined, label=... or apparmor=unconfined")
+                             "use no-new-privileges, seccomp=unconfined, seccomp=PROFILE.json, label=... "
+                             "or apparmor=unconfined")
     return out
 
 
@@ -120,32 +120,3 @@ def host_devices(dev: str = "/dev", skip=()) -> tuple[tuple[str, str], ...]:
         if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and os.access(path, os.R_OK | os.W_OK):
             out.append((path, path))
     return tuple(out)
-
-
-# ---- the default seccomp profile -----------------------------------------------------------------------
-# The system calls Docker's default profile keeps from a container, each with the capability
-# that lets it through (None: none does). They are denied (EPERM) unless the container has that
-# capability; everything else is allowed. Kernel keyrings are not namespaced, modules, reboot,
-# the clock, swap and accounting act on the whole host, and the namespace and mount calls need
-# CAP_SYS_ADMIN in Docker's profile as in the kernel.
-SECCOMP_DENIED = {
-    "keyctl": None, "add_key": None, "request_key": None, "nfsservctl": None, "uselib": None, "ustat": None,
-    "sysfs": None, "_sysctl": None, "vm86": None, "vm86old": None, "userfaultfd": "SYS_PTRACE",
-    "mount": "SYS_ADMIN", "umount": "SYS_ADMIN", "umount2": "SYS_ADMIN", "pivot_root": "SYS_ADMIN",
-    "setns": "SYS_ADMIN", "unshare": "SYS_ADMIN", "swapon": "SYS_ADMIN", "swapoff": "SYS_ADMIN",
-    "quotactl": "SYS_ADMIN", "lookup_dcookie": "SYS_ADMIN", "fanotify_init": "SYS_ADMIN", "bpf": "SYS_ADMIN",
-    "perf_event_open": "SYS_ADMIN", "fsopen": "SYS_ADMIN", "fsmount": "SYS_ADMIN", "fsconfig": "SYS_ADMIN",
-    "fspick": "SYS_ADMIN", "move_mount": "SYS_ADMIN", "open_tree": "SYS_ADMIN", "mount_setattr": "SYS_ADMIN",
-    "init_module": "SYS_MODULE", "finit_module": "SYS_MODULE", "delete_module": "SYS_MODULE",
-    "create_module": "SYS_MODULE", "query_module": "SYS_MODULE", "get_kernel_syms": "SYS_MODULE",
-    "reboot": "SYS_BOOT", "kexec_load": "SYS_BOOT", "kexec_file_load": "SYS_BOOT",
-    "settimeofday": "SYS_TIME", "stime": "SYS_TIME", "clock_settime": "SYS_TIME", "clock_adjtime": "SYS_TIME",
-    "adjtimex": "SYS_TIME", "acct": "SYS_PACCT", "iopl": "SYS_RAWIO", "ioperm": "SYS_RAWIO",
-    "open_by_handle_at": "DAC_READ_SEARCH", "syslog": "SYSLOG",
-}
-
-
-def seccomp_denied(caps) -> tuple[str, ...]:
-    """What the default profile denies a container with capabilities ``caps`` (names)."""
-    have = set(DEFAULT_CAPS if caps is None else caps)
-    return tuple(sorted(name for name, cap in SECCOMP_DENIED.items() if cap is None or cap not in have))

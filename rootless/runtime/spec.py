@@ -46,8 +46,9 @@ class ContainerSpec(namedtuple(
     ``limits``: resource limits (``rootless.runtime.cgroups.parse``; None or {}: none).
     ``caps``: the capability names the container keeps (None: Docker's default set);
     ``privileged``: no masked paths, the host devices the user may open; ``devices``: (host node,
-    container path) pairs to bind; ``seccomp``: load the default seccomp profile (not with
-    ``--privileged`` or ``--security-opt seccomp=unconfined``)."""
+    container path) pairs to bind; ``seccomp``: True for the default seccomp profile, false for
+    none (``--privileged``, ``--security-opt seccomp=unconfined``), ``{"profile": ...}`` for a
+    profile of Docker's format given with ``--security-opt seccomp=FILE``."""
 
     __slots__ = ()
 
@@ -179,9 +180,13 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
 def _security_fields(opts: RunOptions) -> dict:
     from rootless.runtime import security
     sec = security.security_opts(opts.security_opts)
+    seccomp = False if opts.privileged else sec["seccomp"]
+    if isinstance(seccomp, str):
+        from rootless.runtime import seccompprofile
+        seccomp = seccompprofile.setting_for(seccomp)
     return dict(caps=security.capabilities(opts.cap_add, opts.cap_drop, opts.privileged),
                 privileged=bool(opts.privileged), no_new_privs=sec["no_new_privs"],
-                seccomp=sec["seccomp"] and not opts.privileged,
+                seccomp=seccomp,
                 devices=tuple(tuple(d) for d in security.devices(opts.devices)))
 
 

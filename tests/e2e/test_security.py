@@ -90,7 +90,8 @@ def test_device(bb):
 
 @pytest.mark.parametrize("flags, message", [
     (("--cap-add", "BOGUS"), "unknown capability: 'BOGUS'"),
-    (("--security-opt", "seccomp=/nonexistent.json"), "seccomp profiles are not supported yet"),
+    (("--security-opt", "seccomp=/nonexistent.json"), "seccomp=/nonexistent.json: no such file or directory"),
+    (("--security-opt", "seccomp:/etc/passwd"), "seccomp profile /etc/passwd: not JSON"),
     (("--security-opt", "nosuch"), "invalid --security-opt"),
     (("--device", "/dev/nonexistent"), "--device /dev/nonexistent: no such file or directory"),
     (("--device", "/etc/passwd"), "not a device node"),
@@ -152,6 +153,26 @@ def test_the_tool_and_its_helpers_are_out_of_the_containers_sight(bb):
     assert set(out.split()) == {"/bin/busybox"}, out  # sleep, sh and the loop: the container's own
 
 
+def test_the_keepers_open_files_are_out_of_reach(bb):
+    """The keeper (outside the container's pid namespace) holds host files open, the container's
+    log among them: none of them, nor the keeper's process, can be reached from inside, and the
+    container's own processes hold only pipes to it and /dev/null."""
+    cid = bb("run", "-d", "--network", "none", "busybox", "sleep", "300").out.strip()
+    pid = inspect(bb, cid)["State"]["Pid"]
+    with open(f"/proc/{pid}/stat") as f:
+        keeper = int(f.read().rsplit(")", 1)[1].split()[1])
+    held = {os.readlink(f"/proc/{keeper}/fd/{n}") for n in os.listdir(f"/proc/{keeper}/fd")}
+    files = sorted(p for p in held if p.startswith("/") and not p.startswith("/dev/"))
+    assert any(p.endswith(".log") for p in files), held
+    script = "; ".join(f"test -e '{p}' && echo 'seen {p}'" for p in files)
+    out = bb("exec", cid, "sh", "-c", f"{script}; test -e /proc/{keeper}/fd && echo seen-keeper; "
+             "for f in /proc/[0-9]*/fd/*; do echo \"fd $(readlink $f)\"; done").out
+    assert "seen" not in out, out
+    inside = {line[3:] for line in out.splitlines() if line.startswith("fd ")} - {""}  # "": gone meanwhile
+    assert not inside & set(files)
+    assert all(t.startswith(("pipe:", "/dev/null", "/proc/")) for t in inside), inside  # /proc: the loop's own
+
+
 @pytest.mark.parametrize("flags, mode, unshare", [
     ((), "2", False),  # the default profile: filtered, and unshare needs CAP_SYS_ADMIN as in Docker's
     (("--cap-add", "SYS_ADMIN"), "2", True),
@@ -166,6 +187,34 @@ def test_the_default_seccomp_profile(bb, flags, mode, unshare):
     assert bb("exec", cid, "grep", "^Seccomp:", "/proc/self/status").out.split()[1] == mode  # exec too
     opts = inspect(bb, cid)["HostConfig"]["SecurityOpt"] or []
     assert ("seccomp=unconfined" in opts) == (flags == ("--security-opt", "seccomp=unconfined"))
+
+
+def test_a_seccomp_profile_of_ones_own(bb, tmp_path):
+    """``--security-opt seccomp=FILE`` in Docker's format: its rules hold in the container and in
+    ``exec``; the record keeps the profile's text (inspect shows it, as Docker does), so a later
+    change to the file does not change the container."""
+    import json
+    path = tmp_path / "no-mkdir.json"
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}
+    path.write_text(json.dumps(profile))
+    out = sh(bb, "mkdir /tmp/x 2>&1; echo rc=$?; grep ^Seccomp: /proc/self/status", "--security-opt",
+             f"seccomp={path}")
+    assert "Permission denied" in out and "rc=1" in out and "Seccomp:\t2" in out
+    cid = bb("run", "-d", "--network", "none", "--security-opt", f"seccomp={path}", "busybox", "sleep", "300").out.strip()
+    path.write_text("{}")  # the container keeps the profile it was made with
+    r = bb("exec", cid, "mkdir", "/tmp/y", expect=1)
+    assert "Permission denied" in r.err
+    opts = inspect(bb, cid)["HostConfig"]["SecurityOpt"]
+    assert len(opts) == 1 and json.loads(opts[0].removeprefix("seccomp=")) == profile
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/containers/seccomp.json"),
+                    reason="no containers-common profile here (podman's package brings it)")
+def test_podmans_seccomp_profile_runs_a_container(bb):
+    out = sh(bb, "grep ^Seccomp: /proc/self/status; mkdir /tmp/d && echo made", "--security-opt",
+             "seccomp=/usr/share/containers/seccomp.json")
+    assert "Seccomp:\t2" in out and "made" in out
 
 
 def test_every_namespace_of_the_container_is_its_own(bb):

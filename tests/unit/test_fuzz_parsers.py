@@ -230,3 +230,41 @@ def test_go_templates_give_a_clear_error_or_text(template):
         gotemplate.render_rows(template, rows, {"ID": "CONTAINER ID"})
     except RootlessError:
         pass
+
+
+# ---- seccomp profiles (--security-opt seccomp=FILE) ------------------------------------------------
+SECCOMP_ARG = st.fixed_dictionaries({}, optional={
+    "index": st.one_of(st.integers(-1, 7), JSONISH), "value": st.one_of(st.integers(-1, 1 << 65), JSONISH),
+    "valueTwo": st.one_of(st.integers(0, 1 << 64), JSONISH),
+    "op": st.one_of(st.sampled_from(["SCMP_CMP_EQ", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE", "EQ"]), JSONISH)})
+SECCOMP_ACTION = st.one_of(st.sampled_from(["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_LOG",
+                                            "SCMP_ACT_TRACE", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRAP"]), JSONISH)
+SECCOMP_COND = st.fixed_dictionaries({}, optional={
+    "caps": st.one_of(st.lists(st.sampled_from(["CAP_SYS_ADMIN", "CAP_CHOWN", "bogus"]), max_size=2), JSONISH),
+    "arches": st.one_of(st.lists(st.sampled_from(["amd64", "arm64", "x86"]), max_size=2), JSONISH),
+    "minKernel": st.one_of(st.sampled_from(["4.8", "99.1", "5", "x", ""]), JSONISH)})
+SECCOMP_ENTRY = st.fixed_dictionaries({}, optional={
+    "names": st.one_of(st.lists(st.sampled_from(["getpid", "mkdir", "clone", "no_such_call", ""]), max_size=3),
+                       JSONISH),
+    "name": st.one_of(st.sampled_from(["getpid", "socket"]), JSONISH), "action": SECCOMP_ACTION,
+    "errnoRet": st.one_of(st.integers(-1, 70000), JSONISH), "args": st.one_of(st.lists(SECCOMP_ARG, max_size=3), JSONISH),
+    "includes": st.one_of(SECCOMP_COND, JSONISH), "excludes": st.one_of(SECCOMP_COND, JSONISH)})
+SECCOMP_PROFILE = st.fixed_dictionaries({}, optional={
+    "defaultAction": SECCOMP_ACTION, "defaultErrnoRet": st.one_of(st.integers(-1, 70000), JSONISH),
+    "architectures": st.one_of(st.lists(st.sampled_from(["SCMP_ARCH_X86", "SCMP_ARCH_MIPS", "x"]), max_size=2), JSONISH),
+    "archMap": JSONISH, "flags": JSONISH, "syscalls": st.one_of(st.lists(SECCOMP_ENTRY, max_size=4), JSONISH)})
+
+
+@given(profile=st.one_of(SECCOMP_PROFILE, JSONISH))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_seccomp_profiles_give_a_clear_error_or_a_program(profile):
+    """A profile is refused in one line, or checked and compiled: libseccomp never sees what the
+    checker let through as something it cannot take without a named error."""
+    from rootless.runtime import seccompprofile
+    try:
+        seccompprofile.check(profile, "p.json")
+        prog = seccompprofile.compile_profile(profile, ("CHOWN", "SYS_ADMIN"))
+    except RootlessError as e:
+        assert "\n" not in str(e)
+        return
+    assert prog and len(prog) % 8 == 0
