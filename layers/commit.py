@@ -69,12 +69,14 @@ class _FdReader:
         return os.read(self.fd, n)
 
 
-def layer_from_upper(upper: str, out: BinaryIO) -> dict:
+def layer_from_upper(upper: str, out: BinaryIO, mount_points=()) -> dict:
     """Write the overlay upper directory ``upper`` to ``out`` as an uncompressed layer tar.
+    ``mount_points``: paths (relative, like ``etc/hosts``) a runtime made only to mount on: left
+    out while they are an empty file or directory, as Docker's init layer keeps them out.
 
     Returns ``{"diff_id": "sha256:...", "size": bytes_of_regular_files}``.
     """
-    return _write_layer(upper, out, overlay=True)
+    return _write_layer(upper, out, overlay=True, mount_points=frozenset(mount_points))
 
 
 def layer_from_tree(root: str, out: BinaryIO) -> dict:
@@ -82,14 +84,14 @@ def layer_from_tree(root: str, out: BinaryIO) -> dict:
     return _write_layer(root, out, overlay=False)
 
 
-def _write_layer(top: str, out: BinaryIO, overlay: bool) -> dict:
+def _write_layer(top: str, out: BinaryIO, overlay: bool, mount_points: frozenset = frozenset()) -> dict:
     import tarfile
     writer = HashingWriter(out)
     try:
         root_fd = os.open(top, _DIR_FLAGS)
     except OSError as e:
         raise RootlessError(f"commit: cannot open {top}: {e.strerror or e}") from None
-    walker = _Walker(overlay)
+    walker = _Walker(overlay, mount_points)
     try:
         with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tf:
             walker.tf = tf
@@ -104,8 +106,9 @@ def _write_layer(top: str, out: BinaryIO, overlay: bool) -> dict:
 
 
 class _Walker:
-    def __init__(self, overlay: bool):
+    def __init__(self, overlay: bool, mount_points: frozenset = frozenset()):
         self.overlay = overlay
+        self.mount_points = mount_points
         self.tf: tarfile.TarFile | None = None
         self.links: dict[tuple[int, int], str] = {}
         self.size = 0
@@ -126,6 +129,8 @@ class _Walker:
                 name, st = entry
                 path = f"{rel}/{name}" if rel else name
                 self.current = path
+                if path in self.mount_points and _bare(dfd, name, st):
+                    continue
                 sub = self._entry(dfd, name, path, st)
                 if sub is not None:
                     stack.append((sub, path, iter(()), True))  # closed by the finally if listing fails
@@ -229,13 +234,7 @@ class _Walker:
         """Copy the kept xattrs of ``fd`` to PAX headers; True if it is marked opaque."""
         opaque = False
         if self.overlay:
-            for xname in whiteout.OPAQUE_XATTRS:
-                try:
-                    if os.getxattr(fd, xname) == b"y":
-                        opaque = True
-                        break
-                except OSError:
-                    continue
+            opaque = any(_xattr(fd, x) == b"y" for x in whiteout.OPAQUE_XATTRS)
         try:
             names = os.listxattr(fd)
         except OSError as e:
@@ -253,6 +252,26 @@ class _Walker:
                 raise
             ti.pax_headers["SCHILY.xattr." + xname] = value.decode("utf-8", "surrogateescape")
         return opaque
+
+
+def _bare(dfd: int, name: str, st: os.stat_result) -> bool:
+    """An empty regular file, or an empty directory that hides nothing (no opaque mark)."""
+    if stat.S_ISREG(st.st_mode):
+        return st.st_size == 0
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+    try:
+        return not os.listdir(fd) and not any(_xattr(fd, x) == b"y" for x in whiteout.OPAQUE_XATTRS)
+    finally:
+        os.close(fd)
+
+
+def _xattr(fd: int, name: str) -> bytes | None:
+    try:
+        return os.getxattr(fd, name)
+    except OSError:
+        return None
 
 
 def _wh_path(path: str) -> str:

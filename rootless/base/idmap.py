@@ -1,7 +1,8 @@
 """User-namespace id maps: subordinate ranges, newuidmap/newgidmap, the single-uid fallback.
 
 Container uid 0 is the invoking user; container uids 1..N map to the user's
-``/etc/subuid`` ranges (likewise for gids). Without a range or without the
+``/etc/subuid`` ranges, or those libsubid gives (SSSD, LDAP) through ``getsubids`` (likewise for
+gids). Without a range or without the
 setuid helpers the map is a single uid (container root = the user).
 """
 
@@ -82,9 +83,35 @@ def helper_usable(path: str | None) -> bool:
         return False
 
 
+def parse_getsubids(text: str) -> list[tuple[int, int]]:
+    """The ranges ``getsubids`` prints (``N: USER START COUNT`` a line)."""
+    ranges = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0].endswith(":") and parts[2].isdigit() and parts[3].isdigit() \
+                and int(parts[3]) > 0:
+            ranges.append((int(parts[2]), int(parts[3])))
+    return ranges
+
+
+def from_getsubids(user: str, groups: bool) -> list[tuple[int, int]]:
+    """The ranges libsubid knows for ``user`` (``/etc/nsswitch.conf``'s ``subid:`` source, such as
+    SSSD, or the files), through shadow's ``getsubids``; none when it is missing or says none."""
+    tool = proc.which("getsubids")
+    if not tool:
+        return []
+    try:
+        cp = proc.run([tool, *(["-g"] if groups else []), user], timeout=10, check=False)
+    except RootlessError:
+        return []
+    return parse_getsubids(cp.stdout.decode(errors="replace")) if cp.returncode == 0 else []
+
+
 def plan(mode: str = "auto", subuid_text: str | None = None, subgid_text: str | None = None,
-         helpers_ok: bool | None = None, user: tuple[str, int, int] | None = None) -> IdMapping:
-    """Decide the mapping (pure given its inputs; reads the host for those not given)."""
+         helpers_ok: bool | None = None, user: tuple[str, int, int] | None = None,
+         use_getsubids: bool | None = None) -> IdMapping:
+    """Decide the mapping (pure given its inputs; reads the host for those not given). Ranges
+    the files lack are asked of libsubid (``getsubids``) unless the file texts were given."""
     name, uid, gid = user or current_user()
     single = IdMapping("single", (Range(0, uid, 1),), (Range(0, gid, 1),))
     if mode == "single":
@@ -93,6 +120,9 @@ def plan(mode: str = "auto", subuid_text: str | None = None, subgid_text: str | 
         helpers_ok = helper_usable(proc.which("newuidmap")) and helper_usable(proc.which("newgidmap"))
     subuids = parse_subids(read_text(SUBUID) if subuid_text is None else subuid_text, name, uid)
     subgids = parse_subids(read_text(SUBGID) if subgid_text is None else subgid_text, name, uid)
+    if use_getsubids if use_getsubids is not None else subuid_text is None:
+        subuids = subuids or from_getsubids(name, groups=False)
+        subgids = subgids or from_getsubids(name, groups=True)
     fix = (f"ask an administrator to run `usermod --add-subuids 100000-165535 "
            f"--add-subgids 100000-165535 {name}` (package uidmap)")
     if not helpers_ok:

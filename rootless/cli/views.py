@@ -307,14 +307,16 @@ def _security(spec: dict) -> dict:
 
 
 def _seccomp_opt(spec: dict) -> list[str]:
-    """Docker's SecurityOpt entry: seccomp=unconfined, or the text of a profile given by file."""
+    """Docker's SecurityOpt entries: seccomp=unconfined, or the text of a profile given by file;
+    root emulation when asked for or refused."""
     setting = spec.get("seccomp", True)
+    emulation = [f"root-emulation={spec['root_emulation']}"] if spec.get("root_emulation") in ("on", "off") else []
     if spec.get("privileged") or setting is True:
-        return []
+        return emulation
     if not setting:
-        return ["seccomp=unconfined"]
+        return ["seccomp=unconfined"] + emulation
     import json
-    return ["seccomp=" + json.dumps(setting["profile"], separators=(",", ":"))]
+    return ["seccomp=" + json.dumps(setting["profile"], separators=(",", ":"))] + emulation
 
 
 def _limits(limits: dict) -> dict:

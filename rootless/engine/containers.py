@@ -144,10 +144,15 @@ def _launch_plan(ctx, rec: dict, attached: bool):
         raise
     if net.links:
         cspec = cspec._replace(env=tuple(merge_env(network.link_env(cspec, net), list(cspec.env))))
+    apt_sandbox = None
+    if emulates_root(ctx, rec["spec"]):
+        apt_sandbox = os.path.join(run_dir, "apt-sandbox.conf")
+        with open(apt_sandbox, "w") as f:  # the private runtime directory, as the /etc files
+            f.write(mountplan.APT_SANDBOX_TEXT)
     return child.LaunchPlan(
         spec=cspec, rootfs=records.rootfs_plan(ctx, rec), net=net,
         mounts=tuple(mountplan.plan(etc_files, own_netns=net.kind != "host", devices=_devices(cspec),
-                                    privileged=cspec.privileged,
+                                    privileged=cspec.privileged, apt_sandbox=apt_sandbox,
                                     pts_gid=5 if ctx.mapping.mode == "subid" else None,
                                     volumes=tuple(volumes.plan_entry(ctx, m) for m in cspec.mounts))),
         run_dir=run_dir, paths=ctx.paths,
@@ -205,12 +210,17 @@ def exec_in(ctx, rec: dict, argv: list[str], env_args: list[str], user: str | No
 
 
 def seccomp_program(ctx, spec: dict) -> bytes | None:
-    """The BPF program of a container's seccomp profile (None: unconfined), compiled once per
-    profile and capabilities and kept in the runtime directory."""
-    if not spec.get("seccomp", True) or spec.get("privileged"):
-        return None
+    """The BPF program of a container's seccomp profile and root emulation (None: neither),
+    compiled once per profile and capabilities and kept in the runtime directory."""
     from rootless.runtime import seccompprofile
-    return seccompprofile.program(spec.get("seccomp", True), spec.get("caps"), ctx.paths.runroot)
+    setting = False if spec.get("privileged") else spec.get("seccomp", True)
+    return seccompprofile.program(setting, spec.get("caps"), ctx.paths.runroot, emulates_root(ctx, spec))
+
+
+def emulates_root(ctx, spec: dict) -> bool:
+    """Root emulation: asked for, or (auto) in a single-uid user namespace."""
+    mode = spec.get("root_emulation") or "auto"
+    return mode == "on" or (mode == "auto" and ctx.mapping.mode == "single")
 
 
 def log_entries(ctx, rec: dict, follow: bool, tail: int | None, since: str | None, until: str | None):

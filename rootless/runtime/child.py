@@ -499,6 +499,8 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None) -> None:
     if op.kind == "remount_ro":
         _remount_ro(target)
         return
+    if op.if_parent and not os.path.isdir(os.path.dirname(target)):
+        return
     if op.is_file:
         if not os.path.lexists(target):
             os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -137,8 +137,9 @@ def untar_into(root: str, rel: str, in_fd: int, name: str) -> dict:
 def tar_layer(src: str, out_fd: int, squash: bool) -> dict:
     """``commit``: the writable layer (or, for the copy method, the whole tree) as a layer tar."""
     from layers.commit import layer_from_tree, layer_from_upper
+    from rootless.runtime.mountplan import MOUNT_POINTS
     with os.fdopen(out_fd, "wb", closefd=False) as out:
-        return (layer_from_tree if squash else layer_from_upper)(src, out)
+        return layer_from_tree(src, out) if squash else layer_from_upper(src, out, MOUNT_POINTS)
 
 
 def hold_mount(plan, ch) -> int:

@@ -25,24 +25,33 @@ DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc
 MASKED = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
           "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap")
 READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+# Root emulation's word to apt: no sandbox user (it cannot become _apt in a single-uid map, and
+# would find that it had not). Bound only where the image has apt's configuration directory.
+APT_SANDBOX_CONF = "/etc/apt/apt.conf.d/00rootless-sandbox"
+APT_SANDBOX_TEXT = 'APT::Sandbox::User "root";\n'
+# What the runtime makes in a container's root only to mount on it: no part of a layer
+# (``commit``, a build's RUN) while it is still bare.
+MOUNT_POINTS = ("proc", "sys", "dev", "etc/hostname", "etc/hosts", "etc/resolv.conf", APT_SANDBOX_CONF[1:])
 
 
 # kind: mount | bind | volume | symlink | mask | readonly | remount_ro (a mount made read-only,
 # not best effort as ``readonly`` is) | cgroup (the cgroup2 filesystem, read-only, best effort); target: a path inside the container
 # (``volume``: a bind of a volume, which the image's files there fill while it is empty);
 # is_file: the mount point is a file; fallback: ops to run instead if this one fails with EPERM.
-Op = namedtuple("Op", "kind target source fstype flags data is_file fallback",
-                defaults=(None, None, 0, None, False, ()))
+# if_parent: skipped when the target's directory is not in the image.
+Op = namedtuple("Op", "kind target source fstype flags data is_file fallback if_parent",
+                defaults=(None, None, 0, None, False, (), False))
 
 
 def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
          volumes: tuple[tuple[str, str, str, bool, str], ...] = (), devices: tuple[tuple[str, str], ...] = (),
-         privileged: bool = False) -> list[Op]:
+         privileged: bool = False, apt_sandbox: str | None = None) -> list[Op]:
     """``volumes``: (kind, host source, container target, read-only, options) per mount, kind
     ``volume`` (a volume the image's files fill while it is empty), ``bind`` or ``tmpfs``;
     options ``U`` (chown the source to the container's user first) or a tmpfs's options.
     ``devices``: (host node, container path) pairs, bound (``--device``, ``--privileged``);
-    ``privileged``: nothing of /proc or /sys is masked or made read-only."""
+    ``privileged``: nothing of /proc or /sys is masked or made read-only; ``apt_sandbox``: the
+    host file of :data:`APT_SANDBOX_TEXT` (root emulation), bound read-only where apt is."""
     ops = [Op("mount", "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)]
     ops.append(Op("mount", "/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"))
     ops += [Op("bind", f"/dev/{n}", f"/dev/{n}", flags=MS_BIND, is_file=True) for n in DEV_NODES]
@@ -70,6 +79,8 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
                 read_only.append(Op("remount_ro", target))
     for cpath, host in sorted(etc_files.items()):
         ops.append(Op("bind", cpath, host, flags=MS_BIND, is_file=True))
+    if apt_sandbox:
+        ops.append(Op("bind", APT_SANDBOX_CONF, apt_sandbox, flags=MS_BIND | MS_RDONLY, is_file=True, if_parent=True))
     ops += read_only
     if not privileged:
         ops += [Op("mask", p) for p in MASKED]

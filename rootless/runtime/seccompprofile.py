@@ -38,6 +38,30 @@ class ProfileError(UsageError):
                          "fix the profile (Docker's format), or use --security-opt seccomp=unconfined")
 
 
+# Root emulation (single-uid user namespaces, where only root is mapped): the calls that would
+# fail for want of other ids succeed without effect, as Charliecloud's and enroot's filters make
+# them, so that package managers run: changing owners, changing identity, making device nodes.
+# Other kinds of mknod (fifos, sockets, regular files) go on to the kernel.
+FAKED = ("chown fchown lchown fchownat chown32 fchown32 lchown32 setuid setuid32 setgid setgid32 setreuid "
+         "setreuid32 setregid setregid32 setresuid setresuid32 setresgid setresgid32 setgroups setgroups32 "
+         "setfsuid setfsuid32 setfsgid setfsgid32").split()
+_S_IFMT = 0o170000
+_DEVICE_TYPES = (0o020000, 0o060000)  # S_IFCHR, S_IFBLK
+_OTHER_TYPES = (0, 0o010000, 0o100000, 0o140000)  # unspecified (a file), S_IFIFO, S_IFREG, S_IFSOCK
+
+
+def _by_mode(call: str, index: int, kinds, action: str, errno_ret: int | None = None) -> dict:
+    entry = {"names": [call], "action": action, "args": [
+        {"index": index, "value": _S_IFMT, "valueTwo": k, "op": "SCMP_CMP_MASKED_EQ"} for k in kinds]}
+    return entry if errno_ret is None else {**entry, "errnoRet": errno_ret}
+
+
+ROOT_EMULATION = [{"names": FAKED, "action": "SCMP_ACT_ERRNO", "errnoRet": 0}] + [
+    _by_mode(call, index, _DEVICE_TYPES, "SCMP_ACT_ERRNO", 0) for call, index in (("mknod", 1), ("mknodat", 2))] + [
+    _by_mode(call, index, _OTHER_TYPES, "SCMP_ACT_ALLOW") for call, index in (("mknod", 1), ("mknodat", 2))]
+_EMULATED = set(FAKED) | {"mknod", "mknodat"}
+
+
 def load_file(path: str) -> dict:
     """The profile in ``path``, checked (:class:`ProfileError` names what is wrong)."""
     try:
@@ -137,9 +161,10 @@ def _lib_arch(name: str) -> str:
     return name.removeprefix("SCMP_ARCH_").lower()
 
 
-def resolve(profile: dict, caps, machine: str, kernel: str):
+def resolve(profile: dict, caps, machine: str, kernel: str, emulate_root: bool = False):
     """(default action, extra architectures, rules) of :func:`rootless.base.seccomp.compile_bpf`
-    for a container keeping ``caps`` (names like SYS_ADMIN) on ``machine`` with ``kernel``."""
+    for a container keeping ``caps`` (names like SYS_ADMIN) on ``machine`` with ``kernel``; with
+    ``emulate_root``, :data:`ROOT_EMULATION`'s rules replace the profile's for those calls."""
     from rootless.base.seccomp import action
     have = {"CAP_" + c.upper().removeprefix("CAP_") for c in caps}
     host_arches = set(_ARCH_NAMES.get(machine, (machine,)))
@@ -156,7 +181,10 @@ def resolve(profile: dict, caps, machine: str, kernel: str):
         return not (caps_ & have) and not (arches & host_arches) and (minimum is None or release < minimum)
 
     rules = []
-    for entry in profile.get("syscalls") or []:
+    entries = profile.get("syscalls") or []
+    if emulate_root:
+        entries = [{**e, "names": [n for n in _names(e) if n not in _EMULATED]} for e in entries] + ROOT_EMULATION
+    for entry in entries:
         if not (applies(entry.get("includes") or {}, True) and applies(entry.get("excludes") or {}, False)):
             continue
         act = action(entry["action"], entry.get("errnoRet"))
@@ -165,9 +193,12 @@ def resolve(profile: dict, caps, machine: str, kernel: str):
         args = [(a["index"], _op(a["op"]), a.get("value") or 0, a.get("valueTwo") or 0) for a in entry.get("args") or []]
         indexes = [a[0] for a in args]
         groups = [[a] for a in args] if len(set(indexes)) < len(indexes) else [args]
-        names = entry.get("names") or [entry["name"]]
-        rules += [(act, name, tuple(group)) for name in names for group in groups]
+        rules += [(act, name, tuple(group)) for name in _names(entry) for group in groups]
     return default, _arches(profile, machine), rules
+
+
+def _names(entry: dict) -> list[str]:
+    return entry.get("names") or ([entry["name"]] if entry.get("name") else [])
 
 
 def _op(name: str) -> int:
@@ -187,13 +218,19 @@ def _arches(profile: dict, machine: str) -> tuple[str, ...]:
     return tuple(a for a in _SUB_ARCHES.get(machine, ()) if a in named)
 
 
-def program(setting, caps, cache_dir: str) -> bytes | None:
+UNCONFINED = {"defaultAction": "SCMP_ACT_ALLOW"}
+
+
+def program(setting, caps, cache_dir: str, emulate_root: bool = False) -> bytes | None:
     """The BPF program of a container's ``seccomp`` setting (True: the default profile; a dict:
     ``{"profile": ...}`` from ``--security-opt seccomp=FILE``; false: none) for capabilities
-    ``caps`` (None: Docker's default set). Compiled once per profile, capabilities, architecture
-    and kernel, kept in ``cache_dir`` as ``seccomp-KEY.bpf`` (written atomically)."""
-    if not setting:
+    ``caps`` (None: Docker's default set), with root emulation or not (without a profile, a filter
+    of root emulation alone). Compiled once per profile, capabilities, emulation, architecture and
+    kernel, kept in ``cache_dir`` as ``seccomp-KEY.bpf`` (written atomically)."""
+    if not setting and not emulate_root:
         return None
+    if not setting:
+        setting = {"profile": UNCONFINED}
     import binascii  # built in: hashlib's start-up cost is a millisecond of every run
 
     from rootless.runtime.security import DEFAULT_CAPS
@@ -206,7 +243,7 @@ def program(setting, caps, cache_dir: str) -> bytes | None:
         with open(DEFAULT_PATH, "rb") as f:
             text = f.read()
     uname = os.uname()
-    text += f"\0{PROGRAM_VERSION} {uname.machine} {uname.release} {' '.join(caps)}".encode()
+    text += f"\0{PROGRAM_VERSION} {uname.machine} {uname.release} {emulate_root} {' '.join(caps)}".encode()
     key = f"{binascii.crc32(text):08x}{binascii.crc_hqx(text, 0):04x}{len(text):x}"
     path = os.path.join(cache_dir, f"seccomp-{key}.bpf")
     try:
@@ -216,7 +253,8 @@ def program(setting, caps, cache_dir: str) -> bytes | None:
             return data
     except OSError:
         pass
-    data = compile_profile(profile if profile is not None else json.loads(text.split(b"\0", 1)[0]), caps)
+    data = compile_profile(profile if profile is not None else json.loads(text.split(b"\0", 1)[0]), caps,
+                           emulate_root)
     from rootless.base.atomic import write_bytes
     try:
         write_bytes(path, data, 0o600)
@@ -225,11 +263,11 @@ def program(setting, caps, cache_dir: str) -> bytes | None:
     return data
 
 
-def compile_profile(profile: dict, caps) -> bytes:
+def compile_profile(profile: dict, caps, emulate_root: bool = False) -> bytes:
     """The profile's BPF program for ``caps`` on this host (not cached)."""
     from rootless.base import seccomp
     uname = os.uname()
-    default, arches, rules = resolve(profile, caps, uname.machine, uname.release)
+    default, arches, rules = resolve(profile, caps, uname.machine, uname.release, emulate_root)
     try:
         return seccomp.compile_bpf(default, arches, rules)
     except seccomp.RuleError as e:

@@ -53,10 +53,12 @@ def capabilities(cap_add=(), cap_drop=(), privileged: bool = False) -> tuple[str
 def security_opts(opts) -> dict:
     """``--security-opt`` (``KEY=VALUE``, or Docker's older ``KEY:VALUE``):
     ``no-new-privileges[=true|false]``; ``seccomp=unconfined`` (no filter) or
-    ``seccomp=PROFILE.json`` (Docker's format: its path under ``seccomp``); ``label=...`` and
+    ``seccomp=PROFILE.json`` (Docker's format: its path under ``seccomp``);
+    ``root-emulation[=on|off|auto]`` (ownership and identity changes succeed without effect, see
+    :data:`rootless.runtime.seccompprofile.ROOT_EMULATION`; auto: in single-uid mode); ``label=...`` and
     ``apparmor=unconfined`` are accepted (no label or AppArmor profile is applied); anything else
     is refused."""
-    out = {"no_new_privs": False, "seccomp": True}
+    out = {"no_new_privs": False, "seccomp": True, "root_emulation": "auto"}
     for text in opts:
         sep_char = "=" if "=" in text or text == "no-new-privileges" else ":"
         key, sep, value = text.partition(sep_char)
@@ -66,12 +68,18 @@ def security_opts(opts) -> dict:
             out["no_new_privs"] = not sep or value.lower() in ("true", "1")
         elif key == "seccomp" and value:
             out["seccomp"] = False if value == "unconfined" else value
+        elif key == "root-emulation":
+            mode = {"": "on", "true": "on", "on": "on", "1": "on", "false": "off", "off": "off", "0": "off",
+                    "auto": "auto"}.get(value.lower())
+            if mode is None or (sep and not value):
+                raise UsageError(f"invalid --security-opt {text!r}", "use root-emulation=on, =off or =auto")
+            out["root_emulation"] = mode
         elif (key, value) == ("apparmor", "unconfined") or (key == "label" and value):
             continue
         else:
             raise UsageError(f"invalid --security-opt: {text!r}",
-                             "use no-new-privileges, seccomp=unconfined, seccomp=PROFILE.json, label=... "
-                             "or apparmor=unconfined")
+                             "use no-new-privileges, seccomp=unconfined, seccomp=PROFILE.json, root-emulation, "
+                             "label=... or apparmor=unconfined")
     return out
 
 

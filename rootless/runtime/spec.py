@@ -31,9 +31,10 @@ class ContainerSpec(namedtuple(
         "id name image_id image_name layers argv env user workdir hostname "
         "network init tty interactive remove labels stop_signal entrypoint "
         "ports publish_all exposed links add_hosts dns dns_search dns_options mac log mounts read_only "
-        "no_new_privs limits caps privileged devices seccomp",
+        "no_new_privs limits caps privileged devices seccomp root_emulation",
         defaults=("none", False, False, False, False, None, "SIGTERM", None,
-                  (), False, (), (), (), (), (), (), None, None, (), False, False, None, None, False, (), True))):
+                  (), False, (), (), (), (), (), (), None, None, (), False, False, None, None, False, (), True,
+                  "auto"))):
     """What a container runs. ``layers``: diff ids, bottom first; ``argv``: entrypoint + cmd;
     ``entrypoint``: the part of argv that is the entrypoint (Docker's Config.Entrypoint; None when
     unknown); ``env``: KEY=VALUE (HOME is added from the user's passwd entry at start);
@@ -48,7 +49,8 @@ class ContainerSpec(namedtuple(
     ``privileged``: no masked paths, the host devices the user may open; ``devices``: (host node,
     container path) pairs to bind; ``seccomp``: True for the default seccomp profile, false for
     none (``--privileged``, ``--security-opt seccomp=unconfined``), ``{"profile": ...}`` for a
-    profile of Docker's format given with ``--security-opt seccomp=FILE``."""
+    profile of Docker's format given with ``--security-opt seccomp=FILE``; ``root_emulation``:
+    "on", "off" or "auto" (on in a single-uid user namespace)."""
 
     __slots__ = ()
 
@@ -186,7 +188,7 @@ def _security_fields(opts: RunOptions) -> dict:
         seccomp = seccompprofile.setting_for(seccomp)
     return dict(caps=security.capabilities(opts.cap_add, opts.cap_drop, opts.privileged),
                 privileged=bool(opts.privileged), no_new_privs=sec["no_new_privs"],
-                seccomp=seccomp,
+                seccomp=seccomp, root_emulation=sec["root_emulation"],
                 devices=tuple(tuple(d) for d in security.devices(opts.devices)))
 
 

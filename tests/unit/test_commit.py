@@ -267,3 +267,25 @@ def test_plain_tree_as_the_current_user(tmp_path):
 def test_missing_directory_is_a_rootless_error(tmp_path):
     with pytest.raises(RootlessError, match="cannot open"):
         layer_from_upper(str(tmp_path / "nope"), io.BytesIO())
+
+
+def test_the_runtimes_bare_mount_points_are_no_part_of_a_layer(tmp_path):
+    """What the runtime made only to mount on (an empty /etc/hosts, /proc, apt's sandbox word) is
+    left out, as Docker's init layer keeps it out; the same paths with content stay."""
+    from rootless.runtime.mountplan import MOUNT_POINTS
+    upper = tmp_path / "upper"
+    (upper / "etc" / "apt" / "apt.conf.d").mkdir(parents=True)
+    (upper / "etc" / "hosts").write_text("")
+    (upper / "etc" / "hostname").write_text("kept\n")
+    (upper / "etc" / "apt" / "apt.conf.d" / "00rootless-sandbox").write_text("")
+    (upper / "proc").mkdir()
+    (upper / "sys").mkdir()
+    (upper / "sys" / "made-by-a-step").write_text("x")
+    (upper / "dev").mkdir()
+    out = io.BytesIO()
+    layer_from_upper(str(upper), out, MOUNT_POINTS)
+    names = tarfile.open(fileobj=io.BytesIO(out.getvalue())).getnames()
+    assert names == ["etc", "etc/apt", "etc/apt/apt.conf.d", "etc/hostname", "sys", "sys/made-by-a-step"]
+    everything = io.BytesIO()
+    layer_from_upper(str(upper), everything)
+    assert "etc/hosts" in tarfile.open(fileobj=io.BytesIO(everything.getvalue())).getnames()

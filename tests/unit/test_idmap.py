@@ -1,5 +1,8 @@
 """Tests for rootless/base/idmap.py: subordinate id ranges and the mapping plan (pure, with injected host texts)."""
 
+import os
+import shutil
+
 import pytest
 
 from rootless.base import idmap
@@ -98,3 +101,23 @@ def test_helper_usable(tmp_path):
     assert idmap.helper_usable(None) is False
     assert idmap.helper_usable("") is False
     assert idmap.helper_usable(str(plain)) is False  # neither setuid root nor file capabilities
+
+
+def test_parse_getsubids():
+    assert idmap.parse_getsubids("0: alice 100000 65536\n1: alice 300000 10\n") == [(100000, 65536), (300000, 10)]
+    assert idmap.parse_getsubids("Error fetching ranges\n0: alice x 1\n0: alice 5 0\n") == []
+
+
+@pytest.mark.skipif(not shutil.which("getsubids"), reason="no getsubids here (shadow's uidmap package has it)")
+def test_ranges_the_files_lack_come_from_libsubid():
+    """The real getsubids (files here; SSSD where nsswitch.conf says ``subid: sss``)."""
+    import pwd
+    me = pwd.getpwuid(os.getuid())
+    from_tool = idmap.from_getsubids(me.pw_name, groups=False)
+    if not from_tool:
+        pytest.skip(f"{me.pw_name} has no subordinate ids to find")
+    m = idmap.plan("auto", "", "", helpers_ok=True, user=(me.pw_name, me.pw_uid, me.pw_gid), use_getsubids=True)
+    assert m.mode == "subid" and m.uids[1] == idmap.Range(1, *from_tool[0])
+    not_asked = idmap.plan("auto", "", "", helpers_ok=True, user=(me.pw_name, me.pw_uid, me.pw_gid))
+    assert not_asked.mode == "single"  # texts given: the files said it all
+    assert idmap.from_getsubids("no-such-user-here", groups=True) == []

@@ -95,3 +95,11 @@ def test_pts_gid_option(pts_gid, expected):
     assert "newinstance" in opts and "ptmxmode=0666" in opts
     gids = [o for o in opts if o.startswith("gid=")]
     assert gids == ([expected] if expected else [])
+
+
+def test_root_emulations_word_to_apt_is_bound_only_where_apt_is():
+    assert not [op for op in mountplan.plan({}, True, 5) if op.target == mountplan.APT_SANDBOX_CONF]
+    ops = [op for op in mountplan.plan({}, True, None, apt_sandbox="/run/x/apt.conf")
+           if op.target == mountplan.APT_SANDBOX_CONF]
+    assert len(ops) == 1 and ops[0].if_parent and ops[0].is_file and ops[0].flags & MS_RDONLY
+    assert mountplan.APT_SANDBOX_CONF[1:] in mountplan.MOUNT_POINTS  # and it is no part of a layer

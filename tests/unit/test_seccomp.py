@@ -220,9 +220,65 @@ def test_the_program_is_compiled_once_per_profile_and_capabilities(tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()][0].startswith("seccomp-")
     compiled = []
     real = sp.compile_profile
-    monkeypatch.setattr(sp, "compile_profile", lambda p, caps: compiled.append(caps) or real(p, caps))
+    monkeypatch.setattr(sp, "compile_profile", lambda p, caps, emulate: compiled.append(caps) or real(p, caps, emulate))
     assert sp.program(True, list(reversed(DEFAULT_CAPS)), str(tmp_path)) == prog  # same set: cached
     assert compiled == []
     other = sp.program(True, capabilities(("SYS_ADMIN",), ()), str(tmp_path))
     assert other != prog and len(compiled) == 1
     assert sp.program(False, None, str(tmp_path)) is None
+
+
+@needs_x86_64
+@pytest.mark.parametrize("setting", [True, False])
+def test_root_emulation(tmp_path, setting):
+    """Changing owners or identity and making device nodes succeed without effect; other kinds of
+    mknod reach the kernel; the rest of the profile still holds."""
+    prog = sp.program(setting, None, str(tmp_path), emulate_root=True)
+    gone = str(tmp_path / "nowhere" / "x").encode()
+    buf = ctypes.create_string_buffer(gone)
+    addr = ctypes.addressof(buf)
+    calls = [("chown", 92, (addr, 100, 100)), ("setresuid", 117, (100, 100, 100)), ("setgroups", 116, (0, 0)),
+             ("mknod chr", 133, (addr, 0o020644, 0x103)), ("mknod fifo", 133, (addr, 0o010644, 0)),
+             ("keyctl", NR["keyctl"], (0,))]
+    got = outcomes(prog, calls)
+    assert got["chown"] == got["setresuid"] == got["setgroups"] == got["mknod chr"] == "ok"
+    assert got["mknod fifo"] == "ENOENT"  # the kernel's answer: the directory does not exist
+    assert (got["keyctl"] == "EPERM") == setting  # unconfined: the kernel's own answer
+    assert sp.program(setting, None, str(tmp_path), emulate_root=False) != prog
+
+
+def test_root_emulation_replaces_the_profiles_rules_for_its_calls():
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["chown", "getpid", "mknod"], "action": "SCMP_ACT_ALLOW"}]}
+    _, _, rules = sp.resolve(profile, DEFAULT_CAPS, "x86_64", "6.1", emulate_root=True)
+    by_name = {}
+    for act, name, args in rules:
+        by_name.setdefault(name, []).append((act, args))
+    assert by_name["getpid"] == [(seccomp.ALLOW, ())]
+    assert by_name["chown"] == [(seccomp.action("SCMP_ACT_ERRNO", 0), ())]
+    assert [a for a, _ in by_name["mknod"]] == [seccomp.action("SCMP_ACT_ERRNO", 0)] * 2 + [seccomp.ALLOW] * 4
+    seccomp.compile_bpf(seccomp.action("SCMP_ACT_ERRNO"), (), rules)
+
+
+@pytest.mark.parametrize("opts, expect", [
+    ((), {"no_new_privs": False, "seccomp": True, "root_emulation": "auto"}),
+    (("seccomp=unconfined",), {"seccomp": False}),
+    (("seccomp:unconfined",), {"seccomp": False}),  # Docker's older separator
+    (("seccomp=/p.json",), {"seccomp": "/p.json"}),
+    (("root-emulation",), {"root_emulation": "on"}),
+    (("root-emulation=false",), {"root_emulation": "off"}),
+    (("root-emulation=auto", "no-new-privileges"), {"root_emulation": "auto", "no_new_privs": True}),
+    (("label=disable", "apparmor=unconfined"), {"seccomp": True}),
+])
+def test_security_opts(opts, expect):
+    from rootless.runtime.security import security_opts
+    got = security_opts(opts)
+    assert {k: got[k] for k in expect} == expect
+
+
+@pytest.mark.parametrize("text", ["root-emulation=maybe", "root-emulation=", "seccomp=", "apparmor=myprofile",
+                                  "label", "nosuch"])
+def test_bad_security_opts(text):
+    from rootless.runtime.security import security_opts
+    with pytest.raises(sp.UsageError):
+        security_opts((text,))
