@@ -29,7 +29,9 @@ Probe = namedtuple("Probe", "method kernel_ok kernel_detail fuse_ok fuse_detail 
 
 # What to mount at ``merged``: data built by the engine, executed in the namespace.
 # ``lowers``: the layer directories, top layer first.
-RootfsPlan = namedtuple("RootfsPlan", "method lowers upper work merged copy_dir")
+# id_shift: fuse-overlayfs's (uidmapping, gidmapping), or None (--userns=keep-id's, see
+# rootless.base.idmap.fuse_shift).
+RootfsPlan = namedtuple("RootfsPlan", "method lowers upper work merged copy_dir id_shift", defaults=(None,))
 
 
 def _probe_key() -> str:
@@ -91,13 +93,16 @@ def _probe_in_ns(base: str) -> dict:
     return out
 
 
-def _fuse_mount(lowerdir: str, upper: str | None, work: str | None, merged: str) -> None:
+def _fuse_mount(lowerdir: str, upper: str | None, work: str | None, merged: str, id_shift=None) -> None:
     exe = proc.which("fuse-overlayfs")
     if not exe:
         raise HostError("fuse-overlayfs is not installed", "install the fuse-overlayfs package")
     if not os.access("/dev/fuse", os.R_OK | os.W_OK):
         raise HostError("/dev/fuse is not accessible", "ask an administrator to `chmod 0666 /dev/fuse`")
     opts = f"lowerdir={lowerdir}" + (f",upperdir={upper},workdir={work}" if upper else "")
+    if id_shift:
+        uids, gids = id_shift
+        opts += (f",uidmapping={uids}" if uids else "") + (f",gidmapping={gids}" if gids else "")
     proc.run([exe, "-o", opts, merged], timeout=30)
 
 
@@ -121,7 +126,7 @@ def mount_rootfs(plan: RootfsPlan) -> None:
         finally:
             os.chdir(cwd)
     elif plan.method == "fuse":
-        _fuse_mount(":".join(plan.lowers), plan.upper, plan.work, plan.merged)
+        _fuse_mount(":".join(plan.lowers), plan.upper, plan.work, plan.merged, plan.id_shift)
     elif plan.method == "copy":
         if not os.path.isdir(plan.copy_dir):
             build_copy(plan.lowers, plan.copy_dir)

@@ -135,6 +135,49 @@ def plan(mode: str = "auto", subuid_text: str | None = None, subgid_text: str | 
                      warning=f"{why}: using a single-uid map (files of other uids become yours); to fix, {fix}")
 
 
+def keep_id(mapping: IdMapping, uid: int, gid: int) -> IdMapping:
+    """``--userns=keep-id``: the user's own uid and gid are the same inside (a file of theirs in a
+    bind mount is theirs there too). With subordinate ids, inside 0..uid-1 and uid+1.. take the
+    ranges in order; in a single-uid map only the user exists inside."""
+    return IdMapping(mapping.mode, _keep(mapping.uids, uid, "uid"), _keep(mapping.gids, gid, "gid"),
+                     mapping.warning)
+
+
+def _keep(ranges: tuple[Range, ...], own: int, what: str) -> tuple[Range, ...]:
+    mine = ranges[0].outside  # inside 0 of the usual map: the user
+    if len(ranges) == 1:
+        return (Range(own, mine, 1),)
+    subs = [(r.outside, r.count) for r in ranges[1:]]
+    if sum(c for _, c in subs) < own:
+        raise RootlessError(f"--userns=keep-id needs at least {own} subordinate {what}s below yours; "
+                            f"you have {sum(c for _, c in subs)}", f"ask for a larger range in /etc/sub{what}")
+    out, inside = [], 0
+    for start, count in subs:
+        while count:
+            if inside == own:
+                out.append(Range(own, mine, 1))
+                inside += 1
+            take = count if inside > own else min(count, own - inside)
+            out.append(Range(inside, start, take))
+            inside, start, count = inside + take, start + take, count - take
+    if inside == own:
+        out.append(Range(own, mine, 1))
+    return tuple(sorted(out))
+
+
+def fuse_shift(mapping: IdMapping, own: int, gids: bool = False) -> str | None:
+    """fuse-overlayfs's ``uidmapping=`` (``gidmapping=``) for a keep-id container: the store's
+    layers were unpacked with the usual map (image id 0 is the user, 1.. the subordinate ids),
+    which keep-id shifts; this shows each file under its image id again (triples of the id in
+    the namespace, the id shown, the count). None in a single-uid map (nothing to shift)."""
+    ranges = mapping.gids if gids else mapping.uids
+    if len(ranges) == 1:
+        return None
+    subs = sum(r.count for r in ranges[1:])
+    triples = [(own, 0, 1), (0, 1, own)] + ([(own + 1, own + 1, subs - own)] if subs > own else [])
+    return ":".join(f"{a}:{b}:{c}" for a, b, c in triples if c)
+
+
 def _ranges(own: int, subs: list[tuple[int, int]]) -> tuple[Range, ...]:
     out = [Range(0, own, 1)]
     inside = 1

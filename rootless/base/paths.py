@@ -28,14 +28,87 @@ from rootless.base.errors import RootlessError
 STORAGE_VERSION = "1"
 
 
+# Filesystems where overlay upper directories, user xattrs and chown to subordinate ids fail or
+# locking is slow: a home on one of them does not hold the store by default.
+NETWORK_FS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "fuse.sshfs", "ceph", "afs", "9p")
+RELOCATED_MARK = "relocated-from"
+
+
 def default_root(configured: str | None = None) -> str:
+    """--root aside: ``$ROOTLESS_ROOT``, then the configured ``storage.root``, then
+    ``$XDG_DATA_HOME/rootless`` unless that is on a network filesystem (then :func:`local_root`)."""
     env = os.environ.get("ROOTLESS_ROOT")
     if env:
         return os.path.abspath(env)
     if configured:
         return os.path.abspath(configured)
+    home_root = data_home_root()
+    local = local_root(home_root)
+    return local[0] if local else home_root
+
+
+def data_home_root() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "rootless")
+    return os.path.join(os.path.abspath(base), "rootless")
+
+
+def local_root(home_root: str, mountinfo: str | None = None) -> tuple[str, str] | None:
+    """Where the store goes instead of ``home_root`` when that is on a network filesystem (NFS,
+    Lustre, GPFS, ...): ``/var/tmp/$USER/rootless``, else ``/tmp/$USER/rootless``, the first on a
+    local filesystem. (that root, the home's filesystem type); None when the home is local or no
+    local place is found."""
+    if mountinfo is None:
+        from rootless.base.atomic import read_text
+        mountinfo = read_text("/proc/self/mountinfo") or ""
+    fstype = mount_of(mountinfo, os.path.realpath(nearest_existing(home_root)))[1]
+    if fstype not in NETWORK_FS:
+        return None
+    import pwd
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = str(os.getuid())
+    for base in ("/var/tmp", "/tmp"):
+        if os.access(base, os.W_OK | os.X_OK) and mount_of(mountinfo, os.path.realpath(base))[1] not in NETWORK_FS:
+            return os.path.join(base, user, "rootless"), fstype
+    return None
+
+
+def mount_of(mountinfo_text: str, path: str) -> tuple[str, str]:
+    """(mount point, filesystem type) holding ``path``: the longest mount-point prefix wins."""
+    best, fstype = "", "unknown"
+    for line in mountinfo_text.splitlines():
+        pre, sep, post = line.partition(" - ")
+        fields, tail = pre.split(), post.split()
+        if not sep or len(fields) < 5 or not tail:
+            continue
+        point = _unescape(fields[4])
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, tail[0]
+    return best, fstype
+
+
+def nearest_existing(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and path != "/":
+        path = os.path.dirname(path)
+    return path
+
+
+def _unescape(field: str) -> str:
+    """Mount tables escape space, tab, newline and backslash as octal (``\\040``)."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and len(field[i + 1:i + 4]) == 3:
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
 
 
 def default_runroot(root: str) -> str:
@@ -56,6 +129,11 @@ class Paths(namedtuple("Paths", "root runroot")):
     @property
     def version_file(self) -> str:
         return os.path.join(self.root, "version")
+
+    @property
+    def relocated_mark(self) -> str:
+        """Says which store in the home (on a network filesystem) this one stands for."""
+        return os.path.join(self.root, RELOCATED_MARK)
 
     @property
     def store_lock(self) -> str:

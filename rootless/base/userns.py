@@ -13,7 +13,7 @@ import os
 import signal
 from collections.abc import Callable
 
-from rootless.base import idmap, syscalls
+from rootless.base import apparmor, idmap, syscalls
 from rootless.base.channel import Channel
 from rootless.base.errors import RootlessError
 
@@ -24,13 +24,38 @@ if TYPE_CHECKING:
 
 def become_root(ch: Channel, mapping: idmap.IdMapping) -> None:
     """Child side: new user namespace, wait for the maps, then uid/gid 0 inside."""
-    syscalls.unshare(syscalls.CLONE_NEWUSER)
+    step = "create the user namespace"
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWUSER)
+    except PermissionError:
+        _apparmor_check(step, refused=True)
+        raise
+    # Under Ubuntu's restriction the unshare works but lands us in AppArmor's unprivileged_userns
+    # profile (no capabilities): say so now, in one line, rather than EPERM from the maps or mounts.
+    _apparmor_check(step)
     ch.send("userns")
     ch.expect("mapped")
-    os.setresgid(0, 0, 0)
-    os.setresuid(0, 0, 0)
+    # uid 0 inside, unless the map has none (--userns=keep-id in a single-uid map: only the user)
+    gid, uid = (min(r.inside for r in ranges) for ranges in (mapping.gids, mapping.uids))
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
     if mapping.mode == "subid":
-        os.setgroups([])
+        try:
+            os.setgroups([])  # needs CAP_SETGID in the namespace: the first capability we use
+        except PermissionError:
+            _apparmor_check(step, refused=True)
+            raise
+
+
+def _apparmor_check(step: str, refused: bool = False) -> None:
+    """Raise the AppArmor error when the restriction is on and explains the failure: ``refused`` (a
+    call failed with EPERM/EACCES) while we run without a profile of our own, or this process was
+    moved into the unprivileged_userns profile. Nothing happens when the sysctl is 0 or absent."""
+    if not apparmor.restricted():
+        return
+    label = apparmor.label()
+    if apparmor.in_unprivileged_profile(label) or (refused and apparmor.profile_of(label) is None):
+        raise apparmor.restriction_error(step)
 
 
 def fork_child(child: Callable[[Channel], int | None], step: str) -> tuple[int, Channel]:
@@ -67,7 +92,14 @@ def fork_into_userns(mapping: idmap.IdMapping, child: Callable[[Channel], int | 
         parent_end.expect("userns")
         from rootless.base import timing
         timing.mark("forked-userns")
-        idmap.write_maps(pid, mapping)
+        try:
+            idmap.write_maps(pid, mapping)
+        except (RootlessError, OSError):
+            # newuidmap/newgidmap (or our own write) refused: the restriction when the child was
+            # moved into unprivileged_userns (its own check may not have seen the label)
+            if apparmor.restricted() and apparmor.in_unprivileged_profile(apparmor.label(str(pid))):
+                raise apparmor.restriction_error("write the id maps") from None
+            raise
         timing.mark("mapped")
         if before_mapped is not None:
             before_mapped(pid)

@@ -308,6 +308,7 @@ def run(ctx,
         privileged: bool = Opt(("--privileged",), False, "All capabilities, no masked paths, the host devices you may open."),
         security_opt: list[str] = Opt(("--security-opt",), [], "no-new-privileges, seccomp=unconfined, ..."),
         device: list[str] = Opt(("--device",), [], "Add a host device: /dev/HOST[:/dev/CONTAINER][:rwm]."),
+        userns: str = Opt(("--userns",), "", "keep-id: your own uid and gid inside the container."),
         init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
         pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never."),
         tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
@@ -323,7 +324,7 @@ def run(ctx,
                                               tmpfs, volumes_from, read_only, memory, memory_reservation,
                                               memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit, blkio_weight,
                                               device_read_bps, device_write_bps, cap_add, cap_drop, privileged,
-                                              security_opt, device),
+                                              security_opt, device, userns),
                             detach, attach.parse_detach_keys(detach_keys))
     if detach:
         print(result)
@@ -337,7 +338,7 @@ def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, u
                  log_driver=None, log_opt=(), volume=(), mount=(), tmpfs=(), volumes_from=(), read_only=False,
                  memory=None, memory_reservation=None, memory_swap=None, cpus=None, cpu_shares=None,
                  cpuset_cpus=None, pids_limit=None, blkio_weight=None, device_read_bps=(), device_write_bps=(),
-                 cap_add=(), cap_drop=(), privileged=False, security_opt=(), device=()):
+                 cap_add=(), cap_drop=(), privileged=False, security_opt=(), device=(), userns=""):
     from rootless.runtime.spec import RunOptions
     limit_flags = (memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
                    blkio_weight, tuple(device_read_bps), tuple(device_write_bps))
@@ -359,7 +360,7 @@ def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, u
                       log_opts=tuple(log_opt), volumes=tuple(volume), mounts=tuple(mount), tmpfs=tuple(tmpfs),
                       volumes_from=tuple(volumes_from), read_only=read_only, limits=limits,
                       cap_add=tuple(cap_add), cap_drop=tuple(cap_drop), privileged=privileged,
-                      security_opts=tuple(security_opt), devices=tuple(device))
+                      security_opts=tuple(security_opt), devices=tuple(device), userns=userns or "")
 
 
 @command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))

@@ -14,7 +14,7 @@ import time
 from collections import namedtuple
 
 from rootless.base import config
-from rootless.base.errors import Conflict, ContainerNotFound, RootlessError, UsageError
+from rootless.base.errors import Conflict, ContainerNotFound, HostError, RootlessError, UsageError
 from rootless.engine import images
 from rootless.runtime import records, state
 from rootless.runtime.records import all_current, current, is_running, lookup  # noqa: F401 - the CLI's look-ups
@@ -45,6 +45,8 @@ def create(ctx, opts) -> dict:
     if opts.network.partition(":")[0] in ("slirp4netns", "bridge", "default", "private", ""):
         ctx.slirp_features()  # no slirp4netns: say so before a container is made
     method = ctx.overlay_method()
+    if opts.userns == "keep-id" and ctx.mapping.mode == "subid":
+        method = _keep_id_method(ctx)
     image_name = images.familiar_name(image)
     taken: set[str] = set()  # the store is scanned (under its lock) by state.create; again only on a clash
     for attempt in range(5):
@@ -114,7 +116,7 @@ def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdi
     try:
         plan = _launch_plan(ctx, rec, attached)._replace(stdin=stdin)
         timing.mark("launch")
-        code = launcher.run(plan, ctx.mapping, detach_keys)
+        code = launcher.run(plan, container_mapping(ctx, rec["spec"]), detach_keys)
     except BaseException:
         if remove:
             records.remove_container_files(ctx, rec["id"])  # a failed start of a --rm container leaves nothing
@@ -125,6 +127,50 @@ def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdi
             records.remove_container_files(ctx, rec["id"])  # the keeper removed them; a failed start may not have
     timing.mark("reaped")
     return code
+
+
+def _keep_id_method(ctx) -> str:
+    """keep-id shifts the ids of the store's files: only fuse-overlayfs can show them unshifted."""
+    from layers import overlay
+    if not overlay.probe(ctx.paths, ctx.userns_call).fuse_ok:
+        raise HostError("--userns=keep-id needs fuse-overlayfs, which does not work here",
+                        "install fuse-overlayfs and make /dev/fuse usable (see `rootless info`)")
+    return "fuse"
+
+
+def container_mapping(ctx, spec: dict):
+    """The container's id map: the store's, or with ``--userns=keep-id`` the user's ids kept."""
+    if spec.get("userns") != "keep-id":
+        return ctx.mapping
+    from rootless.base import idmap
+    return idmap.keep_id(ctx.mapping, os.getuid(), os.getgid())
+
+
+def _keep_id_rootfs(ctx, rec: dict, plan):
+    """keep-id with subordinate ids: fuse-overlayfs shows the store's files under their image ids."""
+    if rec["spec"].get("userns") != "keep-id" or ctx.mapping.mode != "subid":
+        return plan
+    from rootless.base import idmap
+    return plan._replace(id_shift=(idmap.fuse_shift(ctx.mapping, os.getuid()),
+                                   idmap.fuse_shift(ctx.mapping, os.getgid(), gids=True)))
+
+
+def _keep_id_account(run_dir: str) -> tuple[str, str, str, str]:
+    """keep-id: the user's passwd and group lines (added where the image lacks the ids)."""
+    import grp
+    import pwd
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        me = pwd.getpwuid(uid)
+        name, home = me.pw_name, me.pw_dir
+    except KeyError:
+        name, home = f"user{uid}", "/"
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = name
+    return (f"{name}:x:{uid}:{gid}:{name}:{home}:/bin/sh", f"{group}:x:{gid}:",
+            os.path.join(run_dir, "passwd"), os.path.join(run_dir, "group"))
 
 
 def _launch_plan(ctx, rec: dict, attached: bool):
@@ -150,9 +196,10 @@ def _launch_plan(ctx, rec: dict, attached: bool):
         with open(apt_sandbox, "w") as f:  # the private runtime directory, as the /etc files
             f.write(mountplan.APT_SANDBOX_TEXT)
     return child.LaunchPlan(
-        spec=cspec, rootfs=records.rootfs_plan(ctx, rec), net=net,
+        spec=cspec, rootfs=_keep_id_rootfs(ctx, rec, records.rootfs_plan(ctx, rec)), net=net,
         mounts=tuple(mountplan.plan(etc_files, own_netns=net.kind != "host", devices=_devices(cspec),
                                     privileged=cspec.privileged, apt_sandbox=apt_sandbox,
+                                    account=_keep_id_account(run_dir) if cspec.userns == "keep-id" else None,
                                     pts_gid=5 if ctx.mapping.mode == "subid" else None,
                                     volumes=tuple(volumes.plan_entry(ctx, m) for m in cspec.mounts))),
         run_dir=run_dir, paths=ctx.paths,

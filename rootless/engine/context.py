@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from functools import cached_property
 
 from rootless.base import config as configmod
 from rootless.base.errors import RootlessError
-from rootless.base.paths import Paths, default_root, default_runroot
+from rootless.base.paths import Paths, data_home_root, default_root, default_runroot
 
 
 class Context:
@@ -32,12 +33,35 @@ class Context:
         root = os.path.abspath(self.root) if self.root else default_root(self.config.root)
         p = Paths(root, default_runroot(root))
         try:
+            if not self.root and root != data_home_root() and not os.environ.get("ROOTLESS_ROOT") \
+                    and not self.config.root:
+                self._relocated(p)
             p.ensure()
         except OSError as e:
             where = e.filename or root
             raise RootlessError(f"cannot keep the store in {root}: {where}: {e.strerror}",
                                 "use a directory you can write (--root, ROOTLESS_ROOT or storage.root)") from None
         return p
+
+    def _relocated(self, p: Paths) -> None:
+        """The home is on a network filesystem: the store is on a local one (its parent private
+        to this user), said once, when it is made."""
+        parent = os.path.dirname(p.root)
+        os.makedirs(parent, 0o700, exist_ok=True)
+        st = os.lstat(parent)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise RootlessError(f"{parent} is not a private directory of yours: the store cannot go there",
+                                f"remove it, or set storage.root in {configmod.config_path()} to a local directory")
+        if os.path.exists(p.relocated_mark):
+            return
+        from rootless.base.atomic import write_bytes
+        from rootless.base.paths import local_root
+        home = data_home_root()
+        fstype = (local_root(home) or ("", "a network filesystem"))[1]
+        os.makedirs(p.root, 0o700, exist_ok=True)
+        write_bytes(p.relocated_mark, f"{home} ({fstype})\n".encode())
+        self.warn(f"{home} is on {fstype}, where overlay and user xattrs fail: the store is in {p.root} "
+                  f"instead (set storage.root in {configmod.config_path()} to choose)")
 
     @cached_property
     def mapping(self):

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rootless.base import config, idmap, proc
+from rootless.base import apparmor, config, idmap, proc
 from rootless.base.config import Config
 from rootless.base.errors import RootlessError
-from rootless.base.paths import Paths
+from rootless.base.paths import NETWORK_FS, Paths, mount_of, nearest_existing
 from rootless.runtime import state, volumes
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ FULL_RANGE = 65536
 CONTROLLERS = ("cpu", "memory", "pids", "io")
 CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP_ACTION = "resource limits (--memory, --cpus, --pids-limit, ...) are refused, in one line naming the fix"
-NETWORK_FS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "fuse.sshfs")
 LOW_SPACE = 1 << 30
 
 
@@ -72,20 +71,27 @@ def check_userns(max_text: str | None, clone_text: str | None) -> Check:
     return Check(name, "ok", detail, "runs each container in a new user namespace")
 
 
-def check_apparmor(text: str | None) -> Check:
-    """``kernel.apparmor_restrict_unprivileged_userns`` (Ubuntu 23.10 and later)."""
+def check_apparmor(text: str | None, label: str | None = None) -> Check:
+    """``kernel.apparmor_restrict_unprivileged_userns`` (Ubuntu 23.10 and later) and the AppArmor
+    ``label`` this process runs under: a profile of its own (scripts/install-apparmor-profile.sh)
+    decides for it; without one its user namespaces get no capabilities."""
     name = "apparmor userns"
-    value = _int(text)
     if text is None:
         return Check(name, "info", "apparmor_restrict_unprivileged_userns not present",
                      "no AppArmor restriction on user namespaces")
-    detail = f"apparmor_restrict_unprivileged_userns={text.strip()}"
-    if value == 1:
-        return Check(name, "fail", detail,
-                     "user namespaces get no capabilities: mounts and id maps fail",
-                     "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or install "
-                     "an AppArmor profile allowing userns for rootless (as on Ubuntu 24.04)")
-    return Check(name, "ok", detail, "no AppArmor restriction on user namespaces")
+    setting = f"apparmor_restrict_unprivileged_userns={text.strip()}"
+    if _int(text) != 1:
+        return Check(name, "ok", f"restriction off ({setting})", "no AppArmor restriction on user namespaces")
+    profile = apparmor.profile_of(label)
+    if profile is not None and profile.startswith("rootless"):  # the installer's profile
+        return Check(name, "ok", f"restriction on ({setting}); rootless runs under its AppArmor profile "
+                     f"{profile}", "the profile allows user namespaces")
+    if profile is not None:
+        return Check(name, "warn", f"restriction on ({setting}); rootless runs under the AppArmor "
+                     f"profile {profile}", "that profile's userns rule decides whether containers start",
+                     apparmor.FIX)
+    return Check(name, "fail", f"restriction on ({setting}); no AppArmor profile attached to rootless",
+                 "user namespaces get no capabilities: id maps and mounts fail", apparmor.FIX)
 
 
 def check_subids(kind: str, text: str | None, user: str, uid: int) -> Check:
@@ -211,19 +217,6 @@ def check_slirp(path: str | None, version: str | None, tun_exists: bool, tun_ok:
     return Check(name, "ok", detail, "user-mode networking (slirp4netns) is possible")
 
 
-def _unescape(field: str) -> str:
-    """Mount tables escape space, tab, newline and backslash as octal (``\\040``)."""
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and len(field[i + 1:i + 4]) == 3:
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def check_cgroups(version: str, cgroup: str | None, delegated_at: str | None,
                   controllers: list[str]) -> Check:
     """The cgroup version and, on v2, the controllers delegated to this user: which limit flags
@@ -248,28 +241,6 @@ def check_cgroups(version: str, cgroup: str | None, delegated_at: str | None,
     return Check(name, "ok", detail, f"enforces {' '.join(flags)} in a delegated cgroup")
 
 
-def mount_of(mountinfo_text: str, path: str) -> tuple[str, str]:
-    """(mount point, filesystem type) holding ``path``: the longest mount-point prefix wins."""
-    best, fstype = "", "unknown"
-    for line in mountinfo_text.splitlines():
-        pre, sep, post = line.partition(" - ")
-        fields, tail = pre.split(), post.split()
-        if not sep or len(fields) < 5 or not tail:
-            continue
-        point = _unescape(fields[4])
-        inside = path == point or path.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, fstype = point, tail[0]
-    return best, fstype
-
-
-def nearest_existing(path: str) -> str:
-    path = os.path.abspath(path)
-    while not os.path.exists(path) and path != "/":
-        path = os.path.dirname(path)
-    return path
-
-
 def _size(n: int) -> str:
     units = ("B", "KiB", "MiB", "GiB", "TiB")
     exp = 0
@@ -279,9 +250,12 @@ def _size(n: int) -> str:
 
 
 def check_storage(root: str, existing: str, fstype: str, mountpoint: str, free: int,
-                  writable: bool, runroot: str, config_file: str) -> Check:
-    """The storage root: filesystem type, free space, writability; and the runroot."""
+                  writable: bool, runroot: str, config_file: str, relocated: str | None = None) -> Check:
+    """The storage root: filesystem type, free space, writability; and the runroot. ``relocated``:
+    the home's store it stands for (``PATH (FSTYPE)``), kept off a network filesystem."""
     where = root if existing == root else f"{root} (not created yet; {existing} exists)"
+    if relocated:
+        where += f", instead of {relocated}"
     detail = (f"{where} on {fstype} at {mountpoint}, {_size(free)} free, "
               f"{'writable' if writable else 'not writable'}; runroot {runroot}")
     move = f"set storage.root in {config_file} to a local disk, e.g. /tmp or /var/tmp"
@@ -382,7 +356,7 @@ def host_userns() -> Check:
 
 
 def host_apparmor() -> Check:
-    return check_apparmor(read_text("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"))
+    return check_apparmor(apparmor.sysctl_text(), apparmor.label())
 
 
 def host_fuse() -> Check:
@@ -412,7 +386,7 @@ def host_storage(paths: Paths, config_file: str) -> Check:
     st = os.statvfs(existing)
     writable = os.access(existing, os.W_OK | os.X_OK)
     return check_storage(paths.root, existing, fstype, point or "?", st.f_bavail * st.f_frsize,
-                         writable, paths.runroot, config_file)
+                         writable, paths.runroot, config_file, (read_text(paths.relocated_mark) or "").strip() or None)
 
 
 def _guard(name: str, fn: Callable[[], Check]) -> Check:

@@ -450,10 +450,12 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
         load_bpf(seccomp)
 
     Step.at("set the user's identity")
-    if single_uid and (user.uid, user.gid) != (0, 0):
+    only = (os.getuid(), os.getgid())  # a single-uid map's one user: root, or yours with keep-id
+    if single_uid and (user.uid, user.gid) != only:
+        who = "root of the container" if only == (0, 0) else f"uid {only[0]}"
         ch.send("warning", message=f"user {user_spec!r} (uid {user.uid}) does not exist in a single-uid user "
-                f"namespace: running as root of the container instead (configure /etc/subuid to fix)")
-        user = users.User(0, 0, (0,), user.home)
+                f"namespace: running as {who} instead (configure /etc/subuid to fix)")
+        user = users.User(only[0], only[1], (only[1],), user.home)
     try:
         if not single_uid:
             os.setgroups(list(user.groups))
@@ -499,6 +501,9 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None) -> None:
     if op.kind == "remount_ro":
         _remount_ro(target)
         return
+    if op.kind == "account":
+        _add_account(target, op.source, op.data)
+        return
     if op.if_parent and not os.path.isdir(os.path.dirname(target)):
         return
     if op.is_file:
@@ -524,6 +529,20 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None) -> None:
                 apply_op(root, alt)
             return
         raise
+
+
+def _add_account(target: str, copy: str, line: str) -> None:
+    """The image's /etc/passwd or /etc/group with ``line`` added, bound over it, unless an entry
+    with that line's id (the third field) is there already."""
+    text = read_text(target) or ""
+    wanted = line.split(":")[2]
+    if any(len(f) > 2 and f[2] == wanted for f in (entry.split(":") for entry in text.splitlines())):
+        return
+    with open(copy, "w") as f:  # the private runtime directory
+        f.write(text + ("" if not text or text.endswith("\n") else "\n") + line + "\n")
+    if not os.path.lexists(target):
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    syscalls.mount(copy, target, None, MS_BIND)
 
 
 def _fill(image_dir: str, volume: str) -> None:

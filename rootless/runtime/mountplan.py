@@ -34,7 +34,8 @@ APT_SANDBOX_TEXT = 'APT::Sandbox::User "root";\n'
 MOUNT_POINTS = ("proc", "sys", "dev", "etc/hostname", "etc/hosts", "etc/resolv.conf", APT_SANDBOX_CONF[1:])
 
 
-# kind: mount | bind | volume | symlink | mask | readonly | remount_ro (a mount made read-only,
+# kind: mount | bind | volume | symlink | mask | readonly | account (a line added to a copy of an
+# /etc file, bound over it, unless its id is there) | remount_ro (a mount made read-only,
 # not best effort as ``readonly`` is) | cgroup (the cgroup2 filesystem, read-only, best effort); target: a path inside the container
 # (``volume``: a bind of a volume, which the image's files there fill while it is empty);
 # is_file: the mount point is a file; fallback: ops to run instead if this one fails with EPERM.
@@ -45,13 +46,16 @@ Op = namedtuple("Op", "kind target source fstype flags data is_file fallback if_
 
 def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
          volumes: tuple[tuple[str, str, str, bool, str], ...] = (), devices: tuple[tuple[str, str], ...] = (),
-         privileged: bool = False, apt_sandbox: str | None = None) -> list[Op]:
+         privileged: bool = False, apt_sandbox: str | None = None,
+         account: tuple[str, str, str, str] | None = None) -> list[Op]:
     """``volumes``: (kind, host source, container target, read-only, options) per mount, kind
     ``volume`` (a volume the image's files fill while it is empty), ``bind`` or ``tmpfs``;
     options ``U`` (chown the source to the container's user first) or a tmpfs's options.
     ``devices``: (host node, container path) pairs, bound (``--device``, ``--privileged``);
     ``privileged``: nothing of /proc or /sys is masked or made read-only; ``apt_sandbox``: the
-    host file of :data:`APT_SANDBOX_TEXT` (root emulation), bound read-only where apt is."""
+    host file of :data:`APT_SANDBOX_TEXT` (root emulation), bound read-only where apt is;
+    ``account``: (passwd line, group line, host file for each) of ``--userns=keep-id``'s user, added
+    to the image's /etc/passwd and /etc/group (a copy bound over them) where its ids are missing."""
     ops = [Op("mount", "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)]
     ops.append(Op("mount", "/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"))
     ops += [Op("bind", f"/dev/{n}", f"/dev/{n}", flags=MS_BIND, is_file=True) for n in DEV_NODES]
@@ -79,6 +83,10 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
                 read_only.append(Op("remount_ro", target))
     for cpath, host in sorted(etc_files.items()):
         ops.append(Op("bind", cpath, host, flags=MS_BIND, is_file=True))
+    if account:
+        passwd_line, group_line, passwd_file, group_file = account
+        ops.append(Op("account", "/etc/passwd", passwd_file, data=passwd_line, is_file=True))
+        ops.append(Op("account", "/etc/group", group_file, data=group_line, is_file=True))
     if apt_sandbox:
         ops.append(Op("bind", APT_SANDBOX_CONF, apt_sandbox, flags=MS_BIND | MS_RDONLY, is_file=True, if_parent=True))
     ops += read_only

@@ -20,10 +20,10 @@ RunOptions = namedtuple(
     "image command entrypoint env env_files workdir user hostname name network init rm interactive tty "
     "publish publish_all expose links add_hosts dns dns_search dns_options mac_address pull tls_verify platform "
     "log_driver log_opts volumes mounts tmpfs volumes_from read_only limits cap_add cap_drop privileged "
-    "security_opts devices",
+    "security_opts devices userns",
     defaults=((), None, (), (), None, None, None, None, "slirp4netns", False, False, False, False,
               (), False, (), (), (), (), (), (), None, "missing", True, None, None, (), (), (), (), (), False, None,
-              (), (), False, (), ()))
+              (), (), False, (), (), ""))
 
 
 class ContainerSpec(namedtuple(
@@ -31,10 +31,10 @@ class ContainerSpec(namedtuple(
         "id name image_id image_name layers argv env user workdir hostname "
         "network init tty interactive remove labels stop_signal entrypoint "
         "ports publish_all exposed links add_hosts dns dns_search dns_options mac log mounts read_only "
-        "no_new_privs limits caps privileged devices seccomp root_emulation",
+        "no_new_privs limits caps privileged devices seccomp root_emulation userns",
         defaults=("none", False, False, False, False, None, "SIGTERM", None,
                   (), False, (), (), (), (), (), (), None, None, (), False, False, None, None, False, (), True,
-                  "auto"))):
+                  "auto", ""))):
     """What a container runs. ``layers``: diff ids, bottom first; ``argv``: entrypoint + cmd;
     ``entrypoint``: the part of argv that is the entrypoint (Docker's Config.Entrypoint; None when
     unknown); ``env``: KEY=VALUE (HOME is added from the user's passwd entry at start);
@@ -50,7 +50,8 @@ class ContainerSpec(namedtuple(
     container path) pairs to bind; ``seccomp``: True for the default seccomp profile, false for
     none (``--privileged``, ``--security-opt seccomp=unconfined``), ``{"profile": ...}`` for a
     profile of Docker's format given with ``--security-opt seccomp=FILE``; ``root_emulation``:
-    "on", "off" or "auto" (on in a single-uid user namespace)."""
+    "on", "off" or "auto" (on in a single-uid user namespace); ``userns``: "" or "keep-id" (the
+    user's own uid and gid inside, :func:`rootless.base.idmap.keep_id`)."""
 
     __slots__ = ()
 
@@ -159,12 +160,18 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
     for arg in opts.env:
         extra += merge_env_arg(arg, host_env)
     env = merge_env([f"HOSTNAME={hostname}"] + env, extra)
+    if opts.userns not in ("", "keep-id"):
+        raise UsageError(f"--userns {opts.userns!r} is not supported", "use --userns=keep-id, or leave it out")
+    keep_id = opts.userns == "keep-id"
+    if keep_id and opts.network.startswith("container:"):
+        raise UsageError("--userns=keep-id cannot join another container's namespaces (--network container:)")
     return ContainerSpec(
         id=cid, name=name, image_id=image["id"], image_name=image_name,
         layers=tuple(lr["diff_id"] for lr in image["layers"]),
         argv=tuple(command_line(cfg, opts.command, opts.entrypoint)),
         env=tuple(env),
-        user=opts.user if opts.user is not None else (cfg.get("User") or ""),
+        user=opts.user if opts.user is not None else (cfg.get("User") or "") if not keep_id
+        else f"{os.getuid()}:{os.getgid()}",  # keep-id: the user's own ids unless -u says otherwise
         workdir=os.path.normpath(workdir),
         hostname=hostname, init=opts.init, tty=opts.tty, **net,
         interactive=opts.interactive, remove=opts.rm,
@@ -175,6 +182,7 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         mounts=tuple(mounts),
         read_only=opts.read_only,
         limits=dict(opts.limits or {}),
+        userns=opts.userns,
         **_security_fields(opts),
     )
 

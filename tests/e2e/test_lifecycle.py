@@ -39,6 +39,27 @@ def test_detached_run_returns_at_once_in_a_command_substitution(bb):
     bb("rm", "-f", p.stdout.decode().strip())
 
 
+def test_a_detached_container_outlives_the_session_that_started_it(bb):
+    """Logging out of an ssh session or closing a terminal ends its session: its processes get
+    SIGHUP and the leader exits. A container started with -d there keeps running (no
+    XDG_RUNTIME_DIR, no systemd user session needed: the conftest's env has neither in CI)."""
+    env = {k: v for k, v in bb.env.items() if k != "XDG_RUNTIME_DIR"}
+    shell = subprocess.Popen(["setsid", "sh", "-c", '"$@" >id.txt; echo started; exec sleep 300', "sh",
+                              *rootless_argv(), "run", "-d", "--name", "outlives", "busybox", "sleep", "300"],
+                             env=env, cwd=bb.base, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert shell.stdout.readline() == b"started\n"
+    os.killpg(shell.pid, signal.SIGHUP)  # the whole session, as a hangup does
+    shell.wait(timeout=10)
+
+    def tool(*args):
+        return subprocess.run(rootless_argv() + list(args), env=env, capture_output=True, text=True, timeout=60)
+    try:
+        assert tool("inspect", "-f", "{{.State.Status}}", "outlives").stdout.strip() == "running"
+        assert tool("exec", "outlives", "echo", "alive").stdout == "alive\n"
+    finally:
+        tool("rm", "-f", "outlives")
+
+
 def test_file_survives_stop_start_and_is_gone_after_rm_and_new_run(bb):
     bb("run", "-d", "--name", "keep", "busybox", "sh", "-c", "echo kept > /data.txt; sleep 30")
     wait_for(lambda: bb("logs", "keep").code == 0 and status(bb, "keep") == "running", what="running")
