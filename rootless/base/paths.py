@@ -109,8 +109,6 @@ def _unescape(field: str) -> str:
     return "".join(out)
 
 
-
-
 def default_runroot(root: str) -> str:
     import zlib  # a short stable key per storage root (cheaper to import than hashlib)
     key = f"{zlib.crc32(root.encode()):08x}"

@@ -191,10 +191,9 @@ def _launch_plan(ctx, rec: dict, attached: bool):
     if net.links:
         cspec = cspec._replace(env=tuple(merge_env(network.link_env(cspec, net), list(cspec.env))))
     apt_sandbox = None
-    if emulates_root(ctx, rec["spec"]):
-        apt_sandbox = os.path.join(run_dir, "apt-sandbox.conf")
-        with open(apt_sandbox, "w") as f:  # the private runtime directory, as the /etc files
-            f.write(mountplan.APT_SANDBOX_TEXT)
+    if emulates_root(ctx, rec["spec"]):  # written beside the /etc files, the same way
+        apt_sandbox = etcfiles.write(run_dir, {mountplan.APT_SANDBOX_CONF: mountplan.APT_SANDBOX_TEXT})[
+            mountplan.APT_SANDBOX_CONF]
     return child.LaunchPlan(
         spec=cspec, rootfs=_keep_id_rootfs(ctx, rec, records.rootfs_plan(ctx, rec)), net=net,
         mounts=tuple(mountplan.plan(etc_files, own_netns=net.kind != "host", devices=_devices(cspec),
