@@ -12,12 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import urllib.request
 
 import pytest
 
 from tests.conftest import Rootless, status, wait_for
+from tests.servers import Server, serve
 
 pytestmark = pytest.mark.userns
 
@@ -295,20 +295,11 @@ def test_default_network_is_slirp4netns(bb):
 
 
 def test_host_loopback_only_when_allowed(bb):
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    port = srv.getsockname()[1]
-
-    def greeter():
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            conn.sendall(b"hello from the host\n")
-            conn.close()
-    threading.Thread(target=greeter, daemon=True).start()
+    def greeter(conn):
+        conn.sendall(b"hello from the host\n")
+        conn.close()
+    srv = serve(greeter)
+    port = srv.port
     try:
         r = bb("run", "--rm", "busybox", "sh", "-c", f"nc -w 2 10.0.2.2 {port} </dev/null", expect=None)
         assert "hello" not in r.out
@@ -438,30 +429,24 @@ def test_links_and_host_network_conflict(bb):
     assert "conflicting options: host type networking can't be used with links" in r.err
 
 
-def _dns_responder(sock: socket.socket) -> None:
-    """Answer every A query with 10.1.2.3 (a DNS server on the host's loopback, for outbound UDP)."""
-    while True:
-        try:
-            query, addr = sock.recvfrom(512)
-        except OSError:
-            return
-        end = 12
-        while query[end]:
-            end += query[end] + 1
-        question = query[12:end + 5]
-        answer = b"\xc0\x0c" + (1).to_bytes(2, "big") + (1).to_bytes(2, "big") + (60).to_bytes(4, "big") \
-            + (4).to_bytes(2, "big") + bytes([10, 1, 2, 3])
-        sock.sendto(query[:2] + b"\x81\x80" + b"\x00\x01\x00\x01\x00\x00\x00\x00" + question + answer, addr)
+def _dns_answer(sock: socket.socket) -> None:
+    """Answer an A query with 10.1.2.3 (a DNS server on the host's loopback, for outbound UDP)."""
+    query, addr = sock.recvfrom(512)
+    end = 12
+    while query[end]:
+        end += query[end] + 1
+    question = query[12:end + 5]
+    answer = b"\xc0\x0c" + (1).to_bytes(2, "big") + (1).to_bytes(2, "big") + (60).to_bytes(4, "big") \
+        + (4).to_bytes(2, "big") + bytes([10, 1, 2, 3])
+    sock.sendto(query[:2] + b"\x81\x80" + b"\x00\x01\x00\x01\x00\x00\x00\x00" + question + answer, addr)
 
 
 def test_outbound_udp_and_dns_lookups(bb):
     """A name looked up over UDP from inside, answered by a DNS server on the host's loopback
     (reachable with allow_host_loopback=true; slirp4netns's own resolver, 10.0.2.3, would ask the
     host's real name server, which the tests must not reach)."""
-    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    srv.bind(("127.0.0.1", 0))
-    port = srv.getsockname()[1]
-    threading.Thread(target=_dns_responder, args=(srv,), daemon=True).start()
+    srv = Server(socket.SOCK_DGRAM, _dns_answer)
+    port = srv.port
     try:
         r = bb("run", "--rm", "--network", "slirp4netns:allow_host_loopback=true", "busybox", "nslookup",
                "-type=a", "db.example.test", f"10.0.2.2:{port}")

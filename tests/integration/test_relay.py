@@ -11,11 +11,11 @@ import os
 import signal
 import socket
 import struct
-import threading
 
 import pytest
 
 from netstack import relay
+from tests.servers import listener, serve, udp_echo
 
 MOVERS = ["copy", "splice", "auto"]
 
@@ -53,14 +53,6 @@ class RelayProcess:
         return status
 
 
-def listener(kind=socket.SOCK_STREAM):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    if kind == socket.SOCK_STREAM:
-        s.listen(16)
-    return s
-
-
 def published(target_port: int, proto: str = "tcp"):
     """A relay publishing a fresh host port to ``target_port``; (relay, host port)."""
     sock = listener(socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
@@ -69,32 +61,6 @@ def published(target_port: int, proto: str = "tcp"):
     rp = RelayProcess(lambda r: r.publish(sock, proto, target_port))
     sock.close()
     return rp, port
-
-
-def serve(srv, handler):
-    def loop():
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=handler, args=(conn,), daemon=True).start()
-    threading.Thread(target=loop, daemon=True).start()
-
-
-def udp_echo(transform) -> socket.socket:
-    """A UDP server answering each datagram with ``transform(datagram)``."""
-    srv = listener(socket.SOCK_DGRAM)
-
-    def echo():
-        while True:
-            try:
-                data, addr = srv.recvfrom(65535)
-            except OSError:
-                return
-            srv.sendto(transform(data), addr)
-    threading.Thread(target=echo, daemon=True).start()
-    return srv
 
 
 def linked_relays(door_dir: str, port: int, proto: str):
@@ -147,9 +113,8 @@ def hashing_server(conn):
 
 @pytest.fixture
 def hashing():
-    srv = listener()
-    serve(srv, hashing_server)
-    yield srv.getsockname()[1]
+    srv = serve(hashing_server)
+    yield srv.port
     srv.close()
 
 
@@ -180,15 +145,13 @@ def test_many_connections_at_once(hashing):
 
 
 def test_server_to_client_stream_after_client_half_close():
-    srv = listener()
-
     def talker(conn):
         assert recv_all(conn) == b"go"
         for _ in range(100):
             conn.sendall(b"x" * 65536)
         conn.close()
-    serve(srv, talker)
-    rp, port = published(srv.getsockname()[1])
+    srv = serve(talker)
+    rp, port = published(srv.port)
     try:
         with socket.create_connection(("127.0.0.1", port)) as c:
             c.sendall(b"go")
@@ -216,14 +179,12 @@ def test_refused_upstream_resets_the_client():
 
 
 def test_upstream_reset_reaches_the_client():
-    srv = listener()
-
     def resetter(conn):
         conn.recv(1)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()
-    serve(srv, resetter)
-    rp, port = published(srv.getsockname()[1])
+    srv = serve(resetter)
+    rp, port = published(srv.port)
     try:
         with socket.create_connection(("127.0.0.1", port)) as c:
             c.settimeout(10)
@@ -239,7 +200,7 @@ def test_upstream_reset_reaches_the_client():
 
 def test_udp_echo_and_replies_per_client():
     srv = udp_echo(bytes.upper)
-    rp, port = published(srv.getsockname()[1], "udp")
+    rp, port = published(srv.port, "udp")
     try:
         clients = udp_clients(port, [f"hello {i}".encode() for i in range(3)])
         for i, c in enumerate(clients):
@@ -288,7 +249,7 @@ def test_stop_ends_the_relay_and_frees_the_port(hashing):
 def test_udp_through_a_link_and_door(tmp_path):
     """A link's UDP socket: each client's flow goes through the door to the linked relay."""
     srv = udp_echo(lambda d: d[::-1])
-    linked, linking, port = linked_relays(str(tmp_path), srv.getsockname()[1], "udp")
+    linked, linking, port = linked_relays(str(tmp_path), srv.port, "udp")
     try:
         clients = udp_clients(port, [f"abc{i}".encode() for i in range(2)])
         for i, c in enumerate(clients):
