@@ -20,8 +20,11 @@ CONTAINER_SIDE = "10.0.3.254"
 IFNAME = "links0"
 
 # One link as the keeper needs it: address here, alias, linked container's name and id,
-# its runtime directory (its door), its exposed ports ("80/tcp") and its environment.
-LinkPlan = namedtuple("LinkPlan", "address alias name cid door_dir ports env")
+# its runtime directory (its door), its exposed ports ("80/tcp") and its environment; more names
+# for it (its aliases on a user-defined network); legacy: a ``--link`` (Docker's link variables),
+# not a fellow member of a user-defined network (names only).
+LinkPlan = namedtuple("LinkPlan", "address alias name cid door_dir ports env aliases legacy",
+                      defaults=((), True))
 
 
 def address(index: int) -> str:
@@ -66,10 +69,11 @@ def link_env(linking_name: str, link: LinkPlan) -> list[str]:
 
 
 def hosts_entries(links) -> list[tuple[str, str]]:
-    """``/etc/hosts`` lines as Docker writes them: address, then alias, short id and name."""
+    """``/etc/hosts`` lines as Docker writes them: address, then alias, short id and name (and a
+    network member's aliases)."""
     out = []
     for link in links:
-        names = [link.alias, link.cid[:12], link.name]
+        names = [link.alias, link.cid[:12], link.name, *link.aliases]
         out.append((link.address, " ".join(dict.fromkeys(names))))
     return out
 

@@ -3,7 +3,7 @@
 
 Usage::
 
-    python scripts/bench.py [--runs N | --quick] [--only run|lifecycle|net|pull|logs|volumes|build] [--json FILE]
+    python scripts/bench.py [--runs N | --quick] [--only run|lifecycle|net|pull|logs|volumes|build|api] [--json FILE]
 
 Run it as a normal, unprivileged user: the point is rootless containers.
 Everything happens in one temporary directory that is removed at the end
@@ -70,8 +70,9 @@ for a ``yes`` flood and for 80-column lines, per log driver, beside podman's k8s
 ``volumes`` (``scripts/bench_volumes.py``: 1 GB written and read and 20k small files in a
 volume and in the root filesystem of each overlay method, beside the host) and ``build``
 (``scripts/bench_build.py``: cold, fully cached and one-file-touched builds of a 12-instruction
-Dockerfile, beside ``podman build``) groups are described in their modules. Every group runs by
-default; ``--only`` picks one.
+Dockerfile, beside ``podman build``) and ``api`` (``scripts/bench_api.py``: ``docker run --rm``
+through ``rootless system service`` beside ``rootless run`` and podman's service) groups are
+described in their modules. Every group runs by default; ``--only`` picks one.
 
 Every container made is removed (``rm -f``, then the keepers and podman
 containers left by an interruption are killed) and the temporary directory
@@ -108,7 +109,7 @@ TIMEOUT = 120  # seconds for any single command
 CLI_TARGET_MS = 120.0
 PODMAN_RATIO_TARGET = 0.5
 
-GROUPS = ("run", "lifecycle", "net", "pull", "logs", "volumes", "build")
+GROUPS = ("run", "lifecycle", "net", "pull", "logs", "volumes", "build", "api")
 PULL_ROUNDS = 3
 NET_BYTES = 2 * 10**9  # one transfer through a published port (issue 4: 2 GB)
 NET_ROUNDS = 5
@@ -942,6 +943,9 @@ def bench(tmp: str, runs: int, groups: tuple[str, ...] = GROUPS) -> dict:
         if "build" in groups:
             import bench_build
             figures["build"] = bench_build.bench_build(rootless, env, pm, tmp, runs, stats)
+        if "api" in groups:
+            import bench_api
+            figures["api"] = bench_api.bench_api(rootless, env, pm, tmp, runs, measure, stats)
         if "net" in groups:
             import bench_net
             quick = runs <= QUICK_RUNS
@@ -1059,6 +1063,9 @@ def main(argv: list[str] | None = None) -> int:
     if "build" in figures:
         import bench_build
         bench_build.report(figures["build"], podman_note)
+    if "api" in figures:
+        import bench_api
+        bench_api.report(figures["api"], podman_note)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2, sort_keys=True)

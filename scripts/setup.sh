@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(python3 python3-venv python3-dev gcc libcap-dev uidmap fuse-overlayfs fuse3 slirp4netns
           busybox-static iproute2 docker-registry openssl mmdebstrap)
+# Test-only: Docker Compose for the API tests, without the docker.io it recommends (no daemon here)
+TEST_PACKAGES=(docker-compose)
 TARGET_USER=${SUDO_USER:-$(id -un)}
 say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 warn() { printf '\033[1;33msetup: warning:\033[0m %s\n' "$*" >&2; }
@@ -45,6 +47,12 @@ host_setup() {
            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null; then :
         else todo+=("sudo apt-get install -y $missing"); fi
     fi
+    local p
+    for p in "${TEST_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$p" >/dev/null ||
+            todo+=("sudo apt-get install --no-install-recommends $p   # for the tests only")
+    done
     for dev in /dev/fuse /dev/net/tun; do
         if [ -e "$dev" ] && ! [ -r "$dev" -a -w "$dev" ]; then
             say "making $dev usable by unprivileged users (mode 0666, as on most distributions)"
@@ -78,6 +86,21 @@ python_setup() {
         die "pip install failed (python-prctl needs gcc, python3-dev and libcap-dev)"
 }
 
+docker_client() {
+    # The API tests drive `rootless system service` with Debian's docker CLI: the client alone,
+    # unpacked from the docker.io package into .venv/bin (nothing is installed, no daemon).
+    [ -x .venv/bin/docker ] && return
+    local tmp; tmp=$(mktemp -d)
+    if (cd "$tmp" && apt-get download -q docker.io >/dev/null 2>&1) &&
+       dpkg-deb -x "$tmp"/docker.io_*.deb "$tmp/x" && [ -x "$tmp/x/usr/bin/docker" ]; then
+        install -m 0755 "$tmp/x/usr/bin/docker" .venv/bin/docker
+        say "docker CLI (client only, from Debian's docker.io) in .venv/bin for the API tests"
+    else
+        warn "could not fetch Debian's docker client (apt-get download docker.io): the API tests will fail"
+    fi
+    rm -rf "$tmp"
+}
+
 demo() {
     local rl=.venv/bin/rootless
     say "host diagnosis (rootless info):"
@@ -95,4 +118,5 @@ demo() {
 
 host_setup
 python_setup
+docker_client
 demo

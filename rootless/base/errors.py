@@ -45,6 +45,10 @@ class VolumeNotFound(RootlessError):
     exit_code = 1  # as for a container
 
 
+class NetworkNotFound(RootlessError):
+    exit_code = 1  # as for a container (``run --network`` says it with 125)
+
+
 class Conflict(RootlessError):
     """A name or object already in use."""
 

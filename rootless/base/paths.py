@@ -10,11 +10,14 @@ Storage (persistent, ``$XDG_DATA_HOME/rootless`` unless overridden)::
     blobs/sha256/HEX      compressed layers, configs, manifests
     layers/HEX/           unpacked layers, named by diff id
     containers/ID/        container.json, ctr.log, upper/, work/, rootfs/ (copy method)
+    networks/ID.json      user-defined networks (networks.lock guards them)
     tmp/                  staging for atomic imports
 
 Runtime (volatile, ``$XDG_RUNTIME_DIR/rootless/KEY`` or ``/tmp/rootless-run-UID/KEY``)::
 
     ID/                   per-running-container files (merged/, etc files)
+    events.log            the event log (``rootless events``), events.log.1 the one before
+    events.lock           writers hold it shared, the writer that rotates the log exclusively
 """
 
 from __future__ import annotations
@@ -214,6 +217,19 @@ class Paths(namedtuple("Paths", "root runroot")):
         return os.path.join(self.volumes, name, "volume.json")
 
     @property
+    def networks(self) -> str:
+        return os.path.join(self.root, "networks")
+
+    @property
+    def networks_lock(self) -> str:
+        return os.path.join(self.root, "networks.lock")
+
+    def network_record(self, nid: str) -> str:
+        """A user-defined network: ``networks/ID.json`` (its members are the containers whose
+        records name it)."""
+        return os.path.join(self.networks, f"{nid}.json")
+
+    @property
     def tmp(self) -> str:
         return os.path.join(self.root, "tmp")
 
@@ -223,6 +239,20 @@ class Paths(namedtuple("Paths", "root runroot")):
 
     def merged(self, cid: str) -> str:
         return os.path.join(self.runroot, cid, "merged")
+
+    def pending(self, cid: str) -> str:
+        """Sockets of API clients (attach, wait) waiting for a container's next start: its keeper
+        connects to each before the container runs (outside ``run_dir``, which each start remakes)."""
+        return os.path.join(self.runroot, "pending", cid)
+
+    @property
+    def events_log(self) -> str:
+        """The event log (``rootless.runtime.events``); rotated to ``events.log.1``."""
+        return os.path.join(self.runroot, "events.log")
+
+    @property
+    def events_lock(self) -> str:
+        return os.path.join(self.runroot, "events.lock")
 
     def ensure(self) -> None:
         """Create the storage and runtime directories (0700) and the version file."""

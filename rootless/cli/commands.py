@@ -12,6 +12,7 @@ group("system", "Manage the store and the host.")
 group("image", "Manage images.")
 group("container", "Manage containers.")
 group("volume", "Manage volumes.")
+group("network", "Manage networks.")
 group("builder", "Manage the build cache.")
 
 
@@ -280,7 +281,9 @@ def run(ctx,
         hostname: str = Opt(("-h", "--hostname"), None, "Container host name."),
         name: str = Opt(("--name",), None, "Name the container."),
         network: str = Opt(("--network", "--net"), "slirp4netns",
-                           "slirp4netns[:OPTIONS] | none | host | container:NAME"),
+                           "slirp4netns[:OPTIONS] | none | host | container:NAME | a network's NAME"),
+        network_alias: list[str] = Opt(("--network-alias", "--net-alias"), [],
+                                       "Another name of the container on its user-defined network."),
         publish: list[str] = Opt(("-p", "--publish"), [], "Publish a port: [IP:][HOSTPORT:]PORT[/PROTO]."),
         publish_all: bool = Opt(("-P", "--publish-all"), False, "Publish every exposed port on a free port."),
         expose: list[str] = Opt(("--expose",), [], "Expose a port or a range (PORT[-END][/PROTO])."),
@@ -309,6 +312,7 @@ def run(ctx,
         security_opt: list[str] = Opt(("--security-opt",), [], "no-new-privileges, seccomp=unconfined, ..."),
         device: list[str] = Opt(("--device",), [], "Add a host device: /dev/HOST[:/dev/CONTAINER][:rwm]."),
         userns: str = Opt(("--userns",), "", "keep-id: your own uid and gid inside the container."),
+        label: list[str] = Opt(("-l", "--label"), [], "Set a label on the container (KEY=VALUE)."),
         init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
         pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never."),
         tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
@@ -324,7 +328,7 @@ def run(ctx,
                                               tmpfs, volumes_from, read_only, memory, memory_reservation,
                                               memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit, blkio_weight,
                                               device_read_bps, device_write_bps, cap_add, cap_drop, privileged,
-                                              security_opt, device, userns),
+                                              security_opt, device, userns, label, network_alias),
                             detach, attach.parse_detach_keys(detach_keys))
     if detach:
         print(result)
@@ -338,8 +342,9 @@ def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, u
                  log_driver=None, log_opt=(), volume=(), mount=(), tmpfs=(), volumes_from=(), read_only=False,
                  memory=None, memory_reservation=None, memory_swap=None, cpus=None, cpu_shares=None,
                  cpuset_cpus=None, pids_limit=None, blkio_weight=None, device_read_bps=(), device_write_bps=(),
-                 cap_add=(), cap_drop=(), privileged=False, security_opt=(), device=(), userns=""):
-    from rootless.runtime.spec import RunOptions
+                 cap_add=(), cap_drop=(), privileged=False, security_opt=(), device=(), userns="", label=(),
+                 network_alias=()):
+    from rootless.runtime.spec import RunOptions, parse_labels
     limit_flags = (memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
                    blkio_weight, tuple(device_read_bps), tuple(device_write_bps))
     limits = None
@@ -360,7 +365,8 @@ def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, u
                       log_opts=tuple(log_opt), volumes=tuple(volume), mounts=tuple(mount), tmpfs=tuple(tmpfs),
                       volumes_from=tuple(volumes_from), read_only=read_only, limits=limits,
                       cap_add=tuple(cap_add), cap_drop=tuple(cap_drop), privileged=privileged,
-                      security_opts=tuple(security_opt), devices=tuple(device), userns=userns or "")
+                      security_opts=tuple(security_opt), devices=tuple(device), userns=userns or "",
+                      labels=parse_labels(label) if label else None, network_aliases=tuple(network_alias))
 
 
 @command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))
@@ -723,6 +729,24 @@ def logs(ctx, container: str = Arg(metavar="CONTAINER"),
         print(f"rootless: hint: {hint}", file=sys.stderr)
 
 
+@command("events")
+def events(ctx, since: str = Opt(("--since",), None, "Show the events since a timestamp or a relative time (10m)."),
+           until: str = Opt(("--until",), None, "Stream the events until a timestamp or a relative time."),
+           filter_: list[str] = Opt(("-f", "--filter"), [],
+                                    "type=, event=, container=, image=, label=, volume=, network= (repeatable)."),
+           format_: str = Opt(("--format",), None, "json, or a Go template.")):
+    """Show what happens to containers, images and volumes (follows until --until or Ctrl-C)."""
+    from rootless.cli import eventview
+    from rootless.engine import events as event_ops
+    out = eventview.printer(format_)
+    try:
+        for ev in event_ops.stream(ctx, since, until, filter_):
+            sys.stdout.write(out(ev))
+            sys.stdout.flush()
+    except KeyboardInterrupt:  # the way to end following: not an error
+        return 0
+
+
 # ---- volumes ---------------------------------------------------------------------------------
 @command("volume", "create")
 def volume_create(ctx, name: str = Arg(None, metavar="[VOLUME]"),
@@ -793,6 +817,126 @@ def volume_prune(ctx, all_: bool = Opt(("-a", "--all"), False, "Every unused vol
         print("Deleted Volumes:\n" + "\n".join(removed))
 
 
+# ---- networks --------------------------------------------------------------------------------
+NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
+                   "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"}
+
+
+@command("network", "create")
+def network_create(ctx, name: str = Arg(metavar="NETWORK"),
+                   driver: str = Opt(("-d", "--driver"), "bridge", "Only bridge."),
+                   label: list[str] = Opt(("--label",), [], "Set a label (KEY=VALUE)."),
+                   internal: bool = Opt(("--internal",), False, "Members reach each other, not the outside."),
+                   attachable: bool = Opt(("--attachable",), False, "Accepted (any container may join)."),
+                   opt: list[str] = Opt(("-o", "--opt"), [], "Driver options (KEY=VALUE), kept and shown."),
+                   ipv6: bool = Opt(("--ipv6",), False, "Refused: members have no addresses of their own."),
+                   subnet: list[str] = Opt(("--subnet",), [], "Refused: members have no addresses of their own.")):
+    """Create a network: its members reach each other by name (each has its own slirp4netns)."""
+    from rootless.engine import networks
+    print(networks.create(ctx, name, driver, label, internal, attachable, opt, ipv6, subnet))
+
+
+@command("network", "ls")
+def network_ls(ctx, quiet: bool = Opt(("-q", "--quiet"), False, "Only show network IDs."),
+               filter_: list[str] = Opt(("-f", "--filter"), [], "name=, id=, label=, driver=, type=, dangling="),
+               format_: str = Opt(("--format",), None, "Go template: {{.ID}}, {{.Name}}, {{.Driver}}, ..."),
+               no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate the IDs.")):
+    """List networks."""
+    from rootless.cli import render
+    from rootless.engine import networks
+    rows = [{"ID": n["id"] if no_trunc else n["id"][:12], "Name": n["name"], "Driver": n["driver"], "Scope": "local",
+             "IPv6": "false", "Internal": str(bool(n.get("internal"))).lower(),
+             "Labels": ",".join(f"{k}={v}" for k, v in (n.get("labels") or {}).items()),
+             "CreatedAt": n.get("created", "")} for n in networks.ls(ctx, filter_)]
+    if quiet:
+        if rows:
+            print("\n".join(r["ID"] for r in rows))
+        return
+    if format_:
+        out = render.formatted(format_, rows, NETWORK_HEADERS)
+        if rows or out:
+            print(out)
+        return
+    cols = ("ID", "Name", "Driver", "Scope")
+    print(render.table([NETWORK_HEADERS[c] for c in cols], [[r[c] for c in cols] for r in rows]))
+
+
+@command("network", "inspect")
+def network_inspect(ctx, names_: list[str] = Arg(metavar="NETWORK..."),
+                    format_: str = Opt(("-f", "--format"), None, "Go template."),
+                    verbose: bool = Opt(("-v", "--verbose"), False, "Accepted (nothing more to show).")):
+    """Show networks as JSON."""
+    import json
+
+    from rootless.base.errors import NetworkNotFound
+    from rootless.cli import render, views
+    from rootless.engine import networks
+    found, missing = [], []
+    for ref in names_:
+        try:
+            found.append(networks.inspect(ctx, ref))
+        except NetworkNotFound:
+            missing.append(ref)
+    if format_:
+        if found:
+            print(render.formatted(format_, [views.template_data(f) for f in found], {}))
+    else:
+        print(json.dumps(found, indent=4))
+    if missing:
+        raise NetworkNotFound(f"no such network: {missing[0]}")
+
+
+@command("network", "rm")
+def network_rm(ctx, names_: list[str] = Arg(metavar="NETWORK..."),
+               force: bool = Opt(("-f", "--force"), False, "No error for a network that does not exist.")):
+    """Remove networks (not a predefined one, nor one a container is on)."""
+    from rootless.base.errors import NetworkNotFound, RootlessError
+    from rootless.engine import networks
+    code = 0
+    for ref in names_:
+        try:
+            networks.rm(ctx, ref)
+            print(ref, flush=True)
+        except NetworkNotFound:
+            if not force:
+                print(f"rootless: error: network {ref} not found", file=sys.stderr)
+                code = 1
+        except RootlessError as e:  # the others are still removed, as in Docker
+            print(f"rootless: error: {e.message}", file=sys.stderr)
+            if e.hint:
+                print(f"rootless: hint: {e.hint}", file=sys.stderr)
+            code = 1
+    return code
+
+
+@command("network", "prune")
+def network_prune(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
+    """Remove the user-defined networks no container is on."""
+    from rootless.engine import networks
+    removed = networks.prune(ctx)
+    if removed:
+        print("Deleted Networks:\n" + "\n".join(removed))
+
+
+@command("network", "connect")
+def network_connect(ctx, network: str = Arg(metavar="NETWORK"), container: str = Arg(metavar="CONTAINER"),
+                    alias: list[str] = Opt(("--alias",), [], "Another name of the container on the network.")):
+    """Connect a container to a network (its members reach it by name; it reaches them from its next start)."""
+    from rootless.engine import networks
+    rec = networks.connect(ctx, network, container, alias)
+    if rec["state"].get("status") == "running":
+        ctx.warn(f"{rec['name']} is running: members that start from now on reach it by name, and it reaches "
+                 "them from its own next start (rootless links containers when they start)")
+
+
+@command("network", "disconnect")
+def network_disconnect(ctx, network: str = Arg(metavar="NETWORK"), container: str = Arg(metavar="CONTAINER"),
+                       force: bool = Opt(("-f", "--force"), False, "No error if the container is gone.")):
+    """Disconnect a container from a network (from the next start of each member)."""
+    from rootless.engine import networks
+    networks.disconnect(ctx, network, container, force)
+
+
 # ---- system ----------------------------------------------------------------------------------
 @command("info")
 def info(ctx, format: str = Opt(("-f", "--format"), None, "json")):
@@ -828,6 +972,17 @@ def unshare(ctx, command: list[str] = Arg(None, metavar="[COMMAND] [ARG...]")):
     """Run a command (default: your shell) as root of the user namespace, e.g. to remove files."""
     from rootless.engine import system
     return system.unshare(ctx, command or [])
+
+
+@command("system", "service")
+def system_service(ctx, uri: str = Arg(None, metavar="[URI]"),
+                   time_: int = Opt(("-t", "--time"), 5, "Seconds without a connection before it exits (0: never).")):
+    """Serve the Docker Engine API on a Unix socket (for the docker CLI, Compose, Testcontainers)."""
+    from rootless.api import server
+    if time_ < 0:
+        from rootless.base.errors import UsageError
+        raise UsageError(f"invalid --time {time_}", "give seconds, or 0 to run until interrupted")
+    server.serve(ctx, uri or server.default_uri(ctx.paths), float(time_))
 
 
 @command("system", "reset")

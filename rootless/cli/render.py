@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import calendar
 import time
+
+from rootless.engine.dockerview import human_duration, parse_time  # noqa: F401 - the CLI's too
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -31,47 +32,6 @@ def human_size(n: float) -> str:
         n /= 1000.0
         i += 1
     return f"{n:.3g}{units[i]}"
-
-
-def parse_time(s: str) -> float | None:
-    if not s:
-        return None
-    s = s.rstrip("Z")
-    frac = 0.0
-    if "." in s:
-        s, f = s.split(".", 1)
-        frac = float("0." + (f[:9] or "0"))
-    try:
-        return calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M:%S")) + frac
-    except ValueError:
-        return None
-
-
-def human_duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = int(s / 3600 + 0.5)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def ago(iso: str, now: float | None = None) -> str:

@@ -57,6 +57,8 @@ def build(ctx, req: BuildRequest, say=None) -> str:
     ctx.store.put_blob_bytes(config_bytes)
     refs = [LayerRef(lr["diff_id"], lr["blob"], lr["media_type"], lr.get("size", 0)) for lr in layers]
     image, _ = ctx.store.register(config_bytes, refs, tags)
+    for t in shown:  # Docker's events for the build's names
+        images.image_event(ctx, "tag", image["id"], t)
     if say:
         say(f"COMMIT {' '.join(shown)}".rstrip())
         say(f"--> {image['id'][7:19]}")

@@ -16,7 +16,7 @@ from collections import namedtuple
 from rootless.base import config
 from rootless.base.errors import Conflict, ContainerNotFound, HostError, RootlessError, UsageError
 from rootless.engine import images
-from rootless.runtime import records, state
+from rootless.runtime import events, records, state
 from rootless.runtime.records import all_current, current, is_running, lookup  # noqa: F401 - the CLI's look-ups
 
 
@@ -25,6 +25,8 @@ def create(ctx, opts) -> dict:
     """A container record and its writable layer, from an image and the run options."""
     from rootless.runtime import logs, names, spec
     log = logs.log_config(opts.log_driver, opts.log_opts, config.log_defaults(ctx.config))  # before a pull
+    from rootless.engine import networks
+    opts = networks.resolve(ctx, opts)  # --network NAME of a user-defined network; unknown: said now
     if opts.limits:
         from rootless.runtime import cgroups
         cgroups.check(cgroups.detect(), opts.limits)  # a limit this host cannot hold: refused, not ignored
@@ -60,10 +62,13 @@ def create(ctx, opts) -> dict:
         if isinstance(cspec.seccomp, dict):
             seccomp_program(ctx, cspec._asdict())  # a profile libseccomp refuses: said now, no container made
         try:
-            return state.create(ctx.paths, cspec, method, generated_name=not opts.name)
+            rec = state.create(ctx.paths, cspec, method, generated_name=not opts.name)
         except Conflict:
             if opts.name:
                 raise
+            continue
+        events.container(ctx.paths, "create", rec["spec"])
+        return rec
     raise RootlessError("could not generate a unique container name")  # pragma: no cover
 
 
@@ -324,8 +329,10 @@ def signal_number(name: str | int) -> int:
 def kill(ctx, rec: dict, sig: str | int = "KILL") -> None:
     if not is_running(rec):
         raise Conflict(f"cannot kill container {rec['name']}: it is not running")
+    signum = signal_number(sig)
+    events.container(ctx.paths, "kill", rec["spec"], signal=signum)  # before the die it may cause
     try:
-        os.kill(rec["state"]["pid"], signal_number(sig))
+        os.kill(rec["state"]["pid"], signum)
     except ProcessLookupError:
         pass
 
@@ -402,6 +409,20 @@ def stop(ctx, rec: dict, timeout: float | None = None) -> None:
     if is_running(rec):
         kill(ctx, rec, "KILL")
         wait(ctx, rec)
+    _settled(ctx, rec["id"])
+    events.container(ctx.paths, "stop", rec["spec"])
+
+
+def _settled(ctx, cid: str) -> None:
+    """Wait until a change of the container's state in progress is complete: the keeper records
+    the exit and writes ``die`` under the container's lock, so an event written after this comes
+    after that ``die`` in the log."""
+    from rootless.base import locking
+    try:
+        with locking.locked(ctx.paths.container_lock(cid), timeout=5):
+            pass
+    except (OSError, RootlessError):  # gone (--rm), or a stuck holder: no order to keep
+        pass
 
 
 def remove(ctx, rec: dict, force: bool, volumes: bool = False) -> None:
@@ -419,9 +440,13 @@ def remove(ctx, rec: dict, force: bool, volumes: bool = False) -> None:
         kill(ctx, rec, "KILL")
         wait(ctx, rec)
     from rootless.base import locking
+    _settled(ctx, rec["id"])
     with locking.locked(ctx.paths.containers_lock):
+        here = os.path.isdir(ctx.paths.container(rec["id"]))  # not if its keeper removed it (--rm)
         records.remove_container_files(ctx, rec["id"])
     records.remove_runtime(ctx.paths.run_dir(rec["id"]))
+    if here:
+        events.container(ctx.paths, "destroy", dict(rec.get("spec") or {}, id=rec["id"]))
     if volumes:
         from rootless.engine import volumes as volumes_uc
         volumes_uc.remove_anonymous(ctx, rec)
@@ -430,6 +455,7 @@ def remove(ctx, rec: dict, force: bool, volumes: bool = False) -> None:
 def restart(ctx, rec: dict, timeout: float | None) -> None:
     stop(ctx, rec, timeout)
     start(ctx, lookup(ctx, rec["id"]), attached=False)
+    events.container(ctx.paths, "restart", rec["spec"])
 
 
 def rename(ctx, rec: dict, new_name: str) -> None:
@@ -443,9 +469,11 @@ def rename(ctx, rec: dict, new_name: str) -> None:
                                "remove (or rename) that container to be able to reuse that name")
         with locking.locked(ctx.paths.container_lock(rec["id"])):
             fresh = state.lookup(ctx.paths, rec["id"])
+            old_name = fresh["name"]
             fresh["name"] = new_name
             fresh["spec"]["name"] = new_name
             atomic.write_json(ctx.paths.container_record(rec["id"]), fresh)
+    events.container(ctx.paths, "rename", fresh["spec"], oldName=old_name)
 
 
 def prune(ctx) -> list[str]:

@@ -188,7 +188,14 @@ def rmi(ctx: Context, names: list[str], force: bool) -> Iterator[str]:
 
     for name in names:
         try:
-            yield from ctx.store.remove(name, force, in_use, lambda: layers_in_use(ctx))
+            image_id = ctx.store.resolve(name)["id"]
+            for line in ctx.store.remove(name, force, in_use, lambda: layers_in_use(ctx)):
+                kind, _, what = line.partition(": ")  # Docker's events: untag per tag, then delete
+                if kind == "Untagged":
+                    image_event(ctx, "untag", image_id, what)
+                elif kind == "Deleted":
+                    image_event(ctx, "delete", image_id, image_id)
+                yield line
         except RootlessError as e:
             errors.append(e)
     if errors:
@@ -271,7 +278,10 @@ def pull(ctx: Context, ref_text: str, opts: RegistryOptions = RegistryOptions())
     def one(ref):
         pulled = pullmod.pull(ctx.store, str(ref), _pull_endpoints(ctx, ref.registry, opts), platform,
                               say=_say(ctx, opts))
-        return str(pulled.reference) if ref.tag else f"{pulled.reference.repository}@{pulled.digest}"
+        got = pulled.reference
+        image_event(ctx, "pull", got.familiar_repository + (f":{got.tag}" if got.tag else f"@{pulled.digest}"),
+                    got.familiar_repository)
+        return str(got) if ref.tag else f"{got.repository}@{pulled.digest}"
     return _first_registry(ctx, reference.candidates(ref_text, ctx.store.search), one, opts, ref_text)
 
 
@@ -353,6 +363,14 @@ def tag(ctx: Context, image: str, target: str) -> None:
     if ref.digest:
         raise RootlessError(f"cannot tag with a digest: {target}")
     ctx.store.add_tag(rec["id"], str(ref))
+    image_event(ctx, "tag", rec["id"], f"{ref.familiar_repository}:{ref.tag or 'latest'}")
+
+
+def image_event(ctx: Context, action: str, actor_id: str, name: str) -> None:
+    """An image event as Docker's: ``pull`` names the reference, ``tag``/``untag``/``delete`` the
+    image id; ``name`` is the tag (the repository for ``pull``, the id for ``delete``)."""
+    from rootless.runtime import events
+    events.append(ctx.paths, "image", action, actor_id, {"name": name})
 
 
 def login(ctx: Context, registry: str, user: str, password: str, opts: RegistryOptions = RegistryOptions()) -> str:

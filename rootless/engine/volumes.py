@@ -76,6 +76,8 @@ def _remove(ctx, name: str) -> None:
     doomed = volumes.doom(ctx.paths, name)
     if doomed:
         ctx.userns_call(remove_trees, [doomed])  # the data may belong to subordinate uids
+        from rootless.runtime import events
+        events.append(ctx.paths, "volume", "destroy", name, {"driver": "local"})
 
 
 def prune(ctx, all_: bool) -> list[str]:

@@ -35,7 +35,7 @@ from rootless.base.syscalls import (
     MS_REC,
     MS_REMOUNT,
 )
-from rootless.runtime import exitwatch, keeper, logs, rootfs, state, users
+from rootless.runtime import events, exitwatch, keeper, logs, rootfs, state, users
 from rootless.runtime.mountplan import Op
 from rootless.runtime.security import (  # every other capability leaves the bounding set
     ALL_CAPS,
@@ -122,6 +122,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
                 helpers.relay = _start_relay(plan, link_listeners)
             Step.at("listen on the attach socket")
             attach_sock = keeper.listen(plan.run_dir)
+            clients += keeper.connect_pending(plan.paths.pending(spec.id))
             # After the mount: fuse-overlayfs must not become PID 1 of the new pid namespace.
             Step.at("unshare the pid namespace")
             syscalls.unshare(syscalls.CLONE_NEWPID)
@@ -140,6 +141,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
                                keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
                                started_at=state.now_iso(), exit_code=0, error="",
                                net=network.state_fields(net, mac))
+            events.container(plan.paths, "start", spec)
             ch.send("pid", pid=pid, start=start)
             _mark(ch, "forked")
             for sig in FORWARDED:
@@ -304,13 +306,27 @@ def _detach_from_terminal() -> None:
 def _finish(plan: LaunchPlan, code: int, error: str) -> None:
     """Remove the runtime files (and the container with --rm), then record the exit: a ``start``
     right after ``stop`` returns makes the runtime directory anew, and it must stay its own."""
+    # ``die`` is written before anyone can see the end: while the exit is recorded (under the
+    # container's lock: ``stop``/``rm`` take it before their own events), or, with --rm, before
+    # the record goes.
+    if plan.spec.remove:
+        events.container(plan.paths, "die", plan.spec, exitCode=code)
     _cleanup(plan)
     if not plan.spec.remove:
+        rec = None
         try:
-            state.update_state(plan.paths, plan.spec.id, status="exited", pid=0, exit_code=code, error=error,
-                               finished_at=state.now_iso(), keeper=0, net={}, oom_killed=_oom_killed(plan))
+            rec = state.update_state(plan.paths, plan.spec.id, status="exited", pid=0, exit_code=code, error=error,
+                                     finished_at=state.now_iso(), keeper=0, net={}, oom_killed=_oom_killed(plan),
+                                     then=lambda r: events.container(plan.paths, "die", r["spec"], exitCode=code))
         except (OSError, RootlessError):
             pass
+        if rec is None:  # removed meanwhile (rm -f)
+            events.container(plan.paths, "die", plan.spec, exitCode=code)
+    if plan.remove_dirs:  # --rm: the container and its anonymous volumes are gone
+        events.container(plan.paths, "destroy", plan.spec)
+        for m in plan.spec.mounts or ():
+            if m.get("anonymous"):
+                events.append(plan.paths, "volume", "destroy", m["name"], {"driver": "local"})
 
 
 def _oom_killed(plan: LaunchPlan) -> bool:

@@ -105,6 +105,51 @@ def connect(directory: str) -> socket.socket:
     return sock
 
 
+def register_pending(directory: str) -> tuple[socket.socket, str]:
+    """A client's socket in ``directory`` (a container's ``Paths.pending``) that the container's
+    next keeper connects to before the container runs: that client sees all of its output and
+    its exit code, however fast it ends. Listening, not yet accepted, and its path: the caller
+    removes it (:func:`unregister_pending`) when no keeper came."""
+    os.makedirs(directory, 0o700, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    name = f"{os.getpid()}-{os.urandom(4).hex()}.sock"
+    _short(directory, name, sock.bind)
+    sock.listen(1)
+    return sock, os.path.join(directory, name)
+
+
+def unregister_pending(sock: socket.socket, path: str) -> None:
+    sock.close()
+    for remove in (os.unlink, os.rmdir):  # the directory too, when no other client waits there
+        try:
+            remove(path)
+        except OSError:
+            pass
+        path = os.path.dirname(path)
+
+
+def connect_pending(directory: str) -> list[socket.socket]:
+    """The keeper's side of :func:`register_pending`: a connection to each waiting client (each
+    socket file is removed: one start serves it)."""
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(".sock")]
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            _short(directory, name, sock.connect)
+            out.append(sock)
+        except OSError:  # its client is gone
+            sock.close()
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+    return out
+
+
 class Wakeup:
     """SIGCHLD as a readable pipe for the keeper's selector."""
 
@@ -141,6 +186,9 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
             ch.send("tty", fds=[stdio.master])  # the CLI writes input and sets the window size
     if attach_sock is not None:
         sel.register(attach_sock, selectors.EVENT_READ, "listen")
+    for client in clients:  # connected before the container ran (API attach and wait)
+        client.setblocking(False)
+        sel.register(client, selectors.EVENT_READ, "client")
     sel.register(wakeup.r, selectors.EVENT_READ, "sigchld")
     open_outputs = len(stdio.fds)
     try:

@@ -96,6 +96,8 @@ def _join_fds(ctx, ref: str) -> tuple[int, int]:
 
 
 def _links(ctx, spec):
+    """``--link``s (their targets must run), then a link to each running fellow member of the
+    container's user-defined networks, under its name and its aliases there."""
     from netstack import links
     out = []
     for i, (cid, alias) in enumerate(spec.links):
@@ -104,14 +106,51 @@ def _links(ctx, spec):
         env = [e for e in target.get("env", []) if e != f"HOSTNAME={target.get('hostname')}"]
         out.append(links.LinkPlan(links.address(i), alias, rec["name"], rec["id"], ctx.paths.run_dir(rec["id"]),
                                   tuple(target.get("exposed", ())), tuple(env)))
+    by_id = {link.cid: n for n, link in enumerate(out)}
+    for rec, aliases in network_peers(ctx, spec):
+        if rec["id"] in by_id:  # linked as well: one address, every name
+            n = by_id[rec["id"]]
+            out[n] = out[n]._replace(aliases=tuple(dict.fromkeys(out[n].aliases + aliases)))
+            continue
+        if len(out) >= MAX_LINKS:
+            ctx.warn(f"more than {MAX_LINKS} containers to reach by name: {rec['name']} and the next are left out")
+            break
+        by_id[rec["id"]] = len(out)
+        out.append(links.LinkPlan(links.address(len(out)), rec["name"], rec["name"], rec["id"],
+                                  ctx.paths.run_dir(rec["id"]), tuple(rec["spec"].get("exposed", ())), (),
+                                  aliases, legacy=False))
+    return out
+
+
+MAX_LINKS = 252  # 10.0.3.2 to 10.0.3.253 (10.0.3.254 is the container's side)
+
+
+def network_peers(ctx, spec) -> list[tuple[dict, tuple[str, ...]]]:
+    """The running containers (other than this one) that share a user-defined network with it,
+    each with its aliases on those networks; the oldest first (a name two members answer to is
+    the first one's)."""
+    from rootless.runtime import records, state
+    mine = {nid for nid, _aliases in spec.networks}
+    if not mine:
+        return []
+    out = []
+    for rec in sorted(state.all_records(ctx.paths), key=lambda r: r.get("created", "")):
+        theirs = [(nid, aliases) for nid, aliases in rec.get("spec", {}).get("networks") or () if nid in mine]
+        if not theirs or rec["id"] == spec.id or not records.is_running(rec):
+            continue
+        rec = records.current(ctx, rec)  # a keeper that died unrecorded: not running
+        if records.is_running(rec):
+            out.append((rec, tuple(dict.fromkeys(a for _nid, aliases in theirs for a in aliases))))
     return out
 
 
 def link_env(spec, net: NetPlan) -> list[str]:
+    """Docker's link variables, for the ``--link``s (not for network members, as in Docker)."""
     from netstack import links
     out = []
     for link in net.links:
-        out += links.link_env(spec.name, link)
+        if link.legacy:
+            out += links.link_env(spec.name, link)
     return out
 
 

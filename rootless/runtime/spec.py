@@ -20,10 +20,12 @@ RunOptions = namedtuple(
     "image command entrypoint env env_files workdir user hostname name network init rm interactive tty "
     "publish publish_all expose links add_hosts dns dns_search dns_options mac_address pull tls_verify platform "
     "log_driver log_opts volumes mounts tmpfs volumes_from read_only limits cap_add cap_drop privileged "
-    "security_opts devices userns",
+    "security_opts devices userns labels network_aliases networks",
     defaults=((), None, (), (), None, None, None, None, "slirp4netns", False, False, False, False,
               (), False, (), (), (), (), (), (), None, "missing", True, None, None, (), (), (), (), (), False, None,
-              (), (), False, (), (), ""))
+              (), (), False, (), (), "", None, (), ()))
+# ``network_aliases``: --network-alias; ``networks``: the user-defined networks, resolved by the
+# engine to (network id, aliases) pairs (``network`` is then the mode their members run in).
 
 
 class ContainerSpec(namedtuple(
@@ -31,10 +33,10 @@ class ContainerSpec(namedtuple(
         "id name image_id image_name layers argv env user workdir hostname "
         "network init tty interactive remove labels stop_signal entrypoint "
         "ports publish_all exposed links add_hosts dns dns_search dns_options mac log mounts read_only "
-        "no_new_privs limits caps privileged devices seccomp root_emulation userns",
+        "no_new_privs limits caps privileged devices seccomp root_emulation userns networks",
         defaults=("none", False, False, False, False, None, "SIGTERM", None,
                   (), False, (), (), (), (), (), (), None, None, (), False, False, None, None, False, (), True,
-                  "auto", ""))):
+                  "auto", "", ()))):
     """What a container runs. ``layers``: diff ids, bottom first; ``argv``: entrypoint + cmd;
     ``entrypoint``: the part of argv that is the entrypoint (Docker's Config.Entrypoint; None when
     unknown); ``env``: KEY=VALUE (HOME is added from the user's passwd entry at start);
@@ -51,7 +53,10 @@ class ContainerSpec(namedtuple(
     none (``--privileged``, ``--security-opt seccomp=unconfined``), ``{"profile": ...}`` for a
     profile of Docker's format given with ``--security-opt seccomp=FILE``; ``root_emulation``:
     "on", "off" or "auto" (on in a single-uid user namespace); ``userns``: "" or "keep-id" (the
-    user's own uid and gid inside, :func:`rootless.base.idmap.keep_id`)."""
+    user's own uid and gid inside, :func:`rootless.base.idmap.keep_id`); ``networks``: the
+    user-defined networks it is a member of, [network id, [aliases]] pairs (each start links it to
+    their running members, ``rootless.runtime.network``; ``network`` is then ``slirp4netns``, or
+    ``none`` for an internal network)."""
 
     __slots__ = ()
 
@@ -115,21 +120,21 @@ def merge_env(base: list[str], overrides: list[str]) -> list[str]:
     return [f"{k}={v}" for k, v in env.items()]
 
 
-def split_command(image_cfg: dict, command: tuple[str, ...], entrypoint: str | None) -> tuple[list, list]:
-    """(entrypoint, cmd) by Docker's rule: --entrypoint replaces the image's entrypoint and drops its CMD."""
-    if entrypoint is not None:
+def split_command(image_cfg: dict, command: tuple[str, ...], entrypoint) -> tuple[list, list]:
+    """(entrypoint, cmd) by Docker's rule: --entrypoint replaces the image's entrypoint and drops its
+    CMD. ``entrypoint``: None (the image's), a string (the flag's; "" resets it) or a list (the
+    API's; an empty list resets it and keeps the image's CMD, as Docker's daemon does)."""
+    if entrypoint is None:
+        return list(image_cfg.get("Entrypoint") or []), list(command) or list(image_cfg.get("Cmd") or [])
+    if isinstance(entrypoint, str):
         return ([entrypoint] if entrypoint else []), list(command)
-    return list(image_cfg.get("Entrypoint") or []), list(command) or list(image_cfg.get("Cmd") or [])
+    ep = list(entrypoint)
+    return ep, list(command) if ep else list(command) or list(image_cfg.get("Cmd") or [])
 
 
-def command_line(image_cfg: dict, command: tuple[str, ...], entrypoint: str | None) -> list[str]:
+def command_line(image_cfg: dict, command: tuple[str, ...], entrypoint) -> list[str]:
     """Docker's rule: --entrypoint replaces the image's entrypoint and drops its CMD."""
-    if entrypoint is not None:
-        ep = [entrypoint] if entrypoint else []
-        cmd = list(command)
-    else:
-        ep = list(image_cfg.get("Entrypoint") or [])
-        cmd = list(command) or list(image_cfg.get("Cmd") or [])
+    ep, cmd = split_command(image_cfg, command, entrypoint)
     argv = ep + cmd
     if not argv:
         raise UsageError("no command specified", "give a command after the image name")
@@ -175,7 +180,7 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         workdir=os.path.normpath(workdir),
         hostname=hostname, init=opts.init, tty=opts.tty, **net,
         interactive=opts.interactive, remove=opts.rm,
-        labels=dict(cfg.get("Labels") or {}),
+        labels={**(cfg.get("Labels") or {}), **(opts.labels or {})},  # the image's, then --label's
         stop_signal=cfg.get("StopSignal") or "SIGTERM",
         entrypoint=tuple(split_command(cfg, opts.command, opts.entrypoint)[0]),
         log=log,
@@ -219,10 +224,14 @@ def network_fields(opts: RunOptions, image_exposed: dict | None) -> dict:
                                  "the container shares the network of the other container: set these there")
     if mode.kind == "host" and links:
         raise UsageError("conflicting options: host type networking can't be used with links")
+    if opts.network_aliases and not opts.networks:
+        raise UsageError("network-scoped aliases are only supported for user-defined networks",
+                         "create one (rootless network create NAME) and run with --network NAME")
     if mac and mode.kind != "slirp4netns":
         raise UsageError(f"--mac-address needs the slirp4netns network, not {mode.kind}")
     exposed = netspec.exposed_ports(image_exposed, tuple(opts.expose), tuple(ports))
     network = opts.network if mode.kind in ("container", "slirp4netns") and ":" in opts.network else mode.kind
     return dict(network=network, ports=tuple(tuple(m) for m in ports), publish_all=bool(opts.publish_all),
                 exposed=tuple(exposed), links=tuple(tuple(lk) for lk in links), add_hosts=tuple(add_hosts),
-                dns=dns, dns_search=tuple(opts.dns_search), dns_options=tuple(opts.dns_options), mac=mac)
+                dns=dns, dns_search=tuple(opts.dns_search), dns_options=tuple(opts.dns_options), mac=mac,
+                networks=tuple((nid, list(aliases)) for nid, aliases in opts.networks))

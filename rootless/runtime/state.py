@@ -106,12 +106,14 @@ def update_spec(paths: Paths, cid: str, **changes) -> dict | None:
     return _update(paths, cid, "spec", changes)
 
 
-def update_state(paths: Paths, cid: str, **changes) -> dict | None:
-    """Change a container's state under its lock; None if the container is gone."""
-    return _update(paths, cid, "state", changes)
+def update_state(paths: Paths, cid: str, then=None, **changes) -> dict | None:
+    """Change a container's state under its lock; None if the container is gone. ``then(record)``
+    runs before the lock is released (the keeper's ``die`` event: whoever sees the exit and then
+    takes the lock finds the event written)."""
+    return _update(paths, cid, "state", changes, then)
 
 
-def _update(paths: Paths, cid: str, part: str, changes: dict) -> dict | None:
+def _update(paths: Paths, cid: str, part: str, changes: dict, then=None) -> dict | None:
     try:
         with locking.locked(paths.container_lock(cid)):
             rec = _read(paths, cid)
@@ -119,6 +121,8 @@ def _update(paths: Paths, cid: str, part: str, changes: dict) -> dict | None:
                 return None
             rec[part].update(changes)
             atomic.write_json(paths.container_record(cid), rec)
+            if then is not None:
+                then(rec)
             return rec
     except FileNotFoundError:  # removed meanwhile (rm -f, --rm)
         return None

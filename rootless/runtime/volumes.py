@@ -203,7 +203,9 @@ def create(paths: Paths, name: str, labels: dict | None = None, anonymous: bool 
             import shutil
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return rec, True
+    from rootless.runtime import events
+    events.append(paths, "volume", "create", name, {"driver": "local"})
+    return rec, True
 
 
 def doom(paths: Paths, name: str) -> str | None:

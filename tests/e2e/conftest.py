@@ -86,3 +86,26 @@ def debian_tar(mirror) -> Path:
 def deb(rl: Rootless, debian_tar) -> Rootless:
     rl("import", str(debian_tar), "debian:bookworm", timeout=300)
     return rl
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """Debian's docker-registry on 127.0.0.1 (a module's tests share it)."""
+    from tests.registryd import Registry
+    r = Registry(tmp_path_factory.mktemp("registry"))
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def api(busybox: Rootless):
+    """The API service of a store with busybox loaded, and Debian's docker CLI to drive it."""
+    from tests.apiservice import DOCKER, ApiService
+    if not os.access(DOCKER, os.X_OK):
+        _need("docker", f"{DOCKER} is missing (apt-get install docker.io: its client talks to the service)")
+    service = ApiService(busybox)
+    yield service
+    ids = busybox("ps", "-aq", expect=None).out.split()
+    if ids:
+        busybox("rm", "-f", *ids, expect=None)
+    service.stop()

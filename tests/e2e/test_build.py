@@ -406,15 +406,7 @@ def test_labels_quiet_and_save_keep_the_config(bb, tmp_path):
     assert config["config"]["Labels"]["team"] == "core" and len(config["history"]) == 1 + 6
 
 
-# ---- base images from a registry; pushing what was built ------------------------------------------
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    from tests.registryd import Registry
-    r = Registry(tmp_path_factory.mktemp("build-registry"))
-    yield r
-    r.stop()
-
-
+# ---- base images from a registry (tests/e2e/conftest.py); pushing what was built -----------------
 def test_from_pulls_what_is_missing_pull_always_pulls_and_the_result_pushes(rl, images, registry, tmp_path):
     publisher = Rootless(tmp_path / "publisher")
     publisher.configure(insecure=(registry.host,))

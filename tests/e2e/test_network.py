@@ -337,7 +337,7 @@ def test_inspect_and_info_show_the_network(bb):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--network", "bogus"], "network 'bogus' not found"),
+    (["--network", "bogus"], "network bogus not found"),
     (["--network", "slirp4netns:nope=1"], "unknown slirp4netns option"),
     (["-p", "99999:80"], "invalid host port"),
     (["--network", "host", "--link", "x:y"], "could not get container for x"),

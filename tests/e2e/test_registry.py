@@ -17,13 +17,6 @@ from tests.registryd import Registry
 pytestmark = pytest.mark.userns
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    r = Registry(tmp_path_factory.mktemp("registry"))
-    yield r
-    r.stop()
-
-
 @pytest.fixture
 def bb(rl, images, registry) -> Rootless:
     rl.load(images, "busybox")

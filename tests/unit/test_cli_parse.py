@@ -67,6 +67,13 @@ SAME = [
     ["info"], ["info", "--format", "json"], ["info", "-f", "json"],
     ["unshare"], ["unshare", "rm", "-rf", "/x"],
     ["system", "reset", "-f"], ["version"],
+    ["events"], ["events", "--since", "10m", "--until=0s", "-f", "type=container", "--filter", "event=die",
+                 "--format", "{{json .}}"], ["events", "--format", "json", "--filter=label=a=b"],
+    ["network", "create", "--label", "a=b", "--internal", "-d", "bridge", "-o", "k=v", "app"],
+    ["network", "ls", "-q", "--filter", "name=a", "-f", "label=x"], ["network", "ls", "--format", "{{.Name}}", "--no-trunc"],
+    ["network", "inspect", "a", "b", "-f", "{{.Id}}"], ["network", "rm", "a", "b"], ["network", "prune", "-f"],
+    ["network", "connect", "--alias", "db", "--alias=d2", "app", "c1"], ["network", "disconnect", "-f", "app", "c1"],
+    ["run", "--network", "app", "--network-alias", "web", "--net-alias=w2", "busybox"],
 ]
 
 

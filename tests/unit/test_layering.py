@@ -4,6 +4,7 @@
     layers, netstack   base only (peers: neither imports the other)
     rootless/runtime   base, layers, netstack
     rootless/engine    everything below
+    rootless/api       everything below (the Docker Engine API server)
     rootless/cli       everything below (the only user of typer)
 
 Every import counts, including the ones inside functions: a lazy import keeps start-up lean,
@@ -22,7 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 # package -> its rank; a module may import its own package or any package of a lower rank
 RANKS = {"rootless.base": 0, "layers": 1, "netstack": 1, "rootless.runtime": 2, "rootless.engine": 3,
-         "rootless.cli": 4}
+         "rootless.api": 4, "rootless.cli": 5}
 ROOT_PACKAGES = ("rootless", "layers", "netstack")
 
 

@@ -1,0 +1,648 @@
+"""``/containers/...``: Docker's container endpoints over the CLI's use cases.
+
+``create`` turns Docker's container config into the CLI's run options (``to_run_options``) so
+that a container made here is the one ``rootless ps`` shows, and the other way round.
+``attach`` and ``wait`` on a container that has not started yet register a socket that the
+container's keeper connects to before the container runs (``keeper.register_pending``): the
+client sees all the output and the exit code, however fast the container ends, as the docker
+CLI's ``run`` (attach, wait, then start) needs.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import time
+
+from rootless.base.errors import Conflict, ContainerNotFound, UsageError
+from rootless.engine import containers as uc
+from rootless.engine import dockerview
+
+STDOUT, STDERR = 1, 2
+RAW_STREAM = "application/vnd.docker.raw-stream"
+
+
+# ---- config -> run options ------------------------------------------------------------------
+def to_run_options(body: dict, name: str | None, platform: str | None = None):
+    """Docker's ``ContainerConfig`` + ``HostConfig`` as the CLI's RunOptions (the same parsers then
+    read every value)."""
+    from rootless.runtime.spec import RunOptions
+    hc = body.get("HostConfig") or {}
+    image = body.get("Image") or ""
+    if not image:
+        raise UsageError("no image given: the config needs Image")
+    entrypoint = body.get("Entrypoint")
+    if isinstance(entrypoint, str):
+        entrypoint = [entrypoint]
+    cmd = body.get("Cmd")
+    if isinstance(cmd, str):
+        cmd = [cmd]
+    publish = []
+    for port, bindings in (hc.get("PortBindings") or {}).items():
+        proto_port = port if "/" in port else f"{port}/tcp"
+        for b in bindings or [{}]:
+            ip, hp = (b or {}).get("HostIp") or "", (b or {}).get("HostPort") or ""
+            ip = f"[{ip}]" if ":" in ip else ip
+            publish.append(f"{ip}:{hp}:{proto_port}" if ip else (f"{hp}:{proto_port}" if hp else proto_port))
+    mounts = []
+    for m in hc.get("Mounts") or []:
+        parts = [f"type={m.get('Type', 'volume')}"]
+        if m.get("Source"):
+            parts.append(f"source={m['Source']}")
+        parts.append(f"target={m.get('Target', '')}")
+        if m.get("ReadOnly"):
+            parts.append("readonly")
+        tmpfs = m.get("TmpfsOptions") or {}
+        if tmpfs.get("SizeBytes"):
+            parts.append(f"tmpfs-size={tmpfs['SizeBytes']}")
+        if tmpfs.get("Mode"):
+            parts.append(f"tmpfs-mode={tmpfs['Mode']:o}")
+        mounts.append(",".join(parts))
+    volumes = list(hc.get("Binds") or [])
+    bound = {v.split(":")[1] for v in volumes if v.count(":") >= 1}
+    volumes += [t for t in (body.get("Volumes") or {}) if t not in bound]  # anonymous volumes
+    network = hc.get("NetworkMode") or "default"
+    if network in ("default", "bridge"):
+        network = "slirp4netns"
+    log = hc.get("LogConfig") or {}
+    limits = _limits(hc)
+    security = list(hc.get("SecurityOpt") or [])
+    devices = [f"{d['PathOnHost']}:{d.get('PathInContainer') or d['PathOnHost']}:{d.get('CgroupPermissions') or 'rwm'}"
+               for d in hc.get("Devices") or []]
+    restart = (hc.get("RestartPolicy") or {}).get("Name") or "no"
+    if restart not in ("no", ""):
+        raise UsageError(f"restart policy {restart!r} is not supported: rootless has no daemon to restart containers",
+                         "leave the restart policy out (a systemd user unit can restart a container)")
+    fields = dict(
+        image=image, command=tuple(cmd or ()), entrypoint=None if entrypoint is None else tuple(entrypoint),
+        env=tuple(body.get("Env") or ()), workdir=body.get("WorkingDir") or None, user=body.get("User") or None,
+        hostname=body.get("Hostname") or None, name=name or None, network=network,
+        init=bool(hc.get("Init")), rm=bool(hc.get("AutoRemove")), interactive=bool(body.get("OpenStdin")),
+        tty=bool(body.get("Tty")), publish=tuple(publish), publish_all=bool(hc.get("PublishAllPorts")),
+        expose=tuple(body.get("ExposedPorts") or ()), links=tuple(_link(x) for x in hc.get("Links") or ()),
+        add_hosts=tuple(hc.get("ExtraHosts") or ()), dns=tuple(hc.get("Dns") or ()),
+        dns_search=tuple(hc.get("DnsSearch") or ()), dns_options=tuple(hc.get("DnsOptions") or ()),
+        mac_address=body.get("MacAddress") or None, pull="never", platform=platform or None,
+        log_driver=log.get("Type") or None,
+        log_opts=tuple(f"{k}={v}" for k, v in (log.get("Config") or {}).items()),
+        volumes=tuple(volumes), mounts=tuple(mounts),
+        tmpfs=tuple(f"{k}:{v}" if v else k for k, v in (hc.get("Tmpfs") or {}).items()),
+        volumes_from=tuple(hc.get("VolumesFrom") or ()), read_only=bool(hc.get("ReadonlyRootfs")),
+        limits=limits, cap_add=tuple(hc.get("CapAdd") or ()), cap_drop=tuple(hc.get("CapDrop") or ()),
+        privileged=bool(hc.get("Privileged")), security_opts=tuple(security), devices=tuple(devices),
+        userns=hc.get("UsernsMode") or "", labels=dict(body.get("Labels") or {}) or None,
+    )
+    return RunOptions(**fields)
+
+
+def _link(text: str) -> str:
+    """``/db:/web/db`` (Docker's stored form) or ``db:alias`` as ``--link`` takes it."""
+    name, _, alias = text.partition(":")
+    return f"{name.lstrip('/')}:{alias.rsplit('/', 1)[-1]}" if alias else name.lstrip("/")
+
+
+def _limits(hc: dict) -> dict | None:
+    from rootless.runtime import cgroups
+    flags = cgroups.LimitOptions(
+        memory=str(hc["Memory"]) if hc.get("Memory") else None,
+        memory_reservation=str(hc["MemoryReservation"]) if hc.get("MemoryReservation") else None,
+        memory_swap=str(hc["MemorySwap"]) if hc.get("MemorySwap") else None,
+        cpus=str(hc["NanoCpus"] / 1e9) if hc.get("NanoCpus") else None,
+        cpu_shares=str(hc["CpuShares"]) if hc.get("CpuShares") else None,
+        cpuset_cpus=hc.get("CpusetCpus") or None,
+        pids_limit=str(hc["PidsLimit"]) if hc.get("PidsLimit") else None,
+        blkio_weight=str(hc["BlkioWeight"]) if hc.get("BlkioWeight") else None,
+        device_read_bps=tuple(f"{d['Path']}:{d['Rate']}" for d in hc.get("BlkioDeviceReadBps") or ()),
+        device_write_bps=tuple(f"{d['Path']}:{d['Rate']}" for d in hc.get("BlkioDeviceWriteBps") or ()))
+    return cgroups.parse(flags) if any(flags) else None
+
+
+# ---- record -> Docker's JSON ----------------------------------------------------------------
+def _unix(iso: str) -> int:
+    t = dockerview.parse_time(iso)
+    return int(t) if t is not None else 0
+
+
+def summary(ctx, rec: dict) -> dict:
+    """One entry of ``GET /containers/json``."""
+    spec, st = rec["spec"], rec["state"]
+    ports = [{"IP": m["host_ip"] or "0.0.0.0", "PrivatePort": m["container_port"], "PublicPort": m["host_port"],
+              "Type": m["proto"]} for m in dockerview.live_ports(rec)]
+    published = {(p["PrivatePort"], p["Type"]) for p in ports}
+    for e in spec.get("exposed", []):
+        num, _, proto = e.partition("/")
+        if num.isdigit() and (int(num), proto or "tcp") not in published:
+            ports.append({"PrivatePort": int(num), "Type": proto or "tcp"})
+    full = dockerview.inspect(rec, ctx.paths)
+    return {
+        "Id": rec["id"], "Names": ["/" + rec["name"]], "Image": spec.get("image_name", ""),
+        "ImageID": spec.get("image_id", ""), "Command": " ".join(spec.get("argv", [])),
+        "Created": _unix(rec.get("created", "")), "Ports": ports, "Labels": spec.get("labels") or {},
+        "State": "dead" if rec.get("corrupt") else st.get("status", "created"),
+        "Status": dockerview.status_text(rec),
+        "HostConfig": {"NetworkMode": full["HostConfig"]["NetworkMode"]},
+        "NetworkSettings": {"Networks": full["NetworkSettings"]["Networks"]},
+        "Mounts": full["Mounts"],
+    }
+
+
+# ---- endpoints ------------------------------------------------------------------------------
+def list_(ctx, req):
+    recs = uc.all_current(ctx)
+    if not req.flag("all"):
+        recs = [r for r in recs if uc.is_running(r)]
+    filters = req.filters()
+    if filters:
+        from rootless.engine.dockerview import matches
+        recs = [r for r in recs if matches(r, filters)]
+    recs.sort(key=lambda r: r.get("created", ""), reverse=True)
+    limit = req.int_arg("limit")
+    if limit and limit > 0:
+        recs = recs[:limit]
+    return 200, [summary(ctx, r) for r in recs]
+
+
+def create(ctx, req):
+    body = req.json()
+    opts = to_run_options(body, req.arg("name"), req.arg("platform"))
+    opts = _with_networks(ctx, opts, body)
+    rec = uc.create(ctx, opts)
+    return 201, {"Id": rec["id"], "Warnings": []}
+
+
+def _with_networks(ctx, opts, body: dict):
+    """``NetworkingConfig``'s endpoints: the first names the network when the mode does not, and
+    each one's aliases are kept (user networks, where the engine has them)."""
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    if not endpoints:
+        return opts
+    first = next(iter(endpoints))
+    mode = (body.get("HostConfig") or {}).get("NetworkMode") or "default"
+    if mode in ("default", "bridge") and first not in ("bridge", "default"):
+        opts = opts._replace(network=first)
+    aliases = tuple(a for ep in endpoints.values() for a in (ep or {}).get("Aliases") or ())
+    if aliases and "network_aliases" in opts._fields:
+        opts = opts._replace(network_aliases=aliases)
+    return opts
+
+
+def inspect(ctx, req, id):
+    return 200, dockerview.inspect(uc.lookup(ctx, id), ctx.paths)
+
+
+def start(ctx, req, id):
+    req.drain()
+    rec = uc.lookup(ctx, id)
+    if uc.is_running(rec):
+        return 304, None
+    uc.start(ctx, rec, attached=False)
+    return 204, None
+
+
+def stop(ctx, req, id):
+    rec = uc.lookup(ctx, id)
+    if not uc.is_running(rec):
+        return 304, None
+    uc.stop(ctx, rec, req.int_arg("t"))
+    return 204, None
+
+
+def restart(ctx, req, id):
+    uc.restart(ctx, uc.lookup(ctx, id), req.int_arg("t"))
+    return 204, None
+
+
+def kill(ctx, req, id):
+    rec = uc.lookup(ctx, id)
+    if not uc.is_running(rec):
+        raise Conflict(f"Container {rec['id']} is not running")
+    uc.kill(ctx, rec, req.arg("signal") or "KILL")
+    return 204, None
+
+
+def rename(ctx, req, id):
+    name = req.arg("name")
+    if not name:
+        raise UsageError("the new name is missing (?name=)")
+    uc.rename(ctx, uc.lookup(ctx, id), name)
+    return 204, None
+
+
+def delete(ctx, req, id):
+    rec = uc.lookup(ctx, id)
+    uc.remove(ctx, rec, force=req.flag("force"), volumes=req.flag("v"))
+    return 204, None
+
+
+def prune(ctx, req):
+    removed = uc.prune(ctx)
+    return 200, {"ContainersDeleted": removed or None, "SpaceReclaimed": 0}
+
+
+def top(ctx, req, id):
+    rec = uc.lookup(ctx, id)
+    if not uc.is_running(rec):
+        raise Conflict(f"Container {rec['id']} is not running")
+    from rootless.engine.dockerview import top_rows
+    return 200, {"Titles": ["UID", "PID", "PPID", "STIME", "TIME", "CMD"], "Processes": top_rows(rec["state"]["pid"])}
+
+
+def stats(ctx, req, id):
+    """One sample (``stream=false``, as ``docker stats --no-stream`` asks)."""
+    rec = uc.lookup(ctx, id)
+    out = {"id": rec["id"], "name": "/" + rec["name"], "read": _now_iso(), "preread": dockerview.ZERO_TIME,
+           "pids_stats": {}, "blkio_stats": {}, "num_procs": 0, "storage_stats": {}, "cpu_stats": {},
+           "precpu_stats": {}, "memory_stats": {}, "networks": {}}
+    if uc.is_running(rec):
+        row = uc.stats(ctx, [rec], 0.1)[0]
+        out["pids_stats"] = {"current": row.pids}
+        out["memory_stats"] = {"usage": row.mem_usage, "limit": row.mem_limit}
+    return 200, out
+
+
+def resize(ctx, req, id):
+    rec = uc.lookup(ctx, id)
+    h, w = req.int_arg("h", 0), req.int_arg("w", 0)
+    if uc.is_running(rec) and rec["spec"].get("tty"):
+        from rootless.runtime import keeper
+        try:
+            sock = keeper.connect(ctx.paths.run_dir(rec["id"]))
+        except OSError:
+            return 200, None
+        try:
+            sock.send(keeper.WINSIZE + struct.pack("HHHH", h, w, 0, 0))
+        finally:
+            sock.close()
+    return 200, None
+
+
+# ---- wait --------------------------------------------------------------------------------------
+def wait(ctx, req, id):
+    condition = req.arg("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise UsageError(f"invalid condition {condition!r}", "use not-running, next-exit or removed")
+    rec = uc.lookup(ctx, id)
+    req.drain()
+    if condition == "not-running" and not uc.is_running(rec):
+        return 200, {"StatusCode": rec["state"].get("exit_code", 0), "Error": None}
+    pending = None
+    if not uc.is_running(rec):
+        from rootless.runtime import keeper
+        pending = keeper.register_pending(ctx.paths.pending(rec["id"]))
+    # Headers now: the docker CLI starts the container once they came.
+    stream = req.conn.start_stream(200, "application/json")
+    try:
+        code = _exit_code(ctx, rec, pending)
+    finally:
+        _unregister(pending)
+    if condition == "removed":
+        _until_removed(ctx, rec["id"])
+    stream.write_json({"StatusCode": code, "Error": None})
+    stream.end()
+
+
+def _exit_code(ctx, rec: dict, pending) -> int:
+    """The exit code of the container's current or next run."""
+    from rootless.runtime import keeper
+    if pending is None:
+        return uc.wait(ctx, rec)["state"].get("exit_code", 0)
+    sock = await_keeper(ctx, rec["id"], pending[0])
+    if sock is None:
+        return _recorded_code(ctx, rec["id"])
+    try:
+        while True:
+            msg = sock.recv(65537)
+            if not msg:
+                return _recorded_code(ctx, rec["id"])
+            if msg[:1] == keeper.EXIT:
+                return int(msg[1:])
+    finally:
+        sock.close()
+
+
+def _recorded_code(ctx, cid: str) -> int:
+    try:
+        return uc.current(ctx, uc.state.lookup(ctx.paths, cid))["state"].get("exit_code", 0)
+    except ContainerNotFound:
+        return 0
+
+
+def _until_removed(ctx, cid: str) -> None:
+    delay = 0.01
+    while True:
+        try:
+            uc.state.lookup(ctx.paths, cid)
+        except ContainerNotFound:
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+def await_keeper(ctx, cid: str, pending: socket.socket) -> socket.socket | None:
+    """The keeper's connection to ``pending`` once the container starts; the attach socket instead
+    when it started without looking at ours (a start that raced our registration); None when
+    the container is gone or ended without running again. (A client that hangs up meanwhile
+    cannot be told from one that only closed its input: the wait ends with the container.)"""
+    from rootless.runtime import keeper
+    began = _now_iso()
+    seen_running = 0
+    while True:
+        ready, _, _ = select.select([pending], [], [], 0.2)
+        if ready:
+            conn, _ = pending.accept()
+            conn.setblocking(True)
+            return conn
+        try:
+            rec = uc.current(ctx, uc.state.lookup(ctx.paths, cid))
+        except ContainerNotFound:
+            return None
+        st = rec["state"]
+        if uc.is_running(rec):
+            seen_running += 1
+            if seen_running >= 3:  # running for a while without us: its keeper looked before we came
+                try:
+                    return keeper.connect(ctx.paths.run_dir(cid))
+                except OSError:
+                    continue
+        elif st.get("status") == "exited" and (st.get("finished_at") or "") > began:
+            return None
+
+
+def _unregister(pending) -> None:
+    if pending is not None:
+        from rootless.runtime import keeper
+        keeper.unregister_pending(*pending)
+
+
+def _now_iso() -> str:
+    from rootless.runtime import state
+    return state.now_iso()
+
+
+# ---- attach and logs --------------------------------------------------------------------------
+def frame(stream: int, data: bytes) -> bytes:
+    """Docker's multiplexed stream: a header (stream, 0, 0, 0, big-endian length), then the bytes."""
+    return struct.pack(">BxxxL", stream, len(data)) + data
+
+
+def attach(ctx, req, id):
+    from rootless.runtime import keeper
+    rec = uc.lookup(ctx, id)
+    req.drain()
+    tty = bool(rec["spec"].get("tty"))
+    want = {STDOUT: req.flag("stdout"), STDERR: req.flag("stderr")}
+    stdin = req.flag("stdin")
+    if not req.flag("stream") and not req.flag("logs"):
+        raise UsageError("attach needs stream=1 or logs=1")
+    pending = None
+    if req.flag("stream") and not uc.is_running(rec):
+        pending = keeper.register_pending(ctx.paths.pending(rec["id"]))
+    client = req.conn.hijack(req, RAW_STREAM)
+    early = req.conn.pending_input()
+    try:
+        if req.flag("logs"):
+            for entry in uc.log_entries(ctx, rec, False, None, None, None):
+                n = STDERR if entry.stream == "stderr" else STDOUT
+                if want[n]:
+                    data = entry.text.encode()
+                    client.sendall(data if tty else frame(n, data))
+        if not req.flag("stream"):
+            return
+        if pending is not None:
+            sock = await_keeper(ctx, rec["id"], pending[0])
+        else:
+            try:
+                sock = keeper.connect(ctx.paths.run_dir(rec["id"]))
+            except OSError:
+                sock = None
+        if sock is None:
+            return
+        relay(sock, client, tty, want, stdin, early)
+    finally:
+        _unregister(pending)
+
+
+def relay(sock: socket.socket, client: socket.socket, tty: bool, want: dict, stdin: bool, early: bytes = b"") -> None:
+    """Between a keeper's attach socket and a hijacked client until the container ends: output as
+    frames (raw with a tty), the client's bytes as input, its half-close as the end of input."""
+    from rootless.runtime import keeper
+    sock.setblocking(True)
+    if stdin and early:
+        sock.send(keeper.IN + early)
+    watch = [sock, client] if stdin else [sock]
+    while True:
+        ready, _, _ = select.select(watch, [], [])
+        if client in ready:
+            try:
+                data = client.recv(65536)
+            except OSError:
+                data = b""
+            if data:
+                sock.send(keeper.IN + data)
+            else:
+                watch.remove(client)
+                sock.send(keeper.CLOSE_STDIN)
+        if sock in ready:
+            msg = sock.recv(65537)
+            if not msg or msg[:1] == keeper.EXIT:
+                break
+            n = STDOUT if msg[:1] == keeper.OUT else STDERR
+            if want.get(n):
+                try:
+                    client.sendall(msg[1:] if tty else frame(n, msg[1:]))
+                except OSError:
+                    break
+    sock.close()
+    try:
+        client.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def logs(ctx, req, id):
+    rec = uc.lookup(ctx, id)
+    tty = bool(rec["spec"].get("tty"))
+    want = {STDOUT: req.flag("stdout"), STDERR: req.flag("stderr")}
+    if not any(want.values()):
+        raise UsageError("you must choose at least one stream")
+    tail = req.arg("tail") or "all"
+    tail_n = None if tail == "all" else int(tail) if tail.isdigit() else None
+    since, until = req.arg("since"), req.arg("until")
+    entries = uc.log_entries(ctx, rec, req.flag("follow"), tail_n, since if since not in (None, "", "0") else None,
+                             until if until not in (None, "", "0") else None)
+    stream = req.conn.start_stream(200, RAW_STREAM)
+    stamps = req.flag("timestamps")
+    from rootless.runtime.logs import format_time
+    batches = [entries] if isinstance(entries, list) else entries
+    for batch in batches:
+        out = bytearray()
+        for e in batch:
+            n = STDERR if e.stream == "stderr" else STDOUT
+            if not want[n]:
+                continue
+            data = ((format_time(e.time_ns) + " ") if stamps else "") + e.text
+            out += data.encode() if tty else frame(n, data.encode())
+        stream.write(bytes(out))
+    stream.end()
+
+
+# ---- files ---------------------------------------------------------------------------------------
+def export(ctx, req, id):
+    rec = uc.lookup(ctx, id)
+    stream = req.conn.start_stream(200, "application/x-tar")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            uc.export(ctx, rec, w)
+            code = 0
+        except BaseException:  # noqa: BLE001
+            code = 1
+        os._exit(code)
+    os.close(w)
+    while data := os.read(r, 1 << 20):
+        stream.write(data)
+    os.close(r)
+    os.waitpid(pid, 0)
+    stream.end()
+
+
+def commit(ctx, req):
+    body = req.json()
+    rec = uc.lookup(ctx, req.arg("container") or "")
+    repo, tag = req.arg("repo"), req.arg("tag")
+    ref = f"{repo}:{tag}" if repo and tag else repo
+    del body  # a config to merge is not supported: use changes=
+    changes = [c for c in (req.query.get("changes") or []) if c]
+    image_id = uc.commit(ctx, rec, ref, req.arg("author"), req.arg("comment"), changes)
+    return 201, {"Id": image_id}
+
+
+def _tmp_dir(ctx) -> str:
+    import tempfile
+    return tempfile.mkdtemp(prefix="api-cp-", dir=ctx.paths.tmp)
+
+
+def _stat_header(ctx, rec: dict, path: str) -> str:
+    import base64
+    import json
+    tmp = _tmp_dir(ctx)
+    try:
+        target = os.path.join(tmp, "x")
+        uc.copy_out(ctx, rec, path, target)
+        st = os.lstat(target)
+        mode = st.st_mode & 0o777 | (0x80000000 if os.path.isdir(target) else 0) | (
+            0x8000000 if os.path.islink(target) else 0)
+        info = {"name": os.path.basename(path.rstrip("/")) or "/", "size": st.st_size, "mode": mode,
+                "mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.st_mtime)), "linkTarget": ""}
+        return base64.b64encode(json.dumps(info).encode()).decode()
+    finally:
+        _rmtree(tmp)
+
+
+def _rmtree(path: str) -> None:
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _path_arg(req) -> str:
+    path = req.arg("path") or ""
+    if not path:
+        raise UsageError("path is missing (?path=)")
+    return path
+
+
+def archive_head(ctx, req, id):
+    rec = uc.lookup(ctx, id)
+    path = req.arg("path") or ""
+    req.conn.send(200, b"", content_type=None,
+                  headers=[("X-Docker-Container-Path-Stat", _stat_header(ctx, rec, path))])
+
+
+def archive_get(ctx, req, id):
+    """A tar of ``path`` in the container (``docker cp CONTAINER:PATH -``)."""
+    import tarfile
+    rec, path = uc.lookup(ctx, id), _path_arg(req)
+    tmp = _tmp_dir(ctx)
+    try:
+        name = os.path.basename(path.rstrip("/")) or "root"
+        if path.endswith("/."):
+            name = os.path.basename(path[:-2].rstrip("/")) or "root"
+        target = os.path.join(tmp, name)
+        uc.copy_out(ctx, rec, path, target)
+        stat_header = _stat_header(ctx, rec, path)
+        stream = req.conn.start_stream(200, "application/x-tar", [("X-Docker-Container-Path-Stat", stat_header)])
+
+        class _W:
+            @staticmethod
+            def write(b):
+                stream.write(bytes(b))
+                return len(b)
+        with tarfile.open(fileobj=_W(), mode="w|") as tar:
+            if path.endswith("/."):
+                for entry in sorted(os.listdir(target)):
+                    tar.add(os.path.join(target, entry), arcname=entry)
+            else:
+                tar.add(target, arcname=name)
+        stream.end()
+    finally:
+        _rmtree(tmp)
+
+
+def archive_put(ctx, req, id):
+    """Unpack a tar at ``path`` in the container (``docker cp - CONTAINER:PATH``)."""
+    rec, path = uc.lookup(ctx, id), _path_arg(req)
+    tmp = _tmp_dir(ctx)
+    try:
+        tar_path = os.path.join(tmp, "in.tar")
+        with open(tar_path, "wb") as f:
+            for chunk in req.body_chunks():
+                f.write(chunk)
+        tree = os.path.join(tmp, "tree")
+        os.mkdir(tree)
+        _extract(tar_path, tree)
+        for entry in sorted(os.listdir(tree)):
+            uc.copy_in(ctx, rec, os.path.join(tree, entry), path.rstrip("/") + "/" + entry if path != "/" else "/" + entry)
+    finally:
+        _rmtree(tmp)
+    return 200, None
+
+
+def _extract(tar_path: str, tree: str) -> None:
+    """Unpack an uploaded tar into ``tree`` (a fresh directory): every name checked, no member
+    written through a symlink, no device nodes."""
+    import shutil
+    import tarfile
+
+    from layers import tarsafe
+    try:
+        with tarfile.open(tar_path, "r|*") as tar:
+            for m in tar:
+                name = tarsafe.check_member(m, "the archive")
+                if not name or tarsafe.is_device(m):
+                    continue
+                parts = name.split("/")
+                for i in range(1, len(parts)):
+                    if os.path.islink(os.path.join(tree, *parts[:i])):
+                        raise UsageError(f"the archive writes {name!r} through a symbolic link")
+                dest = os.path.join(tree, *parts)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                if m.isdir():
+                    os.makedirs(dest, exist_ok=True)
+                    os.chmod(dest, m.mode & 0o7777 | 0o700)
+                elif m.issym():
+                    os.symlink(m.linkname, dest)
+                elif m.islnk():
+                    os.link(os.path.join(tree, tarsafe.clean_name(m.linkname, "the archive")), dest,
+                            follow_symlinks=False)
+                elif m.isfifo():
+                    os.mkfifo(dest, m.mode & 0o777)
+                else:
+                    with tar.extractfile(m) as src, open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out)
+                    os.chmod(dest, m.mode & 0o7777)
+    except (tarfile.TarError, OSError) as e:
+        raise UsageError(f"cannot read the archive: {e}") from None

@@ -1,0 +1,203 @@
+"""``/containers/{id}/exec``, ``/exec/{id}/start``, ``/exec/{id}/json``.
+
+An exec instance is a small JSON record in the runtime directory (create and start come on
+different connections, so in different processes); ``start`` runs the CLI's ``exec`` use case
+in a child process whose stdio are pipes, and relays them to the hijacked connection.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+
+from rootless.api.containers import RAW_STREAM, STDERR, STDOUT, frame
+from rootless.base import atomic
+from rootless.base.errors import Conflict, RootlessError, UsageError
+from rootless.engine import containers as uc
+
+
+class ExecNotFound(RootlessError):
+    pass
+
+
+def _dir(ctx) -> str:
+    return os.path.join(ctx.paths.runroot, "api-exec")
+
+
+def _path(ctx, eid: str) -> str:
+    if not eid.isalnum():
+        raise ExecNotFound(f"No such exec instance: {eid}")
+    return os.path.join(_dir(ctx), eid + ".json")
+
+
+def _load(ctx, eid: str) -> dict:
+    import json
+    try:
+        with open(_path(ctx, eid)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        raise ExecNotFound(f"No such exec instance: {eid}") from None
+
+
+def _save(ctx, rec: dict) -> None:
+    os.makedirs(_dir(ctx), 0o700, exist_ok=True)
+    atomic.write_json(_path(ctx, rec["ID"]), rec)
+
+
+def create(ctx, req, id):
+    body = req.json()
+    rec = uc.lookup(ctx, id)
+    if not uc.is_running(rec):
+        raise Conflict(f"Container {rec['id']} is not running")
+    cmd = body.get("Cmd") or []
+    if isinstance(cmd, str):
+        cmd = [cmd]
+    if not cmd:
+        raise UsageError("no exec command specified")
+    uc.check_user(ctx, body.get("User") or None)
+    eid = os.urandom(32).hex()
+    _save(ctx, {
+        "ID": eid, "ContainerID": rec["id"], "Running": False, "ExitCode": None, "Pid": 0,
+        "OpenStdin": bool(body.get("AttachStdin")), "OpenStdout": bool(body.get("AttachStdout", True)),
+        "OpenStderr": bool(body.get("AttachStderr", True)), "CanRemove": False,
+        "DetachKeys": body.get("DetachKeys") or "",
+        "ProcessConfig": {"tty": bool(body.get("Tty")), "entrypoint": cmd[0], "arguments": cmd[1:],
+                          "privileged": bool(body.get("Privileged")), "user": body.get("User") or ""},
+        "Env": list(body.get("Env") or []), "WorkingDir": body.get("WorkingDir") or "",
+    })
+    _prune(ctx)
+    return 201, {"Id": eid}
+
+
+def _prune(ctx, keep: float = 3600) -> None:
+    """Instances older than an hour go (Docker forgets them with their container)."""
+    import time
+    now = time.time()
+    try:
+        for name in os.listdir(_dir(ctx)):
+            p = os.path.join(_dir(ctx), name)
+            if now - os.stat(p).st_mtime > keep:
+                os.unlink(p)
+    except OSError:
+        pass
+
+
+def inspect(ctx, req, id):
+    return 200, _load(ctx, id)
+
+
+def resize(ctx, req, id):
+    _load(ctx, id)
+    return 200, None  # the exec's own terminal follows the container's size
+
+
+def start(ctx, req, id):
+    ex = _load(ctx, id)
+    body = req.json()
+    rec = uc.lookup(ctx, ex["ContainerID"])
+    if not uc.is_running(rec):
+        raise Conflict(f"Container {rec['id']} is not running")
+    if ex["Running"] or ex["ExitCode"] is not None:
+        raise Conflict(f"exec {id[:12]} has already run", "create another exec instance")
+    pc = ex["ProcessConfig"]
+    argv = [pc["entrypoint"], *pc["arguments"]]
+    tty = bool(body.get("Tty", pc["tty"]))
+    if body.get("Detach"):
+        ex["Running"] = True
+        _save(ctx, ex)
+        uc.exec_in(ctx, rec, argv, ex["Env"], pc["user"] or None, ex["WorkingDir"] or None, tty, False, True)
+        return 200, None
+    client = req.conn.hijack(req, RAW_STREAM)
+    early = req.conn.pending_input()
+    stdin = ex["OpenStdin"]
+    in_r, in_w = os.pipe() if stdin else (-1, -1)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        _child(ctx, rec, ex, argv, tty, (in_r, out_w, err_w), (in_w, out_r, err_r, client.fileno()))
+    for fd in (in_r, out_w, err_w):
+        if fd >= 0:
+            os.close(fd)
+    ex["Running"] = True
+    _save(ctx, ex)
+    try:
+        _relay(client, in_w, {out_r: STDOUT, err_r: STDERR}, tty, early,
+               {STDOUT: ex["OpenStdout"], STDERR: ex["OpenStderr"]})
+    finally:
+        _, status = os.waitpid(pid, 0)
+        from rootless.base.userns import exit_code
+        ex["Running"], ex["ExitCode"] = False, exit_code(status)
+        _save(ctx, ex)
+        try:
+            client.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def _child(ctx, rec, ex, argv, tty, mine, theirs) -> None:
+    """In the forked child: the pipes as stdio, then the CLI's exec use case; its exit code."""
+    code = 125
+    try:
+        in_r, out_w, err_w = mine
+        for fd in theirs:
+            if fd >= 0:
+                os.close(fd)
+        if in_r < 0:
+            in_r = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(in_r, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        for fd in (in_r, out_w, err_w):
+            if fd > 2:
+                os.close(fd)
+        pc = ex["ProcessConfig"]
+        code = uc.exec_in(ctx, rec, argv, ex["Env"], pc["user"] or None, ex["WorkingDir"] or None, tty,
+                          ex["OpenStdin"], False) or 0
+    except RootlessError as e:
+        os.write(2, f"rootless: error: {e.message}\n".encode())
+        code = e.exit_code
+    except BaseException:  # noqa: BLE001
+        code = 125
+    finally:
+        os._exit(code)
+
+
+def _relay(client: socket.socket, in_w: int, outputs: dict[int, int], tty: bool, early: bytes,
+           want: dict[int, bool]) -> None:
+    if in_w >= 0 and early:
+        os.write(in_w, early)
+    watch = list(outputs) + ([client] if in_w >= 0 else [])
+    while outputs:
+        ready, _, _ = select.select(watch, [], [])
+        for r in ready:
+            if r is client:
+                try:
+                    data = client.recv(65536)
+                except OSError:
+                    data = b""
+                if data:
+                    try:
+                        os.write(in_w, data)
+                    except OSError:
+                        data = b""
+                if not data:
+                    watch.remove(client)
+                    os.close(in_w)
+                    in_w = -1
+                continue
+            data = os.read(r, 65536)
+            if not data:
+                watch.remove(r)
+                os.close(r)
+                del outputs[r]
+                continue
+            n = outputs[r]
+            if want.get(n):
+                try:
+                    client.sendall(data if tty else frame(n, data))
+                except OSError:
+                    pass
+    if in_w >= 0:
+        os.close(in_w)

@@ -1,0 +1,297 @@
+"""HTTP/1.1 as the Docker Engine API speaks it, over one accepted connection.
+
+Requests: a request line, headers, and a body by Content-Length or chunked (the docker CLI
+sends a build context or an image tar chunked). Responses: JSON, empty, streamed (chunked,
+so the connection stays usable), and hijacked (``101 UPGRADED``: the connection becomes a
+raw byte stream both ways, for attach and exec). Nothing here knows about containers.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from urllib.parse import parse_qs, unquote, urlsplit
+
+MAX_HEADER = 64 * 1024
+REASONS = {200: "OK", 201: "Created", 204: "No Content", 101: "UPGRADED", 304: "Not Modified",
+           400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
+           413: "Payload Too Large", 500: "Internal Server Error", 501: "Not Implemented"}
+
+
+class BadRequest(Exception):
+    """A request this server cannot read: answered 400, then the connection is closed."""
+
+
+class Request:
+    def __init__(self, method: str, target: str, headers: dict[str, str], conn: Connection):
+        self.method = method
+        parts = urlsplit(target)
+        self.path = unquote(parts.path)
+        self.query = parse_qs(parts.query, keep_blank_values=True)
+        self.headers = headers
+        self.conn = conn
+        self._body: bytes | None = None
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        """A boolean query parameter as Docker reads one: 1, true, True (absent: ``default``)."""
+        value = self.arg(name)
+        if value is None or value == "":
+            return default
+        return value.lower() in ("1", "true", "yes")
+
+    def int_arg(self, name: str, default: int | None = None) -> int | None:
+        value = self.arg(name)
+        if value in (None, ""):
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise BadRequest(f"invalid value for {name}: {value!r}") from None
+
+    def json_arg(self, name: str) -> dict:
+        value = self.arg(name)
+        if not value:
+            return {}
+        try:
+            out = json.loads(value)
+        except ValueError:
+            raise BadRequest(f"invalid JSON in {name}") from None
+        if out is None:
+            return {}
+        if not isinstance(out, dict):
+            raise BadRequest(f"{name} must be a JSON object")
+        return out
+
+    def filters(self) -> list[str]:
+        """Docker's ``filters`` parameter (``{"key": ["v", ...]}``, or the older ``{"key": {"v":
+        true}}``) as the CLI's ``KEY=VALUE`` strings."""
+        out = []
+        for key, values in self.json_arg("filters").items():
+            if isinstance(values, dict):
+                values = [v for v, on in values.items() if on]
+            for v in values if isinstance(values, list) else [values]:
+                out.append(f"{key}={v}")
+        return out
+
+    @property
+    def chunked(self) -> bool:
+        return "chunked" in self.headers.get("transfer-encoding", "").lower()
+
+    def body_chunks(self):
+        """The body, piece by piece (for large uploads: build contexts, image tars)."""
+        if self._body is not None:
+            yield self._body
+            return
+        self._body = b""
+        if self.chunked:
+            yield from self.conn.read_chunked()
+            return
+        length = int(self.headers.get("content-length") or 0)
+        while length > 0:
+            data = self.conn.rfile.read(min(length, 1 << 20))
+            if not data:
+                raise BadRequest("the body ended early")
+            length -= len(data)
+            yield data
+
+    def body(self) -> bytes:
+        if self._body is None:
+            data = b"".join(self.body_chunks())
+            self._body = data
+        return self._body
+
+    def json(self) -> dict:
+        data = self.body()
+        if not data.strip():
+            return {}
+        try:
+            out = json.loads(data)
+        except ValueError as e:
+            raise BadRequest(f"invalid JSON body: {e}") from None
+        if not isinstance(out, dict):
+            raise BadRequest("the body must be a JSON object")
+        return out
+
+    def drain(self) -> None:
+        """Read what is left of the body, so that the next request starts in the right place."""
+        for _ in self.body_chunks():
+            pass
+
+    @property
+    def wants_upgrade(self) -> bool:
+        return "upgrade" in self.headers.get("connection", "").lower()
+
+
+class Reader:
+    """Buffered reads from a socket whose buffer can be handed over (a hijacked stream's first
+    bytes may already be here)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buf = bytearray()
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        self.buf += data
+        return bool(data)
+
+    def readline(self, limit: int) -> bytes:
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0 or len(self.buf) >= limit:
+                n = i + 1 if i >= 0 else limit
+                out = bytes(self.buf[:n])
+                del self.buf[:n]
+                return out
+            if not self._fill():
+                out = bytes(self.buf)
+                self.buf.clear()
+                return out
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes (fewer only at the end of the stream)."""
+        if not self.buf and n >= 65536:
+            return self.sock.recv(n)
+        while len(self.buf) < n and self._fill():
+            pass
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def take(self) -> bytes:
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+
+class Connection:
+    """One client connection: read requests, write responses."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.rfile = Reader(sock)
+        self.keep_alive = True
+        self.responded = False  # this request's answer has begun (a stream cannot become an error)
+
+    def read_request(self) -> Request | None:
+        line = self.rfile.readline(MAX_HEADER)
+        while line in (b"\r\n", b"\n"):  # stray blank lines between requests are allowed
+            line = self.rfile.readline(MAX_HEADER)
+        if not line:
+            return None
+        try:
+            method, target, version = line.decode("latin-1").split()
+        except ValueError:
+            raise BadRequest("malformed request line") from None
+        headers: dict[str, str] = {}
+        size = len(line)
+        while True:
+            h = self.rfile.readline(MAX_HEADER)
+            size += len(h)
+            if size > MAX_HEADER:
+                raise BadRequest("headers too large")
+            if h in (b"\r\n", b"\n", b""):
+                break
+            name, sep, value = h.decode("latin-1").partition(":")
+            if not sep:
+                raise BadRequest("malformed header")
+            headers[name.strip().lower()] = value.strip()
+        self.responded = False
+        if version == "HTTP/1.0" or headers.get("connection", "").lower() == "close":
+            self.keep_alive = False
+        return Request(method.upper(), target, headers, self)
+
+    def read_chunked(self):
+        while True:
+            size_line = self.rfile.readline(1024)
+            try:
+                size = int(size_line.split(b";")[0].strip(), 16)
+            except ValueError:
+                raise BadRequest("malformed chunk") from None
+            if size == 0:
+                while self.rfile.readline(MAX_HEADER) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return
+            left = size
+            while left:
+                data = self.rfile.read(min(left, 1 << 20))
+                if not data:
+                    raise BadRequest("the body ended early")
+                left -= len(data)
+                yield data
+            self.rfile.readline(16)
+
+    # ---- responses
+    def _head(self, status: int, headers: list[tuple[str, str]]) -> bytes:
+        lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}",
+                 "Api-Version: 1.41", "Docker-Experimental: false", "Ostype: linux", "Server: rootless"]
+        lines += [f"{k}: {v}" for k, v in headers]
+        if not self.keep_alive:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def send(self, status: int, body: bytes = b"", content_type: str | None = "application/json",
+             headers: list[tuple[str, str]] = ()) -> None:
+        self.responded = True
+        hs = list(headers)
+        if content_type and (body or status not in (204, 304)):
+            hs.append(("Content-Type", content_type))
+        if status not in (204, 304):
+            hs.append(("Content-Length", str(len(body))))
+        self.sock.sendall(self._head(status, hs) + (body if status not in (204, 304) else b""))
+
+    def send_json(self, status: int, obj) -> None:
+        self.send(status, json.dumps(obj).encode() + b"\n")
+
+    def start_stream(self, status: int = 200, content_type: str = "application/json",
+                     headers: list[tuple[str, str]] = ()) -> Stream:
+        self.responded = True
+        self.sock.sendall(self._head(status, [("Content-Type", content_type), ("Transfer-Encoding", "chunked"),
+                                              *headers]))
+        return Stream(self.sock)
+
+    def hijack(self, req: Request, content_type: str = "application/vnd.docker.raw-stream") -> socket.socket:
+        """The connection as a raw stream (``101 UPGRADED`` when the client asked to upgrade,
+        else a 200 whose body runs until the connection closes)."""
+        self.keep_alive = False
+        self.responded = True
+        if req.wants_upgrade:
+            head = ("HTTP/1.1 101 UPGRADED\r\n"
+                    f"Content-Type: {content_type}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+                    "Api-Version: 1.41\r\nServer: rootless\r\n\r\n")
+        else:
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nApi-Version: 1.41\r\nServer: rootless\r\n\r\n"
+        self.sock.sendall(head.encode("latin-1"))
+        return self.sock
+
+    def pending_input(self) -> bytes:
+        """What the client sent after a hijacked request that the reader already buffered."""
+        return self.rfile.take()
+
+
+class Stream:
+    """A chunked response body, written as it is made."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.open = True
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def write_json(self, obj) -> None:
+        self.write(json.dumps(obj).encode() + b"\n")
+
+    def end(self) -> None:
+        if self.open:
+            self.open = False
+            self.sock.sendall(b"0\r\n\r\n")
+
+
+def error_body(message: str) -> bytes:
+    return json.dumps({"message": message}).encode() + b"\n"

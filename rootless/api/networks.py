@@ -1,0 +1,53 @@
+"""``/networks``: Docker's networks as rootless has them (user-defined networks whose members
+reach each other by name through links; ``bridge``, ``host`` and ``none`` predefined)."""
+
+from __future__ import annotations
+
+from rootless.engine import containers as containers_uc
+from rootless.engine import networks as uc
+
+
+def list_(ctx, req):
+    return 200, [uc.inspect(ctx, n["id"]) for n in uc.ls(ctx, req.filters())]
+
+
+def create(ctx, req):
+    body = req.json()
+    name = body.get("Name") or ""
+    if body.get("CheckDuplicate") is False:
+        pass  # names are unique here whatever the client asks
+    ipam = body.get("IPAM") or {}
+    nid = uc.create(ctx, name, body.get("Driver") or "bridge", dict(body.get("Labels") or {}),
+                    bool(body.get("Internal")), bool(body.get("Attachable")), dict(body.get("Options") or {}),
+                    bool(body.get("EnableIPv6")), tuple(ipam.get("Config") or ()))
+    return 201, {"Id": nid, "Warning": ""}
+
+
+def inspect(ctx, req, id):
+    return 200, uc.inspect(ctx, id)
+
+
+def delete(ctx, req, id):
+    uc.rm(ctx, id)
+    return 204, None
+
+
+def prune(ctx, req):
+    return 200, {"NetworksDeleted": uc.prune(ctx) or None}
+
+
+def connect(ctx, req, id):
+    body = req.json()
+    aliases = tuple((body.get("EndpointConfig") or {}).get("Aliases") or ())
+    container = body.get("Container") or ""
+    rec = containers_uc.lookup(ctx, container)
+    already = any(nid == uc.find(ctx.paths, id)["id"] for nid, _a in rec["spec"].get("networks") or ())
+    if not already:
+        uc.connect(ctx, id, container, aliases)
+    return 200, None
+
+
+def disconnect(ctx, req, id):
+    body = req.json()
+    uc.disconnect(ctx, id, body.get("Container") or "", bool(body.get("Force")))
+    return 200, None

@@ -1,0 +1,256 @@
+"""``rootless system service``: the Docker Engine API on a Unix socket, no resident daemon.
+
+The listener accepts, checks that the peer is this user (``SO_PEERCRED``), and forks one process
+per connection, which serves that connection's requests with the same use cases as the CLI
+(``rootless.api.routes``). A process per connection keeps the container side as the CLI has it:
+a single-threaded process, which may fork into a user namespace; a stream (attach, logs, events)
+is just a process that blocks. With ``--time N`` the listener exits once no connection has been
+open for N seconds (0: never), which suits systemd socket activation (``LISTEN_FDS``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+from rootless.base.errors import RootlessError, UsageError
+
+SD_LISTEN_FDS_START = 3
+
+
+def default_uri(paths) -> str:
+    """``unix://$XDG_RUNTIME_DIR/rootless/docker.sock`` (beside the runtime root, private to the user)."""
+    return "unix://" + os.path.join(os.path.dirname(paths.runroot), "docker.sock")
+
+
+class Listener:
+    """The listening socket, and whether each peer may talk to us."""
+
+    def __init__(self, sock: socket.socket, path: str | None, tcp: bool):
+        self.sock = sock
+        self.path = path  # a Unix socket we made (removed at the end)
+        self.tcp = tcp
+
+    def allowed(self, conn: socket.socket) -> bool:
+        if self.tcp:
+            return True  # loopback only, warned about at start
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        return uid == os.getuid()
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.path:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+
+def listen(uri: str, warn) -> Listener:
+    """A listener for ``uri`` (``unix:///path`` or ``tcp://127.0.0.1:PORT``), or the socket systemd
+    passed (``LISTEN_FDS``)."""
+    inherited = _activated()
+    if inherited is not None:
+        return Listener(inherited, None, inherited.family != socket.AF_UNIX)
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        scheme, rest = "unix", uri
+    if scheme == "unix":
+        return _unix(rest)
+    if scheme == "tcp":
+        return _tcp(rest, warn)
+    raise UsageError(f"unsupported address {uri!r}", "use unix:///PATH, or tcp://127.0.0.1:PORT")
+
+
+def _activated() -> socket.socket | None:
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return socket.socket(fileno=SD_LISTEN_FDS_START)
+
+
+def _unix(path: str) -> Listener:
+    if not path.startswith("/"):
+        raise UsageError(f"the socket path {path!r} must be absolute")
+    parent = os.path.dirname(path)
+    os.makedirs(parent, 0o700, exist_ok=True)
+    st = os.stat(parent)
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise RootlessError(f"{parent} is not a private directory of yours: the socket would be reachable by others",
+                            f"chmod 700 {parent}, or give a socket path in a directory only you can enter")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if os.path.exists(path):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+            raise RootlessError(f"{path} is in use: another service listens there",
+                                "stop it, or give another socket path")
+        except OSError:
+            os.unlink(path)  # left by a service that died
+        finally:
+            probe.close()
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    except OSError as e:
+        sock.close()
+        raise RootlessError(f"cannot listen on {path}: {e.strerror}") from None
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(64)
+    return Listener(sock, path, False)
+
+
+def _tcp(hostport: str, warn) -> Listener:
+    host, _, port = hostport.rpartition(":")
+    host = host.strip("[]")
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        raise UsageError(f"refusing to listen on {host or 'every address'}: the API gives control of your "
+                         "containers and files", "use a Unix socket, or tcp://127.0.0.1:PORT")
+    try:
+        port_n = int(port)
+    except ValueError:
+        raise UsageError(f"invalid port in tcp://{hostport}") from None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1" if host == "localhost" else host, port_n))
+    except OSError as e:
+        sock.close()
+        raise RootlessError(f"cannot listen on tcp://{hostport}: {e.strerror}") from None
+    sock.listen(64)
+    warn(f"listening on tcp://{hostport}: every local user can reach it (no peer check over TCP); "
+         "prefer the Unix socket")
+    return Listener(sock, None, True)
+
+
+def warm_up(ctx) -> None:
+    """Import what the handlers use and settle the Context's lookups once, in the listener: each
+    connection's process is a fork of it and starts warm (a cold one spends tens of ms importing)."""
+    import importlib
+    for name in ("rootless.api.routes", "rootless.api.containers", "rootless.api.execs", "rootless.api.system",
+                 "rootless.api.volumes", "rootless.api.images", "rootless.engine.containers", "rootless.runtime.launcher",
+                 "rootless.runtime.child", "rootless.runtime.spec", "rootless.runtime.mountplan",
+                 "rootless.runtime.network", "rootless.runtime.logs", "rootless.runtime.names",
+                 "rootless.runtime.security", "rootless.runtime.seccompprofile", "rootless.engine.volumes",
+                 "rootless.engine.dockerview", "layers.store", "layers.overlay", "netstack.spec",
+                 "netstack.slirp", "netstack.etcfiles", "rootless.runtime.cgroups", "rootless.engine.images",
+                 "rootless.engine.networks", "rootless.engine.events", "rootless.runtime.events",
+                 "rootless.runtime.keeper", "rootless.runtime.execute", "json", "tarfile"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    for prop in ("config", "paths", "mapping", "store"):
+        getattr(ctx, prop)
+    try:
+        ctx.overlay_method()
+        ctx.slirp_features()
+    except RootlessError:
+        pass  # said when a container needs it
+
+
+def serve(ctx, uri: str, idle: float) -> None:
+    """Serve until interrupted, or until no connection has been open for ``idle`` seconds (0: never)."""
+    listener = listen(uri, ctx.warn)
+    warm_up(ctx)
+    children: set[int] = set()
+    stop = {"now": False}
+
+    def on_signal(_s, _f):
+        stop["now"] = True
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda _s, _f: None)
+    where = listener.path or f"fd {listener.sock.fileno()}"
+    print(f"rootless: API listening on {where}", file=sys.stderr, flush=True)
+    last = time.monotonic()
+    try:
+        while not stop["now"]:
+            if _reap(children) or children:
+                last = time.monotonic()  # idle counts from the end of the last connection
+            timeout = None
+            if idle > 0 and not children:
+                timeout = max(0.0, last + idle - time.monotonic())
+                if timeout == 0:
+                    break
+            try:
+                ready, _, _ = select.select([listener.sock, wake_r], [], [], timeout)
+            except InterruptedError:
+                continue
+            if wake_r in ready:
+                while True:
+                    try:
+                        if not os.read(wake_r, 512):
+                            break
+                    except BlockingIOError:
+                        break
+            if listener.sock in ready:
+                _accept(ctx, listener, children, wake_r, wake_w)
+                last = time.monotonic()
+    finally:
+        signal.set_wakeup_fd(-1)
+        listener.close()
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def _reap(children: set[int]) -> bool:
+    """Reap the connections' processes that ended; whether any did."""
+    before = len(children)
+    for pid in list(children):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            children.discard(pid)
+    return len(children) < before
+
+
+def _accept(ctx, listener: Listener, children: set[int], *close_in_child: int) -> None:
+    try:
+        conn, _ = listener.sock.accept()
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EINTR):
+            return
+        raise
+    if not listener.allowed(conn):
+        conn.close()  # another user: not a word
+        return
+    pid = os.fork()
+    if pid:
+        conn.close()
+        children.add(pid)
+        return
+    code = 0
+    try:
+        signal.set_wakeup_fd(-1)
+        for fd in close_in_child:
+            os.close(fd)
+        listener.sock.close()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        from rootless.api import routes
+        routes.serve_connection(ctx, conn)
+    except BaseException:  # noqa: BLE001 - a connection's end is never the service's
+        import traceback
+        traceback.print_exc()
+        code = 1
+    finally:
+        os._exit(code)

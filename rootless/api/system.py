@@ -1,0 +1,113 @@
+"""``/_ping``, ``/version``, ``/info``, ``/events``, ``/system/df``."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+from rootless.api.routes import API_VERSION, MIN_API_VERSION
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def ping(ctx, req):
+    headers = [("Cache-Control", "no-cache, no-store, must-revalidate"), ("Pragma", "no-cache"),
+               ("Builder-Version", "1")]
+    body = b"" if req.method == "HEAD" else b"OK"
+    req.conn.send(200, body, content_type="text/plain; charset=utf-8", headers=headers)
+
+
+def _version() -> str:
+    from rootless import __version__
+    return __version__
+
+
+def version(ctx, req):
+    ver = _version()
+    kernel = platform.release()
+    arch = _ARCH.get(platform.machine(), platform.machine())
+    details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": arch,
+               "KernelVersion": kernel, "GitCommit": "", "GoVersion": f"python{platform.python_version()}",
+               "BuildTime": "", "Experimental": "false"}
+    return 200, {
+        "Platform": {"Name": f"rootless {ver}"},
+        "Components": [{"Name": "Engine", "Version": ver, "Details": details}],
+        "Version": ver, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "GitCommit": "",
+        "GoVersion": details["GoVersion"], "Os": "linux", "Arch": arch, "KernelVersion": kernel,
+        "BuildTime": "", "Experimental": False,
+    }
+
+
+def info(ctx, req):
+    from rootless.engine import containers
+    from rootless.runtime import cgroups
+    recs = containers.all_current(ctx)
+    running = sum(1 for r in recs if containers.is_running(r))
+    try:
+        n_images = len(ctx.store.images())
+    except Exception:  # noqa: BLE001 - a damaged store still answers info
+        n_images = 0
+    mem = 0
+    try:
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    version2 = cgroups.detect().version == "v2"
+    return 200, {
+        "ID": "rootless", "Containers": len(recs), "ContainersRunning": running, "ContainersPaused": 0,
+        "ContainersStopped": len(recs) - running, "Images": n_images,
+        "Driver": ctx.overlay_method(), "DriverStatus": [["Backing Filesystem", "overlay"]],
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"], "Log": ["json-file", "k8s-file", "none"]},
+        "MemoryLimit": version2, "SwapLimit": False, "CpuCfsPeriod": version2, "CpuCfsQuota": version2,
+        "CPUShares": version2, "CPUSet": False, "PidsLimit": version2, "OomKillDisable": False,
+        "IPv4Forwarding": True, "BridgeNfIptables": False, "BridgeNfIp6tables": False, "Debug": False,
+        "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": 1, "SystemTime": _now_iso(),
+        "LoggingDriver": "json-file", "CgroupDriver": "systemd" if version2 else "none",
+        "CgroupVersion": "2" if version2 else "1", "NEventsListener": 0,
+        "KernelVersion": platform.release(), "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux",
+        "Architecture": platform.machine(), "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []},
+        "NCPU": os.cpu_count() or 1, "MemTotal": mem, "DockerRootDir": ctx.paths.root, "Name": platform.node(),
+        "Labels": [], "ExperimentalBuild": False, "ServerVersion": _version(), "Runtimes": {"rootless": {"path": "rootless"}},
+        "DefaultRuntime": "rootless", "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "rootless-init",
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=rootless", "name=cgroupns"],
+        "Warnings": [],
+    }
+
+
+def _now_iso() -> str:
+    from rootless.runtime import state
+    return state.now_iso()
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def events(ctx, req):
+    from rootless.engine import events as events_uc
+    since, until = req.arg("since"), req.arg("until")
+    stream = req.conn.start_stream(200, "application/json")
+    for event in events_uc.stream(ctx, since or None, until or None, req.filters()):
+        stream.write_json(event)
+    stream.end()
+
+
+def df(ctx, req):
+    from rootless.api import containers as api_containers
+    from rootless.api import images as api_images
+    from rootless.engine import containers, volumes
+    imgs = api_images.summaries(ctx)
+    return 200, {
+        "LayersSize": sum(i.get("Size", 0) for i in imgs), "Images": imgs,
+        "Containers": [api_containers.summary(ctx, r) for r in containers.all_current(ctx)],
+        "Volumes": [volumes.inspect(ctx, v["name"]) for v in volumes.ls(ctx)], "BuildCache": [],
+    }

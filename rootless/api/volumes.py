@@ -1,0 +1,38 @@
+"""``/volumes``: list, create, inspect, remove, prune."""
+
+from __future__ import annotations
+
+from rootless.base.errors import UsageError
+from rootless.engine import volumes as uc
+
+
+def list_(ctx, req):
+    return 200, {"Volumes": [uc.inspect(ctx, v["name"]) for v in uc.ls(ctx, req.filters())], "Warnings": []}
+
+
+def create(ctx, req):
+    body = req.json()
+    driver = body.get("Driver") or "local"
+    if driver != "local":
+        raise UsageError(f"volume driver {driver!r} is not supported", "volumes are local directories")
+    if body.get("DriverOpts"):
+        raise UsageError("volume driver options are not supported", "volumes are plain local directories")
+    labels = [f"{k}={v}" for k, v in (body.get("Labels") or {}).items()]
+    name = uc.create(ctx, body.get("Name") or None, labels)
+    return 201, uc.inspect(ctx, name)
+
+
+def inspect(ctx, req, name):
+    return 200, uc.inspect(ctx, name)
+
+
+def delete(ctx, req, name):
+    uc.rm(ctx, name, req.flag("force"))
+    return 204, None
+
+
+def prune(ctx, req):
+    # API 1.41: every unused volume (anonymous only from 1.42, or with all=false)
+    all_ = not any(f in ("all=false", "all=0") for f in req.filters())
+    removed = uc.prune(ctx, all_)
+    return 200, {"VolumesDeleted": removed or None, "SpaceReclaimed": 0}

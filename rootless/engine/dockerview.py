@@ -1,0 +1,334 @@
+"""Docker's JSON view of a container record (``inspect``, the API's ``containers/{id}/json``):
+pure functions shared by the command line and the API server."""
+
+from __future__ import annotations
+
+import calendar
+import time
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def parse_time(s: str) -> float | None:
+    if not s:
+        return None
+    s = s.rstrip("Z")
+    frac = 0.0
+    if "." in s:
+        s, f = s.split(".", 1)
+        frac = float("0." + (f[:9] or "0"))
+    try:
+        return calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M:%S")) + frac
+    except ValueError:
+        return None
+
+
+def human_duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = int(s / 3600 + 0.5)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
+
+
+def since(iso: str, now: float) -> str:
+    t = parse_time(iso)
+    return human_duration(now - t) if t is not None else "N/A"
+
+
+def status_text(rec: dict, now: float | None = None) -> str:
+    """``Up 3 minutes``, ``Exited (0) 5 seconds ago``, ``Created``."""
+    now = time.time() if now is None else now
+    st = rec["state"]
+    if st["status"] == "running":
+        return f"Up {since(st.get('started_at', ''), now)}"
+    if st["status"] == "exited":
+        hint = " (it left processes behind: a daemon?)" if st.get("error") == _daemon_hint() else ""
+        return f"Exited ({st.get('exit_code', 0)}) {since(st.get('finished_at', ''), now)} ago{hint}"
+    if rec.get("corrupt"):
+        return "Dead (damaged record: rm -f it)"
+    return st["status"].capitalize()
+
+
+
+
+def live_ports(rec: dict) -> list[dict]:
+    st = rec["state"]
+    return (st.get("net") or {}).get("ports", []) if st.get("status") == "running" else []
+
+
+def _port_map(rec: dict) -> dict:
+    """NetworkSettings.Ports: every exposed port, with its host bindings (null if none)."""
+    out = {p: None for p in rec["spec"].get("exposed", [])}
+    for m in live_ports(rec):
+        key = f"{m['container_port']}/{m['proto']}"
+        out[key] = (out.get(key) or []) + [{"HostIp": m["host_ip"], "HostPort": str(m["host_port"])}]
+    return out
+
+
+def _port_bindings(spec: dict) -> dict:
+    out: dict = {}
+    for host_ip, host_port, host_end, cport, proto in spec.get("ports", []):
+        hp = "" if not host_port else (str(host_port) if host_end == host_port else f"{host_port}-{host_end}")
+        out.setdefault(f"{cport}/{proto}", []).append({"HostIp": host_ip, "HostPort": hp})
+    return out
+
+
+def _network_settings(rec: dict, paths) -> dict:
+    spec, st = rec["spec"], rec["state"]
+    net = (st.get("net") or {}) if st.get("status") == "running" else {}
+    mode = spec.get("network", "none")
+    kind = mode.partition(":")[0]
+    ip, gw, mac = net.get("ip", ""), net.get("gateway", ""), net.get("mac", "")
+    networks = {}
+    if spec.get("networks"):  # user-defined networks
+        from rootless.engine.networks import endpoint_id, name_of
+        for nid, aliases in spec["networks"]:
+            networks[name_of(paths, nid)] = {
+                "IPAddress": ip, "IPPrefixLen": 24 if ip else 0, "Gateway": gw, "MacAddress": mac,
+                "Aliases": list(aliases) or None, "Links": None, "NetworkID": nid,
+                "EndpointID": endpoint_id(nid, rec["id"]) if net else "",
+                "DNSNames": [rec["name"], *aliases, rec["id"][:12]] if net else None}
+    elif kind in ("slirp4netns", "none", "host"):
+        networks[kind] = {"IPAddress": ip, "IPPrefixLen": 24 if ip else 0, "Gateway": gw, "MacAddress": mac,
+                          "Aliases": None, "Links": None, "NetworkID": kind, "EndpointID": ""}
+    return {
+        "Bridge": "", "SandboxID": "", "HairpinMode": False,
+        "SandboxKey": f"/proc/{st.get('keeper')}/ns/net" if net and kind != "host" else "",
+        "Ports": _port_map(rec), "IPAddress": ip, "IPPrefixLen": 24 if ip else 0, "Gateway": gw,
+        "MacAddress": mac, "Networks": networks,
+    }
+
+
+def inspect(rec: dict, paths) -> dict:
+    """Docker-compatible ``inspect`` JSON of a container."""
+    spec, st, cid = rec["spec"], rec["state"], rec["id"]
+    argv = spec.get("argv", [])
+    running = st["status"] == "running"
+    return {
+        "Id": cid,
+        "Created": rec.get("created", ""),
+        "Path": argv[0] if argv else "",
+        "Args": argv[1:],
+        "State": {
+            "Status": st["status"], "Running": running, "Paused": False, "Restarting": False,
+            "OOMKilled": bool(st.get("oom_killed")), "Dead": False, "Pid": st.get("pid", 0) if running else 0,
+            "ExitCode": st.get("exit_code", 0), "Error": st.get("error", ""),
+            "StartedAt": st.get("started_at") or ZERO_TIME, "FinishedAt": st.get("finished_at") or ZERO_TIME,
+        },
+        "Image": spec.get("image_id", ""),
+        "ResolvConfPath": f"{paths.run_dir(cid)}/resolv.conf",
+        "HostnamePath": f"{paths.run_dir(cid)}/hostname",
+        "HostsPath": f"{paths.run_dir(cid)}/hosts",
+        "LogPath": paths.container_log(cid),
+        "Name": "/" + rec["name"],
+        "RestartCount": 0,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {
+            "AutoRemove": bool(spec.get("remove")), "NetworkMode": _network_mode(spec, paths),
+            "ReadonlyRootfs": bool(spec.get("read_only")),
+            "Init": bool(spec.get("init")), "LogConfig": _log_config(spec.get("log")),
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "Binds": None,
+            "PortBindings": _port_bindings(spec), "PublishAllPorts": bool(spec.get("publish_all")),
+            "Links": [f"/{_link_name(paths, t)}:/{rec['name']}/{a}" for t, a in spec.get("links", [])] or None,
+            "Dns": list(spec.get("dns", [])), "DnsSearch": list(spec.get("dns_search", [])),
+            "DnsOptions": list(spec.get("dns_options", [])),
+            "ExtraHosts": [f"{h}:{ip}" for h, ip in spec.get("add_hosts", [])] or None,
+            **_limits(spec.get("limits") or {}),
+            **_security(spec),
+        },
+        "GraphDriver": {
+            "Name": rec.get("rootfs_method", "overlay"),
+            "Data": {
+                "LowerDir": ":".join(paths.layer(d) for d in reversed(spec.get("layers", []))),
+                "UpperDir": paths.upper(cid), "WorkDir": paths.work(cid), "MergedDir": paths.merged(cid),
+            },
+        },
+        "Mounts": [_mount(m, paths) for m in spec.get("mounts") or ()],
+        "Config": {
+            "Hostname": spec.get("hostname", ""), "Domainname": "", "User": spec.get("user", ""),
+            "AttachStdin": bool(spec.get("interactive")), "AttachStdout": True, "AttachStderr": True,
+            "Tty": bool(spec.get("tty")), "OpenStdin": bool(spec.get("interactive")), "StdinOnce": False,
+            "Env": spec.get("env", []), "Cmd": argv[len(spec.get("entrypoint") or []):] or None,
+            "Image": spec.get("image_name", ""),
+            "Volumes": None, "WorkingDir": spec.get("workdir", ""),
+            "Entrypoint": list(spec["entrypoint"]) if spec.get("entrypoint") else None,
+            "Labels": spec.get("labels") or {}, "StopSignal": spec.get("stop_signal", "SIGTERM"),
+            "ExposedPorts": {p: {} for p in spec.get("exposed", [])} or None,
+            "MacAddress": spec.get("mac") or "",
+        },
+        "NetworkSettings": _network_settings(rec, paths),
+    }
+
+
+def _mount(m: dict, paths) -> dict:
+    """One of inspect's Mounts, as Docker shows it."""
+    if m["type"] == "tmpfs":
+        return {"Type": "tmpfs", "Source": "", "Destination": m["target"], "Mode": m.get("options", ""),
+                "RW": m["rw"], "Propagation": ""}
+    if m["type"] == "volume":
+        return {"Type": "volume", "Name": m["name"], "Source": paths.volume_data(m["name"]),
+                "Destination": m["target"], "Driver": "local", "Mode": "" if m["rw"] else "ro", "RW": m["rw"],
+                "Propagation": ""}
+    return {"Type": "bind", "Source": m["source"], "Destination": m["target"], "Mode": "" if m["rw"] else "ro",
+            "RW": m["rw"], "Propagation": "rprivate"}
+
+
+def _security(spec: dict) -> dict:
+    """CapAdd/CapDrop against Docker's default set, Privileged, SecurityOpt, Devices."""
+    from rootless.runtime.security import DEFAULT_CAPS
+    caps = spec.get("caps")
+    caps = set(DEFAULT_CAPS if caps is None else caps)
+    return {"CapAdd": sorted(caps - set(DEFAULT_CAPS)) or None, "CapDrop": sorted(set(DEFAULT_CAPS) - caps) or None,
+            "Privileged": bool(spec.get("privileged")),
+            "SecurityOpt": (["no-new-privileges"] if spec.get("no_new_privs") else [])
+            + _seccomp_opt(spec) or None,
+            "Devices": [{"PathOnHost": h, "PathInContainer": c, "CgroupPermissions": "rwm"}
+                        for h, c in spec.get("devices") or []]}
+
+
+def _seccomp_opt(spec: dict) -> list[str]:
+    """Docker's SecurityOpt entries: seccomp=unconfined, or the text of a profile given by file;
+    root emulation when asked for or refused."""
+    setting = spec.get("seccomp", True)
+    emulation = [f"root-emulation={spec['root_emulation']}"] if spec.get("root_emulation") in ("on", "off") else []
+    if spec.get("privileged") or setting is True:
+        return emulation
+    if not setting:
+        return ["seccomp=unconfined"] + emulation
+    import json
+    return ["seccomp=" + json.dumps(setting["profile"], separators=(",", ":"))] + emulation
+
+
+def _limits(limits: dict) -> dict:
+    from rootless.runtime.cgroups import host_config
+    return host_config(limits)
+
+
+def _log_config(log: dict | None) -> dict:
+    """HostConfig.LogConfig: the driver and its options as ``--log-opt`` takes them."""
+    if not log:
+        return {"Type": "json-file", "Config": {}}
+    from rootless.base.config import format_size
+    opts = {}
+    if log["driver"] != "none" and log.get("max_size"):
+        opts = {"max-size": format_size(log["max_size"]), "max-file": str(log.get("max_file", 1))}
+    return {"Type": log["driver"], "Config": opts}
+
+
+def _daemon_hint() -> str:
+    from rootless.runtime import state
+    return state.DAEMON_HINT
+
+
+def _network_mode(spec: dict, paths) -> str:
+    """The --network given: a user-defined network's name, else the mode."""
+    if spec.get("networks"):
+        from rootless.engine.networks import name_of
+        return name_of(paths, spec["networks"][0][0])
+    return spec.get("network", "none")
+
+
+def _link_name(paths, cid: str) -> str:
+    """A linked container's current name (its id if it is gone)."""
+    from rootless.runtime import state
+    try:
+        return state.lookup(paths, cid)["name"]
+    except Exception:  # noqa: BLE001 - a removed or unreadable record: show the id
+        return cid[:12]
+
+
+def matches(rec: dict, filters: list[str]) -> bool:
+    """``--filter status=|name=|ancestor=|label=|id=`` (same key: any; different keys: all)."""
+    by_key: dict[str, list[str]] = {}
+    for f in filters:
+        key, _, value = f.partition("=")
+        by_key.setdefault(key, []).append(value)
+    spec = rec["spec"]
+    for key, values in by_key.items():
+        if key == "status":
+            ok = rec["state"]["status"] in values
+        elif key == "name":
+            ok = any(v in rec["name"] for v in values)
+        elif key == "id":
+            ok = any(rec["id"].startswith(v) for v in values)
+        elif key == "ancestor":
+            ok = any(_ancestor(spec, v) for v in values)
+        elif key == "label":
+            labels = spec.get("labels") or {}
+            ok = all(_label(labels, v) for v in values)
+        else:
+            from rootless.base.errors import UsageError
+            raise UsageError(f"invalid filter {key!r}", "use status=, name=, id=, ancestor= or label=")
+        if not ok:
+            return False
+    return True
+
+
+def _ancestor(spec: dict, value: str) -> bool:
+    name = spec.get("image_name", "")
+    if value in (name, name.split(":")[0]) or spec.get("image_id", "").removeprefix("sha256:").startswith(
+            value.removeprefix("sha256:")):
+        return True
+    return False
+
+
+def _label(labels: dict, value: str) -> bool:
+    k, eq, v = value.partition("=")
+    return k in labels and (not eq or labels[k] == v)
+
+
+def top_rows(pid: int) -> list[list[str]]:
+    """The processes in the pid namespace of ``pid``, like ``ps -ef`` (host view)."""
+    import os
+    import pwd
+    try:
+        target = os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return []
+    ticks = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+    rows = []
+    for d in sorted((d for d in os.listdir("/proc") if d.isdigit()), key=int):
+        try:
+            if os.readlink(f"/proc/{d}/ns/pid") != target:
+                continue
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            uid = os.stat(f"/proc/{d}").st_uid
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        cpu = (int(fields[11]) + int(fields[12])) // ticks
+        started = time.localtime(boot + int(fields[19]) // ticks)
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = str(uid)
+        comm = stat[stat.find("(") + 1:stat.rfind(")")]
+        rows.append([user, d, fields[1], time.strftime("%H:%M", started),
+                     f"{cpu // 3600:02d}:{cpu % 3600 // 60:02d}:{cpu % 60:02d}", cmd or f"[{comm}]"])
+    return rows

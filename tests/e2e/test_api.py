@@ -1,0 +1,349 @@
+"""`rootless system service` driven by the real docker CLI (Debian's docker.io, client only) and
+raw HTTP: containers, exec, logs, volumes, the socket's security, errors, one engine with the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from tests.apiservice import DOCKER, ApiService
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.userns
+
+
+def test_version_and_ping(api):
+    r = api.docker("version", "--format", "{{json .Server}}")
+    server = json.loads(r.out)
+    assert server["ApiVersion"] == "1.41" and server["Os"] == "linux"
+    assert api.request("GET", "/_ping") == (200, b"OK")
+    assert api.request("GET", "/v1.41/_ping") == (200, b"OK")
+    status, info = api.request("GET", "/info")
+    assert status == 200 and info["OSType"] == "linux" and info["Containers"] == 0
+
+
+def test_run_output_exit_code_and_streams(api):
+    r = api.docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3", expect=3)
+    assert r.out == "out\n"
+    assert r.err == "err\n"
+    assert api.docker("ps", "-aq").out == ""  # --rm: gone
+
+
+def test_fast_containers_lose_no_output(api):
+    """Attach and wait come before the start: a container that ends at once is seen whole."""
+    for i in range(5):
+        r = api.docker("run", "--rm", "busybox", "echo", f"fast {i}")
+        assert r.out == f"fast {i}\n"
+    assert not list(api.rl.runtime.glob("**/pending/*"))  # every waiting socket went with its start
+
+
+def test_stdin_through_run_and_exec(api):
+    assert api.docker("run", "--rm", "-i", "busybox", "tr", "a-z", "A-Z", input="hello\n").out == "HELLO\n"
+    api.docker("run", "-d", "--name", "sleeper", "busybox", "sleep", "300")
+    assert api.docker("exec", "-i", "sleeper", "cat", input="piped\n").out == "piped\n"
+
+
+def test_detached_published_port_logs_exec_stop_rm(api):
+    r = api.docker("run", "-d", "--name", "web", "-p", "127.0.0.1::8080", "busybox", "sh", "-c",
+                   "echo serving; echo hello-from-web > /tmp/index.html; exec httpd -f -p 8080 -h /tmp")
+    cid = r.out.strip()
+    assert len(cid) == 64
+    port = api.docker("port", "web", "8080").out.strip().rsplit(":", 1)[1]
+
+    def fetch():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as resp:
+                return resp.read()
+        except OSError:
+            return None
+    assert wait_for(fetch, 30, "the published port") == b"hello-from-web\n"
+    ps = api.docker("ps", "--format", "{{.Names}} {{.Status}} {{.Ports}}").out
+    assert ps.startswith("web Up ") and f"127.0.0.1:{port}->8080/tcp" in ps
+    assert api.docker("logs", "web").out == "serving\n"
+    r = api.docker("exec", "web", "sh", "-c", "cat /tmp/index.html; echo oops >&2; exit 7", expect=7)
+    assert (r.out, r.err) == ("hello-from-web\n", "oops\n")
+    assert api.docker("exec", "web", "nonexistent-command", expect=None).code in (126, 127)
+    api.docker("stop", "-t", "1", "web")
+    assert api.docker("inspect", "-f", "{{.State.Status}}", "web").out.strip() == "exited"
+    api.docker("rm", "web")
+    assert api.docker("ps", "-aq").out == ""
+
+
+def test_one_engine_with_the_cli(api):
+    """A container made through the API is the one `rootless ps` shows, and the other way round."""
+    api.docker("create", "--name", "from-api", "--label", "made=api", "busybox", "true")
+    assert "from-api" in api.rl("ps", "-a", "--format", "{{.Names}}").out
+    api.rl("create", "--name", "from-cli", "--label", "made=cli", "busybox", "true")
+    names = api.docker("ps", "-a", "--filter", "label=made", "--format", "{{.Names}} {{.Label \"made\"}}").out
+    assert sorted(names.splitlines()) == ["from-api api", "from-cli cli"]
+    api.docker("start", "-a", "from-cli")
+    assert api.rl("inspect", "-f", "{{.State.Status}}", "from-cli").out.strip() == "exited"
+
+
+def test_volumes(api):
+    api.docker("volume", "create", "--label", "k=v", "data")
+    api.docker("run", "--rm", "-v", "data:/data", "busybox", "sh", "-c", "echo kept > /data/f")
+    assert api.docker("run", "--rm", "-v", "data:/data:ro", "busybox", "cat", "/data/f").out == "kept\n"
+    assert "data" in api.docker("volume", "ls", "-q").out.split()
+    assert json.loads(api.docker("volume", "inspect", "data").out)[0]["Labels"] == {"k": "v"}
+    assert "data" in api.rl("volume", "ls", "-q").out.split()  # the CLI's volume
+    api.docker("volume", "rm", "data")
+    api.docker("volume", "inspect", "data", expect=1)
+
+
+def test_bind_mount_and_cp(api, tmp_path):
+    host = tmp_path / "shared"
+    host.mkdir()
+    (host / "in.txt").write_text("from the host\n")
+    r = api.docker("run", "--rm", "-v", f"{host}:/mnt", "busybox", "sh", "-c", "cat /mnt/in.txt; echo back > /mnt/out.txt")
+    assert r.out == "from the host\n" and (host / "out.txt").read_text() == "back\n"
+    api.docker("run", "-d", "--name", "files", "busybox", "sleep", "300")
+    api.docker("cp", str(host / "in.txt"), "files:/tmp/copied.txt")
+    assert api.docker("exec", "files", "cat", "/tmp/copied.txt").out == "from the host\n"
+    api.docker("cp", "files:/etc/hostname", str(tmp_path / "hostname"))
+    assert (tmp_path / "hostname").read_text().strip() == api.docker("inspect", "-f", "{{.Config.Hostname}}", "files").out.strip()
+
+
+def test_errors_are_dockers(api):
+    r = api.docker("start", "no-such-container", expect=1)
+    assert "No such container" in r.err or "no such container" in r.err.lower()
+    assert api.request("GET", "/v1.41/containers/nope/json")[0] == 404
+    status, body = api.request("GET", "/v1.41/no/such/endpoint")
+    assert status == 404 and "GET /no/such/endpoint" in body["message"]
+    status, body = api.request("POST", "/v1.41/containers/x/pause")
+    assert status == 501 and "pause" in body["message"]
+    api.docker("create", "--name", "dup", "busybox", "true")
+    r = api.docker("create", "--name", "dup", "busybox", "true", expect=1)
+    assert "already in use" in r.err
+    r = api.docker("run", "--rm", "no-such-image-here", expect=125)
+    assert "no-such-image-here" in r.err
+    status, body = api.request("POST", "/containers/create", b"{not json", {"Content-Type": "application/json"})
+    assert status == 400 and "JSON" in body["message"]
+
+
+def test_wait_and_kill(api):
+    api.docker("run", "-d", "--name", "w", "busybox", "sleep", "300")
+    waiter = subprocess.Popen([DOCKER, "wait", "w"], env=api.docker_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    api.docker("kill", "w")
+    out, _ = waiter.communicate(timeout=60)
+    assert out.decode().strip() == "137"
+
+
+def test_socket_is_private_and_checks_the_peer(api):
+    st = os.stat(api.socket)
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.getuid()
+    assert stat.S_IMODE(os.stat(api.socket.parent).st_mode) == 0o700
+
+
+def test_another_users_connection_is_dropped(busybox):
+    """Even with the socket opened to all, another user's connection is dropped without a word
+    (SO_PEERCRED): a subordinate uid (uid 1000 of a user namespace of ours) tries."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+    top = Path(tempfile.mkdtemp(prefix="rl-peer-", dir="/tmp"))
+    svc = ApiService(busybox, socket_path=top / "docker.sock")
+    try:
+        os.chmod(top, 0o755)
+        os.chmod(svc.socket, 0o666)
+        script = "\n".join([
+            "import os, socket",
+            "os.setgid(1000); os.setuid(1000)",
+            "s = socket.socket(socket.AF_UNIX)",
+            f"s.connect({str(svc.socket)!r})",
+            "try:",
+            "    s.sendall(b'GET /_ping HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')",
+            "    print(repr(s.recv(100)))",
+            "except (BrokenPipeError, ConnectionResetError):",
+            "    print('reset')"])
+        r = busybox("unshare", "python3", "-c", script)
+        assert r.out.strip() in ("b''", "reset")  # closed unanswered (a reset when our request was unread)
+        assert svc.request("GET", "/_ping")[0] == 200  # the owner still is served
+    finally:
+        svc.stop()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_idle_timeout_ends_the_service(busybox, tmp_path):
+    svc = ApiService(busybox, "--time", "1", socket_path=tmp_path / "s" / "docker.sock")
+    try:
+        svc.proc.wait(30)
+    finally:
+        svc.stop()
+    assert svc.proc.returncode == 0
+    assert not svc.socket.exists()
+
+
+def test_refuses_tcp_beyond_loopback(busybox):
+    r = busybox("system", "service", "tcp://0.0.0.0:2375", expect=125)
+    assert "refusing to listen" in r.err
+
+
+def test_a_second_service_on_the_same_socket_is_refused(api):
+    r = api.rl("system", "service", f"unix://{api.socket}", expect=125)
+    assert "in use" in r.err
+
+
+def test_hijacked_attach_to_a_running_container(api):
+    """The raw attach protocol: the multiplexed stream's frames, input, and its end."""
+    api.docker("run", "-d", "-i", "--name", "cat", "busybox", "cat")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(api.socket))
+    s.sendall(b"POST /v1.41/containers/cat/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n"
+              b"Host: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101")
+    s.sendall(b"echoed\n")
+    s.shutdown(socket.SHUT_WR)  # end of input: cat exits
+    data = b""
+    s.settimeout(30)
+    while chunk := s.recv(65536):
+        data += chunk
+    assert data == b"\x01\x00\x00\x00\x00\x00\x00\x07echoed\n"
+    deadline = time.monotonic() + 30
+    while api.docker("inspect", "-f", "{{.State.Status}}", "cat").out.strip() != "exited":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_events_stream(api):
+    """``GET /events``: a container's create, start, die and destroy, as Docker sends them."""
+    since = str(int(time.time()) - 1)
+    api.docker("run", "--rm", "--name", "ev", "busybox", "sh", "-c", "exit 2", expect=2)
+    until = str(int(time.time()) + 1)
+    status, body = api.request("GET", f"/v1.41/events?since={since}&until={until}&filters="
+                                      + urllib.request.quote(json.dumps({"container": ["ev"]})))
+    assert status == 200
+    events = [json.loads(line) for line in body.splitlines() if line.strip()]
+    actions = [e["Action"] for e in events if e["Type"] == "container"]
+    assert actions[:2] == ["create", "start"] and actions[-2:] == ["die", "destroy"], actions
+    die = next(e for e in events if e["Action"] == "die")
+    assert die["Actor"]["Attributes"]["exitCode"] == "2" and die["Actor"]["Attributes"]["name"] == "ev"
+    docker_events = api.docker("events", "--since", since, "--until", until, "--filter", "container=ev",
+                               "--format", "{{.Action}}").out.split()
+    assert docker_events == actions
+
+
+def test_socket_activation(busybox, tmp_path):
+    """systemd's socket activation (LISTEN_FDS): the service takes the socket it is given."""
+    import shutil
+    activate = shutil.which("systemd-socket-activate")
+    if not activate:
+        pytest.skip("systemd-socket-activate is missing (the systemd package has it)")
+    sock = tmp_path / "act" / "docker.sock"
+    sock.parent.mkdir(mode=0o700)
+    from tests.conftest import rootless_argv
+    proc = subprocess.Popen([activate, "-l", str(sock), *rootless_argv(), "system", "service", "--time", "0"],
+                            env=busybox.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_for(sock.exists, 30, "the activation socket")
+        from tests.apiservice import UnixHTTPConnection
+        conn = UnixHTTPConnection(str(sock))
+        conn.request("GET", "/_ping")
+        assert conn.getresponse().read() == b"OK"
+        conn.close()
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert "Traceback" not in out, out
+
+
+COMPOSE_PROJECT = """\
+version: "3"
+services:
+  web:
+    image: busybox
+    init: true
+    command: sh -c "echo hello-from-web > /tmp/index.html && echo web-ready && exec httpd -f -p 8080 -h /tmp"
+    expose: ["8080"]
+  client:
+    image: busybox
+    depends_on: [web]
+    command: sh -c "for i in $$(seq 1 150); do wget -qO- http://web:8080/index.html && exit 0; sleep 0.1; done; exit 1"
+"""
+
+
+def test_compose_two_services_reach_each_other_by_name(api, tmp_path):
+    """Docker Compose (Debian's docker-compose) brings a project up on its own network, one service
+    reaches the other by its service name, then `down` removes the containers and the network."""
+    import shutil
+    compose = shutil.which("docker-compose")
+    if not compose:
+        from tests.e2e.conftest import _need
+        _need("docker-compose", "not installed (apt-get install --no-install-recommends docker-compose)")
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "docker-compose.yml").write_text(COMPOSE_PROJECT)
+
+    def run(*args, expect=0):
+        cp = subprocess.run([compose, "--no-ansi", *args], cwd=project, env=api.docker_env, capture_output=True,
+                            text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert cp.returncode == expect, f"{args}: {cp.returncode}\n{cp.stdout}\n{cp.stderr}\n{api.service_log()[-2000:]}"
+        return cp
+    up = run("up", "--abort-on-container-exit", "--exit-code-from", "client")
+    assert "hello-from-web" in up.stdout and "web-ready" in up.stdout
+    assert "proj_default" in api.rl("network", "ls", "--format", "{{.Name}}").out.split()
+    names = api.docker("ps", "-a", "--filter", "label=com.docker.compose.project=proj", "--format", "{{.Names}}").out
+    assert sorted(names.split()) == ["proj_client_1", "proj_web_1"]
+    run("up", "-d", "web")
+    assert run("exec", "-T", "web", "cat", "/tmp/index.html").stdout == "hello-from-web\n"
+    run("down")
+    assert api.docker("ps", "-aq", "--filter", "label=com.docker.compose.project=proj").out == ""
+    assert "proj_default" not in api.rl("network", "ls", "--format", "{{.Name}}").out.split()
+
+
+def test_testcontainers_generic_container(api, monkeypatch):
+    """Testcontainers (from PyPI) starts a container, waits for its log line, reads its published
+    port and talks to it, then removes it."""
+    tc = pytest.importorskip("testcontainers.core.container")
+    from testcontainers.core.config import ConnectionMode
+    from testcontainers.core.config import testcontainers_config as config
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{api.socket}")
+    # Ryuk (its reaper container) comes from Docker Hub, out of reach here. The connection mode is
+    # said outright: this test machine is itself a container (/.dockerenv), which would make
+    # Testcontainers assume Docker-in-Docker and dial the containers' gateway.
+    monkeypatch.setattr(config, "ryuk_disabled", True)
+    monkeypatch.setattr(config, "connection_mode_override", ConnectionMode.docker_host)
+    with tc.DockerContainer("busybox").with_command(
+            ["sh", "-c", "echo tc-page > /tmp/p.html; echo ready; exec httpd -f -p 8080 -h /tmp"]
+    ).with_exposed_ports(8080).waiting_for(LogMessageWaitStrategy("ready")) as c:
+        host, port = c.get_container_host_ip(), c.get_exposed_port(8080)
+        assert host == "localhost"
+        fetched = wait_for(lambda: _get(f"http://{host}:{port}/p.html"), 30, "the published port")
+        assert fetched == b"tc-page\n"
+        cid = c.get_wrapped_container().id
+        assert cid in api.rl("ps", "-q", "--no-trunc").out
+    assert api.rl("ps", "-aq").out == ""
+
+
+def _get(url: str) -> bytes | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.read()
+    except OSError:
+        return None
+
+
+def test_idle_time_counts_from_the_end_of_the_last_connection(busybox, tmp_path):
+    """A connection longer than --time (a long build or pull) does not end the service when it
+    closes: idle time starts there."""
+    svc = ApiService(busybox, "--time", "2", socket_path=tmp_path / "s" / "docker.sock")
+    try:
+        until = int(time.time()) + 3
+        status, _ = svc.request("GET", f"/events?until={until}")  # held open for ~3 s
+        assert status == 200
+        assert svc.request("GET", "/_ping") == (200, b"OK")
+    finally:
+        svc.stop()

@@ -1,0 +1,334 @@
+"""The image endpoints of `rootless system service`, driven by Debian's docker CLI (client only)
+and raw HTTP: images, inspect, history, tag, rmi, save and load, pull and push with a real
+registry on 127.0.0.1, the classic builder's build (and its errors), prune."""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import quote
+
+import pytest
+
+from tests.apiservice import DOCKER, ApiService, UnixHTTPConnection
+from tests.registryd import Registry
+
+pytestmark = pytest.mark.userns
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory):
+    r = Registry(tmp_path_factory.mktemp("auth-registry"), users={"alice": "s3cret"})
+    yield r
+    r.stop()
+
+
+def _service(rl, *insecure: str):
+    """The service of ``rl``'s store (``--time 0``: a long pull or build is no idle time), which
+    takes the registries ``insecure`` (plain HTTP) as `rootless pull` needs: declared in the
+    configuration, read when the service starts."""
+    import os
+    if not os.access(DOCKER, os.X_OK):
+        pytest.skip(f"{DOCKER} is missing (apt-get install docker.io)")
+    rl.configure(insecure=insecure)
+    return ApiService(rl, "--time", "0")
+
+
+@pytest.fixture
+def api_reg(busybox, registry):
+    service = _service(busybox, registry.host)
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def api_auth(busybox, auth_registry):
+    service = _service(busybox, auth_registry.host)
+    yield service
+    service.stop()
+
+
+def stream(api: ApiService, method: str, path: str, body: bytes | None = None,
+           headers: dict | None = None) -> tuple[int, list[dict]]:
+    """(status, the JSON messages) of a streamed answer."""
+    conn = UnixHTTPConnection(str(api.socket), timeout=120)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        raw = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 200:
+        return resp.status, [json.loads(raw)]
+    return resp.status, [json.loads(line) for line in raw.splitlines() if line.strip()]
+
+
+def image_id(api: ApiService, ref: str) -> str:
+    return api.rl("inspect", "-f", "{{.Id}}", ref).out.strip()
+
+
+def test_images_inspect_history_tag_rmi(api):
+    local = image_id(api, "busybox")
+    r = api.docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
+    assert r.out == f"busybox:latest {local[7:19]}\n"
+    status, listed = api.request("GET", "/images/json")
+    assert status == 200 and len(listed) == 1
+    entry = listed[0]
+    assert entry["Id"] == local and entry["RepoTags"] == ["busybox:latest"]
+    assert isinstance(entry["Created"], int) and entry["Created"] > 0
+    assert entry["Size"] > 0 and entry["SharedSize"] == -1 and entry["Containers"] == -1
+
+    found = json.loads(api.docker("inspect", "busybox").out)[0]
+    assert found["Id"] == local and found["RepoTags"] == ["busybox:latest"]
+    assert found["RootFS"]["Type"] == "layers" and found["Os"] == "linux"
+    assert api.docker("image", "inspect", "-f", "{{.Config.Cmd}}", "busybox").out.strip() == \
+        api.rl("inspect", "-f", "{{.Config.Cmd}}", "busybox").out.strip()
+    status, body = api.request("GET", "/images/no-such-image/json")
+    assert status == 404 and "no-such-image" in body["message"]
+
+    r = api.docker("history", "--no-trunc", "--format", "{{.ID}}|{{.CreatedBy}}", "busybox")
+    rows = r.out.splitlines()
+    assert rows[0].startswith(local + "|")
+    assert len(rows) == len(api.rl("history", "-q", "busybox").out.splitlines())
+    status, hist = api.request("GET", "/images/busybox/history")
+    assert status == 200 and hist[0]["Tags"] == ["busybox:latest"] and isinstance(hist[0]["Created"], int)
+
+    api.docker("tag", "busybox", "mine/copy:1")
+    assert image_id(api, "mine/copy:1") == local  # the CLI's store sees the API's tag
+    r = api.docker("images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference=mine/*")
+    assert r.out == "mine/copy:1\n"
+    status, listed = api.request("GET", "/images/json")
+    assert sorted(listed[0]["RepoTags"]) == ["busybox:latest", "mine/copy:1"]
+    assert api.docker("rmi", "mine/copy:1").out == "Untagged: mine/copy:1\n"
+    api.docker("run", "--name", "user", "busybox", "true")
+    r = api.docker("rmi", "busybox", expect=1)
+    assert "is used by container" in r.err  # 409 from the service
+    api.docker("rm", "user")
+    r = api.docker("rmi", "busybox")
+    assert r.out.splitlines() == ["Untagged: busybox:latest", f"Deleted: {local}"]
+    assert api.docker("images", "-q").out == ""
+    r = api.docker("rmi", "busybox", expect=1)
+    assert "busybox" in r.err
+
+
+def test_save_load_round_trip(api, tmp_path):
+    local = image_id(api, "busybox")
+    api.docker("tag", "busybox", "second:2")
+    archive = tmp_path / "saved.tar"
+    api.docker("save", "-o", str(archive), "busybox", "second:2")
+    api.docker("rmi", "busybox", "second:2")
+    assert api.rl("images", "-q").out == ""
+    r = api.docker("load", input=archive.read_bytes())  # from stdin: a chunked body
+    assert sorted(r.out.splitlines()) == ["Loaded image: busybox:latest", "Loaded image: second:2"]
+    assert image_id(api, "busybox") == local and image_id(api, "second:2") == local
+    assert api.docker("run", "--rm", "second:2", "echo", "loaded").out == "loaded\n"
+    # GET /images/{name}/get: the same archive through the other path; a missing image is a 404
+    conn = UnixHTTPConnection(str(api.socket))
+    try:
+        conn.request("GET", "/images/busybox/get")
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 200 and resp.getheader("Content-Type") == "application/x-tar"
+    import io
+    import tarfile
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+    assert manifest[0]["RepoTags"] == ["busybox:latest"]
+    assert api.request("GET", "/images/get?names=nothing-here")[0] == 404
+    r = api.docker("load", input=b"not an archive at all" * 100, expect=1)
+    assert "docker-archive" in r.err or "archive" in r.err
+    assert api.rl.leftovers() == [] and not any((api.rl.root / "tmp").glob("api-*"))
+
+
+def test_push_pull_through_the_registry(api_reg, registry):
+    api = api_reg
+    ref = f"{registry.host}/api/busybox:v1"
+    local = image_id(api, "busybox")
+    api.docker("tag", "busybox", ref)
+    r = api.docker("push", ref)
+    m = re.search(r"^v1: digest: (sha256:[0-9a-f]{64}) size: (\d+)$", r.out, re.M)
+    assert m, r.out
+    digest = m.group(1)
+    lines = r.out.splitlines()
+    assert lines[0] == f"The push refers to repository [{registry.host}/api/busybox]", r.out
+    assert re.fullmatch(r"[0-9a-f]{12}: Preparing", lines[1]) and "Pushed" in r.out
+    api.docker("rmi", "busybox", ref)
+    assert api.docker("images", "-q").out == ""
+
+    r = api.docker("pull", ref)
+    assert f"Digest: {digest}" in r.out and f"Status: Downloaded newer image for {ref}" in r.out
+    assert "Pull complete" in r.out
+    assert image_id(api, ref) == local
+    assert json.loads(api.docker("inspect", "-f", "{{json .RepoDigests}}", ref).out) == \
+        [f"{registry.host}/api/busybox@{digest}"]
+    assert api.docker("run", "--rm", ref, "echo", "pulled").out == "pulled\n"
+
+    # Docker's JSON messages, as other clients read them
+    api.docker("rmi", ref)
+    status, msgs = stream(api, "POST", f"/images/create?fromImage={registry.host}/api/busybox&tag=v1")
+    assert status == 200
+    assert msgs[0] == {"status": "Pulling from api/busybox", "id": "v1"}  # the path, as Docker's
+    layers = [m for m in msgs if m.get("id") and re.fullmatch(r"[0-9a-f]{12}", m["id"])]
+    first = {}
+    for m in layers:
+        first.setdefault(m["id"], m["status"])
+    assert first and all(s == "Pulling fs layer" for s in first.values())
+    assert {m["id"] for m in layers if m["status"] == "Pull complete"} == set(first)
+    assert {"status": f"Digest: {digest}"} in msgs
+    assert msgs[-1] == {"status": f"Status: Downloaded newer image for {ref}"}
+
+    status, msgs = stream(api, "POST", f"/images/{registry.host}/api/busybox/push?tag=v1")
+    assert status == 200 and msgs[-1]["aux"]["Digest"] == digest and msgs[-1]["aux"]["Tag"] == "v1"
+    assert any(m.get("status") == "Layer already exists" for m in msgs)
+
+    r = api.docker("pull", f"{registry.host}/api/nothing:here", expect=1)
+    assert f"{registry.host}/api/nothing:here" in r.err
+    status, msgs = stream(api, "POST", f"/images/create?fromImage={registry.host}/api/nothing&tag=here")
+    assert status == 200 and "errorDetail" in msgs[-1] and msgs[-1]["error"] == msgs[-1]["errorDetail"]["message"]
+    r = api.docker("push", f"{registry.host}/api/absent:1", expect=1)
+    assert "does not exist" in r.err or "absent" in r.err
+    assert "Traceback" not in api.service_log()
+
+
+def test_registry_credentials_come_from_the_client(api_auth, auth_registry):
+    """The docker CLI sends its stored credentials (X-Registry-Auth): they are used, not saved."""
+    api = api_auth
+    import base64
+    ref = f"{auth_registry.host}/alice/busybox:1"
+    api.docker("tag", "busybox", ref)
+    r = api.docker("push", ref, expect=1)
+    assert "authentication required" in r.err
+    docker_config = api.home / ".docker"
+    docker_config.mkdir(exist_ok=True)
+    (docker_config / "config.json").write_text(json.dumps(
+        {"auths": {auth_registry.host: {"auth": base64.b64encode(b"alice:s3cret").decode()}}}))
+    api.docker("push", ref)
+    api.docker("rmi", ref)
+    r = api.docker("pull", ref)
+    assert f"Status: Downloaded newer image for {ref}" in r.out
+    assert not (api.rl.base / "auth.json").exists()  # nothing stored on the service's side
+    (docker_config / "config.json").write_text(json.dumps(
+        {"auths": {auth_registry.host: {"auth": base64.b64encode(b"alice:wrong").decode()}}}))
+    api.docker("rmi", ref)
+    r = api.docker("pull", ref, expect=1)
+    assert "authentication required" in r.err or "unauthorized" in r.err.lower()
+
+
+DOCKERFILE = """\
+FROM busybox
+RUN echo built > /built.txt && echo run-output-here
+COPY hello.txt /hello.txt
+CMD ["cat", "/built.txt", "/hello.txt"]
+"""
+
+
+def test_build_with_the_classic_builder(api, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    (ctx / "hello.txt").write_text("hello from the context\n")
+    (ctx / "ro").mkdir()
+    (ctx / "ro" / "f").write_text("kept read-only\n")
+    (ctx / "ro").chmod(0o555)  # the service's copy of the context is removed all the same
+    r = api.docker("build", "-t", "x", str(ctx), timeout=300)
+    out = r.out
+    steps = [out.index(f"Step {i}/4 : ") for i in range(1, 5)]
+    assert steps == sorted(steps), out
+    assert "Step 1/4 : FROM busybox" in out
+    # what the RUN step printed, in its place between the steps
+    assert steps[1] < out.index("run-output-here") < steps[2], out
+    m = re.search(r"^Successfully built ([0-9a-f]{12})$", out, re.M)
+    assert m, out
+    assert out.rstrip().endswith("Successfully tagged x:latest")
+    assert image_id(api, "x")[7:19] == m.group(1)
+    assert api.docker("run", "--rm", "x").out == "built\nhello from the context\n"
+
+    # again: every step from the cache, the same image; -q gives the id alone
+    r = api.docker("build", "-q", "-t", "x:again", str(ctx), timeout=300)
+    assert r.out.strip() == image_id(api, "x")
+    # -f elsewhere, build args and labels
+    other = tmp_path / "other.Dockerfile"
+    other.write_text("FROM busybox\nARG WHO=nobody\nLABEL who=$WHO\nRUN echo \"hi $WHO\" > /who\nCMD [\"cat\", \"/who\"]\n")
+    api.docker("build", "-f", str(other), "--build-arg", "WHO=api", "--label", "extra=1", "-t", "y:1", str(ctx),
+               timeout=300)
+    assert api.docker("run", "--rm", "y:1").out == "hi api\n"
+    labels = json.loads(api.docker("inspect", "-f", "{{json .Config.Labels}}", "y:1").out)
+    assert labels == {"who": "api", "extra": "1"}
+    assert not any((api.rl.root / "tmp").glob("api-*"))
+
+
+def test_broken_builds_say_why(api, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nFROBNICATE everything\n")
+    r = api.docker("build", "-t", "broken", str(ctx), expect=1)
+    assert "FROBNICATE" in r.err or "frobnicate" in r.err.lower(), r.err
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo about-to-fail && exit 3\n")
+    r = api.docker("build", "-t", "broken", str(ctx), expect=1)
+    assert "non-zero code: 3" in r.err, r.err
+    assert "about-to-fail" in r.out
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY missing.txt /\n")
+    r = api.docker("build", str(ctx), expect=1)
+    assert "missing.txt" in r.err, r.err
+    assert api.docker("images", "-q", "--filter", "reference=broken").out == ""
+    assert "Traceback" not in api.service_log()
+
+
+def test_build_of_a_dockerfile_alone_and_prunes(api):
+    r = api.docker("build", "-t", "solo", "-", input="FROM busybox\nCMD [\"echo\", \"solo\"]\n", timeout=300)
+    assert "Successfully tagged solo:latest" in r.out
+    assert api.docker("run", "--rm", "solo").out == "solo\n"
+    status, body = api.request("POST", "/build/prune")
+    assert status == 200 and body["CachesDeleted"] == [] and body["SpaceReclaimed"] >= 0
+    api.docker("tag", "solo", "doomed:1")
+    api.docker("rmi", "solo")
+    status, body = api.request("POST", "/images/prune?filters=" + quote(json.dumps({"dangling": ["false"]})))
+    assert status == 200
+    deleted = body["ImagesDeleted"] or []
+    assert {"Untagged": "doomed:1"} in deleted and body["SpaceReclaimed"] > 0
+    status, body = api.request("POST", "/images/prune?filters=" + quote(json.dumps({"until": ["1h"]})))
+    assert status == 400 and "until" in body["message"]
+    assert "Total reclaimed space" in api.docker("builder", "prune", "-f").out
+    assert "Total reclaimed space: 0B" in api.docker("image", "prune", "-f").out
+
+
+def _tar(files: dict[str, tuple[bytes, int, int]], gz: bool = False) -> bytes:
+    """A context tar (name -> (content, mode, uid)), as clients other than the docker CLI make them."""
+    import gzip
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, (data, mode, uid) in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid, info.gid = len(data), mode, uid, uid
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(buf.getvalue()) if gz else buf.getvalue()
+
+
+def test_build_over_raw_http(api):
+    """A gzip context whose files belong to another uid (docker-py sends the real owners), and
+    Docker's JSON messages: the steps, aux with the id, then the closing lines; a failure last."""
+    body = _tar({"Dockerfile": (b"FROM busybox\nCOPY secret.txt /\nRUN cat /secret.txt\n", 0o644, 1000),
+                 "secret.txt": (b"private\n", 0o600, 1000)}, gz=True)
+    status, msgs = stream(api, "POST", "/build?t=raw:1&t=raw:2&labels=" + quote(json.dumps({"via": "raw"})),
+                          body, {"Content-Type": "application/x-tar"})
+    assert status == 200, msgs
+    text = "".join(m.get("stream", "") for m in msgs)
+    assert "Step 1/3 : FROM busybox\n" in text and "private\n" in text, msgs
+    aux = [m["aux"]["ID"] for m in msgs if "aux" in m]
+    assert aux == [image_id(api, "raw:1")]
+    assert [m.get("stream") for m in msgs[-3:]] == [f"Successfully built {aux[0][7:19]}\n",
+                                                   "Successfully tagged raw:1\n", "Successfully tagged raw:2\n"]
+    assert api.docker("run", "--rm", "raw:2", "stat", "-c", "%u %a", "/secret.txt").out == "0 600\n"
+    assert api.docker("inspect", "-f", "{{.Config.Labels.via}}", "raw:1").out == "raw\n"
+
+    body = _tar({"Dockerfile": (b"FROM busybox\nRUN echo before-failing; exit 3\n", 0o644, 0)})
+    status, msgs = stream(api, "POST", "/build?t=never", body, {"Content-Type": "application/x-tar"})
+    assert status == 200 and "errorDetail" in msgs[-1], msgs
+    assert "non-zero code: 3" in msgs[-1]["error"] and msgs[-1]["errorDetail"]["message"] == msgs[-1]["error"]
+    assert any("before-failing" in m.get("stream", "") for m in msgs)
+    status, body = api.request("POST", "/build?buildargs=notjson", b"FROM busybox\n")
+    assert status == 400 and "buildargs" in body["message"]
