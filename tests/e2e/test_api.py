@@ -347,3 +347,26 @@ def test_idle_time_counts_from_the_end_of_the_last_connection(busybox, tmp_path)
         assert svc.request("GET", "/_ping") == (200, b"OK")
     finally:
         svc.stop()
+
+
+def test_top_rename_restart_stats_export_prune(api, tmp_path):
+    api.docker("run", "-d", "--name", "busy", "busybox", "sh", "-c", "echo started; exec sleep 300")
+    top = api.docker("top", "busy").out
+    assert "PID" in top.splitlines()[0] and "sleep 300" in top
+    api.docker("rename", "busy", "renamed")
+    assert api.rl("ps", "--format", "{{.Names}}").out.split() == ["renamed"]
+    api.docker("restart", "-t", "0", "renamed")
+    assert api.docker("logs", "renamed").out == "started\nstarted\n"  # one log across both runs
+    stats = api.docker("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "renamed").out.split()
+    assert stats[0] == "renamed" and int(stats[1]) >= 1
+    api.docker("export", "-o", str(tmp_path / "fs.tar"), "renamed")
+    import tarfile
+    with tarfile.open(tmp_path / "fs.tar") as t:
+        assert "bin/busybox" in t.getnames() or "./bin/busybox" in t.getnames()
+    r = api.docker("pause", "renamed", expect=1)
+    assert "pause" in r.err and "not" in r.err
+    api.docker("stop", "-t", "0", "renamed")
+    api.docker("create", "--name", "idle", "busybox", "true")
+    pruned = api.docker("container", "prune", "-f").out
+    assert "Total reclaimed space" in pruned
+    assert api.docker("ps", "-aq").out == ""
