@@ -16,6 +16,7 @@ import socket
 import struct
 import time
 
+from rootless.api import http
 from rootless.base.errors import Conflict, ContainerNotFound, UsageError
 from rootless.engine import containers as uc
 from rootless.engine import dockerview
@@ -25,10 +26,55 @@ RAW_STREAM = "application/vnd.docker.raw-stream"
 
 
 # ---- config -> run options ------------------------------------------------------------------
+# The JSON types of the fields read here (as Docker's decoder, a value of another type is refused):
+# "strs" a list of strings, "dicts" a list of objects, "map" an object of strings, "ints" a number.
+_CONFIG = {"Image": str, "Cmd": "cmd", "Entrypoint": "cmd", "Env": "strs", "WorkingDir": str, "User": str,
+           "Hostname": str, "Tty": bool, "OpenStdin": bool, "Labels": "map", "ExposedPorts": dict,
+           "Volumes": dict, "MacAddress": str, "HostConfig": dict, "NetworkingConfig": dict}
+_HOST = {"PortBindings": dict, "Mounts": "dicts", "Binds": "strs", "NetworkMode": str, "LogConfig": dict,
+         "SecurityOpt": "strs", "Devices": "dicts", "RestartPolicy": dict, "Links": "strs", "ExtraHosts": "strs",
+         "Dns": "strs", "DnsSearch": "strs", "DnsOptions": "strs", "Tmpfs": "map", "VolumesFrom": "strs",
+         "CapAdd": "strs", "CapDrop": "strs", "UsernsMode": str, "Init": bool, "AutoRemove": bool,
+         "PublishAllPorts": bool, "ReadonlyRootfs": bool, "Privileged": bool, "Memory": int,
+         "MemoryReservation": int, "MemorySwap": int, "NanoCpus": int, "CpuShares": int, "CpusetCpus": str,
+         "PidsLimit": int, "BlkioWeight": int, "BlkioDeviceReadBps": "dicts", "BlkioDeviceWriteBps": "dicts"}
+
+
+_NESTED = {  # HostConfig's lists of objects, and objects, field by field
+    "Mounts": {"Type": str, "Source": str, "Target": str, "ReadOnly": bool, "TmpfsOptions": dict},
+    "Devices": {"PathOnHost": str, "PathInContainer": str, "CgroupPermissions": str},
+    "BlkioDeviceReadBps": {"Path": str, "Rate": int}, "BlkioDeviceWriteBps": {"Path": str, "Rate": int},
+    "LogConfig": {"Type": str, "Config": "map"}, "RestartPolicy": {"Name": str},
+}
+
+
+def _check_types(body: dict) -> None:
+    http.check_types(body, _CONFIG)
+    hc = body.get("HostConfig") or {}
+    http.check_types(hc, _HOST, "HostConfig.")
+    for key, shapes in _NESTED.items():
+        value = hc.get(key) or []
+        for item in value if isinstance(value, list) else [value]:
+            http.check_types(item, shapes, f"HostConfig.{key}.")
+    for m in hc.get("Mounts") or []:
+        http.check_types(m.get("TmpfsOptions") or {}, {"SizeBytes": int, "Mode": int}, "HostConfig.Mounts.TmpfsOptions.")
+    for d in hc.get("Devices") or []:
+        if not d.get("PathOnHost"):
+            raise UsageError("invalid JSON: HostConfig.Devices needs PathOnHost")
+    for bindings in (hc.get("PortBindings") or {}).values():
+        if bindings is not None and not isinstance(bindings, list):
+            raise UsageError("invalid JSON: HostConfig.PortBindings must map ports to lists of {HostIp, HostPort}")
+        for b in bindings or ():
+            if not isinstance(b, dict):
+                raise UsageError("invalid JSON: HostConfig.PortBindings must map ports to lists of {HostIp, HostPort}")
+            http.check_types(b, {"HostIp": str, "HostPort": str}, "HostConfig.PortBindings.")
+
+
 def to_run_options(body: dict, name: str | None, platform: str | None = None):
     """Docker's ``ContainerConfig`` + ``HostConfig`` as the CLI's RunOptions (the same parsers then
     read every value)."""
     from rootless.runtime.spec import RunOptions
+    _check_types(body)
     hc = body.get("HostConfig") or {}
     image = body.get("Image") or ""
     if not image:

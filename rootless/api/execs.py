@@ -11,6 +11,7 @@ import os
 import select
 import socket
 
+from rootless.api import http
 from rootless.api.containers import RAW_STREAM, STDERR, STDOUT, frame
 from rootless.base import atomic
 from rootless.base.errors import Conflict, RootlessError, UsageError
@@ -47,6 +48,9 @@ def _save(ctx, rec: dict) -> None:
 
 def create(ctx, req, id):
     body = req.json()
+    http.check_types(body, {"Cmd": "cmd", "Env": "strs", "User": str, "WorkingDir": str, "Tty": bool,
+                            "AttachStdin": bool, "AttachStdout": bool, "AttachStderr": bool,
+                            "DetachKeys": str, "Privileged": bool})
     rec = uc.lookup(ctx, id)
     if not uc.is_running(rec):
         raise Conflict(f"Container {rec['id']} is not running")
@@ -95,6 +99,7 @@ def resize(ctx, req, id):
 def start(ctx, req, id):
     ex = _load(ctx, id)
     body = req.json()
+    http.check_types(body, {"Detach": bool, "Tty": bool})
     rec = uc.lookup(ctx, ex["ContainerID"])
     if not uc.is_running(rec):
         raise Conflict(f"Container {rec['id']} is not running")

@@ -293,5 +293,27 @@ class Stream:
             self.sock.sendall(b"0\r\n\r\n")
 
 
+def _fits(value, shape) -> bool:
+    if shape in ("strs", "dicts"):
+        return isinstance(value, list) and all(isinstance(x, str if shape == "strs" else dict) for x in value)
+    if shape == "map":
+        return isinstance(value, dict) and all(isinstance(x, str) for x in value.values())
+    if shape == "cmd":
+        return isinstance(value, str) or _fits(value, "strs")
+    if shape is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, shape)
+
+
+def check_types(obj: dict, shapes: dict, where: str = "") -> None:
+    """Refuse (400) a field of ``obj`` whose JSON type is not its shape's, as Docker's decoder
+    does: a type, or "strs"/"dicts" (lists of them), "map" (an object of strings), "cmd"
+    (a string or strings); ``int`` excludes booleans."""
+    for key, shape in shapes.items():
+        value = obj.get(key)
+        if value is not None and not _fits(value, shape):
+            raise BadRequest(f"invalid JSON: {where}{key} has the wrong type ({type(value).__name__})")
+
+
 def error_body(message: str) -> bytes:
     return json.dumps({"message": message}).encode() + b"\n"

@@ -3,6 +3,7 @@ reach each other by name through links; ``bridge``, ``host`` and ``none`` predef
 
 from __future__ import annotations
 
+from rootless.api import http
 from rootless.engine import containers as containers_uc
 from rootless.engine import networks as uc
 
@@ -12,10 +13,10 @@ def list_(ctx, req):
 
 
 def create(ctx, req):
-    body = req.json()
+    body = req.json()  # CheckDuplicate is moot: names are unique here whatever the client asks
+    http.check_types(body, {"Name": str, "Driver": str, "Labels": "map", "Options": "map", "Internal": bool,
+                            "Attachable": bool, "EnableIPv6": bool, "IPAM": dict})
     name = body.get("Name") or ""
-    if body.get("CheckDuplicate") is False:
-        pass  # names are unique here whatever the client asks
     ipam = body.get("IPAM") or {}
     nid = uc.create(ctx, name, body.get("Driver") or "bridge", dict(body.get("Labels") or {}),
                     bool(body.get("Internal")), bool(body.get("Attachable")), dict(body.get("Options") or {}),
@@ -38,6 +39,7 @@ def prune(ctx, req):
 
 def connect(ctx, req, id):
     body = req.json()
+    http.check_types(body, {"Container": str, "EndpointConfig": dict})
     aliases = tuple((body.get("EndpointConfig") or {}).get("Aliases") or ())
     container = body.get("Container") or ""
     rec = containers_uc.lookup(ctx, container)
@@ -49,5 +51,6 @@ def connect(ctx, req, id):
 
 def disconnect(ctx, req, id):
     body = req.json()
+    http.check_types(body, {"Container": str, "Force": bool})
     uc.disconnect(ctx, id, body.get("Container") or "", bool(body.get("Force")))
     return 200, None

@@ -95,8 +95,9 @@ def _os_name() -> str:
 def events(ctx, req):
     from rootless.engine import events as events_uc
     since, until = req.arg("since"), req.arg("until")
+    events = events_uc.stream(ctx, since or None, until or None, req.filters())  # bad input: a 400, before the stream
     stream = req.conn.start_stream(200, "application/json")
-    for event in events_uc.stream(ctx, since or None, until or None, req.filters()):
+    for event in events:
         stream.write_json(event)
     stream.end()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rootless.api import http
 from rootless.base.errors import UsageError
 from rootless.engine import volumes as uc
 
@@ -12,6 +13,7 @@ def list_(ctx, req):
 
 def create(ctx, req):
     body = req.json()
+    http.check_types(body, {"Name": str, "Driver": str, "DriverOpts": dict, "Labels": "map"})
     driver = body.get("Driver") or "local"
     if driver != "local":
         raise UsageError(f"volume driver {driver!r} is not supported", "volumes are local directories")

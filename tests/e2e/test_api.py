@@ -370,3 +370,40 @@ def test_top_rename_restart_stats_export_prune(api, tmp_path):
     pruned = api.docker("container", "prune", "-f").out
     assert "Total reclaimed space" in pruned
     assert api.docker("ps", "-aq").out == ""
+
+
+BAD_BODIES = [
+    ("/containers/create", {"Image": 5}),
+    ("/containers/create", {"Image": "busybox", "HostConfig": {"PortBindings": {"80/tcp": "x"}}}),
+    ("/containers/create", {"Image": "busybox", "Env": "A=1"}),
+    ("/containers/create", {"Image": "busybox", "HostConfig": {"Memory": "lots"}}),
+    ("/containers/create", {"Image": "busybox", "HostConfig": {"Mounts": [{"Type": "bind"}]}}),
+    ("/containers/create", {"Image": "busybox", "HostConfig": "x"}),
+    ("/containers/create", {"Image": "busybox", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": 80}]}}}),
+    ("/containers/create", {"Image": "busybox", "HostConfig": {"Mounts": [{"Type": "tmpfs", "Target": "/t",
+                                                                          "TmpfsOptions": {"Mode": "755"}}]}}),
+    ("/containers/create", {"Image": "busybox", "HostConfig": {"Devices": [{"PathInContainer": "/dev/x"}]}}),
+    ("/containers/create", {"Image": "busybox", "HostConfig": {"LogConfig": {"Type": 1}}}),
+    ("/containers/create?name=../../x", {"Image": "busybox"}),
+    ("/containers/sleeper/exec", {"Cmd": 5}),
+    ("/containers/sleeper/exec", {"Cmd": ["true"], "Env": "A=1"}),
+    ("/volumes/create", {"Name": 5}),
+    ("/volumes/create", {"Labels": "x"}),
+    ("/networks/create", {"Name": ["x"]}),
+    ("/networks/create", {"Name": "n", "Labels": 3}),
+]
+
+
+def test_bad_bodies_are_400s_not_crashes(api):
+    """Wrongly typed or malformed JSON: Docker's 400 with a message, never an internal error."""
+    api.docker("run", "-d", "--name", "sleeper", "busybox", "sleep", "300")
+    for path, body in BAD_BODIES:
+        status, answer = api.request("POST", path, body)
+        assert status == 400, (path, body, status, answer)
+        assert "internal error" not in answer["message"], (path, body, answer)
+    for path in ("/events?since=garbage", "/events?filters=%7B%22nope%22%3A%5B%22x%22%5D%7D",
+                 "/containers/json?filters=%5B1%5D", "/containers/json?limit=x", "/images/json?filters=%7Bbad"):
+        status, answer = api.request("GET", path)
+        assert status == 400 and "internal error" not in answer["message"], (path, status, answer)
+    assert "Traceback" not in api.service_log()
+    assert api.docker("ps", "-aq").out.split() == [api.docker("inspect", "-f", "{{.Id}}", "sleeper").out.strip()[:12]]
