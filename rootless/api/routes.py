@@ -167,7 +167,7 @@ def dispatch(ctx, req: http.Request) -> None:
         return
     status, body = result
     if req.method == "HEAD" or body is None:
-        conn.send(status, b"" if body is None else b"", content_type=None if body is None else "application/json")
+        conn.send(status, b"", content_type=None if body is None else "application/json")  # no body
     elif isinstance(body, bytes):
         conn.send(status, body, content_type="text/plain; charset=utf-8")
     else:
