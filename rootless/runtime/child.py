@@ -97,7 +97,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             loopback.bring_up()
         if helpers.slirp:
             Step.at("start slirp4netns")
-            _start_slirp(helpers.slirp, net)
+            netns = _start_slirp(helpers.slirp, net)
             _mark(ch, "slirp")
         link_listeners = []
         if net.links:
@@ -115,6 +115,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             if helpers.slirp:
                 Step.at("wait for slirp4netns")
                 helpers.slirp.wait_ready()
+                os.close(netns)
                 mac = _slirp_ready(helpers.slirp, net)
                 _mark(ch, "net-ready")
             if net.bound or net.door or link_listeners:
@@ -209,11 +210,17 @@ class Helpers:
             slirp.stop()
 
 
-def _start_slirp(proc, net) -> None:
+def _start_slirp(proc, net) -> int:
+    """Start slirp4netns against this network namespace; a descriptor of the namespace, to close
+    once slirp4netns is ready. slirp4netns is given that descriptor's path, not /proc/PID/ns/net:
+    it opens the path when it gets round to it, and by then the keeper may be in the link
+    namespace for a moment (``links.setup`` hops there and back), whose tap0 nobody would use."""
     from netstack import slirp
     fds = proc.fds()
-    proc.start(slirp.argv(net.features, f"/proc/{os.getpid()}/ns/net", fds["ready"], fds["exit"], fds["api"],
+    netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    proc.start(slirp.argv(net.features, f"/proc/{os.getpid()}/fd/{netns}", fds["ready"], fds["exit"], fds["api"],
                           net.options, net.mac))
+    return netns
 
 
 def _slirp_ready(proc, net) -> str:
