@@ -101,22 +101,18 @@ def compile_bpf(default_action: int, arches, rules) -> bytes:
 
 
 def _export(lib, ctx) -> bytes:
-    r, w = os.pipe()
+    """The program libseccomp writes to a descriptor: a memfd, never a pipe, which nobody would
+    drain while libseccomp writes (a user with many pipes open gets 8 KiB pipes, and a program of
+    the default profile is larger: the write would block for ever)."""
+    fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
     try:
-        rc = lib.seccomp_export_bpf(ctx, w)
-        os.close(w)
-        w = -1
+        rc = lib.seccomp_export_bpf(ctx, fd)
         if rc < 0:
             raise HostError(f"libseccomp could not export the filter: {os.strerror(-rc)}",
                             "run with --security-opt seccomp=unconfined")
-        chunks = []
-        while chunk := os.read(r, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return os.pread(fd, os.fstat(fd).st_size, 0)
     finally:
-        os.close(r)
-        if w >= 0:
-            os.close(w)
+        os.close(fd)
 
 
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2

@@ -228,6 +228,16 @@ def test_the_program_is_compiled_once_per_profile_and_capabilities(tmp_path, mon
     assert sp.program(False, None, str(tmp_path)) is None
 
 
+def test_compiling_needs_no_pipe_big_enough_for_the_program(monkeypatch):
+    """libseccomp writes the whole program before anyone reads it: into a pipe of a user with many
+    pipes open (8 KiB each), the default profile's program (about 9 KiB) would block for ever."""
+    def no_pipe():
+        raise AssertionError("a pipe: its buffer may be smaller than the program")
+    monkeypatch.setattr(os, "pipe", no_pipe)
+    prog = sp.compile_profile(sp.load_file(sp.DEFAULT_PATH), DEFAULT_CAPS)
+    assert len(prog) > 8192 and len(prog) % 8 == 0
+
+
 @needs_x86_64
 @pytest.mark.parametrize("setting", [True, False])
 def test_root_emulation(tmp_path, setting):
