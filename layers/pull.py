@@ -321,9 +321,13 @@ class _Streamer:
         from concurrent.futures import ThreadPoolExecutor
 
         self.events: queue.SimpleQueue = queue.SimpleQueue()
-        self.wake_r, self.wake_w = os.pipe()
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.wake_r, selectors.EVENT_READ, None)
+        # The kernel may hand ctrl-C to a download thread: its handler then only flags it, and
+        # the main thread would sleep on in select() until some event came. The wake-up pipe
+        # is told of every signal, so the main thread wakes and raises KeyboardInterrupt.
+        old_wakeup = _set_wakeup_fd(self.wake_w)
         pool = ThreadPoolExecutor(max_workers=min(PARALLEL, len(self.by_blob)))
         ok = False
         try:
@@ -342,8 +346,11 @@ class _Streamer:
                 self._assign()
             ok = True
         finally:
-            for w in self.busy:  # a helper in the middle of a job does not read its stop message
-                os.kill(w.pid, 9)
+            if not ok:
+                # A helper in the middle of a job does not read its stop message, and ctrl-C can
+                # land between handing a helper its job and recording that: stop them all.
+                for w in self.workers:
+                    os.kill(w.pid, 9)
             # After a failure (or ctrl-C) downloads stop at their next read, and are not waited
             # for: one stalled on a slow network must not hold the command. What they wrote
             # stays for the next pull to go on from.
@@ -352,6 +359,7 @@ class _Streamer:
             for w in self.workers:
                 w.close()
             self.sel.close()
+            _set_wakeup_fd(old_wakeup)
             with self.lock:
                 self.closed = True
                 os.close(self.wake_r)
@@ -364,7 +372,10 @@ class _Streamer:
         with self.lock:
             if not self.closed:
                 self.events.put(item)
-                os.write(self.wake_w, b"x")
+                try:
+                    os.write(self.wake_w, b"x")
+                except BlockingIOError:  # the pipe is full of wake-ups already
+                    pass
 
     def _fetch(self, blob: str) -> None:
         try:
@@ -378,7 +389,10 @@ class _Streamer:
     # ---- main thread ----
     def _drain(self) -> None:
         import queue
-        os.read(self.wake_r, 4096)
+        try:
+            os.read(self.wake_r, 4096)
+        except BlockingIOError:
+            pass
         failure = None
         while True:
             try:
@@ -410,9 +424,9 @@ class _Streamer:
             w = self.free.pop()
             job = self.store.unpack_job(lr, growing=growing, size=self.descs[lr.blob].size, commit=False)
             self.jobs.append(job)
-            w.submit(job)
             self.busy[w] = (lr, job)
             self.sel.register(w, selectors.EVENT_READ, w)
+            w.submit(job)
 
     def _answered(self, w) -> None:
         self.sel.unregister(w)
@@ -447,6 +461,15 @@ class _Streamer:
         self.store.commit_layer(job)
         self.remaining -= 1
         self.say(f"{lr.blob[7:19]}: Pull complete")
+
+
+def _set_wakeup_fd(fd: int) -> int:
+    """``signal.set_wakeup_fd``, which only the main thread may call (a pull run from another
+    thread goes without); the previous descriptor."""
+    import signal
+    if threading.current_thread() is not threading.main_thread():
+        return -1
+    return signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
 
 
 def _download(client: Client, store: ImageStore, descs: list[manifest.Descriptor], say) -> None:
