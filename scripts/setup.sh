@@ -101,6 +101,33 @@ docker_client() {
     rm -rf "$tmp"
 }
 
+compose_v2() {
+    # Compose v2 for the API tests, as a docker CLI plugin: Debian packages it from Debian 13 on
+    # (its only dependency is libc6 >= 2.34). The package is fetched with apt from this machine's
+    # Debian mirror, signature-checked against the Debian archive keyring, and only unpacked.
+    local plugin=.venv/libexec/docker/cli-plugins/docker-compose
+    [ -x "$plugin" ] && return
+    local tmp mirror; tmp=$(mktemp -d)
+    mirror=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null |
+             awk '$1 ~ /\/debian\/$/ && $2 !~ /-/ {print $1; exit}')
+    mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror} trixie main" >"$tmp/sources.list"
+    local o=(-o Dir::Etc::SourceList="$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
+             -o Dir::State::Lists="$tmp/lists" -o Dir::Cache="$tmp/cache" -o Dir::State::status=/dev/null
+             -o Debug::NoLocking=1)
+    if [ -n "$mirror" ] && [ -r /usr/share/keyrings/debian-archive-keyring.gpg ] &&
+       apt-get -q "${o[@]}" update >/dev/null 2>&1 &&
+       (cd "$tmp" && apt-get -q "${o[@]}" download docker-compose >/dev/null 2>&1) &&
+       dpkg-deb -x "$tmp"/docker-compose_2*.deb "$tmp/x" &&
+       [ -x "$tmp/x/usr/libexec/docker/cli-plugins/docker-compose" ]; then
+        install -D -m 0755 "$tmp/x/usr/libexec/docker/cli-plugins/docker-compose" "$plugin"
+        say "Compose v2 (Debian 13's docker-compose, as a docker CLI plugin) in .venv/libexec for the API tests"
+    else
+        warn "could not fetch Compose v2 from a Debian mirror (Debian 13's docker-compose): its API test will fail"
+    fi
+    rm -rf "$tmp"
+}
+
 demo() {
     local rl=.venv/bin/rootless
     say "host diagnosis (rootless info):"
@@ -119,4 +146,5 @@ demo() {
 host_setup
 python_setup
 docker_client
+compose_v2
 demo

@@ -49,7 +49,7 @@ def create(ctx, opts) -> dict:
     method = ctx.overlay_method()
     if opts.userns == "keep-id" and ctx.mapping.mode == "subid":
         method = _keep_id_method(ctx)
-    image_name = images.familiar_name(image)
+    image_name = opts.image or images.familiar_name(image)  # as given, like Docker's Config.Image
     taken: set[str] = set()  # the store is scanned (under its lock) by state.create; again only on a clash
     for attempt in range(5):
         cid = names.new_id()

@@ -290,7 +290,17 @@ def _ancestor(spec: dict, value: str) -> bool:
     if value in (name, name.split(":")[0]) or spec.get("image_id", "").removeprefix("sha256:").startswith(
             value.removeprefix("sha256:")):
         return True
-    return False
+    return _normalised(value) is not None and _normalised(value) == _normalised(name)
+
+
+def _normalised(ref: str) -> str | None:
+    """``busybox``, ``busybox:latest`` and ``docker.io/library/busybox`` alike: the full reference."""
+    from layers import reference
+    from rootless.base.errors import RootlessError
+    try:
+        return str(reference.parse(ref))
+    except RootlessError:
+        return None
 
 
 def _label(labels: dict, value: str) -> bool:

@@ -303,6 +303,44 @@ def test_compose_two_services_reach_each_other_by_name(api, tmp_path):
     assert "proj_default" not in api.rl("network", "ls", "--format", "{{.Name}}").out.split()
 
 
+def test_compose_v2_plugin_project_up_exec_down(api, tmp_path):
+    """Compose v2 (Debian 13's docker-compose, run as the docker CLI's plugin: `docker compose`)
+    brings the same project up on its own network, one service reaches the other by name, then
+    `ps`, `exec`, `logs` and `down` (containers and network removed)."""
+    import sys
+    from pathlib import Path
+    plugin = Path(sys.prefix) / "libexec" / "docker" / "cli-plugins" / "docker-compose"  # where setup.sh puts it
+    if not os.access(plugin, os.X_OK):
+        from tests.e2e.conftest import _need
+        _need("Compose v2", f"{plugin} is missing (scripts/setup.sh fetches Debian 13's docker-compose)")
+    plugins = api.home / ".docker" / "cli-plugins"
+    plugins.mkdir(parents=True, exist_ok=True)
+    if not (plugins / "docker-compose").exists():
+        (plugins / "docker-compose").symlink_to(plugin)
+    project = tmp_path / "proj2"
+    project.mkdir()
+    (project / "compose.yaml").write_text(COMPOSE_PROJECT.replace('version: "3"\n', ""))
+
+    def run(*args, expect=0):
+        cp = subprocess.run([DOCKER, "compose", "--ansi", "never", *args], cwd=project, env=api.docker_env,
+                            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert cp.returncode == expect, f"{args}: {cp.returncode}\n{cp.stdout}\n{cp.stderr}\n{api.service_log()[-2000:]}"
+        return cp
+    assert "Docker Compose version 2." in run("version").stdout
+    up = run("up", "--abort-on-container-exit", "--exit-code-from", "client")
+    assert "hello-from-web" in up.stdout and "web-ready" in up.stdout
+    names = api.docker("ps", "-a", "--filter", "label=com.docker.compose.project=proj2", "--format", "{{.Names}}").out
+    assert sorted(names.split()) == ["proj2-client-1", "proj2-web-1"]
+    run("up", "-d", "web")
+    ps = run("ps", "--format", "{{.Name}} {{.Image}} {{.State}}").stdout.split("\n")
+    assert "proj2-web-1 busybox running" in ps, ps  # the image as the project names it, as Docker shows it
+    assert run("exec", "-T", "web", "cat", "/tmp/index.html").stdout == "hello-from-web\n"
+    assert "web-ready" in run("logs", "web").stdout
+    run("down")
+    assert api.docker("ps", "-aq", "--filter", "label=com.docker.compose.project=proj2").out == ""
+    assert "proj2_default" not in api.rl("network", "ls", "--format", "{{.Name}}").out.split()
+
+
 def test_testcontainers_generic_container(api, monkeypatch):
     """Testcontainers (from PyPI) starts a container, waits for its log line, reads its published
     port and talks to it, then removes it."""

@@ -146,3 +146,19 @@ def test_table_columns_and_no_trailing_spaces(headers, rows):
 def test_table_rejects_ragged_rows():
     with pytest.raises(ValueError):
         render.table(["A", "B"], [["only one"]])
+
+
+@pytest.mark.parametrize("given, wanted, hit", [
+    ("busybox", "busybox", True), ("busybox", "busybox:latest", True),
+    ("busybox:latest", "busybox", True), ("busybox", "docker.io/library/busybox:latest", True),
+    ("127.0.0.1:5000/rt/app:1", "127.0.0.1:5000/rt/app:1", True), ("busybox", "busybox:1", False),
+    ("alpine", "busybox", False), ("busybox", "sha256:" + "ab" * 32, False), ("busybox", "ab12", True),
+    ("busybox", "Not A Ref", False),
+])
+def test_ps_ancestor_filter_takes_the_image_as_written_any_way(given, wanted, hit):
+    """A container keeps its image as it was given (Docker's Config.Image): `ancestor=` matches
+    any spelling of that reference, or the image id's prefix."""
+    from rootless.engine.dockerview import matches
+    rec = {"name": "c", "id": "c" * 64, "state": {"status": "running"},
+           "spec": {"image_name": given, "image_id": "sha256:ab12" + "0" * 60, "labels": {}}}
+    assert matches(rec, [f"ancestor={wanted}"]) is hit
