@@ -287,10 +287,10 @@ def matches(rec: dict, filters: list[str]) -> bool:
 
 def _ancestor(spec: dict, value: str) -> bool:
     name = spec.get("image_name", "")
-    if value in (name, name.split(":")[0]) or spec.get("image_id", "").removeprefix("sha256:").startswith(
-            value.removeprefix("sha256:")):
+    if value == name or spec.get("image_id", "").removeprefix("sha256:").startswith(value.removeprefix("sha256:")):
         return True
-    return _normalised(value) is not None and _normalised(value) == _normalised(name)
+    wanted = _normalised(value)
+    return wanted is not None and wanted == _normalised(name)
 
 
 def _normalised(ref: str) -> str | None:
