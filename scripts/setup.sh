@@ -86,19 +86,28 @@ python_setup() {
         die "pip install failed (python-prctl needs gcc, python3-dev and libcap-dev)"
 }
 
+# file_from_deb PACKAGE PATH DEST [APT OPTIONS...]: fetch PACKAGE with apt (not installed), put
+# its file PATH at DEST
+file_from_deb() {
+    local pkg=$1 path=$2 dest=$3; shift 3
+    local tmp rc=1; tmp=$(mktemp -d)
+    if (cd "$tmp" && apt-get -q "$@" download "$pkg" >/dev/null 2>&1) &&
+       dpkg-deb -x "$tmp"/"$pkg"_*.deb "$tmp/x" && [ -x "$tmp/x/$path" ]; then
+        install -D -m 0755 "$tmp/x/$path" "$dest" && rc=0
+    fi
+    rm -rf "$tmp"
+    return $rc
+}
+
 docker_client() {
     # The API tests drive `rootless system service` with Debian's docker CLI: the client alone,
     # unpacked from the docker.io package into .venv/bin (nothing is installed, no daemon).
     [ -x .venv/bin/docker ] && return
-    local tmp; tmp=$(mktemp -d)
-    if (cd "$tmp" && apt-get download -q docker.io >/dev/null 2>&1) &&
-       dpkg-deb -x "$tmp"/docker.io_*.deb "$tmp/x" && [ -x "$tmp/x/usr/bin/docker" ]; then
-        install -m 0755 "$tmp/x/usr/bin/docker" .venv/bin/docker
+    if file_from_deb docker.io usr/bin/docker .venv/bin/docker; then
         say "docker CLI (client only, from Debian's docker.io) in .venv/bin for the API tests"
     else
         warn "could not fetch Debian's docker client (apt-get download docker.io): the API tests will fail"
     fi
-    rm -rf "$tmp"
 }
 
 compose_v2() {
@@ -107,25 +116,22 @@ compose_v2() {
     # Debian mirror, signature-checked against the Debian archive keyring, and only unpacked.
     local plugin=.venv/libexec/docker/cli-plugins/docker-compose
     [ -x "$plugin" ] && return
-    local tmp mirror; tmp=$(mktemp -d)
+    local work mirror; work=$(mktemp -d)
     mirror=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null |
              awk '$1 ~ /\/debian\/$/ && $2 !~ /-/ {print $1; exit}')
-    mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror} trixie main" >"$tmp/sources.list"
-    local o=(-o Dir::Etc::SourceList="$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
-             -o Dir::State::Lists="$tmp/lists" -o Dir::Cache="$tmp/cache" -o Dir::State::status=/dev/null
+    mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror} trixie main" >"$work/sources.list"
+    local o=(-o Dir::Etc::SourceList="$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
+             -o Dir::State::Lists="$work/lists" -o Dir::Cache="$work/cache" -o Dir::State::status=/dev/null
              -o Debug::NoLocking=1)
     if [ -n "$mirror" ] && [ -r /usr/share/keyrings/debian-archive-keyring.gpg ] &&
        apt-get -q "${o[@]}" update >/dev/null 2>&1 &&
-       (cd "$tmp" && apt-get -q "${o[@]}" download docker-compose >/dev/null 2>&1) &&
-       dpkg-deb -x "$tmp"/docker-compose_2*.deb "$tmp/x" &&
-       [ -x "$tmp/x/usr/libexec/docker/cli-plugins/docker-compose" ]; then
-        install -D -m 0755 "$tmp/x/usr/libexec/docker/cli-plugins/docker-compose" "$plugin"
+       file_from_deb docker-compose usr/libexec/docker/cli-plugins/docker-compose "$plugin" "${o[@]}"; then
         say "Compose v2 (Debian 13's docker-compose, as a docker CLI plugin) in .venv/libexec for the API tests"
     else
         warn "could not fetch Compose v2 from a Debian mirror (Debian 13's docker-compose): its API test will fail"
     fi
-    rm -rf "$tmp"
+    rm -rf "$work"
 }
 
 demo() {

@@ -112,6 +112,17 @@ def _watchdog(gate: threading.Event, fired: list, helper: StuckHelper) -> thread
     return t
 
 
+def _run_interrupted(streamer, gate: threading.Event, fired: list, helper: StuckHelper) -> None:
+    """Run the pull, which the test interrupts, under the watchdog; let the stall go at the end."""
+    watchdog = _watchdog(gate, fired, helper)
+    try:
+        with pytest.raises(Interrupted):
+            streamer.run()
+    finally:
+        watchdog.cancel()
+        gate.set()
+
+
 def _streamer(helpers):
     lr = LayerRef("sha256:" + "d" * 64, BLOB, "application/vnd.oci.image.layer.v1.tar")
     return pull._Streamer(None, Store(), [lr], {BLOB: Desc(1 << 20)}, lambda _m: None, helpers)
@@ -126,13 +137,7 @@ def test_a_signal_handed_to_a_download_thread_wakes_the_main_thread(monkeypatch,
     streamer = _streamer([helper])
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])  # the download thread inherits it
     threading.Thread(target=lambda: (stalled.wait(10), os.kill(os.getpid(), signal.SIGUSR1)), daemon=True).start()
-    watchdog = _watchdog(gate, fired, helper)
-    try:
-        with pytest.raises(Interrupted):
-            streamer.run()
-    finally:
-        watchdog.cancel()
-        gate.set()
+    _run_interrupted(streamer, gate, fired, helper)
     assert not fired, "the interrupted pull waited for its stalled download"
     assert helper.reaped == 128 + signal.SIGKILL  # the helper following the download was stopped
     assert streamer.store.discarded is not None
@@ -149,11 +154,5 @@ def test_an_interrupt_just_after_a_helper_got_its_job_stops_that_helper(monkeypa
 
     helper = StuckHelper(on_submit=interrupted)
     streamer = _streamer([helper])
-    watchdog = _watchdog(gate, fired, helper)
-    try:
-        with pytest.raises(Interrupted):
-            streamer.run()
-    finally:
-        watchdog.cancel()
-        gate.set()
+    _run_interrupted(streamer, gate, fired, helper)
     assert not fired and helper.reaped == 128 + signal.SIGKILL, "the helper was left running its job"
