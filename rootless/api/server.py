@@ -15,7 +15,6 @@ import os
 import select
 import signal
 import socket
-import struct
 import sys
 import time
 
@@ -38,11 +37,15 @@ class Listener:
         self.tcp = tcp
 
     def allowed(self, conn: socket.socket) -> bool:
-        if self.tcp:
-            return True  # loopback only, warned about at start
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _pid, uid, _gid = struct.unpack("3i", creds)
-        return uid == os.getuid()
+        """Whether the peer is this user: ``SO_PEERCRED`` on a Unix socket, the kernel's socket
+        table over loopback TCP (read right after the accept, while the client's socket is there).
+        A peer that cannot be told is refused."""
+        from rootless.api import peer
+        if conn.family == socket.AF_UNIX:
+            uid = peer.unix_peer_uid(conn)
+        else:
+            uid = peer.tcp_peer_uid(conn)
+        return uid is not None and uid == os.getuid()
 
     def close(self) -> None:
         self.sock.close()
@@ -129,8 +132,8 @@ def _tcp(hostport: str, warn) -> Listener:
         sock.close()
         raise RootlessError(f"cannot listen on tcp://{hostport}: {e.strerror}") from None
     sock.listen(64)
-    warn(f"listening on tcp://{hostport}: every local user can reach it (no peer check over TCP); "
-         "prefer the Unix socket")
+    warn(f"listening on tcp://{hostport}: any program of yours can reach it (connections of other users "
+         "are refused); prefer the Unix socket")
     return Listener(sock, None, True)
 
 
