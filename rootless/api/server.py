@@ -6,6 +6,12 @@ per connection, which serves that connection's requests with the same use cases 
 a single-threaded process, which may fork into a user namespace; a stream (attach, logs, events)
 is just a process that blocks. With ``--time N`` the listener exits once no connection has been
 open for N seconds (0: never), which suits systemd socket activation (``LISTEN_FDS``).
+
+What connections may cost is bounded: at most ``MAX_CONNECTIONS`` processes at once (further
+clients wait in the listen backlog until one ends), and a connection that sends nothing while a
+request is awaited (between requests, or mid-headers) is closed after ``connection_idle`` seconds
+(60, or ``--time`` when shorter); a running request (a stream, a build, a pull) is never idle. An
+idle connection counts for ``--time`` from its last request, not from its close.
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ import time
 from rootless.base.errors import RootlessError, UsageError
 
 SD_LISTEN_FDS_START = 3
+MAX_CONNECTIONS = 64  # processes serving connections at once; more wait in the listen backlog
+BACKLOG = 128
+CONNECTION_IDLE = 60.0  # seconds a connection may send nothing while a request is awaited
+IDLE_EXIT = 3  # a connection's process that closed an idle connection exits with this
 
 
 def default_uri(paths) -> str:
@@ -109,7 +119,7 @@ def _unix(path: str) -> Listener:
     finally:
         os.umask(old)
     os.chmod(path, 0o600)
-    sock.listen(64)
+    sock.listen(BACKLOG)
     return Listener(sock, path, False)
 
 
@@ -131,7 +141,7 @@ def _tcp(hostport: str, warn) -> Listener:
     except OSError as e:
         sock.close()
         raise RootlessError(f"cannot listen on tcp://{hostport}: {e.strerror}") from None
-    sock.listen(64)
+    sock.listen(BACKLOG)
     warn(f"listening on tcp://{hostport}: any program of yours can reach it (connections of other users "
          "are refused); prefer the Unix socket")
     return Listener(sock, None, True)
@@ -163,10 +173,16 @@ def warm_up(ctx) -> None:
         pass  # said when a container needs it
 
 
+def connection_idle(idle: float) -> float:
+    """Seconds a connection may wait silent for its next request (``idle``: the service's --time)."""
+    return min(CONNECTION_IDLE, idle) if idle > 0 else CONNECTION_IDLE
+
+
 def serve(ctx, uri: str, idle: float) -> None:
     """Serve until interrupted, or until no connection has been open for ``idle`` seconds (0: never)."""
     listener = listen(uri, ctx.warn)
     warm_up(ctx)
+    conn_idle = connection_idle(idle)
     children: set[int] = set()
     stop = {"now": False}
 
@@ -179,18 +195,19 @@ def serve(ctx, uri: str, idle: float) -> None:
     signal.signal(signal.SIGCHLD, lambda _s, _f: None)
     where = listener.path or f"fd {listener.sock.fileno()}"
     print(f"rootless: API listening on {where}", file=sys.stderr, flush=True)
-    last = time.monotonic()
+    last = time.monotonic()  # the last time a connection was used
     try:
         while not stop["now"]:
-            if _reap(children) or children:
-                last = time.monotonic()  # idle counts from the end of the last connection
+            last = max(last, _reap(children, conn_idle))
             timeout = None
             if idle > 0 and not children:
                 timeout = max(0.0, last + idle - time.monotonic())
                 if timeout == 0:
                     break
+            # At the bound, new connections wait in the backlog until a process ends (SIGCHLD wakes us).
+            watch = [listener.sock, wake_r] if len(children) < MAX_CONNECTIONS else [wake_r]
             try:
-                ready, _, _ = select.select([listener.sock, wake_r], [], [], timeout)
+                ready, _, _ = select.select(watch, [], [], timeout)
             except InterruptedError:
                 continue
             if wake_r in ready:
@@ -200,8 +217,7 @@ def serve(ctx, uri: str, idle: float) -> None:
                             break
                     except BlockingIOError:
                         break
-            if listener.sock in ready:
-                _accept(ctx, listener, children, wake_r, wake_w)
+            if listener.sock in ready and _accept(ctx, listener, children, conn_idle, wake_r, wake_w):
                 last = time.monotonic()
     finally:
         signal.set_wakeup_fd(-1)
@@ -213,34 +229,40 @@ def serve(ctx, uri: str, idle: float) -> None:
                 pass
 
 
-def _reap(children: set[int]) -> bool:
-    """Reap the connections' processes that ended; whether any did."""
-    before = len(children)
+def _reap(children: set[int], conn_idle: float) -> float:
+    """Reap the connections' processes that ended; when the latest of them was last used (its
+    end, or for one closed idle, its end less the idle time), or 0.0 when none ended."""
+    latest = 0.0
     for pid in list(children):
         try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
+            done, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
-            done = pid
+            done, status = pid, 0
         if done:
             children.discard(pid)
-    return len(children) < before
+            used = time.monotonic()
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == IDLE_EXIT:
+                used -= conn_idle
+            latest = max(latest, used)
+    return latest
 
 
-def _accept(ctx, listener: Listener, children: set[int], *close_in_child: int) -> None:
+def _accept(ctx, listener: Listener, children: set[int], conn_idle: float, *close_in_child: int) -> bool:
+    """Accept a connection and fork its process; whether one was (another user's is dropped)."""
     try:
         conn, _ = listener.sock.accept()
     except OSError as e:
         if e.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EINTR):
-            return
+            return False
         raise
     if not listener.allowed(conn):
         conn.close()  # another user: not a word
-        return
+        return False
     pid = os.fork()
     if pid:
         conn.close()
         children.add(pid)
-        return
+        return True
     code = 0
     try:
         signal.set_wakeup_fd(-1)
@@ -250,7 +272,8 @@ def _accept(ctx, listener: Listener, children: set[int], *close_in_child: int) -
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         from rootless.api import routes
-        routes.serve_connection(ctx, conn)
+        if routes.serve_connection(ctx, conn, conn_idle):
+            code = IDLE_EXIT
     except BaseException:  # noqa: BLE001 - a connection's end is never the service's
         import traceback
         traceback.print_exc()

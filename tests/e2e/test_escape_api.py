@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 
 import pytest
 
+from tests.apiservice import ApiService
 from tests.conftest import rootless_argv, wait_for
 
 pytestmark = pytest.mark.userns
@@ -79,5 +81,126 @@ def test_tcp_listener_drops_another_users_connection(rl, host):
         r = rl("unshare", "python3", "-c", script)
         assert r.out.strip() in ("b''", "reset"), r.out  # closed unanswered
         assert svc.ping() == b"OK"  # the owner still is served
+    finally:
+        svc.stop()
+
+
+# ---- item 13: bounded connections, idle reads time out --------------------------------------------
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes ``sock`` (EOF or reset) within ``seconds``."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_idle_connections_are_bounded_closed_and_let_the_service_end(rl, tmp_path):
+    """70 connections that never send a byte: at most 64 processes serve them at once, each is
+    closed after the idle time (--time 3 here), and the service still ends by --time."""
+    svc = ApiService(rl, "--time", "3", socket_path=tmp_path / "s" / "docker.sock")
+    socks = []
+    try:
+        for _ in range(70):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(svc.socket))
+            socks.append(s)
+        most = 0
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            most = max(most, len(_children(svc.proc.pid)))
+            time.sleep(0.1)
+        assert 0 < most <= 64, most
+        for s in socks:
+            assert _closed_within(s, 30)
+        svc.proc.wait(30)  # no connection left: --time ends the service
+        assert svc.proc.returncode == 0
+    finally:
+        for s in socks:
+            s.close()
+        svc.stop()
+
+
+def test_idle_mid_headers_is_closed(rl, tmp_path):
+    svc = ApiService(rl, "--time", "2", socket_path=tmp_path / "s" / "docker.sock")
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(svc.socket))
+            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            assert _closed_within(s, 20)
+        with socket.socket(socket.AF_UNIX) as s:  # between requests, after one was served
+            s.connect(str(svc.socket))
+            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(20)
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+            assert _closed_within(s, 20)
+        assert svc.request("GET", "/_ping")[0] == 200
+    finally:
+        svc.stop()
+
+
+def test_a_long_stream_is_not_idle(rl, tmp_path):
+    """An events stream that says nothing for longer than the idle time stays open."""
+    svc = ApiService(rl, "--time", "1", socket_path=tmp_path / "s" / "docker.sock")
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(svc.socket))
+            s.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(20)
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+            assert not _closed_within(s, 4)
+            assert svc.proc.poll() is None  # a stream is a connection: the service waits for it
+    finally:
+        svc.stop()
+
+
+# ---- malformed requests: 400, and a broken body ends the connection -------------------------------
+def _exchange(path, data: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(path))
+        s.sendall(data)
+        s.settimeout(30)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except ConnectionResetError:
+            pass
+        return out
+
+
+@pytest.mark.parametrize("length", [b"abc", b"-5", b"+5", b"1 2", b"0x10"])
+def test_bad_content_length_is_400(rl, tmp_path, length):
+    svc = ApiService(rl, socket_path=tmp_path / "s" / "docker.sock")
+    try:
+        out = _exchange(svc.socket, b"POST /containers/prune HTTP/1.1\r\nHost: x\r\nContent-Length: " + length +
+                        b"\r\n\r\nhello")
+        assert out.startswith(b"HTTP/1.1 400 "), out
+        assert out.count(b"HTTP/1.1") == 1  # nothing after it is read as a request
+    finally:
+        svc.stop()
+
+
+def test_malformed_chunked_body_closes_the_connection(rl, tmp_path):
+    """A bad chunk size gets 400, and what follows it is never taken for a request."""
+    svc = ApiService(rl, socket_path=tmp_path / "s" / "docker.sock")
+    try:
+        out = _exchange(svc.socket, b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+                        b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 400 "), out
+        assert out.count(b"HTTP/1.1") == 1, out
     finally:
         svc.stop()
