@@ -21,6 +21,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import sys
 import time
 
@@ -43,8 +44,12 @@ class Listener:
 
     def __init__(self, sock: socket.socket, path: str | None, tcp: bool):
         self.sock = sock
-        self.path = path  # a Unix socket we made (removed at the end)
+        self.path = path  # a Unix socket we made (removed at the end, if it still is ours)
         self.tcp = tcp
+        self.made = None  # (st_dev, st_ino) of the socket file we bound
+        if path:
+            st = os.lstat(path)
+            self.made = (st.st_dev, st.st_ino)
 
     def allowed(self, conn: socket.socket) -> bool:
         """Whether the peer is this user: ``SO_PEERCRED`` on a Unix socket, the kernel's socket
@@ -61,17 +66,21 @@ class Listener:
         self.sock.close()
         if self.path:
             try:
-                os.unlink(self.path)
+                st = os.lstat(self.path)
+                if (st.st_dev, st.st_ino) == self.made:  # not a newer service's socket bound there since
+                    os.unlink(self.path)
             except OSError:
                 pass
 
 
-def listen(uri: str, warn) -> Listener:
-    """A listener for ``uri`` (``unix:///path`` or ``tcp://127.0.0.1:PORT``), or the socket systemd
-    passed (``LISTEN_FDS``)."""
+def listen(uri: str | None, warn, paths=None) -> Listener:
+    """A listener for ``uri`` (``unix:///path`` or ``tcp://127.0.0.1:PORT``; None: the default
+    socket of ``paths``), or the socket systemd passed (``LISTEN_FDS``)."""
     inherited = _activated()
     if inherited is not None:
         return Listener(inherited, None, inherited.family != socket.AF_UNIX)
+    if uri is None:  # our own runtime directory: one left 0755 by an older version is made private
+        return _unix(default_uri(paths)[len("unix://"):], fix_parent=True)
     scheme, sep, rest = uri.partition("://")
     if not sep:
         scheme, rest = "unix", uri
@@ -90,17 +99,42 @@ def _activated() -> socket.socket | None:
     return socket.socket(fileno=SD_LISTEN_FDS_START)
 
 
-def _unix(path: str) -> Listener:
+def _private_parent(parent: str, fix: bool) -> None:
+    """Make sure the socket's directory is a directory of ours that only we can enter (made 0700
+    when missing). With ``fix`` (the default socket's, in our runtime directory) one of ours that
+    is open to others is made 0700, and a symlink is refused."""
+    from rootless.base.paths import makedirs_private
+    try:
+        makedirs_private(parent)
+        st = os.lstat(parent) if fix else os.stat(parent)
+    except OSError as e:
+        raise RootlessError(f"cannot make the socket's directory {parent}: {e.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise RootlessError(f"{parent} is a symlink: the socket's directory must be a directory of yours",
+                            f"remove the symlink {parent}, or give another socket path")
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise RootlessError(f"{parent} is not a directory of yours: the socket would be reachable by others",
+                            "give a socket path in a directory only you can enter")
+    if st.st_mode & 0o077:
+        if not fix:
+            raise RootlessError(f"{parent} is not a private directory of yours: the socket would be reachable by "
+                                f"others", f"chmod 700 {parent}, or give a socket path in a directory only you can enter")
+        os.chmod(parent, 0o700)
+
+
+def _unix(path: str, fix_parent: bool = False) -> Listener:
     if not path.startswith("/"):
         raise UsageError(f"the socket path {path!r} must be absolute")
     parent = os.path.dirname(path)
-    os.makedirs(parent, 0o700, exist_ok=True)
-    st = os.stat(parent)
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise RootlessError(f"{parent} is not a private directory of yours: the socket would be reachable by others",
-                            f"chmod 700 {parent}, or give a socket path in a directory only you can enter")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    if os.path.exists(path):
+    _private_parent(parent, fix_parent)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise RootlessError(f"{path} exists and is not a socket: refusing to replace it",
+                                "give a socket path where nothing is, or move that file away")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(path)
@@ -110,6 +144,7 @@ def _unix(path: str) -> Listener:
             os.unlink(path)  # left by a service that died
         finally:
             probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
         sock.bind(path)
@@ -178,9 +213,9 @@ def connection_idle(idle: float) -> float:
     return min(CONNECTION_IDLE, idle) if idle > 0 else CONNECTION_IDLE
 
 
-def serve(ctx, uri: str, idle: float) -> None:
+def serve(ctx, uri: str | None, idle: float) -> None:
     """Serve until interrupted, or until no connection has been open for ``idle`` seconds (0: never)."""
-    listener = listen(uri, ctx.warn)
+    listener = listen(uri, ctx.warn, ctx.paths)
     warm_up(ctx)
     conn_idle = connection_idle(idle)
     children: set[int] = set()
@@ -202,8 +237,8 @@ def serve(ctx, uri: str, idle: float) -> None:
             timeout = None
             if idle > 0 and not children:
                 timeout = max(0.0, last + idle - time.monotonic())
-                if timeout == 0:
-                    break
+                if timeout == 0 and not select.select([listener.sock], [], [], 0)[0]:
+                    break  # (a client already waiting in the backlog is served first)
             # At the bound, new connections wait in the backlog until a process ends (SIGCHLD wakes us).
             watch = [listener.sock, wake_r] if len(children) < MAX_CONNECTIONS else [wake_r]
             try:

@@ -3,14 +3,16 @@ cost, malformed requests, and what ``system service unix://PATH`` may delete."""
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 import subprocess
 import time
 
 import pytest
 
 from tests.apiservice import ApiService
-from tests.conftest import rootless_argv, wait_for
+from tests.conftest import one_error, rootless_argv, wait_for
 
 pytestmark = pytest.mark.userns
 
@@ -133,21 +135,24 @@ def test_idle_connections_are_bounded_closed_and_let_the_service_end(rl, tmp_pat
         svc.stop()
 
 
-def test_idle_mid_headers_is_closed(rl, tmp_path):
+def test_idle_mid_headers_and_between_requests_is_closed(rl, tmp_path):
     svc = ApiService(rl, "--time", "2", socket_path=tmp_path / "s" / "docker.sock")
+    mid = socket.socket(socket.AF_UNIX)
+    after = socket.socket(socket.AF_UNIX)
     try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.connect(str(svc.socket))
-            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
-            assert _closed_within(s, 20)
-        with socket.socket(socket.AF_UNIX) as s:  # between requests, after one was served
-            s.connect(str(svc.socket))
-            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
-            s.settimeout(20)
-            assert s.recv(65536).startswith(b"HTTP/1.1 200")
-            assert _closed_within(s, 20)
-        assert svc.request("GET", "/_ping")[0] == 200
+        mid.connect(str(svc.socket))
+        mid.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        after.connect(str(svc.socket))
+        after.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")  # served, then silence
+        after.settimeout(20)
+        assert after.recv(65536).startswith(b"HTTP/1.1 200")
+        assert _closed_within(mid, 20)
+        assert _closed_within(after, 20)
+        svc.proc.wait(30)  # and then nothing keeps the service
+        assert svc.proc.returncode == 0
     finally:
+        mid.close()
+        after.close()
         svc.stop()
 
 
@@ -204,3 +209,83 @@ def test_malformed_chunked_body_closes_the_connection(rl, tmp_path):
         assert out.count(b"HTTP/1.1") == 1, out
     finally:
         svc.stop()
+
+
+# ---- item 12: what `system service unix://PATH` may delete, the default socket's directory ------
+def test_service_refuses_a_path_that_is_not_a_socket(rl, tmp_path):
+    d = tmp_path / "private"
+    d.mkdir(mode=0o700)
+    (d / "notes.txt").write_text("keep me\n")
+    r = rl("system", "service", "--time", "1", f"unix://{d / 'notes.txt'}", expect=125)
+    err = one_error(r)
+    assert "notes.txt" in err and "not a socket" in err
+    assert (d / "notes.txt").read_text() == "keep me\n"
+    (d / "sub").mkdir()
+    r = rl("system", "service", "--time", "1", f"unix://{d / 'sub'}", expect=125)
+    assert "not a socket" in one_error(r)
+    assert (d / "sub").is_dir()
+
+
+def test_service_removes_only_its_own_socket(rl, tmp_path):
+    """The socket of an older service was replaced by a newer service's: the old one, ending,
+    leaves the newer's socket alone."""
+    path = tmp_path / "s" / "docker.sock"
+    old = ApiService(rl, "--time", "0", socket_path=path)
+    new = None
+    try:
+        path.unlink()
+        new = ApiService(rl, "--time", "0", socket_path=path)
+        old.stop()
+        assert path.exists()
+        assert new.request("GET", "/_ping") == (200, b"OK")
+    finally:
+        old.stop()
+        if new:
+            new.stop()
+    assert not path.exists()  # the newer one removes its own
+
+
+def test_default_socket_after_another_command(rl):
+    """Any command makes $XDG_RUNTIME_DIR/rootless (0700 now); one made 0755 by an older version
+    is made private; the README's `system service` then listens there."""
+    rl("images")
+    top = rl.runtime / "rootless"
+    assert stat.S_IMODE(top.stat().st_mode) == 0o700
+    top.chmod(0o755)  # as an older version left it
+    proc = subprocess.Popen(rootless_argv() + ["system", "service", "--time", "1"], env=rl.env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert f"listening on {top / 'docker.sock'}" in err.decode()
+    assert stat.S_IMODE(top.stat().st_mode) == 0o700
+    assert not (top / "docker.sock").exists()
+
+
+def test_default_socket_directory_that_is_a_symlink_is_refused(rl, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (rl.runtime / "rootless").symlink_to(elsewhere)
+    r = rl("system", "service", "--time", "1", expect=125)
+    assert "symlink" in one_error(r)
+    assert not (elsewhere / "docker.sock").exists()
+
+
+# ---- item 12: volume names ------------------------------------------------------------------------
+def test_volume_names_docker_refuses(rl):
+    for bad in ("a", "_x", "a/b", "x" * 256):
+        r = rl("volume", "create", bad, expect=125)
+        assert "invalid volume name" in one_error(r)
+    assert rl("volume", "ls", "-q").out == ""
+
+
+def test_the_longest_volume_names_are_removed_and_pruned(rl):
+    """Every name that can be created can be removed: 243+ characters made the removal's
+    temporary name too long, and stopped prune part-way."""
+    longest, long_ = "v" * 255, "w" * 243
+    for name in (longest, long_, "short", "x" * 250):
+        rl("volume", "create", name)
+    rl("volume", "rm", longest)
+    r = rl("volume", "prune", "-a", "-f")
+    assert sorted(r.out.split()[2:]) == sorted([long_, "short", "x" * 250])
+    assert rl("volume", "ls", "-q").out == ""
+    assert os.listdir(rl.root / "volumes") == []  # nothing left aside either
