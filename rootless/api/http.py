@@ -9,7 +9,9 @@ raw byte stream both ways, for attach and exec). Nothing here knows about contai
 from __future__ import annotations
 
 import json
+import select
 import socket
+import time
 from urllib.parse import parse_qs, unquote, urlsplit
 
 MAX_HEADER = 64 * 1024
@@ -22,6 +24,11 @@ class BadRequest(Exception):
     """A request this server cannot read: answered 400, then the connection is closed."""
 
 
+class Idle(Exception):
+    """The client sent nothing for the idle time while a request was awaited (or its headers
+    did not come whole within it): the connection is closed unanswered."""
+
+
 class Request:
     def __init__(self, method: str, target: str, headers: dict[str, str], conn: Connection):
         self.method = method
@@ -31,6 +38,8 @@ class Request:
         self.headers = headers
         self.conn = conn
         self._body: bytes | None = None
+        self._reading = None  # the body's reader, once begun
+        self._length = conn.content_length
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -82,15 +91,26 @@ class Request:
         return "chunked" in self.headers.get("transfer-encoding", "").lower()
 
     def body_chunks(self):
-        """The body, piece by piece (for large uploads: build contexts, image tars)."""
+        """The body, piece by piece (for large uploads: build contexts, image tars); what a
+        handler left unread when it failed is what ``drain`` reads. A body that cannot be read
+        ends the connection (where the next request would begin is unknown)."""
         if self._body is not None:
             yield self._body
             return
-        self._body = b""
-        if self.chunked:
-            yield from self.conn.read_chunked()
-            return
-        length = int(self.headers.get("content-length") or 0)
+        if self._reading is None:
+            self._reading = self.conn.read_chunked() if self.chunked else self._read_sized()
+        while True:  # not ``yield from``: a handler that stops early must not close the reader
+            try:
+                data = next(self._reading)
+            except StopIteration:
+                return
+            except BadRequest:
+                self.conn.keep_alive = False
+                raise
+            yield data
+
+    def _read_sized(self):
+        length = self._length
         while length > 0:
             data = self.conn.rfile.read(min(length, 1 << 20))
             if not data:
@@ -133,11 +153,31 @@ class Reader:
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self.buf = bytearray()
+        self.deadline: float | None = None  # while set, a read that waits past it raises Idle
 
     def _fill(self) -> bool:
+        if self.deadline is not None:
+            self.wait(self.deadline - time.monotonic())
         data = self.sock.recv(65536)
         self.buf += data
         return bool(data)
+
+    def wait(self, seconds: float) -> None:
+        """Return once something is buffered or readable (or the peer closed); Idle if nothing
+        comes within ``seconds``."""
+        if self.buf:
+            return
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN | select.POLLPRI)
+        end = time.monotonic() + max(0.0, seconds)
+        while True:
+            try:
+                if poller.poll(max(0, int((end - time.monotonic()) * 1000))):
+                    return
+            except InterruptedError:
+                continue
+            if time.monotonic() >= end:
+                raise Idle()
 
     def readline(self, limit: int) -> bytes:
         while True:
@@ -171,22 +211,39 @@ class Reader:
 class Connection:
     """One client connection: read requests, write responses."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, idle: float | None = None):
         self.sock = sock
         self.rfile = Reader(sock)
         self.keep_alive = True
         self.responded = False  # this request's answer has begun (a stream cannot become an error)
+        self.idle = idle  # seconds a request may be awaited, and then its headers take (None: no limit)
+        self.content_length = 0
 
     def read_request(self) -> Request | None:
+        """The next request, or None when the client closed the connection; Idle when it sent
+        nothing for the idle time, or did not finish the headers within it after that."""
+        if self.idle is not None:
+            self.rfile.wait(self.idle)
+            self.rfile.deadline = time.monotonic() + self.idle
+        try:
+            return self._read_head()
+        finally:
+            self.rfile.deadline = None  # a body, a stream or a hijacked connection is not idle
+
+    def _read_head(self) -> Request | None:
         line = self.rfile.readline(MAX_HEADER)
         while line in (b"\r\n", b"\n"):  # stray blank lines between requests are allowed
             line = self.rfile.readline(MAX_HEADER)
         if not line:
             return None
+        if not line.endswith(b"\n"):
+            raise BadRequest("request line too long" if len(line) >= MAX_HEADER else "the request ended early")
         try:
             method, target, version = line.decode("latin-1").split()
         except ValueError:
             raise BadRequest("malformed request line") from None
+        if not version.startswith("HTTP/1."):
+            raise BadRequest(f"unsupported protocol {version!r}")
         headers: dict[str, str] = {}
         size = len(line)
         while True:
@@ -194,28 +251,43 @@ class Connection:
             size += len(h)
             if size > MAX_HEADER:
                 raise BadRequest("headers too large")
-            if h in (b"\r\n", b"\n", b""):
+            if h in (b"\r\n", b"\n"):
                 break
+            if not h.endswith(b"\n"):
+                raise BadRequest("the headers ended early")
             name, sep, value = h.decode("latin-1").partition(":")
-            if not sep:
+            if not sep or not name.strip():
                 raise BadRequest("malformed header")
             headers[name.strip().lower()] = value.strip()
         self.responded = False
         if version == "HTTP/1.0" or headers.get("connection", "").lower() == "close":
             self.keep_alive = False
-        return Request(method.upper(), target, headers, self)
+        length = headers.get("content-length")
+        if length is not None and not (length.isascii() and length.isdigit()):
+            raise BadRequest(f"invalid Content-Length {length!r}")
+        self.content_length = int(length or 0)
+        try:
+            return Request(method.upper(), target, headers, self)
+        except ValueError as e:  # a target urlsplit cannot read
+            raise BadRequest(f"malformed request target: {e}") from None
 
     def read_chunked(self):
         while True:
             size_line = self.rfile.readline(1024)
-            try:
-                size = int(size_line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise BadRequest("malformed chunk") from None
+            digits = size_line.split(b";")[0].strip()
+            if not size_line.endswith(b"\n") or not digits or len(digits) > 16 or \
+                    digits.strip(b"0123456789abcdefABCDEF"):
+                raise BadRequest("malformed chunk size")
+            size = int(digits, 16)
             if size == 0:
-                while self.rfile.readline(MAX_HEADER) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return
+                trailers = 0
+                while True:
+                    line = self.rfile.readline(MAX_HEADER)
+                    trailers += len(line)
+                    if line in (b"\r\n", b"\n"):
+                        return
+                    if not line.endswith(b"\n") or trailers > MAX_HEADER:
+                        raise BadRequest("malformed chunk trailer")
             left = size
             while left:
                 data = self.rfile.read(min(left, 1 << 20))
@@ -223,7 +295,8 @@ class Connection:
                     raise BadRequest("the body ended early")
                 left -= len(data)
                 yield data
-            self.rfile.readline(16)
+            if self.rfile.readline(16) not in (b"\r\n", b"\n"):
+                raise BadRequest("malformed chunk: no line end after its data")
 
     # ---- responses
     def _head(self, status: int, headers: list[tuple[str, str]]) -> bytes:

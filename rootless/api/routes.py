@@ -185,12 +185,16 @@ def _fail(req: http.Request, status: int, message: str) -> None:
     req.conn.send(status, http.error_body(message))
 
 
-def serve_connection(ctx, sock) -> None:
-    conn = http.Connection(sock)
+def serve_connection(ctx, sock, idle: float | None = None) -> bool:
+    """Serve one connection's requests until it closes; whether it ended idle (nothing sent for
+    ``idle`` seconds while a request was awaited: closed without an answer)."""
+    conn = http.Connection(sock, idle)
     try:
         while conn.keep_alive:
             try:
                 req = conn.read_request()
+            except http.Idle:
+                return True
             except http.BadRequest as e:
                 conn.keep_alive = False
                 conn.send(400, http.error_body(str(e)))
@@ -203,7 +207,10 @@ def serve_connection(ctx, sock) -> None:
                 print(f"rootless: api: {os.getpid()} {req.method} {req.path} "
                       f"{(time.monotonic() - began) * 1000:.1f} ms", file=sys.stderr, flush=True)
             if conn.keep_alive:
-                req.drain()
+                try:
+                    req.drain()
+                except http.BadRequest:
+                    break  # answered already; where the next request would begin is unknown
     except (BrokenPipeError, ConnectionResetError):
         pass
     finally:
@@ -211,3 +218,4 @@ def serve_connection(ctx, sock) -> None:
             sock.close()
         except OSError:
             pass
+    return False

@@ -6,6 +6,12 @@ per connection, which serves that connection's requests with the same use cases 
 a single-threaded process, which may fork into a user namespace; a stream (attach, logs, events)
 is just a process that blocks. With ``--time N`` the listener exits once no connection has been
 open for N seconds (0: never), which suits systemd socket activation (``LISTEN_FDS``).
+
+What connections may cost is bounded: at most ``MAX_CONNECTIONS`` processes at once (further
+clients wait in the listen backlog until one ends), and a connection that sends nothing while a
+request is awaited (between requests, or mid-headers) is closed after ``connection_idle`` seconds
+(60, or ``--time`` when shorter); a running request (a stream, a build, a pull) is never idle. An
+idle connection counts for ``--time`` from its last request, not from its close.
 """
 
 from __future__ import annotations
@@ -15,13 +21,17 @@ import os
 import select
 import signal
 import socket
-import struct
+import stat
 import sys
 import time
 
 from rootless.base.errors import RootlessError, UsageError
 
 SD_LISTEN_FDS_START = 3
+MAX_CONNECTIONS = 64  # processes serving connections at once; more wait in the listen backlog
+BACKLOG = 128
+CONNECTION_IDLE = 60.0  # seconds a connection may send nothing while a request is awaited
+IDLE_EXIT = 3  # a connection's process that closed an idle connection exits with this
 
 
 def default_uri(paths) -> str:
@@ -34,31 +44,43 @@ class Listener:
 
     def __init__(self, sock: socket.socket, path: str | None, tcp: bool):
         self.sock = sock
-        self.path = path  # a Unix socket we made (removed at the end)
+        self.path = path  # a Unix socket we made (removed at the end, if it still is ours)
         self.tcp = tcp
+        self.made = None  # (st_dev, st_ino) of the socket file we bound
+        if path:
+            st = os.lstat(path)
+            self.made = (st.st_dev, st.st_ino)
 
     def allowed(self, conn: socket.socket) -> bool:
-        if self.tcp:
-            return True  # loopback only, warned about at start
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _pid, uid, _gid = struct.unpack("3i", creds)
-        return uid == os.getuid()
+        """Whether the peer is this user: ``SO_PEERCRED`` on a Unix socket, the kernel's socket
+        table over loopback TCP (read right after the accept, while the client's socket is there).
+        A peer that cannot be told is refused."""
+        from rootless.api import peer
+        if conn.family == socket.AF_UNIX:
+            uid = peer.unix_peer_uid(conn)
+        else:
+            uid = peer.tcp_peer_uid(conn)
+        return uid is not None and uid == os.getuid()
 
     def close(self) -> None:
         self.sock.close()
         if self.path:
             try:
-                os.unlink(self.path)
+                st = os.lstat(self.path)
+                if (st.st_dev, st.st_ino) == self.made:  # not a newer service's socket bound there since
+                    os.unlink(self.path)
             except OSError:
                 pass
 
 
-def listen(uri: str, warn) -> Listener:
-    """A listener for ``uri`` (``unix:///path`` or ``tcp://127.0.0.1:PORT``), or the socket systemd
-    passed (``LISTEN_FDS``)."""
+def listen(uri: str | None, warn, paths=None) -> Listener:
+    """A listener for ``uri`` (``unix:///path`` or ``tcp://127.0.0.1:PORT``; None: the default
+    socket of ``paths``), or the socket systemd passed (``LISTEN_FDS``)."""
     inherited = _activated()
     if inherited is not None:
         return Listener(inherited, None, inherited.family != socket.AF_UNIX)
+    if uri is None:  # our own runtime directory: one left 0755 by an older version is made private
+        return _unix(default_uri(paths)[len("unix://"):], fix_parent=True)
     scheme, sep, rest = uri.partition("://")
     if not sep:
         scheme, rest = "unix", uri
@@ -77,17 +99,42 @@ def _activated() -> socket.socket | None:
     return socket.socket(fileno=SD_LISTEN_FDS_START)
 
 
-def _unix(path: str) -> Listener:
+def _private_parent(parent: str, fix: bool) -> None:
+    """Make sure the socket's directory is a directory of ours that only we can enter (made 0700
+    when missing). With ``fix`` (the default socket's, in our runtime directory) one of ours that
+    is open to others is made 0700, and a symlink is refused."""
+    from rootless.base.paths import makedirs_private
+    try:
+        makedirs_private(parent)
+        st = os.lstat(parent) if fix else os.stat(parent)
+    except OSError as e:
+        raise RootlessError(f"cannot make the socket's directory {parent}: {e.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise RootlessError(f"{parent} is a symlink: the socket's directory must be a directory of yours",
+                            f"remove the symlink {parent}, or give another socket path")
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise RootlessError(f"{parent} is not a directory of yours: the socket would be reachable by others",
+                            "give a socket path in a directory only you can enter")
+    if st.st_mode & 0o077:
+        if not fix:
+            raise RootlessError(f"{parent} is not a private directory of yours: the socket would be reachable by "
+                                f"others", f"chmod 700 {parent}, or give a socket path in a directory only you can enter")
+        os.chmod(parent, 0o700)
+
+
+def _unix(path: str, fix_parent: bool = False) -> Listener:
     if not path.startswith("/"):
         raise UsageError(f"the socket path {path!r} must be absolute")
     parent = os.path.dirname(path)
-    os.makedirs(parent, 0o700, exist_ok=True)
-    st = os.stat(parent)
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise RootlessError(f"{parent} is not a private directory of yours: the socket would be reachable by others",
-                            f"chmod 700 {parent}, or give a socket path in a directory only you can enter")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    if os.path.exists(path):
+    _private_parent(parent, fix_parent)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise RootlessError(f"{path} exists and is not a socket: refusing to replace it",
+                                "give a socket path where nothing is, or move that file away")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(path)
@@ -97,6 +144,7 @@ def _unix(path: str) -> Listener:
             os.unlink(path)  # left by a service that died
         finally:
             probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
         sock.bind(path)
@@ -106,7 +154,7 @@ def _unix(path: str) -> Listener:
     finally:
         os.umask(old)
     os.chmod(path, 0o600)
-    sock.listen(64)
+    sock.listen(BACKLOG)
     return Listener(sock, path, False)
 
 
@@ -128,9 +176,9 @@ def _tcp(hostport: str, warn) -> Listener:
     except OSError as e:
         sock.close()
         raise RootlessError(f"cannot listen on tcp://{hostport}: {e.strerror}") from None
-    sock.listen(64)
-    warn(f"listening on tcp://{hostport}: every local user can reach it (no peer check over TCP); "
-         "prefer the Unix socket")
+    sock.listen(BACKLOG)
+    warn(f"listening on tcp://{hostport}: any program of yours can reach it (connections of other users "
+         "are refused); prefer the Unix socket")
     return Listener(sock, None, True)
 
 
@@ -160,10 +208,16 @@ def warm_up(ctx) -> None:
         pass  # said when a container needs it
 
 
-def serve(ctx, uri: str, idle: float) -> None:
+def connection_idle(idle: float) -> float:
+    """Seconds a connection may wait silent for its next request (``idle``: the service's --time)."""
+    return min(CONNECTION_IDLE, idle) if idle > 0 else CONNECTION_IDLE
+
+
+def serve(ctx, uri: str | None, idle: float) -> None:
     """Serve until interrupted, or until no connection has been open for ``idle`` seconds (0: never)."""
-    listener = listen(uri, ctx.warn)
+    listener = listen(uri, ctx.warn, ctx.paths)
     warm_up(ctx)
+    conn_idle = connection_idle(idle)
     children: set[int] = set()
     stop = {"now": False}
 
@@ -176,18 +230,19 @@ def serve(ctx, uri: str, idle: float) -> None:
     signal.signal(signal.SIGCHLD, lambda _s, _f: None)
     where = listener.path or f"fd {listener.sock.fileno()}"
     print(f"rootless: API listening on {where}", file=sys.stderr, flush=True)
-    last = time.monotonic()
+    last = time.monotonic()  # the last time a connection was used
     try:
         while not stop["now"]:
-            if _reap(children) or children:
-                last = time.monotonic()  # idle counts from the end of the last connection
+            last = max(last, _reap(children, conn_idle))
             timeout = None
             if idle > 0 and not children:
                 timeout = max(0.0, last + idle - time.monotonic())
-                if timeout == 0:
-                    break
+                if timeout == 0 and not select.select([listener.sock], [], [], 0)[0]:
+                    break  # (a client already waiting in the backlog is served first)
+            # At the bound, new connections wait in the backlog until a process ends (SIGCHLD wakes us).
+            watch = [listener.sock, wake_r] if len(children) < MAX_CONNECTIONS else [wake_r]
             try:
-                ready, _, _ = select.select([listener.sock, wake_r], [], [], timeout)
+                ready, _, _ = select.select(watch, [], [], timeout)
             except InterruptedError:
                 continue
             if wake_r in ready:
@@ -197,8 +252,7 @@ def serve(ctx, uri: str, idle: float) -> None:
                             break
                     except BlockingIOError:
                         break
-            if listener.sock in ready:
-                _accept(ctx, listener, children, wake_r, wake_w)
+            if listener.sock in ready and _accept(ctx, listener, children, conn_idle, wake_r, wake_w):
                 last = time.monotonic()
     finally:
         signal.set_wakeup_fd(-1)
@@ -210,34 +264,40 @@ def serve(ctx, uri: str, idle: float) -> None:
                 pass
 
 
-def _reap(children: set[int]) -> bool:
-    """Reap the connections' processes that ended; whether any did."""
-    before = len(children)
+def _reap(children: set[int], conn_idle: float) -> float:
+    """Reap the connections' processes that ended; when the latest of them was last used (its
+    end, or for one closed idle, its end less the idle time), or 0.0 when none ended."""
+    latest = 0.0
     for pid in list(children):
         try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
+            done, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
-            done = pid
+            done, status = pid, 0
         if done:
             children.discard(pid)
-    return len(children) < before
+            used = time.monotonic()
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == IDLE_EXIT:
+                used -= conn_idle
+            latest = max(latest, used)
+    return latest
 
 
-def _accept(ctx, listener: Listener, children: set[int], *close_in_child: int) -> None:
+def _accept(ctx, listener: Listener, children: set[int], conn_idle: float, *close_in_child: int) -> bool:
+    """Accept a connection and fork its process; whether one was (another user's is dropped)."""
     try:
         conn, _ = listener.sock.accept()
     except OSError as e:
         if e.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EINTR):
-            return
+            return False
         raise
     if not listener.allowed(conn):
         conn.close()  # another user: not a word
-        return
+        return False
     pid = os.fork()
     if pid:
         conn.close()
         children.add(pid)
-        return
+        return True
     code = 0
     try:
         signal.set_wakeup_fd(-1)
@@ -247,7 +307,8 @@ def _accept(ctx, listener: Listener, children: set[int], *close_in_child: int) -
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         from rootless.api import routes
-        routes.serve_connection(ctx, conn)
+        if routes.serve_connection(ctx, conn, conn_idle):
+            code = IDLE_EXIT
     except BaseException:  # noqa: BLE001 - a connection's end is never the service's
         import traceback
         traceback.print_exc()

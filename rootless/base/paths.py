@@ -270,9 +270,26 @@ class Paths(namedtuple("Paths", "root runroot")):
                                     "use another --root or wipe it with `rootless system reset`")
 
 
+def makedirs_private(path: str) -> None:
+    """``os.makedirs`` whose every directory it makes is 0700 (``os.makedirs`` gives the parents
+    it makes the umask's mode, 0755 as a rule)."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path.rstrip("/"))
+    if parent and parent != path:
+        makedirs_private(parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+        return
+    os.chmod(path, 0o700)  # whatever the umask
+
+
 def ensure_private_dir(path: str) -> None:
-    """Create ``path`` (and parents) and check that it is ours and 0700 (it may hold sockets)."""
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    """Create ``path`` (and parents, each 0700) and check that it is ours and 0700 (it may hold sockets)."""
+    makedirs_private(path)
     top = path
     # The first component we may have created under /tmp must be ours and private.
     if path.startswith("/tmp/rootless-run-"):

@@ -812,9 +812,13 @@ def volume_prune(ctx, all_: bool = Opt(("-a", "--all"), False, "Every unused vol
                  force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
     """Remove unused anonymous volumes (-a: every unused volume)."""
     from rootless.engine import volumes
-    removed = volumes.prune(ctx, all_)
+    failed: list[str] = []
+    removed = volumes.prune(ctx, all_, failed)
     if removed:
         print("Deleted Volumes:\n" + "\n".join(removed))
+    if failed:
+        from rootless.base.errors import RootlessError
+        raise RootlessError(f"{len(failed)} volume(s) could not be removed (said above)", exit_code=1)
 
 
 # ---- networks --------------------------------------------------------------------------------
@@ -982,7 +986,7 @@ def system_service(ctx, uri: str = Arg(None, metavar="[URI]"),
     if time_ < 0:
         from rootless.base.errors import UsageError
         raise UsageError(f"invalid --time {time_}", "give seconds, or 0 to run until interrupted")
-    server.serve(ctx, uri or server.default_uri(ctx.paths), float(time_))
+    server.serve(ctx, uri or None, float(time_))
 
 
 @command("system", "reset")

@@ -80,13 +80,22 @@ def _remove(ctx, name: str) -> None:
         events.append(ctx.paths, "volume", "destroy", name, {"driver": "local"})
 
 
-def prune(ctx, all_: bool) -> list[str]:
-    """Unused volumes: the anonymous ones (``-a``: every one no container uses)."""
+def prune(ctx, all_: bool, failed: list[str] | None = None) -> list[str]:
+    """Unused volumes: the anonymous ones (``-a``: every one no container uses); the names removed.
+    One that cannot be removed does not stop the others: it is warned about, and its name and
+    why are added to ``failed``."""
     used = _in_use(ctx)
     out = []
     for rec in volumes.all_volumes(ctx.paths):
         if rec["name"] not in used and (all_ or rec.get("anonymous")):
-            _remove(ctx, rec["name"])
+            try:
+                _remove(ctx, rec["name"])
+            except (RootlessError, OSError) as e:
+                why = e.message if isinstance(e, RootlessError) else f"cannot remove volume {rec['name']}: {e.strerror}"
+                ctx.warn(why)
+                if failed is not None:
+                    failed.append(why)
+                continue
             out.append(rec["name"])
     return out
 

@@ -21,7 +21,9 @@ from rootless.base.errors import RootlessError, UsageError, VolumeNotFound
 from rootless.base.paths import Paths
 
 VOLUME_VERSION = 1
-_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # what may be looked up (a store may hold 1-character names)
+_NEW_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # what may be made: Docker's rule for local volumes
+MAX_NAME = 255  # a directory name; the names made aside (``.new-``, ``.del-``) never contain it
 MODES = ("ro", "rw", "z", "Z", "U")  # z/Z (SELinux relabelling) are accepted and have nothing to do here
 
 # type: volume | bind | tmpfs; source: a volume name ("" for a new anonymous one) or a host path;
@@ -34,9 +36,17 @@ TMPFS_FLAGS = {"ro", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "
 
 
 def check_name(name: str) -> None:
-    if not _NAME.fullmatch(name) or len(name) > 255:
-        raise UsageError(f"invalid volume name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
-                         "a host directory is given by its absolute path: -v /host/dir:/dst")
+    if len(name) > MAX_NAME:
+        raise UsageError(f"invalid volume name {name[:20]}...: {len(name)} characters, at most {MAX_NAME}")
+    if not _NEW_NAME.fullmatch(name):
+        raise UsageError(f"invalid volume name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, "
+                         "at least 2 characters", "a host directory is given by its absolute path: -v /host/dir:/dst")
+
+
+def _aside(paths: Paths, kind: str) -> str:
+    """A name beside the volumes for one being made (``new``) or removed (``del``): never the
+    volume's name with more around it, which the longest names would take past NAME_MAX."""
+    return os.path.join(paths.volumes, f".{kind}-{os.getpid()}-{time.monotonic_ns()}")
 
 
 def parse(text: str) -> Mount:
@@ -169,7 +179,7 @@ def _read(paths: Paths, name: str) -> dict | None:
 
 
 def get(paths: Paths, name: str) -> dict:
-    rec = _read(paths, name) if _NAME.fullmatch(name or "") else None
+    rec = _read(paths, name) if _NAME.fullmatch(name or "") and len(name) <= MAX_NAME else None
     if rec is None:
         raise VolumeNotFound(f"no such volume: {name}")
     return rec
@@ -193,7 +203,7 @@ def create(paths: Paths, name: str, labels: dict | None = None, anonymous: bool 
         rec = {"version": VOLUME_VERSION, "name": name, "created": now_iso(), "labels": dict(labels or {}),
                "anonymous": anonymous}
         os.makedirs(paths.volumes, 0o700, exist_ok=True)
-        tmp = os.path.join(paths.volumes, f".new-{name}")
+        tmp = _aside(paths, "new")
         try:
             os.mkdir(tmp, 0o700)
             os.mkdir(os.path.join(tmp, "_data"), 0o755)
@@ -211,7 +221,7 @@ def create(paths: Paths, name: str, labels: dict | None = None, anonymous: bool 
 def doom(paths: Paths, name: str) -> str | None:
     """Take a volume out of every listing at once (renamed aside); the path to remove, or None."""
     src = paths.volume(name)
-    doomed = os.path.join(paths.volumes, f".del-{name}-{os.getpid()}")
+    doomed = _aside(paths, "del")
     try:
         os.rename(src, doomed)
     except FileNotFoundError:

@@ -65,10 +65,10 @@ def test_create_is_atomic_idempotent_and_listed(paths):
 
 
 def test_get_and_a_damaged_record(paths):
-    volumes.create(paths, "v")
-    with open(paths.volume_record("v"), "w") as f:
+    volumes.create(paths, "vv")
+    with open(paths.volume_record("vv"), "w") as f:
         f.write("{cut")
-    assert volumes.get(paths, "v")["name"] == "v"  # still there, with its data
+    assert volumes.get(paths, "vv")["name"] == "vv"  # still there, with its data
     with pytest.raises(VolumeNotFound, match="no such volume: nope"):
         volumes.get(paths, "nope")
     with pytest.raises(VolumeNotFound):
@@ -148,3 +148,43 @@ def test_etc_files_in_a_read_only_volume_at_etc():
     ops = mountplan.plan({"/etc/hosts": "/run/x/hosts"}, True, None, volumes=(("volume", "/v", "/etc", True, ""),))
     kinds = [(o.kind, o.target) for o in ops]
     assert kinds.index(("volume", "/etc")) < kinds.index(("bind", "/etc/hosts")) < kinds.index(("remount_ro", "/etc"))
+
+
+def test_names_docker_refuses_and_the_longest_ones(paths):
+    for bad in ("v", "-v", "a/b", "x" * 256):
+        with pytest.raises(UsageError, match="invalid volume name"):
+            volumes.create(paths, bad)
+    longest = "v" * 255  # made and removed aside under names that never contain it
+    volumes.create(paths, longest)
+    assert volumes.get(paths, longest)["name"] == longest
+    assert volumes.doom(paths, longest)
+    with pytest.raises(VolumeNotFound):
+        volumes.get(paths, "x" * 300)
+
+
+def test_prune_goes_on_past_a_volume_it_cannot_remove(paths, monkeypatch):
+    from rootless.engine import volumes as uc
+    for name in ("aa", "bb", "cc"):
+        volumes.create(paths, name)
+    real = volumes.doom
+
+    def doom(p, name):
+        if name == "bb":
+            raise RootlessError("cannot remove volume bb: Device or resource busy")
+        return real(p, name)
+    monkeypatch.setattr(volumes, "doom", doom)
+    warned = []
+
+    class Ctx:
+        def __init__(self):
+            self.paths = paths
+
+        def warn(self, message):
+            warned.append(message)
+
+        def userns_call(self, fn, *args):
+            return fn(*args)
+    failed = []
+    assert uc.prune(Ctx(), True, failed) == ["aa", "cc"]
+    assert failed == warned == ["cannot remove volume bb: Device or resource busy"]
+    assert [r["name"] for r in volumes.all_volumes(paths)] == ["bb"]
