@@ -216,3 +216,23 @@ def test_put_archive_keeps_a_sparse_file_sparse(containers, tmp_path):
     blocks, size = rl("exec", "run1", "stat", "-c", "%b %s", "/tmp/sparse").out.split()
     assert int(size) == hostile_tars.SPARSE_SIZE
     assert int(blocks) * 512 < 8 << 20, blocks
+
+
+def test_docker_cp_with_hostile_tars_and_directories(api, tmp_path):
+    """Debian's docker client (``docker cp - C:DIR``, ``docker cp C:DIR/. HOST``) against the service."""
+    home = tmp_path / "home"
+    before = hostile_tars.home_with_victims(home)
+    cases = hostile_tars.hostile(home)
+    api.docker("run", "-d", "--name", "dc", "busybox", "sleep", "300")
+    api.docker("cp", "-", "dc:/tmp", input=dirs_tar(*cases))
+    for name, (data, outcome, member) in cases.items():
+        r = api.docker("cp", "-", f"dc:/tmp/{name}", input=data, expect=None)
+        assert r.code == (1 if outcome == REFUSED else 0), (name, r)
+        assert "internal error" not in r.err, r.err
+        assert hostile_tars.snapshot(home) == before, name
+        listing = api.docker("exec", "dc", "ls", "-A", f"/tmp/{name}").out.split()
+        assert listing == ([] if outcome == REFUSED else [member]), (name, listing)
+    out = tmp_path / "out"
+    api.docker("cp", "dc:/tmp/symlink-then-file/.", str(out))
+    assert (out / "link").read_text() == "pwned\n" and not (out / "link").is_symlink()
+    assert hostile_tars.snapshot(home) == before
