@@ -46,6 +46,9 @@ def check_member(m: tarfile.TarInfo, what: str) -> str:
         target = clean_name(m.linkname, what)
         if not target:
             raise InvalidImage(f"{what}: hardlink {name!r} points to the archive root")
+    elif m.issym() and (not m.linkname or "\x00" in m.linkname):
+        raise InvalidImage(f"{what}: symbolic link {name!r} has an empty or broken target",
+                           "the archive is hostile or broken")
     elif not (m.isreg() or m.isdir() or m.issym() or m.isfifo()):
         raise InvalidImage(f"{what}: unsupported member type {m.type!r} for {name!r}")
     return name
@@ -68,7 +71,7 @@ def check_archive(members, what: str) -> None:
         if m.islnk():
             target = clean_name(m.linkname, what)
             _not_through_link(target, kinds, what)
-            if kinds.get(target) in (None, "dir"):
+            if kinds.get(target) in (None, "dir") or target == name:
                 raise InvalidImage(f"{what}: hard link {name!r} to {m.linkname!r}, which the archive did not make",
                                    "an archive's hard links may only name its own earlier members")
         if name:

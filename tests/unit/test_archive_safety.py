@@ -67,6 +67,13 @@ def test_archive_hard_links_only_to_its_own_members(tmp_path):
     assert not os.path.lexists(dest / "b2")
 
 
+def test_a_hard_link_to_itself_is_refused_before_anything_is_written():
+    data = hostile_tars.tar_of(hostile_tars._entry("a", tarfile.REGTYPE, b"x\n"),
+                               hostile_tars._entry("a", tarfile.LNKTYPE, linkname="a"))
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tf, pytest.raises(InvalidImage, match="did not make"):
+        tarsafe.check_archive(tf, "the archive")
+
+
 def test_archive_whiteout_names_are_plain_files_and_the_root_keeps_its_mode(tmp_path):
     dest = _dest(tmp_path)
     os.chmod(dest, 0o755)
