@@ -612,5 +612,8 @@ def archive_put(ctx, req, id):
         for chunk in req.body_chunks():
             f.write(chunk)
         f.flush()
-        uc.extract_archive(ctx, rec, path, f.fileno())
+        try:
+            uc.extract_archive(ctx, rec, path, f.fileno())
+        except uc.ReadOnlyPath as e:
+            return 403, {"message": e.message}  # Docker's status for a read-only volume or root
     return 200, None

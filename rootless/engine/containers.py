@@ -543,6 +543,12 @@ class PathNotFound(RootlessError):
     exit_code = 1
 
 
+class ReadOnlyPath(RootlessError):
+    """A destination on a read-only volume or mount (the API's 403)."""
+
+    exit_code = 1
+
+
 def _cp_mounts(ctx, rec: dict) -> tuple:
     """The container's volumes and binds, for ``cp`` to or from it while it is stopped (Docker
     mounts them; ``export`` leaves them out)."""
@@ -632,6 +638,8 @@ def extract_archive(ctx, rec: dict, path: str, tar: int) -> None:
     if res.get("not_dir"):
         raise UsageError(f"extraction point is not a directory: {path}", "give a directory as the destination",
                          exit_code=1)
+    if res.get("read_only"):
+        raise ReadOnlyPath(f"cannot copy to {path}: it is on a read-only volume or mount")
     if res.get("refused"):
         raise UsageError(res["refused"], exit_code=1)
 

@@ -142,11 +142,13 @@ def untar_into(root: str, rel: str, in_fd: int, name: str) -> dict:
     from layers.unpack import unpack_layer
     from rootless.runtime import rootfs
     dest = rootfs.resolve(root, rel)
-    if os.path.isdir(dest):
-        return unpack_layer(in_fd, dest, what="cp", archive=True)
-    parent = os.path.dirname(dest)
+    parent = dest if os.path.isdir(dest) else os.path.dirname(dest)
     if not os.path.isdir(parent):
         raise RootlessError(f"no such directory in the container: {os.path.dirname(rel) or '/'}", exit_code=1)
+    if os.statvfs(parent).f_flag & os.ST_RDONLY:
+        raise RootlessError(f"cannot copy to {rel}: it is on a read-only volume or mount", exit_code=1)
+    if os.path.isdir(dest):
+        return unpack_layer(in_fd, dest, what="cp", archive=True)
     tmp = os.path.join(parent, f".rootless-cp-{os.getpid()}")
     os.mkdir(tmp, 0o700)
     try:
@@ -176,6 +178,9 @@ def extract_at(root: str, rel: str, in_fd: int) -> dict:
     if not os.path.isdir(dest):
         os.close(in_fd)
         return {"not_dir": True}
+    if os.statvfs(dest).f_flag & os.ST_RDONLY:
+        os.close(in_fd)
+        return {"read_only": True}
     try:
         unpack_layer(in_fd, dest, what="archive", archive=True)
     except InvalidImage as e:

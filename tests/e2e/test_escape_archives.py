@@ -236,3 +236,22 @@ def test_docker_cp_with_hostile_tars_and_directories(api, tmp_path):
     api.docker("cp", "dc:/tmp/symlink-then-file/.", str(out))
     assert (out / "link").read_text() == "pwned\n" and not (out / "link").is_symlink()
     assert hostile_tars.snapshot(home) == before
+
+
+def test_cp_into_a_read_only_bind_of_a_stopped_container_is_refused(busybox, tmp_path):
+    rl = busybox
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    rl("run", "--name", "rov", "-v", f"{ro}:/ro:ro", "busybox", "true")
+    src = tmp_path / "f.txt"
+    src.write_text("copied\n")
+    one_error(rl("cp", src, "rov:/ro/", expect=1), "read-only")
+    one_error(rl("cp", src, "rov:/ro/new-name", expect=1), "read-only")
+    one_error(rl("cp", "-", "rov:/ro", input=dirs_tar("x"), expect=1), "read-only")
+    svc = ApiService(rl)
+    try:
+        status, body = svc.request("PUT", "/containers/rov/archive?path=/ro", dirs_tar("y"))
+        assert status == 403 and "read-only" in body["message"], body
+    finally:
+        svc.stop()
+    assert list(ro.iterdir()) == []
