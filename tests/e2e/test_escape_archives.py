@@ -191,6 +191,10 @@ def test_cp_with_a_stopped_container_sees_its_volumes_and_binds(busybox, tmp_pat
     rl("run", "--rm", "-v", "vol9:/data", "busybox", "sh", "-c", "echo in-volume > /data/v")
     rl("cp", "vols:/data/v", out)
     assert (out / "v").read_text() == "in-volume\n"
+    rl("export", "-o", tmp_path / "export.tar", "vols")  # export leaves volumes and binds out, as Docker
+    exported = members((tmp_path / "export.tar").read_bytes())
+    assert "bin/busybox" in exported and "data" in exported and "bind" in exported, sorted(exported)[:20]
+    assert not {"data/v", "data/f.txt", "bind/f.txt", "bind/from-host"} & set(exported), sorted(exported)
 
     svc = ApiService(rl)
     try:
