@@ -617,15 +617,19 @@ def extract_archive(ctx, rec: dict, path: str, tar: int) -> None:
     import tarfile
 
     from layers import tarsafe
+    from layers.unpack import open_decompressed
     from rootless.base.errors import InvalidImage
     from rootless.runtime import fsaccess
     os.lseek(tar, 0, os.SEEK_SET)
-    try:
-        with os.fdopen(os.dup(tar), "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tf:
+    try:  # read as the unpacker will: any compression it takes
+        with os.fdopen(os.dup(tar), "rb") as f, tarfile.open(fileobj=open_decompressed(f), mode="r|") as tf:
             tarsafe.check_archive(tf, "the archive")
     except InvalidImage as e:
         raise UsageError(e.message, e.hint, exit_code=1) from None
-    except (tarfile.TarError, EOFError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - tarfile, gzip, bz2, lzma and zstandard each have their own
+        if not isinstance(e, (tarfile.TarError, EOFError, OSError, ValueError)) \
+                and type(e).__name__ not in ("ZstdError", "LZMAError", "error"):
+            raise
         raise UsageError(f"the archive cannot be read: {e}", "send a tar stream", exit_code=1) from None
     os.lseek(tar, 0, os.SEEK_SET)
     fd = os.dup(tar)

@@ -259,3 +259,21 @@ def test_cp_into_a_read_only_bind_of_a_stopped_container_is_refused(busybox, tmp
     finally:
         svc.stop()
     assert list(ro.iterdir()) == []
+
+
+def test_put_archive_takes_compressed_tars_and_refuses_garbage(containers):
+    import gzip
+    import lzma
+    rl = containers
+    svc = ApiService(rl)
+    try:
+        for name, pack in (("gz", gzip.compress), ("xz", lzma.compress)):
+            status, body = svc.request("PUT", "/containers/stop1/archive?path=/tmp", pack(dirs_tar(f"from-{name}")))
+            assert status == 200, (name, body)
+        status, data = svc.request("GET", "/containers/stop1/archive?path=/tmp")
+        assert {"tmp/from-gz", "tmp/from-xz"} <= set(members(data))
+        for garbage in (b"\x1f\x8b" + b"not gzip" * 100, b"\xfd7zXZ\x00" + b"x" * 600, b"x" * 1024):
+            status, body = svc.request("PUT", "/containers/stop1/archive?path=/tmp", garbage)
+            assert status == 400 and "internal error" not in body["message"], body
+    finally:
+        svc.stop()
