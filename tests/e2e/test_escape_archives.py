@@ -277,3 +277,23 @@ def test_put_archive_takes_compressed_tars_and_refuses_garbage(containers):
             assert status == 400 and "internal error" not in body["message"], body
     finally:
         svc.stop()
+
+
+def test_cp_sees_the_volumes_of_a_stopped_container_with_each_rootfs_method(rl_method, images, tmp_path):
+    rl = rl_method
+    rl.load(images, "busybox")
+    bind = tmp_path / "bind-m"
+    bind.mkdir()
+    rl("run", "--name", "volm", "-v", "volm:/data", "-v", f"{bind}:/bind", "busybox", "true")
+    src = tmp_path / "g.txt"
+    src.write_text("method\n")
+    rl("cp", src, "volm:/data/")
+    rl("cp", src, "volm:/bind/")
+    assert (bind / "g.txt").read_text() == "method\n"
+    out = tmp_path / "out-m"
+    out.mkdir()
+    rl("cp", "volm:/data/g.txt", out)
+    assert (out / "g.txt").read_text() == "method\n"
+    assert rl("start", "-a", "volm", expect=0).out == ""
+    assert rl("run", "--rm", "-v", "volm:/data", "busybox", "cat", "/data/g.txt").out == "method\n"
+    rl("rm", "-f", "volm")
