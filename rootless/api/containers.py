@@ -609,9 +609,13 @@ def archive_put(ctx, req, id):
     rec, path = uc.lookup(ctx, id), _path_arg(req)
     os.makedirs(ctx.paths.tmp, exist_ok=True)
     with tempfile.TemporaryFile(dir=ctx.paths.tmp, prefix="api-cp-") as f:
-        for chunk in req.body_chunks():
-            f.write(chunk)
-        f.flush()
+        try:
+            for chunk in req.body_chunks():
+                f.write(chunk)
+            f.flush()
+        except OSError as e:  # a full disk: one line naming the store
+            from rootless.base.errors import from_oserror
+            raise from_oserror(f"keep the uploaded archive in {ctx.paths.tmp}", e) from None
         try:
             uc.extract_archive(ctx, rec, path, f.fileno())
         except uc.ReadOnlyPath as e:

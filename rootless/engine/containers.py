@@ -659,9 +659,13 @@ def copy_in(ctx, rec: dict, src: str, dest: str) -> None:
     if src == "-":
         os.makedirs(ctx.paths.tmp, exist_ok=True)
         with tempfile.TemporaryFile(dir=ctx.paths.tmp) as f:
-            while chunk := sys.stdin.buffer.read(1 << 20):
-                f.write(chunk)
-            f.flush()
+            try:
+                while chunk := sys.stdin.buffer.read(1 << 20):
+                    f.write(chunk)
+                f.flush()
+            except OSError as e:  # a full disk: one line naming the store
+                from rootless.base.errors import from_oserror
+                raise from_oserror(f"keep the archive from stdin in {ctx.paths.tmp}", e) from None
             extract_archive(ctx, rec, dest, f.fileno())
         return
     if not os.path.lexists(src):
