@@ -234,9 +234,13 @@ def _clear(parent: int, name: str, rel: str, keep_dir: bool, what: str) -> bool:
 
 
 def unpack_layer(blob: str | int | BinaryIO, dest: str, expected_diff_id: str | None = None,
-                 what: str = "layer") -> dict:
+                 what: str = "layer", archive: bool = False) -> dict:
     """Unpack ``blob`` (a path, an open fd or a binary stream of a tar, maybe gzip or zstd) into
     the existing directory ``dest``.
+
+    ``archive``: a plain archive (``cp``), not a layer: ``.wh.`` names are ordinary files and no
+    device becomes a whiteout, a hard link may only name a member this archive made, and the
+    archive's root entry leaves ``dest``'s own mode and owner alone.
 
     Returns ``{"diff_id": ..., "size": ..., "skipped_devices": ...}``, the last the number of
     device members (and hard links to them) left out.
@@ -245,6 +249,7 @@ def unpack_layer(blob: str | int | BinaryIO, dest: str, expected_diff_id: str | 
     dirs = _Dirs(root_fd, what)
     dir_times: list[tuple[str, int]] = []
     skipped = _Skipped()
+    made: set[str] | None = set() if archive else None
     size = 0
     try:
         with _open_blob(blob) as raw:
@@ -252,7 +257,7 @@ def unpack_layer(blob: str | int | BinaryIO, dest: str, expected_diff_id: str | 
             try:
                 with tarfile.open(fileobj=reader, mode="r|", errorlevel=2, bufsize=_CHUNK) as tf:
                     for m in tf:
-                        size += _extract(tf, m, dirs, dir_times, skipped, what)
+                        size += _extract(tf, m, dirs, dir_times, skipped, what, made)
                 reader.drain()
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
                 raise InvalidImage(f"{what}: truncated or corrupt tar ({e})") from None
@@ -275,6 +280,18 @@ def unpack_layer(blob: str | int | BinaryIO, dest: str, expected_diff_id: str | 
     return {"diff_id": digest, "size": size, "skipped_devices": skipped.count}
 
 
+def _copy_data(src: BinaryIO, fd: int, length: int, rel: str, what: str) -> None:
+    remaining = length
+    while remaining:
+        chunk = src.read(min(_CHUNK, remaining))
+        if not chunk:
+            raise InvalidImage(f"{what}: truncated file {rel!r}")
+        remaining -= len(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
+
+
 def _open_blob(blob: str | int | BinaryIO) -> BinaryIO:
     if isinstance(blob, str):
         return open(blob, "rb")
@@ -284,14 +301,32 @@ def _open_blob(blob: str | int | BinaryIO) -> BinaryIO:
 
 
 def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: _Dirs, dir_times: list, skipped: _Skipped,
-             what: str) -> int:
+             what: str, made: set[str] | None = None) -> int:
+    """One member; ``made`` (a plain archive's, else None): the names it made so far."""
     rel = tarsafe.check_member(m, what)
-    if tarsafe.is_device(m) and not tarsafe.is_whiteout_device(m) \
-            and not rel.rpartition("/")[2].startswith(whiteout.WH_PREFIX):  # .wh. names: by name below
+    layer = made is None
+    if tarsafe.is_device(m) and not (layer and tarsafe.is_whiteout_device(m)) \
+            and not (layer and rel.rpartition("/")[2].startswith(whiteout.WH_PREFIX)):  # .wh.: by name below
         return skipped.add(rel)
     if m.islnk() and tarsafe.clean_name(m.linkname, what) in skipped.names:
         return skipped.add(rel)  # a hard link to a device node left out: the same inode
     skipped.names.discard(rel)  # a later member of the same name replaces the device
+    if not layer:
+        if not rel:  # the archive's root: the destination keeps its mode and owner
+            return 0
+        if m.islnk() and tarsafe.clean_name(m.linkname, what) not in made:
+            raise InvalidImage(f"{what}: hard link {rel!r} to {m.linkname!r}, which the archive did not make",
+                               "an archive's hard links may only name its own earlier members")
+        if not m.isdir():
+            made.add(rel)
+        else:
+            made.discard(rel)
+        return _extract_entry(tf, m, rel, dirs, dir_times, what, layer=False)
+    return _extract_entry(tf, m, rel, dirs, dir_times, what, layer=True)
+
+
+def _extract_entry(tf: tarfile.TarFile, m: tarfile.TarInfo, rel: str, dirs: _Dirs, dir_times: list, what: str,
+                   layer: bool) -> int:
     if not rel:  # the layer's root directory
         if m.ischr():
             raise InvalidImage(f"{what}: whiteout device for the layer's root")
@@ -301,17 +336,19 @@ def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: _Dirs, dir_times: li
     parent_rel, _, name = rel.rpartition("/")
     parent = dirs.open(parent_rel, create=True)
 
-    if name == whiteout.OPAQUE_MARKER:
+    if not layer:
+        pass
+    elif name == whiteout.OPAQUE_MARKER:
         whiteout.mark_opaque(parent)
         return 0
-    if name.startswith(whiteout.WH_PREFIX):
+    elif name.startswith(whiteout.WH_PREFIX):
         target = name[len(whiteout.WH_PREFIX):]
         if target in ("", ".", ".."):
             raise InvalidImage(f"{what}: bad whiteout {rel!r}")
         _clear(parent, target, rel, keep_dir=False, what=what)
         whiteout.make_whiteout(target, parent)
         return 0
-    if m.ischr():  # 0/0, overlay's whiteout form (other devices were skipped above)
+    elif m.ischr():  # 0/0, overlay's whiteout form (other devices were skipped above)
         _clear(parent, name, rel, keep_dir=False, what=what)
         whiteout.make_whiteout(name, parent)
         return 0
@@ -332,15 +369,16 @@ def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: _Dirs, dir_times: li
                      dir_fd=parent)
         try:
             src = tf.extractfile(m)
-            remaining = m.size
-            while remaining:
-                chunk = src.read(min(_CHUNK, remaining))
-                if not chunk:
-                    raise InvalidImage(f"{what}: truncated file {rel!r}")
-                remaining -= len(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+            if m.sparse:  # GNU sparse: only its data blocks are read and written, the holes stay holes
+                raw = src.raw  # positioned directly (forward only): a stream is not seekable
+                for offset, length in m.sparse:
+                    if length:
+                        raw.seek(offset)
+                        os.lseek(fd, offset, os.SEEK_SET)
+                        _copy_data(raw, fd, length, rel, what)
+                os.ftruncate(fd, m.size)
+            else:
+                _copy_data(src, fd, m.size, rel, what)
             _chown(name, m.uid, m.gid, fd=fd)
             os.fchmod(fd, m.mode & 0o7777)
             _set_xattrs(fd, m)

@@ -567,128 +567,57 @@ def commit(ctx, req):
     return 201, {"Id": image_id}
 
 
-def _tmp_dir(ctx) -> str:
-    import tempfile
-    return tempfile.mkdtemp(prefix="api-cp-", dir=ctx.paths.tmp)
-
-
 def _stat_header(ctx, rec: dict, path: str) -> str:
     import base64
     import json
-    tmp = _tmp_dir(ctx)
-    try:
-        target = os.path.join(tmp, "x")
-        uc.copy_out(ctx, rec, path, target)
-        st = os.lstat(target)
-        mode = st.st_mode & 0o777 | (0x80000000 if os.path.isdir(target) else 0) | (
-            0x8000000 if os.path.islink(target) else 0)
-        info = {"name": os.path.basename(path.rstrip("/")) or "/", "size": st.st_size, "mode": mode,
-                "mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.st_mtime)), "linkTarget": ""}
-        return base64.b64encode(json.dumps(info).encode()).decode()
-    finally:
-        _rmtree(tmp)
-
-
-def _rmtree(path: str) -> None:
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
+    return base64.b64encode(json.dumps(uc.stat_path(ctx, rec, path)).encode()).decode()
 
 
 def _path_arg(req) -> str:
     path = req.arg("path") or ""
     if not path:
-        raise UsageError("path is missing (?path=)")
+        raise UsageError("path is missing (?path=)", "name a path in the container")
     return path
 
 
 def archive_head(ctx, req, id):
-    rec = uc.lookup(ctx, id)
-    path = req.arg("path") or ""
+    rec, path = uc.lookup(ctx, id), _path_arg(req)
     req.conn.send(200, b"", content_type=None,
                   headers=[("X-Docker-Container-Path-Stat", _stat_header(ctx, rec, path))])
 
 
 def archive_get(ctx, req, id):
-    """A tar of ``path`` in the container (``docker cp CONTAINER:PATH -``)."""
-    import tarfile
+    """A tar of ``path`` in the container (``docker cp CONTAINER:PATH -``), made inside it: a
+    device node is its header, as in Docker."""
+    import tempfile
     rec, path = uc.lookup(ctx, id), _path_arg(req)
-    tmp = _tmp_dir(ctx)
-    try:
-        name = os.path.basename(path.rstrip("/")) or "root"
-        if path.endswith("/."):
-            name = os.path.basename(path[:-2].rstrip("/")) or "root"
-        target = os.path.join(tmp, name)
-        uc.copy_out(ctx, rec, path, target)
-        stat_header = _stat_header(ctx, rec, path)
+    stat_header = _stat_header(ctx, rec, path)  # a missing path: 404 before anything is sent
+    os.makedirs(ctx.paths.tmp, exist_ok=True)
+    with tempfile.TemporaryFile(dir=ctx.paths.tmp, prefix="api-cp-") as f:
+        uc.copy_out_tar(ctx, rec, path, f.fileno())
+        f.seek(0)
         stream = req.conn.start_stream(200, "application/x-tar", [("X-Docker-Container-Path-Stat", stat_header)])
-
-        class _W:
-            @staticmethod
-            def write(b):
-                stream.write(bytes(b))
-                return len(b)
-        with tarfile.open(fileobj=_W(), mode="w|") as tar:
-            if path.endswith("/."):
-                for entry in sorted(os.listdir(target)):
-                    tar.add(os.path.join(target, entry), arcname=entry)
-            else:
-                tar.add(target, arcname=name)
+        while data := f.read(1 << 20):
+            stream.write(data)
         stream.end()
-    finally:
-        _rmtree(tmp)
 
 
 def archive_put(ctx, req, id):
-    """Unpack a tar at ``path`` in the container (``docker cp - CONTAINER:PATH``)."""
+    """Unpack a tar into the directory ``path`` in the container (``docker cp - CONTAINER:PATH``):
+    inside the container's root, by the rules of :func:`rootless.engine.containers.extract_archive`."""
+    import tempfile
     rec, path = uc.lookup(ctx, id), _path_arg(req)
-    tmp = _tmp_dir(ctx)
-    try:
-        tar_path = os.path.join(tmp, "in.tar")
-        with open(tar_path, "wb") as f:
+    os.makedirs(ctx.paths.tmp, exist_ok=True)
+    with tempfile.TemporaryFile(dir=ctx.paths.tmp, prefix="api-cp-") as f:
+        try:
             for chunk in req.body_chunks():
                 f.write(chunk)
-        tree = os.path.join(tmp, "tree")
-        os.mkdir(tree)
-        _extract(tar_path, tree)
-        for entry in sorted(os.listdir(tree)):
-            uc.copy_in(ctx, rec, os.path.join(tree, entry), path.rstrip("/") + "/" + entry if path != "/" else "/" + entry)
-    finally:
-        _rmtree(tmp)
+            f.flush()
+        except OSError as e:  # a full disk: one line naming the store
+            from rootless.base.errors import from_oserror
+            raise from_oserror(f"keep the uploaded archive in {ctx.paths.tmp}", e) from None
+        try:
+            uc.extract_archive(ctx, rec, path, f.fileno())
+        except uc.ReadOnlyPath as e:
+            return 403, {"message": e.message}  # Docker's status for a read-only volume or root
     return 200, None
-
-
-def _extract(tar_path: str, tree: str) -> None:
-    """Unpack an uploaded tar into ``tree`` (a fresh directory): every name checked, no member
-    written through a symlink, no device nodes."""
-    import shutil
-    import tarfile
-
-    from layers import tarsafe
-    try:
-        with tarfile.open(tar_path, "r|*") as tar:
-            for m in tar:
-                name = tarsafe.check_member(m, "the archive")
-                if not name or tarsafe.is_device(m):
-                    continue
-                parts = name.split("/")
-                for i in range(1, len(parts)):
-                    if os.path.islink(os.path.join(tree, *parts[:i])):
-                        raise UsageError(f"the archive writes {name!r} through a symbolic link")
-                dest = os.path.join(tree, *parts)
-                os.makedirs(os.path.dirname(dest), exist_ok=True)
-                if m.isdir():
-                    os.makedirs(dest, exist_ok=True)
-                    os.chmod(dest, m.mode & 0o7777 | 0o700)
-                elif m.issym():
-                    os.symlink(m.linkname, dest)
-                elif m.islnk():
-                    os.link(os.path.join(tree, tarsafe.clean_name(m.linkname, "the archive")), dest,
-                            follow_symlinks=False)
-                elif m.isfifo():
-                    os.mkfifo(dest, m.mode & 0o777)
-                else:
-                    with tar.extractfile(m) as src, open(dest, "wb") as out:
-                        shutil.copyfileobj(src, out)
-                    os.chmod(dest, m.mode & 0o7777)
-    except (tarfile.TarError, OSError) as e:
-        raise UsageError(f"cannot read the archive: {e}") from None

@@ -581,7 +581,7 @@ def export(ctx, container: str = Arg(metavar="CONTAINER"),
 @command("cp")
 def cp(ctx, src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST"),
        follow_link: bool = Opt(("-L", "--follow-link"), False, "Follow a symbolic link named by SRC.")):
-    """Copy files between a container and the host: CONTAINER:PATH HOST_PATH or the reverse."""
+    """Copy files between a container and the host: CONTAINER:PATH HOST_PATH or the reverse (`-`: a tar on stdout or stdin)."""
     from rootless.base.errors import UsageError
     from rootless.engine import containers
 

@@ -537,17 +537,41 @@ def export(ctx, rec: dict, out_fd: int) -> None:
     fsaccess.call(ctx, rec, fsaccess.export_tree, out_fd)
 
 
+class PathNotFound(RootlessError):
+    """A path missing in a container (the API's 404)."""
+
+    exit_code = 1
+
+
+class ReadOnlyPath(RootlessError):
+    """A destination on a read-only volume or mount (the API's 403)."""
+
+    exit_code = 1
+
+
+def _cp_mounts(ctx, rec: dict) -> tuple:
+    """The container's volumes and binds, for ``cp`` to or from it while it is stopped (Docker
+    mounts them; ``export`` leaves them out)."""
+    from rootless.engine import volumes
+    return tuple(volumes.plan_entry(ctx, m) for m in rec["spec"].get("mounts", ()) if m.get("type") != "tmpfs")
+
+
 def copy_out(ctx, rec: dict, src: str, dest: str, follow_link: bool = False) -> None:
     """``cp CONTAINER:SRC DEST``: into DEST if it is a directory, else as DEST; a symlink SRC is
-    copied as a link unless ``follow_link`` (``-L``)."""
+    copied as a link unless ``follow_link`` (``-L``); DEST ``-``: the tar on stdout."""
+    import sys
     import tempfile
 
     from layers.store import remove_trees
     from layers.unpack import unpack_layer
     from rootless.runtime import fsaccess
+    if dest == "-":
+        sys.stdout.flush()
+        copy_out_tar(ctx, rec, src, sys.stdout.fileno(), follow_link)
+        return
     os.makedirs(ctx.paths.tmp, exist_ok=True)
     with tempfile.TemporaryFile(dir=ctx.paths.tmp) as f:
-        fsaccess.call(ctx, rec, fsaccess.tar_tree, src, os.dup(f.fileno()), follow_link)
+        fsaccess.call(ctx, rec, fsaccess.tar_tree, src, os.dup(f.fileno()), follow_link, mounts=_cp_mounts(ctx, rec))
         name = os.path.basename(src.rstrip("/")) or "."
         target_dir = dest if os.path.isdir(dest) else os.path.dirname(os.path.abspath(dest))
         if not os.path.isdir(target_dir):
@@ -555,18 +579,95 @@ def copy_out(ctx, rec: dict, src: str, dest: str, follow_link: bool = False) -> 
         tmp = tempfile.mkdtemp(dir=target_dir, prefix=".rootless-cp-")
         try:
             f.seek(0)
-            unpack_layer(f.fileno(), tmp, what="cp")
+            res = unpack_layer(f.fileno(), tmp, what="cp", archive=True)
+            if not os.path.lexists(os.path.join(tmp, name)) and res.get("skipped_devices"):
+                raise RootlessError(f"cannot copy {src}: it is a device node, which cannot be made outside the "
+                                    "container", f"copy it as a tar instead: rootless cp CONTAINER:{src} -",
+                                    exit_code=1)
             os.replace(os.path.join(tmp, name), os.path.join(dest, name) if os.path.isdir(dest) else dest)
         finally:
             remove_trees([tmp])
 
 
+def copy_out_tar(ctx, rec: dict, src: str, out_fd: int, follow_link: bool = False) -> None:
+    """A tar of ``src`` in the container written to ``out_fd`` (``cp CONTAINER:SRC -``, the API's GET
+    archive); a device node goes in as its header, as in Docker."""
+    from rootless.runtime import fsaccess
+    fd = os.dup(out_fd)  # the helper's to close; ours too, so that a pipe sees its end
+    try:
+        fsaccess.call(ctx, rec, fsaccess.tar_tree, src, fd, follow_link, mounts=_cp_mounts(ctx, rec))
+    finally:
+        os.close(fd)
+
+
+def stat_path(ctx, rec: dict, path: str) -> dict:
+    """Docker's stat of ``path`` in the container (the API's ``X-Docker-Container-Path-Stat``)."""
+    from rootless.runtime import fsaccess
+    info = fsaccess.call(ctx, rec, fsaccess.stat_path, path, mounts=_cp_mounts(ctx, rec))
+    if info is None:
+        raise PathNotFound(f"Could not find the file {path} in container {rec['name']}")
+    return info
+
+
+def extract_archive(ctx, rec: dict, path: str, tar: int) -> None:
+    """``cp - CONTAINER:DIR`` and the API's PUT archive: the tar in the file ``tar`` (an fd, read
+    from its start) unpacked into the existing directory ``path`` in the container. The whole
+    archive is checked before anything is written; the unpack itself runs in the container's
+    root, never through a link. Docker's errors: a missing path (404), not a directory (400)."""
+    import tarfile
+
+    from layers import tarsafe
+    from layers.unpack import open_decompressed
+    from rootless.base.errors import InvalidImage
+    from rootless.runtime import fsaccess
+    os.lseek(tar, 0, os.SEEK_SET)
+    try:  # read as the unpacker will: any compression it takes
+        with os.fdopen(os.dup(tar), "rb") as f, tarfile.open(fileobj=open_decompressed(f), mode="r|") as tf:
+            tarsafe.check_archive(tf, "the archive")
+    except InvalidImage as e:
+        raise UsageError(e.message, e.hint, exit_code=1) from None
+    except Exception as e:  # noqa: BLE001 - tarfile, gzip, bz2, lzma and zstandard each have their own
+        if not isinstance(e, (tarfile.TarError, EOFError, OSError, ValueError)) \
+                and type(e).__name__ not in ("ZstdError", "LZMAError", "error"):
+            raise
+        raise UsageError(f"the archive cannot be read: {e}", "send a tar stream", exit_code=1) from None
+    os.lseek(tar, 0, os.SEEK_SET)
+    fd = os.dup(tar)
+    try:
+        res = fsaccess.call(ctx, rec, fsaccess.extract_at, path, fd, writable=True, mounts=_cp_mounts(ctx, rec))
+    finally:
+        os.close(fd)
+    if res.get("missing"):
+        raise PathNotFound(f"Could not find the file {path} in container {rec['name']}")
+    if res.get("not_dir"):
+        raise UsageError(f"extraction point is not a directory: {path}", "give a directory as the destination",
+                         exit_code=1)
+    if res.get("read_only"):
+        raise ReadOnlyPath(f"cannot copy to {path}: it is on a read-only volume or mount")
+    if res.get("refused"):
+        raise UsageError(res["refused"], exit_code=1)
+
+
 def copy_in(ctx, rec: dict, src: str, dest: str) -> None:
-    """``cp SRC CONTAINER:DEST``: files become the container root's (Docker's rule)."""
+    """``cp SRC CONTAINER:DEST``: files become the container root's (Docker's rule); SRC ``-``: a
+    tar read from stdin, unpacked into the directory DEST as it is (owners kept)."""
+    import sys
     import tarfile
     import tempfile
 
     from rootless.runtime import fsaccess
+    if src == "-":
+        os.makedirs(ctx.paths.tmp, exist_ok=True)
+        with tempfile.TemporaryFile(dir=ctx.paths.tmp) as f:
+            try:
+                while chunk := sys.stdin.buffer.read(1 << 20):
+                    f.write(chunk)
+                f.flush()
+            except OSError as e:  # a full disk: one line naming the store
+                from rootless.base.errors import from_oserror
+                raise from_oserror(f"keep the archive from stdin in {ctx.paths.tmp}", e) from None
+            extract_archive(ctx, rec, dest, f.fileno())
+        return
     if not os.path.lexists(src):
         raise RootlessError(f"no such file or directory: {src}", exit_code=1)
     name = os.path.basename(os.path.abspath(src))
@@ -582,7 +683,8 @@ def copy_in(ctx, rec: dict, src: str, dest: str) -> None:
             tf.add(src, arcname=name, filter=as_root)
         f.flush()
         f.seek(0)
-        fsaccess.call(ctx, rec, fsaccess.untar_into, dest, os.dup(f.fileno()), name, writable=True)
+        fsaccess.call(ctx, rec, fsaccess.untar_into, dest, os.dup(f.fileno()), name, writable=True,
+                      mounts=_cp_mounts(ctx, rec))
 
 
 # ---- mount / unmount: the root filesystem for chroot-like access from the host --------------------

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import tarfile  # noqa: F401 - imported before entering a container, where this install is out of sight
+import time
 
 from layers import commit as _commit  # noqa: F401 - the same
 from layers import store as _store  # noqa: F401 - the same
@@ -22,16 +24,21 @@ from rootless.base.errors import RootlessError
 from rootless.runtime import rootfs as _rootfs  # noqa: F401 - the same
 
 
-def call(ctx, rec: dict, fn, *args, writable: bool = False):
-    """``fn(root, *args)`` with the container's root filesystem at ``root``; fn's JSON-able result."""
+def call(ctx, rec: dict, fn, *args, writable: bool = False, mounts: tuple = ()):
+    """``fn(root, *args)`` with the container's root filesystem at ``root``; fn's JSON-able result.
+
+    ``mounts``: for a stopped container, its volumes and binds as ``mountplan.plan`` takes them
+    ((kind, host source, target, read-only, options) each; ``tmpfs`` ones are left out), mounted
+    on the view as when it runs (``cp``; ``export`` gives none). A running one has its own."""
     if rec["state"].get("status") == "running":
         return _call_entered(rec["state"]["pid"], fn, args)
     from rootless.runtime.records import rootfs_plan
     plan = rootfs_plan(ctx, rec)
     view = os.path.join(ctx.paths.run_dir(rec["id"]) + "-view")
     os.makedirs(view, 0o700, exist_ok=True)
+    binds = tuple((src, target, bool(ro)) for kind, src, target, ro, _opts in mounts if kind != "tmpfs")
     try:
-        return ctx.userns_call(_call_mounted, plan, view, writable, fn, args)
+        return ctx.userns_call(_call_mounted, plan, view, writable, fn, args, binds)
     finally:
         try:
             os.rmdir(view)
@@ -39,7 +46,7 @@ def call(ctx, rec: dict, fn, *args, writable: bool = False):
             pass
 
 
-def _call_mounted(plan, view: str, writable: bool, fn, args):
+def _call_mounted(plan, view: str, writable: bool, fn, args, binds: tuple = ()):
     from layers import overlay
     syscalls.unshare(syscalls.CLONE_NEWNS)
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
@@ -50,9 +57,25 @@ def _call_mounted(plan, view: str, writable: bool, fn, args):
     else:  # read-only: the writable layer as the top lower layer, nothing written
         overlay.mount_readonly(plan, view)
     try:
+        _mount_volumes(view, binds, writable)
         return fn(view, *args)
     finally:
         overlay.unmount_rootfs(plan._replace(merged=view))
+
+
+def _mount_volumes(view: str, binds: tuple, writable: bool) -> None:
+    """The stopped container's volumes and binds over its root at ``view``, outermost first, each
+    target resolved inside the root; a missing mount point is made when the view is writable
+    (as a start would), else that mount is left out (nothing can be below it)."""
+    from rootless.runtime import child, rootfs
+    from rootless.runtime.mountplan import Op
+    for source, target, readonly in sorted(binds, key=lambda b: len([p for p in b[1].split("/") if p])):
+        is_file = not os.path.isdir(source)
+        if not writable and not os.path.lexists(rootfs.resolve(view, target)):
+            continue
+        child.apply_op(view, Op("bind", target, source, flags=syscalls.MS_BIND | syscalls.MS_REC, is_file=is_file))
+        if readonly:
+            child.apply_op(view, Op("remount_ro", target))
 
 
 def _call_entered(pid: int, fn, args):
@@ -119,19 +142,76 @@ def untar_into(root: str, rel: str, in_fd: int, name: str) -> dict:
     from layers.unpack import unpack_layer
     from rootless.runtime import rootfs
     dest = rootfs.resolve(root, rel)
-    if os.path.isdir(dest):
-        return unpack_layer(in_fd, dest, what="cp")
-    parent = os.path.dirname(dest)
+    parent = dest if os.path.isdir(dest) else os.path.dirname(dest)
     if not os.path.isdir(parent):
         raise RootlessError(f"no such directory in the container: {os.path.dirname(rel) or '/'}", exit_code=1)
+    if os.statvfs(parent).f_flag & os.ST_RDONLY:
+        raise RootlessError(f"cannot copy to {rel}: it is on a read-only volume or mount", exit_code=1)
+    if os.path.isdir(dest):
+        return unpack_layer(in_fd, dest, what="cp", archive=True)
     tmp = os.path.join(parent, f".rootless-cp-{os.getpid()}")
     os.mkdir(tmp, 0o700)
     try:
-        res = unpack_layer(in_fd, tmp, what="cp")
+        res = unpack_layer(in_fd, tmp, what="cp", archive=True)
         os.replace(os.path.join(tmp, name), dest)
         return res
     finally:
         remove_trees([tmp])
+
+
+def extract_at(root: str, rel: str, in_fd: int) -> dict:
+    """``cp - CONTAINER:DIR`` and the API's PUT archive: the tar on ``in_fd`` unpacked into the
+    existing directory ``rel`` inside the container, by the same rules as a layer (no member
+    through a link, ``..`` or an absolute name; hard links to the archive's own members only).
+    What went wrong is answered as data (``missing``, ``not_dir``, ``refused``), so that the
+    caller can give Docker's status for each."""
+    from layers.unpack import unpack_layer
+    from rootless.base.errors import InvalidImage
+    from rootless.runtime import rootfs
+    try:
+        dest = rootfs.resolve(root, rel)
+    except RootlessError as e:
+        return {"refused": e.message}
+    if not os.path.lexists(dest):
+        os.close(in_fd)
+        return {"missing": True}
+    if not os.path.isdir(dest):
+        os.close(in_fd)
+        return {"not_dir": True}
+    if os.statvfs(dest).f_flag & os.ST_RDONLY:
+        os.close(in_fd)
+        return {"read_only": True}
+    try:
+        unpack_layer(in_fd, dest, what="archive", archive=True)
+    except InvalidImage as e:
+        return {"refused": e.message}
+    finally:
+        os.close(in_fd)
+    return {}
+
+
+def stat_path(root: str, rel: str) -> dict | None:
+    """What Docker's ``X-Docker-Container-Path-Stat`` says of ``rel`` (no link followed in its last
+    part), or None when it is missing."""
+    from rootless.runtime import rootfs
+    path = rootfs.resolve_parent(root, rel)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    mode = st.st_mode & 0o777
+    for test, bit in ((stat.S_ISDIR, 1 << 31), (stat.S_ISLNK, 1 << 27), (stat.S_ISBLK, 1 << 26),
+                      (stat.S_ISFIFO, 1 << 25), (stat.S_ISSOCK, 1 << 24)):
+        if test(st.st_mode):
+            mode |= bit
+    if stat.S_ISCHR(st.st_mode):
+        mode |= (1 << 26) | (1 << 21)  # Go's ModeDevice | ModeCharDevice
+    for flag, bit in ((stat.S_ISUID, 1 << 23), (stat.S_ISGID, 1 << 22), (stat.S_ISVTX, 1 << 20)):
+        if st.st_mode & flag:
+            mode |= bit
+    return {"name": os.path.basename(rel.rstrip("/")) or "/", "size": st.st_size, "mode": mode,
+            "mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.st_mtime)),
+            "linkTarget": os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""}
 
 
 def tar_layer(src: str, out_fd: int, squash: bool) -> dict:

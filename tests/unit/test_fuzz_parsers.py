@@ -268,3 +268,74 @@ def test_seccomp_profiles_give_a_clear_error_or_a_program(profile):
         assert "\n" not in str(e)
         return
     assert prog and len(prog) % 8 == 0
+
+
+# ---- hostile archives (issue 22): cp into a container, the API's PUT archive, layers -------------------
+HOSTILE_ARCHIVE_PARTS = st.lists(st.tuples(
+    st.sampled_from(["a", "a/b", "l", "l/x", "l/secret.txt", ".wh.a", "./", "a/../l", "/abs", "../up"]),
+    st.sampled_from([b"0", b"1", b"2", b"3", b"5", b"6", b"S"]),
+    st.sampled_from(["a", "a/b", "l", "l/secret.txt", "HOME", "HOME/secret.txt", "../secret.txt", ""])),
+    min_size=1, max_size=6)
+
+
+def _corpus_home(tmp_path_factory):
+    from tests import hostile_tars
+    home = tmp_path_factory.mktemp("home")
+    return home, hostile_tars.home_with_victims(home)
+
+
+def test_hostile_archive_corpus_is_refused_clearly_or_contained(tmp_path_factory):
+    """Every archive of the hostile corpus (symlink then file, a directory or a hard link through a
+    symlink, hard links out, ``..``, absolute names, and a GNU-sparse member) unpacked as a layer and
+    as a plain archive: a one-line error or an unpack inside the destination; the home is unchanged."""
+    import io
+
+    from layers.unpack import unpack_layer
+    from tests import hostile_tars
+    home, before = _corpus_home(tmp_path_factory)
+    corpus = [data for data, _outcome, _member in hostile_tars.hostile(home).values()]
+    corpus.append(hostile_tars.sparse_tar(tmp_path_factory.mktemp("sparse")))
+    for data in corpus:
+        for archive in (False, True):
+            dest = tmp_path_factory.mktemp("dest")
+            try:
+                unpack_layer(io.BytesIO(data), str(dest), what="archive", **({"archive": True} if archive else {}))
+            except RootlessError as e:
+                assert "\n" not in str(e)
+            assert hostile_tars.snapshot(home) == before
+
+
+@given(parts=HOSTILE_ARCHIVE_PARTS)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_generated_hostile_archives_never_reach_the_home(tmp_path_factory, parts):
+    """Archives mixed from the corpus' pieces: the whole-archive check and the archive unpack both
+    refuse in one line or keep everything inside the destination; what the check lets through unpacks."""
+    import io
+    import tarfile
+
+    from layers import tarsafe
+    from layers.unpack import unpack_layer
+    from tests import hostile_tars
+    home, before = _corpus_home(tmp_path_factory)
+    members = []
+    for name, kind, link in parts:
+        link = link.replace("HOME", str(home))
+        kind = tarfile.REGTYPE if kind == b"S" else kind
+        members.append(hostile_tars._entry(name, kind, b"pwned\n" if kind == tarfile.REGTYPE else b"",
+                                           linkname=link if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else "",
+                                           mode=0o755))  # a directory the unprivileged test can enter
+    data = hostile_tars.tar_of(*members)
+    checked = True
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tf:
+            tarsafe.check_archive(tf, "the archive")
+    except RootlessError as e:
+        assert "\n" not in str(e)
+        checked = False
+    dest = tmp_path_factory.mktemp("dest")
+    try:
+        unpack_layer(io.BytesIO(data), str(dest), what="archive", archive=True)
+    except RootlessError as e:
+        assert "\n" not in str(e)
+        assert not checked or "replaces a directory" in str(e) or "symlink or a file" in str(e), str(e)
+    assert hostile_tars.snapshot(home) == before

@@ -70,6 +70,7 @@ def test_check_member_accepts(m, clean):
     (member("/abs", tarfile.REGTYPE), "absolute path"),
     (member("a/../../b", tarfile.DIRTYPE), "escapes"),
     (member("odd", b"V"), "unsupported member type"),  # a GNU volume header
+    (member("l", tarfile.SYMTYPE, ""), "empty"),  # no such symlink can be made: one line, not ENOENT
 ])
 def test_check_member_rejects(m, message):
     with pytest.raises(InvalidImage, match=message):
