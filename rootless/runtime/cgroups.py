@@ -68,9 +68,7 @@ def parse(opts: LimitOptions) -> dict:
         except ValueError:
             raise UsageError(f"invalid argument {opts.cpus!r} for \"--cpus\" flag") from None
         ncpu = os.cpu_count() or 1
-        if cpus <= 0:
-            raise UsageError(f"range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
-        if cpus > ncpu:
+        if not 0.01 <= cpus <= ncpu:  # also NaN, which compares false with everything
             raise UsageError(f"range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
         out["nano_cpus"] = int(round(cpus * 1e9))
     if opts.cpu_shares is not None:
