@@ -112,8 +112,17 @@ def choose(configured: str, paths: Paths, userns_call) -> str:
     return probe(paths, userns_call).method
 
 
+def distinct(lowers_top_first) -> tuple[str, ...]:
+    """Each layer directory once, at its topmost place. Kernel overlayfs refuses a lower directory
+    given twice ("too many levels of symbolic links"): two no-op RUNs, or the empty layer many
+    images hold several times. Leaving out a lower occurrence changes nothing: the same layer
+    above it provides, removes and hides all that it would."""
+    return tuple(dict.fromkeys(lowers_top_first))
+
+
 # ---- in the namespace ------------------------------------------------------------
 def mount_rootfs(plan: RootfsPlan) -> None:
+    plan = plan._replace(lowers=distinct(plan.lowers))
     if plan.method == "kernel":
         # Relative lower paths keep the option string short (it is limited to a page).
         layers_dir = os.path.dirname(plan.lowers[0])
@@ -137,7 +146,7 @@ def mount_rootfs(plan: RootfsPlan) -> None:
 
 def mount_readonly(plan: RootfsPlan, target: str) -> None:
     """The container's files, read-only, at ``target``: its writable layer as the top lower layer."""
-    lowers = (plan.upper, *plan.lowers)
+    lowers = distinct((plan.upper, *plan.lowers))
     if plan.method == "fuse":
         _fuse_mount(":".join(lowers), None, None, target)
         return
@@ -155,7 +164,7 @@ def build_copy(lowers_top_first: tuple[str, ...], dest: str) -> None:
     """The ``copy`` method: apply the layers bottom-up into a private directory."""
     tmp = f"{dest}.tmp-{os.getpid()}"
     os.mkdir(tmp, 0o755)
-    for layer in reversed(lowers_top_first):
+    for layer in reversed(distinct(lowers_top_first)):
         _copy_meta(layer, tmp)
         _merge_dir(layer, tmp)
     os.rename(tmp, dest)

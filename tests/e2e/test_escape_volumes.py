@@ -180,3 +180,28 @@ def test_the_api_answers_400_for_bad_mounts(bb, tmp_path):
     finally:
         api.stop()
     assert bb("ps", "-aq").out == ""
+
+
+# ---- item 11: the same layer more than once ---------------------------------------------------
+@pytest.mark.parametrize("method", ["kernel", "fuse", "copy"])
+def test_an_image_with_the_same_layer_twice_and_empty_layers_runs(rl, made, method):
+    rl.configure(overlay=method)
+    rl("load", "-i", made["twice"])
+    assert rl("run", "--rm", "twice", "cat", "/extra/f").out == "extra\n"
+    rl("run", "--name", "c", "twice", "sh", "-c", "echo changed > /extra/f")
+    assert rl("cp", "c:/extra/f", "-").code == 0  # a read-only view of the container's files
+    rl("commit", "c", "twice:changed")
+    assert rl("run", "--rm", "twice:changed", "cat", "/extra/f").out == "changed\n"
+    rl("rm", "c")
+
+
+@pytest.mark.parametrize("method", ["kernel", "fuse"])
+def test_a_build_with_two_no_op_runs_goes_on(rl, images, tmp_path, method):
+    rl.configure(overlay=method)
+    rl.load(images, "busybox")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN true\nRUN true\nRUN echo ok > /ok\nRUN true\n"
+                                    "COPY Dockerfile /d\nRUN cat /ok\n")
+    rl("build", "-q", "-t", "noops", str(ctx))
+    assert rl("run", "--rm", "noops", "cat", "/ok").out == "ok\n"
