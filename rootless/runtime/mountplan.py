@@ -94,8 +94,9 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
     to the image's /etc/passwd and /etc/group (a copy bound over them) where its ids are missing."""
     ops = [Op("mount", "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)]
     read_only: list[Op] = []
-    on_dev = [v for v in volumes if os.path.normpath(v[2]) == "/dev"]
-    if on_dev:  # the user's /dev (a volume, say) instead of the tmpfs: the devices are bound into it, as runc does
+    on_dev = [v for v in volumes if os.path.normpath(v[2]) == "/dev" and v[0] in ("volume", "tmpfs")]
+    if on_dev:  # a volume or tmpfs as /dev instead of the runtime's tmpfs: the devices go into it, as with runc
+        # (a host directory bound there still covers the runtime's /dev: nothing is made in it)
         ops += _user_ops(*on_dev[0], read_only)
         volumes = tuple(v for v in volumes if v is not on_dev[0])
     else:

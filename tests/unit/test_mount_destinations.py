@@ -126,3 +126,10 @@ def test_chown_tree_changes_links_not_what_they_point_to(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fchown", fchown)
     copyup.chown_tree(str(top), (os.getuid(), os.getgid()))
     assert sorted(seen) == sorted(str(p) for p in (top, top / "sub", top / "sub" / "link", top / "dirlink"))
+
+
+def test_a_host_directory_bound_on_dev_still_covers_the_runtimes_dev():
+    ops = mountplan.plan({}, True, None, volumes=(("bind", "/dev", "/dev", False, ""),))
+    dev = [op for op in ops if op.target == "/dev"]
+    assert [op.kind for op in dev] == ["mount", "bind"]
+    assert ops.index(dev[1]) > max(i for i, op in enumerate(ops) if op.target.startswith("/dev/"))
