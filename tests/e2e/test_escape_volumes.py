@@ -100,7 +100,9 @@ def test_copy_up_raced_by_a_container_swapping_directories_for_links_writes_noth
         assert _snapshot(home) == before, f"try {i}: the copy-up wrote through a planted link"
 
 
-def test_copy_up_keeps_owners_modes_and_times_and_copies_from_the_image(bb, made):
+@pytest.mark.parametrize("method", ["kernel", "fuse", "copy"])
+def test_copy_up_keeps_owners_modes_and_times_and_copies_from_the_image(bb, made, method):
+    bb.configure(overlay=method)
     bb("load", "-i", made["seed"])
     out = bb("run", "--rm", "-v", "kept:/seed", "seed", "sh", "-c",
              "stat -c '%a %u %g %Y' /seed/sbin-tool /seed/d07 /seed/d07/.bashrc; cat /seed/d07/f3").out
