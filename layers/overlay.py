@@ -150,6 +150,13 @@ def mount_readonly(plan: RootfsPlan, target: str) -> None:
     if plan.method == "fuse":
         _fuse_mount(":".join(lowers), None, None, target)
         return
+    if len(lowers) == 1:  # the same layer twice: overlayfs wants two lower directories without an upper one
+        syscalls.mount(lowers[0], target, None, syscalls.MS_BIND)
+        f = os.statvfs(target).f_flag  # a remount in a user namespace keeps the flags the kernel locked
+        keep = f & (syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC | 1024 | 2048)
+        keep |= (1 << 21) if f & 4096 else 0  # ST_RELATIME
+        syscalls.mount(None, target, None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY | keep)
+        return
     syscalls.mount("overlay", target, "overlay", syscalls.MS_RDONLY, f"lowerdir={':'.join(lowers)},userxattr")
 
 

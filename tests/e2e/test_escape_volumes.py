@@ -50,6 +50,7 @@ def made(mk, tmp_path_factory):
     extra = mk.Layer(mk.make_layer_tar([mk.file_entry("extra/f", "extra\n")]), "extra")
     empty = mk.Layer(mk.tar_bytes([]), "empty")
     paths["twice"] = _write(mk, out, "twice", [base, empty, extra, empty, extra, empty], env)
+    paths["dup"] = _write(mk, out, "dup", [extra, extra], env)
     return paths
 
 
@@ -219,3 +220,15 @@ def test_a_build_with_two_no_op_runs_goes_on(rl, images, tmp_path, method):
                                     "COPY Dockerfile /d\nRUN cat /ok\n")
     rl("build", "-q", "-t", "noops", str(ctx))
     assert rl("run", "--rm", "noops", "cat", "/ok").out == "ok\n"
+
+
+@pytest.mark.parametrize("method", ["kernel", "fuse"])
+def test_copy_from_an_image_made_of_one_layer_twice(rl, images, made, tmp_path, method):
+    rl.configure(overlay=method)
+    rl.load(images, "busybox")
+    rl("load", "-i", made["dup"])
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY --from=dup /extra/f /f\nRUN cat /f\n")
+    rl("build", "-q", "-t", "fromdup", str(ctx))
+    assert rl("run", "--rm", "fromdup", "cat", "/f").out == "extra\n"
