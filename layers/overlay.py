@@ -112,8 +112,17 @@ def choose(configured: str, paths: Paths, userns_call) -> str:
     return probe(paths, userns_call).method
 
 
+def distinct(lowers_top_first) -> tuple[str, ...]:
+    """Each layer directory once, at its topmost place. Kernel overlayfs refuses a lower directory
+    given twice ("too many levels of symbolic links"): two no-op RUNs, or the empty layer many
+    images hold several times. Leaving out a lower occurrence changes nothing: the same layer
+    above it provides, removes and hides all that it would."""
+    return tuple(dict.fromkeys(lowers_top_first))
+
+
 # ---- in the namespace ------------------------------------------------------------
 def mount_rootfs(plan: RootfsPlan) -> None:
+    plan = plan._replace(lowers=distinct(plan.lowers))
     if plan.method == "kernel":
         # Relative lower paths keep the option string short (it is limited to a page).
         layers_dir = os.path.dirname(plan.lowers[0])
@@ -137,9 +146,16 @@ def mount_rootfs(plan: RootfsPlan) -> None:
 
 def mount_readonly(plan: RootfsPlan, target: str) -> None:
     """The container's files, read-only, at ``target``: its writable layer as the top lower layer."""
-    lowers = (plan.upper, *plan.lowers)
+    lowers = distinct((plan.upper, *plan.lowers))
     if plan.method == "fuse":
         _fuse_mount(":".join(lowers), None, None, target)
+        return
+    if len(lowers) == 1:  # the same layer twice: overlayfs wants two lower directories without an upper one
+        syscalls.mount(lowers[0], target, None, syscalls.MS_BIND)
+        f = os.statvfs(target).f_flag  # a remount in a user namespace keeps the flags the kernel locked
+        keep = f & (syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC | 1024 | 2048)
+        keep |= (1 << 21) if f & 4096 else 0  # ST_RELATIME
+        syscalls.mount(None, target, None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY | keep)
         return
     syscalls.mount("overlay", target, "overlay", syscalls.MS_RDONLY, f"lowerdir={':'.join(lowers)},userxattr")
 
@@ -155,7 +171,7 @@ def build_copy(lowers_top_first: tuple[str, ...], dest: str) -> None:
     """The ``copy`` method: apply the layers bottom-up into a private directory."""
     tmp = f"{dest}.tmp-{os.getpid()}"
     os.mkdir(tmp, 0o755)
-    for layer in reversed(lowers_top_first):
+    for layer in reversed(distinct(lowers_top_first)):
         _copy_meta(layer, tmp)
         _merge_dir(layer, tmp)
     os.rename(tmp, dest)

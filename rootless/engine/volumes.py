@@ -124,13 +124,16 @@ def mounts_for(ctx, opts, image_volumes: dict | None) -> tuple[dict, ...]:
     targets += [m["target"] for m in inherited]
     parsed += [volumes.Mount("volume", "", os.path.normpath(t), False)
                for t in sorted(image_volumes or {}) if os.path.normpath(t) not in targets and t.startswith("/")]
+    from rootless.runtime.mountplan import check_destination
+    for m in parsed:  # all of them before a volume or directory is made
+        check_destination(m.target, m.type, m.source if m.type == "bind" else None)
     out = []
     for m in parsed:
         if m.type == "tmpfs":
             out.append({"type": "tmpfs", "target": m.target, "rw": not m.readonly, "options": m.options})
         elif m.type == "bind":
             if m.must_exist and not os.path.exists(m.source):
-                raise RootlessError(f"invalid mount config for type \"bind\": bind source path does not exist: "
+                raise UsageError(f"invalid mount config for type \"bind\": bind source path does not exist: "
                                     f"{m.source}", "create it first (-v creates a missing directory, --mount does not)")
             out.append({"type": "bind", "source": _host_dir(m.source), "target": m.target, "rw": not m.readonly,
                         "chown": m.chown})
@@ -169,17 +172,25 @@ def _volumes_from(ctx, refs: tuple[str, ...], taken: set[str]) -> list[dict]:
 
 
 def _host_dir(path: str) -> str:
-    """A bind mount's host side, resolved once (what the container gets is what was checked)."""
+    """A bind mount's host side, resolved once (what the container gets is what was checked).
+    Anything wrong with it is bad input: one line (400 on the API), nothing made."""
     if not os.path.lexists(path):
         try:
             os.makedirs(path, 0o755)
         except OSError as e:
-            raise RootlessError(f"cannot create the host directory {path} for a bind mount: {e.strerror}") from None
-    real = os.path.realpath(path)
-    if not os.path.exists(real):
-        raise RootlessError(f"bind mount source {path} does not exist")
+            raise UsageError(f"error while creating mount source path {path!r}: {e.strerror.lower()}",
+                             "create it yourself, or choose a directory you can write") from None
+    try:
+        real = os.path.realpath(path, strict=True)
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise UsageError(f"invalid mount config for type \"bind\": bind source path does not exist: {path}") \
+                from None
+        raise UsageError(f"invalid mount config for type \"bind\": bind source path {path}: {e.strerror.lower()}",
+                         "you can only share what you can read") from None
     if not os.access(real, os.R_OK):
-        raise RootlessError(f"bind mount source {path}: permission denied", "you can only share what you can read")
+        raise UsageError(f"invalid mount config for type \"bind\": bind source path {path}: permission denied",
+                         "you can only share what you can read")
     return real
 
 

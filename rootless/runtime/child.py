@@ -35,7 +35,17 @@ from rootless.base.syscalls import (
     MS_REC,
     MS_REMOUNT,
 )
-from rootless.runtime import events, exitwatch, keeper, logs, rootfs, state, users
+from rootless.runtime import (
+    copyup,
+    events,
+    exitwatch,
+    keeper,
+    logs,
+    mountplan,
+    rootfs,
+    state,
+    users,
+)
 from rootless.runtime.mountplan import Op
 from rootless.runtime.security import (  # every other capability leaves the bounding set
     ALL_CAPS,
@@ -412,9 +422,15 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
 
     root = plan.rootfs.merged
     owner = _owner(root, spec) if any(op.data == "U" for op in plan.mounts) else None
+    view = None
+    if any(op.kind == "volume" for op in plan.mounts):
+        Step.at("a view of the image for the volumes")
+        view = _image_view(root, plan.run_dir)
     for op in plan.mounts:
         Step.at(f"{op.kind} {op.target}")
-        apply_op(root, op, owner)
+        apply_op(root, op, owner, view)
+    if view is not None:
+        syscalls.umount2(view, syscalls.MNT_DETACH)
 
     Step.at("pivot_root")
     os.chdir(root)
@@ -503,16 +519,11 @@ def _owner(root: str, spec: ContainerSpec) -> tuple[int, int]:
     return user.uid, user.gid
 
 
-def _chown_tree(top: str, owner: tuple[int, int]) -> None:
-    """``:U``: the volume or host directory (and all in it) becomes the container user's."""
-    os.lchown(top, *owner)
-    for base, dirs, files in os.walk(top):
-        for name in [*dirs, *files]:
-            os.lchown(os.path.join(base, name), *owner)
-
-
-def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None) -> None:
+def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str | None = None) -> None:
+    """``view``: the root without its mounts (:func:`_image_view`), where a volume is filled from."""
     target = rootfs.resolve(root, op.target)
+    if op.kind in ("bind", "volume"):  # a destination that reached /proc through the image's symlinks
+        mountplan.check_destination("/" + os.path.relpath(target, root), op.kind, op.source)
     if op.kind == "symlink":
         if os.path.lexists(target):
             os.unlink(target)
@@ -535,10 +546,10 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None) -> None:
             os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
     else:
         os.makedirs(target, exist_ok=True)
-    if op.kind == "volume":
-        _fill(target, op.source)
+    if op.kind == "volume" and view is not None:
+        copyup.fill(rootfs.resolve(view, op.target), op.source)
     if op.data == "U" and owner is not None:
-        _chown_tree(op.source, owner)
+        copyup.chown_tree(op.source, owner)
     try:
         if op.kind in ("bind", "volume"):
             syscalls.mount(op.source, target, None, MS_BIND | (op.flags & MS_REC))
@@ -568,27 +579,14 @@ def _add_account(target: str, copy: str, line: str) -> None:
     syscalls.mount(copy, target, None, MS_BIND)
 
 
-def _fill(image_dir: str, volume: str) -> None:
-    """An empty volume mounted over a directory of the image gets its files first, with their
-    owners, modes and times (Docker's copy-up)."""
-    import shutil
-    try:
-        if os.listdir(volume) or not os.listdir(image_dir):
-            return
-    except OSError:
-        return
-    shutil.copytree(image_dir, volume, symlinks=True, dirs_exist_ok=True, copy_function=shutil.copy2)
-    for top, dirs, files in os.walk(image_dir):
-        for name in [*dirs, *files]:
-            src = os.path.join(top, name)
-            dst = os.path.join(volume, os.path.relpath(src, image_dir))
-            st = os.lstat(src)
-            os.lchown(dst, st.st_uid, st.st_gid)
-            if not os.path.islink(dst):
-                os.chmod(dst, st.st_mode & 0o7777)  # again: a chown clears setuid and setgid
-    st = os.stat(image_dir)
-    os.chown(volume, st.st_uid, st.st_gid)
-    os.chmod(volume, st.st_mode & 0o7777)
+def _image_view(root: str, run_dir: str) -> str:
+    """The container's root without the mounts on it (``/proc``, ``/dev``, volumes): a bind of the
+    root alone, not recursive, where a volume's first contents are copied from (the image's
+    files, never a live filesystem). Gone with the old root at ``pivot_root``."""
+    view = os.path.join(run_dir, "image-view")
+    os.makedirs(view, 0o700, exist_ok=True)
+    syscalls.mount(root, view, None, MS_BIND)
+    return view
 
 
 def _locked_flags(path: str) -> int:

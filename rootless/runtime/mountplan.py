@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections import namedtuple
 
+from rootless.base.errors import UsageError
 from rootless.base.syscalls import (
     MS_BIND,
     MS_NODEV,
@@ -34,6 +35,41 @@ APT_SANDBOX_TEXT = 'APT::Sandbox::User "root";\n'
 MOUNT_POINTS = ("proc", "sys", "dev", "etc/hostname", "etc/hosts", "etc/resolv.conf", APT_SANDBOX_CONF[1:])
 
 
+# The files under /proc a mount may cover (what lxcfs emulates), as runc allows; nothing else
+# there: a volume on /proc would be filled from, or hide, the kernel's live files.
+PROC_ALLOWED = ("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+                "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+                "/proc/sys/crypto/fips_enabled")
+_PROC_ROOT_INO = 1
+
+
+def check_destination(target: str, kind: str, source: str | None = None) -> None:
+    """Refuse a user's mount (``kind`` volume, bind or tmpfs) on or under ``/proc``, as runc does:
+    on ``/proc`` itself only a bind of a procfs's root, under it only :data:`PROC_ALLOWED`.
+    ``/sys`` and ``/dev`` take mounts (``-v /sys:/sys:ro``, ``-v /dev/log:/dev/log``), as in Docker:
+    a volume there is filled from the image's files, never from the live filesystem."""
+    target = os.path.normpath("/" + target.lstrip("/"))
+    if target != "/proc" and not target.startswith("/proc/"):
+        return
+    if target == "/proc":
+        if kind == "bind" and source and _is_proc_root(source):
+            return
+        raise UsageError(f"invalid mount destination {target!r}: it cannot be mounted because it is not of type proc",
+                         "mount a volume or directory somewhere else than /proc")
+    if target in PROC_ALLOWED:
+        return
+    raise UsageError(f"invalid mount destination {target!r}: it cannot be mounted because it is inside /proc",
+                     "mount a volume or directory somewhere else than /proc")
+
+
+def _is_proc_root(source: str) -> bool:
+    try:
+        st, proc = os.stat(source), os.stat("/proc")
+    except OSError:
+        return False
+    return st.st_ino == _PROC_ROOT_INO and st.st_dev == proc.st_dev
+
+
 # kind: mount | bind | volume | symlink | mask | readonly | account (a line added to a copy of an
 # /etc file, bound over it, unless its id is there) | remount_ro (a mount made read-only,
 # not best effort as ``readonly`` is) | cgroup (the cgroup2 filesystem, read-only, best effort); target: a path inside the container
@@ -57,7 +93,14 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
     ``account``: (passwd line, group line, host file for each) of ``--userns=keep-id``'s user, added
     to the image's /etc/passwd and /etc/group (a copy bound over them) where its ids are missing."""
     ops = [Op("mount", "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)]
-    ops.append(Op("mount", "/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"))
+    read_only: list[Op] = []
+    on_dev = [v for v in volumes if os.path.normpath(v[2]) == "/dev" and v[0] in ("volume", "tmpfs")]
+    if on_dev:  # a volume or tmpfs as /dev instead of the runtime's tmpfs: the devices go into it, as with runc
+        # (a host directory bound there still covers the runtime's /dev: nothing is made in it)
+        ops += _user_ops(*on_dev[0], read_only)
+        volumes = tuple(v for v in volumes if v is not on_dev[0])
+    else:
+        ops.append(Op("mount", "/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"))
     ops += [Op("bind", f"/dev/{n}", f"/dev/{n}", flags=MS_BIND, is_file=True) for n in DEV_NODES]
     pts_opts = "newinstance,ptmxmode=0666,mode=0620" + (f",gid={pts_gid}" if pts_gid is not None else "")
     ops.append(Op("mount", "/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, pts_opts))
@@ -72,15 +115,8 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
         ops.append(Op("cgroup", "/sys/fs/cgroup"))  # its own cgroup (v2) as the root, read-only
     else:  # sysfs can only be mounted by the owner of the network namespace
         ops.append(bind_sys)
-    read_only = []
-    for kind, source, target, readonly, options in volumes:
-        if kind == "tmpfs":
-            ops.append(_tmpfs(target, readonly, options))
-        else:  # read-only once the /etc files are in: their mount points may have to be made in it
-            ops.append(Op(kind, target, source, flags=MS_BIND | MS_REC, data=options or None,
-                          is_file=kind == "bind" and not os.path.isdir(source)))
-            if readonly:
-                read_only.append(Op("remount_ro", target))
+    for volume in volumes:
+        ops += _user_ops(*volume, read_only)
     for cpath, host in sorted(etc_files.items()):
         ops.append(Op("bind", cpath, host, flags=MS_BIND, is_file=True))
     if account:
@@ -94,6 +130,17 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
         ops += [Op("mask", p) for p in MASKED]
         ops += [Op("readonly", p) for p in READONLY]
     return ops
+
+
+def _user_ops(kind: str, source: str, target: str, readonly: bool, options: str, read_only: list[Op]) -> list[Op]:
+    """One of the user's mounts; a read-only bind is made so later (in ``read_only``), once the
+    /etc files are in: their mount points may have to be made in it."""
+    if kind == "tmpfs":
+        return [_tmpfs(target, readonly, options)]
+    if readonly:
+        read_only.append(Op("remount_ro", target))
+    return [Op(kind, target, source, flags=MS_BIND | MS_REC, data=options or None,
+               is_file=kind == "bind" and not os.path.isdir(source))]
 
 
 _TMPFS_FLAGS = {"ro": MS_RDONLY, "noexec": MS_NOEXEC, "nosuid": MS_NOSUID, "nodev": MS_NODEV}
