@@ -38,7 +38,7 @@ def build(ctx, req: BuildRequest, say=None) -> str:
         tags.append(f"{r.repository}:{r.tag or 'latest'}")
         shown.append(f"{r.familiar_repository}:{r.tag or 'latest'}")
     bctx = buildctx.BuildContext.open(req.context)
-    text, path = _dockerfile(req, bctx.root)
+    text, path = _dockerfile(req, bctx)
     df = dockerfile.parse(text, path)
     if ctx.overlay_method() == "copy":
         raise RootlessError("building needs an overlay filesystem (kernel overlay or fuse-overlayfs)",
@@ -67,19 +67,44 @@ def build(ctx, req: BuildRequest, say=None) -> str:
     return image["id"]
 
 
-def _dockerfile(req: BuildRequest, root: str) -> tuple[str, str]:
+def _dockerfile(req: BuildRequest, bctx) -> tuple[str, str]:
+    """(text, name shown in errors). A Dockerfile in the context (the default one, or ``-f``
+    naming a path inside it) is read by the context's rules: a symlink is followed inside the
+    context only, as Docker's builder resolves it there, so a link out of it (to a file of the
+    user's) is refused and nothing of that file is read. ``-f`` naming a file outside the context
+    directory is read where it is, as in Docker."""
     if req.dockerfile_text is not None:
         return req.dockerfile_text, "Dockerfile"
-    path = req.dockerfile or os.path.join(root, "Dockerfile")
-    if req.dockerfile and not os.path.isabs(path) and not os.path.exists(path):
-        path = os.path.join(root, req.dockerfile)
-    try:
-        with open(path) as f:
-            return f.read(), os.path.basename(path) if path.startswith(root) else path
-    except FileNotFoundError:
-        raise UsageError(f"cannot find the Dockerfile {path}", "give it with -f FILE, or put a Dockerfile in the context") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read the Dockerfile {path}: {e}") from None
+    rel = "Dockerfile"
+    if req.dockerfile:
+        path = req.dockerfile
+        if not os.path.isabs(path) and not os.path.exists(path):
+            path = os.path.join(req.context, path)
+        rel = _inside(path, req.context, bctx.root)
+        if rel is None:
+            try:
+                with open(path) as f:
+                    return f.read(), path
+            except FileNotFoundError:
+                raise UsageError(f"cannot find the Dockerfile {path}",
+                                 "give it with -f FILE, or put a Dockerfile in the context") from None
+            except (OSError, UnicodeDecodeError) as e:
+                raise UsageError(f"cannot read the Dockerfile {path}: {e}") from None
+    text = bctx.read_text(rel, "the Dockerfile")
+    if text is None:
+        raise UsageError(f"cannot find the Dockerfile {os.path.join(req.context, rel)}",
+                         "give it with -f FILE, or put a Dockerfile in the context")
+    return text, os.path.basename(rel)
+
+
+def _inside(path: str, context: str, root: str) -> str | None:
+    """``path`` relative to the context directory (as given, or ``root``, its real path) when it
+    names a file inside it, without following any link; None when it is outside."""
+    where = os.path.abspath(path)
+    for base in (os.path.abspath(context), root):
+        if where.startswith(base.rstrip("/") + "/"):
+            return os.path.relpath(where, base)
+    return None
 
 
 class Executor:
