@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import Rootless, rootless_argv, wait_for
 
 pytestmark = pytest.mark.userns
 
@@ -171,3 +176,78 @@ def test_a_3000_deep_substitution_is_one_error_line(rl, tmp_path):
     assert len(errors) == 1 and errors[0].startswith("rootless: error: Dockerfile:2: ") and "nested" in errors[0], \
         r.err[-2000:]
     assert len(errors[0]) < 300
+# ---- item 10: a build's step dies with it ----------------------------------------------------------
+def _step_processes(mark: str) -> list[int]:
+    """Processes of this user (and its subordinate ids) running ``sleep MARK``."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv[:2] in ([b"sleep", mark.encode()], [b"/bin/sleep", mark.encode()]):
+            found.append(int(d))
+    return found
+
+
+def _start_build(rl: Rootless, tmp_path: Path, mark: str) -> subprocess.Popen:
+    """The build, its output in files: a step's keeper that outlives the build (the bug) would
+    hold pipes open for ever."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN echo step-started; sleep {mark}\n")
+    with open(tmp_path / "build.out", "wb") as out, open(tmp_path / "build.err", "wb") as err:
+        proc = subprocess.Popen(rootless_argv() + ["build", "--network", "none", "-t", "never", str(ctx)],
+                                env=rl.env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    wait_for(lambda: _step_processes(mark) or proc.poll() is not None, 60, "the RUN step to start")
+    assert proc.poll() is None, (tmp_path / "build.err").read_text()
+    return proc
+
+
+def _nothing_left(rl: Rootless, mark: str, tmp_allowed: bool = False) -> None:
+    wait_for(lambda: not _step_processes(mark), 10, "the step's processes to end")
+    assert rl("ps", "-aq").out.split() == [], "the step's container record remains"
+    containers = rl.root / "containers"
+    assert not (containers.is_dir() and [p for p in containers.iterdir() if not p.name.startswith(".")])
+    tmp = rl.root / "tmp"
+    builds = [p.name for p in tmp.iterdir() if p.name.startswith("build-")] if tmp.is_dir() else []
+    if not tmp_allowed:
+        assert builds == []
+    assert "never" not in rl("images").out
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_cancels_a_running_step_at_once(busybox, tmp_path, sig, code):
+    mark = str(60000 + sig)
+    proc = _start_build(busybox, tmp_path, mark)
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"the build went on after {sig.name}")
+    assert time.monotonic() - t0 < 10
+    err = (tmp_path / "build.err").read_text()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and "internal error" not in err, err
+    assert err.splitlines()[-1] == f"rootless: error: build cancelled by {sig.name}", err
+    _nothing_left(busybox, mark)
+
+
+def test_a_killed_build_takes_its_step_with_it(busybox, tmp_path):
+    """SIGKILL leaves no time to tidy: the step's keeper notices its build is gone, kills the
+    step and removes its container; only the build's directory (tmp/build-PID-*) remains, named
+    for the sweep of ``system prune``."""
+    mark = "60009"
+    proc = _start_build(busybox, tmp_path, mark)
+    proc.kill()
+    proc.wait(timeout=20)
+    _nothing_left(busybox, mark, tmp_allowed=True)
+    tmp = busybox.root / "tmp"
+    left = [p.name for p in tmp.iterdir() if p.name.startswith("build-")] if tmp.is_dir() else []
+    assert all(name.startswith(f"build-{proc.pid}-") for name in left), left
