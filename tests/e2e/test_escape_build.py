@@ -207,8 +207,24 @@ def _start_build(rl: Rootless, tmp_path: Path, mark: str) -> subprocess.Popen:
     return proc
 
 
+def _store_processes(rl: Rootless) -> list[int]:
+    """Processes started for this store (keepers inherit ROOTLESS_ROOT), pytest's own excepted."""
+    found = []
+    needle = f"ROOTLESS_ROOT={rl.root}\0".encode()
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) != os.getpid():
+            try:
+                with open(f"/proc/{d}/environ", "rb") as f:
+                    if needle in f.read():
+                        found.append(int(d))
+            except OSError:
+                continue
+    return found
+
+
 def _nothing_left(rl: Rootless, mark: str, tmp_allowed: bool = False) -> None:
     wait_for(lambda: not _step_processes(mark), 10, "the step's processes to end")
+    wait_for(lambda: not _store_processes(rl), 10, "the step's keeper to end")
     assert rl("ps", "-aq").out.split() == [], "the step's container record remains"
     containers = rl.root / "containers"
     assert not (containers.is_dir() and [p for p in containers.iterdir() if not p.name.startswith(".")])
