@@ -108,6 +108,12 @@ def _link(name: str, target: str) -> tarfile.TarInfo:
     return info
 
 
+def test_a_tar_on_stdin_with_a_dockerfile_linked_out_is_refused(rl, outside):
+    for body in (_tar([_link("Dockerfile", str(outside))]),
+                 _tar([_link("d", str(outside.parent)), _link("Dockerfile", "d/notes")])):
+        _refused(rl("build", "-", input=body, expect=None), "outside the build context")
+
+
 def test_the_api_refuses_a_dockerfile_member_linked_out_of_the_context(busybox, outside):
     from tests.apiservice import ApiService, UnixHTTPConnection
     service = ApiService(busybox)
