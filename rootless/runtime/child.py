@@ -146,7 +146,10 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
                                started_at=state.now_iso(), exit_code=0, error="",
                                net=network.state_fields(net, mac))
             events.container(plan.paths, "start", spec)
-            ch.send("pid", pid=pid, start=start)
+            if plan.tied:  # its CLI may be gone already: supervise() then ends the container
+                _send_quietly(ch, "pid", pid=pid, start=start)
+            else:
+                ch.send("pid", pid=pid, start=start)
             _mark(ch, "forked")
             for sig in FORWARDED:
                 signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
