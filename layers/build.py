@@ -140,7 +140,7 @@ class Builder:
             if s.index in needed:
                 continue
             needed.add(s.index)
-            refs = [self._expand_meta(s.base)]
+            refs = [self._expand_meta(s.base, s)]
             for ins in s.instructions:
                 if ins.cmd == "COPY" and "from" in ins.flags:
                     refs.append(ins.flags["from"])
@@ -203,8 +203,11 @@ class Builder:
             out.append((name, self._word(default, scope, ins) if eq else None))
         return out
 
-    def _expand_meta(self, word: str) -> str:
-        return shellwords.expand_word(word, self.meta, self.df.escape)
+    def _expand_meta(self, word: str, spec: dockerfile.Stage) -> str:
+        try:
+            return shellwords.expand_word(word, self.meta, self.df.escape)
+        except RootlessError as e:
+            raise DockerfileError(f"{self.df.path}:{spec.line}: {e.message}") from None
 
     # ---- substitution ---------------------------------------------------------------------
     def _word(self, word: str, scope: dict, ins) -> str:
@@ -237,8 +240,8 @@ class Builder:
         self.ex.say(f"STEP {self.step_no}/{self.total}: {text}")
 
     def _from(self, spec: dockerfile.Stage) -> Stage:
-        name = self._expand_meta(spec.base)
-        platform = self._expand_meta(spec.platform) if spec.platform else self.opts.platform
+        name = self._expand_meta(spec.base, spec)
+        platform = self._expand_meta(spec.platform, spec) if spec.platform else self.opts.platform
         if not name:
             raise DockerfileError(f"{self.df.path}:{spec.line}: FROM names no image (an empty ARG?)")
         other = self._stage_ref(name, spec.index) if not name.isdigit() else None

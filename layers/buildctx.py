@@ -5,7 +5,8 @@ root. A source that climbs out (``../x``), or a symlink on the way to it whose
 target leaves the context, is an error, as are files that ``.dockerignore``
 excludes. A directory source brings its non-excluded entries; symlinks inside
 it are copied as symlinks, never followed. :func:`digest` sums the contents and
-metadata of what a step copies, for the build cache. Imports only
+metadata of what a step copies, for the build cache. :meth:`BuildContext.read_text`
+reads the Dockerfile and ``.dockerignore`` by the same rules. Imports only
 ``rootless.base`` and the pure :mod:`layers.dockerignore`.
 """
 
@@ -39,14 +40,36 @@ class BuildContext:
 
     @classmethod
     def open(cls, root: str) -> BuildContext:
+        ctx = cls(root)
+        text = ctx.read_text(".dockerignore", ".dockerignore")
+        if text:
+            ctx.matcher = dockerignore.Matcher(dockerignore.read_patterns(text))
+        return ctx
+
+    def read_text(self, rel: str, what: str) -> str | None:
+        """The text of the context's file ``rel`` (None when there is none), symlinks followed
+        inside the context like a ``COPY`` source's: one that leaves it is an error, and no byte
+        of a file outside the context is ever read."""
+        real = self._follow(_clean(rel, what), what)
         try:
-            with open(os.path.join(root, ".dockerignore")) as f:
-                text = f.read()
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
-            text = ""
+            return None
         except OSError as e:
-            raise ContextError(f"cannot read {root}/.dockerignore: {e.strerror}") from None
-        return cls(root, text)
+            raise ContextError(f"cannot read {what} {rel!r} of the build context: {e.strerror}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ContextError(f"{what} {rel!r} of the build context is not a regular file")
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read()
+        except OSError as e:
+            raise ContextError(f"cannot read {what} {rel!r} of the build context: {e.strerror}") from None
+        finally:
+            os.close(fd)
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            raise ContextError(f"{what} {rel!r} of the build context is not UTF-8 text") from None
 
     # ---- sources ------------------------------------------------------------------------
     def sources(self, pattern: str, what: str) -> list[Source]:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 _MISSING_BRACE = "syntax error: missing '}'"
+# ``${A:-${B:-...}}`` nests by recursion: a bound keeps a hostile word from exhausting the stack.
+MAX_NESTING = 100
 _MISSING_SLASH = "syntax error: missing '/' in ${}"
 # $@ $* $# $? $- $$ $! $0: one character each, and never set in a Dockerfile.
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
@@ -75,13 +77,15 @@ class _Lexer:
         self.env = env
         self.escape = escape
         self.pos = 0
+        self.depth = 0  # ${...} open around the current position
         self.names: set[str] = set()  # every variable looked up
 
     def run(self) -> list[tuple[str, bool]]:
         try:
             return self._scan("", raw=False)
         except _Fail as e:
-            raise WordError(f"failed to process {_go_quote(self.text)}: {e}") from None
+            shown = self.text if len(self.text) <= 200 else self.text[:200] + "..."
+            raise WordError(f"failed to process {_go_quote(shown)}: {e}") from None
 
     def _peek(self) -> str:
         return self.text[self.pos:self.pos + 1]
@@ -180,6 +184,16 @@ class _Lexer:
         if self._peek() != "{":
             name = self._name()
             return (self._get(name) or "") if name else "$"
+        if self.depth >= MAX_NESTING:
+            raise _Fail(f"substitutions nested more than {MAX_NESTING} deep")
+        self.depth += 1
+        try:
+            return self._braced()
+        finally:
+            self.depth -= 1
+
+    def _braced(self) -> str:
+        """``${...}``, after the ``$``."""
         self.pos += 1
         first = self._peek()
         if not first:

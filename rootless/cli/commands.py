@@ -51,7 +51,7 @@ def build(ctx, context: str = Arg(metavar="CONTEXT", help="a directory, or - for
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
-    with build_ops.context_from(context, file, sys.stdin.buffer) as (ctx_dir, dockerfile, text):
+    with build_ops.cancel_on_signals(), build_ops.context_from(context, file, sys.stdin.buffer) as (ctx_dir, dockerfile, text):
         req = build_ops.BuildRequest(
             context=ctx_dir, dockerfile=dockerfile, dockerfile_text=text, tags=tuple(tag),
             build_args=build_ops.parse_build_args(build_arg), target=target, no_cache=no_cache, pull=pull,

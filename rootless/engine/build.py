@@ -26,6 +26,45 @@ BuildRequest = namedtuple("BuildRequest", "context dockerfile dockerfile_text ta
                           defaults=(None, None, (), {}, None, False, False, {}, False, "slirp4netns", None))
 
 
+class BuildCancelled(RootlessError):
+    """SIGINT, SIGTERM or SIGHUP stopped the build; it exits as a shell reports the signal
+    (128 + its number: 130 for ctrl-C), after the step's container and the build's files are gone."""
+
+    def __init__(self, sig: int):
+        import signal
+        super().__init__(f"build cancelled by {signal.Signals(sig).name}", exit_code=128 + sig)
+
+
+class _Cancel(BaseException):
+    """The signal on its way out: no ``except Exception`` (nor RootlessError) of a step takes it."""
+
+    def __init__(self, sig: int):
+        super().__init__(sig)
+        self.sig = sig
+
+
+@contextlib.contextmanager
+def cancel_on_signals():
+    """For the CLI: SIGINT, SIGTERM and SIGHUP cancel the build as an exception (a running RUN
+    step's container is killed first, by ``containers.start(tied=True)``), so that every
+    ``finally`` tidies up; a second signal does not interrupt the tidying."""
+    import signal
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def cancel(sig, _frame):
+        for s in sigs:
+            signal.signal(s, signal.SIG_IGN)
+        raise _Cancel(sig)
+    old = {s: signal.signal(s, cancel) for s in sigs}
+    try:
+        yield
+    except _Cancel as e:
+        raise BuildCancelled(e.sig) from None
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
 def build(ctx, req: BuildRequest, say=None) -> str:
     """Build; the new image's id. ``say(line)`` shows progress (None: silent)."""
     from layers import build as builder
@@ -38,7 +77,7 @@ def build(ctx, req: BuildRequest, say=None) -> str:
         tags.append(f"{r.repository}:{r.tag or 'latest'}")
         shown.append(f"{r.familiar_repository}:{r.tag or 'latest'}")
     bctx = buildctx.BuildContext.open(req.context)
-    text, path = _dockerfile(req, bctx.root)
+    text, path = _dockerfile(req, bctx)
     df = dockerfile.parse(text, path)
     if ctx.overlay_method() == "copy":
         raise RootlessError("building needs an overlay filesystem (kernel overlay or fuse-overlayfs)",
@@ -67,19 +106,44 @@ def build(ctx, req: BuildRequest, say=None) -> str:
     return image["id"]
 
 
-def _dockerfile(req: BuildRequest, root: str) -> tuple[str, str]:
+def _dockerfile(req: BuildRequest, bctx) -> tuple[str, str]:
+    """(text, name shown in errors). A Dockerfile in the context (the default one, or ``-f``
+    naming a path inside it) is read by the context's rules: a symlink is followed inside the
+    context only, as Docker's builder resolves it there, so a link out of it (to a file of the
+    user's) is refused and nothing of that file is read. ``-f`` naming a file outside the context
+    directory is read where it is, as in Docker."""
     if req.dockerfile_text is not None:
         return req.dockerfile_text, "Dockerfile"
-    path = req.dockerfile or os.path.join(root, "Dockerfile")
-    if req.dockerfile and not os.path.isabs(path) and not os.path.exists(path):
-        path = os.path.join(root, req.dockerfile)
-    try:
-        with open(path) as f:
-            return f.read(), os.path.basename(path) if path.startswith(root) else path
-    except FileNotFoundError:
-        raise UsageError(f"cannot find the Dockerfile {path}", "give it with -f FILE, or put a Dockerfile in the context") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read the Dockerfile {path}: {e}") from None
+    rel = "Dockerfile"
+    if req.dockerfile:
+        path = req.dockerfile
+        if not os.path.isabs(path) and not os.path.exists(path):
+            path = os.path.join(req.context, path)
+        rel = _inside(path, req.context, bctx.root)
+        if rel is None:
+            try:
+                with open(path) as f:
+                    return f.read(), path
+            except FileNotFoundError:
+                raise UsageError(f"cannot find the Dockerfile {path}",
+                                 "give it with -f FILE, or put a Dockerfile in the context") from None
+            except (OSError, UnicodeDecodeError) as e:
+                raise UsageError(f"cannot read the Dockerfile {path}: {e}") from None
+    text = bctx.read_text(rel, "the Dockerfile")
+    if text is None:
+        raise UsageError(f"cannot find the Dockerfile {os.path.join(req.context, rel)}",
+                         "give it with -f FILE, or put a Dockerfile in the context")
+    return text, os.path.basename(rel)
+
+
+def _inside(path: str, context: str, root: str) -> str | None:
+    """``path`` relative to the context directory (as given, or ``root``, its real path) when it
+    names a file inside it, without following any link; None when it is outside."""
+    where = os.path.abspath(path)
+    for base in (os.path.abspath(context), root):
+        if where.startswith(base.rstrip("/") + "/"):
+            return os.path.relpath(where, base)
+    return None
 
 
 class Executor:
@@ -91,7 +155,8 @@ class Executor:
         self.say = say
         self.quiet = quiet
         os.makedirs(ctx.paths.tmp, exist_ok=True)
-        self.tmp = tempfile.mkdtemp(dir=ctx.paths.tmp, prefix="build-")
+        # build-PID-*: a build killed by SIGKILL leaves it, named for `system prune` to sweep
+        self.tmp = tempfile.mkdtemp(dir=ctx.paths.tmp, prefix=f"build-{os.getpid()}-")
         self.n = 0
 
     def close(self) -> None:
@@ -132,14 +197,14 @@ class Executor:
             id=cid, name=f"build-{cid[:12]}", image_id=stage.base_id, image_name="(build step)",
             layers=tuple(stage.diff_ids()), argv=tuple(step["argv"]), env=tuple([f"HOSTNAME={cid[:12]}"] + env),
             user=step["user"], workdir=step["workdir"], hostname=cid[:12], network=step["network"],
-            labels={"io.rootless.build": "step"}, log={"driver": "none", "max_size": 0, "max_file": 1},
+            labels={"io.rootless.build": "step", "io.rootless.build.pid": str(os.getpid())}, log={"driver": "none", "max_size": 0, "max_file": 1},
             mounts=tuple(self._mount(m) for m in step["mounts"]),
             no_new_privs=False)  # Docker's RUN steps may run setuid programs (sudo, su, ping)
         rec = state.create(self.ctx.paths, cspec, self.ctx.overlay_method(), generated_name=False)
         try:
             try:
                 with self._output() as captured:
-                    code = containers.start(self.ctx, rec, attached=True, stdin=False)
+                    code = containers.start(self.ctx, rec, attached=True, stdin=False, tied=True)
             except RootlessError as e:
                 self._replay(captured)
                 raise BuildError(f"{step['where']}: {step['text']}: {e.message}", e.hint, exit_code=1) from None

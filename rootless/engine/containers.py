@@ -105,8 +105,10 @@ def _shared_hostname(ctx, cspec):
     return cspec._replace(hostname=hostname, env=tuple(merge_env([f"HOSTNAME={hostname}"], env)))
 
 
-def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdin: bool = True) -> int | None:
-    """Start a created or exited container; attached: its exit code; detached: None once running."""
+def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdin: bool = True,
+          tied: bool = False) -> int | None:
+    """Start a created or exited container; attached: its exit code; detached: None once running.
+    ``tied`` (a build's RUN step): it dies with the attached CLI (``child.LaunchPlan``)."""
     from rootless.base import timing
     from rootless.runtime import launcher
     if rec.get("corrupt"):
@@ -119,7 +121,7 @@ def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdi
         ctx.warn(ctx.mapping.warning)
     remove = rec["spec"].get("remove")
     try:
-        plan = _launch_plan(ctx, rec, attached)._replace(stdin=stdin)
+        plan = _launch_plan(ctx, rec, attached)._replace(stdin=stdin, tied=tied)
         timing.mark("launch")
         code = launcher.run(plan, container_mapping(ctx, rec["spec"]), detach_keys)
     except BaseException:

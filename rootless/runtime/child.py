@@ -60,9 +60,11 @@ from rootless.runtime.terminal import FORWARDED
 # ``paths``: the store, where the keeper records the container's state and writes its log.
 # ``stdin``: an attached CLI gives its stdin (run -i, start -a -i); else stdin waits for `attach`.
 # ``net``: the network plan (rootless.runtime.network.NetPlan), with the published ports already bound.
+# ``tied``: the container lives only as long as its attached CLI (a build's RUN step): the CLI's
+# SIGINT/TERM/HUP kill it, and should the CLI die, the keeper kills it and removes it.
 LaunchPlan = namedtuple("LaunchPlan",
-                        "spec rootfs mounts run_dir paths remove_dirs winsize single_uid attached stdin net seccomp",
-                        defaults=((), None, False, True, True, None, None))
+                        "spec rootfs mounts run_dir paths remove_dirs winsize single_uid attached stdin net seccomp tied",
+                        defaults=((), None, False, True, True, None, None, False))
 
 
 class Step:
@@ -86,6 +88,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
     helpers = Helpers()
     attach_sock = None
     clients: list = []  # attach clients (attach, wait): told the exit code at the end
+    orphaned: list = []  # a tied container whose CLI has gone (a killed build): it goes too
     try:
         if net.kind == "slirp4netns":
             Step.at("fork the slirp4netns spawner")  # now: it must stay in the host's network namespace
@@ -153,12 +156,19 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
                                started_at=state.now_iso(), exit_code=0, error="",
                                net=network.state_fields(net, mac))
             events.container(plan.paths, "start", spec)
-            ch.send("pid", pid=pid, start=start)
+            if plan.tied:  # its CLI may be gone already: supervise() then ends the container
+                _send_quietly(ch, "pid", pid=pid, start=start)
+            else:
+                ch.send("pid", pid=pid, start=start)
             _mark(ch, "forked")
             for sig in FORWARDED:
                 signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
+
+            def cli_gone() -> None:
+                orphaned.append(True)
+                kill_quietly(pid, signal.SIGKILL)  # PID 1: its whole pid namespace ends
             keeper.supervise(stdio, ch, logs.open_writer(plan.paths.container_log(spec.id), spec.log),
-                             attach_sock, watch, wakeup, clients)
+                             attach_sock, watch, wakeup, clients, cli_gone if plan.tied else None)
             if watch:
                 watch.finish()  # PID 1 may wait in its exit stop
             status = watch.final_status if watch and watch.final_status is not None else _wait(pid)
@@ -182,6 +192,8 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
         helpers.stop_relay()
         if net.handler == "slirp4netns" and net.bound:
             helpers.stop_slirp()  # it holds the host ports: free when the CLI returns
+        if orphaned:  # nobody is left to remove it: as with --rm
+            plan = plan._replace(spec=spec._replace(remove=True), remove_dirs=(plan.paths.container(spec.id),))
         _finish(plan, code, error)
         keeper.farewell(clients, attach_sock, code if finished else None)
         if finished:

@@ -171,11 +171,11 @@ class Wakeup:
 
 
 def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None, watch,
-              wakeup: Wakeup, clients: list[socket.socket]) -> None:
+              wakeup: Wakeup, clients: list[socket.socket], cli_gone=None) -> None:
     """Relay output until the container's last writer is gone, logging it to ``log`` (a
     ``logs.LogWriter``, closed here); meanwhile let ``watch`` (an ``exitwatch.ExitWatch`` or
     None) handle PID 1's stops, woken by SIGCHLD. The attach clients stay in ``clients`` for
-    :func:`farewell`."""
+    :func:`farewell`. ``cli_gone()`` is called when the attached CLI has died (not detached)."""
     terminal = {"stdout": 1, "stderr": 2} if stdio.attached else {}
     sel = selectors.DefaultSelector()
     for name, fd in stdio.fds.items():
@@ -207,6 +207,8 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
                     if msg is None or msg["type"] == "detach":
                         sel.unregister(key.fileobj)
                         terminal = {}
+                        if msg is None and cli_gone is not None:
+                            cli_gone()
                     continue
                 if key.data == "listen":
                     client, _ = attach_sock.accept()

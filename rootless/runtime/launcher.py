@@ -31,7 +31,7 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
     """Start the container; attached: wait and return its exit code; detached: return None once
     it runs. A failure to start raises RootlessError (with the container's exit code for 126/127)."""
     attached = plan.attached
-    fwd = Forwarder()
+    fwd = Forwarder(plan.tied)
     if attached:
         fwd.install()
     master = -1
@@ -115,6 +115,9 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
         fwd.restore()
         if master >= 0:
             os.close(master)
+    if fwd.cancelled:  # a tied container killed by the CLI's signal: now the CLI's own handler acts
+        import signal
+        signal.raise_signal(fwd.cancelled)
     if error is not None:
         raise RootlessError(error["message"], error.get("hint"), error.get("exit_code"))
     return code

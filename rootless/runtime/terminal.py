@@ -19,18 +19,27 @@ DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q, Docker's default
 
 
 class Forwarder:
-    """Forward the CLI's signals to the container (queued until its pid is known)."""
+    """Forward the CLI's signals to the container (queued until its pid is known). ``tied``
+    (a build's RUN step): SIGINT, SIGTERM and SIGHUP kill it instead, and ``cancelled`` keeps
+    the first, for the CLI to act on once the container is gone."""
 
-    def __init__(self) -> None:
+    CANCEL = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self, tied: bool = False) -> None:
         self.pid = 0
         self.pending: list[int] = []
         self.old = {}
+        self.tied = tied
+        self.cancelled = 0
 
     def install(self) -> None:
         for sig in FORWARDED:
             self.old[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, sig: int, _frame) -> None:
+        if self.tied and sig in self.CANCEL:
+            self.cancelled = self.cancelled or sig
+            sig = signal.SIGKILL
         if self.pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
