@@ -485,7 +485,7 @@ def _unpack_as_root(tar: str, dest: str) -> None:
     """In the user namespace: unpack the context (read-only directories are no obstacle to root
     there), every file then root's, that is the user's (Docker ignores the context's owners)."""
     from layers.unpack import unpack_layer
-    unpack_layer(tar, dest, what="build context")
+    unpack_layer(tar, dest, what="build context", archive=True)
     for top, dirs, files in os.walk(dest):
         for name in dirs + files:
             os.lchown(os.path.join(top, name), 0, 0)

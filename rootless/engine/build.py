@@ -404,7 +404,7 @@ def context_from(context: str, file: str | None, stdin):
             import io
 
             from layers.unpack import unpack_layer
-            unpack_layer(io.BufferedReader(io.BytesIO(data)), d, what="build context")
+            unpack_layer(io.BufferedReader(io.BytesIO(data)), d, what="build context", archive=True)
             yield d, file, None
         else:
             yield d, None, data.decode("utf-8", "replace")

@@ -97,7 +97,7 @@ def _apply(root: str, op: dict, src_root: str | None, owners: dict) -> None:
     elif kind == "extract":
         dest = _mkdirs(root, op["dest"], ids or (0, 0))
         from layers.unpack import unpack_layer
-        unpack_layer(op["path"], dest, what=f"ADD {os.path.basename(op['path'])}")  # any compression
+        unpack_layer(op["path"], dest, what=f"ADD {os.path.basename(op['path'])}", archive=True)  # any compression
     else:  # pragma: no cover - the builder makes only the kinds above
         raise RootlessError(f"unknown build file operation {kind!r}")
 

@@ -273,3 +273,33 @@ def test_a_killed_build_takes_its_step_with_it(busybox, tmp_path):
     tmp = busybox.root / "tmp"
     left = [p.name for p in tmp.iterdir() if p.name.startswith("build-")] if tmp.is_dir() else []
     assert all(name.startswith(f"build-{proc.pid}-") for name in left), left
+
+
+# ---- ADD of a local archive and the context's tar are archives, not layers ----------------------
+def test_add_of_a_tar_with_whiteout_names_builds(busybox, tmp_path):
+    """ADD unpacks a local tar as an archive, as Docker does: a member named ``.wh.NAME`` is a file
+    there, not a whiteout the build's helper must make (it failed: "Operation not permitted").
+    Committed into a layer, such a name means a whiteout, as in Docker's layers; so does one in a
+    context tar."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in ("sub/.wh.nothing", "sub/.wh..wh..opq", "keep.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"wh\n"))
+    (ctx / "files.tar").write_bytes(buf.getvalue())
+    (ctx / "Dockerfile").write_text("FROM busybox\nADD files.tar /x/\nRUN cat /x/keep.txt > /x/seen\n")
+    busybox("build", "-q", "-t", "added", str(ctx))
+    assert busybox("run", "--rm", "added", "cat", "/x/seen").out == "wh\n"
+
+    body = io.BytesIO()
+    with tarfile.open(fileobj=body, mode="w") as tar:
+        for name, data in (("Dockerfile", b"FROM busybox\nCOPY keep.txt /ctx/\n"), (".wh.other", b"wh\n"),
+                           ("keep.txt", b"kept\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    busybox("build", "-q", "-t", "ctxwh", "-", input=body.getvalue())
+    assert busybox("run", "--rm", "ctxwh", "cat", "/ctx/keep.txt").out == "kept\n"
