@@ -1,0 +1,130 @@
+"""A full disk (issue 22, item 8), without one: the atomic writer leaves no temporary file and
+the old content when a write or its fsync fails; the log writer drops what it cannot write, says
+so once and goes on; a full disk is one line naming the store."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from rootless.base import atomic
+from rootless.base.errors import RootlessError, is_no_space, no_space
+from rootless.runtime import logs
+
+
+def _enospc(*_a, **_k):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("call", ["write", "fsync"])
+def test_atomic_write_failure_leaves_old_file_and_no_temp(tmp_path, monkeypatch, call):
+    path = tmp_path / "rec.json"
+    atomic.write_json(str(path), {"old": 1})
+    monkeypatch.setattr(atomic.os, call, _enospc)
+    with pytest.raises(OSError) as e:
+        atomic.write_json(str(path), {"new": 2})
+    monkeypatch.undo()
+    assert e.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.json"]
+    assert atomic.read_json(str(path)) == {"old": 1}
+
+
+def test_atomic_write_short_writes_then_enospc(tmp_path, monkeypatch):
+    """Some bytes go in, then the disk is full: the torn temporary file goes too."""
+    path = tmp_path / "big"
+    real = os.write
+    calls = []
+
+    def write(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real(fd, bytes(data[:10]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "write", write)
+    with pytest.raises(OSError):
+        atomic.write_bytes(str(path), b"x" * 100)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+class _FullDisk:
+    """os.write that fails with ENOSPC while ``full`` (after writing ``torn`` bytes first)."""
+
+    def __init__(self, torn: int = 0):
+        self.full = False
+        self.torn = torn
+        self.real = os.write
+
+    def __call__(self, fd, data):
+        if self.full:
+            if self.torn:
+                n, self.torn = self.torn, 0
+                return self.real(fd, bytes(data[:n]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.real(fd, data)
+
+
+@pytest.mark.parametrize("torn", [0, 7])
+def test_log_writer_drops_reports_once_and_resumes(tmp_path, monkeypatch, torn):
+    path = tmp_path / "ctr.log"
+    heard = []
+    disk = _FullDisk(torn)
+    monkeypatch.setattr(logs.os, "write", disk)
+    w = logs.LogWriter(str(path), on_error=heard.append)
+    w.write("stdout", b"before\n")
+    disk.full = True
+    for i in range(100):
+        w.write("stdout", f"lost {i}\n".encode())  # no exception: the container goes on
+        w.write("stderr", b"lost too\n")
+    disk.full = False
+    w.write("stdout", b"after\n")
+    w.close()
+    assert len(heard) == 1 and "No space left on device" in heard[0] and str(path) in heard[0], heard
+    assert w.error == heard[0] and w.dropped > 0
+    entries = list(logs.read(str(path)))
+    assert [e.text for e in entries] == ["before\n", "after\n"]  # no torn entry in between
+
+
+def test_log_writer_rotation_that_cannot_open_its_new_file(tmp_path, monkeypatch):
+    """A rotation whose new file cannot be made (no inode left) drops, then starts again."""
+    path = tmp_path / "ctr.log"
+    heard = []
+    real_open = os.open
+    state = {"fail": False}
+
+    def open_(p, flags, mode=0o777):
+        if state["fail"] and str(p) == str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(p, flags, mode)
+
+    w = logs.LogWriter(str(path), max_size=200, max_file=2, on_error=heard.append)
+    monkeypatch.setattr(logs.os, "open", open_)
+    w.write("stdout", b"a" * 100 + b"\n")
+    state["fail"] = True
+    w.write("stdout", b"b" * 100 + b"\n")  # rotates: the new file cannot be opened
+    w.write("stdout", b"c" * 100 + b"\n")
+    state["fail"] = False
+    w.write("stdout", b"d" * 10 + b"\n")
+    w.close()
+    assert len(heard) == 1
+    texts = [e.text for e in logs.read(str(path))]
+    assert texts[-1] == "d" * 10 + "\n"
+
+
+def test_no_space_names_the_store():
+    e = no_space("/data/store", OSError(errno.ENOSPC, "No space left on device"))
+    assert isinstance(e, RootlessError) and e.exit_code == 125
+    assert e.message.startswith("no space left on the device of the store /data/store: ")
+    assert "rootless system prune" in e.message and "ROOTLESS_ROOT" in e.message
+    assert "\n" not in e.message
+    inside = no_space("/data/store", OSError(errno.ENOSPC, "No space", "/data/store/tmp/x"))
+    assert "of the store /data/store" in inside.message
+    outside = no_space("/data/store", OSError(errno.ENOSPC, "No space", "/home/u/out.tar"))
+    assert outside.message.startswith("no space left on the device of /home/u/out.tar")
+    quota = no_space("/s", OSError(errno.EDQUOT, "Disk quota exceeded"))
+    assert quota.message.startswith("disk quota exceeded on the device of the store /s")
+    assert is_no_space(OSError(errno.ENOSPC, "x")) and is_no_space(OSError(errno.EDQUOT, "x"))
+    assert not is_no_space(OSError(errno.EACCES, "x")) and not is_no_space(ValueError())
