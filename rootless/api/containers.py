@@ -569,7 +569,7 @@ def commit(ctx, req):
 
 def _tmp_dir(ctx) -> str:
     import tempfile
-    return tempfile.mkdtemp(prefix="api-cp-", dir=ctx.paths.tmp)
+    return tempfile.mkdtemp(prefix=f"api-cp-{os.getpid()}-", dir=ctx.paths.tmp)  # pid: see layers.leftovers
 
 
 def _stat_header(ctx, rec: dict, path: str) -> str:

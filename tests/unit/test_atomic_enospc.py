@@ -128,3 +128,71 @@ def test_no_space_names_the_store():
     assert quota.message.startswith("disk quota exceeded on the device of the store /s")
     assert is_no_space(OSError(errno.ENOSPC, "x")) and is_no_space(OSError(errno.EDQUOT, "x"))
     assert not is_no_space(OSError(errno.EACCES, "x")) and not is_no_space(ValueError())
+
+
+# ---- leftovers of killed commands (issue 22, item 10): who owns a temporary file -------------
+def _store(tmp_path):
+    from rootless.base.paths import Paths
+    p = Paths(str(tmp_path / "store"), str(tmp_path / "run"))
+    for d in (p.tmp, p.layers, p.containers, p.volumes):
+        os.makedirs(d)
+    return p
+
+
+def _gone_pid() -> int:
+    import subprocess
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_leftovers_tell_live_owners_from_gone_ones(tmp_path):
+    import time
+
+    from layers import leftovers
+    p = _store(tmp_path)
+    me, gone = os.getpid(), _gone_pid()
+    mine = os.path.join(p.tmp, f"commit-0123456789ab-{me}.tar")
+    theirs = os.path.join(p.tmp, f"commit-0123456789ab-{gone}.tar")
+    parent = os.getppid()  # a live process that the file below is made older than
+    reused = os.path.join(p.tmp, f"blob-{parent}-7")
+    for f in (mine, theirs, reused):
+        with open(f, "wb") as out:
+            out.write(b"x" * 10)
+    started = leftovers.process_started(parent)
+    assert started is not None and started <= time.time()
+    before = started - 3600  # changed before its named owner started: the pid was reused since
+    os.utime(reused, (before, before))
+    found = {lo.path: lo for lo in leftovers.find(p)}
+    assert theirs in found and reused in found and mine not in found
+    assert found[theirs].size == 10 and "commit" in found[theirs].what
+    assert leftovers.remove(list(found.values()), lambda fn, *a: fn(*a)) == 20
+    assert os.listdir(p.tmp) == [os.path.basename(mine)]
+
+
+def test_leftovers_leave_a_locked_download(tmp_path):
+    import fcntl
+
+    from layers import leftovers
+    p = _store(tmp_path)
+    held, loose = (os.path.join(p.tmp, f"partial-{c * 64}") for c in "ab")
+    for f in (held, loose):
+        with open(f, "wb") as out:
+            out.write(b"y" * 5)
+    fd = os.open(held, os.O_RDWR)
+    try:
+        import subprocess
+        import sys
+        # the lock of another process (a pull): flock is per open file, so a child holds it
+        child = subprocess.Popen([sys.executable, "-c", "import fcntl,os,sys,time\n"
+                                  f"fd=os.open({held!r},os.O_RDWR); fcntl.flock(fd,fcntl.LOCK_EX); print(1,flush=True);"
+                                  " time.sleep(60)"], stdout=subprocess.PIPE)
+        assert child.stdout.readline() == b"1\n"
+        assert [lo.path for lo in leftovers.find(p)] == [loose]
+        leftovers.remove(leftovers.find(p), lambda fn, *a: fn(*a))
+        assert os.listdir(p.tmp) == [os.path.basename(held)]
+        child.kill()
+        child.wait()
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # free again
+    finally:
+        os.close(fd)
