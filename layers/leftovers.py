@@ -3,10 +3,10 @@
 Every command that stages something in the store names it with its pid (``tmp/blob-PID-NS``,
 ``tmp/commit-ID-PID.tar``, ``tmp/build-PID-XXXX``, ``layers/.tmp-DIFF-PID-NS``, an atomic
 write's ``.tmp-NAME-PID`` ...). Its owner is gone when no process has that pid, or when the
-process that has it now started after the thing was last changed (the pid was reused): the
-owner of a thing is alive while it is, and changes it only while alive. A resumable download
-(``tmp/partial-HEX``) is held by an flock while a pull writes it: unlocked, it is a leftover.
-Nothing here is removed while its owner may still write it.
+process that has it now started after the thing last changed (its ctime, which no one can set
+back: the pid was reused): the owner of a thing is alive while it is, and changes it only while
+alive. A resumable download (``tmp/partial-HEX``) is held by an flock while a pull writes it:
+unlocked, it is a leftover. Nothing here is removed while its owner may still write it.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ def _match(directory: str, patterns, found: list) -> None:
             if m is None:
                 continue
             path = os.path.join(directory, name)
-            try:
-                changed = os.lstat(path).st_mtime
+            try:  # ctime, not mtime: an unpack sets a layer's mtime to the archive's, in the past
+                changed = os.lstat(path).st_ctime
             except OSError:
                 break
             if owner_gone(int(m.group(1)), changed):

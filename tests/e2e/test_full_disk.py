@@ -195,3 +195,20 @@ def test_logging_container_attached_is_told_once(small):
     assert len(warnings) == 1, r.err
     assert leftovers(rl) == []
 
+
+
+def test_api_answers_a_full_disk_with_docker_s_500_naming_the_store(small):
+    from tests.apiservice import ApiService
+    rl = small
+    api = ApiService(rl)
+    try:
+        fill(rl.filler)
+        status, body = api.request("POST", "/volumes/create", {"Name": "v1"})
+        assert status == 500, (status, body)
+        assert body["message"].startswith(f"{NO_SPACE} {rl.root}: "), body
+        status, body = api.request("GET", "/containers/json?all=1")
+        assert status == 200, (status, body)
+        assert "Traceback" not in api.service_log()
+    finally:
+        api.stop()
+    assert leftovers(rl) == []

@@ -146,28 +146,32 @@ def _gone_pid() -> int:
     return p.pid
 
 
-def test_leftovers_tell_live_owners_from_gone_ones(tmp_path):
+def test_leftovers_tell_live_owners_from_gone_ones(tmp_path, monkeypatch):
     import time
 
     from layers import leftovers
     p = _store(tmp_path)
-    me, gone = os.getpid(), _gone_pid()
+    me, gone, parent = os.getpid(), _gone_pid(), os.getppid()
     mine = os.path.join(p.tmp, f"commit-0123456789ab-{me}.tar")
     theirs = os.path.join(p.tmp, f"commit-0123456789ab-{gone}.tar")
-    parent = os.getppid()  # a live process that the file below is made older than
+    unpacking = os.path.join(p.layers, f".tmp-0123456789ab-{parent}-5")  # alive, older than the dir
     reused = os.path.join(p.tmp, f"blob-{parent}-7")
     for f in (mine, theirs, reused):
         with open(f, "wb") as out:
             out.write(b"x" * 10)
-    started = leftovers.process_started(parent)
-    assert started is not None and started <= time.time()
-    before = started - 3600  # changed before its named owner started: the pid was reused since
-    os.utime(reused, (before, before))
+    os.mkdir(unpacking)
+    os.utime(unpacking, (0, 0))  # an unpack gives a layer the archive's times: its ctime still tells
     found = {lo.path: lo for lo in leftovers.find(p)}
-    assert theirs in found and reused in found and mine not in found
+    assert set(found) == {theirs}
     assert found[theirs].size == 10 and "commit" in found[theirs].what
-    assert leftovers.remove(list(found.values()), lambda fn, *a: fn(*a)) == 20
-    assert os.listdir(p.tmp) == [os.path.basename(mine)]
+    # the parent's pid taken by a process that started after these files last changed
+    real = leftovers.process_started
+    monkeypatch.setattr(leftovers, "process_started",
+                        lambda pid: time.time() + 60 if pid == parent else real(pid))
+    found = {lo.path: lo for lo in leftovers.find(p)}
+    assert set(found) == {theirs, reused, unpacking}
+    assert leftovers.remove(list(found.values()), lambda fn, *a: fn(*a)) == 20 + found[unpacking].size
+    assert os.listdir(p.tmp) == [os.path.basename(mine)] and os.listdir(p.layers) == []
 
 
 def test_leftovers_leave_a_locked_download(tmp_path):
