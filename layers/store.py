@@ -8,6 +8,7 @@ unpacked once (as root of the user namespace, through the injected
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -424,12 +425,22 @@ class ImageStore:
                 raise Conflict(f"unable to delete {rec['id'][7:19]} (must be forced): image is referenced in multiple repositories")
             out += [f"Untagged: {_familiar(t)}" for t in rec["repo_tags"]]
             del images[rec["id"]]
-            atomic.write_json(self.paths.images_file, index)
-            out.append(f"Deleted: {rec['id']}")
             keep_layers = layers_in_use() | {lr["diff_id"] for r in images.values() for lr in r["layers"]}
             keep_blobs = {r["id"] for r in images.values()} | {lr["blob"] for r in images.values() for lr in r["layers"]}
             doomed_layers = [lr["diff_id"] for lr in rec["layers"] if lr["diff_id"] not in keep_layers]
             doomed_blobs = [b for b in [rec["id"]] + [lr["blob"] for lr in rec["layers"]] if b not in keep_blobs]
+            try:
+                atomic.write_json(self.paths.images_file, index)
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                # A full disk: make room first with the unpacked layers, which the index may
+                # lack (an image's missing layer is unpacked again from its blob, kept until the
+                # index no longer names it), then write the index.
+                self.remove_layers(doomed_layers)
+                doomed_layers = []
+                atomic.write_json(self.paths.images_file, index)
+            out.append(f"Deleted: {rec['id']}")
             self.remove_blobs(doomed_blobs)
             self.remove_layers(doomed_layers)
         return out

@@ -212,3 +212,18 @@ def test_api_answers_a_full_disk_with_docker_s_500_naming_the_store(small):
     finally:
         api.stop()
     assert leftovers(rl) == []
+
+
+def test_removing_images_works_on_a_full_disk(small, images):
+    """rmi and image prune are how the error line says to make room: they must work when the
+    index cannot be written before something is freed."""
+    rl = small
+    rl.load(images, "layered")
+    rl("tag", "busybox", "spare:1")
+    fill(rl.filler)
+    out = rl("rmi", "layered").out
+    assert "Deleted: sha256:" in out
+    assert "Deleted: sha256:" in rl("image", "prune", "-a", "-f").out
+    assert rl("images", "-q").out == ""
+    assert rl("system", "check").out.startswith("the store ")
+    assert leftovers(rl) == []
