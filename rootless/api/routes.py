@@ -155,6 +155,9 @@ def dispatch(ctx, req: http.Request) -> None:
         handler = getattr(importlib.import_module(f"rootless.api.{module}"), func)
         result = handler(ctx, req, **params)
     except (RootlessError, http.BadRequest) as e:
+        from rootless.base.errors import NoSpace, no_space
+        if isinstance(e, NoSpace):  # a helper's full disk: the line that names the store
+            e = no_space(ctx.paths.root)
         _fail(req, status_of(e), e.message if isinstance(e, RootlessError) else str(e))
         return
     except (BrokenPipeError, ConnectionResetError):

@@ -82,6 +82,11 @@ ERRNO_HINTS = {
 NO_SPACE = (_errno.ENOSPC, _errno.EDQUOT)  # a full filesystem, or the user's quota on it
 
 
+class NoSpace(RootlessError):
+    """A full disk met in a helper (user namespace, keeper): only its message could travel back;
+    the CLI's boundary and the API say it as :func:`no_space`."""
+
+
 def no_space(store: str, exc: OSError | None = None) -> RootlessError:
     """The one line for a full disk (ENOSPC, EDQUOT): it names the store, or the file outside
     the store that could not be written, and how to make room."""
@@ -98,7 +103,7 @@ def no_space(store: str, exc: OSError | None = None) -> RootlessError:
 
 
 def is_no_space(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in NO_SPACE
+    return isinstance(exc, NoSpace) or (isinstance(exc, OSError) and exc.errno in NO_SPACE)
 
 
 def from_oserror(step: str, exc: OSError) -> RootlessError:

@@ -71,10 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 0
     except RootlessError as e:
-        print(f"rootless: error: {' '.join(e.message.splitlines())}", file=sys.stderr)
-        if e.hint:
-            print(f"rootless: hint: {e.hint}", file=sys.stderr)
-        code = e.exit_code
+        if _is_no_space(e):  # met in a helper: said as any full disk is
+            code = _no_space(e)
+        else:
+            print(f"rootless: error: {' '.join(e.message.splitlines())}", file=sys.stderr)
+            if e.hint:
+                print(f"rootless: hint: {e.hint}", file=sys.stderr)
+            code = e.exit_code
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:  # `rootless ps | head`: the reader has seen enough
@@ -90,7 +93,7 @@ def _is_no_space(e: Exception) -> bool:
     return is_no_space(e)
 
 
-def _no_space(e: OSError) -> int:
+def _no_space(e: Exception) -> int:
     """A full disk: one line naming the store (or the file outside it), never an internal error."""
     from rootless.base.errors import EXIT_TOOL, no_space
     from rootless.base.paths import default_root
@@ -101,9 +104,10 @@ def _no_space(e: OSError) -> int:
             store = os.path.abspath(_Globals.root) if _Globals.root else default_root()
         except Exception:  # noqa: BLE001 - the configuration itself may be what failed
             store = "(the store)"
-    err = no_space(store, e)
+    err = no_space(store, e if isinstance(e, OSError) else None)
     print(f"rootless: error: {err.message}", file=sys.stderr)
     if _Globals.debug or os.environ.get("ROOTLESS_DEBUG"):
+        print(f"rootless: debug: {e}", file=sys.stderr)  # where it was met
         import traceback
         traceback.print_exc()
     return EXIT_TOOL

@@ -227,3 +227,15 @@ def test_removing_images_works_on_a_full_disk(small, images):
     assert rl("images", "-q").out == ""
     assert rl("system", "check").out.startswith("the store ")
     assert leftovers(rl) == []
+
+
+def test_commit_on_a_full_disk_names_the_store(small):
+    """The layer's tar is written by a helper in the user namespace: its ENOSPC travels back as
+    the same one line."""
+    rl = small
+    rl("run", "--name", "c", "--network", "none", "busybox", "sh", "-c", "head -c 1000000 /dev/urandom > /f")
+    fill(rl.filler)
+    r = rl("commit", "c", "c:1", expect=125)
+    one_error(r, NO_SPACE, str(rl.root))
+    assert list((rl.root / "tmp").iterdir()) == [] and leftovers(rl) == []
+    assert rl("images", "--format", "{{.Repository}}").out.split() == ["busybox"]

@@ -200,3 +200,21 @@ def test_leftovers_leave_a_locked_download(tmp_path):
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # free again
     finally:
         os.close(fd)
+
+
+def test_a_helpers_full_disk_travels_as_no_space():
+    from rootless.base.channel import Channel
+    from rootless.base.errors import NoSpace
+    a, b = Channel.pair()
+    try:
+        b.send_error(OSError(errno.ENOSPC, "No space left on device"), "commit")
+        with pytest.raises(NoSpace) as e:
+            a.expect("done")
+        assert is_no_space(e.value) and "No space left on device" in e.value.message
+        b.send_error(OSError(errno.EACCES, "Permission denied"), "commit")
+        with pytest.raises(RootlessError) as e:
+            a.expect("done")
+        assert not is_no_space(e.value)
+    finally:
+        a.close()
+        b.close()
