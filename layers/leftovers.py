@@ -221,3 +221,84 @@ def half_made(directory: str, prefixes: tuple[str, ...]) -> list[Leftover]:
     what = {".new-": "a half-made record (a killed create)", ".del-": "a half-removed one (a killed rm)"}
     return [Leftover(os.path.join(directory, n), _size(os.path.join(directory, n)), what.get(n[:5], "left aside"))
             for n in names]
+
+
+# ---- blobs and layers no image names ----------------------------------------------------------
+def _staging_path(paths: Paths) -> str:
+    from layers.store import STAGING_LOCK
+    return os.path.join(paths.root, STAGING_LOCK)
+
+
+def staging_free(paths: Paths) -> bool:
+    """Whether no command is storing blobs or layers for an image it has yet to register."""
+    try:
+        fd = os.open(_staging_path(paths), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def unreferenced(paths: Paths, blobs: set[str], layers: set[str]) -> list[Leftover]:
+    """The blobs and unpacked layers that nothing names (``blobs``, ``layers``: the digests and
+    diff ids images, the build cache and containers use): left by a pull, load or commit that did
+    not finish. None while a command is staging (it may be one of its own)."""
+    if not staging_free(paths):
+        return []
+    found = []
+    blob_dir = paths.blobs
+    for directory, known, what in ((blob_dir, blobs, "a blob no image uses (a pull, load or commit that did not finish)"),
+                                   (paths.layers, layers, "a layer no image uses (a pull, load or commit that did not finish)")):
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for name in names:
+            if re.fullmatch(r"[0-9a-f]{64}", name) and f"sha256:{name}" not in known:
+                path = os.path.join(directory, name)
+                found.append(Leftover(path, _size(path), what))
+    return found
+
+
+def remove_unreferenced(paths: Paths, blobs: set[str], layers: set[str], userns_call: Callable) -> list[Leftover]:
+    """Remove what :func:`unreferenced` finds, holding the staging lock meanwhile (a command that
+    starts to stage waits); what was removed. The caller holds the store's lock."""
+    try:
+        fd = os.open(_staging_path(paths), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return []
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return []
+        found = []
+        blob_dir = paths.blobs
+        for directory, known in ((blob_dir, blobs), (paths.layers, layers)):
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError:
+                continue
+            for name in names:
+                if re.fullmatch(r"[0-9a-f]{64}", name) and f"sha256:{name}" not in known:
+                    path = os.path.join(directory, name)
+                    found.append(Leftover(path, _size(path), "unreferenced"))
+        trees = []
+        for lo in found:
+            if os.path.isdir(lo.path):
+                aside = os.path.join(os.path.dirname(lo.path), f".del-{os.path.basename(lo.path)[:12]}-{os.getpid()}-0")
+                os.rename(lo.path, aside)  # out of sight at once, as the store removes a layer
+                trees.append(aside)
+            else:
+                os.unlink(lo.path)
+        if trees:
+            from layers.store import remove_trees
+            userns_call(remove_trees, trees)
+        return found
+    finally:
+        os.close(fd)

@@ -162,13 +162,35 @@ def build_leftovers(ctx: Context) -> list[dict]:
 _HALF_MADE = (("containers", "containers_lock", (".new-", ".del-")), ("volumes", "volumes_lock", (".new-",)))
 
 
+def _referenced(ctx: Context) -> tuple[set[str], set[str]]:
+    """The blobs and layers something names: images, the build cache, containers."""
+    from layers import buildcache
+    from rootless.engine.images import layers_in_use
+    images = ctx.store.images()
+    cached = buildcache.layers_of(buildcache.entries(ctx.paths.root))
+    blobs = {i["id"] for i in images} | {lr["blob"] for i in images for lr in i["layers"]}
+    blobs |= {lr["blob"] for lr in cached if lr.get("blob")}
+    layers = {lr["diff_id"] for i in images for lr in i["layers"]} | {lr["diff_id"] for lr in cached}
+    return blobs, layers | layers_in_use(ctx)
+
+
 def leftovers(ctx: Context):
-    """What killed commands left: (temporary files and directories, build-step containers)."""
+    """What killed commands left: (temporary files and directories, blobs and layers no image
+    uses, build-step containers)."""
     from layers import leftovers as lo
     files = lo.find(ctx.paths)
     for attr, _lock, prefixes in _HALF_MADE:
         files += lo.half_made(getattr(ctx.paths, attr), prefixes)
+    files += lo.unreferenced(ctx.paths, *_referenced(ctx))
     return files, build_leftovers(ctx)
+
+
+def _sweep_unreferenced(ctx: Context) -> tuple[list[str], int]:
+    from layers import leftovers as lo
+    from rootless.base import locking
+    with locking.locked(ctx.paths.store_lock):
+        gone = lo.remove_unreferenced(ctx.paths, *_referenced(ctx), ctx.userns_call)
+    return [g.path for g in gone], sum(g.size for g in gone)
 
 
 def _sweep_half_made(ctx: Context) -> tuple[list[str], int]:
@@ -210,12 +232,15 @@ def sweep(ctx: Context, builds_only: bool = False, build_steps: bool = True) -> 
             continue
         lines.append(rec["id"])
         freed += size
-    if not builds_only:
-        half_lines, half_bytes = _sweep_half_made(ctx)
-        lines += half_lines
-        freed += half_bytes
-        half = {f.path for attr, _lock, prefixes in _HALF_MADE for f in lo.half_made(getattr(ctx.paths, attr), prefixes)}
-        files = [f for f in files if f.path not in half]
+    if not builds_only:  # those removed under their own locks, then the rest
+        swept = {f.path for attr, _lock, prefixes in _HALF_MADE for f in lo.half_made(getattr(ctx.paths, attr), prefixes)}
+        swept |= {f.path for f in files if os.path.dirname(f.path) in (ctx.paths.layers, ctx.paths.blobs)
+                  and len(os.path.basename(f.path)) == 64}
+        for part in (_sweep_half_made, _sweep_unreferenced):
+            part_lines, part_bytes = part(ctx)
+            lines += part_lines
+            freed += part_bytes
+        files = [f for f in files if f.path not in swept]
     gone = lo.remove(files, ctx.userns_call)
     still = {f.path for f in lo.find_at([os.path.dirname(f.path) for f in files])}
     lines += [f.path for f in files if f.path not in still and not os.path.lexists(f.path)]

@@ -239,3 +239,36 @@ def test_commit_on_a_full_disk_names_the_store(small):
     one_error(r, NO_SPACE, str(rl.root))
     assert list((rl.root / "tmp").iterdir()) == [] and leftovers(rl) == []
     assert rl("images", "--format", "{{.Repository}}").out.split() == ["busybox"]
+
+
+def test_pull_on_a_full_disk_says_so_and_what_it_stored_is_counted_and_pruned(small, registry):
+    """A pull that runs out of room ends with the one line; what it stored for an image it never
+    registered (its config, finished blobs and layers) is a leftover once it is gone: check names
+    it, df counts it, image prune removes it."""
+    rl = small
+    rl.configure(insecure=(registry.host,))
+    rl("run", "--name", "big", "--network", "none", "busybox", "sh", "-c",
+       "head -c 8000000 /dev/urandom > /big")
+    ref = f"{registry.host}/full/big:1"
+    rl("commit", "big", ref)
+    rl("rm", "big")
+    rl("push", "-q", ref)
+    rl("rmi", ref)
+    before = sorted(p.name for p in (rl.root / "blobs" / "sha256").iterdir())
+    fill(rl.filler)
+    os.truncate(rl.filler, rl.filler.stat().st_size - 3_000_000)  # room for a part of the big layer
+    r = rl("pull", "-q", ref, expect=125)
+    one_error(r, NO_SPACE, str(rl.root))
+    stored = sorted(set(p.name for p in (rl.root / "blobs" / "sha256").iterdir()) - set(before))
+    assert stored  # its config at least
+    problems = rl("system", "check", expect=1).out
+    for name in stored:
+        assert f"{name}: a blob no image uses" in problems, problems
+    row = [ln.split() for ln in rl("system", "df").out.splitlines() if ln.startswith("Leftovers")]
+    assert row and int(row[0][1]) >= len(stored), row
+    rl("image", "prune", "-f")
+    assert sorted(p.name for p in (rl.root / "blobs" / "sha256").iterdir()) == before
+    assert rl("system", "check").out.startswith("the store ")
+    rl.filler.unlink()
+    rl("pull", "-q", ref)  # and the store works again
+    assert rl("run", "--rm", "--network", "none", ref, "wc", "-c", "/big").out.split()[0] == "8000000"
