@@ -97,6 +97,9 @@ def _write_layer(top: str, out: BinaryIO, overlay: bool, mount_points: frozenset
             walker.tf = tf
             walker.walk(root_fd)
     except OSError as e:
+        from rootless.base.errors import is_no_space
+        if is_no_space(e):  # the layer's tar has no room: the CLI names the store
+            raise
         where = f" at {walker.current!r}" if walker.current else ""
         raise RootlessError(f"commit: archiving {top} failed{where}: {e.strerror or e}") from None
     finally:

@@ -209,6 +209,7 @@ def pull(store: ImageStore, ref_text: str, endpoints: list[dict] | None = None,
     say = say or (lambda _line: None)
     ref = reference.parse(ref_text)
     store.sweep_tmp()  # what a killed pull left half-written
+    store.staging()  # here, before the download threads: what they store is this pull's until registered
     say(f"{ref.tag or ref.digest}: Pulling from {ref.familiar_repository}")
     client, digest, doc, chosen = _first_answering(ref, endpoints or [{}], platform)
     try:

@@ -8,6 +8,7 @@ unpacked once (as root of the user namespace, through the injected
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -63,6 +64,9 @@ def sha256_bytes(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+STAGING_LOCK = "staging.lock"
+
+
 class ImageStore:
     def __init__(self, paths: Paths, userns_call: Callable[..., Any], idmap_key: str,
                  userns_worker: Callable[..., Any] | None = None, search: tuple[str, ...] = ()):
@@ -71,6 +75,29 @@ class ImageStore:
         self.userns_call = userns_call
         self.userns_worker = userns_worker  # handler -> a helper in the user namespace taking jobs
         self.idmap_key = idmap_key
+
+    # ---- staging -------------------------------------------------------------
+    # Blobs and layers that no image names yet (a pull, load, import, commit or build on its way)
+    # are held by a shared flock on ``staging.lock`` until the image is registered (or the
+    # process ends): what no image names while nobody holds it is a leftover (layers.leftovers).
+    _staging_fd = -1
+    _staging_pid = 0
+
+    def staging(self) -> bool:
+        """Hold the staging lock (shared) for this process; whether it was held already."""
+        if self._staging_pid == os.getpid():
+            return True
+        import fcntl
+        fd = os.open(os.path.join(self.paths.root, STAGING_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        self._staging_fd, self._staging_pid = fd, os.getpid()
+        return False
+
+    def staged(self) -> None:
+        """What this process staged is registered now: let go of the staging lock."""
+        if self._staging_pid == os.getpid():
+            os.close(self._staging_fd)
+        self._staging_fd, self._staging_pid = -1, 0
 
     # ---- index ---------------------------------------------------------------
     def _read_index(self) -> dict:
@@ -133,6 +160,7 @@ class ImageStore:
         import hashlib
 
         from rootless.base.errors import InvalidImage
+        self.staging()
         if partial is None:
             os.makedirs(self.paths.tmp, exist_ok=True)
             tmp = os.path.join(self.paths.tmp, f"blob-{os.getpid()}-{time.monotonic_ns()}")
@@ -177,6 +205,7 @@ class ImageStore:
         when another process is downloading that blob now. A file longer than ``size`` starts over."""
         import fcntl
         import hashlib
+        self.staging()
         os.makedirs(self.paths.tmp, exist_ok=True)
         path = os.path.join(self.paths.tmp, f"partial-{digest.removeprefix('sha256:')}")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -283,6 +312,7 @@ class ImageStore:
         """What a helper needs to unpack ``lr``: from its blob in the store, or from ``growing``, the
         temporary file of its download, followed until it holds ``size`` bytes. With ``commit``
         false the layer is left in the job's ``tmp`` directory for :meth:`commit_layer`."""
+        self.staging()
         job = {"blob": self.paths.blob(lr.blob), "diff_id": lr.diff_id, "dest": self.paths.layer(lr.diff_id),
                "tmp": os.path.join(self.paths.layers,
                                    f".tmp-{lr.diff_id[7:19]}-{os.getpid()}-{time.monotonic_ns()}"),
@@ -312,8 +342,13 @@ class ImageStore:
         if not missing:
             return []
         self.check_idmap()
-        jobs = [self.unpack_job(lr) for lr in missing]
-        results = self.userns_call(_unpack_jobs, jobs)
+        held = self.staging()
+        try:
+            jobs = [self.unpack_job(lr) for lr in missing]
+            results = self.userns_call(_unpack_jobs, jobs)
+        finally:
+            if not held:  # the layers of a registered image (run): nothing waits to be registered
+                self.staged()
         for lr, res in zip(missing, results, strict=True):
             lr.size = res["size"]
         return [lr.diff_id for lr in missing]
@@ -371,6 +406,7 @@ class ImageStore:
                     rec["repo_digests"].append(rd)
             images[image_id] = rec
             atomic.write_json(self.paths.images_file, index)
+        self.staged()
         return rec, tags
 
     def platform_of(self, rec: dict) -> str:
@@ -424,12 +460,22 @@ class ImageStore:
                 raise Conflict(f"unable to delete {rec['id'][7:19]} (must be forced): image is referenced in multiple repositories")
             out += [f"Untagged: {_familiar(t)}" for t in rec["repo_tags"]]
             del images[rec["id"]]
-            atomic.write_json(self.paths.images_file, index)
-            out.append(f"Deleted: {rec['id']}")
             keep_layers = layers_in_use() | {lr["diff_id"] for r in images.values() for lr in r["layers"]}
             keep_blobs = {r["id"] for r in images.values()} | {lr["blob"] for r in images.values() for lr in r["layers"]}
             doomed_layers = [lr["diff_id"] for lr in rec["layers"] if lr["diff_id"] not in keep_layers]
             doomed_blobs = [b for b in [rec["id"]] + [lr["blob"] for lr in rec["layers"]] if b not in keep_blobs]
+            try:
+                atomic.write_json(self.paths.images_file, index)
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                # A full disk: make room first with the unpacked layers, which the index may
+                # lack (an image's missing layer is unpacked again from its blob, kept until the
+                # index no longer names it), then write the index.
+                self.remove_layers(doomed_layers)
+                doomed_layers = []
+                atomic.write_json(self.paths.images_file, index)
+            out.append(f"Deleted: {rec['id']}")
             self.remove_blobs(doomed_blobs)
             self.remove_layers(doomed_layers)
         return out

@@ -284,7 +284,9 @@ def prune(ctx, req):
             all_ = value.lower() in ("false", "0")
         else:
             raise UsageError(f"the {key} filter of image prune is not supported", "use dangling=true or dangling=false")
+    from rootless.engine import system
     lines, reclaimed = uc.image_prune(ctx, all_)
+    reclaimed += system.sweep(ctx, build_steps=False)[1]  # what killed commands left, as the CLI's
     deleted = []
     for line in lines:
         kind, _, what = line.partition(": ")
@@ -338,7 +340,7 @@ def _import(ctx, req):
 def _spooled(ctx, req, prefix: str):
     """The request body in a temporary file of the store's tmp directory (removed after)."""
     os.makedirs(ctx.paths.tmp, exist_ok=True)
-    fd, path = tempfile.mkstemp(dir=ctx.paths.tmp, prefix=prefix, suffix=".tar")
+    fd, path = tempfile.mkstemp(dir=ctx.paths.tmp, prefix=f"{prefix}{os.getpid()}-", suffix=".tar")  # pid: see layers.leftovers
     try:
         with os.fdopen(fd, "wb") as f:
             for chunk in req.body_chunks():
@@ -410,7 +412,9 @@ def _save(ctx, req, names: list[str]):
 # ---- build --------------------------------------------------------------------------------------
 def build_prune(ctx, req):
     from rootless.engine import build as build_uc
+    from rootless.engine import system
     _entries, freed = build_uc.builder_prune(ctx)
+    freed += system.sweep(ctx, builds_only=True)[1]  # what killed builds left, as the CLI's
     return 200, {"CachesDeleted": [], "SpaceReclaimed": freed}
 
 
@@ -437,7 +441,7 @@ def build(ctx, req):
     labels = {k: str(v) for k, v in req.json_arg("labels").items()}
     quiet = req.flag("q")
     os.makedirs(ctx.paths.tmp, exist_ok=True)
-    workdir = tempfile.mkdtemp(dir=ctx.paths.tmp, prefix="api-build-")
+    workdir = tempfile.mkdtemp(dir=ctx.paths.tmp, prefix=f"api-build-{os.getpid()}-")
     try:
         context = os.path.join(workdir, "context")
         os.mkdir(context, 0o700)

@@ -155,11 +155,18 @@ def dispatch(ctx, req: http.Request) -> None:
         handler = getattr(importlib.import_module(f"rootless.api.{module}"), func)
         result = handler(ctx, req, **params)
     except (RootlessError, http.BadRequest) as e:
+        from rootless.base.errors import NoSpace, no_space
+        if isinstance(e, NoSpace):  # a helper's full disk: the line that names the store
+            e = no_space(ctx.paths.root)
         _fail(req, status_of(e), e.message if isinstance(e, RootlessError) else str(e))
         return
     except (BrokenPipeError, ConnectionResetError):
         raise
     except Exception as e:  # noqa: BLE001 - an unexpected failure is a 500 with a message, not a dead service
+        from rootless.base.errors import is_no_space, no_space
+        if is_no_space(e):  # a full disk: Docker's 500, with the line the CLI prints
+            _fail(req, 500, no_space(ctx.paths.root, e).message)
+            return
         traceback.print_exc(file=sys.stderr)
         _fail(req, 500, f"internal error: {type(e).__name__}: {e}")
         return

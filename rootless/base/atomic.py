@@ -11,21 +11,26 @@ if TYPE_CHECKING:
 
 
 def write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never a torn one."""
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a torn one.
+    On any failure (a full disk: ENOSPC while writing or at fsync) the temporary file is removed
+    and ``path`` is left as it was."""
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, f".tmp-{os.path.basename(path)}-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.rename(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         raise
     fsync_dir(directory)
 

@@ -43,8 +43,10 @@ class Channel:
             msg, hint, code = err.message, err.hint, err.exit_code
         else:
             msg, hint, code = f"{step or 'container setup'}: {exc!r}", None, 125
+        from rootless.base.errors import is_no_space
+        extra = {"no_space": True} if is_no_space(exc) else {}  # the CLI names the store for it
         try:
-            self.send("error", message=msg, hint=hint, exit_code=code)
+            self.send("error", message=msg, hint=hint, exit_code=code, **extra)
         except OSError:
             pass
 
@@ -70,10 +72,17 @@ class Channel:
         if msg is None:
             raise RootlessError(f"container setup ended before {type_!r}", "run with --debug for details")
         if msg["type"] == "error":
-            raise RootlessError(msg["message"], msg.get("hint"), msg.get("exit_code"))
+            raise error_of(msg)
         if msg["type"] != type_:
             raise RootlessError(f"container setup: expected {type_!r}, got {msg['type']!r}")
         return msg
 
     def close(self) -> None:
         self.sock.close()
+
+
+def error_of(msg: dict) -> RootlessError:
+    """The exception an ``error`` message stands for."""
+    from rootless.base.errors import NoSpace
+    cls = NoSpace if msg.get("no_space") else RootlessError
+    return cls(msg["message"], msg.get("hint"), msg.get("exit_code"))

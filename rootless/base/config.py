@@ -15,7 +15,7 @@ Example::
 
     [logs]                          # each container's log (Docker's --log-driver/--log-opt)
     driver = "json-file"            # json-file | k8s-file | none
-    max_size = "20m"                # rotated at this size ("0": never); k, m, g are 1024-based
+    max_size = "20m"                # rotated at this size ("0": never; --log-opt max-size=0 is refused, as in Docker)
     max_file = 5                    # files kept per container, the current one included
 
     [registries."docker.io"]        # one table per registry (host[:port])

@@ -79,6 +79,33 @@ ERRNO_HINTS = {
 }
 
 
+NO_SPACE = (_errno.ENOSPC, _errno.EDQUOT)  # a full filesystem, or the user's quota on it
+
+
+class NoSpace(RootlessError):
+    """A full disk met in a helper (user namespace, keeper): only its message could travel back;
+    the CLI's boundary and the API say it as :func:`no_space`."""
+
+
+def no_space(store: str, exc: OSError | None = None) -> RootlessError:
+    """The one line for a full disk (ENOSPC, EDQUOT): it names the store, or the file outside
+    the store that could not be written, and how to make room."""
+    name = getattr(exc, "filename", None)
+    if isinstance(name, (str, bytes)) and name:
+        name = name.decode(errors="replace") if isinstance(name, bytes) else name
+        inside = name == store or name.startswith(store.rstrip("/") + "/")
+        if not inside and name.startswith("/") and not name.startswith("/proc/self/fd/"):
+            return RootlessError(f"no space left on the device of {name}: free some space there "
+                                 "or write somewhere else")
+    what = "disk quota exceeded" if exc is not None and exc.errno == _errno.EDQUOT else "no space left"
+    return RootlessError(f"{what} on the device of the store {store}: free some space (rootless system prune, "
+                         "rootless image prune) or set ROOTLESS_ROOT elsewhere")
+
+
+def is_no_space(exc: BaseException) -> bool:
+    return isinstance(exc, NoSpace) or (isinstance(exc, OSError) and exc.errno in NO_SPACE)
+
+
 def from_oserror(step: str, exc: OSError) -> RootlessError:
     """A RootlessError for a failed kernel call, naming the step and a fix."""
     msg = f"{step}: {exc.strerror or exc}"

@@ -38,8 +38,12 @@ def locked(path: str, timeout: float = 60.0, shared: bool = False) -> Iterator[N
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
         if not shared:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            pid = str(os.getpid()).encode()
+            try:  # only to name the holder: a full disk must not fail the locked operation (over
+                os.pwrite(fd, pid, 0)  # the old content first: that needs no new block)
+                os.ftruncate(fd, len(pid))
+            except OSError:
+                pass
         yield
     finally:
         os.close(fd)

@@ -225,7 +225,8 @@ def exec_in_userns(mapping: idmap.IdMapping, argv: list[str], mount_ns: bool = T
         msg, _ = ch.recv()
         if msg is not None and msg["type"] == "error":
             reap(pid)
-            raise RootlessError(msg["message"], msg.get("hint"), msg.get("exit_code"))
+            from rootless.base.channel import error_of
+            raise error_of(msg)
         return reap(pid)
     finally:
         ch.close()

@@ -66,9 +66,13 @@ def builder_prune(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask (
     """Remove the build cache (and the layers only it kept)."""
     from rootless.cli import render
     from rootless.engine import build as build_ops
+    from rootless.engine import system
     entries, freed = build_ops.builder_prune(ctx)
+    swept, swept_bytes = system.sweep(ctx, builds_only=True)  # what killed builds left
     print(f"Deleted build cache objects: {entries}")
-    print(f"Total reclaimed space: {render.human_size(freed)}")
+    for line in swept:
+        print(f"Deleted: {line}")
+    print(f"Total reclaimed space: {render.human_size(freed + swept_bytes)}")
 
 
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
@@ -142,12 +146,18 @@ def image_prune(ctx, all_: bool = Opt(("-a", "--all"), False, "Remove every imag
     """Remove unused images (dangling ones; with -a every unused one)."""
     from rootless.cli import render
     from rootless.engine import images as image_ops
+    from rootless.engine import system
     lines, reclaimed = image_ops.image_prune(ctx, all_)
+    swept, swept_bytes = system.sweep(ctx, build_steps=False)  # what killed pulls, loads and commits left
     if lines:
         print("Deleted Images:")
         print("\n".join(lines))
         print()
-    print(f"Total reclaimed space: {render.human_size(reclaimed)}")
+    if swept:
+        print("Deleted leftovers of killed commands:")
+        print("\n".join(swept))
+        print()
+    print(f"Total reclaimed space: {render.human_size(reclaimed + swept_bytes)}")
 
 
 @command("system", "df")
@@ -987,6 +997,29 @@ def system_service(ctx, uri: str = Arg(None, metavar="[URI]"),
         from rootless.base.errors import UsageError
         raise UsageError(f"invalid --time {time_}", "give seconds, or 0 to run until interrupted")
     server.serve(ctx, uri or None, float(time_))
+
+
+@command("system", "prune")
+def system_prune(ctx, all_: bool = Opt(("-a", "--all"), False, "Remove every unused image, not only dangling ones."),
+                 volumes_: bool = Opt(("--volumes",), False, "Remove the anonymous volumes no container uses too."),
+                 force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
+    """Remove stopped containers, unused networks, dangling images, the build cache and what killed
+    commands left in the store."""
+    from rootless.cli import render
+    from rootless.engine import system
+    if not force:
+        print(system.prune_warning(all_, volumes_))
+        print("Are you sure you want to continue? [y/N] ", end="", flush=True)
+        answer = sys.stdin.readline()
+        if answer.strip().lower() not in ("y", "yes"):
+            return 0
+    report = system.system_prune(ctx, all_, volumes_)
+    for title, lines in report.sections:
+        if lines:
+            print(f"{title}:")
+            print("\n".join(lines))
+            print()
+    print(f"Total reclaimed space: {render.human_size(report.freed)}")
 
 
 @command("system", "reset")

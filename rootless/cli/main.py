@@ -14,6 +14,7 @@ import sys
 class _Globals:
     root: str | None = None
     debug: bool = False
+    ctx = None  # the command's Context, once made: a full disk's error names its store
 
 
 def _progress(quiet: bool):
@@ -23,7 +24,8 @@ def _progress(quiet: bool):
 
 def _invoke(cmd, kwargs: dict):
     from rootless.engine.context import Context
-    return cmd.func(Context(root=_Globals.root, debug=_Globals.debug, progress=_progress), **kwargs)
+    _Globals.ctx = ctx = Context(root=_Globals.root, debug=_Globals.debug, progress=_progress)
+    return cmd.func(ctx, **kwargs)
 
 
 def _set_globals(root: str | None, debug: bool) -> None:
@@ -69,18 +71,46 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 0
     except RootlessError as e:
-        print(f"rootless: error: {' '.join(e.message.splitlines())}", file=sys.stderr)
-        if e.hint:
-            print(f"rootless: hint: {e.hint}", file=sys.stderr)
-        code = e.exit_code
+        if _is_no_space(e):  # met in a helper: said as any full disk is
+            code = _no_space(e)
+        else:
+            print(f"rootless: error: {' '.join(e.message.splitlines())}", file=sys.stderr)
+            if e.hint:
+                print(f"rootless: hint: {e.hint}", file=sys.stderr)
+            code = e.exit_code
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:  # `rootless ps | head`: the reader has seen enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         code = 0
     except Exception as e:  # noqa: BLE001 - the boundary
-        code = _other_error(e, EXIT_TOOL)
+        code = _no_space(e) if _is_no_space(e) else _other_error(e, EXIT_TOOL)
     _exit(code)
+
+
+def _is_no_space(e: Exception) -> bool:
+    from rootless.base.errors import is_no_space
+    return is_no_space(e)
+
+
+def _no_space(e: Exception) -> int:
+    """A full disk: one line naming the store (or the file outside it), never an internal error."""
+    from rootless.base.errors import EXIT_TOOL, no_space
+    from rootless.base.paths import default_root
+    ctx = _Globals.ctx
+    store = ctx.__dict__["paths"].root if ctx is not None and "paths" in ctx.__dict__ else None
+    if store is None:
+        try:
+            store = os.path.abspath(_Globals.root) if _Globals.root else default_root()
+        except Exception:  # noqa: BLE001 - the configuration itself may be what failed
+            store = "(the store)"
+    err = no_space(store, e if isinstance(e, OSError) else None)
+    print(f"rootless: error: {err.message}", file=sys.stderr)
+    if _Globals.debug or os.environ.get("ROOTLESS_DEBUG"):
+        print(f"rootless: debug: {e}", file=sys.stderr)  # where it was met
+        import traceback
+        traceback.print_exc()
+    return EXIT_TOOL
 
 
 def _exit(code: int) -> None:

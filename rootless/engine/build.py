@@ -155,8 +155,7 @@ class Executor:
         self.say = say
         self.quiet = quiet
         os.makedirs(ctx.paths.tmp, exist_ok=True)
-        # build-PID-*: a build killed by SIGKILL leaves it, named for `system prune` to sweep
-        self.tmp = tempfile.mkdtemp(dir=ctx.paths.tmp, prefix=f"build-{os.getpid()}-")
+        self.tmp = tempfile.mkdtemp(dir=ctx.paths.tmp, prefix=f"build-{os.getpid()}-")  # pid: see layers.leftovers
         self.n = 0
 
     def close(self) -> None:
@@ -197,7 +196,8 @@ class Executor:
             id=cid, name=f"build-{cid[:12]}", image_id=stage.base_id, image_name="(build step)",
             layers=tuple(stage.diff_ids()), argv=tuple(step["argv"]), env=tuple([f"HOSTNAME={cid[:12]}"] + env),
             user=step["user"], workdir=step["workdir"], hostname=cid[:12], network=step["network"],
-            labels={"io.rootless.build": "step", "io.rootless.build.pid": str(os.getpid())}, log={"driver": "none", "max_size": 0, "max_file": 1},
+            labels={"io.rootless.build": "step",  # and its build, to tell a killed build's (engine.system.sweep)
+                    "io.rootless.build.owner": f"{os.getpid()}:{state.pid_start_time(os.getpid())}"}, log={"driver": "none", "max_size": 0, "max_file": 1},
             mounts=tuple(self._mount(m) for m in step["mounts"]),
             no_new_privs=False)  # Docker's RUN steps may run setuid programs (sudo, su, ping)
         rec = state.create(self.ctx.paths, cspec, self.ctx.overlay_method(), generated_name=False)

@@ -481,6 +481,8 @@ def rename(ctx, rec: dict, new_name: str) -> None:
 def prune(ctx) -> list[str]:
     removed = []
     for rec in all_current(ctx):
+        if ((rec.get("spec") or {}).get("labels") or {}).get("io.rootless.build") == "step":
+            continue  # a build's own: it removes it, or `builder prune` once the build is gone
         if not is_running(rec):
             remove(ctx, rec, force=False)
             removed.append(rec["id"])

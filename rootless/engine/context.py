@@ -38,6 +38,9 @@ class Context:
                 self._relocated(p)
             p.ensure()
         except OSError as e:
+            from rootless.base.errors import is_no_space, no_space
+            if is_no_space(e):
+                raise no_space(root) from None
             where = e.filename or root
             raise RootlessError(f"cannot keep the store in {root}: {where}: {e.strerror}",
                                 "use a directory you can write (--root, ROOTLESS_ROOT or storage.root)") from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections import namedtuple
 
+from rootless.base.errors import RootlessError
 from rootless.engine.context import Context
 
 DfRow = namedtuple("DfRow", "type total active size reclaimable")
@@ -23,9 +24,14 @@ def system_df(ctx: Context) -> list[DfRow]:
     sizes = {r["id"]: _tree_size(ctx.paths.upper(r["id"])) + logs.size_on_disk(ctx.paths.container_log(r["id"]))
              for r in recs}  # a container's writable layer and its log
     stopped = sum(v for k, v in sizes.items() if k not in {r["id"] for r in running})
-    return [DfRow("Images", len(images), len([i for i in images if i["id"] in used]), size, unused),
+    rows = [DfRow("Images", len(images), len([i for i in images if i["id"] in used]), size, unused),
             DfRow("Containers", len(recs), len(running), sum(sizes.values()), stopped),
             _volumes_row(ctx, recs), _build_cache_row(ctx, images)]
+    files, steps = leftovers(ctx)
+    if files or steps:  # what killed commands left: all of it reclaimable (`system prune`)
+        total = sum(lo.size for lo in files) + sum(sizes.get(r["id"], 0) for r in steps)
+        rows.append(DfRow("Leftovers", len(files) + len(steps), 0, total, total))
+    return rows
 
 
 def _tree_size(path: str) -> int:
@@ -89,7 +95,6 @@ def check(ctx: Context) -> list[str]:
     """``system check``: what is wrong in the store, a line each (empty: nothing). Images whose
     config or layers are missing, damaged container records, containers whose image is gone,
     runtime directories and half-made or half-removed directories left by a killed command."""
-    from rootless.base.errors import RootlessError
     from rootless.runtime import records
     problems = []
     try:
@@ -124,10 +129,165 @@ def check(ctx: Context) -> list[str]:
     for d in run_dirs:
         if d not in running and os.path.isdir(ctx.paths.run_dir(d)):
             problems.append(f"runtime directory {ctx.paths.run_dir(d)} of a container that is not running")
-    try:
-        leftovers = [d for d in os.listdir(ctx.paths.containers) if d.startswith((".new-", ".del-"))]
-    except OSError:
-        leftovers = []
-    for d in leftovers:
-        problems.append(f"{os.path.join(ctx.paths.containers, d)}: left by an interrupted create or rm")
+    files, steps = leftovers(ctx)
+    for lo in files:
+        problems.append(f"{lo.path}: {lo.what}, left by a command that is gone ({lo.size} bytes): "
+                        "`rootless system prune` removes it")
+    for rec in steps:
+        problems.append(f"container {rec['id'][:12]} ({rec['name']}): a step of a build that is gone: "
+                        "`rootless builder prune` removes it")
     return problems
+
+
+# ---- leftovers of killed commands -------------------------------------------------------------
+BUILD_LABEL = "io.rootless.build"  # "step" on a RUN step's container (engine.build)
+BUILD_OWNER = "io.rootless.build.owner"  # "PID:START" of the build that made it
+
+
+def build_leftovers(ctx: Context) -> list[dict]:
+    """The RUN-step containers whose build is gone (killed): a live build removes its own."""
+    from rootless.runtime import records, state
+    out = []
+    for rec in records.all_current(ctx):
+        labels = (rec.get("spec") or {}).get("labels") or {}
+        if rec.get("corrupt") or labels.get(BUILD_LABEL) != "step":
+            continue
+        pid, _, start = labels.get(BUILD_OWNER, "").partition(":")
+        if pid.isdigit() and start and state.pid_start_time(int(pid)) == start:
+            continue  # its build goes on
+        out.append(rec)
+    return out
+
+
+_HALF_MADE = (("containers", "containers_lock", (".new-", ".del-")), ("volumes", "volumes_lock", (".new-",)))
+
+
+def _referenced(ctx: Context) -> tuple[set[str], set[str]]:
+    """The blobs and layers something names: images, the build cache, containers."""
+    from layers import buildcache
+    from rootless.engine.images import layers_in_use
+    images = ctx.store.images()
+    cached = buildcache.layers_of(buildcache.entries(ctx.paths.root))
+    blobs = {i["id"] for i in images} | {lr["blob"] for i in images for lr in i["layers"]}
+    blobs |= {lr["blob"] for lr in cached if lr.get("blob")}
+    layers = {lr["diff_id"] for i in images for lr in i["layers"]} | {lr["diff_id"] for lr in cached}
+    return blobs, layers | layers_in_use(ctx)
+
+
+def leftovers(ctx: Context):
+    """What killed commands left: (temporary files and directories, blobs and layers no image
+    uses, build-step containers)."""
+    from layers import leftovers as lo
+    files = lo.find(ctx.paths)
+    for attr, _lock, prefixes in _HALF_MADE:
+        files += lo.half_made(getattr(ctx.paths, attr), prefixes)
+    files += lo.unreferenced(ctx.paths, *_referenced(ctx))
+    return files, build_leftovers(ctx)
+
+
+def _sweep_unreferenced(ctx: Context) -> tuple[list[str], int]:
+    from layers import leftovers as lo
+    from rootless.base import locking
+    with locking.locked(ctx.paths.store_lock):
+        gone = lo.remove_unreferenced(ctx.paths, *_referenced(ctx), ctx.userns_call)
+    return [g.path for g in gone], sum(g.size for g in gone)
+
+
+def _sweep_half_made(ctx: Context) -> tuple[list[str], int]:
+    """Containers and volumes made or removed aside by a killed command: each under its lock
+    (held while a live one is made or removed aside)."""
+    from layers import leftovers as lo
+    from layers.store import remove_trees
+    from rootless.base import locking
+    lines, freed = [], 0
+    for attr, lock, prefixes in _HALF_MADE:
+        with locking.locked(getattr(ctx.paths, lock)):
+            found = lo.half_made(getattr(ctx.paths, attr), prefixes)
+            if found:
+                ctx.userns_call(remove_trees, [f.path for f in found])
+        lines += [f.path for f in found if not os.path.lexists(f.path)]
+        freed += sum(f.size for f in found if not os.path.lexists(f.path))
+    return lines, freed
+
+
+def sweep(ctx: Context, builds_only: bool = False, build_steps: bool = True) -> tuple[list[str], int]:
+    """Remove the leftovers of killed commands (``builds_only``: a build's, for ``builder
+    prune``; ``build_steps``: the containers of killed builds too): (what was removed, a line
+    each; the bytes freed). Nothing a live command still writes is touched (see
+    :mod:`layers.leftovers`)."""
+    from layers import leftovers as lo
+    from rootless.engine import containers
+    from rootless.runtime import logs
+    files, steps = leftovers(ctx)
+    if not build_steps:
+        steps = []
+    if builds_only:
+        files = [f for f in files if os.path.basename(f.path).startswith(("build-", "api-build-"))]
+    lines, freed = [], 0
+    for rec in steps:
+        size = _tree_size(ctx.paths.upper(rec["id"])) + logs.size_on_disk(ctx.paths.container_log(rec["id"]))
+        try:
+            containers.remove(ctx, rec, force=True)
+        except RootlessError:
+            continue
+        lines.append(rec["id"])
+        freed += size
+    if not builds_only:  # those removed under their own locks, then the rest
+        swept = {f.path for attr, _lock, prefixes in _HALF_MADE for f in lo.half_made(getattr(ctx.paths, attr), prefixes)}
+        swept |= {f.path for f in files if os.path.dirname(f.path) in (ctx.paths.layers, ctx.paths.blobs)
+                  and len(os.path.basename(f.path)) == 64}
+        for part in (_sweep_half_made, _sweep_unreferenced):
+            part_lines, part_bytes = part(ctx)
+            lines += part_lines
+            freed += part_bytes
+        files = [f for f in files if f.path not in swept]
+    gone = lo.remove(files, ctx.userns_call)
+    still = {f.path for f in lo.find_at([os.path.dirname(f.path) for f in files])}
+    lines += [f.path for f in files if f.path not in still and not os.path.lexists(f.path)]
+    return lines, freed + gone
+
+
+def prune_warning(all_: bool, volumes: bool) -> str:
+    """What ``system prune`` asks before it removes anything (Docker's list)."""
+    items = ["all stopped containers", "all networks not used by at least one container"]
+    if volumes:
+        items.append("all anonymous volumes not used by at least one container")
+    items.append("all images without at least one container associated to them" if all_ else "all dangling images")
+    items.append("all build cache" if all_ else "unused build cache")
+    items.append("what killed commands left in the store (temporary files, build steps)")
+    return "WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items)
+
+
+PruneReport = namedtuple("PruneReport", "sections freed")
+
+
+def system_prune(ctx: Context, all_: bool, volumes: bool) -> PruneReport:
+    """``system prune``: Docker's order (containers, networks, volumes, images, build cache),
+    then the leftovers of killed commands; the lines of each part and the bytes freed."""
+    from rootless.engine import build as build_ops
+    from rootless.engine import containers, images, networks
+    from rootless.engine import volumes as volumes_uc
+    from rootless.runtime import logs, records
+    freed = 0
+    stopped = [r for r in records.all_current(ctx) if not records.is_running(r)]
+    sizes = {r["id"]: _tree_size(ctx.paths.upper(r["id"])) + logs.size_on_disk(ctx.paths.container_log(r["id"]))
+             for r in stopped}
+    removed = containers.prune(ctx)
+    freed += sum(sizes.get(c, 0) for c in removed)
+    sections = [("Deleted Containers", removed), ("Deleted Networks", networks.prune(ctx))]
+    if volumes:
+        from rootless.runtime import volumes as volstore
+        vsizes = {v["name"]: _tree_size(ctx.paths.volume_data(v["name"])) for v in volstore.all_volumes(ctx.paths)}
+        gone = volumes_uc.prune(ctx, False)
+        freed += sum(vsizes.get(n, 0) for n in gone)
+        sections.append(("Deleted Volumes", gone))
+    lines, reclaimed = images.image_prune(ctx, all_)
+    freed += reclaimed
+    sections.append(("Deleted Images", lines))
+    entries, cache_bytes = build_ops.builder_prune(ctx)
+    freed += cache_bytes
+    sections.append(("Deleted build cache objects", [f"{entries} entries"] if entries else []))
+    swept, swept_bytes = sweep(ctx)
+    freed += swept_bytes
+    sections.append(("Deleted leftovers of killed commands", swept))
+    return PruneReport(sections, freed)

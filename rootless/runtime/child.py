@@ -153,7 +153,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             from rootless.runtime import network
             state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
                                keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
-                               started_at=state.now_iso(), exit_code=0, error="",
+                               started_at=state.now_iso(), exit_code=0, error="", log_error="",
                                net=network.state_fields(net, mac))
             events.container(plan.paths, "start", spec)
             if plan.tied:  # its CLI may be gone already: supervise() then ends the container
@@ -167,8 +167,9 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             def cli_gone() -> None:
                 orphaned.append(True)
                 kill_quietly(pid, signal.SIGKILL)  # PID 1: its whole pid namespace ends
-            keeper.supervise(stdio, ch, logs.open_writer(plan.paths.container_log(spec.id), spec.log),
-                             attach_sock, watch, wakeup, clients, cli_gone if plan.tied else None)
+            log = logs.open_writer(plan.paths.container_log(spec.id), spec.log,
+                                   on_error=lambda msg: _log_failed(plan, msg))
+            keeper.supervise(stdio, ch, log, attach_sock, watch, wakeup, clients, cli_gone if plan.tied else None)
             if watch:
                 watch.finish()  # PID 1 may wait in its exit stop
             status = watch.final_status if watch and watch.final_status is not None else _wait(pid)
@@ -322,6 +323,21 @@ def _reap_helpers(timeout: float = 2.0) -> None:
             return
         if pid == 0:
             time.sleep(0.005)
+
+
+def _log_failed(plan: LaunchPlan, message: str) -> None:
+    """The container's log could not be written (a full disk): the container goes on, its output
+    is dropped; say so once, on the attached CLI's stderr and in the record (``state.log_error``),
+    each only if it can be written."""
+    if plan.attached:
+        try:
+            os.write(2, f"rootless: warning: {message}\n".encode())
+        except OSError:
+            pass
+    try:
+        state.update_state(plan.paths, plan.spec.id, log_error=message)
+    except (OSError, RootlessError):
+        pass
 
 
 def _detach_from_terminal() -> None:

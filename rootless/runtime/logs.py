@@ -194,8 +194,9 @@ def log_config(driver: str | None, opts, default: dict) -> dict:
                 size = parse_size(value)
             except ValueError:
                 raise UsageError(f"invalid max-size {value!r}", "use a size like 10m, 100k or 1g") from None
-            if size <= 0:
-                raise UsageError(f"invalid max-size {value!r}: max-size must be a positive number")
+            if size <= 0:  # as Docker's json-file: its "no limit" is leaving max-size out
+                raise UsageError(f"invalid max-size {value!r}: max-size must be a positive number",
+                                 'for a log that is never rotated, set max_size = "0" in [logs] of the config')
             cfg["max_size"] = size
         elif not value.isascii() or not value.isdigit() or int(value) < 1:
             raise UsageError(f"invalid max-file {value!r}: max-file cannot be less than 1")
@@ -311,15 +312,25 @@ class LogWriter:
     """Append a container's output to its log, line by line per stream, in Docker's json-file
     format (or podman's ``k8s-file``); with ``max_size`` the file is rotated as Docker's
     json-file does (``PATH`` -> ``PATH.1`` -> ... -> ``PATH.{max_file - 1}``, the oldest
-    dropped; with ``max_file`` 1 the log starts afresh)."""
+    dropped; with ``max_file`` 1 the log starts afresh).
 
-    def __init__(self, path: str, fmt: str = "json-file", max_size: int = 0, max_file: int = 1) -> None:
+    A write the filesystem refuses (a full disk, a quota) never stops the container, as in
+    Docker: what cannot be written is dropped (an entry is written whole or not at all), the
+    first failure is reported once through ``on_error(message)``, and writing resumes as soon
+    as there is room again."""
+
+    def __init__(self, path: str, fmt: str = "json-file", max_size: int = 0, max_file: int = 1,
+                 on_error: Callable[[str], None] | None = None) -> None:
         if fmt not in _FORMATS:
             raise ValueError(f"unknown log format {fmt!r}")
         self.path = path
         self._block, self._entry = _FORMATS[fmt]
         self.max_size = max_size
         self.max_file = max(1, max_file)
+        self.on_error = on_error
+        self.error = ""  # the first failure to write, if any
+        self.dropped = 0  # bytes of entries that could not be written
+        self._closed = False
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._size = os.fstat(self._fd).st_size
         self._buf = {s: bytearray() for s in STREAMS}
@@ -333,13 +344,13 @@ class LogWriter:
 
     @property
     def closed(self) -> bool:
-        return self._fd < 0
+        return self._closed
 
     def write(self, stream: str, data: bytes) -> None:
         """Log what ``stream`` produced: every complete line, and 16 KiB pieces of a longer one."""
         if stream not in self._buf:
             raise ValueError(f"unknown stream {stream!r}: expected stdout or stderr")
-        if self._fd < 0:
+        if self._closed:
             raise ValueError("write to a closed LogWriter")
         if not data:
             return
@@ -382,25 +393,57 @@ class LogWriter:
         buf = self._buf.get(stream)
         if buf is None:
             raise ValueError(f"unknown stream {stream!r}: expected stdout or stderr")
-        if buf and self._fd >= 0:
+        if buf and not self._closed:
             self._emit([self._entry(stream, bytes(buf), self._started[stream])])
             buf.clear()
 
     def close(self) -> None:
         """Flush the partial lines and close the file; closing again does nothing."""
-        if self._fd < 0:
+        if self._closed:
             return
         try:
             for stream in STREAMS:
                 self.flush_partial(stream)
         finally:
-            os.close(self._fd)
-            self._fd = -1
+            self._closed = True
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     def _emit(self, lines: list[bytes]) -> None:
         if not lines:
             return
         data = b"".join(lines)
+        try:
+            if self._fd < 0:  # a rotation could not open the new file: try again
+                self._open()
+            self._emit_data(data)
+        except OSError as e:
+            self._failed(e, data)
+
+    def _failed(self, e: OSError, data: bytes) -> None:
+        """Drop what could not be written (and any torn piece of it), and say so once."""
+        self.dropped += len(data)
+        if self._fd >= 0:
+            try:  # an append that stopped half-way: cut it off, so the next entry starts a line
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                pass
+        if self.error:
+            return
+        self.error = (f"cannot write the container's log {self.path}: {e.strerror or e}: "
+                      "its output is dropped until there is room again")
+        if self.on_error is not None:
+            try:
+                self.on_error(self.error)
+            except Exception:  # noqa: BLE001 - reporting must not stop the logging
+                pass
+
+    def _open(self) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._size = os.fstat(self._fd).st_size
+
+    def _emit_data(self, data: bytes) -> None:
         while self.max_size and self._size + len(data) > self.max_size:
             room = self.max_size - self._size
             cut = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
@@ -436,8 +479,7 @@ class LogWriter:
             os.rename(self.path, f"{self.path}.1")
         else:
             os.unlink(self.path)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self._size = 0
+        self._open()
 
 
 class NullWriter:
@@ -452,13 +494,14 @@ class NullWriter:
         self.closed = True
 
 
-def open_writer(path: str, config: dict | None):
+def open_writer(path: str, config: dict | None, on_error: Callable[[str], None] | None = None):
     """The writer a container's keeper logs to (``config`` from :func:`log_config`; None, for a
-    record made before logs had settings, is json-file without a limit)."""
+    record made before logs had settings, is json-file without a limit); ``on_error`` hears,
+    once, that the log could not be written (see :class:`LogWriter`)."""
     config = config or {"driver": "json-file", "max_size": 0, "max_file": 1}
     if config["driver"] == "none":
         return NullWriter()
-    return LogWriter(path, config["driver"], config.get("max_size", 0), config.get("max_file", 1))
+    return LogWriter(path, config["driver"], config.get("max_size", 0), config.get("max_file", 1), on_error)
 
 
 # ---- reading ---------------------------------------------------------------------------------

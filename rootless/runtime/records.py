@@ -24,9 +24,18 @@ def current(ctx, rec: dict) -> dict:
     if rec.get("spec", {}).get("remove"):
         remove_container_files(ctx, cid)
         return dict(rec, state=dict(st, status="removed"))
-    return state.update_state(ctx.paths, cid, status="exited", pid=0, keeper=0, exit_code=UNKNOWN_EXIT,
-                              error="the container's keeper died (killed, or the machine restarted)",
-                              finished_at=state.now_iso()) or rec
+    changes = dict(status="exited", pid=0, keeper=0, exit_code=UNKNOWN_EXIT,
+                   error="the container's keeper died (killed, or the machine restarted)",
+                   finished_at=state.now_iso())
+    try:
+        return state.update_state(ctx.paths, cid, **changes) or rec
+    except OSError as e:
+        from rootless.base.errors import is_no_space
+        if not is_no_space(e):
+            raise
+        # A full disk: recording it is only a convenience (every reader reconciles again), and a
+        # read-only command (ps -a, inspect, rm -f) must not fail for it.
+        return dict(rec, state=dict(st, **changes))
 
 
 def lookup(ctx, ref: str) -> dict:

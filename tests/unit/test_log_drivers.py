@@ -349,3 +349,15 @@ def test_config_logs_refuses_with_file_and_line(tmp_path, monkeypatch, text, whe
 def test_format_size_reads_back(n, text):
     assert config.format_size(n) == text
     assert config.parse_size(text) == n
+
+
+def test_max_size_zero_refused_as_docker_with_the_config_way_out(tmp_path):
+    """Docker's json-file refuses max-size=0 ("max-size must be a positive number"); the README's
+    "0" (never rotated) is the config's [logs] max_size, which the hint names."""
+    with pytest.raises(UsageError, match="max-size must be a positive number") as e:
+        logs.log_config(None, ["max-size=0"], DEFAULT)
+    assert 'max_size = "0"' in e.value.hint
+    cfg = config.load(write_config(tmp_path, '[logs]\nmax_size = "0"\n'))
+    assert config.log_defaults(cfg)["max_size"] == 0
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")) as f:
+        assert "--log-opt max-size=0 is refused" in f.read()
