@@ -68,21 +68,33 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
     full_env = merge_env(list(spec.get("env", [])), env)
 
     where = rec["state"].get("cgroup")  # the container's limits cover what exec starts too
+    pipes = _Pipes(interactive) if not (tty or detach) else None
 
     def helper_main(ch: Channel) -> int:
         if where:
             ch.expect("placed")
-        if detach:  # like Docker: the output of `exec -d` goes nowhere, the caller's pipes are let go
+        # No descriptor of the caller's terminal or pipes goes in: a process left behind would read
+        # what the user types after exec returned. Without -t the process's stdio are pipes that the
+        # CLI relays (as Docker does); with -t it gets a pty of its own; `exec -d`'s output goes
+        # nowhere, as in Docker.
+        if pipes is not None:
+            pipes.connect_child()
+        else:
             null = os.open("/dev/null", os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             os.close(null)
+        if detach:  # the caller's session is let go too
             os.setsid()
         return _helper(ns, ch, argv, full_env, user if user is not None else spec.get("user", ""),
                        workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize,
                        bool(spec.get("no_new_privs")), spec.get("caps"), seccomp)
 
-    helper, parent_end = userns.fork_child(helper_main, "exec")
+    try:
+        helper, parent_end = userns.fork_child(helper_main, "exec")
+    finally:
+        if pipes is not None:
+            pipes.connect_parent()
     for fd, _ in ns:
         os.close(fd)
     if where:
@@ -91,7 +103,34 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
             print("rootless: warning: the exec'd process could not join the container's cgroup: "
                   "its limits do not cover it", file=sys.stderr)
         parent_end.send("placed")
-    return _parent(helper, parent_end, tty, interactive, detach)
+    return _parent(helper, parent_end, tty, interactive, detach, pipes)
+
+
+class _Pipes:
+    """The stdio of an exec'd process without -t: pipes for stdout and stderr (kept apart), and
+    for stdin with -i (else /dev/null)."""
+
+    def __init__(self, interactive: bool):
+        self.out_r, self.out_w = os.pipe2(os.O_CLOEXEC)
+        self.err_r, self.err_w = os.pipe2(os.O_CLOEXEC)
+        self.in_r, self.in_w = os.pipe2(os.O_CLOEXEC) if interactive else (-1, -1)
+
+    def connect_child(self) -> None:
+        """In the helper: its stdio (and so the process's) become the pipes' container ends."""
+        if self.in_r < 0:
+            self.in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        for fd, target in ((self.in_r, 0), (self.out_w, 1), (self.err_w, 2)):
+            os.dup2(fd, target)  # dup2 clears close-on-exec on the copy
+        for fd in (self.in_r, self.in_w, self.out_r, self.out_w, self.err_r, self.err_w):
+            if fd > 2:
+                os.close(fd)
+
+    def connect_parent(self) -> None:
+        """In the CLI: only its own ends stay open, so the outputs end when the process's do."""
+        for fd in (self.in_r, self.out_w, self.err_w):
+            if fd >= 0:
+                os.close(fd)
+        self.in_r = self.out_w = self.err_w = -1
 
 
 def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_uid, winsize,
@@ -140,19 +179,52 @@ def _stdio(ch: Channel, tty: bool, interactive: bool, winsize: bytes | None) -> 
         os.close(null)
 
 
-def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool) -> int | None:
-    from rootless.runtime.terminal import Forwarder, RawTerminal, follow_window_size, write_all
+def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool,
+            pipes: _Pipes | None = None) -> int | None:
+    from rootless.runtime.terminal import (
+        Forwarder,
+        InputRelay,
+        RawTerminal,
+        follow_window_size,
+        write_all,
+    )
     fwd = Forwarder()
     fwd.install()
     master = -1
     error = None
     sel = selectors.DefaultSelector()
     sel.register(ch.fileno(), selectors.EVENT_READ, "channel")
+    outputs: dict[int, int] = {}  # our end of a pipe -> where its bytes go (our stdout or stderr)
+    relay = None
+    if pipes is not None:
+        outputs = {pipes.out_r: 1, pipes.err_r: 2}
+        for fd in outputs:
+            sel.register(fd, selectors.EVENT_READ, "output")
+        if pipes.in_w >= 0:
+            relay = InputRelay(sel, 0, pipes.in_w)
+            pipes.in_w = -1  # the relay's now
+
+    def emit(fd: int) -> bool:
+        data = _read(fd)
+        if data and outputs[fd] >= 0:
+            try:
+                write_all(outputs[fd], data)
+            except OSError:  # our own stdout is gone (a closed pipe): drop the rest, as a pipe would
+                outputs[fd] = -1
+        return bool(data)
+
     try:
         with RawTerminal(tty and interactive) as raw:
             while sel.get_map():
                 for key, _ in sel.select():
                     if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
+                        continue
+                    if relay is not None and key.data is relay:
+                        relay.handle(key.fd)
+                        continue
+                    if key.data == "output":
+                        if not emit(key.fd):
+                            sel.unregister(key.fd)
                         continue
                     if key.data == "master":
                         data = _read(master)
@@ -174,6 +246,12 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
                             os.set_blocking(master, False)
                             while data := _read(master):
                                 write_all(1, data)
+                        for fd in outputs:  # a process left behind may hold the pipes: no waiting for it
+                            os.set_blocking(fd, False)
+                            while emit(fd):
+                                pass
+                        if relay is not None:
+                            relay.close()
                         for k in list(sel.get_map().values()):
                             sel.unregister(k.fileobj)
                     elif msg["type"] == "pid":
@@ -198,6 +276,11 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
         ch.close()
         if master >= 0:
             os.close(master)
+        if relay is not None:
+            relay.close()
+        for fd in outputs:
+            os.close(fd)
+        sel.close()
     if error is not None:
         raise RootlessError(error["message"], error.get("hint"), error.get("exit_code"))
     return code
