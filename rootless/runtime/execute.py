@@ -114,6 +114,13 @@ class _Pipes:
         self.out_r, self.out_w = os.pipe2(os.O_CLOEXEC)
         self.err_r, self.err_w = os.pipe2(os.O_CLOEXEC)
         self.in_r, self.in_w = os.pipe2(os.O_CLOEXEC) if interactive else (-1, -1)
+        import fcntl
+
+        from rootless.runtime.terminal import F_SETPIPE_SZ, RELAY_CHUNK
+        try:  # fewer, larger copies (best effort: a user's pipe quota may refuse it)
+            fcntl.fcntl(self.out_w, F_SETPIPE_SZ, RELAY_CHUNK)
+        except OSError:
+            pass
 
     def connect_child(self) -> None:
         """In the helper: its stdio (and so the process's) become the pipes' container ends."""
@@ -288,6 +295,6 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
 
 def _read(fd: int) -> bytes:
     try:
-        return os.read(fd, 65536)
+        return os.read(fd, 1 << 20)
     except OSError:  # EIO once the pty's last user is gone, EAGAIN when drained
         return b""

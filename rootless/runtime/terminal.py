@@ -132,6 +132,10 @@ class RawTerminal:
             signal.signal(signal.SIGWINCH, signal.SIG_DFL)
 
 
+F_SETPIPE_SZ = 1031
+RELAY_CHUNK = 1 << 20
+
+
 class InputRelay:
     """Copy the CLI's stdin (``src``) into the write end of a container's stdin pipe (``dst``)
     from the caller's selector loop, so that no descriptor of the user's terminal (or of the CLI's
@@ -148,6 +152,8 @@ class InputRelay:
         self.reading = True
         self._registered: set[int] = set()
         os.set_blocking(dst, False)
+        with contextlib.suppress(OSError):  # fewer, larger copies (best effort: a user's pipe quota)
+            fcntl.fcntl(dst, F_SETPIPE_SZ, RELAY_CHUNK)
         try:
             sel.register(src, selectors.EVENT_READ, self)
             self._registered.add(src)
@@ -188,7 +194,7 @@ class InputRelay:
             return
         if not self.buf and self.reading and (fd == self.src or not self.pollable):
             try:
-                self.buf = os.read(self.src, 65536)
+                self.buf = os.read(self.src, RELAY_CHUNK)
             except OSError:  # EIO: the terminal is gone
                 self.buf = b""
             if not self.buf:
