@@ -212,13 +212,22 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
             pipes.in_w = -1  # the relay's now
 
     def emit(fd: int) -> bool:
+        """Pass on what the pipe ``fd`` holds; False at its end, or when our own output is gone."""
         data = _read(fd)
-        if data and outputs[fd] >= 0:
-            try:
-                write_all(outputs[fd], data)
-            except OSError:  # our own stdout is gone (a closed pipe): drop the rest, as a pipe would
-                outputs[fd] = -1
-        return bool(data)
+        if not data:
+            return False
+        try:
+            write_all(outputs[fd], data)
+        except OSError:  # a closed pipe (`exec C yes | head -1`)
+            return False
+        return True
+
+    def end(fd: int) -> None:
+        """Done with an output: the process writing more gets EPIPE, as if it wrote there itself."""
+        if fd in sel.get_map():
+            sel.unregister(fd)
+        os.close(fd)
+        del outputs[fd]
 
     try:
         with RawTerminal(tty and interactive) as raw:
@@ -231,7 +240,7 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
                         continue
                     if key.data == "output":
                         if not emit(key.fd):
-                            sel.unregister(key.fd)
+                            end(key.fd)
                         continue
                     if key.data == "master":
                         data = _read(master)
@@ -253,10 +262,11 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
                             os.set_blocking(master, False)
                             while data := _read(master):
                                 write_all(1, data)
-                        for fd in outputs:  # a process left behind may hold the pipes: no waiting for it
+                        for fd in list(outputs):  # a process left behind may hold the pipes: no waiting for it
                             os.set_blocking(fd, False)
                             while emit(fd):
                                 pass
+                            end(fd)
                         if relay is not None:
                             relay.close()
                         for k in list(sel.get_map().values()):

@@ -228,3 +228,20 @@ def test_piped_input_ends_and_the_exit_code_comes_back(bb):
     assert bb("exec", "-i", "box", "true", input="z" * 300000).out == ""
     assert bb("run", "--rm", "-i", "busybox", "true", input="z" * 300000).out == ""
     bb("rm", "-f", "box")
+
+
+def test_a_reader_that_goes_away_ends_exec_as_a_closed_pipe_would(bb):
+    """`exec C yes | head -1`: once the CLI's stdout is closed, the process gets EPIPE/SIGPIPE
+    (the relay does not drain its output for ever)."""
+    _sleeper(bb, "box")
+    proc = subprocess.Popen(rootless_argv() + ["exec", "box", "yes"], env=bb.env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"y\n"
+        proc.stdout.close()
+        assert proc.wait(timeout=30) == 128 + 13, proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "yes" not in bb("exec", "box", "ps", "-o", "args").out
+    bb("rm", "-f", "box")
