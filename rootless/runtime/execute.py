@@ -63,6 +63,8 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
         raise Conflict(f"container {rec['id'][:12]} is not running", "start it with `rootless start`",
                        exit_code=1)
     spec = rec["spec"]
+    from rootless.runtime.terminal import hold_std_fds
+    hold_std_fds()  # first: no descriptor made here may take the number of a closed stdio
     ns = open_namespaces(rec["state"]["pid"])
     from rootless.runtime.spec import merge_env
     full_env = merge_env(list(spec.get("env", [])), env)

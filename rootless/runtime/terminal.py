@@ -132,6 +132,16 @@ class RawTerminal:
             signal.signal(signal.SIGWINCH, signal.SIG_DFL)
 
 
+def hold_std_fds() -> None:
+    """A CLI started with stdin, stdout or stderr closed gets /dev/null there, so that no pipe or
+    socket made later takes the number and is mistaken for the user's stdio."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open("/dev/null", os.O_RDWR)  # the lowest free number: this one
+
+
 F_SETPIPE_SZ = 1031
 RELAY_CHUNK = 1 << 20
 

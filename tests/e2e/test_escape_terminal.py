@@ -245,3 +245,15 @@ def test_a_reader_that_goes_away_ends_exec_as_a_closed_pipe_would(bb):
         proc.wait()
     assert "yes" not in bb("exec", "box", "ps", "-o", "args").out
     bb("rm", "-f", "box")
+
+
+@pytest.mark.parametrize("cmd", ["exec", "run"])
+def test_a_cli_started_with_stdin_closed_gives_an_empty_input(bb, cmd):
+    if cmd == "exec":
+        _sleeper(bb, "box")
+        argv = ["exec", "-i", "box", "sh", "-c", "cat; echo end"]
+    else:
+        argv = ["run", "--rm", "-i", "busybox", "sh", "-c", "cat; echo end"]
+    cp = subprocess.run(rootless_argv() + argv, env=bb.env, capture_output=True, timeout=30,
+                        preexec_fn=lambda: os.close(0))
+    assert (cp.returncode, cp.stdout, cp.stderr) == (0, b"end\n", b"")
