@@ -5,7 +5,10 @@ The CLI forks a helper that joins the container's namespaces through
 others; then mount, uts, ipc, network, cgroup and pid) and forks the process
 itself, which becomes a member of the container's pid namespace, takes the
 container's environment and the user's identity, and execs. With ``-t`` its
-pty comes from the container's devpts and the CLI relays it.
+pty comes from the container's devpts and the CLI relays it; without, its stdio
+are pipes the CLI relays (stdin only with ``-i``, else /dev/null): no descriptor
+of the caller's terminal, pipes or files goes in, so a process left behind reads
+nothing the user types after exec returned.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ class Stdio:
     """The container's stdio, created by the keeper before it forks the container."""
 
     def __init__(self, tty: bool, interactive: bool, attached: bool, cli_stdin: bool):
-        """``attached``: a CLI shows the output; ``cli_stdin``: that CLI's stdin is the container's
-        (else, with -i, a pipe kept open for `attach`)."""
+        """``attached``: a CLI shows the output; ``cli_stdin``: the keeper relays that CLI's stdin
+        into the container's stdin pipe (else, with -i, the pipe is kept open for `attach`)."""
         self.tty = tty
         self.attached = attached
         self.master = -1
