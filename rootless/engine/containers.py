@@ -109,6 +109,8 @@ def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdi
     """Start a created or exited container; attached: its exit code; detached: None once running."""
     from rootless.base import timing
     from rootless.runtime import launcher
+    from rootless.runtime.terminal import hold_std_fds
+    hold_std_fds()  # before any port or socket is made: none may take the number of a closed stdin
     if rec.get("corrupt"):
         raise RootlessError(f"cannot start container {rec['id'][:12]}: {state.DAMAGED}")
     if is_running(rec):

@@ -247,13 +247,15 @@ def test_a_reader_that_goes_away_ends_exec_as_a_closed_pipe_would(bb):
     bb("rm", "-f", "box")
 
 
-@pytest.mark.parametrize("cmd", ["exec", "run"])
+@pytest.mark.parametrize("cmd", ["exec", "run", "run-p"])
 def test_a_cli_started_with_stdin_closed_gives_an_empty_input(bb, cmd):
+    """No descriptor made later (a namespace fd, a published port's socket) is taken for stdin."""
     if cmd == "exec":
         _sleeper(bb, "box")
         argv = ["exec", "-i", "box", "sh", "-c", "cat; echo end"]
     else:
-        argv = ["run", "--rm", "-i", "busybox", "sh", "-c", "cat; echo end"]
+        ports = ["-p", "127.0.0.1::80"] if cmd == "run-p" else []
+        argv = ["run", "--rm", "-i", *ports, "busybox", "sh", "-c", "cat; echo end"]
     cp = subprocess.run(rootless_argv() + argv, env=bb.env, capture_output=True, timeout=30,
                         preexec_fn=lambda: os.close(0))
     assert (cp.returncode, cp.stdout, cp.stderr) == (0, b"end\n", b"")
