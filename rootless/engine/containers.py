@@ -111,6 +111,8 @@ def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdi
     ``tied`` (a build's RUN step): it dies with the attached CLI (``child.LaunchPlan``)."""
     from rootless.base import timing
     from rootless.runtime import launcher
+    from rootless.runtime.terminal import hold_std_fds
+    hold_std_fds()  # before any port or socket is made: none may take the number of a closed stdin
     if rec.get("corrupt"):
         raise RootlessError(f"cannot start container {rec['id'][:12]}: {state.DAMAGED}")
     if is_running(rec):

@@ -5,7 +5,10 @@ The CLI forks a helper that joins the container's namespaces through
 others; then mount, uts, ipc, network, cgroup and pid) and forks the process
 itself, which becomes a member of the container's pid namespace, takes the
 container's environment and the user's identity, and execs. With ``-t`` its
-pty comes from the container's devpts and the CLI relays it.
+pty comes from the container's devpts and the CLI relays it; without, its stdio
+are pipes the CLI relays (stdin only with ``-i``, else /dev/null): no descriptor
+of the caller's terminal, pipes or files goes in, so a process left behind reads
+nothing the user types after exec returned.
 """
 
 from __future__ import annotations
@@ -63,26 +66,40 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
         raise Conflict(f"container {rec['id'][:12]} is not running", "start it with `rootless start`",
                        exit_code=1)
     spec = rec["spec"]
+    from rootless.runtime.terminal import hold_std_fds
+    hold_std_fds()  # first: no descriptor made here may take the number of a closed stdio
     ns = open_namespaces(rec["state"]["pid"])
     from rootless.runtime.spec import merge_env
     full_env = merge_env(list(spec.get("env", [])), env)
 
     where = rec["state"].get("cgroup")  # the container's limits cover what exec starts too
+    pipes = _Pipes(interactive) if not (tty or detach) else None
 
     def helper_main(ch: Channel) -> int:
         if where:
             ch.expect("placed")
-        if detach:  # like Docker: the output of `exec -d` goes nowhere, the caller's pipes are let go
+        # No descriptor of the caller's terminal or pipes goes in: a process left behind would read
+        # what the user types after exec returned. Without -t the process's stdio are pipes that the
+        # CLI relays (as Docker does); with -t it gets a pty of its own; `exec -d`'s output goes
+        # nowhere, as in Docker.
+        if pipes is not None:
+            pipes.connect_child()
+        else:
             null = os.open("/dev/null", os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             os.close(null)
+        if detach:  # the caller's session is let go too
             os.setsid()
         return _helper(ns, ch, argv, full_env, user if user is not None else spec.get("user", ""),
                        workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize,
                        bool(spec.get("no_new_privs")), spec.get("caps"), seccomp)
 
-    helper, parent_end = userns.fork_child(helper_main, "exec")
+    try:
+        helper, parent_end = userns.fork_child(helper_main, "exec")
+    finally:
+        if pipes is not None:
+            pipes.connect_parent()
     for fd, _ in ns:
         os.close(fd)
     if where:
@@ -91,7 +108,41 @@ def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: s
             print("rootless: warning: the exec'd process could not join the container's cgroup: "
                   "its limits do not cover it", file=sys.stderr)
         parent_end.send("placed")
-    return _parent(helper, parent_end, tty, interactive, detach)
+    return _parent(helper, parent_end, tty, interactive, detach, pipes)
+
+
+class _Pipes:
+    """The stdio of an exec'd process without -t: pipes for stdout and stderr (kept apart), and
+    for stdin with -i (else /dev/null)."""
+
+    def __init__(self, interactive: bool):
+        self.out_r, self.out_w = os.pipe2(os.O_CLOEXEC)
+        self.err_r, self.err_w = os.pipe2(os.O_CLOEXEC)
+        self.in_r, self.in_w = os.pipe2(os.O_CLOEXEC) if interactive else (-1, -1)
+        import fcntl
+
+        from rootless.runtime.terminal import F_SETPIPE_SZ, RELAY_CHUNK
+        try:  # fewer, larger copies (best effort: a user's pipe quota may refuse it)
+            fcntl.fcntl(self.out_w, F_SETPIPE_SZ, RELAY_CHUNK)
+        except OSError:
+            pass
+
+    def connect_child(self) -> None:
+        """In the helper: its stdio (and so the process's) become the pipes' container ends."""
+        if self.in_r < 0:
+            self.in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        for fd, target in ((self.in_r, 0), (self.out_w, 1), (self.err_w, 2)):
+            os.dup2(fd, target)  # dup2 clears close-on-exec on the copy
+        for fd in (self.in_r, self.in_w, self.out_r, self.out_w, self.err_r, self.err_w):
+            if fd > 2:
+                os.close(fd)
+
+    def connect_parent(self) -> None:
+        """In the CLI: only its own ends stay open, so the outputs end when the process's do."""
+        for fd in (self.in_r, self.out_w, self.err_w):
+            if fd >= 0:
+                os.close(fd)
+        self.in_r = self.out_w = self.err_w = -1
 
 
 def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_uid, winsize,
@@ -140,19 +191,61 @@ def _stdio(ch: Channel, tty: bool, interactive: bool, winsize: bytes | None) -> 
         os.close(null)
 
 
-def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool) -> int | None:
-    from rootless.runtime.terminal import Forwarder, RawTerminal, follow_window_size, write_all
+def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool,
+            pipes: _Pipes | None = None) -> int | None:
+    from rootless.runtime.terminal import (
+        Forwarder,
+        InputRelay,
+        RawTerminal,
+        follow_window_size,
+        write_all,
+    )
     fwd = Forwarder()
     fwd.install()
     master = -1
     error = None
     sel = selectors.DefaultSelector()
     sel.register(ch.fileno(), selectors.EVENT_READ, "channel")
+    outputs: dict[int, int] = {}  # our end of a pipe -> where its bytes go (our stdout or stderr)
+    relay = None
+    if pipes is not None:
+        outputs = {pipes.out_r: 1, pipes.err_r: 2}
+        for fd in outputs:
+            sel.register(fd, selectors.EVENT_READ, "output")
+        if pipes.in_w >= 0:
+            relay = InputRelay(sel, 0, pipes.in_w)
+            pipes.in_w = -1  # the relay's now
+
+    def emit(fd: int) -> bool:
+        """Pass on what the pipe ``fd`` holds; False at its end, or when our own output is gone."""
+        data = _read(fd)
+        if not data:
+            return False
+        try:
+            write_all(outputs[fd], data)
+        except OSError:  # a closed pipe (`exec C yes | head -1`)
+            return False
+        return True
+
+    def end(fd: int) -> None:
+        """Done with an output: the process writing more gets EPIPE, as if it wrote there itself."""
+        if fd in sel.get_map():
+            sel.unregister(fd)
+        os.close(fd)
+        del outputs[fd]
+
     try:
         with RawTerminal(tty and interactive) as raw:
             while sel.get_map():
                 for key, _ in sel.select():
                     if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
+                        continue
+                    if relay is not None and key.data is relay:
+                        relay.handle(key.fd)
+                        continue
+                    if key.data == "output":
+                        if not emit(key.fd):
+                            end(key.fd)
                         continue
                     if key.data == "master":
                         data = _read(master)
@@ -174,6 +267,13 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
                             os.set_blocking(master, False)
                             while data := _read(master):
                                 write_all(1, data)
+                        for fd in list(outputs):  # a process left behind may hold the pipes: no waiting for it
+                            os.set_blocking(fd, False)
+                            while emit(fd):
+                                pass
+                            end(fd)
+                        if relay is not None:
+                            relay.close()
                         for k in list(sel.get_map().values()):
                             sel.unregister(k.fileobj)
                     elif msg["type"] == "pid":
@@ -198,6 +298,11 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
         ch.close()
         if master >= 0:
             os.close(master)
+        if relay is not None:
+            relay.close()
+        for fd in outputs:
+            os.close(fd)
+        sel.close()
     if error is not None:
         raise RootlessError(error["message"], error.get("hint"), error.get("exit_code"))
     return code
@@ -205,6 +310,6 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
 
 def _read(fd: int) -> bytes:
     try:
-        return os.read(fd, 65536)
+        return os.read(fd, 1 << 20)
     except OSError:  # EIO once the pty's last user is gone, EAGAIN when drained
         return b""

@@ -22,8 +22,8 @@ class Stdio:
     """The container's stdio, created by the keeper before it forks the container."""
 
     def __init__(self, tty: bool, interactive: bool, attached: bool, cli_stdin: bool):
-        """``attached``: a CLI shows the output; ``cli_stdin``: that CLI's stdin is the container's
-        (else, with -i, a pipe kept open for `attach`)."""
+        """``attached``: a CLI shows the output; ``cli_stdin``: the keeper relays that CLI's stdin
+        into the container's stdin pipe (else, with -i, the pipe is kept open for `attach`)."""
         self.tty = tty
         self.attached = attached
         self.master = -1
@@ -39,8 +39,11 @@ class Stdio:
             err_r, self.err_w = os.pipe()
             self.fds = {"stdout": out_r, "stderr": err_r}
             self._child = [self.out_w, self.err_w]
-        if interactive and not cli_stdin and not tty:
-            # Detached with -i: stdin stays open (for `attach`) instead of reading EOF.
+        # With -i and no -t stdin is a pipe too: the keeper relays the attached CLI's stdin into
+        # it (``relay_stdin``), or keeps it open for `attach` instead of reading EOF. The CLI's
+        # own descriptors (the user's terminal, a CI runner's pipe) never reach the container.
+        self.relay_stdin = interactive and cli_stdin and not tty
+        if interactive and not tty:
             self.stdin_r, self.stdin_w = os.pipe()
             self._child.append(self.stdin_r)
 
@@ -55,6 +58,10 @@ class Stdio:
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)
+        for fd in (self.stdin_w, self.stdin_r, self.out_w if not self.tty else -1,
+                   self.err_w if not self.tty else -1, *self.fds.values()):
+            if fd > 2:  # the keeper's ends, and the originals of the copies above: with --init, PID 1
+                os.close(fd)  # stays and would hold them (stdin would never end)
 
     def send_master(self, master: int) -> None:
         self.tty_child.send("tty", fds=[master])
@@ -178,6 +185,10 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
     :func:`farewell`. ``cli_gone()`` is called when the attached CLI has died (not detached)."""
     terminal = {"stdout": 1, "stderr": 2} if stdio.attached else {}
     sel = selectors.DefaultSelector()
+    relay = None
+    if stdio.relay_stdin and stdio.stdin_w >= 0:  # the attached CLI's stdin (ours: we are its fork)
+        from rootless.runtime.terminal import InputRelay
+        relay = InputRelay(sel, 0, stdio.stdin_w)
     for name, fd in stdio.fds.items():
         sel.register(fd, selectors.EVENT_READ, name)
     if stdio.attached:
@@ -202,6 +213,11 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
                 if key.data == "sigchld":
                     wakeup.drain()
                     continue
+                if relay is not None and key.data is relay:
+                    relay.handle(key.fd)
+                    if relay.done:  # the input ended: the container reads EOF
+                        stdio.stdin_w = -1
+                    continue
                 if key.data is None:  # a message from the attached CLI, or its end
                     msg, _fds = ch.recv()
                     if msg is None or msg["type"] == "detach":
@@ -209,6 +225,10 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
                         terminal = {}
                         if msg is None and cli_gone is not None:
                             cli_gone()
+                        if relay is not None:  # as Docker's StdinOnce: its stdin ends with the CLI
+                            relay.stop_reading()
+                            if relay.done:
+                                stdio.stdin_w = -1
                     continue
                 if key.data == "listen":
                     client, _ = attach_sock.accept()
@@ -232,6 +252,9 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
                     terminal = {}
                 _broadcast(clients, sel, (OUT if key.data == "stdout" else ERR) + data)
     finally:
+        if relay is not None:
+            relay.close()
+            stdio.stdin_w = -1
         wakeup.close()
         log.close()
         sel.close()

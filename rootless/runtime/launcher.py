@@ -23,6 +23,7 @@ from rootless.runtime.terminal import (
     Forwarder,
     RawTerminal,
     follow_window_size,
+    hold_std_fds,
     read_stdin,
 )
 
@@ -31,6 +32,7 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
     """Start the container; attached: wait and return its exit code; detached: return None once
     it runs. A failure to start raises RootlessError (with the container's exit code for 126/127)."""
     attached = plan.attached
+    hold_std_fds()  # the keeper relays fd 0 as the CLI's stdin: it must be that
     fwd = Forwarder(plan.tied)
     if attached:
         fwd.install()

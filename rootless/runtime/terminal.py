@@ -139,3 +139,102 @@ class RawTerminal:
             with contextlib.suppress(OSError):  # the terminal may be gone (closed window)
                 termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
             signal.signal(signal.SIGWINCH, signal.SIG_DFL)
+
+
+def hold_std_fds() -> None:
+    """A CLI started with stdin, stdout or stderr closed gets /dev/null there, so that no pipe or
+    socket made later takes the number and is mistaken for the user's stdio."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open("/dev/null", os.O_RDWR)  # the lowest free number: this one
+
+
+F_SETPIPE_SZ = 1031
+RELAY_CHUNK = 1 << 20
+
+
+class InputRelay:
+    """Copy the CLI's stdin (``src``) into the write end of a container's stdin pipe (``dst``)
+    from the caller's selector loop, so that no descriptor of the user's terminal (or of the CLI's
+    own pipes and files) ever reaches the container. Input waits in a buffer while the pipe is
+    full, so the loop goes on relaying output; at the end of the input the pipe is closed and the
+    container reads EOF. A source epoll cannot watch (a regular file, ``/dev/null``) is read
+    whenever the pipe has room. ``src`` is never made non-blocking: its file description is
+    shared with the user's shell. The selector's keys carry this object as their data."""
+
+    def __init__(self, sel: selectors.BaseSelector, src: int, dst: int):
+        self.sel, self.src, self.dst = sel, src, dst
+        self.buf = b""
+        self.pollable = True
+        self.reading = True
+        self._registered: set[int] = set()
+        os.set_blocking(dst, False)
+        with contextlib.suppress(OSError):  # fewer, larger copies (best effort: a user's pipe quota)
+            fcntl.fcntl(dst, F_SETPIPE_SZ, RELAY_CHUNK)
+        try:
+            sel.register(src, selectors.EVENT_READ, self)
+            self._registered.add(src)
+        except PermissionError:  # a regular file: always readable, epoll refuses it
+            self.pollable = False
+        except (OSError, ValueError):  # no stdin at all
+            self.reading = False
+        self._arm()
+
+    @property
+    def done(self) -> bool:
+        return self.dst < 0
+
+    def _watch(self, fd: int, events: int | None) -> None:
+        if events is None:
+            if fd in self._registered:
+                self.sel.unregister(fd)
+                self._registered.discard(fd)
+        elif fd in self._registered:
+            self.sel.modify(fd, events, self)
+        else:
+            self.sel.register(fd, events, self)
+            self._registered.add(fd)
+
+    def _arm(self) -> None:
+        if self.dst < 0:
+            return
+        if not self.buf and not self.reading:
+            self.close()
+            return
+        from_src = not self.buf and self.pollable
+        self._watch(self.src, selectors.EVENT_READ if from_src and self.pollable else None)
+        self._watch(self.dst, None if from_src else selectors.EVENT_WRITE)
+
+    def handle(self, fd: int) -> None:
+        """One event of ``fd`` (the source readable or the pipe writable)."""
+        if self.dst < 0:
+            return
+        if not self.buf and self.reading and (fd == self.src or not self.pollable):
+            try:
+                self.buf = os.read(self.src, RELAY_CHUNK)
+            except OSError:  # EIO: the terminal is gone
+                self.buf = b""
+            if not self.buf:
+                self.reading = False
+        if self.buf:
+            try:
+                self.buf = self.buf[os.write(self.dst, self.buf):]
+            except BlockingIOError:
+                pass
+            except OSError:  # EPIPE: the container closed its stdin; the rest is not read
+                self.buf, self.reading = b"", False
+        self._arm()
+
+    def stop_reading(self) -> None:
+        """Read no more of ``src`` (what is buffered still goes in), then close the pipe."""
+        self.reading = False
+        self._arm()
+
+    def close(self) -> None:
+        for fd in list(self._registered):
+            self._watch(fd, None)
+        if self.dst >= 0:
+            os.close(self.dst)
+            self.dst = -1
