@@ -81,8 +81,8 @@ python_setup() {
     fi
     say "installing rootless and the test tools into .venv"
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-    # compat mode: a plain path in a .pth file, so start-up does not import an import hook
-    .venv/bin/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat ||
+    # an editable install: a plain path in a .pth file (pyproject's package-dir), no import hook
+    .venv/bin/python -m pip install -q -e '.[dev]' ||
         die "pip install failed (python-prctl needs gcc, python3-dev and libcap-dev)"
 }
 

@@ -14,11 +14,11 @@ import socket
 from rootless.api import http
 from rootless.api.containers import RAW_STREAM, STDERR, STDOUT, frame
 from rootless.base import atomic
-from rootless.base.errors import Conflict, RootlessError, UsageError
+from rootless.base.errors import Conflict, NotFound, RootlessError, UsageError
 from rootless.engine import containers as uc
 
 
-class ExecNotFound(RootlessError):
+class ExecNotFound(NotFound):
     pass
 
 

@@ -23,6 +23,8 @@ REASONS = {200: "OK", 201: "Created", 204: "No Content", 101: "UPGRADED", 304: "
 class BadRequest(Exception):
     """A request this server cannot read: answered 400, then the connection is closed."""
 
+    http_status = 400
+
 
 class Idle(Exception):
     """The client sent nothing for the idle time while a request was awaited (or its headers

@@ -16,7 +16,7 @@ import time
 import traceback
 
 from rootless.api import http
-from rootless.base.errors import Conflict, RootlessError, UsageError
+from rootless.base.errors import RootlessError
 
 API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
@@ -119,20 +119,8 @@ def split_version(path: str) -> tuple[str | None, str]:
 
 
 def status_of(e: BaseException) -> int:
-    from rootless.base.errors import ContainerNotFound, ImageNotFound, VolumeNotFound
-    nf = (ContainerNotFound, ImageNotFound, VolumeNotFound)
-    try:
-        from rootless.base.errors import NetworkNotFound
-        nf += (NetworkNotFound,)
-    except ImportError:
-        pass
-    if isinstance(e, nf) or type(e).__name__.endswith("NotFound"):
-        return 404
-    if isinstance(e, Conflict):
-        return 409
-    if isinstance(e, (UsageError, http.BadRequest)):
-        return 400
-    return 500
+    """The status an error is answered with: its class says it (``http_status``), else 500."""
+    return getattr(e, "http_status", 500)
 
 
 def dispatch(ctx, req: http.Request) -> None:

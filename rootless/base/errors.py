@@ -1,7 +1,9 @@
 """The exception tree and Docker's exit codes.
 
 Library code raises these; only the CLI's error boundary prints them, as an
-``error:`` line and an optional ``hint:`` line, and exits with ``exit_code``.
+``error:`` line and an optional ``hint:`` line, and exits with ``exit_code``; the API server
+answers with ``http_status`` (Docker's: 404 for a :class:`NotFound`, 409 for a
+:class:`Conflict`, 400 for a :class:`UsageError`, 500 for anything else).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ class RootlessError(Exception):
     """An expected failure: a one-line message, a hint, an exit code."""
 
     exit_code = EXIT_TOOL
+    http_status = 500  # the Docker Engine API's status for it
 
     def __init__(self, message: str, hint: str | None = None, exit_code: int | None = None):
         super().__init__(message)
@@ -32,25 +35,36 @@ class RootlessError(Exception):
 class UsageError(RootlessError):
     """Bad flags or arguments."""
 
+    http_status = 400
 
-class ImageNotFound(RootlessError):
+
+class NotFound(RootlessError):
+    """Something named that does not exist: an image, container, volume, network, exec, a path
+    in a container, a command."""
+
+    http_status = 404
+
+
+class ImageNotFound(NotFound):
     pass
 
 
-class ContainerNotFound(RootlessError):
+class ContainerNotFound(NotFound):
     exit_code = 1  # Docker's CLI exits 1 for a missing container (125 is for `run`)
 
 
-class VolumeNotFound(RootlessError):
+class VolumeNotFound(NotFound):
     exit_code = 1  # as for a container
 
 
-class NetworkNotFound(RootlessError):
+class NetworkNotFound(NotFound):
     exit_code = 1  # as for a container (``run --network`` says it with 125)
 
 
 class Conflict(RootlessError):
     """A name or object already in use."""
+
+    http_status = 409
 
 
 class InvalidImage(RootlessError):
@@ -61,7 +75,7 @@ class HostError(RootlessError):
     """The host lacks something the tool needs (a helper, a kernel feature)."""
 
 
-class CommandNotFound(RootlessError):
+class CommandNotFound(NotFound):
     exit_code = EXIT_NOT_FOUND
 
 

@@ -14,7 +14,14 @@ import time
 from collections import namedtuple
 
 from rootless.base import config
-from rootless.base.errors import Conflict, ContainerNotFound, HostError, RootlessError, UsageError
+from rootless.base.errors import (
+    Conflict,
+    ContainerNotFound,
+    HostError,
+    NotFound,
+    RootlessError,
+    UsageError,
+)
 from rootless.engine import images
 from rootless.runtime import events, records, state
 from rootless.runtime.records import all_current, current, is_running, lookup  # noqa: F401 - the CLI's look-ups
@@ -543,7 +550,7 @@ def export(ctx, rec: dict, out_fd: int) -> None:
     fsaccess.call(ctx, rec, fsaccess.export_tree, out_fd)
 
 
-class PathNotFound(RootlessError):
+class PathNotFound(NotFound):
     """A path missing in a container (the API's 404)."""
 
     exit_code = 1

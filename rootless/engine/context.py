@@ -16,11 +16,13 @@ from rootless.base.paths import Paths, data_home_root, default_root, default_run
 class Context:
     """Paths, settings and probed features for one command (no module-level state)."""
 
-    def __init__(self, root: str | None = None, debug: bool = False, progress=None):
+    def __init__(self, root: str | None = None, debug: bool = False, progress=None, notes=None):
         self.root = root
         self.debug = debug
         # ``progress(quiet)``: a pull's or push's progress display (see rootless.cli.progress), or None.
         self.progress = progress
+        # ``notes(line)``: where a use case's status lines go (see note), or None: stderr.
+        self.notes = notes
         self.warned: set[str] = set()
 
     @cached_property
@@ -70,6 +72,14 @@ class Context:
     def mapping(self):
         from rootless.base import idmap
         return idmap.plan(self.config.idmap)
+
+    def note(self, line: str) -> None:
+        """A status line of a use case (Docker's "Unable to find image 'x' locally"): to the face's
+        ``notes`` (which may collect or drop it), else to stderr as the CLI shows it."""
+        if self.notes is not None:
+            self.notes(line)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def warn(self, message: str) -> None:
         if message not in self.warned:

@@ -294,7 +294,7 @@ def _first_registry(ctx: Context, refs: list, fn, opts: RegistryOptions, name: s
     errors = []
     for ref in refs:
         if not opts.quiet:
-            print(f"Trying to pull {ref}...", file=sys.stderr, flush=True)
+            ctx.note(f"Trying to pull {ref}...")
         try:
             return fn(ref)
         except RegistryError as e:  # also a blocked registry
@@ -320,7 +320,7 @@ def ensure_image(ctx: Context, name: str, policy: str = "missing", opts: Registr
             if policy == "never":
                 raise
             if not opts.quiet:
-                print(f"Unable to find image '{name}' locally", file=sys.stderr, flush=True)
+                ctx.note(f"Unable to find image '{name}' locally")
     pull(ctx, name, opts)
     return ctx.store.resolve(name)
 

@@ -8,12 +8,14 @@
     rootless/cli       everything below (the only user of typer)
 
 Every import counts, including the ones inside functions: a lazy import keeps start-up lean,
-it is no way round the direction. No module may take part in an import circle.
+it is no way round the direction. No module may take part in an import circle. Every module is
+named under its folder in the document's picture, so that the picture stays true.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +134,60 @@ def test_find_cycles_sees_a_circle_through_a_lazy_import():
 def test_no_import_circle():
     graph = {m: project_imports(m) for m in MODULES}
     assert find_cycles(graph) == []
+
+
+DOC = REPO / "docs" / "architecture.md"
+
+
+def documented_names(text: str) -> dict[str, set[str]]:
+    """The words the folder picture (the first fenced block after "The folders and their
+    direction") puts under each folder: from a line starting with the folder's path and two
+    spaces, up to the next such line."""
+    picture = text.split("## The folders and their direction", 1)[-1].split("```", 2)[1]
+    folders = {pkg.replace(".", "/") + "/": pkg for pkg in RANKS}
+    alternatives = "|".join(map(re.escape, folders))
+    header = re.compile(rf"\s*({alternatives})(\s{{2,}}|$)")
+    names: dict[str, set[str]] = {pkg: set() for pkg in RANKS}
+    current = None
+    for line in picture.splitlines():
+        m = header.match(line)
+        if m:
+            current = folders[m.group(1)]
+            line = line[m.end():]
+        if current:
+            names[current] |= set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", line))
+    return names
+
+
+def undocumented(modules, names: dict[str, set[str]]) -> list[str]:
+    """The modules the picture does not name under their folder. A module inside a package of a
+    folder (``rootless/cli/gotemplate/lexer.py``) is named by its own name or by that package's."""
+    missing = []
+    for module in sorted(modules):
+        pkg = package_of(module)
+        if pkg is None or module == pkg:
+            continue
+        if not names[pkg] & set(module[len(pkg) + 1:].split(".")):
+            missing.append(module)
+    return missing
+
+
+def test_the_picture_check_sees_a_missing_module_and_takes_a_package_whole():
+    text = ("## The folders and their direction\n\n```\n rootless/cli/   main, gotemplate\n"
+            "       v         (the runtime: below)\n rootless/runtime/  keeper\n```\n")
+    names = documented_names(text)
+    assert names["rootless.cli"] >= {"main", "gotemplate", "runtime"} and names["rootless.runtime"] == {"keeper"}
+    modules = ["rootless.cli", "rootless.cli.main", "rootless.cli.gotemplate", "rootless.cli.gotemplate.lexer",
+               "rootless.cli.fast", "rootless.runtime.keeper", "rootless.runtime.logs"]
+    assert undocumented(modules, names) == ["rootless.cli.fast", "rootless.runtime.logs"]
+
+
+def test_every_module_is_in_the_architecture_picture():
+    missing = undocumented(MODULES, documented_names(DOC.read_text()))
+    assert not missing, (
+        f"{DOC.relative_to(REPO)} does not name these modules under their folder in its picture (\"The "
+        f"folders and their direction\"): {', '.join(missing)}; add each by its module name "
+        "(a package may be named as a whole)")
 
 
 def test_every_package_says_what_it_owns():
