@@ -14,10 +14,10 @@ evaluation, ``Template``), ``parser`` (what is supported), ``tabwriter``. It imp
 from __future__ import annotations
 
 from rootless.cli.gotemplate.evaluator import Template
-from rootless.cli.gotemplate.parser import _Parser
+from rootless.cli.gotemplate.parser import Parser
 from rootless.cli.gotemplate.tabwriter import tabwrite
 from rootless.cli.gotemplate.values import Struct, TemplateError
-from rootless.cli.gotemplate.values import _show as _show  # Go's %v, which the tests check directly
+from rootless.cli.gotemplate.values import show as _show  # noqa: F401 (Go's %v: the tests check it)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ __all__ = ["Struct", "Template", "TemplateError", "compile", "compile_format", "
 
 def compile(text: str) -> Template:
     """Parse a template; raise TemplateError for anything unsupported."""
-    return Template(text, _Parser(text).parse())
+    return Template(text, Parser(text).parse())
 
 
 def split_table(text: str) -> tuple[bool, str]:

@@ -8,18 +8,18 @@ in a dict acts as a Go method: ``{{.Label "k"}}`` calls it with ``"k"``.
 
 from __future__ import annotations
 
-from rootless.cli.gotemplate.funcs import _FUNCS, _HEADER_SAME, _convert, _kind
+from rootless.cli.gotemplate.funcs import FUNCS, HEADER_SAME, convert_arg, param_kind
 from rootless.cli.gotemplate.values import (
-    _MISSING,
-    _NOFINAL,
+    MISSING,
+    NOFINAL,
+    Break,
+    Continue,
+    RenderError,
     Struct,
     TemplateError,
-    _Break,
-    _Continue,
-    _Err,
-    _gotype,
-    _show,
-    _truth,
+    gotype,
+    show,
+    truth,
 )
 
 TYPE_CHECKING = False
@@ -32,8 +32,8 @@ def _lookup(d: dict, key):
         return d[key]
     except KeyError:
         if isinstance(d, Struct):
-            raise _Err(f"can't evaluate field {key} in type {d.type_name}") from None
-        return _MISSING
+            raise RenderError(f"can't evaluate field {key} in type {d.type_name}") from None
+        return MISSING
 
 
 class _State:
@@ -50,7 +50,7 @@ class _State:
         for entry in reversed(self.vars):
             if entry[0] == name:
                 return entry[1]
-        raise _Err(f"undefined variable: {name}")  # the parser prevents this
+        raise RenderError(f"undefined variable: {name}")  # the parser prevents this
 
     def assign(self, name: str, value) -> None:
         for entry in reversed(self.vars):
@@ -70,8 +70,8 @@ class _State:
         finally:
             del self.vars[mark:]
 
-    def pipe(self, dot, pipe: _Pipe, bind: bool = True):
-        value = _NOFINAL
+    def pipe(self, dot, pipe: Pipe, bind: bool = True):
+        value = NOFINAL
         for cmd in pipe.cmds:
             value = cmd.run(self, dot, value)
         if bind:
@@ -88,7 +88,7 @@ class _State:
             return recv.title(names[-1])
         for i, name in enumerate(names):
             last = i == len(names) - 1
-            recv = self.field(dot, recv, name, args if last else (), final if last else _NOFINAL)
+            recv = self.field(dot, recv, name, args if last else (), final if last else NOFINAL)
         return recv
 
     def field(self, dot, recv, name: str, args: tuple, final):
@@ -96,45 +96,45 @@ class _State:
             value = _lookup(recv, name)
             if callable(value):
                 return self.method(dot, name, value, args, final)
-            if args or final is not _NOFINAL:
-                raise _Err(f"{name} is not a method but has arguments")
+            if args or final is not NOFINAL:
+                raise RenderError(f"{name} is not a method but has arguments")
             return value
-        if recv is _MISSING:
-            return _MISSING
+        if recv is MISSING:
+            return MISSING
         if recv is None:
-            raise _Err(f"nil pointer evaluating interface {{}}.{name}")
-        raise _Err(f"can't evaluate field {name} in type {_gotype(recv)}")
+            raise RenderError(f"nil pointer evaluating interface {{}}.{name}")
+        raise RenderError(f"can't evaluate field {name} in type {gotype(recv)}")
 
     def method(self, dot, name: str, fn, args: tuple, final):
-        vals = [_convert(a.value(self, dot), "a") for a in args]
-        if final is not _NOFINAL:
-            vals.append(_convert(final, "a"))
+        vals = [convert_arg(a.value(self, dot), "a") for a in args]
+        if final is not NOFINAL:
+            vals.append(convert_arg(final, "a"))
         try:
             return fn(*vals)
         except TypeError as e:
-            raise _Err(f"error calling {name}: {e}") from None
+            raise RenderError(f"error calling {name}: {e}") from None
 
     def call(self, dot, name: str, args: tuple, final):
         if name in ("and", "or"):
             return self.and_or(dot, name == "or", args, final)
-        if self.header and name in _HEADER_SAME:
+        if self.header and name in HEADER_SAME:
             return args[0].value(self, dot) if args else final
-        vals = [_convert(a.value(self, dot), _kind(name, i)) for i, a in enumerate(args)]
-        if final is not _NOFINAL:
-            vals.append(_convert(final, _kind(name, len(args))))
+        vals = [convert_arg(a.value(self, dot), param_kind(name, i)) for i, a in enumerate(args)]
+        if final is not NOFINAL:
+            vals.append(convert_arg(final, param_kind(name, len(args))))
         try:
-            return _FUNCS[name][0](*vals)
-        except _Err as e:
-            raise _Err(f"error calling {name}: {e.msg}") from None
+            return FUNCS[name][0](*vals)
+        except RenderError as e:
+            raise RenderError(f"error calling {name}: {e.msg}") from None
 
     def and_or(self, dot, want: bool, args: tuple, final):
         """Go's and/or: the first argument that settles it, else the last one."""
-        value = _NOFINAL
+        value = NOFINAL
         for arg in args:
             value = arg.value(self, dot)
-            if _truth(value) == want:
+            if truth(value) == want:
                 return value
-        return value if final is _NOFINAL else final
+        return value if final is NOFINAL else final
 
 
 class _Headers:
@@ -156,21 +156,21 @@ class _Headers:
 # first word of a command, with the remaining words and the piped value.
 
 
-class _Operand:
+class Operand:
     __slots__ = ()
 
     def call(self, st: _State, dot, args: tuple, final):
         return self.value(st, dot)  # the parser allows no arguments here
 
 
-class _Dot(_Operand):
+class Dot(Operand):
     __slots__ = ()
 
     def value(self, st, dot):
         return dot
 
 
-class _Lit(_Operand):
+class Lit(Operand):
     __slots__ = ("v",)
 
     def __init__(self, v):
@@ -180,75 +180,75 @@ class _Lit(_Operand):
         return self.v
 
 
-_NIL = _Lit(_MISSING)  # nil: an untyped nil, like a missing key
+NIL = Lit(MISSING)  # nil: an untyped nil, like a missing key
 
 
-class _Field(_Operand):
+class Field(Operand):
     __slots__ = ("names",)
 
     def __init__(self, names: tuple):
         self.names = names
 
     def value(self, st, dot):
-        return st.chain(dot, dot, self.names, (), _NOFINAL)
+        return st.chain(dot, dot, self.names, (), NOFINAL)
 
     def call(self, st, dot, args, final):
         return st.chain(dot, dot, self.names, args, final)
 
 
-class _Var(_Operand):
+class Var(Operand):
     __slots__ = ("name", "names")
 
     def __init__(self, name: str, names: tuple = ()):
         self.name, self.names = name, names
 
     def value(self, st, dot):
-        return self.call(st, dot, (), _NOFINAL)
+        return self.call(st, dot, (), NOFINAL)
 
     def call(self, st, dot, args, final):
         v = st.var(self.name)
         return st.chain(dot, v, self.names, args, final) if self.names else v
 
 
-class _Chain(_Operand):
+class Chain(Operand):
     """(pipeline).Field or function.Field."""
 
     __slots__ = ("base", "names")
 
-    def __init__(self, base: _Operand, names: tuple):
+    def __init__(self, base: Operand, names: tuple):
         self.base, self.names = base, names
 
     def value(self, st, dot):
-        return self.call(st, dot, (), _NOFINAL)
+        return self.call(st, dot, (), NOFINAL)
 
     def call(self, st, dot, args, final):
         return st.chain(dot, self.base.value(st, dot), self.names, args, final)
 
 
-class _Ident(_Operand):
+class Ident(Operand):
     __slots__ = ("name",)
 
     def __init__(self, name: str):
         self.name = name
 
     def value(self, st, dot):
-        return st.call(dot, self.name, (), _NOFINAL)
+        return st.call(dot, self.name, (), NOFINAL)
 
     def call(self, st, dot, args, final):
         return st.call(dot, self.name, args, final)
 
 
-class _Paren(_Operand):
+class Paren(Operand):
     __slots__ = ("pipe",)
 
-    def __init__(self, pipe: _Pipe):
+    def __init__(self, pipe: Pipe):
         self.pipe = pipe
 
     def value(self, st, dot):
         return st.pipe(dot, self.pipe)
 
 
-class _Cmd:
+class Cmd:
     __slots__ = ("head", "args", "src")
 
     def __init__(self, words: list, src: str):
@@ -257,19 +257,19 @@ class _Cmd:
     def run(self, st: _State, dot, final):
         try:
             return self.head.call(st, dot, self.args, final)
-        except _Err as e:
+        except RenderError as e:
             e.where = e.where or self.src
             raise
 
 
-class _Pipe:
+class Pipe:
     __slots__ = ("decls", "assign", "cmds")
 
     def __init__(self, decls: list, assign: bool, cmds: list):
         self.decls, self.assign, self.cmds = decls, assign, cmds
 
 
-class _Text:
+class Text:
     __slots__ = ("text",)
 
     def __init__(self, text: str):
@@ -279,40 +279,40 @@ class _Text:
         st.out.append(self.text)
 
 
-class _Action:
+class Action:
     __slots__ = ("pipe",)
 
-    def __init__(self, pipe: _Pipe):
+    def __init__(self, pipe: Pipe):
         self.pipe = pipe
 
     def run(self, st, dot):
         value = st.pipe(dot, self.pipe)
         if not self.pipe.decls:
-            st.out.append(_show(value))
+            st.out.append(show(value))
 
 
-class _If:
+class If:
     """{{if}} and {{with}}: with also moves dot to the value."""
 
     __slots__ = ("pipe", "body", "orelse", "is_with")
 
-    def __init__(self, pipe: _Pipe, body: list, orelse: list, is_with: bool):
+    def __init__(self, pipe: Pipe, body: list, orelse: list, is_with: bool):
         self.pipe, self.body, self.orelse, self.is_with = pipe, body, orelse, is_with
 
     def run(self, st, dot):
         mark = len(st.vars)
         value = st.pipe(dot, self.pipe)
-        if _truth(value):
+        if truth(value):
             st.block(value if self.is_with else dot, self.body)
         else:
             st.block(dot, self.orelse)
         del st.vars[mark:]
 
 
-class _Range:
+class Range:
     __slots__ = ("pipe", "body", "orelse")
 
-    def __init__(self, pipe: _Pipe, body: list, orelse: list):
+    def __init__(self, pipe: Pipe, body: list, orelse: list):
         self.pipe, self.body, self.orelse = pipe, body, orelse
 
     def run(self, st, dot):
@@ -325,9 +325,9 @@ class _Range:
             self.bind(st, key, item)
             try:
                 st.block(item, self.body)
-            except _Continue:
+            except Continue:
                 continue
-            except _Break:
+            except Break:
                 break
         if not items:
             st.block(dot, self.orelse)
@@ -341,7 +341,7 @@ class _Range:
 
 
 def _range_items(value, nvars: int) -> list:
-    if value is None or value is _MISSING:
+    if value is None or value is MISSING:
         return []
     if isinstance(value, (list, tuple)):
         return list(enumerate(value))
@@ -349,12 +349,12 @@ def _range_items(value, nvars: int) -> list:
         return [(k, value[k]) for k in sorted(value)]
     if isinstance(value, int) and not isinstance(value, bool):
         if nvars > 1:
-            raise _Err(f"can't use {value} to iterate over more than one variable")
+            raise RenderError(f"can't use {value} to iterate over more than one variable")
         return [(i, i) for i in range(value)]
-    raise _Err(f"range can't iterate over {_show(value)}")
+    raise RenderError(f"range can't iterate over {show(value)}")
 
 
-class _Jump:
+class Jump:
     """{{break}} and {{continue}}."""
 
     __slots__ = ("exc",)
@@ -384,7 +384,7 @@ class Template:
     def _run(self, st: _State) -> str:
         try:
             st.walk(st.vars[0][1], self.nodes)
-        except _Err as e:
+        except RenderError as e:
             where = f" at <{e.where}>" if e.where else ""
             raise TemplateError(f"template: executing{where}: {e.msg}") from None
         return "".join(st.out)

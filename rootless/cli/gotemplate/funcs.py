@@ -6,19 +6,19 @@ from __future__ import annotations
 import operator
 import re
 
-from rootless.cli.gotemplate.printf import _printf
+from rootless.cli.gotemplate.printf import sprintf
 from rootless.cli.gotemplate.values import (
-    _MISSING,
-    _basic,
-    _Err,
-    _float_g,
-    _fmt_e,
-    _fmt_f,
-    _gotype,
-    _nonfinite,
-    _shortest,
-    _show,
-    _truth,
+    MISSING,
+    RenderError,
+    basic_kind,
+    float_g,
+    fmt_e,
+    fmt_f,
+    gotype,
+    nonfinite,
+    shortest,
+    show,
+    truth,
 )
 
 # --- json (Docker's: compact, no HTML escaping, keys in the dict's order) ---
@@ -38,16 +38,16 @@ def _json_char(m: re.Match) -> str:
 
 
 def _json_float(f: float) -> str:
-    if _nonfinite(f):
-        raise _Err(f"json: unsupported value: {_float_g(f)}")
-    sign, digits, dp = _shortest(f)
+    if nonfinite(f):
+        raise RenderError(f"json: unsupported value: {float_g(f)}")
+    sign, digits, dp = shortest(f)
     if f and not 1e-6 <= abs(f) < 1e21:
-        return re.sub(r"e-0(\d)$", r"e-\1", _fmt_e(sign, digits, dp))
-    return _fmt_f(sign, digits, dp)
+        return re.sub(r"e-0(\d)$", r"e-\1", fmt_e(sign, digits, dp))
+    return fmt_f(sign, digits, dp)
 
 
 def _json(v) -> str:
-    if v is None or v is _MISSING:
+    if v is None or v is MISSING:
         return "null"
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -61,34 +61,34 @@ def _json(v) -> str:
         return "[" + ",".join(map(_json, v)) + "]"
     if isinstance(v, dict):
         return "{" + ",".join(_json(str(k)) + ":" + _json(x) for k, x in v.items()) + "}"
-    raise _Err(f"json: unsupported type: {_gotype(v)}")
+    raise RenderError(f"json: unsupported type: {gotype(v)}")
 
 
 def _eq(a, *others) -> bool:
-    ka = _basic(a)
+    ka = basic_kind(a)
     for b in others:
-        kb = _basic(b)
+        kb = basic_kind(b)
         if "nil" in (ka, kb):
             if ka == kb:
                 return True
             continue
         if ka != kb:
-            raise _Err("incompatible types for comparison")
+            raise RenderError("incompatible types for comparison")
         if ka == "other":
-            raise _Err(f"non-comparable type {_gotype(a)}")
+            raise RenderError(f"non-comparable type {gotype(a)}")
         if a == b:
             return True
     return False
 
 
 def _ordered(a, b) -> None:
-    ka, kb = _basic(a), _basic(b)
+    ka, kb = basic_kind(a), basic_kind(b)
     if ka in ("nil", "other") or kb in ("nil", "other"):
-        raise _Err("invalid type for comparison")
+        raise RenderError("invalid type for comparison")
     if ka != kb:
-        raise _Err("incompatible types for comparison")
+        raise RenderError("incompatible types for comparison")
     if ka == "bool":
-        raise _Err("invalid type for comparison")
+        raise RenderError("invalid type for comparison")
 
 
 def _comparison(op):
@@ -103,30 +103,30 @@ def _len(v) -> int:
         return len(v.encode())
     if isinstance(v, (list, tuple, dict)):
         return len(v)
-    if v is None or v is _MISSING:
-        raise _Err("len of nil pointer")
-    raise _Err(f"len of type {_gotype(v)}")
+    if v is None or v is MISSING:
+        raise RenderError("len of nil pointer")
+    raise RenderError(f"len of type {gotype(v)}")
 
 
 def _index(item, *keys):
-    if item is None or item is _MISSING:
-        raise _Err("index of untyped nil")
+    if item is None or item is MISSING:
+        raise RenderError("index of untyped nil")
     for key in keys:
-        if item is None or item is _MISSING:
-            raise _Err("index of nil pointer")
+        if item is None or item is MISSING:
+            raise RenderError("index of nil pointer")
         if isinstance(item, dict):
             if not isinstance(key, str):
-                raise _Err(f"value has type {_gotype(key)}; should be string")
+                raise RenderError(f"value has type {gotype(key)}; should be string")
             # Docker's maps (labels, env) hold strings: a missing key is the empty string there.
             item = item.get(key, "")
             continue
         if not isinstance(item, (list, tuple, str)):
-            raise _Err(f"can't index item of type {_gotype(item)}")
+            raise RenderError(f"can't index item of type {gotype(item)}")
         seq = item.encode() if isinstance(item, str) else item
-        if _basic(key) != "int":
-            raise _Err(f"cannot index slice/array with type {_gotype(key)}")
+        if basic_kind(key) != "int":
+            raise RenderError(f"cannot index slice/array with type {gotype(key)}")
         if not 0 <= key < len(seq):
-            raise _Err(f"index out of range: {key}")
+            raise RenderError(f"index out of range: {key}")
         item = seq[key]
     return item
 
@@ -136,7 +136,7 @@ def _print(*args) -> str:
     for i, a in enumerate(args):
         if i and not isinstance(a, str) and not isinstance(args[i - 1], str):
             out.append(" ")
-        out.append(_show(a))
+        out.append(show(a))
     return "".join(out)
 
 
@@ -155,17 +155,17 @@ def _title(s: str) -> str:
 
 def _truncate(s: str, n: int) -> str:
     if n < 0:
-        raise _Err(f"negative length {n}")
+        raise RenderError(f"negative length {n}")
     return s[:n]
 
 
 # name -> (function, kinds of the fixed parameters, kind of the variadic ones)
 # kinds: v any value (missing stays missing), a any value (missing is nil),
 # s string, i int, l list of strings (nil is empty)
-_FUNCS = {
+FUNCS = {
     "and": (None, "v", "v"),
     "or": (None, "v", "v"),
-    "not": (lambda v: not _truth(v), "v", ""),
+    "not": (lambda v: not truth(v), "v", ""),
     "len": (_len, "v", ""),
     "index": (_index, "v", "v"),
     "eq": (_eq, "vv", "v"),
@@ -175,8 +175,8 @@ _FUNCS = {
     "gt": (_comparison(operator.gt), "vv", ""),
     "ge": (_comparison(operator.ge), "vv", ""),
     "print": (_print, "", "a"),
-    "println": (lambda *a: " ".join(map(_show, a)) + "\n", "", "a"),
-    "printf": (_printf, "s", "a"),
+    "println": (lambda *a: " ".join(map(show, a)) + "\n", "", "a"),
+    "printf": (sprintf, "s", "a"),
     "json": (_json, "a", ""),
     "join": (lambda items, sep: sep.join(items), "ls", ""),
     "split": (lambda s, sep: s.split(sep) if sep else list(s), "ss", ""),
@@ -186,22 +186,22 @@ _FUNCS = {
     "truncate": (_truncate, "si", ""),
 }
 # In a table's header row these return their argument, as in Docker.
-_HEADER_SAME = frozenset({"json", "join", "split", "upper", "lower", "title", "truncate"})
+HEADER_SAME = frozenset({"json", "join", "split", "upper", "lower", "title", "truncate"})
 _KIND_NAMES = {"s": "string", "i": "int", "l": "[]string"}
 
 
-def _kind(name: str, i: int) -> str:
-    _, fixed, more = _FUNCS[name]
+def param_kind(name: str, i: int) -> str:
+    _, fixed, more = FUNCS[name]
     return fixed[i] if i < len(fixed) else more
 
 
-def _convert(v, kind: str):
+def convert_arg(v, kind: str):
     """Check an argument against the parameter kind, as Go's reflection does."""
     if kind == "v":
         return v
     if kind == "a":
-        return None if v is _MISSING else v
-    if kind == "l" and (v is None or v is _MISSING):
+        return None if v is MISSING else v
+    if kind == "l" and (v is None or v is MISSING):
         return []
     if kind == "i" and isinstance(v, float) and v.is_integer():
         return int(v)
@@ -209,6 +209,6 @@ def _convert(v, kind: str):
     if isinstance(v, ok) and not isinstance(v, bool):
         if kind != "l" or all(isinstance(x, str) for x in v):
             return v
-    if v is _MISSING:
-        raise _Err(f"invalid value; expected {_KIND_NAMES[kind]}")
-    raise _Err(f"wrong type for value; expected {_KIND_NAMES[kind]}; got {_gotype(v)}")
+    if v is MISSING:
+        raise RenderError(f"invalid value; expected {_KIND_NAMES[kind]}")
+    raise RenderError(f"wrong type for value; expected {_KIND_NAMES[kind]}; got {gotype(v)}")

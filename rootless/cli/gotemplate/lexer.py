@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from rootless.cli.gotemplate.values import TemplateError, _quote
+from rootless.cli.gotemplate.values import TemplateError, strconv_quote
 
 _SPACE = " \t\r\n"
 _TERMINATORS = _SPACE + ".,|:()"
@@ -31,7 +31,7 @@ _SIMPLE_ESC = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
                "v": "\v", "\\": "\\", "'": "'", '"': '"'}
 
 
-class _Tok:
+class Token:
     __slots__ = ("kind", "val", "pos", "end")
 
     def __init__(self, kind: str, val, pos: int, end: int):
@@ -68,17 +68,17 @@ def _number(text: str) -> int | float | None:
     return f if f != f or any(c in t for c in ".eE") or not f.is_integer() else int(f)
 
 
-class _Lexer:
+class Lexer:
     """Splits a template into text and the tokens of its actions."""
 
     def __init__(self, text: str):
         self.text = text
-        self.toks: list[_Tok] = []
+        self.toks: list[Token] = []
 
     def fail(self, msg: str, pos: int):
-        raise TemplateError(f"template: {msg}{_where(self.text, pos)}")
+        raise TemplateError(f"template: {msg}{location(self.text, pos)}")
 
-    def run(self) -> list[_Tok]:
+    def run(self) -> list[Token]:
         text, pos, trim = self.text, 0, False
         while True:
             i = text.find("{{", pos)
@@ -87,15 +87,15 @@ class _Lexer:
             ltrim = i >= 0 and text.startswith("-", i + 2) and text[i + 3:i + 4] in tuple(_SPACE)
             chunk = chunk.rstrip(_SPACE) if ltrim else chunk
             if chunk:
-                self.toks.append(_Tok("text", chunk, pos, i))
+                self.toks.append(Token("text", chunk, pos, i))
             if i < 0:
-                self.toks.append(_Tok("eof", None, len(text), len(text)))
+                self.toks.append(Token("eof", None, len(text), len(text)))
                 return self.toks
             start = i + (4 if ltrim else 2)
             if text.startswith("/*", start):
                 pos, trim = self.comment(start)
             else:
-                self.toks.append(_Tok("{{", None, i, start))
+                self.toks.append(Token("{{", None, i, start))
                 pos, trim = self.action(i + (3 if ltrim else 2))
 
     def comment(self, start: int) -> tuple[int, bool]:
@@ -114,38 +114,38 @@ class _Lexer:
         text, token = self.text, re.compile(_TOKEN, re.X)
         while True:
             if text.startswith("}}", pos):
-                self.toks.append(_Tok("}}", None, pos, pos + 2))
+                self.toks.append(Token("}}", None, pos, pos + 2))
                 return pos + 2, False
             m = token.match(text, pos)
             if m is None:
                 if pos >= len(text):
                     self.fail("unclosed action", len(text))
                 c = text[pos]
-                self.fail(_UNTERMINATED.get(c) or f"unexpected {_quote(c)} in action", pos)
+                self.fail(_UNTERMINATED.get(c) or f"unexpected {strconv_quote(c)} in action", pos)
             kind, end = m.lastgroup, m.end()
             if kind == "space" and text.startswith("-}}", end):
-                self.toks.append(_Tok("}}", None, end, end + 3))
+                self.toks.append(Token("}}", None, end, end + 3))
                 return end + 3, True
             if kind in ("num", "field", "dot", "var", "ident") and not (
                     end >= len(text) or text[end] in _TERMINATORS or text.startswith("}}", end)):
-                self.fail(f"bad character {_quote(text[end])} after {_quote(m.group())}", end)
+                self.fail(f"bad character {strconv_quote(text[end])} after {strconv_quote(m.group())}", end)
             if kind != "space":
                 self.toks.append(self.token(kind, m.group(), pos, end))
             else:
-                self.toks.append(_Tok("space", None, pos, end))
+                self.toks.append(Token("space", None, pos, end))
             pos = end
 
-    def token(self, kind: str, s: str, pos: int, end: int) -> _Tok:
+    def token(self, kind: str, s: str, pos: int, end: int) -> Token:
         val = s
         if kind == "num":
             val = _number(s)
             if val is None:
-                self.fail(f"bad number syntax: {_quote(s)}", pos)
+                self.fail(f"bad number syntax: {strconv_quote(s)}", pos)
         elif kind in ("str", "char"):
             try:
                 val = _unquote(s[1:-1], s[0])
             except ValueError as e:
-                self.fail(f"bad escape {_quote(str(e))} in {s}", pos)
+                self.fail(f"bad escape {strconv_quote(str(e))} in {s}", pos)
             if kind == "char":
                 if len(val) != 1:
                     self.fail(f"malformed character constant: {s}", pos)
@@ -163,10 +163,10 @@ class _Lexer:
             kind = "nil"
         elif kind == "ident" and s in _KEYWORDS:
             kind = "kw"
-        return _Tok("lit" if kind == "num" else kind, val, pos, end)
+        return Token("lit" if kind == "num" else kind, val, pos, end)
 
 
-def _where(text: str, pos: int) -> str:
+def location(text: str, pos: int) -> str:
     line = text.count("\n", 0, pos) + 1
     col = pos - text.rfind("\n", 0, pos)
     return f" (line {line}, column {col})" if "\n" in text else f" (column {col})"

@@ -26,61 +26,61 @@ slice, call, and Docker's pad.
 from __future__ import annotations
 
 from rootless.cli.gotemplate.evaluator import (
-    _NIL,
-    _Action,
-    _Chain,
-    _Cmd,
-    _Dot,
-    _Field,
-    _Ident,
-    _If,
-    _Jump,
-    _Lit,
-    _Operand,
-    _Paren,
-    _Pipe,
-    _Range,
-    _Text,
-    _Var,
+    NIL,
+    Action,
+    Chain,
+    Cmd,
+    Dot,
+    Field,
+    Ident,
+    If,
+    Jump,
+    Lit,
+    Operand,
+    Paren,
+    Pipe,
+    Range,
+    Text,
+    Var,
 )
-from rootless.cli.gotemplate.funcs import _FUNCS, _kind
-from rootless.cli.gotemplate.lexer import _Lexer, _Tok, _where
-from rootless.cli.gotemplate.values import TemplateError, _Break, _Continue, _quote
+from rootless.cli.gotemplate.funcs import FUNCS, param_kind
+from rootless.cli.gotemplate.lexer import Lexer, Token, location
+from rootless.cli.gotemplate.values import Break, Continue, TemplateError, strconv_quote
 
 
-class _Parser:
+class Parser:
     """Recursive descent over the tokens; checks names, variables and arities."""
 
     def __init__(self, text: str):
         self.text = text
-        self.toks = _Lexer(text).run()
+        self.toks = Lexer(text).run()
         self.i = 0
         self.vars = ["$"]
         self.ranges = 0
 
-    def fail(self, msg: str, tok: _Tok):
-        raise TemplateError(f"template: {msg}{_where(self.text, tok.pos)}")
+    def fail(self, msg: str, tok: Token):
+        raise TemplateError(f"template: {msg}{location(self.text, tok.pos)}")
 
-    def desc(self, tok: _Tok) -> str:
+    def desc(self, tok: Token) -> str:
         if tok.kind == "eof":
             return "end of template"
-        return _quote(self.text[tok.pos:tok.end])
+        return strconv_quote(self.text[tok.pos:tok.end])
 
-    def next(self) -> _Tok:
+    def next(self) -> Token:
         tok = self.toks[self.i]
         self.i += 1
         return tok
 
-    def peek(self) -> _Tok:
+    def peek(self) -> Token:
         return self.toks[self.i]
 
-    def peek_ns(self) -> _Tok:
+    def peek_ns(self) -> Token:
         """The next token that is not a space (the spaces are consumed)."""
         while self.toks[self.i].kind == "space":
             self.i += 1
         return self.toks[self.i]
 
-    def next_ns(self) -> _Tok:
+    def next_ns(self) -> Token:
         self.peek_ns()
         return self.next()
 
@@ -90,7 +90,7 @@ class _Parser:
             self.fail(f"unexpected {{{{{end.val}}}}}", end)
         return nodes
 
-    def items(self) -> tuple[list, _Tok]:
+    def items(self) -> tuple[list, Token]:
         """Nodes up to {{end}}, {{else}} or the end of the text."""
         nodes = []
         while True:
@@ -98,18 +98,18 @@ class _Parser:
             if tok.kind == "eof":
                 return nodes, tok
             if tok.kind == "text":
-                nodes.append(_Text(tok.val))
+                nodes.append(Text(tok.val))
                 continue
             tok = self.peek_ns()
             if tok.kind != "kw":
-                nodes.append(_Action(self.pipeline("command")))
+                nodes.append(Action(self.pipeline("command")))
                 continue
             self.next()
             if tok.val in ("end", "else"):
                 return nodes, tok
             nodes.append(self.control(tok))
 
-    def body(self, opener: _Tok) -> tuple[list, _Tok]:
+    def body(self, opener: Token) -> tuple[list, Token]:
         mark = len(self.vars)
         nodes, end = self.items()
         del self.vars[mark:]
@@ -122,7 +122,7 @@ class _Parser:
         if tok.kind != "}}":
             self.fail(f"unexpected {self.desc(tok)} in {what}", tok)
 
-    def control(self, tok: _Tok):
+    def control(self, tok: Token):
         if tok.val in ("if", "with"):
             return self.if_with(tok)
         if tok.val == "range":
@@ -131,10 +131,10 @@ class _Parser:
             if not self.ranges:
                 self.fail(f"{{{{{tok.val}}}}} outside {{{{range}}}}", tok)
             self.close(tok.val)
-            return _Jump(_Break if tok.val == "break" else _Continue)
+            return Jump(Break if tok.val == "break" else Continue)
         self.fail(f"unsupported action {{{{{tok.val}}}}}", tok)
 
-    def if_with(self, tok: _Tok) -> _If:
+    def if_with(self, tok: Token) -> If:
         mark = len(self.vars)
         pipe = self.pipeline(tok.val)
         body, end = self.body(tok)
@@ -151,14 +151,14 @@ class _Parser:
         else:
             self.close("end")
         del self.vars[mark:]
-        return _If(pipe, body, orelse, tok.val == "with")
+        return If(pipe, body, orelse, tok.val == "with")
 
-    def expect_end(self, end: _Tok) -> None:
+    def expect_end(self, end: Token) -> None:
         if end.val != "end":
             self.fail(f"expected {{{{end}}}}; found {{{{{end.val}}}}}", end)
         self.close("end")
 
-    def range_(self, tok: _Tok) -> _Range:
+    def range_(self, tok: Token) -> Range:
         mark = len(self.vars)
         pipe = self.pipeline("range")
         self.ranges += 1
@@ -170,9 +170,9 @@ class _Parser:
             orelse, end = self.body(tok)
         self.expect_end(end)
         del self.vars[mark:]
-        return _Range(pipe, body, orelse)
+        return Range(pipe, body, orelse)
 
-    def declarations(self, context: str) -> tuple[list[_Tok], bool]:
+    def declarations(self, context: str) -> tuple[list[Token], bool]:
         """``$x :=``, ``$x =`` or, in range, ``$i, $x :=``."""
         save = self.i
         names = [self.next_ns()]
@@ -197,11 +197,11 @@ class _Parser:
                 self.use_var(name)
         return names, op.kind == "="
 
-    def use_var(self, tok: _Tok) -> None:
+    def use_var(self, tok: Token) -> None:
         if tok.val not in self.vars:
-            self.fail(f"undefined variable {_quote(tok.val)}", tok)
+            self.fail(f"undefined variable {strconv_quote(tok.val)}", tok)
 
-    def pipeline(self, context: str, end: str = "}}") -> _Pipe:
+    def pipeline(self, context: str, end: str = "}}") -> Pipe:
         names, assign = self.declarations(context) if end == "}}" else ([], False)
         cmds = []
         while True:
@@ -217,9 +217,9 @@ class _Parser:
                 self.fail(f"unexpected {self.desc(tok)} in {context}", tok)
         if not assign:
             self.vars.extend(t.val for t in names)
-        return _Pipe([t.val for t in names], assign, cmds)
+        return Pipe([t.val for t in names], assign, cmds)
 
-    def command(self, context: str, stage: int) -> _Cmd:
+    def command(self, context: str, stage: int) -> Cmd:
         words = []
         first = self.peek_ns()
         while self.peek_ns().kind not in ("|", "}}", ")"):
@@ -232,9 +232,9 @@ class _Parser:
             self.fail(what, first)
         src = self.text[first.pos:self.toks[self.i - 1].end]
         self.check(words, stage, src, first)
-        return _Cmd(words, src)
+        return Cmd(words, src)
 
-    def operand(self) -> _Operand:
+    def operand(self) -> Operand:
         tok = self.next()
         node = self.term(tok)
         names = []
@@ -242,55 +242,55 @@ class _Parser:
             names.append(self.next().val)
         if not names:
             return node
-        if isinstance(node, _Field):
-            return _Field(node.names + tuple(names))
-        if isinstance(node, _Var):
-            return _Var(node.name, tuple(names))
-        if isinstance(node, (_Ident, _Paren)):
-            return _Chain(node, tuple(names))
+        if isinstance(node, Field):
+            return Field(node.names + tuple(names))
+        if isinstance(node, Var):
+            return Var(node.name, tuple(names))
+        if isinstance(node, (Ident, Paren)):
+            return Chain(node, tuple(names))
         self.fail(f"unexpected . after term {self.desc(tok)}", tok)
 
-    def term(self, tok: _Tok) -> _Operand:
+    def term(self, tok: Token) -> Operand:
         kind = tok.kind
         if kind == "field":
-            return _Field((tok.val,))
+            return Field((tok.val,))
         if kind == "dot":
-            return _Dot()
+            return Dot()
         if kind == "lit":
-            return _Lit(tok.val)
+            return Lit(tok.val)
         if kind == "nil":
-            return _NIL
+            return NIL
         if kind == "var":
             self.use_var(tok)
-            return _Var(tok.val)
+            return Var(tok.val)
         if kind == "ident":
-            if tok.val not in _FUNCS:
-                self.fail(f"unsupported function {_quote(tok.val)}", tok)
-            return _Ident(tok.val)
+            if tok.val not in FUNCS:
+                self.fail(f"unsupported function {strconv_quote(tok.val)}", tok)
+            return Ident(tok.val)
         if kind == "(":
-            return _Paren(self.pipeline("parenthesized pipeline", ")"))
+            return Paren(self.pipeline("parenthesized pipeline", ")"))
         self.fail(f"unexpected {self.desc(tok)} in operand", tok)
 
-    def check(self, words: list, stage: int, src: str, tok: _Tok) -> None:
+    def check(self, words: list, stage: int, src: str, tok: Token) -> None:
         """What Go finds only while running: arities, nil, arguments to non-functions."""
         head, nargs = words[0], len(words) - 1 + (stage > 0)
-        if head is _NIL:
+        if head is NIL:
             self.fail("nil is not a command", tok)
-        if isinstance(head, _Ident):
+        if isinstance(head, Ident):
             self.arity(head.name, nargs, tok)
             for i, w in enumerate(words[1:]):
-                if w is _NIL and _kind(head.name, i) not in "val":
+                if w is NIL and param_kind(head.name, i) not in "val":
                     self.fail(f"cannot use nil as argument {i + 1} of {head.name}", tok)
-        elif nargs and not isinstance(head, (_Field, _Chain)) and not (
-                isinstance(head, _Var) and head.names):
+        elif nargs and not isinstance(head, (Field, Chain)) and not (
+                isinstance(head, Var) and head.names):
             self.fail(f"can't give argument to non-function {self.desc(tok)}", tok)
-        for w in words[1:] if isinstance(head, _Ident) else words:
-            base = w.base if isinstance(w, _Chain) else w
-            if isinstance(base, _Ident):
+        for w in words[1:] if isinstance(head, Ident) else words:
+            base = w.base if isinstance(w, Chain) else w
+            if isinstance(base, Ident):
                 self.arity(base.name, 0, tok)
 
-    def arity(self, name: str, n: int, tok: _Tok) -> None:
-        _, fixed, more = _FUNCS[name]
+    def arity(self, name: str, n: int, tok: Token) -> None:
+        _, fixed, more = FUNCS[name]
         if n < len(fixed) or (n > len(fixed) and not more):
             want = f"at least {len(fixed)}" if more else str(len(fixed))
             self.fail(f"wrong number of args for {name}: want {want} got {n}", tok)

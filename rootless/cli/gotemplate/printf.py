@@ -6,15 +6,15 @@ from __future__ import annotations
 import re
 
 from rootless.cli.gotemplate.values import (
-    _MISSING,
-    _basic,
-    _Err,
-    _float_g,
-    _gotype,
-    _nonfinite,
-    _quote,
-    _quote_rune,
-    _show,
+    MISSING,
+    RenderError,
+    basic_kind,
+    float_g,
+    gotype,
+    nonfinite,
+    show,
+    strconv_quote,
+    strconv_quote_rune,
 )
 
 _VERB = r"(?s)%([-+# 0]*)(\*|\d*)(?:\.(\*|\d*))?(.?)"
@@ -36,7 +36,7 @@ def _printf_num(v, verb: str, flags: str, width: int, prec: str | None) -> str |
         if verb == "c":
             return _pad(chr(v), flags, width)
         if verb == "q":
-            return _pad(_quote_rune(v), flags, width)
+            return _pad(strconv_quote_rune(v), flags, width)
         if verb == "b":
             return _pad(format(v, "b"), flags, width)
         if verb == "U":
@@ -45,11 +45,11 @@ def _printf_num(v, verb: str, flags: str, width: int, prec: str | None) -> str |
             return _pad(("-0" if v < 0 else "0") + format(abs(v), "o"), flags, width)
         conv = {"v": "d", "d": "d", "x": "x", "X": "X", "o": "o"}.get(verb)
     else:
-        bad = _nonfinite(v)
+        bad = nonfinite(v)
         if bad and verb in "vgGeEfF":
             return _pad(bad, flags.replace("0", ""), width)
         if verb in "vgG" and prec is None:
-            s = _float_g(v).upper() if verb == "G" else _float_g(v)
+            s = float_g(v).upper() if verb == "G" else float_g(v)
             if s[0] != "-" and ("+" in flags or " " in flags):
                 s = ("+" if "+" in flags else " ") + s
             return _pad(s, flags, width)
@@ -67,34 +67,34 @@ def _printf_one(v, verb: str, flags: str, width: int, prec: str | None, depth: i
         return "map[" + " ".join(
             _printf_one(k, verb, flags, width, prec, 1) + ":"
             + _printf_one(v[k], verb, flags, width, prec, 1) for k in sorted(v)) + "]"
-    if v is None or v is _MISSING:
+    if v is None or v is MISSING:
         return _pad("<nil>", flags, width) if verb == "v" or depth else f"%!{verb}(<nil>)"
     s = None
     if isinstance(v, bool):
-        s = _pad(_show(v), flags, width) if verb in "tv" else None
+        s = _pad(show(v), flags, width) if verb in "tv" else None
     elif isinstance(v, (int, float)):
         s = _printf_num(v, verb, flags, width, prec)
     elif isinstance(v, str):
         s = _printf_str(v, verb, flags, width, prec)
     elif verb in "vs":
         s = _pad(str(v), flags, width)
-    return f"%!{verb}({_gotype(v)}={_show(v)})" if s is None else s
+    return f"%!{verb}({gotype(v)}={show(v)})" if s is None else s
 
 
 def _star(args: list, used: int) -> int:
     """The argument a ``*`` width or precision takes."""
-    if used < len(args) and _basic(args[used]) == "int":
+    if used < len(args) and basic_kind(args[used]) == "int":
         return args[used]
-    raise _Err("a * width or precision needs an int argument")
+    raise RenderError("a * width or precision needs an int argument")
 
 
 def _printf_str(v: str, verb: str, flags: str, width: int, prec: str | None) -> str | None:
     if verb == "v" and "#" in flags:
-        s = _quote(v)
+        s = strconv_quote(v)
     elif verb in "vs":
         s = v if prec is None else v[:int(prec or 0)]
     elif verb == "q":
-        s = _quote(v, ascii_only="+" in flags)
+        s = strconv_quote(v, ascii_only="+" in flags)
     elif verb in "xX":
         s = v.encode().hex(" ") if " " in flags else v.encode().hex()
         s = s.upper() if verb == "X" else s
@@ -103,7 +103,7 @@ def _printf_str(v: str, verb: str, flags: str, width: int, prec: str | None) -> 
     return _pad(s, flags, width)
 
 
-def _printf(fmt: str, *args) -> str:
+def sprintf(fmt: str, *args) -> str:
     """Go's fmt.Sprintf, including its in-band complaints (``%!d(string=x)``)."""
     out, args, pos = [], list(args), 0
     used = 0
@@ -112,7 +112,7 @@ def _printf(fmt: str, *args) -> str:
         pos = m.end()
         flags, width, prec, verb = m.groups()
         if verb == "[":
-            raise _Err("explicit argument indexes (%[n]) are not supported")
+            raise RenderError("explicit argument indexes (%[n]) are not supported")
         if width == "*":
             width, used = _star(args, used), used + 1
             flags, width = (flags + "-", -width) if width < 0 else (flags, width)
@@ -129,6 +129,6 @@ def _printf(fmt: str, *args) -> str:
             used += 1
     out.append(fmt[pos:])
     if used < len(args):
-        extra = (f"{_gotype(a)}={_show(a)}" if a is not None else "<nil>" for a in args[used:])
+        extra = (f"{gotype(a)}={show(a)}" if a is not None else "<nil>" for a in args[used:])
         out.append("%!(EXTRA " + ", ".join(extra) + ")")
     return "".join(out)

@@ -11,7 +11,7 @@ class TemplateError(UsageError):
     """A bad ``--format`` template, or one that failed on the data."""
 
 
-class _Err(Exception):
+class RenderError(Exception):
     """A failure while rendering; the failing command is added on the way up."""
 
     def __init__(self, msg: str):
@@ -29,21 +29,21 @@ class _Missing:
         return "<no value>"
 
 
-_MISSING = _Missing()
-_NOFINAL = _Missing()  # no value piped into a command
+MISSING = _Missing()
+NOFINAL = _Missing()  # no value piped into a command
 
 
-class _Break(Exception):
+class Break(Exception):
     pass
 
 
-class _Continue(Exception):
+class Continue(Exception):
     pass
 
 
-def _gotype(v) -> str:
+def gotype(v) -> str:
     """The Go type name the value would have in a decoded JSON document."""
-    if v is None or v is _MISSING:
+    if v is None or v is MISSING:
         return "<nil>"
     for py, go in _GOTYPES:
         if isinstance(v, py):
@@ -55,36 +55,36 @@ _GOTYPES = ((bool, "bool"), (int, "int"), (float, "float64"), (str, "string"),
             ((list, tuple), "[]interface {}"), (dict, "map[string]interface {}"))
 
 
-def _truth(v) -> bool:
-    if v is None or v is _MISSING:
+def truth(v) -> bool:
+    if v is None or v is MISSING:
         return False
     if isinstance(v, (bool, int, float, str, list, tuple, dict)):
         return bool(v)
     return True
 
 
-def _show(v) -> str:
+def show(v) -> str:
     """Go's ``%v``."""
     if isinstance(v, str):
         return v
     if v is None:
         return "<nil>"
-    if v is _MISSING:
+    if v is MISSING:
         return "<no value>"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        return _float_g(v)
+        return float_g(v)
     if isinstance(v, (list, tuple)):
-        return "[" + " ".join(map(_show, v)) + "]"
+        return "[" + " ".join(map(show, v)) + "]"
     if isinstance(v, dict):
-        return "map[" + " ".join(f"{_show(k)}:{_show(v[k])}" for k in sorted(v)) + "]"
+        return "map[" + " ".join(f"{show(k)}:{show(v[k])}" for k in sorted(v)) + "]"
     return str(v)
 
 
-def _shortest(f: float) -> tuple[str, str, int]:
+def shortest(f: float) -> tuple[str, str, int]:
     """(sign, digits, dp): abs(f) == 0.DIGITS * 10**dp, with the fewest digits."""
     r = repr(f)
     sign = "-" if r.startswith("-") else ""
@@ -96,13 +96,13 @@ def _shortest(f: float) -> tuple[str, str, int]:
     return (sign, digits, dp) if digits else (sign, "0", 1)
 
 
-def _fmt_e(sign: str, digits: str, dp: int) -> str:
+def fmt_e(sign: str, digits: str, dp: int) -> str:
     exp = dp - 1
     mant = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
     return f"{sign}{mant}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
 
 
-def _fmt_f(sign: str, digits: str, dp: int) -> str:
+def fmt_f(sign: str, digits: str, dp: int) -> str:
     if dp <= 0:
         return f"{sign}0.{'0' * -dp}{digits}"
     if dp >= len(digits):
@@ -110,7 +110,7 @@ def _fmt_f(sign: str, digits: str, dp: int) -> str:
     return f"{sign}{digits[:dp]}.{digits[dp:]}"
 
 
-def _nonfinite(f: float) -> str | None:
+def nonfinite(f: float) -> str | None:
     if f != f:
         return "NaN"
     if f in (float("inf"), float("-inf")):
@@ -118,22 +118,22 @@ def _nonfinite(f: float) -> str | None:
     return None
 
 
-def _float_g(f: float) -> str:
+def float_g(f: float) -> str:
     """Go's ``%v`` of a float64: shortest digits, exponent form outside 1e-4..1e21."""
-    bad = _nonfinite(f)
+    bad = nonfinite(f)
     if bad:
         return bad
-    sign, digits, dp = _shortest(f)
+    sign, digits, dp = shortest(f)
     if not -4 <= dp - 1 < 6:
-        return _fmt_e(sign, digits, dp)
-    return _fmt_f(sign, digits, dp)
+        return fmt_e(sign, digits, dp)
+    return fmt_f(sign, digits, dp)
 
 
 _QUOTE_ESC = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f",
               "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 
 
-def _quote(s: str, ascii_only: bool = False) -> str:
+def strconv_quote(s: str, ascii_only: bool = False) -> str:
     """Go's strconv.Quote (QuoteToASCII with ascii_only)."""
     out = []
     for c in s:
@@ -149,18 +149,18 @@ def _quote(s: str, ascii_only: bool = False) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _quote_rune(code: int) -> str:
+def strconv_quote_rune(code: int) -> str:
     """Go's strconv.QuoteRune."""
     c = chr(code)
-    return "'" + ({'"': '"', "'": "\\'"}.get(c) or _quote(c)[1:-1]) + "'"
+    return "'" + ({'"': '"', "'": "\\'"}.get(c) or strconv_quote(c)[1:-1]) + "'"
 
 
-def _basic(v) -> str:
+def basic_kind(v) -> str:
     """Go's comparison kinds."""
-    if v is None or v is _MISSING:
+    if v is None or v is MISSING:
         return "nil"
     if isinstance(v, (bool, int, float, str)):
-        return _gotype(v)
+        return gotype(v)
     return "other"
 
 
