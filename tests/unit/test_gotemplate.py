@@ -1,4 +1,4 @@
-"""Tests for rootless/cli/gotemplate.py: Go text/template as Docker's --format uses it.
+"""Tests for rootless/cli/gotemplate/: Go text/template as Docker's --format uses it.
 
 The expected outputs are what Go's text/template (with Docker's functions)
 prints for the same template over the same data decoded from JSON. The
