@@ -664,13 +664,8 @@ def ps(ctx, all_: bool = Opt(("-a", "--all"), False, "Show all containers (defau
        no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate output.")):
     """List containers."""
     from rootless.cli import render, views
-    from rootless.engine import containers
-    recs = sorted(containers.all_current(ctx), key=lambda r: r.get("created", ""), reverse=True)
-    if last is not None or latest:
-        recs = recs[: 1 if latest else last]
-    elif not all_ and not any(f.startswith("status=") for f in filter_):
-        recs = [r for r in recs if containers.is_running(r)]
-    recs = [r for r in recs if views.matches(r, filter_)]
+    from rootless.engine.containerlist import ListOptions, list_containers
+    recs = list_containers(ctx, ListOptions(all=all_, limit=last, latest=latest, filters=tuple(filter_)))
     rows = [views.ps_row(r, trunc=not no_trunc) for r in recs]
     if quiet:
         if rows:
