@@ -1,6 +1,5 @@
 """The ``volume`` group: create, ls, inspect, rm, prune."""
 
-
 from rootless.cli.params import Arg, Opt, command
 
 
