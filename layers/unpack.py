@@ -53,19 +53,33 @@ class HashingReader:
         return "sha256:" + self.hash.hexdigest()
 
 
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+
+
+def compression_of(head: bytes) -> str | None:
+    """The compression a stream's first bytes name: gzip, bzip2, xz or zstd; None for none."""
+    return next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+
+
+def is_archive(head: bytes) -> bool:
+    """Whether a stream whose first 512 bytes are ``head`` is a tar, plain or compressed (a build
+    context: anything else is a Dockerfile's text)."""
+    return compression_of(head) is not None or head[257:262] == b"ustar"
+
+
 def open_decompressed(f: BinaryIO) -> BinaryIO:
     """Wrap ``f`` in the decompressor its magic bytes call for: gzip, zstd, bzip2 or xz (the
     last two: ``ADD``'s archives, and layers of tools that use them), else ``f`` itself."""
-    head = f.peek(6)[:6] if hasattr(f, "peek") else b""
-    if head[:2] == b"\x1f\x8b":
+    kind = compression_of(f.peek(6)[:6] if hasattr(f, "peek") else b"")
+    if kind == "gzip":
         return gzip.GzipFile(fileobj=f, mode="rb")
-    if head[:3] == b"BZh":
+    if kind == "bzip2":
         import bz2
         return bz2.BZ2File(f)
-    if head == b"\xfd7zXZ\x00":
+    if kind == "xz":
         import lzma
         return lzma.LZMAFile(f)
-    if head[:4] == b"\x28\xb5\x2f\xfd":
+    if kind == "zstd":
         try:
             import zstandard
         except ImportError:

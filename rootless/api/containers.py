@@ -196,18 +196,10 @@ def summary(ctx, rec: dict) -> dict:
 
 # ---- endpoints ------------------------------------------------------------------------------
 def list_(ctx, req):
-    recs = uc.all_current(ctx)
-    if not req.flag("all"):
-        recs = [r for r in recs if uc.is_running(r)]
-    filters = req.filters()
-    if filters:
-        from rootless.engine.dockerview import matches
-        recs = [r for r in recs if matches(r, filters)]
-    recs.sort(key=lambda r: r.get("created", ""), reverse=True)
-    limit = req.int_arg("limit")
-    if limit and limit > 0:
-        recs = recs[:limit]
-    return 200, [summary(ctx, r) for r in recs]
+    from rootless.engine.containerlist import ListOptions, list_containers
+    opts = ListOptions(all=req.flag("all"), limit=req.int_arg("limit"), size=req.flag("size"),
+                       filters=tuple(req.filters()))
+    return 200, [summary(ctx, r) for r in list_containers(ctx, opts)]
 
 
 def create(ctx, req):

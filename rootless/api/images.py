@@ -502,12 +502,11 @@ def _unpack_context(ctx, body: str, context: str, dockerfile: str) -> tuple[str 
         head = f.read(512)
     if not head:
         raise UsageError("the build context is empty", "send a tar of the context (or a Dockerfile) as the body")
-    compressed = head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd"))
-    if not compressed and head[257:262] != b"ustar":
+    from layers.unpack import compression_of, is_archive, open_decompressed
+    if not is_archive(head):
         with open(body, "rb") as f:
             return None, f.read().decode("utf-8", "replace")
-    if compressed:  # unpacked from a plain tar: the one the docker CLI sends may need padding
-        from layers.unpack import open_decompressed
+    if compression_of(head):  # unpacked from a plain tar: the one the docker CLI sends may need padding
         plain = body + ".tar"
         try:
             with open(body, "rb") as raw, open(plain, "wb") as dst:

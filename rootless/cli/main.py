@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     timing.mark("main")
     try:
         from rootless.cli import (
-            commands,  # noqa: F401 - registers the commands
+            commands,  # noqa: F401 - the table of commands: a look-up imports its module alone
             fast,
         )
         parsed = fast.parse(argv)

@@ -9,6 +9,7 @@ start-up does not pay for building the whole typer application.
 from __future__ import annotations
 
 from collections import namedtuple
+from collections.abc import Mapping
 
 REQUIRED = ...
 
@@ -44,7 +45,30 @@ class Command(namedtuple("Command", "path func interspersed params", defaults=(T
         return inspect.getdoc(self.func) or ""
 
 
-COMMANDS: dict[tuple[str, ...], Command] = {}
+class Registry(Mapping):
+    """The commands by path. A command's module registers it when imported; ``where`` names each
+    path's module (:mod:`rootless.cli.commands` fills it), so that looking one command up imports
+    its module alone, and iterating imports them all (in ``where``'s order, the help's)."""
+
+    def __init__(self):
+        self.found: dict[tuple[str, ...], Command] = {}
+        self.where: dict[tuple[str, ...], str] = {}
+
+    def __getitem__(self, path: tuple[str, ...]) -> Command:
+        if path not in self.found and path in self.where:
+            __import__(self.where[path])
+        return self.found[path]
+
+    def __iter__(self):
+        for module in dict.fromkeys(self.where.values()):
+            __import__(module)
+        return iter([*(p for p in self.where if p in self.found), *(p for p in self.found if p not in self.where)])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+COMMANDS = Registry()
 GROUPS: dict[str, str] = {}
 
 
@@ -60,17 +84,17 @@ def command(*path: str, interspersed: bool = True, params_of=None, without: tupl
     """
     def register(func):
         if params_of is not None:
-            base = next(c for c in COMMANDS.values() if c.func is params_of)
+            base = next(c for c in COMMANDS.found.values() if c.func is params_of)
             params = tuple(p for p in base.params if p.name not in without)
-            COMMANDS[path] = Command(path, func, interspersed, params)
+            COMMANDS.found[path] = Command(path, func, interspersed, params)
             return func
         # Read the code object rather than ``inspect.signature``: this runs for every
-        # command at every start-up. Annotations are real types (commands.py does not
+        # command at every start-up. Annotations are real types (the commands do not
         # use postponed evaluation).
         code = func.__code__
         names = code.co_varnames[:code.co_argcount]
         defaults = dict(zip(names[len(names) - len(func.__defaults__ or ()):], func.__defaults__ or (), strict=True))
         params = tuple(Param(n, defaults[n], func.__annotations__[n]) for n in names if n != "ctx")
-        COMMANDS[path] = Command(path, func, interspersed, params)
+        COMMANDS.found[path] = Command(path, func, interspersed, params)
         return func
     return register

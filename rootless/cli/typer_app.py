@@ -37,7 +37,7 @@ def _wrap(cmd: P.Command, invoke: Callable[[P.Command, dict], object]):
 
 
 def build(invoke: Callable[[P.Command, dict], object], on_globals: Callable[[str | None, bool], None]) -> typer.Typer:
-    from rootless.cli import commands  # noqa: F401 - registers the commands
+    from rootless.cli import commands  # noqa: F401 - the table of commands (iterating COMMANDS imports them)
 
     def settings(cmd: P.Command) -> dict:
         return _RUN_SETTINGS if not cmd.interspersed else {"help_option_names": ["--help"]}

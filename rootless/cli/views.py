@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from rootless.engine.dockerview import inspect, live_ports, matches, since, status_text, top_rows  # noqa: F401 - inspect: the CLI's view
+from rootless.engine.dockerview import inspect, live_ports, since, status_text, top_rows  # noqa: F401 - inspect: the CLI's view
 
 
 def command_text(argv: list[str], trunc: bool = True) -> str:

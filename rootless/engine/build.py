@@ -400,7 +400,8 @@ def context_from(context: str, file: str | None, stdin):
         return
     data = stdin.read()
     with tempfile.TemporaryDirectory(prefix="rootless-context-") as d:
-        if _looks_like_tar(data):
+        from layers.unpack import is_archive
+        if is_archive(data[:512]):
             import io
 
             from layers.unpack import unpack_layer
@@ -408,12 +409,6 @@ def context_from(context: str, file: str | None, stdin):
             yield d, file, None
         else:
             yield d, None, data.decode("utf-8", "replace")
-
-
-def _looks_like_tar(data: bytes) -> bool:
-    if data.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd")):
-        return True
-    return len(data) >= 262 and data[257:262] == b"ustar"
 
 
 def parse_build_args(items: list[str], environ=None) -> dict[str, str]:

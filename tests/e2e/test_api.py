@@ -432,6 +432,25 @@ BAD_BODIES = [
 ]
 
 
+def test_container_list_limits_and_status_filters_take_every_state(api):
+    """``GET /containers/json`` lists as ``rootless ps`` does (one use case): a ``status`` filter or
+    a ``limit`` takes stopped containers too, without ``all`` (the API listed running ones only)."""
+    api.docker("run", "--name", "done0", "busybox", "true")
+    api.docker("run", "-d", "--name", "up1", "busybox", "sleep", "300")
+
+    def names(query: str) -> list[str]:
+        status, answer = api.request("GET", "/containers/json" + query)
+        assert status == 200, (query, answer)
+        return [c["Names"][0] for c in answer]
+    assert names("") == ["/up1"]
+    assert names("?all=1") == ["/up1", "/done0"]
+    assert names("?filters=%7B%22status%22%3A%5B%22exited%22%5D%7D") == ["/done0"]
+    assert names("?limit=2") == ["/up1", "/done0"]
+    assert names("?limit=1&filters=%7B%22name%22%3A%5B%22done0%22%5D%7D") == ["/done0"]
+    assert api.docker("ps", "-l", "--filter", "name=done0", "--format", "{{.Names}}").out.split() == ["done0"]
+    assert api.rl("ps", "-l", "--filter", "name=done0", "--format", "{{.Names}}").out.split() == ["done0"]
+
+
 def test_bad_bodies_are_400s_not_crashes(api):
     """Wrongly typed or malformed JSON: Docker's 400 with a message, never an internal error."""
     api.docker("run", "-d", "--name", "sleeper", "busybox", "sleep", "300")

@@ -388,6 +388,21 @@ def test_dockerfile_on_stdin_and_tar_context_on_stdin(bb, tmp_path):
     assert run_out(bb, "dashf", "cat", "/t") == "two\n"
 
 
+@pytest.mark.parametrize("compress", [bz2.compress, lzma.compress], ids=["bzip2", "xz"])
+def test_tar_context_on_stdin_compressed_as_the_api_takes_it(bb, compress):
+    """``rootless build -`` takes every compression the API's /build takes (the CLI read a .tar.xz
+    or .tar.bz2 as a Dockerfile's text)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in (("Dockerfile", b"FROM busybox\nCOPY hello /hello\n"), ("hello", b"hi, compressed\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    r = bb("build", "-q", "-t", "packed", "-", input=compress(buf.getvalue()))
+    assert SHA256_ID.match(r.out.strip())
+    assert run_out(bb, "packed", "cat", "/hello") == "hi, compressed\n"
+
+
 def test_labels_quiet_and_save_keep_the_config(bb, tmp_path):
     ctx = context(tmp_path, "cache")
     r = build(bb, ctx, "-q", "-t", "lab:1", "-t", "lab:2", "--label", "team=core", "--label", "empty=")

@@ -152,6 +152,17 @@ def test_ps_columns_status_filters_and_format(bb):
     bb("rm", "-f", "up1")
 
 
+def test_ps_limits_count_the_containers_the_filters_choose(bb):
+    """``-n``/``-l`` keep the newest of the containers the filters choose, as ``GET
+    /containers/json?limit=`` does (the CLI took the newest first, then filtered: often nothing)."""
+    bb("run", "--name", "done0", "busybox", "true")
+    bb("run", "-d", "--name", "up1", "busybox", "sleep", "30")
+    assert bb("ps", "-l", "--filter", "name=done0", "--format", "{{.Names}}").out.split() == ["done0"]
+    assert bb("ps", "-n", "1", "--filter", "status=exited", "--format", "{{.Names}}").out.split() == ["done0"]
+    assert bb("ps", "-n", "2", "--format", "{{.Names}}").out.split() == ["up1", "done0"]
+    bb("rm", "-f", "up1")
+
+
 def test_inspect_is_docker_shaped(bb):
     bb("run", "--name", "ins", "-e", "K=V", "busybox", "sh", "-c", "exit 4", expect=4)
     data = inspect(bb, "ins")

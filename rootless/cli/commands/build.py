@@ -1,0 +1,47 @@
+"""Build commands: build and builder prune."""
+
+import sys
+
+from rootless.cli.params import Arg, Opt, command
+
+
+@command("build")
+def build(ctx, context: str = Arg(metavar="CONTEXT", help="a directory, or - for a Dockerfile or a tar on stdin"),
+          tag: list[str] = Opt(("-t", "--tag"), [], "Name and optionally a tag (NAME[:TAG]); repeatable."),
+          file: str = Opt(("-f", "--file"), None, "The Dockerfile (default: CONTEXT/Dockerfile; - for stdin)."),
+          build_arg: list[str] = Opt(("--build-arg",), [], "A build argument, KEY=VALUE (KEY alone: from the environment)."),
+          target: str = Opt(("--target",), None, "Build up to this stage."),
+          no_cache: bool = Opt(("--no-cache",), False, "Do not use the build cache."),
+          pull: bool = Opt(("--pull",), False, "Always pull the base images."),
+          label: list[str] = Opt(("--label",), [], "Set a label on the image (KEY=VALUE)."),
+          quiet: bool = Opt(("-q", "--quiet"), False, "Print only the image id."),
+          network: str = Opt(("--network",), "slirp4netns", "Network of the RUN steps: slirp4netns, host or none."),
+          platform: str = Opt(("--platform",), None, "Target platform (os/arch); only the host's is built.")):
+    """Build an image from a Dockerfile."""
+    from rootless.engine import build as build_ops
+    from rootless.runtime.spec import parse_labels
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+    with build_ops.cancel_on_signals(), build_ops.context_from(context, file, sys.stdin.buffer) as (ctx_dir, dockerfile, text):
+        req = build_ops.BuildRequest(
+            context=ctx_dir, dockerfile=dockerfile, dockerfile_text=text, tags=tuple(tag),
+            build_args=build_ops.parse_build_args(build_arg), target=target, no_cache=no_cache, pull=pull,
+            labels=parse_labels(label), quiet=quiet, network=network, platform=platform)
+        image_id = build_ops.build(ctx, req, None if quiet else say)
+    print(image_id if quiet else image_id)
+
+
+@command("builder", "prune")
+def builder_prune(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask (there is no prompt)."),
+                  all_: bool = Opt(("-a", "--all"), False, "Accepted: the whole cache is removed.")):
+    """Remove the build cache (and the layers only it kept)."""
+    from rootless.cli import render
+    from rootless.engine import build as build_ops
+    from rootless.engine import system
+    entries, freed = build_ops.builder_prune(ctx)
+    swept, swept_bytes = system.sweep(ctx, builds_only=True)  # what killed builds left
+    print(f"Deleted build cache objects: {entries}")
+    for line in swept:
+        print(f"Deleted: {line}")
+    print(f"Total reclaimed space: {render.human_size(freed + swept_bytes)}")

@@ -1,0 +1,476 @@
+"""Container commands: run, create, start, stop, restart, kill, rm, wait, exec, top, stats, update,
+port, commit, export, cp, attach, mount, unmount, rename, container prune, ps, inspect and logs."""
+
+import sys
+
+from rootless.cli.params import Arg, Opt, command
+
+# The resource-limit flags, shared by `run`/`create` and `update`.
+LIMIT = {
+    "memory": Opt(("-m", "--memory"), None, "Memory limit (512m, 1g)."),
+    "memory_reservation": Opt(("--memory-reservation",), None, "Memory soft limit."),
+    "memory_swap": Opt(("--memory-swap",), None, "Memory plus swap limit (-1: unlimited swap)."),
+    "cpus": Opt(("--cpus",), None, "Number of CPUs (1.5)."),
+    "cpu_shares": Opt(("-c", "--cpu-shares"), None, "CPU shares (relative weight, 2-262144)."),
+    "cpuset_cpus": Opt(("--cpuset-cpus",), None, "CPUs to run on (0-3, 0,1)."),
+    "pids_limit": Opt(("--pids-limit",), None, "Process limit (-1: unlimited)."),
+    "blkio_weight": Opt(("--blkio-weight",), None, "Block IO weight (10-1000)."),
+}
+
+@command("run", interspersed=False)
+def run(ctx,
+        image: str = Arg(metavar="IMAGE"),
+        command: list[str] = Arg(None, metavar="[COMMAND] [ARG...]"),
+        rm: bool = Opt(("--rm",), False, "Remove the container when it exits."),
+        interactive: bool = Opt(("-i", "--interactive"), False, "Keep stdin open."),
+        tty: bool = Opt(("-t", "--tty"), False, "Allocate a pseudo-terminal."),
+        env: list[str] = Opt(("-e", "--env"), [], "Set environment variables (K=V, or K to take the host's)."),
+        env_file: list[str] = Opt(("--env-file",), [], "Read environment variables from a file."),
+        workdir: str = Opt(("-w", "--workdir"), None, "Working directory inside the container."),
+        user: str = Opt(("-u", "--user"), None, "name|uid[:group|gid]"),
+        entrypoint: str = Opt(("--entrypoint",), None, "Override the image's entrypoint."),
+        hostname: str = Opt(("-h", "--hostname"), None, "Container host name."),
+        name: str = Opt(("--name",), None, "Name the container."),
+        network: str = Opt(("--network", "--net"), "slirp4netns",
+                           "slirp4netns[:OPTIONS] | none | host | container:NAME | a network's NAME"),
+        network_alias: list[str] = Opt(("--network-alias", "--net-alias"), [],
+                                       "Another name of the container on its user-defined network."),
+        publish: list[str] = Opt(("-p", "--publish"), [], "Publish a port: [IP:][HOSTPORT:]PORT[/PROTO]."),
+        publish_all: bool = Opt(("-P", "--publish-all"), False, "Publish every exposed port on a free port."),
+        expose: list[str] = Opt(("--expose",), [], "Expose a port or a range (PORT[-END][/PROTO])."),
+        link: list[str] = Opt(("--link",), [], "Link to another container (NAME[:ALIAS])."),
+        add_host: list[str] = Opt(("--add-host",), [], "Add a line to /etc/hosts (HOST:IP)."),
+        dns: list[str] = Opt(("--dns",), [], "Set a DNS server."),
+        dns_search: list[str] = Opt(("--dns-search",), [], "Set a DNS search domain."),
+        dns_option: list[str] = Opt(("--dns-option", "--dns-opt"), [], "Set a DNS option."),
+        mac_address: str = Opt(("--mac-address",), None, "The container's MAC address (slirp4netns)."),
+        log_driver: str = Opt(("--log-driver",), None, "Logging driver: json-file, k8s-file or none."),
+        log_opt: list[str] = Opt(("--log-opt",), [], "Log driver options: max-size=SIZE, max-file=N."),
+        volume: list[str] = Opt(("-v", "--volume"), [], "Mount a volume or a host path: [NAME|/HOST:]/DST[:ro|rw|U]."),
+        mount: list[str] = Opt(("--mount",), [], "type=bind|volume|tmpfs,src=,dst=[,readonly][,tmpfs-size=]"),
+        tmpfs: list[str] = Opt(("--tmpfs",), [], "Mount a tmpfs: /DST[:size=64m,mode=1777,...]."),
+        volumes_from: list[str] = Opt(("--volumes-from",), [], "Mount every volume of a container: NAME[:ro|rw]."),
+        read_only: bool = Opt(("--read-only",), False, "Mount the root filesystem read-only."),
+        memory: str = LIMIT["memory"], memory_reservation: str = LIMIT["memory_reservation"],
+        memory_swap: str = LIMIT["memory_swap"], cpus: str = LIMIT["cpus"], cpu_shares: str = LIMIT["cpu_shares"],
+        cpuset_cpus: str = LIMIT["cpuset_cpus"], pids_limit: str = LIMIT["pids_limit"],
+        blkio_weight: str = LIMIT["blkio_weight"],
+        device_read_bps: list[str] = Opt(("--device-read-bps",), [], "Read rate limit of a device (/dev/sda:1mb)."),
+        device_write_bps: list[str] = Opt(("--device-write-bps",), [], "Write rate limit of a device (/dev/sda:1mb)."),
+        cap_add: list[str] = Opt(("--cap-add",), [], "Add a Linux capability (or ALL)."),
+        cap_drop: list[str] = Opt(("--cap-drop",), [], "Drop a Linux capability (or ALL)."),
+        privileged: bool = Opt(("--privileged",), False, "All capabilities, no masked paths, the host devices you may open."),
+        security_opt: list[str] = Opt(("--security-opt",), [], "no-new-privileges, seccomp=unconfined, ..."),
+        device: list[str] = Opt(("--device",), [], "Add a host device: /dev/HOST[:/dev/CONTAINER][:rwm]."),
+        userns: str = Opt(("--userns",), "", "keep-id: your own uid and gid inside the container."),
+        label: list[str] = Opt(("-l", "--label"), [], "Set a label on the container (KEY=VALUE)."),
+        init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
+        pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never."),
+        tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
+        platform: str = Opt(("--platform",), None, "os/arch[/variant]: the image for that platform."),
+        detach: bool = Opt(("-d", "--detach"), False, "Run in the background and print the container ID."),
+        detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach from a -it session.")):
+    """Run a command in a new container."""
+    from rootless.engine import attach, containers
+    result = containers.run(ctx, _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user,
+                                              entrypoint, hostname, name, network, init, publish, publish_all,
+                                              expose, link, add_host, dns, dns_search, dns_option, mac_address,
+                                              pull, tls_verify, platform, log_driver, log_opt, volume, mount,
+                                              tmpfs, volumes_from, read_only, memory, memory_reservation,
+                                              memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit, blkio_weight,
+                                              device_read_bps, device_write_bps, cap_add, cap_drop, privileged,
+                                              security_opt, device, userns, label, network_alias),
+                            detach, attach.parse_detach_keys(detach_keys))
+    if detach:
+        print(result)
+        return 0
+    return result
+
+
+def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname, name,
+                 network, init, publish=(), publish_all=False, expose=(), link=(), add_host=(), dns=(),
+                 dns_search=(), dns_option=(), mac_address=None, pull="missing", tls_verify="true", platform=None,
+                 log_driver=None, log_opt=(), volume=(), mount=(), tmpfs=(), volumes_from=(), read_only=False,
+                 memory=None, memory_reservation=None, memory_swap=None, cpus=None, cpu_shares=None,
+                 cpuset_cpus=None, pids_limit=None, blkio_weight=None, device_read_bps=(), device_write_bps=(),
+                 cap_add=(), cap_drop=(), privileged=False, security_opt=(), device=(), userns="", label=(),
+                 network_alias=()):
+    from rootless.runtime.spec import RunOptions, parse_labels
+    limit_flags = (memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
+                   blkio_weight, tuple(device_read_bps), tuple(device_write_bps))
+    limits = None
+    if any(limit_flags):
+        from rootless.runtime import cgroups
+        limits = cgroups.parse(cgroups.LimitOptions(*limit_flags))
+    from rootless.cli.commands.images import registry_options
+    registry_options(tls_verify)  # checks the value
+    if platform:
+        from layers import manifest
+        manifest.parse_platform(platform)
+    return RunOptions(image=image, command=tuple(command or ()), entrypoint=entrypoint, env=tuple(env),
+                      env_files=tuple(env_file), workdir=workdir, user=user, hostname=hostname, name=name,
+                      network=network, init=init, rm=rm, interactive=interactive, tty=tty,
+                      publish=tuple(publish), publish_all=publish_all, expose=tuple(expose), links=tuple(link),
+                      add_hosts=tuple(add_host), dns=tuple(dns), dns_search=tuple(dns_search),
+                      dns_options=tuple(dns_option), mac_address=mac_address, pull=pull,
+                      tls_verify=tls_verify == "true", platform=platform, log_driver=log_driver,
+                      log_opts=tuple(log_opt), volumes=tuple(volume), mounts=tuple(mount), tmpfs=tuple(tmpfs),
+                      volumes_from=tuple(volumes_from), read_only=read_only, limits=limits,
+                      cap_add=tuple(cap_add), cap_drop=tuple(cap_drop), privileged=privileged,
+                      security_opts=tuple(security_opt), devices=tuple(device), userns=userns or "",
+                      labels=parse_labels(label) if label else None, network_aliases=tuple(network_alias))
+
+
+@command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))
+def create(ctx, **kw):
+    """Create a new container without starting it."""
+    from rootless.engine import containers
+    print(containers.create(ctx, _run_options(**kw))["id"])
+
+
+@command("start")
+def start(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+          attach: bool = Opt(("-a", "--attach"), False, "Attach stdout/stderr and wait for the exit."),
+          interactive: bool = Opt(("-i", "--interactive"), False, "Attach stdin.")):
+    """Start one or more stopped containers."""
+    from rootless.engine import containers
+    if attach and len(containers_) > 1:
+        from rootless.base.errors import UsageError
+        raise UsageError("you cannot start and attach multiple containers at once")
+    code = 0
+    for ref in containers_:
+        rec = containers.lookup(ctx, ref)
+        if attach:
+            code = containers.start(ctx, rec, attached=True, stdin=interactive)
+        elif not containers.is_running(rec):
+            containers.start(ctx, rec, attached=False)
+            print(ref)
+        else:
+            print(ref)
+    return code
+
+
+def _each(ctx, refs: list[str], action) -> int:
+    """Apply ``action`` to each container and print its reference; like Docker, an error for one
+    container is reported and the others still get done; the exit code is then 1."""
+    from rootless.base.errors import RootlessError
+    from rootless.engine import containers
+    code = 0
+    for ref in refs:
+        try:
+            action(containers.lookup(ctx, ref))
+            print(ref, flush=True)
+        except RootlessError as e:
+            print(f"rootless: error: {e.message}", file=sys.stderr)
+            code = 1
+    return code
+
+
+@command("stop")
+def stop(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+         time_: int = Opt(("-t", "--time"), None, "Seconds to wait before killing (default 10).")):
+    """Stop running containers: the stop signal, then SIGKILL after the grace period."""
+    from rootless.engine import containers
+    return _each(ctx, containers_, lambda rec: containers.stop(ctx, rec, time_))
+
+
+@command("restart")
+def restart(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+            time_: int = Opt(("-t", "--time"), None, "Seconds to wait before killing (default 10).")):
+    """Restart containers."""
+    from rootless.engine import containers
+    return _each(ctx, containers_, lambda rec: containers.restart(ctx, rec, time_))
+
+
+@command("kill")
+def kill(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+         signal_: str = Opt(("-s", "--signal"), "KILL", "Signal to send (name or number).")):
+    """Send a signal to running containers."""
+    from rootless.engine import containers
+    return _each(ctx, containers_, lambda rec: containers.kill(ctx, rec, signal_))
+
+
+@command("rm")
+def rm(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+       force: bool = Opt(("-f", "--force"), False, "Kill and remove a running container."),
+       volumes: bool = Opt(("-v", "--volumes"), False, "Remove anonymous volumes too.")):
+    """Remove containers."""
+    from rootless.engine import containers
+    return _each(ctx, containers_, lambda rec: containers.remove(ctx, rec, force, volumes))
+
+
+@command("wait")
+def wait(ctx, containers_: list[str] = Arg(metavar="CONTAINER...")):
+    """Block until containers stop, then print their exit codes."""
+    from rootless.engine import containers
+    for ref in containers_:
+        rec = containers.wait(ctx, containers.lookup(ctx, ref))
+        print(rec["state"].get("exit_code", 0))
+
+
+@command("exec", interspersed=False)
+def exec_(ctx, container: str = Arg(metavar="CONTAINER"), command: list[str] = Arg(metavar="COMMAND [ARG...]"),
+          detach: bool = Opt(("-d", "--detach"), False, "Run the command in the background."),
+          interactive: bool = Opt(("-i", "--interactive"), False, "Keep stdin open."),
+          tty: bool = Opt(("-t", "--tty"), False, "Allocate a pseudo-terminal."),
+          env: list[str] = Opt(("-e", "--env"), [], "Set environment variables."),
+          user: str = Opt(("-u", "--user"), None, "name|uid[:group|gid]"),
+          workdir: str = Opt(("-w", "--workdir"), None, "Working directory inside the container.")):
+    """Run a command in a running container."""
+    from rootless.engine import containers
+    rec = containers.lookup(ctx, container)
+    return containers.exec_in(ctx, rec, command, env, user, workdir, tty, interactive, detach) or 0
+
+
+@command("top")
+def top(ctx, container: str = Arg(metavar="CONTAINER")):
+    """Show the processes of a container (host pids)."""
+    from rootless.cli import render, views
+    from rootless.engine import containers
+    rec = containers.lookup(ctx, container)
+    if not containers.is_running(rec):
+        from rootless.base.errors import Conflict
+        raise Conflict(f"container {rec['id'][:12]} is not running", exit_code=1)
+    rows = views.top_rows(rec["state"]["pid"])
+    print(render.table(["UID", "PID", "PPID", "STIME", "TIME", "CMD"], rows))
+
+
+@command("stats")
+def stats(ctx, containers_: list[str] = Arg(None, metavar="[CONTAINER...]"),
+          all_: bool = Opt(("-a", "--all"), False, "Show every container (default: running ones)."),
+          no_stream: bool = Opt(("--no-stream",), False, "Print one sample and exit."),
+          format_: str = Opt(("--format",), None, "Go template, or table TEMPLATE."),
+          no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate output.")):
+    """Show containers' resource use (CPU, memory, network, block I/O, processes)."""
+    from rootless.cli import render, views
+    from rootless.engine import containers
+    while True:
+        recs = [containers.lookup(ctx, c) for c in containers_] if containers_ else containers.all_current(ctx)
+        if not all_ and not containers_:
+            recs = [r for r in recs if containers.is_running(r)]
+        rows = [views.stats_row(r, trunc=not no_trunc) for r in containers.stats(ctx, recs)]
+        if format_:
+            out = render.formatted(format_, rows, views.STATS_HEADERS)
+        else:
+            out = render.table([views.STATS_HEADERS[k] for k in views.STATS_DEFAULT],
+                               [[r[k] for k in views.STATS_DEFAULT] for r in rows])
+        if not no_stream and sys.stdout.isatty():
+            print("\033[2J\033[H", end="")
+        print(out, flush=True)
+        if no_stream:
+            return
+
+
+@command("update")
+def update(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+           memory: str = LIMIT["memory"], memory_reservation: str = LIMIT["memory_reservation"],
+           memory_swap: str = LIMIT["memory_swap"], cpus: str = LIMIT["cpus"], cpu_shares: str = LIMIT["cpu_shares"],
+           cpuset_cpus: str = LIMIT["cpuset_cpus"], pids_limit: str = LIMIT["pids_limit"],
+           blkio_weight: str = LIMIT["blkio_weight"]):
+    """Change the resource limits of containers (running ones at once)."""
+    from rootless.base.errors import UsageError
+    from rootless.engine import containers
+    from rootless.runtime import cgroups
+    limits = cgroups.parse(cgroups.LimitOptions(memory, memory_reservation, memory_swap, cpus, cpu_shares,
+                                                cpuset_cpus, pids_limit, blkio_weight))
+    if not limits:
+        raise UsageError("you must provide one or more flags when using this command")
+    return _each(ctx, containers_, lambda rec: containers.update(ctx, rec, limits))
+
+
+@command("port")
+def port(ctx, container: str = Arg(metavar="CONTAINER"),
+         private_port: str = Arg(None, metavar="[PRIVATE_PORT[/PROTO]]")):
+    """List the port mappings of a container, or the host side of one port."""
+    from rootless.base.errors import RootlessError
+    from rootless.cli import views
+    from rootless.engine import containers
+    rec = containers.lookup(ctx, container)
+    lines = views.port_lines(rec, private_port)
+    if private_port and not lines:
+        port_ = private_port if "/" in private_port else f"{private_port}/tcp"
+        raise RootlessError(f"no public port '{port_}' published for {container}", exit_code=1)
+    if lines:
+        print("\n".join(lines))
+
+
+@command("commit")
+def commit(ctx, container: str = Arg(metavar="CONTAINER"), reference: str = Arg(None, metavar="[REPOSITORY[:TAG]]"),
+           message: str = Opt(("-m", "--message"), None, "Commit message."),
+           author: str = Opt(("-a", "--author"), None, "Author."),
+           change: list[str] = Opt(("-c", "--change"), [], "Dockerfile instruction (CMD, ENV, ...)."),
+           pause: bool = Opt(("-p", "--pause"), True, "Accepted for compatibility: commits do not pause.")):
+    """Create a new image from a container's changes."""
+    from rootless.engine import containers
+    print(containers.commit(ctx, containers.lookup(ctx, container), reference, author, message, change))
+
+
+@command("export")
+def export(ctx, container: str = Arg(metavar="CONTAINER"),
+           output: str = Opt(("-o", "--output"), None, "Write to a file instead of stdout.")):
+    """Export a container's filesystem as a tar archive."""
+    import os as _os
+
+    from rootless.base.errors import UsageError
+    from rootless.engine import containers
+    rec = containers.lookup(ctx, container)
+    if output is None and sys.stdout.isatty():
+        raise UsageError("cowardly refusing to write a tar archive to a terminal", "use -o FILE or redirect")
+    if output is None:
+        sys.stdout.flush()
+        containers.export(ctx, rec, _os.dup(1))
+        return
+    tmp = f"{output}.tmp-{_os.getpid()}"
+    fd = _os.open(tmp, _os.O_WRONLY | _os.O_CREAT | _os.O_TRUNC, 0o644)
+    try:
+        containers.export(ctx, rec, fd)
+        _os.rename(tmp, output)
+    finally:
+        if _os.path.exists(tmp):
+            _os.unlink(tmp)
+
+
+@command("cp")
+def cp(ctx, src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST"),
+       follow_link: bool = Opt(("-L", "--follow-link"), False, "Follow a symbolic link named by SRC.")):
+    """Copy files between a container and the host: CONTAINER:PATH HOST_PATH or the reverse (`-`: a tar on stdout or stdin)."""
+    from rootless.base.errors import UsageError
+    from rootless.engine import containers
+
+    def split(arg: str):
+        head, sep, path = arg.partition(":")
+        return (head, path) if sep and "/" not in head and head else (None, arg)
+
+    (sc, sp), (dc, dp) = split(src), split(dest)
+    if (sc is None) == (dc is None):
+        raise UsageError("copying between containers or between host paths is not supported",
+                         "give exactly one side as CONTAINER:PATH")
+    if sc is not None:
+        containers.copy_out(ctx, containers.lookup(ctx, sc), sp, dp, follow_link)
+    else:
+        containers.copy_in(ctx, containers.lookup(ctx, dc), sp, dp)
+
+
+@command("attach")
+def attach(ctx, container: str = Arg(metavar="CONTAINER"),
+           no_stdin: bool = Opt(("--no-stdin",), False, "Do not attach stdin."),
+           detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach (the container keeps running)."),
+           sig_proxy: bool = Opt(("--sig-proxy",), True, "Accepted: signals are proxied without a tty.")):
+    """Attach to a running container's input and output."""
+    from rootless.engine import attach as attachmod
+    from rootless.engine import containers
+    rec = containers.lookup(ctx, container)
+    return attachmod.attach(ctx, rec, not no_stdin and bool(rec["spec"].get("interactive")),
+                            attachmod.parse_detach_keys(detach_keys)) or 0
+
+
+@command("mount")
+def mount(ctx, container: str = Arg(metavar="CONTAINER")):
+    """Print a path to a container's root filesystem (chroot-like access from the host)."""
+    from rootless.engine import containers
+    print(containers.mount(ctx, containers.lookup(ctx, container)))
+
+
+@command("unmount")
+def unmount(ctx, container: str = Arg(metavar="CONTAINER")):
+    """Release what `rootless mount` holds for a stopped container."""
+    from rootless.engine import containers
+    containers.unmount(ctx, containers.lookup(ctx, container))
+    print(container)
+
+
+@command("rename")
+def rename(ctx, container: str = Arg(metavar="CONTAINER"), new_name: str = Arg(metavar="NEW_NAME")):
+    """Rename a container."""
+    from rootless.engine import containers
+    containers.rename(ctx, containers.lookup(ctx, container), new_name)
+
+
+@command("container", "prune")
+def container_prune(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
+    """Remove all stopped containers."""
+    from rootless.engine import containers
+    removed = containers.prune(ctx)
+    if removed:
+        print("Deleted Containers:\n" + "\n".join(removed))
+    print(f"Total reclaimed space: {len(removed)} containers")
+
+
+@command("ps")
+def ps(ctx, all_: bool = Opt(("-a", "--all"), False, "Show all containers (default: running)."),
+       quiet: bool = Opt(("-q", "--quiet"), False, "Only show container IDs."),
+       last: int = Opt(("-n", "--last"), None, "Show the N last created containers (all states)."),
+       latest: bool = Opt(("-l", "--latest"), False, "Show the latest created container."),
+       filter_: list[str] = Opt(("-f", "--filter"), [], "status=, name=, id=, ancestor=, label="),
+       format_: str = Opt(("--format",), None, "Go template, or table TEMPLATE."),
+       no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate output.")):
+    """List containers."""
+    from rootless.cli import render, views
+    from rootless.engine.containerlist import ListOptions, list_containers
+    recs = list_containers(ctx, ListOptions(all=all_, limit=last, latest=latest, filters=tuple(filter_)))
+    rows = [views.ps_row(r, trunc=not no_trunc) for r in recs]
+    if quiet:
+        if rows:
+            print("\n".join(r["ID"] for r in rows))
+        return
+    if format_:
+        out = render.formatted(format_, [views.template_data(r) for r in rows], views.PS_HEADERS)
+        if rows or out:
+            print(out)
+        return
+    print(render.table([views.PS_HEADERS[k] for k in views.PS_DEFAULT], [[r[k] for k in views.PS_DEFAULT] for r in rows]))
+
+
+@command("inspect")
+def inspect(ctx, objects: list[str] = Arg(metavar="NAME|ID..."),
+            format_: str = Opt(("-f", "--format"), None, "Go template."),
+            type_: str = Opt(("--type",), None, "container or image")):
+    """Low-level information on containers (and images) as JSON."""
+    from rootless.base.errors import ContainerNotFound, RootlessError
+    from rootless.cli import render, views
+    from rootless.engine import containers
+    found, errors = [], []
+    for ref in objects:
+        try:
+            if type_ in (None, "container"):
+                try:
+                    found.append(views.inspect(containers.lookup(ctx, ref), ctx.paths))
+                    continue
+                except ContainerNotFound:
+                    if type_ == "container":
+                        raise
+            from rootless.engine import images as image_ops
+            found.append(image_ops.image_inspect(ctx, ref))
+        except RootlessError:
+            errors.append(ref)
+    if format_:
+        out = render.formatted(format_, [views.template_data(f) for f in found], {})
+        if found:
+            print(out)  # one line per object, empty ones included (as Docker)
+    else:
+        import json
+        print(json.dumps(found, indent=4))
+    if errors:
+        raise ContainerNotFound(f"no such object: {errors[0]}")
+
+
+@command("logs")
+def logs(ctx, container: str = Arg(metavar="CONTAINER"),
+         follow: bool = Opt(("-f", "--follow"), False, "Follow the output until the container stops."),
+         tail: str = Opt(("-n", "--tail"), "all", "Number of lines from the end (or all)."),
+         timestamps: bool = Opt(("-t", "--timestamps"), False, "Show timestamps."),
+         since: str = Opt(("--since",), None, "Since a timestamp or a relative time (10m, 1h30m)."),
+         until: str = Opt(("--until",), None, "Until a timestamp or a relative time.")):
+    """Show what a container wrote to stdout and stderr."""
+    from rootless.base.errors import UsageError
+    from rootless.cli import logview
+    from rootless.engine import containers
+    rec = containers.lookup(ctx, container)
+    n = None if tail in ("all", "-1") else (int(tail) if tail.isdigit() else None)
+    if n is None and tail not in ("all", "-1"):
+        raise UsageError(f"invalid --tail value {tail!r}")
+    entries = containers.log_entries(ctx, rec, follow, n, since, until)
+    logview.render(entries, timestamps, sys.stdout.buffer, sys.stderr.buffer)
+    hint = containers.daemon_hint(ctx, rec)
+    if hint:
+        print(f"rootless: hint: {hint}", file=sys.stderr)

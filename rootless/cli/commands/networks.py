@@ -1,0 +1,123 @@
+"""The ``network`` group: create, ls, inspect, rm, prune, connect, disconnect."""
+
+import sys
+
+from rootless.cli.params import Arg, Opt, command
+
+NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
+                   "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"}
+
+
+@command("network", "create")
+def network_create(ctx, name: str = Arg(metavar="NETWORK"),
+                   driver: str = Opt(("-d", "--driver"), "bridge", "Only bridge."),
+                   label: list[str] = Opt(("--label",), [], "Set a label (KEY=VALUE)."),
+                   internal: bool = Opt(("--internal",), False, "Members reach each other, not the outside."),
+                   attachable: bool = Opt(("--attachable",), False, "Accepted (any container may join)."),
+                   opt: list[str] = Opt(("-o", "--opt"), [], "Driver options (KEY=VALUE), kept and shown."),
+                   ipv6: bool = Opt(("--ipv6",), False, "Refused: members have no addresses of their own."),
+                   subnet: list[str] = Opt(("--subnet",), [], "Refused: members have no addresses of their own.")):
+    """Create a network: its members reach each other by name (each has its own slirp4netns)."""
+    from rootless.engine import networks
+    print(networks.create(ctx, name, driver, label, internal, attachable, opt, ipv6, subnet))
+
+
+@command("network", "ls")
+def network_ls(ctx, quiet: bool = Opt(("-q", "--quiet"), False, "Only show network IDs."),
+               filter_: list[str] = Opt(("-f", "--filter"), [], "name=, id=, label=, driver=, type=, dangling="),
+               format_: str = Opt(("--format",), None, "Go template: {{.ID}}, {{.Name}}, {{.Driver}}, ..."),
+               no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate the IDs.")):
+    """List networks."""
+    from rootless.cli import render
+    from rootless.engine import networks
+    rows = [{"ID": n["id"] if no_trunc else n["id"][:12], "Name": n["name"], "Driver": n["driver"], "Scope": "local",
+             "IPv6": "false", "Internal": str(bool(n.get("internal"))).lower(),
+             "Labels": ",".join(f"{k}={v}" for k, v in (n.get("labels") or {}).items()),
+             "CreatedAt": n.get("created", "")} for n in networks.ls(ctx, filter_)]
+    if quiet:
+        if rows:
+            print("\n".join(r["ID"] for r in rows))
+        return
+    if format_:
+        out = render.formatted(format_, rows, NETWORK_HEADERS)
+        if rows or out:
+            print(out)
+        return
+    cols = ("ID", "Name", "Driver", "Scope")
+    print(render.table([NETWORK_HEADERS[c] for c in cols], [[r[c] for c in cols] for r in rows]))
+
+
+@command("network", "inspect")
+def network_inspect(ctx, names_: list[str] = Arg(metavar="NETWORK..."),
+                    format_: str = Opt(("-f", "--format"), None, "Go template."),
+                    verbose: bool = Opt(("-v", "--verbose"), False, "Accepted (nothing more to show).")):
+    """Show networks as JSON."""
+    import json
+
+    from rootless.base.errors import NetworkNotFound
+    from rootless.cli import render, views
+    from rootless.engine import networks
+    found, missing = [], []
+    for ref in names_:
+        try:
+            found.append(networks.inspect(ctx, ref))
+        except NetworkNotFound:
+            missing.append(ref)
+    if format_:
+        if found:
+            print(render.formatted(format_, [views.template_data(f) for f in found], {}))
+    else:
+        print(json.dumps(found, indent=4))
+    if missing:
+        raise NetworkNotFound(f"no such network: {missing[0]}")
+
+
+@command("network", "rm")
+def network_rm(ctx, names_: list[str] = Arg(metavar="NETWORK..."),
+               force: bool = Opt(("-f", "--force"), False, "No error for a network that does not exist.")):
+    """Remove networks (not a predefined one, nor one a container is on)."""
+    from rootless.base.errors import NetworkNotFound, RootlessError
+    from rootless.engine import networks
+    code = 0
+    for ref in names_:
+        try:
+            networks.rm(ctx, ref)
+            print(ref, flush=True)
+        except NetworkNotFound:
+            if not force:
+                print(f"rootless: error: network {ref} not found", file=sys.stderr)
+                code = 1
+        except RootlessError as e:  # the others are still removed, as in Docker
+            print(f"rootless: error: {e.message}", file=sys.stderr)
+            if e.hint:
+                print(f"rootless: hint: {e.hint}", file=sys.stderr)
+            code = 1
+    return code
+
+
+@command("network", "prune")
+def network_prune(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
+    """Remove the user-defined networks no container is on."""
+    from rootless.engine import networks
+    removed = networks.prune(ctx)
+    if removed:
+        print("Deleted Networks:\n" + "\n".join(removed))
+
+
+@command("network", "connect")
+def network_connect(ctx, network: str = Arg(metavar="NETWORK"), container: str = Arg(metavar="CONTAINER"),
+                    alias: list[str] = Opt(("--alias",), [], "Another name of the container on the network.")):
+    """Connect a container to a network (its members reach it by name; it reaches them from its next start)."""
+    from rootless.engine import networks
+    rec = networks.connect(ctx, network, container, alias)
+    if rec["state"].get("status") == "running":
+        ctx.warn(f"{rec['name']} is running: members that start from now on reach it by name, and it reaches "
+                 "them from its own next start (rootless links containers when they start)")
+
+
+@command("network", "disconnect")
+def network_disconnect(ctx, network: str = Arg(metavar="NETWORK"), container: str = Arg(metavar="CONTAINER"),
+                       force: bool = Opt(("-f", "--force"), False, "No error if the container is gone.")):
+    """Disconnect a container from a network (from the next start of each member)."""
+    from rootless.engine import networks
+    networks.disconnect(ctx, network, container, force)

@@ -1,0 +1,128 @@
+"""System commands: info, version, events, unshare and the ``system`` group (df, check, service,
+prune, reset)."""
+
+import sys
+
+from rootless.cli.params import Arg, Opt, command
+
+
+@command("system", "df")
+def system_df(ctx):
+    """Show disk usage of images and containers."""
+    from rootless.cli import render
+    from rootless.engine import system
+    rows = system.system_df(ctx)
+
+    def pct(r) -> str:
+        return f"{render.human_size(r.reclaimable)} ({100 * r.reclaimable // r.size if r.size else 0}%)"
+    print(render.table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+                       [[r.type, str(r.total), str(r.active), render.human_size(r.size), pct(r)] for r in rows]))
+
+
+@command("events")
+def events(ctx, since: str = Opt(("--since",), None, "Show the events since a timestamp or a relative time (10m)."),
+           until: str = Opt(("--until",), None, "Stream the events until a timestamp or a relative time."),
+           filter_: list[str] = Opt(("-f", "--filter"), [],
+                                    "type=, event=, container=, image=, label=, volume=, network= (repeatable)."),
+           format_: str = Opt(("--format",), None, "json, or a Go template.")):
+    """Show what happens to containers, images and volumes (follows until --until or Ctrl-C)."""
+    from rootless.cli import eventview
+    from rootless.engine import events as event_ops
+    out = eventview.printer(format_)
+    try:
+        for ev in event_ops.stream(ctx, since, until, filter_):
+            sys.stdout.write(out(ev))
+            sys.stdout.flush()
+    except KeyboardInterrupt:  # the way to end following: not an error
+        return 0
+
+
+@command("info")
+def info(ctx, format: str = Opt(("-f", "--format"), None, "json")):
+    """Diagnose the host: what works, what degrades, and how to fix it."""
+    from rootless.base.errors import UsageError
+    from rootless.cli import infoview
+    from rootless.engine import system
+    if format not in (None, "json"):
+        raise UsageError(f"unsupported format {format!r}", "use --format json")
+    checks = system.info(ctx)
+    if format == "json":
+        import json
+        print(json.dumps(infoview.to_json(checks), indent=2))
+    else:
+        print(infoview.render_text(checks))
+
+
+@command("system", "check")
+def system_check(ctx):
+    """Check the store: images, container records, runtime and leftover directories."""
+    from rootless.engine import system
+    problems = system.check(ctx)
+    for line in problems:
+        print(line)
+    if problems:
+        from rootless.base.errors import RootlessError
+        raise RootlessError(f"{len(problems)} problem(s) in the store {ctx.paths.root}", exit_code=1)
+    print(f"the store {ctx.paths.root} is consistent")
+
+
+@command("unshare", interspersed=False)
+def unshare(ctx, command: list[str] = Arg(None, metavar="[COMMAND] [ARG...]")):
+    """Run a command (default: your shell) as root of the user namespace, e.g. to remove files."""
+    from rootless.engine import system
+    return system.unshare(ctx, command or [])
+
+
+@command("system", "service")
+def system_service(ctx, uri: str = Arg(None, metavar="[URI]"),
+                   time_: int = Opt(("-t", "--time"), 5, "Seconds without a connection before it exits (0: never).")):
+    """Serve the Docker Engine API on a Unix socket (for the docker CLI, Compose, Testcontainers)."""
+    from rootless.api import server
+    if time_ < 0:
+        from rootless.base.errors import UsageError
+        raise UsageError(f"invalid --time {time_}", "give seconds, or 0 to run until interrupted")
+    server.serve(ctx, uri or None, float(time_))
+
+
+@command("system", "prune")
+def system_prune(ctx, all_: bool = Opt(("-a", "--all"), False, "Remove every unused image, not only dangling ones."),
+                 volumes_: bool = Opt(("--volumes",), False, "Remove the anonymous volumes no container uses too."),
+                 force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
+    """Remove stopped containers, unused networks, dangling images, the build cache and what killed
+    commands left in the store."""
+    from rootless.cli import render
+    from rootless.engine import system
+    if not force:
+        print(system.prune_warning(all_, volumes_))
+        print("Are you sure you want to continue? [y/N] ", end="", flush=True)
+        answer = sys.stdin.readline()
+        if answer.strip().lower() not in ("y", "yes"):
+            return 0
+    report = system.system_prune(ctx, all_, volumes_)
+    for title, lines in report.sections:
+        if lines:
+            print(f"{title}:")
+            print("\n".join(lines))
+            print()
+    print(f"Total reclaimed space: {render.human_size(report.freed)}")
+
+
+@command("system", "reset")
+def system_reset(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
+    """Remove all images, containers and layers of the store."""
+    from rootless.base.errors import UsageError
+    from rootless.engine import system
+    if not force:
+        if not sys.stdin.isatty():
+            raise UsageError("system reset needs confirmation", "use --force in scripts")
+        answer = input(f"This removes everything under {ctx.paths.root}. Continue? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return 1
+    system.system_reset(ctx)
+
+
+@command("version")
+def version(ctx):
+    """Show the version."""
+    from rootless import __version__
+    print(f"rootless version {__version__}")

@@ -1,0 +1,31 @@
+"""Listing containers: ``rootless ps`` and ``GET /containers/json`` ask this one use case, with
+the same options, and render the records it returns (a table or templates; JSON summaries).
+
+Docker's rule, for both faces: stopped containers are listed with ``all``, with a limit
+(``-n``, ``-l``, ``limit=``: the newest of every state) or with a ``status`` filter; the
+filters then choose, the newest come first, and the limit keeps the first ones.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+# A namedtuple, not a dataclass: ``rootless ps`` imports this at start-up.
+ListOptions = namedtuple("ListOptions", "all limit latest size filters", defaults=(False, None, False, False, ()))
+ListOptions.__doc__ = """What to list. ``all``: stopped containers too; ``limit``: the N newest
+(every state); ``latest``: the newest one; ``size``: asked for the writable layers' sizes (taken,
+not measured: the rows carry none, as before); ``filters``: ``KEY=VALUE`` strings (``status=``,
+``name=``, ``id=``, ``ancestor=``, ``label=``; the same key: any, different keys: all)."""
+
+
+def list_containers(ctx, opts: ListOptions) -> list[dict]:
+    """The container records ``opts`` asks for, the newest first."""
+    from rootless.engine.dockerview import matches
+    from rootless.runtime.records import all_current, is_running
+    limit = 1 if opts.latest else opts.limit if opts.limit and opts.limit > 0 else None
+    every_state = opts.all or limit is not None or any(f.startswith("status=") for f in opts.filters)
+    recs = [r for r in all_current(ctx) if every_state or is_running(r)]
+    if opts.filters:
+        recs = [r for r in recs if matches(r, opts.filters)]
+    recs.sort(key=lambda r: r.get("created", ""), reverse=True)
+    return recs if limit is None else recs[:limit]
