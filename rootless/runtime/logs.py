@@ -24,6 +24,8 @@ import os
 import re
 import time
 
+from rootless.base.clock import parse_duration
+
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -126,24 +128,7 @@ def parse_time(text: str) -> int:
     return _parse_timestamp(text, strict=True)
 
 
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
-          "s": _NS, "m": 60 * _NS, "h": 3600 * _NS}
-_DURATION = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+"
-_DURATION_PART = r"(\d*)(?:\.(\d*))?(ns|us|µs|μs|ms|s|m|h)"
 _UNIX = r"(\d+)(?:\.(\d{1,9}))?"
-
-
-def parse_duration(text: str) -> int:
-    """A Go-style duration (``45s``, ``10m``, ``1h30m``, ``1.5h``, ``300ms``) → nanoseconds."""
-    if not re.fullmatch(_DURATION, text, re.ASCII):
-        raise ValueError(f"not a duration: {text!r}")
-    total = 0
-    for whole, frac, unit in re.findall(_DURATION_PART, text.lstrip("+-"), re.ASCII):
-        scale = _UNITS[unit]
-        total += int(whole or 0) * scale
-        if frac:
-            total += int(frac) * scale // 10 ** len(frac)
-    return -total if text.startswith("-") else total
 
 
 def parse_since(value: str, now_ns: int | None = None) -> int:
@@ -154,8 +139,13 @@ def parse_since(value: str, now_ns: int | None = None) -> int:
     like Docker, a date or date-time without a zone is local time.
     """
     value = value.strip()
-    if re.fullmatch(_DURATION, value, re.ASCII):  # "0" has no unit: Unix time 0, as in Docker
-        return (time.time_ns() if now_ns is None else now_ns) - parse_duration(value)
+    if value != "0":  # "0" is Unix time 0, as in Docker
+        try:
+            ago = parse_duration(value)
+        except ValueError:
+            pass
+        else:
+            return (time.time_ns() if now_ns is None else now_ns) - ago
     m = re.fullmatch(_UNIX, value, re.ASCII)
     if m:
         return int(m[1]) * _NS + (int(m[2].ljust(9, "0")) if m[2] else 0)
