@@ -41,7 +41,7 @@ from rootless.runtime import (
     events,
     exitwatch,
     keeper,
-    logs,
+    logwrite,
     mountplan,
     rootfs,
     state,
@@ -168,8 +168,8 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             def cli_gone() -> None:
                 orphaned.append(True)
                 kill_quietly(pid, signal.SIGKILL)  # PID 1: its whole pid namespace ends
-            log = logs.open_writer(plan.paths.container_log(spec.id), spec.log,
-                                   on_error=lambda msg: _log_failed(plan, msg))
+            log = logwrite.open_writer(plan.paths.container_log(spec.id), spec.log,
+                                       on_error=lambda msg: _log_failed(plan, msg))
             keeper.supervise(stdio, ch, log, attach_sock, watch, wakeup, clients, cli_gone if plan.tied else None)
             if watch:
                 watch.finish()  # PID 1 may wait in its exit stop
