@@ -16,7 +16,6 @@ import os
 import re
 import time
 
-from rootless.runtime.logrotate import rotate
 from rootless.runtime.logtime import format_time
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
@@ -301,7 +300,9 @@ class LogWriter:
         self._size += total
 
     def _rotate(self) -> None:
-        """The full file becomes ``PATH.1`` (:func:`rotate`); a new one starts."""
+        """The full file becomes ``PATH.1`` (:func:`~rootless.runtime.logrotate.rotate`); a new one
+        starts."""
+        from rootless.runtime.logrotate import rotate
         os.close(self._fd)
         self._fd = -1
         rotate(self.path, self.max_file)
