@@ -22,7 +22,8 @@ from typing import BinaryIO
 
 from layers import manifest as manifest_types
 from layers import reference, tarsafe
-from layers.store import ImageStore, LayerRef, now_iso, sha256_bytes
+from layers.store import ImageStore, LayerRef, sha256_bytes
+from rootless.base.clock import now_iso
 from rootless.base.errors import InvalidImage, UsageError
 
 MT_LAYER_TAR = manifest_types.OCI_LAYER

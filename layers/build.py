@@ -402,7 +402,7 @@ class Builder:
             for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
                               ("start-interval", "StartInterval")):
                 if flag in ins.flags:
-                    hc[key] = parse_duration(ins.flags[flag], ins.where(self.df.path), flag)
+                    hc[key] = _healthcheck_duration(ins.flags[flag], ins.where(self.df.path), flag)
             if "retries" in ins.flags:
                 try:
                     hc["Retries"] = int(ins.flags["retries"])
@@ -633,16 +633,16 @@ def _check_signal(sig: str, where: str) -> None:
     raise DockerfileError(f"{where}: invalid signal: {sig}")
 
 
-_UNITS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-
-
-def parse_duration(text: str, where: str, flag: str) -> int:
-    """A Go duration (``30s``, ``1m30s``, ``100ms``) in nanoseconds."""
-    import re
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
-    if not parts or "".join(a + b for a, b in parts) != text:
+def _healthcheck_duration(text: str, where: str, flag: str) -> int:
+    """A HEALTHCHECK flag's Go duration (``30s``, ``1m30s``, ``.5s``) in nanoseconds, not negative."""
+    from rootless.base.clock import parse_duration
+    try:
+        ns = parse_duration(text)
+    except ValueError:
+        ns = -1
+    if ns < 0:
         raise DockerfileError(f"{where}: --{flag}: invalid duration {text!r}", "use a duration like 30s or 1m30s")
-    return int(sum(float(n) * _UNITS[u] for n, u in parts))
+    return ns
 
 
 def _is_archive(path: str) -> bool:

@@ -17,9 +17,9 @@ import stat
 from collections import namedtuple
 
 from layers import dockerignore
+from rootless.base import inroot
 from rootless.base.errors import UsageError
 
-_MAX_LINKS = 40
 _MAGIC = set("*?[")
 
 # ``path``: on the host; ``name``: what it is called in the destination; ``entries``: the
@@ -122,30 +122,15 @@ class BuildContext:
 
     def _follow(self, rel: str, what: str) -> str:
         """The host path of ``rel``, symlinks followed inside the context; an escape is an error."""
-        todo = [p for p in rel.split("/") if p and p != "."][::-1]
-        done: list[str] = []
-        links = 0
-        while todo:
-            part = todo.pop()
-            if part == "..":
-                if not done:
-                    raise ContextError(f"{what}: {rel!r}: a symlink points outside the build context")
-                done.pop()
-                continue
-            candidate = os.path.join(self.root, *done, part)
-            try:
-                target = os.readlink(candidate)
-            except OSError:
-                done.append(part)
-                continue
-            links += 1
-            if links > _MAX_LINKS:
-                raise ContextError(f"{what}: {rel!r}: too many levels of symbolic links")
-            if target.startswith("/"):
-                raise ContextError(f"{what}: {rel!r}: the symlink {'/'.join(done + [part])} -> {target} "
-                                   "points outside the build context")
-            todo.extend(p for p in reversed(target.split("/")) if p and p != ".")
-        return os.path.join(self.root, *done)
+        try:
+            return inroot.resolve(self.root, rel, confined=True)
+        except inroot.Escape as e:
+            if e.link is None:
+                raise ContextError(f"{what}: {rel!r}: a symlink points outside the build context") from None
+            raise ContextError(f"{what}: {rel!r}: the symlink {e.link} -> {e.target} "
+                               "points outside the build context") from None
+        except inroot.LinkLoop:
+            raise ContextError(f"{what}: {rel!r}: too many levels of symbolic links") from None
 
     def _glob(self, pattern: str) -> list[str]:
         import fnmatch

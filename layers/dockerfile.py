@@ -160,11 +160,22 @@ def _instruction(c, path: str, line: int | None = None) -> Instruction:
                        c.original, line, sub)
 
 
+def _utf8(flag: str) -> str:
+    """A flag as written: the parser hands flags over with their UTF-8 bytes read as Latin-1
+    (``--interval=100µs`` arrives as ``--interval=100Âµs``)."""
+    if flag.isascii():
+        return flag
+    try:
+        return flag.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return flag
+
+
 def _flags(cmd: str, raw: tuple, where: str) -> dict:
     allowed = _FLAGS.get(cmd, {})
     out: dict = {}
     for text in raw:
-        name, eq, value = text[2:].partition("=")
+        name, eq, value = _utf8(text)[2:].partition("=")
         if name not in allowed:
             raise DockerfileError(f"{where}: unknown flag: --{name} (for {cmd})")
         if allowed[name] and not eq:

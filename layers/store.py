@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 
 from layers import reference
 from rootless.base import atomic, locking
+from rootless.base.clock import now_iso
 from rootless.base.errors import Conflict, ImageNotFound, RootlessError
 from rootless.base.paths import Paths
 
@@ -52,11 +53,6 @@ class Partial:
 
     def close(self) -> None:
         os.close(self.fd)
-
-
-def now_iso() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -17,6 +17,7 @@ import struct
 import time
 
 from rootless.api import http
+from rootless.base.clock import now_iso
 from rootless.base.errors import Conflict, ContainerNotFound, UsageError
 from rootless.engine import containers as uc
 from rootless.engine import dockerview
@@ -290,7 +291,7 @@ def top(ctx, req, id):
 def stats(ctx, req, id):
     """One sample (``stream=false``, as ``docker stats --no-stream`` asks)."""
     rec = uc.lookup(ctx, id)
-    out = {"id": rec["id"], "name": "/" + rec["name"], "read": _now_iso(), "preread": dockerview.ZERO_TIME,
+    out = {"id": rec["id"], "name": "/" + rec["name"], "read": now_iso(), "preread": dockerview.ZERO_TIME,
            "pids_stats": {}, "blkio_stats": {}, "num_procs": 0, "storage_stats": {}, "cpu_stats": {},
            "precpu_stats": {}, "memory_stats": {}, "networks": {}}
     if uc.is_running(rec):
@@ -384,7 +385,7 @@ def await_keeper(ctx, cid: str, pending: socket.socket) -> socket.socket | None:
     the container is gone or ended without running again. (A client that hangs up meanwhile
     cannot be told from one that only closed its input: the wait ends with the container.)"""
     from rootless.runtime import keeper
-    began = _now_iso()
+    began = now_iso()
     seen_running = 0
     while True:
         ready, _, _ = select.select([pending], [], [], 0.2)
@@ -414,9 +415,6 @@ def _unregister(pending) -> None:
         keeper.unregister_pending(*pending)
 
 
-def _now_iso() -> str:
-    from rootless.runtime import state
-    return state.now_iso()
 
 
 # ---- attach and logs --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import os
 import platform
 
 from rootless.api.routes import API_VERSION, MIN_API_VERSION
+from rootless.base.clock import now_iso
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
@@ -62,7 +63,7 @@ def info(ctx, req):
         "MemoryLimit": version2, "SwapLimit": False, "CpuCfsPeriod": version2, "CpuCfsQuota": version2,
         "CPUShares": version2, "CPUSet": False, "PidsLimit": version2, "OomKillDisable": False,
         "IPv4Forwarding": True, "BridgeNfIptables": False, "BridgeNfIp6tables": False, "Debug": False,
-        "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": 1, "SystemTime": _now_iso(),
+        "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": 1, "SystemTime": now_iso(),
         "LoggingDriver": "json-file", "CgroupDriver": "systemd" if version2 else "none",
         "CgroupVersion": "2" if version2 else "1", "NEventsListener": 0,
         "KernelVersion": platform.release(), "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux",
@@ -76,9 +77,6 @@ def info(ctx, req):
     }
 
 
-def _now_iso() -> str:
-    from rootless.runtime import state
-    return state.now_iso()
 
 
 def _os_name() -> str:

@@ -168,7 +168,7 @@ class Executor:
             self.ctx.userns_call(remove_trees, [self.tmp])  # files of subordinate uids: from inside
 
     def now(self) -> str:
-        from layers.store import now_iso
+        from rootless.base.clock import now_iso
         return now_iso()
 
     # ---- base images ------------------------------------------------------------------------

@@ -507,7 +507,8 @@ def commit(ctx, rec: dict, ref: str | None, author: str | None, message: str | N
 
     from layers import imageconfig, reference
     from layers.archive import MT_LAYER_TAR
-    from layers.store import LayerRef, now_iso
+    from layers.store import LayerRef
+    from rootless.base.clock import now_iso
     from rootless.runtime import fsaccess
     spec = rec["spec"]
     base = ctx.store.resolve(spec["image_id"])

@@ -17,6 +17,7 @@ import os
 import re
 
 from rootless.base import atomic, locking
+from rootless.base.clock import now_iso
 from rootless.base.errors import Conflict, NetworkNotFound, RootlessError, UsageError
 
 NETWORK_VERSION = 1
@@ -131,7 +132,7 @@ def endpoint_id(nid: str, cid: str) -> str:
 def create(ctx, name: str, driver: str = "bridge", labels=(), internal: bool = False, attachable: bool = False,
            options=(), ipv6: bool = False, subnets=()) -> str:
     """``network create``: the new network's id. ``labels``, ``options``: dicts or ``K=V`` strings."""
-    from rootless.runtime import names, state
+    from rootless.runtime import names
     from rootless.runtime.spec import parse_labels
     check_name(name)
     if (driver or "bridge") != "bridge":
@@ -145,7 +146,7 @@ def create(ctx, name: str, driver: str = "bridge", labels=(), internal: bool = F
         raise Conflict(f"{name} is a pre-defined network and cannot be created", exit_code=1)
     labels = dict(labels) if isinstance(labels, dict) else parse_labels(labels, "label")
     options = dict(options) if isinstance(options, dict) else parse_labels(options, "opt")
-    rec = {"version": NETWORK_VERSION, "id": names.new_id(), "name": name, "created": state.now_iso(),
+    rec = {"version": NETWORK_VERSION, "id": names.new_id(), "name": name, "created": now_iso(),
            "driver": "bridge", "labels": labels, "internal": bool(internal), "attachable": bool(attachable),
            "options": options}
     os.makedirs(ctx.paths.networks, 0o700, exist_ok=True)

@@ -24,6 +24,7 @@ from layers.overlay import mount_rootfs, unmount_rootfs
 from rootless.base import proc, syscalls, timing, userns
 from rootless.base.atomic import read_text
 from rootless.base.channel import Channel
+from rootless.base.clock import now_iso
 from rootless.base.errors import CommandNotExecutable, CommandNotFound, RootlessError, from_oserror
 from rootless.base.seccomp import load_bpf  # imported now: the container's root replaces the host's
 from rootless.base.syscalls import (
@@ -40,7 +41,7 @@ from rootless.runtime import (
     events,
     exitwatch,
     keeper,
-    logs,
+    logwrite,
     mountplan,
     rootfs,
     state,
@@ -153,7 +154,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             from rootless.runtime import network
             state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
                                keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
-                               started_at=state.now_iso(), exit_code=0, error="", log_error="",
+                               started_at=now_iso(), exit_code=0, error="", log_error="",
                                net=network.state_fields(net, mac))
             events.container(plan.paths, "start", spec)
             if plan.tied:  # its CLI may be gone already: supervise() then ends the container
@@ -167,8 +168,8 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             def cli_gone() -> None:
                 orphaned.append(True)
                 kill_quietly(pid, signal.SIGKILL)  # PID 1: its whole pid namespace ends
-            log = logs.open_writer(plan.paths.container_log(spec.id), spec.log,
-                                   on_error=lambda msg: _log_failed(plan, msg))
+            log = logwrite.open_writer(plan.paths.container_log(spec.id), spec.log,
+                                       on_error=lambda msg: _log_failed(plan, msg))
             keeper.supervise(stdio, ch, log, attach_sock, watch, wakeup, clients, cli_gone if plan.tied else None)
             if watch:
                 watch.finish()  # PID 1 may wait in its exit stop
@@ -361,7 +362,7 @@ def _finish(plan: LaunchPlan, code: int, error: str) -> None:
         rec = None
         try:
             rec = state.update_state(plan.paths, plan.spec.id, status="exited", pid=0, exit_code=code, error=error,
-                                     finished_at=state.now_iso(), keeper=0, net={}, oom_killed=_oom_killed(plan),
+                                     finished_at=now_iso(), keeper=0, net={}, oom_killed=_oom_killed(plan),
                                      then=lambda r: events.container(plan.paths, "die", r["spec"], exitCode=code))
         except (OSError, RootlessError):
             pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 
+from rootless.base.clock import now_iso
 from rootless.runtime import state
 
 UNKNOWN_EXIT = 137  # the keeper died without recording the exit: as if killed
@@ -26,7 +27,7 @@ def current(ctx, rec: dict) -> dict:
         return dict(rec, state=dict(st, status="removed"))
     changes = dict(status="exited", pid=0, keeper=0, exit_code=UNKNOWN_EXIT,
                    error="the container's keeper died (killed, or the machine restarted)",
-                   finished_at=state.now_iso())
+                   finished_at=now_iso())
     try:
         return state.update_state(ctx.paths, cid, **changes) or rec
     except OSError as e:

@@ -1,4 +1,5 @@
-"""Paths inside a container root: one resolver that follows symlinks within the root.
+"""Paths inside a container root: the resolver that follows symlinks within the root
+(:func:`rootless.base.inroot.resolve`, shared with the build context) and ``cp``'s variant.
 
 ``resolve(root, "/etc/hosts")`` never leaves ``root``: an absolute symlink is
 taken relative to the root and ``..`` stops at the root, as the kernel would
@@ -10,37 +11,7 @@ from __future__ import annotations
 
 import os
 
-from rootless.base.errors import RootlessError
-
-_MAX_LINKS = 40
-
-
-def resolve(root: str, path: str) -> str:
-    """The host path of container path ``path`` under ``root`` (which need not exist yet)."""
-    todo = [p for p in path.split("/") if p and p != "."]
-    todo.reverse()
-    done: list[str] = []
-    links = 0
-    while todo:
-        part = todo.pop()
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        candidate = os.path.join(root, *done, part)
-        try:
-            target = os.readlink(candidate)
-        except (FileNotFoundError, NotADirectoryError, OSError):
-            done.append(part)
-            continue
-        links += 1
-        if links > _MAX_LINKS:
-            raise RootlessError(f"too many levels of symbolic links in {path!r}")
-        if target.startswith("/"):
-            done = []
-        parts = [p for p in target.split("/") if p and p != "."]
-        todo.extend(reversed(parts))
-    return os.path.join(root, *done)
+from rootless.base.inroot import resolve
 
 
 def resolve_parent(root: str, path: str) -> str:

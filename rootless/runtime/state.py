@@ -7,9 +7,9 @@ per-container lock guards state changes of one container.
 from __future__ import annotations
 
 import os
-import time
 
 from rootless.base import atomic, locking
+from rootless.base.clock import now_iso
 from rootless.base.errors import Conflict, ContainerNotFound, RootlessError
 from rootless.base.paths import Paths
 from rootless.runtime import names
@@ -19,11 +19,6 @@ RECORD_VERSION = 1
 # The error recorded when PID 1 exited 0 within a second leaving children (see rootless/runtime/exitwatch.py).
 DAEMON_HINT = ("the main process exited within a second and left processes behind: if it is a daemon "
                "that forks into the background, run it in the foreground (for example nginx's `daemon off;`)")
-
-
-def now_iso() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 DAMAGED = "its record is unreadable (damaged or cut short): remove it with `rootless rm -f`"

@@ -17,6 +17,7 @@ import time
 from collections import namedtuple
 
 from rootless.base import atomic, locking
+from rootless.base.clock import now_iso
 from rootless.base.errors import RootlessError, UsageError, VolumeNotFound
 from rootless.base.paths import Paths
 
@@ -162,10 +163,6 @@ def parse_tmpfs(text: str) -> Mount:
     return Mount("tmpfs", "", target, "ro" in opts.split(","), options=opts)
 
 
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def _read(paths: Paths, name: str) -> dict | None:
     try:
         rec = atomic.read_json(paths.volume_record(name))
@@ -200,7 +197,7 @@ def create(paths: Paths, name: str, labels: dict | None = None, anonymous: bool 
         existing = _read(paths, name)
         if existing is not None:
             return existing, False
-        rec = {"version": VOLUME_VERSION, "name": name, "created": now_iso(), "labels": dict(labels or {}),
+        rec = {"version": VOLUME_VERSION, "name": name, "created": now_iso(nanoseconds=False), "labels": dict(labels or {}),
                "anonymous": anonymous}
         os.makedirs(paths.volumes, 0o700, exist_ok=True)
         tmp = _aside(paths, "new")

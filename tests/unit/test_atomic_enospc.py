@@ -11,7 +11,7 @@ import pytest
 
 from rootless.base import atomic
 from rootless.base.errors import RootlessError, is_no_space, no_space
-from rootless.runtime import logs
+from rootless.runtime import logs, logwrite
 
 
 def _enospc(*_a, **_k):
@@ -72,7 +72,7 @@ def test_log_writer_drops_reports_once_and_resumes(tmp_path, monkeypatch, torn):
     path = tmp_path / "ctr.log"
     heard = []
     disk = _FullDisk(torn)
-    monkeypatch.setattr(logs.os, "write", disk)
+    monkeypatch.setattr(logwrite.os, "write", disk)
     w = logs.LogWriter(str(path), on_error=heard.append)
     w.write("stdout", b"before\n")
     disk.full = True
@@ -101,7 +101,7 @@ def test_log_writer_rotation_that_cannot_open_its_new_file(tmp_path, monkeypatch
         return real_open(p, flags, mode)
 
     w = logs.LogWriter(str(path), max_size=200, max_file=2, on_error=heard.append)
-    monkeypatch.setattr(logs.os, "open", open_)
+    monkeypatch.setattr(logwrite.os, "open", open_)
     w.write("stdout", b"a" * 100 + b"\n")
     state["fail"] = True
     w.write("stdout", b"b" * 100 + b"\n")  # rotates: the new file cannot be opened

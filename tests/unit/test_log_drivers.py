@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from rootless.base import config
 from rootless.base.errors import RootlessError, UsageError
 from rootless.cli import logview
-from rootless.runtime import logs
+from rootless.runtime import logs, logwrite
 from rootless.runtime.logs import LogEntry, LogWriter
 from tests.unit.test_logs import FakeTime
 
@@ -26,7 +26,7 @@ LIMIT = logs.PARTIAL_LIMIT
 @pytest.fixture
 def clock(monkeypatch):
     fake = FakeTime()
-    monkeypatch.setattr(logs, "time", fake)
+    monkeypatch.setattr(logwrite, "time", fake)
     return fake
 
 
@@ -51,7 +51,7 @@ def reference_json(writes: list[tuple[str, bytes]]) -> bytes:
             if q >= 0:
                 end = q + 1
             elif len(buf) - p >= LIMIT:
-                end = p + logs._utf8_cut(buf[p:p + LIMIT], LIMIT)
+                end = p + logwrite._utf8_cut(buf[p:p + LIMIT], LIMIT)
             else:
                 break
             out.append(_json(stream, bytes(buf[p:end]), t))
@@ -80,7 +80,7 @@ CHUNKS = st.lists(st.tuples(st.sampled_from(["stdout", "stderr"]),
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(writes=CHUNKS)
 def test_bulk_json_is_byte_for_byte_the_entry_by_entry_log(tmp_path, monkeypatch, writes):
-    monkeypatch.setattr(logs, "time", FakeTime())
+    monkeypatch.setattr(logwrite, "time", FakeTime())
     path = str(tmp_path / "bulk.log")
     if os.path.exists(path):
         os.unlink(path)
@@ -96,13 +96,13 @@ def test_bulk_json_is_byte_for_byte_the_entry_by_entry_log(tmp_path, monkeypatch
 def test_k8s_file_reads_back_what_json_file_reads_back(tmp_path, monkeypatch, writes):
     """The same output through both formats gives the same entries (k8s-file keeps raw bytes,
     which read back decoded with replacement, as json-file stores them)."""
-    monkeypatch.setattr(logs, "time", FakeTime())
+    monkeypatch.setattr(logwrite, "time", FakeTime())
     a, b = str(tmp_path / "a.log"), str(tmp_path / "b.log")
     for p in (a, b):
         if os.path.exists(p):
             os.unlink(p)
     for path, fmt in ((a, "json-file"), (b, "k8s-file")):
-        logs.time.now = 0
+        logwrite.time.now = 0
         with LogWriter(path, fmt) as w:
             for stream, data in writes:
                 w.write(stream, data)

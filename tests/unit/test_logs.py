@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rootless.cli import logview
-from rootless.runtime import logs
+from rootless.runtime import logread, logs, logwrite
 from rootless.runtime.logs import LogEntry, LogWriter
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
 
 
 class FakeTime:
-    """Stands in for the ``time`` module inside rootless.runtime.logs: time_ns() counts 1, 2, 3, ..."""
+    """Stands in for the ``time`` module inside rootless.runtime.logwrite: time_ns() counts 1, 2, 3, ..."""
 
     gmtime = staticmethod(time.gmtime)
     mktime = staticmethod(time.mktime)
@@ -43,7 +43,7 @@ class FakeTime:
 @pytest.fixture
 def clock(monkeypatch):
     fake = FakeTime()
-    monkeypatch.setattr(logs, "time", fake)
+    monkeypatch.setattr(logwrite, "time", fake)
     return fake
 
 
@@ -345,7 +345,7 @@ def test_read_tail(numbered, tail, first):
 
 @pytest.mark.parametrize("block", [1, 7, 64, 100, 4096])
 def test_read_tail_in_small_blocks(numbered, monkeypatch, block):
-    monkeypatch.setattr(logs, "_BLOCK", block)
+    monkeypatch.setattr(logread, "_BLOCK", block)
     for tail in (0, 1, 2, 33, 99, 100, 500):
         assert texts(logs.read(numbered, tail=tail)) == [f"line {i}\n" for i in range(100)][
             100 - min(tail, 100):]
@@ -356,7 +356,7 @@ def test_read_tail_of_a_file_bigger_than_the_block(path, monkeypatch):
     with LogWriter(path) as w:
         w.write("stdout", b"".join(b"entry %06d\n" % i for i in range(n)))
         w.write("stderr", b"z" * (3 * LIMIT))  # long entries at the end, longer than a small block
-    assert os.path.getsize(path) > 10 * logs._BLOCK
+    assert os.path.getsize(path) > 10 * logread._BLOCK
     read_bytes = []
     real_pread = os.pread
 
@@ -364,13 +364,13 @@ def test_read_tail_of_a_file_bigger_than_the_block(path, monkeypatch):
         read_bytes.append(size)
         return real_pread(fd, size, offset)
 
-    monkeypatch.setattr(logs.os, "pread", counting_pread)
+    monkeypatch.setattr(logread.os, "pread", counting_pread)
     got = logs.read(path, tail=10)
     assert texts(got) == [f"entry {i:06d}\n" for i in range(n - 7, n)] + ["z" * LIMIT] * 3
-    assert sum(read_bytes) <= 2 * logs._BLOCK  # only the end of the file was read
+    assert sum(read_bytes) <= 2 * logread._BLOCK  # only the end of the file was read
     read_bytes.clear()
     assert len(logs.read(path, tail=n + 100)) == n + 3
-    monkeypatch.setattr(logs, "_BLOCK", 1000)  # entries longer than a block
+    monkeypatch.setattr(logread, "_BLOCK", 1000)  # entries longer than a block
     assert texts(logs.read(path, tail=4)) == [f"entry {n - 1:06d}\n"] + ["z" * LIMIT] * 3
 
 
@@ -401,7 +401,7 @@ def test_torn_last_line_is_skipped(numbered):
 def test_only_a_torn_line(path, monkeypatch):
     with open(path, "wb") as f:
         f.write(b'{"log":"x' + b"y" * 500)
-    monkeypatch.setattr(logs, "_BLOCK", 64)
+    monkeypatch.setattr(logread, "_BLOCK", 64)
     assert logs.read(path) == []
     assert logs.read(path, tail=5) == []
 
