@@ -80,21 +80,59 @@ class Step:
 
 # ---- the keeper -----------------------------------------------------------------
 def sandbox(plan: LaunchPlan, ch: Channel) -> int:
-    spec, net = plan.spec, plan.net
+    """The keeper, as a flat sequence of phases; each names its steps (``Step.at``) for the errors."""
     os.setsid()  # the terminal's signals reach the CLI only; it forwards them
     if not plan.attached:
         _detach_from_terminal()
-    code, error = 125, ""
-    finished = False
-    helpers = Helpers()
-    attach_sock = None
-    clients: list = []  # attach clients (attach, wait): told the exit code at the end
-    orphaned: list = []  # a tied container whose CLI has gone (a killed build): it goes too
+    k = _Keeper(plan, ch)
     try:
+        k.enter_namespaces()
+        k.mount_root()
+        try:
+            k.connect_network()
+            k.listen()
+            pid, stdio = k.fork_container()
+            watch, wakeup = k.record_start(pid, stdio)
+            k.supervise(pid, stdio, watch, wakeup)
+            k.reap(pid, watch)
+        finally:
+            k.helpers.stop_relay()
+            unmount_rootfs(plan.rootfs)
+        k.finished = True
+        return k.code
+    except OSError as e:
+        err = from_oserror(Step.name, e)
+        k.error = err.message
+        raise err from None
+    except RootlessError as e:
+        k.error = e.message
+        raise
+    finally:
+        k.wind_down()
+
+
+class _Keeper:
+    """What the keeper's phases share: the plan, the channel to the parent, the helpers it started,
+    the attach clients, and the outcome (``code``, ``error``; ``finished``: the container ran to its end)."""
+
+    def __init__(self, plan: LaunchPlan, ch: Channel):
+        self.plan, self.ch = plan, ch
+        self.helpers = Helpers()
+        self.attach_sock = None
+        self.clients: list = []  # attach clients (attach, wait): told the exit code at the end
+        self.orphaned: list = []  # a tied container whose CLI has gone (a killed build): it goes too
+        self.netns = None  # a descriptor of the network namespace, for slirp4netns until it is ready
+        self.link_listeners: list = []
+        self.mac = ""
+        self.code, self.error, self.finished = 125, "", False
+
+    def enter_namespaces(self) -> None:
+        """Unshare (or join) the namespaces but the pid one; the network's first helpers start here."""
+        net = self.plan.net
         if net.kind == "slirp4netns":
             Step.at("fork the slirp4netns spawner")  # now: it must stay in the host's network namespace
             from netstack.slirp import Slirp
-            helpers.slirp = Slirp(plan.run_dir)
+            self.helpers.slirp = Slirp(self.plan.run_dir)
         Step.at("unshare namespaces")
         flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWCGROUP
         if net.kind in ("slirp4netns", "none"):
@@ -109,99 +147,113 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             Step.at("bring up lo")
             from netstack import loopback
             loopback.bring_up()
-        if helpers.slirp:
+        if self.helpers.slirp:
             Step.at("start slirp4netns")
-            netns = _start_slirp(helpers.slirp, net)
-            _mark(ch, "slirp")
-        link_listeners = []
+            self.netns = _start_slirp(self.helpers.slirp, net)
+            _mark(self.ch, "slirp")
         if net.links:
             Step.at("set up the link namespace")
             from netstack import links
-            link_listeners = links.setup(net.links)
-        Step.at(f"mount the root filesystem ({plan.rootfs.method})")
-        os.makedirs(plan.rootfs.merged, exist_ok=True)
+            self.link_listeners = links.setup(net.links)
+
+    def mount_root(self) -> None:
+        Step.at(f"mount the root filesystem ({self.plan.rootfs.method})")
+        os.makedirs(self.plan.rootfs.merged, exist_ok=True)
         import prctl
         prctl.set_child_subreaper(1)  # fuse-overlayfs daemonizes: it stays ours to reap
-        mount_rootfs(plan.rootfs)
-        _mark(ch, "mounted")
-        try:
-            mac = ""
-            if helpers.slirp:
-                Step.at("wait for slirp4netns")
-                helpers.slirp.wait_ready()
-                os.close(netns)
-                mac = _slirp_ready(helpers.slirp, net)
-                _mark(ch, "net-ready")
-            if net.bound or net.door or link_listeners:
-                Step.at("start the port relay")
-                helpers.relay = _start_relay(plan, link_listeners)
-            Step.at("listen on the attach socket")
-            attach_sock = keeper.listen(plan.run_dir)
-            clients += keeper.connect_pending(plan.paths.pending(spec.id))
-            # After the mount: fuse-overlayfs must not become PID 1 of the new pid namespace.
-            Step.at("unshare the pid namespace")
-            syscalls.unshare(syscalls.CLONE_NEWPID)
-            stdio = keeper.Stdio(spec.tty, spec.interactive, plan.attached, plan.attached and plan.stdin)
-            pid = os.fork()
-            if pid == 0:
-                _container_entry(plan, ch, stdio)
-            stdio.connect_keeper()
-            # Only now: until PID 1 has handed over its pty, nothing here would resume its stops;
-            # and only after SIGCHLD wakes the keeper, so that no stop goes unnoticed.
-            wakeup = keeper.Wakeup()
-            watch = None if spec.init else exitwatch.ExitWatch(pid)
-            start = _start_time(pid)
-            from rootless.runtime import network
-            state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
-                               keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
-                               started_at=now_iso(), exit_code=0, error="", log_error="",
-                               net=network.state_fields(net, mac))
-            events.container(plan.paths, "start", spec)
-            if plan.tied:  # its CLI may be gone already: supervise() then ends the container
-                _send_quietly(ch, "pid", pid=pid, start=start)
-            else:
-                ch.send("pid", pid=pid, start=start)
-            _mark(ch, "forked")
-            for sig in FORWARDED:
-                signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
+        mount_rootfs(self.plan.rootfs)
+        _mark(self.ch, "mounted")
 
-            def cli_gone() -> None:
-                orphaned.append(True)
-                kill_quietly(pid, signal.SIGKILL)  # PID 1: its whole pid namespace ends
-            log = logwrite.open_writer(plan.paths.container_log(spec.id), spec.log,
-                                       on_error=lambda msg: _log_failed(plan, msg))
-            keeper.supervise(stdio, ch, log, attach_sock, watch, wakeup, clients, cli_gone if plan.tied else None)
-            if watch:
-                watch.finish()  # PID 1 may wait in its exit stop
-            status = watch.final_status if watch and watch.final_status is not None else _wait(pid)
-            code = userns.exit_code(status)
-            _mark(ch, "exited")
-            if code == 0 and watch and watch.left_children:
-                error = state.DAEMON_HINT
-        finally:
-            helpers.stop_relay()
-            unmount_rootfs(plan.rootfs)
-        finished = True
-        return code
-    except OSError as e:
-        err = from_oserror(Step.name, e)
-        error = err.message
-        raise err from None
-    except RootlessError as e:
-        error = e.message
-        raise
-    finally:
+    def connect_network(self) -> None:
+        """slirp4netns ready with its ports forwarded; the relay for the other ports and the links."""
+        net = self.plan.net
+        if self.helpers.slirp:
+            Step.at("wait for slirp4netns")
+            self.helpers.slirp.wait_ready()
+            os.close(self.netns)
+            self.mac = _slirp_ready(self.helpers.slirp, net)
+            _mark(self.ch, "net-ready")
+        if net.bound or net.door or self.link_listeners:
+            Step.at("start the port relay")
+            self.helpers.relay = _start_relay(self.plan, self.link_listeners)
+
+    def listen(self) -> None:
+        Step.at("listen on the attach socket")
+        self.attach_sock = keeper.listen(self.plan.run_dir)
+        self.clients += keeper.connect_pending(self.plan.paths.pending(self.plan.spec.id))
+
+    def fork_container(self) -> tuple[int, keeper.Stdio]:
+        """PID 1 of a new pid namespace, and the keeper's ends of its stdio."""
+        plan = self.plan
+        # After the mount: fuse-overlayfs must not become PID 1 of the new pid namespace.
+        Step.at("unshare the pid namespace")
+        syscalls.unshare(syscalls.CLONE_NEWPID)
+        stdio = keeper.Stdio(plan.spec.tty, plan.spec.interactive, plan.attached, plan.attached and plan.stdin)
+        pid = os.fork()
+        if pid == 0:
+            _container_entry(plan, self.ch, stdio)
+        stdio.connect_keeper()
+        return pid, stdio
+
+    def record_start(self, pid: int, stdio: keeper.Stdio) -> tuple:
+        """The container runs: recorded, announced, told to the CLI; the CLI's signals go to it."""
+        plan, spec, ch = self.plan, self.plan.spec, self.ch
+        # Only now: until PID 1 has handed over its pty, nothing here would resume its stops;
+        # and only after SIGCHLD wakes the keeper, so that no stop goes unnoticed.
+        wakeup = keeper.Wakeup()
+        watch = None if spec.init else exitwatch.ExitWatch(pid)
+        start = _start_time(pid)
+        from rootless.runtime import network
+        state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
+                           keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
+                           started_at=now_iso(), exit_code=0, error="", log_error="",
+                           net=network.state_fields(plan.net, self.mac))
+        events.container(plan.paths, "start", spec)
+        if plan.tied:  # its CLI may be gone already: supervise() then ends the container
+            _send_quietly(ch, "pid", pid=pid, start=start)
+        else:
+            ch.send("pid", pid=pid, start=start)
+        _mark(ch, "forked")
+        for sig in FORWARDED:
+            signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
+        return watch, wakeup
+
+    def supervise(self, pid: int, stdio: keeper.Stdio, watch, wakeup) -> None:
+        """Relay the container's stdio into its log and to the attached clients until it ends."""
+        plan = self.plan
+
+        def cli_gone() -> None:
+            self.orphaned.append(True)
+            kill_quietly(pid, signal.SIGKILL)  # PID 1: its whole pid namespace ends
+        log = logwrite.open_writer(plan.paths.container_log(plan.spec.id), plan.spec.log,
+                                   on_error=lambda msg: _log_failed(plan, msg))
+        keeper.supervise(stdio, self.ch, log, self.attach_sock, watch, wakeup, self.clients,
+                         cli_gone if plan.tied else None)
+
+    def reap(self, pid: int, watch) -> None:
+        """The container's exit code; a hint when it left daemons behind."""
+        if watch:
+            watch.finish()  # PID 1 may wait in its exit stop
+        status = watch.final_status if watch and watch.final_status is not None else _wait(pid)
+        self.code = userns.exit_code(status)
+        _mark(self.ch, "exited")
+        if self.code == 0 and watch and watch.left_children:
+            self.error = state.DAEMON_HINT
+
+    def wind_down(self) -> None:
+        """Whatever happened: helpers stopped, the record final, the clients told, the CLI released."""
+        plan, spec, helpers, code = self.plan, self.plan.spec, self.helpers, self.code
         helpers.stop_relay()
-        if net.handler == "slirp4netns" and net.bound:
+        if plan.net.handler == "slirp4netns" and plan.net.bound:
             helpers.stop_slirp()  # it holds the host ports: free when the CLI returns
-        if orphaned:  # nobody is left to remove it: as with --rm
+        if self.orphaned:  # nobody is left to remove it: as with --rm
             plan = plan._replace(spec=spec._replace(remove=True), remove_dirs=(plan.paths.container(spec.id),))
-        _finish(plan, code, error)
-        keeper.farewell(clients, attach_sock, code if finished else None)
-        if finished:
+        _finish(plan, code, self.error)
+        keeper.farewell(self.clients, self.attach_sock, code if self.finished else None)
+        if self.finished:
             # The record is final and the ports free: an attached CLI returns now, without waiting
             # for slirp4netns, whose exit (the kernel unregistering its tap) takes tens of ms.
-            _send_quietly(ch, "finished", code=code)
+            _send_quietly(self.ch, "finished", code=code)
             if plan.attached:
                 _detach_from_terminal()  # nor does a caller reading the CLI's output wait for us
         helpers.stop_slirp()
