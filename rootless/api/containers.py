@@ -3,7 +3,7 @@
 ``create`` turns Docker's container config into the CLI's run options (``to_run_options``) so
 that a container made here is the one ``rootless ps`` shows, and the other way round.
 ``attach`` and ``wait`` on a container that has not started yet register a socket that the
-container's keeper connects to before the container runs (``keeper.register_pending``): the
+container's keeper connects to before the container runs (``keeperclient.register_pending``): the
 client sees all the output and the exit code, however fast the container ends, as the docker
 CLI's ``run`` (attach, wait, then start) needs.
 """
@@ -15,12 +15,16 @@ import select
 import socket
 import struct
 import time
+from typing import TYPE_CHECKING
 
 from rootless.api import http
 from rootless.base.clock import now_iso
 from rootless.base.errors import Conflict, ContainerNotFound, UsageError
 from rootless.engine import containers as uc
 from rootless.engine import dockerview
+
+if TYPE_CHECKING:
+    from rootless.runtime import keeperclient
 
 STDOUT, STDERR = 1, 2
 RAW_STREAM = "application/vnd.docker.raw-stream"
@@ -305,15 +309,15 @@ def resize(ctx, req, id):
     rec = uc.lookup(ctx, id)
     h, w = req.int_arg("h", 0), req.int_arg("w", 0)
     if uc.is_running(rec) and rec["spec"].get("tty"):
-        from rootless.runtime import keeper
+        from rootless.runtime import keeperclient
         try:
-            sock = keeper.connect(ctx.paths.run_dir(rec["id"]))
+            link = keeperclient.connect(ctx.paths.run_dir(rec["id"]))
         except OSError:
             return 200, None
         try:
-            sock.send(keeper.WINSIZE + struct.pack("HHHH", h, w, 0, 0))
+            link.resize(h, w)
         finally:
-            sock.close()
+            link.close()
     return 200, None
 
 
@@ -328,8 +332,8 @@ def wait(ctx, req, id):
         return 200, {"StatusCode": rec["state"].get("exit_code", 0), "Error": None}
     pending = None
     if not uc.is_running(rec):
-        from rootless.runtime import keeper
-        pending = keeper.register_pending(ctx.paths.pending(rec["id"]))
+        from rootless.runtime import keeperclient
+        pending = keeperclient.register_pending(ctx.paths.pending(rec["id"]))
     # Headers now: the docker CLI starts the container once they came.
     stream = req.conn.start_stream(200, "application/json")
     try:
@@ -344,21 +348,16 @@ def wait(ctx, req, id):
 
 def _exit_code(ctx, rec: dict, pending) -> int:
     """The exit code of the container's current or next run."""
-    from rootless.runtime import keeper
     if pending is None:
         return uc.wait(ctx, rec)["state"].get("exit_code", 0)
-    sock = await_keeper(ctx, rec["id"], pending[0])
-    if sock is None:
+    link = await_keeper(ctx, rec["id"], pending[0])
+    if link is None:
         return _recorded_code(ctx, rec["id"])
     try:
-        while True:
-            msg = sock.recv(65537)
-            if not msg:
-                return _recorded_code(ctx, rec["id"])
-            if msg[:1] == keeper.EXIT:
-                return int(msg[1:])
+        code = link.exit_code()
     finally:
-        sock.close()
+        link.close()
+    return _recorded_code(ctx, rec["id"]) if code is None else code
 
 
 def _recorded_code(ctx, cid: str) -> int:
@@ -379,20 +378,18 @@ def _until_removed(ctx, cid: str) -> None:
         delay = min(delay * 2, 0.25)
 
 
-def await_keeper(ctx, cid: str, pending: socket.socket) -> socket.socket | None:
+def await_keeper(ctx, cid: str, pending: socket.socket) -> keeperclient.Link | None:
     """The keeper's connection to ``pending`` once the container starts; the attach socket instead
     when it started without looking at ours (a start that raced our registration); None when
     the container is gone or ended without running again. (A client that hangs up meanwhile
     cannot be told from one that only closed its input: the wait ends with the container.)"""
-    from rootless.runtime import keeper
+    from rootless.runtime import keeperclient
     began = now_iso()
     seen_running = 0
     while True:
         ready, _, _ = select.select([pending], [], [], 0.2)
         if ready:
-            conn, _ = pending.accept()
-            conn.setblocking(True)
-            return conn
+            return keeperclient.accept_pending(pending)
         try:
             rec = uc.current(ctx, uc.state.lookup(ctx.paths, cid))
         except ContainerNotFound:
@@ -402,7 +399,7 @@ def await_keeper(ctx, cid: str, pending: socket.socket) -> socket.socket | None:
             seen_running += 1
             if seen_running >= 3:  # running for a while without us: its keeper looked before we came
                 try:
-                    return keeper.connect(ctx.paths.run_dir(cid))
+                    return keeperclient.connect(ctx.paths.run_dir(cid))
                 except OSError:
                     continue
         elif st.get("status") == "exited" and (st.get("finished_at") or "") > began:
@@ -411,8 +408,8 @@ def await_keeper(ctx, cid: str, pending: socket.socket) -> socket.socket | None:
 
 def _unregister(pending) -> None:
     if pending is not None:
-        from rootless.runtime import keeper
-        keeper.unregister_pending(*pending)
+        from rootless.runtime import keeperclient
+        keeperclient.unregister_pending(*pending)
 
 
 
@@ -424,7 +421,7 @@ def frame(stream: int, data: bytes) -> bytes:
 
 
 def attach(ctx, req, id):
-    from rootless.runtime import keeper
+    from rootless.runtime import keeperclient
     rec = uc.lookup(ctx, id)
     req.drain()
     tty = bool(rec["spec"].get("tty"))
@@ -434,7 +431,7 @@ def attach(ctx, req, id):
         raise UsageError("attach needs stream=1 or logs=1")
     pending = None
     if req.flag("stream") and not uc.is_running(rec):
-        pending = keeper.register_pending(ctx.paths.pending(rec["id"]))
+        pending = keeperclient.register_pending(ctx.paths.pending(rec["id"]))
     client = req.conn.hijack(req, RAW_STREAM)
     early = req.conn.pending_input()
     try:
@@ -447,27 +444,27 @@ def attach(ctx, req, id):
         if not req.flag("stream"):
             return
         if pending is not None:
-            sock = await_keeper(ctx, rec["id"], pending[0])
+            link = await_keeper(ctx, rec["id"], pending[0])
         else:
             try:
-                sock = keeper.connect(ctx.paths.run_dir(rec["id"]))
+                link = keeperclient.connect(ctx.paths.run_dir(rec["id"]))
             except OSError:
-                sock = None
-        if sock is None:
+                link = None
+        if link is None:
             return
-        relay(sock, client, tty, want, stdin, early)
+        relay(link, client, tty, want, stdin, early)
     finally:
         _unregister(pending)
 
 
-def relay(sock: socket.socket, client: socket.socket, tty: bool, want: dict, stdin: bool, early: bytes = b"") -> None:
+def relay(link: keeperclient.Link, client: socket.socket, tty: bool, want: dict, stdin: bool,
+          early: bytes = b"") -> None:
     """Between a keeper's attach socket and a hijacked client until the container ends: output as
     frames (raw with a tty), the client's bytes as input, its half-close as the end of input."""
-    from rootless.runtime import keeper
-    sock.setblocking(True)
+    link.sock.setblocking(True)
     if stdin and early:
-        sock.send(keeper.IN + early)
-    watch = [sock, client] if stdin else [sock]
+        link.send_input(early)
+    watch = [link, client] if stdin else [link]
     while True:
         ready, _, _ = select.select(watch, [], [])
         if client in ready:
@@ -476,21 +473,21 @@ def relay(sock: socket.socket, client: socket.socket, tty: bool, want: dict, std
             except OSError:
                 data = b""
             if data:
-                sock.send(keeper.IN + data)
+                link.send_input(data)
             else:
                 watch.remove(client)
-                sock.send(keeper.CLOSE_STDIN)
-        if sock in ready:
-            msg = sock.recv(65537)
-            if not msg or msg[:1] == keeper.EXIT:
+                link.close_stdin()
+        if link in ready:
+            kind, data = link.receive()
+            if kind in ("end", "exit"):
                 break
-            n = STDOUT if msg[:1] == keeper.OUT else STDERR
+            n = STDOUT if kind == "stdout" else STDERR
             if want.get(n):
                 try:
-                    client.sendall(msg[1:] if tty else frame(n, msg[1:]))
+                    client.sendall(data if tty else frame(n, data))
                 except OSError:
                     break
-    sock.close()
+    link.close()
     try:
         client.shutdown(socket.SHUT_WR)
     except OSError:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import selectors
 import signal
-import socket
 
 from rootless.base.errors import Conflict, RootlessError, UsageError
-from rootless.runtime import keeper
+from rootless.runtime import keeperclient
 
 _KEYS = {"ctrl-@": 0, "ctrl-[": 27, "ctrl-\\": 28, "ctrl-]": 29, "ctrl-^": 30, "ctrl-_": 31}
 
@@ -48,7 +47,7 @@ def attach(ctx, rec: dict, stdin: bool, detach_keys: bytes) -> int | None:
         raise Conflict(f"you cannot attach to a stopped container {rec['id'][:12]}", "start it first", exit_code=1)
     tty = bool(rec["spec"].get("tty"))
     try:
-        sock = keeper.connect(ctx.paths.run_dir(rec["id"]))
+        link = keeperclient.connect(ctx.paths.run_dir(rec["id"]))
     except OSError as e:
         raise RootlessError(f"cannot attach to {rec['name']}: {e.strerror}") from None
     fwd = Forwarder()
@@ -56,7 +55,7 @@ def attach(ctx, rec: dict, stdin: bool, detach_keys: bytes) -> int | None:
         fwd.install()
         fwd.started(rec["state"]["pid"])
     sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ, "sock")
+    sel.register(link, selectors.EVENT_READ, "keeper")
     if stdin:
         sel.register(0, selectors.EVENT_READ, "stdin")
     detach = DetachKeys(detach_keys)
@@ -64,40 +63,40 @@ def attach(ctx, rec: dict, stdin: bool, detach_keys: bytes) -> int | None:
     class _Sender:  # what DetachKeys writes to: the keeper, as input
         @staticmethod
         def write(data: bytes) -> None:
-            sock.send(keeper.IN + data)
+            link.send_input(data)
 
     try:
         with RawTerminal(tty and stdin) as raw:
             if tty:
-                _send_size(sock, terminal_size())
+                _send_size(link, terminal_size())
                 if raw.active:
-                    signal.signal(signal.SIGWINCH, lambda _s, _f: _send_size(sock, terminal_size()))
+                    signal.signal(signal.SIGWINCH, lambda _s, _f: _send_size(link, terminal_size()))
             while True:
                 for key, _ in sel.select():
                     if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
                         continue
-                    if key.data == "sock":
-                        msg = sock.recv(65537)
-                        if msg[:1] == keeper.EXIT:
-                            return int(msg[1:])
-                        if not msg:  # a keeper that ended without saying: its record tells
+                    if key.data == "keeper":
+                        kind, value = link.receive()
+                        if kind == "exit":
+                            return value
+                        if kind == "end":  # a keeper that ended without saying: its record tells
                             return containers.wait(ctx, rec)["state"].get("exit_code", 0)
-                        write_all(1 if msg[:1] == keeper.OUT else 2, msg[1:])
+                        write_all(1 if kind == "stdout" else 2, value)
                         continue
                     data = read_stdin()
                     if data is None:
                         sel.unregister(0)
-                        sock.send(keeper.CLOSE_STDIN)
+                        link.close_stdin()
                     elif detach.feed(data, None, sink=_Sender):
                         return None
     finally:
         fwd.restore()
-        sock.close()
+        link.close()
 
 
-def _send_size(sock: socket.socket, size: bytes | None) -> None:
+def _send_size(link: keeperclient.Link, size: bytes | None) -> None:
     if size:
         try:
-            sock.send(keeper.WINSIZE + size)
+            link.send_winsize(size)
         except OSError:
             pass

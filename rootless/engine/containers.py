@@ -378,22 +378,17 @@ def wait(ctx, rec: dict, timeout: float | None = None) -> dict:
 def _exit_from_keeper(ctx, rec: dict) -> int | None:
     """The exit code the keeper tells its attach clients at the end (None: it could not be asked,
     or it ended without saying)."""
-    from rootless.runtime import keeper
+    from rootless.runtime import keeperclient
     try:
-        sock = keeper.connect(ctx.paths.run_dir(rec["id"]))
+        link = keeperclient.connect(ctx.paths.run_dir(rec["id"]))
     except OSError:
         return None
     try:
-        while True:
-            msg = sock.recv(65537)
-            if not msg:
-                return None
-            if msg[:1] == keeper.EXIT:
-                return int(msg[1:])
+        return link.exit_code()
     except (OSError, ValueError):
         return None
     finally:
-        sock.close()
+        link.close()
 
 
 def _wait_for_pid(pid: int, seconds: float) -> None:

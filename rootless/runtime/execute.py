@@ -14,7 +14,6 @@ nothing the user types after exec returned.
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import sys
 
@@ -193,123 +192,25 @@ def _stdio(ch: Channel, tty: bool, interactive: bool, winsize: bytes | None) -> 
 
 def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool,
             pipes: _Pipes | None = None) -> int | None:
-    from rootless.runtime.terminal import (
-        Forwarder,
-        InputRelay,
-        RawTerminal,
-        follow_window_size,
-        write_all,
-    )
+    from rootless.runtime.foreground import ENDED, Session
+    from rootless.runtime.terminal import Forwarder
     fwd = Forwarder()
     fwd.install()
-    master = -1
-    error = None
-    sel = selectors.DefaultSelector()
-    sel.register(ch.fileno(), selectors.EVENT_READ, "channel")
     outputs: dict[int, int] = {}  # our end of a pipe -> where its bytes go (our stdout or stderr)
-    relay = None
+    stdin_pipe = -1
     if pipes is not None:
         outputs = {pipes.out_r: 1, pipes.err_r: 2}
-        for fd in outputs:
-            sel.register(fd, selectors.EVENT_READ, "output")
-        if pipes.in_w >= 0:
-            relay = InputRelay(sel, 0, pipes.in_w)
-            pipes.in_w = -1  # the relay's now
-
-    def emit(fd: int) -> bool:
-        """Pass on what the pipe ``fd`` holds; False at its end, or when our own output is gone."""
-        data = _read(fd)
-        if not data:
-            return False
-        try:
-            write_all(outputs[fd], data)
-        except OSError:  # a closed pipe (`exec C yes | head -1`)
-            return False
-        return True
-
-    def end(fd: int) -> None:
-        """Done with an output: the process writing more gets EPIPE, as if it wrote there itself."""
-        if fd in sel.get_map():
-            sel.unregister(fd)
-        os.close(fd)
-        del outputs[fd]
-
+        stdin_pipe, pipes.in_w = pipes.in_w, -1  # the session's now
+    session = Session(ch, fwd, interactive=interactive, show_pty=True, outputs=outputs, stdin_pipe=stdin_pipe)
     try:
-        with RawTerminal(tty and interactive) as raw:
-            while sel.get_map():
-                for key, _ in sel.select():
-                    if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
-                        continue
-                    if relay is not None and key.data is relay:
-                        relay.handle(key.fd)
-                        continue
-                    if key.data == "output":
-                        if not emit(key.fd):
-                            end(key.fd)
-                        continue
-                    if key.data == "master":
-                        data = _read(master)
-                        if data:
-                            write_all(1, data)
-                        else:
-                            sel.unregister(master)
-                        continue
-                    if key.data == "stdin":
-                        data = _read(0)
-                        if data:
-                            write_all(master, data)
-                        else:
-                            sel.unregister(0)
-                        continue
-                    msg, fds = ch.recv()
-                    if msg is None:  # the helper is gone: show what is left of the output, then stop
-                        if master >= 0:
-                            os.set_blocking(master, False)
-                            while data := _read(master):
-                                write_all(1, data)
-                        for fd in list(outputs):  # a process left behind may hold the pipes: no waiting for it
-                            os.set_blocking(fd, False)
-                            while emit(fd):
-                                pass
-                            end(fd)
-                        if relay is not None:
-                            relay.close()
-                        for k in list(sel.get_map().values()):
-                            sel.unregister(k.fileobj)
-                    elif msg["type"] == "pid":
-                        fwd.started(msg["pid"])
-                        if detach:
-                            return None
-                    elif msg["type"] == "tty" and fds:
-                        master = fds[0]
-                        sel.register(master, selectors.EVENT_READ, "master")
-                        if interactive:
-                            sel.register(0, selectors.EVENT_READ, "stdin")
-                        if raw.active:
-                            follow_window_size(master)
-                    elif msg["type"] == "error":
-                        error = msg
-                    elif msg["type"] == "warning":
-                        import sys
-                        print(f"rootless: warning: {msg['message']}", file=sys.stderr, flush=True)
+        if session.run(tty and interactive, lambda _pid: detach) != ENDED:
+            return None
         code = userns.reap(helper)
     finally:
         fwd.restore()
         ch.close()
-        if master >= 0:
-            os.close(master)
-        if relay is not None:
-            relay.close()
-        for fd in outputs:
-            os.close(fd)
-        sel.close()
-    if error is not None:
+        session.close()
+    if session.error is not None:
+        error = session.error
         raise RootlessError(error["message"], error.get("hint"), error.get("exit_code"))
     return code
-
-
-def _read(fd: int) -> bytes:
-    try:
-        return os.read(fd, 1 << 20)
-    except OSError:  # EIO once the pty's last user is gone, EAGAIN when drained
-        return b""

@@ -16,6 +16,7 @@ import selectors
 import socket
 
 from rootless.base.channel import Channel
+from rootless.runtime import keeperclient as protocol
 
 
 class Stdio:
@@ -79,64 +80,16 @@ class Stdio:
                 self.fds = {"stdout": self.master}
 
 
-# The attach socket speaks SOCK_SEQPACKET datagrams whose first byte says what they carry.
-ATTACH_SOCKET = "attach.sock"
-OUT, ERR = b"o", b"e"  # keeper -> client: output of the container
-EXIT = b"x"  # keeper -> client, last: the container's exit code, once its end is recorded
-IN, WINSIZE, CLOSE_STDIN = b"i", b"w", b"c"  # client -> keeper
-
-
-def _short(directory: str, name: str, use) -> None:
-    """Socket paths are limited to 108 bytes: reach ``directory`` through a short fd path."""
-    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        use(f"/proc/self/fd/{fd}/{name}")
-    finally:
-        os.close(fd)
-
-
+# The attach socket and its messages: :mod:`rootless.runtime.keeperclient`.
 def listen(directory: str) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    _short(directory, ATTACH_SOCKET, sock.bind)
+    protocol.short_path(directory, protocol.ATTACH_SOCKET, sock.bind)
     sock.listen(8)
     return sock
 
 
-def connect(directory: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        _short(directory, ATTACH_SOCKET, sock.connect)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def register_pending(directory: str) -> tuple[socket.socket, str]:
-    """A client's socket in ``directory`` (a container's ``Paths.pending``) that the container's
-    next keeper connects to before the container runs: that client sees all of its output and
-    its exit code, however fast it ends. Listening, not yet accepted, and its path: the caller
-    removes it (:func:`unregister_pending`) when no keeper came."""
-    os.makedirs(directory, 0o700, exist_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    name = f"{os.getpid()}-{os.urandom(4).hex()}.sock"
-    _short(directory, name, sock.bind)
-    sock.listen(1)
-    return sock, os.path.join(directory, name)
-
-
-def unregister_pending(sock: socket.socket, path: str) -> None:
-    sock.close()
-    for remove in (os.unlink, os.rmdir):  # the directory too, when no other client waits there
-        try:
-            remove(path)
-        except OSError:
-            pass
-        path = os.path.dirname(path)
-
-
 def connect_pending(directory: str) -> list[socket.socket]:
-    """The keeper's side of :func:`register_pending`: a connection to each waiting client (each
+    """The keeper's side of :func:`keeperclient.register_pending`: a connection to each waiting client (each
     socket file is removed: one start serves it)."""
     try:
         names = [n for n in os.listdir(directory) if n.endswith(".sock")]
@@ -146,7 +99,7 @@ def connect_pending(directory: str) -> list[socket.socket]:
     for name in names:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            _short(directory, name, sock.connect)
+            protocol.short_path(directory, name, sock.connect)
             out.append(sock)
         except OSError:  # its client is gone
             sock.close()
@@ -250,7 +203,7 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
                 log.write(key.data, data)
                 if key.data in terminal and not _write(terminal[key.data], data):
                     terminal = {}
-                _broadcast(clients, sel, (OUT if key.data == "stdout" else ERR) + data)
+                _broadcast(clients, sel, protocol.output_message(key.data, data))
     finally:
         if relay is not None:
             relay.close()
@@ -276,7 +229,7 @@ def farewell(clients: list[socket.socket], attach_sock: socket.socket | None, co
             if code is not None:
                 c.setblocking(True)
                 c.settimeout(1)
-                c.send(EXIT + str(code).encode())
+                c.send(protocol.exit_message(code))
         except OSError:
             pass
         c.close()
@@ -286,25 +239,25 @@ def farewell(clients: list[socket.socket], attach_sock: socket.socket | None, co
 def _from_client(client: socket.socket, stdio: Stdio) -> bool:
     """Input, window size or end of input from an attached client; False when it is gone."""
     try:
-        msg = client.recv(65537)
+        msg = client.recv(protocol.MAX_MESSAGE)
     except BlockingIOError:
         return True
     except OSError:
         return False
     if not msg:
         return False
-    kind, data = msg[:1], msg[1:]
+    kind, data = protocol.parse_request(msg)
     target = stdio.master if stdio.master >= 0 else stdio.stdin_w
-    if kind == IN and target >= 0:
+    if kind == "input" and target >= 0:
         _write(target, data)
-    elif kind == WINSIZE and stdio.master >= 0:
+    elif kind == "winsize" and stdio.master >= 0:
         import fcntl
         import termios
         try:
             fcntl.ioctl(stdio.master, termios.TIOCSWINSZ, data[:8])
         except OSError:
             pass
-    elif kind == CLOSE_STDIN and stdio.stdin_w >= 0:
+    elif kind == "close-stdin" and stdio.stdin_w >= 0:
         os.close(stdio.stdin_w)
         stdio.stdin_w = -1
     return True

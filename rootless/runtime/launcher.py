@@ -8,24 +8,12 @@ message at any point carries the failure and its exit code.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import selectors
-import sys
-
-from rootless.base import timing, userns
+from rootless.base import userns
 from rootless.base.errors import RootlessError
 from rootless.base.idmap import IdMapping
 from rootless.runtime import child
-from rootless.runtime.terminal import (
-    DETACH_KEYS,
-    DetachKeys,
-    Forwarder,
-    RawTerminal,
-    follow_window_size,
-    hold_std_fds,
-    read_stdin,
-)
+from rootless.runtime.foreground import ENDED, Session
+from rootless.runtime.terminal import DETACH_KEYS, Forwarder, hold_std_fds
 
 
 def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_KEYS) -> int | None:
@@ -36,15 +24,18 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
     fwd = Forwarder(plan.tied)
     if attached:
         fwd.install()
-    master = -1
-    error: dict | None = None
+    session = None
     code: int | None = None
-    detached = False  # by the detach keys: the keeper goes on without us
-    finished = False  # the keeper said the container's end is recorded: it tidies up alone
     placement = None
     if plan.spec.limits:
         from rootless.runtime import cgroups
         placement = cgroups.Placement(cgroups.detect(), plan.spec.id, plan.spec.limits)
+
+    def on_pid(pid: int) -> bool:
+        if placement is not None:
+            placement.settle(pid)  # the keeper and its helpers leave its cgroup
+        return not attached  # detached: done once it runs
+
     try:
         try:
             if plan.net is not None and plan.net.join_fds:  # container: network: its user namespace too
@@ -63,70 +54,25 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
             if plan.net is not None:
                 from rootless.runtime import network
                 network.close(plan.net)  # the keeper holds the ports now; a failed start frees them
+        # The keeper shows the output and relays stdin without -t; with -t the CLI types into the pty.
+        session = Session(ch, fwd, interactive=plan.spec.interactive and plan.stdin, detach_keys=detach_keys,
+                          eof_to_pty=True)
         try:
-            sel = selectors.DefaultSelector()
-            sel.register(ch.fileno(), selectors.EVENT_READ, "channel")
-            detach = DetachKeys(detach_keys)
-            with RawTerminal(attached and plan.spec.tty and plan.spec.interactive and plan.stdin) as raw:
-                while sel.get_map():
-                    for key, _ in sel.select():
-                        if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
-                            continue
-                        if key.data == "stdin":
-                            data = read_stdin()
-                            if data is None:  # EOF
-                                sel.unregister(0)
-                                with contextlib.suppress(OSError):
-                                    os.write(master, b"\x04")  # EOF for the line discipline
-                            elif detach.feed(data, master):
-                                ch.send("detach")
-                                detached = True
-                                return None
-                            continue
-                        msg, fds = ch.recv()
-                        if msg is None:  # the keeper has exited
-                            sel.unregister(ch.fileno())
-                            with contextlib.suppress(KeyError, ValueError):
-                                sel.unregister(0)
-                        elif msg["type"] == "tty" and fds:
-                            master = fds[0]
-                            _start_input_relay(sel, master, plan.spec.interactive and plan.stdin, raw)
-                        elif msg["type"] == "pid":
-                            fwd.started(msg["pid"])
-                            if placement is not None:
-                                placement.settle(msg["pid"])  # the keeper and its helpers leave its cgroup
-                            if not attached:
-                                return None
-                        elif msg["type"] == "finished":  # the container's end is recorded
-                            code = msg["code"]
-                            finished = True
-                            sel.unregister(ch.fileno())
-                            with contextlib.suppress(KeyError, ValueError):
-                                sel.unregister(0)
-                        elif msg["type"] == "error":
-                            error = msg
-                        elif msg["type"] == "mark":
-                            timing.mark(msg["name"], msg["t"])
-                        elif msg["type"] == "warning":
-                            print(f"rootless: warning: {msg['message']}", file=sys.stderr, flush=True)
+            if session.run(attached and plan.spec.tty and plan.spec.interactive and plan.stdin, on_pid) != ENDED:
+                return None
+            code = session.code
         finally:
             ch.close()
-            if error is not None or (attached and not detached and not finished):
+            if session.error is not None or (attached and not session.detached and not session.finished):
                 code = userns.reap(keeper)
     finally:
         fwd.restore()
-        if master >= 0:
-            os.close(master)
+        if session is not None:
+            session.close()
     if fwd.cancelled:  # a tied container killed by the CLI's signal: now the CLI's own handler acts
         import signal
         signal.raise_signal(fwd.cancelled)
-    if error is not None:
+    if session.error is not None:
+        error = session.error
         raise RootlessError(error["message"], error.get("hint"), error.get("exit_code"))
     return code
-
-
-def _start_input_relay(sel: selectors.BaseSelector, master: int, interactive: bool, raw: RawTerminal) -> None:
-    if interactive:
-        sel.register(0, selectors.EVENT_READ, "stdin")
-    if raw.active:
-        follow_window_size(master)

@@ -52,19 +52,15 @@ def all_current(ctx) -> list[dict]:
 def keeper_of(ctx, cid: str) -> int:
     """The pid of a container's keeper found without its record: the process listening on its
     attach socket (SO_PEERCRED); 0 if none answers."""
-    import socket
-    import struct
-
-    from rootless.runtime import keeper
+    from rootless.runtime import keeperclient
     try:
-        s = keeper.connect(ctx.paths.run_dir(cid))
+        link = keeperclient.connect(ctx.paths.run_dir(cid))
     except OSError:
         return 0
     try:
-        pid, _uid, _gid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-        return pid
+        return link.peer_pid()
     finally:
-        s.close()
+        link.close()
 
 
 def kill_keeper_tree(keeper: int) -> None:

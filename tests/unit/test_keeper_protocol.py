@@ -1,0 +1,138 @@
+"""The keeper's attach protocol has one owner, ``runtime.keeperclient``: its tags and framing
+appear nowhere else, and the keeper's end and a client's end understand each other."""
+
+from __future__ import annotations
+
+import ast
+import os
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+
+from rootless.runtime import keeper, keeperclient
+
+REPO = Path(__file__).resolve().parents[2]
+OWNER = REPO / "rootless" / "runtime" / "keeperclient.py"
+TAGS = {b"o", b"e", b"x", b"i", b"w", b"c"}
+NAMES = {"OUT", "ERR", "EXIT", "IN", "WINSIZE", "CLOSE_STDIN"}
+
+
+def _sources():
+    for path in sorted((REPO / "rootless").rglob("*.py")):  # layers/ and netstack/ never speak to a keeper
+        if path != OWNER:
+            yield path, ast.parse(path.read_text(), str(path))
+
+
+def test_no_tag_of_the_attach_socket_outside_its_client():
+    found = []
+    for path, tree in _sources():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value in TAGS | {"attach.sock", b"attach.sock"}:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+            # a tag reached through another module (keeper.EXIT, ...)
+            if isinstance(node, ast.Attribute) and node.attr in NAMES and isinstance(node.value, ast.Name) \
+                    and node.value.id in ("keeper", "keeperclient", "protocol"):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value.id}.{node.attr}")
+    assert not found, "the attach socket's tags belong to rootless/runtime/keeperclient.py: " + "; ".join(found)
+
+
+def _pair():
+    k, c = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    return k, keeperclient.Link(c)
+
+
+def test_the_keepers_messages_reach_a_client():
+    k, link = _pair()
+    try:
+        k.send(keeperclient.output_message("stdout", b"out"))
+        k.send(keeperclient.output_message("stderr", b"err"))
+        k.send(keeperclient.output_message("stdout", b""))
+        k.send(keeperclient.exit_message(137))
+        assert link.receive() == ("stdout", b"out")
+        assert link.receive() == ("stderr", b"err")
+        assert link.receive() == ("stdout", b"")
+        assert link.receive() == ("exit", 137)
+        k.close()
+        assert link.receive() == ("end", None)
+    finally:
+        link.close()
+
+
+def test_exit_code_skips_the_output_and_tells_a_silent_end():
+    k, link = _pair()
+    k.send(keeperclient.output_message("stdout", b"x" * 1000))
+    k.send(keeperclient.exit_message(3))
+    assert link.exit_code() == 3
+    k.close()
+    link.close()
+    k, link = _pair()
+    k.send(keeperclient.output_message("stderr", b"bye"))
+    k.close()
+    assert link.exit_code() is None
+    link.close()
+
+
+def test_a_clients_requests_reach_the_keeper():
+    k, link = _pair()
+    try:
+        link.send_input(b"hello")
+        link.resize(24, 80)
+        link.close_stdin()
+        link.send_input(b"")
+        got = [keeperclient.parse_request(k.recv(keeperclient.MAX_MESSAGE)) for _ in range(4)]
+        assert got[0] == ("input", b"hello")
+        assert got[1][0] == "winsize" and len(got[1][1]) == 8
+        assert got[2] == ("close-stdin", b"")
+        assert got[3] == ("input", b"")
+        assert keeperclient.parse_request(b"?junk") == (None, b"junk")
+    finally:
+        k.close()
+        link.close()
+
+
+def test_the_keeper_writes_a_clients_input_and_closes_it_on_request():
+    k, link = _pair()
+    r, w = os.pipe()
+    stdio = SimpleNamespace(master=-1, stdin_w=w)  # what of keeper.Stdio a client's message touches
+    try:
+        link.send_input(b"typed")
+        assert keeper._from_client(k, stdio)
+        assert os.read(r, 100) == b"typed"
+        link.close_stdin()
+        assert keeper._from_client(k, stdio)
+        assert stdio.stdin_w == -1
+        assert os.read(r, 100) == b""  # the container reads EOF
+        link.close()
+        assert not keeper._from_client(k, stdio)  # the client is gone
+    finally:
+        os.close(r)
+        k.close()
+
+
+def test_a_client_meets_the_keeper_on_its_attach_socket_and_its_pending_socket(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    listener = keeper.listen(str(run))
+    link = keeperclient.connect(str(run))
+    try:
+        conn, _ = listener.accept()
+        assert link.peer_pid() == os.getpid()
+        conn.send(keeperclient.exit_message(0))
+        assert link.exit_code() == 0
+        conn.close()
+    finally:
+        link.close()
+        listener.close()
+    pending = tmp_path / "pending"
+    sock, path = keeperclient.register_pending(str(pending))
+    try:
+        [conn] = keeper.connect_pending(str(pending))
+        waiting = keeperclient.accept_pending(sock)
+        conn.send(keeperclient.output_message("stdout", b"first"))
+        assert waiting.receive() == ("stdout", b"first")
+        conn.close()
+        waiting.close()
+        assert not os.path.exists(path)  # one start serves it
+    finally:
+        keeperclient.unregister_pending(sock, path)
+    assert not pending.exists()
