@@ -222,7 +222,7 @@ def _with_networks(ctx, opts, body: dict):
     if mode in ("default", "bridge") and first not in ("bridge", "default"):
         opts = opts._replace(network=first)
     aliases = tuple(a for ep in endpoints.values() for a in (ep or {}).get("Aliases") or ())
-    if aliases and "network_aliases" in opts._fields:
+    if aliases:
         opts = opts._replace(network_aliases=aliases)
     return opts
 

@@ -71,37 +71,32 @@ def run(ctx,
         detach: bool = Opt(("-d", "--detach"), False, "Run in the background and print the container ID."),
         detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach from a -it session.")):
     """Run a command in a new container."""
+    flags = dict(locals())  # the flags above, by name: declared once, passed on by name
+    del flags["ctx"], flags["detach"], flags["detach_keys"]
     from rootless.engine import attach, containers
-    result = containers.run(ctx, _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user,
-                                              entrypoint, hostname, name, network, init, publish, publish_all,
-                                              expose, link, add_host, dns, dns_search, dns_option, mac_address,
-                                              pull, tls_verify, platform, log_driver, log_opt, volume, mount,
-                                              tmpfs, volumes_from, read_only, memory, memory_reservation,
-                                              memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit, blkio_weight,
-                                              device_read_bps, device_write_bps, cap_add, cap_drop, privileged,
-                                              security_opt, device, userns, label, network_alias),
-                            detach, attach.parse_detach_keys(detach_keys))
+    result = containers.run(ctx, _run_options(**flags), detach, attach.parse_detach_keys(detach_keys))
     if detach:
         print(result)
         return 0
     return result
 
 
-def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname, name,
-                 network, init, publish=(), publish_all=False, expose=(), link=(), add_host=(), dns=(),
-                 dns_search=(), dns_option=(), mac_address=None, pull="missing", tls_verify="true", platform=None,
-                 log_driver=None, log_opt=(), volume=(), mount=(), tmpfs=(), volumes_from=(), read_only=False,
-                 memory=None, memory_reservation=None, memory_swap=None, cpus=None, cpu_shares=None,
-                 cpuset_cpus=None, pids_limit=None, blkio_weight=None, device_read_bps=(), device_write_bps=(),
-                 cap_add=(), cap_drop=(), privileged=False, security_opt=(), device=(), userns="", label=(),
-                 network_alias=()):
+def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname,
+                 name, network, network_alias, publish, publish_all, expose, link, add_host, dns, dns_search,
+                 dns_option, mac_address, log_driver, log_opt, volume, mount, tmpfs, volumes_from, read_only,
+                 memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
+                 blkio_weight, device_read_bps, device_write_bps, cap_add, cap_drop, privileged, security_opt,
+                 device, userns, label, init, pull, tls_verify, platform):
+    """``run``'s and ``create``'s flags (each by the name ``run`` declares it under) as RunOptions."""
     from rootless.runtime.spec import RunOptions, parse_labels
-    limit_flags = (memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
-                   blkio_weight, tuple(device_read_bps), tuple(device_write_bps))
+    limit_flags = dict(memory=memory, memory_reservation=memory_reservation, memory_swap=memory_swap, cpus=cpus,
+                       cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit,
+                       blkio_weight=blkio_weight, device_read_bps=tuple(device_read_bps),
+                       device_write_bps=tuple(device_write_bps))
     limits = None
-    if any(limit_flags):
+    if any(limit_flags.values()):
         from rootless.runtime import cgroups
-        limits = cgroups.parse(cgroups.LimitOptions(*limit_flags))
+        limits = cgroups.parse(cgroups.LimitOptions(**limit_flags))
     from rootless.cli.commands.images import registry_options
     registry_options(tls_verify)  # checks the value
     if platform:
@@ -271,8 +266,9 @@ def update(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
     from rootless.base.errors import UsageError
     from rootless.engine import containers
     from rootless.runtime import cgroups
-    limits = cgroups.parse(cgroups.LimitOptions(memory, memory_reservation, memory_swap, cpus, cpu_shares,
-                                                cpuset_cpus, pids_limit, blkio_weight))
+    limits = cgroups.parse(cgroups.LimitOptions(
+        memory=memory, memory_reservation=memory_reservation, memory_swap=memory_swap, cpus=cpus,
+        cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit, blkio_weight=blkio_weight))
     if not limits:
         raise UsageError("you must provide one or more flags when using this command")
     return _each(ctx, containers_, lambda rec: containers.update(ctx, rec, limits))
