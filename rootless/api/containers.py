@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from rootless.api import http
 from rootless.base.clock import now_iso
 from rootless.base.errors import Conflict, ContainerNotFound, UsageError
+from rootless.engine import containerfs, containerstats, dockerview
 from rootless.engine import containers as uc
-from rootless.engine import dockerview
 
 if TYPE_CHECKING:
     from rootless.runtime import keeperclient
@@ -226,7 +226,7 @@ def _with_networks(ctx, opts, body: dict):
     if mode in ("default", "bridge") and first not in ("bridge", "default"):
         opts = opts._replace(network=first)
     aliases = tuple(a for ep in endpoints.values() for a in (ep or {}).get("Aliases") or ())
-    if aliases and "network_aliases" in opts._fields:
+    if aliases:
         opts = opts._replace(network_aliases=aliases)
     return opts
 
@@ -299,7 +299,7 @@ def stats(ctx, req, id):
            "pids_stats": {}, "blkio_stats": {}, "num_procs": 0, "storage_stats": {}, "cpu_stats": {},
            "precpu_stats": {}, "memory_stats": {}, "networks": {}}
     if uc.is_running(rec):
-        row = uc.stats(ctx, [rec], 0.1)[0]
+        row = containerstats.stats(ctx, [rec], 0.1)[0]
         out["pids_stats"] = {"current": row.pids}
         out["memory_stats"] = {"usage": row.mem_usage, "limit": row.mem_limit}
     return 200, out
@@ -530,7 +530,7 @@ def export(ctx, req, id):
     if pid == 0:
         try:
             os.close(r)
-            uc.export(ctx, rec, w)
+            containerfs.export(ctx, rec, w)
             code = 0
         except BaseException:  # noqa: BLE001
             code = 1
@@ -550,14 +550,14 @@ def commit(ctx, req):
     ref = f"{repo}:{tag}" if repo and tag else repo
     del body  # a config to merge is not supported: use changes=
     changes = [c for c in (req.query.get("changes") or []) if c]
-    image_id = uc.commit(ctx, rec, ref, req.arg("author"), req.arg("comment"), changes)
+    image_id = containerfs.commit(ctx, rec, ref, req.arg("author"), req.arg("comment"), changes)
     return 201, {"Id": image_id}
 
 
 def _stat_header(ctx, rec: dict, path: str) -> str:
     import base64
     import json
-    return base64.b64encode(json.dumps(uc.stat_path(ctx, rec, path)).encode()).decode()
+    return base64.b64encode(json.dumps(containerfs.stat_path(ctx, rec, path)).encode()).decode()
 
 
 def _path_arg(req) -> str:
@@ -581,7 +581,7 @@ def archive_get(ctx, req, id):
     stat_header = _stat_header(ctx, rec, path)  # a missing path: 404 before anything is sent
     os.makedirs(ctx.paths.tmp, exist_ok=True)
     with tempfile.TemporaryFile(dir=ctx.paths.tmp, prefix="api-cp-") as f:
-        uc.copy_out_tar(ctx, rec, path, f.fileno())
+        containerfs.copy_out_tar(ctx, rec, path, f.fileno())
         f.seek(0)
         stream = req.conn.start_stream(200, "application/x-tar", [("X-Docker-Container-Path-Stat", stat_header)])
         while data := f.read(1 << 20):
@@ -591,7 +591,7 @@ def archive_get(ctx, req, id):
 
 def archive_put(ctx, req, id):
     """Unpack a tar into the directory ``path`` in the container (``docker cp - CONTAINER:PATH``):
-    inside the container's root, by the rules of :func:`rootless.engine.containers.extract_archive`."""
+    inside the container's root, by the rules of :func:`rootless.engine.containerfs.extract_archive`."""
     import tempfile
     rec, path = uc.lookup(ctx, id), _path_arg(req)
     os.makedirs(ctx.paths.tmp, exist_ok=True)
@@ -604,7 +604,7 @@ def archive_put(ctx, req, id):
             from rootless.base.errors import from_oserror
             raise from_oserror(f"keep the uploaded archive in {ctx.paths.tmp}", e) from None
         try:
-            uc.extract_archive(ctx, rec, path, f.fileno())
-        except uc.ReadOnlyPath as e:
+            containerfs.extract_archive(ctx, rec, path, f.fileno())
+        except containerfs.ReadOnlyPath as e:
             return 403, {"message": e.message}  # Docker's status for a read-only volume or root
     return 200, None

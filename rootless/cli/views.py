@@ -88,7 +88,7 @@ STATS_DEFAULT = ("ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "Block
 
 
 def stats_row(row, trunc: bool = True) -> dict:
-    """A ``containers.StatsRow`` as Docker's columns show it (binary units for memory, decimal
+    """A ``containerstats.StatsRow`` as Docker's columns show it (binary units for memory, decimal
     for I/O, as Docker prints them)."""
     from rootless.cli.render import human_size
     cid = row.id[:12] if trunc else row.id

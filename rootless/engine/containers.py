@@ -1,5 +1,7 @@
-"""Container use cases: create, start, run, stop, kill, rm, wait, restart, rename, prune, commit,
-export, cp, mount. Each takes the Context; none prints.
+"""Container use cases, their life: create, start, run, exec, logs, stop, kill, rm, wait, restart,
+rename, prune. Each takes the Context; none prints. A container's files (commit, export, cp,
+mount) are ``rootless.engine.containerfs``'s; its resources (stats, update)
+``rootless.engine.containerstats``'s.
 
 A container's keeper (``rootless.runtime.child.sandbox``) records its running and exited states
 itself, so a record stays right when the CLI that started it is gone; ``rootless.runtime.records``
@@ -11,14 +13,12 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections import namedtuple
 
 from rootless.base import config
 from rootless.base.errors import (
     Conflict,
     ContainerNotFound,
     HostError,
-    NotFound,
     RootlessError,
     UsageError,
 )
@@ -125,6 +125,7 @@ def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdi
     if is_running(rec):
         raise Conflict(f"container {rec['name']} is already running")
     if rec["state"].get("mounted_by"):
+        from rootless.engine.containerfs import unmount
         unmount(ctx, rec)  # one writer of the writable layer at a time
     if ctx.mapping.warning:
         ctx.warn(ctx.mapping.warning)
@@ -371,7 +372,7 @@ def wait(ctx, rec: dict, timeout: float | None = None) -> dict:
             return rec
         if deadline is not None and time.monotonic() >= deadline:
             return rec
-        _wait_for_pid(rec["state"].get("keeper", 0), delay)
+        records.wait_for_pid(rec["state"].get("keeper", 0), delay)
         delay = min(delay * 2, 0.1)
 
 
@@ -389,20 +390,6 @@ def _exit_from_keeper(ctx, rec: dict) -> int | None:
         return None
     finally:
         link.close()
-
-
-def _wait_for_pid(pid: int, seconds: float) -> None:
-    """Sleep up to ``seconds``, returning early when ``pid`` exits (pidfd where the kernel has it)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except (OSError, AttributeError):
-        time.sleep(seconds)
-        return
-    try:
-        import select
-        select.select([fd], [], [], seconds)
-    finally:
-        os.close(fd)
 
 
 def stop(ctx, rec: dict, timeout: float | None = None) -> None:
@@ -441,6 +428,7 @@ def remove(ctx, rec: dict, force: bool, volumes: bool = False) -> None:
     if keeper:
         records.kill_keeper_tree(keeper)
     if rec["state"].get("mounted_by"):
+        from rootless.engine.containerfs import unmount
         unmount(ctx, rec)
     if is_running(rec):
         kill(ctx, rec, "KILL")
@@ -491,349 +479,3 @@ def prune(ctx) -> list[str]:
             remove(ctx, rec, force=False)
             removed.append(rec["id"])
     return removed
-
-
-# ---- files: commit, export, cp ------------------------------------------------------------------
-def commit(ctx, rec: dict, ref: str | None, author: str | None, message: str | None,
-           changes: list[str]) -> str:
-    """A new image: the container's image plus its writable layer (pause-free: a running container
-    keeps running, and what it writes during the commit may or may not be in the layer)."""
-    import json
-
-    from layers import imageconfig, reference
-    from layers.archive import MT_LAYER_TAR
-    from layers.store import LayerRef
-    from rootless.base.clock import now_iso
-    from rootless.runtime import fsaccess
-    spec = rec["spec"]
-    base = ctx.store.resolve(spec["image_id"])
-    base_config = ctx.store.config(base)
-    container_config = imageconfig.apply_changes(
-        imageconfig.container_config_from_spec(spec, base_config.get("config") or {}), changes)
-    tags = []
-    if ref:
-        r = reference.parse(ref)
-        tags = [f"{r.repository}:{r.tag or 'latest'}"]
-    squash = rec.get("rootfs_method") == "copy"  # no writable layer apart: the whole tree becomes one
-    src = ctx.paths.copy_rootfs(rec["id"]) if squash else ctx.paths.upper(rec["id"])
-    os.makedirs(ctx.paths.tmp, exist_ok=True)
-    tmp = os.path.join(ctx.paths.tmp, f"commit-{rec['id'][:12]}-{os.getpid()}.tar")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            info = ctx.userns_call(fsaccess.tar_layer, src, fd, squash)
-        finally:
-            os.close(fd)
-        with open(tmp, "rb") as f:
-            blob, _size, _added = ctx.store.put_blob(f, expected=info["diff_id"], what="commit")
-    finally:
-        os.unlink(tmp)
-    layer = LayerRef(info["diff_id"], blob, MT_LAYER_TAR, info["size"])
-    ctx.store.unpack_layers([layer])
-    base_for = dict(base_config, rootfs={"type": "layers", "diff_ids": []}, history=[]) if squash else base_config
-    config = imageconfig.committed_config(
-        base_for, container_config, info["diff_id"], author=author, comment=message, created=now_iso(),
-        created_by=f"rootless commit {rec['name']}" + (f" ({message})" if message else ""))
-    layers = ([] if squash else images.layer_refs(base)) + [layer]
-    config_bytes = json.dumps(config, separators=(",", ":")).encode()
-    ctx.store.put_blob_bytes(config_bytes)
-    image, _ = ctx.store.register(config_bytes, layers, tags)
-    return image["id"]
-
-
-def export(ctx, rec: dict, out_fd: int) -> None:
-    from rootless.runtime import fsaccess
-    fsaccess.call(ctx, rec, fsaccess.export_tree, out_fd)
-
-
-class PathNotFound(NotFound):
-    """A path missing in a container (the API's 404)."""
-
-    exit_code = 1
-
-
-class ReadOnlyPath(RootlessError):
-    """A destination on a read-only volume or mount (the API's 403)."""
-
-    exit_code = 1
-
-
-def _cp_mounts(ctx, rec: dict) -> tuple:
-    """The container's volumes and binds, for ``cp`` to or from it while it is stopped (Docker
-    mounts them; ``export`` leaves them out)."""
-    from rootless.engine import volumes
-    return tuple(volumes.plan_entry(ctx, m) for m in rec["spec"].get("mounts", ()) if m.get("type") != "tmpfs")
-
-
-def copy_out(ctx, rec: dict, src: str, dest: str, follow_link: bool = False) -> None:
-    """``cp CONTAINER:SRC DEST``: into DEST if it is a directory, else as DEST; a symlink SRC is
-    copied as a link unless ``follow_link`` (``-L``); DEST ``-``: the tar on stdout."""
-    import sys
-    import tempfile
-
-    from layers.store import remove_trees
-    from layers.unpack import unpack_layer
-    from rootless.runtime import fsaccess
-    if dest == "-":
-        sys.stdout.flush()
-        copy_out_tar(ctx, rec, src, sys.stdout.fileno(), follow_link)
-        return
-    os.makedirs(ctx.paths.tmp, exist_ok=True)
-    with tempfile.TemporaryFile(dir=ctx.paths.tmp) as f:
-        fsaccess.call(ctx, rec, fsaccess.tar_tree, src, os.dup(f.fileno()), follow_link, mounts=_cp_mounts(ctx, rec))
-        name = os.path.basename(src.rstrip("/")) or "."
-        target_dir = dest if os.path.isdir(dest) else os.path.dirname(os.path.abspath(dest))
-        if not os.path.isdir(target_dir):
-            raise RootlessError(f"no such directory: {target_dir}", exit_code=1)
-        tmp = tempfile.mkdtemp(dir=target_dir, prefix=".rootless-cp-")
-        try:
-            f.seek(0)
-            res = unpack_layer(f.fileno(), tmp, what="cp", archive=True)
-            if not os.path.lexists(os.path.join(tmp, name)) and res.get("skipped_devices"):
-                raise RootlessError(f"cannot copy {src}: it is a device node, which cannot be made outside the "
-                                    "container", f"copy it as a tar instead: rootless cp CONTAINER:{src} -",
-                                    exit_code=1)
-            os.replace(os.path.join(tmp, name), os.path.join(dest, name) if os.path.isdir(dest) else dest)
-        finally:
-            remove_trees([tmp])
-
-
-def copy_out_tar(ctx, rec: dict, src: str, out_fd: int, follow_link: bool = False) -> None:
-    """A tar of ``src`` in the container written to ``out_fd`` (``cp CONTAINER:SRC -``, the API's GET
-    archive); a device node goes in as its header, as in Docker."""
-    from rootless.runtime import fsaccess
-    fd = os.dup(out_fd)  # the helper's to close; ours too, so that a pipe sees its end
-    try:
-        fsaccess.call(ctx, rec, fsaccess.tar_tree, src, fd, follow_link, mounts=_cp_mounts(ctx, rec))
-    finally:
-        os.close(fd)
-
-
-def stat_path(ctx, rec: dict, path: str) -> dict:
-    """Docker's stat of ``path`` in the container (the API's ``X-Docker-Container-Path-Stat``)."""
-    from rootless.runtime import fsaccess
-    info = fsaccess.call(ctx, rec, fsaccess.stat_path, path, mounts=_cp_mounts(ctx, rec))
-    if info is None:
-        raise PathNotFound(f"Could not find the file {path} in container {rec['name']}")
-    return info
-
-
-def extract_archive(ctx, rec: dict, path: str, tar: int) -> None:
-    """``cp - CONTAINER:DIR`` and the API's PUT archive: the tar in the file ``tar`` (an fd, read
-    from its start) unpacked into the existing directory ``path`` in the container. The whole
-    archive is checked before anything is written; the unpack itself runs in the container's
-    root, never through a link. Docker's errors: a missing path (404), not a directory (400)."""
-    import tarfile
-
-    from layers import tarsafe
-    from layers.unpack import open_decompressed
-    from rootless.base.errors import InvalidImage
-    from rootless.runtime import fsaccess
-    os.lseek(tar, 0, os.SEEK_SET)
-    try:  # read as the unpacker will: any compression it takes
-        with os.fdopen(os.dup(tar), "rb") as f, tarfile.open(fileobj=open_decompressed(f), mode="r|") as tf:
-            tarsafe.check_archive(tf, "the archive")
-    except InvalidImage as e:
-        raise UsageError(e.message, e.hint, exit_code=1) from None
-    except Exception as e:  # noqa: BLE001 - tarfile, gzip, bz2, lzma and zstandard each have their own
-        if not isinstance(e, (tarfile.TarError, EOFError, OSError, ValueError)) \
-                and type(e).__name__ not in ("ZstdError", "LZMAError", "error"):
-            raise
-        raise UsageError(f"the archive cannot be read: {e}", "send a tar stream", exit_code=1) from None
-    os.lseek(tar, 0, os.SEEK_SET)
-    fd = os.dup(tar)
-    try:
-        res = fsaccess.call(ctx, rec, fsaccess.extract_at, path, fd, writable=True, mounts=_cp_mounts(ctx, rec))
-    finally:
-        os.close(fd)
-    if res.get("missing"):
-        raise PathNotFound(f"Could not find the file {path} in container {rec['name']}")
-    if res.get("not_dir"):
-        raise UsageError(f"extraction point is not a directory: {path}", "give a directory as the destination",
-                         exit_code=1)
-    if res.get("read_only"):
-        raise ReadOnlyPath(f"cannot copy to {path}: it is on a read-only volume or mount")
-    if res.get("refused"):
-        raise UsageError(res["refused"], exit_code=1)
-
-
-def copy_in(ctx, rec: dict, src: str, dest: str) -> None:
-    """``cp SRC CONTAINER:DEST``: files become the container root's (Docker's rule); SRC ``-``: a
-    tar read from stdin, unpacked into the directory DEST as it is (owners kept)."""
-    import sys
-    import tarfile
-    import tempfile
-
-    from rootless.runtime import fsaccess
-    if src == "-":
-        os.makedirs(ctx.paths.tmp, exist_ok=True)
-        with tempfile.TemporaryFile(dir=ctx.paths.tmp) as f:
-            try:
-                while chunk := sys.stdin.buffer.read(1 << 20):
-                    f.write(chunk)
-                f.flush()
-            except OSError as e:  # a full disk: one line naming the store
-                from rootless.base.errors import from_oserror
-                raise from_oserror(f"keep the archive from stdin in {ctx.paths.tmp}", e) from None
-            extract_archive(ctx, rec, dest, f.fileno())
-        return
-    if not os.path.lexists(src):
-        raise RootlessError(f"no such file or directory: {src}", exit_code=1)
-    name = os.path.basename(os.path.abspath(src))
-
-    def as_root(info):
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return None if info.ischr() or info.isblk() else info
-
-    os.makedirs(ctx.paths.tmp, exist_ok=True)
-    with tempfile.TemporaryFile(dir=ctx.paths.tmp) as f:
-        with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tf:
-            tf.add(src, arcname=name, filter=as_root)
-        f.flush()
-        f.seek(0)
-        fsaccess.call(ctx, rec, fsaccess.untar_into, dest, os.dup(f.fileno()), name, writable=True,
-                      mounts=_cp_mounts(ctx, rec))
-
-
-# ---- mount / unmount: the root filesystem for chroot-like access from the host --------------------
-def mount(ctx, rec: dict) -> str:
-    """A path to the container's merged root filesystem, readable from the host side.
-
-    A running container's is seen through its keeper (``/proc/KEEPER/root``); a stopped one is
-    mounted by a small holder process that keeps it until ``unmount``."""
-    st = rec["state"]
-    if is_running(rec):
-        return f"/proc/{st['keeper']}/root{ctx.paths.merged(rec['id'])}"
-    holder = st.get("mounted_by", 0)
-    if records.alive(holder, st.get("mounted_by_start", "")):
-        return f"/proc/{holder}/root{ctx.paths.merged(rec['id'])}"
-    from rootless.base import userns
-    from rootless.runtime import fsaccess
-    plan = records.rootfs_plan(ctx, rec)
-    os.makedirs(plan.merged, exist_ok=True)
-    pid, ch = userns.fork_into_userns(ctx.mapping, lambda c: fsaccess.hold_mount(plan, c))
-    try:
-        ch.expect("mounted")
-    except BaseException:
-        userns.reap(pid)
-        raise
-    finally:
-        ch.close()
-    state.update_state(ctx.paths, rec["id"], mounted_by=pid, mounted_by_start=state.pid_start_time(pid))
-    return f"/proc/{pid}/root{plan.merged}"
-
-
-def unmount(ctx, rec: dict) -> None:
-    st = rec["state"]
-    holder = st.get("mounted_by", 0)
-    if records.alive(holder, st.get("mounted_by_start", "")):
-        os.kill(holder, signal.SIGTERM)
-        _wait_for_pid(holder, 10)
-    state.update_state(ctx.paths, rec["id"], mounted_by=0, mounted_by_start="")
-
-
-# ---- resource limits: stats, update --------------------------------------------------------------
-StatsRow = namedtuple(
-    "StatsRow", "id name cpu_percent mem_usage mem_limit mem_percent net_rx net_tx block_read block_write pids")
-
-
-def stats(ctx, recs: list[dict], interval: float = 0.5) -> list[StatsRow]:
-    """One line per running container, from its cgroup: CPU % over ``interval`` seconds (100% is
-    one CPU, as Docker counts), memory use and limit, network bytes (the container's interfaces
-    but loopback), block I/O, processes. A container without a cgroup (the host delegates none)
-    shows what its processes' /proc tells (memory, processes) and zeros elsewhere."""
-    import time as time_
-
-    from rootless.runtime import cgroups
-    running = [r for r in recs if is_running(r)]
-    first = {r["id"]: _sample(r) for r in running}
-    t0 = time_.monotonic()
-    if running:
-        time_.sleep(interval)
-    elapsed = time_.monotonic() - t0
-    rows = []
-    for r in running:
-        a, b = first[r["id"]], _sample(r)
-        if a is None or b is None:
-            continue
-        cpu = (b.cpu_usec - a.cpu_usec) / 1e6 / elapsed * 100 if elapsed > 0 else 0.0
-        rx, tx = _net_bytes(r["state"]["pid"])
-        limit = b.memory_limit or cgroups.host_memory()
-        rows.append(StatsRow(r["id"], r["name"], cpu, b.memory, limit, 100.0 * b.memory / limit if limit else 0.0,
-                             rx, tx, b.io_read, b.io_write, b.pids))
-    return rows
-
-
-def _sample(rec: dict):
-    from rootless.runtime import cgroups
-    where = rec["state"].get("cgroup")
-    if where and os.path.isdir(where):
-        return cgroups.sample(where)
-    pid = rec["state"].get("pid") or 0
-    return _proc_sample(pid)
-
-
-def _proc_sample(pid: int):
-    """Without a cgroup: PID 1 and its descendants from /proc (memory = their RSS)."""
-    from rootless.runtime import cgroups
-    kids: dict[int, list[int]] = {}
-    stat: dict[int, list[str]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    fields = f.read().rpartition(")")[2].split()
-            except OSError:
-                continue
-            stat[int(d)] = fields
-            kids.setdefault(int(fields[1]), []).append(int(d))
-    if pid not in stat:
-        return None
-    todo, tree = [pid], []
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo += kids.get(p, [])
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = sum(int(stat[p][11]) + int(stat[p][12]) for p in tree) * 1_000_000 // ticks
-    rss = sum(int(stat[p][21]) for p in tree) * os.sysconf("SC_PAGE_SIZE")
-    return cgroups.Sample(cpu, rss, 0, len(tree), 0, 0)
-
-
-def _net_bytes(pid: int) -> tuple[int, int]:
-    rx = tx = 0
-    try:
-        with open(f"/proc/{pid}/net/dev") as f:
-            lines = f.read().splitlines()[2:]
-    except OSError:
-        return 0, 0
-    for line in lines:
-        name, _, rest = line.partition(":")
-        if name.strip() == "lo":
-            continue
-        fields = rest.split()
-        rx += int(fields[0])
-        tx += int(fields[8])
-    return rx, tx
-
-
-def update(ctx, rec: dict, limits: dict) -> None:
-    """``update``: new limits for a container: written into its cgroup when it runs, kept in its
-    record for its next start either way."""
-    from rootless.runtime import cgroups
-    if rec.get("corrupt"):
-        raise RootlessError(f"cannot update container {rec['id'][:12]}: {state.DAMAGED}")
-    merged = dict(rec["spec"].get("limits") or {})
-    merged.update(limits)
-    cgroups.parse_consistency(merged)
-    if is_running(rec):
-        where = rec["state"].get("cgroup")
-        if not where:
-            cgroups.check(cgroups.detect(), limits)
-            raise RootlessError(f"container {rec['name']} runs without a cgroup of its own: restart it to apply limits",
-                                "`rootless restart` it: the new limits are kept for its next start", exit_code=1)
-        cgroups.update(where, limits)
-    else:
-        cgroups.check(cgroups.detect(), merged)
-    state.update_spec(ctx.paths, rec["id"], limits=merged)

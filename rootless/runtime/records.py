@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 from rootless.base.clock import now_iso
 from rootless.runtime import state
@@ -96,6 +97,20 @@ def is_running(rec: dict) -> bool:
 
 def alive(pid: int, start: str) -> bool:
     return bool(pid) and state.pid_start_time(pid) == start
+
+
+def wait_for_pid(pid: int, seconds: float) -> None:
+    """Sleep up to ``seconds``, returning early when ``pid`` exits (pidfd where the kernel has it)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        time.sleep(seconds)
+        return
+    try:
+        import select
+        select.select([fd], [], [], seconds)
+    finally:
+        os.close(fd)
 
 
 def kill_helpers(merged: str) -> None:

@@ -14,29 +14,125 @@ from rootless.base.errors import UsageError
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-# Value types on the start-up path are namedtuples: importing dataclasses costs ~8 ms per command.
-RunOptions = namedtuple(
-    "RunOptions",
-    "image command entrypoint env env_files workdir user hostname name network init rm interactive tty "
-    "publish publish_all expose links add_hosts dns dns_search dns_options mac_address pull tls_verify platform "
-    "log_driver log_opts volumes mounts tmpfs volumes_from read_only limits cap_add cap_drop privileged "
-    "security_opts devices userns labels network_aliases networks",
-    defaults=((), None, (), (), None, None, None, None, "slirp4netns", False, False, False, False,
-              (), False, (), (), (), (), (), (), None, "missing", True, None, None, (), (), (), (), (), False, None,
-              (), (), False, (), (), "", None, (), ()))
-# ``network_aliases``: --network-alias; ``networks``: the user-defined networks, resolved by the
-# engine to (network id, aliases) pairs (``network`` is then the mode their members run in).
+_REQUIRED = object()
 
 
-class ContainerSpec(namedtuple(
-        "ContainerSpec",
-        "id name image_id image_name layers argv env user workdir hostname "
-        "network init tty interactive remove labels stop_signal entrypoint "
-        "ports publish_all exposed links add_hosts dns dns_search dns_options mac log mounts read_only "
-        "no_new_privs limits caps privileged devices seccomp root_emulation userns networks",
-        defaults=("none", False, False, False, False, None, "SIGTERM", None,
-                  (), False, (), (), (), (), (), (), None, None, (), False, False, None, None, False, (), True,
-                  "auto", "", ()))):
+def keyword_record(typename: str, doc: str, **fields):
+    """A namedtuple class whose fields are given by name only, each with its default next to it
+    (``_REQUIRED``: none). Value types on the start-up path are namedtuples: importing
+    dataclasses or typing costs ~8 ms per command."""
+    required = [k for k, v in fields.items() if v is _REQUIRED]
+    optional = {k: v for k, v in fields.items() if v is not _REQUIRED}
+    if list(fields) != required + list(optional):
+        raise TypeError(f"{typename}: the required fields come first")
+    base = namedtuple(typename, (*required, *optional), defaults=tuple(optional.values()))
+
+    def __new__(cls, *args, **kw):
+        if args:
+            raise TypeError(f"{typename} takes its fields by name")
+        return base.__new__(cls, **kw)
+
+    def __reduce__(self):  # pickle and copy rebuild from the values, bypassing the keywords-only __new__
+        return self._make, (tuple(self),)
+
+    return type(typename, (base,), {"__slots__": (), "__new__": __new__, "__reduce__": __reduce__,
+                                    "__doc__": doc, "__module__": __name__})
+
+
+RunOptions = keyword_record(
+    "RunOptions", "The options of ``run``/``create`` (the CLI's flags; the API's create maps onto them).",
+    image=_REQUIRED,
+    command=(),
+    entrypoint=None,
+    env=(),
+    env_files=(),
+    workdir=None,
+    user=None,
+    hostname=None,
+    name=None,
+    network="slirp4netns",
+    init=False,
+    rm=False,
+    interactive=False,
+    tty=False,
+    publish=(),
+    publish_all=False,
+    expose=(),
+    links=(),
+    add_hosts=(),
+    dns=(),
+    dns_search=(),
+    dns_options=(),
+    mac_address=None,
+    pull="missing",
+    tls_verify=True,
+    platform=None,
+    log_driver=None,
+    log_opts=(),
+    volumes=(),
+    mounts=(),
+    tmpfs=(),
+    volumes_from=(),
+    read_only=False,
+    limits=None,
+    cap_add=(),
+    cap_drop=(),
+    privileged=False,
+    security_opts=(),
+    devices=(),
+    userns="",
+    labels=None,
+    network_aliases=(),  # --network-alias
+    networks=(),  # the user-defined networks, resolved by the engine to (network id, aliases) pairs
+    # (``network`` is then the mode their members run in)
+)
+
+
+_ContainerSpecFields = keyword_record(
+    "ContainerSpec", "",
+    id=_REQUIRED,
+    name=_REQUIRED,
+    image_id=_REQUIRED,
+    image_name=_REQUIRED,
+    layers=_REQUIRED,
+    argv=_REQUIRED,
+    env=_REQUIRED,
+    user=_REQUIRED,
+    workdir=_REQUIRED,
+    hostname=_REQUIRED,
+    network="none",
+    init=False,
+    tty=False,
+    interactive=False,
+    remove=False,
+    labels=None,
+    stop_signal="SIGTERM",
+    entrypoint=None,
+    ports=(),
+    publish_all=False,
+    exposed=(),
+    links=(),
+    add_hosts=(),
+    dns=(),
+    dns_search=(),
+    dns_options=(),
+    mac=None,
+    log=None,
+    mounts=(),
+    read_only=False,
+    no_new_privs=False,
+    limits=None,
+    caps=None,
+    privileged=False,
+    devices=(),
+    seccomp=True,
+    root_emulation="auto",
+    userns="",
+    networks=(),
+)
+
+
+class ContainerSpec(_ContainerSpecFields):
     """What a container runs. ``layers``: diff ids, bottom first; ``argv``: entrypoint + cmd;
     ``entrypoint``: the part of argv that is the entrypoint (Docker's Config.Entrypoint; None when
     unknown); ``env``: KEY=VALUE (HOME is added from the user's passwd entry at start);

@@ -249,3 +249,70 @@ def test_spec_from_json_ignores_unknown_keys():
     data = build(RunOptions(image="i", command=("sh",))).to_json()
     data["from_the_future"] = 1
     assert ContainerSpec.from_json(data).argv == ("sh",)
+
+
+def test_records_take_their_fields_by_name_only():
+    """A slip in the order of same-typed flags cannot go unnoticed: the records refuse positions."""
+    import copy
+    import pickle
+    with pytest.raises(TypeError, match="by name"):
+        RunOptions("busybox", ("sh",))
+    with pytest.raises(TypeError, match="by name"):
+        ContainerSpec(CID, "n", "i", "img", (), ("sh",), (), "", "/", "h")
+    opts = RunOptions(image="i", tty=True)
+    s = build(RunOptions(image="i", command=("sh",)))
+    for value in (opts, s):
+        assert pickle.loads(pickle.dumps(value)) == value and copy.deepcopy(value) == value
+        assert type(copy.copy(value)) is type(value)
+
+
+# The keys of a stored container.json's "spec", in order: a record written by this version must
+# keep its shape (and older ones, with fewer keys, still load).
+SPEC_KEYS = ["id", "name", "image_id", "image_name", "layers", "argv", "env", "user", "workdir", "hostname",
+             "network", "init", "tty", "interactive", "remove", "labels", "stop_signal", "entrypoint", "ports",
+             "publish_all", "exposed", "links", "add_hosts", "dns", "dns_search", "dns_options", "mac", "log",
+             "mounts", "read_only", "no_new_privs", "limits", "caps", "privileged", "devices", "seccomp",
+             "root_emulation", "userns", "networks"]
+
+
+def test_spec_record_shape_and_older_records():
+    data = build(RunOptions(image="i", command=("sh",))).to_json()
+    assert list(data) == SPEC_KEYS
+    old = {k: data[k] for k in SPEC_KEYS[:SPEC_KEYS.index("log")]}  # a record from before logs and mounts
+    back = ContainerSpec.from_json(json.loads(json.dumps(old)))
+    assert back.log is None and back.mounts == () and back.seccomp is True and back.root_emulation == "auto"
+    assert back.networks == () and back.userns == "" and back.argv == ("sh",)
+
+
+def test_run_flags_reach_their_fields():
+    """Every flag of ``run`` lands in its own RunOptions field (distinct values, so a swap shows)."""
+    from rootless.cli import (
+        commands,  # noqa: F401 - registers the commands
+        fast,
+    )
+    from rootless.cli.commands.containers import _run_options
+    argv = ["run", "--rm", "-i", "-t", "-e", "E=1", "--env-file", "ef", "-w", "/wd", "-u", "usr",
+            "--entrypoint", "ep", "-h", "hn", "--name", "nm", "--network", "none", "--network-alias", "al",
+            "-p", "8080:80", "-P", "--expose", "9000", "--link", "lk", "--add-host", "ah:1.2.3.4",
+            "--dns", "9.9.9.9", "--dns-search", "ds", "--dns-option", "do", "--mac-address", "02:00:00:00:00:01",
+            "--log-driver", "none", "--log-opt", "lo=1", "-v", "/vol", "--mount", "type=tmpfs,dst=/m",
+            "--tmpfs", "/tm", "--volumes-from", "vf", "--read-only", "-m", "64m", "--pids-limit", "7",
+            "--cap-add", "NET_ADMIN", "--cap-drop", "CHOWN", "--privileged", "--security-opt", "so",
+            "--device", "/dev/null", "--userns", "keep-id", "-l", "k=v", "--init", "--pull", "never",
+            "--tls-verify", "false", "--platform", "linux/amd64", "-d", "img", "cmd", "arg"]
+    parsed = fast.parse(argv)
+    assert parsed is not None
+    kw = dict(parsed.kwargs)
+    del kw["detach"], kw["detach_keys"]
+    o = _run_options(**kw)
+    assert o == RunOptions(
+        image="img", command=("cmd", "arg"), entrypoint="ep", env=("E=1",), env_files=("ef",), workdir="/wd",
+        user="usr", hostname="hn", name="nm", network="none", init=True, rm=True, interactive=True, tty=True,
+        publish=("8080:80",), publish_all=True, expose=("9000",), links=("lk",), add_hosts=("ah:1.2.3.4",),
+        dns=("9.9.9.9",), dns_search=("ds",), dns_options=("do",), mac_address="02:00:00:00:00:01",
+        pull="never", tls_verify=False, platform="linux/amd64", log_driver="none", log_opts=("lo=1",),
+        volumes=("/vol",), mounts=("type=tmpfs,dst=/m",), tmpfs=("/tm",), volumes_from=("vf",), read_only=True,
+        limits=o.limits, cap_add=("NET_ADMIN",), cap_drop=("CHOWN",), privileged=True, security_opts=("so",),
+        devices=("/dev/null",), userns="keep-id", labels={"k": "v"}, network_aliases=("al",))
+    from rootless.runtime import cgroups
+    assert o.limits == cgroups.parse(cgroups.LimitOptions(memory="64m", pids_limit="7")) and o.limits

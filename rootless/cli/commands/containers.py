@@ -71,37 +71,32 @@ def run(ctx,
         detach: bool = Opt(("-d", "--detach"), False, "Run in the background and print the container ID."),
         detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach from a -it session.")):
     """Run a command in a new container."""
+    flags = dict(locals())  # the flags above, by name: declared once, passed on by name
+    del flags["ctx"], flags["detach"], flags["detach_keys"]
     from rootless.engine import attach, containers
-    result = containers.run(ctx, _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user,
-                                              entrypoint, hostname, name, network, init, publish, publish_all,
-                                              expose, link, add_host, dns, dns_search, dns_option, mac_address,
-                                              pull, tls_verify, platform, log_driver, log_opt, volume, mount,
-                                              tmpfs, volumes_from, read_only, memory, memory_reservation,
-                                              memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit, blkio_weight,
-                                              device_read_bps, device_write_bps, cap_add, cap_drop, privileged,
-                                              security_opt, device, userns, label, network_alias),
-                            detach, attach.parse_detach_keys(detach_keys))
+    result = containers.run(ctx, _run_options(**flags), detach, attach.parse_detach_keys(detach_keys))
     if detach:
         print(result)
         return 0
     return result
 
 
-def _run_options(image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname, name,
-                 network, init, publish=(), publish_all=False, expose=(), link=(), add_host=(), dns=(),
-                 dns_search=(), dns_option=(), mac_address=None, pull="missing", tls_verify="true", platform=None,
-                 log_driver=None, log_opt=(), volume=(), mount=(), tmpfs=(), volumes_from=(), read_only=False,
-                 memory=None, memory_reservation=None, memory_swap=None, cpus=None, cpu_shares=None,
-                 cpuset_cpus=None, pids_limit=None, blkio_weight=None, device_read_bps=(), device_write_bps=(),
-                 cap_add=(), cap_drop=(), privileged=False, security_opt=(), device=(), userns="", label=(),
-                 network_alias=()):
+def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname,
+                 name, network, network_alias, publish, publish_all, expose, link, add_host, dns, dns_search,
+                 dns_option, mac_address, log_driver, log_opt, volume, mount, tmpfs, volumes_from, read_only,
+                 memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
+                 blkio_weight, device_read_bps, device_write_bps, cap_add, cap_drop, privileged, security_opt,
+                 device, userns, label, init, pull, tls_verify, platform):
+    """``run``'s and ``create``'s flags (each by the name ``run`` declares it under) as RunOptions."""
     from rootless.runtime.spec import RunOptions, parse_labels
-    limit_flags = (memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
-                   blkio_weight, tuple(device_read_bps), tuple(device_write_bps))
+    limit_flags = dict(memory=memory, memory_reservation=memory_reservation, memory_swap=memory_swap, cpus=cpus,
+                       cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit,
+                       blkio_weight=blkio_weight, device_read_bps=tuple(device_read_bps),
+                       device_write_bps=tuple(device_write_bps))
     limits = None
-    if any(limit_flags):
+    if any(limit_flags.values()):
         from rootless.runtime import cgroups
-        limits = cgroups.parse(cgroups.LimitOptions(*limit_flags))
+        limits = cgroups.parse(cgroups.LimitOptions(**limit_flags))
     from rootless.cli.commands.images import registry_options
     registry_options(tls_verify)  # checks the value
     if platform:
@@ -243,12 +238,12 @@ def stats(ctx, containers_: list[str] = Arg(None, metavar="[CONTAINER...]"),
           no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate output.")):
     """Show containers' resource use (CPU, memory, network, block I/O, processes)."""
     from rootless.cli import render, views
-    from rootless.engine import containers
+    from rootless.engine import containers, containerstats
     while True:
         recs = [containers.lookup(ctx, c) for c in containers_] if containers_ else containers.all_current(ctx)
         if not all_ and not containers_:
             recs = [r for r in recs if containers.is_running(r)]
-        rows = [views.stats_row(r, trunc=not no_trunc) for r in containers.stats(ctx, recs)]
+        rows = [views.stats_row(r, trunc=not no_trunc) for r in containerstats.stats(ctx, recs)]
         if format_:
             out = render.formatted(format_, rows, views.STATS_HEADERS)
         else:
@@ -269,13 +264,14 @@ def update(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
            blkio_weight: str = LIMIT["blkio_weight"]):
     """Change the resource limits of containers (running ones at once)."""
     from rootless.base.errors import UsageError
-    from rootless.engine import containers
+    from rootless.engine import containerstats
     from rootless.runtime import cgroups
-    limits = cgroups.parse(cgroups.LimitOptions(memory, memory_reservation, memory_swap, cpus, cpu_shares,
-                                                cpuset_cpus, pids_limit, blkio_weight))
+    limits = cgroups.parse(cgroups.LimitOptions(
+        memory=memory, memory_reservation=memory_reservation, memory_swap=memory_swap, cpus=cpus,
+        cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit, blkio_weight=blkio_weight))
     if not limits:
         raise UsageError("you must provide one or more flags when using this command")
-    return _each(ctx, containers_, lambda rec: containers.update(ctx, rec, limits))
+    return _each(ctx, containers_, lambda rec: containerstats.update(ctx, rec, limits))
 
 
 @command("port")
@@ -301,8 +297,8 @@ def commit(ctx, container: str = Arg(metavar="CONTAINER"), reference: str = Arg(
            change: list[str] = Opt(("-c", "--change"), [], "Dockerfile instruction (CMD, ENV, ...)."),
            pause: bool = Opt(("-p", "--pause"), True, "Accepted for compatibility: commits do not pause.")):
     """Create a new image from a container's changes."""
-    from rootless.engine import containers
-    print(containers.commit(ctx, containers.lookup(ctx, container), reference, author, message, change))
+    from rootless.engine import containerfs, containers
+    print(containerfs.commit(ctx, containers.lookup(ctx, container), reference, author, message, change))
 
 
 @command("export")
@@ -312,18 +308,18 @@ def export(ctx, container: str = Arg(metavar="CONTAINER"),
     import os as _os
 
     from rootless.base.errors import UsageError
-    from rootless.engine import containers
+    from rootless.engine import containerfs, containers
     rec = containers.lookup(ctx, container)
     if output is None and sys.stdout.isatty():
         raise UsageError("cowardly refusing to write a tar archive to a terminal", "use -o FILE or redirect")
     if output is None:
         sys.stdout.flush()
-        containers.export(ctx, rec, _os.dup(1))
+        containerfs.export(ctx, rec, _os.dup(1))
         return
     tmp = f"{output}.tmp-{_os.getpid()}"
     fd = _os.open(tmp, _os.O_WRONLY | _os.O_CREAT | _os.O_TRUNC, 0o644)
     try:
-        containers.export(ctx, rec, fd)
+        containerfs.export(ctx, rec, fd)
         _os.rename(tmp, output)
     finally:
         if _os.path.exists(tmp):
@@ -335,7 +331,7 @@ def cp(ctx, src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST"),
        follow_link: bool = Opt(("-L", "--follow-link"), False, "Follow a symbolic link named by SRC.")):
     """Copy files between a container and the host: CONTAINER:PATH HOST_PATH or the reverse (`-`: a tar on stdout or stdin)."""
     from rootless.base.errors import UsageError
-    from rootless.engine import containers
+    from rootless.engine import containerfs, containers
 
     def split(arg: str):
         head, sep, path = arg.partition(":")
@@ -346,9 +342,9 @@ def cp(ctx, src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST"),
         raise UsageError("copying between containers or between host paths is not supported",
                          "give exactly one side as CONTAINER:PATH")
     if sc is not None:
-        containers.copy_out(ctx, containers.lookup(ctx, sc), sp, dp, follow_link)
+        containerfs.copy_out(ctx, containers.lookup(ctx, sc), sp, dp, follow_link)
     else:
-        containers.copy_in(ctx, containers.lookup(ctx, dc), sp, dp)
+        containerfs.copy_in(ctx, containers.lookup(ctx, dc), sp, dp)
 
 
 @command("attach")
@@ -367,15 +363,15 @@ def attach(ctx, container: str = Arg(metavar="CONTAINER"),
 @command("mount")
 def mount(ctx, container: str = Arg(metavar="CONTAINER")):
     """Print a path to a container's root filesystem (chroot-like access from the host)."""
-    from rootless.engine import containers
-    print(containers.mount(ctx, containers.lookup(ctx, container)))
+    from rootless.engine import containerfs, containers
+    print(containerfs.mount(ctx, containers.lookup(ctx, container)))
 
 
 @command("unmount")
 def unmount(ctx, container: str = Arg(metavar="CONTAINER")):
     """Release what `rootless mount` holds for a stopped container."""
-    from rootless.engine import containers
-    containers.unmount(ctx, containers.lookup(ctx, container))
+    from rootless.engine import containerfs, containers
+    containerfs.unmount(ctx, containers.lookup(ctx, container))
     print(container)
 
 
