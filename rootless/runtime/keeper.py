@@ -137,23 +137,7 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
     None) handle PID 1's stops, woken by SIGCHLD. The attach clients stay in ``clients`` for
     :func:`farewell`. ``cli_gone()`` is called when the attached CLI has died (not detached)."""
     terminal = {"stdout": 1, "stderr": 2} if stdio.attached else {}
-    sel = selectors.DefaultSelector()
-    relay = None
-    if stdio.relay_stdin and stdio.stdin_w >= 0:  # the attached CLI's stdin (ours: we are its fork)
-        from rootless.runtime.terminal import InputRelay
-        relay = InputRelay(sel, 0, stdio.stdin_w)
-    for name, fd in stdio.fds.items():
-        sel.register(fd, selectors.EVENT_READ, name)
-    if stdio.attached:
-        sel.register(ch.fileno(), selectors.EVENT_READ, None)
-        if stdio.master >= 0:
-            ch.send("tty", fds=[stdio.master])  # the CLI writes input and sets the window size
-    if attach_sock is not None:
-        sel.register(attach_sock, selectors.EVENT_READ, "listen")
-    for client in clients:  # connected before the container ran (API attach and wait)
-        client.setblocking(False)
-        sel.register(client, selectors.EVENT_READ, "client")
-    sel.register(wakeup.r, selectors.EVENT_READ, "sigchld")
+    sel, relay = _watch_all(stdio, ch, attach_sock, wakeup, clients)
     open_outputs = len(stdio.fds)
     try:
         while open_outputs:
@@ -211,6 +195,30 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
         wakeup.close()
         log.close()
         sel.close()
+
+
+def _watch_all(stdio: Stdio, ch: Channel, attach_sock: socket.socket | None, wakeup: Wakeup,
+               clients: list[socket.socket]):
+    """The selector of :func:`supervise` with every descriptor it watches registered, and the relay
+    of the attached CLI's stdin (or None)."""
+    sel = selectors.DefaultSelector()
+    relay = None
+    if stdio.relay_stdin and stdio.stdin_w >= 0:  # the attached CLI's stdin (ours: we are its fork)
+        from rootless.runtime.terminal import InputRelay
+        relay = InputRelay(sel, 0, stdio.stdin_w)
+    for name, fd in stdio.fds.items():
+        sel.register(fd, selectors.EVENT_READ, name)
+    if stdio.attached:
+        sel.register(ch.fileno(), selectors.EVENT_READ, None)
+        if stdio.master >= 0:
+            ch.send("tty", fds=[stdio.master])  # the CLI writes input and sets the window size
+    if attach_sock is not None:
+        sel.register(attach_sock, selectors.EVENT_READ, "listen")
+    for client in clients:  # connected before the container ran (API attach and wait)
+        client.setblocking(False)
+        sel.register(client, selectors.EVENT_READ, "client")
+    sel.register(wakeup.r, selectors.EVENT_READ, "sigchld")
+    return sel, relay
 
 
 def farewell(clients: list[socket.socket], attach_sock: socket.socket | None, code: int | None) -> None:
