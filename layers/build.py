@@ -278,7 +278,7 @@ class Builder:
                 self.ex.say(f"--> Using cache {k[7:19]}")
         else:
             layer = work() if work is not None else None
-            history = {"created": self.ex.now(), "created_by": created_by or _first_line(ins.original)}
+            history: dict[str, object] = {"created": self.ex.now(), "created_by": created_by or _first_line(ins.original)}
             if layer is None:
                 history["empty_layer"] = True
             entry = buildcache.put(self.cache_root, k, layer, history)

@@ -93,7 +93,8 @@ def _write_layer(top: str, out: BinaryIO, overlay: bool, mount_points: frozenset
         raise RootlessError(f"commit: cannot open {top}: {e.strerror or e}") from None
     walker = _Walker(overlay, mount_points)
     try:
-        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+        # typeshed wants a seekable, readable file; a "w|" stream only writes
+        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
             walker.tf = tf
             walker.walk(root_fd)
     except OSError as e:
@@ -112,7 +113,7 @@ class _Walker:
     def __init__(self, overlay: bool, mount_points: frozenset = frozenset()):
         self.overlay = overlay
         self.mount_points = mount_points
-        self.tf: tarfile.TarFile | None = None
+        self.tf: tarfile.TarFile  # the archive being written: set before walk()
         self.links: dict[tuple[int, int], str] = {}
         self.size = 0
         self.current = ""
@@ -253,7 +254,8 @@ class _Walker:
                 if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
                     continue
                 raise
-            ti.pax_headers["SCHILY.xattr." + xname] = value.decode("utf-8", "surrogateescape")
+            # typeshed says Mapping; TarInfo makes it a dict, and adding to it is how tarfile writes PAX
+            ti.pax_headers["SCHILY.xattr." + xname] = value.decode("utf-8", "surrogateescape")  # type: ignore[index]
         return opaque
 
 

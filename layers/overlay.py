@@ -76,7 +76,7 @@ def _probe_in_ns(base: str) -> dict:
     syscalls.unshare(syscalls.CLONE_NEWNS)
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
     j = lambda d: os.path.join(base, d)  # noqa: E731
-    out = {}
+    out: dict[str, object] = {}
     try:
         syscalls.mount("overlay", j("merged"), "overlay", 0,
                        f"lowerdir={j('lower')},upperdir={j('upper')},workdir={j('work')},userxattr")

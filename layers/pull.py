@@ -189,7 +189,7 @@ def _fetch_url(store: ImageStore, desc: manifest.Descriptor, what: str, on_open=
 
 def _first_answering(ref: reference.Reference, endpoints: list[dict], platform):
     """(client, digest, manifest, platform) from the first endpoint (mirrors first) that has the image."""
-    last = None
+    last: RegistryError | None = None
     for ep in endpoints:
         client = client_for(ref, ep.get("creds"), ep.get("insecure", False), ca_dir=ep.get("ca_dir"),
                             registry=ep.get("registry"))
@@ -198,6 +198,7 @@ def _first_answering(ref: reference.Reference, endpoints: list[dict], platform):
         except RegistryError as e:
             client.close()
             last = e
+    assert last is not None  # at least one endpoint: the callers give `endpoints or [{}]`
     raise last
 
 
@@ -237,12 +238,13 @@ def pull(store: ImageStore, ref_text: str, endpoints: list[dict] | None = None,
 
 def list_tags(ref: reference.Reference, endpoints: list[dict]) -> list[str]:
     """The repository's tags (``/tags/list``, following ``Link`` pages), from the first endpoint."""
-    last = None
+    last: RegistryError | None = None
     for ep in endpoints or [{}]:
         client = client_for(ref, ep.get("creds"), ep.get("insecure", False), ca_dir=ep.get("ca_dir"),
                             registry=ep.get("registry"))
         try:
-            tags, path = [], f"/v2/{ref.path}/tags/list?n=1000"
+            tags: list[str] = []
+            path = f"/v2/{ref.path}/tags/list?n=1000"
             while path:
                 resp = client.request("GET", path, what="tag list")
                 try:
@@ -256,6 +258,7 @@ def list_tags(ref: reference.Reference, endpoints: list[dict]) -> list[str]:
             last = e
         finally:
             client.close()
+    assert last is not None  # at least one endpoint: the callers give `endpoints or [{}]`
     raise last
 
 
@@ -302,7 +305,8 @@ class _Streamer:
 
     def __init__(self, client: Client, store: ImageStore, todo: list[LayerRef], descs: dict, say, workers):
         self.client, self.store, self.descs, self.say = client, store, descs, say
-        self.workers, self.free, self.busy = workers, list(workers), {}
+        self.workers, self.free = workers, list(workers)
+        self.busy: dict = {}  # worker -> (LayerRef, job) it is on
         self.by_blob: dict[str, list[LayerRef]] = {}
         for r in todo:
             self.by_blob.setdefault(r.blob, []).append(r)

@@ -169,7 +169,7 @@ class Client:
         h = {"User-Agent": USER_AGENT, **headers}
         if self.auth_header and "Authorization" not in h:
             h["Authorization"] = self.auth_header
-        errors = []
+        errors: list[Exception] = []
         for scheme in list(self.schemes):
             conn = self._connection(scheme, self.registry)
             try:

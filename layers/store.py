@@ -23,7 +23,9 @@ from rootless.base.paths import Paths
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO
+    from typing import Any
+
+    from layers.unpack import Readable
 
 
 INDEX_VERSION = 1
@@ -125,7 +127,7 @@ class ImageStore:
                 if (ref.digest and f"{ref.repository}@{ref.digest}" in rec.get("repo_digests", [])) or \
                         (ref.tag and str(ref) in rec.get("repo_tags", [])):
                     return rec
-        ref = refs[0] if refs else None
+        first = refs[0] if refs else None
         hexpart = name.removeprefix("sha256:")
         if hexpart and len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart):
             found = [r for i, r in images.items() if i[7:].startswith(hexpart)]
@@ -133,16 +135,16 @@ class ImageStore:
                 return found[0]
             if len(found) > 1:
                 raise RootlessError(f"image id prefix {name!r} is ambiguous", "give more characters of the id")
-        if ref is None:
+        if first is None:
             reference.parse(name)  # raises the reference's own error
-        raise ImageNotFound(f"image {str(ref)!r} not found locally",
+        raise ImageNotFound(f"image {str(first)!r} not found locally",
                             "load it with `rootless load -i FILE` or create it with `rootless import`")
 
     # ---- blobs ---------------------------------------------------------------
     def has_blob(self, digest: str) -> bool:
         return os.path.exists(self.paths.blob(digest))
 
-    def put_blob(self, stream: BinaryIO, expected: str | None = None, expected_size: int | None = None,
+    def put_blob(self, stream: Readable, expected: str | None = None, expected_size: int | None = None,
                  what: str = "blob", on_open: Callable[[str], None] | None = None,
                  partial: Partial | None = None) -> tuple[str, int, bool]:
         """Copy ``stream`` into the store; (digest, size, newly_added). Verifies ``expected``.
@@ -370,7 +372,7 @@ class ImageStore:
 
     # ---- images --------------------------------------------------------------
     def register(self, config_bytes: bytes, layers: list[LayerRef], tags: list[str],
-                 manifest_digest: str | None = None, repo_digests: list[str] = (),
+                 manifest_digest: str | None = None, repo_digests: Iterable[str] = (),
                  platform: str | None = None) -> tuple[dict, list[str]]:
         """Record an image (its blobs and layers are already in place); (record, tags moved).
         ``platform``: the os/arch[/variant] of the index entry it was pulled as."""
