@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections import namedtuple
+from typing import Protocol
 
 from layers import buildcache, dockerfile, shellwords
 from layers.dockerfile import DockerfileError
@@ -64,24 +65,32 @@ class Stage:
         return [lr["diff_id"] for lr in self.layers]
 
 
-class Executor:
-    """What the builder asks of the machine (the engine implements it)."""
+class Executor(Protocol):
+    """What the builder asks of the machine: the engine's ``rootless.engine.build.Executor``
+    implements it (a test checks that it matches), the unit tests' fake derives from it."""
 
-    def say(self, text: str) -> None: ...
+    def say(self, text: str) -> None:
+        """Show a line of the build's progress."""
+
     def base(self, name: str, platform: str | None, pull: str) -> tuple[str, dict, list[dict]]:
         """(image id, image config, layers) of a base image: local, else pulled."""
         raise NotImplementedError
+
     def run(self, stage: Stage, step: dict) -> dict:
         """Run a RUN step on the stage's root filesystem; the layer it made (LayerRef JSON)."""
         raise NotImplementedError
+
     def files(self, stage: Stage, ops: list[dict]) -> dict | None:
         """Apply file operations (copy, extract, mkdir) to the stage's root filesystem; the layer
         (None when nothing changed and ``ops`` allow it)."""
         raise NotImplementedError
+
     def fetch(self, url: str, checksum: str | None) -> tuple[str, str, str | None]:
         """(local path, sha256 digest, Last-Modified) of a downloaded ``ADD`` URL."""
         raise NotImplementedError
+
     def now(self) -> str:
+        """The time of a step's history entry (RFC 3339, UTC)."""
         raise NotImplementedError
 
 
