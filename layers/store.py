@@ -23,6 +23,8 @@ from rootless.base.paths import Paths
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
+    import hashlib
+    import io
     from typing import Any
 
     from layers.unpack import Readable
@@ -36,6 +38,10 @@ class LayerRef:
     """One layer of an image: its diff id, its blob, the blob's media type, its unpacked size."""
 
     __slots__ = ("diff_id", "blob", "media_type", "size")
+    diff_id: str  # sha256: of the uncompressed tar, as the image config's rootfs names it
+    blob: str  # sha256: of the blob as stored (compressed or not)
+    media_type: str
+    size: int  # bytes unpacked, 0 when not known yet
 
     def __init__(self, diff_id: str, blob: str, media_type: str, size: int = 0):
         self.diff_id, self.blob, self.media_type, self.size = diff_id, blob, media_type, size
@@ -49,8 +55,12 @@ class Partial:
     open locked fd, the hash of and count of the bytes it holds."""
 
     __slots__ = ("path", "fd", "hasher", "have")
+    path: str
+    fd: int
+    hasher: hashlib._Hash
+    have: int
 
-    def __init__(self, path: str, fd: int, hasher, have: int):
+    def __init__(self, path: str, fd: int, hasher: hashlib._Hash, have: int):
         self.path, self.fd, self.hasher, self.have = path, fd, hasher, have
 
     def close(self) -> None:
@@ -544,7 +554,7 @@ def _unpack_jobs(jobs: list[dict]) -> list[dict]:
     return results
 
 
-def _source(job: dict):
+def _source(job: dict) -> str | io.BufferedReader:
     """The job's blob: its download's growing file, or the stored blob (also when that download
     has just finished and renamed the file)."""
     if job.get("growing"):
@@ -560,7 +570,7 @@ def _source(job: dict):
 
 def remove_trees(paths: list[str]) -> None:
     """rm -rf as root of the user namespace (files of subordinate uids, read-only dirs)."""
-    def onerror(func, path, exc_info):  # make read-only directories writable and retry
+    def onerror(func: Callable[[str], object], path: str, exc_info: object) -> None:  # make read-only directories writable and retry
         parent = os.path.dirname(path)
         try:
             os.chmod(parent, 0o700)
