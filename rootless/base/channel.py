@@ -31,7 +31,7 @@ class Channel:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send(self, type_: str, fds: list[int] | None = None, **fields) -> None:
+    def send(self, type_: str, fds: list[int] | None = None, **fields: Any) -> None:
         data = json.dumps({"type": type_, **fields}).encode()
         if fds:
             self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
