@@ -597,7 +597,7 @@ def _strip_tabs(text: str) -> str:
     return "".join(line.lstrip("\t") for line in text.splitlines(keepends=True))
 
 
-def _as_tuple(v) -> tuple:
+def _as_tuple(v: object) -> tuple:
     if v is None:
         return ()
     return v if isinstance(v, tuple) else (v,)

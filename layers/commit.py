@@ -23,6 +23,7 @@ from rootless.base.errors import RootlessError
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
     import tarfile
+    from collections.abc import Iterable
     from typing import BinaryIO
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -69,7 +70,7 @@ class _FdReader:
         return os.read(self.fd, n)
 
 
-def layer_from_upper(upper: str, out: BinaryIO, mount_points=()) -> dict:
+def layer_from_upper(upper: str, out: BinaryIO, mount_points: Iterable[str] = ()) -> dict:
     """Write the overlay upper directory ``upper`` to ``out`` as an uncompressed layer tar.
     ``mount_points``: paths (relative, like ``etc/hosts``) a runtime made only to mount on: left
     out while they are an empty file or directory, as Docker's init layer keeps them out.

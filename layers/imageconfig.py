@@ -312,7 +312,7 @@ def container_config_from_spec(spec_json: dict, base_config: dict) -> dict:
     return out
 
 
-def _put(cfg: dict, key: str, value) -> None:
+def _put(cfg: dict, key: str, value: object) -> None:
     if value:
         cfg[key] = value
     else:

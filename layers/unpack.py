@@ -164,7 +164,7 @@ class GrowingFile(io.RawIOBase):
 class _Skipped:
     """Device nodes left out of an unpack, and hard links to them, by cleaned name."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.names: set[str] = set()
         self.count = 0
 

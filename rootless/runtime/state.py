@@ -69,7 +69,7 @@ def damaged(cid: str, created: str = "") -> ContainerRecord:
                                   "started_at": "", "finished_at": ""}}
 
 
-def _well_formed(rec) -> bool:
+def _well_formed(rec: object) -> bool:
     return (isinstance(rec, dict) and isinstance(rec.get("id"), str) and isinstance(rec.get("name"), str)
             and isinstance(rec.get("spec"), dict) and isinstance(rec.get("state"), dict)
             and isinstance(rec["state"].get("status"), str))
