@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from layers import manifest as manifest_types
 from layers import reference, tarsafe
@@ -93,7 +93,7 @@ class _Source:
             raise InvalidImage(f"archive {self.path}: {name!r} is not a file")
         yield f
 
-    def read_json(self, name: str):
+    def read_json(self, name: str) -> Any:
         with self.open(name) as f:
             data = f.read(_MAX_JSON + 1)
         if len(data) > _MAX_JSON:

@@ -20,6 +20,10 @@ from layers import manifest, reference
 from layers.store import ImageStore
 from rootless.base.errors import UsageError
 
+TYPE_CHECKING = False  # annotations are strings
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
 FORMATS = ("docker-archive", "oci-archive")
 
 
@@ -71,7 +75,7 @@ def save(store: ImageStore, names: list[str], out_path: str | None, fmt: str = "
             _write(store, images, fmt, f)
 
 
-def _write(store: ImageStore, images: list, fmt: str, f) -> None:
+def _write(store: ImageStore, images: list, fmt: str, f: BinaryIO) -> None:
     mtime = time.time()
     added: set = set()
     with tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tar:
