@@ -29,9 +29,10 @@ bench *ARGS:
 vm-test *ARGS:
     PYTHON={{py}} scripts/vm-test.sh {{ARGS}}
 
-# Style and the import direction between packages.
+# Style, types and the import direction between packages.
 lint:
     {{venv}}/bin/ruff check --no-cache rootless layers netstack scripts tests
+    {{venv}}/bin/mypy  # rootless/base and layers/: [tool.mypy] in pyproject.toml
     {{py}} -m pytest -q -p no:randomly tests/unit/test_layering.py
 
 # Build the test images into a directory.

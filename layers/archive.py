@@ -18,13 +18,17 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, Any
 
 from layers import manifest as manifest_types
 from layers import reference, tarsafe
 from layers.store import ImageStore, LayerRef, sha256_bytes
 from rootless.base.clock import now_iso
 from rootless.base.errors import InvalidImage, UsageError
+
+TYPE_CHECKING = False  # annotations are strings
+if TYPE_CHECKING:
+    from layers.unpack import Readable
 
 MT_LAYER_TAR = manifest_types.OCI_LAYER
 MT_LAYER_GZIP = manifest_types.OCI_LAYER_GZIP
@@ -69,12 +73,12 @@ class _Source:
         return full
 
     @contextmanager
-    def open(self, name: str) -> Iterator[BinaryIO]:
+    def open(self, name: str) -> Iterator[IO[bytes]]:
         clean = tarsafe.clean_name(name, self.path)
         if self.tar is None:
             try:
-                with open(self._dir_path(clean), "rb") as f:
-                    yield f
+                with open(self._dir_path(clean), "rb") as fh:
+                    yield fh
             except FileNotFoundError:
                 raise InvalidImage(f"archive {self.path}: {name!r} is missing") from None
             return
@@ -89,7 +93,7 @@ class _Source:
             raise InvalidImage(f"archive {self.path}: {name!r} is not a file")
         yield f
 
-    def read_json(self, name: str):
+    def read_json(self, name: str) -> Any:
         with self.open(name) as f:
             data = f.read(_MAX_JSON + 1)
         if len(data) > _MAX_JSON:
@@ -112,7 +116,7 @@ class _Import:
         self.added_blobs: list[str] = []
         self.added_layers: list[str] = []
 
-    def put(self, stream: BinaryIO, expected: str | None = None, size: int | None = None, what: str = "blob") -> tuple[str, int]:
+    def put(self, stream: Readable, expected: str | None = None, size: int | None = None, what: str = "blob") -> tuple[str, int]:
         try:
             digest, n, added = self.store.put_blob(stream, expected, size, what)
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:

@@ -44,7 +44,7 @@ def _read(path: str) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _entry_creds(entry) -> tuple[str, str] | None:
+def _entry_creds(entry: object) -> tuple[str, str] | None:
     if not isinstance(entry, dict):
         return None
     if entry.get("auth"):

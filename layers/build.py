@@ -14,10 +14,17 @@ from __future__ import annotations
 import json
 import os
 from collections import namedtuple
+from typing import Protocol
 
 from layers import buildcache, dockerfile, shellwords
 from layers.dockerfile import DockerfileError
 from rootless.base.errors import RootlessError
+
+TYPE_CHECKING = False  # annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from layers.buildctx import BuildContext
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 PROXY_ARGS = frozenset(("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
@@ -64,32 +71,41 @@ class Stage:
         return [lr["diff_id"] for lr in self.layers]
 
 
-class Executor:
-    """What the builder asks of the machine (the engine implements it)."""
+class Executor(Protocol):
+    """What the builder asks of the machine: the engine's ``rootless.engine.build.Executor``
+    implements it (a test checks that it matches), the unit tests' fake derives from it."""
 
-    def say(self, text: str) -> None: ...
+    def say(self, text: str) -> None:
+        """Show a line of the build's progress."""
+
     def base(self, name: str, platform: str | None, pull: str) -> tuple[str, dict, list[dict]]:
         """(image id, image config, layers) of a base image: local, else pulled."""
         raise NotImplementedError
+
     def run(self, stage: Stage, step: dict) -> dict:
         """Run a RUN step on the stage's root filesystem; the layer it made (LayerRef JSON)."""
         raise NotImplementedError
+
     def files(self, stage: Stage, ops: list[dict]) -> dict | None:
         """Apply file operations (copy, extract, mkdir) to the stage's root filesystem; the layer
         (None when nothing changed and ``ops`` allow it)."""
         raise NotImplementedError
+
     def fetch(self, url: str, checksum: str | None) -> tuple[str, str, str | None]:
         """(local path, sha256 digest, Last-Modified) of a downloaded ``ADD`` URL."""
         raise NotImplementedError
+
     def now(self) -> str:
+        """The time of a step's history entry (RFC 3339, UTC)."""
         raise NotImplementedError
 
 
 class Builder:
-    def __init__(self, df: dockerfile.Dockerfile, ctx, opts: BuildOptions, ex: Executor, store,
+    def __init__(self, df: dockerfile.Dockerfile, ctx: BuildContext, opts: BuildOptions, ex: Executor,
+                 store: buildcache.LayerStore,
                  cache_root: str, host_platform: tuple[str, str, str]):
         self.df = df
-        self.ctx = ctx  # a layers.buildctx.BuildContext
+        self.ctx = ctx
         self.opts = opts
         self.ex = ex
         self.store = store
@@ -194,7 +210,7 @@ class Builder:
                     scope.pop(name, None)
         return scope
 
-    def _arg_words(self, ins, scope: dict) -> list[tuple[str, str | None]]:
+    def _arg_words(self, ins: dockerfile.Instruction, scope: dict) -> list[tuple[str, str | None]]:
         out = []
         for word in ins.args:
             name, eq, default = word.partition("=")
@@ -210,13 +226,13 @@ class Builder:
             raise DockerfileError(f"{self.df.path}:{spec.line}: {e.message}") from None
 
     # ---- substitution ---------------------------------------------------------------------
-    def _word(self, word: str, scope: dict, ins) -> str:
+    def _word(self, word: str, scope: dict, ins: dockerfile.Instruction) -> str:
         try:
             return shellwords.expand_word(word, scope, self.df.escape)
         except RootlessError as e:
             raise DockerfileError(f"{ins.where(self.df.path)}: {e.message}") from None
 
-    def _words(self, st: Stage, ins) -> list[str]:
+    def _words(self, st: Stage, ins: dockerfile.Instruction) -> list[str]:
         scope = st.scope()
         return [self._word(w, scope, ins) for w in ins.args]
 
@@ -265,11 +281,12 @@ class Builder:
         image["_layers"] = layers
         return Stage(spec, image, image_id, {})
 
-    def _instruction(self, st: Stage, ins) -> None:
+    def _instruction(self, st: Stage, ins: dockerfile.Instruction) -> None:
         handler = getattr(self, "_do_" + ins.cmd.lower())
         handler(st, ins)
 
-    def _step(self, st: Stage, ins, parts, work=None, created_by: str | None = None) -> None:
+    def _step(self, st: Stage, ins: dockerfile.Instruction, parts: object,
+              work: Callable[[], dict | None] | None = None, created_by: str | None = None) -> None:
         """Look the step up in the cache, else do ``work`` (a layer or None) and cache it."""
         k = buildcache.key(st.chain, [ins.cmd, parts])
         entry = None if self.opts.no_cache else buildcache.get(self.cache_root, k, self.store)
@@ -278,7 +295,7 @@ class Builder:
                 self.ex.say(f"--> Using cache {k[7:19]}")
         else:
             layer = work() if work is not None else None
-            history = {"created": self.ex.now(), "created_by": created_by or _first_line(ins.original)}
+            history: dict[str, object] = {"created": self.ex.now(), "created_by": created_by or _first_line(ins.original)}
             if layer is None:
                 history["empty_layer"] = True
             entry = buildcache.put(self.cache_root, k, layer, history)
@@ -290,7 +307,7 @@ class Builder:
         st.chain = k
 
     # ---- metadata instructions ----------------------------------------------------------------
-    def _do_arg(self, st: Stage, ins) -> None:
+    def _do_arg(self, st: Stage, ins: dockerfile.Instruction) -> None:
         for name, default in self._arg_words(ins, st.scope()):
             if name in self.opts.build_args:
                 value = self.opts.build_args[name]
@@ -307,7 +324,7 @@ class Builder:
         # scope; other instructions' keys have their expanded words), not here (Docker's rule).
         self._step(st, ins, list(ins.args))
 
-    def _do_env(self, st: Stage, ins) -> None:
+    def _do_env(self, st: Stage, ins: dockerfile.Instruction) -> None:
         scope = st.scope()  # every pair sees the values from before the instruction (Docker's rule)
         updates = [(self._word(k, scope, ins), self._word(v, scope, ins)) for k, v in _pairs(ins, self.df.path)]
         env = list(st.config.get("Env") or [])
@@ -320,7 +337,7 @@ class Builder:
         st.config["Env"] = env
         self._step(st, ins, updates, created_by=f"ENV {' '.join(f'{k}={v}' for k, v in updates)}")
 
-    def _do_label(self, st: Stage, ins) -> None:
+    def _do_label(self, st: Stage, ins: dockerfile.Instruction) -> None:
         scope = st.scope()
         labels = dict(st.config.get("Labels") or {})
         pairs = [(self._word(k, scope, ins), self._word(v, scope, ins)) for k, v in _pairs(ins, self.df.path)]
@@ -328,11 +345,11 @@ class Builder:
         st.config["Labels"] = labels
         self._step(st, ins, pairs, created_by=f"LABEL {' '.join(f'{k}={v}' for k, v in pairs)}")
 
-    def _do_maintainer(self, st: Stage, ins) -> None:
+    def _do_maintainer(self, st: Stage, ins: dockerfile.Instruction) -> None:
         st.image["author"] = " ".join(ins.args)
         self._step(st, ins, st.image["author"])
 
-    def _do_expose(self, st: Stage, ins) -> None:
+    def _do_expose(self, st: Stage, ins: dockerfile.Instruction) -> None:
         ports = dict(st.config.get("ExposedPorts") or {})
         for word in self._words(st, ins):
             for p in _ports(word, ins.where(self.df.path)):
@@ -340,7 +357,7 @@ class Builder:
         st.config["ExposedPorts"] = ports
         self._step(st, ins, sorted(ports))
 
-    def _do_volume(self, st: Stage, ins) -> None:
+    def _do_volume(self, st: Stage, ins: dockerfile.Instruction) -> None:
         vols = dict(st.config.get("Volumes") or {})
         for word in self._words(st, ins):
             if not word.strip():
@@ -349,11 +366,11 @@ class Builder:
         st.config["Volumes"] = vols
         self._step(st, ins, sorted(vols))
 
-    def _do_user(self, st: Stage, ins) -> None:
+    def _do_user(self, st: Stage, ins: dockerfile.Instruction) -> None:
         st.config["User"] = self._words(st, ins)[0]
         self._step(st, ins, st.config["User"])
 
-    def _do_workdir(self, st: Stage, ins) -> None:
+    def _do_workdir(self, st: Stage, ins: dockerfile.Instruction) -> None:
         path = self._words(st, ins)[0]
         path = os.path.normpath(os.path.join(st.workdir(), path))
         path = "/" + path.lstrip("/")
@@ -361,34 +378,34 @@ class Builder:
         self._step(st, ins, path, work=lambda: self.ex.files(st, [{"op": "mkdir", "dest": path}]),
                    created_by=f"WORKDIR {path}")
 
-    def _do_cmd(self, st: Stage, ins) -> None:
+    def _do_cmd(self, st: Stage, ins: dockerfile.Instruction) -> None:
         st.config["Cmd"] = self._command(st, ins)
         st.cmd_set = True
         self._step(st, ins, st.config["Cmd"])
 
-    def _do_entrypoint(self, st: Stage, ins) -> None:
+    def _do_entrypoint(self, st: Stage, ins: dockerfile.Instruction) -> None:
         st.config["Entrypoint"] = self._command(st, ins) or None
         if not st.cmd_set:
             st.config["Cmd"] = None  # Docker: a new ENTRYPOINT drops the base image's CMD
         self._step(st, ins, [st.config["Entrypoint"], st.config.get("Cmd")])
 
-    def _command(self, st: Stage, ins) -> list[str]:
+    def _command(self, st: Stage, ins: dockerfile.Instruction) -> list[str]:
         if ins.json:
             return list(ins.args)
         text = " ".join(ins.args)
         return st.shell() + [text] if text else []
 
-    def _do_shell(self, st: Stage, ins) -> None:
+    def _do_shell(self, st: Stage, ins: dockerfile.Instruction) -> None:
         st.config["Shell"] = list(ins.args)
         self._step(st, ins, st.config["Shell"])
 
-    def _do_stopsignal(self, st: Stage, ins) -> None:
+    def _do_stopsignal(self, st: Stage, ins: dockerfile.Instruction) -> None:
         sig = self._words(st, ins)[0]
         _check_signal(sig, ins.where(self.df.path))
         st.config["StopSignal"] = sig
         self._step(st, ins, sig)
 
-    def _do_healthcheck(self, st: Stage, ins) -> None:
+    def _do_healthcheck(self, st: Stage, ins: dockerfile.Instruction) -> None:
         kind = ins.args[0].upper()
         if kind == "NONE":
             if len(ins.args) > 1:
@@ -413,13 +430,13 @@ class Builder:
         st.config["Healthcheck"] = hc
         self._step(st, ins, hc)
 
-    def _do_onbuild(self, st: Stage, ins) -> None:
+    def _do_onbuild(self, st: Stage, ins: dockerfile.Instruction) -> None:
         trigger = ins.original.split(None, 1)[1].strip()
         st.config["OnBuild"] = [*(st.config.get("OnBuild") or []), trigger]
         self._step(st, ins, trigger)
 
     # ---- RUN ------------------------------------------------------------------------------------
-    def _do_run(self, st: Stage, ins) -> None:
+    def _do_run(self, st: Stage, ins: dockerfile.Instruction) -> None:
         argv, scripts = self._run_argv(st, ins)
         declared = dict(st.args)
         env = dict(declared)
@@ -443,7 +460,7 @@ class Builder:
         self._step(st, ins, [argv, sorted(declared.items()), step["user"], step["workdir"], key_mounts],
                    work=lambda: self.ex.run(st, step), created_by=created_by)
 
-    def _run_argv(self, st: Stage, ins) -> tuple[list[str], list[tuple[str, str]]]:
+    def _run_argv(self, st: Stage, ins: dockerfile.Instruction) -> tuple[list[str], list[tuple[str, str]]]:
         """The command of a RUN, and the heredoc scripts it executes as files ((name, content))."""
         if ins.json:
             return list(ins.args), []
@@ -462,7 +479,7 @@ class Builder:
         bodies = ins.original.split("\n", 1)[1] if "\n" in ins.original else ""
         return st.shell() + [text + "\n" + bodies.rstrip("\n")], []  # the shell reads its own heredocs
 
-    def _run_mount(self, st: Stage, ins, text: str) -> dict:
+    def _run_mount(self, st: Stage, ins: dockerfile.Instruction, text: str) -> dict:
         opts = _mount_options(text)
         kind = opts.get("type", "bind")
         target = opts.get("target") or opts.get("dst") or opts.get("destination")
@@ -489,13 +506,13 @@ class Builder:
         raise DockerfileError(f"{where}: RUN --mount=type={kind} is not supported", "use type=cache, bind or tmpfs")
 
     # ---- COPY / ADD -----------------------------------------------------------------------------
-    def _do_copy(self, st: Stage, ins) -> None:
+    def _do_copy(self, st: Stage, ins: dockerfile.Instruction) -> None:
         self._files(st, ins, add=False)
 
-    def _do_add(self, st: Stage, ins) -> None:
+    def _do_add(self, st: Stage, ins: dockerfile.Instruction) -> None:
         self._files(st, ins, add=True)
 
-    def _files(self, st: Stage, ins, add: bool) -> None:
+    def _files(self, st: Stage, ins: dockerfile.Instruction, add: bool) -> None:
         where = ins.where(self.df.path)
         what = f"{where}: {ins.cmd}"
         for flag in ("parents", "exclude", "keep-git-dir"):
@@ -580,7 +597,7 @@ def _strip_tabs(text: str) -> str:
     return "".join(line.lstrip("\t") for line in text.splitlines(keepends=True))
 
 
-def _as_tuple(v) -> tuple:
+def _as_tuple(v: object) -> tuple:
     if v is None:
         return ()
     return v if isinstance(v, tuple) else (v,)
@@ -594,7 +611,7 @@ def _mount_options(text: str) -> dict[str, str]:
     return out
 
 
-def _pairs(ins, path: str) -> list[tuple[str, str]]:
+def _pairs(ins: dockerfile.Instruction, path: str) -> list[tuple[str, str]]:
     args = list(ins.args)
     if len(args) % 2:
         raise DockerfileError(f"{ins.where(path)}: {ins.cmd} needs NAME=VALUE pairs")

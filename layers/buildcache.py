@@ -17,10 +17,22 @@ import os
 
 from rootless.base import atomic
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class LayerStore(Protocol):
+        """What the cache asks of the store (layers.store.ImageStore): is a layer still there."""
+
+        def has_blob(self, digest: str) -> bool: ...
+
+        def layer_present(self, diff_id: str) -> bool: ...
+
+
 ENTRY_VERSION = 1
 
 
-def key(parent: str, parts) -> str:
+def key(parent: str, parts: object) -> str:
     import hashlib
     text = json.dumps([parent, parts], sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
@@ -30,7 +42,7 @@ def _path(root: str, k: str) -> str:
     return os.path.join(root, "build-cache", k.partition(":")[2] + ".json")
 
 
-def get(root: str, k: str, store) -> dict | None:
+def get(root: str, k: str, store: LayerStore) -> dict | None:
     """The entry of ``k``, if its layer (when it has one) is still in ``store``."""
     try:
         entry = atomic.read_json(_path(root, k))

@@ -20,6 +20,10 @@ from layers import dockerignore
 from rootless.base import inroot
 from rootless.base.errors import UsageError
 
+TYPE_CHECKING = False  # annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 _MAGIC = set("*?[")
 
 # ``path``: on the host; ``name``: what it is called in the destination; ``entries``: the
@@ -97,7 +101,7 @@ class BuildContext:
         entries = tuple(_strip(e, below) for e in self._walk(below))
         return Source(real, name, True, ("",) + entries)
 
-    def _walk(self, below: str):
+    def _walk(self, below: str) -> Iterator[str]:
         """The non-excluded entries under the context directory ``below`` (relative to the root)."""
         top = os.path.join(self.root, below)
         for dirpath, dirnames, filenames in os.walk(top):

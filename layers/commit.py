@@ -23,6 +23,7 @@ from rootless.base.errors import RootlessError
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
     import tarfile
+    from collections.abc import Iterable
     from typing import BinaryIO
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -69,7 +70,7 @@ class _FdReader:
         return os.read(self.fd, n)
 
 
-def layer_from_upper(upper: str, out: BinaryIO, mount_points=()) -> dict:
+def layer_from_upper(upper: str, out: BinaryIO, mount_points: Iterable[str] = ()) -> dict:
     """Write the overlay upper directory ``upper`` to ``out`` as an uncompressed layer tar.
     ``mount_points``: paths (relative, like ``etc/hosts``) a runtime made only to mount on: left
     out while they are an empty file or directory, as Docker's init layer keeps them out.
@@ -93,7 +94,8 @@ def _write_layer(top: str, out: BinaryIO, overlay: bool, mount_points: frozenset
         raise RootlessError(f"commit: cannot open {top}: {e.strerror or e}") from None
     walker = _Walker(overlay, mount_points)
     try:
-        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+        # typeshed wants a seekable, readable file; a "w|" stream only writes
+        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
             walker.tf = tf
             walker.walk(root_fd)
     except OSError as e:
@@ -112,7 +114,7 @@ class _Walker:
     def __init__(self, overlay: bool, mount_points: frozenset = frozenset()):
         self.overlay = overlay
         self.mount_points = mount_points
-        self.tf: tarfile.TarFile | None = None
+        self.tf: tarfile.TarFile  # the archive being written: set before walk()
         self.links: dict[tuple[int, int], str] = {}
         self.size = 0
         self.current = ""
@@ -253,7 +255,8 @@ class _Walker:
                 if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
                     continue
                 raise
-            ti.pax_headers["SCHILY.xattr." + xname] = value.decode("utf-8", "surrogateescape")
+            # typeshed says Mapping; TarInfo makes it a dict, and adding to it is how tarfile writes PAX
+            ti.pax_headers["SCHILY.xattr." + xname] = value.decode("utf-8", "surrogateescape")  # type: ignore[index]
         return opaque
 
 

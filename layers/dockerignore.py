@@ -236,7 +236,7 @@ def _may_match_below(pieces: list[re.Pattern[str] | str], dirs: list[str]) -> bo
                 return True  # cannot tell piece by piece: assume it might
             if piece == _DSTAR_PIECE:
                 following.add(i)
-            elif piece != _SPENT and piece.fullmatch(name):
+            elif not isinstance(piece, str) and piece.fullmatch(name):  # _SPENT is the only other str
                 following.add(i + 1)
         states = _skip_dstars(following, pieces)
     return any(i < len(pieces) for i in states)

@@ -13,13 +13,17 @@ import posixpath
 
 from rootless.base.errors import UsageError
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
+
 SUPPORTED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "VOLUME", "WORKDIR", "STOPSIGNAL")
 _PROTOCOLS = ("tcp", "udp", "sctp")
 _SHELL = ["/bin/sh", "-c"]
 
 
 # ---- one change ----------------------------------------------------------------
-def parse_change(text: str) -> tuple[str, object]:
+def parse_change(text: str) -> tuple[str, Any]:
     """One change: (INSTRUCTION, value).
 
     Values: CMD/ENTRYPOINT/VOLUME a list of str; ENV/LABEL a dict (in order);
@@ -45,7 +49,7 @@ def _json_array(instr: str, rest: str) -> list[str] | None:
     import json
     try:
         value = json.loads(rest)
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         raise UsageError(f"{instr}: malformed JSON array {rest!r} ({e.msg} at column {e.colno})",
                          f'write {instr} ["a", "b"] with double quotes, or {instr} a b (no brackets)') from None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -308,7 +312,7 @@ def container_config_from_spec(spec_json: dict, base_config: dict) -> dict:
     return out
 
 
-def _put(cfg: dict, key: str, value) -> None:
+def _put(cfg: dict, key: str, value: object) -> None:
     if value:
         cfg[key] = value
     else:

@@ -89,7 +89,7 @@ def _size(path: str) -> int:
     return total
 
 
-def _match(directory: str, patterns, found: list) -> None:
+def _match(directory: str, patterns: tuple[tuple[str, str], ...], found: list) -> None:
     try:
         names = os.listdir(directory)
     except OSError:

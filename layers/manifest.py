@@ -56,7 +56,7 @@ def parse_platform(text: str) -> Platform:
     return Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
 
 
-def _descriptor(d, what: str) -> Descriptor:
+def _descriptor(d: object, what: str) -> Descriptor:
     if not isinstance(d, dict):
         raise InvalidImage(f"{what}: a descriptor is not an object")
     digest, size, mt = d.get("digest"), d.get("size"), d.get("mediaType", "")

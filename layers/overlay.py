@@ -21,6 +21,11 @@ from rootless.base import atomic, proc, syscalls
 from rootless.base.errors import HostError, RootlessError
 from rootless.base.paths import Paths
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
 METHODS = ("kernel", "fuse", "copy")
 PROBE_VERSION = 1
 
@@ -39,7 +44,7 @@ def _probe_key() -> str:
     return f"v{PROBE_VERSION} {os.uname().release} {fuse}"
 
 
-def probe(paths: Paths, userns_call, refresh: bool = False) -> Probe:
+def probe(paths: Paths, userns_call: Callable[..., Any], refresh: bool = False) -> Probe:
     """The best working method on this host and storage (cached)."""
     key = _probe_key()
     if not refresh:
@@ -76,7 +81,7 @@ def _probe_in_ns(base: str) -> dict:
     syscalls.unshare(syscalls.CLONE_NEWNS)
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
     j = lambda d: os.path.join(base, d)  # noqa: E731
-    out = {}
+    out: dict[str, object] = {}
     try:
         syscalls.mount("overlay", j("merged"), "overlay", 0,
                        f"lowerdir={j('lower')},upperdir={j('upper')},workdir={j('work')},userxattr")
@@ -93,7 +98,8 @@ def _probe_in_ns(base: str) -> dict:
     return out
 
 
-def _fuse_mount(lowerdir: str, upper: str | None, work: str | None, merged: str, id_shift=None) -> None:
+def _fuse_mount(lowerdir: str, upper: str | None, work: str | None, merged: str,
+                id_shift: tuple[str | None, str | None] | None = None) -> None:
     exe = proc.which("fuse-overlayfs")
     if not exe:
         raise HostError("fuse-overlayfs is not installed", "install the fuse-overlayfs package")
@@ -106,13 +112,13 @@ def _fuse_mount(lowerdir: str, upper: str | None, work: str | None, merged: str,
     proc.run([exe, "-o", opts, merged], timeout=30)
 
 
-def choose(configured: str, paths: Paths, userns_call) -> str:
+def choose(configured: str, paths: Paths, userns_call: Callable[..., Any]) -> str:
     if configured in METHODS:
         return configured
     return probe(paths, userns_call).method
 
 
-def distinct(lowers_top_first) -> tuple[str, ...]:
+def distinct(lowers_top_first: Iterable[str]) -> tuple[str, ...]:
     """Each layer directory once, at its topmost place. Kernel overlayfs refuses a lower directory
     given twice ("too many levels of symbolic links"): two no-op RUNs, or the empty layer many
     images hold several times. Leaving out a lower occurrence changes nothing: the same layer

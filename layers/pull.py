@@ -20,11 +20,19 @@ from layers.registry import Client, RegistryError
 from layers.store import ImageStore, LayerRef
 from rootless.base.errors import InvalidImage
 
+TYPE_CHECKING = False  # annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Say = Callable[[str], object]  # a progress line to show
+    Progress = Callable[[str, int, int], object]  # (digest, bytes so far, size)
+
+
 PARALLEL = 4
 Pulled = namedtuple("Pulled", "image digest reference")
 
 
-def client_for(ref: reference.Reference, creds=None, insecure: bool = False, push: bool = False,
+def client_for(ref: reference.Reference, creds: tuple[str, str] | None = None, insecure: bool = False, push: bool = False,
                ca_dir: str | None = None, registry: str | None = None) -> Client:
     """A client for ``ref``'s repository at ``registry`` (default: the reference's own; a mirror's
     host otherwise), with the stored credentials of that host unless ``creds`` are given."""
@@ -33,7 +41,8 @@ def client_for(ref: reference.Reference, creds=None, insecure: bool = False, pus
                   ca_dir=ca_dir, push=push, ref_text=str(ref))
 
 
-def fetch_manifest(client: Client, ref: reference.Reference, platform: manifest.Platform | None):
+def fetch_manifest(client: Client, ref: reference.Reference,
+                   platform: manifest.Platform | None) -> tuple[str, dict, manifest.Platform | None]:
     """(top-level digest, image manifest document, the index entry's platform or None) for
     ``ref``, through an index if need be."""
     target = ref.digest or ref.tag
@@ -58,8 +67,9 @@ def fetch_manifest(client: Client, ref: reference.Reference, platform: manifest.
     return digest, doc, chosen
 
 
-def fetch_blob(client: Client, store: ImageStore, desc: manifest.Descriptor, what: str, progress=None,
-               on_open=None, say=None, stop=None) -> None:
+def fetch_blob(client: Client, store: ImageStore, desc: manifest.Descriptor, what: str,
+               progress: Progress | None = None, on_open: Callable[[str], None] | None = None,
+               say: Say | None = None, stop: threading.Event | None = None) -> None:
     """Download ``desc`` into the store, verified; nothing if the store has it. What an earlier,
     broken or killed, download of it left is gone on from (``say`` tells so). ``on_open(path)``:
     see :meth:`ImageStore.put_blob`; ``stop``: an event that makes the download give up."""
@@ -99,7 +109,8 @@ class _Resuming:
 
     RETRIES = 5
 
-    def __init__(self, client: Client, path: str, size: int, what: str, start: int = 0, stop=None):
+    def __init__(self, client: Client, path: str, size: int, what: str, start: int = 0,
+                 stop: threading.Event | None = None):
         self.client, self.path, self.size, self.what, self.stop = client, path, size, what, stop
         self.done, self.skip, self.breaks = start, 0, 0
         self.body = None
@@ -129,7 +140,7 @@ class _Resuming:
             return data
         return b""  # all of it was there already
 
-    def _resume(self, error) -> None:
+    def _resume(self, error: object) -> None:
         import time
         self.breaks += 1
         if self.breaks > self.RETRIES:
@@ -163,7 +174,7 @@ class _Resuming:
 class _Counting:
     """A stream that reports how much of ``desc`` has been read."""
 
-    def __init__(self, raw, desc: manifest.Descriptor, progress, start: int = 0):
+    def __init__(self, raw: _Resuming, desc: manifest.Descriptor, progress: Progress, start: int = 0):
         self.raw, self.desc, self.progress, self.done = raw, desc, progress, start
 
     def read(self, n: int = -1) -> bytes:
@@ -173,7 +184,8 @@ class _Counting:
         return data
 
 
-def _fetch_url(store: ImageStore, desc: manifest.Descriptor, what: str, on_open=None) -> None:
+def _fetch_url(store: ImageStore, desc: manifest.Descriptor, what: str,
+               on_open: Callable[[str], None] | None = None) -> None:
     """A foreign (non-distributable) layer: from the URLs its descriptor names."""
     import urllib.request
     last = None
@@ -187,9 +199,10 @@ def _fetch_url(store: ImageStore, desc: manifest.Descriptor, what: str, on_open=
     raise RegistryError(f"{what}: cannot download the foreign layer {desc.digest[:19]} from {desc.urls[0]}: {last}")
 
 
-def _first_answering(ref: reference.Reference, endpoints: list[dict], platform):
+def _first_answering(ref: reference.Reference, endpoints: list[dict], platform: manifest.Platform | None
+                     ) -> tuple[Client, str, dict, manifest.Platform | None]:
     """(client, digest, manifest, platform) from the first endpoint (mirrors first) that has the image."""
-    last = None
+    last: RegistryError | None = None
     for ep in endpoints:
         client = client_for(ref, ep.get("creds"), ep.get("insecure", False), ca_dir=ep.get("ca_dir"),
                             registry=ep.get("registry"))
@@ -198,11 +211,12 @@ def _first_answering(ref: reference.Reference, endpoints: list[dict], platform):
         except RegistryError as e:
             client.close()
             last = e
+    assert last is not None  # at least one endpoint: the callers give `endpoints or [{}]`
     raise last
 
 
 def pull(store: ImageStore, ref_text: str, endpoints: list[dict] | None = None,
-         platform: manifest.Platform | None = None, say=None) -> Pulled:
+         platform: manifest.Platform | None = None, say: Say | None = None) -> Pulled:
     """Pull ``ref_text`` into ``store`` from the first of ``endpoints`` (``registry``, ``creds``,
     ``insecure``, ``ca_dir``; default: the reference's registry) that has it; ``say(line)``
     reports progress (None: quiet)."""
@@ -237,12 +251,13 @@ def pull(store: ImageStore, ref_text: str, endpoints: list[dict] | None = None,
 
 def list_tags(ref: reference.Reference, endpoints: list[dict]) -> list[str]:
     """The repository's tags (``/tags/list``, following ``Link`` pages), from the first endpoint."""
-    last = None
+    last: RegistryError | None = None
     for ep in endpoints or [{}]:
         client = client_for(ref, ep.get("creds"), ep.get("insecure", False), ca_dir=ep.get("ca_dir"),
                             registry=ep.get("registry"))
         try:
-            tags, path = [], f"/v2/{ref.path}/tags/list?n=1000"
+            tags: list[str] = []
+            path = f"/v2/{ref.path}/tags/list?n=1000"
             while path:
                 resp = client.request("GET", path, what="tag list")
                 try:
@@ -256,6 +271,7 @@ def list_tags(ref: reference.Reference, endpoints: list[dict]) -> list[str]:
             last = e
         finally:
             client.close()
+    assert last is not None  # at least one endpoint: the callers give `endpoints or [{}]`
     raise last
 
 
@@ -270,7 +286,7 @@ def _diff_ids(config_bytes: bytes, count: int, what: str) -> list[str]:
     return diff_ids
 
 
-def _fetch_and_unpack(client: Client, store: ImageStore, refs: list[LayerRef], descs: dict, say) -> None:
+def _fetch_and_unpack(client: Client, store: ImageStore, refs: list[LayerRef], descs: dict, say: Say) -> None:
     """Download the missing blobs (concurrently) and unpack the missing layers by up to two
     helpers in the user namespace, each layer while its blob is still arriving (streamed: the
     helper follows the download's file). A layer is moved into place only once its blob is
@@ -302,7 +318,8 @@ class _Streamer:
 
     def __init__(self, client: Client, store: ImageStore, todo: list[LayerRef], descs: dict, say, workers):
         self.client, self.store, self.descs, self.say = client, store, descs, say
-        self.workers, self.free, self.busy = workers, list(workers), {}
+        self.workers, self.free = workers, list(workers)
+        self.busy: dict = {}  # worker -> (LayerRef, job) it is on
         self.by_blob: dict[str, list[LayerRef]] = {}
         for r in todo:
             self.by_blob.setdefault(r.blob, []).append(r)
@@ -473,7 +490,7 @@ def _set_wakeup_fd(fd: int) -> int:
     return signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
 
 
-def _download(client: Client, store: ImageStore, descs: list[manifest.Descriptor], say) -> None:
+def _download(client: Client, store: ImageStore, descs: list[manifest.Descriptor], say: Say) -> None:
     missing = [d for d in dict.fromkeys(descs) if not store.has_blob(d.digest)]
     for d in descs:
         if d not in missing:
@@ -482,7 +499,7 @@ def _download(client: Client, store: ImageStore, descs: list[manifest.Descriptor
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(desc):
+    def one(desc: manifest.Descriptor) -> None:
         fetch_blob(client, store, desc, f"layer {desc.digest[7:19]}", say=say)
         say(f"{desc.digest[7:19]}: Pull complete")
 

@@ -14,9 +14,13 @@ from collections import namedtuple
 
 from layers import manifest, reference
 from layers.pull import client_for
-from layers.registry import Client, RegistryError
+from layers.registry import Client, RegistryError, Response
 from layers.store import ImageStore
 from rootless.base.errors import RootlessError
+
+TYPE_CHECKING = False  # annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CHUNK = 64 << 20
 Pushed = namedtuple("Pushed", "digest size reference")
@@ -27,7 +31,7 @@ def _blob_exists(client: Client, digest: str) -> bool:
     return resp.status == 200
 
 
-def _location(client: Client, resp) -> str:
+def _location(client: Client, resp: Response) -> str:
     loc = resp.headers.get("Location", "")
     if not loc:
         raise RegistryError(f"{client.ref_text}: the registry gave no upload location")
@@ -75,8 +79,8 @@ def upload_blob(client: Client, path: str, digest: str, size: int, mount_from: s
     return "uploaded"
 
 
-def push(store: ImageStore, image_ref: str, dest: str | None = None, creds=None, insecure: bool = False,
-         ca_dir: str | None = None, say=None) -> Pushed:
+def push(store: ImageStore, image_ref: str, dest: str | None = None, creds: tuple[str, str] | None = None,
+         insecure: bool = False, ca_dir: str | None = None, say: Callable[[str], object] | None = None) -> Pushed:
     """Push the local image ``image_ref`` to ``dest`` (default: its own name)."""
     say = say or (lambda _line: None)
     rec = store.resolve(image_ref)

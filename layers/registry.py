@@ -19,6 +19,12 @@ from collections import namedtuple
 
 from rootless.base.errors import RootlessError
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    import http.client
+    import ssl
+    from typing import BinaryIO
+
 USER_AGENT = "rootless/0.1"
 RETRIES = 4
 
@@ -61,7 +67,7 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 class Client:
     """``registry`` (host[:port]) and ``repository`` (path); ``creds``: (user, password) or None."""
 
-    def __init__(self, registry: str, repository: str, creds=None, insecure: bool = False,
+    def __init__(self, registry: str, repository: str, creds: tuple[str, str] | None = None, insecure: bool = False,
                  ca_dir: str | None = None, push: bool = False, ref_text: str = ""):
         self.registry = "registry-1.docker.io" if registry == "docker.io" else registry
         self.repository = repository
@@ -76,7 +82,7 @@ class Client:
         self.lock = threading.Lock()
 
     # ---- connections -------------------------------------------------------------------------
-    def _ssl_context(self):
+    def _ssl_context(self) -> ssl.SSLContext:
         import ssl
         if self.insecure:
             ctx = ssl.create_default_context()
@@ -95,7 +101,7 @@ class Client:
                     ctx.load_cert_chain(os.path.join(self.ca_dir, c), key)
         return ctx
 
-    def _connection(self, scheme: str, host: str):
+    def _connection(self, scheme: str, host: str) -> http.client.HTTPConnection:
         import http.client
         conns = getattr(self.local, "conns", None)
         if conns is None:
@@ -121,8 +127,9 @@ class Client:
         self.local.conns = {}
 
     # ---- requests ----------------------------------------------------------------------------
-    def request(self, method: str, path: str, headers: dict | None = None, body=None,
-                ok: tuple[int, ...] = (200,), stream: bool = False, what: str = ""):
+    def request(self, method: str, path: str, headers: dict | None = None,
+                body: bytes | BinaryIO | None = None, ok: tuple[int, ...] = (200,), stream: bool = False,
+                what: str = "") -> Response:
         """One API call, authenticated and retried; a Response (``body`` is the open
         HTTPResponse with ``stream``, else bytes)."""
         last: Exception | None = None
@@ -162,18 +169,19 @@ class Client:
                             "check the registry's address and that it runs; for a plain-HTTP registry "
                             "use --tls-verify=false or list it under [registries] insecure")
 
-    def _send(self, method: str, path: str, headers: dict, body, stream: bool):
+    def _send(self, method: str, path: str, headers: dict, body: bytes | BinaryIO | None,
+              stream: bool) -> Response:
         import http.client
         import socket
         import ssl
         h = {"User-Agent": USER_AGENT, **headers}
         if self.auth_header and "Authorization" not in h:
             h["Authorization"] = self.auth_header
-        errors = []
+        errors: list[Exception] = []
         for scheme in list(self.schemes):
             conn = self._connection(scheme, self.registry)
             try:
-                if hasattr(body, "seek"):
+                if body is not None and not isinstance(body, bytes):  # a file: from its start on a retry
                     body.seek(0)
                 conn.request(method, path, body=body, headers=h)
                 resp = conn.getresponse()

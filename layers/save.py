@@ -20,6 +20,10 @@ from layers import manifest, reference
 from layers.store import ImageStore
 from rootless.base.errors import UsageError
 
+TYPE_CHECKING = False  # annotations are strings
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
 FORMATS = ("docker-archive", "oci-archive")
 
 
@@ -71,7 +75,7 @@ def save(store: ImageStore, names: list[str], out_path: str | None, fmt: str = "
             _write(store, images, fmt, f)
 
 
-def _write(store: ImageStore, images: list, fmt: str, f) -> None:
+def _write(store: ImageStore, images: list, fmt: str, f: BinaryIO) -> None:
     mtime = time.time()
     added: set = set()
     with tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -88,7 +92,8 @@ def _write(store: ImageStore, images: list, fmt: str, f) -> None:
                    for rec, tags, _cs, layers in entries]
             _add_bytes(tar, "manifest.json", json.dumps(doc, separators=(",", ":")).encode(), mtime)
             return
-        index = {"schemaVersion": 2, "mediaType": manifest.OCI_INDEX, "manifests": []}
+        manifests: list[dict] = []
+        index = {"schemaVersion": 2, "mediaType": manifest.OCI_INDEX, "manifests": manifests}
         for rec, tags, config_size, layers in entries:
             body = manifest.oci_manifest(rec["id"], config_size, layers)
             digest = "sha256:" + hashlib.sha256(body).hexdigest()
@@ -101,7 +106,7 @@ def _write(store: ImageStore, images: list, fmt: str, f) -> None:
                 if tag:
                     d["annotations"] = {"io.containerd.image.name": tag,
                                         "org.opencontainers.image.ref.name": reference.parse(tag).tag}
-                index["manifests"].append(d)
+                manifests.append(d)
         _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}', mtime)
         _add_bytes(tar, "index.json", json.dumps(index, separators=(",", ":")).encode(), mtime)
 

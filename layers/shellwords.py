@@ -72,7 +72,7 @@ class _EveryName:
 class _Lexer:
     """One pass over ``text``; ``run`` gives (text, splittable) pieces, in order."""
 
-    def __init__(self, text: str, env: Mapping[str, str], escape: str):
+    def __init__(self, text: str, env: Mapping[str, str] | _EveryName, escape: str):
         self.text = text
         self.env = env
         self.escape = escape
@@ -232,7 +232,7 @@ def _unset(value: str | None, colon: bool) -> bool:
 
 
 def _default(name: str, value: str | None, word: str, colon: bool) -> str:
-    return word if _unset(value, colon) else value
+    return word if value is None or _unset(value, colon) else value
 
 
 def _alternative(name: str, value: str | None, word: str, colon: bool) -> str:

@@ -23,7 +23,11 @@ from rootless.base.paths import Paths
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO
+    import hashlib
+    import io
+    from typing import Any
+
+    from layers.unpack import Readable
 
 
 INDEX_VERSION = 1
@@ -34,6 +38,10 @@ class LayerRef:
     """One layer of an image: its diff id, its blob, the blob's media type, its unpacked size."""
 
     __slots__ = ("diff_id", "blob", "media_type", "size")
+    diff_id: str  # sha256: of the uncompressed tar, as the image config's rootfs names it
+    blob: str  # sha256: of the blob as stored (compressed or not)
+    media_type: str
+    size: int  # bytes unpacked, 0 when not known yet
 
     def __init__(self, diff_id: str, blob: str, media_type: str, size: int = 0):
         self.diff_id, self.blob, self.media_type, self.size = diff_id, blob, media_type, size
@@ -47,8 +55,12 @@ class Partial:
     open locked fd, the hash of and count of the bytes it holds."""
 
     __slots__ = ("path", "fd", "hasher", "have")
+    path: str
+    fd: int
+    hasher: hashlib._Hash
+    have: int
 
-    def __init__(self, path: str, fd: int, hasher, have: int):
+    def __init__(self, path: str, fd: int, hasher: hashlib._Hash, have: int):
         self.path, self.fd, self.hasher, self.have = path, fd, hasher, have
 
     def close(self) -> None:
@@ -125,7 +137,7 @@ class ImageStore:
                 if (ref.digest and f"{ref.repository}@{ref.digest}" in rec.get("repo_digests", [])) or \
                         (ref.tag and str(ref) in rec.get("repo_tags", [])):
                     return rec
-        ref = refs[0] if refs else None
+        first = refs[0] if refs else None
         hexpart = name.removeprefix("sha256:")
         if hexpart and len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart):
             found = [r for i, r in images.items() if i[7:].startswith(hexpart)]
@@ -133,16 +145,16 @@ class ImageStore:
                 return found[0]
             if len(found) > 1:
                 raise RootlessError(f"image id prefix {name!r} is ambiguous", "give more characters of the id")
-        if ref is None:
+        if first is None:
             reference.parse(name)  # raises the reference's own error
-        raise ImageNotFound(f"image {str(ref)!r} not found locally",
+        raise ImageNotFound(f"image {str(first)!r} not found locally",
                             "load it with `rootless load -i FILE` or create it with `rootless import`")
 
     # ---- blobs ---------------------------------------------------------------
     def has_blob(self, digest: str) -> bool:
         return os.path.exists(self.paths.blob(digest))
 
-    def put_blob(self, stream: BinaryIO, expected: str | None = None, expected_size: int | None = None,
+    def put_blob(self, stream: Readable, expected: str | None = None, expected_size: int | None = None,
                  what: str = "blob", on_open: Callable[[str], None] | None = None,
                  partial: Partial | None = None) -> tuple[str, int, bool]:
         """Copy ``stream`` into the store; (digest, size, newly_added). Verifies ``expected``.
@@ -370,7 +382,7 @@ class ImageStore:
 
     # ---- images --------------------------------------------------------------
     def register(self, config_bytes: bytes, layers: list[LayerRef], tags: list[str],
-                 manifest_digest: str | None = None, repo_digests: list[str] = (),
+                 manifest_digest: str | None = None, repo_digests: Iterable[str] = (),
                  platform: str | None = None) -> tuple[dict, list[str]]:
         """Record an image (its blobs and layers are already in place); (record, tags moved).
         ``platform``: the os/arch[/variant] of the index entry it was pulled as."""
@@ -542,7 +554,7 @@ def _unpack_jobs(jobs: list[dict]) -> list[dict]:
     return results
 
 
-def _source(job: dict):
+def _source(job: dict) -> str | io.BufferedReader:
     """The job's blob: its download's growing file, or the stored blob (also when that download
     has just finished and renamed the file)."""
     if job.get("growing"):
@@ -558,7 +570,7 @@ def _source(job: dict):
 
 def remove_trees(paths: list[str]) -> None:
     """rm -rf as root of the user namespace (files of subordinate uids, read-only dirs)."""
-    def onerror(func, path, exc_info):  # make read-only directories writable and retry
+    def onerror(func: Callable[[str], object], path: str, exc_info: object) -> None:  # make read-only directories writable and retry
         parent = os.path.dirname(path)
         try:
             os.chmod(parent, 0o700)

@@ -7,6 +7,10 @@ import tarfile
 
 from rootless.base.errors import InvalidImage
 
+TYPE_CHECKING = False  # annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 
 def clean_name(name: str, what: str) -> str:
     """A member name as a relative path with no ``..``; raises for hostile names.
@@ -59,7 +63,7 @@ def safe_join(root: str, rel: str) -> str:
     return posixpath.join(root, rel) if rel else root
 
 
-def check_archive(members, what: str) -> None:
+def check_archive(members: Iterable[tarfile.TarInfo], what: str) -> None:
     """Check a whole plain archive (``cp``, the API's PUT archive) before anything of it is
     written: every name (:func:`check_member`), no member below a symlink the archive made, and
     hard links only to the archive's own earlier members (not through a symlink). ``members``:

@@ -21,7 +21,7 @@ import stat
 import tarfile
 import time
 import zlib
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, cast
 
 from layers import tarsafe, whiteout
 from rootless.base.errors import InvalidImage, RootlessError
@@ -31,10 +31,16 @@ _CHUNK = 1 << 20
 _KEEP_XATTRS = ("user.", "security.capability")
 
 
+class Readable(Protocol):
+    """What a reader of a stream needs of it: a blob, a decompressor, a tar member's data."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class HashingReader:
     """A read-only stream that hashes what passes through it."""
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: Readable):
         self.raw = raw
         self.hash = hashlib.sha256()
         self.size = 0
@@ -67,7 +73,7 @@ def is_archive(head: bytes) -> bool:
     return compression_of(head) is not None or head[257:262] == b"ustar"
 
 
-def open_decompressed(f: BinaryIO) -> BinaryIO:
+def open_decompressed(f: BinaryIO) -> BinaryIO | io.BufferedIOBase:
     """Wrap ``f`` in the decompressor its magic bytes call for: gzip, zstd, bzip2 or xz (the
     last two: ``ADD``'s archives, and layers of tools that use them), else ``f`` itself."""
     kind = compression_of(f.peek(6)[:6] if hasattr(f, "peek") else b"")
@@ -137,7 +143,7 @@ class GrowingFile(io.RawIOBase):
 
     def _switch_to_final(self, st: os.stat_result) -> bool:
         try:
-            fd = os.open(self.final, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.final or "", os.O_RDONLY | os.O_CLOEXEC)  # set: the caller checked
         except FileNotFoundError:
             return False
         if (os.fstat(fd).st_ino, os.fstat(fd).st_dev) == (st.st_ino, st.st_dev):
@@ -158,7 +164,7 @@ class GrowingFile(io.RawIOBase):
 class _Skipped:
     """Device nodes left out of an unpack, and hard links to them, by cleaned name."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.names: set[str] = set()
         self.count = 0
 
@@ -269,7 +275,9 @@ def unpack_layer(blob: str | int | BinaryIO, dest: str, expected_diff_id: str | 
         with _open_blob(blob) as raw:
             reader = HashingReader(open_decompressed(raw))
             try:
-                with tarfile.open(fileobj=reader, mode="r|", errorlevel=2, bufsize=_CHUNK) as tf:
+                # typeshed wants a seekable, writable file; an "r|" stream only reads
+                with tarfile.open(fileobj=reader, mode="r|", errorlevel=2,  # type: ignore[call-overload]
+                                  bufsize=_CHUNK) as tf:
                     for m in tf:
                         size += _extract(tf, m, dirs, dir_times, skipped, what, made)
                 reader.drain()
@@ -294,7 +302,7 @@ def unpack_layer(blob: str | int | BinaryIO, dest: str, expected_diff_id: str | 
     return {"diff_id": digest, "size": size, "skipped_devices": skipped.count}
 
 
-def _copy_data(src: BinaryIO, fd: int, length: int, rel: str, what: str) -> None:
+def _copy_data(src: Readable, fd: int, length: int, rel: str, what: str) -> None:
     remaining = length
     while remaining:
         chunk = src.read(min(_CHUNK, remaining))
@@ -325,7 +333,7 @@ def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: _Dirs, dir_times: li
     if m.islnk() and tarsafe.clean_name(m.linkname, what) in skipped.names:
         return skipped.add(rel)  # a hard link to a device node left out: the same inode
     skipped.names.discard(rel)  # a later member of the same name replaces the device
-    if not layer:
+    if made is not None:  # not a layer
         if not rel:  # the archive's root: the destination keeps its mode and owner
             return 0
         if m.islnk() and tarsafe.clean_name(m.linkname, what) not in made:
@@ -382,12 +390,14 @@ def _extract_entry(tf: tarfile.TarFile, m: tarfile.TarInfo, rel: str, dirs: _Dir
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=parent)
         try:
-            src = tf.extractfile(m)
+            # a regular member's data: typeshed says IO[bytes] or None, tarfile gives a BufferedReader
+            src = cast("io.BufferedReader", tf.extractfile(m))
             if m.sparse:  # GNU sparse: only its data blocks are read and written, the holes stay holes
                 raw = src.raw  # positioned directly (forward only): a stream is not seekable
-                for offset, length in m.sparse:
+                # typeshed says bytes; tarfile makes it a list of (offset, length)
+                for offset, length in cast("list[tuple[int, int]]", m.sparse):
                     if length:
-                        raw.seek(offset)
+                        raw.seek(offset)  # type: ignore[call-arg]  # tarfile's _FileInFile: a position only
                         os.lseek(fd, offset, os.SEEK_SET)
                         _copy_data(raw, fd, length, rel, what)
                 os.ftruncate(fd, m.size)

@@ -12,6 +12,10 @@ import socket
 
 from rootless.base.errors import RootlessError
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
+
 _MAX = 65536
 
 
@@ -27,7 +31,7 @@ class Channel:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send(self, type_: str, fds: list[int] | None = None, **fields) -> None:
+    def send(self, type_: str, fds: list[int] | None = None, **fields: Any) -> None:
         data = json.dumps({"type": type_, **fields}).encode()
         if fds:
             self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
@@ -44,7 +48,7 @@ class Channel:
         else:
             msg, hint, code = f"{step or 'container setup'}: {exc!r}", None, 125
         from rootless.base.errors import is_no_space
-        extra = {"no_space": True} if is_no_space(exc) else {}  # the CLI names the store for it
+        extra: dict[str, Any] = {"no_space": True} if is_no_space(exc) else {}  # the CLI names the store for it
         try:
             self.send("error", message=msg, hint=hint, exit_code=code, **extra)
         except OSError:

@@ -33,6 +33,10 @@ from collections import namedtuple
 
 from rootless.base.errors import RootlessError
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 OVERLAY_METHODS = ("auto", "kernel", "fuse", "copy")
 IDMAP_MODES = ("auto", "single")
 LOG_DRIVERS = ("json-file", "k8s-file", "none")
@@ -189,7 +193,7 @@ def _load_one(path: str) -> Config | None:
                   logs=_logs_table(logs, where))
 
 
-def _logs_table(table: dict, where) -> dict:
+def _logs_table(table: dict, where: Callable[..., str]) -> dict:
     """The [logs] keys that are set, checked: driver, max_size (bytes; 0 = no limit), max_file."""
     unknown = set(table) - {"driver", "max_size", "max_file"}
     if unknown:

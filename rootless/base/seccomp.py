@@ -16,6 +16,10 @@ import os
 
 from rootless.base.errors import HostError
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
 # libseccomp's ABI (seccomp.h): actions (the errno or trace value goes in the low 16 bits) and
 # argument comparisons, under the names Docker's profiles use.
 ACTIONS = {"SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000, "SCMP_ACT_KILL_PROCESS": 0x80000000,
@@ -38,7 +42,7 @@ def action(name: str, value: int | None = None) -> int:
 
 
 @functools.lru_cache(maxsize=1)
-def _arg_cmp():
+def _arg_cmp() -> type[ctypes.Structure]:
     """``struct scmp_arg_cmp`` (made on first use: a Structure class costs a millisecond, and the
     container's start only loads programs)."""
     class ArgCmp(ctypes.Structure):
@@ -48,7 +52,7 @@ def _arg_cmp():
 
 
 @functools.lru_cache(maxsize=1)
-def library():
+def library() -> ctypes.CDLL:
     """libseccomp, opened once."""
     try:
         lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
@@ -72,7 +76,8 @@ class RuleError(ValueError):
     """libseccomp refused a rule (the profile's fault): the message names the call."""
 
 
-def compile_bpf(default_action: int, arches, rules) -> bytes:
+def compile_bpf(default_action: int, arches: Iterable[str],
+                rules: Iterable[tuple[int, str, Sequence[Sequence[int]]]]) -> bytes:
     """A classic BPF program (``struct sock_filter`` array) for this machine's architecture and
     ``arches`` (libseccomp names, like ``x86``), with the ``default_action`` and the ``rules``:
     (action, system call name, ((arg index, op, datum a, datum b), ...)), the comparisons of one
@@ -100,7 +105,7 @@ def compile_bpf(default_action: int, arches, rules) -> bytes:
         lib.seccomp_release(ctx)
 
 
-def _export(lib, ctx) -> bytes:
+def _export(lib: ctypes.CDLL, ctx: int) -> bytes:
     """The program libseccomp writes to a descriptor: a memfd, never a pipe, which nobody would
     drain while libseccomp writes (a user with many pipes open gets 8 KiB pipes, and a program of
     the default profile is larger: the write would block for ever)."""

@@ -15,6 +15,44 @@ from rootless.base.paths import Paths
 from rootless.runtime import names
 from rootless.runtime.spec import ContainerSpec
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Literal, NotRequired, Required, TypedDict
+
+    class ContainerState(TypedDict, total=False):
+        """``rec["state"]``: where the container is in its life (``create``, then the keeper,
+        ``mount``/``umount``, and the reconciling of a dead keeper in runtime.records)."""
+
+        status: Required[str]  # created, running, exited, dead ("removed": in memory only)
+        pid: Required[int]  # PID 1 of the container, 0 when not running
+        pid_start: str  # its start time (pid_start_time): the pid across pid reuse
+        exit_code: Required[int]
+        error: Required[str]  # why it could not start or ended, "" if nothing went wrong
+        started_at: Required[str]  # RFC 3339, "" if never
+        finished_at: Required[str]
+        keeper: int  # the pid of the process that waits for it, 0 when none
+        keeper_start: str
+        log_error: str  # the log driver's failure, if any
+        net: dict[str, Any]  # runtime.network.state_fields: address, ports, ...
+        oom_killed: bool
+        cgroup: str  # the scope it was placed in
+        mounted_by: int  # the process that holds `rootless mount` of it, 0 when none
+        mounted_by_start: str
+
+    class ContainerRecord(TypedDict):
+        """``containers/ID/container.json``: what :func:`create` writes and the state functions
+        read and change; ``spec`` is a :class:`ContainerSpec`'s ``to_json()``."""
+
+        version: int
+        id: str
+        name: str
+        created: str
+        rootfs_method: NotRequired[str]
+        corrupt: NotRequired[bool]  # a damaged record's stand-in (:func:`damaged`)
+        spec: dict[str, Any]
+        state: ContainerState
+
 RECORD_VERSION = 1
 # The error recorded when PID 1 exited 0 within a second leaving children (see rootless/runtime/exitwatch.py).
 DAEMON_HINT = ("the main process exited within a second and left processes behind: if it is a daemon "
@@ -24,20 +62,20 @@ DAEMON_HINT = ("the main process exited within a second and left processes behin
 DAMAGED = "its record is unreadable (damaged or cut short): remove it with `rootless rm -f`"
 
 
-def damaged(cid: str, created: str = "") -> dict:
+def damaged(cid: str, created: str = "") -> ContainerRecord:
     """What stands for a record that cannot be read: a dead container that ``rm -f`` removes."""
     return {"version": RECORD_VERSION, "id": cid, "name": "", "created": created, "corrupt": True,
             "spec": {}, "state": {"status": "dead", "pid": 0, "exit_code": 0, "error": DAMAGED,
                                   "started_at": "", "finished_at": ""}}
 
 
-def _well_formed(rec) -> bool:
+def _well_formed(rec: object) -> bool:
     return (isinstance(rec, dict) and isinstance(rec.get("id"), str) and isinstance(rec.get("name"), str)
             and isinstance(rec.get("spec"), dict) and isinstance(rec.get("state"), dict)
             and isinstance(rec["state"].get("status"), str))
 
 
-def read(paths: Paths, cid: str) -> dict | None:
+def read(paths: Paths, cid: str) -> ContainerRecord | None:
     """A container's record as it is on disk (None if it is gone or damaged)."""
     try:
         rec = _read(paths, cid)
@@ -46,7 +84,7 @@ def read(paths: Paths, cid: str) -> dict | None:
     return None if rec is None or rec.get("corrupt") else rec
 
 
-def _read(paths: Paths, cid: str) -> dict | None:
+def _read(paths: Paths, cid: str) -> ContainerRecord | None:
     try:
         rec = atomic.read_json(paths.container_record(cid))
     except FileNotFoundError:
@@ -56,7 +94,7 @@ def _read(paths: Paths, cid: str) -> dict | None:
     return rec if _well_formed(rec) and rec["id"] == cid else damaged(cid)
 
 
-def all_records(paths: Paths) -> list[dict]:
+def all_records(paths: Paths) -> list[ContainerRecord]:
     try:
         ids = [d for d in os.listdir(paths.containers) if not d.startswith(".")]
     except FileNotFoundError:
@@ -64,10 +102,10 @@ def all_records(paths: Paths) -> list[dict]:
     return [r for r in (_read(paths, cid) for cid in ids) if r is not None]
 
 
-def create(paths: Paths, spec: ContainerSpec, rootfs_method: str, generated_name: bool) -> dict:
+def create(paths: Paths, spec: ContainerSpec, rootfs_method: str, generated_name: bool) -> ContainerRecord:
     """Reserve the name and write the record; raises Conflict if the name is taken."""
     names.check(spec.name)
-    rec = {
+    rec: ContainerRecord = {
         "version": RECORD_VERSION, "id": spec.id, "name": spec.name, "created": now_iso(),
         "rootfs_method": rootfs_method, "spec": spec.to_json(),
         "state": {"status": "created", "pid": 0, "pid_start": "", "exit_code": 0,
@@ -96,25 +134,27 @@ def create(paths: Paths, spec: ContainerSpec, rootfs_method: str, generated_name
     return rec
 
 
-def update_spec(paths: Paths, cid: str, **changes) -> dict | None:
+def update_spec(paths: Paths, cid: str, **changes: Any) -> ContainerRecord | None:
     """Change a container's settings under its lock (``update``); None if it is gone."""
     return _update(paths, cid, "spec", changes)
 
 
-def update_state(paths: Paths, cid: str, then=None, **changes) -> dict | None:
+def update_state(paths: Paths, cid: str, then: Callable[[ContainerRecord], object] | None = None,
+                 **changes: Any) -> ContainerRecord | None:
     """Change a container's state under its lock; None if the container is gone. ``then(record)``
     runs before the lock is released (the keeper's ``die`` event: whoever sees the exit and then
     takes the lock finds the event written)."""
     return _update(paths, cid, "state", changes, then)
 
 
-def _update(paths: Paths, cid: str, part: str, changes: dict, then=None) -> dict | None:
+def _update(paths: Paths, cid: str, part: Literal["spec", "state"], changes: dict,
+            then: Callable[[ContainerRecord], object] | None = None) -> ContainerRecord | None:
     try:
         with locking.locked(paths.container_lock(cid)):
             rec = _read(paths, cid)
             if rec is None or rec.get("corrupt"):
                 return None
-            rec[part].update(changes)
+            rec[part].update(changes)  # type: ignore[typeddict-item]  # the callers' keywords: the part's keys
             atomic.write_json(paths.container_record(cid), rec)
             if then is not None:
                 then(rec)
@@ -123,7 +163,7 @@ def _update(paths: Paths, cid: str, part: str, changes: dict, then=None) -> dict
         return None
 
 
-def lookup(paths: Paths, ref: str) -> dict:
+def lookup(paths: Paths, ref: str) -> ContainerRecord:
     """A record by full id, unique id prefix or name."""
     if not ref:
         raise ContainerNotFound("no such container: (empty name)")
