@@ -387,28 +387,7 @@ def _extract_entry(tf: tarfile.TarFile, m: tarfile.TarInfo, rel: str, dirs: _Dir
 
     _clear(parent, name, rel, keep_dir=False, what=what)
     if m.isreg():
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=parent)
-        try:
-            # a regular member's data: typeshed says IO[bytes] or None, tarfile gives a BufferedReader
-            src = cast("io.BufferedReader", tf.extractfile(m))
-            if m.sparse:  # GNU sparse: only its data blocks are read and written, the holes stay holes
-                raw = src.raw  # positioned directly (forward only): a stream is not seekable
-                # typeshed says bytes; tarfile makes it a list of (offset, length)
-                for offset, length in cast("list[tuple[int, int]]", m.sparse):
-                    if length:
-                        raw.seek(offset)  # type: ignore[call-arg]  # tarfile's _FileInFile: a position only
-                        os.lseek(fd, offset, os.SEEK_SET)
-                        _copy_data(raw, fd, length, rel, what)
-                os.ftruncate(fd, m.size)
-            else:
-                _copy_data(src, fd, m.size, rel, what)
-            _chown(name, m.uid, m.gid, fd=fd)
-            os.fchmod(fd, m.mode & 0o7777)
-            _set_xattrs(fd, m)
-            os.utime(fd, (int(m.mtime), int(m.mtime)))
-        finally:
-            os.close(fd)
+        _write_file(tf, m, name, parent, rel, what)
         return m.size
     if m.issym():
         os.symlink(m.linkname, name, dir_fd=parent)
@@ -429,3 +408,30 @@ def _extract_entry(tf: tarfile.TarFile, m: tarfile.TarInfo, rel: str, dirs: _Dir
     _chown(name, m.uid, m.gid, dir_fd=parent)
     os.utime(name, (int(m.mtime), int(m.mtime)), dir_fd=parent, follow_symlinks=False)
     return 0
+
+
+def _write_file(tf: tarfile.TarFile, m: tarfile.TarInfo, name: str, parent: int, rel: str, what: str) -> None:
+    """A regular member as the new file ``name`` of the directory ``parent``: its data (a GNU-sparse
+    member's holes stay holes), owner, mode, extended attributes and time."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                 dir_fd=parent)
+    try:
+        # a regular member's data: typeshed says IO[bytes] or None, tarfile gives a BufferedReader
+        src = cast("io.BufferedReader", tf.extractfile(m))
+        if m.sparse:  # GNU sparse: only its data blocks are read and written, the holes stay holes
+            raw = src.raw  # positioned directly (forward only): a stream is not seekable
+            # typeshed says bytes; tarfile makes it a list of (offset, length)
+            for offset, length in cast("list[tuple[int, int]]", m.sparse):
+                if length:
+                    raw.seek(offset)  # type: ignore[call-arg]  # tarfile's _FileInFile: a position only
+                    os.lseek(fd, offset, os.SEEK_SET)
+                    _copy_data(raw, fd, length, rel, what)
+            os.ftruncate(fd, m.size)
+        else:
+            _copy_data(src, fd, m.size, rel, what)
+        _chown(name, m.uid, m.gid, fd=fd)
+        os.fchmod(fd, m.mode & 0o7777)
+        _set_xattrs(fd, m)
+        os.utime(fd, (int(m.mtime), int(m.mtime)))
+    finally:
+        os.close(fd)
