@@ -214,7 +214,7 @@ def _set_xattrs(fd: int, m: tarfile.TarInfo) -> None:
         if not name.startswith(_KEEP_XATTRS):
             continue
         try:
-            os.setxattr(f"/proc/self/fd/{fd}", name, value.encode("utf-8", "surrogateescape"))
+            os.setxattr(fd, name, value.encode("utf-8", "surrogateescape"))  # no /proc where cp unpacks
         except OSError:
             pass
 

@@ -58,9 +58,31 @@ def _call_mounted(plan, view: str, writable: bool, fn, args, binds: tuple = ()):
         overlay.mount_readonly(plan, view)
     try:
         _mount_volumes(view, binds, writable)
-        return fn(view, *args)
+        return _chrooted(view, fn, args)
     finally:
         overlay.unmount_rootfs(plan._replace(merged=view))
+
+
+def _chrooted(view: str, fn, args):
+    """``fn("/", *args)`` with the root directory at ``view``, as for a running container, so that
+    no path fn opens can leave the container's files: a volume shared with a running container
+    may swap one of its directories for a link to the user's home at any time, and the kernel
+    then takes that link inside the view (the view has no /proc: no magic link leads out).
+    The host's root comes back afterwards, for the unmounts."""
+    host_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.chroot(view)
+        os.chdir("/")
+        try:
+            return fn("/", *args)
+        finally:
+            os.fchdir(host_root)
+            os.chroot(".")
+            os.fchdir(cwd)
+    finally:
+        os.close(host_root)
+        os.close(cwd)
 
 
 def _mount_volumes(view: str, binds: tuple, writable: bool) -> None:
