@@ -522,8 +522,10 @@ def _owner(root: str, spec: ContainerSpec) -> tuple[int, int]:
 def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str | None = None) -> None:
     """``view``: the root without its mounts (:func:`_image_view`), where a volume is filled from."""
     target = rootfs.resolve(root, op.target)
-    if op.kind in ("bind", "volume"):  # a destination that reached /proc through the image's symlinks
-        mountplan.check_destination("/" + os.path.relpath(target, root), op.kind, op.source)
+    if op.kind in ("bind", "volume") or (op.kind == "mount" and op.fstype == "tmpfs"):
+        # a destination that reached /proc through the image's symlinks (a tmpfs there hides it all)
+        mountplan.check_destination("/" + os.path.relpath(target, root), "tmpfs" if op.kind == "mount" else op.kind,
+                                    op.source)
     if op.kind == "symlink":
         if os.path.lexists(target):
             os.unlink(target)
