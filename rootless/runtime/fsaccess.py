@@ -9,6 +9,7 @@ by file descriptors opened beforehand: inside, host paths may not exist.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -130,20 +131,38 @@ def tar_tree(root: str, rel: str, out_fd: int, follow_link: bool = False) -> dic
     if not os.path.lexists(src):
         raise RootlessError(f"could not find the file {rel} in container", exit_code=1)
     with os.fdopen(out_fd, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-        base = os.path.basename(rel.rstrip("/")) or "."
-        tf.add(src, arcname=base, recursive=True, filter=_same_fs(os.lstat(src).st_dev, src))
+        _add_tree(tf, src, os.path.basename(rel.rstrip("/")) or ".")
     return {}
 
 
-def _same_fs(dev: int, top: str):
-    """Leave out what is mounted below (``/proc``, ``/sys``, bind-mounted /etc files)."""
-    def keep(info):
-        path = os.path.join(top, info.name.split("/", 1)[1]) if "/" in info.name else top
+_GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # removed, or a link now
+
+
+def _add_tree(tf, top: str, arcname: str) -> None:
+    """``top`` and what is below it on the same filesystem (not ``/proc``, ``/sys`` or the /etc files
+    bound there), depth first in name order, without recursion (a tree of any depth). An entry
+    gone or changed into something else meanwhile (a container writing to a volume while it is
+    copied) is left out."""
+    dev = os.lstat(top).st_dev
+    todo = [(top, arcname)]
+    while todo:
+        path, name = todo.pop()
         try:
-            return info if os.lstat(path).st_dev == dev or path == top else None
-        except OSError:
-            return None
-    return keep
+            info = tf.gettarinfo(path, name)  # a hard link to an earlier member is recognised here
+            if path != top and os.lstat(path).st_dev != dev:
+                continue
+            if info.isreg():  # still one, not a FIFO swapped in (that would block the copy for ever)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+                with os.fdopen(fd, "rb") as f:
+                    if stat.S_ISREG(os.fstat(fd).st_mode):
+                        tf.addfile(info, f)
+                continue
+            tf.addfile(info)
+            if info.isdir():
+                todo += [(os.path.join(path, n), f"{name}/{n}") for n in sorted(os.listdir(path), reverse=True)]
+        except OSError as e:
+            if e.errno not in _GONE:
+                raise
 
 
 def export_tree(root: str, out_fd: int) -> dict:

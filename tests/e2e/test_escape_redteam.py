@@ -5,7 +5,10 @@ unchanged afterwards, or at a hole in the checks of the first fixes."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
 
 import pytest
 
@@ -14,6 +17,7 @@ from tests.conftest import one_error
 pytestmark = pytest.mark.userns
 
 RACE_TRIES = 25
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
 
 
 def _snapshot(home) -> dict:
@@ -27,12 +31,33 @@ def _snapshot(home) -> dict:
 
 
 # ---- cp to and from a stopped container whose volume another container changes ------------------
-def _racer(busybox, home) -> None:
-    """A running container on the volume ``shared`` that turns ``/data/sub`` into a link to the
-    user's home and back, again and again (the stopped container has the same volume at /data)."""
-    swap = (f"mkdir -p /data/sub/inner; while :; do mv /data/sub /data/real; ln -s {home} /data/sub; "
-            f"rm /data/sub; mv /data/real /data/sub; done")
-    busybox("run", "-d", "--name", "racer", "-v", "shared:/data", "busybox", "sh", "-c", swap)
+@contextlib.contextmanager
+def _racer(busybox, home, files: int = 0):
+    """What a running container on the volume ``shared`` can do: turn ``sub`` into a link to the
+    user's home and back, again and again (an atomic exchange with a link) (the stopped container has the same volume at /data;
+    ``/data/sub/inner`` holds ``files`` files f0, f1... of its own). Done from the volume's
+    directory by a process of the test, which swaps faster than a shell in a container."""
+    busybox("volume", "create", "shared")
+    top = busybox("volume", "inspect", "-f", "{{.Mountpoint}}", "shared").out.strip()
+    os.makedirs(f"{top}/sub/inner")
+    for i in range(files):
+        with open(f"{top}/sub/inner/f{i}", "w") as f:
+            f.write("mine\n")
+    os.symlink(str(home), f"{top}/link")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the racer: sub is the directory or the link, in turn
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            sub, link = f"{top}/sub".encode(), f"{top}/link".encode()
+            while True:
+                libc.renameat2(AT_FDCWD, sub, AT_FDCWD, link, RENAME_EXCHANGE)
+        finally:
+            os._exit(0)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 def test_cp_into_a_stopped_container_raced_through_a_shared_volume_writes_nothing_outside(busybox, tmp_path):
@@ -41,25 +66,27 @@ def test_cp_into_a_stopped_container_raced_through_a_shared_volume_writes_nothin
     before = _snapshot(home)
     src = tmp_path / "planted"
     src.write_text("from the cp\n")
-    busybox("create", "--name", "stopped", "-v", "shared:/data", "busybox", "true")
-    _racer(busybox, home)
-    for i in range(RACE_TRIES):
-        r = busybox("cp", str(src), "stopped:/data/sub/inner/", expect=None)
-        assert "internal error" not in r.err and "Traceback" not in r.err, r.err
-        assert _snapshot(home) == before, f"try {i}: cp wrote through the racing container's link"
+    with _racer(busybox, home):
+        busybox("create", "--name", "stopped", "-v", "shared:/data", "busybox", "true")
+        for i in range(RACE_TRIES):
+            r = busybox("cp", str(src), "stopped:/data/sub/inner/", expect=None)
+            assert "internal error" not in r.err and "Traceback" not in r.err, r.err
+            assert _snapshot(home) == before, f"try {i}: cp wrote through the racing container's link"
 
 
 def test_cp_from_a_stopped_container_raced_through_a_shared_volume_reads_nothing_outside(busybox, tmp_path):
     home = tmp_path / "home"
     (home / "inner").mkdir(parents=True)
-    (home / "inner" / "secret").write_text("the user's secret\n")
-    busybox("create", "--name", "stopped", "-v", "shared:/data", "busybox", "true")
-    _racer(busybox, home)
-    for i in range(RACE_TRIES):
-        out = tmp_path / f"out{i}"
-        r = busybox("cp", "stopped:/data/sub/inner", str(out), expect=None)
-        assert "internal error" not in r.err and "Traceback" not in r.err, r.err
-        assert not (out / "secret").exists(), f"try {i}: cp read the user's file through the racer's link"
+    for i in range(40):
+        (home / "inner" / f"f{i}").write_text("HOME\n")  # the size of the container's own "mine\n"
+    with _racer(busybox, home, files=40):
+        busybox("run", "--name", "stopped", "-v", "shared:/data", "busybox", "true")
+        for i in range(RACE_TRIES):
+            out = tmp_path / f"out{i}"
+            r = busybox("cp", "stopped:/data/sub/inner", str(out), expect=None)
+            assert "internal error" not in r.err and "Traceback" not in r.err, r.err
+            leaked = [p.name for p in out.glob("f*") if p.read_text() != "mine\n"] if out.is_dir() else []
+            assert not leaked, f"try {i}: cp read the user's files through the racer's link: {leaked}"
 
 
 # ---- a tmpfs that reaches /proc through the image's own link ------------------------------------
