@@ -98,3 +98,59 @@ def test_a_tmpfs_that_reaches_proc_through_a_link_in_the_container_is_refused_at
     busybox("commit", "mk", "linkproc")
     r = busybox("run", "--rm", "--tmpfs", target, "linkproc", "cat", "/proc/self/stat", expect=125)
     one_error(r, "inside /proc" if target != "/x" else "/proc")
+
+
+# ---- trees deeper than Python's recursion, made by a container or an image -----------------------
+DEEP = 1100
+MAKE_DEEP = f"i=0; while [ $i -lt {DEEP} ]; do mkdir d; cd d; i=$((i+1)); done; echo bottom > f"
+
+
+@pytest.fixture
+def deep(busybox, tmp_path):
+    """busybox, and no deep tree left behind afterwards (pytest's own clean-up of old test
+    directories recurses, and would fail on one)."""
+    yield busybox
+    from layers.store import remove_trees
+    ids = busybox("ps", "-aq", expect=None).out.split()
+    if ids:
+        busybox("rm", "-f", *ids, expect=None)
+    for vol in busybox("volume", "ls", "-q", expect=None).out.split():
+        busybox("volume", "rm", "-f", vol, expect=None)
+    busybox("rmi", "-f", "deepseed", expect=None)
+    remove_trees([str(tmp_path / "out")])
+
+
+def test_a_tree_deeper_than_pythons_recursion_is_copied_out_and_removed(deep, tmp_path):
+    busybox = deep
+    busybox("run", "--name", "deep", "busybox", "sh", "-c", f"mkdir /top; cd /top; {MAKE_DEEP}")
+    out = tmp_path / "out"
+    out.mkdir()
+    busybox("cp", "deep:/top", str(out))  # was an internal RecursionError (the unpack's walk, then rmtree)
+    assert (out / "top" / "/".join(["d"] * DEEP) / "f").read_text() == "bottom\n"
+    top = busybox("inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", "deep", expect=None).out.strip()
+    busybox("rm", "deep")  # was "RecursionError" with the container's files left in the store
+    assert busybox("ps", "-aq").out == ""
+    assert not top or not os.path.exists(top)
+
+
+def test_chown_of_U_on_a_volume_deeper_than_pythons_recursion(deep):
+    busybox = deep
+    busybox("run", "--rm", "-v", "deepv:/v", "busybox", "sh", "-c", f"cd /v; {MAKE_DEEP}")
+    busybox("run", "--rm", "-u", "1000:1000", "-v", "deepv:/v:U", "busybox", "true")  # was RecursionError
+    path = "/v/" + "/".join(["d"] * DEEP) + "/f"
+    assert busybox("run", "--rm", "-v", "deepv:/v", "busybox", "stat", "-c", "%u", path).out.strip() == "1000"
+
+
+def test_an_images_volume_deeper_than_pythons_recursion_fills_a_new_volume(deep, tmp_path):
+    busybox = deep
+    from tests.conftest import _load_mkimages
+    mk = _load_mkimages()
+    entries = [mk.dir_entry("seed/" + "/".join(["d"] * n), 0o755, 0, 0) for n in range(1, DEEP + 1)]
+    entries.append(mk.file_entry("seed/" + "/".join(["d"] * DEEP) + "/f", "bottom\n"))
+    base = mk.Layer(mk.make_layer_tar(mk.busybox_entries(mk.DEFAULT_BUSYBOX)), "busybox")
+    image = mk.Image("deepseed", "deepseed", [base, mk.Layer(mk.make_layer_tar(entries), "deep")],
+                     {"Env": [mk.DEFAULT_PATH], "Cmd": ["sh"], "Volumes": {"/seed": {}}})
+    mk.write_image(str(tmp_path), image)
+    busybox("load", "-i", str(tmp_path / "deepseed.tar"))
+    path = "/seed/" + "/".join(["d"] * DEEP) + "/f"
+    assert busybox("run", "--rm", "-v", "fresh:/seed", "deepseed", "cat", path).out.strip() == "bottom"
