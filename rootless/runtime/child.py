@@ -542,29 +542,29 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
         return
     if op.if_parent and not os.path.isdir(os.path.dirname(target)):
         return
-    if op.is_file:
-        if not os.path.lexists(target):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-    else:
-        os.makedirs(target, exist_ok=True)
-    if op.kind == "volume" and view is not None:
-        copyup.fill(rootfs.resolve(view, op.target), op.source)
-    if op.data == "U" and owner is not None:
-        copyup.chown_tree(op.source, owner)
+    # made and mounted through a descriptor opened inside the root: a directory of a volume that
+    # another container swaps for a link meanwhile leads nowhere outside
+    point = rootfs.mount_point(root, target, op.is_file)
     try:
+        if op.kind == "volume" and view is not None:
+            copyup.fill(rootfs.resolve(view, op.target), op.source)
+        if op.data == "U" and owner is not None:
+            copyup.chown_tree(op.source, owner)
+        at = f"/proc/self/fd/{point}"
         if op.kind in ("bind", "volume"):
-            syscalls.mount(op.source, target, None, MS_BIND | (op.flags & MS_REC))
+            syscalls.mount(op.source, at, None, MS_BIND | (op.flags & MS_REC))
             if op.flags & MS_RDONLY:
                 _remount_ro(target)
         else:
-            syscalls.mount(op.source, target, op.fstype, op.flags, op.data)
+            syscalls.mount(op.source, at, op.fstype, op.flags, op.data)
     except OSError as e:
         if e.errno == errno.EPERM and op.fallback:
             for alt in op.fallback:
                 apply_op(root, alt)
             return
         raise
+    finally:
+        os.close(point)
 
 
 def _add_account(target: str, copy: str, line: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from rootless.base import syscalls
 from rootless.base.errors import RootlessError
 
 _MAX_LINKS = 40
@@ -50,3 +51,47 @@ def resolve_parent(root: str, path: str) -> str:
     if last in ("", ".", ".."):
         return resolve(root, path)
     return os.path.join(resolve(root, head or "/"), last)
+
+
+_IN_ROOT = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
+
+
+def mount_point(root: str, target: str, is_file: bool) -> int:
+    """An ``O_PATH`` descriptor of ``target`` (a host path under ``root``, from :func:`resolve`),
+    made when missing: a directory, or an empty file when ``is_file``, with its missing parents.
+    Every step is resolved by the kernel inside ``root`` (``RESOLVE_IN_ROOT``): a directory of a
+    volume that another container swaps for a link meanwhile is followed inside the root, never
+    to the user's files. Mount on ``/proc/self/fd/N`` of it."""
+    parts = [p for p in os.path.relpath(target, root).split("/") if p not in ("", ".")]
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = os.dup(root_fd)
+        for i, part in enumerate(parts):
+            os.close(fd)
+            fd = _open_or_make(root_fd, parts[:i], part, is_file and i == len(parts) - 1)
+        return fd
+    finally:
+        os.close(root_fd)
+
+
+def _open_or_make(root_fd: int, parent: list[str], name: str, is_file: bool) -> int:
+    path = "/".join(parent + [name])
+    try:
+        return syscalls.openat2(root_fd, path, os.O_PATH, resolve=_IN_ROOT)
+    except FileNotFoundError:
+        pass
+    pfd = syscalls.openat2(root_fd, "/".join(parent) or ".", os.O_PATH | os.O_DIRECTORY, resolve=_IN_ROOT)
+    try:
+        if is_file:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                             dir_fd=pfd))
+        else:
+            os.mkdir(name, 0o755, dir_fd=pfd)
+    except FileExistsError:
+        pass  # made meanwhile, or a link to what is missing: opened below, or one line
+    finally:
+        os.close(pfd)
+    try:
+        return syscalls.openat2(root_fd, path, os.O_PATH, resolve=_IN_ROOT)
+    except FileNotFoundError:
+        raise RootlessError(f"cannot make the mount point {'/' + path}: it is a link to nothing") from None

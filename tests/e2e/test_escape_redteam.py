@@ -89,6 +89,23 @@ def test_cp_from_a_stopped_container_raced_through_a_shared_volume_reads_nothing
             assert not leaked, f"try {i}: cp read the user's files through the racer's link: {leaked}"
 
 
+def test_mount_points_in_a_shared_volume_raced_by_another_container_are_made_nowhere_outside(busybox, tmp_path):
+    # the container's mounts below a shared volume: their mount points (a directory, a file) are
+    # made inside the volume at each start, where another container swaps a directory for a link
+    home = tmp_path / "home"
+    home.mkdir()
+    before = _snapshot(home)
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("bound\n")
+    with _racer(busybox, home):
+        busybox("create", "--name", "nested", "-v", "shared:/data", "-v", "inner:/data/sub/made",
+                "-v", f"{hostfile}:/data/sub/planted.txt", "busybox", "true")
+        for i in range(RACE_TRIES):
+            r = busybox("start", "-a", "nested", expect=None)
+            assert "internal error" not in r.err and "Traceback" not in r.err, r.err
+            assert _snapshot(home) == before, f"try {i}: a mount point was made through the racer's link"
+
+
 # ---- a tmpfs that reaches /proc through the image's own link ------------------------------------
 @pytest.mark.parametrize("target", ["/x", "/x/sys"])
 def test_a_tmpfs_that_reaches_proc_through_a_link_in_the_container_is_refused_at_start(busybox, target):
