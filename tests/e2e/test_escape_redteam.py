@@ -171,3 +171,13 @@ def test_an_images_volume_deeper_than_pythons_recursion_fills_a_new_volume(deep,
     busybox("load", "-i", str(tmp_path / "deepseed.tar"))
     path = "/seed/" + "/".join(["d"] * DEEP) + "/f"
     assert busybox("run", "--rm", "-v", "fresh:/seed", "deepseed", "cat", path).out.strip() == "bottom"
+
+
+# ---- an image whose /etc/passwd is a FIFO ------------------------------------------------------
+@pytest.mark.parametrize("args", [[], ["-u", "1000", "-v", "owned:/x:U"]])
+def test_an_images_passwd_that_is_a_fifo_does_not_hang_the_start(busybox, args):
+    # the user lookup opened it and waited for a writer for ever, deaf to ctrl-C
+    busybox("run", "--name", "mk", "busybox", "sh", "-c", "rm /etc/passwd /etc/group; mkfifo /etc/passwd /etc/group")
+    busybox("commit", "mk", "fifopw")
+    r = busybox("run", "--rm", *args, "fifopw", "true", expect=None, timeout=30)
+    assert "internal error" not in r.err and "Traceback" not in r.err, r.err
