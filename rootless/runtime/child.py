@@ -538,7 +538,7 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
         _remount_ro(target)
         return
     if op.kind == "account":
-        _add_account(target, op.source, op.data)
+        _add_account(root, target, op.source, op.data)
         return
     if op.if_parent and not os.path.isdir(os.path.dirname(target)):
         return
@@ -567,7 +567,7 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
         os.close(point)
 
 
-def _add_account(target: str, copy: str, line: str) -> None:
+def _add_account(root: str, target: str, copy: str, line: str) -> None:
     """The image's /etc/passwd or /etc/group with ``line`` added, bound over it, unless an entry
     with that line's id (the third field) is there already."""
     text = read_text(target) or ""
@@ -576,9 +576,11 @@ def _add_account(target: str, copy: str, line: str) -> None:
         return
     with open(copy, "w") as f:  # the private runtime directory
         f.write(text + ("" if not text or text.endswith("\n") else "\n") + line + "\n")
-    if not os.path.lexists(target):
-        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-    syscalls.mount(copy, target, None, MS_BIND)
+    point = rootfs.mount_point(root, target, True)  # never through a link swapped in meanwhile
+    try:
+        syscalls.mount(copy, f"/proc/self/fd/{point}", None, MS_BIND)
+    finally:
+        os.close(point)
 
 
 def _image_view(root: str, run_dir: str) -> str:
