@@ -181,3 +181,27 @@ def test_an_images_passwd_that_is_a_fifo_does_not_hang_the_start(busybox, args):
     busybox("commit", "mk", "fifopw")
     r = busybox("run", "--rm", *args, "fifopw", "true", expect=None, timeout=30)
     assert "internal error" not in r.err and "Traceback" not in r.err, r.err
+
+
+# ---- tcp://localhost: the other loopback address of the same port ----------------------------------
+def test_tcp_localhost_leaves_no_loopback_address_of_its_port_to_another_user(rl):
+    """``system service tcp://localhost:PORT`` listened on 127.0.0.1 only: another user could listen
+    on [::1]:PORT, where a client of ``localhost`` (tried first) sent it its requests and registry
+    credentials. The port is held on both addresses; the owner is still served."""
+    from tests.e2e.test_escape_api import TcpService
+    svc = TcpService(rl, "localhost", "--time", "0")
+    try:
+        script = "\n".join([
+            "import os, socket",
+            "os.setgid(1000); os.setuid(1000)",
+            "s = socket.socket(socket.AF_INET6)",
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
+            "try:",
+            f"    s.bind(('::1', {svc.port})); s.listen(); print('squatted')",
+            "except OSError as e:",
+            "    print('refused', e.errno)"])
+        r = rl("unshare", "python3", "-c", script)
+        assert r.out.strip().startswith("refused"), r.out
+        assert svc.ping() == b"OK"
+    finally:
+        svc.stop()
