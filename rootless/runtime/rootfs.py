@@ -8,6 +8,7 @@ alone: an absolute container path would silently become a host path.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from rootless.base import syscalls
@@ -65,7 +66,12 @@ def mount_point(root: str, target: str, is_file: bool) -> int:
     parts = [p for p in os.path.relpath(target, root).split("/") if p not in ("", ".")]
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = os.dup(root_fd)
+        try:
+            fd = syscalls.openat2(root_fd, ".", os.O_PATH, resolve=_IN_ROOT)
+        except OSError as e:
+            if e.errno not in (errno.ENOSYS, errno.EPERM):  # before Linux 5.6, or a seccomp filter
+                raise
+            return _mount_point_by_path(target, is_file)
         for i, part in enumerate(parts):
             os.close(fd)
             fd = _open_or_make(root_fd, parts[:i], part, is_file and i == len(parts) - 1)
@@ -95,3 +101,14 @@ def _open_or_make(root_fd: int, parent: list[str], name: str, is_file: bool) -> 
         return syscalls.openat2(root_fd, path, os.O_PATH, resolve=_IN_ROOT)
     except FileNotFoundError:
         raise RootlessError(f"cannot make the mount point {'/' + path}: it is a link to nothing") from None
+
+
+def _mount_point_by_path(target: str, is_file: bool) -> int:
+    """:func:`mount_point` where the kernel has no openat2 (the path is followed as it is then)."""
+    if is_file:
+        if not os.path.lexists(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC, 0o644))
+    else:
+        os.makedirs(target, exist_ok=True)
+    return os.open(target, os.O_PATH | os.O_CLOEXEC)

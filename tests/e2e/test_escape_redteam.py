@@ -205,3 +205,24 @@ def test_tcp_localhost_leaves_no_loopback_address_of_its_port_to_another_user(rl
         assert svc.ping() == b"OK"
     finally:
         svc.stop()
+
+
+def test_mount_points_are_made_where_the_kernel_has_no_openat2(tmp_path, monkeypatch):
+    import errno
+
+    from rootless.base import syscalls
+    from rootless.runtime import rootfs
+
+    def nosys(*_args, **_kwargs):
+        raise OSError(errno.ENOSYS, "openat2: Function not implemented")
+    root = tmp_path / "root"
+    root.mkdir()
+    for target, is_file in ((root / "a" / "b" / "f.txt", True), (root / "d" / "e", False)):
+        for openat2 in (syscalls.openat2, nosys):
+            monkeypatch.setattr(syscalls, "openat2", openat2)
+            fd = rootfs.mount_point(str(root), str(target), is_file)
+            try:
+                assert os.readlink(f"/proc/self/fd/{fd}") == str(target)
+                assert target.is_file() if is_file else target.is_dir()
+            finally:
+                os.close(fd)
