@@ -226,3 +226,19 @@ def test_mount_points_are_made_where_the_kernel_has_no_openat2(tmp_path, monkeyp
                 assert target.is_file() if is_file else target.is_dir()
             finally:
                 os.close(fd)
+
+
+# ---- cp CONTAINER:DIR/. (a directory's contents) to the host ------------------------------------
+@pytest.mark.parametrize("src", ["/etc/.", "/"])
+def test_cp_of_a_directorys_contents_out_makes_or_fills_the_destination(busybox, tmp_path, src):
+    # was an internal error (EBUSY: the temporary directory's "." renamed over DEST)
+    busybox("create", "--name", "c", "busybox", "true")
+    made = tmp_path / "made"
+    busybox("cp", f"c:{src}", str(made))
+    assert (made / "passwd" if src != "/" else made / "etc" / "passwd").is_file()
+    into = tmp_path / "into"
+    into.mkdir()
+    (into / "passwd").symlink_to(tmp_path / "victim")  # replaced, never written through
+    busybox("cp", "c:/etc/.", str(into))
+    assert (into / "passwd").is_file() and not (into / "passwd").is_symlink()
+    assert not (tmp_path / "victim").exists()
