@@ -591,6 +591,8 @@ def copy_out(ctx, rec: dict, src: str, dest: str, follow_link: bool = False) -> 
                 raise RootlessError(f"cannot copy {src}: it is a device node, which cannot be made outside the "
                                     "container", f"copy it as a tar instead: rootless cp CONTAINER:{src} -",
                                     exit_code=1)
+            if not os.path.lexists(os.path.join(tmp, name)):  # gone while it was copied
+                raise RootlessError(f"could not find the file {src} in container", exit_code=1)
             os.replace(os.path.join(tmp, name), os.path.join(dest, name) if os.path.isdir(dest) else dest)
         finally:
             remove_trees([tmp])

@@ -131,7 +131,13 @@ def tar_tree(root: str, rel: str, out_fd: int, follow_link: bool = False) -> dic
     if not os.path.lexists(src):
         raise RootlessError(f"could not find the file {rel} in container", exit_code=1)
     with os.fdopen(out_fd, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-        _add_tree(tf, src, os.path.basename(rel.rstrip("/")) or ".")
+        try:
+            _add_tree(tf, src, os.path.basename(rel.rstrip("/")) or ".")
+        except OSError as e:
+            if e.errno not in _GONE:
+                raise
+            # gone meanwhile (a container changing a volume)
+            raise RootlessError(f"could not find the file {rel} in container", exit_code=1) from None
     return {}
 
 
@@ -161,7 +167,7 @@ def _add_tree(tf, top: str, arcname: str) -> None:
             if info.isdir():
                 todo += [(os.path.join(path, n), f"{name}/{n}") for n in sorted(os.listdir(path), reverse=True)]
         except OSError as e:
-            if e.errno not in _GONE:
+            if e.errno not in _GONE or path == top:
                 raise
 
 
@@ -186,18 +192,30 @@ def untar_into(root: str, rel: str, in_fd: int, name: str) -> dict:
     parent = dest if os.path.isdir(dest) else os.path.dirname(dest)
     if not os.path.isdir(parent):
         raise RootlessError(f"no such directory in the container: {os.path.dirname(rel) or '/'}", exit_code=1)
-    if os.statvfs(parent).f_flag & os.ST_RDONLY:
+    if _read_only(parent):
         raise RootlessError(f"cannot copy to {rel}: it is on a read-only volume or mount", exit_code=1)
-    if os.path.isdir(dest):
-        return unpack_layer(in_fd, dest, what="cp", archive=True)
-    tmp = os.path.join(parent, f".rootless-cp-{os.getpid()}")
-    os.mkdir(tmp, 0o700)
     try:
-        res = unpack_layer(in_fd, tmp, what="cp", archive=True)
-        os.replace(os.path.join(tmp, name), dest)
-        return res
-    finally:
-        remove_trees([tmp])
+        if os.path.isdir(dest):
+            return unpack_layer(in_fd, dest, what="cp", archive=True)
+        tmp = os.path.join(parent, f".rootless-cp-{os.getpid()}")
+        os.mkdir(tmp, 0o700)
+        try:
+            res = unpack_layer(in_fd, tmp, what="cp", archive=True)
+            os.replace(os.path.join(tmp, name), dest)
+            return res
+        finally:
+            remove_trees([tmp])
+    except (FileNotFoundError, NotADirectoryError):  # gone meanwhile (a container changing a volume)
+        raise RootlessError(f"no such directory in the container: {os.path.dirname(rel) or '/'}",
+                            exit_code=1) from None
+
+
+def _read_only(path: str) -> bool:
+    """Whether ``path`` is on a read-only mount (False when it is gone: the copy then says so)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def extract_at(root: str, rel: str, in_fd: int) -> dict:
@@ -219,13 +237,15 @@ def extract_at(root: str, rel: str, in_fd: int) -> dict:
     if not os.path.isdir(dest):
         os.close(in_fd)
         return {"not_dir": True}
-    if os.statvfs(dest).f_flag & os.ST_RDONLY:
+    if _read_only(dest):
         os.close(in_fd)
         return {"read_only": True}
     try:
         unpack_layer(in_fd, dest, what="archive", archive=True)
     except InvalidImage as e:
         return {"refused": e.message}
+    except (FileNotFoundError, NotADirectoryError):  # gone meanwhile (a container changing a volume)
+        return {"missing": True}
     finally:
         os.close(in_fd)
     return {}
