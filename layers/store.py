@@ -580,4 +580,37 @@ def remove_trees(paths: list[str]) -> None:
 
     for p in paths:
         if os.path.lexists(p):
-            shutil.rmtree(p, onerror=onerror)
+            try:
+                shutil.rmtree(p, onerror=onerror)
+            except RecursionError:  # a tree deeper than Python's recursion (a container can make one)
+                _remove_deep_tree(p)
+
+
+def _remove_deep_tree(path: str) -> None:
+    """rm -rf of a tree of any depth: down one directory at a time by descriptor (never through
+    a link), each emptied directory removed from its parent reached by ``..``."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd, names = os.open(path, flags), []
+    while True:
+        os.fchmod(fd, 0o700)  # a read-only directory of the tree
+        sub = None
+        with os.scandir(fd) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    sub = entry.name
+                    break
+                os.unlink(entry.name, dir_fd=fd)
+        if sub is not None:
+            child = os.open(sub, flags, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            names.append(sub)
+            continue
+        if not names:
+            os.close(fd)
+            os.rmdir(path)
+            return
+        parent = os.open("..", flags, dir_fd=fd)
+        os.close(fd)
+        fd = parent
+        os.rmdir(names.pop(), dir_fd=fd)

@@ -183,13 +183,27 @@ class _Dirs:
         self.cache: dict[str, int] = {}
 
     def open(self, rel: str, create: bool) -> int:
+        """The directory ``rel``, from its nearest open ancestor down (no recursion: any depth)."""
         if not rel:
             return self.root_fd
         fd = self.cache.get(rel)
         if fd is not None:
             return fd
+        parts = rel.split("/")
+        have = len(parts) - 1
+        while have and "/".join(parts[:have]) not in self.cache:
+            have -= 1
+        for i in range(have + 1, len(parts)):
+            self._open_one("/".join(parts[:i]), create)
+        return self._open_one(rel, create)
+
+    def _open_one(self, rel: str, create: bool) -> int:
+        """``rel``, whose parent is open (or the root)."""
+        fd = self.cache.get(rel)
+        if fd is not None:
+            return fd
         parent_rel, _, name = rel.rpartition("/")
-        parent = self.open(parent_rel, create)
+        parent = self.cache[parent_rel] if parent_rel else self.root_fd
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
         except FileNotFoundError:
@@ -234,7 +248,7 @@ def _set_xattrs(fd: int, m: tarfile.TarInfo) -> None:
         if not name.startswith(_KEEP_XATTRS):
             continue
         try:
-            os.setxattr(f"/proc/self/fd/{fd}", name, value.encode("utf-8", "surrogateescape"))
+            os.setxattr(fd, name, value.encode("utf-8", "surrogateescape"))  # no /proc where cp unpacks
         except OSError:
             pass
 

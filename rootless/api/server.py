@@ -47,6 +47,7 @@ class Listener:
         self.path = path  # a Unix socket we made (removed at the end, if it still is ours)
         self.tcp = tcp
         self.made = None  # (st_dev, st_ino) of the socket file we bound
+        self.held: socket.socket | None = None  # tcp://localhost: the port on ::1, bound so no one else has it
         if path:
             st = os.lstat(path)
             self.made = (st.st_dev, st.st_ino)
@@ -64,6 +65,8 @@ class Listener:
 
     def close(self) -> None:
         self.sock.close()
+        if self.held is not None:
+            self.held.close()
         if self.path:
             try:
                 st = os.lstat(self.path)
@@ -177,9 +180,36 @@ def _tcp(hostport: str, warn) -> Listener:
         sock.close()
         raise RootlessError(f"cannot listen on tcp://{hostport}: {e.strerror}") from None
     sock.listen(BACKLOG)
+    listener = Listener(sock, None, True)
+    if host == "localhost":
+        listener.held = _hold_other_loopback(sock, hostport)
     warn(f"listening on tcp://{hostport}: any program of yours can reach it (connections of other users "
          "are refused); prefer the Unix socket")
-    return Listener(sock, None, True)
+    return listener
+
+
+def _hold_other_loopback(sock: socket.socket, hostport: str) -> socket.socket | None:
+    """``localhost`` is also ``::1``, which clients often try first: the same port there is bound
+    (not listened on, no SO_REUSEADDR, so nobody else can bind it; a client's connect is refused
+    and it goes on to 127.0.0.1), else another user listening there would get our clients'
+    requests and credentials. None when this machine has no IPv6 loopback."""
+    port = sock.getsockname()[1]
+    try:
+        other = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        return None
+    try:
+        other.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        other.bind(("::1", port))
+    except OSError as e:
+        other.close()
+        if e.errno == errno.EADDRINUSE:
+            sock.close()
+            raise RootlessError(f"cannot listen on tcp://{hostport}: port {port} of ::1 (localhost too) is taken "
+                                "by another program, which would receive some of your clients' requests",
+                                "use tcp://127.0.0.1:PORT, or a Unix socket") from None
+        return None  # no IPv6 loopback: localhost is 127.0.0.1 alone
+    return other
 
 
 def warm_up(ctx) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
@@ -44,13 +45,24 @@ def read_json(path: str) -> Any:
         return json.loads(f.read())
 
 
+READ_TEXT_LIMIT = 64 << 20
+
+
 def read_text(path: str) -> str:
-    """A small text file's content, or "" when it is missing or unreadable."""
+    """A small text file's content, or "" when it is missing, unreadable or not a regular file
+    (an image's /etc/passwd may be a FIFO, whose open would wait for a writer for ever, or a
+    link to /dev/zero); at most :data:`READ_TEXT_LIMIT` bytes of it."""
     try:
-        with open(path) as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return ""
+    with os.fdopen(fd, "rb") as f:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return ""
+            return f.read(READ_TEXT_LIMIT).decode("utf-8", "replace")
+        except OSError:
+            return ""
 
 
 def fsync_dir(directory: str) -> None:

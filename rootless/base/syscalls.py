@@ -88,3 +88,28 @@ def ptrace(request: int, pid: int, addr: int = 0, data: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(SYS_pivot_root, _b(new_root), _b(put_old)), "pivot_root")
+
+
+# openat2(2) (Linux 5.6): a path resolved as if the directory were the root of the filesystem
+SYS_openat2 = 437  # the same number on every architecture
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dir_fd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    """A descriptor of ``path`` under ``dir_fd`` (``O_CLOEXEC`` added); ``resolve``: RESOLVE_* flags.
+    EAGAIN (a rename raced a ``..``) is retried a few times."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    for _ in range(16):
+        fd = _libc.syscall(ctypes.c_long(SYS_openat2), ctypes.c_int(dir_fd), ctypes.c_char_p(os.fsencode(path)),
+                           ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+        if fd >= 0:
+            return fd
+        err = ctypes.get_errno()
+        if err != 11:  # EAGAIN
+            break
+    raise OSError(err, f"openat2: {os.strerror(err)}", path)

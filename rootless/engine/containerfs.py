@@ -104,14 +104,23 @@ def copy_out(ctx, rec: dict, src: str, dest: str, follow_link: bool = False) -> 
         target_dir = dest if os.path.isdir(dest) else os.path.dirname(os.path.abspath(dest))
         if not os.path.isdir(target_dir):
             raise RootlessError(f"no such directory: {target_dir}", exit_code=1)
+        if name == "." and os.path.isdir(dest):  # SRC/. (or /): its contents into DEST, as Docker does
+            f.seek(0)
+            unpack_layer(f.fileno(), dest, what="cp", archive=True)  # never through a link DEST holds
+            return
         tmp = tempfile.mkdtemp(dir=target_dir, prefix=".rootless-cp-")
         try:
             f.seek(0)
             res = unpack_layer(f.fileno(), tmp, what="cp", archive=True)
+            if name == ".":  # SRC/. to a new DEST: DEST is made with its contents
+                os.replace(tmp, dest)
+                return
             if not os.path.lexists(os.path.join(tmp, name)) and res.get("skipped_devices"):
                 raise RootlessError(f"cannot copy {src}: it is a device node, which cannot be made outside the "
                                     "container", f"copy it as a tar instead: rootless cp CONTAINER:{src} -",
                                     exit_code=1)
+            if not os.path.lexists(os.path.join(tmp, name)):  # gone while it was copied
+                raise RootlessError(f"could not find the file {src} in container", exit_code=1)
             os.replace(os.path.join(tmp, name), os.path.join(dest, name) if os.path.isdir(dest) else dest)
         finally:
             remove_trees([tmp])

@@ -225,12 +225,9 @@ def _owner(root: str, spec: str | None, cache: dict) -> tuple[int, int] | None:
         return cache[spec]
     user_part, _, group_part = spec.partition(":")
 
-    def read(name: str) -> str:
-        try:
-            with open(rootfs.resolve(root, f"/etc/{name}")) as f:
-                return f.read()
-        except OSError:
-            return ""
+    def read(name: str) -> str:  # never blocks on a FIFO the image put there
+        from rootless.base.atomic import read_text
+        return read_text(rootfs.resolve(root, f"/etc/{name}"))
     passwd, group = read("passwd"), read("group")
     uid = users.resolve(user_part, passwd, group).uid
     gid = users.resolve(f"0:{group_part}", passwd, group).gid if group_part else uid

@@ -603,8 +603,10 @@ def _owner(root: str, spec: ContainerSpec) -> tuple[int, int]:
 def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str | None = None) -> None:
     """``view``: the root without its mounts (:func:`_image_view`), where a volume is filled from."""
     target = rootfs.resolve(root, op.target)
-    if op.kind in ("bind", "volume"):  # a destination that reached /proc through the image's symlinks
-        mountplan.check_destination("/" + os.path.relpath(target, root), op.kind, op.source)
+    if op.kind in ("bind", "volume") or (op.kind == "mount" and op.fstype == "tmpfs"):
+        # a destination that reached /proc through the image's symlinks (a tmpfs there hides it all)
+        mountplan.check_destination("/" + os.path.relpath(target, root), "tmpfs" if op.kind == "mount" else op.kind,
+                                    op.source)
     if op.kind == "symlink":
         if os.path.lexists(target):
             os.unlink(target)
@@ -617,36 +619,36 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
         _remount_ro(target)
         return
     if op.kind == "account":
-        _add_account(target, op.source, op.data)
+        _add_account(root, target, op.source, op.data)
         return
     if op.if_parent and not os.path.isdir(os.path.dirname(target)):
         return
-    if op.is_file:
-        if not os.path.lexists(target):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-    else:
-        os.makedirs(target, exist_ok=True)
-    if op.kind == "volume" and view is not None:
-        copyup.fill(rootfs.resolve(view, op.target), op.source)
-    if op.data == "U" and owner is not None:
-        copyup.chown_tree(op.source, owner)
+    # made and mounted through a descriptor opened inside the root: a directory of a volume that
+    # another container swaps for a link meanwhile leads nowhere outside
+    point = rootfs.mount_point(root, target, op.is_file)
     try:
+        if op.kind == "volume" and view is not None:
+            copyup.fill(rootfs.resolve(view, op.target), op.source)
+        if op.data == "U" and owner is not None:
+            copyup.chown_tree(op.source, owner)
+        at = f"/proc/self/fd/{point}"
         if op.kind in ("bind", "volume"):
-            syscalls.mount(op.source, target, None, MS_BIND | (op.flags & MS_REC))
+            syscalls.mount(op.source, at, None, MS_BIND | (op.flags & MS_REC))
             if op.flags & MS_RDONLY:
                 _remount_ro(target)
         else:
-            syscalls.mount(op.source, target, op.fstype, op.flags, op.data)
+            syscalls.mount(op.source, at, op.fstype, op.flags, op.data)
     except OSError as e:
         if e.errno == errno.EPERM and op.fallback:
             for alt in op.fallback:
                 apply_op(root, alt)
             return
         raise
+    finally:
+        os.close(point)
 
 
-def _add_account(target: str, copy: str, line: str) -> None:
+def _add_account(root: str, target: str, copy: str, line: str) -> None:
     """The image's /etc/passwd or /etc/group with ``line`` added, bound over it, unless an entry
     with that line's id (the third field) is there already."""
     text = read_text(target) or ""
@@ -655,9 +657,11 @@ def _add_account(target: str, copy: str, line: str) -> None:
         return
     with open(copy, "w") as f:  # the private runtime directory
         f.write(text + ("" if not text or text.endswith("\n") else "\n") + line + "\n")
-    if not os.path.lexists(target):
-        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-    syscalls.mount(copy, target, None, MS_BIND)
+    point = rootfs.mount_point(root, target, True)  # never through a link swapped in meanwhile
+    try:
+        syscalls.mount(copy, f"/proc/self/fd/{point}", None, MS_BIND)
+    finally:
+        os.close(point)
 
 
 def _image_view(root: str, run_dir: str) -> str:

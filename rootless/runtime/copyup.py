@@ -15,6 +15,8 @@ import errno
 import os
 import stat
 
+from rootless.base.errors import RootlessError
+
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SWAPPED = (errno.ELOOP, errno.ENOTDIR, errno.ENOENT, errno.EEXIST, errno.ENXIO)
 
@@ -53,35 +55,77 @@ def fill(image_dir: str, volume: str) -> bool:
 
 
 def _copy_dir(src: int, dst: int) -> None:
-    for name in os.listdir(src):
-        st = os.stat(name, dir_fd=src, follow_symlinks=False)
-        try:
-            _copy_entry(name, st, src, dst)
-        except OSError as e:
-            if e.errno not in _SWAPPED:
-                raise  # a full disk, an I/O error: the start fails, saying so
+    """The tree below ``src`` into ``dst``, depth first without recursion and holding one
+    descriptor per tree (a tree of any depth): down by name, back up by ``..``, checked to be
+    the directory left (one swapped meanwhile in the volume stops the copy, in one line)."""
+    src, dst = os.dup(src), os.dup(dst)
+    levels = [(_ident(src), _ident(dst), _names(src), None)]
+    try:
+        while levels:
+            src_id, dst_id, names, st_dir = levels[-1]
+            if not names:
+                levels.pop()
+                if st_dir is not None:
+                    _own(dst, st_dir)
+                if levels:
+                    src = _up(src, levels[-1][0])
+                    dst = _up(dst, levels[-1][1])
+                continue
+            name = names.pop()
+            st = os.stat(name, dir_fd=src, follow_symlinks=False)
+            try:
+                if not stat.S_ISDIR(st.st_mode):
+                    _copy_entry(name, st, src, dst)
+                    continue
+                try:
+                    os.mkdir(name, 0o700, dir_fd=dst)
+                except FileExistsError:
+                    pass  # made meanwhile in the shared volume: used only if it is still a directory
+                sub_dst = _open_dir(name, dst)
+                if sub_dst is None:
+                    continue
+                sub_src = os.open(name, _DIR, dir_fd=src)
+                os.close(src)
+                os.close(dst)
+                src, dst = sub_src, sub_dst
+                levels.append((_ident(src), _ident(dst), _names(src), st))
+            except OSError as e:
+                if e.errno not in _SWAPPED:
+                    raise  # a full disk, an I/O error: the start fails, saying so
+    finally:
+        os.close(src)
+        os.close(dst)
+
+
+def _ident(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _names(fd: int) -> list[str]:
+    """A directory's names, in the order they are to be taken (``pop`` from the end)."""
+    return sorted(os.listdir(fd), reverse=True)
+
+
+def _up(fd: int, expected: tuple[int, int]) -> int:
+    """The directory above ``fd`` (then closed), if it is still the one come down from; else an error."""
+    try:
+        parent = os.open("..", _DIR, dir_fd=fd)  # ENOENT: the directory was removed meanwhile
+    except FileNotFoundError:
+        parent = None
+    if parent is None or _ident(parent) != expected:
+        if parent is not None:
+            os.close(parent)
+        raise RootlessError("a directory of the volume was moved while the volume was being filled or chowned",
+                            "start the container again (another container is changing the volume)")
+    os.close(fd)
+    return parent
 
 
 def _copy_entry(name: str, st: os.stat_result, src: int, dst: int) -> None:
+    """One entry that is not a directory."""
     mode = st.st_mode
-    if stat.S_ISDIR(mode):
-        try:
-            os.mkdir(name, 0o700, dir_fd=dst)
-        except FileExistsError:
-            pass  # made meanwhile in the shared volume: used only if it is still a directory
-        sub_dst = _open_dir(name, dst)
-        if sub_dst is None:
-            return
-        try:
-            sub_src = os.open(name, _DIR, dir_fd=src)
-            try:
-                _copy_dir(sub_src, sub_dst)
-            finally:
-                os.close(sub_src)
-            _own(sub_dst, st)
-        finally:
-            os.close(sub_dst)
-    elif stat.S_ISREG(mode):
+    if stat.S_ISREG(mode):
         fin = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
         try:
             fout = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
@@ -152,34 +196,37 @@ def _own(fd: int, st: os.stat_result) -> None:
 
 def chown_tree(top: str, owner: tuple[int, int]) -> None:
     """``:U``: the directory ``top`` and everything in it become ``owner``'s, without following
-    a symlink anywhere (a link's own owner changes)."""
+    a symlink anywhere (a link's own owner changes); as :func:`_copy_dir`, without recursion."""
     fd = _open_dir(top)
     if fd is None:
         return
     try:
         os.fchown(fd, *owner)
-        _chown_dir(fd, owner)
-    finally:
-        os.close(fd)
-
-
-def _chown_dir(fd: int, owner: tuple[int, int]) -> None:
-    for name in os.listdir(fd):
-        try:
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
+        levels = [(_ident(fd), _names(fd))]
+        while levels:
+            names = levels[-1][1]
+            if not names:
+                levels.pop()
+                if levels:
+                    fd = _up(fd, levels[-1][0])
+                continue
+            name = names.pop()
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                try:
+                    os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    pass
+                continue
             sub = _open_dir(name, fd)
             if sub is None:
                 continue  # swapped for a link or removed meanwhile
-            try:
-                os.fchown(sub, *owner)
-                _chown_dir(sub, owner)
-            finally:
-                os.close(sub)
-        else:
-            try:
-                os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
+            os.fchown(sub, *owner)
+            os.close(fd)
+            fd = sub
+            levels.append((_ident(fd), _names(fd)))
+    finally:
+        os.close(fd)

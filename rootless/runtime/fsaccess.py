@@ -9,6 +9,7 @@ by file descriptors opened beforehand: inside, host paths may not exist.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -58,9 +59,31 @@ def _call_mounted(plan, view: str, writable: bool, fn, args, binds: tuple = ()):
         overlay.mount_readonly(plan, view)
     try:
         _mount_volumes(view, binds, writable)
-        return fn(view, *args)
+        return _chrooted(view, fn, args)
     finally:
         overlay.unmount_rootfs(plan._replace(merged=view))
+
+
+def _chrooted(view: str, fn, args):
+    """``fn("/", *args)`` with the root directory at ``view``, as for a running container, so that
+    no path fn opens can leave the container's files: a volume shared with a running container
+    may swap one of its directories for a link to the user's home at any time, and the kernel
+    then takes that link inside the view (the view has no /proc: no magic link leads out).
+    The host's root comes back afterwards, for the unmounts."""
+    host_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.chroot(view)
+        os.chdir("/")
+        try:
+            return fn("/", *args)
+        finally:
+            os.fchdir(host_root)
+            os.chroot(".")
+            os.fchdir(cwd)
+    finally:
+        os.close(host_root)
+        os.close(cwd)
 
 
 def _mount_volumes(view: str, binds: tuple, writable: bool) -> None:
@@ -108,20 +131,44 @@ def tar_tree(root: str, rel: str, out_fd: int, follow_link: bool = False) -> dic
     if not os.path.lexists(src):
         raise RootlessError(f"could not find the file {rel} in container", exit_code=1)
     with os.fdopen(out_fd, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-        base = os.path.basename(rel.rstrip("/")) or "."
-        tf.add(src, arcname=base, recursive=True, filter=_same_fs(os.lstat(src).st_dev, src))
+        try:
+            _add_tree(tf, src, os.path.basename(rel.rstrip("/")) or ".")
+        except OSError as e:
+            if e.errno not in _GONE:
+                raise
+            # gone meanwhile (a container changing a volume)
+            raise RootlessError(f"could not find the file {rel} in container", exit_code=1) from None
     return {}
 
 
-def _same_fs(dev: int, top: str):
-    """Leave out what is mounted below (``/proc``, ``/sys``, bind-mounted /etc files)."""
-    def keep(info):
-        path = os.path.join(top, info.name.split("/", 1)[1]) if "/" in info.name else top
+_GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # removed, or a link now
+
+
+def _add_tree(tf, top: str, arcname: str) -> None:
+    """``top`` and what is below it on the same filesystem (not ``/proc``, ``/sys`` or the /etc files
+    bound there), depth first in name order, without recursion (a tree of any depth). An entry
+    gone or changed into something else meanwhile (a container writing to a volume while it is
+    copied) is left out."""
+    dev = os.lstat(top).st_dev
+    todo = [(top, arcname)]
+    while todo:
+        path, name = todo.pop()
         try:
-            return info if os.lstat(path).st_dev == dev or path == top else None
-        except OSError:
-            return None
-    return keep
+            info = tf.gettarinfo(path, name)  # a hard link to an earlier member is recognised here
+            if path != top and os.lstat(path).st_dev != dev:
+                continue
+            if info.isreg():  # still one, not a FIFO swapped in (that would block the copy for ever)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+                with os.fdopen(fd, "rb") as f:
+                    if stat.S_ISREG(os.fstat(fd).st_mode):
+                        tf.addfile(info, f)
+                continue
+            tf.addfile(info)
+            if info.isdir():
+                todo += [(os.path.join(path, n), f"{name}/{n}") for n in sorted(os.listdir(path), reverse=True)]
+        except OSError as e:
+            if e.errno not in _GONE or path == top:
+                raise
 
 
 def export_tree(root: str, out_fd: int) -> dict:
@@ -145,18 +192,30 @@ def untar_into(root: str, rel: str, in_fd: int, name: str) -> dict:
     parent = dest if os.path.isdir(dest) else os.path.dirname(dest)
     if not os.path.isdir(parent):
         raise RootlessError(f"no such directory in the container: {os.path.dirname(rel) or '/'}", exit_code=1)
-    if os.statvfs(parent).f_flag & os.ST_RDONLY:
+    if _read_only(parent):
         raise RootlessError(f"cannot copy to {rel}: it is on a read-only volume or mount", exit_code=1)
-    if os.path.isdir(dest):
-        return unpack_layer(in_fd, dest, what="cp", archive=True)
-    tmp = os.path.join(parent, f".rootless-cp-{os.getpid()}")
-    os.mkdir(tmp, 0o700)
     try:
-        res = unpack_layer(in_fd, tmp, what="cp", archive=True)
-        os.replace(os.path.join(tmp, name), dest)
-        return res
-    finally:
-        remove_trees([tmp])
+        if os.path.isdir(dest):
+            return unpack_layer(in_fd, dest, what="cp", archive=True)
+        tmp = os.path.join(parent, f".rootless-cp-{os.getpid()}")
+        os.mkdir(tmp, 0o700)
+        try:
+            res = unpack_layer(in_fd, tmp, what="cp", archive=True)
+            os.replace(os.path.join(tmp, name), dest)
+            return res
+        finally:
+            remove_trees([tmp])
+    except (FileNotFoundError, NotADirectoryError):  # gone meanwhile (a container changing a volume)
+        raise RootlessError(f"no such directory in the container: {os.path.dirname(rel) or '/'}",
+                            exit_code=1) from None
+
+
+def _read_only(path: str) -> bool:
+    """Whether ``path`` is on a read-only mount (False when it is gone: the copy then says so)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def extract_at(root: str, rel: str, in_fd: int) -> dict:
@@ -178,13 +237,15 @@ def extract_at(root: str, rel: str, in_fd: int) -> dict:
     if not os.path.isdir(dest):
         os.close(in_fd)
         return {"not_dir": True}
-    if os.statvfs(dest).f_flag & os.ST_RDONLY:
+    if _read_only(dest):
         os.close(in_fd)
         return {"read_only": True}
     try:
         unpack_layer(in_fd, dest, what="archive", archive=True)
     except InvalidImage as e:
         return {"refused": e.message}
+    except (FileNotFoundError, NotADirectoryError):  # gone meanwhile (a container changing a volume)
+        return {"missing": True}
     finally:
         os.close(in_fd)
     return {}
