@@ -72,7 +72,8 @@ def owner_gone(pid: int, changed: float) -> bool:
     return started is None or started > changed + _SLACK
 
 
-def _size(path: str) -> int:
+def size_of(path: str) -> int:
+    """The bytes of the file or tree ``path`` (0 when it is gone)."""
     try:
         st = os.lstat(path)
     except OSError:
@@ -105,18 +106,24 @@ def _match(directory: str, patterns: tuple[tuple[str, str], ...], found: list) -
             except OSError:
                 break
             if owner_gone(int(m.group(1)), changed):
-                found.append(Leftover(path, _size(path), what))
+                found.append(Leftover(path, size_of(path), what))
             break
 
 
 def _unlocked(path: str) -> bool:
     """Whether no process holds ``path``'s flock (a pull going on with that download)."""
+    return _lock_free(path, os.O_RDONLY, fcntl.LOCK_SH)
+
+
+def _lock_free(path: str, flags: int, lock: int) -> bool:
+    """Whether the flock ``lock`` on ``path`` (opened with ``flags``) could be taken right now; it
+    is let go at once."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, flags | os.O_CLOEXEC, 0o644)
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, lock | fcntl.LOCK_NB)
         return True
     except OSError:
         return False
@@ -135,7 +142,7 @@ def find(paths: Paths) -> list[Leftover]:
     for name in partials:
         path = os.path.join(paths.tmp, name)
         if _unlocked(path):
-            found.append(Leftover(path, _size(path), "a broken-off download (kept for the next pull)"))
+            found.append(Leftover(path, size_of(path), "a broken-off download (kept for the next pull)"))
     _match(paths.layers, _IN_LAYERS, found)
     _match(paths.volumes, _IN_VOLUMES, found)
     dirs = [paths.root, paths.containers, paths.volumes]
@@ -206,7 +213,7 @@ def find_at(directories: list[str]) -> list[Leftover]:
         for name in names:
             path = os.path.join(d, name)
             if _unlocked(path):
-                found.append(Leftover(path, _size(path), "a broken-off download"))
+                found.append(Leftover(path, size_of(path), "a broken-off download"))
     return found
 
 
@@ -219,7 +226,7 @@ def half_made(directory: str, prefixes: tuple[str, ...]) -> list[Leftover]:
     except OSError:
         return []
     what = {".new-": "a half-made record (a killed create)", ".del-": "a half-removed one (a killed rm)"}
-    return [Leftover(os.path.join(directory, n), _size(os.path.join(directory, n)), what.get(n[:5], "left aside"))
+    return [Leftover(os.path.join(directory, n), size_of(os.path.join(directory, n)), what.get(n[:5], "left aside"))
             for n in names]
 
 
@@ -231,17 +238,7 @@ def _staging_path(paths: Paths) -> str:
 
 def staging_free(paths: Paths) -> bool:
     """Whether no command is storing blobs or layers for an image it has yet to register."""
-    try:
-        fd = os.open(_staging_path(paths), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+    return _lock_free(_staging_path(paths), os.O_RDWR | os.O_CREAT, fcntl.LOCK_EX)
 
 
 def unreferenced(paths: Paths, blobs: set[str], layers: set[str]) -> list[Leftover]:
@@ -261,7 +258,7 @@ def unreferenced(paths: Paths, blobs: set[str], layers: set[str]) -> list[Leftov
         for name in names:
             if re.fullmatch(r"[0-9a-f]{64}", name) and f"sha256:{name}" not in known:
                 path = os.path.join(directory, name)
-                found.append(Leftover(path, _size(path), what))
+                found.append(Leftover(path, size_of(path), what))
     return found
 
 
@@ -287,7 +284,7 @@ def remove_unreferenced(paths: Paths, blobs: set[str], layers: set[str], userns_
             for name in names:
                 if re.fullmatch(r"[0-9a-f]{64}", name) and f"sha256:{name}" not in known:
                     path = os.path.join(directory, name)
-                    found.append(Leftover(path, _size(path), "unreferenced"))
+                    found.append(Leftover(path, size_of(path), "unreferenced"))
         trees = []
         for lo in found:
             if os.path.isdir(lo.path):

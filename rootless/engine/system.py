@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections import namedtuple
 
+from layers.leftovers import size_of
 from rootless.base.errors import RootlessError
 from rootless.engine.context import Context
 
@@ -21,7 +22,7 @@ def system_df(ctx: Context) -> list[DfRow]:
     unused = sum(i.get("size", 0) for i in images if i["id"] not in used)
     running = [r for r in recs if r.get("state", {}).get("status") == "running"]
     from rootless.runtime import logs
-    sizes = {r["id"]: _tree_size(ctx.paths.upper(r["id"])) + logs.size_on_disk(ctx.paths.container_log(r["id"]))
+    sizes = {r["id"]: size_of(ctx.paths.upper(r["id"])) + logs.size_on_disk(ctx.paths.container_log(r["id"]))
              for r in recs}  # a container's writable layer and its log
     stopped = sum(v for k, v in sizes.items() if k not in {r["id"] for r in running})
     rows = [DfRow("Images", len(images), len([i for i in images if i["id"] in used]), size, unused),
@@ -34,23 +35,12 @@ def system_df(ctx: Context) -> list[DfRow]:
     return rows
 
 
-def _tree_size(path: str) -> int:
-    total = 0
-    for root, _d, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(root, f)).st_size
-            except OSError:
-                pass
-    return total
-
-
 def _volumes_row(ctx: Context, recs: list[dict]) -> DfRow:
     """Volumes: their data; reclaimable is what no container uses."""
     from rootless.engine.volumes import mounted
     from rootless.runtime import volumes
     used = mounted(recs)
-    sizes = {v["name"]: _tree_size(ctx.paths.volume_data(v["name"])) for v in volumes.all_volumes(ctx.paths)}
+    sizes = {v["name"]: size_of(ctx.paths.volume_data(v["name"])) for v in volumes.all_volumes(ctx.paths)}
     return DfRow("Local Volumes", len(sizes), len([n for n in sizes if n in used]), sum(sizes.values()),
                  sum(v for n, v in sizes.items() if n not in used))
 
@@ -225,7 +215,7 @@ def sweep(ctx: Context, builds_only: bool = False, build_steps: bool = True) -> 
         files = [f for f in files if os.path.basename(f.path).startswith(("build-", "api-build-"))]
     lines, freed = [], 0
     for rec in steps:
-        size = _tree_size(ctx.paths.upper(rec["id"])) + logs.size_on_disk(ctx.paths.container_log(rec["id"]))
+        size = size_of(ctx.paths.upper(rec["id"])) + logs.size_on_disk(ctx.paths.container_log(rec["id"]))
         try:
             containers.remove(ctx, rec, force=True)
         except RootlessError:
@@ -270,14 +260,14 @@ def system_prune(ctx: Context, all_: bool, volumes: bool) -> PruneReport:
     from rootless.runtime import logs, records
     freed = 0
     stopped = [r for r in records.all_current(ctx) if not records.is_running(r)]
-    sizes = {r["id"]: _tree_size(ctx.paths.upper(r["id"])) + logs.size_on_disk(ctx.paths.container_log(r["id"]))
+    sizes = {r["id"]: size_of(ctx.paths.upper(r["id"])) + logs.size_on_disk(ctx.paths.container_log(r["id"]))
              for r in stopped}
     removed = containers.prune(ctx)
     freed += sum(sizes.get(c, 0) for c in removed)
     sections = [("Deleted Containers", removed), ("Deleted Networks", networks.prune(ctx))]
     if volumes:
         from rootless.runtime import volumes as volstore
-        vsizes = {v["name"]: _tree_size(ctx.paths.volume_data(v["name"])) for v in volstore.all_volumes(ctx.paths)}
+        vsizes = {v["name"]: size_of(ctx.paths.volume_data(v["name"])) for v in volstore.all_volumes(ctx.paths)}
         gone = volumes_uc.prune(ctx, False)
         freed += sum(vsizes.get(n, 0) for n in gone)
         sections.append(("Deleted Volumes", gone))
