@@ -607,7 +607,8 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
         # a destination that reached /proc through the image's symlinks (a tmpfs there hides it all)
         mountplan.check_destination("/" + os.path.relpath(target, root), "tmpfs" if op.kind == "mount" else op.kind,
                                     op.source)
-    if op.kind == "symlink":
+    if op.kind == "symlink":  # the link itself is replaced (an image's /dev/fd in a volume on /dev
+        target = rootfs.resolve_parent(root, op.target)  # points into /proc: never followed there)
         if os.path.lexists(target):
             os.unlink(target)
         os.symlink(op.source, target)

@@ -45,6 +45,11 @@ def made(mk, tmp_path_factory):
     paths = {"seed": _write(mk, out, "seed", [base, seed], dict(env, Volumes={"/seed": {}}))}
     for where in ("proc", "dev", "sys"):
         paths[f"{where}vol"] = _write(mk, out, f"{where}vol", [base], dict(env, Volumes={f"/{where}": {}}))
+    dev_links = mk.Layer(mk.make_layer_tar([mk.dir_entry("dev", 0o755), mk.symlink("dev/fd", "/proc/self/fd"),
+                                            mk.symlink("dev/stdin", "/proc/self/fd/0"),
+                                            mk.symlink("dev/stdout", "/proc/self/fd/1"),
+                                            mk.symlink("dev/stderr", "/proc/self/fd/2")]), "Debian's /dev links")
+    paths["devlinks"] = _write(mk, out, "devlinks", [base, dev_links], dict(env, Volumes={"/dev": {}}))
     into_proc = mk.Layer(mk.make_layer_tar([mk.symlink("x", "/proc")]), "x -> /proc")
     paths["linkproc"] = _write(mk, out, "linkproc", [base, into_proc], env)
     extra = mk.Layer(mk.make_layer_tar([mk.file_entry("extra/f", "extra\n")]), "extra")
@@ -151,8 +156,10 @@ def test_a_destination_that_reaches_proc_through_the_images_links_is_refused_at_
     assert os.listdir(path) == []
 
 
-@pytest.mark.parametrize("image", ["devvol", "sysvol"])
+@pytest.mark.parametrize("image", ["devvol", "sysvol", "devlinks"])
 def test_an_images_volume_on_dev_or_sys_copies_nothing_live(bb, made, image):
+    """``devlinks``: the image's /dev holds Debian's links (``fd -> /proc/self/fd``, ...), copied
+    into the volume; the runtime's own links replace them, never following them into /proc."""
     bb("load", "-i", made[image])
     where = "/" + image[:3]
     r = bb("run", "--rm", image, "sh", "-c", f"ls -A {where} | grep -vxE 'null|zero|full|random|urandom|tty|pts|"
