@@ -29,7 +29,7 @@ def build(ctx, context: str = Arg(metavar="CONTEXT", help="a directory, or - for
             build_args=build_ops.parse_build_args(build_arg), target=target, no_cache=no_cache, pull=pull,
             labels=parse_labels(label), quiet=quiet, network=network, platform=platform)
         image_id = build_ops.build(ctx, req, None if quiet else say)
-    print(image_id if quiet else image_id)
+    print(image_id)  # with or without -q: the id alone on stdout
 
 
 @command("builder", "prune")
