@@ -116,7 +116,8 @@ class _Import:
         self.added_blobs: list[str] = []
         self.added_layers: list[str] = []
 
-    def put(self, stream: Readable, expected: str | None = None, size: int | None = None, what: str = "blob") -> tuple[str, int]:
+    def put(self, stream: Readable, expected: str | None = None, size: int | None = None,
+            what: str = "blob") -> tuple[str, int]:
         try:
             digest, n, added = self.store.put_blob(stream, expected, size, what)
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:

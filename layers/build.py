@@ -295,7 +295,8 @@ class Builder:
                 self.ex.say(f"--> Using cache {k[7:19]}")
         else:
             layer = work() if work is not None else None
-            history: dict[str, object] = {"created": self.ex.now(), "created_by": created_by or _first_line(ins.original)}
+            history: dict[str, object] = {"created": self.ex.now(),
+                                          "created_by": created_by or _first_line(ins.original)}
             if layer is None:
                 history["empty_layer"] = True
             entry = buildcache.put(self.cache_root, k, layer, history)
@@ -454,7 +455,8 @@ class Builder:
                 "workdir": st.workdir(), "network": network, "mounts": mounts, "where": ins.where(self.df.path),
                 "text": _first_line(ins.original)}
         shown = " ".join(argv) if ins.json or scripts else argv[-1]
-        prefix = f"|{len(declared)} " + " ".join(f"{k}={v}" for k, v in sorted(declared.items())) + " " if declared else ""
+        prefix = (f"|{len(declared)} " + " ".join(f"{k}={v}" for k, v in sorted(declared.items())) + " "
+                  if declared else "")
         created_by = prefix + (" ".join(st.shell()) + " " + shown if not (ins.json or scripts) else shown)
         key_mounts = [{k: v for k, v in m.items() if k != "source"} | {"digest": m.get("digest")} for m in mounts]
         self._step(st, ins, [argv, sorted(declared.items()), step["user"], step["workdir"], key_mounts],
@@ -528,7 +530,8 @@ class Builder:
             try:
                 chmod = int(self._word(ins.flags["chmod"], st.scope(), ins), 8)
             except ValueError:
-                raise DockerfileError(f"{what}: invalid --chmod {ins.flags['chmod']!r}", "give octal bits, like 755") from None
+                raise DockerfileError(f"{what}: invalid --chmod {ins.flags['chmod']!r}",
+                                      "give octal bits, like 755") from None
         chown = self._word(ins.flags["chown"], st.scope(), ins) if "chown" in ins.flags else None
         common = {"dest": dest, "dest_dir": dest_dir, "chown": chown, "chmod": chmod}
         ops: list[dict] = []

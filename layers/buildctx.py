@@ -83,7 +83,8 @@ class BuildContext:
             return [self._source(rel, os.path.basename(rel) or ".", what)]
         found = [self._source(m, os.path.basename(m), what) for m in self._glob(rel)]
         if not found:
-            raise ContextError(f"{what}: no source files were specified: {pattern!r} matches nothing in the build context")
+            raise ContextError(f"{what}: no source files were specified: {pattern!r} "
+                               "matches nothing in the build context")
         return found
 
     def _source(self, rel: str, name: str, what: str) -> Source:

@@ -249,8 +249,9 @@ def unreferenced(paths: Paths, blobs: set[str], layers: set[str]) -> list[Leftov
         return []
     found = []
     blob_dir = paths.blobs
-    for directory, known, what in ((blob_dir, blobs, "a blob no image uses (a pull, load or commit that did not finish)"),
-                                   (paths.layers, layers, "a layer no image uses (a pull, load or commit that did not finish)")):
+    for directory, known, what in (
+            (blob_dir, blobs, "a blob no image uses (a pull, load or commit that did not finish)"),
+            (paths.layers, layers, "a layer no image uses (a pull, load or commit that did not finish)")):
         try:
             names = sorted(os.listdir(directory))
         except OSError:

@@ -32,8 +32,8 @@ PARALLEL = 4
 Pulled = namedtuple("Pulled", "image digest reference")
 
 
-def client_for(ref: reference.Reference, creds: tuple[str, str] | None = None, insecure: bool = False, push: bool = False,
-               ca_dir: str | None = None, registry: str | None = None) -> Client:
+def client_for(ref: reference.Reference, creds: tuple[str, str] | None = None, insecure: bool = False,
+               push: bool = False, ca_dir: str | None = None, registry: str | None = None) -> Client:
     """A client for ``ref``'s repository at ``registry`` (default: the reference's own; a mirror's
     host otherwise), with the stored credentials of that host unless ``creds`` are given."""
     host = registry or ref.registry

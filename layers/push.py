@@ -98,7 +98,8 @@ def push(store: ImageStore, image_ref: str, dest: str | None = None, creds: tupl
                                     "pull or load the image again")
             size = os.path.getsize(path)
             how = upload_blob(client, path, lr["blob"], size, _mount_source(store, rec, ref))
-            say(f"{lr['blob'][7:19]}: {'Layer already exists' if how == 'exists' else 'Mounted' if how == 'mounted' else 'Pushed'}")
+            say(f"{lr['blob'][7:19]}: "
+                f"{'Layer already exists' if how == 'exists' else 'Mounted' if how == 'mounted' else 'Pushed'}")
             layers.append((lr["blob"], size, lr.get("media_type", "")))
         config_path = store.paths.blob(rec["id"])
         upload_blob(client, config_path, rec["id"], os.path.getsize(config_path))

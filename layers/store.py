@@ -465,11 +465,13 @@ class ImageStore:
                 raise Conflict(f"unable to remove image {name}: it is used by container {users[0][:12]}",
                                "remove the container first (`rootless rm`) or use `rootless rmi -f`")
             if not by_tag and len(rec["repo_tags"]) > 1 and not force:
-                raise Conflict(f"unable to delete {rec['id'][7:19]} (must be forced): image is referenced in multiple repositories")
+                raise Conflict(f"unable to delete {rec['id'][7:19]} (must be forced): "
+                               "image is referenced in multiple repositories")
             out += [f"Untagged: {_familiar(t)}" for t in rec["repo_tags"]]
             del images[rec["id"]]
             keep_layers = layers_in_use() | {lr["diff_id"] for r in images.values() for lr in r["layers"]}
-            keep_blobs = {r["id"] for r in images.values()} | {lr["blob"] for r in images.values() for lr in r["layers"]}
+            keep_blobs = ({r["id"] for r in images.values()}
+                          | {lr["blob"] for r in images.values() for lr in r["layers"]})
             doomed_layers = [lr["diff_id"] for lr in rec["layers"] if lr["diff_id"] not in keep_layers]
             doomed_blobs = [b for b in [rec["id"]] + [lr["blob"] for lr in rec["layers"]] if b not in keep_blobs]
             try:
@@ -570,7 +572,8 @@ def _source(job: dict) -> str | io.BufferedReader:
 
 def remove_trees(paths: list[str]) -> None:
     """rm -rf as root of the user namespace (files of subordinate uids, read-only dirs)."""
-    def onerror(func: Callable[[str], object], path: str, exc_info: object) -> None:  # make read-only directories writable and retry
+    # make read-only directories writable and retry
+    def onerror(func: Callable[[str], object], path: str, exc_info: object) -> None:
         parent = os.path.dirname(path)
         try:
             os.chmod(parent, 0o700)

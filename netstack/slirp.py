@@ -136,7 +136,8 @@ class Slirp:
             why = self.log_tail()
             hint = "see `rootless info` for the network checks, or use --network none"
             if "/dev/net/tun" in why:
-                hint = "make /dev/net/tun usable (sudo chmod 0666 /dev/net/tun; sudo modprobe tun), or use --network none"
+                hint = ("make /dev/net/tun usable (sudo chmod 0666 /dev/net/tun; sudo modprobe tun), "
+                        "or use --network none")
             raise RootlessError(f"slirp4netns failed: {why}", hint)
 
     def api_path(self) -> str:

@@ -120,5 +120,6 @@ def report(logs: dict, podman_note: str) -> None:
     if podman_note:
         print(f"  (podman: {podman_note})")
     cap = logs["default cap"]
-    print(f"  default settings: 50 MB of `yes` ran {cap['run s']:.1f} s and left {cap['log bytes on disk'] / 1e6:.1f} MB of log on disk "
+    print(f"  default settings: 50 MB of `yes` ran {cap['run s']:.1f} s "
+          f"and left {cap['log bytes on disk'] / 1e6:.1f} MB of log on disk "
           f"(cap {cap['cap'] / 1e6:.0f} MB): {'ok' if cap['within cap'] else 'OVER'}")

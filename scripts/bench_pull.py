@@ -124,14 +124,15 @@ def make_image(reg: Registry, base_layer: bytes, base_config: dict, repo: str = 
 
 # Peak memory: wait4's ru_maxrss of a process counts what it had before exec, so the command is
 # started by this small helper (not by the benchmark, whose memory would be counted too).
-_SPAWN = r"""
+_SPAWN = (r"""
 import json, os, sys
 null = os.open("/dev/null", os.O_RDWR)
 pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ,
                      file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1)])
 _, status, usage = os.wait4(pid, 0)
-os.write(int(sys.argv[1]), json.dumps({"code": os.waitstatus_to_exitcode(status), "maxrss_kb": usage.ru_maxrss}).encode())
-"""
+os.write(int(sys.argv[1]), json.dumps({"code": os.waitstatus_to_exitcode(status), """
+          r""""maxrss_kb": usage.ru_maxrss}).encode())
+""")
 
 
 WARM_MB = 1500

@@ -62,7 +62,8 @@ def _check_types(body: dict) -> None:
         for item in value if isinstance(value, list) else [value]:
             http.check_types(item, shapes, f"HostConfig.{key}.")
     for m in hc.get("Mounts") or []:
-        http.check_types(m.get("TmpfsOptions") or {}, {"SizeBytes": int, "Mode": int}, "HostConfig.Mounts.TmpfsOptions.")
+        http.check_types(m.get("TmpfsOptions") or {}, {"SizeBytes": int, "Mode": int},
+                         "HostConfig.Mounts.TmpfsOptions.")
     for d in hc.get("Devices") or []:
         if not d.get("PathOnHost"):
             raise UsageError("invalid JSON: HostConfig.Devices needs PathOnHost")

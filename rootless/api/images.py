@@ -340,7 +340,8 @@ def _import(ctx, req):
 def _spooled(ctx, req, prefix: str):
     """The request body in a temporary file of the store's tmp directory (removed after)."""
     os.makedirs(ctx.paths.tmp, exist_ok=True)
-    fd, path = tempfile.mkstemp(dir=ctx.paths.tmp, prefix=f"{prefix}{os.getpid()}-", suffix=".tar")  # pid: see layers.leftovers
+    # pid: see layers.leftovers
+    fd, path = tempfile.mkstemp(dir=ctx.paths.tmp, prefix=f"{prefix}{os.getpid()}-", suffix=".tar")
     try:
         with os.fdopen(fd, "wb") as f:
             for chunk in req.body_chunks():

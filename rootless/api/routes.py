@@ -82,7 +82,8 @@ ROUTES = [
 
 # Parts of Docker's API this tool does not have: answered 501 with what to do instead.
 NOT_IMPLEMENTED = [
-    (re.compile(r"^/containers/[^/]+/(pause|unpause)$"), "pausing needs the cgroup freezer, which rootless does not use"),
+    (re.compile(r"^/containers/[^/]+/(pause|unpause)$"),
+     "pausing needs the cgroup freezer, which rootless does not use"),
     (re.compile(r"^/containers/[^/]+/(update|changes|attach/ws)$"), "not supported by rootless"),
     (re.compile(r"^/(swarm|services|tasks|secrets|configs|nodes|plugins|session|distribution|grpc)(/|$)"),
      "not supported by rootless (no swarm, plugins or BuildKit sessions)"),

@@ -121,7 +121,8 @@ def _private_parent(parent: str, fix: bool) -> None:
     if st.st_mode & 0o077:
         if not fix:
             raise RootlessError(f"{parent} is not a private directory of yours: the socket would be reachable by "
-                                f"others", f"chmod 700 {parent}, or give a socket path in a directory only you can enter")
+                                f"others",
+                                f"chmod 700 {parent}, or give a socket path in a directory only you can enter")
         os.chmod(parent, 0o700)
 
 
@@ -217,7 +218,8 @@ def warm_up(ctx) -> None:
     connection's process is a fork of it and starts warm (a cold one spends tens of ms importing)."""
     import importlib
     for name in ("rootless.api.routes", "rootless.api.containers", "rootless.api.execs", "rootless.api.system",
-                 "rootless.api.volumes", "rootless.api.images", "rootless.engine.containers", "rootless.runtime.launcher",
+                 "rootless.api.volumes", "rootless.api.images", "rootless.engine.containers",
+                 "rootless.runtime.launcher",
                  "rootless.runtime.child", "rootless.runtime.spec", "rootless.runtime.mountplan",
                  "rootless.runtime.network", "rootless.runtime.logread", "rootless.runtime.logfollow",
                  "rootless.runtime.logwrite", "rootless.runtime.names",

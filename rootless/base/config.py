@@ -149,11 +149,13 @@ def _load_one(path: str) -> Config | None:
     logs = data.get("logs", {})
     for section, value in (("storage", storage), ("userns", userns), ("registries", registries), ("logs", logs)):
         if not isinstance(value, dict):
-            raise RootlessError(f"bad config {where((section,))}: [{section}] must be a table", "see README: Configuration")
+            raise RootlessError(f"bad config {where((section,))}: [{section}] must be a table",
+                                "see README: Configuration")
     for key, value in (("storage.root", storage.get("root", "")), ("storage.overlay", storage.get("overlay", "")),
                        ("userns.idmap", userns.get("idmap", ""))):
         if not isinstance(value, str):
-            raise RootlessError(f"bad config {where(tuple(key.split('.')[:1]), key.split('.')[1])}: {key} must be a string")
+            raise RootlessError(f"bad config {where(tuple(key.split('.')[:1]), key.split('.')[1])}: "
+                                f"{key} must be a string")
     overlay = storage.get("overlay", "auto")
     idmap = userns.get("idmap", "auto")
     if overlay not in OVERLAY_METHODS:
@@ -164,7 +166,8 @@ def _load_one(path: str) -> Config | None:
                             f"use one of: {', '.join(IDMAP_MODES)}")
     insecure = registries.get("insecure", [])
     if not isinstance(insecure, list) or not all(isinstance(x, str) for x in insecure):
-        raise RootlessError(f"bad config {where(('registries',), 'insecure')}: registries.insecure must be a list of host[:port] strings")
+        raise RootlessError(f"bad config {where(('registries',), 'insecure')}: "
+                            "registries.insecure must be a list of host[:port] strings")
     search = registries.get("search", [])
     if not isinstance(search, list) or not all(isinstance(x, str) and _is_registry(x) for x in search):
         raise RootlessError(f"bad config {where(('registries',), 'search')}: registries.search must be a list of "
@@ -178,14 +181,17 @@ def _load_one(path: str) -> Config | None:
                                 'write it as [registries."host:port"]')
         unknown = set(table) - {"mirrors", "blocked", "insecure"}
         if unknown:
-            raise RootlessError(f"bad config {where(('registries', host), sorted(unknown)[0])}: registries.{host}: unknown key {sorted(unknown)[0]!r}",
+            raise RootlessError(f"bad config {where(('registries', host), sorted(unknown)[0])}: "
+                                f"registries.{host}: unknown key {sorted(unknown)[0]!r}",
                                 "known: mirrors, blocked, insecure")
         mirrors = table.get("mirrors", [])
         if not isinstance(mirrors, list) or not all(isinstance(m, str) and m for m in mirrors):
-            raise RootlessError(f"bad config {where(('registries', host), 'mirrors')}: registries.{host}.mirrors must be a list of host[:port]")
+            raise RootlessError(f"bad config {where(('registries', host), 'mirrors')}: "
+                                f"registries.{host}.mirrors must be a list of host[:port]")
         for key in ("blocked", "insecure"):
             if not isinstance(table.get(key, False), bool):
-                raise RootlessError(f"bad config {where(('registries', host), key)}: registries.{host}.{key} must be true or false")
+                raise RootlessError(f"bad config {where(('registries', host), key)}: "
+                                    f"registries.{host}.{key} must be true or false")
         per_registry[host] = dict(table)  # only what is set: a system file's other keys stay
     root = storage.get("root")
     return Config(path=path, root=os.path.expanduser(root) if root else None, overlay=overlay, idmap=idmap,
@@ -226,7 +232,8 @@ def _logs_table(table: dict, where: Callable[..., str]) -> dict:
     return out
 
 
-_HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$")
+_HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*"
+                      r"|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$")
 
 
 def _is_registry(host: str) -> bool:

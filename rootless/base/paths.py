@@ -266,7 +266,8 @@ class Paths(namedtuple("Paths", "root runroot")):
             with open(self.version_file) as f:
                 found = f.read().strip()
             if found != STORAGE_VERSION:
-                raise RootlessError(f"storage {self.root} has format version {found}, this rootless uses {STORAGE_VERSION}",
+                raise RootlessError(f"storage {self.root} has format version {found}, "
+                                    f"this rootless uses {STORAGE_VERSION}",
                                     "use another --root or wipe it with `rootless system reset`")
 
 

@@ -28,7 +28,8 @@ def run(argv: list[str], *, timeout: float = 60, check: bool = True, input: byte
         cp = subprocess.run(argv, input=input, capture_output=True, timeout=timeout, env=env,
                             stdin=None if input is not None else subprocess.DEVNULL)
     except FileNotFoundError:
-        raise HostError(f"{argv[0]} not found", f"install the package that provides {os.path.basename(argv[0])}") from None
+        raise HostError(f"{argv[0]} not found",
+                        f"install the package that provides {os.path.basename(argv[0])}") from None
     except subprocess.TimeoutExpired:
         raise RootlessError(f"{os.path.basename(argv[0])} did not finish within {timeout:g}s") from None
     if check and cp.returncode != 0:

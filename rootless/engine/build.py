@@ -197,7 +197,8 @@ class Executor:
             layers=tuple(stage.diff_ids()), argv=tuple(step["argv"]), env=tuple([f"HOSTNAME={cid[:12]}"] + env),
             user=step["user"], workdir=step["workdir"], hostname=cid[:12], network=step["network"],
             labels={"io.rootless.build": "step",  # and its build, to tell a killed build's (engine.system.sweep)
-                    "io.rootless.build.owner": f"{os.getpid()}:{state.pid_start_time(os.getpid())}"}, log={"driver": "none", "max_size": 0, "max_file": 1},
+                    "io.rootless.build.owner": f"{os.getpid()}:{state.pid_start_time(os.getpid())}"},
+            log={"driver": "none", "max_size": 0, "max_file": 1},
             mounts=tuple(self._mount(m) for m in step["mounts"]),
             no_new_privs=False)  # Docker's RUN steps may run setuid programs (sudo, su, ping)
         rec = state.create(self.ctx.paths, cspec, self.ctx.overlay_method(), generated_name=False)
@@ -220,7 +221,8 @@ class Executor:
     def _mount(self, m: dict) -> dict:
         import hashlib
         if m["type"] == "cache":
-            d = os.path.join(self.ctx.paths.root, "build-cache-mounts", hashlib.sha256(m["id"].encode()).hexdigest()[:32])
+            d = os.path.join(self.ctx.paths.root, "build-cache-mounts",
+                             hashlib.sha256(m["id"].encode()).hexdigest()[:32])
             if not os.path.isdir(d):
                 os.makedirs(d, 0o700, exist_ok=True)
                 self.ctx.userns_call(_prepare_cache_dir, d, m["uid"], m["gid"], m["mode"])
@@ -287,7 +289,8 @@ class Executor:
                 view = os.path.join(d, f"src-{i}")
                 os.makedirs(view, 0o755)
                 views[i] = view
-                src_lowers = tuple(self.ctx.paths.layer(x) for x in reversed(op["layers"])) or (os.path.join(d, "empty"),)
+                src_lowers = (tuple(self.ctx.paths.layer(x) for x in reversed(op["layers"]))
+                              or (os.path.join(d, "empty"),))
                 src_plans[i] = RootfsPlan(method=method, lowers=src_lowers[1:] or (os.path.join(d, "empty"),),
                                           upper=src_lowers[0], work="", merged=view, copy_dir="")
         out = os.path.join(d, "layer.tar")

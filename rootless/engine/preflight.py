@@ -203,7 +203,8 @@ def check_slirp(path: str | None, version: str | None, tun_exists: bool, tun_ok:
     found = f"{path} ({version or 'version unknown'})" if path else "not installed"
     if path and (libslirp or options):
         feats = ", ".join(label for opt, label in SLIRP_FEATURES if opt in options)
-        found = f"{path} ({version or 'version unknown'}, libslirp {libslirp or 'unknown'}; features: {feats or 'none'})"
+        found = (f"{path} ({version or 'version unknown'}, libslirp {libslirp or 'unknown'}; "
+                 f"features: {feats or 'none'})")
     detail = f"{found}; {_device('/dev/net/tun', tun_exists, tun_ok)}"
     fixes = []
     if not path:

@@ -223,7 +223,8 @@ def sweep(ctx: Context, builds_only: bool = False, build_steps: bool = True) -> 
         lines.append(rec["id"])
         freed += size
     if not builds_only:  # those removed under their own locks, then the rest
-        swept = {f.path for attr, _lock, prefixes in _HALF_MADE for f in lo.half_made(getattr(ctx.paths, attr), prefixes)}
+        swept = {f.path for attr, _lock, prefixes in _HALF_MADE
+                 for f in lo.half_made(getattr(ctx.paths, attr), prefixes)}
         swept |= {f.path for f in files if os.path.dirname(f.path) in (ctx.paths.layers, ctx.paths.blobs)
                   and len(os.path.basename(f.path)) == 64}
         for part in (_sweep_half_made, _sweep_unreferenced):

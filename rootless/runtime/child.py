@@ -64,7 +64,8 @@ from rootless.runtime.terminal import FORWARDED
 # ``tied``: the container lives only as long as its attached CLI (a build's RUN step): the CLI's
 # SIGINT/TERM/HUP kill it, and should the CLI die, the keeper kills it and removes it.
 LaunchPlan = namedtuple("LaunchPlan",
-                        "spec rootfs mounts run_dir paths remove_dirs winsize single_uid attached stdin net seccomp tied",
+                        "spec rootfs mounts run_dir paths remove_dirs winsize single_uid attached stdin net seccomp "
+                        "tied",
                         defaults=((), None, False, True, True, None, None, False))
 
 

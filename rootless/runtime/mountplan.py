@@ -72,8 +72,9 @@ def _is_proc_root(source: str) -> bool:
 
 # kind: mount | bind | volume | symlink | mask | readonly | account (a line added to a copy of an
 # /etc file, bound over it, unless its id is there) | remount_ro (a mount made read-only,
-# not best effort as ``readonly`` is) | cgroup (the cgroup2 filesystem, read-only, best effort); target: a path inside the container
-# (``volume``: a bind of a volume, which the image's files there fill while it is empty);
+# not best effort as ``readonly`` is) | cgroup (the cgroup2 filesystem, read-only, best effort);
+# target: a path inside the container (``volume``: a bind of a volume, which the image's files
+# there fill while it is empty);
 # is_file: the mount point is a file; fallback: ops to run instead if this one fails with EPERM.
 # if_parent: skipped when the target's directory is not in the image.
 Op = namedtuple("Op", "kind target source fstype flags data is_file fallback if_parent",

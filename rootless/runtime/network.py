@@ -76,7 +76,8 @@ def _running(ctx, ref: str, why: str) -> dict:
     except RootlessError:
         raise RootlessError(f"{why}: no such container: {ref}") from None
     if not records.is_running(rec) or rec["state"].get("status") == "removed":
-        raise Conflict(f"{why}: container {rec['name']} is not running", f"start it first: rootless start {rec['name']}")
+        raise Conflict(f"{why}: container {rec['name']} is not running",
+                       f"start it first: rootless start {rec['name']}")
     return rec
 
 

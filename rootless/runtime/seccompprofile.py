@@ -118,7 +118,8 @@ def check(profile, where: str = "") -> None:
         at = f"{where}: syscalls[{i}]"
         _require(isinstance(entry, dict), at, "must be an object")
         for key, kind in _FIELDS.items():
-            _require(entry.get(key) is None or isinstance(entry[key], kind), f"{at}.{key}", f"must be a {kind.__name__}")
+            _require(entry.get(key) is None or isinstance(entry[key], kind), f"{at}.{key}",
+                     f"must be a {kind.__name__}")
         names = entry.get("names") or ([entry["name"]] if entry.get("name") else [])
         _require(bool(names) and all(isinstance(n, str) and n for n in names), f"{at}.names",
                  "must name at least one system call")
@@ -190,7 +191,8 @@ def resolve(profile: dict, caps, machine: str, kernel: str, emulate_root: bool =
         act = action(entry["action"], entry.get("errnoRet"))
         if act == default:
             continue  # libseccomp refuses a rule that says what the default says
-        args = [(a["index"], _op(a["op"]), a.get("value") or 0, a.get("valueTwo") or 0) for a in entry.get("args") or []]
+        args = [(a["index"], _op(a["op"]), a.get("value") or 0, a.get("valueTwo") or 0)
+                for a in entry.get("args") or []]
         indexes = [a[0] for a in args]
         groups = [[a] for a in args] if len(set(indexes)) < len(indexes) else [args]
         rules += [(act, name, tuple(group)) for name in _names(entry) for group in groups]

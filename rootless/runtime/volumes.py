@@ -155,7 +155,8 @@ def parse_tmpfs(text: str) -> Mount:
     target = _target(dst, text)
     for opt in [o for o in opts.split(",") if o]:
         key, eq, value = opt.partition("=")
-        if eq and key in ("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks") and re.fullmatch(r"[0-9]+[kKmMgG%]?", value):
+        if (eq and key in ("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks")
+                and re.fullmatch(r"[0-9]+[kKmMgG%]?", value)):
             continue
         if not eq and opt in TMPFS_FLAGS:
             continue
@@ -197,8 +198,8 @@ def create(paths: Paths, name: str, labels: dict | None = None, anonymous: bool 
         existing = _read(paths, name)
         if existing is not None:
             return existing, False
-        rec = {"version": VOLUME_VERSION, "name": name, "created": now_iso(nanoseconds=False), "labels": dict(labels or {}),
-               "anonymous": anonymous}
+        rec = {"version": VOLUME_VERSION, "name": name, "created": now_iso(nanoseconds=False),
+               "labels": dict(labels or {}), "anonymous": anonymous}
         os.makedirs(paths.volumes, 0o700, exist_ok=True)
         tmp = _aside(paths, "new")
         try:

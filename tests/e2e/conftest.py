@@ -71,8 +71,8 @@ def debian_tar(mirror) -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}-{os.getpid()}.tar")
     try:
-        subprocess.run(["mmdebstrap", "--quiet", "--variant=minbase", "--mode=unshare", "--format=tar", "bookworm", str(tmp),
-                        mirror], check=True, timeout=900, stdin=subprocess.DEVNULL, capture_output=True)
+        subprocess.run(["mmdebstrap", "--quiet", "--variant=minbase", "--mode=unshare", "--format=tar", "bookworm",
+                        str(tmp), mirror], check=True, timeout=900, stdin=subprocess.DEVNULL, capture_output=True)
         os.replace(tmp, out)
     except subprocess.CalledProcessError as e:
         pytest.fail(f"mmdebstrap failed ({e.returncode}): {e.stderr.decode(errors='replace')[-2000:]}")

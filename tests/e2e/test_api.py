@@ -102,13 +102,15 @@ def test_bind_mount_and_cp(api, tmp_path):
     host = tmp_path / "shared"
     host.mkdir()
     (host / "in.txt").write_text("from the host\n")
-    r = api.docker("run", "--rm", "-v", f"{host}:/mnt", "busybox", "sh", "-c", "cat /mnt/in.txt; echo back > /mnt/out.txt")
+    r = api.docker("run", "--rm", "-v", f"{host}:/mnt", "busybox", "sh", "-c",
+                   "cat /mnt/in.txt; echo back > /mnt/out.txt")
     assert r.out == "from the host\n" and (host / "out.txt").read_text() == "back\n"
     api.docker("run", "-d", "--name", "files", "busybox", "sleep", "300")
     api.docker("cp", str(host / "in.txt"), "files:/tmp/copied.txt")
     assert api.docker("exec", "files", "cat", "/tmp/copied.txt").out == "from the host\n"
     api.docker("cp", "files:/etc/hostname", str(tmp_path / "hostname"))
-    assert (tmp_path / "hostname").read_text().strip() == api.docker("inspect", "-f", "{{.Config.Hostname}}", "files").out.strip()
+    assert ((tmp_path / "hostname").read_text().strip()
+            == api.docker("inspect", "-f", "{{.Config.Hostname}}", "files").out.strip())
 
 
 def test_errors_are_dockers(api):
@@ -289,7 +291,8 @@ def test_compose_two_services_reach_each_other_by_name(api, tmp_path):
     def run(*args, expect=0):
         cp = subprocess.run([compose, "--no-ansi", *args], cwd=project, env=api.docker_env, capture_output=True,
                             text=True, timeout=300, stdin=subprocess.DEVNULL)
-        assert cp.returncode == expect, f"{args}: {cp.returncode}\n{cp.stdout}\n{cp.stderr}\n{api.service_log()[-2000:]}"
+        assert cp.returncode == expect, (f"{args}: {cp.returncode}\n{cp.stdout}\n{cp.stderr}\n"
+                                         f"{api.service_log()[-2000:]}")
         return cp
     up = run("up", "--abort-on-container-exit", "--exit-code-from", "client")
     assert "hello-from-web" in up.stdout and "web-ready" in up.stdout
@@ -324,7 +327,8 @@ def test_compose_v2_plugin_project_up_exec_down(api, tmp_path):
     def run(*args, expect=0):
         cp = subprocess.run([DOCKER, "compose", "--ansi", "never", *args], cwd=project, env=api.docker_env,
                             capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-        assert cp.returncode == expect, f"{args}: {cp.returncode}\n{cp.stdout}\n{cp.stderr}\n{api.service_log()[-2000:]}"
+        assert cp.returncode == expect, (f"{args}: {cp.returncode}\n{cp.stdout}\n{cp.stderr}\n"
+                                         f"{api.service_log()[-2000:]}")
         return cp
     assert "Docker Compose version 2." in run("version").stdout
     up = run("up", "--abort-on-container-exit", "--exit-code-from", "client")

@@ -250,7 +250,8 @@ def test_build_with_the_classic_builder(api, tmp_path):
     assert r.out.strip() == image_id(api, "x")
     # -f elsewhere, build args and labels
     other = tmp_path / "other.Dockerfile"
-    other.write_text("FROM busybox\nARG WHO=nobody\nLABEL who=$WHO\nRUN echo \"hi $WHO\" > /who\nCMD [\"cat\", \"/who\"]\n")
+    other.write_text("FROM busybox\nARG WHO=nobody\nLABEL who=$WHO\n"
+                     "RUN echo \"hi $WHO\" > /who\nCMD [\"cat\", \"/who\"]\n")
     api.docker("build", "-f", str(other), "--build-arg", "WHO=api", "--label", "extra=1", "-t", "y:1", str(ctx),
                timeout=300)
     assert api.docker("run", "--rm", "y:1").out == "hi api\n"

@@ -34,9 +34,9 @@ def _snapshot(home) -> dict:
 @contextlib.contextmanager
 def _racer(busybox, home, files: int = 0):
     """What a running container on the volume ``shared`` can do: turn ``sub`` into a link to the
-    user's home and back, again and again (an atomic exchange with a link) (the stopped container has the same volume at /data;
-    ``/data/sub/inner`` holds ``files`` files f0, f1... of its own). Done from the volume's
-    directory by a process of the test, which swaps faster than a shell in a container."""
+    user's home and back, again and again (an atomic exchange with a link) (the stopped container
+    has the same volume at /data; ``/data/sub/inner`` holds ``files`` files f0, f1... of its own).
+    Done from the volume's directory by a process of the test, which swaps faster than a shell in a container."""
     busybox("volume", "create", "shared")
     top = busybox("volume", "inspect", "-f", "{{.Mountpoint}}", "shared").out.strip()
     os.makedirs(f"{top}/sub/inner")

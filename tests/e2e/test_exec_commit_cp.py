@@ -449,7 +449,8 @@ def rfc3339(ns: int) -> str:
 
 
 def test_logs_since_and_until(one):
-    sleeper(one, "talk", script="echo one; echo err-one >&2; while [ ! -e /go ]; do sleep 0.02; done; echo two", settle=False)
+    sleeper(one, "talk", script="echo one; echo err-one >&2; while [ ! -e /go ]; do sleep 0.02; done; echo two",
+            settle=False)
     wait_for(lambda: one("logs", "talk").out == "one\n", what="the first output")
     between = time.time_ns()
     stamps = one("logs", "-t", "talk").out.split()

@@ -30,7 +30,8 @@ def image_id(rl: Rootless, ref: str) -> str:
 
 @pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
 def test_save_rmi_load_round_trip(two, tmp_path, fmt):
-    before = {ref: (image_id(two, ref), two("inspect", "-f", "{{json .RootFS}}", ref).out) for ref in ("busybox", "layered")}
+    before = {ref: (image_id(two, ref), two("inspect", "-f", "{{json .RootFS}}", ref).out)
+              for ref in ("busybox", "layered")}
     out = tmp_path / "images.tar"
     two("save", "--format", fmt, "-o", out, "busybox", "layered")
     with tarfile.open(out) as t:

@@ -45,7 +45,8 @@ def test_push_rmi_pull_run(bb, registry):
     assert r.out.strip() == ref
     assert f"Digest: {digest}" in r.err
     assert image_id(bb, ref) == local  # the same config, the same image
-    assert bb("inspect", "-f", "{{json .RepoDigests}}", ref).out.strip() == json.dumps([f"{registry.host}/rt/busybox@{digest}"])
+    assert (bb("inspect", "-f", "{{json .RepoDigests}}", ref).out.strip()
+            == json.dumps([f"{registry.host}/rt/busybox@{digest}"]))
     assert bb("run", "--rm", ref, "echo", "pulled").out == "pulled\n"
     again = bb("pull", ref)  # nothing to download a second time
     assert "Already exists" in again.err and "Pull complete" not in again.err
@@ -642,9 +643,10 @@ def test_foreign_layer_comes_from_its_urls(bb, registry):
         for tag, url in (("1", f"http://127.0.0.1:{port}/layer.tgz"), ("broken", f"http://127.0.0.1:{port}/nothing")):
             doc = dict(base, config=dict(base["config"], digest=upload_blob(registry, "rt/foreign", cbytes),
                                          size=len(cbytes)))
-            doc["layers"] = base["layers"] + [{"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-                                               "digest": "sha256:" + hashlib.sha256(blob).hexdigest(),
-                                               "size": len(blob), "urls": [url]}]
+            doc["layers"] = base["layers"] + [{
+                "mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                "digest": "sha256:" + hashlib.sha256(blob).hexdigest(),
+                "size": len(blob), "urls": [url]}]
             put_manifest(registry, "rt/foreign", tag, doc)
         r = bb("pull", f"{registry.host}/rt/foreign:broken", expect=125)
         assert "foreign layer" in r.err and "/nothing" in r.err and "Traceback" not in r.err

@@ -297,7 +297,8 @@ def test_network_host_sees_host_interfaces(bb):
 
 
 def test_minimal_dev(bb):
-    r = sh(bb, "ls /dev; echo; ls /dev/pts; head -c 4 /dev/zero | wc -c; echo x > /dev/null; mount | grep -c ' /dev/shm '")
+    r = sh(bb, "ls /dev; echo; ls /dev/pts; head -c 4 /dev/zero | wc -c; echo x > /dev/null; "
+               "mount | grep -c ' /dev/shm '")
     names = set(r.out.split())
     for n in ("null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "mqueue", "fd", "stdin",
               "stdout", "stderr"):
@@ -363,7 +364,8 @@ def test_layers_as_the_image_describes(rl_method, images):
     assert lines[2:5] == ["1000 1000 644", "65534 65534 640", "0 0 4755"]
     assert lines[5:7] == ["keep", "keep"]
     assert lines[7] == "same-inode" and lines[8] == "0"
-    fstype = {"kernel": "overlay", "fuse": "fuse.fuse-overlayfs", "copy": "ext4"}[rl_method.config.read_text().split('"')[1]]
+    fstype = {"kernel": "overlay", "fuse": "fuse.fuse-overlayfs",
+              "copy": "ext4"}[rl_method.config.read_text().split('"')[1]]
     if fstype != "ext4":
         assert lines[9] == fstype
 

@@ -201,7 +201,8 @@ def test_a_seccomp_profile_of_ones_own(bb, tmp_path):
     out = sh(bb, "mkdir /tmp/x 2>&1; echo rc=$?; grep ^Seccomp: /proc/self/status", "--security-opt",
              f"seccomp={path}")
     assert "Permission denied" in out and "rc=1" in out and "Seccomp:\t2" in out
-    cid = bb("run", "-d", "--network", "none", "--security-opt", f"seccomp={path}", "busybox", "sleep", "300").out.strip()
+    cid = bb("run", "-d", "--network", "none", "--security-opt", f"seccomp={path}", "busybox", "sleep",
+             "300").out.strip()
     path.write_text("{}")  # the container keeps the profile it was made with
     r = bb("exec", cid, "mkdir", "/tmp/y", expect=1)
     assert "Permission denied" in r.err

@@ -201,15 +201,18 @@ def test_U_gives_the_source_to_the_container_user(bb, tmp_path):
     r = bb("run", "--rm", "-u", "1000:1000", "-v", f"{owned}:/u:U", "busybox", "sh", "-c",
            "stat -c %u:%g /u /u/old; touch /u/new && echo writable")
     assert r.out.split() == ["1000:1000", "1000:1000", "writable"]
-    r = bb("run", "--rm", "-u", "1000", "-v", "uvol:/v:U", "busybox", "sh", "-c", "stat -c %u /v; touch /v/n && echo ok")
+    r = bb("run", "--rm", "-u", "1000", "-v", "uvol:/v:U", "busybox", "sh", "-c",
+           "stat -c %u /v; touch /v/n && echo ok")
     assert r.out.split() == ["1000", "ok"]
     bb("unshare", "chown", "-R", "0:0", str(owned))  # give it back for pytest's clean-up
 
 
 def test_an_images_VOLUME_gets_an_anonymous_volume_with_its_files(bb):
-    bb("run", "--name", "base", "busybox", "sh", "-c", "mkdir -p /srv/data && echo seed > /srv/data/s && chown -R 1000:1000 /srv/data")
+    bb("run", "--name", "base", "busybox", "sh", "-c",
+       "mkdir -p /srv/data && echo seed > /srv/data/s && chown -R 1000:1000 /srv/data")
     bb("commit", "-c", "VOLUME /srv/data", "base", "withvol")
-    cid = bb("run", "-d", "withvol", "sh", "-c", "cat /srv/data/s; stat -c %u /srv/data/s; echo new > /srv/data/n; sleep 60").out.strip()
+    cid = bb("run", "-d", "withvol", "sh", "-c",
+             "cat /srv/data/s; stat -c %u /srv/data/s; echo new > /srv/data/n; sleep 60").out.strip()
     wait_for(lambda: "1000" in bb("logs", cid).out, what="the output")
     assert bb("logs", cid).out == "seed\n1000\n"  # copied up, owner kept
     m = inspect(bb, cid)["Mounts"]

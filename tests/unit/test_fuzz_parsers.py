@@ -247,11 +247,13 @@ SECCOMP_ENTRY = st.fixed_dictionaries({}, optional={
     "names": st.one_of(st.lists(st.sampled_from(["getpid", "mkdir", "clone", "no_such_call", ""]), max_size=3),
                        JSONISH),
     "name": st.one_of(st.sampled_from(["getpid", "socket"]), JSONISH), "action": SECCOMP_ACTION,
-    "errnoRet": st.one_of(st.integers(-1, 70000), JSONISH), "args": st.one_of(st.lists(SECCOMP_ARG, max_size=3), JSONISH),
+    "errnoRet": st.one_of(st.integers(-1, 70000), JSONISH),
+    "args": st.one_of(st.lists(SECCOMP_ARG, max_size=3), JSONISH),
     "includes": st.one_of(SECCOMP_COND, JSONISH), "excludes": st.one_of(SECCOMP_COND, JSONISH)})
 SECCOMP_PROFILE = st.fixed_dictionaries({}, optional={
     "defaultAction": SECCOMP_ACTION, "defaultErrnoRet": st.one_of(st.integers(-1, 70000), JSONISH),
-    "architectures": st.one_of(st.lists(st.sampled_from(["SCMP_ARCH_X86", "SCMP_ARCH_MIPS", "x"]), max_size=2), JSONISH),
+    "architectures": st.one_of(st.lists(st.sampled_from(["SCMP_ARCH_X86", "SCMP_ARCH_MIPS", "x"]), max_size=2),
+                               JSONISH),
     "archMap": JSONISH, "flags": JSONISH, "syscalls": st.one_of(st.lists(SECCOMP_ENTRY, max_size=4), JSONISH)})
 
 

@@ -195,7 +195,8 @@ def test_every_package_says_what_it_owns():
     for pkg in ("rootless", *RANKS, *inner):  # the layers, then the packages inside them
         init = REPO / pkg.replace(".", "/") / "__init__.py"
         doc = ast.get_docstring(ast.parse(init.read_text()))
-        assert doc and "import" in doc.lower(), f"{init.relative_to(REPO)}: a docstring saying what it owns and may import"
+        assert doc and "import" in doc.lower(), (f"{init.relative_to(REPO)}: "
+                                                 "a docstring saying what it owns and may import")
         assert "\n\n" not in doc, f"{init.relative_to(REPO)}: one paragraph"
 
 

@@ -31,7 +31,8 @@ def test_parse_publish(text, expected):
     ("", "invalid container port"), ("0", "invalid container port"), ("65536", "invalid container port"),
     ("x:80", "invalid host port"), ("8080:80/sctp", "invalid protocol"), ("1.2.3:8080:80", "invalid IP"),
     ("8000-8001:80-82", "differ in length"), ("90-80", "range"), ("a:b:c:d", "invalid port mapping"),
-    ("[::1:8080:80", "invalid port mapping"), ("::1:8080:80", "invalid port mapping"), ("8080:", "invalid container port"),
+    ("[::1:8080:80", "invalid port mapping"), ("::1:8080:80", "invalid port mapping"),
+    ("8080:", "invalid container port"),
 ])
 def test_parse_publish_refused(text, message):
     with pytest.raises(UsageError, match=message):
@@ -88,7 +89,8 @@ def test_network_options():
 
 
 @pytest.mark.parametrize("mac, ok", [("02:42:ac:11:00:02", True), ("02:42:AC:11:00:02", True),
-                                     ("01:42:ac:11:00:02", False), ("02:42:ac:11:00", False), ("zz:42:ac:11:00:02", False)])
+                                     ("01:42:ac:11:00:02", False), ("02:42:ac:11:00", False),
+                                     ("zz:42:ac:11:00:02", False)])
 def test_check_mac(mac, ok):
     if ok:
         assert ns.check_mac(mac) == mac.lower()

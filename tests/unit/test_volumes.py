@@ -118,8 +118,8 @@ def test_parse_tmpfs_and_its_plan():
     from rootless.runtime import mountplan
     m = volumes.parse_tmpfs("/run:size=64m,mode=1777,exec")
     assert m == Mount("tmpfs", "", "/run", False, options="size=64m,mode=1777,exec")
-    op = mountplan.plan({}, True, None, volumes=(("tmpfs", "tmpfs", "/run", False, m.options),))[-len(mountplan.MASKED)
-                                                                                                   - len(mountplan.READONLY) - 1]
+    op = mountplan.plan({}, True, None, volumes=(("tmpfs", "tmpfs", "/run", False, m.options),))[
+        -len(mountplan.MASKED) - len(mountplan.READONLY) - 1]
     assert (op.kind, op.target, op.fstype, op.data) == ("mount", "/run", "tmpfs", "size=64m,mode=1777")
     assert op.flags & (MS_NOSUID | MS_NODEV) and not op.flags & MS_NOEXEC and not op.flags & MS_RDONLY
     assert volumes.parse_tmpfs("/t:ro").readonly
@@ -132,7 +132,8 @@ def test_volume_plan_entries_keep_ro_chown_and_copy():
     from rootless.base.syscalls import MS_RDONLY
     from rootless.runtime import mountplan
     ops = mountplan.plan({"/etc/hosts": "/run/x/hosts"}, True, None,
-                         volumes=(("volume", "/store/v/_data", "/data", True, "U"), ("bind", "/etc", "/host-etc", False, "")))
+                         volumes=(("volume", "/store/v/_data", "/data", True, "U"),
+                                  ("bind", "/etc", "/host-etc", False, "")))
     vol = next(o for o in ops if o.target == "/data" and o.kind == "volume")
     bind = next(o for o in ops if o.target == "/host-etc")
     assert (vol.kind, vol.data, vol.is_file) == ("volume", "U", False)

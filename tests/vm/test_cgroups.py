@@ -137,8 +137,9 @@ def test_io_limits_are_refused_until_io_is_delegated_then_they_hold(bb, tmp_path
     assert "needs the io controller" in r.err and "Delegate=" in r.err and len(r.err.splitlines()) <= 2
     if subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0:
         pytest.skip("the guest's user cannot sudo: the Delegate= fix cannot be applied here")
-    fix = "mkdir -p /etc/systemd/system/user@.service.d && printf '[Service]\\nDelegate=cpu cpuset io memory pids\\n' " \
-          "> /etc/systemd/system/user@.service.d/io.conf && systemctl daemon-reload"
+    fix = ("mkdir -p /etc/systemd/system/user@.service.d "
+           "&& printf '[Service]\\nDelegate=cpu cpuset io memory pids\\n' "
+           "> /etc/systemd/system/user@.service.d/io.conf && systemctl daemon-reload")
     subprocess.run(["sudo", "-n", "sh", "-c", fix], check=True)
     subprocess.run(["systemctl", "--user", "daemon-reexec"], check=True)
     assert "--device-write-bps" in bb("info", "--format", "json").out  # info now lists the io limits

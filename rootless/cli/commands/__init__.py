@@ -1,6 +1,7 @@
 """The commands, one module per noun as in ``engine/`` and ``api/``: containers, images, build,
 volumes, networks, system. Each is a plain function whose parameter defaults are ``Opt``/``Arg``
-declarations (:mod:`rootless.cli.params`): parse results in, one engine call, rendered output out. This package's own module is the table of which module holds each command (pip's
+declarations (:mod:`rootless.cli.params`): parse results in, one engine call, rendered output
+out. This package's own module is the table of which module holds each command (pip's
 ``commands_dict``): looking a command up in ``params.COMMANDS`` imports its module alone, so that
 start-up pays for one noun; iterating ``COMMANDS`` (typer, help) imports them all. It imports
 nothing but ``params``; heavy modules are imported inside each command.

@@ -9,7 +9,8 @@ from rootless.cli.params import Arg, Opt, command
 def build(ctx, context: str = Arg(metavar="CONTEXT", help="a directory, or - for a Dockerfile or a tar on stdin"),
           tag: list[str] = Opt(("-t", "--tag"), [], "Name and optionally a tag (NAME[:TAG]); repeatable."),
           file: str = Opt(("-f", "--file"), None, "The Dockerfile (default: CONTEXT/Dockerfile; - for stdin)."),
-          build_arg: list[str] = Opt(("--build-arg",), [], "A build argument, KEY=VALUE (KEY alone: from the environment)."),
+          build_arg: list[str] = Opt(("--build-arg",), [],
+                                     "A build argument, KEY=VALUE (KEY alone: from the environment)."),
           target: str = Opt(("--target",), None, "Build up to this stage."),
           no_cache: bool = Opt(("--no-cache",), False, "Do not use the build cache."),
           pull: bool = Opt(("--pull",), False, "Always pull the base images."),
@@ -23,7 +24,8 @@ def build(ctx, context: str = Arg(metavar="CONTEXT", help="a directory, or - for
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
-    with build_ops.cancel_on_signals(), build_ops.context_from(context, file, sys.stdin.buffer) as (ctx_dir, dockerfile, text):
+    with (build_ops.cancel_on_signals(),
+          build_ops.context_from(context, file, sys.stdin.buffer) as (ctx_dir, dockerfile, text)):
         req = build_ops.BuildRequest(
             context=ctx_dir, dockerfile=dockerfile, dockerfile_text=text, tags=tuple(tag),
             build_args=build_ops.parse_build_args(build_arg), target=target, no_cache=no_cache, pull=pull,

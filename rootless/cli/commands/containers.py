@@ -59,7 +59,8 @@ def run(ctx,
         device_write_bps: list[str] = Opt(("--device-write-bps",), [], "Write rate limit of a device (/dev/sda:1mb)."),
         cap_add: list[str] = Opt(("--cap-add",), [], "Add a Linux capability (or ALL)."),
         cap_drop: list[str] = Opt(("--cap-drop",), [], "Drop a Linux capability (or ALL)."),
-        privileged: bool = Opt(("--privileged",), False, "All capabilities, no masked paths, the host devices you may open."),
+        privileged: bool = Opt(("--privileged",), False,
+                               "All capabilities, no masked paths, the host devices you may open."),
         security_opt: list[str] = Opt(("--security-opt",), [], "no-new-privileges, seccomp=unconfined, ..."),
         device: list[str] = Opt(("--device",), [], "Add a host device: /dev/HOST[:/dev/CONTAINER][:rwm]."),
         userns: str = Opt(("--userns",), "", "keep-id: your own uid and gid inside the container."),
@@ -329,7 +330,8 @@ def export(ctx, container: str = Arg(metavar="CONTAINER"),
 @command("cp")
 def cp(ctx, src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST"),
        follow_link: bool = Opt(("-L", "--follow-link"), False, "Follow a symbolic link named by SRC.")):
-    """Copy files between a container and the host: CONTAINER:PATH HOST_PATH or the reverse (`-`: a tar on stdout or stdin)."""
+    ("""Copy files between a container and the host: CONTAINER:PATH HOST_PATH or the reverse """
+     """(`-`: a tar on stdout or stdin).""")
     from rootless.base.errors import UsageError
     from rootless.engine import containerfs, containers
 
@@ -350,7 +352,8 @@ def cp(ctx, src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST"),
 @command("attach")
 def attach(ctx, container: str = Arg(metavar="CONTAINER"),
            no_stdin: bool = Opt(("--no-stdin",), False, "Do not attach stdin."),
-           detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach (the container keeps running)."),
+           detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q",
+                                  "Keys that detach (the container keeps running)."),
            sig_proxy: bool = Opt(("--sig-proxy",), True, "Accepted: signals are proxied without a tty.")):
     """Attach to a running container's input and output."""
     from rootless.engine import attach as attachmod
@@ -414,7 +417,8 @@ def ps(ctx, all_: bool = Opt(("-a", "--all"), False, "Show all containers (defau
         if rows or out:
             print(out)
         return
-    print(render.table([views.PS_HEADERS[k] for k in views.PS_DEFAULT], [[r[k] for k in views.PS_DEFAULT] for r in rows]))
+    print(render.table([views.PS_HEADERS[k] for k in views.PS_DEFAULT],
+                       [[r[k] for k in views.PS_DEFAULT] for r in rows]))
 
 
 @command("inspect")
