@@ -144,8 +144,8 @@ def _lines_backwards(fd: int, size: int) -> Iterator[tuple[bytes, int]]:
     while pos > 0:
         start = max(0, pos - _BLOCK)
         data = os.pread(fd, pos - start, start) + carry
-        if len(data) < pos - start + len(carry):  # the file shrank under us
-            return
+        if len(data) < pos - start + len(carry):  # the file shrank under us (a torn append cut off)
+            raise _Shrank
         pos = start
         parts = data.split(b"\n")
         if not found_end:
@@ -166,9 +166,25 @@ def _lines_backwards(fd: int, size: int) -> Iterator[tuple[bytes, int]]:
             end -= len(line) + 1
 
 
+class _Shrank(Exception):
+    """The file got shorter while it was scanned: a writer on a full disk cut off a torn append."""
+
+
+_RESCANS = 100  # a writer cutting off appends without pause: at worst the last look stands
+
+
 def _tail(fd: int, tail: int, parse=_parse) -> tuple[list[LogEntry], int]:
-    """The last ``tail`` valid entries in order, and where the complete lines end."""
-    size = os.fstat(fd).st_size
+    """The last ``tail`` valid entries in order, and where the complete lines end; a scan that sees
+    the file shrink starts again from its new size."""
+    for _attempt in range(_RESCANS):
+        try:
+            return _tail_of(fd, os.fstat(fd).st_size, tail, parse)
+        except _Shrank:
+            continue
+    return [], 0
+
+
+def _tail_of(fd: int, size: int, tail: int, parse) -> tuple[list[LogEntry], int]:
     found: list[LogEntry] = []
     end = None
     if tail > 0:

@@ -351,6 +351,25 @@ def test_read_tail_in_small_blocks(numbered, monkeypatch, block):
             100 - min(tail, 100):]
 
 
+def test_read_tail_when_the_file_shrinks_under_the_scan(numbered, monkeypatch):
+    """A writer on a full disk appends into the last page, meets ENOSPC and cuts the torn entries
+    off again: a reader whose read came back shorter than the size it saw must scan again, not give
+    up with nothing."""
+    real_pread = os.pread
+    cut = []
+
+    def pread_after_a_cut(fd, size, offset):
+        data = real_pread(fd, size, offset)
+        if not cut:  # the first read: the bytes the size promised were cut off meanwhile
+            cut.append(True)
+            return data[:-300]
+        return data
+
+    monkeypatch.setattr(logread.os, "pread", pread_after_a_cut)
+    assert texts(logs.read(numbered, tail=1)) == ["line 99\n"]
+    assert cut
+
+
 def test_read_tail_of_a_file_bigger_than_the_block(path, monkeypatch):
     n = 30_000  # about 2.5 MB, many 64 KiB blocks
     with LogWriter(path) as w:
