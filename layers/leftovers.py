@@ -247,10 +247,14 @@ def unreferenced(paths: Paths, blobs: set[str], layers: set[str]) -> list[Leftov
     not finish. None while a command is staging (it may be one of its own)."""
     if not staging_free(paths):
         return []
+    return _unnamed(paths, blobs, layers)
+
+
+def _unnamed(paths: Paths, blobs: set[str], layers: set[str]) -> list[Leftover]:
+    """The blobs and layer trees of the store whose digests are not in ``blobs`` / ``layers``."""
     found = []
-    blob_dir = paths.blobs
     for directory, known, what in (
-            (blob_dir, blobs, "a blob no image uses (a pull, load or commit that did not finish)"),
+            (paths.blobs, blobs, "a blob no image uses (a pull, load or commit that did not finish)"),
             (paths.layers, layers, "a layer no image uses (a pull, load or commit that did not finish)")):
         try:
             names = sorted(os.listdir(directory))
@@ -275,17 +279,7 @@ def remove_unreferenced(paths: Paths, blobs: set[str], layers: set[str], userns_
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return []
-        found = []
-        blob_dir = paths.blobs
-        for directory, known in ((blob_dir, blobs), (paths.layers, layers)):
-            try:
-                names = sorted(os.listdir(directory))
-            except OSError:
-                continue
-            for name in names:
-                if re.fullmatch(r"[0-9a-f]{64}", name) and f"sha256:{name}" not in known:
-                    path = os.path.join(directory, name)
-                    found.append(Leftover(path, size_of(path), "unreferenced"))
+        found = _unnamed(paths, blobs, layers)
         trees = []
         for lo in found:
             if os.path.isdir(lo.path):

@@ -228,21 +228,18 @@ def extract_at(root: str, rel: str, in_fd: int) -> dict:
     from rootless.base.errors import InvalidImage
     from rootless.runtime import rootfs
     try:
-        dest = rootfs.resolve(root, rel)
-    except RootlessError as e:
-        return {"refused": e.message}
-    if not os.path.lexists(dest):
-        os.close(in_fd)
-        return {"missing": True}
-    if not os.path.isdir(dest):
-        os.close(in_fd)
-        return {"not_dir": True}
-    if _read_only(dest):
-        os.close(in_fd)
-        return {"read_only": True}
-    try:
+        try:
+            dest = rootfs.resolve(root, rel)
+        except RootlessError as e:
+            return {"refused": e.message}
+        if not os.path.lexists(dest):
+            return {"missing": True}
+        if not os.path.isdir(dest):
+            return {"not_dir": True}
+        if _read_only(dest):
+            return {"read_only": True}
         unpack_layer(in_fd, dest, what="archive", archive=True)
-    except InvalidImage as e:
+    except InvalidImage as e:  # a member the rules refuse
         return {"refused": e.message}
     except (FileNotFoundError, NotADirectoryError):  # gone meanwhile (a container changing a volume)
         return {"missing": True}
