@@ -32,7 +32,7 @@ vm-test *ARGS:
 # Style, types and the import direction between packages.
 lint:
     {{venv}}/bin/ruff check --no-cache rootless layers netstack scripts tests
-    {{venv}}/bin/mypy  # rootless/base and layers/: [tool.mypy] in pyproject.toml
+    {{venv}}/bin/mypy  # rootless/base, layers/ and rootless/engine: [tool.mypy] in pyproject.toml
     {{py}} -m pytest -q -p no:randomly tests/unit/test_layering.py
 
 # Build the test images into a directory.

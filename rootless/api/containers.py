@@ -24,7 +24,10 @@ from rootless.engine import containerfs, containerstats, dockerview
 from rootless.engine import containers as uc
 
 if TYPE_CHECKING:
+    from rootless.api.http import Request
+    from rootless.engine.context import Context
     from rootless.runtime import keeperclient
+    from rootless.runtime.state import ContainerRecord
 
 STDOUT, STDERR = 1, 2
 RAW_STREAM = "application/vnd.docker.raw-stream"
@@ -177,7 +180,7 @@ def _unix(iso: str) -> int:
     return int(t) if t is not None else 0
 
 
-def summary(ctx, rec: dict) -> dict:
+def summary(ctx: Context, rec: ContainerRecord) -> dict:
     """One entry of ``GET /containers/json``."""
     spec, st = rec["spec"], rec["state"]
     ports = [{"IP": m["host_ip"] or "0.0.0.0", "PrivatePort": m["container_port"], "PublicPort": m["host_port"],
@@ -201,14 +204,14 @@ def summary(ctx, rec: dict) -> dict:
 
 
 # ---- endpoints ------------------------------------------------------------------------------
-def list_(ctx, req):
+def list_(ctx: Context, req: Request):
     from rootless.engine.containerlist import ListOptions, list_containers
     opts = ListOptions(all=req.flag("all"), limit=req.int_arg("limit"), size=req.flag("size"),
                        filters=tuple(req.filters()))
     return 200, [summary(ctx, r) for r in list_containers(ctx, opts)]
 
 
-def create(ctx, req):
+def create(ctx: Context, req: Request):
     body = req.json()
     opts = to_run_options(body, req.arg("name"), req.arg("platform"))
     opts = _with_networks(ctx, opts, body)
@@ -216,7 +219,7 @@ def create(ctx, req):
     return 201, {"Id": rec["id"], "Warnings": []}
 
 
-def _with_networks(ctx, opts, body: dict):
+def _with_networks(ctx: Context, opts, body: dict):
     """``NetworkingConfig``'s endpoints: the first names the network when the mode does not, and
     each one's aliases are kept (user networks, where the engine has them)."""
     endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
@@ -232,11 +235,11 @@ def _with_networks(ctx, opts, body: dict):
     return opts
 
 
-def inspect(ctx, req, id):
+def inspect(ctx: Context, req: Request, id):
     return 200, dockerview.inspect(uc.lookup(ctx, id), ctx.paths)
 
 
-def start(ctx, req, id):
+def start(ctx: Context, req: Request, id):
     req.drain()
     rec = uc.lookup(ctx, id)
     if uc.is_running(rec):
@@ -245,7 +248,7 @@ def start(ctx, req, id):
     return 204, None
 
 
-def stop(ctx, req, id):
+def stop(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
     if not uc.is_running(rec):
         return 304, None
@@ -253,12 +256,12 @@ def stop(ctx, req, id):
     return 204, None
 
 
-def restart(ctx, req, id):
+def restart(ctx: Context, req: Request, id):
     uc.restart(ctx, uc.lookup(ctx, id), req.int_arg("t"))
     return 204, None
 
 
-def kill(ctx, req, id):
+def kill(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
     if not uc.is_running(rec):
         raise Conflict(f"Container {rec['id']} is not running")
@@ -266,7 +269,7 @@ def kill(ctx, req, id):
     return 204, None
 
 
-def rename(ctx, req, id):
+def rename(ctx: Context, req: Request, id):
     name = req.arg("name")
     if not name:
         raise UsageError("the new name is missing (?name=)")
@@ -274,18 +277,18 @@ def rename(ctx, req, id):
     return 204, None
 
 
-def delete(ctx, req, id):
+def delete(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
     uc.remove(ctx, rec, force=req.flag("force"), volumes=req.flag("v"))
     return 204, None
 
 
-def prune(ctx, req):
+def prune(ctx: Context, req: Request):
     removed = uc.prune(ctx)
     return 200, {"ContainersDeleted": removed or None, "SpaceReclaimed": 0}
 
 
-def top(ctx, req, id):
+def top(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
     if not uc.is_running(rec):
         raise Conflict(f"Container {rec['id']} is not running")
@@ -293,7 +296,7 @@ def top(ctx, req, id):
     return 200, {"Titles": ["UID", "PID", "PPID", "STIME", "TIME", "CMD"], "Processes": top_rows(rec["state"]["pid"])}
 
 
-def stats(ctx, req, id):
+def stats(ctx: Context, req: Request, id):
     """One sample (``stream=false``, as ``docker stats --no-stream`` asks)."""
     rec = uc.lookup(ctx, id)
     out = {"id": rec["id"], "name": "/" + rec["name"], "read": now_iso(), "preread": dockerview.ZERO_TIME,
@@ -306,7 +309,7 @@ def stats(ctx, req, id):
     return 200, out
 
 
-def resize(ctx, req, id):
+def resize(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
     h, w = req.int_arg("h", 0), req.int_arg("w", 0)
     if uc.is_running(rec) and rec["spec"].get("tty"):
@@ -323,7 +326,7 @@ def resize(ctx, req, id):
 
 
 # ---- wait --------------------------------------------------------------------------------------
-def wait(ctx, req, id):
+def wait(ctx: Context, req: Request, id):
     condition = req.arg("condition") or "not-running"
     if condition not in ("not-running", "next-exit", "removed"):
         raise UsageError(f"invalid condition {condition!r}", "use not-running, next-exit or removed")
@@ -347,7 +350,7 @@ def wait(ctx, req, id):
     stream.end()
 
 
-def _exit_code(ctx, rec: dict, pending) -> int:
+def _exit_code(ctx: Context, rec: ContainerRecord, pending) -> int:
     """The exit code of the container's current or next run."""
     if pending is None:
         return uc.wait(ctx, rec)["state"].get("exit_code", 0)
@@ -361,14 +364,14 @@ def _exit_code(ctx, rec: dict, pending) -> int:
     return _recorded_code(ctx, rec["id"]) if code is None else code
 
 
-def _recorded_code(ctx, cid: str) -> int:
+def _recorded_code(ctx: Context, cid: str) -> int:
     try:
         return uc.current(ctx, uc.state.lookup(ctx.paths, cid))["state"].get("exit_code", 0)
     except ContainerNotFound:
         return 0
 
 
-def _until_removed(ctx, cid: str) -> None:
+def _until_removed(ctx: Context, cid: str) -> None:
     delay = 0.01
     while True:
         try:
@@ -379,7 +382,7 @@ def _until_removed(ctx, cid: str) -> None:
         delay = min(delay * 2, 0.25)
 
 
-def await_keeper(ctx, cid: str, pending: socket.socket) -> keeperclient.Link | None:
+def await_keeper(ctx: Context, cid: str, pending: socket.socket) -> keeperclient.Link | None:
     """The keeper's connection to ``pending`` once the container starts; the attach socket instead
     when it started without looking at ours (a start that raced our registration); None when
     the container is gone or ended without running again. (A client that hangs up meanwhile
@@ -421,7 +424,7 @@ def frame(stream: int, data: bytes) -> bytes:
     return struct.pack(">BxxxL", stream, len(data)) + data
 
 
-def attach(ctx, req, id):
+def attach(ctx: Context, req: Request, id):
     from rootless.runtime import keeperclient
     rec = uc.lookup(ctx, id)
     req.drain()
@@ -495,7 +498,7 @@ def relay(link: keeperclient.Link, client: socket.socket, tty: bool, want: dict,
         pass
 
 
-def logs(ctx, req, id):
+def logs(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
     tty = bool(rec["spec"].get("tty"))
     want = {STDOUT: req.flag("stdout"), STDERR: req.flag("stderr")}
@@ -523,7 +526,7 @@ def logs(ctx, req, id):
 
 
 # ---- files ---------------------------------------------------------------------------------------
-def export(ctx, req, id):
+def export(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
     stream = req.conn.start_stream(200, "application/x-tar")
     r, w = os.pipe()
@@ -544,7 +547,7 @@ def export(ctx, req, id):
     stream.end()
 
 
-def commit(ctx, req):
+def commit(ctx: Context, req: Request):
     body = req.json()
     rec = uc.lookup(ctx, req.arg("container") or "")
     repo, tag = req.arg("repo"), req.arg("tag")
@@ -555,26 +558,26 @@ def commit(ctx, req):
     return 201, {"Id": image_id}
 
 
-def _stat_header(ctx, rec: dict, path: str) -> str:
+def _stat_header(ctx: Context, rec: ContainerRecord, path: str) -> str:
     import base64
     import json
     return base64.b64encode(json.dumps(containerfs.stat_path(ctx, rec, path)).encode()).decode()
 
 
-def _path_arg(req) -> str:
+def _path_arg(req: Request) -> str:
     path = req.arg("path") or ""
     if not path:
         raise UsageError("path is missing (?path=)", "name a path in the container")
     return path
 
 
-def archive_head(ctx, req, id):
+def archive_head(ctx: Context, req: Request, id):
     rec, path = uc.lookup(ctx, id), _path_arg(req)
     req.conn.send(200, b"", content_type=None,
                   headers=[("X-Docker-Container-Path-Stat", _stat_header(ctx, rec, path))])
 
 
-def archive_get(ctx, req, id):
+def archive_get(ctx: Context, req: Request, id):
     """A tar of ``path`` in the container (``docker cp CONTAINER:PATH -``), made inside it: a
     device node is its header, as in Docker."""
     import tempfile
@@ -590,7 +593,7 @@ def archive_get(ctx, req, id):
         stream.end()
 
 
-def archive_put(ctx, req, id):
+def archive_put(ctx: Context, req: Request, id):
     """Unpack a tar into the directory ``path`` in the container (``docker cp - CONTAINER:PATH``):
     inside the container's root, by the rules of :func:`rootless.engine.containerfs.extract_archive`."""
     import tempfile

@@ -17,22 +17,28 @@ from rootless.base import atomic
 from rootless.base.errors import Conflict, NotFound, RootlessError, UsageError
 from rootless.engine import containers as uc
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.api.http import Request
+    from rootless.engine.context import Context
+    from rootless.runtime.state import ContainerRecord
+
 
 class ExecNotFound(NotFound):
     pass
 
 
-def _dir(ctx) -> str:
+def _dir(ctx: Context) -> str:
     return os.path.join(ctx.paths.runroot, "api-exec")
 
 
-def _path(ctx, eid: str) -> str:
+def _path(ctx: Context, eid: str) -> str:
     if not eid.isalnum():
         raise ExecNotFound(f"No such exec instance: {eid}")
     return os.path.join(_dir(ctx), eid + ".json")
 
 
-def _load(ctx, eid: str) -> dict:
+def _load(ctx: Context, eid: str) -> dict:
     import json
     try:
         with open(_path(ctx, eid)) as f:
@@ -41,12 +47,12 @@ def _load(ctx, eid: str) -> dict:
         raise ExecNotFound(f"No such exec instance: {eid}") from None
 
 
-def _save(ctx, rec: dict) -> None:
+def _save(ctx: Context, rec: dict) -> None:
     os.makedirs(_dir(ctx), 0o700, exist_ok=True)
     atomic.write_json(_path(ctx, rec["ID"]), rec)
 
 
-def create(ctx, req, id):
+def create(ctx: Context, req: Request, id):
     body = req.json()
     http.check_types(body, {"Cmd": "cmd", "Env": "strs", "User": str, "WorkingDir": str, "Tty": bool,
                             "AttachStdin": bool, "AttachStdout": bool, "AttachStderr": bool,
@@ -74,7 +80,7 @@ def create(ctx, req, id):
     return 201, {"Id": eid}
 
 
-def _prune(ctx, keep: float = 3600) -> None:
+def _prune(ctx: Context, keep: float = 3600) -> None:
     """Instances older than an hour go (Docker forgets them with their container)."""
     import time
     now = time.time()
@@ -87,16 +93,16 @@ def _prune(ctx, keep: float = 3600) -> None:
         pass
 
 
-def inspect(ctx, req, id):
+def inspect(ctx: Context, req: Request, id):
     return 200, _load(ctx, id)
 
 
-def resize(ctx, req, id):
+def resize(ctx: Context, req: Request, id):
     _load(ctx, id)
     return 200, None  # the exec's own terminal follows the container's size
 
 
-def start(ctx, req, id):
+def start(ctx: Context, req: Request, id):
     ex = _load(ctx, id)
     body = req.json()
     http.check_types(body, {"Detach": bool, "Tty": bool})
@@ -141,7 +147,7 @@ def start(ctx, req, id):
             pass
 
 
-def _child(ctx, rec, ex, argv, tty, mine, theirs) -> None:
+def _child(ctx: Context, rec: ContainerRecord, ex, argv, tty, mine, theirs) -> None:
     """In the forked child: the pipes as stdio, then the CLI's exec use case; its exit code."""
     code = 125
     try:

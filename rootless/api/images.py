@@ -31,6 +31,11 @@ from rootless.base.errors import ImageNotFound, RootlessError, UsageError
 from rootless.engine import dockerview
 from rootless.engine import images as uc
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.api.http import Request
+    from rootless.engine.context import Context
+
 _SHORT_ID = re.compile(r"^[0-9a-f]{12}$")
 _PUSHED = re.compile(r"^(?P<tag>\S+): digest: (?P<digest>sha256:[0-9a-f]{64}) size: (?P<size>\d+)$")
 
@@ -159,7 +164,7 @@ def _path(repository: str) -> str:
         return repository
 
 
-def _reporting(ctx, out: _Out, pulling: bool, preparing: list[str] = ()) -> _Progress:
+def _reporting(ctx: Context, out: _Out, pulling: bool, preparing: list[str] = ()) -> _Progress:
     """Make the engine's pulls and pushes report to ``out`` (this connection's process is its own:
     the Context may be changed)."""
     say = _Progress(out, pulling, preparing)
@@ -200,7 +205,7 @@ def _familiar_digests(rec: dict) -> list[str]:
     return out
 
 
-def summary(ctx, rec: dict, tags: list[str] | None = None) -> dict:
+def summary(ctx: Context, rec: dict, tags: list[str] | None = None) -> dict:
     """One entry of ``GET /images/json`` (Docker's ImageSummary); ``tags``: the familiar
     ``NAME:TAG`` names to show (default: all of the image's)."""
     if tags is None:
@@ -220,7 +225,7 @@ def summary(ctx, rec: dict, tags: list[str] | None = None) -> dict:
             "Labels": labels, "Containers": -1}
 
 
-def summaries(ctx, filters: list[str] = ()) -> list[dict]:
+def summaries(ctx: Context, filters: list[str] = ()) -> list[dict]:
     """``GET /images/json``'s list: an entry per image, newest first, showing the tags that
     passed the filters (Docker's ``reference`` filter narrows RepoTags too)."""
     rows = uc.images(ctx, list(filters))
@@ -234,11 +239,11 @@ def summaries(ctx, filters: list[str] = ()) -> list[dict]:
 
 
 # ---- endpoints --------------------------------------------------------------------------------
-def list_(ctx, req):
+def list_(ctx: Context, req: Request):
     return 200, summaries(ctx, req.filters())
 
 
-def inspect(ctx, req, name):
+def inspect(ctx: Context, req: Request, name):
     out = uc.image_inspect(ctx, name)
     out["RepoDigests"] = _familiar_digests(ctx.store.resolve(name))
     for key, value in (("Parent", ""), ("Comment", ""), ("Container", ""), ("ContainerConfig", {}),
@@ -250,7 +255,7 @@ def inspect(ctx, req, name):
     return 200, out
 
 
-def history(ctx, req, name):
+def history(ctx: Context, req: Request, name):
     rec = ctx.store.resolve(name)
     tags = summary(ctx, rec)["RepoTags"]
     tags = [] if tags == ["<none>:<none>"] else tags
@@ -259,7 +264,7 @@ def history(ctx, req, name):
                  for i, row in enumerate(uc.history(ctx, name))]
 
 
-def delete(ctx, req, name):
+def delete(ctx: Context, req: Request, name):
     out = []
     for line in uc.rmi(ctx, [name], req.flag("force")):
         kind, _, what = line.partition(": ")
@@ -267,7 +272,7 @@ def delete(ctx, req, name):
     return 200, out
 
 
-def tag(ctx, req, name):
+def tag(ctx: Context, req: Request, name):
     repo = req.arg("repo") or ""
     if not repo:
         raise UsageError("the new name is missing (?repo=)")
@@ -276,7 +281,7 @@ def tag(ctx, req, name):
     return 201, None
 
 
-def prune(ctx, req):
+def prune(ctx: Context, req: Request):
     all_ = False
     for f in req.filters():
         key, _, value = f.partition("=")
@@ -294,7 +299,7 @@ def prune(ctx, req):
     return 200, {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
 
-def create(ctx, req):
+def create(ctx: Context, req: Request):
     """Pull (``fromImage``), or import a root filesystem tarball (``fromSrc=-``: the body)."""
     if req.arg("fromSrc") is not None:
         return _import(ctx, req)
@@ -320,7 +325,7 @@ def create(ctx, req):
     _streamed(out, work)
 
 
-def _import(ctx, req):
+def _import(ctx: Context, req: Request):
     src = req.arg("fromSrc")
     if src != "-":
         req.drain()
@@ -337,7 +342,7 @@ def _import(ctx, req):
 
 
 @contextlib.contextmanager
-def _spooled(ctx, req, prefix: str):
+def _spooled(ctx: Context, req: Request, prefix: str):
     """The request body in a temporary file of the store's tmp directory (removed after)."""
     os.makedirs(ctx.paths.tmp, exist_ok=True)
     # pid: see layers.leftovers
@@ -352,7 +357,7 @@ def _spooled(ctx, req, prefix: str):
             os.unlink(path)
 
 
-def push(ctx, req, name):
+def push(ctx: Context, req: Request, name):
     tag_ = req.arg("tag") or ""
     image = f"{name}:{tag_}" if tag_ else name
     opts = _registry_options(req)
@@ -377,7 +382,7 @@ def push(ctx, req, name):
     _streamed(out, work)
 
 
-def load(ctx, req):
+def load(ctx: Context, req: Request):
     with _spooled(ctx, req, "api-load-") as path:
         lines = uc.load(ctx, path)
     out = _Out(req.conn)
@@ -386,15 +391,15 @@ def load(ctx, req):
     out.end()
 
 
-def get_many(ctx, req):
+def get_many(ctx: Context, req: Request):
     return _save(ctx, req, [n for n in req.query.get("names", []) if n])
 
 
-def get_one(ctx, req, name):
+def get_one(ctx: Context, req: Request, name):
     return _save(ctx, req, [name])
 
 
-def _save(ctx, req, names: list[str]):
+def _save(ctx: Context, req: Request, names: list[str]):
     """A docker-archive of ``names``, written straight to the connection (the body ends when the
     connection closes)."""
     from layers import save as savemod
@@ -411,7 +416,7 @@ def _save(ctx, req, names: list[str]):
 
 
 # ---- build --------------------------------------------------------------------------------------
-def build_prune(ctx, req):
+def build_prune(ctx: Context, req: Request):
     from rootless.engine import build as build_uc
     from rootless.engine import system
     _entries, freed = build_uc.builder_prune(ctx)
@@ -423,7 +428,7 @@ _NETWORKS = {"": "slirp4netns", "default": "slirp4netns", "bridge": "slirp4netns
              "host": "host", "none": "none"}
 
 
-def build(ctx, req):
+def build(ctx: Context, req: Request):
     """``POST /build``: the body is the context (a tar, maybe compressed, or a Dockerfile alone)."""
     from layers import reference
     from rootless.engine import build as build_uc
@@ -478,7 +483,7 @@ def build(ctx, req):
         _remove_tree(ctx, workdir)
 
 
-def _remove_tree(ctx, path: str) -> None:
+def _remove_tree(ctx: Context, path: str) -> None:
     from layers.store import remove_trees
     with contextlib.suppress(OSError):
         remove_trees([path])  # the user's own files (read-only directories made writable)
@@ -496,7 +501,7 @@ def _unpack_as_root(tar: str, dest: str) -> None:
             os.lchown(os.path.join(top, name), 0, 0)
 
 
-def _unpack_context(ctx, body: str, context: str, dockerfile: str) -> tuple[str | None, str | None]:
+def _unpack_context(ctx: Context, body: str, context: str, dockerfile: str) -> tuple[str | None, str | None]:
     """Unpack the build context ``body`` into ``context``; (the Dockerfile's path inside it, None),
     or (None, the Dockerfile's text) when the body is a Dockerfile alone."""
     with open(body, "rb") as f:

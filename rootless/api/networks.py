@@ -7,12 +7,17 @@ from rootless.api import http
 from rootless.engine import containers as containers_uc
 from rootless.engine import networks as uc
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.api.http import Request
+    from rootless.engine.context import Context
 
-def list_(ctx, req):
+
+def list_(ctx: Context, req: Request):
     return 200, [uc.inspect(ctx, n["id"]) for n in uc.ls(ctx, req.filters())]
 
 
-def create(ctx, req):
+def create(ctx: Context, req: Request):
     body = req.json()  # CheckDuplicate is moot: names are unique here whatever the client asks
     http.check_types(body, {"Name": str, "Driver": str, "Labels": "map", "Options": "map", "Internal": bool,
                             "Attachable": bool, "EnableIPv6": bool, "IPAM": dict})
@@ -24,20 +29,20 @@ def create(ctx, req):
     return 201, {"Id": nid, "Warning": ""}
 
 
-def inspect(ctx, req, id):
+def inspect(ctx: Context, req: Request, id):
     return 200, uc.inspect(ctx, id)
 
 
-def delete(ctx, req, id):
+def delete(ctx: Context, req: Request, id):
     uc.rm(ctx, id)
     return 204, None
 
 
-def prune(ctx, req):
+def prune(ctx: Context, req: Request):
     return 200, {"NetworksDeleted": uc.prune(ctx) or None}
 
 
-def connect(ctx, req, id):
+def connect(ctx: Context, req: Request, id):
     body = req.json()
     http.check_types(body, {"Container": str, "EndpointConfig": dict})
     aliases = tuple((body.get("EndpointConfig") or {}).get("Aliases") or ())
@@ -49,7 +54,7 @@ def connect(ctx, req, id):
     return 200, None
 
 
-def disconnect(ctx, req, id):
+def disconnect(ctx: Context, req: Request, id):
     body = req.json()
     http.check_types(body, {"Container": str, "Force": bool})
     uc.disconnect(ctx, id, body.get("Container") or "", bool(body.get("Force")))

@@ -18,6 +18,10 @@ import traceback
 from rootless.api import http
 from rootless.base.errors import RootlessError
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+
 API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
 _VERSIONED = re.compile(r"^/v(\d+\.\d+)(/.*)$")
@@ -124,7 +128,7 @@ def status_of(e: BaseException) -> int:
     return getattr(e, "http_status", 500)
 
 
-def dispatch(ctx, req: http.Request) -> None:
+def dispatch(ctx: Context, req: http.Request) -> None:
     conn = req.conn
     _version, path = split_version(req.path)
     target, params = match(req.method, path)
@@ -181,7 +185,7 @@ def _fail(req: http.Request, status: int, message: str) -> None:
     req.conn.send(status, http.error_body(message))
 
 
-def serve_connection(ctx, sock, idle: float | None = None) -> bool:
+def serve_connection(ctx: Context, sock, idle: float | None = None) -> bool:
     """Serve one connection's requests until it closes; whether it ended idle (nothing sent for
     ``idle`` seconds while a request was awaited: closed without an answer)."""
     conn = http.Connection(sock, idle)

@@ -27,6 +27,10 @@ import time
 
 from rootless.base.errors import RootlessError, UsageError
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+
 SD_LISTEN_FDS_START = 3
 MAX_CONNECTIONS = 64  # processes serving connections at once; more wait in the listen backlog
 BACKLOG = 128
@@ -213,7 +217,7 @@ def _hold_other_loopback(sock: socket.socket, hostport: str) -> socket.socket | 
     return other
 
 
-def warm_up(ctx) -> None:
+def warm_up(ctx: Context) -> None:
     """Import what the handlers use and settle the Context's lookups once, in the listener: each
     connection's process is a fork of it and starts warm (a cold one spends tens of ms importing)."""
     import importlib
@@ -246,7 +250,7 @@ def connection_idle(idle: float) -> float:
     return min(CONNECTION_IDLE, idle) if idle > 0 else CONNECTION_IDLE
 
 
-def serve(ctx, uri: str | None, idle: float) -> None:
+def serve(ctx: Context, uri: str | None, idle: float) -> None:
     """Serve until interrupted, or until no connection has been open for ``idle`` seconds (0: never)."""
     listener = listen(uri, ctx.warn, ctx.paths)
     warm_up(ctx)
@@ -315,7 +319,7 @@ def _reap(children: set[int], conn_idle: float) -> float:
     return latest
 
 
-def _accept(ctx, listener: Listener, children: set[int], conn_idle: float, *close_in_child: int) -> bool:
+def _accept(ctx: Context, listener: Listener, children: set[int], conn_idle: float, *close_in_child: int) -> bool:
     """Accept a connection and fork its process; whether one was (another user's is dropped)."""
     try:
         conn, _ = listener.sock.accept()

@@ -8,10 +8,15 @@ import platform
 from rootless.api.routes import API_VERSION, MIN_API_VERSION
 from rootless.base.clock import now_iso
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.api.http import Request
+    from rootless.engine.context import Context
+
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
-def ping(ctx, req):
+def ping(ctx: Context, req: Request):
     headers = [("Cache-Control", "no-cache, no-store, must-revalidate"), ("Pragma", "no-cache"),
                ("Builder-Version", "1")]
     body = b"" if req.method == "HEAD" else b"OK"
@@ -23,7 +28,7 @@ def _version() -> str:
     return __version__
 
 
-def version(ctx, req):
+def version(ctx: Context, req: Request):
     ver = _version()
     kernel = platform.release()
     arch = _ARCH.get(platform.machine(), platform.machine())
@@ -39,7 +44,7 @@ def version(ctx, req):
     }
 
 
-def info(ctx, req):
+def info(ctx: Context, req: Request):
     from rootless.engine import containers
     from rootless.runtime import cgroups
     recs = containers.all_current(ctx)
@@ -92,7 +97,7 @@ def _os_name() -> str:
     return "Linux"
 
 
-def events(ctx, req):
+def events(ctx: Context, req: Request):
     from rootless.engine import events as events_uc
     since, until = req.arg("since"), req.arg("until")
     events = events_uc.stream(ctx, since or None, until or None, req.filters())  # bad input: a 400, before the stream
@@ -102,7 +107,7 @@ def events(ctx, req):
     stream.end()
 
 
-def df(ctx, req):
+def df(ctx: Context, req: Request):
     from rootless.api import containers as api_containers
     from rootless.api import images as api_images
     from rootless.engine import containers, volumes

@@ -6,12 +6,17 @@ from rootless.api import http
 from rootless.base.errors import UsageError
 from rootless.engine import volumes as uc
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.api.http import Request
+    from rootless.engine.context import Context
 
-def list_(ctx, req):
+
+def list_(ctx: Context, req: Request):
     return 200, {"Volumes": [uc.inspect(ctx, v["name"]) for v in uc.ls(ctx, req.filters())], "Warnings": []}
 
 
-def create(ctx, req):
+def create(ctx: Context, req: Request):
     body = req.json()
     http.check_types(body, {"Name": str, "Driver": str, "DriverOpts": dict, "Labels": "map"})
     driver = body.get("Driver") or "local"
@@ -24,16 +29,16 @@ def create(ctx, req):
     return 201, uc.inspect(ctx, name)
 
 
-def inspect(ctx, req, name):
+def inspect(ctx: Context, req: Request, name):
     return 200, uc.inspect(ctx, name)
 
 
-def delete(ctx, req, name):
+def delete(ctx: Context, req: Request, name):
     uc.rm(ctx, name, req.flag("force"))
     return 204, None
 
 
-def prune(ctx, req):
+def prune(ctx: Context, req: Request):
     # API 1.41: every unused volume (anonymous only from 1.42, or with all=false)
     all_ = not any(f in ("all=false", "all=0") for f in req.filters())
     removed = uc.prune(ctx, all_)

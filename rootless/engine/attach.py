@@ -13,6 +13,11 @@ import signal
 from rootless.base.errors import Conflict, RootlessError, UsageError
 from rootless.runtime import keeperclient
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+    from rootless.runtime.state import ContainerRecord
+
 _KEYS = {"ctrl-@": 0, "ctrl-[": 27, "ctrl-\\": 28, "ctrl-]": 29, "ctrl-^": 30, "ctrl-_": 31}
 
 
@@ -32,7 +37,7 @@ def parse_detach_keys(spec: str) -> bytes:
     return bytes(out)
 
 
-def attach(ctx, rec: dict, stdin: bool, detach_keys: bytes) -> int | None:
+def attach(ctx: Context, rec: ContainerRecord, stdin: bool, detach_keys: bytes) -> int | None:
     """Relay until the container ends (its exit code) or the user detaches (None)."""
     from rootless.engine import containers
     from rootless.runtime.terminal import (
@@ -77,9 +82,9 @@ def attach(ctx, rec: dict, stdin: bool, detach_keys: bytes) -> int | None:
                         continue
                     if key.data == "keeper":
                         kind, value = link.receive()
-                        if kind == "exit":
+                        if isinstance(value, int):  # ("exit", the code)
                             return value
-                        if kind == "end":  # a keeper that ended without saying: its record tells
+                        if value is None:  # ("end", None): the keeper ended without saying; its record tells
                             return containers.wait(ctx, rec)["state"].get("exit_code", 0)
                         write_all(1 if kind == "stdout" else 2, value)
                         continue

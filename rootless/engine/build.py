@@ -21,6 +21,10 @@ from collections import namedtuple
 from rootless.base.errors import RootlessError, UsageError
 from rootless.engine import images
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+
 BuildRequest = namedtuple("BuildRequest", "context dockerfile dockerfile_text tags build_args target no_cache pull "
                                           "labels quiet network platform",
                           defaults=(None, None, (), {}, None, False, False, {}, False, "slirp4netns", None))
@@ -65,7 +69,7 @@ def cancel_on_signals():
             signal.signal(s, handler)
 
 
-def build(ctx, req: BuildRequest, say=None) -> str:
+def build(ctx: Context, req: BuildRequest, say=None) -> str:
     """Build; the new image's id. ``say(line)`` shows progress (None: silent)."""
     from layers import build as builder
     from layers import buildctx, dockerfile, reference
@@ -119,21 +123,27 @@ def _dockerfile(req: BuildRequest, bctx) -> tuple[str, str]:
         path = req.dockerfile
         if not os.path.isabs(path) and not os.path.exists(path):
             path = os.path.join(req.context, path)
-        rel = _inside(path, req.context, bctx.root)
-        if rel is None:
-            try:
-                with open(path) as f:
-                    return f.read(), path
-            except FileNotFoundError:
-                raise UsageError(f"cannot find the Dockerfile {path}",
-                                 "give it with -f FILE, or put a Dockerfile in the context") from None
-            except (OSError, UnicodeDecodeError) as e:
-                raise UsageError(f"cannot read the Dockerfile {path}: {e}") from None
+        inside = _inside(path, req.context, bctx.root)
+        if inside is None:
+            return _read_outside(path), path
+        rel = inside
     text = bctx.read_text(rel, "the Dockerfile")
     if text is None:
         raise UsageError(f"cannot find the Dockerfile {os.path.join(req.context, rel)}",
                          "give it with -f FILE, or put a Dockerfile in the context")
     return text, os.path.basename(rel)
+
+
+def _read_outside(path: str) -> str:
+    """A ``-f`` Dockerfile outside the context directory: read where it is."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise UsageError(f"cannot find the Dockerfile {path}",
+                         "give it with -f FILE, or put a Dockerfile in the context") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read the Dockerfile {path}: {e}") from None
 
 
 def _inside(path: str, context: str, root: str) -> str | None:
@@ -149,7 +159,7 @@ def _inside(path: str, context: str, root: str) -> str | None:
 class Executor:
     """The machine side of a build (see :class:`layers.build.Executor`)."""
 
-    def __init__(self, ctx, say, quiet: bool, network: str):
+    def __init__(self, ctx: Context, say, quiet: bool, network: str):
         import tempfile
         self.ctx = ctx
         self.say = say
@@ -282,7 +292,7 @@ class Executor:
         lowers = tuple(self.ctx.paths.layer(x) for x in reversed(stage.diff_ids())) or (os.path.join(d, "empty"),)
         plan = RootfsPlan(method=method, lowers=lowers, upper=os.path.join(d, "upper"), work=os.path.join(d, "work"),
                           merged=os.path.join(d, "root"), copy_dir=os.path.join(d, "copy"))
-        views = {"root": plan.merged}
+        views: dict[str | int, str] = {"root": plan.merged}  # the root, and each copy_from source by index
         src_plans = {}
         for i, op in enumerate(ops):
             if op["op"] == "copy_from":
@@ -361,7 +371,7 @@ def _prepare_cache_dir(path: str, uid: int, gid: int, mode: int) -> None:
     os.chmod(path, mode)
 
 
-def builder_prune(ctx) -> tuple[int, int]:
+def builder_prune(ctx: Context) -> tuple[int, int]:
     """``builder prune``: forget the build cache and delete the layers only it kept; (entries, bytes)."""
     from layers import buildcache
     from layers.store import remove_trees

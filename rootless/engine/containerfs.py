@@ -11,9 +11,14 @@ from rootless.engine import images
 from rootless.runtime import records, state
 from rootless.runtime.records import is_running
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+    from rootless.runtime.state import ContainerRecord
+
 
 # ---- files: commit, export, cp ------------------------------------------------------------------
-def commit(ctx, rec: dict, ref: str | None, author: str | None, message: str | None,
+def commit(ctx: Context, rec: ContainerRecord, ref: str | None, author: str | None, message: str | None,
            changes: list[str]) -> str:
     """A new image: the container's image plus its writable layer (pause-free: a running container
     keeps running, and what it writes during the commit may or may not be in the layer)."""
@@ -60,7 +65,7 @@ def commit(ctx, rec: dict, ref: str | None, author: str | None, message: str | N
     return image["id"]
 
 
-def export(ctx, rec: dict, out_fd: int) -> None:
+def export(ctx: Context, rec: ContainerRecord, out_fd: int) -> None:
     from rootless.runtime import fsaccess
     fsaccess.call(ctx, rec, fsaccess.export_tree, out_fd)
 
@@ -77,14 +82,14 @@ class ReadOnlyPath(RootlessError):
     exit_code = 1
 
 
-def _cp_mounts(ctx, rec: dict) -> tuple:
+def _cp_mounts(ctx: Context, rec: ContainerRecord) -> tuple:
     """The container's volumes and binds, for ``cp`` to or from it while it is stopped (Docker
     mounts them; ``export`` leaves them out)."""
     from rootless.engine import volumes
     return tuple(volumes.plan_entry(ctx, m) for m in rec["spec"].get("mounts", ()) if m.get("type") != "tmpfs")
 
 
-def copy_out(ctx, rec: dict, src: str, dest: str, follow_link: bool = False) -> None:
+def copy_out(ctx: Context, rec: ContainerRecord, src: str, dest: str, follow_link: bool = False) -> None:
     """``cp CONTAINER:SRC DEST``: into DEST if it is a directory, else as DEST; a symlink SRC is
     copied as a link unless ``follow_link`` (``-L``); DEST ``-``: the tar on stdout."""
     import sys
@@ -126,7 +131,7 @@ def copy_out(ctx, rec: dict, src: str, dest: str, follow_link: bool = False) -> 
             remove_trees([tmp])
 
 
-def copy_out_tar(ctx, rec: dict, src: str, out_fd: int, follow_link: bool = False) -> None:
+def copy_out_tar(ctx: Context, rec: ContainerRecord, src: str, out_fd: int, follow_link: bool = False) -> None:
     """A tar of ``src`` in the container written to ``out_fd`` (``cp CONTAINER:SRC -``, the API's GET
     archive); a device node goes in as its header, as in Docker."""
     from rootless.runtime import fsaccess
@@ -137,7 +142,7 @@ def copy_out_tar(ctx, rec: dict, src: str, out_fd: int, follow_link: bool = Fals
         os.close(fd)
 
 
-def stat_path(ctx, rec: dict, path: str) -> dict:
+def stat_path(ctx: Context, rec: ContainerRecord, path: str) -> dict:
     """Docker's stat of ``path`` in the container (the API's ``X-Docker-Container-Path-Stat``)."""
     from rootless.runtime import fsaccess
     info = fsaccess.call(ctx, rec, fsaccess.stat_path, path, mounts=_cp_mounts(ctx, rec))
@@ -146,7 +151,7 @@ def stat_path(ctx, rec: dict, path: str) -> dict:
     return info
 
 
-def extract_archive(ctx, rec: dict, path: str, tar: int) -> None:
+def extract_archive(ctx: Context, rec: ContainerRecord, path: str, tar: int) -> None:
     """``cp - CONTAINER:DIR`` and the API's PUT archive: the tar in the file ``tar`` (an fd, read
     from its start) unpacked into the existing directory ``path`` in the container. The whole
     archive is checked before anything is written; the unpack itself runs in the container's
@@ -185,7 +190,7 @@ def extract_archive(ctx, rec: dict, path: str, tar: int) -> None:
         raise UsageError(res["refused"], exit_code=1)
 
 
-def copy_in(ctx, rec: dict, src: str, dest: str) -> None:
+def copy_in(ctx: Context, rec: ContainerRecord, src: str, dest: str) -> None:
     """``cp SRC CONTAINER:DEST``: files become the container root's (Docker's rule); SRC ``-``: a
     tar read from stdin, unpacked into the directory DEST as it is (owners kept)."""
     import sys
@@ -225,7 +230,7 @@ def copy_in(ctx, rec: dict, src: str, dest: str) -> None:
 
 
 # ---- mount / unmount: the root filesystem for chroot-like access from the host --------------------
-def mount(ctx, rec: dict) -> str:
+def mount(ctx: Context, rec: ContainerRecord) -> str:
     """A path to the container's merged root filesystem, readable from the host side.
 
     A running container's is seen through its keeper (``/proc/KEEPER/root``); a stopped one is
@@ -252,7 +257,7 @@ def mount(ctx, rec: dict) -> str:
     return f"/proc/{pid}/root{plan.merged}"
 
 
-def unmount(ctx, rec: dict) -> None:
+def unmount(ctx: Context, rec: ContainerRecord) -> None:
     st = rec["state"]
     holder = st.get("mounted_by", 0)
     if records.alive(holder, st.get("mounted_by_start", "")):

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+    from rootless.runtime.state import ContainerRecord
+
 # A namedtuple, not a dataclass: ``rootless ps`` imports this at start-up.
 ListOptions = namedtuple("ListOptions", "all limit latest size filters", defaults=(False, None, False, False, ()))
 ListOptions.__doc__ = """What to list. ``all``: stopped containers too; ``limit``: the N newest
@@ -18,7 +23,7 @@ not measured: the rows carry none, as before); ``filters``: ``KEY=VALUE`` string
 ``name=``, ``id=``, ``ancestor=``, ``label=``; the same key: any, different keys: all)."""
 
 
-def list_containers(ctx, opts: ListOptions) -> list[dict]:
+def list_containers(ctx: Context, opts: ListOptions) -> list[ContainerRecord]:
     """The container records ``opts`` asks for, the newest first."""
     from rootless.engine.dockerview import matches
     from rootless.runtime.records import all_current, is_running

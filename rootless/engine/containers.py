@@ -26,9 +26,14 @@ from rootless.engine import images
 from rootless.runtime import events, records, state
 from rootless.runtime.records import all_current, current, is_running, lookup  # noqa: F401 - the CLI's look-ups
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+    from rootless.runtime.state import ContainerRecord
+
 
 # ---- create / start / run -------------------------------------------------------------------
-def create(ctx, opts) -> dict:
+def create(ctx: Context, opts) -> ContainerRecord:
     """A container record and its writable layer, from an image and the run options."""
     from rootless.runtime import logs, names, spec
     log = logs.log_config(opts.log_driver, opts.log_opts, config.log_defaults(ctx.config))  # before a pull
@@ -49,7 +54,7 @@ def create(ctx, opts) -> dict:
             with open(path) as f:
                 env_texts[path] = f.read()
         except OSError as e:
-            raise UsageError(f"open {path}: {e.strerror.lower()}") from None
+            raise UsageError(f"open {path}: {str(e.strerror or e).lower()}") from None
     opts = _resolve_network_refs(ctx, opts)
     if opts.network.partition(":")[0] in ("slirp4netns", "bridge", "default", "private", ""):
         ctx.slirp_features()  # no slirp4netns: say so before a container is made
@@ -79,7 +84,7 @@ def create(ctx, opts) -> dict:
     raise RootlessError("could not generate a unique container name")  # pragma: no cover
 
 
-def _resolve_network_refs(ctx, opts):
+def _resolve_network_refs(ctx: Context, opts):
     """``--link NAME`` and ``--network container:NAME`` name existing containers: keep their ids."""
     from netstack import spec as netspec
     links = []
@@ -102,7 +107,7 @@ def _resolve_network_refs(ctx, opts):
     return opts._replace(links=tuple(links), network=network)
 
 
-def _shared_hostname(ctx, cspec):
+def _shared_hostname(ctx: Context, cspec):
     """``container:``: the same network, the same host name as the other container."""
     from rootless.runtime.spec import merge_env
     if not cspec.network.startswith("container:"):
@@ -112,7 +117,7 @@ def _shared_hostname(ctx, cspec):
     return cspec._replace(hostname=hostname, env=tuple(merge_env([f"HOSTNAME={hostname}"], env)))
 
 
-def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdin: bool = True,
+def start(ctx: Context, rec: ContainerRecord, attached: bool, detach_keys: bytes = b"\x10\x11", stdin: bool = True,
           tied: bool = False) -> int | None:
     """Start a created or exited container; attached: its exit code; detached: None once running.
     ``tied`` (a build's RUN step): it dies with the attached CLI (``child.LaunchPlan``)."""
@@ -146,7 +151,7 @@ def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdi
     return code
 
 
-def _keep_id_method(ctx) -> str:
+def _keep_id_method(ctx: Context) -> str:
     """keep-id shifts the ids of the store's files: only fuse-overlayfs can show them unshifted."""
     from layers import overlay
     if not overlay.probe(ctx.paths, ctx.userns_call).fuse_ok:
@@ -155,7 +160,7 @@ def _keep_id_method(ctx) -> str:
     return "fuse"
 
 
-def container_mapping(ctx, spec: dict):
+def container_mapping(ctx: Context, spec: dict):
     """The container's id map: the store's, or with ``--userns=keep-id`` the user's ids kept."""
     if spec.get("userns") != "keep-id":
         return ctx.mapping
@@ -163,7 +168,7 @@ def container_mapping(ctx, spec: dict):
     return idmap.keep_id(ctx.mapping, os.getuid(), os.getgid())
 
 
-def _keep_id_rootfs(ctx, rec: dict, plan):
+def _keep_id_rootfs(ctx: Context, rec: ContainerRecord, plan):
     """keep-id with subordinate ids: fuse-overlayfs shows the store's files under their image ids."""
     if rec["spec"].get("userns") != "keep-id" or ctx.mapping.mode != "subid":
         return plan
@@ -190,7 +195,7 @@ def _keep_id_account(run_dir: str) -> tuple[str, str, str, str]:
             os.path.join(run_dir, "passwd"), os.path.join(run_dir, "group"))
 
 
-def _launch_plan(ctx, rec: dict, attached: bool):
+def _launch_plan(ctx: Context, rec: ContainerRecord, attached: bool):
     from netstack import etcfiles
     from rootless.engine import volumes
     from rootless.runtime import child, mountplan, network, terminal
@@ -239,8 +244,9 @@ def _devices(cspec) -> tuple:
     return security.host_devices(skip=skip) + tuple(tuple(d) for d in cspec.devices)
 
 
-def run(ctx, opts, detach: bool, detach_keys: bytes = b"\x10\x11") -> int | str:
-    """``run``: the exit code (foreground) or the container id (detached)."""
+def run(ctx: Context, opts, detach: bool, detach_keys: bytes = b"\x10\x11") -> int | str | None:
+    """``run``: the exit code (foreground; None when the detach keys left it running) or the
+    container id (detached)."""
     from rootless.base import timing
     timing.mark("engine")
     rec = create(ctx, opts)
@@ -251,7 +257,7 @@ def run(ctx, opts, detach: bool, detach_keys: bytes = b"\x10\x11") -> int | str:
 
 
 # ---- exec / logs ------------------------------------------------------------------------------
-def check_user(ctx, user: str | None) -> None:
+def check_user(ctx: Context, user: str | None) -> None:
     """A numeric ``-u`` that no process could have here is refused before anything starts (in a
     single-uid map the container runs as root, with a warning, whatever the user)."""
     from rootless.runtime import users
@@ -260,8 +266,8 @@ def check_user(ctx, user: str | None) -> None:
                 sum(r.count for r in ctx.mapping.gids) if subid else None)
 
 
-def exec_in(ctx, rec: dict, argv: list[str], env_args: list[str], user: str | None, workdir: str | None,
-            tty: bool, interactive: bool, detach: bool) -> int | None:
+def exec_in(ctx: Context, rec: ContainerRecord, argv: list[str], env_args: list[str], user: str | None,
+            workdir: str | None, tty: bool, interactive: bool, detach: bool) -> int | None:
     """``exec``: a process in the running container; its exit code (None: detached)."""
     from rootless.runtime import execute, terminal
     from rootless.runtime.spec import merge_env_arg
@@ -272,7 +278,7 @@ def exec_in(ctx, rec: dict, argv: list[str], env_args: list[str], user: str | No
                        seccomp_program(ctx, rec["spec"]))
 
 
-def seccomp_program(ctx, spec: dict) -> bytes | None:
+def seccomp_program(ctx: Context, spec: dict) -> bytes | None:
     """The BPF program of a container's seccomp profile and root emulation (None: neither),
     compiled once per profile and capabilities and kept in the runtime directory."""
     from rootless.runtime import seccompprofile
@@ -280,13 +286,14 @@ def seccomp_program(ctx, spec: dict) -> bytes | None:
     return seccompprofile.program(setting, spec.get("caps"), ctx.paths.runroot, emulates_root(ctx, spec))
 
 
-def emulates_root(ctx, spec: dict) -> bool:
+def emulates_root(ctx: Context, spec: dict) -> bool:
     """Root emulation: asked for, or (auto) in a single-uid user namespace."""
     mode = spec.get("root_emulation") or "auto"
     return mode == "on" or (mode == "auto" and ctx.mapping.mode == "single")
 
 
-def log_entries(ctx, rec: dict, follow: bool, tail: int | None, since: str | None, until: str | None):
+def log_entries(ctx: Context, rec: ContainerRecord, follow: bool, tail: int | None, since: str | None,
+                until: str | None):
     """``logs``: the entries of the container's log, rotated files included (an iterator that
     waits for more while the container runs, with ``follow``); ``since``/``until`` as Docker
     takes them. A container removed meanwhile ends the iterator, as in Docker."""
@@ -308,14 +315,14 @@ def log_entries(ctx, rec: dict, follow: bool, tail: int | None, since: str | Non
     return logs.read(path, tail=tail, since_ns=since_ns, until_ns=until_ns, fmt=driver)
 
 
-def _still_running(ctx, cid: str) -> bool:
+def _still_running(ctx: Context, cid: str) -> bool:
     try:
         return is_running(lookup(ctx, cid))
     except ContainerNotFound:  # removed (rm -f): nothing more will come
         return False
 
 
-def daemon_hint(ctx, rec: dict) -> str | None:
+def daemon_hint(ctx: Context, rec: ContainerRecord) -> str | None:
     """The hint for a container whose main process left daemons behind (its log ends early)."""
     try:
         error = lookup(ctx, rec["id"])["state"].get("error")
@@ -338,7 +345,7 @@ def signal_number(name: str | int) -> int:
         raise UsageError(f"invalid signal: {name}") from None
 
 
-def kill(ctx, rec: dict, sig: str | int = "KILL") -> None:
+def kill(ctx: Context, rec: ContainerRecord, sig: str | int = "KILL") -> None:
     if not is_running(rec):
         raise Conflict(f"cannot kill container {rec['name']}: it is not running")
     signum = signal_number(sig)
@@ -349,7 +356,7 @@ def kill(ctx, rec: dict, sig: str | int = "KILL") -> None:
         pass
 
 
-def wait(ctx, rec: dict, timeout: float | None = None) -> dict:
+def wait(ctx: Context, rec: ContainerRecord, timeout: float | None = None) -> ContainerRecord:
     """Block until the container is no longer running; its record (status "removed" if it went
     meanwhile, with its exit code: what the keeper said, else 137 for a container that was running)."""
     if timeout is None and is_running(rec):
@@ -358,7 +365,7 @@ def wait(ctx, rec: dict, timeout: float | None = None) -> dict:
             try:
                 return current(ctx, state.lookup(ctx.paths, rec["id"]))
             except ContainerNotFound:
-                return dict(rec, state=dict(rec["state"], status="removed", exit_code=code))
+                return {**rec, "state": {**rec["state"], "status": "removed", "exit_code": code}}
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.005
     while True:
@@ -367,7 +374,7 @@ def wait(ctx, rec: dict, timeout: float | None = None) -> dict:
         except ContainerNotFound:  # removed (rm -f, --rm) before its end was seen
             st = rec["state"]
             code = st.get("exit_code", 0) if st.get("status") == "exited" else records.UNKNOWN_EXIT
-            return dict(rec, state=dict(st, status="removed", exit_code=code))
+            return {**rec, "state": {**st, "status": "removed", "exit_code": code}}
         if not is_running(rec):
             return rec
         if deadline is not None and time.monotonic() >= deadline:
@@ -376,7 +383,7 @@ def wait(ctx, rec: dict, timeout: float | None = None) -> dict:
         delay = min(delay * 2, 0.1)
 
 
-def _exit_from_keeper(ctx, rec: dict) -> int | None:
+def _exit_from_keeper(ctx: Context, rec: ContainerRecord) -> int | None:
     """The exit code the keeper tells its attach clients at the end (None: it could not be asked,
     or it ended without saying)."""
     from rootless.runtime import keeperclient
@@ -392,7 +399,7 @@ def _exit_from_keeper(ctx, rec: dict) -> int | None:
         link.close()
 
 
-def stop(ctx, rec: dict, timeout: float | None = None) -> None:
+def stop(ctx: Context, rec: ContainerRecord, timeout: float | None = None) -> None:
     """The image's STOPSIGNAL (default SIGTERM), ``timeout`` seconds (default 10), then SIGKILL."""
     if not is_running(rec):
         return
@@ -406,7 +413,7 @@ def stop(ctx, rec: dict, timeout: float | None = None) -> None:
     events.container(ctx.paths, "stop", rec["spec"])
 
 
-def _settled(ctx, cid: str) -> None:
+def _settled(ctx: Context, cid: str) -> None:
     """Wait until a change of the container's state in progress is complete: the keeper records
     the exit and writes ``die`` under the container's lock, so an event written after this comes
     after that ``die`` in the log."""
@@ -418,7 +425,7 @@ def _settled(ctx, cid: str) -> None:
         pass
 
 
-def remove(ctx, rec: dict, force: bool, volumes: bool = False) -> None:
+def remove(ctx: Context, rec: ContainerRecord, force: bool, volumes: bool = False) -> None:
     """``rm``: the container, and with ``volumes`` (``-v``) its anonymous volumes."""
     # a damaged record says nothing: its keeper, if one runs, is found by its attach socket
     keeper = records.keeper_of(ctx, rec["id"]) if rec.get("corrupt") else 0
@@ -446,13 +453,13 @@ def remove(ctx, rec: dict, force: bool, volumes: bool = False) -> None:
         volumes_uc.remove_anonymous(ctx, rec)
 
 
-def restart(ctx, rec: dict, timeout: float | None) -> None:
+def restart(ctx: Context, rec: ContainerRecord, timeout: float | None) -> None:
     stop(ctx, rec, timeout)
     start(ctx, lookup(ctx, rec["id"]), attached=False)
     events.container(ctx.paths, "restart", rec["spec"])
 
 
-def rename(ctx, rec: dict, new_name: str) -> None:
+def rename(ctx: Context, rec: ContainerRecord, new_name: str) -> None:
     from rootless.base import atomic, locking
     from rootless.runtime import names
     names.check(new_name)
@@ -470,7 +477,7 @@ def rename(ctx, rec: dict, new_name: str) -> None:
     events.container(ctx.paths, "rename", fresh["spec"], oldName=old_name)
 
 
-def prune(ctx) -> list[str]:
+def prune(ctx: Context) -> list[str]:
     removed = []
     for rec in all_current(ctx):
         if ((rec.get("spec") or {}).get("labels") or {}).get("io.rootless.build") == "step":

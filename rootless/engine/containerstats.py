@@ -9,12 +9,17 @@ from rootless.base.errors import RootlessError
 from rootless.runtime import state
 from rootless.runtime.records import is_running
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+    from rootless.runtime.state import ContainerRecord
+
 # ---- resource limits: stats, update --------------------------------------------------------------
 StatsRow = namedtuple(
     "StatsRow", "id name cpu_percent mem_usage mem_limit mem_percent net_rx net_tx block_read block_write pids")
 
 
-def stats(ctx, recs: list[dict], interval: float = 0.5) -> list[StatsRow]:
+def stats(ctx: Context, recs: list[ContainerRecord], interval: float = 0.5) -> list[StatsRow]:
     """One line per running container, from its cgroup: CPU % over ``interval`` seconds (100% is
     one CPU, as Docker counts), memory use and limit, network bytes (the container's interfaces
     but loopback), block I/O, processes. A container without a cgroup (the host delegates none)
@@ -42,7 +47,7 @@ def stats(ctx, recs: list[dict], interval: float = 0.5) -> list[StatsRow]:
     return rows
 
 
-def _sample(rec: dict):
+def _sample(rec: ContainerRecord):
     from rootless.runtime import cgroups
     where = rec["state"].get("cgroup")
     if where and os.path.isdir(where):
@@ -95,7 +100,7 @@ def _net_bytes(pid: int) -> tuple[int, int]:
     return rx, tx
 
 
-def update(ctx, rec: dict, limits: dict) -> None:
+def update(ctx: Context, rec: ContainerRecord, limits: dict) -> None:
     """``update``: new limits for a container: written into its cgroup when it runs, kept in its
     record for its next start either way."""
     from rootless.runtime import cgroups

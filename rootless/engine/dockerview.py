@@ -6,6 +6,10 @@ from __future__ import annotations
 import calendar
 import time
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.runtime.state import ContainerRecord
+
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
@@ -55,7 +59,7 @@ def since(iso: str, now: float) -> str:
     return human_duration(now - t) if t is not None else "N/A"
 
 
-def status_text(rec: dict, now: float | None = None) -> str:
+def status_text(rec: ContainerRecord, now: float | None = None) -> str:
     """``Up 3 minutes``, ``Exited (0) 5 seconds ago``, ``Created``."""
     now = time.time() if now is None else now
     st = rec["state"]
@@ -71,14 +75,14 @@ def status_text(rec: dict, now: float | None = None) -> str:
 
 
 
-def live_ports(rec: dict) -> list[dict]:
+def live_ports(rec: ContainerRecord) -> list[dict]:
     st = rec["state"]
     return (st.get("net") or {}).get("ports", []) if st.get("status") == "running" else []
 
 
-def _port_map(rec: dict) -> dict:
+def _port_map(rec: ContainerRecord) -> dict:
     """NetworkSettings.Ports: every exposed port, with its host bindings (null if none)."""
-    out = {p: None for p in rec["spec"].get("exposed", [])}
+    out: dict[str, list[dict[str, str]] | None] = {p: None for p in rec["spec"].get("exposed", [])}
     for m in live_ports(rec):
         key = f"{m['container_port']}/{m['proto']}"
         out[key] = (out.get(key) or []) + [{"HostIp": m["host_ip"], "HostPort": str(m["host_port"])}]
@@ -93,7 +97,7 @@ def _port_bindings(spec: dict) -> dict:
     return out
 
 
-def _network_settings(rec: dict, paths) -> dict:
+def _network_settings(rec: ContainerRecord, paths) -> dict:
     spec, st = rec["spec"], rec["state"]
     net = (st.get("net") or {}) if st.get("status") == "running" else {}
     mode = spec.get("network", "none")
@@ -119,7 +123,7 @@ def _network_settings(rec: dict, paths) -> dict:
     }
 
 
-def inspect(rec: dict, paths) -> dict:
+def inspect(rec: ContainerRecord, paths) -> dict:
     """Docker-compatible ``inspect`` JSON of a container."""
     spec, st, cid = rec["spec"], rec["state"], rec["id"]
     argv = spec.get("argv", [])
@@ -258,7 +262,7 @@ def _link_name(paths, cid: str) -> str:
         return cid[:12]
 
 
-def matches(rec: dict, filters: list[str]) -> bool:
+def matches(rec: ContainerRecord, filters: list[str]) -> bool:
     """``--filter status=|name=|ancestor=|label=|id=`` (same key: any; different keys: all)."""
     by_key: dict[str, list[str]] = {}
     for f in filters:

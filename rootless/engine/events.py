@@ -13,6 +13,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
+    from rootless.engine.context import Context
+
 
 def parse_time(value: str | None, now_ns: int | None = None) -> int | None:
     """``--since``/``--until`` (or the API's ``since``/``until``) as ns since the epoch: what
@@ -53,7 +55,7 @@ def parse_filters(filters: Iterable[str] | dict | None) -> dict[str, list[str]]:
     return out
 
 
-def stream(ctx, since: str | None = None, until: str | None = None,
+def stream(ctx: Context, since: str | None = None, until: str | None = None,
            filters: Iterable[str] | dict | None = None, stop: Callable[[], bool] | None = None) -> Iterator[dict]:
     """Docker's events as dicts (the Engine API's JSON), oldest first: from ``since`` (None: only
     new ones, unless ``until`` is given: then every past one) and, while ``until`` has not passed

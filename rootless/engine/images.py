@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import namedtuple
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from rootless.base import config as configmod
 from rootless.base.errors import RootlessError
@@ -35,7 +35,7 @@ def import_rootfs(ctx: Context, path: str, name: str | None) -> str:
 ImageRow = namedtuple("ImageRow", "repository tag id created size digest labels", defaults=("<none>", {}))
 
 
-def images(ctx: Context, filters: list[str] = ()) -> list[ImageRow]:
+def images(ctx: Context, filters: Sequence[str] = ()) -> list[ImageRow]:
     """``images``: a row per tag (one for an untagged image), newest first, filtered as Docker:
     ``dangling=true|false``, ``reference=PATTERN``, ``before=IMAGE``, ``since=IMAGE``,
     ``label=KEY[=VALUE]``."""

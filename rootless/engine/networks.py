@@ -20,6 +20,11 @@ from rootless.base import atomic, locking
 from rootless.base.clock import now_iso
 from rootless.base.errors import Conflict, NetworkNotFound, RootlessError, UsageError
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+    from rootless.runtime.state import ContainerRecord
+
 NETWORK_VERSION = 1
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 # name: (driver, the --network mode its containers run in)
@@ -99,7 +104,7 @@ def name_of(paths, nid: str) -> str:
 
 
 # ---- membership --------------------------------------------------------------------------------
-def member_of(rec: dict, net: dict) -> bool:
+def member_of(rec: ContainerRecord, net: dict) -> bool:
     """Whether a container is on the network: named in its spec (user-defined), or run in the
     predefined network's mode without a user-defined one."""
     spec = rec.get("spec") or {}
@@ -109,14 +114,14 @@ def member_of(rec: dict, net: dict) -> bool:
     return not joined and (spec.get("network") or "").partition(":")[0] == PREDEFINED[net["name"]][1]
 
 
-def members(ctx, net: dict) -> list[dict]:
+def members(ctx: Context, net: dict) -> list[ContainerRecord]:
     """The containers on the network, running or not, the oldest first."""
     from rootless.runtime import records, state
     recs = [records.current(ctx, r) for r in state.all_records(ctx.paths) if member_of(r, net)]
     return sorted((r for r in recs if r["state"].get("status") != "removed"), key=lambda r: r.get("created", ""))
 
 
-def aliases_on(rec: dict, nid: str) -> list[str]:
+def aliases_on(rec: ContainerRecord, nid: str) -> list[str]:
     for joined, aliases in (rec.get("spec") or {}).get("networks") or ():
         if joined == nid:
             return list(aliases)
@@ -129,7 +134,7 @@ def endpoint_id(nid: str, cid: str) -> str:
 
 
 # ---- use cases ---------------------------------------------------------------------------------
-def create(ctx, name: str, driver: str = "bridge", labels=(), internal: bool = False, attachable: bool = False,
+def create(ctx: Context, name: str, driver: str = "bridge", labels=(), internal: bool = False, attachable: bool = False,
            options=(), ipv6: bool = False, subnets=()) -> str:
     """``network create``: the new network's id. ``labels``, ``options``: dicts or ``K=V`` strings."""
     from rootless.runtime import names
@@ -194,25 +199,25 @@ def matches(net: dict, filters: dict[str, list[str]], used: set[str] | None = No
     return all(any(one(key, v) for v in values) for key, values in filters.items())
 
 
-def ls(ctx, filters=()) -> list[dict]:
+def ls(ctx: Context, filters=()) -> list[dict]:
     """``network ls``: the records (predefined ones too) that pass the filters, by name."""
     wanted = parse_filters(filters)
     used = _used(ctx) if "dangling" in wanted else None
     return [n for n in all_networks(ctx.paths) if matches(n, wanted, used)]
 
 
-def _used(ctx) -> set[str]:
+def _used(ctx: Context) -> set[str]:
     from rootless.runtime import state
     return {nid for r in state.all_records(ctx.paths) for nid, _aliases in (r.get("spec") or {}).get("networks") or ()}
 
 
-def inspect(ctx, ref: str) -> dict:
+def inspect(ctx: Context, ref: str) -> dict:
     """Docker's ``network inspect`` object."""
     net = find(ctx.paths, ref)
     return view(net, members(ctx, net))
 
 
-def view(net: dict, recs: list[dict]) -> dict:
+def view(net: dict, recs: list[ContainerRecord]) -> dict:
     """Docker's JSON of a network record and its member containers (pure)."""
     containers = {}
     for r in recs:
@@ -234,7 +239,7 @@ def view(net: dict, recs: list[dict]) -> dict:
     }
 
 
-def rm(ctx, ref: str) -> None:
+def rm(ctx: Context, ref: str) -> None:
     """``network rm``: not a predefined one, not while a container (running or not) is on it."""
     net = find(ctx.paths, ref)
     if net.get("predefined"):
@@ -248,7 +253,7 @@ def rm(ctx, ref: str) -> None:
                 raise NetworkNotFound(f"network {ref} not found") from None
 
 
-def _refuse_in_use(ctx, net: dict) -> None:
+def _refuse_in_use(ctx: Context, net: dict) -> None:
     users = members(ctx, net)
     if users:
         endpoints = " ".join(f'(name:"{r["name"]}" id:"{r["id"][:12]}")' for r in users)
@@ -257,7 +262,7 @@ def _refuse_in_use(ctx, net: dict) -> None:
                        "CONTAINER", exit_code=1)
 
 
-def prune(ctx) -> list[str]:
+def prune(ctx: Context) -> list[str]:
     """``network prune``: the names of the user-defined networks removed (those no container is on)."""
     used = _used(ctx)
     out = []
@@ -272,7 +277,7 @@ def prune(ctx) -> list[str]:
     return out
 
 
-def connect(ctx, network: str, container: str, aliases=()) -> dict:
+def connect(ctx: Context, network: str, container: str, aliases=()) -> ContainerRecord:
     """``network connect``: the container joins a user-defined network (its fellow members reach
     it by name when they start; it reaches them from its own next start). The container's record."""
     from rootless.runtime import records
@@ -296,8 +301,9 @@ def connect(ctx, network: str, container: str, aliases=()) -> dict:
     return _change_networks(ctx, rec, join)
 
 
-def disconnect(ctx, network: str, container: str, force: bool = False) -> dict:
-    """``network disconnect``: the container leaves a user-defined network (the record)."""
+def disconnect(ctx: Context, network: str, container: str, force: bool = False) -> ContainerRecord | dict:
+    """``network disconnect``: the container leaves a user-defined network (the record; ``{}`` when
+    ``force`` and the container is gone)."""
     from rootless.runtime import records
     net = find(ctx.paths, network)
     try:
@@ -315,7 +321,7 @@ def disconnect(ctx, network: str, container: str, force: bool = False) -> dict:
     return _change_networks(ctx, rec, leave)
 
 
-def _change_networks(ctx, rec: dict, change) -> dict:
+def _change_networks(ctx: Context, rec: ContainerRecord, change) -> ContainerRecord:
     from rootless.runtime import state
     cid = rec["id"]
     with locking.locked(ctx.paths.container_lock(cid)):
@@ -328,7 +334,7 @@ def _change_networks(ctx, rec: dict, change) -> dict:
     return fresh
 
 
-def resolve(ctx, opts):
+def resolve(ctx: Context, opts):
     """``run/create --network NAME`` of a user-defined network: the run options with the network's
     mode (``slirp4netns``, ``none`` if it is internal) and ``networks`` set; other modes unchanged.
     An unknown name is Docker's "network NAME not found" (exit 125), before anything is made."""

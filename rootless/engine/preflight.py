@@ -25,6 +25,7 @@ from rootless.runtime import state, volumes
 
 if TYPE_CHECKING:
     from layers.overlay import Probe
+    from rootless.runtime.state import ContainerRecord
 
 SUBID_FIX = "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"
 SINGLE_ACTION = "single-uid map: files of other uids in images become yours"
@@ -299,7 +300,7 @@ def check_volumes(paths: Paths, count: int) -> Check:
                  "a volume's files are owned by whoever wrote them in a container (root there: you)")
 
 
-def check_records(recs: list[dict]) -> Check:
+def check_records(recs: list[ContainerRecord]) -> Check:
     """The store's container records: how many, and the damaged ones by id."""
     bad = [r["id"][:12] for r in recs if r.get("corrupt")]
     if not bad:

@@ -10,6 +10,10 @@ from layers.leftovers import size_of
 from rootless.base.errors import RootlessError
 from rootless.engine.context import Context
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.runtime.state import ContainerRecord
+
 DfRow = namedtuple("DfRow", "type total active size reclaimable")
 
 
@@ -35,7 +39,7 @@ def system_df(ctx: Context) -> list[DfRow]:
     return rows
 
 
-def _volumes_row(ctx: Context, recs: list[dict]) -> DfRow:
+def _volumes_row(ctx: Context, recs: list[ContainerRecord]) -> DfRow:
     """Volumes: their data; reclaimable is what no container uses."""
     from rootless.engine.volumes import mounted
     from rootless.runtime import volumes
@@ -134,7 +138,7 @@ BUILD_LABEL = "io.rootless.build"  # "step" on a RUN step's container (engine.bu
 BUILD_OWNER = "io.rootless.build.owner"  # "PID:START" of the build that made it
 
 
-def build_leftovers(ctx: Context) -> list[dict]:
+def build_leftovers(ctx: Context) -> list[ContainerRecord]:
     """The RUN-step containers whose build is gone (killed): a live build removes its own."""
     from rootless.runtime import records, state
     out = []

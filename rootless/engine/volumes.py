@@ -9,8 +9,15 @@ import os
 from rootless.base.errors import Conflict, RootlessError, UsageError
 from rootless.runtime import names, state, volumes
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
-def create(ctx, name: str | None, labels: list[str] = ()) -> str:
+    from rootless.engine.context import Context
+    from rootless.runtime.state import ContainerRecord
+
+
+def create(ctx: Context, name: str | None, labels: Sequence[str] = ()) -> str:
     """``volume create [NAME]``: the name (a new random one when none is given); an existing
     volume of that name is kept, as Docker does."""
     from rootless.runtime.spec import parse_labels
@@ -19,21 +26,21 @@ def create(ctx, name: str | None, labels: list[str] = ()) -> str:
     return rec["name"]
 
 
-def mounted(recs) -> set[str]:
+def mounted(recs: Iterable[ContainerRecord]) -> set[str]:
     """The names of the volumes the containers of ``recs`` mount."""
     return {m["name"] for r in recs for m in r.get("spec", {}).get("mounts") or () if m.get("name")}
 
 
-def users(ctx, name: str) -> list[dict]:
+def users(ctx: Context, name: str) -> list[ContainerRecord]:
     """The containers (running or not) whose mounts name the volume."""
     return [r for r in state.all_records(ctx.paths) if name in mounted([r])]
 
 
-def _in_use(ctx) -> set[str]:
+def _in_use(ctx: Context) -> set[str]:
     return mounted(state.all_records(ctx.paths))
 
 
-def ls(ctx, filters: list[str] = ()) -> list[dict]:
+def ls(ctx: Context, filters: Sequence[str] = ()) -> list[dict]:
     recs = volumes.all_volumes(ctx.paths)
     used = None
     for f in filters:
@@ -54,14 +61,14 @@ def ls(ctx, filters: list[str] = ()) -> list[dict]:
     return recs
 
 
-def inspect(ctx, name: str) -> dict:
+def inspect(ctx: Context, name: str) -> dict:
     """Docker's ``volume inspect`` object."""
     rec = volumes.get(ctx.paths, name)
     return {"CreatedAt": rec.get("created", ""), "Driver": "local", "Labels": rec.get("labels") or {},
             "Mountpoint": ctx.paths.volume_data(name), "Name": name, "Options": {}, "Scope": "local"}
 
 
-def rm(ctx, name: str, force: bool) -> None:
+def rm(ctx: Context, name: str, force: bool) -> None:
     volumes.get(ctx.paths, name)
     users_now = users(ctx, name)
     if users_now and not force:
@@ -71,7 +78,7 @@ def rm(ctx, name: str, force: bool) -> None:
     _remove(ctx, name)
 
 
-def _remove(ctx, name: str) -> None:
+def _remove(ctx: Context, name: str) -> None:
     from layers.store import remove_trees
     doomed = volumes.doom(ctx.paths, name)
     if doomed:
@@ -80,7 +87,7 @@ def _remove(ctx, name: str) -> None:
         events.append(ctx.paths, "volume", "destroy", name, {"driver": "local"})
 
 
-def prune(ctx, all_: bool, failed: list[str] | None = None) -> list[str]:
+def prune(ctx: Context, all_: bool, failed: list[str] | None = None) -> list[str]:
     """Unused volumes: the anonymous ones (``-a``: every one no container uses); the names removed.
     One that cannot be removed does not stop the others: it is warned about, and its name and
     why are added to ``failed``."""
@@ -100,7 +107,7 @@ def prune(ctx, all_: bool, failed: list[str] | None = None) -> list[str]:
     return out
 
 
-def remove_anonymous(ctx, rec: dict) -> None:
+def remove_anonymous(ctx: Context, rec: ContainerRecord) -> None:
     """``rm -v``: the container's anonymous volumes that no other container uses."""
     others = mounted(r for r in state.all_records(ctx.paths) if r["id"] != rec["id"])
     for m in rec.get("spec", {}).get("mounts") or ():
@@ -108,7 +115,7 @@ def remove_anonymous(ctx, rec: dict) -> None:
             _remove(ctx, m["name"])
 
 
-def mounts_for(ctx, opts, image_volumes: dict | None) -> tuple[dict, ...]:
+def mounts_for(ctx: Context, opts, image_volumes: dict | None) -> tuple[dict, ...]:
     """The mounts of a new container: its ``-v``, ``--mount`` and ``--tmpfs`` flags (named
     volumes made when missing; a ``-v`` host directory made when missing, as Docker's ``-v``
     does), the mounts of each ``--volumes-from`` container, and an anonymous volume for each of
@@ -146,7 +153,7 @@ def mounts_for(ctx, opts, image_volumes: dict | None) -> tuple[dict, ...]:
     return tuple(out + inherited)
 
 
-def _volumes_from(ctx, refs: tuple[str, ...], taken: set[str]) -> list[dict]:
+def _volumes_from(ctx: Context, refs: tuple[str, ...], taken: set[str]) -> list[dict]:
     """``--volumes-from CONTAINER[:ro|rw]``: that container's volumes and bind mounts at the same
     paths (running or not); a flag of this container for the same path wins."""
     from rootless.runtime import records
@@ -178,7 +185,7 @@ def _host_dir(path: str) -> str:
         try:
             os.makedirs(path, 0o755)
         except OSError as e:
-            raise UsageError(f"error while creating mount source path {path!r}: {e.strerror.lower()}",
+            raise UsageError(f"error while creating mount source path {path!r}: {str(e.strerror or e).lower()}",
                              "create it yourself, or choose a directory you can write") from None
     try:
         real = os.path.realpath(path, strict=True)
@@ -186,7 +193,8 @@ def _host_dir(path: str) -> str:
         if isinstance(e, FileNotFoundError):
             raise UsageError(f"invalid mount config for type \"bind\": bind source path does not exist: {path}") \
                 from None
-        raise UsageError(f"invalid mount config for type \"bind\": bind source path {path}: {e.strerror.lower()}",
+        reason = str(e.strerror or e).lower()
+        raise UsageError(f"invalid mount config for type \"bind\": bind source path {path}: {reason}",
                          "you can only share what you can read") from None
     if not os.access(real, os.R_OK):
         raise UsageError(f"invalid mount config for type \"bind\": bind source path {path}: permission denied",
@@ -194,7 +202,7 @@ def _host_dir(path: str) -> str:
     return real
 
 
-def plan_entry(ctx, mount: dict) -> tuple:
+def plan_entry(ctx: Context, mount: dict) -> tuple:
     """What ``mountplan.plan`` takes of a spec's mount: (kind, host source, target, read-only,
     options)."""
     if mount["type"] == "tmpfs":

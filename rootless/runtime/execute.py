@@ -23,6 +23,10 @@ from rootless.base.errors import Conflict, RootlessError
 from rootless.runtime import child
 from rootless.runtime.terminal import FORWARDED
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.runtime.state import ContainerRecord
+
 # Joined in this order: the user namespace first, pid last (it applies to children only).
 NAMESPACES = (("user", syscalls.CLONE_NEWUSER), ("mnt", syscalls.CLONE_NEWNS), ("uts", syscalls.CLONE_NEWUTS),
               ("ipc", syscalls.CLONE_NEWIPC), ("net", syscalls.CLONE_NEWNET), ("cgroup", syscalls.CLONE_NEWCGROUP),
@@ -57,7 +61,7 @@ def join(ns: list[tuple[int, int]]) -> None:
     os.setresuid(0, 0, 0)
 
 
-def run(rec: dict, argv: list[str], env: list[str], user: str | None, workdir: str | None,
+def run(rec: ContainerRecord, argv: list[str], env: list[str], user: str | None, workdir: str | None,
         tty: bool, interactive: bool, detach: bool, single_uid: bool, winsize: bytes | None,
         seccomp: bytes | None = None) -> int | None:
     """``seccomp``: the container's seccomp program (its profile's), loaded before the exec."""

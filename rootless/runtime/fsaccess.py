@@ -24,8 +24,12 @@ from rootless.base.channel import Channel
 from rootless.base.errors import RootlessError
 from rootless.runtime import rootfs as _rootfs  # noqa: F401 - the same
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.runtime.state import ContainerRecord
 
-def call(ctx, rec: dict, fn, *args, writable: bool = False, mounts: tuple = ()):
+
+def call(ctx, rec: ContainerRecord, fn, *args, writable: bool = False, mounts: tuple = ()):
     """``fn(root, *args)`` with the container's root filesystem at ``root``; fn's JSON-able result.
 
     ``mounts``: for a stopped container, its volumes and binds as ``mountplan.plan`` takes them

@@ -15,7 +15,7 @@ from rootless.runtime import state
 UNKNOWN_EXIT = 137  # the keeper died without recording the exit: as if killed
 
 
-def current(ctx, rec: dict) -> dict:
+def current(ctx, rec: state.ContainerRecord) -> state.ContainerRecord:
     """The record with a dead keeper reconciled: exited, runtime files and helpers gone."""
     st = rec.get("state", {})
     if st.get("status") != "running" or alive(st.get("keeper", 0), st.get("keeper_start", "")):
@@ -40,11 +40,11 @@ def current(ctx, rec: dict) -> dict:
         return dict(rec, state=dict(st, **changes))
 
 
-def lookup(ctx, ref: str) -> dict:
+def lookup(ctx, ref: str) -> state.ContainerRecord:
     return current(ctx, state.lookup(ctx.paths, ref))
 
 
-def all_current(ctx) -> list[dict]:
+def all_current(ctx) -> list[state.ContainerRecord]:
     """Every container (damaged records too, as dead ones that ``rm -f`` removes)."""
     recs = [current(ctx, r) for r in state.all_records(ctx.paths)]
     return [r for r in recs if r["state"].get("status") != "removed"]
@@ -91,7 +91,7 @@ def kill_keeper_tree(keeper: int) -> None:
         os.close(fd)
 
 
-def is_running(rec: dict) -> bool:
+def is_running(rec: state.ContainerRecord) -> bool:
     return rec["state"].get("status") == "running"
 
 
@@ -150,7 +150,7 @@ def remove_container_files(ctx, cid: str) -> None:
         ctx.userns_call(remove_trees, [doomed])
 
 
-def rootfs_plan(ctx, rec: dict):
+def rootfs_plan(ctx, rec: state.ContainerRecord):
     """Where a container's root filesystem comes from and goes (pure: nothing is written)."""
     from layers.overlay import RootfsPlan
     cid = rec["id"]

@@ -4,9 +4,14 @@ import sys
 
 from rootless.cli.params import Arg, Opt, command
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+
 
 @command("build")
-def build(ctx, context: str = Arg(metavar="CONTEXT", help="a directory, or - for a Dockerfile or a tar on stdin"),
+def build(ctx: "Context",
+          context: str = Arg(metavar="CONTEXT", help="a directory, or - for a Dockerfile or a tar on stdin"),
           tag: list[str] = Opt(("-t", "--tag"), [], "Name and optionally a tag (NAME[:TAG]); repeatable."),
           file: str = Opt(("-f", "--file"), None, "The Dockerfile (default: CONTEXT/Dockerfile; - for stdin)."),
           build_arg: list[str] = Opt(("--build-arg",), [],
@@ -35,7 +40,7 @@ def build(ctx, context: str = Arg(metavar="CONTEXT", help="a directory, or - for
 
 
 @command("builder", "prune")
-def builder_prune(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask (there is no prompt)."),
+def builder_prune(ctx: "Context", force: bool = Opt(("-f", "--force"), False, "Do not ask (there is no prompt)."),
                   all_: bool = Opt(("-a", "--all"), False, "Accepted: the whole cache is removed.")):
     """Remove the build cache (and the layers only it kept)."""
     from rootless.cli import render

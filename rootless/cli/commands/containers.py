@@ -5,6 +5,10 @@ import sys
 
 from rootless.cli.params import Arg, Opt, command
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+
 # The resource-limit flags, shared by `run`/`create` and `update`.
 LIMIT = {
     "memory": Opt(("-m", "--memory"), None, "Memory limit (512m, 1g)."),
@@ -18,7 +22,7 @@ LIMIT = {
 }
 
 @command("run", interspersed=False)
-def run(ctx,
+def run(ctx: "Context",
         image: str = Arg(metavar="IMAGE"),
         command: list[str] = Arg(None, metavar="[COMMAND] [ARG...]"),
         rm: bool = Opt(("--rm",), False, "Remove the container when it exits."),
@@ -118,14 +122,14 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
 
 
 @command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))
-def create(ctx, **kw):
+def create(ctx: "Context", **kw):
     """Create a new container without starting it."""
     from rootless.engine import containers
     print(containers.create(ctx, _run_options(**kw))["id"])
 
 
 @command("start")
-def start(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+def start(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
           attach: bool = Opt(("-a", "--attach"), False, "Attach stdout/stderr and wait for the exit."),
           interactive: bool = Opt(("-i", "--interactive"), False, "Attach stdin.")):
     """Start one or more stopped containers."""
@@ -146,7 +150,7 @@ def start(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
     return code
 
 
-def _each(ctx, refs: list[str], action) -> int:
+def _each(ctx: "Context", refs: list[str], action) -> int:
     """Apply ``action`` to each container and print its reference; like Docker, an error for one
     container is reported and the others still get done; the exit code is then 1."""
     from rootless.base.errors import RootlessError
@@ -163,7 +167,7 @@ def _each(ctx, refs: list[str], action) -> int:
 
 
 @command("stop")
-def stop(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+def stop(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
          time_: int = Opt(("-t", "--time"), None, "Seconds to wait before killing (default 10).")):
     """Stop running containers: the stop signal, then SIGKILL after the grace period."""
     from rootless.engine import containers
@@ -171,7 +175,7 @@ def stop(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
 
 
 @command("restart")
-def restart(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+def restart(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
             time_: int = Opt(("-t", "--time"), None, "Seconds to wait before killing (default 10).")):
     """Restart containers."""
     from rootless.engine import containers
@@ -179,7 +183,7 @@ def restart(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
 
 
 @command("kill")
-def kill(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+def kill(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
          signal_: str = Opt(("-s", "--signal"), "KILL", "Signal to send (name or number).")):
     """Send a signal to running containers."""
     from rootless.engine import containers
@@ -187,7 +191,7 @@ def kill(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
 
 
 @command("rm")
-def rm(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+def rm(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
        force: bool = Opt(("-f", "--force"), False, "Kill and remove a running container."),
        volumes: bool = Opt(("-v", "--volumes"), False, "Remove anonymous volumes too.")):
     """Remove containers."""
@@ -196,7 +200,7 @@ def rm(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
 
 
 @command("wait")
-def wait(ctx, containers_: list[str] = Arg(metavar="CONTAINER...")):
+def wait(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER...")):
     """Block until containers stop, then print their exit codes."""
     from rootless.engine import containers
     for ref in containers_:
@@ -205,7 +209,8 @@ def wait(ctx, containers_: list[str] = Arg(metavar="CONTAINER...")):
 
 
 @command("exec", interspersed=False)
-def exec_(ctx, container: str = Arg(metavar="CONTAINER"), command: list[str] = Arg(metavar="COMMAND [ARG...]"),
+def exec_(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
+          command: list[str] = Arg(metavar="COMMAND [ARG...]"),
           detach: bool = Opt(("-d", "--detach"), False, "Run the command in the background."),
           interactive: bool = Opt(("-i", "--interactive"), False, "Keep stdin open."),
           tty: bool = Opt(("-t", "--tty"), False, "Allocate a pseudo-terminal."),
@@ -219,7 +224,7 @@ def exec_(ctx, container: str = Arg(metavar="CONTAINER"), command: list[str] = A
 
 
 @command("top")
-def top(ctx, container: str = Arg(metavar="CONTAINER")):
+def top(ctx: "Context", container: str = Arg(metavar="CONTAINER")):
     """Show the processes of a container (host pids)."""
     from rootless.cli import render, views
     from rootless.engine import containers
@@ -232,7 +237,7 @@ def top(ctx, container: str = Arg(metavar="CONTAINER")):
 
 
 @command("stats")
-def stats(ctx, containers_: list[str] = Arg(None, metavar="[CONTAINER...]"),
+def stats(ctx: "Context", containers_: list[str] = Arg(None, metavar="[CONTAINER...]"),
           all_: bool = Opt(("-a", "--all"), False, "Show every container (default: running ones)."),
           no_stream: bool = Opt(("--no-stream",), False, "Print one sample and exit."),
           format_: str = Opt(("--format",), None, "Go template, or table TEMPLATE."),
@@ -258,7 +263,7 @@ def stats(ctx, containers_: list[str] = Arg(None, metavar="[CONTAINER...]"),
 
 
 @command("update")
-def update(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
+def update(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
            memory: str = LIMIT["memory"], memory_reservation: str = LIMIT["memory_reservation"],
            memory_swap: str = LIMIT["memory_swap"], cpus: str = LIMIT["cpus"], cpu_shares: str = LIMIT["cpu_shares"],
            cpuset_cpus: str = LIMIT["cpuset_cpus"], pids_limit: str = LIMIT["pids_limit"],
@@ -276,7 +281,7 @@ def update(ctx, containers_: list[str] = Arg(metavar="CONTAINER..."),
 
 
 @command("port")
-def port(ctx, container: str = Arg(metavar="CONTAINER"),
+def port(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
          private_port: str = Arg(None, metavar="[PRIVATE_PORT[/PROTO]]")):
     """List the port mappings of a container, or the host side of one port."""
     from rootless.base.errors import RootlessError
@@ -292,7 +297,8 @@ def port(ctx, container: str = Arg(metavar="CONTAINER"),
 
 
 @command("commit")
-def commit(ctx, container: str = Arg(metavar="CONTAINER"), reference: str = Arg(None, metavar="[REPOSITORY[:TAG]]"),
+def commit(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
+           reference: str = Arg(None, metavar="[REPOSITORY[:TAG]]"),
            message: str = Opt(("-m", "--message"), None, "Commit message."),
            author: str = Opt(("-a", "--author"), None, "Author."),
            change: list[str] = Opt(("-c", "--change"), [], "Dockerfile instruction (CMD, ENV, ...)."),
@@ -303,7 +309,7 @@ def commit(ctx, container: str = Arg(metavar="CONTAINER"), reference: str = Arg(
 
 
 @command("export")
-def export(ctx, container: str = Arg(metavar="CONTAINER"),
+def export(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
            output: str = Opt(("-o", "--output"), None, "Write to a file instead of stdout.")):
     """Export a container's filesystem as a tar archive."""
     import os as _os
@@ -328,7 +334,7 @@ def export(ctx, container: str = Arg(metavar="CONTAINER"),
 
 
 @command("cp")
-def cp(ctx, src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST"),
+def cp(ctx: "Context", src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST"),
        follow_link: bool = Opt(("-L", "--follow-link"), False, "Follow a symbolic link named by SRC.")):
     ("""Copy files between a container and the host: CONTAINER:PATH HOST_PATH or the reverse """
      """(`-`: a tar on stdout or stdin).""")
@@ -350,7 +356,7 @@ def cp(ctx, src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST"),
 
 
 @command("attach")
-def attach(ctx, container: str = Arg(metavar="CONTAINER"),
+def attach(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
            no_stdin: bool = Opt(("--no-stdin",), False, "Do not attach stdin."),
            detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q",
                                   "Keys that detach (the container keeps running)."),
@@ -364,14 +370,14 @@ def attach(ctx, container: str = Arg(metavar="CONTAINER"),
 
 
 @command("mount")
-def mount(ctx, container: str = Arg(metavar="CONTAINER")):
+def mount(ctx: "Context", container: str = Arg(metavar="CONTAINER")):
     """Print a path to a container's root filesystem (chroot-like access from the host)."""
     from rootless.engine import containerfs, containers
     print(containerfs.mount(ctx, containers.lookup(ctx, container)))
 
 
 @command("unmount")
-def unmount(ctx, container: str = Arg(metavar="CONTAINER")):
+def unmount(ctx: "Context", container: str = Arg(metavar="CONTAINER")):
     """Release what `rootless mount` holds for a stopped container."""
     from rootless.engine import containerfs, containers
     containerfs.unmount(ctx, containers.lookup(ctx, container))
@@ -379,14 +385,14 @@ def unmount(ctx, container: str = Arg(metavar="CONTAINER")):
 
 
 @command("rename")
-def rename(ctx, container: str = Arg(metavar="CONTAINER"), new_name: str = Arg(metavar="NEW_NAME")):
+def rename(ctx: "Context", container: str = Arg(metavar="CONTAINER"), new_name: str = Arg(metavar="NEW_NAME")):
     """Rename a container."""
     from rootless.engine import containers
     containers.rename(ctx, containers.lookup(ctx, container), new_name)
 
 
 @command("container", "prune")
-def container_prune(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
+def container_prune(ctx: "Context", force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
     """Remove all stopped containers."""
     from rootless.engine import containers
     removed = containers.prune(ctx)
@@ -396,7 +402,7 @@ def container_prune(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask
 
 
 @command("ps")
-def ps(ctx, all_: bool = Opt(("-a", "--all"), False, "Show all containers (default: running)."),
+def ps(ctx: "Context", all_: bool = Opt(("-a", "--all"), False, "Show all containers (default: running)."),
        quiet: bool = Opt(("-q", "--quiet"), False, "Only show container IDs."),
        last: int = Opt(("-n", "--last"), None, "Show the N last created containers (all states)."),
        latest: bool = Opt(("-l", "--latest"), False, "Show the latest created container."),
@@ -422,7 +428,7 @@ def ps(ctx, all_: bool = Opt(("-a", "--all"), False, "Show all containers (defau
 
 
 @command("inspect")
-def inspect(ctx, objects: list[str] = Arg(metavar="NAME|ID..."),
+def inspect(ctx: "Context", objects: list[str] = Arg(metavar="NAME|ID..."),
             format_: str = Opt(("-f", "--format"), None, "Go template."),
             type_: str = Opt(("--type",), None, "container or image")):
     """Low-level information on containers (and images) as JSON."""
@@ -455,7 +461,7 @@ def inspect(ctx, objects: list[str] = Arg(metavar="NAME|ID..."),
 
 
 @command("logs")
-def logs(ctx, container: str = Arg(metavar="CONTAINER"),
+def logs(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
          follow: bool = Opt(("-f", "--follow"), False, "Follow the output until the container stops."),
          tail: str = Opt(("-n", "--tail"), "all", "Number of lines from the end (or all)."),
          timestamps: bool = Opt(("-t", "--timestamps"), False, "Show timestamps."),

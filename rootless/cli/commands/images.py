@@ -5,9 +5,13 @@ import sys
 
 from rootless.cli.params import Arg, Opt, command
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+
 
 @command("load")
-def load(ctx, input: str = Opt(("-i", "--input"), ..., "docker-archive or OCI layout (tar or directory)")):
+def load(ctx: "Context", input: str = Opt(("-i", "--input"), ..., "docker-archive or OCI layout (tar or directory)")):
     """Load an image from a docker-archive or an OCI layout."""
     from rootless.engine import images as image_ops
     for line in image_ops.load(ctx, input):
@@ -15,7 +19,7 @@ def load(ctx, input: str = Opt(("-i", "--input"), ..., "docker-archive or OCI la
 
 
 @command("import")
-def import_(ctx, tarball: str = Arg(help="rootfs tarball (plain or gzip)"),
+def import_(ctx: "Context", tarball: str = Arg(help="rootfs tarball (plain or gzip)"),
             reference: str = Arg(None, metavar="[REPOSITORY[:TAG]]")):
     """Create an image from a rootfs tarball (one layer)."""
     from rootless.engine import images as image_ops
@@ -27,7 +31,7 @@ IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "
 
 
 @command("images")
-def images(ctx, quiet: bool = Opt(("-q", "--quiet"), False, "Only show image IDs."),
+def images(ctx: "Context", quiet: bool = Opt(("-q", "--quiet"), False, "Only show image IDs."),
            all_: bool = Opt(("-a", "--all"), False, "Show all images (there are no intermediate ones)."),
            digests: bool = Opt(("--digests",), False, "Show digests."),
            filter_: list[str] = Opt(("-f", "--filter"), [], "dangling=, reference=, before=, since=, label="),
@@ -58,7 +62,7 @@ def images(ctx, quiet: bool = Opt(("-q", "--quiet"), False, "Only show image IDs
 
 
 @command("history")
-def history(ctx, image: str = Arg(metavar="IMAGE"),
+def history(ctx: "Context", image: str = Arg(metavar="IMAGE"),
             no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate."),
             quiet: bool = Opt(("-q", "--quiet"), False, "Only show image IDs."),
             human: bool = Opt(("-H", "--human"), True, "Human-readable sizes and dates.")):
@@ -79,7 +83,7 @@ def history(ctx, image: str = Arg(metavar="IMAGE"),
 
 
 @command("save")
-def save(ctx, images: list[str] = Arg(metavar="IMAGE..."),
+def save(ctx: "Context", images: list[str] = Arg(metavar="IMAGE..."),
          output: str = Opt(("-o", "--output"), None, "Write to FILE (default: stdout, not a terminal)."),
          format_: str = Opt(("--format",), "docker-archive", "docker-archive or oci-archive.")):
     """Save images to a tar archive (load reads it back)."""
@@ -88,7 +92,7 @@ def save(ctx, images: list[str] = Arg(metavar="IMAGE..."),
 
 
 @command("image", "prune")
-def image_prune(ctx, all_: bool = Opt(("-a", "--all"), False, "Remove every image no container uses."),
+def image_prune(ctx: "Context", all_: bool = Opt(("-a", "--all"), False, "Remove every image no container uses."),
                 force: bool = Opt(("-f", "--force"), False, "Do not ask (there is no prompt).")):
     """Remove unused images (dangling ones; with -a every unused one)."""
     from rootless.cli import render
@@ -108,7 +112,7 @@ def image_prune(ctx, all_: bool = Opt(("-a", "--all"), False, "Remove every imag
 
 
 @command("rmi")
-def rmi(ctx, images: list[str] = Arg(metavar="IMAGE..."),
+def rmi(ctx: "Context", images: list[str] = Arg(metavar="IMAGE..."),
         force: bool = Opt(("-f", "--force"), False, "Remove even if containers use it.")):
     """Remove images."""
     from rootless.engine import images as image_ops
@@ -117,7 +121,7 @@ def rmi(ctx, images: list[str] = Arg(metavar="IMAGE..."),
 
 
 @command("pull")
-def pull(ctx, reference: str = Arg(metavar="NAME[:TAG|@DIGEST]"),
+def pull(ctx: "Context", reference: str = Arg(metavar="NAME[:TAG|@DIGEST]"),
          platform: str = Opt(("--platform",), None, "os/arch[/variant] from a multi-platform image."),
          quiet: bool = Opt(("-q", "--quiet"), False, "No progress output."),
          all_tags: bool = Opt(("-a", "--all-tags"), False, "Every tag of the repository."),
@@ -141,7 +145,7 @@ def registry_options(tls_verify: str, creds: str | None = None, platform: str | 
 
 
 @command("push")
-def push(ctx, image: str = Arg(metavar="IMAGE"), destination: str = Arg(None, metavar="[DESTINATION]"),
+def push(ctx: "Context", image: str = Arg(metavar="IMAGE"), destination: str = Arg(None, metavar="[DESTINATION]"),
          quiet: bool = Opt(("-q", "--quiet"), False, "No progress output."),
          all_tags: bool = Opt(("-a", "--all-tags"), False, "Every local tag of the repository."),
          tls_verify: str = Opt(("--tls-verify",), "true", "false: plain HTTP or unverified TLS."),
@@ -159,14 +163,14 @@ def push(ctx, image: str = Arg(metavar="IMAGE"), destination: str = Arg(None, me
 
 
 @command("tag")
-def tag(ctx, source: str = Arg(metavar="SOURCE_IMAGE"), target: str = Arg(metavar="TARGET_IMAGE[:TAG]")):
+def tag(ctx: "Context", source: str = Arg(metavar="SOURCE_IMAGE"), target: str = Arg(metavar="TARGET_IMAGE[:TAG]")):
     """Give an image another name."""
     from rootless.engine import images as image_ops
     image_ops.tag(ctx, source, target)
 
 
 @command("login")
-def login(ctx, registry: str = Arg(metavar="REGISTRY"),
+def login(ctx: "Context", registry: str = Arg(metavar="REGISTRY"),
           username: str = Opt(("-u", "--username"), None, "User name."),
           password: str = Opt(("-p", "--password"), None, "Password (prefer --password-stdin)."),
           password_stdin: bool = Opt(("--password-stdin",), False, "Read the password from stdin."),
@@ -188,7 +192,7 @@ def login(ctx, registry: str = Arg(metavar="REGISTRY"),
 
 
 @command("logout")
-def logout(ctx, registry: str = Arg(metavar="REGISTRY")):
+def logout(ctx: "Context", registry: str = Arg(metavar="REGISTRY")):
     """Forget the credentials of a registry."""
     from rootless.base.errors import RootlessError
     from rootless.engine import images as image_ops
@@ -198,7 +202,7 @@ def logout(ctx, registry: str = Arg(metavar="REGISTRY")):
 
 
 def _alias(path: tuple[str, ...], target, interspersed: bool = True) -> None:
-    def alias(ctx, **kw):
+    def alias(ctx: "Context", **kw):
         return target(ctx, **kw)
     alias.__doc__ = target.__doc__
     command(*path, interspersed=interspersed, params_of=target)(alias)
@@ -211,7 +215,7 @@ for _path, _target in ((("image", "ls"), images), (("image", "rm"), rmi), (("ima
 
 
 @command("image", "inspect")
-def image_inspect(ctx, images_: list[str] = Arg(metavar="IMAGE..."),
+def image_inspect(ctx: "Context", images_: list[str] = Arg(metavar="IMAGE..."),
                   format_: str = Opt(("-f", "--format"), None, "Go template.")):
     """Low-level information on images as JSON."""
     import json

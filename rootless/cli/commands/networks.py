@@ -4,12 +4,16 @@ import sys
 
 from rootless.cli.params import Arg, Opt, command
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+
 NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
                    "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"}
 
 
 @command("network", "create")
-def network_create(ctx, name: str = Arg(metavar="NETWORK"),
+def network_create(ctx: "Context", name: str = Arg(metavar="NETWORK"),
                    driver: str = Opt(("-d", "--driver"), "bridge", "Only bridge."),
                    label: list[str] = Opt(("--label",), [], "Set a label (KEY=VALUE)."),
                    internal: bool = Opt(("--internal",), False, "Members reach each other, not the outside."),
@@ -23,7 +27,7 @@ def network_create(ctx, name: str = Arg(metavar="NETWORK"),
 
 
 @command("network", "ls")
-def network_ls(ctx, quiet: bool = Opt(("-q", "--quiet"), False, "Only show network IDs."),
+def network_ls(ctx: "Context", quiet: bool = Opt(("-q", "--quiet"), False, "Only show network IDs."),
                filter_: list[str] = Opt(("-f", "--filter"), [], "name=, id=, label=, driver=, type=, dangling="),
                format_: str = Opt(("--format",), None, "Go template: {{.ID}}, {{.Name}}, {{.Driver}}, ..."),
                no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate the IDs.")):
@@ -48,7 +52,7 @@ def network_ls(ctx, quiet: bool = Opt(("-q", "--quiet"), False, "Only show netwo
 
 
 @command("network", "inspect")
-def network_inspect(ctx, names_: list[str] = Arg(metavar="NETWORK..."),
+def network_inspect(ctx: "Context", names_: list[str] = Arg(metavar="NETWORK..."),
                     format_: str = Opt(("-f", "--format"), None, "Go template."),
                     verbose: bool = Opt(("-v", "--verbose"), False, "Accepted (nothing more to show).")):
     """Show networks as JSON."""
@@ -73,7 +77,7 @@ def network_inspect(ctx, names_: list[str] = Arg(metavar="NETWORK..."),
 
 
 @command("network", "rm")
-def network_rm(ctx, names_: list[str] = Arg(metavar="NETWORK..."),
+def network_rm(ctx: "Context", names_: list[str] = Arg(metavar="NETWORK..."),
                force: bool = Opt(("-f", "--force"), False, "No error for a network that does not exist.")):
     """Remove networks (not a predefined one, nor one a container is on)."""
     from rootless.base.errors import NetworkNotFound, RootlessError
@@ -96,7 +100,7 @@ def network_rm(ctx, names_: list[str] = Arg(metavar="NETWORK..."),
 
 
 @command("network", "prune")
-def network_prune(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
+def network_prune(ctx: "Context", force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
     """Remove the user-defined networks no container is on."""
     from rootless.engine import networks
     removed = networks.prune(ctx)
@@ -105,7 +109,7 @@ def network_prune(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask f
 
 
 @command("network", "connect")
-def network_connect(ctx, network: str = Arg(metavar="NETWORK"), container: str = Arg(metavar="CONTAINER"),
+def network_connect(ctx: "Context", network: str = Arg(metavar="NETWORK"), container: str = Arg(metavar="CONTAINER"),
                     alias: list[str] = Opt(("--alias",), [], "Another name of the container on the network.")):
     """Connect a container to a network (its members reach it by name; it reaches them from its next start)."""
     from rootless.engine import networks
@@ -116,7 +120,7 @@ def network_connect(ctx, network: str = Arg(metavar="NETWORK"), container: str =
 
 
 @command("network", "disconnect")
-def network_disconnect(ctx, network: str = Arg(metavar="NETWORK"), container: str = Arg(metavar="CONTAINER"),
+def network_disconnect(ctx: "Context", network: str = Arg(metavar="NETWORK"), container: str = Arg(metavar="CONTAINER"),
                        force: bool = Opt(("-f", "--force"), False, "No error if the container is gone.")):
     """Disconnect a container from a network (from the next start of each member)."""
     from rootless.engine import networks

@@ -5,9 +5,13 @@ import sys
 
 from rootless.cli.params import Arg, Opt, command
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+
 
 @command("system", "df")
-def system_df(ctx):
+def system_df(ctx: "Context"):
     """Show disk usage of images and containers."""
     from rootless.cli import render
     from rootless.engine import system
@@ -20,7 +24,8 @@ def system_df(ctx):
 
 
 @command("events")
-def events(ctx, since: str = Opt(("--since",), None, "Show the events since a timestamp or a relative time (10m)."),
+def events(ctx: "Context",
+           since: str = Opt(("--since",), None, "Show the events since a timestamp or a relative time (10m)."),
            until: str = Opt(("--until",), None, "Stream the events until a timestamp or a relative time."),
            filter_: list[str] = Opt(("-f", "--filter"), [],
                                     "type=, event=, container=, image=, label=, volume=, network= (repeatable)."),
@@ -38,7 +43,7 @@ def events(ctx, since: str = Opt(("--since",), None, "Show the events since a ti
 
 
 @command("info")
-def info(ctx, format: str = Opt(("-f", "--format"), None, "json")):
+def info(ctx: "Context", format: str = Opt(("-f", "--format"), None, "json")):
     """Diagnose the host: what works, what degrades, and how to fix it."""
     from rootless.base.errors import UsageError
     from rootless.cli import infoview
@@ -54,7 +59,7 @@ def info(ctx, format: str = Opt(("-f", "--format"), None, "json")):
 
 
 @command("system", "check")
-def system_check(ctx):
+def system_check(ctx: "Context"):
     """Check the store: images, container records, runtime and leftover directories."""
     from rootless.engine import system
     problems = system.check(ctx)
@@ -67,14 +72,14 @@ def system_check(ctx):
 
 
 @command("unshare", interspersed=False)
-def unshare(ctx, command: list[str] = Arg(None, metavar="[COMMAND] [ARG...]")):
+def unshare(ctx: "Context", command: list[str] = Arg(None, metavar="[COMMAND] [ARG...]")):
     """Run a command (default: your shell) as root of the user namespace, e.g. to remove files."""
     from rootless.engine import system
     return system.unshare(ctx, command or [])
 
 
 @command("system", "service")
-def system_service(ctx, uri: str = Arg(None, metavar="[URI]"),
+def system_service(ctx: "Context", uri: str = Arg(None, metavar="[URI]"),
                    time_: int = Opt(("-t", "--time"), 5, "Seconds without a connection before it exits (0: never).")):
     """Serve the Docker Engine API on a Unix socket (for the docker CLI, Compose, Testcontainers)."""
     from rootless.api import server
@@ -85,7 +90,8 @@ def system_service(ctx, uri: str = Arg(None, metavar="[URI]"),
 
 
 @command("system", "prune")
-def system_prune(ctx, all_: bool = Opt(("-a", "--all"), False, "Remove every unused image, not only dangling ones."),
+def system_prune(ctx: "Context",
+                 all_: bool = Opt(("-a", "--all"), False, "Remove every unused image, not only dangling ones."),
                  volumes_: bool = Opt(("--volumes",), False, "Remove the anonymous volumes no container uses too."),
                  force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
     """Remove stopped containers, unused networks, dangling images, the build cache and what killed
@@ -108,7 +114,7 @@ def system_prune(ctx, all_: bool = Opt(("-a", "--all"), False, "Remove every unu
 
 
 @command("system", "reset")
-def system_reset(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
+def system_reset(ctx: "Context", force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
     """Remove all images, containers and layers of the store."""
     from rootless.base.errors import UsageError
     from rootless.engine import system
@@ -122,7 +128,7 @@ def system_reset(ctx, force: bool = Opt(("-f", "--force"), False, "Do not ask fo
 
 
 @command("version")
-def version(ctx):
+def version(ctx: "Context"):
     """Show the version."""
     from rootless import __version__
     print(f"rootless version {__version__}")

@@ -2,9 +2,13 @@
 
 from rootless.cli.params import Arg, Opt, command
 
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+
 
 @command("volume", "create")
-def volume_create(ctx, name: str = Arg(None, metavar="[VOLUME]"),
+def volume_create(ctx: "Context", name: str = Arg(None, metavar="[VOLUME]"),
                   label: list[str] = Opt(("--label",), [], "Set a label (KEY=VALUE)."),
                   driver: str = Opt(("-d", "--driver"), "local", "Only local.")):
     """Create a volume."""
@@ -16,7 +20,7 @@ def volume_create(ctx, name: str = Arg(None, metavar="[VOLUME]"),
 
 
 @command("volume", "ls")
-def volume_ls(ctx, quiet: bool = Opt(("-q", "--quiet"), False, "Only show volume names."),
+def volume_ls(ctx: "Context", quiet: bool = Opt(("-q", "--quiet"), False, "Only show volume names."),
               filter_: list[str] = Opt(("-f", "--filter"), [], "dangling=true|false, name=NAME, label=KEY[=VALUE]"),
               format: str = Opt(("--format",), None, "Go template: {{.Name}}, {{.Driver}}, {{.Mountpoint}}")):
     """List volumes."""
@@ -38,7 +42,7 @@ def volume_ls(ctx, quiet: bool = Opt(("-q", "--quiet"), False, "Only show volume
 
 
 @command("volume", "inspect")
-def volume_inspect(ctx, names_: list[str] = Arg(metavar="VOLUME..."),
+def volume_inspect(ctx: "Context", names_: list[str] = Arg(metavar="VOLUME..."),
                    format: str = Opt(("-f", "--format"), None, "Go template")):
     """Show volumes as JSON."""
     import json
@@ -53,7 +57,7 @@ def volume_inspect(ctx, names_: list[str] = Arg(metavar="VOLUME..."),
 
 
 @command("volume", "rm")
-def volume_rm(ctx, names_: list[str] = Arg(metavar="VOLUME..."),
+def volume_rm(ctx: "Context", names_: list[str] = Arg(metavar="VOLUME..."),
               force: bool = Opt(("-f", "--force"), False, "Remove even if containers use it.")):
     """Remove volumes (not while a container uses one, unless -f)."""
     from rootless.engine import volumes
@@ -63,7 +67,7 @@ def volume_rm(ctx, names_: list[str] = Arg(metavar="VOLUME..."),
 
 
 @command("volume", "prune")
-def volume_prune(ctx, all_: bool = Opt(("-a", "--all"), False, "Every unused volume, named ones too."),
+def volume_prune(ctx: "Context", all_: bool = Opt(("-a", "--all"), False, "Every unused volume, named ones too."),
                  force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
     """Remove unused anonymous volumes (-a: every unused volume)."""
     from rootless.engine import volumes
