@@ -9,3 +9,22 @@ volume's first contents (``copyup``), the records (``state``, ``names``) and wha
 :mod:`layers` and :mod:`netstack`, never the engine or the CLI; functions that need the store
 get the engine's Context as a plain argument.
 """
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Protocol
+
+    from netstack.slirp import Features
+    from rootless.base.paths import Paths
+
+    class Context(Protocol):
+        """What the runtime uses of the engine's Context (``rootless.engine.context.Context``),
+        which it gets as an argument and never imports."""
+
+        @property
+        def paths(self) -> Paths: ...
+        def warn(self, message: str) -> None: ...
+        def note(self, line: str) -> None: ...
+        def userns_call(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+        def slirp_features(self) -> Features: ...

@@ -119,10 +119,10 @@ class _Keeper:
     def __init__(self, plan: LaunchPlan, ch: Channel):
         self.plan, self.ch = plan, ch
         self.helpers = Helpers()
-        self.attach_sock = None
+        self.attach_sock: socket.socket | None = None
         self.clients: list = []  # attach clients (attach, wait): told the exit code at the end
         self.orphaned: list = []  # a tied container whose CLI has gone (a killed build): it goes too
-        self.netns = None  # a descriptor of the network namespace, for slirp4netns until it is ready
+        self.netns: int | None = None  # a descriptor of the network namespace, for slirp4netns until it is ready
         self.link_listeners: list = []
         self.mac = ""
         self.code, self.error, self.finished = 125, "", False
@@ -171,7 +171,8 @@ class _Keeper:
         if self.helpers.slirp:
             Step.at("wait for slirp4netns")
             self.helpers.slirp.wait_ready()
-            os.close(self.netns)
+            if self.netns is not None:
+                os.close(self.netns)
             self.mac = _slirp_ready(self.helpers.slirp, net)
             _mark(self.ch, "net-ready")
         if net.bound or net.door or self.link_listeners:
@@ -434,9 +435,9 @@ def _oom_killed(plan: LaunchPlan) -> bool:
     if not getattr(plan.spec, "limits", None):
         return False
     from rootless.runtime import cgroups
-    rec = state.read(plan.paths, plan.spec.id) or {}
-    where = rec.get("state", {}).get("cgroup")
-    return bool(where) and cgroups.oom_kills(where) > 0
+    rec = state.read(plan.paths, plan.spec.id)
+    where = rec["state"].get("cgroup") if rec is not None else None
+    return cgroups.oom_kills(where) > 0 if where else False
 
 
 def _cleanup(plan: LaunchPlan) -> None:

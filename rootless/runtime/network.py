@@ -13,6 +13,15 @@ from collections import namedtuple
 
 from rootless.base.errors import Conflict, RootlessError, UsageError
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
+
+    from netstack.links import LinkPlan
+    from rootless.runtime import Context
+    from rootless.runtime.spec import ContainerSpec
+    from rootless.runtime.state import ContainerRecord
+
 # kind: slirp4netns | none | host | container; options: slirp4netns's; features: its probe;
 # join_fds: (user ns fd, net ns fd) of the container whose network is shared; bound: ports.Bound;
 # links: links.LinkPlan; door: serve linking containers; target_ip: where published ports go
@@ -21,7 +30,7 @@ NetPlan = namedtuple("NetPlan", "kind options features join_fds bound links door
                      defaults=(None, None, (), (), False, "127.0.0.1", "builtin", None))
 
 
-def prepare(ctx, spec) -> NetPlan:
+def prepare(ctx: Context, spec: ContainerSpec) -> NetPlan:
     """Everything for one start; published ports are bound (builtin relay) or checked (slirp4netns)."""
     from netstack import spec as netspec
     mode = netspec.parse_network(spec.network)
@@ -69,7 +78,7 @@ def _bind(spec, handler: str):
     return ports.bind(maps, keep=handler == "builtin")
 
 
-def _running(ctx, ref: str, why: str) -> dict:
+def _running(ctx: Context, ref: str, why: str) -> ContainerRecord:
     from rootless.runtime import records
     try:
         rec = records.lookup(ctx, ref)
@@ -81,7 +90,7 @@ def _running(ctx, ref: str, why: str) -> dict:
     return rec
 
 
-def _join_fds(ctx, ref: str) -> tuple[int, int]:
+def _join_fds(ctx: Context, ref: str) -> tuple[int, int]:
     rec = _running(ctx, ref, "cannot join the network of a container")
     keeper = rec["state"]["keeper"]
     try:
@@ -96,7 +105,7 @@ def _join_fds(ctx, ref: str) -> tuple[int, int]:
     return user, net
 
 
-def _links(ctx, spec):
+def _links(ctx: Context, spec: ContainerSpec) -> list[LinkPlan]:
     """``--link``s (their targets must run), then a link to each running fellow member of the
     container's user-defined networks, under its name and its aliases there."""
     from netstack import links
@@ -126,7 +135,7 @@ def _links(ctx, spec):
 MAX_LINKS = 252  # 10.0.3.2 to 10.0.3.253 (10.0.3.254 is the container's side)
 
 
-def network_peers(ctx, spec) -> list[tuple[dict, tuple[str, ...]]]:
+def network_peers(ctx: Context, spec: ContainerSpec) -> list[tuple[ContainerRecord, tuple[str, ...]]]:
     """The running containers (other than this one) that share a user-defined network with it,
     each with its aliases on those networks; the oldest first (a name two members answer to is
     the first one's)."""
@@ -134,7 +143,7 @@ def network_peers(ctx, spec) -> list[tuple[dict, tuple[str, ...]]]:
     mine = {nid for nid, _aliases in spec.networks}
     if not mine:
         return []
-    out = []
+    out: list[tuple[ContainerRecord, tuple[str, ...]]] = []
     for rec in sorted(state.all_records(ctx.paths), key=lambda r: r.get("created", "")):
         theirs = [(nid, aliases) for nid, aliases in rec.get("spec", {}).get("networks") or () if nid in mine]
         if not theirs or rec["id"] == spec.id or not records.is_running(rec):
@@ -155,7 +164,7 @@ def link_env(spec, net: NetPlan) -> list[str]:
     return out
 
 
-def etc_files(ctx, spec, net: NetPlan) -> dict[str, str]:
+def etc_files(ctx: Context, spec: ContainerSpec, net: NetPlan) -> dict[str, str]:
     """The texts of /etc/hostname, /etc/hosts and /etc/resolv.conf for this start."""
     from netstack import etcfiles, slirp
     if net.kind == "container":
@@ -175,7 +184,7 @@ def etc_files(ctx, spec, net: NetPlan) -> dict[str, str]:
     }
 
 
-def _shared_etc_files(ctx, spec) -> dict[str, str]:
+def _shared_etc_files(ctx: Context, spec: ContainerSpec) -> dict[str, str]:
     """``container:``: the other container's files (its names resolve the same way here)."""
     from netstack import spec as netspec
     ref = netspec.parse_network(spec.network).container
@@ -199,10 +208,10 @@ def close(net: NetPlan) -> None:
         os.close(fd)
 
 
-def state_fields(net: NetPlan, mac: str = "") -> dict:
+def state_fields(net: NetPlan, mac: str = "") -> dict[str, Any]:
     """What the container's state records about its network while it runs."""
     from netstack import slirp
-    fields = {"ports": [], "ip": "", "gateway": "", "mac": mac}
+    fields: dict[str, Any] = {"ports": [], "ip": "", "gateway": "", "mac": mac}
     if net.bound:
         from netstack import ports
         fields["ports"] = ports.records(net.bound)
