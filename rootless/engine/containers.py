@@ -133,7 +133,7 @@ def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdi
     try:
         plan = _launch_plan(ctx, rec, attached)._replace(stdin=stdin, tied=tied)
         timing.mark("launch")
-        code = launcher.run(plan, container_mapping(ctx, rec["spec"]), detach_keys)
+        code = launcher.run(ctx, plan, container_mapping(ctx, rec["spec"]), detach_keys)
     except BaseException:
         if remove:
             records.remove_container_files(ctx, rec["id"])  # a failed start of a --rm container leaves nothing
@@ -267,7 +267,7 @@ def exec_in(ctx, rec: dict, argv: list[str], env_args: list[str], user: str | No
     from rootless.runtime.spec import merge_env_arg
     check_user(ctx, user)
     extra = [e for arg in env_args for e in merge_env_arg(arg, dict(os.environ))]
-    return execute.run(rec, list(argv), extra, user, workdir, tty, interactive, detach,
+    return execute.run(ctx, rec, list(argv), extra, user, workdir, tty, interactive, detach,
                        ctx.mapping.mode == "single", terminal.terminal_size() if tty else None,
                        seccomp_program(ctx, rec["spec"]))
 

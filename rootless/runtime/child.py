@@ -228,7 +228,7 @@ class _Keeper:
             self.orphaned.append(True)
             kill_quietly(pid, signal.SIGKILL)  # PID 1: its whole pid namespace ends
         log = logwrite.open_writer(plan.paths.container_log(plan.spec.id), plan.spec.log,
-                                   on_error=lambda msg: _log_failed(plan, msg))
+                                   on_error=lambda msg: _log_failed(plan, self.ch, msg))
         keeper.supervise(stdio, self.ch, log, self.attach_sock, watch, wakeup, self.clients,
                          cli_gone if plan.tied else None)
 
@@ -380,15 +380,12 @@ def _reap_helpers(timeout: float = 2.0) -> None:
             time.sleep(0.005)
 
 
-def _log_failed(plan: LaunchPlan, message: str) -> None:
+def _log_failed(plan: LaunchPlan, ch: Channel, message: str) -> None:
     """The container's log could not be written (a full disk): the container goes on, its output
-    is dropped; say so once, on the attached CLI's stderr and in the record (``state.log_error``),
-    each only if it can be written."""
+    is dropped; say so once, to the attached CLI (a warning on the channel, which its Context
+    shows) and in the record (``state.log_error``), each only if it can be written."""
     if plan.attached:
-        try:
-            os.write(2, f"rootless: warning: {message}\n".encode())
-        except OSError:
-            pass
+        _send_quietly(ch, "warning", message=message)
     try:
         state.update_state(plan.paths, plan.spec.id, log_error=message)
     except (OSError, RootlessError):
