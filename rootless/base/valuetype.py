@@ -1,12 +1,14 @@
-"""Value types whose fields are given by name, each declared with its type and its default.
+"""Value types whose fields are declared by name, each with its type and its default.
 
 ``@keyword_record`` turns a class body of annotated fields into an immutable namedtuple class
 that takes its fields by keyword only::
 
     @keyword_record
-    class LimitOptions(KeywordRecord):
-        memory: str | None = None          # a field with its default
-        image: str                         # no default: required (required fields come first)
+    class RunOptions(KeywordRecord):
+        image: str                         # no default: required (those come first)
+        network: str = "slirp4netns"       # a field with its default
+
+``@record`` is the same for a small value that may also be built by position.
 
 Value types on the start-up path are namedtuples: importing dataclasses or typing costs ~8 ms
 per command. The type checker sees the class as a frozen keyword-only dataclass
@@ -48,6 +50,17 @@ def keyword_record(cls: type[_T]) -> type[_T]:
     """The namedtuple class of ``cls``'s annotated fields (in their order; those without a default
     first), keyword-only, with ``cls``'s docstring, methods and name. A method that calls
     ``super()`` belongs in a subclass."""
+    return _record(cls, keywords_only=True)
+
+
+@dataclass_transform(frozen_default=True)
+def record(cls: type[_T]) -> type[_T]:
+    """As :func:`keyword_record`, for a small value that may also be built by position (``Mount``,
+    ``Op``): the declaration still gives each field its type and default."""
+    return _record(cls, keywords_only=False)
+
+
+def _record(cls: type[_T], keywords_only: bool) -> type[_T]:
     names = [n for n in cls.__dict__.get("__annotations__", {}) if not n.startswith("_")]
     defaults = {n: cls.__dict__[n] for n in names if n in cls.__dict__}
     required = [n for n in names if n not in defaults]
@@ -70,5 +83,7 @@ def keyword_record(cls: type[_T]) -> type[_T]:
             if k not in defaults and k not in ("__dict__", "__weakref__", "__annotations__")}
     if "__new__" in body:
         raise TypeError(f"{typename}: give __new__ in a subclass (its super() is the namedtuple's)")
-    body.update({"__slots__": (), "__new__": __new__, "__reduce__": __reduce__})
+    body["__slots__"] = ()
+    if keywords_only:
+        body.update({"__new__": __new__, "__reduce__": __reduce__})
     return type(typename, (base,), body)

@@ -115,7 +115,7 @@ def _shared_hostname(ctx, cspec):
 def start(ctx, rec: dict, attached: bool, detach_keys: bytes = b"\x10\x11", stdin: bool = True,
           tied: bool = False) -> int | None:
     """Start a created or exited container; attached: its exit code; detached: None once running.
-    ``tied`` (a build's RUN step): it dies with the attached CLI (``child.LaunchPlan``)."""
+    ``tied`` (a build's RUN step): it dies with the attached CLI (``launchplan.LaunchPlan``)."""
     from rootless.base import timing
     from rootless.runtime import launcher
     from rootless.runtime.terminal import hold_std_fds
@@ -193,7 +193,7 @@ def _keep_id_account(run_dir: str) -> tuple[str, str, str, str]:
 def _launch_plan(ctx, rec: dict, attached: bool):
     from netstack import etcfiles
     from rootless.engine import volumes
-    from rootless.runtime import child, mountplan, network, terminal
+    from rootless.runtime import launchplan, mountplan, network, terminal
     from rootless.runtime.spec import ContainerSpec, merge_env
     cspec = ContainerSpec.from_json(rec["spec"])
     cid = cspec.id
@@ -211,7 +211,7 @@ def _launch_plan(ctx, rec: dict, attached: bool):
     if emulates_root(ctx, rec["spec"]):  # written beside the /etc files, the same way
         apt_sandbox = etcfiles.write(run_dir, {mountplan.APT_SANDBOX_CONF: mountplan.APT_SANDBOX_TEXT})[
             mountplan.APT_SANDBOX_CONF]
-    return child.LaunchPlan(
+    return launchplan.LaunchPlan(
         spec=cspec, rootfs=_keep_id_rootfs(ctx, rec, records.rootfs_plan(ctx, rec)), net=net,
         mounts=tuple(mountplan.plan(etc_files, own_netns=net.kind != "host", devices=_devices(cspec),
                                     privileged=cspec.privileged, apt_sandbox=apt_sandbox,

@@ -18,7 +18,6 @@ import signal
 import socket
 import termios
 import time
-from collections import namedtuple
 
 from layers.overlay import mount_rootfs, unmount_rootfs
 from rootless.base import proc, syscalls, timing, userns
@@ -47,6 +46,7 @@ from rootless.runtime import (
     state,
     users,
 )
+from rootless.runtime.launchplan import LaunchPlan
 from rootless.runtime.mountplan import Op
 from rootless.runtime.security import (  # every other capability leaves the bounding set
     ALL_CAPS,
@@ -54,19 +54,6 @@ from rootless.runtime.security import (  # every other capability leaves the bou
 )
 from rootless.runtime.spec import ContainerSpec
 from rootless.runtime.terminal import FORWARDED
-
-# Everything the namespace side needs, built by the engine. ``remove_dirs`` are removed when the
-# container ends (--rm); ``single_uid``: the user namespace maps one uid, no other user to switch to;
-# ``attached``: a CLI waits and shows the output (else the keeper detaches from the terminal);
-# ``paths``: the store, where the keeper records the container's state and writes its log.
-# ``stdin``: an attached CLI gives its stdin (run -i, start -a -i); else stdin waits for `attach`.
-# ``net``: the network plan (rootless.runtime.network.NetPlan), with the published ports already bound.
-# ``tied``: the container lives only as long as its attached CLI (a build's RUN step): the CLI's
-# SIGINT/TERM/HUP kill it, and should the CLI die, the keeper kills it and removes it.
-LaunchPlan = namedtuple("LaunchPlan",
-                        "spec rootfs mounts run_dir paths remove_dirs winsize single_uid attached stdin net seccomp "
-                        "tied",
-                        defaults=((), None, False, True, True, None, None, False))
 
 
 class Step:
@@ -141,6 +128,7 @@ class _Keeper:
         syscalls.unshare(flags)
         if net.kind == "container":
             Step.at("join the network namespace of the other container")
+            assert net.join_fds is not None  # network.prepare opens them for a container: network
             syscalls.setns(net.join_fds[1], syscalls.CLONE_NEWNET)
         Step.at("make / private")
         syscalls.mount(None, "/", None, MS_REC | syscalls.MS_PRIVATE)
@@ -610,6 +598,7 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
         target = rootfs.resolve_parent(root, op.target)  # points into /proc: never followed there)
         if os.path.lexists(target):
             os.unlink(target)
+        assert op.source is not None  # a link's text
         os.symlink(op.source, target)
         return
     if op.kind in ("mask", "readonly", "cgroup"):
@@ -619,10 +608,12 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
         _remount_ro(target)
         return
     if op.kind == "account":
+        assert op.source is not None and op.data is not None  # the host file and the line
         _add_account(root, target, op.source, op.data)
         return
     if op.if_parent and not os.path.isdir(os.path.dirname(target)):
         return
+    assert op.source is not None  # every mount, bind and volume has its source
     # made and mounted through a descriptor opened inside the root: a directory of a volume that
     # another container swaps for a link meanwhile leads nowhere outside
     point = rootfs.mount_point(root, target, op.is_file)

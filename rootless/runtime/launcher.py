@@ -13,6 +13,7 @@ from rootless.base.errors import RootlessError
 from rootless.base.idmap import IdMapping
 from rootless.runtime import child
 from rootless.runtime.foreground import ENDED, Session
+from rootless.runtime.launchplan import LaunchPlan
 from rootless.runtime.terminal import DETACH_KEYS, Forwarder, hold_std_fds
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from rootless.runtime import Context
 
 
-def run(ctx: Context, plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_KEYS) -> int | None:
+def run(ctx: Context, plan: LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_KEYS) -> int | None:
     """Start the container; attached: wait and return its exit code; detached: return None once
     it runs. A failure to start raises RootlessError (with the container's exit code for 126/127).
     The warnings of the keeper and the container's setup go to ``ctx.warn``."""

@@ -9,25 +9,35 @@ slirp4netns, the link namespace, the relay.
 from __future__ import annotations
 
 import os
-from collections import namedtuple
 
 from rootless.base.errors import Conflict, RootlessError, UsageError
+from rootless.base.valuetype import KeywordRecord, record
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
     from netstack.links import LinkPlan
+    from netstack.ports import Bound
+    from netstack.slirp import Features
     from rootless.runtime import Context
     from rootless.runtime.spec import ContainerSpec
     from rootless.runtime.state import ContainerRecord
 
-# kind: slirp4netns | none | host | container; options: slirp4netns's; features: its probe;
-# join_fds: (user ns fd, net ns fd) of the container whose network is shared; bound: ports.Bound;
-# links: links.LinkPlan; door: serve linking containers; target_ip: where published ports go
-# inside; handler: builtin | slirp4netns.
-NetPlan = namedtuple("NetPlan", "kind options features join_fds bound links door target_ip handler mac",
-                     defaults=(None, None, (), (), False, "127.0.0.1", "builtin", None))
+@record
+class NetPlan(KeywordRecord):
+    """A container's network for one start."""
+    kind: str  # slirp4netns | none | host | container
+    options: dict[str, Any]  # slirp4netns's
+    features: Features | None = None  # slirp4netns's probe
+    join_fds: tuple[int, int] | None = None  # (user ns fd, net ns fd) of the container whose network is shared
+    bound: Sequence[Bound] = ()  # the published ports, bound
+    links: Sequence[LinkPlan] = ()
+    door: bool = False  # serve linking containers
+    target_ip: str = "127.0.0.1"  # where published ports go inside
+    handler: str = "builtin"  # builtin | slirp4netns
+    mac: str | None = None
 
 
 def prepare(ctx: Context, spec: ContainerSpec) -> NetPlan:
@@ -54,7 +64,7 @@ def prepare(ctx: Context, spec: ContainerSpec) -> NetPlan:
             b.proto == "udp" for b in bound):
         ctx.warn("slirp4netns's forwarder drops UDP replies to clients on the host's loopback unless "
                  "allow_host_loopback=true (the built-in forwarder has no such limit)")
-    return NetPlan(mode.kind, mode.options, features, None, bound, links,
+    return NetPlan(kind=mode.kind, options=mode.options, features=features, bound=bound, links=links,
                    door=bool(spec.exposed or spec.ports), target_ip=target_ip, handler=handler, mac=spec.mac)
 
 
