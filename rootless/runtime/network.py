@@ -124,8 +124,9 @@ def _links(ctx: Context, spec: ContainerSpec) -> list[LinkPlan]:
         rec = _running(ctx, cid, f"cannot link to {alias}")
         target = rec["spec"]
         env = [e for e in target.get("env", []) if e != f"HOSTNAME={target.get('hostname')}"]
-        out.append(links.LinkPlan(links.address(i), alias, rec["name"], rec["id"], ctx.paths.run_dir(rec["id"]),
-                                  tuple(target.get("exposed", ())), tuple(env)))
+        out.append(links.LinkPlan(address=links.address(i), alias=alias, name=rec["name"], cid=rec["id"],
+                                  door_dir=ctx.paths.run_dir(rec["id"]), ports=tuple(target.get("exposed", ())),
+                                  env=tuple(env)))
     by_id = {link.cid: n for n, link in enumerate(out)}
     for rec, aliases in network_peers(ctx, spec):
         if rec["id"] in by_id:  # linked as well: one address, every name
@@ -136,9 +137,9 @@ def _links(ctx: Context, spec: ContainerSpec) -> list[LinkPlan]:
             ctx.warn(f"more than {MAX_LINKS} containers to reach by name: {rec['name']} and the next are left out")
             break
         by_id[rec["id"]] = len(out)
-        out.append(links.LinkPlan(links.address(len(out)), rec["name"], rec["name"], rec["id"],
-                                  ctx.paths.run_dir(rec["id"]), tuple(rec["spec"].get("exposed", ())), (),
-                                  aliases, legacy=False))
+        out.append(links.LinkPlan(address=links.address(len(out)), alias=rec["name"], name=rec["name"], cid=rec["id"],
+                                  door_dir=ctx.paths.run_dir(rec["id"]), ports=tuple(rec["spec"].get("exposed", ())),
+                                  env=(), aliases=aliases, legacy=False))
     return out
 
 
