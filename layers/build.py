@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections import namedtuple
 from typing import Protocol
 
 from layers import buildcache, dockerfile, shellwords
 from layers.dockerfile import DockerfileError
 from rootless.base.errors import RootlessError
+from rootless.base.valuetype import KeywordRecord, keyword_record
 
 TYPE_CHECKING = False  # annotations are strings
 if TYPE_CHECKING:
@@ -30,8 +30,16 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 PROXY_ARGS = frozenset(("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
                         "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"))
 
-BuildOptions = namedtuple("BuildOptions", "build_args target no_cache pull labels network platform",
-                          defaults=({}, None, False, "missing", {}, "slirp4netns", None))
+@keyword_record
+class BuildOptions(KeywordRecord):
+    """What a build is asked besides its Dockerfile and context."""
+    build_args: dict[str, str] = {}  # noqa: RUF012 - never changed: the builder reads it
+    target: str | None = None  # the stage to build (None: the last)
+    no_cache: bool = False
+    pull: str = "missing"  # missing | always: the base images
+    labels: dict[str, str] = {}  # noqa: RUF012 - the same
+    network: str = "slirp4netns"  # the RUN steps'
+    platform: str | None = None
 
 
 class BuildError(RootlessError):
@@ -310,6 +318,7 @@ class Builder:
     # ---- metadata instructions ----------------------------------------------------------------
     def _do_arg(self, st: Stage, ins: dockerfile.Instruction) -> None:
         for name, default in self._arg_words(ins, st.scope()):
+            value: str | None
             if name in self.opts.build_args:
                 value = self.opts.build_args[name]
                 self.used_args.add(name)

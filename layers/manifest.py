@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import platform as _platform
-from collections import namedtuple
 
 from rootless.base.errors import InvalidImage, UsageError
+from rootless.base.valuetype import KeywordRecord, record
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -32,8 +32,20 @@ LAYERS = (OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_LAYER_FOREIGN, DOCKER_L
           DOCKER_FOREIGN, "application/vnd.oci.image.layer.nondistributable.v1.tar",
           "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd")
 
-Platform = namedtuple("Platform", "os architecture variant", defaults=("",))
-Descriptor = namedtuple("Descriptor", "media_type digest size urls platform", defaults=((), None))
+@record
+class Platform(KeywordRecord):
+    os: str
+    architecture: str
+    variant: str = ""
+
+
+@record
+class Descriptor(KeywordRecord):
+    media_type: str
+    digest: str
+    size: int
+    urls: tuple[str, ...] = ()
+    platform: Platform | None = None
 
 
 def _arch() -> Platform:
@@ -114,7 +126,7 @@ def choose(entries: list[Descriptor], want: Platform, what: str) -> Descriptor:
     """The index entry for ``want`` (a missing variant matches; arm64 accepts v8 or none)."""
     found = [e for e in entries if platform_matches(e.platform, want)]
     if want.variant:  # an exact variant wins over an unspecified one
-        exact = [e for e in found if e.platform.variant == want.variant]
+        exact = [e for e in found if e.platform is not None and e.platform.variant == want.variant]
         found = exact or found
     if not found:
         have = ", ".join(sorted({"/".join(x for x in e.platform if x) for e in entries if e.platform})) or "none"

@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections import namedtuple
 
 from layers import whiteout
 from rootless.base import atomic, proc, syscalls
 from rootless.base.errors import HostError, RootlessError
 from rootless.base.paths import Paths
+from rootless.base.valuetype import KeywordRecord, keyword_record, record
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
@@ -30,13 +30,28 @@ METHODS = ("kernel", "fuse", "copy")
 PROBE_VERSION = 1
 
 
-Probe = namedtuple("Probe", "method kernel_ok kernel_detail fuse_ok fuse_detail key", defaults=("",))
+@record
+class Probe(KeywordRecord):
+    """What :func:`probe` found: the method chosen and why each overlay works or not."""
+    method: str
+    kernel_ok: bool
+    kernel_detail: str
+    fuse_ok: bool
+    fuse_detail: str
+    key: str = ""
 
-# What to mount at ``merged``: data built by the engine, executed in the namespace.
-# ``lowers``: the layer directories, top layer first.
-# id_shift: fuse-overlayfs's (uidmapping, gidmapping), or None (--userns=keep-id's, see
-# rootless.base.idmap.fuse_shift).
-RootfsPlan = namedtuple("RootfsPlan", "method lowers upper work merged copy_dir id_shift", defaults=(None,))
+
+@keyword_record
+class RootfsPlan(KeywordRecord):
+    """What to mount at ``merged``: data built by the engine, executed in the namespace."""
+    method: str
+    lowers: tuple[str, ...]  # the layer directories, top layer first
+    upper: str
+    work: str
+    merged: str
+    copy_dir: str
+    # fuse-overlayfs's (uidmapping, gidmapping), or None (--userns=keep-id's, see rootless.base.idmap.fuse_shift)
+    id_shift: tuple[str, str] | None = None
 
 
 def _probe_key() -> str:

@@ -12,19 +12,28 @@ from __future__ import annotations
 
 import os
 import socket
-from collections import namedtuple
+
+from rootless.base.valuetype import KeywordRecord, record
 
 SUBNET_PREFIX = "10.0.3."
 NETMASK = "255.255.255.0"
 CONTAINER_SIDE = "10.0.3.254"
 IFNAME = "links0"
 
-# One link as the keeper needs it: address here, alias, linked container's name and id,
-# its runtime directory (its door), its exposed ports ("80/tcp") and its environment; more names
-# for it (its aliases on a user-defined network); legacy: a ``--link`` (Docker's link variables),
-# not a fellow member of a user-defined network (names only).
-LinkPlan = namedtuple("LinkPlan", "address alias name cid door_dir ports env aliases legacy",
-                      defaults=((), True))
+
+@record
+class LinkPlan(KeywordRecord):
+    """One link as the keeper needs it."""
+    address: str  # here
+    alias: str
+    name: str  # the linked container's name and id
+    cid: str
+    door_dir: str  # its runtime directory (its door)
+    ports: tuple[str, ...]  # its exposed ports ("80/tcp")
+    env: tuple[str, ...]  # its environment
+    aliases: tuple[str, ...] = ()  # more names for it (its aliases on a user-defined network)
+    # a ``--link`` (Docker's link variables), not a fellow member of a user-defined network (names only)
+    legacy: bool = True
 
 
 def address(index: int) -> str:

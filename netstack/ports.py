@@ -15,6 +15,10 @@ from collections import namedtuple
 from netstack.spec import PortMapping
 from rootless.base.errors import RootlessError
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 # A published port once bound: where (host) and to what (container); ``sock`` for the relay.
 Bound = namedtuple("Bound", "host_ip host_port container_port proto sock")
 
@@ -118,7 +122,7 @@ def _bind_mapping(m: PortMapping) -> Bound:
     raise _error(m, m.host_ip, m.host_port, last) from None
 
 
-def records(bound: list[Bound]) -> list[dict]:
+def records(bound: Sequence[Bound]) -> list[dict]:
     """The bindings as the container's state keeps them (``port``, ``ps``, ``inspect``)."""
     return [{"host_ip": b.host_ip, "host_port": b.host_port, "container_port": b.container_port, "proto": b.proto}
             for b in bound]

@@ -49,7 +49,8 @@ REPO = HERE.parent
 DEFAULT_TESTS = REPO.parent / "shared" / "peers" / "docker-py"
 EXPECTED = REPO / "tests" / "peers" / "dockerpy-expected-failures.txt"
 VENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rootless-tests" / "dockerpy-7.2.0"
-PINS = ["docker[ssh,websockets]==7.2.0", "paramiko==3.5.1", "pytest==7.4.2", "pytest-timeout==2.1.0", "websocket-client==1.8.0"]
+PINS = ["docker[ssh,websockets]==7.2.0", "paramiko==3.5.1", "pytest==7.4.2", "pytest-timeout==2.1.0",
+        "websocket-client==1.8.0"]
 BUSYBOX = "/bin/busybox"
 # the swarm's files, and the network tests that make a swarm
 LEFT_OUT_FILES = ["api_swarm_test.py", "api_service_test.py", "api_secret_test.py", "api_config_test.py",
@@ -60,7 +61,8 @@ LEFT_OUT_TESTS = [
     "tests/integration/api_network_test.py::TestNetworks::test_create_remove_network_with_space_in_name",
 ]
 STAND_INS = ["alpine:3.10", "alpine:latest", "busybox:latest", "busybox:buildroot-2014.02"]
-HELLO = '#!/bin/busybox sh\necho\necho "Hello from Docker!"\necho "This message shows that your installation appears to be working correctly."\n'
+HELLO = ('#!/bin/busybox sh\necho\necho "Hello from Docker!"\n'
+         'echo "This message shows that your installation appears to be working correctly."\n')
 
 
 def log(msg: str) -> None:
@@ -217,7 +219,8 @@ class Service:
 def podman_env_of(work: Path) -> dict[str, str]:
     conf = work / "podman"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "CONTAINERS_"))}
-    env.update(CONTAINERS_STORAGE_CONF=str(conf / "storage.conf"), CONTAINERS_REGISTRIES_CONF=str(conf / "registries.conf"),
+    env.update(CONTAINERS_STORAGE_CONF=str(conf / "storage.conf"),
+               CONTAINERS_REGISTRIES_CONF=str(conf / "registries.conf"),
                CONTAINERS_CONF=str(conf / "containers.conf"), XDG_RUNTIME_DIR=str(work / "seed-run"))
     return env
 

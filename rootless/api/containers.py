@@ -130,7 +130,7 @@ def to_run_options(body: dict, name: str | None, platform: str | None = None):
     if restart not in ("no", ""):
         raise UsageError(f"restart policy {restart!r} is not supported: rootless has no daemon to restart containers",
                          "leave the restart policy out (a systemd user unit can restart a container)")
-    fields = dict(
+    return RunOptions(
         image=image, command=tuple(cmd or ()), entrypoint=None if entrypoint is None else tuple(entrypoint),
         env=tuple(body.get("Env") or ()), workdir=body.get("WorkingDir") or None, user=body.get("User") or None,
         hostname=body.get("Hostname") or None, name=name or None, network=network,
@@ -149,7 +149,6 @@ def to_run_options(body: dict, name: str | None, platform: str | None = None):
         privileged=bool(hc.get("Privileged")), security_opts=tuple(security), devices=tuple(devices),
         userns=hc.get("UsernsMode") or "", labels=dict(body.get("Labels") or {}) or None,
     )
-    return RunOptions(**fields)
 
 
 def _link(text: str) -> str:

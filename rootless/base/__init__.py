@@ -4,6 +4,6 @@ up): errors and Docker's exit codes (``errors``), atomic files (``atomic``), loc
 (``locking``), the store's layout (``paths``), the one wrapper of ``subprocess`` (``proc``),
 ctypes system calls (``syscalls``), phase marks (``timing``), the TOML configuration
 (``config``), subordinate id maps (``idmap``), the parent-child message channel (``channel``),
-forking into a user namespace (``userns``), Ubuntu's AppArmor restriction on it (``apparmor``) and
-libseccomp (``seccomp``).
+forking into a user namespace (``userns``), Ubuntu's AppArmor restriction on it (``apparmor``),
+libseccomp (``seccomp``) and value types whose fields go by name (``valuetype``).
 """

@@ -16,18 +16,31 @@ import contextlib
 import json
 import os
 import sys
-from collections import namedtuple
 
 from rootless.base.errors import RootlessError, UsageError
+from rootless.base.valuetype import KeywordRecord, keyword_record
 from rootless.engine import images
 
 TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
 if TYPE_CHECKING:
     from rootless.engine.context import Context
 
-BuildRequest = namedtuple("BuildRequest", "context dockerfile dockerfile_text tags build_args target no_cache pull "
-                                          "labels quiet network platform",
-                          defaults=(None, None, (), {}, None, False, False, {}, False, "slirp4netns", None))
+@keyword_record
+class BuildRequest(KeywordRecord):
+    """A build as both faces ask for it: the context directory, the Dockerfile (a path in it, or
+    its text), the tags and the flags."""
+    context: str
+    dockerfile: str | None = None
+    dockerfile_text: str | None = None
+    tags: tuple[str, ...] = ()
+    build_args: dict[str, str] = {}  # noqa: RUF012 - never changed
+    target: str | None = None
+    no_cache: bool = False
+    pull: bool = False
+    labels: dict[str, str] = {}  # noqa: RUF012 - never changed
+    quiet: bool = False
+    network: str = "slirp4netns"
+    platform: str | None = None
 
 
 class BuildCancelled(RootlessError):

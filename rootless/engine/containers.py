@@ -120,7 +120,7 @@ def _shared_hostname(ctx: Context, cspec):
 def start(ctx: Context, rec: ContainerRecord, attached: bool, detach_keys: bytes = b"\x10\x11", stdin: bool = True,
           tied: bool = False) -> int | None:
     """Start a created or exited container; attached: its exit code; detached: None once running.
-    ``tied`` (a build's RUN step): it dies with the attached CLI (``child.LaunchPlan``)."""
+    ``tied`` (a build's RUN step): it dies with the attached CLI (``launchplan.LaunchPlan``)."""
     from rootless.base import timing
     from rootless.runtime import launcher
     from rootless.runtime.terminal import hold_std_fds
@@ -138,7 +138,7 @@ def start(ctx: Context, rec: ContainerRecord, attached: bool, detach_keys: bytes
     try:
         plan = _launch_plan(ctx, rec, attached)._replace(stdin=stdin, tied=tied)
         timing.mark("launch")
-        code = launcher.run(plan, container_mapping(ctx, rec["spec"]), detach_keys)
+        code = launcher.run(ctx, plan, container_mapping(ctx, rec["spec"]), detach_keys)
     except BaseException:
         if remove:
             records.remove_container_files(ctx, rec["id"])  # a failed start of a --rm container leaves nothing
@@ -198,7 +198,7 @@ def _keep_id_account(run_dir: str) -> tuple[str, str, str, str]:
 def _launch_plan(ctx: Context, rec: ContainerRecord, attached: bool):
     from netstack import etcfiles
     from rootless.engine import volumes
-    from rootless.runtime import child, mountplan, network, terminal
+    from rootless.runtime import launchplan, mountplan, network, terminal
     from rootless.runtime.spec import ContainerSpec, merge_env
     cspec = ContainerSpec.from_json(rec["spec"])
     cid = cspec.id
@@ -216,7 +216,7 @@ def _launch_plan(ctx: Context, rec: ContainerRecord, attached: bool):
     if emulates_root(ctx, rec["spec"]):  # written beside the /etc files, the same way
         apt_sandbox = etcfiles.write(run_dir, {mountplan.APT_SANDBOX_CONF: mountplan.APT_SANDBOX_TEXT})[
             mountplan.APT_SANDBOX_CONF]
-    return child.LaunchPlan(
+    return launchplan.LaunchPlan(
         spec=cspec, rootfs=_keep_id_rootfs(ctx, rec, records.rootfs_plan(ctx, rec)), net=net,
         mounts=tuple(mountplan.plan(etc_files, own_netns=net.kind != "host", devices=_devices(cspec),
                                     privileged=cspec.privileged, apt_sandbox=apt_sandbox,
@@ -273,7 +273,7 @@ def exec_in(ctx: Context, rec: ContainerRecord, argv: list[str], env_args: list[
     from rootless.runtime.spec import merge_env_arg
     check_user(ctx, user)
     extra = [e for arg in env_args for e in merge_env_arg(arg, dict(os.environ))]
-    return execute.run(rec, list(argv), extra, user, workdir, tty, interactive, detach,
+    return execute.run(ctx, rec, list(argv), extra, user, workdir, tty, interactive, detach,
                        ctx.mapping.mode == "single", terminal.terminal_size() if tty else None,
                        seccomp_program(ctx, rec["spec"]))
 

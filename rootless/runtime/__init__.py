@@ -1,6 +1,6 @@
 """The namespace runtime, what happens to one container between "start" and "exited": the frozen
 ``spec`` and mount plan (``mountplan``, ``rootfs``, ``users``), the CLI's side of a start
-(``launcher``, ``terminal``) and the in-namespace side read top to bottom (``child``: the keeper,
+(``launchplan``, ``launcher``, ``terminal``) and the in-namespace side read top to bottom (``child``: the keeper,
 then PID 1), the keeper's I/O loop (``keeper``), its logs (``logs``) and exit watch
 (``exitwatch``), a container's network for one start (``network``), entering a running container
 (``execute``) and reaching its files (``fsaccess``, and ``buildfs`` for a build's file steps), a
@@ -9,3 +9,22 @@ volume's first contents (``copyup``), the records (``state``, ``names``) and wha
 :mod:`layers` and :mod:`netstack`, never the engine or the CLI; functions that need the store
 get the engine's Context as a plain argument.
 """
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Protocol
+
+    from netstack.slirp import Features
+    from rootless.base.paths import Paths
+
+    class Context(Protocol):
+        """What the runtime uses of the engine's Context (``rootless.engine.context.Context``),
+        which it gets as an argument and never imports."""
+
+        @property
+        def paths(self) -> Paths: ...
+        def warn(self, message: str) -> None: ...
+        def note(self, line: str) -> None: ...
+        def userns_call(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+        def slirp_features(self) -> Features: ...

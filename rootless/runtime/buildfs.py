@@ -79,6 +79,7 @@ def _apply(root: str, op: dict, src_root: str | None, owners: dict) -> None:
         else:
             _copy_entry(op["path"], _target(root, op, op["name"]), ids or (0, 0), op["chmod"])
     elif kind == "copy_from":
+        assert src_root is not None  # files_step gives every COPY --from its view
         _copy_from(root, src_root, op, ids)
     elif kind in ("inline", "url"):
         target = _target(root, op, op["name"])

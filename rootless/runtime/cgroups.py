@@ -16,6 +16,11 @@ import os
 from collections import namedtuple
 
 from rootless.base.errors import HostError, UsageError
+from rootless.base.valuetype import KeywordRecord, keyword_record
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 DELEGATE_FIX = ("let systemd delegate the controllers to users: a drop-in /etc/systemd/system/user@.service.d/"
@@ -35,9 +40,19 @@ FLAG_OF = {key: flag for flag, (key, _ctl) in FLAGS.items()}
 MIN_MEMORY = 6 * 1024 * 1024  # Docker's minimum
 CPU_PERIOD = 100_000
 
-LimitOptions = namedtuple("LimitOptions", "memory memory_reservation memory_swap cpus cpu_shares cpuset_cpus "
-                                          "pids_limit blkio_weight device_read_bps device_write_bps",
-                          defaults=(None,) * 8 + ((), ()))
+@keyword_record
+class LimitOptions(KeywordRecord):
+    """Docker's resource flags as given (text; None or (): not given), for :func:`parse`."""
+    memory: str | None = None
+    memory_reservation: str | None = None
+    memory_swap: str | None = None
+    cpus: str | None = None
+    cpu_shares: str | None = None
+    cpuset_cpus: str | None = None
+    pids_limit: str | None = None
+    blkio_weight: str | None = None
+    device_read_bps: Sequence[str] = ()
+    device_write_bps: Sequence[str] = ()
 
 
 # ---- flags -> limits ---------------------------------------------------------------------------
@@ -141,7 +156,7 @@ def _device_rate(text: str, flag: str) -> dict:
     try:
         st = os.stat(path)
     except OSError as e:
-        raise UsageError(f"{flag}: {path}: {e.strerror.lower()}") from None
+        raise UsageError(f"{flag}: {path}: {(e.strerror or str(e)).lower()}") from None
     import stat as stat_
     if not stat_.S_ISBLK(st.st_mode):
         raise UsageError(f"{flag}: {path} is not a block device")
@@ -338,6 +353,7 @@ class Placement:
 
     def settle(self, container_pid: int) -> None:
         """Move what is not the container (the keeper, slirp4netns, the relay) to ``keeper``."""
+        assert self.scope is not None, "settle after adopt"
         ctr, kept = os.path.join(self.scope, "ctr"), os.path.join(self.scope, "keeper")
         try:
             ns = os.readlink(f"/proc/{container_pid}/ns/pid")

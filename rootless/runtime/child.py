@@ -18,7 +18,6 @@ import signal
 import socket
 import termios
 import time
-from collections import namedtuple
 
 from layers.overlay import mount_rootfs, unmount_rootfs
 from rootless.base import proc, syscalls, timing, userns
@@ -47,6 +46,7 @@ from rootless.runtime import (
     state,
     users,
 )
+from rootless.runtime.launchplan import LaunchPlan
 from rootless.runtime.mountplan import Op
 from rootless.runtime.security import (  # every other capability leaves the bounding set
     ALL_CAPS,
@@ -54,19 +54,6 @@ from rootless.runtime.security import (  # every other capability leaves the bou
 )
 from rootless.runtime.spec import ContainerSpec
 from rootless.runtime.terminal import FORWARDED
-
-# Everything the namespace side needs, built by the engine. ``remove_dirs`` are removed when the
-# container ends (--rm); ``single_uid``: the user namespace maps one uid, no other user to switch to;
-# ``attached``: a CLI waits and shows the output (else the keeper detaches from the terminal);
-# ``paths``: the store, where the keeper records the container's state and writes its log.
-# ``stdin``: an attached CLI gives its stdin (run -i, start -a -i); else stdin waits for `attach`.
-# ``net``: the network plan (rootless.runtime.network.NetPlan), with the published ports already bound.
-# ``tied``: the container lives only as long as its attached CLI (a build's RUN step): the CLI's
-# SIGINT/TERM/HUP kill it, and should the CLI die, the keeper kills it and removes it.
-LaunchPlan = namedtuple("LaunchPlan",
-                        "spec rootfs mounts run_dir paths remove_dirs winsize single_uid attached stdin net seccomp "
-                        "tied",
-                        defaults=((), None, False, True, True, None, None, False))
 
 
 class Step:
@@ -119,10 +106,10 @@ class _Keeper:
     def __init__(self, plan: LaunchPlan, ch: Channel):
         self.plan, self.ch = plan, ch
         self.helpers = Helpers()
-        self.attach_sock = None
+        self.attach_sock: socket.socket | None = None
         self.clients: list = []  # attach clients (attach, wait): told the exit code at the end
         self.orphaned: list = []  # a tied container whose CLI has gone (a killed build): it goes too
-        self.netns = None  # a descriptor of the network namespace, for slirp4netns until it is ready
+        self.netns: int | None = None  # a descriptor of the network namespace, for slirp4netns until it is ready
         self.link_listeners: list = []
         self.mac = ""
         self.code, self.error, self.finished = 125, "", False
@@ -141,6 +128,7 @@ class _Keeper:
         syscalls.unshare(flags)
         if net.kind == "container":
             Step.at("join the network namespace of the other container")
+            assert net.join_fds is not None  # network.prepare opens them for a container: network
             syscalls.setns(net.join_fds[1], syscalls.CLONE_NEWNET)
         Step.at("make / private")
         syscalls.mount(None, "/", None, MS_REC | syscalls.MS_PRIVATE)
@@ -171,7 +159,8 @@ class _Keeper:
         if self.helpers.slirp:
             Step.at("wait for slirp4netns")
             self.helpers.slirp.wait_ready()
-            os.close(self.netns)
+            if self.netns is not None:
+                os.close(self.netns)
             self.mac = _slirp_ready(self.helpers.slirp, net)
             _mark(self.ch, "net-ready")
         if net.bound or net.door or self.link_listeners:
@@ -227,7 +216,7 @@ class _Keeper:
             self.orphaned.append(True)
             kill_quietly(pid, signal.SIGKILL)  # PID 1: its whole pid namespace ends
         log = logwrite.open_writer(plan.paths.container_log(plan.spec.id), plan.spec.log,
-                                   on_error=lambda msg: _log_failed(plan, msg))
+                                   on_error=lambda msg: _log_failed(plan, self.ch, msg))
         keeper.supervise(stdio, self.ch, log, self.attach_sock, watch, wakeup, self.clients,
                          cli_gone if plan.tied else None)
 
@@ -379,15 +368,12 @@ def _reap_helpers(timeout: float = 2.0) -> None:
             time.sleep(0.005)
 
 
-def _log_failed(plan: LaunchPlan, message: str) -> None:
+def _log_failed(plan: LaunchPlan, ch: Channel, message: str) -> None:
     """The container's log could not be written (a full disk): the container goes on, its output
-    is dropped; say so once, on the attached CLI's stderr and in the record (``state.log_error``),
-    each only if it can be written."""
+    is dropped; say so once, to the attached CLI (a warning on the channel, which its Context
+    shows) and in the record (``state.log_error``), each only if it can be written."""
     if plan.attached:
-        try:
-            os.write(2, f"rootless: warning: {message}\n".encode())
-        except OSError:
-            pass
+        _send_quietly(ch, "warning", message=message)
     try:
         state.update_state(plan.paths, plan.spec.id, log_error=message)
     except (OSError, RootlessError):
@@ -434,9 +420,9 @@ def _oom_killed(plan: LaunchPlan) -> bool:
     if not getattr(plan.spec, "limits", None):
         return False
     from rootless.runtime import cgroups
-    rec = state.read(plan.paths, plan.spec.id) or {}
-    where = rec.get("state", {}).get("cgroup")
-    return bool(where) and cgroups.oom_kills(where) > 0
+    rec = state.read(plan.paths, plan.spec.id)
+    where = rec["state"].get("cgroup") if rec is not None else None
+    return cgroups.oom_kills(where) > 0 if where else False
 
 
 def _cleanup(plan: LaunchPlan) -> None:
@@ -612,6 +598,7 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
         target = rootfs.resolve_parent(root, op.target)  # points into /proc: never followed there)
         if os.path.lexists(target):
             os.unlink(target)
+        assert op.source is not None  # a link's text
         os.symlink(op.source, target)
         return
     if op.kind in ("mask", "readonly", "cgroup"):
@@ -621,10 +608,12 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
         _remount_ro(target)
         return
     if op.kind == "account":
+        assert op.source is not None and op.data is not None  # the host file and the line
         _add_account(root, target, op.source, op.data)
         return
     if op.if_parent and not os.path.isdir(os.path.dirname(target)):
         return
+    assert op.source is not None  # every mount, bind and volume has its source
     # made and mounted through a descriptor opened inside the root: a directory of a volume that
     # another container swaps for a link meanwhile leads nowhere outside
     point = rootfs.mount_point(root, target, op.is_file)

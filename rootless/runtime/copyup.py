@@ -59,7 +59,8 @@ def _copy_dir(src: int, dst: int) -> None:
     descriptor per tree (a tree of any depth): down by name, back up by ``..``, checked to be
     the directory left (one swapped meanwhile in the volume stops the copy, in one line)."""
     src, dst = os.dup(src), os.dup(dst)
-    levels = [(_ident(src), _ident(dst), _names(src), None)]
+    levels: list[tuple[tuple[int, int], tuple[int, int], list[str], os.stat_result | None]] = [
+        (_ident(src), _ident(dst), _names(src), None)]
     try:
         while levels:
             src_id, dst_id, names, st_dir = levels[-1]

@@ -33,7 +33,7 @@ import time
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from typing import IO
+    from typing import IO, Any
 
 MAX_SIZE = 1 << 20  # the log is rotated past this (one older file is kept)
 POLL = 0.05  # how often a follower looks for new events
@@ -82,7 +82,7 @@ def container_attributes(spec, **extra) -> dict:
 def container(paths, action: str, spec, **extra) -> None:
     """A container event (none for a build's RUN step containers)."""
     try:
-        get = spec.get if isinstance(spec, dict) else (lambda k, d=None: getattr(spec, k, d))
+        get: Callable[..., Any] = spec.get if isinstance(spec, dict) else (lambda k, d=None: getattr(spec, k, d))
         if BUILD_LABEL in (get("labels") or {}):
             return
         append(paths, "container", action, get("id"), container_attributes(spec, **extra))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 
 from rootless.base import syscalls, userns
 from rootless.base.channel import Channel
@@ -23,8 +22,11 @@ from rootless.base.errors import Conflict, RootlessError
 from rootless.runtime import child
 from rootless.runtime.terminal import FORWARDED
 
-TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rootless.runtime import Context
     from rootless.runtime.state import ContainerRecord
 
 # Joined in this order: the user namespace first, pid last (it applies to children only).
@@ -61,10 +63,11 @@ def join(ns: list[tuple[int, int]]) -> None:
     os.setresuid(0, 0, 0)
 
 
-def run(rec: ContainerRecord, argv: list[str], env: list[str], user: str | None, workdir: str | None,
+def run(ctx: Context, rec: ContainerRecord, argv: list[str], env: list[str], user: str | None, workdir: str | None,
         tty: bool, interactive: bool, detach: bool, single_uid: bool, winsize: bytes | None,
         seccomp: bytes | None = None) -> int | None:
-    """``seccomp``: the container's seccomp program (its profile's), loaded before the exec."""
+    """``seccomp``: the container's seccomp program (its profile's), loaded before the exec.
+    Warnings (here, and the process's setup's) go to ``ctx.warn``."""
     if rec["state"].get("status") != "running":
         raise Conflict(f"container {rec['id'][:12]} is not running", "start it with `rootless start`",
                        exit_code=1)
@@ -108,10 +111,9 @@ def run(rec: ContainerRecord, argv: list[str], env: list[str], user: str | None,
     if where:
         from rootless.runtime import cgroups
         if not cgroups.attach(where, helper):
-            print("rootless: warning: the exec'd process could not join the container's cgroup: "
-                  "its limits do not cover it", file=sys.stderr)
+            ctx.warn("the exec'd process could not join the container's cgroup: its limits do not cover it")
         parent_end.send("placed")
-    return _parent(helper, parent_end, tty, interactive, detach, pipes)
+    return _parent(helper, parent_end, tty, interactive, detach, pipes, ctx.warn)
 
 
 class _Pipes:
@@ -195,7 +197,7 @@ def _stdio(ch: Channel, tty: bool, interactive: bool, winsize: bytes | None) -> 
 
 
 def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool,
-            pipes: _Pipes | None = None) -> int | None:
+            pipes: _Pipes | None = None, warn: Callable[[str], None] | None = None) -> int | None:
     from rootless.runtime.foreground import ENDED, Session
     from rootless.runtime.terminal import Forwarder
     fwd = Forwarder()
@@ -205,7 +207,8 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
     if pipes is not None:
         outputs = {pipes.out_r: 1, pipes.err_r: 2}
         stdin_pipe, pipes.in_w = pipes.in_w, -1  # the session's now
-    session = Session(ch, fwd, interactive=interactive, show_pty=True, outputs=outputs, stdin_pipe=stdin_pipe)
+    session = Session(ch, fwd, interactive=interactive, show_pty=True, outputs=outputs, stdin_pipe=stdin_pipe,
+                      warn=warn)
     try:
         if session.run(tty and interactive, lambda _pid: detach) != ENDED:
             return None

@@ -25,6 +25,10 @@ from rootless.runtime.terminal import (
     write_all,
 )
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 ENDED, DETACHED, LEFT = "ended", "detached", "left"
 
 
@@ -34,12 +38,14 @@ class Session:
     is passed on as the line discipline's EOF (ctrl-d); ``show_pty``: the pty's output is
     the CLI's to show (else the child shows it); ``outputs``: pipes whose bytes go to the CLI's
     stdout or stderr (our end -> 1 or 2); ``stdin_pipe``: the write end of the process's stdin
-    pipe, fed from the CLI's stdin (the session's from now on)."""
+    pipe, fed from the CLI's stdin (the session's from now on); ``warn``: where the child's
+    warnings go (the Context's ``warn``)."""
 
     def __init__(self, ch: Channel, fwd: Forwarder, *, interactive: bool, detach_keys: bytes | None = None,
                  eof_to_pty: bool = False, show_pty: bool = False, outputs: dict[int, int] | None = None,
-                 stdin_pipe: int = -1):
+                 stdin_pipe: int = -1, warn: Callable[[str], None] | None = None):
         self.ch, self.fwd = ch, fwd
+        self.warn = warn
         self.interactive = interactive
         self.detach = DetachKeys(detach_keys) if detach_keys is not None else None
         self.eof_to_pty = eof_to_pty
@@ -127,8 +133,8 @@ class Session:
             from rootless.base import timing
             timing.mark(msg["name"], msg["t"])
         elif msg["type"] == "warning":
-            import sys
-            print(f"rootless: warning: {msg['message']}", file=sys.stderr, flush=True)
+            if self.warn is not None:
+                self.warn(msg["message"])
         return False
 
     def _stop(self, drain: bool) -> None:

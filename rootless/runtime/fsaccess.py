@@ -24,12 +24,18 @@ from rootless.base.channel import Channel
 from rootless.base.errors import RootlessError
 from rootless.runtime import rootfs as _rootfs  # noqa: F401 - the same
 
-TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from layers.overlay import RootfsPlan
+    from rootless.runtime import Context
     from rootless.runtime.state import ContainerRecord
 
 
-def call(ctx, rec: ContainerRecord, fn, *args, writable: bool = False, mounts: tuple = ()):
+def call(ctx: Context, rec: ContainerRecord, fn: Callable[..., Any], *args: Any, writable: bool = False,
+         mounts: tuple = ()) -> Any:
     """``fn(root, *args)`` with the container's root filesystem at ``root``; fn's JSON-able result.
 
     ``mounts``: for a stopped container, its volumes and binds as ``mountplan.plan`` takes them
@@ -51,7 +57,7 @@ def call(ctx, rec: ContainerRecord, fn, *args, writable: bool = False, mounts: t
             pass
 
 
-def _call_mounted(plan, view: str, writable: bool, fn, args, binds: tuple = ()):
+def _call_mounted(plan: RootfsPlan, view: str, writable: bool, fn, args, binds: tuple = ()):
     from layers import overlay
     syscalls.unshare(syscalls.CLONE_NEWNS)
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)

@@ -168,6 +168,7 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
                                 stdio.stdin_w = -1
                     continue
                 if key.data == "listen":
+                    assert attach_sock is not None  # "listen" is registered only for a socket
                     client, _ = attach_sock.accept()
                     client.setblocking(False)
                     clients.append(client)

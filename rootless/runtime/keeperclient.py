@@ -96,6 +96,7 @@ class Link:
             if kind == "end":
                 return None
             if kind == "exit":
+                assert isinstance(value, int)  # receive gives the exit code as an int
                 return value
 
     def peer_pid(self) -> int:

@@ -13,12 +13,18 @@ from rootless.base.errors import RootlessError
 from rootless.base.idmap import IdMapping
 from rootless.runtime import child
 from rootless.runtime.foreground import ENDED, Session
+from rootless.runtime.launchplan import LaunchPlan
 from rootless.runtime.terminal import DETACH_KEYS, Forwarder, hold_std_fds
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from rootless.runtime import Context
 
-def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_KEYS) -> int | None:
+
+def run(ctx: Context, plan: LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_KEYS) -> int | None:
     """Start the container; attached: wait and return its exit code; detached: return None once
-    it runs. A failure to start raises RootlessError (with the container's exit code for 126/127)."""
+    it runs. A failure to start raises RootlessError (with the container's exit code for 126/127).
+    The warnings of the keeper and the container's setup go to ``ctx.warn``."""
     attached = plan.attached
     hold_std_fds()  # the keeper relays fd 0 as the CLI's stdin: it must be that
     fwd = Forwarder(plan.tied)
@@ -56,7 +62,7 @@ def run(plan: child.LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_
                 network.close(plan.net)  # the keeper holds the ports now; a failed start frees them
         # The keeper shows the output and relays stdin without -t; with -t the CLI types into the pty.
         session = Session(ch, fwd, interactive=plan.spec.interactive and plan.stdin, detach_keys=detach_keys,
-                          eof_to_pty=True)
+                          eof_to_pty=True, warn=ctx.warn)
         try:
             if session.run(attached and plan.spec.tty and plan.spec.interactive and plan.stdin, on_pid) != ENDED:
                 return None

@@ -110,7 +110,7 @@ def _json_entries(data: bytes) -> list[LogEntry] | None:
     found = _JSON_BLOCK.findall(data)
     if len(found) != data.count(b"\n"):  # a line of another shape: each on its own
         return None
-    out = []
+    out: list[LogEntry] = []
     append = out.append
     last, t = None, 0
     try:

@@ -7,7 +7,6 @@ target resolved inside the new root by :func:`rootless.runtime.rootfs.resolve`.
 from __future__ import annotations
 
 import os
-from collections import namedtuple
 
 from rootless.base.errors import UsageError
 from rootless.base.syscalls import (
@@ -19,6 +18,7 @@ from rootless.base.syscalls import (
     MS_REC,
     MS_STRICTATIME,
 )
+from rootless.base.valuetype import KeywordRecord, record
 
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
@@ -70,15 +70,23 @@ def _is_proc_root(source: str) -> bool:
     return st.st_ino == _PROC_ROOT_INO and st.st_dev == proc.st_dev
 
 
-# kind: mount | bind | volume | symlink | mask | readonly | account (a line added to a copy of an
-# /etc file, bound over it, unless its id is there) | remount_ro (a mount made read-only,
-# not best effort as ``readonly`` is) | cgroup (the cgroup2 filesystem, read-only, best effort);
-# target: a path inside the container (``volume``: a bind of a volume, which the image's files
-# there fill while it is empty);
-# is_file: the mount point is a file; fallback: ops to run instead if this one fails with EPERM.
-# if_parent: skipped when the target's directory is not in the image.
-Op = namedtuple("Op", "kind target source fstype flags data is_file fallback if_parent",
-                defaults=(None, None, 0, None, False, (), False))
+@record
+class Op(KeywordRecord):
+    """One step of the mount plan, applied in the container's mount namespace."""
+    # mount | bind | volume | symlink | mask | readonly | account (a line added to a copy of an
+    # /etc file, bound over it, unless its id is there) | remount_ro (a mount made read-only,
+    # not best effort as ``readonly`` is) | cgroup (the cgroup2 filesystem, read-only, best effort)
+    kind: str
+    # a path inside the container (``volume``: a bind of a volume, which the image's files there
+    # fill while it is empty)
+    target: str
+    source: str | None = None
+    fstype: str | None = None
+    flags: int = 0
+    data: str | None = None
+    is_file: bool = False  # the mount point is a file
+    fallback: tuple[Op, ...] = ()  # ops to run instead if this one fails with EPERM
+    if_parent: bool = False  # skipped when the target's directory is not in the image
 
 
 def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,

@@ -9,19 +9,38 @@ slirp4netns, the link namespace, the relay.
 from __future__ import annotations
 
 import os
-from collections import namedtuple
 
 from rootless.base.errors import Conflict, RootlessError, UsageError
+from rootless.base.valuetype import KeywordRecord, record
 
-# kind: slirp4netns | none | host | container; options: slirp4netns's; features: its probe;
-# join_fds: (user ns fd, net ns fd) of the container whose network is shared; bound: ports.Bound;
-# links: links.LinkPlan; door: serve linking containers; target_ip: where published ports go
-# inside; handler: builtin | slirp4netns.
-NetPlan = namedtuple("NetPlan", "kind options features join_fds bound links door target_ip handler mac",
-                     defaults=(None, None, (), (), False, "127.0.0.1", "builtin", None))
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from netstack.links import LinkPlan
+    from netstack.ports import Bound
+    from netstack.slirp import Features
+    from rootless.runtime import Context
+    from rootless.runtime.spec import ContainerSpec
+    from rootless.runtime.state import ContainerRecord
+
+@record
+class NetPlan(KeywordRecord):
+    """A container's network for one start."""
+    kind: str  # slirp4netns | none | host | container
+    options: dict[str, Any]  # slirp4netns's
+    features: Features | None = None  # slirp4netns's probe
+    join_fds: tuple[int, int] | None = None  # (user ns fd, net ns fd) of the container whose network is shared
+    bound: Sequence[Bound] = ()  # the published ports, bound
+    links: Sequence[LinkPlan] = ()
+    door: bool = False  # serve linking containers
+    target_ip: str = "127.0.0.1"  # where published ports go inside
+    handler: str = "builtin"  # builtin | slirp4netns
+    mac: str | None = None
 
 
-def prepare(ctx, spec) -> NetPlan:
+def prepare(ctx: Context, spec: ContainerSpec) -> NetPlan:
     """Everything for one start; published ports are bound (builtin relay) or checked (slirp4netns)."""
     from netstack import spec as netspec
     mode = netspec.parse_network(spec.network)
@@ -45,7 +64,7 @@ def prepare(ctx, spec) -> NetPlan:
             b.proto == "udp" for b in bound):
         ctx.warn("slirp4netns's forwarder drops UDP replies to clients on the host's loopback unless "
                  "allow_host_loopback=true (the built-in forwarder has no such limit)")
-    return NetPlan(mode.kind, mode.options, features, None, bound, links,
+    return NetPlan(kind=mode.kind, options=mode.options, features=features, bound=bound, links=links,
                    door=bool(spec.exposed or spec.ports), target_ip=target_ip, handler=handler, mac=spec.mac)
 
 
@@ -69,7 +88,7 @@ def _bind(spec, handler: str):
     return ports.bind(maps, keep=handler == "builtin")
 
 
-def _running(ctx, ref: str, why: str) -> dict:
+def _running(ctx: Context, ref: str, why: str) -> ContainerRecord:
     from rootless.runtime import records
     try:
         rec = records.lookup(ctx, ref)
@@ -81,7 +100,7 @@ def _running(ctx, ref: str, why: str) -> dict:
     return rec
 
 
-def _join_fds(ctx, ref: str) -> tuple[int, int]:
+def _join_fds(ctx: Context, ref: str) -> tuple[int, int]:
     rec = _running(ctx, ref, "cannot join the network of a container")
     keeper = rec["state"]["keeper"]
     try:
@@ -96,7 +115,7 @@ def _join_fds(ctx, ref: str) -> tuple[int, int]:
     return user, net
 
 
-def _links(ctx, spec):
+def _links(ctx: Context, spec: ContainerSpec) -> list[LinkPlan]:
     """``--link``s (their targets must run), then a link to each running fellow member of the
     container's user-defined networks, under its name and its aliases there."""
     from netstack import links
@@ -105,8 +124,9 @@ def _links(ctx, spec):
         rec = _running(ctx, cid, f"cannot link to {alias}")
         target = rec["spec"]
         env = [e for e in target.get("env", []) if e != f"HOSTNAME={target.get('hostname')}"]
-        out.append(links.LinkPlan(links.address(i), alias, rec["name"], rec["id"], ctx.paths.run_dir(rec["id"]),
-                                  tuple(target.get("exposed", ())), tuple(env)))
+        out.append(links.LinkPlan(address=links.address(i), alias=alias, name=rec["name"], cid=rec["id"],
+                                  door_dir=ctx.paths.run_dir(rec["id"]), ports=tuple(target.get("exposed", ())),
+                                  env=tuple(env)))
     by_id = {link.cid: n for n, link in enumerate(out)}
     for rec, aliases in network_peers(ctx, spec):
         if rec["id"] in by_id:  # linked as well: one address, every name
@@ -117,16 +137,16 @@ def _links(ctx, spec):
             ctx.warn(f"more than {MAX_LINKS} containers to reach by name: {rec['name']} and the next are left out")
             break
         by_id[rec["id"]] = len(out)
-        out.append(links.LinkPlan(links.address(len(out)), rec["name"], rec["name"], rec["id"],
-                                  ctx.paths.run_dir(rec["id"]), tuple(rec["spec"].get("exposed", ())), (),
-                                  aliases, legacy=False))
+        out.append(links.LinkPlan(address=links.address(len(out)), alias=rec["name"], name=rec["name"], cid=rec["id"],
+                                  door_dir=ctx.paths.run_dir(rec["id"]), ports=tuple(rec["spec"].get("exposed", ())),
+                                  env=(), aliases=aliases, legacy=False))
     return out
 
 
 MAX_LINKS = 252  # 10.0.3.2 to 10.0.3.253 (10.0.3.254 is the container's side)
 
 
-def network_peers(ctx, spec) -> list[tuple[dict, tuple[str, ...]]]:
+def network_peers(ctx: Context, spec: ContainerSpec) -> list[tuple[ContainerRecord, tuple[str, ...]]]:
     """The running containers (other than this one) that share a user-defined network with it,
     each with its aliases on those networks; the oldest first (a name two members answer to is
     the first one's)."""
@@ -134,7 +154,7 @@ def network_peers(ctx, spec) -> list[tuple[dict, tuple[str, ...]]]:
     mine = {nid for nid, _aliases in spec.networks}
     if not mine:
         return []
-    out = []
+    out: list[tuple[ContainerRecord, tuple[str, ...]]] = []
     for rec in sorted(state.all_records(ctx.paths), key=lambda r: r.get("created", "")):
         theirs = [(nid, aliases) for nid, aliases in rec.get("spec", {}).get("networks") or () if nid in mine]
         if not theirs or rec["id"] == spec.id or not records.is_running(rec):
@@ -155,7 +175,7 @@ def link_env(spec, net: NetPlan) -> list[str]:
     return out
 
 
-def etc_files(ctx, spec, net: NetPlan) -> dict[str, str]:
+def etc_files(ctx: Context, spec: ContainerSpec, net: NetPlan) -> dict[str, str]:
     """The texts of /etc/hostname, /etc/hosts and /etc/resolv.conf for this start."""
     from netstack import etcfiles, slirp
     if net.kind == "container":
@@ -175,7 +195,7 @@ def etc_files(ctx, spec, net: NetPlan) -> dict[str, str]:
     }
 
 
-def _shared_etc_files(ctx, spec) -> dict[str, str]:
+def _shared_etc_files(ctx: Context, spec: ContainerSpec) -> dict[str, str]:
     """``container:``: the other container's files (its names resolve the same way here)."""
     from netstack import spec as netspec
     ref = netspec.parse_network(spec.network).container
@@ -199,10 +219,10 @@ def close(net: NetPlan) -> None:
         os.close(fd)
 
 
-def state_fields(net: NetPlan, mac: str = "") -> dict:
+def state_fields(net: NetPlan, mac: str = "") -> dict[str, Any]:
     """What the container's state records about its network while it runs."""
     from netstack import slirp
-    fields = {"ports": [], "ip": "", "gateway": "", "mac": mac}
+    fields: dict[str, Any] = {"ports": [], "ip": "", "gateway": "", "mac": mac}
     if net.bound:
         from netstack import ports
         fields["ports"] = ports.records(net.bound)

@@ -12,10 +12,18 @@ import time
 from rootless.base.clock import now_iso
 from rootless.runtime import state
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
+
+    from layers.overlay import RootfsPlan
+    from rootless.runtime import Context
+    from rootless.runtime.state import ContainerRecord
+
 UNKNOWN_EXIT = 137  # the keeper died without recording the exit: as if killed
 
 
-def current(ctx, rec: state.ContainerRecord) -> state.ContainerRecord:
+def current(ctx: Context, rec: ContainerRecord) -> ContainerRecord:
     """The record with a dead keeper reconciled: exited, runtime files and helpers gone."""
     st = rec.get("state", {})
     if st.get("status") != "running" or alive(st.get("keeper", 0), st.get("keeper_start", "")):
@@ -25,8 +33,8 @@ def current(ctx, rec: state.ContainerRecord) -> state.ContainerRecord:
     remove_runtime(ctx.paths.run_dir(cid))
     if rec.get("spec", {}).get("remove"):
         remove_container_files(ctx, cid)
-        return dict(rec, state=dict(st, status="removed"))
-    changes = dict(status="exited", pid=0, keeper=0, exit_code=UNKNOWN_EXIT,
+        return {**rec, "state": {**st, "status": "removed"}}
+    changes: dict[str, Any] = dict(status="exited", pid=0, keeper=0, exit_code=UNKNOWN_EXIT,
                    error="the container's keeper died (killed, or the machine restarted)",
                    finished_at=now_iso())
     try:
@@ -37,20 +45,20 @@ def current(ctx, rec: state.ContainerRecord) -> state.ContainerRecord:
             raise
         # A full disk: recording it is only a convenience (every reader reconciles again), and a
         # read-only command (ps -a, inspect, rm -f) must not fail for it.
-        return dict(rec, state=dict(st, **changes))
+        return {**rec, "state": {**st, **changes}}  # type: ignore[typeddict-item]  # changes: state keys
 
 
-def lookup(ctx, ref: str) -> state.ContainerRecord:
+def lookup(ctx: Context, ref: str) -> ContainerRecord:
     return current(ctx, state.lookup(ctx.paths, ref))
 
 
-def all_current(ctx) -> list[state.ContainerRecord]:
+def all_current(ctx: Context) -> list[ContainerRecord]:
     """Every container (damaged records too, as dead ones that ``rm -f`` removes)."""
     recs = [current(ctx, r) for r in state.all_records(ctx.paths)]
     return [r for r in recs if r["state"].get("status") != "removed"]
 
 
-def keeper_of(ctx, cid: str) -> int:
+def keeper_of(ctx: Context, cid: str) -> int:
     """The pid of a container's keeper found without its record: the process listening on its
     attach socket (SO_PEERCRED); 0 if none answers."""
     from rootless.runtime import keeperclient
@@ -91,7 +99,7 @@ def kill_keeper_tree(keeper: int) -> None:
         os.close(fd)
 
 
-def is_running(rec: state.ContainerRecord) -> bool:
+def is_running(rec: ContainerRecord) -> bool:
     return rec["state"].get("status") == "running"
 
 
@@ -136,11 +144,12 @@ def remove_runtime(run_dir: str) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def remove_container_files(ctx, cid: str) -> None:
+def remove_container_files(ctx: Context, cid: str) -> None:
     from layers.store import remove_trees
     from rootless.runtime import state
     cdir = ctx.paths.container(cid)
-    where = ((state.read(ctx.paths, cid) or {}).get("state") or {}).get("cgroup")
+    rec = state.read(ctx.paths, cid)
+    where = rec["state"].get("cgroup") if rec is not None else None
     if where:  # a directory below a delegated cgroup (a systemd scope goes by itself)
         from rootless.runtime import cgroups
         cgroups.remove(where)
@@ -150,7 +159,7 @@ def remove_container_files(ctx, cid: str) -> None:
         ctx.userns_call(remove_trees, [doomed])
 
 
-def rootfs_plan(ctx, rec: state.ContainerRecord):
+def rootfs_plan(ctx: Context, rec: ContainerRecord) -> RootfsPlan:
     """Where a container's root filesystem comes from and goes (pure: nothing is written)."""
     from layers.overlay import RootfsPlan
     cid = rec["id"]

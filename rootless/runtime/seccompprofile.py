@@ -68,7 +68,7 @@ def load_file(path: str) -> dict:
         with open(path, "rb") as f:
             text = f.read(4 << 20)
     except OSError as e:
-        raise UsageError(f"--security-opt seccomp={path}: {e.strerror.lower()}",
+        raise UsageError(f"--security-opt seccomp={path}: {(e.strerror or str(e)).lower()}",
                          "give the path of a JSON profile in Docker's format") from None
     try:
         profile = json.loads(text)

@@ -98,7 +98,7 @@ def devices(texts) -> tuple[tuple[str, str], ...]:
         try:
             st = os.stat(host)
         except OSError as e:
-            raise UsageError(f"--device {host}: {e.strerror.lower()}") from None
+            raise UsageError(f"--device {host}: {(e.strerror or str(e)).lower()}") from None
         if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
             raise UsageError(f"--device {host}: not a device node")
         want = (os.R_OK if "r" in perms else 0) | (os.W_OK if "w" in perms else 0)

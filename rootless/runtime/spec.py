@@ -7,129 +7,109 @@
 from __future__ import annotations
 
 import os
-from collections import namedtuple
 
 from rootless.base.errors import UsageError
+from rootless.base.valuetype import KeywordRecord, keyword_record
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-_REQUIRED = object()
-
-
-def keyword_record(typename: str, doc: str, **fields):
-    """A namedtuple class whose fields are given by name only, each with its default next to it
-    (``_REQUIRED``: none). Value types on the start-up path are namedtuples: importing
-    dataclasses or typing costs ~8 ms per command."""
-    required = [k for k, v in fields.items() if v is _REQUIRED]
-    optional = {k: v for k, v in fields.items() if v is not _REQUIRED}
-    if list(fields) != required + list(optional):
-        raise TypeError(f"{typename}: the required fields come first")
-    base = namedtuple(typename, (*required, *optional), defaults=tuple(optional.values()))
-
-    def __new__(cls, *args, **kw):
-        if args:
-            raise TypeError(f"{typename} takes its fields by name")
-        return base.__new__(cls, **kw)
-
-    def __reduce__(self):  # pickle and copy rebuild from the values, bypassing the keywords-only __new__
-        return self._make, (tuple(self),)
-
-    return type(typename, (base,), {"__slots__": (), "__new__": __new__, "__reduce__": __reduce__,
-                                    "__doc__": doc, "__module__": __name__})
-
-
-RunOptions = keyword_record(
-    "RunOptions", "The options of ``run``/``create`` (the CLI's flags; the API's create maps onto them).",
-    image=_REQUIRED,
-    command=(),
-    entrypoint=None,
-    env=(),
-    env_files=(),
-    workdir=None,
-    user=None,
-    hostname=None,
-    name=None,
-    network="slirp4netns",
-    init=False,
-    rm=False,
-    interactive=False,
-    tty=False,
-    publish=(),
-    publish_all=False,
-    expose=(),
-    links=(),
-    add_hosts=(),
-    dns=(),
-    dns_search=(),
-    dns_options=(),
-    mac_address=None,
-    pull="missing",
-    tls_verify=True,
-    platform=None,
-    log_driver=None,
-    log_opts=(),
-    volumes=(),
-    mounts=(),
-    tmpfs=(),
-    volumes_from=(),
-    read_only=False,
-    limits=None,
-    cap_add=(),
-    cap_drop=(),
-    privileged=False,
-    security_opts=(),
-    devices=(),
-    userns="",
-    labels=None,
-    network_aliases=(),  # --network-alias
-    networks=(),  # the user-defined networks, resolved by the engine to (network id, aliases) pairs
+@keyword_record
+class RunOptions(KeywordRecord):
+    """The options of ``run``/``create`` (the CLI's flags; the API's create maps onto them)."""
+    image: str
+    command: Sequence[str] = ()
+    entrypoint: str | Sequence[str] | None = None  # see split_command
+    env: Sequence[str] = ()
+    env_files: Sequence[str] = ()
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    name: str | None = None
+    network: str = "slirp4netns"
+    init: bool = False
+    rm: bool = False
+    interactive: bool = False
+    tty: bool = False
+    publish: Sequence[str] = ()
+    publish_all: bool = False
+    expose: Sequence[str] = ()
+    links: Sequence[str] = ()
+    add_hosts: Sequence[str] = ()
+    dns: Sequence[str] = ()
+    dns_search: Sequence[str] = ()
+    dns_options: Sequence[str] = ()
+    mac_address: str | None = None
+    pull: str = "missing"
+    tls_verify: bool = True
+    platform: str | None = None
+    log_driver: str | None = None
+    log_opts: Sequence[str] = ()
+    volumes: Sequence[str] = ()
+    mounts: Sequence[str] = ()
+    tmpfs: Sequence[str] = ()
+    volumes_from: Sequence[str] = ()
+    read_only: bool = False
+    limits: dict[str, Any] | None = None
+    cap_add: Sequence[str] = ()
+    cap_drop: Sequence[str] = ()
+    privileged: bool = False
+    security_opts: Sequence[str] = ()
+    devices: Sequence[str] = ()
+    userns: str = ""
+    labels: dict[str, str] | None = None
+    network_aliases: Sequence[str] = ()  # --network-alias
+    # the user-defined networks, resolved by the engine to (network id, aliases) pairs
     # (``network`` is then the mode their members run in)
-)
+    networks: Sequence[tuple[str, Sequence[str]]] = ()
 
 
-_ContainerSpecFields = keyword_record(
-    "ContainerSpec", "",
-    id=_REQUIRED,
-    name=_REQUIRED,
-    image_id=_REQUIRED,
-    image_name=_REQUIRED,
-    layers=_REQUIRED,
-    argv=_REQUIRED,
-    env=_REQUIRED,
-    user=_REQUIRED,
-    workdir=_REQUIRED,
-    hostname=_REQUIRED,
-    network="none",
-    init=False,
-    tty=False,
-    interactive=False,
-    remove=False,
-    labels=None,
-    stop_signal="SIGTERM",
-    entrypoint=None,
-    ports=(),
-    publish_all=False,
-    exposed=(),
-    links=(),
-    add_hosts=(),
-    dns=(),
-    dns_search=(),
-    dns_options=(),
-    mac=None,
-    log=None,
-    mounts=(),
-    read_only=False,
-    no_new_privs=False,
-    limits=None,
-    caps=None,
-    privileged=False,
-    devices=(),
-    seccomp=True,
-    root_emulation="auto",
-    userns="",
-    networks=(),
-)
+@keyword_record
+class _ContainerSpecFields(KeywordRecord):
+    id: str
+    name: str
+    image_id: str
+    image_name: str
+    layers: tuple[str, ...]
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
+    user: str
+    workdir: str
+    hostname: str
+    network: str = "none"
+    init: bool = False
+    tty: bool = False
+    interactive: bool = False
+    remove: bool = False
+    labels: dict[str, str] | None = None
+    stop_signal: str = "SIGTERM"
+    entrypoint: tuple[str, ...] | None = None
+    ports: tuple[Any, ...] = ()
+    publish_all: bool = False
+    exposed: tuple[str, ...] = ()
+    links: tuple[Any, ...] = ()
+    add_hosts: tuple[Any, ...] = ()
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    mac: str | None = None
+    log: dict[str, Any] | None = None
+    mounts: tuple[dict[str, Any], ...] = ()
+    read_only: bool = False
+    no_new_privs: bool = False
+    limits: dict[str, Any] | None = None
+    caps: Any = None  # the capability names kept (a list or tuple), None: Docker's default set
+    privileged: bool = False
+    devices: tuple[Any, ...] = ()
+    seccomp: Any = True  # True, False or {"profile": ...}
+    root_emulation: str = "auto"
+    userns: str = ""
+    networks: tuple[Any, ...] = ()
 
 
 class ContainerSpec(_ContainerSpecFields):
@@ -156,9 +136,10 @@ class ContainerSpec(_ContainerSpecFields):
 
     __slots__ = ()
 
-    def __new__(cls, *args, **kwargs):
-        self = super().__new__(cls, *args, **kwargs)
-        return self if self.labels is not None else self._replace(labels={})
+    if not TYPE_CHECKING:  # the checker checks the fields' keywords against the declaration
+        def __new__(cls, *args, **kwargs):
+            self = super().__new__(cls, *args, **kwargs)
+            return self if self.labels is not None else self._replace(labels={})
 
     def to_json(self) -> dict:
         d = self._asdict()
@@ -169,7 +150,7 @@ class ContainerSpec(_ContainerSpecFields):
 
     @classmethod
     def from_json(cls, d: dict) -> ContainerSpec:
-        kw = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+        kw: dict[str, Any] = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
               for k, v in d.items() if k in cls._fields}
         return cls(**kw)
 
@@ -216,7 +197,7 @@ def merge_env(base: list[str], overrides: list[str]) -> list[str]:
     return [f"{k}={v}" for k, v in env.items()]
 
 
-def split_command(image_cfg: dict, command: tuple[str, ...], entrypoint) -> tuple[list, list]:
+def split_command(image_cfg: dict, command: Sequence[str], entrypoint: str | Sequence[str] | None) -> tuple[list, list]:
     """(entrypoint, cmd) by Docker's rule: --entrypoint replaces the image's entrypoint and drops its
     CMD. ``entrypoint``: None (the image's), a string (the flag's; "" resets it) or a list (the
     API's; an empty list resets it and keeps the image's CMD, as Docker's daemon does)."""
@@ -228,7 +209,7 @@ def split_command(image_cfg: dict, command: tuple[str, ...], entrypoint) -> tupl
     return ep, list(command) if ep else list(command) or list(image_cfg.get("Cmd") or [])
 
 
-def command_line(image_cfg: dict, command: tuple[str, ...], entrypoint) -> list[str]:
+def command_line(image_cfg: dict, command: Sequence[str], entrypoint: str | Sequence[str] | None) -> list[str]:
     """Docker's rule: --entrypoint replaces the image's entrypoint and drops its CMD."""
     ep, cmd = split_command(image_cfg, command, entrypoint)
     argv = ep + cmd

@@ -13,6 +13,10 @@ import signal
 import termios
 import tty as ttymod
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
+
 # The signals a CLI (or --init) passes on to the container's process.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q, Docker's default
@@ -28,7 +32,7 @@ class Forwarder:
     def __init__(self, tied: bool = False) -> None:
         self.pid = 0
         self.pending: list[int] = []
-        self.old = {}
+        self.old: dict[int, Any] = {}
         self.tied = tied
         self.cancelled = 0
 
@@ -89,6 +93,7 @@ class DetachKeys:
             if sink is not None:
                 sink.write(out)
             else:
+                assert master is not None  # the callers give a master or a sink
                 write_all(master, out)
         return False
 
@@ -126,7 +131,7 @@ class RawTerminal:
 
     def __init__(self, wanted: bool):
         self.active = wanted and os.isatty(0)
-        self.saved = None
+        self.saved: list[Any] | None = None
 
     def __enter__(self) -> RawTerminal:
         if self.active:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections import namedtuple
 
 from rootless.base import atomic, locking
 from rootless.base.clock import now_iso
 from rootless.base.errors import RootlessError, UsageError, VolumeNotFound
 from rootless.base.paths import Paths
+from rootless.base.valuetype import KeywordRecord, record
 
 VOLUME_VERSION = 1
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # what may be looked up (a store may hold 1-character names)
@@ -27,11 +27,17 @@ _NEW_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # what may be made: Docke
 MAX_NAME = 255  # a directory name; the names made aside (``.new-``, ``.del-``) never contain it
 MODES = ("ro", "rw", "z", "Z", "U")  # z/Z (SELinux relabelling) are accepted and have nothing to do here
 
-# type: volume | bind | tmpfs; source: a volume name ("" for a new anonymous one) or a host path;
-# chown: give the source to the container's user first (``:U``, as podman has it); copy: an empty
-# volume gets the image's files first (off: volume-nocopy); options: a tmpfs's mount options.
-Mount = namedtuple("Mount", "type source target readonly chown copy options must_exist",
-                   defaults=(False, True, "", False))
+@record
+class Mount(KeywordRecord):
+    """One ``-v``, ``--mount`` or ``--tmpfs``, parsed."""
+    type: str  # volume | bind | tmpfs
+    source: str  # a volume name ("" for a new anonymous one) or a host path
+    target: str
+    readonly: bool
+    chown: bool = False  # give the source to the container's user first (``:U``, as podman has it)
+    copy: bool = True  # an empty volume gets the image's files first (off: volume-nocopy)
+    options: str = ""  # a tmpfs's mount options
+    must_exist: bool = False  # a --mount bind's source must exist
 TMPFS_FLAGS = {"ro", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime",
                "relatime", "strictatime"}
 

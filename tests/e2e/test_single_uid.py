@@ -49,6 +49,18 @@ def test_root_emulation_can_be_refused(solo):
     assert "chown=1" in out and "Invalid argument" in out, out  # the kernel's answer: uid 100 is not mapped
 
 
+def test_a_user_the_map_lacks_is_warned_once_by_run_and_exec(solo):
+    """The container's setup says it over the channel; the CLI's Context shows it, in the same
+    words as ever, once per command (issue 23 point 5)."""
+    warning = ("rootless: warning: user '1234' (uid 1234) does not exist in a single-uid user namespace: "
+               "running as root of the container instead (configure /etc/subuid to fix)")
+    r = solo("run", "--rm", "--network", "none", "-u", "1234", "busybox", "id", "-u")
+    assert r.out == "0\n" and r.err.splitlines().count(warning) == 1, r.err
+    solo("run", "-d", "--name", "w", "--network", "none", "busybox", "sleep", "100")
+    r = solo("exec", "-u", "1234", "w", "id", "-u")
+    assert r.out == "0\n" and r.err.splitlines().count(warning) == 1, r.err
+
+
 def _has_subids() -> bool:
     from rootless.base import idmap
     return idmap.plan().mode == "subid"

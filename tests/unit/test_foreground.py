@@ -78,3 +78,33 @@ def test_run_and_exec_have_no_loop_of_their_own():
     for module in (launcher, execute):
         source = open(module.__file__).read()
         assert "Session(" in source and ".select(" not in source, module.__name__
+
+
+def test_a_warning_of_the_child_goes_to_the_context(capfd):
+    """The keeper's and the container's warnings reach the face through ``warn`` (the Context's),
+    which shows, collects or drops them; the loop itself writes nothing (issue 23 point 5)."""
+    parent, kid = Channel.pair()
+    warned: list[str] = []
+    session = foreground.Session(parent, _Fwd(), interactive=False, warn=warned.append)
+    kid.send("warning", message="cannot write the container's log")
+    kid.send("finished", code=0)
+    try:
+        assert session.run(False) == foreground.ENDED
+    finally:
+        session.close()
+        parent.close()
+        kid.close()
+    assert warned == ["cannot write the container's log"]
+    assert capfd.readouterr() == ("", "")
+
+
+def test_the_runtime_warns_through_the_context():
+    """No module of the runtime writes a warning to stderr itself: the CLI's Context shows it,
+    the API's reports it (a keeper or a container's setup sends it over the channel)."""
+    import pathlib
+    import re
+    here = pathlib.Path(foreground.__file__).parent
+    direct = re.compile(r"file=sys\.stderr|sys\.stderr\.write|os\.write\(2,")
+    found = [f"{p.name}:{n}" for p in sorted(here.glob("*.py"))
+             for n, line in enumerate(p.read_text().splitlines(), 1) if direct.search(line)]
+    assert found == []

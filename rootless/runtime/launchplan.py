@@ -1,0 +1,34 @@
+"""What one start of a container needs on the namespace side, built by the engine
+(``rootless.engine.containers``) and carried out by the keeper (:mod:`rootless.runtime.child`)."""
+
+from __future__ import annotations
+
+from rootless.base.valuetype import KeywordRecord, keyword_record
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from layers.overlay import RootfsPlan
+    from rootless.base.paths import Paths
+    from rootless.runtime.mountplan import Op
+    from rootless.runtime.network import NetPlan
+    from rootless.runtime.spec import ContainerSpec
+
+
+@keyword_record
+class LaunchPlan(KeywordRecord):
+    """Everything the namespace side needs, built by the engine."""
+    spec: ContainerSpec
+    rootfs: RootfsPlan
+    mounts: tuple[Op, ...]
+    run_dir: str
+    paths: Paths  # the store, where the keeper records the container's state and writes its log
+    net: NetPlan  # the network plan, with the published ports already bound
+    remove_dirs: tuple[str, ...] = ()  # removed when the container ends (--rm)
+    winsize: bytes | None = None
+    single_uid: bool = False  # the user namespace maps one uid, no other user to switch to
+    attached: bool = True  # a CLI waits and shows the output (else the keeper detaches from the terminal)
+    stdin: bool = True  # an attached CLI gives its stdin (run -i, start -a -i); else stdin waits for `attach`
+    seccomp: bytes | None = None  # the container's seccomp program
+    # the container lives only as long as its attached CLI (a build's RUN step): the CLI's
+    # SIGINT/TERM/HUP kill it, and should the CLI die, the keeper kills it and removes it
+    tied: bool = False
