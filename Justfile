@@ -25,6 +25,10 @@ test *ARGS:
 bench *ARGS:
     {{py}} scripts/bench.py {{ARGS}}
 
+# docker-py's integration suite against rootless system service (or: just compat --against podman).
+compat *ARGS:
+    {{py}} scripts/compat.py {{ARGS}}
+
 # Resource limits for real: tests/vm in the cgroup v2 guest of ../shared/vm (a few minutes, emulated).
 vm-test *ARGS:
     PYTHON={{py}} scripts/vm-test.sh {{ARGS}}

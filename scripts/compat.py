@@ -60,7 +60,21 @@ LEFT_OUT_TESTS = [
     "tests/integration/api_network_test.py::TestNetworks::test_create_inspect_network_with_scope",
     "tests/integration/api_network_test.py::TestNetworks::test_create_remove_network_with_space_in_name",
 ]
-STAND_INS = ["alpine:3.10", "alpine:latest", "busybox:latest", "busybox:buildroot-2014.02"]
+STAND_INS = {"alpine:3.10": "alpine", "alpine:latest": "alpine", "busybox:latest": "busybox:latest",
+             "busybox:buildroot-2014.02": "busybox:latest"}
+# alpine's base accounts and directories, which the tests use (exec as postgres, a workdir in /var/opt)
+ALPINE_PASSWD = "".join(f"{u}:x:{i}:{g}:{u}:{h}:{sh}\n" for u, i, g, h, sh in [
+    ("root", 0, 0, "/root", "/bin/ash"), ("bin", 1, 1, "/bin", "/sbin/nologin"),
+    ("daemon", 2, 2, "/sbin", "/sbin/nologin"), ("adm", 3, 4, "/var/adm", "/sbin/nologin"),
+    ("lp", 4, 7, "/var/spool/lpd", "/sbin/nologin"), ("mail", 8, 12, "/var/spool/mail", "/sbin/nologin"),
+    ("operator", 11, 0, "/root", "/sbin/nologin"), ("ftp", 21, 21, "/var/lib/ftp", "/sbin/nologin"),
+    ("postgres", 70, 70, "/var/lib/postgresql", "/bin/sh"), ("guest", 405, 100, "/dev/null", "/sbin/nologin"),
+    ("nobody", 65534, 65534, "/", "/sbin/nologin")])
+ALPINE_GROUP = "".join(f"{g}:x:{i}:{m}\n" for g, i, m in [
+    ("root", 0, "root"), ("bin", 1, "root,bin,daemon"), ("daemon", 2, "root,bin,daemon"), ("adm", 4, "root,adm,daemon"),
+    ("lp", 7, "lp"), ("mail", 12, "mail"), ("ftp", 21, ""), ("postgres", 70, ""), ("users", 100, "games"),
+    ("nogroup", 65533, ""), ("nobody", 65534, "")])
+ALPINE_DIRS = ["etc", "var/opt", "var/lib", "var/cache", "var/log", "var/spool", "opt", "srv", "media", "mnt", "home", "run"]
 HELLO = ('#!/bin/busybox sh\necho\necho "Hello from Docker!"\n'
          'echo "This message shows that your installation appears to be working correctly."\n')
 
@@ -170,8 +184,16 @@ def push_stand_ins(work: Path, registry: str) -> None:
     (ctxdir / "hello").chmod(0o755)
     (ctxdir / "Dockerfile").write_text("FROM busybox:latest\nCOPY hello /hello\nCMD [\"/hello\"]\n")
     run(rl + ["build", "-q", "--network", "none", "-t", f"{registry}/library/hello-world:latest", str(ctxdir)], env)
-    for name in STAND_INS:
-        run(rl + ["tag", "busybox:latest", f"{registry}/library/{name}"], env)
+    ctxdir = work / "alpine"
+    for d in ALPINE_DIRS:
+        (ctxdir / "rootfs" / d).mkdir(parents=True)
+    (ctxdir / "rootfs" / "etc" / "passwd").write_text(ALPINE_PASSWD)
+    (ctxdir / "rootfs" / "etc" / "group").write_text(ALPINE_GROUP)
+    (ctxdir / "rootfs" / "etc" / "alpine-release").write_text("3.10.9\n")
+    (ctxdir / "Dockerfile").write_text('FROM busybox:latest\nCOPY rootfs/ /\nCMD ["/bin/sh"]\n')
+    run(rl + ["build", "-q", "--network", "none", "-t", "alpine", str(ctxdir)], env)
+    for name, source in STAND_INS.items():
+        run(rl + ["tag", source, f"{registry}/library/{name}"], env)
     for name in [*STAND_INS, "hello-world:latest"]:
         run(rl + ["push", "-q", f"{registry}/library/{name}"], env)
     subprocess.run(rl + ["system", "prune", "-a", "-f"], env=env, capture_output=True)
@@ -247,7 +269,9 @@ def run_suite(python: Path, tests: Path, work: Path, sock: Path, extra: list[str
     home = work / "client-home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "PYTEST_"))}
-    env.update(DOCKER_HOST=f"unix://{sock}", HOME=str(home), PYTHONDONTWRITEBYTECODE="1")
+    env.update(DOCKER_HOST=f"unix://{sock}", HOME=str(home), PYTHONDONTWRITEBYTECODE="1",
+               PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}")
+    credential_store(suite, work, env)
     argv = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "--timeout", "180", f"--junitxml={junit}",
             "-q", "-rN", "tests/integration"]
     argv += [f"--ignore=tests/integration/{f}" for f in LEFT_OUT_FILES]
@@ -257,6 +281,23 @@ def run_suite(python: Path, tests: Path, work: Path, sock: Path, extra: list[str
     if not junit.exists():
         raise SystemExit("compat: pytest wrote no report")
     return junit
+
+
+def credential_store(suite: Path, work: Path, env: dict[str, str]) -> None:
+    """What docker-py's CI sets up for its credential-store tests: ``pass`` with the suite's gpg key
+    (docker-credential-pass is in .venv/bin, from scripts/setup.sh), all in the work directory."""
+    gnupg, store = work / "gnupg", work / "pass"
+    gnupg.mkdir(mode=0o700)
+    env.update(GNUPGHOME=str(gnupg), PASSWORD_STORE_DIR=str(store))
+    keys = suite / "tests" / "gpg-keys"
+    if not shutil.which("pass") or not shutil.which("docker-credential-pass", path=env["PATH"]):
+        log("pass or docker-credential-pass missing (scripts/setup.sh installs them): the store tests will fail")
+        return
+    run(["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--import", str(keys / "secret")], env)
+    run(["gpg", "--batch", "--import-ownertrust", str(keys / "ownertrust")], env)
+    listing = run(["gpg", "--batch", "--no-auto-check-trustdb", "--list-secret-keys", "--with-colons"], env).stdout
+    fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    run(["pass", "init", fpr], env)
 
 
 def outcomes(junit: Path) -> dict[str, str]:

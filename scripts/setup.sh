@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(python3 python3-venv python3-dev gcc libcap-dev uidmap fuse-overlayfs fuse3 slirp4netns
           busybox-static iproute2 docker-registry openssl mmdebstrap)
-# Test-only: Docker Compose for the API tests, without the docker.io it recommends (no daemon here)
-TEST_PACKAGES=(docker-compose)
+# Test-only: Docker Compose for the API tests, without the docker.io it recommends (no daemon here);
+# pass for docker-py's credential-store tests (scripts/compat.py)
+TEST_PACKAGES=(docker-compose pass)
 TARGET_USER=${SUDO_USER:-$(id -un)}
 say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 warn() { printf '\033[1;33msetup: warning:\033[0m %s\n' "$*" >&2; }
@@ -110,6 +111,14 @@ docker_client() {
     fi
 }
 
+credential_helper() {
+    # docker-py's credential-store tests (scripts/compat.py) drive docker-credential-pass, as its
+    # own CI does: the helper alone, unpacked from Debian's package into .venv/bin.
+    [ -x .venv/bin/docker-credential-pass ] && return
+    file_from_deb golang-docker-credential-helpers usr/bin/docker-credential-pass .venv/bin/docker-credential-pass ||
+        warn "could not fetch docker-credential-pass (golang-docker-credential-helpers): docker-py's store tests will fail"
+}
+
 compose_v2() {
     # Compose v2 for the API tests, as a docker CLI plugin: Debian packages it from Debian 13 on
     # (its only dependency is libc6 >= 2.34). The package is fetched with apt from this machine's
@@ -153,4 +162,5 @@ host_setup
 python_setup
 docker_client
 compose_v2
+credential_helper
 demo

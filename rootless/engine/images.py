@@ -207,6 +207,15 @@ RegistryOptions = namedtuple("RegistryOptions", "tls_verify creds platform quiet
                              defaults=(True, None, None, False))
 
 
+def registry_options(tls_verify: str, creds: str | None = None, platform: str | None = None,
+                     quiet: bool = False) -> RegistryOptions:
+    """The CLI's registry flags (``--tls-verify true|false``, ``--creds``, ``--platform``, ``-q``)."""
+    from rootless.base.errors import UsageError
+    if tls_verify not in ("true", "false"):
+        raise UsageError(f"--tls-verify takes true or false, not {tls_verify!r}")
+    return RegistryOptions(tls_verify=tls_verify == "true", creds=creds, platform=platform, quiet=quiet)
+
+
 def _registry_kw(ctx: Context, registry: str, opts: RegistryOptions) -> dict:
     """Connection settings for ``registry``: insecure (config or --tls-verify=false), CA directory
     (certs.d, as Docker's), credentials (--creds USER:PASS). A blocked registry is an error."""

@@ -36,7 +36,6 @@ from rootless.base.syscalls import (
     MS_REMOUNT,
 )
 from rootless.runtime import (
-    copyup,
     events,
     exitwatch,
     keeper,
@@ -618,6 +617,8 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
     # another container swaps for a link meanwhile leads nowhere outside
     point = rootfs.mount_point(root, target, op.is_file)
     try:
+        if (op.kind == "volume" and view is not None) or (op.data == "U" and owner is not None):
+            from rootless.runtime import copyup  # only for a volume's first contents or :U
         if op.kind == "volume" and view is not None:
             copyup.fill(rootfs.resolve(view, op.target), op.source)
         if op.data == "U" and owner is not None:

@@ -102,7 +102,7 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
     if any(limit_flags.values()):
         from rootless.runtime import cgroups
         limits = cgroups.parse(cgroups.LimitOptions(**limit_flags))
-    from rootless.cli.commands.images import registry_options
+    from rootless.engine.images import registry_options
     registry_options(tls_verify)  # checks the value
     if platform:
         from layers import manifest

@@ -129,19 +129,11 @@ def pull(ctx: "Context", reference: str = Arg(metavar="NAME[:TAG|@DIGEST]"),
          creds: str = Opt(("--creds",), None, "USER:PASSWORD for the registry.")):
     """Pull an image from a registry."""
     from rootless.engine import images as image_ops
-    opts = registry_options(tls_verify, creds, platform, quiet)
+    opts = image_ops.registry_options(tls_verify, creds, platform, quiet)
     if all_tags:
         print("\n".join(image_ops.pull_all_tags(ctx, reference, opts)))
     else:
         print(image_ops.pull(ctx, reference, opts))
-
-
-def registry_options(tls_verify: str, creds: str | None = None, platform: str | None = None, quiet: bool = False):
-    from rootless.base.errors import UsageError
-    from rootless.engine import images as image_ops
-    if tls_verify not in ("true", "false"):
-        raise UsageError(f"--tls-verify takes true or false, not {tls_verify!r}")
-    return image_ops.RegistryOptions(tls_verify=tls_verify == "true", creds=creds, platform=platform, quiet=quiet)
 
 
 @command("push")
@@ -153,7 +145,7 @@ def push(ctx: "Context", image: str = Arg(metavar="IMAGE"), destination: str = A
     """Push an image to a registry."""
     from rootless.base.errors import UsageError
     from rootless.engine import images as image_ops
-    opts = registry_options(tls_verify, creds, quiet=quiet)
+    opts = image_ops.registry_options(tls_verify, creds, quiet=quiet)
     if all_tags:
         if destination:
             raise UsageError("--all-tags pushes each tag to its own name: give no destination")
@@ -187,7 +179,7 @@ def login(ctx: "Context", registry: str = Arg(metavar="REGISTRY"),
         password = getpass.getpass("Password: ")
     if not username or password is None:
         raise UsageError("login needs a user name and a password", "use -u USER --password-stdin")
-    image_ops.login(ctx, registry, username, password, registry_options(tls_verify))
+    image_ops.login(ctx, registry, username, password, image_ops.registry_options(tls_verify))
     print("Login Succeeded!")
 
 
