@@ -214,8 +214,9 @@ def create(ctx: Context, req: Request):
     body = req.json()
     opts = to_run_options(body, req.arg("name"), req.arg("platform"))
     opts = _with_networks(ctx, opts, body)
-    rec = uc.create(ctx, opts)
-    return 201, {"Id": rec["id"], "Warnings": []}
+    with ctx.collecting_warnings() as warnings:
+        rec = uc.create(ctx, opts)
+    return 201, {"Id": rec["id"], "Warnings": warnings}
 
 
 def _with_networks(ctx: Context, opts, body: dict):

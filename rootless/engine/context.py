@@ -16,13 +16,15 @@ from rootless.base.paths import Paths, data_home_root, default_root, default_run
 class Context:
     """Paths, settings and probed features for one command (no module-level state)."""
 
-    def __init__(self, root: str | None = None, debug: bool = False, progress=None, notes=None):
+    def __init__(self, root: str | None = None, debug: bool = False, progress=None, notes=None, warnings=None):
         self.root = root
         self.debug = debug
         # ``progress(quiet)``: a pull's or push's progress display (see rootless.cli.progress), or None.
         self.progress = progress
         # ``notes(line)``: where a use case's status lines go (see note), or None: stderr.
         self.notes = notes
+        # ``warnings(message)``: where warnings go (the API collects them for a response), or None: stderr.
+        self.warnings = warnings
         self.warned: set[str] = set()
 
     @cached_property
@@ -82,9 +84,19 @@ class Context:
             print(line, file=sys.stderr, flush=True)
 
     def warn(self, message: str) -> None:
+        """A warning, said once: to the face's ``warnings`` (which may collect or drop it), else to
+        stderr as the CLI shows it."""
         if message not in self.warned:
             self.warned.add(message)
-            print(f"rootless: warning: {message}", file=sys.stderr)
+            if self.warnings is not None:
+                self.warnings(message)
+            else:
+                print(f"rootless: warning: {message}", file=sys.stderr)
+
+    def collecting_warnings(self) -> _Collected:
+        """``with ctx.collecting_warnings() as found:`` the warnings said meanwhile go into the list
+        ``found`` (once each), not to stderr: an API response's ``Warnings``."""
+        return _Collected(self)
 
     def userns_call(self, fn, *args):
         from rootless.base import userns
@@ -117,3 +129,19 @@ class Context:
     def overlay_method(self) -> str:
         from layers import overlay
         return overlay.choose(self.config.overlay, self.paths, self.userns_call)
+
+
+class _Collected:
+    """The warnings a block says, collected (see Context.collecting_warnings)."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.found: list[str] = []
+
+    def __enter__(self) -> list[str]:
+        self.saved = self.ctx.warnings, self.ctx.warned
+        self.ctx.warnings, self.ctx.warned = self.found.append, set()
+        return self.found
+
+    def __exit__(self, *exc: object) -> None:
+        self.ctx.warnings, self.ctx.warned = self.saved
