@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from layers.buildctx import BuildContext
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
+# a stage's PATH when its base image sets none (an imported image, scratch), as Docker's builders
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROXY_ARGS = frozenset(("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
                         "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"))
 
@@ -268,6 +270,13 @@ class Builder:
         self.ex.say(f"STEP {self.step_no}/{self.total}: {text}")
 
     def _from(self, spec: dockerfile.Stage) -> Stage:
+        st = self._base(spec)
+        env = st.config.get("Env") or []
+        if not any(e.partition("=")[0] == "PATH" for e in env):  # Docker's builders begin with the default
+            st.config["Env"] = [*env, f"PATH={DEFAULT_PATH}"]
+        return st
+
+    def _base(self, spec: dockerfile.Stage) -> Stage:
         name = self._expand_meta(spec.base, spec)
         platform = self._expand_meta(spec.platform, spec) if spec.platform else self.opts.platform
         if not name:
