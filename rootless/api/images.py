@@ -70,9 +70,10 @@ class _Out:
             self.stream.end()
 
 
-def _streamed(out: _Out, work) -> None:
+def _streamed(out: _Out, work, code_of=None) -> None:
     """Run ``work()``; a failure after the stream began is its last message (before, it is the
-    ordinary JSON error routes.py makes of it)."""
+    ordinary JSON error routes.py makes of it), with ``code_of(error)`` as its ``code`` when that
+    gives one."""
     try:
         work()
     except (BrokenPipeError, ConnectionResetError):
@@ -85,7 +86,9 @@ def _streamed(out: _Out, work) -> None:
         else:
             traceback.print_exc(file=sys.stderr)
             message = f"internal error: {type(e).__name__}: {e}"
-        out.emit({"errorDetail": {"message": message}, "error": message})
+        code = code_of(e) if code_of else None
+        detail = {"code": code, "message": message} if code else {"message": message}
+        out.emit({"errorDetail": detail, "error": message})
     out.end()
 
 
@@ -479,9 +482,16 @@ def build(ctx: Context, req: Request):
             out.emit({"stream": f"Successfully built {image_id[7:19]}\n"})
             for t in shown:
                 out.emit({"stream": f"Successfully tagged {t}\n"})
-        _streamed(out, work)
+        _streamed(out, work, _run_code)
     finally:
         _remove_tree(ctx, workdir)
+
+
+def _run_code(e: Exception) -> int | None:
+    """A failed RUN step's exit code, which the build error's message ends with: Docker's
+    ``errorDetail`` carries it as ``code`` (docker-py's BuildError reads it)."""
+    m = re.search(r"returned a non-zero code: (\d+)$", getattr(e, "message", ""))
+    return int(m[1]) if m else None
 
 
 def _first(req: Request, name: str) -> str | None:

@@ -267,7 +267,7 @@ def test_broken_builds_say_why(api, tmp_path):
     r = api.docker("build", "-t", "broken", str(ctx), expect=1)
     assert "FROBNICATE" in r.err or "frobnicate" in r.err.lower(), r.err
     (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo about-to-fail && exit 3\n")
-    r = api.docker("build", "-t", "broken", str(ctx), expect=1)
+    r = api.docker("build", "-t", "broken", str(ctx), expect=3)  # errorDetail's code: the CLI exits with it
     assert "non-zero code: 3" in r.err, r.err
     assert "about-to-fail" in r.out
     (ctx / "Dockerfile").write_text("FROM busybox\nCOPY missing.txt /\n")
@@ -421,6 +421,8 @@ def test_build_network_modes(api):
     status, msgs = _build(api, "nocache=1&networkmode=none", df)
     assert status == 200 and "errorDetail" not in msgs[-1] and "pingtarget" not in _text(msgs), msgs
     assert "tap0" not in _text(msgs)
+    status, msgs = _build(api, "nocache=1&networkmode=none", "FROM busybox\nRUN ping -c1 -W1 pingtarget.docker\n")
+    assert msgs[-1]["errorDetail"]["code"] == 1, msgs  # the failed RUN's code, as Docker's
     status, msgs = _build(api, "nocache=1&networkmode=bridge", df)
     assert status == 200 and "tap0" in _text(msgs), msgs
     status, body = _build(api, "networkmode=nosuchnet", df)
