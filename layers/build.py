@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from layers.buildctx import BuildContext
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
+# a stage's PATH when its base image sets none (an imported image, scratch), as Docker's builders
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROXY_ARGS = frozenset(("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
                         "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"))
 
@@ -40,6 +42,10 @@ class BuildOptions(KeywordRecord):
     labels: dict[str, str] = {}  # noqa: RUF012 - the same
     network: str = "slirp4netns"  # the RUN steps'
     platform: str | None = None
+    # --cache-from: the images whose steps may serve as cache, {"history", "layers"} each; None:
+    # not given, the local cache serves (Docker's classic builder then uses the local cache no more)
+    cache_sources: tuple[dict, ...] | None = None
+    every_step: bool = False  # say the cache and the id of every step, as Docker's classic builder
 
 
 class BuildError(RootlessError):
@@ -264,6 +270,13 @@ class Builder:
         self.ex.say(f"STEP {self.step_no}/{self.total}: {text}")
 
     def _from(self, spec: dockerfile.Stage) -> Stage:
+        st = self._base(spec)
+        env = st.config.get("Env") or []
+        if not any(e.partition("=")[0] == "PATH" for e in env):  # Docker's builders begin with the default
+            st.config["Env"] = [*env, f"PATH={DEFAULT_PATH}"]
+        return st
+
+    def _base(self, spec: dockerfile.Stage) -> Stage:
         name = self._expand_meta(spec.base, spec)
         platform = self._expand_meta(spec.platform, spec) if spec.platform else self.opts.platform
         if not name:
@@ -294,26 +307,61 @@ class Builder:
         handler(st, ins)
 
     def _step(self, st: Stage, ins: dockerfile.Instruction, parts: object,
-              work: Callable[[], dict | None] | None = None, created_by: str | None = None) -> None:
-        """Look the step up in the cache, else do ``work`` (a layer or None) and cache it."""
+              work: Callable[[], dict | None] | None = None, created_by: str | None = None,
+              derivable: bool = True) -> None:
+        """Look the step up in the cache, else do ``work`` (a layer or None) and cache it.
+        ``derivable``: the history line says all the step depends on, so that a ``--cache-from``
+        image's step with that line may serve without a local cache entry (not COPY/ADD, whose
+        line does not name the contents)."""
         k = buildcache.key(st.chain, [ins.cmd, parts])
+        created_by = created_by or _first_line(ins.original)
         entry = None if self.opts.no_cache else buildcache.get(self.cache_root, k, self.store)
+        if not self.opts.no_cache and self.opts.cache_sources is not None:
+            entry = self._from_sources(st, entry, created_by, derivable)
+        say = work is not None or self.opts.every_step
         if entry is not None:
-            if work is not None:
+            if say:
                 self.ex.say(f"--> Using cache {k[7:19]}")
         else:
             layer = work() if work is not None else None
-            history: dict[str, object] = {"created": self.ex.now(),
-                                          "created_by": created_by or _first_line(ins.original)}
+            history: dict[str, object] = {"created": self.ex.now(), "created_by": created_by}
             if layer is None:
                 history["empty_layer"] = True
             entry = buildcache.put(self.cache_root, k, layer, history)
-            if work is not None:
+            if say:
                 self.ex.say(f"--> {k[7:19]}")
         if entry["layer"]:
             st.layers.append(entry["layer"])
         st.image.setdefault("history", []).append(entry["history"])
         st.chain = k
+
+    def _from_sources(self, st: Stage, entry: dict | None, created_by: str, derivable: bool) -> dict | None:
+        """With ``--cache-from``, a step comes from the cache only as one of those images made it
+        (Docker's classic builder): the stage so far is the start of its history and layers, and
+        its next history line is this step's. The local entry serves when it made the same
+        layer; without one, the image's own step does when ``derivable``."""
+        hist = st.image.get("history") or []
+        ids = st.diff_ids()
+        for src in self.opts.cache_sources or ():
+            s_hist, s_layers = src["history"], src["layers"]
+            if len(s_hist) <= len(hist) or [lr["diff_id"] for lr in s_layers[:len(ids)]] != ids:
+                continue
+            if any(_line(a) != _line(b) for a, b in zip(s_hist, hist, strict=False)):
+                continue
+            line = s_hist[len(hist)]
+            if line.get("created_by") != created_by:
+                continue
+            layer = None
+            if not line.get("empty_layer"):
+                if len(s_layers) <= len(ids):
+                    continue
+                layer = dict(s_layers[len(ids)])
+            if entry is not None:
+                if (entry["layer"] or {}).get("diff_id") == (layer or {}).get("diff_id"):
+                    return entry
+            elif derivable:
+                return {"version": buildcache.ENTRY_VERSION, "layer": layer, "history": dict(line)}
+        return None
 
     # ---- metadata instructions ----------------------------------------------------------------
     def _do_arg(self, st: Stage, ins: dockerfile.Instruction) -> None:
@@ -469,7 +517,7 @@ class Builder:
         created_by = prefix + (" ".join(st.shell()) + " " + shown if not (ins.json or scripts) else shown)
         key_mounts = [{k: v for k, v in m.items() if k != "source"} | {"digest": m.get("digest")} for m in mounts]
         self._step(st, ins, [argv, sorted(declared.items()), step["user"], step["workdir"], key_mounts],
-                   work=lambda: self.ex.run(st, step), created_by=created_by)
+                   work=lambda: self.ex.run(st, step), created_by=created_by, derivable=not mounts)
 
     def _run_argv(self, st: Stage, ins: dockerfile.Instruction) -> tuple[list[str], list[tuple[str, str]]]:
         """The command of a RUN, and the heredoc scripts it executes as files ((name, content))."""
@@ -596,12 +644,17 @@ class Builder:
             raise DockerfileError(f"{what}: when using {ins.cmd} with more than one source file, "
                                   "the destination must be a directory and end with a /")
         self._step(st, ins, parts, work=lambda: self.ex.files(st, ops),
-                   created_by=f"{ins.cmd} {' '.join(srcs)} {dest}")
+                   created_by=f"{ins.cmd} {' '.join(srcs)} {dest}", derivable=False)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
 def _first_line(text: str) -> str:
     return text.split("\n", 1)[0]
+
+
+def _line(history: dict) -> tuple:
+    """What of a history line tells one step from another (its time does not)."""
+    return history.get("created_by"), bool(history.get("empty_layer"))
 
 
 def _strip_tabs(text: str) -> str:

@@ -87,10 +87,12 @@ def hosts_entries(links) -> list[tuple[str, str]]:
     return out
 
 
-def setup(links) -> list[tuple[socket.socket, str, int, str]]:
+def setup(links, hold: list[int] | None = None) -> list[tuple[socket.socket, str, int, str]]:
     """Build the link namespace beside the current one and listen there on every linked port:
     ``(socket, linked door directory, port, proto)`` for the relay. Returns in the container's
-    namespace."""
+    namespace. ``hold`` gets a descriptor of the link namespace, which keeps it (and so the
+    linked addresses, which answer ping) alive while the caller keeps it open, even when no
+    linked container exposes a port (no listener then holds the namespace)."""
     from netstack import netlink
     from rootless.base import syscalls
     own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -124,7 +126,10 @@ def setup(links) -> list[tuple[socket.socket, str, int, str]]:
                         listeners.append((s, link.door_dir, int(num), proto))
             finally:
                 ctl.close()
-                os.close(other)
+                if hold is None:
+                    os.close(other)
+                else:
+                    hold.append(other)
         finally:
             syscalls.setns(own, syscalls.CLONE_NEWNET)
     finally:

@@ -70,9 +70,10 @@ class _Out:
             self.stream.end()
 
 
-def _streamed(out: _Out, work) -> None:
+def _streamed(out: _Out, work, code_of=None) -> None:
     """Run ``work()``; a failure after the stream began is its last message (before, it is the
-    ordinary JSON error routes.py makes of it)."""
+    ordinary JSON error routes.py makes of it), with ``code_of(error)`` as its ``code`` when that
+    gives one."""
     try:
         work()
     except (BrokenPipeError, ConnectionResetError):
@@ -85,7 +86,9 @@ def _streamed(out: _Out, work) -> None:
         else:
             traceback.print_exc(file=sys.stderr)
             message = f"internal error: {type(e).__name__}: {e}"
-        out.emit({"errorDetail": {"message": message}, "error": message})
+        code = code_of(e) if code_of else None
+        detail = {"code": code, "message": message} if code else {"message": message}
+        out.emit({"errorDetail": detail, "error": message})
     out.end()
 
 
@@ -424,10 +427,6 @@ def build_prune(ctx: Context, req: Request):
     return 200, {"CachesDeleted": [], "SpaceReclaimed": freed}
 
 
-_NETWORKS = {"": "slirp4netns", "default": "slirp4netns", "bridge": "slirp4netns", "slirp4netns": "slirp4netns",
-             "host": "host", "none": "none"}
-
-
 def build(ctx: Context, req: Request):
     """``POST /build``: the body is the context (a tar, maybe compressed, or a Dockerfile alone)."""
     from layers import reference
@@ -440,9 +439,12 @@ def build(ctx: Context, req: Request):
         if t:
             ref = reference.parse(t)
             shown.append(f"{ref.familiar_repository}:{ref.tag or 'latest'}")
-    network = req.arg("networkmode") or "default"
-    if network not in _NETWORKS:
-        raise UsageError(f"network mode {network!r} is not supported for builds", "use default, host or none")
+    network = _first(req, "networkmode") or "default"
+    build_uc.build_network(ctx, network)  # a mode or network it cannot use: refused before the stream
+    extra_hosts = tuple(h for h in req.query.get("extrahosts", []) if h)
+    for h in extra_hosts:
+        build_uc.parse_add_host(h)
+    cache_from = _cache_from(req)
     build_args = {k: str(v) for k, v in req.json_arg("buildargs").items() if v is not None}
     labels = {k: str(v) for k, v in req.json_arg("labels").items()}
     quiet = req.flag("q")
@@ -455,13 +457,15 @@ def build(ctx: Context, req: Request):
         with open(body, "wb") as f:
             for chunk in req.body_chunks():
                 f.write(chunk)
-        dockerfile, text = _unpack_context(ctx, body, context, req.arg("dockerfile") or "Dockerfile")
+        # the first value: docker-py sends the name of a Dockerfile from outside the context (added to
+        # the tar under that name), then its text (Docker's Go server reads the first)
+        dockerfile, text = _unpack_context(ctx, body, context, _first(req, "dockerfile") or "Dockerfile")
         os.unlink(body)
         breq = build_uc.BuildRequest(
             context=context, dockerfile=dockerfile, dockerfile_text=text, tags=tuple(shown),
             build_args=build_args, target=req.arg("target") or None, no_cache=req.flag("nocache"),
-            pull=req.flag("pull"), labels=labels, quiet=quiet, network=_NETWORKS[network],
-            platform=req.arg("platform") or None)
+            pull=req.flag("pull"), labels=labels, quiet=quiet, network=network,
+            platform=req.arg("platform") or None, add_hosts=extra_hosts, cache_from=cache_from, every_step=True)
         out = _Out(req.conn)
         out.start()  # as Docker's: whatever goes wrong from here on is said in the stream
         _reporting(ctx, out, pulling=True)
@@ -469,7 +473,7 @@ def build(ctx: Context, req: Request):
 
         def work():
             with _Pump(out) as pump:
-                result["id"] = build_uc.build(ctx, breq, None if quiet else _BuildSay(pump))
+                result["id"] = build_uc.build(ctx, breq, None if quiet else _BuildSay(pump), pump.outputs)
             image_id = result["id"]
             out.emit({"aux": {"ID": image_id}})
             if quiet:
@@ -478,9 +482,38 @@ def build(ctx: Context, req: Request):
             out.emit({"stream": f"Successfully built {image_id[7:19]}\n"})
             for t in shown:
                 out.emit({"stream": f"Successfully tagged {t}\n"})
-        _streamed(out, work)
+        _streamed(out, work, _run_code)
     finally:
         _remove_tree(ctx, workdir)
+
+
+def _run_code(e: Exception) -> int | None:
+    """A failed RUN step's exit code, which the build error's message ends with: Docker's
+    ``errorDetail`` carries it as ``code`` (docker-py's BuildError reads it)."""
+    m = re.search(r"returned a non-zero code: (\d+)$", getattr(e, "message", ""))
+    return int(m[1]) if m else None
+
+
+def _first(req: Request, name: str) -> str | None:
+    """A query parameter's first value (Docker's Go server reads the first of a repeated one)."""
+    values = req.query.get(name)
+    return values[0] if values else None
+
+
+def _cache_from(req: Request) -> tuple[str, ...]:
+    """``cachefrom``: a JSON list of image names."""
+    value = _first(req, "cachefrom")
+    if not value:
+        return ()
+    try:
+        names = json.loads(value)
+    except ValueError:
+        raise UsageError("invalid JSON in cachefrom", "give a JSON list of image names") from None
+    if names is None:
+        return ()
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise UsageError("cachefrom must be a JSON list of image names")
+    return tuple(n for n in names if n)
 
 
 def _remove_tree(ctx: Context, path: str) -> None:
@@ -558,24 +591,29 @@ class _BuildSay:
 
 
 class _Pump:
-    """Within it, fds 1 and 2 (where the engine puts what RUN steps write, and its own warnings)
-    go into the stream as ``{"stream": ...}`` messages; ``say`` first passes on what came before
-    it, so that the order is kept."""
+    """Within it, fds 1 and 2 (where the engine puts its own warnings) go into the stream as
+    ``{"stream": ...}`` messages, and so do what RUN steps write to ``outputs`` (their stdout,
+    their stderr): their stderr as Docker's classic builder sends it, each line in red
+    (``ESC[91m`` ... ``ESC[0m``). ``say`` first passes on what came before it, so that the order
+    is kept."""
 
     def __init__(self, out: _Out):
         import codecs
         self.out = out
-        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.decoders = [codecs.getincrementaldecoder("utf-8")("replace") for _ in range(2)]
+        self.partial = ""  # stderr's unfinished line
 
     def __enter__(self) -> _Pump:
         sys.stdout.flush()
         sys.stderr.flush()
         self.r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.r_err, w_err = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         os.set_blocking(w, True)
+        os.set_blocking(w_err, True)
         self.saved = os.dup(1), os.dup(2)
         os.dup2(w, 1)
         os.dup2(w, 2)
-        os.close(w)
+        self.outputs = (w, w_err)  # the RUN steps' (the engine dups them onto 1 and 2 for a step)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="build-output", daemon=True)
         self.thread.start()
@@ -591,37 +629,64 @@ class _Pump:
         os.dup2(self.saved[1], 2)
         os.close(self.saved[0])
         os.close(self.saved[1])
+        for fd in self.outputs:
+            os.close(fd)
         self.stop.set()
         self.thread.join()
         try:
-            self._drain()  # what is left (a process still holding the pipe is not waited for)
+            with self.out.lock:
+                self._drain()  # what is left (a process still holding a pipe is not waited for)
+                self._flush_partial()
         finally:
             os.close(self.r)
+            os.close(self.r_err)
 
     def _run(self) -> None:
-        while not self.stop.is_set():
+        ends = set()
+        while not self.stop.is_set() and len(ends) < 2:
             try:
-                ready, _, _ = select.select([self.r], [], [], 0.1)
-                if ready and self._drain():
-                    return  # every writer is gone
+                ready, _, _ = select.select([fd for fd in (self.r, self.r_err) if fd not in ends], [], [], 0.1)
+                with self.out.lock:
+                    if not ready:
+                        self._flush_partial()  # a line that stays unfinished is not held back
+                    for fd in ready:
+                        if self._read(fd):
+                            ends.add(fd)
             except (BrokenPipeError, ConnectionResetError):
                 return  # the client left: the build notices at its next message
 
-    def _drain(self) -> bool:
+    def _drain(self) -> None:
+        for fd in (self.r, self.r_err):
+            self._read(fd)
+
+    def _read(self, fd: int) -> bool:
         """Pass on what the pipe holds; True at its end (no writer left)."""
-        with self.out.lock:
-            while True:
-                try:
-                    data = os.read(self.r, 65536)
-                except BlockingIOError:
-                    return False
-                if not data:
-                    return True
-                text = self.decoder.decode(data)
-                if text:
-                    self.out.emit({"stream": text})
+        err = fd == self.r_err
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return False
+            if not data:
+                return True
+            text = self.decoders[err].decode(data)
+            if not text:
+                continue
+            if not err:
+                self._flush_partial()
+                self.out.emit({"stream": text})
+                continue
+            *lines, self.partial = (self.partial + text).split("\n")
+            for line in lines:
+                self.out.emit({"stream": f"\x1b[91m{line}\n\x1b[0m"})
+
+    def _flush_partial(self) -> None:
+        if self.partial:
+            text, self.partial = self.partial, ""
+            self.out.emit({"stream": f"\x1b[91m{text}\x1b[0m"})
 
     def say(self, text: str) -> None:
         with self.out.lock:
             self._drain()
+            self._flush_partial()
             self.out.emit({"stream": text})

@@ -46,9 +46,19 @@ PS_DEFAULT = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"
 _MAPS = {"Labels", "ExposedPorts", "Volumes", "Ports", "Networks", "Data", "PortBindings", "Containers", "Options"}
 
 
+# Fields of Docker's structs that are slices or maps: null in the JSON, a typed nil for the
+# template (``{{.Config.Env}}`` prints ``[]`` there, as Docker's, not ``<nil>``).
+_NIL_SLICES = {"Env", "Cmd", "Entrypoint", "OnBuild", "Shell"}
+_NIL_MAPS = {"Labels", "Volumes", "ExposedPorts"}
+
+
 def template_data(obj, name: str = ""):
     """``obj`` for a Go template: structs where Docker has structs, so a mistyped field is an error."""
-    from rootless.cli.gotemplate import Struct
+    from rootless.cli.gotemplate import NilMap, NilSlice, Struct
+    if obj is None and name in _NIL_SLICES:
+        return NilSlice()
+    if obj is None and name in _NIL_MAPS:
+        return NilMap()
     if isinstance(obj, dict):
         converted = {k: template_data(v, k) for k, v in obj.items()}
         return converted if name in _MAPS else Struct(converted)

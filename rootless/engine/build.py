@@ -39,8 +39,11 @@ class BuildRequest(KeywordRecord):
     pull: bool = False
     labels: dict[str, str] = {}  # noqa: RUF012 - never changed
     quiet: bool = False
-    network: str = "slirp4netns"
+    network: str = "slirp4netns"  # the RUN steps': a mode, or a user-defined network's name or id
     platform: str | None = None
+    add_hosts: tuple[str, ...] = ()  # the RUN steps' /etc/hosts lines, HOST:IP
+    cache_from: tuple[str, ...] = ()  # images whose steps may serve as cache (none given: the local cache)
+    every_step: bool = False  # say every step's cache use and id (the API: Docker's classic builder does)
 
 
 class BuildCancelled(RootlessError):
@@ -82,8 +85,9 @@ def cancel_on_signals():
             signal.signal(s, handler)
 
 
-def build(ctx: Context, req: BuildRequest, say=None) -> str:
-    """Build; the new image's id. ``say(line)`` shows progress (None: silent)."""
+def build(ctx: Context, req: BuildRequest, say=None, outputs: tuple[int, int] | None = None) -> str:
+    """Build; the new image's id. ``say(line)`` shows progress (None: silent). ``outputs``: the
+    descriptors a RUN step's stdout and stderr go to (None: both to stderr, as the CLI wants)."""
     from layers import build as builder
     from layers import buildctx, dockerfile, reference
     from layers.manifest import host_platform
@@ -99,11 +103,16 @@ def build(ctx: Context, req: BuildRequest, say=None) -> str:
     if ctx.overlay_method() == "copy":
         raise RootlessError("building needs an overlay filesystem (kernel overlay or fuse-overlayfs)",
                             "install fuse-overlayfs, or use a kernel that mounts overlay in a user namespace")
-    ex = Executor(ctx, say or (lambda _t: None), req.quiet, req.network)
+    mode, user_networks = build_network(ctx, req.network)
+    add_hosts = tuple(parse_add_host(text) for text in req.add_hosts)
+    sources = cache_sources(ctx, req.cache_from) if req.cache_from else None
+    ex = Executor(ctx, say or (lambda _t: None), req.quiet, mode,
+                  add_hosts=add_hosts, networks=user_networks, outputs=outputs)
     plat = host_platform()
     opts = builder.BuildOptions(build_args=dict(req.build_args), target=req.target, no_cache=req.no_cache,
                                 pull="always" if req.pull else "missing", labels=dict(req.labels),
-                                network=req.network, platform=req.platform)
+                                network=mode, platform=req.platform, cache_sources=sources,
+                                every_step=req.every_step)
     try:
         b = builder.Builder(df, bctx, opts, ex, ctx.store, ctx.paths.root, (plat.os, plat.architecture, plat.variant))
         config, layers = b.build()
@@ -121,6 +130,49 @@ def build(ctx: Context, req: BuildRequest, say=None) -> str:
         for t in shown:
             say(f"Successfully tagged {t}")
     return image["id"]
+
+
+_MODES = {"": "slirp4netns", "default": "slirp4netns", "bridge": "slirp4netns", "slirp4netns": "slirp4netns",
+          "host": "host", "none": "none"}
+
+
+def build_network(ctx: Context, name: str) -> tuple[str, tuple]:
+    """(the RUN steps' network mode, the user-defined networks they join: [(id, aliases)]) for
+    ``--network``/``networkmode``: a mode rootless has, or a user-defined network (its members
+    that run are reached by name, as by ``run --network NAME``). Another container's namespace
+    is refused; an unknown network is Docker's "network NAME not found"."""
+    if name in _MODES:
+        return _MODES[name], ()
+    if name.startswith("container:"):
+        raise UsageError(f"network mode {name!r} is not supported for builds",
+                         "use default, host, none or the name of a network")
+    from rootless.engine import networks
+    net = networks.find(ctx.paths, name)
+    if net.get("predefined"):  # given by id
+        return networks.PREDEFINED[net["name"]][1], ()
+    return ("none" if net.get("internal") else "slirp4netns"), ((net["id"], ()),)
+
+
+def parse_add_host(text: str) -> tuple[str, str]:
+    """A RUN step's /etc/hosts line, HOST:IP (or HOST=IP), as ``--add-host`` takes it."""
+    from netstack import spec as netspec
+    return netspec.parse_add_host(text)
+
+
+def cache_sources(ctx: Context, names: tuple[str, ...]) -> tuple[dict, ...]:
+    """The ``--cache-from`` images there are (a missing one is skipped, as Docker's classic
+    builder does): each one's history and layers, unpacked, ready to serve as steps."""
+    from rootless.base.errors import ImageNotFound
+    out = []
+    for name in names:
+        try:
+            rec = ctx.store.resolve(name)
+        except (ImageNotFound, UsageError):
+            continue
+        config = ctx.store.config(rec)
+        ctx.store.unpack_layers(images.layer_refs(rec))
+        out.append({"history": list(config.get("history") or []), "layers": [dict(lr) for lr in rec["layers"]]})
+    return tuple(out)
 
 
 def _dockerfile(req: BuildRequest, bctx) -> tuple[str, str]:
@@ -172,11 +224,16 @@ def _inside(path: str, context: str, root: str) -> str | None:
 class Executor:
     """The machine side of a build (see :class:`layers.build.Executor`)."""
 
-    def __init__(self, ctx: Context, say, quiet: bool, network: str):
+    def __init__(self, ctx: Context, say, quiet: bool, network: str, add_hosts: tuple = (), networks: tuple = (),
+                 outputs: tuple[int, int] | None = None):
         import tempfile
         self.ctx = ctx
         self.say = say
         self.quiet = quiet
+        self.network = network  # the build's mode: its RUN steps join ``networks`` (unless RUN --network)
+        self.add_hosts = add_hosts
+        self.networks = networks
+        self.outputs = outputs
         os.makedirs(ctx.paths.tmp, exist_ok=True)
         self.tmp = tempfile.mkdtemp(dir=ctx.paths.tmp, prefix=f"build-{os.getpid()}-")  # pid: see layers.leftovers
         self.n = 0
@@ -221,6 +278,7 @@ class Executor:
             user=step["user"], workdir=step["workdir"], hostname=cid[:12], network=step["network"],
             labels={"io.rootless.build": "step",  # and its build, to tell a killed build's (engine.system.sweep)
                     "io.rootless.build.owner": f"{os.getpid()}:{state.pid_start_time(os.getpid())}"},
+            add_hosts=self.add_hosts, networks=self.networks if step["network"] == self.network else (),
             log={"driver": "none", "max_size": 0, "max_file": 1},
             mounts=tuple(self._mount(m) for m in step["mounts"]),
             no_new_privs=False)  # Docker's RUN steps may run setuid programs (sudo, su, ping)
@@ -263,7 +321,8 @@ class Executor:
 
     @contextlib.contextmanager
     def _output(self):
-        """The step's output: on stderr (stdout carries only the image id), or kept aside with -q."""
+        """The step's output: on stderr (stdout carries only the image id), or kept aside with -q,
+        or to ``outputs`` (the API's stream)."""
         sys.stdout.flush()
         sys.stderr.flush()
         saved = os.dup(1), os.dup(2)
@@ -274,6 +333,9 @@ class Executor:
                 captured = tempfile.TemporaryFile(dir=self.tmp)
                 os.dup2(captured.fileno(), 1)
                 os.dup2(captured.fileno(), 2)
+            elif self.outputs:
+                os.dup2(self.outputs[0], 1)
+                os.dup2(self.outputs[1], 2)
             else:
                 os.dup2(2, 1)
             yield captured

@@ -152,6 +152,13 @@ def save(ctx: Context, names: list[str], output: str | None, fmt: str) -> None:
     savemod.save(ctx.store, names, output, fmt)
 
 
+# The fields Docker's image Config always has (an imported image's config has none of them)
+IMAGE_CONFIG_FIELDS = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+                       "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
+                       "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+                       "OnBuild": None, "Labels": None}
+
+
 def image_inspect(ctx: Context, name: str) -> dict:
     """Docker-compatible ``image inspect`` JSON."""
     from layers import reference
@@ -164,7 +171,8 @@ def image_inspect(ctx: Context, name: str) -> dict:
     return {
         "Id": rec["id"], "RepoTags": tags, "RepoDigests": rec.get("repo_digests", []),
         "Created": config.get("created", ""), "Author": config.get("author", ""),
-        "Config": config.get("config") or {}, "Architecture": config.get("architecture", ""),
+        "Config": {**IMAGE_CONFIG_FIELDS, **(config.get("config") or {})},
+        "Architecture": config.get("architecture", ""),
         "Os": config.get("os", ""), "Size": rec.get("size", 0),
         "RootFS": {"Type": "layers", "Layers": [lr["diff_id"] for lr in rec["layers"]]},
         "History": config.get("history", []),

@@ -110,6 +110,7 @@ class _Keeper:
         self.orphaned: list = []  # a tied container whose CLI has gone (a killed build): it goes too
         self.netns: int | None = None  # a descriptor of the network namespace, for slirp4netns until it is ready
         self.link_listeners: list = []
+        self.link_ns: list[int] = []  # the link namespace's descriptor: its addresses live while it is open
         self.mac = ""
         self.code, self.error, self.finished = 125, "", False
 
@@ -142,7 +143,7 @@ class _Keeper:
         if net.links:
             Step.at("set up the link namespace")
             from netstack import links
-            self.link_listeners = links.setup(net.links)
+            self.link_listeners = links.setup(net.links, hold=self.link_ns)  # kept open for the container's life
 
     def mount_root(self) -> None:
         Step.at(f"mount the root filesystem ({self.plan.rootfs.method})")

@@ -345,6 +345,44 @@ def test_compose_v2_plugin_project_up_exec_down(api, tmp_path):
     assert "proj2_default" not in api.rl("network", "ls", "--format", "{{.Name}}").out.split()
 
 
+def test_compose_v2_up_build_with_the_classic_builder(api, tmp_path):
+    """``docker compose up --build`` as the README shows it: the service's /_ping says the classic
+    builder (``Builder-Version: 1``), but Compose v2 takes BuildKit unless ``DOCKER_BUILDKIT=0``
+    (the docker CLI's rule: only the environment, a builder alias or a Windows server change it),
+    and with it builds through ``POST /build``."""
+    import http.client
+    import sys
+    from pathlib import Path
+
+    from tests.apiservice import UnixHTTPConnection
+    conn = UnixHTTPConnection(str(api.socket))
+    conn.request("GET", "/_ping")
+    resp: http.client.HTTPResponse = conn.getresponse()
+    assert resp.read() == b"OK" and resp.getheader("Builder-Version") == "1"
+    conn.close()
+    plugin = Path(sys.prefix) / "libexec" / "docker" / "cli-plugins" / "docker-compose"
+    if not os.access(plugin, os.X_OK):
+        from tests.e2e.conftest import _need
+        _need("Compose v2", f"{plugin} is missing (scripts/setup.sh fetches Debian 13's docker-compose)")
+    plugins = api.home / ".docker" / "cli-plugins"
+    plugins.mkdir(parents=True, exist_ok=True)
+    if not (plugins / "docker-compose").exists():
+        (plugins / "docker-compose").symlink_to(plugin)
+    project = tmp_path / "proj3"
+    project.mkdir()
+    (project / "Dockerfile").write_text("FROM busybox\nENV PATH=/opt/app:$PATH\nRUN echo built-by-compose > /made\n"
+                                        'CMD ["cat", "/made"]\n')
+    (project / "compose.yaml").write_text("services:\n  app:\n    build: .\n")
+    assert api.docker_env["DOCKER_BUILDKIT"] == "0"  # as the README says to export it
+    cp = subprocess.run([DOCKER, "compose", "--ansi", "never", "up", "--build", "--abort-on-container-exit"],
+                        cwd=project, env=api.docker_env, capture_output=True, text=True, timeout=300,
+                        stdin=subprocess.DEVNULL)
+    assert cp.returncode == 0, f"{cp.stdout}\n{cp.stderr}\n{api.service_log()[-2000:]}"
+    assert "built-by-compose" in cp.stdout
+    subprocess.run([DOCKER, "compose", "down", "--rmi", "local"], cwd=project, env=api.docker_env,
+                   capture_output=True, timeout=120, stdin=subprocess.DEVNULL, check=True)
+
+
 def test_testcontainers_generic_container(api, monkeypatch):
     """Testcontainers (from PyPI) starts a container, waits for its log line, reads its published
     port and talks to it, then removes it."""

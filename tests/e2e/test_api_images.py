@@ -267,7 +267,7 @@ def test_broken_builds_say_why(api, tmp_path):
     r = api.docker("build", "-t", "broken", str(ctx), expect=1)
     assert "FROBNICATE" in r.err or "frobnicate" in r.err.lower(), r.err
     (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo about-to-fail && exit 3\n")
-    r = api.docker("build", "-t", "broken", str(ctx), expect=1)
+    r = api.docker("build", "-t", "broken", str(ctx), expect=3)  # errorDetail's code: the CLI exits with it
     assert "non-zero code: 3" in r.err, r.err
     assert "about-to-fail" in r.out
     (ctx / "Dockerfile").write_text("FROM busybox\nCOPY missing.txt /\n")
@@ -333,3 +333,100 @@ def test_build_over_raw_http(api):
     assert any("before-failing" in m.get("stream", "") for m in msgs)
     status, body = api.request("POST", "/build?buildargs=notjson", b"FROM busybox\n")
     assert status == 400 and "buildargs" in body["message"]
+
+
+# ---- the build endpoint's parameters, as docker-py sends them -----------------------------------
+def _build(api: ApiService, query: str, dockerfile: str | bytes) -> tuple[int, list[dict]]:
+    body = _tar({"Dockerfile": (dockerfile.encode() if isinstance(dockerfile, str) else dockerfile, 0o644, 0)})
+    return stream(api, "POST", "/build?" + query, body, {"Content-Type": "application/x-tar"})
+
+
+def _text(msgs: list[dict]) -> str:
+    return "".join(m.get("stream", "") for m in msgs)
+
+
+def test_build_run_stderr_comes_in_red_as_dockers(api):
+    """A RUN step's stderr: each line its own message, between Docker's red and reset (docker-py's
+    test_build_stderr_data); its stdout as it is."""
+    status, msgs = _build(api, "nocache=1", "FROM busybox\nRUN echo to-out; echo 'to err' >&2\n")
+    assert status == 200, msgs
+    streams = [m.get("stream") for m in msgs]
+    assert "\x1b[91mto err\n\x1b[0m" in streams, msgs
+    assert "to-out" in _text(msgs) and "\x1b[91mto-out" not in _text(msgs)
+
+
+def test_build_dockerfile_outside_and_nested_in_the_context(api):
+    """docker-py sends a Dockerfile from outside the context inside the tar under a random name,
+    and ``dockerfile`` twice: that name, then the text (Docker reads the first)."""
+    name = ".dockerfile.0123abcd"
+    text = b"FROM busybox\nCOPY . /src\nWORKDIR /src\n"
+    body = _tar({"file.txt": (b"hello\n", 0o644, 0), name: (text, 0o644, 0)})
+    query = "t=outside&" + "&".join("dockerfile=" + quote(v) for v in (name, text.decode()))
+    status, msgs = stream(api, "POST", "/build?" + query, body, {"Content-Type": "application/x-tar"})
+    assert status == 200 and msgs[-1].get("stream") == "Successfully tagged outside:latest\n", msgs
+    assert sorted(api.docker("run", "--rm", "outside", "ls", "-a").out.split()) == [".", "..", name, "file.txt"]
+
+    body = _tar({"file.txt": (b"hello\n", 0o644, 0), "hello/world/custom.dockerfile": (text, 0o644, 0)})
+    status, msgs = stream(api, "POST", "/build?t=nested&dockerfile=hello/world/custom.dockerfile", body,
+                          {"Content-Type": "application/x-tar"})
+    assert status == 200 and msgs[-1].get("stream") == "Successfully tagged nested:latest\n", msgs
+    assert sorted(api.docker("run", "--rm", "nested", "ls", "-a").out.split()) == [".", "..", "file.txt", "hello"]
+
+
+def test_build_extra_hosts_reach_the_run_steps(api):
+    status, msgs = _build(api, "t=eh&extrahosts=extrahost.local.test:127.0.0.1&extrahosts=hello.world.test:127.0.0.1",
+                          "FROM busybox\nRUN ping -c1 -W2 hello.world.test\nRUN cp /etc/hosts /hosts-file\n")
+    assert status == 200 and "errorDetail" not in msgs[-1], msgs
+    hosts = api.docker("run", "--rm", "eh", "cat", "/hosts-file").out
+    assert "127.0.0.1\textrahost.local.test\n" in hosts and "127.0.0.1\thello.world.test\n" in hosts
+    status, body = api.request("POST", "/build?extrahosts=no-address", b"FROM busybox\n")
+    assert status == 400 and "no-address" in body["message"]
+
+
+def test_build_cache_from_and_using_cache_for_every_step(api):
+    """Docker's classic builder says "Using cache" for every step that came from the cache, ENV
+    too; with ``cachefrom`` only those images' steps serve (a missing one: none), even those that
+    are in the local cache."""
+    df = "FROM busybox\nENV FOO=bar\nLABEL l=1\nRUN touch baz\nRUN touch bax\n"
+    assert _build(api, "t=build1", df)[0] == 200
+    status, msgs = _build(api, "t=again", df)
+    assert status == 200 and _text(msgs).count("Using cache") == 4, msgs  # ENV, LABEL, RUN, RUN
+    assert " ---> Using cache\n ---> " in _text(msgs)
+    status, msgs = _build(api, "t=build2&cachefrom=" + quote(json.dumps(["build1"])), df)
+    assert status == 200 and _text(msgs).count("Using cache") == 4, msgs
+    assert image_id(api, "build2") == image_id(api, "build1")
+    status, msgs = _build(api, "t=build3&cachefrom=" + quote(json.dumps(["nosuchtag"])), df)
+    assert status == 200 and _text(msgs).count("Using cache") == 0, msgs
+    # an image of another store (pushed and pulled, here: saved and loaded): its steps serve
+    # without any local cache entry, RUN steps included
+    api.rl("builder", "prune", "-f")
+    status, msgs = _build(api, "t=build4&cachefrom=" + quote(json.dumps(["build1"])), df)
+    assert status == 200 and _text(msgs).count("Using cache") == 4, msgs
+    status, body = api.request("POST", "/build?cachefrom=notjson", b"FROM busybox\n")
+    assert status == 400 and "cachefrom" in body["message"]
+
+
+def test_build_network_modes(api):
+    """``networkmode``: the modes rootless has, and a user-defined network, whose running members
+    the RUN steps reach by name; another container's namespace is refused, an unknown network is
+    Docker's 404."""
+    df = "FROM busybox\nRUN cat /etc/hosts; ip -o addr show\n"
+    api.docker("network", "create", "buildnet")
+    api.docker("run", "-d", "--name", "target", "--network", "buildnet", "--network-alias", "pingtarget.docker",
+               "busybox", "sleep", "300")  # no port exposed: its address answers ping all the same
+    status, msgs = _build(api, "nocache=1&networkmode=buildnet", df + "RUN ping -c1 -W5 pingtarget.docker\n")
+    assert status == 200 and "errorDetail" not in msgs[-1], msgs
+    assert re.search(r"^10\.0\.3\.\d+\t.*pingtarget\.docker", _text(msgs), re.M), msgs
+    assert "1 packets received" in _text(msgs)
+    status, msgs = _build(api, "nocache=1&networkmode=none", df)
+    assert status == 200 and "errorDetail" not in msgs[-1] and "pingtarget" not in _text(msgs), msgs
+    assert "tap0" not in _text(msgs)
+    status, msgs = _build(api, "nocache=1&networkmode=none", "FROM busybox\nRUN ping -c1 -W1 pingtarget.docker\n")
+    assert msgs[-1]["errorDetail"]["code"] == 1, msgs  # the failed RUN's code, as Docker's
+    status, msgs = _build(api, "nocache=1&networkmode=bridge", df)
+    assert status == 200 and "tap0" in _text(msgs), msgs
+    status, body = _build(api, "networkmode=nosuchnet", df)
+    assert status == 404 and body[0]["message"] == "network nosuchnet not found", body
+    status, body = _build(api, "networkmode=container:target", df)
+    assert status == 400 and "container:target" in body[0]["message"], body
+    api.docker("rm", "-f", "target")

@@ -366,6 +366,21 @@ def test_builder_prune(bb, tmp_path):
     assert run_out(bb, "c", "cat", "/both") == "one\ntwo\n"
 
 
+def test_cache_from_and_add_host(bb, tmp_path):
+    """``--cache-from``: only those images' steps serve (a missing one: none, though the local
+    cache has them all); ``--add-host``: the RUN steps' /etc/hosts."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nENV FOO=bar\nRUN touch /baz\nRUN grep -c build.test /etc/hosts\n")
+    build(bb, ctx, "--add-host", "build.test:127.0.0.1", "-t", "first")
+    r = build(bb, ctx, "--add-host", "build.test:127.0.0.1", "--cache-from", "first", "-t", "second")
+    assert len(cached(r.err)) == 2 and r.out == bb("inspect", "-f", "{{.Id}}", "first").out  # the RUN steps
+    r = build(bb, ctx, "--add-host", "build.test:127.0.0.1", "--cache-from", "nosuchimage", "-t", "third")
+    assert cached(r.err) == [] and "1\n" in r.err
+    r = build(bb, ctx, "--add-host", "nonsense", expect=125)
+    one_error(r, "invalid --add-host")
+
+
 # ---- other ways in and out ----------------------------------------------------------------------
 def test_dockerfile_on_stdin_and_tar_context_on_stdin(bb, tmp_path):
     r = bb("build", "-t", "stdin", "-", input="FROM busybox\nRUN echo from stdin > /x\nCMD [\"cat\", \"/x\"]\n")

@@ -139,6 +139,19 @@ def test_run_imported_image_without_command(rl, images):
     assert len(error_lines(res.err)) == 1
 
 
+def test_inspect_of_an_imported_image_has_dockers_config_fields(rl, images):
+    """An imported image's config is empty; inspect shows the fields Docker's image Config always
+    has (Env, Cmd, Entrypoint null), and a template reads them as Docker's typed fields."""
+    rl("import", images / "busybox-rootfs.tar", "myfs:1")
+    config = json.loads(rl("image", "inspect", "myfs:1").out)[0]["Config"]
+    assert {k: config[k] for k in ("Env", "Cmd", "Entrypoint", "Labels", "WorkingDir", "User")} == {
+        "Env": None, "Cmd": None, "Entrypoint": None, "Labels": None, "WorkingDir": "", "User": ""}
+    out = rl("image", "inspect", "-f", "{{.Config.Env}} {{.Config.Cmd}} {{.Config.Labels}} {{json .Config.Env}}",
+             "myfs:1").out
+    assert out == "[] [] map[] null\n"
+    assert rl("inspect", "-f", "{{.Config.Entrypoint}}", "myfs:1").out == "[]\n"
+
+
 def test_import_gzip_tarball(rl, images, tmp_path):
     gz = tmp_path / "rootfs.tar.gz"
     gz.write_bytes(gzip.compress((images / "busybox-rootfs.tar").read_bytes()))

@@ -87,6 +87,18 @@ def test_members_reach_each_other_by_name_and_alias(busybox):
     assert members[srv]["IPv4Address"] == "10.0.2.100/24"
 
 
+def test_a_member_without_ports_answers_ping_by_name(busybox):
+    """A fellow member that exposes no port still has its address (Docker's ``ping NAME`` works):
+    the link namespace lives as long as the container, not only while a linked port is listened on."""
+    busybox("network", "create", "pings")
+    busybox("run", "-d", "--name", "quiet", "--network", "pings", "--network-alias", "q.alias", "busybox",
+            "sleep", "300")
+    out = busybox("run", "--rm", "--network", "pings", "busybox", "sh", "-c",
+                  "ping -c1 -W5 quiet && ping -c1 -W5 q.alias").out
+    assert out.count("1 packets received") == 2, out
+    busybox("rm", "-f", "quiet")
+
+
 def test_two_networks_and_a_stopped_member(busybox):
     """Each network's members only; a member that is not running is left out, silently."""
     busybox("network", "create", "front")

@@ -224,3 +224,88 @@ def test_print_refuses_what_it_cannot_write(tmp_path):
 def test_the_template_has_the_rule_and_the_placeholders():
     text = TEMPLATE.read_text()
     assert "profile @NAME@ @PATH@ flags=(unconfined) {" in text and "  userns," in text
+
+
+# ---- the profile the package carries: rootless system apparmor-profile ------------------------
+def _body(text: str) -> list[str]:
+    """A profile's lines without the "# " notes of its head."""
+    return [line for line in text.splitlines() if not line.startswith("#")]
+
+
+def test_the_package_carries_the_template_the_hint_needs():
+    """A pip install has no scripts/: the template is package data, the script reads the same file,
+    and the hint names the command that ships with the package."""
+    assert Path(apparmor.PROFILE_TEMPLATE) == REPO / "rootless" / "data" / "apparmor.profile"
+    assert TEMPLATE.resolve() == Path(apparmor.PROFILE_TEMPLATE).resolve()
+    import tomllib
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert pyproject["tool"]["setuptools"]["package-data"]["rootless.data"] == ["*"]
+    assert 'sudo "$(command -v rootless)" system apparmor-profile --install' in apparmor.FIX
+    assert "\n" not in apparmor.FIX
+
+
+def test_system_apparmor_profile_prints_what_the_script_prints(entry_point):
+    link, real = entry_point
+    from tests.conftest import rootless_argv
+    res = subprocess.run([*rootless_argv(), "system", "apparmor-profile", str(link)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    name = "rootless." + real.lstrip("/").replace("/", ".")
+    out = res.stdout
+    assert out.startswith(f"# Written by rootless system apparmor-profile for {real}\n# It is a script")
+    assert f"profile {name} {real} flags=(unconfined) {{\n  userns,\n" in out  # the real path, never the link
+    assert "@NAME@" not in out and "@PATH@" not in out and "Template of" not in out
+    assert _body(out) == _body(_print(str(link)).stdout)  # one template, the same profile
+    assert _body(out)[:2] == ["abi <abi/4.0>,", "include <tunables/global>"]
+
+
+@pytest.fixture
+def apparmor_d(tmp_path):
+    """A stand-in /etc/apparmor.d (with the abi the userns rule needs) and apparmor_parser, which
+    records its arguments and fails when told to."""
+    d = tmp_path / "apparmor.d"
+    (d / "abi").mkdir(parents=True)
+    (d / "abi" / "4.0").write_text("")
+    log = tmp_path / "parser.log"
+    parser = tmp_path / "apparmor_parser"
+    parser.write_text(f'#!/bin/sh\necho "$@" >> {log}\n'
+                      f'[ ! -e {tmp_path}/refuse ] || {{ echo "syntax error" >&2; exit 1; }}\n')
+    parser.chmod(0o755)
+    return d, str(parser), log
+
+
+def test_install_writes_loads_and_uninstall_removes(entry_point, apparmor_d):
+    link, real = entry_point
+    d, parser, log = apparmor_d
+    name, text = apparmor.profile(str(link))
+    path = apparmor.install_profile(str(link), str(d), parser)
+    assert path == str(d / name) and Path(path).read_text() == text
+    assert Path(path).stat().st_mode & 0o777 == 0o644
+    assert log.read_text() == f"-r {path}\n"
+    assert [p.name for p in d.iterdir() if p.name.startswith(".tmp")] == []
+    assert apparmor.uninstall_profile(str(link), str(d), parser) == path
+    assert not Path(path).exists() and log.read_text().endswith(f"-R {path}\n")
+    assert apparmor.uninstall_profile(str(link), str(d), parser) is None
+
+
+def test_install_refuses_and_leaves_nothing(entry_point, apparmor_d, tmp_path):
+    link, _real = entry_point
+    d, parser, _log = apparmor_d
+    (tmp_path / "refuse").write_text("")
+    with pytest.raises(HostError, match="refused, nothing installed"):
+        apparmor.install_profile(str(link), str(d), parser)
+    assert sorted(p.name for p in d.iterdir()) == ["abi"]
+    (d / "abi" / "4.0").unlink()
+    with pytest.raises(HostError, match="no abi/4.0"):
+        apparmor.install_profile(str(link), str(d), parser)
+    d.chmod(0o555)
+    try:
+        with pytest.raises(RootlessError, match="needs root") as info:
+            apparmor.install_profile(str(link), str(d), parser)
+        assert "sudo" in info.value.hint and "system apparmor-profile --install" in info.value.hint
+    finally:
+        d.chmod(0o755)
+    odd = tmp_path / "a b"
+    odd.write_text("#!/bin/sh\n")
+    with pytest.raises(RootlessError, match="only letters, digits"):
+        apparmor.profile(str(odd))

@@ -28,6 +28,8 @@ BASES = {
                      "config": {"Env": ["PATH=/bin"],
                                 "OnBuild": ["ENV FROM_TRIGGER=yes", "RUN echo trigger"]},
                      "history": [{"created": "2000-01-01T00:00:00Z", "created_by": "ADD rootfs"}]},
+    "imported": {"architecture": "amd64", "os": "linux", "config": {},  # `import`'s: no Env at all
+                 "history": [{"created": "2000-01-01T00:00:00Z", "created_by": "ADD rootfs"}]},
 }
 
 
@@ -153,6 +155,17 @@ def test_env_new_names_are_appended_in_order(tmp_path):
 def test_env_override_keeps_its_position(tmp_path):
     b = build(tmp_path, "FROM alpine\nENV PATH=/x\n")
     assert b.config["Env"] == ["PATH=/x", "HOME=/root"]
+
+
+@pytest.mark.parametrize("base", ["imported", "scratch"])
+def test_a_base_without_path_starts_from_dockers_default_path(tmp_path, base):
+    """Docker's builders give a stage whose base sets no PATH the default one: ``$PATH`` means it,
+    the RUN steps and the image have it."""
+    default = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    b = build(tmp_path, f"FROM {base}\nENV PATH=/x:$PATH\n")
+    assert b.config["Env"] == [f"PATH=/x:{default}"]
+    b = build(tmp_path, "FROM imported\nRUN true\n")
+    assert b.config["Env"] == [f"PATH={default}"] and b.run_env()["PATH"] == default
 
 
 def test_env_same_instruction_sees_previous_values(tmp_path):

@@ -35,6 +35,7 @@ TABLE: dict[tuple[str, ...], str] = {
     ("network", "connect"): "networks", ("network", "disconnect"): "networks", ("info",): "system",
     ("system", "check"): "system", ("unshare",): "system", ("system", "service"): "system",
     ("system", "prune"): "system", ("system", "reset"): "system", ("version",): "system",
+    ("system", "apparmor-profile"): "system",
     ("image", "ls"): "images", ("image", "rm"): "images", ("image", "history"): "images",
     ("image", "pull"): "images", ("image", "push"): "images", ("image", "tag"): "images",
     ("image", "save"): "images", ("image", "load"): "images", ("image", "inspect"): "images",

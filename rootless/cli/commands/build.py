@@ -21,8 +21,11 @@ def build(ctx: "Context",
           pull: bool = Opt(("--pull",), False, "Always pull the base images."),
           label: list[str] = Opt(("--label",), [], "Set a label on the image (KEY=VALUE)."),
           quiet: bool = Opt(("-q", "--quiet"), False, "Print only the image id."),
-          network: str = Opt(("--network",), "slirp4netns", "Network of the RUN steps: slirp4netns, host or none."),
-          platform: str = Opt(("--platform",), None, "Target platform (os/arch); only the host's is built.")):
+          network: str = Opt(("--network",), "slirp4netns",
+                             "Network of the RUN steps: slirp4netns, host, none or a network's name."),
+          platform: str = Opt(("--platform",), None, "Target platform (os/arch); only the host's is built."),
+          add_host: list[str] = Opt(("--add-host",), [], "Add a line to the RUN steps' /etc/hosts (HOST:IP)."),
+          cache_from: list[str] = Opt(("--cache-from",), [], "Images whose steps may serve as cache; repeatable.")):
     """Build an image from a Dockerfile."""
     from rootless.engine import build as build_ops
     from rootless.runtime.spec import parse_labels
@@ -34,7 +37,8 @@ def build(ctx: "Context",
         req = build_ops.BuildRequest(
             context=ctx_dir, dockerfile=dockerfile, dockerfile_text=text, tags=tuple(tag),
             build_args=build_ops.parse_build_args(build_arg), target=target, no_cache=no_cache, pull=pull,
-            labels=parse_labels(label), quiet=quiet, network=network, platform=platform)
+            labels=parse_labels(label), quiet=quiet, network=network, platform=platform,
+            add_hosts=tuple(add_host), cache_from=tuple(cache_from))
         image_id = build_ops.build(ctx, req, None if quiet else say)
     print(image_id)  # with or without -q: the id alone on stdout
 

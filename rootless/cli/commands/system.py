@@ -1,5 +1,5 @@
 """System commands: info, version, events, unshare and the ``system`` group (df, check, service,
-prune, reset)."""
+prune, reset, apparmor-profile)."""
 
 import sys
 
@@ -87,6 +87,42 @@ def system_service(ctx: "Context", uri: str = Arg(None, metavar="[URI]"),
         from rootless.base.errors import UsageError
         raise UsageError(f"invalid --time {time_}", "give seconds, or 0 to run until interrupted")
     server.serve(ctx, uri or None, float(time_))
+
+
+@command("system", "apparmor-profile")
+def system_apparmor_profile(ctx: "Context", entry: str = Arg(None, metavar="[PATH]"),
+                            install: bool = Opt(("--install",), False,
+                                                "Write it to /etc/apparmor.d and load it (as root)."),
+                            uninstall: bool = Opt(("--uninstall",), False, "Unload and remove it (as root).")):
+    """Print the AppArmor profile that lets this rootless create user namespaces (Ubuntu 23.10+)."""
+    from rootless.base import apparmor
+    from rootless.base.errors import UsageError
+    if install and uninstall:
+        raise UsageError("--install and --uninstall cannot be used together")
+    entry = entry or _entry_point()
+    if uninstall:
+        gone = apparmor.uninstall_profile(entry)
+        print(f"removed {gone}" if gone else f"no AppArmor profile for {entry}", file=sys.stderr)
+    elif install:
+        path = apparmor.install_profile(entry)
+        print(f"loaded {path}: {entry} may now create user namespaces (check with: rootless info)", file=sys.stderr)
+    else:
+        print(apparmor.profile(entry)[1], end="")
+
+
+def _entry_point() -> str:
+    """The console script that runs this command (sudo resets PATH: its own path is the one to
+    trust), else the ``rootless`` on PATH."""
+    import os
+    argv0 = sys.argv[0]
+    if os.path.basename(argv0) == "rootless" and os.path.isfile(argv0):
+        return os.path.abspath(argv0)
+    from rootless.base import proc
+    found = proc.which("rootless")
+    if not found:
+        from rootless.base.errors import UsageError
+        raise UsageError("cannot tell where the rootless entry point is", "give its path: ... apparmor-profile PATH")
+    return found
 
 
 @command("system", "prune")

@@ -16,15 +16,15 @@ from __future__ import annotations
 from rootless.cli.gotemplate.evaluator import Template
 from rootless.cli.gotemplate.parser import Parser
 from rootless.cli.gotemplate.tabwriter import tabwrite
-from rootless.cli.gotemplate.values import Struct, TemplateError
+from rootless.cli.gotemplate.values import NilMap, NilSlice, Struct, TemplateError
 from rootless.cli.gotemplate.values import show as _show  # noqa: F401 (Go's %v: the tests check it)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-__all__ = ["Struct", "Template", "TemplateError", "compile", "compile_format", "header_row", "render_rows",
-           "split_table", "tabwrite", "unescape"]
+__all__ = ["NilMap", "NilSlice", "Struct", "Template", "TemplateError", "compile", "compile_format", "header_row",
+           "render_rows", "split_table", "tabwrite", "unescape"]
 
 
 def compile(text: str) -> Template:

@@ -9,6 +9,8 @@ import re
 from rootless.cli.gotemplate.printf import sprintf
 from rootless.cli.gotemplate.values import (
     MISSING,
+    NilMap,
+    NilSlice,
     RenderError,
     basic_kind,
     float_g,
@@ -47,7 +49,7 @@ def _json_float(f: float) -> str:
 
 
 def _json(v) -> str:
-    if v is None or v is MISSING:
+    if v is None or v is MISSING or isinstance(v, (NilSlice, NilMap)):
         return "null"
     if isinstance(v, bool):
         return "true" if v else "false"

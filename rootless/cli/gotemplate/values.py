@@ -33,6 +33,17 @@ MISSING = _Missing()
 NOFINAL = _Missing()  # no value piped into a command
 
 
+class NilSlice(tuple):
+    """A typed struct field's nil slice (Docker's ``Config.Env`` of an imported image): empty,
+    shown as ``[]`` by ``%v``, ``null`` by ``json``."""
+
+    __slots__ = ()
+
+
+class NilMap(dict):
+    """A typed struct field's nil map: empty, ``map[]`` by ``%v``, ``null`` by ``json``."""
+
+
 class Break(Exception):
     pass
 
