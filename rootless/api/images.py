@@ -332,12 +332,14 @@ def _import(ctx: Context, req: Request):
         req.conn.send(501, http.error_body("importing from a URL is not supported by rootless: "
                                            "download the tarball and send it as the body (fromSrc=-)"))
         return None
-    if req.query.get("changes"):
-        raise UsageError("import with changes is not supported by rootless", "import without --change")
+    changes = [c for c in (req.query.get("changes") or []) if c]
+    if changes:  # a bad change is a 400 before the body is read
+        from layers import imageconfig
+        imageconfig.apply_changes({}, changes)
     repo, tag_ = req.arg("repo") or "", req.arg("tag") or ""
     name = (f"{repo}:{tag_}" if tag_ else repo) or None
     with _spooled(ctx, req, "api-import-") as path:
-        image_id = uc.import_rootfs(ctx, path, name)
+        image_id = uc.import_rootfs(ctx, path, name, changes)
     return 200, {"status": image_id}
 
 

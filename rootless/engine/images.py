@@ -27,9 +27,12 @@ def load(ctx: Context, path: str) -> list[str]:
     return lines
 
 
-def import_rootfs(ctx: Context, path: str, name: str | None) -> str:
-    from layers import archive
-    return archive.import_rootfs(ctx.store, path, name).id
+def import_rootfs(ctx: Context, path: str, name: str | None, changes: Sequence[str] = ()) -> str:
+    """``import``: a rootfs tarball becomes a one-layer image; ``changes`` (``-c``: Dockerfile
+    instructions, checked all before anything is read) set its config."""
+    from layers import archive, imageconfig
+    config = imageconfig.apply_changes({}, list(changes)) if changes else None
+    return archive.import_rootfs(ctx.store, path, name, config).id
 
 
 ImageRow = namedtuple("ImageRow", "repository tag id created size digest labels", defaults=("<none>", {}))

@@ -20,10 +20,11 @@ def load(ctx: "Context", input: str = Opt(("-i", "--input"), ..., "docker-archiv
 
 @command("import")
 def import_(ctx: "Context", tarball: str = Arg(help="rootfs tarball (plain or gzip)"),
-            reference: str = Arg(None, metavar="[REPOSITORY[:TAG]]")):
+            reference: str = Arg(None, metavar="[REPOSITORY[:TAG]]"),
+            change: list[str] = Opt(("-c", "--change"), [], "Dockerfile instruction (CMD, ENV, ...).")):
     """Create an image from a rootfs tarball (one layer)."""
     from rootless.engine import images as image_ops
-    print(image_ops.import_rootfs(ctx, tarball, reference))
+    print(image_ops.import_rootfs(ctx, tarball, reference, change))
 
 
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
