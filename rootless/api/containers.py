@@ -525,6 +525,12 @@ def logs(ctx: Context, req: Request, id):
 
 
 # ---- files ---------------------------------------------------------------------------------------
+def changes(ctx: Context, req: Request, id):
+    """``GET /containers/{id}/changes``: Docker's ``[{"Path", "Kind"}]`` (0 changed, 1 added, 2 deleted)."""
+    rec = uc.lookup(ctx, id)
+    return 200, [{"Path": path, "Kind": kind} for path, kind in containerfs.diff(ctx, rec)]
+
+
 def export(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
     stream = req.conn.start_stream(200, "application/x-tar")

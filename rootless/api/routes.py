@@ -51,6 +51,7 @@ ROUTES = [
     ("HEAD", "/containers/{id}/archive", "containers:archive_head"),
     ("PUT", "/containers/{id}/archive", "containers:archive_put"),
     ("GET", "/containers/{id}/export", "containers:export"),
+    ("GET", "/containers/{id}/changes", "containers:changes"),
     ("DELETE", "/containers/{id}", "containers:delete"),
     ("POST", "/containers/{id}/exec", "execs:create"),
     ("POST", "/exec/{id}/start", "execs:start"),
@@ -88,7 +89,7 @@ ROUTES = [
 NOT_IMPLEMENTED = [
     (re.compile(r"^/containers/[^/]+/(pause|unpause)$"),
      "pausing needs the cgroup freezer, which rootless does not use"),
-    (re.compile(r"^/containers/[^/]+/(update|changes|attach/ws)$"), "not supported by rootless"),
+    (re.compile(r"^/containers/[^/]+/(update|attach/ws)$"), "not supported by rootless"),
     (re.compile(r"^/(swarm|services|tasks|secrets|configs|nodes|plugins|session|distribution|grpc)(/|$)"),
      "not supported by rootless (no swarm, plugins or BuildKit sessions)"),
     (re.compile(r"^/auth$"), "log in with `rootless login`"),

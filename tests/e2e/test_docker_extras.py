@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from tests.conftest import inspect
+from tests.conftest import inspect, wait_for
 
 pytestmark = pytest.mark.userns
 
@@ -49,3 +49,35 @@ def test_api_import_with_changes(api, images):
     status, body = api.request("POST", "/images/create?" + urlencode([("fromSrc", "-"), ("changes", "NOPE x")]),
                                body=tarball)
     assert status == 400 and "NOPE is not a valid change command" in body["message"]
+
+
+# ---- diff ----------------------------------------------------------------------------------
+def test_diff_lists_added_changed_and_deleted_paths(rl_method, images):
+    """The same list from an overlay upper layer (kernel, fuse-overlayfs) and a whole tree (copy)."""
+    busybox = rl_method
+    busybox.load(images, "busybox")
+    cid = busybox("run", "-d", "busybox", "sh", "-c",
+                  "touch /test && mkdir -p /newdir/sub && echo x >> /etc/passwd && rm /bin/ls && sleep 60").out.strip()
+    wait_for(lambda: "D /bin/ls" in busybox("diff", cid).out, 20, "the container's changes")
+    assert busybox("diff", cid).out.splitlines() == [
+        "C /bin", "D /bin/ls", "C /etc", "C /etc/passwd", "A /newdir", "A /newdir/sub", "A /test"]
+    busybox("stop", "-t", "0", cid)
+    assert "A /test" in busybox("diff", cid).out.splitlines()  # a stopped container too
+    busybox("rm", cid)
+
+
+def test_diff_leaves_out_what_the_runtime_mounts_on(busybox):
+    busybox("run", "--name", "quiet", "busybox", "true")
+    assert busybox("diff", "quiet").out == ""
+    busybox("create", "--name", "fresh", "busybox", "true")
+    assert busybox("diff", "fresh").out == ""
+    res = busybox("diff", "nosuch", expect=1)
+    assert "No such container" in res.err or "no such container" in res.err.lower()
+
+
+def test_api_changes(api):
+    api.docker("run", "--name", "touched", "busybox", "touch", "/test")
+    status, body = api.request("GET", "/containers/touched/changes")
+    assert (status, body) == (200, [{"Path": "/test", "Kind": 1}])
+    assert api.docker("diff", "touched").out == "A /test\n"
+    assert api.request("GET", "/containers/nosuch/changes")[0] == 404

@@ -25,7 +25,7 @@ TABLE: dict[tuple[str, ...], str] = {
     ("create",): "containers", ("start",): "containers", ("stop",): "containers", ("restart",): "containers",
     ("kill",): "containers", ("rm",): "containers", ("wait",): "containers", ("exec",): "containers",
     ("top",): "containers", ("stats",): "containers", ("update",): "containers", ("port",): "containers",
-    ("commit",): "containers", ("export",): "containers", ("cp",): "containers", ("attach",): "containers",
+    ("commit",): "containers", ("diff",): "containers", ("export",): "containers", ("cp",): "containers", ("attach",): "containers",
     ("mount",): "containers", ("unmount",): "containers", ("rename",): "containers",
     ("container", "prune"): "containers", ("ps",): "containers", ("inspect",): "containers",
     ("logs",): "containers", ("events",): "system", ("volume", "create"): "volumes",

@@ -308,6 +308,14 @@ def commit(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
     print(containerfs.commit(ctx, containers.lookup(ctx, container), reference, author, message, change))
 
 
+@command("diff")
+def diff(ctx: "Context", container: str = Arg(metavar="CONTAINER")):
+    """Inspect changes to files or directories on a container's filesystem (A added, C changed, D deleted)."""
+    from rootless.engine import containerfs, containers
+    for path, kind in containerfs.diff(ctx, containers.lookup(ctx, container)):
+        print(f"{'CAD'[kind]} {path}")
+
+
 @command("export")
 def export(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
            output: str = Opt(("-o", "--output"), None, "Write to a file instead of stdout.")):
