@@ -200,7 +200,8 @@ class _Diff:
         me = "/" + "/".join(path)
         if old is None:
             return [(me, ADDED)] + inner
-        if inner or not old_dir or opaque or (st.st_mode, st.st_uid, st.st_gid) != (old.st_mode, old.st_uid, old.st_gid):
+        same = (st.st_mode, st.st_uid, st.st_gid) == (old.st_mode, old.st_uid, old.st_gid)
+        if inner or not old_dir or opaque or not same:
             return [(me, CHANGED)] + inner
         return inner
 

@@ -181,7 +181,7 @@ def _unix(iso: str) -> int:
 
 def summary(ctx: Context, rec: ContainerRecord) -> dict:
     """One entry of ``GET /containers/json``."""
-    spec, st = rec["spec"], rec["state"]
+    spec = rec["spec"]
     ports = [{"IP": m["host_ip"] or "0.0.0.0", "PrivatePort": m["container_port"], "PublicPort": m["host_port"],
               "Type": m["proto"]} for m in dockerview.live_ports(rec)]
     published = {(p["PrivatePort"], p["Type"]) for p in ports}
@@ -194,7 +194,7 @@ def summary(ctx: Context, rec: ContainerRecord) -> dict:
         "Id": rec["id"], "Names": ["/" + rec["name"]], "Image": spec.get("image_name", ""),
         "ImageID": spec.get("image_id", ""), "Command": " ".join(spec.get("argv", [])),
         "Created": _unix(rec.get("created", "")), "Ports": ports, "Labels": spec.get("labels") or {},
-        "State": "dead" if rec.get("corrupt") else st.get("status", "created"),
+        "State": "dead" if rec.get("corrupt") else dockerview.docker_status(rec),
         "Status": dockerview.status_text(rec),
         "HostConfig": {"NetworkMode": full["HostConfig"]["NetworkMode"]},
         "NetworkSettings": {"Networks": full["NetworkSettings"]["Networks"]},
@@ -265,6 +265,16 @@ def kill(ctx: Context, req: Request, id):
     if not uc.is_running(rec):
         raise Conflict(f"Container {rec['id']} is not running")
     uc.kill(ctx, rec, req.arg("signal") or "KILL")
+    return 204, None
+
+
+def pause(ctx: Context, req: Request, id):
+    uc.pause(ctx, uc.lookup(ctx, id))
+    return 204, None
+
+
+def unpause(ctx: Context, req: Request, id):
+    uc.unpause(ctx, uc.lookup(ctx, id))
     return 204, None
 
 

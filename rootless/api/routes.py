@@ -40,6 +40,8 @@ ROUTES = [
     ("POST", "/containers/{id}/stop", "containers:stop"),
     ("POST", "/containers/{id}/restart", "containers:restart"),
     ("POST", "/containers/{id}/kill", "containers:kill"),
+    ("POST", "/containers/{id}/pause", "containers:pause"),
+    ("POST", "/containers/{id}/unpause", "containers:unpause"),
     ("POST", "/containers/{id}/wait", "containers:wait"),
     ("POST", "/containers/{id}/rename", "containers:rename"),
     ("POST", "/containers/{id}/resize", "containers:resize"),
@@ -87,8 +89,6 @@ ROUTES = [
 
 # Parts of Docker's API this tool does not have: answered 501 with what to do instead.
 NOT_IMPLEMENTED = [
-    (re.compile(r"^/containers/[^/]+/(pause|unpause)$"),
-     "pausing needs the cgroup freezer, which rootless does not use"),
     (re.compile(r"^/containers/[^/]+/(update|attach/ws)$"), "not supported by rootless"),
     (re.compile(r"^/(swarm|services|tasks|secrets|configs|nodes|plugins|session|distribution|grpc)(/|$)"),
      "not supported by rootless (no swarm, plugins or BuildKit sessions)"),

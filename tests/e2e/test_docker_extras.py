@@ -5,7 +5,9 @@ legacy link, ``images REPO``, and plain HTTP for a registry on loopback."""
 from __future__ import annotations
 
 import json
-from urllib.parse import quote, urlencode
+import os
+import time
+from urllib.parse import urlencode
 
 import pytest
 
@@ -81,3 +83,76 @@ def test_api_changes(api):
     assert (status, body) == (200, [{"Path": "/test", "Kind": 1}])
     assert api.docker("diff", "touched").out == "A /test\n"
     assert api.request("GET", "/containers/nosuch/changes")[0] == 404
+
+
+# ---- pause / unpause -----------------------------------------------------------------------
+def _proc_states(rl, cid) -> set[str]:
+    """The states (R, S, T, ...) of the container's processes, read from the host."""
+    pid = int(rl("inspect", "-f", "{{.State.Pid}}", cid).out)
+    ns = os.readlink(f"/proc/{pid}/ns/pid")
+    out = set()
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and os.readlink(f"/proc/{name}/ns/pid") == ns:
+                data = open(f"/proc/{name}/stat", "rb").read()
+                out.add(data[data.rindex(b")") + 2:][:1].decode())
+        except OSError:
+            continue
+    return out
+
+
+def test_pause_unpause_state_ps_events_and_exec(busybox):
+    cid = busybox("run", "-d", "--name", "napper", "busybox", "sh", "-c", "sleep 300 & sleep 300").out.strip()
+    assert busybox("pause", "napper").out == "napper\n"
+    state = inspect(busybox, cid)["State"]
+    assert state["Status"] == "paused" and state["Paused"] is True and state["Running"] is True
+    # this host has no delegated freezer: SIGSTOP (PID 1 may still be traced by its keeper's
+    # first-second watch: "t"), and they stay stopped when the watch ends
+    assert _proc_states(busybox, cid) <= {"T", "t"}
+    time.sleep(1.2)
+    assert _proc_states(busybox, cid) == {"T"}
+    assert "(Paused)" in busybox("ps", "--format", "{{.Status}}").out
+    assert busybox("ps", "-q", "--filter", "status=paused").out.strip() == cid[:12]
+    res = busybox("exec", "napper", "true", expect=None)
+    assert res.code != 0 and "is paused, unpause the container before exec" in res.err
+    assert "already paused" in busybox("pause", "napper", expect=1).err
+    assert busybox("unpause", "napper").out == "napper\n"
+    state = inspect(busybox, cid)["State"]
+    assert state["Status"] == "running" and state["Paused"] is False
+    assert "T" not in _proc_states(busybox, cid)
+    assert "is not paused" in busybox("unpause", "napper", expect=1).err
+    assert busybox("exec", "napper", "echo", "hi").out == "hi\n"
+    events = busybox("events", "--since", "0", "--until", "0s", "--format", "{{json .}}",
+                     "--filter", "container=napper").out.splitlines()
+    actions = [json.loads(line)["Action"] for line in events]
+    assert actions.count("pause") == 1 and actions.count("unpause") == 1
+
+
+def test_stop_and_kill_of_a_paused_container(busybox):
+    busybox("run", "-d", "--name", "p1", "busybox", "sleep", "300")
+    busybox("pause", "p1")
+    busybox("stop", "-t", "5", "p1", timeout=30)
+    state = inspect(busybox, "p1")["State"]
+    assert state["Status"] == "exited" and state["Paused"] is False
+    busybox("start", "p1")
+    assert inspect(busybox, "p1")["State"]["Status"] == "running"  # a new start is not paused
+    busybox("pause", "p1")
+    busybox("kill", "p1")
+    busybox("wait", "p1")
+    assert inspect(busybox, "p1")["State"]["Status"] == "exited"
+    assert "is not running" in busybox("pause", "p1", expect=1).err
+
+
+def test_api_pause_unpause(api):
+    cid = api.docker("run", "-d", "busybox", "sleep", "300").out.strip()
+    assert api.request("POST", f"/containers/{cid}/pause")[0] == 204
+    status, body = api.request("GET", f"/containers/{cid}/json")
+    assert body["State"]["Paused"] is True and body["State"]["Status"] == "paused"
+    status, rows = api.request("GET", "/containers/json")
+    assert rows[0]["State"] == "paused" and rows[0]["Status"].endswith("(Paused)")
+    assert api.request("POST", f"/containers/{cid}/pause")[0] == 409
+    status, body = api.request("POST", f"/containers/{cid}/exec", body={"Cmd": ["true"]})
+    assert status == 409 and "is paused" in body["message"]
+    api.docker("unpause", cid)
+    assert api.request("GET", f"/containers/{cid}/json")[1]["State"]["Paused"] is False
+    assert api.request("POST", f"/containers/{cid}/unpause")[0] == 409

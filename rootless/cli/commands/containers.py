@@ -190,6 +190,20 @@ def kill(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
     return _each(ctx, containers_, lambda rec: containers.kill(ctx, rec, signal_))
 
 
+@command("pause")
+def pause(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER...")):
+    """Pause all processes within one or more containers."""
+    from rootless.engine import containers
+    return _each(ctx, containers_, lambda rec: containers.pause(ctx, rec))
+
+
+@command("unpause")
+def unpause(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER...")):
+    """Unpause all processes within one or more containers."""
+    from rootless.engine import containers
+    return _each(ctx, containers_, lambda rec: containers.unpause(ctx, rec))
+
+
 @command("rm")
 def rm(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
        force: bool = Opt(("-f", "--force"), False, "Kill and remove a running container."),
