@@ -287,8 +287,18 @@ def rename(ctx: Context, req: Request, id):
 
 
 def delete(ctx: Context, req: Request, id):
+    if req.flag("link"):  # a link is named NAME/ALIAS: a name alone is the container's own
+        uc.remove_link(ctx, id)
     rec = uc.lookup(ctx, id)
     uc.remove(ctx, rec, force=req.flag("force"), volumes=req.flag("v"))
+    return 204, None
+
+
+def delete_link(ctx: Context, req: Request, id, alias):
+    """``DELETE /containers/NAME/ALIAS?link=true``: a legacy link removed (the containers stay)."""
+    if not req.flag("link"):
+        raise ContainerNotFound(f"No such container: {id}/{alias}")
+    uc.remove_link(ctx, f"{id}/{alias}")
     return 204, None
 
 

@@ -55,6 +55,7 @@ ROUTES = [
     ("GET", "/containers/{id}/export", "containers:export"),
     ("GET", "/containers/{id}/changes", "containers:changes"),
     ("DELETE", "/containers/{id}", "containers:delete"),
+    ("DELETE", "/containers/{id}/{alias}", "containers:delete_link"),
     ("POST", "/containers/{id}/exec", "execs:create"),
     ("POST", "/exec/{id}/start", "execs:start"),
     ("POST", "/exec/{id}/resize", "execs:resize"),

@@ -503,6 +503,27 @@ def remove(ctx: Context, rec: ContainerRecord, force: bool, volumes: bool = Fals
         volumes_uc.remove_anonymous(ctx, rec)
 
 
+def remove_link(ctx: Context, ref: str) -> None:
+    """``rm --link PARENT/ALIAS`` (the API's ``DELETE /containers/PARENT/ALIAS?link=true``): the
+    container PARENT no longer links to ALIAS (from its next start: a running one keeps its
+    sockets); the linked container stays."""
+    from rootless.base import atomic, locking
+    parent, _, alias = ref.strip("/").rpartition("/")
+    if not parent:
+        raise Conflict("Conflict, cannot remove the default link name of the container",
+                       "name the link as CONTAINER/ALIAS")
+    rec = lookup(ctx, parent)
+    with locking.locked(ctx.paths.container_lock(rec["id"])):
+        fresh = state.lookup(ctx.paths, rec["id"])
+        links = [list(lk) for lk in fresh["spec"].get("links") or []]
+        kept = [lk for lk in links if lk[1] != alias]
+        if len(kept) == len(links):
+            raise ContainerNotFound(f"Could not find entity for {ref.strip('/')}",
+                                    f"see the links of {rec['name']} in its inspect (HostConfig.Links)")
+        fresh["spec"]["links"] = kept
+        atomic.write_json(ctx.paths.container_record(rec["id"]), fresh)
+
+
 def restart(ctx: Context, rec: ContainerRecord, timeout: float | None) -> None:
     stop(ctx, rec, timeout)
     start(ctx, lookup(ctx, rec["id"]), attached=False)

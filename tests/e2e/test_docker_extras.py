@@ -156,3 +156,25 @@ def test_api_pause_unpause(api):
     api.docker("unpause", cid)
     assert api.request("GET", f"/containers/{cid}/json")[1]["State"]["Paused"] is False
     assert api.request("POST", f"/containers/{cid}/unpause")[0] == 409
+
+
+# ---- removing a legacy link ----------------------------------------------------------------
+def test_rm_link_removes_the_link_not_the_containers(busybox):
+    busybox("create", "--name", "db", "busybox", "true")
+    busybox("create", "--name", "web", "--link", "db:mydb", "--link", "db:other", "busybox", "true")
+    assert busybox("rm", "--link", "/web/mydb").out == "/web/mydb\n"
+    assert inspect(busybox, "web")["HostConfig"]["Links"] == ["/db:/web/other"]
+    assert "Could not find entity for web/mydb" in busybox("rm", "-l", "web/mydb", expect=1).err
+    assert "cannot remove the default link name" in busybox("rm", "--link", "web", expect=1).err
+    assert sorted(busybox("ps", "-a", "--format", "{{.Names}}").out.split()) == ["db", "web"]
+
+
+def test_api_delete_link(api):
+    api.docker("create", "--name", "db", "busybox", "true")
+    api.docker("create", "--name", "web", "--link", "db:mydb", "busybox", "true")
+    assert api.request("DELETE", "/containers/web/mydb?link=true")[0] == 204
+    assert inspect(api.rl, "web")["HostConfig"]["Links"] in (None, [])
+    assert api.request("DELETE", "/containers/web/mydb?link=true")[0] == 404
+    assert api.request("DELETE", "/containers/web?link=1")[0] == 409
+    assert api.request("DELETE", "/containers/web/mydb")[0] == 404
+    assert sorted(api.docker("ps", "-a", "--format", "{{.Names}}").out.split()) == ["db", "web"]
