@@ -359,6 +359,19 @@ def _spooled(ctx: Context, req: Request, prefix: str):
             os.unlink(path)
 
 
+def distribution(ctx: Context, req: Request, name):
+    """``GET /distribution/NAME/json``: what the registry has under NAME (its descriptor and
+    platforms), asked with the client's credentials. The registry's 401, 403 and 404 are the answer's."""
+    from layers.registry import RegistryError
+    try:
+        return 200, uc.distribution(ctx, name, _registry_options(req))
+    except RegistryError as e:
+        status = getattr(e, "status", 0)
+        if status in (401, 403, 404):
+            e.http_status = status
+        raise
+
+
 def push(ctx: Context, req: Request, name):
     tag_ = req.arg("tag") or ""
     image = f"{name}:{tag_}" if tag_ else name

@@ -74,6 +74,7 @@ ROUTES = [
     ("POST", "/images/{name*}/tag", "images:tag"),
     ("POST", "/images/{name*}/push", "images:push"),
     ("DELETE", "/images/{name*}", "images:delete"),
+    ("GET", "/distribution/{name*}/json", "images:distribution"),
     ("GET", "/volumes", "volumes:list_"),
     ("POST", "/volumes/create", "volumes:create"),
     ("POST", "/volumes/prune", "volumes:prune"),
@@ -91,7 +92,7 @@ ROUTES = [
 # Parts of Docker's API this tool does not have: answered 501 with what to do instead.
 NOT_IMPLEMENTED = [
     (re.compile(r"^/containers/[^/]+/(update|attach/ws)$"), "not supported by rootless"),
-    (re.compile(r"^/(swarm|services|tasks|secrets|configs|nodes|plugins|session|distribution|grpc)(/|$)"),
+    (re.compile(r"^/(swarm|services|tasks|secrets|configs|nodes|plugins|session|grpc)(/|$)"),
      "not supported by rootless (no swarm, plugins or BuildKit sessions)"),
     (re.compile(r"^/auth$"), "log in with `rootless login`"),
     (re.compile(r"^/images/search$"), "searching a registry is not supported by rootless"),

@@ -288,6 +288,16 @@ def pull(ctx: Context, ref_text: str, opts: RegistryOptions = RegistryOptions())
     return _first_registry(ctx, reference.candidates(ref_text, ctx.store.search), one, opts, ref_text)
 
 
+def distribution(ctx: Context, ref_text: str, opts: RegistryOptions = RegistryOptions()) -> dict:
+    """The registry's descriptor and platforms of ``ref_text`` (the API's ``/distribution``),
+    nothing pulled: the first registry of the search list that has it, for a short name."""
+    from layers import pull as pullmod
+    from layers import reference
+    return _first_registry(ctx, reference.candidates(ref_text, ctx.store.search),
+                           lambda ref: pullmod.distribution(ref, _pull_endpoints(ctx, ref.registry, opts)),
+                           opts._replace(quiet=True), ref_text)
+
+
 def _first_registry(ctx: Context, refs: list, fn, opts: RegistryOptions, name: str):
     """``fn(ref)`` for the first of ``refs`` whose registry answers it; with several, a registry
     that refuses, fails or is blocked passes the name on to the next, and the error names them all."""

@@ -178,3 +178,27 @@ def test_api_delete_link(api):
     assert api.request("DELETE", "/containers/web?link=1")[0] == 409
     assert api.request("DELETE", "/containers/web/mydb")[0] == 404
     assert sorted(api.docker("ps", "-a", "--format", "{{.Names}}").out.split()) == ["db", "web"]
+
+
+# ---- distribution --------------------------------------------------------------------------
+@pytest.fixture
+def api_reg(busybox, registry):
+    """The service of a store with busybox, the test registry (plain HTTP) declared insecure."""
+    from tests.apiservice import ApiService
+    busybox.configure(insecure=(registry.host,))
+    service = ApiService(busybox, "--time", "0")
+    yield service
+    service.stop()
+
+
+def test_api_distribution(api_reg, registry):
+    ref = f"{registry.host}/dist/busybox:v1"
+    api_reg.docker("tag", "busybox", ref)
+    pushed = api_reg.docker("push", ref).out
+    status, body = api_reg.request("GET", f"/distribution/{ref}/json")
+    assert status == 200, body
+    assert body["Descriptor"]["digest"] in pushed and body["Descriptor"]["size"] > 0
+    assert body["Descriptor"]["mediaType"].endswith("manifest.v1+json")
+    assert body["Platforms"] == [{"architecture": "amd64", "os": "linux"}]
+    assert api_reg.request("GET", f"/distribution/{registry.host}/dist/nothing:here/json")[0] == 404
+    assert api_reg.docker("images", "-q", "--filter", "reference=*/dist/*").out.count("\n") == 1  # nothing pulled
