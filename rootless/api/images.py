@@ -240,7 +240,9 @@ def summaries(ctx: Context, filters: list[str] = ()) -> list[dict]:
 
 # ---- endpoints --------------------------------------------------------------------------------
 def list_(ctx: Context, req: Request):
-    return 200, summaries(ctx, req.filters())
+    """``filters``, and the older API's ``filter`` (a reference pattern)."""
+    name = req.arg("filter")
+    return 200, summaries(ctx, req.filters() + ([f"reference={name}"] if name else []))
 
 
 def inspect(ctx: Context, req: Request, name):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -202,3 +202,29 @@ def test_api_distribution(api_reg, registry):
     assert body["Platforms"] == [{"architecture": "amd64", "os": "linux"}]
     assert api_reg.request("GET", f"/distribution/{registry.host}/dist/nothing:here/json")[0] == 404
     assert api_reg.docker("images", "-q", "--filter", "reference=*/dist/*").out.count("\n") == 1  # nothing pulled
+
+
+# ---- images REPO[:TAG] ---------------------------------------------------------------------
+def test_images_repository_argument(busybox):
+    busybox("tag", "busybox", "mine/app:1")
+    busybox("tag", "busybox", "mine/app:2")
+    busybox("tag", "busybox", "mine/deep/app:3")
+    image = inspect(busybox, "busybox")["Id"][7:19]
+    rows = busybox("images", "mine/app", "--format", "{{.Repository}}:{{.Tag}}").out.split()
+    assert sorted(rows) == ["mine/app:1", "mine/app:2"]
+    assert busybox("images", "mine/app:2", "--format", "{{.Tag}}").out.split() == ["2"]
+    assert busybox("images", "-q", "busybox").out == f"{image}\n"
+    assert busybox("images", "-q", "nothing").out == ""
+    # as Go's path.Match: a star stays within a path component
+    assert sorted(busybox("images", "mine/*", "--format", "{{.Tag}}").out.split()) == ["1", "2"]
+    assert busybox("images", "mine/*/*:3", "--format", "{{.Tag}}").out.split() == ["3"]
+    assert busybox("images", "busybox", "--format", "{{.Tag}}", "--filter", "dangling=false").out.split() == ["latest"]
+
+
+def test_api_images_filter_reference(api):
+    api.docker("tag", "busybox", "mine/app:1")
+    status, rows = api.request("GET", "/images/json?filter=mine/app")
+    assert status == 200 and [r["RepoTags"] for r in rows] == [["mine/app:1"]]
+    status, rows = api.request("GET", "/images/json?filters=" + quote(json.dumps({"reference": ["busy*"]})))
+    assert status == 200 and [r["RepoTags"] for r in rows] == [["busybox:latest"]]
+    assert api.docker("images", "-q", "mine/app").out.strip() == inspect(api.rl, "busybox")["Id"][7:19]
