@@ -228,3 +228,20 @@ def test_api_images_filter_reference(api):
     status, rows = api.request("GET", "/images/json?filters=" + quote(json.dumps({"reference": ["busy*"]})))
     assert status == 200 and [r["RepoTags"] for r in rows] == [["busybox:latest"]]
     assert api.docker("images", "-q", "mine/app").out.strip() == inspect(api.rl, "busybox")["Id"][7:19]
+
+
+# ---- a registry on loopback speaks plain HTTP without being declared -----------------------
+def test_api_pull_and_push_with_a_plain_http_registry_on_loopback(api, registry):
+    """No insecure entry in the configuration: as Docker, 127.0.0.0/8 may answer in plain HTTP."""
+    assert registry.host.startswith("127.")
+    ref = f"{registry.host}/local/busybox:1"
+    api.docker("tag", "busybox", ref)
+    assert "digest: sha256:" in api.docker("push", ref).out
+    api.docker("rmi", ref)
+    assert "Downloaded newer image" in api.docker("pull", ref).out
+    api.docker("rmi", ref)
+    status, body = api.request("POST", f"/images/create?fromImage={registry.host}/local/busybox&tag=1")
+    assert status == 200 and b"errorDetail" not in body, body
+    assert api.docker("run", "--rm", ref, "echo", "local").out == "local\n"
+    status, body = api.request("GET", f"/distribution/{ref}/json")
+    assert status == 200 and body["Platforms"] == [{"architecture": "amd64", "os": "linux"}]
