@@ -153,6 +153,8 @@ def test_api_pause_unpause(api):
     assert api.request("POST", f"/containers/{cid}/pause")[0] == 409
     status, body = api.request("POST", f"/containers/{cid}/exec", body={"Cmd": ["true"]})
     assert status == 409 and "is paused" in body["message"]
+    info = api.request("GET", "/info")[1]
+    assert (info["ContainersPaused"], info["ContainersRunning"]) == (1, 0)
     api.docker("unpause", cid)
     assert api.request("GET", f"/containers/{cid}/json")[1]["State"]["Paused"] is False
     assert api.request("POST", f"/containers/{cid}/unpause")[0] == 409
