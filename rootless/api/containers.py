@@ -289,6 +289,7 @@ def rename(ctx: Context, req: Request, id):
 def delete(ctx: Context, req: Request, id):
     if req.flag("link"):  # a link is named NAME/ALIAS: a name alone is the container's own
         uc.remove_link(ctx, id)
+        return 204, None
     rec = uc.lookup(ctx, id)
     uc.remove(ctx, rec, force=req.flag("force"), volumes=req.flag("v"))
     return 204, None

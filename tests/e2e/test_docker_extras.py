@@ -177,9 +177,12 @@ def test_api_delete_link(api):
     assert api.request("DELETE", "/containers/web/mydb?link=true")[0] == 204
     assert inspect(api.rl, "web")["HostConfig"]["Links"] in (None, [])
     assert api.request("DELETE", "/containers/web/mydb?link=true")[0] == 404
+    api.docker("create", "--name", "app", "--link", "db:store", "busybox", "true")
+    assert api.docker("rm", "--link", "/app/store").out == "/app/store\n"  # the docker CLI's way
+    assert inspect(api.rl, "app")["HostConfig"]["Links"] in (None, [])
     assert api.request("DELETE", "/containers/web?link=1")[0] == 409
     assert api.request("DELETE", "/containers/web/mydb")[0] == 404
-    assert sorted(api.docker("ps", "-a", "--format", "{{.Names}}").out.split()) == ["db", "web"]
+    assert sorted(api.docker("ps", "-a", "--format", "{{.Names}}").out.split()) == ["app", "db", "web"]
 
 
 # ---- distribution --------------------------------------------------------------------------
