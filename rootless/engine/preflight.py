@@ -245,10 +245,12 @@ def check_cgroups(version: str, cgroup: str | None, delegated_at: str | None,
 
 def check_pause(version: str, delegated_at: str | None) -> Check:
     """How ``pause`` stops a container here (``rootless.runtime.pause``): the cgroup v2 freezer of
-    its delegated cgroup, or SIGSTOP to each of its processes (which they and ps can tell)."""
+    its own cgroup (a container with resource limits has one), or SIGSTOP to each of its processes
+    (which they and ps can tell)."""
     if version == "v2" and delegated_at is not None:
-        return Check("pause", "ok", f"cgroup v2 freezer (cgroup.freeze below {delegated_at})",
-                     "pause freezes a container's cgroup")
+        return Check("pause", "ok", f"cgroup v2 freezer (cgroup.freeze below {delegated_at}) for a container "
+                     "with resource limits, SIGSTOP to every process of any other",
+                     "pause freezes a container's cgroup where it has one")
     return Check("pause", "info", "SIGSTOP to every process of the container (no delegated cgroup v2 freezer)",
                  "pause stops the processes with SIGSTOP and unpause resumes them with SIGCONT")
 
