@@ -1,7 +1,7 @@
 """Image configs for ``commit`` and ``import``: ``-c`` changes and the committed image's config.
 
 ``parse_change`` reads one change in the Dockerfile syntax Docker accepts for
-``commit -c`` and ``import -c`` (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER,
+``commit -c`` and ``import -c`` (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, USER,
 VOLUME, WORKDIR, STOPSIGNAL; no variable expansion). ``apply_changes`` applies
 them to the ``config`` part of an image config. Everything here is pure.
 """
@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are 
 if TYPE_CHECKING:
     from typing import Any
 
-SUPPORTED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "VOLUME", "WORKDIR", "STOPSIGNAL")
+SUPPORTED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "USER", "VOLUME", "WORKDIR", "STOPSIGNAL")
 _PROTOCOLS = ("tcp", "udp", "sctp")
 _SHELL = ["/bin/sh", "-c"]
 
@@ -28,7 +28,7 @@ def parse_change(text: str) -> tuple[str, Any]:
 
     Values: CMD/ENTRYPOINT/VOLUME a list of str; ENV/LABEL a dict (in order);
     EXPOSE a list of "PORT/PROTO"; USER, WORKDIR (as written, maybe relative),
-    STOPSIGNAL a str.
+    STOPSIGNAL a str; ONBUILD the trigger instruction as written (its name upper-cased).
     """
     text = text.replace("\\\n", " ").strip()
     if not text:
@@ -195,9 +195,18 @@ def _stop_signal(instr: str, rest: str) -> str:
     return name
 
 
+def _onbuild(instr: str, rest: str) -> str:
+    trigger, *tail = rest.split(None, 1)
+    name = trigger.upper()
+    if name in ("ONBUILD", "FROM", "MAINTAINER"):
+        raise UsageError(f"ONBUILD: {name} isn't allowed as an ONBUILD trigger")
+    return " ".join([name, *tail])
+
+
 _PARSERS = {
     "CMD": _command, "ENTRYPOINT": _command, "ENV": _name_values, "LABEL": _name_values,
     "EXPOSE": _expose, "USER": _user, "VOLUME": _volume, "WORKDIR": _one_word, "STOPSIGNAL": _stop_signal,
+    "ONBUILD": _onbuild,
 }
 
 
@@ -240,6 +249,8 @@ def apply_changes(config: dict, changes: list[str]) -> dict:
             out["WorkingDir"] = _clean_dir(posixpath.join(out.get("WorkingDir") or "/", value))
         elif instr == "STOPSIGNAL":
             out["StopSignal"] = value
+        elif instr == "ONBUILD":
+            out["OnBuild"] = [*(out.get("OnBuild") or []), value]
     return out
 
 

@@ -249,6 +249,57 @@ def pull(store: ImageStore, ref_text: str, endpoints: list[dict] | None = None,
     return Pulled(image, digest, ref)
 
 
+def distribution(ref: reference.Reference, endpoints: list[dict]) -> dict:
+    """What the registry says of ``ref`` without pulling it (the Engine API's ``GET
+    /distribution/NAME/json``): the descriptor of its manifest or index, and the platforms it
+    has (an index's entries', or a single manifest's config's), from the first endpoint that has it."""
+    last: RegistryError | None = None
+    for ep in endpoints or [{}]:
+        client = client_for(ref, ep.get("creds"), ep.get("insecure", False), ca_dir=ep.get("ca_dir"),
+                            registry=ep.get("registry"))
+        try:
+            return _distribution(client, ref)
+        except RegistryError as e:
+            last = e
+        finally:
+            client.close()
+    assert last is not None  # at least one endpoint: the callers give `endpoints or [{}]`
+    raise last
+
+
+def _distribution(client: Client, ref: reference.Reference) -> dict:
+    resp = client.request("GET", f"/v2/{ref.path}/manifests/{ref.digest or ref.tag}", {"Accept": manifest.ACCEPT},
+                          what="manifest")
+    digest = "sha256:" + hashlib.sha256(resp.body).hexdigest()
+    if ref.digest and digest != ref.digest:
+        raise InvalidImage(f"{ref}: the registry sent a manifest with digest {digest}")
+    mt, doc = manifest.parse(resp.body, resp.headers.get("Content-Type", ""), f"{ref} manifest")
+    if mt in manifest.INDEXES:
+        platforms = [_platform_json(e.platform) for e in manifest.index_entries(doc, f"{ref} index") if e.platform]
+    else:
+        config_desc, _ = manifest.image_parts(doc, str(ref))
+        blob = client.request("GET", f"/v2/{ref.path}/blobs/{config_desc.digest}", what="config").body
+        if "sha256:" + hashlib.sha256(blob).hexdigest() != config_desc.digest:
+            raise InvalidImage(f"{ref}: the config does not match its digest {config_desc.digest}")
+        try:
+            config = json.loads(blob)
+        except ValueError:
+            raise InvalidImage(f"{ref}: an unreadable image config") from None
+        platforms = [_platform_json(manifest.Platform(os=str(config.get("os") or ""),
+                                                      architecture=str(config.get("architecture") or ""),
+                                                      variant=str(config.get("variant") or "")))]
+    return {"Descriptor": {"mediaType": mt, "digest": digest, "size": len(resp.body)},
+            "Platforms": [p for p in platforms if p.get("os")]}
+
+
+def _platform_json(p: manifest.Platform) -> dict:
+    """An OCI platform as Docker's JSON writes it (no empty fields)."""
+    out = {"architecture": p.architecture, "os": p.os}
+    if p.variant:
+        out["variant"] = p.variant
+    return out
+
+
 def list_tags(ref: reference.Reference, endpoints: list[dict]) -> list[str]:
     """The repository's tags (``/tags/list``, following ``Link`` pages), from the first endpoint."""
     last: RegistryError | None = None

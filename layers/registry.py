@@ -2,8 +2,11 @@
 
 One ``Client`` talks to one registry for one repository. HTTPS is the default; a registry
 configured as insecure (or named with ``--tls-verify=false``) is tried over HTTPS first and
-then over plain HTTP, without verifying certificates (podman's rule: no registry, not even one
-on the loopback address, is trusted without TLS unless the user says so). A 401 answer's
+then over plain HTTP, without verifying certificates. A registry on the loopback address
+(``localhost``, 127.0.0.0/8, ``::1``: ``is_loopback``) may speak plain HTTP without being
+declared, as Docker allows for local registries: HTTPS first, plain HTTP when it answers
+without TLS; one that does speak TLS must still show a certificate this host trusts (Docker
+would not check it; we keep that check unless the registry is declared insecure). A 401 answer's
 ``WWW-Authenticate`` challenge is followed: ``Basic`` with the stored (or given) credentials,
 ``Bearer`` by fetching a token from the realm for the repository's scope (anonymously when
 there are no credentials). Connection errors, 429 and 5xx are retried with backoff.
@@ -64,6 +67,23 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+def is_loopback(registry: str) -> bool:
+    """Whether ``registry`` (host[:port]) names this machine's loopback: ``localhost``, an
+    address of 127.0.0.0/8 or ``::1`` (no name is looked up)."""
+    import ipaddress
+    host = registry
+    if host.startswith("["):
+        host = host[1:host.find("]")] if "]" in host else host[1:]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Client:
     """``registry`` (host[:port]) and ``repository`` (path); ``creds``: (user, password) or None."""
 
@@ -76,7 +96,8 @@ class Client:
         self.ca_dir = ca_dir
         self.scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         self.ref_text = ref_text or f"{registry}/{repository}"
-        self.schemes = ["https", "http"] if self.insecure else ["https"]
+        # a loopback registry may answer in plain HTTP (as Docker allows), but a TLS one is verified
+        self.schemes = ["https", "http"] if self.insecure or is_loopback(self.registry) else ["https"]
         self.auth_header: str | None = None
         self.local = threading.local()
         self.lock = threading.Lock()
@@ -187,7 +208,8 @@ class Client:
                 resp = conn.getresponse()
             except ssl.SSLError as e:
                 self._drop(scheme, self.registry)
-                if scheme == "https" and len(self.schemes) > 1:
+                if scheme == "https" and len(self.schemes) > 1 and \
+                        (self.insecure or not isinstance(e, ssl.SSLCertVerificationError)):
                     self.schemes = ["http"]  # an insecure registry speaking plain HTTP: stay with it
                     errors.append(e)
                     continue

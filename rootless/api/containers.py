@@ -181,7 +181,7 @@ def _unix(iso: str) -> int:
 
 def summary(ctx: Context, rec: ContainerRecord) -> dict:
     """One entry of ``GET /containers/json``."""
-    spec, st = rec["spec"], rec["state"]
+    spec = rec["spec"]
     ports = [{"IP": m["host_ip"] or "0.0.0.0", "PrivatePort": m["container_port"], "PublicPort": m["host_port"],
               "Type": m["proto"]} for m in dockerview.live_ports(rec)]
     published = {(p["PrivatePort"], p["Type"]) for p in ports}
@@ -194,7 +194,7 @@ def summary(ctx: Context, rec: ContainerRecord) -> dict:
         "Id": rec["id"], "Names": ["/" + rec["name"]], "Image": spec.get("image_name", ""),
         "ImageID": spec.get("image_id", ""), "Command": " ".join(spec.get("argv", [])),
         "Created": _unix(rec.get("created", "")), "Ports": ports, "Labels": spec.get("labels") or {},
-        "State": "dead" if rec.get("corrupt") else st.get("status", "created"),
+        "State": "dead" if rec.get("corrupt") else dockerview.docker_status(rec),
         "Status": dockerview.status_text(rec),
         "HostConfig": {"NetworkMode": full["HostConfig"]["NetworkMode"]},
         "NetworkSettings": {"Networks": full["NetworkSettings"]["Networks"]},
@@ -269,6 +269,16 @@ def kill(ctx: Context, req: Request, id):
     return 204, None
 
 
+def pause(ctx: Context, req: Request, id):
+    uc.pause(ctx, uc.lookup(ctx, id))
+    return 204, None
+
+
+def unpause(ctx: Context, req: Request, id):
+    uc.unpause(ctx, uc.lookup(ctx, id))
+    return 204, None
+
+
 def rename(ctx: Context, req: Request, id):
     name = req.arg("name")
     if not name:
@@ -278,8 +288,19 @@ def rename(ctx: Context, req: Request, id):
 
 
 def delete(ctx: Context, req: Request, id):
+    if req.flag("link"):  # a link is named NAME/ALIAS: a name alone is the container's own
+        uc.remove_link(ctx, id)
+        return 204, None
     rec = uc.lookup(ctx, id)
     uc.remove(ctx, rec, force=req.flag("force"), volumes=req.flag("v"))
+    return 204, None
+
+
+def delete_link(ctx: Context, req: Request, id, alias):
+    """``DELETE /containers/NAME/ALIAS?link=true``: a legacy link removed (the containers stay)."""
+    if not req.flag("link"):
+        raise ContainerNotFound(f"No such container: {id}/{alias}")
+    uc.remove_link(ctx, f"{id}/{alias}")
     return 204, None
 
 
@@ -526,6 +547,12 @@ def logs(ctx: Context, req: Request, id):
 
 
 # ---- files ---------------------------------------------------------------------------------------
+def changes(ctx: Context, req: Request, id):
+    """``GET /containers/{id}/changes``: Docker's ``[{"Path", "Kind"}]`` (0 changed, 1 added, 2 deleted)."""
+    rec = uc.lookup(ctx, id)
+    return 200, [{"Path": path, "Kind": kind} for path, kind in containerfs.diff(ctx, rec)]
+
+
 def export(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
     stream = req.conn.start_stream(200, "application/x-tar")

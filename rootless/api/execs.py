@@ -60,6 +60,7 @@ def create(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
     if not uc.is_running(rec):
         raise Conflict(f"Container {rec['id']} is not running")
+    uc.check_not_paused(rec)
     cmd = body.get("Cmd") or []
     if isinstance(cmd, str):
         cmd = [cmd]

@@ -243,7 +243,9 @@ def summaries(ctx: Context, filters: list[str] = ()) -> list[dict]:
 
 # ---- endpoints --------------------------------------------------------------------------------
 def list_(ctx: Context, req: Request):
-    return 200, summaries(ctx, req.filters())
+    """``filters``, and the older API's ``filter`` (a reference pattern)."""
+    name = req.arg("filter")
+    return 200, summaries(ctx, req.filters() + ([f"reference={name}"] if name else []))
 
 
 def inspect(ctx: Context, req: Request, name):
@@ -335,12 +337,14 @@ def _import(ctx: Context, req: Request):
         req.conn.send(501, http.error_body("importing from a URL is not supported by rootless: "
                                            "download the tarball and send it as the body (fromSrc=-)"))
         return None
-    if req.query.get("changes"):
-        raise UsageError("import with changes is not supported by rootless", "import without --change")
+    changes = [c for c in (req.query.get("changes") or []) if c]
+    if changes:  # a bad change is a 400 before the body is read
+        from layers import imageconfig
+        imageconfig.apply_changes({}, changes)
     repo, tag_ = req.arg("repo") or "", req.arg("tag") or ""
     name = (f"{repo}:{tag_}" if tag_ else repo) or None
     with _spooled(ctx, req, "api-import-") as path:
-        image_id = uc.import_rootfs(ctx, path, name)
+        image_id = uc.import_rootfs(ctx, path, name, changes)
     return 200, {"status": image_id}
 
 
@@ -358,6 +362,19 @@ def _spooled(ctx: Context, req: Request, prefix: str):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+def distribution(ctx: Context, req: Request, name):
+    """``GET /distribution/NAME/json``: what the registry has under NAME (its descriptor and
+    platforms), asked with the client's credentials. The registry's 401, 403 and 404 are the answer's."""
+    from layers.registry import RegistryError
+    try:
+        return 200, uc.distribution(ctx, name, _registry_options(req))
+    except RegistryError as e:
+        status = getattr(e, "status", 0)
+        if status in (401, 403, 404):
+            e.http_status = status
+        raise
 
 
 def push(ctx: Context, req: Request, name):

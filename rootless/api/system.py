@@ -45,10 +45,11 @@ def version(ctx: Context, req: Request):
 
 
 def info(ctx: Context, req: Request):
-    from rootless.engine import containers
+    from rootless.engine import containers, dockerview
     from rootless.runtime import cgroups
     recs = containers.all_current(ctx)
     running = sum(1 for r in recs if containers.is_running(r))
+    paused = sum(1 for r in recs if dockerview.docker_status(r) == "paused")
     try:
         n_images = len(ctx.store.images())
     except Exception:  # noqa: BLE001 - a damaged store still answers info
@@ -61,7 +62,8 @@ def info(ctx: Context, req: Request):
         pass
     version2 = cgroups.detect().version == "v2"
     return 200, {
-        "ID": "rootless", "Containers": len(recs), "ContainersRunning": running, "ContainersPaused": 0,
+        "ID": "rootless", "Containers": len(recs), "ContainersRunning": running - paused,
+        "ContainersPaused": paused,
         "ContainersStopped": len(recs) - running, "Images": n_images,
         "Driver": ctx.overlay_method(), "DriverStatus": [["Backing Filesystem", "overlay"]],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from rootless.engine.dockerview import inspect, live_ports, since, status_text, top_rows  # noqa: F401 - inspect: the CLI's view
+from rootless.engine.dockerview import docker_status, inspect, live_ports, since, status_text, top_rows  # noqa: F401 - inspect: the CLI's view
 
 
 def command_text(argv: list[str], trunc: bool = True) -> str:
@@ -26,7 +26,7 @@ def ps_row(rec: dict, trunc: bool = True, now: float | None = None) -> dict:
         "CreatedAt": rec.get("created", ""),
         "RunningFor": f"{since(rec.get('created', ''), now)} ago" if rec.get("created") else "",
         "Status": status_text(rec, now),
-        "State": rec["state"]["status"],
+        "State": docker_status(rec),
         "Ports": ports_text(rec),
         "Names": rec["name"],
         "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),

@@ -65,6 +65,19 @@ def commit(ctx: Context, rec: ContainerRecord, ref: str | None, author: str | No
     return image["id"]
 
 
+def diff(ctx: Context, rec: ContainerRecord) -> list[tuple[str, int]]:
+    """``diff``: the container's changes to its image's files, as (path, kind) pairs (Docker's
+    kinds: 0 changed, 1 added, 2 deleted), parents first. Nothing for a container never started."""
+    from rootless.runtime import fsaccess
+    from rootless.runtime.records import rootfs_plan
+    plan = rootfs_plan(ctx, rec)
+    whole = plan.method == "copy"
+    top = plan.copy_dir if whole else plan.upper
+    if not os.path.isdir(top):
+        return []
+    return [(path, kind) for path, kind in ctx.userns_call(fsaccess.changes, top, plan.lowers, whole)]
+
+
 def export(ctx: Context, rec: ContainerRecord, out_fd: int) -> None:
     from rootless.runtime import fsaccess
     fsaccess.call(ctx, rec, fsaccess.export_tree, out_fd)

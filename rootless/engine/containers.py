@@ -271,6 +271,7 @@ def exec_in(ctx: Context, rec: ContainerRecord, argv: list[str], env_args: list[
     """``exec``: a process in the running container; its exit code (None: detached)."""
     from rootless.runtime import execute, terminal
     from rootless.runtime.spec import merge_env_arg
+    check_not_paused(rec)
     check_user(ctx, user)
     extra = [e for arg in env_args for e in merge_env_arg(arg, dict(os.environ))]
     return execute.run(ctx, rec, list(argv), extra, user, workdir, tty, interactive, detach,
@@ -356,6 +357,44 @@ def kill(ctx: Context, rec: ContainerRecord, sig: str | int = "KILL") -> None:
         pass
 
 
+# ---- pause / unpause --------------------------------------------------------------------------
+def check_not_paused(rec: ContainerRecord) -> None:
+    """``exec`` into a paused container is refused, as Docker does."""
+    from rootless.runtime.pause import is_paused
+    if is_paused(dict(rec["state"])):
+        raise Conflict(f"Container {rec['id']} is paused, unpause the container before exec",
+                       f"rootless unpause {rec['name']}")
+
+
+def pause(ctx: Context, rec: ContainerRecord) -> None:
+    """``pause``: every process of the running container stops (``rootless.runtime.pause``)."""
+    _pausing(ctx, rec, True)
+
+
+def unpause(ctx: Context, rec: ContainerRecord) -> None:
+    _pausing(ctx, rec, False)
+
+
+def _pausing(ctx: Context, rec: ContainerRecord, paused: bool) -> None:
+    from rootless.base import atomic, locking
+    from rootless.runtime import pause as pausing
+    with locking.locked(ctx.paths.container_lock(rec["id"])):
+        rec = current(ctx, state.lookup(ctx.paths, rec["id"]))
+        st = dict(rec["state"])
+        if not is_running(rec):
+            raise Conflict(f"Container {rec['id']} is not running")
+        if pausing.is_paused(st) == paused:
+            raise Conflict(f"Container {rec['id']} is {'already paused' if paused else 'not paused'}")
+        if paused:
+            rec["state"]["pause_method"] = pausing.pause(st)
+            rec["state"]["paused"] = rec["state"]["pid"]
+        else:
+            pausing.unpause(st)
+            rec["state"]["paused"] = 0
+        atomic.write_json(ctx.paths.container_record(rec["id"]), rec)
+    events.container(ctx.paths, "pause" if paused else "unpause", rec["spec"])
+
+
 def wait(ctx: Context, rec: ContainerRecord, timeout: float | None = None) -> ContainerRecord:
     """Block until the container is no longer running; its record (status "removed" if it went
     meanwhile, with its exit code: what the keeper said, else 137 for a container that was running)."""
@@ -405,12 +444,23 @@ def stop(ctx: Context, rec: ContainerRecord, timeout: float | None = None) -> No
         return
     spec = rec.get("spec", {})
     kill(ctx, rec, spec.get("stop_signal") or "TERM")
+    _resume_to_stop(ctx, rec)
     rec = wait(ctx, rec, 10 if timeout is None else timeout)
     if is_running(rec):
         kill(ctx, rec, "KILL")
         wait(ctx, rec)
     _settled(ctx, rec["id"])
     events.container(ctx.paths, "stop", rec["spec"])
+
+
+def _resume_to_stop(ctx: Context, rec: ContainerRecord) -> None:
+    """A paused container goes on after its stop signal, so that it can act on it."""
+    from rootless.runtime.pause import is_paused
+    if is_paused(dict(rec["state"])):
+        try:
+            unpause(ctx, rec)
+        except RootlessError:  # it ended meanwhile
+            pass
 
 
 def _settled(ctx: Context, cid: str) -> None:
@@ -451,6 +501,27 @@ def remove(ctx: Context, rec: ContainerRecord, force: bool, volumes: bool = Fals
     if volumes:
         from rootless.engine import volumes as volumes_uc
         volumes_uc.remove_anonymous(ctx, rec)
+
+
+def remove_link(ctx: Context, ref: str) -> None:
+    """``rm --link PARENT/ALIAS`` (the API's ``DELETE /containers/PARENT/ALIAS?link=true``): the
+    container PARENT no longer links to ALIAS (from its next start: a running one keeps its
+    sockets); the linked container stays."""
+    from rootless.base import atomic, locking
+    parent, _, alias = ref.strip("/").rpartition("/")
+    if not parent:
+        raise Conflict("Conflict, cannot remove the default link name of the container",
+                       "name the link as CONTAINER/ALIAS")
+    rec = lookup(ctx, parent)
+    with locking.locked(ctx.paths.container_lock(rec["id"])):
+        fresh = state.lookup(ctx.paths, rec["id"])
+        links = [list(lk) for lk in fresh["spec"].get("links") or []]
+        kept = [lk for lk in links if lk[1] != alias]
+        if len(kept) == len(links):
+            raise ContainerNotFound(f"Could not find entity for {ref.strip('/')}",
+                                    f"see the links of {rec['name']} in its inspect (HostConfig.Links)")
+        fresh["spec"]["links"] = kept
+        atomic.write_json(ctx.paths.container_record(rec["id"]), fresh)
 
 
 def restart(ctx: Context, rec: ContainerRecord, timeout: float | None) -> None:

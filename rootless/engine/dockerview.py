@@ -59,12 +59,19 @@ def since(iso: str, now: float) -> str:
     return human_duration(now - t) if t is not None else "N/A"
 
 
+def docker_status(rec: ContainerRecord) -> str:
+    """Docker's ``State.Status``: the record's, or ``paused`` for a paused running container."""
+    from rootless.runtime.pause import is_paused
+    st = rec["state"]
+    return "paused" if is_paused(dict(st)) else st.get("status", "created")
+
+
 def status_text(rec: ContainerRecord, now: float | None = None) -> str:
-    """``Up 3 minutes``, ``Exited (0) 5 seconds ago``, ``Created``."""
+    """``Up 3 minutes``, ``Up 3 minutes (Paused)``, ``Exited (0) 5 seconds ago``, ``Created``."""
     now = time.time() if now is None else now
     st = rec["state"]
     if st["status"] == "running":
-        return f"Up {since(st.get('started_at', ''), now)}"
+        return f"Up {since(st.get('started_at', ''), now)}" + (" (Paused)" if docker_status(rec) == "paused" else "")
     if st["status"] == "exited":
         hint = " (it left processes behind: a daemon?)" if st.get("error") == _daemon_hint() else ""
         return f"Exited ({st.get('exit_code', 0)}) {since(st.get('finished_at', ''), now)} ago{hint}"
@@ -134,7 +141,8 @@ def inspect(rec: ContainerRecord, paths) -> dict:
         "Path": argv[0] if argv else "",
         "Args": argv[1:],
         "State": {
-            "Status": st["status"], "Running": running, "Paused": False, "Restarting": False,
+            "Status": docker_status(rec), "Running": running, "Paused": docker_status(rec) == "paused",
+            "Restarting": False,
             "OOMKilled": bool(st.get("oom_killed")), "Dead": False, "Pid": st.get("pid", 0) if running else 0,
             "ExitCode": st.get("exit_code", 0), "Error": st.get("error", ""),
             "StartedAt": st.get("started_at") or ZERO_TIME, "FinishedAt": st.get("finished_at") or ZERO_TIME,
@@ -271,7 +279,7 @@ def matches(rec: ContainerRecord, filters: list[str]) -> bool:
     spec = rec["spec"]
     for key, values in by_key.items():
         if key == "status":
-            ok = rec["state"]["status"] in values
+            ok = docker_status(rec) in values
         elif key == "name":
             ok = any(v in rec["name"] for v in values)
         elif key == "id":

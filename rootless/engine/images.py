@@ -27,9 +27,12 @@ def load(ctx: Context, path: str) -> list[str]:
     return lines
 
 
-def import_rootfs(ctx: Context, path: str, name: str | None) -> str:
-    from layers import archive
-    return archive.import_rootfs(ctx.store, path, name).id
+def import_rootfs(ctx: Context, path: str, name: str | None, changes: Sequence[str] = ()) -> str:
+    """``import``: a rootfs tarball becomes a one-layer image; ``changes`` (``-c``: Dockerfile
+    instructions, checked all before anything is read) set its config."""
+    from layers import archive, imageconfig
+    config = imageconfig.apply_changes({}, list(changes)) if changes else None
+    return archive.import_rootfs(ctx.store, path, name, config).id
 
 
 ImageRow = namedtuple("ImageRow", "repository tag id created size digest labels", defaults=("<none>", {}))
@@ -75,8 +78,6 @@ class _Filter:
 
 
 def _image_filter(ctx: Context, text: str) -> _Filter:
-    import fnmatch
-
     from rootless.base.errors import UsageError
     key, eq, value = text.partition("=")
     if not eq:
@@ -86,8 +87,9 @@ def _image_filter(ctx: Context, text: str) -> _Filter:
             raise UsageError(f"invalid filter 'dangling={value}'", "use dangling=true or dangling=false")
         return _Filter(lambda rec, _row: (not rec.get("repo_tags")) == (value == "true"))
     if key == "reference":
-        return _Filter(lambda _rec, row: row.repository != "<none>" and (
-            fnmatch.fnmatchcase(f"{row.repository}:{row.tag}", value) or fnmatch.fnmatchcase(row.repository, value)))
+        match = _path_pattern(value)
+        return _Filter(lambda _rec, row: row.repository != "<none>" and bool(
+            match(f"{row.repository}:{row.tag}") or match(row.repository)))
     if key in ("before", "since"):
         pivot = ctx.store.resolve(value).get("created", "")
         if key == "before":
@@ -98,6 +100,36 @@ def _image_filter(ctx: Context, text: str) -> _Filter:
         return _Filter(lambda _rec, row: lkey in row.labels and (not leq or row.labels[lkey] == lvalue),
                        needs_labels=True)
     raise UsageError(f"invalid filter {key!r}", "use dangling, reference, before, since or label")
+
+
+def _path_pattern(pattern: str):
+    """A reference pattern as Go's ``path.Match`` reads it (Docker's ``reference`` filter and
+    ``images REPO``): ``*`` and ``?`` stop at ``/``; the match function of a whole name."""
+    import re
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = pattern.find("]", i + 2)
+            if j < 0:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1:j]
+                neg = body[:1] == "^"
+                body = body[1:] if neg else body
+                out.append("[" + ("^" if neg else "") + body.replace("\\", "\\\\") + "]")
+                i = j
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z").match
 
 
 HistoryRow = namedtuple("HistoryRow", "id created created_by size comment empty")
@@ -300,6 +332,16 @@ def pull(ctx: Context, ref_text: str, opts: RegistryOptions = RegistryOptions())
                     got.familiar_repository)
         return str(got) if ref.tag else f"{got.repository}@{pulled.digest}"
     return _first_registry(ctx, reference.candidates(ref_text, ctx.store.search), one, opts, ref_text)
+
+
+def distribution(ctx: Context, ref_text: str, opts: RegistryOptions = RegistryOptions()) -> dict:
+    """The registry's descriptor and platforms of ``ref_text`` (the API's ``/distribution``),
+    nothing pulled: the first registry of the search list that has it, for a short name."""
+    from layers import pull as pullmod
+    from layers import reference
+    return _first_registry(ctx, reference.candidates(ref_text, ctx.store.search),
+                           lambda ref: pullmod.distribution(ref, _pull_endpoints(ctx, ref.registry, opts)),
+                           opts._replace(quiet=True), ref_text)
 
 
 def _first_registry(ctx: Context, refs: list, fn, opts: RegistryOptions, name: str):

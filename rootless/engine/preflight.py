@@ -243,6 +243,27 @@ def check_cgroups(version: str, cgroup: str | None, delegated_at: str | None,
     return Check(name, "ok", detail, f"enforces {' '.join(flags)} in a delegated cgroup")
 
 
+def check_pause(version: str, delegated_at: str | None) -> Check:
+    """How ``pause`` stops a container here (``rootless.runtime.pause``): the cgroup v2 freezer of
+    its own cgroup (a container with resource limits has one), or SIGSTOP to each of its processes
+    (which they and ps can tell)."""
+    if version == "v2" and delegated_at is not None:
+        return Check("pause", "ok", f"cgroup v2 freezer (cgroup.freeze below {delegated_at}) for a container "
+                     "with resource limits, SIGSTOP to every process of any other",
+                     "pause freezes a container's cgroup where it has one")
+    return Check("pause", "info", "SIGSTOP to every process of the container (no delegated cgroup v2 freezer)",
+                 "pause stops the processes with SIGSTOP and unpause resumes them with SIGCONT")
+
+
+def host_pause() -> Check:
+    from rootless.runtime import cgroups
+    return _guard("pause", lambda: check_pause(*_version_delegated(cgroups.detect(CGROUP_ROOT))))
+
+
+def _version_delegated(host) -> tuple[str, str | None]:
+    return host.version, host.delegated
+
+
 def _size(n: int) -> str:
     units = ("B", "KiB", "MiB", "GiB", "TiB")
     exp = 0

@@ -81,8 +81,9 @@ def info(ctx: Context):
     from layers import overlay
     from rootless.engine import preflight
     # A diagnosis probes afresh (and refreshes the cache) rather than trusting an old result.
-    return preflight.run_checks(ctx.paths, ctx.config,
-                                lambda: overlay.probe(ctx.paths, ctx.userns_call, refresh=True))
+    checks = preflight.run_checks(ctx.paths, ctx.config,
+                                  lambda: overlay.probe(ctx.paths, ctx.userns_call, refresh=True))
+    return checks + [preflight.host_pause()]  # how `pause` works here
 
 
 def check(ctx: Context) -> list[str]:

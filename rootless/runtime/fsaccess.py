@@ -290,6 +290,14 @@ def tar_layer(src: str, out_fd: int, squash: bool) -> dict:
         return layer_from_tree(src, out) if squash else layer_from_upper(src, out, MOUNT_POINTS)
 
 
+def changes(top: str, lowers: tuple[str, ...], whole: bool) -> list[tuple[str, int]]:
+    """``diff``: what the writable layer (or, for the copy method, the whole tree) changed in the
+    image's layers, as (path, Docker's kind) pairs."""
+    from layers import changes as diff
+    from rootless.runtime.mountplan import MOUNT_POINTS
+    return (diff.from_tree if whole else diff.from_upper)(top, lowers, MOUNT_POINTS)
+
+
 def hold_mount(plan, ch) -> int:
     """In the user namespace: mount a stopped container's root filesystem privately and keep it
     until SIGTERM (``rootless mount``)."""

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
         cgroup: str  # the scope it was placed in
         mounted_by: int  # the process that holds `rootless mount` of it, 0 when none
         mounted_by_start: str
+        paused: int  # `pause`: the PID 1 that was paused (runtime.pause.is_paused), 0 when not
+        pause_method: str  # how: runtime.pause.FREEZER or SIGNALS
 
     class ContainerRecord(TypedDict):
         """``containers/ID/container.json``: what :func:`create` writes and the state functions

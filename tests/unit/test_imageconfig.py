@@ -254,3 +254,12 @@ def test_spec_json_round_trip_through_changes():
     cfg = container_config_from_spec(spec.to_json(), {})
     out = apply_changes(cfg, ['CMD ["sleep", "2"]', "LABEL k=w"])
     assert out == {"Cmd": ["sleep", "2"], "Env": ["PATH=/bin"], "WorkingDir": "/w", "Labels": {"k": "w"}}
+
+
+def test_onbuild_triggers_are_appended_in_order():
+    assert parse_change("onbuild run make") == ("ONBUILD", "RUN make")
+    out = apply_changes({"OnBuild": ["COPY . /src"]}, ["ONBUILD RUN make", "ONBUILD ENV A=1"])
+    assert out["OnBuild"] == ["COPY . /src", "RUN make", "ENV A=1"]
+    for trigger in ("ONBUILD ONBUILD RUN x", "ONBUILD FROM busybox", "ONBUILD maintainer me"):
+        with pytest.raises(UsageError, match="isn't allowed as an ONBUILD trigger"):
+            parse_change(trigger)

@@ -180,3 +180,15 @@ def test_bad_config_names_file_and_line(tmp_path, text, line):
     p.write_text(text)
     with pytest.raises(RootlessError, match=rf"bad config {p}:{line}: "):
         config.load(str(p))
+
+
+@pytest.mark.parametrize("registry, loopback", [
+    ("127.0.0.1:5000", True), ("127.1.2.3", True), ("localhost", True), ("LOCALHOST:443", True),
+    ("[::1]:5000", True), ("::1", True), ("10.0.0.1:5000", False), ("registry.example:5000", False),
+    ("docker.io", False), ("[fe80::1]:5000", False), ("localhost.example", False), ("127.0.0.1.nip.io", False),
+])
+def test_loopback_registries_may_answer_in_plain_http(registry, loopback):
+    from layers.registry import Client, is_loopback
+    assert is_loopback(registry) is loopback
+    assert Client(registry, "x/y").schemes == (["https", "http"] if loopback else ["https"])
+    assert Client(registry, "x/y", insecure=True).schemes == ["https", "http"]

@@ -27,6 +27,7 @@ TABLE: dict[tuple[str, ...], str] = {
     ("top",): "containers", ("stats",): "containers", ("update",): "containers", ("port",): "containers",
     ("commit",): "containers", ("export",): "containers", ("cp",): "containers", ("attach",): "containers",
     ("mount",): "containers", ("unmount",): "containers", ("rename",): "containers",
+    ("pause",): "containers", ("unpause",): "containers", ("diff",): "containers",
     ("container", "prune"): "containers", ("ps",): "containers", ("inspect",): "containers",
     ("logs",): "containers", ("events",): "system", ("volume", "create"): "volumes",
     ("volume", "ls"): "volumes", ("volume", "inspect"): "volumes", ("volume", "rm"): "volumes",

@@ -166,6 +166,21 @@ def _each(ctx: "Context", refs: list[str], action) -> int:
     return code
 
 
+def _each_link(ctx: "Context", refs: list[str]) -> int:
+    """``rm --link``: each CONTAINER/ALIAS link removed, as ``_each`` reports."""
+    from rootless.base.errors import RootlessError
+    from rootless.engine import containers
+    code = 0
+    for ref in refs:
+        try:
+            containers.remove_link(ctx, ref)
+            print(ref, flush=True)
+        except RootlessError as e:
+            print(f"rootless: error: {e.message}", file=sys.stderr)
+            code = 1
+    return code
+
+
 @command("stop")
 def stop(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
          time_: int = Opt(("-t", "--time"), None, "Seconds to wait before killing (default 10).")):
@@ -190,12 +205,29 @@ def kill(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
     return _each(ctx, containers_, lambda rec: containers.kill(ctx, rec, signal_))
 
 
+@command("pause")
+def pause(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER...")):
+    """Pause all processes within one or more containers."""
+    from rootless.engine import containers
+    return _each(ctx, containers_, lambda rec: containers.pause(ctx, rec))
+
+
+@command("unpause")
+def unpause(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER...")):
+    """Unpause all processes within one or more containers."""
+    from rootless.engine import containers
+    return _each(ctx, containers_, lambda rec: containers.unpause(ctx, rec))
+
+
 @command("rm")
 def rm(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
        force: bool = Opt(("-f", "--force"), False, "Kill and remove a running container."),
-       volumes: bool = Opt(("-v", "--volumes"), False, "Remove anonymous volumes too.")):
+       volumes: bool = Opt(("-v", "--volumes"), False, "Remove anonymous volumes too."),
+       link: bool = Opt(("-l", "--link"), False, "Remove the specified link (CONTAINER/ALIAS).")):
     """Remove containers."""
     from rootless.engine import containers
+    if link:
+        return _each_link(ctx, containers_)
     return _each(ctx, containers_, lambda rec: containers.remove(ctx, rec, force, volumes))
 
 
@@ -306,6 +338,14 @@ def commit(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
     """Create a new image from a container's changes."""
     from rootless.engine import containerfs, containers
     print(containerfs.commit(ctx, containers.lookup(ctx, container), reference, author, message, change))
+
+
+@command("diff")
+def diff(ctx: "Context", container: str = Arg(metavar="CONTAINER")):
+    """Inspect changes to files or directories on a container's filesystem (A added, C changed, D deleted)."""
+    from rootless.engine import containerfs, containers
+    for path, kind in containerfs.diff(ctx, containers.lookup(ctx, container)):
+        print(f"{'CAD'[kind]} {path}")
 
 
 @command("export")

@@ -20,10 +20,11 @@ def load(ctx: "Context", input: str = Opt(("-i", "--input"), ..., "docker-archiv
 
 @command("import")
 def import_(ctx: "Context", tarball: str = Arg(help="rootfs tarball (plain or gzip)"),
-            reference: str = Arg(None, metavar="[REPOSITORY[:TAG]]")):
+            reference: str = Arg(None, metavar="[REPOSITORY[:TAG]]"),
+            change: list[str] = Opt(("-c", "--change"), [], "Dockerfile instruction (CMD, ENV, ...).")):
     """Create an image from a rootfs tarball (one layer)."""
     from rootless.engine import images as image_ops
-    print(image_ops.import_rootfs(ctx, tarball, reference))
+    print(image_ops.import_rootfs(ctx, tarball, reference, change))
 
 
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
@@ -31,7 +32,8 @@ IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "
 
 
 @command("images")
-def images(ctx: "Context", quiet: bool = Opt(("-q", "--quiet"), False, "Only show image IDs."),
+def images(ctx: "Context", repository: str = Arg(None, metavar="[REPOSITORY[:TAG]]"),
+           quiet: bool = Opt(("-q", "--quiet"), False, "Only show image IDs."),
            all_: bool = Opt(("-a", "--all"), False, "Show all images (there are no intermediate ones)."),
            digests: bool = Opt(("--digests",), False, "Show digests."),
            filter_: list[str] = Opt(("-f", "--filter"), [], "dangling=, reference=, before=, since=, label="),
@@ -40,7 +42,7 @@ def images(ctx: "Context", quiet: bool = Opt(("-q", "--quiet"), False, "Only sho
     """List images."""
     from rootless.cli import render
     from rootless.engine import images as image_ops
-    rows = image_ops.images(ctx, filter_)
+    rows = image_ops.images(ctx, filter_ + ([f"reference={repository}"] if repository else []))
 
     def short(i: str) -> str:
         return i if no_trunc else i[7:19]

@@ -1,0 +1,38 @@
+"""pause/unpause by the cgroup v2 freezer, for real, in the guest of ../shared/vm (`just vm-test`):
+a container with resource limits has a delegated cgroup of its own there. Elsewhere this module
+is skipped; the SIGSTOP way is tested on every host (tests/e2e/test_docker_extras.py)."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+
+from tests.conftest import inspect
+
+pytestmark = [pytest.mark.userns, pytest.mark.skipif(
+    not os.environ.get("ROOTLESS_VM_TEST"),
+    reason="needs cgroup v2 with delegated controllers: run by `just vm-test` in the guest of ../shared/vm")]
+
+SERVICE = f"/sys/fs/cgroup/user.slice/user-{os.getuid()}.slice/user@{os.getuid()}.service"
+
+
+def test_pause_freezes_the_containers_cgroup(busybox):
+    cid = busybox("run", "-d", "--network", "none", "--pids-limit", "50", "busybox", "sh", "-c",
+                  "sleep 300 & sleep 300").out.strip()
+    found = glob.glob(f"{SERVICE}/**/rootless-{cid[:12]}*", recursive=True)
+    assert len(found) == 1, found
+    ctr = os.path.join(found[0], "ctr")
+    busybox("pause", cid)
+    with open(os.path.join(ctr, "cgroup.events")) as f:
+        assert "frozen 1" in f.read().splitlines()
+    assert inspect(busybox, cid)["State"]["Paused"] is True
+    assert "cgroup v2 freezer" in busybox("info").out
+    busybox("unpause", cid)
+    with open(os.path.join(ctr, "cgroup.events")) as f:
+        assert "frozen 0" in f.read().splitlines()
+    assert busybox("exec", cid, "echo", "thawed").out == "thawed\n"
+    busybox("pause", cid)
+    busybox("stop", "-t", "2", cid, timeout=60)  # a frozen container stops too
+    assert inspect(busybox, cid)["State"]["Status"] == "exited"
