@@ -214,7 +214,9 @@ def create(ctx: Context, req: Request):
     body = req.json()
     opts = to_run_options(body, req.arg("name"), req.arg("platform"))
     opts = _with_networks(ctx, opts, body)
+    _keep_endpoints(ctx, None, body, check=True)
     rec = uc.create(ctx, opts)
+    _keep_endpoints(ctx, rec, body)
     return 201, {"Id": rec["id"], "Warnings": []}
 
 
@@ -232,6 +234,19 @@ def _with_networks(ctx: Context, opts, body: dict):
     if aliases:
         opts = opts._replace(network_aliases=aliases)
     return opts
+
+
+def _keep_endpoints(ctx: Context, rec, body: dict, check: bool = False) -> None:
+    """Each endpoint's settings (IPAMConfig, Links, DriverOpts, MacAddress) kept in the new record;
+    ``check``: only Docker's refusals, before anything is made."""
+    from rootless.engine import netipam, networks
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    for name, config in endpoints.items():
+        name = "bridge" if name == "default" else name
+        if check:
+            netipam.endpoint(config, networks.find(ctx.paths, name))
+        else:
+            rec = networks.set_endpoint(ctx, rec, name, config)
 
 
 def inspect(ctx: Context, req: Request, id):
