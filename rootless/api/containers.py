@@ -49,7 +49,8 @@ _HOST = {"PortBindings": dict, "Mounts": "dicts", "Binds": "strs", "NetworkMode"
 
 
 _NESTED = {  # HostConfig's lists of objects, and objects, field by field
-    "Mounts": {"Type": str, "Source": str, "Target": str, "ReadOnly": bool, "TmpfsOptions": dict},
+    "Mounts": {"Type": str, "Source": str, "Target": str, "ReadOnly": bool, "TmpfsOptions": dict,
+               "BindOptions": dict, "VolumeOptions": dict},
     "Devices": {"PathOnHost": str, "PathInContainer": str, "CgroupPermissions": str},
     "BlkioDeviceReadBps": {"Path": str, "Rate": int}, "BlkioDeviceWriteBps": {"Path": str, "Rate": int},
     "LogConfig": {"Type": str, "Config": "map"}, "RestartPolicy": {"Name": str},
@@ -67,6 +68,9 @@ def _check_types(body: dict) -> None:
     for m in hc.get("Mounts") or []:
         http.check_types(m.get("TmpfsOptions") or {}, {"SizeBytes": int, "Mode": int},
                          "HostConfig.Mounts.TmpfsOptions.")
+        http.check_types(m.get("BindOptions") or {}, {"Propagation": str}, "HostConfig.Mounts.BindOptions.")
+        http.check_types(m.get("VolumeOptions") or {}, {"NoCopy": bool, "Subpath": str},
+                         "HostConfig.Mounts.VolumeOptions.")
     for d in hc.get("Devices") or []:
         if not d.get("PathOnHost"):
             raise UsageError("invalid JSON: HostConfig.Devices needs PathOnHost")
@@ -114,6 +118,7 @@ def to_run_options(body: dict, name: str | None, platform: str | None = None):
             parts.append(f"tmpfs-size={tmpfs['SizeBytes']}")
         if tmpfs.get("Mode"):
             parts.append(f"tmpfs-mode={tmpfs['Mode']:o}")
+        parts += _mount_options(m)
         mounts.append(",".join(parts))
     volumes = list(hc.get("Binds") or [])
     bound = {v.split(":")[1] for v in volumes if v.count(":") >= 1}
@@ -149,6 +154,19 @@ def to_run_options(body: dict, name: str | None, platform: str | None = None):
         privileged=bool(hc.get("Privileged")), security_opts=tuple(security), devices=tuple(devices),
         userns=hc.get("UsernsMode") or "", labels=dict(body.get("Labels") or {}) or None,
     )
+
+
+def _mount_options(m: dict) -> list[str]:
+    """A Mount's BindOptions.Propagation and VolumeOptions (NoCopy, Subpath) as ``--mount`` keys."""
+    out = []
+    bind, volume = m.get("BindOptions") or {}, m.get("VolumeOptions") or {}
+    if bind.get("Propagation"):
+        out.append(f"bind-propagation={bind['Propagation']}")
+    if volume.get("NoCopy"):
+        out.append("volume-nocopy")
+    if volume.get("Subpath"):
+        out.append(f"volume-subpath={volume['Subpath']}")
+    return out
 
 
 def _link(text: str) -> str:

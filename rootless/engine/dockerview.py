@@ -211,7 +211,7 @@ def _mount(m: dict, paths) -> dict:
                 "Destination": m["target"], "Driver": "local", "Mode": "" if m["rw"] else "ro", "RW": m["rw"],
                 "Propagation": ""}
     return {"Type": "bind", "Source": m["source"], "Destination": m["target"], "Mode": "" if m["rw"] else "ro",
-            "RW": m["rw"], "Propagation": "rprivate"}
+            "RW": m["rw"], "Propagation": m.get("propagation") or "rprivate"}
 
 
 def _security(spec: dict) -> dict:

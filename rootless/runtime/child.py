@@ -624,7 +624,7 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
             copyup.chown_tree(op.source, owner)
         at = f"/proc/self/fd/{point}"
         if op.kind in ("bind", "volume"):
-            syscalls.mount(op.source, at, None, MS_BIND | (op.flags & MS_REC))
+            _bind(op, at, target)
             if op.flags & MS_RDONLY:
                 _remount_ro(target)
         else:
@@ -637,6 +637,23 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
         raise
     finally:
         os.close(point)
+
+
+def _bind(op, at: str, target: str) -> None:
+    """A bind of the op's source (or of its subpath, resolved inside the source) on ``at``, then
+    the propagation of the mount now at ``target`` (``rshared`` and the others: among this
+    container's own mounts, as the remount read-only does it)."""
+    source, fd = op.source, -1
+    if op.subpath:
+        fd = rootfs.open_inside(op.source, op.subpath)
+        source = f"/proc/self/fd/{fd}"
+    try:
+        syscalls.mount(source, at, None, MS_BIND | (op.flags & MS_REC))
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if op.propagation:
+        syscalls.mount(None, target, None, op.propagation)
 
 
 def _add_account(root: str, target: str, copy: str, line: str) -> None:
