@@ -41,3 +41,40 @@ def test_volume_subpath(api):
         "Image": "busybox", "HostConfig": {"Mounts": [{"Type": "volume", "Source": "src", "Target": "/mnt",
                                                        "VolumeOptions": {"Subpath": "../x"}}]}})
     assert status == 400 and "must be a relative path inside the volume" in answer["message"], answer
+
+
+def test_archive_endpoints_see_the_volumes_of_a_stopped_container(api, tmp_path):
+    """docker-py's ArchiveTest: GET/HEAD/PUT .../archive of a path in a volume (an anonymous one, a
+    bind, a volume's subpath) of a container that never ran or has stopped."""
+    import io
+    import tarfile
+    api.docker("volume", "create", "src")
+    _run(api, "setup", {"Binds": ["src:/vol"]}, ["sh", "-c", "mkdir -p /vol/sub && echo in-sub > /vol/sub/f"])
+    status, made = api.request("POST", "/containers/create?name=arch", {
+        "Image": "busybox", "Cmd": ["sh", "-c", "echo data > /vol1/data.txt; cat /vol1/put.txt"],
+        "Volumes": {"/vol1": {}}, "HostConfig": {"NetworkMode": "none", "Binds": [f"{tmp_path}:/b"], "Mounts": [
+            {"Type": "volume", "Source": "src", "Target": "/s", "VolumeOptions": {"Subpath": "sub"}}]}})
+    assert status == 201, made
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("put.txt")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"put\n"))
+    status, answer = api.request("PUT", "/containers/arch/archive?path=/vol1", buf.getvalue(),
+                                 {"Content-Type": "application/x-tar"})
+    assert status == 200, answer
+    assert _run_started(api, "arch") == "put\n"
+    for path, content in (("/vol1/data.txt", b"data\n"), ("/s/f", b"in-sub\n")):
+        status, body = api.request("GET", f"/containers/arch/archive?path={path}")
+        assert status == 200, body
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+            assert tar.extractfile(tar.getmembers()[0]).read() == content
+    (tmp_path / "host.txt").write_text("from the host\n")
+    status, body = api.request("GET", "/containers/arch/archive?path=/b/host.txt")
+    assert status == 200, body
+
+
+def _run_started(api, name: str) -> str:
+    assert api.request("POST", f"/containers/{name}/start")[0] == 204
+    assert api.request("POST", f"/containers/{name}/wait")[1]["StatusCode"] == 0
+    return api.docker("logs", name).out
