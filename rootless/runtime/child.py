@@ -216,7 +216,7 @@ class _Keeper:
             self.orphaned.append(True)
             kill_quietly(pid, signal.SIGKILL)  # PID 1: its whole pid namespace ends
         log = logwrite.open_writer(plan.paths.container_log(plan.spec.id), plan.spec.log,
-                                   on_error=lambda msg: _log_failed(plan, self.ch, msg))
+                                   on_error=lambda msg: _log_failed(plan, self.ch, msg), owner=plan.log_owner)
         keeper.supervise(stdio, self.ch, log, self.attach_sock, watch, wakeup, self.clients,
                          cli_gone if plan.tied else None)
 

@@ -127,3 +127,16 @@ def test_keep_id_on_a_user_network_and_joined_by_another_container(bb):
            FETCH.format(url="http://127.0.0.1:8080/"))
     assert r.out == "from srv\n"
     bb("rm", "-f", "srv")
+
+
+def test_logs_of_a_keep_id_container_are_yours_to_read(bb):
+    """The keeper is root inside, another id than yours out here with keep-id: the log it writes
+    (and each rotated file) is given to you, so ``logs`` reads it."""
+    cid = bb("run", "-d", "--userns", "keep-id", "--log-opt", "max-size=1k", "--log-opt", "max-file=3", "busybox",
+             "sh", "-c", "for i in $(seq 1 40); do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxx; done").out.strip()
+    assert bb("wait", cid).out.strip() == "0"
+    out = bb("logs", cid).out.splitlines()
+    assert out and out[-1] == "line-40-xxxxxxxxxxxxxxxxxxxxxxxx"
+    logs = sorted((bb.root / "containers" / cid).glob("ctr.log*"))
+    assert len(logs) > 1 and all(p.stat().st_uid == UID for p in logs), logs
+    bb("rm", cid)
