@@ -160,3 +160,23 @@ def test_internal_network(busybox):
     assert "tap0" not in lines
     assert busybox("network", "inspect", "-f", "{{.Internal}}", "inner").out == "true\n"
     assert busybox("network", "ls", "--filter", "name=inner", "--format", "{{.Internal}}").out == "true\n"
+
+
+def test_subnet_gateway_and_ipv6_flags(busybox):
+    """--subnet/--gateway/--ip-range are checked as Docker checks them and shown; --ipv6 gives the
+    members slirp4netns' IPv6 (there is no bridge to give them addresses of the subnet)."""
+    busybox("network", "create", "--ipv6", "--subnet", "10.5.0.0/16", "--gateway", "10.5.0.1", "--ip-range",
+            "10.5.1.0/24", "--subnet", "2001:db8::/64", "six")
+    got = json.loads(busybox("network", "inspect", "six").out)[0]
+    assert got["EnableIPv6"] is True
+    assert got["IPAM"]["Config"] == [{"Subnet": "10.5.0.0/16", "Gateway": "10.5.0.1", "IPRange": "10.5.1.0/24"},
+                                     {"Subnet": "2001:db8::/64"}]
+    r = busybox("run", "--rm", "--network", "six", "busybox", "sh", "-c",
+                "for i in $(seq 1 50); do ip -6 addr show tap0 | grep -q 'inet6 fd00:' && break; sleep 0.2; done; "
+                "ip -6 addr show tap0")
+    assert "inet6 fd00:" in r.out
+    one_error(busybox("network", "create", "--subnet", "10.6.0.0/16", "--gateway", "10.7.0.1", "bad", expect=1),
+              "no matching subnet for gateway 10.7.0.1")
+    one_error(busybox("network", "create", "--subnet", "2001:db8::/64", "bad", expect=1), "IPv6 is not enabled")
+    one_error(busybox("network", "create", "--subnet", "10.6.0.0/33", "bad", expect=1), "invalid subnet")
+    assert "bad" not in busybox("network", "ls", "--format", "{{.Name}}").out.split()
