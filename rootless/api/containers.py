@@ -234,7 +234,11 @@ def create(ctx: Context, req: Request):
     opts = _with_networks(ctx, opts, body)
     _keep_endpoints(ctx, None, body, check=True)
     rec = uc.create(ctx, opts)
-    _keep_endpoints(ctx, rec, body)
+    try:
+        _keep_endpoints(ctx, rec, body)
+    except BaseException:  # what only the made container tells (a MAC address off slirp4netns): nothing stays
+        uc.remove(ctx, uc.lookup(ctx, rec["id"]), force=True)
+        raise
     return 201, {"Id": rec["id"], "Warnings": []}
 
 

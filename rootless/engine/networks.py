@@ -374,8 +374,9 @@ def _keep_endpoint(spec: dict, nid: str, settings: dict | None) -> None:
         mac = settings.get("MacAddress")
         if mac:
             if (spec.get("network") or "").partition(":")[0] != "slirp4netns":
-                raise Conflict(f"a MAC address needs the slirp4netns network, not {spec.get('network')}",
-                                exit_code=1)
+                raise UsageError("conflicting options: mac-address and the network mode",
+                                 f"a MAC address needs the slirp4netns network, not {spec.get('network')}",
+                                 exit_code=1)
             spec["mac"] = mac
     if endpoints:
         spec["endpoints"] = endpoints

@@ -93,3 +93,11 @@ def test_connect_with_a_mac_address_gives_the_container_that_mac(api):
     api.docker("start", "m")
     assert api.docker("exec", "m", "cat", "/sys/class/net/tap0/address").out == "02:42:ac:11:00:02\n"
     api.docker("rm", "-f", "m")
+
+
+def test_a_mac_address_off_slirp4netns_is_refused_and_leaves_nothing(api):
+    status, answer = api.request("POST", "/containers/create?name=nomac", {
+        "Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": "none"},
+        "NetworkingConfig": {"EndpointsConfig": {"none": {"MacAddress": "02:42:ac:11:00:02"}}}})
+    assert status == 400 and "conflicting options: mac-address and the network mode" in answer["message"], answer
+    assert api.request("GET", "/containers/nomac/json")[0] == 404
