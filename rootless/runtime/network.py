@@ -128,7 +128,9 @@ def _links(ctx: Context, spec: ContainerSpec) -> list[LinkPlan]:
                                   door_dir=ctx.paths.run_dir(rec["id"]), ports=tuple(target.get("exposed", ())),
                                   env=tuple(env)))
     by_id = {link.cid: n for n, link in enumerate(out)}
+    linked = endpoint_link_aliases(ctx, spec)
     for rec, aliases in network_peers(ctx, spec):
+        aliases = tuple(dict.fromkeys(aliases + linked.get(rec["name"], ()) + linked.get(rec["id"], ())))
         if rec["id"] in by_id:  # linked as well: one address, every name
             n = by_id[rec["id"]]
             out[n] = out[n]._replace(aliases=tuple(dict.fromkeys(out[n].aliases + aliases)))
@@ -144,6 +146,22 @@ def _links(ctx: Context, spec: ContainerSpec) -> list[LinkPlan]:
 
 
 MAX_LINKS = 252  # 10.0.3.2 to 10.0.3.253 (10.0.3.254 is the container's side)
+
+
+def endpoint_link_aliases(ctx: Context, spec: ContainerSpec) -> dict[str, tuple[str, ...]]:
+    """The names a container's endpoint ``Links`` (Docker's ``NAME:ALIAS`` on one of its networks,
+    kept in its record by ``rootless.engine.networks``) give fellow members: ALIAS by NAME (or id)."""
+    from rootless.runtime import state
+    mine = {nid for nid, _aliases in spec.networks}
+    rec = state.read(ctx.paths, spec.id) if mine else None
+    endpoints: dict[str, dict[str, Any]] = dict(rec["spec"].get("endpoints") or {}) if rec else {}
+    out: dict[str, tuple[str, ...]] = {}
+    for nid, settings in endpoints.items():
+        for link in settings.get("Links") or () if nid in mine else ():
+            name, _, alias = str(link).partition(":")
+            name = name.lstrip("/")
+            out[name] = out.get(name, ()) + (alias.rsplit("/", 1)[-1] or name,)
+    return out
 
 
 def network_peers(ctx: Context, spec: ContainerSpec) -> list[tuple[ContainerRecord, tuple[str, ...]]]:

@@ -101,3 +101,23 @@ def test_a_mac_address_off_slirp4netns_is_refused_and_leaves_nothing(api):
         "NetworkingConfig": {"EndpointsConfig": {"none": {"MacAddress": "02:42:ac:11:00:02"}}}})
     assert status == 400 and "conflicting options: mac-address and the network mode" in answer["message"], answer
     assert api.request("GET", "/containers/nomac/json")[0] == 404
+
+
+def test_an_endpoints_links_give_the_member_another_name(api):
+    """EndpointsConfig[N].Links (Compose's ``links:`` on a network): the running member is reached
+    under the alias too, from the linking container's start."""
+    api.docker("network", "create", "app")
+    api.docker("run", "-d", "--name", "upstream", "--network", "app", "--expose", "8080", "busybox", "sh", "-c",
+               "mkdir -p /www && echo up > /www/index.html && exec httpd -f -p 8080 -h /www")
+    status, made = api.request("POST", "/containers/create?name=down", {
+        "Image": "busybox", "Cmd": ["sh", "-c", "for i in $(seq 1 50); do wget -qO- http://bar:8080/ && exit 0; "
+                                                  "sleep 0.1; done; exit 1"],
+        "HostConfig": {"NetworkMode": "app"},
+        "NetworkingConfig": {"EndpointsConfig": {"app": {"Links": ["upstream:bar"]}}}})
+    assert status == 201, made
+    assert api.request("POST", "/containers/down/start")[0] == 204
+    assert api.request("POST", "/containers/down/wait")[1]["StatusCode"] == 0
+    assert api.docker("logs", "down").out == "up\n"
+    ep = api.request("GET", "/containers/down/json")[1]["NetworkSettings"]["Networks"]["app"]
+    assert ep["Links"] == ["upstream:bar"]
+    api.docker("rm", "-f", "upstream", "down")
