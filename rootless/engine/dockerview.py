@@ -103,24 +103,25 @@ def _network_settings(rec: ContainerRecord, paths) -> dict:
     mode = spec.get("network", "none")
     kind = mode.partition(":")[0]
     ip, gw, mac = net.get("ip", ""), net.get("gateway", ""), net.get("mac", "")
+    prefix = net.get("prefix", 24) if ip else 0  # a network's subnet given to slirp4netns, else its /24
     networks = {}
     if spec.get("networks"):  # user-defined networks
         from rootless.engine.networks import endpoint_id, name_of
         for nid, aliases in spec["networks"]:
             networks[name_of(paths, nid)] = {
-                "IPAddress": ip, "IPPrefixLen": 24 if ip else 0, "Gateway": gw, "MacAddress": mac,
+                "IPAddress": ip, "IPPrefixLen": prefix, "Gateway": gw, "MacAddress": mac,
                 "Aliases": list(aliases) or None, "Links": None, "NetworkID": nid,
                 "EndpointID": endpoint_id(nid, rec["id"]) if net else "",
                 "DNSNames": [rec["name"], *aliases, rec["id"][:12]] if net else None,
                 **_endpoint_settings(spec, nid, mac)}
     elif kind in ("slirp4netns", "none", "host"):
-        networks[kind] = {"IPAddress": ip, "IPPrefixLen": 24 if ip else 0, "Gateway": gw, "MacAddress": mac,
+        networks[kind] = {"IPAddress": ip, "IPPrefixLen": prefix, "Gateway": gw, "MacAddress": mac,
                           "Aliases": None, "Links": None, "NetworkID": kind, "EndpointID": "",
                           **_endpoint_settings(spec, _predefined_id(kind), mac)}
     return {
         "Bridge": "", "SandboxID": "", "HairpinMode": False,
         "SandboxKey": f"/proc/{st.get('keeper')}/ns/net" if net and kind != "host" else "",
-        "Ports": _port_map(rec), "IPAddress": ip, "IPPrefixLen": 24 if ip else 0, "Gateway": gw,
+        "Ports": _port_map(rec), "IPAddress": ip, "IPPrefixLen": prefix, "Gateway": gw,
         "MacAddress": mac, "Networks": networks,
     }
 

@@ -1,11 +1,12 @@
 """A network's IPAM settings and a container's endpoint settings, as Docker's client sends them
 (pure: parsing and Docker's refusals, no I/O).
 
-A rootless network has no bridge: each member has its own slirp4netns, whose addresses are fixed
-(10.0.2.100, gateway 10.0.2.2). What a network's ``IPAM.Config`` (``--subnet``, ``--gateway``,
-``--ip-range``, ``--aux-address``) and a member's ``IPAMConfig`` (``--ip``, ``--ip6``,
+A rootless network has no bridge: each member has its own slirp4netns, whose addresses are its
+network's .100 (gateway .2, resolver .3). What a network's ``IPAM.Config`` (``--subnet``,
+``--gateway``, ``--ip-range``, ``--aux-address``) and a member's ``IPAMConfig`` (``--ip``, ``--ip6``,
 ``--link-local-ip``) say is checked as Docker checks it and kept, and ``network inspect`` / ``inspect``
-show it as Docker does; ``EnableIPv6`` gives the members slirp4netns' IPv6. The endpoint's
+show it as Docker does; the first IPv4 subnet is the members' slirp4netns network
+(``rootless.engine.networks``), ``EnableIPv6`` gives them slirp4netns' IPv6. The endpoint's
 ``MacAddress`` is the member's slirp4netns MAC address, its ``Links`` and ``DriverOpts`` are kept and
 shown.
 """

@@ -150,6 +150,7 @@ def create(ctx: Context, name: str, driver: str = "bridge", labels=(), internal:
         raise UsageError(f'plugin "{ipam_driver}" not found', "rootless networks use the default IPAM driver",
                          exit_code=1)
     pools = netipam.pools(subnets, ipv6)
+    _slirp_cidr(pools)  # a subnet slirp4netns cannot use: said now
     if name in RESERVED:
         raise Conflict(f"{name} is a pre-defined network and cannot be created", exit_code=1)
     labels = dict(labels) if isinstance(labels, dict) else parse_labels(labels, "label")
@@ -229,9 +230,10 @@ def view(net: dict, recs: list[ContainerRecord]) -> dict:
         st = r["state"]
         running = st.get("status") == "running"
         ip = (st.get("net") or {}).get("ip", "") if running else ""
+        prefix = (st.get("net") or {}).get("prefix", 24)
         containers[r["id"]] = {"Name": r["name"], "EndpointID": endpoint_id(net["id"], r["id"]) if running else "",
                                "MacAddress": (st.get("net") or {}).get("mac", "") if running else "",
-                               "IPv4Address": f"{ip}/24" if ip else "", "IPv6Address": ""}
+                               "IPv4Address": f"{ip}/{prefix}" if ip else "", "IPv6Address": ""}
     config = [{"Subnet": SLIRP_SUBNET, "Gateway": SLIRP_GATEWAY}] if net["name"] == "bridge" and net.get(
         "predefined") else [dict(p) for p in net.get("ipam") or ()]
     options = None if net.get("predefined") else net.get("ipam_options", {})
@@ -384,6 +386,19 @@ def _keep_endpoint(spec: dict, nid: str, settings: dict | None) -> None:
         spec.pop("endpoints", None)
 
 
+def _slirp_cidr(pools) -> str | None:
+    """The network's first IPv4 subnet, which its members' slirp4netns use (their address is its
+    .100, the gateway .2, the resolver .3); one line if slirp4netns cannot use it."""
+    from netstack.spec import check_cidr
+    for pool in pools:
+        if ":" not in pool["Subnet"]:
+            try:
+                return check_cidr(pool["Subnet"])
+            except UsageError as e:
+                raise UsageError(e.message, e.hint, exit_code=1) from None
+    return None
+
+
 def resolve(ctx: Context, opts):
     """``run/create --network NAME`` of a user-defined network: the run options with the network's
     mode (``slirp4netns``, ``none`` if it is internal) and ``networks`` set; other modes unchanged.
@@ -398,6 +413,8 @@ def resolve(ctx: Context, opts):
                               exit_code=125) from None
     if net.get("predefined"):  # given by id
         return opts._replace(network=PREDEFINED[net["name"]][1])
-    mode = "none" if net.get("internal") else ("slirp4netns:enable_ipv6=true" if net.get("ipv6") else "slirp4netns")
+    cidr = _slirp_cidr(net.get("ipam") or ())
+    options = ",".join(o for o in ("enable_ipv6=true" if net.get("ipv6") else "", f"cidr={cidr}" if cidr else "") if o)
+    mode = "none" if net.get("internal") else ("slirp4netns:" + options if options else "slirp4netns")
     return opts._replace(network=mode,
                          networks=((net["id"], tuple(dict.fromkeys(opts.network_aliases))),))

@@ -52,7 +52,11 @@ def prepare(ctx: Context, spec: ContainerSpec) -> NetPlan:
         return NetPlan("container", {}, join_fds=_join_fds(ctx, mode.container))
     features = ctx.slirp_features() if mode.kind == "slirp4netns" else None
     handler = mode.options.get("port_handler", "builtin") if mode.kind == "slirp4netns" else "builtin"
-    target_ip = "10.0.2.100" if mode.kind == "slirp4netns" else "127.0.0.1"
+    if mode.kind == "slirp4netns":
+        from netstack import slirp
+        target_ip = slirp.addresses(mode.options).ip
+    else:
+        target_ip = "127.0.0.1"
     links = _links(ctx, spec)
     if handler == "slirp4netns":
         for m in _mappings(spec):
@@ -199,12 +203,13 @@ def etc_files(ctx: Context, spec: ContainerSpec, net: NetPlan) -> dict[str, str]
     if net.kind == "container":
         return _shared_etc_files(ctx, spec)
     host_hosts, host_resolv = etcfiles.host_files()
-    extra = [(ip if ip != "host-gateway" else slirp.GATEWAY, host) for host, ip in spec.add_hosts]
+    addrs = slirp.addresses(net.options)
+    extra = [(ip if ip != "host-gateway" else addrs.gateway, host) for host, ip in spec.add_hosts]
     if net.links:
         from netstack import links
         extra += links.hosts_entries(net.links)
-    own_ip = slirp.GUEST_IP if net.kind == "slirp4netns" else None
-    resolver = slirp.DNS if net.kind == "slirp4netns" else None
+    own_ip = addrs.ip if net.kind == "slirp4netns" else None
+    resolver = addrs.dns if net.kind == "slirp4netns" else None
     return {
         "/etc/hostname": spec.hostname + "\n",
         "/etc/hosts": etcfiles.hosts_text(spec.hostname, net.kind, host_hosts, spec.name, own_ip, tuple(extra)),
@@ -245,5 +250,8 @@ def state_fields(net: NetPlan, mac: str = "") -> dict[str, Any]:
         from netstack import ports
         fields["ports"] = ports.records(net.bound)
     if net.kind == "slirp4netns":
-        fields.update(ip=slirp.GUEST_IP, gateway=slirp.GATEWAY)
+        addrs = slirp.addresses(net.options)
+        fields.update(ip=addrs.ip, gateway=addrs.gateway)
+        if addrs.prefix != slirp.PREFIX_LEN:
+            fields["prefix"] = addrs.prefix
     return fields
