@@ -26,6 +26,18 @@ API_SOCKET = "slirp4netns.sock"
 LOG = "slirp4netns.log"
 
 Features = namedtuple("Features", "path version libslirp options")
+# a container's addresses on its slirp4netns network: its own, the gateway (the host), the resolver
+Addresses = namedtuple("Addresses", "ip gateway dns prefix")
+
+
+def addresses(options: dict) -> Addresses:
+    """slirp4netns' addresses in the network ``cidr`` (its default 10.0.2.0/24): .100, .2 and .3."""
+    cidr = options.get("cidr")
+    if not cidr:
+        return Addresses(GUEST_IP, GATEWAY, DNS, PREFIX_LEN)
+    import ipaddress
+    net = ipaddress.IPv4Network(cidr, strict=False)
+    return Addresses(str(net[100]), str(net[2]), str(net[3]), net.prefixlen)
 
 
 def probe(exe: str, cache_file: str | None = None) -> Features:
@@ -85,6 +97,11 @@ def argv(feats: Features, netns_path: str, ready_fd: int, exit_fd: int, api_sock
             out.append(f"--{opt}")
     if options.get("enable_ipv6"):
         out.append("--enable-ipv6")
+    if options.get("cidr"):
+        if "cidr" not in has:
+            raise RootlessError("this slirp4netns cannot choose its network (no --cidr)",
+                                "install slirp4netns 0.3 or newer")
+        out.append(f"--cidr={options['cidr']}")
     if mac:
         if "macaddress" not in has:
             raise RootlessError("this slirp4netns cannot set a MAC address", "install slirp4netns 1.0 or newer")

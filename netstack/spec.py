@@ -16,7 +16,8 @@ NetworkMode = namedtuple("NetworkMode", "kind options container")
 Link = namedtuple("Link", "name alias")
 
 SLIRP_OPTIONS = {"allow_host_loopback": bool, "port_handler": ("builtin", "slirp4netns"), "mtu": int,
-                 "enable_ipv6": bool}
+                 "enable_ipv6": bool, "cidr": str}
+LINK_NETWORK = "10.0.3.0/24"  # netstack.links' addresses: a slirp4netns network must stay clear of them
 DEFAULT_NETWORK = "slirp4netns"
 PROTOS = ("tcp", "udp")
 
@@ -49,6 +50,8 @@ def parse_network(text: str) -> NetworkMode:
             if value not in ("true", "false"):
                 raise UsageError(f"slirp4netns option {key} takes true or false, not {value!r}")
             options[key] = value == "true"
+        elif want is str:
+            options[key] = check_cidr(value)
         elif want is int:
             if not value.isdigit() or not 68 <= int(value) <= 65521:
                 raise UsageError(f"slirp4netns option mtu takes a number from 68 to 65521, not {value!r}")
@@ -58,6 +61,24 @@ def parse_network(text: str) -> NetworkMode:
                 raise UsageError(f"slirp4netns option {key} takes {' or '.join(want)}, not {value!r}")
             options[key] = value
     return NetworkMode("slirp4netns", options, None)
+
+
+def check_cidr(text: str) -> str:
+    """slirp4netns' ``cidr``: an IPv4 network of prefix 1 to 25 (it takes .2, .3 and .100 of it),
+    clear of loopback and of the link network; normalised (``10.5.7.0/16`` is ``10.5.0.0/16``)."""
+    import ipaddress
+    try:
+        net = ipaddress.IPv4Network(text, strict=False)
+    except ValueError:
+        raise UsageError(f"slirp4netns option cidr takes an IPv4 network (such as 10.5.0.0/16), not {text!r}") \
+            from None
+    if not 1 <= net.prefixlen <= 25:
+        raise UsageError(f"slirp4netns cannot use the network {text}: its prefix length must be 1 to 25")
+    for other, what in ((LINK_NETWORK, "the network rootless links containers on"), ("127.0.0.0/8", "loopback")):
+        if net.overlaps(ipaddress.IPv4Network(other)):
+            raise UsageError(f"slirp4netns cannot use the network {text}: it overlaps {other} ({what})",
+                             "choose another subnet")
+    return str(net)
 
 
 def _port(text: str, what: str, given: str | None = None) -> int:

@@ -49,7 +49,8 @@ _HOST = {"PortBindings": dict, "Mounts": "dicts", "Binds": "strs", "NetworkMode"
 
 
 _NESTED = {  # HostConfig's lists of objects, and objects, field by field
-    "Mounts": {"Type": str, "Source": str, "Target": str, "ReadOnly": bool, "TmpfsOptions": dict},
+    "Mounts": {"Type": str, "Source": str, "Target": str, "ReadOnly": bool, "TmpfsOptions": dict,
+               "BindOptions": dict, "VolumeOptions": dict},
     "Devices": {"PathOnHost": str, "PathInContainer": str, "CgroupPermissions": str},
     "BlkioDeviceReadBps": {"Path": str, "Rate": int}, "BlkioDeviceWriteBps": {"Path": str, "Rate": int},
     "LogConfig": {"Type": str, "Config": "map"}, "RestartPolicy": {"Name": str},
@@ -67,6 +68,9 @@ def _check_types(body: dict) -> None:
     for m in hc.get("Mounts") or []:
         http.check_types(m.get("TmpfsOptions") or {}, {"SizeBytes": int, "Mode": int},
                          "HostConfig.Mounts.TmpfsOptions.")
+        http.check_types(m.get("BindOptions") or {}, {"Propagation": str}, "HostConfig.Mounts.BindOptions.")
+        http.check_types(m.get("VolumeOptions") or {}, {"NoCopy": bool, "Subpath": str},
+                         "HostConfig.Mounts.VolumeOptions.")
     for d in hc.get("Devices") or []:
         if not d.get("PathOnHost"):
             raise UsageError("invalid JSON: HostConfig.Devices needs PathOnHost")
@@ -114,6 +118,7 @@ def to_run_options(body: dict, name: str | None, platform: str | None = None):
             parts.append(f"tmpfs-size={tmpfs['SizeBytes']}")
         if tmpfs.get("Mode"):
             parts.append(f"tmpfs-mode={tmpfs['Mode']:o}")
+        parts += _mount_options(m)
         mounts.append(",".join(parts))
     volumes = list(hc.get("Binds") or [])
     bound = {v.split(":")[1] for v in volumes if v.count(":") >= 1}
@@ -149,6 +154,19 @@ def to_run_options(body: dict, name: str | None, platform: str | None = None):
         privileged=bool(hc.get("Privileged")), security_opts=tuple(security), devices=tuple(devices),
         userns=hc.get("UsernsMode") or "", labels=dict(body.get("Labels") or {}) or None,
     )
+
+
+def _mount_options(m: dict) -> list[str]:
+    """A Mount's BindOptions.Propagation and VolumeOptions (NoCopy, Subpath) as ``--mount`` keys."""
+    out = []
+    bind, volume = m.get("BindOptions") or {}, m.get("VolumeOptions") or {}
+    if bind.get("Propagation"):
+        out.append(f"bind-propagation={bind['Propagation']}")
+    if volume.get("NoCopy"):
+        out.append("volume-nocopy")
+    if volume.get("Subpath"):
+        out.append(f"volume-subpath={volume['Subpath']}")
+    return out
 
 
 def _link(text: str) -> str:
@@ -214,8 +232,14 @@ def create(ctx: Context, req: Request):
     body = req.json()
     opts = to_run_options(body, req.arg("name"), req.arg("platform"))
     opts = _with_networks(ctx, opts, body)
+    _keep_endpoints(ctx, None, body, check=True)
     with ctx.collecting_warnings() as warnings:
         rec = uc.create(ctx, opts)
+    try:
+        _keep_endpoints(ctx, rec, body)
+    except BaseException:  # what only the made container tells (a MAC address off slirp4netns): nothing stays
+        uc.remove(ctx, uc.lookup(ctx, rec["id"]), force=True)
+        raise
     return 201, {"Id": rec["id"], "Warnings": warnings}
 
 
@@ -233,6 +257,19 @@ def _with_networks(ctx: Context, opts, body: dict):
     if aliases:
         opts = opts._replace(network_aliases=aliases)
     return opts
+
+
+def _keep_endpoints(ctx: Context, rec, body: dict, check: bool = False) -> None:
+    """Each endpoint's settings (IPAMConfig, Links, DriverOpts, MacAddress) kept in the new record;
+    ``check``: only Docker's refusals, before anything is made."""
+    from rootless.engine import netipam, networks
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    for name, config in endpoints.items():
+        name = "bridge" if name == "default" else name
+        if check:
+            netipam.endpoint(config, networks.find(ctx.paths, name))
+        else:
+            rec = networks.set_endpoint(ctx, rec, name, config)
 
 
 def inspect(ctx: Context, req: Request, id):

@@ -23,9 +23,11 @@ def create(ctx: Context, req: Request):
                             "Attachable": bool, "EnableIPv6": bool, "IPAM": dict})
     name = body.get("Name") or ""
     ipam = body.get("IPAM") or {}
+    http.check_types(ipam, {"Driver": str, "Config": list, "Options": "map"})
     nid = uc.create(ctx, name, body.get("Driver") or "bridge", dict(body.get("Labels") or {}),
                     bool(body.get("Internal")), bool(body.get("Attachable")), dict(body.get("Options") or {}),
-                    bool(body.get("EnableIPv6")), tuple(ipam.get("Config") or ()))
+                    bool(body.get("EnableIPv6")), tuple(ipam.get("Config") or ()), ipam.get("Driver") or "default",
+                    ipam.get("Options"))
     return 201, {"Id": nid, "Warning": ""}
 
 
@@ -45,12 +47,11 @@ def prune(ctx: Context, req: Request):
 def connect(ctx: Context, req: Request, id):
     body = req.json()
     http.check_types(body, {"Container": str, "EndpointConfig": dict})
-    aliases = tuple((body.get("EndpointConfig") or {}).get("Aliases") or ())
+    endpoint = body.get("EndpointConfig") or {}
+    aliases = tuple(endpoint.get("Aliases") or ())
     container = body.get("Container") or ""
-    rec = containers_uc.lookup(ctx, container)
-    already = any(nid == uc.find(ctx.paths, id)["id"] for nid, _a in rec["spec"].get("networks") or ())
-    if not already:
-        uc.connect(ctx, id, container, aliases)
+    containers_uc.lookup(ctx, container)  # Docker's "No such container" first
+    uc.connect(ctx, id, container, aliases, endpoint)  # on it already: Docker's error, as a 409
     return 200, None
 
 

@@ -37,14 +37,28 @@ def become_root(ch: Channel, mapping: idmap.IdMapping) -> None:
     ch.expect("mapped")
     # uid 0 inside, unless the map has none (--userns=keep-id in a single-uid map: only the user)
     gid, uid = (min(r.inside for r in ranges) for ranges in (mapping.gids, mapping.uids))
+    changed = (os.getuid(), os.getgid()) != (uid, gid)
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+    if changed:
+        _stay_dumpable()
     if mapping.mode == "subid":
         try:
             os.setgroups([])  # needs CAP_SETGID in the namespace: the first capability we use
         except PermissionError:
             _apparmor_check(step, refused=True)
             raise
+
+
+def _stay_dumpable() -> None:
+    """Undo what the kernel does on any change of credentials: the process became non-dumpable, so its
+    ``/proc/PID/fd/*`` and ``/proc/PID/ns/*`` belong to the host's root and are out of reach of its own
+    helpers (slirp4netns opens the network namespace through ``/proc/KEEPER/fd/N``) and of the user
+    (``--network container:`` opens ``/proc/KEEPER/ns/net``). Only keep-id changes the uid here (the
+    user's own id maps to itself, so root inside is another id); without keep-id the process is already
+    root inside and stays dumpable, which is the same standing this gives back."""
+    import prctl
+    prctl.set_dumpable(True)
 
 
 def _apparmor_check(step: str, refused: bool = False) -> None:

@@ -231,6 +231,7 @@ def _launch_plan(ctx: Context, rec: ContainerRecord, attached: bool):
         single_uid=ctx.mapping.mode == "single",
         attached=attached,
         seccomp=seccomp_program(ctx, rec["spec"]),
+        log_owner=(os.getuid(), os.getgid()) if cspec.userns == "keep-id" and ctx.mapping.mode == "subid" else None,
     )
 
 

@@ -110,24 +110,41 @@ def _network_settings(rec: ContainerRecord, paths) -> dict:
     mode = spec.get("network", "none")
     kind = mode.partition(":")[0]
     ip, gw, mac = net.get("ip", ""), net.get("gateway", ""), net.get("mac", "")
+    prefix = net.get("prefix", 24) if ip else 0  # a network's subnet given to slirp4netns, else its /24
     networks = {}
     if spec.get("networks"):  # user-defined networks
         from rootless.engine.networks import endpoint_id, name_of
         for nid, aliases in spec["networks"]:
             networks[name_of(paths, nid)] = {
-                "IPAddress": ip, "IPPrefixLen": 24 if ip else 0, "Gateway": gw, "MacAddress": mac,
+                "IPAddress": ip, "IPPrefixLen": prefix, "Gateway": gw, "MacAddress": mac,
                 "Aliases": list(aliases) or None, "Links": None, "NetworkID": nid,
                 "EndpointID": endpoint_id(nid, rec["id"]) if net else "",
-                "DNSNames": [rec["name"], *aliases, rec["id"][:12]] if net else None}
+                "DNSNames": [rec["name"], *aliases, rec["id"][:12]] if net else None,
+                **_endpoint_settings(spec, nid, mac)}
     elif kind in ("slirp4netns", "none", "host"):
-        networks[kind] = {"IPAddress": ip, "IPPrefixLen": 24 if ip else 0, "Gateway": gw, "MacAddress": mac,
-                          "Aliases": None, "Links": None, "NetworkID": kind, "EndpointID": ""}
+        networks[kind] = {"IPAddress": ip, "IPPrefixLen": prefix, "Gateway": gw, "MacAddress": mac,
+                          "Aliases": None, "Links": None, "NetworkID": kind, "EndpointID": "",
+                          **_endpoint_settings(spec, _predefined_id(kind), mac)}
     return {
         "Bridge": "", "SandboxID": "", "HairpinMode": False,
         "SandboxKey": f"/proc/{st.get('keeper')}/ns/net" if net and kind != "host" else "",
-        "Ports": _port_map(rec), "IPAddress": ip, "IPPrefixLen": 24 if ip else 0, "Gateway": gw,
+        "Ports": _port_map(rec), "IPAddress": ip, "IPPrefixLen": prefix, "Gateway": gw,
         "MacAddress": mac, "Networks": networks,
     }
+
+
+def _predefined_id(kind: str) -> str:
+    from rootless.engine.networks import predefined_id
+    return predefined_id({"slirp4netns": "bridge"}.get(kind, kind))
+
+
+def _endpoint_settings(spec: dict, nid: str, mac: str) -> dict:
+    """An endpoint's settings as the client gave them (``IPAMConfig``, ``Links``, ``DriverOpts``; Docker
+    shows null for those not given) and the MAC address asked for while none is live."""
+    from rootless.engine.networks import endpoint_settings
+    kept = endpoint_settings(spec, nid)
+    return {"IPAMConfig": kept.get("IPAMConfig"), "Links": kept.get("Links"), "DriverOpts": kept.get("DriverOpts"),
+            "MacAddress": mac or kept.get("MacAddress") or spec.get("mac") or ""}
 
 
 def inspect(rec: ContainerRecord, paths) -> dict:
@@ -203,7 +220,7 @@ def _mount(m: dict, paths) -> dict:
                 "Destination": m["target"], "Driver": "local", "Mode": "" if m["rw"] else "ro", "RW": m["rw"],
                 "Propagation": ""}
     return {"Type": "bind", "Source": m["source"], "Destination": m["target"], "Mode": "" if m["rw"] else "ro",
-            "RW": m["rw"], "Propagation": "rprivate"}
+            "RW": m["rw"], "Propagation": m.get("propagation") or "rprivate"}
 
 
 def _security(spec: dict) -> dict:

@@ -135,18 +135,22 @@ def endpoint_id(nid: str, cid: str) -> str:
 
 # ---- use cases ---------------------------------------------------------------------------------
 def create(ctx: Context, name: str, driver: str = "bridge", labels=(), internal: bool = False, attachable: bool = False,
-           options=(), ipv6: bool = False, subnets=()) -> str:
-    """``network create``: the new network's id. ``labels``, ``options``: dicts or ``K=V`` strings."""
+           options=(), ipv6: bool = False, subnets=(), ipam_driver: str = "default", ipam_options=None) -> str:
+    """``network create``: the new network's id. ``labels``, ``options``: dicts or ``K=V`` strings;
+    ``subnets``: Docker's ``IPAM.Config`` entries (checked and kept: ``rootless.engine.netipam``);
+    ``ipam_options``: ``IPAM.Options`` as given (None when the client sent none, as Docker keeps it)."""
+    from rootless.engine import netipam
     from rootless.runtime import names
     from rootless.runtime.spec import parse_labels
     check_name(name)
     if (driver or "bridge") != "bridge":
         raise RootlessError(f'plugin "{driver}" not found', "rootless networks use the bridge driver (the default)",
                             exit_code=1)
-    if ipv6 or subnets:
-        raise UsageError("rootless networks take no subnet, gateway or IPv6 settings",
-                         "each container has its own slirp4netns network; members reach each other by name",
+    if (ipam_driver or "default") != "default":
+        raise UsageError(f'plugin "{ipam_driver}" not found', "rootless networks use the default IPAM driver",
                          exit_code=1)
+    pools = netipam.pools(subnets, ipv6)
+    _slirp_cidr(pools)  # a subnet slirp4netns cannot use: said now
     if name in RESERVED:
         raise Conflict(f"{name} is a pre-defined network and cannot be created", exit_code=1)
     labels = dict(labels) if isinstance(labels, dict) else parse_labels(labels, "label")
@@ -154,6 +158,8 @@ def create(ctx: Context, name: str, driver: str = "bridge", labels=(), internal:
     rec = {"version": NETWORK_VERSION, "id": names.new_id(), "name": name, "created": now_iso(),
            "driver": "bridge", "labels": labels, "internal": bool(internal), "attachable": bool(attachable),
            "options": options}
+    if pools or ipv6 or ipam_options is not None:
+        rec.update(ipam=pools, ipv6=bool(ipv6), ipam_options=ipam_options)
     os.makedirs(ctx.paths.networks, 0o700, exist_ok=True)
     with locking.locked(ctx.paths.networks_lock):
         if any(r["name"] == name for r in _predefined(ctx.paths) + user_networks(ctx.paths)):
@@ -224,15 +230,17 @@ def view(net: dict, recs: list[ContainerRecord]) -> dict:
         st = r["state"]
         running = st.get("status") == "running"
         ip = (st.get("net") or {}).get("ip", "") if running else ""
+        prefix = (st.get("net") or {}).get("prefix", 24)
         containers[r["id"]] = {"Name": r["name"], "EndpointID": endpoint_id(net["id"], r["id"]) if running else "",
                                "MacAddress": (st.get("net") or {}).get("mac", "") if running else "",
-                               "IPv4Address": f"{ip}/24" if ip else "", "IPv6Address": ""}
+                               "IPv4Address": f"{ip}/{prefix}" if ip else "", "IPv6Address": ""}
     config = [{"Subnet": SLIRP_SUBNET, "Gateway": SLIRP_GATEWAY}] if net["name"] == "bridge" and net.get(
-        "predefined") else []
+        "predefined") else [dict(p) for p in net.get("ipam") or ()]
+    options = None if net.get("predefined") else net.get("ipam_options", {})
     return {
         "Name": net["name"], "Id": net["id"], "Created": net.get("created", ""), "Scope": "local",
-        "Driver": net["driver"], "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": None if net.get("predefined") else {}, "Config": config},
+        "Driver": net["driver"], "EnableIPv6": bool(net.get("ipv6")),
+        "IPAM": {"Driver": "default", "Options": options, "Config": config},
         "Internal": bool(net.get("internal")), "Attachable": bool(net.get("attachable")), "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
         "Options": dict(net.get("options") or {}), "Labels": dict(net.get("labels") or {}),
@@ -277,11 +285,15 @@ def prune(ctx: Context) -> list[str]:
     return out
 
 
-def connect(ctx: Context, network: str, container: str, aliases=()) -> ContainerRecord:
+def connect(ctx: Context, network: str, container: str, aliases=(), endpoint=None) -> ContainerRecord:
     """``network connect``: the container joins a user-defined network (its fellow members reach
-    it by name when they start; it reaches them from its own next start). The container's record."""
+    it by name when they start; it reaches them from its own next start). ``endpoint``: Docker's
+    ``EndpointConfig`` (``rootless.engine.netipam.endpoint``). The container's record. Connecting it
+    to a network it is on is Docker's error."""
+    from rootless.engine import netipam
     from rootless.runtime import records
     net = find(ctx.paths, network)
+    settings = netipam.endpoint(endpoint, net)
     rec = records.lookup(ctx, container)
     if net.get("predefined"):
         raise RootlessError(f"rootless cannot connect a container to the predefined network {net['name']}",
@@ -298,7 +310,7 @@ def connect(ctx: Context, network: str, container: str, aliases=()) -> Container
         if any(nid == net["id"] for nid, _a in joined):
             raise Conflict(f"endpoint with name {rec['name']} already exists in network {net['name']}", exit_code=1)
         return joined + [[net["id"], list(dict.fromkeys(aliases))]]
-    return _change_networks(ctx, rec, join)
+    return _change_networks(ctx, rec, join, net["id"], settings)
 
 
 def disconnect(ctx: Context, network: str, container: str, force: bool = False) -> ContainerRecord | dict:
@@ -318,10 +330,27 @@ def disconnect(ctx: Context, network: str, container: str, force: bool = False) 
         if len(kept) == len(joined):
             raise RootlessError(f"container {rec['id'][:12]} is not connected to network {net['name']}", exit_code=1)
         return kept
-    return _change_networks(ctx, rec, leave)
+    return _change_networks(ctx, rec, leave, net["id"], None)
 
 
-def _change_networks(ctx: Context, rec: ContainerRecord, change) -> ContainerRecord:
+def set_endpoint(ctx: Context, rec: ContainerRecord, network: str, config) -> ContainerRecord:
+    """Keep a new container's endpoint settings on ``network`` (``NetworkingConfig.EndpointsConfig``
+    of ``create``): checked, and its MAC address becomes the container's."""
+    from rootless.engine import netipam
+    net = find(ctx.paths, network)
+    settings = netipam.endpoint(config, net)
+    if not settings:
+        return rec
+    return _change_networks(ctx, rec, lambda joined: joined, net["id"], settings)
+
+
+def endpoint_settings(spec: dict, nid: str) -> dict:
+    """What a member's record keeps of its endpoint on network ``nid`` (``{}`` if nothing)."""
+    return dict((spec.get("endpoints") or {}).get(nid) or {})
+
+
+def _change_networks(ctx: Context, rec: ContainerRecord, change, nid: str | None = None,
+                     settings: dict | None = None) -> ContainerRecord:
     from rootless.runtime import state
     cid = rec["id"]
     with locking.locked(ctx.paths.container_lock(cid)):
@@ -330,8 +359,44 @@ def _change_networks(ctx: Context, rec: ContainerRecord, change) -> ContainerRec
             from rootless.base.errors import ContainerNotFound
             raise ContainerNotFound(f"no such container: {rec['name']}")
         fresh["spec"]["networks"] = change([list(x) for x in fresh["spec"].get("networks") or ()])
+        if nid is not None:
+            _keep_endpoint(fresh["spec"], nid, settings)
         atomic.write_json(ctx.paths.container_record(cid), fresh)
     return fresh
+
+
+def _keep_endpoint(spec: dict, nid: str, settings: dict | None) -> None:
+    """Set (or with None remove) the endpoint settings on ``nid``; a MAC address asked for is the one
+    slirp4netns gives the container from its next start."""
+    endpoints = dict(spec.get("endpoints") or {})
+    if settings is None:
+        endpoints.pop(nid, None)
+    else:
+        endpoints[nid] = settings
+        mac = settings.get("MacAddress")
+        if mac:
+            if (spec.get("network") or "").partition(":")[0] != "slirp4netns":
+                raise UsageError("conflicting options: mac-address and the network mode",
+                                 f"a MAC address needs the slirp4netns network, not {spec.get('network')}",
+                                 exit_code=1)
+            spec["mac"] = mac
+    if endpoints:
+        spec["endpoints"] = endpoints
+    else:
+        spec.pop("endpoints", None)
+
+
+def _slirp_cidr(pools) -> str | None:
+    """The network's first IPv4 subnet, which its members' slirp4netns use (their address is its
+    .100, the gateway .2, the resolver .3); one line if slirp4netns cannot use it."""
+    from netstack.spec import check_cidr
+    for pool in pools:
+        if ":" not in pool["Subnet"]:
+            try:
+                return check_cidr(pool["Subnet"])
+            except UsageError as e:
+                raise UsageError(e.message, e.hint, exit_code=1) from None
+    return None
 
 
 def resolve(ctx: Context, opts):
@@ -348,5 +413,8 @@ def resolve(ctx: Context, opts):
                               exit_code=125) from None
     if net.get("predefined"):  # given by id
         return opts._replace(network=PREDEFINED[net["name"]][1])
-    return opts._replace(network="none" if net.get("internal") else "slirp4netns",
+    cidr = _slirp_cidr(net.get("ipam") or ())
+    options = ",".join(o for o in ("enable_ipv6=true" if net.get("ipv6") else "", f"cidr={cidr}" if cidr else "") if o)
+    mode = "none" if net.get("internal") else ("slirp4netns:" + options if options else "slirp4netns")
+    return opts._replace(network=mode,
                          networks=((net["id"], tuple(dict.fromkeys(opts.network_aliases))),))

@@ -143,13 +143,14 @@ def mounts_for(ctx: Context, opts, image_volumes: dict | None) -> tuple[dict, ..
                 raise UsageError(f"invalid mount config for type \"bind\": bind source path does not exist: "
                                     f"{m.source}", "create it first (-v creates a missing directory, --mount does not)")
             out.append({"type": "bind", "source": _host_dir(m.source), "target": m.target, "rw": not m.readonly,
-                        "chown": m.chown})
+                        "chown": m.chown, **({"propagation": m.propagation} if m.propagation else {})})
         else:
             name = m.source or names.new_id()
             rec, _made = volumes.create(ctx.paths, name, anonymous=not m.source)
             # the image's files there go into the volume while it is empty (at each start), as in Docker
             out.append({"type": "volume", "name": name, "target": m.target, "rw": not m.readonly,
-                        "anonymous": bool(rec.get("anonymous")), "copy": m.copy, "chown": m.chown})
+                        "anonymous": bool(rec.get("anonymous")), "copy": m.copy, "chown": m.chown,
+                        **({"subpath": m.subpath} if m.subpath else {})})
     return tuple(out + inherited)
 
 
@@ -204,11 +205,12 @@ def _host_dir(path: str) -> str:
 
 def plan_entry(ctx: Context, mount: dict) -> tuple:
     """What ``mountplan.plan`` takes of a spec's mount: (kind, host source, target, read-only,
-    options)."""
+    options, propagation, subpath)."""
     if mount["type"] == "tmpfs":
-        return ("tmpfs", "tmpfs", mount["target"], not mount["rw"], mount.get("options", ""))
+        return ("tmpfs", "tmpfs", mount["target"], not mount["rw"], mount.get("options", ""), "", "")
     if mount["type"] == "volume":
-        kind = "volume" if mount.get("copy", True) else "bind"
+        kind = "volume" if mount.get("copy", True) and not mount.get("subpath") else "bind"
         return (kind, ctx.paths.volume_data(mount["name"]), mount["target"], not mount["rw"],
-                "U" if mount.get("chown") else "")
-    return ("bind", mount["source"], mount["target"], not mount["rw"], "U" if mount.get("chown") else "")
+                "U" if mount.get("chown") else "", "", mount.get("subpath", ""))
+    return ("bind", mount["source"], mount["target"], not mount["rw"], "U" if mount.get("chown") else "",
+            mount.get("propagation", ""), "")

@@ -216,7 +216,7 @@ class _Keeper:
             self.orphaned.append(True)
             kill_quietly(pid, signal.SIGKILL)  # PID 1: its whole pid namespace ends
         log = logwrite.open_writer(plan.paths.container_log(plan.spec.id), plan.spec.log,
-                                   on_error=lambda msg: _log_failed(plan, self.ch, msg))
+                                   on_error=lambda msg: _log_failed(plan, self.ch, msg), owner=plan.log_owner)
         keeper.supervise(stdio, self.ch, log, self.attach_sock, watch, wakeup, self.clients,
                          cli_gone if plan.tied else None)
 
@@ -626,7 +626,7 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
             copyup.chown_tree(op.source, owner)
         at = f"/proc/self/fd/{point}"
         if op.kind in ("bind", "volume"):
-            syscalls.mount(op.source, at, None, MS_BIND | (op.flags & MS_REC))
+            _bind(op, at, target)
             if op.flags & MS_RDONLY:
                 _remount_ro(target)
         else:
@@ -639,6 +639,23 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
         raise
     finally:
         os.close(point)
+
+
+def _bind(op, at: str, target: str) -> None:
+    """A bind of the op's source (or of its subpath, resolved inside the source) on ``at``, then
+    the propagation of the mount now at ``target`` (``rshared`` and the others: among this
+    container's own mounts, as the remount read-only does it)."""
+    source, fd = op.source, -1
+    if op.subpath:
+        fd = rootfs.open_inside(op.source, op.subpath)
+        source = f"/proc/self/fd/{fd}"
+    try:
+        syscalls.mount(source, at, None, MS_BIND | (op.flags & MS_REC))
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if op.propagation:
+        syscalls.mount(None, target, None, op.propagation)
 
 
 def _add_account(root: str, target: str, copy: str, line: str) -> None:

@@ -39,7 +39,8 @@ def call(ctx: Context, rec: ContainerRecord, fn: Callable[..., Any], *args: Any,
     """``fn(root, *args)`` with the container's root filesystem at ``root``; fn's JSON-able result.
 
     ``mounts``: for a stopped container, its volumes and binds as ``mountplan.plan`` takes them
-    ((kind, host source, target, read-only, options) each; ``tmpfs`` ones are left out), mounted
+    ((kind, host source, target, read-only, options[, propagation, subpath]) each; ``tmpfs`` ones
+    are left out), mounted
     on the view as when it runs (``cp``; ``export`` gives none). A running one has its own."""
     if rec["state"].get("status") == "running":
         return _call_entered(rec["state"]["pid"], fn, args)
@@ -47,7 +48,7 @@ def call(ctx: Context, rec: ContainerRecord, fn: Callable[..., Any], *args: Any,
     plan = rootfs_plan(ctx, rec)
     view = os.path.join(ctx.paths.run_dir(rec["id"]) + "-view")
     os.makedirs(view, 0o700, exist_ok=True)
-    binds = tuple((src, target, bool(ro)) for kind, src, target, ro, _opts in mounts if kind != "tmpfs")
+    binds = tuple((m[1], m[2], bool(m[3]), m[6] if len(m) > 6 else "") for m in mounts if m[0] != "tmpfs")
     try:
         return ctx.userns_call(_call_mounted, plan, view, writable, fn, args, binds)
     finally:
@@ -102,11 +103,12 @@ def _mount_volumes(view: str, binds: tuple, writable: bool) -> None:
     (as a start would), else that mount is left out (nothing can be below it)."""
     from rootless.runtime import child, rootfs
     from rootless.runtime.mountplan import Op
-    for source, target, readonly in sorted(binds, key=lambda b: len([p for p in b[1].split("/") if p])):
-        is_file = not os.path.isdir(source)
+    for source, target, readonly, subpath in sorted(binds, key=lambda b: len([p for p in b[1].split("/") if p])):
+        is_file = not os.path.isdir(os.path.join(source, subpath) if subpath else source)
         if not writable and not os.path.lexists(rootfs.resolve(view, target)):
             continue
-        child.apply_op(view, Op("bind", target, source, flags=syscalls.MS_BIND | syscalls.MS_REC, is_file=is_file))
+        child.apply_op(view, Op("bind", target, source, flags=syscalls.MS_BIND | syscalls.MS_REC, is_file=is_file,
+                                subpath=subpath))
         if readonly:
             child.apply_op(view, Op("remount_ro", target))
 

@@ -32,3 +32,6 @@ class LaunchPlan(KeywordRecord):
     # the container lives only as long as its attached CLI (a build's RUN step): the CLI's
     # SIGINT/TERM/HUP kill it, and should the CLI die, the keeper kills it and removes it
     tied: bool = False
+    # keep-id: the user's uid and gid (the same inside), to whom the keeper gives the log it writes,
+    # since root inside is another id there and the user could not read a file of its own
+    log_owner: tuple[int, int] | None = None

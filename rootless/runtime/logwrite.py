@@ -153,7 +153,7 @@ class LogWriter:
     as there is room again."""
 
     def __init__(self, path: str, fmt: str = "json-file", max_size: int = 0, max_file: int = 1,
-                 on_error: Callable[[str], None] | None = None) -> None:
+                 on_error: Callable[[str], None] | None = None, owner: tuple[int, int] | None = None) -> None:
         if fmt not in _FORMATS:
             raise ValueError(f"unknown log format {fmt!r}")
         self.path = path
@@ -164,8 +164,9 @@ class LogWriter:
         self.error = ""  # the first failure to write, if any
         self.dropped = 0  # bytes of entries that could not be written
         self._closed = False
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self._size = os.fstat(self._fd).st_size
+        self.owner = owner  # who must be able to read it, when the writer is another id (keep-id)
+        self._fd, self._size = -1, 0
+        self._open()
         self._buf = {s: bytearray() for s in STREAMS}
         self._started = dict.fromkeys(STREAMS, 0)  # arrival time of each buffer's first byte
 
@@ -274,6 +275,8 @@ class LogWriter:
 
     def _open(self) -> None:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if self.owner is not None:
+            os.fchown(self._fd, *self.owner)
         self._size = os.fstat(self._fd).st_size
 
     def _emit_data(self, data: bytes) -> None:
@@ -321,11 +324,13 @@ class NullWriter:
         self.closed = True
 
 
-def open_writer(path: str, config: dict | None, on_error: Callable[[str], None] | None = None):
+def open_writer(path: str, config: dict | None, on_error: Callable[[str], None] | None = None,
+                owner: tuple[int, int] | None = None):
     """The writer a container's keeper logs to (``config`` from :func:`log_config`; None, for a
     record made before logs had settings, is json-file without a limit); ``on_error`` hears,
-    once, that the log could not be written (see :class:`LogWriter`)."""
+    once, that the log could not be written (see :class:`LogWriter`); ``owner``: the ids its files
+    are given (the user's, when the keeper is another id: keep-id)."""
     config = config or {"driver": "json-file", "max_size": 0, "max_file": 1}
     if config["driver"] == "none":
         return NullWriter()
-    return LogWriter(path, config["driver"], config.get("max_size", 0), config.get("max_file", 1), on_error)
+    return LogWriter(path, config["driver"], config.get("max_size", 0), config.get("max_file", 1), on_error, owner)

@@ -14,8 +14,11 @@ from rootless.base.syscalls import (
     MS_NODEV,
     MS_NOEXEC,
     MS_NOSUID,
+    MS_PRIVATE,
     MS_RDONLY,
     MS_REC,
+    MS_SHARED,
+    MS_SLAVE,
     MS_STRICTATIME,
 )
 from rootless.base.valuetype import KeywordRecord, record
@@ -87,15 +90,18 @@ class Op(KeywordRecord):
     is_file: bool = False  # the mount point is a file
     fallback: tuple[Op, ...] = ()  # ops to run instead if this one fails with EPERM
     if_parent: bool = False  # skipped when the target's directory is not in the image
+    propagation: int = 0  # a bind's propagation flags, set once it is mounted (MS_REC for the r- words)
+    subpath: str = ""  # a bind of this directory of the source, resolved inside the source
 
 
 def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
-         volumes: tuple[tuple[str, str, str, bool, str], ...] = (), devices: tuple[tuple[str, str], ...] = (),
+         volumes: tuple[tuple, ...] = (), devices: tuple[tuple[str, str], ...] = (),
          privileged: bool = False, apt_sandbox: str | None = None,
          account: tuple[str, str, str, str] | None = None) -> list[Op]:
-    """``volumes``: (kind, host source, container target, read-only, options) per mount, kind
-    ``volume`` (a volume the image's files fill while it is empty), ``bind`` or ``tmpfs``;
-    options ``U`` (chown the source to the container's user first) or a tmpfs's options.
+    """``volumes``: (kind, host source, container target, read-only, options[, propagation,
+    subpath]) per mount, kind ``volume`` (a volume the image's files fill while it is empty),
+    ``bind`` or ``tmpfs``; options ``U`` (chown the source to the container's user first) or a
+    tmpfs's options; propagation Docker's word for a bind; subpath a directory of the source.
     ``devices``: (host node, container path) pairs, bound (``--device``, ``--privileged``);
     ``privileged``: nothing of /proc or /sys is masked or made read-only; ``apt_sandbox``: the
     host file of :data:`APT_SANDBOX_TEXT` (root emulation), bound read-only where apt is;
@@ -106,7 +112,7 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
     on_dev = [v for v in volumes if os.path.normpath(v[2]) == "/dev" and v[0] in ("volume", "tmpfs")]
     if on_dev:  # a volume or tmpfs as /dev instead of the runtime's tmpfs: the devices go into it, as with runc
         # (a host directory bound there still covers the runtime's /dev: nothing is made in it)
-        ops += _user_ops(*on_dev[0], read_only)
+        ops += _volume_ops(on_dev[0], read_only)
         volumes = tuple(v for v in volumes if v is not on_dev[0])
     else:
         ops.append(Op("mount", "/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"))
@@ -125,7 +131,7 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
     else:  # sysfs can only be mounted by the owner of the network namespace
         ops.append(bind_sys)
     for volume in volumes:
-        ops += _user_ops(*volume, read_only)
+        ops += _volume_ops(volume, read_only)
     for cpath, host in sorted(etc_files.items()):
         ops.append(Op("bind", cpath, host, flags=MS_BIND, is_file=True))
     if account:
@@ -141,15 +147,32 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
     return ops
 
 
-def _user_ops(kind: str, source: str, target: str, readonly: bool, options: str, read_only: list[Op]) -> list[Op]:
+def _volume_ops(volume: tuple, read_only: list[Op]) -> list[Op]:
+    kind, source, target, readonly, options = volume[:5]
+    propagation, subpath = (tuple(volume[5:7]) + ("", ""))[:2]
+    return _user_ops(kind, source, target, readonly, options, read_only, propagation, subpath)
+
+
+def _user_ops(kind: str, source: str, target: str, readonly: bool, options: str, read_only: list[Op],
+              propagation: str = "", subpath: str = "") -> list[Op]:
     """One of the user's mounts; a read-only bind is made so later (in ``read_only``), once the
     /etc files are in: their mount points may have to be made in it."""
     if kind == "tmpfs":
         return [_tmpfs(target, readonly, options)]
     if readonly:
         read_only.append(Op("remount_ro", target))
+    full = os.path.join(source, subpath) if subpath else source
     return [Op(kind, target, source, flags=MS_BIND | MS_REC, data=options or None,
-               is_file=kind == "bind" and not os.path.isdir(source))]
+               is_file=kind == "bind" and not os.path.isdir(full), propagation=propagation_flags(propagation),
+               subpath=subpath)]
+
+
+def propagation_flags(word: str) -> int:
+    """Docker's propagation word as mount flags (0 for none: the bind stays private, as made)."""
+    if not word:
+        return 0
+    base = {"shared": MS_SHARED, "slave": MS_SLAVE, "private": MS_PRIVATE}[word.removeprefix("r")]
+    return base | (MS_REC if word.startswith("r") else 0)
 
 
 _TMPFS_FLAGS = {"ro": MS_RDONLY, "noexec": MS_NOEXEC, "nosuid": MS_NOSUID, "nodev": MS_NODEV}

@@ -52,7 +52,11 @@ def prepare(ctx: Context, spec: ContainerSpec) -> NetPlan:
         return NetPlan("container", {}, join_fds=_join_fds(ctx, mode.container))
     features = ctx.slirp_features() if mode.kind == "slirp4netns" else None
     handler = mode.options.get("port_handler", "builtin") if mode.kind == "slirp4netns" else "builtin"
-    target_ip = "10.0.2.100" if mode.kind == "slirp4netns" else "127.0.0.1"
+    if mode.kind == "slirp4netns":
+        from netstack import slirp
+        target_ip = slirp.addresses(mode.options).ip
+    else:
+        target_ip = "127.0.0.1"
     links = _links(ctx, spec)
     if handler == "slirp4netns":
         for m in _mappings(spec):
@@ -128,7 +132,9 @@ def _links(ctx: Context, spec: ContainerSpec) -> list[LinkPlan]:
                                   door_dir=ctx.paths.run_dir(rec["id"]), ports=tuple(target.get("exposed", ())),
                                   env=tuple(env)))
     by_id = {link.cid: n for n, link in enumerate(out)}
+    linked = endpoint_link_aliases(ctx, spec)
     for rec, aliases in network_peers(ctx, spec):
+        aliases = tuple(dict.fromkeys(aliases + linked.get(rec["name"], ()) + linked.get(rec["id"], ())))
         if rec["id"] in by_id:  # linked as well: one address, every name
             n = by_id[rec["id"]]
             out[n] = out[n]._replace(aliases=tuple(dict.fromkeys(out[n].aliases + aliases)))
@@ -144,6 +150,22 @@ def _links(ctx: Context, spec: ContainerSpec) -> list[LinkPlan]:
 
 
 MAX_LINKS = 252  # 10.0.3.2 to 10.0.3.253 (10.0.3.254 is the container's side)
+
+
+def endpoint_link_aliases(ctx: Context, spec: ContainerSpec) -> dict[str, tuple[str, ...]]:
+    """The names a container's endpoint ``Links`` (Docker's ``NAME:ALIAS`` on one of its networks,
+    kept in its record by ``rootless.engine.networks``) give fellow members: ALIAS by NAME (or id)."""
+    from rootless.runtime import state
+    mine = {nid for nid, _aliases in spec.networks}
+    rec = state.read(ctx.paths, spec.id) if mine else None
+    endpoints: dict[str, dict[str, Any]] = dict(rec["spec"].get("endpoints") or {}) if rec else {}
+    out: dict[str, tuple[str, ...]] = {}
+    for nid, settings in endpoints.items():
+        for link in settings.get("Links") or () if nid in mine else ():
+            name, _, alias = str(link).partition(":")
+            name = name.lstrip("/")
+            out[name] = out.get(name, ()) + (alias.rsplit("/", 1)[-1] or name,)
+    return out
 
 
 def network_peers(ctx: Context, spec: ContainerSpec) -> list[tuple[ContainerRecord, tuple[str, ...]]]:
@@ -181,12 +203,13 @@ def etc_files(ctx: Context, spec: ContainerSpec, net: NetPlan) -> dict[str, str]
     if net.kind == "container":
         return _shared_etc_files(ctx, spec)
     host_hosts, host_resolv = etcfiles.host_files()
-    extra = [(ip if ip != "host-gateway" else slirp.GATEWAY, host) for host, ip in spec.add_hosts]
+    addrs = slirp.addresses(net.options)
+    extra = [(ip if ip != "host-gateway" else addrs.gateway, host) for host, ip in spec.add_hosts]
     if net.links:
         from netstack import links
         extra += links.hosts_entries(net.links)
-    own_ip = slirp.GUEST_IP if net.kind == "slirp4netns" else None
-    resolver = slirp.DNS if net.kind == "slirp4netns" else None
+    own_ip = addrs.ip if net.kind == "slirp4netns" else None
+    resolver = addrs.dns if net.kind == "slirp4netns" else None
     return {
         "/etc/hostname": spec.hostname + "\n",
         "/etc/hosts": etcfiles.hosts_text(spec.hostname, net.kind, host_hosts, spec.name, own_ip, tuple(extra)),
@@ -227,5 +250,8 @@ def state_fields(net: NetPlan, mac: str = "") -> dict[str, Any]:
         from netstack import ports
         fields["ports"] = ports.records(net.bound)
     if net.kind == "slirp4netns":
-        fields.update(ip=slirp.GUEST_IP, gateway=slirp.GATEWAY)
+        addrs = slirp.addresses(net.options)
+        fields.update(ip=addrs.ip, gateway=addrs.gateway)
+        if addrs.prefix != slirp.PREFIX_LEN:
+            fields["prefix"] = addrs.prefix
     return fields

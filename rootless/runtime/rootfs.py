@@ -52,6 +52,20 @@ def mount_point(root: str, target: str, is_file: bool) -> int:
         os.close(root_fd)
 
 
+def open_inside(root: str, path: str) -> int:
+    """An ``O_PATH`` descriptor of ``path`` (relative) resolved by the kernel inside ``root``: what a
+    volume's subpath names, whatever links the volume holds (a container may have made them), never
+    leaves the volume. Bind from ``/proc/self/fd/N`` of it. A missing path is one line."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return syscalls.openat2(root_fd, path, os.O_PATH | os.O_CLOEXEC, resolve=_IN_ROOT)
+    except FileNotFoundError:
+        raise RootlessError(f"cannot mount the volume's subpath {path}: it does not exist in the volume",
+                            "make it first (in a container that mounts the whole volume)") from None
+    finally:
+        os.close(root_fd)
+
+
 def _open_or_make(root_fd: int, parent: list[str], name: str, is_file: bool) -> int:
     path = "/".join(parent + [name])
     try:

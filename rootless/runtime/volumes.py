@@ -26,6 +26,8 @@ _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # what may be looked up (a st
 _NEW_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # what may be made: Docker's rule for local volumes
 MAX_NAME = 255  # a directory name; the names made aside (``.new-``, ``.del-``) never contain it
 MODES = ("ro", "rw", "z", "Z", "U")  # z/Z (SELinux relabelling) are accepted and have nothing to do here
+PROPAGATIONS = ("rprivate", "private", "rshared", "shared", "rslave", "slave")  # a bind's, Docker's words
+CONSISTENCY = ("consistent", "cached", "delegated")  # Docker Desktop's: nothing to do on Linux
 
 @record
 class Mount(KeywordRecord):
@@ -38,6 +40,8 @@ class Mount(KeywordRecord):
     copy: bool = True  # an empty volume gets the image's files first (off: volume-nocopy)
     options: str = ""  # a tmpfs's mount options
     must_exist: bool = False  # a --mount bind's source must exist
+    propagation: str = ""  # a bind's mount propagation in the container (Docker's default: rprivate)
+    subpath: str = ""  # a volume's directory mounted instead of the whole volume (volume-subpath)
 TMPFS_FLAGS = {"ro", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime",
                "relatime", "strictatime"}
 
@@ -74,11 +78,19 @@ def parse(text: str) -> Mount:
     if os.path.normpath(dst) == "/":
         raise UsageError(f"invalid volume specification {text!r}: the destination can't be '/'")
     opts = [o for o in mode.split(",") if o] if mode else []
-    bad = [o for o in opts if o not in MODES]
-    if bad or ("ro" in opts and "rw" in opts):
-        raise UsageError(f"invalid mode {mode!r} in volume specification {text!r}", "use ro or rw")
+    bad = [o for o in opts if o not in MODES + PROPAGATIONS + CONSISTENCY + ("nocopy",)]
+    propagation = [o for o in opts if o in PROPAGATIONS]
+    if (bad or ("ro" in opts and "rw" in opts) or len(propagation) > 1
+            or (propagation and not src.startswith("/")) or ("nocopy" in opts and src.startswith("/"))):
+        raise UsageError(f"invalid mode {mode!r} in volume specification {text!r}",
+                         "use ro or rw, and for a host directory one of " + ", ".join(PROPAGATIONS))
     if src.startswith("/"):
-        return Mount("bind", os.path.normpath(src), os.path.normpath(dst), "ro" in opts, "U" in opts)
+        return Mount("bind", os.path.normpath(src), os.path.normpath(dst), "ro" in opts, "U" in opts,
+                     propagation="".join(propagation))
+    if "nocopy" in opts:
+        if src:
+            check_name(src)
+        return Mount("volume", src, os.path.normpath(dst), "ro" in opts, "U" in opts, copy=False)
     if src:
         check_name(src)
     return Mount("volume", src, os.path.normpath(dst), "ro" in opts, "U" in opts)
@@ -120,7 +132,11 @@ def parse_mount(text: str) -> Mount:
         raise UsageError(f"invalid mount {text!r}: a destination (dst=) is needed")
     dst = _target(fields.pop("dst"), text)
     readonly = _truth(fields.pop("readonly"), "readonly", text) if "readonly" in fields else False
-    fields.pop("bind-propagation", None)
+    propagation = fields.pop("bind-propagation", "")
+    if propagation and (kind != "bind" or propagation not in PROPAGATIONS):
+        raise UsageError(f"invalid mount {text!r}: bind-propagation {propagation!r}",
+                         "a bind mount takes one of " + ", ".join(PROPAGATIONS))
+    subpath = _subpath(fields.pop("volume-subpath", ""), text) if kind == "volume" else ""
     fields.pop("consistency", None)
     if kind == "tmpfs":
         opts = []
@@ -144,10 +160,22 @@ def parse_mount(text: str) -> Mount:
     if kind == "bind":
         if not src.startswith("/"):
             raise UsageError(f"invalid mount {text!r}: a bind mount's source must be an absolute path")
-        return Mount("bind", os.path.normpath(src), dst, readonly, must_exist=True)
+        return Mount("bind", os.path.normpath(src), dst, readonly, must_exist=True, propagation=propagation)
     if src:
         check_name(src)
-    return Mount("volume", src, dst, readonly, copy=not nocopy)
+    elif subpath:
+        raise UsageError(f"invalid mount {text!r}: volume-subpath needs a named volume (src=)")
+    return Mount("volume", src, dst, readonly, copy=not nocopy and not subpath, subpath=subpath)
+
+
+def _subpath(path: str, text: str) -> str:
+    """A volume's subpath: relative, inside the volume (Docker's rule), normalised."""
+    if not path:
+        return ""
+    norm = os.path.normpath(path)
+    if path.startswith("/") or norm == ".." or norm.startswith("../"):
+        raise UsageError(f"invalid mount {text!r}: volume-subpath {path!r} must be a relative path inside the volume")
+    return "" if norm == "." else norm
 
 
 def _no_more(fields: dict, text: str) -> None:

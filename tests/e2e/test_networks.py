@@ -172,3 +172,59 @@ def test_internal_network(busybox):
     assert "tap0" not in lines
     assert busybox("network", "inspect", "-f", "{{.Internal}}", "inner").out == "true\n"
     assert busybox("network", "ls", "--filter", "name=inner", "--format", "{{.Internal}}").out == "true\n"
+
+
+def test_subnet_gateway_and_ipv6_flags(busybox):
+    """--subnet/--gateway/--ip-range are checked as Docker checks them and shown; --ipv6 gives the
+    members slirp4netns' IPv6 (there is no bridge to give them addresses of the subnet)."""
+    busybox("network", "create", "--ipv6", "--subnet", "10.5.0.0/16", "--gateway", "10.5.0.1", "--ip-range",
+            "10.5.1.0/24", "--subnet", "2001:db8::/64", "six")
+    got = json.loads(busybox("network", "inspect", "six").out)[0]
+    assert got["EnableIPv6"] is True
+    assert got["IPAM"]["Config"] == [{"Subnet": "10.5.0.0/16", "Gateway": "10.5.0.1", "IPRange": "10.5.1.0/24"},
+                                     {"Subnet": "2001:db8::/64"}]
+    r = busybox("run", "--rm", "--network", "six", "busybox", "sh", "-c",
+                "for i in $(seq 1 50); do ip -6 addr show tap0 | grep -q 'inet6 fd00:' && break; sleep 0.2; done; "
+                "ip -6 addr show tap0")
+    assert "inet6 fd00:" in r.out
+    one_error(busybox("network", "create", "--subnet", "10.6.0.0/16", "--gateway", "10.7.0.1", "bad", expect=1),
+              "no matching subnet for gateway 10.7.0.1")
+    one_error(busybox("network", "create", "--subnet", "2001:db8::/64", "bad", expect=1), "IPv6 is not enabled")
+    one_error(busybox("network", "create", "--subnet", "10.6.0.0/33", "bad", expect=1), "invalid subnet")
+    assert "bad" not in busybox("network", "ls", "--format", "{{.Name}}").out.split()
+
+
+def test_a_networks_subnet_is_its_members_slirp4netns_network(busybox):
+    """A member of a network with an IPv4 subnet gets its slirp4netns in that subnet: its address
+    is the subnet's .100 (inspect shows it, with the prefix), the gateway .2, the resolver .3;
+    published ports and names work as on any network."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    busybox("network", "create", "--subnet", "172.28.0.0/16", "sub")
+    serve(busybox, "srv", "in the subnet", "--network", "sub", "-p", f"127.0.0.1:{port}:8080")
+    out = busybox("exec", "srv", "sh", "-c", "ip -4 addr show tap0; ip route; cat /etc/resolv.conf").out
+    assert "inet 172.28.0.100/16" in out and "default via 172.28.0.2" in out and "nameserver 172.28.0.3" in out
+    ep = json.loads(busybox("inspect", "-f", "{{json .NetworkSettings.Networks.sub}}", "srv").out)
+    assert (ep["IPAddress"], ep["IPPrefixLen"], ep["Gateway"]) == ("172.28.0.100", 16, "172.28.0.2")
+    (member,) = json.loads(busybox("network", "inspect", "sub").out)[0]["Containers"].values()
+    assert member["IPv4Address"] == "172.28.0.100/16"
+    r = busybox("run", "--rm", "--network", "sub", "busybox", "sh", "-c", fetch_in("http://srv:8080/"))
+    assert r.out == "in the subnet\n"
+    import urllib.request
+    for _ in range(50):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+                assert resp.read() == b"in the subnet\n"
+                break
+        except OSError:
+            import time
+            time.sleep(0.1)
+    else:
+        pytest.fail("the published port did not answer")
+    busybox("rm", "-f", "srv")
+    one_error(busybox("network", "create", "--subnet", "10.0.0.0/16", "bad", expect=1),
+              "slirp4netns cannot use the network 10.0.0.0/16: it overlaps 10.0.3.0/24")
+    one_error(busybox("network", "create", "--subnet", "10.9.0.0/28", "bad", expect=1),
+              "its prefix length must be 1 to 25")

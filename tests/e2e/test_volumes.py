@@ -249,3 +249,51 @@ def test_a_read_only_volume_over_etc_without_hosts_in_the_image(bb, tmp_path):
     r = bb("run", "--rm", "-v", "etcro:/etc:ro", "nohosts", "sh", "-c",
            "grep -c localhost /etc/hosts; touch /etc/new 2>/dev/null || echo ro")
     assert r.out.split()[-1] == "ro" and int(r.out.split()[0]) >= 1
+
+
+@pytest.mark.parametrize("flag, propagation, tag", [
+    ("-v {src}:/mnt:rw,rshared", "rshared", "shared:"),
+    ("-v {src}:/mnt:ro,shared", "shared", "shared:"),
+    ("--mount type=bind,src={src},dst=/mnt,bind-propagation=rslave", "rslave", ""),
+    ("-v {src}:/mnt", "rprivate", ""),
+])
+def test_a_binds_propagation_is_taken_applied_and_shown(bb, tmp_path, flag, propagation, tag):
+    """Docker's propagation words in a bind's mode or --mount: the container's mount gets the
+    propagation (among its own mounts: nothing reaches the host's, which are not ours), inspect
+    shows it."""
+    cid = bb("run", "-d", *flag.format(src=tmp_path).split(), "busybox", "sleep", "300").out.strip()
+    line = next(ln for ln in bb("exec", cid, "cat", "/proc/self/mountinfo").out.splitlines() if " /mnt " in ln)
+    optional = line.split(" - ")[0].split()[6:]
+    assert (tag in " ".join(optional)) if tag else not optional, line
+    (m,) = inspect(bb, cid)["Mounts"]
+    assert (m["Type"], m["Propagation"]) == ("bind", propagation)
+    bb("rm", "-f", cid)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("-v", "data:/mnt:rshared"), "invalid mode 'rshared'"),
+    (("-v", "/tmp:/mnt:rshared,rslave"), "invalid mode 'rshared,rslave'"),
+    (("--mount", "type=volume,src=data,dst=/m,bind-propagation=rshared"), "bind-propagation 'rshared'"),
+    (("--mount", "type=bind,src=/tmp,dst=/m,bind-propagation=sideways"), "bind-propagation 'sideways'"),
+    (("--mount", "type=volume,src=data,dst=/m,volume-subpath=../up"), "must be a relative path inside the volume"),
+    (("--mount", "type=volume,src=data,dst=/m,volume-subpath=/abs"), "must be a relative path inside the volume"),
+    (("--mount", "type=volume,dst=/m,volume-subpath=sub"), "volume-subpath needs a named volume"),
+])
+def test_bad_propagation_and_subpath_are_one_line(bb, flags, message):
+    one_error(bb("create", *flags, "busybox", "true", expect=125), message)
+    assert bb("ps", "-aq").out == ""
+
+
+def test_a_volume_subpath_is_mounted_and_stays_inside_the_volume(bb):
+    bb("run", "--rm", "-v", "data:/vol", "busybox", "sh", "-c",
+       "mkdir -p /vol/sub && echo inside > /vol/sub/f && ln -s /etc /vol/out && ln -s ../../.. /vol/sub/up")
+    r = bb("run", "--rm", "--mount", "type=volume,src=data,dst=/m,volume-subpath=sub,readonly", "busybox", "sh",
+           "-c", "cat /m/f; ls /m; touch /m/x", expect=1)
+    assert r.out.split() == ["inside", "f", "up"] and "Read-only file system" in r.err
+    # links in the volume are followed inside it: /etc of the volume (none), never the host's
+    one_error(bb("run", "--rm", "--mount", "type=volume,src=data,dst=/m,volume-subpath=out", "busybox", "true",
+                 expect=125), "cannot mount the volume's subpath out: it does not exist in the volume")
+    r = bb("run", "--rm", "--mount", "type=volume,src=data,dst=/m,volume-subpath=sub/up", "busybox", "ls", "/m")
+    assert r.out.split() == ["out", "sub"]  # ../../.. from sub stops at the volume's root
+    one_error(bb("run", "--rm", "--mount", "type=volume,src=data,dst=/m,volume-subpath=nope", "busybox", "true",
+                 expect=125), "cannot mount the volume's subpath nope")

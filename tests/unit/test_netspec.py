@@ -202,3 +202,34 @@ def test_slirp_log_tail_is_one_informative_line(tmp_path):
     assert proc.log_tail() == 'open("/dev/net/tun"): Permission denied; child failed(1)'
     (tmp_path / slirp.LOG).write_text("")
     assert proc.log_tail() == "no message"
+
+
+@pytest.mark.parametrize("text, cidr", [
+    ("slirp4netns:cidr=172.28.0.0/16", "172.28.0.0/16"),
+    ("slirp4netns:cidr=10.5.7.9/24", "10.5.7.0/24"),
+    ("slirp4netns:cidr=192.168.0.0/25,enable_ipv6=true", "192.168.0.0/25"),
+])
+def test_slirp_cidr_option(text, cidr):
+    assert ns.parse_network(text).options["cidr"] == cidr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("slirp4netns:cidr=nope", "takes an IPv4 network"),
+    ("slirp4netns:cidr=2001:db8::/64", "takes an IPv4 network"),
+    ("slirp4netns:cidr=10.9.0.0/28", "prefix length must be 1 to 25"),
+    ("slirp4netns:cidr=10.0.0.0/16", "overlaps 10.0.3.0/24"),
+    ("slirp4netns:cidr=127.1.0.0/16", "overlaps 127.0.0.0/8"),
+])
+def test_slirp_cidr_refused(text, message):
+    with pytest.raises(UsageError, match=message):
+        ns.parse_network(text)
+
+
+def test_slirp_addresses_and_argv_in_a_chosen_network():
+    assert slirp.addresses({}) == ("10.0.2.100", "10.0.2.2", "10.0.2.3", 24)
+    assert slirp.addresses({"cidr": "172.28.0.0/16"}) == ("172.28.0.100", "172.28.0.2", "172.28.0.3", 16)
+    f = slirp.parse_probe("/usr/bin/slirp4netns", VERSION, HELP + "\n  --cidr=CIDR  specify network address CIDR")
+    assert "--cidr=172.28.0.0/16" in slirp.argv(f, "/p", 3, 4, "/s", {"cidr": "172.28.0.0/16"}, None)
+    old = slirp.parse_probe("/bin/slirp4netns", "", "--configure --exit-fd --ready-fd --disable-host-loopback")
+    with pytest.raises(Exception, match="--cidr"):
+        slirp.argv(old, "/p", 3, 4, "/s", {"cidr": "172.28.0.0/16"}, None)

@@ -137,8 +137,8 @@ def test_create_refuses(ctx):
         networks.create(ctx, "default")
     with pytest.raises(RootlessError, match='plugin "overlay" not found'):
         networks.create(ctx, "x", driver="overlay")
-    with pytest.raises(UsageError, match="no subnet"):
-        networks.create(ctx, "x", subnets=["10.9.0.0/16"])
+    with pytest.raises(UsageError, match="no matching subnet for gateway 10.8.0.1"):
+        networks.create(ctx, "x", subnets=[{"Subnet": "10.9.0.0/16", "Gateway": "10.8.0.1"}])
     assert [n["name"] for n in networks.user_networks(ctx.paths)] == ["app"]
 
 

@@ -19,11 +19,14 @@ def network_create(ctx: "Context", name: str = Arg(metavar="NETWORK"),
                    internal: bool = Opt(("--internal",), False, "Members reach each other, not the outside."),
                    attachable: bool = Opt(("--attachable",), False, "Accepted (any container may join)."),
                    opt: list[str] = Opt(("-o", "--opt"), [], "Driver options (KEY=VALUE), kept and shown."),
-                   ipv6: bool = Opt(("--ipv6",), False, "Refused: members have no addresses of their own."),
-                   subnet: list[str] = Opt(("--subnet",), [], "Refused: members have no addresses of their own.")):
+                   ipv6: bool = Opt(("--ipv6",), False, "Enable IPv6 (slirp4netns' IPv6 in each member)."),
+                   subnet: list[str] = Opt(("--subnet",), [], "Subnet in CIDR format (checked and kept)."),
+                   gateway: list[str] = Opt(("--gateway",), [], "Gateway of a subnet (checked and kept)."),
+                   ip_range: list[str] = Opt(("--ip-range",), [], "Range of a subnet (checked and kept).")):
     """Create a network: its members reach each other by name (each has its own slirp4netns)."""
-    from rootless.engine import networks
-    print(networks.create(ctx, name, driver, label, internal, attachable, opt, ipv6, subnet))
+    from rootless.engine import netipam, networks
+    pools = netipam.cli_pools(subnet, gateway, ip_range)
+    print(networks.create(ctx, name, driver, label, internal, attachable, opt, ipv6, pools, ipam_options={}))
 
 
 @command("network", "ls")
@@ -110,10 +113,18 @@ def network_prune(ctx: "Context", force: bool = Opt(("-f", "--force"), False, "D
 
 @command("network", "connect")
 def network_connect(ctx: "Context", network: str = Arg(metavar="NETWORK"), container: str = Arg(metavar="CONTAINER"),
-                    alias: list[str] = Opt(("--alias",), [], "Another name of the container on the network.")):
+                    alias: list[str] = Opt(("--alias",), [], "Another name of the container on the network."),
+                    ip: str = Opt(("--ip",), "", "IPv4 address in the network's subnets (checked and kept)."),
+                    ip6: str = Opt(("--ip6",), "", "IPv6 address in the network's subnets (checked and kept)."),
+                    link: list[str] = Opt(("--link",), [], "Link to another container (NAME:ALIAS), kept."),
+                    link_local_ip: list[str] = Opt(("--link-local-ip",), [], "A link-local address, kept."),
+                    driver_opt: list[str] = Opt(("--driver-opt",), [], "Driver options (KEY=VALUE), kept.")):
     """Connect a container to a network (its members reach it by name; it reaches them from its next start)."""
     from rootless.engine import networks
-    rec = networks.connect(ctx, network, container, alias)
+    ipam = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6), ("LinkLocalIPs", link_local_ip)) if v}
+    endpoint = {"IPAMConfig": ipam, "Links": link,
+                "DriverOpts": dict(o.partition("=")[::2] for o in driver_opt)}
+    rec = networks.connect(ctx, network, container, alias, endpoint)
     if rec["state"].get("status") == "running":
         ctx.warn(f"{rec['name']} is running: members that start from now on reach it by name, and it reaches "
                  "them from its own next start (rootless links containers when they start)")
