@@ -74,7 +74,8 @@ ALPINE_GROUP = "".join(f"{g}:x:{i}:{m}\n" for g, i, m in [
     ("root", 0, "root"), ("bin", 1, "root,bin,daemon"), ("daemon", 2, "root,bin,daemon"), ("adm", 4, "root,adm,daemon"),
     ("lp", 7, "lp"), ("mail", 12, "mail"), ("ftp", 21, ""), ("postgres", 70, ""), ("users", 100, "games"),
     ("nogroup", 65533, ""), ("nobody", 65534, "")])
-ALPINE_DIRS = ["etc", "var/opt", "var/lib", "var/cache", "var/log", "var/spool", "opt", "srv", "media", "mnt", "home", "run"]
+ALPINE_DIRS = ["etc", "var/opt", "var/lib", "var/cache", "var/log", "var/spool", "opt", "srv", "media", "mnt", "home",
+               "run"]
 HELLO = ('#!/bin/busybox sh\necho\necho "Hello from Docker!"\n'
          'echo "This message shows that your installation appears to be working correctly."\n')
 
@@ -346,6 +347,14 @@ def report(results: dict[str, str], against: str) -> dict:
     return summary
 
 
+def remove_containers(env: dict[str, str]) -> None:
+    """The containers the suite left (a teardown that failed early leaves them running; their
+    keepers outlive the service): removed, so that no process of the run stays."""
+    ids = subprocess.run(rootless_argv() + ["ps", "-aq"], env=env, capture_output=True, text=True).stdout.split()
+    if ids:
+        subprocess.run(rootless_argv() + ["rm", "-f", "-v", *ids], env=env, capture_output=True)
+
+
 def remove(work: Path) -> None:
     """The stores hold files of subordinate uids: made the user's again in a user namespace, then removed."""
     if (work / "podman").exists():
@@ -383,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if service:
             service.stop()
+            if args.against == "rootless":
+                remove_containers(service.env)
         if registry:
             registry.stop()
         if not args.keep:
