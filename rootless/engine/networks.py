@@ -328,7 +328,7 @@ def _change_networks(ctx: Context, rec: ContainerRecord, change) -> ContainerRec
         fresh = state.read(ctx.paths, cid)
         if fresh is None:
             from rootless.base.errors import ContainerNotFound
-            raise ContainerNotFound(f"no such container: {rec['name']}")
+            raise ContainerNotFound(f"No such container: {rec['name']}")
         fresh["spec"]["networks"] = change([list(x) for x in fresh["spec"].get("networks") or ()])
         atomic.write_json(ctx.paths.container_record(cid), fresh)
     return fresh
