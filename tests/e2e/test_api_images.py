@@ -277,6 +277,30 @@ def test_broken_builds_say_why(api, tmp_path):
     assert "Traceback" not in api.service_log()
 
 
+def test_client_errors_of_load_and_build_in_dockers_words(api):
+    """A failed load is said inside the 200 stream (docker-py's ImageLoadError comes from there),
+    naming no file of the store; a failed RUN says Docker's sentence (docker-py's BuildError)."""
+    import io
+
+    docker = pytest.importorskip("docker")
+    status, msgs = stream(api, "POST", "/images/load", b"abc")
+    assert status == 200 and len(msgs) == 1, msgs
+    assert msgs[0]["error"] == msgs[0]["errorDetail"]["message"]
+    assert "not a tar archive" in msgs[0]["error"] and str(api.rl.root) not in msgs[0]["error"], msgs
+    client = docker.DockerClient(base_url=f"unix://{api.socket}", version="1.41")
+    try:
+        with pytest.raises(docker.errors.ImageLoadError):
+            client.images.load(b"abc")
+        with pytest.raises(docker.errors.BuildError) as e:
+            client.images.build(fileobj=io.BytesIO(b"FROM busybox\nRUN exit 1"))
+        assert "The command '/bin/sh -c exit 1' returned a non-zero code: 1" in e.exconly()
+        assert e.value.build_log
+    finally:
+        client.close()
+    assert api.rl.leftovers() == [] and not any((api.rl.root / "tmp").glob("api-*"))
+    assert "Traceback" not in api.service_log()
+
+
 def test_build_of_a_dockerfile_alone_and_prunes(api):
     r = api.docker("build", "-t", "solo", "-", input="FROM busybox\nCMD [\"echo\", \"solo\"]\n", timeout=300)
     assert "Successfully tagged solo:latest" in r.out
