@@ -44,8 +44,10 @@ class Request:
         self._length = conn.content_length
 
     def arg(self, name: str, default: str | None = None) -> str | None:
+        """A query parameter; repeated, its first value counts, as in Docker's Go server (docker-py
+        sends ``dockerfile`` twice in some builds)."""
         values = self.query.get(name)
-        return values[-1] if values else default
+        return values[0] if values else default
 
     def flag(self, name: str, default: bool = False) -> bool:
         """A boolean query parameter as Docker reads one: 1, true, True (absent: ``default``)."""
