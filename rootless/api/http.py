@@ -17,7 +17,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 MAX_HEADER = 64 * 1024
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 101: "UPGRADED", 304: "Not Modified",
            400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
-           413: "Payload Too Large", 500: "Internal Server Error", 501: "Not Implemented"}
+           413: "Payload Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+           503: "Service Unavailable"}
 
 
 class BadRequest(Exception):
