@@ -17,7 +17,7 @@ import threading
 import time
 from collections import namedtuple
 
-from rootless.base.errors import RootlessError
+from rootless.base.errors import NotFound, RootlessError
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
@@ -36,6 +36,16 @@ class RegistryError(RootlessError):
     HTTP status when the registry answered one."""
 
     status = 0
+
+
+class RegistryNotFound(RegistryError, NotFound):
+    """The registry has no such repository, tag or manifest (404): Docker's 404 on the API, so a
+    client can tell it (docker-py's NotFound)."""
+
+
+# a 404's error code -> Docker's words (clients show them; docker-py's ImageNotFound knows some)
+_NOT_FOUND_WORDS = {"MANIFEST_UNKNOWN": ("manifest for {ref} not found", "manifest unknown"),
+                    "NAME_UNKNOWN": ("repository {repo} not found", "name unknown")}
 
 
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -285,9 +295,28 @@ class Client:
                 detail = ": " + "; ".join(str(e.get("message") or e.get("code")) for e in errs)
         except (ValueError, AttributeError):
             pass
-        err = self._status_error(resp.status, f"{self.ref_text}" + (f" ({what})" if what else ""), detail)
+        err = self._docker_not_found(body) if resp.status == 404 else None
+        if err is None:
+            err = self._status_error(resp.status, f"{self.ref_text}" + (f" ({what})" if what else ""), detail)
         err.status = resp.status
         return err
+
+    def _docker_not_found(self, body: bytes | bytearray) -> RegistryError | None:
+        """A 404 whose error code Docker words itself (``manifest for busybox:9 not found: manifest
+        unknown: manifest unknown``), else None."""
+        from layers import reference
+        try:
+            first = (json.loads(body).get("errors") or [])[0]
+            code, message = str(first.get("code") or ""), str(first.get("message") or "")
+            ref = reference.parse(self.ref_text)
+        except (ValueError, AttributeError, IndexError, TypeError, RootlessError):
+            return None
+        if code not in _NOT_FOUND_WORDS:
+            return None
+        what, cause = _NOT_FOUND_WORDS[code]
+        return RegistryNotFound(f"{what.format(ref=ref.familiar, repo=ref.familiar_repository)}: {cause}: {message}",
+                                "check the name and tag (short names are looked for in registries.search, "
+                                "default docker.io)")
 
     def _status_error(self, status: int, subject: str, detail: str) -> RegistryError:
         if status == 401:
@@ -297,7 +326,7 @@ class Client:
             return RegistryError(f"{subject}: access denied by {self.registry}{detail}",
                                  "check that this account may read (or write) the repository")
         if status == 404:
-            return RegistryError(f"{subject}: not found in {self.registry}{detail}",
+            return RegistryNotFound(f"{subject}: not found in {self.registry}{detail}",
                                  "check the name and tag (short names are looked for in registries.search, "
                                  "default docker.io)")
         if status == 429:

@@ -180,3 +180,24 @@ def test_bad_config_names_file_and_line(tmp_path, text, line):
     p.write_text(text)
     with pytest.raises(RootlessError, match=rf"bad config {p}:{line}: "):
         config.load(str(p))
+
+
+@pytest.mark.parametrize("ref_text, status, body, message", [
+    ("docker.io/library/busybox:9", 404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]},
+     "manifest for busybox:9 not found: manifest unknown: manifest unknown"),
+    ("127.0.0.1:5000/a/b@" + D, 404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]},
+     f"manifest for 127.0.0.1:5000/a/b@{D} not found: manifest unknown: manifest unknown"),
+    ("127.0.0.1:5000/a/b:1", 404, {"errors": [{"code": "NAME_UNKNOWN",
+                                                "message": "repository name not known to registry"}]},
+     "repository 127.0.0.1:5000/a/b not found: name unknown: repository name not known to registry"),
+])
+def test_a_missing_manifest_or_repository_is_a_404_in_dockers_words(ref_text, status, body, message):
+    """What Docker says (and the API's status, 404, which docker-py makes a NotFound of)."""
+    from layers.registry import Client, RegistryNotFound, Response
+    from rootless.api.routes import status_of
+    client = Client("127.0.0.1:5000", "a/b", ref_text=ref_text)
+    err = client._error(Response(status, {}, json.dumps(body).encode()), "manifest")
+    assert isinstance(err, RegistryNotFound) and err.message == message and err.status == 404
+    assert status_of(err) == 404 and err.exit_code == 125
+    other = client._error(Response(404, {}, b"not json"), "manifest")  # no code: our line, still a 404
+    assert isinstance(other, RegistryNotFound) and "not found in 127.0.0.1:5000" in other.message
