@@ -295,15 +295,16 @@ class Client:
                 detail = ": " + "; ".join(str(e.get("message") or e.get("code")) for e in errs)
         except (ValueError, AttributeError):
             pass
-        err = self._docker_not_found(body) if resp.status == 404 else None
+        err = self._docker_not_found(body, resp.status) if resp.status in (401, 403, 404) else None
         if err is None:
             err = self._status_error(resp.status, f"{self.ref_text}" + (f" ({what})" if what else ""), detail)
         err.status = resp.status
         return err
 
-    def _docker_not_found(self, body: bytes | bytearray) -> RegistryError | None:
+    def _docker_not_found(self, body: bytes | bytearray, status: int) -> RegistryError | None:
         """A 404 whose error code Docker words itself (``manifest for busybox:9 not found: manifest
-        unknown: manifest unknown``), else None."""
+        unknown: manifest unknown``), or a pull's DENIED (Docker Hub's answer for a repository that
+        does not exist), else None."""
         from layers import reference
         try:
             first = (json.loads(body).get("errors") or [])[0]
@@ -311,7 +312,11 @@ class Client:
             ref = reference.parse(self.ref_text)
         except (ValueError, AttributeError, IndexError, TypeError, RootlessError):
             return None
-        if code not in _NOT_FOUND_WORDS:
+        if code == "DENIED" and status in (401, 403) and self.scope.endswith(":pull"):
+            return RegistryNotFound(f"pull access denied for {ref.familiar_repository}, repository does not exist "
+                                    f"or may require 'docker login': denied: {message}",
+                                    f"check the name, or log in first: rootless login {self.registry}")
+        if code not in _NOT_FOUND_WORDS or status != 404:
             return None
         what, cause = _NOT_FOUND_WORDS[code]
         return RegistryNotFound(f"{what.format(ref=ref.familiar, repo=ref.familiar_repository)}: {cause}: {message}",
