@@ -224,8 +224,9 @@ def pull(store: ImageStore, ref_text: str, endpoints: list[dict] | None = None,
     ref = reference.parse(ref_text)
     store.sweep_tmp()  # what a killed pull left half-written
     store.staging()  # here, before the download threads: what they store is this pull's until registered
-    say(f"{ref.tag or ref.digest}: Pulling from {ref.familiar_repository}")
     client, digest, doc, chosen = _first_answering(ref, endpoints or [{}], platform)
+    # once the manifest is here, as Docker: the API's answer to a missing one is a 404, not a stream
+    say(f"{ref.tag or ref.digest}: Pulling from {ref.familiar_repository}")
     try:
         config_desc, layer_descs = manifest.image_parts(doc, str(ref))
         fetch_blob(client, store, config_desc, "config")

@@ -44,6 +44,12 @@ class Reference(namedtuple("Reference", "registry path tag digest", defaults=(No
             return self.path.removeprefix("library/")
         return self.repository
 
+    @property
+    def familiar(self) -> str:
+        """The whole reference as Docker shows it (``busybox:latest``, ``host:5000/x@sha256:...``)."""
+        return self.familiar_repository + (f":{self.tag}" if self.tag else "") + \
+            (f"@{self.digest}" if self.digest else "")
+
 
 def parse(ref: str) -> Reference:
     """Parse and normalise ``ref``; raises UsageError for an invalid reference."""

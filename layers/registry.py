@@ -20,7 +20,7 @@ import threading
 import time
 from collections import namedtuple
 
-from rootless.base.errors import RootlessError
+from rootless.base.errors import NotFound, RootlessError
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
@@ -39,6 +39,16 @@ class RegistryError(RootlessError):
     HTTP status when the registry answered one."""
 
     status = 0
+
+
+class RegistryNotFound(RegistryError, NotFound):
+    """The registry has no such repository, tag or manifest (404): Docker's 404 on the API, so a
+    client can tell it (docker-py's NotFound)."""
+
+
+# a 404's error code -> Docker's words (clients show them; docker-py's ImageNotFound knows some)
+_NOT_FOUND_WORDS = {"MANIFEST_UNKNOWN": ("manifest for {ref} not found", "manifest unknown"),
+                    "NAME_UNKNOWN": ("repository {repo} not found", "name unknown")}
 
 
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -307,9 +317,33 @@ class Client:
                 detail = ": " + "; ".join(str(e.get("message") or e.get("code")) for e in errs)
         except (ValueError, AttributeError):
             pass
-        err = self._status_error(resp.status, f"{self.ref_text}" + (f" ({what})" if what else ""), detail)
+        err = self._docker_not_found(body, resp.status) if resp.status in (401, 403, 404) else None
+        if err is None:
+            err = self._status_error(resp.status, f"{self.ref_text}" + (f" ({what})" if what else ""), detail)
         err.status = resp.status
         return err
+
+    def _docker_not_found(self, body: bytes | bytearray, status: int) -> RegistryError | None:
+        """A 404 whose error code Docker words itself (``manifest for busybox:9 not found: manifest
+        unknown: manifest unknown``), or a pull's DENIED (Docker Hub's answer for a repository that
+        does not exist), else None."""
+        from layers import reference
+        try:
+            first = (json.loads(body).get("errors") or [])[0]
+            code, message = str(first.get("code") or ""), str(first.get("message") or "")
+            ref = reference.parse(self.ref_text)
+        except (ValueError, AttributeError, IndexError, TypeError, RootlessError):
+            return None
+        if code == "DENIED" and status in (401, 403) and self.scope.endswith(":pull"):
+            return RegistryNotFound(f"pull access denied for {ref.familiar_repository}, repository does not exist "
+                                    f"or may require 'docker login': denied: {message}",
+                                    f"check the name, or log in first: rootless login {self.registry}")
+        if code not in _NOT_FOUND_WORDS or status != 404:
+            return None
+        what, cause = _NOT_FOUND_WORDS[code]
+        return RegistryNotFound(f"{what.format(ref=ref.familiar, repo=ref.familiar_repository)}: {cause}: {message}",
+                                "check the name and tag (short names are looked for in registries.search, "
+                                "default docker.io)")
 
     def _status_error(self, status: int, subject: str, detail: str) -> RegistryError:
         if status == 401:
@@ -319,7 +353,7 @@ class Client:
             return RegistryError(f"{subject}: access denied by {self.registry}{detail}",
                                  "check that this account may read (or write) the repository")
         if status == 404:
-            return RegistryError(f"{subject}: not found in {self.registry}{detail}",
+            return RegistryNotFound(f"{subject}: not found in {self.registry}{detail}",
                                  "check the name and tag (short names are looked for in registries.search, "
                                  "default docker.io)")
         if status == 429:

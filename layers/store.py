@@ -147,8 +147,12 @@ class ImageStore:
                 raise RootlessError(f"image id prefix {name!r} is ambiguous", "give more characters of the id")
         if first is None:
             reference.parse(name)  # raises the reference's own error
-        raise ImageNotFound(f"image {str(first)!r} not found locally",
-                            "load it with `rootless load -i FILE` or create it with `rootless import`")
+        # Docker's words: clients tell a missing image from other 404s by them (docker-py's ImageNotFound);
+        # a full id is a digest to Docker, any other name a reference (``busybox`` is ``busybox:latest``)
+        full_id = len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart)
+        shown = f"sha256:{hexpart}" if full_id else (first.familiar if first else name)
+        raise ImageNotFound(f"No such image: {shown}",
+                            "pull it, load it with `rootless load -i FILE` or create it with `rootless import`")
 
     # ---- blobs ---------------------------------------------------------------
     def has_blob(self, digest: str) -> bool:

@@ -17,7 +17,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 MAX_HEADER = 64 * 1024
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 101: "UPGRADED", 304: "Not Modified",
            400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
-           413: "Payload Too Large", 500: "Internal Server Error", 501: "Not Implemented"}
+           413: "Payload Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+           503: "Service Unavailable"}
 
 
 class BadRequest(Exception):
@@ -44,8 +45,10 @@ class Request:
         self._length = conn.content_length
 
     def arg(self, name: str, default: str | None = None) -> str | None:
+        """A query parameter; repeated, its first value counts, as in Docker's Go server (docker-py
+        sends ``dockerfile`` twice in some builds)."""
         values = self.query.get(name)
-        return values[-1] if values else default
+        return values[0] if values else default
 
     def flag(self, name: str, default: bool = False) -> bool:
         """A boolean query parameter as Docker reads one: 1, true, True (absent: ``default``)."""

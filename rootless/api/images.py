@@ -403,12 +403,21 @@ def push(ctx: Context, req: Request, name):
 
 
 def load(ctx: Context, req: Request):
+    """Docker answers 200 and says a failed load inside the stream (docker-py's ImageLoadError
+    comes from there), once the body is read."""
     with _spooled(ctx, req, "api-load-") as path:
-        lines = uc.load(ctx, path)
-    out = _Out(req.conn)
-    for line in lines:
-        out.emit({"stream": line + "\n"})
-    out.end()
+        out = _Out(req.conn)
+        out.start()
+
+        def work():
+            try:
+                lines = uc.load(ctx, path)
+            except RootlessError as e:  # the spooled file is no name the client knows
+                e.message = e.message.replace(f"archive {path}", "the uploaded archive").replace(path, "the upload")
+                raise
+            for line in lines:
+                out.emit({"stream": line + "\n"})
+        _streamed(out, work)
 
 
 def get_many(ctx: Context, req: Request):

@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 
-from rootless.api import http
+from rootless.api import http, swarm
 from rootless.base.errors import RootlessError
 
 TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
@@ -88,12 +88,13 @@ ROUTES = [
     ("POST", "/networks/{id}/connect", "networks:connect"),
     ("POST", "/networks/{id}/disconnect", "networks:disconnect"),
 ]
+ROUTES += swarm.ROUTES  # answered as by a Docker node in no swarm (503)
 
 # Parts of Docker's API this tool does not have: answered 501 with what to do instead.
 NOT_IMPLEMENTED = [
     (re.compile(r"^/containers/[^/]+/(update|attach/ws)$"), "not supported by rootless"),
-    (re.compile(r"^/(swarm|services|tasks|secrets|configs|nodes|plugins|session|grpc)(/|$)"),
-     "not supported by rootless (no swarm, plugins or BuildKit sessions)"),
+    (re.compile(r"^/(plugins|session|grpc)(/|$)"),
+     "not supported by rootless (no plugins or BuildKit sessions)"),
     (re.compile(r"^/auth$"), "log in with `rootless login`"),
     (re.compile(r"^/images/search$"), "searching a registry is not supported by rootless"),
 ]

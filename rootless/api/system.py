@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 
+from rootless.api import swarm
 from rootless.api.routes import API_VERSION, MIN_API_VERSION
 from rootless.base.clock import now_iso
 
@@ -82,6 +83,7 @@ def info(ctx: Context, req: Request):
         "Runtimes": {"rootless": {"path": "rootless"}},
         "DefaultRuntime": "rootless", "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "rootless-init",
         "SecurityOptions": ["name=seccomp,profile=builtin", "name=rootless", "name=cgroupns"],
+        "Swarm": swarm.INACTIVE,
         "Warnings": [],
     }
 

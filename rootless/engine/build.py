@@ -292,8 +292,9 @@ class Executor:
                 raise BuildError(f"{step['where']}: {step['text']}: {e.message}", e.hint, exit_code=1) from None
             if code != 0:
                 self._replay(captured)
-                raise BuildError(f"{step['where']}: {step['text']}: the command returned a non-zero code: {code}",
-                                 exit_code=1)
+                # Docker's sentence (clients match it: docker-py's BuildError), after where it was
+                raise BuildError(f"{step['where']}: The command '{' '.join(step['argv'])}' returned a non-zero "
+                                 f"code: {code}", exit_code=1)
             return self._store_layer(self.ctx.paths.upper(cid))
         finally:
             records.remove_container_files(self.ctx, cid)

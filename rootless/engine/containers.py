@@ -101,8 +101,8 @@ def _resolve_network_refs(ctx: Context, opts):
         try:
             target = lookup(ctx, mode.container)
         except RootlessError:
-            raise UsageError(f"no such container: {mode.container}",
-                             "--network container:NAME names an existing container") from None
+            raise ContainerNotFound(f"No such container: {mode.container}",  # Docker: 404, and 125 for run
+                                    "--network container:NAME names an existing container", exit_code=125) from None
         network = f"container:{target['id']}"
     return opts._replace(links=tuple(links), network=network)
 

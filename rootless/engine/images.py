@@ -373,15 +373,26 @@ def ensure_image(ctx: Context, name: str, policy: str = "missing", opts: Registr
             if not opts.platform or _platform_fits(ctx, rec, opts.platform):
                 return rec
             if policy == "never":
-                raise ImageNotFound(f"image {name!r} is here for {ctx.store.platform_of(rec) or 'another platform'}, "
-                                    f"not {opts.platform}", "pull it with --platform, or use --pull missing")
+                raise ImageNotFound(f"image with reference {name} was found but does not match the specified "
+                                    f"platform: wanted {opts.platform}, actual: "
+                                    f"{ctx.store.platform_of(rec) or 'unknown'}",  # Docker's words
+                                    "pull it with --platform, or use --pull missing")
         except ImageNotFound:
             if policy == "never":
                 raise
             if not opts.quiet:
-                ctx.note(f"Unable to find image '{name}' locally")
+                ctx.note(f"Unable to find image '{_familiar(name)}' locally")
     pull(ctx, name, opts)
     return ctx.store.resolve(name)
+
+
+def _familiar(name: str) -> str:
+    """``alpine`` -> ``alpine:latest``: a name as Docker's messages show it (an unreadable one as given)."""
+    from layers import reference
+    try:
+        return reference.parse(name).familiar
+    except RootlessError:
+        return name
 
 
 def _platform_fits(ctx: Context, rec: dict, wanted: str) -> bool:

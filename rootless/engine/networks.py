@@ -357,7 +357,7 @@ def _change_networks(ctx: Context, rec: ContainerRecord, change, nid: str | None
         fresh = state.read(ctx.paths, cid)
         if fresh is None:
             from rootless.base.errors import ContainerNotFound
-            raise ContainerNotFound(f"no such container: {rec['name']}")
+            raise ContainerNotFound(f"No such container: {rec['name']}")
         fresh["spec"]["networks"] = change([list(x) for x in fresh["spec"].get("networks") or ()])
         if nid is not None:
             _keep_endpoint(fresh["spec"], nid, settings)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from rootless.base.errors import Conflict, RootlessError, UsageError
+from rootless.base.errors import Conflict, ContainerNotFound, RootlessError, UsageError
 from rootless.runtime import names, state, volumes
 
 TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
@@ -166,7 +166,8 @@ def _volumes_from(ctx: Context, refs: tuple[str, ...], taken: set[str]) -> list[
         try:
             rec = records.lookup(ctx, ref)
         except RootlessError:
-            raise UsageError(f"no such container: {ref}", "--volumes-from names an existing container") from None
+            raise ContainerNotFound(f"No such container: {ref}", "--volumes-from names an existing container",
+                                    exit_code=125) from None  # Docker: 404, and 125 for run
         for m in rec.get("spec", {}).get("mounts") or ():
             if m["type"] == "tmpfs" or m["target"] in taken:
                 continue

@@ -97,7 +97,7 @@ def _running(ctx: Context, ref: str, why: str) -> ContainerRecord:
     try:
         rec = records.lookup(ctx, ref)
     except RootlessError:
-        raise RootlessError(f"{why}: no such container: {ref}") from None
+        raise RootlessError(f"{why}: No such container: {ref}") from None
     if not records.is_running(rec) or rec["state"].get("status") == "removed":
         raise Conflict(f"{why}: container {rec['name']} is not running",
                        f"start it first: rootless start {rec['name']}")

@@ -168,7 +168,7 @@ def _update(paths: Paths, cid: str, part: Literal["spec", "state"], changes: dic
 def lookup(paths: Paths, ref: str) -> ContainerRecord:
     """A record by full id, unique id prefix or name."""
     if not ref:
-        raise ContainerNotFound("no such container: (empty name)")
+        raise ContainerNotFound("No such container: (empty name)")
     recs = all_records(paths)
     for r in recs:
         if r.get("name") == ref or r["id"] == ref:
@@ -178,7 +178,7 @@ def lookup(paths: Paths, ref: str) -> ContainerRecord:
         return found[0]
     if len(found) > 1:
         raise RootlessError(f"container id prefix {ref!r} is ambiguous", "give more characters")
-    raise ContainerNotFound(f"no such container: {ref}")
+    raise ContainerNotFound(f"No such container: {ref}")  # Docker's words, which clients match on
 
 
 def pid_start_time(pid: int, zombie_ok: bool = False) -> str:

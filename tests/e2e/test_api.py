@@ -3,6 +3,7 @@ raw HTTP: containers, exec, logs, volumes, the socket's security, errors, one en
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -128,6 +129,72 @@ def test_errors_are_dockers(api):
     assert "no-such-image-here" in r.err
     status, body = api.request("POST", "/containers/create", b"{not json", {"Content-Type": "application/json"})
     assert status == 400 and "JSON" in body["message"]
+
+
+def _docker_py(api):
+    """docker-py (Testcontainers' client) on the service: its exception classes come from the
+    status and Docker's texts."""
+    docker = pytest.importorskip("docker")
+    return docker, docker.DockerClient(base_url=f"unix://{api.socket}", version="1.41")
+
+
+def test_error_texts_clients_match_on(api):
+    """Docker's texts where clients decide by them: a missing image is docker-py's ImageNotFound
+    (so ``containers.run`` pulls), a missing container its NotFound, an unknown log driver the
+    line docker-py's tests accept."""
+    status, body = api.request("POST", "/containers/create", {"Image": "nothere"})
+    assert (status, body) == (404, {"message": "No such image: nothere:latest"})
+    assert api.request("GET", "/images/nothere:2/json") == (404, {"message": "No such image: nothere:2"})
+    assert api.request("GET", "/containers/nope/json") == (404, {"message": "No such container: nope"})
+    assert api.request("DELETE", "/containers/nope") == (404, {"message": "No such container: nope"})
+    status, body = api.request("POST", "/containers/create",
+                               {"Image": "busybox", "HostConfig": {"LogConfig": {"Type": "asdf", "Config": {}}}})
+    assert (status, body) == (400, {"message": "logger: no log driver named 'asdf' is registered"})
+    docker, client = _docker_py(api)
+    with contextlib.closing(client):
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.containers.create("nothere")
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get("nothere")
+        with pytest.raises(docker.errors.NotFound) as e:
+            client.containers.get("nope")
+        assert not isinstance(e.value, docker.errors.ImageNotFound)
+        # containers.run pulls on ImageNotFound: the pull's failure is said, not the create's 404
+        with pytest.raises(docker.errors.APIError) as e:
+            client.containers.run("127.0.0.1:1/none/such:1", "true")
+        assert "/containers/create" not in str(e.value)
+    assert api.docker("ps", "-aq").out == ""
+
+
+def test_swarm_endpoints_answer_as_a_node_in_no_swarm(api):
+    """503 with Docker's texts: docker-py's forced leave (every network test's teardown) takes it
+    as done; init and join say rootless has no swarm; info says inactive."""
+    manager = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
+               'this node to swarm and try again.')
+    for method, path in (("GET", "/swarm"), ("POST", "/swarm/update?version=1"), ("POST", "/swarm/unlock"),
+                         ("GET", "/swarm/unlockkey"), ("GET", "/services"), ("POST", "/services/create"),
+                         ("GET", "/services/x"), ("DELETE", "/services/x"), ("GET", "/services/x/logs"),
+                         ("GET", "/nodes"), ("GET", "/tasks"), ("GET", "/tasks/x"), ("GET", "/secrets"),
+                         ("POST", "/secrets/create"), ("GET", "/configs"), ("DELETE", "/configs/x"),
+                         ("GET", "/v1.41/nodes/x")):
+        assert api.request(method, path) == (503, {"message": manager}), (method, path)
+    for path in ("/swarm/leave", "/swarm/leave?force=1", "/v1.41/swarm/leave?force=True"):
+        assert api.request("POST", path) == (503, {"message": "This node is not part of a swarm"})
+    for path in ("/swarm/init", "/swarm/join"):
+        status, body = api.request("POST", path, {"ListenAddr": "0.0.0.0:2377"})
+        assert status == 503 and "rootless has no swarm mode" in body["message"]
+    status, info = api.request("GET", "/info")
+    assert status == 200 and info["Swarm"]["LocalNodeState"] == "inactive" and info["Swarm"]["NodeID"] == ""
+    docker, client = _docker_py(api)
+    with contextlib.closing(client):
+        assert client.api.leave_swarm(force=True) is True
+        with pytest.raises(docker.errors.APIError) as e:
+            client.swarm.init()
+        assert e.value.response.status_code == 503
+    assert api.docker("info", "--format", "{{.Swarm.LocalNodeState}}").out.strip() == "inactive"
+    assert manager in api.docker("service", "ls", expect=1).err
+    assert "This node is not part of a swarm" in api.docker("swarm", "leave", "--force", expect=1).err
+    assert "Traceback" not in api.service_log()
 
 
 def test_wait_and_kill(api):

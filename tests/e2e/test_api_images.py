@@ -11,6 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.apiservice import DOCKER, ApiService, UnixHTTPConnection
+from tests.conftest import wait_for
 from tests.registryd import Registry
 
 pytestmark = pytest.mark.userns
@@ -186,10 +187,35 @@ def test_push_pull_through_the_registry(api_reg, registry):
     r = api.docker("pull", f"{registry.host}/api/nothing:here", expect=1)
     assert f"{registry.host}/api/nothing:here" in r.err
     status, msgs = stream(api, "POST", f"/images/create?fromImage={registry.host}/api/nothing&tag=here")
-    assert status == 200 and "errorDetail" in msgs[-1] and msgs[-1]["error"] == msgs[-1]["errorDetail"]["message"]
+    assert status == 404 and "manifest unknown" in msgs[0]["message"]  # before any stream, as Docker
     r = api.docker("push", f"{registry.host}/api/absent:1", expect=1)
     assert "does not exist" in r.err or "absent" in r.err
     assert "Traceback" not in api.service_log()
+
+
+def test_a_missing_manifest_is_a_404_in_dockers_words(api_reg, registry):
+    """A pull of a tag or digest the registry lacks answers 404 before any stream, in Docker's words
+    (docker-py's pull raises NotFound at once); the CLI says the same line."""
+    docker = pytest.importorskip("docker")
+    api = api_reg
+    repo = f"{registry.host}/api/there"
+    api.docker("tag", "busybox", f"{repo}:1")
+    api.docker("push", f"{repo}:1")
+    missing = "sha256:" + "0" * 64
+    for query, shown in ((f"tag={missing}", f"{repo}@{missing}"), ("tag=2", f"{repo}:2")):
+        status, msgs = stream(api, "POST", f"/images/create?fromImage={repo}&{query}")
+        assert (status, msgs) == (404, [{"message": f"manifest for {shown} not found: manifest unknown: "
+                                                    "manifest unknown"}])
+    client = docker.DockerClient(base_url=f"unix://{api.socket}", version="1.41")
+    try:
+        with pytest.raises(docker.errors.NotFound) as e:
+            client.images.pull(f"{repo}@{missing}")
+        assert "/images/create" in str(e.value)  # the pull itself said it, not a later look-up
+    finally:
+        client.close()
+    r = api.rl("pull", f"{repo}:2", expect=125)
+    assert f"manifest for {repo}:2 not found: manifest unknown" in r.err and "Pulling from" not in r.err
+    assert api.rl.leftovers() == []
 
 
 def test_registry_credentials_come_from_the_client(api_auth, auth_registry):
@@ -274,6 +300,32 @@ def test_broken_builds_say_why(api, tmp_path):
     r = api.docker("build", str(ctx), expect=1)
     assert "missing.txt" in r.err, r.err
     assert api.docker("images", "-q", "--filter", "reference=broken").out == ""
+    assert "Traceback" not in api.service_log()
+
+
+def test_client_errors_of_load_and_build_in_dockers_words(api):
+    """A failed load is said inside the 200 stream (docker-py's ImageLoadError comes from there),
+    naming no file of the store; a failed RUN says Docker's sentence (docker-py's BuildError)."""
+    import io
+
+    docker = pytest.importorskip("docker")
+    status, msgs = stream(api, "POST", "/images/load", b"abc")
+    assert status == 200 and len(msgs) == 1, msgs
+    assert msgs[0]["error"] == msgs[0]["errorDetail"]["message"]
+    assert "not a tar archive" in msgs[0]["error"] and str(api.rl.root) not in msgs[0]["error"], msgs
+    client = docker.DockerClient(base_url=f"unix://{api.socket}", version="1.41")
+    try:
+        with pytest.raises(docker.errors.ImageLoadError):
+            client.images.load(b"abc")
+        with pytest.raises(docker.errors.BuildError) as e:
+            client.images.build(fileobj=io.BytesIO(b"FROM busybox\nRUN exit 1"))
+        assert "The command '/bin/sh -c exit 1' returned a non-zero code: 1" in e.exconly()
+        assert e.value.build_log
+    finally:
+        client.close()
+    # the connection's process cleans up after its last message: give it the moment
+    wait_for(lambda: not any((api.rl.root / "tmp").glob("api-*")), 30, "the build's temporary files to go")
+    assert api.rl.leftovers() == []
     assert "Traceback" not in api.service_log()
 
 

@@ -241,6 +241,19 @@ def test_dockerignore(bb, tmp_path):
 
 
 # ---- failures ----------------------------------------------------------------------------------
+def test_failed_run_says_dockers_sentence(bb, tmp_path):
+    """The line names the step, then says Docker's sentence, which clients match on: the command
+    as it ran (the shell form through /bin/sh -c, the exec form as given)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN exit 1\n")
+    err = one_error(build(bb, ctx, expect=1), "The command")
+    assert err.startswith("rootless: error: Dockerfile:2: ") and \
+        err.endswith("The command '/bin/sh -c exit 1' returned a non-zero code: 1"), err
+    (ctx / "Dockerfile").write_text('FROM busybox\nRUN ["sh", "-c", "exit 4"]\n')
+    one_error(build(bb, ctx, expect=1), "The command 'sh -c exit 4' returned a non-zero code: 4")
+
+
 def test_failing_run_names_the_step_and_code_and_leaves_nothing(bb, tmp_path):
     ctx = context(tmp_path, "failing")
     r = build(bb, ctx, "-t", "failing", expect=1)

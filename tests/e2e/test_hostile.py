@@ -476,7 +476,7 @@ def test_valid_load_after_failed_load(rl, images, tmp_path, outside, escape):
 def test_run_unknown_image(rl):
     res = rl("run", "--rm", "--pull", "never", "nosuchimage:1", "true", expect=125)
     assert_one_error(res.err)
-    assert "not found locally" in res.err
+    assert "No such image: nosuchimage:1" in res.err
 
 
 def test_run_unknown_image_from_a_blocked_registry(rl):

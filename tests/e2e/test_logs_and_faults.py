@@ -119,7 +119,7 @@ def test_wait_racing_rm_f_says_137(bb):
     bb("rm", "-f", "victim")
     out, err = p.communicate(timeout=30)
     assert (p.returncode, out) == (0, b"137\n"), err
-    one_error(bb("wait", "victim", expect=1), "no such container")
+    one_error(bb("wait", "victim", expect=1), "No such container: victim")
 
 
 def _has_socket(pid: int) -> bool:

@@ -342,7 +342,7 @@ def test_inspect_and_info_show_the_network(bb):
     (["-p", "99999:80"], "invalid host port"),
     (["--network", "host", "--link", "x:y"], "could not get container for x"),
     (["--link", "missing"], "could not get container for missing"),
-    (["--network", "container:missing"], "no such container"),
+    (["--network", "container:missing"], "No such container: missing"),
 ])
 def test_bad_network_flags(bb, flags, message):
     r = bb("run", "--rm", *flags, "busybox", "true", expect=125)

@@ -147,7 +147,7 @@ def test_connect_and_disconnect(busybox):
     one_error(busybox("network", "disconnect", "app", "srv", expect=1), "is not connected to network app")
     r = busybox("run", "--rm", "--network", "app", "busybox", "sh", "-c", "wget -qO- http://api:8080/; echo rc=$?")
     assert "rc=1" in r.out
-    one_error(busybox("network", "connect", "app", "nobody", expect=1), "no such container: nobody")
+    one_error(busybox("network", "connect", "app", "nobody", expect=1), "No such container: nobody")
 
 
 def test_a_restarted_member_reaches_those_started_before_it(busybox):

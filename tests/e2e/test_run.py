@@ -85,7 +85,8 @@ def test_command_not_executable_is_126(bb):
 
 def test_tool_errors_are_125(bb):
     assert "unknown flag: --no-such-flag" in bb("run", "--no-such-flag", "busybox", expect=125).err
-    assert "not found locally" in bb("run", "--rm", "--pull", "never", "no-such-image", "true", expect=125).err
+    r = bb("run", "--rm", "--pull", "never", "no-such-image", "true", expect=125)
+    assert "No such image: no-such-image:latest" in r.err
     r = bb("run", "--rm", "-u", "nosuchuser", "busybox", "id", expect=125)
     assert "unable to find user nosuchuser" in r.err
     assert bb("run", "--rm", "-w", "relative", "busybox", "true", expect=125).err.count("\n") <= 2

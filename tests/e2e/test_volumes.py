@@ -155,7 +155,7 @@ def test_volumes_from_chains_and_a_stopped_source(bb):
     anon = mounts["/data"]["Name"]
     bb("rm", "-v", "middle")  # its volumes were not its own
     assert anon in bb("volume", "ls", "-q").out
-    one_error(bb("run", "--volumes-from", "nosuch", "busybox", "true", expect=125), "no such container")
+    one_error(bb("run", "--volumes-from", "nosuch", "busybox", "true", expect=125), "No such container: nosuch")
 
 
 def test_backup_and_restore_with_volumes_from(bb, tmp_path):

@@ -134,6 +134,15 @@ def test_good_requests_still_read():
     assert req.path == "/_ping" and body == b"" and not conn.keep_alive
 
 
+def test_a_repeated_query_parameter_counts_with_its_first_value():
+    """As Docker's Go server (``r.Form.Get``): docker-py sends ``dockerfile`` twice in some builds."""
+    _conn, req, _body = _read(b"POST /build?dockerfile=first&t=x&dockerfile=second&q=&q=1&rm=1&rm=0 HTTP/1.1\r\n"
+                              b"Content-Length: 0\r\n\r\n")
+    assert req.arg("dockerfile") == "first" and req.arg("t") == "x" and req.arg("none", "d") == "d"
+    assert req.arg("q") == "" and not req.flag("q") and req.flag("rm")
+    assert req.query["dockerfile"] == ["first", "second"]  # every value stays for the lists (names=...)
+
+
 def test_an_idle_connection_raises_idle():
     import time
 

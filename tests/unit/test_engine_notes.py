@@ -18,7 +18,7 @@ class MissingStore:
 
     def resolve(self, name):
         if not self.pulled:
-            raise ImageNotFound(f"image {name!r} not found locally")
+            raise ImageNotFound(f"No such image: {name}")
         return {"id": "sha256:" + "0" * 64}
 
 
@@ -39,6 +39,15 @@ def test_a_missing_image_is_a_note_of_the_context(tmp_path, monkeypatch, capsys)
     images.ensure_image(ctx, "alpine:3", "missing")
     assert seen == ["Unable to find image 'alpine:3' locally"]
     assert capsys.readouterr().err == ""
+
+
+def test_the_note_names_the_image_as_docker_does(tmp_path, monkeypatch):
+    """Docker's CLI line: the familiar name with its tag (``alpine`` is ``alpine:latest``)."""
+    seen: list[str] = []
+    ctx = _context(tmp_path, monkeypatch, seen.append)
+    images.ensure_image(ctx, "alpine", "missing")
+    images.ensure_image(_context(tmp_path, monkeypatch, seen.append), "docker.io/library/busybox", "missing")
+    assert seen == ["Unable to find image 'alpine:latest' locally", "Unable to find image 'busybox:latest' locally"]
 
 
 def test_without_notes_the_line_goes_to_stderr(tmp_path, monkeypatch, capsys):

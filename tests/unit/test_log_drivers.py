@@ -288,6 +288,7 @@ def test_log_config(driver, opts, want):
 @pytest.mark.parametrize("driver, opts, message", [
     ("syslog", [], "unsupported log driver 'syslog'"),
     ("local", [], "unsupported log driver"),
+    ("asdf", [], "^logger: no log driver named 'asdf' is registered$"),  # Docker's words for a name it lacks too
     (None, ["max-size"], "invalid log opt 'max-size'"),
     (None, ["=3"], "invalid log opt"),
     (None, ["compress=true"], "unknown log opt 'compress' for json-file log driver"),

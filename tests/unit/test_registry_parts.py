@@ -192,3 +192,36 @@ def test_loopback_registries_may_answer_in_plain_http(registry, loopback):
     assert is_loopback(registry) is loopback
     assert Client(registry, "x/y").schemes == (["https", "http"] if loopback else ["https"])
     assert Client(registry, "x/y", insecure=True).schemes == ["https", "http"]
+
+
+@pytest.mark.parametrize("ref_text, status, body, message", [
+    ("docker.io/library/busybox:9", 404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]},
+     "manifest for busybox:9 not found: manifest unknown: manifest unknown"),
+    ("127.0.0.1:5000/a/b@" + D, 404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]},
+     f"manifest for 127.0.0.1:5000/a/b@{D} not found: manifest unknown: manifest unknown"),
+    ("127.0.0.1:5000/a/b:1", 404, {"errors": [{"code": "NAME_UNKNOWN",
+                                                "message": "repository name not known to registry"}]},
+     "repository 127.0.0.1:5000/a/b not found: name unknown: repository name not known to registry"),
+    ("docker.io/library/nosuch:latest", 401, {"errors": [{"code": "DENIED",
+                                                           "message": "requested access to the resource is denied"}]},
+     "pull access denied for nosuch, repository does not exist or may require 'docker login': denied: "
+     "requested access to the resource is denied"),  # Docker Hub's answer for a repository it lacks
+])
+def test_a_missing_manifest_or_repository_is_a_404_in_dockers_words(ref_text, status, body, message):
+    """What Docker says (and the API's status, 404, which docker-py makes a NotFound of)."""
+    from layers.registry import Client, RegistryNotFound, Response
+    from rootless.api.routes import status_of
+    client = Client("127.0.0.1:5000", "a/b", ref_text=ref_text)
+    err = client._error(Response(status, {}, json.dumps(body).encode()), "manifest")
+    assert isinstance(err, RegistryNotFound) and err.message == message and err.status == status
+    assert status_of(err) == 404 and err.exit_code == 125
+    other = client._error(Response(404, {}, b"not json"), "manifest")  # no code: our line, still a 404
+    assert isinstance(other, RegistryNotFound) and "not found in 127.0.0.1:5000" in other.message
+
+
+def test_a_denied_push_is_no_missing_image():
+    from layers.registry import Client, RegistryNotFound, Response
+    client = Client("127.0.0.1:5000", "a/b", push=True, ref_text="127.0.0.1:5000/a/b:1")
+    err = client._error(Response(403, {}, json.dumps({"errors": [{"code": "DENIED", "message": "no"}]}).encode()),
+                        "blob upload")
+    assert not isinstance(err, RegistryNotFound) and "access denied by 127.0.0.1:5000" in err.message

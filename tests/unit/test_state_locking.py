@@ -307,7 +307,7 @@ def test_lookup_ambiguous_prefix(paths, three, ref):
 
 @pytest.mark.parametrize("ref", ["nope", "abc3", "WEB", ""])
 def test_lookup_missing(paths, three, ref):
-    with pytest.raises(ContainerNotFound, match="no such container"):
+    with pytest.raises(ContainerNotFound, match="No such container"):
         state.lookup(paths, ref)
 
 

@@ -147,11 +147,17 @@ def test_a_tag_wins_over_a_short_id_prefix(store):
     assert store.resolve("sha256:" + prefix) == a
 
 
-@pytest.mark.parametrize("name", ["nothere", "busybox:2", "user/app", "sha256:" + "f" * 64, "f" * 64])
-def test_resolve_unknown(store, two, name):
+@pytest.mark.parametrize("name, shown", [
+    ("nothere", "nothere:latest"), ("busybox:2", "busybox:2"), ("user/app", "user/app:latest"),
+    ("localhost:5000/a/b", "localhost:5000/a/b:latest"), ("sha256:" + "f" * 64, "sha256:" + "f" * 64),
+    ("f" * 64, "sha256:" + "f" * 64), ("busybox@sha256:" + "e" * 64, "busybox@sha256:" + "e" * 64)])
+def test_resolve_unknown(store, two, name, shown):
+    """Docker's words, which clients match on (docker-py's ImageNotFound): the name as Docker
+    shows it, with its tag."""
     assert not any(r["id"].startswith("sha256:f") for r in two)  # the test ids are fixed
-    with pytest.raises(ImageNotFound, match="not found locally"):
+    with pytest.raises(ImageNotFound) as e:
         store.resolve(name)
+    assert e.value.message == f"No such image: {shown}"
 
 
 def test_resolve_in_an_empty_store(store):

@@ -497,7 +497,7 @@ def inspect(ctx: "Context", objects: list[str] = Arg(metavar="NAME|ID..."),
         import json
         print(json.dumps(found, indent=4))
     if errors:
-        raise ContainerNotFound(f"no such object: {errors[0]}")
+        raise ContainerNotFound(f"No such object: {errors[0]}")
 
 
 @command("logs")
