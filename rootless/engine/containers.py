@@ -354,6 +354,15 @@ def kill(ctx: Context, rec: ContainerRecord, sig: str | int = "KILL") -> None:
         os.kill(rec["state"]["pid"], signum)
     except ProcessLookupError:
         pass
+    if signum == signal.SIGKILL:  # Docker answers once SIGKILL took effect: the container is dead
+        _wait_killed(ctx, rec)
+
+
+def _wait_killed(ctx: Context, rec: ContainerRecord, timeout: float = 10) -> None:
+    """Until the keeper recorded the end of a SIGKILLed container (its exit code, ``die``)."""
+    rec = wait(ctx, rec, timeout)
+    if not is_running(rec):
+        _settled(ctx, rec["id"])
 
 
 def wait(ctx: Context, rec: ContainerRecord, timeout: float | None = None) -> ContainerRecord:
