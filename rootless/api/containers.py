@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from rootless.api import http
 from rootless.base.clock import now_iso
-from rootless.base.errors import Conflict, ContainerNotFound, UsageError
+from rootless.base.errors import Conflict, ContainerNotFound, RootlessError, UsageError
 from rootless.engine import containerfs, containerstats, dockerview
 from rootless.engine import containers as uc
 
@@ -243,7 +243,12 @@ def start(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
     if uc.is_running(rec):
         return 304, None
-    uc.start(ctx, rec, attached=False)
+    try:
+        uc.start(ctx, rec, attached=False)
+    except RootlessError as e:
+        if e.exit_code in (126, 127):  # the command could not be exec'd: Docker's invalid config, a 400
+            raise UsageError(e.message, e.hint) from None
+        raise
     return 204, None
 
 

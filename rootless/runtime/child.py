@@ -113,6 +113,7 @@ class _Keeper:
         self.link_listeners: list = []
         self.mac = ""
         self.code, self.error, self.finished = 125, "", False
+        self.exec_r = -1  # closed by the container's exec; its data: why the exec failed
 
     def enter_namespaces(self) -> None:
         """Unshare (or join) the namespaces but the pid one; the network's first helpers start here."""
@@ -179,9 +180,12 @@ class _Keeper:
         Step.at("unshare the pid namespace")
         syscalls.unshare(syscalls.CLONE_NEWPID)
         stdio = keeper.Stdio(plan.spec.tty, plan.spec.interactive, plan.attached, plan.attached and plan.stdin)
+        self.exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
-            _container_entry(plan, self.ch, stdio)
+            os.close(self.exec_r)
+            _container_entry(plan, self.ch, stdio, exec_w)
+        os.close(exec_w)
         stdio.connect_keeper()
         return pid, stdio
 
@@ -192,6 +196,11 @@ class _Keeper:
         # and only after SIGCHLD wakes the keeper, so that no stop goes unnoticed.
         wakeup = keeper.Wakeup()
         watch = None if spec.init else exitwatch.ExitWatch(pid)
+        # A start returns once the command runs (Docker's): a failed exec is no start at all,
+        # its error went to the CLI; the record says it at the exit (127, 126, 125).
+        self.error = await_exec(self.exec_r, watch)
+        if self.error:
+            return watch, wakeup
         start = _start_time(pid)
         from rootless.runtime import network
         state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
@@ -464,23 +473,56 @@ def _start_time(pid: int) -> str:
     return state.pid_start_time(pid, zombie_ok=True)  # our own child: it may have exited already
 
 
-# ---- PID 1 of the container -------------------------------------------------------
-def _container_entry(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
-    code = 125
+def await_exec(exec_r: int, watch) -> str:
+    """Until the container's command is exec'd (the pipe's end, closed on exec) or failed (its
+    message, written there): "" or that message. PID 1's ptrace stops are passed on meanwhile."""
+    import select
+    data = b""
     try:
-        container(plan, ch, stdio)
+        while True:
+            ready, _, _ = select.select([exec_r], [], [], watch.timeout() if watch else None)
+            if watch:
+                watch.tick()
+            if ready:
+                chunk = os.read(exec_r, 4096)
+                if not chunk:
+                    break
+                data += chunk
+    finally:
+        os.close(exec_r)
+    return data.decode(errors="replace")
+
+
+# ---- PID 1 of the container -------------------------------------------------------
+def _container_entry(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int) -> None:
+    code = 125
+    error: RootlessError | None = None
+    try:
+        container(plan, ch, stdio, exec_w)
     except RootlessError as e:
-        ch.send_error(e)
+        error = e
         code = e.exit_code
     except OSError as e:
-        ch.send_error(from_oserror(Step.name, e))
+        error = from_oserror(Step.name, e)
     except BaseException as e:  # noqa: BLE001
         ch.send_error(e, Step.name)
+        _exec_failed(exec_w, f"{Step.name}: {e}")
     finally:
+        if error is not None:
+            ch.send_error(error)  # first: the CLI has it before the keeper reports the start
+            _exec_failed(exec_w, error.message)
         os._exit(code)
 
 
-def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
+def _exec_failed(exec_w: int, message: str) -> None:
+    """Tell the keeper the command was not exec'd, and why (it records the message)."""
+    try:
+        os.write(exec_w, (message or "the container's command did not start").encode()[:4000])
+    except OSError:
+        pass
+
+
+def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = -1) -> None:
     spec = plan.spec
     import prctl
 
@@ -523,7 +565,7 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
     exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))
     _mark(ch, "exec")
     if spec.init:
-        _init_reaper(exe, spec, env, ch)
+        _init_reaper(exe, spec, env, ch, exec_w)
     exec_command(exe, spec.argv, env)
 
 
@@ -760,8 +802,9 @@ def _cloexec_beyond_stdio() -> None:
                 pass  # the directory listing's own descriptor, closed since
 
 
-def _init_reaper(exe: str, spec: ContainerSpec, env: dict[str, str], ch: Channel) -> None:
-    """``--init``: stay PID 1, run the command as a child, forward signals, reap zombies."""
+def _init_reaper(exe: str, spec: ContainerSpec, env: dict[str, str], ch: Channel, exec_w: int = -1) -> None:
+    """``--init``: stay PID 1, run the command as a child, forward signals, reap zombies.
+    The keeper's exec pipe is the child's alone: its exec (or failure) is the start's end."""
     pid = os.fork()
     if pid == 0:
         os.setpgid(0, 0)
@@ -769,6 +812,8 @@ def _init_reaper(exe: str, spec: ContainerSpec, env: dict[str, str], ch: Channel
             signal.signal(signal.SIGTTOU, signal.SIG_IGN)
             os.tcsetpgrp(0, os.getpid())
         exec_command(exe, spec.argv, env)
+    if exec_w >= 0:
+        os.close(exec_w)
     ch.close()
     import prctl
     prctl.set_name("rootless-init")
