@@ -196,26 +196,33 @@ class _Keeper:
         # and only after SIGCHLD wakes the keeper, so that no stop goes unnoticed.
         wakeup = keeper.Wakeup()
         watch = None if spec.init else exitwatch.ExitWatch(pid)
+        start = _start_time(pid)
+        # The pid first: the CLI moves the keeper out of the container's cgroup meanwhile.
+        self.tell("pid", pid=pid, start=start)
         # A start returns once the command runs (Docker's): a failed exec is no start at all,
         # its error went to the CLI; the record says it at the exit (127, 126, 125).
         self.error = await_exec(self.exec_r, watch)
         if self.error:
             return watch, wakeup
-        start = _start_time(pid)
         from rootless.runtime import network
         state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
                            keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
                            started_at=now_iso(), exit_code=0, error="", log_error="",
                            net=network.state_fields(plan.net, self.mac))
         events.container(plan.paths, "start", spec)
-        if plan.tied:  # its CLI may be gone already: supervise() then ends the container
-            _send_quietly(ch, "pid", pid=pid, start=start)
-        else:
-            ch.send("pid", pid=pid, start=start)
+        self.tell("running")
         _mark(ch, "forked")
         for sig in FORWARDED:
             signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
         return watch, wakeup
+
+    def tell(self, kind: str, **fields) -> None:
+        """A message to the CLI; a tied container's CLI may be gone already (supervise() then
+        ends the container)."""
+        if self.plan.tied:
+            _send_quietly(self.ch, kind, **fields)
+        else:
+            self.ch.send(kind, **fields)
 
     def supervise(self, pid: int, stdio: keeper.Stdio, watch, wakeup) -> None:
         """Relay the container's stdio into its log and to the attached clients until it ends."""
