@@ -38,6 +38,7 @@ from rootless.base.syscalls import (
 from rootless.runtime import (
     copyup,
     events,
+    execpipe,
     exitwatch,
     keeper,
     logwrite,
@@ -180,7 +181,7 @@ class _Keeper:
         Step.at("unshare the pid namespace")
         syscalls.unshare(syscalls.CLONE_NEWPID)
         stdio = keeper.Stdio(plan.spec.tty, plan.spec.interactive, plan.attached, plan.attached and plan.stdin)
-        self.exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
+        self.exec_r, exec_w = execpipe.open_pipe()
         pid = os.fork()
         if pid == 0:
             os.close(self.exec_r)
@@ -201,7 +202,7 @@ class _Keeper:
         self.tell("pid", pid=pid, start=start)
         # A start returns once the command runs (Docker's): a failed exec is no start at all,
         # its error went to the CLI; the record says it at the exit (127, 126, 125).
-        self.error = await_exec(self.exec_r, watch)
+        self.error = execpipe.await_exec(self.exec_r, watch)
         if self.error:
             return watch, wakeup
         from rootless.runtime import network
@@ -217,12 +218,10 @@ class _Keeper:
         return watch, wakeup
 
     def tell(self, kind: str, **fields) -> None:
-        """A message to the CLI; a tied container's CLI may be gone already (supervise() then
-        ends the container)."""
+        """A message to the CLI (a tied container's may be gone already: supervise() ends it)."""
         if self.plan.tied:
-            _send_quietly(self.ch, kind, **fields)
-        else:
-            self.ch.send(kind, **fields)
+            return _send_quietly(self.ch, kind, **fields)
+        self.ch.send(kind, **fields)
 
     def supervise(self, pid: int, stdio: keeper.Stdio, watch, wakeup) -> None:
         """Relay the container's stdio into its log and to the attached clients until it ends."""
@@ -480,53 +479,23 @@ def _start_time(pid: int) -> str:
     return state.pid_start_time(pid, zombie_ok=True)  # our own child: it may have exited already
 
 
-def await_exec(exec_r: int, watch) -> str:
-    """Until the container's command is exec'd (the pipe's end, closed on exec) or failed (its
-    message, written there): "" or that message. PID 1's ptrace stops are passed on meanwhile."""
-    import select
-    data = b""
-    try:
-        while True:
-            ready, _, _ = select.select([exec_r], [], [], watch.timeout() if watch else None)
-            if watch:
-                watch.tick()
-            if ready:
-                chunk = os.read(exec_r, 4096)
-                if not chunk:
-                    break
-                data += chunk
-    finally:
-        os.close(exec_r)
-    return data.decode(errors="replace")
-
-
 # ---- PID 1 of the container -------------------------------------------------------
 def _container_entry(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int) -> None:
-    code = 125
-    error: RootlessError | None = None
+    code = 125  # the error goes to the CLI first, then its message to the keeper (execpipe)
     try:
         container(plan, ch, stdio, exec_w)
     except RootlessError as e:
-        error = e
+        ch.send_error(e)
+        execpipe.exec_failed(exec_w, e.message)
         code = e.exit_code
     except OSError as e:
-        error = from_oserror(Step.name, e)
+        ch.send_error(err := from_oserror(Step.name, e))
+        execpipe.exec_failed(exec_w, err.message)
     except BaseException as e:  # noqa: BLE001
         ch.send_error(e, Step.name)
-        _exec_failed(exec_w, f"{Step.name}: {e}")
+        execpipe.exec_failed(exec_w, f"{Step.name}: {e}")
     finally:
-        if error is not None:
-            ch.send_error(error)  # first: the CLI has it before the keeper reports the start
-            _exec_failed(exec_w, error.message)
         os._exit(code)
-
-
-def _exec_failed(exec_w: int, message: str) -> None:
-    """Tell the keeper the command was not exec'd, and why (it records the message)."""
-    try:
-        os.write(exec_w, (message or "the container's command did not start").encode()[:4000])
-    except OSError:
-        pass
 
 
 def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = -1) -> None:
