@@ -114,7 +114,6 @@ class _Keeper:
         self.link_listeners: list = []
         self.mac = ""
         self.code, self.error, self.finished = 125, "", False
-        self.exec_r = -1  # closed by the container's exec; its data: why the exec failed
 
     def enter_namespaces(self) -> None:
         """Unshare (or join) the namespaces but the pid one; the network's first helpers start here."""
@@ -181,7 +180,7 @@ class _Keeper:
         Step.at("unshare the pid namespace")
         syscalls.unshare(syscalls.CLONE_NEWPID)
         stdio = keeper.Stdio(plan.spec.tty, plan.spec.interactive, plan.attached, plan.attached and plan.stdin)
-        self.exec_r, exec_w = execpipe.open_pipe()
+        self.exec_r, exec_w = execpipe.open_pipe()  # closed by the command's exec (execpipe)
         pid = os.fork()
         if pid == 0:
             os.close(self.exec_r)
@@ -198,10 +197,8 @@ class _Keeper:
         wakeup = keeper.Wakeup()
         watch = None if spec.init else exitwatch.ExitWatch(pid)
         start = _start_time(pid)
-        # The pid first: the CLI moves the keeper out of the container's cgroup meanwhile.
-        self.tell("pid", pid=pid, start=start)
-        # A start returns once the command runs (Docker's): a failed exec is no start at all,
-        # its error went to the CLI; the record says it at the exit (127, 126, 125).
+        self.tell("pid", pid=pid, start=start)  # first: the CLI settles the cgroups meanwhile
+        # A start returns once the command runs (Docker's); a failed exec's error went to the CLI.
         self.error = execpipe.await_exec(self.exec_r, watch)
         if self.error:
             return watch, wakeup
@@ -779,8 +776,8 @@ def _cloexec_beyond_stdio() -> None:
 
 
 def _init_reaper(exe: str, spec: ContainerSpec, env: dict[str, str], ch: Channel, exec_w: int = -1) -> None:
-    """``--init``: stay PID 1, run the command as a child, forward signals, reap zombies.
-    The keeper's exec pipe is the child's alone: its exec (or failure) is the start's end."""
+    """``--init``: stay PID 1, run the command as a child (its exec ends the keeper's wait),
+    forward signals, reap zombies."""
     pid = os.fork()
     if pid == 0:
         os.setpgid(0, 0)
