@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from rootless.api import http
 from rootless.base.clock import now_iso
-from rootless.base.errors import Conflict, ContainerNotFound, UsageError
+from rootless.base.errors import Conflict, ContainerNotFound, RootlessError, UsageError
 from rootless.engine import containerfs, containerstats, dockerview
 from rootless.engine import containers as uc
 
@@ -281,7 +281,12 @@ def start(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
     if uc.is_running(rec):
         return 304, None
-    uc.start(ctx, rec, attached=False)
+    try:
+        uc.start(ctx, rec, attached=False)
+    except RootlessError as e:
+        if e.exit_code in (126, 127):  # the command could not be exec'd: Docker's invalid config, a 400
+            raise UsageError(e.message, e.hint) from None
+        raise
     return 204, None
 
 
@@ -491,6 +496,7 @@ def attach(ctx: Context, req: Request, id):
     stdin = req.flag("stdin")
     if not req.flag("stream") and not req.flag("logs"):
         raise UsageError("attach needs stream=1 or logs=1")
+    detach = _detach_keys(req.arg("detachKeys")) if tty and stdin else None
     pending = None
     if req.flag("stream") and not uc.is_running(rec):
         pending = keeperclient.register_pending(ctx.paths.pending(rec["id"]))
@@ -514,18 +520,34 @@ def attach(ctx: Context, req: Request, id):
                 link = None
         if link is None:
             return
-        relay(link, client, tty, want, stdin, early)
+        relay(link, client, tty, want, stdin, early, detach)
     finally:
         _unregister(pending)
 
 
+def _detach_keys(spec: str | None):
+    """The ``detachKeys`` query parameter (the client's config file's, which it sends), else
+    ctrl-p ctrl-q: the filter of a terminal's input that ends the attach (``DetachKeys``)."""
+    from rootless.engine.attach import parse_detach_keys
+    from rootless.runtime.terminal import DetachKeys
+    return DetachKeys(parse_detach_keys(spec or "ctrl-p,ctrl-q"))
+
+
 def relay(link: keeperclient.Link, client: socket.socket, tty: bool, want: dict, stdin: bool,
-          early: bytes = b"") -> None:
+          early: bytes = b"", detach=None) -> None:
     """Between a keeper's attach socket and a hijacked client until the container ends: output as
-    frames (raw with a tty), the client's bytes as input, its half-close as the end of input."""
+    frames (raw with a tty), the client's bytes as input, its half-close as the end of input.
+    The ``detach`` keys (a ``DetachKeys`` filter of the input) end the stream and leave the
+    container running, its input open."""
     link.sock.setblocking(True)
-    if stdin and early:
-        link.send_input(early)
+
+    class _Sender:  # what the detach filter writes to: the keeper, as input
+        @staticmethod
+        def write(data: bytes) -> None:
+            link.send_input(data)
+
+    if stdin and early and _input(_Sender, early, detach):
+        return _detached(link, client)
     watch = [link, client] if stdin else [link]
     while True:
         ready, _, _ = select.select(watch, [], [])
@@ -535,7 +557,8 @@ def relay(link: keeperclient.Link, client: socket.socket, tty: bool, want: dict,
             except OSError:
                 data = b""
             if data:
-                link.send_input(data)
+                if _input(_Sender, data, detach):
+                    return _detached(link, client)
             else:
                 watch.remove(client)
                 link.close_stdin()
@@ -552,6 +575,24 @@ def relay(link: keeperclient.Link, client: socket.socket, tty: bool, want: dict,
     link.close()
     try:
         client.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def _input(sender, data: bytes, detach) -> bool:
+    """The client's bytes to the container's input; True when they held the detach keys."""
+    if detach is None:
+        sender.write(data)
+        return False
+    return detach.feed(data, None, sink=sender)
+
+
+def _detached(link: keeperclient.Link, client: socket.socket) -> None:
+    """The end of a detached attach: the keeper's link closed without closing the input, the
+    client's connection closed both ways, as Docker does."""
+    link.close()
+    try:
+        client.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
 

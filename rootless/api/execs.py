@@ -56,7 +56,7 @@ def create(ctx: Context, req: Request, id):
     body = req.json()
     http.check_types(body, {"Cmd": "cmd", "Env": "strs", "User": str, "WorkingDir": str, "Tty": bool,
                             "AttachStdin": bool, "AttachStdout": bool, "AttachStderr": bool,
-                            "DetachKeys": str, "Privileged": bool})
+                            "DetachKeys": str, "detachKeys": str, "Privileged": bool})
     rec = uc.lookup(ctx, id)
     if not uc.is_running(rec):
         raise Conflict(f"Container {rec['id']} is not running")
@@ -72,13 +72,22 @@ def create(ctx: Context, req: Request, id):
         "ID": eid, "ContainerID": rec["id"], "Running": False, "ExitCode": None, "Pid": 0,
         "OpenStdin": bool(body.get("AttachStdin")), "OpenStdout": bool(body.get("AttachStdout", True)),
         "OpenStderr": bool(body.get("AttachStderr", True)), "CanRemove": False,
-        "DetachKeys": body.get("DetachKeys") or "",
+        # Go's decoder matches names case-insensitively: docker-py sends ``detachKeys``
+        "DetachKeys": _detach_keys_field(body),
         "ProcessConfig": {"tty": bool(body.get("Tty")), "entrypoint": cmd[0], "arguments": cmd[1:],
                           "privileged": bool(body.get("Privileged")), "user": body.get("User") or ""},
         "Env": list(body.get("Env") or []), "WorkingDir": body.get("WorkingDir") or "",
     })
     _prune(ctx)
     return 201, {"Id": eid}
+
+
+def _detach_keys_field(body: dict) -> str:
+    keys = body.get("DetachKeys") or body.get("detachKeys") or ""
+    if keys:
+        from rootless.engine.attach import parse_detach_keys
+        parse_detach_keys(keys)  # refused here (400), as Docker refuses them at create
+    return keys
 
 
 def _prune(ctx: Context, keep: float = 3600) -> None:
@@ -114,7 +123,8 @@ def start(ctx: Context, req: Request, id):
         raise Conflict(f"exec {id[:12]} has already run", "create another exec instance")
     pc = ex["ProcessConfig"]
     argv = [pc["entrypoint"], *pc["arguments"]]
-    tty = bool(body.get("Tty", pc["tty"]))
+    tty = bool(pc["tty"])  # the process's terminal is the exec's, as created
+    raw = bool(body.get("Tty", tty))  # the stream's framing is the start's, as Docker's router does
     if body.get("Detach"):
         ex["Running"] = True
         _save(ctx, ex)
@@ -134,9 +144,14 @@ def start(ctx: Context, req: Request, id):
             os.close(fd)
     ex["Running"] = True
     _save(ctx, ex)
+    detach = None
+    if tty and stdin:  # Docker's escape keys work on a terminal's input only
+        from rootless.engine.attach import parse_detach_keys
+        from rootless.runtime.terminal import DetachKeys
+        detach = DetachKeys(parse_detach_keys(ex.get("DetachKeys") or "ctrl-p,ctrl-q"))
     try:
-        _relay(client, in_w, {out_r: STDOUT, err_r: STDERR}, tty, early,
-               {STDOUT: ex["OpenStdout"], STDERR: ex["OpenStderr"]})
+        _relay(client, in_w, {out_r: STDOUT, err_r: STDERR}, raw, early,
+               {STDOUT: ex["OpenStdout"], STDERR: ex["OpenStderr"]}, detach)
     finally:
         _, status = os.waitpid(pid, 0)
         from rootless.base.userns import exit_code
@@ -176,11 +191,27 @@ def _child(ctx: Context, rec: ContainerRecord, ex, argv, tty, mine, theirs) -> N
         os._exit(code)
 
 
-def _relay(client: socket.socket, in_w: int, outputs: dict[int, int], tty: bool, early: bytes,
-           want: dict[int, bool]) -> None:
-    if in_w >= 0 and early:
-        os.write(in_w, early)
+class _Input:
+    """Where the detach keys' filter writes the client's other bytes: the exec's stdin."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def write(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+
+def _relay(client: socket.socket, in_w: int, outputs: dict[int, int], raw: bool, early: bytes,
+           want: dict[int, bool], detach=None) -> None:
+    """Until the exec's output ends: its output to the client (framed unless ``raw``), the client's
+    bytes to its input. The ``detach`` keys (a ``DetachKeys``) end the client's stream and leave
+    the exec running: its input stays open, its output is read and dropped until it ends."""
+    sink = _Input(in_w)
     watch = list(outputs) + ([client] if in_w >= 0 else [])
+    detached = in_w >= 0 and bool(early) and _to_input(sink, early, detach)
+    if detached:
+        watch.remove(client)
+        _hang_up(client)
     while outputs:
         ready, _, _ = select.select(watch, [], [])
         for r in ready:
@@ -189,12 +220,14 @@ def _relay(client: socket.socket, in_w: int, outputs: dict[int, int], tty: bool,
                     data = client.recv(65536)
                 except OSError:
                     data = b""
-                if data:
-                    try:
-                        os.write(in_w, data)
-                    except OSError:
-                        data = b""
-                if not data:
+                try:
+                    detached = bool(data) and _to_input(sink, data, detach)
+                except OSError:
+                    data = b""
+                if detached:
+                    watch.remove(client)
+                    _hang_up(client)
+                elif not data:
                     watch.remove(client)
                     os.close(in_w)
                     in_w = -1
@@ -206,10 +239,26 @@ def _relay(client: socket.socket, in_w: int, outputs: dict[int, int], tty: bool,
                 del outputs[r]
                 continue
             n = outputs[r]
-            if want.get(n):
+            if want.get(n) and not detached:
                 try:
-                    client.sendall(data if tty else frame(n, data))
+                    client.sendall(data if raw else frame(n, data))
                 except OSError:
                     pass
     if in_w >= 0:
         os.close(in_w)
+
+
+def _to_input(sink: _Input, data: bytes, detach) -> bool:
+    """The client's bytes to the exec's input; True when they held the detach keys."""
+    if detach is None:
+        sink.write(data)
+        return False
+    return detach.feed(data, None, sink=sink)
+
+
+def _hang_up(client: socket.socket) -> None:
+    """The end of a detached client's stream: both ways, as Docker closes the connection."""
+    try:
+        client.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -311,10 +311,27 @@ def log_entries(ctx: Context, rec: ContainerRecord, follow: bool, tail: int | No
     except ValueError as e:
         raise UsageError(str(e)) from None
     path = ctx.paths.container_log(rec["id"])
+    if is_running(rec):
+        _sync_log(ctx, rec)
     if follow:
         return logs.follow_batches(path, lambda: _still_running(ctx, rec["id"]), since_ns=since_ns, tail=tail,
                                    until_ns=until_ns, fmt=driver)
     return logs.read(path, tail=tail, since_ns=since_ns, until_ns=until_ns, fmt=driver)
+
+
+def _sync_log(ctx: Context, rec: ContainerRecord) -> None:
+    """What a running container has written is logged before it is read: its keeper drains the
+    container's outputs into the log when asked (else a ``logs`` right after a quick container's
+    output could find the bytes still in the pipe)."""
+    from rootless.runtime import keeperclient
+    try:
+        link = keeperclient.connect(ctx.paths.run_dir(rec["id"]))
+    except OSError:
+        return
+    try:
+        link.sync()
+    finally:
+        link.close()
 
 
 def _still_running(ctx: Context, cid: str) -> bool:
@@ -356,6 +373,15 @@ def kill(ctx: Context, rec: ContainerRecord, sig: str | int = "KILL") -> None:
         os.kill(rec["state"]["pid"], signum)
     except ProcessLookupError:
         pass
+    if signum == signal.SIGKILL:  # Docker answers once SIGKILL took effect: the container is dead
+        _wait_killed(ctx, rec)
+
+
+def _wait_killed(ctx: Context, rec: ContainerRecord, timeout: float = 10) -> None:
+    """Until the keeper recorded the end of a SIGKILLed container (its exit code, ``die``)."""
+    rec = wait(ctx, rec, timeout)
+    if not is_running(rec):
+        _settled(ctx, rec["id"])
 
 
 # ---- pause / unpause --------------------------------------------------------------------------

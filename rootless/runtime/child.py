@@ -37,6 +37,7 @@ from rootless.base.syscalls import (
 )
 from rootless.runtime import (
     events,
+    execpipe,
     exitwatch,
     keeper,
     logwrite,
@@ -179,9 +180,12 @@ class _Keeper:
         Step.at("unshare the pid namespace")
         syscalls.unshare(syscalls.CLONE_NEWPID)
         stdio = keeper.Stdio(plan.spec.tty, plan.spec.interactive, plan.attached, plan.attached and plan.stdin)
+        self.exec_r, exec_w = execpipe.open_pipe()  # closed by the command's exec (execpipe)
         pid = os.fork()
         if pid == 0:
-            _container_entry(plan, self.ch, stdio)
+            os.close(self.exec_r)
+            _container_entry(plan, self.ch, stdio, exec_w)
+        os.close(exec_w)
         stdio.connect_keeper()
         return pid, stdio
 
@@ -193,20 +197,28 @@ class _Keeper:
         wakeup = keeper.Wakeup()
         watch = None if spec.init else exitwatch.ExitWatch(pid)
         start = _start_time(pid)
+        self.tell("pid", pid=pid, start=start)  # first: the CLI settles the cgroups meanwhile
+        # A start returns once the command runs (Docker's); a failed exec's error went to the CLI.
+        self.error = execpipe.await_exec(self.exec_r, watch)
+        if self.error:
+            return watch, wakeup
         from rootless.runtime import network
         state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
                            keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
                            started_at=now_iso(), exit_code=0, error="", log_error="",
                            net=network.state_fields(plan.net, self.mac))
         events.container(plan.paths, "start", spec)
-        if plan.tied:  # its CLI may be gone already: supervise() then ends the container
-            _send_quietly(ch, "pid", pid=pid, start=start)
-        else:
-            ch.send("pid", pid=pid, start=start)
+        self.tell("running")
         _mark(ch, "forked")
         for sig in FORWARDED:
             signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
         return watch, wakeup
+
+    def tell(self, kind: str, **fields) -> None:
+        """A message to the CLI (a tied container's may be gone already: supervise() ends it)."""
+        if self.plan.tied:
+            return _send_quietly(self.ch, kind, **fields)
+        self.ch.send(kind, **fields)
 
     def supervise(self, pid: int, stdio: keeper.Stdio, watch, wakeup) -> None:
         """Relay the container's stdio into its log and to the attached clients until it ends."""
@@ -465,22 +477,25 @@ def _start_time(pid: int) -> str:
 
 
 # ---- PID 1 of the container -------------------------------------------------------
-def _container_entry(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
-    code = 125
+def _container_entry(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int) -> None:
+    code = 125  # the error goes to the CLI first, then its message to the keeper (execpipe)
     try:
-        container(plan, ch, stdio)
+        container(plan, ch, stdio, exec_w)
     except RootlessError as e:
         ch.send_error(e)
+        execpipe.exec_failed(exec_w, e.message)
         code = e.exit_code
     except OSError as e:
-        ch.send_error(from_oserror(Step.name, e))
+        ch.send_error(err := from_oserror(Step.name, e))
+        execpipe.exec_failed(exec_w, err.message)
     except BaseException as e:  # noqa: BLE001
         ch.send_error(e, Step.name)
+        execpipe.exec_failed(exec_w, f"{Step.name}: {e}")
     finally:
         os._exit(code)
 
 
-def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
+def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = -1) -> None:
     spec = plan.spec
     import prctl
 
@@ -523,7 +538,7 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio) -> None:
     exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))
     _mark(ch, "exec")
     if spec.init:
-        _init_reaper(exe, spec, env, ch)
+        _init_reaper(exe, spec, env, ch, exec_w)
     exec_command(exe, spec.argv, env)
 
 
@@ -779,8 +794,9 @@ def _cloexec_beyond_stdio() -> None:
                 pass  # the directory listing's own descriptor, closed since
 
 
-def _init_reaper(exe: str, spec: ContainerSpec, env: dict[str, str], ch: Channel) -> None:
-    """``--init``: stay PID 1, run the command as a child, forward signals, reap zombies."""
+def _init_reaper(exe: str, spec: ContainerSpec, env: dict[str, str], ch: Channel, exec_w: int = -1) -> None:
+    """``--init``: stay PID 1, run the command as a child (its exec ends the keeper's wait),
+    forward signals, reap zombies."""
     pid = os.fork()
     if pid == 0:
         os.setpgid(0, 0)
@@ -788,6 +804,8 @@ def _init_reaper(exe: str, spec: ContainerSpec, env: dict[str, str], ch: Channel
             signal.signal(signal.SIGTTOU, signal.SIG_IGN)
             os.tcsetpgrp(0, os.getpid())
         exec_command(exe, spec.argv, env)
+    if exec_w >= 0:
+        os.close(exec_w)
     ch.close()
     import prctl
     prctl.set_name("rootless-init")

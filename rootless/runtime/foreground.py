@@ -54,6 +54,7 @@ class Session:
         self.error: dict | None = None
         self.code: int | None = None
         self.finished = False  # the child said the container's end is recorded: it tidies up alone
+        self.on_running: Callable[[], bool] | None = None  # run()'s
         self.detached = False  # by the detach keys: the child goes on without us
         self.sel = selectors.DefaultSelector()
         self.sel.register(ch.fileno(), selectors.EVENT_READ, "channel")
@@ -62,10 +63,12 @@ class Session:
             self.sel.register(fd, selectors.EVENT_READ, "output")
         self.relay = InputRelay(self.sel, 0, stdin_pipe) if stdin_pipe >= 0 else None
 
-    def run(self, raw: bool, on_pid=None) -> str:
+    def run(self, raw: bool, on_pid=None, on_running=None) -> str:
         """Until the child is gone or has said the end is recorded (``ENDED``), the detach keys
-        were typed (``DETACHED``), or ``on_pid(pid)`` says to leave once the process runs
-        (``LEFT``). ``raw``: the CLI's terminal is in raw mode meanwhile."""
+        were typed (``DETACHED``), or ``on_pid(pid)`` says to leave once the process exists, or
+        ``on_running()`` once its command was exec'd and recorded running (a container's keeper
+        says so: ``running``) (``LEFT``). ``raw``: the CLI's terminal is in raw mode meanwhile."""
+        self.on_running = on_running
         sel = self.sel
         with RawTerminal(raw) as term:
             while sel.get_map():
@@ -122,6 +125,9 @@ class Session:
         elif msg["type"] == "pid":
             self.fwd.started(msg["pid"])
             if on_pid is not None and on_pid(msg["pid"]):
+                return True
+        elif msg["type"] == "running":
+            if self.on_running is not None and self.on_running():
                 return True
         elif msg["type"] == "finished":  # the container's end is recorded
             self.code = msg["code"]

@@ -175,7 +175,8 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
                     sel.register(client, selectors.EVENT_READ, "client")
                     continue
                 if key.data == "client":
-                    if not _from_client(key.fileobj, stdio):
+                    shown = terminal  # the attached terminal now, for a sync's output
+                    if not _from_client(key.fileobj, stdio, lambda c, t=shown: _synced(c, sel, log, t, clients)):
                         sel.unregister(key.fileobj)
                         clients.remove(key.fileobj)
                         key.fileobj.close()
@@ -245,8 +246,9 @@ def farewell(clients: list[socket.socket], attach_sock: socket.socket | None, co
     clients.clear()
 
 
-def _from_client(client: socket.socket, stdio: Stdio) -> bool:
-    """Input, window size or end of input from an attached client; False when it is gone."""
+def _from_client(client: socket.socket, stdio: Stdio, on_sync=None) -> bool:
+    """Input, window size, end of input or ``sync`` (``on_sync(client)``) from an attached
+    client; False when it is gone."""
     try:
         msg = client.recv(protocol.MAX_MESSAGE)
     except BlockingIOError:
@@ -269,7 +271,34 @@ def _from_client(client: socket.socket, stdio: Stdio) -> bool:
     elif kind == "close-stdin" and stdio.stdin_w >= 0:
         os.close(stdio.stdin_w)
         stdio.stdin_w = -1
+    elif kind == "sync" and on_sync is not None:
+        on_sync(client)
     return True
+
+
+def _synced(client: socket.socket, sel, log, terminal: dict, clients: list) -> None:
+    """``sync``: what the container's outputs hold now goes to the log (and to the attached
+    terminal and clients, as always) before the client is answered: a ``logs`` right after the
+    container wrote finds it there. The ends of the outputs are left to the main loop."""
+    import select
+    outputs = {k.fd: k.data for k in sel.get_map().values() if k.data in ("stdout", "stderr")}
+    while outputs:
+        ready, _, _ = select.select(list(outputs), [], [], 0)
+        if not ready:
+            break
+        for fd in ready:
+            data = _read(fd)
+            if not data:  # its end: the main loop sees it too
+                del outputs[fd]
+                continue
+            log.write(outputs[fd], data)
+            if outputs[fd] in terminal:
+                _write(terminal[outputs[fd]], data)
+            _broadcast(clients, sel, protocol.output_message(outputs[fd], data))
+    try:
+        client.send(protocol.synced_message())
+    except OSError:
+        pass
 
 
 def _broadcast(clients: list, sel, msg: bytes) -> None:

@@ -21,10 +21,11 @@ MAX_MESSAGE = 65537  # a tag and up to 64 KiB
 _OUT, _ERR = b"o", b"e"  # keeper -> client: output of the container
 _EXIT = b"x"  # keeper -> client, last: the container's exit code, once its end is recorded
 _IN, _WINSIZE, _CLOSE_STDIN = b"i", b"w", b"c"  # client -> keeper
+_SYNC, _SYNCED = b"s", b"y"  # client -> keeper: log what the container wrote so far; keeper -> client: done
 
 _STREAM_TAG = {"stdout": _OUT, "stderr": _ERR}
 _TAG_STREAM = {_OUT: "stdout", _ERR: "stderr"}
-_REQUEST = {_IN: "input", _WINSIZE: "winsize", _CLOSE_STDIN: "close-stdin"}
+_REQUEST = {_IN: "input", _WINSIZE: "winsize", _CLOSE_STDIN: "close-stdin", _SYNC: "sync"}
 
 
 # ---- the keeper's end ---------------------------------------------------------------------------
@@ -36,6 +37,11 @@ def output_message(stream: str, data: bytes) -> bytes:
 def exit_message(code: int) -> bytes:
     """The keeper's last message: the container's exit code."""
     return _EXIT + str(code).encode()
+
+
+def synced_message() -> bytes:
+    """The keeper's answer to ``sync``: what the container had written is in its log."""
+    return _SYNCED
 
 
 def parse_request(msg: bytes) -> tuple[str | None, bytes]:
@@ -98,6 +104,21 @@ class Link:
             if kind == "exit":
                 assert isinstance(value, int)  # receive gives the exit code as an int
                 return value
+
+    def sync(self, timeout: float = 2.0) -> bool:
+        """Ask the keeper to log what the container has written so far, and wait until it has
+        (True), or ended, or did not answer in ``timeout`` seconds (a keeper from before ``sync``)."""
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.send(_SYNC)
+            while True:
+                msg = self.sock.recv(MAX_MESSAGE)
+                if not msg or msg[:1] == _EXIT:
+                    return False
+                if msg == _SYNCED:
+                    return True
+        except OSError:  # a timeout too
+            return False
 
     def peer_pid(self) -> int:
         """The keeper's pid (SO_PEERCRED)."""

@@ -40,7 +40,10 @@ def run(ctx: Context, plan: LaunchPlan, mapping: IdMapping, detach_keys: bytes =
     def on_pid(pid: int) -> bool:
         if placement is not None:
             placement.settle(pid)  # the keeper and its helpers leave its cgroup
-        return not attached  # detached: done once it runs
+        return False
+
+    def on_running() -> bool:
+        return not attached  # detached: done once its command runs
 
     try:
         try:
@@ -64,7 +67,8 @@ def run(ctx: Context, plan: LaunchPlan, mapping: IdMapping, detach_keys: bytes =
         session = Session(ch, fwd, interactive=plan.spec.interactive and plan.stdin, detach_keys=detach_keys,
                           eof_to_pty=True, warn=ctx.warn)
         try:
-            if session.run(attached and plan.spec.tty and plan.spec.interactive and plan.stdin, on_pid) != ENDED:
+            if session.run(attached and plan.spec.tty and plan.spec.interactive and plan.stdin, on_pid,
+                           on_running) != ENDED:
                 return None
             code = session.code
         finally:

@@ -136,3 +136,38 @@ def test_a_client_meets_the_keeper_on_its_attach_socket_and_its_pending_socket(t
     finally:
         keeperclient.unregister_pending(sock, path)
     assert not pending.exists()
+
+
+def test_sync_logs_what_the_outputs_hold_before_the_keeper_answers():
+    """``sync``: the keeper drains the container's outputs into the log (and to the clients),
+    then answers; the client skips the output on the way; the outputs' ends stay the main loop's."""
+    import selectors
+    k, link = _pair()
+    r, w = os.pipe()
+    sel = selectors.DefaultSelector()
+    sel.register(r, selectors.EVENT_READ, "stdout")
+    logged = []
+    log = SimpleNamespace(write=lambda stream, data: logged.append((stream, data)))
+    try:
+        os.write(w, b"written before the sync\n")
+        os.close(w)  # and its end: not consumed by the sync
+        link.sock.send(b"s")  # what link.sync sends, without waiting for the answer here
+        assert keeper._from_client(k, SimpleNamespace(master=-1, stdin_w=-1),
+                                   lambda c: keeper._synced(c, sel, log, {}, [k]))
+        assert logged == [("stdout", b"written before the sync\n")]
+        assert r in {key.fd for key in sel.get_map().values()}
+        assert link.receive() == ("stdout", b"written before the sync\n")  # a client's copy
+        assert link.sock.recv(keeperclient.MAX_MESSAGE) == keeperclient.synced_message()  # then the answer
+        k.send(keeperclient.output_message("stderr", b"more"))
+        k.send(keeperclient.synced_message())
+        link.sock.settimeout(5)
+        assert link.sync() is True  # skips the output, ends at the answer
+        assert keeperclient.parse_request(k.recv(keeperclient.MAX_MESSAGE)) == ("sync", b"")
+        k.send(keeperclient.exit_message(0))
+        assert link.sync() is False  # the container ended first
+        assert link.sync(timeout=0.1) is False  # no answer: a keeper from before sync
+    finally:
+        sel.close()
+        os.close(r)
+        k.close()
+        link.close()

@@ -1,0 +1,179 @@
+"""The API's hijacked streams as Docker serves them: an exec's terminal and framing, the detach
+keys of attach and exec, `kill` that answers once SIGKILL took effect, logs right after a start."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.userns
+
+
+def _hijack(api, path: str, body: dict | None = None) -> socket.socket:
+    """POST ``path`` with Docker's upgrade headers; the socket once the 101's head is read."""
+    data = json.dumps(body).encode() if body is not None else b""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(api.socket))
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+              f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    s.settimeout(30)
+    return s
+
+
+def _read_all(s: socket.socket) -> bytes:
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    return data
+
+
+def _exec(api, container: str, cmd: list[str], **fields) -> str:
+    status, body = api.request("POST", f"/v1.41/containers/{container}/exec", {"Cmd": cmd, **fields})
+    assert status == 201, body
+    return body["Id"]
+
+
+def _closed(s: socket.socket) -> bool:
+    """The server ended the stream: reading gives EOF (or the peer reset it)."""
+    try:
+        s.sendall(b"make sure the socket is closed\n")
+        return s.recv(128) == b""
+    except OSError:
+        return True
+
+
+def test_exec_terminal_comes_from_its_creation_framing_from_the_start(api):
+    """docker-py creates the exec with Tty and starts it with ``Tty: false``: the process has a
+    terminal (``\\r\\n``, one stream), the stream is framed as the start asked."""
+    api.docker("run", "-d", "-i", "--name", "c", "busybox", "cat")
+    eid = _exec(api, "c", ["sh", "-c", "echo out; echo err >&2"], Tty=True, AttachStdout=True, AttachStderr=True)
+    s = _hijack(api, f"/v1.41/exec/{eid}/start", {"Tty": False, "Detach": False})
+    data = _read_all(s)
+    frames, rest = [], data
+    while rest:
+        assert rest[1:4] == b"\0\0\0", data
+        n = int.from_bytes(rest[4:8], "big")
+        frames.append((rest[0], rest[8:8 + n]))
+        rest = rest[8 + n:]
+    assert {stream for stream, _ in frames} == {1}  # a terminal has one stream
+    assert b"".join(chunk for _, chunk in frames) == b"out\r\nerr\r\n"
+    status, info = api.request("GET", f"/v1.41/exec/{eid}/json")
+    assert info["ProcessConfig"]["tty"] is True and info["ExitCode"] == 0
+    # started with Tty: raw bytes
+    eid = _exec(api, "c", ["echo", "raw"], Tty=True, AttachStdout=True)
+    assert _read_all(_hijack(api, f"/v1.41/exec/{eid}/start", {"Tty": True})) == b"raw\r\n"
+
+
+@pytest.mark.parametrize("query, keys", [("", b"\x10\x11"), ("&detachKeys=ctrl-x", b"\x18"),
+                                         ("&detachKeys=a,ctrl-b", b"a\x02")])
+def test_attach_detach_keys_end_the_stream_and_leave_it_running(api, query, keys):
+    api.docker("run", "-d", "-i", "-t", "--name", "t", "busybox", "cat")
+    s = _hijack(api, f"/v1.41/containers/t/attach?stream=1&stdin=1&stdout=1{query}")
+    s.sendall(b"typed\n")
+    got = b""
+    while got.count(b"typed") < 2:
+        got += s.recv(4096)  # the terminal's echo, then cat's copy
+    for k in keys:  # one key at a time, as a user types them
+        s.sendall(bytes([k]))
+        time.sleep(0.2)
+    s.settimeout(10)
+    assert wait_for(lambda: _closed(s), 10, "the end of the attach stream")
+    assert api.docker("inspect", "-f", "{{.State.Running}}", "t").out.strip() == "true"
+    # the container's input is still open: a new attach is typed into the same cat
+    s = _hijack(api, "/v1.41/containers/t/attach?stream=1&stdin=1&stdout=1")
+    s.sendall(b"again\n")
+    got = b""
+    while got.count(b"again") < 2:
+        got += s.recv(4096)
+    s.close()
+
+
+def test_attach_detach_keys_need_a_terminal_and_valid_keys(api):
+    """Without -t the bytes are the container's (Docker's rule); bad keys are a 400."""
+    api.docker("run", "-d", "-i", "--name", "p", "busybox", "cat")
+    s = _hijack(api, "/v1.41/containers/p/attach?stream=1&stdin=1&stdout=1")
+    s.sendall(b"\x10\x11x\n")
+    got = b""
+    while not got.endswith(b"x\n"):
+        got += s.recv(4096)
+    assert got == b"\x01\0\0\0\0\0\0\x04\x10\x11x\n"
+    s.close()
+    status, body = api.request("POST", "/v1.41/containers/p/exec", {"Cmd": ["cat"], "detachKeys": "ctrl-"})
+    assert status == 400 and "detach keys" in body["message"]
+
+
+@pytest.mark.parametrize("field, keys", [({}, b"\x10\x11"), ({"detachKeys": "ctrl-p"}, b"\x10"),
+                                         ({"DetachKeys": "ctrl-x,y"}, b"\x18y")])
+def test_exec_detach_keys_end_the_stream_and_leave_the_exec_running(api, field, keys):
+    api.docker("run", "-d", "-i", "--name", "c", "busybox", "cat")
+    eid = _exec(api, "c", ["cat"], Tty=True, AttachStdin=True, AttachStdout=True, **field)
+    s = _hijack(api, f"/v1.41/exec/{eid}/start", {"Tty": True})
+    s.sendall(b"hi\n")
+    got = b""
+    while got.count(b"hi") < 2:
+        got += s.recv(4096)
+    for k in keys:
+        s.sendall(bytes([k]))
+        time.sleep(0.2)
+    assert wait_for(lambda: _closed(s), 10, "the end of the exec stream")
+    status, info = api.request("GET", f"/v1.41/exec/{eid}/json")
+    assert info["Running"] is True and info["ExitCode"] is None  # detached, not ended
+
+
+def test_kill_answers_once_the_container_is_dead(api):
+    """Docker's kill with SIGKILL returns when the container has stopped: inspect right after
+    says so, with 137; another signal does not wait."""
+    for i in range(5):
+        api.docker("run", "-d", "--name", f"k{i}", "busybox", "sleep", "300")
+        status, _ = api.request("POST", f"/v1.41/containers/k{i}/kill")
+        assert status == 204
+        status, info = api.request("GET", f"/v1.41/containers/k{i}/json")
+        assert (info["State"]["Running"], info["State"]["Status"], info["State"]["ExitCode"]) == \
+            (False, "exited", 137)
+    api.docker("run", "-d", "--name", "term", "busybox", "sh", "-c", "trap 'sleep 2; exit 3' TERM; "
+               "while :; do sleep 1; done")
+    time.sleep(0.3)  # the trap is set
+    began = time.monotonic()
+    assert api.request("POST", "/v1.41/containers/term/kill?signal=TERM")[0] == 204
+    assert time.monotonic() - began < 1.5
+
+
+def _frames_text(raw: bytes) -> bytes:
+    out, rest = b"", raw
+    while rest:
+        n = int.from_bytes(rest[4:8], "big")
+        out, rest = out + rest[8:8 + n], rest[8 + n:]
+    return out
+
+
+def test_logs_right_after_start_of_a_quick_container(api):
+    """Create, start, then logs at once: what the container wrote is there, however fast it
+    ended. It was a race (a few in a hundred were empty): the start returned before the exec,
+    and then the keeper could still hold the output in the pipe when the API read the log; the
+    reader now has the keeper log what it holds first. Following and after wait, too."""
+    for i in range(100):
+        status, body = api.request("POST", "/v1.41/containers/create",
+                                   {"Image": "busybox", "Cmd": ["echo", f"quick {i}"], "Tty": i % 3 == 1})
+        assert status == 201, body
+        cid = body["Id"]
+        assert api.request("POST", f"/v1.41/containers/{cid}/start")[0] == 204
+        if i % 10 == 3:
+            status, raw = api.request("GET", f"/v1.41/containers/{cid}/logs?stdout=1&stderr=1&follow=1")
+        else:
+            if i % 10 == 7:
+                assert api.request("POST", f"/v1.41/containers/{cid}/wait")[1]["StatusCode"] == 0
+            status, raw = api.request("GET", f"/v1.41/containers/{cid}/logs?stdout=1&stderr=1")
+        text = raw if i % 3 == 1 else _frames_text(raw)
+        assert status == 200 and text.replace(b"\r\n", b"\n") == f"quick {i}\n".encode(), (i, raw)
+        api.request("DELETE", f"/v1.41/containers/{cid}?force=1")
