@@ -29,7 +29,7 @@ def list_containers(ctx: Context, opts: ListOptions) -> list[ContainerRecord]:
     from rootless.runtime.records import all_current, is_running
     limit = 1 if opts.latest else opts.limit if opts.limit and opts.limit > 0 else None
     every_state = opts.all or limit is not None or any(f.startswith("status=") for f in opts.filters)
-    recs = [r for r in all_current(ctx) if every_state or is_running(r)]
+    recs = [r for r in all_current(ctx) if every_state or is_running(r) or r["state"]["status"] == "restarting"]
     if opts.filters:
         recs = [r for r in recs if matches(r, opts.filters)]
     recs.sort(key=lambda r: r.get("created", ""), reverse=True)

@@ -26,6 +26,8 @@ UNKNOWN_EXIT = 137  # the keeper died without recording the exit: as if killed
 def current(ctx: Context, rec: ContainerRecord) -> ContainerRecord:
     """The record with a dead keeper reconciled: exited, runtime files and helpers gone."""
     st = rec.get("state", {})
+    if st.get("status") == "restarting":
+        return _restarting(ctx, rec)
     if st.get("status") != "running" or alive(st.get("keeper", 0), st.get("keeper_start", "")):
         return rec
     cid = rec["id"]
@@ -46,6 +48,17 @@ def current(ctx: Context, rec: ContainerRecord) -> ContainerRecord:
         # A full disk: recording it is only a convenience (every reader reconciles again), and a
         # read-only command (ps -a, inspect, rm -f) must not fail for it.
         return {**rec, "state": {**st, **changes}}  # type: ignore[typeddict-item]  # changes: state keys
+
+
+def _restarting(ctx: Context, rec: ContainerRecord) -> ContainerRecord:
+    """A container waiting for its restart, as it is: exited if its restart monitor is gone."""
+    from rootless.runtime import restart
+    if not restart.stale(ctx.paths, rec, time.time()):
+        return rec
+    try:
+        return state.update_state(ctx.paths, rec["id"], status="exited") or rec
+    except OSError:
+        return {**rec, "state": {**rec["state"], "status": "exited"}}
 
 
 def lookup(ctx: Context, ref: str) -> ContainerRecord:

@@ -1,0 +1,157 @@
+"""Restart policies (``--restart``): the keeper decides at each exit, the restart monitor starts
+the container again after Docker's back-off, and a stop by hand ends the policy for that run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import Rootless, inspect, status, wait_for
+
+pytestmark = pytest.mark.userns
+
+
+@pytest.fixture
+def bb(busybox) -> Rootless:
+    return busybox
+
+
+def state(rl: Rootless, name: str) -> dict:
+    return inspect(rl, name)["State"]
+
+
+def restart_count(rl: Rootless, name: str) -> int:
+    return inspect(rl, name)["RestartCount"]
+
+
+def monitors(rl: Rootless) -> list[str]:
+    """The restart monitors of this test's store (processes named rootless-restart)."""
+    import os
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/comm") as f, open(f"/proc/{d}/environ", "rb") as e:
+                if f.read().strip() == "rootless-restart" and str(rl.root).encode() in e.read():
+                    found.append(d)
+        except OSError:
+            continue
+    return found
+
+
+def settled(rl: Rootless, name: str, count: int) -> bool:
+    """Exited for good after ``count`` restarts, and its monitor gone."""
+    st = inspect(rl, name)
+    return st["State"]["Status"] == "exited" and st["RestartCount"] == count and not monitors(rl)
+
+
+def test_on_failure_with_a_maximum_restarts_that_many_times_then_stays_exited(bb):
+    bb("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo run; exit 1")
+    wait_for(lambda: settled(bb, "flaky", 2), what="two restarts, then exited")
+    st = state(bb, "flaky")
+    assert (st["ExitCode"], st["Restarting"], st["Running"]) == (1, False, False)
+    assert bb("logs", "flaky").out == "run\nrun\nrun\n"  # the first run and two restarts
+    policy = inspect(bb, "flaky")["HostConfig"]["RestartPolicy"]
+    assert policy == {"Name": "on-failure", "MaximumRetryCount": 2}
+
+
+def test_on_failure_leaves_a_clean_exit_alone(bb):
+    bb("run", "-d", "--name", "fine", "--restart", "on-failure", "busybox", "true")
+    wait_for(lambda: settled(bb, "fine", 0), what="exited")
+    assert state(bb, "fine")["ExitCode"] == 0
+
+
+def test_always_restarts_after_exit_0_keeping_its_files(bb):
+    # each run adds a line to a file of the container's own: a restart reuses its writable layer
+    script = "echo . >> /runs; n=$(wc -l < /runs); echo run $n; [ $n -ge 3 ] && exec sleep 60; exit 0"
+    bb("run", "-d", "--name", "again", "--restart", "always", "busybox", "sh", "-c", script)
+    wait_for(lambda: bb("logs", "again").out.endswith("run 3\n"), what="the third run")
+    assert bb("logs", "again").out == "run 1\nrun 2\nrun 3\n"
+    assert status(bb, "again") == "running"
+    assert restart_count(bb, "again") == 2
+    events = bb("events", "--since", "0", "--until", "0s", "--filter", "container=again",
+                "--format", "{{.Action}}").out.split()
+    assert [e for e in events if e in ("start", "die")] == ["start", "die", "start", "die", "start"]
+
+
+def test_stop_ends_the_policy_until_the_next_start(bb):
+    # it ends by itself when /stop exists (removed at each start, so a restart runs until told again)
+    script = "rm -f /stop; echo up; while [ ! -e /stop ]; do sleep 0.1; done"
+    bb("run", "-d", "--name", "svc", "--restart", "always", "busybox", "sh", "-c", script)
+    bb("stop", "-t", "0", "svc")
+    assert status(bb, "svc") == "exited"
+    wait_for(lambda: not monitors(bb), what="the monitor to go")
+    assert status(bb, "svc") == "exited" and restart_count(bb, "svc") == 0
+    bb("start", "svc")  # started again: the policy applies again
+    bb("exec", "svc", "touch", "/stop")
+    wait_for(lambda: bb("logs", "svc").out == "up\nup\nup\n", what="a restart")
+    assert status(bb, "svc") == "running" and restart_count(bb, "svc") == 1
+
+
+def test_kill_ends_the_policy_too(bb):
+    bb("run", "-d", "--name", "svc", "--restart", "unless-stopped", "busybox", "sleep", "60")
+    bb("kill", "svc")
+    wait_for(lambda: settled(bb, "svc", 0), what="exited for good")
+
+
+def test_update_restart_changes_the_policy_of_a_running_container(bb):
+    bb("run", "-d", "--name", "late", "busybox", "sh", "-c", "echo run; sleep 1; exit 3")
+    bb("update", "--restart", "on-failure:1", "late")
+    assert inspect(bb, "late")["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 1}
+    wait_for(lambda: settled(bb, "late", 1), what="one restart")
+    assert bb("logs", "late").out == "run\nrun\n" and state(bb, "late")["ExitCode"] == 3
+    bb("update", "--restart", "no", "late")
+    assert inspect(bb, "late")["HostConfig"]["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
+
+
+def test_the_back_off_grows_between_restarts(bb):
+    bb("run", "-d", "--name", "crash", "--restart", "on-failure:4", "busybox", "sh", "-c", "exit 2")
+    wait_for(lambda: settled(bb, "crash", 4), what="four restarts")
+    lines = bb("events", "--since", "0", "--until", "0s", "--filter", "container=crash", "--filter", "event=die",
+               "--filter", "event=start", "--format", "{{json .}}").out.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert [e["Action"] for e in events] == ["start", "die"] * 5
+    waits = [events[i + 1]["timeNano"] - events[i]["timeNano"] for i in range(1, len(events) - 1, 2)]
+    assert len(waits) == 4
+    assert waits[-1] > waits[0]  # 100 ms first, 800 ms before the fourth restart (order, not times)
+
+
+def test_a_restarting_container_is_refused_by_rm_and_removed_by_rm_f(bb):
+    bb("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c", "exit 1")
+    wait_for(lambda: restart_count(bb, "loop") >= 4, what="a few restarts")
+    wait_for(lambda: state(bb, "loop")["Restarting"], what="the back-off")
+    r = bb("rm", "loop", expect=None)
+    assert r.code != 0 and "Stop the container before" in r.err
+    bb("rm", "-f", "loop")
+    assert bb("ps", "-aq").out == ""
+    wait_for(lambda: not monitors(bb), what="the monitor to go")
+
+
+def test_stop_takes_a_container_out_of_its_back_off(bb):
+    bb("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c", "exit 1")
+    wait_for(lambda: restart_count(bb, "loop") >= 4, what="a few restarts")
+    bb("stop", "loop")
+    wait_for(lambda: not monitors(bb), what="the monitor to go")
+    assert status(bb, "loop") == "exited"
+
+
+def test_start_all_with_a_restart_policy_filter(bb):
+    """After a reboot or a logout: `start --all --filter restart-policy=always` (the systemd user unit's command)."""
+    bb("create", "--name", "svc", "--restart", "always", "busybox", "sleep", "60")
+    bb("create", "--name", "job", "busybox", "sleep", "60")
+    bb("create", "--name", "other", "--restart", "unless-stopped", "busybox", "sleep", "60")
+    assert bb("ps", "-a", "--filter", "restart-policy=always", "--format", "{{.Names}}").out == "svc\n"
+    assert bb("start", "--all", "--filter", "restart-policy=always").out == "svc\n"
+    assert (status(bb, "svc"), status(bb, "job"), status(bb, "other")) == ("running", "created", "created")
+
+
+def test_restart_refuses_bad_policies_and_rm(bb):
+    r = bb("run", "--rm", "--restart", "always", "busybox", "true", expect=125)
+    assert "conflicting options: --restart and --rm" in r.err
+    r = bb("create", "--restart", "sometimes", "busybox", "true", expect=125)
+    assert "invalid restart policy" in r.err
+    r = bb("create", "--restart", "always:3", "busybox", "true", expect=125)
+    assert "only for on-failure" in r.err
+    assert bb("ps", "-aq").out == ""
