@@ -155,3 +155,108 @@ def test_restart_refuses_bad_policies_and_rm(bb):
     r = bb("create", "--restart", "always:3", "busybox", "true", expect=125)
     assert "only for on-failure" in r.err
     assert bb("ps", "-aq").out == ""
+
+
+# ---- through the API (the docker CLI, docker-py, Compose send HostConfig.RestartPolicy) ----------------------------
+def test_api_create_with_a_policy_restarts_and_is_refused_by_rm(api):
+    """docker-py's test_create_with_restart_policy: after the first exit, `rm` without force is
+    refused (the container is restarting or running again), `rm -f` removes it."""
+    status_, body = api.request("POST", "/v1.41/containers/create?name=loop", {
+        "Image": "busybox", "Cmd": ["sh", "-c", "exit 1"],
+        "HostConfig": {"RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}, "NetworkMode": "none"}})
+    assert status_ == 201, body
+    assert api.request("POST", "/v1.41/containers/loop/start")[0] == 204
+    assert api.request("POST", "/v1.41/containers/loop/wait")[0] == 200
+    status_, body = api.request("DELETE", "/v1.41/containers/loop")
+    assert status_ == 409 and "stop the container before" in body["message"].lower()
+    wait_for(lambda: api.docker("inspect", "-f", "{{.RestartCount}}", "loop").out != "0\n", what="a restart")
+    assert api.request("DELETE", "/v1.41/containers/loop?force=1")[0] == 204
+    assert api.docker("ps", "-aq").out == ""
+    wait_for(lambda: not monitors(api.rl), what="the monitor to go")
+
+
+def test_api_refuses_a_bad_policy_with_dockers_words(api):
+    status_, body = api.request("POST", "/v1.41/containers/create", {
+        "Image": "busybox", "HostConfig": {"RestartPolicy": {"Name": "always", "MaximumRetryCount": 2}}})
+    assert status_ == 400 and "maximum retry count cannot be used with restart policy 'always'" in body["message"]
+    status_, body = api.request("POST", "/v1.41/containers/create", {
+        "Image": "busybox", "HostConfig": {"AutoRemove": True, "RestartPolicy": {"Name": "always"}}})
+    assert status_ == 400 and "--restart and --rm" in body["message"]
+
+
+def test_api_update_changes_the_restart_policy(api):
+    """docker-py's test_restart_policy_update, and `docker update --restart`."""
+    api.docker("run", "-d", "--name", "svc", "--restart", "always", "busybox", "sleep", "60")
+    status_, body = api.request("POST", "/v1.41/containers/svc/update",
+                                {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 42}})
+    assert (status_, body) == (200, {"Warnings": []})
+    policy = json.loads(api.docker("inspect", "-f", "{{json .HostConfig.RestartPolicy}}", "svc").out)
+    assert policy == {"Name": "on-failure", "MaximumRetryCount": 42}
+    api.docker("update", "--restart", "unless-stopped", "svc")
+    assert api.docker("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", "svc").out == "unless-stopped\n"
+    status_, body = api.request("POST", "/v1.41/containers/svc/update", {"RestartPolicy": {"Name": "often"}})
+    assert status_ == 400 and "invalid restart policy" in body["message"]
+
+
+def test_docker_ps_shows_a_restarting_container(api):
+    # (the docker CLI polls: the service ends after a few idle seconds)
+    api.docker("run", "-d", "--name", "loop", "--restart", "on-failure:6", "busybox", "sh", "-c", "exit 3")
+
+    def seen() -> bool:
+        return api.docker("ps", "--format", "{{.Status}}").out.startswith("Restarting (3) ")
+    wait_for(seen, what="Restarting (3) in docker ps")
+
+    def done() -> bool:
+        return api.docker("inspect", "-f", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}",
+                          "loop").out == "exited 6 3\n"
+    wait_for(done, what="six restarts, then exited")
+
+
+def test_compose_v2_restart_policies(api, tmp_path):
+    """Compose v2 sends `restart:` as HostConfig.RestartPolicy: `on-failure:2` restarts twice,
+    `always` keeps a service that exits 0 coming back; `down` removes both."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.apiservice import DOCKER
+    plugin = Path(sys.prefix) / "libexec" / "docker" / "cli-plugins" / "docker-compose"  # where setup.sh puts it
+    if not os.access(plugin, os.X_OK):
+        from tests.e2e.conftest import _need
+        _need("Compose v2", f"{plugin} is missing (scripts/setup.sh fetches Debian 13's docker-compose)")
+    plugins = api.home / ".docker" / "cli-plugins"
+    plugins.mkdir(parents=True, exist_ok=True)
+    if not (plugins / "docker-compose").exists():
+        (plugins / "docker-compose").symlink_to(plugin)
+    project = tmp_path / "rp"
+    project.mkdir()
+    (project / "compose.yaml").write_text("""\
+services:
+  flaky:
+    image: busybox
+    network_mode: none
+    restart: on-failure:2
+    command: sh -c "echo flaky-run; exit 1"
+  tick:
+    image: busybox
+    network_mode: none
+    restart: always
+    command: sh -c "echo . >> /runs; [ $$(wc -l < /runs) -ge 3 ] && exec sleep 60; exit 0"
+""")
+
+    def compose(*args):
+        cp = subprocess.run([DOCKER, "compose", "--ansi", "never", *args], cwd=project, env=api.docker_env,
+                            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert cp.returncode == 0, f"{args}: {cp.returncode}\n{cp.stdout}\n{cp.stderr}\n{api.service_log()[-2000:]}"
+        return cp
+    compose("up", "-d")
+
+    def shows(name: str, text: str) -> bool:
+        return api.docker("inspect", "-f", "{{.State.Status}} {{.RestartCount}} {{.HostConfig.RestartPolicy.Name}}",
+                          name).out == text
+    wait_for(lambda: shows("rp-flaky-1", "exited 2 on-failure\n"), what="two restarts of flaky")
+    wait_for(lambda: shows("rp-tick-1", "running 2 always\n"), what="tick running after two restarts")
+    assert api.docker("logs", "rp-flaky-1").out == "flaky-run\n" * 3
+    compose("down")
+    assert api.docker("ps", "-aq").out == ""
