@@ -161,6 +161,18 @@ def start(ctx: Context, rec: ContainerRecord, attached: bool, detach_keys: bytes
     return code
 
 
+def stopped(ctx: Context, filters) -> list[ContainerRecord]:
+    """``start --all``: the created and exited containers the filters choose, the oldest first.
+    Asked by restart policy (a reboot's ``--filter restart-policy=unless-stopped``), one stopped by
+    hand with ``unless-stopped`` is left stopped, as Docker's daemon leaves it."""
+    from rootless.engine import containerlist
+    by_policy = any(f.startswith("restart-policy=") for f in filters)
+    recs = containerlist.list_containers(ctx, containerlist.ListOptions(all=True, filters=tuple(filters)))
+    return [r for r in reversed(recs) if r["state"]["status"] in ("created", "exited")
+            and not (by_policy and r["state"].get("manually_stopped")
+                     and (r["spec"].get("restart") or {}).get("Name") == "unless-stopped")]
+
+
 def _restart(ctx: Context, rec: ContainerRecord) -> None:
     """A start by the container's restart policy (in its restart monitor)."""
     start(ctx, rec, attached=False, auto=True)

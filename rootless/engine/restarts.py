@@ -25,7 +25,8 @@ from rootless.runtime import records, restart, state
 
 TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
     from rootless.engine.context import Context
     from rootless.runtime.state import ContainerRecord
@@ -113,7 +114,7 @@ def _lock(fd: int) -> bool:
             time.sleep(POLL)
 
 
-def _wait_keeper(paths, cid: str, st: dict) -> bool:
+def _wait_keeper(paths, cid: str, st: Mapping[str, Any]) -> bool:
     """Sleep until the run ends (True), or the container is stopped by hand or removed (False)."""
     keeper, keeper_start = st.get("keeper", 0), st.get("keeper_start", "")
     while records.alive(keeper, keeper_start):

@@ -28,6 +28,7 @@ from rootless.base.errors import UsageError
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
     from rootless.base.paths import Paths
@@ -79,12 +80,12 @@ def check(policy: dict | None, remove: bool) -> None:
                          "a container removed when it exits cannot be restarted: leave one of them out")
 
 
-def of(spec: dict) -> dict[str, Any]:
+def of(spec: Mapping[str, Any]) -> dict[str, Any]:
     """A record's policy, ``no`` included (what inspect shows)."""
     return dict(spec.get("restart") or {"Name": "no", "MaximumRetryCount": 0})
 
 
-def active(spec: dict) -> bool:
+def active(spec: Mapping[str, Any]) -> bool:
     return bool(spec.get("restart"))
 
 
@@ -108,7 +109,7 @@ def next_delay(previous: float, ran: float) -> float:
     return min(previous * 2, MAX_DELAY)
 
 
-def exit_fields(rec: dict | None, code: int) -> dict[str, Any]:
+def exit_fields(rec: Mapping[str, Any] | None, code: int) -> dict[str, Any]:
     """The keeper's hook at the end of a run: the state changes that go with the exit when the
     policy restarts the container (``restarting`` and the new count), else none."""
     if rec is None:
@@ -139,7 +140,7 @@ def monitor_alive(paths: Paths, cid: str) -> bool:
         os.close(fd)
 
 
-def stale(paths: Paths, rec: dict, now: float) -> bool:
+def stale(paths: Paths, rec: Mapping[str, Any], now: float) -> bool:
     """A ``restarting`` record that nobody will restart: no monitor, and for longer than a
     monitor takes to start."""
     if rec["state"].get("status") != "restarting" or monitor_alive(paths, rec["id"]):
@@ -159,7 +160,7 @@ def seconds(iso: str) -> float | None:
         return None
 
 
-def ran_for(st: dict) -> float:
+def ran_for(st: Mapping[str, Any]) -> float:
     """How long the last run lasted (0 when unknown)."""
     start, end = seconds(st.get("started_at") or ""), seconds(st.get("finished_at") or "")
     return end - start if start is not None and end is not None else 0.0

@@ -134,7 +134,8 @@ class ContainerSpec(_ContainerSpecFields):
     user's own uid and gid inside, :func:`rootless.base.idmap.keep_id`); ``networks``: the
     user-defined networks it is a member of, [network id, [aliases]] pairs (each start links it to
     their running members, ``rootless.runtime.network``; ``network`` is then ``slirp4netns``, or
-    ``none`` for an internal network)."""
+    ``none`` for an internal network); ``restart``: Docker's RestartPolicy (``rootless.runtime.restart``;
+    None: ``no``, and then not written into the record)."""
 
     __slots__ = ()
 
@@ -148,6 +149,8 @@ class ContainerSpec(_ContainerSpecFields):
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
+        if d.get("restart") is None:  # no policy: the record keeps the shape older versions read
+            del d["restart"]
         return d
 
     @classmethod

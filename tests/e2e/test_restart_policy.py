@@ -145,6 +145,14 @@ def test_start_all_with_a_restart_policy_filter(bb):
     assert bb("ps", "-a", "--filter", "restart-policy=always", "--format", "{{.Names}}").out == "svc\n"
     assert bb("start", "--all", "--filter", "restart-policy=always").out == "svc\n"
     assert (status(bb, "svc"), status(bb, "job"), status(bb, "other")) == ("running", "created", "created")
+    # unless-stopped, as Docker's daemon at its start: not one that was stopped by hand
+    bb("start", "other")
+    bb("stop", "-t", "0", "svc", "other")
+    r = bb("start", "--all", "--filter", "restart-policy=always", "--filter", "restart-policy=unless-stopped")
+    assert r.out == "svc\n"
+    assert (status(bb, "svc"), status(bb, "other")) == ("running", "exited")
+    r = bb("start", "svc", "--filter", "restart-policy=always", expect=125)
+    assert "--filter chooses among --all" in r.err
 
 
 def test_restart_refuses_bad_policies_and_rm(bb):

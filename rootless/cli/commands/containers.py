@@ -143,10 +143,7 @@ def start(ctx: "Context", containers_: list[str] = Arg(None, metavar="CONTAINER.
     if all_:
         if containers_:
             raise UsageError("give either --all or containers, not both")
-        from rootless.engine import containerlist
-        containers_ = [r["name"] for r in reversed(containerlist.list_containers(
-            ctx, containerlist.ListOptions(all=True, filters=tuple(filter_))))
-            if r["state"]["status"] in ("created", "exited")]
+        containers_ = [r["name"] for r in containers.stopped(ctx, filter_)]
         if attach:
             raise UsageError("you cannot start and attach multiple containers at once")
         return _each(ctx, containers_, lambda rec: containers.start(ctx, rec, attached=False))
