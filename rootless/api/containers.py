@@ -247,7 +247,7 @@ def start(ctx: Context, req: Request, id):
 
 def stop(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
-    if not uc.is_running(rec):
+    if not uc.is_running(rec) and rec["state"].get("status") != "restarting":  # a stop ends the back-off
         return 304, None
     uc.stop(ctx, rec, req.int_arg("t"))
     return 204, None

@@ -533,7 +533,7 @@ def prune(ctx: Context) -> list[str]:
     for rec in all_current(ctx):
         if ((rec.get("spec") or {}).get("labels") or {}).get("io.rootless.build") == "step":
             continue  # a build's own: it removes it, or `builder prune` once the build is gone
-        if not is_running(rec):
+        if not is_running(rec) and rec["state"].get("status") != "restarting":  # restarting: running, to Docker
             remove(ctx, rec, force=False)
             removed.append(rec["id"])
     return removed

@@ -131,10 +131,27 @@ def test_a_restarting_container_is_refused_by_rm_and_removed_by_rm_f(bb):
 
 def test_stop_takes_a_container_out_of_its_back_off(bb):
     bb("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c", "exit 1")
+    bb("run", "-d", "--name", "done", "busybox", "true")
     wait_for(lambda: restart_count(bb, "loop") >= 4, what="a few restarts")
+    wait_for(lambda: state(bb, "loop")["Restarting"], what="the back-off")
+    assert bb("container", "prune", "-f").code == 0  # a restarting container is not pruned (running, to Docker)
+    assert bb("ps", "-a", "--format", "{{.Names}}").out == "loop\n"
     bb("stop", "loop")
     wait_for(lambda: not monitors(bb), what="the monitor to go")
     assert status(bb, "loop") == "exited"
+
+
+def test_api_stop_takes_a_container_out_of_its_back_off(api):
+    api.docker("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c", "exit 1")
+
+    def restarting() -> bool:
+        return api.docker("inspect", "-f", "{{.State.Restarting}} {{.RestartCount}}", "loop").out.startswith(
+            ("true 3", "true 4", "true 5", "true 6"))
+    wait_for(restarting, what="the back-off")
+    api.docker("stop", "loop")
+    assert api.docker("inspect", "-f", "{{.State.Status}}", "loop").out == "exited\n"
+    wait_for(lambda: not monitors(api.rl), what="the monitor to go")
+    assert api.docker("inspect", "-f", "{{.State.Status}}", "loop").out == "exited\n"
 
 
 def test_start_all_with_a_restart_policy_filter(bb):
