@@ -65,9 +65,13 @@ def _daemonize() -> None:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.closerange(3, 65536)
+    _name("rootless-restart")
+
+
+def _name(name: str) -> None:
     try:
         import prctl
-        prctl.set_name("rootless-restart")
+        prctl.set_name(name)
     except (ImportError, OSError):
         pass
 
@@ -88,13 +92,14 @@ def _monitor(root: str, cid: str, start: Callable) -> None:
         if st.get("status") == "running":
             if st.get("manually_stopped") or not _wait_keeper(paths, cid, st):
                 return
+            _keeper_died(ctx, cid, st)
             continue
         if st.get("status") != "restarting":
             return  # exited for good, or never ran
         delay = restart.next_delay(delay, restart.ran_for(st))
         if not _back_off(paths, cid, delay):
             return
-        if not _launch(ctx, cid, start):
+        if not _launch(ctx, cid, start, fd):
             return
         rec = state.read(paths, cid)
         if rec is None or rec["state"].get("manually_stopped"):
@@ -126,6 +131,20 @@ def _wait_keeper(paths, cid: str, st: Mapping[str, Any]) -> bool:
     return True
 
 
+def _keeper_died(ctx: Context, cid: str, st: Mapping[str, Any]) -> None:
+    """A keeper that ended without recording the exit (killed): the record reconciled (exited,
+    137), then the policy applied to that exit, as the keeper would have."""
+    rec = state.read(ctx.paths, cid)
+    if rec is None or rec["state"].get("status") != "running" or rec["state"].get("keeper") != st.get("keeper"):
+        return  # recorded by the keeper, or started again meanwhile
+    rec = records.current(ctx, rec)
+    if rec["state"].get("status") == "exited":
+        again = restart.exit_fields(rec, rec["state"].get("exit_code", records.UNKNOWN_EXIT))
+        if again:
+            _transition(ctx.paths, cid, lambda r: r["state"].get("status") == "exited", **again)
+    time.sleep(POLL)  # a reconciliation that could not be written (a full disk) is not a busy loop
+
+
 def _back_off(paths, cid: str, delay: float) -> bool:
     """Wait ``delay`` seconds; False (and the container exited) if it was stopped or removed meanwhile."""
     deadline = time.monotonic() + delay
@@ -142,13 +161,15 @@ def _back_off(paths, cid: str, delay: float) -> bool:
         time.sleep(min(POLL, left))
 
 
-def _launch(ctx: Context, cid: str, start: Callable) -> bool:
+def _launch(ctx: Context, cid: str, start: Callable, lock: int) -> bool:
     """Start the container again, in a child (the start's signal handlers and helpers stay
     there); False if it could not be started (the record then says why)."""
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
+            os.close(lock)  # the keeper it forks must not hold the monitor's lock
+            _name("rootless")  # what the keeper it forks is called, as after any start
             rec = records.lookup(ctx, cid)
             if rec["state"].get("status") == "restarting" and not rec["state"].get("manually_stopped"):
                 start(ctx, rec)

@@ -34,7 +34,7 @@ def monitors(rl: Rootless) -> list[str]:
             continue
         try:
             with open(f"/proc/{d}/comm") as f, open(f"/proc/{d}/environ", "rb") as e:
-                if f.read().strip() == "rootless-restart" and str(rl.root).encode() in e.read():
+                if f.read().strip() == "rootless-restart"[:15] and str(rl.root).encode() in e.read():  # comm: 15 chars
                     found.append(d)
         except OSError:
             continue
@@ -285,3 +285,47 @@ services:
     assert api.docker("logs", "rp-flaky-1").out == "flaky-run\n" * 3
     compose("down")
     assert api.docker("ps", "-aq").out == ""
+
+
+def test_a_killed_keeper_counts_as_an_exit(bb):
+    """The keeper killed (a crash): the record reads exited (137) and the policy restarts it."""
+    import os
+    import signal
+    bb("run", "-d", "--name", "svc", "--restart", "always", "busybox", "sleep", "60")
+    keeper = json.loads(bb.root.joinpath("containers", inspect(bb, "svc")["Id"], "container.json").read_text())
+    os.kill(keeper["state"]["keeper"], signal.SIGKILL)
+    wait_for(lambda: restart_count(bb, "svc") == 1 and status(bb, "svc") == "running", what="a restart")
+    assert state(bb, "svc")["ExitCode"] == 0  # the new run's
+
+
+def test_after_a_reboot_start_all_brings_back_the_restarting_ones(bb):
+    """A reboot ends the monitors too: a container left restarting reads as exited (after a few
+    seconds' grace), and `start --all --filter restart-policy=always` starts it again."""
+    import os
+    import signal
+    bb("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c", "sleep 0.3; exit 1")
+    wait_for(lambda: restart_count(bb, "loop") >= 4, what="a few restarts")
+    wait_for(lambda: state(bb, "loop")["Restarting"], what="the back-off")
+    for pid in monitors(bb):
+        os.kill(int(pid), signal.SIGKILL)
+    wait_for(lambda: status(bb, "loop") == "exited", what="the stale restarting record to read as exited")
+    assert not monitors(bb)
+    assert bb("start", "--all", "--filter", "restart-policy=always").out == "loop\n"
+    wait_for(lambda: restart_count(bb, "loop") >= 1 and monitors(bb), what="restarts again, under a new monitor")
+
+
+def test_a_policy_given_back_to_a_restarted_container_still_restarts_it(bb):
+    """`update --restart no` and back to `always` while it runs: still one monitor, and the next
+    end of the container (killed from outside: not a stop by hand) restarts it."""
+    script = "echo . >> /runs; n=$(wc -l < /runs); echo run $n; [ $n -ge 2 ] && exec sleep 60; exit 0"
+    bb("run", "-d", "--name", "svc", "--restart", "always", "busybox", "sh", "-c", script)
+    wait_for(lambda: bb("logs", "svc").out == "run 1\nrun 2\n", what="the restarted run")
+    bb("update", "--restart", "no", "svc")
+    bb("update", "--restart", "always", "svc")
+    wait_for(lambda: len(monitors(bb)) == 1, what="one monitor")
+    import os
+    import signal
+    pid = state(bb, "svc")["Pid"]
+    os.kill(pid, signal.SIGKILL)  # its end, not a stop by hand
+    wait_for(lambda: bb("logs", "svc").out.endswith("run 3\n"), what="a restart under the new monitor")
+    assert restart_count(bb, "svc") == 2 and status(bb, "svc") == "running"
