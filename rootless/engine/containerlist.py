@@ -20,7 +20,8 @@ ListOptions = namedtuple("ListOptions", "all limit latest size filters", default
 ListOptions.__doc__ = """What to list. ``all``: stopped containers too; ``limit``: the N newest
 (every state); ``latest``: the newest one; ``size``: asked for the writable layers' sizes (taken,
 not measured: the rows carry none, as before); ``filters``: ``KEY=VALUE`` strings (``status=``,
-``name=``, ``id=``, ``ancestor=``, ``label=``; the same key: any, different keys: all)."""
+``name=``, ``id=``, ``ancestor=``, ``label=``, ``restart-policy=``; the same key: any, different keys:
+all). A restarting container is listed with the running ones, as Docker lists it."""
 
 
 def list_containers(ctx: Context, opts: ListOptions) -> list[ContainerRecord]:

@@ -271,7 +271,7 @@ def _link_name(paths, cid: str) -> str:
 
 
 def matches(rec: ContainerRecord, filters: list[str]) -> bool:
-    """``--filter status=|name=|ancestor=|label=|id=`` (same key: any; different keys: all)."""
+    """``--filter status=|name=|ancestor=|label=|id=|restart-policy=`` (same key: any; different keys: all)."""
     by_key: dict[str, list[str]] = {}
     for f in filters:
         key, _, value = f.partition("=")

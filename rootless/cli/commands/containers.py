@@ -432,7 +432,7 @@ def ps(ctx: "Context", all_: bool = Opt(("-a", "--all"), False, "Show all contai
        quiet: bool = Opt(("-q", "--quiet"), False, "Only show container IDs."),
        last: int = Opt(("-n", "--last"), None, "Show the N last created containers (all states)."),
        latest: bool = Opt(("-l", "--latest"), False, "Show the latest created container."),
-       filter_: list[str] = Opt(("-f", "--filter"), [], "status=, name=, id=, ancestor=, label="),
+       filter_: list[str] = Opt(("-f", "--filter"), [], "status=, name=, id=, ancestor=, label=, restart-policy="),
        format_: str = Opt(("--format",), None, "Go template, or table TEMPLATE."),
        no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate output.")):
     """List containers."""
