@@ -41,7 +41,10 @@ def watch(ctx: Context, cid: str, start: Callable) -> None:
     way). ``start(ctx, record)`` starts it detached, in a child of the monitor."""
     pid = os.fork()
     if pid:
-        os.waitpid(pid, 0)  # the first child ends at once: the monitor is nobody's child
+        try:
+            os.waitpid(pid, 0)  # the first child ends at once: the monitor is nobody's child
+        except ChildProcessError:  # reaped by a handler of the caller's
+            pass
         return
     try:
         os.setsid()
@@ -180,7 +183,10 @@ def _launch(ctx: Context, cid: str, start: Callable, lock: int) -> bool:
                         error=message, exit_code=getattr(e, "exit_code", 125))
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return True
     return os.waitstatus_to_exitcode(status) == 0
 
 
