@@ -135,17 +135,23 @@ def _wait_keeper(paths, cid: str, st: Mapping[str, Any]) -> bool:
 
 
 def _keeper_died(ctx: Context, cid: str, st: Mapping[str, Any]) -> None:
-    """A keeper that ended without recording the exit (killed): the record reconciled (exited,
-    137), then the policy applied to that exit, as the keeper would have."""
+    """After the run's keeper ended: if it died without recording the exit (killed), the record
+    reconciled (exited, 137; perhaps by a reader already), then the policy applied to that exit,
+    as the keeper would have. (An exit the keeper recorded is left as it is: it decided.)"""
     rec = state.read(ctx.paths, cid)
-    if rec is None or rec["state"].get("status") != "running" or rec["state"].get("keeper") != st.get("keeper"):
-        return  # recorded by the keeper, or started again meanwhile
-    rec = records.current(ctx, rec)
-    if rec["state"].get("status") == "exited":
+    if rec is None:
+        return
+    if rec["state"].get("status") == "running" and rec["state"].get("keeper") == st.get("keeper"):
+        rec = records.current(ctx, rec)
+        if rec["state"].get("status") == "running":
+            time.sleep(POLL)  # a reconciliation that could not be written (a full disk) is not a busy loop
+            return
+    this_run = rec["state"].get("started_at") == st.get("started_at")
+    if rec["state"].get("status") == "exited" and this_run and rec["state"].get("error") == records.KEEPER_DIED:
         again = restart.exit_fields(rec, rec["state"].get("exit_code", records.UNKNOWN_EXIT))
         if again:
-            _transition(ctx.paths, cid, lambda r: r["state"].get("status") == "exited", **again)
-    time.sleep(POLL)  # a reconciliation that could not be written (a full disk) is not a busy loop
+            _transition(ctx.paths, cid, lambda r: r["state"].get("status") == "exited"
+                        and r["state"].get("started_at") == st.get("started_at"), **again)
 
 
 def _back_off(paths, cid: str, delay: float) -> bool:

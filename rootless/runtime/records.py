@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rootless.runtime.state import ContainerRecord
 
 UNKNOWN_EXIT = 137  # the keeper died without recording the exit: as if killed
+KEEPER_DIED = "the container's keeper died (killed, or the machine restarted)"
 
 
 def current(ctx: Context, rec: ContainerRecord) -> ContainerRecord:
@@ -37,7 +38,7 @@ def current(ctx: Context, rec: ContainerRecord) -> ContainerRecord:
         remove_container_files(ctx, cid)
         return {**rec, "state": {**st, "status": "removed"}}
     changes: dict[str, Any] = dict(status="exited", pid=0, keeper=0, exit_code=UNKNOWN_EXIT,
-                   error="the container's keeper died (killed, or the machine restarted)",
+                   error=KEEPER_DIED,
                    finished_at=now_iso())
     try:
         return state.update_state(ctx.paths, cid, **changes) or rec

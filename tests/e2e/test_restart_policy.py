@@ -296,6 +296,18 @@ def test_a_killed_keeper_counts_as_an_exit(bb):
     os.kill(keeper["state"]["keeper"], signal.SIGKILL)
     wait_for(lambda: restart_count(bb, "svc") == 1 and status(bb, "svc") == "running", what="a restart")
     assert state(bb, "svc")["ExitCode"] == 0  # the new run's
+    # a reader that reconciles the record before the monitor looks (held still meanwhile) changes nothing
+    wait_for(lambda: len(monitors(bb)) == 1, what="the monitor")
+    monitor = int(monitors(bb)[0])
+    keeper = json.loads(bb.root.joinpath("containers", inspect(bb, "svc")["Id"], "container.json").read_text())
+    os.kill(monitor, signal.SIGSTOP)
+    try:
+        os.kill(keeper["state"]["keeper"], signal.SIGKILL)
+        wait_for(lambda: status(bb, "svc") == "exited", what="the reconciled record")
+        assert state(bb, "svc")["ExitCode"] == 137
+    finally:
+        os.kill(monitor, signal.SIGCONT)
+    wait_for(lambda: restart_count(bb, "svc") == 2 and status(bb, "svc") == "running", what="a second restart")
 
 
 def test_after_a_reboot_start_all_brings_back_the_restarting_ones(bb):
