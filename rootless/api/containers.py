@@ -277,7 +277,7 @@ def restart(ctx: Context, req: Request, id):
 
 def kill(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
-    if not uc.is_running(rec):
+    if not uc.is_running(rec) and rec["state"].get("status") != "restarting":  # restarting: its policy ends
         raise Conflict(f"Container {rec['id']} is not running")
     uc.kill(ctx, rec, req.arg("signal") or "KILL")
     return 204, None

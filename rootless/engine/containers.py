@@ -387,6 +387,11 @@ def signal_number(name: str | int) -> int:
 
 
 def kill(ctx: Context, rec: ContainerRecord, sig: str | int = "KILL") -> None:
+    if rec["state"].get("status") == "restarting":  # Docker's: its policy ends, no process to signal
+        from rootless.engine import restarts
+        rec = restarts.cancel(ctx, rec)
+        if not is_running(rec):
+            return
     if not is_running(rec):
         raise Conflict(f"cannot kill container {rec['name']}: it is not running")
     signum = signal_number(sig)

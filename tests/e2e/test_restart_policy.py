@@ -94,6 +94,13 @@ def test_kill_ends_the_policy_too(bb):
     bb("run", "-d", "--name", "svc", "--restart", "unless-stopped", "busybox", "sleep", "60")
     bb("kill", "svc")
     wait_for(lambda: settled(bb, "svc", 0), what="exited for good")
+    # in its back-off: kill ends the policy too (Docker's), with nothing to signal
+    bb("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c", "exit 1")
+    wait_for(lambda: restart_count(bb, "loop") >= 4, what="a few restarts")
+    wait_for(lambda: state(bb, "loop")["Restarting"], what="the back-off")
+    bb("kill", "loop")
+    wait_for(lambda: not monitors(bb), what="the monitor to go")
+    assert status(bb, "loop") == "exited"
 
 
 def test_update_restart_changes_the_policy_of_a_running_container(bb):
