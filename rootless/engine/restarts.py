@@ -68,6 +68,7 @@ def _daemonize() -> None:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.closerange(3, 65536)
+    os.chdir("/")  # holds no directory of the caller's busy
     _name("rootless-restart")
 
 
