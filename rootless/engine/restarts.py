@@ -49,8 +49,11 @@ def watch(ctx: Context, cid: str, start: Callable) -> None:
     try:
         os.setsid()
         if os.fork() == 0:
+            from rootless.engine.context import Context
+            own = Context(root=ctx.paths.root)  # its own: the caller's open files are about to be closed
+            own.config  # noqa: B018 - read now, from where the caller runs (ROOTLESS_CONFIG may be relative)
             _daemonize()
-            _monitor(ctx.paths.root, cid, start)
+            _monitor(own, cid, start)
     except BaseException:  # noqa: BLE001 - a forked child never returns into its parent's code
         pass
     finally:
@@ -80,9 +83,7 @@ def _name(name: str) -> None:
         pass
 
 
-def _monitor(root: str, cid: str, start: Callable) -> None:
-    from rootless.engine.context import Context
-    ctx = Context(root=root)  # its own: the parent's open files are closed
+def _monitor(ctx: Context, cid: str, start: Callable) -> None:
     paths = ctx.paths
     fd = os.open(restart.lock_path(paths, cid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     if not _lock(fd):
