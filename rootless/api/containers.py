@@ -53,7 +53,7 @@ _NESTED = {  # HostConfig's lists of objects, and objects, field by field
                "BindOptions": dict, "VolumeOptions": dict},
     "Devices": {"PathOnHost": str, "PathInContainer": str, "CgroupPermissions": str},
     "BlkioDeviceReadBps": {"Path": str, "Rate": int}, "BlkioDeviceWriteBps": {"Path": str, "Rate": int},
-    "LogConfig": {"Type": str, "Config": "map"}, "RestartPolicy": {"Name": str},
+    "LogConfig": {"Type": str, "Config": "map"}, "RestartPolicy": {"Name": str, "MaximumRetryCount": int},
 }
 
 
@@ -131,10 +131,7 @@ def to_run_options(body: dict, name: str | None, platform: str | None = None):
     security = list(hc.get("SecurityOpt") or [])
     devices = [f"{d['PathOnHost']}:{d.get('PathInContainer') or d['PathOnHost']}:{d.get('CgroupPermissions') or 'rwm'}"
                for d in hc.get("Devices") or []]
-    restart = (hc.get("RestartPolicy") or {}).get("Name") or "no"
-    if restart not in ("no", ""):
-        raise UsageError(f"restart policy {restart!r} is not supported: rootless has no daemon to restart containers",
-                         "leave the restart policy out (a systemd user unit can restart a container)")
+    from rootless.runtime import restart
     return RunOptions(
         image=image, command=tuple(cmd or ()), entrypoint=None if entrypoint is None else tuple(entrypoint),
         env=tuple(body.get("Env") or ()), workdir=body.get("WorkingDir") or None, user=body.get("User") or None,
@@ -153,6 +150,7 @@ def to_run_options(body: dict, name: str | None, platform: str | None = None):
         limits=limits, cap_add=tuple(hc.get("CapAdd") or ()), cap_drop=tuple(hc.get("CapDrop") or ()),
         privileged=bool(hc.get("Privileged")), security_opts=tuple(security), devices=tuple(devices),
         userns=hc.get("UsernsMode") or "", labels=dict(body.get("Labels") or {}) or None,
+        restart=restart.from_api(hc.get("RestartPolicy")),
     )
 
 
@@ -279,7 +277,7 @@ def inspect(ctx: Context, req: Request, id):
 def start(ctx: Context, req: Request, id):
     req.drain()
     rec = uc.lookup(ctx, id)
-    if uc.is_running(rec):
+    if uc.is_running(rec) or rec["state"].get("status") == "restarting":  # Docker: running through the back-off
         return 304, None
     try:
         uc.start(ctx, rec, attached=False)
@@ -292,10 +290,27 @@ def start(ctx: Context, req: Request, id):
 
 def stop(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
-    if not uc.is_running(rec):
+    if not uc.is_running(rec) and rec["state"].get("status") != "restarting":  # a stop ends the back-off
         return 304, None
     uc.stop(ctx, rec, req.int_arg("t"))
     return 204, None
+
+
+def update(ctx: Context, req: Request, id):
+    """``POST /containers/{id}/update``: the restart policy and the resource limits (Docker's UpdateConfig)."""
+    body = req.json() or {}
+    http.check_types(body, {k: _HOST[k] for k in ("RestartPolicy", "Memory", "MemoryReservation", "MemorySwap",
+                                                  "NanoCpus", "CpuShares", "CpusetCpus", "PidsLimit",
+                                                  "BlkioWeight")})
+    http.check_types(body.get("RestartPolicy") or {}, _NESTED["RestartPolicy"], "RestartPolicy.")
+    rec = uc.lookup(ctx, id)
+    limits = _limits(body)
+    if limits:
+        containerstats.update(ctx, rec, limits)
+    if body.get("RestartPolicy") is not None:
+        from rootless.runtime import restart
+        uc.set_restart_policy(ctx, uc.lookup(ctx, id), restart.from_api(body["RestartPolicy"]))
+    return 200, {"Warnings": []}
 
 
 def restart(ctx: Context, req: Request, id):
@@ -305,7 +320,7 @@ def restart(ctx: Context, req: Request, id):
 
 def kill(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
-    if not uc.is_running(rec):
+    if not uc.is_running(rec) and rec["state"].get("status") != "restarting":  # restarting: its policy ends
         raise Conflict(f"Container {rec['id']} is not running")
     uc.kill(ctx, rec, req.arg("signal") or "KILL")
     return 204, None

@@ -44,6 +44,7 @@ ROUTES = [
     ("POST", "/containers/{id}/unpause", "containers:unpause"),
     ("POST", "/containers/{id}/wait", "containers:wait"),
     ("POST", "/containers/{id}/rename", "containers:rename"),
+    ("POST", "/containers/{id}/update", "containers:update"),
     ("POST", "/containers/{id}/resize", "containers:resize"),
     ("POST", "/containers/{id}/attach", "containers:attach"),
     ("GET", "/containers/{id}/logs", "containers:logs"),
@@ -92,7 +93,7 @@ ROUTES += swarm.ROUTES  # answered as by a Docker node in no swarm (503)
 
 # Parts of Docker's API this tool does not have: answered 501 with what to do instead.
 NOT_IMPLEMENTED = [
-    (re.compile(r"^/containers/[^/]+/(update|attach/ws)$"), "not supported by rootless"),
+    (re.compile(r"^/containers/[^/]+/attach/ws$"), "not supported by rootless"),
     (re.compile(r"^/(plugins|session|grpc)(/|$)"),
      "not supported by rootless (no plugins or BuildKit sessions)"),
     (re.compile(r"^/auth$"), "log in with `rootless login`"),

@@ -20,7 +20,8 @@ ListOptions = namedtuple("ListOptions", "all limit latest size filters", default
 ListOptions.__doc__ = """What to list. ``all``: stopped containers too; ``limit``: the N newest
 (every state); ``latest``: the newest one; ``size``: asked for the writable layers' sizes (taken,
 not measured: the rows carry none, as before); ``filters``: ``KEY=VALUE`` strings (``status=``,
-``name=``, ``id=``, ``ancestor=``, ``label=``; the same key: any, different keys: all)."""
+``name=``, ``id=``, ``ancestor=``, ``label=``, ``restart-policy=``; the same key: any, different keys:
+all). A restarting container is listed with the running ones, as Docker lists it."""
 
 
 def list_containers(ctx: Context, opts: ListOptions) -> list[ContainerRecord]:
@@ -29,7 +30,7 @@ def list_containers(ctx: Context, opts: ListOptions) -> list[ContainerRecord]:
     from rootless.runtime.records import all_current, is_running
     limit = 1 if opts.latest else opts.limit if opts.limit and opts.limit > 0 else None
     every_state = opts.all or limit is not None or any(f.startswith("status=") for f in opts.filters)
-    recs = [r for r in all_current(ctx) if every_state or is_running(r)]
+    recs = [r for r in all_current(ctx) if every_state or is_running(r) or r["state"]["status"] == "restarting"]
     if opts.filters:
         recs = [r for r in recs if matches(r, opts.filters)]
     recs.sort(key=lambda r: r.get("created", ""), reverse=True)

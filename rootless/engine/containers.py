@@ -118,9 +118,10 @@ def _shared_hostname(ctx: Context, cspec):
 
 
 def start(ctx: Context, rec: ContainerRecord, attached: bool, detach_keys: bytes = b"\x10\x11", stdin: bool = True,
-          tied: bool = False) -> int | None:
+          tied: bool = False, auto: bool = False) -> int | None:
     """Start a created or exited container; attached: its exit code; detached: None once running.
-    ``tied`` (a build's RUN step): it dies with the attached CLI (``launchplan.LaunchPlan``)."""
+    ``tied`` (a build's RUN step): it dies with the attached CLI (``launchplan.LaunchPlan``).
+    ``auto``: a restart made by the container's restart policy (``engine.restarts``), not the user's."""
     from rootless.base import timing
     from rootless.runtime import launcher
     from rootless.runtime.terminal import hold_std_fds
@@ -129,6 +130,12 @@ def start(ctx: Context, rec: ContainerRecord, attached: bool, detach_keys: bytes
         raise RootlessError(f"cannot start container {rec['id'][:12]}: {state.DAMAGED}")
     if is_running(rec):
         raise Conflict(f"container {rec['name']} is already running")
+    policy = rec["spec"].get("restart")
+    if policy and not auto:
+        from rootless.engine import restarts
+        if rec["state"].get("status") == "restarting":
+            raise Conflict(f"container {rec['name']} is restarting", "wait until it runs, or stop it first")
+        restarts.started_by_hand(ctx, rec)
     if rec["state"].get("mounted_by"):
         from rootless.engine.containerfs import unmount
         unmount(ctx, rec)  # one writer of the writable layer at a time
@@ -148,7 +155,41 @@ def start(ctx: Context, rec: ContainerRecord, attached: bool, detach_keys: bytes
         if remove and attached:
             records.remove_container_files(ctx, rec["id"])  # the keeper removed them; a failed start may not have
     timing.mark("reaped")
+    if policy and not auto:
+        from rootless.engine import restarts
+        restarts.watch(ctx, rec["id"], _restart)
     return code
+
+
+def stopped(ctx: Context, filters) -> list[ContainerRecord]:
+    """``start --all``: the created and exited containers the filters choose, the oldest first.
+    Asked by restart policy (a reboot's ``--filter restart-policy=unless-stopped``), one stopped by
+    hand with ``unless-stopped`` is left stopped, as Docker's daemon leaves it."""
+    from rootless.engine import containerlist
+    by_policy = any(f.startswith("restart-policy=") for f in filters)
+    recs = containerlist.list_containers(ctx, containerlist.ListOptions(all=True, filters=tuple(filters)))
+    return [r for r in reversed(recs) if r["state"]["status"] in ("created", "exited")
+            and not (by_policy and r["state"].get("manually_stopped")
+                     and (r["spec"].get("restart") or {}).get("Name") == "unless-stopped")]
+
+
+def _restart(ctx: Context, rec: ContainerRecord) -> None:
+    """A start by the container's restart policy (in its restart monitor)."""
+    start(ctx, rec, attached=False, auto=True)
+
+
+def set_restart_policy(ctx: Context, rec: ContainerRecord, text: str) -> None:
+    """``update --restart``: the new policy is the record's at once; a running container gets a
+    restart monitor if it had none."""
+    from rootless.runtime import restart
+    policy = restart.parse(text)
+    if rec.get("corrupt"):
+        raise RootlessError(f"cannot update container {rec['id'][:12]}: {state.DAMAGED}")
+    restart.check(policy, bool(rec["spec"].get("remove")))
+    state.update_spec(ctx.paths, rec["id"], restart=policy)
+    if policy and is_running(rec) and not restart.monitor_alive(ctx.paths, rec["id"]):
+        from rootless.engine import restarts
+        restarts.watch(ctx, rec["id"], _restart)
 
 
 def _keep_id_method(ctx: Context) -> str:
@@ -365,9 +406,17 @@ def signal_number(name: str | int) -> int:
 
 
 def kill(ctx: Context, rec: ContainerRecord, sig: str | int = "KILL") -> None:
+    if rec["state"].get("status") == "restarting":  # Docker's: its policy ends, no process to signal
+        from rootless.engine import restarts
+        rec = restarts.cancel(ctx, rec)
+        if not is_running(rec):
+            return
     if not is_running(rec):
         raise Conflict(f"cannot kill container {rec['name']}: it is not running")
     signum = signal_number(sig)
+    if rec["spec"].get("restart"):
+        from rootless.engine import restarts
+        restarts.note_stopped(ctx, rec)  # a restart policy ends with a stop by hand (Docker's rule)
     events.container(ctx.paths, "kill", rec["spec"], signal=signum)  # before the die it may cause
     try:
         os.kill(rec["state"]["pid"], signum)
@@ -467,6 +516,9 @@ def _exit_from_keeper(ctx: Context, rec: ContainerRecord) -> int | None:
 
 def stop(ctx: Context, rec: ContainerRecord, timeout: float | None = None) -> None:
     """The image's STOPSIGNAL (default SIGTERM), ``timeout`` seconds (default 10), then SIGKILL."""
+    if rec["state"].get("status") == "restarting":
+        from rootless.engine import restarts
+        rec = restarts.cancel(ctx, rec)  # out of its back-off: exited, or running if it was just started
     if not is_running(rec):
         return
     spec = rec.get("spec", {})
@@ -506,9 +558,13 @@ def remove(ctx: Context, rec: ContainerRecord, force: bool, volumes: bool = Fals
     """``rm``: the container, and with ``volumes`` (``-v``) its anonymous volumes."""
     # a damaged record says nothing: its keeper, if one runs, is found by its attach socket
     keeper = records.keeper_of(ctx, rec["id"]) if rec.get("corrupt") else 0
-    if (keeper or is_running(rec)) and not force:
-        raise Conflict(f"you cannot remove a running container {rec['id']}. Stop the container before "
-                       "attempting removal or force remove")
+    restarting = rec["state"].get("status") == "restarting"
+    if (keeper or is_running(rec) or restarting) and not force:
+        raise Conflict(f"you cannot remove a {'restarting' if restarting else 'running'} container {rec['id']}. "
+                       "Stop the container before attempting removal or force remove")
+    if restarting:
+        from rootless.engine import restarts
+        rec = restarts.cancel(ctx, rec)
     if keeper:
         records.kill_keeper_tree(keeper)
     if rec["state"].get("mounted_by"):
@@ -580,7 +636,7 @@ def prune(ctx: Context) -> list[str]:
     for rec in all_current(ctx):
         if ((rec.get("spec") or {}).get("labels") or {}).get("io.rootless.build") == "step":
             continue  # a build's own: it removes it, or `builder prune` once the build is gone
-        if not is_running(rec):
+        if not is_running(rec) and rec["state"].get("status") != "restarting":  # restarting: running, to Docker
             remove(ctx, rec, force=False)
             removed.append(rec["id"])
     return removed

@@ -75,9 +75,16 @@ def status_text(rec: ContainerRecord, now: float | None = None) -> str:
     if st["status"] == "exited":
         hint = " (it left processes behind: a daemon?)" if st.get("error") == _daemon_hint() else ""
         return f"Exited ({st.get('exit_code', 0)}) {since(st.get('finished_at', ''), now)} ago{hint}"
+    if st["status"] == "restarting":
+        return f"Restarting ({st.get('exit_code', 0)}) {since(st.get('finished_at', ''), now)} ago"
     if rec.get("corrupt"):
         return "Dead (damaged record: rm -f it)"
     return st["status"].capitalize()
+
+
+def _restart_policy(spec: dict) -> dict:
+    from rootless.runtime import restart
+    return restart.of(spec)
 
 
 
@@ -152,14 +159,15 @@ def inspect(rec: ContainerRecord, paths) -> dict:
     spec, st, cid = rec["spec"], rec["state"], rec["id"]
     argv = spec.get("argv", [])
     running = st["status"] == "running"
+    restarting = st["status"] == "restarting"  # Docker's Running stays true through the back-off
     return {
         "Id": cid,
         "Created": rec.get("created", ""),
         "Path": argv[0] if argv else "",
         "Args": argv[1:],
         "State": {
-            "Status": docker_status(rec), "Running": running, "Paused": docker_status(rec) == "paused",
-            "Restarting": False,
+            "Status": docker_status(rec), "Running": running or restarting, "Paused": docker_status(rec) == "paused",
+            "Restarting": restarting,
             "OOMKilled": bool(st.get("oom_killed")), "Dead": False, "Pid": st.get("pid", 0) if running else 0,
             "ExitCode": st.get("exit_code", 0), "Error": st.get("error", ""),
             "StartedAt": st.get("started_at") or ZERO_TIME, "FinishedAt": st.get("finished_at") or ZERO_TIME,
@@ -170,14 +178,14 @@ def inspect(rec: ContainerRecord, paths) -> dict:
         "HostsPath": f"{paths.run_dir(cid)}/hosts",
         "LogPath": paths.container_log(cid),
         "Name": "/" + rec["name"],
-        "RestartCount": 0,
+        "RestartCount": st.get("restart_count") or 0,
         "Driver": "overlay",
         "Platform": "linux",
         "HostConfig": {
             "AutoRemove": bool(spec.get("remove")), "NetworkMode": _network_mode(spec, paths),
             "ReadonlyRootfs": bool(spec.get("read_only")),
             "Init": bool(spec.get("init")), "LogConfig": _log_config(spec.get("log")),
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "Binds": None,
+            "RestartPolicy": _restart_policy(spec), "Binds": None,
             "PortBindings": _port_bindings(spec), "PublishAllPorts": bool(spec.get("publish_all")),
             "Links": [f"/{_link_name(paths, t)}:/{rec['name']}/{a}" for t, a in spec.get("links", [])] or None,
             "Dns": list(spec.get("dns", [])), "DnsSearch": list(spec.get("dns_search", [])),
@@ -288,7 +296,7 @@ def _link_name(paths, cid: str) -> str:
 
 
 def matches(rec: ContainerRecord, filters: list[str]) -> bool:
-    """``--filter status=|name=|ancestor=|label=|id=`` (same key: any; different keys: all)."""
+    """``--filter status=|name=|ancestor=|label=|id=|restart-policy=`` (same key: any; different keys: all)."""
     by_key: dict[str, list[str]] = {}
     for f in filters:
         key, _, value = f.partition("=")
@@ -306,9 +314,11 @@ def matches(rec: ContainerRecord, filters: list[str]) -> bool:
         elif key == "label":
             labels = spec.get("labels") or {}
             ok = all(_label(labels, v) for v in values)
+        elif key == "restart-policy":  # rootless's own (as Podman's): `start --all --filter restart-policy=always`
+            ok = (spec.get("restart") or {}).get("Name", "no") in values
         else:
             from rootless.base.errors import UsageError
-            raise UsageError(f"invalid filter {key!r}", "use status=, name=, id=, ancestor= or label=")
+            raise UsageError(f"invalid filter {key!r}", "use status=, name=, id=, ancestor=, label= or restart-policy=")
         if not ok:
             return False
     return True

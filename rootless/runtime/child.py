@@ -42,6 +42,7 @@ from rootless.runtime import (
     keeper,
     logwrite,
     mountplan,
+    restart,
     rootfs,
     state,
     users,
@@ -250,7 +251,7 @@ class _Keeper:
             helpers.stop_slirp()  # it holds the host ports: free when the CLI returns
         if self.orphaned:  # nobody is left to remove it: as with --rm
             plan = plan._replace(spec=spec._replace(remove=True), remove_dirs=(plan.paths.container(spec.id),))
-        _finish(plan, code, self.error)
+        _finish(plan, code, self.error, ran=self.finished)
         keeper.farewell(self.clients, self.attach_sock, code if self.finished else None)
         if self.finished:
             # The record is final and the ports free: an attached CLI returns now, without waiting
@@ -400,7 +401,7 @@ def _detach_from_terminal() -> None:
     os.close(null)
 
 
-def _finish(plan: LaunchPlan, code: int, error: str) -> None:
+def _finish(plan: LaunchPlan, code: int, error: str, ran: bool = False) -> None:
     """Remove the runtime files (and the container with --rm), then record the exit: a ``start``
     right after ``stop`` returns makes the runtime directory anew, and it must stay its own."""
     # ``die`` is written before anyone can see the end: while the exit is recorded (under the
@@ -412,8 +413,11 @@ def _finish(plan: LaunchPlan, code: int, error: str) -> None:
     if not plan.spec.remove:
         rec = None
         try:
-            rec = state.update_state(plan.paths, plan.spec.id, status="exited", pid=0, exit_code=code, error=error,
-                                     finished_at=now_iso(), keeper=0, net={}, oom_killed=_oom_killed(plan),
+            # its restart policy says whether it is restarting rather than exited (``ran``: it got to run)
+            again = restart.exit_fields(state.read(plan.paths, plan.spec.id), code) if ran else {}
+            rec = state.update_state(plan.paths, plan.spec.id, status=again.pop("status", "exited"), pid=0,
+                                     exit_code=code, error=error, finished_at=now_iso(), keeper=0, net={},
+                                     oom_killed=_oom_killed(plan), **again,
                                      then=lambda r: events.container(plan.paths, "die", r["spec"], exitCode=code))
         except (OSError, RootlessError):
             pass

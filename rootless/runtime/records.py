@@ -21,11 +21,14 @@ if TYPE_CHECKING:
     from rootless.runtime.state import ContainerRecord
 
 UNKNOWN_EXIT = 137  # the keeper died without recording the exit: as if killed
+KEEPER_DIED = "the container's keeper died (killed, or the machine restarted)"
 
 
 def current(ctx: Context, rec: ContainerRecord) -> ContainerRecord:
     """The record with a dead keeper reconciled: exited, runtime files and helpers gone."""
     st = rec.get("state", {})
+    if st.get("status") == "restarting":
+        return _restarting(ctx, rec)
     if st.get("status") != "running" or alive(st.get("keeper", 0), st.get("keeper_start", "")):
         return rec
     cid = rec["id"]
@@ -35,7 +38,7 @@ def current(ctx: Context, rec: ContainerRecord) -> ContainerRecord:
         remove_container_files(ctx, cid)
         return {**rec, "state": {**st, "status": "removed"}}
     changes: dict[str, Any] = dict(status="exited", pid=0, keeper=0, exit_code=UNKNOWN_EXIT,
-                   error="the container's keeper died (killed, or the machine restarted)",
+                   error=KEEPER_DIED,
                    finished_at=now_iso())
     try:
         return state.update_state(ctx.paths, cid, **changes) or rec
@@ -46,6 +49,17 @@ def current(ctx: Context, rec: ContainerRecord) -> ContainerRecord:
         # A full disk: recording it is only a convenience (every reader reconciles again), and a
         # read-only command (ps -a, inspect, rm -f) must not fail for it.
         return {**rec, "state": {**st, **changes}}  # type: ignore[typeddict-item]  # changes: state keys
+
+
+def _restarting(ctx: Context, rec: ContainerRecord) -> ContainerRecord:
+    """A container waiting for its restart, as it is: exited if its restart monitor is gone."""
+    from rootless.runtime import restart
+    if not restart.stale(ctx.paths, rec, time.time()):
+        return rec
+    try:
+        return state.update_state(ctx.paths, rec["id"], status="exited") or rec
+    except OSError:
+        return {**rec, "state": {**rec["state"], "status": "exited"}}
 
 
 def lookup(ctx: Context, ref: str) -> ContainerRecord:

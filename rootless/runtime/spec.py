@@ -67,6 +67,7 @@ class RunOptions(KeywordRecord):
     # the user-defined networks, resolved by the engine to (network id, aliases) pairs
     # (``network`` is then the mode their members run in)
     networks: Sequence[tuple[str, Sequence[str]]] = ()
+    restart: str | None = None  # --restart: no, always, unless-stopped, on-failure[:N]
 
 
 @keyword_record
@@ -110,6 +111,7 @@ class _ContainerSpecFields(KeywordRecord):
     root_emulation: str = "auto"
     userns: str = ""
     networks: tuple[Any, ...] = ()
+    restart: dict[str, Any] | None = None  # Docker's RestartPolicy (rootless.runtime.restart); None: no
 
 
 class ContainerSpec(_ContainerSpecFields):
@@ -132,7 +134,8 @@ class ContainerSpec(_ContainerSpecFields):
     user's own uid and gid inside, :func:`rootless.base.idmap.keep_id`); ``networks``: the
     user-defined networks it is a member of, [network id, [aliases]] pairs (each start links it to
     their running members, ``rootless.runtime.network``; ``network`` is then ``slirp4netns``, or
-    ``none`` for an internal network)."""
+    ``none`` for an internal network); ``restart``: Docker's RestartPolicy (``rootless.runtime.restart``;
+    None: ``no``, and then not written into the record)."""
 
     __slots__ = ()
 
@@ -146,6 +149,8 @@ class ContainerSpec(_ContainerSpecFields):
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
+        if d.get("restart") is None:  # no policy: the record keeps the shape older versions read
+            del d["restart"]
         return d
 
     @classmethod
@@ -245,6 +250,9 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
     if opts.userns not in ("", "keep-id"):
         raise UsageError(f"--userns {opts.userns!r} is not supported", "use --userns=keep-id, or leave it out")
     keep_id = opts.userns == "keep-id"
+    from rootless.runtime import restart
+    restart_policy = restart.parse(opts.restart)
+    restart.check(restart_policy, opts.rm)
     if keep_id and opts.network.startswith("container:"):
         raise UsageError("--userns=keep-id cannot join another container's namespaces (--network container:)")
     return ContainerSpec(
@@ -256,7 +264,7 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         else f"{os.getuid()}:{os.getgid()}",  # keep-id: the user's own ids unless -u says otherwise
         workdir=os.path.normpath(workdir),
         hostname=hostname, init=opts.init, tty=opts.tty, **net,
-        interactive=opts.interactive, remove=opts.rm,
+        interactive=opts.interactive, remove=opts.rm, restart=restart_policy,
         labels={**(cfg.get("Labels") or {}), **(opts.labels or {})},  # the image's, then --label's
         stop_signal=cfg.get("StopSignal") or "SIGTERM",
         entrypoint=tuple(split_command(cfg, opts.command, opts.entrypoint)[0]),

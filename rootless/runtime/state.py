@@ -24,7 +24,7 @@ if TYPE_CHECKING:
         """``rec["state"]``: where the container is in its life (``create``, then the keeper,
         ``mount``/``umount``, and the reconciling of a dead keeper in runtime.records)."""
 
-        status: Required[str]  # created, running, exited, dead ("removed": in memory only)
+        status: Required[str]  # created, running, restarting, exited, dead ("removed": in memory only)
         pid: Required[int]  # PID 1 of the container, 0 when not running
         pid_start: str  # its start time (pid_start_time): the pid across pid reuse
         exit_code: Required[int]
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
         mounted_by_start: str
         paused: int  # `pause`: the PID 1 that was paused (runtime.pause.is_paused), 0 when not
         pause_method: str  # how: runtime.pause.FREEZER or SIGNALS
+        restart_count: int  # restarts made by the restart policy since the last start by hand
+        manually_stopped: bool  # stop/kill by hand: the restart policy waits for the next start
 
     class ContainerRecord(TypedDict):
         """``containers/ID/container.json``: what :func:`create` writes and the state functions

@@ -70,6 +70,7 @@ def run(ctx: "Context",
         userns: str = Opt(("--userns",), "", "keep-id: your own uid and gid inside the container."),
         label: list[str] = Opt(("-l", "--label"), [], "Set a label on the container (KEY=VALUE)."),
         init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
+        restart: str = Opt(("--restart",), None, "Restart policy: no, always, unless-stopped, on-failure[:N]."),
         pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never."),
         tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
         platform: str = Opt(("--platform",), None, "os/arch[/variant]: the image for that platform."),
@@ -91,7 +92,7 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                  dns_option, mac_address, log_driver, log_opt, volume, mount, tmpfs, volumes_from, read_only,
                  memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
                  blkio_weight, device_read_bps, device_write_bps, cap_add, cap_drop, privileged, security_opt,
-                 device, userns, label, init, pull, tls_verify, platform):
+                 device, userns, label, init, restart, pull, tls_verify, platform):
     """``run``'s and ``create``'s flags (each by the name ``run`` declares it under) as RunOptions."""
     from rootless.runtime.spec import RunOptions, parse_labels
     limit_flags = dict(memory=memory, memory_reservation=memory_reservation, memory_swap=memory_swap, cpus=cpus,
@@ -118,7 +119,8 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                       volumes_from=tuple(volumes_from), read_only=read_only, limits=limits,
                       cap_add=tuple(cap_add), cap_drop=tuple(cap_drop), privileged=privileged,
                       security_opts=tuple(security_opt), devices=tuple(device), userns=userns or "",
-                      labels=parse_labels(label) if label else None, network_aliases=tuple(network_alias))
+                      labels=parse_labels(label) if label else None, network_aliases=tuple(network_alias),
+                      restart=restart)
 
 
 @command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))
@@ -129,20 +131,34 @@ def create(ctx: "Context", **kw):
 
 
 @command("start")
-def start(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
+def start(ctx: "Context", containers_: list[str] = Arg(None, metavar="CONTAINER..."),
           attach: bool = Opt(("-a", "--attach"), False, "Attach stdout/stderr and wait for the exit."),
-          interactive: bool = Opt(("-i", "--interactive"), False, "Attach stdin.")):
+          interactive: bool = Opt(("-i", "--interactive"), False, "Attach stdin."),
+          all_: bool = Opt(("--all",), False, "Start every stopped container (that the filters choose)."),
+          filter_: list[str] = Opt(("-f", "--filter"), [],
+                                   "With --all: restart-policy=always, status=, name=, label=, ...")):
     """Start one or more stopped containers."""
+    from rootless.base.errors import UsageError
     from rootless.engine import containers
+    if all_:
+        if containers_:
+            raise UsageError("give either --all or containers, not both")
+        containers_ = [r["name"] for r in containers.stopped(ctx, filter_)]
+        if attach:
+            raise UsageError("you cannot start and attach multiple containers at once")
+        return _each(ctx, containers_, lambda rec: containers.start(ctx, rec, attached=False))
+    if filter_:
+        raise UsageError("--filter chooses among --all", "add --all")
+    if not containers_:
+        raise UsageError("\"start\" requires at least 1 argument", "give containers, or --all")
     if attach and len(containers_) > 1:
-        from rootless.base.errors import UsageError
         raise UsageError("you cannot start and attach multiple containers at once")
     code = 0
     for ref in containers_:
         rec = containers.lookup(ctx, ref)
         if attach:
             code = containers.start(ctx, rec, attached=True, stdin=interactive)
-        elif not containers.is_running(rec):
+        elif not containers.is_running(rec) and rec["state"]["status"] != "restarting":
             containers.start(ctx, rec, attached=False)
             print(ref)
         else:
@@ -299,17 +315,27 @@ def update(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
            memory: str = LIMIT["memory"], memory_reservation: str = LIMIT["memory_reservation"],
            memory_swap: str = LIMIT["memory_swap"], cpus: str = LIMIT["cpus"], cpu_shares: str = LIMIT["cpu_shares"],
            cpuset_cpus: str = LIMIT["cpuset_cpus"], pids_limit: str = LIMIT["pids_limit"],
-           blkio_weight: str = LIMIT["blkio_weight"]):
-    """Change the resource limits of containers (running ones at once)."""
+           blkio_weight: str = LIMIT["blkio_weight"],
+           restart: str = Opt(("--restart",), None, "Restart policy: no, always, unless-stopped, on-failure[:N].")):
+    """Change the resource limits or the restart policy of containers (running ones at once)."""
     from rootless.base.errors import UsageError
-    from rootless.engine import containerstats
+    from rootless.engine import containers, containerstats
     from rootless.runtime import cgroups
     limits = cgroups.parse(cgroups.LimitOptions(
         memory=memory, memory_reservation=memory_reservation, memory_swap=memory_swap, cpus=cpus,
         cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit, blkio_weight=blkio_weight))
-    if not limits:
+    if not limits and restart is None:
         raise UsageError("you must provide one or more flags when using this command")
-    return _each(ctx, containers_, lambda rec: containerstats.update(ctx, rec, limits))
+    if restart is not None:
+        from rootless.runtime import restart as policy
+        policy.parse(restart)  # checked once, before any container changes
+
+    def one(rec) -> None:
+        if limits:
+            containerstats.update(ctx, rec, limits)
+        if restart is not None:
+            containers.set_restart_policy(ctx, containers.lookup(ctx, rec["id"]), restart)
+    return _each(ctx, containers_, one)
 
 
 @command("port")
@@ -446,7 +472,7 @@ def ps(ctx: "Context", all_: bool = Opt(("-a", "--all"), False, "Show all contai
        quiet: bool = Opt(("-q", "--quiet"), False, "Only show container IDs."),
        last: int = Opt(("-n", "--last"), None, "Show the N last created containers (all states)."),
        latest: bool = Opt(("-l", "--latest"), False, "Show the latest created container."),
-       filter_: list[str] = Opt(("-f", "--filter"), [], "status=, name=, id=, ancestor=, label="),
+       filter_: list[str] = Opt(("-f", "--filter"), [], "status=, name=, id=, ancestor=, label=, restart-policy="),
        format_: str = Opt(("--format",), None, "Go template, or table TEMPLATE."),
        no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate output.")):
     """List containers."""
