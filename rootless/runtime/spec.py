@@ -67,6 +67,8 @@ class RunOptions(KeywordRecord):
     # the user-defined networks, resolved by the engine to (network id, aliases) pairs
     # (``network`` is then the mode their members run in)
     networks: Sequence[tuple[str, Sequence[str]]] = ()
+    # Docker's Config.Healthcheck from --health-* or the API (runtime.health); None: the image's
+    healthcheck: dict[str, Any] | None = None
 
 
 @keyword_record
@@ -110,6 +112,7 @@ class _ContainerSpecFields(KeywordRecord):
     root_emulation: str = "auto"
     userns: str = ""
     networks: tuple[Any, ...] = ()
+    healthcheck: dict[str, Any] | None = None
 
 
 class ContainerSpec(_ContainerSpecFields):
@@ -132,7 +135,8 @@ class ContainerSpec(_ContainerSpecFields):
     user's own uid and gid inside, :func:`rootless.base.idmap.keep_id`); ``networks``: the
     user-defined networks it is a member of, [network id, [aliases]] pairs (each start links it to
     their running members, ``rootless.runtime.network``; ``network`` is then ``slirp4netns``, or
-    ``none`` for an internal network)."""
+    ``none`` for an internal network); ``healthcheck``: Docker's ``Config.Healthcheck``, the
+    flags' over the image's (``rootless.runtime.health``; None: none)."""
 
     __slots__ = ()
 
@@ -146,6 +150,8 @@ class ContainerSpec(_ContainerSpecFields):
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
+        if d["healthcheck"] is None:  # no healthcheck: the record has no such key (as before there was one)
+            del d["healthcheck"]
         return d
 
     @classmethod
@@ -266,7 +272,16 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         limits=dict(opts.limits or {}),
         userns=opts.userns,
         **_security_fields(opts),
+        **_health_fields(opts, cfg),
     )
+
+
+def _health_fields(opts: RunOptions, cfg: dict) -> dict:
+    """The spec's ``healthcheck``: the options' over the image's (no field at all when neither has one)."""
+    if not opts.healthcheck and not cfg.get("Healthcheck"):
+        return {}
+    from rootless.runtime import health
+    return {"healthcheck": health.merge(opts.healthcheck, cfg.get("Healthcheck"))}
 
 
 def _security_fields(opts: RunOptions) -> dict:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         cgroup: str  # the scope it was placed in
         mounted_by: int  # the process that holds `rootless mount` of it, 0 when none
         mounted_by_start: str
+        health: dict[str, Any] | None  # State.Health (runtime.health): Status, FailingStreak, Log
 
     class ContainerRecord(TypedDict):
         """``containers/ID/container.json``: what :func:`create` writes and the state functions
