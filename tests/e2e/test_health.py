@@ -225,3 +225,14 @@ def test_compose_waits_for_a_healthy_service(api, tmp_path):
     assert api.docker("inspect", "-f", "{{.State.ExitCode}}", "hc-app-1").out.strip() == "0"
     assert run("logs", "app").stdout.strip().endswith("db-was-ready")
     run("down", "-v")
+
+
+def test_the_check_runs_on_every_root_filesystem_method(rl_method, images):
+    """The probe waits for PID 1's root to be the mounted one, whatever mounts it."""
+    rl_method.load(images, "busybox")
+    try:
+        rl_method("run", "-d", "--name", "m", "--init", *FAST, "--health-cmd", "test -e /etc/passwd && ! test -e /work",
+                  "busybox", "sleep", "60")
+        assert wait_health(rl_method, "m", "healthy")["Log"][0]["ExitCode"] == 0
+    finally:
+        rl_method("rm", "-f", "m", expect=None)
