@@ -218,8 +218,8 @@ class _Keeper:
         log = logwrite.open_writer(plan.paths.container_log(plan.spec.id), plan.spec.log,
                                    on_error=lambda msg: _log_failed(plan, self.ch, msg))
         from rootless.runtime import healthmonitor
-        monitor = healthmonitor.keeper_monitor(plan.spec.healthcheck, plan.paths, plan.spec.id, plan.rootfs.merged, pid,
-                                        lambda argv: _probe_exec(plan, argv))
+        monitor = healthmonitor.keeper_monitor(plan.spec.healthcheck, plan.paths, plan.spec.id, plan.rootfs.merged,
+                                               pid, lambda argv: _probe_exec(plan, argv))
         try:
             keeper.supervise(stdio, self.ch, log, self.attach_sock, watch, wakeup, self.clients,
                              cli_gone if plan.tied else None, monitor)
@@ -258,7 +258,7 @@ class _Keeper:
 
 
 def _probe_exec(plan: LaunchPlan, argv: list[str]) -> None:
-    """A healthcheck probe, in the container's namespaces (``runtime.health``): the container's user,
+    """A healthcheck probe, in the container's namespaces (``runtime.healthmonitor``): the container's user,
     capabilities and seccomp program, as ``exec`` takes them, then exec ``argv``."""
     spec = plan.spec
     quiet, _other = Channel.pair()  # a single-uid map's warning was given at the start

@@ -136,7 +136,7 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
     ``logs.LogWriter``, closed here); meanwhile let ``watch`` (an ``exitwatch.ExitWatch`` or
     None) handle PID 1's stops, woken by SIGCHLD. The attach clients stay in ``clients`` for
     :func:`farewell`. ``cli_gone()`` is called when the attached CLI has died (not detached).
-    ``timer`` (a ``health.Monitor`` or None): its ``tick()`` runs after every wake-up, and the
+    ``timer`` (a ``healthmonitor.Monitor`` or None): its ``tick()`` runs after every wake-up, and the
     loop sleeps at most its ``timeout()``."""
     terminal = {"stdout": 1, "stderr": 2} if stdio.attached else {}
     sel, relay = _watch_all(stdio, ch, attach_sock, wakeup, clients)
