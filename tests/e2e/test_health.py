@@ -236,3 +236,20 @@ def test_the_check_runs_on_every_root_filesystem_method(rl_method, images):
         assert wait_health(rl_method, "m", "healthy")["Log"][0]["ExitCode"] == 0
     finally:
         rl_method("rm", "-f", "m", expect=None)
+
+
+def test_the_check_runs_in_a_single_uid_namespace(tmp_path, images):
+    """With one uid mapped (no /etc/subuid range) the check runs as the container's root; the
+    missing user is warned about once, by the container's start, not by each check."""
+    solo = Rootless(tmp_path, idmap="single")
+    solo.load(images, "busybox")
+    r = solo("run", "--rm", "--user", "1000", *FAST, "--health-cmd", "id -u > /tmp/probe", "busybox", "sh", "-c",
+             "until test -s /tmp/probe; do sleep 0.05; done; cat /tmp/probe")
+    assert r.out == "0\n"
+    assert r.err.count("does not exist in a single-uid user namespace") == 1, r.err
+
+
+def test_the_check_runs_as_your_user_with_keep_id(busybox):
+    busybox("run", "-d", "--name", "k", "--userns", "keep-id", "--network", "none", *FAST,
+            "--health-cmd", "id -u", "busybox", "sleep", "60")
+    assert wait_health(busybox, "k", "healthy")["Log"][0]["Output"] == f"{os.getuid()}\n"
