@@ -100,7 +100,7 @@ def test_ps_filters_by_health_and_events_say_the_changes(busybox):
     busybox("run", "-d", "--name", "good", *FAST, "--health-cmd", "true", "busybox", "sleep", "60")
     busybox("run", "-d", "--name", "poor", *FAST, "--health-retries", "1", "--health-cmd", "false",
             "busybox", "sleep", "60")
-    busybox("run", "-d", "--name", "wait", "--health-cmd", "true", "busybox", "sleep", "60")  # first check in 30s
+    busybox("run", "-d", "--name", "wait", "--health-interval", "1h", "--health-cmd", "true", "busybox", "sleep", "60")
     busybox("run", "-d", "--name", "plain", "busybox", "sleep", "60")
     wait_health(busybox, "good", "healthy")
     wait_health(busybox, "poor", "unhealthy")
