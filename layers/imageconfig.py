@@ -295,7 +295,8 @@ def container_config_from_spec(spec_json: dict, base_config: dict) -> dict:
     """The ``config`` of an image committed from a container (``ContainerSpec.to_json()``).
 
     ``base_config`` is the base image's ``config`` (a whole image config is accepted too).
-    Fields the container cannot change (ExposedPorts, Volumes, Healthcheck, ...) are kept.
+    Fields the container cannot change (ExposedPorts, Volumes, ...) are kept; its Healthcheck is
+    the container's when it has one.
     """
     if isinstance((base_config or {}).get("rootfs"), dict):
         base_config = base_config.get("config") or {}
@@ -320,6 +321,8 @@ def container_config_from_spec(spec_json: dict, base_config: dict) -> dict:
     _put(out, "Labels", dict(spec_json.get("labels") or {}))
     stop = spec_json.get("stop_signal") or ""
     _put(out, "StopSignal", "" if stop == "SIGTERM" and not out.get("StopSignal") else stop)
+    if spec_json.get("healthcheck"):  # the container's (its flags' over the base image's), as Docker commits it
+        out["Healthcheck"] = copy.deepcopy(spec_json["healthcheck"])
     return out
 
 

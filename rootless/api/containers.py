@@ -151,7 +151,16 @@ def to_run_options(body: dict, name: str | None, platform: str | None = None):
         privileged=bool(hc.get("Privileged")), security_opts=tuple(security), devices=tuple(devices),
         userns=hc.get("UsernsMode") or "", labels=dict(body.get("Labels") or {}) or None,
         restart=restart.from_api(hc.get("RestartPolicy")),
+        healthcheck=_healthcheck(body.get("Healthcheck")),
     )
+
+
+def _healthcheck(hc) -> dict | None:
+    """``Config.Healthcheck``, checked (None: not given, the image's holds)."""
+    if hc is None:
+        return None
+    from rootless.runtime import health
+    return health.check(hc)
 
 
 def _mount_options(m: dict) -> list[str]:

@@ -71,7 +71,8 @@ def status_text(rec: ContainerRecord, now: float | None = None) -> str:
     now = time.time() if now is None else now
     st = rec["state"]
     if st["status"] == "running":
-        return f"Up {since(st.get('started_at', ''), now)}" + (" (Paused)" if docker_status(rec) == "paused" else "")
+        return f"Up {since(st.get('started_at', ''), now)}" + (" (Paused)" if docker_status(rec) == "paused"
+                                                               else _health_suffix(st))
     if st["status"] == "exited":
         hint = " (it left processes behind: a daemon?)" if st.get("error") == _daemon_hint() else ""
         return f"Exited ({st.get('exit_code', 0)}) {since(st.get('finished_at', ''), now)} ago{hint}"
@@ -87,6 +88,13 @@ def _restart_policy(spec: dict) -> dict:
     return restart.of(spec)
 
 
+
+def _health_suffix(st) -> str:
+    """`` (healthy)``, `` (unhealthy)``, `` (health: starting)`` or nothing."""
+    if not st.get("health"):
+        return ""
+    from rootless.runtime import health
+    return health.ps_suffix(st)
 
 
 def live_ports(rec: ContainerRecord) -> list[dict]:
@@ -171,6 +179,7 @@ def inspect(rec: ContainerRecord, paths) -> dict:
             "OOMKilled": bool(st.get("oom_killed")), "Dead": False, "Pid": st.get("pid", 0) if running else 0,
             "ExitCode": st.get("exit_code", 0), "Error": st.get("error", ""),
             "StartedAt": st.get("started_at") or ZERO_TIME, "FinishedAt": st.get("finished_at") or ZERO_TIME,
+            **({"Health": st["health"]} if st.get("health") else {}),
         },
         "Image": spec.get("image_id", ""),
         "ResolvConfPath": f"{paths.run_dir(cid)}/resolv.conf",
@@ -213,6 +222,7 @@ def inspect(rec: ContainerRecord, paths) -> dict:
             "Labels": spec.get("labels") or {}, "StopSignal": spec.get("stop_signal", "SIGTERM"),
             "ExposedPorts": {p: {} for p in spec.get("exposed", [])} or None,
             "MacAddress": spec.get("mac") or "",
+            **({"Healthcheck": spec["healthcheck"]} if spec.get("healthcheck") else {}),
         },
         "NetworkSettings": _network_settings(rec, paths),
     }
@@ -316,12 +326,25 @@ def matches(rec: ContainerRecord, filters: list[str]) -> bool:
             ok = all(_label(labels, v) for v in values)
         elif key == "restart-policy":  # rootless's own (as Podman's): `start --all --filter restart-policy=always`
             ok = (spec.get("restart") or {}).get("Name", "no") in values
+        elif key == "health":
+            ok = _health_filter(rec, values)
         else:
             from rootless.base.errors import UsageError
-            raise UsageError(f"invalid filter {key!r}", "use status=, name=, id=, ancestor=, label= or restart-policy=")
+            raise UsageError(f"invalid filter {key!r}",
+                             "use status=, name=, id=, ancestor=, label=, health= or restart-policy=")
         if not ok:
             return False
     return True
+
+
+def _health_filter(rec: ContainerRecord, values: list[str]) -> bool:
+    """``health=starting|healthy|unhealthy|none`` (``none``: no healthcheck)."""
+    from rootless.runtime import health
+    for v in values:
+        if v not in health.STATUSES:
+            from rootless.base.errors import UsageError
+            raise UsageError(f"unrecognised filter value for health: {v}", "use starting, healthy, unhealthy or none")
+    return health.status(rec["state"]) in values
 
 
 def _ancestor(spec: dict, value: str) -> bool:

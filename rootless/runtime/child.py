@@ -203,11 +203,11 @@ class _Keeper:
         self.error = execpipe.await_exec(self.exec_r, watch)
         if self.error:
             return watch, wakeup
-        from rootless.runtime import network
+        from rootless.runtime import health, network
         state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
                            keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
                            started_at=now_iso(), exit_code=0, error="", log_error="",
-                           net=network.state_fields(plan.net, self.mac))
+                           net=network.state_fields(plan.net, self.mac), health=health.initial(spec.healthcheck))
         events.container(plan.paths, "start", spec)
         self.tell("running")
         _mark(ch, "forked")
@@ -230,8 +230,15 @@ class _Keeper:
             kill_quietly(pid, signal.SIGKILL)  # PID 1: its whole pid namespace ends
         log = logwrite.open_writer(plan.paths.container_log(plan.spec.id), plan.spec.log,
                                    on_error=lambda msg: _log_failed(plan, self.ch, msg), owner=plan.log_owner)
-        keeper.supervise(stdio, self.ch, log, self.attach_sock, watch, wakeup, self.clients,
-                         cli_gone if plan.tied else None)
+        from rootless.runtime import healthmonitor
+        monitor = healthmonitor.keeper_monitor(plan.spec.healthcheck, plan.paths, plan.spec.id, plan.rootfs.merged,
+                                               pid, lambda argv: _probe_exec(plan, argv))
+        try:
+            keeper.supervise(stdio, self.ch, log, self.attach_sock, watch, wakeup, self.clients,
+                             cli_gone if plan.tied else None, monitor)
+        finally:
+            if monitor is not None:
+                monitor.stop()
 
     def reap(self, pid: int, watch) -> None:
         """The container's exit code; a hint when it left daemons behind."""
@@ -261,6 +268,16 @@ class _Keeper:
                 _detach_from_terminal()  # nor does a caller reading the CLI's output wait for us
         helpers.stop_slirp()
         _reap_helpers()
+
+
+def _probe_exec(plan: LaunchPlan, argv: list[str]) -> None:
+    """A healthcheck probe, in the container's namespaces (``runtime.healthmonitor``): the container's user,
+    capabilities and seccomp program, as ``exec`` takes them, then exec ``argv``."""
+    spec = plan.spec
+    quiet, _other = Channel.pair()  # a single-uid map's warning was given at the start
+    env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, quiet, spec.no_new_privs, spec.caps,
+                        plan.seccomp)
+    exec_command(proc.find_executable(argv[0], env.get("PATH", "")), tuple(argv), env)
 
 
 class Helpers:

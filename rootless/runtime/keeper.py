@@ -131,19 +131,23 @@ class Wakeup:
 
 
 def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None, watch,
-              wakeup: Wakeup, clients: list[socket.socket], cli_gone=None) -> None:
+              wakeup: Wakeup, clients: list[socket.socket], cli_gone=None, timer=None) -> None:
     """Relay output until the container's last writer is gone, logging it to ``log`` (a
     ``logs.LogWriter``, closed here); meanwhile let ``watch`` (an ``exitwatch.ExitWatch`` or
     None) handle PID 1's stops, woken by SIGCHLD. The attach clients stay in ``clients`` for
-    :func:`farewell`. ``cli_gone()`` is called when the attached CLI has died (not detached)."""
+    :func:`farewell`. ``cli_gone()`` is called when the attached CLI has died (not detached).
+    ``timer`` (a ``healthmonitor.Monitor`` or None): its ``tick()`` runs after every wake-up, and the
+    loop sleeps at most its ``timeout()``."""
     terminal = {"stdout": 1, "stderr": 2} if stdio.attached else {}
     sel, relay = _watch_all(stdio, ch, attach_sock, wakeup, clients)
     open_outputs = len(stdio.fds)
     try:
         while open_outputs:
-            events = sel.select(watch.timeout() if watch else None)
+            events = sel.select(_soonest(watch, timer))
             if watch:
                 watch.tick()
+            if timer is not None:
+                timer.tick()
             for key, _ in events:
                 if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
                     continue
@@ -197,6 +201,12 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
         wakeup.close()
         log.close()
         sel.close()
+
+
+def _soonest(*timers) -> float | None:
+    """The shortest of the timers' timeouts (None: no timer wants a wake-up)."""
+    waits = [t for t in (x.timeout() if x is not None else None for x in timers) if t is not None]
+    return min(waits) if waits else None
 
 
 def _watch_all(stdio: Stdio, ch: Channel, attach_sock: socket.socket | None, wakeup: Wakeup,

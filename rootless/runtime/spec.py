@@ -68,6 +68,8 @@ class RunOptions(KeywordRecord):
     # (``network`` is then the mode their members run in)
     networks: Sequence[tuple[str, Sequence[str]]] = ()
     restart: str | None = None  # --restart: no, always, unless-stopped, on-failure[:N]
+    # Docker's Config.Healthcheck from --health-* or the API (runtime.health); None: the image's
+    healthcheck: dict[str, Any] | None = None
 
 
 @keyword_record
@@ -112,6 +114,7 @@ class _ContainerSpecFields(KeywordRecord):
     userns: str = ""
     networks: tuple[Any, ...] = ()
     restart: dict[str, Any] | None = None  # Docker's RestartPolicy (rootless.runtime.restart); None: no
+    healthcheck: dict[str, Any] | None = None
 
 
 class ContainerSpec(_ContainerSpecFields):
@@ -135,7 +138,8 @@ class ContainerSpec(_ContainerSpecFields):
     user-defined networks it is a member of, [network id, [aliases]] pairs (each start links it to
     their running members, ``rootless.runtime.network``; ``network`` is then ``slirp4netns``, or
     ``none`` for an internal network); ``restart``: Docker's RestartPolicy (``rootless.runtime.restart``;
-    None: ``no``, and then not written into the record)."""
+    None: ``no``, and then not written into the record); ``healthcheck``: Docker's ``Config.Healthcheck``,
+    the flags' over the image's (``rootless.runtime.health``; None: none)."""
 
     __slots__ = ()
 
@@ -151,6 +155,8 @@ class ContainerSpec(_ContainerSpecFields):
                 d[k] = list(v)
         if d.get("restart") is None:  # no policy: the record keeps the shape older versions read
             del d["restart"]
+        if d["healthcheck"] is None:  # no healthcheck: the record has no such key (as before there was one)
+            del d["healthcheck"]
         return d
 
     @classmethod
@@ -274,7 +280,16 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         limits=dict(opts.limits or {}),
         userns=opts.userns,
         **_security_fields(opts),
+        **_health_fields(opts, cfg),
     )
+
+
+def _health_fields(opts: RunOptions, cfg: dict) -> dict:
+    """The spec's ``healthcheck``: the options' over the image's (no field at all when neither has one)."""
+    if not opts.healthcheck and not cfg.get("Healthcheck"):
+        return {}
+    from rootless.runtime import health
+    return {"healthcheck": health.merge(opts.healthcheck, cfg.get("Healthcheck"))}
 
 
 def _security_fields(opts: RunOptions) -> dict:

@@ -21,6 +21,20 @@ LIMIT = {
     "blkio_weight": Opt(("--blkio-weight",), None, "Block IO weight (10-1000)."),
 }
 
+# The healthcheck flags of `run`/`create` (rootless.runtime.health.from_flags reads them).
+HEALTH = {
+    "health_cmd": Opt(("--health-cmd",), None, "Command to run to check health (run by sh -c)."),
+    "health_interval": Opt(("--health-interval",), None, "Time between checks (ms|s|m|h; default 30s)."),
+    "health_timeout": Opt(("--health-timeout",), None, "Maximum time a check may run (default 30s)."),
+    "health_retries": Opt(("--health-retries",), None, "Failures in a row that make it unhealthy (default 3)."),
+    "health_start_period": Opt(("--health-start-period",), None,
+                               "Time to start before failures count (default 0s)."),
+    "health_start_interval": Opt(("--health-start-interval",), None,
+                                 "Time between checks during the start period (default 5s)."),
+    "no_healthcheck": Opt(("--no-healthcheck",), False, "Disable the image's HEALTHCHECK."),
+}
+
+
 @command("run", interspersed=False)
 def run(ctx: "Context",
         image: str = Arg(metavar="IMAGE"),
@@ -71,6 +85,11 @@ def run(ctx: "Context",
         label: list[str] = Opt(("-l", "--label"), [], "Set a label on the container (KEY=VALUE)."),
         init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
         restart: str = Opt(("--restart",), None, "Restart policy: no, always, unless-stopped, on-failure[:N]."),
+        health_cmd: str = HEALTH["health_cmd"], health_interval: str = HEALTH["health_interval"],
+        health_timeout: str = HEALTH["health_timeout"], health_retries: str = HEALTH["health_retries"],
+        health_start_period: str = HEALTH["health_start_period"],
+        health_start_interval: str = HEALTH["health_start_interval"],
+        no_healthcheck: bool = HEALTH["no_healthcheck"],
         pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never."),
         tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
         platform: str = Opt(("--platform",), None, "os/arch[/variant]: the image for that platform."),
@@ -92,7 +111,7 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                  dns_option, mac_address, log_driver, log_opt, volume, mount, tmpfs, volumes_from, read_only,
                  memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
                  blkio_weight, device_read_bps, device_write_bps, cap_add, cap_drop, privileged, security_opt,
-                 device, userns, label, init, restart, pull, tls_verify, platform):
+                 device, userns, label, init, restart, pull, tls_verify, platform, **health_flags):
     """``run``'s and ``create``'s flags (each by the name ``run`` declares it under) as RunOptions."""
     from rootless.runtime.spec import RunOptions, parse_labels
     limit_flags = dict(memory=memory, memory_reservation=memory_reservation, memory_swap=memory_swap, cpus=cpus,
@@ -120,7 +139,18 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                       cap_add=tuple(cap_add), cap_drop=tuple(cap_drop), privileged=privileged,
                       security_opts=tuple(security_opt), devices=tuple(device), userns=userns or "",
                       labels=parse_labels(label) if label else None, network_aliases=tuple(network_alias),
-                      restart=restart)
+                      restart=restart, healthcheck=_healthcheck(**health_flags))
+
+
+def _healthcheck(*, health_cmd=None, health_interval=None, health_timeout=None, health_retries=None,
+                 health_start_period=None, health_start_interval=None, no_healthcheck=False):
+    """The --health-* flags as Docker's Config.Healthcheck (None: none given)."""
+    if not (health_cmd or health_interval or health_timeout or health_retries or health_start_period
+            or health_start_interval or no_healthcheck):
+        return None
+    from rootless.runtime import health
+    return health.from_flags(health_cmd, health_interval, health_timeout, health_retries, health_start_period,
+                             health_start_interval, no_healthcheck)
 
 
 @command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))
@@ -472,7 +502,8 @@ def ps(ctx: "Context", all_: bool = Opt(("-a", "--all"), False, "Show all contai
        quiet: bool = Opt(("-q", "--quiet"), False, "Only show container IDs."),
        last: int = Opt(("-n", "--last"), None, "Show the N last created containers (all states)."),
        latest: bool = Opt(("-l", "--latest"), False, "Show the latest created container."),
-       filter_: list[str] = Opt(("-f", "--filter"), [], "status=, name=, id=, ancestor=, label=, restart-policy="),
+       filter_: list[str] = Opt(("-f", "--filter"), [],
+                                "status=, name=, id=, ancestor=, label=, health=, restart-policy="),
        format_: str = Opt(("--format",), None, "Go template, or table TEMPLATE."),
        no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate output.")):
     """List containers."""
