@@ -101,16 +101,16 @@ def _mount_volumes(view: str, binds: tuple, writable: bool) -> None:
     """The stopped container's volumes and binds over its root at ``view``, outermost first, each
     target resolved inside the root; a missing mount point is made when the view is writable
     (as a start would), else that mount is left out (nothing can be below it)."""
-    from rootless.runtime import child, rootfs
+    from rootless.runtime import mountops, rootfs
     from rootless.runtime.mountplan import Op
     for source, target, readonly, subpath in sorted(binds, key=lambda b: len([p for p in b[1].split("/") if p])):
         is_file = not os.path.isdir(os.path.join(source, subpath) if subpath else source)
         if not writable and not os.path.lexists(rootfs.resolve(view, target)):
             continue
-        child.apply_op(view, Op("bind", target, source, flags=syscalls.MS_BIND | syscalls.MS_REC, is_file=is_file,
+        mountops.apply_op(view, Op("bind", target, source, flags=syscalls.MS_BIND | syscalls.MS_REC, is_file=is_file,
                                 subpath=subpath))
         if readonly:
-            child.apply_op(view, Op("remount_ro", target))
+            mountops.apply_op(view, Op("remount_ro", target))
 
 
 def _call_entered(pid: int, fn, args):
