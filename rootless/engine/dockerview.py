@@ -376,6 +376,8 @@ def top_rows(pid: int) -> list[list[str]]:
     import pwd
     try:
         target = os.readlink(f"/proc/{pid}/ns/pid")
+        if not pid or target == os.readlink("/proc/self/ns/pid"):
+            return []  # not a container's process (a container has a pid namespace of its own): never the host's list
     except OSError:
         return []
     ticks = os.sysconf("SC_CLK_TCK")
