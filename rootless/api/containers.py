@@ -45,7 +45,9 @@ _HOST = {"PortBindings": dict, "Mounts": "dicts", "Binds": "strs", "NetworkMode"
          "CapAdd": "strs", "CapDrop": "strs", "UsernsMode": str, "Init": bool, "AutoRemove": bool,
          "PublishAllPorts": bool, "ReadonlyRootfs": bool, "Privileged": bool, "Memory": int,
          "MemoryReservation": int, "MemorySwap": int, "NanoCpus": int, "CpuShares": int, "CpusetCpus": str,
-         "PidsLimit": int, "BlkioWeight": int, "BlkioDeviceReadBps": "dicts", "BlkioDeviceWriteBps": "dicts"}
+         "PidsLimit": int, "BlkioWeight": int, "BlkioDeviceReadBps": "dicts", "BlkioDeviceWriteBps": "dicts",
+         "GroupAdd": "strs", "PidMode": str, "UTSMode": str, "CgroupnsMode": str, "Isolation": str,
+         "Runtime": str, "DeviceCgroupRules": "strs", "VolumeDriver": str}
 
 
 _NESTED = {  # HostConfig's lists of objects, and objects, field by field
@@ -132,7 +134,7 @@ def to_run_options(body: dict, name: str | None, platform: str | None = None):
                          "leave the restart policy out (a systemd user unit can restart a container)")
     return RunOptions(
         image=image, command=tuple(cmd or ()), entrypoint=None if entrypoint is None else tuple(entrypoint),
-        env=tuple(body.get("Env") or ()), workdir=body.get("WorkingDir") or None, user=body.get("User") or None,
+        workdir=body.get("WorkingDir") or None, user=body.get("User") or None,
         hostname=body.get("Hostname") or None, name=name or None, network=network,
         init=bool(hc.get("Init")), rm=bool(hc.get("AutoRemove")), interactive=bool(body.get("OpenStdin")),
         tty=bool(body.get("Tty")), publish=tuple(publish), publish_all=bool(hc.get("PublishAllPorts")),
@@ -148,7 +150,42 @@ def to_run_options(body: dict, name: str | None, platform: str | None = None):
         limits=limits, cap_add=tuple(hc.get("CapAdd") or ()), cap_drop=tuple(hc.get("CapDrop") or ()),
         privileged=bool(hc.get("Privileged")), security_opts=tuple(security), devices=tuple(devices),
         userns=hc.get("UsernsMode") or "", labels=dict(body.get("Labels") or {}) or None,
+        **_docker_settings(body, hc),
     )
+
+
+def _docker_settings(body: dict, hc: dict) -> dict:
+    """The RunOptions of Docker's fields that the CLI's flags do not share: Env as sent (a name
+    without a value stays so, not looked up in the service's environment), GroupAdd,
+    StopTimeout, and the settings kept to be shown as given (``ContainerSpec.asked``); what
+    cannot be had here is refused in Docker's words."""
+    stop_timeout = body.get("StopTimeout")
+    if stop_timeout is not None and (not isinstance(stop_timeout, int) or isinstance(stop_timeout, bool)):
+        raise UsageError("invalid JSON: StopTimeout must be a number of seconds")
+    swappiness = hc.get("MemorySwappiness")
+    if swappiness is not None and (not isinstance(swappiness, int) or not -1 <= swappiness <= 100):
+        raise UsageError(f"invalid value: {swappiness}, valid memory swappiness range is 0-100")
+    isolation = hc.get("Isolation") or ""
+    if isolation not in ("", "default"):
+        raise UsageError(f"invalid isolation {isolation!r}: on Linux only 'default' is supported")
+    runtime = hc.get("Runtime") or ""
+    if runtime and runtime not in dockerview.RUNTIMES:
+        raise UsageError(f"unknown or invalid runtime name: {runtime}",
+                         f"leave Runtime out, or use {' or '.join(dockerview.RUNTIMES)} "
+                         "(rootless runs every container itself)")
+    for key, allowed in (("PidMode", ("",)), ("UTSMode", ("", "host")), ("CgroupnsMode", ("", "private")),
+                         ("VolumeDriver", ("", "local"))):
+        value = hc.get(key) or ""
+        if value not in allowed:
+            raise UsageError(f"{key} {value!r} is not supported by rootless",
+                             " ".join([f"use {a!r}," for a in allowed if a][:1] + [f"leave {key} out"]))
+    asked = {"Isolation": isolation, "Runtime": runtime, "DeviceCgroupRules": list(hc.get("DeviceCgroupRules") or ()),
+             "PidMode": hc.get("PidMode") or "", "UTSMode": hc.get("UTSMode") or "",
+             "CgroupnsMode": hc.get("CgroupnsMode") or "", "VolumeDriver": hc.get("VolumeDriver") or ""}
+    if swappiness not in (None, -1):
+        asked["discarded_swappiness"] = swappiness
+    return dict(raw_env=tuple(body.get("Env") or ()), group_add=tuple(hc.get("GroupAdd") or ()),
+                stop_timeout=stop_timeout, asked={k: v for k, v in asked.items() if v})
 
 
 def _link(text: str) -> str:
@@ -189,7 +226,7 @@ def summary(ctx: Context, rec: ContainerRecord) -> dict:
         num, _, proto = e.partition("/")
         if num.isdigit() and (int(num), proto or "tcp") not in published:
             ports.append({"PrivatePort": int(num), "Type": proto or "tcp"})
-    full = dockerview.inspect(rec, ctx.paths)
+    full = api_view(dockerview.inspect(rec, ctx.paths), rec)
     return {
         "Id": rec["id"], "Names": ["/" + rec["name"]], "Image": spec.get("image_name", ""),
         "ImageID": spec.get("image_id", ""), "Command": " ".join(spec.get("argv", [])),
@@ -235,7 +272,24 @@ def _with_networks(ctx: Context, opts, body: dict):
 
 
 def inspect(ctx: Context, req: Request, id):
-    return 200, dockerview.inspect(uc.lookup(ctx, id), ctx.paths)
+    rec = uc.lookup(ctx, id)
+    return 200, api_view(dockerview.inspect(rec, ctx.paths), rec)
+
+
+def api_view(doc: dict, rec: ContainerRecord) -> dict:
+    """The container's JSON as Docker's API shows it, where the command line's ``inspect`` says
+    more of rootless: the default network (slirp4netns) under the name ``GET /networks`` gives it,
+    Docker's ``bridge``; ``LogConfig.Config`` the options asked for (the command line shows the
+    configured rotation applied too)."""
+    hc, networks = doc["HostConfig"], doc["NetworkSettings"]["Networks"]
+    asked = rec["spec"].get("asked") or {}
+    if "LogConfig" in asked:
+        hc["LogConfig"] = asked["LogConfig"]
+    if hc.get("NetworkMode") == "slirp4netns":
+        hc["NetworkMode"] = "bridge"
+    if "slirp4netns" in networks:
+        networks["bridge"] = networks.pop("slirp4netns")
+    return doc
 
 
 def start(ctx: Context, req: Request, id):
@@ -283,8 +337,9 @@ def delete(ctx: Context, req: Request, id):
 
 
 def prune(ctx: Context, req: Request):
-    removed = uc.prune(ctx)
-    return 200, {"ContainersDeleted": removed or None, "SpaceReclaimed": 0}
+    from rootless.engine import system
+    removed, freed = system.container_prune(ctx)
+    return 200, {"ContainersDeleted": removed or None, "SpaceReclaimed": freed}
 
 
 def top(ctx: Context, req: Request, id):
