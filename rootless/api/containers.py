@@ -251,8 +251,41 @@ def create(ctx: Context, req: Request):
     body = req.json()
     opts = to_run_options(body, req.arg("name"), req.arg("platform"))
     opts = _with_networks(ctx, opts, body)
+    opts, warnings = _discard_unenforceable(opts)
     rec = uc.create(ctx, opts)
-    return 201, {"Id": rec["id"], "Warnings": []}
+    return 201, {"Id": rec["id"], "Warnings": warnings}
+
+
+def _discard_unenforceable(opts):
+    """Limits this host cannot enforce are discarded with a warning, as Docker does on a host
+    without the capability (the CLI refuses them): kept in ``asked`` to be shown by inspect."""
+    kept, dropped, warnings = containerstats.discard_unenforceable(opts.limits)
+    asked = dict(opts.asked or {})
+    if dropped:
+        asked["discarded_limits"] = dropped
+        opts = opts._replace(limits=kept or None)
+    if "discarded_swappiness" in asked:
+        warnings.append("MemorySwappiness discarded: cgroup v2 has no per-cgroup swappiness")
+    return opts._replace(asked=asked), warnings
+
+
+def update(ctx: Context, req: Request, id):
+    """``POST /containers/{id}/update``: new resource limits (what this host cannot enforce is
+    discarded with a warning, as on create)."""
+    body = req.json()
+    http.check_types(body, {k: v for k, v in _HOST.items() if k in _LIMIT_FIELDS or k == "RestartPolicy"})
+    policy = (body.get("RestartPolicy") or {}).get("Name") or ""
+    if policy not in ("", "no"):
+        raise UsageError(f"restart policy {policy!r} is not supported: rootless has no daemon to restart containers",
+                         "leave the restart policy out (a systemd user unit can restart a container)")
+    rec = uc.lookup(ctx, id)
+    limits = _limits(body) or {}
+    warnings = containerstats.update_api(ctx, rec, limits) if limits else []
+    return 200, {"Warnings": warnings}
+
+
+_LIMIT_FIELDS = ("Memory", "MemoryReservation", "MemorySwap", "NanoCpus", "CpuShares", "CpusetCpus", "PidsLimit",
+                 "BlkioWeight", "BlkioDeviceReadBps", "BlkioDeviceWriteBps")
 
 
 def _with_networks(ctx: Context, opts, body: dict):

@@ -43,6 +43,7 @@ ROUTES = [
     ("POST", "/containers/{id}/wait", "containers:wait"),
     ("POST", "/containers/{id}/rename", "containers:rename"),
     ("POST", "/containers/{id}/resize", "containers:resize"),
+    ("POST", "/containers/{id}/update", "containers:update"),
     ("POST", "/containers/{id}/attach", "containers:attach"),
     ("GET", "/containers/{id}/logs", "containers:logs"),
     ("GET", "/containers/{id}/top", "containers:top"),
@@ -88,7 +89,7 @@ ROUTES = [
 NOT_IMPLEMENTED = [
     (re.compile(r"^/containers/[^/]+/(pause|unpause)$"),
      "pausing needs the cgroup freezer, which rootless does not use"),
-    (re.compile(r"^/containers/[^/]+/(update|changes|attach/ws)$"), "not supported by rootless"),
+    (re.compile(r"^/containers/[^/]+/(changes|attach/ws)$"), "not supported by rootless"),
     (re.compile(r"^/(swarm|services|tasks|secrets|configs|nodes|plugins|session|distribution|grpc)(/|$)"),
      "not supported by rootless (no swarm, plugins or BuildKit sessions)"),
     (re.compile(r"^/auth$"), "log in with `rootless login`"),

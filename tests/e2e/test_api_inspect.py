@@ -1,7 +1,8 @@
 """What the API's inspect objects carry, against Docker API 1.41's schema (``tests/dockerschema.py``)
 and the values docker-py's integration tests read back: the HostConfig settings as asked,
-Config.Env as sent, GroupAdd, StopTimeout, prune's SpaceReclaimed, a commit's Parent, the default
-network's one name."""
+Config.Env as sent, GroupAdd, StopTimeout, limits this host cannot enforce (discarded with a
+warning on the API, refused on the command line), prune's SpaceReclaimed, a commit's Parent, the
+default network's one name."""
 
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ def _inspect(api, cid: str) -> dict:
     status, out = api.request("GET", f"/containers/{cid}/json")
     assert status == 200, out
     return out
+
+
+def _limits_enforceable() -> bool:
+    from rootless.base.errors import HostError
+    from rootless.runtime import cgroups
+    try:
+        cgroups.check(cgroups.detect(), {"memory": 64 << 20, "cpu_shares": 512, "cpuset_cpus": "0"})
+    except HostError:
+        return False
+    return True
 
 
 def test_every_object_has_dockers_fields_and_types(api, tmp_path):
@@ -140,6 +151,27 @@ def test_stop_timeout_is_stops_default(api, busybox):
     began = time.monotonic()
     busybox("stop", "slow")
     assert time.monotonic() - began < 6  # not the 10 s default
+
+
+def test_limits_the_host_cannot_enforce_are_discarded_with_a_warning_on_the_api(api, busybox):
+    if _limits_enforceable():
+        pytest.skip("this host enforces memory limits (the cgroup v2 guest tests them)")
+    status, out = api.request("POST", "/containers/create", {
+        "Image": "busybox", "Cmd": ["sleep", "60"],
+        "HostConfig": {"Memory": 400 * 1024 * 1024, "MemorySwap": 1 << 30, "CpuShares": 512, "CpusetCpus": "0"}})
+    assert status == 201 and out["Warnings"], out
+    assert all("\n" not in w for w in out["Warnings"]) and any("Memory" in w for w in out["Warnings"])
+    cid = out["Id"]
+    hc = _inspect(api, cid)["HostConfig"]
+    assert (hc["Memory"], hc["MemorySwap"], hc["CpuShares"], hc["CpusetCpus"]) == (400 << 20, 1 << 30, 512, "0")
+    assert api.request("POST", f"/containers/{cid}/start")[0] == 204  # runs, without the limits
+    status, out = api.request("POST", f"/containers/{cid}/update", {"Memory": 300 * 1024 * 1024, "CpuShares": 3})
+    assert status == 200 and out["Warnings"], out
+    hc = _inspect(api, cid)["HostConfig"]
+    assert (hc["Memory"], hc["CpuShares"]) == (300 << 20, 3)
+    assert "WARNING" in api.docker("create", "-m", "64m", "busybox", "true").err  # the docker CLI says them
+    r = busybox("create", "-m", "64m", "busybox", "true", expect=None)  # our own CLI refuses
+    assert r.code == 125 and "--memory" in r.err
 
 
 def test_prune_says_the_space_it_reclaimed(api):
