@@ -206,3 +206,14 @@ def test_the_default_network_has_one_name(api):
     assert endpoint["NetworkID"] == api.request("GET", "/networks/bridge")[1]["Id"]
     listed = [c for c in api.request("GET", "/containers/json?all=1")[1] if c["Id"] == cid][0]
     assert list(listed["NetworkSettings"]["Networks"]) == ["bridge"]
+
+
+def test_the_command_lines_inspect_has_the_same_shape(busybox):
+    import json
+    busybox("run", "-d", "--name", "c", "--group-add", "100", "--tmpfs", "/t", "-p", "8080", "busybox", "sleep", "60")
+    busybox("create", "--name", "n", "--network", "none", "--stop-timeout", "2", "busybox", "true")
+    for name in ("c", "n"):
+        [doc] = json.loads(busybox("inspect", name).out)
+        assert schema.problems(doc, schema.CONTAINER_INSPECT) == [], name
+    [doc] = json.loads(busybox("inspect", "c").out)
+    assert (doc["HostConfig"]["GroupAdd"], doc["HostConfig"]["Tmpfs"]) == (["100"], {"/t": ""})
