@@ -177,8 +177,9 @@ def _docker_settings(body: dict, hc: dict) -> dict:
                          ("VolumeDriver", ("", "local"))):
         value = hc.get(key) or ""
         if value not in allowed:
+            other = [repr(a) for a in allowed if a]
             raise UsageError(f"{key} {value!r} is not supported by rootless",
-                             " ".join([f"use {a!r}," for a in allowed if a][:1] + [f"leave {key} out"]))
+                             f"use {other[0]} or leave {key} out" if other else f"leave {key} out")
     asked = {"Isolation": isolation, "Runtime": runtime, "DeviceCgroupRules": list(hc.get("DeviceCgroupRules") or ()),
              "PidMode": hc.get("PidMode") or "", "UTSMode": hc.get("UTSMode") or "",
              "CgroupnsMode": hc.get("CgroupnsMode") or "", "VolumeDriver": hc.get("VolumeDriver") or ""}

@@ -217,3 +217,11 @@ def test_the_command_lines_inspect_has_the_same_shape(busybox):
         assert schema.problems(doc, schema.CONTAINER_INSPECT) == [], name
     [doc] = json.loads(busybox("inspect", "c").out)
     assert (doc["HostConfig"]["GroupAdd"], doc["HostConfig"]["Tmpfs"]) == (["100"], {"/t": ""})
+
+
+def test_namespace_modes_rootless_has_not_are_refused_naming_the_field(api):
+    for hc in ({"PidMode": "host"}, {"CgroupnsMode": "host"}, {"UTSMode": "container:x"}, {"VolumeDriver": "nfs"}):
+        status, out = api.request("POST", "/containers/create", {"Image": "busybox", "HostConfig": hc})
+        [key] = hc
+        assert status == 400 and key in out["message"] and "\n" not in out["message"], out
+    assert api.request("GET", "/containers/json?all=1")[1] == []  # nothing made
