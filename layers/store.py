@@ -387,9 +387,10 @@ class ImageStore:
     # ---- images --------------------------------------------------------------
     def register(self, config_bytes: bytes, layers: list[LayerRef], tags: list[str],
                  manifest_digest: str | None = None, repo_digests: Iterable[str] = (),
-                 platform: str | None = None) -> tuple[dict, list[str]]:
+                 platform: str | None = None, parent: str | None = None) -> tuple[dict, list[str]]:
         """Record an image (its blobs and layers are already in place); (record, tags moved).
-        ``platform``: the os/arch[/variant] of the index entry it was pulled as."""
+        ``platform``: the os/arch[/variant] of the index entry it was pulled as; ``parent``: the
+        local image it was made from (a commit's; Docker's ``Parent``)."""
         image_id = sha256_bytes(config_bytes)
         config = json.loads(config_bytes)
         with locking.locked(self.paths.store_lock):
@@ -407,6 +408,8 @@ class ImageStore:
             rec["loaded"] = now_iso()
             if platform:
                 rec["platform"] = platform
+            if parent and not rec.get("parent") and parent != image_id:
+                rec["parent"] = parent
             for tag in tags:
                 for other in images.values():
                     if other is not rec and tag in other.get("repo_tags", []):

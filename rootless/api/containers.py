@@ -1,6 +1,6 @@
 """``/containers/...``: Docker's container endpoints over the CLI's use cases.
 
-``create`` turns Docker's container config into the CLI's run options (``to_run_options``) so
+``create`` turns Docker's container config into the CLI's run options (``createconfig``) so
 that a container made here is the one ``rootless ps`` shows, and the other way round.
 ``attach`` and ``wait`` on a container that has not started yet register a socket that the
 container's keeper connects to before the container runs (``keeperclient.register_pending``): the
@@ -17,7 +17,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-from rootless.api import http
+from rootless.api import createconfig, http
 from rootless.base.clock import now_iso
 from rootless.base.errors import Conflict, ContainerNotFound, RootlessError, UsageError
 from rootless.engine import containerfs, containerstats, dockerview
@@ -31,171 +31,6 @@ if TYPE_CHECKING:
 
 STDOUT, STDERR = 1, 2
 RAW_STREAM = "application/vnd.docker.raw-stream"
-
-
-# ---- config -> run options ------------------------------------------------------------------
-# The JSON types of the fields read here (as Docker's decoder, a value of another type is refused):
-# "strs" a list of strings, "dicts" a list of objects, "map" an object of strings, "ints" a number.
-_CONFIG = {"Image": str, "Cmd": "cmd", "Entrypoint": "cmd", "Env": "strs", "WorkingDir": str, "User": str,
-           "Hostname": str, "Tty": bool, "OpenStdin": bool, "Labels": "map", "ExposedPorts": dict,
-           "Volumes": dict, "MacAddress": str, "HostConfig": dict, "NetworkingConfig": dict}
-_HOST = {"PortBindings": dict, "Mounts": "dicts", "Binds": "strs", "NetworkMode": str, "LogConfig": dict,
-         "SecurityOpt": "strs", "Devices": "dicts", "RestartPolicy": dict, "Links": "strs", "ExtraHosts": "strs",
-         "Dns": "strs", "DnsSearch": "strs", "DnsOptions": "strs", "Tmpfs": "map", "VolumesFrom": "strs",
-         "CapAdd": "strs", "CapDrop": "strs", "UsernsMode": str, "Init": bool, "AutoRemove": bool,
-         "PublishAllPorts": bool, "ReadonlyRootfs": bool, "Privileged": bool, "Memory": int,
-         "MemoryReservation": int, "MemorySwap": int, "NanoCpus": int, "CpuShares": int, "CpusetCpus": str,
-         "PidsLimit": int, "BlkioWeight": int, "BlkioDeviceReadBps": "dicts", "BlkioDeviceWriteBps": "dicts"}
-
-
-_NESTED = {  # HostConfig's lists of objects, and objects, field by field
-    "Mounts": {"Type": str, "Source": str, "Target": str, "ReadOnly": bool, "TmpfsOptions": dict,
-               "BindOptions": dict, "VolumeOptions": dict},
-    "Devices": {"PathOnHost": str, "PathInContainer": str, "CgroupPermissions": str},
-    "BlkioDeviceReadBps": {"Path": str, "Rate": int}, "BlkioDeviceWriteBps": {"Path": str, "Rate": int},
-    "LogConfig": {"Type": str, "Config": "map"}, "RestartPolicy": {"Name": str, "MaximumRetryCount": int},
-}
-
-
-def _check_types(body: dict) -> None:
-    http.check_types(body, _CONFIG)
-    hc = body.get("HostConfig") or {}
-    http.check_types(hc, _HOST, "HostConfig.")
-    for key, shapes in _NESTED.items():
-        value = hc.get(key) or []
-        for item in value if isinstance(value, list) else [value]:
-            http.check_types(item, shapes, f"HostConfig.{key}.")
-    for m in hc.get("Mounts") or []:
-        http.check_types(m.get("TmpfsOptions") or {}, {"SizeBytes": int, "Mode": int},
-                         "HostConfig.Mounts.TmpfsOptions.")
-        http.check_types(m.get("BindOptions") or {}, {"Propagation": str}, "HostConfig.Mounts.BindOptions.")
-        http.check_types(m.get("VolumeOptions") or {}, {"NoCopy": bool, "Subpath": str},
-                         "HostConfig.Mounts.VolumeOptions.")
-    for d in hc.get("Devices") or []:
-        if not d.get("PathOnHost"):
-            raise UsageError("invalid JSON: HostConfig.Devices needs PathOnHost")
-    for bindings in (hc.get("PortBindings") or {}).values():
-        if bindings is not None and not isinstance(bindings, list):
-            raise UsageError("invalid JSON: HostConfig.PortBindings must map ports to lists of {HostIp, HostPort}")
-        for b in bindings or ():
-            if not isinstance(b, dict):
-                raise UsageError("invalid JSON: HostConfig.PortBindings must map ports to lists of {HostIp, HostPort}")
-            http.check_types(b, {"HostIp": str, "HostPort": str}, "HostConfig.PortBindings.")
-
-
-def to_run_options(body: dict, name: str | None, platform: str | None = None):
-    """Docker's ``ContainerConfig`` + ``HostConfig`` as the CLI's RunOptions (the same parsers then
-    read every value)."""
-    from rootless.runtime.spec import RunOptions
-    _check_types(body)
-    hc = body.get("HostConfig") or {}
-    image = body.get("Image") or ""
-    if not image:
-        raise UsageError("no image given: the config needs Image")
-    entrypoint = body.get("Entrypoint")
-    if isinstance(entrypoint, str):
-        entrypoint = [entrypoint]
-    cmd = body.get("Cmd")
-    if isinstance(cmd, str):
-        cmd = [cmd]
-    publish = []
-    for port, bindings in (hc.get("PortBindings") or {}).items():
-        proto_port = port if "/" in port else f"{port}/tcp"
-        for b in bindings or [{}]:
-            ip, hp = (b or {}).get("HostIp") or "", (b or {}).get("HostPort") or ""
-            ip = f"[{ip}]" if ":" in ip else ip
-            publish.append(f"{ip}:{hp}:{proto_port}" if ip else (f"{hp}:{proto_port}" if hp else proto_port))
-    mounts = []
-    for m in hc.get("Mounts") or []:
-        parts = [f"type={m.get('Type', 'volume')}"]
-        if m.get("Source"):
-            parts.append(f"source={m['Source']}")
-        parts.append(f"target={m.get('Target', '')}")
-        if m.get("ReadOnly"):
-            parts.append("readonly")
-        tmpfs = m.get("TmpfsOptions") or {}
-        if tmpfs.get("SizeBytes"):
-            parts.append(f"tmpfs-size={tmpfs['SizeBytes']}")
-        if tmpfs.get("Mode"):
-            parts.append(f"tmpfs-mode={tmpfs['Mode']:o}")
-        parts += _mount_options(m)
-        mounts.append(",".join(parts))
-    volumes = list(hc.get("Binds") or [])
-    bound = {v.split(":")[1] for v in volumes if v.count(":") >= 1}
-    volumes += [t for t in (body.get("Volumes") or {}) if t not in bound]  # anonymous volumes
-    network = hc.get("NetworkMode") or "default"
-    if network in ("default", "bridge"):
-        network = "slirp4netns"
-    log = hc.get("LogConfig") or {}
-    limits = _limits(hc)
-    security = list(hc.get("SecurityOpt") or [])
-    devices = [f"{d['PathOnHost']}:{d.get('PathInContainer') or d['PathOnHost']}:{d.get('CgroupPermissions') or 'rwm'}"
-               for d in hc.get("Devices") or []]
-    from rootless.runtime import restart
-    return RunOptions(
-        image=image, command=tuple(cmd or ()), entrypoint=None if entrypoint is None else tuple(entrypoint),
-        env=tuple(body.get("Env") or ()), workdir=body.get("WorkingDir") or None, user=body.get("User") or None,
-        hostname=body.get("Hostname") or None, name=name or None, network=network,
-        init=bool(hc.get("Init")), rm=bool(hc.get("AutoRemove")), interactive=bool(body.get("OpenStdin")),
-        tty=bool(body.get("Tty")), publish=tuple(publish), publish_all=bool(hc.get("PublishAllPorts")),
-        expose=tuple(body.get("ExposedPorts") or ()), links=tuple(_link(x) for x in hc.get("Links") or ()),
-        add_hosts=tuple(hc.get("ExtraHosts") or ()), dns=tuple(hc.get("Dns") or ()),
-        dns_search=tuple(hc.get("DnsSearch") or ()), dns_options=tuple(hc.get("DnsOptions") or ()),
-        mac_address=body.get("MacAddress") or None, pull="never", platform=platform or None,
-        log_driver=log.get("Type") or None,
-        log_opts=tuple(f"{k}={v}" for k, v in (log.get("Config") or {}).items()),
-        volumes=tuple(volumes), mounts=tuple(mounts),
-        tmpfs=tuple(f"{k}:{v}" if v else k for k, v in (hc.get("Tmpfs") or {}).items()),
-        volumes_from=tuple(hc.get("VolumesFrom") or ()), read_only=bool(hc.get("ReadonlyRootfs")),
-        limits=limits, cap_add=tuple(hc.get("CapAdd") or ()), cap_drop=tuple(hc.get("CapDrop") or ()),
-        privileged=bool(hc.get("Privileged")), security_opts=tuple(security), devices=tuple(devices),
-        userns=hc.get("UsernsMode") or "", labels=dict(body.get("Labels") or {}) or None,
-        restart=restart.from_api(hc.get("RestartPolicy")),
-        healthcheck=_healthcheck(body.get("Healthcheck")),
-    )
-
-
-def _healthcheck(hc) -> dict | None:
-    """``Config.Healthcheck``, checked (None: not given, the image's holds)."""
-    if hc is None:
-        return None
-    from rootless.runtime import health
-    return health.check(hc)
-
-
-def _mount_options(m: dict) -> list[str]:
-    """A Mount's BindOptions.Propagation and VolumeOptions (NoCopy, Subpath) as ``--mount`` keys."""
-    out = []
-    bind, volume = m.get("BindOptions") or {}, m.get("VolumeOptions") or {}
-    if bind.get("Propagation"):
-        out.append(f"bind-propagation={bind['Propagation']}")
-    if volume.get("NoCopy"):
-        out.append("volume-nocopy")
-    if volume.get("Subpath"):
-        out.append(f"volume-subpath={volume['Subpath']}")
-    return out
-
-
-def _link(text: str) -> str:
-    """``/db:/web/db`` (Docker's stored form) or ``db:alias`` as ``--link`` takes it."""
-    name, _, alias = text.partition(":")
-    return f"{name.lstrip('/')}:{alias.rsplit('/', 1)[-1]}" if alias else name.lstrip("/")
-
-
-def _limits(hc: dict) -> dict | None:
-    from rootless.runtime import cgroups
-    flags = cgroups.LimitOptions(
-        memory=str(hc["Memory"]) if hc.get("Memory") else None,
-        memory_reservation=str(hc["MemoryReservation"]) if hc.get("MemoryReservation") else None,
-        memory_swap=str(hc["MemorySwap"]) if hc.get("MemorySwap") else None,
-        cpus=str(hc["NanoCpus"] / 1e9) if hc.get("NanoCpus") else None,
-        cpu_shares=str(hc["CpuShares"]) if hc.get("CpuShares") else None,
-        cpuset_cpus=hc.get("CpusetCpus") or None,
-        pids_limit=str(hc["PidsLimit"]) if hc.get("PidsLimit") else None,
-        blkio_weight=str(hc["BlkioWeight"]) if hc.get("BlkioWeight") else None,
-        device_read_bps=tuple(f"{d['Path']}:{d['Rate']}" for d in hc.get("BlkioDeviceReadBps") or ()),
-        device_write_bps=tuple(f"{d['Path']}:{d['Rate']}" for d in hc.get("BlkioDeviceWriteBps") or ()))
-    return cgroups.parse(flags) if any(flags) else None
 
 
 # ---- record -> Docker's JSON ----------------------------------------------------------------
@@ -214,7 +49,7 @@ def summary(ctx: Context, rec: ContainerRecord) -> dict:
         num, _, proto = e.partition("/")
         if num.isdigit() and (int(num), proto or "tcp") not in published:
             ports.append({"PrivatePort": int(num), "Type": proto or "tcp"})
-    full = dockerview.inspect(rec, ctx.paths)
+    full = api_view(dockerview.inspect(rec, ctx.paths), rec)
     return {
         "Id": rec["id"], "Names": ["/" + rec["name"]], "Image": spec.get("image_name", ""),
         "ImageID": spec.get("image_id", ""), "Command": " ".join(spec.get("argv", [])),
@@ -237,17 +72,18 @@ def list_(ctx: Context, req: Request):
 
 def create(ctx: Context, req: Request):
     body = req.json()
-    opts = to_run_options(body, req.arg("name"), req.arg("platform"))
+    opts = createconfig.to_run_options(body, req.arg("name"), req.arg("platform"))
     opts = _with_networks(ctx, opts, body)
+    opts, warnings = createconfig.discard_unenforceable(opts)
     _keep_endpoints(ctx, None, body, check=True)
-    with ctx.collecting_warnings() as warnings:
+    with ctx.collecting_warnings() as said:
         rec = uc.create(ctx, opts)
     try:
         _keep_endpoints(ctx, rec, body)
     except BaseException:  # what only the made container tells (a MAC address off slirp4netns): nothing stays
         uc.remove(ctx, uc.lookup(ctx, rec["id"]), force=True)
         raise
-    return 201, {"Id": rec["id"], "Warnings": warnings}
+    return 201, {"Id": rec["id"], "Warnings": warnings + said}
 
 
 def _with_networks(ctx: Context, opts, body: dict):
@@ -280,7 +116,24 @@ def _keep_endpoints(ctx: Context, rec, body: dict, check: bool = False) -> None:
 
 
 def inspect(ctx: Context, req: Request, id):
-    return 200, dockerview.inspect(uc.lookup(ctx, id), ctx.paths)
+    rec = uc.lookup(ctx, id)
+    return 200, api_view(dockerview.inspect(rec, ctx.paths), rec)
+
+
+def api_view(doc: dict, rec: ContainerRecord) -> dict:
+    """The container's JSON as Docker's API shows it, where the command line's ``inspect`` says
+    more of rootless: the default network (slirp4netns) under the name ``GET /networks`` gives it,
+    Docker's ``bridge``; ``LogConfig.Config`` the options asked for (the command line shows the
+    configured rotation applied too)."""
+    hc, networks = doc["HostConfig"], doc["NetworkSettings"]["Networks"]
+    asked = rec["spec"].get("asked") or {}
+    if "LogConfig" in asked:
+        hc["LogConfig"] = asked["LogConfig"]
+    if hc.get("NetworkMode") == "slirp4netns":
+        hc["NetworkMode"] = "bridge"
+    if "slirp4netns" in networks:
+        networks["bridge"] = networks.pop("slirp4netns")
+    return doc
 
 
 def start(ctx: Context, req: Request, id):
@@ -306,20 +159,19 @@ def stop(ctx: Context, req: Request, id):
 
 
 def update(ctx: Context, req: Request, id):
-    """``POST /containers/{id}/update``: the restart policy and the resource limits (Docker's UpdateConfig)."""
+    """``POST /containers/{id}/update``: the restart policy and the resource limits (Docker's
+    UpdateConfig); a limit this host cannot enforce is discarded with a warning, as on create."""
     body = req.json() or {}
-    http.check_types(body, {k: _HOST[k] for k in ("RestartPolicy", "Memory", "MemoryReservation", "MemorySwap",
-                                                  "NanoCpus", "CpuShares", "CpusetCpus", "PidsLimit",
-                                                  "BlkioWeight")})
-    http.check_types(body.get("RestartPolicy") or {}, _NESTED["RestartPolicy"], "RestartPolicy.")
+    fields = ("RestartPolicy", *createconfig.LIMIT_FIELDS)
+    http.check_types(body, {k: createconfig.HOST[k] for k in fields if k in createconfig.HOST})
+    http.check_types(body.get("RestartPolicy") or {}, createconfig.NESTED["RestartPolicy"], "RestartPolicy.")
     rec = uc.lookup(ctx, id)
-    limits = _limits(body)
-    if limits:
-        containerstats.update(ctx, rec, limits)
+    limits = createconfig.limits_of(body) or {}
+    warnings = containerstats.update_api(ctx, rec, limits) if limits else []
     if body.get("RestartPolicy") is not None:
         from rootless.runtime import restart
         uc.set_restart_policy(ctx, uc.lookup(ctx, id), restart.from_api(body["RestartPolicy"]))
-    return 200, {"Warnings": []}
+    return 200, {"Warnings": warnings}
 
 
 def restart(ctx: Context, req: Request, id):
@@ -371,8 +223,9 @@ def delete_link(ctx: Context, req: Request, id, alias):
 
 
 def prune(ctx: Context, req: Request):
-    removed = uc.prune(ctx)
-    return 200, {"ContainersDeleted": removed or None, "SpaceReclaimed": 0}
+    from rootless.engine import system
+    removed, freed = system.container_prune(ctx)
+    return 200, {"ContainersDeleted": removed or None, "SpaceReclaimed": freed}
 
 
 def top(ctx: Context, req: Request, id):

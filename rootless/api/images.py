@@ -222,7 +222,7 @@ def summary(ctx: Context, rec: dict, tags: list[str] | None = None) -> dict:
     except (RootlessError, OSError):
         labels = {}
     size = rec.get("size", 0)
-    return {"Id": rec["id"], "ParentId": "", "RepoTags": tags or ["<none>:<none>"],
+    return {"Id": rec["id"], "ParentId": rec.get("parent") or "", "RepoTags": tags or ["<none>:<none>"],
             "RepoDigests": _familiar_digests(rec) or (["<none>@<none>"] if not tags else []),
             "Created": _unix(rec.get("created", "")), "Size": size, "VirtualSize": size, "SharedSize": -1,
             "Labels": labels, "Containers": -1}
@@ -257,7 +257,17 @@ def inspect(ctx: Context, req: Request, name):
                        ("Metadata", {"LastTagTime": "0001-01-01T00:00:00Z"})):
         out.setdefault(key, value)
     out.pop("History", None)  # not part of Docker's image inspect (GET /images/{name}/history has it)
+    out["Config"] = {**IMAGE_CONFIG_DEFAULTS, **(out.get("Config") or {})}
     return 200, out
+
+
+# Docker's image Config carries every field of a container config: those an image's own config
+# leaves out, with the values Docker shows for them
+IMAGE_CONFIG_DEFAULTS = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
+    "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None, "Image": "", "Volumes": None,
+    "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None,
+}
 
 
 def history(ctx: Context, req: Request, name):

@@ -61,16 +61,20 @@ def info(ctx: Context, req: Request):
             mem = int(f.readline().split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    version2 = cgroups.detect().version == "v2"
+    from rootless.engine.dockerview import RUNTIMES
+    host = cgroups.detect()
+    version2 = host.version == "v2"
+    can = set(cgroups.enforceable(host))  # what a limit asked on the API is kept for, not discarded
     return 200, {
         "ID": "rootless", "Containers": len(recs), "ContainersRunning": running - paused,
         "ContainersPaused": paused,
         "ContainersStopped": len(recs) - running, "Images": n_images,
         "Driver": ctx.overlay_method(), "DriverStatus": [["Backing Filesystem", "overlay"]],
-        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"],
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"], "Authorization": None,
                     "Log": ["json-file", "k8s-file", "none"]},
-        "MemoryLimit": version2, "SwapLimit": False, "CpuCfsPeriod": version2, "CpuCfsQuota": version2,
-        "CPUShares": version2, "CPUSet": False, "PidsLimit": version2, "OomKillDisable": False,
+        "MemoryLimit": "--memory" in can, "SwapLimit": "--memory-swap" in can, "CpuCfsPeriod": "--cpus" in can,
+        "CpuCfsQuota": "--cpus" in can, "CPUShares": "--cpu-shares" in can, "CPUSet": "--cpuset-cpus" in can,
+        "PidsLimit": "--pids-limit" in can, "OomKillDisable": False,
         "IPv4Forwarding": True, "BridgeNfIptables": False, "BridgeNfIp6tables": False, "Debug": False,
         "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": 1, "SystemTime": now_iso(),
         "LoggingDriver": "json-file", "CgroupDriver": "systemd" if version2 else "none",
@@ -80,8 +84,13 @@ def info(ctx: Context, req: Request):
         "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []},
         "NCPU": os.cpu_count() or 1, "MemTotal": mem, "DockerRootDir": ctx.paths.root, "Name": platform.node(),
         "Labels": [], "ExperimentalBuild": False, "ServerVersion": _version(),
-        "Runtimes": {"rootless": {"path": "rootless"}},
-        "DefaultRuntime": "rootless", "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "rootless-init",
+        "Runtimes": {name: {"path": "rootless"} for name in RUNTIMES},
+        "DefaultRuntime": RUNTIMES[0], "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "rootless-init",
+        "GenericResources": None, "HttpProxy": os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy") or "",
+        "HttpsProxy": os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or "",
+        "NoProxy": os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or "",
+        "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
+        "InitCommit": {"ID": "", "Expected": ""},
         "SecurityOptions": ["name=seccomp,profile=builtin", "name=rootless", "name=cgroupns"],
         "Swarm": swarm.INACTIVE,
         "Warnings": [],

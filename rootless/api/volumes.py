@@ -41,5 +41,6 @@ def delete(ctx: Context, req: Request, name):
 def prune(ctx: Context, req: Request):
     # API 1.41: every unused volume (anonymous only from 1.42, or with all=false)
     all_ = not any(f in ("all=false", "all=0") for f in req.filters())
-    removed = uc.prune(ctx, all_)
-    return 200, {"VolumesDeleted": removed or None, "SpaceReclaimed": 0}
+    from rootless.engine import system
+    removed, freed = system.volume_prune(ctx, all_)
+    return 200, {"VolumesDeleted": removed or None, "SpaceReclaimed": freed}

@@ -61,7 +61,7 @@ def commit(ctx: Context, rec: ContainerRecord, ref: str | None, author: str | No
     layers = ([] if squash else images.layer_refs(base)) + [layer]
     config_bytes = json.dumps(config, separators=(",", ":")).encode()
     ctx.store.put_blob_bytes(config_bytes)
-    image, _ = ctx.store.register(config_bytes, layers, tags)
+    image, _ = ctx.store.register(config_bytes, layers, tags, parent=base["id"])
     return image["id"]
 
 

@@ -515,7 +515,8 @@ def _exit_from_keeper(ctx: Context, rec: ContainerRecord) -> int | None:
 
 
 def stop(ctx: Context, rec: ContainerRecord, timeout: float | None = None) -> None:
-    """The image's STOPSIGNAL (default SIGTERM), ``timeout`` seconds (default 10), then SIGKILL."""
+    """The image's STOPSIGNAL (default SIGTERM), ``timeout`` seconds (default: the container's
+    ``--stop-timeout``, else 10), then SIGKILL."""
     if rec["state"].get("status") == "restarting":
         from rootless.engine import restarts
         rec = restarts.cancel(ctx, rec)  # out of its back-off: exited, or running if it was just started
@@ -524,7 +525,9 @@ def stop(ctx: Context, rec: ContainerRecord, timeout: float | None = None) -> No
     spec = rec.get("spec", {})
     kill(ctx, rec, spec.get("stop_signal") or "TERM")
     _resume_to_stop(ctx, rec)
-    rec = wait(ctx, rec, 10 if timeout is None else timeout)
+    if timeout is None:
+        timeout = 10 if spec.get("stop_timeout") is None else spec["stop_timeout"]
+    rec = wait(ctx, rec, timeout)
     if is_running(rec):
         kill(ctx, rec, "KILL")
         wait(ctx, rec)

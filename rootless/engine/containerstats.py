@@ -119,3 +119,31 @@ def update(ctx: Context, rec: ContainerRecord, limits: dict) -> None:
     else:
         cgroups.check(cgroups.detect(), merged)
     state.update_spec(ctx.paths, rec["id"], limits=merged)
+
+
+def discard_unenforceable(limits: dict | None) -> tuple[dict, dict, list[str]]:
+    """The API's rule where this host cannot enforce a limit (Docker's on a host without the
+    capability): (the limits kept, those discarded, a warning for each discarded one). The
+    command line refuses such a limit instead (``cgroups.check``): a user typing ``-m`` on a
+    shared node is told, not left unprotected."""
+    if not limits:
+        return {}, {}, []
+    from rootless.runtime import cgroups
+    return cgroups.split_enforceable(cgroups.detect(), limits)
+
+
+def update_api(ctx: Context, rec: ContainerRecord, limits: dict) -> list[str]:
+    """The API's ``update``: the limits this host can enforce as ``update`` does, the others
+    kept in the record only to be shown (``spec.asked``), each said in a warning."""
+    kept, dropped, warnings = discard_unenforceable(limits)
+    if kept:
+        update(ctx, rec, kept)
+    if dropped:
+        merged = dict(rec["spec"].get("limits") or {})
+        merged.update(limits)
+        from rootless.runtime import cgroups
+        cgroups.parse_consistency(merged)
+        asked = dict(rec["spec"].get("asked") or {})
+        asked["discarded_limits"] = {**(asked.get("discarded_limits") or {}), **dropped}
+        state.update_spec(ctx.paths, rec["id"], asked=asked)
+    return warnings

@@ -138,7 +138,7 @@ def _network_settings(rec: ContainerRecord, paths) -> dict:
                 **_endpoint_settings(spec, nid, mac)}
     elif kind in ("slirp4netns", "none", "host"):
         networks[kind] = {"IPAddress": ip, "IPPrefixLen": prefix, "Gateway": gw, "MacAddress": mac,
-                          "Aliases": None, "Links": None, "NetworkID": kind, "EndpointID": "",
+                          "Aliases": None, "Links": None, "NetworkID": _predefined_id(kind), "EndpointID": "",
                           **_endpoint_settings(spec, _predefined_id(kind), mac)}
     return {
         "Bridge": "", "SandboxID": "", "HairpinMode": False,
@@ -168,7 +168,7 @@ def inspect(rec: ContainerRecord, paths) -> dict:
     argv = spec.get("argv", [])
     running = st["status"] == "running"
     restarting = st["status"] == "restarting"  # Docker's Running stays true through the back-off
-    return {
+    doc = {
         "Id": cid,
         "Created": rec.get("created", ""),
         "Path": argv[0] if argv else "",
@@ -226,6 +226,7 @@ def inspect(rec: ContainerRecord, paths) -> dict:
         },
         "NetworkSettings": _network_settings(rec, paths),
     }
+    return _docker_fields(doc, spec)
 
 
 def _mount(m: dict, paths) -> dict:
@@ -281,6 +282,68 @@ def _log_config(log: dict | None) -> dict:
     if log["driver"] != "none" and log.get("max_size"):
         opts = {"max-size": format_size(log["max_size"]), "max-file": str(log.get("max_file", 1))}
     return {"Type": log["driver"], "Config": opts}
+
+
+# The runtime names a container may ask for (HostConfig.Runtime; ``info``'s Runtimes, the first
+# the default): rootless runs every container itself, under the name Docker's clients know the
+# default runtime by (docker-py's tests read ``runc`` back), or its own.
+RUNTIMES = ("runc", "rootless")
+
+# The fields of Docker API 1.41's ContainerInspect that rootless has no use for, with the
+# values Docker shows for a container that did not ask for them.
+_HOST_DEFAULTS = {
+    "ContainerIDFile": "", "VolumeDriver": "", "VolumesFrom": None, "CgroupnsMode": "private", "GroupAdd": None,
+    "IpcMode": "private", "Cgroup": "", "OomScoreAdj": 0, "PidMode": "", "UsernsMode": "", "UTSMode": "",
+    "ShmSize": 64 * 1024 * 1024, "Runtime": RUNTIMES[0], "ConsoleSize": [0, 0], "Isolation": "", "CgroupParent": "",
+    "BlkioWeightDevice": [], "BlkioDeviceReadIOps": None, "BlkioDeviceWriteIOps": None, "CpuPeriod": 0,
+    "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetMems": "", "DeviceCgroupRules": None,
+    "DeviceRequests": None, "KernelMemory": 0, "KernelMemoryTCP": 0, "MemorySwappiness": None,
+    "OomKillDisable": None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0,
+    "IOMaximumBandwidth": 0, "MaskedPaths": None, "ReadonlyPaths": None,
+}
+_ENDPOINT_DEFAULTS = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
+                      "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                      "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None}
+_NETWORK_DEFAULTS = {"LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None,
+                     "SecondaryIPv6Addresses": None, "EndpointID": "", "GlobalIPv6Address": "",
+                     "GlobalIPv6PrefixLen": 0, "IPv6Gateway": ""}
+# HostConfig fields kept as the client gave them (``ContainerSpec.asked``)
+_ASKED_HOST = ("VolumesFrom", "Tmpfs", "PidMode", "UTSMode", "CgroupnsMode", "Isolation", "DeviceCgroupRules",
+               "VolumeDriver")
+
+
+def _docker_fields(doc: dict, spec: dict) -> dict:
+    """The rest of Docker's ContainerInspect: the fields rootless has no use for with Docker's
+    values, what the client asked for as it asked (``spec["asked"]``), limits this host could not
+    enforce (discarded, as Docker does on such a host, but shown). (The API's view differs in two
+    points: ``rootless.api.containers.api_view``.)"""
+    asked = spec.get("asked") or {}
+    doc.update({k: v for k, v in (("MountLabel", ""), ("ProcessLabel", ""), ("AppArmorProfile", ""),
+                                  ("ExecIDs", None)) if k not in doc})
+    hc = doc["HostConfig"]
+    for key in _ASKED_HOST:
+        if key in asked:
+            hc[key] = asked[key]
+    if asked.get("Runtime"):
+        hc["Runtime"] = asked["Runtime"]
+    if spec.get("group_add"):
+        hc["GroupAdd"] = list(spec["group_add"])
+    hc.setdefault("UsernsMode", spec.get("userns") or "")
+    if asked.get("discarded_limits"):
+        from rootless.runtime.cgroups import host_config
+        hc.update(host_config({**(spec.get("limits") or {}), **asked["discarded_limits"]}))
+    for key, value in _HOST_DEFAULTS.items():
+        hc.setdefault(key, value)
+    if spec.get("stop_timeout") is not None:
+        doc["Config"]["StopTimeout"] = spec["stop_timeout"]
+    doc["Config"].setdefault("OnBuild", None)
+    ns = doc["NetworkSettings"]
+    for key, net_default in _NETWORK_DEFAULTS.items():
+        ns.setdefault(key, net_default)
+    for endpoint in ns["Networks"].values():
+        for key, ep_default in _ENDPOINT_DEFAULTS.items():
+            endpoint.setdefault(key, ep_default)
+    return doc
 
 
 def _daemon_hint() -> str:

@@ -207,8 +207,14 @@ def image_inspect(ctx: Context, name: str) -> dict:
         "Architecture": config.get("architecture", ""),
         "Os": config.get("os", ""), "Size": rec.get("size", 0),
         "RootFS": {"Type": "layers", "Layers": [lr["diff_id"] for lr in rec["layers"]]},
-        "History": config.get("history", []),
+        "History": config.get("history", []), "Parent": _parent(ctx, rec),
     }
+
+
+def _parent(ctx: Context, rec: dict) -> str:
+    """Docker's ``Parent``: the local image a commit was made from, while it is still here."""
+    parent = rec.get("parent") or ""
+    return parent if parent and any(i["id"] == parent for i in ctx.store.images()) else ""
 
 
 def layers_in_use(ctx: Context) -> set[str]:

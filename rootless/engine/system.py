@@ -243,6 +243,26 @@ def sweep(ctx: Context, builds_only: bool = False, build_steps: bool = True) -> 
     return lines, freed + gone
 
 
+def container_prune(ctx: Context) -> tuple[list[str], int]:
+    """``container prune`` with the bytes it freed: each removed container's writable layer and
+    log, measured before it goes (Docker's ``SpaceReclaimed``)."""
+    from rootless.engine import containers
+    from rootless.runtime import logs, records
+    sizes = {r["id"]: size_of(ctx.paths.upper(r["id"])) + logs.size_on_disk(ctx.paths.container_log(r["id"]))
+             for r in records.all_current(ctx) if not records.is_running(r)}
+    removed = containers.prune(ctx)
+    return removed, sum(sizes.get(c, 0) for c in removed)
+
+
+def volume_prune(ctx: Context, all_: bool) -> tuple[list[str], int]:
+    """``volume prune`` with the bytes it freed (each removed volume's data, measured before)."""
+    from rootless.engine import volumes as volumes_uc
+    from rootless.runtime import volumes as volstore
+    sizes = {v["name"]: size_of(ctx.paths.volume_data(v["name"])) for v in volstore.all_volumes(ctx.paths)}
+    gone = volumes_uc.prune(ctx, all_)
+    return gone, sum(sizes.get(n, 0) for n in gone)
+
+
 def prune_warning(all_: bool, volumes: bool) -> str:
     """What ``system prune`` asks before it removes anything (Docker's list)."""
     items = ["all stopped containers", "all networks not used by at least one container"]

@@ -306,6 +306,31 @@ def check(host: Host, limits: dict) -> None:
                         f"(delegated at {host.delegated}: {' '.join(host.controllers) or 'none'})", DELEGATE_FIX)
 
 
+# Docker's HostConfig names of the limits, for the API's warnings
+API_NAME = {"memory": "Memory", "memory_reservation": "MemoryReservation", "memory_swap": "MemorySwap",
+            "nano_cpus": "NanoCpus", "cpu_shares": "CpuShares", "cpuset_cpus": "CpusetCpus",
+            "pids_limit": "PidsLimit", "blkio_weight": "BlkioWeight", "device_read_bps": "BlkioDeviceReadBps",
+            "device_write_bps": "BlkioDeviceWriteBps"}
+
+
+def split_enforceable(host: Host, limits: dict) -> tuple[dict, dict, list[str]]:
+    """The API's rule, Docker's on a host without the capability: (the limits this host can
+    enforce, those it cannot, a warning per discarded limit naming why). The command line
+    refuses instead (:func:`check`)."""
+    kept, dropped, warnings = {}, {}, []
+    for key in sorted(limits):
+        try:
+            check(host, {key: limits[key]})
+        except HostError as e:
+            dropped[key] = limits[key]
+            warnings.append(f"{API_NAME[key]} limit discarded: {e.message}")
+        else:
+            kept[key] = limits[key]
+    if "memory_swap" in kept and "memory" in dropped:  # swap is counted over the memory limit
+        dropped["memory_swap"] = kept.pop("memory_swap")
+    return kept, dropped, warnings
+
+
 def enforceable(host: Host) -> list[str]:
     """The limit flags this host can enforce (for ``info``)."""
     if host.version != "v2" or host.delegated is None:

@@ -117,6 +117,8 @@ class _Keeper:
             self.helpers.slirp = Slirp(self.plan.run_dir)
         Step.at("unshare namespaces")
         flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWCGROUP
+        if uts_host(self.plan.spec):
+            flags &= ~syscalls.CLONE_NEWUTS
         if net.kind in ("slirp4netns", "none"):
             flags |= syscalls.CLONE_NEWNET
         syscalls.unshare(flags)
@@ -534,8 +536,9 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = 
     syscalls.umount2(".", syscalls.MNT_DETACH)
     os.chdir("/")
 
-    Step.at("sethostname")
-    socket.sethostname(spec.hostname)
+    if not uts_host(spec):
+        Step.at("sethostname")
+        socket.sethostname(spec.hostname)
 
     Step.at("set up stdio")
     _stdio(spec, stdio, plan.winsize)
@@ -547,7 +550,7 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = 
         mountops.remount_ro("/")  # volumes, tmpfs, /dev, /proc are mounts of their own: they stay as they are
 
     env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch, spec.no_new_privs, spec.caps,
-                        plan.seccomp)
+                        plan.seccomp, tuple(getattr(spec, "group_add", None) or ()))
     exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))
     _mark(ch, "exec")
     if spec.init:
@@ -555,16 +558,25 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = 
     exec_command(exe, spec.argv, env)
 
 
+def uts_host(spec) -> bool:
+    """``UTSMode: host`` (the API's): the host's UTS namespace, its host name."""
+    return ((getattr(spec, "asked", None) or {}).get("UTSMode") or "") == "host"
+
+
 def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: Channel,
-                  no_new_privs: bool = False, caps=None, seccomp: bytes | None = None) -> dict[str, str]:
+                  no_new_privs: bool = False, caps=None, seccomp: bytes | None = None,
+                  group_add: tuple[str, ...] = ()) -> dict[str, str]:
     """Inside the container's root: resolve the user in its /etc/passwd and /etc/group, keep
     Docker's default capabilities only, set no_new_privs (unless told not to: a build's RUN
     steps run setuid programs, such as ``sudo``, as Docker's do), become the user, enter
-    ``workdir``. The process environment (with HOME from passwd unless set)."""
+    ``workdir``. The process environment (with HOME from passwd unless set). ``group_add``
+    (``--group-add``): more supplementary groups, names in /etc/group or gids."""
     import prctl
 
     Step.at("resolve the user")
     user = users.resolve(user_spec, read_text("/etc/passwd"), read_text("/etc/group"))
+    if group_add:
+        user = users.with_groups(user, group_add, read_text("/etc/group"))
     env = dict(e.split("=", 1) if "=" in e else (e, "") for e in env_list)
     env.setdefault("HOME", user.home)
 
@@ -591,6 +603,9 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
         ch.send("warning", message=f"user {user_spec!r} (uid {user.uid}) does not exist in a single-uid user "
                 f"namespace: running as {who} instead (configure /etc/subuid to fix)")
         user = users.User(only[0], only[1], (only[1],), user.home)
+    if single_uid and group_add:
+        ch.send("warning", message="--group-add needs subordinate ids (/etc/subgid): a single-uid user namespace "
+                "cannot set supplementary groups, the container runs without them")
     try:
         if not single_uid:
             os.setgroups(list(user.groups))
@@ -599,7 +614,8 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
     except OSError as e:
         if e.errno != errno.EINVAL:
             raise
-        raise RootlessError(f"user {user_spec!r} (uid {user.uid}, gid {user.gid}) is not mapped in the user "
+        groups = f", groups {' '.join(map(str, user.groups))}" if group_add else ""
+        raise RootlessError(f"user {user_spec!r} (uid {user.uid}, gid {user.gid}{groups}) is not mapped in the user "
                             "namespace", "use a user whose ids are below the size of your /etc/subuid range") from None
     try:
         os.chdir(workdir)

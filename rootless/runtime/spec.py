@@ -70,6 +70,10 @@ class RunOptions(KeywordRecord):
     restart: str | None = None  # --restart: no, always, unless-stopped, on-failure[:N]
     # Docker's Config.Healthcheck from --health-* or the API (runtime.health); None: the image's
     healthcheck: dict[str, Any] | None = None
+    group_add: Sequence[str] = ()  # --group-add: supplementary groups, names or gids
+    stop_timeout: int | None = None  # --stop-timeout: stop's default wait before SIGKILL
+    raw_env: Sequence[str] = ()  # the API's Config.Env: kept as the client sent it (no host lookup)
+    asked: dict[str, Any] | None = None  # Docker settings kept only to show them (see ContainerSpec)
 
 
 @keyword_record
@@ -115,6 +119,9 @@ class _ContainerSpecFields(KeywordRecord):
     networks: tuple[Any, ...] = ()
     restart: dict[str, Any] | None = None  # Docker's RestartPolicy (rootless.runtime.restart); None: no
     healthcheck: dict[str, Any] | None = None
+    group_add: tuple[str, ...] = ()
+    stop_timeout: int | None = None
+    asked: dict[str, Any] | None = None
 
 
 class ContainerSpec(_ContainerSpecFields):
@@ -139,7 +146,13 @@ class ContainerSpec(_ContainerSpecFields):
     their running members, ``rootless.runtime.network``; ``network`` is then ``slirp4netns``, or
     ``none`` for an internal network); ``restart``: Docker's RestartPolicy (``rootless.runtime.restart``;
     None: ``no``, and then not written into the record); ``healthcheck``: Docker's ``Config.Healthcheck``,
-    the flags' over the image's (``rootless.runtime.health``; None: none)."""
+    the flags' over the image's (``rootless.runtime.health``; None: none);
+    ``group_add``: supplementary groups of the container's
+    process (names in the image's /etc/group, or gids); ``stop_timeout``: seconds ``stop`` waits
+    before SIGKILL when not told (None: 10); ``asked``: Docker's settings that rootless keeps only
+    to show them in ``inspect`` as the client gave them (``rootless.engine.dockerview``): HostConfig
+    fields of no effect here (``Isolation``, ``DeviceCgroupRules``, ...), the log options asked for,
+    and limits this host could not enforce (``discarded_limits``, said in the create's warnings)."""
 
     __slots__ = ()
 
@@ -181,11 +194,16 @@ def parse_env_file(text: str, path: str, host_env: dict[str, str]) -> list[str]:
 def merge_env_arg(arg: str, host_env: dict[str, str], where: str = "-e") -> list[str]:
     """``K=V`` as is; ``K`` takes the host's value or is dropped (Docker's rule)."""
     key, eq, _ = arg.partition("=")
-    if not key or key != key.strip() or " " in key:
-        raise UsageError(f"invalid environment variable {arg!r} ({where})")
+    check_env_name(arg, where)
     if eq:
         return [arg]
     return [f"{key}={host_env[key]}"] if key in host_env else []
+
+
+def check_env_name(arg: str, where: str = "-e") -> None:
+    key = arg.partition("=")[0]
+    if not key or key != key.strip() or " " in key:
+        raise UsageError(f"invalid environment variable {arg!r} ({where})")
 
 
 def parse_labels(items, flag: str = "--label") -> dict[str, str]:
@@ -200,12 +218,12 @@ def parse_labels(items, flag: str = "--label") -> dict[str, str]:
 
 
 def merge_env(base: list[str], overrides: list[str]) -> list[str]:
-    """Later values win; order of first appearance is kept."""
+    """Later values win; order of first appearance is kept; an item without ``=`` (the API's
+    variable given without a value) stays as it was given."""
     env: dict[str, str] = {}
     for item in list(base) + list(overrides):
-        k, _, v = item.partition("=")
-        env[k] = v
-    return [f"{k}={v}" for k, v in env.items()]
+        env[item.partition("=")[0]] = item
+    return list(env.values())
 
 
 def split_command(image_cfg: dict, command: Sequence[str], entrypoint: str | Sequence[str] | None) -> tuple[list, list]:
@@ -244,6 +262,10 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
     if not workdir.startswith("/"):
         raise UsageError(f"the working directory {workdir!r} is invalid, it needs to be an absolute path")
     hostname = opts.hostname or cid[:12]
+    if (opts.asked or {}).get("UTSMode") == "host":  # the host's UTS namespace: its name
+        if opts.hostname:
+            raise UsageError("conflicting options: hostname and the UTS mode host")
+        hostname = os.uname().nodename
     env = list(cfg.get("Env") or [])
     if not any(e.startswith("PATH=") for e in env):
         env.insert(0, f"PATH={DEFAULT_PATH}")
@@ -252,6 +274,9 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         extra += parse_env_file(env_file_texts[path], path, host_env)
     for arg in opts.env:
         extra += merge_env_arg(arg, host_env)
+    for arg in opts.raw_env:
+        check_env_name(arg)
+        extra.append(arg)
     env = merge_env([f"HOSTNAME={hostname}"] + env, extra)
     if opts.userns not in ("", "keep-id"):
         raise UsageError(f"--userns {opts.userns!r} is not supported", "use --userns=keep-id, or leave it out")
@@ -279,6 +304,9 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         read_only=opts.read_only,
         limits=dict(opts.limits or {}),
         userns=opts.userns,
+        group_add=tuple(opts.group_add),
+        stop_timeout=opts.stop_timeout,
+        asked=_asked(opts, log),
         **_security_fields(opts),
         **_health_fields(opts, cfg),
     )
@@ -290,6 +318,19 @@ def _health_fields(opts: RunOptions, cfg: dict) -> dict:
         return {}
     from rootless.runtime import health
     return {"healthcheck": health.merge(opts.healthcheck, cfg.get("Healthcheck"))}
+
+
+def _asked(opts: RunOptions, log: dict) -> dict:
+    """What inspect shows as given: ``--volumes-from``, ``--tmpfs`` (Docker's HostConfig.Tmpfs map),
+    the log options asked for (not the configured defaults), over the face's own (the API's)."""
+    asked = dict(opts.asked or {})
+    if opts.volumes_from:
+        asked["VolumesFrom"] = list(opts.volumes_from)
+    if opts.tmpfs:
+        asked["Tmpfs"] = {t.partition(":")[0]: t.partition(":")[2] for t in opts.tmpfs}
+    asked["LogConfig"] = {"Type": log["driver"],
+                          "Config": {k: v for k, _, v in (o.partition("=") for o in opts.log_opts)}}
+    return asked
 
 
 def _security_fields(opts: RunOptions) -> dict:

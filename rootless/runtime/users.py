@@ -78,3 +78,24 @@ def resolve(spec: str, passwd: str, group: str) -> User:
         if n > MAX_ID:
             raise RootlessError(f"invalid user {spec!r}: its {what} {n} is out of range", "ids go from 0 to 4294967294")
     return User(uid, gid, tuple(supplementary), home)
+
+
+def with_groups(user: User, names, group: str) -> User:
+    """``--group-add``'s groups (a name in the image's /etc/group, or a gid) added to the user's
+    supplementary groups, as Docker adds them."""
+    groups = list(user.groups)
+    table = _table(group, 4)
+    for name in names:
+        if _number(name):
+            gid = int(name)
+        else:
+            g = next((g for g in table if g[0] == name), None)
+            if g is None or not _number(g[2]):
+                raise RootlessError(f"unable to find group {name}: no matching entries in group file",
+                                    "--group-add takes a gid or a group of the image's /etc/group")
+            gid = int(g[2])
+        if gid > MAX_ID:
+            raise RootlessError(f"invalid group {name!r}: gid {gid} is out of range", "ids go from 0 to 4294967294")
+        if gid not in groups:
+            groups.append(gid)
+    return user._replace(groups=tuple(groups))

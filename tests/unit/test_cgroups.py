@@ -102,3 +102,17 @@ def test_a_host_that_can_enforce_says_nothing():
     assert cgroups.enforceable(host) == ["--memory", "--memory-reservation", "--memory-swap", "--cpus",
                                          "--cpu-shares", "--pids-limit"]
     assert cgroups.enforceable(cgroups.Host("hybrid", "/", None, ())) == []
+
+
+def test_the_apis_rule_discards_what_the_host_cannot_enforce_and_says_it():
+    limits = {"memory": 1 << 30, "memory_swap": 2 << 30, "cpu_shares": 512, "pids_limit": 10}
+    kept, dropped, warnings = cgroups.split_enforceable(cgroups.Host("hybrid", "/", None, ()), limits)
+    assert (kept, dropped) == ({}, limits)
+    assert [w.split(" ", 1)[0] for w in warnings] == ["CpuShares", "Memory", "MemorySwap", "PidsLimit"]
+    assert all("limit discarded: " in w and "\n" not in w for w in warnings)
+    partial = cgroups.Host("v2", "/x", "/sys/fs/cgroup/x", ("pids", "cpu"))
+    kept, dropped, warnings = cgroups.split_enforceable(partial, limits)
+    assert kept == {"cpu_shares": 512, "pids_limit": 10}
+    assert dropped == {"memory": 1 << 30, "memory_swap": 2 << 30} and len(warnings) == 2
+    full = cgroups.Host("v2", "/x", "/sys/fs/cgroup/x", ("pids", "cpu", "memory"))
+    assert cgroups.split_enforceable(full, limits) == (limits, {}, [])

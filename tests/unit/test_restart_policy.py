@@ -126,7 +126,7 @@ def test_a_container_without_a_policy_shows_no():
 
 
 def test_the_api_create_takes_the_restart_policy():
-    from rootless.api.containers import to_run_options
+    from rootless.api.createconfig import to_run_options
     opts = to_run_options({"Image": "busybox", "HostConfig": {
         "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}}}, None)
     assert opts.restart == "on-failure:3"

@@ -272,7 +272,7 @@ SPEC_KEYS = ["id", "name", "image_id", "image_name", "layers", "argv", "env", "u
              "network", "init", "tty", "interactive", "remove", "labels", "stop_signal", "entrypoint", "ports",
              "publish_all", "exposed", "links", "add_hosts", "dns", "dns_search", "dns_options", "mac", "log",
              "mounts", "read_only", "no_new_privs", "limits", "caps", "privileged", "devices", "seccomp",
-             "root_emulation", "userns", "networks"]
+             "root_emulation", "userns", "networks", "group_add", "stop_timeout", "asked"]
 
 
 def test_spec_record_shape_and_older_records():
@@ -316,3 +316,42 @@ def test_run_flags_reach_their_fields():
         devices=("/dev/null",), userns="keep-id", labels={"k": "v"}, network_aliases=("al",))
     from rootless.runtime import cgroups
     assert o.limits == cgroups.parse(cgroups.LimitOptions(memory="64m", pids_limit="7")) and o.limits
+
+
+def test_the_apis_env_is_kept_as_sent():
+    """Config.Env: a name without a value stays so (Docker keeps it), never looked up in the
+    environment of the service."""
+    s = build(RunOptions(image="i", command=("sh",), hostname="h", raw_env=("LANG", "Other=one", "Blank=")))
+    assert list(s.env) == ["HOSTNAME=h", f"PATH={DEFAULT_PATH}", "LANG", "Other=one", "Blank="]
+    with pytest.raises(UsageError):
+        build(RunOptions(image="i", command=("sh",), raw_env=("=x",)))
+
+
+def test_build_keeps_what_inspect_shows_as_asked():
+    s = build(RunOptions(image="i", command=("sh",), volumes_from=("src:ro",), tmpfs=("/t:size=1m", "/u"),
+                         log_opts=("max-file=3",), group_add=("users", "1000"), stop_timeout=3,
+                         asked={"Isolation": "default"}))
+    assert s.asked == {"Isolation": "default", "VolumesFrom": ["src:ro"], "Tmpfs": {"/t": "size=1m", "/u": ""},
+                       "LogConfig": {"Type": "json-file", "Config": {"max-file": "3"}}}
+    assert (s.group_add, s.stop_timeout) == (("users", "1000"), 3)
+    assert ContainerSpec.from_json(json.loads(json.dumps(s.to_json()))) == s
+
+
+def test_uts_mode_host_takes_the_hosts_name():
+    import os
+    s = build(RunOptions(image="i", command=("sh",), asked={"UTSMode": "host"}))
+    assert s.hostname == os.uname().nodename and f"HOSTNAME={os.uname().nodename}" in s.env
+    with pytest.raises(UsageError, match="hostname and the UTS mode"):
+        build(RunOptions(image="i", command=("sh",), hostname="h", asked={"UTSMode": "host"}))
+
+
+def test_group_add_and_stop_timeout_flags_reach_their_fields():
+    from rootless.cli import (
+        commands,  # noqa: F401 - registers the commands
+        fast,
+    )
+    from rootless.cli.commands.containers import _run_options
+    parsed = fast.parse(["create", "--group-add", "users", "--group-add", "1000", "--stop-timeout", "3", "img"])
+    assert parsed is not None
+    o = _run_options(**dict(parsed.kwargs))
+    assert (o.group_add, o.stop_timeout) == (("users", "1000"), 3)

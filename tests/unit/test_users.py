@@ -73,3 +73,14 @@ def test_resolve_without_passwd_or_group_files(spec, expected):
 def test_resolve_name_needs_passwd():
     with pytest.raises(RootlessError, match="unable to find user root"):
         users.resolve("root", "", "")
+
+
+def test_group_add_adds_supplementary_groups():
+    group = "root:x:0:\nusers:x:100:app\nbad:x:nope:\n"
+    user = users.resolve("0", "", group)
+    assert users.with_groups(user, ("users", "1000", "0"), group).groups == (0, 100, 1000)
+    for name in ("nosuch", "bad"):
+        with pytest.raises(RootlessError, match=f"unable to find group {name}"):
+            users.with_groups(user, (name,), group)
+    with pytest.raises(RootlessError, match="out of range"):
+        users.with_groups(user, ("4294967295",), group)

@@ -82,6 +82,8 @@ def run(ctx: "Context",
         security_opt: list[str] = Opt(("--security-opt",), [], "no-new-privileges, seccomp=unconfined, ..."),
         device: list[str] = Opt(("--device",), [], "Add a host device: /dev/HOST[:/dev/CONTAINER][:rwm]."),
         userns: str = Opt(("--userns",), "", "keep-id: your own uid and gid inside the container."),
+        group_add: list[str] = Opt(("--group-add",), [], "Add a supplementary group (a name or a gid)."),
+        stop_timeout: int = Opt(("--stop-timeout",), None, "Seconds `stop` waits before SIGKILL (default 10)."),
         label: list[str] = Opt(("-l", "--label"), [], "Set a label on the container (KEY=VALUE)."),
         init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
         restart: str = Opt(("--restart",), None, "Restart policy: no, always, unless-stopped, on-failure[:N]."),
@@ -111,7 +113,8 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                  dns_option, mac_address, log_driver, log_opt, volume, mount, tmpfs, volumes_from, read_only,
                  memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
                  blkio_weight, device_read_bps, device_write_bps, cap_add, cap_drop, privileged, security_opt,
-                 device, userns, label, init, restart, pull, tls_verify, platform, **health_flags):
+                 device, userns, label, init, restart, pull, tls_verify, platform, group_add=(), stop_timeout=None,
+                 **health_flags):
     """``run``'s and ``create``'s flags (each by the name ``run`` declares it under) as RunOptions."""
     from rootless.runtime.spec import RunOptions, parse_labels
     limit_flags = dict(memory=memory, memory_reservation=memory_reservation, memory_swap=memory_swap, cpus=cpus,
@@ -139,7 +142,8 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                       cap_add=tuple(cap_add), cap_drop=tuple(cap_drop), privileged=privileged,
                       security_opts=tuple(security_opt), devices=tuple(device), userns=userns or "",
                       labels=parse_labels(label) if label else None, network_aliases=tuple(network_alias),
-                      restart=restart, healthcheck=_healthcheck(**health_flags))
+                      restart=restart, healthcheck=_healthcheck(**health_flags), group_add=tuple(group_add),
+                      stop_timeout=stop_timeout)
 
 
 def _healthcheck(*, health_cmd=None, health_interval=None, health_timeout=None, health_retries=None,
