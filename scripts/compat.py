@@ -390,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         service = Service(work, args.against, registry.host)
         results = outcomes(run_suite(python, args.tests, work, service.socket, args.pytest_args))
     finally:
+        if (work / "gnupg").exists():  # the credential tests' gpg-agent
+            subprocess.run(["gpgconf", "--homedir", str(work / "gnupg"), "--kill", "gpg-agent"], capture_output=True)
         if service:
             service.stop()
             if args.against == "rootless":

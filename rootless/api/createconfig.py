@@ -173,8 +173,13 @@ def _docker_settings(body: dict, hc: dict) -> dict:
         raise UsageError(f"unknown or invalid runtime name: {runtime}",
                          f"leave Runtime out, or use {' or '.join(dockerview.RUNTIMES)} "
                          "(rootless runs every container itself)")
-    for key, allowed in (("PidMode", ("",)), ("UTSMode", ("", "host")), ("CgroupnsMode", ("", "private")),
-                         ("VolumeDriver", ("", "local"))):
+    driver = hc.get("VolumeDriver") or ""
+    if driver not in ("", "local") and _makes_volumes(body, hc):
+        # Docker takes any driver's name and fails only when a volume is made with it
+        raise UsageError(f"VolumeDriver {driver!r}: error looking up volume plugin {driver}: "
+                         f"plugin {driver!r} not found",
+                         "rootless has the local volume driver only: leave VolumeDriver out")
+    for key, allowed in (("PidMode", ("",)), ("UTSMode", ("", "host")), ("CgroupnsMode", ("", "private"))):
         value = hc.get(key) or ""
         if value not in allowed:
             other = [repr(a) for a in allowed if a]
@@ -187,6 +192,13 @@ def _docker_settings(body: dict, hc: dict) -> dict:
         asked["discarded_swappiness"] = swappiness
     return dict(raw_env=tuple(body.get("Env") or ()), group_add=tuple(hc.get("GroupAdd") or ()),
                 stop_timeout=stop_timeout, asked={k: v for k, v in asked.items() if v})
+
+
+def _makes_volumes(body: dict, hc: dict) -> bool:
+    """Whether the create makes or names a volume: an anonymous one (``Volumes``), a named one in
+    ``Binds`` (not a host path) or a ``Mounts`` entry of type volume."""
+    return bool(body.get("Volumes")) or any(not b.startswith("/") for b in hc.get("Binds") or ()) \
+        or any((m.get("Type") or "volume") == "volume" for m in hc.get("Mounts") or ())
 
 
 def _link(text: str) -> str:

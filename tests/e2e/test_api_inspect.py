@@ -220,8 +220,22 @@ def test_the_command_lines_inspect_has_the_same_shape(busybox):
 
 
 def test_namespace_modes_rootless_has_not_are_refused_naming_the_field(api):
-    for hc in ({"PidMode": "host"}, {"CgroupnsMode": "host"}, {"UTSMode": "container:x"}, {"VolumeDriver": "nfs"}):
+    for hc in ({"PidMode": "host"}, {"CgroupnsMode": "host"}, {"UTSMode": "container:x"},
+               {"VolumeDriver": "nfs", "Binds": ["data:/data"]}):
         status, out = api.request("POST", "/containers/create", {"Image": "busybox", "HostConfig": hc})
-        [key] = hc
+        key = next(iter(hc))
         assert status == 400 and key in out["message"] and "\n" not in out["message"], out
     assert api.request("GET", "/containers/json?all=1")[1] == []  # nothing made
+    assert api.request("GET", "/volumes")[1]["Volumes"] == []
+
+
+def test_a_volume_driver_is_refused_only_when_a_volume_would_use_it(api):
+    """Docker takes any driver's name and fails only when a volume is made with it (docker-py's
+    test_create_with_volume_driver)."""
+    status, out = api.request("POST", "/containers/create", {"Image": "busybox", "HostConfig": {"VolumeDriver": "foo"}})
+    assert status == 201, out
+    assert api.request("GET", f"/containers/{out['Id']}/json")[1]["HostConfig"]["VolumeDriver"] == "foo"
+    for body in ({"Volumes": {"/v": {}}}, {"HostConfig": {"Mounts": [{"Type": "volume", "Target": "/v"}]}}):
+        hc = {"VolumeDriver": "foo", **body.get("HostConfig", {})}
+        status, out = api.request("POST", "/containers/create", {"Image": "busybox", **body, "HostConfig": hc})
+        assert status == 400 and "plugin" in out["message"], out
