@@ -111,6 +111,20 @@ class ApiService:
                         f"--- stderr\n{res.err}\n--- service\n{self.service_log()[-3000:]}")
         return res
 
+    def enable_compose(self) -> None:
+        """Compose v2 as the docker CLI's plugin in this service's client home (scripts/setup.sh
+        fetches Debian 13's docker-compose into .venv/libexec); the test is skipped, or failed in CI,
+        where it is missing."""
+        import sys
+        plugin = Path(sys.prefix) / "libexec" / "docker" / "cli-plugins" / "docker-compose"
+        if not os.access(plugin, os.X_OK):
+            from tests.e2e.conftest import _need
+            _need("Compose v2", f"{plugin} is missing (scripts/setup.sh fetches Debian 13's docker-compose)")
+        plugins = self.home / ".docker" / "cli-plugins"
+        plugins.mkdir(parents=True, exist_ok=True)
+        if not (plugins / "docker-compose").exists():
+            (plugins / "docker-compose").symlink_to(plugin)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -377,16 +377,7 @@ def test_compose_v2_plugin_project_up_exec_down(api, tmp_path):
     """Compose v2 (Debian 13's docker-compose, run as the docker CLI's plugin: `docker compose`)
     brings the same project up on its own network, one service reaches the other by name, then
     `ps`, `exec`, `logs` and `down` (containers and network removed)."""
-    import sys
-    from pathlib import Path
-    plugin = Path(sys.prefix) / "libexec" / "docker" / "cli-plugins" / "docker-compose"  # where setup.sh puts it
-    if not os.access(plugin, os.X_OK):
-        from tests.e2e.conftest import _need
-        _need("Compose v2", f"{plugin} is missing (scripts/setup.sh fetches Debian 13's docker-compose)")
-    plugins = api.home / ".docker" / "cli-plugins"
-    plugins.mkdir(parents=True, exist_ok=True)
-    if not (plugins / "docker-compose").exists():
-        (plugins / "docker-compose").symlink_to(plugin)
+    api.enable_compose()
     project = tmp_path / "proj2"
     project.mkdir()
     (project / "compose.yaml").write_text(COMPOSE_PROJECT.replace('version: "3"\n', ""))
@@ -418,8 +409,6 @@ def test_compose_v2_up_build_with_the_classic_builder(api, tmp_path):
     (the docker CLI's rule: only the environment, a builder alias or a Windows server change it),
     and with it builds through ``POST /build``."""
     import http.client
-    import sys
-    from pathlib import Path
 
     from tests.apiservice import UnixHTTPConnection
     conn = UnixHTTPConnection(str(api.socket))
@@ -427,14 +416,7 @@ def test_compose_v2_up_build_with_the_classic_builder(api, tmp_path):
     resp: http.client.HTTPResponse = conn.getresponse()
     assert resp.read() == b"OK" and resp.getheader("Builder-Version") == "1"
     conn.close()
-    plugin = Path(sys.prefix) / "libexec" / "docker" / "cli-plugins" / "docker-compose"
-    if not os.access(plugin, os.X_OK):
-        from tests.e2e.conftest import _need
-        _need("Compose v2", f"{plugin} is missing (scripts/setup.sh fetches Debian 13's docker-compose)")
-    plugins = api.home / ".docker" / "cli-plugins"
-    plugins.mkdir(parents=True, exist_ok=True)
-    if not (plugins / "docker-compose").exists():
-        (plugins / "docker-compose").symlink_to(plugin)
+    api.enable_compose()
     project = tmp_path / "proj3"
     project.mkdir()
     (project / "Dockerfile").write_text("FROM busybox\nENV PATH=/opt/app:$PATH\nRUN echo built-by-compose > /made\n"

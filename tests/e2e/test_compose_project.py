@@ -5,9 +5,7 @@ volume, a published port, ``restart:``, a ``healthcheck:`` and ``depends_on: ser
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -66,14 +64,7 @@ def _get(port: int, deadline: float = 30) -> str:
 
 
 def test_a_compose_project_goes_up_and_down_cleanly(api, tmp_path):
-    plugin = Path(sys.prefix) / "libexec" / "docker" / "cli-plugins" / "docker-compose"
-    if not os.access(plugin, os.X_OK):
-        from tests.e2e.conftest import _need
-        _need("Compose v2", f"{plugin} is missing (scripts/setup.sh fetches Debian 13's docker-compose)")
-    plugins = api.home / ".docker" / "cli-plugins"
-    plugins.mkdir(parents=True, exist_ok=True)
-    if not (plugins / "docker-compose").exists():
-        (plugins / "docker-compose").symlink_to(plugin)
+    api.enable_compose()
     port = free_port()
     project = tmp_path / "shop"
     project.mkdir()

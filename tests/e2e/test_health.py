@@ -196,18 +196,9 @@ def test_compose_waits_for_a_healthy_service(api, tmp_path):
     """Compose v2's ``depends_on: condition: service_healthy`` starts the dependent service only
     once the other's healthcheck has passed (Compose polls State.Health.Status)."""
     import subprocess
-    import sys
-    from pathlib import Path
 
     from tests.apiservice import DOCKER
-    plugin = Path(sys.prefix) / "libexec" / "docker" / "cli-plugins" / "docker-compose"  # where setup.sh puts it
-    if not os.access(plugin, os.X_OK):
-        from tests.e2e.conftest import _need
-        _need("Compose v2", f"{plugin} is missing (scripts/setup.sh fetches Debian 13's docker-compose)")
-    plugins = api.home / ".docker" / "cli-plugins"
-    plugins.mkdir(parents=True, exist_ok=True)
-    if not (plugins / "docker-compose").exists():
-        (plugins / "docker-compose").symlink_to(plugin)
+    api.enable_compose()
     project = tmp_path / "hc"
     project.mkdir()
     (project / "compose.yaml").write_text(COMPOSE_HEALTHY)

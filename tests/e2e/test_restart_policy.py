@@ -247,20 +247,10 @@ def test_docker_ps_shows_a_restarting_container(api):
 def test_compose_v2_restart_policies(api, tmp_path):
     """Compose v2 sends `restart:` as HostConfig.RestartPolicy: `on-failure:2` restarts twice,
     `always` keeps a service that exits 0 coming back; `down` removes both."""
-    import os
     import subprocess
-    import sys
-    from pathlib import Path
 
     from tests.apiservice import DOCKER
-    plugin = Path(sys.prefix) / "libexec" / "docker" / "cli-plugins" / "docker-compose"  # where setup.sh puts it
-    if not os.access(plugin, os.X_OK):
-        from tests.e2e.conftest import _need
-        _need("Compose v2", f"{plugin} is missing (scripts/setup.sh fetches Debian 13's docker-compose)")
-    plugins = api.home / ".docker" / "cli-plugins"
-    plugins.mkdir(parents=True, exist_ok=True)
-    if not (plugins / "docker-compose").exists():
-        (plugins / "docker-compose").symlink_to(plugin)
+    api.enable_compose()
     project = tmp_path / "rp"
     project.mkdir()
     (project / "compose.yaml").write_text("""\
