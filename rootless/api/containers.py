@@ -381,6 +381,11 @@ def attach(ctx: Context, req: Request, id):
     early = req.conn.pending_input()
     try:
         if req.flag("logs"):
+            # docker-py reads a hijacked stream from the raw socket under the buffered reader that
+            # parsed the 101's headers: bytes that reach it with the headers are lost to it. The
+            # log's replay, ready at once, waits a moment after the headers (Docker's daemon, slower
+            # to get there, rarely meets this).
+            time.sleep(0.05)
             for entry in uc.log_entries(ctx, rec, False, None, None, None):
                 n = STDERR if entry.stream == "stderr" else STDOUT
                 if want[n]:
