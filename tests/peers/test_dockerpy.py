@@ -2,7 +2,9 @@
 
 ``scripts/compat.py`` builds the stand-in images, serves them from a local registry, starts the
 service and runs the suite; this test fails on any failure not listed, with its reason, in
-``dockerpy-expected-failures.txt``, and on a listed test that passes (the list must stay true).
+``dockerpy-expected-failures.txt``, and on a listed test that passes (the list must stay true). A
+failure not listed is run once more (docker-py has tests that depend on timing); one that passes
+then is reported as flaky, not counted as passed, and does not fail this test.
 """
 
 from __future__ import annotations
@@ -29,6 +31,6 @@ def test_docker_py_integration_suite(tmp_path):
     tail = (cp.stdout + cp.stderr)[-6000:]
     assert summary.exists(), f"compat.py made no summary (exit {cp.returncode}):\n{tail}"
     result = json.loads(summary.read_text())
-    print(f"docker-py: passed {result['passed']} of {result['total']}")
+    print(f"docker-py: passed {result['passed']} of {result['total']}; passed only when run again: {result['flaky']}")
     assert not result["unexpected"], f"failures not in the expected list: {result['unexpected']}\n{tail}"
     assert not result["fixed"], f"listed as expected failures but passing (take them off): {result['fixed']}"
