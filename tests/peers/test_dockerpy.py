@@ -1,7 +1,8 @@
 """A peer's suite: docker-py's own integration tests, unchanged, against ``rootless system service``.
 
 ``scripts/compat.py`` builds the stand-in images, serves them from a local registry, starts the
-service and runs the suite; this test fails on any failure not listed, with its reason, in
+service (on tcp://127.0.0.1, as docker-py's CI does: docker-py opens a websocket, ``attach/ws``,
+only to a tcp:// host) and runs the suite; this test fails on any failure not listed, with its reason, in
 ``dockerpy-expected-failures.txt``, and on a listed test that passes (the list must stay true).
 """
 
@@ -24,7 +25,7 @@ TESTS = Path(os.environ.get("ROOTLESS_DOCKERPY_TESTS") or REPO.parent / "shared"
 def test_docker_py_integration_suite(tmp_path):
     summary = tmp_path / "summary.json"
     cp = subprocess.run([sys.executable, str(REPO / "scripts" / "compat.py"), "--tests", str(TESTS),
-                         "--json", str(summary)],
+                         "--transport", "tcp", "--json", str(summary)],
                         capture_output=True, text=True, timeout=3600)
     tail = (cp.stdout + cp.stderr)[-6000:]
     assert summary.exists(), f"compat.py made no summary (exit {cp.returncode}):\n{tail}"
