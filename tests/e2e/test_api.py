@@ -151,6 +151,10 @@ def test_attach_over_a_websocket(api):
         got = _ws_messages(sock, rest)
         assert b"".join(p for op, p in got if op == 2) == b"ready\ngot:hello\nerr\ndone"
         assert got[-1][0] == 8
+    sock, rest = _ws_connect(api, f"/v1.25/containers/{cid}/attach/ws?logs=1")  # before 1.28: text; 1.42: all streams
+    with sock:
+        got = _ws_messages(sock, rest)
+        assert b"".join(p for op, p in got if op == 1) == b"ready\ngot:hello\nerr\ndone" and got[-1][0] == 8
     status, body = api.request("GET", f"/v1.41/containers/{cid}/attach/ws?stream=1")
     assert status == 400 and "WebSocket" in body["message"]
 
