@@ -3,7 +3,8 @@
 
 Usage::
 
-    python scripts/compat.py [--against rootless|podman] [--json FILE] [--keep DIR] [-k EXPR] [--tests DIR]
+    python scripts/compat.py [--against rootless|podman] [--transport unix|tcp] [--json FILE] [--keep DIR]
+                             [--tests DIR] [-- PYTEST_ARGS]
 
 The suite is test data (``../shared/peers/docker-py`` beside the checkout, or ``--tests``): it is
 copied, never edited, and run unchanged with docker 7.2.0, pytest 7.4.2 and pytest-timeout 2.1.0 (the
@@ -15,6 +16,11 @@ stand-ins built here from the host's static busybox (``scripts/mkimages.py``), p
 started on 127.0.0.1 (Debian's ``docker-registry``) and named as docker.io's mirror in the service's
 configuration, so nothing leaves the machine. Everything lives in one temporary directory (the
 store, the registry, the configuration, the socket) that is removed at the end.
+
+The service listens on a Unix socket in that directory (``--transport unix``, the default: what
+users use), or on ``tcp://127.0.0.1:PORT``, a free port (``--transport tcp``: what docker-py's own
+CI uses; docker-py opens a websocket, ``attach_socket(ws=True)``, only to a ``tcp://`` host).
+DOCKER_HOST names the one chosen.
 
 Left out, as the issue that set the goal says: the files that need a swarm (swarm, service, secret,
 config, plugin, node) and the three network tests that call ``init_swarm``. The tests that fail on
@@ -201,17 +207,20 @@ def push_stand_ins(work: Path, registry: str) -> None:
 
 
 class Service:
-    """``rootless system service`` (or ``podman system service``) on a socket in ``work``."""
+    """``rootless system service`` (or ``podman system service``) on a socket in ``work``, or on
+    a free port of 127.0.0.1 (``transport`` tcp); ``address`` is the DOCKER_HOST that reaches it."""
 
-    def __init__(self, work: Path, against: str, registry: str):
+    def __init__(self, work: Path, against: str, registry: str, transport: str = "unix"):
         self.socket = work / "docker.sock"
+        self.port = free_port() if transport == "tcp" else None
+        self.address = f"tcp://127.0.0.1:{self.port}" if self.port else f"unix://{self.socket}"
         self.log = open(work / "service.log", "wb")
         if against == "rootless":
             self.env = rootless_env(work, "service", registry)
-            argv = rootless_argv() + ["system", "service", f"unix://{self.socket}"]
+            argv = rootless_argv() + ["system", "service", self.address]
         else:
             self.env = podman_env(work, registry)
-            argv = ["podman", "system", "service", "--time", "0", f"unix://{self.socket}"]
+            argv = ["podman", "system", "service", "--time", "0", self.address]
         self.proc = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         wait_for("the API service", self._answers, 60)
@@ -220,9 +229,9 @@ class Service:
         if self.proc.poll() is not None:
             raise SystemExit(f"compat: the service exited with {self.proc.returncode}")
         try:
-            with socket.socket(socket.AF_UNIX) as s:
+            with socket.socket(socket.AF_INET if self.port else socket.AF_UNIX) as s:
                 s.settimeout(5)
-                s.connect(str(self.socket))
+                s.connect(("127.0.0.1", self.port) if self.port else str(self.socket))
                 s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
                 return s.recv(64).startswith(b"HTTP/1.")
         except OSError:
@@ -261,7 +270,7 @@ def podman_env(work: Path, registry: str) -> dict[str, str]:
     return podman_env_of(work)
 
 
-def run_suite(python: Path, tests: Path, work: Path, sock: Path, extra: list[str],
+def run_suite(python: Path, tests: Path, work: Path, docker_host: str, extra: list[str],
               only: list[str] | None = None) -> Path:
     """The suite's run (``only``: these test ids again, in a second report)."""
     suite = work / "docker-py"
@@ -273,7 +282,7 @@ def run_suite(python: Path, tests: Path, work: Path, sock: Path, extra: list[str
     home = work / "client-home"
     home.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "PYTEST_"))}
-    env.update(DOCKER_HOST=f"unix://{sock}", HOME=str(home), PYTHONDONTWRITEBYTECODE="1",
+    env.update(DOCKER_HOST=docker_host, HOME=str(home), PYTHONDONTWRITEBYTECODE="1",
                PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}")
     if not (work / "gnupg").exists():
         credential_store(suite, work, env)
@@ -285,7 +294,8 @@ def run_suite(python: Path, tests: Path, work: Path, sock: Path, extra: list[str
         argv += ["tests/integration", *extra]
         argv += [f"--ignore=tests/integration/{f}" for f in LEFT_OUT_FILES]
         argv += [f"--deselect={t}" for t in LEFT_OUT_TESTS]
-    log(f"running docker-py's integration tests against {sock}" + (" again, the failures not expected" if only else ""))
+    again = " again, the failures not expected" if only else ""
+    log(f"running docker-py's integration tests against {docker_host}{again}")
     subprocess.run(argv, cwd=suite, env=env)
     if not junit.exists():
         raise SystemExit("compat: pytest wrote no report")
@@ -380,6 +390,8 @@ def remove(work: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--against", choices=["rootless", "podman"], default="rootless")
+    p.add_argument("--transport", choices=["unix", "tcp"], default="unix",
+                   help="serve the API on a Unix socket (default) or on tcp://127.0.0.1:PORT, as docker-py's CI")
     p.add_argument("--tests", type=Path, default=DEFAULT_TESTS, help="docker-py's tests (a copy of the peer's)")
     p.add_argument("--json", type=Path, help="also write the summary as JSON")
     p.add_argument("--keep", type=Path, help="work in this (new) directory and keep it")
@@ -398,11 +410,11 @@ def main(argv: list[str] | None = None) -> int:
         registry = Registry(work / "registry")
         log(f"stand-in images into the registry {registry.host}")
         push_stand_ins(work, registry.host)
-        service = Service(work, args.against, registry.host)
-        results = outcomes(run_suite(python, args.tests, work, service.socket, args.pytest_args))
+        service = Service(work, args.against, registry.host, args.transport)
+        results = outcomes(run_suite(python, args.tests, work, service.address, args.pytest_args))
         again = [t for t, st in results.items() if st in ("failed", "error") and t not in expected_failures()]
         if again and args.against == "rootless":  # once: a peer's test that depends on timing
-            second = outcomes(run_suite(python, args.tests, work, service.socket, [], only=again))
+            second = outcomes(run_suite(python, args.tests, work, service.address, [], only=again))
             flaky = sorted(t for t in again if second.get(t) == "passed")
             results.update({t: "flaky" for t in flaky})
     finally:

@@ -365,20 +365,53 @@ def frame(stream: int, data: bytes) -> bytes:
 
 
 def attach(ctx: Context, req: Request, id):
+    want = {STDOUT: req.flag("stdout"), STDERR: req.flag("stderr")}
+    rec, pending, detach = _attach_begin(ctx, req, id, want, req.flag("stdin"))
+    tty = bool(rec["spec"].get("tty"))
+    client = req.conn.hijack(req, RAW_STREAM)
+    _attach_run(ctx, req, rec, pending, client, req.conn.pending_input(), want, detach, mux=not tty)
+
+
+def attach_ws(ctx: Context, req: Request, id):
+    """``GET /containers/{id}/attach/ws``: attach over a WebSocket, as browsers can. The output goes
+    raw (never multiplexed) as binary messages, the client's messages to the input; ``stdin``,
+    ``stdout``, ``stderr`` as asked, absent ones on below API 1.42 (Docker ignored them there)."""
+    from rootless.api import routes, websocket
+    why = websocket.handshake_error(req.headers)
+    if why:
+        raise http.BadRequest(why)
+    version = routes.split_version(req.path)[0] or routes.API_VERSION
+    number = tuple(map(int, version.split(".")))
+    old = number < (1, 42)
+    want = {STDOUT: req.flag("stdout", old), STDERR: req.flag("stderr", old)}
+    rec, pending, detach = _attach_begin(ctx, req, id, want, req.flag("stdin", old))
+    ws = websocket.accept(req.conn, req, websocket.TEXT if number < (1, 28) else websocket.BINARY)
+    try:
+        _attach_run(ctx, req, rec, pending, ws, ws.pending() or b"", want, detach, mux=False)
+    finally:
+        ws.shutdown()  # the close frame, when the relay did not send it (logs only, no keeper)
+
+
+def _attach_begin(ctx: Context, req: Request, id, want: dict, stdin: bool):
+    """The checks before an attach answers: (record, the socket its keeper will connect to when
+    it has not started, the detach filter of its input; None without stdin)."""
     from rootless.runtime import keeperclient
     rec = uc.lookup(ctx, id)
     req.drain()
-    tty = bool(rec["spec"].get("tty"))
-    want = {STDOUT: req.flag("stdout"), STDERR: req.flag("stderr")}
-    stdin = req.flag("stdin")
     if not req.flag("stream") and not req.flag("logs"):
         raise UsageError("attach needs stream=1 or logs=1")
-    detach = _detach_keys(req.arg("detachKeys")) if tty and stdin else None
+    want["stdin"] = stdin
+    detach = _detach_keys(req.arg("detachKeys")) if rec["spec"].get("tty") and stdin else None
     pending = None
     if req.flag("stream") and not uc.is_running(rec):
         pending = keeperclient.register_pending(ctx.paths.pending(rec["id"]))
-    client = req.conn.hijack(req, RAW_STREAM)
-    early = req.conn.pending_input()
+    return rec, pending, detach
+
+
+def _attach_run(ctx: Context, req: Request, rec: ContainerRecord, pending, client, early: bytes, want: dict,
+                detach, mux: bool) -> None:
+    """The log's replay (``logs``), then the container's streams (``stream``), to a hijacked client."""
+    from rootless.runtime import keeperclient
     try:
         if req.flag("logs"):
             # docker-py reads a hijacked stream from the raw socket under the buffered reader that
@@ -390,7 +423,7 @@ def attach(ctx: Context, req: Request, id):
                 n = STDERR if entry.stream == "stderr" else STDOUT
                 if want[n]:
                     data = entry.text.encode()
-                    client.sendall(data if tty else frame(n, data))
+                    client.sendall(frame(n, data) if mux else data)
         if not req.flag("stream"):
             return
         if pending is not None:
@@ -402,7 +435,7 @@ def attach(ctx: Context, req: Request, id):
                 link = None
         if link is None:
             return
-        relay(link, client, tty, want, stdin, early, detach)
+        relay(link, client, not mux, want, want["stdin"], early, detach)
     finally:
         _unregister(pending)
 
@@ -438,7 +471,9 @@ def relay(link: keeperclient.Link, client: socket.socket, tty: bool, want: dict,
                 data = client.recv(65536)
             except OSError:
                 data = b""
-            if data:
+            if data is None:  # a WebSocket's control frame, or a part of a frame: nothing for the input
+                pass
+            elif data:
                 if _input(_Sender, data, detach):
                     return _detached(link, client)
             else:

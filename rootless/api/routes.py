@@ -47,6 +47,7 @@ ROUTES = [
     ("POST", "/containers/{id}/update", "containers:update"),
     ("POST", "/containers/{id}/resize", "containers:resize"),
     ("POST", "/containers/{id}/attach", "containers:attach"),
+    ("GET", "/containers/{id}/attach/ws", "containers:attach_ws"),
     ("GET", "/containers/{id}/logs", "containers:logs"),
     ("GET", "/containers/{id}/top", "containers:top"),
     ("GET", "/containers/{id}/stats", "containers:stats"),
@@ -93,7 +94,6 @@ ROUTES += swarm.ROUTES  # answered as by a Docker node in no swarm (503)
 
 # Parts of Docker's API this tool does not have: answered 501 with what to do instead.
 NOT_IMPLEMENTED = [
-    (re.compile(r"^/containers/[^/]+/attach/ws$"), "not supported by rootless"),
     (re.compile(r"^/(plugins|session|grpc)(/|$)"),
      "not supported by rootless (no plugins or BuildKit sessions)"),
     (re.compile(r"^/auth$"), "log in with `rootless login`"),

@@ -77,6 +77,88 @@ def test_detached_published_port_logs_exec_stop_rm(api):
     assert api.docker("ps", "-aq").out == ""
 
 
+def _ws_connect(api, path: str) -> tuple[socket.socket, bytes]:
+    """A WebSocket client's opening handshake over the service's socket (the standard library
+    only): the socket, and what came after the 101's headers."""
+    import base64
+    import hashlib
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(30)
+    sock.connect(str(api.socket))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    accept = base64.b64encode(hashlib.sha1(key.encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    assert b"\r\nSec-WebSocket-Accept: " + accept in head, head
+    return sock, rest
+
+
+def _ws_messages(sock: socket.socket, buf: bytes, until: bytes | None = None) -> list[tuple[int, bytes]]:
+    """The server's frames (opcode, payload) up to its close frame, or until a payload ends with ``until``."""
+    out = []
+    while True:
+        while len(buf) >= 2 and len(buf) >= 2 + (buf[1] & 0x7F if buf[1] & 0x7F < 126 else 0):
+            assert not buf[1] & 0x80, "the server's frames are not masked"
+            n, pos = buf[1] & 0x7F, 2
+            if n == 126:
+                if len(buf) < 4:
+                    break
+                n, pos = int.from_bytes(buf[2:4], "big"), 4
+            if len(buf) < pos + n:
+                break
+            out.append((buf[0] & 0x0F, buf[pos:pos + n]))
+            buf = buf[pos + n:]
+            if out[-1][0] == 8 or (until and b"".join(p for _, p in out).endswith(until)):
+                return out
+        chunk = sock.recv(65536)
+        if not chunk:
+            return out
+        buf += chunk
+
+
+def _ws_send(sock: socket.socket, opcode: int, payload: bytes) -> None:
+    mask = os.urandom(4)
+    assert len(payload) < 126
+    sock.sendall(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask
+                 + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+def test_attach_over_a_websocket(api):
+    """``GET /containers/{id}/attach/ws``: raw output as binary messages, messages as input, a ping
+    answered, the close at the end; ``logs=1`` replays the log; a plain GET is refused (400)."""
+    cid = api.docker("create", "-i", "--name", "wsc", "busybox", "sh", "-c",
+                     "echo ready; read line; echo got:$line; echo err >&2; printf done").out.strip()
+    sock, rest = _ws_connect(api, f"/v1.41/containers/{cid}/attach/ws?stream=1&stdin=1&stdout=1&stderr=0")
+    with sock:
+        assert api.request("POST", f"/v1.41/containers/{cid}/start")[0] == 204
+        assert _ws_messages(sock, rest, until=b"ready\n") == [(2, b"ready\n")]  # binary, not multiplexed
+        _ws_send(sock, 9, b"ping?")
+        _ws_send(sock, 2, b"hello\n")
+        got = _ws_messages(sock, b"")
+        assert (10, b"ping?") in got
+        assert b"".join(p for op, p in got if op == 2) == b"got:hello\ndone"  # no stderr: not asked
+        assert got[-1] == (8, (1000).to_bytes(2, "big"))
+    assert api.docker("wait", cid).out.strip() == "0"
+    sock, rest = _ws_connect(api, f"/containers/{cid}/attach/ws?logs=1&stdout=1&stderr=1")
+    with sock:
+        got = _ws_messages(sock, rest)
+        assert b"".join(p for op, p in got if op == 2) == b"ready\ngot:hello\nerr\ndone"
+        assert got[-1][0] == 8
+    sock, rest = _ws_connect(api, f"/v1.25/containers/{cid}/attach/ws?logs=1")  # before 1.28: text; 1.42: all streams
+    with sock:
+        got = _ws_messages(sock, rest)
+        assert b"".join(p for op, p in got if op == 1) == b"ready\ngot:hello\nerr\ndone" and got[-1][0] == 8
+    status, body = api.request("GET", f"/v1.41/containers/{cid}/attach/ws?stream=1")
+    assert status == 400 and "WebSocket" in body["message"]
+
+
 def test_one_engine_with_the_cli(api):
     """A container made through the API is the one `rootless ps` shows, and the other way round."""
     api.docker("create", "--name", "from-api", "--label", "made=api", "busybox", "true")
@@ -120,8 +202,8 @@ def test_errors_are_dockers(api):
     assert api.request("GET", "/v1.41/containers/nope/json")[0] == 404
     status, body = api.request("GET", "/v1.41/no/such/endpoint")
     assert status == 404 and "GET /no/such/endpoint" in body["message"]
-    status, body = api.request("GET", "/v1.41/containers/x/attach/ws")
-    assert status == 501 and "attach/ws" in body["message"]
+    status, body = api.request("GET", "/v1.41/plugins")
+    assert status == 501 and "/plugins" in body["message"]
     api.docker("create", "--name", "dup", "busybox", "true")
     r = api.docker("create", "--name", "dup", "busybox", "true", expect=1)
     assert "already in use" in r.err

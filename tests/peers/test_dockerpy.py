@@ -1,7 +1,8 @@
 """A peer's suite: docker-py's own integration tests, unchanged, against ``rootless system service``.
 
 ``scripts/compat.py`` builds the stand-in images, serves them from a local registry, starts the
-service and runs the suite; this test fails on any failure not listed, with its reason, in
+service (on tcp://127.0.0.1, as docker-py's CI does: docker-py opens a websocket, ``attach/ws``,
+only to a tcp:// host) and runs the suite; this test fails on any failure not listed, with its reason, in
 ``dockerpy-expected-failures.txt``, and on a listed test that passes (the list must stay true). A
 failure not listed is run once more (docker-py has tests that depend on timing); one that passes
 then is reported as flaky, not counted as passed, and does not fail this test.
@@ -28,7 +29,7 @@ def test_docker_py_integration_suite(tmp_path):
     assert (TESTS / "tests" / "integration").is_dir(), f"ROOTLESS_DOCKERPY_TESTS={GIVEN}: no tests/integration there"
     summary = tmp_path / "summary.json"
     cp = subprocess.run([sys.executable, str(REPO / "scripts" / "compat.py"), "--tests", str(TESTS),
-                         "--json", str(summary)],
+                         "--transport", "tcp", "--json", str(summary)],
                         capture_output=True, text=True, timeout=3600)
     tail = (cp.stdout + cp.stderr)[-6000:]
     assert summary.exists(), f"compat.py made no summary (exit {cp.returncode}):\n{tail}"
