@@ -1,0 +1,125 @@
+"""``--pid host`` (the API's ``HostConfig.PidMode: host``): the container shares the host's pid
+namespace (``ps`` inside sees the user's processes, /proc is the host's), and still ends whole:
+stop, kill, rm -f or its command's own end leave none of its processes behind, not even a
+daemonized grandchild (the keeper is their subreaper, ``rootless.runtime.subreaper``)."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import inspect, one_error, wait_for
+
+pytestmark = pytest.mark.userns
+
+
+def _pids_running(marker: str) -> list[int]:
+    """The processes whose command line holds ``marker`` (a sleep's unique number)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+            with open(f"/proc/{d}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in args and state != "Z":
+            out.append(int(d))
+    return out
+
+
+@pytest.fixture
+def host_sleep():
+    """A process of the user's on the host, which the container must see."""
+    p = subprocess.Popen(["sleep", "313"], stdin=subprocess.DEVNULL)
+    yield p
+    p.kill()
+    p.wait()
+
+
+def test_ps_inside_sees_a_host_process_and_proc_is_the_hosts(busybox, host_sleep):
+    out = busybox("run", "--rm", "--pid", "host", "--network", "none", "busybox", "sh", "-c",
+                  f"ps -o pid,args; echo; cat /proc/{host_sleep.pid}/cmdline | tr '\\0' ' '; echo; "
+                  "readlink /proc/self/ns/pid").out
+    ps, _, rest = out.partition("\n\n")
+    cmdline, _, ns = rest.partition("\n")
+    assert ns.strip() == os.readlink("/proc/self/ns/pid")  # the host's pid namespace, not one of its own
+    assert any(line.split()[:3] == [str(host_sleep.pid), "sleep", "313"] for line in ps.splitlines()), ps
+    assert cmdline.strip() == "sleep 313"
+
+
+def test_inspect_shows_the_pid_mode_and_a_bad_mode_is_refused_in_one_line(busybox):
+    busybox("create", "--name", "c", "--pid", "host", "busybox", "true")
+    assert inspect(busybox, "c")["HostConfig"]["PidMode"] == "host"
+    r = busybox("create", "--pid", "container:c", "busybox", "true", expect=125)
+    one_error(r, "--pid", "container:c")
+    assert busybox("ps", "-aq").out.split() == [inspect(busybox, "c")["Id"][:12]]
+
+
+def _start_with_descendants(busybox, marker: int, **kw) -> None:
+    """PID 1 (sleep), a child, and a daemonized grandchild (its parent gone: the keeper's now),
+    one of them still holding the container's output."""
+    busybox("run", "-d", "--name", "c", "--pid", "host", "--network", "none", "busybox", "sh", "-c",
+            f"sleep {marker + 1} & (setsid sleep {marker + 2} >/dev/null 2>&1 &); (sleep {marker + 3} &); "
+            f"exec sleep {marker}")
+    wait_for(lambda: all(_pids_running(str(marker + i)) for i in range(4)), 10, "the container's processes")
+
+
+@pytest.mark.parametrize("how", ["stop", "kill", "rm -f"])
+def test_its_end_leaves_none_of_its_processes(busybox, how):
+    marker = random.randrange(100000, 900000, 10)
+    _start_with_descendants(busybox, marker)
+    started = time.monotonic()
+    busybox(*how.split(), "c")
+    assert time.monotonic() - started < 8  # stop: PID 1 (sleep) ends on SIGTERM, no wait for SIGKILL
+    for i in range(4):
+        assert _pids_running(str(marker + i)) == [], (how, i)
+    if how != "rm -f":
+        assert inspect(busybox, "c")["State"]["Status"] == "exited"
+
+
+def test_the_end_of_pid_1_ends_the_rest_even_one_holding_its_output(busybox):
+    marker = random.randrange(100000, 900000, 10)
+    r = busybox("run", "--pid", "host", "--network", "none", "busybox", "sh", "-c",
+                f"(sleep {marker} &); (setsid sleep {marker + 1} >/dev/null 2>&1 &); echo done; exit 3",
+                expect=3, timeout=20)
+    assert r.out.strip() == "done"
+    assert _pids_running(str(marker)) == [] and _pids_running(str(marker + 1)) == []
+
+
+def test_init_still_works(busybox):
+    marker = random.randrange(100000, 900000, 10)
+    r = busybox("run", "--init", "--pid", "host", "--network", "none", "busybox", "sh", "-c",
+                f"(sleep {marker} &); readlink /proc/self/ns/pid", timeout=20)
+    assert r.out.strip() == os.readlink("/proc/self/ns/pid")
+    assert _pids_running(str(marker)) == []
+
+
+def test_top_lists_the_containers_tree_and_exec_sees_the_host(busybox, host_sleep):
+    marker = random.randrange(100000, 900000, 10)
+    _start_with_descendants(busybox, marker)
+    pid1 = inspect(busybox, "c")["State"]["Pid"]
+    top = busybox("top", "c").out
+    assert str(pid1) in top and f"sleep {marker + 1}" in top, top
+    assert "sleep 313" not in top, top  # not the host's other processes
+    assert str(host_sleep.pid) in busybox("exec", "c", "ps", "-o", "pid").out.split()
+    busybox("rm", "-f", "c")
+
+
+def test_the_api_takes_pid_mode_host(api, host_sleep):
+    status, out = api.request("POST", "/containers/create", {"Image": "busybox", "Cmd": ["ps", "-o", "pid"],
+                                                             "HostConfig": {"PidMode": "host",
+                                                                            "NetworkMode": "none"}})
+    assert status == 201, out
+    cid = out["Id"]
+    assert api.request("GET", f"/containers/{cid}/json")[1]["HostConfig"]["PidMode"] == "host"
+    assert api.request("POST", f"/containers/{cid}/start")[0] == 204
+    api.docker("wait", cid)
+    assert str(host_sleep.pid) in api.docker("logs", cid).out.split()
