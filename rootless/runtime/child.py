@@ -175,7 +175,7 @@ class _Keeper:
         plan = self.plan
         helpers = None
         if subreaper.pid_host(plan.spec):  # the host's: the keeper's children so far are its helpers
-            helpers = subreaper.children(os.getpid())
+            helpers = subreaper.helpers_of(os.getpid())
         else:  # after the mount: fuse-overlayfs must not become PID 1 of the new pid namespace
             Step.at("unshare the pid namespace")
             syscalls.unshare(syscalls.CLONE_NEWPID)

@@ -59,15 +59,21 @@ def descendants(root: int, table: dict[int, tuple[int, str]] | None = None) -> l
     return out
 
 
+def helpers_of(keeper: int) -> set[int]:
+    """The keeper's descendants before PID 1 is forked: its helpers, each process of theirs (a
+    daemon still leaving its first parent, as fuse-overlayfs does, is the keeper's child later)."""
+    return set(descendants(keeper)) - {keeper}
+
+
 def container_pids(keeper: int, helpers: set[int], table: dict[int, tuple[int, str]] | None = None) -> list[int]:
-    """The container's processes: the keeper's descendants but those of its ``helpers`` (and the
+    """The container's processes: the keeper's descendants but its ``helpers`` and theirs (and the
     keeper itself)."""
     table = parents() if table is None else table
     roots = [p for p, (pp, _s) in table.items() if pp == keeper and p not in helpers]
     out = []
     for r in roots:
         out += descendants(r, table)
-    return out
+    return [p for p in out if p not in helpers]
 
 
 def exited(pid: int) -> bool:

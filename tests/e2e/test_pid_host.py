@@ -123,3 +123,27 @@ def test_the_api_takes_pid_mode_host(api, host_sleep):
     assert api.request("POST", f"/containers/{cid}/start")[0] == 204
     api.docker("wait", cid)
     assert str(host_sleep.pid) in api.docker("logs", cid).out.split()
+
+
+def test_every_root_method_ends_clean_and_its_helpers_are_spared(rl_method, images):
+    """fuse-overlayfs (a daemon the keeper inherits) is a helper, not one of the container's
+    processes: it serves the root until the keeper unmounts it, and the container starts again."""
+    rl = rl_method
+    rl.load(images, "busybox")
+    marker = random.randrange(100000, 900000, 10)
+    argv = ["busybox", "sh", "-c", f"(setsid sleep {marker} >/dev/null 2>&1 &); cat /etc/hostname >/dev/null; echo ok"]
+    assert rl("run", "--name", "c", "--pid", "host", "--network", "none", *argv, timeout=20).out.strip() == "ok"
+    assert _pids_running(str(marker)) == []
+    assert inspect(rl, "c")["State"]["Error"] == ""
+    assert rl("start", "-a", "c", timeout=20).out.strip() == "ok"
+    assert _pids_running(str(marker)) == []
+    rl("rm", "c")
+
+
+def test_a_healthcheck_runs_in_it(busybox):
+    marker = random.randrange(100000, 900000, 10)
+    busybox("run", "-d", "--name", "c", "--pid", "host", "--network", "none", "--health-cmd", "test -d /proc/1",
+            "--health-interval", "100ms", "busybox", "sleep", str(marker))
+    wait_for(lambda: (inspect(busybox, "c")["State"].get("Health") or {}).get("Status") == "healthy", 20, "healthy")
+    busybox("rm", "-f", "c")
+    assert _pids_running(str(marker)) == []

@@ -16,6 +16,12 @@ def test_the_containers_processes_are_the_keepers_descendants_but_its_helpers():
     assert sorted(subreaper.container_pids(10, {11, 13}, TABLE)) == [20, 21, 30, 31]
 
 
+def test_a_helper_that_moved_to_the_keeper_stays_a_helper():
+    """fuse-overlayfs daemonizes: seen under its first parent when PID 1 was forked, the keeper's child later."""
+    moved = {**TABLE, 12: (10, "S")}
+    assert sorted(subreaper.container_pids(10, {11, 12, 13}, moved)) == [20, 21, 30, 31]
+
+
 def test_descendants_are_listed_parents_first():
     assert subreaper.descendants(10, TABLE)[:1] == [10]
     order = subreaper.descendants(10, TABLE)
