@@ -204,6 +204,8 @@ class _Keeper:
         self.error = execpipe.await_exec(self.exec_r, watch)
         if self.error:
             return watch, wakeup
+        if self.end_watch is not None:
+            self.end_watch.note_namespace()
         from rootless.runtime import health, network
         state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
                            keeper=os.getpid(), keeper_start=_start_time(os.getpid()),

@@ -84,13 +84,28 @@ def exited(pid: int) -> bool:
         return True
 
 
-def kill_all(keeper: int, helpers: set[int], pid1: int, timeout: float = 5.0) -> None:
+def in_namespace(mnt: str, table: dict[int, tuple[int, str]]) -> list[int]:
+    """The processes in the mount namespace ``mnt`` (``/proc/PID/ns/mnt``'s text): those of
+    ``exec`` and the healthchecks, which join PID 1's and are no descendants of the keeper."""
+    out = []
+    for p in table:
+        try:
+            if os.readlink(f"/proc/{p}/ns/mnt") == mnt:
+                out.append(p)
+        except OSError:
+            continue
+    return out
+
+
+def kill_all(keeper: int, helpers: set[int], pid1: int, mnt: str = "", timeout: float = 5.0) -> None:
     """SIGKILL every process of the container but the exited PID 1, until none is left alive
-    (one that forks meanwhile is found by the next round)."""
+    (one that forks meanwhile is found by the next round); ``mnt``: PID 1's mount namespace,
+    whose processes are the container's too."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         table = parents()
-        alive = [p for p in container_pids(keeper, helpers, table) if p != pid1 and table[p][1] not in "ZX"]
+        ours = set(container_pids(keeper, helpers, table)) | set(in_namespace(mnt, table) if mnt else ())
+        alive = [p for p in ours if p not in (pid1, keeper) and table[p][1] not in "ZX"]
         if not alive:
             return
         for p in alive:
@@ -122,6 +137,16 @@ class EndWatch:
     def __init__(self, pid1: int, helpers: set[int]):
         self.pid1, self.helpers, self.keeper = pid1, helpers, os.getpid()
         self.done = False
+        self.mnt = ""  # PID 1's mount namespace, once it runs the command (note_namespace)
+
+    def note_namespace(self) -> None:
+        """PID 1 has exec'd its command: its mount namespace (its own, unshared) is the container's."""
+        try:
+            mnt = os.readlink(f"/proc/{self.pid1}/ns/mnt")
+        except OSError:
+            return
+        if mnt != os.readlink("/proc/self/ns/mnt"):
+            self.mnt = mnt
 
     def timeout(self) -> float | None:
         return None if self.done else POLL
@@ -129,11 +154,11 @@ class EndWatch:
     def tick(self) -> None:
         if not self.done and exited(self.pid1):
             self.done = True
-            kill_all(self.keeper, self.helpers, self.pid1)
+            kill_all(self.keeper, self.helpers, self.pid1, self.mnt)
 
     def end(self) -> None:
         """After PID 1 is reaped: nothing of the container is left, no zombie either."""
-        kill_all(self.keeper, self.helpers, self.pid1)
+        kill_all(self.keeper, self.helpers, self.pid1, self.mnt)
         reap_all(self.keeper, self.helpers, self.pid1)
 
 

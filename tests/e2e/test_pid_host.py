@@ -147,3 +147,13 @@ def test_a_healthcheck_runs_in_it(busybox):
     wait_for(lambda: (inspect(busybox, "c")["State"].get("Health") or {}).get("Status") == "healthy", 20, "healthy")
     busybox("rm", "-f", "c")
     assert _pids_running(str(marker)) == []
+
+
+def test_a_process_of_exec_ends_with_it(busybox):
+    """Docker's: what ``exec`` started ends with the container (here found by PID 1's mount namespace)."""
+    marker = random.randrange(100000, 900000, 10)
+    busybox("run", "-d", "--name", "c", "--pid", "host", "--network", "none", "busybox", "sleep", str(marker))
+    busybox("exec", "-d", "c", "sleep", str(marker + 1))
+    wait_for(lambda: _pids_running(str(marker + 1)), 10, "the exec'd process")
+    busybox("kill", "c")
+    assert _pids_running(str(marker)) == [] and _pids_running(str(marker + 1)) == []
