@@ -157,3 +157,24 @@ def test_a_process_of_exec_ends_with_it(busybox):
     wait_for(lambda: _pids_running(str(marker + 1)), 10, "the exec'd process")
     busybox("kill", "c")
     assert _pids_running(str(marker)) == [] and _pids_running(str(marker + 1)) == []
+
+
+def test_pause_stops_the_containers_processes_only(busybox, host_sleep):
+    """Paused by signals (no delegated cgroup) or the freezer: never the host's other processes."""
+    marker = random.randrange(100000, 900000, 10)
+    _start_with_descendants(busybox, marker)
+    busybox("pause", "c")
+    try:
+        state = {p: _state(p) for i in range(4) for p in _pids_running(str(marker + i))}
+        assert len(state) == 4 and set(state.values()) <= {"T", "t", "D"}, state
+        assert _state(host_sleep.pid) == "S"
+        assert _state(os.getpid()) in ("R", "S")
+    finally:
+        busybox("unpause", "c")
+    wait_for(lambda: all(_state(p) == "S" for i in range(4) for p in _pids_running(str(marker + i))), 5, "resumed")
+    busybox("rm", "-f", "c")
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
