@@ -178,3 +178,15 @@ def test_pause_stops_the_containers_processes_only(busybox, host_sleep):
 def _state(pid: int) -> str:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_the_apis_top_lists_the_containers_tree(api, host_sleep):
+    status, out = api.request("POST", "/containers/create", {"Image": "busybox", "Cmd": ["sh", "-c", "sleep 61 & wait"],
+                                                             "HostConfig": {"PidMode": "host", "NetworkMode": "none"}})
+    assert status == 201, out
+    assert api.request("POST", f"/containers/{out['Id']}/start")[0] == 204
+    pid1 = api.request("GET", f"/containers/{out['Id']}/json")[1]["State"]["Pid"]
+    wait_for(lambda: len(api.request("GET", f"/containers/{out['Id']}/top")[1]["Processes"]) == 2, 10, "two processes")
+    rows = api.request("GET", f"/containers/{out['Id']}/top")[1]["Processes"]
+    assert [r[1] for r in rows][0] == str(pid1) and rows[1][-1] == "sleep 61", rows
+    assert str(host_sleep.pid) not in [r[1] for r in rows]
