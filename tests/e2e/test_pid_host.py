@@ -190,3 +190,17 @@ def test_the_apis_top_lists_the_containers_tree(api, host_sleep):
     rows = api.request("GET", f"/containers/{out['Id']}/top")[1]["Processes"]
     assert [r[1] for r in rows][0] == str(pid1) and rows[1][-1] == "sleep 61", rows
     assert str(host_sleep.pid) not in [r[1] for r in rows]
+
+
+def test_with_the_default_network_and_a_published_port(busybox):
+    """slirp4netns and the port relay are the keeper's helpers: they live until the end and then go."""
+    marker = random.randrange(100000, 900000, 10)
+    busybox("run", "-d", "--name", "c", "--pid", "host", "-p", "127.0.0.1::80", "busybox", "sh", "-c",
+            f"(setsid sleep {marker} >/dev/null 2>&1 &); sleep {marker + 1}")
+    wait_for(lambda: _pids_running(str(marker)) and _pids_running(str(marker + 1)), 10, "running")
+    busybox("stop", "c")
+    assert _pids_running(str(marker)) == [] and _pids_running(str(marker + 1)) == []
+    assert busybox("start", "c").out.strip() == "c"
+    wait_for(lambda: _pids_running(str(marker)), 10, "running again")
+    busybox("rm", "-f", "c")
+    assert _pids_running(str(marker)) == [] and _pids_running(str(marker + 1)) == []
