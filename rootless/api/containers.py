@@ -233,7 +233,8 @@ def top(ctx: Context, req: Request, id):
     if not uc.is_running(rec):
         raise Conflict(f"Container {rec['id']} is not running")
     from rootless.engine.dockerview import top_rows
-    return 200, {"Titles": ["UID", "PID", "PPID", "STIME", "TIME", "CMD"], "Processes": top_rows(rec["state"]["pid"])}
+    return 200, {"Titles": ["UID", "PID", "PPID", "STIME", "TIME", "CMD"], "Processes": top_rows(
+        rec["state"]["pid"], (rec["spec"].get("asked") or {}).get("PidMode") == "host")}
 
 
 def stats(ctx: Context, req: Request, id):

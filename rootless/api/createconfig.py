@@ -179,7 +179,7 @@ def _docker_settings(body: dict, hc: dict) -> dict:
         raise UsageError(f"VolumeDriver {driver!r}: error looking up volume plugin {driver}: "
                          f"plugin {driver!r} not found",
                          "rootless has the local volume driver only: leave VolumeDriver out")
-    for key, allowed in (("PidMode", ("",)), ("UTSMode", ("", "host")), ("CgroupnsMode", ("", "private"))):
+    for key, allowed in (("PidMode", ("", "host")), ("UTSMode", ("", "host")), ("CgroupnsMode", ("", "private"))):
         value = hc.get(key) or ""
         if value not in allowed:
             other = [repr(a) for a in allowed if a]

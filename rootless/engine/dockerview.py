@@ -433,13 +433,18 @@ def _label(labels: dict, value: str) -> bool:
     return k in labels and (not eq or labels[k] == v)
 
 
-def top_rows(pid: int) -> list[list[str]]:
-    """The processes in the pid namespace of ``pid``, like ``ps -ef`` (host view)."""
+def top_rows(pid: int, pid_host: bool = False) -> list[list[str]]:
+    """The processes in the pid namespace of ``pid``, like ``ps -ef`` (host view); with
+    ``pid_host`` (``--pid host``: the container has none of its own), ``pid`` and its descendants."""
     import os
     import pwd
+    members = None
     try:
         target = os.readlink(f"/proc/{pid}/ns/pid")
-        if not pid or target == os.readlink("/proc/self/ns/pid"):
+        if pid and pid_host:
+            from rootless.runtime.subreaper import descendants
+            members = set(descendants(pid))
+        elif not pid or target == os.readlink("/proc/self/ns/pid"):
             return []  # not a container's process (a container has a pid namespace of its own): never the host's list
     except OSError:
         return []
@@ -449,7 +454,7 @@ def top_rows(pid: int) -> list[list[str]]:
     rows = []
     for d in sorted((d for d in os.listdir("/proc") if d.isdigit()), key=int):
         try:
-            if os.readlink(f"/proc/{d}/ns/pid") != target:
+            if (int(d) not in members) if members is not None else os.readlink(f"/proc/{d}/ns/pid") != target:
                 continue
             with open(f"/proc/{d}/stat") as f:
                 stat = f.read()

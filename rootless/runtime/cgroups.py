@@ -382,11 +382,15 @@ class Placement:
         ctr, kept = os.path.join(self.scope, "ctr"), os.path.join(self.scope, "keeper")
         try:
             ns = os.readlink(f"/proc/{container_pid}/ns/pid")
+            tree = None
+            if ns == os.readlink("/proc/self/ns/pid"):  # --pid host: PID 1 and its children are the container
+                from rootless.runtime.subreaper import descendants
+                tree = {str(p) for p in descendants(container_pid)}
         except OSError:
             return  # it has already ended
         for pid in _read(os.path.join(ctr, "cgroup.procs")).split():
             try:
-                if os.readlink(f"/proc/{pid}/ns/pid") != ns:
+                if (pid not in tree) if tree is not None else os.readlink(f"/proc/{pid}/ns/pid") != ns:
                     _write(os.path.join(kept, "cgroup.procs"), pid)
             except OSError:
                 continue  # ended meanwhile

@@ -38,6 +38,7 @@ from rootless.runtime import (
     mountops,
     restart,
     state,
+    subreaper,
     users,
 )
 from rootless.runtime.launchplan import LaunchPlan
@@ -107,6 +108,7 @@ class _Keeper:
         self.link_ns: list[int] = []  # the link namespace's descriptor: its addresses live while it is open
         self.mac = ""
         self.code, self.error, self.finished = 125, "", False
+        self.end_watch = None  # --pid host: ends the container's other processes with PID 1 (runtime.subreaper)
 
     def enter_namespaces(self) -> None:
         """Unshare (or join) the namespaces but the pid one; the network's first helpers start here."""
@@ -171,9 +173,12 @@ class _Keeper:
     def fork_container(self) -> tuple[int, keeper.Stdio]:
         """PID 1 of a new pid namespace, and the keeper's ends of its stdio."""
         plan = self.plan
-        # After the mount: fuse-overlayfs must not become PID 1 of the new pid namespace.
-        Step.at("unshare the pid namespace")
-        syscalls.unshare(syscalls.CLONE_NEWPID)
+        helpers = None
+        if subreaper.pid_host(plan.spec):  # the host's: the keeper's children so far are its helpers
+            helpers = subreaper.helpers_of(os.getpid())
+        else:  # after the mount: fuse-overlayfs must not become PID 1 of the new pid namespace
+            Step.at("unshare the pid namespace")
+            syscalls.unshare(syscalls.CLONE_NEWPID)
         stdio = keeper.Stdio(plan.spec.tty, plan.spec.interactive, plan.attached, plan.attached and plan.stdin)
         self.exec_r, exec_w = execpipe.open_pipe()  # closed by the command's exec (execpipe)
         pid = os.fork()
@@ -181,6 +186,8 @@ class _Keeper:
             os.close(self.exec_r)
             _container_entry(plan, self.ch, stdio, exec_w)
         os.close(exec_w)
+        if helpers is not None:
+            self.end_watch = subreaper.EndWatch(pid, helpers)
         stdio.connect_keeper()
         return pid, stdio
 
@@ -197,6 +204,8 @@ class _Keeper:
         self.error = execpipe.await_exec(self.exec_r, watch)
         if self.error:
             return watch, wakeup
+        if self.end_watch is not None:
+            self.end_watch.note_namespace()
         from rootless.runtime import health, network
         state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
                            keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
@@ -221,7 +230,7 @@ class _Keeper:
 
         def cli_gone() -> None:
             self.orphaned.append(True)
-            kill_quietly(pid, signal.SIGKILL)  # PID 1: its whole pid namespace ends
+            kill_quietly(pid, signal.SIGKILL)  # PID 1: its pid namespace ends (with --pid host, EndWatch)
         log = logwrite.open_writer(plan.paths.container_log(plan.spec.id), plan.spec.log,
                                    on_error=lambda msg: _log_failed(plan, self.ch, msg), owner=plan.log_owner)
         from rootless.runtime import healthmonitor
@@ -229,7 +238,7 @@ class _Keeper:
                                                pid, lambda argv: _probe_exec(plan, argv))
         try:
             keeper.supervise(stdio, self.ch, log, self.attach_sock, watch, wakeup, self.clients,
-                             cli_gone if plan.tied else None, monitor)
+                             cli_gone if plan.tied else None, subreaper.combined(monitor, self.end_watch))
         finally:
             if monitor is not None:
                 monitor.stop()
@@ -240,6 +249,8 @@ class _Keeper:
             watch.finish()  # PID 1 may wait in its exit stop
         status = watch.final_status if watch and watch.final_status is not None else _wait(pid)
         self.code = userns.exit_code(status)
+        if self.end_watch is not None:  # no pid namespace ends the rest with PID 1
+            self.end_watch.end()
         _mark(self.ch, "exited")
         if self.code == 0 and watch and watch.left_children:
             self.error = state.DAEMON_HINT

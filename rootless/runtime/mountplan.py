@@ -97,7 +97,7 @@ class Op(KeywordRecord):
 def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
          volumes: tuple[tuple, ...] = (), devices: tuple[tuple[str, str], ...] = (),
          privileged: bool = False, apt_sandbox: str | None = None,
-         account: tuple[str, str, str, str] | None = None) -> list[Op]:
+         account: tuple[str, str, str, str] | None = None, pid_host: bool = False) -> list[Op]:
     """``volumes``: (kind, host source, container target, read-only, options[, propagation,
     subpath]) per mount, kind ``volume`` (a volume the image's files fill while it is empty),
     ``bind`` or ``tmpfs``; options ``U`` (chown the source to the container's user first) or a
@@ -106,8 +106,11 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
     ``privileged``: nothing of /proc or /sys is masked or made read-only; ``apt_sandbox``: the
     host file of :data:`APT_SANDBOX_TEXT` (root emulation), bound read-only where apt is;
     ``account``: (passwd line, group line, host file for each) of ``--userns=keep-id``'s user, added
-    to the image's /etc/passwd and /etc/group (a copy bound over them) where its ids are missing."""
-    ops = [Op("mount", "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)]
+    to the image's /etc/passwd and /etc/group (a copy bound over them) where its ids are missing;
+    ``pid_host`` (``--pid host``): the host's /proc, bound (a new procfs needs a pid namespace of
+    one's own user namespace: the kernel refuses one of the host's pid namespace)."""
+    ops = [Op("bind", "/proc", "/proc", flags=MS_BIND | MS_REC) if pid_host
+           else Op("mount", "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)]
     read_only: list[Op] = []
     on_dev = [v for v in volumes if os.path.normpath(v[2]) == "/dev" and v[0] in ("volume", "tmpfs")]
     if on_dev:  # a volume or tmpfs as /dev instead of the runtime's tmpfs: the devices go into it, as with runc

@@ -108,12 +108,12 @@ def _signal_all(pid1: int, sig: int) -> None:
         raise RootlessError("the container has no processes left to signal", "it is ending: see `ps -a`")
 
 
-def _members(ns_link: str) -> list[int]:
+def _members(ns_link: str, kind: str = "pid") -> list[int]:
     out = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                if os.readlink(f"/proc/{name}/ns/pid") == ns_link:
+                if os.readlink(f"/proc/{name}/ns/{kind}") == ns_link:
                     out.append(int(name))
             except OSError:
                 continue
@@ -133,13 +133,16 @@ def _signal_namespace(pid1: int, sig: int) -> int:
     """In the container's user namespace: ``sig`` to each member of PID 1's pid namespace, again
     to any that appeared meanwhile (a fork in flight), until a look finds none new; for SIGSTOP,
     until each is seen stopped (at most a second). How many were signalled."""
+    kind = "pid"
     try:
         ns_link = os.readlink(f"/proc/{pid1}/ns/pid")
+        if ns_link == os.readlink("/proc/self/ns/pid"):  # --pid host: never the host's every process
+            kind, ns_link = "mnt", os.readlink(f"/proc/{pid1}/ns/mnt")  # but those in PID 1's own mount namespace
     except OSError:
         return 0
     done: set[int] = set()
     for _ in range(100):
-        fresh = [p for p in _members(ns_link) if p not in done]
+        fresh = [p for p in _members(ns_link, kind) if p not in done]
         if not fresh:
             break
         for p in sorted(fresh):

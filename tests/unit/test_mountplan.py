@@ -103,3 +103,15 @@ def test_root_emulations_word_to_apt_is_bound_only_where_apt_is():
            if op.target == mountplan.APT_SANDBOX_CONF]
     assert len(ops) == 1 and ops[0].if_parent and ops[0].is_file and ops[0].flags & MS_RDONLY
     assert mountplan.APT_SANDBOX_CONF[1:] in mountplan.MOUNT_POINTS  # and it is no part of a layer
+
+
+def test_pid_host_binds_the_hosts_proc_and_still_masks_it():
+    """--pid host: a new procfs needs a pid namespace of one's own; the host's /proc is bound
+    (recursively), and its sensitive files are masked and made read-only as with a procfs."""
+    ops = mountplan.plan(ETC, True, None, pid_host=True)
+    proc = ops[index(ops, "bind", "/proc")]
+    assert (proc.source, proc.flags) == ("/proc", MS_BIND | MS_REC)
+    assert not any(op.kind == "mount" and op.target == "/proc" for op in ops)
+    assert {op.target for op in ops if op.kind == "mask"} >= {"/proc/kcore", "/proc/keys"}
+    assert "/proc/sys" in {op.target for op in ops if op.kind == "readonly"}
+    mountplan.check_destination("/proc", "bind", proc.source)  # what apply_op checks: a procfs's root

@@ -82,6 +82,7 @@ def run(ctx: "Context",
         security_opt: list[str] = Opt(("--security-opt",), [], "no-new-privileges, seccomp=unconfined, ..."),
         device: list[str] = Opt(("--device",), [], "Add a host device: /dev/HOST[:/dev/CONTAINER][:rwm]."),
         userns: str = Opt(("--userns",), "", "keep-id: your own uid and gid inside the container."),
+        pid: str = Opt(("--pid",), "", "host: share the host's pid namespace (its processes, its /proc)."),
         group_add: list[str] = Opt(("--group-add",), [], "Add a supplementary group (a name or a gid)."),
         stop_timeout: int = Opt(("--stop-timeout",), None, "Seconds `stop` waits before SIGKILL (default 10)."),
         label: list[str] = Opt(("-l", "--label"), [], "Set a label on the container (KEY=VALUE)."),
@@ -114,7 +115,7 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                  memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
                  blkio_weight, device_read_bps, device_write_bps, cap_add, cap_drop, privileged, security_opt,
                  device, userns, label, init, restart, pull, tls_verify, platform, group_add=(), stop_timeout=None,
-                 **health_flags):
+                 pid="", **health_flags):
     """``run``'s and ``create``'s flags (each by the name ``run`` declares it under) as RunOptions."""
     from rootless.runtime.spec import RunOptions, parse_labels
     limit_flags = dict(memory=memory, memory_reservation=memory_reservation, memory_swap=memory_swap, cpus=cpus,
@@ -127,6 +128,9 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
         limits = cgroups.parse(cgroups.LimitOptions(**limit_flags))
     from rootless.engine.images import registry_options
     registry_options(tls_verify)  # checks the value
+    if pid not in ("", "host"):
+        from rootless.base.errors import UsageError
+        raise UsageError(f"invalid --pid {pid!r}: rootless supports 'host' only", "use --pid host or leave it out")
     if platform:
         from layers import manifest
         manifest.parse_platform(platform)
@@ -143,7 +147,7 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                       security_opts=tuple(security_opt), devices=tuple(device), userns=userns or "",
                       labels=parse_labels(label) if label else None, network_aliases=tuple(network_alias),
                       restart=restart, healthcheck=_healthcheck(**health_flags), group_add=tuple(group_add),
-                      stop_timeout=stop_timeout)
+                      stop_timeout=stop_timeout, asked={"PidMode": pid} if pid else None)
 
 
 def _healthcheck(*, health_cmd=None, health_interval=None, health_timeout=None, health_retries=None,
@@ -314,7 +318,7 @@ def top(ctx: "Context", container: str = Arg(metavar="CONTAINER")):
     if not containers.is_running(rec):
         from rootless.base.errors import Conflict
         raise Conflict(f"container {rec['id'][:12]} is not running", exit_code=1)
-    rows = views.top_rows(rec["state"]["pid"])
+    rows = views.top_rows(rec["state"]["pid"], (rec["spec"].get("asked") or {}).get("PidMode") == "host")
     print(render.table(["UID", "PID", "PPID", "STIME", "TIME", "CMD"], rows))
 
 

@@ -1,0 +1,60 @@
+"""Tests for rootless/runtime/subreaper.py: which processes are a --pid host container's."""
+
+import os
+import subprocess
+
+from rootless.runtime import subreaper
+
+# pid -> (parent, state): the keeper 10 with helpers 11 (slirp4netns, its child 12) and 13
+# (fuse-overlayfs), PID 1 of the container 20 with a child 21, an orphan 30 (a daemonized
+# grandchild, now the keeper's) with its own child 31, and an unrelated process 40.
+TABLE = {10: (1, "S"), 11: (10, "S"), 12: (11, "S"), 13: (10, "S"), 20: (10, "Z"), 21: (20, "S"),
+         30: (10, "S"), 31: (30, "S"), 40: (1, "S")}
+
+
+def test_the_containers_processes_are_the_keepers_descendants_but_its_helpers():
+    assert sorted(subreaper.container_pids(10, {11, 13}, TABLE)) == [20, 21, 30, 31]
+
+
+def test_a_helper_that_moved_to_the_keeper_stays_a_helper():
+    """fuse-overlayfs daemonizes: seen under its first parent when PID 1 was forked, the keeper's child later."""
+    moved = {**TABLE, 12: (10, "S")}
+    assert sorted(subreaper.container_pids(10, {11, 12, 13}, moved)) == [20, 21, 30, 31]
+
+
+def test_descendants_are_listed_parents_first():
+    assert subreaper.descendants(10, TABLE)[:1] == [10]
+    order = subreaper.descendants(10, TABLE)
+    assert sorted(order) == [10, 11, 12, 13, 20, 21, 30, 31]
+    assert order.index(30) < order.index(31) and order.index(11) < order.index(12)
+
+
+def test_pid_mode_host_is_read_from_the_asked_settings():
+    class Spec:
+        asked = {"PidMode": "host"}
+    assert subreaper.pid_host(Spec) and not subreaper.pid_host(object())
+
+
+def test_exited_sees_a_childs_exit_without_reaping_it():
+    p = subprocess.Popen(["true"])
+    while not subreaper.exited(p.pid):
+        os.sched_yield()
+    assert subreaper.exited(p.pid)  # still there to be reaped
+    assert os.waitpid(p.pid, 0)[0] == p.pid
+
+
+def test_timers_combine_the_soonest_and_tick_both():
+    class T:
+        def __init__(self, t):
+            self.t, self.ticks = t, 0
+
+        def timeout(self):
+            return self.t
+
+        def tick(self):
+            self.ticks += 1
+    a, b = T(2.0), T(None)
+    assert subreaper.combined(None, None) is None and subreaper.combined(a, None) is a
+    both = subreaper.combined(a, b)
+    both.tick()
+    assert both.timeout() == 2.0 and (a.ticks, b.ticks) == (1, 1)
