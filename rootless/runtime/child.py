@@ -108,7 +108,8 @@ class _Keeper:
         self.link_ns: list[int] = []  # the link namespace's descriptor: its addresses live while it is open
         self.mac = ""
         self.code, self.error, self.finished = 125, "", False
-        self.end_watch = None  # --pid host: ends the container's other processes with PID 1 (runtime.subreaper)
+        # --pid host: ends the container's other processes with PID 1 (runtime.subreaper)
+        self.end_watch: subreaper.EndWatch | None = None
 
     def enter_namespaces(self) -> None:
         """Unshare (or join) the namespaces but the pid one; the network's first helpers start here."""
