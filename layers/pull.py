@@ -23,6 +23,7 @@ from rootless.base.errors import InvalidImage
 TYPE_CHECKING = False  # annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     Say = Callable[[str], object]  # a progress line to show
     Progress = Callable[[str, int, int], object]  # (digest, bytes so far, size)
@@ -254,12 +255,18 @@ def distribution(ref: reference.Reference, endpoints: list[dict]) -> dict:
     """What the registry says of ``ref`` without pulling it (the Engine API's ``GET
     /distribution/NAME/json``): the descriptor of its manifest or index, and the platforms it
     has (an index's entries', or a single manifest's config's), from the first endpoint that has it."""
+    return _from_first_endpoint(ref, endpoints, lambda client: _distribution(client, ref))
+
+
+def _from_first_endpoint(ref: reference.Reference, endpoints: list[dict], ask: Callable[[Client], Any]) -> Any:
+    """``ask(client)`` of the first endpoint (the mirrors, then the registry) that answers it; else
+    the last endpoint's error."""
     last: RegistryError | None = None
     for ep in endpoints or [{}]:
         client = client_for(ref, ep.get("creds"), ep.get("insecure", False), ca_dir=ep.get("ca_dir"),
                             registry=ep.get("registry"))
         try:
-            return _distribution(client, ref)
+            return ask(client)
         except RegistryError as e:
             last = e
         finally:
@@ -303,28 +310,21 @@ def _platform_json(p: manifest.Platform) -> dict:
 
 def list_tags(ref: reference.Reference, endpoints: list[dict]) -> list[str]:
     """The repository's tags (``/tags/list``, following ``Link`` pages), from the first endpoint."""
-    last: RegistryError | None = None
-    for ep in endpoints or [{}]:
-        client = client_for(ref, ep.get("creds"), ep.get("insecure", False), ca_dir=ep.get("ca_dir"),
-                            registry=ep.get("registry"))
+    return _from_first_endpoint(ref, endpoints, lambda client: _tags(client, ref))
+
+
+def _tags(client: Client, ref: reference.Reference) -> list[str]:
+    tags: list[str] = []
+    path = f"/v2/{ref.path}/tags/list?n=1000"
+    while path:
+        resp = client.request("GET", path, what="tag list")
         try:
-            tags: list[str] = []
-            path = f"/v2/{ref.path}/tags/list?n=1000"
-            while path:
-                resp = client.request("GET", path, what="tag list")
-                try:
-                    tags += json.loads(resp.body).get("tags") or []
-                except (ValueError, AttributeError):
-                    raise InvalidImage(f"{ref.repository}: an unreadable tag list") from None
-                link = resp.headers.get("Link", "")
-                path = link[link.find("<") + 1:link.find(">")] if link.startswith("<") else ""
-            return tags
-        except RegistryError as e:
-            last = e
-        finally:
-            client.close()
-    assert last is not None  # at least one endpoint: the callers give `endpoints or [{}]`
-    raise last
+            tags += json.loads(resp.body).get("tags") or []
+        except (ValueError, AttributeError):
+            raise InvalidImage(f"{ref.repository}: an unreadable tag list") from None
+        link = resp.headers.get("Link", "")
+        path = link[link.find("<") + 1:link.find(">")] if link.startswith("<") else ""
+    return tags
 
 
 def _diff_ids(config_bytes: bytes, count: int, what: str) -> list[str]:
