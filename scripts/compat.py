@@ -424,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
             service.stop()
             if args.against == "rootless":
                 remove_containers(service.env)
+            else:  # podman's conmon restarts a container with a policy for ever: removed, with its processes
+                subprocess.run(["podman", "rm", "-af", "-t", "0"], env=service.env, capture_output=True)
         if registry:
             registry.stop()
         if not args.keep:
