@@ -46,13 +46,7 @@ def fetch_manifest(client: Client, ref: reference.Reference,
                    platform: manifest.Platform | None) -> tuple[str, dict, manifest.Platform | None]:
     """(top-level digest, image manifest document, the index entry's platform or None) for
     ``ref``, through an index if need be."""
-    target = ref.digest or ref.tag
-    resp = client.request("GET", f"/v2/{ref.path}/manifests/{target}", {"Accept": manifest.ACCEPT},
-                          what="manifest")
-    digest = "sha256:" + hashlib.sha256(resp.body).hexdigest()
-    if ref.digest and digest != ref.digest:
-        raise InvalidImage(f"{ref}: the registry sent a manifest with digest {digest}")
-    mt, doc = manifest.parse(resp.body, resp.headers.get("Content-Type", ""), f"{ref} manifest")
+    digest, _size, mt, doc = _top_manifest(client, ref)
     chosen = None
     if mt in manifest.INDEXES:
         entry = manifest.choose(manifest.index_entries(doc, f"{ref} index"),
@@ -275,13 +269,19 @@ def _from_first_endpoint(ref: reference.Reference, endpoints: list[dict], ask: C
     raise last
 
 
-def _distribution(client: Client, ref: reference.Reference) -> dict:
+def _top_manifest(client: Client, ref: reference.Reference) -> tuple[str, int, str, dict]:
+    """(digest, size, media type, document) of the manifest or index ``ref`` names, its digest checked."""
     resp = client.request("GET", f"/v2/{ref.path}/manifests/{ref.digest or ref.tag}", {"Accept": manifest.ACCEPT},
                           what="manifest")
     digest = "sha256:" + hashlib.sha256(resp.body).hexdigest()
     if ref.digest and digest != ref.digest:
         raise InvalidImage(f"{ref}: the registry sent a manifest with digest {digest}")
     mt, doc = manifest.parse(resp.body, resp.headers.get("Content-Type", ""), f"{ref} manifest")
+    return digest, len(resp.body), mt, doc
+
+
+def _distribution(client: Client, ref: reference.Reference) -> dict:
+    digest, size, mt, doc = _top_manifest(client, ref)
     if mt in manifest.INDEXES:
         platforms = [_platform_json(e.platform) for e in manifest.index_entries(doc, f"{ref} index") if e.platform]
     else:
@@ -296,7 +296,7 @@ def _distribution(client: Client, ref: reference.Reference) -> dict:
         platforms = [_platform_json(manifest.Platform(os=str(config.get("os") or ""),
                                                       architecture=str(config.get("architecture") or ""),
                                                       variant=str(config.get("variant") or "")))]
-    return {"Descriptor": {"mediaType": mt, "digest": digest, "size": len(resp.body)},
+    return {"Descriptor": {"mediaType": mt, "digest": digest, "size": size},
             "Platforms": [p for p in platforms if p.get("os")]}
 
 
