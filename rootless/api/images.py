@@ -425,6 +425,9 @@ def load(ctx: Context, req: Request):
             except RootlessError as e:  # the spooled file is no name the client knows
                 e.message = e.message.replace(f"archive {path}", "the uploaded archive").replace(path, "the upload")
                 raise
+            finally:  # gone before the answer ends: a client that saw the end finds no upload left
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
             for line in lines:
                 out.emit({"stream": line + "\n"})
         _streamed(out, work)
