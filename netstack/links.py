@@ -5,7 +5,9 @@ to its own by a veth pair: ``links0`` with 10.0.3.254/24 on the container's side
 other side one address per link, 10.0.3.2, 10.0.3.3, ... The link's sockets live there, so
 they never take a port from the container's own programs. Each TCP client they accept (each
 UDP client's flow) is sent through the linked container's door (see ``netstack.relay``), which joins it to the port
-inside that container. No bridge, no NAT, nothing on the host's network.
+inside that container. No bridge, no NAT, nothing on the host's network. A member of a
+user-defined network gets the namespace even with no link at its start: its DNS server
+(``netstack.dns``) adds links there (``add``) for members that start later.
 """
 
 from __future__ import annotations
