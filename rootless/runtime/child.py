@@ -164,7 +164,8 @@ class _Keeper:
             _mark(self.ch, "net-ready")
         if net.bound or net.door or self.link_listeners or net.dns is not None:
             Step.at("start the port relay")
-            self.helpers.relay = _start_relay(self.plan, self.link_listeners, self.link_ns)
+            self.helpers.relay = _start_relay(self.plan, self.link_listeners, self.link_ns,
+                                              lambda m: _send_quietly(self.ch, "warning", message=m))
 
     def listen(self) -> None:
         Step.at("listen on the attach socket")
@@ -337,7 +338,7 @@ def _slirp_ready(proc, net) -> str:
         return netlink.hardware_address(ctl, slirp.TAP)
 
 
-def _start_relay(plan: LaunchPlan, link_listeners: list, link_ns: list[int]) -> tuple[int, int]:
+def _start_relay(plan: LaunchPlan, link_listeners: list, link_ns: list[int], warn) -> tuple[int, int]:
     """Fork the port relay (before the pid namespace: it must not become PID 1 there). It holds the
     published ports, the link listeners, the door and a network member's DNS server; the keeper
     keeps none of them."""
@@ -351,7 +352,11 @@ def _start_relay(plan: LaunchPlan, link_listeners: list, link_ns: list[int]) -> 
     if net.dns is not None:
         Step.at("listen on 127.0.0.11:53 (the embedded DNS server)")
         from netstack import dns
-        dns_socks = dns.listen()
+        try:
+            dns_socks = dns.listen()
+        except OSError as e:  # not expected: the container's user namespace owns its network namespace
+            warn(f"no DNS server on {dns.ADDRESS}:{dns.PORT} ({e.strerror}): the network's members resolve only "
+                 "through /etc/hosts, as it was when the container started")
         socks += dns_socks
     keep_fds = set(link_ns[:1]) if net.dns is not None else set()
     stop_r, stop_w = os.pipe()

@@ -216,6 +216,9 @@ def member_finder(paths, cid: str, own_ip: str | None):
             return None
         own = {spec.get("name") or me.get("name"), spec.get("hostname"), cid[:12], cid,
                *(a for nid, aliases in spec.get("networks") or () if nid in mine for a in aliases)}
+        head, dot, domain = name.partition(".")
+        if dot and domain in _network_names(paths, mine):  # Docker's NAME.NETWORK
+            name = head
         if own_ip and name in {str(n).lower() for n in own if n}:
             return own_ip
         linked = _endpoint_links(spec, mine)
@@ -233,6 +236,17 @@ def member_finder(paths, cid: str, own_ip: str | None):
         return None
 
     return find
+
+
+def _network_names(paths, nids) -> set[str]:
+    from rootless.base import atomic
+    out = set()
+    for nid in nids:
+        try:
+            out.add(str(atomic.read_json(paths.network_record(nid)).get("name", "")).lower())
+        except (OSError, ValueError, AttributeError):
+            pass
+    return out
 
 
 def link_env(spec, net: NetPlan) -> list[str]:

@@ -41,12 +41,12 @@ def test_members_and_aliases_answer_by_dns(busybox):
     busybox("network", "create", "app")
     srv = serve(busybox, "srv", "hello", "--network", "app", "--network-alias", "web")
     r = busybox("run", "--rm", "--network", "app", "busybox", "sh", "-c",
-                "cat /etc/resolv.conf; for n in srv web " + srv[:12] + "; do nslookup $n 127.0.0.11; done")
+                "cat /etc/resolv.conf; for n in srv web " + srv[:12] + " srv.app; do nslookup $n 127.0.0.11; done")
     assert "nameserver 127.0.0.11\n" in r.out and "ndots:0" in r.out
     assert "10.0.2.3" not in r.out.split("Server:")[0]  # slirp4netns's resolver is the upstream, not named
     found = [addresses(part) for part in r.out.split("Server:")[1:]]
-    assert len(found) == 3 and all(f and f[0].startswith("10.0.3.") for f in found), r.out
-    assert found[0] == found[1] == found[2]
+    assert len(found) == 4 and all(f and f[0].startswith("10.0.3.") for f in found), r.out
+    assert found[0] == found[1] == found[2] == found[3]  # srv.app: Docker's NAME.NETWORK
     # the default network keeps slirp4netns's resolver and no server
     r = busybox("run", "--rm", "busybox", "cat", "/etc/resolv.conf")
     assert "127.0.0.11" not in r.out
