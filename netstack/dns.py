@@ -25,6 +25,9 @@ TTL = 600  # what Docker's server says
 CACHE = 1.0  # seconds a name's membership answer is kept
 UPSTREAM_TIMEOUT = 2.0  # per upstream server, before the next one is tried
 TCP_IDLE = 10.0
+MAX_FORWARDS = 128  # queries waiting for an upstream at once; more are refused (SERVFAIL), not queued
+MAX_TCP = 32  # TCP clients at once; more are closed at once
+MAX_TCP_OUT = 1 << 20  # answers a TCP client does not read: past this the connection is closed
 
 
 class LinkBook:
@@ -65,6 +68,8 @@ class Server:
         self.relay, self.find, self.book = relay, find, book
         self.upstreams, self.upstream_port = tuple(upstreams), upstream_port
         self.cache: dict[str, tuple[float, object]] = {}
+        self.forwards = 0  # queries waiting for an upstream
+        self.tcp_clients = 0
 
     def listen(self, udp: socket.socket, tcp: socket.socket | None = None) -> None:
         _UdpEndpoint(self, udp)
@@ -116,8 +121,10 @@ class Server:
             return
         addrs = self.addresses(q.name) if q.qclass in (dnsmsg.IN, dnsmsg.ANY) else None
         if addrs is None:
-            if self.upstreams:
+            if self.upstreams and self.forwards < MAX_FORWARDS:
                 _Forward(self, data, reply)
+            elif self.upstreams:
+                reply(dnsmsg.answer(q, dnsmsg.SERVFAIL))
             else:  # an internal network: nothing beyond the members
                 reply(dnsmsg.answer(q, dnsmsg.NXDOMAIN))
             return
@@ -157,6 +164,7 @@ class _Forward:
         self.next = 0
         self.sock: socket.socket | None = None
         self.done = False
+        server.forwards += 1
         server.relay.timers.append(self)
         self._try_next()
 
@@ -205,6 +213,7 @@ class _Forward:
     def _finish(self, out: bytes | None) -> None:
         self._close_sock()
         self.done = True
+        self.server.forwards -= 1
         if self in self.server.relay.timers:
             self.server.relay.timers.remove(self)
         if out:
@@ -223,6 +232,9 @@ class _TcpListener:
                 conn, _addr = self.sock.accept()
             except OSError:
                 return
+            if self.server.tcp_clients >= MAX_TCP:
+                conn.close()
+                continue
             _TcpClient(self.server, conn)
 
 
@@ -236,6 +248,7 @@ class _TcpClient:
         self.closed = False
         self.deadline = time.monotonic() + TCP_IDLE
         conn.setblocking(False)
+        server.tcp_clients += 1
         server.relay.watch(conn, 1, self)
         server.relay.timers.append(self)
 
@@ -266,6 +279,9 @@ class _TcpClient:
         if self.closed:
             return
         self.out += struct.pack("!H", len(out)) + out
+        if len(self.out) > MAX_TCP_OUT:
+            self.close()  # a client that asks and never reads
+            return
         self._flush()
 
     def _flush(self) -> None:
@@ -287,6 +303,7 @@ class _TcpClient:
         if self.closed:
             return
         self.closed = True
+        self.server.tcp_clients -= 1
         self.server.relay.unwatch(self.conn)
         self.conn.close()
         if self in self.server.relay.timers:

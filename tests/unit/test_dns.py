@@ -278,3 +278,18 @@ def test_an_upstream_nothing_listens_on_fails_fast():
         os.close(stop_w)
         t.join(5)
         os.close(stop_r)
+
+
+def test_too_many_waiting_queries_are_refused_not_queued(monkeypatch):
+    monkeypatch.setattr(dns, "MAX_FORWARDS", 1)
+    relay = Relay("127.0.0.1")
+    srv = dns.Server(relay, lambda name: None, None, ("127.0.0.1",), 9)  # nothing answers on the discard port
+    got = []
+    srv.handle(query("a.test", qid=1), got.append, 512)
+    srv.handle(query("b.test", qid=2), got.append, 512)
+    assert srv.forwards in (0, 1)  # the first waits (or has already failed)
+    second = [g for g in got if struct.unpack_from("!H", g)[0] == 2]
+    assert second and struct.unpack_from("!H", second[0], 2)[0] & 0xF == dnsmsg.SERVFAIL
+    for item in list(relay.timers):
+        item.sweep(time.monotonic() + 10)
+    assert srv.forwards == 0 and relay.timers == []
