@@ -59,6 +59,17 @@ def resolv_text(host_resolv: str, network: str, dns: tuple = (), search: tuple =
     return "\n".join(out) + "\n"
 
 
+def embedded_options(host_resolv: str, options: tuple = ()) -> tuple[str, ...]:
+    """The ``options`` of a resolv.conf naming the embedded DNS server: ``--dns-option``, or the
+    host's, with Docker's ``ndots:0`` unless an ``ndots`` is given."""
+    if not options:
+        options = tuple(word for line in host_resolv.splitlines() if line.split()[:1] == ["options"]
+                        for word in line.split()[1:])
+    if not any(o.startswith("ndots:") for o in options):
+        options = (*options, "ndots:0")
+    return tuple(options)
+
+
 def write(directory: str, files: dict[str, str]) -> dict[str, str]:
     """Write ``{container path: text}`` into ``directory``; container path -> host path."""
     out = {}

@@ -5,7 +5,9 @@ to its own by a veth pair: ``links0`` with 10.0.3.254/24 on the container's side
 other side one address per link, 10.0.3.2, 10.0.3.3, ... The link's sockets live there, so
 they never take a port from the container's own programs. Each TCP client they accept (each
 UDP client's flow) is sent through the linked container's door (see ``netstack.relay``), which joins it to the port
-inside that container. No bridge, no NAT, nothing on the host's network.
+inside that container. No bridge, no NAT, nothing on the host's network. A member of a
+user-defined network gets the namespace even with no link at its start: its DNS server
+(``netstack.dns``) adds links there (``add``) for members that start later.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ SUBNET_PREFIX = "10.0.3."
 NETMASK = "255.255.255.0"
 CONTAINER_SIDE = "10.0.3.254"
 IFNAME = "links0"
+MAX_LINKS = 252  # 10.0.3.2 to 10.0.3.253 (10.0.3.254 is the container's side)
 
 
 @record
@@ -114,16 +117,8 @@ def setup(links, hold: list[int] | None = None) -> list[tuple[socket.socket, str
                 netlink.set_up(ctl, IFNAME)
                 listeners = []
                 for link in links:
-                    for p in link.ports:
-                        num, _, proto = p.partition("/")
-                        tcp = proto == "tcp"
-                        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
-                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                        s.bind((link.address, int(num)))
-                        if tcp:
-                            s.listen(128)
-                        s.setblocking(False)
-                        listeners.append((s, link.door_dir, int(num), proto))
+                    listeners += [(s, link.door_dir, port, proto)
+                                  for s, port, proto in _listen(link.address, link.ports)]
             finally:
                 ctl.close()
                 if hold is None:
@@ -137,3 +132,42 @@ def setup(links, hold: list[int] | None = None) -> list[tuple[socket.socket, str
         nl.close()
         ctl_own.close()
     return listeners
+
+
+def _listen(addr: str, ports) -> list[tuple[socket.socket, int, str]]:
+    out = []
+    try:
+        for p in ports:
+            num, _, proto = p.partition("/")
+            tcp = proto == "tcp"
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+            out.append((s, int(num), proto))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((addr, int(num)))
+            if tcp:
+                s.listen(128)
+            s.setblocking(False)
+    except OSError:
+        for s, _n, _p in out:
+            s.close()
+        raise
+    return out
+
+
+def add(ns_fd: int, index: int, ports) -> list[tuple[socket.socket, int, str]]:
+    """One more link in the link namespace ``ns_fd`` (a member that started after this container):
+    its address, ``address(index)``, and a listener on each of its ports, ``(socket, port, proto)``.
+    Returns in the caller's namespace."""
+    from netstack import netlink
+    from rootless.base import syscalls
+    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.setns(ns_fd, syscalls.CLONE_NEWNET)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ctl:
+                netlink.set_address(ctl, f"{IFNAME}:{index}" if index else IFNAME, address(index), NETMASK)
+            return _listen(address(index), ports)
+        finally:
+            syscalls.setns(own, syscalls.CLONE_NEWNET)
+    finally:
+        os.close(own)

@@ -16,6 +16,8 @@ It runs in the container's network namespace and holds sockets created elsewhere
   wants; it is joined to that port here, as a published port's client would be.
 - *link listeners*: sockets in the linking container's link namespace; their clients are sent
   through the linked container's door.
+- the *DNS server* of a container on a user-defined network (``netstack.dns``), which adds link
+  listeners as members that started later are asked for.
 """
 
 from __future__ import annotations
@@ -518,6 +520,7 @@ class Relay:
         self.mover = mover
         self.sel = selectors.DefaultSelector()
         self.udp: list = []  # what has UDP flows to sweep when idle
+        self.timers: list = []  # what has a deadline within seconds (the DNS server's queries): swept often
         self._scratch = None
 
     def scratch(self) -> memoryview:
@@ -588,7 +591,7 @@ class Relay:
         if stop_fd is not None:
             self.sel.register(stop_fd, _READ, None)
         while True:
-            events = self.sel.select(30.0 if self.udp else None)
+            events = self.sel.select(0.5 if self.timers else 30.0 if self.udp else None)
             for key, mask in events:
                 if key.data is None:
                     return
@@ -596,9 +599,9 @@ class Relay:
                     continue  # unregistered by an earlier event of this round
                 sock, handler = self.sel.get_key(key.fd).data
                 handler.handle(sock, mask)
-            if self.udp:
+            if self.udp or self.timers:
                 now = time.monotonic()
-                for item in list(self.udp):
+                for item in self.udp + self.timers:
                     item.sweep(now)
 
 

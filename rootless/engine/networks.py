@@ -5,8 +5,9 @@ rootless has no bridge: each container has a network namespace of its own (slirp
 user-defined network is a record (``networks/ID.json``) and its members are the containers whose
 spec names it (``spec.networks``: [network id, [aliases]] pairs), so removing a container needs
 nothing here. At each start a member is linked (``rootless.runtime.network``, ``netstack.links``)
-to every running fellow member, under its name and its aliases there: a container started later
-reaches the ones started earlier by name. An ``--internal`` network's members run without
+to every running fellow member, under its name and its aliases there; the members started later
+(or connected later) are answered by its embedded DNS server (``netstack.dns``, in its relay), which
+reads this module's records at each query and links them then. An ``--internal`` network's members run without
 slirp4netns (``none``): they reach each other and nothing else. Docker's predefined networks
 ``bridge`` (the default slirp4netns network), ``host`` and ``none`` always exist.
 """
@@ -287,7 +288,8 @@ def prune(ctx: Context) -> list[str]:
 
 def connect(ctx: Context, network: str, container: str, aliases=(), endpoint=None) -> ContainerRecord:
     """``network connect``: the container joins a user-defined network (its fellow members reach
-    it by name when they start; it reaches them from its own next start). ``endpoint``: Docker's
+    it by name at once, through their DNS server; it reaches them at once too if it was started on
+    a user-defined network, else from its own next start). ``endpoint``: Docker's
     ``EndpointConfig`` (``rootless.engine.netipam.endpoint``). The container's record. Connecting it
     to a network it is on is Docker's error."""
     from rootless.engine import netipam

@@ -139,7 +139,7 @@ class _Keeper:
             Step.at("start slirp4netns")
             self.netns = _start_slirp(self.helpers.slirp, net)
             _mark(self.ch, "slirp")
-        if net.links:
+        if net.links or net.dns is not None:  # a network member's DNS server adds links later
             Step.at("set up the link namespace")
             from netstack import links
             self.link_listeners = links.setup(net.links, hold=self.link_ns)  # kept open for the container's life
@@ -162,9 +162,10 @@ class _Keeper:
                 os.close(self.netns)
             self.mac = _slirp_ready(self.helpers.slirp, net)
             _mark(self.ch, "net-ready")
-        if net.bound or net.door or self.link_listeners:
+        if net.bound or net.door or self.link_listeners or net.dns is not None:
             Step.at("start the port relay")
-            self.helpers.relay = _start_relay(self.plan, self.link_listeners)
+            self.helpers.relay = _start_relay(self.plan, self.link_listeners, self.link_ns,
+                                              lambda m: _send_quietly(self.ch, "warning", message=m))
 
     def listen(self) -> None:
         Step.at("listen on the attach socket")
@@ -337,15 +338,27 @@ def _slirp_ready(proc, net) -> str:
         return netlink.hardware_address(ctl, slirp.TAP)
 
 
-def _start_relay(plan: LaunchPlan, link_listeners: list) -> tuple[int, int]:
+def _start_relay(plan: LaunchPlan, link_listeners: list, link_ns: list[int], warn) -> tuple[int, int]:
     """Fork the port relay (before the pid namespace: it must not become PID 1 there). It holds the
-    published ports, the link listeners and the door; the keeper keeps none of them."""
+    published ports, the link listeners, the door and a network member's DNS server; the keeper
+    keeps none of them."""
     from netstack import relay
     net = plan.net
     door = relay.listen_door(plan.run_dir) if net.door else None
     socks = [b.sock for b in net.bound if b.sock is not None] + [s for s, _d, _p, _k in link_listeners]
     if door:
         socks.append(door)
+    dns_socks: tuple = ()
+    if net.dns is not None:
+        Step.at("listen on 127.0.0.11:53 (the embedded DNS server)")
+        from netstack import dns
+        try:
+            dns_socks = dns.listen()
+        except OSError as e:  # not expected: the container's user namespace owns its network namespace
+            warn(f"no DNS server on {dns.ADDRESS}:{dns.PORT} ({e.strerror}): the network's members resolve only "
+                 "through /etc/hosts, as it was when the container started")
+        socks += dns_socks
+    keep_fds = set(link_ns[:1]) if net.dns is not None else set()
     stop_r, stop_w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -353,7 +366,7 @@ def _start_relay(plan: LaunchPlan, link_listeners: list) -> tuple[int, int]:
             import prctl
             prctl.set_pdeathsig(signal.SIGKILL)
             prctl.set_name("rootless-relay")
-            _close_all_but({stop_r} | {s.fileno() for s in socks})
+            _close_all_but({stop_r} | {s.fileno() for s in socks} | keep_fds)
             r = relay.Relay(net.target_ip)
             for b in net.bound:
                 if b.sock is not None:
@@ -362,6 +375,8 @@ def _start_relay(plan: LaunchPlan, link_listeners: list) -> tuple[int, int]:
                 r.link(s, door_dir, port, proto)
             if door:
                 r.door(door)
+            if dns_socks:
+                _serve_dns(r, plan, dns_socks, link_ns[0] if link_ns else None)
             r.run(stop_r)
         finally:
             os._exit(0)
@@ -369,6 +384,18 @@ def _start_relay(plan: LaunchPlan, link_listeners: list) -> tuple[int, int]:
     for s in socks:
         s.close()
     return pid, stop_w
+
+
+def _serve_dns(r, plan: LaunchPlan, socks: tuple, link_ns: int | None) -> None:
+    """The relay's DNS server: names looked up in the records at each query (``network.member_finder``);
+    a member without a link yet gets one in the link namespace."""
+    from netstack import dns
+    from rootless.runtime import network
+    net = plan.net
+    own_ip = net.target_ip if net.kind == "slirp4netns" else None
+    book = dns.LinkBook(r, link_ns, {link.cid: link.address for link in net.links})
+    server = dns.Server(r, network.member_finder(plan.paths, plan.spec.id, own_ip), book, net.dns or ())
+    server.listen(*socks)
 
 
 def _close_all_but(keep: set[int]) -> None:

@@ -38,6 +38,8 @@ class NetPlan(KeywordRecord):
     target_ip: str = "127.0.0.1"  # where published ports go inside
     handler: str = "builtin"  # builtin | slirp4netns
     mac: str | None = None
+    # a member of a user-defined network: the embedded DNS server's upstream resolvers (None: no server)
+    dns: tuple[str, ...] | None = None
 
 
 def prepare(ctx: Context, spec: ContainerSpec) -> NetPlan:
@@ -68,8 +70,12 @@ def prepare(ctx: Context, spec: ContainerSpec) -> NetPlan:
             b.proto == "udp" for b in bound):
         ctx.warn("slirp4netns's forwarder drops UDP replies to clients on the host's loopback unless "
                  "allow_host_loopback=true (the built-in forwarder has no such limit)")
+    dns = None
+    if spec.networks:  # Docker's embedded DNS server, for user-defined networks only
+        dns = tuple(spec.dns) or ((slirp.addresses(mode.options).dns,) if mode.kind == "slirp4netns" else ())
     return NetPlan(kind=mode.kind, options=mode.options, features=features, bound=bound, links=links,
-                   door=bool(spec.exposed or spec.ports), target_ip=target_ip, handler=handler, mac=spec.mac)
+                   door=bool(spec.exposed or spec.ports), target_ip=target_ip, handler=handler, mac=spec.mac,
+                   dns=dns)
 
 
 def _mappings(spec):
@@ -158,7 +164,11 @@ def endpoint_link_aliases(ctx: Context, spec: ContainerSpec) -> dict[str, tuple[
     from rootless.runtime import state
     mine = {nid for nid, _aliases in spec.networks}
     rec = state.read(ctx.paths, spec.id) if mine else None
-    endpoints: dict[str, dict[str, Any]] = dict(rec["spec"].get("endpoints") or {}) if rec else {}
+    return _endpoint_links(rec["spec"] if rec else {}, mine)
+
+
+def _endpoint_links(spec: dict[str, Any], mine: set[str]) -> dict[str, tuple[str, ...]]:
+    endpoints: dict[str, dict[str, Any]] = dict(spec.get("endpoints") or {})
     out: dict[str, tuple[str, ...]] = {}
     for nid, settings in endpoints.items():
         for link in settings.get("Links") or () if nid in mine else ():
@@ -187,6 +197,58 @@ def network_peers(ctx: Context, spec: ContainerSpec) -> list[tuple[ContainerReco
     return out
 
 
+def member_finder(paths, cid: str, own_ip: str | None):
+    """The embedded DNS server's ``find`` (``netstack.dns.Server``), run in the relay at each
+    query: a name (case aside) of this container, its own address; a name, short id, alias or
+    endpoint link alias of a running fellow member on its user-defined networks as they are now
+    (``network connect``/``disconnect`` count at once), ``(id, runtime directory, exposed
+    ports)``, the oldest member first; else None. Records are only read (their files are
+    replaced whole), never reconciled from here."""
+    from rootless.runtime import records, state
+
+    def find(name: str):
+        me = state.read(paths, cid)
+        if me is None:
+            return None
+        spec = me.get("spec") or {}
+        mine = {nid for nid, _aliases in spec.get("networks") or ()}
+        if not mine:
+            return None
+        own = {spec.get("name") or me.get("name"), spec.get("hostname"), cid[:12], cid,
+               *(a for nid, aliases in spec.get("networks") or () if nid in mine for a in aliases)}
+        head, dot, domain = name.partition(".")
+        if dot and domain in _network_names(paths, mine):  # Docker's NAME.NETWORK
+            name = head
+        if own_ip and name in {str(n).lower() for n in own if n}:
+            return own_ip
+        linked = _endpoint_links(spec, mine)
+        for rec in sorted(state.all_records(paths), key=lambda r: r.get("created", "")):
+            theirs = [aliases for nid, aliases in (rec.get("spec") or {}).get("networks") or () if nid in mine]
+            if not theirs or rec.get("id") == cid or rec.get("corrupt"):
+                continue
+            names = {rec["name"], rec["id"][:12], *(a for aliases in theirs for a in aliases),
+                     *linked.get(rec["name"], ()), *linked.get(rec["id"], ())}
+            if name not in {str(n).lower() for n in names}:
+                continue
+            st = rec.get("state") or {}
+            if records.is_running(rec) and records.alive(st.get("keeper", 0), st.get("keeper_start", "")):
+                return rec["id"], paths.run_dir(rec["id"]), tuple(rec["spec"].get("exposed", ()))
+        return None
+
+    return find
+
+
+def _network_names(paths, nids) -> set[str]:
+    from rootless.base import atomic
+    out = set()
+    for nid in nids:
+        try:
+            out.add(str(atomic.read_json(paths.network_record(nid)).get("name", "")).lower())
+        except (OSError, ValueError, AttributeError):
+            pass
+    return out
+
+
 def link_env(spec, net: NetPlan) -> list[str]:
     """Docker's link variables, for the ``--link``s (not for network members, as in Docker)."""
     from netstack import links
@@ -210,11 +272,16 @@ def etc_files(ctx: Context, spec: ContainerSpec, net: NetPlan) -> dict[str, str]
         extra += links.hosts_entries(net.links)
     own_ip = addrs.ip if net.kind == "slirp4netns" else None
     resolver = addrs.dns if net.kind == "slirp4netns" else None
+    if net.dns is not None:  # the embedded DNS server, which forwards to the resolvers it replaces
+        from netstack import dns
+        resolv = etcfiles.resolv_text(host_resolv, net.kind, (dns.ADDRESS,), spec.dns_search,
+                                      etcfiles.embedded_options(host_resolv, spec.dns_options))
+    else:
+        resolv = etcfiles.resolv_text(host_resolv, net.kind, spec.dns, spec.dns_search, spec.dns_options, resolver)
     return {
         "/etc/hostname": spec.hostname + "\n",
         "/etc/hosts": etcfiles.hosts_text(spec.hostname, net.kind, host_hosts, spec.name, own_ip, tuple(extra)),
-        "/etc/resolv.conf": etcfiles.resolv_text(host_resolv, net.kind, spec.dns, spec.dns_search,
-                                                 spec.dns_options, resolver),
+        "/etc/resolv.conf": resolv,
     }
 
 

@@ -119,20 +119,20 @@ def network_connect(ctx: "Context", network: str = Arg(metavar="NETWORK"), conta
                     link: list[str] = Opt(("--link",), [], "Link to another container (NAME:ALIAS), kept."),
                     link_local_ip: list[str] = Opt(("--link-local-ip",), [], "A link-local address, kept."),
                     driver_opt: list[str] = Opt(("--driver-opt",), [], "Driver options (KEY=VALUE), kept.")):
-    """Connect a container to a network (its members reach it by name; it reaches them from its next start)."""
+    """Connect a container to a network (its members reach it by name at once, through their DNS server)."""
     from rootless.engine import networks
     ipam = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6), ("LinkLocalIPs", link_local_ip)) if v}
     endpoint = {"IPAMConfig": ipam, "Links": link,
                 "DriverOpts": dict(o.partition("=")[::2] for o in driver_opt)}
     rec = networks.connect(ctx, network, container, alias, endpoint)
-    if rec["state"].get("status") == "running":
-        ctx.warn(f"{rec['name']} is running: members that start from now on reach it by name, and it reaches "
-                 "them from its own next start (rootless links containers when they start)")
+    if rec["state"].get("status") == "running" and len(rec["spec"].get("networks") or ()) == 1:
+        ctx.warn(f"{rec['name']} is running: its members reach it by name now, and it reaches them from its "
+                 "own next start (it was started on no user-defined network, so without their DNS server)")
 
 
 @command("network", "disconnect")
 def network_disconnect(ctx: "Context", network: str = Arg(metavar="NETWORK"), container: str = Arg(metavar="CONTAINER"),
                        force: bool = Opt(("-f", "--force"), False, "No error if the container is gone.")):
-    """Disconnect a container from a network (from the next start of each member)."""
+    """Disconnect a container from a network (its names there stop resolving at once)."""
     from rootless.engine import networks
     networks.disconnect(ctx, network, container, force)
