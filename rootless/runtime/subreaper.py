@@ -22,6 +22,10 @@ import os
 import signal
 import time
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+
 POLL = 0.5  # the loop's longest sleep: SIGCHLD wakes it at PID 1's exit, this is the safety net
 SCAN_EVERY = 0.1  # the longest an orphan's zombie waits behind a known child's (a scan of /proc)
 
@@ -192,7 +196,7 @@ class EndWatch:
         self.pid1, self.helpers, self.keeper = pid1, helpers, os.getpid()
         self.done = False
         self.mnt = ""  # PID 1's mount namespace, once it runs the command (note_namespace)
-        self.waited = lambda: ()
+        self.waited: Callable[[], Collection[int]] = tuple
         self.scanned = 0.0
 
     def note_namespace(self) -> None:
