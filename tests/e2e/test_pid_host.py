@@ -237,3 +237,15 @@ def test_orphans_are_reaped_as_they_exit_while_it_runs(busybox):
     assert _zombie_children(keeper) == []
     assert inspect(busybox, "c")["State"]["Running"]
     busybox("rm", "-f", "c")
+
+
+def test_healthcheck_probes_keep_their_status_while_orphans_are_reaped(busybox):
+    """The probes are the keeper's children too: their exit codes are the monitor's, never taken by
+    the orphans' reaping (the container makes orphans all the time)."""
+    busybox("run", "-d", "--name", "c", "--pid", "host", "--network", "none", "--health-cmd", "exit 3",
+            "--health-interval", "0.2s", "--health-retries", "1", "busybox", "sh", "-c",
+            "while :; do (sleep 0.01 &); sleep 0.05; done")
+    wait_for(lambda: len(inspect(busybox, "c")["State"]["Health"]["Log"]) >= 3, 20, "three probes")
+    log = inspect(busybox, "c")["State"]["Health"]["Log"]
+    assert [entry["ExitCode"] for entry in log][:3] == [3, 3, 3], log
+    busybox("rm", "-f", "c")
