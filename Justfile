@@ -36,7 +36,7 @@ vm-test *ARGS:
 # Style, types and the import direction between packages.
 lint:
     {{venv}}/bin/ruff check --no-cache rootless layers netstack scripts tests
-    {{venv}}/bin/mypy  # rootless/base, layers/ and rootless/engine: [tool.mypy] in pyproject.toml
+    {{venv}}/bin/mypy  # rootless/base, layers/, rootless/runtime, rootless/engine and rootless/api: [tool.mypy] in pyproject.toml
     {{py}} -m pytest -q -p no:randomly tests/unit/test_layering.py
 
 # Build the test images into a directory.

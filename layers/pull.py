@@ -33,7 +33,7 @@ PARALLEL = 4
 Pulled = namedtuple("Pulled", "image digest reference")
 
 
-def client_for(ref: reference.Reference, creds: tuple[str, str] | None = None, insecure: bool = False,
+def client_for(ref: reference.Reference, creds: tuple[str, str] | None = None, insecure: bool | None = None,
                push: bool = False, ca_dir: str | None = None, registry: str | None = None) -> Client:
     """A client for ``ref``'s repository at ``registry`` (default: the reference's own; a mirror's
     host otherwise), with the stored credentials of that host unless ``creds`` are given."""
@@ -199,7 +199,7 @@ def _first_answering(ref: reference.Reference, endpoints: list[dict], platform: 
     """(client, digest, manifest, platform) from the first endpoint (mirrors first) that has the image."""
     last: RegistryError | None = None
     for ep in endpoints:
-        client = client_for(ref, ep.get("creds"), ep.get("insecure", False), ca_dir=ep.get("ca_dir"),
+        client = client_for(ref, ep.get("creds"), ep.get("insecure"), ca_dir=ep.get("ca_dir"),
                             registry=ep.get("registry"))
         try:
             return (client, *fetch_manifest(client, ref, platform))
@@ -257,7 +257,7 @@ def _from_first_endpoint(ref: reference.Reference, endpoints: list[dict], ask: C
     the last endpoint's error."""
     last: RegistryError | None = None
     for ep in endpoints or [{}]:
-        client = client_for(ref, ep.get("creds"), ep.get("insecure", False), ca_dir=ep.get("ca_dir"),
+        client = client_for(ref, ep.get("creds"), ep.get("insecure"), ca_dir=ep.get("ca_dir"),
                             registry=ep.get("registry"))
         try:
             return ask(client)

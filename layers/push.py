@@ -80,7 +80,7 @@ def upload_blob(client: Client, path: str, digest: str, size: int, mount_from: s
 
 
 def push(store: ImageStore, image_ref: str, dest: str | None = None, creds: tuple[str, str] | None = None,
-         insecure: bool = False, ca_dir: str | None = None, say: Callable[[str], object] | None = None) -> Pushed:
+         insecure: bool | None = None, ca_dir: str | None = None, say: Callable[[str], object] | None = None) -> Pushed:
     """Push the local image ``image_ref`` to ``dest`` (default: its own name)."""
     say = say or (lambda _line: None)
     rec = store.resolve(image_ref)

@@ -1,12 +1,13 @@
 """A client of the registry HTTP API v2: connections, authentication, retries, errors.
 
-One ``Client`` talks to one registry for one repository. HTTPS is the default; a registry
-configured as insecure (or named with ``--tls-verify=false``) is tried over HTTPS first and
-then over plain HTTP, without verifying certificates. A registry on the loopback address
-(``localhost``, 127.0.0.0/8, ``::1``: ``is_loopback``) may speak plain HTTP without being
-declared, as Docker allows for local registries: HTTPS first, plain HTTP when it answers
-without TLS; one that does speak TLS must still show a certificate this host trusts (Docker
-would not check it; we keep that check unless the registry is declared insecure). A 401 answer's
+One ``Client`` talks to one registry for one repository. A registry is *secure* (HTTPS only,
+its certificate verified, CAs and client certificates from ``certs.d``) or *insecure*, as Docker
+decides (``is_insecure``): insecure when declared so (``--tls-verify=false``, the configuration's
+``insecure`` list by name or CIDR, a registry's own ``insecure = true``) and, undeclared, when
+it is on the loopback (``localhost``, 127.0.0.0/8, ``::1``, or a name that resolves there); a
+registry's own ``insecure = false`` makes even a loopback one secure. An insecure registry is
+tried over HTTPS first, *without* verifying its certificate, then over plain HTTP when the TLS
+handshake fails; once it has answered over TLS it is never asked in plain HTTP. A 401 answer's
 ``WWW-Authenticate`` challenge is followed: ``Basic`` with the stored (or given) credentials,
 ``Bearer`` by fetching a token from the realm for the repository's scope (anonymously when
 there are no credentials). Connection errors, 429 and 5xx are retried with backoff.
@@ -77,15 +78,20 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+def _host(registry: str) -> str:
+    """The host part of ``host[:port]`` (an IPv6 address without its brackets)."""
+    if registry.startswith("["):
+        return registry[1:registry.find("]")] if "]" in registry else registry[1:]
+    if registry.count(":") == 1:
+        return registry.partition(":")[0]
+    return registry
+
+
 def is_loopback(registry: str) -> bool:
     """Whether ``registry`` (host[:port]) names this machine's loopback: ``localhost``, an
     address of 127.0.0.0/8 or ``::1`` (no name is looked up)."""
     import ipaddress
-    host = registry
-    if host.startswith("["):
-        host = host[1:host.find("]")] if "]" in host else host[1:]
-    elif host.count(":") == 1:
-        host = host.partition(":")[0]
+    host = _host(registry)
     if host.lower() == "localhost":
         return True
     try:
@@ -94,20 +100,72 @@ def is_loopback(registry: str) -> bool:
         return False
 
 
+# Docker's default insecure-registry CIDRs (daemon.json adds to them, never removes them)
+LOOPBACK_CIDRS = ("127.0.0.0/8", "::1/128")
+
+
+def _addresses(host: str) -> list:
+    """The IP addresses ``host`` is or resolves to (none when it does not resolve)."""
+    import ipaddress
+    import socket
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return []
+    out = []
+    for info in infos:
+        try:
+            out.append(ipaddress.ip_address(str(info[4][0]).partition("%")[0]))
+        except ValueError:
+            continue
+    return out
+
+
+def is_insecure(registry: str, listed: tuple[str, ...] | list[str] = (), setting: bool | None = None) -> bool:
+    """Docker's decision (moby's ``isSecureIndex``) for ``registry`` (host[:port]): its own
+    setting when there is one (a ``[registries."HOST"]`` table's ``insecure``, as Docker's
+    per-index configuration), else insecure when ``listed`` names it, or when one of its addresses
+    (a name is resolved) is in one of ``listed``'s CIDRs or on the loopback (127.0.0.0/8,
+    ``::1``: Docker's defaults). Docker Hub is secure unless its own setting says otherwise."""
+    import ipaddress
+    if setting is not None:
+        return setting
+    if registry in listed:
+        return True
+    if registry in ("docker.io", "registry-1.docker.io", "index.docker.io"):
+        return False
+    if is_loopback(registry):
+        return True
+    nets = []
+    for text in (*LOOPBACK_CIDRS, *(x for x in listed if "/" in x)):
+        try:
+            nets.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            continue
+    return any(addr in net for addr in _addresses(_host(registry)) for net in nets
+               if addr.version == net.version)
+
+
 class Client:
     """``registry`` (host[:port]) and ``repository`` (path); ``creds``: (user, password) or None."""
 
-    def __init__(self, registry: str, repository: str, creds: tuple[str, str] | None = None, insecure: bool = False,
+    def __init__(self, registry: str, repository: str, creds: tuple[str, str] | None = None,
+                 insecure: bool | None = None,
                  ca_dir: str | None = None, push: bool = False, ref_text: str = ""):
         self.registry = "registry-1.docker.io" if registry == "docker.io" else registry
         self.repository = repository
         self.creds = creds
-        self.insecure = insecure
+        # None: Docker's default (insecure on the loopback); True/False: as the caller decided
+        self.insecure = is_insecure(self.registry) if insecure is None else insecure
         self.ca_dir = ca_dir
         self.scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         self.ref_text = ref_text or f"{registry}/{repository}"
-        # a loopback registry may answer in plain HTTP (as Docker allows), but a TLS one is verified
-        self.schemes = ["https", "http"] if self.insecure or is_loopback(self.registry) else ["https"]
+        # an insecure registry: unverified HTTPS, then plain HTTP if it does not speak TLS
+        self.schemes = ["https", "http"] if self.insecure else ["https"]
         self.auth_header: str | None = None
         self.local = threading.local()
         self.lock = threading.Lock()
@@ -235,6 +293,8 @@ class Client:
                     errors.append(e)
                     continue
                 raise _Retry(e) from None
+            if scheme == "https" and len(self.schemes) > 1:
+                self.schemes = ["https"]  # it speaks TLS: never plain HTTP from now on (as Docker)
             if not stream:
                 data = resp.read()
                 return Response(resp.status, resp.headers, data)

@@ -1,7 +1,8 @@
 """A real registry for the tests: Debian's ``docker-registry`` (distribution) on 127.0.0.1.
 
 Each instance has its own port, storage directory and configuration: plain HTTP, TLS with a
-CA the tests make (``openssl``), or htpasswd basic auth (bcrypt hashes from libcrypt).
+CA the tests make (``openssl``) or a self-signed certificate (``tls="self-signed"``), or
+htpasswd basic auth (bcrypt hashes from libcrypt).
 """
 
 from __future__ import annotations
@@ -52,8 +53,18 @@ def make_ca(directory: Path) -> tuple[Path, Path, Path]:
     return ca_crt, crt, key
 
 
+def make_self_signed(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost: (server.crt, server.key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key, crt = directory / "server.key", directory / "server.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return crt, key
+
+
 class Registry:
-    def __init__(self, base: Path, tls: bool = False, users: dict[str, str] | None = None, token=None):
+    def __init__(self, base: Path, tls: bool | str = False, users: dict[str, str] | None = None, token=None):
         if not os.path.exists(EXE):
             pytest.fail("docker-registry is not installed (apt-get install docker-registry; scripts/setup.sh does)")
         self.base = base
@@ -67,7 +78,11 @@ class Registry:
                  # foreign (non-distributable) layers may name URLs on this machine only
                  "validation:", "  manifests:", "    urls:", "      allow:", "        - '^http://127\\.0\\.0\\.1:'",
                  "http:", f"  addr: {self.host}"]
-        if tls:
+        if tls == "self-signed":  # its own CA
+            crt, key = make_self_signed(base / "tls")
+            self.ca = crt
+            lines += ["  tls:", f"    certificate: {crt}", f"    key: {key}"]
+        elif tls:
             self.ca, crt, key = make_ca(base / "tls")
             lines += ["  tls:", f"    certificate: {crt}", f"    key: {key}"]
         if token is not None:

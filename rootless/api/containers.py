@@ -24,7 +24,7 @@ from rootless.engine import containerfs, containerstats, dockerview
 from rootless.engine import containers as uc
 
 if TYPE_CHECKING:
-    from rootless.api.http import Request
+    from rootless.api.http import Hijacked, Request
     from rootless.engine.context import Context
     from rootless.runtime import keeperclient
     from rootless.runtime.state import ContainerRecord
@@ -252,7 +252,7 @@ def stats(ctx: Context, req: Request, id):
 
 def resize(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
-    h, w = req.int_arg("h", 0), req.int_arg("w", 0)
+    h, w = req.int_arg("h") or 0, req.int_arg("w") or 0
     if uc.is_running(rec) and rec["spec"].get("tty"):
         from rootless.runtime import keeperclient
         try:
@@ -449,7 +449,7 @@ def _detach_keys(spec: str | None):
     return DetachKeys(parse_detach_keys(spec or "ctrl-p,ctrl-q"))
 
 
-def relay(link: keeperclient.Link, client: socket.socket, tty: bool, want: dict, stdin: bool,
+def relay(link: keeperclient.Link, client: Hijacked, tty: bool, want: dict, stdin: bool,
           early: bytes = b"", detach=None) -> None:
     """Between a keeper's attach socket and a hijacked client until the container ends: output as
     frames (raw with a tty), the client's bytes as input, its half-close as the end of input.
@@ -464,7 +464,7 @@ def relay(link: keeperclient.Link, client: socket.socket, tty: bool, want: dict,
 
     if stdin and early and _input(_Sender, early, detach):
         return _detached(link, client)
-    watch = [link, client] if stdin else [link]
+    watch: list[keeperclient.Link | Hijacked] = [link, client] if stdin else [link]
     while True:
         ready, _, _ = select.select(watch, [], [])
         if client in ready:
@@ -481,13 +481,13 @@ def relay(link: keeperclient.Link, client: socket.socket, tty: bool, want: dict,
                 watch.remove(client)
                 link.close_stdin()
         if link in ready:
-            kind, data = link.receive()
-            if kind in ("end", "exit"):
+            kind, output = link.receive()
+            if kind in ("end", "exit") or not isinstance(output, bytes):
                 break
             n = STDOUT if kind == "stdout" else STDERR
             if want.get(n):
                 try:
-                    client.sendall(data if tty else frame(n, data))
+                    client.sendall(output if tty else frame(n, output))
                 except OSError:
                     break
     link.close()
@@ -505,7 +505,7 @@ def _input(sender, data: bytes, detach) -> bool:
     return detach.feed(data, None, sink=sender)
 
 
-def _detached(link: keeperclient.Link, client: socket.socket) -> None:
+def _detached(link: keeperclient.Link, client: Hijacked) -> None:
     """The end of a detached attach: the keeper's link closed without closing the input, the
     client's connection closed both ways, as Docker does."""
     link.close()

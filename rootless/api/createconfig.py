@@ -25,7 +25,7 @@ HOST = {"PortBindings": dict, "Mounts": "dicts", "Binds": "strs", "NetworkMode":
          "Runtime": str, "DeviceCgroupRules": "strs", "VolumeDriver": str}
 
 
-NESTED = {  # HostConfig's lists of objects, and objects, field by field
+NESTED: dict[str, dict[str, type | str]] = {  # HostConfig's lists of objects, and objects, field by field
     "Mounts": {"Type": str, "Source": str, "Target": str, "ReadOnly": bool, "TmpfsOptions": dict,
                "BindOptions": dict, "VolumeOptions": dict},
     "Devices": {"PathOnHost": str, "PathInContainer": str, "CgroupPermissions": str},

@@ -207,7 +207,7 @@ def _relay(client: socket.socket, in_w: int, outputs: dict[int, int], raw: bool,
     bytes to its input. The ``detach`` keys (a ``DetachKeys``) end the client's stream and leave
     the exec running: its input stays open, its output is read and dropped until it ends."""
     sink = _Input(in_w)
-    watch = list(outputs) + ([client] if in_w >= 0 else [])
+    watch: list[int | socket.socket] = [*outputs, *([client] if in_w >= 0 else [])]
     detached = in_w >= 0 and bool(early) and _to_input(sink, early, detach)
     if detached:
         watch.remove(client)
@@ -215,7 +215,7 @@ def _relay(client: socket.socket, in_w: int, outputs: dict[int, int], raw: bool,
     while outputs:
         ready, _, _ = select.select(watch, [], [])
         for r in ready:
-            if r is client:
+            if isinstance(r, socket.socket):  # the client (the outputs are descriptors)
                 try:
                     data = client.recv(65536)
                 except OSError:

@@ -14,6 +14,24 @@ import socket
 import time
 from urllib.parse import parse_qs, unquote, urlsplit
 
+TYPE_CHECKING = False  # annotations only: typing is not loaded for them
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from typing import Protocol
+
+    class Hijacked(Protocol):
+        """A hijacked client connection as the attach and exec relays use it: the socket itself,
+        or a ``websocket.WebSocket`` over it (whose ``recv`` gives None for a frame that holds
+        nothing for the input)."""
+
+        def fileno(self) -> int: ...
+
+        def recv(self, size: int, /) -> bytes | None: ...
+
+        def sendall(self, data: bytes, /) -> None: ...
+
+        def shutdown(self, how: int, /) -> None: ...
+
 MAX_HEADER = 64 * 1024
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 101: "UPGRADED", 304: "Not Modified",
            400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
@@ -41,7 +59,7 @@ class Request:
         self.headers = headers
         self.conn = conn
         self._body: bytes | None = None
-        self._reading = None  # the body's reader, once begun
+        self._reading: Iterator[bytes] | None = None  # the body's reader, once begun
         self._length = conn.content_length
 
     def arg(self, name: str, default: str | None = None) -> str | None:
@@ -104,9 +122,10 @@ class Request:
             return
         if self._reading is None:
             self._reading = self.conn.read_chunked() if self.chunked else self._read_sized()
+        reading = self._reading
         while True:  # not ``yield from``: a handler that stops early must not close the reader
             try:
-                data = next(self._reading)
+                data = next(reading)
             except StopIteration:
                 return
             except BadRequest:
@@ -114,7 +133,7 @@ class Request:
                 raise
             yield data
 
-    def _read_sized(self):
+    def _read_sized(self) -> Iterator[bytes]:
         length = self._length
         while length > 0:
             data = self.conn.rfile.read(min(length, 1 << 20))
@@ -276,7 +295,7 @@ class Connection:
         except ValueError as e:  # a target urlsplit cannot read
             raise BadRequest(f"malformed request target: {e}") from None
 
-    def read_chunked(self):
+    def read_chunked(self) -> Iterator[bytes]:
         while True:
             size_line = self.rfile.readline(1024)
             digits = size_line.split(b";")[0].strip()
@@ -313,7 +332,7 @@ class Connection:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def send(self, status: int, body: bytes = b"", content_type: str | None = "application/json",
-             headers: list[tuple[str, str]] = ()) -> None:
+             headers: Sequence[tuple[str, str]] = ()) -> None:
         self.responded = True
         hs = list(headers)
         if content_type and (body or status not in (204, 304)):
@@ -326,7 +345,7 @@ class Connection:
         self.send(status, json.dumps(obj).encode() + b"\n")
 
     def start_stream(self, status: int = 200, content_type: str = "application/json",
-                     headers: list[tuple[str, str]] = ()) -> Stream:
+                     headers: Sequence[tuple[str, str]] = ()) -> Stream:
         self.responded = True
         self.sock.sendall(self._head(status, [("Content-Type", content_type), ("Transfer-Encoding", "chunked"),
                                               *headers]))

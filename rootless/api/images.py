@@ -33,6 +33,8 @@ from rootless.engine import images as uc
 
 TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from rootless.api.http import Request
     from rootless.engine.context import Context
 
@@ -54,20 +56,20 @@ class _Out:
     def started(self) -> bool:
         return self.stream is not None
 
-    def start(self) -> None:
+    def start(self) -> http.Stream:
+        """The stream, begun now if it was not."""
         with self.lock:
             if self.stream is None:
                 self.stream = self.conn.start_stream(200, "application/json")
+            return self.stream
 
     def emit(self, obj: dict) -> None:
         with self.lock:
-            self.start()
-            self.stream.write_json(obj)
+            self.start().write_json(obj)
 
     def end(self) -> None:
         with self.lock:
-            self.start()
-            self.stream.end()
+            self.start().end()
 
 
 def _streamed(out: _Out, work, code_of=None) -> None:
@@ -113,7 +115,7 @@ class _Progress:
     layer``), ``"TAG: Pulling from REPO"`` -> ``{"status": "Pulling from REPO", "id": TAG}``,
     bytes -> ``Downloading`` with ``progressDetail``, anything else -> ``{"status": line}``."""
 
-    def __init__(self, out: _Out, pulling: bool, preparing: list[str] = ()):
+    def __init__(self, out: _Out, pulling: bool, preparing: Sequence[str] = ()):
         self.out, self.pulling = out, pulling
         self.preparing = list(preparing)  # a push's layers, said after its first line as Docker's
         self.lock = threading.Lock()
@@ -167,7 +169,7 @@ def _path(repository: str) -> str:
         return repository
 
 
-def _reporting(ctx: Context, out: _Out, pulling: bool, preparing: list[str] = ()) -> _Progress:
+def _reporting(ctx: Context, out: _Out, pulling: bool, preparing: Sequence[str] = ()) -> _Progress:
     """Make the engine's pulls and pushes report to ``out`` (this connection's process is its own:
     the Context may be changed)."""
     say = _Progress(out, pulling, preparing)
@@ -228,7 +230,7 @@ def summary(ctx: Context, rec: dict, tags: list[str] | None = None) -> dict:
             "Labels": labels, "Containers": -1}
 
 
-def summaries(ctx: Context, filters: list[str] = ()) -> list[dict]:
+def summaries(ctx: Context, filters: Sequence[str] = ()) -> list[dict]:
     """``GET /images/json``'s list: an entry per image, newest first, showing the tags that
     passed the filters (Docker's ``reference`` filter narrows RepoTags too)."""
     rows = uc.images(ctx, list(filters))
@@ -681,7 +683,7 @@ class _Pump:
             os.close(self.r_err)
 
     def _run(self) -> None:
-        ends = set()
+        ends: set[int] = set()
         while not self.stop.is_set() and len(ends) < 2:
             try:
                 ready, _, _ = select.select([fd for fd in (self.r, self.r_err) if fd not in ends], [], [], 0.1)

@@ -163,7 +163,7 @@ def dispatch(ctx: Context, req: http.Request) -> None:
     except Exception as e:  # noqa: BLE001 - an unexpected failure is a 500 with a message, not a dead service
         from rootless.base.errors import is_no_space, no_space
         if is_no_space(e):  # a full disk: Docker's 500, with the line the CLI prints
-            _fail(req, 500, no_space(ctx.paths.root, e).message)
+            _fail(req, 500, no_space(ctx.paths.root, e if isinstance(e, OSError) else None).message)
             return
         traceback.print_exc(file=sys.stderr)
         _fail(req, 500, f"internal error: {type(e).__name__}: {e}")

@@ -277,7 +277,7 @@ def serve(ctx: Context, uri: str | None, idle: float) -> None:
                 if timeout == 0 and not select.select([listener.sock], [], [], 0)[0]:
                     break  # (a client already waiting in the backlog is served first)
             # At the bound, new connections wait in the backlog until a process ends (SIGCHLD wakes us).
-            watch = [listener.sock, wake_r] if len(children) < MAX_CONNECTIONS else [wake_r]
+            watch: list[socket.socket | int] = [listener.sock, wake_r] if len(children) < MAX_CONNECTIONS else [wake_r]
             try:
                 ready, _, _ = select.select(watch, [], [], timeout)
             except InterruptedError:

@@ -11,7 +11,8 @@ Example::
 
     [registries]
     search = ["myhost:5000", "docker.io"]   # where short names (busybox) are looked for, in order
-    insecure = ["myhost:5000"]      # plain HTTP or unverified TLS
+    insecure = ["myhost:5000", "10.0.0.0/8"]   # unverified TLS, then plain HTTP (names or CIDRs;
+                                    # the loopback is insecure by default, as in Docker)
 
     [logs]                          # each container's log (Docker's --log-driver/--log-opt)
     driver = "json-file"            # json-file | k8s-file | none
@@ -21,7 +22,7 @@ Example::
     [registries."docker.io"]        # one table per registry (host[:port])
     mirrors = ["mirror.example:5000"]   # tried first, in order; then the registry itself
     blocked = false                 # true: never contacted (pulls and pushes fail at once)
-    insecure = false
+    insecure = false                # false: verified even on the loopback; true: as if listed
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def _load_one(path: str) -> Config | None:
     insecure = registries.get("insecure", [])
     if not isinstance(insecure, list) or not all(isinstance(x, str) for x in insecure):
         raise RootlessError(f"bad config {where(('registries',), 'insecure')}: "
-                            "registries.insecure must be a list of host[:port] strings")
+                            "registries.insecure must be a list of host[:port] or CIDR strings")
     search = registries.get("search", [])
     if not isinstance(search, list) or not all(isinstance(x, str) and _is_registry(x) for x in search):
         raise RootlessError(f"bad config {where(('registries',), 'search')}: registries.search must be a list of "

@@ -263,7 +263,8 @@ def registry_options(tls_verify: str, creds: str | None = None, platform: str | 
 
 
 def _registry_kw(ctx: Context, registry: str, opts: RegistryOptions) -> dict:
-    """Connection settings for ``registry``: insecure (config or --tls-verify=false), CA directory
+    """Connection settings for ``registry``: insecure (--tls-verify=false, or as Docker decides:
+    ``layers.registry.is_insecure`` with the configuration's list and the registry's own setting), CA directory
     (certs.d, as Docker's), credentials (--creds USER:PASS). A blocked registry is an error."""
     settings = ctx.config.registries.get(registry, {})
     if settings.get("blocked"):
@@ -282,7 +283,8 @@ def _registry_kw(ctx: Context, registry: str, opts: RegistryOptions) -> dict:
         if os.path.isdir(os.path.join(base, registry)):
             ca_dir = os.path.join(base, registry)
             break
-    insecure = (not opts.tls_verify) or registry in ctx.config.insecure or settings.get("insecure", False)
+    from layers.registry import is_insecure
+    insecure = (not opts.tls_verify) or is_insecure(registry, ctx.config.insecure, settings.get("insecure"))
     return {"registry": registry, "creds": creds, "insecure": insecure, "ca_dir": ca_dir}
 
 

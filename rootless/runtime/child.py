@@ -238,6 +238,12 @@ class _Keeper:
         from rootless.runtime import healthmonitor
         monitor = healthmonitor.keeper_monitor(plan.spec.healthcheck, plan.paths, plan.spec.id, plan.rootfs.merged,
                                                pid, lambda argv: _probe_exec(plan, argv))
+        if self.end_watch is not None and monitor is not None:  # its probe's status is the monitor's
+            probing = monitor
+
+            def probe_pids() -> tuple[int, ...]:
+                return (probing.probe.pid,) if probing.probe is not None else ()
+            self.end_watch.waited = probe_pids
         try:
             keeper.supervise(stdio, self.ch, log, self.attach_sock, watch, wakeup, self.clients,
                              cli_gone if plan.tied else None, subreaper.combined(monitor, self.end_watch))

@@ -193,6 +193,25 @@ def test_push_pull_through_the_registry(api_reg, registry):
     assert "Traceback" not in api.service_log()
 
 
+def test_push_pull_with_a_tls_registry_on_loopback_undeclared(busybox, tmp_path):
+    """As Docker's daemon: a registry on 127.0.0.1 that speaks only TLS, with a self-signed
+    certificate nobody installed, is used unverified (HTTPS first) by push and pull."""
+    reg = Registry(tmp_path / "self-signed", tls="self-signed")
+    api = _service(busybox)  # no insecure registries declared
+    try:
+        ref = f"{reg.host}/api/tls:v1"
+        api.docker("tag", "busybox", ref)
+        r = api.docker("push", ref)
+        assert re.search(r"^v1: digest: sha256:[0-9a-f]{64} size: \d+$", r.out, re.M), r.out
+        api.docker("rmi", "busybox", ref)
+        r = api.docker("pull", ref)
+        assert f"Status: Downloaded newer image for {ref}" in r.out
+        assert "Traceback" not in api.service_log()
+    finally:
+        api.stop()
+        reg.stop()
+
+
 def test_a_missing_manifest_is_a_404_in_dockers_words(api_reg, registry):
     """A pull of a tag or digest the registry lacks answers 404 before any stream, in Docker's words
     (docker-py's pull raises NotFound at once); the CLI says the same line."""

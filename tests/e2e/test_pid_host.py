@@ -204,3 +204,48 @@ def test_with_the_default_network_and_a_published_port(busybox):
     wait_for(lambda: _pids_running(str(marker)), 10, "running again")
     busybox("rm", "-f", "c")
     assert _pids_running(str(marker)) == [] and _pids_running(str(marker + 1)) == []
+
+
+def _zombie_children(pid: int) -> list[int]:
+    """The zombies whose parent is ``pid``."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == pid:
+            out.append(int(d))
+    return out
+
+
+def test_orphans_are_reaped_as_they_exit_while_it_runs(busybox):
+    """The keeper is the subreaper of the container's orphans: each is reaped when it exits, not
+    left a zombie until the container's end."""
+    marker = random.randrange(100000, 900000, 10)
+    busybox("run", "-d", "--name", "c", "--pid", "host", "--network", "none", "busybox", "sh", "-c",
+            f"for i in $(seq 20); do (sleep 0.2 &); done; sleep 1; touch /tmp/made; exec sleep {marker}")
+    wait_for(lambda: busybox("exec", "c", "test", "-e", "/tmp/made", expect=None).code == 0, 15,
+             "the orphans' end")
+    pid1 = inspect(busybox, "c")["State"]["Pid"]
+    with open(f"/proc/{pid1}/stat") as f:
+        keeper = int(f.read().rsplit(")", 1)[1].split()[1])
+    time.sleep(0.3)
+    assert _zombie_children(keeper) == []
+    assert inspect(busybox, "c")["State"]["Running"]
+    busybox("rm", "-f", "c")
+
+
+def test_healthcheck_probes_keep_their_status_while_orphans_are_reaped(busybox):
+    """The probes are the keeper's children too: their exit codes are the monitor's, never taken by
+    the orphans' reaping (the container makes orphans all the time)."""
+    busybox("run", "-d", "--name", "c", "--pid", "host", "--network", "none", "--health-cmd", "exit 3",
+            "--health-interval", "0.2s", "--health-retries", "1", "busybox", "sh", "-c",
+            "while :; do (sleep 0.01 &); sleep 0.05; done")
+    wait_for(lambda: len(inspect(busybox, "c")["State"]["Health"]["Log"]) >= 3, 20, "three probes")
+    log = inspect(busybox, "c")["State"]["Health"]["Log"]
+    assert [entry["ExitCode"] for entry in log][:3] == [3, 3, 3], log
+    busybox("rm", "-f", "c")

@@ -186,9 +186,37 @@ def tls_registry(tmp_path_factory):
     r.stop()
 
 
+def declare_secure(rl: Rootless, host: str) -> None:
+    """``[registries."HOST"] insecure = false``: verified even on the loopback (Docker's per-index
+    setting; undeclared, a loopback registry's certificate is not checked)."""
+    rl.config.write_text(rl.config.read_text() + f'\n[registries."{host}"]\ninsecure = false\n')
+
+
+@pytest.fixture(scope="module")
+def self_signed_registry(tmp_path_factory):
+    r = Registry(tmp_path_factory.mktemp("self-signed-registry"), tls="self-signed")
+    yield r
+    r.stop()
+
+
+def test_a_tls_registry_on_loopback_needs_no_configuration(rl, images, self_signed_registry):
+    """As Docker: a registry on 127.0.0.0/8 is insecure by default, so one that speaks only TLS
+    with a self-signed certificate is used unverified (HTTPS first), for push and pull alike."""
+    rl.load(images, "busybox")
+    ref = f"{self_signed_registry.host}/selfsigned/busybox:1"
+    rl("push", "busybox", ref)
+    rl("rmi", "busybox")
+    rl("pull", ref)
+    assert rl("run", "--rm", ref, "echo", "unverified").out == "unverified\n"
+    declare_secure(rl, self_signed_registry.host)  # declared secure: its certificate is checked
+    r = rl("pull", ref, expect=125)
+    assert "TLS" in r.err and "certs.d" in r.err and "Traceback" not in r.err
+
+
 def test_tls_registry_with_its_ca_in_certs_d(rl, images, tls_registry):
     rl.load(images, "busybox")
     ref = f"{tls_registry.host}/secure/busybox:1"
+    declare_secure(rl, tls_registry.host)
     r = rl("push", "busybox", ref, expect=125)
     assert "TLS" in r.err and "certs.d" in r.err
     rl("push", "--tls-verify=false", "busybox", ref)  # a one-off: no verification
@@ -838,13 +866,14 @@ def test_denied_and_rate_limited_pulls_name_the_reference(bb, registry):
 
 def test_one_off_insecure_login_run_and_create(rl, images, registry, tls_registry, auth_registry):
     """--tls-verify=false on login (a plain-HTTP registry nobody listed as insecure: on loopback it
-    needs no flag either), run and create (a TLS registry whose CA is not installed)."""
+    needs no flag either), run and create (a TLS registry declared secure whose CA is not installed)."""
     rl.load(images, "busybox")
     r = rl("login", "-u", "alice", "--password-stdin", auth_registry.host, input="s3cret\n")
     assert r.out == "Login Succeeded!\n"
     r = rl("login", "--tls-verify=false", "-u", "alice", "--password-stdin", auth_registry.host, input="s3cret\n")
     assert r.out == "Login Succeeded!\n"
     ref = f"{tls_registry.host}/secure/oneoff:1"
+    declare_secure(rl, tls_registry.host)
     rl("push", "-q", "--tls-verify=false", "busybox", ref)
     r = rl("run", "--rm", ref, "true", expect=125)
     assert "TLS" in r.err

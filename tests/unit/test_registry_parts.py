@@ -194,6 +194,48 @@ def test_loopback_registries_may_answer_in_plain_http(registry, loopback):
     assert Client(registry, "x/y", insecure=True).schemes == ["https", "http"]
 
 
+@pytest.mark.parametrize("registry, listed, setting, insecure", [
+    ("127.0.0.1:5000", (), None, True), ("[::1]:5000", (), None, True), ("localhost:5000", (), None, True),
+    ("127.0.0.1:5000", (), False, False),  # its own table says secure: verified, even on the loopback
+    ("registry.example:5000", (), None, False), ("10.1.2.3:5000", (), None, False),
+    ("registry.example:5000", ("registry.example:5000",), None, True),
+    ("registry.example:5000", ("registry.example",), None, False),  # a name matches host[:port] exactly
+    ("10.1.2.3:5000", ("10.0.0.0/8",), None, True), ("10.1.2.3:5000", ("192.168.0.0/16",), None, False),
+    ("registry.example:5000", (), True, True), ("docker.io", (), None, False),
+    ("loopname.test:5000", (), None, True),  # resolves to 127.0.0.1 (below)
+    ("lan.test:5000", ("10.0.0.0/8",), None, True),  # resolves into a listed CIDR
+])
+def test_which_registries_are_insecure_as_docker_decides(monkeypatch, registry, listed, setting, insecure):
+    """moby's isSecureIndex: the registry's own setting first, then the list by name, then its
+    addresses (a name resolved) against the listed CIDRs and the loopback's."""
+    import socket
+
+    from layers.registry import is_insecure
+    names = {"loopname.test": "127.0.0.1", "lan.test": "10.9.8.7"}
+
+    def fake_getaddrinfo(host, *_a, **_k):
+        if host not in names:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (names[host], 0))]
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    assert is_insecure(registry, listed, setting) is insecure
+
+
+def test_a_loopback_registry_is_asked_over_tls_without_verification_then_plain_http():
+    """Docker's order for an insecure registry: HTTPS unverified (certs.d unread), then HTTP; a
+    secure one (its own ``insecure = false``) is verified and never asked in plain HTTP."""
+    import ssl
+
+    from layers.registry import Client
+    loop = Client("127.0.0.1:5000", "x/y")
+    assert loop.schemes == ["https", "http"]
+    ctx = loop._ssl_context()
+    assert ctx.verify_mode == ssl.CERT_NONE and not ctx.check_hostname
+    secure = Client("127.0.0.1:5000", "x/y", insecure=False)
+    assert secure.schemes == ["https"] and secure._ssl_context().verify_mode == ssl.CERT_REQUIRED
+    assert Client("registry.example:5000", "x/y")._ssl_context().verify_mode == ssl.CERT_REQUIRED
+
+
 @pytest.mark.parametrize("ref_text, status, body, message", [
     ("docker.io/library/busybox:9", 404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]},
      "manifest for busybox:9 not found: manifest unknown: manifest unknown"),

@@ -58,3 +58,43 @@ def test_timers_combine_the_soonest_and_tick_both():
     both = subreaper.combined(a, b)
     both.tick()
     assert both.timeout() == 2.0 and (a.ticks, b.ticks) == (1, 1)
+
+
+def test_a_helper_is_held_by_pidfd_until_it_is_reaped():
+    """A helper's pid stays a helper's while that process exists (a zombie too); once reaped, the
+    pid may be another process's, which is no helper."""
+    p = subprocess.Popen(["true"])
+    helpers = subreaper.HelperSet([p.pid])
+    try:
+        assert p.pid in helpers
+        while not subreaper.exited(p.pid):
+            os.sched_yield()
+        assert p.pid in helpers and list(helpers) == [p.pid]  # a zombie: still that helper
+        p.wait()
+        assert p.pid not in helpers and list(helpers) == []
+    finally:
+        helpers.close()
+
+
+def test_orphans_are_reaped_as_they_exit_but_no_status_another_part_waits_for():
+    """EndWatch.reap_orphans: an exited child that is neither PID 1, a helper, nor a child whose
+    status another part waits for (a probe) is reaped at once; those are left to their owners."""
+    pid1 = subprocess.Popen(["true"])
+    helper = subprocess.Popen(["true"])
+    probe = subprocess.Popen(["true"])
+    orphans = [subprocess.Popen(["true"]) for _ in range(3)]
+    watch = subreaper.EndWatch(pid1.pid, subreaper.HelperSet([helper.pid]))
+    watch.waited = lambda: (probe.pid,)
+    try:
+        for p in (pid1, helper, probe, *orphans):
+            while not subreaper.exited(p.pid):
+                os.sched_yield()
+        watch.reap_orphans()
+        for p in orphans:
+            assert not os.path.exists(f"/proc/{p.pid}"), "an orphan's zombie is left"
+        for p in (pid1, helper, probe):  # their status is still there for their owners
+            assert os.waitpid(p.pid, 0)[0] == p.pid
+    finally:
+        watch.helpers.close()
+        for p in orphans:
+            p.returncode = 0  # reaped here, not by Popen

@@ -84,3 +84,46 @@ def test_the_engine_executor_matches_the_builders_protocol(tmp_path):
                for line in out.splitlines() if ": error:" in line}
     assert flagged == {"LINE-NO-FETCH", "LINE-SHORT-RUN"}, out
     assert status == 1
+
+
+# the attach relay's client: the hijacked socket or a WebSocket over it, both the API's Hijacked
+_HIJACKED = """
+import socket
+
+from rootless.api.http import Hijacked
+from rootless.api.websocket import WebSocket
+
+
+def plain(s: socket.socket) -> Hijacked:
+    return s
+
+
+def over_websocket(w: WebSocket) -> Hijacked:
+    return w
+
+
+def not_a_connection(n: int) -> Hijacked:
+    return n  # LINE-NOT-ONE
+"""
+
+
+def test_both_hijacked_connections_match_the_relays_protocol(tmp_path):
+    out, status = _mypy(tmp_path, _HIJACKED)
+    lines = _HIJACKED.splitlines()
+    flagged = {lines[int(line.split(":")[1]) - 1].split("# ")[-1]
+               for line in out.splitlines() if ": error:" in line}
+    assert flagged == {"LINE-NOT-ONE"}, out
+    assert status == 1
+
+
+def test_the_api_is_type_checked_and_clean(tmp_path):
+    """`just lint`'s mypy covers rootless/api (the API's handlers, its HTTP and WebSocket code),
+    and it has no finding."""
+    import tomllib
+
+    from mypy import api
+    files = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mypy"]["files"]
+    assert "rootless/api" in files
+    out, err, status = api.run(["--config-file", str(REPO / "pyproject.toml"), "--follow-imports=silent",
+                                "--cache-dir", str(tmp_path / "mypy-cache"), str(REPO / "rootless" / "api")])
+    assert status == 0, out + err
