@@ -173,6 +173,18 @@ def test_exec_environment_user_and_workdir(bb):
     bb("rm", "-f", "lay")
 
 
+def test_exec_and_health_probes_have_the_containers_group_add(one):
+    # Docker gives every exec (and every health probe, an exec too) the container's --group-add
+    sleeper(one, "grp", "--group-add", "1234", "--group-add", "users", "--health-interval", "100ms",
+            "--health-cmd", "id -G | grep -qw 1234")
+    assert {"1234", "100"} <= set(one("exec", "grp", "id", "-G").out.split())  # users is 100 in the image
+    # exec -u: that user's own groups, then the container's
+    assert sorted(one("exec", "-u", "1000:1000", "grp", "id", "-G").out.split()) == ["100", "1000", "1234"]
+    wait_for(lambda: one("inspect", "-f", "{{.State.Health.Status}}", "grp").out.strip() == "healthy",
+             what="grp healthy")
+    one("rm", "-f", "grp")
+
+
 def test_exec_it_gives_a_terminal_and_follows_input(bb):
     sleeper(bb, "term")
     t = Pty(bb, ["exec", "-it", "term", "sh"])
