@@ -290,7 +290,7 @@ def wait(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER...")):
     """Block until containers stop, then print their exit codes."""
     from rootless.engine import containers
     for ref in containers_:
-        rec = containers.wait(ctx, containers.lookup(ctx, ref))
+        rec = containers.wait_exit(ctx, containers.lookup(ctx, ref))
         print(rec["state"].get("exit_code", 0))
 
 
