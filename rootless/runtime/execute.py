@@ -212,8 +212,11 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
     if pipes is not None:
         outputs = {pipes.out_r: 1, pipes.err_r: 2}
         stdin_pipe, pipes.in_w = pipes.in_w, -1  # the session's now
-    session = Session(ch, fwd, interactive=interactive, show_pty=True, outputs=outputs, stdin_pipe=stdin_pipe,
-                      warn=warn)
+    # -it: the end of the input ends the session, as Docker's daemon then closes an exec's terminal
+    # output and its CLI returns (0: the process was still running). Our end of the pty closes with
+    # it, so the process gets its terminal's hang-up (SIGHUP); Docker's goes on, with nobody to reach it.
+    session = Session(ch, fwd, interactive=interactive, eof_ends=tty and interactive, show_pty=True,
+                      outputs=outputs, stdin_pipe=stdin_pipe, warn=warn)
     try:
         if session.run(tty and interactive, lambda _pid: detach) != ENDED:
             return None

@@ -203,6 +203,40 @@ def test_exec_it_gives_a_terminal_and_follows_input(bb):
     bb("rm", "-f", "term")
 
 
+def test_exec_it_ends_when_its_input_ends(one):
+    # Docker's daemon closes an exec's terminal output once the client's input ended, and its CLI
+    # returns (0: the process was still running); before, the session waited for ever
+    sleeper(one, "eof")
+    master, slave = pty.openpty()  # stdin: a terminal whose other side is about to close
+    out_r, out_w = os.pipe()
+    proc = subprocess.Popen(rootless_argv() + ["exec", "-it", "eof", "sh"], env=one.env, stdin=slave,
+                            stdout=out_w, stderr=out_w, start_new_session=True)
+    os.close(slave)
+    os.close(out_w)
+    try:
+        os.write(master, b"echo $((6*7))x\n")
+        out = b""
+        deadline = time.monotonic() + 30
+        while b"42x" not in out and time.monotonic() < deadline:
+            if select.select([out_r], [], [], 1)[0]:
+                out += os.read(out_r, 65536)
+        assert b"42x" in out, out
+        os.close(master)  # the end of the CLI's input
+        master = -1
+        code = proc.wait(timeout=20)
+        while select.select([out_r], [], [], 0)[0] and (more := os.read(out_r, 65536)):
+            out += more
+        assert code == 0, out
+    finally:
+        proc.kill()
+        os.close(out_r)
+        if master >= 0:
+            os.close(master)
+    # our end of its terminal closed with the session: the shell had its terminal's hang-up
+    wait_for(lambda: "sh" not in one("exec", "eof", "ps", "-o", "args").out.split("\n"), what="the shell to go")
+    one("rm", "-f", "eof")
+
+
 def test_exec_t_without_i(one):
     sleeper(one, "tonly")
     t = Pty(one, ["exec", "-t", "tonly", "sh", "-c", "tty; stty size; test -t 0 && echo stdin-is-tty"])
