@@ -273,10 +273,12 @@ def wait(ctx: Context, req: Request, id):
         raise UsageError(f"invalid condition {condition!r}", "use not-running, next-exit or removed")
     rec = uc.lookup(ctx, id)
     req.drain()
-    if condition == "not-running" and not uc.is_running(rec):
+    # In its restart back-off a container counts as running, as Docker's State.Running says
+    live = uc.is_running(rec) or rec["state"].get("status") == "restarting"
+    if condition == "not-running" and not live:
         return 200, {"StatusCode": rec["state"].get("exit_code", 0), "Error": None}
     pending = None
-    if not uc.is_running(rec):
+    if not live:
         from rootless.runtime import keeperclient
         pending = keeperclient.register_pending(ctx.paths.pending(rec["id"]))
     # Headers now: the docker CLI starts the container once they came.
@@ -294,7 +296,7 @@ def wait(ctx: Context, req: Request, id):
 def _exit_code(ctx: Context, rec: ContainerRecord, pending) -> int:
     """The exit code of the container's current or next run."""
     if pending is None:
-        return uc.wait(ctx, rec)["state"].get("exit_code", 0)
+        return uc.wait_exit(ctx, rec)["state"].get("exit_code", 0)
     link = await_keeper(ctx, rec["id"], pending[0])
     if link is None:
         return _recorded_code(ctx, rec["id"])

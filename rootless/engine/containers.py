@@ -499,6 +499,33 @@ def wait(ctx: Context, rec: ContainerRecord, timeout: float | None = None) -> Co
         delay = min(delay * 2, 0.1)
 
 
+def wait_exit(ctx: Context, rec: ContainerRecord) -> ContainerRecord:
+    """Docker's ``wait`` (condition ``not-running``, the CLI's): as :func:`wait`, but a container in
+    its restart back-off counts as running (Docker's ``State.Running`` is true while it restarts):
+    what ends the wait is its next exit, the next run's (whether the policy restarts it again or
+    gives up) or the back-off's end by ``stop``/``kill`` (the last exit's code)."""
+    if rec["state"].get("status") == "restarting":
+        rec = _out_of_back_off(ctx, rec)
+    return wait(ctx, rec)
+
+
+def _out_of_back_off(ctx: Context, rec: ContainerRecord) -> ContainerRecord:
+    """The record once it is no longer in this back-off: running again, exited, removed, or
+    restarting after another run (a quick run may begin and end between two looks)."""
+    mark = (rec["state"].get("finished_at"), rec["state"].get("restart_count"))
+    delay = 0.005
+    while True:
+        try:
+            now = current(ctx, state.lookup(ctx.paths, rec["id"]))
+        except ContainerNotFound:  # rm -f: the wait gives the last exit's code
+            return {**rec, "state": {**rec["state"], "status": "exited"}}
+        st = now["state"]
+        if st.get("status") != "restarting" or (st.get("finished_at"), st.get("restart_count")) != mark:
+            return now
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 def _exit_from_keeper(ctx: Context, rec: ContainerRecord) -> int | None:
     """The exit code the keeper tells its attach clients at the end (None: it could not be asked,
     or it ended without saying)."""

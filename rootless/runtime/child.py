@@ -285,11 +285,11 @@ class _Keeper:
 
 def _probe_exec(plan: LaunchPlan, argv: list[str]) -> None:
     """A healthcheck probe, in the container's namespaces (``runtime.healthmonitor``): the container's user,
-    capabilities and seccomp program, as ``exec`` takes them, then exec ``argv``."""
+    capabilities, seccomp program and ``--group-add`` groups, as ``exec`` takes them, then exec ``argv``."""
     spec = plan.spec
     quiet, _other = Channel.pair()  # a single-uid map's warning was given at the start
     env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, quiet, spec.no_new_privs, spec.caps,
-                        plan.seccomp)
+                        plan.seccomp, () if plan.single_uid else tuple(getattr(spec, "group_add", None) or ()))
     exec_command(proc.find_executable(argv[0], env.get("PATH", "")), tuple(argv), env)
 
 

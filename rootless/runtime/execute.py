@@ -99,7 +99,8 @@ def run(ctx: Context, rec: ContainerRecord, argv: list[str], env: list[str], use
             os.setsid()
         return _helper(ns, ch, argv, full_env, user if user is not None else spec.get("user", ""),
                        workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize,
-                       bool(spec.get("no_new_privs")), spec.get("caps"), seccomp)
+                       bool(spec.get("no_new_privs")), spec.get("caps"), seccomp,
+                       () if single_uid else tuple(spec.get("group_add") or ()))
 
     try:
         helper, parent_end = userns.fork_child(helper_main, "exec")
@@ -151,7 +152,10 @@ class _Pipes:
 
 
 def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_uid, winsize,
-            no_new_privs: bool = False, caps=None, seccomp: bytes | None = None) -> int:
+            no_new_privs: bool = False, caps=None, seccomp: bytes | None = None,
+            group_add: tuple[str, ...] = ()) -> int:
+    """``group_add``: the container's ``--group-add``, added to the exec'd user's groups as Docker
+    adds them to every exec (none with a single-uid map: the start said so once)."""
     # Everything the process needs is imported now: inside the container's mount namespace this
     # installation's files are out of sight.
     import fcntl  # noqa: F401
@@ -169,7 +173,8 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
         try:
             os.setsid()
             _stdio(ch, tty, interactive, winsize)
-            full_env = child.take_identity(user, env, workdir, single_uid, ch, no_new_privs, caps, seccomp)
+            full_env = child.take_identity(user, env, workdir, single_uid, ch, no_new_privs, caps, seccomp,
+                                           group_add)
             from rootless.base import proc
             exe = proc.find_executable(argv[0], full_env.get("PATH", ""))
             child.exec_command(exe, tuple(argv), full_env)
@@ -207,8 +212,11 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
     if pipes is not None:
         outputs = {pipes.out_r: 1, pipes.err_r: 2}
         stdin_pipe, pipes.in_w = pipes.in_w, -1  # the session's now
-    session = Session(ch, fwd, interactive=interactive, show_pty=True, outputs=outputs, stdin_pipe=stdin_pipe,
-                      warn=warn)
+    # -it: the end of the input ends the session, as Docker's daemon then closes an exec's terminal
+    # output and its CLI returns (0: the process was still running). Our end of the pty closes with
+    # it, so the process gets its terminal's hang-up (SIGHUP); Docker's goes on, with nobody to reach it.
+    session = Session(ch, fwd, interactive=interactive, eof_ends=tty and interactive, show_pty=True,
+                      outputs=outputs, stdin_pipe=stdin_pipe, warn=warn)
     try:
         if session.run(tty and interactive, lambda _pid: detach) != ENDED:
             return None

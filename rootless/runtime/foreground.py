@@ -35,20 +35,23 @@ ENDED, DETACHED, LEFT = "ended", "detached", "left"
 class Session:
     """``interactive``: relay the CLI's stdin into the pty; ``detach_keys``: typed there, they
     leave the child running (the child is told ``detach``); ``eof_to_pty``: the end of stdin
-    is passed on as the line discipline's EOF (ctrl-d); ``show_pty``: the pty's output is
+    is passed on as the line discipline's EOF (ctrl-d); ``eof_ends``: the end of stdin ends the
+    session (``LEFT``: Docker's ``exec -t``, whose daemon closes the output once the client's input
+    ended); ``show_pty``: the pty's output is
     the CLI's to show (else the child shows it); ``outputs``: pipes whose bytes go to the CLI's
     stdout or stderr (our end -> 1 or 2); ``stdin_pipe``: the write end of the process's stdin
     pipe, fed from the CLI's stdin (the session's from now on); ``warn``: where the child's
     warnings go (the Context's ``warn``)."""
 
     def __init__(self, ch: Channel, fwd: Forwarder, *, interactive: bool, detach_keys: bytes | None = None,
-                 eof_to_pty: bool = False, show_pty: bool = False, outputs: dict[int, int] | None = None,
-                 stdin_pipe: int = -1, warn: Callable[[str], None] | None = None):
+                 eof_to_pty: bool = False, eof_ends: bool = False, show_pty: bool = False,
+                 outputs: dict[int, int] | None = None, stdin_pipe: int = -1,
+                 warn: Callable[[str], None] | None = None):
         self.ch, self.fwd = ch, fwd
         self.warn = warn
         self.interactive = interactive
         self.detach = DetachKeys(detach_keys) if detach_keys is not None else None
-        self.eof_to_pty = eof_to_pty
+        self.eof_to_pty, self.eof_ends = eof_to_pty, eof_ends
         self.show_pty = show_pty
         self.master = -1
         self.error: dict | None = None
@@ -67,7 +70,8 @@ class Session:
         """Until the child is gone or has said the end is recorded (``ENDED``), the detach keys
         were typed (``DETACHED``), or ``on_pid(pid)`` says to leave once the process exists, or
         ``on_running()`` once its command was exec'd and recorded running (a container's keeper
-        says so: ``running``) (``LEFT``). ``raw``: the CLI's terminal is in raw mode meanwhile."""
+        says so: ``running``), or stdin ended with ``eof_ends`` (``LEFT``). ``raw``: the CLI's
+        terminal is in raw mode meanwhile."""
         self.on_running = on_running
         sel = self.sel
         with RawTerminal(raw) as term:
@@ -91,6 +95,9 @@ class Session:
                             self.ch.send("detach")
                             self.detached = True
                             return DETACHED
+                        if self.eof_ends and 0 not in sel.get_map():  # stdin ended: so does the session
+                            self._stop(drain=True)
+                            return LEFT
                     elif self._from_child(term, on_pid):
                         return LEFT
         return ENDED

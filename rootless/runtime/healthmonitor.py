@@ -41,17 +41,19 @@ class Monitor:
     due, collects its output and records its result; :meth:`stop` ends it with the container.
     ``spawn(argv, out_fd)``: forks the probe (the keeper's part: the container's namespaces and
     identity), its pid, or None when it cannot run now; ``save(health, changed)``: records the
-    health (and the event when ``changed``)."""
+    health (and the event when ``changed``); ``emit(action, attributes)``: a container event. Each
+    probe is an exec to Docker, which says ``exec_create: CMD``, ``exec_start: CMD`` (with its
+    ``execID``) and ``exec_die`` (with its ``exitCode``; 137 for one killed at its timeout)."""
 
     def __init__(self, hc: dict, spawn: Callable[[list[str], int], int | None],
-                 save: Callable[[dict, bool], None]):
+                 save: Callable[[dict, bool], None], emit: Callable[[str, dict], None] | None = None):
         self.argv = probe_argv(hc) or []
         self.interval = (hc.get("Interval") or DEFAULT_INTERVAL) / SECOND
         self.probe_timeout = hc.get("Timeout") or DEFAULT_TIMEOUT
         self.start_period = (hc.get("StartPeriod") or 0) / SECOND
         self.start_interval = (hc.get("StartInterval") or DEFAULT_START_INTERVAL) / SECOND
         self.retries = hc.get("Retries") or DEFAULT_RETRIES
-        self.spawn, self.save = spawn, save
+        self.spawn, self.save, self.emit = spawn, save, emit
         self.started = time.monotonic()
         self.health = initial(hc) or {"Status": "starting", "FailingStreak": 0, "Log": []}
         self.due = self.started + self._next_interval()
@@ -76,6 +78,7 @@ class Monitor:
             result = self.probe.result(now, self.probe_timeout)
             if result is not None:
                 counts = self.probe.mono - self.started >= self.start_period
+                self._died(result["ExitCode"])
                 self.probe = None
                 self._record(result, counts)
                 self.due = time.monotonic() + self._next_interval()
@@ -83,6 +86,14 @@ class Monitor:
             self.probe = _Probe.start(self.spawn, self.argv, self.probe_timeout)
             if self.probe is None:  # the container is not ready for it (or is ending): later
                 self.due = now + self._next_interval()
+            elif self.emit is not None:
+                command = f"{self.argv[0]} {' '.join(self.argv[1:])}"  # Docker's: a space even without arguments
+                for what in ("exec_create", "exec_start"):
+                    self.emit(f"{what}: {command}", {"execID": self.probe.exec_id})
+
+    def _died(self, code: int) -> None:
+        if self.emit is not None and self.probe is not None:
+            self.emit("exec_die", {"execID": self.probe.exec_id, "exitCode": code if code >= 0 else 137})
 
     def _record(self, result: dict, counts: bool) -> None:
         h = self.health
@@ -101,6 +112,7 @@ class Monitor:
         """The container has ended: a running probe is killed; the status becomes unhealthy."""
         if self.probe is not None:
             self.probe.kill()
+            self._died(-1)
             self.probe = None
         self.health["Status"] = "unhealthy"
         self.save(self.health, False)
@@ -117,6 +129,7 @@ class _Probe:
         self.start_iso = now_iso()
         self.output = b""
         self.status: int | None = None
+        self.exec_id = os.urandom(32).hex()  # as Docker names its execs
 
     @classmethod
     def start(cls, spawn: Callable[[list[str], int], int | None], argv: list[str], timeout_ns: int) -> _Probe | None:
@@ -204,7 +217,12 @@ def keeper_monitor(hc: dict | None, paths: Paths, cid: str, root_dir: str, pid1:
         except (OSError, RootlessError):
             pass  # a full disk: the next result tries again
 
-    return Monitor(hc, lambda argv, out: _spawn_probe(pid1, root_id, argv, out, enter), save)
+    def emit(action: str, attributes: dict) -> None:
+        rec = state.read(paths, cid)
+        if rec is not None:
+            events.container(paths, action, rec["spec"], **attributes)
+
+    return Monitor(hc, lambda argv, out: _spawn_probe(pid1, root_id, argv, out, enter), save, emit)
 
 
 def _spawn_probe(pid1: int, root_id: tuple[int, int], argv: list[str], out: int,

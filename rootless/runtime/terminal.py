@@ -141,7 +141,7 @@ class RawTerminal:
 
     def __exit__(self, *exc) -> None:
         if self.saved is not None:
-            with contextlib.suppress(OSError):  # the terminal may be gone (closed window)
+            with contextlib.suppress(OSError, termios.error):  # the terminal may be gone (closed window)
                 termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
             signal.signal(signal.SIGWINCH, signal.SIG_DFL)
 

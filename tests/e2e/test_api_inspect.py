@@ -144,6 +144,14 @@ def test_group_add_gives_supplementary_groups(api, busybox):
     assert r.code != 0 and "nosuchgroup" in r.err
 
 
+def test_api_exec_has_the_containers_group_add(api):
+    cid = _create(api, {"Cmd": ["sleep", "60"], "HostConfig": {"GroupAdd": ["1234"]}})["Id"]
+    assert api.request("POST", f"/containers/{cid}/start")[0] == 204
+    assert "1234" in api.docker("exec", cid, "id", "-G").out.split()
+    assert sorted(api.docker("exec", "-u", "1000:1000", cid, "id", "-G").out.split()) == ["1000", "1234"]
+    api.docker("rm", "-f", cid)
+
+
 def test_stop_timeout_is_stops_default(api, busybox):
     busybox("run", "-d", "--name", "slow", "--stop-timeout", "1", "busybox", "sh", "-c",
             "trap '' TERM; while :; do sleep 0.1; done")

@@ -131,6 +131,20 @@ def test_exec_detach_keys_end_the_stream_and_leave_the_exec_running(api, field, 
     assert info["Running"] is True and info["ExitCode"] is None  # detached, not ended
 
 
+def test_exec_terminal_stream_ends_when_the_clients_input_ends(api):
+    # Docker: with a terminal, the end of the client's input (CloseWrite) closes the exec's output
+    api.docker("run", "-d", "--name", "c", "busybox", "sleep", "300")
+    eid = _exec(api, "c", ["cat"], Tty=True, AttachStdin=True, AttachStdout=True)
+    s = _hijack(api, f"/v1.41/exec/{eid}/start", {"Tty": True})
+    s.sendall(b"hi\n")
+    got = b""
+    while got.count(b"hi") < 2:  # the terminal's echo, then cat's
+        got += s.recv(4096)
+    s.shutdown(socket.SHUT_WR)
+    _read_all(s)  # the stream ends (before, it waited for ever: s's timeout)
+    s.close()
+
+
 def test_kill_answers_once_the_container_is_dead(api):
     """Docker's kill with SIGKILL returns when the container has stopped: inspect right after
     says so, with 137; another signal does not wait."""

@@ -173,6 +173,18 @@ def test_exec_environment_user_and_workdir(bb):
     bb("rm", "-f", "lay")
 
 
+def test_exec_and_health_probes_have_the_containers_group_add(one):
+    # Docker gives every exec (and every health probe, an exec too) the container's --group-add
+    sleeper(one, "grp", "--group-add", "1234", "--group-add", "users", "--health-interval", "100ms",
+            "--health-cmd", "id -G | grep -qw 1234")
+    assert {"1234", "100"} <= set(one("exec", "grp", "id", "-G").out.split())  # users is 100 in the image
+    # exec -u: that user's own groups, then the container's
+    assert sorted(one("exec", "-u", "1000:1000", "grp", "id", "-G").out.split()) == ["100", "1000", "1234"]
+    wait_for(lambda: one("inspect", "-f", "{{.State.Health.Status}}", "grp").out.strip() == "healthy",
+             what="grp healthy")
+    one("rm", "-f", "grp")
+
+
 def test_exec_it_gives_a_terminal_and_follows_input(bb):
     sleeper(bb, "term")
     t = Pty(bb, ["exec", "-it", "term", "sh"])
@@ -189,6 +201,40 @@ def test_exec_it_gives_a_terminal_and_follows_input(bb):
     assert status(bb, "term") == "running"
     assert "sh" not in bb("exec", "term", "ps", "-o", "args").out.split("\n")
     bb("rm", "-f", "term")
+
+
+def test_exec_it_ends_when_its_input_ends(one):
+    # Docker's daemon closes an exec's terminal output once the client's input ended, and its CLI
+    # returns (0: the process was still running); before, the session waited for ever
+    sleeper(one, "eof")
+    master, slave = pty.openpty()  # stdin: a terminal whose other side is about to close
+    out_r, out_w = os.pipe()
+    proc = subprocess.Popen(rootless_argv() + ["exec", "-it", "eof", "sh"], env=one.env, stdin=slave,
+                            stdout=out_w, stderr=out_w, start_new_session=True)
+    os.close(slave)
+    os.close(out_w)
+    try:
+        os.write(master, b"echo $((6*7))x\n")
+        out = b""
+        deadline = time.monotonic() + 30
+        while b"42x" not in out and time.monotonic() < deadline:
+            if select.select([out_r], [], [], 1)[0]:
+                out += os.read(out_r, 65536)
+        assert b"42x" in out, out
+        os.close(master)  # the end of the CLI's input
+        master = -1
+        code = proc.wait(timeout=20)
+        while select.select([out_r], [], [], 0)[0] and (more := os.read(out_r, 65536)):
+            out += more
+        assert code == 0, out
+    finally:
+        proc.kill()
+        os.close(out_r)
+        if master >= 0:
+            os.close(master)
+    # our end of its terminal closed with the session: the shell had its terminal's hang-up
+    wait_for(lambda: "sh" not in one("exec", "eof", "ps", "-o", "args").out.split("\n"), what="the shell to go")
+    one("rm", "-f", "eof")
 
 
 def test_exec_t_without_i(one):

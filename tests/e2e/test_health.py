@@ -120,6 +120,23 @@ def test_ps_filters_by_health_and_events_say_the_changes(busybox):
     assert not any(line.startswith(("wait ", "plain ")) for line in out)
 
 
+def test_each_probe_is_told_as_dockers_exec_events(busybox):
+    busybox("run", "-d", "--name", "probed", "--label", "team=a", *FAST, "--health-cmd", "exit 0",
+            "busybox", "sleep", "60")
+    wait_for(lambda: len(health(busybox, "probed").get("Log") or []) >= 2, what="two probes")
+    busybox("stop", "-t", "0", "probed")
+    fmt = "{{.Action}}|{{.Actor.Attributes.execID}}|{{.Actor.Attributes.exitCode}}|{{.Actor.Attributes.team}}"
+    rows = [line.split("|") for line in busybox(
+        "events", "--since", "0", "--until", "0s", "--filter", "container=probed", "--filter", "event=exec_create",
+        "--filter", "event=exec_start", "--filter", "event=exec_die", "--format", fmt).out.splitlines()]
+    assert rows[:3] == [["exec_create: /bin/sh -c exit 0", rows[0][1], "<no value>", "a"],
+                        ["exec_start: /bin/sh -c exit 0", rows[0][1], "<no value>", "a"],
+                        ["exec_die", rows[0][1], "0", "a"]]
+    assert len(rows[0][1]) == 64 and rows[3][1] != rows[0][1]  # one exec id per probe
+    assert busybox("events", "--since", "0", "--until", "0s", "--filter", "event=exec_die",
+                   "--filter", "container=probed", "--format", "{{.Action}}").out.split()[0] == "exec_die"
+
+
 @pytest.mark.parametrize("flags, needle", [
     (("--no-healthcheck", "--health-cmd", "true"), "--no-healthcheck conflicts"),
     (("--health-interval", "5"), "not a duration"),

@@ -125,6 +125,49 @@ def test_the_back_off_grows_between_restarts(bb):
     assert waits[-1] > waits[0]  # 100 ms first, 1.6 s before the fifth restart (order, not times)
 
 
+# runs 1 to 3 exit 3, the later ones 4 (the writable layer keeps /n from one run to the next)
+COUNTED = "n=$(cat /n 2>/dev/null || echo 0); echo $((n+1)) > /n; [ $n -ge 3 ] && exit 4; exit 3"
+
+
+def in_third_back_off(st: dict) -> bool:
+    """Between the third run's exit and the fourth run's start (a back-off of 400 ms)."""
+    return st["State"]["Restarting"] and st["RestartCount"] == 3
+
+
+def test_wait_on_a_container_in_its_back_off_waits_for_its_next_exit(bb):
+    # Docker counts a restarting container as running: `wait` ends at its next exit, with that code
+    bb("run", "-d", "--name", "flaky", "--restart", "on-failure:4", "busybox", "sh", "-c", COUNTED)
+    wait_for(lambda: in_third_back_off(inspect(bb, "flaky")), what="the third back-off")
+    assert bb("wait", "flaky").out == "4\n"  # the fourth run's, not the third's 3
+    wait_for(lambda: settled(bb, "flaky", 4), what="the policy to give up")
+    assert bb("wait", "flaky").out == "4\n"  # exited for good: at once, its last exit
+
+
+def test_wait_ends_when_stop_takes_a_container_out_of_its_back_off(bb):
+    import subprocess
+
+    from tests.conftest import rootless_argv
+    bb("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c", "exit 5")
+    wait_for(lambda: restart_count(bb, "loop") >= 3 and state(bb, "loop")["Restarting"], what="the back-off")
+    waiting = subprocess.Popen(rootless_argv() + ["wait", "loop"], env=bb.env, stdout=subprocess.PIPE, text=True)
+    try:
+        bb("stop", "loop")
+        assert waiting.communicate(timeout=30)[0] == "5\n"
+    finally:
+        waiting.kill()
+    assert status(bb, "loop") == "exited"
+
+
+def test_api_wait_on_a_container_in_its_back_off_waits_for_its_next_exit(api):
+    cid = api.docker("run", "-d", "--name", "flaky", "--restart", "on-failure:4", "busybox", "sh", "-c",
+                     COUNTED).out.strip()
+    wait_for(lambda: in_third_back_off(api.request("GET", f"/containers/{cid}/json")[1]), what="the third back-off")
+    assert api.request("POST", f"/containers/{cid}/wait")[1] == {"StatusCode": 4, "Error": None}
+    wait_for(lambda: settled(api.rl, "flaky", 4), what="the policy to give up")
+    for condition in ("not-running", ""):
+        assert api.request("POST", f"/containers/{cid}/wait?condition={condition}")[1]["StatusCode"] == 4
+
+
 def test_a_restarting_container_is_refused_by_rm_and_removed_by_rm_f(bb):
     bb("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c", "exit 1")
     wait_for(lambda: restart_count(bb, "loop") >= 4, what="a few restarts")

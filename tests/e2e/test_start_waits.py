@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.apiservice import ApiService
-from tests.conftest import inspect
+from tests.conftest import inspect, one_error
 
 pytestmark = pytest.mark.userns
 
@@ -34,6 +34,16 @@ def test_run_detached_with_a_command_not_executable_is_126(busybox):
     r = busybox("start", "later", expect=None)
     assert r.code != 0 and "executable file not found" in r.err
     assert inspect(busybox, "later")["State"]["ExitCode"] == 127
+
+
+@pytest.mark.parametrize("command, code, needle", [("no-such-command", 127, "executable file not found"),
+                                                   ("/etc/passwd", 126, "permission denied")])
+def test_start_of_a_command_that_cannot_be_exec_d_exits_1_as_dockers_start(busybox, command, code, needle):
+    # Docker's `start` (with -a too) says the daemon's error and exits 1; only `run` exits 127 or 126
+    busybox("create", "--name", "later", "busybox", command)
+    one_error(busybox("start", "later", expect=1), needle)
+    one_error(busybox("start", "-a", "later", expect=1), needle)
+    assert inspect(busybox, "later")["State"]["ExitCode"] == code  # the record keeps Docker's code
 
 
 def _record(rl, cid: str) -> dict:

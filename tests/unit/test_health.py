@@ -4,6 +4,7 @@ the image's, and the monitor's states (driven with probes that are host processe
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -167,3 +168,31 @@ def test_monitor_waits_while_the_probe_cannot_run():
     calls = []
     m, saved = _run(hc, lambda h: len(calls) >= 3, spawn=lambda argv, out: calls.append(argv))
     assert calls[0] == ["true"] and len(saved) == 1 and saved[0][0]["Log"] == []
+
+
+def test_monitor_says_each_probe_as_dockers_exec_events():
+    hc = {"Test": ["CMD-SHELL", "exit 3"], "Interval": S // 50, "Retries": 1}
+    told = []
+    m = healthmonitor.Monitor(hc, _spawn_host, lambda h, changed: None, lambda a, attrs: told.append((a, attrs)))
+    deadline = time.monotonic() + 20
+    while len(told) < 3 and time.monotonic() < deadline:
+        time.sleep(min(m.timeout(), 0.05))
+        m.tick()
+    m.stop()
+    (create, c_attrs), (start, s_attrs), (die, d_attrs) = told[:3]
+    assert (create, start, die) == ("exec_create: /bin/sh -c exit 3", "exec_start: /bin/sh -c exit 3", "exec_die")
+    assert re.fullmatch("[0-9a-f]{64}", c_attrs["execID"]) and c_attrs == s_attrs
+    assert d_attrs == {"execID": c_attrs["execID"], "exitCode": 3}
+
+
+def test_monitor_says_a_probe_killed_at_its_timeout_died_of_sigkill():
+    hc = {"Test": ["CMD-SHELL", "exec sleep 30"], "Interval": S // 50, "Timeout": S // 10, "Retries": 1}
+    told = []
+    m = healthmonitor.Monitor(hc, _spawn_host, lambda h, changed: None, lambda a, attrs: told.append((a, attrs)))
+    deadline = time.monotonic() + 20
+    while len(told) < 3 and time.monotonic() < deadline:
+        time.sleep(min(m.timeout(), 0.05))
+        m.tick()
+    m.stop()
+    assert told[0][0] == "exec_create: /bin/sh -c exec sleep 30"
+    assert told[2] == ("exec_die", {"execID": told[0][1]["execID"], "exitCode": 137})

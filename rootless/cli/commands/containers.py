@@ -195,13 +195,27 @@ def start(ctx: "Context", containers_: list[str] = Arg(None, metavar="CONTAINER.
     for ref in containers_:
         rec = containers.lookup(ctx, ref)
         if attach:
-            code = containers.start(ctx, rec, attached=True, stdin=interactive)
+            code = _start_as_docker(ctx, rec, attached=True, stdin=interactive)
         elif not containers.is_running(rec) and rec["state"]["status"] != "restarting":
-            containers.start(ctx, rec, attached=False)
+            _start_as_docker(ctx, rec, attached=False)
             print(ref)
         else:
             print(ref)
     return code
+
+
+def _start_as_docker(ctx: "Context", rec, **how):
+    """``containers.start``'s result; a command that cannot be exec'd fails it with 1, not 127 or 126: Docker's
+    ``start`` (with or without ``-a``) says the daemon's error and exits 1, only ``run`` exits 127/126."""
+    from rootless.base.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RootlessError
+    from rootless.engine import containers
+    try:
+        return containers.start(ctx, rec, **how)
+    except RootlessError as e:
+        if e.exit_code not in (EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE):
+            raise
+        e.exit_code = 1
+        raise
 
 
 def _each(ctx: "Context", refs: list[str], action) -> int:
@@ -290,7 +304,7 @@ def wait(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER...")):
     """Block until containers stop, then print their exit codes."""
     from rootless.engine import containers
     for ref in containers_:
-        rec = containers.wait(ctx, containers.lookup(ctx, ref))
+        rec = containers.wait_exit(ctx, containers.lookup(ctx, ref))
         print(rec["state"].get("exit_code", 0))
 
 
