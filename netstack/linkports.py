@@ -22,6 +22,7 @@ import time
 
 PERIOD = 1.0  # seconds between two looks at a member's sockets
 MIN_GAP = 0.1  # a DNS query looks again, but not more often than this
+MAX_PORTS = 256  # ports followed per member: a member cannot push its fellows' relays out of descriptors
 _TCP_LISTEN = "0A"
 _UDP_UNCONNECTED = "07"
 
@@ -37,14 +38,20 @@ def _loopback(addr: bytes) -> bool:
     return addr == b"\0" * 15 + b"\1" or (addr[:12] == b"\0" * 10 + b"\xff\xff" and addr[12] == 127)
 
 
-def parse(text: str, proto: str) -> set[tuple[int, str]]:
-    """``(port, proto)`` of the sockets of one /proc/net/{tcp,tcp6,udp,udp6} text that a fellow
-    member can reach: TCP listening, UDP bound and unconnected; not on loopback only."""
+def parse(lines, proto: str) -> set[tuple[int, str]]:
+    """``(port, proto)`` of the sockets of one /proc/net/{tcp,tcp6,udp,udp6} text (its lines) that
+    a fellow member can reach: TCP listening, UDP bound and unconnected; not on loopback only.
+    The kernel lists a namespace's TCP listeners before its connections, so a TCP text is read
+    only up to its first connection: thousands of them cost a look nothing."""
     want = _TCP_LISTEN if proto == "tcp" else _UDP_UNCONNECTED
     out = set()
-    for line in text.splitlines()[1:]:
+    for n, line in enumerate(lines):
         fields = line.split()
-        if len(fields) < 4 or fields[3] != want:
+        if not n or len(fields) < 4:
+            continue  # the header
+        if fields[3] != want:
+            if proto == "tcp":
+                break
             continue
         local, _, port = fields[1].partition(":")
         remote = fields[2].partition(":")[0]
@@ -55,12 +62,14 @@ def parse(text: str, proto: str) -> set[tuple[int, str]]:
         except ValueError:
             continue
         out.add((num, proto))
+        if len(out) >= MAX_PORTS:
+            break
     return out
 
 
 def listening(proc_fd: int) -> set[tuple[int, str]]:
     """The reachable ports of the network namespace of the process whose /proc directory is
-    ``proc_fd``; OSError once that process has gone."""
+    ``proc_fd`` (at most ``MAX_PORTS`` of each file); OSError once that process has gone."""
     out: set[tuple[int, str]] = set()
     for name, proto in (("tcp", "tcp"), ("tcp6", "tcp"), ("udp", "udp"), ("udp6", "udp")):
         try:
@@ -70,7 +79,7 @@ def listening(proc_fd: int) -> set[tuple[int, str]]:
                 continue  # no IPv6 in that kernel
             raise
         with open(fd, encoding="ascii", errors="replace") as f:
-            out |= parse(f.read(), proto)
+            out |= parse(f, proto)
     return out
 
 
@@ -121,7 +130,7 @@ class Follower:
             found: set[tuple[int, str]] = set()
         else:
             try:
-                found = listening(self.proc_fd) - self.fixed
+                found = set(sorted(listening(self.proc_fd) - self.fixed)[:MAX_PORTS])
             except OSError:  # the member has stopped: its ports lead nowhere
                 self._drop_proc()
                 found = set()

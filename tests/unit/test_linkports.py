@@ -42,7 +42,15 @@ def v6(addr: str, port: int) -> str:
     ("garbage line\n", "tcp", set()),
 ])
 def test_parse(text, proto, want):
-    assert linkports.parse(HEAD + text, proto) == want
+    assert linkports.parse((HEAD + text).splitlines(), proto) == want
+
+
+def test_parse_reads_tcp_up_to_the_first_connection_and_at_most_max_ports():
+    listen, conn = line(v4("0.0.0.0", 80), v4("0.0.0.0", 0), "0A"), line(v4("10.0.2.100", 1), v4("1.2.3.4", 5), "01")
+    late = line(v4("0.0.0.0", 81), v4("0.0.0.0", 0), "0A")
+    assert linkports.parse((HEAD + listen + conn + late).splitlines(), "tcp") == {(80, "tcp")}
+    many = "".join(line(v4("0.0.0.0", p), v4("0.0.0.0", 0), "0A") for p in range(1000, 2000))
+    assert len(linkports.parse((HEAD + many).splitlines(), "tcp")) == linkports.MAX_PORTS
 
 
 def test_listening_reads_a_live_namespace_and_fails_once_the_process_has_gone():
