@@ -159,7 +159,8 @@ class Follower:
 
 class Followers:
     """A relay's followers, by the member's id, and the timer that refreshes them. ``locate(cid)``:
-    the member's keeper now (0: not running), asked when a follower has lost its member."""
+    the member's keeper now (0: not running, None: removed, its follower dropped), asked when a
+    follower has lost its member."""
 
     def __init__(self, relay, locate=None):
         self.relay, self.locate = relay, locate
@@ -188,10 +189,15 @@ class Followers:
         if now < self.next:
             return
         self.next = now + PERIOD
-        for cid, f in self.by_cid.items():
+        for cid, f in list(self.by_cid.items()):
             if f.proc_fd is None and self.locate is not None:
                 try:
-                    f.follow(self.locate(cid) or 0)
+                    keeper = self.locate(cid)
                 except Exception:  # noqa: BLE001  # a damaged record must not end the relay
-                    pass
+                    keeper = 0
+                if keeper is None:  # removed: nothing to follow any more
+                    del self.by_cid[cid]
+                    f.close()
+                    continue
+                f.follow(keeper)
             f.refresh(now)

@@ -245,13 +245,15 @@ def member_finder(paths, cid: str, own_ip: str | None):
 
 def keeper_locator(paths):
     """``netstack.linkports.Followers``'s ``locate``, run in the relay: a member's keeper if it
-    runs now (its record only read), else 0."""
+    runs now (its record only read), 0 if it does not, None once it is removed."""
 
-    def locate(cid: str) -> int:
+    def locate(cid: str) -> int | None:
         from rootless.runtime import records, state  # only once a member has stopped: the relay stays small
         rec = state.read(paths, cid)
-        st = (rec or {}).get("state") or {}
-        if rec and records.is_running(rec) and records.alive(st.get("keeper", 0), st.get("keeper_start", "")):
+        if rec is None:
+            return None
+        st = rec.get("state") or {}
+        if records.is_running(rec) and records.alive(st.get("keeper", 0), st.get("keeper_start", "")):
             return _keeper(rec)
         return 0
 

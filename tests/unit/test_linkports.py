@@ -138,3 +138,12 @@ def test_a_follower_whose_member_has_gone_closes_its_listeners_and_finds_it_agai
     followers.sweep(11.0)  # its next look asks where it runs now
     assert located == ["c" * 64] and f.keeper == os.getpid() and f.proc_fd is not None
     f.close()
+
+
+def test_a_removed_member_is_no_longer_followed():
+    relay = FakeRelay()
+    followers = linkports.Followers(relay, lambda cid: None)
+    f = followers.add("c" * 64, linkports.Follower(relay, "/run/x", (), lambda ports: [], 0))
+    f.have[(3000, "tcp")] = relay.link(socket.socket(), "/run/x", 3000, "tcp")
+    followers.sweep(10.0)
+    assert followers.by_cid == {} and relay.linked == {}
