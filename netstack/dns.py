@@ -35,13 +35,15 @@ class LinkBook:
     """The links of one container by the linked container's id: those made at the start, then
     those made on demand in the link namespace (``ns_fd``) for members that started later.
     ``followers`` (``netstack.linkports.Followers``): the members whose listening ports are
-    followed; a query for one looks at them again, a member linked here is followed from then on."""
+    followed; a query for one looks at them again, a member linked here is followed from then on
+    (without them, ``locate`` makes them at the first such link: a relay that links no member
+    never loads ``netstack.linkports``)."""
 
-    def __init__(self, relay, ns_fd: int | None, existing: dict[str, str], followers=None):
+    def __init__(self, relay, ns_fd: int | None, existing: dict[str, str], followers=None, locate=None):
         self.relay, self.ns_fd = relay, ns_fd
         self.by_cid = dict(existing)
         self.next = len(existing)
-        self.followers = followers
+        self.followers, self.locate = followers, locate
 
     def address(self, cid: str, door_dir: str, ports: tuple[str, ...], keeper: int = 0) -> str | None:
         have = self.by_cid.get(cid)
@@ -61,8 +63,10 @@ class LinkBook:
         for sock, port, proto in listeners:
             self.relay.link(sock, door_dir, port, proto)
         self.by_cid[cid] = links.address(index)
-        if self.followers is not None and keeper:
+        if keeper and (self.followers is not None or self.locate is not None):
             from netstack import linkports
+            if self.followers is None:
+                self.followers = linkports.Followers(self.relay, self.locate)
             ns_fd, addr = self.ns_fd, links.address(index)
             follower = linkports.Follower(self.relay, door_dir, ports, lambda more: links.listen_in(ns_fd, addr, more),
                                           keeper)

@@ -399,8 +399,8 @@ def _start_relay(plan: LaunchPlan, link_listeners: list, link_ns: list[int], war
 
 def _followers(r, plan: LaunchPlan, follow: list, link_ns: int | None):
     """The fellow members whose listening ports the links follow (``netstack.linkports``); None
-    without a link namespace."""
-    if link_ns is None:
+    without a link namespace or a member linked at the start (the DNS server makes them then)."""
+    if link_ns is None or not follow:
         return None
     from netstack import linkports, links
     from rootless.runtime import network
@@ -419,7 +419,8 @@ def _serve_dns(r, plan: LaunchPlan, socks: tuple, link_ns: int | None, followers
     from rootless.runtime import network
     net = plan.net
     own_ip = net.target_ip if net.kind == "slirp4netns" else None
-    book = dns.LinkBook(r, link_ns, {link.cid: link.address for link in net.links}, followers)
+    book = dns.LinkBook(r, link_ns, {link.cid: link.address for link in net.links}, followers,
+                        network.keeper_locator(plan.paths))
     server = dns.Server(r, network.member_finder(plan.paths, plan.spec.id, own_ip), book, net.dns or ())
     server.listen(*socks)
 
