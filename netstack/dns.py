@@ -5,8 +5,9 @@ own), on 127.0.0.11:53 in the container's network namespace, UDP and TCP. A name
 of ``find`` (the caller's view of the network's members *now*: a name, short id, alias or
 endpoint link alias of a running fellow member); a member gets the address of its link in the
 link namespace (``netstack.links``), and a member that started after this container gets one
-there and then: an address and listeners on its exposed ports, whose clients go through its door,
-as the links made at the start. Every other name is forwarded, as it came, to the upstream
+there and then: an address and listeners on its exposed ports and on the ports it listens on
+(``netstack.linkports``, looked at again at each query for it), whose clients go through its
+door, as the links made at the start. Every other name is forwarded, as it came, to the upstream
 resolvers (slirp4netns's, or ``--dns``), and their answer is passed back as it is.
 """
 
@@ -32,16 +33,23 @@ MAX_TCP_OUT = 1 << 20  # answers a TCP client does not read: past this the conne
 
 class LinkBook:
     """The links of one container by the linked container's id: those made at the start, then
-    those made on demand in the link namespace (``ns_fd``) for members that started later."""
+    those made on demand in the link namespace (``ns_fd``) for members that started later.
+    ``followers`` (``netstack.linkports.Followers``): the members whose listening ports are
+    followed; a query for one looks at them again, a member linked here is followed from then on
+    (without them, ``locate`` makes them at the first such link: a relay that links no member
+    never loads ``netstack.linkports``)."""
 
-    def __init__(self, relay, ns_fd: int | None, existing: dict[str, str]):
+    def __init__(self, relay, ns_fd: int | None, existing: dict[str, str], followers=None, locate=None):
         self.relay, self.ns_fd = relay, ns_fd
         self.by_cid = dict(existing)
         self.next = len(existing)
+        self.followers, self.locate = followers, locate
 
-    def address(self, cid: str, door_dir: str, ports: tuple[str, ...]) -> str | None:
+    def address(self, cid: str, door_dir: str, ports: tuple[str, ...], keeper: int = 0) -> str | None:
         have = self.by_cid.get(cid)
         if have or self.ns_fd is None:
+            if have and self.followers is not None:
+                self.followers.touch(cid, keeper or None)
             return have
         from netstack import links
         if self.next >= links.MAX_LINKS:
@@ -55,6 +63,14 @@ class LinkBook:
         for sock, port, proto in listeners:
             self.relay.link(sock, door_dir, port, proto)
         self.by_cid[cid] = links.address(index)
+        if keeper and (self.followers is not None or self.locate is not None):
+            from netstack import linkports
+            if self.followers is None:
+                self.followers = linkports.Followers(self.relay, self.locate)
+            ns_fd, addr = self.ns_fd, links.address(index)
+            follower = linkports.Follower(self.relay, door_dir, ports, lambda more: links.listen_in(ns_fd, addr, more),
+                                          keeper)
+            self.followers.add(cid, follower).refresh()
         return self.by_cid[cid]
 
 
@@ -62,7 +78,7 @@ class Server:
     """Answers queries for ``find``'s names and forwards the others to ``upstreams``.
 
     ``find(name)``: None (not a member's name), an address (the container's own names), or
-    ``(cid, door_dir, ports)`` of the running member it names."""
+    ``(cid, door_dir, ports[, keeper])`` of the running member it names."""
 
     def __init__(self, relay, find, book: LinkBook | None, upstreams: tuple[str, ...], upstream_port: int = PORT):
         self.relay, self.find, self.book = relay, find, book
@@ -102,8 +118,8 @@ class Server:
             return [found]
         if self.book is None:
             return None
-        cid, door_dir, ports = found
-        addr = self.book.address(cid, door_dir, tuple(ports))
+        cid, door_dir, ports, *keeper = found
+        addr = self.book.address(cid, door_dir, tuple(ports), *keeper)
         return [addr] if addr else []
 
     def handle(self, data: bytes, reply, size: int | None) -> None:

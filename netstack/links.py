@@ -4,8 +4,10 @@ A linking container gets a second, private network namespace (the *link namespac
 to its own by a veth pair: ``links0`` with 10.0.3.254/24 on the container's side, and on the
 other side one address per link, 10.0.3.2, 10.0.3.3, ... The link's sockets live there, so
 they never take a port from the container's own programs. Each TCP client they accept (each
-UDP client's flow) is sent through the linked container's door (see ``netstack.relay``), which joins it to the port
-inside that container. No bridge, no NAT, nothing on the host's network. A member of a
+UDP client's flow) is sent through the linked container's door (see ``netstack.relay``), which
+joins it to the port inside that container. A fellow member's link listens on its exposed ports
+and on every port its programs listen on, followed while the link lives (``netstack.linkports``).
+No bridge, no NAT, nothing on the host's network. A member of a
 user-defined network gets the namespace even with no link at its start: its DNS server
 (``netstack.dns``) adds links there (``add``) for members that start later.
 """
@@ -37,6 +39,8 @@ class LinkPlan(KeywordRecord):
     aliases: tuple[str, ...] = ()  # more names for it (its aliases on a user-defined network)
     # a ``--link`` (Docker's link variables), not a fellow member of a user-defined network (names only)
     legacy: bool = True
+    # a fellow member's keeper: the ports it listens on are reached too (``netstack.linkports``); 0: exposed ports only
+    keeper: int = 0
 
 
 def address(index: int) -> str:
@@ -118,7 +122,7 @@ def setup(links, hold: list[int] | None = None) -> list[tuple[socket.socket, str
                 listeners = []
                 for link in links:
                     listeners += [(s, link.door_dir, port, proto)
-                                  for s, port, proto in _listen(link.address, link.ports)]
+                                  for s, port, proto in _listen(link.address, link.ports + _listened(link))]
             finally:
                 ctl.close()
                 if hold is None:
@@ -132,6 +136,22 @@ def setup(links, hold: list[int] | None = None) -> list[tuple[socket.socket, str
         nl.close()
         ctl_own.close()
     return listeners
+
+
+def _listened(link: LinkPlan) -> tuple[str, ...]:
+    """The ports a fellow member listens on now beyond its exposed ones ("3000/tcp")."""
+    from netstack import linkports
+    fd = linkports.open_proc(link.keeper)
+    if fd is None:
+        return ()
+    try:
+        found = linkports.listening(fd)
+    except OSError:
+        return ()
+    finally:
+        os.close(fd)
+    fixed = set(link.ports)
+    return tuple(p for p in (f"{n}/{proto}" for n, proto in sorted(found)) if p not in fixed)
 
 
 def _listen(addr: str, ports) -> list[tuple[socket.socket, int, str]]:
@@ -152,6 +172,28 @@ def _listen(addr: str, ports) -> list[tuple[socket.socket, int, str]]:
             s.close()
         raise
     return out
+
+
+def listen_in(ns_fd: int, addr: str, ports) -> list[tuple[socket.socket, int, str]]:
+    """Listeners on ``addr`` in the link namespace ``ns_fd`` for more ``ports`` ("3000/tcp"),
+    ``(socket, port, proto)``; a port that cannot be bound is left out. Returns in the caller's
+    namespace."""
+    from rootless.base import syscalls
+    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.setns(ns_fd, syscalls.CLONE_NEWNET)
+        try:
+            out = []
+            for p in ports:
+                try:
+                    out += _listen(addr, (p,))
+                except OSError:
+                    pass
+            return out
+        finally:
+            syscalls.setns(own, syscalls.CLONE_NEWNET)
+    finally:
+        os.close(own)
 
 
 def add(ns_fd: int, index: int, ports) -> list[tuple[socket.socket, int, str]]:

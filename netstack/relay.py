@@ -15,7 +15,8 @@ It runs in the container's network namespace and holds sockets created elsewhere
   container's relay sends an accepted client socket through it (SCM_RIGHTS) with the port it
   wants; it is joined to that port here, as a published port's client would be.
 - *link listeners*: sockets in the linking container's link namespace; their clients are sent
-  through the linked container's door.
+  through the linked container's door. A fellow network member's follow the ports it listens on
+  (``netstack.linkports``: added and closed, ``link``/``unlink``, by a timer of this loop).
 - the *DNS server* of a container on a user-defined network (``netstack.dns``), which adds link
   listeners as members that started later are asked for.
 """
@@ -577,11 +578,22 @@ class Relay:
         else:
             _UdpPort(self, sock, (self.target_ip, port))
 
-    def link(self, sock: socket.socket, door_dir: str, port: int, proto: str = "tcp") -> None:
+    def link(self, sock: socket.socket, door_dir: str, port: int, proto: str = "tcp"):
+        """Serve a link's socket; the handler, for ``unlink``."""
         if proto == "tcp":
-            _LinkPort(self, sock, door_dir, port)
-        else:
-            _LinkUdpPort(self, sock, door_dir, port)
+            return _LinkPort(self, sock, door_dir, port)
+        return _LinkUdpPort(self, sock, door_dir, port)
+
+    def unlink(self, handler) -> None:
+        """Close a link's socket (nothing listens on its port any more): new clients are refused;
+        the connections it made go on, its UDP flows end."""
+        if isinstance(handler, _UdpFlows):
+            for addr in list(handler.flows):
+                handler._close(addr)
+            if handler in self.udp:
+                self.udp.remove(handler)
+        self.unwatch(handler.sock)
+        handler.sock.close()
 
     def door(self, sock: socket.socket) -> None:
         _Door(self, sock)

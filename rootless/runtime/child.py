@@ -364,7 +364,8 @@ def _start_relay(plan: LaunchPlan, link_listeners: list, link_ns: list[int], war
             warn(f"no DNS server on {dns.ADDRESS}:{dns.PORT} ({e.strerror}): the network's members resolve only "
                  "through /etc/hosts, as it was when the container started")
         socks += dns_socks
-    keep_fds = set(link_ns[:1]) if net.dns is not None else set()
+    follow = [link for link in net.links if link.keeper]
+    keep_fds = set(link_ns[:1]) if net.dns is not None or follow else set()
     stop_r, stop_w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -377,12 +378,16 @@ def _start_relay(plan: LaunchPlan, link_listeners: list, link_ns: list[int], war
             for b in net.bound:
                 if b.sock is not None:
                     r.publish(b.sock, b.proto, b.container_port)
+            followers = _followers(r, plan, follow, link_ns[0] if link_ns else None)
+            by_door = {link.door_dir: followers.by_cid.get(link.cid) for link in follow} if followers else {}
             for s, door_dir, port, proto in link_listeners:
-                r.link(s, door_dir, port, proto)
+                f = by_door.get(door_dir)
+                if f is None or not f.adopt(s, port, proto):
+                    r.link(s, door_dir, port, proto)
             if door:
                 r.door(door)
             if dns_socks:
-                _serve_dns(r, plan, dns_socks, link_ns[0] if link_ns else None)
+                _serve_dns(r, plan, dns_socks, link_ns[0] if link_ns else None, followers)
             r.run(stop_r)
         finally:
             os._exit(0)
@@ -392,14 +397,30 @@ def _start_relay(plan: LaunchPlan, link_listeners: list, link_ns: list[int], war
     return pid, stop_w
 
 
-def _serve_dns(r, plan: LaunchPlan, socks: tuple, link_ns: int | None) -> None:
+def _followers(r, plan: LaunchPlan, follow: list, link_ns: int | None):
+    """The fellow members whose listening ports the links follow (``netstack.linkports``); None
+    without a link namespace or a member linked at the start (the DNS server makes them then)."""
+    if link_ns is None or not follow:
+        return None
+    from netstack import linkports, links
+    from rootless.runtime import network
+    followers = linkports.Followers(r, network.keeper_locator(plan.paths))
+    for link in follow:
+        followers.add(link.cid, linkports.Follower(
+            r, link.door_dir, link.ports, lambda more, addr=link.address: links.listen_in(link_ns, addr, more),
+            link.keeper))
+    return followers
+
+
+def _serve_dns(r, plan: LaunchPlan, socks: tuple, link_ns: int | None, followers=None) -> None:
     """The relay's DNS server: names looked up in the records at each query (``network.member_finder``);
     a member without a link yet gets one in the link namespace."""
     from netstack import dns
     from rootless.runtime import network
     net = plan.net
     own_ip = net.target_ip if net.kind == "slirp4netns" else None
-    book = dns.LinkBook(r, link_ns, {link.cid: link.address for link in net.links})
+    book = dns.LinkBook(r, link_ns, {link.cid: link.address for link in net.links}, followers,
+                        network.keeper_locator(plan.paths))
     server = dns.Server(r, network.member_finder(plan.paths, plan.spec.id, own_ip), book, net.dns or ())
     server.listen(*socks)
 

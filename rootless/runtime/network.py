@@ -74,8 +74,8 @@ def prepare(ctx: Context, spec: ContainerSpec) -> NetPlan:
     if spec.networks:  # Docker's embedded DNS server, for user-defined networks only
         dns = tuple(spec.dns) or ((slirp.addresses(mode.options).dns,) if mode.kind == "slirp4netns" else ())
     return NetPlan(kind=mode.kind, options=mode.options, features=features, bound=bound, links=links,
-                   door=bool(spec.exposed or spec.ports), target_ip=target_ip, handler=handler, mac=spec.mac,
-                   dns=dns)
+                   door=bool(spec.exposed or spec.ports or spec.networks), target_ip=target_ip, handler=handler,
+                   mac=spec.mac, dns=dns)
 
 
 def _mappings(spec):
@@ -143,7 +143,8 @@ def _links(ctx: Context, spec: ContainerSpec) -> list[LinkPlan]:
         aliases = tuple(dict.fromkeys(aliases + linked.get(rec["name"], ()) + linked.get(rec["id"], ())))
         if rec["id"] in by_id:  # linked as well: one address, every name
             n = by_id[rec["id"]]
-            out[n] = out[n]._replace(aliases=tuple(dict.fromkeys(out[n].aliases + aliases)))
+            out[n] = out[n]._replace(aliases=tuple(dict.fromkeys(out[n].aliases + aliases)),
+                                     keeper=_keeper(rec))
             continue
         if len(out) >= MAX_LINKS:
             ctx.warn(f"more than {MAX_LINKS} containers to reach by name: {rec['name']} and the next are left out")
@@ -151,8 +152,12 @@ def _links(ctx: Context, spec: ContainerSpec) -> list[LinkPlan]:
         by_id[rec["id"]] = len(out)
         out.append(links.LinkPlan(address=links.address(len(out)), alias=rec["name"], name=rec["name"], cid=rec["id"],
                                   door_dir=ctx.paths.run_dir(rec["id"]), ports=tuple(rec["spec"].get("exposed", ())),
-                                  env=(), aliases=aliases, legacy=False))
+                                  env=(), aliases=aliases, legacy=False, keeper=_keeper(rec)))
     return out
+
+
+def _keeper(rec: ContainerRecord) -> int:
+    return int((rec.get("state") or {}).get("keeper") or 0)
 
 
 MAX_LINKS = 252  # 10.0.3.2 to 10.0.3.253 (10.0.3.254 is the container's side)
@@ -202,7 +207,7 @@ def member_finder(paths, cid: str, own_ip: str | None):
     query: a name (case aside) of this container, its own address; a name, short id, alias or
     endpoint link alias of a running fellow member on its user-defined networks as they are now
     (``network connect``/``disconnect`` count at once), ``(id, runtime directory, exposed
-    ports)``, the oldest member first; else None. Records are only read (their files are
+    ports, keeper)``, the oldest member first; else None. Records are only read (their files are
     replaced whole), never reconciled from here."""
     from rootless.runtime import records, state
 
@@ -232,10 +237,27 @@ def member_finder(paths, cid: str, own_ip: str | None):
                 continue
             st = rec.get("state") or {}
             if records.is_running(rec) and records.alive(st.get("keeper", 0), st.get("keeper_start", "")):
-                return rec["id"], paths.run_dir(rec["id"]), tuple(rec["spec"].get("exposed", ()))
+                return rec["id"], paths.run_dir(rec["id"]), tuple(rec["spec"].get("exposed", ())), _keeper(rec)
         return None
 
     return find
+
+
+def keeper_locator(paths):
+    """``netstack.linkports.Followers``'s ``locate``, run in the relay: a member's keeper if it
+    runs now (its record only read), 0 if it does not, None once it is removed."""
+
+    def locate(cid: str) -> int | None:
+        from rootless.runtime import records, state  # only once a member has stopped: the relay stays small
+        rec = state.read(paths, cid)
+        if rec is None:
+            return None
+        st = rec.get("state") or {}
+        if records.is_running(rec) and records.alive(st.get("keeper", 0), st.get("keeper_start", "")):
+            return _keeper(rec)
+        return 0
+
+    return locate
 
 
 def _network_names(paths, nids) -> set[str]:

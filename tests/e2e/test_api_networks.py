@@ -121,3 +121,14 @@ def test_an_endpoints_links_give_the_member_another_name(api):
     ep = api.request("GET", "/containers/down/json")[1]["NetworkSettings"]["Networks"]["app"]
     assert ep["Links"] == ["upstream:bar"]
     api.docker("rm", "-f", "upstream", "down")
+
+
+def test_a_members_unexposed_port_is_reached_through_the_docker_cli(api):
+    """A Compose-like service with no EXPOSE (``node server.js`` on 3000): its fellows reach it."""
+    api.docker("network", "create", "app")
+    api.docker("run", "-d", "--name", "svc", "--network", "app", "busybox", "sh", "-c",
+               "mkdir -p /www && echo svc > /www/index.html && exec httpd -f -p 3000 -h /www")
+    r = api.docker("run", "--rm", "--network", "app", "busybox", "sh", "-c",
+                   "for i in $(seq 1 50); do wget -qO- http://svc:3000/ 2>/dev/null && exit 0; sleep 0.1; done; exit 1")
+    assert r.out == "svc\n"
+    api.docker("rm", "-f", "svc")
