@@ -382,10 +382,13 @@ class Placement:
         """Ask the user's systemd for the scope now (right after the keeper's fork): it works on it
         while the id maps are written; :meth:`adopt` takes the answer."""
         env = _user_bus_env()
-        addr = env["DBUS_SESSION_BUS_ADDRESS"] if env is not None else ""
-        if addr.startswith("unix:path="):  # else (an abstract socket, ...) busctl asks in adopt
-            from rootless.runtime import userbus
-            self.request = userbus.ScopeRequest(addr[len("unix:path="):].split(",")[0], self.unit, keeper)
+        from rootless.runtime import userbus
+        bus = userbus.path_of(env["DBUS_SESSION_BUS_ADDRESS"]) if env is not None else None
+        if bus is not None:  # else (an abstract socket, ...) busctl asks in adopt
+            try:
+                self.request = userbus.ScopeRequest(bus, self.unit, keeper)
+            except OSError:
+                self.request = None  # no socket to be had: adopt asks with busctl
 
     def adopt(self, keeper: int) -> str | None:
         """Put the keeper in the container's cgroup; that cgroup's path. Without limits a failure
@@ -510,6 +513,10 @@ def attach(scope: str, pid: int) -> bool:
     env = _user_bus_env()
     if not unit.endswith(".scope") or env is None:
         return False
+    from rootless.runtime import userbus
+    bus = userbus.path_of(env["DBUS_SESSION_BUS_ADDRESS"])
+    if bus is not None and userbus.attach(bus, unit, "/ctr", pid):  # no busctl to start
+        return True
     from rootless.base import proc
     if not proc.which("busctl"):
         return False

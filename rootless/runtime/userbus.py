@@ -4,7 +4,8 @@ transient scope costs one round trip on the user bus, not a helper process.
 Only what :mod:`rootless.runtime.cgroups` needs: :class:`ScopeRequest` sends ``Hello`` and
 ``StartTransientUnit(NAME, "fail", [PIDs, Delegate, CollectMode], [])`` in one write right after
 the keeper is forked (the authentication pipelined, as sd-bus does) and reads the answer later,
-so the manager works while the CLI writes the id maps. The wire format is the D-Bus
+so the manager works while the CLI writes the id maps; :func:`attach` puts an ``exec``'s process
+in the container's ``ctr`` (``AttachProcessesToUnit``). The wire format is the D-Bus
 specification's (little-endian messages, ``AUTH EXTERNAL`` with this uid).
 """
 
@@ -141,28 +142,35 @@ def reply_of(buf: bytes, serial: int) -> tuple[int | None, int]:
     return None, at
 
 
-class ScopeRequest:
-    """``StartTransientUnit`` of scope ``name`` for ``pid``, sent at once (:meth:`answer` reads
-    the result). Any failure (no bus, refused authentication) makes :attr:`sock` None."""
+def attach_body(unit: str, subcgroup: str, pid: int) -> bytes:
+    """``AttachProcessesToUnit``'s arguments (``ssau``)."""
+    b = _Out()
+    b.string(unit)
+    b.string(subcgroup)
+    b.array(4, lambda: b.u32(pid))
+    return bytes(b.b)
+
+
+class Call:
+    """A method call of systemd's manager on the user bus at ``bus_path``, sent at once
+    (:meth:`answer` reads the result). Any failure (no bus, refused authentication) makes
+    :attr:`sock` None."""
 
     CALL = 2
 
-    def __init__(self, bus_path: str, name: str, pid: int):
+    def __init__(self, bus_path: str, member: str, signature: str, body: bytes):
         import socket
         self.sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.pending = b""
         try:
             self.sock.settimeout(10)
             self.sock.connect(bus_path)
             auth = b"\0AUTH EXTERNAL " + str(os.getuid()).encode().hex().encode() + b"\r\nBEGIN\r\n"
-            self.sock.sendall(auth + message(1, DBUS, "Hello")
-                              + message(self.CALL, SYSTEMD, "StartTransientUnit", "ssa(sv)a(sa(sv))",
-                                        start_transient_scope_body(name, pid)))
+            self.sock.sendall(auth + message(1, DBUS, "Hello") + message(self.CALL, SYSTEMD, member, signature, body))
         except OSError:
             self.close()
 
     def answer(self) -> bool:
-        """Whether systemd took the request (the scope's start job is queued)."""
+        """Whether systemd answered the call without an error."""
         if self.sock is None:
             return False
         try:
@@ -192,3 +200,20 @@ class ScopeRequest:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+class ScopeRequest(Call):
+    """``StartTransientUnit`` of scope ``name`` for ``pid`` (answered once its start job is queued)."""
+
+    def __init__(self, bus_path: str, name: str, pid: int):
+        super().__init__(bus_path, "StartTransientUnit", "ssa(sv)a(sa(sv))", start_transient_scope_body(name, pid))
+
+
+def attach(bus_path: str, unit: str, subcgroup: str, pid: int) -> bool:
+    """``AttachProcessesToUnit``: ``pid`` into ``subcgroup`` of ``unit``; whether it was done."""
+    return Call(bus_path, "AttachProcessesToUnit", "ssau", attach_body(unit, subcgroup, pid)).answer()
+
+
+def path_of(address: str) -> str | None:
+    """The socket path of a bus address ``unix:path=...`` (None: another kind)."""
+    return address[len("unix:path="):].split(",")[0] if address.startswith("unix:path=") else None

@@ -49,23 +49,32 @@ def test_a_scope_request_is_a_well_formed_call_that_the_bus_answers(bus):
                   + userbus.message(1, userbus.DBUS, "Hello")
                   + userbus.message(2, userbus.SYSTEMD, "StartTransientUnit", "ssa(sv)a(sa(sv))",
                                     userbus.start_transient_scope_body("rootless-0123456789ab.scope", 1))
-                  + userbus.message(3, userbus.DBUS, "GetId"))
+                  + userbus.message(3, userbus.DBUS, "GetId")
+                  + userbus.message(4, userbus.SYSTEMD, "AttachProcessesToUnit", "ssau",
+                                    userbus.attach_body("rootless-0123456789ab.scope", "/ctr", 1)))
         buf = b""
         while b"\r\n" not in buf:
             buf += s.recv(4096)
         assert buf.startswith(b"OK ")
         buf = buf.partition(b"\r\n")[2]
         answers = {}
-        while len(answers) < 2:
-            for serial in (2, 3):
+        while len(answers) < 3:
+            for serial in (2, 3, 4):
                 kind, _ = userbus.reply_of(buf, serial)
                 if kind is not None:
                     answers[serial] = kind
-            if len(answers) < 2:
+            if len(answers) < 3:
                 chunk = s.recv(65536)
                 assert chunk, "the bus dropped the connection: a malformed message"
                 buf += chunk
-    assert answers == {2: userbus.ERROR, 3: userbus.METHOD_RETURN}
+    assert answers == {2: userbus.ERROR, 3: userbus.METHOD_RETURN, 4: userbus.ERROR}
+    assert userbus.attach(bus, "rootless-0123456789ab.scope", "/ctr", 1) is False  # no systemd here
+
+
+def test_bus_addresses():
+    assert userbus.path_of("unix:path=/run/user/1000/bus") == "/run/user/1000/bus"
+    assert userbus.path_of("unix:path=/run/user/1000/bus,guid=0123") == "/run/user/1000/bus"
+    assert userbus.path_of("unix:abstract=/tmp/dbus-x") is None
 
 
 def test_no_bus_is_no_request(tmp_path):

@@ -52,6 +52,11 @@ def test_pause_freezes_a_container_without_limits(busybox):
     with open(os.path.join(ctr, "cgroup.procs")) as f:
         procs = f.read().split()
     assert str(inspect(busybox, cid)["State"]["Pid"]) in procs and len(procs) == 2  # its sleeps, no keeper
+    assert busybox("stats", "--no-stream", "--format", "{{.PIDs}}", cid).out.strip() == "2"
+    assert os.path.exists(os.path.join(ctr, "memory.current"))  # stats' memory, from its cgroup
+    busybox("update", "--pids-limit", "20", cid)  # a running container without limits takes some
+    with open(os.path.join(ctr, "pids.max")) as f:
+        assert f.read().strip() == "20"
     busybox("pause", cid)
     with open(os.path.join(ctr, "cgroup.events")) as f:
         assert "frozen 1" in f.read().splitlines()
