@@ -93,16 +93,20 @@ def fork_child(child: Callable[[Channel], int | None], step: str) -> tuple[int, 
 
 
 def fork_into_userns(mapping: idmap.IdMapping, child: Callable[[Channel], int | None],
-                     before_mapped: Callable[[int], object] | None = None) -> tuple[int, Channel]:
+                     before_mapped: Callable[[int], object] | None = None,
+                     forked: Callable[[int], object] | None = None) -> tuple[int, Channel]:
     """Fork; in the child become root of a new user namespace and run ``child(channel)``.
-    ``before_mapped(pid)`` runs once the maps are written, before the child goes on (the
-    launcher puts the keeper in its cgroup there)."""
+    ``forked(pid)`` runs right after the fork, before the maps are written (the launcher asks
+    for the keeper's cgroup there, so that it is made meanwhile); ``before_mapped(pid)`` once
+    they are, before the child goes on (the launcher puts the keeper in its cgroup there)."""
     def enter(ch: Channel) -> int | None:
         become_root(ch, mapping)
         return child(ch)
 
     pid, parent_end = fork_child(enter, "user namespace")
     try:
+        if forked is not None:
+            forked(pid)
         parent_end.expect("userns")
         from rootless.base import timing
         timing.mark("forked-userns")

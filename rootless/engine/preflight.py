@@ -245,12 +245,13 @@ def check_cgroups(version: str, cgroup: str | None, delegated_at: str | None,
 
 def check_pause(version: str, delegated_at: str | None) -> Check:
     """How ``pause`` stops a container here (``rootless.runtime.pause``): the cgroup v2 freezer of
-    its own cgroup (a container with resource limits has one), or SIGSTOP to each of its processes
-    (which they and ps can tell)."""
+    its own cgroup (where a cgroup v2 subtree is delegated every container has one), or SIGSTOP to
+    each of its processes (which they and ps can tell)."""
     if version == "v2" and delegated_at is not None:
-        return Check("pause", "ok", f"cgroup v2 freezer (cgroup.freeze below {delegated_at}) for a container "
-                     "with resource limits, SIGSTOP to every process of any other",
-                     "pause freezes a container's cgroup where it has one")
+        return Check("pause", "ok", f"cgroup v2 freezer (cgroup.freeze below {delegated_at}): every container "
+                     "has a cgroup of its own here",
+                     "pause freezes the container's cgroup (SIGSTOP only for one that could not get a cgroup, "
+                     "e.g. with --network container:)")
     return Check("pause", "info", "SIGSTOP to every process of the container (no delegated cgroup v2 freezer)",
                  "pause stops the processes with SIGSTOP and unpause resumes them with SIGCONT")
 

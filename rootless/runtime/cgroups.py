@@ -22,6 +22,8 @@ TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from rootless.runtime.userbus import ScopeRequest
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 DELEGATE_FIX = ("let systemd delegate the controllers to users: a drop-in /etc/systemd/system/user@.service.d/"
                 "delegate.conf with [Service] Delegate=yes, then `systemctl daemon-reload` and log in again")
@@ -339,10 +341,29 @@ def enforceable(host: Host) -> list[str]:
 
 
 # ---- a container's place ----------------------------------------------------------------------------
+ACCOUNTING = ("cpu", "io", "memory", "pids")  # enabled for every container where delegated: stats, update
+
+
+def wants_own(host: Host, limits: dict) -> bool:
+    """Whether a container gets a cgroup of its own: every container where a cgroup v2 subtree is
+    delegated (so that ``pause`` freezes it, ``stats`` reads it and probes count against it, as with
+    Podman), a container with limits always (:func:`check` refused those this host cannot hold)."""
+    return bool(limits) or (host.version == "v2" and host.delegated is not None)
+
+
+def placement(cid: str, limits: dict | None, root: str = CGROUP_ROOT) -> Placement | None:
+    """The container's :class:`Placement`, or None where it gets no cgroup of its own (no limits, and
+    no delegated cgroup v2 subtree). A host without cgroup v2 at ``root`` (v1, hybrid) costs one stat."""
+    if not limits and not os.path.exists(os.path.join(root, "cgroup.controllers")):
+        return None
+    host = detect(root)
+    return Placement(host, cid, limits or {}, root) if wants_own(host, limits or {}) else None
+
+
 class Placement:
     """A container's cgroups: ``SCOPE/ctr`` holds its processes and carries the limits,
     ``SCOPE/keeper`` its keeper and helpers (so that they count against nothing of the
-    container's). SCOPE is a transient systemd scope (``rootless-ID.scope``, ``Delegate=yes``)
+    container's). SCOPE is a transient systemd scope (``rootless-ID-KEEPERPID.scope``, ``Delegate=yes``)
     when the user's systemd answers (the one way to move a process out of a login session's
     cgroup), else a directory below the delegated cgroup. The CLI, outside every namespace, does
     the moves: the keeper is put in ``ctr`` before it makes the container's cgroup namespace and
@@ -351,12 +372,40 @@ class Placement:
     def __init__(self, host: Host, cid: str, limits: dict, root: str = CGROUP_ROOT):
         self.host, self.cid, self.limits, self.root = host, cid, limits, root
         self.scope: str | None = None
+        self.request: ScopeRequest | None = None  # the scope asked of systemd while the id maps are written
 
-    def adopt(self, keeper: int) -> str:
-        """Put the keeper in the container's limited cgroup; that cgroup's path."""
+    def unit(self, keeper: int) -> str:
+        """The scope's name: one per start (the keeper's pid), since systemd may still hold the
+        previous start's scope, collecting it, when a quick restart asks for the next."""
+        return f"rootless-{self.cid[:12]}-{keeper}.scope"
+
+    def begin(self, keeper: int) -> None:
+        """Ask the user's systemd for the scope now (right after the keeper's fork): it works on it
+        while the id maps are written; :meth:`adopt` takes the answer."""
+        env = _user_bus_env()
+        from rootless.runtime import userbus
+        bus = userbus.path_of(env["DBUS_SESSION_BUS_ADDRESS"]) if env is not None else None
+        if bus is not None:  # else (an abstract socket, ...) busctl asks in adopt
+            try:
+                self.request = userbus.ScopeRequest(bus, self.unit(keeper), keeper)
+            except OSError:
+                self.request = None  # no socket to be had: adopt asks with busctl
+
+    def adopt(self, keeper: int) -> str | None:
+        """Put the keeper in the container's cgroup; that cgroup's path. Without limits a failure
+        is no error: the container runs without a cgroup of its own (None, ``scope`` None)."""
         try:
             return self._adopt(keeper)
-        except OSError as e:
+        except (OSError, HostError) as e:
+            if self.request is not None:
+                self.request.close()
+            if not self.limits:
+                if self.scope is not None and not self.scope.endswith(".scope"):
+                    remove(self.scope)  # a plain directory, if the keeper is not in it
+                self.scope = None
+                return None
+            if isinstance(e, HostError):
+                raise
             raise HostError(f"cannot give the container a cgroup of its own below {self.scope or self.host.delegated}: "
                             f"{e.strerror or e}",
                             "run it in a systemd user session (the limits then go to a transient scope), "
@@ -368,9 +417,17 @@ class Placement:
         for d in (ctr, kept):
             os.makedirs(d, exist_ok=True)
         _write(os.path.join(ctr, "cgroup.procs"), str(keeper))  # the scope is empty now: controllers may go on
-        wanted = " ".join(f"+{c}" for c in controllers(self.limits))
-        if wanted:
-            _write(os.path.join(self.scope, "cgroup.subtree_control"), wanted)
+        needed = controllers(self.limits)
+        offered = _read(os.path.join(self.scope, "cgroup.controllers")).split()
+        extra = [c for c in ACCOUNTING if c in offered and c not in needed]
+        if extra:  # accounting for stats, and room for update's limits (best effort)
+            try:
+                _write(os.path.join(self.scope, "cgroup.subtree_control"), " ".join(f"+{c}" for c in needed + extra))
+                needed = []
+            except OSError:
+                pass
+        if needed:
+            _write(os.path.join(self.scope, "cgroup.subtree_control"), " ".join(f"+{c}" for c in needed))
         for name, value in files(self.limits).items():
             for line in value.splitlines():
                 _write(os.path.join(ctr, name), line)
@@ -378,7 +435,8 @@ class Placement:
 
     def settle(self, container_pid: int) -> None:
         """Move what is not the container (the keeper, slirp4netns, the relay) to ``keeper``."""
-        assert self.scope is not None, "settle after adopt"
+        if self.scope is None:  # no cgroup of its own after all (adopt said so)
+            return
         ctr, kept = os.path.join(self.scope, "ctr"), os.path.join(self.scope, "keeper")
         try:
             ns = os.readlink(f"/proc/{container_pid}/ns/pid")
@@ -396,17 +454,19 @@ class Placement:
                 continue  # ended meanwhile
 
     def _systemd_scope(self, pid: int) -> str | None:
-        from rootless.base import proc
-        env = _user_bus_env()
-        if env is None or not proc.which("busctl"):
-            return None
-        name = f"rootless-{self.cid[:12]}.scope"
-        res = proc.run(["busctl", "--user", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
-                        "org.freedesktop.systemd1.Manager", "StartTransientUnit", "ssa(sv)a(sa(sv))", name, "fail",
-                        "3", "PIDs", "au", "1", str(pid), "Delegate", "b", "1", "CollectMode", "s",
-                        "inactive-or-failed", "0"], timeout=10, check=False, env=env)
-        if res.returncode != 0:
-            return None
+        name = self.unit(pid)
+        request, self.request = self.request, None
+        if request is None or not request.answer():  # not asked directly (no bus address to use): busctl
+            from rootless.base import proc
+            env = _user_bus_env()
+            if env is None or not proc.which("busctl"):
+                return None
+            res = proc.run(["busctl", "--user", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                            "org.freedesktop.systemd1.Manager", "StartTransientUnit", "ssa(sv)a(sa(sv))", name,
+                            "fail", "3", "PIDs", "au", "1", str(pid), "Delegate", "b", "1", "CollectMode", "s",
+                            "inactive-or-failed", "0"], timeout=10, check=False, env=env)
+            if res.returncode != 0:
+                return None
         import time
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:  # the job moves the process; its cgroup says when
@@ -418,8 +478,12 @@ class Placement:
 
     def _plain_dir(self, pid: int) -> str:
         base = self.host.delegated
+        if base is None:
+            raise HostError("no cgroup is delegated to you", DELEGATE_FIX)
         d = os.path.join(base, f"rootless-{self.cid[:12]}")
         os.makedirs(d, exist_ok=True)
+        if not self.limits:
+            return d  # the controllers already enabled below the delegated cgroup serve (accounting)
         try:
             _write(os.path.join(base, "cgroup.subtree_control"), " ".join(f"+{c}" for c in controllers(self.limits)))
         except OSError as e:
@@ -450,6 +514,10 @@ def attach(scope: str, pid: int) -> bool:
     env = _user_bus_env()
     if not unit.endswith(".scope") or env is None:
         return False
+    from rootless.runtime import userbus
+    bus = userbus.path_of(env["DBUS_SESSION_BUS_ADDRESS"])
+    if bus is not None and userbus.attach(bus, unit, "/ctr", pid):  # no busctl to start
+        return True
     from rootless.base import proc
     if not proc.which("busctl"):
         return False
@@ -470,6 +538,33 @@ def _user_bus_env() -> dict | None:
         return None
     env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={bus}"
     return env
+
+
+def open_own_procs(cid: str) -> int | None:
+    """In the keeper, before it unshares its cgroup namespace: a descriptor of the container's
+    ``ctr/cgroup.procs`` when the keeper is in it (None: the container has no cgroup of its own).
+    A process the keeper forks later (a health probe) joins ``ctr`` by writing ``0`` to it: the
+    kernel checks the namespace and the rights of the opener, not of the writer, whose cgroup
+    namespace (rooted at ``ctr``) no longer sees the keeper's cgroup."""
+    own = own_cgroup(_read("/proc/self/cgroup")) or ""
+    scope, leaf = os.path.split(own)
+    name = os.path.basename(scope)
+    mine = name == f"rootless-{cid[:12]}" or (name.startswith(f"rootless-{cid[:12]}-") and name.endswith(".scope"))
+    if leaf != "ctr" or not mine:
+        return None
+    try:
+        return os.open(os.path.join(CGROUP_ROOT, own.lstrip("/"), "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def join_by(procs_fd: int) -> bool:
+    """Move this process into the cgroup whose ``cgroup.procs`` ``procs_fd`` is (:func:`open_own_procs`)."""
+    try:
+        os.write(procs_fd, b"0")
+        return True
+    except OSError:
+        return False
 
 
 def oom_kills(scope: str) -> int:

@@ -110,6 +110,7 @@ class _Keeper:
         self.code, self.error, self.finished = 125, "", False
         # --pid host: ends the container's other processes with PID 1 (runtime.subreaper)
         self.end_watch: subreaper.EndWatch | None = None
+        self.probe_cgroup: int | None = None  # the container's cgroup.procs, for its health probes
 
     def enter_namespaces(self) -> None:
         """Unshare (or join) the namespaces but the pid one; the network's first helpers start here."""
@@ -118,6 +119,10 @@ class _Keeper:
             Step.at("fork the slirp4netns spawner")  # now: it must stay in the host's network namespace
             from netstack.slirp import Slirp
             self.helpers.slirp = Slirp(self.plan.run_dir)
+        # now: the cgroup namespace hides the container's cgroup from the keeper (cgroup v2 only)
+        if self.plan.spec.healthcheck and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            from rootless.runtime import cgroups
+            self.probe_cgroup = cgroups.open_own_procs(self.plan.spec.id)
         Step.at("unshare namespaces")
         flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWCGROUP
         if uts_host(self.plan.spec):
@@ -237,7 +242,7 @@ class _Keeper:
                                    on_error=lambda msg: _log_failed(plan, self.ch, msg), owner=plan.log_owner)
         from rootless.runtime import healthmonitor
         monitor = healthmonitor.keeper_monitor(plan.spec.healthcheck, plan.paths, plan.spec.id, plan.rootfs.merged,
-                                               pid, lambda argv: _probe_exec(plan, argv))
+                                               pid, lambda argv: _probe_exec(plan, argv, self.probe_cgroup))
         if self.end_watch is not None and monitor is not None:  # its probe's status is the monitor's
             probing = monitor
 
@@ -283,9 +288,14 @@ class _Keeper:
         _reap_helpers()
 
 
-def _probe_exec(plan: LaunchPlan, argv: list[str]) -> None:
-    """A healthcheck probe, in the container's namespaces (``runtime.healthmonitor``): the container's user,
-    capabilities, seccomp program and ``--group-add`` groups, as ``exec`` takes them, then exec ``argv``."""
+def _probe_exec(plan: LaunchPlan, argv: list[str], cgroup_procs: int | None = None) -> None:
+    """A healthcheck probe, in the container's namespaces (``runtime.healthmonitor``) and cgroup
+    (``cgroup_procs``, where it has one: its limits cover the probe, as Docker's): the container's
+    user, capabilities, seccomp program and ``--group-add`` groups, as ``exec`` takes them, then
+    exec ``argv``."""
+    if cgroup_procs is not None:
+        from rootless.runtime import cgroups
+        cgroups.join_by(cgroup_procs)
     spec = plan.spec
     quiet, _other = Channel.pair()  # a single-uid map's warning was given at the start
     env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, quiet, spec.no_new_privs, spec.caps,

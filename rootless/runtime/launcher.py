@@ -8,6 +8,8 @@ message at any point carries the failure and its exit code.
 
 from __future__ import annotations
 
+import os
+
 from rootless.base import userns
 from rootless.base.errors import RootlessError
 from rootless.base.idmap import IdMapping
@@ -33,9 +35,12 @@ def run(ctx: Context, plan: LaunchPlan, mapping: IdMapping, detach_keys: bytes =
     session = None
     code: int | None = None
     placement = None
-    if plan.spec.limits:
+    joining = plan.net is not None and bool(plan.net.join_fds)
+    # every container where a cgroup v2 subtree is delegated (cgroups.placement); without cgroup v2
+    # at /sys/fs/cgroup (v1, hybrid) one stat, not even the import, for a container without limits
+    if plan.spec.limits or (not joining and os.path.exists("/sys/fs/cgroup/cgroup.controllers")):
         from rootless.runtime import cgroups
-        placement = cgroups.Placement(cgroups.detect(), plan.spec.id, plan.spec.limits)
+        placement = cgroups.placement(plan.spec.id, plan.spec.limits)
 
     def on_pid(pid: int) -> bool:
         if placement is not None:
@@ -55,8 +60,9 @@ def run(ctx: Context, plan: LaunchPlan, mapping: IdMapping, detach_keys: bytes =
                 keeper, ch = userns.fork_joining(plan.net.join_fds[0], mapping, lambda c: child.sandbox(plan, c))
             else:
                 keeper, ch = userns.fork_into_userns(mapping, lambda c: child.sandbox(plan, c),
-                                                     placement.adopt if placement is not None else None)
-                if placement is not None:  # for OOMKilled, stats and update
+                                                     placement.adopt if placement is not None else None,
+                                                     placement.begin if placement is not None else None)
+                if placement is not None and placement.scope is not None:  # for pause, OOMKilled, stats, update
                     from rootless.runtime import state
                     state.update_state(plan.paths, plan.spec.id, cgroup=placement.scope, oom_killed=False)
         finally:

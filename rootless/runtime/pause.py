@@ -1,8 +1,8 @@
 """Pausing a container (``pause``/``unpause``): every process of it stops where it is.
 
 Two ways, chosen per container: the cgroup v2 freezer (``cgroup.freeze`` of its ``ctr`` cgroup)
-where it has a delegated cgroup of its own (``state.cgroup``: a container with resource limits
-on a cgroup v2 host that delegates), else ``SIGSTOP`` to every process
+where it has a delegated cgroup of its own (``state.cgroup``: every container where the host
+delegates a cgroup v2 subtree, see ``cgroups.wants_own``), else ``SIGSTOP`` to every process
 of its pid namespace (and ``SIGCONT`` to go on), sent from inside its user namespace, where
 processes of subordinate uids may be signalled. The difference shows: a process stopped by a
 signal is ``T`` in ``ps`` and its parent may be told (``SIGCHLD``, ``waitpid(WUNTRACED)``), a

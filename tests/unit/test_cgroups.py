@@ -116,3 +116,112 @@ def test_the_apis_rule_discards_what_the_host_cannot_enforce_and_says_it():
     assert dropped == {"memory": 1 << 30, "memory_swap": 2 << 30} and len(warnings) == 2
     full = cgroups.Host("v2", "/x", "/sys/fs/cgroup/x", ("pids", "cpu", "memory"))
     assert cgroups.split_enforceable(full, limits) == (limits, {}, [])
+
+
+# ---- a cgroup for every container where one is delegated ------------------------------------------------
+DELEGATED = cgroups.Host("v2", "/user.slice/user-1000.slice/session-1.scope",
+                         "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service", ("cpu", "memory", "pids"))
+
+
+@pytest.mark.parametrize("host, limits, own", [
+    (DELEGATED, {}, True),  # every container, limits or not, as Podman's
+    (DELEGATED, {"pids_limit": 5}, True),
+    (cgroups.Host("hybrid", "/", None, ()), {}, False),  # this host: SIGSTOP for pause, /proc for stats
+    (cgroups.Host("v2", "/user.slice/user-1000.slice/session-1.scope", None, ()), {}, False),  # nothing delegated
+    (cgroups.Host("v1", None, None, ()), {}, False),
+])
+def test_a_container_gets_a_cgroup_of_its_own_where_one_is_delegated(host, limits, own):
+    assert cgroups.wants_own(host, limits) is own
+
+
+def test_without_cgroup_v2_a_container_without_limits_costs_one_stat(tmp_path, monkeypatch):
+    def detect(root):
+        raise AssertionError("detect read the host")
+    monkeypatch.setattr(cgroups, "detect", detect)
+    assert cgroups.placement("a" * 64, {}, root=str(tmp_path)) is None  # no cgroup.controllers: v1 or hybrid
+    monkeypatch.setattr(cgroups, "detect", lambda root: DELEGATED)
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    p = cgroups.placement("a" * 64, {}, root=str(tmp_path))
+    assert isinstance(p, cgroups.Placement) and p.limits == {}
+    monkeypatch.setattr(cgroups, "detect", lambda root: cgroups.Host("v2", "/x", None, ()))
+    assert cgroups.placement("a" * 64, {}, root=str(tmp_path)) is None
+    assert isinstance(cgroups.placement("a" * 64, {"pids_limit": 5}, root=str(tmp_path)), cgroups.Placement)
+
+
+def fake_delegated(tmp_path, cid, offered="memory pids"):
+    """A delegated directory as the kernel shows it, with the container's cgroup files made ahead."""
+    scope = tmp_path / f"rootless-{cid[:12]}"
+    for d in (scope / "ctr", scope / "keeper"):
+        d.mkdir(parents=True)
+        (d / "cgroup.procs").write_text("")
+    (scope / "cgroup.controllers").write_text(offered + "\n")
+    (scope / "cgroup.subtree_control").write_text("")
+    return scope
+
+
+def test_a_container_without_limits_is_placed_with_accounting(tmp_path, monkeypatch):
+    monkeypatch.setattr(cgroups, "_user_bus_env", lambda: None)  # no systemd: a plain directory
+    cid = "b" * 64
+    scope = fake_delegated(tmp_path, cid)
+    p = cgroups.Placement(cgroups.Host("v2", "/x", str(tmp_path), ("memory", "pids")), cid, {}, str(tmp_path))
+    assert p.adopt(4242) == str(scope / "ctr")
+    assert p.scope == str(scope)
+    assert (scope / "ctr" / "cgroup.procs").read_text() == "4242"
+    assert (scope / "cgroup.subtree_control").read_text() == "+memory +pids"  # stats' memory and processes
+
+
+def test_a_failed_placement_without_limits_is_no_error_but_with_limits_is_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(cgroups, "_user_bus_env", lambda: None)
+    host = cgroups.Host("v2", "/x", str(tmp_path / "gone"), ("memory", "pids"))
+    p = cgroups.Placement(host, "c" * 64, {}, str(tmp_path))
+    assert p.adopt(4242) is None and p.scope is None  # the container runs without a cgroup of its own
+    p.settle(4242)  # nothing to settle
+    assert not (tmp_path / "gone").exists() or not os.listdir(tmp_path / "gone")
+    with pytest.raises(HostError) as e:
+        cgroups.Placement(host, "c" * 64, {"pids_limit": 5}, str(tmp_path)).adopt(4242)
+    assert "cannot" in e.value.message and "\n" not in e.value.message
+
+
+def test_the_keeper_keeps_the_containers_cgroup_for_its_probes(tmp_path, monkeypatch):
+    cid = "d" * 64
+    scope = fake_delegated(tmp_path, cid)
+    monkeypatch.setattr(cgroups, "CGROUP_ROOT", str(tmp_path))
+    real_read = cgroups._read
+    monkeypatch.setattr(cgroups, "_read", lambda path: "0::/user.slice/other/ctr\n"
+                        if path == "/proc/self/cgroup" else real_read(path))
+    assert cgroups.open_own_procs(cid) is None  # not the container's: the keeper is not in a cgroup of its own
+    monkeypatch.setattr(cgroups, "_read", lambda path: f"0::/rootless-{cid[:12]}/ctr\n"
+                        if path == "/proc/self/cgroup" else real_read(path))
+    fd = cgroups.open_own_procs(cid)
+    assert fd is not None
+    try:
+        assert cgroups.join_by(fd) is True
+    finally:
+        os.close(fd)
+    assert (scope / "ctr" / "cgroup.procs").read_text() == "0"  # the kernel reads 0 as the writer
+    assert cgroups.open_own_procs("e" * 64) is None
+
+
+def test_this_process_has_no_container_cgroup_to_keep():
+    assert cgroups.open_own_procs("f" * 64) is None
+
+
+def test_each_start_asks_for_a_scope_of_its_own_name(tmp_path, monkeypatch):
+    """systemd may still be collecting the previous start's scope when a quick restart asks for
+    the next one: the same name would be refused ("already exists"), so a start's scope is named
+    by its keeper too, and the keeper still finds its container's cgroup under that name."""
+    cid = "a" * 64
+    placement = cgroups.Placement(cgroups.Host(2, "/x", "/sys/fs/cgroup/x", ("memory",)), cid, {})
+    first, second = placement.unit(1000), placement.unit(1001)
+    assert first != second and first.startswith(f"rootless-{cid[:12]}-") and second.endswith(".scope")
+    scope = tmp_path / "user.slice" / first
+    (scope / "ctr").mkdir(parents=True)
+    (scope / "ctr" / "cgroup.procs").write_text("")
+    monkeypatch.setattr(cgroups, "CGROUP_ROOT", str(tmp_path))
+    real_read = cgroups._read
+    monkeypatch.setattr(cgroups, "_read", lambda path: f"0::/user.slice/{first}/ctr\n"
+                        if path == "/proc/self/cgroup" else real_read(path))
+    fd = cgroups.open_own_procs(cid)
+    assert fd is not None
+    os.close(fd)
+    assert cgroups.open_own_procs("b" * 64) is None

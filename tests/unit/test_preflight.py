@@ -215,6 +215,14 @@ def test_cgroups_v2(at, controllers, status):
         assert "--cpus" in c.action and "--device-read-bps" in c.action
 
 
+def test_info_says_pause_freezes_every_container_where_a_cgroup_is_delegated():
+    c = preflight.check_pause("v2", "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service")
+    assert c.status == "ok" and "cgroup v2 freezer" in c.detail and "every container" in c.detail
+    assert "resource limits" not in c.detail
+    c = preflight.check_pause("hybrid", None)  # this host: signals, as before
+    assert c.status == "info" and c.detail.startswith("SIGSTOP to every process")
+
+
 def test_own_cgroup():
     assert cgroups.own_cgroup("12:pids:/x\n0::/user.slice/app.scope\n") == "/user.slice/app.scope"
     assert cgroups.own_cgroup("0::/\n") == "/"

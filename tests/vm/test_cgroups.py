@@ -150,3 +150,19 @@ def test_io_limits_are_refused_until_io_is_delegated_then_they_hold(bb, tmp_path
     assert held >= 2.0 and held > 2 * free, (held, free)  # 3 MiB at 1 MiB/s (the kernel's throttle, not ours)
     blk = bb("stats", "--no-stream", "--format", "{{.BlockIO}}", cid).out
     assert re.search(r"/ 3(\.\d+)?MB", blk), blk
+
+
+def test_a_health_probe_runs_in_the_containers_cgroup_and_counts_against_its_limits(bb):
+    for limits in ((), ("--memory", "64m")):  # every container has a cgroup here, limits or not
+        cid = bb("run", "-d", "--network", "none", *limits, "--health-cmd",
+                 "cat /proc/self/cgroup > /tmp/probe; exit 0", "--health-interval", "1s", "busybox", "sleep",
+                 "300").out.strip()
+        wait_for(lambda c=cid: inspect(bb, c)["State"]["Health"]["Status"] == "healthy", timeout=60)
+        # the container's cgroup, its namespace's root (in the keeper's: 0::/../keeper)
+        assert bb("exec", cid, "cat", "/tmp/probe").out == "0::/\n"
+        assert "rootless-" in scope_of(cid)
+    # PID 1 and the probe's shell fill --pids-limit 2: the shell's fork fails, as under Docker
+    cid = bb("run", "-d", "--network", "none", "--pids-limit", "2", "--health-cmd", "true & wait",
+             "--health-interval", "1s", "--health-retries", "1", "busybox", "sleep", "300").out.strip()
+    wait_for(lambda: inspect(bb, cid)["State"]["Health"]["Status"] == "unhealthy", timeout=60)
+    assert "fork" in inspect(bb, cid)["State"]["Health"]["Log"][-1]["Output"]
