@@ -15,7 +15,6 @@ import select
 import socket
 import struct
 import time
-from typing import TYPE_CHECKING
 
 from rootless.api import createconfig, http
 from rootless.base.clock import now_iso
@@ -23,6 +22,7 @@ from rootless.base.errors import Conflict, ContainerNotFound, RootlessError, Usa
 from rootless.engine import containerfs, containerstats, dockerview
 from rootless.engine import containers as uc
 
+TYPE_CHECKING = False  # annotations only: typing is not loaded for them at start-up
 if TYPE_CHECKING:
     from rootless.api.http import Hijacked, Request
     from rootless.engine.context import Context
