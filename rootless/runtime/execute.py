@@ -112,7 +112,7 @@ def run(ctx: Context, rec: ContainerRecord, argv: list[str], env: list[str], use
             os.close(null)
         if detach:  # the caller's session is let go too
             os.setsid()
-        return _watched(ch, died, lambda: _helper(
+        return _watched(ch, died, [fd for fd, _ in ns], lambda: _helper(
             ns, ch, argv, full_env, user if user is not None else spec.get("user", ""),
             workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize,
             bool(spec.get("no_new_privs")), spec.get("caps"), seccomp,
@@ -133,9 +133,10 @@ def run(ctx: Context, rec: ContainerRecord, argv: list[str], env: list[str], use
     return _parent(helper, parent_end, tty, interactive, detach, pipes, ctx.warn, detached)
 
 
-def _watched(ch: Channel, died: Callable[[int], None], body: Callable[[], int]) -> int:
+def _watched(ch: Channel, died: Callable[[int], None], ns_fds: list[int], body: Callable[[], int]) -> int:
     """``body`` (the helper that joins the container's namespaces) in a child; this process stays
-    outside them, waits for it and says ``died(code)``: nothing in the container can reach it."""
+    outside them, waits for it and says ``died(code)``: nothing in the container can reach it. It
+    lets go of the namespaces (``ns_fds``) at once: an exec must not keep a stopped container's alive."""
     pid = os.fork()
     if pid == 0:
         code = 125
@@ -146,6 +147,8 @@ def _watched(ch: Channel, died: Callable[[int], None], body: Callable[[], int]) 
             code = getattr(e, "exit_code", 125)
         finally:
             os._exit(code)
+    for fd in ns_fds:
+        os.close(fd)
     for sig in FORWARDED:  # after the fork: an ignored signal would stay ignored in the exec'd process
         signal.signal(sig, lambda _s, _f: None)  # the CLI's signals reach the process, not this waiter
     code = userns.reap(pid)
