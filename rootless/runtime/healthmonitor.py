@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 
+from rootless.runtime.events import exec_action, new_exec_id
 from rootless.runtime.health import (
     DEFAULT_INTERVAL,
     DEFAULT_RETRIES,
@@ -87,7 +88,6 @@ class Monitor:
             if self.probe is None:  # the container is not ready for it (or is ending): later
                 self.due = now + self._next_interval()
             elif self.emit is not None:
-                from rootless.runtime.events import exec_action
                 for what in ("exec_create", "exec_start"):
                     self.emit(exec_action(what, self.argv), {"execID": self.probe.exec_id})
 
@@ -129,7 +129,6 @@ class _Probe:
         self.start_iso = now_iso()
         self.output = b""
         self.status: int | None = None
-        from rootless.runtime.events import new_exec_id
         self.exec_id = new_exec_id()
 
     @classmethod
