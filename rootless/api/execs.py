@@ -60,7 +60,7 @@ def create(ctx: Context, req: Request, id):
                             "AttachStdin": bool, "AttachStdout": bool, "AttachStderr": bool,
                             "DetachKeys": str, "detachKeys": str, "Privileged": bool})
     rec = uc.lookup(ctx, id)
-    if not uc.is_running(rec):
+    if not uc.is_running(rec) and rec["state"].get("status") != "restarting":
         raise Conflict(f"Container {rec['id']} is not running")
     uc.check_not_paused(rec)
     cmd = body.get("Cmd") or []
@@ -119,8 +119,9 @@ def start(ctx: Context, req: Request, id):
     body = req.json()
     http.check_types(body, {"Detach": bool, "Tty": bool})
     rec = uc.lookup(ctx, ex["ContainerID"])
-    if not uc.is_running(rec):
+    if not uc.is_running(rec) and rec["state"].get("status") != "restarting":
         raise Conflict(f"Container {rec['id']} is not running")
+    uc.check_not_paused(rec)
     if ex["Running"] or ex["ExitCode"] is not None:
         raise Conflict(f"exec {id[:12]} has already run", "create another exec instance")
     pc = ex["ProcessConfig"]

@@ -453,7 +453,11 @@ def _wait_killed(ctx: Context, rec: ContainerRecord, timeout: float = 10) -> Non
 
 # ---- pause / unpause --------------------------------------------------------------------------
 def check_not_paused(rec: ContainerRecord) -> None:
-    """``exec`` into a paused container is refused, as Docker does."""
+    """``exec`` into a paused container is refused, as Docker does; so is one into a container in
+    its restart back-off (running, to Docker, but with no process to join)."""
+    if rec["state"].get("status") == "restarting":
+        raise Conflict(f"Container {rec['id']} is restarting, wait until the container is running",
+                       f"`rootless stop {rec['name']}` ends its restart policy", exit_code=1)
     from rootless.runtime.pause import is_paused
     if is_paused(dict(rec["state"])):
         raise Conflict(f"Container {rec['id']} is paused, unpause the container before exec",

@@ -428,3 +428,17 @@ def test_api_attach_ends_when_stop_takes_a_container_out_of_its_back_off(api):
         while chunk := s.recv(65536):  # a hang here times out: the stream never ended
             got += chunk
     assert got.startswith(b"HTTP/1.1 101")
+
+
+def test_exec_into_a_container_in_its_back_off_is_refused_as_docker(api):
+    """Docker: running, but restarting: an exec is refused (409 on the API, exit 1 on the CLI)
+    with its text, rather than joining no process."""
+    cid = api.docker("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c",
+                     "exit 5").out.strip()
+    _in_back_off(api, "loop")
+    text = f"Container {cid} is restarting, wait until the container is running"
+    assert api.request("POST", "/containers/loop/exec", {"Cmd": ["true"]}) == (409, {"message": text})
+    assert text in api.docker("exec", "loop", "true", expect=1).err
+    r = api.rl("exec", "loop", "true", expect=1)
+    assert r.err.startswith(f"rootless: error: {text}\n")
+    api.docker("stop", "loop")
