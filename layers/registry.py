@@ -150,6 +150,56 @@ def is_insecure(registry: str, listed: tuple[str, ...] | list[str] = (), setting
                if addr.version == net.version)
 
 
+def service_config(listed: tuple[str, ...] | list[str] = (), registries: dict | None = None) -> dict:
+    """``/info``'s ``RegistryConfig`` as Docker's daemon reports its registry settings: the
+    listed CIDRs (once each) then its loopback defaults (``::1/128``, ``127.0.0.0/8``) in
+    ``InsecureRegistryCIDRs``; one ``IndexConfigs`` entry per listed name (``Secure: false``),
+    per registry table with its own ``insecure`` or ``mirrors``, and for Docker Hub (official,
+    secure unless its table says otherwise, with its mirrors, also the top ``Mirrors``, as URLs).
+    ``listed``/``registries``: the configuration's ``insecure`` list and registry tables."""
+    import ipaddress
+    registries = registries or {}
+    cidrs: list[str] = []
+    indexes: dict[str, dict] = {}
+    for entry in (*listed, "::1/128", "127.0.0.0/8"):
+        try:
+            net = str(ipaddress.ip_network(entry, strict=False)) if "/" in entry else None
+        except ValueError:
+            continue
+        if net is None:
+            indexes[entry] = {"Name": entry, "Mirrors": [], "Secure": False, "Official": False}
+        elif net not in cidrs:
+            cidrs.append(net)
+
+    def url(mirror: str) -> str:  # Docker's form of a mirror; plain HTTP where it is insecure (no lookup)
+        plain = mirror in listed or is_loopback(mirror) or any(
+            addr in net for addr in _literal(_host(mirror)) for net in map(ipaddress.ip_network, cidrs)
+            if addr.version == net.version)
+        return f"{'http' if plain else 'https'}://{mirror}/"
+
+    for host, table in sorted(registries.items()):
+        if host == "docker.io" or not ({"insecure", "mirrors"} & set(table)):
+            continue
+        secure = not table.get("insecure", host in indexes)
+        indexes[host] = {"Name": host, "Mirrors": [url(m) for m in table.get("mirrors", [])],
+                         "Secure": secure, "Official": False}
+    hub = registries.get("docker.io", {})
+    mirrors = [url(m) for m in hub.get("mirrors", [])]
+    indexes["docker.io"] = {"Name": "docker.io", "Mirrors": mirrors, "Secure": not hub.get("insecure", False),
+                            "Official": True}
+    return {"AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
+            "InsecureRegistryCIDRs": cidrs, "IndexConfigs": indexes, "Mirrors": mirrors}
+
+
+def _literal(host: str) -> list:
+    """``host`` as an IP address (none when it is a name: nothing is looked up)."""
+    import ipaddress
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        return []
+
+
 class Client:
     """``registry`` (host[:port]) and ``repository`` (path); ``creds``: (user, password) or None."""
 

@@ -15,7 +15,6 @@ import select
 import socket
 import struct
 import time
-from typing import TYPE_CHECKING
 
 from rootless.api import createconfig, http
 from rootless.base.clock import now_iso
@@ -23,6 +22,7 @@ from rootless.base.errors import Conflict, ContainerNotFound, RootlessError, Usa
 from rootless.engine import containerfs, containerstats, dockerview
 from rootless.engine import containers as uc
 
+TYPE_CHECKING = False  # annotations only: typing is not loaded for them at start-up
 if TYPE_CHECKING:
     from rootless.api.http import Hijacked, Request
     from rootless.engine.context import Context
@@ -328,11 +328,14 @@ def _until_removed(ctx: Context, cid: str) -> None:
 def await_keeper(ctx: Context, cid: str, pending: socket.socket) -> keeperclient.Link | None:
     """The keeper's connection to ``pending`` once the container starts; the attach socket instead
     when it started without looking at ours (a start that raced our registration); None when
-    the container is gone or ended without running again. (A client that hangs up meanwhile
-    cannot be told from one that only closed its input: the wait ends with the container.)"""
+    the container is gone or ended without running again: a new exit, or the end of what it was
+    in when the wait began (a restart back-off that ``stop`` ends goes ``exited`` with the last
+    run's exit time). (A client that hangs up meanwhile cannot be told from one that only closed
+    its input: the wait ends with the container.)"""
     from rootless.runtime import keeperclient
     began = now_iso()
     seen_running = 0
+    was_stopped = True  # every look so far found it exited (else its going exited is an end)
     while True:
         ready, _, _ = select.select([pending], [], [], 0.2)
         if ready:
@@ -349,8 +352,12 @@ def await_keeper(ctx: Context, cid: str, pending: socket.socket) -> keeperclient
                     return keeperclient.connect(ctx.paths.run_dir(cid))
                 except OSError:
                     continue
-        elif st.get("status") == "exited" and (st.get("finished_at") or "") > began:
-            return None
+        elif st.get("status") == "exited":
+            if (st.get("finished_at") or "") > began or not was_stopped:
+                # a keeper that came between the last look at the socket and this one is ours
+                return keeperclient.accept_pending(pending) if select.select([pending], [], [], 0)[0] else None
+        else:
+            was_stopped = False  # created, restarting, paused: exited from now on is an end
 
 
 def _unregister(pending) -> None:

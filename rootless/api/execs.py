@@ -19,6 +19,8 @@ from rootless.engine import containers as uc
 
 TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rootless.api.http import Request
     from rootless.engine.context import Context
     from rootless.runtime.state import ContainerRecord
@@ -58,7 +60,7 @@ def create(ctx: Context, req: Request, id):
                             "AttachStdin": bool, "AttachStdout": bool, "AttachStderr": bool,
                             "DetachKeys": str, "detachKeys": str, "Privileged": bool})
     rec = uc.lookup(ctx, id)
-    if not uc.is_running(rec):
+    if not uc.is_running(rec) and rec["state"].get("status") != "restarting":
         raise Conflict(f"Container {rec['id']} is not running")
     uc.check_not_paused(rec)
     cmd = body.get("Cmd") or []
@@ -67,7 +69,7 @@ def create(ctx: Context, req: Request, id):
     if not cmd:
         raise UsageError("no exec command specified")
     uc.check_user(ctx, body.get("User") or None)
-    eid = os.urandom(32).hex()
+    eid = uc.exec_created(ctx, rec, cmd)
     _save(ctx, {
         "ID": eid, "ContainerID": rec["id"], "Running": False, "ExitCode": None, "Pid": 0,
         "OpenStdin": bool(body.get("AttachStdin")), "OpenStdout": bool(body.get("AttachStdout", True)),
@@ -117,8 +119,9 @@ def start(ctx: Context, req: Request, id):
     body = req.json()
     http.check_types(body, {"Detach": bool, "Tty": bool})
     rec = uc.lookup(ctx, ex["ContainerID"])
-    if not uc.is_running(rec):
+    if not uc.is_running(rec) and rec["state"].get("status") != "restarting":
         raise Conflict(f"Container {rec['id']} is not running")
+    uc.check_not_paused(rec)
     if ex["Running"] or ex["ExitCode"] is not None:
         raise Conflict(f"exec {id[:12]} has already run", "create another exec instance")
     pc = ex["ProcessConfig"]
@@ -128,7 +131,8 @@ def start(ctx: Context, req: Request, id):
     if body.get("Detach"):
         ex["Running"] = True
         _save(ctx, ex)
-        uc.exec_in(ctx, rec, argv, ex["Env"], pc["user"] or None, ex["WorkingDir"] or None, tty, False, True)
+        uc.exec_in(ctx, rec, argv, ex["Env"], pc["user"] or None, ex["WorkingDir"] or None, tty, False, True,
+                   ex["ID"])
         return 200, None
     client = req.conn.hijack(req, RAW_STREAM)
     early = req.conn.pending_input()
@@ -151,7 +155,8 @@ def start(ctx: Context, req: Request, id):
         detach = DetachKeys(parse_detach_keys(ex.get("DetachKeys") or "ctrl-p,ctrl-q"))
     try:
         _relay(client, in_w, {out_r: STDOUT, err_r: STDERR}, raw, early,
-               {STDOUT: ex["OpenStdout"], STDERR: ex["OpenStderr"]}, detach)
+               {STDOUT: ex["OpenStdout"], STDERR: ex["OpenStderr"]}, detach,
+               lambda: uc.exec_detached(ctx, rec, ex["ID"]))
     finally:
         _, status = os.waitpid(pid, 0)
         from rootless.base.userns import exit_code
@@ -181,7 +186,7 @@ def _child(ctx: Context, rec: ContainerRecord, ex, argv, tty, mine, theirs) -> N
                 os.close(fd)
         pc = ex["ProcessConfig"]
         code = uc.exec_in(ctx, rec, argv, ex["Env"], pc["user"] or None, ex["WorkingDir"] or None, tty,
-                          ex["OpenStdin"], False) or 0
+                          ex["OpenStdin"], False, ex["ID"]) or 0
     except RootlessError as e:
         os.write(2, f"rootless: error: {e.message}\n".encode())
         code = e.exit_code
@@ -202,16 +207,19 @@ class _Input:
 
 
 def _relay(client: socket.socket, in_w: int, outputs: dict[int, int], raw: bool, early: bytes,
-           want: dict[int, bool], detach=None) -> None:
+           want: dict[int, bool], detach=None, on_detach: Callable[[], None] | None = None) -> None:
     """Until the exec's output ends: its output to the client (framed unless ``raw``), the client's
     bytes to its input. The ``detach`` keys (a ``DetachKeys``) end the client's stream and leave
-    the exec running: its input stays open, its output is read and dropped until it ends."""
+    the exec running: its input stays open, its output is read and dropped until it ends; then
+    ``on_detach()`` is called."""
     sink = _Input(in_w)
     watch: list[int | socket.socket] = [*outputs, *([client] if in_w >= 0 else [])]
     detached = in_w >= 0 and bool(early) and _to_input(sink, early, detach)
     if detached:
         watch.remove(client)
         _hang_up(client)
+        if on_detach is not None:
+            on_detach()
     while outputs:
         ready, _, _ = select.select(watch, [], [])
         for r in ready:
@@ -227,6 +235,8 @@ def _relay(client: socket.socket, in_w: int, outputs: dict[int, int], raw: bool,
                 if detached:
                     watch.remove(client)
                     _hang_up(client)
+                    if on_detach is not None:
+                        on_detach()
                 elif not data:
                     watch.remove(client)
                     os.close(in_w)

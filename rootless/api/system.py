@@ -46,6 +46,7 @@ def version(ctx: Context, req: Request):
 
 
 def info(ctx: Context, req: Request):
+    from layers import registry
     from rootless.engine import containers, dockerview
     from rootless.runtime import cgroups
     recs = containers.all_current(ctx)
@@ -81,7 +82,7 @@ def info(ctx: Context, req: Request):
         "CgroupVersion": "2" if version2 else "1", "NEventsListener": 0,
         "KernelVersion": platform.release(), "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux",
         "Architecture": platform.machine(), "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []},
+        "RegistryConfig": registry.service_config(ctx.config.insecure, ctx.config.registries),
         "NCPU": os.cpu_count() or 1, "MemTotal": mem, "DockerRootDir": ctx.paths.root, "Name": platform.node(),
         "Labels": [], "ExperimentalBuild": False, "ServerVersion": _version(),
         "Runtimes": {name: {"path": "rootless"} for name in RUNTIMES},

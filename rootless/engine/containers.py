@@ -310,8 +310,11 @@ def check_user(ctx: Context, user: str | None) -> None:
 
 
 def exec_in(ctx: Context, rec: ContainerRecord, argv: list[str], env_args: list[str], user: str | None,
-            workdir: str | None, tty: bool, interactive: bool, detach: bool) -> int | None:
-    """``exec``: a process in the running container; its exit code (None: detached)."""
+            workdir: str | None, tty: bool, interactive: bool, detach: bool,
+            exec_id: str | None = None) -> int | None:
+    """``exec``: a process in the running container; its exit code (None: detached). Docker's exec
+    events come with it; ``exec_id``: the API's instance, whose ``exec_create`` was said
+    (:func:`exec_created`)."""
     from rootless.runtime import execute, terminal
     from rootless.runtime.spec import merge_env_arg
     check_not_paused(rec)
@@ -319,7 +322,21 @@ def exec_in(ctx: Context, rec: ContainerRecord, argv: list[str], env_args: list[
     extra = [e for arg in env_args for e in merge_env_arg(arg, dict(os.environ))]
     return execute.run(ctx, rec, list(argv), extra, user, workdir, tty, interactive, detach,
                        ctx.mapping.mode == "single", terminal.terminal_size() if tty else None,
-                       seccomp_program(ctx, rec["spec"]))
+                       seccomp_program(ctx, rec["spec"]), exec_id)
+
+
+def exec_created(ctx: Context, rec: ContainerRecord, argv: list[str]) -> str:
+    """The API's exec instance made: its id, with Docker's ``exec_create`` event."""
+    from rootless.runtime import events
+    eid = events.new_exec_id()
+    events.container(ctx.paths, events.exec_action("exec_create", argv), rec["spec"], execID=eid)
+    return eid
+
+
+def exec_detached(ctx: Context, rec: ContainerRecord, exec_id: str) -> None:
+    """Docker's ``exec_detach`` event: the API client's detach keys left the exec running."""
+    from rootless.runtime import events
+    events.container(ctx.paths, "exec_detach", rec["spec"], execID=exec_id)
 
 
 def seccomp_program(ctx: Context, spec: dict) -> bytes | None:
@@ -436,7 +453,11 @@ def _wait_killed(ctx: Context, rec: ContainerRecord, timeout: float = 10) -> Non
 
 # ---- pause / unpause --------------------------------------------------------------------------
 def check_not_paused(rec: ContainerRecord) -> None:
-    """``exec`` into a paused container is refused, as Docker does."""
+    """``exec`` into a paused container is refused, as Docker does; so is one into a container in
+    its restart back-off (running, to Docker, but with no process to join)."""
+    if rec["state"].get("status") == "restarting":
+        raise Conflict(f"Container {rec['id']} is restarting, wait until the container is running",
+                       f"`rootless stop {rec['name']}` ends its restart policy", exit_code=1)
     from rootless.runtime.pause import is_paused
     if is_paused(dict(rec["state"])):
         raise Conflict(f"Container {rec['id']} is paused, unpause the container before exec",

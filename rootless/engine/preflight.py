@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from rootless.base import apparmor, config, idmap, proc
 from rootless.base.config import Config
@@ -23,6 +22,7 @@ from rootless.base.errors import RootlessError
 from rootless.base.paths import NETWORK_FS, Paths, mount_of, nearest_existing
 from rootless.runtime import state, volumes
 
+TYPE_CHECKING = False  # annotations only: typing is not loaded for them
 if TYPE_CHECKING:
     from layers.overlay import Probe
     from rootless.runtime.state import ContainerRecord

@@ -90,6 +90,17 @@ def container(paths, action: str, spec, **extra) -> None:
         pass
 
 
+def new_exec_id() -> str:
+    """An exec instance's id, as Docker makes them (64 hex digits)."""
+    return os.urandom(32).hex()
+
+
+def exec_action(what: str, argv: list[str]) -> str:
+    """Docker's action of an exec's ``exec_create``/``exec_start`` event: ``WHAT: CMD ARGS`` (a
+    space after the command even without arguments, as Docker's)."""
+    return f"{what}: {argv[0]} {' '.join(argv[1:])}"
+
+
 def _append_line(path: str, lock_path: str, data: bytes) -> None:
     lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:

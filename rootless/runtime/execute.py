@@ -65,13 +65,28 @@ def join(ns: list[tuple[int, int]]) -> None:
 
 def run(ctx: Context, rec: ContainerRecord, argv: list[str], env: list[str], user: str | None, workdir: str | None,
         tty: bool, interactive: bool, detach: bool, single_uid: bool, winsize: bytes | None,
-        seccomp: bytes | None = None) -> int | None:
+        seccomp: bytes | None = None, exec_id: str | None = None) -> int | None:
     """``seccomp``: the container's seccomp program (its profile's), loaded before the exec.
-    Warnings (here, and the process's setup's) go to ``ctx.warn``."""
+    Warnings (here, and the process's setup's) go to ``ctx.warn``. Docker's exec events: an
+    ``exec_create`` unless ``exec_id`` names an instance that said it (the API's), ``exec_start``,
+    then ``exec_die`` with its exit code when the process ends, said by the helper (which stays out
+    of the container's namespaces: it outlives an ``exec -d``, or a CLI that was killed), and
+    ``exec_detach`` when the detach keys leave it running."""
     if rec["state"].get("status") != "running":
         raise Conflict(f"container {rec['id'][:12]} is not running", "start it with `rootless start`",
                        exit_code=1)
     spec = rec["spec"]
+    from rootless.runtime import events
+    if exec_id is None:
+        exec_id = events.new_exec_id()
+        events.container(ctx.paths, events.exec_action("exec_create", argv), spec, execID=exec_id)
+    events.container(ctx.paths, events.exec_action("exec_start", argv), spec, execID=exec_id)
+
+    def died(code: int) -> None:
+        events.container(ctx.paths, "exec_die", spec, execID=exec_id, exitCode=code)
+
+    def detached() -> None:
+        events.container(ctx.paths, "exec_detach", spec, execID=exec_id)
     from rootless.runtime.terminal import hold_std_fds
     hold_std_fds()  # first: no descriptor made here may take the number of a closed stdio
     ns = open_namespaces(rec["state"]["pid"])
@@ -97,10 +112,11 @@ def run(ctx: Context, rec: ContainerRecord, argv: list[str], env: list[str], use
             os.close(null)
         if detach:  # the caller's session is let go too
             os.setsid()
-        return _helper(ns, ch, argv, full_env, user if user is not None else spec.get("user", ""),
-                       workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize,
-                       bool(spec.get("no_new_privs")), spec.get("caps"), seccomp,
-                       () if single_uid else tuple(spec.get("group_add") or ()))
+        return _watched(ch, died, [fd for fd, _ in ns], lambda: _helper(
+            ns, ch, argv, full_env, user if user is not None else spec.get("user", ""),
+            workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize,
+            bool(spec.get("no_new_privs")), spec.get("caps"), seccomp,
+            () if single_uid else tuple(spec.get("group_add") or ())))
 
     try:
         helper, parent_end = userns.fork_child(helper_main, "exec")
@@ -114,7 +130,30 @@ def run(ctx: Context, rec: ContainerRecord, argv: list[str], env: list[str], use
         if not cgroups.attach(where, helper):
             ctx.warn("the exec'd process could not join the container's cgroup: its limits do not cover it")
         parent_end.send("placed")
-    return _parent(helper, parent_end, tty, interactive, detach, pipes, ctx.warn)
+    return _parent(helper, parent_end, tty, interactive, detach, pipes, ctx.warn, detached)
+
+
+def _watched(ch: Channel, died: Callable[[int], None], ns_fds: list[int], body: Callable[[], int]) -> int:
+    """``body`` (the helper that joins the container's namespaces) in a child; this process stays
+    outside them, waits for it and says ``died(code)``: nothing in the container can reach it. It
+    lets go of the namespaces (``ns_fds``) at once: an exec must not keep a stopped container's alive."""
+    pid = os.fork()
+    if pid == 0:
+        code = 125
+        try:
+            code = body()
+        except BaseException as e:  # noqa: BLE001 - back to the caller, as fork_child's child
+            ch.send_error(e, "exec")
+            code = getattr(e, "exit_code", 125)
+        finally:
+            os._exit(code)
+    for fd in ns_fds:
+        os.close(fd)
+    for sig in FORWARDED:  # after the fork: an ignored signal would stay ignored in the exec'd process
+        signal.signal(sig, lambda _s, _f: None)  # the CLI's signals reach the process, not this waiter
+    code = userns.reap(pid)
+    died(code)
+    return code
 
 
 class _Pipes:
@@ -202,8 +241,9 @@ def _stdio(ch: Channel, tty: bool, interactive: bool, winsize: bytes | None) -> 
 
 
 def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool,
-            pipes: _Pipes | None = None, warn: Callable[[str], None] | None = None) -> int | None:
-    from rootless.runtime.foreground import ENDED, Session
+            pipes: _Pipes | None = None, warn: Callable[[str], None] | None = None,
+            detached: Callable[[], None] | None = None) -> int | None:
+    from rootless.runtime.foreground import DETACHED, ENDED, Session
     from rootless.runtime.terminal import Forwarder
     fwd = Forwarder()
     fwd.install()
@@ -218,7 +258,10 @@ def _parent(helper: int, ch: Channel, tty: bool, interactive: bool, detach: bool
     session = Session(ch, fwd, interactive=interactive, eof_ends=tty and interactive, show_pty=True,
                       outputs=outputs, stdin_pipe=stdin_pipe, warn=warn)
     try:
-        if session.run(tty and interactive, lambda _pid: detach) != ENDED:
+        how = session.run(tty and interactive, lambda _pid: detach)
+        if how == DETACHED and detached is not None:
+            detached()
+        if how != ENDED:
             return None
         code = userns.reap(helper)
     finally:

@@ -116,6 +116,15 @@ class Session:
         write_all(self.master, data)
         return False
 
+    def _from_file(self) -> None:
+        """A terminal's input from a file (``start -ai`` of a ``-t`` container, as Docker's CLI
+        allows): its bytes to the pty, then the end of input."""
+        while (data := read_stdin()) is not None:
+            write_all(self.master, data)
+        if self.eof_to_pty:
+            with contextlib.suppress(OSError):
+                os.write(self.master, b"\x04")
+
     def _from_child(self, term: RawTerminal, on_pid) -> bool:
         """A message from the child, or its end; True when ``on_pid`` says to leave."""
         msg, fds = self.ch.recv()
@@ -126,7 +135,10 @@ class Session:
             if self.show_pty:
                 self.sel.register(self.master, selectors.EVENT_READ, "master")
             if self.interactive:
-                self.sel.register(0, selectors.EVENT_READ, "stdin")
+                try:
+                    self.sel.register(0, selectors.EVENT_READ, "stdin")
+                except PermissionError:  # a regular file or /dev/null (epoll refuses them): read at once
+                    self._from_file()
             if term.active:
                 follow_window_size(self.master)
         elif msg["type"] == "pid":

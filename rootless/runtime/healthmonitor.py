@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 
+from rootless.runtime.events import exec_action, new_exec_id
 from rootless.runtime.health import (
     DEFAULT_INTERVAL,
     DEFAULT_RETRIES,
@@ -87,9 +88,8 @@ class Monitor:
             if self.probe is None:  # the container is not ready for it (or is ending): later
                 self.due = now + self._next_interval()
             elif self.emit is not None:
-                command = f"{self.argv[0]} {' '.join(self.argv[1:])}"  # Docker's: a space even without arguments
                 for what in ("exec_create", "exec_start"):
-                    self.emit(f"{what}: {command}", {"execID": self.probe.exec_id})
+                    self.emit(exec_action(what, self.argv), {"execID": self.probe.exec_id})
 
     def _died(self, code: int) -> None:
         if self.emit is not None and self.probe is not None:
@@ -129,7 +129,7 @@ class _Probe:
         self.start_iso = now_iso()
         self.output = b""
         self.status: int | None = None
-        self.exec_id = os.urandom(32).hex()  # as Docker names its execs
+        self.exec_id = new_exec_id()
 
     @classmethod
     def start(cls, spawn: Callable[[list[str], int], int | None], argv: list[str], timeout_ns: int) -> _Probe | None:

@@ -636,3 +636,27 @@ def test_bad_bodies_are_400s_not_crashes(api):
         assert status == 400 and "internal error" not in answer["message"], (path, status, answer)
     assert "Traceback" not in api.service_log()
     assert api.docker("ps", "-aq").out.split() == [api.docker("inspect", "-f", "{{.Id}}", "sleeper").out.strip()[:12]]
+
+
+def test_info_says_the_registry_settings_as_docker(rl):
+    """``RegistryConfig`` as Docker's daemon reports it: the listed CIDRs, then its loopback
+    defaults (both of them: ``::1`` is plain HTTP too); a listed name and a registry's own
+    ``insecure`` as ``IndexConfigs``; Docker Hub's mirrors."""
+    rl.config.write_text('[registries]\ninsecure = ["10.1.0.0/16", "myhost:5000", "127.0.0.0/8"]\n'
+                         '[registries."docker.io"]\nmirrors = ["127.0.0.1:5999", "mirror.example"]\n'
+                         '[registries."own.example"]\ninsecure = true\n')
+    service = ApiService(rl)
+    try:
+        status, info = service.request("GET", "/info")
+        assert status == 200
+        reg = info["RegistryConfig"]
+        assert reg["InsecureRegistryCIDRs"] == ["10.1.0.0/16", "127.0.0.0/8", "::1/128"]
+        assert reg["Mirrors"] == ["http://127.0.0.1:5999/", "https://mirror.example/"]
+        assert reg["IndexConfigs"] == {
+            "myhost:5000": {"Name": "myhost:5000", "Mirrors": [], "Secure": False, "Official": False},
+            "own.example": {"Name": "own.example", "Mirrors": [], "Secure": False, "Official": False},
+            "docker.io": {"Name": "docker.io", "Mirrors": reg["Mirrors"], "Secure": True, "Official": True}}
+        out = service.docker("info").out
+        assert "Insecure Registries:" in out and "::1/128" in out and "myhost:5000" in out
+    finally:
+        service.stop()

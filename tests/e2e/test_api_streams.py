@@ -209,3 +209,49 @@ def test_attach_logs_of_a_finished_container_reach_docker_py(api):
             lost.append((i, out))
         client.remove_container(ct, force=True)
     assert lost == []
+
+
+def _exec_events(api, since: float, **filters) -> list[tuple[str, dict]]:
+    import urllib.parse
+    query = urllib.parse.urlencode({"since": f"{since:.9f}", "until": f"{time.time():.9f}",
+                                    "filters": json.dumps({"type": ["container"], **filters})})
+    status, raw = api.request("GET", f"/v1.41/events?{query}")
+    assert status == 200
+    text = raw.decode() if isinstance(raw, bytes) else json.dumps(raw)
+    evs = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [(e["Action"], e["Actor"]["Attributes"]) for e in evs if e["Action"].startswith("exec_")]
+
+
+def test_api_execs_are_told_as_dockers_exec_events(api):
+    """``POST /containers/{id}/exec`` says ``exec_create: CMD ARGS``, ``/exec/{id}/start``
+    ``exec_start: CMD ARGS`` (the instance's id as ``execID``), the process's end ``exec_die`` with
+    its ``exitCode`` (a detached start's too, later), the detach keys ``exec_detach``."""
+    api.docker("run", "-d", "--name", "c", "busybox", "sleep", "300")
+    since = time.time()
+    ran = _exec(api, "c", ["sh", "-c", "exit 4"], AttachStdout=True)
+    assert _exec_events(api, since) == [("exec_create: sh -c exit 4", {
+        "execID": ran, "image": "busybox", "name": "c"})]
+    s = _hijack(api, f"/v1.41/exec/{ran}/start", {})
+    _read_all(s)
+    s.close()
+    bg = _exec(api, "c", ["sleep", "1"])
+    assert api.request("POST", f"/v1.41/exec/{bg}/start", {"Detach": True})[0] == 200
+    kept = _exec(api, "c", ["cat"], Tty=True, AttachStdin=True, AttachStdout=True, DetachKeys="ctrl-x")
+    s = _hijack(api, f"/v1.41/exec/{kept}/start", {"Tty": True})
+    s.sendall(b"\x18")
+    assert wait_for(lambda: _closed(s), 10, "the end of the exec stream")
+    s.close()
+    wait_for(lambda: ("exec_die", bg) in [(a, x["execID"]) for a, x in _exec_events(api, since)],
+             what="the detached exec's end")
+    seen = [(a, x["execID"], x.get("exitCode")) for a, x in _exec_events(api, since)]
+    assert seen[:2] == [("exec_create: sh -c exit 4", ran, None), ("exec_start: sh -c exit 4", ran, None)]
+    assert seen.index(("exec_die", ran, "4")) < seen.index(("exec_create: sleep 1", bg, None))
+    assert ("exec_start: sleep 1", bg, None) in seen and ("exec_die", bg, "0") in seen
+    assert ("exec_start: cat ", kept, None) in seen
+    assert [x["execID"] for _, x in _exec_events(api, since, event=["exec_detach"])] == [kept]
+    assert ("exec_die", kept, None) not in [(a, i, None) for a, i, _ in seen]  # detached: still running
+    r = api.docker("exec", "c", "sh", "-c", "exit 2", expect=2)  # the docker CLI's exec: the same events
+    assert r.code == 2
+    docker_cli = [(a, x.get("exitCode")) for a, x in _exec_events(api, since) if "exit 2" in a or
+                  (a == "exec_die" and x.get("exitCode") == "2")]
+    assert docker_cli == [("exec_create: sh -c exit 2", None), ("exec_start: sh -c exit 2", None), ("exec_die", "2")]

@@ -116,3 +116,30 @@ def test_a_daemon_that_forks_into_the_background_gets_a_hint(bb):
     assert "foreground" in bb("inspect", "-f", "{{.State.Error}}", "d").out
     bb("run", "--name", "quick", "busybox", "true")
     assert "daemon" not in bb("ps", "-a", "--filter", "name=quick").out
+
+
+NOT_A_TTY = "the input device is not a TTY"
+
+
+def test_a_terminal_fed_from_our_input_needs_a_terminal_here(busybox):
+    """As Docker's CLI: `run -it`, `exec -it` and `attach` to a `-t` container refuse piped or
+    redirected input (exit 1, nothing made); `-t` alone, `-i` alone, `-d`, `attach --no-stdin` and
+    `start -ai` go on."""
+    bb = busybox
+    r = bb("run", "-it", "--name", "no", "busybox", "true", expect=1)
+    assert r.err.startswith(f"rootless: error: {NOT_A_TTY}\n") and "Traceback" not in r.err
+    assert bb("ps", "-aq").out == ""  # refused before anything was made
+    assert bb("run", "--rm", "-t", "busybox", "echo", "t-only").out == "t-only\r\n"
+    assert bb("run", "--rm", "-i", "busybox", "cat", input="piped\n").out == "piped\n"
+    bb("run", "-dit", "--name", "t3", "busybox", "sh", "-c", "sleep 2; echo bye")
+    assert NOT_A_TTY in bb("exec", "-it", "t3", "true", expect=1).err
+    assert NOT_A_TTY in bb("exec", "-ti", "t3", "true", input="x\n", expect=1).err
+    bb("exec", "-t", "t3", "true")
+    assert bb("exec", "-i", "t3", "cat", input="in\n").out == "in\n"
+    bb("exec", "-itd", "t3", "true")
+    assert NOT_A_TTY in bb("attach", "t3", expect=1).err
+    assert "bye" in bb("attach", "--no-stdin", "t3", timeout=30).out
+    bb("create", "-it", "--name", "t4", "busybox", "echo", "started")
+    assert "started" in bb("start", "-ai", "t4", timeout=30).out
+    bb("rm", "-f", "t3", "t4")
+

@@ -4,6 +4,7 @@ past between --since and --until, and a follower that sees what happens after it
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -160,3 +161,57 @@ def test_a_build_reports_its_names_not_its_step_containers(bb):
     image_id = bb("image", "inspect", "-f", "{{.Id}}", "built:1").out.strip()
     assert [(e["Type"], e["Action"], e["Actor"]["ID"], e["Actor"]["Attributes"]) for e in evs] == [
         ("image", "tag", image_id, {"name": "built:1"}), ("image", "tag", image_id, {"name": "built:2"})]
+
+
+def _execs(evs: list[dict]) -> list[tuple[str, dict]]:
+    return [(e["Action"], e["Actor"]["Attributes"]) for e in evs if e["Action"].startswith("exec_")]
+
+
+def test_every_exec_is_told_as_dockers_exec_events(busybox):
+    """``exec_create: CMD ARGS``, ``exec_start: CMD ARGS`` (one ``execID``), then ``exec_die`` with
+    the exit code: for a foreground exec, an ``exec -d`` (when its process ends, after exec
+    returned), and one whose process is killed (128 + the signal)."""
+    bb = busybox
+    bb("run", "-d", "--name", "box", "--label", "com.example.k=v", "busybox", "sleep", "300")
+    since = now()
+    bb("exec", "box", "sh", "-c", "exit 3", expect=3)
+    bb("exec", "-d", "box", "sleep", "1")
+    bb("exec", "box", "true")
+    killed = subprocess.Popen(rootless_argv() + ["exec", "box", "sleep", "301"], env=bb.env)
+    try:
+        wait_for(lambda: _pids_of(b"sleep\x00301\x00"), what="the exec'd process")
+        for pid in _pids_of(b"sleep\x00301\x00"):
+            os.kill(pid, signal.SIGKILL)
+        assert killed.wait(30) == 137
+    finally:
+        killed.kill()
+    wait_for(lambda: len(_execs(past(bb, since))) == 12, what="the detached exec's end")
+    evs = _execs(past(bb, since, "--filter", "container=box"))
+    ids = [attrs["execID"] for _, attrs in evs]
+    assert all(re.fullmatch(r"[0-9a-f]{64}", i) for i in ids)
+    by_id: dict[str, list] = {}
+    for action, attrs in evs:
+        assert attrs["name"] == "box" and attrs["image"] == "busybox" and attrs["com.example.k"] == "v"
+        by_id.setdefault(attrs["execID"], []).append(
+            action if action != "exec_die" else f"exec_die {attrs['exitCode']}")
+    assert sorted(by_id.values()) == sorted([
+        ["exec_create: sh -c exit 3", "exec_start: sh -c exit 3", "exec_die 3"],
+        ["exec_create: sleep 1", "exec_start: sleep 1", "exec_die 0"],
+        ["exec_create: true ", "exec_start: true ", "exec_die 0"],
+        ["exec_create: sleep 301", "exec_start: sleep 301", "exec_die 137"],
+    ])
+    # Docker's event filter matches these actions by their prefix
+    assert [a for a, _ in _execs(past(bb, since, "--filter", "event=exec_die"))] == ["exec_die"] * 4
+    assert len(past(bb, since, "--filter", "event=exec_start")) == 4
+
+
+def _pids_of(cmdline: bytes) -> list[int]:
+    found = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if d.isdigit() and f.read() == cmdline:
+                    found.append(int(d))
+        except OSError:
+            continue
+    return found

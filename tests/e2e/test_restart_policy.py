@@ -4,6 +4,7 @@ the container again after Docker's back-off, and a stop by hand ends the policy 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -381,3 +382,63 @@ def test_a_policy_given_back_to_a_restarted_container_still_restarts_it(bb):
     os.kill(pid, signal.SIGKILL)  # its end, not a stop by hand
     wait_for(lambda: bb("logs", "svc").out.endswith("run 3\n"), what="a restart under the new monitor")
     assert restart_count(bb, "svc") == 2 and status(bb, "svc") == "running"
+
+
+def _in_back_off(api, name: str, runs: int = 5):
+    """In the back-off after ``runs`` restarts (5: 3.2 s before the next run)."""
+    def restarting() -> bool:
+        flag, count = api.docker("inspect", "-f", "{{.State.Restarting}} {{.RestartCount}}", name).out.split()
+        return flag == "true" and int(count) >= runs
+    wait_for(restarting, what="the back-off")
+
+
+@pytest.mark.parametrize("condition", ["next-exit", "not-running"])
+def test_api_wait_ends_when_stop_takes_a_container_out_of_its_back_off(api, condition):
+    """As Docker's: the back-off's end by ``stop`` is the exit a waiter waits for (the last run's code)."""
+    import threading
+    api.docker("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c", "exit 5")
+    _in_back_off(api, "loop")
+    answer: list = []
+    waiter = threading.Thread(target=lambda: answer.append(
+        api.request("POST", f"/containers/loop/wait?condition={condition}")), daemon=True)
+    waiter.start()
+    time.sleep(0.5)  # the wait is registered (its headers came) before the stop
+    api.docker("stop", "loop")
+    waiter.join(30)
+    assert answer == [(200, {"StatusCode": 5, "Error": None})]
+    assert api.docker("inspect", "-f", "{{.State.Status}}", "loop").out == "exited\n"
+
+
+def test_api_attach_ends_when_stop_takes_a_container_out_of_its_back_off(api):
+    """An attached stream (a client's attach to a container in its back-off: the next run's
+    output) ends with the back-off's end by ``stop``."""
+    import socket
+    api.docker("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c", "echo run; exit 5")
+    _in_back_off(api, "loop")
+    started = time.monotonic()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(30)
+        s.connect(str(api.socket))
+        s.sendall(b"POST /containers/loop/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: x\r\n"
+                  b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+        time.sleep(0.3)
+        api.docker("stop", "loop")
+        assert time.monotonic() - started < 3, "the stop came after the back-off"
+        got = b""
+        while chunk := s.recv(65536):  # a hang here times out: the stream never ended
+            got += chunk
+    assert got.startswith(b"HTTP/1.1 101")
+
+
+def test_exec_into_a_container_in_its_back_off_is_refused_as_docker(api):
+    """Docker: running, but restarting: an exec is refused (409 on the API, exit 1 on the CLI)
+    with its text, rather than joining no process."""
+    cid = api.docker("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c",
+                     "exit 5").out.strip()
+    _in_back_off(api, "loop")
+    text = f"Container {cid} is restarting, wait until the container is running"
+    assert api.request("POST", "/containers/loop/exec", {"Cmd": ["true"]}) == (409, {"message": text})
+    assert text in api.docker("exec", "loop", "true", expect=1).err
+    r = api.rl("exec", "loop", "true", expect=1)
+    assert r.err.startswith(f"rootless: error: {text}\n")
+    api.docker("stop", "loop")

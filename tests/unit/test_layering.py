@@ -227,3 +227,14 @@ def test_the_fast_cli_path_imports_neither_typer_nor_the_runtime():
                              timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stderr.strip().splitlines()[-1] == "[]", res.stderr
+
+
+def test_type_checking_is_the_projects_flag():
+    """``TYPE_CHECKING = False`` at the top of a module, never ``typing``'s: importing it loads
+    ``typing`` (milliseconds of start-up) for names that only annotations use."""
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module == "typing":
+                assert "TYPE_CHECKING" not in {a.name for a in node.names}, f"{module} imports typing.TYPE_CHECKING"
+            if isinstance(node, ast.Attribute) and node.attr == "TYPE_CHECKING":
+                raise AssertionError(f"{module} reads typing.TYPE_CHECKING")

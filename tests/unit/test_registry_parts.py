@@ -267,3 +267,19 @@ def test_a_denied_push_is_no_missing_image():
     err = client._error(Response(403, {}, json.dumps({"errors": [{"code": "DENIED", "message": "no"}]}).encode()),
                         "blob upload")
     assert not isinstance(err, RegistryNotFound) and "access denied by 127.0.0.1:5000" in err.message
+
+
+def test_service_config_is_dockers_registry_config():
+    from layers.registry import service_config
+    plain = service_config()
+    assert plain["InsecureRegistryCIDRs"] == ["::1/128", "127.0.0.0/8"] and plain["Mirrors"] == []
+    assert plain["IndexConfigs"] == {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True,
+                                                   "Official": True}}
+    conf = service_config(["10.0.0.1/8", "::1/128", "reg:5000", "not a/cidr"],
+                          {"docker.io": {"mirrors": ["10.2.3.4:5000", "m.example"]},
+                           "tls.example": {"insecure": False}, "blocked.example": {"blocked": True}})
+    assert conf["InsecureRegistryCIDRs"] == ["10.0.0.0/8", "::1/128", "127.0.0.0/8"]  # normalized, once each
+    assert conf["Mirrors"] == ["http://10.2.3.4:5000/", "https://m.example/"]
+    assert conf["IndexConfigs"]["reg:5000"]["Secure"] is False
+    assert conf["IndexConfigs"]["tls.example"]["Secure"] is True
+    assert set(conf["IndexConfigs"]) == {"reg:5000", "tls.example", "docker.io"}

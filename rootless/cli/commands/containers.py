@@ -21,6 +21,15 @@ LIMIT = {
     "blkio_weight": Opt(("--blkio-weight",), None, "Block IO weight (10-1000)."),
 }
 
+def _check_tty(stdin: bool, tty: bool) -> None:
+    """Docker's CLI: a container's terminal fed from this one's input needs a terminal here (`run
+    -it`, `exec -it`, `attach` to a `-t` container); piped or redirected input is refused."""
+    if stdin and tty and not sys.stdin.isatty():
+        from rootless.base.errors import RootlessError
+        raise RootlessError("the input device is not a TTY",
+                            "run it from a terminal, or leave out -t (or -i) to pipe the input", exit_code=1)
+
+
 # The healthcheck flags of `run`/`create` (rootless.runtime.health.from_flags reads them).
 HEALTH = {
     "health_cmd": Opt(("--health-cmd",), None, "Command to run to check health (run by sh -c)."),
@@ -101,6 +110,8 @@ def run(ctx: "Context",
     """Run a command in a new container."""
     flags = dict(locals())  # the flags above, by name: declared once, passed on by name
     del flags["ctx"], flags["detach"], flags["detach_keys"]
+    if not detach:
+        _check_tty(interactive, tty)
     from rootless.engine import attach, containers
     result = containers.run(ctx, _run_options(**flags), detach, attach.parse_detach_keys(detach_keys))
     if detach:
@@ -320,6 +331,8 @@ def exec_(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
     """Run a command in a running container."""
     from rootless.engine import containers
     rec = containers.lookup(ctx, container)
+    if not detach:
+        _check_tty(interactive, tty)
     return containers.exec_in(ctx, rec, command, env, user, workdir, tty, interactive, detach) or 0
 
 
@@ -483,6 +496,7 @@ def attach(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
     from rootless.engine import attach as attachmod
     from rootless.engine import containers
     rec = containers.lookup(ctx, container)
+    _check_tty(not no_stdin, bool(rec["spec"].get("tty")))
     return attachmod.attach(ctx, rec, not no_stdin and bool(rec["spec"].get("interactive")),
                             attachmod.parse_detach_keys(detach_keys)) or 0
 
