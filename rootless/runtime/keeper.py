@@ -39,6 +39,8 @@ class Stdio:
             out_r, self.out_w = os.pipe()
             err_r, self.err_w = os.pipe()
             self.fds = {"stdout": out_r, "stderr": err_r}
+            for fd in self.fds.values():  # the keeper's ends (the container's stay blocking): a read
+                os.set_blocking(fd, False)  # of an output a sync drained must not wait for more
             self._child = [self.out_w, self.err_w]
         # With -i and no -t stdin is a pipe too: the keeper relays the attached CLI's stdin into
         # it (``relay_stdin``), or keeps it open for `attach` instead of reading EOF. The CLI's
@@ -77,6 +79,7 @@ class Stdio:
             self.tty_keeper.close()
             if msg is not None and fds:
                 self.master = fds[0]
+                os.set_blocking(self.master, False)
                 self.fds = {"stdout": self.master}
 
 
@@ -186,6 +189,8 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
                         key.fileobj.close()
                     continue
                 data = _read(key.fileobj)
+                if data is None:  # drained meanwhile (by a sync of this round)
+                    continue
                 if not data:
                     sel.unregister(key.fileobj)
                     open_outputs -= 1
@@ -298,6 +303,9 @@ def _synced(client: socket.socket, sel, log, terminal: dict, clients: list) -> N
             break
         for fd in ready:
             data = _read(fd)
+            if data is None:  # nothing after all
+                del outputs[fd]
+                continue
             if not data:  # its end: the main loop sees it too
                 del outputs[fd]
                 continue
@@ -321,11 +329,12 @@ def _broadcast(clients: list, sel, msg: bytes) -> None:
             c.close()
 
 
-def _read(fd: int) -> bytes:
+def _read(fd: int) -> bytes | None:
+    """What ``fd`` holds: b"" at its end, None when nothing is there now (a non-blocking output)."""
     try:
         return os.read(fd, 65536)
     except BlockingIOError:
-        return b""
+        return None
     except OSError as e:
         if e.errno == errno.EIO:  # the pty's last slave closed
             return b""

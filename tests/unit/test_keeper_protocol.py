@@ -171,3 +171,57 @@ def test_sync_logs_what_the_outputs_hold_before_the_keeper_answers():
         os.close(r)
         k.close()
         link.close()
+
+
+def _outputs():
+    """A keeper's ends of a container's stdout and stderr, and the container's (kept open)."""
+    stdio = keeper.Stdio(tty=False, interactive=False, attached=False, cli_stdin=False)
+    ends = os.dup(stdio.out_w), os.dup(stdio.err_w)
+    stdio.connect_keeper()
+    return stdio, ends
+
+
+def test_an_output_a_sync_drained_does_not_stall_the_keeper():
+    """A sync and the output it drains in one round of the keeper's loop: the output's own event
+    then finds nothing, and the keeper goes on (it waited in a read until the container wrote
+    again: no sync answered, and a PID 1 stopped at its exit waited for the keeper forever)."""
+    import threading
+    import time
+    k, link = _pair()
+    stdio, (out_w, err_w) = _outputs()
+    logged = []
+    log = SimpleNamespace(write=lambda stream, data: logged.append((stream, data)), close=lambda: None)
+    wake_r, wake_w = os.pipe()
+    wakeup = SimpleNamespace(r=wake_r, drain=lambda: None, close=lambda: None)
+
+    class Trigger:  # before the loop's first wait: the sync, then the output (in that order)
+        fired = False
+
+        def timeout(self):
+            if not self.fired:
+                self.fired = True
+                link.sock.send(b"s")  # what link.sync sends
+                time.sleep(0.05)
+                os.write(out_w, b"quick\n")
+            return 0.05
+
+        def tick(self):
+            pass
+    loop = threading.Thread(target=keeper.supervise, args=(stdio, None, log, None, Trigger(), wakeup, [k]), daemon=True)
+    link.sock.settimeout(5)
+    try:
+        loop.start()
+        while link.sock.recv(keeperclient.MAX_MESSAGE) != keeperclient.synced_message():
+            pass
+        assert logged == [("stdout", b"quick\n")]
+        assert link.sync(timeout=3) is True  # the keeper still answers
+        os.close(out_w)
+        os.close(err_w)
+        loop.join(5)
+        assert not loop.is_alive()
+        assert logged == [("stdout", b"quick\n")]
+    finally:
+        link.close()
+        for fd in (wake_r, wake_w):
+            os.close(fd)
+
