@@ -225,3 +225,67 @@ def test_an_output_a_sync_drained_does_not_stall_the_keeper():
         for fd in (wake_r, wake_w):
             os.close(fd)
 
+
+def test_a_sync_awaits_the_first_output_of_a_starting_pid1(monkeypatch):
+    """``start`` returns once the command is exec'd; a PID 1 that has not run since (the scheduler
+    chose others) has its first output awaited by a sync in the container's first second, so that
+    ``logs`` right after the start of ``echo`` shows it (it was empty, now and then, under load).
+    The wait is bounded (the answer is due before the client gives up) and ends as soon as PID 1
+    sleeps; none once the container is past its start."""
+    import selectors
+    import threading
+    import time
+    k, link = _pair()
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    sel = selectors.DefaultSelector()
+    sel.register(r, selectors.EVENT_READ, "stdout")
+    logged = []
+    log = SimpleNamespace(write=lambda stream, data: logged.append((stream, data)))
+    state = {"runnable": True}
+    monkeypatch.setattr(keeper, "_runnable", lambda pid: pid == 4242 and state["runnable"])
+
+    def container():
+        time.sleep(0.3)
+        os.write(w, b"quick 92\n")
+        state["runnable"] = False  # it ended
+    try:
+        threading.Thread(target=container, daemon=True).start()
+        assert keeper._synced(k, sel, log, {}, [], (4242, time.monotonic() + 5)) is True
+        assert logged == [("stdout", b"quick 92\n")]
+        assert link.sock.recv(keeperclient.MAX_MESSAGE) == keeperclient.synced_message()
+        state["runnable"] = True  # never runs: answered at the end of the start's window
+        began = time.monotonic()
+        assert keeper._synced(k, sel, log, {}, [], (4242, began + 0.2)) is False
+        assert 0.15 < time.monotonic() - began < 2
+        for first_run in ((4242, time.monotonic()), (4243, time.monotonic() + 5), None):
+            began = time.monotonic()  # past its start, not PID 1's pid, nothing asked: no wait
+            assert keeper._synced(k, sel, log, {}, [], first_run) is False
+            assert time.monotonic() - began < 0.1
+        state["runnable"] = False  # asleep (or stopped, or ended): what it wrote is there
+        began = time.monotonic()
+        assert keeper._synced(k, sel, log, {}, [], (4242, began + 5)) is False
+        assert time.monotonic() - began < 0.1
+    finally:
+        sel.close()
+        for fd in (r, w):
+            os.close(fd)
+        k.close()
+        link.close()
+
+
+def test_runnable_is_a_running_or_waiting_process_not_a_sleeping_or_gone_one():
+    import subprocess
+    import sys
+    import time
+    assert keeper._runnable(os.getpid())  # reading its own stat: running
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while keeper._runnable(sleeper.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not keeper._runnable(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not keeper._runnable(sleeper.pid)  # reaped: no such process
