@@ -346,7 +346,7 @@ def _synced(client: socket.socket, sel, log, terminal: dict, clients: list,
         for fd in ready:
             data = _read(fd)
             if data is None:  # nothing after all: awaited again only while PID 1 starts
-                if not until:
+                if time.monotonic() >= until:
                     del outputs[fd]
                 continue
             if not data:  # its end: the main loop sees it too
