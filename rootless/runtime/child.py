@@ -251,7 +251,7 @@ class _Keeper:
             self.end_watch.waited = probe_pids
         try:
             keeper.supervise(stdio, self.ch, log, self.attach_sock, watch, wakeup, self.clients,
-                             cli_gone if plan.tied else None, subreaper.combined(monitor, self.end_watch))
+                             cli_gone if plan.tied else None, subreaper.combined(monitor, self.end_watch), pid1=pid)
         finally:
             if monitor is not None:
                 monitor.stop()

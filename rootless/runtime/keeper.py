@@ -39,6 +39,8 @@ class Stdio:
             out_r, self.out_w = os.pipe()
             err_r, self.err_w = os.pipe()
             self.fds = {"stdout": out_r, "stderr": err_r}
+            for fd in self.fds.values():  # the keeper's ends (the container's stay blocking): a read
+                os.set_blocking(fd, False)  # of an output a sync drained must not wait for more
             self._child = [self.out_w, self.err_w]
         # With -i and no -t stdin is a pipe too: the keeper relays the attached CLI's stdin into
         # it (``relay_stdin``), or keeps it open for `attach` instead of reading EOF. The CLI's
@@ -77,6 +79,7 @@ class Stdio:
             self.tty_keeper.close()
             if msg is not None and fds:
                 self.master = fds[0]
+                os.set_blocking(self.master, False)
                 self.fds = {"stdout": self.master}
 
 
@@ -131,16 +134,18 @@ class Wakeup:
 
 
 def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None, watch,
-              wakeup: Wakeup, clients: list[socket.socket], cli_gone=None, timer=None) -> None:
+              wakeup: Wakeup, clients: list[socket.socket], cli_gone=None, timer=None, pid1: int = 0) -> None:
     """Relay output until the container's last writer is gone, logging it to ``log`` (a
     ``logs.LogWriter``, closed here); meanwhile let ``watch`` (an ``exitwatch.ExitWatch`` or
     None) handle PID 1's stops, woken by SIGCHLD. The attach clients stay in ``clients`` for
     :func:`farewell`. ``cli_gone()`` is called when the attached CLI has died (not detached).
     ``timer`` (a ``healthmonitor.Monitor`` or None): its ``tick()`` runs after every wake-up, and the
-    loop sleeps at most its ``timeout()``."""
+    loop sleeps at most its ``timeout()``. ``pid1``: the container's PID 1 (0: unknown), whose first
+    output a ``sync`` awaits in the container's first ``FIRST_RUN_WAIT`` seconds (:func:`_synced`)."""
     terminal = {"stdout": 1, "stderr": 2} if stdio.attached else {}
     sel, relay = _watch_all(stdio, ch, attach_sock, wakeup, clients)
     open_outputs = len(stdio.fds)
+    first = _FirstOutput(pid1)
     try:
         while open_outputs:
             events = sel.select(_soonest(watch, timer))
@@ -180,16 +185,20 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
                     continue
                 if key.data == "client":
                     shown = terminal  # the attached terminal now, for a sync's output
-                    if not _from_client(key.fileobj, stdio, lambda c, t=shown: _synced(c, sel, log, t, clients)):
+                    if not _from_client(key.fileobj, stdio, lambda c, t=shown: first.note(
+                            _synced(c, sel, log, t, clients, first.pending()))):
                         sel.unregister(key.fileobj)
                         clients.remove(key.fileobj)
                         key.fileobj.close()
                     continue
                 data = _read(key.fileobj)
+                if data is None:  # drained meanwhile (by a sync of this round)
+                    continue
                 if not data:
                     sel.unregister(key.fileobj)
                     open_outputs -= 1
                     continue
+                first.note()
                 log.write(key.data, data)
                 if key.data in terminal and not _write(terminal[key.data], data):
                     terminal = {}
@@ -286,21 +295,64 @@ def _from_client(client: socket.socket, stdio: Stdio, on_sync=None) -> bool:
     return True
 
 
-def _synced(client: socket.socket, sel, log, terminal: dict, clients: list) -> None:
+FIRST_RUN_WAIT = 1.0  # seconds from the start in which a sync awaits a runnable PID 1's first output
+
+
+class _FirstOutput:
+    """Whether the container is starting (in its first ``FIRST_RUN_WAIT`` seconds) and has written
+    nothing yet: then a sync awaits PID 1's first output (:func:`_synced`)."""
+
+    def __init__(self, pid1: int):
+        import time
+        self.pid1 = pid1
+        self.until = time.monotonic() + FIRST_RUN_WAIT if pid1 else 0.0
+
+    def pending(self) -> tuple[int, float] | None:
+        """What :func:`_synced` takes: (PID 1, until when it is starting), or None once it wrote."""
+        return (self.pid1, self.until) if self.until else None
+
+    def note(self, wrote: bool = True) -> None:
+        """The container wrote (``wrote``): it is past its start."""
+        if wrote:
+            self.until = 0.0
+
+
+def _synced(client: socket.socket, sel, log, terminal: dict, clients: list,
+            first_run: tuple[int, float] | None = None) -> bool:
     """``sync``: what the container's outputs hold now goes to the log (and to the attached
     terminal and clients, as always) before the client is answered: a ``logs`` right after the
-    container wrote finds it there. The ends of the outputs are left to the main loop."""
+    container wrote finds it there. The ends of the outputs are left to the main loop.
+
+    ``first_run``: (the pid of a PID 1 that has written nothing yet, the monotonic time until which
+    it is starting). A ``start`` returns once the command is exec'd, when it may not have run yet
+    (the scheduler chose others, its first page is read from the disk): while it is starting and
+    runnable (:func:`_runnable`), its first output is awaited, so that a ``logs`` right after the
+    start of ``echo`` shows the line. One that sleeps, stopped or ended has written what it wrote
+    before. Whether anything was logged."""
     import select
+    import time
     outputs = {k.fd: k.data for k in sel.get_map().values() if k.data in ("stdout", "stderr")}
+    pid1, until = first_run if first_run is not None else (0, 0.0)
+    if not (pid1 and time.monotonic() < until and _runnable(pid1)):
+        until = 0.0
+    logged = False
     while outputs:
-        ready, _, _ = select.select(list(outputs), [], [], 0)
+        wait = 0.0 if logged else min(0.005, max(0.0, until - time.monotonic()))
+        ready, _, _ = select.select(list(outputs), [], [], wait)
         if not ready:
-            break
+            if logged or time.monotonic() >= until or not _runnable(pid1):
+                break
+            continue
         for fd in ready:
             data = _read(fd)
+            if data is None:  # nothing after all: awaited again only while PID 1 starts
+                if time.monotonic() >= until:
+                    del outputs[fd]
+                continue
             if not data:  # its end: the main loop sees it too
                 del outputs[fd]
                 continue
+            logged = True
             log.write(outputs[fd], data)
             if outputs[fd] in terminal:
                 _write(terminal[outputs[fd]], data)
@@ -309,6 +361,18 @@ def _synced(client: socket.socket, sel, log, terminal: dict, clients: list) -> N
         client.send(protocol.synced_message())
     except OSError:
         pass
+    return logged
+
+
+def _runnable(pid: int) -> bool:
+    """Whether ``pid`` is running or waiting to (``R``), or waiting for the disk (``D``): not
+    sleeping, stopped or ended."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in (b"R", b"D")
 
 
 def _broadcast(clients: list, sel, msg: bytes) -> None:
@@ -321,11 +385,12 @@ def _broadcast(clients: list, sel, msg: bytes) -> None:
             c.close()
 
 
-def _read(fd: int) -> bytes:
+def _read(fd: int) -> bytes | None:
+    """What ``fd`` holds: b"" at its end, None when nothing is there now (a non-blocking output)."""
     try:
         return os.read(fd, 65536)
     except BlockingIOError:
-        return b""
+        return None
     except OSError as e:
         if e.errno == errno.EIO:  # the pty's last slave closed
             return b""

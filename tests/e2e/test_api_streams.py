@@ -193,6 +193,24 @@ def test_logs_right_after_start_of_a_quick_container(api):
         api.request("DELETE", f"/v1.41/containers/{cid}?force=1")
 
 
+def test_logs_right_after_start_await_the_first_line_of_a_command_still_starting(api):
+    """The race above made wide: the command computes a while (runnable all along) before its
+    first line. It was empty when ``logs`` came first, as when the scheduler ran ``echo`` after
+    the keeper and the API had answered; in the container's first second a runnable PID 1 that
+    wrote nothing yet has its first output awaited."""
+    script = "i=0; while [ $i -lt 40000 ]; do i=$((i+1)); done; echo late"
+    for tty in (False, True):
+        status, body = api.request("POST", "/v1.41/containers/create",
+                                   {"Image": "busybox", "Cmd": ["sh", "-c", script], "Tty": tty})
+        assert status == 201, body
+        cid = body["Id"]
+        assert api.request("POST", f"/v1.41/containers/{cid}/start")[0] == 204
+        status, raw = api.request("GET", f"/v1.41/containers/{cid}/logs?stdout=1&stderr=1")
+        text = raw if tty else _frames_text(raw)
+        assert status == 200 and text.replace(b"\r\n", b"\n") == b"late\n", (tty, raw)
+        api.request("DELETE", f"/v1.41/containers/{cid}?force=1")
+
+
 def test_attach_logs_of_a_finished_container_reach_docker_py(api):
     """docker-py's ``attach(stream=False, logs=True)`` reads the hijacked stream from the socket under
     the buffered reader that parsed the 101's headers: a replay sent together with the headers was

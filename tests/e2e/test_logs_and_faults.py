@@ -110,6 +110,20 @@ def test_logs_f_ends_cleanly_when_the_container_is_removed(bb):
     assert b"error" not in err
 
 
+def test_logs_right_after_start_of_a_quick_container(bb):
+    """``start`` then ``logs`` at once, on the command line: what ``echo`` wrote is there, however
+    fast it ended, and also when it had not run yet when ``logs`` asked (the keeper awaits the
+    first output of a PID 1 still starting)."""
+    for i in range(12):
+        cid = bb("create", *(["-t"] if i % 3 == 1 else []), "busybox", "echo", f"quick {i}").out.strip()
+        bb("start", cid)
+        assert bb("logs", cid).out.replace("\r\n", "\n") == f"quick {i}\n", i
+        bb("rm", "-f", cid)
+    cid = bb("create", "busybox", "sh", "-c", "i=0; while [ $i -lt 40000 ]; do i=$((i+1)); done; echo late").out.strip()
+    bb("start", cid)
+    assert bb("logs", cid).out == "late\n"
+
+
 # ---- wait, kill, -u, --root, -p ---------------------------------------------------------------
 def test_wait_racing_rm_f_says_137(bb):
     bb("run", "-d", "--name", "victim", "busybox", "sleep", "60")

@@ -171,3 +171,121 @@ def test_sync_logs_what_the_outputs_hold_before_the_keeper_answers():
         os.close(r)
         k.close()
         link.close()
+
+
+def _outputs():
+    """A keeper's ends of a container's stdout and stderr, and the container's (kept open)."""
+    stdio = keeper.Stdio(tty=False, interactive=False, attached=False, cli_stdin=False)
+    ends = os.dup(stdio.out_w), os.dup(stdio.err_w)
+    stdio.connect_keeper()
+    return stdio, ends
+
+
+def test_an_output_a_sync_drained_does_not_stall_the_keeper():
+    """A sync and the output it drains in one round of the keeper's loop: the output's own event
+    then finds nothing, and the keeper goes on (it waited in a read until the container wrote
+    again: no sync answered, and a PID 1 stopped at its exit waited for the keeper forever)."""
+    import threading
+    import time
+    k, link = _pair()
+    stdio, (out_w, err_w) = _outputs()
+    logged = []
+    log = SimpleNamespace(write=lambda stream, data: logged.append((stream, data)), close=lambda: None)
+    wake_r, wake_w = os.pipe()
+    wakeup = SimpleNamespace(r=wake_r, drain=lambda: None, close=lambda: None)
+
+    class Trigger:  # before the loop's first wait: the sync, then the output (in that order)
+        fired = False
+
+        def timeout(self):
+            if not self.fired:
+                self.fired = True
+                link.sock.send(b"s")  # what link.sync sends
+                time.sleep(0.05)
+                os.write(out_w, b"quick\n")
+            return 0.05
+
+        def tick(self):
+            pass
+    loop = threading.Thread(target=keeper.supervise, args=(stdio, None, log, None, Trigger(), wakeup, [k]), daemon=True)
+    link.sock.settimeout(5)
+    try:
+        loop.start()
+        while link.sock.recv(keeperclient.MAX_MESSAGE) != keeperclient.synced_message():
+            pass
+        assert logged == [("stdout", b"quick\n")]
+        assert link.sync(timeout=3) is True  # the keeper still answers
+        os.close(out_w)
+        os.close(err_w)
+        loop.join(5)
+        assert not loop.is_alive()
+        assert logged == [("stdout", b"quick\n")]
+    finally:
+        link.close()
+        for fd in (wake_r, wake_w):
+            os.close(fd)
+
+
+def test_a_sync_awaits_the_first_output_of_a_starting_pid1(monkeypatch):
+    """``start`` returns once the command is exec'd; a PID 1 that has not run since (the scheduler
+    chose others) has its first output awaited by a sync in the container's first second, so that
+    ``logs`` right after the start of ``echo`` shows it (it was empty, now and then, under load).
+    The wait is bounded (the answer is due before the client gives up) and ends as soon as PID 1
+    sleeps; none once the container is past its start."""
+    import selectors
+    import threading
+    import time
+    k, link = _pair()
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    sel = selectors.DefaultSelector()
+    sel.register(r, selectors.EVENT_READ, "stdout")
+    logged = []
+    log = SimpleNamespace(write=lambda stream, data: logged.append((stream, data)))
+    state = {"runnable": True}
+    monkeypatch.setattr(keeper, "_runnable", lambda pid: pid == 4242 and state["runnable"])
+
+    def container():
+        time.sleep(0.3)
+        os.write(w, b"quick 92\n")
+        state["runnable"] = False  # it ended
+    try:
+        threading.Thread(target=container, daemon=True).start()
+        assert keeper._synced(k, sel, log, {}, [], (4242, time.monotonic() + 5)) is True
+        assert logged == [("stdout", b"quick 92\n")]
+        assert link.sock.recv(keeperclient.MAX_MESSAGE) == keeperclient.synced_message()
+        state["runnable"] = True  # never runs: answered at the end of the start's window
+        began = time.monotonic()
+        assert keeper._synced(k, sel, log, {}, [], (4242, began + 0.2)) is False
+        assert 0.15 < time.monotonic() - began < 2
+        for first_run in ((4242, time.monotonic()), (4243, time.monotonic() + 5), None):
+            began = time.monotonic()  # past its start, not PID 1's pid, nothing asked: no wait
+            assert keeper._synced(k, sel, log, {}, [], first_run) is False
+            assert time.monotonic() - began < 0.1
+        state["runnable"] = False  # asleep (or stopped, or ended): what it wrote is there
+        began = time.monotonic()
+        assert keeper._synced(k, sel, log, {}, [], (4242, began + 5)) is False
+        assert time.monotonic() - began < 0.1
+    finally:
+        sel.close()
+        for fd in (r, w):
+            os.close(fd)
+        k.close()
+        link.close()
+
+
+def test_runnable_is_a_running_or_waiting_process_not_a_sleeping_or_gone_one():
+    import subprocess
+    import sys
+    import time
+    assert keeper._runnable(os.getpid())  # reading its own stat: running
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while keeper._runnable(sleeper.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not keeper._runnable(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not keeper._runnable(sleeper.pid)  # reaped: no such process
