@@ -966,6 +966,10 @@ def bench(tmp: str, runs: int, groups: tuple[str, ...] = GROUPS, scale: int | No
         if "build" in groups:
             import bench_build
             figures["build"] = bench_build.bench_build(rootless, env, pm, tmp, runs, stats)
+            import bench_build_real
+            figures["build"]["real"] = bench_build_real.bench_real(
+                rootless, env, pm, tmp, 1 if runs <= QUICK_RUNS else 3, rootless_env,
+                lambda base: Podman(pm.argv[0], base))
         if "api" in groups:
             import bench_api
             figures["api"] = bench_api.bench_api(rootless, env, pm, tmp, runs, measure, stats)
@@ -1118,6 +1122,8 @@ def main(argv: list[str] | None = None) -> int:
     if "build" in figures:
         import bench_build
         bench_build.report(figures["build"], podman_note)
+        import bench_build_real
+        bench_build_real.report(figures["build"]["real"])
     if "api" in figures:
         import bench_api
         bench_api.report(figures["api"], podman_note)

@@ -51,6 +51,12 @@ def _get(d, *keys):
     return d
 
 
+def _failed(failures: dict, tool: str, otherwise: str) -> str:
+    """``n/a: TOOL failed: first line`` when ``tool`` failed, else ``otherwise``."""
+    why = failures.get(tool)
+    return f"n/a: {tool} failed: {why.strip().splitlines()[0]}" if why else otherwise
+
+
 def _ran(figures: dict, group: str) -> bool:
     return group in (figures.get("groups") or [])
 
@@ -98,10 +104,10 @@ def build_rows(figures: dict) -> list[dict]:
     cold = real.get("cold") or {}
     rl, pm = cold.get("rootless"), cold.get("podman")
     if rl is None:
-        rows.append(_row(names[0], "-", "-", goals[0], f"n/a: {failed.get('rootless', 'no rootless figure')}"))
+        rows.append(_row(names[0], "-", "-", goals[0], _failed(failed, "rootless", "n/a: no rootless figure")))
     elif pm is None:
         rows.append(_row(names[0], f"{rl / 1000:.1f} s", "-", goals[0],
-                         f"n/a: podman: {failed['podman']}" if "podman" in failed else _no_podman(figures)))
+                         _failed(failed, "podman", _no_podman(figures))))
     else:
         ratio = rl / pm
         rows.append(_row(names[0], f"{rl / 1000:.1f} s = {ratio:.2f}x", f"podman build {pm / 1000:.1f} s",
@@ -109,17 +115,17 @@ def build_rows(figures: dict) -> list[dict]:
     reused = real.get("reused") or {}
     ref = "podman: " + ("yes" if reused["podman"] else "no") if reused.get("podman") is not None else "-"
     if reused.get("rootless") is None:
-        rows.append(_row(names[1], "-", ref, goals[1], f"n/a: {failed.get('rootless', 'no rootless figure')}"))
+        rows.append(_row(names[1], "-", ref, goals[1], _failed(failed, "rootless", "n/a: no rootless figure")))
     else:
         rows.append(_row(names[1], "yes" if reused["rootless"] else "no", ref, goals[1],
                          _verdict(bool(reused["rootless"]))))
     disk = real.get("disk") or {}
     rd, pd = disk.get("rootless"), disk.get("podman")
     if not rd:
-        rows.append(_row(names[2], "-", "-", goals[2], f"n/a: {failed.get('rootless', 'no rootless figure')}"))
+        rows.append(_row(names[2], "-", "-", goals[2], _failed(failed, "rootless", "n/a: no rootless figure")))
     elif not pd:
         rows.append(_row(names[2], f"{rd['real'] / 1e6:.0f} / {rd['apparent'] / 1e6:.0f} MB", "-", goals[2],
-                         _no_podman(figures)))
+                         _failed(failed, "podman", _no_podman(figures))))
     else:
         r_real, r_app = rd["real"] / pd["real"], rd["apparent"] / pd["apparent"]
         rows.append(_row(names[2], f"{rd['real'] / 1e6:.0f} / {rd['apparent'] / 1e6:.0f} MB = "

@@ -138,3 +138,19 @@ def test_report_prints_every_row(capsys):
     for r in rows:
         assert r["figure"] in out
     assert "0 PASS, 0 MISS, 13 n/a" in out
+
+
+def test_a_failed_tool_is_na_with_its_first_line():
+    f = figures()
+    f["build"]["real"]["disk"].pop("podman")
+    f["build"]["real"]["failures"] = {"podman": "podman import x: exit code 125\n  Error: runroot too long"}
+    s = statuses(f)
+    assert s["disk used by debian + curl (real / apparent)"] == "n/a: podman failed: podman import x: exit code 125"
+    assert s["cold build of real Dockerfiles (apt-get, gcc)"] == "PASS"
+    f["build"]["real"]["cold"] = {}
+    f["build"]["real"]["reused"] = {"rootless": None, "podman": True}
+    f["build"]["real"]["failures"]["rootless"] = "rootless build: exit code 1\nE: Unable to locate package"
+    s = statuses(f)
+    assert s["cold build of real Dockerfiles (apt-get, gcc)"] == "n/a: rootless failed: rootless build: exit code 1"
+    assert s["multi-stage rebuild, a stage's output byte-identical: later steps reused"] == \
+        "n/a: rootless failed: rootless build: exit code 1"
