@@ -223,6 +223,9 @@ def report(rows: list[dict]) -> None:
     print("\ngoals (issue 25)")
     width = max(len(r["figure"]) for r in rows)
     for r in rows:
+        if r["value"] == "-" and r["reference"] == "-":  # nothing measured: the goal on the same line
+            print(f"  {r['figure']:{width}}  {r['status']} (goal: {r['goal']})")
+            continue
         print(f"  {r['figure']:{width}}  {r['status']}")
         print(f"  {'':{width}}    {r['value']}; reference: {r['reference']}; goal: {r['goal']}")
     counted = [r["status"] for r in rows]

@@ -154,3 +154,17 @@ def test_a_failed_tool_is_na_with_its_first_line():
     assert s["cold build of real Dockerfiles (apt-get, gcc)"] == "n/a: rootless failed: rootless build: exit code 1"
     assert s["multi-stage rebuild, a stage's output byte-identical: later steps reused"] == \
         "n/a: rootless failed: rootless build: exit code 1"
+
+
+def test_real_dockerfiles_are_na_when_the_mirror_does_not_answer(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_build_real", SCRIPT.with_name("bench_build_real.py"))
+    real = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real)
+    assert real.mirror_answers(None) is False
+    assert real.mirror_answers("http://127.0.0.1:9") is False  # the discard port: nothing listens
+    monkeypatch.setattr(real, "mirror", lambda: "http://127.0.0.1:9")
+    out = real.bench_real(["false"], {}, None, str(tmp_path), 1, None, None)
+    assert out["unavailable"] == "the Debian mirror does not answer"
+    assert list(tmp_path.iterdir()) == []  # nothing built, nothing left
+    rows = bench_goals.goals(figures(build={"real": out}))
+    assert [r["status"] for r in rows[3:6]] == ["n/a: the Debian mirror does not answer"] * 3
