@@ -3,7 +3,8 @@
 
 Usage::
 
-    python scripts/bench.py [--runs N | --quick] [--only run|lifecycle|net|pull|logs|volumes|build|api] [--json FILE]
+    python scripts/bench.py [--runs N | --quick] [--only run|lifecycle|net|pull|logs|volumes|build|api|scale]
+                            [--scale N] [--json FILE]
 
 Run it as a normal, unprivileged user: the point is rootless containers.
 Everything happens in one temporary directory that is removed at the end
@@ -74,6 +75,20 @@ Dockerfile, beside ``podman build``) and ``api`` (``scripts/bench_api.py``: ``do
 through ``rootless system service`` beside ``rootless run`` and podman's service) groups are
 described in their modules. Every group runs by default; ``--only`` picks one.
 
+The ``run`` group also measures the default network's cost over ``--network none`` *paired*
+(``network cost``: N pairs, alternating which of the two runs first, the median of the per-pair
+differences in ms), so both see the same load. The ``build`` group adds real Dockerfiles
+(``scripts/bench_build_real.py``, under ``build.real``: apt-get from this machine's Debian mirror
+and a multi-stage gcc build, cold, cached and touched, whether a byte-identical stage output keeps
+later steps cached, and the store's size with debian + curl beside podman's; ``n/a`` when the
+mirror does not answer). The ``scale`` group (``scripts/bench_scale.py``) starts N idle
+``run -d`` containers (``--scale N``, default 100, ``--quick`` 20) of each tool and sums the PSS
+of every process the tool leaves for them.
+
+Every run ends with issue 25's goals table (``scripts/bench_goals.py``, ``goals`` in the JSON):
+one row per figure of the issue's table, with the figure, its reference, the goal and PASS or
+MISS, or ``n/a: why`` when its group did not run or podman (or the mirror) is missing.
+
 Every container made is removed (``rm -f``, then the keepers and podman
 containers left by an interruption are killed) and the temporary directory
 is removed, also when a command fails or the run is interrupted.
@@ -109,7 +124,9 @@ TIMEOUT = 120  # seconds for any single command
 CLI_TARGET_MS = 120.0
 PODMAN_RATIO_TARGET = 0.5
 
-GROUPS = ("run", "lifecycle", "net", "pull", "logs", "volumes", "build", "api")
+GROUPS = ("run", "lifecycle", "net", "pull", "logs", "volumes", "build", "api", "scale")
+SCALE_CONTAINERS = 100  # idle detached containers of the scale group (--scale N; --quick: 20)
+SCALE_QUICK = 20
 PULL_ROUNDS = 3
 NET_BYTES = 2 * 10**9  # one transfer through a published port (issue 4: 2 GB)
 NET_ROUNDS = 5
@@ -893,21 +910,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"measured runs per figure, after {WARMUP} warm-ups (default {DEFAULT_RUNS})")
     parser.add_argument("--quick", action="store_true", help=f"same as --runs {QUICK_RUNS}")
     parser.add_argument("--json", metavar="FILE", help="also write all figures as JSON to FILE")
+    parser.add_argument("--scale", type=int, metavar="N",
+                        help=f"idle containers of the scale group (default {SCALE_CONTAINERS}, "
+                             f"--quick {SCALE_QUICK})")
     parser.add_argument("--only", choices=GROUPS,
                         help="measure one group: run (rootless run --rm against the floor and podman), "
                              "lifecycle (keeper memory, run -d + stop, ps -a, exec), net (published-port "
                              "throughput and connections per second) or pull (a 200 MB image from a local "
                              "registry, beside podman and skopeo), logs, volumes or build (cold, cached and "
-                             "touched builds of a Dockerfile, beside podman build); default all")
+                             "touched builds of a Dockerfile and of real ones, beside podman build), api or scale "
+                             "(memory and start time of N idle containers); default all")
     args = parser.parse_args(argv)
     if args.quick:
         args.runs = QUICK_RUNS
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.scale is not None and args.scale < 1:
+        parser.error("--scale must be at least 1")
     return args
 
 
-def bench(tmp: str, runs: int, groups: tuple[str, ...] = GROUPS) -> dict:
+def bench(tmp: str, runs: int, groups: tuple[str, ...] = GROUPS, scale: int | None = None) -> dict:
     """Set everything up under ``tmp``, measure the groups, and return all figures."""
     rootless = [rootless_exe()]
     images = build_images(os.path.join(tmp, "images"))
@@ -943,9 +966,18 @@ def bench(tmp: str, runs: int, groups: tuple[str, ...] = GROUPS) -> dict:
         if "build" in groups:
             import bench_build
             figures["build"] = bench_build.bench_build(rootless, env, pm, tmp, runs, stats)
+            import bench_build_real
+            figures["build"]["real"] = bench_build_real.bench_real(
+                rootless, env, pm, tmp, 1 if runs <= QUICK_RUNS else 3, rootless_env,
+                lambda base: Podman(pm.argv[0], base))
         if "api" in groups:
             import bench_api
             figures["api"] = bench_api.bench_api(rootless, env, pm, tmp, runs, measure, stats)
+        if "scale" in groups:
+            import bench_scale
+            n = scale or (SCALE_QUICK if runs <= QUICK_RUNS else SCALE_CONTAINERS)
+            figures["scale"] = bench_scale.bench_scale(rootless, env, pm, n,
+                                                       lambda argv, e: run_checked(argv, e, capture=True))
         if "net" in groups:
             import bench_net
             quick = runs <= QUICK_RUNS
@@ -1007,7 +1039,31 @@ def bench_run(rootless: list[str], env: dict[str, str], empty_env: dict[str, str
     bd = breakdown(walls, read_marks(timing_file, runs))
 
     results = {name: stats(s) for name, s in samples.items()}
-    return {"results": results, "samples": samples, "ratios": ratios(results), "breakdown": bd}
+    cost = network_cost(rootless, env, runs)
+    return {"results": results, "samples": samples, "ratios": ratios(results), "breakdown": bd,
+            "network cost": cost}
+
+
+def network_cost(rootless: list[str], env: dict[str, str], runs: int) -> dict:
+    """What the default network adds to ``run --rm``, paired: each pair runs ``--network none``
+    and the default network one after the other (alternating which goes first), so both see the
+    same load; the median of the per-pair differences (ms)."""
+    none = rootless + ["run", "--rm", "--network", "none", "busybox", "true"]
+    default = rootless + ["run", "--rm", "busybox", "true"]
+    diffs, a, b = [], [], []
+    for i in range(1 + runs):  # one warm-up pair
+        order = (none, default) if i % 2 else (default, none)
+        walls = {}
+        for argv in order:
+            t0 = time.perf_counter()
+            run_checked(argv, env)
+            walls[argv is none] = (time.perf_counter() - t0) * 1000.0
+        if i:
+            a.append(walls[True])
+            b.append(walls[False])
+            diffs.append(walls[False] - walls[True])
+    return {"median": statistics.median(diffs), "none": statistics.median(a), "default": statistics.median(b),
+            "pairs": runs, "samples": diffs}
 
 
 def remove_tree(path: str) -> None:
@@ -1029,7 +1085,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tmp = tempfile.mkdtemp(prefix="rootless-bench.")
     try:
-        figures = bench(tmp, args.runs, (args.only,) if args.only else GROUPS)
+        figures = bench(tmp, args.runs, (args.only,) if args.only else GROUPS, args.scale)
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 1
@@ -1042,6 +1098,9 @@ def main(argv: list[str] | None = None) -> int:
     report_host(figures["host"])
     if "results" in figures:
         report_run(figures["results"], podman_note, figures["ratios"], figures["breakdown"])
+        cost = figures["network cost"]
+        print(f"  the default network over --network none, paired: {cost['median']:.1f} ms "
+              f"(medians {cost['none']:.1f} vs {cost['default']:.1f} ms, {cost['pairs']} pairs)")
     if "lifecycle" in figures:
         if "results" in figures:
             print()
@@ -1063,9 +1122,17 @@ def main(argv: list[str] | None = None) -> int:
     if "build" in figures:
         import bench_build
         bench_build.report(figures["build"], podman_note)
+        import bench_build_real
+        bench_build_real.report(figures["build"]["real"])
     if "api" in figures:
         import bench_api
         bench_api.report(figures["api"], podman_note)
+    if "scale" in figures:
+        import bench_scale
+        bench_scale.report(figures["scale"], podman_note)
+    import bench_goals
+    figures["goals"] = bench_goals.goals(figures)
+    bench_goals.report(figures["goals"])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2, sort_keys=True)

@@ -11,6 +11,9 @@ on the host for the ceiling (plain loopback). Compared in one run:
 - ``host loopback``: no container, the ceiling;
 - ``podman``: podman's default rootless port forwarding (rootlessport), when podman works.
 
+The server also tells the address it sees for a client on 127.0.0.1 (``client address``; issue 25
+wants the client's own, not the relay's).
+
 Targets (issue 4): the relay at least 3x slirp4netns' forwarder, at least podman's, and at
 least 40% of host loopback, in throughput.
 """
@@ -56,9 +59,9 @@ def sink():
 threading.Thread(target=sink, daemon=True).start()
 print("ready", flush=True)
 while True:
-    conn, _ = c.accept()
-    conn.recv(64)
-    conn.sendall(b"ok")
+    conn, peer = c.accept()
+    req = conn.recv(64)
+    conn.sendall(peer[0].encode() if req == b"peer?" else b"ok")
     conn.close()
 """
 
@@ -132,6 +135,20 @@ def requests(port: int, seconds: float) -> float:
     return n / (time.perf_counter() - start)
 
 
+def peer_seen(port: int) -> str:
+    """The client address the server saw for a connection from 127.0.0.1 (issue 25: the client's,
+    not the relay's)."""
+    with connect(port) as s:
+        s.sendall(b"peer?")
+        got = b""
+        while True:
+            data = s.recv(64)
+            if not data:
+                break
+            got += data
+    return got.decode(errors="replace")
+
+
 def warm_up(tport: int, cport: int) -> None:
     transfer(tport, 64 << 20)
     requests(cport, 0.2)
@@ -158,6 +175,7 @@ def bench_net(rootless: list[str], env: dict[str, str], pm, total: int, rounds: 
               run_checked) -> dict:
     """Measure every forwarder; containers are removed before returning."""
     results: dict = {}
+    seen: dict[str, str] = {}  # the client address each container's server saw
     cases = [("rootless (built-in relay)", "slirp4netns"),
              ("rootless (slirp4netns)", "slirp4netns:port_handler=slirp4netns")]
     for label, network in cases:
@@ -169,6 +187,7 @@ def bench_net(rootless: list[str], env: dict[str, str], pm, total: int, rounds: 
         try:
             server = start_server(keeper_of(env["ROOTLESS_ROOT"], cid), T_PORT, C_PORT)
             results[label] = measure(tport, cport, total, rounds, seconds)
+            seen[label] = peer_seen(cport)
         finally:
             if server:
                 server.kill()
@@ -192,6 +211,7 @@ def bench_net(rootless: list[str], env: dict[str, str], pm, total: int, rounds: 
             pid = int(run_checked(pm.argv + ["inspect", "-f", "{{.State.Pid}}", cid], pm.env).stdout.decode())
             server = start_server(pid, T_PORT, C_PORT)
             results["podman (rootlessport)"] = measure(tport, cport, total, rounds, seconds)
+            seen["podman (rootlessport)"] = peer_seen(cport)
         finally:
             if server:
                 server.kill()
@@ -199,7 +219,7 @@ def bench_net(rootless: list[str], env: dict[str, str], pm, total: int, rounds: 
             subprocess.run(pm.argv + ["rm", "-f", "-t", "0", cid], env=pm.env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, check=False)
     return {"bytes": total, "rounds": rounds, "request seconds": seconds, "results": results,
-            "targets": targets(results)}
+            "targets": targets(results), "client address": seen}
 
 
 def targets(results: dict) -> dict:
@@ -222,6 +242,8 @@ def report(net: dict, podman_note: str) -> None:
         print(f"  {label:28} {r['gbit/s']:>8.2f} Gbit/s {r['conn/s']:>9.0f} /s")
     if podman_note:
         print(f"  podman: not measured ({podman_note})")
+    for label, addr in net.get("client address", {}).items():
+        print(f"  {label}: a client on 127.0.0.1 is seen as {addr}")
     for name, t in net["targets"].items():
         ok = t["value"] >= t["target"]
         print(f"  {name}: {t['value']:.2f}x (target >= {t['target']:g}x) {'ok' if ok else 'MISSED'}")
