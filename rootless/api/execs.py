@@ -22,7 +22,7 @@ TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from rootless.api.http import Hijacked, Request
+    from rootless.api.http import Request
     from rootless.engine.context import Context
     from rootless.runtime.state import ContainerRecord
 
@@ -207,14 +207,14 @@ class _Input:
         os.write(self.fd, data)
 
 
-def _relay(client: Hijacked, in_w: int, outputs: dict[int, int], raw: bool, early: bytes,
+def _relay(client: AfterHead, in_w: int, outputs: dict[int, int], raw: bool, early: bytes,
            want: dict[int, bool], detach=None, on_detach: Callable[[], None] | None = None) -> None:
     """Until the exec's output ends: its output to the client (framed unless ``raw``), the client's
     bytes to its input. The ``detach`` keys (a ``DetachKeys``) end the client's stream and leave
     the exec running: its input stays open, its output is read and dropped until it ends; then
     ``on_detach()`` is called."""
     sink = _Input(in_w)
-    watch: list[int | Hijacked] = [*outputs, *([client] if in_w >= 0 else [])]
+    watch: list[int | AfterHead] = [*outputs, *([client] if in_w >= 0 else [])]
     detached = in_w >= 0 and bool(early) and _to_input(sink, early, detach)
     if detached:
         watch.remove(client)
@@ -224,7 +224,7 @@ def _relay(client: Hijacked, in_w: int, outputs: dict[int, int], raw: bool, earl
     while outputs:
         ready, _, _ = select.select(watch, [], [])
         for r in ready:
-            if r is client:  # its bytes (the outputs are descriptors)
+            if isinstance(r, AfterHead):  # the client (the outputs are descriptors)
                 try:
                     data = client.recv(65536)
                 except OSError:
@@ -267,7 +267,7 @@ def _to_input(sink: _Input, data: bytes, detach) -> bool:
     return detach.feed(data, None, sink=sink)
 
 
-def _hang_up(client: Hijacked) -> None:
+def _hang_up(client: AfterHead) -> None:
     """The end of a detached client's stream: both ways, as Docker closes the connection."""
     try:
         client.shutdown(socket.SHUT_RDWR)
