@@ -17,6 +17,7 @@ import struct
 import time
 
 from rootless.api import createconfig, http
+from rootless.api.hijack import AfterHead
 from rootless.base.clock import now_iso
 from rootless.base.errors import Conflict, ContainerNotFound, RootlessError, UsageError
 from rootless.engine import containerfs, containerstats, dockerview
@@ -378,7 +379,7 @@ def attach(ctx: Context, req: Request, id):
     want = {STDOUT: req.flag("stdout"), STDERR: req.flag("stderr")}
     rec, pending, detach = _attach_begin(ctx, req, id, want, req.flag("stdin"))
     tty = bool(rec["spec"].get("tty"))
-    client = req.conn.hijack(req, RAW_STREAM)
+    client = AfterHead(req.conn.hijack(req, RAW_STREAM))  # its first bytes once the client read the head
     _attach_run(ctx, req, rec, pending, client, req.conn.pending_input(), want, detach, mux=not tty)
 
 
@@ -423,12 +424,7 @@ def _attach_run(ctx: Context, req: Request, rec: ContainerRecord, pending, clien
     """The log's replay (``logs``), then the container's streams (``stream``), to a hijacked client."""
     from rootless.runtime import keeperclient
     try:
-        if req.flag("logs"):
-            # docker-py reads a hijacked stream from the raw socket under the buffered reader that
-            # parsed the 101's headers: bytes that reach it with the headers are lost to it. The
-            # log's replay, ready at once, waits a moment after the headers (Docker's daemon, slower
-            # to get there, rarely meets this).
-            time.sleep(0.05)
+        if req.flag("logs"):  # (a raw client's sends wait until it read the head: ``api.hijack``)
             for entry in uc.log_entries(ctx, rec, False, None, None, None):
                 n = STDERR if entry.stream == "stderr" else STDOUT
                 if want[n]:

@@ -13,6 +13,7 @@ import socket
 
 from rootless.api import http
 from rootless.api.containers import RAW_STREAM, STDERR, STDOUT, frame
+from rootless.api.hijack import AfterHead
 from rootless.base import atomic
 from rootless.base.errors import Conflict, NotFound, RootlessError, UsageError
 from rootless.engine import containers as uc
@@ -134,7 +135,7 @@ def start(ctx: Context, req: Request, id):
         uc.exec_in(ctx, rec, argv, ex["Env"], pc["user"] or None, ex["WorkingDir"] or None, tty, False, True,
                    ex["ID"])
         return 200, None
-    client = req.conn.hijack(req, RAW_STREAM)
+    client = AfterHead(req.conn.hijack(req, RAW_STREAM))  # its first bytes once the client read the head
     early = req.conn.pending_input()
     stdin = ex["OpenStdin"]
     in_r, in_w = os.pipe() if stdin else (-1, -1)
@@ -206,14 +207,14 @@ class _Input:
         os.write(self.fd, data)
 
 
-def _relay(client: socket.socket, in_w: int, outputs: dict[int, int], raw: bool, early: bytes,
+def _relay(client: AfterHead, in_w: int, outputs: dict[int, int], raw: bool, early: bytes,
            want: dict[int, bool], detach=None, on_detach: Callable[[], None] | None = None) -> None:
     """Until the exec's output ends: its output to the client (framed unless ``raw``), the client's
     bytes to its input. The ``detach`` keys (a ``DetachKeys``) end the client's stream and leave
     the exec running: its input stays open, its output is read and dropped until it ends; then
     ``on_detach()`` is called."""
     sink = _Input(in_w)
-    watch: list[int | socket.socket] = [*outputs, *([client] if in_w >= 0 else [])]
+    watch: list[int | AfterHead] = [*outputs, *([client] if in_w >= 0 else [])]
     detached = in_w >= 0 and bool(early) and _to_input(sink, early, detach)
     if detached:
         watch.remove(client)
@@ -223,7 +224,7 @@ def _relay(client: socket.socket, in_w: int, outputs: dict[int, int], raw: bool,
     while outputs:
         ready, _, _ = select.select(watch, [], [])
         for r in ready:
-            if isinstance(r, socket.socket):  # the client (the outputs are descriptors)
+            if isinstance(r, AfterHead):  # the client (the outputs are descriptors)
                 try:
                     data = client.recv(65536)
                 except OSError:
@@ -266,7 +267,7 @@ def _to_input(sink: _Input, data: bytes, detach) -> bool:
     return detach.feed(data, None, sink=sink)
 
 
-def _hang_up(client: socket.socket) -> None:
+def _hang_up(client: AfterHead) -> None:
     """The end of a detached client's stream: both ways, as Docker closes the connection."""
     try:
         client.shutdown(socket.SHUT_RDWR)

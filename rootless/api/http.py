@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from typing import Protocol
 
     class Hijacked(Protocol):
-        """A hijacked client connection as the attach and exec relays use it: the socket itself,
-        or a ``websocket.WebSocket`` over it (whose ``recv`` gives None for a frame that holds
+        """A hijacked client connection as the attach and exec relays use it: the socket
+        (``hijack.AfterHead``'s, whose first send awaits the client's read of the head), or a
+        ``websocket.WebSocket`` over it (whose ``recv`` gives None for a frame that holds
         nothing for the input)."""
 
         def fileno(self) -> int: ...

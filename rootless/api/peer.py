@@ -4,7 +4,8 @@
 
 A loopback client's socket is a row of those tables whose local end is the address the
 connection came from and whose remote end is ours; its ``uid`` column is the owner of the
-client's socket (in this user namespace). ``None`` when it cannot be told: callers refuse then.
+client's socket (in this user namespace), its ``rx_queue`` what the client has not read yet
+(``api.hijack``). ``None`` when it cannot be told: callers refuse then.
 """
 
 from __future__ import annotations
@@ -37,24 +38,38 @@ def _as_v4(host: str) -> str | None:
     return None
 
 
-def table_uid(text: str, local: str, remote: str) -> int | None:
-    """The uid of the row of a ``/proc/net/tcp*`` table whose local and remote addresses are
+def table_row(text: str, local: str, remote: str) -> list[str] | None:
+    """The fields of the row of a ``/proc/net/tcp*`` table whose local and remote addresses are
     these (already in the table's hex form), or None."""
     for line in text.splitlines()[1:]:
         fields = line.split()
-        if len(fields) < 8:
-            continue
-        if fields[1].upper() == local and fields[2].upper() == remote:
-            try:
-                return int(fields[7])
-            except ValueError:
-                return None
+        if len(fields) >= 8 and fields[1].upper() == local and fields[2].upper() == remote:
+            return fields
     return None
+
+
+def table_uid(text: str, local: str, remote: str) -> int | None:
+    """The uid column of that row, or None."""
+    fields = table_row(text, local, remote)
+    try:
+        return int(fields[7]) if fields else None
+    except ValueError:
+        return None
 
 
 def tcp_peer_uid(conn: socket.socket, read=None) -> int | None:
     """The uid owning the client end of an accepted loopback TCP connection, or None (not
     found, not loopback, or the tables unreadable)."""
+    fields = tcp_peer_row(conn, read)
+    try:
+        return int(fields[7]) if fields else None
+    except ValueError:
+        return None
+
+
+def tcp_peer_row(conn: socket.socket, read=None) -> list[str] | None:
+    """The fields of the client end's row of an accepted loopback TCP connection (its uid, its
+    queues: ``tx_queue:rx_queue`` in hex is the fifth), or None when it is not found."""
     read = read or _read
     try:
         ours = conn.getsockname()
@@ -77,9 +92,9 @@ def tcp_peer_uid(conn: socket.socket, read=None) -> int | None:
             local, remote = _hex_address(*client), _hex_address(*server)
         except (OSError, ValueError):
             continue
-        uid = table_uid(text, local, remote)
-        if uid is not None:
-            return uid
+        fields = table_row(text, local, remote)
+        if fields is not None:
+            return fields
     return None
 
 

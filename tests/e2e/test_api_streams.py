@@ -229,6 +229,116 @@ def test_attach_logs_of_a_finished_container_reach_docker_py(api):
     assert lost == []
 
 
+@pytest.fixture
+def tcp_api(api):
+    """A second service of the same store on ``tcp://127.0.0.1:PORT`` (docker-py's CI transport),
+    as (host, port)."""
+    import subprocess
+
+    from tests.conftest import rootless_argv
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    logpath = api.rl.base / "service-tcp.log"
+    with open(logpath, "wb") as log:
+        proc = subprocess.Popen(rootless_argv() + ["system", "service", f"tcp://127.0.0.1:{port}"],
+                                env=api.rl.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+    def answers() -> bool:
+        assert proc.poll() is None, logpath.read_text()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+                c.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return c.recv(100).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+    try:
+        wait_for(answers, 60, "the TCP service to answer /_ping")
+        yield "127.0.0.1", port
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        assert "Traceback" not in logpath.read_text()
+
+
+def _slow_reader(connect, path: str, body: dict | None = None, delay: float = 0.3) -> bytes:
+    """A hijacking POST read as docker-py reads it, by a client slow to read the head: it sleeps
+    ``delay`` before reading, then parses the head with a buffered reader (http.client's, 8 KB
+    reads) and reads the stream from the raw socket under it, to its end."""
+    data = json.dumps(body).encode() if body is not None else b""
+    with connect() as s:
+        s.settimeout(30)
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+        time.sleep(delay)  # the server has long sent the head (and, before, what followed it)
+        head = s.makefile("rb")
+        assert head.readline().startswith(b"HTTP/1.1 101")
+        while head.readline() not in (b"\r\n", b""):
+            pass
+        out = b""
+        while chunk := s.recv(65536):  # under the buffer: what went into it is lost
+            out += chunk
+        return out
+
+
+def _connector(api, transport: str, request):
+    """How a test's client connects: the fixture's Unix socket, or the ``tcp_api`` service."""
+    if transport == "tcp":
+        address = request.getfixturevalue("tcp_api")
+        return lambda: socket.create_connection(address)
+
+    def connect() -> socket.socket:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(api.socket))
+        return s
+    return connect
+
+
+def _streams(raw: bytes) -> dict[int, bytes]:
+    """The bytes of each stream of a multiplexed answer."""
+    out: dict[int, bytes] = {}
+    rest = raw
+    while rest:
+        assert len(rest) >= 8 and rest[1:4] == b"\0\0\0", raw
+        n = int.from_bytes(rest[4:8], "big")
+        out[rest[0]] = out.get(rest[0], b"") + rest[8:8 + n]
+        rest = rest[8 + n:]
+    return out
+
+
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_attach_logs_reach_a_client_slow_to_read_the_head(api, transport, request):
+    """The replay of ``attach?logs=1`` goes once the client has read the 101's head, over a Unix
+    socket (docker-py's default) and loopback TCP (its CI's): a client that reads the head late
+    gets all of it. It went 50 ms after the head, into the client's buffer of the head, lost."""
+    connect = _connector(api, transport, request)
+    for name, cmd, tty in (("plain", "echo out; echo err >&2", False), ("term", "echo term", True)):
+        status, body = api.request("POST", f"/v1.41/containers/create?name={name}",
+                                   {"Image": "busybox", "Cmd": ["sh", "-c", cmd], "Tty": tty})
+        assert status == 201, body
+        assert api.request("POST", f"/v1.41/containers/{name}/start")[0] == 204
+        assert api.request("POST", f"/v1.41/containers/{name}/wait")[1]["StatusCode"] == 0
+    raw = _slow_reader(connect, "/v1.41/containers/plain/attach?logs=1&stdout=1&stderr=1")
+    assert _streams(raw) == {1: b"out\n", 2: b"err\n"}
+    assert _slow_reader(connect, "/v1.41/containers/plain/attach?logs=1&stderr=1", delay=0.05) == \
+        b"\2\0\0\0\0\0\0\4err\n"
+    assert _slow_reader(connect, "/v1.41/containers/term/attach?logs=1&stdout=1") == b"term\r\n"
+    assert _slow_reader(connect, "/v1.41/containers/term/attach?logs=1&stdout=1", delay=0) == b"term\r\n"
+
+
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_exec_output_reaches_a_client_slow_to_read_the_head(api, transport, request):
+    """docker-py's ``exec_start`` reads the same way: a quick command's output, ready before the
+    client read the head, waits for it (it was lost, like the replay above)."""
+    connect = _connector(api, transport, request)
+    api.docker("run", "-d", "--name", "c", "busybox", "sleep", "300")
+    eid = _exec(api, "c", ["sh", "-c", "echo out; echo err >&2"], AttachStdout=True, AttachStderr=True)
+    raw = _slow_reader(connect, f"/v1.41/exec/{eid}/start", {"Detach": False, "Tty": False}, delay=1.0)
+    assert _streams(raw) == {1: b"out\n", 2: b"err\n"}
+    eid = _exec(api, "c", ["echo", "raw"], Tty=True, AttachStdout=True)
+    assert _slow_reader(connect, f"/v1.41/exec/{eid}/start", {"Tty": True}, delay=1.0) == b"raw\r\n"
+
+
 def _exec_events(api, since: float, **filters) -> list[tuple[str, dict]]:
     import urllib.parse
     query = urllib.parse.urlencode({"since": f"{since:.9f}", "until": f"{time.time():.9f}",
