@@ -128,7 +128,7 @@ def reply_of(buf: bytes, serial: int) -> tuple[int | None, int]:
             i += 3 + siglen
             if sig == b"g":
                 i += 2 + buf[i]
-            elif sig in (b"s", b"o"):
+            elif len(sig) == 1 and sig in b"so":  # a string or an object path
                 i += -(i - at) % 4
                 (n,) = struct.unpack_from(order + "I", buf, i)
                 i += 5 + n
