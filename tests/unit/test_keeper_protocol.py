@@ -257,15 +257,15 @@ def test_a_sync_awaits_the_first_output_of_a_starting_pid1(monkeypatch):
         state["runnable"] = True  # never runs: answered at the end of the start's window
         began = time.monotonic()
         assert keeper._synced(k, sel, log, {}, [], (4242, began + 0.2)) is False
-        assert 0.15 < time.monotonic() - began < 2
+        assert 0.15 < time.monotonic() - began < 4  # the window's end, not a 5 s wait
         for first_run in ((4242, time.monotonic()), (4243, time.monotonic() + 5), None):
             began = time.monotonic()  # past its start, not PID 1's pid, nothing asked: no wait
             assert keeper._synced(k, sel, log, {}, [], first_run) is False
-            assert time.monotonic() - began < 0.1
+            assert time.monotonic() - began < 2  # far below the 5 s a wait would last, under any load
         state["runnable"] = False  # asleep (or stopped, or ended): what it wrote is there
         began = time.monotonic()
         assert keeper._synced(k, sel, log, {}, [], (4242, began + 5)) is False
-        assert time.monotonic() - began < 0.1
+        assert time.monotonic() - began < 2
     finally:
         sel.close()
         for fd in (r, w):
