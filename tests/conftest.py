@@ -18,6 +18,14 @@ from pathlib import Path
 
 import pytest
 
+import signal as _signal
+
+# A suite started in the background by a non-interactive shell (`cmd &`) has SIGINT ignored, and
+# every command it runs would inherit that: the tests that stop `rootless` with a ctrl-C
+# (SIGINT) would wait for ever. The suite takes SIGINT back, so its commands start with it.
+if _signal.getsignal(_signal.SIGINT) is _signal.SIG_IGN:
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+
 REPO = Path(__file__).resolve().parents[1]
 BUSYBOX = os.environ.get("ROOTLESS_TEST_BUSYBOX", "/bin/busybox")  # a static busybox
 
