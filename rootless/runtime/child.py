@@ -236,18 +236,20 @@ class _Keeper:
         its identity, so its first packet finds the tap configured. On a failure, it goes unexecuted."""
         if self.gate_w < 0:
             return
+        from netstack import netlink, slirp_api  # noqa: F401 - now, not once slirp4netns is ready
         try:
             Step.at("wait for slirp4netns")
             self.helpers.slirp.wait_ready()
             if self.netns is not None:
                 os.close(self.netns)
                 self.netns = None
-            self.mac = _slirp_ready(self.helpers.slirp, self.plan.net)
+            _slirp_forward(self.helpers.slirp, self.plan.net)
             _mark(self.ch, "net-ready")
             try:
                 os.write(self.gate_w, b"g")
             except BrokenPipeError:
                 pass  # PID 1 failed before the gate: its error comes through the exec pipe
+            self.mac = _tap_mac()  # for the record only: read once the command may run
         except BaseException:
             self.close_gate()
             kill_quietly(pid, signal.SIGKILL)
@@ -382,16 +384,24 @@ def _start_slirp(proc, net) -> int:
     return netns
 
 
-def _slirp_ready(proc, net) -> str:
-    """slirp4netns is up: forward the ports it handles itself; the tap's MAC address."""
-    from netstack import netlink, slirp, slirp_api
-    if net.handler == "slirp4netns":
+def _slirp_forward(proc, net) -> None:
+    """slirp4netns is up: forward the ports it handles itself."""
+    if net.handler == "slirp4netns" and net.bound:
+        from netstack import slirp, slirp_api
         for b in net.bound:
             Step.at(f"publish {b.host_ip}:{b.host_port}->{b.container_port}/{b.proto} with slirp4netns")
             slirp_api.add_hostfwd(proc.run_dir, slirp.API_SOCKET, b.proto, b.host_ip, b.host_port,
                                   b.container_port)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ctl:
-        return netlink.hardware_address(ctl, slirp.TAP)
+
+
+def _tap_mac() -> str:
+    """The MAC address of slirp4netns' tap."""
+    from netstack import netlink, slirp
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ctl:
+            return netlink.hardware_address(ctl, slirp.TAP)
+    except OSError:
+        return ""  # not expected; the command runs already: the record shows no MAC rather than fail it
 
 
 def _start_relay(plan: LaunchPlan, link_listeners: list, link_ns: list[int], warn) -> tuple[int, int]:
