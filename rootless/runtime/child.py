@@ -245,10 +245,14 @@ class _Keeper:
                 self.netns = None
             _slirp_forward(self.helpers.slirp, self.plan.net)
             _mark(self.ch, "net-ready")
+            # SIGPIPE ignored meanwhile: a keeper started by the restart monitor has it at its default
+            pipe = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
             try:
                 os.write(self.gate_w, b"g")
             except BrokenPipeError:
                 pass  # PID 1 failed before the gate: its error comes through the exec pipe
+            finally:
+                signal.signal(signal.SIGPIPE, pipe)
             self.mac = _tap_mac()  # for the record only: read once the command may run
         except BaseException:
             self.close_gate()

@@ -93,3 +93,15 @@ def test_a_slirp4netns_that_fails_to_start_leaves_the_command_unrun(bb, tmp_path
     r = bb("run", "--rm", "--network", "none", "-v", "marks:/marks", "busybox", "ls", "/marks")
     assert r.out == ""  # the command never ran
     assert bb.leftovers() == []
+
+
+def test_pid1_failing_before_the_gate_reports_its_own_error(bb, tmp_path):
+    """PID 1 fails while slirp4netns starts (a bind under a file of the image): its error, not the
+    keeper's, and nothing is left running or in the store."""
+    f = tmp_path / "f"
+    f.write_text("")
+    r = bb("run", "--rm", "-v", f"{f}:/bin/busybox/x", "busybox", "true", expect=125)
+    assert "bind /bin/busybox/x" in r.err and "Not a directory" in r.err
+    assert "Traceback" not in r.err and "slirp4netns" not in r.err
+    assert bb("ps", "-aq").out == ""
+    assert bb.leftovers() == []
