@@ -122,7 +122,7 @@ class Slirp:
         log = os.open(os.path.join(run_dir, LOG), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         self.pid = os.fork()
         if self.pid == 0:
-            _spawner(go_r, self.go_w, log, self.ready_r, self.exit_w)
+            _spawner(go_r, self.go_w, log, self.ready_r, self.exit_w, (ready_w, exit_r, self.dir_fd))
         for fd in (go_r, log, ready_w, exit_r):
             os.close(fd)
         # the spawner's numbers for its ends (a fork: the same as ours were)
@@ -197,11 +197,25 @@ class Slirp:
         self.pid = 0
 
 
-def _spawner(go_r: int, go_w: int, log: int, ready_r: int, exit_w: int) -> None:
-    """The forked child: wait for the command line, then exec slirp4netns (or leave quietly)."""
+def _spawner(go_r: int, go_w: int, log: int, ready_r: int, exit_w: int, keep: tuple[int, ...] = ()) -> None:
+    """The forked child: ready itself for the exec while the keeper unshares (parent-death signal,
+    session, stdio, inheritable descriptors, signals reset), then wait for the command line and exec
+    slirp4netns at once (or leave quietly): the network's start waits on nothing here but the exec."""
     try:
         for fd in (go_w, ready_r, exit_w):
             os.close(fd)
+        import prctl
+        prctl.set_pdeathsig(signal.SIGTERM)
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        for fd in keep:
+            os.set_inheritable(fd, True)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
         chunks = []
         while True:
             data = os.read(go_r, 65536)
@@ -211,22 +225,6 @@ def _spawner(go_r: int, go_w: int, log: int, ready_r: int, exit_w: int) -> None:
         if not chunks:
             os._exit(0)
         args = json.loads(b"".join(chunks))
-        import prctl
-        prctl.set_pdeathsig(signal.SIGTERM)
-        os.setsid()
-        null = os.open("/dev/null", os.O_RDWR)
-        os.dup2(null, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        for a in args:
-            for prefix in ("--ready-fd=", "--exit-fd="):
-                if a.startswith(prefix):
-                    os.set_inheritable(int(a[len(prefix):]), True)
-            if a.startswith("--api-socket=/proc/self/fd/"):
-                os.set_inheritable(int(a.split("/")[4]), True)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
         os.execv(args[0], args)
     except BaseException:  # noqa: BLE001 - the keeper sees EOF on the ready fd and reports the log
         try:

@@ -11,10 +11,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
+def write_bytes(path: str, data: bytes, mode: int = 0o644, sync: bool = True) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never a torn one.
     On any failure (a full disk: ENOSPC while writing or at fsync) the temporary file is removed
-    and ``path`` is left as it was."""
+    and ``path`` is left as it was. ``sync=False`` skips the fsyncs: still atomic for every
+    reader, but not durable across a power loss (for files that do not outlive the command)."""
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, f".tmp-{os.path.basename(path)}-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
@@ -23,7 +24,8 @@ def write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(tmp, path)
@@ -33,11 +35,12 @@ def write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
         except OSError:
             pass
         raise
-    fsync_dir(directory)
+    if sync:
+        fsync_dir(directory)
 
 
-def write_json(path: str, obj: Any, mode: int = 0o644) -> None:
-    write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode(), mode)
+def write_json(path: str, obj: Any, mode: int = 0o644, sync: bool = True) -> None:
+    write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode(), mode, sync)
 
 
 def read_json(path: str) -> Any:

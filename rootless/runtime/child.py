@@ -78,6 +78,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             k.supervise(pid, stdio, watch, wakeup)
             k.reap(pid, watch)
         finally:
+            k.close_gate()
             k.helpers.stop_relay()
             unmount_rootfs(plan.rootfs)
         k.finished = True
@@ -107,6 +108,7 @@ class _Keeper:
         self.link_listeners: list = []
         self.link_ns: list[int] = []  # the link namespace's descriptor: its addresses live while it is open
         self.mac = ""
+        self.gate_w = -1  # with slirp4netns: opened (a byte) once the network is ready; PID 1 waits on it
         self.code, self.error, self.finished = 125, "", False
         # --pid host: ends the container's other processes with PID 1 (runtime.subreaper)
         self.end_watch: subreaper.EndWatch | None = None
@@ -119,6 +121,7 @@ class _Keeper:
             Step.at("fork the slirp4netns spawner")  # now: it must stay in the host's network namespace
             from netstack.slirp import Slirp
             self.helpers.slirp = Slirp(self.plan.run_dir)
+            _mark(self.ch, "slirp-spawner")
         # now: the cgroup namespace hides the container's cgroup from the keeper (cgroup v2 only)
         if self.plan.spec.healthcheck and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
             from rootless.runtime import cgroups
@@ -130,6 +133,10 @@ class _Keeper:
         if net.kind in ("slirp4netns", "none"):
             flags |= syscalls.CLONE_NEWNET
         syscalls.unshare(flags)
+        if self.helpers.slirp:  # first: slirp4netns takes longer to start than the rest up to the container's fork
+            Step.at("start slirp4netns")
+            self.netns = _start_slirp(self.helpers.slirp, net)
+            _mark(self.ch, "slirp")
         if net.kind == "container":
             Step.at("join the network namespace of the other container")
             assert net.join_fds is not None  # network.prepare opens them for a container: network
@@ -140,10 +147,6 @@ class _Keeper:
             Step.at("bring up lo")
             from netstack import loopback
             loopback.bring_up()
-        if self.helpers.slirp:
-            Step.at("start slirp4netns")
-            self.netns = _start_slirp(self.helpers.slirp, net)
-            _mark(self.ch, "slirp")
         if net.links or net.dns is not None:  # a network member's DNS server adds links later
             Step.at("set up the link namespace")
             from netstack import links
@@ -158,15 +161,8 @@ class _Keeper:
         _mark(self.ch, "mounted")
 
     def connect_network(self) -> None:
-        """slirp4netns ready with its ports forwarded; the relay for the other ports and the links."""
+        """The relay for the published ports and the links (slirp4netns is awaited later: ``open_gate``)."""
         net = self.plan.net
-        if self.helpers.slirp:
-            Step.at("wait for slirp4netns")
-            self.helpers.slirp.wait_ready()
-            if self.netns is not None:
-                os.close(self.netns)
-            self.mac = _slirp_ready(self.helpers.slirp, net)
-            _mark(self.ch, "net-ready")
         if net.bound or net.door or self.link_listeners or net.dns is not None:
             Step.at("start the port relay")
             self.helpers.relay = _start_relay(self.plan, self.link_listeners, self.link_ns,
@@ -188,11 +184,19 @@ class _Keeper:
             syscalls.unshare(syscalls.CLONE_NEWPID)
         stdio = keeper.Stdio(plan.spec.tty, plan.spec.interactive, plan.attached, plan.attached and plan.stdin)
         self.exec_r, exec_w = execpipe.open_pipe()  # closed by the command's exec (execpipe)
+        gate_r = -1
+        if self.helpers.slirp:  # the container sets up while slirp4netns starts; its command waits (open_gate)
+            gate_r, self.gate_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(self.exec_r)
-            _container_entry(plan, self.ch, stdio, exec_w)
+            if gate_r >= 0:
+                os.close(self.gate_w)
+            _container_entry(plan, self.ch, stdio, exec_w, gate_r)
         os.close(exec_w)
+        if gate_r >= 0:
+            os.close(gate_r)
+        _mark(self.ch, "container-forked")
         if helpers is not None:
             self.end_watch = subreaper.EndWatch(pid, helpers)
         stdio.connect_keeper()
@@ -204,9 +208,10 @@ class _Keeper:
         # Only now: until PID 1 has handed over its pty, nothing here would resume its stops;
         # and only after SIGCHLD wakes the keeper, so that no stop goes unnoticed.
         wakeup = keeper.Wakeup()
-        watch = None if spec.init else exitwatch.ExitWatch(pid)
         start = _start_time(pid)
         self.tell("pid", pid=pid, start=start)  # first: the CLI settles the cgroups meanwhile
+        self.open_gate(pid)  # PID 1 has set up meanwhile; ptrace below: its exit on a failure is no stop
+        watch = None if spec.init else exitwatch.ExitWatch(pid)
         # A start returns once the command runs (Docker's); a failed exec's error went to the CLI.
         self.error = execpipe.await_exec(self.exec_r, watch)
         if self.error:
@@ -224,6 +229,47 @@ class _Keeper:
         for sig in FORWARDED:
             signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
         return watch, wakeup
+
+    def open_gate(self, pid: int) -> None:
+        """slirp4netns ready, its ports forwarded: the container's command may run. PID 1 has set up
+        (mounts, pivot, stdio) while slirp4netns started, and waits on the gate just before it takes
+        its identity, so its first packet finds the tap configured. On a failure, it goes unexecuted."""
+        if self.gate_w < 0:
+            return
+        from netstack import netlink, slirp_api  # noqa: F401 - now, not once slirp4netns is ready
+        try:
+            Step.at("wait for slirp4netns")
+            self.helpers.slirp.wait_ready()
+            if self.netns is not None:
+                os.close(self.netns)
+                self.netns = None
+            _slirp_forward(self.helpers.slirp, self.plan.net)
+            _mark(self.ch, "net-ready")
+            # SIGPIPE ignored meanwhile: a keeper started by the restart monitor has it at its default
+            pipe = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+            try:
+                os.write(self.gate_w, b"g")
+            except BrokenPipeError:
+                pass  # PID 1 failed before the gate: its error comes through the exec pipe
+            finally:
+                signal.signal(signal.SIGPIPE, pipe)
+            self.mac = _tap_mac()  # for the record only: read once the command may run
+        except BaseException:
+            self.close_gate()
+            kill_quietly(pid, signal.SIGKILL)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            raise
+        finally:
+            self.close_gate()
+
+    def close_gate(self) -> None:
+        """PID 1 leaves at once if the gate closes unopened (a failed start)."""
+        if self.gate_w >= 0:
+            os.close(self.gate_w)
+            self.gate_w = -1
 
     def tell(self, kind: str, **fields) -> None:
         """A message to the CLI (a tied container's may be gone already: supervise() ends it)."""
@@ -342,16 +388,24 @@ def _start_slirp(proc, net) -> int:
     return netns
 
 
-def _slirp_ready(proc, net) -> str:
-    """slirp4netns is up: forward the ports it handles itself; the tap's MAC address."""
-    from netstack import netlink, slirp, slirp_api
-    if net.handler == "slirp4netns":
+def _slirp_forward(proc, net) -> None:
+    """slirp4netns is up: forward the ports it handles itself."""
+    if net.handler == "slirp4netns" and net.bound:
+        from netstack import slirp, slirp_api
         for b in net.bound:
             Step.at(f"publish {b.host_ip}:{b.host_port}->{b.container_port}/{b.proto} with slirp4netns")
             slirp_api.add_hostfwd(proc.run_dir, slirp.API_SOCKET, b.proto, b.host_ip, b.host_port,
                                   b.container_port)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ctl:
-        return netlink.hardware_address(ctl, slirp.TAP)
+
+
+def _tap_mac() -> str:
+    """The MAC address of slirp4netns' tap."""
+    from netstack import netlink, slirp
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ctl:
+            return netlink.hardware_address(ctl, slirp.TAP)
+    except OSError:
+        return ""  # not expected; the command runs already: the record shows no MAC rather than fail it
 
 
 def _start_relay(plan: LaunchPlan, link_listeners: list, link_ns: list[int], warn) -> tuple[int, int]:
@@ -568,10 +622,10 @@ def _start_time(pid: int) -> str:
 
 
 # ---- PID 1 of the container -------------------------------------------------------
-def _container_entry(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int) -> None:
+def _container_entry(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int, gate_r: int = -1) -> None:
     code = 125  # the error goes to the CLI first, then its message to the keeper (execpipe)
     try:
-        container(plan, ch, stdio, exec_w)
+        container(plan, ch, stdio, exec_w, gate_r)
     except RootlessError as e:
         ch.send_error(e)
         execpipe.exec_failed(exec_w, e.message)
@@ -586,7 +640,7 @@ def _container_entry(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w:
         os._exit(code)
 
 
-def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = -1) -> None:
+def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = -1, gate_r: int = -1) -> None:
     spec = plan.spec
     import prctl
 
@@ -625,6 +679,10 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = 
         Step.at("make the root filesystem read-only")
         mountops.remount_ro("/")  # volumes, tmpfs, /dev, /proc are mounts of their own: they stay as they are
 
+    if gate_r >= 0:
+        Step.at("wait for the network")
+        if not _read_gate(gate_r):
+            os._exit(125)  # the keeper failed to start the network and reports it
     env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch, spec.no_new_privs, spec.caps,
                         plan.seccomp, tuple(getattr(spec, "group_add", None) or ()))
     exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))
@@ -632,6 +690,13 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = 
     if spec.init:
         _init_reaper(exe, spec, env, ch, exec_w)
     exec_command(exe, spec.argv, env)
+
+
+def _read_gate(gate_r: int) -> bool:
+    """PID 1 waits for the keeper's word that the network is ready: True, or False if the gate closed."""
+    data = os.read(gate_r, 1)
+    os.close(gate_r)
+    return bool(data)
 
 
 def uts_host(spec) -> bool:

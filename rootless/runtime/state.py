@@ -130,7 +130,10 @@ def create(paths: Paths, spec: ContainerSpec, rootfs_method: str, generated_name
         try:
             for d in (paths.upper(spec.id), paths.work(spec.id)):
                 os.mkdir(os.path.join(tmp, os.path.relpath(d, cdir)), 0o755)
-            atomic.write_json(os.path.join(tmp, os.path.relpath(paths.container_record(spec.id), cdir)), rec)
+            # a --rm container's record goes with it: no fsync (atomic still; a power loss leaves at worst
+            # a damaged record, which `rm -f` removes, where it would leave the record of a container gone)
+            atomic.write_json(os.path.join(tmp, os.path.relpath(paths.container_record(spec.id), cdir)), rec,
+                              sync=not spec.remove)
             os.rename(tmp, cdir)
         except BaseException:
             import shutil
@@ -160,12 +163,18 @@ def _update(paths: Paths, cid: str, part: Literal["spec", "state"], changes: dic
             if rec is None or rec.get("corrupt"):
                 return None
             rec[part].update(changes)  # type: ignore[typeddict-item]  # the callers' keywords: the part's keys
-            atomic.write_json(paths.container_record(cid), rec)
+            atomic.write_json(paths.container_record(cid), rec, sync=not _transient(rec))
             if then is not None:
                 then(rec)
             return rec
     except FileNotFoundError:  # removed meanwhile (rm -f, --rm)
         return None
+
+
+def _transient(rec: ContainerRecord) -> bool:
+    """A --rm container's record: removed when the container ends, so written without fsync (``create``)."""
+    spec = rec.get("spec")
+    return isinstance(spec, dict) and spec.get("remove") is True
 
 
 def lookup(paths: Paths, ref: str) -> ContainerRecord:
