@@ -11,14 +11,13 @@ import importlib.util
 import os
 import shlex
 import shutil
+import signal as _signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-import signal as _signal
 
 # A suite started in the background by a non-interactive shell (`cmd &`) has SIGINT ignored, and
 # every command it runs would inherit that: the tests that stop `rootless` with a ctrl-C
