@@ -93,7 +93,7 @@ def devices(texts) -> tuple[tuple[str, str], ...]:
         host = parts[0]
         target = parts[1] if len(parts) > 1 and parts[1].startswith("/") else host
         perms = parts[-1] if len(parts) > 1 and not parts[-1].startswith("/") else "rwm"
-        if len(parts) > 3 or not host.startswith("/") or not perms or set(perms) - set("rwm"):
+        if len(parts) > 3 or not host.startswith("/") or not perms or set(perms) - set("rwm") or "\0" in text:
             raise UsageError(f"invalid --device {text!r}", "use /dev/HOST[:/dev/CONTAINER][:rwm]")
         try:
             st = os.stat(host)

@@ -341,3 +341,11 @@ def test_generated_hostile_archives_never_reach_the_home(tmp_path_factory, parts
         assert "\n" not in str(e)
         assert not checked or "replaces a directory" in str(e) or "symlink or a file" in str(e), str(e)
     assert hostile_tars.snapshot(home) == before
+
+
+def test_a_device_with_a_nul_byte_is_a_clear_error():
+    """Found by the fuzzing above: ``os.stat`` raised ValueError (an internal error) for a NUL."""
+    from rootless.base.errors import UsageError
+    from rootless.runtime import security
+    with pytest.raises(UsageError, match="invalid --device"):
+        security.devices(("/dev/null\0x",))
