@@ -116,6 +116,7 @@ def _re(name: str) -> re.Pattern[bytes]:
                     rb'"time":"([^"\\\x00-\x1f]*)"\}\n',
             # what a JSON string cannot hold as it is (a newline is let through: the runs put it back)
             "escape": rb'["\\\x00-\x09\x0b-\x1f]',
+            "escape_cr": rb'["\\\x00-\x09\x0b\x0c\x0e-\x1f]',  # and a carriage return
             "k8s": rb'([^ \n]+) (stdout|stderr) F ',
         }[name])
     return pattern
@@ -155,10 +156,11 @@ def _replace(data: bytes, old: bytes, new: bytes) -> bytes:
     return b"".join(parts)
 
 
-class _Head(collections.namedtuple("_Head", "stream stamp prefix key sep start body end")):
+class _Head(collections.namedtuple("_Head", "stream stamp prefix key sep eol start body end")):
     """The first line of a run: its stream and time (bytes), what starts and ends each line of
-    the run (``prefix``, ``key``), what stands between two of its texts (``sep``), where the line
-    and its text start and where it ends."""
+    the run (``prefix``, ``key``), what stands between two of its texts (``sep``), how its texts
+    end (``eol``: a newline, or a terminal's CRLF when the key holds it), where the line and its
+    text start and where it ends."""
 
     __slots__ = ()
 
@@ -168,27 +170,46 @@ def _json_head(data: bytes, pos: int) -> _Head | None:
     if m is None:
         return None
     text = m[1]
-    # a whole line: the text ends with an escaped newline (an odd run of backslashes before its n)
-    if not text.endswith(b"\\n") or (len(text) - 1 - len(text[:-1].rstrip(b"\\"))) % 2 == 0:
+    # a whole line: the text ends with an escaped newline (an odd run of backslashes before its n),
+    # a terminal's line with an escaped CRLF
+    if not _escaped(text, b"\\n"):
         return None
-    key = data[m.end(1) - 2:m.end()]
-    return _Head(m[2], m[3], b'{"log":"', key, key + b'{"log":"', pos, m.start(1), m.end())
+    eol = b"\r\n" if _escaped(text[:-2], b"\\r") else b"\n"
+    key = data[m.end(1) - 2 * len(eol):m.end()]
+    return _Head(m[2], m[3], b'{"log":"', key, key + b'{"log":"', eol, pos, m.start(1), m.end())
+
+
+def _escaped(text: bytes, escape: bytes) -> bool:
+    """Whether a JSON string's body ends with ``escape`` (a backslash and a letter) itself."""
+    return text.endswith(escape) and (len(text) - 1 - len(text[:-1].rstrip(b"\\"))) % 2 == 1
+
+
+def _plain(text: bytes, lines: int, eol: bytes) -> bool:
+    """Whether ``text`` is ``lines`` lines that each end with ``eol`` and hold nothing JSON escapes."""
+    if text.count(b"\n") != lines:
+        return False
+    if eol == b"\n":
+        return not _re("escape").search(text) and _utf8(text)
+    return text.count(b"\r") == lines and not _re("escape_cr").search(text) and _utf8(text)
 
 
 def _json_run(data: bytes, h: _Head, limit: int) -> tuple[bytes, int] | None:
     """The texts of the run's lines that end by ``limit``, and where they end; None if they are
     not all the writer's whole lines (a line of another shape, stream or time, a partial one)."""
     last = data.rfind(h.key, h.end - len(h.key), limit)  # the key of the run's last line
-    same = _columns(data, h, last + len(h.key))
-    if same is not None and not _re("escape").search(same) and _utf8(same):
-        return same, last + len(h.key)
+    end = last + len(h.key)
+    same = _columns(data, h, end)
+    if same is not None and _plain(same, (end - h.start) // (h.end - h.start), h.eol):
+        return same, end
     texts = data[h.body:last]
-    plain = _replace(texts, h.sep, b"\n")
-    seps = (len(texts) - len(plain)) // (len(h.sep) - 1)
-    if plain.count(b"\n") == seps and not _re("escape").search(plain) and _utf8(plain):
-        return plain + b"\n", last + len(h.key)
+    plain = _replace(texts, h.sep, h.eol)
+    seps = (len(texts) - len(plain)) // (len(h.sep) - len(h.eol))
+    plain += h.eol
+    if _plain(plain, seps + 1, h.eol):
+        return plain, end
+    esc = h.key[:2 * len(h.eol)]  # the eol as JSON escapes it
     try:  # escapes: the texts as one JSON array, each a whole line
-        found = _decode('["' + _replace(texts, h.sep, b'\\n","').decode() + '\\n"]')
+        found = _decode('["' + _replace(texts, h.sep, esc + b'","').decode() + esc.decode() + '"]')
     except (ValueError, RecursionError):
         return None
     if len(found) != seps + 1 or not all(map(_ends_line, found)):
@@ -196,7 +217,7 @@ def _json_run(data: bytes, h: _Head, limit: int) -> tuple[bytes, int] | None:
     joined = "".join(found)
     if joined.count("\n") != len(found):  # a text with a newline inside: a line at a time
         return None
-    return joined.encode("utf-8", "replace"), last + len(h.key)
+    return joined.encode("utf-8", "replace"), end
 
 
 def _k8s_head(data: bytes, pos: int) -> _Head | None:
@@ -205,7 +226,7 @@ def _k8s_head(data: bytes, pos: int) -> _Head | None:
         return None
     end = data.find(b"\n", m.end()) + 1
     prefix = m[0]
-    return _Head(m[2], m[1], prefix, b"\n", b"\n" + prefix, pos, m.end(), end)
+    return _Head(m[2], m[1], prefix, b"\n", b"\n" + prefix, b"\n", pos, m.end(), end)
 
 
 def _k8s_run(data: bytes, h: _Head, limit: int) -> tuple[bytes, int] | None:
@@ -236,6 +257,7 @@ def _columns(data: bytes, h: _Head, end: int) -> bytes | None:
     size = h.end - h.start
     lines, odd = divmod(end - h.start, size)
     width = size - len(h.prefix) - len(h.key)
+    wide = width + len(h.eol)
     if odd or width > _COLUMNS or lines < 2 or data[end - 1:end] != b"\n":
         return None
     region = bytearray(data[h.start:end])
@@ -244,10 +266,11 @@ def _columns(data: bytes, h: _Head, end: int) -> bytes | None:
         region[col::size] = fill
     if region != (h.prefix + bytes(width) + h.key) * lines:
         return None
-    out = bytearray((width + 1) * lines)
+    out = bytearray(wide * lines)
     for col in range(width):
-        out[col::width + 1] = data[h.body + col:end:size]
-    out[width::width + 1] = b"\n" * lines
+        out[col::wide] = data[h.body + col:end:size]
+    for col, byte in enumerate(h.eol, width):
+        out[col::wide] = bytes((byte,)) * lines
     if out.count(b"\n") != lines:  # a text holding a newline
         return None
     return bytes(out)

@@ -89,6 +89,19 @@ def test_lines_of_different_lengths_go_in_bulk_too(tmp_path, clock, monkeypatch,
     assert [b.data for b in logs.read_blocks(path, fmt=fmt)] == [text]
 
 
+@pytest.mark.parametrize("fmt", FMTS)
+def test_a_terminals_crlf_lines_go_in_bulk(tmp_path, clock, monkeypatch, fmt):
+    """With ``-t`` every line ends with CRLF (escaped in json-file): the runs still go in bulk."""
+    writes = [("stdout", b"y\r\n" * 3000), ("stdout", b"".join(b"%d\r\n" % i for i in range(3000))),
+              ("stdout", b"mixed\n" + b"y\r\n" * 100 + b"\r\n" * 10)]
+    path = written(tmp_path, fmt, writes)
+    expected = by_line(path, fmt)
+    no_line_parser(monkeypatch)
+    blocks = logs.read_blocks(path, fmt=fmt)
+    assert b"".join(b.data for b in blocks) == b"".join(data for _s, data in writes)
+    assert entries_of(blocks) == expected
+
+
 def test_escaped_texts_go_in_bulk_as_one_json_array(tmp_path, clock, monkeypatch):
     text = "".join(f'{{"level":"info","n":{i}}}\t\\ é ☃\r\n' for i in range(5000)).encode()
     path = written(tmp_path, "json-file", [("stdout", text)])
