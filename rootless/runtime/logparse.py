@@ -335,10 +335,3 @@ def _add(out: list[list], stream: str, text: bytes, t: int) -> None:
     out.append([stream, t, [text]])
 
 
-
-def group(entries: list[LogEntry]) -> list[LogBlock]:
-    """Entries in blocks (their texts encoded as the outputs take them)."""
-    out: list[list] = []
-    for e in entries:
-        _add(out, e.stream, e.text.encode("utf-8", "replace"), e.time_ns)
-    return [LogBlock(stream, b"".join(parts), t) for stream, t, parts in out]

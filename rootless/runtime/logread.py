@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from rootless.runtime.logparse import LogBlock, LogEntry, blocks, group, parser
+from rootless.runtime.logparse import LogBlock, LogEntry, blocks, parser
 from rootless.runtime.logrotate import files
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
@@ -64,33 +64,63 @@ class _Shrank(Exception):
 _RESCANS = 100  # a writer cutting off appends without pause: at worst the last look stands
 
 
-def _tail(fd: int, tail: int, parse) -> tuple[list[LogEntry], int]:
-    """The last ``tail`` valid entries in order, and where the complete lines end; a scan that sees
-    the file shrink starts again from its new size."""
+def _tail(fd: int, tail: int, fmt: str) -> tuple[list[LogBlock], int]:
+    """The last ``tail`` valid entries in order, in blocks, and where the complete lines end; a
+    scan that sees the file shrink starts again from its new size."""
     for _attempt in range(_RESCANS):
         try:
-            return _tail_of(fd, os.fstat(fd).st_size, tail, parse)
+            return _tail_of(fd, os.fstat(fd).st_size, tail, fmt)
         except _Shrank:
             continue
     return [], 0
 
 
-def _tail_of(fd: int, size: int, tail: int, parse) -> tuple[list[LogEntry], int]:
-    found: list[LogEntry] = []
-    end = None
-    if tail > 0:
-        for line, line_end in _lines_backwards(fd, size):
-            if end is None:
-                end = line_end
-            e = parse(line)
-            if e is not None:
-                found.append(e)
-                if len(found) == tail:
-                    break
-    if end is None:  # no complete line yet, or tail=0: the end of the last complete line
-        end = _complete_end(fd, size)
-    found.reverse()
-    return found, end
+def _tail_of(fd: int, size: int, tail: int, fmt: str) -> tuple[list[LogBlock], int]:
+    """Reads backwards, a block (then twice as much) at a time, and parses the complete lines of
+    each in bulk until they hold ``tail`` entries; the surplus of the oldest is dropped."""
+    if tail <= 0:
+        return [], _complete_end(fd, size)
+    found: list[LogBlock] = []
+    count, end, pos, carry, step = 0, None, size, b"", _BLOCK
+    while pos > 0 and count < tail:
+        start = max(0, pos - step)
+        data = os.pread(fd, pos - start, start)
+        if len(data) < pos - start:  # the file shrank under us (a torn append cut off)
+            raise _Shrank
+        data, pos, step = data + carry, start, min(2 * step, _READ_BLOCK)
+        if end is None:  # the end of the last complete line; a torn one after it is left out
+            cut = data.rfind(b"\n") + 1
+            if not cut:
+                carry = data
+                continue
+            end, data = start + cut, data[:cut]
+        cut = data.find(b"\n") + 1 if start > 0 else 0  # the first line may go on before the block
+        if start > 0 and cut == len(data):  # one line, perhaps cut: with the next block
+            carry = data
+            continue
+        got = blocks(data[cut:], fmt)
+        carry = data[:cut]
+        found[:0] = got
+        count += sum(map(_entry_count, got))
+    return _drop_first(found, count - tail), end or 0
+
+
+def _entry_count(block: LogBlock) -> int:
+    return block.data.count(b"\n") + (not block.data.endswith(b"\n"))
+
+
+def _drop_first(found: list[LogBlock], surplus: int) -> list[LogBlock]:
+    """The blocks without their first ``surplus`` entries."""
+    while surplus > 0:
+        first = found[0]
+        n = _entry_count(first)
+        if n <= surplus:
+            found.pop(0)
+            surplus -= n
+            continue
+        found[0] = first._replace(data=first.data.split(b"\n", surplus)[-1])
+        break
+    return found
 
 
 def _complete_end(fd: int, size: int) -> int:
@@ -154,14 +184,15 @@ def _read_files(opened: list[IO[bytes]], tail: int | None, fmt: str) -> tuple[li
             found, end = _read_forward(f.fileno(), fmt)  # end: of the newest, in the end
             out += found
         return out, end
-    parse = parser(fmt)
-    entries, end = _tail(opened[-1].fileno(), tail, parse)
+    found, end = _tail(opened[-1].fileno(), tail, fmt)
+    count = sum(map(_entry_count, found))
     for f in reversed(opened[:-1]):
-        if len(entries) >= tail:
+        if count >= tail:
             break
-        older, _ = _tail(f.fileno(), tail - len(entries), parse)
-        entries = older + entries
-    return group(entries), end
+        older, _ = _tail(f.fileno(), tail - count, fmt)
+        found = older + found
+        count += sum(map(_entry_count, older))
+    return found, end
 
 
 def read_blocks(path: str, tail: int | None = None, since_ns: int | None = None,

@@ -138,6 +138,28 @@ def test_bulk_reads_every_entry_as_the_line_parser_does(tmp_path, clock, fmt, se
 
 
 @pytest.mark.parametrize("fmt", FMTS)
+@pytest.mark.parametrize("seed", range(4))
+def test_tail_reads_backwards_in_bulk_and_counts_entries(tmp_path, clock, monkeypatch, fmt, seed):
+    """``--tail N`` parses the end of the file in bulk, a block and then twice as much at a time:
+    whatever the block size (lines longer than it, a block boundary inside a record), the last N
+    entries, malformed lines not counted, a torn last line left out."""
+    path = random_log(tmp_path, fmt, seed)
+    with open(path, "ab") as f:
+        f.write(b"not an entry\n" if fmt == "json-file" else b"bad\n")
+    for _i in range(3):
+        with LogWriter(path, fmt) as w:
+            w.write("stdout", b"y\n" * 3000 + b"last")
+    with open(path, "ab") as f:
+        f.write(b'{"log":"torn' if fmt == "json-file" else b"2026-12-07T01:00:00.1Z stdout F torn")
+    expected = by_line(path, fmt)
+    for block in (7, 100, 4096, 65536):
+        monkeypatch.setattr(logread, "_BLOCK", block)
+        for tail in (0, 1, 2, 3001, 3002, 5000, len(expected) - 1, len(expected), len(expected) + 5):
+            want = expected[max(0, len(expected) - tail):] if tail else []
+            assert logs.read(path, tail=tail, fmt=fmt) == want, (block, tail)
+
+
+@pytest.mark.parametrize("fmt", FMTS)
 def test_a_read_that_ends_inside_a_record_or_an_escape(tmp_path, clock, monkeypatch, fmt):
     """Every size of read puts the chunk boundary at another place: inside a record, its time,
     an escape (``\\"``, ``\\u00e9``: the writer escapes what JSON must), a CRLF."""
