@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterable
 from typing import IO
 
-from rootless.runtime.logs import LogEntry, format_time
+from rootless.runtime.logs import LogBlock, LogEntry, format_time
 
 
 def _is_text(out: object) -> bool | None:
@@ -20,15 +20,16 @@ def _is_text(out: object) -> bool | None:
     return ("b" not in mode) if isinstance(mode, str) else None
 
 
-def render(entries: Iterable[LogEntry | list[LogEntry]], timestamps: bool, out_stdout: IO,
-           out_stderr: IO) -> None:
+def render(entries: Iterable[LogEntry | list[LogEntry]] | Iterable[LogBlock | list[LogBlock]], timestamps: bool,
+           out_stdout: IO, out_stderr: IO) -> None:
     """Write each entry's text to the output of its stream, with ``timestamps`` prefixed by its
     RFC 3339 nano time and a space, as ``docker logs -t`` does.
 
     The outputs may be text or binary files (``sys.stdout.buffer``: text is
     encoded as UTF-8). A list is written in runs of one stream and flushed at the
     end; an iterator (such as ``follow``) is flushed after each item, as it may
-    wait for the next one: an entry, or a list of the entries that came at once.
+    wait for the next one: an entry, or a list of the entries that came at once. Blocks
+    (:class:`~rootless.runtime.logparse.LogBlock`, what ``logs`` reads) go the same way, as bytes.
     """
     kinds = {id(out_stdout): _is_text(out_stdout), id(out_stderr): _is_text(out_stderr)}
     if isinstance(entries, list):
@@ -54,7 +55,10 @@ def _write_runs(entries: list[LogEntry], timestamps: bool, out_stdout: IO, out_s
         while j < n and entries[j].stream == stream:
             j += 1
         run = entries[i:j]
-        text = _stamped(run) if timestamps else "".join([e.text for e in run])
+        if isinstance(run[0], LogBlock):
+            text = b"".join([b.stamped() for b in run] if timestamps else [b.data for b in run])
+        else:
+            text = _stamped(run) if timestamps else "".join([e.text for e in run])
         out = out_stderr if stream == "stderr" else out_stdout
         _write(out, text, kinds)
         if out not in used:
@@ -75,18 +79,18 @@ def _stamped(run: list[LogEntry]) -> str:
     return "".join(parts)
 
 
-def _write(out: IO, text: str, kinds: dict) -> None:
+def _write(out: IO, text: str | bytes, kinds: dict) -> None:
     kind = kinds[id(out)]
     if kind:
-        out.write(text)
+        out.write(text if isinstance(text, str) else text.decode())
     elif kind is False:
-        out.write(text.encode("utf-8", "replace"))
+        out.write(text.encode("utf-8", "replace") if isinstance(text, str) else text)
     else:  # an unknown file-like object: try text, fall back to bytes
         try:
-            out.write(text)
+            out.write(text if isinstance(text, str) else text.decode())
             kinds[id(out)] = True
         except TypeError:
-            out.write(text.encode("utf-8", "replace"))
+            out.write(text.encode("utf-8", "replace") if isinstance(text, str) else text)
             kinds[id(out)] = False
 
 

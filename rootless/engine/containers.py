@@ -355,9 +355,11 @@ def emulates_root(ctx: Context, spec: dict) -> bool:
 
 def log_entries(ctx: Context, rec: ContainerRecord, follow: bool, tail: int | None, since: str | None,
                 until: str | None):
-    """``logs``: the entries of the container's log, rotated files included (an iterator that
-    waits for more while the container runs, with ``follow``); ``since``/``until`` as Docker
-    takes them. A container removed meanwhile ends the iterator, as in Docker."""
+    """``logs``: the entries of the container's log in blocks (``runtime.logs.LogBlock``: the
+    texts of entries that share stream and time, as bytes), rotated files included (an iterator
+    of lists of them that waits for more while the container runs, with ``follow``);
+    ``since``/``until`` as Docker takes them. A container removed meanwhile ends the iterator,
+    as in Docker."""
     from rootless.runtime import logs
     driver = (rec["spec"].get("log") or {}).get("driver", "json-file")
     if driver == "none":
@@ -373,9 +375,9 @@ def log_entries(ctx: Context, rec: ContainerRecord, follow: bool, tail: int | No
     if is_running(rec):
         _sync_log(ctx, rec)
     if follow:
-        return logs.follow_batches(path, lambda: _still_running(ctx, rec["id"]), since_ns=since_ns, tail=tail,
-                                   until_ns=until_ns, fmt=driver)
-    return logs.read(path, tail=tail, since_ns=since_ns, until_ns=until_ns, fmt=driver)
+        return logs.follow_blocks(path, lambda: _still_running(ctx, rec["id"]), since_ns=since_ns, tail=tail,
+                                  until_ns=until_ns, fmt=driver)
+    return logs.read_blocks(path, tail=tail, since_ns=since_ns, until_ns=until_ns, fmt=driver)
 
 
 def _sync_log(ctx: Context, rec: ContainerRecord) -> None:

@@ -7,22 +7,15 @@ from __future__ import annotations
 import os
 import time
 
-from rootless.runtime.logread import (
-    _entries,
-    _inode,
-    _open_all,
-    _parser,
-    _read_files,
-    _read_forward,
-    _wanted,
-)
+from rootless.runtime.logparse import blocks, parser
+from rootless.runtime.logread import _inode, _open_all, _read_files, _read_forward, _wanted
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import IO
 
-    from rootless.runtime.logread import LogEntry
+    from rootless.runtime.logparse import LogBlock, LogEntry
 
 _CHUNK = 1024 * 1024  # read size when following
 
@@ -38,13 +31,13 @@ def _rotated(path: str, fd: int) -> bool:
 
 
 def _after_rotation(path: str, f: IO[bytes], pos: int, pending: bytes,
-                    parse) -> tuple[list[LogEntry], IO[bytes] | None]:
+                    fmt: str) -> tuple[list[LogBlock], IO[bytes] | None]:
     """When the file a follower reads (``f``, read up to ``pos``) was rotated away: the entries it
     has not read (the rest of ``f``, which the writer may have added to before renaming it, then
     every rotated file newer than it: several rotations may come between two looks) and the
     current file, opened, to read next (None if there is none yet). From one consistent listing."""
     rest = pending + os.pread(f.fileno(), max(0, os.fstat(f.fileno()).st_size - pos), pos)
-    out = _entries(rest[:rest.rfind(b"\n") + 1], parse)
+    out = blocks(rest[:rest.rfind(b"\n") + 1], fmt)
     opened = _open_all(path)
     if not opened or _inode(path) != os.fstat(opened[-1].fileno()).st_ino:
         for g in opened:
@@ -59,7 +52,7 @@ def _after_rotation(path: str, f: IO[bytes], pos: int, pending: bytes,
     for i, g in enumerate(older):
         with g:
             if i >= start:
-                out += _read_forward(g.fileno(), parse)[0]
+                out += _read_forward(g.fileno(), fmt)[0]
     return out, current
 
 
@@ -76,11 +69,11 @@ def _wait_for_files(path: str, is_running: Callable[[], bool], poll: float) -> l
     return opened
 
 
-def _read_present(opened: list[IO[bytes]], tail: int | None, parse) -> tuple[list[LogEntry], int]:
+def _read_present(opened: list[IO[bytes]], tail: int | None, fmt: str) -> tuple[list[LogBlock], int]:
     """What the opened files hold (``tail``: the last that many) and where the complete lines of
     the newest end; the older files are closed, the newest stays open to be followed."""
     try:
-        return _read_files(opened, tail, parse)
+        return _read_files(opened, tail, fmt)
     except BaseException:
         opened[-1].close()
         raise
@@ -100,7 +93,15 @@ def follow(path: str, is_running: Callable[[], bool], since_ns: int | None = Non
 def follow_batches(path: str, is_running: Callable[[], bool], since_ns: int | None = None,
                    tail: int | None = None, poll: float = 0.05,
                    until_ns: int | None = None, fmt: str = "json-file") -> Iterator[list[LogEntry]]:
-    """Yield the log's entries (respecting ``tail``/``since_ns``), then new ones as they are
+    """:func:`follow_blocks`' batches as entries, a line each."""
+    for batch in follow_blocks(path, is_running, since_ns, tail, poll, until_ns, fmt):
+        yield [e for b in batch for e in b.entries()]
+
+
+def follow_blocks(path: str, is_running: Callable[[], bool], since_ns: int | None = None,
+                  tail: int | None = None, poll: float = 0.05,
+                  until_ns: int | None = None, fmt: str = "json-file") -> Iterator[list[LogBlock]]:
+    """Yield the log's entries in blocks (respecting ``tail``/``since_ns``), then new ones as they are
     appended (a list of what one read found, never empty), until ``is_running()`` is False and
     no complete line is left to read; a rotation is followed into the new file.
 
@@ -110,11 +111,11 @@ def follow_batches(path: str, is_running: Callable[[], bool], since_ns: int | No
     """
     if tail is not None and tail < 0:
         raise ValueError("tail must be None or >= 0")
-    parse = _parser(fmt)
+    parser(fmt)
     opened = _wait_for_files(path, is_running, poll)
     if not opened:
         return
-    entries, pos = _read_present(opened, tail, parse)
+    entries, pos = _read_present(opened, tail, fmt)
     f = opened[-1]
     try:
         first = [e for e in entries if _wanted(e, since_ns, until_ns)]
@@ -134,11 +135,11 @@ def follow_batches(path: str, is_running: Callable[[], bool], since_ns: int | No
                 data = pending + chunk
                 cut = data.rfind(b"\n") + 1
                 pending = data[cut:]
-                batch = [e for e in _entries(data[:cut], parse) if _wanted(e, since_ns, until_ns)]
+                batch = [b for b in blocks(data[:cut], fmt) if _wanted(b, since_ns, until_ns)]
                 if batch:
                     yield batch
             if _rotated(path, fd):  # go on with what came after this file, then the new one
-                missed, new = _after_rotation(path, f, pos, pending, parse)
+                missed, new = _after_rotation(path, f, pos, pending, fmt)
                 if new is not None:
                     f.close()
                     f, pos, pending = new, 0, b""

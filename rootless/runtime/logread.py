@@ -1,19 +1,16 @@
-"""Reading a container's log: its entries across the rotated files (:func:`read`), with
-Docker's ``--tail`` (the last N, found by scanning the newest file backwards) and
-``--since``/``--until`` selection. A malformed line and a torn last line (a write in
-progress) are skipped, never an error; a json-file block in the writer's own shape is matched
-in one regex pass, anything else decoded line by line.
+"""Reading a container's log: its entries across the rotated files (:func:`read`, or in
+blocks, :func:`read_blocks`, what the outputs take), with Docker's ``--tail`` (the last N, found
+by scanning the newest file backwards) and ``--since``/``--until`` selection. A malformed line
+and a torn last line (a write in progress) are skipped, never an error; the bytes become entries
+in :mod:`~rootless.runtime.logparse` (the writer's own runs in bulk).
 """
 
 from __future__ import annotations
 
-import collections
-import json
 import os
-import re
 
+from rootless.runtime.logparse import LogBlock, LogEntry, blocks, parser
 from rootless.runtime.logrotate import files
-from rootless.runtime.logtime import parse_time
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
@@ -24,113 +21,7 @@ _BLOCK = 64 * 1024  # read size when scanning a file backwards for --tail
 _READ_BLOCK = 8 * 1024 * 1024  # read size when reading a whole file
 
 
-class LogEntry(collections.namedtuple("LogEntry", "stream text time_ns")):
-    """One entry of a log: ``stream`` is "stdout" or "stderr", ``text`` keeps its newline."""
-
-    __slots__ = ()
-
-    @property
-    def partial(self) -> bool:
-        """True for an entry that does not end a line (a 16 KiB split or the end of the output)."""
-        return not self.text.endswith("\n")
-
-
-_decode = json.JSONDecoder().decode
-
-
-def _json_text(raw: bytes) -> str:
-    """The text of an entry's ``log`` field, given the body of its JSON string."""
-    if raw[-2:] == b"\\n" and raw.count(b"\\") == 1:  # a whole line, nothing else escaped
-        return raw[:-2].decode() + "\n"
-    if b"\\" in raw:
-        return _decode('"' + raw.decode() + '"')
-    return raw.decode()
-
-
-def _parse(line: bytes) -> LogEntry | None:
-    """The entry of one json-file line, or None for a malformed line. The writer's own shape is
-    matched as a block of one (:func:`_json_entries`); anything else is decoded as JSON."""
-    found = _json_entries(line if line.endswith(b"\n") else line + b"\n")
-    if found:
-        return found[0]
-    try:
-        obj = _decode(line.decode())
-        text, stream, stamp = obj["log"], obj["stream"], obj["time"]
-        if not (isinstance(text, str) and isinstance(stream, str) and isinstance(stamp, str)):
-            return None
-        return LogEntry(stream, text, parse_time(stamp))
-    except (ValueError, TypeError, KeyError, RecursionError):
-        return None
-
-
-def _parse_k8s(line: bytes) -> LogEntry | None:
-    """The entry of one k8s-file line (``TIME STREAM F|P TEXT``), or None for a malformed line."""
-    if line.endswith(b"\n"):
-        line = line[:-1]
-    parts = line.split(b" ", 3)
-    if len(parts) < 3 or parts[1] not in (b"stdout", b"stderr") or parts[2] not in (b"F", b"P"):
-        return None
-    try:
-        t = parse_time(parts[0].decode())
-    except ValueError:
-        return None
-    text = parts[3].decode("utf-8", "replace") if len(parts) > 3 else ""
-    return LogEntry(parts[1].decode(), text + "\n" if parts[2] == b"F" else text, t)
-
-
-_PARSERS = {"json-file": _parse, "k8s-file": _parse_k8s}
-
-
-def _parser(fmt: str):
-    try:
-        return _PARSERS[fmt]
-    except KeyError:
-        raise ValueError(f"no log to read for the {fmt!r} log driver") from None
-
-
-_JSON_BLOCK = None  # the writer's entry shape, a line of a block (compiled on first use)
-_STREAM = {b"stdout": "stdout", b"stderr": "stderr"}
-
-
-def _entries(data: bytes, parse) -> list[LogEntry]:
-    """The entries of ``data`` (complete lines), malformed lines left out. A json-file block in
-    the writer's own shape (every line of it) is matched in one pass."""
-    if parse is _parse:
-        fast = _json_entries(data)
-        if fast is not None:
-            return fast
-    return [e for e in map(parse, data.split(b"\n")[:-1]) if e is not None]
-
-
-def _json_entries(data: bytes) -> list[LogEntry] | None:
-    global _JSON_BLOCK
-    if _JSON_BLOCK is None:
-        _JSON_BLOCK = re.compile(rb'^\{"log":"([^"\\\n]*(?:\\.[^"\\\n]*)*)","stream":"(stdout|stderr)",'
-                                 rb'"time":"([^"\\\n]*)"\}$', re.M)
-    found = _JSON_BLOCK.findall(data)
-    if len(found) != data.count(b"\n"):  # a line of another shape: each on its own
-        return None
-    out: list[LogEntry] = []
-    append = out.append
-    last, t = None, 0
-    try:
-        # The texts in one go when the only escapes are the newlines ending whole lines (a JSON
-        # string holds no raw control character, so NUL separates them safely).
-        raws = b"\0".join([f[0] for f in found]) + b"\0"
-        if raws.count(b"\\") == raws.count(b"\\n\0"):
-            texts = raws.replace(b"\\n\0", b"\n\0").decode().split("\0")[:-1]
-        else:
-            texts = [_json_text(f[0]) for f in found]
-        for (_raw, stream, stamp), text in zip(found, texts, strict=True):
-            if stamp != last:  # entries written together share their time
-                last, t = stamp, parse_time(stamp.decode())
-            append(LogEntry(_STREAM[stream], text, t))
-    except ValueError:  # an escape or a time that does not decode: each line on its own
-        return None
-    return out
-
-
-def _wanted(e: LogEntry, since_ns: int | None, until_ns: int | None) -> bool:
+def _wanted(e: LogEntry | LogBlock, since_ns: int | None, until_ns: int | None) -> bool:
     return (since_ns is None or e.time_ns >= since_ns) and (until_ns is None or e.time_ns <= until_ns)
 
 
@@ -173,33 +64,63 @@ class _Shrank(Exception):
 _RESCANS = 100  # a writer cutting off appends without pause: at worst the last look stands
 
 
-def _tail(fd: int, tail: int, parse=_parse) -> tuple[list[LogEntry], int]:
-    """The last ``tail`` valid entries in order, and where the complete lines end; a scan that sees
-    the file shrink starts again from its new size."""
+def _tail(fd: int, tail: int, fmt: str) -> tuple[list[LogBlock], int]:
+    """The last ``tail`` valid entries in order, in blocks, and where the complete lines end; a
+    scan that sees the file shrink starts again from its new size."""
     for _attempt in range(_RESCANS):
         try:
-            return _tail_of(fd, os.fstat(fd).st_size, tail, parse)
+            return _tail_of(fd, os.fstat(fd).st_size, tail, fmt)
         except _Shrank:
             continue
     return [], 0
 
 
-def _tail_of(fd: int, size: int, tail: int, parse) -> tuple[list[LogEntry], int]:
-    found: list[LogEntry] = []
-    end = None
-    if tail > 0:
-        for line, line_end in _lines_backwards(fd, size):
-            if end is None:
-                end = line_end
-            e = parse(line)
-            if e is not None:
-                found.append(e)
-                if len(found) == tail:
-                    break
-    if end is None:  # no complete line yet, or tail=0: the end of the last complete line
-        end = _complete_end(fd, size)
-    found.reverse()
-    return found, end
+def _tail_of(fd: int, size: int, tail: int, fmt: str) -> tuple[list[LogBlock], int]:
+    """Reads backwards, a block (then twice as much) at a time, and parses the complete lines of
+    each in bulk until they hold ``tail`` entries; the surplus of the oldest is dropped."""
+    if tail <= 0:
+        return [], _complete_end(fd, size)
+    found: list[LogBlock] = []
+    count, end, pos, carry, step = 0, None, size, b"", _BLOCK
+    while pos > 0 and count < tail:
+        start = max(0, pos - step)
+        data = os.pread(fd, pos - start, start)
+        if len(data) < pos - start:  # the file shrank under us (a torn append cut off)
+            raise _Shrank
+        data, pos, step = data + carry, start, min(2 * step, _READ_BLOCK)
+        if end is None:  # the end of the last complete line; a torn one after it is left out
+            cut = data.rfind(b"\n") + 1
+            if not cut:
+                carry = data
+                continue
+            end, data = start + cut, data[:cut]
+        cut = data.find(b"\n") + 1 if start > 0 else 0  # the first line may go on before the block
+        if start > 0 and cut == len(data):  # one line, perhaps cut: with the next block
+            carry = data
+            continue
+        got = blocks(data[cut:], fmt)
+        carry = data[:cut]
+        found[:0] = got
+        count += sum(map(_entry_count, got))
+    return _drop_first(found, count - tail), end or 0
+
+
+def _entry_count(block: LogBlock) -> int:
+    return block.data.count(b"\n") + (not block.data.endswith(b"\n"))
+
+
+def _drop_first(found: list[LogBlock], surplus: int) -> list[LogBlock]:
+    """The blocks without their first ``surplus`` entries."""
+    while surplus > 0:
+        first = found[0]
+        n = _entry_count(first)
+        if n <= surplus:
+            found.pop(0)
+            surplus -= n
+            continue
+        found[0] = first._replace(data=first.data.split(b"\n", surplus)[-1])
+        break
+    return found
 
 
 def _complete_end(fd: int, size: int) -> int:
@@ -208,19 +129,22 @@ def _complete_end(fd: int, size: int) -> int:
     return 0
 
 
-def _read_forward(fd: int, parse) -> tuple[list[LogEntry], int]:
-    """Every complete line's entry of the file, and the offset after the last complete line."""
-    out: list[LogEntry] = []
-    pos, carry = 0, b""
+def _read_forward(fd: int, fmt: str) -> tuple[list[LogBlock], int]:
+    """Every complete line's entry of the file, in blocks, and the offset after the last complete
+    line. Each read starts at a line (an incomplete one is read again with the next): no copy."""
+    out: list[LogBlock] = []
+    pos, size = 0, _READ_BLOCK
     while True:
-        chunk = os.pread(fd, _READ_BLOCK, pos + len(carry))
-        if not chunk:
+        chunk = os.pread(fd, size, pos)
+        cut = chunk.rfind(b"\n") + 1
+        if cut:
+            out += blocks(chunk, fmt, cut)
+            pos += cut
+            size = _READ_BLOCK
+        elif len(chunk) < size:  # the end: nothing, or a torn last line
             return out, pos
-        data = carry + chunk
-        cut = data.rfind(b"\n") + 1
-        out += _entries(data[:cut], parse)
-        pos += cut
-        carry = data[cut:]
+        else:  # a line longer than a read
+            size *= 2
 
 
 def _open_all(path: str) -> list[IO[bytes]]:
@@ -248,27 +172,44 @@ def _inode(path: str) -> int | None:
         return None
 
 
-def _read_files(opened: list[IO[bytes]], tail: int | None, parse) -> tuple[list[LogEntry], int]:
-    """The entries of the opened files in order (``tail``: the last that many, from the newest
-    file back), and where the complete lines of the newest end."""
+def _read_files(opened: list[IO[bytes]], tail: int | None, fmt: str) -> tuple[list[LogBlock], int]:
+    """The entries of the opened files in order, in blocks (``tail``: the last that many, from
+    the newest file back), and where the complete lines of the newest end."""
     if not opened:
         return [], 0
     if tail is None:
-        out: list[LogEntry] = []
+        out: list[LogBlock] = []
         end = 0
         for f in opened:
-            entries, end = _read_forward(f.fileno(), parse)  # end: of the newest, in the end
-            out += entries
+            found, end = _read_forward(f.fileno(), fmt)  # end: of the newest, in the end
+            out += found
         return out, end
-    found: list[LogEntry] = []
-    entries, end = _tail(opened[-1].fileno(), tail, parse)
-    found = entries
+    found, end = _tail(opened[-1].fileno(), tail, fmt)
+    count = sum(map(_entry_count, found))
     for f in reversed(opened[:-1]):
-        if len(found) >= tail:
+        if count >= tail:
             break
-        older, _ = _tail(f.fileno(), tail - len(found), parse)
+        older, _ = _tail(f.fileno(), tail - count, fmt)
         found = older + found
+        count += sum(map(_entry_count, older))
     return found, end
+
+
+def read_blocks(path: str, tail: int | None = None, since_ns: int | None = None,
+                until_ns: int | None = None, fmt: str = "json-file") -> list[LogBlock]:
+    """:func:`read`'s entries in blocks (:class:`~rootless.runtime.logparse.LogBlock`)."""
+    if tail is not None and tail < 0:
+        raise ValueError("tail must be None or >= 0")
+    parser(fmt)
+    opened = _open_all(path)
+    try:
+        found, _end = _read_files(opened, tail, fmt)
+    finally:
+        for f in opened:
+            f.close()
+    if since_ns is None and until_ns is None:
+        return found
+    return [b for b in found if _wanted(b, since_ns, until_ns)]
 
 
 def read(path: str, tail: int | None = None, since_ns: int | None = None,
@@ -279,18 +220,7 @@ def read(path: str, tail: int | None = None, since_ns: int | None = None,
     Docker, ``since_ns``/``until_ns`` (inclusive) then filter those. A missing
     file is an empty log.
     """
-    if tail is not None and tail < 0:
-        raise ValueError("tail must be None or >= 0")
-    parse = _parser(fmt)
-    opened = _open_all(path)
-    try:
-        entries, _end = _read_files(opened, tail, parse)
-    finally:
-        for f in opened:
-            f.close()
-    if since_ns is None and until_ns is None:
-        return entries
-    return [e for e in entries if _wanted(e, since_ns, until_ns)]
+    return [e for b in read_blocks(path, tail, since_ns, until_ns, fmt) for e in b.entries()]
 
 
 def _open(path: str) -> IO[bytes] | None:

@@ -383,3 +383,40 @@ def test_api_execs_are_told_as_dockers_exec_events(api):
     docker_cli = [(a, x.get("exitCode")) for a, x in _exec_events(api, since) if "exit 2" in a or
                   (a == "exec_die" and x.get("exitCode") == "2")]
     assert docker_cli == [("exec_create: sh -c exit 2", None), ("exec_start: sh -c exit 2", None), ("exec_die", "2")]
+
+
+def _frames(raw: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    while raw:
+        n = int.from_bytes(raw[4:8], "big")
+        out.append((raw[0], raw[8:8 + n]))
+        raw = raw[8 + n:]
+    return out
+
+
+def test_logs_of_a_flood_come_a_frame_per_line_as_from_dockers_daemon(api):
+    """The log is read in blocks of thousands of lines (issue 25), and still framed a line each,
+    as Docker's daemon sends it (docker-py's ``logs(stream=True)`` yields a line at a time); the
+    docker CLI shows the streams apart; an entry that cannot be encoded (a lone surrogate in a
+    log written by someone else) is shown replaced, not a broken answer."""
+    script = ("yes | head -c 20000; sleep 0.5; echo err >&2; sleep 0.5; printf 'é\\r\\n'; sleep 0.5; "
+              "seq 1 500 >&2; sleep 1; printf last")  # the sleeps: the keeper logs each stream's part in turn
+    status, body = api.request("POST", "/v1.41/containers/create", {"Image": "busybox", "Cmd": ["sh", "-c", script]})
+    assert status == 201, body
+    cid = body["Id"]
+    assert api.request("POST", f"/v1.41/containers/{cid}/start")[0] == 204
+    assert api.request("POST", f"/v1.41/containers/{cid}/wait")[1]["StatusCode"] == 0
+    status, raw = api.request("GET", f"/v1.41/containers/{cid}/logs?stdout=1&stderr=1")
+    assert status == 200
+    expected = ([(1, b"y\n")] * 10_000 + [(2, b"err\n"), (1, "é\r\n".encode())]
+                + [(2, f"{i}\n".encode()) for i in range(1, 501)] + [(1, b"last")])
+    assert _frames(raw) == expected
+    status, raw = api.request("GET", f"/v1.41/containers/{cid}/logs?stdout=1&timestamps=1&tail=2")
+    assert [(n, data[30:]) for n, data in _frames(raw)] == [(1, b" last")]
+    r = api.docker("logs", cid)
+    assert (r.out, r.err) == ("y\n" * 10_000 + "é\r\nlast", "err\n" + "".join(f"{i}\n" for i in range(1, 501)))
+    log = api.rl.root / "containers" / cid / "ctr.log"
+    with open(log, "ab") as f:
+        f.write(b'{"log":"\\ud800 lone\\n","stream":"stdout","time":"2026-12-07T01:00:00.000000001Z"}\n')
+    status, raw = api.request("GET", f"/v1.41/containers/{cid}/logs?stdout=1&tail=1")
+    assert status == 200 and _frames(raw) == [(1, b"? lone\n")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import threading
@@ -292,3 +293,28 @@ def _processes_of(rl: Rootless) -> list[str]:
             except OSError:
                 continue
     return found
+
+
+TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
+FLOOD = "yes | head -c 400000; echo err >&2; printf 'é\\r\\n'; yes ab | head -c 3000 >&2; sleep 1; printf 'y\\nlast'"
+
+
+@pytest.mark.parametrize("driver", ["json-file", "k8s-file"])
+def test_logs_of_a_flood_read_in_bulk_keep_streams_stamps_tail_and_the_partial_end(bb, driver):
+    """The reader takes the writer's runs in bulk (issue 25): what ``logs`` shows is still every
+    entry on its stream, ``-t`` stamps each, ``--tail`` counts entries, the partial end stays."""
+    cid = bb("run", "-d", "--log-driver", driver, "--log-opt", "max-size=1g", "busybox", "sh", "-c",
+             FLOOD).out.strip()
+    assert bb("wait", cid, timeout=120).out.strip() == "0"
+    r = bb("logs", cid)
+    assert r.out == "y\n" * 200_000 + "é\r\ny\nlast"
+    assert r.err == "err\n" + "ab\n" * 1000
+    stamped = bb("logs", "-t", cid)
+    lines = stamped.out.split("\n")
+    assert len(lines) == 200_003 and all(TIME.fullmatch(line[:30]) and line[30] == " " for line in lines)
+    assert [line[31:] for line in lines] == ["y"] * 200_000 + ["é\r", "y", "last"]
+    assert [line[31:] for line in stamped.err.splitlines()] == ["err"] + ["ab"] * 1000
+    tail = bb("logs", "--tail", "3", cid)
+    assert (tail.out, tail.err) == ("y\nlast", "ab\n")  # stderr's lines were logged in the second before
+    assert bb("logs", "--since", "2000-01-01", "--until", "2001-01-01", cid).out == ""
+
