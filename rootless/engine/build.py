@@ -295,7 +295,7 @@ class Executor:
                 # Docker's sentence (clients match it: docker-py's BuildError), after where it was
                 raise BuildError(f"{step['where']}: The command '{' '.join(step['argv'])}' returned a non-zero "
                                  f"code: {code}", exit_code=1)
-            return self._store_layer(self.ctx.paths.upper(cid))
+            return self._store_layer(self.ctx.paths.upper(cid), rec.get("rootfs_method", "kernel"))
         finally:
             records.remove_container_files(self.ctx, cid)
             records.remove_runtime(self.ctx.paths.run_dir(cid))
@@ -367,7 +367,7 @@ class Executor:
         method = self.ctx.overlay_method()
         lowers = tuple(self.ctx.paths.layer(x) for x in reversed(stage.diff_ids())) or (os.path.join(d, "empty"),)
         plan = RootfsPlan(method=method, lowers=lowers, upper=os.path.join(d, "upper"), work=os.path.join(d, "work"),
-                          merged=os.path.join(d, "root"), copy_dir=os.path.join(d, "copy"))
+                          merged=os.path.join(d, "root"), copy_dir=os.path.join(d, "copy"), volatile=True)
         views: dict[str | int, str] = {"root": plan.merged}  # the root, and each copy_from source by index
         src_plans = {}
         for i, op in enumerate(ops):
@@ -391,16 +391,30 @@ class Executor:
         return self._put_layer(out, info)
 
     # ---- layers ------------------------------------------------------------------------------
-    def _store_layer(self, upper: str) -> dict:
+    def _store_layer(self, upper: str, method: str) -> dict:
+        """The step's writable layer: its tar written once, in the store's temporary space, as the
+        blob, and (kernel overlay) the upper directory itself, settled, as the unpacked layer; one
+        sync for both (:meth:`layers.store.ImageStore.adopt_step_layer`)."""
+        from layers.archive import MT_LAYER_TAR
+        from layers.store import LayerRef
         from rootless.runtime import fsaccess
         self.n += 1
         out = os.path.join(self.tmp, f"layer-{self.n}.tar")
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # a blob's mode
+        settle = method == "kernel"
         try:
-            info = self.ctx.userns_call(fsaccess.tar_layer, upper, fd, False)
+            info = self.ctx.userns_call(fsaccess.step_layer, upper, fd, settle)
         finally:
             os.close(fd)
-        return self._put_layer(out, info)
+        try:
+            taken = self.ctx.store.adopt_step_layer(out, info["diff_id"], upper if info["settled"] else None)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(out)
+        layer = LayerRef(info["diff_id"], info["diff_id"], MT_LAYER_TAR, info["size"])
+        if not taken:
+            self.ctx.store.unpack_layers([layer])
+        return layer.to_json()
 
     def _put_layer(self, path: str, info: dict) -> dict:
         from layers.archive import MT_LAYER_TAR
