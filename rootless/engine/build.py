@@ -380,7 +380,7 @@ class Executor:
                 src_plans[i] = RootfsPlan(method=method, lowers=src_lowers[1:] or (os.path.join(d, "empty"),),
                                           upper=src_lowers[0], work="", merged=view, copy_dir="")
         out = os.path.join(d, "layer.tar")
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # a blob's mode
         try:
             info = self.ctx.userns_call(buildfs.files_step, plan, ops, src_plans, views, fd)
         finally:
@@ -388,15 +388,13 @@ class Executor:
                 os.close(fd)
         if info.get("empty"):
             return None
-        return self._put_layer(out, info)
+        return self._adopt(out, info, plan.upper)
 
     # ---- layers ------------------------------------------------------------------------------
     def _store_layer(self, upper: str, method: str) -> dict:
         """The step's writable layer: its tar written once, in the store's temporary space, as the
         blob, and (kernel overlay) the upper directory itself, settled, as the unpacked layer; one
         sync for both (:meth:`layers.store.ImageStore.adopt_step_layer`)."""
-        from layers.archive import MT_LAYER_TAR
-        from layers.store import LayerRef
         from rootless.runtime import fsaccess
         self.n += 1
         out = os.path.join(self.tmp, f"layer-{self.n}.tar")
@@ -406,24 +404,21 @@ class Executor:
             info = self.ctx.userns_call(fsaccess.step_layer, upper, fd, settle)
         finally:
             os.close(fd)
+        return self._adopt(out, info, upper)
+
+    def _adopt(self, tar: str, info: dict, upper: str) -> dict:
+        """A step's layer into the store: ``tar`` as its blob, and ``upper`` as the layer when it was
+        settled (else the blob is unpacked)."""
+        from layers.archive import MT_LAYER_TAR
+        from layers.store import LayerRef
         try:
-            taken = self.ctx.store.adopt_step_layer(out, info["diff_id"], upper if info["settled"] else None)
+            taken = self.ctx.store.adopt_step_layer(tar, info["diff_id"], upper if info.get("settled") else None)
         finally:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(out)
+                os.unlink(tar)
         layer = LayerRef(info["diff_id"], info["diff_id"], MT_LAYER_TAR, info["size"])
         if not taken:
             self.ctx.store.unpack_layers([layer])
-        return layer.to_json()
-
-    def _put_layer(self, path: str, info: dict) -> dict:
-        from layers.archive import MT_LAYER_TAR
-        from layers.store import LayerRef
-        with open(path, "rb") as f:
-            blob, _size, _added = self.ctx.store.put_blob(f, expected=info["diff_id"], what="build step")
-        os.unlink(path)
-        layer = LayerRef(info["diff_id"], blob, MT_LAYER_TAR, info["size"])
-        self.ctx.store.unpack_layers([layer])
         return layer.to_json()
 
     # ---- ADD URL ----------------------------------------------------------------------------

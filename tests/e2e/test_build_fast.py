@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,39 @@ def test_a_run_steps_layer_is_its_writable_layer_kept(bb, tmp_path):
     assert bb("run", "--rm", "--network", "none", "kept", "cat", "/d/link").out == "made\n"
     again = bb("build", "--network", "none", "-t", "kept", str(ctx), timeout=300)
     assert inspect(bb, "kept")["Id"] == again.out.strip().splitlines()[-1]
+
+
+_SPY = """
+import sys
+from layers.store import ImageStore
+unpack = ImageStore.unpack_layers
+def spy(self, layers):
+    print("UNPACK " + " ".join(lr.diff_id for lr in layers), file=sys.stderr, flush=True)
+    return unpack(self, layers)
+ImageStore.unpack_layers = spy
+from rootless.cli.main import main
+sys.argv = ["rootless", *sys.argv[1:]]
+main()
+"""
+
+
+def test_run_and_copy_layers_are_not_unpacked_again(bb, tmp_path):
+    """Neither a RUN step's nor a COPY step's layer is unpacked from its blob: the writable layer
+    it was made in is the layer (kernel overlay). The image is what it was."""
+    ctx = _context(tmp_path, "FROM busybox\nCOPY a /a\nRUN cat /a > /b\nCOPY dir/ /dir/\n")
+    (ctx / "a").write_text("from the context\n")
+    (ctx / "dir").mkdir()
+    (ctx / "dir" / "f").write_text("f\n")
+    p = subprocess.run([sys.executable, "-c", _SPY, "build", "--network", "none", "-t", "spied", str(ctx)],
+                       env=bb.env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    if _method(bb) != "kernel":
+        pytest.skip("only the kernel overlay's writable layer is kept as the layer")
+    layers = inspect(bb, "spied")["RootFS"]["Layers"]
+    unpacked = {d for line in p.stderr.splitlines() if line.startswith("UNPACK ") for d in line.split()[1:]}
+    assert len(layers) == 4 and not unpacked & set(layers[1:])
+    out = bb("run", "--rm", "--network", "none", "spied", "cat", "/a", "/b", "/dir/f").out
+    assert out == "from the context\nfrom the context\nf\n"
 
 
 def test_a_file_named_like_a_whiteout_is_one_in_the_next_step(bb, tmp_path):
