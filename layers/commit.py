@@ -23,7 +23,7 @@ from rootless.base.errors import RootlessError
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
     import tarfile
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from typing import BinaryIO
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -292,3 +292,96 @@ def _has_marker_file(fd: int) -> bool:
     except OSError:
         return False
     return stat.S_ISREG(st.st_mode)
+
+
+# ---- a build step's writable layer kept as its unpacked layer ------------------------------------
+def settle_upper(upper: str, mount_points: Iterable[str] = ()) -> bool:
+    """Make the overlay upper directory ``upper`` (the kernel overlay's) the very tree that
+    :func:`layers.unpack.unpack_layer` makes of the tar :func:`layer_from_upper` writes of it, so
+    that it can be renamed into the store as that layer instead of being unpacked again: what the
+    tar leaves out goes (bare mount points, sockets, device nodes other than whiteouts, the
+    overlay's own and other unkept xattrs, fuse-overlayfs's opaque marker file, kept as the xattr),
+    times are whole seconds (atime = mtime, as unpacked) and the root is root's, 0755. False,
+    leaving the tree half settled, when it holds a ``.wh.NAME`` file: the tar says a whiteout
+    there, which unpacking alone resolves (the caller unpacks the tar then)."""
+    root_fd = os.open(upper, _DIR_FLAGS)
+    points = frozenset(mount_points)
+    try:
+        os.fchown(root_fd, 0, 0)
+        os.fchmod(root_fd, 0o755)
+        _settle_xattrs(root_fd, opaque=False)
+        stack: list[tuple[int, str, Iterator[str], int | None]] = [(root_fd, "", iter(os.listdir(root_fd)), None)]
+        while stack:
+            dfd, rel, it, mtime = stack[-1]
+            name = next(it, None)
+            if name is None:
+                stack.pop()
+                if mtime is not None:
+                    os.utime(dfd, (mtime, mtime))
+                    os.close(dfd)
+                continue
+            path = f"{rel}/{name}" if rel else name
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            mode = st.st_mode
+            if path in points and _bare(dfd, name, st):
+                (os.rmdir if stat.S_ISDIR(mode) else os.unlink)(name, dir_fd=dfd)
+            elif name == whiteout.OPAQUE_MARKER and stat.S_ISREG(mode):
+                _set_opaque(dfd)
+                os.unlink(name, dir_fd=dfd)
+            elif name.startswith(whiteout.WH_PREFIX):
+                return False
+            elif whiteout.is_whiteout_stat(st):
+                pass
+            elif stat.S_ISDIR(mode):
+                fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+                try:
+                    _settle_xattrs(fd, opaque=True)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                stack.append((fd, path, iter(os.listdir(fd)), int(st.st_mtime)))
+            elif stat.S_ISREG(mode):
+                fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
+                try:
+                    _settle_xattrs(fd, opaque=False)
+                    os.utime(fd, (int(st.st_mtime), int(st.st_mtime)))
+                finally:
+                    os.close(fd)
+            elif stat.S_ISLNK(mode) or stat.S_ISFIFO(mode):
+                os.utime(name, (int(st.st_mtime), int(st.st_mtime)), dir_fd=dfd, follow_symlinks=False)
+            else:  # sockets, device nodes: not part of an image
+                os.unlink(name, dir_fd=dfd)
+        return True
+    finally:
+        for dfd, _, _, mtime in stack:
+            if mtime is not None:
+                os.close(dfd)
+        os.close(root_fd)
+
+
+def _settle_xattrs(fd: int, opaque: bool) -> None:
+    """Leave only the xattrs a layer tar keeps; a directory (``opaque``) marked opaque in any of
+    the forms :class:`_Walker` reads keeps the one form unpacking writes."""
+    is_opaque = opaque and any(_xattr(fd, x) == b"y" for x in whiteout.OPAQUE_XATTRS)
+    try:
+        names = os.listxattr(fd)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return
+        raise
+    for xname in names:
+        if xname.startswith(_KEEP_XATTRS) and not xname.startswith(_PRIVATE_XATTRS):
+            continue
+        if is_opaque and xname == whiteout.OPAQUE_XATTR:
+            continue
+        try:
+            os.removexattr(fd, xname)
+        except OSError as e:
+            if e.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+    if is_opaque and _xattr(fd, whiteout.OPAQUE_XATTR) != b"y":
+        _set_opaque(fd)
+
+
+def _set_opaque(fd: int) -> None:
+    whiteout.mark_opaque(fd)

@@ -52,6 +52,9 @@ class RootfsPlan(KeywordRecord):
     copy_dir: str
     # fuse-overlayfs's (uidmapping, gidmapping), or None (--userns=keep-id's, see rootless.base.idmap.fuse_shift)
     id_shift: tuple[str, str] | None = None
+    # no durability until the layer is committed (a build step's): the kernel overlay's ``volatile``
+    # (Linux 5.10+) and fuse-overlayfs's, which skip every fsync and syncfs of the writable layer
+    volatile: bool = False
 
 
 def _probe_key() -> str:
@@ -114,7 +117,7 @@ def _probe_in_ns(base: str) -> dict:
 
 
 def _fuse_mount(lowerdir: str, upper: str | None, work: str | None, merged: str,
-                id_shift: tuple[str | None, str | None] | None = None) -> None:
+                id_shift: tuple[str | None, str | None] | None = None, volatile: bool = False) -> None:
     exe = proc.which("fuse-overlayfs")
     if not exe:
         raise HostError("fuse-overlayfs is not installed", "install the fuse-overlayfs package")
@@ -124,6 +127,8 @@ def _fuse_mount(lowerdir: str, upper: str | None, work: str | None, merged: str,
     if id_shift:
         uids, gids = id_shift
         opts += (f",uidmapping={uids}" if uids else "") + (f",gidmapping={gids}" if gids else "")
+    if volatile and upper:
+        opts += ",volatile"  # fuse-overlayfs 1.1+: no fsync of the upper layer
     proc.run([exe, "-o", opts, merged], timeout=30)
 
 
@@ -152,11 +157,12 @@ def mount_rootfs(plan: RootfsPlan) -> None:
         try:
             lower = ":".join(os.path.basename(p) for p in plan.lowers)
             syscalls.mount("overlay", plan.merged, "overlay", 0,
-                           f"lowerdir={lower},upperdir={plan.upper},workdir={plan.work},userxattr")
+                           f"lowerdir={lower},upperdir={plan.upper},workdir={plan.work},userxattr"
+                           + (",volatile" if plan.volatile else ""))
         finally:
             os.chdir(cwd)
     elif plan.method == "fuse":
-        _fuse_mount(":".join(plan.lowers), plan.upper, plan.work, plan.merged, plan.id_shift)
+        _fuse_mount(":".join(plan.lowers), plan.upper, plan.work, plan.merged, plan.id_shift, plan.volatile)
     elif plan.method == "copy":
         if not os.path.isdir(plan.copy_dir):
             build_copy(plan.lowers, plan.copy_dir)

@@ -333,6 +333,28 @@ class ImageStore:
             job.update(growing=growing, size=size)
         return job
 
+    def adopt_step_layer(self, tar: str, diff_id: str, tree: str | None) -> bool:
+        """A build step's layer made in the store's own temporary space: ``tar``, its uncompressed
+        tar (whose digest is ``diff_id``, checked as it was written), becomes the blob, and
+        ``tree``, its writable layer made into that tar's very unpacking
+        (:func:`layers.commit.settle_upper`), becomes the unpacked layer, with one sync of the
+        store's filesystem for both before either is published by its rename (a crash leaves
+        at most leftovers, never a half layer). True when the tree was taken; with ``tree`` None
+        or the layer already there, the caller unpacks (or has) it as usual."""
+        from rootless.base import syscalls
+        self.staging()
+        syscalls.syncfs(self.paths.root)
+        os.rename(tar, self.paths.blob(diff_id))
+        if tree is None or self.layer_present(diff_id):
+            return False
+        try:
+            os.rename(tree, self.paths.layer(diff_id))
+        except OSError:
+            if not os.path.isdir(self.paths.layer(diff_id)):  # not another build that made it meanwhile
+                raise
+            return False
+        return True
+
     def commit_layer(self, job: dict) -> None:
         """Move a layer unpacked with ``commit=False`` into place (its blob is now verified)."""
         try:

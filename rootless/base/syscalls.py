@@ -69,6 +69,15 @@ def umount2(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), flags), f"umount {target}")
 
 
+def syncfs(path: str) -> None:
+    """Write out everything of the filesystem that holds ``path`` (one sync for many files)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.syncfs(fd), f"syncfs {path}")
+    finally:
+        os.close(fd)
+
+
 PTRACE_CONT = 7
 PTRACE_DETACH = 17
 PTRACE_SEIZE = 0x4206

@@ -295,7 +295,7 @@ class Executor:
                 # Docker's sentence (clients match it: docker-py's BuildError), after where it was
                 raise BuildError(f"{step['where']}: The command '{' '.join(step['argv'])}' returned a non-zero "
                                  f"code: {code}", exit_code=1)
-            return self._store_layer(self.ctx.paths.upper(cid))
+            return self._store_layer(self.ctx.paths.upper(cid), rec.get("rootfs_method", "kernel"))
         finally:
             records.remove_container_files(self.ctx, cid)
             records.remove_runtime(self.ctx.paths.run_dir(cid))
@@ -367,7 +367,7 @@ class Executor:
         method = self.ctx.overlay_method()
         lowers = tuple(self.ctx.paths.layer(x) for x in reversed(stage.diff_ids())) or (os.path.join(d, "empty"),)
         plan = RootfsPlan(method=method, lowers=lowers, upper=os.path.join(d, "upper"), work=os.path.join(d, "work"),
-                          merged=os.path.join(d, "root"), copy_dir=os.path.join(d, "copy"))
+                          merged=os.path.join(d, "root"), copy_dir=os.path.join(d, "copy"), volatile=True)
         views: dict[str | int, str] = {"root": plan.merged}  # the root, and each copy_from source by index
         src_plans = {}
         for i, op in enumerate(ops):
@@ -380,7 +380,7 @@ class Executor:
                 src_plans[i] = RootfsPlan(method=method, lowers=src_lowers[1:] or (os.path.join(d, "empty"),),
                                           upper=src_lowers[0], work="", merged=view, copy_dir="")
         out = os.path.join(d, "layer.tar")
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # a blob's mode
         try:
             info = self.ctx.userns_call(buildfs.files_step, plan, ops, src_plans, views, fd)
         finally:
@@ -388,28 +388,37 @@ class Executor:
                 os.close(fd)
         if info.get("empty"):
             return None
-        return self._put_layer(out, info)
+        return self._adopt(out, info, plan.upper)
 
     # ---- layers ------------------------------------------------------------------------------
-    def _store_layer(self, upper: str) -> dict:
+    def _store_layer(self, upper: str, method: str) -> dict:
+        """The step's writable layer: its tar written once, in the store's temporary space, as the
+        blob, and (kernel overlay) the upper directory itself, settled, as the unpacked layer; one
+        sync for both (:meth:`layers.store.ImageStore.adopt_step_layer`)."""
         from rootless.runtime import fsaccess
         self.n += 1
         out = os.path.join(self.tmp, f"layer-{self.n}.tar")
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # a blob's mode
+        settle = method == "kernel"
         try:
-            info = self.ctx.userns_call(fsaccess.tar_layer, upper, fd, False)
+            info = self.ctx.userns_call(fsaccess.step_layer, upper, fd, settle)
         finally:
             os.close(fd)
-        return self._put_layer(out, info)
+        return self._adopt(out, info, upper)
 
-    def _put_layer(self, path: str, info: dict) -> dict:
+    def _adopt(self, tar: str, info: dict, upper: str) -> dict:
+        """A step's layer into the store: ``tar`` as its blob, and ``upper`` as the layer when it was
+        settled (else the blob is unpacked)."""
         from layers.archive import MT_LAYER_TAR
         from layers.store import LayerRef
-        with open(path, "rb") as f:
-            blob, _size, _added = self.ctx.store.put_blob(f, expected=info["diff_id"], what="build step")
-        os.unlink(path)
-        layer = LayerRef(info["diff_id"], blob, MT_LAYER_TAR, info["size"])
-        self.ctx.store.unpack_layers([layer])
+        try:
+            taken = self.ctx.store.adopt_step_layer(tar, info["diff_id"], upper if info.get("settled") else None)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tar)
+        layer = LayerRef(info["diff_id"], info["diff_id"], MT_LAYER_TAR, info["size"])
+        if not taken:
+            self.ctx.store.unpack_layers([layer])
         return layer.to_json()
 
     # ---- ADD URL ----------------------------------------------------------------------------

@@ -29,7 +29,9 @@ from rootless.runtime import rootfs, users
 def files_step(plan, ops: list[dict], src_plans: dict, views: dict, out_fd: int) -> dict:
     """Apply ``ops`` to the root ``plan`` mounts at ``views["root"]``; write the writable layer to
     ``out_fd`` as a layer tar. ``src_plans``: op index -> a read-only RootfsPlan (``COPY --from``),
-    mounted at ``views[index]``. Returns the layer's diff id and size, or ``{"empty": True}``."""
+    mounted at ``views[index]``. Returns the layer's diff id and size, and whether the writable
+    layer was settled into the tar's unpacking (:func:`layers.commit.settle_upper`), or
+    ``{"empty": True}``."""
     syscalls.unshare(syscalls.CLONE_NEWNS)
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
     root = views["root"]
@@ -51,9 +53,12 @@ def files_step(plan, ops: list[dict], src_plans: dict, views: dict, out_fd: int)
     if not os.listdir(plan.upper) and all(op["op"] == "mkdir" for op in ops):
         os.close(out_fd)
         return {"empty": True}
-    from layers.commit import layer_from_upper
+    from layers.commit import layer_from_upper, settle_upper
     with os.fdopen(out_fd, "wb") as out:
-        return layer_from_upper(plan.upper, out)
+        info = layer_from_upper(plan.upper, out)
+    # the kernel overlay's writable layer, settled, is the stored layer itself (see engine.build)
+    info["settled"] = plan.method == "kernel" and settle_upper(plan.upper)
+    return info
 
 
 def _apply(root: str, op: dict, src_root: str | None, owners: dict) -> None:

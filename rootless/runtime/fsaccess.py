@@ -292,6 +292,17 @@ def tar_layer(src: str, out_fd: int, squash: bool) -> dict:
         return layer_from_tree(src, out) if squash else layer_from_upper(src, out, MOUNT_POINTS)
 
 
+def step_layer(upper: str, out_fd: int, settle: bool) -> dict:
+    """A build step's writable layer as a layer tar; with ``settle`` its upper directory is then
+    made the tar's very unpacking, to become the stored layer as it is (the kernel overlay's;
+    ``settled`` in the answer says whether it could be)."""
+    from layers.commit import settle_upper
+    from rootless.runtime.mountplan import MOUNT_POINTS
+    info = tar_layer(upper, out_fd, False)
+    info["settled"] = settle and settle_upper(upper, MOUNT_POINTS)
+    return info
+
+
 def changes(top: str, lowers: tuple[str, ...], whole: bool) -> list[tuple[str, int]]:
     """``diff``: what the writable layer (or, for the copy method, the whole tree) changed in the
     image's layers, as (path, Docker's kind) pairs."""

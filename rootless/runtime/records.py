@@ -180,4 +180,6 @@ def rootfs_plan(ctx: Context, rec: ContainerRecord) -> RootfsPlan:
     return RootfsPlan(method=rec.get("rootfs_method", "kernel"),
                       lowers=tuple(ctx.paths.layer(d) for d in reversed(rec["spec"]["layers"])),
                       upper=ctx.paths.upper(cid), work=ctx.paths.work(cid), merged=ctx.paths.merged(cid),
-                      copy_dir=ctx.paths.copy_rootfs(cid))
+                      copy_dir=ctx.paths.copy_rootfs(cid),
+                      # a build's RUN step: its writable layer needs no durability until it is a layer
+                      volatile=(rec["spec"].get("labels") or {}).get("io.rootless.build") == "step")

@@ -289,3 +289,84 @@ def test_the_runtimes_bare_mount_points_are_no_part_of_a_layer(tmp_path):
     everything = io.BytesIO()
     layer_from_upper(str(upper), everything)
     assert "etc/hosts" in tarfile.open(fileobj=io.BytesIO(everything.getvalue())).getnames()
+
+
+# ---- a build step's upper directory kept as its layer (settle_upper) -------------------------------
+def _exact(root: str) -> dict:
+    """Everything of a layer directory overlay or a later step could see, exactly: nanosecond
+    mtimes, every xattr (the overlay's own too), the root's owner and mode; whiteouts by kind."""
+    out: dict[str, list] = {}
+    inodes: dict[int, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames) + ([""] if dirpath == root else []):
+            path = os.path.join(dirpath, name) if name else root
+            rel = os.path.relpath(path, root)
+            st = os.lstat(path)
+            if whiteout.is_whiteout_stat(st):
+                out[rel] = ["whiteout"]
+                continue
+            desc = [stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid]
+            if rel != ".":
+                desc.append(st.st_mtime_ns)
+            if stat.S_ISLNK(st.st_mode):
+                desc.append(os.readlink(path))
+            else:
+                desc.append(sorted((k, os.getxattr(path, k).hex()) for k in os.listxattr(path)))
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    desc.append(hashlib.sha256(f.read()).hexdigest())
+                desc.append(inodes.setdefault(st.st_ino, rel))
+            out[rel] = desc
+    return out
+
+
+def _settle_scenario(base: str, uid: int) -> dict:
+    from layers.commit import settle_upper
+    from rootless.runtime.mountplan import MOUNT_POINTS
+    upper = os.path.join(base, "upper")
+    _build_upper(upper, uid)
+    os.remove(os.path.join(upper, "var", ".wh.fusegone"))  # the kernel overlay's upper: its own forms
+    os.makedirs(os.path.join(upper, "proc"))  # bare mount points, and one with content
+    _write(os.path.join(upper, "etc", "hosts"), b"")
+    os.makedirs(os.path.join(upper, "sys", "kept"))
+    for rel in ("etc/owned", "usr/bin/hard1", "fifo", "usr/bin/link-to-suid", "opaque", "etc", "sys/kept", ""):
+        os.utime(os.path.join(upper, rel), ns=(MTIME * 10**9 + 123456789,) * 2, follow_symlinks=False)
+    os.chmod(upper, 0o700)
+    tar = os.path.join(base, "layer.tar")
+    with open(tar, "wb") as f:
+        info = layer_from_upper(upper, f, MOUNT_POINTS)
+    unpacked = os.path.join(base, "unpacked")
+    os.mkdir(unpacked, 0o755)
+    unpack_layer(tar, unpacked, info["diff_id"])
+    settled = settle_upper(upper, MOUNT_POINTS)
+    again = io.BytesIO()
+    return {"settled": settled, "upper": _exact(upper), "unpacked": _exact(unpacked),
+            "diff_id": info["diff_id"], "again": layer_from_upper(upper, again, MOUNT_POINTS)["diff_id"]}
+
+
+def test_a_settled_upper_is_the_very_unpacking_of_its_tar(base):
+    """A build step's writable layer, settled, can be renamed into the store as its layer instead
+    of the tar being unpacked: the same names, owners, modes, whole-second times, xattrs (none of
+    the overlay's own but the opaque mark), whiteouts, hard links; no socket, no bare mount point;
+    and it still gives the same tar."""
+    got = _as_root(_settle_scenario, base, _other_uid())
+    assert got["settled"] is True
+    assert got["upper"] == got["unpacked"]
+    assert "sock" not in got["upper"] and "proc" not in got["upper"] and "etc/hosts" not in got["upper"]
+    assert "sys/kept" in got["upper"]
+    assert got["upper"]["opaque"][5] == [["user.overlay.opaque", b"y".hex()]]
+    assert got["again"] == got["diff_id"]
+
+
+def _wh_file_scenario(base: str) -> bool:
+    from layers.commit import settle_upper
+    upper = os.path.join(base, "upper")
+    os.makedirs(os.path.join(upper, "d"))
+    _write(os.path.join(upper, "d", ".wh.x"), b"")
+    return settle_upper(upper)
+
+
+def test_a_wh_file_leaves_the_upper_to_be_unpacked(base):
+    """A file a step named ``.wh.NAME`` is a whiteout in the tar; only unpacking makes it one."""
+    assert _as_root(_wh_file_scenario, base) is False
