@@ -165,13 +165,17 @@ def test_publish_all_publishes_exposed_ports(bb, fwd):
     bb("rm", "-f", "web")
 
 
-UDP_ECHO = r"""
+# A script's first lines: into the user and network namespaces of the process argv[1].
+IN_NETNS = r"""
 import ctypes, os, socket, sys
 libc = ctypes.CDLL(None, use_errno=True)
 for ns, flag in (("user", 0x10000000), ("net", 0x40000000)):
     fd = os.open(f"/proc/{sys.argv[1]}/ns/{ns}", os.O_RDONLY)
     if libc.setns(fd, flag):
         raise OSError(ctypes.get_errno(), "setns " + ns)
+"""
+
+UDP_ECHO = IN_NETNS + r"""
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", int(sys.argv[2])))
 print("ready", flush=True)
@@ -455,7 +459,7 @@ def test_outbound_udp_and_dns_lookups(bb):
         srv.close()
 
 
-DNS_IN_NETNS = UDP_ECHO.split("s = socket.socket")[0] + r"""
+DNS_IN_NETNS = IN_NETNS + r"""
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", int(sys.argv[2])))
 print("ready", flush=True)

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from tests.conftest import Rootless
+from tests.e2e.test_network import IN_NETNS, UDP_ECHO
 
 pytestmark = pytest.mark.userns
 
@@ -118,28 +119,7 @@ def test_getent_and_ping_in_debian_resolve_a_later_member(busybox, deb):
     deb("rm", "-f", "client", "late")
 
 
-UDP_ECHO = r"""
-import ctypes, os, socket, sys
-libc = ctypes.CDLL(None, use_errno=True)
-for ns, flag in (("user", 0x10000000), ("net", 0x40000000)):
-    fd = os.open(f"/proc/{sys.argv[1]}/ns/{ns}", os.O_RDONLY)
-    if libc.setns(fd, flag):
-        raise OSError(ctypes.get_errno(), "setns " + ns)
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", int(sys.argv[2])))
-print("ready", flush=True)
-while True:
-    data, addr = s.recvfrom(65535)
-    s.sendto(data.upper(), addr)
-"""
-
-UDP_CLIENT = r"""
-import ctypes, os, socket, sys
-libc = ctypes.CDLL(None, use_errno=True)
-for ns, flag in (("user", 0x10000000), ("net", 0x40000000)):
-    fd = os.open(f"/proc/{sys.argv[1]}/ns/{ns}", os.O_RDONLY)
-    if libc.setns(fd, flag):
-        raise OSError(ctypes.get_errno(), "setns " + ns)
+UDP_CLIENT = IN_NETNS + r"""
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(0.5)
 for _ in range(20):
