@@ -136,8 +136,17 @@ def exited(pid: int) -> bool:
     """Whether the keeper's child ``pid`` has exited (left for the keeper's wait to reap)."""
     try:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
+    except ChildProcessError:  # gone, or not waitable this instant (as PID 1 is while ptrace lets it go)
+        return _state(pid) in ("", "Z", "X")
+
+
+def _state(pid: int) -> str:
+    """The state letter of ``pid`` in /proc ("" when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return ""
 
 
 def in_namespace(mnt: str, table: dict[int, tuple[int, str]]) -> list[int]:

@@ -98,3 +98,15 @@ def test_orphans_are_reaped_as_they_exit_but_no_status_another_part_waits_for():
         watch.helpers.close()
         for p in orphans:
             p.returncode = 0  # reaped here, not by Popen
+
+
+def test_a_living_process_that_cannot_be_waited_for_this_instant_has_not_exited():
+    """``waitid`` says ECHILD for PID 1 for an instant while the exit watch's ptrace lets it go;
+    taking that for its exit killed the container's other processes (a healthcheck probe ended
+    with 137 now and then with --pid host). /proc decides then."""
+    assert subreaper.exited(os.getppid()) is False  # alive, and no child of ours: ECHILD
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert subreaper.exited(pid) is True  # gone
