@@ -367,12 +367,8 @@ def _synced(client: socket.socket, sel, log, terminal: dict, clients: list,
 def _runnable(pid: int) -> bool:
     """Whether ``pid`` is running or waiting to (``R``), or waiting for the disk (``D``): not
     sleeping, stopped or ended."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state in (b"R", b"D")
+    from rootless.runtime.subreaper import process_state
+    return process_state(pid) in ("R", "D")
 
 
 def _broadcast(clients: list, sel, msg: bytes) -> None:

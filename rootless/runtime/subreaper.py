@@ -137,10 +137,10 @@ def exited(pid: int) -> bool:
     try:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:  # gone, or not waitable this instant (as PID 1 is while ptrace lets it go)
-        return _state(pid) in ("", "Z", "X")
+        return process_state(pid) in ("", "Z", "X")
 
 
-def _state(pid: int) -> str:
+def process_state(pid: int) -> str:
     """The state letter of ``pid`` in /proc ("" when it is gone)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
