@@ -133,9 +133,12 @@ def container_pids(keeper: int, helpers, table: dict[int, tuple[int, str]] | Non
 
 
 def exited(pid: int) -> bool:
-    """Whether the keeper's child ``pid`` has exited (left for the keeper's wait to reap)."""
+    """Whether the keeper's child ``pid`` has exited (left for the keeper's wait to reap). A
+    tracer's wait reports its tracee's stops whatever the flags (``exitwatch`` traces PID 1 in its
+    first second, and each signal to it is a stop there): only an exit's code counts."""
     try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        return info is not None and info.si_code in (os.CLD_EXITED, os.CLD_KILLED, os.CLD_DUMPED)
     except ChildProcessError:  # gone, or not waitable this instant (as PID 1 is while ptrace lets it go)
         return process_state(pid) in ("", "Z", "X")
 

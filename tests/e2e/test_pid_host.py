@@ -239,8 +239,6 @@ def test_orphans_are_reaped_as_they_exit_while_it_runs(busybox):
     busybox("rm", "-f", "c")
 
 
-@pytest.mark.xfail(strict=False, reason="known bug, open in issue 24: with --pid host a probe now and then ends with "
-                   "137 (the keeper kills it mid-life; the ECHILD fix in subreaper.exited made it rarer, not gone)")
 def test_healthcheck_probes_keep_their_status_while_orphans_are_reaped(busybox):
     """The probes are the keeper's children too: their exit codes are the monitor's, never taken by
     the orphans' reaping (the container makes orphans all the time)."""

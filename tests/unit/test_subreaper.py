@@ -110,3 +110,27 @@ def test_a_living_process_that_cannot_be_waited_for_this_instant_has_not_exited(
         os._exit(0)
     os.waitpid(pid, 0)
     assert subreaper.exited(pid) is True  # gone
+
+
+def test_a_traced_child_stopped_by_a_signal_has_not_exited():
+    """The exit watch traces PID 1 in its first second, and a tracer's ``waitid`` reports its
+    tracee's stops whatever the flags: each SIGCHLD to PID 1 (a child of its ended) is such a stop.
+    Taking it for the exit killed the container's other processes with --pid host (a healthcheck
+    probe ended with 137 now and then)."""
+    from rootless.base import syscalls
+    pid = os.fork()
+    if pid == 0:
+        import signal
+        import time
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        time.sleep(5)
+        os._exit(0)
+    try:
+        syscalls.ptrace(syscalls.PTRACE_SEIZE, pid, 0, syscalls.PTRACE_O_TRACEEXIT)
+        os.kill(pid, 10)  # SIGUSR1: a signal-delivery stop, reported to the tracer
+        while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            os.sched_yield()
+        assert subreaper.exited(pid) is False
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
