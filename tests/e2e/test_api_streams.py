@@ -167,6 +167,30 @@ def test_attach_input_end_closes_the_input_with_stdin_once(api):
     assert status == 200 and body["StatusCode"] == 0, body
 
 
+@pytest.mark.parametrize("stdin_once", [False, True])
+def test_attach_input_end_with_a_terminal_ends_the_attach_not_the_input(api, stdin_once):
+    """Docker: with a terminal, StdinOnce or not, the end of the attach client's input ends the
+    attach (before, it waited for ever) and leaves the container's input open."""
+    status, body = api.request("POST", "/v1.41/containers/create?name=t",
+                               {"Image": "busybox", "Cmd": ["cat"], "OpenStdin": True, "Tty": True,
+                                "StdinOnce": stdin_once, "AttachStdin": True, "AttachStdout": True})
+    assert status == 201, body
+    status, body = api.request("POST", "/v1.41/containers/t/start")
+    assert status == 204, body
+    for line in (b"one", b"two"):  # the second attach types into the same cat
+        s = _hijack(api, "/v1.41/containers/t/attach?stream=1&stdin=1&stdout=1")
+        s.sendall(line + b"\n")
+        got = b""
+        while got.count(line) < 2:  # the terminal's echo, then cat's copy
+            chunk = s.recv(4096)
+            assert chunk, got
+            got += chunk
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(10)
+        _read_all(s)
+        s.close()
+        assert api.docker("inspect", "-f", "{{.State.Running}}", "t").out.strip() == "true"
+
 def test_docker_run_i_ends_at_input_eof_and_says_stdin_once(api):
     """The docker CLI's ``run -i`` asks for StdinOnce: piped input's end ends ``cat``; so does its
     ``create -i``, not ``run -di``. Our CLI records it as Docker's CLI sends it."""
