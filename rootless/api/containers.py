@@ -461,7 +461,8 @@ def _attach_run(ctx: Context, req: Request, rec: ContainerRecord, pending, clien
                 link = None
         if link is None:
             return
-        relay(link, client, not mux, want, want["stdin"], early, detach)
+        relay(link, client, not mux, want, want["stdin"], early, detach,
+              close_stdin=bool(rec["spec"].get("stdin_once")) and not rec["spec"].get("tty"))
     finally:
         _unregister(pending)
 
@@ -475,11 +476,13 @@ def _detach_keys(spec: str | None):
 
 
 def relay(link: keeperclient.Link, client: Hijacked, tty: bool, want: dict, stdin: bool,
-          early: bytes = b"", detach=None) -> None:
+          early: bytes = b"", detach=None, close_stdin: bool = False) -> None:
     """Between a keeper's attach socket and a hijacked client until the container ends: output as
-    frames (raw with a tty), the client's bytes as input, its half-close as the end of input.
-    The ``detach`` keys (a ``DetachKeys`` filter of the input) end the stream and leave the
-    container running, its input open."""
+    frames (raw with a tty), the client's bytes as input. The client's half-close (or its leaving)
+    closes the container's input when ``close_stdin`` (Docker's StdinOnce without a terminal): the
+    container reads EOF, its output still comes. Otherwise it ends the attach, as Docker's does,
+    and leaves the container's input open for a later attach. The ``detach`` keys (a
+    ``DetachKeys`` filter of the input) end the stream and leave the container running, its input open."""
     link.sock.setblocking(True)
 
     class _Sender:  # what the detach filter writes to: the keeper, as input
@@ -502,9 +505,11 @@ def relay(link: keeperclient.Link, client: Hijacked, tty: bool, want: dict, stdi
             elif data:
                 if _input(_Sender, data, detach):
                     return _detached(link, client)
-            else:
+            elif close_stdin:
                 watch.remove(client)
                 link.close_stdin()
+            else:
+                break
         if link in ready:
             kind, output = link.receive()
             if kind in ("end", "exit") or not isinstance(output, bytes):

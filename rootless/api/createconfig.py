@@ -12,7 +12,7 @@ from rootless.engine import containerstats, dockerview
 # The JSON types of the fields read here (as Docker's decoder, a value of another type is refused):
 # "strs" a list of strings, "dicts" a list of objects, "map" an object of strings, "ints" a number.
 CONFIG = {"Image": str, "Cmd": "cmd", "Entrypoint": "cmd", "Env": "strs", "WorkingDir": str, "User": str,
-           "Hostname": str, "Tty": bool, "OpenStdin": bool, "Labels": "map", "ExposedPorts": dict,
+           "Hostname": str, "Tty": bool, "OpenStdin": bool, "StdinOnce": bool, "Labels": "map", "ExposedPorts": dict,
            "Volumes": dict, "MacAddress": str, "HostConfig": dict, "NetworkingConfig": dict}
 HOST = {"PortBindings": dict, "Mounts": "dicts", "Binds": "strs", "NetworkMode": str, "LogConfig": dict,
          "SecurityOpt": "strs", "Devices": "dicts", "RestartPolicy": dict, "Links": "strs", "ExtraHosts": "strs",
@@ -114,7 +114,8 @@ def to_run_options(body: dict, name: str | None, platform: str | None = None):
         workdir=body.get("WorkingDir") or None, user=body.get("User") or None,
         hostname=body.get("Hostname") or None, name=name or None, network=network,
         init=bool(hc.get("Init")), rm=bool(hc.get("AutoRemove")), interactive=bool(body.get("OpenStdin")),
-        tty=bool(body.get("Tty")), publish=tuple(publish), publish_all=bool(hc.get("PublishAllPorts")),
+        stdin_once=bool(body.get("StdinOnce")), tty=bool(body.get("Tty")), publish=tuple(publish),
+        publish_all=bool(hc.get("PublishAllPorts")),
         expose=tuple(body.get("ExposedPorts") or ()), links=tuple(_link(x) for x in hc.get("Links") or ()),
         add_hosts=tuple(hc.get("ExtraHosts") or ()), dns=tuple(hc.get("Dns") or ()),
         dns_search=tuple(hc.get("DnsSearch") or ()), dns_options=tuple(hc.get("DnsOptions") or ()),

@@ -214,7 +214,8 @@ def inspect(rec: ContainerRecord, paths) -> dict:
         "Config": {
             "Hostname": spec.get("hostname", ""), "Domainname": "", "User": spec.get("user", ""),
             "AttachStdin": bool(spec.get("interactive")), "AttachStdout": True, "AttachStderr": True,
-            "Tty": bool(spec.get("tty")), "OpenStdin": bool(spec.get("interactive")), "StdinOnce": False,
+            "Tty": bool(spec.get("tty")), "OpenStdin": bool(spec.get("interactive")),
+            "StdinOnce": bool(spec.get("stdin_once")),
             "Env": spec.get("env", []), "Cmd": argv[len(spec.get("entrypoint") or []):] or None,
             "Image": spec.get("image_name", ""),
             "Volumes": None, "WorkingDir": spec.get("workdir", ""),

@@ -35,6 +35,7 @@ class RunOptions(KeywordRecord):
     init: bool = False
     rm: bool = False
     interactive: bool = False
+    stdin_once: bool = False  # Docker's Config.StdinOnce: an attach client's end of input closes the input
     tty: bool = False
     publish: Sequence[str] = ()
     publish_all: bool = False
@@ -122,6 +123,7 @@ class _ContainerSpecFields(KeywordRecord):
     group_add: tuple[str, ...] = ()
     stop_timeout: int | None = None
     asked: dict[str, Any] | None = None
+    stdin_once: bool = False
 
 
 class ContainerSpec(_ContainerSpecFields):
@@ -152,7 +154,9 @@ class ContainerSpec(_ContainerSpecFields):
     before SIGKILL when not told (None: 10); ``asked``: Docker's settings that rootless keeps only
     to show them in ``inspect`` as the client gave them (``rootless.engine.dockerview``): HostConfig
     fields of no effect here (``Isolation``, ``DeviceCgroupRules``, ...), the log options asked for,
-    and limits this host could not enforce (``discarded_limits``, said in the create's warnings)."""
+    and limits this host could not enforce (``discarded_limits``, said in the create's warnings);
+    ``stdin_once``: Docker's ``Config.StdinOnce``, the end of an API attach client's input closes the
+    container's input (without it, and with a terminal, the attach ends and the input stays open)."""
 
     __slots__ = ()
 
@@ -170,6 +174,8 @@ class ContainerSpec(_ContainerSpecFields):
             del d["restart"]
         if d["healthcheck"] is None:  # no healthcheck: the record has no such key (as before there was one)
             del d["healthcheck"]
+        if not d["stdin_once"]:  # likewise
+            del d["stdin_once"]
         return d
 
     @classmethod
@@ -295,7 +301,7 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         else f"{os.getuid()}:{os.getgid()}",  # keep-id: the user's own ids unless -u says otherwise
         workdir=os.path.normpath(workdir),
         hostname=hostname, init=opts.init, tty=opts.tty, **net,
-        interactive=opts.interactive, remove=opts.rm, restart=restart_policy,
+        interactive=opts.interactive, stdin_once=opts.stdin_once, remove=opts.rm, restart=restart_policy,
         labels={**(cfg.get("Labels") or {}), **(opts.labels or {})},  # the image's, then --label's
         stop_signal=cfg.get("StopSignal") or "SIGTERM",
         entrypoint=tuple(split_command(cfg, opts.command, opts.entrypoint)[0]),

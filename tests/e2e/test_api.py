@@ -344,8 +344,10 @@ def test_a_second_service_on_the_same_socket_is_refused(api):
 
 
 def test_hijacked_attach_to_a_running_container(api):
-    """The raw attach protocol: the multiplexed stream's frames, input, and its end."""
-    api.docker("run", "-d", "-i", "--name", "cat", "busybox", "cat")
+    """The raw attach protocol: the multiplexed stream's frames, input, and its end (which ends
+    cat: ``create -i`` asks for StdinOnce, as ``run -i`` does; ``run -di`` would keep the input open)."""
+    api.docker("create", "-i", "--name", "cat", "busybox", "cat")
+    api.docker("start", "cat")
     s = socket.socket(socket.AF_UNIX)
     s.connect(str(api.socket))
     s.sendall(b"POST /v1.41/containers/cat/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n"

@@ -113,6 +113,102 @@ def test_attach_detach_keys_need_a_terminal_and_valid_keys(api):
     assert status == 400 and "detach keys" in body["message"]
 
 
+
+def _attach_and_echo(api, container: str, line: bytes) -> socket.socket:
+    """An attach with stdin to a ``cat`` without a terminal, ``line`` typed and its copy read back."""
+    s = _hijack(api, f"/v1.41/containers/{container}/attach?stream=1&stdin=1&stdout=1")
+    s.sendall(line)
+    got = b""
+    while not got.endswith(line):
+        chunk = s.recv(4096)
+        assert chunk, got
+        got += chunk
+    return s
+
+
+def _stdin_once(api, container: str) -> bool:
+    status, info = api.request("GET", f"/v1.41/containers/{container}/json")
+    assert status == 200, info
+    return info["Config"]["StdinOnce"]
+
+
+def test_attach_input_end_leaves_the_input_open_without_stdin_once(api):
+    """Docker: without StdinOnce (``run -di``) the end of an attach client's input ends the
+    attach; the container keeps running, its input open for the next attach."""
+    api.docker("run", "-di", "--name", "k", "busybox", "cat")
+    assert _stdin_once(api, "k") is False
+    s = _attach_and_echo(api, "k", b"one\n")
+    s.shutdown(socket.SHUT_WR)
+    assert _read_all(s) == b""  # the attach ends, nothing more
+    s.close()
+    time.sleep(0.5)  # (before, cat read EOF and ended)
+    assert api.docker("inspect", "-f", "{{.State.Running}}", "k").out.strip() == "true"
+    s = _attach_and_echo(api, "k", b"two\n")  # a later attach types into the same cat
+    s.close()
+    time.sleep(0.5)
+    assert api.docker("inspect", "-f", "{{.State.Running}}", "k").out.strip() == "true"
+
+
+def test_attach_input_end_closes_the_input_with_stdin_once(api):
+    """Docker: with StdinOnce (and no terminal) the end of the attach client's input closes the
+    container's: ``cat`` reads EOF, ends with 0, and the attach gets its output to the end."""
+    status, body = api.request("POST", "/v1.41/containers/create?name=o",
+                               {"Image": "busybox", "Cmd": ["cat"], "OpenStdin": True, "StdinOnce": True,
+                                "AttachStdin": True, "AttachStdout": True, "AttachStderr": True})
+    assert status == 201, body
+    assert _stdin_once(api, "o") is True
+    status, body = api.request("POST", "/v1.41/containers/o/start")
+    assert status == 204, body
+    s = _attach_and_echo(api, "o", b"one\n")
+    s.shutdown(socket.SHUT_WR)
+    _read_all(s)
+    s.close()
+    status, body = api.request("POST", "/v1.41/containers/o/wait")
+    assert status == 200 and body["StatusCode"] == 0, body
+
+
+@pytest.mark.parametrize("stdin_once", [False, True])
+def test_attach_input_end_with_a_terminal_ends_the_attach_not_the_input(api, stdin_once):
+    """Docker: with a terminal, StdinOnce or not, the end of the attach client's input ends the
+    attach (before, it waited for ever) and leaves the container's input open."""
+    status, body = api.request("POST", "/v1.41/containers/create?name=t",
+                               {"Image": "busybox", "Cmd": ["cat"], "OpenStdin": True, "Tty": True,
+                                "StdinOnce": stdin_once, "AttachStdin": True, "AttachStdout": True})
+    assert status == 201, body
+    status, body = api.request("POST", "/v1.41/containers/t/start")
+    assert status == 204, body
+    for line in (b"one", b"two"):  # the second attach types into the same cat
+        s = _hijack(api, "/v1.41/containers/t/attach?stream=1&stdin=1&stdout=1")
+        s.sendall(line + b"\n")
+        got = b""
+        while got.count(line) < 2:  # the terminal's echo, then cat's copy
+            chunk = s.recv(4096)
+            assert chunk, got
+            got += chunk
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(10)
+        _read_all(s)
+        s.close()
+        assert api.docker("inspect", "-f", "{{.State.Running}}", "t").out.strip() == "true"
+
+def test_docker_run_i_ends_at_input_eof_and_says_stdin_once(api):
+    """The docker CLI's ``run -i`` asks for StdinOnce: piped input's end ends ``cat``; so does its
+    ``create -i``, not ``run -di``. Our CLI records it as Docker's CLI sends it."""
+    r = api.docker("run", "-i", "--name", "r", "busybox", "cat", input="piped\n")
+    assert r.out == "piped\n" and r.code == 0
+    assert _stdin_once(api, "r") is True
+    api.docker("run", "-di", "--name", "d", "busybox", "cat")
+    assert _stdin_once(api, "d") is False
+    api.docker("create", "-i", "--name", "c", "busybox", "cat")
+    assert _stdin_once(api, "c") is True
+    r = api.rl("run", "-i", "--name", "ours", "busybox", "cat", input="ours\n")
+    assert r.out == "ours\n"
+    assert _stdin_once(api, "ours") is True
+    api.rl("create", "-i", "--name", "ours-c", "busybox", "cat")
+    assert _stdin_once(api, "ours-c") is True
+    api.rl("run", "-di", "--name", "ours-d", "busybox", "cat")
+    assert _stdin_once(api, "ours-d") is False
+
 @pytest.mark.parametrize("field, keys", [({}, b"\x10\x11"), ({"detachKeys": "ctrl-p"}, b"\x10"),
                                          ({"DetachKeys": "ctrl-x,y"}, b"\x18y")])
 def test_exec_detach_keys_end_the_stream_and_leave_the_exec_running(api, field, keys):

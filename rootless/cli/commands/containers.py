@@ -113,7 +113,9 @@ def run(ctx: "Context",
     if not detach:
         _check_tty(interactive, tty)
     from rootless.engine import attach, containers
-    result = containers.run(ctx, _run_options(**flags), detach, attach.parse_detach_keys(detach_keys))
+    # Docker's CLI asks for StdinOnce with -i, but not with -d
+    result = containers.run(ctx, _run_options(**flags, stdin_once=interactive and not detach), detach,
+                            attach.parse_detach_keys(detach_keys))
     if detach:
         print(result)
         return 0
@@ -126,8 +128,9 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                  memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
                  blkio_weight, device_read_bps, device_write_bps, cap_add, cap_drop, privileged, security_opt,
                  device, userns, label, init, restart, pull, tls_verify, platform, group_add=(), stop_timeout=None,
-                 pid="", **health_flags):
-    """``run``'s and ``create``'s flags (each by the name ``run`` declares it under) as RunOptions."""
+                 pid="", stdin_once=False, **health_flags):
+    """``run``'s and ``create``'s flags (each by the name ``run`` declares it under) as RunOptions;
+    ``stdin_once``: Docker's StdinOnce, which its CLI sends with -i unless -d."""
     from rootless.runtime.spec import RunOptions, parse_labels
     limit_flags = dict(memory=memory, memory_reservation=memory_reservation, memory_swap=memory_swap, cpus=cpus,
                        cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit,
@@ -147,7 +150,7 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
         manifest.parse_platform(platform)
     return RunOptions(image=image, command=tuple(command or ()), entrypoint=entrypoint, env=tuple(env),
                       env_files=tuple(env_file), workdir=workdir, user=user, hostname=hostname, name=name,
-                      network=network, init=init, rm=rm, interactive=interactive, tty=tty,
+                      network=network, init=init, rm=rm, interactive=interactive, stdin_once=stdin_once, tty=tty,
                       publish=tuple(publish), publish_all=publish_all, expose=tuple(expose), links=tuple(link),
                       add_hosts=tuple(add_host), dns=tuple(dns), dns_search=tuple(dns_search),
                       dns_options=tuple(dns_option), mac_address=mac_address, pull=pull,
@@ -176,7 +179,7 @@ def _healthcheck(*, health_cmd=None, health_interval=None, health_timeout=None, 
 def create(ctx: "Context", **kw):
     """Create a new container without starting it."""
     from rootless.engine import containers
-    print(containers.create(ctx, _run_options(**kw))["id"])
+    print(containers.create(ctx, _run_options(**kw, stdin_once=kw["interactive"]))["id"])
 
 
 @command("start")
