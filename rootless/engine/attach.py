@@ -38,7 +38,9 @@ def parse_detach_keys(spec: str) -> bytes:
 
 
 def attach(ctx: Context, rec: ContainerRecord, stdin: bool, detach_keys: bytes) -> int | None:
-    """Relay until the container ends (its exit code) or the user detaches (None)."""
+    """Relay until the container ends (its exit code) or the user detaches (None). The end of
+    ``stdin`` closes the container's input only where Docker's would: ``Config.StdinOnce`` (``run
+    -i``, ``create -i``) and no tty; else the container keeps its input open for a later attach."""
     from rootless.engine import containers
     from rootless.runtime.terminal import (
         DetachKeys,
@@ -89,9 +91,10 @@ def attach(ctx: Context, rec: ContainerRecord, stdin: bool, detach_keys: bytes) 
                         write_all(1 if kind == "stdout" else 2, value)
                         continue
                     data = read_stdin()
-                    if data is None:
+                    if data is None:  # Docker's rule: the input ends with it only under StdinOnce, no tty
                         sel.unregister(0)
-                        link.close_stdin()
+                        if rec["spec"].get("stdin_once") and not tty:
+                            link.close_stdin()
                     elif detach.feed(data, None, sink=_Sender):
                         return None
     finally:

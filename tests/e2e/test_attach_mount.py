@@ -63,6 +63,30 @@ def test_attach_streams_output_and_returns_the_exit_code(bb):
     assert "tick29" in r.out
 
 
+def test_attach_input_end_closes_the_input_only_with_stdin_once(bb):
+    """Docker's rule: the end of an attach's input closes the container's input only under
+    ``StdinOnce`` (``run -i``, ``create -i``); a ``run -di`` container keeps its input open and
+    running, for a later attach, while the attach waits for its end."""
+    bb("run", "-di", "--name", "keep", "busybox", "sh", "-c", "while read x; do echo got-$x; done; echo closed")
+    first = subprocess.Popen(rootless_argv() + ["attach", "keep"], env=bb.env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    first.stdin.write(b"one\n")
+    first.stdin.close()  # the attach's input ends
+    assert first.stdout.readline() == b"got-one\n"
+    second = subprocess.Popen(rootless_argv() + ["attach", "keep"], env=bb.env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE)
+    second.stdin.write(b"two\n")
+    second.stdin.flush()
+    assert second.stdout.readline() == b"got-two\n"  # the input was still open
+    assert status(bb, "keep") == "running"
+    bb("stop", "-t", "1", "keep")
+    first.wait(timeout=30)
+    second.wait(timeout=30)
+    bb("create", "-i", "--name", "once", "busybox", "sh", "-c", "while read x; do echo got-$x; done; echo closed")
+    r = bb("start", "-ai", "once", input="three\n", timeout=30)
+    assert r.out == "got-three\nclosed\n"
+
+
 def test_attach_to_a_tty_container_types_and_detaches(bb):
     bb("run", "-dit", "--name", "t1", "busybox", "sh")
     term = Terminal(bb, ["attach", "t1"])
