@@ -63,6 +63,8 @@ class Stage:
         self.args = dict(args)  # ARGs in scope: name -> value
         self.cmd_set = False
         self.base_id = chain
+        self.root = chain  # the image (or scratch) the stage's first ancestor starts from
+        self.n_base = len(self.layers)  # how many of the layers are that image's
 
     @property
     def config(self) -> dict:
@@ -112,6 +114,16 @@ class Executor(Protocol):
     def now(self) -> str:
         """The time of a step's history entry (RFC 3339, UTC)."""
         raise NotImplementedError
+
+    def selection_digest(self, layers: list[dict], paths: list[str]) -> str:
+        """The content digest of what ``paths`` (globs too) name in the root of ``layers``: names,
+        modes, owners, link targets and contents, not times. This default, for an executor that
+        cannot look inside layers, keys on the layers' ids."""
+        return buildcache.key("layers", [[lr["diff_id"] for lr in layers], paths])
+
+    def layer_digest(self, layer: dict) -> str:
+        """The content digest of a layer (its times do not count); this default: its diff id."""
+        return layer["diff_id"]
 
 
 class Builder:
@@ -286,7 +298,9 @@ class Builder:
             src = self.done[other.index]
             image = json.loads(json.dumps(src.image))
             image["_layers"] = list(src.layers)
-            return Stage(spec, image, src.chain, {})
+            st = Stage(spec, image, self._content_key(src), {})
+            st.root, st.n_base = src.root, src.n_base
+            return st
         if name == "scratch":
             os_, arch, variant = self.host
             image = {"architecture": arch, "os": os_, "config": {}, "rootfs": {"type": "layers", "diff_ids": []},
@@ -301,6 +315,14 @@ class Builder:
         image.setdefault("history", [])
         image["_layers"] = layers
         return Stage(spec, image, image_id, {})
+
+    def _content_key(self, src: Stage) -> str:
+        """What a stage that starts ``FROM`` the stage ``src`` is keyed on: its content (the image it
+        starts from, the content digests of the layers its steps made, its config), not the steps
+        that made it, so that a stage rebuilt into the same files keeps the later steps cached."""
+        made = [self.ex.layer_digest(lr) for lr in src.layers[src.n_base:]]
+        image = {k: v for k, v in src.image.items() if k != "history"}
+        return buildcache.key("stage", [src.root, made, image])
 
     def _instruction(self, st: Stage, ins: dockerfile.Instruction) -> None:
         handler = getattr(self, "_do_" + ins.cmd.lower())
@@ -597,8 +619,9 @@ class Builder:
         if src_from:
             src_from = self._word(src_from, st.scope(), ins)
             other = self._stage_ref(src_from, st.spec.index)
-            if other is not None:
-                layers, chain = self.done[other.index].layers, self.done[other.index].chain
+            if other is not None:  # keyed on what it copies, so a rebuilt stage that made the same files serves
+                layers = self.done[other.index].layers
+                chain = self.ex.selection_digest(layers, srcs)
             else:
                 chain, _config, layers = self.ex.base(src_from, None, "missing")
             ops.append({"op": "copy_from", "layers": [lr["diff_id"] for lr in layers], "paths": srcs, **common})
