@@ -115,6 +115,14 @@ class Executor(Protocol):
         """The time of a step's history entry (RFC 3339, UTC)."""
         raise NotImplementedError
 
+    def stages(self, jobs: list[tuple[int, set[int]]], work: Callable[[int], dict],
+               done: Callable[[int, dict], None]) -> None:
+        """Build the stages ``jobs`` ((index, the indexes it reads from), in the Dockerfile's order):
+        ``done(index, work(index))`` for each, once its own are done. This default builds them one
+        after the other; the engine's builds independent ones at once."""
+        for index, _reads in jobs:
+            done(index, work(index))
+
     def selection_digest(self, layers: list[dict], paths: list[str]) -> str:
         """The content digest of what ``paths`` (globs too) name in the root of ``layers``: names,
         modes, owners, link targets and contents, not times. This default, for an executor that
@@ -145,13 +153,27 @@ class Builder:
 
     # ---- the whole build ------------------------------------------------------------------
     def build(self) -> tuple[dict, list[dict]]:
-        """(image config, layers) of the target stage."""
+        """(image config, layers) of the target stage. The stages it needs are built as a graph:
+        each once those it reads from are done, independent ones at once when the executor can
+        (:meth:`Executor.stages`)."""
         target = self._target()
         needed = self._needed(target)
-        self.total = sum(1 + len(s.instructions) for s in self.df.stages if s.index in needed)
-        for s in self.df.stages:
-            if s.index in needed:
-                self.done[s.index] = self._stage(s)
+        order = [s for s in self.df.stages if s.index in needed]
+        self.total = sum(1 + len(s.instructions) for s in order)
+        first_step, n = {}, 0
+        for s in order:  # each stage's steps keep the numbers a build in order gives them
+            first_step[s.index] = n
+            n += 1 + len(s.instructions)
+
+        def work(index: int) -> dict:
+            self.step_no = first_step[index]
+            st = self._stage(self.df.stages[index])
+            return {"stage": st, "used_args": self.used_args}
+
+        def done(index: int, result: dict) -> None:
+            self.done[index] = result["stage"]
+            self.used_args |= result["used_args"]
+        self.ex.stages([(s.index, self._reads(s) & needed) for s in order], work, done)
         st = self.done[target.index]
         unused = sorted(k for k in self.opts.build_args if k not in self.used_args and k not in PROXY_ARGS)
         if unused:
@@ -182,18 +204,28 @@ class Builder:
             if s.index in needed:
                 continue
             needed.add(s.index)
-            refs = [self._expand_meta(s.base, s)]
-            for ins in s.instructions:
-                if ins.cmd == "COPY" and "from" in ins.flags:
-                    refs.append(ins.flags["from"])
-                if ins.cmd == "RUN":
-                    for m in _as_tuple(ins.flags.get("mount")):
-                        refs.append(_mount_options(m).get("from", ""))
-            for ref in refs:
-                other = self._stage_ref(ref, s.index)
-                if other is not None:
-                    todo.append(other)
+            todo += [self.df.stages[i] for i in self._reads(s, unknown=set())]
         return needed
+
+    def _reads(self, s: dockerfile.Stage, unknown: set[int] | None = None) -> set[int]:
+        """The earlier stages ``s`` reads from (FROM, COPY --from, RUN --mount from=); a reference
+        with a variable counts as ``unknown`` (None: any earlier stage)."""
+        refs = [self._expand_meta(s.base, s)]
+        for ins in s.instructions:
+            if ins.cmd == "COPY" and "from" in ins.flags:
+                refs.append(ins.flags["from"])
+            if ins.cmd == "RUN":
+                for m in _as_tuple(ins.flags.get("mount")):
+                    refs.append(_mount_options(m).get("from", ""))
+        out = set()
+        for ref in refs:
+            if "$" in ref:
+                out |= set(range(s.index)) if unknown is None else unknown
+                continue
+            other = self._stage_ref(ref, s.index)
+            if other is not None:
+                out.add(other.index)
+        return out
 
     def _stage_ref(self, ref: str, before: int) -> dockerfile.Stage | None:
         """The earlier stage ``ref`` names (its name or index), or None for an image."""

@@ -387,6 +387,11 @@ class Executor:
             return None
         return self._adopt(out, info, plan.upper)
 
+    def stages(self, jobs, work, done) -> None:
+        """The stages of the build, independent ones at once (:mod:`rootless.engine.buildjobs`)."""
+        from rootless.engine import buildjobs
+        buildjobs.run(self, jobs, work, done)
+
     def _readonly_plan(self, diff_ids: list[str], view: str, empty: str):
         """The read-only root of ``diff_ids`` (bottom first), to be mounted at ``view``."""
         from layers.overlay import RootfsPlan
