@@ -95,9 +95,10 @@ class _Child:
         out_r, out_w = os.pipe() if two else (-1, -1)
         sys.stdout.flush()
         sys.stderr.flush()
+        me = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's side (its coverage is not collected)
-            _child(ex, index, work, err_w, res_w, out_w if two else err_w, [err_r, res_r, out_r])
+            _child(ex, index, work, err_w, res_w, out_w if two else err_w, [err_r, res_r, out_r], me)
         self.pid = pid
         for fd in (err_w, res_w, out_w):
             if fd >= 0:
@@ -169,10 +170,14 @@ class _Child:
         return kind, value
 
 
-def _child(ex, index: int, work, err_w: int, res_w: int, out_w: int, parents: list[int]) -> None:
+def _child(ex, index: int, work, err_w: int, res_w: int, out_w: int, parents: list[int], parent: int) -> None:
     """The forked side of a stage: build it, send the result (or the error), exit."""
     code = 1
     try:
+        import prctl
+        prctl.set_pdeathsig(signal.SIGTERM)  # a build killed outright: its stages cancel themselves
+        if os.getppid() != parent:
+            raise SystemExit(1)
         for fd in parents:
             if fd >= 0:
                 os.close(fd)

@@ -191,3 +191,46 @@ def test_independent_stages_at_once_through_the_api(api):
     streams = [m.get("stream") for m in msgs]
     assert "\x1b[91mleft-err\n\x1b[0m" in streams and "\x1b[91mright-err\n\x1b[0m" in streams, msgs
     assert "Successfully built" in out
+
+
+def _start_parallel_build(rl: Rootless, tmp_path: Path, mark: str):
+    """A build of two stages whose RUN steps sleep ``mark`` seconds, both running."""
+    import subprocess
+
+    from tests.conftest import rootless_argv, wait_for
+    from tests.e2e.test_escape_build import _step_processes
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM busybox AS one\nRUN sleep {mark}\nFROM busybox AS two\nRUN sleep {mark}\n"
+                                    "FROM busybox\nCOPY --from=one /etc/passwd /a\nCOPY --from=two /etc/passwd /b\n")
+    with open(tmp_path / "build.out", "wb") as out, open(tmp_path / "build.err", "wb") as err:
+        proc = subprocess.Popen(rootless_argv() + ["build", "--network", "none", "-t", "never", str(ctx)],
+                                env=rl.env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    wait_for(lambda: len(_step_processes(mark)) == 2 or proc.poll() is not None, 60, "both RUN steps to start")
+    assert proc.poll() is None, (tmp_path / "build.err").read_text()
+    return proc
+
+
+def test_a_signal_cancels_every_running_stage(busybox, tmp_path):
+    import signal
+
+    from tests.e2e.test_escape_build import _nothing_left
+    mark = "60101"
+    proc = _start_parallel_build(busybox, tmp_path, mark)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    err = (tmp_path / "build.err").read_text()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and err.splitlines()[-1] == "rootless: error: build cancelled by SIGTERM", err
+    _nothing_left(busybox, mark)
+
+
+def test_a_killed_build_takes_every_stage_with_it(busybox, tmp_path):
+    """SIGKILL: the stages' processes see their build gone and cancel themselves (their steps
+    killed, their containers removed); only the build's directory remains, for the sweep."""
+    from tests.e2e.test_escape_build import _nothing_left
+    mark = "60102"
+    proc = _start_parallel_build(busybox, tmp_path, mark)
+    proc.kill()
+    proc.wait(timeout=20)
+    _nothing_left(busybox, mark, tmp_allowed=True)
