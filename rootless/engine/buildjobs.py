@@ -26,6 +26,7 @@ import time
 TYPE_CHECKING = False  # annotations only
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 SAY = b"\x00say\x00"  # starts a progress line (JSON text) among a stage's output
 CANCEL = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -157,7 +158,7 @@ class _Child:
                 self.status = status
         return self.status is not None
 
-    def outcome(self) -> tuple[str, object]:
+    def outcome(self) -> tuple[str, Any]:
         """("ok", the stage's result) or ("error", the exception the build raises)."""
         from rootless.base.errors import RootlessError
         try:
@@ -227,7 +228,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _next_end(running: dict[int, _Child], shown: _Shown) -> tuple[int, tuple[str, object]]:
+def _next_end(running: dict[int, _Child], shown: _Shown) -> tuple[int, tuple[str, Any]]:
     """Pass the stages' output on until one ends; (its index, its outcome)."""
     while True:
         fds = {fd: c for c in running.values() for fd in c.fds}

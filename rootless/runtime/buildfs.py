@@ -310,8 +310,8 @@ def _digest_entry(h, path: str, name: str) -> None:
         fields.append(b"%d,%d" % (os.major(st.st_rdev), os.minor(st.st_rdev)))
     elif stat.S_ISREG(st.st_mode):
         fh = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
+        with open(path, "rb") as src:
+            while chunk := src.read(1 << 20):
                 fh.update(chunk)
         fields.append(fh.hexdigest().encode())
     try:
@@ -323,6 +323,6 @@ def _digest_entry(h, path: str, name: str) -> None:
             fields.append(a.encode() + b"=" + os.getxattr(path, a, follow_symlinks=False))
         except OSError:
             continue
-    for f in fields:
-        h.update(b"%d:" % len(f) + f)
+    for field in fields:
+        h.update(b"%d:" % len(field) + field)
     h.update(b"\n")
