@@ -401,6 +401,19 @@ class Executor:
 
     # ---- content digests (the cache's keys for what a step reads from another stage) ---------------
     def selection_digest(self, layers: list[dict], paths: list[str]) -> str:
+        """Worked out once per stack of layers and paths (layers do not change: kept beside the
+        build cache, as a layer's own digest)."""
+        from layers import buildcache
+        ids = [lr["diff_id"] for lr in layers]
+        memo = buildcache.content_path(self.ctx.paths.root, buildcache.key("selection", [ids, paths]))
+        known = _read_memo(memo)
+        if known:
+            return known
+        digest = self._selection_digest(layers, paths)
+        _write_memo(memo, digest)
+        return digest
+
+    def _selection_digest(self, layers: list[dict], paths: list[str]) -> str:
         from rootless.runtime import buildfs
         self.n += 1
         d = os.path.join(self.tmp, f"digest-{self.n}")
@@ -420,20 +433,14 @@ class Executor:
     def layer_digest(self, layer: dict) -> str:
         """A layer's content digest, worked out once per layer (kept beside the build cache)."""
         from layers import buildcache
-        from rootless.base import atomic
         from rootless.runtime import buildfs
         memo = buildcache.content_path(self.ctx.paths.root, layer["diff_id"])
-        try:
-            with open(memo) as f:
-                known = f.read().strip()
-            if known.startswith("sha256:"):
-                return known
-        except OSError:
-            pass
+        known = _read_memo(memo)
+        if known:
+            return known
         self.ctx.store.unpack_layers([_ref(layer)])
         digest = self.ctx.userns_call(buildfs.digest_tree, self.ctx.paths.layer(layer["diff_id"]))
-        os.makedirs(os.path.dirname(memo), 0o700, exist_ok=True)
-        atomic.write_bytes(memo, digest.encode() + b"\n", sync=False)  # a memo: lost, it is worked out again
+        _write_memo(memo, digest)
         return digest
 
     # ---- layers ------------------------------------------------------------------------------
@@ -495,6 +502,21 @@ class Executor:
             with contextlib.suppress(TypeError, ValueError):
                 mtime = parsedate_to_datetime(modified).timestamp()
         return path, digest, mtime
+
+
+def _read_memo(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            known = f.read().strip()
+    except OSError:
+        return None
+    return known if known.startswith("sha256:") else None
+
+
+def _write_memo(path: str, digest: str) -> None:
+    from rootless.base import atomic
+    os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+    atomic.write_bytes(path, digest.encode() + b"\n", sync=False)  # a memo: lost, it is worked out again
 
 
 def _ref(lr: dict):

@@ -241,6 +241,8 @@ def _next_end(running: dict[int, _Child], shown: _Shown) -> tuple[int, tuple[str
         else:
             time.sleep(0.05)
         for i, c in running.items():
+            if not c.fds and c.status is None:  # every pipe at its end: the process is exiting
+                c.status = os.waitpid(c.pid, 0)[1]
             if c.poll():
                 c.drain(shown)  # all it wrote is in the pipes by now
                 c.close()  # what a process it left holds is not waited for
