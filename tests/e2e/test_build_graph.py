@@ -98,7 +98,7 @@ def test_a_stage_from_a_rebuilt_stage_with_the_same_content_stays_cached(bb, tmp
 
 
 # ---- independent stages at once ----------------------------------------------------------------------
-WAIT_FOR = "i=0; while [ ! -e /sync/{other} ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done"
+WAIT_FOR = "i=0; while [ ! -e /sync/{other} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done"
 MEET = f"""\
 FROM busybox AS left
 RUN --mount=type=cache,id=sync,target=/sync touch /sync/left; {WAIT_FOR.format(other="right")}; \
@@ -137,7 +137,7 @@ FAIL_ONE = """\
 FROM busybox AS slow
 RUN --mount=type=cache,id=sync,target=/sync touch /sync/started; sleep 29.75; touch /sync/finished
 FROM busybox AS failing
-RUN --mount=type=cache,id=sync,target=/sync i=0; while [ ! -e /sync/started ] && [ $i -lt 200 ]; \
+RUN --mount=type=cache,id=sync,target=/sync i=0; while [ ! -e /sync/started ] && [ $i -lt 600 ]; \
 do sleep 0.1; i=$((i+1)); done; echo failing-output; exit 3
 FROM busybox
 COPY --from=slow /etc/passwd /a

@@ -27,7 +27,7 @@ class Ex:
 def test_at_most_the_limit_at_once_and_each_after_what_it_reads(tmp_path):
     def work(i):
         (tmp_path / f"running-{i}").touch()
-        time.sleep(0.4)
+        time.sleep(1.0)
         at_once = len(list(tmp_path.glob("running-*")))
         (tmp_path / f"running-{i}").unlink()
         (tmp_path / f"done-{i}").touch()
