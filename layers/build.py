@@ -63,6 +63,8 @@ class Stage:
         self.args = dict(args)  # ARGs in scope: name -> value
         self.cmd_set = False
         self.base_id = chain
+        self.root = chain  # the image (or scratch) the stage's first ancestor starts from
+        self.n_base = len(self.layers)  # how many of the layers are that image's
 
     @property
     def config(self) -> dict:
@@ -113,6 +115,24 @@ class Executor(Protocol):
         """The time of a step's history entry (RFC 3339, UTC)."""
         raise NotImplementedError
 
+    def stages(self, jobs: list[tuple[int, set[int]]], work: Callable[[int], dict],
+               done: Callable[[int, dict], None]) -> None:
+        """Build the stages ``jobs`` ((index, the indexes it reads from), in the Dockerfile's order):
+        ``done(index, work(index))`` for each, once its own are done. This default builds them one
+        after the other; the engine's builds independent ones at once."""
+        for index, _reads in jobs:
+            done(index, work(index))
+
+    def selection_digest(self, layers: list[dict], paths: list[str]) -> str:
+        """The content digest of what ``paths`` (globs too) name in the root of ``layers``: names,
+        modes, owners, link targets and contents, not times. This default, for an executor that
+        cannot look inside layers, keys on the layers' ids."""
+        return buildcache.key("layers", [[lr["diff_id"] for lr in layers], paths])
+
+    def layer_digest(self, layer: dict) -> str:
+        """The content digest of a layer (its times do not count); this default: its diff id."""
+        return layer["diff_id"]
+
 
 class Builder:
     def __init__(self, df: dockerfile.Dockerfile, ctx: BuildContext, opts: BuildOptions, ex: Executor,
@@ -133,13 +153,27 @@ class Builder:
 
     # ---- the whole build ------------------------------------------------------------------
     def build(self) -> tuple[dict, list[dict]]:
-        """(image config, layers) of the target stage."""
+        """(image config, layers) of the target stage. The stages it needs are built as a graph:
+        each once those it reads from are done, independent ones at once when the executor can
+        (:meth:`Executor.stages`)."""
         target = self._target()
         needed = self._needed(target)
-        self.total = sum(1 + len(s.instructions) for s in self.df.stages if s.index in needed)
-        for s in self.df.stages:
-            if s.index in needed:
-                self.done[s.index] = self._stage(s)
+        order = [s for s in self.df.stages if s.index in needed]
+        self.total = sum(1 + len(s.instructions) for s in order)
+        first_step, n = {}, 0
+        for s in order:  # each stage's steps keep the numbers a build in order gives them
+            first_step[s.index] = n
+            n += 1 + len(s.instructions)
+
+        def work(index: int) -> dict:
+            self.step_no = first_step[index]
+            st = self._stage(self.df.stages[index])
+            return {"stage": st, "used_args": self.used_args}
+
+        def done(index: int, result: dict) -> None:
+            self.done[index] = result["stage"]
+            self.used_args |= result["used_args"]
+        self.ex.stages([(s.index, self._reads(s) & needed) for s in order], work, done)
         st = self.done[target.index]
         unused = sorted(k for k in self.opts.build_args if k not in self.used_args and k not in PROXY_ARGS)
         if unused:
@@ -170,18 +204,28 @@ class Builder:
             if s.index in needed:
                 continue
             needed.add(s.index)
-            refs = [self._expand_meta(s.base, s)]
-            for ins in s.instructions:
-                if ins.cmd == "COPY" and "from" in ins.flags:
-                    refs.append(ins.flags["from"])
-                if ins.cmd == "RUN":
-                    for m in _as_tuple(ins.flags.get("mount")):
-                        refs.append(_mount_options(m).get("from", ""))
-            for ref in refs:
-                other = self._stage_ref(ref, s.index)
-                if other is not None:
-                    todo.append(other)
+            todo += [self.df.stages[i] for i in self._reads(s, unknown=set())]
         return needed
+
+    def _reads(self, s: dockerfile.Stage, unknown: set[int] | None = None) -> set[int]:
+        """The earlier stages ``s`` reads from (FROM, COPY --from, RUN --mount from=); a reference
+        with a variable counts as ``unknown`` (None: any earlier stage)."""
+        refs = [self._expand_meta(s.base, s)]
+        for ins in s.instructions:
+            if ins.cmd == "COPY" and "from" in ins.flags:
+                refs.append(ins.flags["from"])
+            if ins.cmd == "RUN":
+                for m in _as_tuple(ins.flags.get("mount")):
+                    refs.append(_mount_options(m).get("from", ""))
+        out = set()
+        for ref in refs:
+            if "$" in ref:
+                out |= set(range(s.index)) if unknown is None else unknown
+                continue
+            other = self._stage_ref(ref, s.index)
+            if other is not None:
+                out.add(other.index)
+        return out
 
     def _stage_ref(self, ref: str, before: int) -> dockerfile.Stage | None:
         """The earlier stage ``ref`` names (its name or index), or None for an image."""
@@ -286,7 +330,9 @@ class Builder:
             src = self.done[other.index]
             image = json.loads(json.dumps(src.image))
             image["_layers"] = list(src.layers)
-            return Stage(spec, image, src.chain, {})
+            st = Stage(spec, image, self._content_key(src), {})
+            st.root, st.n_base = src.root, src.n_base
+            return st
         if name == "scratch":
             os_, arch, variant = self.host
             image = {"architecture": arch, "os": os_, "config": {}, "rootfs": {"type": "layers", "diff_ids": []},
@@ -301,6 +347,14 @@ class Builder:
         image.setdefault("history", [])
         image["_layers"] = layers
         return Stage(spec, image, image_id, {})
+
+    def _content_key(self, src: Stage) -> str:
+        """What a stage that starts ``FROM`` the stage ``src`` is keyed on: its content (the image it
+        starts from, the content digests of the layers its steps made, its config), not the steps
+        that made it, so that a stage rebuilt into the same files keeps the later steps cached."""
+        made = [self.ex.layer_digest(lr) for lr in src.layers[src.n_base:]]
+        image = {k: v for k, v in src.image.items() if k != "history"}
+        return buildcache.key("stage", [src.root, made, image])
 
     def _instruction(self, st: Stage, ins: dockerfile.Instruction) -> None:
         handler = getattr(self, "_do_" + ins.cmd.lower())
@@ -597,8 +651,9 @@ class Builder:
         if src_from:
             src_from = self._word(src_from, st.scope(), ins)
             other = self._stage_ref(src_from, st.spec.index)
-            if other is not None:
-                layers, chain = self.done[other.index].layers, self.done[other.index].chain
+            if other is not None:  # keyed on what it copies, so a rebuilt stage that made the same files serves
+                layers = self.done[other.index].layers
+                chain = self.ex.selection_digest(layers, srcs)
             else:
                 chain, _config, layers = self.ex.base(src_from, None, "missing")
             ops.append({"op": "copy_from", "layers": [lr["diff_id"] for lr in layers], "paths": srcs, **common})

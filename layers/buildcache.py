@@ -42,6 +42,12 @@ def _path(root: str, k: str) -> str:
     return os.path.join(root, "build-cache", k.partition(":")[2] + ".json")
 
 
+def content_path(root: str, diff_id: str) -> str:
+    """Where the content digest of the layer ``diff_id`` is kept (its names, modes, owners and
+    contents, not its times: what a later stage that starts ``FROM`` this one is keyed on)."""
+    return os.path.join(root, "build-cache", "content", diff_id.partition(":")[2])
+
+
 def get(root: str, k: str, store: LayerStore) -> dict | None:
     """The entry of ``k``, if its layer (when it has one) is still in ``store``."""
     try:

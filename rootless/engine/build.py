@@ -375,10 +375,7 @@ class Executor:
                 view = os.path.join(d, f"src-{i}")
                 os.makedirs(view, 0o755)
                 views[i] = view
-                src_lowers = (tuple(self.ctx.paths.layer(x) for x in reversed(op["layers"]))
-                              or (os.path.join(d, "empty"),))
-                src_plans[i] = RootfsPlan(method=method, lowers=src_lowers[1:] or (os.path.join(d, "empty"),),
-                                          upper=src_lowers[0], work="", merged=view, copy_dir="")
+                src_plans[i] = self._readonly_plan(op["layers"], view, os.path.join(d, "empty"))
         out = os.path.join(d, "layer.tar")
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # a blob's mode
         try:
@@ -389,6 +386,62 @@ class Executor:
         if info.get("empty"):
             return None
         return self._adopt(out, info, plan.upper)
+
+    def stages(self, jobs, work, done) -> None:
+        """The stages of the build, independent ones at once (:mod:`rootless.engine.buildjobs`)."""
+        from rootless.engine import buildjobs
+        buildjobs.run(self, jobs, work, done)
+
+    def _readonly_plan(self, diff_ids: list[str], view: str, empty: str):
+        """The read-only root of ``diff_ids`` (bottom first), to be mounted at ``view``."""
+        from layers.overlay import RootfsPlan
+        lowers = tuple(self.ctx.paths.layer(x) for x in reversed(diff_ids)) or (empty,)
+        return RootfsPlan(method=self.ctx.overlay_method(), lowers=lowers[1:] or (empty,), upper=lowers[0],
+                          work="", merged=view, copy_dir="")
+
+    # ---- content digests (the cache's keys for what a step reads from another stage) ---------------
+    def selection_digest(self, layers: list[dict], paths: list[str]) -> str:
+        """Worked out once per stack of layers and paths (layers do not change: kept beside the
+        build cache, as a layer's own digest)."""
+        from layers import buildcache
+        ids = [lr["diff_id"] for lr in layers]
+        memo = buildcache.content_path(self.ctx.paths.root, buildcache.key("selection", [ids, paths]))
+        known = _read_memo(memo)
+        if known:
+            return known
+        digest = self._selection_digest(layers, paths)
+        _write_memo(memo, digest)
+        return digest
+
+    def _selection_digest(self, layers: list[dict], paths: list[str]) -> str:
+        from rootless.runtime import buildfs
+        self.n += 1
+        d = os.path.join(self.tmp, f"digest-{self.n}")
+        for sub in ("view", "empty"):
+            os.makedirs(os.path.join(d, sub), 0o755)
+        plan = self._readonly_plan([lr["diff_id"] for lr in layers], os.path.join(d, "view"),
+                                   os.path.join(d, "empty"))
+        try:
+            return self.ctx.userns_call(buildfs.digest_selection, plan, os.path.join(d, "view"), paths)
+        finally:
+            for sub in ("view", "empty"):
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(d, sub))
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+
+    def layer_digest(self, layer: dict) -> str:
+        """A layer's content digest, worked out once per layer (kept beside the build cache)."""
+        from layers import buildcache
+        from rootless.runtime import buildfs
+        memo = buildcache.content_path(self.ctx.paths.root, layer["diff_id"])
+        known = _read_memo(memo)
+        if known:
+            return known
+        self.ctx.store.unpack_layers([_ref(layer)])
+        digest = self.ctx.userns_call(buildfs.digest_tree, self.ctx.paths.layer(layer["diff_id"]))
+        _write_memo(memo, digest)
+        return digest
 
     # ---- layers ------------------------------------------------------------------------------
     def _store_layer(self, upper: str, method: str) -> dict:
@@ -451,6 +504,26 @@ class Executor:
         return path, digest, mtime
 
 
+def _read_memo(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            known = f.read().strip()
+    except OSError:
+        return None
+    return known if known.startswith("sha256:") else None
+
+
+def _write_memo(path: str, digest: str) -> None:
+    from rootless.base import atomic
+    os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+    atomic.write_bytes(path, digest.encode() + b"\n", sync=False)  # a memo: lost, it is worked out again
+
+
+def _ref(lr: dict):
+    from layers.store import LayerRef
+    return LayerRef(lr["diff_id"], lr["blob"], lr["media_type"], lr.get("size", 0))
+
+
 def _prepare_cache_dir(path: str, uid: int, gid: int, mode: int) -> None:
     os.chown(path, uid, gid)
     os.chmod(path, mode)
@@ -475,6 +548,8 @@ def builder_prune(ctx: Context) -> tuple[int, int]:
         freed = sum(lr.get("size", 0) for lr in doomed.values())
         ctx.store.remove_layers(doomed)  # one user-namespace helper for all of them
         ctx.store.remove_blobs({lr["blob"] for lr in cached} - keep_blobs)
+    import shutil
+    shutil.rmtree(buildcache.content_path(ctx.paths.root, ""), ignore_errors=True)  # the layers' digests
     mounts = os.path.join(ctx.paths.root, "build-cache-mounts")
     if os.path.isdir(mounts):
         ctx.userns_call(remove_trees, [mounts])

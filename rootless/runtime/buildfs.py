@@ -250,3 +250,79 @@ def _chown(path: str, ids: tuple[int, int]) -> None:
                                 "that id is not mapped into the user namespace",
                                 "add a subordinate id range for your user to /etc/subuid and /etc/subgid") from None
         raise
+
+
+# ---- content digests (the build cache keys on what a step reads, not on how it was made) ----------
+def digest_selection(plan, view: str, paths: list[str]) -> str:
+    """The content digest of what ``COPY --from`` would take from the read-only root ``plan``
+    (mounted at ``view``): each match of ``paths`` (globs too), walked, by names, types, modes,
+    owners, link targets, extended attributes and contents; times do not count (as BuildKit's
+    checksums). A pattern that matches nothing counts as such (the copy then fails as ever)."""
+    import hashlib
+    syscalls.unshare(syscalls.CLONE_NEWNS)
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    overlay.mount_readonly(plan, view)
+    h = hashlib.sha256()
+    try:
+        for pattern in paths:
+            h.update(b"\0pattern\0" + pattern.encode("utf-8", "surrogateescape"))
+            matches = _glob_in(view, pattern)
+            if not matches:
+                h.update(b"\0missing")
+            for host, name in matches:
+                _digest_walk(h, host, name)
+    finally:
+        try:
+            syscalls.umount2(view, syscalls.MNT_DETACH)
+        except OSError:
+            pass
+    return "sha256:" + h.hexdigest()
+
+
+def digest_tree(path: str) -> str:
+    """The content digest of an unpacked layer (whiteouts and opaque directories count as what
+    they are); times do not count."""
+    import hashlib
+    h = hashlib.sha256()
+    _digest_walk(h, path, ".")
+    return "sha256:" + h.hexdigest()
+
+
+def _digest_walk(h, top: str, name: str) -> None:
+    _digest_entry(h, top, name)
+    if not os.path.isdir(top) or os.path.islink(top):
+        return
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, top)
+        for n in dirnames + sorted(filenames):
+            _digest_entry(h, os.path.join(dirpath, n), os.path.normpath(os.path.join(name, rel, n)))
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+
+
+def _digest_entry(h, path: str, name: str) -> None:
+    import hashlib
+    st = os.lstat(path)
+    fields = [name.encode("utf-8", "surrogateescape"), b"%o" % st.st_mode, b"%d:%d" % (st.st_uid, st.st_gid)]
+    if stat.S_ISLNK(st.st_mode):
+        fields.append(os.fsencode(os.readlink(path)))
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        fields.append(b"%d,%d" % (os.major(st.st_rdev), os.minor(st.st_rdev)))
+    elif stat.S_ISREG(st.st_mode):
+        fh = hashlib.sha256()
+        with open(path, "rb") as src:
+            while chunk := src.read(1 << 20):
+                fh.update(chunk)
+        fields.append(fh.hexdigest().encode())
+    try:
+        attrs = sorted(os.listxattr(path, follow_symlinks=False))
+    except OSError:
+        attrs = []
+    for a in attrs:
+        try:
+            fields.append(a.encode() + b"=" + os.getxattr(path, a, follow_symlinks=False))
+        except OSError:
+            continue
+    for field in fields:
+        h.update(b"%d:" % len(field) + field)
+    h.update(b"\n")
