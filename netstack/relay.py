@@ -3,14 +3,17 @@
 It runs in the container's network namespace and holds sockets created elsewhere:
 
 - *published ports*: listeners bound on the host before the container started. A TCP client
-  is accepted, a connection to the container's address is opened here, and the two are joined.
+  is accepted, a connection to the container's address is opened here, from the client's own
+  address and port when it can be (``netstack.clientaddr``: the server sees the client, not the
+  relay), and the two are joined.
   Bytes move one of two ways. For a remote client, ``splice`` moves pages socket -> pipe ->
   socket without copying them through user space. For a client on this machine (loopback: both
   ends are local), a copy through one shared 4 MB buffer is faster: spliced loopback pages reach
   the receiver as many small fragments, which costs it more than the copy saves (measured: 14
   against 20 Gbit/s on the 2-core reference VM). Half-closes are passed on (``shutdown``),
   resets too.
-- *UDP ports*: one connected socket per client address, idle flows closed after a while.
+- *UDP ports*: one socket per client address (bound to it, as a TCP connection's), idle flows
+  closed after a while.
 - the *door*: an AF_UNIX datagram socket in the container's runtime directory. A linking
   container's relay sends an accepted client socket through it (SCM_RIGHTS) with the port it
   wants; it is joined to that port here, as a published port's client would be.
@@ -283,12 +286,12 @@ class _Listener:
     def handle(self, _sock, _events) -> None:
         for _ in range(16):
             try:
-                client, _addr = self.sock.accept()
+                client, addr = self.sock.accept()
             except OSError:  # nothing more to accept (or no descriptor left: the client waits)
                 return
-            self.take(client)
+            self.take(client, addr)
 
-    def take(self, client: socket.socket) -> None:
+    def take(self, client: socket.socket, addr) -> None:
         raise NotImplementedError
 
 
@@ -299,8 +302,8 @@ class _TcpPort(_Listener):
         self.target = target
         super().__init__(relay, sock)
 
-    def take(self, client: socket.socket) -> None:
-        self.relay.join(client, self.target)
+    def take(self, client: socket.socket, addr) -> None:
+        self.relay.join(client, self.target, peer=addr)
 
 
 class _LinkPort(_Listener):
@@ -310,7 +313,7 @@ class _LinkPort(_Listener):
         self.door_dir, self.port = door_dir, port
         super().__init__(relay, sock)
 
-    def take(self, client: socket.socket) -> None:
+    def take(self, client: socket.socket, _addr) -> None:
         try:
             send_through_door(self.door_dir, client, self.port, "tcp")
         except OSError:
@@ -404,8 +407,13 @@ class _UdpFlows:
         relay.watch(sock, _READ, self)
         relay.udp.append(self)
 
-    def open_flow(self) -> socket.socket | None:
+    def open_flow(self, addr) -> tuple[socket.socket, tuple | None] | None:
+        """The flow socket for client ``addr`` and where to send its datagrams (None: the socket
+        is connected); None when there is nothing on the other side."""
         raise NotImplementedError
+
+    def flow_closed(self, sock: socket.socket) -> None:
+        """``sock``'s flow has ended (before it is closed)."""
 
     def handle(self, sock, _events) -> None:
         now = time.monotonic()
@@ -445,17 +453,21 @@ class _UdpFlows:
                 continue  # nothing on the other side (a linked container not running): lost, as UDP allows
             flow[1] = now
             try:
-                flow[0].send(data)
+                if flow[3] is None:
+                    flow[0].send(data)
+                else:
+                    flow[0].sendto(data, flow[3])
             except OSError:
                 if self.eof_ends:
                     self._close(addr)
 
     def _new_flow(self, addr, now: float):
-        s = self.open_flow()
-        if s is None:
+        opened = self.open_flow(addr)
+        if opened is None:
             return None
+        s, dest = opened
         s.setblocking(False)
-        flow = self.flows[addr] = self.by_fd[s.fileno()] = [s, now, addr]
+        flow = self.flows[addr] = self.by_fd[s.fileno()] = [s, now, addr, dest]
         self.relay.watch(s, _READ, self)
         return flow
 
@@ -464,6 +476,7 @@ class _UdpFlows:
         if flow:
             self.relay.unwatch(flow[0])
             self.by_fd.pop(flow[0].fileno(), None)
+            self.flow_closed(flow[0])
             flow[0].close()
 
     def sweep(self, now: float) -> None:
@@ -477,16 +490,26 @@ class _UdpPort(_UdpFlows):
 
     def __init__(self, relay: Relay, sock: socket.socket, target: tuple[str, int]):
         self.target = target
+        self.bound: dict[int, str] = {}  # a flow socket's fd -> the client address it is bound to
         super().__init__(relay, sock)
 
-    def open_flow(self) -> socket.socket | None:
-        up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    def open_flow(self, addr) -> tuple[socket.socket, tuple | None] | None:
+        origins = self.relay.origins
+        up, ip = origins.udp_socket(addr) if origins else (socket.socket(socket.AF_INET, socket.SOCK_DGRAM), None)
+        if ip is not None:
+            self.bound[up.fileno()] = ip
+            return up, self.target
         try:
             up.connect(self.target)
         except OSError:
             up.close()
             return None
-        return up
+        return up, None
+
+    def flow_closed(self, sock: socket.socket) -> None:
+        ip = self.bound.pop(sock.fileno(), None)
+        if ip is not None:
+            self.relay.origins.release_udp(ip)
 
 
 class _LinkUdpPort(_UdpFlows):
@@ -499,7 +522,7 @@ class _LinkUdpPort(_UdpFlows):
         self.door_dir, self.port = door_dir, port
         super().__init__(relay, sock)
 
-    def open_flow(self) -> socket.socket | None:
+    def open_flow(self, _addr) -> tuple[socket.socket, tuple | None] | None:
         here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             send_through_door(self.door_dir, there, self.port, "udp")
@@ -508,17 +531,19 @@ class _LinkUdpPort(_UdpFlows):
             return None
         finally:
             there.close()
-        return here
+        return here, None
 
 
 class Relay:
     """The event loop. ``target_ip``: the container's address in its own network namespace;
     ``mover``: how bytes move, ``auto`` (copy for local clients, splice for remote ones),
-    ``copy`` or ``splice``."""
+    ``copy`` or ``splice``; ``origins``: a ``netstack.clientaddr.ClientAddresses`` when the relay
+    is in the container's network namespace (the server then sees its clients' addresses)."""
 
-    def __init__(self, target_ip: str, mover: str = "auto"):
+    def __init__(self, target_ip: str, mover: str = "auto", origins=None):
         self.target_ip = target_ip
         self.mover = mover
+        self.origins = origins
         self.sel = selectors.DefaultSelector()
         self.udp: list = []  # what has UDP flows to sweep when idle
         self.timers: list = []  # what has a deadline within seconds (the DNS server's queries): swept often
@@ -556,26 +581,43 @@ class Relay:
         if fd >= 0 and fd in self.sel.get_map():
             self.sel.unregister(fd)
 
-    def join(self, client: socket.socket, target: tuple[str, int], local: bool | None = None) -> None:
+    def join(self, client: socket.socket, target: tuple[str, int], local: bool | None = None,
+             peer=None) -> None:
         """Connect to ``target`` here and join ``client`` to it (``local``: the client is on this
-        machine; None: tell by its address)."""
+        machine; None: tell by its address). ``peer``: the client's address on the host, which the
+        connection comes from when it can (``origins``)."""
         client.setblocking(False)
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        up = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        up.setblocking(False)
-        up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        err = up.connect_ex(target)
-        if err not in (0, errno.EINPROGRESS):
+        ip = self.origins.source(peer) if self.origins is not None and peer is not None else None
+        err = errno.EADDRINUSE
+        for port in (peer[1], 0) if ip else (None,):
+            up = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            if ip:
+                self.origins.bind(up, ip, port)
+            up.setblocking(False)
+            up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            err = up.connect_ex(target)
+            if err in (0, errno.EINPROGRESS):
+                break
             up.close()
+            if err not in (errno.EADDRNOTAVAIL, errno.EADDRINUSE):
+                break  # else: the client's port is in use towards this target here: another one
+        if err not in (0, errno.EINPROGRESS):
             _reset(client)
             return
+        if local is None and peer is not None:
+            local = _is_loopback(peer[0])
         _Pair(self, client, up, self._half_kind(client, local))
 
     # what to serve ------------------------------------------------------------------------------
     def publish(self, sock: socket.socket, proto: str, port: int) -> None:
         if proto == "tcp":
+            if self.origins is not None:
+                self.origins.route_tcp(port)
             _TcpPort(self, sock, (self.target_ip, port))
         else:
+            if self.origins is not None:
+                self.origins.route_udp(port)
             _UdpPort(self, sock, (self.target_ip, port))
 
     def link(self, sock: socket.socket, door_dir: str, port: int, proto: str = "tcp"):
