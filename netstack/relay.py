@@ -29,7 +29,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import selectors
+import select
 import socket
 import struct
 import time
@@ -40,7 +40,7 @@ SCRATCH_SIZE = 4 << 20
 SPLICE = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 DOOR = "relay.door"
 UDP_IDLE = 120.0
-_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+_READ, _WRITE = select.EPOLLIN, select.EPOLLOUT
 _GONE = (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNREFUSED, errno.EHOSTUNREACH,
          errno.ENETUNREACH, errno.ECONNABORTED)
 
@@ -184,7 +184,7 @@ class _Pair:
         except OSError:
             relay.watch(upstream, _WRITE, self)
         else:
-            self._connected()
+            self._connected(checked=True)
 
     # events ---------------------------------------------------------------------------------
     def handle(self, sock: socket.socket, events: int) -> None:
@@ -202,8 +202,8 @@ class _Pair:
             return
         self._update()
 
-    def _connected(self) -> None:
-        err = self.upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    def _connected(self, checked: bool = False) -> None:
+        err = 0 if checked else self.upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self.abort()
             return
@@ -231,6 +231,8 @@ class _Pair:
         h.drain()
         if h.eof and not h.pending and not h.shut:
             h.shut = True  # pass the half-close on
+            if all(_done(other) for other in self.halves):
+                return  # both ways are done: the pair closes now, and the close sends the FIN
             try:
                 h.dst.shutdown(socket.SHUT_WR)
             except OSError:
@@ -544,7 +546,8 @@ class Relay:
         self.target_ip = target_ip
         self.mover = mover
         self.origins = origins
-        self.sel = selectors.DefaultSelector()
+        self._epoll = select.epoll()
+        self._fds: dict[int, list] = {}  # fd -> [socket, handler, events]; the stop fd's handler is None
         self.udp: list = []  # what has UDP flows to sweep when idle
         self.timers: list = []  # what has a deadline within seconds (the DNS server's queries): swept often
         self._scratch = None
@@ -566,20 +569,31 @@ class Relay:
         return _CopyHalf if local else _SpliceHalf
 
     def watch(self, sock: socket.socket, mask: int, handler) -> None:
+        """Call ``handler.handle(sock, events)`` when ``sock`` is ready for ``mask`` (EPOLLIN,
+        EPOLLOUT; 0: no more)."""
         fd = sock.fileno()
-        key = self.sel.get_map().get(fd)
-        if key is None:
+        entry = self._fds.get(fd)
+        if entry is None:
             if mask:
-                self.sel.register(fd, mask, (sock, handler))
+                self._epoll.register(fd, mask)
+                self._fds[fd] = [sock, handler, mask]
         elif not mask:
-            self.sel.unregister(fd)
-        elif key.events != mask:
-            self.sel.modify(fd, mask, (sock, handler))
+            self.unwatch(sock)
+        else:
+            if entry[2] != mask:
+                try:
+                    self._epoll.modify(fd, mask)
+                except FileNotFoundError:  # closed and its number reused without an unwatch
+                    self._epoll.register(fd, mask)
+            entry[:] = sock, handler, mask
 
     def unwatch(self, sock: socket.socket) -> None:
         fd = sock.fileno()
-        if fd >= 0 and fd in self.sel.get_map():
-            self.sel.unregister(fd)
+        if fd >= 0 and self._fds.pop(fd, None) is not None:
+            try:
+                self._epoll.unregister(fd)
+            except (FileNotFoundError, ValueError):
+                pass
 
     def join(self, client: socket.socket, target: tuple[str, int], local: bool | None = None,
              peer=None) -> None:
@@ -591,10 +605,9 @@ class Relay:
         ip = self.origins.source(peer) if self.origins is not None and peer is not None else None
         err = errno.EADDRINUSE
         for port in (peer[1], 0) if ip else (None,):
-            up = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            up = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
             if ip:
                 self.origins.bind(up, ip, port)
-            up.setblocking(False)
             up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             err = up.connect_ex(target)
             if err in (0, errno.EINPROGRESS):
@@ -643,16 +656,22 @@ class Relay:
     def run(self, stop_fd: int | None = None) -> None:
         """Serve until ``stop_fd`` is readable (or closed by the other side)."""
         if stop_fd is not None:
-            self.sel.register(stop_fd, _READ, None)
+            self._epoll.register(stop_fd, _READ)
+            self._fds[stop_fd] = [None, None, _READ]
+        fds = self._fds
         while True:
-            events = self.sel.select(0.5 if self.timers else 30.0 if self.udp else None)
-            for key, mask in events:
-                if key.data is None:
-                    return
-                if key.fd not in self.sel.get_map():
+            events = self._epoll.poll(0.5 if self.timers else 30.0 if self.udp else -1)
+            for fd, ev in events:
+                entry = fds.get(fd)
+                if entry is None:
                     continue  # unregistered by an earlier event of this round
-                sock, handler = self.sel.get_key(key.fd).data
-                handler.handle(sock, mask)
+                sock, handler, mask = entry
+                if handler is None:
+                    return
+                # an error or hang-up is news for a reader and a writer alike
+                ready = ((_READ if ev & ~_WRITE else 0) | (_WRITE if ev & ~_READ else 0)) & mask
+                if ready:
+                    handler.handle(sock, ready)
             if self.udp or self.timers:
                 now = time.monotonic()
                 for item in self.udp + self.timers:
