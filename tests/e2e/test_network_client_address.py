@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from tests.conftest import Rootless, wait_for
-from tests.e2e.test_network import IN_NETNS, fetch_eventually, host_port, record
+from tests.e2e.test_network import IN_NETNS, _has_ipv6_loopback, fetch_eventually, host_port, record
 
 pytestmark = pytest.mark.userns
 
@@ -64,6 +64,22 @@ def test_an_http_server_sees_each_clients_address_and_port(bb):
         return all(f"[::ffff:127.0.0.1]:{p}: url:/cgi-bin/peer" in out for p in ports) or None
     wait_for(logged, what="httpd's log of each client")
     assert "10.0.2.100" not in bb("logs", "web").err
+    bb("rm", "-f", "web")
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this host has no IPv6 loopback")
+def test_a_client_on_the_hosts_ipv6_loopback_is_127_0_0_1_in_the_container(bb):
+    """The container is reached over IPv4: the host's ::1 is its loopback, 127.0.0.1; an IPv4
+    client of the same dual-stack port is itself."""
+    bb("run", "-d", "--name", "web", "-p", "::80", "busybox", "sh", "-c", HTTPD)
+    port = host_port(bb, "web", "80")
+    assert fetch_eventually(f"http://127.0.0.1:{port}/") == "up\n"
+    for family, host in ((socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.1")):
+        with socket.socket(family, socket.SOCK_STREAM) as c:
+            c.settimeout(10)
+            c.connect((host, port))
+            c.sendall(b"GET /cgi-bin/peer HTTP/1.0\r\n\r\n")
+            assert _answer(c) == f"[::ffff:127.0.0.1] {c.getsockname()[1]}"
     bb("rm", "-f", "web")
 
 
