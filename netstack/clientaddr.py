@@ -44,6 +44,14 @@ def client_ipv4(host: str) -> str | None:
     return None
 
 
+def _exists_ok(call, *args) -> None:
+    try:
+        call(*args)
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise
+
+
 def _loopback(ip: str) -> bool:
     return ip.startswith("127.")
 
@@ -77,13 +85,9 @@ class ClientAddresses:
             return
         try:
             netlink = self._netlink()
-            netlink.add_port_rule(self._nl, PRIORITY, table, proto, port, src)
-            if table == TCP_TABLE:
-                try:
-                    netlink.add_local_route(self._nl, TCP_TABLE, None, self._lo)
-                except OSError as e:
-                    if e.errno != errno.EEXIST:  # a second TCP port: the table has its route
-                        raise
+            _exists_ok(netlink.add_port_rule, self._nl, PRIORITY, table, proto, port, src)  # a port published twice
+            if table == TCP_TABLE:  # the table's one route (there already for a second TCP port)
+                _exists_ok(netlink.add_local_route, self._nl, TCP_TABLE, None, self._lo)
         except OSError:
             self.foreign = False  # an old kernel, or no CAP_NET_ADMIN: loopback clients only
 
@@ -99,7 +103,8 @@ class ClientAddresses:
         try:
             if not _loopback(ip):
                 sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # over our own TIME_WAIT
+            if sock.type == socket.SOCK_STREAM:  # over our own TIME_WAIT (UDP: never over another's socket)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((ip, port))
             except OSError as e:

@@ -29,12 +29,13 @@ def addresses(*ips):
             netlink.set_address(ctl, f"lo:{i}", ip, "255.255.255.255")
 
 addresses("192.0.2.1", "192.0.2.2")
-tcp = socket.socket()
-tcp.bind(("0.0.0.0", 0))
-tcp.listen(16)
+tcp, tcp2 = socket.socket(), socket.socket()  # one container port published on two host ports
+for s in (tcp, tcp2):
+    s.bind(("0.0.0.0", 0))
+    s.listen(16)
 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 udp.bind(("0.0.0.0", 0))
-for s in (tcp, udp):
+for s in (tcp, tcp2, udp):
     s.setblocking(False)
 ready_r, ready_w = os.pipe()
 stop_r, stop_w = os.pipe()
@@ -63,6 +64,7 @@ if pid == 0:  # the container's namespace: the servers and the relay
         threading.Thread(target=udp_server, daemon=True).start()
         r = relay.Relay("10.0.2.100", origins=clientaddr.ClientAddresses("10.0.2.100"))
         r.publish(tcp, "tcp", 80)
+        r.publish(tcp2, "tcp", 80)
         r.publish(udp, "udp", 53)
         os.write(ready_w, b"x")
         r.run(stop_r)
@@ -71,14 +73,14 @@ if pid == 0:  # the container's namespace: the servers and the relay
 os.close(ready_w)
 if os.read(ready_r, 1) != b"x":
     raise SystemExit("the relay did not start")
-tport, uport = tcp.getsockname()[1], udp.getsockname()[1]
+tport, tport2, uport = tcp.getsockname()[1], tcp2.getsockname()[1], udp.getsockname()[1]
 out = {"tcp": [], "udp": []}
 clients = []
-for src in ("192.0.2.1", "192.0.2.2", "127.0.0.1", "192.0.2.1"):  # connected at once, answered after
-    c = socket.socket()
+for src, port in (("192.0.2.1", tport), ("192.0.2.2", tport), ("127.0.0.1", tport), ("192.0.2.1", tport2)):
+    c = socket.socket()  # all connected at once, answered after
     c.settimeout(10)
     c.bind((src, 0))
-    c.connect((src, tport))
+    c.connect((src, port))
     clients.append(c)
 for c in clients:
     c.sendall(b"who am I?")
