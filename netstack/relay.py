@@ -231,7 +231,7 @@ class _Pair:
         h.drain()
         if h.eof and not h.pending and not h.shut:
             h.shut = True  # pass the half-close on
-            if all(_done(other) for other in self.halves):
+            if _done(self.halves[0]) and _done(self.halves[1]):
                 return  # both ways are done: the pair closes now, and the close sends the FIN
             try:
                 h.dst.shutdown(socket.SHUT_WR)
@@ -286,12 +286,13 @@ class _Listener:
         relay.watch(sock, _READ, self)
 
     def handle(self, _sock, _events) -> None:
-        for _ in range(16):
-            try:
-                client, addr = self.sock.accept()
-            except OSError:  # nothing more to accept (or no descriptor left: the client waits)
-                return
-            self.take(client, addr)
+        """One client per event: the loop is level-triggered, so the next is told of at once,
+        and no accept is made only to fail (on the common single client, a raised EAGAIN)."""
+        try:
+            client, addr = self.sock.accept()
+        except OSError:  # nothing to accept after all (or no descriptor left: the client waits)
+            return
+        self.take(client, addr)
 
     def take(self, client: socket.socket, addr) -> None:
         raise NotImplementedError
@@ -302,10 +303,11 @@ class _TcpPort(_Listener):
 
     def __init__(self, relay: Relay, sock: socket.socket, target: tuple[str, int]):
         self.target = target
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # its clients inherit it
         super().__init__(relay, sock)
 
     def take(self, client: socket.socket, addr) -> None:
-        self.relay.join(client, self.target, peer=addr)
+        self.relay.join(client, self.target, peer=addr, nodelay=True)
 
 
 class _LinkPort(_Listener):
@@ -596,12 +598,13 @@ class Relay:
                 pass
 
     def join(self, client: socket.socket, target: tuple[str, int], local: bool | None = None,
-             peer=None) -> None:
+             peer=None, nodelay: bool = False) -> None:
         """Connect to ``target`` here and join ``client`` to it (``local``: the client is on this
         machine; None: tell by its address). ``peer``: the client's address on the host, which the
-        connection comes from when it can (``origins``)."""
+        connection comes from when it can (``origins``); ``nodelay``: the client has TCP_NODELAY."""
         client.setblocking(False)
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not nodelay:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ip = self.origins.source(peer) if self.origins is not None and peer is not None else None
         err = errno.EADDRINUSE
         for port in (peer[1], 0) if ip else (None,):
