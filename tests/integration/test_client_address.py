@@ -10,6 +10,7 @@ and the relay runs, as in a container's keeper, in a "container" namespace whose
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import subprocess
@@ -58,7 +59,15 @@ if pid == 0:  # the container's namespace: the servers and the relay
                 conn.close()
         def udp_server():
             while True:
-                _data, peer = userv.recvfrom(100)
+                data, peer = userv.recvfrom(100)
+                if data == b"elsewhere?":  # the server's own datagram to an address that is no client's
+                    try:
+                        userv.sendto(b"x", ("192.0.2.99", 9))
+                        answer = "routed here"
+                    except OSError as e:
+                        answer = f"errno {e.errno}"
+                    userv.sendto(answer.encode(), peer)
+                    continue
                 userv.sendto(f"{peer[0]} {peer[1]}".encode(), peer)
         threading.Thread(target=tcp_server, daemon=True).start()
         threading.Thread(target=udp_server, daemon=True).start()
@@ -97,6 +106,9 @@ for src in ("192.0.2.1", "127.0.0.1", "192.0.2.2"):
         c.sendto(b"who am I?", (src, uport))
         data, sender = c.recvfrom(100)
         out["udp"].append([list(c.getsockname()), data.decode(), sender[1] == uport])
+        if src == "192.0.2.1":
+            c.sendto(b"elsewhere?", (src, uport))
+            out["elsewhere"] = c.recvfrom(100)[0].decode()
 os.close(stop_w)
 os.waitpid(pid, 0)
 print(json.dumps(out))
@@ -114,3 +126,6 @@ def test_servers_see_each_clients_own_address_and_port_tcp_and_udp():
     # UDP: the same, and the reply comes back from the published port
     assert [seen for _client, seen, _ok in out["udp"]] == [f"{ip} {port}" for (ip, port), _seen, _ok in out["udp"]]
     assert all(ok for *_rest, ok in out["udp"])
+    # only the clients' addresses come back to the relay: the server's datagram to another address
+    # takes the namespace's own routes (here none: unreachable; in a container, out by tap0)
+    assert out["elsewhere"] == f"errno {errno.ENETUNREACH}"
