@@ -1,4 +1,6 @@
-"""The few interface operations links need: a veth pair (rtnetlink), IPv4 addresses and ``up`` (ioctl).
+"""The few interface operations links need: a veth pair (rtnetlink), IPv4 addresses and ``up`` (ioctl);
+and what brings a client's address through a published port (``netstack.clientaddr``): policy
+rules and local routes (rtnetlink).
 
 Each call acts in the network namespace of the socket it is given, not of the caller: a
 socket keeps the namespace it was created in. That lets the keeper configure both ends of
@@ -15,12 +17,17 @@ import struct
 
 NETLINK_ROUTE = 0
 RTM_NEWLINK = 16
+RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWRULE = 24, 25, 32
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLMSG_ERROR = 2
 IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 4, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 NLA_F_NESTED = 0x8000
+FRA_SRC, FRA_PRIORITY, FRA_TABLE, FRA_IP_PROTO, FRA_SPORT_RANGE = 2, 6, 15, 22, 23
+FR_ACT_TO_TBL = 1
+RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
+RTN_LOCAL, RT_SCOPE_HOST, RTPROT_STATIC = 2, 254, 4
 
 SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
 SIOCSIFADDR, SIOCSIFNETMASK = 0x8916, 0x891C
@@ -51,14 +58,46 @@ def create_veth(nl: socket.socket, name: str, peer: str, peer_netns_fd: int, mtu
         IFLA_INFO_DATA | NLA_F_NESTED, _attr(VETH_INFO_PEER | NLA_F_NESTED, peer_info))
     body = _ifinfo() + _attr(IFLA_IFNAME, name.encode() + b"\0") + _attr(IFLA_MTU, struct.pack("I", mtu)) \
         + _attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
-    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-    nl.send(struct.pack("IHHII", 16 + len(body), RTM_NEWLINK, flags, 1, 0) + body)
+    _request(nl, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create veth {name}")
+
+
+def _request(nl: socket.socket, kind: int, flags: int, body: bytes, what: str) -> None:
+    """Send one request and wait for its acknowledgement; OSError if the kernel refuses it."""
+    nl.send(struct.pack("IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, 1, 0) + body)
     reply = nl.recv(65536)
-    _length, kind, _flags, _seq, _pid = struct.unpack_from("IHHII", reply)
-    if kind == NLMSG_ERROR:
+    _length, answer, _flags, _seq, _pid = struct.unpack_from("IHHII", reply)
+    if answer == NLMSG_ERROR:
         (err,) = struct.unpack_from("i", reply, 16)
         if err:
-            raise OSError(-err, f"create veth {name}: {os.strerror(-err)}")
+            raise OSError(-err, f"{what}: {os.strerror(-err)}")
+
+
+def add_port_rule(nl: socket.socket, priority: int, table: int, proto: int, sport: int, src: str | None = None) -> None:
+    """``ip rule add [from SRC] ipproto PROTO sport SPORT lookup TABLE priority PRIORITY`` (IPv4)."""
+    head = struct.pack("BBBBBBBBI", socket.AF_INET, 0, 32 if src else 0, 0, 0, 0, 0, FR_ACT_TO_TBL, 0)
+    body = head + _attr(FRA_PRIORITY, struct.pack("I", priority)) + _attr(FRA_TABLE, struct.pack("I", table)) \
+        + _attr(FRA_IP_PROTO, struct.pack("B", proto)) + _attr(FRA_SPORT_RANGE, struct.pack("HH", sport, sport))
+    if src:
+        body += _attr(FRA_SRC, socket.inet_aton(src))
+    _request(nl, RTM_NEWRULE, NLM_F_CREATE, body, f"add a rule for {'tcp' if proto == 6 else 'udp'} port {sport}")
+
+
+def _local_route(table: int, dst: str | None, ifindex: int) -> bytes:
+    head = struct.pack("BBBBBBBBI", socket.AF_INET, 32 if dst else 0, 0, 0, 0, RTPROT_STATIC, RT_SCOPE_HOST,
+                       RTN_LOCAL, 0)
+    body = head + _attr(RTA_TABLE, struct.pack("I", table)) + _attr(RTA_OIF, struct.pack("I", ifindex))
+    return body + _attr(RTA_DST, socket.inet_aton(dst)) if dst else body
+
+
+def add_local_route(nl: socket.socket, table: int, dst: str | None, ifindex: int) -> None:
+    """``ip route add local DST/32 dev IFINDEX table TABLE`` (``dst`` None: ``default``): what is
+    sent there is delivered on this host."""
+    _request(nl, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, _local_route(table, dst, ifindex),
+             f"add a local route to {dst or 'any address'}")
+
+
+def delete_local_route(nl: socket.socket, table: int, dst: str | None, ifindex: int) -> None:
+    _request(nl, RTM_DELROUTE, 0, _local_route(table, dst, ifindex), f"delete the local route to {dst}")
 
 
 def _ifreq_addr(name: str, ip: str) -> bytes:

@@ -3,14 +3,17 @@
 It runs in the container's network namespace and holds sockets created elsewhere:
 
 - *published ports*: listeners bound on the host before the container started. A TCP client
-  is accepted, a connection to the container's address is opened here, and the two are joined.
+  is accepted, a connection to the container's address is opened here, from the client's own
+  address and port when it can be (``netstack.clientaddr``: the server sees the client, not the
+  relay), and the two are joined.
   Bytes move one of two ways. For a remote client, ``splice`` moves pages socket -> pipe ->
   socket without copying them through user space. For a client on this machine (loopback: both
   ends are local), a copy through one shared 4 MB buffer is faster: spliced loopback pages reach
   the receiver as many small fragments, which costs it more than the copy saves (measured: 14
   against 20 Gbit/s on the 2-core reference VM). Half-closes are passed on (``shutdown``),
   resets too.
-- *UDP ports*: one connected socket per client address, idle flows closed after a while.
+- *UDP ports*: one socket per client address (bound to it, as a TCP connection's), idle flows
+  closed after a while.
 - the *door*: an AF_UNIX datagram socket in the container's runtime directory. A linking
   container's relay sends an accepted client socket through it (SCM_RIGHTS) with the port it
   wants; it is joined to that port here, as a published port's client would be.
@@ -26,7 +29,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import selectors
+import select
 import socket
 import struct
 import time
@@ -37,7 +40,7 @@ SCRATCH_SIZE = 4 << 20
 SPLICE = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 DOOR = "relay.door"
 UDP_IDLE = 120.0
-_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+_READ, _WRITE = select.EPOLLIN, select.EPOLLOUT
 _GONE = (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNREFUSED, errno.EHOSTUNREACH,
          errno.ENETUNREACH, errno.ECONNABORTED)
 
@@ -181,7 +184,7 @@ class _Pair:
         except OSError:
             relay.watch(upstream, _WRITE, self)
         else:
-            self._connected()
+            self._connected(checked=True)
 
     # events ---------------------------------------------------------------------------------
     def handle(self, sock: socket.socket, events: int) -> None:
@@ -199,8 +202,8 @@ class _Pair:
             return
         self._update()
 
-    def _connected(self) -> None:
-        err = self.upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    def _connected(self, checked: bool = False) -> None:
+        err = 0 if checked else self.upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self.abort()
             return
@@ -228,6 +231,8 @@ class _Pair:
         h.drain()
         if h.eof and not h.pending and not h.shut:
             h.shut = True  # pass the half-close on
+            if _done(self.halves[0]) and _done(self.halves[1]):
+                return  # both ways are done: the pair closes now, and the close sends the FIN
             try:
                 h.dst.shutdown(socket.SHUT_WR)
             except OSError:
@@ -281,14 +286,15 @@ class _Listener:
         relay.watch(sock, _READ, self)
 
     def handle(self, _sock, _events) -> None:
-        for _ in range(16):
-            try:
-                client, _addr = self.sock.accept()
-            except OSError:  # nothing more to accept (or no descriptor left: the client waits)
-                return
-            self.take(client)
+        """One client per event: the loop is level-triggered, so the next is told of at once,
+        and no accept is made only to fail (on the common single client, a raised EAGAIN)."""
+        try:
+            client, addr = self.sock.accept()
+        except OSError:  # nothing to accept after all (or no descriptor left: the client waits)
+            return
+        self.take(client, addr)
 
-    def take(self, client: socket.socket) -> None:
+    def take(self, client: socket.socket, addr) -> None:
         raise NotImplementedError
 
 
@@ -297,10 +303,11 @@ class _TcpPort(_Listener):
 
     def __init__(self, relay: Relay, sock: socket.socket, target: tuple[str, int]):
         self.target = target
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # its clients inherit it
         super().__init__(relay, sock)
 
-    def take(self, client: socket.socket) -> None:
-        self.relay.join(client, self.target)
+    def take(self, client: socket.socket, addr) -> None:
+        self.relay.join(client, self.target, peer=addr, nodelay=True)
 
 
 class _LinkPort(_Listener):
@@ -310,7 +317,7 @@ class _LinkPort(_Listener):
         self.door_dir, self.port = door_dir, port
         super().__init__(relay, sock)
 
-    def take(self, client: socket.socket) -> None:
+    def take(self, client: socket.socket, _addr) -> None:
         try:
             send_through_door(self.door_dir, client, self.port, "tcp")
         except OSError:
@@ -404,8 +411,13 @@ class _UdpFlows:
         relay.watch(sock, _READ, self)
         relay.udp.append(self)
 
-    def open_flow(self) -> socket.socket | None:
+    def open_flow(self, addr) -> tuple[socket.socket, tuple | None] | None:
+        """The flow socket for client ``addr`` and where to send its datagrams (None: the socket
+        is connected); None when there is nothing on the other side."""
         raise NotImplementedError
+
+    def flow_closed(self, sock: socket.socket) -> None:
+        """``sock``'s flow has ended (before it is closed)."""
 
     def handle(self, sock, _events) -> None:
         now = time.monotonic()
@@ -445,17 +457,21 @@ class _UdpFlows:
                 continue  # nothing on the other side (a linked container not running): lost, as UDP allows
             flow[1] = now
             try:
-                flow[0].send(data)
+                if flow[3] is None:
+                    flow[0].send(data)
+                else:
+                    flow[0].sendto(data, flow[3])
             except OSError:
                 if self.eof_ends:
                     self._close(addr)
 
     def _new_flow(self, addr, now: float):
-        s = self.open_flow()
-        if s is None:
+        opened = self.open_flow(addr)
+        if opened is None:
             return None
+        s, dest = opened
         s.setblocking(False)
-        flow = self.flows[addr] = self.by_fd[s.fileno()] = [s, now, addr]
+        flow = self.flows[addr] = self.by_fd[s.fileno()] = [s, now, addr, dest]
         self.relay.watch(s, _READ, self)
         return flow
 
@@ -464,6 +480,7 @@ class _UdpFlows:
         if flow:
             self.relay.unwatch(flow[0])
             self.by_fd.pop(flow[0].fileno(), None)
+            self.flow_closed(flow[0])
             flow[0].close()
 
     def sweep(self, now: float) -> None:
@@ -477,16 +494,26 @@ class _UdpPort(_UdpFlows):
 
     def __init__(self, relay: Relay, sock: socket.socket, target: tuple[str, int]):
         self.target = target
+        self.bound: dict[int, str] = {}  # a flow socket's fd -> the client address it is bound to
         super().__init__(relay, sock)
 
-    def open_flow(self) -> socket.socket | None:
-        up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    def open_flow(self, addr) -> tuple[socket.socket, tuple | None] | None:
+        origins = self.relay.origins
+        up, ip = origins.udp_socket(addr) if origins else (socket.socket(socket.AF_INET, socket.SOCK_DGRAM), None)
+        if ip is not None:
+            self.bound[up.fileno()] = ip
+            return up, self.target
         try:
             up.connect(self.target)
         except OSError:
             up.close()
             return None
-        return up
+        return up, None
+
+    def flow_closed(self, sock: socket.socket) -> None:
+        ip = self.bound.pop(sock.fileno(), None)
+        if ip is not None:
+            self.relay.origins.release_udp(ip)
 
 
 class _LinkUdpPort(_UdpFlows):
@@ -499,7 +526,7 @@ class _LinkUdpPort(_UdpFlows):
         self.door_dir, self.port = door_dir, port
         super().__init__(relay, sock)
 
-    def open_flow(self) -> socket.socket | None:
+    def open_flow(self, _addr) -> tuple[socket.socket, tuple | None] | None:
         here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             send_through_door(self.door_dir, there, self.port, "udp")
@@ -508,18 +535,21 @@ class _LinkUdpPort(_UdpFlows):
             return None
         finally:
             there.close()
-        return here
+        return here, None
 
 
 class Relay:
     """The event loop. ``target_ip``: the container's address in its own network namespace;
     ``mover``: how bytes move, ``auto`` (copy for local clients, splice for remote ones),
-    ``copy`` or ``splice``."""
+    ``copy`` or ``splice``; ``origins``: a ``netstack.clientaddr.ClientAddresses`` when the relay
+    is in the container's network namespace (the server then sees its clients' addresses)."""
 
-    def __init__(self, target_ip: str, mover: str = "auto"):
+    def __init__(self, target_ip: str, mover: str = "auto", origins=None):
         self.target_ip = target_ip
         self.mover = mover
-        self.sel = selectors.DefaultSelector()
+        self.origins = origins
+        self._epoll = select.epoll()
+        self._fds: dict[int, list] = {}  # fd -> [socket, handler, events]; the stop fd's handler is None
         self.udp: list = []  # what has UDP flows to sweep when idle
         self.timers: list = []  # what has a deadline within seconds (the DNS server's queries): swept often
         self._scratch = None
@@ -541,41 +571,69 @@ class Relay:
         return _CopyHalf if local else _SpliceHalf
 
     def watch(self, sock: socket.socket, mask: int, handler) -> None:
+        """Call ``handler.handle(sock, events)`` when ``sock`` is ready for ``mask`` (EPOLLIN,
+        EPOLLOUT; 0: no more)."""
         fd = sock.fileno()
-        key = self.sel.get_map().get(fd)
-        if key is None:
+        entry = self._fds.get(fd)
+        if entry is None:
             if mask:
-                self.sel.register(fd, mask, (sock, handler))
+                self._epoll.register(fd, mask)
+                self._fds[fd] = [sock, handler, mask]
         elif not mask:
-            self.sel.unregister(fd)
-        elif key.events != mask:
-            self.sel.modify(fd, mask, (sock, handler))
+            self.unwatch(sock)
+        else:
+            if entry[2] != mask:
+                try:
+                    self._epoll.modify(fd, mask)
+                except FileNotFoundError:  # closed and its number reused without an unwatch
+                    self._epoll.register(fd, mask)
+            entry[:] = sock, handler, mask
 
     def unwatch(self, sock: socket.socket) -> None:
         fd = sock.fileno()
-        if fd >= 0 and fd in self.sel.get_map():
-            self.sel.unregister(fd)
+        if fd >= 0 and self._fds.pop(fd, None) is not None:
+            try:
+                self._epoll.unregister(fd)
+            except (FileNotFoundError, ValueError):
+                pass
 
-    def join(self, client: socket.socket, target: tuple[str, int], local: bool | None = None) -> None:
+    def join(self, client: socket.socket, target: tuple[str, int], local: bool | None = None,
+             peer=None, nodelay: bool = False) -> None:
         """Connect to ``target`` here and join ``client`` to it (``local``: the client is on this
-        machine; None: tell by its address)."""
+        machine; None: tell by its address). ``peer``: the client's address on the host, which the
+        connection comes from when it can (``origins``); ``nodelay``: the client has TCP_NODELAY."""
         client.setblocking(False)
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        up = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        up.setblocking(False)
-        up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        err = up.connect_ex(target)
-        if err not in (0, errno.EINPROGRESS):
+        if not nodelay:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ip = self.origins.source(peer) if self.origins is not None and peer is not None else None
+        err = errno.EADDRINUSE
+        for port in (peer[1], 0) if ip else (None,):
+            up = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+            if ip:
+                self.origins.bind(up, ip, port)
+            up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            err = up.connect_ex(target)
+            if err in (0, errno.EINPROGRESS):
+                break
             up.close()
+            if err not in (errno.EADDRNOTAVAIL, errno.EADDRINUSE):
+                break  # else: the client's port is in use towards this target here: another one
+        if err not in (0, errno.EINPROGRESS):
             _reset(client)
             return
+        if local is None and peer is not None:
+            local = _is_loopback(peer[0])
         _Pair(self, client, up, self._half_kind(client, local))
 
     # what to serve ------------------------------------------------------------------------------
     def publish(self, sock: socket.socket, proto: str, port: int) -> None:
         if proto == "tcp":
+            if self.origins is not None:
+                self.origins.route_tcp(port)
             _TcpPort(self, sock, (self.target_ip, port))
         else:
+            if self.origins is not None:
+                self.origins.route_udp(port)
             _UdpPort(self, sock, (self.target_ip, port))
 
     def link(self, sock: socket.socket, door_dir: str, port: int, proto: str = "tcp"):
@@ -601,16 +659,22 @@ class Relay:
     def run(self, stop_fd: int | None = None) -> None:
         """Serve until ``stop_fd`` is readable (or closed by the other side)."""
         if stop_fd is not None:
-            self.sel.register(stop_fd, _READ, None)
+            self._epoll.register(stop_fd, _READ)
+            self._fds[stop_fd] = [None, None, _READ]
+        fds = self._fds
         while True:
-            events = self.sel.select(0.5 if self.timers else 30.0 if self.udp else None)
-            for key, mask in events:
-                if key.data is None:
-                    return
-                if key.fd not in self.sel.get_map():
+            events = self._epoll.poll(0.5 if self.timers else 30.0 if self.udp else -1)
+            for fd, ev in events:
+                entry = fds.get(fd)
+                if entry is None:
                     continue  # unregistered by an earlier event of this round
-                sock, handler = self.sel.get_key(key.fd).data
-                handler.handle(sock, mask)
+                sock, handler, mask = entry
+                if handler is None:
+                    return
+                # an error or hang-up is news for a reader and a writer alike
+                ready = ((_READ if ev & ~_WRITE else 0) | (_WRITE if ev & ~_READ else 0)) & mask
+                if ready:
+                    handler.handle(sock, ready)
             if self.udp or self.timers:
                 now = time.monotonic()
                 for item in self.udp + self.timers:

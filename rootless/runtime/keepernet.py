@@ -107,7 +107,11 @@ def start_relay(plan: LaunchPlan, link_listeners: list, link_ns: list[int], warn
             prctl.set_pdeathsig(signal.SIGKILL)
             prctl.set_name("rootless-relay")
             _close_all_but({stop_r} | {s.fileno() for s in socks} | keep_fds)
-            r = relay.Relay(net.target_ip)
+            origins = None
+            if net.kind == "slirp4netns":  # the relay is in the container's network namespace
+                from netstack import clientaddr
+                origins = clientaddr.ClientAddresses(net.target_ip)
+            r = relay.Relay(net.target_ip, origins=origins)
             for b in net.bound:
                 if b.sock is not None:
                     r.publish(b.sock, b.proto, b.container_port)

@@ -266,3 +266,38 @@ def test_udp_through_a_link_and_door(tmp_path):
             linked.stop()
         linking.stop()
         srv.close()
+
+
+def test_a_handler_watching_for_read_and_write_is_told_of_each(mover):
+    """What the relay's users ask of ``watch``: the epoll masks (the DNS server's TCP answers that
+    do not fit at once wait for EPOLLOUT with EPOLLIN)."""
+    import select
+    import threading
+    a, b = socket.socketpair()
+    stop_r, stop_w = os.pipe()
+    seen = []
+    first = threading.Event()
+
+    class Handler:
+        def handle(self, sock, events):
+            seen.append(events)
+            if events & select.EPOLLIN:
+                sock.recv(100)
+            r.watch(sock, select.EPOLLIN, self)  # written: only reads from now on
+            first.set()
+            if len(seen) == 2:
+                os.write(stop_w, b"x")
+
+    r = relay.Relay("127.0.0.1", mover)
+    r.watch(a, select.EPOLLIN | select.EPOLLOUT, Handler())
+    t = threading.Thread(target=r.run, args=(stop_r,), daemon=True)
+    t.start()
+    assert first.wait(10)
+    b.sendall(b"hello")
+    t.join(10)
+    assert not t.is_alive()
+    assert seen == [select.EPOLLOUT, select.EPOLLIN]
+    for fd in (stop_r, stop_w):
+        os.close(fd)
+    a.close()
+    b.close()
