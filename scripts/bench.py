@@ -404,17 +404,22 @@ def overlay_method(rootless: list[str], env: dict[str, str]) -> str | None:
     return None
 
 
-def bytecode_fact() -> str | None:
-    """A warning when the tool's modules have no current bytecode that this user could write: each
+def bytecode_fact(dirs: list[str] | None = None) -> str | None:
+    """A warning when the tool's modules have no current bytecode and none will be written: each
     start then compiles them and the start-up figures measure the compiler (a checkout owned by
-    another user, edited since it was last run by its owner)."""
+    another user, edited since it was last run by its owner; or PYTHONDONTWRITEBYTECODE set, as
+    some shells of this machine have it). ``dirs``: the packages' directories (the tool's)."""
     import importlib.util
+    if dirs is None:
+        dirs = []
+        for pkg in ("rootless", "layers", "netstack"):
+            spec = importlib.util.find_spec(pkg)
+            if spec is not None and spec.submodule_search_locations:
+                dirs.append(spec.submodule_search_locations[0])
+    no_write = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
     stale, unwritable = 0, False
-    for pkg in ("rootless", "layers", "netstack"):
-        spec = importlib.util.find_spec(pkg)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        for dirpath, _dirs, files in os.walk(spec.submodule_search_locations[0]):
+    for top in dirs:
+        for dirpath, _dirs, files in os.walk(top):
             for name in files:
                 if not name.endswith(".py"):
                     continue
@@ -424,9 +429,11 @@ def bytecode_fact() -> str | None:
                     stale += 1
                     unwritable = unwritable or not os.access(os.path.dirname(pyc) if os.path.isdir(
                         os.path.dirname(pyc)) else dirpath, os.W_OK)
-    if stale and unwritable:
-        return (f"WARNING: {stale} modules lack current bytecode that this user may write; start-up times "
-                "include compiling them (run `python -m compileall rootless layers netstack` as the owner)")
+    if stale and (unwritable or no_write):
+        why = "PYTHONDONTWRITEBYTECODE is set" if no_write else "this user may not write it"
+        return (f"WARNING: {stale} modules lack current bytecode ({why}); start-up times include compiling "
+                "them (run `python -m compileall rootless layers netstack` as the owner, or unset "
+                "PYTHONDONTWRITEBYTECODE)")
     return None
 
 

@@ -57,8 +57,7 @@ def _stay_dumpable() -> None:
     (``--network container:`` opens ``/proc/KEEPER/ns/net``). Only keep-id changes the uid here (the
     user's own id maps to itself, so root inside is another id); without keep-id the process is already
     root inside and stays dumpable, which is the same standing this gives back."""
-    import prctl
-    prctl.set_dumpable(True)
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 1)
 
 
 def _apparmor_check(step: str, refused: bool = False) -> None:

@@ -258,7 +258,7 @@ def _launch_plan(ctx: Context, rec: ContainerRecord, attached: bool):
         apt_sandbox = etcfiles.write(run_dir, {mountplan.APT_SANDBOX_CONF: mountplan.APT_SANDBOX_TEXT})[
             mountplan.APT_SANDBOX_CONF]
     return launchplan.LaunchPlan(
-        spec=cspec, rootfs=_keep_id_rootfs(ctx, rec, records.rootfs_plan(ctx, rec)), net=net,
+        spec=cspec, rootfs=_keep_id_rootfs(ctx, rec, _start_rootfs(ctx, rec)), net=net,
         mounts=tuple(mountplan.plan(etc_files, own_netns=net.kind != "host", devices=_devices(cspec),
                                     privileged=cspec.privileged, apt_sandbox=apt_sandbox,
                                     account=_keep_id_account(run_dir) if cspec.userns == "keep-id" else None,
@@ -275,6 +275,15 @@ def _launch_plan(ctx: Context, rec: ContainerRecord, attached: bool):
         seccomp=seccomp_program(ctx, rec["spec"]),
         log_owner=(os.getuid(), os.getgid()) if cspec.userns == "keep-id" and ctx.mapping.mode == "subid" else None,
     )
+
+
+def _start_rootfs(ctx: Context, rec: ContainerRecord):
+    """The root filesystem a start mounts. A ``--rm`` container's writable layer is deleted when
+    it ends: mounted ``volatile``, its unmount syncs nothing (it waited for the whole filesystem
+    of the store to be written back). Only a start's mount: the kernel refuses to mount again a
+    layer once mounted volatile (``cp`` into a created container mounts it before the start)."""
+    plan = records.rootfs_plan(ctx, rec)
+    return plan._replace(volatile=True) if rec["spec"].get("remove") else plan
 
 
 def _devices(cspec) -> tuple:

@@ -156,8 +156,7 @@ class _Keeper:
     def mount_root(self) -> None:
         Step.at(f"mount the root filesystem ({self.plan.rootfs.method})")
         os.makedirs(self.plan.rootfs.merged, exist_ok=True)
-        import prctl
-        prctl.set_child_subreaper(1)  # fuse-overlayfs daemonizes: it stays ours to reap
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)  # fuse-overlayfs daemonizes: it stays ours to reap
         mount_rootfs(self.plan.rootfs)
         _mark(self.ch, "mounted")
 
@@ -219,11 +218,11 @@ class _Keeper:
             return watch, wakeup
         if self.end_watch is not None:
             self.end_watch.note_namespace()
-        from rootless.runtime import health, network
+        from rootless.runtime import network
         state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
                            keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
                            started_at=now_iso(), exit_code=0, error="", log_error="",
-                           net=network.state_fields(plan.net, self.mac), health=health.initial(spec.healthcheck))
+                           net=network.state_fields(plan.net, self.mac), health=_initial_health(spec.healthcheck))
         events.container(plan.paths, "start", spec)
         self.tell("running")
         _mark(ch, "forked")
@@ -287,9 +286,12 @@ class _Keeper:
             kill_quietly(pid, signal.SIGKILL)  # PID 1: its pid namespace ends (with --pid host, EndWatch)
         log = logwrite.open_writer(plan.paths.container_log(plan.spec.id), plan.spec.log,
                                    on_error=lambda msg: _log_failed(plan, self.ch, msg), owner=plan.log_owner)
-        from rootless.runtime import healthmonitor
-        monitor = healthmonitor.keeper_monitor(plan.spec.healthcheck, plan.paths, plan.spec.id, plan.rootfs.merged,
-                                               pid, lambda argv: _probe_exec(plan, argv, self.probe_cgroup))
+        monitor = None
+        if plan.spec.healthcheck:  # the health modules only for a container that has one
+            from rootless.runtime import healthmonitor
+            monitor = healthmonitor.keeper_monitor(plan.spec.healthcheck, plan.paths, plan.spec.id,
+                                                   plan.rootfs.merged, pid,
+                                                   lambda argv: _probe_exec(plan, argv, self.probe_cgroup))
         if self.end_watch is not None and monitor is not None:  # its probe's status is the monitor's
             probing = monitor
 
@@ -333,6 +335,14 @@ class _Keeper:
                 _detach_from_terminal()  # nor does a caller reading the CLI's output wait for us
         helpers.stop_slirp()
         _reap_helpers()
+
+
+def _initial_health(hc: dict | None) -> dict | None:
+    """``State.Health`` at the start (``runtime.health``'s, imported only for a healthcheck)."""
+    if not hc:
+        return None
+    from rootless.runtime import health
+    return health.initial(hc)
 
 
 def _probe_exec(plan: LaunchPlan, argv: list[str], cgroup_procs: int | None = None) -> None:
@@ -489,9 +499,9 @@ def _container_entry(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w:
 
 def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = -1, gate_r: int = -1) -> None:
     spec = plan.spec
-    import prctl
-
-    prctl.set_pdeathsig(signal.SIGKILL)
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if spec.init:  # its process title (python-prctl), imported while the host's files are in reach
+        import prctl  # noqa: F401
     Step.at("unshare the container's mount namespace")
     syscalls.unshare(syscalls.CLONE_NEWNS)  # pivot_root must not move the keeper's root
 
@@ -559,8 +569,6 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
     steps run setuid programs, such as ``sudo``, as Docker's do), become the user, enter
     ``workdir``. The process environment (with HOME from passwd unless set). ``group_add``
     (``--group-add``): more supplementary groups, names in /etc/group or gids."""
-    import prctl
-
     Step.at("resolve the user")
     user = users.resolve(user_spec, read_text("/etc/passwd"), read_text("/etc/group"))
     if group_add:
@@ -575,11 +583,11 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
     for cap in range(last + 1):
         if cap not in keep:
             try:
-                prctl.capbset_drop(cap)
-            except (OSError, ValueError):
+                syscalls.prctl(syscalls.PR_CAPBSET_DROP, cap)
+            except OSError:
                 pass
     if no_new_privs:
-        prctl.set_no_new_privs(1)
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
     if seccomp:  # the profile's BPF program; still root of the user namespace: no no_new_privs needed
         Step.at("seccomp")
         load_bpf(seccomp)

@@ -200,8 +200,6 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
     import fcntl  # noqa: F401
     import termios  # noqa: F401
 
-    import prctl  # noqa: F401
-
     from rootless.base import proc
     from rootless.runtime import users  # noqa: F401
     child.Step.at("join the container's namespaces")

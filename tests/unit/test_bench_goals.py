@@ -168,3 +168,13 @@ def test_real_dockerfiles_are_na_when_the_mirror_does_not_answer(tmp_path, monke
     assert list(tmp_path.iterdir()) == []  # nothing built, nothing left
     rows = bench_goals.goals(figures(build={"real": out}))
     assert [r["status"] for r in rows[3:6]] == ["n/a: the Debian mirror does not answer"] * 3
+
+
+def test_the_volume_write_names_its_paired_host_reference():
+    f = figures()
+    f["volumes"]["volume write"] = {"pairs": 4, "host s": [2.1, 1.9, 2.0, 2.2], "volume s": [2.0, 2.0, 2.1, 2.2],
+                                    "ratio": 0.98}
+    f["volumes"]["speed vs host"]["volume"]["write 1 GB"] = 0.98
+    row = next(r for r in bench_goals.goals(f) if r["figure"] == "volume 1 GB write")
+    assert "in the volume's directory" in row["reference"] and "4 alternating pairs" in row["reference"]
+    assert row["status"] == "PASS"
