@@ -85,17 +85,19 @@ def test_await_read_returns_once_the_client_reads(pair):
         assert hijack.await_read(ours) is True
         waited = time.monotonic() - began
         reader.join()
-        assert 0.19 < waited < 1.0
+        assert waited > 0.19  # not before the read (True: not the limit's end either)
 
 
 @pytest.mark.parametrize("pair", PAIRS)
-def test_await_read_does_not_wait_for_a_client_that_read(pair):
+def test_await_read_does_not_wait_for_a_client_that_read(pair, monkeypatch):
     with pair() as (ours, theirs):
         ours.sendall(b"head\r\n\r\n")
         assert theirs.recv(100) == b"head\r\n\r\n"
-        began = time.monotonic()
+        assert _until(lambda: hijack.unread(ours) is False)  # TCP: the ack may come an instant later
+        slept = []
+        monkeypatch.setattr(hijack.time, "sleep", slept.append)
         assert hijack.await_read(ours) is True
-        assert time.monotonic() - began < 0.1
+        assert slept == []  # no wait at all (not a wall-clock bound: it failed under load)
 
 
 def test_await_read_gives_up_after_the_limit():
@@ -103,18 +105,19 @@ def test_await_read_gives_up_after_the_limit():
         ours.sendall(b"never read")
         began = time.monotonic()
         assert hijack.await_read(ours, limit=0.3) is False
-        assert 0.29 < time.monotonic() - began < 0.6
+        assert time.monotonic() - began > 0.29
 
 
-def test_a_client_that_cannot_be_seen_gets_a_short_delay():
+def test_a_client_that_cannot_be_seen_gets_a_short_delay(monkeypatch):
     """A TCP client with no row in our tables (elsewhere): the blind delay, not the limit."""
     with _tcp_pair() as (ours, _theirs):
         ours.sendall(b"head")
         no_table = "  sl  local_address rem_address   st tx_queue rx_queue\n"
         assert hijack.unread(ours, read=lambda _p: no_table) is None
-        began = time.monotonic()
+        slept = []
+        monkeypatch.setattr(hijack.time, "sleep", slept.append)
         assert hijack.await_read(ours, blind=0.1, read=lambda _p: no_table) is False
-        assert 0.09 < time.monotonic() - began < 0.5
+        assert slept == [0.1]
 
 
 def test_after_head_waits_on_the_first_send_only():
