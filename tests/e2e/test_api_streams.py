@@ -256,7 +256,7 @@ def test_kill_answers_once_the_container_is_dead(api):
     time.sleep(0.3)  # the trap is set
     began = time.monotonic()
     assert api.request("POST", "/v1.41/containers/term/kill?signal=TERM")[0] == 204
-    assert time.monotonic() - began < 1.5
+    assert time.monotonic() - began < 1.9  # the trap sleeps 2 s: the answer did not wait for it
 
 
 def _frames_text(raw: bytes) -> bytes:
