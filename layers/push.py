@@ -9,7 +9,6 @@ put last, so a registry never names an image whose blobs it lacks.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import namedtuple
 
 from layers import manifest, reference
@@ -46,8 +45,8 @@ def _with_digest(loc: str, digest: str) -> str:
     return loc + ("&" if "?" in loc else "?") + f"digest={digest}"
 
 
-def upload_blob(client: Client, path: str, digest: str, size: int, mount_from: str | None = None) -> str:
-    """Put the blob at ``path`` into the repository; how: "exists", "mounted" or "uploaded"."""
+def upload_blob(client: Client, store: ImageStore, digest: str, size: int, mount_from: str | None = None) -> str:
+    """Put the store's blob ``digest`` into the repository; how: "exists", "mounted" or "uploaded"."""
     if _blob_exists(client, digest):
         return "exists"
     start = f"/v2/{client.repository}/blobs/uploads/"
@@ -59,7 +58,7 @@ def upload_blob(client: Client, path: str, digest: str, size: int, mount_from: s
     else:
         resp = client.request("POST", start, ok=(202,), what="blob upload")
     loc = _location(client, resp)
-    with open(path, "rb") as f:
+    with store.open_blob(digest) as f:  # a layer kept as its tree: its tar re-created, verified before the end
         if size <= CHUNK:
             client.request("PUT", _with_digest(loc, digest),
                            {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
@@ -92,18 +91,17 @@ def push(store: ImageStore, image_ref: str, dest: str | None = None, creds: tupl
         say(f"The push refers to repository [{ref.repository}]")
         layers = []
         for lr in rec["layers"]:
-            path = store.paths.blob(lr["blob"])
-            if not os.path.exists(path):
+            if not store.has_blob(lr["blob"]):
                 raise RegistryError(f"layer {lr['blob'][7:19]} of {image_ref} is not in the store",
                                     "pull or load the image again")
-            size = os.path.getsize(path)
-            how = upload_blob(client, path, lr["blob"], size, _mount_source(store, rec, ref))
+            size = store.blob_size(lr["blob"])
+            how = upload_blob(client, store, lr["blob"], size, _mount_source(store, rec, ref))
             say(f"{lr['blob'][7:19]}: "
                 f"{'Layer already exists' if how == 'exists' else 'Mounted' if how == 'mounted' else 'Pushed'}")
             layers.append((lr["blob"], size, lr.get("media_type", "")))
-        config_path = store.paths.blob(rec["id"])
-        upload_blob(client, config_path, rec["id"], os.path.getsize(config_path))
-        body = manifest.oci_manifest(rec["id"], os.path.getsize(config_path), layers)
+        config_size = store.blob_size(rec["id"])
+        upload_blob(client, store, rec["id"], config_size)
+        body = manifest.oci_manifest(rec["id"], config_size, layers)
         client.request("PUT", f"/v2/{ref.path}/manifests/{ref.tag}", {"Content-Type": manifest.OCI_MANIFEST},
                        body=body, ok=(201,), what="manifest")
     finally:
