@@ -22,8 +22,8 @@ def system_df(ctx: Context) -> list[DfRow]:
     images = ctx.store.images()
     recs = [r for r in state.all_records(ctx.paths) if not r.get("corrupt")]
     used = {r.get("spec", {}).get("image_id") for r in recs}
-    size = sum(i.get("size", 0) for i in images)
-    unused = sum(i.get("size", 0) for i in images if i["id"] not in used)
+    size = ctx.store.stored_size(images)  # what is on disk: shared layers once, with the blobs kept
+    unused = size - ctx.store.stored_size(i for i in images if i["id"] in used)
     running = [r for r in recs if r.get("state", {}).get("status") == "running"]
     from rootless.runtime import logs
     sizes = {r["id"]: size_of(ctx.paths.upper(r["id"])) + logs.size_on_disk(ctx.paths.container_log(r["id"]))

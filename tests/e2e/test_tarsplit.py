@@ -250,6 +250,15 @@ def test_built_and_committed_layers_are_kept_once(rl, images, tmp_path):
             assert sha(saved[d[7:]]) == d
 
 
+def test_api_df_layers_size_is_what_is_on_disk(api, images):
+    api.rl.load(images, "layered")  # shares busybox's layer
+    files = api.rl("unshare", "find", str(api.rl.root / "layers"), str(api.rl.root / "blobs"), "-type", "f",
+                   "-printf", "%s\\n").out.split()
+    on_disk = sum(int(n) for n in files)
+    status, body = api.request("GET", "/system/df")
+    assert status == 200 and 0.99 * on_disk <= body["LayersSize"] <= 1.01 * on_disk, (body["LayersSize"], on_disk)
+
+
 def test_api_get_of_an_image_gives_the_same_digests(api, tmp_path):
     assert not [n for n in blobs_of(api.rl) if len(n) == 64 and blobs_of(api.rl)[n] > 100_000]  # no tar kept
     out = tmp_path / "api.tar"
