@@ -231,7 +231,7 @@ def sweep(ctx: Context, builds_only: bool = False, build_steps: bool = True) -> 
         swept = {f.path for attr, _lock, prefixes in _HALF_MADE
                  for f in lo.half_made(getattr(ctx.paths, attr), prefixes)}
         swept |= {f.path for f in files if os.path.dirname(f.path) in (ctx.paths.layers, ctx.paths.blobs)
-                  and len(os.path.basename(f.path)) == 64}
+                  and len(os.path.basename(f.path).removesuffix(".tarsplit")) == 64}  # a blob, a layer or its recipe
         for part in (_sweep_half_made, _sweep_unreferenced):
             part_lines, part_bytes = part(ctx)
             lines += part_lines

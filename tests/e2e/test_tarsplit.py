@@ -319,3 +319,18 @@ def test_system_df_shows_what_is_on_disk(rl, images):
     assert 0.99 * on_disk <= _bytes(row[3]) <= 1.01 * on_disk, (row, on_disk)
     reclaimable = _bytes(row[4])
     assert 0 < reclaimable < 0.1 * on_disk  # layered's own two small layers and config, not busybox's
+
+
+def test_a_recipe_no_image_names_is_a_leftover_pruned(rl, images):
+    """A load killed after it split a layer leaves a recipe: `system check` names it, `system
+    prune` removes it; the recipes of images stay."""
+    rl.load(images, "busybox")
+    stray = rl.root / "blobs" / "sha256" / ("ab" * 32 + ".tarsplit")
+    stray.write_bytes(b"RLSPLIT1" + bytes(8))
+    problems = rl("system", "check", expect=1).out
+    assert str(stray) in problems and "no image uses" in problems
+    out = rl("system", "prune", "-f").out
+    assert str(stray) in out and not stray.exists()
+    layer = diff_ids(rl, "busybox")[0]
+    assert (rl.root / "blobs" / "sha256" / f"{layer[7:]}.tarsplit").exists()
+    assert "is consistent" in rl("system", "check").out
