@@ -235,7 +235,9 @@ class ImageStore:
             if expected_size is not None and size != expected_size:
                 raise InvalidImage(f"{what}: size {size} does not match the descriptor's {expected_size}")
             final = self.paths.blob(digest)
-            added = not self.has_blob(digest)
+            if os.path.exists(final + SPLIT_SUFFIX):  # kept as its tree and recipe: no second copy
+                return digest, size, False
+            added = not os.path.exists(final)
             os.rename(tmp, final)
             return digest, size, added
         finally:
@@ -401,7 +403,15 @@ class ImageStore:
             if not os.path.isdir(self.paths.layer(diff_id)):  # not another build that made it meanwhile
                 raise
             return False
+        self.split_layers([LayerRef(diff_id, diff_id, "")])  # the tar kept as its recipe: one copy
         return True
+
+    def split_layers(self, layers: list[LayerRef]) -> None:
+        """Keep the uncompressed tar blobs of these unpacked layers as recipes (one user-namespace
+        helper for all; :meth:`split_job`)."""
+        jobs = [j for j in map(self.split_job, layers) if j is not None]
+        if jobs:
+            self.userns_call(_unpack_jobs, jobs)
 
     def commit_layer(self, job: dict) -> None:
         """Move a layer unpacked with ``commit=False`` into place (its blob is now verified)."""

@@ -412,13 +412,13 @@ class Executor:
         from layers.archive import MT_LAYER_TAR
         from layers.store import LayerRef
         try:
-            self.ctx.store.adopt_step_layer(tar, info["diff_id"], upper if info.get("settled") else None)
+            taken = self.ctx.store.adopt_step_layer(tar, info["diff_id"], upper if info.get("settled") else None)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tar)
         layer = LayerRef(info["diff_id"], info["diff_id"], MT_LAYER_TAR, info["size"])
-        self.ctx.store.unpack_layers([layer])  # unpacked if not taken; then its tar kept as a recipe
-        layer.size = layer.size or info["size"]
+        if not taken:
+            self.ctx.store.unpack_layers([layer])
         return layer.to_json()
 
     # ---- ADD URL ----------------------------------------------------------------------------

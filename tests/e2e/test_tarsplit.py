@@ -147,6 +147,8 @@ def test_a_loaded_layer_is_kept_once_and_saved_byte_identical(rl, images, tmp_pa
             assert sha(saved[d[7:]]) == d
             assert saved[d[7:]] == loaded[d[7:]]
     assert rl("run", "--rm", "layered", "cat", "/etc/passwd").code == 0
+    rl.load(images, "layered")  # again: its layers are there, no second copy of them is written
+    assert blobs_of(rl) == kept
     assert rl.leftovers() == []
 
 
