@@ -655,13 +655,15 @@ def _unpack_jobs(jobs: list[dict]) -> list[dict]:
             results.append({"diff_id": job["diff_id"], "size": 0})
             continue
         os.mkdir(job["tmp"], 0o755)
+        written: list | None = [] if job.get("split") else None
         try:
-            res = unpack_layer(_source(job), job["tmp"], job["diff_id"], what=f"layer {job['diff_id'][7:19]}")
+            res = unpack_layer(_source(job), job["tmp"], job["diff_id"], what=f"layer {job['diff_id'][7:19]}",
+                               written=written)
             if not job.get("commit", True):
                 results.append(res)
                 continue
             if job.get("split"):
-                _split(job, job["tmp"], drop=False)
+                _split(job, job["tmp"], drop=False, written=written)
             try:
                 os.rename(job["tmp"], job["dest"])
             except OSError:
@@ -678,13 +680,14 @@ def _unpack_jobs(jobs: list[dict]) -> list[dict]:
     return results
 
 
-def _split(job: dict, tree: str, drop: bool = True) -> None:
+def _split(job: dict, tree: str, drop: bool = True, written: list | None = None) -> None:
     """Keep the job's uncompressed tar blob as its recipe (made from ``tree``, unless one is
-    there), then (``drop``) remove the tar itself."""
+    there; ``written``: what unpacking it into ``tree`` wrote), then (``drop``) remove the tar."""
     from layers import tarsplit
     recipe = job["blob"] + SPLIT_SUFFIX
     if not os.path.exists(recipe):
-        tarsplit.split(job["blob"], tree, recipe, job["split"]["tmp"], what=f"layer {job['diff_id'][7:19]}")
+        tarsplit.split(job["blob"], tree, recipe, job["split"]["tmp"], what=f"layer {job['diff_id'][7:19]}",
+                       written=written)
     if drop:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(job["blob"])

@@ -155,12 +155,40 @@ def _claims(tar: str, tree: _Tree, what: str) -> list[tuple[int, int, bytes]]:
     return claims
 
 
-def split(tar: str, tree: str, recipe: str, tmp: str, what: str = "layer") -> int:
+def _written_claims(tar: str, tree: _Tree, written: list) -> list[tuple[int, int, bytes]]:
+    """The claims of an unpacking that said what it wrote (:func:`layers.unpack.unpack_layer`'s
+    ``written``): a file still the inode it made, of its size, holds the bytes it was made of (a
+    layer's unpacking never writes into a file it made; a later member of the same name makes a
+    new inode). Each claim's first and last bytes are compared with the tar's all the same."""
+    claims: list[tuple[int, int, bytes]] = []
+    end = 0
+    with open(tar, "rb") as f:
+        for offset, size, rel, ino in written:
+            if offset < end:
+                continue
+            fd = tree.open_regular(rel, size)
+            if fd is None:
+                continue
+            try:
+                n = min(size, 4096)
+                if os.fstat(fd).st_ino != ino or \
+                        os.pread(fd, n, 0) != os.pread(f.fileno(), n, offset) or \
+                        os.pread(fd, n, size - n) != os.pread(f.fileno(), n, offset + size - n):
+                    continue
+            finally:
+                os.close(fd)
+            claims.append((offset, size, os.fsencode(rel)))
+            end = offset + size
+    return claims
+
+
+def split(tar: str, tree: str, recipe: str, tmp: str, what: str = "layer", written: list | None = None) -> int:
     """Write the recipe of ``tar`` (unpacked into ``tree``) as ``recipe``, through the temporary
-    file ``tmp`` (synced, then renamed); the bytes of the tar the tree holds."""
+    file ``tmp`` (synced, then renamed); the bytes of the tar the tree holds. ``written``: what
+    the unpacking that made ``tree`` wrote (else each member is compared with the tree's file)."""
     t = _Tree(tree)
     try:
-        claims = _claims(tar, t, what)
+        claims = _claims(tar, t, what) if written is None else _written_claims(tar, t, written)
     finally:
         t.close()
     total = os.path.getsize(tar)
