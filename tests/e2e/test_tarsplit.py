@@ -336,3 +336,17 @@ def test_a_recipe_no_image_names_is_a_leftover_pruned(rl, images):
     layer = diff_ids(rl, "busybox")[0]
     assert (rl.root / "blobs" / "sha256" / f"{layer[7:]}.tarsplit").exists()
     assert "is consistent" in rl("system", "check").out
+
+
+def test_a_store_with_both_copies_keeps_one_after_the_next_run(rl, images, tmp_path):
+    """A store written before recipes (the tar beside its tree): the next run keeps the tree and a
+    recipe, and the tar saved is the same."""
+    rl.load(images, "busybox")
+    layer = diff_ids(rl, "busybox")[0]
+    blobs = rl.root / "blobs" / "sha256"
+    tar = saved_blobs(rl, "busybox", tmp_path)[layer[7:]]
+    (blobs / layer[7:]).write_bytes(tar)  # as the old store had it
+    (blobs / f"{layer[7:]}.tarsplit").unlink()
+    assert rl("run", "--rm", "busybox", "true").code == 0
+    assert layer[7:] not in blobs_of(rl) and f"{layer[7:]}.tarsplit" in blobs_of(rl)
+    assert saved_blobs(rl, "busybox", tmp_path)[layer[7:]] == tar
