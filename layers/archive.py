@@ -134,7 +134,13 @@ class _Import:
 
 
 def _layer_media_type(store: ImageStore, digest: str) -> str:
-    with open(store.paths.blob(digest), "rb") as f:
+    try:
+        f = open(store.paths.blob(digest), "rb")
+    except FileNotFoundError:
+        if store.has_blob(digest):  # kept as its tree and recipe: an uncompressed tar
+            return MT_LAYER_TAR
+        raise
+    with f:
         head = f.read(2)
     return MT_LAYER_GZIP if head == b"\x1f\x8b" else MT_LAYER_TAR
 

@@ -261,7 +261,8 @@ def _unnamed(paths: Paths, blobs: set[str], layers: set[str]) -> list[Leftover]:
         except OSError:
             continue
         for name in names:
-            if re.fullmatch(r"[0-9a-f]{64}", name) and f"sha256:{name}" not in known:
+            m = re.fullmatch(r"([0-9a-f]{64})(\.tarsplit)?", name)  # a layer tar kept as its recipe
+            if m and f"sha256:{m.group(1)}" not in known:
                 path = os.path.join(directory, name)
                 found.append(Leftover(path, size_of(path), what))
     return found

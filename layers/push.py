@@ -8,8 +8,8 @@ put last, so a registry never names an image whose blobs it lacks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import os
 from collections import namedtuple
 
 from layers import manifest, reference
@@ -21,6 +21,7 @@ from rootless.base.errors import RootlessError
 TYPE_CHECKING = False  # annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import BinaryIO
 
 CHUNK = 64 << 20
 Pushed = namedtuple("Pushed", "digest size reference")
@@ -46,8 +47,10 @@ def _with_digest(loc: str, digest: str) -> str:
     return loc + ("&" if "?" in loc else "?") + f"digest={digest}"
 
 
-def upload_blob(client: Client, path: str, digest: str, size: int, mount_from: str | None = None) -> str:
-    """Put the blob at ``path`` into the repository; how: "exists", "mounted" or "uploaded"."""
+def upload_blob(client: Client, path: str, digest: str, size: int, mount_from: str | None = None,
+                source: Callable[[], BinaryIO] | None = None) -> str:
+    """Put the blob at ``path`` (or, with ``source``, the stream it opens: a store's blob, maybe a
+    layer re-created from its tree) into the repository; how: "exists", "mounted" or "uploaded"."""
     if _blob_exists(client, digest):
         return "exists"
     start = f"/v2/{client.repository}/blobs/uploads/"
@@ -59,7 +62,7 @@ def upload_blob(client: Client, path: str, digest: str, size: int, mount_from: s
     else:
         resp = client.request("POST", start, ok=(202,), what="blob upload")
     loc = _location(client, resp)
-    with open(path, "rb") as f:
+    with source() if source else open(path, "rb") as f:  # a re-created tar is verified before its end
         if size <= CHUNK:
             client.request("PUT", _with_digest(loc, digest),
                            {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
@@ -92,18 +95,18 @@ def push(store: ImageStore, image_ref: str, dest: str | None = None, creds: tupl
         say(f"The push refers to repository [{ref.repository}]")
         layers = []
         for lr in rec["layers"]:
-            path = store.paths.blob(lr["blob"])
-            if not os.path.exists(path):
+            if not store.has_blob(lr["blob"]):
                 raise RegistryError(f"layer {lr['blob'][7:19]} of {image_ref} is not in the store",
                                     "pull or load the image again")
-            size = os.path.getsize(path)
-            how = upload_blob(client, path, lr["blob"], size, _mount_source(store, rec, ref))
+            size = store.blob_size(lr["blob"])
+            how = upload_blob(client, store.paths.blob(lr["blob"]), lr["blob"], size, _mount_source(store, rec, ref),
+                              source=functools.partial(store.open_blob, lr["blob"]))
             say(f"{lr['blob'][7:19]}: "
                 f"{'Layer already exists' if how == 'exists' else 'Mounted' if how == 'mounted' else 'Pushed'}")
             layers.append((lr["blob"], size, lr.get("media_type", "")))
-        config_path = store.paths.blob(rec["id"])
-        upload_blob(client, config_path, rec["id"], os.path.getsize(config_path))
-        body = manifest.oci_manifest(rec["id"], os.path.getsize(config_path), layers)
+        config_size = store.blob_size(rec["id"])
+        upload_blob(client, store.paths.blob(rec["id"]), rec["id"], config_size)
+        body = manifest.oci_manifest(rec["id"], config_size, layers)
         client.request("PUT", f"/v2/{ref.path}/manifests/{ref.tag}", {"Content-Type": manifest.OCI_MANIFEST},
                        body=body, ok=(201,), what="manifest")
     finally:

@@ -1,6 +1,7 @@
 """``save``: images from the store into a docker-archive or an OCI archive (a tar).
 
-Blobs go in as they are stored (their digests unchanged, so ``save`` then ``load`` gives the
+Blobs go in as they are stored, an uncompressed layer kept as its tree re-created byte for
+byte (:mod:`layers.tarsplit`) (their digests unchanged, so ``save`` then ``load`` gives the
 same image ids and layer digests). The docker-archive is laid out as Docker 25 writes it
 (``manifest.json`` naming ``blobs/sha256/...``); the OCI archive is an image layout
 (``oci-layout``, ``index.json`` with the names as annotations, ``blobs/sha256/...``). The
@@ -34,13 +35,12 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> No
 
 
 def _add_blob(tar: tarfile.TarFile, store: ImageStore, digest: str, added: set, mtime: float) -> int:
-    path = store.paths.blob(digest)
-    size = os.path.getsize(path)
+    size = store.blob_size(digest)
     name = f"blobs/sha256/{digest[7:]}"
     if name not in added:
         info = tarfile.TarInfo(name)
         info.size, info.mtime, info.mode = size, mtime, 0o644
-        with open(path, "rb") as f:
+        with store.open_blob(digest) as f:  # a layer kept as its tree: its tar re-created
             tar.addfile(info, f)
         added.add(name)
     return size

@@ -8,6 +8,7 @@ unpacked once (as root of the user namespace, through the injected
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -25,7 +26,7 @@ TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are 
 if TYPE_CHECKING:
     import hashlib
     import io
-    from typing import Any
+    from typing import Any, BinaryIO
 
     from layers.unpack import Readable
 
@@ -73,6 +74,7 @@ def sha256_bytes(data: bytes) -> str:
 
 
 STAGING_LOCK = "staging.lock"
+SPLIT_SUFFIX = ".tarsplit"  # layers.tarsplit.SUFFIX: a layer tar kept as its recipe and tree
 
 
 class ImageStore:
@@ -156,7 +158,36 @@ class ImageStore:
 
     # ---- blobs ---------------------------------------------------------------
     def has_blob(self, digest: str) -> bool:
-        return os.path.exists(self.paths.blob(digest))
+        """Whether the blob is here: as its bytes, or (an uncompressed layer tar) as the recipe
+        that re-creates it from its unpacked tree (:mod:`layers.tarsplit`)."""
+        path = self.paths.blob(digest)
+        return os.path.exists(path) or os.path.exists(path + SPLIT_SUFFIX)
+
+    def blob_size(self, digest: str) -> int:
+        path = self.paths.blob(digest)
+        try:
+            return os.path.getsize(path)
+        except FileNotFoundError:
+            if not os.path.exists(path + SPLIT_SUFFIX):
+                raise
+        from layers import tarsplit
+        return tarsplit.tar_size(path + SPLIT_SUFFIX)
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        """The blob's bytes to read: its file, or the layer tar re-created byte for byte from its
+        recipe and unpacked tree (by a helper in the user namespace, through a pipe; a tree
+        changed since its unpacking fails the read that would end the tar)."""
+        path = self.paths.blob(digest)
+        try:
+            return open(path, "rb")
+        except FileNotFoundError:
+            if not os.path.exists(path + SPLIT_SUFFIX) or self.userns_worker is None:
+                raise
+        import io
+
+        from layers import tarsplit
+        return io.BufferedReader(tarsplit.Rebuilt(self.userns_worker, path + SPLIT_SUFFIX,
+                                                  self.paths.layer(digest), digest), 1 << 20)
 
     def put_blob(self, stream: Readable, expected: str | None = None, expected_size: int | None = None,
                  what: str = "blob", on_open: Callable[[str], None] | None = None,
@@ -204,6 +235,8 @@ class ImageStore:
             if expected_size is not None and size != expected_size:
                 raise InvalidImage(f"{what}: size {size} does not match the descriptor's {expected_size}")
             final = self.paths.blob(digest)
+            if os.path.exists(final + SPLIT_SUFFIX):  # kept as its tree and recipe: no second copy
+                return digest, size, False
             added = not os.path.exists(final)
             os.rename(tmp, final)
             return digest, size, added
@@ -299,10 +332,11 @@ class ImageStore:
 
     def remove_blobs(self, digests: Iterable[str]) -> None:
         for d in digests:
-            try:
-                os.unlink(self.paths.blob(d))
-            except FileNotFoundError:
-                pass
+            for path in (self.paths.blob(d), self.paths.blob(d) + SPLIT_SUFFIX):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
 
     # ---- layers --------------------------------------------------------------
     def layer_present(self, diff_id: str) -> bool:
@@ -331,7 +365,23 @@ class ImageStore:
                "commit": commit}
         if growing:
             job.update(growing=growing, size=size)
+        elif commit and lr.blob == lr.diff_id:  # an uncompressed tar: kept as its tree and a recipe
+            job["split"] = self._split_paths()
         return job
+
+    def _split_paths(self) -> dict:
+        os.makedirs(self.paths.tmp, exist_ok=True)
+        return {"tmp": os.path.join(self.paths.tmp, f"blob-split-{os.getpid()}-{time.monotonic_ns()}")}
+
+    def split_job(self, lr: LayerRef) -> dict | None:
+        """The job that drops the uncompressed tar blob of a layer already unpacked (a load or
+        build of a layer the store has), keeping its recipe instead; None when nothing to do."""
+        if lr.blob != lr.diff_id or not os.path.isfile(self.paths.blob(lr.blob)) \
+                or not self.layer_present(lr.diff_id):
+            return None
+        self.staging()
+        return {"blob": self.paths.blob(lr.blob), "diff_id": lr.diff_id, "dest": self.paths.layer(lr.diff_id),
+                "present": True, "split": self._split_paths()}
 
     def adopt_step_layer(self, tar: str, diff_id: str, tree: str | None) -> bool:
         """A build step's layer made in the store's own temporary space: ``tar``, its uncompressed
@@ -353,7 +403,15 @@ class ImageStore:
             if not os.path.isdir(self.paths.layer(diff_id)):  # not another build that made it meanwhile
                 raise
             return False
+        self.split_layers([LayerRef(diff_id, diff_id, "")])  # the tar kept as its recipe: one copy
         return True
+
+    def split_layers(self, layers: list[LayerRef]) -> None:
+        """Keep the uncompressed tar blobs of these unpacked layers as recipes (one user-namespace
+        helper for all; :meth:`split_job`)."""
+        jobs = [j for j in map(self.split_job, layers) if j is not None]
+        if jobs:
+            self.userns_call(_unpack_jobs, jobs)
 
     def commit_layer(self, job: dict) -> None:
         """Move a layer unpacked with ``commit=False`` into place (its blob is now verified)."""
@@ -373,19 +431,43 @@ class ImageStore:
     def unpack_layers(self, layers: list[LayerRef]) -> list[str]:
         """Unpack the missing ones (one user-namespace helper for all); the diff ids added."""
         missing = [lr for lr in layers if not self.layer_present(lr.diff_id)]
-        if not missing:
+        doubled = [lr for lr in layers if lr not in missing and lr.blob == lr.diff_id
+                   and os.path.isfile(self.paths.blob(lr.blob))]  # a tar beside its tree: one copy is enough
+        if not missing and not doubled:
             return []
         self.check_idmap()
         held = self.staging()
         try:
             jobs = [self.unpack_job(lr) for lr in missing]
+            jobs += [j for j in map(self.split_job, doubled) if j is not None]
             results = self.userns_call(_unpack_jobs, jobs)
         finally:
             if not held:  # the layers of a registered image (run): nothing waits to be registered
                 self.staged()
-        for lr, res in zip(missing, results, strict=True):
+        for lr, res in zip(missing, results, strict=False):
             lr.size = res["size"]
         return [lr.diff_id for lr in missing]
+
+    def stored_size(self, recs: Iterable[dict]) -> int:
+        """The bytes the store keeps for these images, each thing once however many share it:
+        every layer's tree (its files' bytes, as unpacked) and every blob as it is kept on disk
+        (configs, compressed layers as pulled, an uncompressed layer's recipe; never the tar
+        that recipe re-creates)."""
+        trees: dict[str, int] = {}
+        blobs: set[str] = set()
+        for rec in recs:
+            blobs.add(rec["id"])
+            for lr in rec["layers"]:
+                trees[lr["diff_id"]] = lr.get("size", 0)
+                blobs.add(lr["blob"])
+        total = sum(trees.values())
+        for digest in blobs:
+            for path in (self.paths.blob(digest), self.paths.blob(digest) + SPLIT_SUFFIX):
+                try:
+                    total += os.stat(path).st_size
+                except OSError:
+                    pass
+        return total
 
     def known_layer_size(self, diff_id: str) -> int:
         """The unpacked size another image recorded for this layer (0 if none did)."""
@@ -400,6 +482,8 @@ class ImageStore:
         for d in diff_ids:
             src = self.paths.layer(d)
             if os.path.isdir(src):
+                with contextlib.suppress(FileNotFoundError):  # a recipe is nothing without its tree
+                    os.unlink(self.paths.blob(d) + SPLIT_SUFFIX)
                 dst = os.path.join(self.paths.layers, f".del-{d[7:19]}-{os.getpid()}-{time.monotonic_ns()}")
                 os.rename(src, dst)
                 doomed.append(dst)
@@ -566,23 +650,47 @@ def _unpack_jobs(jobs: list[dict]) -> list[dict]:
     from layers.unpack import unpack_layer
     results = []
     for job in jobs:
+        if job.get("present"):
+            _split(job, job["dest"])
+            results.append({"diff_id": job["diff_id"], "size": 0})
+            continue
         os.mkdir(job["tmp"], 0o755)
+        written: list | None = [] if job.get("split") else None
         try:
-            res = unpack_layer(_source(job), job["tmp"], job["diff_id"], what=f"layer {job['diff_id'][7:19]}")
+            res = unpack_layer(_source(job), job["tmp"], job["diff_id"], what=f"layer {job['diff_id'][7:19]}",
+                               written=written)
             if not job.get("commit", True):
                 results.append(res)
                 continue
+            if job.get("split"):
+                _split(job, job["tmp"], drop=False, written=written)
             try:
                 os.rename(job["tmp"], job["dest"])
             except OSError:
                 if not os.path.isdir(job["dest"]):  # lost a race with another unpack: fine
                     raise
                 remove_trees([job["tmp"]])
+            if job.get("split"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(job["blob"])
         except BaseException:
             remove_trees([job["tmp"]])
             raise
         results.append(res)
     return results
+
+
+def _split(job: dict, tree: str, drop: bool = True, written: list | None = None) -> None:
+    """Keep the job's uncompressed tar blob as its recipe (made from ``tree``, unless one is
+    there; ``written``: what unpacking it into ``tree`` wrote), then (``drop``) remove the tar."""
+    from layers import tarsplit
+    recipe = job["blob"] + SPLIT_SUFFIX
+    if not os.path.exists(recipe):
+        tarsplit.split(job["blob"], tree, recipe, job["split"]["tmp"], what=f"layer {job['diff_id'][7:19]}",
+                       written=written)
+    if drop:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(job["blob"])
 
 
 def _source(job: dict) -> str | io.BufferedReader:

@@ -177,10 +177,11 @@ class _Skipped:
 class _Dirs:
     """Open directory fds below the layer root, walked without following symlinks."""
 
-    def __init__(self, root_fd: int, what: str):
+    def __init__(self, root_fd: int, what: str, written: list | None = None):
         self.root_fd = root_fd
         self.what = what
         self.cache: dict[str, int] = {}
+        self.written = written  # (tar offset, size, path, inode) of each regular file made, if wanted
 
     def open(self, rel: str, create: bool) -> int:
         """The directory ``rel``, from its nearest open ancestor down (no recursion: any depth)."""
@@ -268,7 +269,7 @@ def _clear(parent: int, name: str, rel: str, keep_dir: bool, what: str) -> bool:
 
 
 def unpack_layer(blob: str | int | BinaryIO, dest: str, expected_diff_id: str | None = None,
-                 what: str = "layer", archive: bool = False) -> dict:
+                 what: str = "layer", archive: bool = False, written: list | None = None) -> dict:
     """Unpack ``blob`` (a path, an open fd or a binary stream of a tar, maybe gzip or zstd) into
     the existing directory ``dest``.
 
@@ -276,11 +277,15 @@ def unpack_layer(blob: str | int | BinaryIO, dest: str, expected_diff_id: str | 
     device becomes a whiteout, a hard link may only name a member this archive made, and the
     archive's root entry leaves ``dest``'s own mode and owner alone.
 
+    ``written``: a list to which each regular file made from the tar's bytes (not a sparse one) is
+    added as (its data's offset in the uncompressed tar, size, path, inode), for
+    :mod:`layers.tarsplit`.
+
     Returns ``{"diff_id": ..., "size": ..., "skipped_devices": ...}``, the last the number of
     device members (and hard links to them) left out.
     """
     root_fd = os.open(dest, _DIR_FLAGS)
-    dirs = _Dirs(root_fd, what)
+    dirs = _Dirs(root_fd, what, written)
     dir_times: list[tuple[str, int]] = []
     skipped = _Skipped()
     made: set[str] | None = set() if archive else None
@@ -402,6 +407,9 @@ def _extract_entry(tf: tarfile.TarFile, m: tarfile.TarInfo, rel: str, dirs: _Dir
     _clear(parent, name, rel, keep_dir=False, what=what)
     if m.isreg():
         _write_file(tf, m, name, parent, rel, what)
+        if dirs.written is not None and not m.sparse and m.size:
+            ino = os.stat(name, dir_fd=parent, follow_symlinks=False).st_ino
+            dirs.written.append((m.offset_data, m.size, rel, ino))
         return m.size
     if m.issym():
         os.symlink(m.linkname, name, dir_fd=parent)

@@ -127,7 +127,7 @@ def df(ctx: Context, req: Request):
     from rootless.engine import containers, volumes
     imgs = api_images.summaries(ctx)
     return 200, {
-        "LayersSize": sum(i.get("Size", 0) for i in imgs), "Images": imgs,
+        "LayersSize": ctx.store.stored_size(ctx.store.images()), "Images": imgs,  # on disk, shared layers once
         "Containers": [api_containers.summary(ctx, r) for r in containers.all_current(ctx)],
         "Volumes": [volumes.inspect(ctx, v["name"]) for v in volumes.ls(ctx)], "BuildCache": [],
     }

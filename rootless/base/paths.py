@@ -7,7 +7,7 @@ Storage (persistent, ``$XDG_DATA_HOME/rootless`` unless overridden)::
     images.json           image records and tags
     idmap.json            the id mapping the layers were unpacked with
     probe.json            cached host probes (overlay method)
-    blobs/sha256/HEX      compressed layers, configs, manifests
+    blobs/sha256/HEX      compressed layers, configs, manifests (HEX.tarsplit: an uncompressed layer as its recipe)
     layers/HEX/           unpacked layers, named by diff id
     containers/ID/        container.json, ctr.log, upper/, work/, rootfs/ (copy method)
     networks/ID.json      user-defined networks (networks.lock guards them)

@@ -22,8 +22,8 @@ def system_df(ctx: Context) -> list[DfRow]:
     images = ctx.store.images()
     recs = [r for r in state.all_records(ctx.paths) if not r.get("corrupt")]
     used = {r.get("spec", {}).get("image_id") for r in recs}
-    size = sum(i.get("size", 0) for i in images)
-    unused = sum(i.get("size", 0) for i in images if i["id"] not in used)
+    size = ctx.store.stored_size(images)  # what is on disk: shared layers once, with the blobs kept
+    unused = size - ctx.store.stored_size(i for i in images if i["id"] in used)
     running = [r for r in recs if r.get("state", {}).get("status") == "running"]
     from rootless.runtime import logs
     sizes = {r["id"]: size_of(ctx.paths.upper(r["id"])) + logs.size_on_disk(ctx.paths.container_log(r["id"]))
@@ -231,7 +231,7 @@ def sweep(ctx: Context, builds_only: bool = False, build_steps: bool = True) -> 
         swept = {f.path for attr, _lock, prefixes in _HALF_MADE
                  for f in lo.half_made(getattr(ctx.paths, attr), prefixes)}
         swept |= {f.path for f in files if os.path.dirname(f.path) in (ctx.paths.layers, ctx.paths.blobs)
-                  and len(os.path.basename(f.path)) == 64}
+                  and len(os.path.basename(f.path).removesuffix(".tarsplit")) == 64}  # a blob, a layer or its recipe
         for part in (_sweep_half_made, _sweep_unreferenced):
             part_lines, part_bytes = part(ctx)
             lines += part_lines

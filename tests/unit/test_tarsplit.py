@@ -1,0 +1,118 @@
+"""The layer recipe (layers.tarsplit) on its own: split a tar against its unpacked tree, re-create
+it byte for byte, and refuse a changed tree or a damaged recipe with one clear error. These run
+as any user (no device nodes, no whiteouts: those need the user namespace, see
+tests/e2e/test_tarsplit.py)."""
+
+import hashlib
+import io
+import os
+import tarfile
+
+import pytest
+
+from layers import tarsplit
+from layers.unpack import unpack_layer
+from rootless.base.errors import RootlessError
+
+
+def _member(name: str, data: bytes | None = None, kind: bytes = tarfile.REGTYPE, linkname: str = "",
+            mode: int = 0o644) -> tuple[tarfile.TarInfo, bytes | None]:
+    ti = tarfile.TarInfo(name)
+    ti.type, ti.linkname, ti.mode, ti.mtime = kind, linkname, mode, 1767225600
+    ti.uid = ti.gid = os.getuid()
+    if data is not None:
+        ti.size = len(data)
+    return ti, data
+
+
+def _tar(*members: tuple, fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tf:
+        for ti, data in members:
+            tf.addfile(ti, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
+
+
+LAYERS = {
+    "plain": _tar(_member("d", kind=tarfile.DIRTYPE, mode=0o755), _member("d/a", b"alpha\n" * 3000),
+                  _member("d/empty", b""), _member("d/link", kind=tarfile.SYMTYPE, linkname="a")),
+    "duplicate": _tar(_member("a", b"first"), _member("h", kind=tarfile.LNKTYPE, linkname="a"),
+                      _member("a", b"other"), _member("b", b"first")),
+    "gnu-long": _tar(_member("n" * 200, b"long\n"), fmt=tarfile.GNU_FORMAT) + b"\0" * 1024 + b"junk",
+    "not-a-tar-after-a-while": _tar(_member("x", b"x" * 700)) + os.urandom(3000),
+}
+
+
+def _split(tmp_path, layer: bytes, record: bool = False):
+    """``record``: the unpacking says what it wrote (as the store's does); else the splitter
+    compares each member with the tree (a build step's settled layer, a layer unpacked before)."""
+    blob = tmp_path / "blob"
+    blob.write_bytes(layer)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    written: list | None = [] if record else None
+    unpack_layer(str(blob), str(tree), written=written)
+    recipe = tmp_path / "blob.tarsplit"
+    referenced = tarsplit.split(str(blob), str(tree), str(recipe), str(tmp_path / "tmp"), written=written)
+    blob.unlink()
+    return tree, recipe, referenced
+
+
+def _rebuild(tmp_path, recipe, tree, layer: bytes) -> bytes:
+    out = tmp_path / "out"
+    with open(out, "wb") as f:
+        n = tarsplit.rebuild(str(recipe), str(tree), "sha256:" + hashlib.sha256(layer).hexdigest(), f.fileno())
+    data = out.read_bytes()
+    assert n == len(data)
+    return data
+
+
+@pytest.mark.parametrize("record", [True, False], ids=["recorded", "compared"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_split_then_rebuild_is_byte_identical(tmp_path, name, record):
+    layer = LAYERS[name]
+    tree, recipe, referenced = _split(tmp_path, layer, record)
+    assert tarsplit.tar_size(str(recipe)) == len(layer)
+    assert _rebuild(tmp_path, recipe, tree, layer) == layer
+    if name == "plain":
+        assert referenced == 6 * 3000 and recipe.stat().st_size < 1000
+
+
+@pytest.mark.parametrize("record", [True, False], ids=["recorded", "compared"])
+def test_duplicates_keep_what_the_tree_lost(tmp_path, record):
+    """The first ``a`` is gone from the tree (the hard link ``h`` holds it): its bytes stay in
+    the recipe; ``b`` and the last ``a`` are the tree's."""
+    tree, recipe, referenced = _split(tmp_path, LAYERS["duplicate"], record)
+    assert referenced == len(b"other") + len(b"first")
+
+
+def test_a_changed_file_of_the_same_size_fails_on_the_digest(tmp_path):
+    layer = LAYERS["plain"]
+    tree, recipe, _ = _split(tmp_path, layer)
+    os.chmod(tree / "d", 0o755)
+    (tree / "d" / "a").write_bytes(b"ALPHA\n" * 3000)
+    with pytest.raises(tarsplit.LayerChanged, match="changed since the layer was unpacked"):
+        _rebuild(tmp_path, recipe, tree, layer)
+
+
+def test_a_file_of_another_size_fails_before_anything_is_written(tmp_path):
+    layer = LAYERS["plain"]
+    tree, recipe, _ = _split(tmp_path, layer)
+    (tree / "d" / "a").unlink()
+    (tree / "d" / "a").symlink_to("empty")
+    out = tmp_path / "out"
+    with open(out, "wb") as f, pytest.raises(tarsplit.LayerChanged, match="/d/a is gone or changed size"):
+        tarsplit.rebuild(str(recipe), str(tree), "sha256:" + hashlib.sha256(layer).hexdigest(), f.fileno())
+    assert out.read_bytes() == b""
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "not-a-recipe"])
+def test_a_damaged_recipe_is_one_error(tmp_path, damage):
+    layer = LAYERS["plain"]
+    tree, recipe, _ = _split(tmp_path, layer)
+    data = recipe.read_bytes()
+    recipe.write_bytes({"truncated": data[: len(data) // 2], "garbage": data[:16] + os.urandom(200),
+                        "not-a-recipe": b"hello"}[damage])
+    with pytest.raises(RootlessError) as e:
+        _rebuild(tmp_path, recipe, tree, layer)
+    assert "recipe" in str(e.value) or "changed" in str(e.value)
