@@ -1,6 +1,8 @@
 """The built-in port forwarder: one event loop per container, bytes moved with ``splice``.
 
-It runs in the container's network namespace and holds sockets created elsewhere:
+It runs in the container's network namespace, in the keeper's process (its loop watches
+:meth:`Relay.fileno` and calls :meth:`Relay.serve` and :meth:`Relay.tick`; :meth:`Relay.run` is the
+same loop alone), and holds sockets created elsewhere:
 
 - *published ports*: listeners bound on the host before the container started. A TCP client
   is accepted, a connection to the container's address is opened here, and the two are joined.
@@ -371,7 +373,7 @@ class _Door(_Listener):
     def handle(self, _sock, _events) -> None:
         for _ in range(16):
             try:
-                msg, fds, _flags, _addr = socket.recv_fds(self.sock, 16, 1)
+                msg, fds, _flags, _addr = socket.recv_fds(self.sock, 16, 1, socket.MSG_CMSG_CLOEXEC)
             except OSError:
                 return
             if not fds:
@@ -522,6 +524,7 @@ class Relay:
         self.sel = selectors.DefaultSelector()
         self.udp: list = []  # what has UDP flows to sweep when idle
         self.timers: list = []  # what has a deadline within seconds (the DNS server's queries): swept often
+        self._swept = time.monotonic()  # the last sweep
         self._scratch = None
 
     def scratch(self) -> memoryview:
@@ -602,19 +605,73 @@ class Relay:
         """Serve until ``stop_fd`` is readable (or closed by the other side)."""
         if stop_fd is not None:
             self.sel.register(stop_fd, _READ, None)
-        while True:
-            events = self.sel.select(0.5 if self.timers else 30.0 if self.udp else None)
-            for key, mask in events:
-                if key.data is None:
-                    return
-                if key.fd not in self.sel.get_map():
-                    continue  # unregistered by an earlier event of this round
-                sock, handler = self.sel.get_key(key.fd).data
-                handler.handle(sock, mask)
-            if self.udp or self.timers:
-                now = time.monotonic()
-                for item in self.udp + self.timers:
-                    item.sweep(now)
+        while self.serve(self.timeout()):
+            pass
+
+    # as a part of another event loop (the keeper's) --------------------------------------------
+    def fileno(self) -> int:
+        """Readable when :meth:`serve` has work."""
+        return self.sel.fileno()
+
+    def timeout(self) -> float | None:
+        """Seconds until the sweep of the DNS server's queries and links, or of idle UDP flows, is
+        due (None: nothing to sweep)."""
+        every = 0.5 if self.timers else 30.0 if self.udp else None
+        return None if every is None else max(0.0, self._swept + every - time.monotonic())
+
+    def tick(self) -> None:
+        """Sweep if it is due (the other loop calls this after each of its wake-ups)."""
+        if (self.udp or self.timers) and self.timeout() == 0.0:
+            self.serve()
+
+    def serve(self, timeout: float | None = 0.0) -> bool:
+        """One round: the events ready within ``timeout`` handled, then the sweep; False when the
+        stop descriptor of :meth:`run` is readable."""
+        for key, mask in self.sel.select(timeout):
+            if key.data is None:
+                return False
+            if key.fd not in self.sel.get_map():
+                continue  # unregistered by an earlier event of this round
+            sock, handler = self.sel.get_key(key.fd).data
+            handler.handle(sock, mask)
+        if self.udp or self.timers:
+            now = self._swept = time.monotonic()
+            for item in self.udp + self.timers:
+                item.sweep(now)
+        return True
+
+    def close(self) -> None:
+        """Close every socket it serves (its published ports are free on return) and its event
+        loop."""
+        if self.sel.get_map() is None:
+            return  # closed already
+        for item in list(self.timers):  # the links' followers (their descriptors of /proc/KEEPER)
+            close = getattr(item, "close", None)
+            if close is not None:
+                close()
+        for key in list(self.sel.get_map().values()):
+            if key.data is None or key.fd not in self.sel.get_map():
+                continue  # the stop descriptor; a pair's other socket, closed with it
+            sock, handler = key.data
+            if isinstance(handler, _Pair):
+                handler.close()  # its pipes too
+            else:
+                self.unwatch(sock)
+                sock.close()
+        self.sel.close()
+
+
+    def forget(self) -> None:
+        """In a fork of its process: close that fork's copies of its descriptors, and nothing
+        more (its event loop's registrations belong to the process that serves it)."""
+        for item in self.timers:  # the links' followers (their descriptors of /proc/KEEPER)
+            forget = getattr(item, "forget", None)
+            if forget is not None:
+                forget()
+        for key in self.sel.get_map().values():
+            if key.data is not None:
+                key.data[0].close()
+        self.sel.close()
 
 
 def listen_door(directory: str) -> socket.socket:

@@ -134,20 +134,28 @@ class Wakeup:
 
 
 def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None, watch,
-              wakeup: Wakeup, clients: list[socket.socket], cli_gone=None, timer=None, pid1: int = 0) -> None:
+              wakeup: Wakeup, clients: list[socket.socket], cli_gone=None, timer=None, pid1: int = 0,
+              ports=None) -> None:
     """Relay output until the container's last writer is gone, logging it to ``log`` (a
     ``logs.LogWriter``, closed here); meanwhile let ``watch`` (an ``exitwatch.ExitWatch`` or
     None) handle PID 1's stops, woken by SIGCHLD. The attach clients stay in ``clients`` for
     :func:`farewell`. ``cli_gone()`` is called when the attached CLI has died (not detached).
     ``timer`` (a ``healthmonitor.Monitor`` or None): its ``tick()`` runs after every wake-up, and the
     loop sleeps at most its ``timeout()``. ``pid1``: the container's PID 1 (0: unknown), whose first
-    output a ``sync`` awaits in the container's first ``FIRST_RUN_WAIT`` seconds (:func:`_synced`)."""
+    output a ``sync`` awaits in the container's first ``FIRST_RUN_WAIT`` seconds (:func:`_synced`).
+    ``ports``: the port relay (a ``netstack.relay.Relay`` or None), served here, in this process:
+    its descriptor is watched, its sweeps are a timer; should it fail, the container goes on without it."""
     terminal = {"stdout": 1, "stderr": 2} if stdio.attached else {}
     sel, relay = _watch_all(stdio, ch, attach_sock, wakeup, clients)
+    if ports is not None:
+        from rootless.runtime.subreaper import combined
+        ports = _Ports(ports, sel)
+        timer = combined(timer, ports)
     open_outputs = len(stdio.fds)
     first = _FirstOutput(pid1)
     try:
-        while open_outputs:
+        # with the port relay, until PID 1 has exited too: its ports serve while it runs, its outputs closed or not
+        while open_outputs or (ports is not None and ports.relay is not None and not _exited(pid1, watch)):
             events = sel.select(_soonest(watch, timer))
             if watch:
                 watch.tick()
@@ -158,6 +166,9 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
                     continue
                 if key.data == "sigchld":
                     wakeup.drain()
+                    continue
+                if key.data == "ports":
+                    ports.serve()
                     continue
                 if relay is not None and key.data is relay:
                     relay.handle(key.fd)
@@ -210,6 +221,49 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
         wakeup.close()
         log.close()
         sel.close()
+
+
+def _exited(pid: int, watch) -> bool:
+    """Whether the container's PID 1 (0: unknown) has exited; its status stays for the keeper's reap."""
+    if not pid or (watch is not None and watch.final_status is not None):
+        return True
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None and info.si_code in (os.CLD_EXITED, os.CLD_KILLED, os.CLD_DUMPED)
+
+
+class _Ports:
+    """The port relay in the supervise loop: its descriptor watched, its sweeps a timer. Should it
+    fail, its sockets close (clients find the ports closed) and the container goes on, as when
+    the relay was a process of its own and died."""
+
+    def __init__(self, relay, sel):
+        self.relay, self.sel = relay, sel
+        sel.register(relay.fileno(), selectors.EVENT_READ, "ports")
+
+    def timeout(self) -> float | None:
+        return self.relay.timeout() if self.relay is not None else None
+
+    def tick(self) -> None:
+        if self.relay is not None:
+            self._guarded(self.relay.tick)
+
+    def serve(self) -> None:
+        if self.relay is not None:
+            self._guarded(self.relay.serve)
+
+    def _guarded(self, call) -> None:
+        try:
+            call()
+        except Exception:  # noqa: BLE001 - the relay's failure is never the container's end
+            relay, self.relay = self.relay, None
+            self.sel.unregister(relay.fileno())
+            try:
+                relay.close()
+            except OSError:
+                pass
 
 
 def _soonest(*timers) -> float | None:
