@@ -142,33 +142,23 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
     :func:`farewell`. ``cli_gone()`` is called when the attached CLI has died (not detached).
     ``timer`` (a ``healthmonitor.Monitor`` or None): its ``tick()`` runs after every wake-up, and the
     loop sleeps at most its ``timeout()``. ``pid1``: the container's PID 1 (0: unknown), whose first
-    output a ``sync`` awaits in the container's first ``FIRST_RUN_WAIT`` seconds (:func:`_synced`).
-    ``ports``: the port relay (a ``netstack.relay.Relay`` or None), served here, in this process:
-    its descriptor is watched, its sweeps are a timer; should it fail, the container goes on without it."""
+    output a ``sync`` awaits in the container's first ``FIRST_RUN_WAIT`` seconds (:func:`_synced`);
+    ``ports``: the port relay (a ``netstack.relay.Relay`` or None), served here (:class:`_Ports`)."""
     terminal = {"stdout": 1, "stderr": 2} if stdio.attached else {}
-    sel, relay = _watch_all(stdio, ch, attach_sock, wakeup, clients)
-    if ports is not None:
-        from rootless.runtime.subreaper import combined
-        ports = _Ports(ports, sel)
-        timer = combined(timer, ports)
+    sel, relay, ports = _watch_all(stdio, ch, attach_sock, wakeup, clients, ports)
     open_outputs = len(stdio.fds)
     first = _FirstOutput(pid1)
     try:
-        # with the port relay, until PID 1 has exited too: its ports serve while it runs, its outputs closed or not
-        while open_outputs or (ports is not None and ports.relay is not None and not _exited(pid1, watch)):
-            events = sel.select(_soonest(watch, timer))
-            if watch:
-                watch.tick()
-            if timer is not None:
-                timer.tick()
+        while open_outputs or ports.serving(pid1, watch):
+            events = sel.select(_soonest(watch, timer, ports))
+            for t in (watch, timer, ports):  # PID 1's stops, the health checks, the ports' sweeps
+                if t is not None:
+                    t.tick()
             for key, _ in events:
                 if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
                     continue
-                if key.data == "sigchld":
-                    wakeup.drain()
-                    continue
-                if key.data == "ports":
-                    ports.serve()
+                if callable(key.data):  # SIGCHLD's wake-up (the ticks above ran), the port relay's work
+                    key.data()
                     continue
                 if relay is not None and key.data is relay:
                     relay.handle(key.fd)
@@ -235,13 +225,19 @@ def _exited(pid: int, watch) -> bool:
 
 
 class _Ports:
-    """The port relay in the supervise loop: its descriptor watched, its sweeps a timer. Should it
+    """The port relay (or None) in the supervise loop: its descriptor watched, its sweeps a timer,
+    the loop kept until PID 1 has exited, even when the container closed its outputs. Should it
     fail, its sockets close (clients find the ports closed) and the container goes on, as when
     the relay was a process of its own and died."""
 
     def __init__(self, relay, sel):
         self.relay, self.sel = relay, sel
-        sel.register(relay.fileno(), selectors.EVENT_READ, "ports")
+        if relay is not None:
+            sel.register(relay.fileno(), selectors.EVENT_READ, self.serve)
+
+    def serving(self, pid1: int, watch) -> bool:
+        """Whether the loop must go on for the ports (the outputs may have ended): PID 1 runs."""
+        return self.relay is not None and not _exited(pid1, watch)
 
     def timeout(self) -> float | None:
         return self.relay.timeout() if self.relay is not None else None
@@ -273,9 +269,9 @@ def _soonest(*timers) -> float | None:
 
 
 def _watch_all(stdio: Stdio, ch: Channel, attach_sock: socket.socket | None, wakeup: Wakeup,
-               clients: list[socket.socket]):
-    """The selector of :func:`supervise` with every descriptor it watches registered, and the relay
-    of the attached CLI's stdin (or None)."""
+               clients: list[socket.socket], ports=None):
+    """The selector of :func:`supervise` with every descriptor it watches registered, the relay
+    of the attached CLI's stdin (or None), and the port relay ``ports`` as :class:`_Ports`."""
     sel = selectors.DefaultSelector()
     relay = None
     if stdio.relay_stdin and stdio.stdin_w >= 0:  # the attached CLI's stdin (ours: we are its fork)
@@ -292,8 +288,8 @@ def _watch_all(stdio: Stdio, ch: Channel, attach_sock: socket.socket | None, wak
     for client in clients:  # connected before the container ran (API attach and wait)
         client.setblocking(False)
         sel.register(client, selectors.EVENT_READ, "client")
-    sel.register(wakeup.r, selectors.EVENT_READ, "sigchld")
-    return sel, relay
+    sel.register(wakeup.r, selectors.EVENT_READ, wakeup.drain)
+    return sel, relay, _Ports(ports, sel)
 
 
 def farewell(clients: list[socket.socket], attach_sock: socket.socket | None, code: int | None) -> None:
