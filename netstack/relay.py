@@ -1,8 +1,8 @@
 """The built-in port forwarder: one event loop per container, bytes moved with ``splice``.
 
-It runs in the container's network namespace, in the keeper's process (its loop watches
-:meth:`Relay.fileno` and calls :meth:`Relay.serve` and :meth:`Relay.tick`; :meth:`Relay.run` is the
-same loop alone), and holds sockets created elsewhere:
+It runs in the container's network namespace, in the keeper's process, whose loop serves its
+sockets (:meth:`Relay.share`; :meth:`Relay.run` is a loop of its own, for tests), and holds
+sockets created elsewhere:
 
 - *published ports*: listeners bound on the host before the container started. A TCP client
   is accepted, a connection to the container's address is opened here, and the two are joined.
@@ -525,6 +525,7 @@ class Relay:
         self.udp: list = []  # what has UDP flows to sweep when idle
         self.timers: list = []  # what has a deadline within seconds (the DNS server's queries): swept often
         self._swept = time.monotonic()  # the last sweep
+        self._shared = self._closed = False  # serves another loop's selector (share); closed
         self._scratch = None
 
     def scratch(self) -> memoryview:
@@ -609,9 +610,15 @@ class Relay:
             pass
 
     # as a part of another event loop (the keeper's) --------------------------------------------
-    def fileno(self) -> int:
-        """Readable when :meth:`serve` has work."""
-        return self.sel.fileno()
+    def share(self, sel: selectors.BaseSelector) -> None:
+        """Move its sockets to ``sel``, the selector of the loop that serves it from now on: that
+        loop hands each event whose data is a (socket, handler) pair to the handler
+        (``handler.handle(socket, events)``) and calls :meth:`tick` after each of its wake-ups,
+        sleeping at most :meth:`timeout`. One wait serves both loops."""
+        for key in list(self.sel.get_map().values()):
+            sel.register(key.fileobj, key.events, key.data)
+        self.sel.close()
+        self.sel, self._shared = sel, True
 
     def timeout(self) -> float | None:
         """Seconds until the sweep of the DNS server's queries and links, or of idle UDP flows, is
@@ -620,13 +627,13 @@ class Relay:
         return None if every is None else max(0.0, self._swept + every - time.monotonic())
 
     def tick(self) -> None:
-        """Sweep if it is due (the other loop calls this after each of its wake-ups)."""
+        """Sweep if it is due."""
         if (self.udp or self.timers) and self.timeout() == 0.0:
-            self.serve()
+            self._sweep()
 
     def serve(self, timeout: float | None = 0.0) -> bool:
-        """One round: the events ready within ``timeout`` handled, then the sweep; False when the
-        stop descriptor of :meth:`run` is readable."""
+        """One round of its own loop: the events ready within ``timeout`` handled, then the sweep;
+        False when the stop descriptor of :meth:`run` is readable."""
         for key, mask in self.sel.select(timeout):
             if key.data is None:
                 return False
@@ -634,32 +641,36 @@ class Relay:
                 continue  # unregistered by an earlier event of this round
             sock, handler = self.sel.get_key(key.fd).data
             handler.handle(sock, mask)
+        self._sweep()
+        return True
+
+    def _sweep(self) -> None:
         if self.udp or self.timers:
             now = self._swept = time.monotonic()
             for item in self.udp + self.timers:
                 item.sweep(now)
-        return True
 
     def close(self) -> None:
-        """Close every socket it serves (its published ports are free on return) and its event
-        loop."""
-        if self.sel.get_map() is None:
-            return  # closed already
+        """Close every socket it serves (its published ports are free on return), and its event
+        loop unless it shares another's (whose other entries it leaves as they are)."""
+        if self._closed:
+            return
+        self._closed = True
         for item in list(self.timers):  # the links' followers (their descriptors of /proc/KEEPER)
             close = getattr(item, "close", None)
             if close is not None:
                 close()
         for key in list(self.sel.get_map().values()):
-            if key.data is None or key.fd not in self.sel.get_map():
-                continue  # the stop descriptor; a pair's other socket, closed with it
+            if not isinstance(key.data, tuple) or key.fd not in self.sel.get_map():
+                continue  # the stop descriptor, the other loop's; a pair's other socket, closed with it
             sock, handler = key.data
             if isinstance(handler, _Pair):
                 handler.close()  # its pipes too
             else:
                 self.unwatch(sock)
                 sock.close()
-        self.sel.close()
-
+        if not self._shared:
+            self.sel.close()
 
     def forget(self) -> None:
         """In a fork of its process: close that fork's copies of its descriptors, and nothing

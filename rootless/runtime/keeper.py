@@ -154,11 +154,14 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
             for t in (watch, timer, ports):  # PID 1's stops, the health checks, the ports' sweeps
                 if t is not None:
                     t.tick()
-            for key, _ in events:
+            for key, mask in events:
                 if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
                     continue
-                if callable(key.data):  # SIGCHLD's wake-up (the ticks above ran), the port relay's work
+                if callable(key.data):  # SIGCHLD's wake-up (the ticks above ran), a new attach client
                     key.data()
+                    continue
+                if type(key.data) is tuple:  # a socket of the port relay's, which shares this selector
+                    ports.handle(sel.get_key(key.fd).data, mask)  # as registered now (its fd may be new)
                     continue
                 if relay is not None and key.data is relay:
                     relay.handle(key.fd)
@@ -176,13 +179,6 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
                             relay.stop_reading()
                             if relay.done:
                                 stdio.stdin_w = -1
-                    continue
-                if key.data == "listen":
-                    assert attach_sock is not None  # "listen" is registered only for a socket
-                    client, _ = attach_sock.accept()
-                    client.setblocking(False)
-                    clients.append(client)
-                    sel.register(client, selectors.EVENT_READ, "client")
                     continue
                 if key.data == "client":
                     shown = terminal  # the attached terminal now, for a sync's output
@@ -208,6 +204,7 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
         if relay is not None:
             relay.close()
             stdio.stdin_w = -1
+        ports.close()  # PID 1 has exited: its ports are closed before the selector they share
         wakeup.close()
         log.close()
         sel.close()
@@ -225,15 +222,16 @@ def _exited(pid: int, watch) -> bool:
 
 
 class _Ports:
-    """The port relay (or None) in the supervise loop: its descriptor watched, its sweeps a timer,
-    the loop kept until PID 1 has exited, even when the container closed its outputs. Should it
-    fail, its sockets close (clients find the ports closed) and the container goes on, as when
-    the relay was a process of its own and died."""
+    """The port relay (or None) in the supervise loop: its sockets in the loop's selector
+    (``Relay.share``: one wait for all, no second loop), its sweeps a timer, the loop kept until
+    PID 1 has exited, even when the container closed its outputs. Should it fail, its sockets
+    close (clients find the ports closed) and the container goes on, as when the relay was a
+    process of its own and died."""
 
     def __init__(self, relay, sel):
-        self.relay, self.sel = relay, sel
+        self.relay = relay
         if relay is not None:
-            sel.register(relay.fileno(), selectors.EVENT_READ, self.serve)
+            relay.share(sel)
 
     def serving(self, pid1: int, watch) -> bool:
         """Whether the loop must go on for the ports (the outputs may have ended): PID 1 runs."""
@@ -242,20 +240,24 @@ class _Ports:
     def timeout(self) -> float | None:
         return self.relay.timeout() if self.relay is not None else None
 
+    def handle(self, data: tuple, mask: int) -> None:
+        """An event of one of the relay's sockets: ``data`` is its (socket, handler)."""
+        if self.relay is not None:
+            try:
+                data[1].handle(data[0], mask)
+            except Exception:  # noqa: BLE001 - the relay's failure is never the container's end
+                self.close()
+
     def tick(self) -> None:
         if self.relay is not None:
-            self._guarded(self.relay.tick)
+            try:
+                self.relay.tick()
+            except Exception:  # noqa: BLE001 - as in handle
+                self.close()
 
-    def serve(self) -> None:
-        if self.relay is not None:
-            self._guarded(self.relay.serve)
-
-    def _guarded(self, call) -> None:
-        try:
-            call()
-        except Exception:  # noqa: BLE001 - the relay's failure is never the container's end
-            relay, self.relay = self.relay, None
-            self.sel.unregister(relay.fileno())
+    def close(self) -> None:
+        relay, self.relay = self.relay, None
+        if relay is not None:
             try:
                 relay.close()
             except OSError:
@@ -284,12 +286,20 @@ def _watch_all(stdio: Stdio, ch: Channel, attach_sock: socket.socket | None, wak
         if stdio.master >= 0:
             ch.send("tty", fds=[stdio.master])  # the CLI writes input and sets the window size
     if attach_sock is not None:
-        sel.register(attach_sock, selectors.EVENT_READ, "listen")
+        sel.register(attach_sock, selectors.EVENT_READ, lambda: _accept(attach_sock, clients, sel))
     for client in clients:  # connected before the container ran (API attach and wait)
         client.setblocking(False)
         sel.register(client, selectors.EVENT_READ, "client")
     sel.register(wakeup.r, selectors.EVENT_READ, wakeup.drain)
     return sel, relay, _Ports(ports, sel)
+
+
+def _accept(attach_sock: socket.socket, clients: list[socket.socket], sel) -> None:
+    """A new attach client, watched from now on (and told the exit code: :func:`farewell`)."""
+    client, _ = attach_sock.accept()
+    client.setblocking(False)
+    clients.append(client)
+    sel.register(client, selectors.EVENT_READ, "client")
 
 
 def farewell(clients: list[socket.socket], attach_sock: socket.socket | None, code: int | None) -> None:

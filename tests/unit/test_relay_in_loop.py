@@ -4,6 +4,7 @@ sockets closed on demand, and a fork's copies dropped without touching the serve
 from __future__ import annotations
 
 import os
+import selectors
 import socket
 import threading
 import time
@@ -89,4 +90,36 @@ def test_a_forks_forget_leaves_the_servers_loop_as_it_was():
     _echo_once(backend)
     assert _ask(port, relay) == b"PING"
     relay.close()
+    backend.close()
+
+
+def test_shared_with_another_loops_selector_it_is_served_there_and_closes_only_its_own():
+    relay = Relay("127.0.0.1")
+    backend, port = _published(relay)
+    sel = selectors.DefaultSelector()
+    r, w = os.pipe()
+    sel.register(r, selectors.EVENT_READ, "the other loop's")
+    relay.share(sel)
+    _echo_once(backend)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(b"ping")
+        c.setblocking(False)
+        answer = b""
+        deadline = time.monotonic() + 5
+        while not answer and time.monotonic() < deadline:
+            for key, mask in sel.select(0.01):
+                if type(key.data) is tuple and key.fd in sel.get_map():
+                    sock, handler = sel.get_key(key.fd).data
+                    handler.handle(sock, mask)
+            relay.tick()
+            try:
+                answer = c.recv(100)
+            except BlockingIOError:
+                pass
+    assert answer == b"PING"
+    relay.close()
+    assert [k.data for k in sel.get_map().values()] == ["the other loop's"]  # its own entries only
+    sel.close()
+    os.close(r)
+    os.close(w)
     backend.close()
