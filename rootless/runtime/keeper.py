@@ -136,9 +136,10 @@ class Wakeup:
 def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None, watch,
               wakeup: Wakeup, clients: list[socket.socket], cli_gone=None, timer=None, pid1: int = 0,
               ports=None) -> None:
-    """Relay output until the container's last writer is gone, logging it to ``log`` (a
-    ``logs.LogWriter``, closed here); meanwhile let ``watch`` (an ``exitwatch.ExitWatch`` or
-    None) handle PID 1's stops, woken by SIGCHLD. The attach clients stay in ``clients`` for
+    """Relay output until the container's last writer is gone and PID 1 has exited (a container
+    that closed its outputs is still supervised: health checks, attach clients, ports), logging it
+    to ``log`` (a ``logs.LogWriter``, closed here); meanwhile let ``watch`` (an
+    ``exitwatch.ExitWatch`` or None) handle PID 1's stops, woken by SIGCHLD. The attach clients stay in ``clients`` for
     :func:`farewell`. ``cli_gone()`` is called when the attached CLI has died (not detached).
     ``timer`` (a ``healthmonitor.Monitor`` or None): its ``tick()`` runs after every wake-up, and the
     loop sleeps at most its ``timeout()``. ``pid1``: the container's PID 1 (0: unknown), whose first
@@ -149,7 +150,7 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
     open_outputs = len(stdio.fds)
     first = _FirstOutput(pid1)
     try:
-        while open_outputs or ports.serving(pid1, watch):
+        while open_outputs or not _exited(pid1, watch):
             events = sel.select(_soonest(watch, timer, ports))
             for t in (watch, timer, ports):  # PID 1's stops, the health checks, the ports' sweeps
                 if t is not None:
@@ -223,8 +224,7 @@ def _exited(pid: int, watch) -> bool:
 
 class _Ports:
     """The port relay (or None) in the supervise loop: its sockets in the loop's selector
-    (``Relay.share``: one wait for all, no second loop), its sweeps a timer, the loop kept until
-    PID 1 has exited, even when the container closed its outputs. Should it fail, its sockets
+    (``Relay.share``: one wait for all, no second loop), its sweeps a timer. Should it fail, its sockets
     close (clients find the ports closed) and the container goes on, as when the relay was a
     process of its own and died."""
 
@@ -232,10 +232,6 @@ class _Ports:
         self.relay = relay
         if relay is not None:
             relay.share(sel)
-
-    def serving(self, pid1: int, watch) -> bool:
-        """Whether the loop must go on for the ports (the outputs may have ended): PID 1 runs."""
-        return self.relay is not None and not _exited(pid1, watch)
 
     def timeout(self) -> float | None:
         return self.relay.timeout() if self.relay is not None else None

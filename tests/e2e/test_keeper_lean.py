@@ -98,3 +98,16 @@ def test_the_containers_processes_hold_no_host_socket(bb):
     held = {os.readlink(f"/proc/{st['pid']}/fd/{fd}") for fd in os.listdir(f"/proc/{st['pid']}/fd")}
     assert f"socket:[{inode}]" not in held, held
     bb("rm", "-f", "web")
+
+
+def test_a_container_that_closed_its_outputs_is_still_supervised(bb):
+    """Its health checks go on (the keeper's loop used to end with the outputs and wait for PID 1
+    blind: no probe ran, the status stayed unhealthy with an empty log)."""
+    bb("run", "-d", "--name", "quiet", "--health-cmd", "true", "--health-interval", "1s", "busybox", "sh", "-c",
+       "exec >/dev/null 2>&1; exec sleep 60")
+    wait_for(lambda: bb("inspect", "-f", "{{.State.Health.Status}}", "quiet").out.strip() == "healthy", 20,
+             "the health check to pass")
+    assert bb("inspect", "-f", "{{len .State.Health.Log}}", "quiet").out.strip() != "0"
+    bb("stop", "-t", "1", "quiet")
+    assert bb("inspect", "-f", "{{.State.Status}}", "quiet").out.strip() == "exited"
+    bb("rm", "quiet")
