@@ -185,6 +185,19 @@ class Followers:
             f.follow(keeper)
         f.refresh()
 
+    def close(self) -> None:
+        """Every follower closed (their listeners and descriptors): the relay ends."""
+        for f in self.by_cid.values():
+            f.close()
+        self.by_cid.clear()
+
+    def forget(self) -> None:
+        """In a fork of the relay's process: close its copies of the followers' descriptors."""
+        for f in self.by_cid.values():
+            if f.proc_fd is not None:
+                os.close(f.proc_fd)
+                f.proc_fd = None
+
     def sweep(self, now: float) -> None:
         if now < self.next:
             return

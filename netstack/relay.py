@@ -1,6 +1,8 @@
 """The built-in port forwarder: one event loop per container, bytes moved with ``splice``.
 
-It runs in the container's network namespace and holds sockets created elsewhere:
+It runs in the container's network namespace, in the keeper's process, whose loop serves its
+sockets (:meth:`Relay.share`; :meth:`Relay.run` is a loop of its own, for tests), and holds
+sockets created elsewhere:
 
 - *published ports*: listeners bound on the host before the container started. A TCP client
   is accepted, a connection to the container's address is opened here, from the client's own
@@ -378,7 +380,7 @@ class _Door(_Listener):
     def handle(self, _sock, _events) -> None:
         for _ in range(16):
             try:
-                msg, fds, _flags, _addr = socket.recv_fds(self.sock, 16, 1)
+                msg, fds, _flags, _addr = socket.recv_fds(self.sock, 16, 1, socket.MSG_CMSG_CLOEXEC)
             except OSError:
                 return
             if not fds:
@@ -552,6 +554,9 @@ class Relay:
         self._fds: dict[int, list] = {}  # fd -> [socket, handler, events]; the stop fd's handler is None
         self.udp: list = []  # what has UDP flows to sweep when idle
         self.timers: list = []  # what has a deadline within seconds (the DNS server's queries): swept often
+        self._swept = time.monotonic()  # the last sweep
+        self._shared = None  # the selector of the loop that serves it (share)
+        self._closed = False
         self._scratch = None
 
     def scratch(self) -> memoryview:
@@ -661,24 +666,90 @@ class Relay:
         if stop_fd is not None:
             self._epoll.register(stop_fd, _READ)
             self._fds[stop_fd] = [None, None, _READ]
+        while self.serve(self.timeout()):
+            pass
+
+    # as a part of another event loop (the keeper's) --------------------------------------------
+    def share(self, sel, serve=None) -> None:
+        """Be served by the loop of ``sel`` (a selector) from now on: its own epoll descriptor
+        joins ``sel``, with ``serve`` (a callable; :meth:`serve` by default) as its data, which
+        that loop calls when it is readable; it also calls :meth:`tick` after each of its
+        wake-ups and sleeps at most :meth:`timeout`. One wait serves both loops."""
+        import selectors
+        sel.register(self._epoll.fileno(), selectors.EVENT_READ, serve or self.serve)
+        self._shared = sel
+
+    def timeout(self) -> float | None:
+        """Seconds until the sweep of the DNS server's queries and links, or of idle UDP flows, is
+        due (None: nothing to sweep)."""
+        every = 0.5 if self.timers else 30.0 if self.udp else None
+        return None if every is None else max(0.0, self._swept + every - time.monotonic())
+
+    def tick(self) -> None:
+        """Sweep if it is due."""
+        if (self.udp or self.timers) and self.timeout() == 0.0:
+            self._sweep()
+
+    def serve(self, timeout: float | None = 0.0) -> bool:
+        """One round of its loop: the events ready within ``timeout`` handled, then the sweep;
+        False when the stop descriptor of :meth:`run` is readable."""
         fds = self._fds
-        while True:
-            events = self._epoll.poll(0.5 if self.timers else 30.0 if self.udp else -1)
-            for fd, ev in events:
-                entry = fds.get(fd)
-                if entry is None:
-                    continue  # unregistered by an earlier event of this round
-                sock, handler, mask = entry
-                if handler is None:
-                    return
-                # an error or hang-up is news for a reader and a writer alike
-                ready = ((_READ if ev & ~_WRITE else 0) | (_WRITE if ev & ~_READ else 0)) & mask
-                if ready:
-                    handler.handle(sock, ready)
-            if self.udp or self.timers:
-                now = time.monotonic()
-                for item in self.udp + self.timers:
-                    item.sweep(now)
+        for fd, ev in self._epoll.poll(-1 if timeout is None else timeout):
+            entry = fds.get(fd)
+            if entry is None:
+                continue  # unregistered by an earlier event of this round
+            sock, handler, mask = entry
+            if handler is None:
+                return False
+            # an error or hang-up is news for a reader and a writer alike
+            ready = ((_READ if ev & ~_WRITE else 0) | (_WRITE if ev & ~_READ else 0)) & mask
+            if ready:
+                handler.handle(sock, ready)
+        self._sweep()
+        return True
+
+    def _sweep(self) -> None:
+        if self.udp or self.timers:
+            now = self._swept = time.monotonic()
+            for item in self.udp + self.timers:
+                item.sweep(now)
+
+    def close(self) -> None:
+        """Close every socket it serves (its published ports are free on return) and its loop,
+        which leaves the loop it shares (whose other entries stay as they are)."""
+        if self._closed:
+            return
+        self._closed = True
+        for item in list(self.timers):  # the links' followers (their descriptors of /proc/KEEPER)
+            close = getattr(item, "close", None)
+            if close is not None:
+                close()
+        for fd, (sock, handler, _mask) in list(self._fds.items()):
+            if handler is None or fd not in self._fds:
+                continue  # the stop descriptor; a pair's other socket, closed with it
+            if isinstance(handler, _Pair):
+                handler.close()  # its pipes too
+            else:
+                self.unwatch(sock)
+                sock.close()
+        if self._shared is not None:
+            try:
+                self._shared.unregister(self._epoll.fileno())
+            except (KeyError, ValueError):
+                pass
+        self._epoll.close()
+
+    def forget(self) -> None:
+        """In a fork of its process: close that fork's copies of its descriptors, and nothing
+        more (its epoll registrations are the serving process's: never unregistered here)."""
+        for item in self.timers:  # the links' followers (their descriptors of /proc/KEEPER)
+            forget = getattr(item, "forget", None)
+            if forget is not None:
+                forget()
+        for sock, handler, _mask in self._fds.values():
+            if handler is not None:
+                sock.close()
+        self._epoll.close()
 
 
 def listen_door(directory: str) -> socket.socket:

@@ -434,7 +434,7 @@ class Placement:
         return ctr
 
     def settle(self, container_pid: int) -> None:
-        """Move what is not the container (the keeper, slirp4netns, the relay) to ``keeper``."""
+        """Move what is not the container (the keeper, slirp4netns) to ``keeper``."""
         if self.scope is None:  # no cgroup of its own after all (adopt said so)
             return
         ctr, kept = os.path.join(self.scope, "ctr"), os.path.join(self.scope, "keeper")

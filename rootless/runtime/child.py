@@ -161,10 +161,11 @@ class _Keeper:
         _mark(self.ch, "mounted")
 
     def connect_network(self) -> None:
-        """The relay for the published ports and the links (slirp4netns is awaited later: ``open_gate``)."""
+        """The relay for the published ports and the links, served by the supervise loop (slirp4netns
+        is awaited later: ``open_gate``)."""
         net = self.plan.net
         if net.bound or net.door or self.link_listeners or net.dns is not None:
-            Step.at("start the port relay")
+            Step.at("set up the port relay")
             self.helpers.relay = keepernet.start_relay(self.plan, self.link_listeners, self.link_ns,
                                                        lambda m: _send_quietly(self.ch, "warning", message=m), Step.at)
 
@@ -192,6 +193,7 @@ class _Keeper:
             os.close(self.exec_r)
             if gate_r >= 0:
                 os.close(self.gate_w)
+            self.helpers.forget_relay()  # the host's sockets stay the keeper's
             _container_entry(plan, self.ch, stdio, exec_w, gate_r)
         os.close(exec_w)
         if gate_r >= 0:
@@ -300,7 +302,8 @@ class _Keeper:
             self.end_watch.waited = probe_pids
         try:
             keeper.supervise(stdio, self.ch, log, self.attach_sock, watch, wakeup, self.clients,
-                             cli_gone if plan.tied else None, subreaper.combined(monitor, self.end_watch), pid1=pid)
+                             cli_gone if plan.tied else None, subreaper.combined(monitor, self.end_watch), pid1=pid,
+                             ports=self.helpers.relay)
         finally:
             if monitor is not None:
                 monitor.stop()

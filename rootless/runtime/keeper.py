@@ -134,30 +134,32 @@ class Wakeup:
 
 
 def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None, watch,
-              wakeup: Wakeup, clients: list[socket.socket], cli_gone=None, timer=None, pid1: int = 0) -> None:
-    """Relay output until the container's last writer is gone, logging it to ``log`` (a
-    ``logs.LogWriter``, closed here); meanwhile let ``watch`` (an ``exitwatch.ExitWatch`` or
-    None) handle PID 1's stops, woken by SIGCHLD. The attach clients stay in ``clients`` for
+              wakeup: Wakeup, clients: list[socket.socket], cli_gone=None, timer=None, pid1: int = 0,
+              ports=None) -> None:
+    """Relay output until the container's last writer is gone and PID 1 has exited (a container
+    that closed its outputs is still supervised: health checks, attach clients, ports), logging it
+    to ``log`` (a ``logs.LogWriter``, closed here); meanwhile let ``watch`` (an
+    ``exitwatch.ExitWatch`` or None) handle PID 1's stops, woken by SIGCHLD. The attach clients stay in ``clients`` for
     :func:`farewell`. ``cli_gone()`` is called when the attached CLI has died (not detached).
     ``timer`` (a ``healthmonitor.Monitor`` or None): its ``tick()`` runs after every wake-up, and the
     loop sleeps at most its ``timeout()``. ``pid1``: the container's PID 1 (0: unknown), whose first
-    output a ``sync`` awaits in the container's first ``FIRST_RUN_WAIT`` seconds (:func:`_synced`)."""
+    output a ``sync`` awaits in the container's first ``FIRST_RUN_WAIT`` seconds (:func:`_synced`);
+    ``ports``: the port relay (a ``netstack.relay.Relay`` or None), served here (:class:`_Ports`)."""
     terminal = {"stdout": 1, "stderr": 2} if stdio.attached else {}
-    sel, relay = _watch_all(stdio, ch, attach_sock, wakeup, clients)
+    sel, relay, ports = _watch_all(stdio, ch, attach_sock, wakeup, clients, ports)
     open_outputs = len(stdio.fds)
     first = _FirstOutput(pid1)
     try:
-        while open_outputs:
-            events = sel.select(_soonest(watch, timer))
-            if watch:
-                watch.tick()
-            if timer is not None:
-                timer.tick()
-            for key, _ in events:
+        while open_outputs or not _exited(pid1, watch):
+            events = sel.select(_soonest(watch, timer, ports))
+            for t in (watch, timer, ports):  # PID 1's stops, the health checks, the ports' sweeps
+                if t is not None:
+                    t.tick()
+            for key, _mask in events:
                 if key.fd not in sel.get_map():  # unregistered by an earlier event of this round
                     continue
-                if key.data == "sigchld":
-                    wakeup.drain()
+                if callable(key.data):  # SIGCHLD's wake-up (ticks ran), a new attach client, the relay
+                    key.data()
                     continue
                 if relay is not None and key.data is relay:
                     relay.handle(key.fd)
@@ -175,13 +177,6 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
                             relay.stop_reading()
                             if relay.done:
                                 stdio.stdin_w = -1
-                    continue
-                if key.data == "listen":
-                    assert attach_sock is not None  # "listen" is registered only for a socket
-                    client, _ = attach_sock.accept()
-                    client.setblocking(False)
-                    clients.append(client)
-                    sel.register(client, selectors.EVENT_READ, "client")
                     continue
                 if key.data == "client":
                     shown = terminal  # the attached terminal now, for a sync's output
@@ -207,9 +202,59 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
         if relay is not None:
             relay.close()
             stdio.stdin_w = -1
+        ports.close()  # PID 1 has exited: its ports are closed before the selector they share
         wakeup.close()
         log.close()
         sel.close()
+
+
+def _exited(pid: int, watch) -> bool:
+    """Whether the container's PID 1 (0: unknown) has exited; its status stays for the keeper's reap."""
+    if not pid or (watch is not None and watch.final_status is not None):
+        return True
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None and info.si_code in (os.CLD_EXITED, os.CLD_KILLED, os.CLD_DUMPED)
+
+
+class _Ports:
+    """The port relay (or None) in the supervise loop: its epoll descriptor in the loop's selector
+    (``Relay.share``: one wait for all; readable, a round of the relay's events), its sweeps a
+    timer. Should it fail, its sockets close (clients find the ports closed) and the container
+    goes on, as when the relay was a process of its own and died."""
+
+    def __init__(self, relay, sel):
+        self.relay = relay
+        if relay is not None:
+            relay.share(sel, self.serve)
+
+    def timeout(self) -> float | None:
+        return self.relay.timeout() if self.relay is not None else None
+
+    def serve(self) -> None:
+        """The relay's loop is readable: a round of its events."""
+        if self.relay is not None:
+            try:
+                self.relay.serve(0.0)
+            except Exception:  # noqa: BLE001 - the relay's failure is never the container's end
+                self.close()
+
+    def tick(self) -> None:
+        if self.relay is not None:
+            try:
+                self.relay.tick()
+            except Exception:  # noqa: BLE001 - as in handle
+                self.close()
+
+    def close(self) -> None:
+        relay, self.relay = self.relay, None
+        if relay is not None:
+            try:
+                relay.close()
+            except OSError:
+                pass
 
 
 def _soonest(*timers) -> float | None:
@@ -219,9 +264,9 @@ def _soonest(*timers) -> float | None:
 
 
 def _watch_all(stdio: Stdio, ch: Channel, attach_sock: socket.socket | None, wakeup: Wakeup,
-               clients: list[socket.socket]):
-    """The selector of :func:`supervise` with every descriptor it watches registered, and the relay
-    of the attached CLI's stdin (or None)."""
+               clients: list[socket.socket], ports=None):
+    """The selector of :func:`supervise` with every descriptor it watches registered, the relay
+    of the attached CLI's stdin (or None), and the port relay ``ports`` as :class:`_Ports`."""
     sel = selectors.DefaultSelector()
     relay = None
     if stdio.relay_stdin and stdio.stdin_w >= 0:  # the attached CLI's stdin (ours: we are its fork)
@@ -234,12 +279,20 @@ def _watch_all(stdio: Stdio, ch: Channel, attach_sock: socket.socket | None, wak
         if stdio.master >= 0:
             ch.send("tty", fds=[stdio.master])  # the CLI writes input and sets the window size
     if attach_sock is not None:
-        sel.register(attach_sock, selectors.EVENT_READ, "listen")
+        sel.register(attach_sock, selectors.EVENT_READ, lambda: _accept(attach_sock, clients, sel))
     for client in clients:  # connected before the container ran (API attach and wait)
         client.setblocking(False)
         sel.register(client, selectors.EVENT_READ, "client")
-    sel.register(wakeup.r, selectors.EVENT_READ, "sigchld")
-    return sel, relay
+    sel.register(wakeup.r, selectors.EVENT_READ, wakeup.drain)
+    return sel, relay, _Ports(ports, sel)
+
+
+def _accept(attach_sock: socket.socket, clients: list[socket.socket], sel) -> None:
+    """A new attach client, watched from now on (and told the exit code: :func:`farewell`)."""
+    client, _ = attach_sock.accept()
+    client.setblocking(False)
+    clients.append(client)
+    sel.register(client, selectors.EVENT_READ, "client")
 
 
 def farewell(clients: list[socket.socket], attach_sock: socket.socket | None, code: int | None) -> None:

@@ -1,12 +1,12 @@
 """The keeper's network helpers: slirp4netns started against the container's network namespace
-and its own port forwards, the tap's MAC, and the relay process (published ports, link
-listeners, the door, a network member's DNS server), each ended in reverse order of its start
-(:class:`Helpers`). ``runtime.child``'s keeper calls them in its named phases."""
+and its own port forwards, the tap's MAC, and the port relay (published ports, link listeners,
+the door, a network member's DNS server: ``netstack.relay``, served in the keeper's own loop, no
+process of its own), each ended in reverse order of its start (:class:`Helpers`).
+``runtime.child``'s keeper calls them in its named phases."""
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 from collections.abc import Callable
 
@@ -14,6 +14,7 @@ from rootless.runtime.launchplan import LaunchPlan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from netstack.relay import Relay
     from netstack.slirp import Slirp
 
 
@@ -22,20 +23,21 @@ class Helpers:
 
     def __init__(self) -> None:
         self.slirp: Slirp | None = None
-        self.relay: tuple[int, int] | None = None  # (pid, stop fd)
+        self.relay: Relay | None = None  # served by the keeper's supervise loop
 
     def stop_relay(self) -> None:
-        """End the relay and wait for it: once the container is recorded as stopped, its host
-        ports are free for the next container."""
-        if self.relay:
-            pid, stop = self.relay
-            self.relay = None
-            os.close(stop)  # the relay returns when its end of the pipe reads EOF
-            try:
-                os.kill(pid, signal.SIGKILL)  # it has nothing to tidy: its sockets close with it
-                os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+        """Close the relay's sockets: once the container is recorded as stopped, its host ports
+        are free for the next container."""
+        if self.relay is not None:
+            relay, self.relay = self.relay, None
+            relay.close()
+
+    def forget_relay(self) -> None:
+        """In the container's fork, before it runs anything: close the copies of the relay's
+        descriptors it inherited (no host socket of the keeper's reaches the container)."""
+        if self.relay is not None:
+            relay, self.relay = self.relay, None
+            relay.forget()
 
     def stop_slirp(self) -> None:
         if self.slirp:
@@ -77,17 +79,35 @@ def tap_mac() -> str:
 
 
 def start_relay(plan: LaunchPlan, link_listeners: list, link_ns: list[int], warn,
-                at: Callable[[str], None]) -> tuple[int, int]:
-    """Fork the port relay (before the pid namespace: it must not become PID 1 there). It holds the
-    published ports, the link listeners, the door and a network member's DNS server; the keeper
-    keeps none of them."""
+                at: Callable[[str], None]) -> Relay:
+    """The port relay, served in the keeper's own loop (``keeper.supervise``): no process of its
+    own. It takes the published ports, the link listeners, the door and a network member's DNS
+    server; the keeper closes them all with :meth:`Helpers.stop_relay`."""
+    import signal
+
     from netstack import relay
     net = plan.net
-    door = relay.listen_door(plan.run_dir) if net.door else None
-    socks = [b.sock for b in net.bound if b.sock is not None] + [s for s, _d, _p, _k in link_listeners]
-    if door:
-        socks.append(door)
-    dns_socks: tuple = ()
+    # a peer gone mid-write is an error to the relay, never a signal that ends the keeper (one
+    # started by the restart monitor has SIGPIPE at its default); the container's command gets
+    # its signals reset before its exec
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    origins = None
+    if net.kind == "slirp4netns":  # the relay is in the container's network namespace
+        from netstack import clientaddr
+        origins = clientaddr.ClientAddresses(net.target_ip)
+    r = relay.Relay(net.target_ip, origins=origins)
+    for b in net.bound:
+        if b.sock is not None:
+            r.publish(b.sock, b.proto, b.container_port)
+    follow = [link for link in net.links if link.keeper]
+    followers = _followers(r, plan, follow, link_ns[0] if link_ns else None)
+    by_door = {link.door_dir: followers.by_cid.get(link.cid) for link in follow} if followers else {}
+    for s, door_dir, port, proto in link_listeners:
+        f = by_door.get(door_dir)
+        if f is None or not f.adopt(s, port, proto):
+            r.link(s, door_dir, port, proto)
+    if net.door:
+        r.door(relay.listen_door(plan.run_dir))
     if net.dns is not None:
         at("listen on 127.0.0.11:53 (the embedded DNS server)")
         from netstack import dns
@@ -96,42 +116,9 @@ def start_relay(plan: LaunchPlan, link_listeners: list, link_ns: list[int], warn
         except OSError as e:  # not expected: the container's user namespace owns its network namespace
             warn(f"no DNS server on {dns.ADDRESS}:{dns.PORT} ({e.strerror}): the network's members resolve only "
                  "through /etc/hosts, as it was when the container started")
-        socks += dns_socks
-    follow = [link for link in net.links if link.keeper]
-    keep_fds = set(link_ns[:1]) if net.dns is not None or follow else set()
-    stop_r, stop_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            import prctl
-            prctl.set_pdeathsig(signal.SIGKILL)
-            prctl.set_name("rootless-relay")
-            _close_all_but({stop_r} | {s.fileno() for s in socks} | keep_fds)
-            origins = None
-            if net.kind == "slirp4netns":  # the relay is in the container's network namespace
-                from netstack import clientaddr
-                origins = clientaddr.ClientAddresses(net.target_ip)
-            r = relay.Relay(net.target_ip, origins=origins)
-            for b in net.bound:
-                if b.sock is not None:
-                    r.publish(b.sock, b.proto, b.container_port)
-            followers = _followers(r, plan, follow, link_ns[0] if link_ns else None)
-            by_door = {link.door_dir: followers.by_cid.get(link.cid) for link in follow} if followers else {}
-            for s, door_dir, port, proto in link_listeners:
-                f = by_door.get(door_dir)
-                if f is None or not f.adopt(s, port, proto):
-                    r.link(s, door_dir, port, proto)
-            if door:
-                r.door(door)
-            if dns_socks:
-                _serve_dns(r, plan, dns_socks, link_ns[0] if link_ns else None, followers)
-            r.run(stop_r)
-        finally:
-            os._exit(0)
-    os.close(stop_r)
-    for s in socks:
-        s.close()
-    return pid, stop_w
+        else:
+            _serve_dns(r, plan, dns_socks, link_ns[0] if link_ns else None, followers)
+    return r
 
 
 def _followers(r, plan: LaunchPlan, follow: list, link_ns: int | None):
@@ -160,17 +147,3 @@ def _serve_dns(r, plan: LaunchPlan, socks: tuple, link_ns: int | None, followers
                         network.keeper_locator(plan.paths))
     server = dns.Server(r, network.member_finder(plan.paths, plan.spec.id, own_ip), book, net.dns or ())
     server.listen(*socks)
-
-
-def _close_all_but(keep: set[int]) -> None:
-    null = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    keep = keep | {0, 1, 2}
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass

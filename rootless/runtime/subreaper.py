@@ -4,7 +4,7 @@ With a pid namespace, the death of PID 1 ends every process of the container; wi
 processes would outlive it. The keeper is a child subreaper (``child._Keeper.mount_root``), so the
 container's orphans (a daemonized grandchild) become the keeper's children. The container's
 processes are then PID 1 and its descendants, and every other descendant of the keeper that
-does not come from a helper forked before PID 1 (slirp4netns, the port relay, fuse-overlayfs).
+does not come from a helper forked before PID 1 (slirp4netns, fuse-overlayfs).
 The helpers are held by pidfd (:class:`HelperSet`): a helper that has gone and been reaped is no
 longer one, even when a process of the container gets its pid.
 
