@@ -649,7 +649,11 @@ def unpack_one(job: dict) -> dict:
 def _unpack_jobs(jobs: list[dict]) -> list[dict]:
     from layers.unpack import unpack_layer
     results = []
+    done: dict[str, dict] = {}  # dest -> its result: an image may list one layer twice
     for job in jobs:
+        if job["dest"] in done:
+            results.append(done[job["dest"]])
+            continue
         if job.get("present"):
             _split(job, job["dest"])
             results.append({"diff_id": job["diff_id"], "size": 0})
@@ -677,6 +681,7 @@ def _unpack_jobs(jobs: list[dict]) -> list[dict]:
             remove_trees([job["tmp"]])
             raise
         results.append(res)
+        done[job["dest"]] = res
     return results
 
 

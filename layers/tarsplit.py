@@ -75,12 +75,25 @@ class _Tree:
         if not rel:
             return self.root_fd
         fd = self.dirs.get(rel)
-        if fd is None:
-            parent, _, name = rel.rpartition("/")
-            fd = os.open(name, _DIR_FLAGS, dir_fd=self._dir(parent))
-            if len(self.dirs) >= 128:
-                self.close_dirs()
-            self.dirs[rel] = fd
+        if fd is not None:
+            return fd
+        # down from the deepest directory already open, one level at a time (no recursion: a
+        # layer's tree may be deeper than Python's stack); only ``rel`` itself is kept open
+        parts = rel.split("/")
+        top = len(parts) - 1
+        while top > 0 and "/".join(parts[:top]) not in self.dirs:
+            top -= 1
+        fd = self.dirs["/".join(parts[:top])] if top > 0 else self.root_fd
+        for depth, name in enumerate(parts[top:], top):
+            try:
+                below = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            finally:
+                if depth > top:  # an intermediate level this call opened
+                    os.close(fd)
+            fd = below
+        if len(self.dirs) >= 128:
+            self.close_dirs()
+        self.dirs[rel] = fd
         return fd
 
     def open_regular(self, rel: str, size: int) -> int | None:
