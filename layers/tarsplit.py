@@ -68,43 +68,21 @@ class _Tree:
     """Files of an unpacked layer by relative path, reached without following any symlink."""
 
     def __init__(self, root: str):
+        from layers.unpack import Dirs
         self.root_fd = os.open(root, _DIR_FLAGS)
-        self.dirs: dict[str, int] = {}
-
-    def _dir(self, rel: str) -> int:
-        if not rel:
-            return self.root_fd
-        fd = self.dirs.get(rel)
-        if fd is not None:
-            return fd
-        # down from the deepest directory already open, one level at a time (no recursion: a
-        # layer's tree may be deeper than Python's stack); only ``rel`` itself is kept open
-        parts = rel.split("/")
-        top = len(parts) - 1
-        while top > 0 and "/".join(parts[:top]) not in self.dirs:
-            top -= 1
-        fd = self.dirs["/".join(parts[:top])] if top > 0 else self.root_fd
-        for depth, name in enumerate(parts[top:], top):
-            try:
-                below = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            finally:
-                if depth > top:  # an intermediate level this call opened
-                    os.close(fd)
-            fd = below
-        if len(self.dirs) >= 128:
-            self.close_dirs()
-        self.dirs[rel] = fd
-        return fd
+        self.dirs = Dirs(self.root_fd, "layer")
 
     def open_regular(self, rel: str, size: int) -> int | None:
         """An fd of the regular file ``rel`` holding ``size`` bytes; None if it is not that."""
         parent, _, name = rel.rpartition("/")
         try:
-            dfd = self._dir(parent)
+            dfd = self.dirs.open(parent, create=False)
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             if not stat.S_ISREG(st.st_mode) or st.st_size != size:
                 return None
             fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
+        except InvalidImage:  # a directory on the way is missing, or not one
+            return None
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EACCES, errno.EPERM):
                 return None
@@ -114,13 +92,8 @@ class _Tree:
             return None
         return fd
 
-    def close_dirs(self) -> None:
-        for fd in self.dirs.values():
-            os.close(fd)
-        self.dirs.clear()
-
     def close(self) -> None:
-        self.close_dirs()
+        self.dirs.close()
         os.close(self.root_fd)
 
 

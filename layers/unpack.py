@@ -174,8 +174,9 @@ class _Skipped:
         return 0
 
 
-class _Dirs:
-    """Open directory fds below the layer root, walked without following symlinks."""
+class Dirs:
+    """Open directory fds below the layer root, walked without following symlinks (the unpacker's,
+    and ``tarsplit``'s reader of an unpacked tree, with ``create`` false)."""
 
     def __init__(self, root_fd: int, what: str, written: list | None = None):
         self.root_fd = root_fd
@@ -285,7 +286,7 @@ def unpack_layer(blob: str | int | BinaryIO, dest: str, expected_diff_id: str | 
     device members (and hard links to them) left out.
     """
     root_fd = os.open(dest, _DIR_FLAGS)
-    dirs = _Dirs(root_fd, what, written)
+    dirs = Dirs(root_fd, what, written)
     dir_times: list[tuple[str, int]] = []
     skipped = _Skipped()
     made: set[str] | None = set() if archive else None
@@ -341,7 +342,7 @@ def _open_blob(blob: str | int | BinaryIO) -> BinaryIO:
     return blob
 
 
-def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: _Dirs, dir_times: list, skipped: _Skipped,
+def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: Dirs, dir_times: list, skipped: _Skipped,
              what: str, made: set[str] | None = None) -> int:
     """One member; ``made`` (a plain archive's, else None): the names it made so far."""
     rel = tarsafe.check_member(m, what)
@@ -366,7 +367,7 @@ def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: _Dirs, dir_times: li
     return _extract_entry(tf, m, rel, dirs, dir_times, what, layer=True)
 
 
-def _extract_entry(tf: tarfile.TarFile, m: tarfile.TarInfo, rel: str, dirs: _Dirs, dir_times: list, what: str,
+def _extract_entry(tf: tarfile.TarFile, m: tarfile.TarInfo, rel: str, dirs: Dirs, dir_times: list, what: str,
                    layer: bool) -> int:
     if not rel:  # the layer's root directory
         if m.ischr():
