@@ -17,6 +17,7 @@ import socket
 
 from rootless.base.channel import Channel
 from rootless.runtime import keeperclient as protocol
+from rootless.runtime.subreaper import exited, process_state
 
 
 class Stdio:
@@ -212,11 +213,7 @@ def _exited(pid: int, watch) -> bool:
     """Whether the container's PID 1 (0: unknown) has exited; its status stays for the keeper's reap."""
     if not pid or (watch is not None and watch.final_status is not None):
         return True
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True
-    return info is not None and info.si_code in (os.CLD_EXITED, os.CLD_KILLED, os.CLD_DUMPED)
+    return exited(pid)
 
 
 class _Ports:
@@ -245,7 +242,7 @@ class _Ports:
         if self.relay is not None:
             try:
                 self.relay.tick()
-            except Exception:  # noqa: BLE001 - as in handle
+            except Exception:  # noqa: BLE001 - as in serve
                 self.close()
 
     def close(self) -> None:
@@ -420,7 +417,6 @@ def _synced(client: socket.socket, sel, log, terminal: dict, clients: list,
 def _runnable(pid: int) -> bool:
     """Whether ``pid`` is running or waiting to (``R``), or waiting for the disk (``D``): not
     sleeping, stopped or ended."""
-    from rootless.runtime.subreaper import process_state
     return process_state(pid) in ("R", "D")
 
 
