@@ -150,12 +150,13 @@ def distinct(lowers_top_first: Iterable[str]) -> tuple[str, ...]:
 def mount_rootfs(plan: RootfsPlan) -> None:
     plan = plan._replace(lowers=distinct(plan.lowers))
     if plan.method == "kernel":
-        # Relative lower paths keep the option string short (it is limited to a page).
+        # Relative lower paths keep the option string short (it is limited to a page); a layer
+        # of an additional image store is reached from the first layer's directory too.
         layers_dir = os.path.dirname(plan.lowers[0])
         cwd = os.getcwd()
         os.chdir(layers_dir)
         try:
-            lower = ":".join(os.path.basename(p) for p in plan.lowers)
+            lower = ":".join(os.path.relpath(p, layers_dir) for p in plan.lowers)
             syscalls.mount("overlay", plan.merged, "overlay", 0,
                            f"lowerdir={lower},upperdir={plan.upper},workdir={plan.work},userxattr"
                            + (",volatile" if plan.volatile else ""))

@@ -128,14 +128,19 @@ def pull(ctx: "Context", reference: str = Arg(metavar="NAME[:TAG|@DIGEST]"),
          quiet: bool = Opt(("-q", "--quiet"), False, "No progress output."),
          all_tags: bool = Opt(("-a", "--all-tags"), False, "Every tag of the repository."),
          tls_verify: str = Opt(("--tls-verify",), "true", "false: plain HTTP or unverified TLS."),
-         creds: str = Opt(("--creds",), None, "USER:PASSWORD for the registry.")):
+         creds: str = Opt(("--creds",), None, "USER:PASSWORD for the registry."),
+         store: str = Opt(("--store",), None, "Pull into this image store, for others to read (shared).")):
     """Pull an image from a registry."""
     from rootless.engine import images as image_ops
     opts = image_ops.registry_options(tls_verify, creds, platform, quiet)
+    if store:
+        ctx.root = store  # that store is the root of this command (as --root); then made readable
     if all_tags:
         print("\n".join(image_ops.pull_all_tags(ctx, reference, opts)))
     else:
         print(image_ops.pull(ctx, reference, opts))
+    if store:
+        image_ops.share_store(ctx)
 
 
 @command("push")
