@@ -148,6 +148,18 @@ def test_a_missing_store_is_one_warning_and_the_own_store_works(busybox, tmp_pat
     assert len(r.out.split()) == 1
 
 
+def test_bundle_from_the_shared_store(shared, tmp_path):
+    user = shared.user
+    shared.registry.stop()
+    dest = tmp_path / "bundle"
+    user("bundle", shared.ref, dest)
+    assert (dest / "rootfs" / "bin" / "busybox").exists()
+    cfg = json.loads((dest / "config.json").read_text())
+    assert cfg["annotations"]["io.rootless.image.id"] == shared.image_id
+    assert list((user.root / "layers").iterdir()) == []
+    user("unshare", "rm", "-rf", dest)
+
+
 def test_an_image_built_on_a_shared_one_mixes_both_stores(shared, tmp_path):
     """A build FROM an image of the shared store: its RUN step runs on the shared layers, the new
     layer is the own store's, and a container of the result stacks layers of both stores."""

@@ -143,6 +143,21 @@ def pull(ctx: "Context", reference: str = Arg(metavar="NAME[:TAG|@DIGEST]"),
         image_ops.share_store(ctx)
 
 
+@command("bundle", interspersed=False)
+def bundle(ctx: "Context", image: str = Arg(metavar="IMAGE"), directory: str = Arg(metavar="DIR"),
+           command: list[str] = Arg(None, metavar="[COMMAND] [ARG...]"),
+           force: bool = Opt(("--force",), False, "Replace DIR if it exists and is not empty."),
+           network: str = Opt(("--network",), "host", "host (no network namespace) or none."),
+           hostname: str = Opt(("--hostname",), "", "The container's host name (default: the image id's first 12)."),
+           pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never.")):
+    """Write an OCI bundle (DIR/config.json and DIR/rootfs) from an image, for any OCI runtime;
+    COMMAND replaces the image's Cmd. Remove it with `rootless unshare rm -rf DIR` (its files
+    belong to your subordinate ids)."""
+    from rootless.engine import bundle as bundle_ops
+    print(bundle_ops.bundle(ctx, image, directory, force=force, network=network, hostname=hostname, pull=pull,
+                            command=command or ()))
+
+
 @command("push")
 def push(ctx: "Context", image: str = Arg(metavar="IMAGE"), destination: str = Arg(None, metavar="[DESTINATION]"),
          quiet: bool = Opt(("-q", "--quiet"), False, "No progress output."),
