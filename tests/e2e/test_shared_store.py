@@ -91,6 +91,8 @@ def test_run_uses_its_layers_in_place_without_the_registry(shared):
     assert [p.name for p in layers.iterdir()] == []  # nothing of the image unpacked into the own store
     assert list((user.root / "blobs" / "sha256").iterdir()) == []
     assert _snapshot(shared.store) == before  # the shared store is never written
+    images_row = next(ln.split() for ln in user("system", "df").out.splitlines() if ln.startswith("Images"))
+    assert images_row[1:3] == ["0", "0"]  # system df counts the own store only
 
 
 def test_env_var_overrides_the_config(shared, tmp_path):
