@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 
 def _check_dest(dest: str, force: bool) -> bool:
     """Whether ``dest`` exists (an empty directory, or anything with ``force``); refuses the rest."""
+    parent = os.path.dirname(dest)
+    if os.path.islink(dest):
+        raise UsageError(f"cannot write the bundle {dest}: it is a symbolic link", "give the directory it points to")
+    if os.path.isdir(parent) and not os.access(parent, os.W_OK | os.X_OK):
+        raise RootlessError(f"cannot write the bundle {dest}: {parent} is not writable by you",
+                            "give a directory in a place you can write")
     try:
         names = os.listdir(dest)
     except FileNotFoundError:
@@ -124,8 +130,12 @@ def _write_rootfs(lowers: tuple[str, ...], tmp: str) -> dict:
     """``tmp/rootfs`` from the layers (top first); the rootfs' /etc/passwd and /etc/group texts."""
     from layers.overlay import build_copy
     from rootless.base import atomic, inroot
-    os.mkdir(tmp, 0o700)
     rootfs = os.path.join(tmp, "rootfs")
-    build_copy(lowers, rootfs)
-    os.chmod(tmp, 0o755)
+    try:
+        os.mkdir(tmp, 0o700)
+        build_copy(lowers, rootfs)
+        os.chmod(tmp, 0o755)
+    except OSError as e:  # a full disk, a layer unreadable: one line (the caller removes tmp)
+        raise RootlessError(f"cannot write the bundle's rootfs: {e.filename or tmp}: {e.strerror}",
+                            "make room there or give another directory") from None
     return {name: atomic.read_text(inroot.resolve(rootfs, f"/etc/{name}")) for name in ("passwd", "group")}

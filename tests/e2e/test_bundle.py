@@ -121,6 +121,11 @@ def test_an_existing_directory_is_refused_without_force(rl, images, tmp_path):
     (tmp_path / "file").write_text("x")
     one_error(rl("bundle", "busybox", tmp_path / "file", expect=125), "not a directory")
     one_error(rl("bundle", "busybox", tmp_path / "no" / "such", expect=125), "does not exist")
+    (tmp_path / "link").symlink_to(dest)
+    one_error(rl("bundle", "--force", "busybox", tmp_path / "link", expect=125), "symbolic link")
+    (tmp_path / "ro").mkdir(mode=0o555)
+    one_error(rl("bundle", "busybox", tmp_path / "ro" / "b", expect=125), "not writable")
+    assert os.listdir(dest) == ["mine.txt"]
     rl("bundle", "--force", "busybox", dest)
     assert sorted(os.listdir(dest)) == ["config.json", "rootfs"]
     rl("bundle", "--force", "rootless-demo", dest)  # a bundle replaced by another
