@@ -174,3 +174,23 @@ def test_an_image_built_on_a_shared_one_mixes_both_stores(shared, tmp_path):
     assert len(list((user.root / "layers").iterdir())) == 1  # the RUN step's layer alone
     r = user("run", "--rm", "mixed:1", "sh", "-c", "cat /own; ls /bin/busybox")
     assert r.out.split() == ["built", "/bin/busybox"]
+
+
+def test_the_docker_api_sees_and_runs_the_shared_image(shared):
+    """Through ``rootless system service``: the docker CLI lists the image, runs it with the
+    registry stopped, and its rmi is Docker's conflict (409), the store unchanged."""
+    from tests.apiservice import DOCKER, ApiService
+    if not os.access(DOCKER, os.X_OK):
+        pytest.skip(f"{DOCKER} is missing (apt-get install docker.io)")
+    shared.registry.stop()
+    before = _snapshot(shared.store)
+    api = ApiService(shared.user, "--time", "0")
+    try:
+        r = api.docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
+        assert r.out == f"{shared.ref} {shared.image_id[7:19]}\n"
+        assert api.docker("run", "--rm", shared.ref, "echo", "via-api").out == "via-api\n"
+        status, body = api.request("DELETE", f"/images/{shared.ref}")
+        assert status == 409 and "read-only image store" in body["message"]
+    finally:
+        api.stop()
+    assert _snapshot(shared.store) == before
