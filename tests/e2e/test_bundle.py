@@ -209,3 +209,27 @@ def test_bundle_of_debian(deb, tmp_path):
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.split("\n")[:2] == ["_apt:root drwx------", "root:root -rwsr-xr-x"]
     deb("unshare", "rm", "-rf", dest)
+
+
+def test_file_capabilities_and_user_attributes_are_kept(rl, tmp_path):
+    """A layer's ``security.capability`` (a setcap'd ping) and ``user.*`` attributes reach the
+    bundle's rootfs, as the unpacker keeps them in the store."""
+    import io
+    import struct
+    import tarfile
+    caps = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)  # v2, effective, cap_net_raw permitted
+    tar = tmp_path / "caps.tar"
+    with tarfile.open(tar, "w", format=tarfile.PAX_FORMAT) as tf:
+        body = b"#!/bin/sh\n"
+        info = tarfile.TarInfo("ping")
+        info.size, info.mode = len(body), 0o755
+        info.pax_headers = {"SCHILY.xattr.security.capability": caps.decode("utf-8", "surrogateescape"),
+                            "SCHILY.xattr.user.note": "kept"}
+        tf.addfile(info, io.BytesIO(body))
+    rl("import", tar, "caps:1", "-c", 'CMD ["/ping"]')
+    dest = tmp_path / "b"
+    rl("bundle", "caps:1", dest)
+    ping = dest / "rootfs" / "ping"
+    assert os.getxattr(ping, "user.note") == b"kept"
+    assert os.getxattr(ping, "security.capability")[4:8] == struct.pack("<I", 1 << 13)
+    rl("unshare", "rm", "-rf", dest)
