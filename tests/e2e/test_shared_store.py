@@ -86,6 +86,8 @@ def test_run_uses_its_layers_in_place_without_the_registry(shared):
     assert r.out.split() == ["from-shared", "/new"]
     user("create", "--name", "c1", shared.ref, "true")
     user("start", "-a", "c1")
+    r = user("system", "check", expect=None)
+    assert r.code == 0 and "is consistent" in r.out, r  # its image is not "gone": the shared store has it
     user("rm", "c1")
     layers = user.root / "layers"
     assert [p.name for p in layers.iterdir()] == []  # nothing of the image unpacked into the own store
