@@ -55,12 +55,14 @@ def marked(rec: dict, paths: Paths) -> dict:
     return {**rec, "store": paths.root, "read_only": True}
 
 
-def find(shared: tuple[Paths, ...], path_of: Callable[[Paths], str], own: str) -> str:
-    """``own`` when it exists, else the first additional store's ``path_of(paths)`` that does."""
-    if not shared or os.path.lexists(own):
+def find(shared: tuple[Paths, ...], path_of: Callable[[Paths], str], own: str, alt: str = "") -> str:
+    """``own`` when it (or it + ``alt``) exists, else the first additional store's
+    ``path_of(paths)`` that does (a blob may be kept as its recipe, ``.tarsplit``, beside it)."""
+    here = (lambda p: os.path.lexists(p) or os.path.lexists(p + alt)) if alt else os.path.lexists
+    if not shared or here(own):
         return own
     for paths in shared:
-        if os.path.lexists(path_of(paths)):
+        if here(path_of(paths)):
             return path_of(paths)
     return own
 

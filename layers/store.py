@@ -176,11 +176,11 @@ class ImageStore:
     def has_blob(self, digest: str) -> bool:
         """Whether the blob is here: as its bytes, or (an uncompressed layer tar) as the recipe
         that re-creates it from its unpacked tree (:mod:`layers.tarsplit`)."""
-        path = self.paths.blob(digest)
+        path = self.blob_path(digest)
         return os.path.exists(path) or os.path.exists(path + SPLIT_SUFFIX)
 
     def blob_size(self, digest: str) -> int:
-        path = self.paths.blob(digest)
+        path = self.blob_path(digest)
         try:
             return os.path.getsize(path)
         except FileNotFoundError:
@@ -193,7 +193,7 @@ class ImageStore:
         """The blob's bytes to read: its file, or the layer tar re-created byte for byte from its
         recipe and unpacked tree (by a helper in the user namespace, through a pipe; a tree
         changed since its unpacking fails the read that would end the tar)."""
-        path = self.paths.blob(digest)
+        path = self.blob_path(digest)
         try:
             return open(path, "rb")
         except FileNotFoundError:
@@ -203,7 +203,7 @@ class ImageStore:
 
         from layers import tarsplit
         return io.BufferedReader(tarsplit.Rebuilt(self.userns_worker, path + SPLIT_SUFFIX,
-                                                  self.paths.layer(digest), digest), 1 << 20)
+                                                  self.layer_dir(digest), digest), 1 << 20)
 
     def put_blob(self, stream: Readable, expected: str | None = None, expected_size: int | None = None,
                  what: str = "blob", on_open: Callable[[str], None] | None = None,
@@ -347,14 +347,14 @@ class ImageStore:
             return f.read()
 
     def blob_path(self, digest: str) -> str:
-        """Where the blob is: in this store, else in the first additional store that has it."""
-        return self._in_stores(self.paths.blob(digest), lambda p: p.blob(digest))
+        """Where the blob (or its recipe, beside it) is: this store, else the first additional one with it."""
+        return self._in_stores(self.paths.blob(digest), lambda p: p.blob(digest), SPLIT_SUFFIX)
 
-    def _in_stores(self, own: str, path_of: Callable[[Paths], str]) -> str:
+    def _in_stores(self, own: str, path_of: Callable[[Paths], str], alt: str = "") -> str:
         if not self.shared:
             return own
         from layers import sharedstores
-        return sharedstores.find(self.shared, path_of, own)
+        return sharedstores.find(self.shared, path_of, own, alt)
 
     def remove_blobs(self, digests: Iterable[str]) -> None:
         for d in digests:

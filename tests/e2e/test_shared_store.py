@@ -176,6 +176,10 @@ def test_an_image_built_on_a_shared_one_mixes_both_stores(shared, tmp_path):
     assert len(list((user.root / "layers").iterdir())) == 1  # the RUN step's layer alone
     r = user("run", "--rm", "mixed:1", "sh", "-c", "cat /own; ls /bin/busybox")
     assert r.out.split() == ["built", "/bin/busybox"]
+    user("save", "-o", tmp_path / "mixed.tar", "mixed:1")  # its blobs read from both stores
+    other = Rootless(tmp_path / "other")
+    other("load", "-i", tmp_path / "mixed.tar")
+    assert other("run", "--rm", "mixed:1", "cat", "/own").out == "built\n"
 
 
 def test_the_docker_api_sees_and_runs_the_shared_image(shared):
