@@ -77,13 +77,8 @@ def bundle(ctx: Context, image: str, directory: str, force: bool = False, networ
     old = None
     try:
         etc = ctx.userns_call(_write_rootfs, lowers, tmp)
-        user = bundlespec.process_user(image_config.get("config") or {}, etc["passwd"], etc["group"])
-        for what, n in (("uid", user.uid), ("gid", user.gid)):
-            mapped = sum(r.count for r in (ctx.mapping.uids if what == "uid" else ctx.mapping.gids))
-            if n >= mapped:
-                raise UsageError(f"the image's user {image_config.get('config', {}).get('User')!r}: {what} {n} "
-                                 f"is not mapped in your user namespace (0 to {mapped - 1})",
-                                 "give your user a subordinate id range in /etc/subuid and /etc/subgid")
+        user = _mapped_user(ctx, bundlespec.process_user(image_config.get("config") or {}, etc["passwd"],
+                                                         etc["group"]), (image_config.get("config") or {}).get("User"))
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         nofile = bundlespec.NOFILE if hard == resource.RLIM_INFINITY else min(bundlespec.NOFILE, hard)
         digests = rec.get("repo_digests") or []
@@ -110,6 +105,22 @@ def bundle(ctx: Context, image: str, directory: str, force: bool = False, networ
         from layers.store import remove_trees
         ctx.userns_call(remove_trees, [old])
     return dest
+
+
+def _mapped_user(ctx: Context, user, spec: str | None):
+    """The user as the id map can have it: in a single-uid map only root exists (the image's user
+    becomes root, with a warning, as ``run`` does); with subordinate ids one beyond them is refused."""
+    if ctx.mapping.mode == "single":
+        if (user.uid, user.gid) != (0, 0):
+            ctx.warn(f"user {spec!r} (uid {user.uid}) does not exist in a single-uid user namespace: the bundle "
+                     "runs as root of the container instead (configure /etc/subuid to fix)")
+        return user._replace(uid=0, gid=0, groups=(0,))
+    for what, n, ranges in (("uid", user.uid, ctx.mapping.uids), ("gid", user.gid, ctx.mapping.gids)):
+        mapped = sum(r.count for r in ranges)
+        if n >= mapped:
+            raise UsageError(f"the image's user {spec!r}: {what} {n} is not mapped in your user namespace "
+                             f"(0 to {mapped - 1})", f"give your user a larger range in /etc/sub{what}")
+    return user
 
 
 def _ref_name(given: str, rec: dict) -> str:

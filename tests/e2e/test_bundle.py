@@ -233,3 +233,23 @@ def test_file_capabilities_and_user_attributes_are_kept(rl, tmp_path):
     assert os.getxattr(ping, "user.note") == b"kept"
     assert os.getxattr(ping, "security.capability")[4:8] == struct.pack("<I", 1 << 13)
     rl("unshare", "rm", "-rf", dest)
+
+
+def test_single_uid_store_runs_the_image_user_as_root_with_a_warning(tmp_path, images):
+    """Without subordinate ids only root exists in the user namespace: as ``run``, the image's
+    user becomes root (one warning), the map is the user alone, and runc runs it."""
+    rl = Rootless(tmp_path, idmap="single")
+    rl.load(images, "layered")
+    dest = tmp_path / "b"
+    r = rl("bundle", "layered", dest)
+    warnings = [ln for ln in r.err.splitlines() if "warning" in ln]
+    assert len(warnings) == 1 and "'app'" in warnings[0] and "single-uid" in warnings[0], r.err
+    cfg = json.loads((dest / "config.json").read_text())
+    assert cfg["process"]["user"] == {"uid": 0, "gid": 0}
+    assert "HOME=/home/app" in cfg["process"]["env"]
+    assert cfg["linux"]["uidMappings"] == [{"containerID": 0, "hostID": os.getuid(), "size": 1}]
+    assert os.lstat(dest / "rootfs" / "home" / "app" / "owned-by-app.txt").st_uid == os.getuid()
+    cp = runc(rl, dest, ["sh", "-c", "id -u; cat /data/keep.txt"], tmp_path)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout == "0\nkeep\n"
+    shutil.rmtree(dest)  # every file is the user's: no user namespace needed
