@@ -142,6 +142,24 @@ def test_a_store_of_another_id_map_is_refused(shared, tmp_path):
     assert "subordinate ranges" in r.err and "Traceback" not in r.err
 
 
+def test_pull_store_reads_no_other_store(shared, tmp_path):
+    """Filling a store ignores the user's additional stores: a refused one does not stop it, and
+    an image they have is pulled into it all the same."""
+    user = shared.user
+    bad = tmp_path / "othermap"
+    for d in ("layers", "blobs/sha256"):
+        (bad / d).mkdir(parents=True)
+    (bad / "images.json").write_text('{"version": 1, "images": {}}')
+    (bad / "idmap.json").write_text('{"key": "single uid=0:4242:1 gid=0:4242:1"}')
+    user.configure(insecure=(shared.registry.host,))
+    _add_stores(user, bad)
+    one_error(user("images", expect=125), "another id map")
+    second = tmp_path / "second"
+    r = user("pull", "-q", "--store", second, shared.ref)
+    assert r.out.strip() == shared.ref and "warning" not in r.err
+    assert len(list((second / "layers").iterdir())) == 1
+
+
 def test_a_missing_store_is_one_warning_and_the_own_store_works(busybox, tmp_path):
     _add_stores(busybox, tmp_path / "gone")
     r = busybox("run", "--rm", "busybox", "echo", "ok")

@@ -135,6 +135,7 @@ def pull(ctx: "Context", reference: str = Arg(metavar="NAME[:TAG|@DIGEST]"),
     opts = image_ops.registry_options(tls_verify, creds, platform, quiet)
     if store:
         ctx.root = store  # that store is the root of this command (as --root); then made readable
+        ctx.shared_stores = ()  # a store being filled reads no other
     if all_tags:
         print("\n".join(image_ops.pull_all_tags(ctx, reference, opts)))
     else:
