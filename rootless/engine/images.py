@@ -349,15 +349,19 @@ def share_store(ctx: Context) -> None:
     The layers' trees keep the modes of the image (they are its files)."""
     import stat
     p = ctx.paths
-    for d in (p.root, os.path.dirname(p.blobs), p.blobs, p.layers):
-        os.chmod(d, 0o755)
-    for d in (p.root, p.blobs):
-        with os.scandir(d) as it:
-            for e in it:
-                if e.is_file(follow_symlinks=False) and not e.name.startswith("."):
-                    mode = stat.S_IMODE(e.stat(follow_symlinks=False).st_mode)
-                    if mode & 0o044 != 0o044:
-                        os.chmod(e.path, mode | 0o044)
+    try:
+        for d in (p.root, os.path.dirname(p.blobs), p.blobs, p.layers):
+            os.chmod(d, 0o755)
+        for d in (p.root, p.blobs):
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.is_file(follow_symlinks=False) and not e.name.startswith("."):
+                        mode = stat.S_IMODE(e.stat(follow_symlinks=False).st_mode)
+                        if mode & 0o044 != 0o044:
+                            os.chmod(e.path, mode | 0o044)
+    except OSError as e:  # pulled all the same: said, not fatal
+        ctx.warn(f"the store {p.root} could not be made readable by others ({e.filename}: {e.strerror}): "
+                 "other users cannot use it as an additional store")
 
 
 def distribution(ctx: Context, ref_text: str, opts: RegistryOptions = RegistryOptions()) -> dict:
