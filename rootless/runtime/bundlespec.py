@@ -87,8 +87,10 @@ def config(image_config: dict, mapping: IdMapping, user: users.User, *, ref_name
            digest: str = "", hostname: str = "", network: str = "host", nofile: int = NOFILE,
            command: Sequence[str] = ()) -> dict:
     """The whole ``config.json``. ``user``: :func:`process_user`'s; ``network``: host (no network
-    namespace) or none (one of its own, loopback only); ``nofile``: RLIMIT_NOFILE (Docker's,
-    at most the hard limit the caller has: a rootless runtime cannot raise it)."""
+    namespace) or none (one of its own, loopback only); ``hostname``: the UTS namespace's name
+    (none: it keeps the name of the node it runs on, as a job's ranks want); ``command``: replaces
+    the image's Cmd; ``nofile``: RLIMIT_NOFILE (Docker's, at most the hard limit the caller has:
+    a rootless runtime cannot raise it)."""
     if network not in NETWORKS:
         raise UsageError(f"--network {network!r} is not supported for a bundle", "use host (the default) or none")
     cfg = image_config.get("config") or {}
@@ -115,11 +117,10 @@ def config(image_config: dict, mapping: IdMapping, user: users.User, *, ref_name
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
         "noNewPrivileges": False,
     }
-    return {
+    out = {
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": "rootfs", "readonly": False},
-        "hostname": hostname or image_id.removeprefix("sha256:")[:12],
         "mounts": mounts(mapping.mode == "single"),
         "annotations": annotations,
         "linux": {
@@ -130,3 +131,6 @@ def config(image_config: dict, mapping: IdMapping, user: users.User, *, ref_name
             "readonlyPaths": list(mountplan.READONLY),
         },
     }
+    if hostname:
+        out["hostname"] = hostname
+    return out

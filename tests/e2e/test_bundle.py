@@ -104,7 +104,10 @@ def test_bundle_of_busybox_runs_its_command_with_runc(rl, images, tmp_path):
     cp = runc(rl, dest, ["sh", "-c", "echo hi from $(hostname); id -u; cat /proc/self/uid_map | wc -l"], tmp_path)
     assert cp.returncode == 0, cp.stderr
     lines = cp.stdout.split("\n")
-    assert lines[0] == f"hi from {cfg['hostname']}" and lines[1] == "0"
+    assert lines[0] == f"hi from {os.uname().nodename}" and lines[1] == "0"  # the node's name, inherited
+    rl("bundle", "--force", "--hostname", "rank0", "busybox", dest)
+    cp = runc(rl, dest, ["hostname"], tmp_path)
+    assert cp.returncode == 0 and cp.stdout == "rank0\n", cp.stderr
     rl("unshare", "rm", "-rf", dest)
 
 

@@ -149,7 +149,7 @@ def bundle(ctx: "Context", image: str = Arg(metavar="IMAGE"), directory: str = A
            command: list[str] = Arg(None, metavar="[COMMAND] [ARG...]"),
            force: bool = Opt(("--force",), False, "Replace DIR if it exists and is not empty."),
            network: str = Opt(("--network",), "host", "host (no network namespace) or none."),
-           hostname: str = Opt(("--hostname",), "", "The container's host name (default: the image id's first 12)."),
+           hostname: str = Opt(("--hostname",), "", "The container's host name (default: the node's, inherited)."),
            pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never.")):
     """Write an OCI bundle (DIR/config.json and DIR/rootfs) from an image, for any OCI runtime;
     COMMAND replaces the image's Cmd. Remove it with `rootless unshare rm -rf DIR` (its files
