@@ -308,7 +308,9 @@ def _limits(res: dict) -> dict:
         if mem.get(key) is not None and mem[key] > 0:
             out[name] = int(mem[key])
     for key in mem:
-        if key not in ("limit", "reservation", "swap", "disableOOMKiller", "useHierarchy", "checkBeforeUpdate"):
+        unset = mem[key] in (None, -1) if key in ("kernel", "kernelTCP") else mem[key] is None
+        if key not in ("limit", "reservation", "swap", "disableOOMKiller", "useHierarchy", "checkBeforeUpdate") \
+                and not unset:
             raise refuse(f"linux.resources.memory.{key}")
     if mem.get("disableOOMKiller"):
         raise refuse("linux.resources.memory.disableOOMKiller")

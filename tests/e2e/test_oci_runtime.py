@@ -493,3 +493,33 @@ def test_slurm_oci_conf_lifecycle(tmp_path):
     # runtime_run = "rootless-runc --rootless=true --root=... run --bundle %b %n.%u.%j.%s.%t"
     r = subprocess.run(runc + ["run", "--bundle", str(b), cid], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("job 12\n"), r.stderr
+
+
+def test_runtime_spec_example_adapted(oci, tmp_path):
+    """The runtime-spec's example config (config.md), with what a rootless runtime refuses taken
+    out (``tests/unit/test_ocispec.py``'s EXAMPLE_REFUSED: hooks, timeOffsets, mountLabel, SELinux,
+    AppArmor, ioPriority, hugepage and network resources, the time namespace, ambient capabilities
+    of a user other than root, swappiness, realtime/idle/mems CPU settings, blockIO's leafWeight,
+    devices to create) and the id maps made the caller's."""
+    import pwd
+
+    from tests.unit.test_ocispec import adapted_example
+    name = pwd.getpwuid(os.getuid()).pw_name
+    subs = [line.split(":") for line in Path("/etc/subuid").read_text().splitlines()]
+    mine = next((s for s in subs if s[0] in (name, str(os.getuid()))), None)
+    if mine is None:
+        pytest.skip("no subordinate ids for this user")
+    c = adapted_example()
+    for key, own in (("uidMappings", os.getuid()), ("gidMappings", os.getgid())):
+        c["linux"][key] = [{"containerID": 0, "hostID": own, "size": 1},
+                           {"containerID": 1, "hostID": int(mine[1]), "size": 65536}]
+    c["linux"]["resources"]["cpu"]["cpus"] = "0"
+    c["process"]["terminal"] = False
+    c["process"]["args"] = ["sh", "-c", "hostname; id; cat /proc/sys/net/core/somaxconn; ulimit -n; "
+                                        "cat /proc/self/oom_score_adj; ip -o link | wc -l"]
+    b = make_bundle(tmp_path / "b", ["true"])
+    (b / "config.json").write_text(json.dumps(c))
+    r = oci("run", "--bundle", str(b), "c1")
+    assert r.stdout.splitlines() == ["slartibartfast", "uid=1 gid=1 groups=1,5,6", "256", "1024", "100", "1"], r.stderr
+    st_lines = [line for line in r.stderr.splitlines() if line]
+    assert all("warning" in line and "linux.resources" in line for line in st_lines), r.stderr  # no cgroup: warned
