@@ -291,7 +291,8 @@ def test_config_fields(oci, tmp_path):
     script = ("echo host:$(hostname); echo nofile:$(ulimit -n); echo umask:$(umask); echo cwd:$(pwd); "
               "echo env:$FOO; cat /data/data; touch /data/x 2>/dev/null || echo data-ro; "
               "touch /etc/x 2>/dev/null || echo root-ro; touch /scratch/x && echo scratch-rw; "
-              "grep -q 'Cap.*' /proc/self/status && grep CapBnd /proc/self/status; wc -c < /proc/timer_list")
+              "grep -q 'Cap.*' /proc/self/status && grep CapBnd /proc/self/status; wc -c < /proc/timer_list; "
+              "grep ' /data ' /proc/self/mountinfo")
 
     def change(c):
         c["hostname"] = "oci-box"
@@ -299,7 +300,8 @@ def test_config_fields(oci, tmp_path):
         c["process"]["user"]["umask"] = 0o27
         c["process"]["cwd"] = "/tmp"
         c["process"]["env"].append("FOO=bar")
-        c["mounts"] += [{"destination": "/data", "type": "bind", "source": str(shared), "options": ["rbind", "ro"]},
+        c["mounts"] += [{"destination": "/data", "type": "bind", "source": str(shared),
+                         "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]},
                         {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}]
     b = make_bundle(tmp_path / "b", ["sh", "-c", script])
     edit(b, change)
@@ -308,6 +310,7 @@ def test_config_fields(oci, tmp_path):
     assert lines[:10] == ["host:oci-box", "nofile:256", "umask:0027", "cwd:/tmp", "env:bar", "from the host",
                           "data-ro", "root-ro", "scratch-rw", "CapBnd:\t0000000020000420"], r.stdout
     assert lines[10] == "0"  # masked: /proc/timer_list is /dev/null
+    assert all(f in lines[11].split()[5].split(",") for f in ("ro", "nosuid", "nodev", "noexec")), lines[11]
     assert not (shared / "x").exists()
 
 
@@ -523,3 +526,43 @@ def test_runtime_spec_example_adapted(oci, tmp_path):
     assert r.stdout.splitlines() == ["slartibartfast", "uid=1 gid=1 groups=1,5,6", "256", "1024", "100", "1"], r.stderr
     st_lines = [line for line in r.stderr.splitlines() if line]
     assert all("warning" in line and "linux.resources" in line for line in st_lines), r.stderr  # no cgroup: warned
+
+
+def test_attached_run_with_a_terminal_relays_it(oci, tmp_path):
+    """process.terminal without --console-socket, attached on a terminal: relayed as `rootless run -t`."""
+    import pty
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "tty; read x; echo got:$x; exit 4"])
+    edit(b, lambda c: c["process"].update(terminal=True))
+    pid, master = pty.fork()
+    if pid == 0:
+        argv = oci.argv("run", "--bundle", str(b), "c1")
+        os.execv(argv[0], argv)
+    data = b""
+    os.write(master, b"typed\n")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(master)
+    assert os.waitstatus_to_exitcode(status) == 4, data
+    assert b"/dev/pts/0" in data and b"got:typed" in data, data
+    assert left_in(oci.state) == []
+
+
+def test_kill_of_a_created_container(oci, tmp_path):
+    """A created container's process (waiting for `start`) ends on kill's default SIGTERM, as runc's."""
+    b = make_bundle(tmp_path / "b", ["sleep", "100"])
+    oci("create", "--bundle", str(b), "--pid-file", str(tmp_path / "pid"), "c1")
+    pid = int((tmp_path / "pid").read_text())
+    oci("kill", "c1")
+    wait_for(lambda: oci.status("c1") == "stopped", what="stopped")
+    assert not alive(pid)
+    assert oci("start", "c1", check=False).returncode == 1
+    oci("delete", "c1")
+    assert left_in(oci.state) == []
