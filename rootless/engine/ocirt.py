@@ -57,6 +57,12 @@ class Runtime:
     def note(self, line: str) -> None:
         self.warn_fn(line)
 
+    def userns_call(self, fn, *args):
+        raise RootlessError("the OCI face has no image store to unpack into")  # never asked: no image
+
+    def slirp_features(self):
+        raise RootlessError("the OCI face runs no slirp4netns")  # never asked: host or own network only
+
     def _ensure(self) -> None:
         from rootless.base.paths import makedirs_private
         try:
@@ -117,16 +123,12 @@ class Runtime:
                 ocistart.make_fifo(fifo)
             plan = self._launch_plan(oplan, spec, fifo, os.path.abspath(console_socket) if console_socket else "",
                                      attached, terminal_relay)
+            if pid_file:
+                plan = plan._replace(oci=plan.oci._replace(pid_file=os.path.abspath(pid_file)))
             code = launcher.run(self, plan, oplan.mapping)
-        except BaseException:
-            if not attached or not started:
-                self._remove(cid)
+        except BaseException:  # a failed create or run leaves nothing behind, as runc's
+            self._remove(cid)
             raise
-        if pid_file and not attached:
-            rec = state.read(self.paths, cid)
-            pid = rec["state"].get("pid", 0) if rec else 0
-            from rootless.base.atomic import write_bytes
-            write_bytes(os.path.abspath(pid_file), f"{pid}".encode(), 0o644)
         return code
 
     def _limits(self, spec):

@@ -214,6 +214,9 @@ class _Keeper:
         if gate_r >= 0:
             os.close(gate_r)
         _mark(self.ch, "container-forked")
+        if plan.oci is not None and plan.oci.pid_file:  # the OCI face's --pid-file, before create or run returns
+            from rootless.base.atomic import write_bytes
+            write_bytes(plan.oci.pid_file, str(pid).encode())
         if helpers is not None:
             self.end_watch = subreaper.EndWatch(pid, helpers)
         stdio.connect_keeper()

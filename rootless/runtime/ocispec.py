@@ -55,13 +55,15 @@ class OciProcess(KeywordRecord):
     """What PID 1 (and its keeper) do for an OCI container beyond ``run``'s: ``rlimits``
     (resource number, soft, hard), ``umask``, ``oom_score_adj``, ``sysctl`` (key, value) written in
     the container's namespaces, ``start_fifo`` (the keeper waits there for ``start``; "" for
-    none), ``console_socket`` (the pty master goes there, SCM_RIGHTS; "" for none)."""
+    none), ``console_socket`` (the pty master goes there, SCM_RIGHTS; "" for none), ``pid_file``
+    (where the keeper writes PID 1's host pid; "" for none)."""
     rlimits: tuple[tuple[int, int, int], ...] = ()
     umask: int | None = None
     oom_score_adj: int | None = None
     sysctl: tuple[tuple[str, str], ...] = ()
     start_fifo: str = ""
     console_socket: str = ""
+    pid_file: str = ""
 
 
 @keyword_record

@@ -137,8 +137,11 @@ def test_rootless_oci_is_the_same_face(oci, bundle):
 
 def test_run_exit_code_of_a_signal(oci, tmp_path):
     b = make_bundle(tmp_path / "b", ["sh", "-c", "echo up; sleep 100"])
-    p = subprocess.Popen(oci.argv("run", "--bundle", str(b), "c1"), stdout=subprocess.PIPE, text=True)
+    pid_file = tmp_path / "pid"
+    p = subprocess.Popen(oci.argv("run", "--pid-file", str(pid_file), "--bundle", str(b), "c1"),
+                         stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline() == "up\n"
+    assert oci.state_of("c1")["pid"] == int(pid_file.read_text())  # an attached run writes it too
     oci("kill", "c1", "KILL")
     assert p.wait(30) == 128 + signal.SIGKILL
     assert left_in(oci.state) == []
@@ -566,3 +569,12 @@ def test_kill_of_a_created_container(oci, tmp_path):
     assert oci("start", "c1", check=False).returncode == 1
     oci("delete", "c1")
     assert left_in(oci.state) == []
+
+
+def test_a_command_that_cannot_run(oci, tmp_path):
+    b = make_bundle(tmp_path / "b", ["no-such-command"])
+    for args in (("run",), ("run", "-d")):
+        r = oci(*args, "--bundle", str(b), "c1", check=False)
+        assert r.returncode == 1 and "no-such-command" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.splitlines()) <= 2
+        assert left_in(oci.state) == []
