@@ -496,9 +496,10 @@ def test_slurm_oci_conf_lifecycle(tmp_path):
     assert "job 12\n/etc/slurm/config.json\n" in text and "Read-only file system" in text, text
     assert not (b / "x").exists()
     assert left_in(tmp_path / f"rlo-{os.getuid()}") == []
-    # runtime_run = "rootless-runc --rootless=true --root=... run --bundle %b %n.%u.%j.%s.%t"
-    r = subprocess.run(runc + ["run", "--bundle", str(b), cid], capture_output=True, text=True, timeout=60)
+    # RunTimeRun as Slurm's oci.conf documents it: "... run %n.%u.%j.%s.%t -b %b" (options after the ID)
+    r = subprocess.run(runc + ["run", cid, "-b", str(b)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("job 12\n"), r.stderr
+    assert left_in(tmp_path / f"rlo-{os.getuid()}") == []
 
 
 def test_runtime_spec_example_adapted(oci, tmp_path):
