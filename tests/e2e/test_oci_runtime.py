@@ -462,22 +462,29 @@ def test_default_state_dir(bundle, tmp_path):
 
 
 # ---- Slurm 22.05's oci.conf ---------------------------------------------------------------------
-def slurm_config(bundle: Path, args: list[str]) -> None:
-    """What Slurm's step does to the bundle's config.json: its own args, env, cwd, and mounts."""
-    def change(c):
-        c["process"]["args"] = args
-        c["process"]["env"] = ["PATH=/bin:/usr/bin", "SLURM_JOB_ID=12", "SLURM_STEP_ID=0", "SLURM_PROCID=0"]
-        c["process"]["cwd"] = "/"
-        c["process"]["terminal"] = False
-        c["mounts"].append({"destination": "/etc/slurm", "type": "none", "source": str(bundle),
-                            "options": ["rbind", "ro", "nosuid", "nodev", "rprivate"]})
-    edit(bundle, change)
+def slurm_config(bundle: Path, spool: Path, args: list[str]) -> Path:
+    """What slurmstepd does with the bundle's config.json: a copy in the task's spool directory
+    (the bundle it then names), with root.path made absolute, process.terminal set, process.env
+    replaced by the step's environment, process.args by the task's, and its spool directory bound
+    (type none, option bind); the copy is 0750."""
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["terminal"] = False
+    config["root"]["path"] = str(bundle / config["root"]["path"])
+    config["mounts"].append({"destination": "/var/spool/slurmd", "type": "none", "source": str(spool),
+                             "options": ["bind"]})
+    config["process"]["env"] = ["PATH=/bin:/usr/bin", "SLURM_JOB_ID=12", "SLURM_STEP_ID=0", "SLURM_PROCID=0"]
+    config["process"]["args"] = args
+    task = spool / "task-0"
+    task.mkdir(parents=True)
+    (task / "config.json").write_text(json.dumps(config))
+    (task / "config.json").chmod(0o750)
+    return task
 
 
 def test_slurm_oci_conf_lifecycle(tmp_path):
     """runtime{Create,Start,Query,Kill,Delete} as oci.conf spells them (%n.%u.%j.%s.%t for the ID)."""
-    b = make_bundle(tmp_path / "b", ["true"])
-    slurm_config(b, ["sh", "-c", "echo job $SLURM_JOB_ID; ls /etc/slurm/config.json; touch /etc/slurm/x || true"])
+    b = slurm_config(make_bundle(tmp_path / "image", ["true"]), tmp_path / "spool",
+                     ["sh", "-c", "echo job $SLURM_JOB_ID; ls /var/spool/slurmd/task-0; touch /etc/x || true"])
     root = f"--root={tmp_path}/rlo-{os.getuid()}"
     cid = f"node1.{os.getuid()}.12.0.0"
     runc = [str(BIN / "rootless-runc"), "--rootless=true", root]
@@ -493,8 +500,7 @@ def test_slurm_oci_conf_lifecycle(tmp_path):
     subprocess.run(runc + ["kill", "-a", cid], capture_output=True, timeout=60)  # Slurm kills anyway: may fail
     subprocess.run(runc + ["delete", "--force", cid], check=True, timeout=60)
     text = out.read_text()
-    assert "job 12\n/etc/slurm/config.json\n" in text and "Read-only file system" in text, text
-    assert not (b / "x").exists()
+    assert "job 12\nconfig.json\n" in text and "Read-only file system" in text, text  # runc spec's readonly root
     assert left_in(tmp_path / f"rlo-{os.getuid()}") == []
     # RunTimeRun as Slurm's oci.conf documents it: "... run %n.%u.%j.%s.%t -b %b" (options after the ID)
     r = subprocess.run(runc + ["run", cid, "-b", str(b)], capture_output=True, text=True, timeout=60)
