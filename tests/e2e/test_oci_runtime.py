@@ -198,6 +198,9 @@ def test_lifecycle(oci, tmp_path):
     assert st["id"] == "c1" and st["bundle"] == str(b) and st["ociVersion"].startswith("1.")
     assert st["annotations"] == {}
     assert out.read_text() == ""  # not exec'd yet
+    listed = json.loads(oci("list", "--format", "json").stdout)
+    assert [(c["id"], c["status"], c["pid"]) for c in listed] == [("c1", "created", pid)]
+    assert oci("ps", "-q").stdout == "c1\n"
     oci("start", "c1")
     wait_for(lambda: out.read_text() == "started\n", what="the process's output")
     assert oci.status("c1") == "running"
@@ -447,6 +450,11 @@ def test_globals_and_log(oci, bundle, tmp_path):
     assert r.returncode == 1
     entry = json.loads(log.read_text().splitlines()[-1])
     assert entry["level"] == "error" and "nope" in entry["msg"] and entry["time"]
+    from rootless.runtime import cgroups
+    warnings = [line for line in r.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == (1 if cgroups.detect().delegated is None else 0), r.stderr  # --systemd-cgroup
+    r = oci("--rootless", "auto", "--debug", "run", "--bundle", str(bundle), "c1", check=False)
+    assert r.returncode == 3, r.stderr
     r = oci("--rootless=false", "state", "x", check=False)
     assert r.returncode == 1 and "--rootless=false" in r.stderr
     r = subprocess.run([str(BIN / "rootless-runc"), "--help"], capture_output=True, text=True)
