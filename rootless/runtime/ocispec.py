@@ -168,7 +168,7 @@ def translate(config: dict, bundle: str, cid: str, uid: int, gid: int,
     spec = ContainerSpec(
         id=cid, name=cid, image_id="", image_name=os.path.abspath(bundle), layers=(), argv=tuple(args),
         env=tuple(env), user=f"{cuid}:{cgid}", workdir=os.path.normpath(cwd),
-        hostname=hostname if hostname else (os.uname().nodename if "uts" not in namespaces else cid[:63]),
+        hostname=hostname or os.uname().nodename,  # a new UTS namespace without one keeps the host's, as runc's
         network="none" if "network" in namespaces else "host", tty=bool(proc.get("terminal")),
         read_only=bool(root.get("readonly")), no_new_privs=bool(proc.get("noNewPrivileges")),
         caps=caps, seccomp=False, group_add=groups, privileged=False,

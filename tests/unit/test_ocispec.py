@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 
 import pytest
@@ -70,6 +71,8 @@ def test_namespaces(runc_spec):
     s = plan(c).spec
     assert s.asked["PidMode"] == "host" and s.asked["UTSMode"] == "host" and s.asked["IpcMode"] == "host"
     assert next(op for op in plan(c).mounts if op.target == "/proc").kind == "bind"  # the host's /proc
+    c["linux"]["namespaces"].append({"type": "uts"})
+    assert plan(c).spec.hostname == os.uname().nodename  # a UTS namespace without a hostname: the host's name
 
 
 def test_id_maps(runc_spec):
