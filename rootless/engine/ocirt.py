@@ -78,9 +78,9 @@ class Runtime:
     def _record(self, cid: str) -> ContainerRecord:
         from rootless.runtime import ocispec, state
         ocispec.check_id(cid)
-        rec = state.read(self.paths, cid)
+        rec = state.read(self.paths, key(cid))
         if rec is None:
-            if os.path.isdir(self.paths.container(cid)):  # half made or damaged: delete removes it
+            if os.path.isdir(self.paths.container(key(cid))):  # half made or damaged: delete removes it
                 raise OciError(f"container {cid!r} has a damaged state", f"remove it: delete --force {cid}")
             raise OciError(f"container {cid!r} does not exist")
         return rec
@@ -111,15 +111,18 @@ class Runtime:
             self.warn(w)
         spec = self._limits(oplan.spec)
         self._ensure()
-        if os.path.lexists(self.paths.container(cid)):
+        if os.path.lexists(self.paths.container(key(cid))):
             raise OciError(f"container with id exists: {cid}", f"delete it first (delete {cid})")
-        spec = spec._replace(remove=attached, tty=oplan.terminal, interactive=terminal_relay)
+        # the record's id and name: the key of the OCI ID (unique in its first 12 digits, as the
+        # cgroups' names take them); the OCI ID itself is kept as asked["OciId"]
+        spec = spec._replace(id=key(cid), name=key(cid), remove=attached, tty=oplan.terminal,
+                             interactive=terminal_relay, asked={**(spec.asked or {}), "OciId": cid})
         state.create(self.paths, spec, "bind", generated_name=False)
         try:
             fifo = ""
             if not started:
                 from rootless.runtime import ocistart
-                fifo = os.path.join(self.paths.container(cid), "exec.fifo")
+                fifo = os.path.join(self.paths.container(key(cid)), "exec.fifo")
                 ocistart.make_fifo(fifo)
             plan = self._launch_plan(oplan, spec, fifo, os.path.abspath(console_socket) if console_socket else "",
                                      attached, terminal_relay)
@@ -172,7 +175,7 @@ class Runtime:
         status = self.status(rec)
         if status != "created":
             raise OciError(f"cannot start a container that is {status}", "create it again (delete, then create)")
-        ocistart.signal_start(os.path.join(self.paths.container(cid), "exec.fifo"))
+        ocistart.signal_start(os.path.join(self.paths.container(key(cid)), "exec.fifo"))
         deadline = time.monotonic() + 10  # until the keeper records the exec (or the failure)
         while time.monotonic() < deadline:
             rec2 = self._read(cid)
@@ -182,7 +185,7 @@ class Runtime:
 
     def _read(self, cid: str) -> ContainerRecord | None:
         from rootless.runtime import state
-        return state.read(self.paths, cid)
+        return state.read(self.paths, key(cid))
 
     def status(self, rec: ContainerRecord) -> str:
         """The runtime-spec's status of a record: creating, created, running or stopped."""
@@ -220,7 +223,7 @@ class Runtime:
         for rec in state.all_records(self.paths):
             if not rec.get("corrupt"):
                 try:
-                    out.append(self.state(rec["id"]))
+                    out.append(self.state((rec["spec"].get("asked") or {}).get("OciId") or rec["id"]))
                 except RootlessError:
                     pass
         return out
@@ -244,9 +247,9 @@ class Runtime:
     def delete(self, cid: str, force: bool = False) -> None:
         from rootless.runtime import ocispec, state
         ocispec.check_id(cid)
-        rec = state.read(self.paths, cid)
+        rec = state.read(self.paths, key(cid))
         if rec is None:
-            if not os.path.isdir(self.paths.container(cid)):
+            if not os.path.isdir(self.paths.container(key(cid))):
                 raise OciError(f"container {cid!r} does not exist")
             if not force:
                 raise OciError(f"container {cid!r} has a damaged state", f"delete --force {cid}")
@@ -280,8 +283,14 @@ class Runtime:
 
     def _remove(self, cid: str) -> None:
         import shutil
-        for d in (self.paths.container(cid), self.paths.run_dir(cid)):
+        for d in (self.paths.container(key(cid)), self.paths.run_dir(key(cid))):
             shutil.rmtree(d, ignore_errors=True)
+
+
+def key(cid: str) -> str:
+    """The record's id of an OCI container ID: 64 hex digits, as rootless' own ids."""
+    import hashlib
+    return hashlib.sha256(cid.encode()).hexdigest()
 
 
 def _processes_of(pid1: int, rec: ContainerRecord) -> list[int]:

@@ -593,3 +593,20 @@ def test_a_command_that_cannot_run(oci, tmp_path):
         assert r.returncode == 1 and "no-such-command" in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.splitlines()) <= 2
         assert left_in(oci.state) == []
+
+
+def test_ids_alike_in_their_first_characters(oci, tmp_path):
+    """Slurm's IDs of one step's tasks differ at the end only (and runc allows + and a leading _):
+    each is a container of its own (its record, runtime directory and cgroup)."""
+    b = make_bundle(tmp_path / "b", ["sleep", "100"])
+    ids = ["node1.1000.12.0.0", "node1.1000.12.0.1", "_x+y"]
+    for cid in ids:
+        oci("run", "-d", "--bundle", str(b), cid)
+    assert sorted(oci("list", "-q").stdout.split()) == sorted(ids)
+    pids = {cid: oci.state_of(cid)["pid"] for cid in ids}
+    assert len(set(pids.values())) == 3
+    oci("delete", "--force", ids[0])
+    assert not alive(pids[ids[0]]) and alive(pids[ids[1]]) and oci.status(ids[1]) == "running"
+    for cid in ids[1:]:
+        oci("delete", "--force", cid)
+    assert left_in(oci.state) == []
