@@ -102,6 +102,10 @@ class Runtime:
                                   idmap.parse_subids(read_text(idmap.SUBGID), name, uid))
         if not os.path.isdir(oplan.root):
             raise UsageError(f"root.path {oplan.root} is not a directory", "unpack the rootfs into the bundle")
+        for op in oplan.mounts:  # the config's binds (said here, rather than as the kernel's ENOENT)
+            if op.kind == "bind" and op.source and not os.path.exists(op.source):
+                raise UsageError(f"config.json: mounts ({op.target}): the source {op.source} does not exist",
+                                 "create it, or remove the mount")
         terminal_relay = oplan.terminal and not console_socket
         if terminal_relay and not (attached and os.isatty(0)):
             raise UsageError("process.terminal is true: give --console-socket SOCKET (or run attached on a terminal)")

@@ -179,6 +179,7 @@ def translate(config: dict, bundle: str, cid: str, uid: int, gid: int,
                          else _int(proc["oomScoreAdj"], "process.oomScoreAdj", -1000, 1000),
                          sysctl=_sysctl(linux.get("sysctl") or {}, namespaces))
     mounts = mount_ops(config.get("mounts") or [], linux, bundle, namespaces)
+    _check_mapped_gids(mounts, mapping)
     return OciPlan(spec=spec, root=root_dir, mounts=tuple(mounts), mapping=mapping, process=process,
                    terminal=bool(proc.get("terminal")), seccomp=seccomp_profile(linux.get("seccomp")),
                    annotations=dict(config.get("annotations") or {}), warnings=tuple(warnings))
@@ -425,6 +426,17 @@ def mount_ops(mounts: list, linux: dict, bundle: str, namespaces: set[str]) -> l
     ops += [Op("mask", p) for p in linux.get("maskedPaths") or ()]
     ops += [Op("readonly", p) for p in linux.get("readonlyPaths") or ()]
     return ops
+
+
+def _check_mapped_gids(mounts: list[Op], mapping: IdMapping) -> None:
+    """A devpts ``gid=N`` must name a gid of the user namespace (the kernel says only EINVAL)."""
+    for op in mounts:
+        for opt in (op.data or "").split(",") if op.fstype == "devpts" else ():
+            if opt.startswith("gid=") and opt[4:].isdigit():
+                gid = int(opt[4:])
+                if not any(r.inside <= gid < r.inside + r.count for r in mapping.gids):
+                    raise refuse(f"mounts ({op.target})", f"option {opt} names a gid the user namespace does not map",
+                                 f"remove {opt}, or map it in linux.gidMappings")
 
 
 def _devices() -> list[Op]:

@@ -405,6 +405,8 @@ def test_terminal_needs_a_console_socket(oci, tmp_path):
     ("linux.sysctl", lambda c: c["linux"].update(sysctl={"net.ipv4.ip_forward": "1"})),
     ("ociVersion", lambda c: c.update(ociVersion="0.5.0")),
     ("mounts", lambda c: c["mounts"].append({"destination": "/x", "type": "overlay", "source": "overlay"})),
+    ("does not exist", lambda c: c["mounts"].append({"destination": "/x", "type": "bind", "source": "/nonexistent",
+                                                     "options": ["rbind"]})),
 ])
 def test_refusals(oci, bundle, field, change):
     edit(bundle, change)

@@ -149,6 +149,8 @@ def test_resources_as_limits(runc_spec):
     (("process", "user"), {"uid": 1000, "gid": 1000}, "ambient"),
     (("linux", "uidMappings"), [{"containerID": 0, "hostID": 0, "size": 1}], "linux.uidMappings"),
     (("linux", "seccomp"), {"defaultAction": "SCMP_ACT_NOTIFY"}, "seccomp"),
+    (("mounts",), [{"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                    "options": ["newinstance", "gid=5"]}], "gid=5"),  # a single-uid map has gid 0 only
 ])
 def test_refusals_name_the_field(runc_spec, path, value, field):
     c = copy.deepcopy(runc_spec)
