@@ -612,3 +612,13 @@ def test_ids_alike_in_their_first_characters(oci, tmp_path):
     for cid in ids[1:]:
         oci("delete", "--force", cid)
     assert left_in(oci.state) == []
+
+
+def test_host_pid_namespace(oci, tmp_path):
+    """No pid namespace in the config: the host's (PID 1 is not 1; /proc is the host's)."""
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "echo $$; test -d /proc/1 && echo host-proc"])
+    edit(b, lambda c: c["linux"].update(namespaces=[n for n in c["linux"]["namespaces"] if n["type"] != "pid"]))
+    r = oci("run", "--bundle", str(b), "c1")
+    lines = r.stdout.split()
+    assert int(lines[0]) > 1 and lines[1] == "host-proc", r.stdout + r.stderr
+    assert left_in(oci.state) == []
