@@ -236,7 +236,7 @@ class _Keeper:
         wakeup = keeper.Wakeup()
         start = _start_time(pid)
         self.tell("pid", pid=pid, start=start)  # first: the CLI settles the cgroups meanwhile
-        self.open_gate(pid, start)  # PID 1 has set up meanwhile; ptrace below: its exit on a failure is no stop
+        self.open_gate(pid)  # PID 1 has set up meanwhile; ptrace below: its exit on a failure is no stop
         watch = None if spec.init else exitwatch.ExitWatch(pid)
         # A start returns once the command runs (Docker's); a failed exec's error went to the CLI.
         self.error = execpipe.await_exec(self.exec_r, watch)
@@ -256,7 +256,7 @@ class _Keeper:
             signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
         return watch, wakeup
 
-    def open_gate(self, pid: int, start: str = "") -> None:
+    def open_gate(self, pid: int) -> None:
         """slirp4netns ready, its ports forwarded: the container's command may run. PID 1 has set up
         (mounts, pivot, stdio) while slirp4netns started, and waits on the gate just before it takes
         its identity, so its first packet finds the tap configured. On a failure, it goes unexecuted.
