@@ -201,7 +201,10 @@ class _Keeper:
         self.exec_r, exec_w = execpipe.open_pipe()  # closed by the command's exec (execpipe)
         gate_r = -1
         # the container sets up while slirp4netns starts, or until an OCI `start`; its command waits (open_gate)
-        if self.helpers.slirp or (plan.oci is not None and plan.oci.start_fifo):
+        if plan.oci is not None and plan.oci.start_fifo:
+            # both ways: PID 1 says it is ready (its command found, its identity taken), the keeper opens
+            gate_r, self.gate_w = (s.detach() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))
+        elif self.helpers.slirp:
             gate_r, self.gate_w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -276,8 +279,8 @@ class _Keeper:
             if self.plan.oci is not None and self.plan.oci.start_fifo:
                 Step.at("wait for start")
                 from rootless.runtime import ocistart
-                ocistart.await_start(self.plan, pid, _start_time(os.getpid()), self.tell)
-                self.quiet = True  # `create` has returned
+                if ocistart.await_start(self.plan, pid, _start_time(os.getpid()), self.tell, self.gate_w):
+                    self.quiet = True  # `create` has returned
             # SIGPIPE ignored meanwhile: a keeper started by the restart monitor has it at its default
             pipe = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
             try:
@@ -584,24 +587,39 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = 
         Step.at("make the root filesystem read-only")
         mountops.remount_ro("/")  # volumes, tmpfs, /dev, /proc are mounts of their own: they stay as they are
 
-    if gate_r >= 0:
-        Step.at("wait for the network" if plan.oci is None else "wait for start")
-        if plan.oci is not None:
-            from rootless.runtime import ocistart
-            ocistart.end_on_signals()  # a created container ends on kill's signal, as runc's
-        if not _read_gate(gate_r):
-            os._exit(125)  # the keeper failed to start the network and reports it
     if plan.oci is not None:
+        # the OCI face: all but the exec before `start`, as runc's, so that `create` fails on a command
+        # that cannot run (not found, not executable, a user or working directory it cannot take)
         from rootless.runtime import ocistart
+        if gate_r >= 0:
+            ocistart.end_on_signals()  # a created container ends on kill's signal, as runc's
         Step.at("process settings")
         ocistart.prepare(plan.oci)
-    env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch, spec.no_new_privs, spec.caps,
-                        plan.seccomp, tuple(getattr(spec, "group_add", None) or ()))
-    exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))
+        env, exe = _identity_and_command(plan, ch)
+        if gate_r >= 0:
+            Step.at("wait for start")
+            ocistart.say_ready(gate_r)  # `create` returns
+            if not _read_gate(gate_r):
+                os._exit(125)  # deleted before `start`
+    else:
+        if gate_r >= 0:
+            Step.at("wait for the network")
+            if not _read_gate(gate_r):
+                os._exit(125)  # the keeper failed to start the network and reports it
+        env, exe = _identity_and_command(plan, ch)
     _mark(ch, "exec")
     if spec.init:
         _init_reaper(exe, spec, env, ch, exec_w)
     exec_command(exe, spec.argv, env)
+
+
+def _identity_and_command(plan: LaunchPlan, ch: Channel) -> tuple[dict[str, str], str]:
+    """The user, capabilities and working directory taken; the command found in the container's PATH."""
+    spec = plan.spec
+    env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch, spec.no_new_privs, spec.caps,
+                        plan.seccomp, tuple(getattr(spec, "group_add", None) or ()))
+    Step.at("find the command")
+    return env, proc.find_executable(spec.argv[0], env.get("PATH", ""))
 
 
 def _read_gate(gate_r: int) -> bool:
