@@ -617,7 +617,8 @@ def _identity_and_command(plan: LaunchPlan, ch: Channel) -> tuple[dict[str, str]
     """The user, capabilities and working directory taken; the command found in the container's PATH."""
     spec = plan.spec
     env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch, spec.no_new_privs, spec.caps,
-                        plan.seccomp, tuple(getattr(spec, "group_add", None) or ()))
+                        plan.seccomp, tuple(getattr(spec, "group_add", None) or ()),
+                        plan.oci.ambient if plan.oci is not None else ())
     Step.at("find the command")
     return env, proc.find_executable(spec.argv[0], env.get("PATH", ""))
 
@@ -636,12 +637,13 @@ def uts_host(spec) -> bool:
 
 def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: Channel,
                   no_new_privs: bool = False, caps=None, seccomp: bytes | None = None,
-                  group_add: tuple[str, ...] = ()) -> dict[str, str]:
+                  group_add: tuple[str, ...] = (), ambient: tuple[str, ...] = ()) -> dict[str, str]:
     """Inside the container's root: resolve the user in its /etc/passwd and /etc/group, keep
     Docker's default capabilities only, set no_new_privs (unless told not to: a build's RUN
     steps run setuid programs, such as ``sudo``, as Docker's do), become the user, enter
     ``workdir``. The process environment (with HOME from passwd unless set). ``group_add``
-    (``--group-add``): more supplementary groups, names in /etc/group or gids."""
+    (``--group-add``): more supplementary groups, names in /etc/group or gids. ``ambient`` (the
+    OCI face's, within ``caps``): capabilities a user other than root keeps through its exec."""
     Step.at("resolve the user")
     user = users.resolve(user_spec, read_text("/etc/passwd"), read_text("/etc/group"))
     if group_add:
@@ -675,10 +677,13 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
     if single_uid and group_add:
         ch.send("warning", message="--group-add needs subordinate ids (/etc/subgid): a single-uid user namespace "
                 "cannot set supplementary groups, the container runs without them")
+    ambient_mask = sum(1 << ALL_CAPS.index(c) for c in ambient) if user.uid != 0 else 0
     try:
         if not single_uid:
             os.setgroups(list(user.groups))
         os.setresgid(user.gid, user.gid, user.gid)
+        if ambient_mask:
+            syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)  # the permitted set outlives the uid switch
         os.setresuid(user.uid, user.uid, user.uid)
     except OSError as e:
         if e.errno != errno.EINVAL:
@@ -686,11 +691,24 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
         groups = f", groups {' '.join(map(str, user.groups))}" if group_add else ""
         raise RootlessError(f"user {user_spec!r} (uid {user.uid}, gid {user.gid}{groups}) is not mapped in the user "
                             "namespace", "use a user whose ids are below the size of your /etc/subuid range") from None
+    if ambient_mask:
+        _raise_ambient(ambient_mask)
     try:
         os.chdir(workdir)
     except OSError as e:
         raise CommandNotExecutable(f"cannot enter the working directory {workdir}: {e.strerror}") from None
     return env
+
+
+def _raise_ambient(mask: int) -> None:
+    """After the switch to a user other than root (with PR_SET_KEEPCAPS): only these capabilities
+    stay, permitted and inheritable, and go in the ambient set, which its exec keeps."""
+    Step.at("ambient capabilities")
+    syscalls.capset(mask, mask, mask)
+    syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
+    for cap in range(mask.bit_length()):
+        if mask >> cap & 1:
+            syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, cap)
 
 
 def open_terminal(winsize: bytes | None) -> int:

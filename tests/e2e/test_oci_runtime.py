@@ -521,8 +521,8 @@ def test_slurm_oci_conf_lifecycle(tmp_path):
 def test_runtime_spec_example_adapted(oci, tmp_path):
     """The runtime-spec's example config (config.md), with what a rootless runtime refuses taken
     out (``tests/unit/test_ocispec.py``'s EXAMPLE_REFUSED: hooks, timeOffsets, mountLabel, SELinux,
-    AppArmor, ioPriority, hugepage and network resources, the time namespace, ambient capabilities
-    of a user other than root, swappiness, realtime/idle/mems CPU settings, blockIO's leafWeight,
+    AppArmor, ioPriority, hugepage and network resources, the time namespace, swappiness,
+    realtime/idle/mems CPU settings, blockIO's leafWeight,
     devices to create) and the id maps made the caller's."""
     import pwd
 
@@ -670,6 +670,30 @@ def test_create_then_start_of_a_command_that_runs(oci, tmp_path):
     wait_for(lambda: oci.status("c1") == "stopped", what="stopped")
     assert (b / "rootfs" / "tmp" / "out").read_text() == "1000 /tmp\n"
     oci("delete", "c1")
+    assert left_in(oci.state) == []
+
+
+def test_ambient_capabilities_of_a_user_other_than_root(oci, tmp_path):
+    """As runc's: a user other than root with CAP_NET_BIND_SERVICE ambient binds port 80 in its
+    own network namespace (its exec keeps the capability); without it, it cannot."""
+    maps, gmaps = _subid_maps(2000)
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "id -u; grep CapAmb /proc/self/status; "
+                                                 "httpd -p 80 -h /tmp && echo bound"])
+    (b / "rootfs" / "bin" / "httpd").symlink_to("busybox")
+
+    def change(c):
+        c["linux"].update(uidMappings=maps, gidMappings=gmaps)
+        c["linux"]["namespaces"].append({"type": "network"})
+        c["process"]["user"] = {"uid": 1000, "gid": 1000}
+        c["process"]["capabilities"] = {k: ["CAP_NET_BIND_SERVICE"] for k in
+                                        ("bounding", "effective", "permitted", "inheritable", "ambient")}
+    edit(b, change)
+    r = oci("run", "--bundle", str(b), "c1", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split() == ["1000", "CapAmb:", "0000000000000400", "bound"], r.stdout + r.stderr
+    edit(b, lambda c: c["process"]["capabilities"].update(ambient=[]))
+    r = oci("run", "--bundle", str(b), "c1", check=False)
+    assert r.returncode != 0 and "bound" not in r.stdout and "ermission denied" in r.stderr, r.stdout + r.stderr
     assert left_in(oci.state) == []
 
 
