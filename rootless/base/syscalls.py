@@ -38,6 +38,9 @@ PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_KEEPCAPS = 8
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
 
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -76,10 +79,26 @@ def umount2(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), flags), f"umount {target}")
 
 
-def prctl(option: int, arg: int = 0) -> None:
-    """prctl(2) with one argument, the others zero (as PR_SET_NO_NEW_PRIVS requires). A container's
+def prctl(option: int, arg: int = 0, arg3: int = 0) -> None:
+    """prctl(2) with one or two arguments, the others zero (as PR_SET_NO_NEW_PRIVS requires). A container's
     start makes these calls itself: python-prctl's import costs more than a millisecond on its path."""
-    _check(_libc.prctl(option, arg, 0, 0, 0), "prctl")
+    _check(_libc.prctl(option, arg, arg3, 0, 0), "prctl")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """capset(2) of this thread: the three sets as bit masks (bit N: capability N)."""
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set
+    data = (_CapData * 2)(*[_CapData((effective >> s) & 0xFFFFFFFF, (permitted >> s) & 0xFFFFFFFF,
+                                     (inheritable >> s) & 0xFFFFFFFF) for s in (0, 32)])
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
 def syncfs(path: str) -> None:

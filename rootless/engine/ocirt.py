@@ -117,8 +117,8 @@ class Runtime:
         self._ensure()
         if os.path.lexists(self.paths.container(key(cid))):
             raise OciError(f"container with id exists: {cid}", f"delete it first (delete {cid})")
-        # the record's id and name: the key of the OCI ID (unique in its first 12 digits, as the
-        # cgroups' names take them); the OCI ID itself is kept as asked["OciId"]
+        # the record's id and name: the key of the OCI ID (hex, as rootless' own ids: a path
+        # component, unique in its first 12 digits); the OCI ID itself is kept as asked["OciId"]
         spec = spec._replace(id=key(cid), name=key(cid), remove=attached, tty=oplan.terminal,
                              interactive=terminal_relay, asked={**(spec.asked or {}), "OciId": cid})
         state.create(self.paths, spec, "bind", generated_name=False)

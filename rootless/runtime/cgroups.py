@@ -360,6 +360,22 @@ def placement(cid: str, limits: dict | None, root: str = CGROUP_ROOT) -> Placeme
     return Placement(host, cid, limits or {}, root) if wants_own(host, limits or {}) else None
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def cgroup_name(cid: str) -> str:
+    """The name of a container's cgroup (its directory, or its scope's before ``-KEEPER.scope``):
+    ``rootless-`` and the first 12 digits of a hex id (``run``'s, ``build``'s: the names of
+    containers started before are kept); any other id (an OCI caller's, which may hold ``/``-free
+    but arbitrary characters, or share its first 12) by a digest of all of it, so that the name is
+    always a safe path component and a systemd unit name, and ids alike in their first characters
+    get names of their own."""
+    if len(cid) >= 12 and _HEX.issuperset(cid):
+        return f"rootless-{cid[:12]}"
+    import hashlib
+    return f"rootless-x{hashlib.sha256(cid.encode()).hexdigest()[:16]}"
+
+
 class Placement:
     """A container's cgroups: ``SCOPE/ctr`` holds its processes and carries the limits,
     ``SCOPE/keeper`` its keeper and helpers (so that they count against nothing of the
@@ -377,7 +393,7 @@ class Placement:
     def unit(self, keeper: int) -> str:
         """The scope's name: one per start (the keeper's pid), since systemd may still hold the
         previous start's scope, collecting it, when a quick restart asks for the next."""
-        return f"rootless-{self.cid[:12]}-{keeper}.scope"
+        return f"{cgroup_name(self.cid)}-{keeper}.scope"
 
     def begin(self, keeper: int) -> None:
         """Ask the user's systemd for the scope now (right after the keeper's fork): it works on it
@@ -480,7 +496,7 @@ class Placement:
         base = self.host.delegated
         if base is None:
             raise HostError("no cgroup is delegated to you", DELEGATE_FIX)
-        d = os.path.join(base, f"rootless-{self.cid[:12]}")
+        d = os.path.join(base, cgroup_name(self.cid))
         os.makedirs(d, exist_ok=True)
         if not self.limits:
             return d  # the controllers already enabled below the delegated cgroup serve (accounting)
@@ -549,7 +565,8 @@ def open_own_procs(cid: str) -> int | None:
     own = own_cgroup(_read("/proc/self/cgroup")) or ""
     scope, leaf = os.path.split(own)
     name = os.path.basename(scope)
-    mine = name == f"rootless-{cid[:12]}" or (name.startswith(f"rootless-{cid[:12]}-") and name.endswith(".scope"))
+    own_name = cgroup_name(cid)
+    mine = name == own_name or (name.startswith(own_name + "-") and name.endswith(".scope"))
     if leaf != "ctr" or not mine:
         return None
     try:

@@ -201,7 +201,10 @@ class _Keeper:
         self.exec_r, exec_w = execpipe.open_pipe()  # closed by the command's exec (execpipe)
         gate_r = -1
         # the container sets up while slirp4netns starts, or until an OCI `start`; its command waits (open_gate)
-        if self.helpers.slirp or (plan.oci is not None and plan.oci.start_fifo):
+        if plan.oci is not None and plan.oci.start_fifo:
+            # both ways: PID 1 says it is ready (its command found, its identity taken), the keeper opens
+            gate_r, self.gate_w = (s.detach() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))
+        elif self.helpers.slirp:
             gate_r, self.gate_w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -276,8 +279,8 @@ class _Keeper:
             if self.plan.oci is not None and self.plan.oci.start_fifo:
                 Step.at("wait for start")
                 from rootless.runtime import ocistart
-                ocistart.await_start(self.plan, pid, _start_time(os.getpid()), self.tell)
-                self.quiet = True  # `create` has returned
+                if ocistart.await_start(self.plan, pid, _start_time(os.getpid()), self.tell, self.gate_w):
+                    self.quiet = True  # `create` has returned
             # SIGPIPE ignored meanwhile: a keeper started by the restart monitor has it at its default
             pipe = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
             try:
@@ -584,24 +587,40 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = 
         Step.at("make the root filesystem read-only")
         mountops.remount_ro("/")  # volumes, tmpfs, /dev, /proc are mounts of their own: they stay as they are
 
-    if gate_r >= 0:
-        Step.at("wait for the network" if plan.oci is None else "wait for start")
-        if plan.oci is not None:
-            from rootless.runtime import ocistart
-            ocistart.end_on_signals()  # a created container ends on kill's signal, as runc's
-        if not _read_gate(gate_r):
-            os._exit(125)  # the keeper failed to start the network and reports it
     if plan.oci is not None:
+        # the OCI face: all but the exec before `start`, as runc's, so that `create` fails on a command
+        # that cannot run (not found, not executable, a user or working directory it cannot take)
         from rootless.runtime import ocistart
+        if gate_r >= 0:
+            ocistart.end_on_signals()  # a created container ends on kill's signal, as runc's
         Step.at("process settings")
         ocistart.prepare(plan.oci)
-    env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch, spec.no_new_privs, spec.caps,
-                        plan.seccomp, tuple(getattr(spec, "group_add", None) or ()))
-    exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))
+        env, exe = _identity_and_command(plan, ch)
+        if gate_r >= 0:
+            Step.at("wait for start")
+            ocistart.say_ready(gate_r)  # `create` returns
+            if not _read_gate(gate_r):
+                os._exit(125)  # deleted before `start`
+    else:
+        if gate_r >= 0:
+            Step.at("wait for the network")
+            if not _read_gate(gate_r):
+                os._exit(125)  # the keeper failed to start the network and reports it
+        env, exe = _identity_and_command(plan, ch)
     _mark(ch, "exec")
     if spec.init:
         _init_reaper(exe, spec, env, ch, exec_w)
     exec_command(exe, spec.argv, env)
+
+
+def _identity_and_command(plan: LaunchPlan, ch: Channel) -> tuple[dict[str, str], str]:
+    """The user, capabilities and working directory taken; the command found in the container's PATH."""
+    spec = plan.spec
+    env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch, spec.no_new_privs, spec.caps,
+                        plan.seccomp, tuple(getattr(spec, "group_add", None) or ()),
+                        plan.oci.ambient if plan.oci is not None else ())
+    Step.at("find the command")
+    return env, proc.find_executable(spec.argv[0], env.get("PATH", ""))
 
 
 def _read_gate(gate_r: int) -> bool:
@@ -618,12 +637,13 @@ def uts_host(spec) -> bool:
 
 def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: Channel,
                   no_new_privs: bool = False, caps=None, seccomp: bytes | None = None,
-                  group_add: tuple[str, ...] = ()) -> dict[str, str]:
+                  group_add: tuple[str, ...] = (), ambient: tuple[str, ...] = ()) -> dict[str, str]:
     """Inside the container's root: resolve the user in its /etc/passwd and /etc/group, keep
     Docker's default capabilities only, set no_new_privs (unless told not to: a build's RUN
     steps run setuid programs, such as ``sudo``, as Docker's do), become the user, enter
     ``workdir``. The process environment (with HOME from passwd unless set). ``group_add``
-    (``--group-add``): more supplementary groups, names in /etc/group or gids."""
+    (``--group-add``): more supplementary groups, names in /etc/group or gids. ``ambient`` (the
+    OCI face's, within ``caps``): capabilities a user other than root keeps through its exec."""
     Step.at("resolve the user")
     user = users.resolve(user_spec, read_text("/etc/passwd"), read_text("/etc/group"))
     if group_add:
@@ -657,10 +677,13 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
     if single_uid and group_add:
         ch.send("warning", message="--group-add needs subordinate ids (/etc/subgid): a single-uid user namespace "
                 "cannot set supplementary groups, the container runs without them")
+    ambient_mask = sum(1 << ALL_CAPS.index(c) for c in ambient) if user.uid != 0 else 0
     try:
         if not single_uid:
             os.setgroups(list(user.groups))
         os.setresgid(user.gid, user.gid, user.gid)
+        if ambient_mask:
+            syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)  # the permitted set outlives the uid switch
         os.setresuid(user.uid, user.uid, user.uid)
     except OSError as e:
         if e.errno != errno.EINVAL:
@@ -668,11 +691,24 @@ def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: 
         groups = f", groups {' '.join(map(str, user.groups))}" if group_add else ""
         raise RootlessError(f"user {user_spec!r} (uid {user.uid}, gid {user.gid}{groups}) is not mapped in the user "
                             "namespace", "use a user whose ids are below the size of your /etc/subuid range") from None
+    if ambient_mask:
+        _raise_ambient(ambient_mask)
     try:
         os.chdir(workdir)
     except OSError as e:
         raise CommandNotExecutable(f"cannot enter the working directory {workdir}: {e.strerror}") from None
     return env
+
+
+def _raise_ambient(mask: int) -> None:
+    """After the switch to a user other than root (with PR_SET_KEEPCAPS): only these capabilities
+    stay, permitted and inheritable, and go in the ambient set, which its exec keeps."""
+    Step.at("ambient capabilities")
+    syscalls.capset(mask, mask, mask)
+    syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
+    for cap in range(mask.bit_length()):
+        if mask >> cap & 1:
+            syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, cap)
 
 
 def open_terminal(winsize: bytes | None) -> int:

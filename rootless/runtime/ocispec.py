@@ -56,7 +56,8 @@ class OciProcess(KeywordRecord):
     (resource number, soft, hard), ``umask``, ``oom_score_adj``, ``sysctl`` (key, value) written in
     the container's namespaces, ``start_fifo`` (the keeper waits there for ``start``; "" for
     none), ``console_socket`` (the pty master goes there, SCM_RIGHTS; "" for none), ``pid_file``
-    (where the keeper writes PID 1's host pid; "" for none)."""
+    (where the keeper writes PID 1's host pid; "" for none), ``ambient`` (capabilities raised
+    in the ambient set of a user other than root)."""
     rlimits: tuple[tuple[int, int, int], ...] = ()
     umask: int | None = None
     oom_score_adj: int | None = None
@@ -64,6 +65,7 @@ class OciProcess(KeywordRecord):
     start_fifo: str = ""
     console_socket: str = ""
     pid_file: str = ""
+    ambient: tuple[str, ...] = ()  # a user other than root: the capabilities it keeps through its exec
 
 
 @keyword_record
@@ -155,8 +157,8 @@ def translate(config: dict, bundle: str, cid: str, uid: int, gid: int,
     cwd = proc.get("cwd") or "/"
     if not isinstance(cwd, str) or not cwd.startswith("/"):
         raise refuse("process.cwd", f"{cwd!r} is not an absolute path")
-    caps = _capabilities(_dict(proc, "capabilities"), cuid)
     warnings: list[str] = []
+    caps, ambient = _capabilities(_dict(proc, "capabilities"), cuid, warnings)
     hostname = config.get("hostname") or ""
     if hostname and "uts" not in namespaces:
         raise refuse("hostname", "needs a UTS namespace (linux.namespaces)")
@@ -177,7 +179,7 @@ def translate(config: dict, bundle: str, cid: str, uid: int, gid: int,
     process = OciProcess(rlimits=_rlimits(proc.get("rlimits") or ()), umask=_umask(user.get("umask")),
                          oom_score_adj=None if proc.get("oomScoreAdj") is None
                          else _int(proc["oomScoreAdj"], "process.oomScoreAdj", -1000, 1000),
-                         sysctl=_sysctl(linux.get("sysctl") or {}, namespaces))
+                         sysctl=_sysctl(linux.get("sysctl") or {}, namespaces), ambient=ambient)
     mounts = mount_ops(config.get("mounts") or [], linux, bundle, namespaces)
     _check_mapped_gids(mounts, mapping)
     return OciPlan(spec=spec, root=root_dir, mounts=tuple(mounts), mapping=mapping, process=process,
@@ -247,9 +249,12 @@ def _ranges(items, own: int, subs, field: str) -> tuple[Range, ...]:
     return tuple(out)
 
 
-def _capabilities(caps: dict, uid: int) -> tuple[str, ...]:
+def _capabilities(caps: dict, uid: int, warnings: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The capabilities the process keeps: bounding, within effective and permitted (a root
-    process gets its bounding set at exec: it gets no more than it asked for)."""
+    process gets its bounding set at exec: it gets no more than it asked for); and the ambient
+    ones of a user other than root (raised after its uid switch, so kept through its exec): those
+    within bounding, permitted and inheritable, as the kernel raises them; runc leaves the others
+    out silently (``runc spec --rootless`` writes no inheritable set), here with a warning each."""
     from rootless.runtime.security import ALL_CAPS
 
     def names(key: str) -> set[str] | None:
@@ -270,11 +275,16 @@ def _capabilities(caps: dict, uid: int) -> tuple[str, ...]:
         more = names(key)
         if more is not None and keep is not None:
             keep &= more
-    ambient = names("ambient")
-    if ambient and uid != 0:
-        raise refuse("process.capabilities.ambient", "for a user other than root is not supported",
-                     "run as uid 0 (in the user namespace), or leave ambient empty")
-    return tuple(sorted(keep or ()))
+    ambient = names("ambient") or set()
+    if not ambient or uid == 0:  # root's are its bounding set at exec anyway
+        return tuple(sorted(keep or ())), ()
+    for cap in sorted(ambient):
+        lacking = [key for key in ("bounding", "permitted", "inheritable") if cap not in (names(key) or set())]
+        if lacking:
+            warnings.append(f"process.capabilities.ambient: CAP_{cap} is not raised, as it is not in "
+                            f"{' and '.join(lacking)} (add it there to have it)")
+            ambient.discard(cap)
+    return tuple(sorted((keep or set()) | ambient)), tuple(sorted(ambient))
 
 
 def _rlimits(items) -> tuple[tuple[int, int, int], ...]:

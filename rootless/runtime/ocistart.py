@@ -29,9 +29,30 @@ def make_fifo(path: str) -> None:
     os.mkfifo(path, 0o600)
 
 
-def await_start(plan: LaunchPlan, pid: int, keeper_start: str, tell: Callable[..., None]) -> bool:
-    """The keeper: record ``created`` (PID 1 set up, waiting), say so to ``create``, then wait for
-    ``start`` (a byte in the fifo) or the end of PID 1 (killed or deleted meanwhile): True if started."""
+def say_ready(gate: int) -> None:
+    """PID 1: set up, its command found; now it waits for ``start`` (``await_start``)."""
+    os.write(gate, b"r")
+
+
+def _await_ready(gate: int, pidfd: int) -> bool:
+    """The keeper: until PID 1 says it is ready (True) or ends, having failed (its error went to ``create``)."""
+    while True:
+        try:
+            ready, _, _ = select.select([gate, pidfd], [], [])
+        except InterruptedError:
+            continue
+        if gate in ready:
+            try:
+                return os.read(gate, 1) == b"r"
+            except OSError:
+                return False
+        return False
+
+
+def await_start(plan: LaunchPlan, pid: int, keeper_start: str, tell: Callable[..., None], gate: int) -> bool:
+    """The keeper: once PID 1 is set up and waiting (``say_ready`` on the ``gate``, a socket), record
+    ``created``, say so to ``create``, then wait for ``start`` (a byte in the fifo) or the end of PID 1
+    (failed, or killed or deleted meanwhile): True if started."""
     from rootless.runtime import state
     assert plan.oci is not None
     fifo = os.open(plan.oci.start_fifo, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)  # never EOF while we hold it
@@ -41,6 +62,8 @@ def await_start(plan: LaunchPlan, pid: int, keeper_start: str, tell: Callable[..
         os.close(fifo)
         return False
     try:
+        if not _await_ready(gate, pidfd):
+            return False
         state.update_state(plan.paths, plan.spec.id, status="created", pid=pid,
                            pid_start=state.pid_start_time(pid, zombie_ok=True), keeper=os.getpid(),
                            keeper_start=keeper_start)

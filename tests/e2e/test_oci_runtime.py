@@ -521,8 +521,8 @@ def test_slurm_oci_conf_lifecycle(tmp_path):
 def test_runtime_spec_example_adapted(oci, tmp_path):
     """The runtime-spec's example config (config.md), with what a rootless runtime refuses taken
     out (``tests/unit/test_ocispec.py``'s EXAMPLE_REFUSED: hooks, timeOffsets, mountLabel, SELinux,
-    AppArmor, ioPriority, hugepage and network resources, the time namespace, ambient capabilities
-    of a user other than root, swappiness, realtime/idle/mems CPU settings, blockIO's leafWeight,
+    AppArmor, ioPriority, hugepage and network resources, the time namespace, swappiness,
+    realtime/idle/mems CPU settings, blockIO's leafWeight,
     devices to create) and the id maps made the caller's."""
     import pwd
 
@@ -595,6 +595,106 @@ def test_a_command_that_cannot_run(oci, tmp_path):
         assert r.returncode == 1 and "no-such-command" in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.splitlines()) <= 2
         assert left_in(oci.state) == []
+
+
+def _subid_maps(size: int) -> tuple[list, list]:
+    """``linux.uidMappings``/``gidMappings``: root as the caller, 1.. as its first ``size`` subordinate ids."""
+    import pwd
+    name = pwd.getpwuid(os.getuid()).pw_name
+    subs = [line.split(":") for line in Path("/etc/subuid").read_text().splitlines()]
+    mine = next((s for s in subs if s[0] in (name, str(os.getuid()))), None)
+    if mine is None:
+        pytest.skip("no subordinate ids for this user")
+    start = int(mine[1])
+    return ([{"containerID": 0, "hostID": os.getuid(), "size": 1}, {"containerID": 1, "hostID": start, "size": size}],
+            [{"containerID": 0, "hostID": os.getgid(), "size": 1}, {"containerID": 1, "hostID": start, "size": size}])
+
+
+def _plain_file(c):
+    c["process"]["args"] = ["/bin/plain"]
+
+
+def _cwd_a_file(c):
+    c["process"]["cwd"] = "/etc/passwd"
+
+
+def _unmapped_user(c):
+    c["linux"]["uidMappings"], c["linux"]["gidMappings"] = _subid_maps(1000)
+    c["process"]["user"] = {"uid": 5000, "gid": 5000}
+    c["process"]["capabilities"]["ambient"] = []
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda c: None, 'exec "no-such-command": executable file not found in $PATH'),
+    (_plain_file, 'exec "/bin/plain": permission denied'),
+    (lambda c: c["process"].update(args=["/bin"]), 'exec "/bin": is a directory'),
+    (_cwd_a_file, "/etc/passwd"),
+    (_unmapped_user, "is not mapped in the user namespace"),
+], ids=["not-found", "not-executable", "a-directory", "cwd-a-file", "unmapped-user"])
+def test_create_fails_on_a_command_that_cannot_run(oci, tmp_path, change, said):
+    """As runc's: the command is looked up (in process.env's PATH), the user and the working
+    directory taken before `create` returns; a failure is `create`'s, one line and exit code 1,
+    leaving no record and no process; `run` fails the same way."""
+    b = make_bundle(tmp_path / "b", ["no-such-command"])
+    (b / "rootfs" / "bin" / "plain").write_text("echo hi\n")
+    (b / "rootfs" / "bin" / "plain").chmod(0o644)
+    edit(b, change)
+    pid_file = tmp_path / "pid"
+    for args in (("create",), ("run", "-d"), ("run",)):
+        r = oci(*args, "--bundle", str(b), "--pid-file", str(pid_file), "c1", check=False)
+        assert r.returncode == 1, (args, r.stderr)
+        assert said in r.stderr and r.stderr.count("error:") == 1 and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.splitlines()) <= 2, r.stderr  # the error, and a hint
+        assert left_in(oci.state) == [], args
+        if pid_file.exists():
+            pid = int(pid_file.read_text())
+            wait_for(lambda p=pid: not alive(p), what="PID 1 gone")
+            pid_file.unlink()
+        r = oci("state", "c1", check=False)
+        assert r.returncode == 1 and "does not exist" in r.stderr
+
+
+def test_create_then_start_of_a_command_that_runs(oci, tmp_path):
+    """The checks before `start` leave a good command as it was: created, then run by `start` as
+    its user, in its working directory."""
+    maps, gmaps = _subid_maps(2000)
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "echo $(id -u) $(pwd) > /tmp/out"])
+    edit(b, lambda c: (c["linux"].update(uidMappings=maps, gidMappings=gmaps),
+                       c["process"].update(user={"uid": 1000, "gid": 1000}, cwd="/tmp"),
+                       c["process"]["capabilities"].update(ambient=[]), c["root"].update(readonly=False)))
+    (b / "rootfs" / "tmp").chmod(0o777)
+    oci("create", "--bundle", str(b), "c1")
+    assert oci.status("c1") == "created"
+    assert not (b / "rootfs" / "tmp" / "out").exists()
+    oci("start", "c1")
+    wait_for(lambda: oci.status("c1") == "stopped", what="stopped")
+    assert (b / "rootfs" / "tmp" / "out").read_text() == "1000 /tmp\n"
+    oci("delete", "c1")
+    assert left_in(oci.state) == []
+
+
+def test_ambient_capabilities_of_a_user_other_than_root(oci, tmp_path):
+    """As runc's: a user other than root with CAP_NET_BIND_SERVICE ambient binds port 80 in its
+    own network namespace (its exec keeps the capability); without it, it cannot."""
+    maps, gmaps = _subid_maps(2000)
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "id -u; grep CapAmb /proc/self/status; "
+                                                 "httpd -p 80 -h /tmp && echo bound"])
+    (b / "rootfs" / "bin" / "httpd").symlink_to("busybox")
+
+    def change(c):
+        c["linux"].update(uidMappings=maps, gidMappings=gmaps)
+        c["linux"]["namespaces"].append({"type": "network"})
+        c["process"]["user"] = {"uid": 1000, "gid": 1000}
+        c["process"]["capabilities"] = {k: ["CAP_NET_BIND_SERVICE"] for k in
+                                        ("bounding", "effective", "permitted", "inheritable", "ambient")}
+    edit(b, change)
+    r = oci("run", "--bundle", str(b), "c1", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split() == ["1000", "CapAmb:", "0000000000000400", "bound"], r.stdout + r.stderr
+    edit(b, lambda c: c["process"]["capabilities"].update(ambient=[]))
+    r = oci("run", "--bundle", str(b), "c1", check=False)
+    assert r.returncode != 0 and "bound" not in r.stdout and "ermission denied" in r.stderr, r.stdout + r.stderr
+    assert left_in(oci.state) == []
 
 
 def test_ids_alike_in_their_first_characters(oci, tmp_path):

@@ -225,3 +225,51 @@ def test_each_start_asks_for_a_scope_of_its_own_name(tmp_path, monkeypatch):
     assert fd is not None
     os.close(fd)
     assert cgroups.open_own_procs("b" * 64) is None
+
+
+ODD_IDS = ["node1.1000.12.0.0", "node1.1000.12.0.1", "_x+y", "a/b", "../../..", "x" * 300, "ABCDEF0123456789",
+           "abc", "0123456789ab/../x", "a b", "€uro"]
+
+
+def test_a_hex_ids_cgroup_keeps_its_name():
+    """``run``'s and ``build``'s ids (64 hex digits): the names of before, so that a container
+    started before an upgrade is still found."""
+    cid = "0123456789abcdef" * 4
+    assert cgroups.cgroup_name(cid) == "rootless-0123456789ab"
+    p = cgroups.Placement(cgroups.Host("v2", "/x", "/sys/fs/cgroup/x", ()), cid, {})
+    assert p.unit(77) == "rootless-0123456789ab-77.scope"
+
+
+def test_any_id_gets_a_safe_cgroup_name_of_its_own(tmp_path, monkeypatch):
+    """An OCI caller's id (any characters but those the face refuses, alike in the first 12): a
+    name that is one path component and a unit name, and no other id's, the hex ids' included."""
+    import re
+    ids = ODD_IDS + ["0123456789ab" + "0" * 52, "0123456789ab"]
+    names = [cgroups.cgroup_name(cid) for cid in ids]
+    assert len(set(names)) == len(names) - 1  # the two hex ids share their first 12 digits, as before
+    for cid, name in zip(ids, names, strict=True):
+        assert re.fullmatch(r"rootless-[0-9a-z]{12,17}", name), (cid, name)
+    monkeypatch.setattr(cgroups, "_user_bus_env", lambda: None)  # no systemd: a plain directory
+    monkeypatch.setattr(cgroups, "CGROUP_ROOT", str(tmp_path))
+    base = tmp_path / "deleg"
+    base.mkdir()
+    for cid in ODD_IDS:
+        scope = base / cgroups.cgroup_name(cid)  # the files the kernel would show in it
+        for d in (scope / "ctr", scope / "keeper"):
+            d.mkdir(parents=True)
+            (d / "cgroup.procs").write_text("")
+        (scope / "cgroup.controllers").write_text("\n")
+        p = cgroups.Placement(cgroups.Host("v2", "/x", str(base), ()), cid, {}, str(tmp_path))
+        assert "/" not in p.unit(5)
+        ctr = p.adopt(4242)
+        assert ctr is not None and os.path.dirname(os.path.dirname(ctr)) == str(base), (cid, ctr)
+        own = "/" + os.path.relpath(ctr, tmp_path)
+        real_read = cgroups._read
+        monkeypatch.setattr(cgroups, "_read", lambda path, own=own, real=real_read: f"0::{own}\n"
+                            if path == "/proc/self/cgroup" else real(path))
+        fd = cgroups.open_own_procs(cid)  # the keeper finds its container's cgroup by that name
+        assert fd is not None, cid
+        os.close(fd)
+        assert all(cgroups.open_own_procs(other) is None for other in ODD_IDS if other != cid)
+        monkeypatch.setattr(cgroups, "_read", real_read)
+    assert sorted(os.listdir(base)) == sorted(cgroups.cgroup_name(c) for c in ODD_IDS)

@@ -146,7 +146,6 @@ def test_resources_as_limits(runc_spec):
     (("process", "cwd"), "relative", "process.cwd"),
     (("mounts",), [{"destination": "/x", "type": "overlay", "source": "o"}], "mounts[0]"),
     (("mounts",), [{"destination": "/x", "type": "bind", "source": "/y", "options": ["rbind", "idmap"]}], "idmap"),
-    (("process", "user"), {"uid": 1000, "gid": 1000}, "ambient"),
     (("linux", "uidMappings"), [{"containerID": 0, "hostID": 0, "size": 1}], "linux.uidMappings"),
     (("linux", "seccomp"), {"defaultAction": "SCMP_ACT_NOTIFY"}, "seccomp"),
     (("mounts",), [{"destination": "/dev/pts", "type": "devpts", "source": "devpts",
@@ -201,7 +200,6 @@ EXAMPLE_REFUSED = [
                      {"containerID": 1, "hostID": 200000, "size": 65536}],
         gidMappings=[{"containerID": 0, "hostID": GID, "size": 1},
                      {"containerID": 1, "hostID": 200000, "size": 65536}])),
-    ("process.capabilities.ambient", lambda c: c["process"]["capabilities"].update(ambient=[])),
     ("linux.resources.memory.swappiness", lambda c: c["linux"]["resources"]["memory"].pop("swappiness")),
     ("linux.resources.cpu.realtimeRuntime", lambda c: [c["linux"]["resources"]["cpu"].pop(k) for k in
                                                        ("realtimeRuntime", "realtimePeriod", "idle", "mems")]),
@@ -230,5 +228,31 @@ def test_runtime_spec_example_refusals():
     assert p.spec.group_add == ("5", "6") and p.process.sysctl == (("net.core.somaxconn", "256"),
                                                                    ("net.ipv4.ip_forward", "1"))
     assert p.process.oom_score_adj == 100 and p.mapping.mode == "subid"
+    assert p.process.ambient == ("NET_BIND_SERVICE",) and "NET_BIND_SERVICE" in p.spec.caps  # uid 1's, as runc
     assert p.spec.limits["memory"] == 536870912 and p.spec.limits["pids_limit"] == 32771
     assert p.seccomp["defaultAction"] == "SCMP_ACT_ALLOW" and p.annotations == EXAMPLE["annotations"]
+
+
+def test_ambient_capabilities_of_a_user_other_than_root(runc_spec):
+    """As runc: a user's ambient capabilities are raised after its uid switch, those in bounding,
+    permitted and inheritable (the kernel's rule); runc leaves out the others silently, here each
+    is a warning. Root's are its bounding set at exec anyway."""
+    c = copy.deepcopy(runc_spec)
+    assert plan(c).process.ambient == ()  # root
+    c["process"]["user"] = {"uid": 1000, "gid": 1000}
+    p = plan(c)  # runc spec --rootless: no inheritable set
+    assert p.process.ambient == () and p.spec.caps == ("AUDIT_WRITE", "KILL", "NET_BIND_SERVICE")
+    assert len(p.warnings) == 3 and all("process.capabilities.ambient" in w and "inheritable" in w
+                                        for w in p.warnings), p.warnings
+    c["process"]["capabilities"]["inheritable"] = ["CAP_NET_BIND_SERVICE", "CAP_KILL"]
+    c["process"]["capabilities"]["effective"] = ["CAP_KILL"]  # not needed in effective: exec raises them
+    p = plan(c)
+    assert p.process.ambient == ("KILL", "NET_BIND_SERVICE") and "NET_BIND_SERVICE" in p.spec.caps
+    assert [w for w in p.warnings if "ambient" in w] == [
+        "process.capabilities.ambient: CAP_AUDIT_WRITE is not raised, as it is not in inheritable "
+        "(add it there to have it)"]
+    c["process"]["capabilities"]["bounding"] = ["CAP_KILL"]
+    c["process"]["capabilities"]["permitted"] = ["CAP_KILL"]
+    p = plan(c)
+    assert p.process.ambient == ("KILL",) and p.spec.caps == ("KILL",)
+    assert any("CAP_NET_BIND_SERVICE is not raised, as it is not in bounding and permitted" in w for w in p.warnings)
