@@ -146,6 +146,10 @@ def translate(config: dict, bundle: str, cid: str, uid: int, gid: int,
         raise refuse("process.user.username", "is for Windows")
     cuid, cgid = _int(user.get("uid", 0), "process.user.uid"), _int(user.get("gid", 0), "process.user.gid")
     groups = tuple(str(_int(g, "process.user.additionalGids")) for g in user.get("additionalGids") or ())
+    _check_mapped(cuid, mapping.uids, "process.user.uid", "linux.uidMappings")
+    for g in (cgid, *map(int, groups)):
+        _check_mapped(g, mapping.gids, "process.user.gid" if g == cgid else "process.user.additionalGids",
+                      "linux.gidMappings")
     args = proc.get("args")
     if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
         raise refuse("process.args", "is missing or empty", "give the command as a list of strings")
@@ -231,6 +235,14 @@ def id_mapping(linux: dict, uid: int, gid: int, subuids, subgids) -> IdMapping:
     gids = _ranges(linux.get("gidMappings"), gid, subgids, "linux.gidMappings")
     single = len(uids) == 1 and uids[0].outside == uid and len(gids) == 1 and gids[0].outside == gid
     return IdMapping("single" if single else "subid", uids, gids)
+
+
+def _check_mapped(cid: int, ranges: tuple[Range, ...], field: str, maps: str) -> None:
+    """runc's rule: the process's ids must exist in the container's user namespace (a single-uid
+    map has only root; `rootless run` would fall back to root with a warning, the OCI face refuses)."""
+    if not any(r.inside <= cid < r.inside + r.count for r in ranges):
+        raise refuse(field, f"{cid} is not mapped in the user namespace",
+                     f"add it to {maps} (ranges of /etc/subuid and /etc/subgid), or run as 0")
 
 
 def _ranges(items, own: int, subs, field: str) -> tuple[Range, ...]:

@@ -88,7 +88,7 @@ def test_id_maps(runc_spec):
 
 
 def test_user_process_fields(runc_spec):
-    c = copy.deepcopy(runc_spec)
+    c = _with_subids(copy.deepcopy(runc_spec))
     c["process"]["user"] = {"uid": 5, "gid": 6, "additionalGids": [7, 8], "umask": 0o22}
     c["process"]["capabilities"]["ambient"] = []
     c["process"]["oomScoreAdj"] = 100
@@ -239,6 +239,7 @@ def test_ambient_capabilities_of_a_user_other_than_root(runc_spec):
     is a warning. Root's are its bounding set at exec anyway."""
     c = copy.deepcopy(runc_spec)
     assert plan(c).process.ambient == ()  # root
+    c = _with_subids(c)
     c["process"]["user"] = {"uid": 1000, "gid": 1000}
     p = plan(c)  # runc spec --rootless: no inheritable set
     assert p.process.ambient == () and p.spec.caps == ("AUDIT_WRITE", "KILL", "NET_BIND_SERVICE")
@@ -256,3 +257,35 @@ def test_ambient_capabilities_of_a_user_other_than_root(runc_spec):
     p = plan(c)
     assert p.process.ambient == ("KILL",) and p.spec.caps == ("KILL",)
     assert any("CAP_NET_BIND_SERVICE is not raised, as it is not in bounding and permitted" in w for w in p.warnings)
+
+
+@pytest.mark.parametrize("user, field", [
+    ({"uid": 1000, "gid": 0}, "process.user.uid 1000 is not mapped"),
+    ({"uid": 0, "gid": 1000}, "process.user.gid 1000 is not mapped"),
+    ({"uid": 0, "gid": 0, "additionalGids": [5]}, "process.user.additionalGids 5 is not mapped"),
+])
+def test_a_user_outside_the_maps_is_refused_as_runc_does(runc_spec, user, field):
+    """runc spec --rootless maps only the caller (root inside): another user there is refused, never
+    run as root instead (`rootless run`'s single-uid fallback is not the OCI face's)."""
+    c = copy.deepcopy(runc_spec)
+    c["process"]["user"] = user
+    c["process"]["capabilities"]["ambient"] = []
+    with pytest.raises(UsageError) as e:
+        plan(c)
+    assert field in e.value.message and "\n" not in e.value.message
+
+
+def _with_subids(c: dict) -> dict:
+    """Root as the caller, 1-2000 as its first subordinate ids."""
+    c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": UID, "size": 1},
+                                 {"containerID": 1, "hostID": SUBS[0][0], "size": 2000}]
+    c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": GID, "size": 1},
+                                 {"containerID": 1, "hostID": SUBS[0][0], "size": 2000}]
+    return c
+
+
+def test_a_user_inside_subordinate_maps_is_taken(runc_spec):
+    c = _with_subids(copy.deepcopy(runc_spec))
+    c["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [5]}
+    c["process"]["capabilities"]["ambient"] = []
+    assert plan(c).spec.user == "1000:1000"
