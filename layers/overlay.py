@@ -150,12 +150,13 @@ def distinct(lowers_top_first: Iterable[str]) -> tuple[str, ...]:
 def mount_rootfs(plan: RootfsPlan) -> None:
     plan = plan._replace(lowers=distinct(plan.lowers))
     if plan.method == "kernel":
-        # Relative lower paths keep the option string short (it is limited to a page).
+        # Relative lower paths keep the option string short (it is limited to a page); a layer
+        # of an additional image store is reached from the first layer's directory too.
         layers_dir = os.path.dirname(plan.lowers[0])
         cwd = os.getcwd()
         os.chdir(layers_dir)
         try:
-            lower = ":".join(os.path.basename(p) for p in plan.lowers)
+            lower = ":".join(os.path.relpath(p, layers_dir) for p in plan.lowers)
             syscalls.mount("overlay", plan.merged, "overlay", 0,
                            f"lowerdir={lower},upperdir={plan.upper},workdir={plan.work},userxattr"
                            + (",volatile" if plan.volatile else ""))
@@ -212,12 +213,32 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
+# The extended attributes an image's files carry (as the unpacker keeps them), but not overlay's own.
+_KEEP_XATTRS = ("user.", "security.capability")
+_PRIVATE_XATTRS = ("user.overlay.", "trusted.overlay.", "user.fuseoverlayfs.", "user.containers.")
+
+
 def _copy_meta(src: str, dst: str, st: os.stat_result | None = None) -> None:
     st = st or os.lstat(src)
     os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
     if not stat.S_ISLNK(st.st_mode):
         os.chmod(dst, stat.S_IMODE(st.st_mode))
+        _copy_xattrs(src, dst)  # after the chown, which drops a file's capabilities
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _copy_xattrs(src: str, dst: str) -> None:
+    """File capabilities and user.* attributes, as the layer has them (setcap'd ping keeps its caps)."""
+    try:
+        names = os.listxattr(src, follow_symlinks=False)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(_KEEP_XATTRS) and not name.startswith(_PRIVATE_XATTRS):
+            try:
+                os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
+            except OSError:
+                pass
 
 
 def _merge_dir(src: str, dst: str, links: dict | None = None) -> None:

@@ -79,8 +79,10 @@ SPLIT_SUFFIX = ".tarsplit"  # layers.tarsplit.SUFFIX: a layer tar kept as its re
 
 class ImageStore:
     def __init__(self, paths: Paths, userns_call: Callable[..., Any], idmap_key: str,
-                 userns_worker: Callable[..., Any] | None = None, search: tuple[str, ...] = ()):
+                 userns_worker: Callable[..., Any] | None = None, search: tuple[str, ...] = (),
+                 shared: tuple[Paths, ...] = ()):
         self.paths = paths
+        self.shared = shared  # read-only additional stores (layers.sharedstores): read in place, never written
         self.search = search or (reference.DEFAULT_REGISTRY,)  # registries for short names, in order
         self.userns_call = userns_call
         self.userns_worker = userns_worker  # handler -> a helper in the user namespace taking jobs
@@ -123,13 +125,27 @@ class ImageStore:
                                 "run `rootless system reset` to start over")
         return data
 
-    def images(self) -> list[dict]:
-        return sorted(self._read_index()["images"].values(), key=lambda r: r.get("loaded", ""), reverse=True)
+    def images(self, with_shared: bool = False) -> list[dict]:
+        """The image records, newest first; ``with_shared``: the additional stores' too (marked)."""
+        recs = list(self._read_index()["images"].values())
+        if with_shared and self.shared:
+            from layers import sharedstores
+            recs = sharedstores.merged(recs, self.shared)
+        return sorted(recs, key=lambda r: r.get("loaded", ""), reverse=True)
 
     def resolve(self, name: str) -> dict:
         """An image record by reference (a tag wins, as in Docker; a short name is tried with each
-        registry of the search list in turn), full id or unique id prefix."""
-        images = self._read_index()["images"]
+        registry of the search list in turn), full id or unique id prefix; else an additional store's (marked)."""
+        try:
+            return self._resolve_among(self._read_index()["images"], name)
+        except ImageNotFound:
+            from layers import sharedstores
+            found = sharedstores.resolve(self.shared, lambda images: self._resolve_among(images, name))
+            if found is None:
+                raise
+            return found
+
+    def _resolve_among(self, images: dict, name: str) -> dict:
         try:
             refs = reference.candidates(name, self.search)
         except RootlessError:
@@ -160,11 +176,11 @@ class ImageStore:
     def has_blob(self, digest: str) -> bool:
         """Whether the blob is here: as its bytes, or (an uncompressed layer tar) as the recipe
         that re-creates it from its unpacked tree (:mod:`layers.tarsplit`)."""
-        path = self.paths.blob(digest)
+        path = self.blob_path(digest)
         return os.path.exists(path) or os.path.exists(path + SPLIT_SUFFIX)
 
     def blob_size(self, digest: str) -> int:
-        path = self.paths.blob(digest)
+        path = self.blob_path(digest)
         try:
             return os.path.getsize(path)
         except FileNotFoundError:
@@ -177,7 +193,7 @@ class ImageStore:
         """The blob's bytes to read: its file, or the layer tar re-created byte for byte from its
         recipe and unpacked tree (by a helper in the user namespace, through a pipe; a tree
         changed since its unpacking fails the read that would end the tar)."""
-        path = self.paths.blob(digest)
+        path = self.blob_path(digest)
         try:
             return open(path, "rb")
         except FileNotFoundError:
@@ -187,7 +203,7 @@ class ImageStore:
 
         from layers import tarsplit
         return io.BufferedReader(tarsplit.Rebuilt(self.userns_worker, path + SPLIT_SUFFIX,
-                                                  self.paths.layer(digest), digest), 1 << 20)
+                                                  self.layer_dir(digest), digest), 1 << 20)
 
     def put_blob(self, stream: Readable, expected: str | None = None, expected_size: int | None = None,
                  what: str = "blob", on_open: Callable[[str], None] | None = None,
@@ -327,8 +343,18 @@ class ImageStore:
         return digest, added
 
     def read_blob(self, digest: str) -> bytes:
-        with open(self.paths.blob(digest), "rb") as f:
+        with open(self.blob_path(digest), "rb") as f:
             return f.read()
+
+    def blob_path(self, digest: str) -> str:
+        """Where the blob (or its recipe, beside it) is: this store, else the first additional one with it."""
+        return self._in_stores(self.paths.blob(digest), lambda p: p.blob(digest), SPLIT_SUFFIX)
+
+    def _in_stores(self, own: str, path_of: Callable[[Paths], str], alt: str = "") -> str:
+        if not self.shared:
+            return own
+        from layers import sharedstores
+        return sharedstores.find(self.shared, path_of, own, alt)
 
     def remove_blobs(self, digests: Iterable[str]) -> None:
         for d in digests:
@@ -341,6 +367,10 @@ class ImageStore:
     # ---- layers --------------------------------------------------------------
     def layer_present(self, diff_id: str) -> bool:
         return os.path.isdir(self.paths.layer(diff_id))
+
+    def layer_dir(self, diff_id: str) -> str:
+        """The layer's tree: this store's, else an additional store's (used in place), else where it would go."""
+        return self._in_stores(self.paths.layer(diff_id), lambda p: p.layer(diff_id))
 
     def check_idmap(self) -> None:
         """Layers on disk carry the owners of one id map; refuse to mix two."""
@@ -359,13 +389,13 @@ class ImageStore:
         temporary file of its download, followed until it holds ``size`` bytes. With ``commit``
         false the layer is left in the job's ``tmp`` directory for :meth:`commit_layer`."""
         self.staging()
-        job = {"blob": self.paths.blob(lr.blob), "diff_id": lr.diff_id, "dest": self.paths.layer(lr.diff_id),
+        job = {"blob": self.blob_path(lr.blob), "diff_id": lr.diff_id, "dest": self.paths.layer(lr.diff_id),
                "tmp": os.path.join(self.paths.layers,
                                    f".tmp-{lr.diff_id[7:19]}-{os.getpid()}-{time.monotonic_ns()}"),
                "commit": commit}
         if growing:
             job.update(growing=growing, size=size)
-        elif commit and lr.blob == lr.diff_id:  # an uncompressed tar: kept as its tree and a recipe
+        elif commit and lr.blob == lr.diff_id and job["blob"] == self.paths.blob(lr.blob):  # as tree and recipe
             job["split"] = self._split_paths()
         return job
 
@@ -430,7 +460,7 @@ class ImageStore:
 
     def unpack_layers(self, layers: list[LayerRef]) -> list[str]:
         """Unpack the missing ones (one user-namespace helper for all); the diff ids added."""
-        missing = [lr for lr in layers if not self.layer_present(lr.diff_id)]
+        missing = [lr for lr in layers if not os.path.isdir(self.layer_dir(lr.diff_id))]  # an additional store's too
         doubled = [lr for lr in layers if lr not in missing and lr.blob == lr.diff_id
                    and os.path.isfile(self.paths.blob(lr.blob))]  # a tar beside its tree: one copy is enough
         if not missing and not doubled:
@@ -545,6 +575,9 @@ class ImageStore:
         with locking.locked(self.paths.store_lock):
             index = self._read_index()
             images = index["images"]
+            if image_id not in images:
+                from layers.sharedstores import refuse
+                refuse(self.resolve(image_id), image_id[7:19])
             for other in images.values():
                 if tag in other.get("repo_tags", []):
                     other["repo_tags"].remove(tag)
@@ -606,6 +639,9 @@ class ImageStore:
     def _resolve_in(self, images: dict, name: str) -> dict:
         # resolve() re-reads the index; under the lock we must use the copy we will write.
         rec = self.resolve(name)
+        if rec["id"] not in images:
+            from layers.sharedstores import refuse
+            refuse(rec, name)
         return images[rec["id"]]
 
 

@@ -239,7 +239,7 @@ def summaries(ctx: Context, filters: Sequence[str] = ()) -> list[dict]:
         shown = tags.setdefault(row.id, [])
         if row.repository != "<none>":
             shown.append(f"{row.repository}:{row.tag}")
-    by_id = {rec["id"]: rec for rec in ctx.store.images()}
+    by_id = {rec["id"]: rec for rec in ctx.store.images(with_shared=True)}
     return [summary(ctx, by_id[i], t) for i, t in tags.items() if i in by_id]
 
 

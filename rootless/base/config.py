@@ -5,6 +5,9 @@ Example::
     [storage]
     root = "/scratch/me/rootless"   # default: $XDG_DATA_HOME/rootless
     overlay = "auto"                # auto | kernel | fuse | copy
+    additional_stores = ["/shared/images"]   # read-only image stores used beside this one (filled
+                                    # with `rootless pull --store DIR`); $ROOTLESS_ADDITIONAL_STORES
+                                    # (colon-separated) overrides it
 
     [userns]
     idmap = "auto"                  # auto | single
@@ -48,8 +51,9 @@ LOG_DEFAULTS = {"driver": "json-file", "max_size": 20 * 1024 * 1024, "max_file":
 # ``registries``: host -> {"mirrors": [...], "blocked": bool, "insecure": bool} (the keys that are set)
 # ``search``: registries for short names, in order (empty: docker.io alone)
 # ``logs``: the [logs] keys that are set (driver, max_size in bytes, max_file); see log_defaults
-Config = namedtuple("Config", "path root overlay idmap insecure registries search logs",
-                    defaults=(None, None, "auto", "auto", (), {}, (), {}))
+# ``additional_stores``: read-only image stores used beside the own one (storage.additional_stores)
+Config = namedtuple("Config", "path root overlay idmap insecure registries search logs additional_stores",
+                    defaults=(None, None, "auto", "auto", (), {}, (), {}, ()))
 
 
 def log_defaults(cfg: Config) -> dict:
@@ -72,6 +76,15 @@ def format_size(n: int) -> str:
         if n and n % scale == 0:
             return f"{n // scale}{unit}"
     return str(n)
+
+
+def additional_stores(cfg: Config) -> tuple[str, ...]:
+    """The read-only image stores to use beside the own one: ``$ROOTLESS_ADDITIONAL_STORES``
+    (colon-separated; set empty: none), else ``storage.additional_stores``."""
+    env = os.environ.get("ROOTLESS_ADDITIONAL_STORES")
+    if env is not None:
+        return tuple(dict.fromkeys(os.path.abspath(os.path.expanduser(p)) for p in env.split(":") if p))
+    return tuple(dict.fromkeys(cfg.additional_stores))
 
 
 def config_path() -> str:
@@ -118,7 +131,8 @@ def load(path: str | None = None) -> Config:
                          overlay=user.overlay if user.overlay != "auto" else system.overlay,
                          idmap=user.idmap if user.idmap != "auto" else system.idmap,
                          insecure=tuple(dict.fromkeys(system.insecure + user.insecure)), registries=registries,
-                         search=user.search or system.search, logs={**system.logs, **user.logs})
+                         search=user.search or system.search, logs={**system.logs, **user.logs},
+                         additional_stores=user.additional_stores or system.additional_stores)
 
 
 def _load_one(path: str) -> Config | None:
@@ -197,7 +211,17 @@ def _load_one(path: str) -> Config | None:
     root = storage.get("root")
     return Config(path=path, root=os.path.expanduser(root) if root else None, overlay=overlay, idmap=idmap,
                   insecure=tuple(insecure), registries=per_registry, search=tuple(dict.fromkeys(search)),
-                  logs=_logs_table(logs, where))
+                  logs=_logs_table(logs, where),
+                  additional_stores=_directories(storage.get("additional_stores", []), where))
+
+
+def _directories(value: object, where: Callable[..., str]) -> tuple[str, ...]:
+    """``storage.additional_stores``, checked: a list of directories (absolute, ``~`` expanded)."""
+    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+        raise RootlessError(f"bad config {where(('storage',), 'additional_stores')}: "
+                            "storage.additional_stores must be a list of directories",
+                            'for example: additional_stores = ["/shared/rootless-images"]')
+    return tuple(os.path.abspath(os.path.expanduser(x)) for x in value)
 
 
 def _logs_table(table: dict, where: Callable[..., str]) -> dict:

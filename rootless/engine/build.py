@@ -365,7 +365,7 @@ class Executor:
         for sub in ("upper", "work", "root", "empty"):
             os.makedirs(os.path.join(d, sub), 0o755)
         method = self.ctx.overlay_method()
-        lowers = tuple(self.ctx.paths.layer(x) for x in reversed(stage.diff_ids())) or (os.path.join(d, "empty"),)
+        lowers = tuple(self.ctx.store.layer_dir(x) for x in reversed(stage.diff_ids())) or (os.path.join(d, "empty"),)
         plan = RootfsPlan(method=method, lowers=lowers, upper=os.path.join(d, "upper"), work=os.path.join(d, "work"),
                           merged=os.path.join(d, "root"), copy_dir=os.path.join(d, "copy"), volatile=True)
         views: dict[str | int, str] = {"root": plan.merged}  # the root, and each copy_from source by index
@@ -395,7 +395,7 @@ class Executor:
     def _readonly_plan(self, diff_ids: list[str], view: str, empty: str):
         """The read-only root of ``diff_ids`` (bottom first), to be mounted at ``view``."""
         from layers.overlay import RootfsPlan
-        lowers = tuple(self.ctx.paths.layer(x) for x in reversed(diff_ids)) or (empty,)
+        lowers = tuple(self.ctx.store.layer_dir(x) for x in reversed(diff_ids)) or (empty,)
         return RootfsPlan(method=self.ctx.overlay_method(), lowers=lowers[1:] or (empty,), upper=lowers[0],
                           work="", merged=view, copy_dir="")
 
@@ -439,7 +439,7 @@ class Executor:
         if known:
             return known
         self.ctx.store.unpack_layers([_ref(layer)])
-        digest = self.ctx.userns_call(buildfs.digest_tree, self.ctx.paths.layer(layer["diff_id"]))
+        digest = self.ctx.userns_call(buildfs.digest_tree, self.ctx.store.layer_dir(layer["diff_id"]))
         _write_memo(memo, digest)
         return digest
 

@@ -107,7 +107,39 @@ class Context:
     @cached_property
     def store(self):
         from layers.store import ImageStore
-        return ImageStore(self.paths, self.userns_call, self.mapping.key, self.userns_worker, self.config.search)
+        return ImageStore(self.paths, self.userns_call, self.mapping.key, self.userns_worker, self.config.search,
+                          self.shared_stores)
+
+    @cached_property
+    def shared_stores(self) -> tuple[Paths, ...]:
+        """The read-only additional image stores (``storage.additional_stores`` or
+        ``$ROOTLESS_ADDITIONAL_STORES``) that can be used: a missing or unreadable one is a
+        warning and left out; one unpacked with another id map than the user's is refused (its
+        files would show under other owners). Nothing is made or locked in them."""
+        roots = [r for r in configmod.additional_stores(self.config) if r != self.paths.root]
+        if not roots:
+            return ()
+        from rootless.base import atomic
+        out = []
+        for root in roots:
+            p = Paths(root, "")
+            if not os.access(p.images_file, os.R_OK) or not os.path.isdir(p.layers):
+                why = "missing" if not os.path.exists(root) else "not an image store, or unreadable"
+                self.warn(f"additional image store {root} is {why}: not used "
+                          "(fill it with `rootless pull --store DIR IMAGE`, or drop it from storage.additional_stores)")
+                continue
+            try:
+                recorded = atomic.read_json(p.idmap_file).get("key")
+            except (OSError, ValueError, AttributeError):
+                recorded = None  # nothing unpacked there yet
+            if recorded is not None and recorded != self.mapping.key:
+                raise RootlessError(
+                    f"additional image store {root} was unpacked with another id map ({recorded}) than yours "
+                    f"({self.mapping.key})",
+                    "fill it with the same subordinate ranges as on every node that uses it (or in single-uid mode, "
+                    "userns.idmap = \"single\", by the user who uses it), or drop it from storage.additional_stores")
+            out.append(p)
+        return tuple(out)
 
     def userns_worker(self, handler, what: str = "helper"):
         from rootless.base import userns

@@ -43,7 +43,7 @@ def images(ctx: Context, filters: Sequence[str] = ()) -> list[ImageRow]:
     ``dangling=true|false``, ``reference=PATTERN``, ``before=IMAGE``, ``since=IMAGE``,
     ``label=KEY[=VALUE]``."""
     from layers import reference
-    recs = ctx.store.images()
+    recs = ctx.store.images(with_shared=True)
     checks = [_image_filter(ctx, f) for f in filters]
     rows = []
     for rec in recs:
@@ -208,6 +208,7 @@ def image_inspect(ctx: Context, name: str) -> dict:
         "Os": config.get("os", ""), "Size": rec.get("size", 0),
         "RootFS": {"Type": "layers", "Layers": [lr["diff_id"] for lr in rec["layers"]]},
         "History": config.get("history", []), "Parent": _parent(ctx, rec),
+        **({"ReadOnly": True, "Store": rec["store"]} if rec.get("read_only") else {}),  # an additional store's
     }
 
 
@@ -340,6 +341,27 @@ def pull(ctx: Context, ref_text: str, opts: RegistryOptions = RegistryOptions())
                     got.familiar_repository)
         return str(got) if ref.tag else f"{got.repository}@{pulled.digest}"
     return _first_registry(ctx, reference.candidates(ref_text, ctx.store.search), one, opts, ref_text)
+
+
+def share_store(ctx: Context) -> None:
+    """``pull --store``: the store made readable by others, as an additional store of theirs
+    (``storage.additional_stores``) needs: its directories 0755, its index and blobs readable.
+    The layers' trees keep the modes of the image (they are its files)."""
+    import stat
+    p = ctx.paths
+    try:
+        for d in (p.root, os.path.dirname(p.blobs), p.blobs, p.layers):
+            os.chmod(d, 0o755)
+        for d in (p.root, p.blobs):
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.is_file(follow_symlinks=False) and not e.name.startswith("."):
+                        mode = stat.S_IMODE(e.stat(follow_symlinks=False).st_mode)
+                        if mode & 0o044 != 0o044:
+                            os.chmod(e.path, mode | 0o044)
+    except OSError as e:  # pulled all the same: said, not fatal
+        ctx.warn(f"the store {p.root} could not be made readable by others ({e.filename}: {e.strerror}): "
+                 "other users cannot use it as an additional store")
 
 
 def distribution(ctx: Context, ref_text: str, opts: RegistryOptions = RegistryOptions()) -> dict:

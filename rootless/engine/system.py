@@ -106,6 +106,7 @@ def check(ctx: Context) -> list[str]:
             if not ctx.store.layer_present(lr["diff_id"]):
                 problems.append(f"image {img['id'][7:19]}: layer {lr['diff_id'][7:19]} is missing "
                                 "(it is unpacked again on the next run)")
+    image_ids |= {i["id"] for i in ctx.store.images(with_shared=True) if i.get("read_only")}  # additional stores'
     running = set()
     for rec in records.all_current(ctx):
         cid = rec["id"]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, Protocol
 
+    from layers.store import ImageStore
     from netstack.slirp import Features
     from rootless.base.paths import Paths
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
         @property
         def paths(self) -> Paths: ...
+        @property
+        def store(self) -> ImageStore: ...  # where a layer's tree is (own or additional store)
         def warn(self, message: str) -> None: ...
         def note(self, line: str) -> None: ...
         def userns_call(self, fn: Callable[..., Any], *args: Any) -> Any: ...

@@ -178,7 +178,7 @@ def rootfs_plan(ctx: Context, rec: ContainerRecord) -> RootfsPlan:
     from layers.overlay import RootfsPlan
     cid = rec["id"]
     return RootfsPlan(method=rec.get("rootfs_method", "kernel"),
-                      lowers=tuple(ctx.paths.layer(d) for d in reversed(rec["spec"]["layers"])),
+                      lowers=tuple(ctx.store.layer_dir(d) for d in reversed(rec["spec"]["layers"])),
                       upper=ctx.paths.upper(cid), work=ctx.paths.work(cid), merged=ctx.paths.merged(cid),
                       copy_dir=ctx.paths.copy_rootfs(cid),
                       # a build's RUN step: its writable layer needs no durability until it is a layer

@@ -21,7 +21,7 @@ TABLE: dict[tuple[str, ...], str] = {
     ("load",): "images", ("import",): "images", ("build",): "build", ("builder", "prune"): "build",
     ("images",): "images", ("history",): "images", ("save",): "images", ("image", "prune"): "images",
     ("system", "df"): "system", ("rmi",): "images", ("pull",): "images", ("push",): "images",
-    ("tag",): "images", ("login",): "images", ("logout",): "images", ("run",): "containers",
+    ("tag",): "images", ("bundle",): "images", ("login",): "images", ("logout",): "images", ("run",): "containers",
     ("create",): "containers", ("start",): "containers", ("stop",): "containers", ("restart",): "containers",
     ("kill",): "containers", ("rm",): "containers", ("wait",): "containers", ("exec",): "containers",
     ("top",): "containers", ("stats",): "containers", ("update",): "containers", ("port",): "containers",

@@ -128,14 +128,35 @@ def pull(ctx: "Context", reference: str = Arg(metavar="NAME[:TAG|@DIGEST]"),
          quiet: bool = Opt(("-q", "--quiet"), False, "No progress output."),
          all_tags: bool = Opt(("-a", "--all-tags"), False, "Every tag of the repository."),
          tls_verify: str = Opt(("--tls-verify",), "true", "false: plain HTTP or unverified TLS."),
-         creds: str = Opt(("--creds",), None, "USER:PASSWORD for the registry.")):
+         creds: str = Opt(("--creds",), None, "USER:PASSWORD for the registry."),
+         store: str = Opt(("--store",), None, "Pull into this image store, for others to read (shared).")):
     """Pull an image from a registry."""
     from rootless.engine import images as image_ops
     opts = image_ops.registry_options(tls_verify, creds, platform, quiet)
+    if store:
+        ctx.root = store  # that store is the root of this command (as --root); then made readable
+        ctx.shared_stores = ()  # a store being filled reads no other
     if all_tags:
         print("\n".join(image_ops.pull_all_tags(ctx, reference, opts)))
     else:
         print(image_ops.pull(ctx, reference, opts))
+    if store:
+        image_ops.share_store(ctx)
+
+
+@command("bundle", interspersed=False)
+def bundle(ctx: "Context", image: str = Arg(metavar="IMAGE"), directory: str = Arg(metavar="DIR"),
+           command: list[str] = Arg(None, metavar="[COMMAND] [ARG...]"),
+           force: bool = Opt(("--force",), False, "Replace DIR if it exists and is not empty."),
+           network: str = Opt(("--network",), "host", "host (no network namespace) or none."),
+           hostname: str = Opt(("--hostname",), "", "The container's host name (default: the node's, inherited)."),
+           pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never.")):
+    """Write an OCI bundle (DIR/config.json and DIR/rootfs) from an image, for any OCI runtime;
+    COMMAND replaces the image's Cmd. Remove it with `rootless unshare rm -rf DIR` (its files
+    belong to your subordinate ids)."""
+    from rootless.engine import bundle as bundle_ops
+    print(bundle_ops.bundle(ctx, image, directory, force=force, network=network, hostname=hostname, pull=pull,
+                            command=command or ()))
 
 
 @command("push")
