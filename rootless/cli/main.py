@@ -54,6 +54,9 @@ def _usage_error(e) -> int:
 def main(argv: list[str] | None = None) -> None:
     from rootless.base.errors import EXIT_TOOL, RootlessError
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["oci"]:  # the OCI runtime face: runc's command line and exit codes (rootless.cli.oci)
+        from rootless.cli import oci
+        _exit(oci.main(argv[1:]))
     from rootless.base import timing
     timing.mark("main")
     try:

@@ -65,9 +65,11 @@ class Step:
 def sandbox(plan: LaunchPlan, ch: Channel) -> int:
     """The keeper, as a flat sequence of phases; each names its steps (``Step.at``) for the errors."""
     os.setsid()  # the terminal's signals reach the CLI only; it forwards them
+    passthrough = _hold_stdio() if plan.passthrough else ()  # the OCI face's: the caller's, for PID 1
     if not plan.attached:
         _detach_from_terminal()
     k = _Keeper(plan, ch)
+    k.passthrough = passthrough
     try:
         k.enter_namespaces()
         k.mount_root()
@@ -114,6 +116,8 @@ class _Keeper:
         # --pid host: ends the container's other processes with PID 1 (runtime.subreaper)
         self.end_watch: subreaper.EndWatch | None = None
         self.probe_cgroup: int | None = None  # the container's cgroup.procs, for its health probes
+        self.passthrough: tuple[int, ...] = ()  # the caller's stdio (the OCI face), PID 1's
+        self.quiet = False  # the CLI has left (an OCI `create`): messages only if it still listens
 
     def enter_namespaces(self) -> None:
         """Unshare (or join) the namespaces but the pid one; the network's first helpers start here."""
@@ -131,8 +135,11 @@ class _Keeper:
         flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWCGROUP
         if uts_host(self.plan.spec):
             flags &= ~syscalls.CLONE_NEWUTS
+        asked = self.plan.spec.asked or {}  # --ipc host; the OCI face's config without an IPC or cgroup namespace
         if ipc_host(self.plan.spec):
             flags &= ~syscalls.CLONE_NEWIPC
+        if asked.get("CgroupnsMode") == "host":
+            flags &= ~syscalls.CLONE_NEWCGROUP
         if net.kind in ("slirp4netns", "none"):
             flags |= syscalls.CLONE_NEWNET
         syscalls.unshare(flags)
@@ -154,6 +161,10 @@ class _Keeper:
             Step.at("set up the link namespace")
             from netstack import links
             self.link_listeners = links.setup(net.links, hold=self.link_ns)  # kept open for the container's life
+        if self.plan.oci is not None and self.plan.oci.sysctl:
+            Step.at("linux.sysctl")
+            from rootless.runtime import ocistart
+            ocistart.write_sysctl(self.plan.oci.sysctl)
 
     def mount_root(self) -> None:
         Step.at(f"mount the root filesystem ({self.plan.rootfs.method})")
@@ -185,10 +196,12 @@ class _Keeper:
         else:  # after the mount: fuse-overlayfs must not become PID 1 of the new pid namespace
             Step.at("unshare the pid namespace")
             syscalls.unshare(syscalls.CLONE_NEWPID)
-        stdio = keeper.Stdio(plan.spec.tty, plan.spec.interactive, plan.attached, plan.attached and plan.stdin)
+        stdio = keeper.Stdio(plan.spec.tty, plan.spec.interactive, plan.attached, plan.attached and plan.stdin,
+                             self.passthrough)
         self.exec_r, exec_w = execpipe.open_pipe()  # closed by the command's exec (execpipe)
         gate_r = -1
-        if self.helpers.slirp:  # the container sets up while slirp4netns starts; its command waits (open_gate)
+        # the container sets up while slirp4netns starts, or until an OCI `start`; its command waits (open_gate)
+        if self.helpers.slirp or (plan.oci is not None and plan.oci.start_fifo):
             gate_r, self.gate_w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -201,9 +214,18 @@ class _Keeper:
         if gate_r >= 0:
             os.close(gate_r)
         _mark(self.ch, "container-forked")
+        if plan.oci is not None and plan.oci.pid_file:  # the OCI face's --pid-file, before create or run returns
+            from rootless.base.atomic import write_bytes
+            write_bytes(plan.oci.pid_file, str(pid).encode())
         if helpers is not None:
             self.end_watch = subreaper.EndWatch(pid, helpers)
         stdio.connect_keeper()
+        if plan.oci is not None and plan.oci.console_socket and stdio.master >= 0:
+            Step.at("send the terminal to the console socket")
+            from rootless.runtime import ocistart
+            ocistart.send_console(plan.oci.console_socket, stdio.master)
+            os.close(stdio.master)
+            stdio.master, stdio.fds = -1, {}
         return pid, stdio
 
     def record_start(self, pid: int, stdio: keeper.Stdio) -> tuple:
@@ -238,18 +260,25 @@ class _Keeper:
     def open_gate(self, pid: int) -> None:
         """slirp4netns ready, its ports forwarded: the container's command may run. PID 1 has set up
         (mounts, pivot, stdio) while slirp4netns started, and waits on the gate just before it takes
-        its identity, so its first packet finds the tap configured. On a failure, it goes unexecuted."""
-        if self.gate_w < 0 or self.helpers.slirp is None:
+        its identity, so its first packet finds the tap configured. On a failure, it goes unexecuted.
+        An OCI container's (``create``) is opened by ``start`` (``ocistart.await_start``)."""
+        if self.gate_w < 0:
             return
-        from netstack import netlink, slirp_api  # noqa: F401 - now, not once slirp4netns is ready
         try:
-            Step.at("wait for slirp4netns")
-            self.helpers.slirp.wait_ready()
-            if self.netns is not None:
-                os.close(self.netns)
-                self.netns = None
-            keepernet.slirp_forward(self.helpers.slirp, self.plan.net, Step.at)
-            _mark(self.ch, "net-ready")
+            if self.helpers.slirp is not None:
+                from netstack import netlink, slirp_api  # noqa: F401 - now, not once slirp4netns is ready
+                Step.at("wait for slirp4netns")
+                self.helpers.slirp.wait_ready()
+                if self.netns is not None:
+                    os.close(self.netns)
+                    self.netns = None
+                keepernet.slirp_forward(self.helpers.slirp, self.plan.net, Step.at)
+                _mark(self.ch, "net-ready")
+            if self.plan.oci is not None and self.plan.oci.start_fifo:
+                Step.at("wait for start")
+                from rootless.runtime import ocistart
+                ocistart.await_start(self.plan, pid, _start_time(os.getpid()), self.tell)
+                self.quiet = True  # `create` has returned
             # SIGPIPE ignored meanwhile: a keeper started by the restart monitor has it at its default
             pipe = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
             try:
@@ -258,7 +287,8 @@ class _Keeper:
                 pass  # PID 1 failed before the gate: its error comes through the exec pipe
             finally:
                 signal.signal(signal.SIGPIPE, pipe)
-            self.mac = keepernet.tap_mac()  # for the record only: read once the command may run
+            if self.helpers.slirp is not None:
+                self.mac = keepernet.tap_mac()  # for the record only: read once the command may run
         except BaseException:
             self.close_gate()
             kill_quietly(pid, signal.SIGKILL)
@@ -278,7 +308,7 @@ class _Keeper:
 
     def tell(self, kind: str, **fields) -> None:
         """A message to the CLI (a tied container's may be gone already: supervise() ends it)."""
-        if self.plan.tied:
+        if self.plan.tied or self.quiet:
             return _send_quietly(self.ch, kind, **fields)
         self.ch.send(kind, **fields)
 
@@ -520,11 +550,24 @@ def _container_entry(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w:
         os._exit(code)
 
 
+def _hold_stdio() -> tuple[int, ...]:
+    """Copies of the caller's stdin, stdout and stderr (close-on-exec; /dev/null for a closed one)."""
+    out = []
+    for fd in (0, 1, 2):
+        try:
+            out.append(os.dup(fd))
+        except OSError:
+            out.append(os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC))
+    return tuple(out)
+
+
 def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = -1, gate_r: int = -1) -> None:
     spec = plan.spec
     syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
     if spec.init:  # its process title (python-prctl), imported while the host's files are in reach
         import prctl  # noqa: F401
+    if plan.oci is not None:  # likewise
+        from rootless.runtime import ocistart  # noqa: F401
     Step.at("unshare the container's mount namespace")
     syscalls.unshare(syscalls.CLONE_NEWNS)  # pivot_root must not move the keeper's root
 
@@ -560,9 +603,16 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = 
         mountops.remount_ro("/")  # volumes, tmpfs, /dev, /proc are mounts of their own: they stay as they are
 
     if gate_r >= 0:
-        Step.at("wait for the network")
+        Step.at("wait for the network" if plan.oci is None else "wait for start")
+        if plan.oci is not None:
+            from rootless.runtime import ocistart
+            ocistart.end_on_signals()  # a created container ends on kill's signal, as runc's
         if not _read_gate(gate_r):
             os._exit(125)  # the keeper failed to start the network and reports it
+    if plan.oci is not None:
+        from rootless.runtime import ocistart
+        Step.at("process settings")
+        ocistart.prepare(plan.oci)
     env = take_identity(spec.user, spec.env, spec.workdir, plan.single_uid, ch, spec.no_new_privs, spec.caps,
                         plan.seccomp, tuple(getattr(spec, "group_add", None) or ()))
     exe = proc.find_executable(spec.argv[0], env.get("PATH", ""))

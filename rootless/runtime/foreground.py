@@ -145,7 +145,7 @@ class Session:
             self.fwd.started(msg["pid"])
             if on_pid is not None and on_pid(msg["pid"]):
                 return True
-        elif msg["type"] == "running":
+        elif msg["type"] in ("running", "created"):  # created: an OCI container waits for `start`
             if self.on_running is not None and self.on_running():
                 return True
         elif msg["type"] == "finished":  # the container's end is recorded

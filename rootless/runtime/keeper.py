@@ -23,10 +23,14 @@ from rootless.runtime.subreaper import exited, process_state
 class Stdio:
     """The container's stdio, created by the keeper before it forks the container."""
 
-    def __init__(self, tty: bool, interactive: bool, attached: bool, cli_stdin: bool):
+    def __init__(self, tty: bool, interactive: bool, attached: bool, cli_stdin: bool,
+                 passthrough: tuple[int, ...] = ()):
         """``attached``: a CLI shows the output; ``cli_stdin``: the keeper relays that CLI's stdin
-        into the container's stdin pipe (else, with -i, the pipe is kept open for `attach`)."""
+        into the container's stdin pipe (else, with -i, the pipe is kept open for `attach`);
+        ``passthrough``: copies of the caller's stdin, stdout and stderr, which become the
+        container's own (the OCI runtime face, runc's pass-through: nothing is relayed or logged)."""
         self.tty = tty
+        self.passthrough = passthrough
         self.attached = attached
         self.master = -1
         self.stdin_w = -1
@@ -36,6 +40,9 @@ class Stdio:
         if tty:
             a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             self.tty_keeper, self.tty_child = Channel(a), Channel(b)
+        elif passthrough:
+            self.relay_stdin = False
+            return
         else:
             out_r, self.out_w = os.pipe()
             err_r, self.err_w = os.pipe()
@@ -53,6 +60,14 @@ class Stdio:
 
     # -- in the container process, before exec
     def connect_child(self, interactive: bool) -> None:
+        if self.passthrough:
+            if not self.tty:
+                for n, fd in enumerate(self.passthrough):
+                    os.dup2(fd, n)
+            for fd in self.passthrough:
+                if fd > 2:
+                    os.close(fd)
+            return
         if not self.tty:
             os.dup2(self.out_w, 1)
             os.dup2(self.err_w, 2)
@@ -72,7 +87,7 @@ class Stdio:
 
     # -- in the keeper, after the fork
     def connect_keeper(self) -> None:
-        for fd in self._child:
+        for fd in self._child + [fd for fd in self.passthrough if fd > 2]:
             os.close(fd)
         if self.tty:
             self.tty_child.close()

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from rootless.base.paths import Paths
     from rootless.runtime.mountplan import Op
     from rootless.runtime.network import NetPlan
+    from rootless.runtime.ocispec import OciProcess
     from rootless.runtime.spec import ContainerSpec
 
 
@@ -35,3 +36,7 @@ class LaunchPlan(KeywordRecord):
     # keep-id: the user's uid and gid (the same inside), to whom the keeper gives the log it writes,
     # since root inside is another id there and the user could not read a file of its own
     log_owner: tuple[int, int] | None = None
+    # a container of the OCI runtime face (``rootless oci``): its process settings, the wait for
+    # ``start``; ``passthrough``: the container's stdin, stdout and stderr are the caller's own
+    oci: OciProcess | None = None
+    passthrough: bool = False

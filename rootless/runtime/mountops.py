@@ -74,8 +74,8 @@ def apply_op(root: str, op: Op, owner: tuple[int, int] | None = None, view: str 
         at = f"/proc/self/fd/{point}"
         if op.kind in ("bind", "volume"):
             _bind(op, at, target)
-            if op.flags & MS_RDONLY:
-                remount_ro(target)
+            if op.flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC):  # the last three: the OCI face's
+                remount_ro(target, op.flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC))
         else:
             syscalls.mount(op.source, at, op.fstype, op.flags, op.data)
     except OSError as e:
@@ -140,8 +140,9 @@ def _locked_flags(path: str) -> int:
     return flags
 
 
-def remount_ro(target: str) -> None:
-    syscalls.mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | _locked_flags(target))
+def remount_ro(target: str, flags: int = MS_RDONLY) -> None:
+    """A bind remounted read-only (or with the other ``flags`` given: nosuid, nodev, noexec)."""
+    syscalls.mount(None, target, None, MS_REMOUNT | MS_BIND | flags | _locked_flags(target))
 
 
 def _best_effort(target: str, kind: str) -> None:
