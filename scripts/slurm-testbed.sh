@@ -105,7 +105,7 @@ PartitionName=debug Nodes=node[1-2] Default=YES MaxTime=INFINITE State=UP
 EOF
     # Slurm's OCI interface (22.05): RunTimeRun (one call per task) and the query/kill/delete calls;
     # the container's id names the node, user, job, step and task, so tasks never collide.
-    local id="%n.%u.%j.%s.%t" root="--root /tmp/rootless-runc-%U"
+    local id="%n.%u.%j.%s.%t" root="--root /tmp/rootless-runc-%u"
     cat >"$CONF/oci.conf" <<EOF
 # Written by $repo/scripts/slurm-testbed.sh: srun --container=BUNDLE runs through rootless-runc.
 RunTimeQuery="$runc $root state $id"
