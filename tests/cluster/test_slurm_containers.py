@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Rootless
+from tests.conftest import Rootless, wait_for
 from tests.registryd import Registry
 
 pytestmark = pytest.mark.cluster
@@ -32,6 +32,38 @@ def test_srun_container_runs_a_rootless_bundle_on_two_nodes_through_oci_conf(loa
         left = c.by_node("ls -A /tmp/rootless-runc-$(id -un)/containers 2>/dev/null; echo checked")
         assert all(text == "checked" for text in left.values()), left
     finally:
+        maker("unshare", "rm", "-rf", bundle, expect=None)
+
+
+def test_scancel_of_a_container_step_leaves_no_container_on_either_node(loaded, tmp_path, images):
+    import os
+    import subprocess
+
+    from tests.cluster.test_slurm import _processes_with
+    c = loaded
+    maker = Rootless(tmp_path)
+    maker.load(images, "busybox")
+    bundle = c.shared / "bundle-scancel"
+    maker("bundle", "busybox", bundle)
+    marker = f"sleep {4000 + os.getpid() % 1000}"
+    name = f"rltest-occ-{c.key}"
+    p = subprocess.Popen(["srun", "--quiet", f"--chdir={c.shared}", f"--job-name={name}", "-N2",
+                          "--ntasks-per-node=1", f"--container={bundle}", *marker.split()],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=c.env, cwd=c.shared,
+                         stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len([x for x in _processes_with(marker) if x.split(": ", 1)[1].strip() == marker]) == 2,
+                 60, "both containers' commands")
+        subprocess.run(["scancel", "-n", name], check=True)
+        p.communicate(timeout=60)
+        wait_for(lambda: not _processes_with(marker), 10, f"no process of {marker}")
+        left = c.by_node("ls -A /tmp/rootless-runc-$(id -un)/containers 2>/dev/null; echo checked")
+        assert all(text == "checked" for text in left.values()), left
+    finally:
+        if p.poll() is None:
+            subprocess.run(["scancel", "-n", name], check=False)
+            p.kill()
+            p.wait()
         maker("unshare", "rm", "-rf", bundle, expect=None)
 
 
