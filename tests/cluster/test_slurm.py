@@ -127,3 +127,31 @@ def test_two_ranks_on_two_nodes_ping_pong_over_tcp_on_the_host_network(loaded):
         'fi')
     r = c.srun("-N2", "-n2", "--ntasks-per-node=1", "sh", "-c", script, timeout=180)
     assert r.out.strip() == f"pong from {c.nodes[0]} to {c.nodes[1]}", r
+
+
+def test_the_steps_exit_code_is_the_containers(loaded):
+    c = loaded
+    r = c.srun("-N1", c.rootless, "run", "--rm", "busybox", "sh", "-c", "exit 7", expect=None)
+    assert r.code == 7, r
+    r = c.srun("-N1", c.rootless, "run", "--rm", "busybox", "no-such-command", expect=None)
+    assert r.code == 127, r
+
+
+def test_a_time_limit_ends_the_container_and_leaves_nothing(loaded):
+    """A job over its time limit gets what scancel gives (SIGTERM, SIGKILL after KillWait): the
+    container stops within its stop timeout (2 s here), a --rm container leaves nothing. Slurm
+    checks time limits every 30 s: this test takes a minute or two."""
+    c = loaded
+    marker = f"sleep {5000 + os.getpid() % 1000}"
+    began = time.monotonic()
+    r = c.run(["sbatch", "--wait", "--quiet", "--time=1", "-N1", f"--chdir={c.shared}", f"--job-name=rltest-tl-{c.key}",
+               f"--output={c.shared}/timelimit.out", "--wrap",
+               f"{c.rootless} run --rm --stop-timeout 2 busybox {marker}; echo exit=$?"],
+              timeout=240, expect=None)
+    assert r.code != 0, r  # TIMEOUT
+    out = (c.shared / "timelimit.out").read_text()
+    assert "DUE TO TIME LIMIT" in out, out
+    assert time.monotonic() - began < 200
+    wait_for(lambda: not _processes_with(marker), 10, f"no process of {marker}")
+    left = c.by_node(f"ls -A {c.store}/containers 2>/dev/null | wc -l")
+    assert all(text.split() == ["0"] for text in left.values()), left
