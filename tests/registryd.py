@@ -21,9 +21,9 @@ import pytest
 EXE = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return s.getsockname()[1]
 
 
@@ -64,16 +64,20 @@ def make_self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 class Registry:
-    def __init__(self, base: Path, tls: bool | str = False, users: dict[str, str] | None = None, token=None):
+    def __init__(self, base: Path, tls: bool | str = False, users: dict[str, str] | None = None, token=None,
+                 address: str = "127.0.0.1", access_log: bool = False):
+        """``address``: where it listens (the cluster tests': the test bed's bridge, which its nodes
+        reach); ``access_log``: every request a line of ``registry.log`` (to count pulls)."""
         if not os.path.exists(EXE):
             pytest.fail("docker-registry is not installed (apt-get install docker-registry; scripts/setup.sh does)")
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
+        self.port = free_port(address)
+        self.host = f"{address}:{self.port}"
         self.storage = base / "data"
         self.ca = None
-        lines = ["version: 0.1", "log:", "  level: error", "  accesslog:", "    disabled: true", "storage:",
+        lines = ["version: 0.1", "log:", "  level: error", "  accesslog:",
+                 f"    disabled: {'false' if access_log else 'true'}", "storage:",
                  "  filesystem:", f"    rootdirectory: {self.storage}", "  delete:", "    enabled: true",
                  # foreign (non-distributable) layers may name URLs on this machine only
                  "validation:", "  manifests:", "    urls:", "      allow:", "        - '^http://127\\.0\\.0\\.1:'",

@@ -21,7 +21,7 @@ HOST = {"PortBindings": dict, "Mounts": "dicts", "Binds": "strs", "NetworkMode":
          "PublishAllPorts": bool, "ReadonlyRootfs": bool, "Privileged": bool, "Memory": int,
          "MemoryReservation": int, "MemorySwap": int, "NanoCpus": int, "CpuShares": int, "CpusetCpus": str,
          "PidsLimit": int, "BlkioWeight": int, "BlkioDeviceReadBps": "dicts", "BlkioDeviceWriteBps": "dicts",
-         "GroupAdd": "strs", "PidMode": str, "UTSMode": str, "CgroupnsMode": str, "Isolation": str,
+         "GroupAdd": "strs", "PidMode": str, "IpcMode": str, "UTSMode": str, "CgroupnsMode": str, "Isolation": str,
          "Runtime": str, "DeviceCgroupRules": "strs", "VolumeDriver": str}
 
 
@@ -180,14 +180,15 @@ def _docker_settings(body: dict, hc: dict) -> dict:
         raise UsageError(f"VolumeDriver {driver!r}: error looking up volume plugin {driver}: "
                          f"plugin {driver!r} not found",
                          "rootless has the local volume driver only: leave VolumeDriver out")
-    for key, allowed in (("PidMode", ("", "host")), ("UTSMode", ("", "host")), ("CgroupnsMode", ("", "private"))):
+    for key, allowed in (("PidMode", ("", "host")), ("UTSMode", ("", "host")), ("CgroupnsMode", ("", "private")),
+                         ("IpcMode", ("", "private", "shareable", "host"))):
         value = hc.get(key) or ""
         if value not in allowed:
             other = [repr(a) for a in allowed if a]
             raise UsageError(f"{key} {value!r} is not supported by rootless",
                              f"use {other[0]} or leave {key} out" if other else f"leave {key} out")
     asked = {"Isolation": isolation, "Runtime": runtime, "DeviceCgroupRules": list(hc.get("DeviceCgroupRules") or ()),
-             "PidMode": hc.get("PidMode") or "", "UTSMode": hc.get("UTSMode") or "",
+             "PidMode": hc.get("PidMode") or "", "UTSMode": hc.get("UTSMode") or "", "IpcMode": hc.get("IpcMode") or "",
              "CgroupnsMode": hc.get("CgroupnsMode") or "", "VolumeDriver": hc.get("VolumeDriver") or ""}
     if swappiness not in (None, -1):
         asked["discarded_swappiness"] = swappiness

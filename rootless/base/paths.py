@@ -13,7 +13,8 @@ Storage (persistent, ``$XDG_DATA_HOME/rootless`` unless overridden)::
     networks/ID.json      user-defined networks (networks.lock guards them)
     tmp/                  staging for atomic imports
 
-Runtime (volatile, ``$XDG_RUNTIME_DIR/rootless/KEY`` or ``/tmp/rootless-run-UID/KEY``)::
+Runtime (volatile, ``$XDG_RUNTIME_DIR/rootless/KEY`` or ``/tmp/rootless-run-UID/KEY``; in a Slurm job
+without ``XDG_RUNTIME_DIR``, ``${TMPDIR:-/tmp}/rootless-run-UID-jobJOBID/KEY``)::
 
     ID/                   per-running-container files (merged/, etc files)
     events.log            the event log (``rootless events``), events.log.1 the one before
@@ -27,6 +28,10 @@ import stat
 from collections import namedtuple
 
 from rootless.base.errors import RootlessError
+
+TYPE_CHECKING = False  # annotations only: typing costs start-up time
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 STORAGE_VERSION = "1"
 
@@ -118,7 +123,23 @@ def default_runroot(root: str) -> str:
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isdir(xdg) and os.access(xdg, os.W_OK):
         return os.path.join(xdg, "rootless", key)
-    return os.path.join(f"/tmp/rootless-run-{os.getuid()}", key)
+    return os.path.join(private_runtime_dir(os.environ), key)
+
+
+def private_runtime_dir(environ: Mapping[str, str]) -> str:
+    """The runtime directory where no usable ``XDG_RUNTIME_DIR`` is (cron, ``su``, a batch job):
+    ``/tmp/rootless-run-UID``. In a Slurm job (``SLURM_JOB_ID``) it is the job's own,
+    ``rootless-run-UID-jobID`` under the job's node-local temp dir (``$TMPDIR``, else /tmp), which
+    the epilog of docs/hpc.md removes when the job ends (a login session's ``XDG_RUNTIME_DIR`` that
+    ``srun`` carries to a node where it does not exist is not usable)."""
+    name, base = f"rootless-run-{os.getuid()}", "/tmp"
+    job = environ.get("SLURM_JOB_ID", "")
+    if job.isdigit():
+        name += f"-job{job}"
+        tmp = environ.get("TMPDIR", "")
+        if os.path.isabs(tmp) and os.path.isdir(tmp) and os.access(tmp, os.W_OK | os.X_OK):
+            base = os.path.normpath(tmp)
+    return os.path.join(base, name)
 
 
 class Paths(namedtuple("Paths", "root runroot")):
@@ -292,9 +313,11 @@ def ensure_private_dir(path: str) -> None:
     """Create ``path`` (and parents, each 0700) and check that it is ours and 0700 (it may hold sockets)."""
     makedirs_private(path)
     top = path
-    # The first component we may have created under /tmp must be ours and private.
-    if path.startswith("/tmp/rootless-run-"):
-        top = "/".join(path.split("/")[:3])
+    # The first component we may have created in a shared temp dir must be ours and private.
+    parts = path.split("/")
+    made = [i for i, part in enumerate(parts) if part.startswith("rootless-run-")]
+    if made:
+        top = "/".join(parts[:made[0] + 1])
     st = os.lstat(top)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
         raise RootlessError(f"runtime directory {top} is not a directory owned by you",

@@ -264,6 +264,7 @@ def _launch_plan(ctx: Context, rec: ContainerRecord, attached: bool):
                                     account=_keep_id_account(run_dir) if cspec.userns == "keep-id" else None,
                                     pts_gid=5 if ctx.mapping.mode == "subid" else None,
                                     pid_host=(cspec.asked or {}).get("PidMode") == "host",
+                                    ipc_host=(cspec.asked or {}).get("IpcMode") == "host",
                                     volumes=tuple(volumes.plan_entry(ctx, m) for m in cspec.mounts))),
         run_dir=run_dir, paths=ctx.paths,
         # --rm: the container and its anonymous volumes (Docker's rule) go when it ends

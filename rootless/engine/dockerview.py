@@ -309,8 +309,8 @@ _NETWORK_DEFAULTS = {"LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "S
                      "SecondaryIPv6Addresses": None, "EndpointID": "", "GlobalIPv6Address": "",
                      "GlobalIPv6PrefixLen": 0, "IPv6Gateway": ""}
 # HostConfig fields kept as the client gave them (``ContainerSpec.asked``)
-_ASKED_HOST = ("VolumesFrom", "Tmpfs", "PidMode", "UTSMode", "CgroupnsMode", "Isolation", "DeviceCgroupRules",
-               "VolumeDriver")
+_ASKED_HOST = ("VolumesFrom", "Tmpfs", "PidMode", "IpcMode", "UTSMode", "CgroupnsMode", "Isolation",
+               "DeviceCgroupRules", "VolumeDriver")
 
 
 def _docker_fields(doc: dict, spec: dict) -> dict:

@@ -63,6 +63,10 @@ class Runtime:
     def slirp_features(self):
         raise RootlessError("the OCI face runs no slirp4netns")  # never asked: host or own network only
 
+    @property
+    def store(self):
+        raise RootlessError("the OCI face has no image store")  # never asked: a bundle's rootfs is its own
+
     def _ensure(self) -> None:
         from rootless.base.paths import makedirs_private
         try:

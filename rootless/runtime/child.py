@@ -135,8 +135,8 @@ class _Keeper:
         flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWCGROUP
         if uts_host(self.plan.spec):
             flags &= ~syscalls.CLONE_NEWUTS
-        asked = self.plan.spec.asked or {}  # the OCI face's config without an IPC or cgroup namespace
-        if asked.get("IpcMode") == "host":
+        asked = self.plan.spec.asked or {}  # --ipc host; the OCI face's config without an IPC or cgroup namespace
+        if ipc_host(self.plan.spec):
             flags &= ~syscalls.CLONE_NEWIPC
         if asked.get("CgroupnsMode") == "host":
             flags &= ~syscalls.CLONE_NEWCGROUP
@@ -257,6 +257,7 @@ class _Keeper:
         _mark(ch, "forked")
         for sig in FORWARDED:
             signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
+        signal.signal(signal.SIGTERM, stop_on_term(pid, spec.stop_timeout))
         return watch, wakeup
 
     def open_gate(self, pid: int) -> None:
@@ -505,6 +506,23 @@ def _wait(pid: int) -> int:
             return status
 
 
+def stop_on_term(pid: int, stop_timeout: int | None):
+    """The keeper's SIGTERM handler. Nothing of rootless signals the keeper itself: a SIGTERM to it
+    comes from whatever ends a whole process tree (Slurm's scancel or time limit, a unit stopped,
+    a shutdown), and SIGKILL follows (Slurm's KillWait). It is a ``stop``: SIGTERM to PID 1, then
+    SIGKILL after the container's stop timeout (default 10 s; negative: never), so the container
+    ends while the keeper can still unmount and remove what it must (``--rm``)."""
+    def handle(_sig: int, _frame) -> None:
+        kill_quietly(pid, signal.SIGTERM)
+        timeout = 10 if stop_timeout is None else stop_timeout
+        if timeout == 0:
+            kill_quietly(pid, signal.SIGKILL)
+        elif timeout > 0 and signal.getitimer(signal.ITIMER_REAL)[0] == 0:  # the first SIGTERM's deadline holds
+            signal.signal(signal.SIGALRM, lambda _s, _f: kill_quietly(pid, signal.SIGKILL))
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+    return handle
+
+
 def kill_quietly(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
@@ -631,8 +649,13 @@ def _read_gate(gate_r: int) -> bool:
 
 
 def uts_host(spec) -> bool:
-    """``UTSMode: host`` (the API's): the host's UTS namespace, its host name."""
+    """``--uts host`` (``UTSMode: host``): the host's UTS namespace, its host name."""
     return ((getattr(spec, "asked", None) or {}).get("UTSMode") or "") == "host"
+
+
+def ipc_host(spec) -> bool:
+    """``--ipc host`` (``IpcMode: host``): the host's IPC namespace (its /dev/shm is bound: mountplan)."""
+    return ((getattr(spec, "asked", None) or {}).get("IpcMode") or "") == "host"
 
 
 def take_identity(user_spec: str, env_list, workdir: str, single_uid: bool, ch: Channel,

@@ -97,7 +97,8 @@ class Op(KeywordRecord):
 def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
          volumes: tuple[tuple, ...] = (), devices: tuple[tuple[str, str], ...] = (),
          privileged: bool = False, apt_sandbox: str | None = None,
-         account: tuple[str, str, str, str] | None = None, pid_host: bool = False) -> list[Op]:
+         account: tuple[str, str, str, str] | None = None, pid_host: bool = False,
+         ipc_host: bool = False) -> list[Op]:
     """``volumes``: (kind, host source, container target, read-only, options[, propagation,
     subpath]) per mount, kind ``volume`` (a volume the image's files fill while it is empty),
     ``bind`` or ``tmpfs``; options ``U`` (chown the source to the container's user first) or a
@@ -108,7 +109,8 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
     ``account``: (passwd line, group line, host file for each) of ``--userns=keep-id``'s user, added
     to the image's /etc/passwd and /etc/group (a copy bound over them) where its ids are missing;
     ``pid_host`` (``--pid host``): the host's /proc, bound (a new procfs needs a pid namespace of
-    one's own user namespace: the kernel refuses one of the host's pid namespace)."""
+    one's own user namespace: the kernel refuses one of the host's pid namespace); ``ipc_host``
+    (``--ipc host``): the host's /dev/shm (and /dev/mqueue where it has one) bound, not new ones."""
     ops = [Op("bind", "/proc", "/proc", flags=MS_BIND | MS_REC) if pid_host
            else Op("mount", "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)]
     read_only: list[Op] = []
@@ -123,8 +125,13 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
     pts_opts = "newinstance,ptmxmode=0666,mode=0620" + (f",gid={pts_gid}" if pts_gid is not None else "")
     ops.append(Op("mount", "/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, pts_opts))
     ops += [Op("symlink", f"/dev/{n}", t) for n, t in DEV_LINKS.items()]
-    ops.append(Op("mount", "/dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k"))
-    ops.append(Op("mount", "/dev/mqueue", "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC))
+    if ipc_host:  # the host's shared memory (MPI's): a new mqueue needs an IPC namespace of one's own
+        ops.append(Op("bind", "/dev/shm", "/dev/shm", flags=MS_BIND | MS_REC))
+        if os.path.ismount("/dev/mqueue"):
+            ops.append(Op("bind", "/dev/mqueue", "/dev/mqueue", flags=MS_BIND))
+    else:
+        ops.append(Op("mount", "/dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k"))
+        ops.append(Op("mount", "/dev/mqueue", "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC))
     ops += [Op("bind", target, host, flags=MS_BIND, is_file=True) for host, target in devices]
     sys_flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
     bind_sys = Op("bind", "/sys", "/sys", flags=MS_BIND | MS_REC | MS_RDONLY)

@@ -272,6 +272,8 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         if opts.hostname:
             raise UsageError("conflicting options: hostname and the UTS mode host")
         hostname = os.uname().nodename
+    elif opts.network == "host" and not opts.hostname:  # Docker's: the host's network, the host's name
+        hostname = os.uname().nodename
     env = list(cfg.get("Env") or [])
     if not any(e.startswith("PATH=") for e in env):
         env.insert(0, f"PATH={DEFAULT_PATH}")

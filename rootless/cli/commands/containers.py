@@ -30,6 +30,9 @@ def _check_tty(stdin: bool, tty: bool) -> None:
                             "run it from a terminal, or leave out -t (or -i) to pipe the input", exit_code=1)
 
 
+# --ipc's values: Docker's that rootless honours ("shareable" is private here: nothing joins it)
+IPC_MODES = ("", "private", "shareable", "host")
+
 # The healthcheck flags of `run`/`create` (rootless.runtime.health.from_flags reads them).
 HEALTH = {
     "health_cmd": Opt(("--health-cmd",), None, "Command to run to check health (run by sh -c)."),
@@ -92,6 +95,8 @@ def run(ctx: "Context",
         device: list[str] = Opt(("--device",), [], "Add a host device: /dev/HOST[:/dev/CONTAINER][:rwm]."),
         userns: str = Opt(("--userns",), "", "keep-id: your own uid and gid inside the container."),
         pid: str = Opt(("--pid",), "", "host: share the host's pid namespace (its processes, its /proc)."),
+        ipc: str = Opt(("--ipc",), "", "host: share the host's IPC namespace and /dev/shm (MPI); or private."),
+        uts: str = Opt(("--uts",), "", "host: share the host's UTS namespace (its host name)."),
         group_add: list[str] = Opt(("--group-add",), [], "Add a supplementary group (a name or a gid)."),
         stop_timeout: int = Opt(("--stop-timeout",), None, "Seconds `stop` waits before SIGKILL (default 10)."),
         label: list[str] = Opt(("-l", "--label"), [], "Set a label on the container (KEY=VALUE)."),
@@ -128,7 +133,7 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                  memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
                  blkio_weight, device_read_bps, device_write_bps, cap_add, cap_drop, privileged, security_opt,
                  device, userns, label, init, restart, pull, tls_verify, platform, group_add=(), stop_timeout=None,
-                 pid="", stdin_once=False, **health_flags):
+                 pid="", ipc="", uts="", stdin_once=False, **health_flags):
     """``run``'s and ``create``'s flags (each by the name ``run`` declares it under) as RunOptions;
     ``stdin_once``: Docker's StdinOnce, which its CLI sends with -i unless -d."""
     from rootless.runtime.spec import RunOptions, parse_labels
@@ -145,6 +150,13 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
     if pid not in ("", "host"):
         from rootless.base.errors import UsageError
         raise UsageError(f"invalid --pid {pid!r}: rootless supports 'host' only", "use --pid host or leave it out")
+    if uts not in ("", "host"):
+        from rootless.base.errors import UsageError
+        raise UsageError(f"invalid --uts {uts!r}: rootless supports 'host' only", "use --uts host or leave it out")
+    if ipc not in IPC_MODES:
+        from rootless.base.errors import UsageError
+        raise UsageError(f"invalid --ipc {ipc!r}: rootless supports 'host', 'private' and 'shareable'",
+                         "use --ipc host (the host's /dev/shm, for MPI) or leave it out")
     if platform:
         from layers import manifest
         manifest.parse_platform(platform)
@@ -161,7 +173,8 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                       security_opts=tuple(security_opt), devices=tuple(device), userns=userns or "",
                       labels=parse_labels(label) if label else None, network_aliases=tuple(network_alias),
                       restart=restart, healthcheck=_healthcheck(**health_flags), group_add=tuple(group_add),
-                      stop_timeout=stop_timeout, asked={"PidMode": pid} if pid else None)
+                      stop_timeout=stop_timeout,
+                      asked={k: v for k, v in (("PidMode", pid), ("IpcMode", ipc), ("UTSMode", uts)) if v} or None)
 
 
 def _healthcheck(*, health_cmd=None, health_interval=None, health_timeout=None, health_retries=None,
