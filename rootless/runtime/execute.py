@@ -19,7 +19,7 @@ import signal
 from rootless.base import syscalls, userns
 from rootless.base.channel import Channel
 from rootless.base.errors import Conflict, RootlessError
-from rootless.runtime import child
+from rootless.runtime import child, identity
 from rootless.runtime.terminal import FORWARDED
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
@@ -202,7 +202,7 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
 
     from rootless.base import proc
     from rootless.runtime import users  # noqa: F401
-    child.Step.at("join the container's namespaces")
+    identity.Step.at("join the container's namespaces")
     join(ns)
     pid = os.fork()
     if pid == 0:  # in the container's pid namespace now
@@ -210,13 +210,13 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
         try:
             os.setsid()
             _stdio(ch, tty, interactive, winsize)
-            full_env = child.take_identity(user, env, workdir, single_uid, ch, no_new_privs, caps, seccomp,
+            full_env = identity.take_identity(user, env, workdir, single_uid, ch, no_new_privs, caps, seccomp,
                                            group_add)
             from rootless.base import proc
             exe = proc.find_executable(argv[0], full_env.get("PATH", ""))
-            child.exec_command(exe, tuple(argv), full_env)
+            identity.exec_command(exe, tuple(argv), full_env)
         except BaseException as e:  # noqa: BLE001
-            ch.send_error(e, child.Step.name)
+            ch.send_error(e, identity.Step.name)
             code = getattr(e, "exit_code", 125)
         finally:
             os._exit(code)
@@ -229,7 +229,7 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
 
 def _stdio(ch: Channel, tty: bool, interactive: bool, winsize: bytes | None) -> None:
     if tty:
-        master = child.open_terminal(winsize)
+        master = identity.open_terminal(winsize)
         ch.send("tty", fds=[master])
         os.close(master)
     elif not interactive:
