@@ -144,6 +144,10 @@ class LayerTrees(Blobs):
         if doomed:
             self.userns_call(remove_trees, doomed)
 
+    def known_layer_size(self, diff_id: str) -> int:
+        """The unpacked size an image recorded for this layer (the image index's, ``store.ImageStore``)."""
+        return 0
+
     def unpack_layers(self, layers: list[LayerRef]) -> list[str]:
         """Unpack the missing ones (one user-namespace helper for all); the diff ids added."""
         missing = [lr for lr in layers if not os.path.isdir(self.layer_dir(lr.diff_id))]  # an additional store's too
@@ -161,7 +165,7 @@ class LayerTrees(Blobs):
             if not held:  # the layers of a registered image (run): nothing waits to be registered
                 self.staged()
         for lr, res in zip(missing, results, strict=False):
-            lr.size = res["size"]
+            lr.size = res["size"] or self.known_layer_size(lr.diff_id)  # 0: another process unpacked it
         return [lr.diff_id for lr in missing]
 
     def remove_layers(self, diff_ids: Iterable[str]) -> None:
@@ -218,8 +222,17 @@ def _unpack_jobs(jobs: list[dict]) -> list[dict]:
         os.mkdir(job["tmp"], 0o755)
         written: list | None = [] if job.get("split") else None
         try:
-            res = unpack_layer(_source(job), job["tmp"], job["diff_id"], what=f"layer {job['diff_id'][7:19]}",
-                               written=written)
+            try:
+                res = unpack_layer(_source(job), job["tmp"], job["diff_id"], what=f"layer {job['diff_id'][7:19]}",
+                                   written=written)
+            except (FileNotFoundError, RootlessError):  # its tar gone: unpack_layer's "unpacking failed"
+                if not _made_by_another(job):
+                    raise
+                remove_trees([job["tmp"]])
+                res = {"diff_id": job["diff_id"], "size": 0}  # the caller takes the size another image recorded
+                results.append(res)
+                done[job["dest"]] = res
+                continue
             if not job.get("commit", True):
                 results.append(res)
                 continue
@@ -248,11 +261,23 @@ def _split(job: dict, tree: str, drop: bool = True, written: list | None = None)
     from layers import tarsplit
     recipe = job["blob"] + SPLIT_SUFFIX
     if not os.path.exists(recipe):
-        tarsplit.split(job["blob"], tree, recipe, job["split"]["tmp"], what=f"layer {job['diff_id'][7:19]}",
-                       written=written)
+        try:
+            tarsplit.split(job["blob"], tree, recipe, job["split"]["tmp"], what=f"layer {job['diff_id'][7:19]}",
+                           written=written)
+        except FileNotFoundError:
+            if not _made_by_another(job):
+                raise
     if drop:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(job["blob"])
+
+
+def _made_by_another(job: dict) -> bool:
+    """An uncompressed blob gone from under this job (a run's unpacking, or a pull's that followed
+    the download into the store): another process (a concurrent first run or pull of the same
+    image) unpacked the layer, kept its recipe and dropped the tar, in that order."""
+    return not os.path.exists(job["blob"]) and os.path.isdir(job["dest"]) \
+        and os.path.exists(job["blob"] + SPLIT_SUFFIX)
 
 
 def _source(job: dict) -> str | io.BufferedReader:

@@ -116,3 +116,68 @@ def test_a_damaged_recipe_is_one_error(tmp_path, damage):
     with pytest.raises(RootlessError) as e:
         _rebuild(tmp_path, recipe, tree, layer)
     assert "recipe" in str(e.value) or "changed" in str(e.value)
+
+
+# ---- two processes unpacking one uncompressed layer at once (concurrent first runs of an image) --
+def _racing_store(tmp_path):
+    """A store holding one uncompressed layer blob, and two jobs for it made before either ran."""
+    from layers.store import ImageStore, LayerRef
+    from rootless.base.paths import Paths
+    layer = LAYERS["plain"]
+    digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+    paths = Paths(str(tmp_path / "store"), str(tmp_path / "run"))
+    paths.ensure()
+    store = ImageStore(paths, userns_call=lambda fn, *a: fn(*a), idmap_key="k")
+    with open(store.paths.blob(digest), "wb") as f:
+        f.write(layer)
+    lr = LayerRef(digest, digest, "application/vnd.oci.image.layer.v1.tar")
+    jobs = [store.unpack_job(lr), store.unpack_job(lr)]
+    assert "split" in jobs[0]  # kept as tree + recipe, the tar dropped
+    return store, digest, jobs
+
+
+def test_a_layer_unpacked_and_split_by_another_process_before_this_one_opened_its_tar(tmp_path):
+    from layers import layertrees
+    store, digest, (first, second) = _racing_store(tmp_path)
+    layertrees._unpack_jobs([first])  # the other process: tree, recipe, tar gone
+    assert not os.path.exists(store.paths.blob(digest))
+    assert layertrees._unpack_jobs([second]) == [{"diff_id": digest, "size": 0}]
+    assert os.path.isfile(os.path.join(store.paths.layer(digest), "d", "a"))
+    assert [n for n in os.listdir(store.paths.layers) if n.startswith(".tmp")] == []
+
+
+def test_a_layer_split_by_another_process_while_this_one_unpacked_it(tmp_path, monkeypatch):
+    from layers import layertrees
+    store, digest, (first, second) = _racing_store(tmp_path)
+    split = tarsplit.split
+
+    def other_wins(tar, tree, recipe, tmp, **kw):  # the other process finishes before this split reads the tar
+        monkeypatch.setattr(tarsplit, "split", split)
+        layertrees._unpack_jobs([first])
+        return split(tar, tree, recipe, tmp, **kw)
+
+    monkeypatch.setattr(tarsplit, "split", other_wins)
+    [res] = layertrees._unpack_jobs([second])
+    assert res["diff_id"] == digest and res["size"] > 0
+    tree = store.paths.layer(digest)
+    assert os.path.isfile(os.path.join(tree, "d", "a")) and not os.path.exists(store.paths.blob(digest))
+    with open(tmp_path / "out", "wb") as f:  # the recipe still makes the layer's tar
+        tarsplit.rebuild(store.paths.blob(digest) + ".tarsplit", tree, digest, f.fileno())
+    assert (tmp_path / "out").read_bytes() == LAYERS["plain"]
+    assert [n for n in os.listdir(store.paths.layers) if n.startswith(".tmp")] == []
+
+
+def test_a_pull_that_followed_its_download_into_the_store_after_another_process_split_it(tmp_path):
+    """A pull's unpacking follows the download's file, then the stored blob once it was renamed
+    there: another process's first run may have split that blob (tree, recipe, tar dropped)."""
+    from layers import layertrees
+    from layers.store import LayerRef
+    store, digest, (first, _) = _racing_store(tmp_path)
+    lr = LayerRef(digest, digest, "application/vnd.oci.image.layer.v1.tar")
+    pulling = store.unpack_job(lr, growing=str(tmp_path / "download-renamed-away"), size=len(LAYERS["plain"]),
+                               commit=False)
+    layertrees._unpack_jobs([first])
+    assert layertrees._unpack_jobs([pulling]) == [{"diff_id": digest, "size": 0}]
+    store.commit_layer(pulling)  # the layer is there: nothing to move
+    assert os.path.isfile(os.path.join(store.paths.layer(digest), "d", "a"))
+    assert [n for n in os.listdir(store.paths.layers) if n.startswith(".tmp")] == []
