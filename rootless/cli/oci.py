@@ -231,10 +231,5 @@ def _list(rt, opts: dict, words: list[str]) -> int:
 
 def runc_main() -> None:
     """The ``rootless-runc`` console script."""
-    code = main(prog="rootless-runc")
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (BrokenPipeError, ValueError):
-            pass
-    os._exit(code)
+    from rootless.cli.main import _exit
+    _exit(main(prog="rootless-runc"))
