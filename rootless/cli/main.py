@@ -116,6 +116,12 @@ def _no_space(e: Exception) -> int:
     return EXIT_TOOL
 
 
+def runc_main() -> None:
+    """The ``rootless-runc`` console script: ``rootless oci``'s command line under runc's name."""
+    from rootless.cli import oci
+    _exit(oci.main(sys.argv[1:], prog="rootless-runc"))
+
+
 def _exit(code: int) -> None:
     """Flush and leave without the interpreter's teardown (it costs milliseconds per command)."""
     for stream in (sys.stdout, sys.stderr):

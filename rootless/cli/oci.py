@@ -227,9 +227,3 @@ def _list(rt, opts: dict, words: list[str]) -> int:
     else:
         raise _Usage(f"invalid --format {fmt!r} (table or json)")
     return 0
-
-
-def runc_main() -> None:
-    """The ``rootless-runc`` console script."""
-    from rootless.cli.main import _exit
-    _exit(main(prog="rootless-runc"))
