@@ -28,6 +28,8 @@ def await_exec(exec_r: int, watch) -> str:
             if ready:
                 chunk = os.read(exec_r, 4096)
                 if not chunk:
+                    if watch and not data:
+                        watch.executed()
                     break
                 data += chunk
     finally:

@@ -2,11 +2,13 @@
 
 A daemon that forks into the background and exits ends the container at once
 (its children die with the pid namespace). To say so, the keeper watches PID 1
-during its first second with ``PTRACE_SEIZE`` + ``PTRACE_O_TRACEEXIT``: at the
-exit stop, before the kernel kills the rest of the namespace, PID 1's
-children are still listed in ``/proc``. Every other stop is passed through
-(signals re-delivered, group stops kept), and after the first second the
-keeper detaches. Where ptrace is not allowed the watch is simply off.
+during the first second of its command (counted from the exec, ``executed``: a
+set-up slowed by a loaded machine does not eat the window) with
+``PTRACE_SEIZE`` + ``PTRACE_O_TRACEEXIT``: at the exit stop, before the kernel
+kills the rest of the namespace, PID 1's children are still listed in
+``/proc``. Every other stop is passed through (signals re-delivered, group
+stops kept), and after that second the keeper detaches. Where ptrace is not
+allowed the watch is simply off.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ POLL = 0.05
 class ExitWatch:
     def __init__(self, pid: int):
         self.pid = pid
-        self.start = time.monotonic()
+        self.start: float | None = None  # the command's exec (``executed``)
         self.active = False
         self.detaching = False
         self.left_children = False
@@ -39,15 +41,20 @@ class ExitWatch:
         a stopped PID 1 must never wait on a wakeup that went astray."""
         if not self.active:
             return None
-        if self.detaching:
+        if self.detaching or self.start is None:
             return POLL
         return min(POLL, max(0.0, self.start + WINDOW - time.monotonic()))
+
+    def executed(self) -> None:
+        """PID 1 has exec'd the container's command: its window starts now."""
+        if self.start is None:
+            self.start = time.monotonic()
 
     def tick(self) -> None:
         """Handle pending stops of PID 1; after the window, detach."""
         if not self.active:
             return
-        if not self.detaching and time.monotonic() - self.start >= WINDOW:
+        if not self.detaching and self.start is not None and time.monotonic() - self.start >= WINDOW:
             self.detaching = True
             try:
                 syscalls.ptrace(syscalls.PTRACE_INTERRUPT, self.pid)
@@ -72,7 +79,10 @@ class ExitWatch:
         event, sig = status >> 16, os.WSTOPSIG(status)
         try:
             if event == syscalls.PTRACE_EVENT_EXIT:
-                self.left_children = self._has_children() and time.monotonic() - self.start < WINDOW
+                # start None: the exec's news (the pipe's end) is not read yet, the command exited at once
+                # (before its exec PID 1 has no children: a failed set-up leaves none)
+                self.left_children = (self.start is None or time.monotonic() - self.start < WINDOW) \
+                    and self._has_children()
                 self._detach()
             elif event == syscalls.PTRACE_EVENT_STOP:
                 if self.detaching:
