@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from typing import BinaryIO
 
+    from layers import tarsplit
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _KEEP_XATTRS = ("user.", "security.capability")
@@ -37,7 +39,7 @@ _WHITEOUT_MODE = 0o600
 class HashingWriter:
     """A write-only stream that hashes (and counts) what passes through it."""
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: BinaryIO | tarsplit.RecipeStream):
         import hashlib  # here, not at import: the CLI imports this module
         self.raw = raw
         self.hash = hashlib.sha256()
@@ -63,8 +65,15 @@ class _FdReader:
 
     def __init__(self, fd: int):
         self.fd = fd
+        # (recipe stream, tar, path, size): the contents are claimed as the file at path when
+        # first read, when the tar's offset is where they begin
+        self.claim: tuple[tarsplit.RecipeStream, tarfile.TarFile, str, int] | None = None
 
     def read(self, n: int = -1) -> bytes:
+        if self.claim is not None:
+            recipe, tf, path, size = self.claim
+            self.claim = None
+            recipe.claim(tf.offset, size, path)
         if n is None or n < 0:
             n = 1 << 20
         return os.read(self.fd, n)
@@ -85,7 +94,20 @@ def layer_from_tree(root: str, out: BinaryIO) -> dict:
     return _write_layer(root, out, overlay=False)
 
 
-def _write_layer(top: str, out: BinaryIO, overlay: bool, mount_points: frozenset = frozenset()) -> dict:
+def recipe_from_upper(upper: str, out: BinaryIO, mount_points: Iterable[str] = ()) -> dict:
+    """As :func:`layer_from_upper`, but the tar itself is not written: ``out`` gets its recipe
+    (:mod:`layers.tarsplit`), each regular file's contents named by its path in ``upper``; the
+    tar is the one ``upper``'s settling (:func:`settle_upper`) makes the very unpacking of."""
+    from layers import tarsplit
+    writer = tarsplit.RecipeWriter(out)
+    stream = tarsplit.RecipeStream(writer)
+    info = _write_layer(upper, stream, overlay=True, mount_points=frozenset(mount_points), recipe=stream)
+    writer.finish()
+    return info
+
+
+def _write_layer(top: str, out: BinaryIO | tarsplit.RecipeStream, overlay: bool,
+                 mount_points: frozenset = frozenset(), recipe: tarsplit.RecipeStream | None = None) -> dict:
     import tarfile
     writer = HashingWriter(out)
     try:
@@ -93,6 +115,7 @@ def _write_layer(top: str, out: BinaryIO, overlay: bool, mount_points: frozenset
     except OSError as e:
         raise RootlessError(f"commit: cannot open {top}: {e.strerror or e}") from None
     walker = _Walker(overlay, mount_points)
+    walker.recipe = recipe
     try:
         # typeshed wants a seekable, readable file; a "w|" stream only writes
         with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
@@ -118,6 +141,7 @@ class _Walker:
         self.links: dict[tuple[int, int], str] = {}
         self.size = 0
         self.current = ""
+        self.recipe: tarsplit.RecipeStream | None = None  # only the recipe is kept: claims go there
 
     def walk(self, root_fd: int) -> None:
         """Depth first, pre-order, children sorted by their member names."""
@@ -216,7 +240,10 @@ class _Walker:
                 ti = self._info(path, st, tarfile.REGTYPE)
                 ti.size = st.st_size
                 self._xattrs(fd, ti)
-                tf.addfile(ti, _FdReader(fd))
+                reader = _FdReader(fd)
+                if self.recipe is not None and ti.size:
+                    reader.claim = (self.recipe, tf, path, ti.size)
+                tf.addfile(ti, reader)
             finally:
                 os.close(fd)
             self.size += ti.size

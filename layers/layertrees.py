@@ -122,6 +122,25 @@ class LayerTrees(Blobs):
         self.split_layers([LayerRef(diff_id, diff_id, "")])  # the tar kept as its recipe: one copy
         return True
 
+    def adopt_step_recipe(self, recipe: str, diff_id: str, tree: str) -> bool:
+        """As :meth:`adopt_step_layer` for a layer whose tar was never written: ``recipe``, its
+        recipe made in the store's temporary space, and ``tree``, the settled writable layer it
+        names the files of, become the layer; one sync, then the recipe's rename and the tree's
+        (a recipe alone is nothing: the layer is the tree). False when the store already had
+        the layer (``recipe`` is left to the caller)."""
+        from rootless.base import syscalls
+        self.staging()
+        if self.layer_present(diff_id):
+            return False
+        syscalls.syncfs(self.paths.root)
+        os.rename(recipe, self.paths.blob(diff_id) + SPLIT_SUFFIX)
+        try:
+            os.rename(tree, self.paths.layer(diff_id))
+        except OSError:
+            if not os.path.isdir(self.paths.layer(diff_id)):  # not another build that made it meanwhile
+                raise
+        return True
+
     def split_layers(self, layers: list[LayerRef]) -> None:
         """Keep the uncompressed tar blobs of these unpacked layers as recipes (one user-namespace
         helper for all; :meth:`split_job`)."""

@@ -36,7 +36,7 @@ from rootless.base.errors import InvalidImage, RootlessError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, BinaryIO
 
 MAGIC = b"RLSPLIT1"
 SUFFIX = ".tarsplit"
@@ -178,25 +178,22 @@ def split(tar: str, tree: str, recipe: str, tmp: str, what: str = "layer", writt
     finally:
         t.close()
     total = os.path.getsize(tar)
-    referenced = 0
     fd = os.open(tar, os.O_RDONLY | os.O_CLOEXEC)
     try:
         with open(tmp, "wb") as out:
-            out.write(MAGIC + total.to_bytes(8, "big"))
-            with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) as z:
-                pos = 0
-                for offset, size, rel in claims + [(total, 0, b"")]:
-                    while pos < offset:
-                        data = os.pread(fd, min(_CHUNK, offset - pos), pos)
-                        if not data:
-                            raise RootlessError(f"{what}: the tar shrank while it was split")
-                        z.write(b"D" + struct.pack(">I", len(data)) + data)
-                        pos += len(data)
-                    if size:
-                        z.write(b"F" + struct.pack(">H", len(rel)) + rel + struct.pack(">Q", size))
-                        pos += size
-                        referenced += size
-                z.write(b"E")
+            w = RecipeWriter(out)
+            pos = 0
+            for offset, size, rel in claims + [(total, 0, b"")]:
+                while pos < offset:
+                    data = os.pread(fd, min(_CHUNK, offset - pos), pos)
+                    if not data:
+                        raise RootlessError(f"{what}: the tar shrank while it was split")
+                    w.data(data)
+                    pos += len(data)
+                if size:
+                    w.file(rel, size)
+                    pos += size
+            w.finish()
             out.flush()
             os.fsync(out.fileno())
         os.rename(tmp, recipe)
@@ -206,7 +203,91 @@ def split(tar: str, tree: str, recipe: str, tmp: str, what: str = "layer", writt
         raise
     finally:
         os.close(fd)
-    return referenced
+    return w.referenced
+
+
+class RecipeWriter:
+    """Writes a recipe to ``out`` (a seekable binary file at its start): the tar's bytes as
+    :meth:`data`, and each run of bytes that a tree's file holds as :meth:`file`, in the tar's
+    order; :meth:`finish` ends it and writes the tar's size into the head."""
+
+    def __init__(self, out: BinaryIO):
+        self.out = out
+        self.start = out.tell()
+        out.write(MAGIC + bytes(8))
+        self.z = gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0)
+        self.pending: list[bytes] = []
+        self.held = 0
+        self.total = 0
+        self.referenced = 0
+
+    def data(self, data: bytes | memoryview) -> None:
+        self.pending.append(bytes(data))
+        self.held += len(data)
+        self.total += len(data)
+        if self.held >= _CHUNK:
+            self._flush()
+
+    def file(self, rel: bytes, size: int) -> None:
+        self._flush()
+        self.z.write(b"F" + struct.pack(">H", len(rel)) + rel + struct.pack(">Q", size))
+        self.total += size
+        self.referenced += size
+
+    def _flush(self) -> None:
+        if self.held:
+            self.z.write(b"D" + struct.pack(">I", self.held) + b"".join(self.pending))
+            self.pending.clear()
+            self.held = 0
+
+    def finish(self) -> None:
+        self._flush()
+        self.z.write(b"E")
+        self.z.close()  # ends the gzip member; ``out`` stays open
+        end = self.out.tell()
+        self.out.seek(self.start + len(MAGIC))
+        self.out.write(self.total.to_bytes(8, "big"))
+        self.out.seek(end)
+
+
+class RecipeStream:
+    """A write-only stream for a tar writer that keeps only the recipe: the tar's bytes go to a
+    :class:`RecipeWriter`, except the runs :meth:`claim` names beforehand as a file of the tree
+    (a run is claimed before any of its bytes is written: ``TarFile.addfile`` has written the
+    header and not yet read the member's contents when its reader first reads)."""
+
+    def __init__(self, writer: RecipeWriter):
+        self.w = writer
+        self.pos = 0
+        self.claims: list[tuple[int, int, bytes]] = []  # (offset, size, path), in order
+        self.next = 0  # index of the first claim not yet passed
+
+    def claim(self, offset: int, size: int, rel: str) -> None:
+        if offset < self.pos or (self.claims and offset < self.claims[-1][0] + self.claims[-1][1]):
+            raise RootlessError(f"layer recipe: /{rel} claimed out of order")
+        self.claims.append((offset, size, os.fsencode(rel)))
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            if self.next < len(self.claims) and self.claims[self.next][0] <= self.pos:
+                offset, size, rel = self.claims[self.next]
+                if self.pos == offset:
+                    self.w.file(rel, size)
+                n = min(len(view), offset + size - self.pos)
+                if self.pos + n == offset + size:
+                    self.next += 1
+            else:
+                n = len(view)
+                if self.next < len(self.claims):
+                    n = min(n, self.claims[self.next][0] - self.pos)
+                self.w.data(view[:n])
+            view = view[n:]
+            self.pos += n
+        return len(data)
+
+    def flush(self) -> None:
+        pass
 
 
 def _records(recipe: str):

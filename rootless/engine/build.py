@@ -445,18 +445,39 @@ class Executor:
 
     # ---- layers ------------------------------------------------------------------------------
     def _store_layer(self, upper: str, method: str) -> dict:
-        """The step's writable layer: its tar written once, in the store's temporary space, as the
-        blob, and (kernel overlay) the upper directory itself, settled, as the unpacked layer; one
-        sync for both (:meth:`layers.store.ImageStore.adopt_step_layer`)."""
+        """The step's writable layer into the store. Kernel overlay: the upper directory itself,
+        settled, becomes the unpacked layer, and only the tar's recipe is written (its tar is
+        re-created from both when pushed or saved); one sync for both
+        (:meth:`layers.store.ImageStore.adopt_step_recipe`). Otherwise its tar is written once,
+        in the store's temporary space, as the blob, then unpacked."""
         from rootless.runtime import fsaccess
         self.n += 1
         out = os.path.join(self.tmp, f"layer-{self.n}.tar")
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # a blob's mode
         settle = method == "kernel"
+        recipe = os.path.join(self.tmp, f"layer-{self.n}.tarsplit") if settle else None
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # a blob's mode
         try:
-            info = self.ctx.userns_call(fsaccess.step_layer, upper, fd, settle)
+            if recipe:
+                os.close(os.open(recipe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+            info = self.ctx.userns_call(fsaccess.step_layer, upper, fd, settle, recipe)
+        except BaseException:
+            if recipe:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(recipe)
+            raise
         finally:
             os.close(fd)
+        if recipe:
+            try:
+                if info.get("settled"):
+                    os.unlink(out)
+                    from layers.archive import MT_LAYER_TAR
+                    from layers.store import LayerRef
+                    self.ctx.store.adopt_step_recipe(recipe, info["diff_id"], upper)
+                    return LayerRef(info["diff_id"], info["diff_id"], MT_LAYER_TAR, info["size"]).to_json()
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(recipe)
         return self._adopt(out, info, upper)
 
     def _adopt(self, tar: str, info: dict, upper: str) -> dict:

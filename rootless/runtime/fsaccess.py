@@ -292,14 +292,24 @@ def tar_layer(src: str, out_fd: int, squash: bool) -> dict:
         return layer_from_tree(src, out) if squash else layer_from_upper(src, out, MOUNT_POINTS)
 
 
-def step_layer(upper: str, out_fd: int, settle: bool) -> dict:
+def step_layer(upper: str, out_fd: int, settle: bool, recipe: str | None = None) -> dict:
     """A build step's writable layer as a layer tar; with ``settle`` its upper directory is then
     made the tar's very unpacking, to become the stored layer as it is (the kernel overlay's;
-    ``settled`` in the answer says whether it could be)."""
-    from layers.commit import settle_upper
+    ``settled`` in the answer says whether it could be). With ``recipe`` (a file to write) and
+    ``settle``, only the tar's recipe is written there (:mod:`layers.tarsplit`), the tar itself
+    only when the upper could not be settled."""
+    from layers.commit import recipe_from_upper, settle_upper
     from rootless.runtime.mountplan import MOUNT_POINTS
-    info = tar_layer(upper, out_fd, False)
-    info["settled"] = settle and settle_upper(upper, MOUNT_POINTS)
+    if not (settle and recipe):
+        info = tar_layer(upper, out_fd, False)
+        info["settled"] = settle and settle_upper(upper, MOUNT_POINTS)
+        return info
+    with open(recipe, "r+b") as f:
+        info = recipe_from_upper(upper, f, MOUNT_POINTS)
+    info["settled"] = settle_upper(upper, MOUNT_POINTS)
+    if not info["settled"]:  # its whiteout files need the tar unpacked: the tar, from its recipe
+        from layers import tarsplit
+        tarsplit.rebuild(recipe, upper, info["diff_id"], out_fd, f"layer {info['diff_id'][7:19]}")
     return info
 
 

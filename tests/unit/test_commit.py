@@ -370,3 +370,56 @@ def _wh_file_scenario(base: str) -> bool:
 def test_a_wh_file_leaves_the_upper_to_be_unpacked(base):
     """A file a step named ``.wh.NAME`` is a whiteout in the tar; only unpacking makes it one."""
     assert _as_root(_wh_file_scenario, base) is False
+
+
+# ---- a build step's layer kept as its tree and recipe, the tar never written ----------------------
+def _step_scenario(base: str, uid: int, wh_file: bool) -> dict:
+    from layers import tarsplit
+    from rootless.runtime import fsaccess
+    from rootless.runtime.mountplan import MOUNT_POINTS
+    upper = os.path.join(base, "upper")
+    _build_upper(upper, uid)
+    os.remove(os.path.join(upper, "var", ".wh.fusegone"))
+    if wh_file:  # a file a step named .wh.NAME: the upper cannot be settled
+        _write(os.path.join(upper, "etc", ".wh.x"), b"")
+    _write(os.path.join(upper, "big"), os.urandom(3 * 1024 * 1024 + 17))  # over the tar writer's chunks
+    _write(os.path.join(upper, "etc", "hosts"), b"")  # a bare mount point: no member
+    expected = io.BytesIO()
+    info = layer_from_upper(upper, expected, MOUNT_POINTS)  # what the tar is: written before settling
+    recipe = os.path.join(base, "step.tarsplit")
+    open(recipe, "wb").close()
+    tar = os.path.join(base, "step.tar")
+    fd = os.open(tar, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        got = fsaccess.step_layer(upper, fd, True, recipe)
+    finally:
+        os.close(fd)
+    with open(tar, "rb") as f:
+        written = f.read()
+    again = os.path.join(base, "again.tar")
+    with open(again, "wb") as f:
+        tarsplit.rebuild(recipe, upper, got["diff_id"], f.fileno())
+    with open(again, "rb") as f:
+        rebuilt = f.read()
+    digest = lambda b: (len(b), hashlib.sha256(b).hexdigest())  # noqa: E731  # the answer is JSON
+    return {"info": info, "got": got, "expected": digest(expected.getvalue()), "written": digest(written),
+            "rebuilt": digest(rebuilt), "recipe_size": os.path.getsize(recipe), "tar_size": tarsplit.tar_size(recipe)}
+
+
+def test_a_settled_step_layer_writes_only_its_recipe(base):
+    """A build step's layer (kernel overlay): no tar is written, only the recipe, which with the
+    settled upper re-creates byte for byte the tar the upper made before it was settled."""
+    got = _as_root(_step_scenario, base, _other_uid(), False)
+    assert got["got"]["settled"] is True
+    assert got["got"]["diff_id"] == got["info"]["diff_id"] and got["got"]["size"] == got["info"]["size"]
+    assert got["written"][0] == 0
+    assert got["rebuilt"] == got["expected"]
+    assert got["tar_size"] == got["expected"][0]
+    assert got["recipe_size"] < 64 * 1024  # the files' bytes are named, not copied
+
+
+def test_a_step_layer_that_cannot_be_settled_gets_its_tar_from_the_recipe(base):
+    got = _as_root(_step_scenario, base, _other_uid(), True)
+    assert got["got"]["settled"] is False
+    assert got["got"]["diff_id"] == got["info"]["diff_id"]
+    assert got["written"] == got["expected"]

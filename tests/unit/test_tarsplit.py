@@ -181,3 +181,38 @@ def test_a_pull_that_followed_its_download_into_the_store_after_another_process_
     store.commit_layer(pulling)  # the layer is there: nothing to move
     assert os.path.isfile(os.path.join(store.paths.layer(digest), "d", "a"))
     assert [n for n in os.listdir(store.paths.layers) if n.startswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 512, 10240, 1 << 20])
+def test_a_recipe_made_while_the_tar_is_written_matches_a_split_one(tmp_path, chunk):
+    """RecipeStream: the tar's bytes arrive in chunks of any size across the claimed runs (each
+    claimed before its first byte arrives); the recipe re-creates the tar byte for byte."""
+    layer = LAYERS["plain"]
+    tree, _recipe, _ = _split(tmp_path, layer)
+    claims = []
+    with tarfile.open(fileobj=io.BytesIO(layer), mode="r:") as tf:
+        for m in tf:
+            if m.isreg() and m.size:
+                claims.append((m.offset_data, m.size, m.name))
+    path = tmp_path / "streamed.tarsplit"
+    with open(path, "wb") as out:
+        w = tarsplit.RecipeWriter(out)
+        s = tarsplit.RecipeStream(w)
+        pos = 0
+        while pos < len(layer):
+            while claims and claims[0][0] < pos + chunk:
+                s.claim(*claims.pop(0))
+            s.write(layer[pos:pos + chunk])
+            pos += chunk
+        w.finish()
+    assert tarsplit.tar_size(str(path)) == len(layer)
+    assert _rebuild(tmp_path, path, tree, layer) == layer
+    assert w.referenced == 6 * 3000
+
+
+def test_a_claim_behind_what_was_written_is_refused(tmp_path):
+    with open(tmp_path / "r", "wb") as out:
+        s = tarsplit.RecipeStream(tarsplit.RecipeWriter(out))
+        s.write(b"x" * 1024)
+        with pytest.raises(RootlessError, match="out of order"):
+            s.claim(512, 10, "a")
