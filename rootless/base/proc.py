@@ -39,6 +39,28 @@ def run(argv: list[str], *, timeout: float = 60, check: bool = True, input: byte
     return cp
 
 
+def start_syncfs(path: str) -> int | None:
+    """``sync -f PATH`` in the background: the writeback of the filesystem holding ``path`` begun
+    while the caller goes on (its own ``syncfs`` later finds little left); the pid for
+    :func:`reap`, or None where there is no ``sync`` (nothing lost: the caller's sync does it all)."""
+    exe = which("sync")
+    if exe is None:
+        return None
+    try:
+        return os.posix_spawn(exe, [exe, "-f", path], os.environ)
+    except OSError:
+        return None
+
+
+def reap(pid: int | None) -> None:
+    """Wait for a helper started in the background (its outcome does not matter)."""
+    if pid is not None:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
 def run_all(argvs: list[list[str]], timeout: float = 10) -> None:
     """Run short helpers concurrently (posix_spawn, no subprocess import); raise if one fails."""
     import select

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 
+from rootless.base import proc
 from rootless.base.errors import RootlessError, UsageError
 from rootless.base.valuetype import KeywordRecord, keyword_record
 from rootless.engine import images
@@ -456,6 +457,9 @@ class Executor:
         settle = method == "kernel"
         recipe = os.path.join(self.tmp, f"layer-{self.n}.tarsplit") if settle else None
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # a blob's mode
+        # the step's files go to disk while they are read for the layer's digest: the one sync
+        # before the layer is published then finds little left to write
+        flusher = proc.start_syncfs(upper)
         try:
             if recipe:
                 os.close(os.open(recipe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
@@ -467,6 +471,7 @@ class Executor:
             raise
         finally:
             os.close(fd)
+            proc.reap(flusher)
         if recipe:
             try:
                 if info.get("settled"):
