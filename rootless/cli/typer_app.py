@@ -52,9 +52,17 @@ def build(invoke: Callable[[P.Command, dict], object], on_globals: Callable[[str
         target = groups[path[0]] if len(path) > 1 else app
         target.command(path[-1], help=cmd.help, context_settings=settings(cmd))(_wrap(cmd, invoke))
 
+    def _version(value: bool) -> None:
+        if value:  # as `docker --version`: the one line, whatever follows
+            from rootless import __version__
+            print(f"rootless version {__version__}")
+            raise typer.Exit(0)
+
     @app.callback()
     def _global(root: str = typer.Option(None, "--root", help="Storage directory (or ROOTLESS_ROOT)."),
-                debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors.")) -> None:
+                debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
+                version: bool = typer.Option(False, "--version", "-v", is_eager=True, callback=_version,
+                                             help="Print the version and quit.")) -> None:
         on_globals(root, debug)
 
     return app

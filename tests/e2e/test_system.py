@@ -67,3 +67,10 @@ def test_version_and_help(rl):
     assert "--entrypoint" in rl("run", "--help").out
     r = rl("no-such-command", expect=125)
     assert "rootless: error:" in r.err and "Traceback" not in r.err
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["-v"], ["--root", "/nonexistent/x", "--version"], ["-v", "ps"]])
+def test_the_version_flag_prints_the_version_line_as_docker_does(rl, argv):
+    """`docker --version` / `-v`: one line, exit 0, whatever else is on the command line."""
+    r = rl(*argv)
+    assert r.out == rl("version").out and r.err == ""
