@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 MAGIC = b"RLSPLIT1"
 SUFFIX = ".tarsplit"
 _CHUNK = 1 << 20
+_MAX_PATH = 0xFFFF  # an F record's path length is 2 bytes: a file deeper than that stays in the recipe
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
@@ -177,6 +178,7 @@ def split(tar: str, tree: str, recipe: str, tmp: str, what: str = "layer", writt
         claims = _claims(tar, t, what) if written is None else _written_claims(tar, t, written)
     finally:
         t.close()
+    claims = [c for c in claims if len(c[2]) <= _MAX_PATH]
     total = os.path.getsize(tar)
     fd = os.open(tar, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -265,7 +267,9 @@ class RecipeStream:
     def claim(self, offset: int, size: int, rel: str) -> None:
         if offset < self.pos or (self.claims and offset < self.claims[-1][0] + self.claims[-1][1]):
             raise RootlessError(f"layer recipe: /{rel} claimed out of order")
-        self.claims.append((offset, size, os.fsencode(rel)))
+        path = os.fsencode(rel)
+        if len(path) <= _MAX_PATH:  # else its bytes stay in the recipe
+            self.claims.append((offset, size, path))
 
     def write(self, data: bytes) -> int:
         view = memoryview(data)

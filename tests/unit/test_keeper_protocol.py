@@ -250,10 +250,12 @@ def test_a_sync_awaits_the_first_output_of_a_starting_pid1(monkeypatch):
         os.write(w, b"quick 92\n")
         state["runnable"] = False  # it ended
     try:
-        threading.Thread(target=container, daemon=True).start()
+        pid1 = threading.Thread(target=container, daemon=True)
+        pid1.start()
         assert keeper._synced(k, sel, log, {}, [], (4242, time.monotonic() + 5)) is True
         assert logged == [("stdout", b"quick 92\n")]
         assert link.sock.recv(keeperclient.MAX_MESSAGE) == keeperclient.synced_message()
+        pid1.join()  # its end is recorded (under load it came after the line below and undid it)
         state["runnable"] = True  # never runs: answered at the end of the start's window
         began = time.monotonic()
         assert keeper._synced(k, sel, log, {}, [], (4242, began + 0.2)) is False

@@ -216,3 +216,38 @@ def test_a_claim_behind_what_was_written_is_refused(tmp_path):
         s.write(b"x" * 1024)
         with pytest.raises(RootlessError, match="out of order"):
             s.claim(512, 10, "a")
+
+
+def test_a_file_whose_path_is_too_long_for_a_reference_stays_in_the_recipe(tmp_path):
+    """A reference holds a path of at most 65535 bytes; a deeper file (a build step can make one)
+    keeps its bytes in the recipe, whether split or streamed."""
+    deep = "/".join(["d" * 250] * 270)  # 67769 bytes
+    layer = _tar(_member("a", b"alpha" * 100), _member(deep + "/f", b"deep contents" * 50))
+    blob = tmp_path / "blob"
+    blob.write_bytes(layer)
+    recipe = tmp_path / "split.tarsplit"
+    referenced = tarsplit.split(str(blob), _unpacked(tmp_path, layer), str(recipe), str(tmp_path / "tmp"))
+    assert referenced == 500
+    streamed = tmp_path / "streamed.tarsplit"
+    with tarfile.open(fileobj=io.BytesIO(layer), mode="r:") as tf:
+        claims = [(m.offset_data, m.size, m.name) for m in tf if m.isreg()]
+    with open(streamed, "wb") as out:
+        w = tarsplit.RecipeWriter(out)
+        s = tarsplit.RecipeStream(w)
+        for c in claims:
+            s.claim(*c)
+        s.write(layer)
+        w.finish()
+    assert w.referenced == 500
+    for r in (recipe, streamed):
+        assert _rebuild(tmp_path, r, tmp_path / "u", layer) == layer
+
+
+def _unpacked(tmp_path, layer: bytes) -> str:
+    """The layer unpacked by descriptor into ``tmp_path/u`` (its path is longer than PATH_MAX)."""
+    tree = tmp_path / "u"
+    tree.mkdir()
+    src = tmp_path / "src.tar"
+    src.write_bytes(layer)
+    unpack_layer(str(src), str(tree))
+    return str(tree)
