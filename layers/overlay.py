@@ -150,6 +150,7 @@ def distinct(lowers_top_first: Iterable[str]) -> tuple[str, ...]:
 def mount_rootfs(plan: RootfsPlan) -> None:
     plan = plan._replace(lowers=distinct(plan.lowers))
     if plan.method == "kernel":
+        _clear_volatile_mark(plan.work)
         # Relative lower paths keep the option string short (it is limited to a page); a layer
         # of an additional image store is reached from the first layer's directory too.
         layers_dir = os.path.dirname(plan.lowers[0])
@@ -170,6 +171,20 @@ def mount_rootfs(plan: RootfsPlan) -> None:
         syscalls.mount(plan.copy_dir, plan.merged, None, syscalls.MS_BIND | syscalls.MS_REC)
     else:
         raise RootlessError(f"unknown overlay method {plan.method!r}", "use kernel, fuse or copy")
+
+
+def _clear_volatile_mark(work: str) -> None:
+    """A ``volatile`` mount leaves ``work/incompat/volatile`` in its work directory, and the
+    kernel refuses every later mount of that layer while it is there (a crash may have lost what
+    was never synced). A layer mounted here again was unmounted cleanly (a ``--rm`` container
+    ``restart`` starts again): nothing was lost, the mark goes."""
+    mark = os.path.join(work, "work", "incompat", "volatile")
+    try:
+        for name in os.listdir(mark):  # the kernel's ``dirty`` file
+            os.unlink(os.path.join(mark, name))
+        os.rmdir(mark)
+    except FileNotFoundError:
+        pass
 
 
 def mount_readonly(plan: RootfsPlan, target: str) -> None:

@@ -672,6 +672,10 @@ def remove_link(ctx: Context, ref: str) -> None:
 
 
 def restart(ctx: Context, rec: ContainerRecord, timeout: float | None) -> None:
+    """``stop`` then ``start``. A ``--rm`` container is not removed by this stop (Docker's
+    ``HasBeenManuallyRestarted``): its keeper finds the mark when PID 1 ends."""
+    if rec.get("spec", {}).get("remove") and is_running(rec):
+        state.update_state(ctx.paths, rec["id"], restarted_by_hand=True)
     stop(ctx, rec, timeout)
     start(ctx, lookup(ctx, rec["id"]), attached=False)
     events.container(ctx.paths, "restart", rec["spec"])

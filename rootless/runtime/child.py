@@ -425,6 +425,8 @@ def _finish(plan: LaunchPlan, code: int, error: str, ran: bool = False) -> None:
     # ``die`` is written before anyone can see the end: while the exit is recorded (under the
     # container's lock: ``stop``/``rm`` take it before their own events), or, with --rm, before
     # the record goes.
+    if plan.spec.remove and _restarted_by_hand(plan):  # kept for the start that follows
+        plan = plan._replace(spec=plan.spec._replace(remove=False), remove_dirs=())
     if plan.spec.remove:
         events.container(plan.paths, "die", plan.spec, exitCode=code)
     _cleanup(plan)
@@ -435,6 +437,7 @@ def _finish(plan: LaunchPlan, code: int, error: str, ran: bool = False) -> None:
             again = restart.exit_fields(state.read(plan.paths, plan.spec.id), code) if ran else {}
             rec = state.update_state(plan.paths, plan.spec.id, status=again.pop("status", "exited"), pid=0,
                                      exit_code=code, error=error, finished_at=now_iso(), keeper=0, net={},
+                                     restarted_by_hand=False,
                                      oom_killed=_oom_killed(plan), **again,
                                      then=lambda r: events.container(plan.paths, "die", r["spec"], exitCode=code))
         except (OSError, RootlessError):
@@ -446,6 +449,15 @@ def _finish(plan: LaunchPlan, code: int, error: str, ran: bool = False) -> None:
         for m in plan.spec.mounts or ():
             if m.get("anonymous"):
                 events.append(plan.paths, "volume", "destroy", m["name"], {"driver": "local"})
+
+
+def _restarted_by_hand(plan: LaunchPlan) -> bool:
+    """Whether ``restart`` stopped this ``--rm`` container to start it again (not to be removed)."""
+    try:
+        rec = state.read(plan.paths, plan.spec.id)
+    except (OSError, RootlessError):
+        return False
+    return bool(rec is not None and rec["state"].get("restarted_by_hand"))
 
 
 def _oom_killed(plan: LaunchPlan) -> bool:

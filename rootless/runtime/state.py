@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         pause_method: str  # how: runtime.pause.FREEZER or SIGNALS
         restart_count: int  # restarts made by the restart policy since the last start by hand
         manually_stopped: bool  # stop/kill by hand: the restart policy waits for the next start
+        restarted_by_hand: bool  # `restart` stops it to start it again: a --rm container stays (Docker's)
         health: dict[str, Any] | None  # State.Health (runtime.health): Status, FailingStreak, Log
 
     class ContainerRecord(TypedDict):

@@ -488,6 +488,25 @@ def test_restart_gives_a_new_pid_1_and_keeps_files(bb):
     bb("rm", "-f", "again")
 
 
+def test_restart_of_a_rm_container_starts_it_again_and_a_stop_then_removes_it(bb):
+    """Docker's: the stop that ``restart`` makes does not remove a ``--rm`` container (it was
+    removed, and the start after it failed with "No such container"); its writable layer, mounted
+    ``volatile``, is mounted again; its anonymous volume and its log stay; a stop after that removes
+    it as usual."""
+    sleeper(bb, "rmagain", "--rm", "-v", "/data", script="echo x >> /count; echo y >> /data/count; echo up")
+    old = pid_of(bb, "rmagain")
+    assert bb("restart", "-t", "0", "rmagain").out == "rmagain\n"
+    wait_for(lambda: status(bb, "rmagain") == "running", what="the restarted container")
+    assert pid_of(bb, "rmagain") != old
+    wait_for(lambda: bb("exec", "rmagain", "cat", "/count", "/data/count", expect=None).out == "x\nx\ny\ny\n",
+             what="the second run's lines beside the first's")
+    assert bb("logs", "rmagain").out == "up\nup\n"
+    volume = json.loads(bb("inspect", "rmagain").out)[0]["Mounts"][0]["Name"]
+    bb("stop", "-t", "0", "rmagain")
+    wait_for(lambda: bb("ps", "-aq", "--filter", "name=rmagain").out == "", what="its removal")
+    wait_for(lambda: volume not in bb("volume", "ls", "-q").out, what="its anonymous volume's removal")
+
+
 # ---- logs --since / --until --------------------------------------------------------------------------------------
 def rfc3339(ns: int) -> str:
     sec, frac = divmod(ns, 1_000_000_000)

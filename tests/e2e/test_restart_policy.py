@@ -251,6 +251,17 @@ def test_api_create_with_a_policy_restarts_and_is_refused_by_rm(api):
     wait_for(lambda: not monitors(api.rl), what="the monitor to go")
 
 
+def test_docker_restart_of_a_rm_container_keeps_it(api):
+    """`docker run -d --rm` then `docker restart`: running again (Docker's HasBeenManuallyRestarted),
+    removed by the stop after."""
+    cid = api.docker("run", "-d", "--rm", "--name", "rmr", "--network", "none", "busybox", "sleep", "300").out.strip()
+    assert api.docker("restart", "-t", "0", "rmr").out == "rmr\n"
+    assert api.docker("inspect", "-f", "{{.State.Running}} {{.HostConfig.AutoRemove}}", "rmr").out == "true true\n"
+    assert api.docker("ps", "-q", "--no-trunc").out == cid + "\n"
+    api.docker("stop", "-t", "0", "rmr")
+    wait_for(lambda: api.docker("ps", "-aq").out == "", what="its removal")
+
+
 def test_api_refuses_a_bad_policy_with_dockers_words(api):
     status_, body = api.request("POST", "/v1.41/containers/create", {
         "Image": "busybox", "HostConfig": {"RestartPolicy": {"Name": "always", "MaximumRetryCount": 2}}})
