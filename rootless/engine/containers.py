@@ -152,13 +152,20 @@ def start(ctx: Context, rec: ContainerRecord, attached: bool, detach_keys: bytes
             records.remove_runtime(ctx.paths.run_dir(rec["id"]))
         raise
     finally:
-        if remove and attached:
+        if remove and attached and not _restarted(ctx, rec["id"]):
             records.remove_container_files(ctx, rec["id"])  # the keeper removed them; a failed start may not have
     timing.mark("reaped")
     if policy and not auto:
         from rootless.engine import restarts
         restarts.watch(ctx, rec["id"], _restart)
     return code
+
+
+def _restarted(ctx: Context, cid: str) -> bool:
+    """Whether a ``--rm`` container whose attached start has ended is being started again by
+    ``restart`` (marked until its next start records it running) or runs again already."""
+    cur = state.read(ctx.paths, cid)
+    return cur is not None and bool(cur["state"].get("restarted_by_hand") or cur["state"].get("status") == "running")
 
 
 def stopped(ctx: Context, filters) -> list[ContainerRecord]:

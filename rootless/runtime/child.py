@@ -231,7 +231,7 @@ class _Keeper:
         from rootless.runtime import network
         state.update_state(plan.paths, spec.id, status="running", pid=pid, pid_start=start,
                            keeper=os.getpid(), keeper_start=_start_time(os.getpid()),
-                           started_at=now_iso(), exit_code=0, error="", log_error="",
+                           started_at=now_iso(), exit_code=0, error="", log_error="", restarted_by_hand=False,
                            net=network.state_fields(plan.net, self.mac), health=_initial_health(spec.healthcheck))
         events.container(plan.paths, "start", spec)
         self.tell("running")
@@ -437,7 +437,6 @@ def _finish(plan: LaunchPlan, code: int, error: str, ran: bool = False) -> None:
             again = restart.exit_fields(state.read(plan.paths, plan.spec.id), code) if ran else {}
             rec = state.update_state(plan.paths, plan.spec.id, status=again.pop("status", "exited"), pid=0,
                                      exit_code=code, error=error, finished_at=now_iso(), keeper=0, net={},
-                                     restarted_by_hand=False,
                                      oom_killed=_oom_killed(plan), **again,
                                      then=lambda r: events.container(plan.paths, "die", r["spec"], exitCode=code))
         except (OSError, RootlessError):

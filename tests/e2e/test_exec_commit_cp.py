@@ -507,6 +507,29 @@ def test_restart_of_a_rm_container_starts_it_again_and_a_stop_then_removes_it(bb
     wait_for(lambda: volume not in bb("volume", "ls", "-q").out, what="its anonymous volume's removal")
 
 
+def test_restart_of_an_attached_rm_container_keeps_it_for_the_start(bb, tmp_path):
+    """The CLI of an attached ``run --rm`` returns when the restart stops the container; it no
+    longer removes what the restart starts again."""
+    out = open(tmp_path / "out", "wb")
+    fg = subprocess.Popen(rootless_argv() + ["run", "--rm", "--name", "fgrm", "busybox", "sh", "-c",
+                                             "echo up; exec sleep 300"],
+                          env=bb.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: (tmp_path / "out").read_bytes() == b"up\n", what="the attached container")
+        bb("restart", "-t", "0", "fgrm")
+        assert fg.wait(timeout=60) in (137, 143)
+        wait_for(lambda: bb("logs", "fgrm", expect=None).out == "up\nup\n", what="the second start's line")
+        assert status(bb, "fgrm") == "running"
+        bb("stop", "-t", "0", "fgrm")
+        wait_for(lambda: bb("ps", "-aq", "--filter", "name=fgrm").out == "", what="its removal")
+    finally:
+        out.close()
+        if fg.poll() is None:
+            fg.kill()
+            fg.wait()
+        bb("rm", "-f", "fgrm", expect=None)
+
+
 # ---- logs --since / --until --------------------------------------------------------------------------------------
 def rfc3339(ns: int) -> str:
     sec, frac = divmod(ns, 1_000_000_000)
