@@ -13,7 +13,8 @@ from rootless.engine import containerstats, dockerview
 # "strs" a list of strings, "dicts" a list of objects, "map" an object of strings, "ints" a number.
 CONFIG = {"Image": str, "Cmd": "cmd", "Entrypoint": "cmd", "Env": "strs", "WorkingDir": str, "User": str,
            "Hostname": str, "Tty": bool, "OpenStdin": bool, "StdinOnce": bool, "Labels": "map", "ExposedPorts": dict,
-           "Volumes": dict, "MacAddress": str, "HostConfig": dict, "NetworkingConfig": dict}
+           "Volumes": dict, "MacAddress": str, "HostConfig": dict, "NetworkingConfig": dict, "StopSignal": str,
+           "Domainname": str}
 HOST = {"PortBindings": dict, "Mounts": "dicts", "Binds": "strs", "NetworkMode": str, "LogConfig": dict,
          "SecurityOpt": "strs", "Devices": "dicts", "RestartPolicy": dict, "Links": "strs", "ExtraHosts": "strs",
          "Dns": "strs", "DnsSearch": "strs", "DnsOptions": "strs", "Tmpfs": "map", "VolumesFrom": "strs",
@@ -22,7 +23,8 @@ HOST = {"PortBindings": dict, "Mounts": "dicts", "Binds": "strs", "NetworkMode":
          "MemoryReservation": int, "MemorySwap": int, "NanoCpus": int, "CpuShares": int, "CpusetCpus": str,
          "PidsLimit": int, "BlkioWeight": int, "BlkioDeviceReadBps": "dicts", "BlkioDeviceWriteBps": "dicts",
          "GroupAdd": "strs", "PidMode": str, "IpcMode": str, "UTSMode": str, "CgroupnsMode": str, "Isolation": str,
-         "Runtime": str, "DeviceCgroupRules": "strs", "VolumeDriver": str}
+         "Runtime": str, "DeviceCgroupRules": "strs", "VolumeDriver": str, "Ulimits": "dicts", "Sysctls": "map",
+         "OomScoreAdj": int, "ShmSize": int, "ContainerIDFile": str}
 
 
 NESTED: dict[str, dict[str, type | str]] = {  # HostConfig's lists of objects, and objects, field by field
@@ -31,6 +33,7 @@ NESTED: dict[str, dict[str, type | str]] = {  # HostConfig's lists of objects, a
     "Devices": {"PathOnHost": str, "PathInContainer": str, "CgroupPermissions": str},
     "BlkioDeviceReadBps": {"Path": str, "Rate": int}, "BlkioDeviceWriteBps": {"Path": str, "Rate": int},
     "LogConfig": {"Type": str, "Config": "map"}, "RestartPolicy": {"Name": str, "MaximumRetryCount": int},
+    "Ulimits": {"Name": str, "Soft": int, "Hard": int},
 }
 
 
@@ -189,11 +192,16 @@ def _docker_settings(body: dict, hc: dict) -> dict:
                              f"use {other[0]} or leave {key} out" if other else f"leave {key} out")
     asked = {"Isolation": isolation, "Runtime": runtime, "DeviceCgroupRules": list(hc.get("DeviceCgroupRules") or ()),
              "PidMode": hc.get("PidMode") or "", "UTSMode": hc.get("UTSMode") or "", "IpcMode": hc.get("IpcMode") or "",
-             "CgroupnsMode": hc.get("CgroupnsMode") or "", "VolumeDriver": hc.get("VolumeDriver") or ""}
+             "CgroupnsMode": hc.get("CgroupnsMode") or "", "VolumeDriver": hc.get("VolumeDriver") or "",
+             "ContainerIDFile": hc.get("ContainerIDFile") or ""}
     if swappiness not in (None, -1):
         asked["discarded_swappiness"] = swappiness
+    oom = hc.get("OomScoreAdj")
     return dict(raw_env=tuple(body.get("Env") or ()), group_add=tuple(hc.get("GroupAdd") or ()),
-                stop_timeout=stop_timeout, asked={k: v for k, v in asked.items() if v})
+                stop_timeout=stop_timeout, asked={k: v for k, v in asked.items() if v},
+                stop_signal=body.get("StopSignal") or None, ulimits=tuple(hc.get("Ulimits") or ()),
+                sysctls=dict(hc.get("Sysctls") or {}) or None, oom_score_adj=oom or None,
+                shm_size=hc.get("ShmSize") or None, domainname=body.get("Domainname") or None)
 
 
 def _makes_volumes(body: dict, hc: dict) -> bool:

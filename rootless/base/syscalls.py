@@ -101,6 +101,12 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
+def setdomainname(name: str) -> None:
+    """The NIS domain name of the caller's UTS namespace (``--domainname``)."""
+    data = name.encode()
+    _check(_libc.setdomainname(ctypes.c_char_p(data), ctypes.c_size_t(len(data))), "setdomainname")
+
+
 def syncfs(path: str) -> None:
     """Write out everything of the filesystem that holds ``path`` (one sync for many files)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

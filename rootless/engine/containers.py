@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 # ---- create / start / run -------------------------------------------------------------------
 def create(ctx: Context, opts) -> ContainerRecord:
     """A container record and its writable layer, from an image and the run options."""
-    from rootless.runtime import logs, names, spec
+    from rootless.runtime import logs
     log = logs.log_config(opts.log_driver, opts.log_opts, config.log_defaults(ctx.config))  # before a pull
     from rootless.engine import networks
     opts = networks.resolve(ctx, opts)  # --network NAME of a user-defined network; unknown: said now
@@ -62,6 +62,39 @@ def create(ctx: Context, opts) -> ContainerRecord:
     if opts.userns == "keep-id" and ctx.mapping.mode == "subid":
         method = _keep_id_method(ctx)
     image_name = opts.image or images.familiar_name(image)  # as given, like Docker's Config.Image
+    cidfile = _open_cidfile(opts.cidfile) if opts.cidfile else None
+    try:
+        rec = _create_record(ctx, opts, image, image_config, image_name, env_texts, log, mounts, method)
+    except BaseException:
+        if cidfile is not None:
+            os.close(cidfile)
+            os.unlink(opts.cidfile)
+        raise
+    if cidfile is not None:
+        try:
+            os.write(cidfile, rec["id"].encode())
+        finally:
+            os.close(cidfile)
+    events.container(ctx.paths, "create", rec["spec"])
+    return rec
+
+
+def _open_cidfile(path: str) -> int:
+    """``--cidfile``: made empty before the container (Docker's CLI: a file already there is
+    refused, as another container's), filled once the container is."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except FileExistsError:
+        raise UsageError(f"container ID file found, make sure the other container isn't running or delete {path}")\
+            from None
+    except OSError as e:
+        raise UsageError(f"failed to create the container ID file: open {path}: {str(e.strerror or e).lower()}") \
+            from None
+
+
+def _create_record(ctx: Context, opts, image: dict, image_config: dict, image_name: str, env_texts: dict,
+                   log: dict, mounts, method: str) -> ContainerRecord:
+    from rootless.runtime import names, spec
     taken: set[str] = set()  # the store is scanned (under its lock) by state.create; again only on a clash
     for attempt in range(5):
         cid = names.new_id()
@@ -74,13 +107,11 @@ def create(ctx: Context, opts) -> ContainerRecord:
         if isinstance(cspec.seccomp, dict):
             seccomp_program(ctx, cspec._asdict())  # a profile libseccomp refuses: said now, no container made
         try:
-            rec = state.create(ctx.paths, cspec, method, generated_name=not opts.name)
+            return state.create(ctx.paths, cspec, method, generated_name=not opts.name)
         except Conflict:
             if opts.name:
                 raise
             continue
-        events.container(ctx.paths, "create", rec["spec"])
-        return rec
     raise RootlessError("could not generate a unique container name")  # pragma: no cover
 
 
@@ -271,7 +302,7 @@ def _launch_plan(ctx: Context, rec: ContainerRecord, attached: bool):
                                     account=_keep_id_account(run_dir) if cspec.userns == "keep-id" else None,
                                     pts_gid=5 if ctx.mapping.mode == "subid" else None,
                                     pid_host=(cspec.asked or {}).get("PidMode") == "host",
-                                    ipc_host=(cspec.asked or {}).get("IpcMode") == "host",
+                                    ipc_host=(cspec.asked or {}).get("IpcMode") == "host", shm_size=cspec.shm_size,
                                     volumes=tuple(volumes.plan_entry(ctx, m) for m in cspec.mounts))),
         run_dir=run_dir, paths=ctx.paths,
         # --rm: the container and its anonymous volumes (Docker's rule) go when it ends
@@ -429,19 +460,6 @@ def daemon_hint(ctx: Context, rec: ContainerRecord) -> str | None:
 
 
 # ---- stop / kill / wait / rm ------------------------------------------------------------------
-def signal_number(name: str | int) -> int:
-    """``KILL``, ``SIGKILL``, ``9``: a signal this kernel has (UsageError for anything else)."""
-    s = str(name).upper().removeprefix("SIG")
-    if s.isascii() and s.isdigit():
-        if int(s) in {int(v) for v in signal.valid_signals()}:
-            return int(s)
-        raise UsageError(f"invalid signal: {name}", "use a name (TERM, KILL, HUP, ...) or a number from 1 to 64")
-    try:
-        return int(signal.Signals["SIG" + s])
-    except KeyError:
-        raise UsageError(f"invalid signal: {name}") from None
-
-
 def kill(ctx: Context, rec: ContainerRecord, sig: str | int = "KILL") -> None:
     if rec["state"].get("status") == "restarting":  # Docker's: its policy ends, no process to signal
         from rootless.engine import restarts
@@ -450,6 +468,7 @@ def kill(ctx: Context, rec: ContainerRecord, sig: str | int = "KILL") -> None:
             return
     if not is_running(rec):
         raise Conflict(f"cannot kill container {rec['name']}: it is not running")
+    from rootless.runtime.procsettings import signal_number
     signum = signal_number(sig)
     if rec["spec"].get("restart"):
         from rootless.engine import restarts

@@ -212,7 +212,8 @@ def inspect(rec: ContainerRecord, paths) -> dict:
         },
         "Mounts": [_mount(m, paths) for m in spec.get("mounts") or ()],
         "Config": {
-            "Hostname": spec.get("hostname", ""), "Domainname": "", "User": spec.get("user", ""),
+            "Hostname": spec.get("hostname", ""), "Domainname": spec.get("domainname", ""),
+            "User": spec.get("user", ""),
             "AttachStdin": bool(spec.get("interactive")), "AttachStdout": True, "AttachStderr": True,
             "Tty": bool(spec.get("tty")), "OpenStdin": bool(spec.get("interactive")),
             "StdinOnce": bool(spec.get("stdin_once")),
@@ -310,7 +311,10 @@ _NETWORK_DEFAULTS = {"LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "S
                      "GlobalIPv6PrefixLen": 0, "IPv6Gateway": ""}
 # HostConfig fields kept as the client gave them (``ContainerSpec.asked``)
 _ASKED_HOST = ("VolumesFrom", "Tmpfs", "PidMode", "IpcMode", "UTSMode", "CgroupnsMode", "Isolation",
-               "DeviceCgroupRules", "VolumeDriver")
+               "DeviceCgroupRules", "VolumeDriver", "ContainerIDFile")
+# HostConfig fields of the process settings (runtime.procsettings), from the spec's own
+_PROCESS_HOST = (("Ulimits", "ulimits", list), ("Sysctls", "sysctls", dict), ("OomScoreAdj", "oom_score_adj", int),
+                 ("ShmSize", "shm_size", int))
 
 
 def _docker_fields(doc: dict, spec: dict) -> dict:
@@ -329,6 +333,9 @@ def _docker_fields(doc: dict, spec: dict) -> dict:
         hc["Runtime"] = asked["Runtime"]
     if spec.get("group_add"):
         hc["GroupAdd"] = list(spec["group_add"])
+    for key, field, kind in _PROCESS_HOST:
+        if spec.get(field):
+            hc[key] = kind(spec[field])
     hc.setdefault("UsernsMode", spec.get("userns") or "")
     if asked.get("discarded_limits"):
         from rootless.runtime.cgroups import host_config

@@ -142,10 +142,11 @@ class _Keeper:
             Step.at("set up the link namespace")
             from netstack import links
             self.link_listeners = links.setup(net.links, hold=self.link_ns)  # kept open for the container's life
-        if self.plan.oci is not None and self.plan.oci.sysctl:
-            Step.at("linux.sysctl")
-            from rootless.runtime import ocistart
-            ocistart.write_sysctl(self.plan.oci.sysctl)
+        sysctl = self.plan.oci.sysctl if self.plan.oci is not None else tuple((self.plan.spec.sysctls or {}).items())
+        if sysctl:
+            Step.at("sysctl")
+            from rootless.runtime import procsettings
+            procsettings.write_sysctls(sysctl)
 
     def mount_root(self) -> None:
         Step.at(f"mount the root filesystem ({self.plan.rootfs.method})")
@@ -561,7 +562,12 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = 
     syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
     if spec.init:  # its process title (python-prctl), imported while the host's files are in reach
         import prctl  # noqa: F401
-    if plan.oci is not None:  # likewise
+    settings = plan.oci
+    if settings is None and (spec.ulimits or spec.oom_score_adj is not None):  # --ulimit, --oom-score-adj
+        from rootless.runtime import procsettings
+        from rootless.runtime.ocispec import OciProcess
+        settings = OciProcess(rlimits=procsettings.rlimits(spec.ulimits), oom_score_adj=spec.oom_score_adj)
+    if settings is not None:  # likewise
         from rootless.runtime import ocistart  # noqa: F401
     Step.at("unshare the container's mount namespace")
     syscalls.unshare(syscalls.CLONE_NEWNS)  # pivot_root must not move the keeper's root
@@ -587,6 +593,9 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = 
     if not uts_host(spec):
         Step.at("sethostname")
         socket.sethostname(spec.hostname)
+        if spec.domainname:
+            Step.at("setdomainname")
+            syscalls.setdomainname(spec.domainname)
 
     Step.at("set up stdio")
     _stdio(spec, stdio, plan.winsize)
@@ -616,6 +625,10 @@ def container(plan: LaunchPlan, ch: Channel, stdio: keeper.Stdio, exec_w: int = 
             Step.at("wait for the network")
             if not _read_gate(gate_r):
                 os._exit(125)  # the keeper failed to start the network and reports it
+        if settings is not None:  # --ulimit, --oom-score-adj: as the OCI face's
+            from rootless.runtime import ocistart
+            Step.at("process settings")
+            ocistart.prepare(settings)
         env, exe = _identity_and_command(plan, ch)
     _mark(ch, "exec")
     if spec.init:

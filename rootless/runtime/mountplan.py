@@ -98,7 +98,7 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
          volumes: tuple[tuple, ...] = (), devices: tuple[tuple[str, str], ...] = (),
          privileged: bool = False, apt_sandbox: str | None = None,
          account: tuple[str, str, str, str] | None = None, pid_host: bool = False,
-         ipc_host: bool = False) -> list[Op]:
+         ipc_host: bool = False, shm_size: int | None = None) -> list[Op]:
     """``volumes``: (kind, host source, container target, read-only, options[, propagation,
     subpath]) per mount, kind ``volume`` (a volume the image's files fill while it is empty),
     ``bind`` or ``tmpfs``; options ``U`` (chown the source to the container's user first) or a
@@ -110,7 +110,8 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
     to the image's /etc/passwd and /etc/group (a copy bound over them) where its ids are missing;
     ``pid_host`` (``--pid host``): the host's /proc, bound (a new procfs needs a pid namespace of
     one's own user namespace: the kernel refuses one of the host's pid namespace); ``ipc_host``
-    (``--ipc host``): the host's /dev/shm (and /dev/mqueue where it has one) bound, not new ones."""
+    (``--ipc host``): the host's /dev/shm (and /dev/mqueue where it has one) bound, not new ones;
+    ``shm_size``: the bytes of a new /dev/shm (``--shm-size``; None: 64 MiB, Docker's)."""
     ops = [Op("bind", "/proc", "/proc", flags=MS_BIND | MS_REC) if pid_host
            else Op("mount", "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)]
     read_only: list[Op] = []
@@ -130,7 +131,8 @@ def plan(etc_files: dict[str, str], own_netns: bool, pts_gid: int | None,
         if os.path.ismount("/dev/mqueue"):
             ops.append(Op("bind", "/dev/mqueue", "/dev/mqueue", flags=MS_BIND))
     else:
-        ops.append(Op("mount", "/dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k"))
+        ops.append(Op("mount", "/dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                      f"mode=1777,size={shm_size or 65536 * 1024}"))
         ops.append(Op("mount", "/dev/mqueue", "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC))
     ops += [Op("bind", target, host, flags=MS_BIND, is_file=True) for host, target in devices]
     sys_flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC

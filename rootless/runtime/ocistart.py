@@ -1,6 +1,8 @@
 """What the keeper and PID 1 do for a container of the OCI runtime face (``rootless oci``)
 beyond ``run``'s, from the plan's :class:`~rootless.runtime.ocispec.OciProcess`: the wait for
-``start`` (``created``), the sysctls, the console socket, the rlimits, umask and OOM score."""
+``start`` (``created``), the console socket, the rlimits, umask and OOM score (:func:`prepare`,
+which ``run``'s ``--ulimit`` and ``--oom-score-adj`` go through too; the sysctls of both faces:
+``runtime.procsettings``)."""
 
 from __future__ import annotations
 
@@ -105,18 +107,6 @@ def signal_start(path: str) -> None:
         os.close(fd)
 
 
-def write_sysctl(items: tuple[tuple[str, str], ...]) -> None:
-    """The keeper, in the container's namespaces: each ``key=value`` (those of its own namespaces)."""
-    for key, value in items:
-        path = "/proc/sys/" + key.replace(".", "/")
-        try:
-            with open(path, "w") as f:
-                f.write(value)
-        except OSError as e:
-            raise RootlessError(f"cannot set the sysctl {key}={value}: {e.strerror}",
-                                "remove it from linux.sysctl") from None
-
-
 def send_console(path: str, master: int) -> None:
     """The pty master to the caller's console socket (SCM_RIGHTS, with the pty's name as runc sends)."""
     import fcntl
@@ -152,14 +142,15 @@ def prepare(proc: OciProcess) -> None:
         try:
             resource.setrlimit(kind, (_limit(soft), _limit(hard)))
         except (OSError, ValueError) as e:
-            raise RootlessError(f"cannot set the rlimit {kind} to {soft}/{hard}: {e}",
-                                "a rootless process cannot raise a hard limit: lower it in process.rlimits") from None
+            name = next((n for n in dir(resource) if n.startswith("RLIMIT_") and getattr(resource, n) == kind), kind)
+            raise RootlessError(f"cannot set the rlimit {name} to {soft}/{hard}: {e}",
+                                "a rootless process cannot raise a hard limit above its own: lower it") from None
     if proc.oom_score_adj is not None:
         try:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(proc.oom_score_adj))
         except OSError as e:
-            raise RootlessError(f"cannot set process.oomScoreAdj {proc.oom_score_adj}: {e.strerror}",
+            raise RootlessError(f"cannot set the OOM score adjustment {proc.oom_score_adj}: {e.strerror}",
                                 "a rootless process can only raise its OOM score") from None
     if proc.umask is not None:
         os.umask(proc.umask)

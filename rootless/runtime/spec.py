@@ -74,6 +74,14 @@ class RunOptions(KeywordRecord):
     group_add: Sequence[str] = ()  # --group-add: supplementary groups, names or gids
     stop_timeout: int | None = None  # --stop-timeout: stop's default wait before SIGKILL
     raw_env: Sequence[str] = ()  # the API's Config.Env: kept as the client sent it (no host lookup)
+    stop_signal: str | None = None  # --stop-signal (None: the image's, else SIGTERM)
+    # runtime.procsettings: Docker's HostConfig.Ulimits items, Sysctls, OomScoreAdj, ShmSize (bytes), Domainname
+    ulimits: Sequence[dict[str, Any]] = ()
+    sysctls: dict[str, str] | None = None
+    oom_score_adj: int | None = None
+    shm_size: int | None = None
+    domainname: str | None = None
+    cidfile: str | None = None  # --cidfile: the file the container's id is written to once it is made
     asked: dict[str, Any] | None = None  # Docker settings kept only to show them (see ContainerSpec)
 
 
@@ -124,6 +132,16 @@ class _ContainerSpecFields(KeywordRecord):
     stop_timeout: int | None = None
     asked: dict[str, Any] | None = None
     stdin_once: bool = False
+    ulimits: tuple[Any, ...] = ()
+    sysctls: dict[str, str] | None = None
+    oom_score_adj: int | None = None
+    shm_size: int | None = None
+    domainname: str = ""
+
+
+# fields a record holds only when set (older records, and most containers, have none of them)
+_OPTIONAL = {"stdin_once": False, "ulimits": [], "sysctls": None, "oom_score_adj": None, "shm_size": None,
+             "domainname": ""}
 
 
 class ContainerSpec(_ContainerSpecFields):
@@ -156,7 +174,9 @@ class ContainerSpec(_ContainerSpecFields):
     fields of no effect here (``Isolation``, ``DeviceCgroupRules``, ...), the log options asked for,
     and limits this host could not enforce (``discarded_limits``, said in the create's warnings);
     ``stdin_once``: Docker's ``Config.StdinOnce``, the end of an API attach client's input closes the
-    container's input (without it, and with a terminal, the attach ends and the input stays open)."""
+    container's input (without it, and with a terminal, the attach ends and the input stays open);
+    ``ulimits`` (Docker's ``{"Name", "Soft", "Hard"}``), ``sysctls``, ``oom_score_adj``, ``shm_size``
+    (bytes of /dev/shm; None: 64 MiB), ``domainname``: ``runtime.procsettings``."""
 
     __slots__ = ()
 
@@ -174,8 +194,9 @@ class ContainerSpec(_ContainerSpecFields):
             del d["restart"]
         if d["healthcheck"] is None:  # no healthcheck: the record has no such key (as before there was one)
             del d["healthcheck"]
-        if not d["stdin_once"]:  # likewise
-            del d["stdin_once"]
+        for key, default in _OPTIONAL.items():  # likewise
+            if d[key] == default:
+                del d[key]
         return d
 
     @classmethod
@@ -305,7 +326,7 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         hostname=hostname, init=opts.init, tty=opts.tty, **net,
         interactive=opts.interactive, stdin_once=opts.stdin_once, remove=opts.rm, restart=restart_policy,
         labels={**(cfg.get("Labels") or {}), **(opts.labels or {})},  # the image's, then --label's
-        stop_signal=cfg.get("StopSignal") or "SIGTERM",
+        stop_signal=opts.stop_signal or cfg.get("StopSignal") or "SIGTERM",
         entrypoint=tuple(split_command(cfg, opts.command, opts.entrypoint)[0]),
         log=log,
         mounts=tuple(mounts),
@@ -317,7 +338,37 @@ def build(opts: RunOptions, cid: str, name: str, image: dict, image_config: dict
         asked=_asked(opts, log),
         **_security_fields(opts),
         **_health_fields(opts, cfg),
+        **_process_fields(opts),
     )
+
+
+def _process_fields(opts: RunOptions) -> dict:
+    """``--ulimit``, ``--sysctl``, ``--oom-score-adj``, ``--shm-size``, ``--domainname`` and
+    ``--stop-signal``, checked (``runtime.procsettings``); only those given."""
+    if not (opts.ulimits or opts.sysctls or opts.oom_score_adj is not None or opts.shm_size or opts.domainname
+            or opts.stop_signal):
+        return {}
+    from rootless.runtime import procsettings as ps
+    asked = opts.asked or {}
+    out: dict[str, Any] = {}
+    if opts.stop_signal:
+        ps.signal_number(opts.stop_signal)
+    if opts.ulimits:
+        by_name = {u["Name"]: ps.check_ulimit(u) for u in opts.ulimits}  # a name given twice: the last
+        out["ulimits"] = tuple(by_name.values())
+    if opts.sysctls:
+        out["sysctls"] = ps.check_sysctls(opts.sysctls, opts.network, asked.get("IpcMode") == "host")
+    if opts.oom_score_adj is not None:
+        out["oom_score_adj"] = ps.check_oom_score_adj(opts.oom_score_adj)
+    if opts.shm_size:
+        if asked.get("IpcMode") == "host":
+            raise UsageError("conflicting options: --shm-size and --ipc host", "the host's /dev/shm keeps its size")
+        out["shm_size"] = ps.parse_shm_size(opts.shm_size)
+    if opts.domainname:
+        if asked.get("UTSMode") == "host":
+            raise UsageError("conflicting options: domainname and the UTS mode host")
+        out["domainname"] = ps.check_domainname(opts.domainname)
+    return out
 
 
 def _health_fields(opts: RunOptions, cfg: dict) -> dict:

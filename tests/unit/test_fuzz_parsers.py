@@ -14,9 +14,9 @@ from rootless.base import config
 from rootless.base.errors import RootlessError
 from rootless.cli import commands, fast, main  # noqa: F401 - commands registers the verbs
 from rootless.cli.params import COMMANDS
-from rootless.engine import attach, containers
+from rootless.engine import attach
 from rootless.engine import build as build_ops
-from rootless.runtime import cgroups, logs, security, users, volumes
+from rootless.runtime import cgroups, logs, procsettings, security, users, volumes
 from rootless.runtime import spec as runspec
 
 HOSTILE = ["", " ", "-", "--", ":", "::", ":::", "-1", "80:-1", "4294967295", "99999999999", "0x10", "1e9",
@@ -50,7 +50,7 @@ PARSERS = {
     "user_check": lambda t: users.check(t, 65536, 65536),
     "log_opt": lambda t: logs.log_config(None, [t], config.LOG_DEFAULTS),
     "log_driver": lambda t: logs.log_config(t, [], config.LOG_DEFAULTS),
-    "signal": containers.signal_number,
+    "signal": procsettings.signal_number,
     "detach_keys": attach.parse_detach_keys,
     "reference": reference.parse,
     "platform": manifest.parse_platform,
@@ -123,8 +123,8 @@ def test_uids_out_of_range_are_refused_before_anything_starts():
 def test_signal_numbers_the_kernel_does_not_have():
     for bad in ("99", "0", "65", "-9", "SIGFOO", "", "٩"):
         with pytest.raises(RootlessError, match="invalid signal"):
-            containers.signal_number(bad)
-    assert containers.signal_number("9") == 9 and containers.signal_number("sigterm") == 15
+            procsettings.signal_number(bad)
+    assert procsettings.signal_number("9") == 9 and procsettings.signal_number("sigterm") == 15
 
 
 def test_publish_errors_quote_what_was_typed():

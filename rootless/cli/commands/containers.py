@@ -47,6 +47,25 @@ HEALTH = {
 }
 
 
+# the container's process beside its command (runtime.procsettings), its id file, its labels
+PROCESS = {
+    "stop_timeout": Opt(("--stop-timeout",), None, "Seconds `stop` waits before SIGKILL (default 10)."),
+    "stop_signal": Opt(("--stop-signal",), None, "Signal that stops the container (default: the image's "
+                                                 "STOPSIGNAL, else SIGTERM)."),
+    "ulimit": Opt(("--ulimit",), [], "A resource limit: NAME=SOFT[:HARD] (-1: unlimited), e.g. nofile=1024:2048."),
+    "sysctl": Opt(("--sysctl",), [], "A kernel parameter of the container's namespaces: KEY=VALUE "
+                                     "(net.*, fs.mqueue.*, kernel.shm*, kernel.msg*, kernel.sem)."),
+    "oom_score_adj": Opt(("--oom-score-adj",), None, "Tune the OOM killer's preference (-1000 to 1000; "
+                                                     "not below your own)."),
+    "shm_size": Opt(("--shm-size",), None, "Size of /dev/shm (default 64m)."),
+    "domainname": Opt(("--domainname",), None, "The container's NIS domain name."),
+    "cidfile": Opt(("--cidfile",), None, "Write the container ID to the file."),
+    "label_file": Opt(("--label-file",), [], "Read labels from a file of KEY=VALUE lines."),
+    "label": Opt(("-l", "--label"), [], "Set a label on the container (KEY=VALUE)."),
+    "init": Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
+}
+
+
 @command("run", interspersed=False)
 def run(ctx: "Context",
         image: str = Arg(metavar="IMAGE"),
@@ -98,9 +117,11 @@ def run(ctx: "Context",
         ipc: str = Opt(("--ipc",), "", "host: share the host's IPC namespace and /dev/shm (MPI); or private."),
         uts: str = Opt(("--uts",), "", "host: share the host's UTS namespace (its host name)."),
         group_add: list[str] = Opt(("--group-add",), [], "Add a supplementary group (a name or a gid)."),
-        stop_timeout: int = Opt(("--stop-timeout",), None, "Seconds `stop` waits before SIGKILL (default 10)."),
-        label: list[str] = Opt(("-l", "--label"), [], "Set a label on the container (KEY=VALUE)."),
-        init: bool = Opt(("--init",), False, "Run an init that forwards signals and reaps zombies."),
+        stop_timeout: int = PROCESS["stop_timeout"], stop_signal: str = PROCESS["stop_signal"],
+        ulimit: list[str] = PROCESS["ulimit"], sysctl: list[str] = PROCESS["sysctl"],
+        oom_score_adj: int = PROCESS["oom_score_adj"], shm_size: str = PROCESS["shm_size"],
+        domainname: str = PROCESS["domainname"], cidfile: str = PROCESS["cidfile"], init: bool = PROCESS["init"],
+        label_file: list[str] = PROCESS["label_file"], label: list[str] = PROCESS["label"],
         restart: str = Opt(("--restart",), None, "Restart policy: no, always, unless-stopped, on-failure[:N]."),
         health_cmd: str = HEALTH["health_cmd"], health_interval: str = HEALTH["health_interval"],
         health_timeout: str = HEALTH["health_timeout"], health_retries: str = HEALTH["health_retries"],
@@ -133,10 +154,11 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                  memory, memory_reservation, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit,
                  blkio_weight, device_read_bps, device_write_bps, cap_add, cap_drop, privileged, security_opt,
                  device, userns, label, init, restart, pull, tls_verify, platform, group_add=(), stop_timeout=None,
-                 pid="", ipc="", uts="", stdin_once=False, **health_flags):
+                 pid="", ipc="", uts="", stdin_once=False, stop_signal=None, ulimit=(), sysctl=(),
+                 oom_score_adj=None, shm_size=None, domainname=None, cidfile=None, label_file=(), **health_flags):
     """``run``'s and ``create``'s flags (each by the name ``run`` declares it under) as RunOptions;
     ``stdin_once``: Docker's StdinOnce, which its CLI sends with -i unless -d."""
-    from rootless.runtime.spec import RunOptions, parse_labels
+    from rootless.runtime.spec import RunOptions
     limit_flags = dict(memory=memory, memory_reservation=memory_reservation, memory_swap=memory_swap, cpus=cpus,
                        cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit,
                        blkio_weight=blkio_weight, device_read_bps=tuple(device_read_bps),
@@ -160,6 +182,15 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
     if platform:
         from layers import manifest
         manifest.parse_platform(platform)
+    labels = _labels(label_file, label)
+    ulimits = ()
+    if ulimit:
+        from rootless.runtime.procsettings import parse_ulimit
+        ulimits = tuple(parse_ulimit(u) for u in ulimit)
+    sysctls = None
+    if sysctl:
+        from rootless.runtime.procsettings import parse_sysctls
+        sysctls = parse_sysctls(sysctl)
     return RunOptions(image=image, command=tuple(command or ()), entrypoint=entrypoint, env=tuple(env),
                       env_files=tuple(env_file), workdir=workdir, user=user, hostname=hostname, name=name,
                       network=network, init=init, rm=rm, interactive=interactive, stdin_once=stdin_once, tty=tty,
@@ -171,10 +202,28 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                       volumes_from=tuple(volumes_from), read_only=read_only, limits=limits,
                       cap_add=tuple(cap_add), cap_drop=tuple(cap_drop), privileged=privileged,
                       security_opts=tuple(security_opt), devices=tuple(device), userns=userns or "",
-                      labels=parse_labels(label) if label else None, network_aliases=tuple(network_alias),
+                      labels=labels, network_aliases=tuple(network_alias),
                       restart=restart, healthcheck=_healthcheck(**health_flags), group_add=tuple(group_add),
-                      stop_timeout=stop_timeout,
-                      asked={k: v for k, v in (("PidMode", pid), ("IpcMode", ipc), ("UTSMode", uts)) if v} or None)
+                      stop_timeout=stop_timeout, stop_signal=stop_signal, ulimits=ulimits, sysctls=sysctls,
+                      oom_score_adj=oom_score_adj, shm_size=shm_size, domainname=domainname, cidfile=cidfile,
+                      asked={k: v for k, v in (("PidMode", pid), ("IpcMode", ipc), ("UTSMode", uts),
+                                               ("ContainerIDFile", cidfile)) if v} or None)
+
+
+def _labels(files, flags) -> dict[str, str] | None:
+    """``--label-file`` (lines KEY=VALUE; blank and ``#`` lines skipped), then ``--label`` over them."""
+    from rootless.runtime.spec import parse_labels
+    items = []
+    for path in files:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as e:
+            from rootless.base.errors import UsageError
+            raise UsageError(f"open {path}: {str(e.strerror or e).lower()}") from None
+        items += [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    items += list(flags)
+    return parse_labels(items, "--label-file" if files else "--label") if items else None
 
 
 def _healthcheck(*, health_cmd=None, health_interval=None, health_timeout=None, health_retries=None,
