@@ -111,13 +111,7 @@ class LayerTrees(Blobs):
         self.staging()
         syscalls.syncfs(self.paths.root)
         os.rename(tar, self.paths.blob(diff_id))
-        if tree is None or self.layer_present(diff_id):
-            return False
-        try:
-            os.rename(tree, self.paths.layer(diff_id))
-        except OSError:
-            if not os.path.isdir(self.paths.layer(diff_id)):  # not another build that made it meanwhile
-                raise
+        if tree is None or self.layer_present(diff_id) or not self._publish_tree(tree, diff_id):
             return False
         self.split_layers([LayerRef(diff_id, diff_id, "")])  # the tar kept as its recipe: one copy
         return True
@@ -134,11 +128,17 @@ class LayerTrees(Blobs):
             return False
         syscalls.syncfs(self.paths.root)
         os.rename(recipe, self.paths.blob(diff_id) + SPLIT_SUFFIX)
+        self._publish_tree(tree, diff_id)
+        return True
+
+    def _publish_tree(self, tree: str, diff_id: str) -> bool:
+        """``tree`` renamed into place as the layer; False when another build made it meanwhile."""
         try:
             os.rename(tree, self.paths.layer(diff_id))
         except OSError:
-            if not os.path.isdir(self.paths.layer(diff_id)):  # not another build that made it meanwhile
+            if not os.path.isdir(self.paths.layer(diff_id)):
                 raise
+            return False
         return True
 
     def split_layers(self, layers: list[LayerRef]) -> None:

@@ -94,6 +94,10 @@ def run(ctx: Context, rec: ContainerRecord, argv: list[str], env: list[str], use
     full_env = merge_env(list(spec.get("env", [])), env)
 
     where = rec["state"].get("cgroup")  # the container's limits cover what exec starts too
+    rlimits: tuple[tuple[int, int, int], ...] = ()
+    if spec.get("ulimits"):  # --ulimit: every exec's too, as Docker's
+        from rootless.runtime.procsettings import rlimits as to_rlimits
+        rlimits = to_rlimits(spec["ulimits"])
     pipes = _Pipes(interactive) if not (tty or detach) else None
 
     def helper_main(ch: Channel) -> int:
@@ -116,7 +120,7 @@ def run(ctx: Context, rec: ContainerRecord, argv: list[str], env: list[str], use
             ns, ch, argv, full_env, user if user is not None else spec.get("user", ""),
             workdir or spec.get("workdir", "/"), tty, interactive, single_uid, winsize,
             bool(spec.get("no_new_privs")), spec.get("caps"), seccomp,
-            () if single_uid else tuple(spec.get("group_add") or ())))
+            () if single_uid else tuple(spec.get("group_add") or ()), rlimits))
 
     try:
         helper, parent_end = userns.fork_child(helper_main, "exec")
@@ -192,9 +196,10 @@ class _Pipes:
 
 def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_uid, winsize,
             no_new_privs: bool = False, caps=None, seccomp: bytes | None = None,
-            group_add: tuple[str, ...] = ()) -> int:
+            group_add: tuple[str, ...] = (), rlimits: tuple[tuple[int, int, int], ...] = ()) -> int:
     """``group_add``: the container's ``--group-add``, added to the exec'd user's groups as Docker
-    adds them to every exec (none with a single-uid map: the start said so once)."""
+    adds them to every exec (none with a single-uid map: the start said so once); ``rlimits``: the
+    container's ``--ulimit`` (resource, soft, hard), which its PID 1 could take."""
     # Everything the process needs is imported now: inside the container's mount namespace this
     # installation's files are out of sight.
     import fcntl  # noqa: F401
@@ -202,6 +207,11 @@ def _helper(ns, ch: Channel, argv, env, user, workdir, tty, interactive, single_
 
     from rootless.base import proc
     from rootless.runtime import users  # noqa: F401
+    if rlimits:
+        import resource
+        identity.Step.at("the container's rlimits")
+        for kind, soft, hard in rlimits:
+            resource.setrlimit(kind, (soft, hard))
     identity.Step.at("join the container's namespaces")
     join(ns)
     pid = os.fork()

@@ -58,11 +58,10 @@ def _unlimited(v: int) -> float:
 
 
 def rlimits(ulimits) -> tuple[tuple[int, int, int], ...]:
-    """(resource number, soft, hard) for ``setrlimit``; -1 is unlimited (2**64 - 1)."""
+    """(resource number, soft, hard) for ``setrlimit``; Docker's -1 is ``RLIM_INFINITY``."""
     import resource
-    inf = 2 ** 64 - 1
-    return tuple((getattr(resource, ULIMITS[u["Name"]]), inf if u["Soft"] == -1 else u["Soft"],
-                  inf if u["Hard"] == -1 else u["Hard"]) for u in ulimits)
+    return tuple((getattr(resource, ULIMITS[u["Name"]]), resource.RLIM_INFINITY if u["Soft"] == -1 else u["Soft"],
+                  resource.RLIM_INFINITY if u["Hard"] == -1 else u["Hard"]) for u in ulimits)
 
 
 def parse_sysctls(items) -> dict[str, str]:

@@ -29,6 +29,11 @@ def test_ulimit_sets_soft_and_hard_limits_and_minus_one_is_unlimited(busybox):
         ["77", "77"]  # SOFT alone: the hard limit too
 
 
+def test_exec_takes_the_containers_ulimits(busybox):
+    busybox("run", "-d", "--name", "ul", "--network", "none", "--ulimit", "nofile=200:300", "busybox", "sleep", "60")
+    assert busybox("exec", "ul", "sh", "-c", "ulimit -n; ulimit -Hn").out.split() == ["200", "300"]
+
+
 def test_a_hard_limit_above_the_users_own_is_refused_in_one_line(busybox):
     own = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     r = run(busybox, "--ulimit", f"nofile={own + 1}", "busybox", "true", expect=125)
