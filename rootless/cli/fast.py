@@ -1,7 +1,8 @@
 """A small parser for well-formed command lines, over the same declarations as typer's.
 
 It handles what Docker users type (long and short options, ``--opt=value``,
-``-it`` clusters, ``-eK=V``, repeated options, ``--``, arguments) and gives
+``--flag=false`` as Docker's boolean flags take it, ``-it`` clusters, ``-eK=V``,
+repeated options, ``--``, arguments) and gives
 up (returns None) on anything else: help, unknown flags, missing values or
 arguments. Then the full typer application parses the line and reports.
 """
@@ -82,9 +83,7 @@ def _params(cmd: Command, args: list[str]) -> dict:
             name, eq, value = a.partition("=")
             p = options.get(name) or _give_up()
             if p.is_flag:
-                if eq:
-                    raise _GiveUp
-                values[p.name] = True
+                values[p.name] = _bool(value) if eq else True  # --rm=false, --privileged=true: Docker's too
                 continue
             if not eq:
                 value, i = _next(args, i)
@@ -94,6 +93,9 @@ def _params(cmd: Command, args: list[str]) -> dict:
         while j < len(a):  # a cluster of short options: -it, -eK=V, -w /x
             p = options.get("-" + a[j]) or _give_up()
             if p.is_flag:
+                if a[j + 1:j + 2] == "=":  # -d=false
+                    values[p.name] = _bool(a[j + 2:])
+                    break
                 values[p.name] = True
                 j += 1
                 continue
@@ -110,6 +112,17 @@ def _params(cmd: Command, args: list[str]) -> dict:
                 raise _GiveUp
             values[p.name] = list(default) if isinstance(default, list) else default
     return values
+
+
+# Go's strconv.ParseBool, which Docker's flags take after a boolean flag's "="
+_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+          "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+
+
+def _bool(value: str) -> bool:
+    if value not in _BOOLS:
+        raise _GiveUp  # typer says what is wrong
+    return _BOOLS[value]
 
 
 def _next(args: list[str], i: int) -> tuple[str, int]:

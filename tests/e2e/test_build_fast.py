@@ -117,3 +117,16 @@ def test_a_file_named_like_a_whiteout_is_one_in_the_next_step(bb, tmp_path):
                              'CMD ["cat", "/listing"]\n')
     bb("build", "--network", "none", "-t", "wh", str(ctx), timeout=300)
     assert bb("run", "--rm", "--network", "none", "wh").out.split() == [".", "..", "keep", "x"]
+
+
+def test_iidfile_and_the_legacy_builders_flags(bb, tmp_path):
+    """``--iidfile`` gets the image id as Docker writes it (``sha256:...``); ``--rm``, ``--rm=true``,
+    ``--force-rm`` and ``--compress`` (scripts of Docker's classic builder pass them) are accepted."""
+    ctx = _context(tmp_path, "FROM busybox\nRUN echo x > /x\n")
+    iid = tmp_path / "iid"
+    r = bb("build", "--rm", "--force-rm", "--compress", "--iidfile", str(iid), "--network", "none", "-t", "iid",
+           str(ctx), timeout=300)
+    assert iid.read_text() == r.out.strip() == "sha256:" + inspect(bb, "iid")["Id"].removeprefix("sha256:")
+    bb("build", "--rm=true", "-q", "--network", "none", str(ctx), timeout=300)
+    bad = bb("build", "--iidfile", str(tmp_path / "no" / "iid"), "-q", "--network", "none", str(ctx), expect=125)
+    assert "failed to write the image ID file" in bad.err and "Traceback" not in bad.err

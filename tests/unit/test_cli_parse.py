@@ -107,3 +107,23 @@ def test_every_command_has_help_and_typer_builds():
     for path, cmd in COMMANDS.items():
         assert cmd.help, path
     typer_parse(["version"])
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "--rm=false", "busybox"], {"rm": False}),
+    (["run", "--rm=true", "--privileged=True", "--init=1", "busybox"], {"rm": True, "privileged": True, "init": True}),
+    (["run", "-d=false", "-i=t", "busybox", "--rm=true"], {"detach": False, "interactive": True, "rm": False}),
+    (["create", "--read-only=FALSE", "busybox"], {"read_only": False}),
+])
+def test_boolean_flags_take_a_value_after_equals_as_dockers_do(argv, expected):
+    """Docker's flags are Go's pflag: ``--rm=false``, ``--privileged=true``, ``-d=false`` (a value
+    after the image is the command's, untouched)."""
+    parsed = fast.parse(argv)
+    assert parsed is not None
+    assert {k: parsed.kwargs[k] for k in expected} == expected
+    if argv[-1] == "--rm=true":
+        assert parsed.kwargs["command"] == ["--rm=true"]
+
+
+def test_a_boolean_flag_with_a_value_that_is_not_one_is_left_to_typer_to_refuse():
+    assert fast.parse(["run", "--rm=maybe", "busybox"]) is None

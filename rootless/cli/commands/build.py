@@ -25,7 +25,11 @@ def build(ctx: "Context",
                              "Network of the RUN steps: slirp4netns, host, none or a network's name."),
           platform: str = Opt(("--platform",), None, "Target platform (os/arch); only the host's is built."),
           add_host: list[str] = Opt(("--add-host",), [], "Add a line to the RUN steps' /etc/hosts (HOST:IP)."),
-          cache_from: list[str] = Opt(("--cache-from",), [], "Images whose steps may serve as cache; repeatable.")):
+          cache_from: list[str] = Opt(("--cache-from",), [], "Images whose steps may serve as cache; repeatable."),
+          iidfile: str = Opt(("--iidfile",), None, "Write the image ID to the file."),
+          rm: bool = Opt(("--rm",), False, "Accepted: a step's container is always removed (Docker's default)."),
+          force_rm: bool = Opt(("--force-rm",), False, "Accepted: a failed step's container is removed too."),
+          compress: bool = Opt(("--compress",), False, "Accepted: the context is read in place, not sent.")):
     """Build an image from a Dockerfile."""
     from rootless.engine import build as build_ops
     from rootless.runtime.spec import parse_labels
@@ -40,6 +44,14 @@ def build(ctx: "Context",
             labels=parse_labels(label), quiet=quiet, network=network, platform=platform,
             add_hosts=tuple(add_host), cache_from=tuple(cache_from))
         image_id = build_ops.build(ctx, req, None if quiet else say)
+    if iidfile:
+        from rootless.base import atomic
+        try:
+            atomic.write_bytes(iidfile, image_id.encode(), sync=False)
+        except OSError as e:
+            from rootless.base.errors import RootlessError
+            raise RootlessError(f"failed to write the image ID file {iidfile}: {e.strerror or e}",
+                                "the image is built; give --iidfile a path in a directory you can write") from None
     print(image_id)  # with or without -q: the id alone on stdout
 
 
