@@ -48,13 +48,7 @@ def create(ctx: Context, opts) -> ContainerRecord:
     ctx.store.unpack_layers(images.layer_refs(image))
     from rootless.engine import volumes
     mounts = volumes.mounts_for(ctx, opts, (image_config.get("config") or {}).get("Volumes"))
-    env_texts = {}
-    for path in opts.env_files:
-        try:
-            with open(path) as f:
-                env_texts[path] = f.read()
-        except OSError as e:
-            raise UsageError(f"open {path}: {str(e.strerror or e).lower()}") from None
+    env_texts = {path: _read_env_file(path) for path in opts.env_files}
     opts = _resolve_network_refs(ctx, opts)
     if opts.network.partition(":")[0] in ("slirp4netns", "bridge", "default", "private", ""):
         ctx.slirp_features()  # no slirp4netns: say so before a container is made
@@ -77,6 +71,14 @@ def create(ctx: Context, opts) -> ContainerRecord:
             os.close(cidfile)
     events.container(ctx.paths, "create", rec["spec"])
     return rec
+
+
+def _read_env_file(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"open {path}: {str(e.strerror or e).lower()}") from None
 
 
 def _open_cidfile(path: str) -> int:
@@ -359,15 +361,19 @@ def check_user(ctx: Context, user: str | None) -> None:
 
 def exec_in(ctx: Context, rec: ContainerRecord, argv: list[str], env_args: list[str], user: str | None,
             workdir: str | None, tty: bool, interactive: bool, detach: bool,
-            exec_id: str | None = None) -> int | None:
+            exec_id: str | None = None, env_files: list[str] | None = None) -> int | None:
     """``exec``: a process in the running container; its exit code (None: detached). Docker's exec
     events come with it; ``exec_id``: the API's instance, whose ``exec_create`` was said
-    (:func:`exec_created`)."""
+    (:func:`exec_created`); ``env_files``: ``--env-file``'s, before ``-e``'s."""
     from rootless.runtime import execute, terminal
-    from rootless.runtime.spec import merge_env_arg
+    from rootless.runtime.spec import merge_env_arg, parse_env_file
     check_not_paused(rec)
     check_user(ctx, user)
-    extra = [e for arg in env_args for e in merge_env_arg(arg, dict(os.environ))]
+    host_env = dict(os.environ)
+    extra = []
+    for path in env_files or ():
+        extra += parse_env_file(_read_env_file(path), path, host_env)
+    extra += [e for arg in env_args for e in merge_env_arg(arg, host_env)]
     return execute.run(ctx, rec, list(argv), extra, user, workdir, tty, interactive, detach,
                        ctx.mapping.mode == "single", terminal.terminal_size() if tty else None,
                        seccomp_program(ctx, rec["spec"]), exec_id)

@@ -173,6 +173,17 @@ def test_exec_environment_user_and_workdir(bb):
     bb("rm", "-f", "lay")
 
 
+def test_exec_env_file_then_env_flags_over_it(one, tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text("# exec's file\nFROM_FILE=f\nBOTH=file\n")
+    sleeper(one, "envf")
+    r = one("exec", "--env-file", str(env_file), "-e", "BOTH=flag", "envf", "sh", "-c", 'echo "$FROM_FILE $BOTH"')
+    assert r.out == "f flag\n"
+    missing = one("exec", "--env-file", str(tmp_path / "missing"), "envf", "true", expect=125)
+    assert "no such file" in missing.err and "Traceback" not in missing.err
+    one("rm", "-f", "envf")
+
+
 def test_exec_and_health_probes_have_the_containers_group_add(one):
     # Docker gives every exec (and every health probe, an exec too) the container's --group-add
     sleeper(one, "grp", "--group-add", "1234", "--group-add", "users", "--health-interval", "100ms",

@@ -391,6 +391,7 @@ def exec_(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
           interactive: bool = Opt(("-i", "--interactive"), False, "Keep stdin open."),
           tty: bool = Opt(("-t", "--tty"), False, "Allocate a pseudo-terminal."),
           env: list[str] = Opt(("-e", "--env"), [], "Set environment variables."),
+          env_file: list[str] = Opt(("--env-file",), [], "Read environment variables from a file."),
           user: str = Opt(("-u", "--user"), None, "name|uid[:group|gid]"),
           workdir: str = Opt(("-w", "--workdir"), None, "Working directory inside the container.")):
     """Run a command in a running container."""
@@ -398,7 +399,8 @@ def exec_(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
     rec = containers.lookup(ctx, container)
     if not detach:
         _check_tty(interactive, tty)
-    return containers.exec_in(ctx, rec, command, env, user, workdir, tty, interactive, detach) or 0
+    return containers.exec_in(ctx, rec, command, env, user, workdir, tty, interactive, detach,
+                              env_files=env_file) or 0
 
 
 @command("top")
