@@ -22,10 +22,8 @@ def create(ctx: Context, req: Request):
     driver = body.get("Driver") or "local"
     if driver != "local":
         raise UsageError(f"volume driver {driver!r} is not supported", "volumes are local directories")
-    if body.get("DriverOpts"):
-        raise UsageError("volume driver options are not supported", "volumes are plain local directories")
     labels = [f"{k}={v}" for k, v in (body.get("Labels") or {}).items()]
-    name = uc.create(ctx, body.get("Name") or None, labels)
+    name = uc.create(ctx, body.get("Name") or None, labels, body.get("DriverOpts") or None)
     return 201, uc.inspect(ctx, name)
 
 

@@ -99,7 +99,8 @@ def _cp_mounts(ctx: Context, rec: ContainerRecord) -> tuple:
     """The container's volumes and binds, for ``cp`` to or from it while it is stopped (Docker
     mounts them; ``export`` leaves them out)."""
     from rootless.engine import volumes
-    return tuple(volumes.plan_entry(ctx, m) for m in rec["spec"].get("mounts", ()) if m.get("type") != "tmpfs")
+    entries = (volumes.plan_entry(ctx, m) for m in rec["spec"].get("mounts", ()))
+    return tuple(e for e in entries if e[0] != "tmpfs")  # a tmpfs (or tmpfs volume) holds nothing then
 
 
 def copy_out(ctx: Context, rec: ContainerRecord, src: str, dest: str, follow_link: bool = False) -> None:

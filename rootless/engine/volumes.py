@@ -17,12 +17,13 @@ if TYPE_CHECKING:
     from rootless.runtime.state import ContainerRecord
 
 
-def create(ctx: Context, name: str | None, labels: Sequence[str] = ()) -> str:
+def create(ctx: Context, name: str | None, labels: Sequence[str] = (), options: dict | None = None) -> str:
     """``volume create [NAME]``: the name (a new random one when none is given); an existing
-    volume of that name is kept, as Docker does."""
+    volume of that name is kept, as Docker does. ``options``: the local driver's
+    (``runtime.volumes.check_options``)."""
     from rootless.runtime.spec import parse_labels
     rec, _made = volumes.create(ctx.paths, name or names.new_id(), parse_labels(labels, "label"),
-                                anonymous=not name)
+                                anonymous=not name, options=options)
     return rec["name"]
 
 
@@ -65,7 +66,8 @@ def inspect(ctx: Context, name: str) -> dict:
     """Docker's ``volume inspect`` object."""
     rec = volumes.get(ctx.paths, name)
     return {"CreatedAt": rec.get("created", ""), "Driver": "local", "Labels": rec.get("labels") or {},
-            "Mountpoint": ctx.paths.volume_data(name), "Name": name, "Options": {}, "Scope": "local"}
+            "Mountpoint": ctx.paths.volume_data(name), "Name": name, "Options": rec.get("options") or {},
+            "Scope": "local"}
 
 
 def rm(ctx: Context, name: str, force: bool) -> None:
@@ -211,7 +213,19 @@ def plan_entry(ctx: Context, mount: dict) -> tuple:
         return ("tmpfs", "tmpfs", mount["target"], not mount["rw"], mount.get("options", ""), "", "")
     if mount["type"] == "volume":
         kind = "volume" if mount.get("copy", True) and not mount.get("subpath") else "bind"
-        return (kind, ctx.paths.volume_data(mount["name"]), mount["target"], not mount["rw"],
+        source = ctx.paths.volume_data(mount["name"])
+        opts = {} if mount.get("anonymous") else volumes.options(ctx.paths, mount["name"])
+        if opts.get("type") == "tmpfs":  # a tmpfs of the volume's options, new at each mount (Docker's)
+            return ("tmpfs", "tmpfs", mount["target"], not mount["rw"], opts.get("o", ""), "", "")
+        if opts:  # a host directory bound as the volume
+            source = opts["device"]
+            if not os.path.isdir(source):
+                raise RootlessError(f"volume {mount['name']}: its device {source} is not a directory",
+                                    "make the directory, or remove the volume and create it again")
+            ro = "ro" in opts.get("o", "").split(",")
+            return (kind, source, mount["target"], ro or not mount["rw"], "U" if mount.get("chown") else "", "",
+                    mount.get("subpath", ""))
+        return (kind, source, mount["target"], not mount["rw"],
                 "U" if mount.get("chown") else "", "", mount.get("subpath", ""))
     return ("bind", mount["source"], mount["target"], not mount["rw"], "U" if mount.get("chown") else "",
             mount.get("propagation", ""), "")

@@ -217,6 +217,11 @@ def get(paths: Paths, name: str) -> dict:
     return rec
 
 
+def options(paths: Paths, name: str) -> dict[str, str]:
+    """A volume's local driver options ({} for none, or no such volume)."""
+    return (_read(paths, name) or {}).get("options") or {}
+
+
 def all_volumes(paths: Paths) -> list[dict]:
     try:
         names = sorted(n for n in os.listdir(paths.volumes) if not n.startswith("."))
@@ -225,15 +230,48 @@ def all_volumes(paths: Paths) -> list[dict]:
     return [r for r in (_read(paths, n) for n in names) if r is not None]
 
 
-def create(paths: Paths, name: str, labels: dict | None = None, anonymous: bool = False) -> tuple[dict, bool]:
-    """The volume ``name``, made if missing; (record, made now)."""
+def check_options(opts: dict) -> dict[str, str]:
+    """The local driver's options (Docker's ``--opt``, ``DriverOpts``, Compose's ``driver_opts``)
+    that rootless can have: a host directory bound as the volume (``type=none``, ``o=bind``,
+    ``device=/a/dir``) or a tmpfs (``type=tmpfs``, ``device=tmpfs``, ``o=size=64m,uid=1000``).
+    Other types (nfs, cifs, a block device) need mounts only the host's root may make."""
+    if not opts:
+        return {}
+    for key, value in opts.items():
+        if key not in ("type", "o", "device"):
+            raise UsageError(f"invalid option key: {key!r}", "the local driver takes type, o and device")
+        if not isinstance(value, str):
+            raise UsageError(f"invalid option {key}: its value must be a string")
+    kind, o, device = opts.get("type", ""), opts.get("o", ""), opts.get("device", "")
+    if not device:
+        raise UsageError('missing required option: "device"', "e.g. --opt type=none --opt o=bind --opt device=/a/dir")
+    if kind == "tmpfs":
+        parse_tmpfs(f"/volume:{o}" if o else "/volume")  # the same options as --tmpfs
+    elif kind in ("none", "") and "bind" in o.split(","):
+        if not os.path.isabs(device):
+            raise UsageError(f"invalid device {device!r}: a bind volume's device is an absolute host path")
+        if set(o.split(",")) - {"bind", "rbind", "ro", "rw"}:
+            raise UsageError(f"invalid o={o!r} for a bind volume", "use o=bind (or bind,ro)")
+    else:
+        raise UsageError(f"the local driver's type={kind or 'none'} o={o} needs a mount only the host's root may "
+                         "make", "rootless has bind (type=none,o=bind,device=/a/dir) and tmpfs volumes")
+    return dict(opts)
+
+
+def create(paths: Paths, name: str, labels: dict | None = None, anonymous: bool = False,
+           options: dict | None = None) -> tuple[dict, bool]:
+    """The volume ``name``, made if missing; (record, made now). ``options``: the local driver's
+    (:func:`check_options`), kept in the record."""
     check_name(name)
+    options = check_options(options or {})
     with locking.locked(paths.volumes_lock):
         existing = _read(paths, name)
         if existing is not None:
             return existing, False
         rec = {"version": VOLUME_VERSION, "name": name, "created": now_iso(nanoseconds=False),
                "labels": dict(labels or {}), "anonymous": anonymous}
+        if options:
+            rec["options"] = options
         os.makedirs(paths.volumes, 0o700, exist_ok=True)
         tmp = _aside(paths, "new")
         try:

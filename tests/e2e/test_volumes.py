@@ -297,3 +297,68 @@ def test_a_volume_subpath_is_mounted_and_stays_inside_the_volume(bb):
     assert r.out.split() == ["out", "sub"]  # ../../.. from sub stops at the volume's root
     one_error(bb("run", "--rm", "--mount", "type=volume,src=data,dst=/m,volume-subpath=nope", "busybox", "true",
                  expect=125), "cannot mount the volume's subpath nope")
+
+
+# ---- the local driver's options (docker volume create --opt, DriverOpts, Compose's driver_opts) --------------
+def test_a_bind_volume_is_the_host_directory_its_device_names(bb, tmp_path):
+    host = tmp_path / "data"
+    host.mkdir()
+    (host / "seed").write_text("from the host\n")
+    bb("volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", f"device={host}", "hostdir")
+    opts = json.loads(bb("volume", "inspect", "hostdir").out)[0]["Options"]
+    assert opts == {"type": "none", "o": "bind", "device": str(host)}
+    r = bb("run", "--rm", "--network", "none", "-v", "hostdir:/v", "busybox", "sh", "-c",
+           "cat /v/seed; echo new > /v/n")
+    assert r.out == "from the host\n" and (host / "n").read_text() == "new\n"
+    bb("run", "--rm", "--network", "none", "--mount", "type=volume,src=hostdir,dst=/w", "busybox", "test", "-f", "/w/n")
+    bb("volume", "rm", "hostdir")
+    assert (host / "n").read_text() == "new\n"  # the host's directory is the user's: removing the volume keeps it
+
+
+def test_a_bind_volume_of_an_empty_directory_gets_the_images_files_and_ro_is_kept(bb, tmp_path):
+    host = tmp_path / "empty"
+    host.mkdir()
+    bb("volume", "create", "-o", "type=none", "-o", "o=bind,ro", "-o", f"device={host}", "rovol")
+    r = bb("run", "--rm", "--network", "none", "-v", "rovol:/etc", "busybox", "sh", "-c",
+           "ls /etc/passwd && touch /etc/x", expect=None)
+    assert r.code != 0 and "Read-only file system" in r.err
+    assert (host / "passwd").is_file()  # the image's files filled it while it was empty, as Docker's
+    host_gone = tmp_path / "missing"
+    bb("volume", "create", "-o", "type=none", "-o", "o=bind", "-o", f"device={host_gone}", "nodir")
+    bad = bb("run", "--rm", "-v", "nodir:/v", "busybox", "true", expect=125)
+    assert f"its device {host_gone} is not a directory" in bad.err
+
+
+def test_a_tmpfs_volume_is_new_at_each_mount(bb):
+    bb("volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs", "--opt", "o=size=5m,mode=0700", "scratch")
+    r = bb("run", "--rm", "--network", "none", "-v", "scratch:/s", "busybox", "sh", "-c",
+           "grep ' /s ' /proc/mounts; stat -c %a /s; echo x > /s/f")
+    assert "tmpfs /s tmpfs" in r.out and "size=5120k" in r.out and r.out.splitlines()[-1] == "700"
+    assert bb("run", "--rm", "--network", "none", "-v", "scratch:/s", "busybox", "ls", "/s").out == ""
+
+
+@pytest.mark.parametrize("opts, words", [
+    (["type=nfs", "o=addr=10.0.0.1", "device=:/export"], "needs a mount only the host's root may make"),
+    (["type=none", "o=bind"], 'missing required option: "device"'),
+    (["type=none", "o=bind", "device=relative/dir"], "a bind volume's device is an absolute host path"),
+    (["type=tmpfs", "device=tmpfs", "o=bogus=1"], "invalid tmpfs option"),
+    (["colour=blue", "device=x"], "invalid option key: 'colour'"),
+    (["novalue"], "invalid option 'novalue'"),
+])
+def test_bad_driver_options_are_one_line_and_make_nothing(bb, opts, words):
+    r = bb("volume", "create", *[a for o in opts for a in ("--opt", o)], "badvol", expect=125)
+    assert words in r.err and "Traceback" not in r.err
+    assert "badvol" not in bb("volume", "ls", "-q").out
+
+
+def test_the_api_takes_driver_opts_as_compose_sends_them(api, tmp_path):
+    host = tmp_path / "compose-data"
+    host.mkdir()
+    status, body = api.request("POST", "/volumes/create", {
+        "Name": "proj_data", "Driver": "local", "DriverOpts": {"type": "none", "o": "bind", "device": str(host)}})
+    assert status == 201 and body["Options"] == {"type": "none", "o": "bind", "device": str(host)}
+    api.docker("run", "--rm", "--network", "none", "-v", "proj_data:/d", "busybox", "sh", "-c", "echo hi > /d/f")
+    assert (host / "f").read_text() == "hi\n"
+    status, body = api.request("POST", "/volumes/create",
+                               {"Name": "nfs", "DriverOpts": {"type": "nfs", "device": ":/x"}})
+    assert status == 400 and "host's root" in body["message"]

@@ -10,13 +10,22 @@ if TYPE_CHECKING:
 @command("volume", "create")
 def volume_create(ctx: "Context", name: str = Arg(None, metavar="[VOLUME]"),
                   label: list[str] = Opt(("--label",), [], "Set a label (KEY=VALUE)."),
-                  driver: str = Opt(("-d", "--driver"), "local", "Only local.")):
+                  driver: str = Opt(("-d", "--driver"), "local", "Only local."),
+                  opt: list[str] = Opt(("-o", "--opt"), [],
+                                       "A local driver option, KEY=VALUE: type=none o=bind device=/dir "
+                                       "(a host directory) or type=tmpfs device=tmpfs o=size=64m.")):
     """Create a volume."""
     from rootless.base.errors import UsageError
     from rootless.engine import volumes
     if driver != "local":
         raise UsageError(f"volume driver {driver!r} is not supported", "volumes are local directories")
-    print(volumes.create(ctx, name, label))
+    options = {}
+    for item in opt:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UsageError(f"invalid option {item!r}", "use --opt KEY=VALUE")
+        options[key] = value
+    print(volumes.create(ctx, name, label, options))
 
 
 @command("volume", "ls")
