@@ -5,6 +5,7 @@ volume, a published port, ``restart:``, a ``healthcheck:`` and ``depends_on: ser
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.request
@@ -93,3 +94,56 @@ def test_a_compose_project_goes_up_and_down_cleanly(api, tmp_path):
     _compose(api, project, "down", "-v", "--rmi", "local")
     assert api.docker("ps", "-aq").out.strip() == ""
     assert "shop_data" not in api.docker("volume", "ls", "-q").out
+
+
+SETTINGS = """\
+services:
+  app:
+    image: busybox
+    command: ["sh", "-c", "ulimit -n; ulimit -Hn; df -k /dev/shm | tail -1; cat /proc/sys/net/core/somaxconn;
+              cat /proc/sys/kernel/domainname; cat /data/seed; echo made > /scratch/x; cat /scratch/x; echo $$FROM_FILE;
+              trap 'echo got int; exit 0' INT; echo ready; while true; do sleep 0.1; done"]
+    ulimits:
+      nofile: {{soft: 1000, hard: 2000}}
+    sysctls:
+      net.core.somaxconn: 1024
+    shm_size: 96m
+    stop_signal: SIGINT
+    domainname: example.org
+    env_file: [app.env]
+    labels: {{tier: backend}}
+    volumes: ["hostdir:/data", "scratch:/scratch"]
+volumes:
+  hostdir:
+    driver_opts: {{type: none, o: bind, device: "{host}"}}
+  scratch:
+    driver_opts: {{type: tmpfs, device: tmpfs, o: "size=10m"}}
+"""
+
+
+def test_compose_process_settings_and_driver_opts_volumes(api, tmp_path):
+    """What Compose files commonly set beside the command: ulimits, sysctls, shm_size, stop_signal,
+    domainname, env_file, labels, and volumes with driver_opts (a host directory, a tmpfs)."""
+    api.enable_compose()
+    host = tmp_path / "hostdata"
+    host.mkdir()
+    (host / "seed").write_text("seeded\n")
+    project = tmp_path / "settings"
+    project.mkdir()
+    (project / "app.env").write_text("FROM_FILE=file value\n")
+    (project / "compose.yaml").write_text(SETTINGS.format(host=host))
+    _compose(api, project, "up", "-d")
+    end = time.monotonic() + 60
+    while "ready" not in (logs := _compose(api, project, "logs", "--no-color", "--no-log-prefix").stdout):
+        assert time.monotonic() < end, logs
+        time.sleep(0.2)
+    lines = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", logs).splitlines()  # Compose's line erasers
+    assert lines[:3] == ["1000", "2000", lines[2]] and lines[2].split()[1] == "98304", lines
+    assert lines[3:9] == ["1024", "example.org", "seeded", "made", "file value", "ready"], lines
+    doc = json.loads(api.docker("inspect", "settings-app-1").out)[0]
+    assert doc["Config"]["StopSignal"] == "SIGINT" and doc["Config"]["Labels"]["tier"] == "backend"
+    _compose(api, project, "stop")
+    assert "got int" in _compose(api, project, "logs", "--no-color").stdout
+    _compose(api, project, "down", "-v")
+    assert (host / "seed").read_text() == "seeded\n"  # the host directory stays the user's
+    assert api.docker("volume", "ls", "-q").out.strip() == ""
