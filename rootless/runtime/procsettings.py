@@ -19,7 +19,6 @@ ULIMITS = {"core": "RLIMIT_CORE", "cpu": "RLIMIT_CPU", "data": "RLIMIT_DATA", "f
 # the sysctls of a container's own namespaces (Docker's list): IPC's, and every net.* of its network
 IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
                "kernel.shmmni", "kernel.shm_rmid_forced")
-DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 
 
 def parse_ulimit(text: str) -> dict:
@@ -75,7 +74,7 @@ def parse_sysctls(items) -> dict[str, str]:
     return out
 
 
-def check_sysctls(sysctls: dict, network: str, ipc_host: bool, uts_host: bool = False) -> dict[str, str]:
+def check_sysctls(sysctls: dict, network: str, ipc_host: bool) -> dict[str, str]:
     """Only the sysctls of the container's own namespaces, as Docker allows: its IPC namespace's
     (not with ``--ipc host``) and its network's (not with ``--network host`` nor ``container:``)."""
     for key, value in sysctls.items():
@@ -90,7 +89,7 @@ def check_sysctls(sysctls: dict, network: str, ipc_host: bool, uts_host: bool = 
                 raise UsageError(f"sysctl {key!r} not allowed in host network namespace"
                                  if network == "host" else f"sysctl {key!r} not allowed with --network container:",
                                  "set it on a container with a network of its own")
-        elif key in ("kernel.domainname", "kernel.hostname") and not uts_host:
+        elif key in ("kernel.domainname", "kernel.hostname"):
             raise UsageError(f"sysctl {key!r} is not allowed", "use --domainname or --hostname")
         else:
             raise UsageError(f"sysctl {key!r} is not allowed: not of the container's own namespaces",
