@@ -69,7 +69,14 @@ def list_(ctx: Context, req: Request):
     from rootless.engine.containerlist import ListOptions, list_containers
     opts = ListOptions(all=req.flag("all"), limit=req.int_arg("limit"), size=req.flag("size"),
                        filters=tuple(req.filters()))
-    return 200, [summary(ctx, r) for r in list_containers(ctx, opts)]
+    rows = []
+    for rec in list_containers(ctx, opts):
+        row = summary(ctx, rec)
+        if opts.size:
+            from rootless.engine.containerlist import sizes
+            row["SizeRw"], row["SizeRootFs"] = sizes(ctx, rec)
+        rows.append(row)
+    return 200, rows
 
 
 def create(ctx: Context, req: Request):

@@ -14,8 +14,9 @@ def command_text(argv: list[str], trunc: bool = True) -> str:
     return f'"{cmd}"'
 
 
-def ps_row(rec: dict, trunc: bool = True, now: float | None = None) -> dict:
-    """The fields ``ps --format`` knows (``{{.ID}}``, ``{{.Names}}``, ...)."""
+def ps_row(rec: dict, trunc: bool = True, now: float | None = None, sizes: tuple[int, int] | None = None) -> dict:
+    """The fields ``ps --format`` knows (``{{.ID}}``, ``{{.Names}}``, ...); ``sizes``: the writable
+    layer's and the whole root filesystem's (``ps -s``), shown as Docker's ``2B (virtual 1.98MB)``."""
     spec = rec["spec"]
     now = time.time() if now is None else now
     labels = spec.get("labels") or {}
@@ -32,8 +33,13 @@ def ps_row(rec: dict, trunc: bool = True, now: float | None = None) -> dict:
         "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
         "Mounts": "",
         "Networks": spec.get("network", ""),
-        "Size": "",
+        "Size": "" if sizes is None else _sizes_text(*sizes),
     }
+
+
+def _sizes_text(rw: int, rootfs: int) -> str:
+    from rootless.cli.render import human_size
+    return f"{human_size(rw)} (virtual {human_size(rootfs)})"
 
 
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 # A namedtuple, not a dataclass: ``rootless ps`` imports this at start-up.
 ListOptions = namedtuple("ListOptions", "all limit latest size filters", defaults=(False, None, False, False, ()))
 ListOptions.__doc__ = """What to list. ``all``: stopped containers too; ``limit``: the N newest
-(every state); ``latest``: the newest one; ``size``: asked for the writable layers' sizes (taken,
-not measured: the rows carry none, as before); ``filters``: ``KEY=VALUE`` strings (``status=``,
+(every state); ``latest``: the newest one; ``size``: the writable layers' sizes are wanted
+(:func:`sizes`); ``filters``: ``KEY=VALUE`` strings (``status=``,
 ``name=``, ``id=``, ``ancestor=``, ``label=``, ``restart-policy=``; the same key: any, different keys:
 all). A restarting container is listed with the running ones, as Docker lists it."""
 
@@ -35,3 +35,15 @@ def list_containers(ctx: Context, opts: ListOptions) -> list[ContainerRecord]:
         recs = [r for r in recs if matches(r, opts.filters)]
     recs.sort(key=lambda r: r.get("created", ""), reverse=True)
     return recs if limit is None else recs[:limit]
+
+
+def sizes(ctx: Context, rec: ContainerRecord) -> tuple[int, int]:
+    """Docker's ``SizeRw`` (the bytes of the container's writable layer) and ``SizeRootFs`` (that
+    and its image's), for ``ps -s`` and ``GET /containers/json?size=1``."""
+    from layers.leftovers import size_of
+    rw = size_of(ctx.paths.upper(rec["id"]))
+    try:
+        image = ctx.store.resolve(rec["spec"].get("image_id", ""))
+    except Exception:  # noqa: BLE001 - removed with `rmi -f`: the layer alone
+        image = {}
+    return rw, rw + int(image.get("size") or 0)

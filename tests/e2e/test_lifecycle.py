@@ -163,6 +163,23 @@ def test_ps_limits_count_the_containers_the_filters_choose(bb):
     bb("rm", "-f", "up1")
 
 
+def test_ps_size_shows_the_writable_layer_and_the_virtual_size(bb):
+    bb("run", "--name", "sized", "busybox", "dd", "if=/dev/zero", "of=/blob", "bs=1000", "count=300")
+    rows = bb("ps", "-a", "-s").out.splitlines()
+    assert rows[0].split()[-1] == "SIZE"
+    assert bb("ps", "-a", "-s", "--format", "{{.Size}}").out.startswith("300kB (virtual ")
+    assert bb("ps", "-a", "--format", "{{.Size}}").out == "\n"  # not asked: not measured, as Docker's
+
+
+def test_api_list_with_size(api):
+    api.docker("run", "--name", "sz", "--network", "none", "busybox", "dd", "if=/dev/zero", "of=/b", "bs=1000",
+               "count=200")
+    status_, rows = api.request("GET", "/v1.41/containers/json?all=1&size=1")
+    assert status_ == 200 and 200_000 <= rows[0]["SizeRw"] < 260_000 and rows[0]["SizeRootFs"] > rows[0]["SizeRw"]
+    assert "SizeRw" not in api.request("GET", "/v1.41/containers/json?all=1")[1][0]
+    assert api.docker("ps", "-a", "-s", "--format", "{{.Size}}").out.startswith("200kB (virtual ")
+
+
 def test_inspect_is_docker_shaped(bb):
     bb("run", "--name", "ins", "-e", "K=V", "busybox", "sh", "-c", "exit 4", expect=4)
     data = inspect(bb, "ins")

@@ -608,12 +608,13 @@ def ps(ctx: "Context", all_: bool = Opt(("-a", "--all"), False, "Show all contai
        filter_: list[str] = Opt(("-f", "--filter"), [],
                                 "status=, name=, id=, ancestor=, label=, health=, restart-policy="),
        format_: str = Opt(("--format",), None, "Go template, or table TEMPLATE."),
-       no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate output.")):
+       no_trunc: bool = Opt(("--no-trunc",), False, "Do not truncate output."),
+       size: bool = Opt(("-s", "--size"), False, "Show the writable layer's size (and the image's: virtual).")):
     """List containers."""
     from rootless.cli import render, views
-    from rootless.engine.containerlist import ListOptions, list_containers
+    from rootless.engine.containerlist import ListOptions, list_containers, sizes
     recs = list_containers(ctx, ListOptions(all=all_, limit=last, latest=latest, filters=tuple(filter_)))
-    rows = [views.ps_row(r, trunc=not no_trunc) for r in recs]
+    rows = [views.ps_row(r, trunc=not no_trunc, sizes=sizes(ctx, r) if size else None) for r in recs]
     if quiet:
         if rows:
             print("\n".join(r["ID"] for r in rows))
@@ -623,8 +624,8 @@ def ps(ctx: "Context", all_: bool = Opt(("-a", "--all"), False, "Show all contai
         if rows or out:
             print(out)
         return
-    print(render.table([views.PS_HEADERS[k] for k in views.PS_DEFAULT],
-                       [[r[k] for k in views.PS_DEFAULT] for r in rows]))
+    columns = views.PS_DEFAULT + (["Size"] if size else [])
+    print(render.table([views.PS_HEADERS[k] for k in columns], [[r[k] for k in columns] for r in rows]))
 
 
 @command("inspect")
