@@ -133,7 +133,7 @@ def start(ctx: Context, req: Request, id):
         ex["Running"] = True
         _save(ctx, ex)
         uc.exec_in(ctx, rec, argv, ex["Env"], pc["user"] or None, ex["WorkingDir"] or None, tty, False, True,
-                   ex["ID"])
+                   ex["ID"], privileged=bool(pc.get("privileged")))
         return 200, None
     client = AfterHead(req.conn.hijack(req, RAW_STREAM))  # its first bytes once the client read the head
     early = req.conn.pending_input()
@@ -187,7 +187,7 @@ def _child(ctx: Context, rec: ContainerRecord, ex, argv, tty, mine, theirs) -> N
                 os.close(fd)
         pc = ex["ProcessConfig"]
         code = uc.exec_in(ctx, rec, argv, ex["Env"], pc["user"] or None, ex["WorkingDir"] or None, tty,
-                          ex["OpenStdin"], False, ex["ID"]) or 0
+                          ex["OpenStdin"], False, ex["ID"], privileged=bool(pc.get("privileged"))) or 0
     except RootlessError as e:
         os.write(2, f"rootless: error: {e.message}\n".encode())
         code = e.exit_code

@@ -361,10 +361,11 @@ def check_user(ctx: Context, user: str | None) -> None:
 
 def exec_in(ctx: Context, rec: ContainerRecord, argv: list[str], env_args: list[str], user: str | None,
             workdir: str | None, tty: bool, interactive: bool, detach: bool,
-            exec_id: str | None = None, env_files: list[str] | None = None) -> int | None:
+            exec_id: str | None = None, env_files: list[str] | None = None, privileged: bool = False) -> int | None:
     """``exec``: a process in the running container; its exit code (None: detached). Docker's exec
     events come with it; ``exec_id``: the API's instance, whose ``exec_create`` was said
-    (:func:`exec_created`); ``env_files``: ``--env-file``'s, before ``-e``'s."""
+    (:func:`exec_created`); ``env_files``: ``--env-file``'s, before ``-e``'s; ``privileged``:
+    every capability for the process (Docker's ``exec --privileged``; its seccomp program stays)."""
     from rootless.runtime import execute, terminal
     from rootless.runtime.spec import merge_env_arg, parse_env_file
     check_not_paused(rec)
@@ -374,6 +375,9 @@ def exec_in(ctx: Context, rec: ContainerRecord, argv: list[str], env_args: list[
     for path in env_files or ():
         extra += parse_env_file(_read_env_file(path), path, host_env)
     extra += [e for arg in env_args for e in merge_env_arg(arg, host_env)]
+    if privileged:
+        from rootless.runtime.security import ALL_CAPS
+        rec = {**rec, "spec": {**rec["spec"], "caps": list(ALL_CAPS)}}
     return execute.run(ctx, rec, list(argv), extra, user, workdir, tty, interactive, detach,
                        ctx.mapping.mode == "single", terminal.terminal_size() if tty else None,
                        seccomp_program(ctx, rec["spec"]), exec_id)

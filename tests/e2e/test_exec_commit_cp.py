@@ -184,6 +184,19 @@ def test_exec_env_file_then_env_flags_over_it(one, tmp_path):
     one("rm", "-f", "envf")
 
 
+def test_exec_privileged_has_every_capability(one):
+    """Docker's ``exec --privileged``: every capability (here: of the container's user namespace),
+    whatever the container dropped; without it, the container's set."""
+    from rootless.runtime.security import ALL_CAPS
+    sleeper(one, "capd", "--cap-drop", "ALL")
+
+    def effective(*flags: str) -> int:
+        return int(one("exec", *flags, "capd", "grep", "CapEff", "/proc/self/status").out.split()[1], 16)
+    assert effective() == 0
+    assert effective("--privileged") == (1 << len(ALL_CAPS)) - 1
+    one("rm", "-f", "capd")
+
+
 def test_exec_and_health_probes_have_the_containers_group_add(one):
     # Docker gives every exec (and every health probe, an exec too) the container's --group-add
     sleeper(one, "grp", "--group-add", "1234", "--group-add", "users", "--health-interval", "100ms",

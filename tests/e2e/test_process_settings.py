@@ -159,3 +159,12 @@ def test_through_the_api_as_the_docker_cli_sends_them(api):
     assert doc["HostConfig"]["Ulimits"] == [{"Name": "core", "Soft": 0, "Hard": -1}]
     bad = api.docker("run", "--rm", "--sysctl", "kernel.panic=1", "busybox", "true", expect=None)
     assert bad.code != 0 and "kernel.panic" in bad.err
+
+
+def test_docker_exec_privileged_through_the_api(api):
+    """The exec instance's ``Privileged`` (``docker exec --privileged``) was recorded and not applied."""
+    from rootless.runtime.security import ALL_CAPS
+    api.docker("run", "-d", "--name", "capa", "--cap-drop", "ALL", "--network", "none", "busybox", "sleep", "60")
+    plain = api.docker("exec", "capa", "grep", "CapEff", "/proc/self/status").out
+    privileged = api.docker("exec", "--privileged", "capa", "grep", "CapEff", "/proc/self/status").out
+    assert int(plain.split()[1], 16) == 0 and int(privileged.split()[1], 16) == (1 << len(ALL_CAPS)) - 1

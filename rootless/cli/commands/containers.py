@@ -393,14 +393,15 @@ def exec_(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
           env: list[str] = Opt(("-e", "--env"), [], "Set environment variables."),
           env_file: list[str] = Opt(("--env-file",), [], "Read environment variables from a file."),
           user: str = Opt(("-u", "--user"), None, "name|uid[:group|gid]"),
-          workdir: str = Opt(("-w", "--workdir"), None, "Working directory inside the container.")):
+          workdir: str = Opt(("-w", "--workdir"), None, "Working directory inside the container."),
+          privileged: bool = Opt(("--privileged",), False, "Every capability (of the container's user namespace).")):
     """Run a command in a running container."""
     from rootless.engine import containers
     rec = containers.lookup(ctx, container)
     if not detach:
         _check_tty(interactive, tty)
     return containers.exec_in(ctx, rec, command, env, user, workdir, tty, interactive, detach,
-                              env_files=env_file) or 0
+                              env_files=env_file, privileged=privileged) or 0
 
 
 @command("top")
