@@ -161,5 +161,16 @@ def write_sysctls(items) -> None:
             with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
                 f.write(value)
         except OSError as e:
-            raise RootlessError(f"cannot set the sysctl {key}={value}: {e.strerror}",
-                                "leave that sysctl out") from None
+            hint = "leave that sysctl out"
+            if key == "net.ipv4.ping_group_range":  # Docker's usual "0 2147483647" names unmapped groups
+                hint = f"its groups must be mapped in the container's user namespace: use \"0 {_mapped_gids() - 1}\""
+            raise RootlessError(f"cannot set the sysctl {key}={value}: {e.strerror}", hint) from None
+
+
+def _mapped_gids() -> int:
+    """How many group ids the caller's user namespace maps."""
+    try:
+        with open("/proc/self/gid_map") as f:
+            return sum(int(line.split()[2]) for line in f if line.strip())
+    except (OSError, ValueError, IndexError):
+        return 1

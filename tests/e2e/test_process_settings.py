@@ -168,3 +168,15 @@ def test_docker_exec_privileged_through_the_api(api):
     plain = api.docker("exec", "capa", "grep", "CapEff", "/proc/self/status").out
     privileged = api.docker("exec", "--privileged", "capa", "grep", "CapEff", "/proc/self/status").out
     assert int(plain.split()[1], 16) == 0 and int(privileged.split()[1], 16) == (1 << len(ALL_CAPS)) - 1
+
+
+def test_dockers_usual_ping_group_range_is_refused_with_the_range_that_works(busybox):
+    """Docker's own default, ``0 2147483647``, names groups the container's user namespace does not
+    map: the kernel refuses it; the hint gives the range that works, and that one does."""
+    r = busybox("run", "--rm", "--network", "none", "--sysctl", "net.ipv4.ping_group_range=0 2147483647",
+                "busybox", "true", expect=125)
+    hint = r.err.split('use "')[1].split('"')[0]
+    assert "cannot set the sysctl net.ipv4.ping_group_range" in r.err and hint.startswith("0 ")
+    out = busybox("run", "--rm", "--network", "none", "--sysctl", f"net.ipv4.ping_group_range={hint}", "busybox",
+                  "cat", "/proc/sys/net/ipv4/ping_group_range").out
+    assert out.split() == hint.split()
