@@ -179,7 +179,7 @@ class _Keeper:
             Step.at("unshare the pid namespace")
             syscalls.unshare(syscalls.CLONE_NEWPID)
         stdio = keeper.Stdio(plan.spec.tty, plan.spec.interactive, plan.attached, plan.attached and plan.stdin,
-                             self.passthrough)
+                             self.passthrough, plan.outputs)
         self.exec_r, exec_w = execpipe.open_pipe()  # closed by the command's exec (execpipe)
         gate_r = -1
         # the container sets up while slirp4netns starts, or until an OCI `start`; its command waits (open_gate)

@@ -24,12 +24,14 @@ class Stdio:
     """The container's stdio, created by the keeper before it forks the container."""
 
     def __init__(self, tty: bool, interactive: bool, attached: bool, cli_stdin: bool,
-                 passthrough: tuple[int, ...] = ()):
+                 passthrough: tuple[int, ...] = (), shown: tuple[str, ...] = ("stdout", "stderr")):
         """``attached``: a CLI shows the output; ``cli_stdin``: the keeper relays that CLI's stdin
         into the container's stdin pipe (else, with -i, the pipe is kept open for `attach`);
         ``passthrough``: copies of the caller's stdin, stdout and stderr, which become the
-        container's own (the OCI runtime face, runc's pass-through: nothing is relayed or logged)."""
+        container's own (the OCI runtime face, runc's pass-through: nothing is relayed or logged);
+        ``shown``: the outputs the attached CLI shows (``run -a``; all are logged)."""
         self.tty = tty
+        self.shown = shown
         self.passthrough = passthrough
         self.attached = attached
         self.master = -1
@@ -161,7 +163,7 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
     loop sleeps at most its ``timeout()``. ``pid1``: the container's PID 1 (0: unknown), whose first
     output a ``sync`` awaits in the container's first ``FIRST_RUN_WAIT`` seconds (:func:`_synced`);
     ``ports``: the port relay (a ``netstack.relay.Relay`` or None), served here (:class:`_Ports`)."""
-    terminal = {"stdout": 1, "stderr": 2} if stdio.attached else {}
+    terminal = {k: fd for k, fd in (("stdout", 1), ("stderr", 2)) if k in stdio.shown} if stdio.attached else {}
     sel, relay, ports = _watch_all(stdio, ch, attach_sock, wakeup, clients, ports)
     open_outputs = len(stdio.fds)
     first = _FirstOutput(pid1)

@@ -29,6 +29,8 @@ class LaunchPlan(KeywordRecord):
     single_uid: bool = False  # the user namespace maps one uid, no other user to switch to
     attached: bool = True  # a CLI waits and shows the output (else the keeper detaches from the terminal)
     stdin: bool = True  # an attached CLI gives its stdin (run -i, start -a -i); else stdin waits for `attach`
+    # the outputs an attached CLI shows (``run -a stdout``: stdout only; both by default)
+    outputs: tuple[str, ...] = ("stdout", "stderr")
     seccomp: bytes | None = None  # the container's seccomp program
     # the container lives only as long as its attached CLI (a build's RUN step): the CLI's
     # SIGINT/TERM/HUP kill it, and should the CLI die, the keeper kills it and removes it

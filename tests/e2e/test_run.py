@@ -425,3 +425,29 @@ def test_image_symlinks_cannot_redirect_mounts_outside_the_root(rl, images, tmp_
     r = rl("run", "--rm", "evil:1", "/bin/sh", "-c", "ls /proc/self/ns >/dev/null && cat /etc/hosts | head -1")
     assert "localhost" in r.out
     assert list(outside.iterdir()) == []
+
+
+# ---- -a/--attach ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("streams, out, err", [
+    ((), "out\n", "err\n"), (("stdout",), "out\n", ""), (("STDERR",), "", "err\n"),
+    (("stdout", "stderr"), "out\n", "err\n"),
+])
+def test_attach_shows_only_the_outputs_asked_for_and_logs_keep_both(busybox, streams, out, err):
+    flags = [a for s in streams for a in ("-a", s)]
+    r = busybox("run", "--name", "att", *flags, "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert (r.out, r.err) == (out, err)
+    assert busybox("logs", "att").out == "out\n" and busybox("logs", "att").err == "err\n"
+
+
+def test_attach_stdin_relays_the_input(busybox):
+    r = busybox("run", "--rm", "-i", "-a", "stdin", "-a", "stdout", "--network", "none", "busybox", "sh", "-c",
+                "cat; echo done", input="piped\n")
+    assert r.out == "piped\ndone\n"
+
+
+def test_attach_refuses_other_streams_and_detach(busybox):
+    bad = busybox("run", "--rm", "-a", "stdlog", "busybox", "true", expect=125)
+    assert 'invalid argument "stdlog" for "-a, --attach" flag' in bad.err
+    both = busybox("run", "-d", "-a", "stdout", "busybox", "true", expect=125)
+    assert "cannot specify both --attach and --detach" in both.err
+    assert busybox("ps", "-aq").out == ""

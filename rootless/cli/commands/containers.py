@@ -47,6 +47,11 @@ HEALTH = {
 }
 
 
+NAMESPACES = {
+    "pid": Opt(("--pid",), "", "host: share the host's pid namespace (its processes, its /proc)."),
+    "ipc": Opt(("--ipc",), "", "host: share the host's IPC namespace and /dev/shm (MPI); or private."),
+    "uts": Opt(("--uts",), "", "host: share the host's UTS namespace (its host name)."),
+}
 # the container's process beside its command (runtime.procsettings), its id file, its labels
 PROCESS = {
     "stop_timeout": Opt(("--stop-timeout",), None, "Seconds `stop` waits before SIGKILL (default 10)."),
@@ -113,9 +118,7 @@ def run(ctx: "Context",
         security_opt: list[str] = Opt(("--security-opt",), [], "no-new-privileges, seccomp=unconfined, ..."),
         device: list[str] = Opt(("--device",), [], "Add a host device: /dev/HOST[:/dev/CONTAINER][:rwm]."),
         userns: str = Opt(("--userns",), "", "keep-id: your own uid and gid inside the container."),
-        pid: str = Opt(("--pid",), "", "host: share the host's pid namespace (its processes, its /proc)."),
-        ipc: str = Opt(("--ipc",), "", "host: share the host's IPC namespace and /dev/shm (MPI); or private."),
-        uts: str = Opt(("--uts",), "", "host: share the host's UTS namespace (its host name)."),
+        pid: str = NAMESPACES["pid"], ipc: str = NAMESPACES["ipc"], uts: str = NAMESPACES["uts"],
         group_add: list[str] = Opt(("--group-add",), [], "Add a supplementary group (a name or a gid)."),
         stop_timeout: int = PROCESS["stop_timeout"], stop_signal: str = PROCESS["stop_signal"],
         ulimit: list[str] = PROCESS["ulimit"], sysctl: list[str] = PROCESS["sysctl"],
@@ -132,20 +135,37 @@ def run(ctx: "Context",
         tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
         platform: str = Opt(("--platform",), None, "os/arch[/variant]: the image for that platform."),
         detach: bool = Opt(("-d", "--detach"), False, "Run in the background and print the container ID."),
+        attach: list[str] = Opt(("-a", "--attach"), [], "Attach to STDIN, STDOUT or STDERR (default: the outputs, "
+                                                        "and stdin with -i)."),
         detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach from a -it session.")):
     """Run a command in a new container."""
     flags = dict(locals())  # the flags above, by name: declared once, passed on by name
-    del flags["ctx"], flags["detach"], flags["detach_keys"]
+    del flags["ctx"], flags["detach"], flags["detach_keys"], flags["attach"]
+    streams = _streams(attach, detach)
     if not detach:
-        _check_tty(interactive, tty)
-    from rootless.engine import attach, containers
+        _check_tty(interactive and (not streams or "stdin" in streams), tty)
+    from rootless.engine import attach as attaching
+    from rootless.engine import containers
     # Docker's CLI asks for StdinOnce with -i, but not with -d
     result = containers.run(ctx, _run_options(**flags, stdin_once=interactive and not detach), detach,
-                            attach.parse_detach_keys(detach_keys))
+                            attaching.parse_detach_keys(detach_keys), streams)
     if detach:
         print(result)
         return 0
     return result
+
+
+def _streams(attach: list[str], detach: bool) -> tuple[str, ...]:
+    """``-a``'s streams, checked in Docker's words (none: the default)."""
+    from rootless.base.errors import UsageError
+    streams = tuple(dict.fromkeys(a.lower() for a in attach))
+    for s in streams:
+        if s not in ("stdin", "stdout", "stderr"):
+            raise UsageError(f'invalid argument "{s}" for "-a, --attach" flag: valid streams are STDIN, STDOUT and '
+                             "STDERR")
+    if streams and detach:
+        raise UsageError("conflicting options: cannot specify both --attach and --detach")
+    return streams
 
 
 def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir, user, entrypoint, hostname,
