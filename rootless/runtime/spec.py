@@ -233,12 +233,13 @@ def check_env_name(arg: str, where: str = "-e") -> None:
         raise UsageError(f"invalid environment variable {arg!r} ({where})")
 
 
-def parse_labels(items, flag: str = "--label") -> dict[str, str]:
-    """``--label KEY=VALUE`` (KEY alone: an empty value), as ``build`` and ``volume create`` take them."""
+def parse_labels(items, flag: str = "--label", need_value: bool = False) -> dict[str, str]:
+    """``--label KEY=VALUE`` (KEY alone: an empty value, unless ``need_value``), as ``build`` and
+    ``volume create`` take them (and ``volume create --opt``, which needs the value)."""
     out = {}
     for item in items:
-        key, _, value = item.partition("=")
-        if not key:
+        key, eq, value = item.partition("=")
+        if not key or (need_value and not eq):
             raise UsageError(f"invalid {flag} {item!r}", "use KEY=VALUE")
         out[key] = value
     return out

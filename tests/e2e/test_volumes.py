@@ -343,7 +343,7 @@ def test_a_tmpfs_volume_is_new_at_each_mount(bb):
     (["type=none", "o=bind", "device=relative/dir"], "a bind volume's device is an absolute host path"),
     (["type=tmpfs", "device=tmpfs", "o=bogus=1"], "invalid tmpfs option"),
     (["colour=blue", "device=x"], "invalid option key: 'colour'"),
-    (["novalue"], "invalid option 'novalue'"),
+    (["novalue"], "invalid --opt 'novalue'"),
 ])
 def test_bad_driver_options_are_one_line_and_make_nothing(bb, opts, words):
     r = bb("volume", "create", *[a for o in opts for a in ("--opt", o)], "badvol", expect=125)

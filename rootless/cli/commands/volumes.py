@@ -19,13 +19,8 @@ def volume_create(ctx: "Context", name: str = Arg(None, metavar="[VOLUME]"),
     from rootless.engine import volumes
     if driver != "local":
         raise UsageError(f"volume driver {driver!r} is not supported", "volumes are local directories")
-    options = {}
-    for item in opt:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise UsageError(f"invalid option {item!r}", "use --opt KEY=VALUE")
-        options[key] = value
-    print(volumes.create(ctx, name, label, options))
+    from rootless.runtime.spec import parse_labels
+    print(volumes.create(ctx, name, label, parse_labels(opt, "--opt", need_value=True)))
 
 
 @command("volume", "ls")
