@@ -257,7 +257,7 @@ def _healthcheck(*, health_cmd=None, health_interval=None, health_timeout=None, 
                              health_start_interval, no_healthcheck)
 
 
-@command("create", interspersed=False, params_of=run, without=("detach", "detach_keys"))
+@command("create", interspersed=False, params_of=run, without=("detach", "detach_keys", "attach"))
 def create(ctx: "Context", **kw):
     """Create a new container without starting it."""
     from rootless.engine import containers
