@@ -303,7 +303,7 @@ def test_run_flags_reach_their_fields():
     parsed = fast.parse(argv)
     assert parsed is not None
     kw = dict(parsed.kwargs)
-    del kw["detach"], kw["detach_keys"]
+    del kw["detach"], kw["detach_keys"], kw["attach"]
     o = _run_options(**kw)
     assert o == RunOptions(
         image="img", command=("cmd", "arg"), entrypoint="ep", env=("E=1",), env_files=("ef",), workdir="/wd",
@@ -355,3 +355,24 @@ def test_group_add_and_stop_timeout_flags_reach_their_fields():
     assert parsed is not None
     o = _run_options(**dict(parsed.kwargs))
     assert (o.group_add, o.stop_timeout) == (("users", "1000"), 3)
+
+
+def test_process_flags_reach_their_fields(tmp_path):
+    from rootless.cli import (
+        commands,  # noqa: F401 - registers the commands
+        fast,
+    )
+    from rootless.cli.commands.containers import _run_options
+    labels = tmp_path / "labels"
+    labels.write_text("a=1\n")
+    argv = ["run", "--stop-signal", "QUIT", "--ulimit", "nofile=1:2", "--sysctl", "net.core.somaxconn=9",
+            "--oom-score-adj", "7", "--shm-size", "1m", "--domainname", "d.org", "--cidfile", "cf",
+            "--label-file", str(labels), "-l", "b=2", "-a", "stdout", "img"]
+    kw = dict(fast.parse(argv).kwargs)
+    assert kw.pop("attach") == ["stdout"]
+    del kw["detach"], kw["detach_keys"]
+    o = _run_options(**kw)
+    assert (o.stop_signal, o.ulimits, o.sysctls, o.oom_score_adj, o.shm_size, o.domainname, o.cidfile, o.labels) == (
+        "QUIT", ({"Name": "nofile", "Soft": 1, "Hard": 2},), {"net.core.somaxconn": "9"}, 7, "1m", "d.org", "cf",
+        {"a": "1", "b": "2"})
+    assert o.asked == {"ContainerIDFile": "cf"}

@@ -47,6 +47,13 @@ HEALTH = {
 }
 
 
+# run's own: how its CLI stays with the container (create has none of them)
+ATTACH = {
+    "detach": Opt(("-d", "--detach"), False, "Run in the background and print the container ID."),
+    "attach": Opt(("-a", "--attach"), [], "Attach to STDIN, STDOUT or STDERR (default: the outputs, and stdin "
+                                          "with -i)."),
+    "keys": Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach from a -it session."),
+}
 NAMESPACES = {
     "pid": Opt(("--pid",), "", "host: share the host's pid namespace (its processes, its /proc)."),
     "ipc": Opt(("--ipc",), "", "host: share the host's IPC namespace and /dev/shm (MPI); or private."),
@@ -134,10 +141,7 @@ def run(ctx: "Context",
         pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never."),
         tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
         platform: str = Opt(("--platform",), None, "os/arch[/variant]: the image for that platform."),
-        detach: bool = Opt(("-d", "--detach"), False, "Run in the background and print the container ID."),
-        attach: list[str] = Opt(("-a", "--attach"), [], "Attach to STDIN, STDOUT or STDERR (default: the outputs, "
-                                                        "and stdin with -i)."),
-        detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach from a -it session.")):
+        detach: bool = ATTACH["detach"], attach: list[str] = ATTACH["attach"], detach_keys: str = ATTACH["keys"]):
     """Run a command in a new container."""
     flags = dict(locals())  # the flags above, by name: declared once, passed on by name
     del flags["ctx"], flags["detach"], flags["detach_keys"], flags["attach"]
