@@ -454,8 +454,7 @@ class Executor:
         from rootless.runtime import fsaccess
         self.n += 1
         out = os.path.join(self.tmp, f"layer-{self.n}.tar")
-        settle = method == "kernel"
-        recipe = os.path.join(self.tmp, f"layer-{self.n}.tarsplit") if settle else None
+        recipe = os.path.join(self.tmp, f"layer-{self.n}.tarsplit") if method == "kernel" else None
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # a blob's mode
         # the step's files go to disk while they are read for the layer's digest: the one sync
         # before the layer is published then finds little left to write
@@ -463,7 +462,7 @@ class Executor:
         try:
             if recipe:
                 os.close(os.open(recipe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
-            info = self.ctx.userns_call(fsaccess.step_layer, upper, fd, settle, recipe)
+            info = self.ctx.userns_call(fsaccess.step_layer, upper, fd, recipe)
         except BaseException:
             if recipe:
                 with contextlib.suppress(FileNotFoundError):

@@ -292,17 +292,17 @@ def tar_layer(src: str, out_fd: int, squash: bool) -> dict:
         return layer_from_tree(src, out) if squash else layer_from_upper(src, out, MOUNT_POINTS)
 
 
-def step_layer(upper: str, out_fd: int, settle: bool, recipe: str | None = None) -> dict:
-    """A build step's writable layer as a layer tar; with ``settle`` its upper directory is then
-    made the tar's very unpacking, to become the stored layer as it is (the kernel overlay's;
-    ``settled`` in the answer says whether it could be). With ``recipe`` (a file to write) and
-    ``settle``, only the tar's recipe is written there (:mod:`layers.tarsplit`), the tar itself
-    only when the upper could not be settled."""
+def step_layer(upper: str, out_fd: int, recipe: str | None = None) -> dict:
+    """A build step's writable layer as a layer tar written to ``out_fd``; with ``recipe`` (a file
+    to write: the kernel overlay's upper) only the tar's recipe is written there
+    (:mod:`layers.tarsplit`), and the upper directory is then made the tar's very unpacking, to
+    become the stored layer as it is (``settled`` in the answer says whether it could be; when it
+    could not, the tar is written from the recipe)."""
     from layers.commit import recipe_from_upper, settle_upper
     from rootless.runtime.mountplan import MOUNT_POINTS
-    if not (settle and recipe):
+    if recipe is None:
         info = tar_layer(upper, out_fd, False)
-        info["settled"] = settle and settle_upper(upper, MOUNT_POINTS)
+        info["settled"] = False
         return info
     with open(recipe, "r+b") as f:
         info = recipe_from_upper(upper, f, MOUNT_POINTS)

@@ -391,7 +391,7 @@ def _step_scenario(base: str, uid: int, wh_file: bool) -> dict:
     tar = os.path.join(base, "step.tar")
     fd = os.open(tar, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        got = fsaccess.step_layer(upper, fd, True, recipe)
+        got = fsaccess.step_layer(upper, fd, recipe)
     finally:
         os.close(fd)
     with open(tar, "rb") as f:
