@@ -48,7 +48,8 @@ by default), measures what a container costs once it outlives a command:
     VmRSS (with RssAnon, RssFile, RssShmem and, when readable, the PSS) from
     ``/proc/KEEPER/status`` of the keepers of 3 idle detached
     ``busybox sleep 300`` containers, read 1 s after they all run (target: at
-    most 15 MB; MB here is 10^6 bytes). The RSS of the container process
+    most 15 MB; MB here is 10^6 bytes); each keeper's PSS includes a share of
+    the warm forker's (``rootless/runtime/forker.py``), whose pages they share. The RSS of the container process
     (PID 1, ``sleep``) is reported beside it for context. With podman, the
     same for conmon, the supervisor it starts per container.
 ``run -d + stop``
@@ -644,10 +645,16 @@ def measure_keeper_rss(lc: Lifecycle) -> tuple[dict[str, list[float]], dict, lis
                   .stdout.decode().strip() for _ in names]
     time.sleep(RSS_SETTLE)
     keepers = [memory_kb(r["state"]["keeper"]) for r in recs]
+    from bench_scale import forkers
+    forker = [memory_kb(pid) for pid in forkers()]
+    for m in keepers:  # the warm forker's memory is the keepers' (they share its pages): a share each
+        for f in forker:
+            if m["Pss"] is not None and f["Pss"] is not None:
+                m["Pss"] += f["Pss"] // len(keepers)
     ctrs = [memory_kb(r["state"]["pid"]) for r in recs]
     samples = {"keeper rss (MB)": [kb_to_mb(m["VmRSS"]) for m in keepers],
                "container rss (MB)": [kb_to_mb(m["VmRSS"]) for m in ctrs]}
-    detail: dict = {"keeper_kb": keepers, "container_kb": ctrs}
+    detail: dict = {"keeper_kb": keepers, "container_kb": ctrs, "forker_kb": forker}
     if lc.pm:
         conmons = []
         for pid_text in (lc.pm_cmd("inspect", "-f", "{{.State.ConmonPid}}", cid, capture=True)

@@ -7,7 +7,8 @@ then, after they idled ``SETTLE`` seconds:
 - ``start s``: the wall time of the N ``run -d`` commands together;
 - ``pss``, ``rss`` (bytes) and ``processes``: the sum over every process the tool leaves behind
   for them (rootless: keepers, relays, slirp4netns...; podman: conmon, slirp4netns, rootlessport,
-  its pause process), the containers' own processes not counted. A process is the tool's when its
+  its pause process), the containers' own processes not counted; rootless' warm forker (which the
+  keepers share pages with) is counted too. A process is the tool's when its
   environment names the bench's private store (``ROOTLESS_ROOT``) or podman's private runtime
   dir, or it is a rootless keeper of one of them; the containers' processes have the image's
   environment, not ours. PSS is read from ``/proc/PID/smaps_rollup`` (RSS where it is not
@@ -89,6 +90,23 @@ def tool_processes(marker: bytes, roots: set[int], excluded: set[int]) -> set[in
     return {pid for pid in chosen if not under(pid, excluded)}
 
 
+def forkers() -> set[int]:
+    """This user's warm forkers (``rootless/runtime/forker.py``): the keepers they forked share their
+    pages, so their memory is the keepers' too and is counted with them."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                mine = f.read().strip() == "rootless-forker" and os.stat(f"/proc/{entry}").st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine:
+            out.add(int(entry))
+    return out
+
+
 def memory_of(pids: set[int]) -> dict:
     rss = pss = unreadable = 0
     for pid in pids:
@@ -139,7 +157,7 @@ def bench_scale(rootless: list[str], env: dict, pm, n: int, run_checked) -> dict
                        env, run_checked)
         time.sleep(SETTLE)
         keepers, ctrs = _rootless_pids(env["ROOTLESS_ROOT"])
-        pids = tool_processes(b"ROOTLESS_ROOT=" + env["ROOTLESS_ROOT"].encode(), keepers, ctrs)
+        pids = tool_processes(b"ROOTLESS_ROOT=" + env["ROOTLESS_ROOT"].encode(), keepers, ctrs) | forkers()
         out["rootless"] = dict(memory_of(pids), **{"start s": start})
     finally:
         for i in range(0, n, 25):

@@ -254,6 +254,7 @@ def serve(ctx: Context, uri: str | None, idle: float) -> None:
     """Serve until interrupted, or until no connection has been open for ``idle`` seconds (0: never)."""
     listener = listen(uri, ctx.warn, ctx.paths)
     warm_up(ctx)
+    ctx.warm_forker = False  # its keepers are forked from it, warm already: they share its pages
     conn_idle = connection_idle(idle)
     children: set[int] = set()
     stop = {"now": False}

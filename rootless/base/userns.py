@@ -19,7 +19,7 @@ from rootless.base.errors import RootlessError
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
 
 def become_root(ch: Channel, mapping: idmap.IdMapping) -> None:
@@ -78,17 +78,23 @@ def fork_child(child: Callable[[Channel], int | None], step: str) -> tuple[int, 
     parent_end, child_end = Channel.pair()
     pid = os.fork()
     if pid == 0:  # child
-        code = 125
-        try:
-            parent_end.close()
-            code = child(child_end) or 0
-        except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
-            child_end.send_error(e, step)
-            code = getattr(e, "exit_code", 125)
-        finally:
-            os._exit(code)
+        parent_end.close()
+        child_main(child, child_end, step)
     child_end.close()
     return pid, parent_end
+
+
+def child_main(child: Callable[[Channel], int | None], ch: Channel, step: str) -> NoReturn:
+    """The child's side of :func:`fork_child` (and of a keeper the warm forker made): run
+    ``child(ch)`` and exit with its code; an exception goes back over ``ch`` as an error."""
+    code = 125
+    try:
+        code = child(ch) or 0
+    except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
+        ch.send_error(e, step)
+        code = getattr(e, "exit_code", 125)
+    finally:
+        os._exit(code)
 
 
 def fork_into_userns(mapping: idmap.IdMapping, child: Callable[[Channel], int | None],
@@ -103,6 +109,14 @@ def fork_into_userns(mapping: idmap.IdMapping, child: Callable[[Channel], int | 
         return child(ch)
 
     pid, parent_end = fork_child(enter, "user namespace")
+    return adopt(pid, parent_end, mapping, before_mapped, forked)
+
+
+def adopt(pid: int, parent_end: Channel, mapping: idmap.IdMapping,
+          before_mapped: Callable[[int], object] | None = None,
+          forked: Callable[[int], object] | None = None) -> tuple[int, Channel]:
+    """The parent's side of :func:`fork_into_userns` for a child that was just forked (by it, or by
+    the warm forker: ``runtime.forker``) and is becoming root of its user namespace (``become_root``)."""
     try:
         if forked is not None:
             forked(pid)

@@ -24,7 +24,8 @@ def _progress(quiet: bool):
 
 def _invoke(cmd, kwargs: dict):
     from rootless.engine.context import Context
-    _Globals.ctx = ctx = Context(root=_Globals.root, debug=_Globals.debug, progress=_progress)
+    _Globals.ctx = ctx = Context(root=_Globals.root, debug=_Globals.debug, progress=_progress,
+                                      warm_forker=True)
     return cmd.func(ctx, **kwargs)
 
 

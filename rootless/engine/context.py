@@ -16,8 +16,12 @@ from rootless.base.paths import Paths, data_home_root, default_root, default_run
 class Context:
     """Paths, settings and probed features for one command (no module-level state)."""
 
-    def __init__(self, root: str | None = None, debug: bool = False, progress=None, notes=None, warnings=None):
+    def __init__(self, root: str | None = None, debug: bool = False, progress=None, notes=None, warnings=None,
+                 warm_forker: bool = False):
         self.root = root
+        # detached keepers are forked by the warm forker (``rootless.runtime.forker``): the CLI's, not
+        # the API server's (its own keepers share its pages) nor a test's in-process calls
+        self.warm_forker = warm_forker
         self.debug = debug
         # ``progress(quiet)``: a pull's or push's progress display (see rootless.cli.progress), or None.
         self.progress = progress

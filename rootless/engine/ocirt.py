@@ -51,6 +51,8 @@ class Runtime:
         self.paths = Paths(self.root, os.path.join(self.root, "run"))
 
     # the runtime's Context protocol (rootless.runtime.Context): what the launcher uses
+    warm_forker = False  # a runtime's keepers are its caller's children (its plans are the OCI face's anyway)
+
     def warn(self, message: str) -> None:
         self.warn_fn(message)
 

@@ -50,7 +50,8 @@ def watch(ctx: Context, cid: str, start: Callable) -> None:
         os.setsid()
         if os.fork() == 0:
             from rootless.engine.context import Context
-            own = Context(root=ctx.paths.root)  # its own: the caller's open files are about to be closed
+            # its own: the caller's open files are about to be closed
+            own = Context(root=ctx.paths.root, warm_forker=ctx.warm_forker)
             own.config  # noqa: B018 - read now, from where the caller runs (ROOTLESS_CONFIG may be relative)
             _daemonize()
             _monitor(own, cid, start)

@@ -59,9 +59,12 @@ def run(ctx: Context, plan: LaunchPlan, mapping: IdMapping, detach_keys: bytes =
                                      "set the limits on the other container")
                 keeper, ch = userns.fork_joining(plan.net.join_fds[0], mapping, lambda c: child.sandbox(plan, c))
             else:
-                keeper, ch = userns.fork_into_userns(mapping, lambda c: child.sandbox(plan, c),
-                                                     placement.adopt if placement is not None else None,
-                                                     placement.begin if placement is not None else None)
+                adopt, begin = (placement.adopt, placement.begin) if placement is not None else (None, None)
+                warm = _warm_fork(plan, mapping) if ctx.warm_forker else None
+                if warm is not None:  # a detached keeper, forked by the warm forker: it shares its pages
+                    keeper, ch = userns.adopt(warm[0], warm[1], mapping, adopt, begin)
+                else:
+                    keeper, ch = userns.fork_into_userns(mapping, lambda c: child.sandbox(plan, c), adopt, begin)
                 if placement is not None and placement.scope is not None:  # for pause, OOMKilled, stats, update
                     from rootless.runtime import state
                     state.update_state(plan.paths, plan.spec.id, cgroup=placement.scope, oom_killed=False)
@@ -92,3 +95,12 @@ def run(ctx: Context, plan: LaunchPlan, mapping: IdMapping, detach_keys: bytes =
         error = session.error
         raise RootlessError(error["message"], error.get("hint"), error.get("exit_code"))
     return code
+
+
+def _warm_fork(plan: LaunchPlan, mapping: IdMapping):
+    """A detached keeper's pid and channel from the warm forker (``runtime.forker``), or None: this
+    CLI forks it. An attached one stays the CLI's child (its signals, its terminal, a tied build step's)."""
+    if plan.attached or plan.tied or plan.oci is not None or plan.passthrough:
+        return None
+    from rootless.runtime import forker
+    return forker.fork_keeper(mapping, plan)
