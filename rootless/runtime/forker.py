@@ -40,7 +40,6 @@ PRELOAD = ("rootless.runtime.child", "rootless.runtime.keeper", "rootless.runtim
            "rootless.runtime.healthmonitor", "rootless.runtime.network", "netstack.relay", "netstack.slirp",
            "netstack.slirp_api", "netstack.clientaddr", "netstack.netlink", "netstack.etcfiles", "netstack.ports",
            "netstack.loopback", "netstack.spec", "layers.overlay", "layers.store", "pickle", "prctl")
-_PACKAGES = ("rootless", "netstack", "layers")
 _MAX = 1 << 20  # a request's size (plans are a few kB)
 _STEP = "user namespace"
 
@@ -162,11 +161,12 @@ def _pack(ident: str, mapping, plan) -> tuple[bytes, list[int]]:
     """The request: the identity, then the pickled rest; sockets become indexes into the fds that
     follow the channel's."""
     import io
-    import pickle
+
+    import _pickle  # the C pickler, without pickle.py's import
 
     fds: list[int] = []
 
-    class _Pickler(pickle.Pickler):
+    class _Pickler(_pickle.Pickler):
         def persistent_id(self, obj):
             if isinstance(obj, socket.socket):
                 fds.append(obj.fileno())
@@ -180,7 +180,7 @@ def _pack(ident: str, mapping, plan) -> tuple[bytes, list[int]]:
     except OSError:
         cwd = "/"
     buf = io.BytesIO()
-    _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(
+    _Pickler(buf, protocol=5).dump(
         {"env": dict(os.environ), "cwd": cwd, "umask": umask, "argv": sys.argv, "mapping": mapping, "plan": plan})
     head = ident.encode()
     return len(head).to_bytes(4, "big") + head + buf.getvalue(), fds
@@ -352,17 +352,18 @@ def _unpack(payload: bytes, fds: list[int]) -> dict:
 
 
 def _stamp() -> dict[str, int]:
-    """The code's files and their modification times (and the directories', for files added)."""
+    """The files of the code this forker has loaded, and their modification times: a keeper it
+    forks must not run a module older than its file (what it imports later comes from the files,
+    as a CLI's later imports do)."""
     out: dict[str, int] = {}
-    root = _code_root()
-    for pkg in _PACKAGES:
-        for dirpath, dirnames, filenames in os.walk(os.path.join(root, pkg)):
-            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
-            out[dirpath] = os.stat(dirpath).st_mtime_ns
-            for name in filenames:
-                if name.endswith(".py"):
-                    p = os.path.join(dirpath, name)
-                    out[p] = os.stat(p).st_mtime_ns
+    root = os.path.join(_code_root(), "")
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and path.startswith(root):
+            try:
+                out[path] = os.stat(path).st_mtime_ns
+            except OSError:
+                out[path] = -1
     return out
 
 
