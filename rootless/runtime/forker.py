@@ -160,9 +160,8 @@ def _start(path: str) -> None:
 def _pack(ident: str, mapping, plan) -> tuple[bytes, list[int]]:
     """The request: the identity, then the pickled rest; sockets become indexes into the fds that
     follow the channel's."""
-    import io
-
     import _pickle  # the C pickler, without pickle.py's import
+    import io
 
     fds: list[int] = []
 
