@@ -53,8 +53,13 @@ def _usage_error(e) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    if argv is None:  # the CLI itself (not a call with a command line): the warm forker may run it
+        argv = sys.argv[1:]
+        from rootless.cli import warm
+        warm_code = warm.client(argv)
+        if warm_code is not None:
+            _exit(warm_code)
     from rootless.base.errors import EXIT_TOOL, RootlessError
-    argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["oci"]:  # the OCI runtime face: runc's command line and exit codes (rootless.cli.oci)
         from rootless.cli import oci
         _exit(oci.main(argv[1:]))
@@ -115,6 +120,14 @@ def _no_space(e: Exception) -> int:
         import traceback
         traceback.print_exc()
     return EXIT_TOOL
+
+
+def warm_session(req: dict, fds: list[int]) -> int:
+    """A command run by a fork of the warm forker (``rootless.cli.warm``): the caller's context, then ``main``."""
+    from rootless.cli import warm
+    warm.take_caller(req, fds)
+    main(req["args"])  # exits
+    return 0
 
 
 def runc_main() -> None:

@@ -21,6 +21,10 @@ forker still does (issue 25's "fork it from a warm parent").
   and answers the keeper's pid: the keeper is nobody's child, as one whose CLI has gone. It takes
   the caller's environment, directory, umask and title, unpickles the plan and goes on as
   :func:`rootless.base.userns.fork_into_userns`'s child would; the CLI writes its id maps, as ever.
+- A *session* request (the CLI's warm commands, ``rootless.cli.warm``) names a function to run
+  instead, by its module (imported by the forker when the spawner asked for it: ``preload``); the
+  middle process stays, answers the pid, and then the session's end: the exit status, or, should
+  the caller die first, kills the session's process as the caller's death would have.
 - When there is no forker the CLI forks the keeper itself and starts one for the next start (a
   fresh interpreter, nothing of a CLI's caches in it). Any failure before the keeper's pid is
   answered is the same: the CLI forks it itself. The forker exits after ``IDLE`` seconds without a
@@ -30,9 +34,13 @@ forker still does (issue 25's "fork it from a warm parent").
 from __future__ import annotations
 
 import os
-import socket
-import stat
 import sys
+
+from rootless.base import forkconn as fc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 IDLE = 60.0
 # what a keeper imports (the plan's classes among them): each module imported here is shared
@@ -46,122 +54,39 @@ _STEP = "user namespace"
 _lock = -1  # the forker's lock: one forker per identity
 
 
-# ---- the caller's side ------------------------------------------------------------------------
+# ---- the caller's side ----------------------------------------------------------------------
 def fork_keeper(mapping, plan) -> tuple[int, object] | None:
     """Have the warm forker fork the keeper of ``plan``: its pid and the parent's end of its
     channel (for ``userns.adopt``); None when there is no forker of this process's identity (one
     is started for the next start) or it did not take the request: the caller forks it itself."""
-    if os.environ.get("ROOTLESS_FORKER") == "0" or os.environ.get("SLURM_JOB_ID"):  # see above
+    if not fc.enabled():
         return None
-    ident = identity()
-    path = socket_path(ident)
-    if path is None:
-        return None
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    try:
-        conn.connect(path)
-    except OSError:
-        conn.close()
-        _start(path)
-        return None
-    if _peer_uid(conn) != os.getuid():
-        conn.close()
+    ident = fc.identity()
+    conn = fc.connect(ident, __name__)
+    if conn is None:
         return None
     from rootless.base.channel import Channel
     parent_end, child_end = Channel.pair()
     try:
-        with conn:
-            data, fds = _pack(ident, mapping, plan)
-            conn.settimeout(10)
-            conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _ints([child_end.fileno(), *fds]))])
-            reply = conn.recv(64)
+        request, fds = _pack_keeper(mapping, plan)
+        fc.send(conn, ident, fc.KEEPER, request, [child_end.fileno(), *fds])
+        reply = conn.recv(64)
     except Exception:  # noqa: BLE001 - unpicklable, refused, gone: the CLI forks it itself
         reply = b""
     finally:
         child_end.close()
+        conn.close()
     if not reply.startswith(b"pid "):
         parent_end.close()
         return None
     return int(reply[4:]), parent_end
 
 
-def identity() -> str:
-    """What a keeper inherits from the process that forks it and a request cannot carry."""
-    parts = [f"{os.getuid()} {os.getgid()} {sorted(os.getgroups())}", sys.executable, _code_root(),
-             f"{sys.getfilesystemencoding()} {sys.getfilesystemencodeerrors()} {sys.flags.utf8_mode}"]
-    for ns in ("user", "mnt", "net", "pid", "ipc", "uts", "cgroup"):
-        try:
-            parts.append(os.readlink(f"/proc/self/ns/{ns}"))
-        except OSError:
-            parts.append("-")
-    for name in ("cgroup", "limits", "oom_score_adj", "attr/current"):
-        parts.append(_read(f"/proc/self/{name}"))
-    parts += [line for line in _read("/proc/self/status").splitlines()
-              if line.startswith(("Cap", "NoNewPrivs", "Seccomp:", "Cpus_allowed_list", "Mems_allowed_list"))]
-    parts.append(str(os.getpriority(os.PRIO_PROCESS, 0)))
-    return "\n".join(parts)
-
-
-def socket_path(ident: str) -> str | None:
-    """The forker's socket for ``ident``, in the user's private directory (``/tmp/rootless-run-UID``:
-    one for every runtime directory and store); None where that is not this user's alone."""
-    import zlib
-
-    from rootless.base import paths
-    base = paths.private_runtime_dir({})
-    try:
-        os.mkdir(base, 0o700)
-    except OSError:
-        pass
-    try:
-        st = os.lstat(base)
-    except OSError:
-        return None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        return None
-    raw = ident.encode()
-    return os.path.join(base, f"forker-{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}.sock")
-
-
-def _peer_uid(conn: socket.socket) -> int:
-    import struct
-    try:
-        return struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
-    except OSError:
-        return -1
-
-
-def _start(path: str) -> None:
-    """Start a forker for ``path`` in the background (in a new session, nobody's child)."""
-    try:
-        pid = os.fork()
-    except OSError:
-        return
-    if pid == 0:
-        try:
-            os.setsid()
-            os.chdir("/")  # holds no directory busy; and no module of the caller's directory is imported
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            search = [p for p in sys.path if os.path.isabs(p)]  # what this CLI imports from, no more
-            boot = f"import sys; sys.path[:] = {search!r}; from {__name__} import serve; serve({path!r})"
-            env = {k: v for k, v in os.environ.items()  # its locale, no more: a keeper takes its caller's
-                   if k in ("PATH", "HOME", "LANG", "LANGUAGE", "ROOTLESS_FORKER_IDLE") or k.startswith("LC_")}
-            os.posix_spawn(sys.executable, [sys.executable, "-I", "-c", boot], env)
-        finally:
-            os._exit(0)
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-
-
-def _pack(ident: str, mapping, plan) -> tuple[bytes, list[int]]:
-    """The request: the identity, then the pickled rest; sockets become indexes into the fds that
-    follow the channel's."""
+def _pack_keeper(mapping, plan) -> tuple[bytes, list[int]]:
+    """The keeper's request: sockets become indexes into the fds that follow the channel's."""
     import _pickle  # the C pickler, without pickle.py's import
     import io
+    import socket
 
     fds: list[int] = []
 
@@ -172,42 +97,65 @@ def _pack(ident: str, mapping, plan) -> tuple[bytes, list[int]]:
                 return ("socket", len(fds), obj.family, obj.type, obj.proto)
             return None
 
-    umask = os.umask(0o22)
-    os.umask(umask)
-    try:
-        cwd = os.getcwd()
-    except OSError:
-        cwd = "/"
     buf = io.BytesIO()
-    _Pickler(buf, protocol=5).dump(
-        {"env": dict(os.environ), "cwd": cwd, "umask": umask, "argv": sys.argv, "mapping": mapping, "plan": plan})
-    head = ident.encode()
-    return len(head).to_bytes(4, "big") + head + buf.getvalue(), fds
-
-
-def _ints(fds: list[int]):
-    import array
-    return array.array("i", fds)
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return "-"
-
-
-def _code_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    _Pickler(buf, protocol=5).dump(dict(fc.context(), mapping=mapping, plan=plan))
+    return buf.getvalue(), fds
 
 
 # ---- the forker -------------------------------------------------------------------------------
-def serve(path: str) -> None:
-    """Preload, then fork keepers for requests until ``IDLE`` seconds pass without one."""
+class _Sessions:
+    """The sessions running, each watched by its process's pidfd and its caller's connection."""
+
+    def __init__(self) -> None:
+        import select
+        self.poll = select.poll()
+        self.by_pidfd: dict[int, tuple[Any, int]] = {}  # pidfd -> (connection, pid)
+        self.by_conn: dict[int, int] = {}  # connection's fd -> pidfd
+
+    def add(self, conn, pid: int) -> None:
+        import select
+        pidfd = os.pidfd_open(pid)
+        self.by_pidfd[pidfd] = (conn, pid)
+        self.by_conn[conn.fileno()] = pidfd
+        self.poll.register(pidfd, select.POLLIN)
+        self.poll.register(conn.fileno(), select.POLLIN)
+
+    def fds(self) -> list[int]:
+        return [*self.by_pidfd, *self.by_conn]
+
+    def ended(self, pidfd: int) -> None:
+        """Its process ended: its status to the caller (``exit N`` or ``signal N``)."""
+        conn, pid = self.by_pidfd.pop(pidfd)
+        if self.by_conn.pop(conn.fileno(), None) is not None:  # not already gone
+            self.poll.unregister(conn.fileno())
+        self.poll.unregister(pidfd)
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        try:
+            conn.send(b"signal %d" % -code if code < 0 else b"exit %d" % code)
+        except OSError:
+            pass
+        conn.close()
+
+    def caller_gone(self, conn_fd: int) -> None:
+        """Its caller died: so does it, as a CLI's own work would have (its status then goes nowhere)."""
+        pidfd = self.by_conn.pop(conn_fd)
+        self.poll.unregister(conn_fd)
+        try:
+            os.kill(self.by_pidfd[pidfd][1], 9)
+        except ProcessLookupError:
+            pass
+
+
+def serve(path: str, preload: tuple[str, ...] = ()) -> None:
+    """Preload, then fork keepers and sessions for requests until ``IDLE`` seconds pass without one
+    and without a session running."""
     import fcntl
     import gc
     import importlib
+    import select
+    import socket
 
     global _lock
     _lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -215,13 +163,13 @@ def serve(path: str) -> None:
         fcntl.flock(_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return  # another forker of this identity runs or starts
-    _title("rootless-forker", f"rootless forker {path}")
-    ident = identity()
-    for name in PRELOAD:
+    fc.title("rootless-forker", f"rootless forker {path}")
+    ident = fc.identity()
+    for name in PRELOAD + tuple(preload):
         try:
             importlib.import_module(name)
         except ImportError:
-            pass  # imported by the keeper that needs it (python-prctl's absence is said there)
+            pass  # imported by the process that needs it (python-prctl's absence is said there)
     stamp = _stamp()
     gc.collect()
     gc.freeze()  # the collector never writes to what the keepers share
@@ -233,55 +181,86 @@ def serve(path: str) -> None:
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     srv.bind(path)
     srv.listen(64)
-    srv.settimeout(idle)
     mine = os.stat(path).st_ino
+    sessions = _Sessions()
+    sessions.poll.register(srv.fileno(), select.POLLIN)
+    listening = True
     try:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except TimeoutError:
+        while listening or sessions.by_pidfd:
+            events = sessions.poll.poll(None if sessions.by_pidfd else idle * 1000)
+            if not events:
                 return
-            with conn:
-                if not _serve_one(conn, srv, ident, stamp):
-                    return
+            for fd, _ in events:
+                if fd in sessions.by_pidfd:
+                    sessions.ended(fd)
+                elif fd in sessions.by_conn:
+                    sessions.caller_gone(fd)
+                elif fd == srv.fileno() and listening and not _accept(srv, ident, stamp, sessions):
+                    listening = False  # its code changed: no more requests; the sessions end first
+                    sessions.poll.unregister(srv.fileno())
+                    _unlink(path, mine)
     finally:
-        try:
-            if os.stat(path).st_ino == mine:
-                os.unlink(path)
-        except OSError:
-            pass
+        _unlink(path, mine)
 
 
-def _serve_one(conn: socket.socket, srv: socket.socket, ident: str, stamp: dict[str, int]) -> bool:
+def _unlink(path: str, mine: int) -> None:
+    try:
+        if os.stat(path).st_ino == mine:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _accept(srv, ident: str, stamp: dict[str, int], sessions: _Sessions) -> bool:
     """One request; False when the forker must go (its code changed)."""
+    import socket
+    try:
+        conn, _ = srv.accept()
+    except OSError:
+        return True
     conn.settimeout(10)
-    uid = _peer_uid(conn)
+    uid = fc.peer_uid(conn)
     try:
         data, anc, _flags, _ = conn.recvmsg(_MAX, socket.CMSG_SPACE(64 * 4), socket.MSG_CMSG_CLOEXEC)
     except OSError:
+        conn.close()
         return True
     fds = _received(anc)
+    session = False
     try:
         if uid != os.getuid():
             return True
         n = int.from_bytes(data[:4], "big")
-        if data[4:4 + n] != ident.encode() or not fds:
+        kind, _, request = data[4 + n:].partition(b"\n")
+        if data[4:4 + n] != ident.encode() or not fds or kind not in (fc.KEEPER, fc.SESSION):
             conn.send(b"no: identity")
             return True
         if _stamp() != stamp:
             conn.send(b"no: the code changed")
             return False
-        _fork(conn, srv, data[4 + n:], fds)
+        held = [srv.fileno(), _lock, *sessions.fds()]
+        if kind == fc.KEEPER:
+            _fork_keeper(conn, held, request, fds)
+        else:
+            pid = os.fork()
+            if pid == 0:
+                _session(conn, held, request, fds)
+            conn.send(b"pid %d" % pid)
+            sessions.add(conn, pid)
+            session = True
         return True
     except OSError:
         return True
     finally:
         for fd in fds:
             os.close(fd)
+        if not session:
+            conn.close()
 
 
 def _received(anc) -> list[int]:
     import array
+    import socket
     fds = array.array("i")
     for level, kind, cdata in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -289,18 +268,26 @@ def _received(anc) -> list[int]:
     return list(fds)
 
 
-def _fork(conn: socket.socket, srv: socket.socket, payload: bytes, fds: list[int]) -> None:
-    """Fork twice: the middle process answers the keeper's pid and exits at once."""
+def _close(fds: list[int]) -> None:
+    """In a forked process: the forker's own descriptors (its socket, its lock, the sessions')."""
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _fork_keeper(conn, held: list[int], request: bytes, fds: list[int]) -> None:
+    """Fork twice: the middle process forks the keeper (nobody's child once it exits) and answers its pid."""
     pid = os.fork()
     if pid == 0:
         try:
-            srv.close()
-            os.close(_lock)  # a keeper must not keep the next forker from starting
-            keeper = os.fork()
-            if keeper == 0:
+            _close(held)  # the lock among them: a keeper must not keep the next forker from starting
+            child = os.fork()
+            if child == 0:
                 conn.close()
-                _keeper(payload, fds)
-            conn.send(b"pid %d" % keeper)
+                _keeper(request, fds)
+            conn.send(b"pid %d" % child)
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
@@ -308,21 +295,14 @@ def _fork(conn: socket.socket, srv: socket.socket, payload: bytes, fds: list[int
 
 def _keeper(payload: bytes, fds: list[int]) -> None:
     """In the keeper: take the caller's context, then go on as ``fork_into_userns``'s child."""
+    import socket
+
     from rootless.base import userns
     from rootless.base.channel import Channel
     ch = Channel(socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=fds[0]))
     try:
         req = _unpack(payload, fds)
-        os.environ.clear()
-        os.environ.update(req["env"])
-        os.umask(req["umask"])
-        try:
-            os.chdir(req["cwd"])
-        except OSError:
-            os.chdir("/")
-        from rootless.base import timing
-        timing.FILE = req["env"].get("ROOTLESS_TIMING")
-        _title("rootless", " ".join(req["argv"]))
+        fc.take_context(req, "rootless")
         mapping, plan = req["mapping"], req["plan"]
     except BaseException as e:  # noqa: BLE001 - it goes back to the CLI
         ch.send_error(e, "the warm forker")
@@ -336,9 +316,26 @@ def _keeper(payload: bytes, fds: list[int]) -> None:
     userns.child_main(enter, ch, _STEP)
 
 
+def _session(conn, held: list[int], payload: bytes, fds: list[int]) -> None:
+    """In a session's process (the forker's child, which reports its end): ``module:function`` of
+    the request (marshalled plain data), given the request and the fds."""
+    import importlib
+    import marshal
+    code = 125
+    try:
+        conn.close()
+        _close(held)
+        req = marshal.loads(payload)
+        module, _, name = req["entry"].partition(":")
+        code = getattr(importlib.import_module(module), name)(req, fds) or 0
+    finally:
+        os._exit(code)
+
+
 def _unpack(payload: bytes, fds: list[int]) -> dict:
     import io
     import pickle
+    import socket
 
     class _Unpickler(pickle.Unpickler):
         def persistent_load(self, pid):
@@ -355,7 +352,7 @@ def _stamp() -> dict[str, int]:
     forks must not run a module older than its file (what it imports later comes from the files,
     as a CLI's later imports do)."""
     out: dict[str, int] = {}
-    root = os.path.join(_code_root(), "")
+    root = os.path.join(fc.code_root(), "")
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
         if path and path.startswith(root):
@@ -366,10 +363,3 @@ def _stamp() -> dict[str, int]:
     return out
 
 
-def _title(name: str, title: str) -> None:
-    try:
-        import prctl
-        prctl.set_name(name)
-        prctl.set_proctitle(title)
-    except (ImportError, OSError):
-        pass

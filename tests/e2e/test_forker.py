@@ -86,7 +86,8 @@ def private_dirty(pid: int) -> int:
 
 
 def test_a_keeper_forked_warm_keeps_less_memory_of_its_own(bb, core):
-    cli(bb, core, "run", "-d", "--name", "first", "busybox", "sleep", "300")  # forked by its CLI; starts a forker
+    cli(bb, core, "run", "-d", "--name", "first", "busybox", "sleep", "300", ROOTLESS_FORKER="0")  # by its CLI
+    cli(bb, core, "run", "--rm", "busybox", "true")  # starts a forker
     serving(core)
     cli(bb, core, "run", "-d", "--name", "warm", "busybox", "sleep", "300")
     time.sleep(0.5)  # both idle
@@ -125,8 +126,78 @@ def test_the_forker_leaves_when_idle_and_its_keepers_stay(bb, core):
 
 
 def test_ROOTLESS_FORKER_0_and_a_Slurm_job_start_no_forker(bb, core):
-    cli(bb, core, "run", "-d", "busybox", "true", ROOTLESS_FORKER="0")
-    cli(bb, core, "run", "-d", "busybox", "true", SLURM_JOB_ID="4242")  # a job's processes end with it
-    cli(bb, core, "run", "--rm", "busybox", "true")  # attached: its CLI's child, as ever
+    for env in ({"ROOTLESS_FORKER": "0"}, {"SLURM_JOB_ID": "4242"}):  # a job's processes end with it
+        cli(bb, core, "run", "-d", "busybox", "true", **env)
+        cli(bb, core, "run", "--rm", "busybox", "true", **env)
+        cli(bb, core, "ps", **env)
     time.sleep(0.5)
     assert forkers(core) == []
+
+
+# ---- warm commands (rootless.cli.warm) ------------------------------------------------------------
+def popen(rl: Rootless, core: int, *args: str, stdin=subprocess.DEVNULL) -> subprocess.Popen:
+    hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+    return subprocess.Popen(rootless_argv() + list(args), env=rl.env, stdin=stdin, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (core, hard)))
+
+
+def sessions_of(forker_pid: int) -> list[int]:
+    """The forker's children that run a command (``rootless``, not a keeper's middle process)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/comm") as f:
+                comm = f.read().strip()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == forker_pid and comm == "rootless":
+            out.append(int(entry))
+    return out
+
+
+def test_a_warm_command_runs_in_a_fork_of_the_forker_and_ends_as_it_would_have(bb, core):
+    cli(bb, core, "run", "--rm", "busybox", "true")  # runs here, starts the forker
+    pid, _ = serving(core)
+    r = cli(bb, core, "run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3", expect=3)
+    assert (r.out, r.err) == ("out\n", "err\n")
+    assert cli(bb, core, "run", "--rm", "-i", "busybox", "cat", expect=0).out == ""  # stdin: /dev/null
+    p = popen(bb, core, "run", "--rm", "busybox", "sleep", "2")
+    assert wait_for(lambda: sessions_of(pid), what="the command's process, forked by the forker")
+    assert p.wait(timeout=60) == 0
+    one_error(cli(bb, core, "run", "--rm", "busybox", "/no/such/command", expect=127), "/no/such/command")
+    r = cli(bb, core, "ps", "--nosuchflag", expect=125)
+    assert "unknown flag" in r.err and "Traceback" not in r.err
+
+
+def test_a_warm_command_gets_its_callers_signals_and_dies_with_it(bb, core):
+    cli(bb, core, "run", "--rm", "busybox", "true")
+    pid, _ = serving(core)
+    p = popen(bb, core, "run", "--rm", "busybox", "sh", "-c", "trap 'exit 42' TERM; echo ready; sleep 30 & wait")
+    assert p.stdout.readline() == b"ready\n"
+    p.terminate()  # forwarded to the command, which forwards it to the container
+    assert p.wait(timeout=60) == 42
+    p = popen(bb, core, "run", "--rm", "--name", "orphan", "busybox", "sleep", "30")
+    session = wait_for(lambda: sessions_of(pid), what="the command's process")[0]
+    wait_for(lambda: bb("ps", "-q", "--filter", "name=orphan").out.strip(), what="the container to run")
+    p.kill()  # as a CLI killed: its work ends with it, the container goes on (it is not tied)
+    p.wait(timeout=60)
+    wait_for(lambda: not os.path.exists(f"/proc/{session}"), what="the command's process to be killed")
+    assert bb("inspect", "-f", "{{.State.Status}}", "orphan").out.strip() == "running"
+
+
+def test_a_terminal_on_stdin_keeps_the_command_in_its_cli(bb, core):
+    import pty
+    cli(bb, core, "run", "--rm", "busybox", "true")
+    pid, _ = serving(core)
+    master, slave = pty.openpty()
+    try:
+        p = popen(bb, core, "run", "--rm", "busybox", "sleep", "2", stdin=slave)
+        time.sleep(1)
+        assert sessions_of(pid) == []
+        assert p.wait(timeout=60) == 0
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -1,31 +1,40 @@
-"""The warm forker's request and its refusals (``rootless.runtime.forker``), without forking."""
+"""The warm forker's requests and its refusals (``rootless.runtime.forker``, ``rootless.base.forkconn``),
+without forking."""
 
 from __future__ import annotations
 
-import array
+import _socket
 import os
 import resource
 import socket
 
+import pytest
+
+from rootless.base import forkconn, paths
+from rootless.cli import warm
 from rootless.runtime import forker
 
 
-def _request(data: bytes, fds: list[int]) -> tuple[socket.socket, socket.socket]:
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    a.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-    return a, b
+@pytest.fixture
+def listening(tmp_path):
+    """A forker's listening socket, and a client connected to it."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    srv.bind(str(tmp_path / "f.sock"))
+    srv.listen(4)
+    client = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    client.connect(str(tmp_path / "f.sock"))
+    yield srv, client
+    srv.close()
+    client.close()
 
 
-def test_a_request_carries_the_plans_sockets_as_descriptors():
+def test_a_keeper_request_carries_the_plans_sockets_as_descriptors():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    ident = forker.identity()
-    data, fds = forker._pack(ident, "a mapping", {"bound": [listener], "name": "web"})
+    request, fds = forker._pack_keeper("a mapping", {"bound": [listener], "name": "web"})
     assert fds == [listener.fileno()]
-    n = int.from_bytes(data[:4], "big")
-    assert data[4:4 + n].decode() == ident
     copies = [-1, os.dup(listener.fileno())]  # [0] is the keeper's channel
-    req = forker._unpack(data[4 + n:], copies)
+    req = forker._unpack(request, copies)
     again = req["plan"]["bound"][0]
     assert again.fileno() == copies[1] and again.getsockname() == listener.getsockname()
     assert req["mapping"] == "a mapping" and req["env"] == dict(os.environ) and req["cwd"] == os.getcwd()
@@ -33,51 +42,62 @@ def test_a_request_carries_the_plans_sockets_as_descriptors():
     listener.close()
 
 
-def test_a_request_of_another_identity_is_refused_and_its_descriptors_closed():
+def test_a_request_of_another_identity_is_refused_and_its_descriptors_closed(listening):
+    srv, client = listening
     r, w = os.pipe()
-    data = forker._pack("someone else", None, None)[0]
-    client, server = _request(data, [w])
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        assert forker._serve_one(server, srv, forker.identity(), forker._stamp()) is True
-        assert client.recv(64) == b"no: identity"
-        os.close(w)
-        assert os.read(r, 1) == b""  # the forker's copy of the descriptor is closed too
-    finally:
-        for s in (client, server, srv):
-            s.close()
-        os.close(r)
+    forkconn.send(client, "someone else", forkconn.SESSION, b"", [w])
+    os.close(w)
+    sessions = forker._Sessions()
+    assert forker._accept(srv, forkconn.identity(), forker._stamp(), sessions) is True
+    assert client.recv(64) == b"no: identity"
+    assert os.read(r, 1) == b""  # the forker's copy of the descriptor is closed too
+    assert sessions.fds() == []
+    os.close(r)
 
 
-def test_a_forker_whose_code_changed_refuses_and_leaves():
-    ident = forker.identity()
-    data = forker._pack(ident, None, None)[0]
-    r, w = os.pipe()
-    client, server = _request(data, [w])
+def test_a_forker_whose_code_changed_refuses_and_leaves(listening):
+    srv, client = listening
+    ident = forkconn.identity()
+    forkconn.send(client, ident, forkconn.KEEPER, b"", [1])
     stamp = dict(forker._stamp())
     stamp[next(iter(stamp))] -= 1  # a file changed since the forker started
-    try:
-        assert forker._serve_one(server, socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET), ident, stamp) is False
-        assert client.recv(64) == b"no: the code changed"
-    finally:
-        client.close()
-        server.close()
-        os.close(r)
+    assert forker._accept(srv, ident, stamp, forker._Sessions()) is False
+    assert client.recv(64) == b"no: the code changed"
 
 
-def test_the_identity_is_what_a_keeper_inherits():
-    before = forker.identity()
+def test_a_request_of_an_unknown_kind_is_refused(listening):
+    srv, client = listening
+    ident = forkconn.identity()
+    forkconn.send(client, ident, b"shell", b"", [1])
+    assert forker._accept(srv, ident, forker._stamp(), forker._Sessions()) is True
+    assert client.recv(64).startswith(b"no:")
+
+
+def test_the_identity_is_what_a_forked_process_inherits():
+    before = forkconn.identity()
     soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
     resource.setrlimit(resource.RLIMIT_CORE, (0 if soft else min(4096, hard), hard))
     try:
-        assert forker.identity() != before  # resource limits
+        assert forkconn.identity() != before  # resource limits
     finally:
         resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
-    assert forker.identity() == before
-    assert forker.socket_path(before) != forker.socket_path(before + "x")
+    assert forkconn.identity() == before
+    assert forkconn.socket_path(before) != forkconn.socket_path(before + "x")
+    assert forkconn.private_dir() == paths.private_runtime_dir({})
 
 
 def test_the_code_stamp_covers_the_loaded_modules_of_the_code():
     stamp = forker._stamp()
     assert forker.__file__ in stamp and socket.__file__ not in stamp
     assert all(p.endswith(".py") for p in stamp)
+
+
+@pytest.mark.parametrize("argv,verb", [(["run", "--rm", "x"], "run"), (["--root", "/r", "ps"], "ps"),
+                                       (["--root=/r", "--debug", "rm", "-f"], "rm"), (["--debug"], ""), ([], "")])
+def test_the_verb_past_the_global_options(argv, verb):
+    assert warm._verb(argv) == verb
+
+
+def test_long_and_interactive_verbs_are_not_warm():
+    for verb in ("build", "system", "login", "events", "attach", "unshare", "load", "save", "cp", "oci"):
+        assert verb not in warm.VERBS

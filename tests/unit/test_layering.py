@@ -15,6 +15,7 @@ named under its folder in the document's picture, so that the picture stays true
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -222,11 +223,31 @@ def test_the_fast_cli_path_imports_neither_typer_nor_the_runtime():
             " or m.startswith(('rootless.runtime', 'netstack')))\n"
             "print(heavy, file=sys.stderr)")
     import tempfile
-    with tempfile.TemporaryDirectory() as root:
+    with tempfile.TemporaryDirectory() as root:  # the command itself, not a fork of the warm forker
         res = subprocess.run([sys.executable, "-c", code, root], capture_output=True, text=True, cwd=REPO,
-                             timeout=60)
+                             timeout=60, env=dict(os.environ, ROOTLESS_FORKER="0"))
     assert res.returncode == 0, res.stderr
     assert res.stderr.strip().splitlines()[-1] == "[]", res.stderr
+
+
+def test_the_warm_clients_path_imports_no_more_than_it_needs():
+    """A warm command's client (``rootless.cli.warm``) reaches the forker before anything else: it
+    loads no socket.py, array, pickle, collections, typer or runtime (each costs a millisecond or more)."""
+    code = ("import sys\n"
+            "from rootless.cli import warm\n"
+            "from rootless.base import forkconn\n"
+            "before = set(sys.modules)\n"
+            "ident = forkconn.identity()\n"
+            "forkconn.socket_path(ident)\n"
+            "import marshal; marshal.dumps(dict(forkconn.context(), ignored=warm._ignored()))\n"
+            "import _socket; a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)\n"
+            "forkconn.send(a, ident, forkconn.SESSION, b'', [0, 1, 2]); forkconn.peer_uid(a)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('socket', 'array', 'pickle', '_pickle',"
+            " 'collections', 'typer', 'click', 'netstack', 'enum', 're', 'json')"
+            " or m.startswith('rootless.runtime')))")
+    res = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]", res.stdout
 
 
 def test_type_checking_is_the_projects_flag():
