@@ -36,7 +36,7 @@ _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "S
 def client(argv: list[str]) -> int | None:
     """Run ``argv`` in a fork of the warm forker: its exit code (its signal is raised here); None
     when it runs here instead."""
-    if _verb(argv) not in VERBS or _tty_stdin():
+    if _verb(argv) not in VERBS or not _stdio_open() or _tty_stdin():
         return None
     from rootless.base import forkconn
     if not forkconn.enabled():
@@ -66,6 +66,17 @@ def _verb(argv: list[str]) -> str:
     while i < len(argv) and argv[i].startswith("-"):
         i += 2 if argv[i] == "--root" else 1
     return argv[i] if i < len(argv) else ""
+
+
+def _stdio_open() -> bool:
+    """All of stdin, stdout and stderr open (else the CLI's own descriptors would be taken for them:
+    the CLI itself stands /dev/null in for a closed one)."""
+    try:
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def _tty_stdin() -> bool:

@@ -27,18 +27,22 @@ def restart_count(rl: Rootless, name: str) -> int:
 
 
 def monitors(rl: Rootless) -> list[str]:
-    """The restart monitors of this test's store (processes named rootless-restart)."""
+    """The restart monitors of this test's store (processes named rootless-restart holding a
+    restart lock of its containers: one forked by a warm command has the forker's environment)."""
     import os
     found = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
-            with open(f"/proc/{d}/comm") as f, open(f"/proc/{d}/environ", "rb") as e:
-                if f.read().strip() == "rootless-restart"[:15] and str(rl.root).encode() in e.read():  # comm: 15 chars
-                    found.append(d)
+            with open(f"/proc/{d}/comm") as f:
+                if f.read().strip() != "rootless-restart"[:15]:  # comm: 15 chars
+                    continue
+            links = [os.readlink(f"/proc/{d}/fd/{fd}") for fd in os.listdir(f"/proc/{d}/fd")]
         except OSError:
             continue
+        if any(link.startswith(str(rl.root)) and link.endswith("restart.lock") for link in links):
+            found.append(d)
     return found
 
 

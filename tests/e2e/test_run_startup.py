@@ -60,7 +60,9 @@ UNUSED = ("typer", "click", "prctl", "_prctl", "rootless.runtime.health", "rootl
 
 def _loaded(rl: Rootless, *args: str) -> tuple[set[str], str]:
     """The modules each process of the command imported (-X importtime's lines on stderr), and its output."""
-    cp = subprocess.run(rootless_argv() + list(args), env=dict(rl.env, PYTHONPROFILEIMPORTTIME="1"),
+    # the command in its own CLI (ROOTLESS_FORKER=0): a warm one's modules are the forker's, loaded once
+    env = dict(rl.env, PYTHONPROFILEIMPORTTIME="1", ROOTLESS_FORKER="0")
+    cp = subprocess.run(rootless_argv() + list(args), env=env,
                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     assert cp.returncode == 0, cp.stderr
     return ({line.rpartition("|")[2].strip() for line in cp.stderr.splitlines() if line.startswith("import time:")},
