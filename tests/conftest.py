@@ -207,8 +207,18 @@ def nothing_left_behind(tmp_path_factory):
     with open("/proc/self/mountinfo") as f:
         mounts = [line for line in f if base in line]
     _give_back(base)
-    assert not procs, f"processes of the tests' stores are still running: {procs}"
+    assert not procs, f"processes of the tests' stores are still running: {[_described(p) for p in procs]}"
     assert not mounts, f"mounts of the tests' stores remain: {mounts}"
+
+
+def _described(pid: str) -> str:
+    """A leftover process as ``PID (comm: command line)``, for the failure's message."""
+    try:
+        with open(f"/proc/{pid}/comm") as f, open(f"/proc/{pid}/cmdline", "rb") as c:
+            comm, cmdline = f.read().strip(), c.read().replace(b"\0", b" ").decode(errors="replace")
+        return f"{pid} ({comm}: {cmdline[:200]})"
+    except OSError:
+        return f"{pid} (gone)"
 
 
 def _give_back(base: str) -> None:
