@@ -25,9 +25,11 @@ def enabled() -> bool:
     return os.environ.get("ROOTLESS_FORKER") != "0" and not os.environ.get("SLURM_JOB_ID")
 
 
-def connect(ident: str, server: str, preload: tuple[str, ...] = ()) -> Any:
-    """A connection to the forker of ``ident`` (its peer checked to be this user); None when there
-    is none, and then one is started (``server``'s ``serve``, importing ``preload`` too) for the next caller."""
+def connect(ident: str, server: str, preload: tuple[str, ...] = (), entries: tuple[str, ...] = ()) -> Any:
+    """A connection to the forker of ``ident`` (its peer checked to be this user's process in this
+    process's namespaces: not one a container put in its place); None when there is none, and
+    then one is started (``server``'s ``serve``, importing ``preload`` too, running
+    sessions of ``entries``) for the next caller."""
     import _socket
     path = socket_path(ident)
     if path is None:
@@ -37,9 +39,10 @@ def connect(ident: str, server: str, preload: tuple[str, ...] = ()) -> Any:
         conn.connect(path)
     except OSError:
         conn.close()
-        _start(path, server, preload)
+        _start(path, server, preload, entries)
         return None
-    if peer_uid(conn) != os.getuid():
+    pid, uid = peer(conn)
+    if uid != os.getuid() or not same_namespaces(pid):
         conn.close()
         return None
     return conn
@@ -97,15 +100,28 @@ def socket_path(ident: str) -> str | None:
     return os.path.join(base, f"forker-{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}.sock")
 
 
-def peer_uid(conn: Any) -> int:
+def peer(conn: Any) -> tuple[int, int]:
+    """The connected process's pid and uid (as this process's namespaces see them); -1s if unknown."""
     import _socket
     try:
-        return int.from_bytes(conn.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)[4:8], sys.byteorder)
+        cred = conn.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
     except OSError:
-        return -1
+        return -1, -1
+    return int.from_bytes(cred[:4], sys.byteorder, signed=True), int.from_bytes(cred[4:8], sys.byteorder)
 
 
-def _start(path: str, server: str, preload: tuple[str, ...]) -> None:
+def same_namespaces(pid: int) -> bool:
+    """``pid`` shares this process's user, mount, network and pid namespaces (a container's
+    process does not, even one whose uid is the user's: keep-id, a single-uid map); False when
+    that cannot be read (a process that is not dumpable)."""
+    try:
+        return all(os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/self/ns/{ns}")
+                   for ns in ("user", "mnt", "net", "pid"))
+    except OSError:
+        return False
+
+
+def _start(path: str, server: str, preload: tuple[str, ...], entries: tuple[str, ...]) -> None:
     """Start a forker for ``path`` in the background (in a new session, nobody's child)."""
     try:
         pid = os.fork()
@@ -120,7 +136,7 @@ def _start(path: str, server: str, preload: tuple[str, ...]) -> None:
                 os.dup2(null, fd)
             search = [p for p in sys.path if os.path.isabs(p)]  # what this CLI imports from, no more
             boot = (f"import sys; sys.path[:] = {search!r}; from {server} import serve; "
-                    f"serve({path!r}, {tuple(preload)!r})")
+                    f"serve({path!r}, {tuple(preload)!r}, {tuple(entries)!r})")
             env = {k: v for k, v in os.environ.items()  # its locale, no more: what it forks takes its caller's
                    if k in ("LANG", "LANGUAGE", "ROOTLESS_FORKER_IDLE") or k.startswith("LC_")}
             os.posix_spawn(sys.executable, [sys.executable, "-I", "-c", boot], env)

@@ -30,6 +30,7 @@ PRELOAD = ("rootless.cli.main", "rootless.cli.fast", "rootless.cli.commands", "r
            "rootless.engine.dockerview", "rootless.engine.volumes", "rootless.runtime.launcher",
            "rootless.runtime.foreground", "rootless.runtime.execute", "rootless.runtime.records", "layers.reference",
            "rootless.base.forkconn", __name__)
+ENTRY = "rootless.cli.main:warm_session"  # what the forker runs for a warm command
 _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCONT")
 
 
@@ -42,12 +43,12 @@ def client(argv: list[str]) -> int | None:
     if not forkconn.enabled():
         return None
     ident = forkconn.identity()
-    conn = forkconn.connect(ident, "rootless.runtime.forker", PRELOAD)
+    conn = forkconn.connect(ident, "rootless.runtime.forker", PRELOAD, (ENTRY,))
     if conn is None:
         return None
     try:
         import marshal  # built in: plain data, no import (pickle's costs 2 ms)
-        request = marshal.dumps(dict(forkconn.context(), entry="rootless.cli.main:warm_session", args=argv,
+        request = marshal.dumps(dict(forkconn.context(), entry=ENTRY, args=argv,
                                      ignored=_ignored()))
         forkconn.send(conn, ident, forkconn.SESSION, request, [0, 1, 2])
         reply = conn.recv(64)

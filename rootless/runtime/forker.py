@@ -148,7 +148,7 @@ class _Sessions:
             pass
 
 
-def serve(path: str, preload: tuple[str, ...] = ()) -> None:
+def serve(path: str, preload: tuple[str, ...] = (), entries: tuple[str, ...] = ()) -> None:
     """Preload, then fork keepers and sessions for requests until ``IDLE`` seconds pass without one
     and without a session running."""
     import fcntl
@@ -195,7 +195,7 @@ def serve(path: str, preload: tuple[str, ...] = ()) -> None:
                     sessions.ended(fd)
                 elif fd in sessions.by_conn:
                     sessions.caller_gone(fd)
-                elif fd == srv.fileno() and listening and not _accept(srv, ident, stamp, sessions):
+                elif fd == srv.fileno() and listening and not _accept(srv, ident, stamp, sessions, entries):
                     listening = False  # its code changed: no more requests; the sessions end first
                     sessions.poll.unregister(srv.fileno())
                     _unlink(path, mine)
@@ -211,7 +211,7 @@ def _unlink(path: str, mine: int) -> None:
         pass
 
 
-def _accept(srv, ident: str, stamp: dict[str, int], sessions: _Sessions) -> bool:
+def _accept(srv, ident: str, stamp: dict[str, int], sessions: _Sessions, entries: tuple[str, ...] = ()) -> bool:
     """One request; False when the forker must go (its code changed)."""
     import socket
     try:
@@ -219,7 +219,7 @@ def _accept(srv, ident: str, stamp: dict[str, int], sessions: _Sessions) -> bool
     except OSError:
         return True
     conn.settimeout(10)
-    uid = fc.peer_uid(conn)
+    pid, uid = fc.peer(conn)
     try:
         data, anc, _flags, _ = conn.recvmsg(_MAX, socket.CMSG_SPACE(64 * 4), socket.MSG_CMSG_CLOEXEC)
     except OSError:
@@ -228,13 +228,20 @@ def _accept(srv, ident: str, stamp: dict[str, int], sessions: _Sessions) -> bool
     fds = _received(anc)
     session = False
     try:
-        if uid != os.getuid():
+        # the user's own processes, on this side of every namespace: a container's process (its
+        # root the user, with keep-id or a single-uid map, and the forker's directory bound in)
+        # could otherwise have the user's commands run, or a plan of its own unpickled, out here
+        if uid != os.getuid() or not fc.same_namespaces(pid):
+            conn.send(b"no: not this user's, or not from here")
             return True
         n = int.from_bytes(data[:4], "big")
         kind, _, request = data[4 + n:].partition(b"\n")
         if data[4:4 + n] != ident.encode() or not fds or kind not in (fc.KEEPER, fc.SESSION):
             conn.send(b"no: identity")
             return True
+        if kind == fc.SESSION and not entries:  # started for keepers only: the next caller starts one for both
+            conn.send(b"no: no session entry")
+            return False
         if _stamp() != stamp:
             conn.send(b"no: the code changed")
             return False
@@ -244,7 +251,7 @@ def _accept(srv, ident: str, stamp: dict[str, int], sessions: _Sessions) -> bool
         else:
             pid = os.fork()
             if pid == 0:
-                _session(conn, held, request, fds)
+                _session(conn, held, request, fds, entries)
             conn.send(b"pid %d" % pid)
             sessions.add(conn, pid)
             session = True
@@ -316,9 +323,10 @@ def _keeper(payload: bytes, fds: list[int]) -> None:
     userns.child_main(enter, ch, _STEP)
 
 
-def _session(conn, held: list[int], payload: bytes, fds: list[int]) -> None:
-    """In a session's process (the forker's child, which reports its end): ``module:function`` of
-    the request (marshalled plain data), given the request and the fds."""
+def _session(conn, held: list[int], payload: bytes, fds: list[int], entries: tuple[str, ...]) -> None:
+    """In a session's process (the forker's child, which reports its end): the request's entry,
+    ``module:function``, one of those its starter named (``entries``), given the request
+    (marshalled plain data) and the fds."""
     import importlib
     import marshal
     code = 125
@@ -326,6 +334,8 @@ def _session(conn, held: list[int], payload: bytes, fds: list[int]) -> None:
         conn.close()
         _close(held)
         req = marshal.loads(payload)
+        if req["entry"] not in entries:
+            return
         module, _, name = req["entry"].partition(":")
         code = getattr(importlib.import_module(module), name)(req, fds) or 0
     finally:

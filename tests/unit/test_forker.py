@@ -55,6 +55,47 @@ def test_a_request_of_another_identity_is_refused_and_its_descriptors_closed(lis
     os.close(r)
 
 
+def test_a_process_of_another_user_namespace_is_refused(tmp_path):
+    """A container's process whose uid is the user's (keep-id, a single-uid map) and which reaches
+    the forker's socket (its directory bound in) gets nothing run: neither a session nor a plan
+    unpickled out here."""
+    from rootless.base import syscalls
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    srv.bind(str(tmp_path / "f.sock"))
+    srv.listen(4)
+    ident = forkconn.identity()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            syscalls.unshare(syscalls.CLONE_NEWUSER)  # its uid shows as the user's to the forker
+            c = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+            c.connect(str(tmp_path / "f.sock"))
+            forkconn.send(c, ident, forkconn.SESSION, b"", [1])
+            os.write(w, c.recv(64))
+        except BaseException as e:  # noqa: BLE001 - shown by the assertion
+            os.write(w, repr(e).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    sessions = forker._Sessions()
+    assert forker._accept(srv, ident, forker._stamp(), sessions, ("m:f",)) is True
+    assert os.read(r, 64) == b"no: not this user's, or not from here"
+    assert sessions.fds() == []
+    os.waitpid(pid, 0)
+    os.close(r)
+    srv.close()
+
+
+def test_a_forker_started_for_keepers_leaves_for_a_session(listening):
+    srv, client = listening
+    ident = forkconn.identity()
+    forkconn.send(client, ident, forkconn.SESSION, b"", [1])
+    assert forker._accept(srv, ident, forker._stamp(), forker._Sessions(), ()) is False
+    assert client.recv(64) == b"no: no session entry"
+
+
 def test_a_forker_whose_code_changed_refuses_and_leaves(listening):
     srv, client = listening
     ident = forkconn.identity()
@@ -101,3 +142,34 @@ def test_the_verb_past_the_global_options(argv, verb):
 def test_long_and_interactive_verbs_are_not_warm():
     for verb in ("build", "system", "login", "events", "attach", "unshare", "load", "save", "cp", "oci"):
         assert verb not in warm.VERBS
+
+
+def test_a_forker_in_another_user_namespace_is_not_used(tmp_path, monkeypatch):
+    """A process in a container put in the forker's place (its directory bound in) gets no request:
+    not the caller's environment, nor its stdio."""
+    from rootless.base import syscalls
+    path = str(tmp_path / "fake.sock")
+    monkeypatch.setattr(forkconn, "socket_path", lambda ident: path)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            srv.bind(path)
+            srv.listen(4)
+            os.write(w, b"listening")
+            conn, _ = srv.accept()
+            conn.settimeout(5)
+            os.write(w, conn.recv(1 << 16) or b"nothing")
+        except BaseException as e:  # noqa: BLE001 - shown by the assertion
+            os.write(w, repr(e).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    assert os.read(r, 64) == b"listening"
+    assert forkconn.connect(forkconn.identity(), "no.such.server") is None
+    assert os.read(r, 64) == b"nothing"  # the connection was closed unused
+    os.waitpid(pid, 0)
+    os.close(r)

@@ -241,7 +241,7 @@ def test_the_warm_clients_path_imports_no_more_than_it_needs():
             "forkconn.socket_path(ident)\n"
             "import marshal; marshal.dumps(dict(forkconn.context(), ignored=warm._ignored()))\n"
             "import _socket; a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)\n"
-            "forkconn.send(a, ident, forkconn.SESSION, b'', [0, 1, 2]); forkconn.peer_uid(a)\n"
+            "forkconn.send(a, ident, forkconn.SESSION, b'', [0, 1, 2]); forkconn.same_namespaces(forkconn.peer(a)[0])\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('socket', 'array', 'pickle', '_pickle',"
             " 'collections', 'typer', 'click', 'netstack', 'enum', 're', 'json')"
             " or m.startswith('rootless.runtime')))")
