@@ -191,8 +191,10 @@ def nothing_left_behind(tmp_path_factory):
                             procs.append(d)
                             continue
                     # and what holds a file of the stores open (a keeper forked by the warm forker
-                    # has the forker's environment)
-                    if any(os.readlink(f"/proc/{d}/fd/{fd}").startswith(base) for fd in os.listdir(f"/proc/{d}/fd")):
+                    # has the forker's environment), but this process's own helpers (a userns
+                    # worker of an in-process test holds what this process holds; it ends with it)
+                    if any(os.readlink(f"/proc/{d}/fd/{fd}").startswith(base) for fd in os.listdir(f"/proc/{d}/fd")) \
+                            and not _descends_from_me(int(d)):
                         procs.append(d)
                 except OSError:
                     continue
@@ -211,12 +213,22 @@ def nothing_left_behind(tmp_path_factory):
     assert not mounts, f"mounts of the tests' stores remain: {mounts}"
 
 
+def _descends_from_me(pid: int) -> bool:
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        with open(f"/proc/{pid}/stat") as f:
+            pid = int(f.read().rsplit(")", 1)[1].split()[1])
+    return False
+
+
 def _described(pid: str) -> str:
     """A leftover process as ``PID (comm: command line)``, for the failure's message."""
     try:
         with open(f"/proc/{pid}/comm") as f, open(f"/proc/{pid}/cmdline", "rb") as c:
             comm, cmdline = f.read().strip(), c.read().replace(b"\0", b" ").decode(errors="replace")
-        return f"{pid} ({comm}: {cmdline[:200]})"
+        files = sorted({os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")})
+        return f"{pid} ({comm}: {cmdline[:200]}; holding {files[:8]})"
     except OSError:
         return f"{pid} (gone)"
 

@@ -8,6 +8,7 @@ in :mod:`~rootless.runtime.logparse` (the writer's own runs in bulk).
 from __future__ import annotations
 
 import os
+import time
 
 from rootless.runtime.logparse import LogBlock, LogEntry, blocks, parser
 from rootless.runtime.logrotate import files
@@ -152,7 +153,9 @@ def _open_all(path: str) -> list[IO[bytes]]:
     renames them all one by one, so the listing is taken again and every name must still be the
     file opened under it; if not, they are opened again."""
     opened: list[tuple[str, IO[bytes]]] = []
-    for _attempt in range(50):
+    for attempt in range(1000):
+        if attempt >= 50:  # a rotation renames every file, one by one: let a long chain finish
+            time.sleep(0.001)
         names = files(path)
         opened = [(n, f) for n, f in ((n, _open(n)) for n in names) if f is not None]
         if not opened and names == [path]:
@@ -162,7 +165,7 @@ def _open_all(path: str) -> list[IO[bytes]]:
             return [f for _n, f in opened]
         for _n, f in opened:
             f.close()
-    return [f for f in map(_open, files(path)) if f is not None]  # a writer rotating without pause
+    return [f for f in map(_open, files(path)) if f is not None]  # a writer rotating without pause for a second
 
 
 def _inode(path: str) -> int | None:
