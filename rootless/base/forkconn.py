@@ -49,7 +49,8 @@ def connect(ident: str, server: str, preload: tuple[str, ...] = (), entries: tup
 
 
 def send(conn: Any, ident: str, kind: bytes, request: bytes, fds: list[int]) -> None:
-    """The request: the identity, its kind, then the pickled rest, with ``fds``."""
+    """The request: the identity, its kind, then its data (a keeper's pickled, a session's
+    marshalled), with ``fds``."""
     import _socket
     head = ident.encode()
     data = len(head).to_bytes(4, "big") + head + kind + b"\n" + request

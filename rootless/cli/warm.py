@@ -52,7 +52,7 @@ def client(argv: list[str]) -> int | None:
                                      ignored=_ignored()))
         forkconn.send(conn, ident, forkconn.SESSION, request, [0, 1, 2])
         reply = conn.recv(64)
-    except OSError:  # a closed stdio descriptor, a forker gone: here, then
+    except OSError:  # the forker gone, or busy past the timeout: here, then
         conn.close()
         return None
     if not reply.startswith(b"pid "):

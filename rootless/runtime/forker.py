@@ -1,34 +1,30 @@
-"""The warm forker: detached containers' keepers forked from one process, so that they share its pages.
+"""The warm forker: one process per user and *identity* with the keeper's and the CLI's modules
+loaded, from which detached keepers and warm commands are forked (issue 25).
 
-An idle keeper's memory is mostly the interpreter's objects (its modules' code, classes and
-constants), the same in every keeper. Forked by each CLI, every keeper holds a private copy once
-its CLI has exited (7-8 MB each). Forked from one warm process instead, the keepers share those
-pages copy-on-write, with it and with each other, for as long as they live, whether or not the
-forker still does (issue 25's "fork it from a warm parent").
+An idle keeper's memory is mostly the interpreter's objects, the same in every keeper: forked by
+its CLI, each keeps a private copy once the CLI has exited; forked from the forker, the keepers
+share those pages copy-on-write, with it and with each other, for as long as they live. A warm
+command (``rootless.cli.warm``) skips the interpreter's start and the imports of its CLI.
 
-- Who: a detached start (``run -d``, ``start``, a restart) of a CLI without a Slurm job (a job's
-  processes end with it; nothing of ours may linger on a node) and not ``ROOTLESS_FORKER=0``.
-  The API server forks its keepers itself: they share its pages already.
-- Where: one forker per *identity*, the part of a process's state a keeper inherits from
-  whoever forks it and that a request cannot carry: ids and groups, namespaces, cgroup, resource
-  limits, capabilities and security labels, the interpreter and the code's place
-  (:func:`identity`). Its socket is ``forker-KEY.sock`` in the user's runtime directory
-  (``$XDG_RUNTIME_DIR/rootless``, else the private one); the forker answers only its own uid and a
-  request of its identity.
-- A request (``SOCK_SEQPACKET``) carries the keeper's channel end, the caller's environment,
-  working directory, umask and command line, and the pickled id mapping and launch plan, whose
-  sockets (the published ports, bound by the CLI) travel as descriptors. The forker forks twice
-  and answers the keeper's pid: the keeper is nobody's child, as one whose CLI has gone. It takes
-  the caller's environment, directory, umask and title, unpickles the plan and goes on as
-  :func:`rootless.base.userns.fork_into_userns`'s child would; the CLI writes its id maps, as ever.
-- A *session* request (the CLI's warm commands, ``rootless.cli.warm``) names a function to run
-  instead, by its module (imported by the forker when the spawner asked for it: ``preload``); the
-  middle process stays, answers the pid, and then the session's end: the exit status, or, should
-  the caller die first, kills the session's process as the caller's death would have.
-- When there is no forker the CLI forks the keeper itself and starts one for the next start (a
-  fresh interpreter, nothing of a CLI's caches in it). Any failure before the keeper's pid is
-  answered is the same: the CLI forks it itself. The forker exits after ``IDLE`` seconds without a
-  request (``ROOTLESS_FORKER_IDLE``), and at once when a file of the code it runs has changed.
+- Where and who: ``rootless.base.forkconn`` (the caller's side): one forker per identity (what a
+  forked process inherits and a request cannot carry), its socket in the user's private
+  directory; both ends check that the peer is the user's process in the same namespaces. Off
+  with ``ROOTLESS_FORKER=0`` and in a Slurm job.
+- A *keeper* request (:func:`fork_keeper`: a detached start's launcher) carries the keeper's
+  channel end, the caller's context and the pickled id mapping and launch plan, whose sockets
+  (published ports, bound by the CLI) travel as descriptors. The forker forks twice and answers
+  the keeper's pid: the keeper is nobody's child, as one whose CLI has gone; it takes the
+  caller's context and goes on as ``userns.fork_into_userns``'s child would (the CLI writes its
+  id maps, as ever).
+- A *session* request (a warm command) names its entry, one of those the forker's starter named;
+  the forker forks its process directly, keeps it in its loop by a pidfd, answers its pid, then
+  ``exit N`` or ``signal N``; should the caller's connection close first, it SIGKILLs the
+  process, as the caller's own death would have ended it.
+- Where there is no forker the caller does the work itself and starts one for the next time (a
+  fresh interpreter: nothing of a CLI's caches in it); any refusal or failure before a pid is
+  answered is the same. The forker exits after ``IDLE`` seconds without a request and without a
+  session running (``ROOTLESS_FORKER_IDLE``), and refuses and leaves when the file of a module it
+  loaded has changed.
 """
 
 from __future__ import annotations
@@ -38,7 +34,7 @@ import sys
 
 from rootless.base import forkconn as fc
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
 
