@@ -12,8 +12,9 @@ command (``rootless.cli.warm``) skips the interpreter's start and the imports of
   with ``ROOTLESS_FORKER=0`` and in a Slurm job.
 - A *keeper* request (:func:`fork_keeper`: a detached start's launcher) carries the keeper's
   channel end, the caller's context and the pickled id mapping and launch plan, whose sockets
-  (published ports, bound by the CLI) travel as descriptors. The forker forks twice and answers
-  the keeper's pid: the keeper is nobody's child, as one whose CLI has gone; it takes the
+  (published ports, bound by the CLI) travel as descriptors. The keepers' own forker (forked
+  before the commands' modules were loaded: :func:`_keeper_zygote`) forks twice and answers the
+  keeper's pid: the keeper is nobody's child, as one whose CLI has gone; it takes the
   caller's context and goes on as ``userns.fork_into_userns``'s child would (the CLI writes its
   id maps, as ever).
 - A *session* request (a warm command) names its entry, one of those the forker's starter named;
@@ -161,14 +162,18 @@ def serve(path: str, preload: tuple[str, ...] = (), entries: tuple[str, ...] = (
         return  # another forker of this identity runs or starts
     fc.title("rootless-forker", f"rootless forker {path}")
     ident = fc.identity()
-    for name in PRELOAD + tuple(preload):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass  # imported by the process that needs it (python-prctl's absence is said there)
+    zygote = None
+    for names in (PRELOAD, preload):
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass  # imported by the process that needs it (python-prctl's absence is said there)
+        gc.collect()
+        gc.freeze()  # the collector never writes to what the forked processes share
+        if names is PRELOAD:  # the keepers' own forker, before the commands' modules
+            zygote = _keeper_zygote(path)
     stamp = _stamp()
-    gc.collect()
-    gc.freeze()  # the collector never writes to what the keepers share
     idle = float(os.environ.get("ROOTLESS_FORKER_IDLE") or IDLE)
     try:
         os.unlink(path)
@@ -191,7 +196,7 @@ def serve(path: str, preload: tuple[str, ...] = (), entries: tuple[str, ...] = (
                     sessions.ended(fd)
                 elif fd in sessions.by_conn:
                     sessions.caller_gone(fd)
-                elif fd == srv.fileno() and listening and not _accept(srv, ident, stamp, sessions, entries):
+                elif fd == srv.fileno() and listening and not _accept(srv, ident, stamp, sessions, entries, zygote):
                     listening = False  # its code changed: no more requests; the sessions end first
                     sessions.poll.unregister(srv.fileno())
                     _unlink(path, mine)
@@ -207,7 +212,8 @@ def _unlink(path: str, mine: int) -> None:
         pass
 
 
-def _accept(srv, ident: str, stamp: dict[str, int], sessions: _Sessions, entries: tuple[str, ...] = ()) -> bool:
+def _accept(srv, ident: str, stamp: dict[str, int], sessions: _Sessions, entries: tuple[str, ...] = (),
+            zygote=None) -> bool:
     """One request; False when the forker must go (its code changed)."""
     import socket
     try:
@@ -241,8 +247,10 @@ def _accept(srv, ident: str, stamp: dict[str, int], sessions: _Sessions, entries
         if _stamp() != stamp:
             conn.send(b"no: the code changed")
             return False
-        held = [srv.fileno(), _lock, *sessions.fds()]
-        if kind == fc.KEEPER:
+        held = [srv.fileno(), _lock, *sessions.fds(), *([zygote.fileno()] if zygote is not None else [])]
+        if kind == fc.KEEPER and zygote is not None:  # the caller's connection too: it answers
+            zygote.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _ints([conn.fileno(), *fds]))])
+        elif kind == fc.KEEPER:
             _fork_keeper(conn, held, request, fds)
         else:
             pid = os.fork()
@@ -259,6 +267,48 @@ def _accept(srv, ident: str, stamp: dict[str, int], sessions: _Sessions, entries
             os.close(fd)
         if not session:
             conn.close()
+
+
+def _ints(fds: list[int]):
+    import array
+    return array.array("i", fds)
+
+
+def _keeper_zygote(path: str):
+    """Fork the keepers' own forker, made before the commands' modules are imported: a keeper then
+    inherits the keeper's heap alone (one that outlives the forker keeps all it inherited). It gets
+    the keeper requests (with their callers' connections) over a socket pair, and leaves when the
+    forker's end closes. The forker's end, or None if it could not be made (keepers are forked by
+    the forker then)."""
+    import socket
+    try:
+        mine, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid == 0:
+        try:
+            mine.close()
+            os.close(_lock)
+            fc.title("rootless-forker", f"rootless forker keepers {path}")
+            while True:
+                data, anc, _flags, _ = its.recvmsg(_MAX, socket.CMSG_SPACE(64 * 4), socket.MSG_CMSG_CLOEXEC)
+                fds = _received(anc)
+                if not data or not fds:
+                    break
+                conn = socket.socket(fileno=fds[0])
+                try:
+                    _fork_keeper(conn, [its.fileno()], data, fds[1:])
+                except OSError:
+                    pass
+                finally:
+                    conn.close()
+                    for fd in fds[1:]:
+                        os.close(fd)
+        finally:
+            os._exit(0)
+    its.close()
+    return mine
 
 
 def _received(anc) -> list[int]:
