@@ -15,12 +15,9 @@ import struct
 
 
 def unix_peer_uid(conn: socket.socket) -> int | None:
-    try:
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
-        return None
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid
+    from rootless.base import forkconn
+    _pid, uid = forkconn.peer(conn)
+    return None if uid < 0 else uid
 
 
 def _hex_address(family: int, host: str, port: int) -> str:

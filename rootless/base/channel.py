@@ -19,6 +19,15 @@ if TYPE_CHECKING:
 _MAX = 65536
 
 
+def received_fds(ancdata: list) -> list[int]:
+    """The descriptors an ``SCM_RIGHTS`` message of ``recvmsg``'s ancillary data carried."""
+    fds = array.array("i")
+    for level, typ, cdata in ancdata:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            fds.frombytes(cdata[: len(cdata) - (len(cdata) % fds.itemsize)])
+    return list(fds)
+
+
 class Channel:
     def __init__(self, sock: socket.socket):
         self.sock = sock
@@ -63,12 +72,10 @@ class Channel:
                 break
             except InterruptedError:  # pragma: no cover - PEP 475 retries
                 continue
-        for level, typ, cdata in ancdata:
-            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-                fds.frombytes(cdata[: len(cdata) - (len(cdata) % fds.itemsize)])
+        received = received_fds(ancdata)
         if not data:
-            return None, list(fds)
-        return json.loads(data), list(fds)
+            return None, received
+        return json.loads(data), received
 
     def expect(self, type_: str) -> dict:
         """Receive a message of ``type_``; an error message or EOF raises."""

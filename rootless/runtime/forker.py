@@ -34,6 +34,7 @@ import os
 import sys
 
 from rootless.base import forkconn as fc
+from rootless.base.channel import received_fds
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
@@ -227,7 +228,7 @@ def _accept(srv, ident: str, stamp: dict[str, int], sessions: _Sessions, entries
     except OSError:
         conn.close()
         return True
-    fds = _received(anc)
+    fds = received_fds(anc)
     session = False
     try:
         # the user's own processes, on this side of every namespace: a container's process (its
@@ -249,7 +250,7 @@ def _accept(srv, ident: str, stamp: dict[str, int], sessions: _Sessions, entries
             return False
         held = [srv.fileno(), _lock, *sessions.fds(), *([zygote.fileno()] if zygote is not None else [])]
         if kind == fc.KEEPER and zygote is not None:  # the caller's connection too: it answers
-            zygote.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _ints([conn.fileno(), *fds]))])
+            zygote.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fc.rights([conn.fileno(), *fds]))])
         elif kind == fc.KEEPER:
             _fork_keeper(conn, held, request, fds)
         else:
@@ -267,11 +268,6 @@ def _accept(srv, ident: str, stamp: dict[str, int], sessions: _Sessions, entries
             os.close(fd)
         if not session:
             conn.close()
-
-
-def _ints(fds: list[int]):
-    import array
-    return array.array("i", fds)
 
 
 def _keeper_zygote(path: str):
@@ -293,7 +289,7 @@ def _keeper_zygote(path: str):
             fc.title("rootless-forker", f"rootless forker keepers {path}")
             while True:
                 data, anc, _flags, _ = its.recvmsg(_MAX, socket.CMSG_SPACE(64 * 4), socket.MSG_CMSG_CLOEXEC)
-                fds = _received(anc)
+                fds = received_fds(anc)
                 if not data or not fds:
                     break
                 conn = socket.socket(fileno=fds[0])
@@ -309,16 +305,6 @@ def _keeper_zygote(path: str):
             os._exit(0)
     its.close()
     return mine
-
-
-def _received(anc) -> list[int]:
-    import array
-    import socket
-    fds = array.array("i")
-    for level, kind, cdata in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(cdata[: len(cdata) - (len(cdata) % fds.itemsize)])
-    return list(fds)
 
 
 def _close(fds: list[int]) -> None:
