@@ -714,6 +714,23 @@ class Relay:
             for item in self.udp + self.timers:
                 item.sweep(now)
 
+    def fileno(self) -> int:
+        """Its loop's epoll descriptor: readable when one of its sockets is ready."""
+        return self._epoll.fileno()
+
+    def restable(self) -> bool:
+        """Whether a resting keeper may carry it over (``runtime.hibernate``): it only listens (no
+        connection, UDP flow or timer of its own), so its epoll descriptor and sockets are all it is."""
+        return not (self.udp or self.timers or self._closed) and all(
+            isinstance(h, _Listener) for _s, h, _m in self._fds.values() if h is not None)
+
+    def __getstate__(self) -> dict:
+        """Pickled by a resting keeper: its epoll object and sockets stay open (``hibernate``
+        keeps them by descriptor); the loop it shares and its buffer are made again."""
+        state = self.__dict__.copy()
+        state["_shared"] = state["_scratch"] = None
+        return state
+
     def close(self) -> None:
         """Close every socket it serves (its published ports are free on return) and its loop,
         which leaves the loop it shares (whose other entries stay as they are)."""

@@ -48,8 +48,11 @@ by default), measures what a container costs once it outlives a command:
     VmRSS (with RssAnon, RssFile, RssShmem and, when readable, the PSS) from
     ``/proc/KEEPER/status`` of the keepers of 3 idle detached
     ``busybox sleep 300`` containers, read 1 s after they all run (target: at
-    most 15 MB; MB here is 10^6 bytes); each keeper's PSS includes a share of
-    the warm forker's (``rootless/runtime/forker.py``), whose pages they share. The RSS of the container process
+    most 15 MB; MB here is 10^6 bytes), read ``RSS_SETTLE`` s after they all
+    run: by then the keepers rest (``rootless/runtime/hibernate.py``). The warm
+    forker (``rootless/runtime/forker.py``: the CLI's, it leaves 60 s after the
+    last command; a resting keeper shares no page with it) is reported beside
+    them, not in their figures. The RSS of the container process
     (PID 1, ``sleep``) is reported beside it for context. With podman, the
     same for conmon, the supervisor it starts per container.
 ``run -d + stop``
@@ -137,7 +140,7 @@ PS_TARGET_MS = 300.0
 EXEC_RATIO_TARGET = 0.5
 PS_CONTAINERS = 500
 RSS_CONTAINERS = 3
-RSS_SETTLE = 1.0  # seconds the detached containers idle before their memory is read
+RSS_SETTLE = 3.0  # seconds the detached containers idle before their memory is read (their keepers rest)
 RUNNING_TIMEOUT = 30.0  # seconds for a detached container to be recorded running
 SLEEPER = ["sleep", "300"]
 
@@ -646,11 +649,9 @@ def measure_keeper_rss(lc: Lifecycle) -> tuple[dict[str, list[float]], dict, lis
     time.sleep(RSS_SETTLE)
     keepers = [memory_kb(r["state"]["keeper"]) for r in recs]
     from bench_scale import forkers
+    # the warm forker is the CLI's (it leaves 60 s after the last command): reported apart, since a
+    # resting keeper has exec'd and shares no page with it
     forker = [memory_kb(pid) for pid in forkers()]
-    for m in keepers:  # the warm forker's memory is the keepers' (they share its pages): a share each
-        for f in forker:
-            if m["Pss"] is not None and f["Pss"] is not None:
-                m["Pss"] += f["Pss"] // len(keepers)
     ctrs = [memory_kb(r["state"]["pid"]) for r in recs]
     samples = {"keeper rss (MB)": [kb_to_mb(m["VmRSS"]) for m in keepers],
                "container rss (MB)": [kb_to_mb(m["VmRSS"]) for m in ctrs]}
@@ -886,6 +887,11 @@ def report_lifecycle(lc: dict, podman_note: str) -> None:
                 (" = ", "anon", "RssAnon"), (" + ", "file", "RssFile"), (" + ", "shmem", "RssShmem"),
                 (", ", "PSS", "Pss")) if m.get(field) is not None)
             print(f"  {who} (median of {n}): VmRSS {m['VmRSS']:.1f} MB{parts}")
+    forker = detail.get("forker_kb") or []
+    if forker:
+        pss = sum(f["Pss"] or 0 for f in forker) / 1000
+        print(f"  warm forker (the CLI's; it leaves 60 s after the last command): {len(forker)} processes, "
+              f"PSS {pss:.1f} MB, not in the keeper's figures")
     for who in ("rootless", "podman"):
         m = detail.get(f"{who} run -d + stop (ms medians)")
         if m:

@@ -162,6 +162,9 @@ def scale_rows(figures: dict) -> list[dict]:
     if not rl:
         return [_row(name, "-", "-", goal, f"n/a: {scale.get('failure') or 'no rootless figure'}")]
     value = f"{rl['pss'] / 1e6:.0f} MB, {rl['start s']:.1f} s"
+    warm = rl.get("forkers") or {}
+    if warm.get("processes"):
+        value += f" (+ {warm['pss'] / 1e6:.0f} MB warm forker, until it leaves)"
     if not pm:
         return [_row(name, value, "-", goal, _no_podman(figures))]
     ratio = rl["pss"] / pm["pss"]

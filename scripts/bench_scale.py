@@ -7,8 +7,10 @@ then, after they idled ``SETTLE`` seconds:
 - ``start s``: the wall time of the N ``run -d`` commands together;
 - ``pss``, ``rss`` (bytes) and ``processes``: the sum over every process the tool leaves behind
   for them (rootless: keepers, relays, slirp4netns...; podman: conmon, slirp4netns, rootlessport,
-  its pause process), the containers' own processes not counted; rootless' warm forker (which the
-  keepers share pages with) is counted too. A process is the tool's when its
+  its pause process), the containers' own processes not counted. rootless' warm forker is the
+  CLI's, not the containers' (it leaves 60 s after the last command; a keeper at rest has exec'd
+  and shares no page with it): its memory is reported beside the total, not in it. A process is
+  the tool's when its
   environment names the bench's private store (``ROOTLESS_ROOT``) or podman's private runtime
   dir, or it is a rootless keeper of one of them; the containers' processes have the image's
   environment, not ours. PSS is read from ``/proc/PID/smaps_rollup`` (RSS where it is not
@@ -25,7 +27,7 @@ import os
 import subprocess
 import time
 
-SETTLE = 2.0  # seconds the containers idle before their memory is read
+SETTLE = 3.0  # seconds the containers idle before their memory is read (keepers rest after ~2 s)
 SLEEPER = ["sleep", "300"]
 
 
@@ -91,8 +93,7 @@ def tool_processes(marker: bytes, roots: set[int], excluded: set[int]) -> set[in
 
 
 def forkers() -> set[int]:
-    """This user's warm forkers (``rootless/runtime/forker.py``): the keepers they forked share their
-    pages, so their memory is the keepers' too and is counted with them."""
+    """This user's warm forkers (``rootless/runtime/forker.py``), the CLI's warm cache."""
     out = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -157,8 +158,9 @@ def bench_scale(rootless: list[str], env: dict, pm, n: int, run_checked) -> dict
                        env, run_checked)
         time.sleep(SETTLE)
         keepers, ctrs = _rootless_pids(env["ROOTLESS_ROOT"])
-        pids = tool_processes(b"ROOTLESS_ROOT=" + env["ROOTLESS_ROOT"].encode(), keepers, ctrs) | forkers()
-        out["rootless"] = dict(memory_of(pids), **{"start s": start})
+        warm = forkers()
+        pids = tool_processes(b"ROOTLESS_ROOT=" + env["ROOTLESS_ROOT"].encode(), keepers, ctrs) - warm
+        out["rootless"] = dict(memory_of(pids), **{"start s": start, "forkers": memory_of(warm)})
     finally:
         for i in range(0, n, 25):
             _quiet(rootless + ["rm", "-f", *names[i:i + 25]], env)
@@ -189,5 +191,9 @@ def report(scale: dict, podman_note: str) -> None:
         note = f" ({r['pss unreadable']} PSS unreadable: RSS counted)" if r["pss unreadable"] else ""
         print(f"  {tool:9} start {r['start s']:7.2f} s  PSS {r['pss'] / 1e6:8.1f} MB  RSS {r['rss'] / 1e6:8.1f} MB"
               f"  {r['processes']} processes{note}")
+        warm = r.get("forkers")
+        if warm and warm["processes"]:
+            print(f"            and the warm forker (the CLI's, until 60 s after the last command): PSS "
+                  f"{warm['pss'] / 1e6:.1f} MB, {warm['processes']} processes")
     if podman_note:
         print(f"  podman: not measured ({podman_note})")

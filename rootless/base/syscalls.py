@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Iterable
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -161,3 +162,17 @@ def openat2(dir_fd: int, path: str, flags: int, mode: int = 0, resolve: int = 0)
         if err != 11:  # EAGAIN
             break
     raise OSError(err, f"openat2: {os.strerror(err)}", path)
+
+
+def signalfd(signals: Iterable[int]) -> int:
+    """A new descriptor that is readable while one of ``signals`` is pending (blocked ones: see
+    ``signal.pthread_sigmask``); inheritable, so that a program exec'd next can wait on it."""
+    mask = (ctypes.c_ulong * 16)()  # glibc's sigset_t
+    bits = ctypes.sizeof(ctypes.c_ulong) * 8
+    for sig in signals:
+        mask[(int(sig) - 1) // bits] |= 1 << ((int(sig) - 1) % bits)
+    fd = _libc.signalfd(-1, ctypes.byref(mask), 0)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"signalfd: {os.strerror(err)}")
+    return fd

@@ -444,8 +444,11 @@ def log_entries(ctx: Context, rec: ContainerRecord, follow: bool, tail: int | No
 def _sync_log(ctx: Context, rec: ContainerRecord) -> None:
     """What a running container has written is logged before it is read: its keeper drains the
     container's outputs into the log when asked (else a ``logs`` right after a quick container's
-    output could find the bytes still in the pipe)."""
-    from rootless.runtime import keeperclient
+    output could find the bytes still in the pipe). A resting keeper whose pipes are empty has
+    logged it all: it is not woken to say so."""
+    from rootless.runtime import hibernate, keeperclient
+    if rec["state"].get("keeper") and hibernate.nothing_to_log(rec["state"]["keeper"]):
+        return
     try:
         link = keeperclient.connect(ctx.paths.run_dir(rec["id"]))
     except OSError:

@@ -41,6 +41,10 @@ from rootless.runtime.launchplan import LaunchPlan
 from rootless.runtime.spec import ContainerSpec
 from rootless.runtime.terminal import FORWARDED
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rootless.runtime.hibernate import Pace
+
 
 # ---- the keeper -----------------------------------------------------------------
 def sandbox(plan: LaunchPlan, ch: Channel) -> int:
@@ -51,7 +55,8 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
         _detach_from_terminal()
     k = _Keeper(plan, ch)
     k.passthrough = passthrough
-    try:
+
+    def start_and_keep() -> None:
         k.enter_namespaces()
         k.mount_root()
         try:
@@ -62,9 +67,31 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
             k.supervise(pid, stdio, watch, wakeup)
             k.reap(pid, watch)
         finally:
-            k.close_gate()
-            k.helpers.stop_relay()
-            unmount_rootfs(plan.rootfs)
+            k.close_down()
+    return _to_the_end(k, start_and_keep)
+
+
+def resumed(state: dict, awake) -> None:
+    """The keeper after a rest (``runtime.hibernate``): its handlers set again, the signals that
+    came meanwhile taken (``awake``), then it goes on supervising where it stopped."""
+    k, pid, stdio = state["keeper"], state["pid"], state["stdio"]
+
+    def keep() -> None:
+        try:
+            k.forward_signals(pid)
+            wakeup = keeper.Wakeup()
+            awake()
+            k.supervise(pid, stdio, None, wakeup, resumed=True)
+            k.reap(pid, None)
+        finally:
+            k.close_down()
+    userns.child_main(lambda _ch: _to_the_end(k, keep), k.ch, "keeper")
+
+
+def _to_the_end(k: _Keeper, body) -> int:
+    """Run the keeper's ``body``; whatever happens, wind down (the record, the clients, the CLI)."""
+    try:
+        body()
         k.finished = True
         return k.code
     except OSError as e:
@@ -99,6 +126,7 @@ class _Keeper:
         self.probe_cgroup: int | None = None  # the container's cgroup.procs, for its health probes
         self.passthrough: tuple[int, ...] = ()  # the caller's stdio (the OCI face), PID 1's
         self.quiet = False  # the CLI has left (an OCI `create`): messages only if it still listens
+        self.pace: Pace | None = None  # when it rests (``hibernate.Pace``), made by ``_rest``
 
     def enter_namespaces(self) -> None:
         """Unshare (or join) the namespaces but the pid one; the network's first helpers start here."""
@@ -237,10 +265,20 @@ class _Keeper:
         events.container(plan.paths, "start", spec)
         self.tell("running")
         _mark(ch, "forked")
+        self.forward_signals(pid)
+        return watch, wakeup
+
+    def forward_signals(self, pid: int) -> None:
+        """The signals the keeper gets go to PID 1; SIGTERM stops it (:func:`stop_on_term`)."""
         for sig in FORWARDED:
             signal.signal(sig, lambda s, _f: kill_quietly(pid, s))
-        signal.signal(signal.SIGTERM, stop_on_term(pid, spec.stop_timeout))
-        return watch, wakeup
+        signal.signal(signal.SIGTERM, stop_on_term(pid, self.plan.spec.stop_timeout))
+
+    def close_down(self) -> None:
+        """After PID 1's end (or a failure on the way): the gate, the relay and the root go."""
+        self.close_gate()
+        self.helpers.stop_relay()
+        unmount_rootfs(self.plan.rootfs)
 
     def open_gate(self, pid: int) -> None:
         """slirp4netns ready, its ports forwarded: the container's command may run. PID 1 has set up
@@ -297,8 +335,9 @@ class _Keeper:
             return _send_quietly(self.ch, kind, **fields)
         self.ch.send(kind, **fields)
 
-    def supervise(self, pid: int, stdio: keeper.Stdio, watch, wakeup) -> None:
-        """Relay the container's stdio into its log and to the attached clients until it ends."""
+    def supervise(self, pid: int, stdio: keeper.Stdio, watch, wakeup, resumed: bool = False) -> None:
+        """Relay the container's stdio into its log and to the attached clients until it ends
+        (``resumed``: after a rest)."""
         plan = self.plan
 
         def cli_gone() -> None:
@@ -321,10 +360,30 @@ class _Keeper:
         try:
             keeper.supervise(stdio, self.ch, log, self.attach_sock, watch, wakeup, self.clients,
                              cli_gone if plan.tied else None, subreaper.combined(monitor, self.end_watch), pid1=pid,
-                             ports=self.helpers.relay)
+                             ports=self.helpers.relay, idle=self._rest(pid, stdio), resumed=resumed)
         finally:
             if monitor is not None:
                 monitor.stop()
+
+    def _rest(self, pid: int, stdio: keeper.Stdio):
+        """How this keeper rests when idle (``runtime.hibernate``), or None: a detached container's
+        keeper with no health checks, other processes to end (--pid host), or OCI face, where the
+        idle program exists for this machine and ``ROOTLESS_KEEPER_IDLE`` allows (the supervise
+        loop rests only when it is quiet: ``keeper._restful``)."""
+        plan = self.plan
+        if plan.attached or plan.tied or plan.oci is not None or plan.passthrough or plan.spec.healthcheck \
+                or self.end_watch is not None:
+            return None
+        from rootless.runtime import hibernate, idlewait
+        if self.pace is None:
+            after = hibernate.after_setting()
+            if after is None:
+                return None
+            self.pace = hibernate.Pace(after)
+        program = idlewait.install(os.path.join(plan.paths.root, "libexec"))
+        if program is None:
+            return None
+        return _Rest(self, self.pace, pid, stdio, program)
 
     def reap(self, pid: int, watch) -> None:
         """The container's exit code; a hint when it left daemons behind."""
@@ -356,6 +415,28 @@ class _Keeper:
                 _detach_from_terminal()  # nor does a caller reading the CLI's output wait for us
         helpers.stop_slirp()
         _reap_helpers()
+
+
+class _Rest:
+    """``keeper.supervise``'s ``idle``: the keeper, its container and stdio to go on with after a
+    rest; ``after``: the seconds of quiet before it rests (its ``Pace``)."""
+
+    def __init__(self, k: _Keeper, pace: Pace, pid: int, stdio: keeper.Stdio, program: str):
+        self.k, self.pace, self.pid, self.stdio, self.program = k, pace, pid, stdio, program
+        pace.woke()
+        self.after = pace.after
+
+    def rest(self, fds: list[int], outputs: dict, drop: list[int]) -> None:
+        """Rest until one of ``fds`` is readable; returns only if it could not."""
+        import copy
+
+        from rootless.runtime import hibernate
+        stdio = copy.copy(self.stdio)
+        stdio.fds = outputs  # those still open
+        self.pace.resting()
+        hibernate.rest(self.program, {"keeper": self.k, "pid": self.pid, "stdio": stdio},
+                       "rootless.runtime.child:resumed", fds, drop, lambda: not subreaper.exited(self.pid), self.pid)
+        self.pace.rested_at = 0.0
 
 
 def _initial_health(hc: dict | None) -> dict | None:

@@ -153,7 +153,7 @@ class Wakeup:
 
 def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None, watch,
               wakeup: Wakeup, clients: list[socket.socket], cli_gone=None, timer=None, pid1: int = 0,
-              ports=None) -> None:
+              ports=None, idle=None, resumed: bool = False) -> None:
     """Relay output until the container's last writer is gone and PID 1 has exited (a container
     that closed its outputs is still supervised: health checks, attach clients, ports), logging it
     to ``log`` (a ``logs.LogWriter``, closed here); meanwhile let ``watch`` (an
@@ -162,14 +162,21 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
     ``timer`` (a ``healthmonitor.Monitor`` or None): its ``tick()`` runs after every wake-up, and the
     loop sleeps at most its ``timeout()``. ``pid1``: the container's PID 1 (0: unknown), whose first
     output a ``sync`` awaits in the container's first ``FIRST_RUN_WAIT`` seconds (:func:`_synced`);
-    ``ports``: the port relay (a ``netstack.relay.Relay`` or None), served here (:class:`_Ports`)."""
+    ``ports``: the port relay (a ``netstack.relay.Relay`` or None), served here (:class:`_Ports`).
+    ``idle`` (or None): after ``idle.after`` quiet seconds (:func:`_nap`), ``idle.rest(...)`` execs
+    the idle program (``runtime.hibernate``; it returns only if it could not); ``resumed``: after one."""
     terminal = {k: fd for k, fd in (("stdout", 1), ("stderr", 2)) if k in stdio.shown} if stdio.attached else {}
     sel, relay, ports = _watch_all(stdio, ch, attach_sock, wakeup, clients, ports)
     open_outputs = len(stdio.fds)
-    first = _FirstOutput(pid1)
+    first = _FirstOutput(0 if resumed else pid1)
     try:
         while open_outputs or not _exited(pid1, watch):
-            events = sel.select(_soonest(watch, timer, ports))
+            wait = _soonest(watch, timer, ports)
+            nap = _nap(idle, wait, terminal, relay, ports, first, log)
+            events = sel.select(wait if nap is None else nap)
+            if nap is not None and not events:
+                idle = idle.rest(*_rest_list(sel, attach_sock, clients, wakeup, log, ports))  # None: it could not
+                continue
             for t in (watch, timer, ports):  # PID 1's stops, the health checks, the ports' sweeps
                 if t is not None:
                     t.tick()
@@ -224,6 +231,33 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
         wakeup.close()
         log.close()
         sel.close()
+
+
+def _nap(idle, wait: float | None, terminal: dict, relay, ports: _Ports, first: _FirstOutput, log) -> float | None:
+    """The seconds of quiet after which the keeper rests, or None: it does not now (no ``idle``,
+    a timer's wake-up due, or :func:`_restful` says no); never before its start is past."""
+    if idle is None or wait is not None or not _restful(terminal, relay, ports, log):
+        return None
+    return max(idle.after, first.left())
+
+
+def _restful(terminal: dict, relay, ports: _Ports, log) -> bool:
+    """Whether the keeper could rest (``runtime.hibernate``): no attached CLI to serve, no stdin
+    relay, a port relay that only listens, no partial line in the log."""
+    return not (terminal or relay is not None or (ports.relay is not None and not ports.relay.restable())) \
+        and getattr(log, "idle", lambda: True)()
+
+
+def _rest_list(sel, attach_sock: socket.socket | None, clients: list, wakeup: Wakeup, log,
+               ports: _Ports) -> tuple[list[int], dict, list[int]]:
+    """For ``idle.rest``: the descriptors to wake on (the open outputs, the attach socket and its
+    clients, the port relay's epoll set), the
+    open outputs by name, and the descriptors the rest closes (the selector's, the wake-up
+    pipe's, the log's: made again after it)."""
+    outputs = {k.data: k.fd for k in sel.get_map().values() if k.data in ("stdout", "stderr")}
+    fds = list(outputs.values()) + ([attach_sock.fileno()] if attach_sock is not None else []) \
+        + [c.fileno() for c in clients] + ([ports.relay.fileno()] if ports.relay is not None else [])
+    return fds, outputs, [sel.fileno(), wakeup.r, wakeup.w, *getattr(log, "fds", lambda: [])()]
 
 
 def _exited(pid: int, watch) -> bool:
@@ -373,6 +407,11 @@ class _FirstOutput:
         import time
         self.pid1 = pid1
         self.until = time.monotonic() + FIRST_RUN_WAIT if pid1 else 0.0
+
+    def left(self) -> float:
+        """The seconds left of its first ``FIRST_RUN_WAIT`` while it has written nothing (else 0)."""
+        import time
+        return max(0.0, self.until - time.monotonic()) if self.until else 0.0
 
     def pending(self) -> tuple[int, float] | None:
         """What :func:`_synced` takes: (PID 1, until when it is starting), or None once it wrote."""

@@ -237,6 +237,14 @@ class LogWriter:
             self._emit([self._entry(stream, bytes(buf), self._started[stream])])
             buf.clear()
 
+    def idle(self) -> bool:
+        """Whether no partial line waits for its end (a keeper may rest: ``runtime.hibernate``)."""
+        return not any(self._buf.values()) and not self.error
+
+    def fds(self) -> list[int]:
+        """The descriptor of the open file, if any."""
+        return [self._fd] if self._fd >= 0 else []
+
     def close(self) -> None:
         """Flush the partial lines and close the file; closing again does nothing."""
         if self._closed:

@@ -1,0 +1,120 @@
+"""The idle keeper's body: a 100-byte program that sleeps until the keeper has work.
+
+A keeper with nothing to do (:mod:`rootless.runtime.hibernate`) execs this program in its own
+process: the container stays its child, every descriptor it holds stays open, and the process
+costs a few kilobytes instead of a Python interpreter. The program reads the ``struct pollfd``
+array that its standard input holds (at most 4096 bytes, from offset 0), waits in ``ppoll`` until one of
+them is ready (retrying on ``EINTR``), then execs its own ``argv[1:]`` with its environment (the
+keeper's Python again). It never reaps, reads or closes anything: what woke it is still there
+for the Python that follows. Should the exec fail, it exits with 127.
+
+The machine code is kept here with its source (assembled with GNU as; ``objdump -d`` of the
+bytes gives the listing back). Machines other than x86-64 and AArch64 have no idle body: their
+keepers stay Python (:func:`install` returns None).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import struct
+
+# x86-64 (GNU as, Intel syntax):
+#   _start: mov rbx, rsp              ; argc, argv, 0, envp at [rbx]
+#           sub rsp, 4096
+#   again:  mov eax, 17               ; pread64(0, rsp, 4096, 0)
+#           mov edi, 0
+#           mov rsi, rsp
+#           mov edx, 4096
+#           xor r10d, r10d
+#           syscall
+#           test rax, rax
+#           jle run                   ; nothing to wait on: exec at once
+#           mov rsi, rax
+#           shr rsi, 3                ; nfds = bytes / sizeof(struct pollfd)
+#           mov rdi, rsp
+#           xor edx, edx              ; no timeout
+#           xor r10d, r10d            ; the signal mask unchanged
+#           xor r8d, r8d
+#           mov eax, 271              ; ppoll
+#           syscall
+#           cmp rax, -4               ; EINTR: wait again
+#           je again
+#   run:    mov rdi, [rbx+16]         ; execve(argv[1], &argv[1], envp)
+#           lea rsi, [rbx+16]
+#           mov rax, [rbx]
+#           lea rdx, [rbx+rax*8+16]
+#           mov eax, 59
+#           syscall
+#           mov edi, 127              ; exit_group(127)
+#           mov eax, 231
+#           syscall
+_X86_64 = bytes.fromhex(
+    "4889e34881ec00100000b811000000bf000000004889e6ba001000004531d20f054885c07e1f4889c648c1ee03"
+    "4889e731d24531d24531c0b80f0100000f054883f8fc74c5488b7b10488d7310488b03488d54c310b83b000000"
+    "0f05bf7f000000b8e70000000f05")
+
+# AArch64: the same with pread64 = 67, ppoll = 73, execve = 221, exit_group = 94:
+#   _start: mov x19, sp / sub sp, sp, #4096
+#   again:  mov x0, #0 / mov x1, sp / mov x2, #4096 / mov x3, #0 / mov x8, #67 / svc #0
+#           cmp x0, #0 / b.le run
+#           lsr x1, x0, #3 / mov x0, sp / mov x2, #0 / mov x3, #0 / mov x4, #0 / mov x8, #73 / svc #0
+#           cmn x0, #4 / b.eq again
+#   run:    ldr x0, [x19, #16] / add x1, x19, #16 / ldr x2, [x19] / add x2, x19, x2, lsl #3
+#           add x2, x2, #16 / mov x8, #221 / svc #0
+#           mov x0, #127 / mov x8, #94 / svc #0
+_AARCH64 = bytes.fromhex(
+    "f3030091ff0740d1000080d2e1030091020082d2030080d2680880d2010000d41f0000f14d01005401fc43d3"
+    "e0030091020080d2030080d2040080d2280980d2010000d41f1000b100feff54600a40f961420091620240f9"
+    "620e028b42400091a81b80d2010000d4e00f80d2c80b80d2010000d4")
+
+_MACHINES = {"x86_64": (62, _X86_64), "aarch64": (183, _AARCH64)}  # uname's name: (e_machine, code)
+_BASE = 0x400000  # where the one loadable segment goes (64 KiB aligned: any page size)
+NAME = "rootless-keeper"  # the file's name is the process's name (``comm``) while it waits
+
+
+def program(machine: str | None = None) -> bytes | None:
+    """The static ELF executable for ``machine`` (``uname -m``; default this one's), or None."""
+    e_machine, code = _MACHINES.get(machine or platform.machine(), (0, b""))
+    if not code:
+        return None
+    ehsize, phsize, phnum = 64, 56, 2
+    start = ehsize + phsize * phnum
+    header = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01", 2, e_machine, 1, _BASE + start, ehsize, 0, 0,
+                         ehsize, phsize, phnum, 0, 0, 0)
+    size = start + len(code)
+    load = struct.pack("<IIQQQQQQ", 1, 5, 0, _BASE, _BASE, size, size, 0x10000)  # PT_LOAD, read + execute
+    stack = struct.pack("<IIQQQQQQ", 0x6474E551, 6, 0, 0, 0, 0, 0, 16)  # PT_GNU_STACK: not executable
+    return header + load + stack + code
+
+
+def install(directory: str) -> str | None:
+    """The program's file in ``directory`` (written once, atomically, mode 0700), or None where
+    there is none for this machine or it cannot be written."""
+    data = program()
+    if data is None:
+        return None
+    folder = os.path.join(directory, hashlib.sha256(data).hexdigest()[:16])
+    path = os.path.join(folder, NAME)
+    if os.path.exists(path):
+        return path
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o700)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError:
+        return None
+    return path
+
+
+def pollfds(fds: list[int]) -> bytes:
+    """What the program's standard input holds: a ``struct pollfd`` waiting for input (or an end)
+    on each of ``fds``."""
+    return b"".join(struct.pack("<ihh", fd, 0x1, 0) for fd in fds)  # POLLIN
