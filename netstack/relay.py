@@ -682,7 +682,7 @@ class Relay:
     def timeout(self) -> float | None:
         """Seconds until the sweep of the DNS server's queries and links, or of idle UDP flows, is
         due (None: nothing to sweep)."""
-        every = 0.5 if self.timers else 30.0 if self.udp else None
+        every = 0.5 if self.timers else 30.0 if self._flowing() else None
         return None if every is None else max(0.0, self._swept + every - time.monotonic())
 
     def tick(self) -> None:
@@ -718,11 +718,15 @@ class Relay:
         """Its loop's epoll descriptor: readable when one of its sockets is ready."""
         return self._epoll.fileno()
 
+    def _flowing(self) -> bool:
+        """Whether a UDP flow is open (to be swept when idle)."""
+        return any(getattr(u, "flows", True) for u in self.udp)
+
     def restable(self) -> bool:
         """Whether a resting keeper may carry it over (``runtime.hibernate``): it only listens (no
         connection, UDP flow or timer of its own), so its epoll descriptor and sockets are all it is."""
-        return not (self.udp or self.timers or self._closed) and all(
-            isinstance(h, _Listener) for _s, h, _m in self._fds.values() if h is not None)
+        return not (self.timers or self._closed or self._flowing()) and all(
+            isinstance(h, (_Listener, _UdpFlows)) for _s, h, _m in self._fds.values() if h is not None)
 
     def __getstate__(self) -> dict:
         """Pickled by a resting keeper: its epoll object and sockets stay open (``hibernate``

@@ -886,8 +886,8 @@ def report_lifecycle(lc: dict, podman_note: str) -> None:
             parts = "".join(f"{sep}{label} {fmt_ms(m.get(field))}" for sep, label, field in (
                 (" = ", "anon", "RssAnon"), (" + ", "file", "RssFile"), (" + ", "shmem", "RssShmem"),
                 (", ", "PSS", "Pss")) if m.get(field) is not None)
-            print(f"  {who} (median of {n}): VmRSS {m['VmRSS']:.1f} MB{parts}")
-    forker = detail.get("forker_kb") or []
+            print(f"  {who} (median of {n}): VmRSS {m['VmRSS']:.3f} MB{parts}")
+    forker = detail.get("raw", {}).get("forker_kb") or []
     if forker:
         pss = sum(f["Pss"] or 0 for f in forker) / 1000
         print(f"  warm forker (the CLI's; it leaves 60 s after the last command): {len(forker)} processes, "

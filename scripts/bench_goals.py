@@ -147,7 +147,8 @@ def keeper_rows(figures: dict) -> list[dict]:
         elif keeper.get(field) is None:
             rows.append(_row(name, "-", ref, g, "n/a: /proc/PID/smaps_rollup not readable"))
         else:
-            rows.append(_row(name, f"{keeper[field]:.1f} MB", ref, g, _verdict(keeper[field] <= goal)))
+            value = f"{keeper[field]:.1f} MB" if keeper[field] >= 0.1 else f"{keeper[field] * 1000:.0f} kB"
+            rows.append(_row(name, value, ref, g, _verdict(keeper[field] <= goal)))
     return rows
 
 

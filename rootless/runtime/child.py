@@ -127,6 +127,7 @@ class _Keeper:
         self.passthrough: tuple[int, ...] = ()  # the caller's stdio (the OCI face), PID 1's
         self.quiet = False  # the CLI has left (an OCI `create`): messages only if it still listens
         self.pace: Pace | None = None  # when it rests (``hibernate.Pace``), made by ``_rest``
+        self.log_partial: dict = {}  # the log's partial lines at a rest, for the writer after it
 
     def enter_namespaces(self) -> None:
         """Unshare (or join) the namespaces but the pid one; the network's first helpers start here."""
@@ -345,6 +346,9 @@ class _Keeper:
             kill_quietly(pid, signal.SIGKILL)  # PID 1: its pid namespace ends (with --pid host, EndWatch)
         log = logwrite.open_writer(plan.paths.container_log(plan.spec.id), plan.spec.log,
                                    on_error=lambda msg: _log_failed(plan, self.ch, msg), owner=plan.log_owner)
+        if self.log_partial:  # after a rest
+            log.take_partial(self.log_partial)
+            self.log_partial = {}
         monitor = None
         if plan.spec.healthcheck:  # the health modules only for a container that has one
             from rootless.runtime import healthmonitor
@@ -426,17 +430,20 @@ class _Rest:
         pace.woke()
         self.after = pace.after
 
-    def rest(self, fds: list[int], outputs: dict, drop: list[int]) -> None:
-        """Rest until one of ``fds`` is readable; returns only if it could not."""
+    def rest(self, fds: list[int], outputs: dict, drop: list[int], log) -> None:
+        """Rest until one of ``fds`` is readable, the partial lines of ``log`` carried over; returns
+        only if it could not."""
         import copy
 
         from rootless.runtime import hibernate
         stdio = copy.copy(self.stdio)
         stdio.fds = outputs  # those still open
         self.pace.resting()
+        self.k.log_partial = getattr(log, "partial", dict)()
         hibernate.rest(self.program, {"keeper": self.k, "pid": self.pid, "stdio": stdio},
                        "rootless.runtime.child:resumed", fds, drop, lambda: not subreaper.exited(self.pid), self.pid)
         self.pace.rested_at = 0.0
+        self.k.log_partial = {}
 
 
 def _initial_health(hc: dict | None) -> dict | None:

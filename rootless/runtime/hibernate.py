@@ -250,8 +250,15 @@ def _load(data: bytes):
     import pickle
     import socket
 
+    made: dict = {}  # one object per descriptor, as before the rest (``sock is self.sock`` holds)
+
     class _Unpickler(pickle.Unpickler):
         def persistent_load(self, pid):
+            if pid not in made:
+                made[pid] = self._make(pid)
+            return made[pid]
+
+        def _make(self, pid):
             kind, fd, family, type_, proto = pid
             if kind == "epoll":
                 import select

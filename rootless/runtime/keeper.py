@@ -175,7 +175,7 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
             nap = _nap(idle, wait, terminal, relay, ports, first, log)
             events = sel.select(wait if nap is None else nap)
             if nap is not None and not events:
-                idle = idle.rest(*_rest_list(sel, attach_sock, clients, wakeup, log, ports))  # None: it could not
+                idle = idle.rest(*_rest_list(sel, attach_sock, clients, wakeup, log, ports), log)  # None: it could not
                 continue
             for t in (watch, timer, ports):  # PID 1's stops, the health checks, the ports' sweeps
                 if t is not None:
@@ -243,9 +243,9 @@ def _nap(idle, wait: float | None, terminal: dict, relay, ports: _Ports, first: 
 
 def _restful(terminal: dict, relay, ports: _Ports, log) -> bool:
     """Whether the keeper could rest (``runtime.hibernate``): no attached CLI to serve, no stdin
-    relay, a port relay that only listens, no partial line in the log."""
-    return not (terminal or relay is not None or (ports.relay is not None and not ports.relay.restable())) \
-        and getattr(log, "idle", lambda: True)()
+    relay, a port relay that only listens, no failure of the log's (its partial lines are carried over)."""
+    failed = bool(getattr(log, "error", ""))  # a writer after the rest would report the failure again
+    return not (terminal or relay is not None or (ports.relay is not None and not ports.relay.restable()) or failed)
 
 
 def _rest_list(sel, attach_sock: socket.socket | None, clients: list, wakeup: Wakeup, log,

@@ -237,9 +237,16 @@ class LogWriter:
             self._emit([self._entry(stream, bytes(buf), self._started[stream])])
             buf.clear()
 
-    def idle(self) -> bool:
-        """Whether no partial line waits for its end (a keeper may rest: ``runtime.hibernate``)."""
-        return not any(self._buf.values()) and not self.error
+    def partial(self) -> dict[str, tuple[bytes, int]]:
+        """The partial lines waiting for their end, each with its first byte's arrival time: what a
+        resting keeper (``runtime.hibernate``) carries over to its next writer (:meth:`take_partial`)."""
+        return {s: (bytes(buf), self._started[s]) for s, buf in self._buf.items() if buf}
+
+    def take_partial(self, partial: dict[str, tuple[bytes, int]]) -> None:
+        """Go on with the partial lines of the writer before a rest."""
+        for stream, (data, started) in partial.items():
+            self._buf[stream] += data
+            self._started[stream] = started
 
     def fds(self) -> list[int]:
         """The descriptor of the open file, if any."""

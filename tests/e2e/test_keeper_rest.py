@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import sys
 
 import pytest
 
 from tests.conftest import Rootless, rootless_argv, wait_for
-from tests.e2e.test_network import HTTPD, fetch, fetch_eventually, free_port, port_is_free, record
+from tests.e2e.test_network import HTTPD, UDP_ECHO, fetch, fetch_eventually, free_port, port_is_free, record
 
 pytestmark = pytest.mark.userns
 
@@ -122,3 +124,21 @@ def test_a_keeper_stays_awake_when_told(bb, monkeypatch):
     _rests(bb, "rests")  # the one started first has idled longer, awake
     assert not _resting(_keeper(bb, "awake")[0])
     bb("rm", "-f", "awake", "rests")
+
+
+def test_a_resting_keeper_relays_a_datagram_to_a_published_udp_port(bb):
+    """busybox has no UDP server: the echo server joins the container's network namespace."""
+    port = free_port(socket.SOCK_DGRAM)
+    bb("run", "-d", "--name", "u", "-p", f"127.0.0.1:{port}:9999/udp", "busybox", "sleep", "600")
+    keeper = _rests(bb, "u")  # a UDP port without flows has nothing to sweep
+    server = subprocess.Popen([sys.executable, "-c", UDP_ECHO, str(keeper), "9999"], stdout=subprocess.PIPE)
+    try:
+        assert server.stdout.readline() == b"ready\n"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(10)
+            client.sendto(b"ping", ("127.0.0.1", port))  # it wakes the keeper, whose relay takes it
+            assert client.recvfrom(100)[0] == b"PING"
+    finally:
+        server.kill()
+        server.wait()
+    bb("rm", "-f", "u")

@@ -117,15 +117,24 @@ def test_the_idle_setting(raw, after):
     assert hibernate.after_setting({hibernate.ENV: raw}) == after
 
 
-def test_a_partial_line_keeps_the_log_busy(tmp_path):
-    log = LogWriter(str(tmp_path / "log"))
-    assert log.idle() and log.fds()
-    log.write("stdout", b"no end yet")
-    assert not log.idle()
-    log.write("stdout", b"\n")
-    assert log.idle()
-    log.close()
-    assert log.fds() == []
+def test_a_partial_line_crosses_a_rest_with_its_time(tmp_path):
+    import json
+    before = LogWriter(str(tmp_path / "log"))
+    assert before.fds() and before.partial() == {}
+    before.write("stdout", b"/ # ")  # a prompt: no end of line yet
+    partial = before.partial()
+    assert list(partial) == ["stdout"] and partial["stdout"][0] == b"/ # "
+    for fd in before.fds():  # the rest's exec: the descriptor closes, nothing is flushed
+        os.close(fd)
+    assert (tmp_path / "log").read_bytes() == b""
+    after = LogWriter(str(tmp_path / "log"))
+    after.take_partial(partial)
+    after.write("stdout", b"ls\n")
+    after.close()
+    assert after.fds() == []
+    entries = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
+    assert [e["log"] for e in entries] == ["/ # ls\n"]
+
 
 
 def test_a_listening_relay_crosses_a_rest_with_its_epoll_set():
@@ -143,7 +152,9 @@ def test_a_listening_relay_crosses_a_rest_with_its_epoll_set():
         try:
             again = hibernate._load(data)["relay"]
             client = socket.create_connection(listener.getsockname())
-            if again.fileno() == relay.fileno() and again._fds.keys() == relay._fds.keys() and again._epoll.poll(5):
+            sock, handler, _mask = again._fds[listener.fileno()]
+            if again.fileno() == relay.fileno() and again._fds.keys() == relay._fds.keys() and again._epoll.poll(5) \
+                    and sock is handler.sock:  # one object per descriptor, as before
                 code = 0  # the registration came along
             client.close()
         finally:
@@ -179,3 +190,23 @@ def test_what_a_resting_keeper_holds_is_read_from_outside(tmp_path):
         for fd in (r, w, waits):
             os.close(fd)
     assert not hibernate.nothing_to_log(os.getpid())  # not the idle program
+
+
+def test_a_udp_port_without_flows_lets_the_keeper_rest():
+    from netstack.relay import Relay
+    relay = Relay("127.0.0.1")
+    port = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)  # as the CLI binds it
+    port.bind(("127.0.0.1", 0))
+    target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target.bind(("127.0.0.1", 0))
+    target.settimeout(10)
+    relay.publish(port, "udp", target.getsockname()[1])
+    assert relay.restable() and relay.timeout() is None  # no flow: no sweep to wake for
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.sendto(b"ping", port.getsockname())
+    relay.serve(5)
+    assert target.recv(16) == b"ping"
+    assert not relay.restable() and relay.timeout() is not None  # a flow: swept when idle
+    relay.close()
+    for s in (target, client):
+        s.close()
