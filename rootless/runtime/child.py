@@ -128,6 +128,7 @@ class _Keeper:
         self.quiet = False  # the CLI has left (an OCI `create`): messages only if it still listens
         self.pace: Pace | None = None  # when it rests (``hibernate.Pace``), made by ``_rest``
         self.log_partial: dict = {}  # the log's partial lines at a rest, for the writer after it
+        self.health_carried: dict | None = None  # the health monitor's state at a rest, for the one after it
 
     def enter_namespaces(self) -> None:
         """Unshare (or join) the namespaces but the pid one; the network's first helpers start here."""
@@ -355,6 +356,9 @@ class _Keeper:
             monitor = healthmonitor.keeper_monitor(plan.spec.healthcheck, plan.paths, plan.spec.id,
                                                    plan.rootfs.merged, pid,
                                                    lambda argv: _probe_exec(plan, argv, self.probe_cgroup))
+        if monitor is not None and self.health_carried is not None:  # after a rest
+            monitor.take(self.health_carried)
+            self.health_carried = None
         if self.end_watch is not None and monitor is not None:  # its probe's status is the monitor's
             probing = monitor
 
@@ -364,19 +368,18 @@ class _Keeper:
         try:
             keeper.supervise(stdio, self.ch, log, self.attach_sock, watch, wakeup, self.clients,
                              cli_gone if plan.tied else None, subreaper.combined(monitor, self.end_watch), pid1=pid,
-                             ports=self.helpers.relay, idle=self._rest(pid, stdio), resumed=resumed)
+                             ports=self.helpers.relay, idle=self._rest(pid, stdio, monitor), resumed=resumed)
         finally:
             if monitor is not None:
                 monitor.stop()
 
-    def _rest(self, pid: int, stdio: keeper.Stdio):
+    def _rest(self, pid: int, stdio: keeper.Stdio, monitor=None):
         """How this keeper rests when idle (``runtime.hibernate``), or None: a detached container's
-        keeper with no health checks, other processes to end (--pid host), or OCI face, where the
-        idle program exists for this machine and ``ROOTLESS_KEEPER_IDLE`` allows (the supervise
-        loop rests only when it is quiet: ``keeper._restful``)."""
+        keeper with no other processes to end (--pid host) and not of the OCI face, where the idle
+        program exists for this machine and ``ROOTLESS_KEEPER_IDLE`` allows (the supervise loop
+        rests only when it is quiet: ``keeper._nap``); ``monitor``: its health checks, carried over."""
         plan = self.plan
-        if plan.attached or plan.tied or plan.oci is not None or plan.passthrough or plan.spec.healthcheck \
-                or self.end_watch is not None:
+        if plan.attached or plan.tied or plan.oci is not None or plan.passthrough or self.end_watch is not None:
             return None
         from rootless.runtime import hibernate, idlewait
         if self.pace is None:
@@ -387,7 +390,7 @@ class _Keeper:
         program = idlewait.install(os.path.join(plan.paths.root, "libexec"))
         if program is None:
             return None
-        return _Rest(self, self.pace, pid, stdio, program)
+        return _Rest(self, self.pace, pid, stdio, program, monitor)
 
     def reap(self, pid: int, watch) -> None:
         """The container's exit code; a hint when it left daemons behind."""
@@ -425,25 +428,28 @@ class _Rest:
     """``keeper.supervise``'s ``idle``: the keeper, its container and stdio to go on with after a
     rest; ``after``: the seconds of quiet before it rests (its ``Pace``)."""
 
-    def __init__(self, k: _Keeper, pace: Pace, pid: int, stdio: keeper.Stdio, program: str):
+    def __init__(self, k: _Keeper, pace: Pace, pid: int, stdio: keeper.Stdio, program: str, monitor=None):
         self.k, self.pace, self.pid, self.stdio, self.program = k, pace, pid, stdio, program
+        self.monitor = monitor
         pace.woke()
         self.after = pace.after
 
-    def rest(self, fds: list[int], outputs: dict, drop: list[int], log) -> None:
-        """Rest until one of ``fds`` is readable, the partial lines of ``log`` carried over; returns
-        only if it could not."""
+    def rest(self, fds: list[int], outputs: dict, drop: list[int], log, timeout: float | None = None) -> None:
+        """Rest until one of ``fds`` is readable (or ``timeout`` seconds), the partial lines of
+        ``log`` and the health monitor's state carried over; returns only if it could not."""
         import copy
 
         from rootless.runtime import hibernate
         stdio = copy.copy(self.stdio)
         stdio.fds = outputs  # those still open
-        self.pace.resting()
+        self.pace.resting(timeout)
         self.k.log_partial = getattr(log, "partial", dict)()
+        self.k.health_carried = self.monitor.carried() if self.monitor is not None else None
         hibernate.rest(self.program, {"keeper": self.k, "pid": self.pid, "stdio": stdio},
-                       "rootless.runtime.child:resumed", fds, drop, lambda: not subreaper.exited(self.pid), self.pid)
+                       "rootless.runtime.child:resumed", fds, drop, lambda: not subreaper.exited(self.pid), self.pid,
+                       timeout)
         self.pace.rested_at = 0.0
-        self.k.log_partial = {}
+        self.k.log_partial, self.k.health_carried = {}, None
 
 
 def _initial_health(hc: dict | None) -> dict | None:

@@ -60,6 +60,17 @@ class Monitor:
         self.due = self.started + self._next_interval()
         self.probe: _Probe | None = None
 
+    def restable(self) -> bool:
+        """Whether the keeper may rest until :meth:`timeout` (``runtime.hibernate``): no probe runs."""
+        return self.probe is None
+
+    def carried(self) -> dict:
+        """What a rest carries over to the monitor after it (:meth:`take`): its times, the health."""
+        return {"started": self.started, "due": self.due, "health": self.health}
+
+    def take(self, carried: dict) -> None:
+        self.started, self.due, self.health = carried["started"], carried["due"], carried["health"]
+
     def _next_interval(self) -> float:
         if time.monotonic() - self.started < self.start_period and self.health["Status"] == "starting":
             return self.start_interval

@@ -49,23 +49,28 @@ def after_setting(environ=None) -> float | None:
 
 class Pace:
     """How long the keeper waits before it rests: ``base``, four times longer after each rest
-    that was woken soon (within ``SOON`` waits), ``base`` again after a long one."""
+    that was woken soon (within ``SOON`` waits), ``base`` again after a long one; a rest that
+    ended at its own time (a health check's next probe) changes nothing."""
 
     def __init__(self, base: float):
         self.base = self.after = base
         self.rested_at = 0.0  # monotonic time of the last rest (0: none since the last wake-up)
+        self.until = 0.0  # when that rest was to end by itself (a timer's time; 0: never)
 
-    def resting(self) -> None:
+    def resting(self, timeout: float | None = None) -> None:
         self.rested_at = time.monotonic()
+        self.until = self.rested_at + timeout if timeout is not None else 0.0
 
     def woke(self) -> None:
-        if self.rested_at:
+        """After a rest: a wake-up by the rest's own end (a timer) says nothing of the container."""
+        if self.rested_at and not (self.until and time.monotonic() >= self.until):
             slept = time.monotonic() - self.rested_at
             self.after = self.base if slept >= SOON * self.after else min(self.after * 4, LONGEST_AFTER)
-            self.rested_at = 0.0
+        self.rested_at = 0.0
 
 
-def rest(program: str, state, entry: str, watch: list[int], drop: list[int], ready=None, pid1: int = 0) -> None:
+def rest(program: str, state, entry: str, watch: list[int], drop: list[int], ready=None, pid1: int = 0,
+         timeout: float | None = None) -> None:
     """Exec the idle program ``program`` in this process, to wake up when one of ``watch`` is
     readable (or a handled signal pending), then run ``entry`` (``module:function``) as
     ``function(state, awake)``; it calls ``awake()`` once its signal handlers are set, and never
@@ -74,7 +79,8 @@ def rest(program: str, state, entry: str, watch: list[int], drop: list[int], rea
     signals are blocked: False (the container has ended meanwhile) keeps the keeper awake.
     Returns only when it did not rest, with everything as it was. ``pid1``: the container's PID 1,
     killed should the keeper fail to resume (then the container ends with it, as when its keeper is
-    killed, instead of running on unsupervised)."""
+    killed, instead of running on unsupervised). ``timeout``: seconds after which it wakes anyway
+    (a timer of the keeper's: a health check's next probe), None: never."""
     handled = {s for s in signal.valid_signals() if callable(signal.getsignal(s))} | {signal.SIGCHLD}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, handled)
     opened: list[int] = []
@@ -94,7 +100,7 @@ def rest(program: str, state, entry: str, watch: list[int], drop: list[int], rea
         opened.append(state_fd)
         os.set_inheritable(state_fd, True)
         from rootless.runtime import idlewait
-        polls = _memfd("rootless-keeper-wait", idlewait.pollfds([*watch, sfd]))
+        polls = _memfd("rootless-keeper-wait", idlewait.pollfds([*watch, sfd], timeout))
         opened.append(polls)
         stdin = os.dup(0)
         os.dup2(polls, 0)  # the program's: its wait list
@@ -166,6 +172,7 @@ def nothing_to_log(keeper: int) -> bool:
             return False
         with open(f"/proc/{keeper}/fd/0", "rb") as f:
             waits = f.read(4096)
+        waits = waits[16:]  # after the timespec
         for fd, _events, _revents in struct.iter_unpack("<ihh", waits[:len(waits) // 8 * 8]):
             path = f"/proc/{keeper}/fd/{fd}"
             mode = os.stat(path).st_mode

@@ -156,15 +156,15 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
               ports=None, idle=None, resumed: bool = False) -> None:
     """Relay output until the container's last writer is gone and PID 1 has exited (a container
     that closed its outputs is still supervised: health checks, attach clients, ports), logging it
-    to ``log`` (a ``logs.LogWriter``, closed here); meanwhile let ``watch`` (an
-    ``exitwatch.ExitWatch`` or None) handle PID 1's stops, woken by SIGCHLD. The attach clients stay in ``clients`` for
-    :func:`farewell`. ``cli_gone()`` is called when the attached CLI has died (not detached).
+    to ``log`` (a ``logs.LogWriter``, closed here); meanwhile let ``watch`` (an ``exitwatch.ExitWatch``
+    or None) handle PID 1's stops, woken by SIGCHLD. The attach clients stay in ``clients`` for
+    :func:`farewell`; ``cli_gone()`` is called when the attached CLI has died (not detached).
     ``timer`` (a ``healthmonitor.Monitor`` or None): its ``tick()`` runs after every wake-up, and the
     loop sleeps at most its ``timeout()``. ``pid1``: the container's PID 1 (0: unknown), whose first
     output a ``sync`` awaits in the container's first ``FIRST_RUN_WAIT`` seconds (:func:`_synced`);
     ``ports``: the port relay (a ``netstack.relay.Relay`` or None), served here (:class:`_Ports`).
-    ``idle`` (or None): after ``idle.after`` quiet seconds (:func:`_nap`), ``idle.rest(...)`` execs
-    the idle program (``runtime.hibernate``; it returns only if it could not); ``resumed``: after one."""
+    ``idle`` (or None): after quiet (:func:`_nap`), ``idle.rest(...)`` execs the idle program
+    (``runtime.hibernate``; it returns only if it could not); ``resumed``: after one."""
     terminal = {k: fd for k, fd in (("stdout", 1), ("stderr", 2)) if k in stdio.shown} if stdio.attached else {}
     sel, relay, ports = _watch_all(stdio, ch, attach_sock, wakeup, clients, ports)
     open_outputs = len(stdio.fds)
@@ -172,10 +172,10 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
     try:
         while open_outputs or not _exited(pid1, watch):
             wait = _soonest(watch, timer, ports)
-            nap = _nap(idle, wait, terminal, relay, ports, first, log)
+            nap = _nap(idle, wait, terminal, relay, ports, first, log, watch, timer)
             events = sel.select(wait if nap is None else nap)
-            if nap is not None and not events:
-                idle = idle.rest(*_rest_list(sel, attach_sock, clients, wakeup, log, ports), log)  # None: it could not
+            if nap is not None and not events:  # quiet for ``nap`` s
+                idle = _rest(idle, nap, wait, sel, attach_sock, clients, wakeup, log, ports)
                 continue
             for t in (watch, timer, ports):  # PID 1's stops, the health checks, the ports' sweeps
                 if t is not None:
@@ -233,12 +233,19 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
         sel.close()
 
 
-def _nap(idle, wait: float | None, terminal: dict, relay, ports: _Ports, first: _FirstOutput, log) -> float | None:
+def _nap(idle, wait: float | None, terminal: dict, relay, ports: _Ports, first: _FirstOutput, log, watch,
+         timer) -> float | None:
     """The seconds of quiet after which the keeper rests, or None: it does not now (no ``idle``,
-    a timer's wake-up due, or :func:`_restful` says no); never before its start is past."""
-    if idle is None or wait is not None or not _restful(terminal, relay, ports, log):
+    :func:`_restful` says no, or a timer is due before: only a timer that says it can wait in a
+    rest, ``restable()`` (a health check between its probes), lets a keeper rest, and only until
+    its time); never before its start is past."""
+    if idle is None or not _restful(terminal, relay, ports, log):
         return None
-    return max(idle.after, first.left())
+    nap = max(idle.after, first.left())
+    if wait is not None and (wait <= nap or (watch is not None and watch.timeout() is not None)
+                             or ports.timeout() is not None or not getattr(timer, "restable", bool)()):
+        return None
+    return nap
 
 
 def _restful(terminal: dict, relay, ports: _Ports, log) -> bool:
@@ -246,6 +253,12 @@ def _restful(terminal: dict, relay, ports: _Ports, log) -> bool:
     relay, a port relay that only listens, no failure of the log's (its partial lines are carried over)."""
     failed = bool(getattr(log, "error", ""))  # a writer after the rest would report the failure again
     return not (terminal or relay is not None or (ports.relay is not None and not ports.relay.restable()) or failed)
+
+
+def _rest(idle, nap: float, wait: float | None, sel, attach_sock, clients: list, wakeup: Wakeup, log, ports):
+    """Rest (until the timer's time, if any); None when ``idle.rest`` returned: it could not."""
+    return idle.rest(*_rest_list(sel, attach_sock, clients, wakeup, log, ports), log,
+                     None if wait is None else max(0.0, wait - nap))
 
 
 def _rest_list(sel, attach_sock: socket.socket | None, clients: list, wakeup: Wakeup, log,

@@ -7,6 +7,7 @@ needs it: its output, its exit, a client of a published port or of the attach so
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -142,3 +143,17 @@ def test_a_resting_keeper_relays_a_datagram_to_a_published_udp_port(bb):
         server.kill()
         server.wait()
     bb("rm", "-f", "u")
+
+
+def test_a_resting_keeper_runs_its_health_checks_on_time(bb):
+    bb("run", "-d", "--name", "h", "--health-cmd", "echo probe", "--health-interval", "1s", "busybox", "sleep", "600")
+
+    def last_probe() -> tuple[str, str]:
+        h = json.loads(bb("inspect", "-f", "{{json .State.Health}}", "h").out)
+        return h["Status"], (h["Log"][-1]["Start"] if h["Log"] else "")
+    keeper = _rests(bb, "h")  # between two probes: until the next one's time
+    first = wait_for(lambda: last_probe()[1], what="a probe")
+    assert _rests(bb, "h") == keeper
+    wait_for(lambda: last_probe()[1] > first, what="the next probe, from a rest")
+    assert last_probe()[0] == "healthy"
+    bb("rm", "-f", "h")

@@ -84,6 +84,20 @@ def test_the_program_waits_then_execs_in_place_with_nothing_consumed(machine, tm
         assert int(pid) == proc.pid  # the same process: the exec replaced the program
 
 
+def test_the_program_execs_when_its_time_is_up(tmp_path):
+    path = idlewait.install(str(tmp_path))
+    r, w = os.pipe()  # never written: only the time can end the wait
+    waits = os.memfd_create("wait")
+    os.write(waits, idlewait.pollfds([r], timeout=0.2))
+    os.lseek(waits, 0, os.SEEK_SET)
+    proc = subprocess.Popen([path, "/bin/true"], stdin=waits, pass_fds=(r,))
+    try:
+        assert proc.wait(timeout=30) == 0
+    finally:
+        for fd in (r, w, waits):
+            os.close(fd)
+
+
 def test_the_program_exits_127_when_its_exec_fails(tmp_path):
     path = idlewait.install(str(tmp_path))
     assert path is not None and os.access(path, os.X_OK)
@@ -110,6 +124,11 @@ def test_the_pace_waits_longer_after_a_rest_woken_soon(monkeypatch):
     now[0] += hibernate.SOON * hibernate.LONGEST_AFTER
     pace.woke()
     assert pace.after == 1.0  # a long rest: back to the start
+    for _ in range(3):
+        pace.resting(timeout=2.0)
+        now[0] += 2.0
+        pace.woke()
+    assert pace.after == 1.0  # rests that ended at their own time (a timer's): nothing said
 
 
 @pytest.mark.parametrize("raw,after", [("", 1.0), ("2.5", 2.5), ("0", None), ("-1", None), ("soon", 1.0)])
@@ -172,7 +191,8 @@ def test_what_a_resting_keeper_holds_is_read_from_outside(tmp_path):
     path = idlewait.install(str(tmp_path))
     r, w = os.pipe()
     waits = os.memfd_create("wait")
-    os.write(waits, struct.pack("<ihh", r, 0, 0))  # not waited on for input: what it holds stays there
+    os.write(waits, idlewait.pollfds([])[:16] + struct.pack("<ihh", r, 0, 0))  # not waited on for input:
+    # what it holds stays there
     os.lseek(waits, 0, os.SEEK_SET)
     proc = subprocess.Popen([path, "/bin/true"], stdin=waits, pass_fds=(r,))
     try:
