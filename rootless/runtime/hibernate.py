@@ -1,4 +1,4 @@
-"""A keeper with nothing to do sleeps as a 100-byte program and wakes up as Python when it must.
+"""A keeper with nothing to do sleeps as a tiny program and wakes up as Python when it must.
 
 An idle keeper (a detached container that writes nothing, no attached CLI) is a Python
 interpreter doing nothing; its memory was most of what a container cost. After ``after`` quiet

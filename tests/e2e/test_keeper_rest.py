@@ -1,4 +1,4 @@
-"""A resting keeper (issue 25): an idle container's keeper execs a 100-byte program in its own
+"""A resting keeper (issue 25): an idle container's keeper execs a tiny program in its own
 process (``runtime.hibernate``, ``runtime.idlewait``) and is Python again when the container
 needs it: its output, its exit, a client of a published port or of the attach socket, a signal.
 
