@@ -83,6 +83,9 @@ def resumed(state: dict, awake) -> None:
             awake()
             k.supervise(pid, stdio, None, wakeup, resumed=True)
             k.reap(pid, None)
+        except BaseException:  # (code changed under a resting keeper): the container ends with it, recorded
+            kill_quietly(pid, signal.SIGKILL)
+            raise
         finally:
             k.close_down()
     userns.child_main(lambda _ch: _to_the_end(k, keep), k.ch, "keeper")
