@@ -11,6 +11,13 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to the blocking descriptor ``fd`` (a short write goes on)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write_bytes(path: str, data: bytes, mode: int = 0o644, sync: bool = True) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never a torn one.
     On any failure (a full disk: ENOSPC while writing or at fsync) the temporary file is removed
@@ -21,9 +28,7 @@ def write_bytes(path: str, data: bytes, mode: int = 0o644, sync: bool = True) ->
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
             if sync:
                 os.fsync(fd)
         finally:

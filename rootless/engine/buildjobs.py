@@ -23,6 +23,8 @@ import signal
 import sys
 import time
 
+from rootless.base.atomic import write_all
+
 TYPE_CHECKING = False  # annotations only
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -195,7 +197,7 @@ def _child(ex, index: int, work, err_w: int, res_w: int, out_w: int, parents: li
             ex.outputs = (out_w, err_w)
 
         def say(text: str) -> None:
-            _write_all(2, SAY + json.dumps(text).encode() + b"\n")
+            write_all(2, SAY + json.dumps(text).encode() + b"\n")
         ex.say = say
         ex.n = (index + 1) * 1_000_000  # the names of its files in the build's directory are its own
         try:
@@ -212,7 +214,7 @@ def _child(ex, index: int, work, err_w: int, res_w: int, out_w: int, parents: li
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
-        _write_all(res_w, payload)
+        write_all(res_w, payload)
     finally:
         os._exit(code)
 
@@ -220,12 +222,6 @@ def _child(ex, index: int, work, err_w: int, res_w: int, out_w: int, parents: li
 class _Stopped(BaseException):
     """A stage's process cancelled (its RUN step's container is killed first, as in a build
     cancelled by a signal): no ``except Exception`` of a step takes it, every ``finally`` runs."""
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _next_end(running: dict[int, _Child], shown: _Shown) -> tuple[int, tuple[str, Any]]:
@@ -292,7 +288,7 @@ class _Shown:
         else:
             sys.stderr.flush()
             with contextlib.suppress(OSError):
-                _write_all(self.fds[channel], data)
+                write_all(self.fds[channel], data)
 
     def end(self, index: int) -> None:
         """``index`` is done: the stages after it whose turn it now is are shown."""

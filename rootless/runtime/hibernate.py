@@ -221,11 +221,10 @@ def _title() -> tuple[str, str]:
 
 
 def _memfd(name: str, data: bytes) -> int:
+    from rootless.base.atomic import write_all
     fd = os.memfd_create(name, os.MFD_CLOEXEC)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
     except OSError:
         os.close(fd)
         raise
