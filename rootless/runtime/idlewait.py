@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import struct
 
 # x86-64 (GNU as, Intel syntax):
@@ -82,7 +81,7 @@ NAME = "rootless-keeper"  # the file's name is the process's name (``comm``) whi
 
 def program(machine: str | None = None) -> bytes | None:
     """The static ELF executable for ``machine`` (``uname -m``; default this one's), or None."""
-    e_machine, code = _MACHINES.get(machine or platform.machine(), (0, b""))
+    e_machine, code = _MACHINES.get(machine or os.uname().machine, (0, b""))
     if not code:
         return None
     ehsize, phsize, phnum = 64, 56, 2

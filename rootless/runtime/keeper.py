@@ -264,9 +264,8 @@ def _rest(idle, nap: float, wait: float | None, sel, attach_sock, clients: list,
 def _rest_list(sel, attach_sock: socket.socket | None, clients: list, wakeup: Wakeup, log,
                ports: _Ports) -> tuple[list[int], dict, list[int]]:
     """For ``idle.rest``: the descriptors to wake on (the open outputs, the attach socket and its
-    clients, the port relay's epoll set), the
-    open outputs by name, and the descriptors the rest closes (the selector's, the wake-up
-    pipe's, the log's: made again after it)."""
+    clients, the port relay's epoll set), the open outputs by name, and the descriptors the rest
+    closes (the selector's, the wake-up pipe's, the log's: made again after it)."""
     outputs = {k.data: k.fd for k in sel.get_map().values() if k.data in ("stdout", "stderr")}
     fds = list(outputs.values()) + ([attach_sock.fileno()] if attach_sock is not None else []) \
         + [c.fileno() for c in clients] + ([ports.relay.fileno()] if ports.relay is not None else [])

@@ -38,7 +38,8 @@ def test_the_program_is_a_static_executable_with_one_segment(machine, number):
 
 def test_no_program_for_another_machine(tmp_path, monkeypatch):
     assert idlewait.program("riscv64") is None
-    monkeypatch.setattr(platform, "machine", lambda: "riscv64")
+    real = os.uname()
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result((*real[:4], "riscv64")))
     assert idlewait.install(str(tmp_path)) is None
 
 
