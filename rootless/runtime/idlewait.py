@@ -95,15 +95,21 @@ def program(machine: str | None = None) -> bytes | None:
 
 
 def install(directory: str) -> str | None:
-    """The program's file in ``directory`` (written once, atomically, mode 0700), or None where
-    there is none for this machine or it cannot be written."""
+    """The program's file in ``directory`` (written atomically, mode 0700), or None where there is
+    none for this machine or it cannot be written. A file already there is used only if it holds
+    exactly the program (read back each time: a keeper execs it outside any container, so a file
+    changed by whatever could write the store is replaced, never run)."""
     data = program()
     if data is None:
         return None
     folder = os.path.join(directory, hashlib.sha256(data).hexdigest()[:16])
     path = os.path.join(folder, NAME)
-    if os.path.exists(path):
-        return path
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(data) + 1) == data:
+                return path
+    except OSError:
+        pass
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"

@@ -103,6 +103,11 @@ def test_the_program_exits_127_when_its_exec_fails(tmp_path):
     path = idlewait.install(str(tmp_path))
     assert path is not None and os.access(path, os.X_OK)
     assert idlewait.install(str(tmp_path)) == path  # written once
+    with open(path, "r+b") as f:  # changed by something that could write the store
+        f.write(b"#!/bin/sh\n")
+    assert idlewait.install(str(tmp_path)) == path
+    with open(path, "rb") as f:
+        assert f.read() == idlewait.program()  # replaced, never run as it was
     assert subprocess.run([path, "/nonexistent"], stdin=subprocess.DEVNULL).returncode == 127  # nothing to wait on
 
 
