@@ -157,6 +157,10 @@ class _UdpEndpoint:
         sock.setblocking(False)
         server.relay.watch(sock, 1, self)
 
+    def restable(self) -> bool:
+        """A listening socket: a resting keeper carries it over (its pending queries are timers)."""
+        return True
+
     def handle(self, _sock, _events) -> None:
         for _ in range(64):
             try:
@@ -241,6 +245,10 @@ class _TcpListener:
         self.server, self.sock = server, sock
         sock.setblocking(False)
         server.relay.watch(sock, 1, self)
+
+    def restable(self) -> bool:
+        """As :meth:`_UdpEndpoint.restable` (its clients are timers)."""
+        return True
 
     def handle(self, _sock, _events) -> None:
         for _ in range(16):

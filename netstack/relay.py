@@ -724,9 +724,11 @@ class Relay:
 
     def restable(self) -> bool:
         """Whether a resting keeper may carry it over (``runtime.hibernate``): it only listens (no
-        connection, UDP flow or timer of its own), so its epoll descriptor and sockets are all it is."""
+        connection, UDP flow or timer of its own: a DNS server's sockets say so with ``restable()``),
+        so its epoll descriptor, its sockets and their handlers are all it is."""
         return not (self.timers or self._closed or self._flowing()) and all(
-            isinstance(h, (_Listener, _UdpFlows)) for _s, h, _m in self._fds.values() if h is not None)
+            isinstance(h, (_Listener, _UdpFlows)) or getattr(h, "restable", bool)()
+            for _s, h, _m in self._fds.values() if h is not None)
 
     def __getstate__(self) -> dict:
         """Pickled by a resting keeper: its epoll object and sockets stay open (``hibernate``

@@ -128,7 +128,7 @@ def _followers(r, plan: LaunchPlan, follow: list, link_ns: int | None):
         return None
     from netstack import linkports, links
     from rootless.runtime import network
-    followers = linkports.Followers(r, network.keeper_locator(plan.paths))
+    followers = linkports.Followers(r, network.KeeperLocator(plan.paths))
     for link in follow:
         followers.add(link.cid, linkports.Follower(
             r, link.door_dir, link.ports, lambda more, addr=link.address: links.listen_in(link_ns, addr, more),
@@ -137,13 +137,13 @@ def _followers(r, plan: LaunchPlan, follow: list, link_ns: int | None):
 
 
 def _serve_dns(r, plan: LaunchPlan, socks: tuple, link_ns: int | None, followers=None) -> None:
-    """The relay's DNS server: names looked up in the records at each query (``network.member_finder``);
+    """The relay's DNS server: names looked up in the records at each query (``network.MemberFinder``);
     a member without a link yet gets one in the link namespace."""
     from netstack import dns
     from rootless.runtime import network
     net = plan.net
     own_ip = net.target_ip if net.kind == "slirp4netns" else None
     book = dns.LinkBook(r, link_ns, {link.cid: link.address for link in net.links}, followers,
-                        network.keeper_locator(plan.paths))
-    server = dns.Server(r, network.member_finder(plan.paths, plan.spec.id, own_ip), book, net.dns or ())
+                        network.KeeperLocator(plan.paths))
+    server = dns.Server(r, network.MemberFinder(plan.paths, plan.spec.id, own_ip), book, net.dns or ())
     server.listen(*socks)

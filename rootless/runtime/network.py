@@ -202,34 +202,38 @@ def network_peers(ctx: Context, spec: ContainerSpec) -> list[tuple[ContainerReco
     return out
 
 
-def member_finder(paths, cid: str, own_ip: str | None):
+class MemberFinder:
     """The embedded DNS server's ``find`` (``netstack.dns.Server``), run in the relay at each
     query: a name (case aside) of this container, its own address; a name, short id, alias or
     endpoint link alias of a running fellow member on its user-defined networks as they are now
     (``network connect``/``disconnect`` count at once), ``(id, runtime directory, exposed
     ports, keeper)``, the oldest member first; else None. Records are only read (their files are
-    replaced whole), never reconciled from here."""
-    from rootless.runtime import records, state
+    replaced whole), never reconciled from here. An object, not a closure: a resting keeper
+    pickles its relay (``runtime.hibernate``)."""
 
-    def find(name: str):
-        me = state.read(paths, cid)
+    def __init__(self, paths, cid: str, own_ip: str | None):
+        self.paths, self.cid, self.own_ip = paths, cid, own_ip
+
+    def __call__(self, name: str):
+        from rootless.runtime import records, state
+        me = state.read(self.paths, self.cid)
         if me is None:
             return None
         spec = me.get("spec") or {}
         mine = {nid for nid, _aliases in spec.get("networks") or ()}
         if not mine:
             return None
-        own = {spec.get("name") or me.get("name"), spec.get("hostname"), cid[:12], cid,
+        own = {spec.get("name") or me.get("name"), spec.get("hostname"), self.cid[:12], self.cid,
                *(a for nid, aliases in spec.get("networks") or () if nid in mine for a in aliases)}
         head, dot, domain = name.partition(".")
-        if dot and domain in _network_names(paths, mine):  # Docker's NAME.NETWORK
+        if dot and domain in _network_names(self.paths, mine):  # Docker's NAME.NETWORK
             name = head
-        if own_ip and name in {str(n).lower() for n in own if n}:
-            return own_ip
+        if self.own_ip and name in {str(n).lower() for n in own if n}:
+            return self.own_ip
         linked = _endpoint_links(spec, mine)
-        for rec in sorted(state.all_records(paths), key=lambda r: r.get("created", "")):
+        for rec in sorted(state.all_records(self.paths), key=lambda r: r.get("created", "")):
             theirs = [aliases for nid, aliases in (rec.get("spec") or {}).get("networks") or () if nid in mine]
-            if not theirs or rec.get("id") == cid or rec.get("corrupt"):
+            if not theirs or rec.get("id") == self.cid or rec.get("corrupt"):
                 continue
             names = {rec["name"], rec["id"][:12], *(a for aliases in theirs for a in aliases),
                      *linked.get(rec["name"], ()), *linked.get(rec["id"], ())}
@@ -237,27 +241,27 @@ def member_finder(paths, cid: str, own_ip: str | None):
                 continue
             st = rec.get("state") or {}
             if records.is_running(rec) and records.alive(st.get("keeper", 0), st.get("keeper_start", "")):
-                return rec["id"], paths.run_dir(rec["id"]), tuple(rec["spec"].get("exposed", ())), _keeper(rec)
+                return rec["id"], self.paths.run_dir(rec["id"]), tuple(rec["spec"].get("exposed", ())), _keeper(rec)
         return None
 
-    return find
 
-
-def keeper_locator(paths):
+class KeeperLocator:
     """``netstack.linkports.Followers``'s ``locate``, run in the relay: a member's keeper if it
-    runs now (its record only read), 0 if it does not, None once it is removed."""
+    runs now (its record only read), 0 if it does not, None once it is removed (an object, as
+    :class:`MemberFinder`)."""
 
-    def locate(cid: str) -> int | None:
+    def __init__(self, paths):
+        self.paths = paths
+
+    def __call__(self, cid: str) -> int | None:
         from rootless.runtime import records, state  # only once a member has stopped: the relay stays small
-        rec = state.read(paths, cid)
+        rec = state.read(self.paths, cid)
         if rec is None:
             return None
         st = rec.get("state") or {}
         if records.is_running(rec) and records.alive(st.get("keeper", 0), st.get("keeper_start", "")):
             return _keeper(rec)
         return 0
-
-    return locate
 
 
 def _network_names(paths, nids) -> set[str]:

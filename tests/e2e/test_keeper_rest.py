@@ -157,3 +157,15 @@ def test_a_resting_keeper_runs_its_health_checks_on_time(bb):
     wait_for(lambda: last_probe()[1] > first, what="the next probe, from a rest")
     assert last_probe()[0] == "healthy"
     bb("rm", "-f", "h")
+
+
+def test_a_resting_network_members_dns_server_answers(bb):
+    """The embedded DNS server's sockets are carried over; a member that links none rests."""
+    bb("network", "create", "resting")
+    bb("run", "-d", "--name", "m", "--network", "resting", "busybox", "sleep", "600")
+    keeper = _rests(bb, "m")
+    out = bb("exec", "m", "nslookup", "-type=a", "m", "127.0.0.11").out  # the query wakes it
+    assert "Address: 10.0.2.100" in out, out
+    assert _rests(bb, "m") == keeper
+    bb("rm", "-f", "m")
+    bb("network", "rm", "resting")
