@@ -16,7 +16,6 @@ keepers stay Python (:func:`install` returns None).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 
@@ -97,13 +96,13 @@ def program(machine: str | None = None) -> bytes | None:
 def install(directory: str) -> str | None:
     """The program's file in ``directory`` (written atomically, mode 0700), or None where there is
     none for this machine or it cannot be written. A file already there is used only if it holds
-    exactly the program (read back each time: a keeper execs it outside any container, so a file
-    changed by whatever could write the store is replaced, never run)."""
+    exactly this program (read back each time: a keeper execs it outside any container, so a file
+    changed by whatever could write the store, or another version's, is replaced by a rename,
+    which leaves the keepers resting in the old one as they are)."""
     data = program()
     if data is None:
         return None
-    folder = os.path.join(directory, hashlib.sha256(data).hexdigest()[:16])
-    path = os.path.join(folder, NAME)
+    path = os.path.join(directory, NAME)
     try:
         with open(path, "rb") as f:
             if f.read(len(data) + 1) == data:
@@ -111,7 +110,7 @@ def install(directory: str) -> str | None:
     except OSError:
         pass
     try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o700)
         try:
