@@ -1,4 +1,5 @@
-"""The few interface operations links need: a veth pair (rtnetlink), IPv4 addresses and ``up`` (ioctl);
+"""The few interface operations links and the shared network need: a veth pair, a bridge, a default
+route (rtnetlink), IPv4 addresses and ``up`` (ioctl);
 and what brings a client's address through a published port (``netstack.clientaddr``): policy
 rules and local routes (rtnetlink).
 
@@ -20,14 +21,15 @@ RTM_NEWLINK = 16
 RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWRULE = 24, 25, 32
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLMSG_ERROR = 2
-IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 4, 18, 28
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 NLA_F_NESTED = 0x8000
 FRA_SRC, FRA_PRIORITY, FRA_TABLE, FRA_IP_PROTO, FRA_SPORT_RANGE = 2, 6, 15, 22, 23
 FR_ACT_TO_TBL = 1
-RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
-RTN_LOCAL, RT_SCOPE_HOST, RTPROT_STATIC = 2, 254, 4
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
+RTN_UNICAST, RTN_LOCAL, RT_SCOPE_UNIVERSE, RT_SCOPE_HOST, RTPROT_STATIC = 1, 2, 0, 254, 4
+RT_TABLE_MAIN = 254
 
 SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
 SIOCSIFADDR, SIOCSIFNETMASK = 0x8916, 0x891C
@@ -39,8 +41,12 @@ def _attr(kind: int, data: bytes) -> bytes:
     return struct.pack("HH", length, kind) + data + b"\0" * ((4 - length % 4) % 4)
 
 
-def _ifinfo() -> bytes:
-    return struct.pack("BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)
+def _ifinfo(up: bool = False) -> bytes:
+    return struct.pack("BxHiII", socket.AF_UNSPEC, 0, 0, IFF_UP if up else 0, IFF_UP if up else 0)
+
+
+def _mac(text: str) -> bytes:
+    return bytes(int(part, 16) for part in text.split(":"))
 
 
 def route_socket() -> socket.socket:
@@ -50,15 +56,43 @@ def route_socket() -> socket.socket:
     return s
 
 
-def create_veth(nl: socket.socket, name: str, peer: str, peer_netns_fd: int, mtu: int = 65520) -> None:
-    """A veth pair in ``nl``'s namespace: ``name`` stays there, ``peer`` moves to ``peer_netns_fd``."""
+def create_veth(nl: socket.socket, name: str, peer: str, peer_netns_fd: int, mtu: int = 65520,
+                master: int = 0, peer_mac: str | None = None) -> None:
+    """A veth pair in ``nl``'s namespace: ``name`` stays there, ``peer`` moves to ``peer_netns_fd``.
+    ``master``: the index of a bridge in ``nl``'s namespace that ``name`` joins, up (the peer stays
+    down: its side configures it); ``peer_mac``: the peer's address (else the kernel's random one)."""
     peer_info = _ifinfo() + _attr(IFLA_IFNAME, peer.encode() + b"\0") + _attr(IFLA_MTU, struct.pack("I", mtu)) \
         + _attr(IFLA_NET_NS_FD, struct.pack("I", peer_netns_fd))
+    if peer_mac:
+        peer_info += _attr(IFLA_ADDRESS, _mac(peer_mac))
     linkinfo = _attr(IFLA_INFO_KIND, b"veth") + _attr(
         IFLA_INFO_DATA | NLA_F_NESTED, _attr(VETH_INFO_PEER | NLA_F_NESTED, peer_info))
-    body = _ifinfo() + _attr(IFLA_IFNAME, name.encode() + b"\0") + _attr(IFLA_MTU, struct.pack("I", mtu)) \
-        + _attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
+    body = _ifinfo(up=bool(master)) + _attr(IFLA_IFNAME, name.encode() + b"\0") \
+        + _attr(IFLA_MTU, struct.pack("I", mtu)) + _attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
+    if master:
+        body += _attr(IFLA_MASTER, struct.pack("I", master))
     _request(nl, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create veth {name}")
+
+
+def create_bridge(nl: socket.socket, name: str, mtu: int = 65520) -> None:
+    """A bridge ``name``, up, in ``nl``'s namespace (no address: it only switches)."""
+    body = _ifinfo(up=True) + _attr(IFLA_IFNAME, name.encode() + b"\0") + _attr(IFLA_MTU, struct.pack("I", mtu)) \
+        + _attr(IFLA_LINKINFO | NLA_F_NESTED, _attr(IFLA_INFO_KIND, b"bridge"))
+    _request(nl, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create bridge {name}")
+
+
+def join_bridge(nl: socket.socket, name: str, master: int) -> None:
+    """``ip link set NAME master MASTER up`` in ``nl``'s namespace."""
+    body = _ifinfo(up=True) + _attr(IFLA_IFNAME, name.encode() + b"\0") + _attr(IFLA_MASTER, struct.pack("I", master))
+    _request(nl, RTM_NEWLINK, 0, body, f"add {name} to the bridge")
+
+
+def add_default_route(nl: socket.socket, gateway: str) -> None:
+    """``ip route add default via GATEWAY`` in ``nl``'s namespace."""
+    head = struct.pack("BBBBBBBBI", socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, RT_SCOPE_UNIVERSE,
+                       RTN_UNICAST, 0)
+    _request(nl, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, head + _attr(RTA_GATEWAY, socket.inet_aton(gateway)),
+             f"add the default route via {gateway}")
 
 
 def _request(nl: socket.socket, kind: int, flags: int, body: bytes, what: str) -> None:

@@ -81,12 +81,13 @@ def parse_probe(exe: str, version_text: str, help_text: str) -> Features:
 
 
 def argv(feats: Features, netns_path: str, ready_fd: int, exit_fd: int, api_socket: str, options: dict,
-         mac: str | None) -> list[str]:
-    """The command line (pure): configure the tap, hide the host's loopback unless asked, and sandbox
-    and seccomp where this slirp4netns has them."""
+         mac: str | None, configure: bool = True) -> list[str]:
+    """The command line (pure): configure the tap (not for the shared network's: a bridge's port
+    has no address), hide the host's loopback unless asked, and sandbox and seccomp where this
+    slirp4netns has them."""
     has = set(feats.options)
-    out = [feats.path, "--configure", f"--mtu={options.get('mtu', 65520)}", f"--ready-fd={ready_fd}",
-           f"--exit-fd={exit_fd}", f"--api-socket={api_socket}"]
+    out = [feats.path, *(["--configure"] if configure else []), f"--mtu={options.get('mtu', 65520)}",
+           f"--ready-fd={ready_fd}", f"--exit-fd={exit_fd}", f"--api-socket={api_socket}"]
     if not options.get("allow_host_loopback"):
         if "disable-host-loopback" not in has:
             raise RootlessError("this slirp4netns cannot hide the host's loopback (no --disable-host-loopback)",

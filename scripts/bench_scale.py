@@ -108,6 +108,21 @@ def forkers() -> set[int]:
     return out
 
 
+def shared_network_holders(env: dict) -> set[int]:
+    """The shared network's holders (``rootless/runtime/netholder.py``) of the runtime directory:
+    counted with their slirp4netns, whatever environment they were forked with."""
+    import glob
+    out = set()
+    for path in glob.glob(os.path.join(env.get("XDG_RUNTIME_DIR", "/nonexistent"), "rootless", "*", "sharednet",
+                                       "holder.json")):
+        try:
+            with open(path) as f:
+                out.add(int(json.load(f)["pid"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
 def memory_of(pids: set[int]) -> dict:
     rss = pss = unreadable = 0
     for pid in pids:
@@ -159,7 +174,8 @@ def bench_scale(rootless: list[str], env: dict, pm, n: int, run_checked) -> dict
         time.sleep(SETTLE)
         keepers, ctrs = _rootless_pids(env["ROOTLESS_ROOT"])
         warm = forkers()
-        pids = tool_processes(b"ROOTLESS_ROOT=" + env["ROOTLESS_ROOT"].encode(), keepers, ctrs) - warm
+        holders = shared_network_holders(env)
+        pids = tool_processes(b"ROOTLESS_ROOT=" + env["ROOTLESS_ROOT"].encode(), keepers | holders, ctrs) - warm
         out["rootless"] = dict(memory_of(pids), **{"start s": start, "forkers": memory_of(warm)})
     finally:
         for i in range(0, n, 25):

@@ -92,6 +92,8 @@ class Rootless:
         env.update(ROOTLESS_ROOT=str(self.root), ROOTLESS_CONFIG=str(self.config),
                    XDG_RUNTIME_DIR=str(self.runtime), REGISTRY_AUTH_FILE=str(self.base / "auth.json"),
                    ROOTLESS_SYSTEM_CONFIG=str(self.base / "system-config.toml"))
+        # the shared network's holder leaves a second after its store's last container, not a minute
+        env.setdefault("ROOTLESS_NETSTACK_IDLE", "1")
         return env
 
     def __call__(self, *args: str, input: bytes | str | None = None, timeout: float = 120,

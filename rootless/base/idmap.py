@@ -187,6 +187,39 @@ def _ranges(own: int, subs: list[tuple[int, int]]) -> tuple[Range, ...]:
     return tuple(out)
 
 
+def nested(mapping: IdMapping, outer: IdMapping) -> IdMapping:
+    """``mapping`` (host ids outside) for a user namespace made inside ``outer``'s: the same host
+    ids, as ids of the outer namespace (what its children's maps name). RootlessError for an id
+    the outer namespace does not map."""
+    def down(ranges: tuple[Range, ...], outers: tuple[Range, ...], what: str) -> tuple[Range, ...]:
+        out = []
+        for r in ranges:
+            start, left, inside = r.outside, r.count, r.inside
+            while left:
+                o = next((o for o in outers if o.outside <= start < o.outside + o.count), None)
+                if o is None:
+                    raise RootlessError(f"{what} {start} is not in the shared network's user namespace",
+                                        "set ROOTLESS_SHARED_NETWORK=0 and report this")
+                take = min(left, o.outside + o.count - start)
+                out.append(Range(inside, o.inside + start - o.outside, take))
+                start, left, inside = start + take, left - take, inside + take
+        return tuple(out)
+    return IdMapping(mapping.mode, down(mapping.uids, outer.uids, "uid"), down(mapping.gids, outer.gids, "gid"),
+                     mapping.warning)
+
+
+def write_nested(pid: int, mapping: IdMapping) -> None:
+    """Write the maps of ``pid``'s user namespace, a child of one this user owns (``nested``'s
+    ids): the kernel lets its owner write any map within it, no setuid helper needed."""
+    try:
+        for kind, ranges in (("gid_map", mapping.gids), ("uid_map", mapping.uids)):
+            with open(f"/proc/{pid}/{kind}", "w") as f:
+                f.write("".join(f"{r.inside} {r.outside} {r.count}\n" for r in ranges))
+    except OSError as e:
+        raise RootlessError(f"cannot write the id map of pid {pid}: {e.strerror}",
+                            "check `rootless info` (user namespaces)") from None
+
+
 def write_maps(pid: int, mapping: IdMapping) -> None:
     """Write the maps of the user namespace of ``pid`` (the child waits for this)."""
     if mapping.mode == "single":

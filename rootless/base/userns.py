@@ -22,18 +22,30 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
 
-def become_root(ch: Channel, mapping: idmap.IdMapping) -> None:
-    """Child side: new user namespace, wait for the maps, then uid/gid 0 inside."""
+# ``become_root``'s ``own_maps`` when the process has joined a user namespace of the user's with
+# the very map it needs (the shared network's): that one is its own, no new one is made
+JOINED = "joined"
+
+
+def become_root(ch: Channel, mapping: idmap.IdMapping,
+                own_maps: Callable[[idmap.IdMapping], None] | str | None = None) -> None:
+    """Child side: new user namespace, wait for the maps, then uid/gid 0 inside. ``own_maps``:
+    this process has joined a user namespace of the user's (the shared network's), where the new
+    one is made; only a process in that one may write its maps, and ``own_maps(mapping)`` has one
+    do it (the parent does not); :data:`JOINED`: the joined one has ``mapping`` already."""
     step = "create the user namespace"
-    try:
-        syscalls.unshare(syscalls.CLONE_NEWUSER)
-    except PermissionError:
-        _apparmor_check(step, refused=True)
-        raise
-    # Under Ubuntu's restriction the unshare works but lands us in AppArmor's unprivileged_userns
-    # profile (no capabilities): say so now, in one line, rather than EPERM from the maps or mounts.
-    _apparmor_check(step)
-    ch.send("userns")
+    if own_maps != JOINED:
+        try:
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
+        except PermissionError:
+            _apparmor_check(step, refused=True)
+            raise
+        # Under Ubuntu's restriction the unshare works but lands us in AppArmor's unprivileged_userns
+        # profile (no capabilities): say so now, in one line, rather than EPERM from the maps or mounts.
+        _apparmor_check(step)
+        if callable(own_maps):
+            own_maps(mapping)
+    ch.send("userns", mapped=own_maps is not None)
     ch.expect("mapped")
     # uid 0 inside, unless the map has none (--userns=keep-id in a single-uid map: only the user)
     gid, uid = (min(r.inside for r in ranges) for ranges in (mapping.gids, mapping.uids))
@@ -99,13 +111,16 @@ def child_main(child: Callable[[Channel], int | None], ch: Channel, step: str) -
 
 def fork_into_userns(mapping: idmap.IdMapping, child: Callable[[Channel], int | None],
                      before_mapped: Callable[[int], object] | None = None,
-                     forked: Callable[[int], object] | None = None) -> tuple[int, Channel]:
+                     forked: Callable[[int], object] | None = None,
+                     prelude: Callable[[], Callable[[idmap.IdMapping], None] | str | None] | None = None
+                     ) -> tuple[int, Channel]:
     """Fork; in the child become root of a new user namespace and run ``child(channel)``.
     ``forked(pid)`` runs right after the fork, before the maps are written (the launcher asks
     for the keeper's cgroup there, so that it is made meanwhile); ``before_mapped(pid)`` once
-    they are, before the child goes on (the launcher puts the keeper in its cgroup there)."""
+    they are, before the child goes on (the launcher puts the keeper in its cgroup there).
+    ``prelude()`` runs in the child first; what it returns is :func:`become_root`'s ``own_maps``."""
     def enter(ch: Channel) -> int | None:
-        become_root(ch, mapping)
+        become_root(ch, mapping, prelude() if prelude is not None else None)
         return child(ch)
 
     pid, parent_end = fork_child(enter, "user namespace")
@@ -120,11 +135,12 @@ def adopt(pid: int, parent_end: Channel, mapping: idmap.IdMapping,
     try:
         if forked is not None:
             forked(pid)
-        parent_end.expect("userns")
+        mapped = parent_end.expect("userns").get("mapped")
         from rootless.base import timing
         timing.mark("forked-userns")
         try:
-            idmap.write_maps(pid, mapping)
+            if not mapped:  # (made inside the shared network's user namespace, the child has had them written)
+                idmap.write_maps(pid, mapping)
         except (RootlessError, OSError):
             # newuidmap/newgidmap (or our own write) refused: the restriction when the child was
             # moved into unprivileged_userns (its own check may not have seen the label)

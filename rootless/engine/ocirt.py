@@ -69,6 +69,10 @@ class Runtime:
     def store(self):
         raise RootlessError("the OCI face has no image store")  # never asked: a bundle's rootfs is its own
 
+    @property
+    def mapping(self):
+        raise RootlessError("the OCI face has no shared network")  # never asked: host or own network only
+
     def _ensure(self) -> None:
         from rootless.base.paths import makedirs_private
         try:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from layers.store import ImageStore
     from netstack.slirp import Features
+    from rootless.base.idmap import IdMapping
     from rootless.base.paths import Paths
 
     class Context(Protocol):
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
         def paths(self) -> Paths: ...
         @property
         def store(self) -> ImageStore: ...  # where a layer's tree is (own or additional store)
+        @property
+        def mapping(self) -> IdMapping: ...  # the store's id map
         def warn(self, message: str) -> None: ...
         def note(self, line: str) -> None: ...
         def userns_call(self, fn: Callable[..., Any], *args: Any) -> Any: ...

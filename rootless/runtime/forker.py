@@ -45,7 +45,8 @@ IDLE = 60.0
 PRELOAD = ("rootless.runtime.child", "rootless.runtime.keeper", "rootless.runtime.logwrite",
            "rootless.runtime.healthmonitor", "rootless.runtime.network", "netstack.relay", "netstack.slirp",
            "netstack.slirp_api", "netstack.clientaddr", "netstack.netlink", "netstack.etcfiles", "netstack.ports",
-           "netstack.loopback", "netstack.spec", "layers.overlay", "layers.store", "pickle", "prctl")
+           "netstack.loopback", "netstack.spec", "rootless.runtime.sharednet", "layers.overlay", "layers.store",
+           "pickle", "prctl")
 _MAX = 1 << 20  # a request's size (plans are a few kB)
 _STEP = "user namespace"
 
@@ -348,8 +349,9 @@ def _keeper(payload: bytes, fds: list[int]) -> None:
         os._exit(125)
 
     def enter(c: Channel) -> int | None:
-        from rootless.runtime import child
-        userns.become_root(c, mapping)
+        from rootless.runtime import child, sharednet
+        prelude = sharednet.prelude(plan.net, mapping)
+        userns.become_root(c, mapping, prelude() if prelude is not None else None)
         return child.sandbox(plan, c)
 
     userns.child_main(enter, ch, _STEP)

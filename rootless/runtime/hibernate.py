@@ -70,7 +70,7 @@ class Pace:
 
 
 def rest(program: str, state, entry: str, watch: list[int], drop: list[int], ready=None, pid1: int = 0,
-         timeout: float | None = None) -> None:
+         timeout: float | None = None, title: str | None = None) -> None:
     """Exec the idle program ``program`` in this process, to wake up when one of ``watch`` is
     readable (or a handled signal pending), then run ``entry`` (``module:function``) as
     ``function(state, awake)``; it calls ``awake()`` once its signal handlers are set, and never
@@ -80,7 +80,8 @@ def rest(program: str, state, entry: str, watch: list[int], drop: list[int], rea
     Returns only when it did not rest, with everything as it was. ``pid1``: the container's PID 1,
     killed should the keeper fail to resume (then the container ends with it, as when its keeper is
     killed, instead of running on unsupervised). ``timeout``: seconds after which it wakes anyway
-    (a timer of the keeper's: a health check's next probe), None: never."""
+    (a timer of the keeper's: a health check's next probe), None: never. ``title``: the program's
+    argv[0] (``ps``'s command line while it rests), the keeper's name by default."""
     handled = {s for s in signal.valid_signals() if callable(signal.getsignal(s))} | {signal.SIGCHLD}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, handled)
     opened: list[int] = []
@@ -104,7 +105,7 @@ def rest(program: str, state, entry: str, watch: list[int], drop: list[int], rea
         opened.append(polls)
         stdin = os.dup(0)
         os.dup2(polls, 0)  # the program's: its wait list
-        os.execve(program, [idlewait.NAME, sys.executable, "-I", "-S", "-c", _BOOT.format(path=sys.path),
+        os.execve(program, [title or idlewait.NAME, sys.executable, "-I", "-S", "-c", _BOOT.format(path=sys.path),
                             str(state_fd), str(pid1)], os.environ)
     except Exception:  # noqa: BLE001 - whatever stopped the rest (a state that cannot be pickled), it stays awake
         pass

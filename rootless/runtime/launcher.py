@@ -64,7 +64,9 @@ def run(ctx: Context, plan: LaunchPlan, mapping: IdMapping, detach_keys: bytes =
                 if warm is not None:  # a detached keeper, forked by the warm forker: it shares its pages
                     keeper, ch = userns.adopt(warm[0], warm[1], mapping, adopt, begin)
                 else:
-                    keeper, ch = userns.fork_into_userns(mapping, lambda c: child.sandbox(plan, c), adopt, begin)
+                    from rootless.runtime import sharednet
+                    keeper, ch = userns.fork_into_userns(mapping, lambda c: child.sandbox(plan, c), adopt, begin,
+                                                         prelude=sharednet.prelude(plan.net, mapping))
                 if placement is not None and placement.scope is not None:  # for pause, OOMKilled, stats, update
                     from rootless.runtime import state
                     state.update_state(plan.paths, plan.spec.id, cgroup=placement.scope, oom_killed=False)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from netstack.ports import Bound
     from netstack.slirp import Features
     from rootless.runtime import Context
+    from rootless.runtime.sharednet import Lease
     from rootless.runtime.spec import ContainerSpec
     from rootless.runtime.state import ContainerRecord
 
@@ -40,6 +41,9 @@ class NetPlan(KeywordRecord):
     mac: str | None = None
     # a member of a user-defined network: the embedded DNS server's upstream resolvers (None: no server)
     dns: tuple[str, ...] | None = None
+    # an address on the shared network (``runtime.sharednet``), not a slirp4netns of its own; or, with
+    # no address (``ip`` ""), its holder's user namespace for a container off it
+    shared: Lease | None = None
 
 
 def prepare(ctx: Context, spec: ContainerSpec) -> NetPlan:
@@ -49,23 +53,34 @@ def prepare(ctx: Context, spec: ContainerSpec) -> NetPlan:
     if mode.kind == "host":
         if spec.ports or spec.publish_all:
             ctx.warn("published ports are discarded when using host network mode")
-        return NetPlan("host", {})
+        return NetPlan("host", {}, shared=_holders_user_namespace(ctx))
     if mode.kind == "container":
         return NetPlan("container", {}, join_fds=_join_fds(ctx, mode.container))
     features = ctx.slirp_features() if mode.kind == "slirp4netns" else None
     handler = mode.options.get("port_handler", "builtin") if mode.kind == "slirp4netns" else "builtin"
+    shared = None
     if mode.kind == "slirp4netns":
         from netstack import slirp
-        target_ip = slirp.addresses(mode.options).ip
+        from rootless.runtime import sharednet
+        if sharednet.usable(mode.options) and features is not None:
+            shared = sharednet.lease(ctx.paths, ctx.mapping, features, ctx.warn)
+        target_ip = shared.ip if shared is not None else slirp.addresses(mode.options).ip
     else:
         target_ip = "127.0.0.1"
+    if shared is None:
+        shared = _holders_user_namespace(ctx)
     links = _links(ctx, spec)
     if handler == "slirp4netns":
         for m in _mappings(spec):
             if ":" in m.host_ip:
                 raise UsageError(f"slirp4netns's forwarder cannot publish on an IPv6 host address ([{m.host_ip}])",
                                  "use the built-in forwarder (drop port_handler=slirp4netns)")
-    bound = _bind(spec, handler)
+    try:
+        bound = _bind(spec, handler)
+    except BaseException:
+        if shared is not None:
+            sharednet.release(shared)
+        raise
     if handler == "slirp4netns" and not mode.options.get("allow_host_loopback") and any(
             b.proto == "udp" for b in bound):
         ctx.warn("slirp4netns's forwarder drops UDP replies to clients on the host's loopback unless "
@@ -75,7 +90,13 @@ def prepare(ctx: Context, spec: ContainerSpec) -> NetPlan:
         dns = tuple(spec.dns) or ((slirp.addresses(mode.options).dns,) if mode.kind == "slirp4netns" else ())
     return NetPlan(kind=mode.kind, options=mode.options, features=features, bound=bound, links=links,
                    door=bool(spec.exposed or spec.ports or spec.networks), target_ip=target_ip, handler=handler,
-                   mac=spec.mac, dns=dns)
+                   mac=spec.mac, dns=dns, shared=shared)
+
+
+def _holders_user_namespace(ctx: Context) -> Lease | None:
+    """A container off the shared network lives in its holder's user namespace if one runs."""
+    from rootless.runtime import sharednet
+    return sharednet.user_namespace(ctx.paths)
 
 
 def _mappings(spec):
@@ -296,7 +317,8 @@ def etc_files(ctx: Context, spec: ContainerSpec, net: NetPlan) -> dict[str, str]
     if net.links:
         from netstack import links
         extra += links.hosts_entries(net.links)
-    own_ip = addrs.ip if net.kind == "slirp4netns" else None
+    own_ip = (net.shared.ip if net.shared is not None and net.shared.ip else addrs.ip) \
+        if net.kind == "slirp4netns" else None
     resolver = addrs.dns if net.kind == "slirp4netns" else None
     if net.dns is not None:  # the embedded DNS server, which forwards to the resolvers it replaces
         from netstack import dns
@@ -333,6 +355,9 @@ def close(net: NetPlan) -> None:
             b.sock.close()
     for fd in net.join_fds or ():
         os.close(fd)
+    if net.shared is not None:
+        from rootless.runtime import sharednet
+        sharednet.release(net.shared)
 
 
 def state_fields(net: NetPlan, mac: str = "") -> dict[str, Any]:
@@ -344,7 +369,8 @@ def state_fields(net: NetPlan, mac: str = "") -> dict[str, Any]:
         fields["ports"] = ports.records(net.bound)
     if net.kind == "slirp4netns":
         addrs = slirp.addresses(net.options)
-        fields.update(ip=addrs.ip, gateway=addrs.gateway)
+        fields.update(ip=net.shared.ip if net.shared is not None and net.shared.ip else addrs.ip,
+                      gateway=addrs.gateway)
         if addrs.prefix != slirp.PREFIX_LEN:
             fields["prefix"] = addrs.prefix
     return fields

@@ -491,11 +491,11 @@ def test_build_network_modes(api):
     assert "1 packets received" in _text(msgs)
     status, msgs = _build(api, "nocache=1&networkmode=none", df)
     assert status == 200 and "errorDetail" not in msgs[-1] and "pingtarget" not in _text(msgs), msgs
-    assert "tap0" not in _text(msgs)
+    assert "eth0" not in _text(msgs)
     status, msgs = _build(api, "nocache=1&networkmode=none", "FROM busybox\nRUN ping -c1 -W1 pingtarget.docker\n")
     assert msgs[-1]["errorDetail"]["code"] == 1, msgs  # the failed RUN's code, as Docker's
     status, msgs = _build(api, "nocache=1&networkmode=bridge", df)
-    assert status == 200 and "tap0" in _text(msgs), msgs
+    assert status == 200 and "eth0" in _text(msgs), msgs  # on the shared network
     status, body = _build(api, "networkmode=nosuchnet", df)
     assert status == 404 and body[0]["message"] == "network nosuchnet not found", body
     status, body = _build(api, "networkmode=container:target", df)

@@ -91,7 +91,7 @@ def test_connect_with_a_mac_address_gives_the_container_that_mac(api):
     ep = api.request("GET", "/containers/m/json")[1]["NetworkSettings"]["Networks"]["app"]
     assert ep["MacAddress"] == "02:42:ac:11:00:02"
     api.docker("start", "m")
-    assert api.docker("exec", "m", "cat", "/sys/class/net/tap0/address").out == "02:42:ac:11:00:02\n"
+    assert api.docker("exec", "m", "cat", "/sys/class/net/eth0/address").out == "02:42:ac:11:00:02\n"
     api.docker("rm", "-f", "m")
 
 

@@ -291,9 +291,9 @@ def _not_zombie(pid: int) -> bool:
 # ---- what the container sees -----------------------------------------------------------------------
 def test_default_network_is_slirp4netns(bb):
     r = bb("run", "--rm", "--name", "n1", "-h", "box", "busybox", "sh", "-c",
-           "ip -o -4 addr show tap0; ip route; cat /etc/resolv.conf; tail -1 /etc/hosts")
+           "ip -o -4 addr show eth0; ip route; cat /etc/resolv.conf; tail -1 /etc/hosts")
     assert "inet 10.0.2.100/24" in r.out
-    assert "default via 10.0.2.2 dev tap0" in r.out
+    assert "default via 10.0.2.2 dev eth0" in r.out
     assert "nameserver 10.0.2.3" in r.out.splitlines()
     assert r.out.splitlines()[-1] == "10.0.2.100\tbox n1"
 
@@ -318,7 +318,7 @@ def test_etc_files_and_mac_from_the_flags(bb):
     r = bb("run", "--rm", "--name", "flags", "--hostname", "h1", "--add-host", "db.lan:10.9.9.9",
            "--add-host", "gw:host-gateway", "--dns", "10.1.1.1", "--dns-search", "example.test",
            "--dns-option", "ndots:3", "--mac-address", "02:42:ac:11:00:09", "busybox", "sh", "-c",
-           "cat /etc/hostname /etc/hosts /etc/resolv.conf; cat /sys/class/net/tap0/address; hostname")
+           "cat /etc/hostname /etc/hosts /etc/resolv.conf; cat /sys/class/net/eth0/address; hostname")
     lines = r.out.splitlines()
     assert lines[0] == "h1" and lines[-1] == "h1"
     assert "10.9.9.9\tdb.lan" in lines and "10.0.2.2\tgw" in lines and "10.0.2.100\th1 flags" in lines
@@ -410,9 +410,9 @@ def test_link_survives_a_restart_of_the_linked_container(bb):
 # ---- container: mode ------------------------------------------------------------------------------
 def test_container_network_mode_shares_the_namespace(bb):
     bb("run", "-d", "--name", "web", "-e", "MSG=shared", "busybox", "sh", "-c", HTTPD)
-    web = bb("exec", "web", "sh", "-c", "cat /sys/class/net/tap0/address; hostname").out
+    web = bb("exec", "web", "sh", "-c", "cat /sys/class/net/eth0/address; hostname").out
     r = bb("run", "--rm", "--network", "container:web", "busybox", "sh", "-c",
-           "cat /sys/class/net/tap0/address; hostname; "
+           "cat /sys/class/net/eth0/address; hostname; "
            "for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://127.0.0.1/ && break; sleep 0.2; done")
     assert r.out == web + "shared\n"
     assert bb("inspect", "-f", "{{.HostConfig.NetworkMode}}", "web").out.strip() == "slirp4netns"

@@ -40,6 +40,7 @@ def wrap_slirp4netns(tmp_path, monkeypatch, body: str) -> None:
     script.write_text(f'#!/bin/sh\ncase "$1" in --version|--help) exec {REAL} "$@";; esac\n{body}\n')
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IRUSR)
     monkeypatch.setenv("PATH", f"{d}:{os.environ['PATH']}")
+    monkeypatch.setenv("ROOTLESS_SHARED_NETWORK", "0")  # a slirp4netns of the container's own, started with it
 
 
 def marks(path) -> dict:
