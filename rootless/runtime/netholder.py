@@ -173,5 +173,7 @@ def _done(where: str, serving: bool) -> bool:
             except FileNotFoundError:
                 pass
             return True
-    except RootlessError:
+    except RootlessError:  # the lock held for seconds: asked again at the next wake-up
         return not serving
+    except OSError:  # the run root removed under it (a reset): nobody can lease from it any more
+        return True

@@ -301,17 +301,22 @@ def _join_for(keeper: int, lease: Lease, sock) -> None:
             if step == "maps":
                 idmap.write_nested(keeper, idmap.nested(request, lease.outer))
             else:
-                netns = os.open(f"/proc/{keeper}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    with netlink.route_socket() as nl:
-                        netlink.create_veth(nl, f"rl{os.urandom(4).hex()}", IFNAME, netns, MTU,
-                                            master=lease.bridge, peer_mac=request[1])
-                finally:
-                    os.close(netns)
+                with netlink.route_socket() as nl:
+                    _veth(nl, f"/proc/{keeper}/ns/net", lease.bridge, request[1])
         except (RootlessError, OSError) as e:
             sock.send((e.message if isinstance(e, RootlessError) else str(e)).encode())
             return
         sock.send(b"ok")
+
+
+def _veth(nl, netns: str, bridge: int, mac: str | None) -> None:
+    """A veth pair from the bridge (``nl``'s namespace) to ``eth0`` in the namespace at ``netns``."""
+    from netstack import netlink
+    fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        netlink.create_veth(nl, f"rl{os.urandom(4).hex()}", IFNAME, fd, MTU, master=bridge, peer_mac=mac)
+    finally:
+        os.close(fd)
 
 
 def attach(lease: Lease, mac: str | None) -> str:
@@ -323,12 +328,8 @@ def attach(lease: Lease, mac: str | None) -> str:
     from netstack import netlink, slirp
     if lease.nl is not None:
         nl, lease.nl = lease.nl, None
-        here = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            netlink.create_veth(nl, f"rl{os.urandom(4).hex()}", IFNAME, here, MTU, master=lease.bridge, peer_mac=mac)
-        finally:
-            os.close(here)
-            nl.close()
+        with nl:
+            _veth(nl, "/proc/self/ns/net", lease.bridge, mac)
     else:
         assert lease.joiner is not None
         joiner, lease.joiner = lease.joiner, None
