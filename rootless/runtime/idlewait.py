@@ -93,12 +93,13 @@ def program(machine: str | None = None) -> bytes | None:
     return header + load + stack + code
 
 
-def install(directory: str) -> str | None:
+def install(directory: str, create: bool = True) -> str | None:
     """The program's file in ``directory`` (written atomically, mode 0700), or None where there is
     none for this machine or it cannot be written. A file already there is used only if it holds
     exactly this program (read back each time: a keeper execs it outside any container, so a file
     changed by whatever could write the store, or another version's, is replaced by a rename,
-    which leaves the keepers resting in the old one as they are)."""
+    which leaves the keepers resting in the old one as they are). ``create=False``: a missing file
+    is not written again (None): the store it was in may be being removed."""
     data = program()
     if data is None:
         return None
@@ -108,7 +109,8 @@ def install(directory: str) -> str | None:
             if f.read(len(data) + 1) == data:
                 return path
     except OSError:
-        pass
+        if not create:
+            return None
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"

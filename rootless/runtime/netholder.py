@@ -110,6 +110,8 @@ def _holder(ch: Channel, features: Features, settings: dict) -> None:
         proc.wait_ready()
         os.close(netns)
         netlink.join_bridge(nl, slirp.TAP, bridge)
+    from rootless.runtime import idlewait
+    idlewait.install(settings["libexec"])  # now: later looks only read it (the store may be going)
     ch.send("ready", pid=os.getpid(), start=state.pid_start_time(os.getpid()), bridge=bridge, slirp=proc.pid)
     ch.close()
     _keep(dict(settings, slirp=proc.pid, proc=proc), lambda: None)
@@ -126,8 +128,10 @@ def _keep(held: dict, awake) -> None:
 
     from rootless.runtime import hibernate, idlewait
     awake()
-    program = idlewait.install(held["libexec"])
     while not _done(held["where"], _slirp_runs(held["slirp"])):
+        # never written again here: a store being removed (its last container gone) stays removed;
+        # without the file the holder waits as Python until it leaves
+        program = idlewait.install(held["libexec"], create=False)
         if program is not None:
             hibernate.rest(program, held, f"{__name__}:resumed", [], [], timeout=held["idle"], title=TITLE)
         time.sleep(held["idle"])  # no idle program on this machine (or it could not rest): a Python wait

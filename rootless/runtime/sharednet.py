@@ -17,8 +17,8 @@ to the container's address from inside its namespace.
 State, under the store's run root (``sharednet/``, guarded by its ``lock``): ``holder.json`` (the
 holder's pid and start time, the bridge's index, its id map) and ``leases/IP`` (the pid and start
 time of the process that holds the address: the CLI while it starts the container, then its
-keeper). An address whose holder has gone is free. ``ROOTLESS_SHARED_NETWORK=0`` gives each
-container its own slirp4netns, as do slirp4netns options other than the defaults and
+keeper). An address whose holder has gone is free. ``ROOTLESS_SHARED_NETWORK=0`` (and a Slurm
+job) gives each container its own slirp4netns, as do slirp4netns options other than the defaults and
 ``port_handler=slirp4netns``; so does a failure to start the holder (a warning; a kernel that
 lets no user namespace make a bridge is remembered until the run root is cleared).
 """
@@ -47,9 +47,16 @@ IFNAME = "eth0"
 ORDER = tuple(range(100, 255)) + tuple(range(4, 100))
 
 
+def enabled(environ=None) -> bool:
+    """Off with ``ROOTLESS_SHARED_NETWORK=0``, and in a Slurm job (as the warm forker): a holder
+    outlives the job step that started it, which Slurm (without a cgroup plugin) would not end."""
+    env = os.environ if environ is None else environ
+    return env.get(ENV, "").strip() != "0" and not env.get("SLURM_JOB_ID", "").strip()
+
+
 def usable(options: dict, environ=None) -> bool:
     """Whether a container with these slirp4netns options joins the shared network."""
-    if (os.environ if environ is None else environ).get(ENV, "").strip() == "0":
+    if not enabled(environ):
         return False
     return (not options.get("allow_host_loopback") and options.get("port_handler", "builtin") == "builtin"
             and options.get("mtu", MTU) == MTU and not options.get("enable_ipv6") and not options.get("cidr"))
@@ -123,7 +130,7 @@ def user_namespace(paths: Paths) -> Lease | None:
     running holder's user namespace to live in (no address: ``ip`` is ""), or None. Joining it
     spares the setuid helpers' run (newuidmap/newgidmap) a start otherwise waits for; its keeper
     falls back to them should the holder be gone by then."""
-    if os.environ.get(ENV, "").strip() == "0":
+    if not enabled():
         return None
     where = directory(paths)
     holder = _holder(where)

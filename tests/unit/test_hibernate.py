@@ -236,3 +236,20 @@ def test_a_udp_port_without_flows_lets_the_keeper_rest():
     relay.close()
     for s in (target, client):
         s.close()
+
+
+def test_a_missing_program_is_not_written_again_when_asked_not_to(tmp_path):
+    """The shared network's holder looks with ``create=False``: a store being removed after its
+    last container is not made again under the remover (its directory would not empty)."""
+    if idlewait.program() is None:
+        pytest.skip("no idle program for this machine")
+    gone = tmp_path / "store" / "libexec"
+    assert idlewait.install(str(gone), create=False) is None and not gone.exists()
+    path = idlewait.install(str(gone))
+    with open(path, "r+b") as f:
+        f.write(b"#!/bin/sh\n")
+    assert idlewait.install(str(gone), create=False) == path  # a changed file is still replaced
+    with open(path, "rb") as f:
+        assert f.read() == idlewait.program()
+    os.unlink(path)
+    assert idlewait.install(str(gone), create=False) is None and not os.path.exists(path)

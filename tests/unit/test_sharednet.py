@@ -22,6 +22,7 @@ SUBID = IdMapping("subid", (Range(0, 1000, 1), Range(1, 100000, 65536)), (Range(
     ({}, {}, True),
     ({"allow_host_loopback": False, "port_handler": "builtin", "mtu": 65520, "enable_ipv6": False}, {}, True),
     ({}, {"ROOTLESS_SHARED_NETWORK": "0"}, False),
+    ({}, {"SLURM_JOB_ID": "42"}, False),  # a holder would outlive the job step
     ({"allow_host_loopback": True}, {}, False),
     ({"port_handler": "slirp4netns"}, {}, False),
     ({"mtu": 1500}, {}, False),
