@@ -5,10 +5,11 @@ user namespace with the store's id map and, inside it, a network namespace with 
 slirp4netns's tap is a port of. A container's keeper joins the holder's user namespace first
 (:func:`join`) and, with the store's map, lives in it (a keep-id one makes its own inside it): the
 container's namespaces are then the holder's user namespace's, which lets a socket opened in the
-holder's network namespace put one end of a veth pair in the container's (:func:`attach`). The container gets ``eth0`` with an address of its own in slirp4netns's network
-(10.0.2.100 for the first, then the next free one), the gateway and resolver it always had
-(10.0.2.2, 10.0.2.3); slirp4netns sees each as a guest of its own and serves them all. The
-containers reach each other by address, as on Docker's default bridge.
+holder's network namespace put one end of a veth pair in the container's (:func:`attach`). The
+container gets ``eth0`` with an address of its own in slirp4netns's network (10.0.2.100 for the
+first, then the next free one), the gateway and resolver it always had (10.0.2.2, 10.0.2.3);
+slirp4netns sees each as a guest of its own and serves them all. The containers reach each other
+by address, as on Docker's default bridge.
 
 What one container cost in memory was mostly its own slirp4netns (~0.35 MB private each); a
 store's containers now share one. The published ports are unchanged: the keeper's relay connects
