@@ -135,8 +135,9 @@ class _Keeper:
 
     def enter_namespaces(self) -> None:
         """Unshare (or join) the namespaces but the pid one; the network's first helpers start here."""
-        net = self.plan.net
-        if net.kind == "slirp4netns" and not (net.shared is not None and net.shared.ip):
+        from rootless.runtime import network
+        net, lease = self.plan.net, network.shared_address(self.plan.net)
+        if net.kind == "slirp4netns" and lease is None:
             Step.at("fork the slirp4netns spawner")  # now: it must stay in the host's network namespace
             from netstack.slirp import Slirp
             self.helpers.slirp = Slirp(self.plan.run_dir)
@@ -157,10 +158,10 @@ class _Keeper:
         if net.kind in ("slirp4netns", "none"):
             flags |= syscalls.CLONE_NEWNET
         syscalls.unshare(flags)
-        if net.shared is not None and net.shared.ip:
-            Step.at(f"join the shared network as {net.shared.ip}")
+        if lease is not None:
+            Step.at(f"join the shared network as {lease.ip}")
             from rootless.runtime import sharednet
-            self.mac = sharednet.attach(net.shared, net.mac)
+            self.mac = sharednet.attach(lease, net.mac)
         if self.helpers.slirp:  # first: slirp4netns takes longer to start than the rest up to the container's fork
             Step.at("start slirp4netns")
             self.netns = keepernet.start_slirp(self.helpers.slirp, net)

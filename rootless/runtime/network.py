@@ -93,6 +93,12 @@ def prepare(ctx: Context, spec: ContainerSpec) -> NetPlan:
                    mac=spec.mac, dns=dns, shared=shared)
 
 
+def shared_address(net: NetPlan) -> Lease | None:
+    """The plan's lease of an address on the shared network (None: not on it; a lease of only its
+    holder's user namespace is not on it either)."""
+    return net.shared if net.shared is not None and net.shared.ip else None
+
+
 def _holders_user_namespace(ctx: Context) -> Lease | None:
     """A container off the shared network lives in its holder's user namespace if one runs."""
     from rootless.runtime import sharednet
@@ -317,8 +323,8 @@ def etc_files(ctx: Context, spec: ContainerSpec, net: NetPlan) -> dict[str, str]
     if net.links:
         from netstack import links
         extra += links.hosts_entries(net.links)
-    own_ip = (net.shared.ip if net.shared is not None and net.shared.ip else addrs.ip) \
-        if net.kind == "slirp4netns" else None
+    lease = shared_address(net)
+    own_ip = (lease.ip if lease is not None else addrs.ip) if net.kind == "slirp4netns" else None
     resolver = addrs.dns if net.kind == "slirp4netns" else None
     if net.dns is not None:  # the embedded DNS server, which forwards to the resolvers it replaces
         from netstack import dns
@@ -369,8 +375,8 @@ def state_fields(net: NetPlan, mac: str = "") -> dict[str, Any]:
         fields["ports"] = ports.records(net.bound)
     if net.kind == "slirp4netns":
         addrs = slirp.addresses(net.options)
-        fields.update(ip=net.shared.ip if net.shared is not None and net.shared.ip else addrs.ip,
-                      gateway=addrs.gateway)
+        lease = shared_address(net)
+        fields.update(ip=lease.ip if lease is not None else addrs.ip, gateway=addrs.gateway)
         if addrs.prefix != slirp.PREFIX_LEN:
             fields["prefix"] = addrs.prefix
     return fields
