@@ -29,7 +29,11 @@ PRELOAD = ("rootless.cli.main", "rootless.cli.fast", "rootless.cli.commands", "r
            "rootless.engine.containers", "rootless.engine.images", "rootless.engine.attach",
            "rootless.engine.dockerview", "rootless.engine.volumes", "rootless.runtime.launcher",
            "rootless.runtime.foreground", "rootless.runtime.execute", "rootless.runtime.records", "layers.reference",
-           "rootless.base.forkconn", __name__)
+           "rootless.engine.networks", "rootless.engine.containerlist", "rootless.runtime.logs",
+           "rootless.runtime.seccompprofile", "rootless.runtime.pause", "rootless.runtime.procsettings",
+           "rootless.runtime.cgroups", "rootless.cli.commands.volumes", "rootless.cli.commands.networks",
+           "netstack.links", "ipaddress", "binascii", "hashlib", "_strptime", "tomllib", "rootless.base.forkconn",
+           __name__)
 ENTRY = "rootless.cli.main:warm_session"  # what the forker runs for a warm command
 _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCONT")
 

@@ -178,3 +178,11 @@ def test_the_volume_write_names_its_paired_host_reference():
     row = next(r for r in bench_goals.goals(f) if r["figure"] == "volume 1 GB write")
     assert "in the volume's directory" in row["reference"] and "4 alternating pairs" in row["reference"]
     assert row["status"] == "PASS"
+
+
+def test_connections_row_names_the_least_a_relay_costs():
+    f = figures()
+    f["net"]["results"]["least a relay costs (C)"] = {"conn/s": 700.0}
+    row = [r for r in bench_goals.goals(f) if r["figure"] == "published-port connections/s"][0]
+    assert "the least a relay costs 700/s = 0.70x" in row["reference"]
+    assert row["status"] == "PASS"  # a reference only: the verdict is still against loopback
