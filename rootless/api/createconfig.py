@@ -21,6 +21,8 @@ HOST = {"PortBindings": dict, "Mounts": "dicts", "Binds": "strs", "NetworkMode":
          "CapAdd": "strs", "CapDrop": "strs", "UsernsMode": str, "Init": bool, "AutoRemove": bool,
          "PublishAllPorts": bool, "ReadonlyRootfs": bool, "Privileged": bool, "Memory": int,
          "MemoryReservation": int, "MemorySwap": int, "NanoCpus": int, "CpuShares": int, "CpusetCpus": str,
+         "CpuQuota": int, "CpuPeriod": int, "CpusetMems": str, "BlkioWeightDevice": "dicts",
+         "BlkioDeviceReadIOps": "dicts", "BlkioDeviceWriteIOps": "dicts",
          "PidsLimit": int, "BlkioWeight": int, "BlkioDeviceReadBps": "dicts", "BlkioDeviceWriteBps": "dicts",
          "GroupAdd": "strs", "PidMode": str, "IpcMode": str, "UTSMode": str, "CgroupnsMode": str, "Isolation": str,
          "Runtime": str, "DeviceCgroupRules": "strs", "VolumeDriver": str, "Ulimits": "dicts", "Sysctls": "map",
@@ -225,11 +227,16 @@ def limits_of(hc: dict) -> dict | None:
         memory_swap=str(hc["MemorySwap"]) if hc.get("MemorySwap") else None,
         cpus=str(hc["NanoCpus"] / 1e9) if hc.get("NanoCpus") else None,
         cpu_shares=str(hc["CpuShares"]) if hc.get("CpuShares") else None,
-        cpuset_cpus=hc.get("CpusetCpus") or None,
+        cpu_quota=str(hc["CpuQuota"]) if hc.get("CpuQuota") else None,
+        cpu_period=str(hc["CpuPeriod"]) if hc.get("CpuPeriod") else None,
+        cpuset_cpus=hc.get("CpusetCpus") or None, cpuset_mems=hc.get("CpusetMems") or None,
         pids_limit=str(hc["PidsLimit"]) if hc.get("PidsLimit") else None,
         blkio_weight=str(hc["BlkioWeight"]) if hc.get("BlkioWeight") else None,
-        device_read_bps=tuple(f"{d['Path']}:{d['Rate']}" for d in hc.get("BlkioDeviceReadBps") or ()),
-        device_write_bps=tuple(f"{d['Path']}:{d['Rate']}" for d in hc.get("BlkioDeviceWriteBps") or ()))
+        blkio_weight_device=tuple(f"{d['Path']}:{d['Weight']}" for d in hc.get("BlkioWeightDevice") or ()),
+        **{key: tuple(f"{d['Path']}:{d['Rate']}" for d in hc.get(name) or ())
+           for key, name in (("device_read_bps", "BlkioDeviceReadBps"), ("device_write_bps", "BlkioDeviceWriteBps"),
+                             ("device_read_iops", "BlkioDeviceReadIOps"),
+                             ("device_write_iops", "BlkioDeviceWriteIOps"))})
     return cgroups.parse(flags) if any(flags) else None
 
 
@@ -247,5 +254,6 @@ def discard_unenforceable(opts):
     return opts._replace(asked=asked), warnings
 
 
-LIMIT_FIELDS = ("Memory", "MemoryReservation", "MemorySwap", "NanoCpus", "CpuShares", "CpusetCpus", "PidsLimit",
-                 "BlkioWeight", "BlkioDeviceReadBps", "BlkioDeviceWriteBps")
+LIMIT_FIELDS = ("Memory", "MemoryReservation", "MemorySwap", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod",
+                "CpusetCpus", "CpusetMems", "PidsLimit", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
+                "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps")

@@ -76,11 +76,14 @@ def group(name: str, help: str) -> None:
     GROUPS[name] = help
 
 
-def command(*path: str, interspersed: bool = True, params_of=None, without: tuple[str, ...] = ()):
+def command(*path: str, interspersed: bool = True, params_of=None, without: tuple[str, ...] = (),
+            more: Mapping | None = None):
     """Register a command function; its first parameter ``ctx`` receives the Context.
 
     ``params_of``: take the parameters of another command function (``create`` has ``run``'s
     flags), less ``without``; the function then receives them as keyword arguments.
+    ``more``: parameters beyond the function's own, name -> (type, Opt), which it receives in its
+    ``**`` argument (a group of flags declared once, for a signature that stays readable).
     """
     def register(func):
         if params_of is not None:
@@ -95,6 +98,7 @@ def command(*path: str, interspersed: bool = True, params_of=None, without: tupl
         names = code.co_varnames[:code.co_argcount]
         defaults = dict(zip(names[len(names) - len(func.__defaults__ or ()):], func.__defaults__ or (), strict=True))
         params = tuple(Param(n, defaults[n], func.__annotations__[n]) for n in names if n != "ctx")
+        params += tuple(Param(n, decl, kind) for n, (kind, decl) in (more or {}).items())
         COMMANDS.found[path] = Command(path, func, interspersed, params)
         return func
     return register

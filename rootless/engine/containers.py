@@ -43,7 +43,8 @@ def create(ctx: Context, opts) -> ContainerRecord:
         from rootless.runtime import cgroups
         cgroups.check(cgroups.detect(), opts.limits)  # a limit this host cannot hold: refused, not ignored
     image = images.ensure_image(ctx, opts.image, opts.pull, images.RegistryOptions(tls_verify=opts.tls_verify,
-                                                                                      platform=opts.platform))
+                                                                                      platform=opts.platform,
+                                                                                      quiet=opts.quiet))
     image_config = ctx.store.config(image)
     ctx.store.unpack_layers(images.layer_refs(image))
     from rootless.engine import volumes

@@ -106,8 +106,7 @@ def update(ctx: Context, rec: ContainerRecord, limits: dict) -> None:
     from rootless.runtime import cgroups
     if rec.get("corrupt"):
         raise RootlessError(f"cannot update container {rec['id'][:12]}: {state.DAMAGED}")
-    merged = dict(rec["spec"].get("limits") or {})
-    merged.update(limits)
+    merged = cgroups.merge(rec["spec"].get("limits") or {}, limits)
     cgroups.parse_consistency(merged)
     if is_running(rec):
         where = rec["state"].get("cgroup")
@@ -115,7 +114,9 @@ def update(ctx: Context, rec: ContainerRecord, limits: dict) -> None:
             cgroups.check(cgroups.detect(), limits)
             raise RootlessError(f"container {rec['name']} runs without a cgroup of its own: restart it to apply limits",
                                 "`rootless restart` it: the new limits are kept for its next start", exit_code=1)
-        cgroups.update(where, limits)
+        cfs = {"cpu_quota", "cpu_period"}
+        # a new quota keeps the period it had, and the other way round: cpu.max holds both
+        cgroups.update(where, {k: v for k, v in merged.items() if k in limits or (k in cfs and cfs & limits.keys())})
     else:
         cgroups.check(cgroups.detect(), merged)
     state.update_spec(ctx.paths, rec["id"], limits=merged)
@@ -139,9 +140,8 @@ def update_api(ctx: Context, rec: ContainerRecord, limits: dict) -> list[str]:
     if kept:
         update(ctx, rec, kept)
     if dropped:
-        merged = dict(rec["spec"].get("limits") or {})
-        merged.update(limits)
         from rootless.runtime import cgroups
+        merged = cgroups.merge(rec["spec"].get("limits") or {}, limits)
         cgroups.parse_consistency(merged)
         asked = dict(rec["spec"].get("asked") or {})
         asked["discarded_limits"] = {**(asked.get("discarded_limits") or {}), **dropped}

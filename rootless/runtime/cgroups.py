@@ -33,9 +33,12 @@ UNIFIED_FIX = "boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2), then " 
 FLAGS = {
     "--memory": ("memory", "memory"), "--memory-reservation": ("memory_reservation", "memory"),
     "--memory-swap": ("memory_swap", "memory"), "--cpus": ("nano_cpus", "cpu"),
-    "--cpu-shares": ("cpu_shares", "cpu"), "--cpuset-cpus": ("cpuset_cpus", "cpuset"),
+    "--cpu-shares": ("cpu_shares", "cpu"), "--cpu-quota": ("cpu_quota", "cpu"), "--cpu-period": ("cpu_period", "cpu"),
+    "--cpuset-cpus": ("cpuset_cpus", "cpuset"), "--cpuset-mems": ("cpuset_mems", "cpuset"),
     "--pids-limit": ("pids_limit", "pids"), "--blkio-weight": ("blkio_weight", "io"),
+    "--blkio-weight-device": ("blkio_weight_device", "io"),
     "--device-read-bps": ("device_read_bps", "io"), "--device-write-bps": ("device_write_bps", "io"),
+    "--device-read-iops": ("device_read_iops", "io"), "--device-write-iops": ("device_write_iops", "io"),
 }
 CONTROLLER_OF = {key: ctl for key, ctl in FLAGS.values()}
 FLAG_OF = {key: flag for flag, (key, _ctl) in FLAGS.items()}
@@ -50,11 +53,17 @@ class LimitOptions(KeywordRecord):
     memory_swap: str | None = None
     cpus: str | None = None
     cpu_shares: str | None = None
+    cpu_quota: str | None = None
+    cpu_period: str | None = None
     cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
     pids_limit: str | None = None
     blkio_weight: str | None = None
+    blkio_weight_device: Sequence[str] = ()
     device_read_bps: Sequence[str] = ()
     device_write_bps: Sequence[str] = ()
+    device_read_iops: Sequence[str] = ()
+    device_write_iops: Sequence[str] = ()
 
 
 # ---- flags -> limits ---------------------------------------------------------------------------
@@ -90,8 +99,11 @@ def parse(opts: LimitOptions) -> dict:
         out["nano_cpus"] = int(round(cpus * 1e9))
     if opts.cpu_shares is not None:
         out["cpu_shares"] = _int(opts.cpu_shares, "--cpu-shares", 2, 262144)
+    _cfs(opts, out)
     if opts.cpuset_cpus is not None:
         out["cpuset_cpus"] = _cpuset(opts.cpuset_cpus)
+    if opts.cpuset_mems is not None:
+        out["cpuset_mems"] = _cpuset(opts.cpuset_mems, nodes=True)
     if opts.pids_limit is not None:
         n = _int(opts.pids_limit, "--pids-limit", -1, 2 ** 62)
         if n > 0:  # 0 and -1: unlimited (Docker)
@@ -102,10 +114,47 @@ def parse(opts: LimitOptions) -> dict:
             raise UsageError("range of blkio weight is from 10 to 1000")
         if w:
             out["blkio_weight"] = w
-    for key, items in (("device_read_bps", opts.device_read_bps), ("device_write_bps", opts.device_write_bps)):
+    if opts.blkio_weight_device:
+        out["blkio_weight_device"] = [_device_weight(text) for text in opts.blkio_weight_device]
+    for key, items in (("device_read_bps", opts.device_read_bps), ("device_write_bps", opts.device_write_bps),
+                       ("device_read_iops", opts.device_read_iops), ("device_write_iops", opts.device_write_iops)):
         if items:
             out[key] = [_device_rate(text, FLAG_OF[key]) for text in items]
     return out
+
+
+def _cfs(opts: LimitOptions, out: dict) -> None:
+    """``--cpu-quota``/``--cpu-period`` (microseconds; 0: not set), in Docker's words; ``--cpus``
+    is the same limit said otherwise, so not both."""
+    for key, flag in (("cpu_quota", "--cpu-quota"), ("cpu_period", "--cpu-period")):
+        text = getattr(opts, key)
+        if text is None:
+            continue
+        n = _int(text, flag, -1 if key == "cpu_quota" else 0, 2 ** 62)
+        if not n:
+            continue  # 0: Docker's "not set"
+        if "nano_cpus" in out:
+            what = "CPU Quota" if key == "cpu_quota" else "CPU Period"
+            raise UsageError(f"conflicting options: Nano CPUs and {what} cannot both be set",
+                             f"give --cpus or {flag}, not both")
+        if key == "cpu_period" and not 1000 <= n <= 1_000_000:
+            raise UsageError("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
+        if key == "cpu_quota" and 0 < n < 1000:
+            raise UsageError("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+        out[key] = n
+
+
+def merge(old: dict, new: dict) -> dict:
+    """``update``'s limits over a container's: ``--cpus`` and ``--cpu-quota``/``--cpu-period`` are
+    one limit said two ways, so the one given replaces the other."""
+    merged = dict(old)
+    if "nano_cpus" in new:
+        merged.pop("cpu_quota", None)
+        merged.pop("cpu_period", None)
+    elif "cpu_quota" in new or "cpu_period" in new:
+        merged.pop("nano_cpus", None)
+    merged.update(new)
+    return merged
 
 
 def parse_consistency(limits: dict) -> None:
@@ -138,23 +187,70 @@ def _int(text: str, flag: str, lo: int, hi: int) -> int:
     return n
 
 
-def _cpuset(text: str) -> str:
-    ncpu = os.cpu_count() or 1
+def _cpuset(text: str, nodes: bool = False) -> str:
+    """A list of CPUs (or of memory nodes: ``nodes``) this host has, as 0-3,5."""
+    what = "memory nodes" if nodes else "CPUs"
+    have = _online_nodes() if nodes else set(range(os.cpu_count() or 1))
     for part in text.split(","):
         lo, dash, hi = part.partition("-")
         try:
             a, b = int(lo), int(hi) if dash else int(lo)
         except ValueError:
-            raise UsageError(f"invalid value {text!r} for cpuset cpus") from None
-        if not 0 <= a <= b or b >= ncpu:
-            raise UsageError(f"requested CPUs are not available - requested {text}, available: 0-{ncpu - 1}")
+            raise UsageError(f"invalid value {text!r} for cpuset {'mems' if nodes else 'cpus'}") from None
+        if not 0 <= a <= b or not set(range(a, b + 1)) <= have:
+            raise UsageError(f"requested {what} are not available - requested {text}, available: {_ranges(have)}")
     return text
 
 
+def _online_nodes() -> set[int]:
+    """The memory (NUMA) nodes online (node 0 where the kernel does not say)."""
+    try:
+        with open("/sys/devices/system/node/online") as f:
+            text = f.read().strip()
+    except OSError:
+        return {0}
+    out: set[int] = set()
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out or {0}
+
+
+def _ranges(ids: set[int]) -> str:
+    """0,1,2,5 as 0-2,5."""
+    out: list[str] = []
+    run: list[int] = []
+    for i in sorted(ids):
+        if run and i != run[-1] + 1:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+            run = []
+        run.append(i)
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
+
+
 def _device_rate(text: str, flag: str) -> dict:
-    path, sep, rate = text.rpartition(":")
+    """/dev/DEVICE:RATE: bytes a second (512k, 1mb) for the -bps flags, operations for the -iops ones."""
+    path, rate, device = _device(text, flag, "RATE")
+    if flag.endswith("-iops"):
+        return {**device, "rate": _int(rate, flag, 0, 2 ** 62)}
+    return {**device, "rate": _bytes(rate, flag)}
+
+
+def _device_weight(text: str) -> dict:
+    """--blkio-weight-device /dev/DEVICE:WEIGHT (10 to 1000)."""
+    flag = "--blkio-weight-device"
+    _path, weight, device = _device(text, flag, "WEIGHT")
+    w = _int(weight, flag, 10, 1000)
+    return {**device, "weight": w}
+
+
+def _device(text: str, flag: str, what: str) -> tuple[str, str, dict]:
+    """The block device of ``/dev/DEVICE:VALUE``: its path, the value's text, and path, major and minor."""
+    path, sep, value = text.rpartition(":")
     if not sep or not path.startswith("/"):
-        raise UsageError(f"invalid argument {text!r} for \"{flag}\" flag: use /dev/DEVICE:RATE")
+        raise UsageError(f"invalid argument {text!r} for \"{flag}\" flag: use /dev/DEVICE:{what}")
     try:
         st = os.stat(path)
     except OSError as e:
@@ -162,8 +258,7 @@ def _device_rate(text: str, flag: str) -> dict:
     import stat as stat_
     if not stat_.S_ISBLK(st.st_mode):
         raise UsageError(f"{flag}: {path} is not a block device")
-    return {"path": path, "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
-            "rate": _bytes(rate, flag)}
+    return path, value, {"path": path, "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev)}
 
 
 # ---- limits -> cgroup v2 ------------------------------------------------------------------------
@@ -189,16 +284,26 @@ def files(limits: dict) -> dict[str, str]:
         out["memory.swap.max"] = "max" if swap == -1 else str(swap - limits["memory"])
     if "nano_cpus" in limits:
         out["cpu.max"] = f"{limits['nano_cpus'] * CPU_PERIOD // 10 ** 9} {CPU_PERIOD}"
+    elif "cpu_quota" in limits or "cpu_period" in limits:  # -1: no quota, as runc writes it
+        quota = limits.get("cpu_quota", -1)
+        out["cpu.max"] = f"{'max' if quota < 0 else quota} {limits.get('cpu_period', CPU_PERIOD)}"
     if "cpu_shares" in limits:
         out["cpu.weight"] = str(shares_to_weight(limits["cpu_shares"]))
     if "cpuset_cpus" in limits:
         out["cpuset.cpus"] = limits["cpuset_cpus"]
+    if "cpuset_mems" in limits:
+        out["cpuset.mems"] = limits["cpuset_mems"]
     if "pids_limit" in limits:
         out["pids.max"] = str(limits["pids_limit"])
+    weights = []
     if "blkio_weight" in limits:
-        out["io.weight"] = f"default {1 + (limits['blkio_weight'] - 10) * 9999 // 990}"
+        weights.append(f"default {_io_weight(limits['blkio_weight'])}")
+    weights += [f"{d['major']}:{d['minor']} {_io_weight(d['weight'])}" for d in limits.get("blkio_weight_device", [])]
+    if weights:
+        out["io.weight"] = "\n".join(weights)
     rates: dict[str, list[str]] = {}
-    for key, word in (("device_read_bps", "rbps"), ("device_write_bps", "wbps")):
+    for key, word in (("device_read_bps", "rbps"), ("device_write_bps", "wbps"), ("device_read_iops", "riops"),
+                      ("device_write_iops", "wiops")):
         for d in limits.get(key, []):
             rates.setdefault(f"{d['major']}:{d['minor']}", []).append(f"{word}={d['rate']}")
     if rates:
@@ -206,15 +311,29 @@ def files(limits: dict) -> dict[str, str]:
     return out
 
 
+def _io_weight(blkio: int) -> int:
+    """A v1 blkio weight (10..1000) as a v2 io.weight (1..10000), as runc and crun convert."""
+    return 1 + (blkio - 10) * 9999 // 990
+
+
 def host_config(limits: dict) -> dict:
     """The limits as ``inspect`` shows them in HostConfig (Docker's names; 0: none)."""
     return {
         "Memory": limits.get("memory", 0), "MemoryReservation": limits.get("memory_reservation", 0),
         "MemorySwap": limits.get("memory_swap", 0), "NanoCpus": limits.get("nano_cpus", 0),
-        "CpuShares": limits.get("cpu_shares", 0), "CpusetCpus": limits.get("cpuset_cpus", ""),
+        "CpuShares": limits.get("cpu_shares", 0), "CpuQuota": limits.get("cpu_quota", 0),
+        "CpuPeriod": limits.get("cpu_period", 0), "CpusetCpus": limits.get("cpuset_cpus", ""),
+        "CpusetMems": limits.get("cpuset_mems", ""),
         "PidsLimit": limits.get("pids_limit"), "BlkioWeight": limits.get("blkio_weight", 0),
+        "BlkioWeightDevice": [{"Path": d["path"], "Weight": d["weight"]}
+                              for d in limits.get("blkio_weight_device", [])],
         "BlkioDeviceReadBps": [{"Path": d["path"], "Rate": d["rate"]} for d in limits.get("device_read_bps", [])],
         "BlkioDeviceWriteBps": [{"Path": d["path"], "Rate": d["rate"]} for d in limits.get("device_write_bps", [])],
+        # null when not given, as Docker shows them
+        "BlkioDeviceReadIOps": [{"Path": d["path"], "Rate": d["rate"]} for d in limits.get("device_read_iops", [])]
+        or None,
+        "BlkioDeviceWriteIOps": [{"Path": d["path"], "Rate": d["rate"]} for d in limits.get("device_write_iops", [])]
+        or None,
     }
 
 
@@ -310,9 +429,11 @@ def check(host: Host, limits: dict) -> None:
 
 # Docker's HostConfig names of the limits, for the API's warnings
 API_NAME = {"memory": "Memory", "memory_reservation": "MemoryReservation", "memory_swap": "MemorySwap",
-            "nano_cpus": "NanoCpus", "cpu_shares": "CpuShares", "cpuset_cpus": "CpusetCpus",
-            "pids_limit": "PidsLimit", "blkio_weight": "BlkioWeight", "device_read_bps": "BlkioDeviceReadBps",
-            "device_write_bps": "BlkioDeviceWriteBps"}
+            "nano_cpus": "NanoCpus", "cpu_shares": "CpuShares", "cpu_quota": "CpuQuota", "cpu_period": "CpuPeriod",
+            "cpuset_cpus": "CpusetCpus", "cpuset_mems": "CpusetMems", "pids_limit": "PidsLimit",
+            "blkio_weight": "BlkioWeight", "blkio_weight_device": "BlkioWeightDevice",
+            "device_read_bps": "BlkioDeviceReadBps", "device_write_bps": "BlkioDeviceWriteBps",
+            "device_read_iops": "BlkioDeviceReadIOps", "device_write_iops": "BlkioDeviceWriteIOps"}
 
 
 def split_enforceable(host: Host, limits: dict) -> tuple[dict, dict, list[str]]:

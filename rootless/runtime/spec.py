@@ -47,6 +47,7 @@ class RunOptions(KeywordRecord):
     dns_options: Sequence[str] = ()
     mac_address: str | None = None
     pull: str = "missing"
+    quiet: bool = False  # -q: no pull output
     tls_verify: bool = True
     platform: str | None = None
     log_driver: str | None = None

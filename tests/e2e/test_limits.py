@@ -24,7 +24,8 @@ def bb(busybox) -> Rootless:
 
 
 @pytest.mark.parametrize("flags", [("--memory", "64m"), ("--cpus", "0.5"), ("--pids-limit", "20"),
-                                   ("--cpu-shares", "512"), ("--memory", "64m", "--memory-reservation", "32m")])
+                                   ("--cpu-shares", "512"), ("--memory", "64m", "--memory-reservation", "32m"),
+                                   ("--cpu-quota", "50000"), ("--cpu-period", "50000"), ("--cpuset-mems", "0")])
 def test_a_limit_is_enforced_or_refused_in_one_line(bb, flags):
     if flags[0] in CAN:
         pytest.skip(f"this host enforces {flags[0]} (the guest's tests check it)")
@@ -42,6 +43,15 @@ def test_a_limit_is_enforced_or_refused_in_one_line(bb, flags):
     (("--cpus", "0"), "range of CPUs is from 0.01"),
     (("--memory-swap", "1g"), "you should always set the memory limit when using memoryswap limit"),
     (("--blkio-weight", "5"), "range of blkio weight is from 10 to 1000"),
+    (("--cpus", "1", "--cpu-quota", "50000"), "conflicting options: Nano CPUs and CPU Quota cannot both be set"),
+    (("--cpu-period", "10"), "CPU cfs period can not be less than 1ms"),
+    (("--memory-swappiness", "101"), "invalid value: 101, valid memory swappiness range is 0-100"),
+    (("--gpus", "all"), "--gpus all: rootless has no GPU device driver"),
+    (("--storage-opt", "size=1G"), "--storage-opt is not supported by rootless"),
+    (("--cgroupns", "host"), "--cgroupns 'host' is not supported by rootless"),
+    (("--runtime", "kata"), "unknown or invalid runtime name: kata"),
+    (("--isolation", "hyperv"), "invalid isolation 'hyperv'"),
+    (("--volume-driver", "nfs", "-v", "data:/data"), "error looking up volume plugin nfs"),
 ])
 def test_bad_limit_flags_are_usage_errors(bb, flags, message):
     r = bb("run", "--rm", *flags, "busybox", "true", expect=125)
@@ -67,3 +77,22 @@ def test_update_without_a_cgroup_is_refused_and_stats_reads_proc(bb):
         r = bb("update", "--pids-limit", "5", cid, expect=1)
         assert "--pids-limit needs" in r.err
     assert bb("update", cid, expect=125).err.startswith("rootless: error: you must provide one or more flags")
+
+
+def test_dockers_flags_of_no_effect_here_are_kept_or_discarded_as_docker_does(bb):
+    """Flags Docker on a cgroup v2 host accepts: shown by inspect as given (--runtime, --cgroupns,
+    --isolation, --volume-driver, --device-cgroup-rule), or discarded with a warning
+    (--memory-swappiness, --oom-kill-disable); the container runs either way."""
+    r = bb("run", "--name", "docker-flags", "--network", "none", "--runtime", "runc", "--cgroupns", "private",
+           "--isolation", "default", "--volume-driver", "local", "--device-cgroup-rule", "c 1:3 rwm",
+           "--memory-swappiness", "10", "--oom-kill-disable", "busybox", "echo", "ran")
+    assert r.out == "ran\n"
+    assert "--memory-swappiness discarded" in r.err and "--oom-kill-disable discarded" in r.err
+    hc = inspect(bb, "docker-flags")["HostConfig"]
+    assert (hc["Runtime"], hc["CgroupnsMode"], hc["Isolation"], hc["VolumeDriver"]) == \
+        ("runc", "private", "default", "local")
+    assert hc["DeviceCgroupRules"] == ["c 1:3 rwm"]
+    assert hc["MemorySwappiness"] is None and hc["OomKillDisable"] is None  # discarded, as Docker shows them
+    bb("rm", "docker-flags")
+    r = bb("create", "--name", "quiet", "--memory-swappiness", "-1", "busybox", "true")
+    assert "discarded" not in r.err  # -1 is Docker's default: nothing to discard

@@ -67,6 +67,8 @@ def test_run_pulls_what_is_missing(bb, registry):
     assert r.err.startswith(f"Unable to find image '{ref}' locally\n") and "Pulling from" in r.err
     r = bb("run", "--rm", "--pull", "always", ref, "echo", "again")
     assert r.out == "again\n" and "Pulling from" in r.err
+    r = bb("run", "--rm", "-q", "--pull", "always", ref, "echo", "quietly")  # Docker's -q: no pull output
+    assert r.out == "quietly\n" and r.err == ""
     r = bb("create", "--pull", "sometimes", ref, expect=125)
     assert "invalid --pull policy" in r.err
 

@@ -30,6 +30,14 @@ from rootless.runtime.cgroups import LimitOptions
     (LimitOptions(pids_limit="-1"), {}, {}),  # Docker: -1 and 0 are unlimited
     (LimitOptions(pids_limit="0"), {}, {}),
     (LimitOptions(blkio_weight="500"), {"blkio_weight": 500}, {"io.weight": "default 4950"}),
+    # --cpu-quota/--cpu-period: cpu.max as runc writes it (-1: no quota; the period 100 ms unless given)
+    (LimitOptions(cpu_quota="50000"), {"cpu_quota": 50000}, {"cpu.max": "50000 100000"}),
+    (LimitOptions(cpu_quota="25000", cpu_period="50000"), {"cpu_quota": 25000, "cpu_period": 50000},
+     {"cpu.max": "25000 50000"}),
+    (LimitOptions(cpu_period="50000"), {"cpu_period": 50000}, {"cpu.max": "max 50000"}),
+    (LimitOptions(cpu_quota="-1"), {"cpu_quota": -1}, {"cpu.max": "max 100000"}),
+    (LimitOptions(cpu_quota="0", cpu_period="0"), {}, {}),  # Docker's "not set"
+    (LimitOptions(cpuset_mems="0"), {"cpuset_mems": "0"}, {"cpuset.mems": "0"}),
 ])
 def test_flags_to_limits_to_files(opts, limits, files):
     assert cgroups.parse(opts) == limits
@@ -45,6 +53,49 @@ def test_device_rates(tmp_path):
     assert cgroups.files(limits) == {"io.max": f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)} "
                                                f"rbps={1 << 20} wbps={2 << 20}"}
     assert cgroups.host_config(limits)["BlkioDeviceReadBps"] == [{"Path": dev, "Rate": 1 << 20}]
+
+
+def _block_device() -> str:
+    dev = next((p for p in ("/dev/loop0", "/dev/vda", "/dev/sda", "/dev/nvme0n1") if os.path.exists(p)), None)
+    if dev is None:
+        pytest.skip("no block device node to name")
+    return dev
+
+
+def test_device_operations_and_weights():
+    dev = _block_device()
+    st = os.stat(dev)
+    node = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    limits = cgroups.parse(LimitOptions(device_read_iops=(f"{dev}:1000",), device_write_iops=(f"{dev}:500",),
+                                        device_read_bps=(f"{dev}:1mb",), blkio_weight="500",
+                                        blkio_weight_device=(f"{dev}:200",)))
+    assert cgroups.files(limits) == {"io.max": f"{node} rbps={1 << 20} riops=1000 wiops=500",
+                                     "io.weight": f"default 4950\n{node} 1920"}
+    hc = cgroups.host_config(limits)
+    assert hc["BlkioDeviceReadIOps"] == [{"Path": dev, "Rate": 1000}]
+    assert hc["BlkioDeviceWriteIOps"] == [{"Path": dev, "Rate": 500}]
+    assert hc["BlkioWeightDevice"] == [{"Path": dev, "Weight": 200}]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (dict(device_read_iops=("{dev}:1mb",)), 'invalid argument \'1mb\' for "--device-read-iops" flag: not a number'),
+    (dict(blkio_weight_device=("{dev}:5",)), 'for "--blkio-weight-device" flag: out of range (10 to 1000)'),
+    (dict(blkio_weight_device=("sda:500",)), "use /dev/DEVICE:WEIGHT"),
+])
+def test_bad_device_flags(flags, message):
+    dev = _block_device()
+    with pytest.raises(UsageError) as e:
+        cgroups.parse(LimitOptions(**{k: tuple(x.format(dev=dev) for x in v) for k, v in flags.items()}))
+    assert message in e.value.message
+
+
+def test_update_replaces_cpus_and_the_quota_by_each_other():
+    assert cgroups.merge({"nano_cpus": 10 ** 9, "memory": 1 << 30}, {"cpu_quota": 20000}) == \
+        {"cpu_quota": 20000, "memory": 1 << 30}
+    assert cgroups.merge({"cpu_quota": 20000, "cpu_period": 50000}, {"nano_cpus": 5 * 10 ** 8}) == \
+        {"nano_cpus": 5 * 10 ** 8}
+    assert cgroups.merge({"cpu_quota": 20000, "cpu_period": 50000}, {"cpu_quota": 30000}) == \
+        {"cpu_quota": 30000, "cpu_period": 50000}
 
 
 @pytest.mark.parametrize("opts, message", [
@@ -66,6 +117,14 @@ def test_device_rates(tmp_path):
     (LimitOptions(blkio_weight="5"), "range of blkio weight is from 10 to 1000"),
     (LimitOptions(device_read_bps=("sda:1mb",)), "use /dev/DEVICE:RATE"),
     (LimitOptions(device_read_bps=("/dev/null:1mb",)), "is not a block device"),
+    (LimitOptions(cpus="1", cpu_quota="50000"), "conflicting options: Nano CPUs and CPU Quota cannot both be set"),
+    (LimitOptions(cpus="1", cpu_period="50000"), "conflicting options: Nano CPUs and CPU Period cannot both be set"),
+    (LimitOptions(cpu_period="999"), "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s"),
+    (LimitOptions(cpu_period="1000001"), "CPU cfs period can not be less than 1ms"),
+    (LimitOptions(cpu_quota="999"), "CPU cfs quota can not be less than 1ms (i.e. 1000)"),
+    (LimitOptions(cpu_quota="-2"), "out of range"),
+    (LimitOptions(cpuset_mems="64"), "requested memory nodes are not available - requested 64, available: 0"),
+    (LimitOptions(cpuset_mems="x"), "invalid value 'x' for cpuset mems"),
 ])
 def test_bad_flags(opts, message):
     with pytest.raises(UsageError) as e:
@@ -100,7 +159,7 @@ def test_a_host_that_can_enforce_says_nothing():
     cgroups.check(host, {"memory": 1 << 30, "nano_cpus": 10 ** 9, "pids_limit": 10})
     cgroups.check(cgroups.Host("hybrid", "/", None, ()), {})  # no limits: nothing to refuse
     assert cgroups.enforceable(host) == ["--memory", "--memory-reservation", "--memory-swap", "--cpus",
-                                         "--cpu-shares", "--pids-limit"]
+                                         "--cpu-shares", "--cpu-quota", "--cpu-period", "--pids-limit"]
     assert cgroups.enforceable(cgroups.Host("hybrid", "/", None, ())) == []
 
 

@@ -84,6 +84,23 @@ def test_a_cpu_quota_throttles(bb):
     assert 5 < cpu < 35, cpu  # 20% of one CPU, give or take the emulated machine's noise
 
 
+def test_cpu_quota_and_period_are_cpu_max_and_update_keeps_the_other(bb):
+    cid = bb("run", "-d", "--network", "none", "--cpu-quota", "20000", "--cpu-period", "50000", "busybox",
+             "sleep", "300").out.strip()
+    ctr = f"{scope_of(cid)}/ctr"
+    assert read(f"{ctr}/cpu.max").strip() == "20000 50000"
+    hc = inspect(bb, cid)["HostConfig"]
+    assert (hc["CpuQuota"], hc["CpuPeriod"], hc["NanoCpus"]) == (20000, 50000, 0)
+    bb("update", "--cpu-quota", "30000", cid)  # the period stays
+    assert read(f"{ctr}/cpu.max").strip() == "30000 50000"
+    bb("update", "--cpus", "0.5", cid)  # --cpus replaces both
+    assert read(f"{ctr}/cpu.max").strip() == "50000 100000"
+    hc = inspect(bb, cid)["HostConfig"]
+    assert (hc["CpuQuota"], hc["CpuPeriod"], hc["NanoCpus"]) == (0, 0, 500_000_000)
+    r = bb("run", "--rm", "--network", "none", "--cpus", "1", "--cpu-quota", "50000", "busybox", "true", expect=125)
+    assert "Nano CPUs and CPU Quota cannot both be set" in r.err
+
+
 def test_update_changes_a_running_limit_and_stats_shows_usage(bb):
     cid = bb("run", "-d", "--network", "none", "--pids-limit", "50", "--memory", "64m", "busybox",
              "sleep", "300").out.strip()
@@ -150,6 +167,17 @@ def test_io_limits_are_refused_until_io_is_delegated_then_they_hold(bb, tmp_path
     assert held >= 2.0 and held > 2 * free, (held, free)  # 3 MiB at 1 MiB/s (the kernel's throttle, not ours)
     blk = bb("stats", "--no-stream", "--format", "{{.BlockIO}}", cid).out
     assert re.search(r"/ 3(\.\d+)?MB", blk), blk
+    # operations a second, a device's own weight, memory nodes (cpuset, delegated by the same fix)
+    cid = bb("run", "-d", "--network", "none", "--device-read-iops", f"{dev}:100", "--device-write-iops",
+             f"{dev}:50", "--blkio-weight-device", f"{dev}:200", "--cpuset-mems", "0", "busybox", "sleep",
+             "300").out.strip()
+    ctr = f"{scope_of(cid)}/ctr"
+    assert f"{majmin} rbps=max wbps=max riops=100 wiops=50" in read(f"{ctr}/io.max")
+    assert f"{majmin} 1920" in read(f"{ctr}/io.weight")
+    assert read(f"{ctr}/cpuset.mems").strip() == "0"
+    hc = inspect(bb, cid)["HostConfig"]
+    assert hc["BlkioDeviceWriteIOps"] == [{"Path": dev, "Rate": 50}] and hc["CpusetMems"] == "0"
+    assert hc["BlkioWeightDevice"] == [{"Path": dev, "Weight": 200}]
 
 
 def test_a_health_probe_runs_in_the_containers_cgroup_and_counts_against_its_limits(bb):

@@ -3,6 +3,7 @@ port, commit, export, cp, attach, mount, unmount, rename, container prune, ps, i
 
 import sys
 
+from rootless.cli import dockerflags
 from rootless.cli.params import Arg, Opt, command
 
 TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
@@ -16,9 +17,24 @@ LIMIT = {
     "memory_swap": Opt(("--memory-swap",), None, "Memory plus swap limit (-1: unlimited swap)."),
     "cpus": Opt(("--cpus",), None, "Number of CPUs (1.5)."),
     "cpu_shares": Opt(("-c", "--cpu-shares"), None, "CPU shares (relative weight, 2-262144)."),
+    "cpu_quota": Opt(("--cpu-quota",), None, "CPU time in each --cpu-period, in microseconds (-1: no limit)."),
+    "cpu_period": Opt(("--cpu-period",), None, "The CFS period of --cpu-quota, in microseconds (default 100000)."),
     "cpuset_cpus": Opt(("--cpuset-cpus",), None, "CPUs to run on (0-3, 0,1)."),
+    "cpuset_mems": Opt(("--cpuset-mems",), None, "Memory (NUMA) nodes to allocate from (0-3, 0,1)."),
     "pids_limit": Opt(("--pids-limit",), None, "Process limit (-1: unlimited)."),
     "blkio_weight": Opt(("--blkio-weight",), None, "Block IO weight (10-1000)."),
+}
+# run's and create's device flags of the io controller
+# (name -> (type, declaration): ``params.command``'s ``more``)
+DEVICE_IO = {
+    "blkio_weight_device": (list[str], Opt(("--blkio-weight-device",), [], "Block IO weight of a device "
+                                                                           "(/dev/sda:200).")),
+    "device_read_bps": (list[str], Opt(("--device-read-bps",), [], "Read rate limit of a device (/dev/sda:1mb).")),
+    "device_write_bps": (list[str], Opt(("--device-write-bps",), [], "Write rate limit of a device (/dev/sda:1mb).")),
+    "device_read_iops": (list[str], Opt(("--device-read-iops",), [], "Read operations a second of a device "
+                                                                     "(/dev/sda:1000).")),
+    "device_write_iops": (list[str], Opt(("--device-write-iops",), [], "Write operations a second of a device "
+                                                                       "(/dev/sda:1000).")),
 }
 
 def _check_tty(stdin: bool, tty: bool) -> None:
@@ -35,15 +51,16 @@ IPC_MODES = ("", "private", "shareable", "host")
 
 # The healthcheck flags of `run`/`create` (rootless.runtime.health.from_flags reads them).
 HEALTH = {
-    "health_cmd": Opt(("--health-cmd",), None, "Command to run to check health (run by sh -c)."),
-    "health_interval": Opt(("--health-interval",), None, "Time between checks (ms|s|m|h; default 30s)."),
-    "health_timeout": Opt(("--health-timeout",), None, "Maximum time a check may run (default 30s)."),
-    "health_retries": Opt(("--health-retries",), None, "Failures in a row that make it unhealthy (default 3)."),
-    "health_start_period": Opt(("--health-start-period",), None,
-                               "Time to start before failures count (default 0s)."),
-    "health_start_interval": Opt(("--health-start-interval",), None,
-                                 "Time between checks during the start period (default 5s)."),
-    "no_healthcheck": Opt(("--no-healthcheck",), False, "Disable the image's HEALTHCHECK."),
+    "health_cmd": (str, Opt(("--health-cmd",), None, "Command to run to check health (run by sh -c).")),
+    "health_interval": (str, Opt(("--health-interval",), None, "Time between checks (ms|s|m|h; default 30s).")),
+    "health_timeout": (str, Opt(("--health-timeout",), None, "Maximum time a check may run (default 30s).")),
+    "health_retries": (str, Opt(("--health-retries",), None, "Failures in a row that make it unhealthy "
+                                                              "(default 3).")),
+    "health_start_period": (str, Opt(("--health-start-period",), None,
+                                     "Time to start before failures count (default 0s).")),
+    "health_start_interval": (str, Opt(("--health-start-interval",), None,
+                                       "Time between checks during the start period (default 5s).")),
+    "no_healthcheck": (bool, Opt(("--no-healthcheck",), False, "Disable the image's HEALTHCHECK.")),
 }
 
 
@@ -78,7 +95,7 @@ PROCESS = {
 }
 
 
-@command("run", interspersed=False)
+@command("run", interspersed=False, more={**DEVICE_IO, **HEALTH, **dockerflags.FLAGS})
 def run(ctx: "Context",
         image: str = Arg(metavar="IMAGE"),
         command: list[str] = Arg(None, metavar="[COMMAND] [ARG...]"),
@@ -114,10 +131,9 @@ def run(ctx: "Context",
         read_only: bool = Opt(("--read-only",), False, "Mount the root filesystem read-only."),
         memory: str = LIMIT["memory"], memory_reservation: str = LIMIT["memory_reservation"],
         memory_swap: str = LIMIT["memory_swap"], cpus: str = LIMIT["cpus"], cpu_shares: str = LIMIT["cpu_shares"],
-        cpuset_cpus: str = LIMIT["cpuset_cpus"], pids_limit: str = LIMIT["pids_limit"],
-        blkio_weight: str = LIMIT["blkio_weight"],
-        device_read_bps: list[str] = Opt(("--device-read-bps",), [], "Read rate limit of a device (/dev/sda:1mb)."),
-        device_write_bps: list[str] = Opt(("--device-write-bps",), [], "Write rate limit of a device (/dev/sda:1mb)."),
+        cpu_quota: str = LIMIT["cpu_quota"], cpu_period: str = LIMIT["cpu_period"],
+        cpuset_cpus: str = LIMIT["cpuset_cpus"], cpuset_mems: str = LIMIT["cpuset_mems"],
+        pids_limit: str = LIMIT["pids_limit"], blkio_weight: str = LIMIT["blkio_weight"],
         cap_add: list[str] = Opt(("--cap-add",), [], "Add a Linux capability (or ALL)."),
         cap_drop: list[str] = Opt(("--cap-drop",), [], "Drop a Linux capability (or ALL)."),
         privileged: bool = Opt(("--privileged",), False,
@@ -133,26 +149,25 @@ def run(ctx: "Context",
         domainname: str = PROCESS["domainname"], cidfile: str = PROCESS["cidfile"], init: bool = PROCESS["init"],
         label_file: list[str] = PROCESS["label_file"], label: list[str] = PROCESS["label"],
         restart: str = Opt(("--restart",), None, "Restart policy: no, always, unless-stopped, on-failure[:N]."),
-        health_cmd: str = HEALTH["health_cmd"], health_interval: str = HEALTH["health_interval"],
-        health_timeout: str = HEALTH["health_timeout"], health_retries: str = HEALTH["health_retries"],
-        health_start_period: str = HEALTH["health_start_period"],
-        health_start_interval: str = HEALTH["health_start_interval"],
-        no_healthcheck: bool = HEALTH["no_healthcheck"],
         pull: str = Opt(("--pull",), "missing", "Pull the image: missing, always or never."),
+        quiet: bool = Opt(("-q", "--quiet"), False, "Suppress the pull output."),
         tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
         platform: str = Opt(("--platform",), None, "os/arch[/variant]: the image for that platform."),
-        detach: bool = ATTACH["detach"], attach: list[str] = ATTACH["attach"], detach_keys: str = ATTACH["keys"]):
+        detach: bool = ATTACH["detach"], attach: list[str] = ATTACH["attach"], detach_keys: str = ATTACH["keys"],
+        **docker):
     """Run a command in a new container."""
     flags = dict(locals())  # the flags above, by name: declared once, passed on by name
-    del flags["ctx"], flags["detach"], flags["detach_keys"], flags["attach"]
+    del flags["ctx"], flags["detach"], flags["detach_keys"], flags["attach"], flags["docker"]
+    flags.update(docker)  # the ``more`` groups
     streams = _streams(attach, detach)
     if not detach:
         _check_tty(interactive and (not streams or "stdin" in streams), tty)
     from rootless.engine import attach as attaching
     from rootless.engine import containers
     # Docker's CLI asks for StdinOnce with -i, but not with -d
-    result = containers.run(ctx, _run_options(**flags, stdin_once=interactive and not detach), detach,
-                            attaching.parse_detach_keys(detach_keys), streams)
+    opts = _run_options(**flags, stdin_once=interactive and not detach)
+    dockerflags.say_discarded(ctx, docker["memory_swappiness"], docker["oom_kill_disable"])
+    result = containers.run(ctx, opts, detach, attaching.parse_detach_keys(detach_keys), streams)
     if detach:
         print(result)
         return 0
@@ -179,14 +194,20 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                  blkio_weight, device_read_bps, device_write_bps, cap_add, cap_drop, privileged, security_opt,
                  device, userns, label, init, restart, pull, tls_verify, platform, group_add=(), stop_timeout=None,
                  pid="", ipc="", uts="", stdin_once=False, stop_signal=None, ulimit=(), sysctl=(),
-                 oom_score_adj=None, shm_size=None, domainname=None, cidfile=None, label_file=(), **health_flags):
+                 oom_score_adj=None, shm_size=None, domainname=None, cidfile=None, label_file=(), cpu_quota=None,
+                 cpu_period=None, cpuset_mems=None, blkio_weight_device=(), device_read_iops=(),
+                 device_write_iops=(), runtime=None, isolation=None, cgroupns=None, volume_driver=None,
+                 device_cgroup_rule=(), memory_swappiness=None, oom_kill_disable=False, storage_opt=(), gpus=None,
+                 quiet=False, **health_flags):
     """``run``'s and ``create``'s flags (each by the name ``run`` declares it under) as RunOptions;
     ``stdin_once``: Docker's StdinOnce, which its CLI sends with -i unless -d."""
     from rootless.runtime.spec import RunOptions
     limit_flags = dict(memory=memory, memory_reservation=memory_reservation, memory_swap=memory_swap, cpus=cpus,
-                       cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit,
-                       blkio_weight=blkio_weight, device_read_bps=tuple(device_read_bps),
-                       device_write_bps=tuple(device_write_bps))
+                       cpu_shares=cpu_shares, cpu_quota=cpu_quota, cpu_period=cpu_period, cpuset_cpus=cpuset_cpus,
+                       cpuset_mems=cpuset_mems, pids_limit=pids_limit, blkio_weight=blkio_weight,
+                       blkio_weight_device=tuple(blkio_weight_device), device_read_bps=tuple(device_read_bps),
+                       device_write_bps=tuple(device_write_bps), device_read_iops=tuple(device_read_iops),
+                       device_write_iops=tuple(device_write_iops))
     limits = None
     if any(limit_flags.values()):
         from rootless.runtime import cgroups
@@ -220,7 +241,7 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                       network=network, init=init, rm=rm, interactive=interactive, stdin_once=stdin_once, tty=tty,
                       publish=tuple(publish), publish_all=publish_all, expose=tuple(expose), links=tuple(link),
                       add_hosts=tuple(add_host), dns=tuple(dns), dns_search=tuple(dns_search),
-                      dns_options=tuple(dns_option), mac_address=mac_address, pull=pull,
+                      dns_options=tuple(dns_option), mac_address=mac_address, pull=pull, quiet=quiet,
                       tls_verify=tls_verify == "true", platform=platform, log_driver=log_driver,
                       log_opts=tuple(log_opt), volumes=tuple(volume), mounts=tuple(mount), tmpfs=tuple(tmpfs),
                       volumes_from=tuple(volumes_from), read_only=read_only, limits=limits,
@@ -231,7 +252,11 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                       stop_timeout=stop_timeout, stop_signal=stop_signal, ulimits=ulimits, sysctls=sysctls,
                       oom_score_adj=oom_score_adj, shm_size=shm_size, domainname=domainname, cidfile=cidfile,
                       asked={k: v for k, v in (("PidMode", pid), ("IpcMode", ipc), ("UTSMode", uts),
-                                               ("ContainerIDFile", cidfile)) if v} or None)
+                                               ("ContainerIDFile", cidfile),
+                                               *dockerflags.settings(runtime, isolation, cgroupns, volume_driver,
+                                                                     device_cgroup_rule, memory_swappiness,
+                                                                     storage_opt, gpus, volume or mount))
+                             if v} or None)
 
 
 def _labels(files, flags) -> dict[str, str] | None:
@@ -265,7 +290,9 @@ def _healthcheck(*, health_cmd=None, health_interval=None, health_timeout=None, 
 def create(ctx: "Context", **kw):
     """Create a new container without starting it."""
     from rootless.engine import containers
-    print(containers.create(ctx, _run_options(**kw, stdin_once=kw["interactive"]))["id"])
+    opts = _run_options(**kw, stdin_once=kw["interactive"])
+    dockerflags.say_discarded(ctx, kw["memory_swappiness"], kw["oom_kill_disable"])
+    print(containers.create(ctx, opts)["id"])
 
 
 @command("start")
@@ -471,8 +498,9 @@ def stats(ctx: "Context", containers_: list[str] = Arg(None, metavar="[CONTAINER
 def update(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
            memory: str = LIMIT["memory"], memory_reservation: str = LIMIT["memory_reservation"],
            memory_swap: str = LIMIT["memory_swap"], cpus: str = LIMIT["cpus"], cpu_shares: str = LIMIT["cpu_shares"],
-           cpuset_cpus: str = LIMIT["cpuset_cpus"], pids_limit: str = LIMIT["pids_limit"],
-           blkio_weight: str = LIMIT["blkio_weight"],
+           cpu_quota: str = LIMIT["cpu_quota"], cpu_period: str = LIMIT["cpu_period"],
+           cpuset_cpus: str = LIMIT["cpuset_cpus"], cpuset_mems: str = LIMIT["cpuset_mems"],
+           pids_limit: str = LIMIT["pids_limit"], blkio_weight: str = LIMIT["blkio_weight"],
            restart: str = Opt(("--restart",), None, "Restart policy: no, always, unless-stopped, on-failure[:N].")):
     """Change the resource limits or the restart policy of containers (running ones at once)."""
     from rootless.base.errors import UsageError
@@ -480,7 +508,8 @@ def update(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
     from rootless.runtime import cgroups
     limits = cgroups.parse(cgroups.LimitOptions(
         memory=memory, memory_reservation=memory_reservation, memory_swap=memory_swap, cpus=cpus,
-        cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit, blkio_weight=blkio_weight))
+        cpu_shares=cpu_shares, cpu_quota=cpu_quota, cpu_period=cpu_period, cpuset_cpus=cpuset_cpus,
+        cpuset_mems=cpuset_mems, pids_limit=pids_limit, blkio_weight=blkio_weight))
     if not limits and restart is None:
         raise UsageError("you must provide one or more flags when using this command")
     if restart is not None:

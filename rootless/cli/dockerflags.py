@@ -1,0 +1,71 @@
+"""``run``'s and ``create``'s flags of Docker settings that have no effect here, or that rootless
+cannot give: accepted where Docker on a cgroup v2 host accepts them (kept to be shown by
+``inspect``, or discarded with a warning as Docker discards them), refused in one line where the
+container would lack what was asked. The API takes the same fields of HostConfig
+(``rootless.api.createconfig``)."""
+
+from rootless.cli.params import Opt
+
+TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
+if TYPE_CHECKING:
+    from rootless.engine.context import Context
+
+# name -> (type, declaration): ``params.command``'s ``more``
+FLAGS = {
+    "runtime": (str, Opt(("--runtime",), None, "runc or rootless: either name is rootless itself.")),
+    "isolation": (str, Opt(("--isolation",), None, "default (the only isolation on Linux).")),
+    "cgroupns": (str, Opt(("--cgroupns",), None, "private: the container's own cgroup namespace (host is not "
+                                                 "supported).")),
+    "volume_driver": (str, Opt(("--volume-driver",), None, "local (the only volume driver).")),
+    "device_cgroup_rule": (list[str], Opt(("--device-cgroup-rule",), [], "Kept and shown: devices come with --device "
+                                                                         "here.")),
+    "memory_swappiness": (int, Opt(("--memory-swappiness",), None, "0 to 100: discarded with a warning, as Docker "
+                                                                   "does on cgroup v2.")),
+    "oom_kill_disable": (bool, Opt(("--oom-kill-disable",), False, "Discarded with a warning, as Docker does on "
+                                                                   "cgroup v2.")),
+    "storage_opt": (list[str], Opt(("--storage-opt",), [], "Not supported: a writable layer has no size limit of "
+                                                           "its own.")),
+    "gpus": (str, Opt(("--gpus",), None, "Not supported: pass the GPU's device nodes with --device.")),
+}
+
+
+def settings(runtime, isolation, cgroupns, volume_driver, rules, swappiness, storage_opt, gpus,
+             volumes) -> list[tuple[str, object]]:
+    """The flags checked in Docker's words, as the HostConfig fields ``inspect`` shows
+    (``volumes``: the container makes or names a volume, which a volume driver would serve)."""
+    from rootless.base.errors import UsageError
+    from rootless.engine.dockerview import RUNTIMES
+    if gpus is not None:
+        raise UsageError(f"--gpus {gpus}: rootless has no GPU device driver",
+                         "pass the GPU's device nodes with --device (/dev/nvidia0, /dev/nvidiactl, /dev/nvidia-uvm) "
+                         "and its driver's libraries with -v")
+    if storage_opt:
+        raise UsageError("--storage-opt is not supported by rootless: a container's writable layer has no size "
+                         "limit of its own", "leave --storage-opt out (a volume on a small filesystem can hold "
+                                             "what must be limited)")
+    if runtime is not None and runtime not in RUNTIMES:
+        raise UsageError(f"unknown or invalid runtime name: {runtime}",
+                         f"leave --runtime out, or use {' or '.join(RUNTIMES)} (rootless runs every container itself)")
+    if isolation not in (None, "", "default"):
+        raise UsageError(f"invalid isolation {isolation!r}: on Linux only 'default' is supported")
+    if cgroupns not in (None, "", "private"):
+        raise UsageError(f"--cgroupns {cgroupns!r} is not supported by rootless",
+                         "use --cgroupns private or leave it out")
+    if volume_driver not in (None, "", "local") and volumes:  # Docker fails only when a volume is made with it
+        raise UsageError(f"--volume-driver {volume_driver!r}: error looking up volume plugin {volume_driver}: "
+                         f"plugin {volume_driver!r} not found", "rootless has the local volume driver only")
+    if swappiness is not None and not -1 <= swappiness <= 100:
+        raise UsageError(f"invalid value: {swappiness}, valid memory swappiness range is 0-100")
+    return [("Runtime", runtime), ("Isolation", isolation), ("CgroupnsMode", cgroupns),
+            ("VolumeDriver", volume_driver), ("DeviceCgroupRules", list(rules))]
+
+
+def say_discarded(ctx: "Context", swappiness, oom_kill_disable) -> None:
+    """Docker's warnings on a cgroup v2 host, which has no per-cgroup swappiness and cannot turn
+    the OOM killer off: the flags are discarded, the container runs."""
+    if swappiness not in (None, -1):
+        ctx.warn("--memory-swappiness discarded: containers are limited through cgroup v2, which has no "
+                 "per-cgroup swappiness")
+    if oom_kill_disable:
+        ctx.warn("--oom-kill-disable discarded: containers are limited through cgroup v2, which cannot turn the "
+                 "OOM killer off")
