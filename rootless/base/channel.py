@@ -64,7 +64,8 @@ class Channel:
             pass
 
     def recv(self) -> tuple[dict | None, list[int]]:
-        """The next message and any fds it carried; (None, []) at EOF."""
+        """The next message and any fds it carried; (None, []) at EOF, and when the peer has gone
+        with messages of ours unread (the kernel's reset: a CLI killed while its keeper spoke)."""
         fds = array.array("i")
         while True:
             try:
@@ -72,6 +73,8 @@ class Channel:
                 break
             except InterruptedError:  # pragma: no cover - PEP 475 retries
                 continue
+            except ConnectionResetError:
+                return None, []
         received = received_fds(ancdata)
         if not data:
             return None, received

@@ -37,7 +37,7 @@ def parse_detach_keys(spec: str) -> bytes:
     return bytes(out)
 
 
-def attach(ctx: Context, rec: ContainerRecord, stdin: bool, detach_keys: bytes) -> int | None:
+def attach(ctx: Context, rec: ContainerRecord, stdin: bool, detach_keys: bytes, sig_proxy: bool = True) -> int | None:
     """Relay until the container ends (its exit code) or the user detaches (None). The end of
     ``stdin`` closes the container's input only where Docker's would: ``Config.StdinOnce`` (``run
     -i``, ``create -i``) and no tty; else the container keeps its input open for a later attach."""
@@ -58,9 +58,11 @@ def attach(ctx: Context, rec: ContainerRecord, stdin: bool, detach_keys: bytes) 
     except OSError as e:
         raise RootlessError(f"cannot attach to {rec['name']}: {e.strerror}") from None
     fwd = Forwarder()
-    if not tty:  # Docker's --sig-proxy: the CLI's signals go to the container
+    if not tty and sig_proxy:  # Docker's --sig-proxy: the CLI's signals go to the container
         fwd.install()
         fwd.started(rec["state"]["pid"])
+    elif not tty:  # --sig-proxy=false: they end the CLI at once, the container runs on
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     sel = selectors.DefaultSelector()
     sel.register(link, selectors.EVENT_READ, "keeper")
     if stdin:

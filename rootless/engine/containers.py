@@ -152,11 +152,12 @@ def _shared_hostname(ctx: Context, cspec):
 
 
 def start(ctx: Context, rec: ContainerRecord, attached: bool, detach_keys: bytes = b"\x10\x11", stdin: bool = True,
-          tied: bool = False, auto: bool = False, outputs: tuple[str, ...] = ("stdout", "stderr")) -> int | None:
+          tied: bool = False, auto: bool = False, outputs: tuple[str, ...] = ("stdout", "stderr"),
+          sig_proxy: bool = True) -> int | None:
     """Start a created or exited container; attached: its exit code; detached: None once running.
     ``tied`` (a build's RUN step): it dies with the attached CLI (``launchplan.LaunchPlan``).
     ``auto``: a restart made by the container's restart policy (``engine.restarts``), not the user's.
-    ``outputs``: those the attached CLI shows (``run -a``)."""
+    ``outputs``: those the attached CLI shows (``run -a``); ``sig_proxy``: Docker's --sig-proxy."""
     from rootless.base import timing
     from rootless.runtime import launcher
     from rootless.runtime.terminal import hold_std_fds
@@ -178,7 +179,7 @@ def start(ctx: Context, rec: ContainerRecord, attached: bool, detach_keys: bytes
         ctx.warn(ctx.mapping.warning)
     remove = rec["spec"].get("remove")
     try:
-        plan = _launch_plan(ctx, rec, attached)._replace(stdin=stdin, tied=tied, outputs=outputs)
+        plan = _launch_plan(ctx, rec, attached)._replace(stdin=stdin, tied=tied, outputs=outputs, sig_proxy=sig_proxy)
         timing.mark("launch")
         code = launcher.run(ctx, plan, container_mapping(ctx, rec["spec"]), detach_keys)
     except BaseException:
@@ -340,14 +341,14 @@ def _devices(cspec) -> tuple:
 
 
 def run(ctx: Context, opts, detach: bool, detach_keys: bytes = b"\x10\x11",
-        attach: tuple[str, ...] = ()) -> int | str | None:
+        attach: tuple[str, ...] = (), sig_proxy: bool = True) -> int | str | None:
     """``run``: the exit code (foreground; None when the detach keys left it running) or the
     container id (detached). ``attach``: ``-a``'s streams (none given: all, stdin with ``-i``)."""
     from rootless.base import timing
     timing.mark("engine")
     rec = create(ctx, opts)
     code = start(ctx, rec, attached=not detach, detach_keys=detach_keys, stdin=not attach or "stdin" in attach,
-                 outputs=tuple(s for s in ("stdout", "stderr") if not attach or s in attach))
+                 outputs=tuple(s for s in ("stdout", "stderr") if not attach or s in attach), sig_proxy=sig_proxy)
     timing.mark("done")
     timing.dump()
     return rec["id"] if detach else code

@@ -565,9 +565,7 @@ class Placement:
                 pass
         if needed:
             _write(os.path.join(self.scope, "cgroup.subtree_control"), " ".join(f"+{c}" for c in needed))
-        for name, value in files(self.limits).items():
-            for line in value.splitlines():
-                _write(os.path.join(ctr, name), line)
+        write_limits(ctr, self.limits)
         return ctr
 
     def settle(self, container_pid: int) -> None:
@@ -763,11 +761,20 @@ def host_memory() -> int:
 
 def update(scope: str, limits: dict) -> None:
     """Write new limits into a running container's cgroup (``update``)."""
-    ctr = os.path.join(scope, "ctr")
+    write_limits(os.path.join(scope, "ctr"), limits)
+
+
+def write_limits(ctr: str, limits: dict) -> None:
+    """The limits' files in the container's cgroup ``ctr``, a line at a time; a line the kernel
+    refuses is one error naming the file and the line."""
     for name, value in files(limits).items():
         for line in value.splitlines():
             try:
                 _write(os.path.join(ctr, name), line)
             except OSError as e:
-                raise HostError(f"cannot set {name} of the container's cgroup: {e.strerror}",
-                                "the controller may not be delegated to you (see `rootless info`)") from None
+                hint = "the controller may not be delegated to you (see `rootless info`)"
+                if name == "io.weight" and not line.startswith("default"):
+                    hint = ("a device's own weight (--blkio-weight-device) needs the BFQ I/O scheduler or io.cost on "
+                            "that device (/sys/block/DEV/queue/scheduler): leave it out, or give --blkio-weight")
+                raise HostError(f"cannot set {name} of the container's cgroup to {line!r}: {e.strerror}",
+                                hint) from None

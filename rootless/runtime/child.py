@@ -52,7 +52,7 @@ def sandbox(plan: LaunchPlan, ch: Channel) -> int:
     os.setsid()  # the terminal's signals reach the CLI only; it forwards them
     passthrough = _hold_stdio() if plan.passthrough else ()  # the OCI face's: the caller's, for PID 1
     if not plan.attached:
-        _detach_from_terminal()
+        keeper.release_terminal()
     k = _Keeper(plan, ch)
     k.passthrough = passthrough
 
@@ -258,7 +258,9 @@ class _Keeper:
         # and only after SIGCHLD wakes the keeper, so that no stop goes unnoticed.
         wakeup = keeper.Wakeup()
         start = _start_time(pid)
-        self.tell("pid", pid=pid, start=start)  # first: the CLI settles the cgroups meanwhile
+        # first: the CLI settles the cgroups meanwhile; PID 1 may already run (no gate): a CLI gone by
+        # now (killed, --sig-proxy=false's Ctrl-C) leaves it running, as Docker's client would
+        _send_quietly(self.ch, "pid", pid=pid, start=start)
         self.open_gate(pid)  # PID 1 has set up meanwhile; ptrace below: its exit on a failure is no stop
         watch = None if spec.init else exitwatch.ExitWatch(pid)
         # A start returns once the command runs (Docker's); a failed exec's error went to the CLI.
@@ -273,7 +275,7 @@ class _Keeper:
                            started_at=now_iso(), exit_code=0, error="", log_error="", restarted_by_hand=False,
                            net=network.state_fields(plan.net, self.mac), health=_initial_health(spec.healthcheck))
         events.container(plan.paths, "start", spec)
-        self.tell("running")
+        _send_quietly(self.ch, "running")  # as "pid": a CLI gone meanwhile changes nothing for the container
         _mark(ch, "forked")
         self.forward_signals(pid)
         return watch, wakeup
@@ -427,7 +429,7 @@ class _Keeper:
             # for slirp4netns, whose exit (the kernel unregistering its tap) takes tens of ms.
             _send_quietly(self.ch, "finished", code=code)
             if plan.attached:
-                _detach_from_terminal()  # nor does a caller reading the CLI's output wait for us
+                keeper.release_terminal()  # nor does a caller reading the CLI's output wait for us
         helpers.stop_slirp()
         _reap_helpers()
 
@@ -512,14 +514,6 @@ def _log_failed(plan: LaunchPlan, ch: Channel, message: str) -> None:
         state.update_state(plan.paths, plan.spec.id, log_error=message)
     except (OSError, RootlessError):
         pass
-
-
-def _detach_from_terminal() -> None:
-    """A detached keeper holds no terminal and no pipe of the CLI (``$(rootless run -d ...)`` returns)."""
-    null = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
 
 
 def _finish(plan: LaunchPlan, code: int, error: str, ran: bool = False) -> None:

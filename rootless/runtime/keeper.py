@@ -151,6 +151,16 @@ class Wakeup:
         os.close(self.w)
 
 
+def release_terminal() -> None:
+    """Hold no terminal and no pipe of the CLI's any more (fds 0, 1 and 2 become /dev/null): a
+    detached keeper (``$(rootless run -d ...)`` returns), and an attached one once its CLI has
+    detached or died (its reader sees the end of its output, as Docker's client's would)."""
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
 def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None, watch,
               wakeup: Wakeup, clients: list[socket.socket], cli_gone=None, timer=None, pid1: int = 0,
               ports=None, idle=None, resumed: bool = False) -> None:
@@ -202,6 +212,7 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
                             relay.stop_reading()
                             if relay.done:
                                 stdio.stdin_w = -1
+                        release_terminal()  # a reader of the CLI's output sees its end now, as with Docker
                     continue
                 if key.data == "client":
                     shown = terminal  # the attached terminal now, for a sync's output

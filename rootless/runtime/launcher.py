@@ -30,8 +30,12 @@ def run(ctx: Context, plan: LaunchPlan, mapping: IdMapping, detach_keys: bytes =
     attached = plan.attached
     hold_std_fds()  # the keeper relays fd 0 as the CLI's stdin: it must be that
     fwd = Forwarder(plan.tied)
-    if attached:
+    unproxied = None
+    if attached and (plan.sig_proxy or plan.spec.tty):
         fwd.install()
+    elif attached:  # --sig-proxy=false: Ctrl-C ends the CLI at once (no exception, no wait); the container runs on
+        import signal
+        unproxied = signal.signal(signal.SIGINT, signal.SIG_DFL)
     session = None
     code: int | None = None
     placement = None
@@ -88,6 +92,9 @@ def run(ctx: Context, plan: LaunchPlan, mapping: IdMapping, detach_keys: bytes =
                 code = userns.reap(keeper)
     finally:
         fwd.restore()
+        if unproxied is not None:
+            import signal
+            signal.signal(signal.SIGINT, unproxied)
         if session is not None:
             session.close()
     if fwd.cancelled:  # a tied container killed by the CLI's signal: now the CLI's own handler acts

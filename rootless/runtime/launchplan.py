@@ -35,6 +35,9 @@ class LaunchPlan(KeywordRecord):
     # the container lives only as long as its attached CLI (a build's RUN step): the CLI's
     # SIGINT/TERM/HUP kill it, and should the CLI die, the keeper kills it and removes it
     tied: bool = False
+    # the attached CLI's signals go to the container (Docker's --sig-proxy; without -t): else the
+    # CLI dies of them, and the container runs on
+    sig_proxy: bool = True
     # keep-id: the user's uid and gid (the same inside), to whom the keeper gives the log it writes,
     # since root inside is another id there and the user could not read a file of its own
     log_owner: tuple[int, int] | None = None

@@ -182,6 +182,24 @@ def test_limits_the_host_cannot_enforce_are_discarded_with_a_warning_on_the_api(
     assert r.code == 125 and "--memory" in r.err
 
 
+def test_cfs_quota_memory_nodes_and_device_operations_on_the_api(api, busybox):
+    """CpuQuota/CpuPeriod, CpusetMems and the per-device io fields are limits too: enforced where
+    the host can (the cgroup v2 guest's tests), else discarded with a warning and shown as given."""
+    if _limits_enforceable():
+        pytest.skip("this host enforces limits (the cgroup v2 guest tests them)")
+    status, out = api.request("POST", "/containers/create", {
+        "Image": "busybox", "Cmd": ["true"],
+        "HostConfig": {"CpuQuota": 20000, "CpuPeriod": 50000, "CpusetMems": "0"}})
+    assert status == 201 and any("CpuQuota" in w for w in out["Warnings"]), out
+    hc = _inspect(api, out["Id"])["HostConfig"]
+    assert (hc["CpuQuota"], hc["CpuPeriod"], hc["CpusetMems"]) == (20000, 50000, "0")
+    status, out = api.request("POST", "/containers/create", {
+        "Image": "busybox", "HostConfig": {"NanoCpus": 10 ** 9, "CpuQuota": 20000}})
+    assert status == 400 and "Nano CPUs and CPU Quota cannot both be set" in out["message"], out
+    status, out = api.request("POST", "/containers/create", {"Image": "busybox", "HostConfig": {"CpuPeriod": 10}})
+    assert status == 400 and "CPU cfs period" in out["message"], out
+
+
 def test_prune_says_the_space_it_reclaimed(api):
     cid = _create(api, {"Cmd": ["sh", "-c", "head -c 100000 /dev/zero > /data.bin"]})["Id"]
     assert api.request("POST", f"/containers/{cid}/start")[0] == 204

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.conftest import Rootless, rootless_argv, wait_for
+from tests.conftest import Rootless, inspect, rootless_argv, wait_for
 
 pytestmark = pytest.mark.userns
 
@@ -151,6 +151,33 @@ def test_signals_are_forwarded(bb, sig):
         p.kill()
     assert out == f"got {name}\n".encode(), err
     assert p.returncode == 7
+
+
+@pytest.mark.parametrize("verb", ["run", "attach"])
+def test_without_sig_proxy_a_signal_ends_the_cli_and_the_container_runs_on(bb, verb):
+    """Docker's --sig-proxy=false (run and attach, without -t): Ctrl-C ends the CLI, not the container."""
+    script = 'trap "echo got INT; exit 7" INT; echo ready; while :; do sleep 0.05; done'
+    if verb == "run":
+        argv = ["run", "--sig-proxy=false", "--name", "unproxied", "busybox", "sh", "-c", script]
+    else:
+        bb("run", "-d", "--name", "unproxied", "busybox", "sh", "-c", script)
+        argv = ["attach", "--sig-proxy=false", "unproxied"]
+    p = subprocess.Popen(rootless_argv() + argv, env=bb.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL)
+    try:
+        if verb == "run":
+            assert p.stdout.readline() == b"ready\n"
+        else:
+            time.sleep(1)  # attached (its output so far was written before the attach)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode in (-signal.SIGINT, 130) and b"got INT" not in out, (p.returncode, out, err)
+    state = inspect(bb, "unproxied")["State"]
+    assert state["Running"] is True, json.dumps(state)  # the container never saw it
+    bb("kill", "-s", "INT", "unproxied")  # which a signal sent to it does end
+    assert bb("wait", "unproxied").out.strip() == "7"
 
 
 def test_stdin_only_with_i(bb):

@@ -70,6 +70,8 @@ ATTACH = {
     "attach": Opt(("-a", "--attach"), [], "Attach to STDIN, STDOUT or STDERR (default: the outputs, and stdin "
                                           "with -i)."),
     "keys": Opt(("--detach-keys",), "ctrl-p,ctrl-q", "Keys that detach from a -it session."),
+    "sig_proxy": Opt(("--sig-proxy",), True, "Pass the signals the CLI gets on to the container (without -t); "
+                                            "false: they end the CLI, the container runs on."),
 }
 NAMESPACES = {
     "pid": Opt(("--pid",), "", "host: share the host's pid namespace (its processes, its /proc)."),
@@ -154,10 +156,11 @@ def run(ctx: "Context",
         tls_verify: str = Opt(("--tls-verify",), "true", "false: pull over plain HTTP or unverified TLS."),
         platform: str = Opt(("--platform",), None, "os/arch[/variant]: the image for that platform."),
         detach: bool = ATTACH["detach"], attach: list[str] = ATTACH["attach"], detach_keys: str = ATTACH["keys"],
-        **docker):
+        sig_proxy: bool = ATTACH["sig_proxy"], **docker):
     """Run a command in a new container."""
     flags = dict(locals())  # the flags above, by name: declared once, passed on by name
-    del flags["ctx"], flags["detach"], flags["detach_keys"], flags["attach"], flags["docker"]
+    for name in ("ctx", "detach", "detach_keys", "attach", "sig_proxy", "docker"):
+        del flags[name]
     flags.update(docker)  # the ``more`` groups
     streams = _streams(attach, detach)
     if not detach:
@@ -167,7 +170,7 @@ def run(ctx: "Context",
     # Docker's CLI asks for StdinOnce with -i, but not with -d
     opts = _run_options(**flags, stdin_once=interactive and not detach)
     dockerflags.say_discarded(ctx, docker["memory_swappiness"], docker["oom_kill_disable"])
-    result = containers.run(ctx, opts, detach, attaching.parse_detach_keys(detach_keys), streams)
+    result = containers.run(ctx, opts, detach, attaching.parse_detach_keys(detach_keys), streams, sig_proxy)
     if detach:
         print(result)
         return 0
@@ -286,7 +289,7 @@ def _healthcheck(*, health_cmd=None, health_interval=None, health_timeout=None, 
                              health_start_interval, no_healthcheck)
 
 
-@command("create", interspersed=False, params_of=run, without=("detach", "detach_keys", "attach"))
+@command("create", interspersed=False, params_of=run, without=("detach", "detach_keys", "attach", "sig_proxy"))
 def create(ctx: "Context", **kw):
     """Create a new container without starting it."""
     from rootless.engine import containers
@@ -612,14 +615,14 @@ def attach(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
            no_stdin: bool = Opt(("--no-stdin",), False, "Do not attach stdin."),
            detach_keys: str = Opt(("--detach-keys",), "ctrl-p,ctrl-q",
                                   "Keys that detach (the container keeps running)."),
-           sig_proxy: bool = Opt(("--sig-proxy",), True, "Accepted: signals are proxied without a tty.")):
+           sig_proxy: bool = ATTACH["sig_proxy"]):
     """Attach to a running container's input and output."""
     from rootless.engine import attach as attachmod
     from rootless.engine import containers
     rec = containers.lookup(ctx, container)
     _check_tty(not no_stdin, bool(rec["spec"].get("tty")))
     return attachmod.attach(ctx, rec, not no_stdin and bool(rec["spec"].get("interactive")),
-                            attachmod.parse_detach_keys(detach_keys)) or 0
+                            attachmod.parse_detach_keys(detach_keys), sig_proxy) or 0
 
 
 @command("mount")
