@@ -163,7 +163,7 @@ def stop(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
     if not uc.is_running(rec) and rec["state"].get("status") != "restarting":  # a stop ends the back-off
         return 304, None
-    uc.stop(ctx, rec, req.int_arg("t"))
+    uc.stop(ctx, rec, req.int_arg("t"), req.arg("signal") or None)
     return 204, None
 
 
@@ -184,7 +184,7 @@ def update(ctx: Context, req: Request, id):
 
 
 def restart(ctx: Context, req: Request, id):
-    uc.restart(ctx, uc.lookup(ctx, id), req.int_arg("t"))
+    uc.restart(ctx, uc.lookup(ctx, id), req.int_arg("t"), req.arg("signal") or None)
     return 204, None
 
 
@@ -564,14 +564,14 @@ def logs(ctx: Context, req: Request, id):
     entries = uc.log_entries(ctx, rec, req.flag("follow"), tail_n, since if since not in (None, "", "0") else None,
                              until if until not in (None, "", "0") else None)
     stream = req.conn.start_stream(200, RAW_STREAM)
-    stamps = req.flag("timestamps")
+    stamps, details = req.flag("timestamps"), req.flag("details")
     batches = [entries] if isinstance(entries, list) else entries
     for batch in batches:
         out = []
         for block in batch:
             n = STDERR if block.stream == "stderr" else STDOUT
             if want[n]:
-                data = block.stamped() if stamps else block.data
+                data = block.stamped(stamps, details) if stamps or details else block.data
                 out.append(data if tty else frames(n, data))
         stream.write(b"".join(out))
     stream.end()

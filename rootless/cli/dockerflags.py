@@ -10,6 +10,9 @@ TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
 if TYPE_CHECKING:
     from rootless.engine.context import Context
 
+# run's, create's, pull's, push's and build's
+CONTENT_TRUST = Opt(("--disable-content-trust",), True, "Images are not verified by signature here (false is "
+                                                        "refused).")
 # name -> (type, declaration): ``params.command``'s ``more``
 FLAGS = {
     "runtime": (str, Opt(("--runtime",), None, "runc or rootless: either name is rootless itself.")),
@@ -26,7 +29,37 @@ FLAGS = {
     "storage_opt": (list[str], Opt(("--storage-opt",), [], "Not supported: a writable layer has no size limit of "
                                                            "its own.")),
     "gpus": (str, Opt(("--gpus",), None, "Not supported: pass the GPU's device nodes with --device.")),
+    "kernel_memory": (str, Opt(("--kernel-memory",), None, "Discarded with a warning, as Docker does (deprecated; "
+                                                           "cgroup v2 has none).")),
+    "disable_content_trust": (bool, CONTENT_TRUST),
+    "ip": (str, Opt(("--ip",), None, "IPv4 address on the user-defined network (checked and kept, as `network "
+                                     "connect --ip`).")),
+    "ip6": (str, Opt(("--ip6",), None, "IPv6 address on the user-defined network (checked and kept).")),
+    "link_local_ip": (list[str], Opt(("--link-local-ip",), [], "A link-local address on the user-defined network "
+                                                               "(kept).")),
 }
+
+
+def endpoint(ip: str | None, ip6: str | None, link_local: list[str]) -> dict | None:
+    """``--ip``, ``--ip6``, ``--link-local-ip`` as Docker's EndpointConfig (None: none given)."""
+    ipam = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6), ("LinkLocalIPs", list(link_local))) if v}
+    return {"IPAMConfig": ipam} if ipam else None
+
+
+def check(content_trust_disabled: bool, kernel_memory: str | None = None) -> None:
+    """``--disable-content-trust=false`` asks for signed images, which rootless cannot verify;
+    ``--kernel-memory`` is still a size (discarded later, with a warning)."""
+    from rootless.base.errors import UsageError
+    if not content_trust_disabled:
+        raise UsageError("content trust is not supported by rootless: images are not verified by signature",
+                         "leave --disable-content-trust out (or give it true)")
+    if kernel_memory:
+        from rootless.base.config import parse_size
+        try:
+            parse_size(kernel_memory)
+        except ValueError:
+            raise UsageError(f"invalid argument {kernel_memory!r} for \"--kernel-memory\" flag: invalid size") \
+                from None
 
 
 def settings(runtime, isolation, cgroupns, volume_driver, rules, swappiness, storage_opt, gpus,
@@ -60,9 +93,11 @@ def settings(runtime, isolation, cgroupns, volume_driver, rules, swappiness, sto
             ("VolumeDriver", volume_driver), ("DeviceCgroupRules", list(rules))]
 
 
-def say_discarded(ctx: "Context", swappiness, oom_kill_disable) -> None:
-    """Docker's warnings on a cgroup v2 host, which has no per-cgroup swappiness and cannot turn
-    the OOM killer off: the flags are discarded, the container runs."""
+def say_discarded(ctx: "Context", swappiness, oom_kill_disable, kernel_memory=None) -> None:
+    """Docker's warnings on a cgroup v2 host, which has no per-cgroup swappiness, cannot turn the
+    OOM killer off and has no kernel memory limit: the flags are discarded, the container runs."""
+    if kernel_memory:
+        ctx.warn("--kernel-memory discarded: the kernel memory limit is deprecated, and cgroup v2 has none")
     if swappiness not in (None, -1):
         ctx.warn("--memory-swappiness discarded: containers are limited through cgroup v2, which has no "
                  "per-cgroup swappiness")

@@ -39,6 +39,8 @@ def create(ctx: Context, opts) -> ContainerRecord:
     log = logs.log_config(opts.log_driver, opts.log_opts, config.log_defaults(ctx.config))  # before a pull
     from rootless.engine import networks
     opts = networks.resolve(ctx, opts)  # --network NAME of a user-defined network; unknown: said now
+    if opts.endpoint:
+        networks.check_endpoint(ctx, opts)  # Docker's refusals, before anything is made
     if opts.limits:
         from rootless.runtime import cgroups
         cgroups.check(cgroups.detect(), opts.limits)  # a limit this host cannot hold: refused, not ignored
@@ -65,6 +67,8 @@ def create(ctx: Context, opts) -> ContainerRecord:
             os.close(cidfile)
             os.unlink(opts.cidfile)
         raise
+    if opts.endpoint:
+        rec = networks.set_endpoint(ctx, rec, opts.networks[0][0], opts.endpoint)
     if cidfile is not None:
         try:
             os.write(cidfile, rec["id"].encode())
@@ -619,16 +623,16 @@ def _exit_from_keeper(ctx: Context, rec: ContainerRecord) -> int | None:
         link.close()
 
 
-def stop(ctx: Context, rec: ContainerRecord, timeout: float | None = None) -> None:
-    """The image's STOPSIGNAL (default SIGTERM), ``timeout`` seconds (default: the container's
-    ``--stop-timeout``, else 10), then SIGKILL."""
+def stop(ctx: Context, rec: ContainerRecord, timeout: float | None = None, signal_: str | None = None) -> None:
+    """The image's STOPSIGNAL (default SIGTERM; ``signal_``: another, ``stop -s``), ``timeout``
+    seconds (default: the container's ``--stop-timeout``, else 10), then SIGKILL."""
     if rec["state"].get("status") == "restarting":
         from rootless.engine import restarts
         rec = restarts.cancel(ctx, rec)  # out of its back-off: exited, or running if it was just started
     if not is_running(rec):
         return
     spec = rec.get("spec", {})
-    kill(ctx, rec, spec.get("stop_signal") or "TERM")
+    kill(ctx, rec, signal_ or spec.get("stop_signal") or "TERM")
     _resume_to_stop(ctx, rec)
     if timeout is None:
         timeout = 10 if spec.get("stop_timeout") is None else spec["stop_timeout"]
@@ -715,12 +719,12 @@ def remove_link(ctx: Context, ref: str) -> None:
         atomic.write_json(ctx.paths.container_record(rec["id"]), fresh)
 
 
-def restart(ctx: Context, rec: ContainerRecord, timeout: float | None) -> None:
+def restart(ctx: Context, rec: ContainerRecord, timeout: float | None, signal_: str | None = None) -> None:
     """``stop`` then ``start``. A ``--rm`` container is not removed by this stop (Docker's
     ``HasBeenManuallyRestarted``): its keeper finds the mark when PID 1 ends."""
     if rec.get("spec", {}).get("remove") and is_running(rec):
         state.update_state(ctx.paths, rec["id"], restarted_by_hand=True)
-    stop(ctx, rec, timeout)
+    stop(ctx, rec, timeout, signal_)
     start(ctx, lookup(ctx, rec["id"]), attached=False)
     events.container(ctx.paths, "restart", rec["spec"])
 

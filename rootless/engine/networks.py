@@ -335,6 +335,19 @@ def disconnect(ctx: Context, network: str, container: str, force: bool = False) 
     return _change_networks(ctx, rec, leave, net["id"], None)
 
 
+def check_endpoint(ctx: Context, opts) -> None:
+    """``run``/``create``'s ``--ip``, ``--ip6``, ``--link-local-ip`` (``opts.endpoint``): only on a
+    user-defined network (Docker's words), and in its subnets; kept by :func:`set_endpoint`."""
+    from rootless.engine import netipam
+    if not opts.networks:
+        raise UsageError("user specified IP address is supported on user defined networks only",
+                         "create one (rootless network create NAME) and run with --network NAME")
+    try:
+        netipam.endpoint(opts.endpoint, find(ctx.paths, opts.networks[0][0]))
+    except UsageError as e:
+        raise UsageError(e.message, e.hint) from None  # a flag of run's: 125, where connect's is 1
+
+
 def set_endpoint(ctx: Context, rec: ContainerRecord, network: str, config) -> ContainerRecord:
     """Keep a new container's endpoint settings on ``network`` (``NetworkingConfig.EndpointsConfig``
     of ``create``): checked, and its MAC address becomes the container's."""

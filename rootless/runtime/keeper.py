@@ -161,6 +161,18 @@ def release_terminal() -> None:
     os.close(null)
 
 
+def _cli_left(stdio: Stdio, relay, cli_gone) -> None:
+    """The attached CLI detached, or died (``cli_gone``, called): its stdin ends for the container as
+    Docker's StdinOnce would have it, and its terminal or pipes are let go (a reader sees the end)."""
+    if cli_gone is not None:
+        cli_gone()
+    if relay is not None:
+        relay.stop_reading()
+        if relay.done:
+            stdio.stdin_w = -1
+    release_terminal()
+
+
 def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None, watch,
               wakeup: Wakeup, clients: list[socket.socket], cli_gone=None, timer=None, pid1: int = 0,
               ports=None, idle=None, resumed: bool = False) -> None:
@@ -206,13 +218,7 @@ def supervise(stdio: Stdio, ch: Channel, log, attach_sock: socket.socket | None,
                     if msg is None or msg["type"] == "detach":
                         sel.unregister(key.fileobj)
                         terminal = {}
-                        if msg is None and cli_gone is not None:
-                            cli_gone()
-                        if relay is not None:  # as Docker's StdinOnce: its stdin ends with the CLI
-                            relay.stop_reading()
-                            if relay.done:
-                                stdio.stdin_w = -1
-                        release_terminal()  # a reader of the CLI's output sees its end now, as with Docker
+                        _cli_left(stdio, relay, cli_gone if msg is None else None)
                     continue
                 if key.data == "client":
                     shown = terminal  # the attached terminal now, for a sync's output

@@ -48,6 +48,7 @@ class RunOptions(KeywordRecord):
     mac_address: str | None = None
     pull: str = "missing"
     quiet: bool = False  # -q: no pull output
+    endpoint: dict | None = None  # --ip, --ip6, --link-local-ip: Docker's EndpointConfig on its user-defined network
     tls_verify: bool = True
     platform: str | None = None
     log_driver: str | None = None

@@ -103,3 +103,17 @@ def test_rmi_refused_while_used_then_prune(two):
     df = two("system", "df").out.splitlines()
     assert df[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
     assert df[1].split()[:3] == ["Images", "1", "1"] and df[2].split()[:3] == ["Containers", "1", "0"]
+
+
+def test_content_trust_flags_are_accepted_or_refused_as_asked(two, tmp_path):
+    """Docker's --disable-content-trust (true by default) on pull, push, build, run, create: accepted;
+    =false asks for signature checks rootless cannot make, refused in one line before anything."""
+    for argv in (("pull", "--disable-content-trust=false", "busybox"), ("push", "--disable-content-trust=false",
+                                                                        "busybox", "127.0.0.1:1/x"),
+                 ("build", "--disable-content-trust=false", str(tmp_path)),
+                 ("create", "--disable-content-trust=false", "busybox")):
+        r = two(*argv, expect=125)
+        assert "content trust is not supported by rootless" in r.err and len(r.err.splitlines()) == 2, argv
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nLABEL trusted=no\n")
+    two("build", "--disable-content-trust", "-q", "-t", "untrusted", str(tmp_path))
+    assert two("create", "--disable-content-trust", "--name", "c", "untrusted").code == 0

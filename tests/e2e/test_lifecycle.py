@@ -113,6 +113,21 @@ def test_stop_uses_the_stop_signal_and_records_the_exit(bb):
     assert "Exited (3)" in bb("ps", "-a").out
 
 
+def test_stop_and_restart_with_another_signal(bb):
+    """Docker's ``stop -s``/``restart -s`` (and the API's ``signal``): that signal instead of the stop signal."""
+    bb("run", "-d", "--name", "hup", "busybox", "sh", "-c",
+       'trap "echo got HUP; exit 4" HUP; trap "exit 9" TERM; echo ready; while :; do sleep 0.1; done')
+    wait_for(lambda: "ready" in bb("logs", "hup").out, what="ready")
+    bb("restart", "-s", "HUP", "-t", "5", "hup")
+    assert bb("logs", "hup").out.count("got HUP") == 1 and inspect(bb, "hup")["State"]["Running"] is True
+    wait_for(lambda: bb("logs", "hup").out.count("ready") == 2, what="ready again")
+    bb("stop", "--signal", "SIGHUP", "hup")
+    st = inspect(bb, "hup")["State"]
+    assert st["ExitCode"] == 4 and bb("logs", "hup").out.count("got HUP") == 2
+    r = bb("stop", "-s", "NOPE", "hup", expect=125)
+    assert "invalid signal: NOPE" in r.err
+
+
 def test_kill_and_wait(bb):
     bb("run", "-d", "--name", "victim", "busybox", "sleep", "60")
     p = subprocess.Popen(rootless_argv() + ["wait", "victim"], env=bb.env, stdout=subprocess.PIPE, text=True)

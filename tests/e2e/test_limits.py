@@ -52,6 +52,8 @@ def test_a_limit_is_enforced_or_refused_in_one_line(bb, flags):
     (("--runtime", "kata"), "unknown or invalid runtime name: kata"),
     (("--isolation", "hyperv"), "invalid isolation 'hyperv'"),
     (("--volume-driver", "nfs", "-v", "data:/data"), "error looking up volume plugin nfs"),
+    (("--disable-content-trust=false",), "content trust is not supported by rootless"),
+    (("--kernel-memory", "lots"), 'invalid argument \'lots\' for "--kernel-memory" flag'),
 ])
 def test_bad_limit_flags_are_usage_errors(bb, flags, message):
     r = bb("run", "--rm", *flags, "busybox", "true", expect=125)
@@ -85,9 +87,11 @@ def test_dockers_flags_of_no_effect_here_are_kept_or_discarded_as_docker_does(bb
     (--memory-swappiness, --oom-kill-disable); the container runs either way."""
     r = bb("run", "--name", "docker-flags", "--network", "none", "--runtime", "runc", "--cgroupns", "private",
            "--isolation", "default", "--volume-driver", "local", "--device-cgroup-rule", "c 1:3 rwm",
-           "--memory-swappiness", "10", "--oom-kill-disable", "busybox", "echo", "ran")
+           "--memory-swappiness", "10", "--oom-kill-disable", "--kernel-memory", "64m", "--disable-content-trust",
+           "busybox", "echo", "ran")
     assert r.out == "ran\n"
     assert "--memory-swappiness discarded" in r.err and "--oom-kill-disable discarded" in r.err
+    assert "--kernel-memory discarded" in r.err
     hc = inspect(bb, "docker-flags")["HostConfig"]
     assert (hc["Runtime"], hc["CgroupnsMode"], hc["Isolation"], hc["VolumeDriver"]) == \
         ("runc", "private", "default", "local")

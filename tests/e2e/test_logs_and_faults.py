@@ -314,6 +314,10 @@ def test_logs_of_a_flood_read_in_bulk_keep_streams_stamps_tail_and_the_partial_e
     assert len(lines) == 200_003 and all(TIME.fullmatch(line[:30]) and line[30] == " " for line in lines)
     assert [line[31:] for line in lines] == ["y"] * 200_000 + ["é\r", "y", "last"]
     assert [line[31:] for line in stamped.err.splitlines()] == ["err"] + ["ab"] * 1000
+    detailed = bb("logs", "--details", cid)  # Docker's: each line after its attributes (none) and a space
+    assert detailed.out == " y\n" * 200_000 + " é\r\n y\n last" and detailed.err == " err\n" + " ab\n" * 1000
+    both = bb("logs", "-t", "--details", cid).out.split("\n")
+    assert all(TIME.fullmatch(line[:30]) and line[30:32] == "  " for line in both) and both[-1][32:] == "last"
     tail = bb("logs", "--tail", "3", cid)
     # the two streams are two pipes, so only the second's pause orders stdout's end after stderr's lines
     assert (tail.out, tail.err) == ("é\r\ny\nlast", "")

@@ -196,6 +196,22 @@ def test_subnet_gateway_and_ipv6_flags(busybox):
     assert "bad" not in busybox("network", "ls", "--format", "{{.Name}}").out.split()
 
 
+def test_run_ip_flags_are_checked_and_kept_as_network_connects(busybox):
+    """``run --ip/--ip6/--link-local-ip`` on a user-defined network: checked against its subnets and
+    kept in the endpoint's IPAMConfig, as ``network connect --ip`` keeps them (Docker's words where
+    it refuses)."""
+    busybox("network", "create", "--subnet", "10.9.0.0/16", "fixed")
+    busybox("create", "--name", "pinned", "--network", "fixed", "--ip", "10.9.0.42", "--link-local-ip",
+            "169.254.9.9", "busybox", "true")
+    ep = json.loads(busybox("inspect", "-f", "{{json .NetworkSettings.Networks.fixed}}", "pinned").out)
+    assert ep["IPAMConfig"] == {"IPv4Address": "10.9.0.42", "LinkLocalIPs": ["169.254.9.9"]}
+    r = busybox("run", "--rm", "--ip", "10.0.2.50", "busybox", "true", expect=125)
+    assert "user specified IP address is supported on user defined networks only" in r.err
+    r = busybox("create", "--name", "bad", "--network", "fixed", "--ip", "not-an-ip", "busybox", "true", expect=125)
+    assert "invalid IPv4 address not-an-ip" in r.err
+    assert "bad" not in busybox("ps", "-a", "--format", "{{.Names}}").out.split()  # refused before it was made
+
+
 def test_a_networks_subnet_is_its_members_slirp4netns_network(busybox):
     """A member of a network with an IPv4 subnet gets its slirp4netns in that subnet: its address
     is the subnet's .100 (inspect shows it, with the prefix), the gateway .2, the resolver .3;

@@ -232,6 +232,19 @@ def test_render_blocks_to_text_and_binary_outputs():
     assert out.getvalue() == "é\nb\ne\nx".encode()
 
 
+def test_details_put_a_space_before_each_line_of_blocks_and_entries():
+    """``logs --details`` with no log attributes: Docker writes the (empty) attributes and a space."""
+    blocks = [LogBlock("stdout", b"a\nb\n", 1), LogBlock("stdout", b"c", 2)]
+    out = io.BytesIO()
+    logview.render(blocks, False, out, out, details=True)
+    assert out.getvalue() == b" a\n b\n c"
+    out = io.BytesIO()
+    logview.render(iter([[LogEntry("stdout", "x\n", 1)], LogEntry("stderr", "y", 2)]), False, out, out, details=True)
+    assert out.getvalue() == b" x\n y"
+    assert blocks[0].stamped(False, False) == b"a\nb\n"
+    assert blocks[0].stamped(True, True) == f"{logs.format_time(1)}  a\n{logs.format_time(1)}  b\n".encode()
+
+
 def unframe(data: bytes) -> list[tuple[int, bytes]]:
     out = []
     while data:

@@ -303,7 +303,7 @@ def test_run_flags_reach_their_fields():
     parsed = fast.parse(argv)
     assert parsed is not None
     kw = dict(parsed.kwargs)
-    del kw["detach"], kw["detach_keys"], kw["attach"]
+    del kw["detach"], kw["detach_keys"], kw["attach"], kw["sig_proxy"]
     o = _run_options(**kw)
     assert o == RunOptions(
         image="img", command=("cmd", "arg"), entrypoint="ep", env=("E=1",), env_files=("ef",), workdir="/wd",
@@ -370,7 +370,7 @@ def test_process_flags_reach_their_fields(tmp_path):
             "--label-file", str(labels), "-l", "b=2", "-a", "stdout", "img"]
     kw = dict(fast.parse(argv).kwargs)
     assert kw.pop("attach") == ["stdout"]
-    del kw["detach"], kw["detach_keys"]
+    del kw["detach"], kw["detach_keys"], kw["sig_proxy"]
     o = _run_options(**kw)
     assert (o.stop_signal, o.ulimits, o.sysctls, o.oom_score_adj, o.shm_size, o.domainname, o.cidfile, o.labels) == (
         "QUIT", ({"Name": "nofile", "Soft": 1, "Hard": 2},), {"net.core.somaxconn": "9"}, 7, "1m", "d.org", "cf",

@@ -2,6 +2,7 @@
 
 import sys
 
+from rootless.cli import dockerflags
 from rootless.cli.params import Arg, Opt, command
 
 TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
@@ -29,9 +30,11 @@ def build(ctx: "Context",
           iidfile: str = Opt(("--iidfile",), None, "Write the image ID to the file."),
           rm: bool = Opt(("--rm",), False, "Accepted: a step's container is always removed (Docker's default)."),
           force_rm: bool = Opt(("--force-rm",), False, "Accepted: a failed step's container is removed too."),
-          compress: bool = Opt(("--compress",), False, "Accepted: the context is read in place, not sent.")):
+          compress: bool = Opt(("--compress",), False, "Accepted: the context is read in place, not sent."),
+          disable_content_trust: bool = dockerflags.CONTENT_TRUST):
     """Build an image from a Dockerfile."""
     from rootless.engine import build as build_ops
+    dockerflags.check(disable_content_trust)
     from rootless.runtime.spec import parse_labels
 
     def say(line: str) -> None:

@@ -169,7 +169,7 @@ def run(ctx: "Context",
     from rootless.engine import containers
     # Docker's CLI asks for StdinOnce with -i, but not with -d
     opts = _run_options(**flags, stdin_once=interactive and not detach)
-    dockerflags.say_discarded(ctx, docker["memory_swappiness"], docker["oom_kill_disable"])
+    dockerflags.say_discarded(ctx, docker["memory_swappiness"], docker["oom_kill_disable"], docker["kernel_memory"])
     result = containers.run(ctx, opts, detach, attaching.parse_detach_keys(detach_keys), streams, sig_proxy)
     if detach:
         print(result)
@@ -201,7 +201,8 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                  cpu_period=None, cpuset_mems=None, blkio_weight_device=(), device_read_iops=(),
                  device_write_iops=(), runtime=None, isolation=None, cgroupns=None, volume_driver=None,
                  device_cgroup_rule=(), memory_swappiness=None, oom_kill_disable=False, storage_opt=(), gpus=None,
-                 quiet=False, **health_flags):
+                 quiet=False, kernel_memory=None, disable_content_trust=True, ip=None, ip6=None, link_local_ip=(),
+                 **health_flags):
     """``run``'s and ``create``'s flags (each by the name ``run`` declares it under) as RunOptions;
     ``stdin_once``: Docker's StdinOnce, which its CLI sends with -i unless -d."""
     from rootless.runtime.spec import RunOptions
@@ -217,6 +218,7 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
         limits = cgroups.parse(cgroups.LimitOptions(**limit_flags))
     from rootless.engine.images import registry_options
     registry_options(tls_verify)  # checks the value
+    dockerflags.check(disable_content_trust, kernel_memory)
     if pid not in ("", "host"):
         from rootless.base.errors import UsageError
         raise UsageError(f"invalid --pid {pid!r}: rootless supports 'host' only", "use --pid host or leave it out")
@@ -245,6 +247,7 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                       publish=tuple(publish), publish_all=publish_all, expose=tuple(expose), links=tuple(link),
                       add_hosts=tuple(add_host), dns=tuple(dns), dns_search=tuple(dns_search),
                       dns_options=tuple(dns_option), mac_address=mac_address, pull=pull, quiet=quiet,
+                      endpoint=dockerflags.endpoint(ip, ip6, link_local_ip),
                       tls_verify=tls_verify == "true", platform=platform, log_driver=log_driver,
                       log_opts=tuple(log_opt), volumes=tuple(volume), mounts=tuple(mount), tmpfs=tuple(tmpfs),
                       volumes_from=tuple(volumes_from), read_only=read_only, limits=limits,
@@ -294,7 +297,7 @@ def create(ctx: "Context", **kw):
     """Create a new container without starting it."""
     from rootless.engine import containers
     opts = _run_options(**kw, stdin_once=kw["interactive"])
-    dockerflags.say_discarded(ctx, kw["memory_swappiness"], kw["oom_kill_disable"])
+    dockerflags.say_discarded(ctx, kw["memory_swappiness"], kw["oom_kill_disable"], kw["kernel_memory"])
     print(containers.create(ctx, opts)["id"])
 
 
@@ -381,18 +384,30 @@ def _each_link(ctx: "Context", refs: list[str]) -> int:
 
 @command("stop")
 def stop(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
-         time_: int = Opt(("-t", "--time"), None, "Seconds to wait before killing (default 10).")):
+         time_: int = Opt(("-t", "--time"), None, "Seconds to wait before killing (default 10)."),
+         signal_: str = Opt(("-s", "--signal"), None, "Signal to stop with (default: the container's stop signal).")):
     """Stop running containers: the stop signal, then SIGKILL after the grace period."""
     from rootless.engine import containers
-    return _each(ctx, containers_, lambda rec: containers.stop(ctx, rec, time_))
+    _check_signal(signal_)
+    return _each(ctx, containers_, lambda rec: containers.stop(ctx, rec, time_, signal_))
+
+
+def _check_signal(name: str | None) -> None:
+    """``-s``'s signal, checked before any container is stopped."""
+    if name is not None:
+        from rootless.runtime.procsettings import signal_number
+        signal_number(name)
 
 
 @command("restart")
 def restart(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
-            time_: int = Opt(("-t", "--time"), None, "Seconds to wait before killing (default 10).")):
+            time_: int = Opt(("-t", "--time"), None, "Seconds to wait before killing (default 10)."),
+            signal_: str = Opt(("-s", "--signal"), None, "Signal to stop with (default: the container's stop "
+                                                         "signal).")):
     """Restart containers."""
     from rootless.engine import containers
-    return _each(ctx, containers_, lambda rec: containers.restart(ctx, rec, time_))
+    _check_signal(signal_)
+    return _each(ctx, containers_, lambda rec: containers.restart(ctx, rec, time_, signal_))
 
 
 @command("kill")
@@ -724,7 +739,9 @@ def logs(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
          tail: str = Opt(("-n", "--tail"), "all", "Number of lines from the end (or all)."),
          timestamps: bool = Opt(("-t", "--timestamps"), False, "Show timestamps."),
          since: str = Opt(("--since",), None, "Since a timestamp or a relative time (10m, 1h30m)."),
-         until: str = Opt(("--until",), None, "Until a timestamp or a relative time.")):
+         until: str = Opt(("--until",), None, "Until a timestamp or a relative time."),
+         details: bool = Opt(("--details",), False, "Show each line's details (its log attributes: none here), "
+                                                     "as Docker does.")):
     """Show what a container wrote to stdout and stderr."""
     from rootless.base.errors import UsageError
     from rootless.cli import logview
@@ -734,7 +751,7 @@ def logs(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
     if n is None and tail not in ("all", "-1"):
         raise UsageError(f"invalid --tail value {tail!r}")
     entries = containers.log_entries(ctx, rec, follow, n, since, until)
-    logview.render(entries, timestamps, sys.stdout.buffer, sys.stderr.buffer)
+    logview.render(entries, timestamps, sys.stdout.buffer, sys.stderr.buffer, details)
     hint = containers.daemon_hint(ctx, rec)
     if hint:
         print(f"rootless: hint: {hint}", file=sys.stderr)

@@ -3,6 +3,7 @@ Docker's ``image`` group (the same commands under their other names)."""
 
 import sys
 
+from rootless.cli import dockerflags
 from rootless.cli.params import Arg, Opt, command
 
 TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
@@ -129,9 +130,11 @@ def pull(ctx: "Context", reference: str = Arg(metavar="NAME[:TAG|@DIGEST]"),
          all_tags: bool = Opt(("-a", "--all-tags"), False, "Every tag of the repository."),
          tls_verify: str = Opt(("--tls-verify",), "true", "false: plain HTTP or unverified TLS."),
          creds: str = Opt(("--creds",), None, "USER:PASSWORD for the registry."),
-         store: str = Opt(("--store",), None, "Pull into this image store, for others to read (shared).")):
+         store: str = Opt(("--store",), None, "Pull into this image store, for others to read (shared)."),
+         disable_content_trust: bool = dockerflags.CONTENT_TRUST):
     """Pull an image from a registry."""
     from rootless.engine import images as image_ops
+    dockerflags.check(disable_content_trust)
     opts = image_ops.registry_options(tls_verify, creds, platform, quiet)
     if store:
         ctx.root = store  # that store is the root of this command (as --root); then made readable
@@ -164,10 +167,12 @@ def push(ctx: "Context", image: str = Arg(metavar="IMAGE"), destination: str = A
          quiet: bool = Opt(("-q", "--quiet"), False, "No progress output."),
          all_tags: bool = Opt(("-a", "--all-tags"), False, "Every local tag of the repository."),
          tls_verify: str = Opt(("--tls-verify",), "true", "false: plain HTTP or unverified TLS."),
-         creds: str = Opt(("--creds",), None, "USER:PASSWORD for the registry.")):
+         creds: str = Opt(("--creds",), None, "USER:PASSWORD for the registry."),
+         disable_content_trust: bool = dockerflags.CONTENT_TRUST):
     """Push an image to a registry."""
     from rootless.base.errors import UsageError
     from rootless.engine import images as image_ops
+    dockerflags.check(disable_content_trust)
     opts = image_ops.registry_options(tls_verify, creds, quiet=quiet)
     if all_tags:
         if destination:
