@@ -204,9 +204,10 @@ def extract_archive(ctx: Context, rec: ContainerRecord, path: str, tar: int) -> 
         raise UsageError(res["refused"], exit_code=1)
 
 
-def copy_in(ctx: Context, rec: ContainerRecord, src: str, dest: str) -> None:
-    """``cp SRC CONTAINER:DEST``: files become the container root's (Docker's rule); SRC ``-``: a
-    tar read from stdin, unpacked into the directory DEST as it is (owners kept)."""
+def copy_in(ctx: Context, rec: ContainerRecord, src: str, dest: str, archive: bool = False) -> None:
+    """``cp SRC CONTAINER:DEST``: files become the container root's (Docker's rule), or keep their
+    numeric owners with ``archive`` (``-a``); SRC ``-``: a tar read from stdin, unpacked into the
+    directory DEST as it is (owners kept)."""
     import sys
     import tarfile
     import tempfile
@@ -229,8 +230,9 @@ def copy_in(ctx: Context, rec: ContainerRecord, src: str, dest: str) -> None:
     name = os.path.basename(os.path.abspath(src))
 
     def as_root(info):
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
+        if not archive:
+            info.uid = info.gid = 0
+        info.uname = info.gname = ""  # by number, never by a name the container's passwd may give another
         return None if info.ischr() or info.isblk() else info
 
     os.makedirs(ctx.paths.tmp, exist_ok=True)

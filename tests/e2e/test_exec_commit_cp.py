@@ -420,6 +420,19 @@ def test_cp_into_and_out_of_a_running_container(bb, host_files):
     bb("rm", "-f", "cpr")
 
 
+def test_cp_archive_keeps_the_numeric_owners(bb, host_files):
+    """``cp -a`` (Docker's archive mode): the files keep their owners' numbers inside (the user's
+    own uid here, a uid of the container's other than root), where a plain cp gives them to root."""
+    src, _dest = host_files
+    sleeper(bb, "cpa")
+    bb("cp", "-a", src / "tree", "cpa:/kept")
+    bb("cp", src / "tree", "cpa:/given")
+    uid, gid = os.getuid(), os.getgid()
+    r = bb("exec", "cpa", "stat", "-c", "%u:%g", "/kept", "/kept/sub/b", "/given/sub/b")
+    assert r.out.split() == [f"{uid}:{gid}", f"{uid}:{gid}", "0:0"]
+    bb("rm", "-f", "cpa")
+
+
 def test_cp_with_a_stopped_container(bb, host_files):
     src, dest = host_files
     bb("create", "--name", "cps", "busybox", "sh", "-c",

@@ -605,7 +605,9 @@ def export(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
 
 @command("cp")
 def cp(ctx: "Context", src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="DEST"),
-       follow_link: bool = Opt(("-L", "--follow-link"), False, "Follow a symbolic link named by SRC.")):
+       follow_link: bool = Opt(("-L", "--follow-link"), False, "Follow a symbolic link named by SRC."),
+       archive: bool = Opt(("-a", "--archive"), False, "Into a container: keep the files' numeric owners (else "
+                                                        "its root's); out of one they are always yours.")):
     ("""Copy files between a container and the host: CONTAINER:PATH HOST_PATH or the reverse """
      """(`-`: a tar on stdout or stdin).""")
     from rootless.base.errors import UsageError
@@ -622,7 +624,7 @@ def cp(ctx: "Context", src: str = Arg(metavar="SRC"), dest: str = Arg(metavar="D
     if sc is not None:
         containerfs.copy_out(ctx, containers.lookup(ctx, sc), sp, dp, follow_link)
     else:
-        containerfs.copy_in(ctx, containers.lookup(ctx, dc), sp, dp)
+        containerfs.copy_in(ctx, containers.lookup(ctx, dc), sp, dp, archive)
 
 
 @command("attach")
