@@ -233,17 +233,35 @@ def delete_link(ctx: Context, req: Request, id, alias):
 
 def prune(ctx: Context, req: Request):
     from rootless.engine import system
-    removed, freed = system.container_prune(ctx)
+    removed, freed = system.container_prune(ctx, _prune_filters(req))
     return 200, {"ContainersDeleted": removed or None, "SpaceReclaimed": freed}
+
+
+def _prune_filters(req: Request) -> list[str]:
+    """The ``filters`` query of a prune (``{"until": ["24h"], "label": ["k=v"]}``) as the CLI's ``--filter``."""
+    import json
+    text = req.arg("filters")
+    if not text:
+        return []
+    try:
+        got = json.loads(text)
+        return [f"{k}={v}" for k, values in got.items() for v in (values if isinstance(values, list) else values)]
+    except (ValueError, AttributeError, TypeError):
+        raise UsageError("invalid filters: a JSON object of lists") from None
 
 
 def top(ctx: Context, req: Request, id):
     rec = uc.lookup(ctx, id)
     if not uc.is_running(rec):
         raise Conflict(f"Container {rec['id']} is not running")
+    pid, pid_host = rec["state"]["pid"], (rec["spec"].get("asked") or {}).get("PidMode") == "host"
+    ps_args = (req.arg("ps_args") or "").split()
+    if ps_args and ps_args != ["-ef"]:  # the host's ps, as Docker's daemon runs it; -ef is the table below
+        lines = dockerview.top_with_ps(pid, pid_host, ps_args)
+        titles = lines[0].split()
+        return 200, {"Titles": titles, "Processes": [line.split(None, len(titles) - 1) for line in lines[1:]]}
     from rootless.engine.dockerview import top_rows
-    return 200, {"Titles": ["UID", "PID", "PPID", "STIME", "TIME", "CMD"], "Processes": top_rows(
-        rec["state"]["pid"], (rec["spec"].get("asked") or {}).get("PidMode") == "host")}
+    return 200, {"Titles": ["UID", "PID", "PPID", "STIME", "TIME", "CMD"], "Processes": top_rows(pid, pid_host)}
 
 
 def stats(ctx: Context, req: Request, id):

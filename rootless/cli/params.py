@@ -76,6 +76,17 @@ def group(name: str, help: str) -> None:
     GROUPS[name] = help
 
 
+def alias(path: tuple[str, ...], target) -> None:
+    """``path`` is another name of the command function ``target`` (``image ls`` of ``images``,
+    ``container ls`` of ``ps``): its flags, its parsing and its help."""
+    base = next(c for c in COMMANDS.found.values() if c.func is target)
+
+    def same(ctx, **kw):
+        return target(ctx, **kw)
+    same.__doc__, same.__module__ = target.__doc__, target.__module__  # the target's module registers it
+    command(*path, interspersed=base.interspersed, params_of=target)(same)
+
+
 def command(*path: str, interspersed: bool = True, params_of=None, without: tuple[str, ...] = (),
             more: Mapping | None = None):
     """Register a command function; its first parameter ``ctx`` receives the Context.

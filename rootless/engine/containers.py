@@ -747,9 +747,14 @@ def rename(ctx: Context, rec: ContainerRecord, new_name: str) -> None:
     events.container(ctx.paths, "rename", fresh["spec"], oldName=old_name)
 
 
-def prune(ctx: Context) -> list[str]:
+def prune(ctx: Context, filters=()) -> list[str]:
+    """The stopped containers removed (``filters``: ``dockerview.prune_filter``'s)."""
+    from rootless.engine.dockerview import prune_filter
+    chosen = prune_filter(filters)
     removed = []
     for rec in all_current(ctx):
+        if not chosen(rec):
+            continue
         if ((rec.get("spec") or {}).get("labels") or {}).get("io.rootless.build") == "step":
             continue  # a build's own: it removes it, or `builder prune` once the build is gone
         if not is_running(rec) and rec["state"].get("status") != "restarting":  # restarting: running, to Docker

@@ -8,6 +8,8 @@ import time
 
 TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rootless.runtime.state import ContainerRecord
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -436,34 +438,73 @@ def _normalised(ref: str) -> str | None:
         return None
 
 
+def prune_filter(filters) -> Callable[[ContainerRecord], bool]:
+    """``container prune --filter`` (the API's ``filters``): ``until=TIME`` (created before: a
+    timestamp or a duration ago), ``label=K[=V]``, ``label!=K[=V]``; every one must hold."""
+    from rootless.base.errors import UsageError
+    from rootless.runtime.logtime import parse_since, parse_time
+    until: list[int] = []
+    labels: list[tuple[str, bool]] = []
+    for f in filters:
+        key, eq, value = f.partition("=")
+        if key == "until" and eq:
+            try:
+                until.append(parse_since(value))
+            except ValueError:
+                raise UsageError(f"invalid filter 'until={value}'", "a timestamp or a duration (24h, 10m)") from None
+        elif key in ("label", "label!") and eq:
+            labels.append((value, key == "label"))
+        else:
+            raise UsageError(f"invalid filter {f!r}", "use until=, label= or label!=")
+
+    def chosen(rec: ContainerRecord) -> bool:
+        created = parse_time(rec["created"]) if rec.get("created") else None
+        if until and (created is None or any(created >= t for t in until)):
+            return False
+        own = rec["spec"].get("labels") or {}
+        return all(_label(own, v) == want for v, want in labels)
+    return chosen
+
+
 def _label(labels: dict, value: str) -> bool:
     k, eq, v = value.partition("=")
     return k in labels and (not eq or labels[k] == v)
 
 
-def top_rows(pid: int, pid_host: bool = False) -> list[list[str]]:
-    """The processes in the pid namespace of ``pid``, like ``ps -ef`` (host view); with
-    ``pid_host`` (``--pid host``: the container has none of its own), ``pid`` and its descendants."""
+def container_pids(pid: int, pid_host: bool = False) -> list[int]:
+    """The host pids of the processes in the pid namespace of ``pid`` (a container's PID 1), in
+    order; with ``pid_host`` (``--pid host``: the container has none of its own), ``pid`` and its
+    descendants. Never the host's own list."""
     import os
-    import pwd
-    members = None
     try:
         target = os.readlink(f"/proc/{pid}/ns/pid")
         if pid and pid_host:
             from rootless.runtime.subreaper import descendants
-            members = set(descendants(pid))
-        elif not pid or target == os.readlink("/proc/self/ns/pid"):
-            return []  # not a container's process (a container has a pid namespace of its own): never the host's list
+            return sorted(descendants(pid))
+        if not pid or target == os.readlink("/proc/self/ns/pid"):
+            return []  # not a container's process (a container has a pid namespace of its own)
     except OSError:
         return []
+    out = []
+    for d in sorted((d for d in os.listdir("/proc") if d.isdigit()), key=int):
+        try:
+            if os.readlink(f"/proc/{d}/ns/pid") == target:
+                out.append(int(d))
+        except OSError:
+            continue
+    return out
+
+
+def top_rows(pid: int, pid_host: bool = False) -> list[list[str]]:
+    """The processes of :func:`container_pids`, like ``ps -ef`` (host view)."""
+    import os
+    import pwd
     ticks = os.sysconf("SC_CLK_TCK")
     with open("/proc/stat") as f:
         boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
     rows = []
-    for d in sorted((d for d in os.listdir("/proc") if d.isdigit()), key=int):
+    for d in map(str, container_pids(pid, pid_host)):
         try:
-            if (int(d) not in members) if members is not None else os.readlink(f"/proc/{d}/ns/pid") != target:
-                continue
             with open(f"/proc/{d}/stat") as f:
                 stat = f.read()
             with open(f"/proc/{d}/cmdline", "rb") as f:
@@ -482,3 +523,24 @@ def top_rows(pid: int, pid_host: bool = False) -> list[list[str]]:
         rows.append([user, d, fields[1], time.strftime("%H:%M", started),
                      f"{cpu // 3600:02d}:{cpu % 3600 // 60:02d}:{cpu % 60:02d}", cmd or f"[{comm}]"])
     return rows
+
+
+def top_with_ps(pid: int, pid_host: bool, ps_args: list[str]) -> list[str]:
+    """``top CONTAINER [ps OPTIONS]`` as Docker's daemon does it: the host's ``ps`` with those
+    options, its header and the lines whose PID column is one of the container's processes."""
+    from rootless.base import proc
+    from rootless.base.errors import RootlessError
+    ps = proc.which("ps")
+    if ps is None:
+        raise RootlessError("top with ps options needs the host's ps", "install procps, or leave the options out")
+    cp = proc.run([ps, *ps_args], timeout=30, check=False)
+    lines = cp.stdout.decode(errors="replace").splitlines()
+    if cp.returncode != 0 or not lines:
+        err = cp.stderr.decode(errors="replace").strip().splitlines()
+        raise RootlessError(f"ps {' '.join(ps_args)} failed: {err[0] if err else cp.returncode}", exit_code=1)
+    header = lines[0].split()
+    if "PID" not in header:
+        raise RootlessError("couldn't find the PID field in ps output", "give ps options that show PID (-ef, aux)",
+                            exit_code=1)
+    at, pids = header.index("PID"), {str(p) for p in container_pids(pid, pid_host)}
+    return [lines[0]] + [line for line in lines[1:] if len(line.split()) > at and line.split()[at] in pids]

@@ -4,6 +4,7 @@ registries (pull, push, tag, login, logout). Each takes the Context; the CLI ren
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections import namedtuple
@@ -25,6 +26,31 @@ def load(ctx: Context, path: str) -> list[str]:
         else:
             lines.append(f"Loaded image ID: {img.id}")
     return lines
+
+
+def load_stream(ctx: Context, stream) -> list[str]:
+    """``load`` of an archive read from ``stream`` (``docker load < image.tar``, ``save | load``):
+    kept in the store's temporary directory while it loads, then removed (a full disk: one line
+    naming the store)."""
+    import tempfile
+    os.makedirs(ctx.paths.tmp, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="load-", suffix=".tar", dir=ctx.paths.tmp)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            try:
+                while chunk := stream.read(1 << 20):
+                    f.write(chunk)
+            except OSError as e:
+                from rootless.base.errors import from_oserror
+                raise from_oserror(f"keep the archive from stdin in {ctx.paths.tmp}", e) from None
+        try:
+            return load(ctx, path)
+        except RootlessError as e:  # the spooled file is no name the user knows
+            e.message = e.message.replace(f"archive {path}", "the archive from stdin").replace(path, "stdin")
+            raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def import_rootfs(ctx: Context, path: str, name: str | None, changes: Sequence[str] = ()) -> str:

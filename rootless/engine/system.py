@@ -244,14 +244,14 @@ def sweep(ctx: Context, builds_only: bool = False, build_steps: bool = True) -> 
     return lines, freed + gone
 
 
-def container_prune(ctx: Context) -> tuple[list[str], int]:
+def container_prune(ctx: Context, filters=()) -> tuple[list[str], int]:
     """``container prune`` with the bytes it freed: each removed container's writable layer and
-    log, measured before it goes (Docker's ``SpaceReclaimed``)."""
+    log, measured before it goes (Docker's ``SpaceReclaimed``); ``filters``: ``until=``, ``label=``."""
     from rootless.engine import containers
     from rootless.runtime import logs, records
     sizes = {r["id"]: size_of(ctx.paths.upper(r["id"])) + logs.size_on_disk(ctx.paths.container_log(r["id"]))
              for r in records.all_current(ctx) if not records.is_running(r)}
-    removed = containers.prune(ctx)
+    removed = containers.prune(ctx, filters)
     return removed, sum(sizes.get(c, 0) for c in removed)
 
 

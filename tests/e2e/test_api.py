@@ -566,6 +566,8 @@ def test_top_rename_restart_stats_export_prune(api, tmp_path):
     api.docker("run", "-d", "--name", "busy", "busybox", "sh", "-c", "echo started; exec sleep 300")
     top = api.docker("top", "busy").out
     assert "PID" in top.splitlines()[0] and "sleep 300" in top
+    top = api.docker("top", "busy", "-o", "pid,args").out.splitlines()  # the API's ps_args
+    assert top[0].split() == ["PID", "COMMAND"] and top[1].split()[1:] == ["sleep", "300"] and len(top) == 2
     api.docker("rename", "busy", "renamed")
     assert api.rl("ps", "--format", "{{.Names}}").out.split() == ["renamed"]
     api.docker("restart", "-t", "0", "renamed")

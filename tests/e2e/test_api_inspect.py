@@ -204,6 +204,9 @@ def test_prune_says_the_space_it_reclaimed(api):
     cid = _create(api, {"Cmd": ["sh", "-c", "head -c 100000 /dev/zero > /data.bin"]})["Id"]
     assert api.request("POST", f"/containers/{cid}/start")[0] == 204
     api.docker("wait", cid)
+    from urllib.parse import quote
+    status, out = api.request("POST", "/containers/prune?filters=" + quote('{"label": ["nobody-has-it"]}'))
+    assert status == 200 and out["ContainersDeleted"] is None, out  # the filter chose none
     status, out = api.request("POST", "/containers/prune")
     assert status == 200 and cid in out["ContainersDeleted"] and out["SpaceReclaimed"] >= 100000, out
     assert api.request("POST", "/volumes/create", {"Name": "full"})[0] == 201

@@ -250,3 +250,22 @@ def test_api_pull_and_push_with_a_plain_http_registry_on_loopback(api, registry)
     assert api.docker("run", "--rm", ref, "echo", "local").out == "local\n"
     status, body = api.request("GET", f"/distribution/{ref}/json")
     assert status == 200 and body["Platforms"] == [{"architecture": "amd64", "os": "linux"}]
+
+
+# ---- container VERB ---------------------------------------------------------------------------
+def test_the_container_noun_has_every_container_verb(busybox):
+    """Docker's ``container ls`` (``list``, ``ps``), ``container run``, ``container inspect`` ...:
+    the same commands under the noun, with their flags."""
+    cid = busybox("container", "run", "-d", "--name", "noun", "busybox", "sh", "-c", "echo hi; sleep 60").out.strip()
+    assert busybox("container", "ls", "-q", "--no-trunc").out.split() == [cid]
+    assert busybox("container", "list", "--format", "{{.Names}}").out.split() == ["noun"]
+    assert busybox("container", "ps", "-aq").out.split() == [cid[:12]]
+    wait_for(lambda: busybox("container", "logs", "noun").out == "hi\n", what="the output")
+    assert busybox("container", "exec", "noun", "echo", "in").out == "in\n"
+    got = json.loads(busybox("container", "inspect", "-s", "noun").out)[0]
+    assert got["Id"] == cid and isinstance(got["SizeRw"], int) and got["SizeRootFs"] >= got["SizeRw"]
+    r = busybox("container", "inspect", "busybox", expect=1)  # an image: not a container
+    assert "No such container: busybox" in r.err
+    busybox("container", "stop", "-t", "0", "noun")
+    busybox("container", "rm", "noun")
+    assert busybox("container", "ls", "-aq").out == ""

@@ -323,6 +323,10 @@ def test_top(one):
     pid = pid_of(one, "topped")
     col = header.index("PID")
     assert pid in [int(line.split()[col]) for line in lines[1:]]  # host pids
+    # Docker's `top CONTAINER [ps OPTIONS]`: the host's ps with them, the container's lines only
+    lines = one("top", "topped", "-o", "pid,comm").out.splitlines()
+    assert lines[0].split() == ["PID", "COMMAND"] and [line.split() for line in lines[1:]] == [[str(pid), "sleep"]]
+    one_error(one("top", "topped", "-o", "comm", expect=1), "couldn't find the PID field")
     one("stop", "-t", "0", "topped")
     one_error(one("top", "topped", expect=1), "not running")
     one("rm", "topped")

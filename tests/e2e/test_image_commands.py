@@ -117,3 +117,23 @@ def test_content_trust_flags_are_accepted_or_refused_as_asked(two, tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM busybox\nLABEL trusted=no\n")
     two("build", "--disable-content-trust", "-q", "-t", "untrusted", str(tmp_path))
     assert two("create", "--disable-content-trust", "--name", "c", "untrusted").code == 0
+    # BuildKit's --progress, as CI scripts pass it: the output is plain either way, quiet is -q
+    r = two("build", "--progress=plain", "-t", "plain", str(tmp_path))
+    assert "Step 2/2 : LABEL trusted=no" in r.err or "LABEL trusted=no" in r.err
+    r = two("build", "--progress", "quiet", "-t", "quiet", str(tmp_path))
+    assert r.err == "" and r.out.startswith("sha256:")
+    assert "invalid progress mode 'fancy'" in two("build", "--progress", "fancy", str(tmp_path), expect=125).err
+
+
+def test_save_piped_into_load_through_stdin(two, tmp_path):
+    """``docker save IMG | docker load`` and ``docker load < image.tar``: load reads stdin without -i
+    (kept in the store's temporary directory meanwhile, removed after); garbage is one line."""
+    iid = image_id(two, "busybox")
+    archive = (tmp_path / "b.tar")
+    two("save", "-o", archive, "busybox")
+    two("rmi", "busybox")
+    r = two("load", "-q", input=archive.read_bytes())
+    assert r.out == "Loaded image: busybox:latest\n" and image_id(two, "busybox") == iid
+    r = two("load", input=b"not a tar\n", expect=125)
+    assert "cannot read the archive from stdin" in r.err and len(r.err.splitlines()) == 2
+    assert not any((two.root / "tmp").iterdir())  # nothing of either left

@@ -224,11 +224,17 @@ def test_ids_prefixes_and_names(bb):
 
 
 def test_container_prune(bb):
-    bb("run", "busybox", "true")
-    bb("run", "busybox", "true")
+    bb("run", "--name", "kept", "-l", "keep=yes", "busybox", "true")
+    bb("run", "--name", "gone", "busybox", "sh", "-c", "echo some output")
     bb("run", "-d", "--name", "alive", "busybox", "sleep", "30")
-    bb("container", "prune", "-f")
+    r = bb("container", "prune", "-f", "--filter", "until=1h")  # none is an hour old
+    assert r.out == "Total reclaimed space: 0B\n"
+    r = bb("container", "prune", "-f", "--filter", "label!=keep=yes")
+    assert r.out.startswith("Deleted Containers:\n") and r.out.rstrip().endswith("B")  # Docker's size, not a count
+    assert sorted(bb("ps", "-a", "--format", "{{.Names}}").out.split()) == ["alive", "kept"]
+    bb("container", "prune", "-f", "--filter", "until=0s", "--filter", "label=keep")
     assert bb("ps", "-a", "--format", "{{.Names}}").out.split() == ["alive"]
+    assert "invalid filter 'name=x'" in bb("container", "prune", "-f", "--filter", "name=x", expect=125).err
     bb("rm", "-f", "alive")
 
 

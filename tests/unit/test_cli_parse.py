@@ -94,7 +94,7 @@ def test_fast_parser_agrees_with_typer(argv):
 DECLINED = [
     [], ["--help"], ["run", "--help"], ["images", "--help"], ["nosuchcommand"], ["run"],
     ["run", "--bogus", "busybox"], ["run", "-e"], ["images", "repo", "extra"], ["run", "--rm=yes", "busybox"],
-    ["system"], ["system", "nope"], ["load"], ["rmi"], ["--root"], ["-x", "images"],
+    ["system"], ["system", "nope"], ["rmi"], ["--root"], ["-x", "images"],
 ]
 
 

@@ -40,6 +40,10 @@ TABLE: dict[tuple[str, ...], str] = {
     ("image", "ls"): "images", ("image", "rm"): "images", ("image", "history"): "images",
     ("image", "pull"): "images", ("image", "push"): "images", ("image", "tag"): "images",
     ("image", "save"): "images", ("image", "load"): "images", ("image", "inspect"): "images",
+    **{("container", verb): "containers" for verb in (
+        "ls", "list", "ps", "run", "create", "start", "stop", "restart", "kill", "rm", "wait", "exec", "top", "stats",
+        "update", "port", "commit", "diff", "export", "cp", "attach", "rename", "pause", "unpause", "logs", "mount",
+        "unmount", "inspect")},
 }
 
 params.COMMANDS.where.update({path: f"{__name__}.{module}" for path, module in TABLE.items()})

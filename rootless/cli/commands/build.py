@@ -10,6 +10,10 @@ if TYPE_CHECKING:
     from rootless.engine.context import Context
 
 
+# BuildKit's --progress modes, which Docker's CI habits pass (--progress=plain)
+PROGRESS = ("auto", "plain", "tty", "rawjson", "quiet")
+
+
 @command("build")
 def build(ctx: "Context",
           context: str = Arg(metavar="CONTEXT", help="a directory, or - for a Dockerfile or a tar on stdin"),
@@ -31,11 +35,17 @@ def build(ctx: "Context",
           rm: bool = Opt(("--rm",), False, "Accepted: a step's container is always removed (Docker's default)."),
           force_rm: bool = Opt(("--force-rm",), False, "Accepted: a failed step's container is removed too."),
           compress: bool = Opt(("--compress",), False, "Accepted: the context is read in place, not sent."),
-          disable_content_trust: bool = dockerflags.CONTENT_TRUST):
+          disable_content_trust: bool = dockerflags.CONTENT_TRUST,
+          progress: str = Opt(("--progress",), "auto", "auto, plain, tty or rawjson: the steps' output, plain here "
+                                                       "either way; quiet: as -q.")):
     """Build an image from a Dockerfile."""
     from rootless.engine import build as build_ops
     dockerflags.check(disable_content_trust)
     from rootless.runtime.spec import parse_labels
+    if progress not in PROGRESS:
+        from rootless.base.errors import UsageError
+        raise UsageError(f"invalid progress mode {progress!r}", "use " + ", ".join(PROGRESS))
+    quiet = quiet or progress == "quiet"
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

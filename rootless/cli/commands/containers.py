@@ -4,7 +4,7 @@ port, commit, export, cp, attach, mount, unmount, rename, container prune, ps, i
 import sys
 
 from rootless.cli import dockerflags
-from rootless.cli.params import Arg, Opt, command
+from rootless.cli.params import Arg, Opt, alias, command
 
 TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
 if TYPE_CHECKING:
@@ -473,17 +473,22 @@ def exec_(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
                               env_files=env_file, privileged=privileged) or 0
 
 
-@command("top")
-def top(ctx: "Context", container: str = Arg(metavar="CONTAINER")):
-    """Show the processes of a container (host pids)."""
+@command("top", interspersed=False)
+def top(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
+        ps_args: list[str] = Arg(None, metavar="[ps OPTIONS]")):
+    """Show the processes of a container (host pids); with ps options, the host's ps with them."""
     from rootless.cli import render, views
     from rootless.engine import containers
     rec = containers.lookup(ctx, container)
     if not containers.is_running(rec):
         from rootless.base.errors import Conflict
         raise Conflict(f"container {rec['id'][:12]} is not running", exit_code=1)
-    rows = views.top_rows(rec["state"]["pid"], (rec["spec"].get("asked") or {}).get("PidMode") == "host")
-    print(render.table(["UID", "PID", "PPID", "STIME", "TIME", "CMD"], rows))
+    pid, pid_host = rec["state"]["pid"], (rec["spec"].get("asked") or {}).get("PidMode") == "host"
+    if ps_args:
+        from rootless.engine import dockerview
+        print("\n".join(dockerview.top_with_ps(pid, pid_host, ps_args)))
+        return
+    print(render.table(["UID", "PID", "PPID", "STIME", "TIME", "CMD"], views.top_rows(pid, pid_host)))
 
 
 @command("stats")
@@ -665,13 +670,16 @@ def rename(ctx: "Context", container: str = Arg(metavar="CONTAINER"), new_name: 
 
 
 @command("container", "prune")
-def container_prune(ctx: "Context", force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation.")):
+def container_prune(ctx: "Context", force: bool = Opt(("-f", "--force"), False, "Do not ask for confirmation."),
+                    filter_: list[str] = Opt(("--filter",), [], "until=TIME (created before), label=K[=V], "
+                                                                "label!=K[=V].")):
     """Remove all stopped containers."""
-    from rootless.engine import containers
-    removed = containers.prune(ctx)
+    from rootless.cli import render
+    from rootless.engine import system
+    removed, freed = system.container_prune(ctx, filter_)
     if removed:
-        print("Deleted Containers:\n" + "\n".join(removed))
-    print(f"Total reclaimed space: {len(removed)} containers")
+        print("Deleted Containers:\n" + "\n".join(removed) + "\n")
+    print(f"Total reclaimed space: {render.human_size(freed)}")
 
 
 @command("ps")
@@ -705,7 +713,8 @@ def ps(ctx: "Context", all_: bool = Opt(("-a", "--all"), False, "Show all contai
 @command("inspect")
 def inspect(ctx: "Context", objects: list[str] = Arg(metavar="NAME|ID..."),
             format_: str = Opt(("-f", "--format"), None, "Go template."),
-            type_: str = Opt(("--type",), None, "container or image")):
+            type_: str = Opt(("--type",), None, "container or image"),
+            size: bool = Opt(("-s", "--size"), False, "A container's SizeRw and SizeRootFs too.")):
     """Low-level information on containers (and images) as JSON."""
     from rootless.base.errors import ContainerNotFound, RootlessError
     from rootless.cli import render, views
@@ -715,7 +724,11 @@ def inspect(ctx: "Context", objects: list[str] = Arg(metavar="NAME|ID..."),
         try:
             if type_ in (None, "container"):
                 try:
-                    found.append(views.inspect(containers.lookup(ctx, ref), ctx.paths))
+                    rec = containers.lookup(ctx, ref)
+                    found.append(views.inspect(rec, ctx.paths))
+                    if size:
+                        from rootless.engine.containerlist import sizes
+                        found[-1]["SizeRw"], found[-1]["SizeRootFs"] = sizes(ctx, rec)
                     continue
                 except ContainerNotFound:
                     if type_ == "container":
@@ -731,8 +744,8 @@ def inspect(ctx: "Context", objects: list[str] = Arg(metavar="NAME|ID..."),
     else:
         import json
         print(json.dumps(found, indent=4))
-    if errors:
-        raise ContainerNotFound(f"No such object: {errors[0]}")
+    if errors:  # Docker's words: the kind asked for, else an object
+        raise ContainerNotFound(f"No such {type_ if type_ in ('container', 'image') else 'object'}: {errors[0]}")
 
 
 @command("logs")
@@ -757,3 +770,27 @@ def logs(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
     hint = containers.daemon_hint(ctx, rec)
     if hint:
         print(f"rootless: hint: {hint}", file=sys.stderr)
+
+
+@command("container", "inspect")
+def container_inspect(ctx: "Context", containers_: list[str] = Arg(metavar="CONTAINER..."),
+                      format_: str = Opt(("-f", "--format"), None, "Go template."),
+                      size: bool = Opt(("-s", "--size"), False, "SizeRw and SizeRootFs too.")):
+    """Low-level information on containers as JSON."""
+    return inspect(ctx, containers_, format_, "container", size)
+
+
+# Docker's ``container VERB``: the same commands under the noun (``container ls`` is ``ps``)
+for _path, _target in ((("container", "ls"), ps), (("container", "list"), ps), (("container", "ps"), ps),
+                       (("container", "run"), run), (("container", "create"), create), (("container", "start"), start),
+                       (("container", "stop"), stop), (("container", "restart"), restart),
+                       (("container", "kill"), kill), (("container", "rm"), rm), (("container", "wait"), wait),
+                       (("container", "exec"), exec_), (("container", "top"), top), (("container", "stats"), stats),
+                       (("container", "update"), update), (("container", "port"), port),
+                       (("container", "commit"), commit), (("container", "diff"), diff),
+                       (("container", "export"), export), (("container", "cp"), cp),
+                       (("container", "attach"), attach), (("container", "rename"), rename),
+                       (("container", "pause"), pause), (("container", "unpause"), unpause),
+                       (("container", "logs"), logs), (("container", "mount"), mount),
+                       (("container", "unmount"), unmount)):
+    alias(_path, _target)

@@ -4,7 +4,7 @@ Docker's ``image`` group (the same commands under their other names)."""
 import sys
 
 from rootless.cli import dockerflags
-from rootless.cli.params import Arg, Opt, command
+from rootless.cli.params import Arg, Opt, alias, command
 
 TYPE_CHECKING = False  # annotations only: nothing more is imported at start-up
 if TYPE_CHECKING:
@@ -12,10 +12,19 @@ if TYPE_CHECKING:
 
 
 @command("load")
-def load(ctx: "Context", input: str = Opt(("-i", "--input"), ..., "docker-archive or OCI layout (tar or directory)")):
-    """Load an image from a docker-archive or an OCI layout."""
+def load(ctx: "Context", input: str = Opt(("-i", "--input"), None, "docker-archive or OCI layout (tar or directory; "
+                                                                    "default: stdin)"),
+         quiet: bool = Opt(("-q", "--quiet"), False, "Accepted: no progress is shown either way.")):
+    """Load an image from a docker-archive or an OCI layout (a file, or stdin)."""
     from rootless.engine import images as image_ops
-    for line in image_ops.load(ctx, input):
+    if input in (None, "-"):
+        if sys.stdin.isatty():
+            from rootless.base.errors import UsageError
+            raise UsageError("requested load from stdin, but stdin is empty", "give -i FILE, or pipe an archive in")
+        lines = image_ops.load_stream(ctx, sys.stdin.buffer)
+    else:
+        lines = image_ops.load(ctx, input)
+    for line in lines:
         print(line)
 
 
@@ -221,17 +230,10 @@ def logout(ctx: "Context", registry: str = Arg(metavar="REGISTRY")):
     print(f"Removed login credentials for {registry}")
 
 
-def _alias(path: tuple[str, ...], target, interspersed: bool = True) -> None:
-    def alias(ctx: "Context", **kw):
-        return target(ctx, **kw)
-    alias.__doc__ = target.__doc__
-    command(*path, interspersed=interspersed, params_of=target)(alias)
-
-
 for _path, _target in ((("image", "ls"), images), (("image", "rm"), rmi), (("image", "history"), history),
                        (("image", "pull"), pull), (("image", "push"), push), (("image", "tag"), tag),
                        (("image", "save"), save), (("image", "load"), load)):
-    _alias(_path, _target)
+    alias(_path, _target)
 
 
 @command("image", "inspect")
