@@ -582,14 +582,14 @@ def logs(ctx: Context, req: Request, id):
     entries = uc.log_entries(ctx, rec, req.flag("follow"), tail_n, since if since not in (None, "", "0") else None,
                              until if until not in (None, "", "0") else None)
     stream = req.conn.start_stream(200, RAW_STREAM)
-    stamps, details = req.flag("timestamps"), req.flag("details")
+    stamps, details = req.flag("timestamps"), uc.log_details(rec) if req.flag("details") else None
     batches = [entries] if isinstance(entries, list) else entries
     for batch in batches:
         out = []
         for block in batch:
             n = STDERR if block.stream == "stderr" else STDOUT
             if want[n]:
-                data = block.stamped(stamps, details) if stamps or details else block.data
+                data = block.stamped(stamps, details) if stamps or details is not None else block.data
                 out.append(data if tty else frames(n, data))
         stream.write(b"".join(out))
     stream.end()

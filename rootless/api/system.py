@@ -72,7 +72,7 @@ def info(ctx: Context, req: Request):
         "ContainersStopped": len(recs) - running, "Images": n_images,
         "Driver": ctx.overlay_method(), "DriverStatus": [["Backing Filesystem", "overlay"]],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"], "Authorization": None,
-                    "Log": ["json-file", "k8s-file", "none"]},
+                    "Log": ["json-file", "k8s-file", "local", "none"]},
         "MemoryLimit": "--memory" in can, "SwapLimit": "--memory-swap" in can, "CpuCfsPeriod": "--cpus" in can,
         "CpuCfsQuota": "--cpus" in can, "CPUShares": "--cpu-shares" in can, "CPUSet": "--cpuset-cpus" in can,
         "PidsLimit": "--pids-limit" in can, "OomKillDisable": False,

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 OVERLAY_METHODS = ("auto", "kernel", "fuse", "copy")
 IDMAP_MODES = ("auto", "single")
-LOG_DRIVERS = ("json-file", "k8s-file", "none")
+LOG_DRIVERS = ("json-file", "k8s-file", "local", "none")  # local: Docker's name, kept in json-file's format
 # Bounded by default, as Docker's ``local`` driver is: 5 files of 20 MB per container.
 LOG_DEFAULTS = {"driver": "json-file", "max_size": 20 * 1024 * 1024, "max_file": 5}
 

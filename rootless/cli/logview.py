@@ -21,10 +21,10 @@ def _is_text(out: object) -> bool | None:
 
 
 def render(entries: Iterable[LogEntry | list[LogEntry]] | Iterable[LogBlock | list[LogBlock]], timestamps: bool,
-           out_stdout: IO, out_stderr: IO, details: bool = False) -> None:
+           out_stdout: IO, out_stderr: IO, details: bytes | None = None) -> None:
     """Write each entry's text to the output of its stream, with ``timestamps`` prefixed by its
-    RFC 3339 nano time and a space, as ``docker logs -t`` does (``details``: then a space, as
-    ``--details`` with no log attributes).
+    RFC 3339 nano time and a space, as ``docker logs -t`` does (``details``: then those
+    attributes and a space, as ``--details``).
 
     The outputs may be text or binary files (``sys.stdout.buffer``: text is
     encoded as UTF-8). A list is written in runs of one stream and flushed at the
@@ -33,8 +33,8 @@ def render(entries: Iterable[LogEntry | list[LogEntry]] | Iterable[LogBlock | li
     (:class:`~rootless.runtime.logparse.LogBlock`, what ``logs`` reads) go the same way, as bytes.
     """
     kinds = {id(out_stdout): _is_text(out_stdout), id(out_stderr): _is_text(out_stderr)}
-    if details:
-        entries = _with_details(entries)  # blocks get theirs as they are written
+    if details is not None:
+        entries = _with_details(entries, details.decode() + " ")  # blocks get theirs as they are written
     if isinstance(entries, list):
         _write_runs(entries, timestamps, out_stdout, out_stderr, kinds, details)
         _flush(out_stdout)
@@ -47,17 +47,17 @@ def render(entries: Iterable[LogEntry | list[LogEntry]] | Iterable[LogBlock | li
             _flush(out)
 
 
-def _with_details(entries):
-    """Entries (not blocks) as ``--details`` shows them: a space before each text."""
+def _with_details(entries, prefix: str):
+    """Entries (not blocks) as ``--details`` shows them: ``prefix`` before each text."""
     def one(e):
-        return e if isinstance(e, LogBlock) else e._replace(text=" " + e.text)
+        return e if isinstance(e, LogBlock) else e._replace(text=prefix + e.text)
     if isinstance(entries, list):
         return [one(e) for e in entries]
     return ([one(e) for e in item] if isinstance(item, list) else one(item) for item in entries)
 
 
 def _write_runs(entries: list[LogEntry], timestamps: bool, out_stdout: IO, out_stderr: IO,
-                kinds: dict, details: bool = False) -> list:
+                kinds: dict, details: bytes | None = None) -> list:
     """Write ``entries``, one write per run of entries of one stream; the outputs written to."""
     used = []
     i, n = 0, len(entries)
@@ -68,7 +68,7 @@ def _write_runs(entries: list[LogEntry], timestamps: bool, out_stdout: IO, out_s
             j += 1
         run = entries[i:j]
         if isinstance(run[0], LogBlock):
-            text = b"".join([b.stamped(timestamps, details) for b in run] if timestamps or details
+            text = b"".join([b.stamped(timestamps, details) for b in run] if timestamps or details is not None
                             else [b.data for b in run])
         else:
             text = _stamped(run) if timestamps else "".join([e.text for e in run])

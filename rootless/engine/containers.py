@@ -428,6 +428,7 @@ def log_entries(ctx: Context, rec: ContainerRecord, follow: bool, tail: int | No
     ``since``/``until`` as Docker takes them. A container removed meanwhile ends the iterator,
     as in Docker."""
     from rootless.runtime import logs
+    from rootless.runtime.logwrite import storage_format
     driver = (rec["spec"].get("log") or {}).get("driver", "json-file")
     if driver == "none":
         raise RootlessError("configured logging driver does not support reading",
@@ -443,8 +444,15 @@ def log_entries(ctx: Context, rec: ContainerRecord, follow: bool, tail: int | No
         _sync_log(ctx, rec)
     if follow:
         return logs.follow_blocks(path, lambda: _still_running(ctx, rec["id"]), since_ns=since_ns, tail=tail,
-                                  until_ns=until_ns, fmt=driver)
-    return logs.read_blocks(path, tail=tail, since_ns=since_ns, until_ns=until_ns, fmt=driver)
+                                  until_ns=until_ns, fmt=storage_format(driver))
+    return logs.read_blocks(path, tail=tail, since_ns=since_ns, until_ns=until_ns, fmt=storage_format(driver))
+
+
+def log_details(rec: ContainerRecord) -> bytes:
+    """What ``logs --details`` shows before each of this container's lines (Docker's attributes)."""
+    from rootless.runtime.logwrite import detail_attrs
+    spec = rec["spec"]
+    return detail_attrs(spec.get("log"), spec.get("labels") or {}, list(spec.get("env") or ()))
 
 
 def _sync_log(ctx: Context, rec: ContainerRecord) -> None:

@@ -285,6 +285,7 @@ def _log_config(log: dict | None) -> dict:
     opts = {}
     if log["driver"] != "none" and log.get("max_size"):
         opts = {"max-size": format_size(log["max_size"]), "max-file": str(log.get("max_file", 1))}
+    opts.update(log.get("attrs") or {})
     return {"Type": log["driver"], "Config": opts}
 
 

@@ -52,11 +52,11 @@ class LogBlock(collections.namedtuple("LogBlock", "stream data time_ns")):
             out.append(LogEntry(stream, last, t))
         return out
 
-    def stamped(self, timestamps: bool = True, details: bool = False) -> bytes:
-        """The texts, each entry after its time and a space (``logs -t``) and after a space of its
-        details (``logs --details``: its log attributes, which rootless does not record, then a
-        space, as Docker writes them), in one pass."""
-        stamp = ((format_time(self.time_ns) + " ").encode() if timestamps else b"") + (b" " if details else b"")
+    def stamped(self, timestamps: bool = True, details: bytes | None = None) -> bytes:
+        """The texts, each entry after its time and a space (``logs -t``) and after its details and
+        a space (``logs --details``: its log attributes, ``k=v,...``, maybe none), in one pass."""
+        stamp = ((format_time(self.time_ns) + " ").encode() if timestamps else b"") + (
+            details + b" " if details is not None else b"")
         data = self.data
         return stamp + data[:-1].replace(b"\n", b"\n" + stamp) + data[-1:] if stamp else data
 

@@ -28,6 +28,10 @@ _BATCH = 64 * 1024  # the writer issues one os.write per batch of whole lines up
 
 
 _OPTS = ("max-size", "max-file")
+# Docker's options of its file drivers that set what ``logs --details`` shows of each line (the
+# container's labels and environment variables they name: :func:`detail_attrs`), and compress
+# (rotated files kept compressed: taken, the files stay plain here)
+_ATTR_OPTS = ("labels", "labels-regex", "env", "env-regex", "compress")
 # Docker's own drivers: one of these that rootless lacks is "unsupported"; any other name is
 # unknown to Docker too, and said in its words (clients match them: docker-py's tests do)
 _DOCKER_DRIVERS = ("local", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "etwlogs",
@@ -51,10 +55,14 @@ def log_config(driver: str | None, opts, default: dict) -> dict:
         key, eq, value = opt.partition("=")
         if not eq or not key:
             raise UsageError(f"invalid log opt {opt!r}", "use KEY=VALUE, for example max-size=10m or max-file=3")
-        if key not in _OPTS or cfg["driver"] == "none":
+        if key not in _OPTS + _ATTR_OPTS or cfg["driver"] == "none":
             raise UsageError(f"unknown log opt {key!r} for {cfg['driver']} log driver",
-                             "the json-file and k8s-file drivers take max-size and max-file")
-        if key == "max-size":
+                             "the file drivers take max-size, max-file, compress, labels, labels-regex, env and "
+                             "env-regex")
+        if key in _ATTR_OPTS:
+            _check_attr_opt(key, value)
+            cfg.setdefault("attrs", {})[key] = value
+        elif key == "max-size":
             try:
                 size = parse_size(value)
             except ValueError:
@@ -68,6 +76,41 @@ def log_config(driver: str | None, opts, default: dict) -> dict:
         else:
             cfg["max_file"] = int(value)
     return cfg
+
+
+def _check_attr_opt(key: str, value: str) -> None:
+    from rootless.base.errors import UsageError
+    if key == "compress" and value not in ("true", "false"):
+        raise UsageError(f"invalid value for compress {value!r}", "use true or false")
+    if key.endswith("-regex"):
+        try:
+            re.compile(value)
+        except re.error as e:
+            raise UsageError(f"invalid {key} {value!r}: {e}") from None
+
+
+def storage_format(driver: str) -> str:
+    """How a driver's log is kept: Docker's ``local`` in json-file's lines (its own format is
+    internal to Docker; ``logs`` reads both the same)."""
+    return "json-file" if driver == "local" else driver
+
+
+def detail_attrs(log: dict | None, labels: dict, env: list[str]) -> bytes:
+    """What ``logs --details`` puts before each line: the container's labels and environment
+    variables that the log options name (``labels``, ``env``: comma-separated keys; the
+    ``-regex`` ones: patterns), ``key=value`` pairs sorted by key, joined by commas, escaped as a
+    URL query is (Docker's daemon writes them so); empty without such options."""
+    from urllib.parse import quote_plus
+    opts = (log or {}).get("attrs") or {}
+    values = dict(e.partition("=")[::2] for e in env)
+    out: dict[str, str] = {}
+    for source, names, pattern in ((labels, opts.get("labels"), opts.get("labels-regex")),
+                                   (values, opts.get("env"), opts.get("env-regex"))):
+        wanted = {k for k in (names or "").split(",") if k}
+        for key, value in source.items():
+            if key in wanted or (pattern and re.search(pattern, key)):
+                out[key] = value
+    return ",".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in sorted(out.items())).encode()
 
 
 def _utf8_cut(buf: bytearray, limit: int) -> int:
@@ -354,4 +397,5 @@ def open_writer(path: str, config: dict | None, on_error: Callable[[str], None] 
     config = config or {"driver": "json-file", "max_size": 0, "max_file": 1}
     if config["driver"] == "none":
         return NullWriter()
-    return LogWriter(path, config["driver"], config.get("max_size", 0), config.get("max_file", 1), on_error, owner)
+    return LogWriter(path, storage_format(config["driver"]), config.get("max_size", 0), config.get("max_file", 1),
+                     on_error, owner)

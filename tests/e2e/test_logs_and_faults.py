@@ -69,6 +69,22 @@ def test_k8s_file_driver(bb):
     assert inspect(bb, "k8")["HostConfig"]["LogConfig"]["Type"] == "k8s-file"
 
 
+def test_local_driver_and_the_details_its_options_name(bb):
+    """Docker's ``local`` driver (kept in json-file's lines here) with labels=/env= options: ``logs
+    --details`` puts the labels and variables they name before each line, as Docker does."""
+    bb("run", "--name", "loc", "--log-driver", "local", "--log-opt", "labels=team", "--log-opt", "env=STAGE",
+       "--log-opt", "compress=false", "-l", "team=a b", "-e", "STAGE=prod", "busybox", "sh", "-c",
+       "echo out; echo err >&2")
+    r = bb("logs", "loc")
+    assert (r.out, r.err) == ("out\n", "err\n")
+    r = bb("logs", "--details", "loc")
+    assert (r.out, r.err) == ("STAGE=prod,team=a+b out\n", "STAGE=prod,team=a+b err\n")
+    config = inspect(bb, "loc")["HostConfig"]["LogConfig"]
+    assert config["Type"] == "local"
+    assert {k: config["Config"][k] for k in ("labels", "env", "compress")} == {"labels": "team", "env": "STAGE",
+                                                                               "compress": "false"}
+
+
 def test_none_driver_keeps_nothing_but_shows_an_attached_run(bb):
     r = bb("run", "--name", "quiet", "--log-driver", "none", "busybox", "echo", "seen")
     assert r.out == "seen\n"
@@ -81,7 +97,9 @@ def test_bad_log_flags_are_one_line_before_anything_is_made(bb):
     for args, words in ((["--log-driver", "syslog"], ["unsupported log driver 'syslog'"]),
                         (["--log-opt", "max-size=lots"], ["invalid max-size 'lots'"]),
                         (["--log-opt", "max-file=0"], ["max-file cannot be less than 1"]),
-                        (["--log-opt", "compress=true"], ["unknown log opt 'compress'"]),
+                        (["--log-opt", "compress=maybe"], ["invalid value for compress 'maybe'"]),
+                        (["--log-opt", "tag=x"], ["unknown log opt 'tag'"]),
+                        (["--log-opt", "env-regex=("], ["invalid env-regex '('"]),
                         (["--log-driver", "none", "--log-opt", "max-size=1m"], ["for none log driver"])):
         one_error(bb("run", *args, "busybox", "true", expect=125), *words)
     assert bb("ps", "-aq").out == ""

@@ -236,13 +236,23 @@ def test_details_put_a_space_before_each_line_of_blocks_and_entries():
     """``logs --details`` with no log attributes: Docker writes the (empty) attributes and a space."""
     blocks = [LogBlock("stdout", b"a\nb\n", 1), LogBlock("stdout", b"c", 2)]
     out = io.BytesIO()
-    logview.render(blocks, False, out, out, details=True)
+    logview.render(blocks, False, out, out, details=b"")
     assert out.getvalue() == b" a\n b\n c"
     out = io.BytesIO()
-    logview.render(iter([[LogEntry("stdout", "x\n", 1)], LogEntry("stderr", "y", 2)]), False, out, out, details=True)
-    assert out.getvalue() == b" x\n y"
-    assert blocks[0].stamped(False, False) == b"a\nb\n"
-    assert blocks[0].stamped(True, True) == f"{logs.format_time(1)}  a\n{logs.format_time(1)}  b\n".encode()
+    logview.render(iter([[LogEntry("stdout", "x\n", 1)], LogEntry("stderr", "y", 2)]), False, out, out,
+                   details=b"k=v")
+    assert out.getvalue() == b"k=v x\nk=v y"
+    assert blocks[0].stamped(False, None) == b"a\nb\n"
+    assert blocks[0].stamped(True, b"") == f"{logs.format_time(1)}  a\n{logs.format_time(1)}  b\n".encode()
+
+
+def test_details_are_the_labels_and_variables_the_log_options_name():
+    from rootless.runtime.logwrite import detail_attrs, log_config
+    log = log_config("local", ["labels=team,tier", "env=STAGE", "env-regex=^X_", "compress=true"],
+                     {"driver": "json-file", "max_size": 0, "max_file": 1})
+    attrs = detail_attrs(log, {"tier": "web", "team": "a b", "other": "no"}, ["STAGE=prod", "X_1=one", "Y=no"])
+    assert attrs == b"STAGE=prod,X_1=one,team=a+b,tier=web"
+    assert detail_attrs({"driver": "json-file"}, {"team": "a"}, []) == b""
 
 
 def unframe(data: bytes) -> list[tuple[int, bytes]]:

@@ -755,8 +755,8 @@ def logs(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
          timestamps: bool = Opt(("-t", "--timestamps"), False, "Show timestamps."),
          since: str = Opt(("--since",), None, "Since a timestamp or a relative time (10m, 1h30m)."),
          until: str = Opt(("--until",), None, "Until a timestamp or a relative time."),
-         details: bool = Opt(("--details",), False, "Show each line's details (its log attributes: none here), "
-                                                     "as Docker does.")):
+         details: bool = Opt(("--details",), False, "Show each line's details: the labels and environment "
+                                                     "variables its --log-opt labels=/env= name.")):
     """Show what a container wrote to stdout and stderr."""
     from rootless.base.errors import UsageError
     from rootless.cli import logview
@@ -766,7 +766,8 @@ def logs(ctx: "Context", container: str = Arg(metavar="CONTAINER"),
     if n is None and tail not in ("all", "-1"):
         raise UsageError(f"invalid --tail value {tail!r}")
     entries = containers.log_entries(ctx, rec, follow, n, since, until)
-    logview.render(entries, timestamps, sys.stdout.buffer, sys.stderr.buffer, details)
+    logview.render(entries, timestamps, sys.stdout.buffer, sys.stderr.buffer,
+                   containers.log_details(rec) if details else None)
     hint = containers.daemon_hint(ctx, rec)
     if hint:
         print(f"rootless: hint: {hint}", file=sys.stderr)
