@@ -486,14 +486,8 @@ def container_pids(pid: int, pid_host: bool = False) -> list[int]:
             return []  # not a container's process (a container has a pid namespace of its own)
     except OSError:
         return []
-    out = []
-    for d in sorted((d for d in os.listdir("/proc") if d.isdigit()), key=int):
-        try:
-            if os.readlink(f"/proc/{d}/ns/pid") == target:
-                out.append(int(d))
-        except OSError:
-            continue
-    return out
+    from rootless.runtime.pause import namespace_members
+    return sorted(namespace_members(target))
 
 
 def top_rows(pid: int, pid_host: bool = False) -> list[list[str]]:

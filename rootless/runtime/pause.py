@@ -108,7 +108,8 @@ def _signal_all(pid1: int, sig: int) -> None:
         raise RootlessError("the container has no processes left to signal", "it is ending: see `ps -a`")
 
 
-def _members(ns_link: str, kind: str = "pid") -> list[int]:
+def namespace_members(ns_link: str, kind: str = "pid") -> list[int]:
+    """The host pids of the processes in the namespace ``ns_link`` (``pid:[N]``), in /proc's order."""
     out = []
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -142,7 +143,7 @@ def _signal_namespace(pid1: int, sig: int) -> int:
         return 0
     done: set[int] = set()
     for _ in range(100):
-        fresh = [p for p in _members(ns_link, kind) if p not in done]
+        fresh = [p for p in namespace_members(ns_link, kind) if p not in done]
         if not fresh:
             break
         for p in sorted(fresh):
