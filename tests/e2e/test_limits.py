@@ -98,5 +98,8 @@ def test_dockers_flags_of_no_effect_here_are_kept_or_discarded_as_docker_does(bb
     assert hc["DeviceCgroupRules"] == ["c 1:3 rwm"]
     assert hc["MemorySwappiness"] is None and hc["OomKillDisable"] is None  # discarded, as Docker shows them
     bb("rm", "docker-flags")
+    # a driver serves volumes only: binds and tmpfs mounts do not ask for it (Docker's rule)
+    bb("create", "--name", "bound", "--volume-driver", "nfs", "-v", "/tmp:/host", "--mount",
+       "type=tmpfs,dst=/t", "busybox", "true")
     r = bb("create", "--name", "quiet", "--memory-swappiness", "-1", "busybox", "true")
     assert "discarded" not in r.err  # -1 is Docker's default: nothing to discard

@@ -261,8 +261,15 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                                                ("ContainerIDFile", cidfile),
                                                *dockerflags.settings(runtime, isolation, cgroupns, volume_driver,
                                                                      device_cgroup_rule, memory_swappiness,
-                                                                     storage_opt, gpus, volume or mount))
+                                                                     storage_opt, gpus, _makes_volumes(volume, mount)))
                              if v} or None)
+
+
+def _makes_volumes(volume, mount) -> bool:
+    """Whether -v/--mount make or name a volume (a volume driver's work): not a host path, not a
+    bind or a tmpfs mount (--mount's type is volume unless said)."""
+    return any(not v.startswith("/") for v in volume) or any(
+        "type=bind" not in m and "type=tmpfs" not in m for m in mount)
 
 
 def _labels(files, flags) -> dict[str, str] | None:
