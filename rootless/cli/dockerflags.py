@@ -63,9 +63,9 @@ def check(content_trust_disabled: bool, kernel_memory: str | None = None) -> Non
 
 
 def settings(runtime, isolation, cgroupns, volume_driver, rules, swappiness, storage_opt, gpus,
-             volumes) -> list[tuple[str, object]]:
-    """The flags checked in Docker's words, as the HostConfig fields ``inspect`` shows
-    (``volumes``: the container makes or names a volume, which a volume driver would serve)."""
+             volume=(), mount=()) -> list[tuple[str, object]]:
+    """The flags checked in Docker's words, as the HostConfig fields ``inspect`` shows (``volume``,
+    ``mount``: -v's and --mount's, for the volume driver's check)."""
     from rootless.base.errors import UsageError
     from rootless.engine.dockerview import RUNTIMES
     if gpus is not None:
@@ -84,13 +84,20 @@ def settings(runtime, isolation, cgroupns, volume_driver, rules, swappiness, sto
     if cgroupns not in (None, "", "private"):
         raise UsageError(f"--cgroupns {cgroupns!r} is not supported by rootless",
                          "use --cgroupns private or leave it out")
-    if volume_driver not in (None, "", "local") and volumes:  # Docker fails only when a volume is made with it
+    if volume_driver not in (None, "", "local") and _makes_volumes(volume, mount):  # as Docker: only then
         raise UsageError(f"--volume-driver {volume_driver!r}: error looking up volume plugin {volume_driver}: "
                          f"plugin {volume_driver!r} not found", "rootless has the local volume driver only")
     if swappiness is not None and not -1 <= swappiness <= 100:
         raise UsageError(f"invalid value: {swappiness}, valid memory swappiness range is 0-100")
     return [("Runtime", runtime), ("Isolation", isolation), ("CgroupnsMode", cgroupns),
             ("VolumeDriver", volume_driver), ("DeviceCgroupRules", list(rules))]
+
+
+def _makes_volumes(volume, mount) -> bool:
+    """Whether -v/--mount make or name a volume (a volume driver's work): not a host path, not a
+    bind or a tmpfs mount (--mount's type is volume unless said)."""
+    return any(not v.startswith("/") for v in volume) or any(
+        "type=bind" not in m and "type=tmpfs" not in m for m in mount)
 
 
 def say_discarded(ctx: "Context", swappiness, oom_kill_disable, kernel_memory=None) -> None:

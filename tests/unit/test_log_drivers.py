@@ -287,11 +287,13 @@ def test_log_config(driver, opts, want):
 
 @pytest.mark.parametrize("driver, opts, message", [
     ("syslog", [], "unsupported log driver 'syslog'"),
-    ("local", [], "unsupported log driver"),
+    ("journald", [], "unsupported log driver"),
     ("asdf", [], "^logger: no log driver named 'asdf' is registered$"),  # Docker's words for a name it lacks too
     (None, ["max-size"], "invalid log opt 'max-size'"),
     (None, ["=3"], "invalid log opt"),
-    (None, ["compress=true"], "unknown log opt 'compress' for json-file log driver"),
+    (None, ["tag=x"], "unknown log opt 'tag' for json-file log driver"),
+    (None, ["compress=yes"], "invalid value for compress 'yes'"),
+    ("local", ["labels-regex=("], r"invalid labels-regex '\('"),
     ("none", ["max-size=1m"], "unknown log opt 'max-size' for none log driver"),
     (None, ["max-size=0"], "max-size must be a positive number"),
     (None, ["max-size=-1"], "invalid max-size '-1'"),

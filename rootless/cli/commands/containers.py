@@ -261,15 +261,8 @@ def _run_options(*, image, command, rm, interactive, tty, env, env_file, workdir
                                                ("ContainerIDFile", cidfile),
                                                *dockerflags.settings(runtime, isolation, cgroupns, volume_driver,
                                                                      device_cgroup_rule, memory_swappiness,
-                                                                     storage_opt, gpus, _makes_volumes(volume, mount)))
+                                                                     storage_opt, gpus, volume, mount))
                              if v} or None)
-
-
-def _makes_volumes(volume, mount) -> bool:
-    """Whether -v/--mount make or name a volume (a volume driver's work): not a host path, not a
-    bind or a tmpfs mount (--mount's type is volume unless said)."""
-    return any(not v.startswith("/") for v in volume) or any(
-        "type=bind" not in m and "type=tmpfs" not in m for m in mount)
 
 
 def _labels(files, flags) -> dict[str, str] | None:
@@ -789,16 +782,10 @@ def container_inspect(ctx: "Context", containers_: list[str] = Arg(metavar="CONT
 
 
 # Docker's ``container VERB``: the same commands under the noun (``container ls`` is ``ps``)
-for _path, _target in ((("container", "ls"), ps), (("container", "list"), ps), (("container", "ps"), ps),
-                       (("container", "run"), run), (("container", "create"), create), (("container", "start"), start),
-                       (("container", "stop"), stop), (("container", "restart"), restart),
-                       (("container", "kill"), kill), (("container", "rm"), rm), (("container", "wait"), wait),
-                       (("container", "exec"), exec_), (("container", "top"), top), (("container", "stats"), stats),
-                       (("container", "update"), update), (("container", "port"), port),
-                       (("container", "commit"), commit), (("container", "diff"), diff),
-                       (("container", "export"), export), (("container", "cp"), cp),
-                       (("container", "attach"), attach), (("container", "rename"), rename),
-                       (("container", "pause"), pause), (("container", "unpause"), unpause),
-                       (("container", "logs"), logs), (("container", "mount"), mount),
-                       (("container", "unmount"), unmount)):
-    alias(_path, _target)
+for _verb, _target in (("ls", ps), ("list", ps), ("ps", ps), ("run", run), ("create", create), ("start", start),
+                       ("stop", stop), ("restart", restart), ("kill", kill), ("rm", rm), ("wait", wait),
+                       ("exec", exec_), ("top", top), ("stats", stats), ("update", update), ("port", port),
+                       ("commit", commit), ("diff", diff), ("export", export), ("cp", cp), ("attach", attach),
+                       ("rename", rename), ("pause", pause), ("unpause", unpause), ("logs", logs),
+                       ("mount", mount), ("unmount", unmount)):
+    alias(("container", _verb), _target)
