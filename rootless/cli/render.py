@@ -19,9 +19,10 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def formatted(fmt: str, rows: list[dict], headers: dict[str, str]) -> str:
-    """``--format``: a Go template per row, or ``table TEMPLATE`` with a header and aligned columns."""
+    """``--format``: a Go template per row, or ``table TEMPLATE`` with a header and aligned columns;
+    ``json``: each row as a JSON line (Docker's ``{{json .}}``)."""
     from rootless.cli import gotemplate
-    return gotemplate.render_rows(gotemplate.unescape(fmt), rows, headers)
+    return gotemplate.render_rows("{{json .}}" if fmt == "json" else gotemplate.unescape(fmt), rows, headers)
 
 
 def human_size(n: float) -> str:

@@ -39,6 +39,36 @@ def system_df(ctx: Context) -> list[DfRow]:
     return rows
 
 
+DfImage = namedtuple("DfImage", "repository tag id created size shared containers")
+DfVolume = namedtuple("DfVolume", "name links size")
+
+
+def df_verbose(ctx: Context) -> tuple[list, list, list]:
+    """``system df -v``: each image (a row per tag, as ``images``: its layers' bytes, those it
+    shares with another image, the containers made from it), each container with the bytes of
+    its writable layer (``containerlist.sizes``), each volume with the containers that mount it."""
+    from rootless.engine import images as image_ops
+    from rootless.engine.containerlist import sizes
+    from rootless.engine.volumes import mounted
+    from rootless.runtime import state, volumes
+    recs = [r for r in state.all_records(ctx.paths) if not r.get("corrupt")]
+    by_id = {i["id"]: i for i in ctx.store.images()}
+    users: dict[str, int] = {}  # a layer -> how many images have it
+    for img in by_id.values():
+        for d in {lr["diff_id"] for lr in img["layers"]}:
+            users[d] = users.get(d, 0) + 1
+    made = [r.get("spec", {}).get("image_id") for r in recs]
+    images = []
+    for row in image_ops.images(ctx):
+        img = by_id.get(row.id)
+        shared = sum(lr.get("size", 0) for lr in (img or {}).get("layers", ()) if users.get(lr["diff_id"], 0) > 1)
+        images.append(DfImage(row.repository, row.tag, row.id, row.created, row.size, shared, made.count(row.id)))
+    containers = [(r, sizes(ctx, r)[0]) for r in recs]
+    vols = [DfVolume(v["name"], sum(1 for r in recs if v["name"] in mounted([r])),
+                     size_of(ctx.paths.volume_data(v["name"]))) for v in volumes.all_volumes(ctx.paths)]
+    return images, containers, vols
+
+
 def _volumes_row(ctx: Context, recs: list[ContainerRecord]) -> DfRow:
     """Volumes: their data; reclaimable is what no container uses."""
     from rootless.engine.volumes import mounted

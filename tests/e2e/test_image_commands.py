@@ -4,6 +4,7 @@ tag, image prune, system df, the `image` group, rmi while a container uses the i
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 
 import pytest
@@ -137,3 +138,22 @@ def test_save_piped_into_load_through_stdin(two, tmp_path):
     r = two("load", input=b"not a tar\n", expect=125)
     assert "cannot read the archive from stdin" in r.err and len(r.err.splitlines()) == 2
     assert not any((two.root / "tmp").iterdir())  # nothing of either left
+
+
+def test_system_df_verbose_and_formats(two):
+    """Docker's ``system df -v`` (each image with its shared and unique bytes and containers, each
+    container, each volume with its links) and ``--format`` (a template, or json as everywhere)."""
+    two("run", "--name", "user", "-v", "kept:/data", "busybox", "sh", "-c", "echo 12345 > /data/f")
+    out = two("system", "df", "-v").out
+    sections = [s for s in out.split("\n\n") if s.strip()]
+    assert sections[0] == "Images space usage:" and "Containers space usage:" in sections
+    images = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.startswith(("busybox ", "layered "))}
+    assert images["busybox"][-1] == "1" and images["layered"][-1] == "0"  # the containers made from each
+    assert images["layered"][-3] != "0B"  # layered is built on busybox: they share its layer
+    assert re.search(r"^\w{12}\s+busybox\s+.*\s1\s+\S+\s+.*\suser$", out, re.M), out  # one local volume
+    assert re.search(r"^kept\s+1\s+6B$", out, re.M) and out.rstrip().endswith("Build cache usage: 0B")
+    assert two("system", "df", "--format", "{{.Type}}={{.TotalCount}}").out.splitlines()[:3] == [
+        "Images=2", "Containers=1", "Local Volumes=1"]
+    rows = [json.loads(line) for line in two("system", "df", "--format", "json").out.splitlines()]
+    assert rows[0]["Type"] == "Images" and set(rows[0]) == {"Type", "TotalCount", "Active", "Size", "Reclaimable"}
+    assert json.loads(two("ps", "-a", "--format", "json").out)["Names"] == "user"  # json: Docker's {{json .}}
