@@ -233,21 +233,8 @@ def delete_link(ctx: Context, req: Request, id, alias):
 
 def prune(ctx: Context, req: Request):
     from rootless.engine import system
-    removed, freed = system.container_prune(ctx, _prune_filters(req))
+    removed, freed = system.container_prune(ctx, req.filters())
     return 200, {"ContainersDeleted": removed or None, "SpaceReclaimed": freed}
-
-
-def _prune_filters(req: Request) -> list[str]:
-    """The ``filters`` query of a prune (``{"until": ["24h"], "label": ["k=v"]}``) as the CLI's ``--filter``."""
-    import json
-    text = req.arg("filters")
-    if not text:
-        return []
-    try:
-        got = json.loads(text)
-        return [f"{k}={v}" for k, values in got.items() for v in (values if isinstance(values, list) else values)]
-    except (ValueError, AttributeError, TypeError):
-        raise UsageError("invalid filters: a JSON object of lists") from None
 
 
 def top(ctx: Context, req: Request, id):

@@ -58,11 +58,9 @@ def attach(ctx: Context, rec: ContainerRecord, stdin: bool, detach_keys: bytes, 
     except OSError as e:
         raise RootlessError(f"cannot attach to {rec['name']}: {e.strerror}") from None
     fwd = Forwarder()
-    if not tty and sig_proxy:  # Docker's --sig-proxy: the CLI's signals go to the container
-        fwd.install()
+    if not tty:  # Docker's --sig-proxy: the CLI's signals go to the container, or end the CLI
+        fwd.take(sig_proxy)
         fwd.started(rec["state"]["pid"])
-    elif not tty:  # --sig-proxy=false: they end the CLI at once, the container runs on
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
     sel = selectors.DefaultSelector()
     sel.register(link, selectors.EVENT_READ, "keeper")
     if stdin:

@@ -538,4 +538,9 @@ def top_with_ps(pid: int, pid_host: bool, ps_args: list[str]) -> list[str]:
         raise RootlessError("couldn't find the PID field in ps output", "give ps options that show PID (-ef, aux)",
                             exit_code=1)
     at, pids = header.index("PID"), {str(p) for p in container_pids(pid, pid_host)}
-    return [lines[0]] + [line for line in lines[1:] if len(line.split()) > at and line.split()[at] in pids]
+    out = [lines[0]]
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > at and fields[at] in pids:
+            out.append(line)
+    return out

@@ -232,7 +232,7 @@ def _ranges(ids: set[int]) -> str:
 
 def _device_rate(text: str, flag: str) -> dict:
     """/dev/DEVICE:RATE: bytes a second (512k, 1mb) for the -bps flags, operations for the -iops ones."""
-    path, rate, device = _device(text, flag, "RATE")
+    rate, device = _device(text, flag, "RATE")
     if flag.endswith("-iops"):
         return {**device, "rate": _int(rate, flag, 0, 2 ** 62)}
     return {**device, "rate": _bytes(rate, flag)}
@@ -241,13 +241,13 @@ def _device_rate(text: str, flag: str) -> dict:
 def _device_weight(text: str) -> dict:
     """--blkio-weight-device /dev/DEVICE:WEIGHT (10 to 1000)."""
     flag = "--blkio-weight-device"
-    _path, weight, device = _device(text, flag, "WEIGHT")
+    weight, device = _device(text, flag, "WEIGHT")
     w = _int(weight, flag, 10, 1000)
     return {**device, "weight": w}
 
 
-def _device(text: str, flag: str, what: str) -> tuple[str, str, dict]:
-    """The block device of ``/dev/DEVICE:VALUE``: its path, the value's text, and path, major and minor."""
+def _device(text: str, flag: str, what: str) -> tuple[str, dict]:
+    """``/dev/DEVICE:VALUE``: the value's text, and the block device's path, major and minor."""
     path, sep, value = text.rpartition(":")
     if not sep or not path.startswith("/"):
         raise UsageError(f"invalid argument {text!r} for \"{flag}\" flag: use /dev/DEVICE:{what}")
@@ -258,7 +258,7 @@ def _device(text: str, flag: str, what: str) -> tuple[str, str, dict]:
     import stat as stat_
     if not stat_.S_ISBLK(st.st_mode):
         raise UsageError(f"{flag}: {path} is not a block device")
-    return path, value, {"path": path, "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev)}
+    return value, {"path": path, "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev)}
 
 
 # ---- limits -> cgroup v2 ------------------------------------------------------------------------

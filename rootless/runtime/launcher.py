@@ -23,18 +23,6 @@ if TYPE_CHECKING:
     from rootless.runtime import Context
 
 
-def _take_signals(plan: LaunchPlan, fwd: Forwarder):
-    """An attached CLI's signals go to the container (``fwd``), or with ``--sig-proxy=false`` (no
-    -t) end the CLI at once, Ctrl-C too (no exception, no wait), the container running on: then
-    what puts SIGINT's handler back."""
-    if plan.sig_proxy or plan.spec.tty:
-        fwd.install()
-        return None
-    import signal
-    old = signal.signal(signal.SIGINT, signal.SIG_DFL)
-    return lambda: signal.signal(signal.SIGINT, old)
-
-
 def run(ctx: Context, plan: LaunchPlan, mapping: IdMapping, detach_keys: bytes = DETACH_KEYS) -> int | None:
     """Start the container; attached: wait and return its exit code; detached: return None once
     it runs. A failure to start raises RootlessError (with the container's exit code for 126/127).
@@ -42,7 +30,8 @@ def run(ctx: Context, plan: LaunchPlan, mapping: IdMapping, detach_keys: bytes =
     attached = plan.attached
     hold_std_fds()  # the keeper relays fd 0 as the CLI's stdin: it must be that
     fwd = Forwarder(plan.tied)
-    unproxied = _take_signals(plan, fwd) if attached else None
+    if attached:
+        fwd.take(plan.sig_proxy or plan.spec.tty)  # --sig-proxy only without -t, as Docker's
     session = None
     code: int | None = None
     placement = None
@@ -99,8 +88,6 @@ def run(ctx: Context, plan: LaunchPlan, mapping: IdMapping, detach_keys: bytes =
                 code = userns.reap(keeper)
     finally:
         fwd.restore()
-        if unproxied is not None:
-            unproxied()
         if session is not None:
             session.close()
     if fwd.cancelled:  # a tied container killed by the CLI's signal: now the CLI's own handler acts

@@ -40,6 +40,15 @@ class Forwarder:
         for sig in FORWARDED:
             self.old[sig] = signal.signal(sig, self._handle)
 
+    def take(self, proxy: bool) -> None:
+        """Docker's ``--sig-proxy``: the CLI's signals go to the container (:meth:`install`), or
+        with ``proxy`` false they end the CLI at once, Ctrl-C too (no exception, no wait), the
+        container running on; :meth:`restore` undoes either."""
+        if proxy:
+            self.install()
+        else:
+            self.old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     def _handle(self, sig: int, _frame) -> None:
         if self.tied and sig in self.CANCEL:
             self.cancelled = self.cancelled or sig
